@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (clang) and run each briefly over its seed corpus.
+# Usage: scripts/fuzz-smoke.sh FUZZ_BUILD_DIR SECONDS
+set -uo pipefail
+build=$1
+seconds=${2:-10}
+if ! command -v clang >/dev/null; then
+  echo "fuzz: clang not found" >&2
+  exit 1
+fi
+if [ ! -f "$build/build.ninja" ]; then
+  CC=clang meson setup "$build" -Dfuzz=true -Dtests=disabled -Dfuse=disabled \
+    -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null || exit 1
+fi
+ninja -C "$build" >/dev/null || { ninja -C "$build"; exit 1; }
+passed=0 failed=0
+for target in "$build"/fuzz/fuzz_*; do
+  [ -f "$target" ] && [ -x "$target" ] || continue
+  name=$(basename "$target")
+  corpus=fuzz/corpus/${name#fuzz_}
+  work=$(mktemp -d)
+  [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
+  if "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+       -print_final_stats=0 "$work" > "$work.log" 2>&1; then
+    runs=$(grep -oE '#[0-9]+' "$work.log" | tail -1)
+    echo "fuzz: $name ok (${runs:-#0} runs, seed corpus $corpus)"
+    passed=$((passed + 1))
+  else
+    echo "fuzz: $name FAILED"; tail -40 "$work.log"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$work" "$work.log"
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,71 @@
+/* kiln: dispatch to subcommands. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/common.h"
+
+static int version_main(int argc, char **argv)
+{
+	printf("kiln %s\n", KILN_VERSION);
+	return CLI_EXIT_OK;
+}
+
+static const struct cli_command g_commands[] = {
+	{ "version", version_main, "print the version" },
+};
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kiln: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	}
+	return false;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: kiln COMMAND [ARGS...]\n\n"
+		   "kiln runs unmodified Linux programs confidentially: it attests them,\n"
+		   "hands them secrets only after the proof, and encrypts their files.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_commands); i++)
+		fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
+	fprintf(f, "\n'kiln COMMAND --help' describes each command. Version %s.\n", KILN_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0)
+		return version_main(argc - 1, argv + 1);
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_commands); i++)
+		if (strcmp(argv[1], g_commands[i].name) == 0)
+			return g_commands[i].main(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (see 'kiln --help')", argv[1]);
+	return CLI_EXIT_USAGE;
+}

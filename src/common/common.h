@@ -1,0 +1,112 @@
+/* kiln common: errors, logging, encodings, files. The one header of src/common/.
+ *
+ * Error convention: functions return 0 on success or a negative code: -errno for
+ * system failures, -KILN_E* (below) for kiln's own failure kinds. Functions that
+ * can explain themselves also take a `struct kiln_err *` (may be NULL) that
+ * receives a one-line message naming the offending thing. */
+#ifndef KILN_COMMON_H
+#define KILN_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KILN_WARN_UNUSED __attribute__((warn_unused_result))
+#define KILN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define KILN_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* kiln's own failure kinds; one reserved range above every errno value. */
+enum {
+	KILN_EBASE = 4096,
+	KILN_EAUTH,         /* authentication tag mismatch: data corrupt or tampered */
+	KILN_EKEY,          /* wrong key */
+	KILN_EROLLBACK,     /* older state than the trusted freshness tag */
+	KILN_EFORMAT,       /* malformed input */
+	KILN_ETRUNC,        /* input ends early */
+	KILN_ETRAILING,     /* unexpected bytes after the input */
+	KILN_ESIG,          /* signature does not verify */
+	KILN_ECHAIN,        /* certificate chain does not verify */
+	KILN_EROOT,         /* chain ends at an untrusted root */
+	KILN_EEXPIRED,      /* certificate or collateral outside its validity window */
+	KILN_EREVOKED,      /* certificate revoked by a CRL */
+	KILN_ETCB,          /* no TCB level matches the platform */
+	KILN_EPOLICY,       /* refused by policy */
+	KILN_EMEASUREMENT,  /* measurement not allowed by policy */
+	KILN_ENONCE,        /* nonce unknown, used or expired */
+	KILN_EBINDING,      /* evidence not bound to this channel/key */
+	KILN_ECONFLICT,     /* predecessor hash does not match (lost update) */
+	KILN_EDENIED,       /* access denied */
+	KILN_EINSECURE,     /* insecure backend used without opt-in */
+	KILN_ECRYPTO,       /* crypto library failure */
+	KILN_ECORRUPT,      /* structure inconsistent (not a crypto failure) */
+	KILN_ELAST
+};
+
+/* Like strerror() for both -errno and -KILN_E* (sign ignored). Never NULL. */
+const char *kiln_strerror(int code);
+
+struct kiln_err {
+	int code;       /* negative code, 0 when unset */
+	char msg[512];  /* human-readable, names what is wrong; never holds secrets */
+};
+
+/* Record code and message in `e` (which may be NULL); returns `code` so callers
+ * can write `return kiln_err_set(err, -KILN_EAUTH, "file %s: ...", path);`. */
+int kiln_err_set(struct kiln_err *e, int code, const char *fmt, ...) KILN_PRINTF(3, 4);
+/* Prefix an existing message with context ("volume /x: " + old message). */
+void kiln_err_prefix(struct kiln_err *e, const char *fmt, ...) KILN_PRINTF(2, 3);
+/* The message, or kiln_strerror(code) when no message was set. */
+const char *kiln_err_msg(const struct kiln_err *e, int code);
+
+/* Logging for main() and daemons only; library code never logs.
+ * Output: `ts=... level=info msg="..." key=value ...` on stderr. */
+enum kiln_log_level { KILN_LOG_DEBUG, KILN_LOG_INFO, KILN_LOG_WARN, KILN_LOG_ERROR };
+void kiln_log_set_level(enum kiln_log_level level);
+void kiln_log(enum kiln_log_level level, const char *msg, const char *kvfmt, ...)
+	KILN_PRINTF(3, 4);
+
+/* Hex: encode writes 2*size+1 bytes (NUL-terminated) to out. Decode accepts upper
+ * and lower case, requires exactly out_size bytes unless out_len is non-NULL. */
+void kiln_hex_encode(const void *data, size_t size, char *out);
+int kiln_hex_decode(const char *hex, void *out, size_t out_size, size_t *out_len);
+
+/* Base64 (standard alphabet, padded). encode returns a malloc'd string the caller
+ * frees, or NULL. decode returns a malloc'd buffer the caller frees (and wipes if
+ * secret) in *out, ignoring whitespace; -KILN_EFORMAT on bad input. */
+char *kiln_b64_encode(const void *data, size_t size);
+int kiln_b64_decode(const char *b64, uint8_t **out, size_t *out_size);
+
+/* Constant-time comparison; true when equal. */
+bool kiln_ct_equal(const void *a, const void *b, size_t size);
+/* Wipe memory that held secrets; never optimized away. */
+void kiln_wipe(void *p, size_t size);
+/* Wipe then free; accepts NULL. */
+void kiln_free_secret(void *p, size_t size);
+
+/* Strict unsigned parse: the whole string must be a number in range. */
+int kiln_parse_u64(const char *s, uint64_t *out);
+
+/* Read a whole file (at most max_size bytes, else -EFBIG). *data is malloc'd,
+ * NUL-terminated for convenience (not counted in *size); the caller frees. */
+int kiln_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size);
+/* Read from an fd until EOF with the same contract. */
+int kiln_read_fd(int fd, size_t max_size, uint8_t **data, size_t *size);
+/* Replace path atomically: write a temp file in the same directory, fsync it,
+ * rename over path, fsync the directory. mode applies to the new file. */
+int kiln_write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+/* write()/pwrite() the whole buffer, retrying on EINTR and short writes. */
+int kiln_write_all(int fd, const void *data, size_t size);
+int kiln_pwrite_all(int fd, const void *data, size_t size, off_t off);
+/* pread() until size bytes or EOF; returns bytes read (>= 0) or -errno. */
+ssize_t kiln_pread_full(int fd, void *data, size_t size, off_t off);
+/* fsync the directory that holds path (or path itself if it is a directory). */
+int kiln_fsync_dir(const char *path);
+/* mkdir -p with mode for each created component. */
+int kiln_mkdir_p(const char *path, mode_t mode);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t kiln_now_ns(void);
+
+#endif

@@ -1,0 +1,21 @@
+/* Registry of evidence backends. Each backend file defines one `ev_backend_X`. */
+#include "evidence/evidence.h"
+
+#include <string.h>
+
+static const struct ev_backend *const g_backends[] = {
+	NULL
+};
+
+const struct ev_backend *const *ev_backends(void)
+{
+	return g_backends;
+}
+
+const struct ev_backend *ev_backend_find(const char *name)
+{
+	for (size_t i = 0; g_backends[i]; i++)
+		if (strcmp(g_backends[i]->name, name) == 0)
+			return g_backends[i];
+	return NULL;
+}

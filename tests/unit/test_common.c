@@ -1,0 +1,200 @@
+/* Unit tests for src/common and src/crypto. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+
+static void test_hex_round_trip(void **state)
+{
+	const uint8_t data[] = { 0x00, 0x01, 0xab, 0xff };
+	char hex[9];
+	uint8_t back[4];
+	size_t len;
+
+	kiln_hex_encode(data, sizeof(data), hex);
+	assert_string_equal(hex, "0001abff");
+	assert_int_equal(kiln_hex_decode("0001ABFF", back, sizeof(back), NULL), 0);
+	assert_memory_equal(back, data, sizeof(data));
+	assert_int_equal(kiln_hex_decode("0001ab", back, sizeof(back), NULL), -KILN_EFORMAT);
+	assert_int_equal(kiln_hex_decode("0001ab", back, sizeof(back), &len), 0);
+	assert_int_equal(len, 3);
+	assert_int_equal(kiln_hex_decode("0g", back, 1, NULL), -KILN_EFORMAT);
+	assert_int_equal(kiln_hex_decode("abc", back, 2, &len), -KILN_EFORMAT);
+}
+
+static void test_b64(void **state)
+{
+	uint8_t *out;
+	size_t size;
+	char *enc = kiln_b64_encode("hello", 5);
+
+	assert_string_equal(enc, "aGVsbG8=");
+	free(enc);
+	assert_int_equal(kiln_b64_decode("aGVs\nbG8=", &out, &size), 0);
+	assert_int_equal(size, 5);
+	assert_memory_equal(out, "hello", 5);
+	free(out);
+	assert_int_equal(kiln_b64_decode("aGVsbG8", &out, &size), -KILN_EFORMAT);
+	assert_null(out);
+	assert_int_equal(kiln_b64_decode("a*==", &out, &size), -KILN_EFORMAT);
+}
+
+static void test_parse_u64(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(kiln_parse_u64("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(kiln_parse_u64("-1", &v), -EINVAL);
+	assert_int_equal(kiln_parse_u64("12k", &v), -EINVAL);
+	assert_int_equal(kiln_parse_u64("", &v), -EINVAL);
+	assert_int_equal(kiln_parse_u64("99999999999999999999999", &v), -EINVAL);
+}
+
+static void test_errors(void **state)
+{
+	struct kiln_err e = { 0 };
+
+	assert_string_equal(kiln_strerror(-KILN_EROLLBACK), "rolled back to an older state");
+	assert_string_equal(kiln_strerror(-ENOENT), strerror(ENOENT));
+	assert_int_equal(kiln_err_set(&e, -KILN_EAUTH, "chunk %d", 3), -KILN_EAUTH);
+	kiln_err_prefix(&e, "file %s: ", "a.db");
+	assert_string_equal(kiln_err_msg(&e, e.code), "file a.db: chunk 3");
+	assert_int_equal(kiln_err_set(NULL, -EIO, "x"), -EIO);
+}
+
+static void test_files(void **state)
+{
+	char dir[] = "/tmp/kiln-test-XXXXXX", path[256];
+	uint8_t *data;
+	size_t size;
+	struct stat st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(kiln_mkdir_p(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/a/file", dir);
+	assert_int_equal(kiln_write_file_atomic(path, "abc", 3, 0600), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(kiln_read_file(path, 3, &data, &size), 0);
+	assert_int_equal(size, 3);
+	assert_memory_equal(data, "abc", 3);
+	free(data);
+	assert_int_equal(kiln_read_file(path, 2, &data, &size), -EFBIG);
+	assert_null(data);
+	assert_int_equal(kiln_write_file_atomic(path, "xy", 2, 0644), 0);
+	assert_int_equal(kiln_read_file(path, 100, &data, &size), 0);
+	assert_int_equal(size, 2);
+	free(data);
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	assert_int_equal(kiln_read_file(path, 10, &data, &size), -ENOENT);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
+static void test_aead(void **state)
+{
+	uint8_t key[32] = { 1 }, iv[12] = { 2 }, tag[16], buf[100], out[100];
+	kc_aead_t *a = kc_aead_new(key);
+
+	assert_non_null(a);
+	memset(buf, 'p', sizeof(buf));
+	assert_int_equal(kc_aead_seal(a, iv, "aad", 3, buf, sizeof(buf), out, tag), 0);
+	assert_memory_not_equal(out, buf, sizeof(buf));
+	assert_int_equal(kc_aead_open(a, iv, "aad", 3, out, sizeof(out), buf, tag), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 'p');
+	/* Wrong AAD, flipped ciphertext, flipped tag: all refused. */
+	assert_int_equal(kc_aead_open(a, iv, "aae", 3, out, sizeof(out), buf, tag), -KILN_EAUTH);
+	out[7] ^= 1;
+	assert_int_equal(kc_aead_open(a, iv, "aad", 3, out, sizeof(out), buf, tag), -KILN_EAUTH);
+	out[7] ^= 1;
+	tag[0] ^= 1;
+	assert_int_equal(kc_aead_open(a, iv, "aad", 3, out, sizeof(out), buf, tag), -KILN_EAUTH);
+	kc_aead_free(a);
+}
+
+static void test_aead_blob(void **state)
+{
+	uint8_t key[32] = { 9 }, other[32] = { 8 }, *blob, *pt;
+	size_t blob_size, pt_size;
+
+	assert_int_equal(kc_aead_seal_blob(key, "id", 2, "secret", 6, &blob, &blob_size), 0);
+	assert_int_equal(blob_size, 12 + 6 + 16);
+	assert_int_equal(kc_aead_open_blob(key, "id", 2, blob, blob_size, &pt, &pt_size), 0);
+	assert_int_equal(pt_size, 6);
+	assert_memory_equal(pt, "secret", 6);
+	free(pt);
+	assert_int_equal(kc_aead_open_blob(other, "id", 2, blob, blob_size, &pt, &pt_size),
+			 -KILN_EAUTH);
+	assert_int_equal(kc_aead_open_blob(key, "id", 2, blob, 20, &pt, &pt_size), -KILN_ETRUNC);
+	free(blob);
+}
+
+static void test_hkdf_rfc5869_case1(void **state)
+{
+	uint8_t ikm[22], salt[13], info[10], okm[42], expect[42];
+
+	memset(ikm, 0x0b, sizeof(ikm));
+	for (size_t i = 0; i < sizeof(salt); i++)
+		salt[i] = (uint8_t)i;
+	for (size_t i = 0; i < sizeof(info); i++)
+		info[i] = (uint8_t)(0xf0 + i);
+	assert_int_equal(kiln_hex_decode("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ec"
+					 "c4c5bf34007208d5b887185865",
+					 expect, sizeof(expect), NULL),
+			 0);
+	assert_int_equal(kc_hkdf_sha256(ikm, sizeof(ikm), salt, sizeof(salt), info, sizeof(info),
+					okm, sizeof(okm)),
+			 0);
+	assert_memory_equal(okm, expect, sizeof(okm));
+}
+
+static void test_sha(void **state)
+{
+	uint8_t d[32], d2[64];
+	char hex[129];
+	size_t n;
+	kc_hash_t *h = kc_hash_new("SHA256");
+
+	assert_int_equal(kc_sha256("abc", 3, d), 0);
+	kiln_hex_encode(d, 32, hex);
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_non_null(h);
+	assert_int_equal(kc_hash_update(h, "a", 1), 0);
+	assert_int_equal(kc_hash_update(h, "bc", 2), 0);
+	assert_int_equal(kc_hash_final(h, d2, &n), 0);
+	assert_int_equal(n, 32);
+	assert_memory_equal(d, d2, 32);
+	kc_hash_free(h);
+	assert_null(kc_hash_new("NOPE"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hex_round_trip),
+		cmocka_unit_test(test_b64),
+		cmocka_unit_test(test_parse_u64),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_aead),
+		cmocka_unit_test(test_aead_blob),
+		cmocka_unit_test(test_hkdf_rfc5869_case1),
+		cmocka_unit_test(test_sha),
+	};
+	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+}
