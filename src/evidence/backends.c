@@ -4,6 +4,7 @@
 #include <string.h>
 
 static const struct ev_backend *const g_backends[] = {
+	&ev_backend_sim,
 	NULL
 };
 
