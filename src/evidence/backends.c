@@ -5,6 +5,7 @@
 
 static const struct ev_backend *const g_backends[] = {
 	&ev_backend_sim,
+	&ev_backend_host,
 	NULL
 };
 
