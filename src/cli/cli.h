@@ -17,6 +17,17 @@ struct cli_command {
 };
 
 /* Subcommands (one file each). */
+int las_main(int argc, char **argv);
+int measure_main(int argc, char **argv);
+
+/* Find a kiln shared library by file name next to the kiln binary, in its build
+ * subdirectory (build_subdir, e.g. "src/evidence") or in ../lib/kiln; out gets
+ * the real path. -ENOENT when absent. (cli/measure.c) */
+int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size);
+/* SHA-256 digests of the kiln runtime libraries found by cli_find_lib plus the
+ * files in extra; *out is malloc'd (caller frees), *n_out entries. */
+int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,
+			size_t n_extra);
 
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

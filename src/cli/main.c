@@ -15,6 +15,8 @@ static int version_main(int argc, char **argv)
 
 static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
+	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
+	{ "measure", measure_main, "print the workload measurement of a program" },
 };
 
 void cli_error(const char *fmt, ...)

@@ -4,6 +4,8 @@
 #include <string.h>
 
 static const struct ev_backend *const g_backends[] = {
+	&ev_backend_sim,
+	&ev_backend_host,
 	NULL
 };
 

@@ -57,4 +57,51 @@ const struct ev_backend *ev_backend_find(const char *name);
 /* All compiled-in backends, NULL-terminated. */
 const struct ev_backend *const *ev_backends(void);
 
+/* ---- kiln workload measurement, binding, software backends (see
+ * docs/measurement.md and BRIEF-protocol) ---- */
+
+#define EV_NONCE_SIZE 32
+#define EV_WM_SIZE 48            /* workload measurement: SHA-384 of the manifest */
+
+/* RA-TLS binding: out = SHA-512("kiln-v1" || spki_der || nonce || wm). */
+int ev_binding(const uint8_t *spki_der, size_t spki_size,
+	       const uint8_t nonce[static EV_NONCE_SIZE], const uint8_t wm[static EV_WM_SIZE],
+	       uint8_t out[static EV_REPORT_DATA_SIZE]);
+
+/* Measure process pid (0 = the calling process) from /proc/PID/exe and
+ * /proc/PID/maps into out = SHA-384(manifest). When manifest_out is non-NULL it
+ * receives the manifest text, malloc'd and owned by the caller. For pid 0 the
+ * shared object holding this code (libkiln, the measure preload) is left out of
+ * the lib lines, see docs/measurement.md. Safe to call from a library
+ * constructor: no stdio, a few mallocs. -KILN_EFORMAT for a deleted mapped file,
+ * -errno for /proc access failures; err names the file. */
+int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **manifest_out,
+			    struct kiln_err *err);
+
+/* Like ev_workload_measure_pid with an explicit set of kiln runtime library
+ * digests (SHA-256) to leave out of the lib lines: kiln-las passes the digests of
+ * the installed libkiln.so / libkiln-measure.so so that it measures a process
+ * running under the runtime exactly as the runtime measures itself. For pid 0
+ * the self-exclusion applies in addition. */
+int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
+			   uint8_t out[static EV_WM_SIZE], char **manifest_out,
+			   struct kiln_err *err);
+
+/* Sim evidence for report_data and an explicit workload measurement;
+ * *ev is malloc'd, owned by the caller. */
+int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
+		   const uint8_t wm[static EV_WM_SIZE], uint8_t **ev, size_t *size);
+
+/* Client side of the kiln-las protocol: socket_path NULL means $KILN_LAS_SOCKET
+ * or /run/kiln/las.sock; timeout_ms 0 means 10 s. *ev (the evidence JSON, no
+ * trailing newline) is malloc'd, owned by the caller. An error answer from the
+ * daemon gives -KILN_EDENIED with its message in err. */
+#define EV_LAS_DEFAULT_SOCKET "/run/kiln/las.sock"
+#define EV_LAS_MAX_EVIDENCE (64 * 1024)
+int ev_host_request(const char *socket_path,
+		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms, uint8_t **ev, size_t *size, struct kiln_err *err);
+
+extern const struct ev_backend ev_backend_sim;
+extern const struct ev_backend ev_backend_host;
+
 #endif

@@ -1,0 +1,338 @@
+/* kiln measure: print the workload measurement a policy pins (docs/measurement.md). */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "evidence/evidence.h"
+
+#define MEASURE_TIMEOUT_MS 30000
+#define MEASURE_OUTPUT_MAX (1u << 20)
+
+static void measure_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: kiln measure [--manifest] -- PROG [ARGS...]\n"
+		"       kiln measure [--manifest] --pid PID\n\n"
+		"Print the kiln workload measurement (SHA-384 of the kiln-manifest-v1 of the\n"
+		"executable and its mapped libraries) that policies list under\n"
+		"services[].measurement.\n\n"
+		"  -- PROG ARGS  start PROG with the measurement library preloaded; it is\n"
+		"                measured before main() runs and never runs main()\n"
+		"  --pid PID     measure a running process (root, or the same user)\n"
+		"  --manifest    print the manifest before the measurement\n"
+		"  -h, --help    this help\n\n"
+		"Environment: KILN_MEASURE_LIB overrides the path of libkiln-measure.so.\n");
+}
+
+int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size)
+{
+	char self[PATH_MAX], cand[PATH_MAX + 64], *slash;
+	const char *dirs[5];
+	size_t n_dirs = 0;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	/* Build tree first (build/kiln, build/src/<mod>/), then an installed tree
+	 * (PREFIX/bin/kiln, PREFIX/lib*\/kiln/). */
+	dirs[n_dirs++] = "";
+	dirs[n_dirs++] = build_subdir;
+	dirs[n_dirs++] = "../lib/kiln";
+	dirs[n_dirs++] = "../lib/x86_64-linux-gnu/kiln";
+	dirs[n_dirs++] = "../lib64/kiln";
+	for (size_t i = 0; i < n_dirs; i++) {
+		if (!dirs[i])
+			continue;
+		snprintf(cand, sizeof(cand), "%s/%s%s%s", self, dirs[i], dirs[i][0] ? "/" : "",
+			 name);
+		if (access(cand, R_OK) == 0 && realpath(cand, out) && strlen(out) < size)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* Read the child's stdout until EOF or the deadline. */
+static int read_output(int fd, char *buf, size_t cap, size_t *len, int timeout_ms)
+{
+	uint64_t deadline = kiln_now_ns() + (uint64_t)timeout_ms * 1000000;
+
+	*len = 0;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = kiln_now_ns();
+		ssize_t n;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((deadline - now) / 1000000) + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (*len + 1 >= cap)
+			return -EMSGSIZE;
+		n = read(fd, buf + *len, cap - *len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	buf[*len] = '\0';
+	return 0;
+}
+
+static bool is_measurement_line(const char *s, size_t n)
+{
+	if (n != 2 * EV_WM_SIZE + 1 || s[n - 1] != '\n')
+		return false;
+	for (size_t i = 0; i + 1 < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int measure_prog(char **argv, bool manifest)
+{
+	char lib[PATH_MAX], *preload = NULL, *out = NULL, *last;
+	const char *env_lib = getenv("KILN_MEASURE_LIB"), *old;
+	size_t len = 0;
+	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r;
+	pid_t pid = -1;
+
+	if (env_lib && env_lib[0]) {
+		if (!realpath(env_lib, lib)) {
+			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	} else if (cli_find_lib("libkiln-measure.so", "src/evidence", lib, sizeof(lib)) < 0) {
+		cli_error("cannot find libkiln-measure.so next to the kiln binary or in "
+			  "../lib/kiln (set KILN_MEASURE_LIB)");
+		return CLI_EXIT_FAIL;
+	}
+	old = getenv("LD_PRELOAD");
+	preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
+	out = malloc(MEASURE_OUTPUT_MAX);
+	if (!preload || !out) {
+		cli_error("out of memory");
+		goto out;
+	}
+	/* Ours first: its constructor must not depend on what the others do. */
+	strcpy(preload, lib);
+	if (old && old[0]) {
+		strcat(preload, ":");
+		strcat(preload, old);
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		cli_error("pipe: %s", strerror(errno));
+		goto out;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		cli_error("fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		if (dup2(pipefd[1], STDOUT_FILENO) < 0)
+			_exit(127);
+		setenv("LD_PRELOAD", preload, 1);
+		setenv("KILN_MEASURE_ONLY", "1", 1);
+		if (manifest)
+			setenv("KILN_MEASURE_MANIFEST", "1", 1);
+		else
+			unsetenv("KILN_MEASURE_MANIFEST");
+		execvp(argv[0], argv);
+		fprintf(stderr, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	r = read_output(pipefd[0], out, MEASURE_OUTPUT_MAX, &len, MEASURE_TIMEOUT_MS);
+	if (r == -ETIMEDOUT || r == -EMSGSIZE) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		pid = -1;
+		cli_error("%s did not load the measurement library (statically linked, setuid, "
+			  "or it ignores LD_PRELOAD): it ran as a normal program", argv[0]);
+		goto out;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	pid = -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && len == 0)
+		goto out; /* the child said why */
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 111 && len == 0)
+		goto out; /* the library said why */
+	last = len > 0 ? out + len - 1 : out;
+	while (last > out && last[-1] != '\n')
+		last--;
+	if (len == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		if (WIFEXITED(status))
+			cli_error("%s exited with status %d before it was measured",
+				  argv[0], WEXITSTATUS(status));
+		else
+			cli_error("%s was killed by signal %d before it was measured", argv[0],
+				  WTERMSIG(status));
+		goto out;
+	}
+	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    !is_measurement_line(last, (size_t)(out + len - last))) {
+		cli_error("%s did not load the measurement library (statically linked, setuid, "
+			  "or it ignores LD_PRELOAD): it ran as a normal program", argv[0]);
+		goto out;
+	}
+	fwrite(out, 1, len, stdout);
+	ret = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	free(preload);
+	free(out);
+	return ret;
+}
+
+int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,
+			size_t n_extra)
+{
+	static const struct { const char *name, *subdir; } known[] = {
+		{ "libkiln.so", "src/runtime" },
+		{ "libkiln-measure.so", "src/evidence" },
+	};
+	uint8_t (*d)[32] = calloc(n_extra + KILN_ARRAY_SIZE(known), 32);
+	char path[PATH_MAX];
+	size_t n = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (!d)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_extra + KILN_ARRAY_SIZE(known); i++) {
+		uint8_t *data = NULL;
+		size_t size = 0;
+		int r;
+
+		if (i < n_extra) {
+			snprintf(path, sizeof(path), "%s", extra[i]);
+		} else if (cli_find_lib(known[i - n_extra].name, known[i - n_extra].subdir, path,
+					sizeof(path)) < 0) {
+			continue;
+		}
+		r = kiln_read_file(path, 1u << 30, &data, &size);
+		if (r < 0) {
+			if (i < n_extra) {
+				cli_error("runtime library %s: %s", path, kiln_strerror(r));
+				free(d);
+				return r;
+			}
+			continue;
+		}
+		r = kc_sha256(data, size, d[n]);
+		free(data);
+		if (r < 0) {
+			free(d);
+			return r;
+		}
+		n++;
+	}
+	*out = d;
+	*n_out = n;
+	return 0;
+}
+
+static int measure_pid(const char *arg, bool manifest)
+{
+	uint8_t wm[EV_WM_SIZE], (*digests)[32] = NULL;
+	char hex[2 * EV_WM_SIZE + 1], *text = NULL;
+	struct kiln_err err = { 0 };
+	size_t n_digests = 0;
+	uint64_t pid;
+	int r;
+
+	if (kiln_parse_u64(arg, &pid) < 0 || pid == 0 || pid > INT_MAX) {
+		cli_error("--pid: '%s' is not a process id", arg);
+		return CLI_EXIT_USAGE;
+	}
+	r = cli_runtime_digests(&digests, &n_digests, NULL, 0);
+	if (r < 0)
+		return CLI_EXIT_FAIL;
+	r = ev_workload_measure_ex((pid_t)pid, (const uint8_t (*)[32])digests, n_digests, wm,
+				   &text, &err);
+	free(digests);
+	if (r < 0) {
+		cli_error("measuring pid %llu: %s", (unsigned long long)pid, kiln_err_msg(&err, r));
+		return CLI_EXIT_FAIL;
+	}
+	if (manifest)
+		fputs(text, stdout);
+	free(text);
+	kiln_hex_encode(wm, sizeof(wm), hex);
+	printf("%s\n", hex);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+int measure_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "manifest", no_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *pid = NULL;
+	bool manifest = false;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			pid = optarg;
+			break;
+		case 'm':
+			manifest = true;
+			break;
+		case 'h':
+			measure_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			measure_usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (pid && optind < argc) {
+		cli_error("measure: give either --pid or -- PROG, not both");
+		return CLI_EXIT_USAGE;
+	}
+	if (pid)
+		return measure_pid(pid, manifest);
+	if (optind >= argc) {
+		cli_error("measure: missing -- PROG [ARGS...] or --pid PID");
+		measure_usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	return measure_prog(argv + optind, manifest);
+}

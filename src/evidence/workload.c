@@ -1,0 +1,402 @@
+/* The kiln workload measurement: SHA-384 over a canonical manifest of the
+ * executable and every other file mapped executable in the process (see
+ * docs/measurement.md for the exact text).
+ *
+ * This code runs inside arbitrary processes (the libkiln constructor, the
+ * measure preload) and inside kiln-las for its peers, so it uses no stdio
+ * streams, keeps errno-style returns, opens every file O_CLOEXEC and allocates
+ * only a few buffers that it frees before returning. */
+#include "evidence/evidence.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+
+#define WM_MAPS_MAX (16u << 20)   /* a /proc/PID/maps larger than this is refused */
+#define WM_MAX_FILES 4096         /* distinct executable mappings we are willing to hash */
+#define WM_HASH_BUF (64u << 10)
+#define WM_DELETED " (deleted)"
+
+struct wm_file {
+	const char *path;       /* points into the maps buffer */
+	unsigned long start, end;
+	unsigned long dev_major, dev_minor;
+	unsigned long ino;
+	uint8_t digest[KC_SHA256_SIZE];
+};
+
+static int read_all_fd(int fd, size_t max_size, char **out, size_t *out_size)
+{
+	size_t cap = 16384, size = 0;
+	char *buf = malloc(cap), *tmp;
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if (size + 1 >= cap) {
+			if (cap >= max_size) {
+				free(buf);
+				return -EFBIG;
+			}
+			cap *= 2;
+			tmp = realloc(buf, cap);
+			if (!tmp) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = tmp;
+		}
+		n = read(fd, buf + size, cap - size - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int ret = -errno;
+
+			free(buf);
+			return ret;
+		}
+		if (n == 0)
+			break;
+		size += (size_t)n;
+	}
+	buf[size] = '\0';
+	*out = buf;
+	*out_size = size;
+	return 0;
+}
+
+/* SHA-256 of everything readable from fd. buf is a WM_HASH_BUF scratch buffer. */
+static int hash_fd(int fd, uint8_t *buf, uint8_t digest[static KC_SHA256_SIZE])
+{
+	kc_hash_t *h = kc_hash_new("SHA256");
+	size_t out_size = 0;
+	ssize_t n;
+	int ret = 0;
+
+	if (!h)
+		return -KILN_ECRYPTO;
+	for (;;) {
+		n = read(fd, buf, WM_HASH_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		ret = kc_hash_update(h, buf, (size_t)n);
+		if (ret < 0)
+			goto out;
+	}
+	ret = kc_hash_final(h, digest, &out_size);
+out:
+	kc_hash_free(h);
+	return ret;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* Open the file behind one mapping. /proc/PID/map_files gives the very file
+ * that is mapped (immune to path replacement) but needs CAP_SYS_ADMIN or
+ * CAP_CHECKPOINT_RESTORE; without it we open the path and check that the inode
+ * is the mapped one (the device is compared only when it matches, because on
+ * overlayfs maps shows the underlying device). */
+static int open_mapped(const char *proc, const struct wm_file *f, struct kiln_err *err)
+{
+	char link[128];
+	struct stat st;
+	int fd;
+
+	snprintf(link, sizeof(link), "%s/map_files/%lx-%lx", proc, f->start, f->end);
+	fd = open(link, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return kiln_err_set(err, -errno, "cannot open mapped file %s: %s", f->path,
+				    kiln_strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return kiln_err_set(err, ret, "cannot stat mapped file %s", f->path);
+	}
+	if ((unsigned long)st.st_ino != f->ino ||
+	    (major(st.st_dev) == f->dev_major && minor(st.st_dev) != f->dev_minor)) {
+		close(fd);
+		return kiln_err_set(err, -ESTALE,
+				    "mapped file %s was replaced after it was mapped "
+				    "(inode %lu mapped, %lu on disk)",
+				    f->path, f->ino, (unsigned long)st.st_ino);
+	}
+	return fd;
+}
+
+static unsigned long parse_hex(const char **p, bool *ok)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(*p, &end, 16);
+	if (end == *p || errno)
+		*ok = false;
+	*p = end;
+	return v;
+}
+
+/* Parse one maps line (NUL-terminated, modified in place). Returns 1 and fills
+ * f when the line is an executable file mapping, 0 to skip, <0 on error. */
+static int parse_maps_line(char *line, struct wm_file *f, struct kiln_err *err)
+{
+	const char *p = line;
+	bool ok = true;
+	char perms[5];
+	char *end;
+
+	f->start = parse_hex(&p, &ok);
+	if (!ok || *p++ != '-')
+		goto bad;
+	f->end = parse_hex(&p, &ok);
+	if (!ok || *p++ != ' ')
+		goto bad;
+	if (strlen(p) < 5 || p[4] != ' ')
+		goto bad;
+	memcpy(perms, p, 4);
+	perms[4] = '\0';
+	p += 5;
+	parse_hex(&p, &ok); /* offset */
+	if (!ok || *p++ != ' ')
+		goto bad;
+	f->dev_major = parse_hex(&p, &ok);
+	if (!ok || *p++ != ':')
+		goto bad;
+	f->dev_minor = parse_hex(&p, &ok);
+	if (!ok || *p++ != ' ')
+		goto bad;
+	errno = 0;
+	f->ino = strtoul(p, &end, 10);
+	if (end == p || errno)
+		goto bad;
+	p = end;
+	while (*p == ' ')
+		p++;
+	if (perms[2] != 'x' || *p != '/')
+		return 0; /* not executable, or anonymous / [vdso] / [stack] */
+	f->path = p;
+	if (ends_with(p, WM_DELETED))
+		return kiln_err_set(err, -ENOENT,
+				    "mapped file %s is deleted (replaced while the program "
+				    "runs?): restart the program to measure it", p);
+	return 1;
+bad:
+	return kiln_err_set(err, -KILN_EFORMAT, "cannot parse /proc maps line '%.80s'", line);
+}
+
+static int cmp_digest(const void *a, const void *b)
+{
+	return memcmp(a, b, KC_SHA256_SIZE);
+}
+
+static bool in_set(const uint8_t d[static KC_SHA256_SIZE], const uint8_t (*set)[32], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(d, set[i], KC_SHA256_SIZE) == 0)
+			return true;
+	return false;
+}
+
+int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
+			   uint8_t out[static EV_WM_SIZE], char **manifest_out,
+			   struct kiln_err *err)
+{
+	static const char header[] = "kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\n";
+	/* Any address inside the object that holds this code. */
+	const uintptr_t self_addr = (uintptr_t)&ev_workload_measure_ex;
+	char proc[32], exe_link[48], link_path[4096];
+	char *maps = NULL, *line, *next, *manifest = NULL;
+	struct wm_file *files = NULL;
+	uint8_t *buf = NULL, exe_digest[KC_SHA256_SIZE];
+	uint8_t (*libs)[KC_SHA256_SIZE] = NULL;
+	size_t maps_size = 0, n_files = 0, n_libs = 0, pos;
+	const char *self_path = NULL;
+	ssize_t n;
+	int fd = -1, ret;
+
+	if (manifest_out)
+		*manifest_out = NULL;
+	if (pid < 0)
+		return kiln_err_set(err, -EINVAL, "invalid pid %d", (int)pid);
+	if (pid == 0)
+		snprintf(proc, sizeof(proc), "/proc/self");
+	else
+		snprintf(proc, sizeof(proc), "/proc/%d", (int)pid);
+
+	buf = malloc(WM_HASH_BUF);
+	files = calloc(WM_MAX_FILES, sizeof(*files));
+	if (!buf || !files) {
+		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
+		goto out;
+	}
+
+	/* The executable, through the magic link: the file the kernel executed. */
+	snprintf(exe_link, sizeof(exe_link), "%s/exe", proc);
+	n = readlink(exe_link, link_path, sizeof(link_path) - 1);
+	if (n < 0) {
+		ret = kiln_err_set(err, -errno, "cannot read %s: %s", exe_link,
+				   kiln_strerror(errno));
+		goto out;
+	}
+	link_path[n] = '\0';
+	if (ends_with(link_path, WM_DELETED)) {
+		ret = kiln_err_set(err, -ENOENT, "executable %s is deleted: restart the program "
+				   "to measure it", link_path);
+		goto out;
+	}
+	fd = open(exe_link, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = kiln_err_set(err, -errno, "cannot open executable %s of %s: %s", link_path,
+				   proc, kiln_strerror(errno));
+		goto out;
+	}
+	ret = hash_fd(fd, buf, exe_digest);
+	close(fd);
+	fd = -1;
+	if (ret < 0) {
+		kiln_err_set(err, ret, "cannot read executable %s", link_path);
+		goto out;
+	}
+
+	snprintf(proc + strlen(proc), sizeof(proc) - strlen(proc), "/maps");
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = kiln_err_set(err, -errno, "cannot open %s: %s", proc, kiln_strerror(errno));
+		goto out;
+	}
+	ret = read_all_fd(fd, WM_MAPS_MAX, &maps, &maps_size);
+	close(fd);
+	fd = -1;
+	if (ret < 0) {
+		kiln_err_set(err, ret, "cannot read %s", proc);
+		goto out;
+	}
+	proc[strlen(proc) - strlen("/maps")] = '\0';
+
+	for (line = maps; line && *line; line = next) {
+		struct wm_file f = { 0 };
+		bool seen = false;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		ret = parse_maps_line(line, &f, err);
+		if (ret < 0)
+			goto out;
+		if (ret == 0)
+			continue;
+		if (pid == 0 && self_addr >= f.start && self_addr < f.end)
+			self_path = f.path;
+		/* One file usually has one r-x mapping; hash each path once. */
+		for (size_t i = 0; i < n_files && !seen; i++)
+			seen = strcmp(files[i].path, f.path) == 0;
+		if (seen)
+			continue;
+		if (n_files == WM_MAX_FILES) {
+			ret = kiln_err_set(err, -E2BIG, "%s maps more than %u executable files",
+					   proc, WM_MAX_FILES);
+			goto out;
+		}
+		files[n_files++] = f;
+	}
+
+	libs = calloc(n_files ? n_files : 1, sizeof(*libs));
+	if (!libs) {
+		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
+		goto out;
+	}
+	for (size_t i = 0; i < n_files; i++) {
+		/* The measuring library itself stands as the `runtime` line; but when
+		 * the code is linked into the executable the exe line covers it. */
+		if (self_path && strcmp(files[i].path, self_path) == 0)
+			continue;
+		fd = open_mapped(proc, &files[i], err);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		ret = hash_fd(fd, buf, files[i].digest);
+		close(fd);
+		fd = -1;
+		if (ret < 0) {
+			kiln_err_set(err, ret, "cannot read mapped file %s", files[i].path);
+			goto out;
+		}
+		if (memcmp(files[i].digest, exe_digest, KC_SHA256_SIZE) == 0 ||
+		    in_set(files[i].digest, exclude, n_exclude))
+			continue;
+		memcpy(libs[n_libs++], files[i].digest, KC_SHA256_SIZE);
+	}
+	/* Byte order of digests is the order of their lowercase hex. */
+	qsort(libs, n_libs, sizeof(*libs), cmp_digest);
+
+	manifest = malloc(sizeof(header) + 70 + n_libs * 70);
+	if (!manifest) {
+		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
+		goto out;
+	}
+	memcpy(manifest, header, sizeof(header) - 1);
+	pos = sizeof(header) - 1;
+	memcpy(manifest + pos, "exe ", 4);
+	kiln_hex_encode(exe_digest, KC_SHA256_SIZE, manifest + pos + 4);
+	pos += 4 + 2 * KC_SHA256_SIZE;
+	manifest[pos++] = '\n';
+	for (size_t i = 0; i < n_libs; i++) {
+		if (i > 0 && memcmp(libs[i], libs[i - 1], KC_SHA256_SIZE) == 0)
+			continue;
+		memcpy(manifest + pos, "lib ", 4);
+		kiln_hex_encode(libs[i], KC_SHA256_SIZE, manifest + pos + 4);
+		pos += 4 + 2 * KC_SHA256_SIZE;
+		manifest[pos++] = '\n';
+	}
+	manifest[pos] = '\0';
+	ret = kc_sha384(manifest, pos, out);
+	if (ret < 0) {
+		kiln_err_set(err, ret, "SHA-384 failed");
+		goto out;
+	}
+	if (manifest_out) {
+		*manifest_out = manifest;
+		manifest = NULL;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(manifest);
+	free(libs);
+	free(files);
+	free(maps);
+	free(buf);
+	return ret;
+}
+
+int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **manifest_out,
+			    struct kiln_err *err)
+{
+	return ev_workload_measure_ex(pid, NULL, 0, out, manifest_out, err);
+}

@@ -1,0 +1,497 @@
+/* kiln-las server: one thread per connection (capped), a signalfd for a
+ * graceful stop. Each connection: SO_PEERCRED identifies the peer, one request
+ * line is read with a size limit and a deadline, the peer is measured from
+ * /proc, and signed evidence (or {"error": ...}) is written back.
+ *
+ * Threads rather than a poll loop because measuring is blocking file I/O
+ * (hashing python3 and its libraries takes milliseconds); the cap bounds the
+ * damage slow or hostile clients can do, and the deadline frees their slots. */
+#include "las/las.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "evidence/evidence.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+struct las_server {
+	const struct las_config *cfg;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	unsigned active;
+	uint64_t served, refused;
+};
+
+struct las_conn {
+	struct las_server *srv;
+	int fd;
+	uint64_t id;
+};
+
+static int send_line(int fd, const char *data, size_t size, uint64_t deadline_ns)
+{
+	while (size > 0) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		uint64_t now = kiln_now_ns();
+		ssize_t n;
+
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0 && errno != EINTR)
+			return -errno;
+		n = send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		data += n;
+		size -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read one request line into buf (NUL-terminated, newline dropped). */
+static int recv_request(int fd, char *buf, size_t cap, uint64_t deadline_ns)
+{
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = kiln_now_ns();
+		char *nl;
+		ssize_t n;
+
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (len + 1 >= cap)
+			return -EMSGSIZE;
+		n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		nl = memchr(buf + len, '\n', (size_t)n);
+		len += (size_t)n;
+		if (nl) {
+			if (nl != buf + len - 1)
+				return -KILN_ETRAILING;
+			*nl = '\0';
+			return 0;
+		}
+	}
+}
+
+/* Start time of a process in clock ticks since boot (field 22 of stat). */
+static int proc_start_time(pid_t pid, unsigned long long *out)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -KILN_EFORMAT;
+	p++;
+	/* p is at " S ppid ..." : state is field 3, starttime field 22. */
+	for (int field = 2; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -KILN_EFORMAT;
+	}
+	if (sscanf(p, " %llu", out) != 1)
+		return -KILN_EFORMAT;
+	return 0;
+}
+
+static bool pidfd_alive(int pidfd)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
+}
+
+static int parse_request(const char *line, uint8_t rd[static 64], const char **why)
+{
+	json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL), *v;
+	const char *s;
+	int ret = -KILN_EFORMAT;
+
+	if (!json_is_object(j)) {
+		*why = "request is not a JSON object";
+		goto out;
+	}
+	if (json_object_size(j) != 1 || !(v = json_object_get(j, "report_data"))) {
+		*why = "request must be {\"report_data\": \"<128 hex>\"}";
+		goto out;
+	}
+	s = json_string_value(v);
+	if (!s || json_string_length(v) != 128 || kiln_hex_decode(s, rd, 64, NULL) < 0) {
+		*why = "report_data must be 128 hex digits";
+		goto out;
+	}
+	for (size_t i = 0; i < 128; i++)
+		if (s[i] >= 'A' && s[i] <= 'F') {
+			*why = "report_data must be lowercase hex";
+			goto out;
+		}
+	ret = 0;
+out:
+	json_decref(j);
+	return ret;
+}
+
+static void answer_error(int fd, const char *msg, uint64_t deadline)
+{
+	json_t *e = json_pack("{s:s}", "error", msg);
+	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+
+	if (s) {
+		size_t n = strlen(s);
+
+		s[n] = '\n';
+		(void)send_line(fd, s, n + 1, deadline);
+		s[n] = '\0';
+	}
+	free(s);
+	json_decref(e);
+}
+
+static void handle(struct las_conn *c)
+{
+	const struct las_config *cfg = c->srv->cfg;
+	uint64_t t0 = kiln_now_ns();
+	uint64_t deadline = t0 + (uint64_t)(cfg->timeout_ms > 0 ? cfg->timeout_ms
+							       : LAS_REQUEST_TIMEOUT_MS) *
+				      1000000;
+	struct ucred cred = { .pid = 0 };
+	socklen_t len = sizeof(cred);
+	unsigned long long start1 = 0, start2 = 0;
+	char line[LAS_REQUEST_MAX + 1], exe[4096], link[64], wm_hex[97], hex[65];
+	char *manifest = NULL, *ev = NULL, *p;
+	struct las_statement st = { 0 };
+	struct kiln_err err = { 0 };
+	const char *why = NULL;
+	size_t ev_size = 0;
+	ssize_t n;
+	int pidfd = -1, ret;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
+		why = "cannot identify the peer (SO_PEERCRED)";
+		goto refuse;
+	}
+	/* A pidfd pins the connecting process: if it is still alive after the
+	 * measurement, /proc/PID named that process all along (a pid is reused only
+	 * after its process is reaped). SO_PEERPIDFD (Linux 6.5) takes it at
+	 * connect() time; older kernels fall back to pidfd_open now. */
+	len = sizeof(pidfd);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+	ret = recv_request(c->fd, line, sizeof(line), deadline);
+	if (ret < 0) {
+		why = ret == -ETIMEDOUT ? "request timed out"
+		      : ret == -EMSGSIZE ? "request too large"
+		      : ret == -KILN_ETRAILING ? "one request per connection"
+		      : "connection closed before a complete request";
+		goto refuse;
+	}
+	if (parse_request(line, st.report_data, &why) < 0)
+		goto refuse;
+
+	if (proc_start_time(cred.pid, &start1) < 0) {
+		why = "peer exited";
+		goto refuse;
+	}
+	ret = ev_workload_measure_ex(cred.pid, cfg->runtime_digests, cfg->n_runtime_digests,
+				     st.workload_measurement, &manifest, &err);
+	if (ret < 0) {
+		why = kiln_err_msg(&err, ret);
+		goto refuse;
+	}
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)cred.pid);
+	n = readlink(link, exe, sizeof(exe) - 1);
+	if (proc_start_time(cred.pid, &start2) < 0 || start1 != start2 || n < 0 ||
+	    (pidfd >= 0 && !pidfd_alive(pidfd))) {
+		why = "peer exited or changed during measurement";
+		goto refuse;
+	}
+	exe[n] = '\0';
+	/* The manifest's exe line is "exe <64 hex>"; its digest goes in exe_sha256. */
+	p = strstr(manifest, "\nexe ");
+	if (!p || strlen(p) < 5 + 64) {
+		why = "internal error: manifest without exe line";
+		goto refuse;
+	}
+	memcpy(hex, p + 5, 64);
+	hex[64] = '\0';
+	if (kiln_hex_decode(hex, st.exe_sha256, 32, NULL) < 0) {
+		why = "internal error: bad exe line";
+		goto refuse;
+	}
+	st.pid = cred.pid;
+	st.uid = cred.uid;
+	st.exe = exe;
+	st.time = time(NULL);
+	ret = las_evidence_make(cfg->id, &st, &ev, &ev_size, &err);
+	if (ret < 0) {
+		why = kiln_err_msg(&err, ret);
+		goto refuse;
+	}
+	ev[ev_size] = '\n'; /* replaces the NUL; the buffer is freed, not printed */
+	ret = send_line(c->fd, ev, ev_size + 1, deadline);
+	kiln_hex_encode(st.workload_measurement, 48, wm_hex);
+	kiln_log(ret < 0 ? KILN_LOG_WARN : KILN_LOG_INFO,
+		 ret < 0 ? "evidence not delivered" : "evidence issued",
+		 "conn=%llu pid=%d uid=%u exe=\"%s\" measurement=%s ms=%.1f",
+		 (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid, exe, wm_hex,
+		 (double)(kiln_now_ns() - t0) / 1e6);
+	pthread_mutex_lock(&c->srv->lock);
+	c->srv->served++;
+	pthread_mutex_unlock(&c->srv->lock);
+	goto out;
+refuse:
+	kiln_log(KILN_LOG_WARN, "request refused", "conn=%llu pid=%d uid=%u reason=\"%s\"",
+		 (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid, why);
+	answer_error(c->fd, why, deadline);
+	pthread_mutex_lock(&c->srv->lock);
+	c->srv->refused++;
+	pthread_mutex_unlock(&c->srv->lock);
+out:
+	if (pidfd >= 0)
+		close(pidfd);
+	free(ev);
+	free(manifest);
+}
+
+static void *conn_thread(void *arg)
+{
+	struct las_conn *c = arg;
+	struct las_server *srv = c->srv;
+
+	handle(c);
+	close(c->fd);
+	free(c);
+	pthread_mutex_lock(&srv->lock);
+	srv->active--;
+	pthread_cond_signal(&srv->idle);
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+/* Bind the socket, replacing a stale socket file but never a live server or a
+ * file that is not a socket. */
+static int listen_socket(const char *path, struct kiln_err *err)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char *dir = NULL, *slash;
+	struct stat st;
+	int fd = -1, ret;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return kiln_err_set(err, -ENAMETOOLONG, "socket path %s is too long", path);
+	strcpy(addr.sun_path, path);
+	dir = strdup(path);
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		ret = kiln_mkdir_p(dir, 0755);
+		if (ret < 0) {
+			kiln_err_set(err, ret, "cannot create directory %s: %s", dir,
+				     kiln_strerror(ret));
+			goto fail;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = kiln_err_set(err, -errno, "socket: %s", kiln_strerror(errno));
+		goto fail;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			ret = kiln_err_set(err, -EEXIST, "%s exists and is not a socket", path);
+			goto fail;
+		}
+		if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+			ret = kiln_err_set(err, -EADDRINUSE, "another kiln-las is serving on %s",
+					   path);
+			goto fail;
+		}
+		unlink(path);
+	}
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		ret = kiln_err_set(err, -errno, "cannot bind %s: %s", path, kiln_strerror(errno));
+		goto fail;
+	}
+	/* Every local process may ask to be measured; the peer credentials, not
+	 * the file mode, say who asked. */
+	if (chmod(addr.sun_path, 0666) < 0 || listen(fd, 128) < 0) {
+		ret = -errno;
+		unlink(addr.sun_path);
+		kiln_err_set(err, ret, "cannot listen on %s: %s", addr.sun_path,
+			     kiln_strerror(ret));
+		goto fail;
+	}
+	free(dir);
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return ret;
+}
+
+int las_serve(const struct las_config *cfg, struct kiln_err *err)
+{
+	const char *path = cfg->socket_path ? cfg->socket_path : EV_LAS_DEFAULT_SOCKET;
+	unsigned max_clients = cfg->max_clients ? cfg->max_clients : LAS_DEFAULT_MAX_CLIENTS;
+	struct las_server srv = { .cfg = cfg };
+	pthread_attr_t attr;
+	sigset_t mask, old;
+	uint64_t next_id = 0;
+	int lfd = -1, sfd = -1, ret = 0;
+	bool stop = false;
+
+	pthread_mutex_init(&srv.lock, NULL);
+	pthread_cond_init(&srv.idle, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	/* Blocked before any thread starts, so every thread inherits the mask and
+	 * only the signalfd sees the signals. */
+	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		ret = kiln_err_set(err, -errno, "signalfd: %s", kiln_strerror(errno));
+		goto out;
+	}
+	lfd = listen_socket(path, err);
+	if (lfd < 0) {
+		ret = lfd;
+		goto out;
+	}
+	kiln_log(KILN_LOG_INFO, "kiln-las serving", "socket=%s las_id=%s max_clients=%u "
+		 "runtime_libs=%zu version=%s", path, las_identity_id(cfg->id), max_clients,
+		 cfg->n_runtime_digests, KILN_VERSION);
+
+	while (!stop) {
+		struct pollfd fds[2] = { { .fd = lfd, .events = POLLIN },
+					 { .fd = sfd, .events = POLLIN } };
+		struct las_conn *c;
+		pthread_t t;
+		int cfd;
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = kiln_err_set(err, -errno, "poll: %s", kiln_strerror(errno));
+			break;
+		}
+		if (fds[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				kiln_log(KILN_LOG_INFO, "stopping", "signal=%u", si.ssi_signo);
+			stop = true;
+			continue;
+		}
+		if (!(fds[0].revents & POLLIN))
+			continue;
+		cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				kiln_log(KILN_LOG_WARN, "accept failed", "error=\"%s\"",
+					 kiln_strerror(errno));
+			/* EMFILE and friends: back off instead of spinning. */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+				usleep(100000);
+			continue;
+		}
+		next_id++;
+		pthread_mutex_lock(&srv.lock);
+		if (srv.active >= max_clients) {
+			srv.refused++;
+			pthread_mutex_unlock(&srv.lock);
+			kiln_log(KILN_LOG_WARN, "request refused", "conn=%llu reason=\"busy\" "
+				 "active=%u", (unsigned long long)next_id, max_clients);
+			answer_error(cfd, "busy, retry later", kiln_now_ns() + 100000000);
+			close(cfd);
+			continue;
+		}
+		srv.active++;
+		pthread_mutex_unlock(&srv.lock);
+		c = calloc(1, sizeof(*c));
+		if (c) {
+			c->srv = &srv;
+			c->fd = cfd;
+			c->id = next_id;
+		}
+		if (!c || pthread_create(&t, &attr, conn_thread, c) != 0) {
+			kiln_log(KILN_LOG_ERROR, "cannot start a connection thread", "conn=%llu",
+				 (unsigned long long)next_id);
+			free(c);
+			close(cfd);
+			pthread_mutex_lock(&srv.lock);
+			srv.active--;
+			pthread_mutex_unlock(&srv.lock);
+		}
+	}
+
+	/* Graceful stop: no new connections; running requests end by their
+	 * deadline at the latest. */
+	close(lfd);
+	lfd = -1;
+	unlink(path);
+	pthread_mutex_lock(&srv.lock);
+	while (srv.active > 0)
+		pthread_cond_wait(&srv.idle, &srv.lock);
+	kiln_log(KILN_LOG_INFO, "kiln-las stopped", "served=%llu refused=%llu",
+		 (unsigned long long)srv.served, (unsigned long long)srv.refused);
+	pthread_mutex_unlock(&srv.lock);
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (sfd >= 0)
+		close(sfd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_cond_destroy(&srv.idle);
+	pthread_mutex_destroy(&srv.lock);
+	return ret;
+}

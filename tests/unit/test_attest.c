@@ -1,0 +1,440 @@
+/* Unit tests for the software attestation pieces of src/evidence: binding,
+ * workload measurement, sim and host evidence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "evidence/evidence.h"
+#include "las/las.h"
+
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+/* ---- binding ---- */
+
+static void test_binding_vector(void **state)
+{
+	uint8_t spki[91], nonce[32], wm[48], out[64], expect[64];
+	uint8_t cat[7 + sizeof(spki) + 32 + 48];
+
+	fill(spki, sizeof(spki), 0x30);
+	fill(nonce, sizeof(nonce), 0xa0);
+	fill(wm, sizeof(wm), 0x11);
+	/* Independent computation over the concatenation. */
+	memcpy(cat, "kiln-v1", 7);
+	memcpy(cat + 7, spki, sizeof(spki));
+	memcpy(cat + 7 + sizeof(spki), nonce, 32);
+	memcpy(cat + 7 + sizeof(spki) + 32, wm, 48);
+	assert_int_equal(kc_sha512(cat, sizeof(cat), expect), 0);
+	assert_int_equal(ev_binding(spki, sizeof(spki), nonce, wm, out), 0);
+	assert_memory_equal(out, expect, 64);
+	/* Every input matters. */
+	nonce[0] ^= 1;
+	assert_int_equal(ev_binding(spki, sizeof(spki), nonce, wm, out), 0);
+	assert_memory_not_equal(out, expect, 64);
+	assert_int_equal(ev_binding(NULL, 0, nonce, wm, out), -EINVAL);
+}
+
+/* ---- workload measurement ---- */
+
+static void test_manifest_self(void **state)
+{
+	uint8_t wm1[48], wm2[48], check[48], exe_digest[32];
+	char *m1 = NULL, *m2 = NULL, exe_line[80], *p;
+	uint8_t *exe = NULL;
+	size_t exe_size;
+	struct kiln_err err = { 0 };
+	const char *prev = NULL;
+	int n_libs = 0;
+
+	assert_int_equal(ev_workload_measure_pid(0, wm1, &m1, &err), 0);
+	assert_int_equal(ev_workload_measure_pid(0, wm2, &m2, &err), 0);
+	assert_memory_equal(wm1, wm2, 48);
+	assert_string_equal(m1, m2);
+	assert_int_equal(kc_sha384(m1, strlen(m1), check), 0);
+	assert_memory_equal(check, wm1, 48);
+
+	assert_int_equal(kiln_read_file("/proc/self/exe", 1 << 30, &exe, &exe_size), 0);
+	assert_int_equal(kc_sha256(exe, exe_size, exe_digest), 0);
+	strcpy(exe_line, "\nexe ");
+	kiln_hex_encode(exe_digest, 32, exe_line + 5);
+	strcat(exe_line, "\n");
+	assert_true(strncmp(m1, "kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\nexe ",
+			    strlen("kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\nexe ")) == 0);
+	assert_non_null(strstr(m1, exe_line));
+	/* lib lines: at least libc and the loader, sorted, unique, not the exe. */
+	for (p = strstr(m1, "\nlib "); p; p = strstr(p + 1, "\nlib ")) {
+		assert_int_equal(p[5 + 64], '\n');
+		if (prev)
+			assert_true(memcmp(prev, p + 5, 64) < 0);
+		assert_false(memcmp(p + 5, exe_line + 5, 64) == 0);
+		prev = p + 5;
+		n_libs++;
+	}
+	assert_true(n_libs >= 2);
+	assert_int_equal(m1[strlen(m1) - 1], '\n');
+	free(exe);
+	free(m1);
+	free(m2);
+}
+
+static void test_manifest_other_pid(void **state)
+{
+	uint8_t self[48], child_wm[48];
+	struct kiln_err err = { 0 };
+	int pipefd[2], status;
+	char c;
+	pid_t pid;
+
+	assert_int_equal(ev_workload_measure_pid(0, self, NULL, &err), 0);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pipefd[1]);
+		/* Wait until the parent closes the pipe. */
+		while (read(pipefd[0], &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(pipefd[0]);
+	/* Same executable, same mappings: same measurement. */
+	assert_int_equal(ev_workload_measure_pid(pid, child_wm, NULL, &err), 0);
+	assert_memory_equal(self, child_wm, 48);
+	close(pipefd[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* The child is gone now. */
+	assert_int_equal(ev_workload_measure_pid(pid, child_wm, NULL, &err), -ENOENT);
+	assert_int_equal(ev_workload_measure_pid(-1, child_wm, NULL, &err), -EINVAL);
+}
+
+/* ---- sim ---- */
+
+static void test_sim_round_trip(void **state)
+{
+	const struct ev_backend *sim = ev_backend_find("sim");
+	uint8_t rd[64], wm[48], *ev = NULL;
+	char rd_hex[129], wm_hex[97];
+	size_t size;
+	json_t *claims = NULL;
+	struct kiln_err err = { 0 };
+
+	assert_non_null(sim);
+	assert_true(sim->insecure);
+	fill(rd, sizeof(rd), 1);
+	fill(wm, sizeof(wm), 2);
+	assert_int_equal(ev_sim_produce(rd, wm, &ev, &size), 0);
+	assert_int_equal(sim->verify(ev, size, NULL, &claims, &err), 0);
+	kiln_hex_encode(rd, 64, rd_hex);
+	kiln_hex_encode(wm, 48, wm_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "tee")), "sim");
+	assert_true(json_is_true(json_object_get(claims, "insecure")));
+	assert_true(json_is_true(json_object_get(claims, "debug")));
+	assert_string_equal(json_string_value(json_object_get(claims, "report_data")), rd_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "workload_measurement")),
+			    wm_hex);
+	json_decref(claims);
+	free(ev);
+
+	/* The vtable produce measures the calling process. */
+	assert_int_equal(sim->produce(rd, &ev, &size, &err), 0);
+	assert_int_equal(sim->verify(ev, size, NULL, &claims, &err), 0);
+	assert_int_equal(ev_workload_measure_pid(0, wm, NULL, &err), 0);
+	kiln_hex_encode(wm, 48, wm_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "workload_measurement")),
+			    wm_hex);
+	json_decref(claims);
+	free(ev);
+}
+
+/* The table of malformed variants uses printf formats on purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void test_sim_malformed(void **state)
+{
+	const struct ev_backend *sim = ev_backend_find("sim");
+	char rd[129], wm[97], buf[1024];
+	json_t *claims = (json_t *)1;
+	struct kiln_err err = { 0 };
+	const char *const fmts[] = {
+		"",
+		"[]",
+		"{\"tee\": \"sim\", \"report_data\": \"%s\"}",                       /* missing */
+		"{\"tee\": \"sgx\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\"}",
+		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\", "
+		"\"x\": 1}",                                                          /* unknown */
+		"{\"tee\": \"sim\", \"report_data\": \"%s00\", \"workload_measurement\": \"%s\"}",
+		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%.94s\"}",
+		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\"} x",
+		"{\"tee\": \"sim\", \"tee\": \"sim\", \"report_data\": \"%s\", "
+		"\"workload_measurement\": \"%s\"}",                                  /* duplicate */
+		"{\"tee\": 1, \"report_data\": \"%s\", \"workload_measurement\": \"%s\"}",
+		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": 5%.0s}",
+	};
+
+	memset(rd, 'a', 128);
+	rd[128] = '\0';
+	memset(wm, '0', 96);
+	wm[96] = '\0';
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(fmts); i++) {
+		snprintf(buf, sizeof(buf), fmts[i], rd, wm);
+		claims = (json_t *)1;
+		assert_int_equal(sim->verify((const uint8_t *)buf, strlen(buf), NULL, &claims,
+					     &err), -KILN_EFORMAT);
+		assert_null(claims);
+	}
+	/* Uppercase hex is not canonical. */
+	rd[0] = 'A';
+	snprintf(buf, sizeof(buf), "{\"tee\": \"sim\", \"report_data\": \"%s\", "
+		 "\"workload_measurement\": \"%s\"}", rd, wm);
+	assert_int_equal(sim->verify((const uint8_t *)buf, strlen(buf), NULL, &claims, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "report_data"));
+	/* Embedded NUL. */
+	assert_int_equal(sim->verify((const uint8_t *)"{\"tee\":\"s\0m\"}", 14, NULL, &claims,
+				     &err), -KILN_EFORMAT);
+	rd[0] = 'a';
+	snprintf(buf, sizeof(buf), "{\"tee\": \"sim\", \"report_data\": \"%s\", "
+		 "\"workload_measurement\": \"%s\"}", rd, wm);
+	assert_int_equal(sim->verify((const uint8_t *)buf, strlen(buf), NULL, &claims, &err), 0);
+	json_decref(claims);
+}
+#pragma GCC diagnostic pop
+
+
+/* ---- host ---- */
+
+struct host_fixture {
+	char dir[64], key1[96], key2[96];
+	struct las_identity *id1, *id2;
+	struct las_statement st;
+	char *ev;
+	size_t ev_size;
+};
+
+static int host_setup(void **state)
+{
+	struct host_fixture *f = calloc(1, sizeof(*f));
+	struct kiln_err err = { 0 };
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/kiln-attest-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->key1, sizeof(f->key1), "%s/a/las.key", f->dir);
+	snprintf(f->key2, sizeof(f->key2), "%s/b.key", f->dir);
+	if (las_identity_create(f->key1, &f->id1, &err) < 0 ||
+	    las_identity_create(f->key2, &f->id2, &err) < 0)
+		return -1;
+	f->st.pid = 1234;
+	f->st.uid = 1000;
+	f->st.exe = "/usr/bin/app \"quoted\"";
+	fill(f->st.exe_sha256, 32, 3);
+	fill(f->st.workload_measurement, 48, 4);
+	fill(f->st.report_data, 64, 5);
+	f->st.time = 1700000000;
+	if (las_evidence_make(f->id1, &f->st, &f->ev, &f->ev_size, &err) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int host_teardown(void **state)
+{
+	struct host_fixture *f = *state;
+	char cmd[128];
+
+	las_identity_free(f->id1);
+	las_identity_free(f->id2);
+	free(f->ev);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static int host_verify(struct host_fixture *f, const char *ev, size_t size, time_t at,
+		       const struct las_identity *trusted, json_t **claims,
+		       struct kiln_err *err)
+{
+	const char *certs[1] = { trusted ? las_identity_cert_pem(trusted) : NULL };
+	struct ev_verify_opts opts = { .at = at, .certs_pem = certs, .n_certs = trusted ? 1 : 0 };
+
+	return ev_backend_find("host")->verify((const uint8_t *)ev, size, &opts, claims, err);
+}
+
+static void test_host_good(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = NULL;
+	char wm_hex[97], rd_hex[129];
+	struct las_identity *again = NULL;
+
+	assert_false(ev_backend_find("host")->insecure);
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time + 299, f->id1, &claims,
+				     &err), 0);
+	kiln_hex_encode(f->st.workload_measurement, 48, wm_hex);
+	kiln_hex_encode(f->st.report_data, 64, rd_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "tee")), "host");
+	assert_true(json_is_false(json_object_get(claims, "insecure")));
+	assert_true(json_is_false(json_object_get(claims, "debug")));
+	assert_string_equal(json_string_value(json_object_get(claims, "workload_measurement")),
+			    wm_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "report_data")), rd_hex);
+	assert_string_equal(json_string_value(json_object_get(claims, "platform_measurement")),
+			    las_identity_id(f->id1));
+	assert_string_equal(json_string_value(json_object_get(claims, "exe")), f->st.exe);
+	assert_int_equal(json_integer_value(json_object_get(claims, "pid")), 1234);
+	json_decref(claims);
+	/* Reloading the key file gives the same identity. */
+	assert_int_equal(las_identity_load(f->key1, &again, &err), 0);
+	assert_string_equal(las_identity_id(again), las_identity_id(f->id1));
+	las_identity_free(again);
+	assert_int_equal(las_identity_create(f->key1, &again, &err), -EEXIST);
+}
+
+static void test_host_untrusted(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = (json_t *)1;
+
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time, f->id2, &claims, &err),
+			 -KILN_EROOT);
+	assert_null(claims);
+	assert_non_null(strstr(err.msg, las_identity_id(f->id1)));
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time, NULL, &claims, &err),
+			 -KILN_EROOT);
+}
+
+/* Re-encode the evidence with a payload changed by edit(). */
+static char *tamper(const char *ev, void (*edit)(uint8_t *, size_t))
+{
+	json_t *j = json_loads(ev, 0, NULL);
+	uint8_t *payload = NULL;
+	size_t size = 0;
+	char *b64, *out;
+
+	assert_non_null(j);
+	assert_int_equal(kiln_b64_decode(json_string_value(json_object_get(j, "payload")),
+					 &payload, &size), 0);
+	edit(payload, size);
+	b64 = kiln_b64_encode(payload, size);
+	json_object_set_new(j, "payload", json_string(b64));
+	out = json_dumps(j, JSON_COMPACT);
+	free(b64);
+	free(payload);
+	json_decref(j);
+	return out;
+}
+
+static void flip_pid(uint8_t *p, size_t n)
+{
+	char *s = strstr((char *)p, "\"pid\":1234");
+
+	assert_non_null(s);
+	s[7] = '9';
+}
+
+static void test_host_tampered(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = (json_t *)1;
+	char *bad = tamper(f->ev, flip_pid);
+
+	assert_int_equal(host_verify(f, bad, strlen(bad), f->st.time, f->id1, &claims, &err),
+			 -KILN_ESIG);
+	assert_null(claims);
+	free(bad);
+}
+
+static void test_host_time_skew(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = (json_t *)1;
+
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time + 301, f->id1, &claims,
+				     &err), -KILN_EEXPIRED);
+	assert_null(claims);
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time - 301, f->id1, &claims,
+				     &err), -KILN_EEXPIRED);
+	/* at = 0 means now: evidence from 2023 is stale. */
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, 0, f->id1, &claims, &err),
+			 -KILN_EEXPIRED);
+}
+
+static void test_host_malformed(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = NULL, *j;
+	char *bad;
+
+	/* Unknown outer key. */
+	j = json_loads(f->ev, 0, NULL);
+	json_object_set_new(j, "extra", json_true());
+	bad = json_dumps(j, JSON_COMPACT);
+	assert_int_equal(host_verify(f, bad, strlen(bad), f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	free(bad);
+	json_object_del(j, "extra");
+	json_object_set_new(j, "format", json_string("kiln-las-v2"));
+	bad = json_dumps(j, JSON_COMPACT);
+	assert_int_equal(host_verify(f, bad, strlen(bad), f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	free(bad);
+	json_object_set_new(j, "format", json_string("kiln-las-v1"));
+	json_object_set_new(j, "cert", json_string("not a certificate"));
+	bad = json_dumps(j, JSON_COMPACT);
+	assert_int_equal(host_verify(f, bad, strlen(bad), f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	free(bad);
+	json_decref(j);
+	/* Truncated and trailing bytes. */
+	assert_int_equal(host_verify(f, f->ev, f->ev_size - 1, f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	bad = malloc(f->ev_size + 3);
+	memcpy(bad, f->ev, f->ev_size);
+	memcpy(bad + f->ev_size, " {}", 3);
+	assert_int_equal(host_verify(f, bad, f->ev_size + 3, f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	free(bad);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_binding_vector),
+		cmocka_unit_test(test_manifest_self),
+		cmocka_unit_test(test_manifest_other_pid),
+		cmocka_unit_test(test_sim_round_trip),
+		cmocka_unit_test(test_sim_malformed),
+		cmocka_unit_test_setup_teardown(test_host_good, host_setup, host_teardown),
+		cmocka_unit_test_setup_teardown(test_host_untrusted, host_setup, host_teardown),
+		cmocka_unit_test_setup_teardown(test_host_tampered, host_setup, host_teardown),
+		cmocka_unit_test_setup_teardown(test_host_time_skew, host_setup, host_teardown),
+		cmocka_unit_test_setup_teardown(test_host_malformed, host_setup, host_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
