@@ -15,6 +15,7 @@ static int version_main(int argc, char **argv)
 
 static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
+	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
 };
 
 void cli_error(const char *fmt, ...)
