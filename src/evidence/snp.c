@@ -927,6 +927,33 @@ static int check_binding(const struct ev_snp_report *r, const struct snp_chain *
 	return 0;
 }
 
+int ev_snp_check_report(const uint8_t *report, size_t size, X509 *leaf, const char *product,
+			struct kiln_err *err)
+{
+	struct ev_snp_report r;
+	struct snp_chain c;
+	int ret;
+
+	memset(&c, 0, sizeof(c));
+	ret = ev_snp_report_parse(report, size, &r, err);
+	if (ret < 0)
+		return ret;
+	c.product = product;
+	ret = read_leaf_extensions(leaf, r.signing_key == EV_SNP_KEY_VLEK ? "VLEK" : "VCEK",
+				   &c, err);
+	if (ret < 0)
+		return ret;
+	c.leaf_key = X509_get0_pubkey(leaf);
+	if (!c.leaf_key) {
+		ERR_clear_error();
+		return kiln_err_set(err, -KILN_ECHAIN, "leaf certificate has no usable key");
+	}
+	ret = check_signature(report, &r, c.leaf_key, err);
+	if (ret == 0)
+		ret = check_binding(&r, &c, err);
+	return ret; /* c.leaf_key is borrowed from leaf: no chain_release */
+}
+
 static int set_hex(json_t *o, const char *name, const uint8_t *p, size_t size)
 {
 	char hex[2 * 64 + 1];

@@ -7,6 +7,8 @@
 #ifndef KILN_EVIDENCE_SNP_H
 #define KILN_EVIDENCE_SNP_H
 
+#include <openssl/types.h>
+
 #include "evidence/evidence.h"
 
 #define EV_SNP_REPORT_SIZE 0x4A0
@@ -69,6 +71,14 @@ struct ev_snp_tcb {
 	uint8_t fmc, bootloader, tee, snp, microcode;
 };
 void ev_snp_tcb_decode(uint64_t raw, bool turin, struct ev_snp_tcb *out);
+
+/* The report checks that follow the chain, against a leaf certificate the caller has
+ * already trusted: the report signature by leaf's key, then (VCEK) hwID == chip_id and
+ * the TCB extensions == reported_tcb, using the `product`'s TCB layout ("Milan",
+ * "Genoa", "Turin"). No chain or validity check: the verifier runs those first. For
+ * tests and tools that hold a leaf certificate of their own; leaf is borrowed. */
+int ev_snp_check_report(const uint8_t *report, size_t size, X509 *leaf, const char *product,
+			struct kiln_err *err);
 
 /* Cache of verified certificate chains (VCEK/VLEK public key plus the chain's
  * validity window and extensions), keyed by SHA-256 over the certificate inputs, so
