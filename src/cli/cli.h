@@ -28,6 +28,7 @@ int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t s
  * files in extra; *out is malloc'd (caller frees), *n_out entries. */
 int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,
 			size_t n_extra);
+int evidence_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

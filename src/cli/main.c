@@ -17,6 +17,7 @@ static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
 	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
 	{ "measure", measure_main, "print the workload measurement of a program" },
+	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
 };
 
 void cli_error(const char *fmt, ...)

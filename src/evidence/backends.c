@@ -3,9 +3,12 @@
 
 #include <string.h>
 
+extern const struct ev_backend ev_backend_snp;
+
 static const struct ev_backend *const g_backends[] = {
 	&ev_backend_sim,
 	&ev_backend_host,
+	&ev_backend_snp,
 	NULL
 };
 

@@ -1,0 +1,395 @@
+/* configfs-tsm producer and the /dev/sev-guest, /dev/tdx_guest fallbacks (see tsm.h). */
+#include "evidence/tsm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/sev-guest.h>
+
+#include "crypto/crypto.h"
+#include "evidence/snp.h"
+
+/* ---- real file-system operations -------------------------------------------------- */
+
+static int sys_mkdir(void *ctx, const char *path)
+{
+	return mkdir(path, 0700) == 0 ? 0 : -errno;
+}
+
+static int sys_rmdir(void *ctx, const char *path)
+{
+	return rmdir(path) == 0 ? 0 : -errno;
+}
+
+static int sys_read(void *ctx, const char *path, uint8_t **data, size_t *size)
+{
+	return kiln_read_file(path, EV_TSM_MAX_BLOB, data, size);
+}
+
+static int sys_write(void *ctx, const char *path, const void *data, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = kiln_write_all(fd, data, size);
+	/* configfs binary attributes commit the buffered data on close. */
+	if (close(fd) != 0 && ret == 0)
+		ret = -errno;
+	return ret;
+}
+
+static const struct ev_tsm_ops g_sys_ops = {
+	.mkdir = sys_mkdir, .rmdir = sys_rmdir, .read = sys_read, .write = sys_write,
+};
+
+void ev_tsm_result_free(struct ev_tsm_result *r)
+{
+	if (!r)
+		return;
+	free(r->outblob);
+	free(r->auxblob);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char *tsm_base(const char *base)
+{
+	const char *env;
+
+	if (base)
+		return base;
+	env = secure_getenv("KILN_TSM_PATH");
+	return env && *env ? env : EV_TSM_DEFAULT_PATH;
+}
+
+/* Read a small text attribute, trimmed of its trailing newline. */
+static int read_text(const struct ev_tsm_ops *ops, void *ctx, const char *path, char *out,
+		     size_t out_size, struct kiln_err *err)
+{
+	uint8_t *data = NULL;
+	size_t size = 0;
+	int ret = ops->read(ctx, path, &data, &size);
+
+	if (ret < 0) {
+		kiln_err_set(err, ret == -ENOENT ? -KILN_EFORMAT : ret,
+			     "configfs-tsm: cannot read %s: %s", path, kiln_strerror(ret));
+		return ret == -ENOENT ? -KILN_EFORMAT : ret;
+	}
+	while (size && (data[size - 1] == '\n' || data[size - 1] == '\0'))
+		size--;
+	if (size == 0 || size >= out_size || memchr(data, '\0', size)) {
+		free(data);
+		return kiln_err_set(err, -KILN_EFORMAT, "configfs-tsm: %s is empty or malformed",
+				    path);
+	}
+	memcpy(out, data, size);
+	out[size] = '\0';
+	free(data);
+	return 0;
+}
+
+static int read_generation(const struct ev_tsm_ops *ops, void *ctx, const char *path,
+			   uint64_t *gen, struct kiln_err *err)
+{
+	char text[32];
+	int ret = read_text(ops, ctx, path, text, sizeof(text), err);
+
+	if (ret < 0)
+		return ret;
+	if (kiln_parse_u64(text, gen) != 0)
+		return kiln_err_set(err, -KILN_EFORMAT,
+				    "configfs-tsm: %s holds '%s', not a number", path, text);
+	return 0;
+}
+
+/* One attempt on a fresh entry. Returns 1 when a concurrent writer was detected. */
+static int tsm_attempt(const char *base, const struct ev_tsm_ops *ops, void *ctx,
+		       const uint8_t inblob[static EV_TSM_INBLOB_SIZE], struct ev_tsm_result *out,
+		       struct kiln_err *err)
+{
+	static atomic_uint counter;
+	char entry[4096], path[4200];
+	uint64_t rnd, g0, g1;
+	bool made = false;
+	int ret;
+
+	ret = kc_random(&rnd, sizeof(rnd));
+	if (ret < 0)
+		return kiln_err_set(err, ret, "configfs-tsm: no randomness for an entry name");
+	snprintf(entry, sizeof(entry), "%s/kiln-%ld-%u-%016llx", base, (long)getpid(),
+		 atomic_fetch_add(&counter, 1), (unsigned long long)rnd);
+	ret = ops->mkdir(ctx, entry);
+	if (ret < 0) {
+		kiln_err_set(err, ret, "configfs-tsm: cannot create entry %s: %s", entry,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	made = true;
+
+	snprintf(path, sizeof(path), "%s/generation", entry);
+	ret = read_generation(ops, ctx, path, &g0, err);
+	if (ret < 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/inblob", entry);
+	ret = ops->write(ctx, path, inblob, EV_TSM_INBLOB_SIZE);
+	if (ret < 0) {
+		kiln_err_set(err, ret == -ENOENT ? -KILN_EFORMAT : ret,
+			     "configfs-tsm: cannot write %s: %s (is %s a configfs-tsm "
+			     "directory?)", path, kiln_strerror(ret), base);
+		ret = ret == -ENOENT ? -KILN_EFORMAT : ret;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/outblob", entry);
+	ret = ops->read(ctx, path, &out->outblob, &out->outblob_size);
+	if (ret < 0 || out->outblob_size == 0) {
+		ret = ret < 0 ? ret : -KILN_EFORMAT;
+		kiln_err_set(err, ret, "configfs-tsm: cannot read %s: %s", path,
+			     ret == -KILN_EFORMAT ? "empty" : kiln_strerror(ret));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/auxblob", entry);
+	ret = ops->read(ctx, path, &out->auxblob, &out->auxblob_size);
+	if (ret == -ENOENT || ret == -EOPNOTSUPP || ret == -ENOTTY ||
+	    (ret == 0 && out->auxblob_size == 0)) {
+		/* Only SEV-SNP hosts provide certificates; elsewhere it is absent. */
+		free(out->auxblob);
+		out->auxblob = NULL;
+		out->auxblob_size = 0;
+	} else if (ret < 0) {
+		kiln_err_set(err, ret, "configfs-tsm: cannot read %s: %s", path,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/provider", entry);
+	ret = read_text(ops, ctx, path, out->provider, sizeof(out->provider), err);
+	if (ret < 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/generation", entry);
+	ret = read_generation(ops, ctx, path, &g1, err);
+	if (ret < 0)
+		goto out;
+	out->generation = g1;
+	ret = g1 == g0 + 1 ? 0 : 1;
+	if (ret == 1)
+		kiln_err_set(err, -EBUSY,
+			     "configfs-tsm: %s went from %llu to %llu while we read the report "
+			     "(another writer on the entry)", path, (unsigned long long)g0,
+			     (unsigned long long)g1);
+out:
+	if (made) {
+		int r = ops->rmdir(ctx, entry);
+
+		if (r < 0 && ret == 0) {
+			ret = kiln_err_set(err, r, "configfs-tsm: cannot remove entry %s: %s",
+					   entry, kiln_strerror(r));
+		}
+	}
+	return ret;
+}
+
+int ev_tsm_report_ops(const char *base, const struct ev_tsm_ops *ops, void *ctx,
+		      const uint8_t inblob[static EV_TSM_INBLOB_SIZE], struct ev_tsm_result *out,
+		      struct kiln_err *err)
+{
+	struct stat st;
+	unsigned attempt;
+	int ret = -EBUSY;
+
+	memset(out, 0, sizeof(*out));
+	base = tsm_base(base);
+	if (!ops)
+		ops = &g_sys_ops;
+	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode))
+		return kiln_err_set(err, -ENODEV,
+				    "configfs-tsm is not available: %s is not a directory "
+				    "(not a confidential VM, or a kernel older than 6.7)", base);
+	for (attempt = 1; attempt <= EV_TSM_ATTEMPTS; attempt++) {
+		ret = tsm_attempt(base, ops, ctx, inblob, out, err);
+		if (ret == 0) {
+			out->attempts = attempt;
+			return 0;
+		}
+		ev_tsm_result_free(out);
+		if (ret < 0)
+			return ret;
+	}
+	return kiln_err_set(err, -EBUSY,
+			    "configfs-tsm: the entry generation changed during each of %u "
+			    "attempts (a concurrent writer); giving up", EV_TSM_ATTEMPTS);
+}
+
+int ev_tsm_report(const char *base, const uint8_t inblob[static EV_TSM_INBLOB_SIZE],
+		  struct ev_tsm_result *out, struct kiln_err *err)
+{
+	return ev_tsm_report_ops(base, NULL, NULL, inblob, out, err);
+}
+
+int ev_tsm_produce(const char *base, const struct ev_tsm_ops *ops, void *ctx,
+		   const char *provider, const uint8_t report_data[static EV_REPORT_DATA_SIZE],
+		   uint8_t **evidence, size_t *size, struct kiln_err *err)
+{
+	struct ev_tsm_result res;
+	uint8_t *buf;
+	int ret;
+
+	*evidence = NULL;
+	*size = 0;
+	ret = ev_tsm_report_ops(base, ops, ctx, report_data, &res, err);
+	if (ret < 0)
+		return ret;
+	if (strcmp(res.provider, provider) != 0) {
+		ret = kiln_err_set(err, -ENODEV,
+				   "configfs-tsm provider is '%s', expected '%s' (wrong --tee for "
+				   "this machine?)", res.provider, provider);
+		goto out;
+	}
+	buf = malloc(res.outblob_size + res.auxblob_size);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(buf, res.outblob, res.outblob_size);
+	if (res.auxblob_size)
+		memcpy(buf + res.outblob_size, res.auxblob, res.auxblob_size);
+	*evidence = buf;
+	*size = res.outblob_size + res.auxblob_size;
+	ret = 0;
+out:
+	ev_tsm_result_free(&res);
+	return ret;
+}
+
+/* ---- fallbacks -------------------------------------------------------------------- */
+
+static bool tsm_present(void)
+{
+	struct stat st;
+
+	return stat(tsm_base(NULL), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* SNP_GET_REPORT response (SEV-SNP ABI "MSG_REPORT_RSP"): status, size, report. */
+#define SNP_RSP_STATUS 0
+#define SNP_RSP_SIZE 4
+#define SNP_RSP_REPORT 32
+
+static int sev_guest_report(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
+			    uint8_t **evidence, size_t *size, struct kiln_err *err)
+{
+	struct snp_report_req req;
+	struct snp_report_resp resp;
+	struct snp_guest_request_ioctl io;
+	uint32_t status, rsize;
+	int fd, ret;
+
+	fd = open("/dev/sev-guest", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			return kiln_err_set(err, -ENODEV,
+					    "no SEV-SNP guest interface: neither %s nor "
+					    "/dev/sev-guest exists (not running in an SEV-SNP VM?)",
+					    tsm_base(NULL));
+		return kiln_err_set(err, ret, "cannot open /dev/sev-guest: %s",
+				    kiln_strerror(ret));
+	}
+	memset(&req, 0, sizeof(req));
+	memset(&resp, 0, sizeof(resp));
+	memset(&io, 0, sizeof(io));
+	memcpy(req.user_data, report_data, EV_REPORT_DATA_SIZE);
+	req.vmpl = 0;
+	io.msg_version = 1;
+	io.req_data = (uint64_t)(uintptr_t)&req;
+	io.resp_data = (uint64_t)(uintptr_t)&resp;
+	if (ioctl(fd, SNP_GET_REPORT, &io) != 0) {
+		ret = -errno;
+		kiln_err_set(err, ret, "/dev/sev-guest SNP_GET_REPORT failed: %s "
+			     "(firmware/VMM error 0x%llx)", kiln_strerror(ret),
+			     (unsigned long long)io.exitinfo2);
+		goto out;
+	}
+	memcpy(&status, resp.data + SNP_RSP_STATUS, 4);
+	memcpy(&rsize, resp.data + SNP_RSP_SIZE, 4);
+	if (status != 0 || rsize < EV_SNP_REPORT_SIZE ||
+	    rsize > sizeof(resp.data) - SNP_RSP_REPORT) {
+		ret = kiln_err_set(err, -KILN_EFORMAT,
+				   "/dev/sev-guest: report status %u, size %u", status, rsize);
+		goto out;
+	}
+	*evidence = malloc(EV_SNP_REPORT_SIZE);
+	if (!*evidence) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(*evidence, resp.data + SNP_RSP_REPORT, EV_SNP_REPORT_SIZE);
+	*size = EV_SNP_REPORT_SIZE;
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+int ev_snp_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
+		   size_t *size, struct kiln_err *err)
+{
+	*evidence = NULL;
+	*size = 0;
+	if (tsm_present() || secure_getenv("KILN_TSM_PATH"))
+		return ev_tsm_produce(NULL, NULL, NULL, "sev_guest", report_data, evidence, size,
+				      err);
+	return sev_guest_report(report_data, evidence, size, err);
+}
+
+/* <linux/tdx-guest.h> is not in every distribution's headers; the ABI is fixed. */
+struct kiln_tdx_report_req {
+	uint8_t reportdata[64];
+	uint8_t tdreport[1024];
+};
+#define KILN_TDX_CMD_GET_REPORT0 _IOWR('T', 1, struct kiln_tdx_report_req)
+
+int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
+		   size_t *size, struct kiln_err *err)
+{
+	struct kiln_tdx_report_req req;
+	int fd, ret;
+
+	*evidence = NULL;
+	*size = 0;
+	if (tsm_present() || secure_getenv("KILN_TSM_PATH"))
+		return ev_tsm_produce(NULL, NULL, NULL, "tdx_guest", report_data, evidence, size,
+				      err);
+	fd = open("/dev/tdx_guest", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			return kiln_err_set(err, -ENODEV,
+					    "no TDX guest interface: neither %s nor /dev/tdx_guest "
+					    "exists (not running in a TDX VM?)", tsm_base(NULL));
+		return kiln_err_set(err, ret, "cannot open /dev/tdx_guest: %s",
+				    kiln_strerror(ret));
+	}
+	memset(&req, 0, sizeof(req));
+	memcpy(req.reportdata, report_data, EV_REPORT_DATA_SIZE);
+	if (ioctl(fd, KILN_TDX_CMD_GET_REPORT0, &req) != 0) {
+		ret = -errno;
+		kiln_err_set(err, ret, "/dev/tdx_guest TDX_CMD_GET_REPORT0 failed: %s",
+			     kiln_strerror(ret));
+	} else {
+		/* FIXME(no QGS client): turning the TDREPORT into a quote needs the quote
+		 * generation service over vsock; only configfs-tsm does that for us. */
+		ret = kiln_err_set(err, -ENOTSUP,
+				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for this "
+				   "CPU only), but a verifiable TDX quote needs configfs-tsm with a "
+				   "quote generation service; not supported");
+	}
+	kiln_wipe(&req, sizeof(req));
+	close(fd);
+	return ret;
+}
