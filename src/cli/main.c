@@ -15,6 +15,7 @@ static int version_main(int argc, char **argv)
 
 static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
+	{ "fs", fs_main, "protected volumes: init, put, cat, ls, verify, mount" },
 };
 
 void cli_error(const char *fmt, ...)
