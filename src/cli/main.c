@@ -18,6 +18,7 @@ static const struct cli_command g_commands[] = {
 	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
 	{ "measure", measure_main, "print the workload measurement of a program" },
 	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
+	{ "fs", fs_main, "protected volumes: init, put, cat, ls, verify, mount" },
 };
 
 void cli_error(const char *fmt, ...)

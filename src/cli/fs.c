@@ -1,0 +1,919 @@
+/* kiln fs: inspect and edit protected volumes offline; mount them with FUSE. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "crypto/crypto.h"
+#include "pf/pf.h"
+
+#ifdef KILN_HAVE_FUSE
+#define FUSE_USE_VERSION 35
+#include <fuse.h>
+#include <sys/statvfs.h>
+#endif
+
+
+#define FS_IO_SIZE (1024 * 1024)
+
+/* Options shared by the subcommands (systemd style arg_ globals). */
+static const char *arg_key_file;
+static const char *arg_tag_file;
+static const char *arg_tag;
+static bool arg_trust;
+
+static const char g_usage[] =
+	"Usage: kiln fs COMMAND DIR [ARGS...] [--key-file KEY]\n\n"
+	"Protected volumes: every file encrypted (or authenticated) in chunks, with an\n"
+	"encrypted, versioned metadata file; tampering and rollback are detected.\n\n"
+	"Commands:\n"
+	"  init DIR [--chunk-size N] [--region PREFIX=encrypted|authenticated|plain]...\n"
+	"  put DIR PATH [--from FILE|-]   write a file (stdin by default)\n"
+	"  cat DIR PATH                   print a file\n"
+	"  ls DIR [PATH] [-r]             list a directory\n"
+	"  rm DIR PATH                    remove a file or an empty directory\n"
+	"  verify DIR [--tag TAG]         check every file; prints the volume tag\n"
+	"  rekey DIR --new-key-file K2    re-encrypt the metadata under a new key\n"
+	"  mount DIR MOUNTPOINT [--tag TAG] [-f]   FUSE view (unmount: fusermount3 -u)\n\n"
+	"Common options:\n"
+	"  --key-file KEY   32-byte volume key (or $KILN_KEY_FILE); init creates it (0600)\n"
+	"  --tag-file FILE  trusted tag store (default KEY.tag)\n"
+	"  --tag TAG        expect this volume tag instead of the tag file\n"
+	"  --trust          accept the volume's tag when the tag file is missing\n\n"
+	"See docs/fs.md.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cli_error("fs: %s (see 'kiln fs --help')", msg);
+	return CLI_EXIT_USAGE;
+}
+
+/* ---- key handling ---- */
+
+static int read_key(const char *path, uint8_t key[static PF_KEY_SIZE])
+{
+	uint8_t *data = NULL;
+	size_t size = 0;
+	int ret = kiln_read_file(path, 256, &data, &size);
+
+	if (ret) {
+		cli_error("key file %s: %s", path, kiln_strerror(ret));
+		return ret;
+	}
+	if (size == PF_KEY_SIZE) {
+		memcpy(key, data, PF_KEY_SIZE);
+	} else {
+		/* Also accept 64 hex digits (and a newline). */
+		while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+			data[--size] = '\0';
+		if (size != 2 * PF_KEY_SIZE ||
+		    kiln_hex_decode((char *)data, key, PF_KEY_SIZE, NULL) != 0) {
+			kiln_free_secret(data, size);
+			cli_error("key file %s: expected 32 bytes (or 64 hex digits)", path);
+			return -KILN_EFORMAT;
+		}
+	}
+	kiln_free_secret(data, size);
+	return 0;
+}
+
+static int create_key(const char *path, uint8_t key[static PF_KEY_SIZE])
+{
+	int fd, ret;
+
+	ret = kc_random(key, PF_KEY_SIZE);
+	if (ret) {
+		cli_error("cannot generate a key: %s", kiln_strerror(ret));
+		return ret;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		cli_error("key file %s: %s", path, kiln_strerror(ret));
+		return ret;
+	}
+	ret = kiln_write_all(fd, key, PF_KEY_SIZE);
+	if (!ret && fsync(fd) != 0)
+		ret = -errno;
+	close(fd);
+	if (ret)
+		cli_error("key file %s: %s", path, kiln_strerror(ret));
+	return ret;
+}
+
+static const char *key_file(void)
+{
+	if (arg_key_file)
+		return arg_key_file;
+	return secure_getenv("KILN_KEY_FILE");
+}
+
+/* Fill opts' freshness provider from --tag / --tag-file / KEY.tag. */
+static int freshness(const char *kf, struct pf_volume_opts *o)
+{
+	char path[4096];
+	int ret;
+
+	if (arg_tag) {
+		uint64_t t;
+
+		if (kiln_parse_u64(arg_tag, &t) != 0) {
+			cli_error("--tag %s: not a number", arg_tag);
+			return -EINVAL;
+		}
+		return pf_freshness_fixed(t, &o->freshness, &o->freshness_ctx);
+	}
+	if (arg_tag_file) {
+		snprintf(path, sizeof(path), "%s", arg_tag_file);
+	} else if (snprintf(path, sizeof(path), "%s.tag", kf) >= (int)sizeof(path)) {
+		cli_error("key file path too long");
+		return -ENAMETOOLONG;
+	}
+	ret = pf_freshness_local(path, &o->freshness, &o->freshness_ctx);
+	o->trust_first = arg_trust;
+	return ret;
+}
+
+/* Explain why DIR cannot be a volume, before the library says something vaguer. */
+static int check_volume_dir(const char *dir)
+{
+	char path[4096];
+	struct stat st;
+
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		cli_error("%s: no such directory", dir);
+		return -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s/.kiln", dir);
+	if (stat(path, &st) != 0) {
+		cli_error("%s: not a kiln volume (no .kiln directory)", dir);
+		return -KILN_EFORMAT;
+	}
+	return 0;
+}
+
+static int open_volume(const char *dir, pf_volume_t **vol)
+{
+	struct pf_volume_opts o = { 0 };
+	struct kiln_err err = { 0 };
+	uint8_t key[PF_KEY_SIZE];
+	const char *kf = key_file();
+	int ret;
+
+	*vol = NULL;
+	if (!kf) {
+		cli_error("fs: --key-file KEY (or KILN_KEY_FILE) is required");
+		return -EINVAL;
+	}
+	if ((ret = check_volume_dir(dir)))
+		return ret;
+	if ((ret = read_key(kf, key)))
+		return ret;
+	if ((ret = freshness(kf, &o)))
+		goto out;
+	ret = pf_volume_open(dir, key, &o, vol, &err);
+	if (ret)
+		cli_error("%s", kiln_err_msg(&err, ret));
+out:
+	kiln_wipe(key, sizeof(key));
+	return ret;
+}
+
+static int close_volume(pf_volume_t *v, int status)
+{
+	struct kiln_err err = { 0 };
+	int ret = pf_volume_close(v, &err);
+
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return CLI_EXIT_FAIL;
+	}
+	return status;
+}
+
+/* ---- option parsing ---- */
+
+enum {
+	OPT_KEY = 256, OPT_TAG_FILE, OPT_TAG, OPT_TRUST, OPT_CHUNK, OPT_REGION, OPT_FROM,
+	OPT_NEW_KEY,
+};
+
+static const struct option g_opts[] = {
+	{ "key-file", required_argument, NULL, OPT_KEY },
+	{ "tag-file", required_argument, NULL, OPT_TAG_FILE },
+	{ "tag", required_argument, NULL, OPT_TAG },
+	{ "trust", no_argument, NULL, OPT_TRUST },
+	{ "chunk-size", required_argument, NULL, OPT_CHUNK },
+	{ "region", required_argument, NULL, OPT_REGION },
+	{ "from", required_argument, NULL, OPT_FROM },
+	{ "new-key-file", required_argument, NULL, OPT_NEW_KEY },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct fs_args {
+	const char *pos[3];
+	int npos;
+	const char *chunk_size;
+	struct pf_region regions[PF_MAX_REGIONS];
+	size_t nregions;
+	const char *from;
+	const char *new_key;
+	bool recursive;
+	bool foreground;
+};
+
+/* Parse argv (argv[0] = subcommand); returns -1 to continue, else an exit code. */
+static int parse(int argc, char **argv, const char *allowed, int min_pos, int max_pos,
+		 struct fs_args *a)
+{
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hrf", g_opts, NULL)) != -1) {
+		const char *name = NULL;
+
+		switch (c) {
+		case 'h':
+			fputs(g_usage, stdout);
+			return CLI_EXIT_OK;
+		case OPT_KEY: arg_key_file = optarg; continue;
+		case OPT_TAG_FILE: arg_tag_file = optarg; continue;
+		case OPT_TAG: name = "tag"; arg_tag = optarg; break;
+		case OPT_TRUST: arg_trust = true; continue;
+		case OPT_CHUNK: name = "chunk-size"; a->chunk_size = optarg; break;
+		case OPT_FROM: name = "from"; a->from = optarg; break;
+		case OPT_NEW_KEY: name = "new-key-file"; a->new_key = optarg; break;
+		case 'r': name = "r"; a->recursive = true; break;
+		case 'f': name = "f"; a->foreground = true; break;
+		case OPT_REGION: {
+			char *eq = strchr(optarg, '=');
+
+			name = "region";
+			if (!eq)
+				return usage_error("--region %s: expected PREFIX=KIND", optarg);
+			if (a->nregions == PF_MAX_REGIONS)
+				return usage_error("--region %s: too many regions", optarg);
+			*eq = '\0';
+			a->regions[a->nregions].prefix = optarg;
+			if (strcmp(eq + 1, "encrypted") == 0)
+				a->regions[a->nregions].kind = PF_REGION_ENCRYPTED;
+			else if (strcmp(eq + 1, "authenticated") == 0)
+				a->regions[a->nregions].kind = PF_REGION_AUTHENTICATED;
+			else if (strcmp(eq + 1, "plain") == 0)
+				a->regions[a->nregions].kind = PF_REGION_PLAIN;
+			else
+				return usage_error("--region: unknown kind '%s' (encrypted, "
+						   "authenticated or plain)", eq + 1);
+			a->nregions++;
+			break;
+		}
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+		if (name && !strchr(allowed, c == OPT_REGION ? 'R' : c == OPT_CHUNK ? 'C' :
+				    c == OPT_FROM ? 'F' : c == OPT_NEW_KEY ? 'N' :
+				    c == OPT_TAG ? 'T' : c))
+			return usage_error("option '%s' does not apply here", argv[optind - 1]);
+		/* getopt permutes: positional arguments may come after options. */
+	}
+	for (int i = optind; i < argc; i++) {
+		if (a->npos == max_pos)
+			return usage_error("unexpected argument '%s'", argv[i]);
+		a->pos[a->npos++] = argv[i];
+	}
+	if (a->npos < min_pos)
+		return usage_error("%s: missing arguments", argv[0]);
+	return -1;
+}
+
+/* ---- subcommands ---- */
+
+static int cmd_init(int argc, char **argv)
+{
+	struct pf_volume_opts o = { 0 };
+	struct kiln_err err = { 0 };
+	uint8_t key[PF_KEY_SIZE];
+	struct fs_args a;
+	pf_volume_t *v = NULL;
+	const char *kf;
+	uint64_t cs = 0;
+	int ret = parse(argc, argv, "RC", 1, 1, &a);
+
+	if (ret >= 0)
+		return ret;
+	kf = key_file();
+	if (!kf)
+		return usage_error("init: --key-file KEY is required");
+	if (a.chunk_size && (kiln_parse_u64(a.chunk_size, &cs) != 0 || cs > UINT32_MAX))
+		return usage_error("--chunk-size %s: not a number", a.chunk_size);
+	if (access(kf, F_OK) == 0)
+		ret = read_key(kf, key);
+	else
+		ret = create_key(kf, key);
+	if (ret)
+		return CLI_EXIT_FAIL;
+	ret = freshness(kf, &o);
+	if (ret)
+		goto out;
+	o.chunk_size = (uint32_t)cs;
+	o.regions = a.regions;
+	o.regions_len = a.nregions;
+	ret = pf_volume_init(a.pos[0], key, &o, &v, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	printf("initialized volume %s (chunk size %u, tag %llu)\n", a.pos[0],
+	       pf_volume_chunk_size(v), (unsigned long long)pf_volume_tag(v));
+	ret = close_volume(v, 0);
+out:
+	kiln_wipe(key, sizeof(key));
+	return ret ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+/* mkdir -p for the parents of path inside the volume. */
+static int make_parents(pf_volume_t *v, const char *path)
+{
+	char buf[PF_MAX_PATH];
+	struct kiln_err err = { 0 };
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *s = buf + 1; *s; s++) {
+		struct pf_stat st;
+		int ret;
+
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (pf_stat(v, buf, &st, NULL) != 0 && (ret = pf_mkdir(v, buf, 0755, &err))) {
+			cli_error("%s", kiln_err_msg(&err, ret));
+			return ret;
+		}
+		*s = '/';
+	}
+	return 0;
+}
+
+static int cmd_put(int argc, char **argv)
+{
+	struct kiln_err err = { 0 };
+	struct fs_args a;
+	pf_volume_t *v;
+	pf_file_t *f = NULL;
+	uint8_t *buf = NULL;
+	uint64_t off = 0;
+	int fd = 0, ret = parse(argc, argv, "F", 2, 2, &a), status = CLI_EXIT_FAIL;
+
+	if (ret >= 0)
+		return ret;
+	if (a.from && strcmp(a.from, "-") != 0) {
+		fd = open(a.from, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			cli_error("%s: %s", a.from, strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	}
+	if (open_volume(a.pos[0], &v)) {
+		if (fd > 0)
+			close(fd);
+		return CLI_EXIT_FAIL;
+	}
+	buf = malloc(FS_IO_SIZE);
+	if (!buf || make_parents(v, a.pos[1]))
+		goto out;
+	ret = pf_open(v, a.pos[1], O_WRONLY | O_CREAT | O_TRUNC, 0644, &f, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, FS_IO_SIZE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cli_error("%s: %s", a.from ? a.from : "stdin", strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		ret = (int)pf_pwrite(f, buf, (size_t)n, off, &err);
+		if (ret < 0) {
+			cli_error("%s", kiln_err_msg(&err, ret));
+			goto out;
+		}
+		off += (uint64_t)n;
+	}
+	ret = pf_fsync(f, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	status = CLI_EXIT_OK;
+out:
+	pf_close(f);
+	if (buf)
+		kiln_free_secret(buf, FS_IO_SIZE);
+	if (fd > 0)
+		close(fd);
+	return close_volume(v, status);
+}
+
+static int cmd_cat(int argc, char **argv)
+{
+	struct kiln_err err = { 0 };
+	struct fs_args a;
+	pf_volume_t *v;
+	pf_file_t *f = NULL;
+	uint8_t *buf = NULL;
+	uint64_t off = 0;
+	int ret = parse(argc, argv, "", 2, 2, &a), status = CLI_EXIT_FAIL;
+
+	if (ret >= 0)
+		return ret;
+	if (open_volume(a.pos[0], &v))
+		return CLI_EXIT_FAIL;
+	buf = malloc(FS_IO_SIZE);
+	if (!buf)
+		goto out;
+	ret = pf_open(v, a.pos[1], O_RDONLY, 0, &f, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = pf_pread(f, buf, FS_IO_SIZE, off, &err);
+
+		if (n < 0) {
+			cli_error("%s", kiln_err_msg(&err, (int)n));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (kiln_write_all(STDOUT_FILENO, buf, (size_t)n) != 0) {
+			cli_error("stdout: %s", strerror(errno));
+			goto out;
+		}
+		off += (uint64_t)n;
+	}
+	status = CLI_EXIT_OK;
+out:
+	pf_close(f);
+	if (buf)
+		kiln_free_secret(buf, FS_IO_SIZE);
+	return close_volume(v, status);
+}
+
+static const char *kind_name(enum pf_region_kind k)
+{
+	return k == PF_REGION_PLAIN ? "plain" : k == PF_REGION_AUTHENTICATED ? "authenticated"
+									      : "encrypted";
+}
+
+static int ls_dir(pf_volume_t *v, const char *dir, bool recursive)
+{
+	struct kiln_err err = { 0 };
+	char **names = NULL;
+	size_t count = 0;
+	int ret = pf_readdir(v, dir, &names, &count, &err);
+
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return ret;
+	}
+	for (size_t i = 0; i < count && !ret; i++) {
+		char path[PF_MAX_PATH + 256];
+		struct pf_stat st;
+
+		snprintf(path, sizeof(path), "%s%s%s", dir, dir[0] ? "/" : "", names[i]);
+		ret = pf_stat(v, path, &st, &err);
+		if (ret) {
+			cli_error("%s", kiln_err_msg(&err, ret));
+			break;
+		}
+		printf("%c%04o %12llu %-13s %s%s\n", st.is_dir ? 'd' : '-', (unsigned)st.mode,
+		       (unsigned long long)st.size, kind_name(st.kind), path,
+		       st.is_dir ? "/" : "");
+		if (st.is_dir && recursive)
+			ret = ls_dir(v, path, true);
+	}
+	pf_names_free(names, count);
+	return ret;
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+	struct fs_args a;
+	pf_volume_t *v;
+	char dir[PF_MAX_PATH];
+	struct pf_stat st;
+	struct kiln_err err = { 0 };
+	int ret = parse(argc, argv, "r", 1, 2, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (open_volume(a.pos[0], &v))
+		return CLI_EXIT_FAIL;
+	snprintf(dir, sizeof(dir), "%s", a.npos > 1 ? a.pos[1] : "");
+	while (dir[0] == '/')
+		memmove(dir, dir + 1, strlen(dir));
+	ret = pf_stat(v, dir, &st, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+	} else if (!st.is_dir) {
+		printf("-%04o %12llu %-13s %s\n", (unsigned)st.mode, (unsigned long long)st.size,
+		       kind_name(st.kind), dir);
+	} else {
+		ret = ls_dir(v, dir, a.recursive);
+	}
+	return close_volume(v, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	struct kiln_err err = { 0 };
+	struct fs_args a;
+	struct pf_stat st;
+	pf_volume_t *v;
+	int ret = parse(argc, argv, "", 2, 2, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (open_volume(a.pos[0], &v))
+		return CLI_EXIT_FAIL;
+	ret = pf_stat(v, a.pos[1], &st, &err);
+	if (!ret)
+		ret = st.is_dir ? pf_rmdir(v, a.pos[1], &err) : pf_unlink(v, a.pos[1], &err);
+	if (!ret)
+		ret = pf_fsync_dir(v, &err);
+	if (ret)
+		cli_error("%s", kiln_err_msg(&err, ret));
+	return close_volume(v, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+}
+
+struct verify_state {
+	size_t ok, bad;
+};
+
+static void verify_cb(void *arg, const char *path, int code, const char *msg)
+{
+	struct verify_state *s = arg;
+
+	if (code == 0) {
+		s->ok++;
+		printf("ok      %s\n", path);
+	} else {
+		s->bad++;
+		printf("FAILED  %s: %s\n", path, msg);
+		cli_error("%s", msg);
+	}
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct kiln_err err = { 0 };
+	struct verify_state s = { 0, 0 };
+	struct fs_args a;
+	pf_volume_t *v;
+	int ret = parse(argc, argv, "T", 1, 1, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (open_volume(a.pos[0], &v))
+		return CLI_EXIT_FAIL;
+	ret = pf_volume_verify(v, verify_cb, &s, &err);
+	printf("volume tag: %llu\n", (unsigned long long)pf_volume_tag(v));
+	printf("%zu file(s) intact, %zu damaged\n", s.ok, s.bad);
+	if (ret && s.bad == 0)
+		cli_error("%s", kiln_err_msg(&err, ret));
+	return close_volume(v, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+}
+
+static int cmd_rekey(int argc, char **argv)
+{
+	struct pf_volume_opts o = { 0 };
+	struct kiln_err err = { 0 };
+	uint8_t key[PF_KEY_SIZE];
+	struct fs_args a;
+	pf_volume_t *v;
+	char tpath[4096];
+	int ret = parse(argc, argv, "N", 1, 1, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (!a.new_key)
+		return usage_error("rekey: --new-key-file K2 is required");
+	if (access(a.new_key, F_OK) == 0)
+		ret = read_key(a.new_key, key);
+	else
+		ret = create_key(a.new_key, key);
+	if (ret)
+		return CLI_EXIT_FAIL;
+	if (open_volume(a.pos[0], &v)) {
+		kiln_wipe(key, sizeof(key));
+		return CLI_EXIT_FAIL;
+	}
+	ret = pf_volume_rekey(v, key, &err);
+	kiln_wipe(key, sizeof(key));
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return close_volume(v, CLI_EXIT_FAIL);
+	}
+	/* The new key's tag file starts at the volume's current tag. */
+	snprintf(tpath, sizeof(tpath), "%s.tag", a.new_key);
+	ret = pf_freshness_local(tpath, &o.freshness, &o.freshness_ctx);
+	if (!ret)
+		ret = o.freshness->prepare(o.freshness_ctx, pf_volume_tag(v), &err);
+	if (!ret)
+		ret = o.freshness->commit(o.freshness_ctx, pf_volume_tag(v), &err);
+	if (o.freshness)
+		o.freshness->free(o.freshness_ctx);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return close_volume(v, CLI_EXIT_FAIL);
+	}
+	printf("volume %s rekeyed (tag %llu, trusted tag in %s)\n", a.pos[0],
+	       (unsigned long long)pf_volume_tag(v), tpath);
+	return close_volume(v, CLI_EXIT_OK);
+}
+
+/* ---- FUSE ---- */
+#ifdef KILN_HAVE_FUSE
+static pf_volume_t *g_vol;
+static const char *g_vol_dir;
+
+/* kiln's own codes mean "the data is bad": EIO to applications. */
+static int fuse_errno(int code)
+{
+	if (code >= 0)
+		return code;
+	return -code >= KILN_EBASE ? -EIO : code;
+}
+
+static int fm_getattr(const char *path, struct stat *stbuf, struct fuse_file_info *fi)
+{
+	struct pf_stat st;
+	int ret;
+
+	if (fi && fi->fh)
+		ret = pf_fstat((pf_file_t *)(uintptr_t)fi->fh, &st);
+	else
+		ret = pf_stat(g_vol, path, &st, NULL);
+	if (ret)
+		return fuse_errno(ret);
+	memset(stbuf, 0, sizeof(*stbuf));
+	stbuf->st_mode = (st.is_dir ? S_IFDIR : S_IFREG) | (st.mode & 07777);
+	stbuf->st_nlink = st.is_dir ? 2 : 1;
+	stbuf->st_size = (off_t)st.size;
+	stbuf->st_blocks = (blkcnt_t)((st.size + 511) / 512);
+	stbuf->st_uid = getuid();
+	stbuf->st_gid = getgid();
+	stbuf->st_mtim.tv_sec = st.mtime_ns / 1000000000;
+	stbuf->st_mtim.tv_nsec = st.mtime_ns % 1000000000;
+	stbuf->st_ctim = stbuf->st_atim = stbuf->st_mtim;
+	return 0;
+}
+
+static int fm_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	char **names;
+	size_t count;
+	int ret = pf_readdir(g_vol, path, &names, &count, NULL);
+
+	if (ret)
+		return fuse_errno(ret);
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	for (size_t i = 0; i < count; i++)
+		filler(buf, names[i], NULL, 0, 0);
+	pf_names_free(names, count);
+	return 0;
+}
+
+static int fm_open(const char *path, struct fuse_file_info *fi)
+{
+	pf_file_t *f;
+	int ret = pf_open(g_vol, path, fi->flags, 0, &f, NULL);
+
+	if (ret)
+		return fuse_errno(ret);
+	fi->fh = (uintptr_t)f;
+	return 0;
+}
+
+static int fm_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	pf_file_t *f;
+	int ret = pf_open(g_vol, path, fi->flags | O_CREAT, mode, &f, NULL);
+
+	if (ret)
+		return fuse_errno(ret);
+	fi->fh = (uintptr_t)f;
+	return 0;
+}
+
+static int fm_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	ssize_t n = pf_pread((pf_file_t *)(uintptr_t)fi->fh, buf, size, (uint64_t)off, NULL);
+
+	return n < 0 ? fuse_errno((int)n) : (int)n;
+}
+
+static int fm_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	ssize_t n = pf_pwrite((pf_file_t *)(uintptr_t)fi->fh, buf, size, (uint64_t)off, NULL);
+
+	return n < 0 ? fuse_errno((int)n) : (int)n;
+}
+
+static int fm_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	if (fi && fi->fh)
+		return fuse_errno(pf_ftruncate((pf_file_t *)(uintptr_t)fi->fh, (uint64_t)size,
+					       NULL));
+	return fuse_errno(pf_truncate(g_vol, path, (uint64_t)size, NULL));
+}
+
+static int fm_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	return fuse_errno(pf_fsync((pf_file_t *)(uintptr_t)fi->fh, NULL));
+}
+
+static int fm_release(const char *path, struct fuse_file_info *fi)
+{
+	pf_close((pf_file_t *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+static int fm_unlink(const char *path)
+{
+	return fuse_errno(pf_unlink(g_vol, path, NULL));
+}
+
+static int fm_mkdir(const char *path, mode_t mode)
+{
+	return fuse_errno(pf_mkdir(g_vol, path, mode, NULL));
+}
+
+static int fm_rmdir(const char *path)
+{
+	return fuse_errno(pf_rmdir(g_vol, path, NULL));
+}
+
+static int fm_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct pf_stat st;
+
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	if ((flags & RENAME_NOREPLACE) && pf_stat(g_vol, to, &st, NULL) == 0)
+		return -EEXIST;
+	return fuse_errno(pf_rename(g_vol, from, to, NULL));
+}
+
+static int fm_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return fuse_errno(pf_chmod(g_vol, path, mode, NULL));
+}
+
+static int fm_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	return 0; /* ownership is not recorded: every file belongs to the mounter */
+}
+
+static int fm_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	struct timespec now;
+	int64_t t;
+
+	if (tv[1].tv_nsec == UTIME_OMIT)
+		return 0;
+	if (tv[1].tv_nsec == UTIME_NOW) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	} else {
+		t = (int64_t)tv[1].tv_sec * 1000000000 + tv[1].tv_nsec;
+	}
+	return fuse_errno(pf_set_mtime(g_vol, path, t, NULL));
+}
+
+static int fm_statfs(const char *path, struct statvfs *st)
+{
+	return statvfs(g_vol_dir, st) == 0 ? 0 : -errno;
+}
+
+static int fm_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	return fuse_errno(pf_fsync_dir(g_vol, NULL));
+}
+
+static void *fm_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* Sizes change under the kernel's feet only through us. */
+	cfg->use_ino = 0;
+	cfg->nullpath_ok = 0;
+	return NULL;
+}
+
+static const struct fuse_operations g_fuse_ops = {
+	.init = fm_init,
+	.getattr = fm_getattr,
+	.readdir = fm_readdir,
+	.open = fm_open,
+	.create = fm_create,
+	.read = fm_read,
+	.write = fm_write,
+	.truncate = fm_truncate,
+	.fsync = fm_fsync,
+	.release = fm_release,
+	.unlink = fm_unlink,
+	.mkdir = fm_mkdir,
+	.rmdir = fm_rmdir,
+	.rename = fm_rename,
+	.chmod = fm_chmod,
+	.chown = fm_chown,
+	.utimens = fm_utimens,
+	.statfs = fm_statfs,
+	.fsyncdir = fm_fsyncdir,
+};
+
+static int cmd_mount(int argc, char **argv)
+{
+	struct fs_args a;
+	char *fargv[8];
+	int fargc = 0, ret = parse(argc, argv, "Tf", 2, 2, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (open_volume(a.pos[0], &g_vol))
+		return CLI_EXIT_FAIL;
+	g_vol_dir = a.pos[0];
+	fargv[fargc++] = (char *)"kiln-fs";
+	fargv[fargc++] = (char *)a.pos[1];
+	if (a.foreground)
+		fargv[fargc++] = (char *)"-f";
+	fargv[fargc++] = (char *)"-o";
+	fargv[fargc++] = (char *)"fsname=kiln,subtype=kiln";
+	fargv[fargc] = NULL;
+	ret = fuse_main(fargc, fargv, &g_fuse_ops, NULL);
+	if (ret)
+		cli_error("mount %s on %s failed (fuse_main returned %d)", a.pos[0], a.pos[1], ret);
+	return close_volume(g_vol, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+}
+#else
+static int cmd_mount(int argc, char **argv)
+{
+	cli_error("fs mount: this kiln was built without libfuse3");
+	return CLI_EXIT_FAIL;
+}
+#endif
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} g_fs_cmds[] = {
+	{ "init", cmd_init }, { "put", cmd_put }, { "cat", cmd_cat }, { "ls", cmd_ls },
+	{ "rm", cmd_rm }, { "verify", cmd_verify }, { "rekey", cmd_rekey },
+	{ "mount", cmd_mount },
+};
+
+int fs_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(g_usage, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		fputs(g_usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_fs_cmds); i++)
+		if (strcmp(argv[1], g_fs_cmds[i].name) == 0)
+			return g_fs_cmds[i].fn(argc - 1, argv + 1);
+	cli_error("fs: unknown command '%s' (see 'kiln fs --help')", argv[1]);
+	return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,399 @@
+/* On-disk formats of protected volumes: file header, metadata body, metadata
+ * envelope, path rules. Layouts: docs/fs.md. */
+#include "pf/pf_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+void pf_header_encode(const struct pf_header *h, uint8_t out[static PF_HDR_SIZE])
+{
+	memset(out, 0, PF_HDR_SIZE);
+	memcpy(out, PF_HDR_MAGIC, 8);
+	pf_put_u32(out + 8, h->version);
+	pf_put_u32(out + 12, h->kind);
+	pf_put_u32(out + 16, h->chunk_size);
+	memcpy(out + 24, h->file_id, PF_FILE_ID_SIZE);
+}
+
+static bool all_zero(const uint8_t *p, size_t size)
+{
+	uint8_t acc = 0;
+
+	for (size_t i = 0; i < size; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+static bool chunk_size_ok(uint32_t cs)
+{
+	return cs >= PF_MIN_CHUNK_SIZE && cs <= PF_MAX_CHUNK_SIZE && cs % 16 == 0;
+}
+
+static bool kind_ok(uint32_t kind)
+{
+	return kind == PF_REGION_ENCRYPTED || kind == PF_REGION_AUTHENTICATED ||
+	       kind == PF_REGION_PLAIN;
+}
+
+int pf_header_decode(const uint8_t *buf, size_t size, struct pf_header *h)
+{
+	memset(h, 0, sizeof(*h));
+	if (size < PF_HDR_SIZE)
+		return -KILN_ETRUNC;
+	if (memcmp(buf, PF_HDR_MAGIC, 8) != 0)
+		return -KILN_EFORMAT;
+	h->version = pf_get_u32(buf + 8);
+	h->kind = pf_get_u32(buf + 12);
+	h->chunk_size = pf_get_u32(buf + 16);
+	memcpy(h->file_id, buf + 24, PF_FILE_ID_SIZE);
+	if (h->version != PF_FORMAT_VERSION || !kind_ok(h->kind) ||
+	    !chunk_size_ok(h->chunk_size) || pf_get_u32(buf + 20) != 0 ||
+	    !all_zero(buf + 40, PF_HDR_SIZE - 40))
+		return -KILN_EFORMAT;
+	return 0;
+}
+
+int pf_path_normalize(const char *path, char *out)
+{
+	size_t len, i = 0;
+
+	while (*path == '/')
+		path++;
+	len = strlen(path);
+	if (len >= PF_MAX_PATH)
+		return -ENAMETOOLONG;
+	/* Allow one trailing slash ("dir/"). */
+	if (len > 0 && path[len - 1] == '/')
+		len--;
+	memcpy(out, path, len);
+	out[len] = '\0';
+	while (i < len) {
+		size_t j = i;
+
+		while (j < len && out[j] != '/')
+			j++;
+		if (j == i)
+			return -EINVAL; /* empty component ("a//b") */
+		if ((j - i == 1 && out[i] == '.') || (j - i == 2 && out[i] == '.' && out[i + 1] == '.'))
+			return -EINVAL;
+		if (j - i > 255)
+			return -ENAMETOOLONG;
+		i = j + 1;
+	}
+	return 0;
+}
+
+/* ---- body parser ---- */
+
+struct rd {
+	const uint8_t *p;
+	size_t left;
+};
+
+static int rd_u16(struct rd *r, uint32_t *v)
+{
+	if (r->left < 2)
+		return -KILN_ETRUNC;
+	*v = (uint32_t)r->p[0] | ((uint32_t)r->p[1] << 8);
+	r->p += 2;
+	r->left -= 2;
+	return 0;
+}
+
+static int rd_u32(struct rd *r, uint32_t *v)
+{
+	if (r->left < 4)
+		return -KILN_ETRUNC;
+	*v = pf_get_u32(r->p);
+	r->p += 4;
+	r->left -= 4;
+	return 0;
+}
+
+static int rd_u64(struct rd *r, uint64_t *v)
+{
+	if (r->left < 8)
+		return -KILN_ETRUNC;
+	*v = pf_get_u64(r->p);
+	r->p += 8;
+	r->left -= 8;
+	return 0;
+}
+
+static int rd_bytes(struct rd *r, void *out, size_t size)
+{
+	if (r->left < size)
+		return -KILN_ETRUNC;
+	memcpy(out, r->p, size);
+	r->p += size;
+	r->left -= size;
+	return 0;
+}
+
+/* A length-prefixed path; must be normalized already (what we write). */
+static int rd_path(struct rd *r, char **out, bool allow_empty)
+{
+	uint32_t len;
+	char tmp[PF_MAX_PATH];
+	int ret = rd_u16(r, &len);
+
+	*out = NULL;
+	if (ret)
+		return ret;
+	if (r->left < len)
+		return -KILN_ETRUNC;
+	if (len >= PF_MAX_PATH || memchr(r->p, '\0', len))
+		return -KILN_EFORMAT;
+	*out = malloc(len + 1);
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, r->p, len);
+	(*out)[len] = '\0';
+	r->p += len;
+	r->left -= len;
+	if ((!allow_empty && len == 0) || pf_path_normalize(*out, tmp) != 0 ||
+	    strcmp(tmp, *out) != 0)
+		return -KILN_EFORMAT;
+	return 0;
+}
+
+void pf_meta_clear(struct pf_meta *m)
+{
+	for (size_t i = 0; i < m->regions_len; i++)
+		free(m->regions[i].prefix);
+	for (size_t i = 0; i < m->dirs_len; i++)
+		free(m->dirs[i].path);
+	for (size_t i = 0; i < m->files_len; i++) {
+		free(m->files[i].path);
+		kiln_wipe(m->files[i].key, PF_KEY_SIZE);
+	}
+	free(m->regions);
+	free(m->dirs);
+	free(m->files);
+	memset(m, 0, sizeof(*m));
+}
+
+int pf_meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err)
+{
+	struct rd r = { body, size };
+	uint32_t n;
+	int ret;
+	const char *what = "header";
+
+	memset(m, 0, sizeof(*m));
+	if ((ret = rd_u32(&r, &m->chunk_size)))
+		goto out;
+	if (!chunk_size_ok(m->chunk_size)) {
+		ret = -KILN_EFORMAT;
+		goto out;
+	}
+	what = "regions";
+	if ((ret = rd_u32(&r, &n)))
+		goto out;
+	if (n > PF_MAX_REGIONS) {
+		ret = -KILN_EFORMAT;
+		goto out;
+	}
+	m->regions = calloc(n ? n : 1, sizeof(*m->regions));
+	if (!m->regions) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pf_meta_region *g = &m->regions[i];
+
+		m->regions_len++;
+		if ((ret = rd_u32(&r, &g->kind)) || (ret = rd_path(&r, &g->prefix, true)))
+			goto out;
+		if (!kind_ok(g->kind)) {
+			ret = -KILN_EFORMAT;
+			goto out;
+		}
+	}
+	what = "directories";
+	if ((ret = rd_u32(&r, &n)))
+		goto out;
+	/* Each record takes at least 15 bytes: bound the allocation by the input. */
+	if (n > r.left / 15) {
+		ret = -KILN_ETRUNC;
+		goto out;
+	}
+	m->dirs = calloc(n ? n : 1, sizeof(*m->dirs));
+	if (!m->dirs) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pf_meta_dir *d = &m->dirs[i];
+		uint64_t t;
+
+		m->dirs_len++;
+		if ((ret = rd_path(&r, &d->path, false)) || (ret = rd_u32(&r, &d->mode)) ||
+		    (ret = rd_u64(&r, &t)))
+			goto out;
+		d->mtime_ns = (int64_t)t;
+	}
+	what = "files";
+	if ((ret = rd_u32(&r, &n)))
+		goto out;
+	if (n > r.left / 123) { /* 122 fixed bytes + a path of at least 1 */
+		ret = -KILN_ETRUNC;
+		goto out;
+	}
+	m->files = calloc(n ? n : 1, sizeof(*m->files));
+	if (!m->files) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pf_meta_file *f = &m->files[i];
+		uint64_t t;
+
+		m->files_len++;
+		if ((ret = rd_path(&r, &f->path, false)) || (ret = rd_u32(&r, &f->kind)) ||
+		    (ret = rd_u32(&r, &f->mode)) || (ret = rd_u64(&r, &t)) ||
+		    (ret = rd_u64(&r, &f->size)) || (ret = rd_bytes(&r, f->key, PF_KEY_SIZE)) ||
+		    (ret = rd_bytes(&r, f->file_id, PF_FILE_ID_SIZE)) ||
+		    (ret = rd_bytes(&r, f->root, PF_ROOT_SIZE)) ||
+		    (ret = rd_bytes(&r, f->backing, PF_BACKING_ID_SIZE)))
+			goto out;
+		f->mtime_ns = (int64_t)t;
+		if (!kind_ok(f->kind) || f->size > PF_MAX_FILE_SIZE) {
+			ret = -KILN_EFORMAT;
+			goto out;
+		}
+	}
+	what = "end";
+	if (r.left) {
+		ret = -KILN_ETRAILING;
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret) {
+		kiln_err_set(err, ret, "metadata: malformed %s section (%s)", what,
+			     kiln_strerror(ret));
+		pf_meta_clear(m);
+	}
+	return ret;
+}
+
+/* ---- envelope ---- */
+
+int pf_meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k)
+{
+	static const char salt[] = "kiln-pf-v1";
+	uint8_t kcv_key[32];
+	int ret;
+
+	ret = kc_hkdf_sha256(key, PF_KEY_SIZE, salt, sizeof(salt) - 1, "metadata", 8, k->enc,
+			     sizeof(k->enc));
+	if (ret)
+		return ret;
+	ret = kc_hkdf_sha256(key, PF_KEY_SIZE, salt, sizeof(salt) - 1, "key-check", 9, kcv_key,
+			     sizeof(kcv_key));
+	if (ret == 0) {
+		uint8_t mac[KC_SHA256_SIZE];
+
+		ret = kc_hmac_sha256(kcv_key, sizeof(kcv_key), "kiln volume key check", 21, mac);
+		memcpy(k->kcv, mac, PF_KCV_SIZE);
+	}
+	kiln_wipe(kcv_key, sizeof(kcv_key));
+	return ret;
+}
+
+/* Envelope header (AAD): magic[8] version u32 reserved u32 tag u64 kcv[16]
+ * iv[12] reserved u32 body_size u64; then ciphertext, then the GCM tag. */
+int pf_meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
+		 uint8_t **out, size_t *out_size)
+{
+	uint8_t *buf;
+	kc_aead_t *a;
+	int ret;
+
+	*out = NULL;
+	*out_size = 0;
+	if (size > PF_META_MAX_SIZE)
+		return -EFBIG;
+	buf = calloc(1, PF_META_HDR_SIZE + size + PF_TAG_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, PF_META_MAGIC, 8);
+	pf_put_u32(buf + 8, PF_FORMAT_VERSION);
+	pf_put_u64(buf + 16, tag);
+	memcpy(buf + 24, k->kcv, PF_KCV_SIZE);
+	ret = kc_random(buf + 40, KC_AEAD_IV_SIZE);
+	if (ret)
+		goto out;
+	pf_put_u64(buf + 56, size);
+	a = kc_aead_new(k->enc);
+	if (!a) {
+		ret = -KILN_ECRYPTO;
+		goto out;
+	}
+	ret = kc_aead_seal(a, buf + 40, buf, PF_META_HDR_SIZE, body, size, buf + PF_META_HDR_SIZE,
+			   buf + PF_META_HDR_SIZE + size);
+	kc_aead_free(a);
+	if (ret)
+		goto out;
+	*out = buf;
+	*out_size = PF_META_HDR_SIZE + size + PF_TAG_SIZE;
+	buf = NULL;
+out:
+	free(buf);
+	return ret;
+}
+
+int pf_meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
+		   uint64_t *tag, uint8_t **body, size_t *body_size, struct kiln_err *err)
+{
+	uint64_t bsize;
+	uint8_t *pt = NULL;
+	kc_aead_t *a;
+	int ret;
+
+	*body = NULL;
+	*body_size = 0;
+	*tag = 0;
+	if (size < 8 || memcmp(buf, PF_META_MAGIC, 8) != 0)
+		return kiln_err_set(err, -KILN_EFORMAT, "metadata: not a kiln volume (bad magic)");
+	if (size < PF_META_HDR_SIZE + PF_TAG_SIZE)
+		return kiln_err_set(err, -KILN_ETRUNC, "metadata: truncated (%zu bytes)", size);
+	if (pf_get_u32(buf + 8) != PF_FORMAT_VERSION)
+		return kiln_err_set(err, -KILN_EFORMAT, "metadata: unsupported version %u",
+				    pf_get_u32(buf + 8));
+	if (!kiln_ct_equal(buf + 24, k->kcv, PF_KCV_SIZE))
+		return kiln_err_set(err, -KILN_EKEY,
+				    "metadata: wrong volume key (key check value differs)");
+	bsize = pf_get_u64(buf + 56);
+	if (bsize > PF_META_MAX_SIZE || bsize != size - PF_META_HDR_SIZE - PF_TAG_SIZE)
+		return kiln_err_set(err, -KILN_EAUTH,
+				    "metadata: corrupt (body size %llu, file holds %zu)",
+				    (unsigned long long)bsize,
+				    size - PF_META_HDR_SIZE - PF_TAG_SIZE);
+	pt = malloc(bsize ? bsize : 1);
+	if (!pt)
+		return -ENOMEM;
+	a = kc_aead_new(k->enc);
+	if (!a) {
+		free(pt);
+		return -KILN_ECRYPTO;
+	}
+	ret = kc_aead_open(a, buf + 40, buf, PF_META_HDR_SIZE, buf + PF_META_HDR_SIZE, bsize, pt,
+			   buf + PF_META_HDR_SIZE + bsize);
+	kc_aead_free(a);
+	if (ret) {
+		free(pt);
+		if (ret == -KILN_EAUTH)
+			return kiln_err_set(err, ret,
+					    "metadata: corrupt (authentication tag mismatch)");
+		return kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
+	}
+	*tag = pf_get_u64(buf + 16);
+	*body = pt;
+	*body_size = bsize;
+	return 0;
+}

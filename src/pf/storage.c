@@ -1,0 +1,209 @@
+/* Default storage callbacks: POSIX files in one directory (openat on a dirfd). */
+#include "pf/pf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct posix_storage {
+	int dirfd;
+};
+
+struct posix_fh {
+	int fd;
+};
+
+static int ps_open(void *ctx, const char *name, unsigned flags, void **fh)
+{
+	struct posix_storage *s = ctx;
+	int oflags = O_CLOEXEC | ((flags & PF_SO_RDONLY) ? O_RDONLY : O_RDWR);
+	struct posix_fh *h;
+	int fd;
+
+	*fh = NULL;
+	if (flags & PF_SO_CREATE)
+		oflags |= O_CREAT;
+	if (flags & PF_SO_EXCL)
+		oflags |= O_EXCL;
+	if (flags & PF_SO_TRUNC)
+		oflags |= O_TRUNC;
+	h = malloc(sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	do
+		fd = openat(s->dirfd, name, oflags, 0600);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0) {
+		int e = -errno;
+
+		free(h);
+		return e;
+	}
+	h->fd = fd;
+	*fh = h;
+	return 0;
+}
+
+static ssize_t ps_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	return kiln_pread_full(((struct posix_fh *)fh)->fd, buf, size, (off_t)off);
+}
+
+static ssize_t ps_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pwrite(((struct posix_fh *)fh)->fd, buf, size, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static int ps_get_size(void *ctx, void *fh, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(((struct posix_fh *)fh)->fd, &st) != 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int ps_truncate(void *ctx, void *fh, uint64_t size)
+{
+	int r;
+
+	do
+		r = ftruncate(((struct posix_fh *)fh)->fd, (off_t)size);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+static int ps_sync(void *ctx, void *fh)
+{
+	return fdatasync(((struct posix_fh *)fh)->fd) < 0 ? -errno : 0;
+}
+
+static int ps_close(void *ctx, void *fh)
+{
+	struct posix_fh *h = fh;
+	int r = 0;
+
+	if (!h)
+		return 0;
+	if (close(h->fd) < 0 && errno != EINTR)
+		r = -errno;
+	free(h);
+	return r;
+}
+
+static int ps_remove(void *ctx, const char *name)
+{
+	struct posix_storage *s = ctx;
+
+	return unlinkat(s->dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int ps_rename(void *ctx, const char *from, const char *to)
+{
+	struct posix_storage *s = ctx;
+
+	return renameat(s->dirfd, from, s->dirfd, to) < 0 ? -errno : 0;
+}
+
+static int ps_sync_dir(void *ctx)
+{
+	struct posix_storage *s = ctx;
+
+	return fsync(s->dirfd) < 0 ? -errno : 0;
+}
+
+static int ps_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
+{
+	struct posix_storage *s = ctx;
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		ret = cb(arg, de->d_name);
+		if (ret)
+			break;
+	}
+	closedir(d);
+	return ret;
+}
+
+static void ps_free(void *ctx)
+{
+	struct posix_storage *s = ctx;
+
+	if (!s)
+		return;
+	close(s->dirfd);
+	free(s);
+}
+
+static const struct pf_storage_ops g_posix_ops = {
+	.open = ps_open,
+	.pread = ps_pread,
+	.pwrite = ps_pwrite,
+	.get_size = ps_get_size,
+	.truncate = ps_truncate,
+	.sync = ps_sync,
+	.close = ps_close,
+	.remove = ps_remove,
+	.rename = ps_rename,
+	.sync_dir = ps_sync_dir,
+	.list = ps_list,
+	.free = ps_free,
+};
+
+int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,
+		     void **ctx, struct kiln_err *err)
+{
+	struct posix_storage *s;
+	int fd, ret;
+
+	*ops = NULL;
+	*ctx = NULL;
+	if (create) {
+		ret = kiln_mkdir_p(dir, 0700);
+		if (ret)
+			return kiln_err_set(err, ret, "%s: cannot create: %s", dir,
+					    kiln_strerror(ret));
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ENOENT)
+			return kiln_err_set(err, -KILN_EFORMAT, "%s: not a kiln volume "
+					    "(no such directory)", dir);
+		return kiln_err_set(err, ret, "%s: %s", dir, kiln_strerror(ret));
+	}
+	s = malloc(sizeof(*s));
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->dirfd = fd;
+	*ops = &g_posix_ops;
+	*ctx = s;
+	return 0;
+}

@@ -1,0 +1,689 @@
+/* Unit tests for src/pf: property test against a plaintext model, namespace,
+ * tampering, rollback, and fault injection through the storage callbacks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "pf/pf.h"
+#include "pf/pf_internal.h"
+
+static const uint8_t g_key[PF_KEY_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+static const uint8_t g_key2[PF_KEY_SIZE] = { 9, 8, 7 };
+
+/* ---- fault-injecting storage: wraps the POSIX storage ---- */
+struct fault {
+	const struct pf_storage_ops *inner;
+	void *ictx;
+	long countdown;  /* fail the countdown-th mutating op (<0: never) */
+	int error;       /* -ENOSPC, -EIO */
+	bool dead;       /* after the fault every op fails ("crash") */
+	bool sticky;
+	bool short_writes;
+	long ops;
+};
+
+static int fault_hit(struct fault *f)
+{
+	f->ops++;
+	if (f->dead)
+		return f->error;
+	if (f->countdown > 0 && --f->countdown == 0) {
+		if (f->sticky)
+			f->dead = true;
+		return f->error;
+	}
+	return 0;
+}
+
+static int fo_open(void *ctx, const char *name, unsigned flags, void **fh)
+{
+	struct fault *f = ctx;
+
+	if (f->dead)
+		return f->error;
+	return f->inner->open(f->ictx, name, flags, fh);
+}
+
+static ssize_t fo_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	struct fault *f = ctx;
+
+	if (f->dead)
+		return f->error;
+	return f->inner->pread(f->ictx, fh, buf, size, off);
+}
+
+static ssize_t fo_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	if (r)
+		return r;
+	/* Short writes must be retried by the library. */
+	if (f->short_writes && size > 1)
+		size = size / 2;
+	return f->inner->pwrite(f->ictx, fh, buf, size, off);
+}
+
+static int fo_get_size(void *ctx, void *fh, uint64_t *size)
+{
+	struct fault *f = ctx;
+
+	return f->dead ? f->error : f->inner->get_size(f->ictx, fh, size);
+}
+
+static int fo_truncate(void *ctx, void *fh, uint64_t size)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	return r ? r : f->inner->truncate(f->ictx, fh, size);
+}
+
+static int fo_sync(void *ctx, void *fh)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	return r ? r : f->inner->sync(f->ictx, fh);
+}
+
+static int fo_close(void *ctx, void *fh)
+{
+	struct fault *f = ctx;
+
+	return f->inner->close(f->ictx, fh);
+}
+
+static int fo_remove(void *ctx, const char *name)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	return r ? r : f->inner->remove(f->ictx, name);
+}
+
+static int fo_rename(void *ctx, const char *from, const char *to)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	return r ? r : f->inner->rename(f->ictx, from, to);
+}
+
+static int fo_sync_dir(void *ctx)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	return r ? r : f->inner->sync_dir(f->ictx);
+}
+
+static void fo_free(void *ctx)
+{
+	struct fault *f = ctx;
+
+	f->inner->free(f->ictx);
+	free(f);
+}
+
+static const struct pf_storage_ops g_fault_ops = {
+	.open = fo_open, .pread = fo_pread, .pwrite = fo_pwrite, .get_size = fo_get_size,
+	.truncate = fo_truncate, .sync = fo_sync, .close = fo_close, .remove = fo_remove,
+	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
+};
+
+/* ---- helpers ---- */
+struct env {
+	char dir[64];
+	char tagfile[96];
+	char kdir[80];
+};
+
+static void env_init(struct env *e)
+{
+	strcpy(e->dir, "/tmp/kiln-pf-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->tagfile, sizeof(e->tagfile), "%s/tag", e->dir);
+	snprintf(e->kdir, sizeof(e->kdir), "%s/vol", e->dir);
+}
+
+static void env_free(struct env *e)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static struct fault *g_last_fault;
+
+static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
+{
+	memset(o, 0, sizeof(*o));
+	assert_int_equal(pf_freshness_local(e->tagfile, &o->freshness, &o->freshness_ctx), 0);
+	g_last_fault = NULL;
+	if (with_fault) {
+		struct fault *f = calloc(1, sizeof(*f));
+		char sdir[128];
+
+		snprintf(sdir, sizeof(sdir), "%s/.kiln", e->kdir);
+		assert_int_equal(pf_storage_posix(sdir, true, &f->inner, &f->ictx, NULL), 0);
+		f->countdown = -1;
+		f->error = -EIO;
+		o->storage = &g_fault_ops;
+		o->storage_ctx = f;
+		g_last_fault = f;
+	}
+}
+
+static pf_volume_t *vol_init(struct env *e, uint32_t cs, const struct pf_region *r,
+			     size_t rlen)
+{
+	struct pf_volume_opts o;
+	struct kiln_err err = { 0 };
+	pf_volume_t *v = NULL;
+
+	opts_fill(e, &o, false);
+	o.chunk_size = cs;
+	o.regions = r;
+	o.regions_len = rlen;
+	if (pf_volume_init(e->kdir, g_key, &o, &v, &err) != 0)
+		fail_msg("init: %s", err.msg);
+	return v;
+}
+
+static int vol_open(struct env *e, const uint8_t *key, bool fault, pf_volume_t **v,
+		    struct kiln_err *err)
+{
+	struct pf_volume_opts o;
+
+	opts_fill(e, &o, fault);
+	return pf_volume_open(e->kdir, key, &o, v, err);
+}
+
+static pf_volume_t *vol_reopen(struct env *e)
+{
+	struct kiln_err err = { 0 };
+	pf_volume_t *v = NULL;
+
+	if (vol_open(e, g_key, false, &v, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	return v;
+}
+
+static void check_content(pf_volume_t *v, const char *path, const uint8_t *model, size_t size)
+{
+	struct kiln_err err = { 0 };
+	pf_file_t *f;
+	uint8_t *buf = malloc(size + 100);
+	uint64_t fsize;
+	ssize_t n;
+
+	if (pf_open(v, path, O_RDONLY, 0, &f, &err) != 0)
+		fail_msg("open %s: %s", path, err.msg);
+	assert_int_equal(pf_get_size(f, &fsize), 0);
+	assert_int_equal(fsize, size);
+	n = pf_pread(f, buf, size + 100, 0, &err);
+	if (n < 0)
+		fail_msg("read %s: %s", path, err.msg);
+	assert_int_equal(n, size);
+	assert_memory_equal(buf, model, size);
+	pf_close(f);
+	free(buf);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* ---- property test ---- */
+static void property_run(uint64_t seed, uint32_t cs, enum pf_region_kind kind, int ops)
+{
+	struct env e;
+	struct pf_region r = { "", kind };
+	pf_volume_t *v;
+	pf_file_t *f, *f2;
+	struct kiln_err err = { 0 };
+	size_t cap = 64 * 1024, size = 0, committed = 0;
+	uint8_t *model = calloc(1, cap), *cmodel = calloc(1, cap), *buf = malloc(cap);
+
+	env_init(&e);
+	v = vol_init(&e, cs, &r, 1);
+	pf_volume_close(v, NULL);
+	assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+	assert_int_equal(pf_open(v, "p", O_RDWR | O_CREAT, 0600, &f, &err), 0);
+	assert_int_equal(pf_open(v, "p", O_RDWR, 0, &f2, &err), 0);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	for (int op = 0; op < ops; op++) {
+		uint64_t x = rnd(&seed) % 100;
+		pf_file_t *h = (x & 1) ? f : f2;
+
+		if (x < 40) { /* write */
+			size_t off = rnd(&seed) % (cap / 2), len = rnd(&seed) % (cs * 3) + 1;
+
+			if (rnd(&seed) % 4 == 0)
+				off = size; /* append */
+			if (off + len > cap)
+				len = cap - off;
+			for (size_t i = 0; i < len; i++)
+				buf[i] = (uint8_t)rnd(&seed);
+			if (pf_pwrite(h, buf, len, off, &err) != (ssize_t)len)
+				fail_msg("seed op %d write: %s", op, err.msg);
+			memcpy(model + off, buf, len);
+			if (off + len > size)
+				size = off + len;
+		} else if (x < 70) { /* read */
+			size_t off = rnd(&seed) % (cap / 2 + 100), len = rnd(&seed) % (cs * 4) + 1;
+			size_t want = off >= size ? 0 : (size - off < len ? size - off : len);
+			ssize_t n = pf_pread(h, buf, len, off, &err);
+
+			if (n < 0)
+				fail_msg("op %d read: %s", op, err.msg);
+			assert_int_equal(n, want);
+			assert_memory_equal(buf, model + off, want);
+		} else if (x < 78) { /* truncate */
+			size_t ns = rnd(&seed) % (cap / 2);
+
+			assert_int_equal(pf_ftruncate(h, ns, &err), 0);
+			if (ns < size)
+				memset(model + ns, 0, size - ns);
+			size = ns;
+		} else if (x < 84) { /* append via O_APPEND semantics */
+			size_t len = rnd(&seed) % cs + 1;
+			uint64_t end;
+
+			if (size + len > cap / 2 + cs * 3)
+				continue;
+			memset(buf, (int)op, len);
+			assert_int_equal(pf_append(h, buf, len, &end, &err), (ssize_t)len);
+			memcpy(model + size, buf, len);
+			size += len;
+			assert_int_equal(end, size);
+		} else if (x < 92) { /* fsync */
+			assert_int_equal(pf_fsync(h, &err), 0);
+			memcpy(cmodel, model, cap);
+			committed = size;
+		} else if (x < 96) { /* crash: every later storage op fails */
+			struct fault *flt = g_last_fault;
+
+			flt->dead = true;
+			pf_close(f);
+			pf_close(f2);
+			pf_volume_close(v, NULL);
+			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+			check_content(v, "p", cmodel, committed);
+			memcpy(model, cmodel, cap);
+			size = committed;
+			assert_int_equal(pf_open(v, "p", O_RDWR, 0, &f, &err), 0);
+			assert_int_equal(pf_open(v, "p", O_RDWR, 0, &f2, &err), 0);
+		} else { /* full compare */
+			check_content(v, "p", model, size);
+		}
+	}
+	check_content(v, "p", model, size);
+	pf_close(f);
+	pf_close(f2);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "p", model, size);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+	free(model);
+	free(cmodel);
+	free(buf);
+}
+
+static void test_property_encrypted(void **state)
+{
+	property_run(0x1234567, 512, PF_REGION_ENCRYPTED, 3000);
+	property_run(0xdeadbeef, 4096, PF_REGION_ENCRYPTED, 1500);
+}
+
+static void test_property_authenticated_plain(void **state)
+{
+	property_run(0x42, 512, PF_REGION_AUTHENTICATED, 1500);
+	property_run(0x77, 1024, PF_REGION_PLAIN, 1500);
+}
+
+/* ---- namespace ---- */
+static void test_namespace(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *f, *g;
+	struct kiln_err err = { 0 };
+	struct pf_stat st;
+	char **names;
+	size_t n;
+	uint8_t buf[16];
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	assert_int_equal(pf_open(v, "d/x", O_RDWR | O_CREAT, 0600, &f, &err), -ENOENT);
+	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
+	assert_int_equal(pf_mkdir(v, "d", 0700, &err), -EEXIST);
+	assert_int_equal(pf_open(v, "d/x", O_RDWR | O_CREAT, 0640, &f, &err), 0);
+	assert_int_equal(pf_open(v, "d/x", O_RDWR | O_CREAT | O_EXCL, 0640, &g, &err), -EEXIST);
+	assert_int_equal(pf_pwrite(f, "hello", 5, 0, &err), 5);
+	assert_int_equal(pf_open(v, "../x", O_RDONLY, 0, &g, &err), -EINVAL);
+	assert_int_equal(pf_open(v, "d", O_RDONLY, 0, &g, &err), -EISDIR);
+	assert_int_equal(pf_rmdir(v, "d", &err), -ENOTEMPTY);
+	assert_int_equal(pf_stat(v, "/d/x", &st, &err), 0);
+	assert_int_equal(st.size, 5);
+	assert_int_equal(st.mode, 0640);
+	assert_false(st.is_dir);
+	assert_int_equal(pf_rename(v, "d/x", "y", &err), 0);
+	assert_int_equal(pf_stat(v, "d/x", &st, &err), -ENOENT);
+	/* The handle follows the rename. */
+	assert_int_equal(pf_pwrite(f, "!", 1, 5, &err), 1);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(pf_readdir(v, "", &names, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "d");
+	assert_string_equal(names[1], "y");
+	pf_names_free(names, n);
+	/* Unlink keeps the open handle usable (POSIX). */
+	assert_int_equal(pf_unlink(v, "y", &err), 0);
+	assert_int_equal(pf_pread(f, buf, sizeof(buf), 0, &err), 6);
+	assert_memory_equal(buf, "hello!", 6);
+	pf_close(f);
+	assert_int_equal(pf_rmdir(v, "d", &err), 0);
+	assert_int_equal(pf_readdir(v, "/", &names, &n, &err), 0);
+	assert_int_equal(n, 0);
+	pf_names_free(names, n);
+	/* Directory rename carries its files; many files open at once. */
+	assert_int_equal(pf_mkdir(v, "a", 0700, &err), 0);
+	{
+		pf_file_t *fs[64];
+		char p[32];
+
+		for (int i = 0; i < 64; i++) {
+			snprintf(p, sizeof(p), "a/f%d", i);
+			assert_int_equal(pf_open(v, p, O_RDWR | O_CREAT, 0600, &fs[i], &err), 0);
+			assert_int_equal(pf_pwrite(fs[i], p, strlen(p), 0, &err), (ssize_t)strlen(p));
+		}
+		for (int i = 0; i < 64; i++)
+			pf_close(fs[i]);
+	}
+	assert_int_equal(pf_rename(v, "a", "b", &err), 0);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "b/f63", (const uint8_t *)"a/f63", 5);
+	assert_int_equal(pf_stat(v, "a/f1", &st, &err), -ENOENT);
+	assert_int_equal(pf_stat(v, "y", &st, &err), -ENOENT);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
+static void test_regions(void **state)
+{
+	struct env e;
+	struct pf_region r[] = { { "pub", PF_REGION_PLAIN }, { "pub/signed", PF_REGION_AUTHENTICATED } };
+	pf_volume_t *v;
+	struct kiln_err err = { 0 };
+
+	env_init(&e);
+	v = vol_init(&e, 0, r, 2);
+	assert_int_equal(pf_volume_region(v, "x"), PF_REGION_ENCRYPTED);
+	assert_int_equal(pf_volume_region(v, "pub/a"), PF_REGION_PLAIN);
+	assert_int_equal(pf_volume_region(v, "pubx"), PF_REGION_ENCRYPTED);
+	assert_int_equal(pf_volume_region(v, "pub/signed/k"), PF_REGION_AUTHENTICATED);
+	assert_int_equal(pf_mkdir(v, "pub", 0700, &err), 0);
+	{
+		pf_file_t *f;
+
+		assert_int_equal(pf_open(v, "pub/a", O_RDWR | O_CREAT, 0600, &f, &err), 0);
+		pf_close(f);
+	}
+	assert_int_equal(pf_rename(v, "pub/a", "a", &err), -EXDEV);
+	pf_volume_close(v, NULL);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_region(v, "pub/signed/k"), PF_REGION_AUTHENTICATED);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
+/* ---- keys, tampering, rollback ---- */
+static void write_file(pf_volume_t *v, const char *path, const void *data, size_t size)
+{
+	struct kiln_err err = { 0 };
+	pf_file_t *f;
+
+	assert_int_equal(pf_open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0600, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, data, size, 0, &err), (ssize_t)size);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	pf_close(f);
+}
+
+static void backing_path(struct env *e, pf_volume_t *v, char *out, size_t size)
+{
+	/* The only 32-hex file in .kiln when the volume holds one file. */
+	char cmd[256];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls %s/.kiln | grep -E '^[0-9a-f]{32}$'", e->kdir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(out + strlen(e->kdir) + 7, (int)(size - strlen(e->kdir) - 7), p));
+	pclose(p);
+	memcpy(out, e->kdir, strlen(e->kdir));
+	memcpy(out + strlen(e->kdir), "/.kiln/", 7);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+static void flip_byte(const char *path, long off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_true(fd >= 0);
+	if (off < 0)
+		off += lseek(fd, 0, SEEK_END);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void test_wrong_key_and_tamper(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	struct kiln_err err = { 0 };
+	char path[256] = { 0 }, meta[160];
+	uint8_t data[10000];
+	pf_file_t *f;
+
+	memset(data, 'q', sizeof(data));
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "f", data, sizeof(data));
+	pf_volume_close(v, NULL);
+	assert_int_equal(vol_open(&e, g_key2, false, &v, &err), -KILN_EKEY);
+	assert_non_null(strstr(err.msg, "wrong volume key"));
+	backing_path(&e, NULL, path, sizeof(path));
+	/* A flipped ciphertext byte names chunk 1. */
+	flip_byte(path, PF_HDR_SIZE + (4096 + PF_SLOT_META) + PF_SLOT_META + 5);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), 0);
+	{
+		uint8_t buf[10000];
+
+		assert_int_equal(pf_pread(f, buf, sizeof(buf), 0, &err), -KILN_EAUTH);
+		assert_non_null(strstr(err.msg, "file f: chunk 1 is corrupt"));
+	}
+	pf_close(f);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), -KILN_EAUTH);
+	pf_volume_close(v, NULL);
+	/* A flipped tag breaks the root: detected at open. */
+	flip_byte(path, PF_HDR_SIZE + (4096 + PF_SLOT_META) + PF_SLOT_META + 5);
+	flip_byte(path, PF_HDR_SIZE + PF_NONCE_SIZE + 3);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), -KILN_EAUTH);
+	assert_non_null(strstr(err.msg, "file f: content does not match"));
+	pf_volume_close(v, NULL);
+	flip_byte(path, PF_HDR_SIZE + PF_NONCE_SIZE + 3);
+	/* Corrupt metadata. */
+	snprintf(meta, sizeof(meta), "%s/.kiln/meta", e.kdir);
+	flip_byte(meta, -3);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EAUTH);
+	assert_non_null(strstr(err.msg, "metadata: corrupt"));
+	flip_byte(meta, -3);
+	flip_byte(meta, 0);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EFORMAT);
+	flip_byte(meta, 0);
+	v = vol_reopen(&e);
+	check_content(v, "f", data, sizeof(data));
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
+static void test_rollback(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	struct kiln_err err = { 0 };
+	char meta[160], cmd[400];
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "f", "one", 3);
+	snprintf(meta, sizeof(meta), "%s/.kiln/meta", e.kdir);
+	snprintf(cmd, sizeof(cmd), "cp -a %s %s.old", meta, meta);
+	assert_int_equal(system(cmd), 0);
+	write_file(v, "g", "two", 3);
+	assert_int_equal(pf_volume_tag(v), 3);
+	pf_volume_close(v, NULL);
+	snprintf(cmd, sizeof(cmd), "cp -a %s.old %s", meta, meta);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	assert_non_null(strstr(err.msg, "found tag 2, expected 3"));
+	/* A prepared-but-not-committed tag is accepted (crash between rename and
+	 * commit). */
+	{
+		FILE *t = fopen(e.tagfile, "w");
+
+		fprintf(t, "1 2\n");
+		fclose(t);
+	}
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_tag(v), 2);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
+/* ---- fault injection ---- */
+static void test_faults(void **state)
+{
+	uint8_t a[20000], b[20000];
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	/* Every failure point of "overwrite + fsync": after the failure, a reopen
+	 * shows either the old or the new content, never a mix or an error. */
+	for (long point = 1; point < 200; point++) {
+		struct env e;
+		pf_volume_t *v;
+		pf_file_t *f;
+		struct kiln_err err = { 0 };
+		struct fault *flt;
+		int r1, r2 = 0, r3;
+
+		env_init(&e);
+		v = vol_init(&e, 1024, NULL, 0);
+		write_file(v, "f", a, sizeof(a));
+		pf_volume_close(v, NULL);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		flt = g_last_fault;
+		flt->countdown = point;
+		flt->sticky = true;
+		flt->error = (point % 2) ? -EIO : -ENOSPC;
+		flt->short_writes = point % 3 == 0;
+		r1 = pf_open(v, "f", O_RDWR, 0, &f, &err);
+		if (r1 == 0) {
+			r2 = (int)pf_pwrite(f, b, 5000, 3000, &err);
+			if (r2 >= 0)
+				r2 = pf_ftruncate(f, 15000, &err);
+			if (r2 >= 0)
+				r2 = pf_fsync(f, &err);
+			pf_close(f);
+		}
+		r3 = pf_volume_close(v, NULL);
+		v = vol_reopen(&e);
+		{
+			uint8_t want[20000];
+			pf_file_t *g;
+			uint64_t size;
+
+			memcpy(want, a, sizeof(a));
+			memcpy(want + 3000, b, 5000);
+			assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &g, &err), 0);
+			assert_int_equal(pf_get_size(g, &size), 0);
+			pf_close(g);
+			if (size == 15000)
+				check_content(v, "f", want, 15000);
+			else
+				check_content(v, "f", a, sizeof(a));
+			if (r1 == 0 && r2 >= 0 && r3 == 0 && !flt->dead)
+				assert_int_equal(size, 15000);
+		}
+		pf_volume_close(v, NULL);
+		env_free(&e);
+		if (!flt->dead && point > 5)
+			break; /* the whole sequence ran without reaching the fault */
+	}
+}
+
+static void test_formats(void **state)
+{
+	struct pf_header h = { PF_FORMAT_VERSION, PF_REGION_ENCRYPTED, 4096, { 1, 2 } }, h2;
+	uint8_t buf[PF_HDR_SIZE];
+	char out[PF_MAX_PATH];
+	struct pf_meta m;
+
+	pf_header_encode(&h, buf);
+	assert_int_equal(pf_header_decode(buf, sizeof(buf), &h2), 0);
+	assert_memory_equal(&h, &h2, sizeof(h));
+	assert_int_equal(pf_header_decode(buf, 10, &h2), -KILN_ETRUNC);
+	buf[16] = 7;
+	assert_int_equal(pf_header_decode(buf, sizeof(buf), &h2), -KILN_EFORMAT);
+	assert_int_equal(pf_path_normalize("/a/b/", out), 0);
+	assert_string_equal(out, "a/b");
+	assert_int_equal(pf_path_normalize("a//b", out), -EINVAL);
+	assert_int_equal(pf_path_normalize("a/./b", out), -EINVAL);
+	assert_int_equal(pf_meta_parse((const uint8_t *)"\0\x10\0\0", 4, &m, NULL), -KILN_ETRUNC);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_property_encrypted),
+		cmocka_unit_test(test_property_authenticated_plain),
+		cmocka_unit_test(test_namespace),
+		cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_wrong_key_and_tamper),
+		cmocka_unit_test(test_rollback),
+		cmocka_unit_test(test_faults),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
