@@ -15,6 +15,7 @@
 #define KILN_EVIDENCE_DCAP_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -101,6 +102,24 @@ X509 *dcap_root_ca(struct kiln_err *err);
 /* True when cert is byte-identical to the pinned root. */
 bool dcap_is_root(const X509 *cert);
 
+/* True when der is byte-identical to the pinned root's DER. */
+bool dcap_is_root_der(const uint8_t *der, size_t size);
+
+/* PEM certificate blocks decoded to DER, strictly (only whitespace or NUL between the
+ * blocks). ders[0..*n) are malloc'd, freed with dcap_der_free. */
+#define DCAP_MAX_CHAIN 8
+struct dcap_der {
+	uint8_t *data;
+	size_t size;
+};
+int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_der *ders,
+		   int max, int *n, struct kiln_err *err);
+void dcap_der_free(struct dcap_der *ders, int n);
+/* One DER certificate (the whole buffer); NULL with -KILN_EFORMAT in err. Owned by the
+ * caller. index is 1-based, for messages. */
+X509 *dcap_der_cert(const struct dcap_der *der, const char *what, int index,
+		    struct kiln_err *err);
+
 /* Parse a PEM chain (size bytes, no NUL needed). *chain is new, owned by the caller
  * (sk_X509_pop_free(…, X509_free)). what names the chain in errors. */
 int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
@@ -174,12 +193,29 @@ typedef struct ev_dcap_collateral ev_dcap_collateral_t;
 int ev_dcap_collateral_parse(const json_t *collateral, ev_dcap_collateral_t **out,
 			     struct kiln_err *err);
 void ev_dcap_collateral_free(ev_dcap_collateral_t *c);
+/* PCK certificate memo (on by default): a PCK certificate whose exact DER was already
+ * proved to be signed by the collateral's PCK CA is not parsed and signature-checked
+ * again; its validity window and the PCK CRL are still checked at every verification.
+ * Off: every verification parses and checks the whole chain (bench comparisons). */
+void ev_dcap_collateral_set_pck_memo(ev_dcap_collateral_t *c, bool on);
 /* Earliest end of every window of the collateral (what collateral_valid_until says). */
 time_t ev_dcap_collateral_valid_until(const ev_dcap_collateral_t *c);
 
 /* Internal view of a parsed collateral, used by dcap_verify.c and dcap_tcb.c. */
 #define DCAP_MAX_WINDOWS 16
+#define DCAP_PCK_MEMO 16
+struct dcap_pck_memo {
+	uint8_t hash[32];            /* SHA-256 of the PCK certificate DER */
+	X509 *cert;                  /* NULL when the slot is empty */
+	struct dcap_pck_ext ext;
+};
 struct ev_dcap_collateral {
+	uint8_t *pck_ca_der;            /* DER of pck_crl_issuer */
+	size_t pck_ca_der_size;
+	pthread_mutex_t memo_lock;      /* guards memo[], memo_next */
+	bool memo_enabled;
+	struct dcap_pck_memo memo[DCAP_PCK_MEMO];
+	size_t memo_next;
 	X509_CRL *root_crl;             /* signed by the pinned root */
 	X509_CRL *pck_crl;              /* signed by pck_crl_issuer */
 	X509 *pck_crl_issuer;           /* PCK Processor/Platform CA, checked to root */
@@ -217,9 +253,11 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 /* ---- verification (dcap_verify.c) ------------------------------------------- */
 
 /* Verify a quote with pre-parsed collateral at time `at` (0 = now). expect_tee is
- * DCAP_TEE_SGX or DCAP_TEE_TDX. On success *claims is new, owned by the caller. */
+ * DCAP_TEE_SGX or DCAP_TEE_TDX. On success *claims is new, owned by the caller.
+ * The collateral is not modified except for its internal, locked PCK memo, so one
+ * collateral may serve concurrent verifications. */
 int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
-		   const ev_dcap_collateral_t *collateral, time_t at, json_t **claims,
+		   ev_dcap_collateral_t *collateral, time_t at, json_t **claims,
 		   struct kiln_err *err);
 
 /* The backends' verify: parses opts->collateral, then ev_dcap_verify. */

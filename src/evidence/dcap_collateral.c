@@ -217,6 +217,8 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 		return -KILN_EROOT;
 	if (!(c = calloc(1, sizeof(*c))))
 		return kiln_err_set(err, -ENOMEM, "collateral: out of memory");
+	pthread_mutex_init(&c->memo_lock, NULL);
+	c->memo_enabled = true;
 
 	/* Root CA CRL: signed by the pinned root. */
 	if ((ret = get_str(j, "root_ca_crl", &s, &size, err)) ||
@@ -237,6 +239,15 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 	    (ret = chain_to_root(c, chain, "PCK CRL issuer chain", err)))
 		goto out;
 	c->pck_crl_issuer = sk_X509_shift(chain);
+	{
+		int der_size = i2d_X509(c->pck_crl_issuer, &c->pck_ca_der);
+
+		if (der_size <= 0) {
+			ret = kiln_err_set(err, -ENOMEM, "collateral: out of memory");
+			goto out;
+		}
+		c->pck_ca_der_size = (size_t)der_size;
+	}
 	if ((ret = get_str(j, "pck_crl", &s, &size, err)) ||
 	    (ret = dcap_crl_parse(s, size, "PCK CRL", &c->pck_crl, err)))
 		goto out;
@@ -294,7 +305,18 @@ void ev_dcap_collateral_free(ev_dcap_collateral_t *c)
 	X509_free(c->pck_crl_issuer);
 	json_decref(c->tcb_info);
 	json_decref(c->qe_identity);
+	OPENSSL_free(c->pck_ca_der);
+	for (size_t i = 0; i < DCAP_PCK_MEMO; i++)
+		X509_free(c->memo[i].cert);
+	pthread_mutex_destroy(&c->memo_lock);
 	free(c);
+}
+
+void ev_dcap_collateral_set_pck_memo(ev_dcap_collateral_t *c, bool on)
+{
+	pthread_mutex_lock(&c->memo_lock);
+	c->memo_enabled = on;
+	pthread_mutex_unlock(&c->memo_lock);
 }
 
 time_t ev_dcap_collateral_valid_until(const ev_dcap_collateral_t *c)

@@ -39,7 +39,7 @@ static uint32_t le32(const uint8_t *p)
 
 static int take16(struct cursor *c, const char *field, uint16_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int r = take(c, 2, field, &p);
 
 	if (r == 0)
@@ -49,7 +49,7 @@ static int take16(struct cursor *c, const char *field, uint16_t *v)
 
 static int take32(struct cursor *c, const char *field, uint32_t *v)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int r = take(c, 4, field, &p);
 
 	if (r == 0)
@@ -63,7 +63,7 @@ static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
 {
 	uint16_t cert_type;
 	uint32_t cert_size;
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	size_t at;
 	int r;
 

@@ -76,58 +76,141 @@ static int revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_
 	return -KILN_EREVOKED;
 }
 
-/* PCK certificate chain from the quote: [PCK, PCK CA, (root)]. */
-static int verify_pck_chain(const ev_dcap_collateral_t *c, STACK_OF(X509) *chain, time_t at,
-			    struct kiln_err *err)
+static X509 *memo_get(ev_dcap_collateral_t *c, const uint8_t hash[32],
+		      struct dcap_pck_ext *ext)
+{
+	X509 *x = NULL;
+
+	pthread_mutex_lock(&c->memo_lock);
+	for (size_t i = 0; c->memo_enabled && i < DCAP_PCK_MEMO; i++)
+		if (c->memo[i].cert && memcmp(c->memo[i].hash, hash, 32) == 0) {
+			x = c->memo[i].cert;
+			X509_up_ref(x);
+			*ext = c->memo[i].ext;
+			break;
+		}
+	pthread_mutex_unlock(&c->memo_lock);
+	return x;
+}
+
+static void memo_put(ev_dcap_collateral_t *c, const uint8_t hash[32], X509 *x,
+		     const struct dcap_pck_ext *ext)
+{
+	struct dcap_pck_memo *m;
+
+	pthread_mutex_lock(&c->memo_lock);
+	if (c->memo_enabled && X509_up_ref(x)) {
+		m = &c->memo[c->memo_next++ % DCAP_PCK_MEMO];
+		X509_free(m->cert);
+		memcpy(m->hash, hash, 32);
+		m->cert = x;
+		m->ext = *ext;
+	}
+	pthread_mutex_unlock(&c->memo_lock);
+}
+
+/* PCK certificate chain from the quote: [PCK, PCK CA, (root)]. On success *pck (owned
+ * by the caller) and *ext are the PCK certificate and its SGX extension. The root and
+ * the PCK CA are compared as DER with the pinned root and the collateral's
+ * (authenticated) PCK CA, so the common case parses only the PCK certificate. */
+static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q, time_t at,
+			    X509 **pck_out, struct dcap_pck_ext *ext, struct kiln_err *err)
 {
 	const char *what = "quote PCK chain";
-	X509 *root = dcap_root_ca(err), *pck, *ca;
-	int n = sk_X509_num(chain), r;
+	struct dcap_der ders[DCAP_MAX_CHAIN];
+	X509 *root = dcap_root_ca(err), *pck = NULL, *ca = NULL, *last = NULL;
+	uint8_t hash[KC_SHA256_SIZE];
+	bool known_ca;
 	char cn[80];
+	int n = 0, total, r;
 
+	*pck_out = NULL;
 	if (!root)
 		return -KILN_EROOT;
-	if (n >= 1 && dcap_is_root(sk_X509_value(chain, n - 1)))
+	if ((r = dcap_pem_split(q->pck_pem, q->pck_pem_size, what, ders, DCAP_MAX_CHAIN, &n,
+				err)))
+		return r;
+	total = n;
+	if (dcap_is_root_der(ders[n - 1].data, ders[n - 1].size)) {
 		n--;
-	else if (n >= 1 && X509_check_issued(sk_X509_value(chain, n - 1),
-					     sk_X509_value(chain, n - 1)) == X509_V_OK)
-		return kiln_err_set(err, -KILN_EROOT,
-				    "%s ends at '%s', which is not the pinned Intel SGX Root CA",
-				    what, dcap_cert_name(sk_X509_value(chain, n - 1), cn,
-							 sizeof(cn)));
-	if (n != 2)
-		return kiln_err_set(err, -KILN_ECHAIN,
-				    "%s: expected PCK certificate, PCK CA and root, found %d "
-				    "certificates", what, sk_X509_num(chain));
-	pck = sk_X509_value(chain, 0);
-	ca = sk_X509_value(chain, 1);
-	if (X509_check_issued(root, ca) != X509_V_OK)
-		return kiln_err_set(err, -KILN_EROOT,
-				    "%s: '%s' is not issued by the pinned Intel SGX Root CA", what,
-				    dcap_cert_name(ca, cn, sizeof(cn)));
-	/* The PCK CA that signed the PCK CRL was proved when the collateral was parsed;
-	 * another one gets the full check. */
-	if (X509_cmp(ca, c->pck_crl_issuer) != 0) {
-		if ((r = dcap_check_issued(root, ca, what, err)) ||
-		    (r = revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL", err)))
-			return r;
-		if (X509_CRL_verify(c->pck_crl, X509_get0_pubkey(ca)) != 1) {
-			ERR_clear_error();
-			return kiln_err_set(err, -KILN_ECHAIN,
-					    "PCK CRL of the collateral is not issued by the quote's "
-					    "PCK CA '%s'", dcap_cert_name(ca, cn, sizeof(cn)));
+	} else {
+		if (!(last = dcap_der_cert(&ders[n - 1], what, n, err))) {
+			r = -KILN_EFORMAT;
+			goto out;
+		}
+		if (X509_check_issued(last, last) == X509_V_OK) {
+			r = kiln_err_set(err, -KILN_EROOT, "%s ends at '%s', which is not the "
+					 "pinned Intel SGX Root CA", what,
+					 dcap_cert_name(last, cn, sizeof(cn)));
+			goto out;
 		}
 	}
-	if ((r = dcap_check_issued(ca, pck, what, err)))
-		return r;
-	if (X509_NAME_cmp(X509_CRL_get_issuer(c->pck_crl), X509_get_issuer_name(pck)) != 0)
-		return kiln_err_set(err, -KILN_ECHAIN,
-				    "PCK CRL of the collateral is not issued by the PCK "
-				    "certificate's issuer '%s'", dcap_cert_name(ca, cn, sizeof(cn)));
+	if (n != 2) {
+		r = kiln_err_set(err, -KILN_ECHAIN, "%s: expected PCK certificate, PCK CA and "
+				 "root, found %d certificates", what, total);
+		goto out;
+	}
+	/* The PCK CA. The one that signed the collateral's PCK CRL was proved when the
+	 * collateral was parsed; another one gets the full check. */
+	known_ca = ders[1].size == c->pck_ca_der_size &&
+		   memcmp(ders[1].data, c->pck_ca_der, ders[1].size) == 0;
+	if (known_ca) {
+		ca = c->pck_crl_issuer;
+		X509_up_ref(ca);
+	} else {
+		if (!(ca = dcap_der_cert(&ders[1], what, 2, err))) {
+			r = -KILN_EFORMAT;
+			goto out;
+		}
+		if (X509_check_issued(root, ca) != X509_V_OK) {
+			r = kiln_err_set(err, -KILN_EROOT, "%s: '%s' is not issued by the pinned "
+					 "Intel SGX Root CA", what,
+					 dcap_cert_name(ca, cn, sizeof(cn)));
+			goto out;
+		}
+		if ((r = dcap_check_issued(root, ca, what, err)) ||
+		    (r = revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL", err)))
+			goto out;
+		if (X509_CRL_verify(c->pck_crl, X509_get0_pubkey(ca)) != 1) {
+			ERR_clear_error();
+			r = kiln_err_set(err, -KILN_ECHAIN, "PCK CRL of the collateral is not "
+					 "issued by the quote's PCK CA '%s'",
+					 dcap_cert_name(ca, cn, sizeof(cn)));
+			goto out;
+		}
+	}
+	/* The PCK certificate. */
+	if ((r = kc_sha256(ders[0].data, ders[0].size, hash)))
+		goto out;
+	if (!known_ca || !(pck = memo_get(c, hash, ext))) {
+		if (!(pck = dcap_der_cert(&ders[0], what, 1, err))) {
+			r = -KILN_EFORMAT;
+			goto out;
+		}
+		if ((r = dcap_check_issued(ca, pck, what, err)) ||
+		    (r = dcap_pck_ext_parse(pck, ext, err)))
+			goto out;
+		if (known_ca)
+			memo_put(c, hash, pck, ext);
+	}
+	if (X509_NAME_cmp(X509_CRL_get_issuer(c->pck_crl), X509_get_issuer_name(pck)) != 0) {
+		r = kiln_err_set(err, -KILN_ECHAIN, "PCK CRL of the collateral is not issued by "
+				 "the PCK certificate's issuer '%s'",
+				 dcap_cert_name(ca, cn, sizeof(cn)));
+		goto out;
+	}
 	if ((r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
-	    (r = cert_valid_at(pck, what, at, err)))
-		return r;
-	return revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err);
+	    (r = cert_valid_at(pck, what, at, err)) ||
+	    (r = revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
+		goto out;
+	*pck_out = pck;
+	pck = NULL;
+out:
+	X509_free(pck);
+	X509_free(ca);
+	X509_free(last);
+	dcap_der_free(ders, total);
+	return r;
 }
 
 static int set_hex(json_t *o, const char *key, const uint8_t *b, size_t size)
@@ -216,13 +299,12 @@ static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *
 }
 
 int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
-		   const ev_dcap_collateral_t *c, time_t at, json_t **claims,
-		   struct kiln_err *err)
+		   ev_dcap_collateral_t *c, time_t at, json_t **claims, struct kiln_err *err)
 {
 	struct dcap_quote q;
 	struct dcap_pck_ext ext;
 	struct dcap_tcb_result tcb = {0};
-	STACK_OF(X509) *chain = NULL;
+	X509 *pck = NULL;
 	EVP_PKEY *att_key = NULL;
 	uint8_t digest[KC_SHA256_SIZE];
 	kc_hash_t *h = NULL;
@@ -245,12 +327,11 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		goto out;
 
 	/* PCK chain and CRLs. */
-	if ((ret = dcap_pem_chain(q.pck_pem, q.pck_pem_size, "quote PCK chain", &chain, err)) ||
-	    (ret = verify_pck_chain(c, chain, at, err)))
+	if ((ret = verify_pck_chain(c, &q, at, &pck, &ext, err)))
 		goto out;
 
 	/* QE report signed by the PCK key, and binding the attestation key. */
-	ret = dcap_ecdsa_verify(X509_get0_pubkey(sk_X509_value(chain, 0)), q.qe_report,
+	ret = dcap_ecdsa_verify(X509_get0_pubkey(pck), q.qe_report,
 				DCAP_QE_REPORT_SIZE, q.qe_report_sig);
 	if (ret) {
 		kiln_err_set(err, ret, "QE report signature (offset %zu) by the PCK certificate "
@@ -290,8 +371,7 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	}
 
 	/* QE identity and TCB levels. */
-	if ((ret = dcap_pck_ext_parse(sk_X509_value(chain, 0), &ext, err)) ||
-	    (ret = dcap_eval_qe(c, q.qe_report, &tcb, err)) ||
+	if ((ret = dcap_eval_qe(c, q.qe_report, &tcb, err)) ||
 	    (ret = dcap_eval_tcb(c, &ext, &q, &tcb, err)))
 		goto out;
 	if ((ret = build_claims(&q, c, &ext, &tcb, claims)))
@@ -299,7 +379,7 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 out:
 	kc_hash_free(h);
 	EVP_PKEY_free(att_key);
-	sk_X509_pop_free(chain, X509_free);
+	X509_free(pck);
 	dcap_tcb_result_clear(&tcb);
 	return ret;
 }
@@ -309,9 +389,13 @@ int dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 			struct kiln_err *err)
 {
 	ev_dcap_collateral_t *c = NULL;
+	struct dcap_quote q;
 	int ret;
 
 	*claims = NULL;
+	/* A malformed quote fails before the collateral costs anything. */
+	if ((ret = dcap_quote_parse(quote, size, &q, err)))
+		return ret;
 	if (!opts || !opts->collateral)
 		return kiln_err_set(err, -EINVAL, "%s quote: collateral is required "
 				    "(PCK CRL, TCB Info, QE Identity; see docs/evidence-intel.md)",

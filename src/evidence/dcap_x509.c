@@ -17,11 +17,13 @@
 
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -116,6 +118,11 @@ X509 *dcap_root_ca(struct kiln_err *err)
 	return g_root;
 }
 
+bool dcap_is_root_der(const uint8_t *der, size_t size)
+{
+	return size == sizeof(g_root_der) && memcmp(der, g_root_der, size) == 0;
+}
+
 bool dcap_is_root(const X509 *cert)
 {
 	X509 *root = dcap_root_ca(NULL);
@@ -207,68 +214,117 @@ static bool is_space(char c)
 	return c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '\0';
 }
 
+void dcap_der_free(struct dcap_der *ders, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(ders[i].data);
+		ders[i].data = NULL;
+	}
+}
+
 /* Strict PEM splitting: only whitespace may sit between the certificate blocks, so a
- * damaged block is an error instead of being skipped (PEM_read_bio_X509 alone skips
- * anything before the next BEGIN line, which would silently shorten the chain). */
-int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
-		   struct kiln_err *err)
+ * damaged block is an error instead of being skipped (PEM_read_bio_X509 skips anything
+ * before the next BEGIN line, which would silently shorten the chain). */
+int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_der *ders,
+		   int max, int *n, struct kiln_err *err)
 {
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
-	STACK_OF(X509) *sk = NULL;
 	size_t pos = 0;
-	int ret = -ENOMEM;
+	int ret;
 
-	*chain = NULL;
-	if (size > INT_MAX)
-		return kiln_err_set(err, -KILN_EFORMAT, "%s: %zu bytes is too large", what, size);
-	if (!(sk = sk_X509_new_null()))
-		goto out;
+	*n = 0;
 	for (;;) {
-		const char *stop;
-		size_t block;
-		BIO *bio;
-		X509 *x;
-		int n = sk_X509_num(sk) + 1;
+		const char *body, *stop;
+		char *b64;
+		int k = *n + 1;
 
 		while (pos < size && is_space(pem[pos]))
 			pos++;
 		if (pos == size)
 			break;
-		if (n > 8) {
-			ret = kiln_err_set(err, -KILN_EFORMAT, "%s: more than 8 certificates",
-					   what);
-			goto out;
+		if (*n == max) {
+			ret = kiln_err_set(err, -KILN_EFORMAT, "%s: more than %d certificates",
+					   what, max);
+			goto fail;
 		}
 		if (size - pos < sizeof(begin) - 1 ||
 		    memcmp(pem + pos, begin, sizeof(begin) - 1) != 0 ||
 		    !(stop = memmem(pem + pos, size - pos, end, sizeof(end) - 1))) {
 			ret = kiln_err_set(err, -KILN_EFORMAT,
 					   "%s: certificate %d: expected a PEM CERTIFICATE block at "
-					   "byte %zu", what, n, pos);
-			goto out;
+					   "byte %zu", what, k, pos);
+			goto fail;
 		}
-		block = (size_t)(stop - (pem + pos)) + sizeof(end) - 1;
-		if (!(bio = BIO_new_mem_buf(pem + pos, (int)block)))
-			goto out;
-		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-		BIO_free(bio);
-		ERR_clear_error();
+		body = pem + pos + sizeof(begin) - 1;
+		if (!(b64 = strndup(body, (size_t)(stop - body)))) {
+			ret = kiln_err_set(err, -ENOMEM, "%s: out of memory", what);
+			goto fail;
+		}
+		ret = kiln_b64_decode(b64, &ders[*n].data, &ders[*n].size);
+		free(b64);
+		if (ret != 0) {
+			ret = kiln_err_set(err, ret == -ENOMEM ? ret : -KILN_EFORMAT,
+					   "%s: certificate %d (byte %zu): bad base64", what, k, pos);
+			goto fail;
+		}
+		(*n)++;
+		pos = (size_t)(stop - pem) + sizeof(end) - 1;
+	}
+	if (*n == 0)
+		return kiln_err_set(err, -KILN_EFORMAT, "%s: no PEM certificate found", what);
+	return 0;
+fail:
+	dcap_der_free(ders, *n);
+	*n = 0;
+	return ret;
+}
+
+X509 *dcap_der_cert(const struct dcap_der *der, const char *what, int index,
+		    struct kiln_err *err)
+{
+	const unsigned char *p = der->data;
+	X509 *x;
+
+	if (der->size > LONG_MAX) {
+		kiln_err_set(err, -KILN_EFORMAT, "%s: certificate %d too large", what, index);
+		return NULL;
+	}
+	x = d2i_X509(NULL, &p, (long)der->size);
+	ERR_clear_error();
+	if (!x || p != der->data + der->size) {
+		X509_free(x);
+		kiln_err_set(err, -KILN_EFORMAT, "%s: certificate %d is not a valid DER X.509 "
+			     "certificate", what, index);
+		return NULL;
+	}
+	return x;
+}
+
+int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
+		   struct kiln_err *err)
+{
+	struct dcap_der ders[DCAP_MAX_CHAIN];
+	STACK_OF(X509) *sk = NULL;
+	int n, ret;
+
+	*chain = NULL;
+	if ((ret = dcap_pem_split(pem, size, what, ders, DCAP_MAX_CHAIN, &n, err)))
+		return ret;
+	ret = -ENOMEM;
+	if (!(sk = sk_X509_new_null()))
+		goto out;
+	for (int i = 0; i < n; i++) {
+		X509 *x = dcap_der_cert(&ders[i], what, i + 1, err);
+
 		if (!x) {
-			ret = kiln_err_set(err, -KILN_EFORMAT,
-					   "%s: certificate %d (byte %zu) is not a valid PEM "
-					   "X.509 certificate", what, n, pos);
+			ret = -KILN_EFORMAT;
 			goto out;
 		}
 		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
 			goto out;
 		}
-		pos += block;
-	}
-	if (sk_X509_num(sk) == 0) {
-		ret = kiln_err_set(err, -KILN_EFORMAT, "%s: no PEM certificate found", what);
-		goto out;
 	}
 	*chain = sk;
 	sk = NULL;
@@ -276,6 +332,7 @@ int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509
 out:
 	if (ret == -ENOMEM)
 		kiln_err_set(err, ret, "%s: out of memory", what);
+	dcap_der_free(ders, n);
 	sk_X509_pop_free(sk, X509_free);
 	return ret;
 }
@@ -326,19 +383,24 @@ int dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **c
 
 EVP_PKEY *dcap_p256_key(const uint8_t xy[64])
 {
-	/* SubjectPublicKeyInfo for id-ecPublicKey/prime256v1 with an uncompressed point:
-	 * a fixed 27-byte prefix and x||y. d2i_PUBKEY checks the point is on the curve. */
-	static const uint8_t prefix[] = {
-		0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
-		0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-		0x04};
-	uint8_t spki[sizeof(prefix) + 64];
-	const unsigned char *p = spki;
-	EVP_PKEY *key;
+	/* EVP_PKEY_fromdata is several times faster than decoding a SubjectPublicKeyInfo
+	 * through the OpenSSL 3 decoders, and it checks the point is on the curve too. */
+	uint8_t point[65];
+	char group[] = "prime256v1";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+		OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)),
+		OSSL_PARAM_END,
+	};
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY *key = NULL;
 
-	memcpy(spki, prefix, sizeof(prefix));
-	memcpy(spki + sizeof(prefix), xy, 64);
-	key = d2i_PUBKEY(NULL, &p, (long)sizeof(spki));
+	point[0] = 0x04;  /* uncompressed */
+	memcpy(point + 1, xy, 64);
+	if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		key = NULL;
+	EVP_PKEY_CTX_free(ctx);
 	ERR_clear_error();
 	return key;
 }
