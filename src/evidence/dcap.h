@@ -158,6 +158,11 @@ int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err
  * signature). what names the child in errors. 0, -KILN_ECHAIN or -KILN_ESIG. */
 int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err);
 
+/* -KILN_EREVOKED (naming the certificate, its serial and the CRL) when crl lists
+ * cert (same issuer name and serial); 0 otherwise. */
+int dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
+		       struct kiln_err *err);
+
 /* ---- collateral (dcap_collateral.c) ----------------------------------------- */
 
 enum dcap_status {

@@ -47,26 +47,6 @@ static int add_cert_window(ev_dcap_collateral_t *c, X509 *cert, const char *chai
 	return 0;
 }
 
-/* A Root CA CRL revocation check for a certificate issued by the root. */
-static int check_root_crl(const ev_dcap_collateral_t *c, X509 *cert, const char *what,
-			  struct kiln_err *err)
-{
-	X509_REVOKED *rev = NULL;
-	char cn[80], *serial;
-	BIGNUM *bn;
-
-	if (X509_CRL_get0_by_cert(c->root_crl, &rev, cert) != 1)
-		return 0;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-	serial = bn ? BN_bn2hex(bn) : NULL;
-	kiln_err_set(err, -KILN_EREVOKED, "%s '%s' (serial %s) is revoked by the Intel SGX "
-		     "Root CA CRL", what, dcap_cert_name(cert, cn, sizeof(cn)),
-		     serial ? serial : "?");
-	OPENSSL_free(serial);
-	BN_free(bn);
-	return -KILN_EREVOKED;
-}
-
 /* Chain [leaf, (CA), (root)] ending at the pinned root: every link, the Root CA CRL
  * for certificates the root issued, and the windows. */
 static int chain_to_root(ev_dcap_collateral_t *c, STACK_OF(X509) *chain, const char *what,
@@ -98,7 +78,8 @@ static int chain_to_root(ev_dcap_collateral_t *c, STACK_OF(X509) *chain, const c
 					    "CA", what, dcap_cert_name(cert, cn, sizeof(cn)));
 		if ((r = dcap_check_issued(issuer, cert, what, err)))
 			return r;
-		if (issuer == root && (r = check_root_crl(c, cert, what, err)))
+		if (issuer == root && (r = dcap_check_revoked(c->root_crl, cert, what,
+								  "Intel SGX Root CA CRL", err)))
 			return r;
 		if ((r = add_cert_window(c, cert, what, err)))
 			return r;

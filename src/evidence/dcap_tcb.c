@@ -242,12 +242,18 @@ static int components(const json_t *tcb, const char *kind, int version, uint8_t 
 	return 0;
 }
 
-static bool all_ge(const uint8_t *have, const uint8_t *need)
+/* Index of the first component below its level, or -1 when all are >=. */
+static int first_short(const uint8_t *have, const uint8_t *need)
 {
 	for (int i = 0; i < 16; i++)
 		if (have[i] < need[i])
-			return false;
-	return true;
+			return i;
+	return -1;
+}
+
+static bool all_ge(const uint8_t *have, const uint8_t *need)
+{
+	return first_short(have, need) < 0;
 }
 
 static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
@@ -320,7 +326,7 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 	const json_t *levels = json_object_get(c->tcb_info, "tcbLevels"), *level;
 	bool tdx = q->tee_type == DCAP_TEE_TDX, sgx_found = false;
 	uint8_t need[16];
-	char a[16], b[16];
+	char a[16], b[16], why[128] = "no TCB levels";
 	size_t i;
 	int64_t pcesvn;
 	int ret, match = -1;
@@ -354,8 +360,20 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 				return kiln_err_set(err, -KILN_EFORMAT,
 						    "%s: level %zu: bad SGX components or pcesvn",
 						    doc, i);
-			if (!all_ge(ext->comp_svn, need) || ext->pcesvn < pcesvn)
+			if (!all_ge(ext->comp_svn, need) || ext->pcesvn < pcesvn) {
+				int k = first_short(ext->comp_svn, need);
+
+				/* Kept for the last (most permissive) level examined. */
+				if (k >= 0)
+					snprintf(why, sizeof(why), "level %zu needs SGX TCB component "
+						 "%d SVN >= %u, the PCK certificate has %u", i, k + 1,
+						 need[k], ext->comp_svn[k]);
+				else
+					snprintf(why, sizeof(why), "level %zu needs PCESVN >= %lld, "
+						 "the PCK certificate has %u", i, (long long)pcesvn,
+						 ext->pcesvn);
 				continue;
+			}
 			sgx_found = true;
 			if (!tdx) {
 				match = (int)i;
@@ -377,13 +395,19 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 			match = (int)i;
 			break;
 		}
+		{
+			int k = first_short(q->body + TDR_TEE_TCB_SVN, need);
+
+			snprintf(why, sizeof(why), "level %zu needs TDX TCB component %d SVN >= %u, "
+				 "TEE_TCB_SVN has %u", i, k + 1, need[k],
+				 q->body[TDR_TEE_TCB_SVN + k]);
+		}
 	}
 	if (match < 0) {
 		hex6(c->fmspc, 6, a);
 		return kiln_err_set(err, -KILN_ETCB,
 				    "TCB level not supported: no level of the TCB Info (FMSPC %s) "
-				    "matches the platform's %s component SVNs and PCESVN %u",
-				    a, tdx && sgx_found ? "TDX" : "SGX", ext->pcesvn);
+				    "matches the platform (%s)", a, why);
 	}
 	level = json_array_get(levels, (size_t)match);
 	r->level_index = match;

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -56,24 +55,6 @@ static int cert_valid_at(X509 *cert, const char *what, time_t at, struct kiln_er
 				    dcap_fmt_time(nb, a, sizeof(a)), dcap_fmt_time(na, b, sizeof(b)),
 				    dcap_fmt_time(at, t, sizeof(t)));
 	return 0;
-}
-
-static int revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
-		   struct kiln_err *err)
-{
-	X509_REVOKED *rev = NULL;
-	char cn[80], *serial;
-	BIGNUM *bn;
-
-	if (X509_CRL_get0_by_cert(crl, &rev, cert) != 1)
-		return 0;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-	serial = bn ? BN_bn2hex(bn) : NULL;
-	kiln_err_set(err, -KILN_EREVOKED, "%s '%s' (serial %s) is revoked by the %s", what,
-		     dcap_cert_name(cert, cn, sizeof(cn)), serial ? serial : "?", crl_name);
-	OPENSSL_free(serial);
-	BN_free(bn);
-	return -KILN_EREVOKED;
 }
 
 static X509 *memo_get(ev_dcap_collateral_t *c, const uint8_t hash[32],
@@ -169,7 +150,8 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 			goto out;
 		}
 		if ((r = dcap_check_issued(root, ca, what, err)) ||
-		    (r = revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL", err)))
+		    (r = dcap_check_revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL",
+					    err)))
 			goto out;
 		if (X509_CRL_verify(c->pck_crl, X509_get0_pubkey(ca)) != 1) {
 			ERR_clear_error();
@@ -201,7 +183,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 	}
 	if ((r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
 	    (r = cert_valid_at(pck, what, at, err)) ||
-	    (r = revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
+	    (r = dcap_check_revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
 		goto out;
 	*pck_out = pck;
 	pck = NULL;

@@ -456,6 +456,24 @@ int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_e
 	return 0;
 }
 
+int dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
+		       struct kiln_err *err)
+{
+	X509_REVOKED *rev = NULL;
+	char cn[80], *serial;
+	BIGNUM *bn;
+
+	if (X509_CRL_get0_by_cert(crl, &rev, cert) != 1)
+		return 0;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	serial = bn ? BN_bn2hex(bn) : NULL;
+	kiln_err_set(err, -KILN_EREVOKED, "%s '%s' (serial %s) is revoked by the %s", what,
+		     dcap_cert_name(cert, cn, sizeof(cn)), serial ? serial : "?", crl_name);
+	OPENSSL_free(serial);
+	BN_free(bn);
+	return -KILN_EREVOKED;
+}
+
 /* ---- PCK certificate SGX extension ------------------------------------------ */
 
 #define SGX_EXT_OID "1.2.840.113741.1.13.1"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -621,6 +622,80 @@ static void test_wrong_root(void **state)
 	EVP_PKEY_free(lk);
 }
 
+/* A serial listed in the real TDX PCK CRL (44 entries) is refused, naming the serial
+ * and the CRL; the real PCK certificate and an unlisted serial pass. */
+static void test_revoked(void **state)
+{
+	ev_dcap_collateral_t *col = NULL;
+	struct kiln_err err = {0};
+	STACK_OF(X509_REVOKED) *revs;
+	const ASN1_INTEGER *serial;
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	BIGNUM *bn;
+	char *hex;
+
+	assert_int_equal(ev_dcap_collateral_parse(g_tdx4.collateral, &col, &err), 0);
+	revs = X509_CRL_get_REVOKED(col->pck_crl);
+	assert_int_equal(sk_X509_REVOKED_num(revs), 44);
+	serial = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revs, 0));
+	X509_set_serialNumber(x, (ASN1_INTEGER *)serial);
+	X509_set_issuer_name(x, X509_CRL_get_issuer(col->pck_crl));
+	X509_set_subject_name(x, X509_CRL_get_issuer(col->pck_crl));
+	X509_set_pubkey(x, k);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
+			 -KILN_EREVOKED);
+	bn = ASN1_INTEGER_to_BN(serial, NULL);
+	hex = BN_bn2hex(bn);
+	assert_non_null(strstr(err.msg, hex));
+	assert_non_null(strstr(err.msg, "revoked by the PCK CRL"));
+	OPENSSL_free(hex);
+	BN_free(bn);
+	/* Same issuer, a serial that is not listed. */
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 12345);
+	assert_int_equal(dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
+			 0);
+	/* The Root CA CRL lists nothing; the PCK CA passes it. */
+	assert_null(X509_CRL_get_REVOKED(col->root_crl));
+	assert_int_equal(dcap_check_revoked(col->root_crl, col->pck_crl_issuer, "PCK CA",
+					    "Root CA CRL", &err), 0);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	ev_dcap_collateral_free(col);
+}
+
+/* The PCK memo only skips re-proving an identical certificate: a changed one is checked
+ * in full, and results are the same with the memo off. */
+static void test_pck_memo(void **state)
+{
+	ev_dcap_collateral_t *col = NULL;
+	struct kiln_err err = {0};
+	json_t *a = NULL, *b = NULL;
+	struct dcap_quote q;
+	uint8_t *bad = malloc(g_sgx.size);
+	size_t off;
+
+	assert_int_equal(ev_dcap_collateral_parse(g_sgx.collateral, &col, &err), 0);
+	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &a,
+					&err), 0);
+	assert_non_null(col->memo[0].cert);
+	assert_int_equal(dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
+	off = pem_sig_char(&q, g_sgx.quote);
+	memcpy(bad, g_sgx.quote, g_sgx.size);
+	bad[off] = bad[off] == 'A' ? 'B' : 'A';
+	assert_int_equal(ev_dcap_verify(bad, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &b, &err),
+			 -KILN_ECHAIN);
+	ev_dcap_collateral_set_pck_memo(col, false);
+	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &b,
+					&err), 0);
+	assert_true(json_equal(a, b));
+	json_decref(a);
+	json_decref(b);
+	free(bad);
+	ev_dcap_collateral_free(col);
+}
+
 /* ---- truncation and garbage ---------------------------------------------------- */
 
 static void truncate_all(const struct sample *s)
@@ -718,6 +793,8 @@ int main(void)
 		cmocka_unit_test(test_flip_tdx),
 		cmocka_unit_test(test_flip_collateral),
 		cmocka_unit_test(test_wrong_root),
+		cmocka_unit_test(test_revoked),
+		cmocka_unit_test(test_pck_memo),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_bytes_reported),
 		cmocka_unit_test(test_parse_time),
