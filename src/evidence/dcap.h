@@ -134,6 +134,15 @@ int dcap_ecdsa_verify(EVP_PKEY *key, const void *msg, size_t size, const uint8_t
 /* The P-256 public key from 64 bytes x||y. Owned by the caller. */
 EVP_PKEY *dcap_p256_key(const uint8_t xy[64]);
 
+/* Intel's DCAP chains have fixed roles, told apart by subject CN (as Intel's QVL does):
+ * a TCB Info signed by a PCK CA, say, must not pass. -KILN_ECHAIN unless the CN is in
+ * the NULL-terminated list. */
+int dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
+		  struct kiln_err *err);
+extern const char *const dcap_cn_pck_ca[];       /* PCK Processor CA, PCK Platform CA */
+extern const char *const dcap_cn_pck[];          /* Intel SGX PCK Certificate */
+extern const char *const dcap_cn_tcb_signing[];  /* Intel SGX TCB Signing */
+
 /* A certificate's name for messages: its CN, or "certificate". */
 const char *dcap_cert_name(const X509 *cert, char *buf, size_t size);
 /* "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21 bytes). */

@@ -135,7 +135,8 @@ static int signed_doc(ev_dcap_collateral_t *c, const json_t *j, const char *key,
 		return ret;
 	snprintf(what, sizeof(what), "%s issuer chain", name);
 	if ((ret = dcap_pem_chain(pem, pem_size, what, &chain, err)) ||
-	    (ret = chain_to_root(c, chain, what, err)))
+	    (ret = chain_to_root(c, chain, what, err)) ||
+	    (ret = dcap_check_cn(sk_X509_value(chain, 0), dcap_cn_tcb_signing, what, err)))
 		goto out;
 	if (kiln_hex_decode(sig_hex, sig, sizeof(sig), NULL) != 0) {
 		ret = kiln_err_set(err, -KILN_EFORMAT,
@@ -217,7 +218,9 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 	/* PCK CRL and its issuer (PCK Processor or Platform CA). */
 	if ((ret = get_str(j, "pck_crl_issuer_chain", &s, &size, err)) ||
 	    (ret = dcap_pem_chain(s, size, "PCK CRL issuer chain", &chain, err)) ||
-	    (ret = chain_to_root(c, chain, "PCK CRL issuer chain", err)))
+	    (ret = chain_to_root(c, chain, "PCK CRL issuer chain", err)) ||
+	    (ret = dcap_check_cn(sk_X509_value(chain, 0), dcap_cn_pck_ca, "PCK CRL issuer chain",
+				 err)))
 		goto out;
 	c->pck_crl_issuer = sk_X509_shift(chain);
 	{

@@ -150,6 +150,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 			goto out;
 		}
 		if ((r = dcap_check_issued(root, ca, what, err)) ||
+		    (r = dcap_check_cn(ca, dcap_cn_pck_ca, what, err)) ||
 		    (r = dcap_check_revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL",
 					    err)))
 			goto out;
@@ -170,6 +171,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 			goto out;
 		}
 		if ((r = dcap_check_issued(ca, pck, what, err)) ||
+		    (r = dcap_check_cn(pck, dcap_cn_pck, what, err)) ||
 		    (r = dcap_pck_ext_parse(pck, ext, err)))
 			goto out;
 		if (known_ca)

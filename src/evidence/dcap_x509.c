@@ -140,6 +140,24 @@ const char *dcap_cert_name(const X509 *cert, char *buf, size_t size)
 	return buf;
 }
 
+int dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
+		  struct kiln_err *err)
+{
+	char cn[128];
+
+	dcap_cert_name(cert, cn, sizeof(cn));
+	for (size_t i = 0; allowed[i]; i++)
+		if (strcmp(cn, allowed[i]) == 0)
+			return 0;
+	return kiln_err_set(err, -KILN_ECHAIN, "%s: '%s' is not a%s %s", what, cn,
+			    allowed[0][0] == 'I' ? "n" : "", allowed[0]);
+}
+
+const char *const dcap_cn_pck_ca[] = {"Intel SGX PCK Processor CA", "Intel SGX PCK Platform CA",
+				      NULL};
+const char *const dcap_cn_pck[] = {"Intel SGX PCK Certificate", NULL};
+const char *const dcap_cn_tcb_signing[] = {"Intel SGX TCB Signing", NULL};
+
 const char *dcap_fmt_time(time_t t, char *buf, size_t size)
 {
 	struct tm tm;

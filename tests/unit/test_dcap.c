@@ -487,6 +487,28 @@ static void test_flip_collateral(void **state)
 	}
 }
 
+/* A genuine Intel chain in the wrong role: the PCK CA chain offered as the TCB Info
+ * signer, and a TCB signing chain offered as the PCK CRL issuer. */
+static void test_chain_roles(void **state)
+{
+	json_t *col = json_deep_copy(g_sgx.collateral), *c = NULL;
+	json_t *pck_chain = json_object_get(g_sgx.collateral, "pck_crl_issuer_chain");
+	json_t *tcb_chain = json_object_get(g_sgx.collateral, "tcb_info_issuer_chain");
+	struct kiln_err err;
+
+	json_object_set(col, "tcb_info_issuer_chain", pck_chain);
+	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, col, g_sgx.t, &c, &err),
+			 -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "is not an Intel SGX TCB Signing"));
+	json_object_set(col, "tcb_info_issuer_chain", tcb_chain);
+	json_object_set(col, "pck_crl_issuer_chain", tcb_chain);
+	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, col, g_sgx.t, &c, &err),
+			 -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "PCK CRL issuer chain"));
+	assert_null(c);
+	json_decref(col);
+}
+
 /* ---- wrong roots ------------------------------------------------------------- */
 
 static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
@@ -792,6 +814,7 @@ int main(void)
 		cmocka_unit_test(test_flip_sgx),
 		cmocka_unit_test(test_flip_tdx),
 		cmocka_unit_test(test_flip_collateral),
+		cmocka_unit_test(test_chain_roles),
 		cmocka_unit_test(test_wrong_root),
 		cmocka_unit_test(test_revoked),
 		cmocka_unit_test(test_pck_memo),
