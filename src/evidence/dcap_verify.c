@@ -20,22 +20,33 @@
 
 #include "crypto/crypto.h"
 
+/* Every window must hold `at`; the message names the window that failed first in time
+ * (the earliest nextUpdate that passed, or the latest issue date still to come). */
 static int check_windows(const ev_dcap_collateral_t *c, time_t at, struct kiln_err *err)
 {
+	const struct dcap_window *worst = NULL;
 	char a[32], b[32], t[32];
+	size_t bad = 0;
 
 	for (size_t i = 0; i < c->n_windows; i++) {
 		const struct dcap_window *w = &c->windows[i];
 
-		if (at < w->not_before || at > w->not_after)
-			return kiln_err_set(err, -KILN_EEXPIRED,
-					    "%s %s: valid %s .. %s, verification time %s",
-					    w->what, at < w->not_before ? "is not yet valid" :
-					    "has expired", dcap_fmt_time(w->not_before, a, sizeof(a)),
-					    dcap_fmt_time(w->not_after, b, sizeof(b)),
-					    dcap_fmt_time(at, t, sizeof(t)));
+		if (at >= w->not_before && at <= w->not_after)
+			continue;
+		bad++;
+		if (!worst || (at > w->not_after ? w->not_after < worst->not_after :
+			       w->not_before > worst->not_before))
+			worst = w;
 	}
-	return 0;
+	if (!worst)
+		return 0;
+	return kiln_err_set(err, -KILN_EEXPIRED, "%s %s: valid %s .. %s, verification time %s%s",
+			    worst->what, at < worst->not_before ? "is not yet valid" : "has expired",
+			    dcap_fmt_time(worst->not_before, a, sizeof(a)),
+			    dcap_fmt_time(worst->not_after, b, sizeof(b)),
+			    dcap_fmt_time(at, t, sizeof(t)),
+			    bad > 1 ? " (other collateral items are outside their windows too)" :
+			    "");
 }
 
 static int cert_valid_at(X509 *cert, const char *what, time_t at, struct kiln_err *err)

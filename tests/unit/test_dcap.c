@@ -258,12 +258,20 @@ static void test_expired(void **state)
 	json_t *c = NULL;
 	time_t t;
 
-	/* A year later: the PCK CRL (first window past) has expired. */
+	/* A year later: everything has expired; the message names what expired first. */
 	assert_int_equal(dcap_parse_time("2026-07-01T00:00:00Z", &t), 0);
 	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, g_sgx.collateral, t, &c,
 				     &err), -KILN_EEXPIRED);
-	assert_non_null(strstr(err.msg, "CRL"));
+	assert_non_null(strstr(err.msg, "QE Identity (issueDate .. nextUpdate) has expired"));
 	assert_non_null(strstr(err.msg, "verification time 2026-07-01T00:00:00Z"));
+	assert_non_null(strstr(err.msg, "other collateral items"));
+	/* TDX: only the PCK CRL (nextUpdate 2025-07-19T10:00:35Z) is past. */
+	assert_int_equal(dcap_parse_time("2025-07-19T10:10:00Z", &t), 0);
+	assert_int_equal(verify_with(&g_tdx4, g_tdx4.quote, g_tdx4.size, g_tdx4.collateral, t,
+				     &c, &err), -KILN_EEXPIRED);
+	assert_non_null(strstr(err.msg, "PCK CRL has expired: valid 2025-06-19T10:00:35Z .. "
+				  "2025-07-19T10:00:35Z"));
+	assert_null(strstr(err.msg, "other"));
 	/* Before the TDX v5 collateral was issued. */
 	assert_int_equal(verify_with(&g_tdx5, g_tdx5.quote, g_tdx5.size, g_tdx5.collateral,
 				     g_tdx4.t, &c, &err), -KILN_EEXPIRED);
