@@ -93,6 +93,48 @@ static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
 	return 0;
 }
 
+/* The signature data: quote signature, attestation key, then (v3) the QE part or
+ * (v4/v5) the type-6 certification data wrapping it. Parsed inside [c->off, end) so
+ * nothing it claims can reach the bytes after it. */
+static int parse_sig_data(struct cursor *c, size_t end, struct dcap_quote *q)
+{
+	int r;
+
+	c->size = end;
+	if ((r = take(c, DCAP_SIG_SIZE, "quote signature", &q->signature)) ||
+	    (r = take(c, DCAP_KEY_SIZE, "attestation key", &q->att_key)))
+		return r;
+	if (q->version == 3) {
+		r = parse_qe_part(c, end, q);
+	} else {
+		uint16_t outer_type;
+		uint32_t outer_size;
+		size_t at = c->off;
+
+		if ((r = take16(c, "outer certification data type", &outer_type)) ||
+		    (r = take32(c, "outer certification data size", &outer_size)))
+			return r;
+		if (outer_type != DCAP_CERT_QE_REPORT)
+			return kiln_err_set(c->err, -KILN_EFORMAT,
+					    "quote outer certification data type at offset %zu: "
+					    "expected 6 (QE report certification data), found %u",
+					    at, outer_type);
+		if (outer_size > end - c->off)
+			return kiln_err_set(c->err, -KILN_ETRUNC,
+					    "quote truncated in QE report certification data: "
+					    "size says %u bytes at offset %zu, %zu left",
+					    outer_size, c->off, end - c->off);
+		r = parse_qe_part(c, c->off + outer_size, q);
+	}
+	if (r)
+		return r;
+	if (c->off != end)
+		return kiln_err_set(c->err, -KILN_EFORMAT,
+				    "quote signature data: %zu unused bytes before offset %zu",
+				    end - c->off, end);
+	return 0;
+}
+
 int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 		     struct kiln_err *err)
 {
@@ -158,47 +200,22 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 	if ((r = take32(&c, "signature data size", &q->sig_data_size)))
 		return r;
 	q->sig_data_off = c.off;
-	if (q->sig_data_size > size - c.off)
-		return kiln_err_set(err, -KILN_ETRUNC,
-				    "quote truncated in signature data: its size field at "
-				    "offset %zu says %u bytes, %zu left", q->signed_size,
-				    q->sig_data_size, size - c.off);
-	sig_end = c.off + q->sig_data_size;
-	/* Parse the signature data inside its own bounds so that nothing it claims can
-	 * reach the trailing bytes. */
-	c.size = sig_end;
-	if ((r = take(&c, DCAP_SIG_SIZE, "quote signature", &q->signature)) ||
-	    (r = take(&c, DCAP_KEY_SIZE, "attestation key", &q->att_key)))
-		return r;
-	if (q->version == 3) {
-		r = parse_qe_part(&c, sig_end, q);
-	} else {
-		uint16_t outer_type;
-		uint32_t outer_size;
-		size_t at = c.off;
+	if (q->sig_data_size > size - c.off) {
+		/* Name the field the file ends in, not only the outer size. */
+		struct kiln_err inner = {0};
+		struct dcap_quote probe = *q;
+		struct cursor pc = {.data = data, .size = size, .off = c.off, .err = &inner};
 
-		if ((r = take16(&c, "outer certification data type", &outer_type)) ||
-		    (r = take32(&c, "outer certification data size", &outer_size)))
-			return r;
-		if (outer_type != DCAP_CERT_QE_REPORT)
-			return kiln_err_set(err, -KILN_EFORMAT,
-					    "quote outer certification data type at offset %zu: "
-					    "expected 6 (QE report certification data), found %u",
-					    at, outer_type);
-		if (outer_size > sig_end - c.off)
-			return kiln_err_set(err, -KILN_ETRUNC,
-					    "quote truncated in QE report certification data: "
-					    "size says %u bytes at offset %zu, %zu left",
-					    outer_size, c.off, sig_end - c.off);
-		c.size = c.off + outer_size;
-		r = parse_qe_part(&c, c.size, q);
+		r = parse_sig_data(&pc, size, &probe);
+		return kiln_err_set(err, -KILN_ETRUNC,
+				    "quote truncated: signature data size at offset %zu says %u "
+				    "bytes, %zu left%s%s", q->signed_size, q->sig_data_size,
+				    size - c.off, r == -KILN_ETRUNC ? "; " : "",
+				    r == -KILN_ETRUNC ? inner.msg : "");
 	}
-	if (r)
+	sig_end = c.off + q->sig_data_size;
+	if ((r = parse_sig_data(&c, sig_end, q)))
 		return r;
-	if (c.off != sig_end)
-		return kiln_err_set(err, -KILN_EFORMAT,
-				    "quote signature data: %zu unused bytes before offset %zu",
-				    sig_end - c.off, sig_end);
 	q->trailing = size - sig_end;
 	return 0;
 }
