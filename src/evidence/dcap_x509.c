@@ -552,6 +552,15 @@ static int octets(const ASN1_TYPE *v, uint8_t *out, int size)
 	return 0;
 }
 
+/* Each component may appear once: a duplicate is malformed, never "last one wins". */
+static int mark(unsigned *seen, unsigned bit)
+{
+	if (*seen & (1u << bit))
+		return -1;
+	*seen |= 1u << bit;
+	return 0;
+}
+
 static int parse_tcb(const ASN1_TYPE *v, struct dcap_pck_ext *ext, unsigned *seen)
 {
 	STACK_OF(ASN1_TYPE) *items = NULL, *kv = NULL;
@@ -563,27 +572,24 @@ static int parse_tcb(const ASN1_TYPE *v, struct dcap_pck_ext *ext, unsigned *see
 	for (int i = 0; i < sk_ASN1_TYPE_num(items); i++) {
 		const char *arc = pair(sk_ASN1_TYPE_value(items, i), SGX_EXT_OID ".2", oid,
 				       sizeof(oid), &kv);
+		const ASN1_TYPE *val;
 		uint64_t n;
 		int64_t x;
 
 		if (!arc || kiln_parse_u64(arc, &n) != 0)
 			goto out;
-		const ASN1_TYPE *val = sk_ASN1_TYPE_value(kv, 1);
-
+		val = sk_ASN1_TYPE_value(kv, 1);
 		if (n >= 1 && n <= 16) {
-			if (int_value(val, 255, &x))
+			if (int_value(val, 255, &x) || mark(seen, (unsigned)n - 1))
 				goto out;
 			ext->comp_svn[n - 1] = (uint8_t)x;
-			*seen |= 1u << (n - 1);
 		} else if (n == 17) {
-			if (int_value(val, 65535, &x))
+			if (int_value(val, 65535, &x) || mark(seen, 16))
 				goto out;
 			ext->pcesvn = (uint16_t)x;
-			*seen |= 1u << 16;
 		} else if (n == 18) {
-			if (octets(val, ext->cpusvn, 16))
+			if (octets(val, ext->cpusvn, 16) || mark(seen, 17))
 				goto out;
-			*seen |= 1u << 17;
 		}
 		sk_ASN1_TYPE_pop_free(kv, ASN1_TYPE_free);
 		kv = NULL;
@@ -595,14 +601,58 @@ out:
 	return ret;
 }
 
+/* The (OID, value) items of the SGX extension; -1 with *bad naming the item. */
+static int parse_items(STACK_OF(ASN1_TYPE) *items, struct dcap_pck_ext *ext, unsigned *seen,
+		       const char **bad)
+{
+	STACK_OF(ASN1_TYPE) *kv = NULL;
+	char oid[80];
+	int ret = -1;
+
+	for (int i = 0; i < sk_ASN1_TYPE_num(items); i++) {
+		const char *arc = pair(sk_ASN1_TYPE_value(items, i), SGX_EXT_OID, oid,
+				       sizeof(oid), &kv);
+		const ASN1_TYPE *val;
+		int64_t x;
+
+		*bad = "structure";
+		if (!arc)
+			goto out;
+		val = sk_ASN1_TYPE_value(kv, 1);
+		if (strcmp(arc, "2") == 0) {
+			*bad = "TCB (.2)";
+			if (parse_tcb(val, ext, seen))
+				goto out;
+		} else if (strcmp(arc, "3") == 0) {
+			*bad = "PCE-ID (.3)";
+			if (octets(val, ext->pceid, 2) || mark(seen, 18))
+				goto out;
+		} else if (strcmp(arc, "4") == 0) {
+			*bad = "FMSPC (.4)";
+			if (octets(val, ext->fmspc, 6) || mark(seen, 19))
+				goto out;
+		} else if (strcmp(arc, "5") == 0) {
+			*bad = "SGX type (.5)";
+			if (int_value(val, 2, &x))
+				goto out;
+			ext->sgx_type = (int)x;
+		}
+		sk_ASN1_TYPE_pop_free(kv, ASN1_TYPE_free);
+		kv = NULL;
+	}
+	ret = 0;
+out:
+	sk_ASN1_TYPE_pop_free(kv, ASN1_TYPE_free);
+	return ret;
+}
+
 int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err)
 {
-	STACK_OF(ASN1_TYPE) *items = NULL, *kv = NULL;
+	STACK_OF(ASN1_TYPE) *items = NULL;
 	ASN1_OBJECT *obj = OBJ_txt2obj(SGX_EXT_OID, 1);
-	unsigned seen = 0;
 	const char *bad = "structure";
-	char oid[80];
-	int idx, ret = -KILN_EFORMAT;
+	unsigned seen = 0;
+	int idx, ret;
 
 	memset(ext, 0, sizeof(*ext));
 	ext->sgx_type = -1;
@@ -613,57 +663,20 @@ int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err
 	if (idx < 0)
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "PCK certificate has no SGX extension (OID " SGX_EXT_OID ")");
-	if (!(items = seq_of(X509_EXTENSION_get_data(X509_get_ext(pck, idx)))))
-		goto out;
-	for (int i = 0; i < sk_ASN1_TYPE_num(items); i++) {
-		const char *arc = pair(sk_ASN1_TYPE_value(items, i), SGX_EXT_OID, oid,
-				       sizeof(oid), &kv);
-
-		if (!arc)
-			goto out;
-		const ASN1_TYPE *val = sk_ASN1_TYPE_value(kv, 1);
-		int64_t x;
-
-		if (strcmp(arc, "2") == 0) {
-			bad = "TCB (.2)";
-			if (parse_tcb(val, ext, &seen))
-				goto out;
-		} else if (strcmp(arc, "3") == 0) {
-			bad = "PCE-ID (.3)";
-			if (octets(val, ext->pceid, 2))
-				goto out;
-			seen |= 1u << 18;
-		} else if (strcmp(arc, "4") == 0) {
-			bad = "FMSPC (.4)";
-			if (octets(val, ext->fmspc, 6))
-				goto out;
-			seen |= 1u << 19;
-		} else if (strcmp(arc, "5") == 0) {
-			bad = "SGX type (.5)";
-			if (int_value(val, 2, &x))
-				goto out;
-			ext->sgx_type = (int)x;
-		}
-		sk_ASN1_TYPE_pop_free(kv, ASN1_TYPE_free);
-		kv = NULL;
-		bad = "structure";
-	}
-	if (seen != 0xfffffu) {
+	items = seq_of(X509_EXTENSION_get_data(X509_get_ext(pck, idx)));
+	if (!items || parse_items(items, ext, &seen, &bad) != 0)
+		ret = kiln_err_set(err, -KILN_EFORMAT,
+				   "PCK certificate SGX extension: malformed %s", bad);
+	else if (seen != 0xfffffu)
 		ret = kiln_err_set(err, -KILN_EFORMAT,
 				   "PCK certificate SGX extension lacks %s",
 				   (seen & 0xffffu) != 0xffffu ? "a TCB component SVN" :
 				   !(seen & (1u << 16)) ? "PCESVN" :
 				   !(seen & (1u << 17)) ? "CPUSVN" :
 				   !(seen & (1u << 18)) ? "PCE-ID" : "FMSPC");
-		goto out_quiet;
-	}
-	ret = 0;
-	goto out_quiet;
-out:
-	kiln_err_set(err, ret, "PCK certificate SGX extension: malformed %s", bad);
-out_quiet:
+	else
+		ret = 0;
 	ERR_clear_error();
-	sk_ASN1_TYPE_pop_free(kv, ASN1_TYPE_free);
 	sk_ASN1_TYPE_pop_free(items, ASN1_TYPE_free);
 	return ret;
 }

@@ -226,6 +226,52 @@ static void test_tdx_v5_tcb_not_supported(void **state)
 	assert_non_null(strstr(err.msg, "TCB level not supported"));
 }
 
+static void pck_ext_of(const struct sample *s, struct dcap_pck_ext *ext)
+{
+	struct dcap_quote q;
+	STACK_OF(X509) *chain = NULL;
+	struct kiln_err err = {0};
+
+	assert_int_equal(dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
+	assert_int_equal(dcap_pem_chain(q.pck_pem, q.pck_pem_size, "PCK", &chain, &err), 0);
+	assert_int_equal(sk_X509_num(chain), 3);
+	assert_int_equal(dcap_pck_ext_parse(sk_X509_value(chain, 0), ext, &err), 0);
+	/* The CA has no SGX extension. */
+	assert_int_equal(dcap_pck_ext_parse(sk_X509_value(chain, 1), ext + 1, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "no SGX extension"));
+	sk_X509_pop_free(chain, X509_free);
+}
+
+/* The PCK certificates' SGX extensions, values from EXPECTED.md. */
+static void test_pck_extension(void **state)
+{
+	static const uint8_t sgx_svn[16] = {11, 11, 2, 2, 255, 1};
+	static const uint8_t tdx_svn[16] = {3, 3, 2, 2, 4, 1, 0, 5};
+	static const uint8_t tdx5_svn[16] = {3, 3, 2, 2, 4, 1, 0, 3};
+	struct dcap_pck_ext ext[2];
+	char hex[13];
+
+	pck_ext_of(&g_sgx, ext);
+	assert_memory_equal(ext->comp_svn, sgx_svn, 16);
+	assert_int_equal(ext->pcesvn, 13);
+	kiln_hex_encode(ext->fmspc, 6, hex);
+	assert_string_equal(hex, "00a067110000");
+	assert_int_equal(ext->pceid[0] | ext->pceid[1], 0);
+	assert_int_equal(ext->sgx_type, 0);
+	pck_ext_of(&g_tdx4, ext);
+	assert_memory_equal(ext->comp_svn, tdx_svn, 16);
+	assert_int_equal(ext->pcesvn, 11);
+	kiln_hex_encode(ext->fmspc, 6, hex);
+	assert_string_equal(hex, "b0c06f000000");
+	assert_int_equal(ext->sgx_type, 1);
+	pck_ext_of(&g_tdx5, ext);
+	assert_memory_equal(ext->comp_svn, tdx5_svn, 16);
+	assert_int_equal(ext->pcesvn, 13);
+	kiln_hex_encode(ext->fmspc, 6, hex);
+	assert_string_equal(hex, "90c06f000000");
+}
+
 /* dcap-qvl verifies at the last second of the window; one second later is expired. */
 static void test_window_edges(void **state)
 {
@@ -815,6 +861,7 @@ int main(void)
 		cmocka_unit_test(test_sgx_quote),
 		cmocka_unit_test(test_tdx_v4_quote),
 		cmocka_unit_test(test_tdx_v5_tcb_not_supported),
+		cmocka_unit_test(test_pck_extension),
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_cached_collateral),
