@@ -3,12 +3,16 @@
 
 #include <string.h>
 
+#include "evidence/dcap.h"
+
 extern const struct ev_backend ev_backend_snp;
 
 static const struct ev_backend *const g_backends[] = {
 	&ev_backend_sim,
 	&ev_backend_host,
 	&ev_backend_snp,
+	&ev_backend_sgx,
+	&ev_backend_tdx,
 	NULL
 };
 
