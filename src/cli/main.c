@@ -17,6 +17,10 @@ static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
 	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
 	{ "measure", measure_main, "print the workload measurement of a program" },
+	{ "cas", cas_main, "configuration and attestation service (kiln-cas)" },
+	{ "policy", policy_main, "validate policies and manage them on a CAS" },
+	{ "identity", identity_main, "create and show stakeholder identities" },
+	{ "audit", audit_main, "show and verify the CAS audit log" },
 };
 
 void cli_error(const char *fmt, ...)
