@@ -467,12 +467,28 @@ struct attest {
 	char reason[512];
 };
 
+/* Escape a value for a quoted logfmt field. */
+static void log_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++) {
+		if (*in == '"' || *in == '\\')
+			out[o++] = '\\';
+		out[o++] = (unsigned char)*in < 0x20 ? ' ' : *in;
+	}
+	out[o] = '\0';
+}
+
 static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label)
 {
+	char reason[2 * sizeof(a->reason)];
+
 	a->label = label;
+	log_escape(a->reason, reason, sizeof(reason));
 	kiln_log(KILN_LOG_WARN, "attestation refused",
 		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s",
-		 a->reason, label, rc->request_id, a->session ? a->session : "-",
+		 reason, label, rc->request_id, a->session ? a->session : "-",
 		 a->service ? a->service : "-", a->tee ? a->tee : "-",
 		 a->insecure ? " INSECURE=sim" : "");
 	metrics_refused(&rc->s->m, label);
