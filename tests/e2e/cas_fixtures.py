@@ -81,7 +81,8 @@ class CasServer:
         return self.stop(signal.SIGKILL)
 
     def restart(self):
-        self.stop()
+        rc = self.stop()
+        assert rc == 0, f"kiln cas serve exited {rc}:\n{self.log()[-4000:]}"
         return self.start()
 
     def env(self, identity=None):

@@ -56,7 +56,9 @@ from cas_fixtures import CasServer  # noqa: E402
 def cas(kiln_bin, tmp_path):
     server = CasServer(kiln_bin, tmp_path).start()
     yield server
-    server.stop()
+    # A clean exit also means no sanitizer report (leaks fail the test).
+    rc = server.stop()
+    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
 
 
 @pytest.fixture
