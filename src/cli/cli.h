@@ -19,6 +19,10 @@ struct cli_command {
 /* Subcommands (one file each). */
 int las_main(int argc, char **argv);
 int measure_main(int argc, char **argv);
+int cas_main(int argc, char **argv);
+int policy_main(int argc, char **argv);
+int identity_main(int argc, char **argv);
+int audit_main(int argc, char **argv);
 
 /* Find a kiln shared library by file name next to the kiln binary, in its build
  * subdirectory (build_subdir, e.g. "src/evidence") or in ../lib/kiln; out gets

@@ -19,6 +19,10 @@ static const struct cli_command g_commands[] = {
 	{ "measure", measure_main, "print the workload measurement of a program" },
 	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
 	{ "fs", fs_main, "protected volumes: init, put, cat, ls, verify, mount" },
+	{ "cas", cas_main, "configuration and attestation service (kiln-cas)" },
+	{ "policy", policy_main, "validate policies and manage them on a CAS" },
+	{ "identity", identity_main, "create and show stakeholder identities" },
+	{ "audit", audit_main, "show and verify the CAS audit log" },
 };
 
 void cli_error(const char *fmt, ...)

@@ -44,3 +44,30 @@ def kiln(kiln_bin):
         return p
 
     return run
+
+
+# ---- kiln-cas (owned by the policy/CAS tests; reusable by every e2e test) ----
+# `cas` yields a running cas_fixtures.CasServer (url, fingerprint, ca_file, data,
+# env(identity), request(), restart(), kill9()); `cas_identity` makes identities.
+from cas_fixtures import CasServer  # noqa: E402
+
+
+@pytest.fixture
+def cas(kiln_bin, tmp_path):
+    server = CasServer(kiln_bin, tmp_path).start()
+    yield server
+    # A clean exit also means no sanitizer report (leaks fail the test).
+    rc = server.stop()
+    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
+
+
+@pytest.fixture
+def cas_identity(kiln, tmp_path):
+    """cas_identity("alice") -> (path, id) of a new identity file."""
+
+    def make(name):
+        path = tmp_path / f"{name}.identity.pem"
+        p = kiln("identity", "create", "--out", path, check=True)
+        return str(path), p.stdout.strip()
+
+    return make

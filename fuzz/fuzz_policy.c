@@ -1,0 +1,31 @@
+/* libFuzzer target: policy YAML parser, validator and canonicalizer. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "policy/policy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL;
+
+	if (pol_parse((const char *)data, size, "fuzz.yaml", &p, &err) == 0) {
+		char *text = pol_canonical_text(p);
+
+		free(text);
+		for (size_t i = 0; i < p->n_services; i++) {
+			json_t *claims = json_pack("{s:s,s:b,s:s}", "tee", "sim", "insecure", 1,
+						   "workload_measurement", "00");
+			char reason[256];
+			const char *label;
+
+			(void)pol_decide(p, &p->services[i], claims, reason, sizeof(reason),
+					 &label);
+			json_decref(claims);
+		}
+		pol_free(p);
+	}
+	return 0;
+}

@@ -1,0 +1,334 @@
+/* Append-only, hash-chained, signed audit log.
+ *
+ * Entry n: text_n = canonical JSON {seq, time, kind, actor, subject, details,
+ * prev = hash_{n-1}}; hash_n = "sha256:" hex(SHA-256(text_n)); sig_n = the CA
+ * key's signature over hash_n. The head (last seq and hash) is signed too and
+ * kept in meta, so dropping the newest entries is detected as well; what cannot
+ * be detected without an outside anchor is rolling back the whole store,
+ * head included, to an older copy (docs/cas.md). */
+#include "cas/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define GENESIS "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+static char *entry_text(int64_t seq, int64_t t, const char *kind, const char *actor,
+			const char *subject, json_t *details, const char *prev)
+{
+	json_t *o = json_pack("{s:I,s:I,s:s,s:s,s:s,s:O,s:s}", "seq", (json_int_t)seq, "time",
+			      (json_int_t)t, "kind", kind, "actor", actor, "subject", subject,
+			      "details", details, "prev", prev);
+	char *text;
+
+	if (!o)
+		return NULL;
+	text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+static int hash_text(const char *text, char out[CAS_ID_SIZE])
+{
+	uint8_t d[KC_SHA256_SIZE];
+	int ret = kc_sha256(text, strlen(text), d);
+
+	if (ret < 0)
+		return ret;
+	memcpy(out, "sha256:", 7);
+	kiln_hex_encode(d, sizeof(d), out + 7);
+	return 0;
+}
+
+static char *head_text(int64_t seq, const char *hash)
+{
+	char *text = NULL;
+
+	if (asprintf(&text, "kiln-audit-head-v1 %" PRId64 " %s", seq, hash) < 0)
+		return NULL;
+	return text;
+}
+
+static int meta_put(struct cas_store *st, const char *k, const void *v, size_t size)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)", -1, &s,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, v, (int)size, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* *v malloc'd (NUL-terminated), -ENOENT when absent. */
+static int meta_get(struct cas_store *st, const char *k, uint8_t **v, size_t *size)
+{
+	sqlite3_stmt *s = NULL;
+	int ret = -EIO, rc;
+
+	*v = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k = ?", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		int n = sqlite3_column_bytes(s, 0);
+
+		*v = malloc((size_t)n + 1);
+		if (*v) {
+			memcpy(*v, sqlite3_column_blob(s, 0), (size_t)n);
+			(*v)[n] = 0;
+			*size = (size_t)n;
+			ret = 0;
+		} else {
+			ret = -ENOMEM;
+		}
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
+		    const char *subject, json_t *details)
+{
+	sqlite3_stmt *s = NULL;
+	char prev[CAS_ID_SIZE] = GENESIS, hash[CAS_ID_SIZE];
+	int64_t seq = 1, t = (int64_t)time(NULL);
+	char *text = NULL, *head = NULL, *dtext = NULL;
+	uint8_t *sig = NULL, *hsig = NULL;
+	size_t sig_size = 0, hsig_size = 0;
+	bool own_tx = sqlite3_get_autocommit(st->db);
+	int ret = -EIO, rc;
+
+	if (!details)
+		return -ENOMEM;
+	if (own_tx && cs_begin(st) < 0) {
+		json_decref(details);
+		return -EIO;
+	}
+	if (sqlite3_prepare_v2(st->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+			       -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		seq = sqlite3_column_int64(s, 0) + 1;
+		snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(s, 1));
+	} else if (rc != SQLITE_DONE) {
+		goto out;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	text = entry_text(seq, t, kind, actor, subject, details, prev);
+	dtext = json_dumps(details, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!text || !dtext) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if ((ret = hash_text(text, hash)) < 0 ||
+	    (ret = cx_sign(st->ca_key, hash, strlen(hash), &sig, &sig_size)) < 0)
+		goto out;
+	ret = -EIO;
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO audit(seq, time, kind, actor, subject, "
+			       "details, prev, hash, sig) VALUES(?,?,?,?,?,?,?,?,?)", -1, &s,
+			       NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_int64(s, 1, seq);
+	sqlite3_bind_int64(s, 2, t);
+	sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, actor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, dtext, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 7, prev, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 9, sig, (int)sig_size, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		goto out;
+	head = head_text(seq, hash);
+	if (!head) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if ((ret = cx_sign(st->ca_key, head, strlen(head), &hsig, &hsig_size)) < 0 ||
+	    (ret = meta_put(st, "audit_head", head, strlen(head))) < 0 ||
+	    (ret = meta_put(st, "audit_head_sig", hsig, hsig_size)) < 0)
+		goto out;
+	ret = 0;
+out:
+	sqlite3_finalize(s);
+	if (own_tx) {
+		if (ret == 0 && cs_commit(st) < 0)
+			ret = -EIO;
+		if (ret < 0)
+			cs_rollback(st);
+	}
+	free(text);
+	free(dtext);
+	free(head);
+	free(sig);
+	free(hsig);
+	json_decref(details);
+	return ret;
+}
+
+int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err)
+{
+	struct cas_store st;
+	sqlite3_stmt *s = NULL;
+	int ret, rc;
+
+	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	ret = -EIO;
+	if (sqlite3_prepare_v2(st.db, "SELECT seq, time, kind, actor, subject, details, hash "
+			       "FROM audit ORDER BY seq", -1, &s, NULL) != SQLITE_OK) {
+		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+		goto out;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		time_t t = (time_t)sqlite3_column_int64(s, 1);
+		struct tm tm;
+		char ts[32];
+
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		fprintf(out, "%lld %s %s actor=%s subject=%s %s %.19s\n",
+			(long long)sqlite3_column_int64(s, 0), ts,
+			(const char *)sqlite3_column_text(s, 2),
+			(const char *)sqlite3_column_text(s, 3),
+			(const char *)sqlite3_column_text(s, 4),
+			(const char *)sqlite3_column_text(s, 5),
+			(const char *)sqlite3_column_text(s, 6));
+	}
+	if (rc != SQLITE_DONE) {
+		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(s);
+	cs_close(&st);
+	return ret;
+}
+
+int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
+{
+	struct cas_store st;
+	sqlite3_stmt *s = NULL;
+	char prev[CAS_ID_SIZE] = GENESIS, hash[CAS_ID_SIZE];
+	EVP_PKEY *pub;
+	int64_t expect = 1;
+	uint8_t *head = NULL, *hsig = NULL;
+	size_t head_size = 0, hsig_size = 0;
+	char *want_head = NULL;
+	int ret, rc;
+
+	*count = 0;
+	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	pub = X509_get0_pubkey(st.ca_cert);
+	ret = -EIO;
+	if (sqlite3_prepare_v2(st.db, "SELECT seq, time, kind, actor, subject, details, prev, "
+			       "hash, sig FROM audit ORDER BY seq", -1, &s, NULL) != SQLITE_OK) {
+		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+		goto out;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(s, 0);
+		const char *row_prev = (const char *)sqlite3_column_text(s, 6);
+		const char *row_hash = (const char *)sqlite3_column_text(s, 7);
+		json_t *details = json_loads((const char *)sqlite3_column_text(s, 5), 0, NULL);
+		char *text;
+
+		if (seq != expect) {
+			json_decref(details);
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: expected "
+					   "sequence number %lld (an entry was removed or "
+					   "reordered)", (long long)seq, (long long)expect);
+			goto out;
+		}
+		if (!details) {
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: details are not "
+					   "JSON (edited)", (long long)seq);
+			goto out;
+		}
+		if (strcmp(row_prev, prev)) {
+			json_decref(details);
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: prev %.20s... "
+					   "does not match the hash of entry %lld (removed or "
+					   "reordered entries)", (long long)seq, row_prev,
+					   (long long)seq - 1);
+			goto out;
+		}
+		text = entry_text(seq, sqlite3_column_int64(s, 1),
+				  (const char *)sqlite3_column_text(s, 2),
+				  (const char *)sqlite3_column_text(s, 3),
+				  (const char *)sqlite3_column_text(s, 4), details, row_prev);
+		json_decref(details);
+		if (!text || hash_text(text, hash) < 0) {
+			free(text);
+			ret = kiln_err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		free(text);
+		if (strcmp(hash, row_hash)) {
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: content does not "
+					   "match its hash (edited)", (long long)seq);
+			goto out;
+		}
+		if (cx_verify(pub, row_hash, strlen(row_hash), sqlite3_column_blob(s, 8),
+			      (size_t)sqlite3_column_bytes(s, 8)) < 0) {
+			ret = kiln_err_set(err, -KILN_ESIG, "audit entry %lld: signature does not "
+					   "verify with the CAS key", (long long)seq);
+			goto out;
+		}
+		snprintf(prev, sizeof(prev), "%s", row_hash);
+		expect++;
+		(*count)++;
+	}
+	if (rc != SQLITE_DONE) {
+		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+		goto out;
+	}
+	ret = meta_get(&st, "audit_head", &head, &head_size);
+	if (ret == -ENOENT && *count == 0) {
+		ret = 0;
+		goto out;
+	}
+	if (ret == 0)
+		ret = meta_get(&st, "audit_head_sig", &hsig, &hsig_size);
+	if (ret < 0) {
+		ret = kiln_err_set(err, -KILN_ECORRUPT, "audit head is missing");
+		goto out;
+	}
+	if (cx_verify(pub, head, head_size, hsig, hsig_size) < 0) {
+		ret = kiln_err_set(err, -KILN_ESIG, "audit head signature does not verify");
+		goto out;
+	}
+	want_head = head_text(expect - 1, prev);
+	if (!want_head || strcmp(want_head, (const char *)head)) {
+		ret = kiln_err_set(err, -KILN_ECORRUPT, "audit log ends at entry %lld but the "
+				   "signed head says '%s' (entries were removed from the end)",
+				   (long long)expect - 1, (const char *)head);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(want_head);
+	free(head);
+	free(hsig);
+	sqlite3_finalize(s);
+	cs_close(&st);
+	return ret;
+}

@@ -1,0 +1,96 @@
+/* kiln-cas: configuration and attestation service, its store, audit log, and the
+ * small HTTPS client the CLI and the runtime use to talk to it. The one header
+ * of src/cas/. Wire format: docs/api.md; operations: docs/cas.md. */
+#ifndef KILN_CAS_H
+#define KILN_CAS_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+
+#include "common/common.h"
+
+#define CAS_ID_SIZE 72 /* "sha256:" + 64 hex + NUL */
+
+/* ---- identities (X.509 client certificates; id = SHA-256 of the SPKI DER) ---- */
+
+/* Create a new identity file at path (key PEM then self-signed cert PEM, mode
+ * 0600; refuses to overwrite). algorithm: "p256" (default when NULL) or "p384".
+ * Writes the id to id_out. */
+int cas_identity_create(const char *path, const char *algorithm, const char *common_name,
+			char id_out[CAS_ID_SIZE], struct kiln_err *err);
+/* Load an identity file. *key and *cert are new references owned by the caller
+ * (EVP_PKEY_free, X509_free). */
+int cas_identity_load(const char *path, EVP_PKEY **key, X509 **cert, struct kiln_err *err);
+/* "sha256:<hex>" of the DER SubjectPublicKeyInfo of key. */
+int cas_key_id(EVP_PKEY *key, char out[CAS_ID_SIZE]);
+/* Lowercase hex SHA-256 of the certificate's DER (65 bytes with NUL). */
+int cas_cert_fingerprint(X509 *cert, char out[65]);
+
+/* ---- server ---- */
+
+struct cas_serve_opts {
+	const char *data_dir;    /* created 0700 when missing */
+	const char *listen;      /* "HOST:PORT"; port 0 picks a free one */
+	const char *const *sans; /* extra DNS names / IPs for the server certificate */
+	size_t n_sans;
+	FILE *announce;          /* receives "ca-fingerprint HEX" and "listening URL"
+				  * lines once ready (stdout for the CLI), may be NULL */
+};
+
+/* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the
+ * daemon). Returns 0 after a graceful shutdown or a negative code with err set
+ * when it cannot start (bad data dir, missing master key with an existing
+ * store, port in use, ...). */
+int cas_serve(const struct cas_serve_opts *opts, struct kiln_err *err);
+
+/* Register a kiln-las certificate (PEM file) as trusted for the "host" backend.
+ * Works while the service runs (the store is shared). *id_out gets the LAS id. */
+int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_ID_SIZE],
+		  struct kiln_err *err);
+/* The CA fingerprint of an initialized data dir (hex, 65 bytes). */
+int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err);
+
+/* ---- audit log ---- */
+
+/* Print every entry (one line each: seq time kind actor subject details). */
+int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err);
+/* Check the whole chain: contiguous sequence numbers, each entry's hash, the
+ * link to its predecessor, its signature by the CAS key, and the signed head.
+ * Returns 0 with *count entries verified, or -KILN_ECORRUPT / -KILN_ESIG with
+ * err naming the first bad entry. */
+int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err);
+
+/* ---- client: HTTPS/1.1 over TLS 1.3 with CA pinning ----
+ *
+ * One request per connection (Connection: close). The server certificate must
+ * chain to the pinned CA, given either as a PEM file (ca_file) or as the hex
+ * SHA-256 of the CA certificate's DER (fingerprint, matched against the chain
+ * the server sends); the host name or IP in the URL must match the server
+ * certificate. key/cert (optional) are the TLS client identity; for attestation
+ * the runtime passes its ephemeral workload key and certificate. */
+struct cas_client {
+	const char *url;         /* "https://HOST:PORT" (no path) */
+	const char *ca_file;     /* PEM CA certificate, or NULL */
+	const char *fingerprint; /* hex SHA-256 of the CA cert DER, or NULL */
+	EVP_PKEY *key;           /* borrowed, may be NULL */
+	X509 *cert;              /* borrowed, may be NULL */
+	int timeout_ms;          /* connect/read/write timeout, 0 = 30 s */
+};
+
+struct cas_response {
+	int status;      /* HTTP status code */
+	char *body;      /* malloc'd, NUL-terminated, owned by the response */
+	size_t body_size;
+};
+
+/* Send `method path` with an optional body. On success (any HTTP status) fills
+ * resp, which the caller releases with cas_response_free. Transport, TLS and
+ * pinning failures return a negative code with err set. */
+int cas_client_request(const struct cas_client *c, const char *method, const char *path,
+		       const char *content_type, const void *body, size_t body_size,
+		       struct cas_response *resp, struct kiln_err *err);
+/* Wipes and frees the body (it may hold secrets); accepts NULL. */
+void cas_response_free(struct cas_response *resp);
+
+#endif

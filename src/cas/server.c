@@ -1,0 +1,1149 @@
+/* kiln-cas: HTTPS (TLS 1.3, libevent evhttp over OpenSSL bufferevents) JSON API.
+ *
+ * One thread runs the event loop; handlers are short (SQLite on local disk,
+ * one signature per audit entry), so there is no locking anywhere. Client
+ * certificates are requested, not required, and never validated against a CA:
+ * an identity is the SHA-256 of the certificate's public key, and TLS proves
+ * possession of that key. Routes and bodies: docs/api.md. */
+#include "cas/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "evidence/evidence.h"
+
+#define MAX_BODY_SIZE (1u << 20)
+#define MAX_HEADERS_SIZE 16384
+#define HTTP_TIMEOUT_S 30
+
+struct reqctx {
+	struct cas_server *s;
+	struct evhttp_request *req;
+	uint64_t start_ns;
+	const char *route;
+	char request_id[33];
+	X509 *peer;               /* borrowed from the SSL session, may be NULL */
+	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
+};
+
+/* ---- helpers ---- */
+
+static void reply_text(struct reqctx *rc, int code, const char *ctype, const char *body,
+		       size_t size)
+{
+	struct evbuffer *out = evbuffer_new();
+	struct evkeyvalq *h = evhttp_request_get_output_headers(rc->req);
+
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "X-Request-Id", rc->request_id);
+	if (out)
+		evbuffer_add(out, body, size);
+	evhttp_send_reply(rc->req, code, NULL, out);
+	if (out) {
+		/* The body may hold secrets: wipe libevent's copy (when still there). */
+		size_t n = evbuffer_get_length(out);
+
+		if (n) {
+			unsigned char *p = evbuffer_pullup(out, -1);
+
+			if (p)
+				kiln_wipe(p, n);
+		}
+		evbuffer_free(out);
+	}
+	metrics_request(&rc->s->m, rc->route, code,
+			(double)(kiln_now_ns() - rc->start_ns) / 1e9);
+}
+
+/* Sends and releases body. */
+static void reply_json(struct reqctx *rc, int code, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+	if (!text) {
+		reply_text(rc, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
+	} else {
+		reply_text(rc, code, "application/json", text, strlen(text));
+		kiln_free_secret(text, strlen(text));
+	}
+	json_decref(body);
+}
+
+static void reply_error(struct reqctx *rc, int code, const char *msg)
+{
+	reply_json(rc, code, json_pack("{s:s,s:s}", "error", msg, "request_id", rc->request_id));
+}
+
+static char *read_body(struct reqctx *rc, size_t *size)
+{
+	struct evbuffer *b = evhttp_request_get_input_buffer(rc->req);
+	size_t n = evbuffer_get_length(b);
+	char *d = malloc(n + 1);
+
+	if (!d)
+		return NULL;
+	evbuffer_copyout(b, d, n);
+	d[n] = '\0';
+	*size = n;
+	return d;
+}
+
+static json_t *read_json(struct reqctx *rc)
+{
+	size_t size = 0;
+	char *body = read_body(rc, &size);
+	json_t *j;
+
+	if (!body)
+		return NULL;
+	j = json_loadb(body, size, JSON_REJECT_DUPLICATES, NULL);
+	kiln_free_secret(body, size + 1);
+	if (j && !json_is_object(j)) {
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
+static X509 *peer_cert(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+}
+
+static bool need_identity(struct reqctx *rc)
+{
+	if (rc->peer_id[0])
+		return true;
+	reply_error(rc, 401, "a client certificate (kiln identity) is required");
+	return false;
+}
+
+static void refuse_forbidden(struct reqctx *rc)
+{
+	/* Same answer whether the policy exists or not: no existence oracle. */
+	reply_error(rc, 403, "not allowed or not found");
+}
+
+/* ---- nonces ---- */
+
+static size_t bucket_of(const uint8_t *b)
+{
+	return ((size_t)b[0] << 8 | b[1]) % N_BUCKETS;
+}
+
+static void h_nonce(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct nonce_ent *e;
+	char hex[65];
+
+	if (s->n_nonces >= MAX_NONCES) {
+		reply_error(rc, 503, "too many outstanding nonces, retry later");
+		return;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e || kc_random(e->nonce, sizeof(e->nonce)) < 0) {
+		free(e);
+		reply_error(rc, 500, "internal error");
+		return;
+	}
+	e->expires_ns = kiln_now_ns() + (uint64_t)NONCE_TTL_S * 1000000000ull;
+	e->next = s->nonces[bucket_of(e->nonce)];
+	s->nonces[bucket_of(e->nonce)] = e;
+	s->n_nonces++;
+	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex);
+	reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", NONCE_TTL_S));
+}
+
+/* Remove the nonce; true when it was known and fresh. */
+static bool nonce_consume(struct cas_server *s, const uint8_t nonce[32])
+{
+	struct nonce_ent **pp = &s->nonces[bucket_of(nonce)];
+
+	for (; *pp; pp = &(*pp)->next) {
+		struct nonce_ent *e = *pp;
+
+		if (memcmp(e->nonce, nonce, 32))
+			continue;
+		*pp = e->next;
+		s->n_nonces--;
+		bool fresh = e->expires_ns > kiln_now_ns();
+
+		free(e);
+		return fresh;
+	}
+	return false;
+}
+
+/* ---- grants ---- */
+
+static struct grant *grant_find(struct cas_server *s, const uint8_t spki[KC_SHA256_SIZE])
+{
+	for (struct grant *g = s->grants[bucket_of(spki)]; g; g = g->next)
+		if (!memcmp(g->spki, spki, KC_SHA256_SIZE) && g->expires_ns > kiln_now_ns())
+			return g;
+	return NULL;
+}
+
+static void grant_put(struct cas_server *s, struct grant *ng)
+{
+	struct grant **pp = &s->grants[bucket_of(ng->spki)];
+
+	for (; *pp; pp = &(*pp)->next) {
+		if (!memcmp((*pp)->spki, ng->spki, KC_SHA256_SIZE)) {
+			struct grant *old = *pp;
+
+			ng->next = old->next;
+			*pp = ng;
+			free(old);
+			return;
+		}
+	}
+	ng->next = s->grants[bucket_of(ng->spki)];
+	s->grants[bucket_of(ng->spki)] = ng;
+	s->n_grants++;
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct cas_server *s = arg;
+	uint64_t now = kiln_now_ns();
+
+	for (size_t b = 0; b < N_BUCKETS; b++) {
+		for (struct nonce_ent **pp = &s->nonces[b]; *pp;) {
+			if ((*pp)->expires_ns <= now) {
+				struct nonce_ent *e = *pp;
+
+				*pp = e->next;
+				free(e);
+				s->n_nonces--;
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+		for (struct grant **pp = &s->grants[b]; *pp;) {
+			if ((*pp)->expires_ns <= now) {
+				struct grant *g = *pp;
+
+				*pp = g->next;
+				free(g);
+				s->n_grants--;
+			} else {
+				pp = &(*pp)->next;
+			}
+		}
+	}
+}
+
+/* ---- policies ---- */
+
+static void h_policy_apply(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL, *cur = NULL;
+	struct cs_policy row = { 0 }, old = { 0 };
+	size_t size = 0;
+	char *yaml = NULL, *canon = NULL;
+	bool created;
+	int ret;
+
+	if (!need_identity(rc))
+		return;
+	yaml = read_body(rc, &size);
+	if (!yaml) {
+		reply_error(rc, 500, "out of memory");
+		return;
+	}
+	ret = pol_parse(yaml, size, "policy", &p, &err);
+	if (ret < 0) {
+		reply_error(rc, ret == -EFBIG ? 413 : 400, kiln_err_msg(&err, ret));
+		goto out;
+	}
+	if (cs_begin(&s->st) < 0) {
+		reply_error(rc, 503, "store busy");
+		goto out;
+	}
+	ret = cs_policy_get(&s->st, p->name, &old);
+	if (ret < 0 && ret != -ENOENT) {
+		cs_rollback(&s->st);
+		reply_error(rc, 500, "store error");
+		goto out;
+	}
+	created = ret == -ENOENT;
+	if (!created) {
+		ret = pol_parse(old.yaml, strlen(old.yaml), p->name, &cur, &err);
+		if (ret < 0 || !pol_may_update(cur, old.owner, rc->peer_id)) {
+			cs_rollback(&s->st);
+			refuse_forbidden(rc);
+			goto out;
+		}
+		if (!p->predecessor || strcmp(p->predecessor, old.hash)) {
+			char msg[300];
+
+			cs_rollback(&s->st);
+			snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash "
+				 "%s of '%s' (someone else updated it: get it again)",
+				 p->predecessor ? p->predecessor : "null", old.hash, p->name);
+			reply_json(rc, 409, json_pack("{s:s,s:s,s:o,s:s}", "error", msg,
+						      "current", old.hash, "predecessor",
+						      p->predecessor ? json_string(p->predecessor) :
+						      json_null(), "request_id", rc->request_id));
+			goto out;
+		}
+	} else if (p->predecessor) {
+		char msg[300];
+
+		cs_rollback(&s->st);
+		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
+			 "predecessor: null to create it)", p->predecessor, p->name);
+		reply_json(rc, 409, json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
+					      "predecessor", p->predecessor, "request_id",
+					      rc->request_id));
+		goto out;
+	}
+	canon = pol_canonical_text(p);
+	row.name = p->name;
+	row.hash = p->hash;
+	row.yaml = yaml;
+	row.canonical = canon;
+	row.owner = created ? rc->peer_id : old.owner;
+	row.version = created ? 1 : old.version + 1;
+	if (!canon || cs_policy_put(&s->st, &row) < 0 ||
+	    cs_audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
+			    p->name, json_pack("{s:s,s:o,s:I}", "hash", p->hash, "predecessor",
+					       p->predecessor ? json_string(p->predecessor) :
+					       json_null(), "version", (json_int_t)row.version)) < 0 ||
+	    cs_commit(&s->st) < 0) {
+		cs_rollback(&s->st);
+		reply_error(rc, 500, "store error");
+		goto out;
+	}
+	kiln_log(KILN_LOG_INFO, created ? "policy created" : "policy updated",
+		 "session=%s hash=%s version=%lld actor=%s request_id=%s", p->name, p->hash,
+		 (long long)row.version, rc->peer_id, rc->request_id);
+	reply_json(rc, created ? 201 : 200,
+		   json_pack("{s:s,s:s,s:I,s:s}", "name", p->name, "hash", p->hash, "version",
+			     (json_int_t)row.version, "owner", row.owner));
+out:
+	free(canon);
+	free(yaml);
+	cs_policy_free(&old);
+	pol_free(p);
+	pol_free(cur);
+}
+
+/* Load a policy the caller may read (or update, with for_update). */
+static int load_visible(struct reqctx *rc, const char *name, bool for_update,
+			struct cs_policy *row, struct pol_policy **p)
+{
+	struct kiln_err err = { 0 };
+	int ret;
+
+	*p = NULL;
+	if (!pol_name_valid(name) || cs_policy_get(&rc->s->st, name, row) < 0)
+		return -ENOENT;
+	ret = pol_parse(row->yaml, strlen(row->yaml), name, p, &err);
+	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
+			 pol_may_read(*p, row->owner, rc->peer_id))) {
+		pol_free(*p);
+		*p = NULL;
+		cs_policy_free(row);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void h_policy_get(struct reqctx *rc, const char *name)
+{
+	struct cs_policy row = { 0 };
+	struct pol_policy *p = NULL;
+
+	if (!need_identity(rc))
+		return;
+	if (load_visible(rc, name, false, &row, &p) < 0) {
+		refuse_forbidden(rc);
+		return;
+	}
+	reply_json(rc, 200, json_pack("{s:s,s:s,s:I,s:s,s:s}", "name", row.name, "hash",
+				      row.hash, "version", (json_int_t)row.version, "owner",
+				      row.owner, "yaml", row.yaml));
+	cs_policy_free(&row);
+	pol_free(p);
+}
+
+struct list_ctx {
+	struct reqctx *rc;
+	json_t *arr;
+};
+
+static int list_cb(void *vctx, const struct cs_policy *row)
+{
+	struct list_ctx *lc = vctx;
+	struct pol_policy *p = NULL;
+	struct kiln_err err = { 0 };
+
+	if (pol_parse(row->yaml, strlen(row->yaml), row->name, &p, &err) == 0 &&
+	    pol_may_read(p, row->owner, lc->rc->peer_id))
+		json_array_append_new(lc->arr, json_pack("{s:s,s:s,s:I}", "name", row->name,
+							 "hash", row->hash, "version",
+							 (json_int_t)row->version));
+	pol_free(p);
+	return 0;
+}
+
+static void h_policy_list(struct reqctx *rc)
+{
+	struct list_ctx lc = { rc, json_array() };
+
+	if (!need_identity(rc)) {
+		json_decref(lc.arr);
+		return;
+	}
+	if (!lc.arr || cs_policy_each(&rc->s->st, list_cb, &lc) < 0) {
+		json_decref(lc.arr);
+		reply_error(rc, 500, "store error");
+		return;
+	}
+	reply_json(rc, 200, json_pack("{s:o}", "policies", lc.arr));
+}
+
+static void h_policy_delete(struct reqctx *rc, const char *name)
+{
+	struct cas_server *s = rc->s;
+	struct cs_policy row = { 0 };
+	struct pol_policy *p = NULL;
+
+	if (!need_identity(rc))
+		return;
+	if (cs_begin(&s->st) < 0) {
+		reply_error(rc, 503, "store busy");
+		return;
+	}
+	if (load_visible(rc, name, true, &row, &p) < 0) {
+		cs_rollback(&s->st);
+		refuse_forbidden(rc);
+		return;
+	}
+	if (cs_policy_delete(&s->st, name) < 0 ||
+	    cs_audit_append(&s->st, "policy.delete", rc->peer_id, name,
+			    json_pack("{s:s,s:I}", "hash", row.hash, "version",
+				      (json_int_t)row.version)) < 0 ||
+	    cs_commit(&s->st) < 0) {
+		cs_rollback(&s->st);
+		reply_error(rc, 500, "store error");
+	} else {
+		kiln_log(KILN_LOG_INFO, "policy deleted", "session=%s actor=%s request_id=%s",
+			 name, rc->peer_id, rc->request_id);
+		reply_json(rc, 200, json_pack("{s:s}", "deleted", name));
+	}
+	cs_policy_free(&row);
+	pol_free(p);
+}
+
+/* ---- attestation ---- */
+
+struct attest {
+	const char *session, *service, *tee;
+	bool insecure;
+	const char *label;
+	char reason[512];
+};
+
+/* Escape a value for a quoted logfmt field. */
+static void log_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++) {
+		if (*in == '"' || *in == '\\')
+			out[o++] = '\\';
+		out[o++] = (unsigned char)*in < 0x20 ? ' ' : *in;
+	}
+	out[o] = '\0';
+}
+
+static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label)
+{
+	char reason[2 * sizeof(a->reason)];
+
+	a->label = label;
+	log_escape(a->reason, reason, sizeof(reason));
+	kiln_log(KILN_LOG_WARN, "attestation refused",
+		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s",
+		 reason, label, rc->request_id, a->session ? a->session : "-",
+		 a->service ? a->service : "-", a->tee ? a->tee : "-",
+		 a->insecure ? " INSECURE=sim" : "");
+	metrics_refused(&rc->s->m, label);
+	reply_json(rc, 403, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
+				      rc->request_id));
+}
+
+static json_t *tag_json(const struct cs_volume *v)
+{
+	return json_pack("{s:I,s:o}", "committed", (json_int_t)v->committed, "prepared",
+			 v->prepared < 0 ? json_null() : json_integer(v->prepared));
+}
+
+/* Build the service configuration (inside the caller's transaction). */
+static int build_config(struct reqctx *rc, const struct pol_policy *p,
+			const struct pol_service *svc, const json_t *host, json_t *resp,
+			struct grant *g, struct kiln_err *err)
+{
+	struct cas_secret_ctx sc = { &rc->s->st, p, host, svc };
+	json_t *argv = json_array(), *env = json_object(), *files = json_array();
+	json_t *vols = json_array();
+	char *out = NULL;
+	size_t size = 0;
+	int ret = -ENOMEM;
+
+	if (!argv || !env || !files || !vols)
+		goto out;
+	for (size_t i = 0; i < svc->n_command; i++) {
+		ret = pol_substitute(svc->command[i], cas_secret_resolve, &sc, false, &out, &size,
+				     err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "command[%zu]: ", i);
+			goto out;
+		}
+		json_array_append_new(argv, json_stringn(out, size));
+		kiln_free_secret(out, size);
+	}
+	for (size_t i = 0; i < svc->n_env; i++) {
+		ret = pol_substitute(svc->env[i].value, cas_secret_resolve, &sc, false, &out,
+				     &size, err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "environment %s: ", svc->env[i].name);
+			goto out;
+		}
+		json_object_set_new(env, svc->env[i].name, json_stringn(out, size));
+		kiln_free_secret(out, size);
+	}
+	for (size_t i = 0; i < svc->n_files; i++) {
+		char mode[8], *b64;
+
+		ret = pol_substitute(svc->files[i].content, cas_secret_resolve, &sc, true, &out,
+				     &size, err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "file %s: ", svc->files[i].path);
+			goto out;
+		}
+		b64 = kiln_b64_encode(out, size);
+		kiln_free_secret(out, size);
+		if (!b64) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		snprintf(mode, sizeof(mode), "%04o", svc->files[i].mode);
+		json_array_append_new(files, json_pack("{s:s,s:s,s:s}", "path", svc->files[i].path,
+						       "content", b64, "mode", mode));
+		kiln_free_secret(b64, strlen(b64));
+	}
+	for (size_t i = 0; i < svc->n_mounts && i < MAX_GRANT_VOLUMES; i++) {
+		struct cs_volume v;
+		char key[65];
+
+		ret = cs_volume_get_or_create(&rc->s->st, p->name, svc->mounts[i].volume, &v);
+		if (ret < 0) {
+			kiln_err_set(err, ret, "volume %s: %s", svc->mounts[i].volume,
+				     kiln_strerror(ret));
+			goto out;
+		}
+		kiln_hex_encode(v.key, sizeof(v.key), key);
+		json_array_append_new(vols, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", v.name,
+						      "id", v.id, "path", svc->mounts[i].path,
+						      "key", key, "tag", tag_json(&v)));
+		memcpy(g->volumes[g->n_volumes++], v.id, sizeof(v.id));
+		kiln_wipe(key, sizeof(key));
+		kiln_wipe(v.key, sizeof(v.key));
+	}
+	json_object_set(resp, "argv", argv);
+	json_object_set(resp, "env", env);
+	json_object_set_new(resp, "pwd", json_string(svc->pwd));
+	json_object_set(resp, "files", files);
+	json_object_set(resp, "volumes", vols);
+	ret = 0;
+out:
+	if (ret == -ENOMEM)
+		kiln_err_set(err, ret, "out of memory");
+	json_decref(argv);
+	json_decref(env);
+	json_decref(files);
+	json_decref(vols);
+	return ret;
+}
+
+static int hex_field(const json_t *claims, const char *key, uint8_t *out, size_t size)
+{
+	const char *h = json_string_value(json_object_get(claims, key));
+
+	return h ? kiln_hex_decode(h, out, size, NULL) : -KILN_EFORMAT;
+}
+
+static void h_attest(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct attest a = { 0 };
+	struct kiln_err err = { 0 };
+	json_t *body = NULL, *claims = NULL, *resp = NULL, *host;
+	const char *nonce_hex, *evidence_b64;
+	const struct ev_backend *be;
+	struct ev_verify_opts opts = { 0 };
+	struct pol_policy *p = NULL;
+	const struct pol_service *svc;
+	struct grant *g = NULL;
+	uint8_t nonce[32], rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
+	uint8_t *evidence = NULL, *spki = NULL;
+	size_t evidence_size = 0;
+	char **las = NULL;
+	size_t n_las = 0;
+	int spki_size, ret;
+
+	if (!rc->peer) {
+		reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
+		return;
+	}
+	body = read_json(rc);
+	if (!body) {
+		reply_error(rc, 400, "body must be a JSON object");
+		return;
+	}
+	a.session = json_string_value(json_object_get(body, "session"));
+	a.service = json_string_value(json_object_get(body, "service"));
+	a.tee = json_string_value(json_object_get(body, "tee"));
+	nonce_hex = json_string_value(json_object_get(body, "nonce"));
+	evidence_b64 = json_string_value(json_object_get(body, "evidence"));
+	host = json_object_get(body, "host");
+	if (!a.session || !a.service || !a.tee || !nonce_hex || !evidence_b64 ||
+	    (host && !json_is_object(host))) {
+		reply_error(rc, 400, "body needs string fields session, service, tee, evidence, "
+			    "nonce (and an optional object host)");
+		goto out;
+	}
+	a.insecure = !strcmp(a.tee, "sim");
+	/* The nonce is burnt first, whatever happens next: no retries with it. */
+	if (kiln_hex_decode(nonce_hex, nonce, sizeof(nonce), NULL) < 0 ||
+	    !nonce_consume(s, nonce)) {
+		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, &a, "stale_nonce");
+		goto out;
+	}
+	be = ev_backend_find(a.tee);
+	if (!be) {
+		snprintf(a.reason, sizeof(a.reason), "unknown tee \"%.32s\"", a.tee);
+		refuse_attest(rc, &a, "unknown_tee");
+		goto out;
+	}
+	a.insecure = be->insecure;
+	if (kiln_b64_decode(evidence_b64, &evidence, &evidence_size) < 0) {
+		snprintf(a.reason, sizeof(a.reason), "evidence is not base64");
+		refuse_attest(rc, &a, "bad_evidence");
+		goto out;
+	}
+	if (!strcmp(a.tee, "host")) {
+		if (cs_las_list(&s->st, &las, &n_las) < 0) {
+			reply_error(rc, 500, "store error");
+			goto out;
+		}
+		opts.certs_pem = (const char *const *)las;
+		opts.n_certs = n_las;
+	}
+	opts.at = time(NULL);
+	ret = be->verify(evidence, evidence_size, &opts, &claims, &err);
+	if (ret < 0) {
+		snprintf(a.reason, sizeof(a.reason), "evidence does not verify: %s",
+			 kiln_err_msg(&err, ret));
+		refuse_attest(rc, &a, "bad_evidence");
+		goto out;
+	}
+	spki_size = i2d_PUBKEY(X509_get0_pubkey(rc->peer), &spki);
+	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
+	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
+	    ev_binding(spki, (size_t)spki_size, nonce, wm, want) < 0 ||
+	    !kiln_ct_equal(rd, want, sizeof(rd))) {
+		snprintf(a.reason, sizeof(a.reason), "binding mismatch: claims.report_data is not "
+			 "SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
+		refuse_attest(rc, &a, "binding_mismatch");
+		goto out;
+	}
+	if (!pol_name_valid(a.session) || cas_policy_load(&s->st, a.session, &p, &err) < 0) {
+		snprintf(a.reason, sizeof(a.reason), "unknown session \"%.128s\"", a.session);
+		refuse_attest(rc, &a, "unknown_session");
+		goto out;
+	}
+	svc = pol_find_service(p, a.service);
+	if (!svc) {
+		snprintf(a.reason, sizeof(a.reason), "unknown service \"%.64s\" in session %s",
+			 a.service, p->name);
+		refuse_attest(rc, &a, "unknown_service");
+		goto out;
+	}
+	ret = pol_decide(p, svc, claims, a.reason, sizeof(a.reason), &a.label);
+	if (ret < 0) {
+		refuse_attest(rc, &a, a.label);
+		goto out;
+	}
+	g = calloc(1, sizeof(*g));
+	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
+			 "tee", a.tee);
+	if (!g || !resp || cx_spki_sha256(rc->peer, g->spki) < 0) {
+		reply_error(rc, 500, "internal error");
+		goto out;
+	}
+	if (cs_begin(&s->st) < 0) {
+		reply_error(rc, 503, "store busy");
+		goto out;
+	}
+	ret = build_config(rc, p, svc, host, resp, g, &err);
+	if (ret < 0) {
+		cs_rollback(&s->st);
+		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
+		refuse_attest(rc, &a, "config_error");
+		goto out;
+	}
+	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session,
+			    json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a.service, "tee",
+				      a.tee, "policy_hash", p->hash, "insecure", a.insecure,
+				      "workload_measurement",
+				      json_string_value(json_object_get(claims,
+									"workload_measurement")),
+				      "request_id", rc->request_id)) < 0 ||
+	    cs_commit(&s->st) < 0) {
+		cs_rollback(&s->st);
+		reply_error(rc, 500, "store error");
+		goto out;
+	}
+	snprintf(g->session, sizeof(g->session), "%s", a.session);
+	snprintf(g->service, sizeof(g->service), "%s", a.service);
+	g->expires_ns = kiln_now_ns() + (uint64_t)GRANT_TTL_S * 1000000000ull;
+	grant_put(s, g);
+	g = NULL;
+	s->m.attest_ok++;
+	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
+		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
+		 "request_id=%s session=%s service=%s tee=%s insecure=%s", rc->request_id,
+		 a.session, a.service, a.tee, a.insecure ? "true" : "false");
+	reply_json(rc, 200, resp);
+	resp = NULL;
+out:
+	free(g);
+	json_decref(resp);
+	json_decref(claims);
+	json_decref(body);
+	cs_strv_free(las);
+	OPENSSL_free(spki);
+	free(evidence);
+	pol_free(p);
+}
+
+/* ---- volumes ---- */
+
+static void h_volume(struct reqctx *rc, const char *id, const char *op)
+{
+	struct cas_server *s = rc->s;
+	struct grant *g;
+	struct cs_volume v;
+	uint8_t spki[KC_SHA256_SIZE];
+	json_t *body = NULL;
+	json_int_t tag;
+	bool ok = false;
+
+	if (!rc->peer) {
+		reply_error(rc, 401, "volumes need the attested TLS client certificate");
+		return;
+	}
+	g = cx_spki_sha256(rc->peer, spki) == 0 ? grant_find(s, spki) : NULL;
+	for (size_t i = 0; g && i < g->n_volumes; i++)
+		if (!strcmp(g->volumes[i], id))
+			ok = true;
+	if (!ok) {
+		reply_error(rc, 403, "this key holds no grant for the volume");
+		return;
+	}
+	if (cs_begin(&s->st) < 0) {
+		reply_error(rc, 503, "store busy");
+		return;
+	}
+	if (cs_volume_by_id(&s->st, id, &v) < 0) {
+		cs_rollback(&s->st);
+		reply_error(rc, 404, "volume not found");
+		return;
+	}
+	kiln_wipe(v.key, sizeof(v.key));
+	if (!strcmp(op, "tag")) {
+		cs_rollback(&s->st);
+		reply_json(rc, 200, tag_json(&v));
+		return;
+	}
+	body = read_json(rc);
+	if (!body || !json_is_integer(json_object_get(body, "tag")) ||
+	    (tag = json_integer_value(json_object_get(body, "tag"))) < 1) {
+		cs_rollback(&s->st);
+		json_decref(body);
+		reply_error(rc, 400, "body must be {\"tag\": N} with N >= 1");
+		return;
+	}
+	json_decref(body);
+	if (!strcmp(op, "prepare")) {
+		if (v.prepared == tag && tag == v.committed + 1) {
+			ok = true; /* retry of the same prepare */
+		} else if (tag == v.committed + 1) {
+			v.prepared = tag;
+			ok = cs_volume_set_tags(&s->st, id, v.committed, v.prepared) == 0;
+		} else {
+			ok = false;
+		}
+	} else {
+		if (v.prepared < 0 && v.committed == tag) {
+			ok = true; /* retry of the same commit */
+		} else if (v.prepared == tag) {
+			v.committed = tag;
+			v.prepared = -1;
+			ok = cs_volume_set_tags(&s->st, id, v.committed, v.prepared) == 0;
+		} else {
+			ok = false;
+		}
+	}
+	if (!ok) {
+		char msg[200];
+
+		cs_rollback(&s->st);
+		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %lld "
+			 "(prepare needs committed+1, commit needs the prepared tag)", op,
+			 (long long)tag, (long long)v.committed, (long long)v.prepared);
+		reply_json(rc, 409, json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
+					      (json_int_t)v.committed, "prepared",
+					      v.prepared < 0 ? json_null() :
+					      json_integer(v.prepared)));
+		return;
+	}
+	if (cs_commit(&s->st) < 0) {
+		cs_rollback(&s->st);
+		reply_error(rc, 500, "store error");
+		return;
+	}
+	reply_json(rc, 200, tag_json(&v));
+}
+
+/* ---- routing ---- */
+
+static void h_metrics(struct reqctx *rc)
+{
+	char *text = metrics_render(&rc->s->m);
+
+	if (!text) {
+		reply_error(rc, 500, "out of memory");
+		return;
+	}
+	reply_text(rc, 200, "text/plain; version=0.0.4", text, strlen(text));
+	free(text);
+}
+
+static bool is_hex_id(const char *s, size_t len)
+{
+	return strlen(s) == len && strspn(s, "0123456789abcdef") == len;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct reqctx rc = { .s = arg, .req = req, .start_ns = kiln_now_ns(), .route = "other" };
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	uint8_t rid[8];
+
+	if (kc_random(rid, sizeof(rid)) < 0)
+		memset(rid, 0, sizeof(rid));
+	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
+	rc.peer = peer_cert(req);
+	if (rc.peer && cas_key_id(X509_get0_pubkey(rc.peer), rc.peer_id) < 0)
+		rc.peer_id[0] = '\0';
+	if (!path || !path[0]) {
+		reply_error(&rc, 400, "bad request target");
+		return;
+	}
+	if (!strcmp(path, "/v1/nonce")) {
+		rc.route = "/v1/nonce";
+		if (method == EVHTTP_REQ_GET)
+			h_nonce(&rc);
+		else
+			reply_error(&rc, 405, "method not allowed");
+	} else if (!strcmp(path, "/v1/attest")) {
+		rc.route = "/v1/attest";
+		if (method == EVHTTP_REQ_POST)
+			h_attest(&rc);
+		else
+			reply_error(&rc, 405, "method not allowed");
+	} else if (!strcmp(path, "/v1/policies")) {
+		rc.route = "/v1/policies";
+		if (method == EVHTTP_REQ_POST)
+			h_policy_apply(&rc);
+		else if (method == EVHTTP_REQ_GET)
+			h_policy_list(&rc);
+		else
+			reply_error(&rc, 405, "method not allowed");
+	} else if (!strncmp(path, "/v1/policies/", 13)) {
+		rc.route = "/v1/policies/{name}";
+		if (method == EVHTTP_REQ_GET)
+			h_policy_get(&rc, path + 13);
+		else if (method == EVHTTP_REQ_DELETE)
+			h_policy_delete(&rc, path + 13);
+		else
+			reply_error(&rc, 405, "method not allowed");
+	} else if (!strncmp(path, "/v1/volumes/", 12)) {
+		char id[33] = "";
+		const char *op = strchr(path + 12, '/');
+
+		if (op && op - (path + 12) == 32) {
+			memcpy(id, path + 12, 32);
+			op++;
+		}
+		if (!op || !is_hex_id(id, 32) ||
+		    (strcmp(op, "prepare") && strcmp(op, "commit") && strcmp(op, "tag"))) {
+			reply_error(&rc, 404, "not found");
+			return;
+		}
+		rc.route = !strcmp(op, "tag") ? "/v1/volumes/{id}/tag" :
+			   !strcmp(op, "prepare") ? "/v1/volumes/{id}/prepare" :
+						    "/v1/volumes/{id}/commit";
+		if ((method == EVHTTP_REQ_GET) != !strcmp(op, "tag") ||
+		    (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_POST))
+			reply_error(&rc, 405, "method not allowed");
+		else
+			h_volume(&rc, id, op);
+	} else if (!strcmp(path, "/metrics")) {
+		rc.route = "/metrics";
+		h_metrics(&rc);
+	} else if (!strcmp(path, "/v1/health")) {
+		rc.route = "/v1/health";
+		reply_json(&rc, 200, json_pack("{s:s}", "status", "ok"));
+	} else {
+		reply_error(&rc, 404, "not found");
+	}
+}
+
+/* ---- TLS and startup ---- */
+
+static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *ctx)
+{
+	/* Identities are self-signed: the key is the identity, not a CA's word. */
+	return 1;
+}
+
+static struct bufferevent *on_bev(struct event_base *base, void *arg)
+{
+	SSL *ssl = SSL_new(arg);
+	struct bufferevent *bev;
+
+	if (!ssl)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+static int make_ssl_ctx(struct cas_server *s, const struct cas_serve_opts *o,
+			struct kiln_err *err)
+{
+	static const unsigned char sid[] = "kiln-cas";
+	char *dns[34], *ip[34];
+	size_t n_dns = 0, n_ip = 0;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	int ret;
+
+	dns[n_dns++] = "localhost";
+	ip[n_ip++] = "127.0.0.1";
+	ip[n_ip++] = "::1";
+	for (size_t i = 0; i < o->n_sans && i < 32; i++) {
+		uint8_t b[16];
+
+		if (inet_pton(AF_INET, o->sans[i], b) == 1 || inet_pton(AF_INET6, o->sans[i], b) == 1)
+			ip[n_ip++] = (char *)o->sans[i];
+		else
+			dns[n_dns++] = (char *)o->sans[i];
+	}
+	/* A fresh server key each start: clients pin the CA, never this key. */
+	ret = cx_keygen("p256", &key);
+	if (ret == 0)
+		ret = cx_make_cert(key, "kiln-cas", 825, false, dns, n_dns, ip, n_ip,
+				   s->st.ca_cert, s->st.ca_key, &cert);
+	if (ret < 0) {
+		EVP_PKEY_free(key);
+		return kiln_err_set(err, ret, "cannot make the server certificate");
+	}
+	s->ssl = SSL_CTX_new(TLS_server_method());
+	ret = -KILN_ECRYPTO;
+	if (!s->ssl || !SSL_CTX_set_min_proto_version(s->ssl, TLS1_3_VERSION) ||
+	    !SSL_CTX_use_certificate(s->ssl, cert) || !SSL_CTX_use_PrivateKey(s->ssl, key) ||
+	    !SSL_CTX_add1_chain_cert(s->ssl, s->st.ca_cert) ||
+	    !SSL_CTX_set_session_id_context(s->ssl, sid, sizeof(sid) - 1))
+		goto out;
+	SSL_CTX_set_verify(s->ssl, SSL_VERIFY_PEER, accept_any_client_cert);
+	SSL_CTX_set_options(s->ssl, SSL_OP_NO_RENEGOTIATION);
+	ret = 0;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	if (ret < 0)
+		kiln_err_set(err, ret, "cannot set up TLS");
+	return ret;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct cas_server *s = arg;
+
+	kiln_log(KILN_LOG_INFO, "shutting down", "signal=%d", (int)sig);
+	event_base_loopexit(s->base, NULL);
+}
+
+static int parse_listen(const char *listen, char *host, size_t host_size, uint16_t *port)
+{
+	const char *colon = strrchr(listen, ':');
+	uint64_t p;
+	size_t hl;
+
+	if (!colon || kiln_parse_u64(colon + 1, &p) < 0 || p > 65535)
+		return -EINVAL;
+	hl = (size_t)(colon - listen);
+	if (hl >= 2 && listen[0] == '[' && listen[hl - 1] == ']') {
+		listen++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= host_size)
+		return -EINVAL;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static void server_free(struct cas_server *s)
+{
+	if (s->sig_term)
+		event_free(s->sig_term);
+	if (s->sig_int)
+		event_free(s->sig_int);
+	if (s->sweep)
+		event_free(s->sweep);
+	if (s->http)
+		evhttp_free(s->http);
+	if (s->base)
+		event_base_free(s->base);
+	SSL_CTX_free(s->ssl);
+	for (size_t b = 0; b < N_BUCKETS; b++) {
+		while (s->nonces[b]) {
+			struct nonce_ent *e = s->nonces[b];
+
+			s->nonces[b] = e->next;
+			free(e);
+		}
+		while (s->grants[b]) {
+			struct grant *g = s->grants[b];
+
+			s->grants[b] = g->next;
+			free(g);
+		}
+	}
+	cs_close(&s->st);
+	free(s);
+}
+
+int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
+{
+	struct cas_server *s = calloc(1, sizeof(*s));
+	struct evhttp_bound_socket *bound;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct timeval sweep_tv = { 5, 0 };
+	char host[256], fp[65], addr[INET6_ADDRSTRLEN];
+	uint16_t port;
+	int ret;
+
+	if (!s)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	if (parse_listen(o->listen, host, sizeof(host), &port) < 0) {
+		ret = kiln_err_set(err, -EINVAL, "--listen '%s': expected HOST:PORT", o->listen);
+		goto out;
+	}
+	ret = cs_open(&s->st, o->data_dir, /*create=*/true, err);
+	if (ret < 0)
+		goto out;
+	ret = make_ssl_ctx(s, o, err);
+	if (ret < 0)
+		goto out;
+	signal(SIGPIPE, SIG_IGN);
+	s->base = event_base_new();
+	s->http = s->base ? evhttp_new(s->base) : NULL;
+	if (!s->http) {
+		ret = kiln_err_set(err, -ENOMEM, "cannot create the event loop");
+		goto out;
+	}
+	evhttp_set_bevcb(s->http, on_bev, s->ssl);
+	evhttp_set_gencb(s->http, on_request, s);
+	evhttp_set_max_body_size(s->http, MAX_BODY_SIZE);
+	evhttp_set_max_headers_size(s->http, MAX_HEADERS_SIZE);
+	evhttp_set_timeout(s->http, HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+				   EVHTTP_REQ_DELETE);
+	bound = evhttp_bind_socket_with_handle(s->http, host, port);
+	if (!bound) {
+		ret = kiln_err_set(err, -EADDRINUSE, "cannot listen on %s: %s", o->listen,
+				   strerror(errno));
+		goto out;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl) < 0) {
+		ret = kiln_err_set(err, -errno, "getsockname: %s", strerror(errno));
+		goto out;
+	}
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
+	s->sweep = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
+	if (!s->sig_term || !s->sig_int || !s->sweep || evsignal_add(s->sig_term, NULL) < 0 ||
+	    evsignal_add(s->sig_int, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {
+		ret = kiln_err_set(err, -ENOMEM, "cannot set up events");
+		goto out;
+	}
+	cas_cert_fingerprint(s->st.ca_cert, fp);
+	kiln_log(KILN_LOG_INFO, "kiln-cas ready", "listen=%s:%u data=%s ca_fingerprint=%s",
+		 addr, port, o->data_dir, fp);
+	if (o->announce) {
+		fprintf(o->announce, "ca-fingerprint %s\n", fp);
+		fprintf(o->announce, ss.ss_family == AF_INET6 ? "listening https://[%s]:%u\n" :
+			"listening https://%s:%u\n", addr, port);
+		fflush(o->announce);
+	}
+	event_base_dispatch(s->base);
+	ret = 0;
+out:
+	server_free(s);
+	return ret;
+}

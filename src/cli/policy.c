@@ -1,0 +1,259 @@
+/* kiln policy: validate policies locally, manage them on a CAS. */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cas/cas.h"
+#include "policy/policy.h"
+
+static void policy_usage(FILE *f)
+{
+	fprintf(f, "Usage: kiln policy validate FILE\n"
+		   "       kiln policy apply FILE   [CAS OPTIONS]\n"
+		   "       kiln policy get NAME     [CAS OPTIONS] [--json]\n"
+		   "       kiln policy list         [CAS OPTIONS]\n"
+		   "       kiln policy delete NAME  [CAS OPTIONS]\n\n"
+		   "validate  check FILE strictly and print its hash (no CAS needed)\n"
+		   "apply     create or update a policy; an update names the current hash as\n"
+		   "          'predecessor' (the CAS refuses lost updates with both hashes)\n"
+		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
+		   "list      print NAME VERSION HASH of every policy you may read\n"
+		   "delete    delete a policy, its secrets and its volumes' keys\n\n"
+		   "CAS OPTIONS (defaults from the environment variable in brackets):\n"
+		   "  --cas URL               https://HOST:PORT of kiln-cas [KILN_CAS]\n"
+		   "  --identity FILE         your identity (kiln identity create) [KILN_IDENTITY]\n"
+		   "  --cas-ca FILE           CA certificate to pin [KILN_CAS_CA]\n"
+		   "  --cas-fingerprint HEX   or the CA's SHA-256 fingerprint [KILN_CAS_FINGERPRINT]\n");
+}
+
+struct policy_args {
+	struct cas_client client;
+	const char *identity;
+	bool json;
+	const char *arg;
+};
+
+static int parse_args(int argc, char **argv, struct policy_args *a, bool want_arg)
+{
+	static const struct option opts[] = {
+		{ "cas", required_argument, NULL, 'c' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "cas-ca", required_argument, NULL, 'a' },
+		{ "cas-fingerprint", required_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->client.url = getenv("KILN_CAS");
+	a->identity = getenv("KILN_IDENTITY");
+	a->client.ca_file = getenv("KILN_CAS_CA");
+	a->client.fingerprint = getenv("KILN_CAS_FINGERPRINT");
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:i:a:f:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			a->client.url = optarg;
+			break;
+		case 'i':
+			a->identity = optarg;
+			break;
+		case 'a':
+			a->client.ca_file = optarg;
+			a->client.fingerprint = NULL;
+			break;
+		case 'f':
+			a->client.fingerprint = optarg;
+			a->client.ca_file = NULL;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'h':
+			policy_usage(stdout);
+			return 1;
+		default:
+			policy_usage(stderr);
+			return -1;
+		}
+	}
+	if (want_arg) {
+		if (optind + 1 != argc) {
+			cli_error("policy %s: expected one argument", argv[0]);
+			return -1;
+		}
+		a->arg = argv[optind];
+	} else if (optind != argc) {
+		cli_error("policy %s: unexpected argument '%s'", argv[0], argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send one request with the identity; prints transport errors. */
+static int request(struct policy_args *a, const char *cmd, const char *method, const char *path,
+		   const char *ctype, const void *body, size_t size, struct cas_response *resp)
+{
+	struct kiln_err err = { 0 };
+	int ret;
+
+	if (!a->client.url) {
+		cli_error("policy %s: no CAS given (--cas URL or KILN_CAS)", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (!a->identity) {
+		cli_error("policy %s: no identity given (--identity FILE or KILN_IDENTITY)", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (!a->client.ca_file && !a->client.fingerprint) {
+		cli_error("policy %s: no CA to pin (--cas-ca FILE or --cas-fingerprint HEX)", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	ret = cas_identity_load(a->identity, &a->client.key, &a->client.cert, &err);
+	if (ret == 0) {
+		ret = cas_client_request(&a->client, method, path, ctype, body, size, resp, &err);
+		EVP_PKEY_free(a->client.key);
+		X509_free(a->client.cert);
+		a->client.key = NULL;
+		a->client.cert = NULL;
+	}
+	if (ret < 0) {
+		cli_error("policy %s: %s", cmd, kiln_err_msg(&err, ret));
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* Print the server's error for a non-2xx answer; returns the exit code. */
+static int server_error(const char *cmd, const struct cas_response *r)
+{
+	json_t *j = json_loads(r->body, 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+
+	cli_error("policy %s: CAS answered %d: %s", cmd, r->status, msg ? msg : r->body);
+	json_decref(j);
+	return CLI_EXIT_FAIL;
+}
+
+static int load_policy_file(const char *path, uint8_t **data, size_t *size,
+			    struct pol_policy **p)
+{
+	struct kiln_err err = { 0 };
+	int ret;
+
+	ret = kiln_read_file(path, POL_MAX_INPUT_SIZE, data, size);
+	if (ret < 0) {
+		cli_error("%s: %s", path, kiln_strerror(ret));
+		return CLI_EXIT_FAIL;
+	}
+	ret = pol_parse((const char *)*data, *size, path, p, &err);
+	if (ret < 0) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		free(*data);
+		*data = NULL;
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}
+
+int policy_main(int argc, char **argv)
+{
+	struct policy_args a;
+	struct cas_response r = { 0 };
+	struct pol_policy *p = NULL;
+	uint8_t *data = NULL;
+	size_t size = 0;
+	const char *cmd;
+	char path[300];
+	json_t *j = NULL;
+	int ret;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		policy_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "validate") && strcmp(cmd, "apply") && strcmp(cmd, "get") &&
+	    strcmp(cmd, "list") && strcmp(cmd, "delete")) {
+		cli_error("policy: unknown subcommand '%s' (see 'kiln policy --help')", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	ret = parse_args(argc - 1, argv + 1, &a, strcmp(cmd, "list") != 0);
+	if (ret)
+		return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	if (!strcmp(cmd, "validate")) {
+		ret = load_policy_file(a.arg, &data, &size, &p);
+		if (ret == CLI_EXIT_OK)
+			printf("%s: ok, %s\n", a.arg, p->hash);
+		goto out;
+	}
+	if (!strcmp(cmd, "apply")) {
+		/* Validate locally first: errors then name the user's file. */
+		ret = load_policy_file(a.arg, &data, &size, &p);
+		if (ret != CLI_EXIT_OK)
+			goto out;
+		ret = request(&a, cmd, "POST", "/v1/policies", "application/yaml", data, size, &r);
+		if (ret != CLI_EXIT_OK)
+			goto out;
+		if (r.status != 200 && r.status != 201) {
+			ret = server_error(cmd, &r);
+			goto out;
+		}
+		j = json_loads(r.body, 0, NULL);
+		printf("%s %s version %lld %s\n", r.status == 201 ? "created" : "updated",
+		       json_string_value(json_object_get(j, "name")),
+		       (long long)json_integer_value(json_object_get(j, "version")),
+		       json_string_value(json_object_get(j, "hash")));
+		goto out;
+	}
+	if (!strcmp(cmd, "list")) {
+		size_t i;
+		json_t *e;
+
+		ret = request(&a, cmd, "GET", "/v1/policies", NULL, NULL, 0, &r);
+		if (ret != CLI_EXIT_OK)
+			goto out;
+		if (r.status != 200) {
+			ret = server_error(cmd, &r);
+			goto out;
+		}
+		j = json_loads(r.body, 0, NULL);
+		json_array_foreach(json_object_get(j, "policies"), i, e)
+			printf("%s %lld %s\n", json_string_value(json_object_get(e, "name")),
+			       (long long)json_integer_value(json_object_get(e, "version")),
+			       json_string_value(json_object_get(e, "hash")));
+		goto out;
+	}
+	if (!pol_name_valid(a.arg)) {
+		cli_error("policy %s: '%s' is not a valid policy name", cmd, a.arg);
+		ret = CLI_EXIT_USAGE;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/policies/%s", a.arg);
+	ret = request(&a, cmd, !strcmp(cmd, "get") ? "GET" : "DELETE", path, NULL, NULL, 0, &r);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	if (r.status != 200) {
+		ret = server_error(cmd, &r);
+		goto out;
+	}
+	j = json_loads(r.body, 0, NULL);
+	if (!strcmp(cmd, "delete"))
+		printf("deleted %s\n", a.arg);
+	else if (a.json)
+		printf("%s\n", r.body);
+	else
+		fputs(json_string_value(json_object_get(j, "yaml")) ?
+		      json_string_value(json_object_get(j, "yaml")) : "", stdout);
+out:
+	json_decref(j);
+	cas_response_free(&r);
+	pol_free(p);
+	free(data);
+	return ret;
+}

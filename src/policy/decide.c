@@ -1,0 +1,178 @@
+/* Access rules and the attestation decision over normalized evidence claims. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <strings.h>
+#include <string.h>
+
+#include "policy/internal.h"
+
+static bool id_listed(char *const *list, size_t n, const char *owner, const char *id)
+{
+	if (!id)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(list[i], "owner") && owner && !strcmp(owner, id))
+			return true;
+		if (!strcmp(list[i], id))
+			return true;
+	}
+	return false;
+}
+
+bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id)
+{
+	/* Whoever may update may also read what they would overwrite. */
+	return id_listed(p->read, p->n_read, owner, id) ||
+	       id_listed(p->update, p->n_update, owner, id);
+}
+
+bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id)
+{
+	return id_listed(p->update, p->n_update, owner, id);
+}
+
+static int refuse(char *reason, size_t reason_size, const char **label, const char *lab,
+		  int code, const char *fmt, ...) KILN_PRINTF(6, 7);
+
+static int refuse(char *reason, size_t reason_size, const char **label, const char *lab,
+		  int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (reason && reason_size)
+		vsnprintf(reason, reason_size, fmt, ap);
+	va_end(ap);
+	if (label)
+		*label = lab;
+	return code;
+}
+
+static void tee_list(unsigned bits, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (unsigned i = 0; i < 5; i++) {
+		if (!(bits & (1u << i)))
+			continue;
+		if (out[0])
+			strncat(out, ", ", size - strlen(out) - 1);
+		strncat(out, pol_tee_name(i), size - strlen(out) - 1);
+	}
+}
+
+/* Which tolerations a tcb_status needs; -1 when it can never be accepted. */
+static int tcb_needs(const char *status)
+{
+	if (!strcmp(status, "UpToDate"))
+		return 0;
+	if (!strcmp(status, "SWHardeningNeeded"))
+		return POL_TOL_SW_HARDENING;
+	if (!strcmp(status, "ConfigurationNeeded"))
+		return POL_TOL_CONFIGURATION;
+	if (!strcmp(status, "ConfigurationAndSWHardeningNeeded"))
+		return POL_TOL_CONFIGURATION | POL_TOL_SW_HARDENING;
+	if (!strcmp(status, "OutOfDate"))
+		return POL_TOL_OUTDATED_TCB;
+	if (!strcmp(status, "OutOfDateConfigurationNeeded"))
+		return POL_TOL_OUTDATED_TCB | POL_TOL_CONFIGURATION;
+	return -1; /* Revoked, or anything we do not know */
+}
+
+int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
+	       char *reason, size_t reason_size, const char **label)
+{
+	const char *tee = json_string_value(json_object_get(claims, "tee"));
+	const char *tcb, *meas, *which;
+	const json_t *adv;
+	unsigned tee_bit = 0;
+	bool insecure, debug, any = false, found = false;
+	char list[64];
+
+	if (label)
+		*label = NULL;
+	if (reason && reason_size)
+		reason[0] = '\0';
+	if (!tee)
+		return refuse(reason, reason_size, label, "bad_claims", -KILN_EPOLICY,
+			      "claims lack 'tee'");
+	for (unsigned i = 0; i < 5; i++)
+		if (!strcmp(pol_tee_name(i), tee))
+			tee_bit = 1u << i;
+	tee_list(p->tee, list, sizeof(list));
+	if (!(p->tee & tee_bit))
+		return refuse(reason, reason_size, label, "tee_not_allowed", -KILN_EPOLICY,
+			      "tee \"%s\" not in security.tee [%s]", tee, list);
+	insecure = json_is_true(json_object_get(claims, "insecure")) || tee_bit == POL_TEE_SIM;
+	if (insecure && !p->allow_insecure_sim)
+		return refuse(reason, reason_size, label, "sim_not_allowed", -KILN_EINSECURE,
+			      "insecure tee \"%s\" (sim) not allowed: "
+			      "security.allow_insecure_sim is false", tee);
+	/* sim is debuggable by construction; opting into it covers that. */
+	debug = json_is_true(json_object_get(claims, "debug"));
+	if (debug && !insecure && !(p->tolerate & POL_TOL_DEBUG))
+		return refuse(reason, reason_size, label, "debug_not_tolerated", -KILN_EPOLICY,
+			      "claims.debug is true and security.tolerate lacks 'debug'");
+	tcb = json_string_value(json_object_get(claims, "tcb_status"));
+	if (tcb) {
+		int needs = tcb_needs(tcb);
+
+		if (needs < 0)
+			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,
+				      "claims.tcb_status \"%s\" is never accepted", tcb);
+		if ((unsigned)needs & ~p->tolerate) {
+			char miss[96] = "";
+
+			for (unsigned i = 0; i < 4; i++) {
+				if (!((unsigned)needs & ~p->tolerate & (1u << i)))
+					continue;
+				if (miss[0])
+					strncat(miss, ", ", sizeof(miss) - strlen(miss) - 1);
+				strncat(miss, pol_tolerate_name(i), sizeof(miss) - strlen(miss) - 1);
+			}
+			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,
+				      "claims.tcb_status \"%s\" needs security.tolerate [%s]",
+				      tcb, miss);
+		}
+	}
+	adv = json_object_get(claims, "advisories");
+	if (json_is_array(adv)) {
+		size_t i;
+		json_t *a;
+
+		json_array_foreach(adv, i, a) {
+			const char *id = json_string_value(a);
+			bool ignored = false;
+
+			for (size_t j = 0; id && j < p->n_ignore_advisories; j++)
+				if (!strcmp(p->ignore_advisories[j], id))
+					ignored = true;
+			if (!ignored)
+				return refuse(reason, reason_size, label, "advisory_not_ignored",
+					      -KILN_ETCB, "claims.advisories has \"%s\" which is "
+					      "not in security.ignore_advisories",
+					      id ? id : "(not a string)");
+		}
+	}
+	for (size_t i = 0; i < svc->n_measurement; i++)
+		if (!strcmp(svc->measurement[i], "any"))
+			any = true;
+	if (any)
+		return 0;
+	which = "workload_measurement";
+	meas = json_string_value(json_object_get(claims, which));
+	if (!meas) {
+		which = "platform_measurement";
+		meas = json_string_value(json_object_get(claims, which));
+	}
+	if (!meas)
+		return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
+			      "claims carry no workload_measurement or platform_measurement");
+	for (size_t i = 0; i < svc->n_measurement; i++)
+		if (!strcasecmp(svc->measurement[i], meas))
+			found = true;
+	if (!found)
+		return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
+			      "claims.%s %.96s not in service '%s' measurement", which, meas,
+			      svc->name);
+	return 0;
+}

@@ -1,0 +1,201 @@
+/* kiln policy: parse, validate, canonical hash, substitution, access rules and the
+ * attestation decision. The one header of src/policy/. Pure library: no I/O
+ * beyond what the caller hands in, no logging.
+ *
+ * A policy ("session") is YAML, validated strictly: unknown keys, wrong types,
+ * duplicate names, dangling references and bad enum values are errors of the form
+ * `FILE:LINE:COL: message`. YAML anchors, aliases and tags are refused (an alias
+ * can expand a tiny document into an exponential tree: "billion laughs"), the
+ * input size and nesting depth are bounded. See docs/policy.md. */
+#ifndef KILN_POLICY_H
+#define KILN_POLICY_H
+
+#include <jansson.h>
+
+#include "common/common.h"
+
+#define POL_MAX_INPUT_SIZE (1u << 20) /* bytes of YAML */
+#define POL_MAX_DEPTH 16               /* nesting of collections */
+#define POL_MAX_NODES 20000            /* scalars + collections */
+#define POL_HASH_STR_SIZE 72           /* "sha256:" + 64 hex + NUL */
+#define POL_ID_STR_SIZE 72             /* identity "sha256:<64 hex>" + NUL */
+
+/* Source position of a value, 1-based; 0 when the value was defaulted. */
+struct pol_mark {
+	unsigned line, col;
+};
+
+enum pol_secret_kind {
+	POL_SECRET_NONE = 0, /* imported secret that does not declare its kind */
+	POL_SECRET_ASCII,
+	POL_SECRET_BINARY,
+	POL_SECRET_KEY,
+	POL_SECRET_X509,
+	POL_SECRET_X509_CA,
+};
+
+enum pol_key_alg { POL_ALG_P256, POL_ALG_P384, POL_ALG_ED25519, POL_ALG_RSA3072 };
+
+/* Formats of a secret reference: {{secret.NAME}} is POL_FMT_RAW. */
+enum pol_fmt { POL_FMT_RAW, POL_FMT_HEX, POL_FMT_BASE64, POL_FMT_PEM, POL_FMT_KEY,
+	       POL_FMT_CHAIN };
+
+struct pol_export {
+	char *session;     /* the policy allowed to import */
+	char *policy_hash; /* NULL: any version of it */
+};
+
+struct pol_import {
+	char *session;     /* exporting policy */
+	char *secret;      /* secret name there */
+	char *policy_hash; /* the exporter's hash, pinned (required) */
+};
+
+struct pol_secret {
+	char *name;
+	enum pol_secret_kind kind;
+	uint32_t size;          /* ascii: characters (default 32); binary: bytes (32) */
+	char *charset;          /* ascii: allowed characters; NULL = alphanumeric */
+	enum pol_key_alg algorithm; /* key, x509, x509-ca (default p256) */
+	char *issuer;           /* x509: name of an x509-ca secret; NULL = self-signed */
+	char **dns;             /* x509 SANs */
+	size_t n_dns;
+	char **ip;
+	size_t n_ip;
+	char *common_name;      /* NULL = the secret name */
+	uint32_t validity_days; /* default 365 (x509), 3650 (x509-ca) */
+	struct pol_export *exports;
+	size_t n_exports;
+	struct pol_import *import; /* non-NULL: value comes from another policy */
+	struct pol_mark mark;
+};
+
+struct pol_file {
+	char *path;
+	char *content; /* template */
+	uint32_t mode; /* permission bits, default 0600 */
+};
+
+struct pol_mount {
+	char *volume;
+	char *path;
+};
+
+struct pol_env {
+	char *name;
+	char *value; /* template */
+};
+
+struct pol_service {
+	char *name;
+	char **command; /* templates; at least one */
+	size_t n_command;
+	struct pol_env *env;
+	size_t n_env;
+	char *pwd;      /* default "/" */
+	struct pol_file *files;
+	size_t n_files;
+	struct pol_mount *mounts;
+	size_t n_mounts;
+	char **measurement; /* "any" or lowercase hex */
+	size_t n_measurement;
+	char **host_env;    /* names the launcher may supply via {{host.NAME}} */
+	size_t n_host_env;
+	struct pol_mark mark;
+};
+
+/* Tolerated deviations (security.tolerate). */
+enum {
+	POL_TOL_DEBUG = 1 << 0,
+	POL_TOL_OUTDATED_TCB = 1 << 1,
+	POL_TOL_SW_HARDENING = 1 << 2,
+	POL_TOL_CONFIGURATION = 1 << 3,
+};
+
+/* Allowed TEEs (security.tee). */
+enum {
+	POL_TEE_SIM = 1 << 0,
+	POL_TEE_HOST = 1 << 1,
+	POL_TEE_SGX = 1 << 2,
+	POL_TEE_TDX = 1 << 3,
+	POL_TEE_SNP = 1 << 4,
+};
+
+struct pol_policy {
+	char *name;
+	char *predecessor; /* "sha256:<hex>" or NULL */
+	char **read;       /* "owner" or "sha256:<hex>" identities; default [owner] */
+	size_t n_read;
+	char **update;
+	size_t n_update;
+	struct pol_secret *secrets;
+	size_t n_secrets;
+	char **volumes;
+	size_t n_volumes;
+	struct pol_service *services;
+	size_t n_services;
+	unsigned tee;      /* POL_TEE_* */
+	bool allow_insecure_sim;
+	unsigned tolerate; /* POL_TOL_* */
+	char **ignore_advisories;
+	size_t n_ignore_advisories;
+	char hash[POL_HASH_STR_SIZE]; /* "sha256:<hex>" of the canonical form */
+	json_t *canonical;            /* canonical JSON object, owned */
+};
+
+/* Parse and validate YAML text. `file` names the input in messages. On success
+ * *out is a new policy owned by the caller (pol_free); on failure *out is NULL,
+ * the return is -KILN_EFORMAT (or -ENOMEM, -EFBIG for oversize input) and err
+ * holds `file:line:col: message`. */
+int pol_parse(const char *yaml, size_t size, const char *file, struct pol_policy **out,
+	      struct kiln_err *err);
+/* Accepts NULL. */
+void pol_free(struct pol_policy *p);
+
+/* Canonical JSON text of a parsed policy (sorted keys, compact), malloc'd,
+ * owned by the caller. Its SHA-256 is p->hash. */
+char *pol_canonical_text(const struct pol_policy *p);
+
+const char *pol_kind_name(enum pol_secret_kind kind);
+const char *pol_alg_name(enum pol_key_alg alg);
+const struct pol_secret *pol_find_secret(const struct pol_policy *p, const char *name);
+const struct pol_service *pol_find_service(const struct pol_policy *p, const char *name);
+/* Canonical JSON of one secret's generation parameters (without exports), so a
+ * store can notice that a secret's definition changed. Owned by the caller. */
+char *pol_secret_spec(const struct pol_secret *s);
+
+/* "sha256:" + 64 lowercase hex digits. */
+bool pol_hash_valid(const char *s);
+/* Policy names: letters, digits, '.', '_', '-', '/' (not leading, no "//", no
+ * "." segments), at most 128 bytes. */
+bool pol_name_valid(const char *s);
+
+/* Access rules. `owner` and `id` are identities "sha256:<hex>". */
+bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id);
+bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id);
+
+/* Substitution. The resolver returns the bytes of one reference: for
+ * {{secret.NAME.FMT}} name=NAME, fmt=FMT, host=false; for {{host.NAME}} host=true.
+ * *out is malloc'd and owned by the caller (which wipes it); return 0 or a
+ * negative code with err set. */
+typedef int (*pol_resolve_cb)(void *ctx, bool host, const char *name, enum pol_fmt fmt,
+			      uint8_t **out, size_t *out_size, struct kiln_err *err);
+/* Expand every reference in tmpl. *out is malloc'd (NUL-terminated, not counted
+ * in *out_size), owned by the caller, wipe it: it holds secrets. With
+ * allow_nul false, a value containing a NUL byte is an error (argv, env). */
+int pol_substitute(const char *tmpl, pol_resolve_cb resolve, void *ctx, bool allow_nul,
+		   char **out, size_t *out_size, struct kiln_err *err);
+
+/* Decide whether evidence claims satisfy the policy for one service.
+ * Returns 0 when allowed; otherwise a negative code (-KILN_EPOLICY,
+ * -KILN_EINSECURE, -KILN_EMEASUREMENT, -KILN_ETCB) and reason (NUL-terminated,
+ * at most reason_size) names the failing claim, e.g.
+ * `tee "sgx" not in security.tee [host]`. A short stable label for metrics is
+ * stored in *label ("tee_not_allowed", "sim_not_allowed", ...). */
+int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
+	       char *reason, size_t reason_size, const char **label);
+
+/* Levenshtein distance, for "did you mean" suggestions (exported for tests). */
+size_t pol_edit_distance(const char *a, const char *b);
+
+#endif

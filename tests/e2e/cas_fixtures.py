@@ -1,0 +1,180 @@
+"""Reusable helpers for tests that need a running kiln-cas.
+
+`CasServer` starts `kiln cas serve` on a free port in a temp dir and stops it;
+the `cas` fixture (tests/e2e/conftest.py) yields one. `Workload` is a tiny
+attesting client written with Python's ssl module: it makes an ephemeral P-256
+key and certificate, fetches a nonce, builds `sim` evidence bound to its key per
+BRIEF-protocol (report_data = SHA-512("kiln-v1" || SPKI || nonce || wm)) and
+posts /v1/attest over mutual TLS.
+"""
+import base64
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import pathlib
+import signal
+import ssl
+import subprocess
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+class CasServer:
+    """A kiln-cas process on 127.0.0.1:<free port> with its data in `data`."""
+
+    def __init__(self, kiln_bin, workdir, extra_args=()):
+        self.kiln_bin = str(kiln_bin)
+        self.workdir = pathlib.Path(workdir)
+        self.data = self.workdir / "cas-data"
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.url = None
+        self.fingerprint = None
+        self.port = 0
+        self.log_path = self.workdir / "cas.log"
+        self._log = None
+
+    @property
+    def ca_file(self):
+        return str(self.data / "ca.pem")
+
+    def start(self, expect_fail=False, timeout=30):
+        self._log = open(self.log_path, "ab")
+        listen = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [self.kiln_bin, "cas", "serve", "--data", str(self.data), "--listen", listen,
+             *self.extra_args],
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+        for line in self.proc.stdout:
+            if line.startswith("ca-fingerprint "):
+                self.fingerprint = line.split()[1]
+            elif line.startswith("listening "):
+                self.url = line.split()[1]
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return self
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        if expect_fail:
+            return rc
+        raise AssertionError(f"kiln cas serve exited {rc}:\n{self.log()}")
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        self.proc.stdout.close()
+        self.proc = None
+        self._log.close()
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        rc = self.stop()
+        assert rc == 0, f"kiln cas serve exited {rc}:\n{self.log()[-4000:]}"
+        return self.start()
+
+    def env(self, identity=None):
+        """Environment for `kiln policy ...` against this CAS."""
+        e = {"KILN_CAS": self.url, "KILN_CAS_FINGERPRINT": self.fingerprint}
+        if identity:
+            e["KILN_IDENTITY"] = str(identity)
+        return e
+
+    def ssl_context(self, certfile=None, keyfile=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(cafile=self.ca_file)
+        if certfile:
+            ctx.load_cert_chain(certfile, keyfile)
+        return ctx
+
+    def request(self, method, path, body=None, certfile=None, keyfile=None, headers=None):
+        """One HTTPS request; returns (status, parsed JSON or text)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                           context=self.ssl_context(certfile, keyfile))
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read().decode()
+            try:
+                return r.status, json.loads(data)
+            except ValueError:
+                return r.status, data
+        finally:
+            conn.close()
+
+    def metrics(self):
+        status, text = self.request("GET", "/metrics")
+        assert status == 200
+        return text
+
+
+def make_key_cert(cn="kiln-workload"):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+class Workload:
+    """An attesting workload with an ephemeral key (sim backend evidence)."""
+
+    def __init__(self, cas, workdir, wm=None):
+        self.cas = cas
+        self.key, self.cert = make_key_cert()
+        fd, self.pem = tempfile.mkstemp(dir=workdir, suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+            f.write(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.spki = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.wm = wm if wm is not None else hashlib.sha384(b"test workload").digest()
+
+    def nonce(self):
+        status, body = self.cas.request("GET", "/v1/nonce")
+        assert status == 200, body
+        return body["nonce"]
+
+    def evidence(self, nonce_hex, spki=None, wm=None):
+        wm = self.wm if wm is None else wm
+        rd = hashlib.sha512(b"kiln-v1" + (spki or self.spki) + bytes.fromhex(nonce_hex) +
+                            wm).digest()
+        ev = json.dumps({"tee": "sim", "report_data": rd.hex(),
+                         "workload_measurement": wm.hex()})
+        return base64.b64encode(ev.encode()).decode()
+
+    def attest(self, session, service, tee="sim", nonce=None, evidence=None, host=None):
+        nonce = nonce or self.nonce()
+        body = {"session": session, "service": service, "tee": tee,
+                "evidence": evidence if evidence is not None else self.evidence(nonce),
+                "nonce": nonce}
+        if host is not None:
+            body["host"] = host
+        return self.cas.request("POST", "/v1/attest", body, certfile=self.pem)
+
+    def post(self, path, body):
+        return self.cas.request("POST", path, body, certfile=self.pem)
+
+    def get(self, path):
+        return self.cas.request("GET", path, certfile=self.pem)

@@ -1,0 +1,620 @@
+/* Unit tests for src/policy: parsing, strict validation with exact messages,
+ * canonical hash stability, substitution, access rules and decisions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/policy.h"
+
+struct bad_case {
+	const char *name;
+	const char *yaml;
+	const char *msg;
+};
+
+static const struct bad_case g_bad[] = {
+	{ "unknown top key",
+	  "name: x\nservices2: []\n",
+	  "p.yaml:2:1: unknown key 'services2' in policy (did you mean 'services'?)" },
+	{ "suggest top key",
+	  "name: x\nsecrts: []\n",
+	  "p.yaml:2:1: unknown key 'secrts' in policy (did you mean 'secrets'?)" },
+	{ "suggest service key",
+	  "name: x\nservices:\n  - name: s\n    comand: [x]\n",
+	  "p.yaml:4:5: unknown key 'comand' in service (did you mean 'command'?)" },
+	{ "missing name",
+	  "secrets: []\n",
+	  "p.yaml:1:1: policy: missing required key 'name'" },
+	{ "bad name",
+	  "name: \"/etc\"\n",
+	  "p.yaml:1:7: name: '/etc' is not a valid policy name (letters, digits, '.', '_', '-', '"
+	  "/'; at most 128)" },
+	{ "name bool",
+	  "name: true\n",
+	  "p.yaml:1:7: name: expected a string, found a boolean" },
+	{ "top not map",
+	  "- a\n- b\n",
+	  "p.yaml:1:1: policy: expected a mapping at the top level, found a list" },
+	{ "empty",
+	  "",
+	  "p.yaml:1:1: policy is empty" },
+	{ "anchor",
+	  "name: &n x\n",
+	  "p.yaml:1:7: YAML anchors are not allowed in policies" },
+	{ "alias",
+	  "name: x\naccess: {read: [owner], update: *a}\n",
+	  "p.yaml:2:33: YAML aliases are not allowed in policies" },
+	{ "tag",
+	  "name: !!str x\n",
+	  "p.yaml:1:7: YAML tags are not allowed in policies" },
+	{ "two docs",
+	  "name: x\n---\nname: y\n",
+	  "p.yaml:2:1: more than one YAML document (one policy per file)" },
+	{ "syntax",
+	  "name: x\n  bad: indent\n",
+	  "p.yaml:2:6: YAML syntax error: mapping values are not allowed in this context" },
+	{ "dup key",
+	  "name: x\nname: y\n",
+	  "p.yaml:2:1: duplicate key 'name' in policy" },
+	{ "dup secret",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii}\n  - {name: a, kind: binary}\n",
+	  "p.yaml:4:12: secrets: duplicate name 'a'" },
+	{ "bad kind",
+	  "name: x\nsecrets:\n  - {name: a, kind: acsii}\n",
+	  "p.yaml:3:21: secret kind: unknown value 'acsii' (did you mean 'ascii'?)" },
+	{ "bad kind2",
+	  "name: x\nsecrets:\n  - {name: a, kind: password}\n",
+	  "p.yaml:3:21: secret kind: unknown value 'password' (expected one of: ascii, binary, ke"
+	  "y, x509, x509-ca)" },
+	{ "missing kind",
+	  "name: x\nsecrets:\n  - {name: a}\n",
+	  "p.yaml:3:5: secret 'a': missing required key 'kind'" },
+	{ "size type",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, size: big}\n",
+	  "p.yaml:3:34: secret size: expected an integer, found 'big'" },
+	{ "size range",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, size: 0}\n",
+	  "p.yaml:3:34: secret size: 0 is out of range 1..4096" },
+	{ "size on key",
+	  "name: x\nsecrets:\n  - {name: a, kind: key, size: 3}\n",
+	  "p.yaml:3:26: secret 'a': 'size' does not apply to kind key" },
+	{ "bad alg",
+	  "name: x\nsecrets:\n  - {name: a, kind: key, algorithm: p521}\n",
+	  "p.yaml:3:37: secret algorithm: unknown value 'p521' (expected one of: p256, p384, ed25"
+	  "519, rsa3072)" },
+	{ "unknown issuer",
+	  "name: x\nsecrets:\n  - {name: a, kind: x509, issuer: ca}\n",
+	  "p.yaml:3:35: secret 'a': unknown issuer 'ca'" },
+	{ "issuer not ca",
+	  "name: x\nsecrets:\n  - {name: ca, kind: key}\n  - {name: a, kind: x509, issuer: ca}\n",
+	  "p.yaml:4:35: secret 'a': issuer 'ca' is not an x509-ca secret (it is key)" },
+	{ "bad ip",
+	  "name: x\nsecrets:\n  - {name: a, kind: x509, ip: [300.1.1.1]}\n",
+	  "p.yaml:3:32: secret ip: '300.1.1.1' is not an IP address" },
+	{ "import no hash",
+	  "name: x\nsecrets:\n  - {name: a, import: {session: y, secret: b}}\n",
+	  "p.yaml:3:23: import: missing required key 'policy_hash' (the exporting policy's hash, "
+	  "pinned)" },
+	{ "import extra",
+	  "name: x\nsecrets:\n  - {name: a, size: 3, import: {session: y, secret: b, policy_hash:"
+	  " \"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}\n",
+	  "p.yaml:3:15: secret 'a': 'size' does not apply to an imported secret" },
+	{ "bad hash",
+	  "name: x\npredecessor: sha256:abc\n",
+	  "p.yaml:2:14: predecessor: expected 'sha256:' and 64 lowercase hex digits, found 'sha25"
+	  "6:abc'" },
+	{ "bad identity",
+	  "name: x\naccess: {read: [alice]}\n",
+	  "p.yaml:2:17: access read: expected 'owner' or an identity 'sha256:<64 hex>', found 'al"
+	  "ice'" },
+	{ "dangling ref",
+	  "name: x\nsecrets:\n  - {name: pw, kind: ascii}\nservices:\n  - name: s\n    command: ["
+	  "/bin/x, \"{{secret.pwd}}\"]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:6:23: command: unknown secret 'pwd' (did you mean 'pw'?)" },
+	{ "dangling ref2",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x, \"{{secret.zzz}}\"]\n    measur"
+	  "ement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:4:23: command: unknown secret 'zzz'" },
+	{ "bad format",
+	  "name: x\nsecrets:\n  - {name: pw, kind: ascii}\nservices:\n  - name: s\n    command: "
+	  "[\"{{secret.pw.json}}\"]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:6:15: command: unknown format in '{{secret.pw.json}}' (expected hex, base64, pe"
+	  "m, key or chain)" },
+	{ "fmt kind",
+	  "name: x\nsecrets:\n  - {name: pw, kind: ascii}\nservices:\n  - name: s\n    command: "
+	  "[\"{{secret.pw.chain}}\"]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:6:15: command: format 'chain' does not apply to secret 'pw' of kind ascii" },
+	{ "binary raw env",
+	  "name: x\nsecrets:\n  - {name: b, kind: binary}\nservices:\n  - name: s\n    command: ["
+	  "/bin/x]\n    environment: {B: \"{{secret.b}}\"}\n    measurement: [any]\nsecurity: {te"
+	  "e: [sim]}\n",
+	  "p.yaml:7:22: environment: binary secret 'b' needs .hex or .base64 here" },
+	{ "unterminated",
+	  "name: x\nservices:\n  - name: s\n    command: [\"{{secret.a\"]\n    measurement: [any"
+	  "]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:4:15: command: unterminated '{{' (references look like {{secret.NAME}} or {{hos"
+	  "t.NAME}})" },
+	{ "bad ref",
+	  "name: x\nservices:\n  - name: s\n    command: [\"{{env.HOME}}\"]\n    measurement: [an"
+	  "y]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:4:15: command: bad reference '{{env.HOME}}' (expected {{secret.NAME}}, {{secret"
+	  ".NAME.FORMAT}} or {{host.NAME}})" },
+	{ "host not listed",
+	  "name: x\nservices:\n  - name: s\n    command: [\"{{host.PORT}}\"]\n    measurement: [a"
+	  "ny]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:4:15: command: {{host.PORT}} is not listed in service 's' host_env" },
+	{ "unknown volume",
+	  "name: x\nvolumes: [{name: data}]\nservices:\n  - name: s\n    command: [/bin/x]\n    m"
+	  "ounts: [{volume: dta, path: /d}]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:6:23: mount: unknown volume 'dta' (did you mean 'data'?)" },
+	{ "unknown volume2",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    mounts: [{volume: logs, pa"
+	  "th: /d}]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:5:23: mount: unknown volume 'logs' (declare it under volumes)" },
+	{ "rel path",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    files: [{path: etc/x, cont"
+	  "ent: a}]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:5:20: file path: expected an absolute path, found 'etc/x'" },
+	{ "bad mode",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    files: [{path: /x, content"
+	  ": a, mode: \"0999\"}]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:5:42: file mode: expected an octal mode like \"0600\", found '0999'" },
+	{ "no measurement",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:3:5: service 's': missing required key 'measurement' (a list of values printed "
+	  "by 'kiln measure', or [any])" },
+	{ "bad measurement",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [abc]\nsecuri"
+	  "ty: {tee: [sim]}\n",
+	  "p.yaml:5:19: measurement: expected 'any' or a measurement (64 or 96 hex digits), found"
+	  " 'abc'" },
+	{ "empty command",
+	  "name: x\nservices:\n  - name: s\n    command: []\n    measurement: [any]\nsecurity: {t"
+	  "ee: [sim]}\n",
+	  "p.yaml:4:14: service 's' command: expected a non-empty list of strings" },
+	{ "bad tee",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty: {tee: [sgx2]}\n",
+	  "p.yaml:6:18: security tee: unknown value 'sgx2' (did you mean 'sgx'?)" },
+	{ "dup tee",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty: {tee: [sim, sim]}\n",
+	  "p.yaml:6:23: security tee: duplicate entry 'sim'" },
+	{ "no tee",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty: {}\n",
+	  "p.yaml:6:11: security: 'tee' must list at least one TEE (sim, host, sgx, tdx, snp) whe"
+	  "n the policy has services" },
+	{ "bad bool",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty: {tee: [sim], allow_insecure_sim: yes}\n",
+	  "p.yaml:6:44: security allow_insecure_sim: expected true or false, found yes" },
+	{ "bad tolerate",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty: {tee: [sim], tolerate: [debg]}\n",
+	  "p.yaml:6:35: security tolerate: unknown value 'debg' (did you mean 'debug'?)" },
+	{ "dup service",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\n  - na"
+	  "me: s\n    command: [/bin/y]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:6:11: services: duplicate name 's'" },
+	{ "env name",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    environment: {1X: a}\n    "
+	  "measurement: [any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:5:19: environment: '1X' is not a valid environment variable name" },
+	{ "list type",
+	  "name: x\nvolumes: {name: data}\n",
+	  "p.yaml:2:10: volumes: expected a list, found a mapping" },
+	{ "deep",
+	  "name: x\nsecrets: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+	  "]]]]]]]]]]]]\n",
+	  "p.yaml:2:25: policy is nested too deeply" },
+
+};
+
+static void test_malformed(void **state)
+{
+	for (size_t i = 0; i < sizeof(g_bad) / sizeof(g_bad[0]); i++) {
+		struct kiln_err err = { 0 };
+		struct pol_policy *p = (struct pol_policy *)1;
+		int ret = pol_parse(g_bad[i].yaml, strlen(g_bad[i].yaml), "p.yaml", &p, &err);
+
+		if (ret != -KILN_EFORMAT || strcmp(err.msg, g_bad[i].msg) != 0)
+			fail_msg("case '%s': got %d '%s', expected '%s'", g_bad[i].name, ret,
+				 err.msg, g_bad[i].msg);
+		assert_null(p);
+	}
+}
+
+static const char g_good[] =
+	"name: acme/db\n"
+	"predecessor: null\n"
+	"access:\n"
+	"  read: [owner]\n"
+	"  update: [owner]\n"
+	"secrets:\n"
+	"  - {name: db_password, kind: ascii, size: 24}\n"
+	"  - {name: ca, kind: x509-ca}\n"
+	"  - {name: tls, kind: x509, issuer: ca, dns: [db.acme.internal]}\n"
+	"  - {name: raw, kind: binary, export: [{session: acme/app}]}\n"
+	"volumes:\n"
+	"  - {name: data}\n"
+	"services:\n"
+	"  - name: db\n"
+	"    command: [/usr/bin/sqlite3, /data/app.db]\n"
+	"    environment: {DB_PASSWORD: \"{{secret.db_password}}\", PORT: 5432}\n"
+	"    files:\n"
+	"      - {path: /etc/app/tls.pem, content: \"{{secret.tls.pem}}\", mode: \"0640\"}\n"
+	"    mounts:\n"
+	"      - {volume: data, path: /data}\n"
+	"    measurement: [any]\n"
+	"security:\n"
+	"  tee: [host, sim]\n"
+	"  allow_insecure_sim: false\n"
+	"  tolerate: []\n"
+	"  ignore_advisories: []\n";
+
+/* The same policy: keys and entries reordered, block/flow style swapped,
+ * defaults spelled out, comments and quoting changed. */
+static const char g_good_reordered[] =
+	"# reordered\n"
+	"security: {ignore_advisories: [], tee: [sim, host]}\n"
+	"services:\n"
+	"  - measurement: [\"any\"]\n"
+	"    mounts: [{path: /data, volume: data}]\n"
+	"    files:\n"
+	"      - mode: 0640\n"
+	"        content: '{{secret.tls.pem}}'\n"
+	"        path: /etc/app/tls.pem\n"
+	"    environment:\n"
+	"      PORT: \"5432\"\n"
+	"      DB_PASSWORD: '{{secret.db_password}}'\n"
+	"    pwd: /\n"
+	"    command:\n"
+	"      - /usr/bin/sqlite3\n"
+	"      - /data/app.db\n"
+	"    name: db\n"
+	"volumes: [{name: data}]\n"
+	"secrets:\n"
+	"  - {name: raw, kind: binary, size: 32, export: [{session: acme/app, policy_hash: ~}]}\n"
+	"  - {name: tls, dns: [db.acme.internal], issuer: ca, kind: x509, validity_days: 365}\n"
+	"  - {kind: x509-ca, name: ca, algorithm: p256}\n"
+	"  - {name: db_password, size: 24, kind: ascii}\n"
+	"name: \"acme/db\"\n";
+
+static struct pol_policy *parse_ok(const char *yaml)
+{
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL;
+	int ret = pol_parse(yaml, strlen(yaml), "p.yaml", &p, &err);
+
+	if (ret != 0)
+		fail_msg("parse failed: %s", err.msg);
+	return p;
+}
+
+static void test_good(void **state)
+{
+	struct pol_policy *p = parse_ok(g_good);
+	const struct pol_service *svc;
+	const struct pol_secret *s;
+
+	assert_string_equal(p->name, "acme/db");
+	assert_null(p->predecessor);
+	assert_int_equal(p->n_secrets, 4);
+	s = pol_find_secret(p, "db_password");
+	assert_non_null(s);
+	assert_int_equal(s->kind, POL_SECRET_ASCII);
+	assert_int_equal(s->size, 24);
+	s = pol_find_secret(p, "tls");
+	assert_int_equal(s->kind, POL_SECRET_X509);
+	assert_string_equal(s->issuer, "ca");
+	assert_int_equal(s->validity_days, 365);
+	assert_int_equal(pol_find_secret(p, "ca")->validity_days, 3650);
+	assert_int_equal(pol_find_secret(p, "raw")->n_exports, 1);
+	assert_null(pol_find_secret(p, "nope"));
+	svc = pol_find_service(p, "db");
+	assert_non_null(svc);
+	assert_int_equal(svc->n_command, 2);
+	assert_string_equal(svc->pwd, "/");
+	assert_int_equal(svc->files[0].mode, 0640);
+	assert_string_equal(svc->env[1].value, "5432");
+	assert_int_equal(p->tee, POL_TEE_HOST | POL_TEE_SIM);
+	assert_false(p->allow_insecure_sim);
+	assert_int_equal(strlen(p->hash), 71);
+	assert_memory_equal(p->hash, "sha256:", 7);
+	pol_free(p);
+}
+
+static void test_hash_stable(void **state)
+{
+	struct pol_policy *a = parse_ok(g_good), *b = parse_ok(g_good_reordered), *c;
+	char *changed = strdup(g_good);
+	char *ta = pol_canonical_text(a), *tb = pol_canonical_text(b);
+
+	assert_string_equal(ta, tb);
+	assert_string_equal(a->hash, b->hash);
+	/* One character of difference changes the hash. */
+	memcpy(strstr(changed, "size: 24"), "size: 25", 8);
+	c = parse_ok(changed);
+	assert_string_not_equal(a->hash, c->hash);
+	free(ta);
+	free(tb);
+	free(changed);
+	pol_free(a);
+	pol_free(b);
+	pol_free(c);
+}
+
+static void test_limits(void **state)
+{
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL;
+	size_t big = POL_MAX_INPUT_SIZE + 1;
+	char *text = malloc(big);
+	/* The classic exponential alias expansion ("billion laughs"). */
+	static const char laughs[] =
+		"a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+		"b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+		"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+		"d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n";
+
+	memset(text, ' ', big);
+	assert_int_equal(pol_parse(text, big, "big.yaml", &p, &err), -EFBIG);
+	assert_string_equal(err.msg, "big.yaml: policy is larger than 1048576 bytes");
+	free(text);
+	assert_int_equal(pol_parse(laughs, strlen(laughs), "l.yaml", &p, &err), -KILN_EFORMAT);
+	assert_string_equal(err.msg, "l.yaml:1:4: YAML anchors are not allowed in policies");
+	assert_int_equal(pol_parse("name: x\0y", 9, "n.yaml", &p, &err), -KILN_EFORMAT);
+	assert_string_equal(err.msg, "n.yaml: policy contains a NUL byte");
+	assert_null(p);
+}
+
+static int resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt, uint8_t **out,
+		   size_t *out_size, struct kiln_err *err)
+{
+	char buf[128];
+	int n;
+
+	if (!strcmp(name, "fail"))
+		return kiln_err_set(err, -KILN_EDENIED, "secret 'fail' refused");
+	if (!strcmp(name, "nul")) {
+		*out = malloc(3);
+		memcpy(*out, "a\0b", 3);
+		*out_size = 3;
+		return 0;
+	}
+	n = snprintf(buf, sizeof(buf), "<%s:%s:%d>", host ? "host" : "secret", name, (int)fmt);
+	*out = (uint8_t *)strdup(buf);
+	*out_size = (size_t)n;
+	return 0;
+}
+
+static void test_substitute(void **state)
+{
+	struct kiln_err err = { 0 };
+	char *out;
+	size_t size;
+
+	assert_int_equal(pol_substitute("a {{secret.pw}} b {{ secret.tls.chain }}{{host.PORT}}",
+					resolve, NULL, false, &out, &size, &err), 0);
+	assert_string_equal(out, "a <secret:pw:0> b <secret:tls:5><host:PORT:0>");
+	assert_int_equal(size, strlen(out));
+	free(out);
+	assert_int_equal(pol_substitute("{{secret.x.hex}}{{secret.x.base64}}{{secret.x.pem}}"
+					"{{secret.x.key}}", resolve, NULL, false, &out, &size,
+					&err), 0);
+	assert_string_equal(out, "<secret:x:1><secret:x:2><secret:x:3><secret:x:4>");
+	free(out);
+	assert_int_equal(pol_substitute("plain", resolve, NULL, false, &out, &size, &err), 0);
+	assert_string_equal(out, "plain");
+	free(out);
+	assert_int_equal(pol_substitute("x{{secret.nul}}", resolve, NULL, true, &out, &size,
+					&err), 0);
+	assert_int_equal(size, 4);
+	assert_memory_equal(out, "xa\0b", 4);
+	free(out);
+	assert_int_equal(pol_substitute("x{{secret.nul}}", resolve, NULL, false, &out, &size,
+					&err), -KILN_EFORMAT);
+	assert_null(out);
+	assert_string_equal(err.msg, "secret 'nul' contains a NUL byte and cannot go into argv "
+			    "or the environment");
+	assert_int_equal(pol_substitute("{{secret.fail}}", resolve, NULL, false, &out, &size,
+					&err), -KILN_EDENIED);
+	assert_int_equal(pol_substitute("{{secret.x", resolve, NULL, false, &out, &size, &err),
+			 -KILN_EFORMAT);
+}
+
+static const char g_decide_policy[] =
+	"name: d\n"
+	"services:\n"
+	"  - name: any\n"
+	"    command: [/bin/true]\n"
+	"    measurement: [any]\n"
+	"  - name: pinned\n"
+	"    command: [/bin/true]\n"
+	"    measurement: [AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAA]\n"
+	"security:\n"
+	"  tee: [sim, sgx]\n"
+	"  allow_insecure_sim: @SIM@\n"
+	"  tolerate: [@TOL@]\n"
+	"  ignore_advisories: [INTEL-SA-00615]\n";
+
+static struct pol_policy *decide_policy(const char *sim, const char *tol)
+{
+	char buf[1024];
+	char *p = buf;
+	const char *s = g_decide_policy;
+
+	while (*s) {
+		if (!strncmp(s, "@SIM@", 5)) {
+			p += sprintf(p, "%s", sim);
+			s += 5;
+		} else if (!strncmp(s, "@TOL@", 5)) {
+			p += sprintf(p, "%s", tol);
+			s += 5;
+		} else {
+			*p++ = *s++;
+		}
+	}
+	*p = '\0';
+	return parse_ok(buf);
+}
+
+static int decide(const struct pol_policy *p, const char *svc, const char *claims_json,
+		  char *reason, const char **label)
+{
+	json_t *claims = json_loads(claims_json, 0, NULL);
+	int ret;
+
+	assert_non_null(claims);
+	ret = pol_decide(p, pol_find_service(p, svc), claims, reason, 256, label);
+	json_decref(claims);
+	return ret;
+}
+
+#define WM_OK "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""
+#define WM_BAD "\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" \
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\""
+
+static void test_decide(void **state)
+{
+	struct pol_policy *nosim = decide_policy("false", "");
+	struct pol_policy *sim = decide_policy("true", "");
+	struct pol_policy *tol = decide_policy("false", "debug, outdated-tcb");
+	char reason[256];
+	const char *label;
+
+	assert_int_equal(decide(sim, "any", "{\"tee\":\"sim\",\"insecure\":true,\"debug\":true}",
+				reason, &label), 0);
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sim\",\"insecure\":true,\"debug\":true}",
+				reason, &label), -KILN_EINSECURE);
+	assert_string_equal(label, "sim_not_allowed");
+	assert_string_equal(reason, "insecure tee \"sim\" (sim) not allowed: "
+			    "security.allow_insecure_sim is false");
+	assert_int_equal(decide(sim, "any", "{\"tee\":\"host\"}", reason, &label), -KILN_EPOLICY);
+	assert_string_equal(label, "tee_not_allowed");
+	assert_string_equal(reason, "tee \"host\" not in security.tee [sim, sgx]");
+	assert_int_equal(decide(sim, "any", "{}", reason, &label), -KILN_EPOLICY);
+	assert_string_equal(reason, "claims lack 'tee'");
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"debug\":true}", reason, &label),
+			 -KILN_EPOLICY);
+	assert_string_equal(label, "debug_not_tolerated");
+	assert_string_equal(reason, "claims.debug is true and security.tolerate lacks 'debug'");
+	assert_int_equal(decide(tol, "any", "{\"tee\":\"sgx\",\"debug\":true}", reason, &label), 0);
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"tcb_status\":\"UpToDate\"}",
+				reason, &label), 0);
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"tcb_status\":\"OutOfDate\"}",
+				reason, &label), -KILN_ETCB);
+	assert_string_equal(label, "tcb_not_tolerated");
+	assert_string_equal(reason, "claims.tcb_status \"OutOfDate\" needs security.tolerate "
+			    "[outdated-tcb]");
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"tcb_status\":"
+				"\"ConfigurationAndSWHardeningNeeded\"}", reason, &label), -KILN_ETCB);
+	assert_string_equal(reason, "claims.tcb_status \"ConfigurationAndSWHardeningNeeded\" "
+			    "needs security.tolerate [sw-hardening-needed, configuration-needed]");
+	assert_int_equal(decide(tol, "any", "{\"tee\":\"sgx\",\"tcb_status\":\"OutOfDate\"}",
+				reason, &label), 0);
+	assert_int_equal(decide(tol, "any", "{\"tee\":\"sgx\",\"tcb_status\":"
+				"\"OutOfDateConfigurationNeeded\"}", reason, &label), -KILN_ETCB);
+	assert_string_equal(reason, "claims.tcb_status \"OutOfDateConfigurationNeeded\" needs "
+			    "security.tolerate [configuration-needed]");
+	assert_int_equal(decide(tol, "any", "{\"tee\":\"sgx\",\"tcb_status\":\"Revoked\"}",
+				reason, &label), -KILN_ETCB);
+	assert_string_equal(reason, "claims.tcb_status \"Revoked\" is never accepted");
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"advisories\":"
+				"[\"INTEL-SA-00615\"]}", reason, &label), 0);
+	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"advisories\":"
+				"[\"INTEL-SA-00615\",\"INTEL-SA-00828\"]}", reason, &label),
+			 -KILN_ETCB);
+	assert_string_equal(label, "advisory_not_ignored");
+	assert_string_equal(reason, "claims.advisories has \"INTEL-SA-00828\" which is not in "
+			    "security.ignore_advisories");
+	assert_int_equal(decide(sim, "pinned", "{\"tee\":\"sim\",\"workload_measurement\":"
+				WM_OK "}", reason, &label), 0);
+	assert_int_equal(decide(sim, "pinned", "{\"tee\":\"sim\",\"workload_measurement\":"
+				WM_BAD "}", reason, &label), -KILN_EMEASUREMENT);
+	assert_string_equal(label, "wrong_measurement");
+	assert_string_equal(reason, "claims.workload_measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not in "
+			    "service 'pinned' measurement");
+	assert_int_equal(decide(nosim, "pinned", "{\"tee\":\"sgx\",\"platform_measurement\":"
+				WM_OK "}", reason, &label), 0);
+	assert_int_equal(decide(nosim, "pinned", "{\"tee\":\"sgx\"}", reason, &label),
+			 -KILN_EMEASUREMENT);
+	pol_free(nosim);
+	pol_free(sim);
+	pol_free(tol);
+}
+
+static void test_access(void **state)
+{
+	static const char yaml[] =
+		"name: a\n"
+		"access:\n"
+		"  read: [sha256:1111111111111111111111111111111111111111111111111111111111111111]\n"
+		"  update: [owner]\n";
+	static const char owner[] =
+		"sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	static const char reader[] =
+		"sha256:1111111111111111111111111111111111111111111111111111111111111111";
+	static const char stranger[] =
+		"sha256:2222222222222222222222222222222222222222222222222222222222222222";
+	struct pol_policy *p = parse_ok(yaml);
+
+	assert_true(pol_may_read(p, owner, owner));
+	assert_true(pol_may_update(p, owner, owner));
+	assert_true(pol_may_read(p, owner, reader));
+	assert_false(pol_may_update(p, owner, reader));
+	assert_false(pol_may_read(p, owner, stranger));
+	assert_false(pol_may_update(p, owner, stranger));
+	assert_false(pol_may_read(p, owner, NULL));
+	pol_free(p);
+}
+
+static void test_misc(void **state)
+{
+	struct pol_policy *p = parse_ok("name: a\nsecrets: [{name: k, kind: key, algorithm: "
+					"ed25519, export: [{session: b}]}]\n");
+	char *spec = pol_secret_spec(pol_find_secret(p, "k"));
+
+	assert_string_equal(spec, "{\"algorithm\":\"ed25519\",\"kind\":\"key\",\"name\":\"k\"}");
+	free(spec);
+	pol_free(p);
+	assert_int_equal(pol_edit_distance("comand", "command"), 1);
+	assert_int_equal(pol_edit_distance("", "abc"), 3);
+	assert_int_equal(pol_edit_distance("kitten", "sitting"), 3);
+	assert_true(pol_hash_valid("sha256:00000000000000000000000000000000"
+				   "00000000000000000000000000000000"));
+	assert_false(pol_hash_valid("sha256:00000000000000000000000000000000"
+				    "0000000000000000000000000000000A"));
+	assert_true(pol_name_valid("acme/db-1.x"));
+	assert_false(pol_name_valid("acme//db"));
+	assert_false(pol_name_valid("acme/../db"));
+	assert_false(pol_name_valid("-x"));
+	assert_false(pol_name_valid("a/"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_hash_stable),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_substitute),
+		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_access),
+		cmocka_unit_test(test_misc),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
