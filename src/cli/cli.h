@@ -17,6 +17,7 @@ struct cli_command {
 };
 
 /* Subcommands (one file each). */
+int run_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

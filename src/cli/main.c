@@ -15,6 +15,7 @@ static int version_main(int argc, char **argv)
 
 static const struct cli_command g_commands[] = {
 	{ "version", version_main, "print the version" },
+	{ "run", run_main, "run a program under the kiln runtime" },
 };
 
 void cli_error(const char *fmt, ...)
