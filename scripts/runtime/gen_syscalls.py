@@ -65,8 +65,10 @@ fd("fchown", S, 0, note="accepted, ownership not stored")
 fd("getdents", R, 0, note="legacy; use getdents64")
 fd("getdents64", S, 0, note="directory listing of the plaintext view")
 fd("fchdir", S, 0, note="protected directory fds are real directories")
-for n in ["fgetxattr", "fsetxattr", "flistxattr", "fremovexattr"]:
+for n in ["fsetxattr", "fremovexattr"]:
     fd(n, R, 0, note="xattrs are not stored in volumes")
+fd("fgetxattr", S, 0, note="ENODATA: volume files have no xattrs")
+fd("flistxattr", S, 0, note="empty list: volume files have no xattrs")
 fd("epoll_ctl", P, 2)
 
 for n in ["open", "creat"]:
@@ -109,9 +111,12 @@ path("symlink", R, (-1, 1), note="symlinks are not supported in volumes")
 path("symlinkat", R, (1, 2), note="symlinks are not supported in volumes")
 path("mknod", R, (-1, 0))
 path("mknodat", R, (0, 1))
-for n in ["setxattr", "lsetxattr", "getxattr", "lgetxattr", "listxattr", "llistxattr",
-          "removexattr", "lremovexattr"]:
+for n in ["setxattr", "lsetxattr", "removexattr", "lremovexattr"]:
     path(n, R, (-1, 0), note="xattrs are not stored in volumes")
+for n in ["getxattr", "lgetxattr"]:
+    path(n, S, (-1, 0), note="ENODATA: volume files have no xattrs")
+for n in ["listxattr", "llistxattr"]:
+    path(n, S, (-1, 0), note="empty list: volume files have no xattrs")
 for n in ["setxattrat", "getxattrat", "listxattrat", "removexattrat", "file_getattr",
           "file_setattr"]:
     path(n, R, (0, 1), note="xattrs are not stored in volumes")

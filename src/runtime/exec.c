@@ -24,31 +24,42 @@ static bool has_lib(const char *preload, const char *lib)
 	return false;
 }
 
-long rt_exec(long nr, const long a[6])
+void rt_exec_env_free(struct rt_exec_env *e)
 {
-	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
+	if (e->pipe_rd >= 0)
+		rt_sys(SYS_close, e->pipe_rd);
+	free(e->preload);
+	free(e->env);
+	memset(e, 0, sizeof(*e));
+	e->pipe_rd = -1;
+}
+
+int rt_exec_env(char *const *envp, struct rt_exec_env *e)
+{
 	size_t n = 0, k = 0;
-	char **env = NULL, *preload = NULL, fdvar[64];
-	int pipefd[2] = { -1, -1 };
 	bool have_preload = false;
+	int pipefd[2];
 	long ret;
 
+	memset(e, 0, sizeof(*e));
+	e->pipe_rd = -1;
 	if (!g_rt.initialized || !g_rt.config_text || !g_rt.lib_path[0])
-		return rt_raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		return -ENOENT;
 	while (envp && envp[n])
 		n++;
-	env = calloc(n + 3, sizeof(*env));
-	if (!env)
+	e->env = calloc(n + 3, sizeof(*e->env));
+	if (!e->env)
 		return -ENOMEM;
 	ret = rt_sys(SYS_pipe2, pipefd, 0);
 	if (ret < 0)
-		goto out;
+		goto fail;
+	e->pipe_rd = pipefd[0];
 	/* The config is small (< 64 KiB pipe buffer): the write cannot block. */
 	ret = rt_sys(SYS_write, pipefd[1], g_rt.config_text, g_rt.config_size);
 	rt_sys(SYS_close, pipefd[1]);
 	if (ret != (long)g_rt.config_size) {
 		ret = ret < 0 ? ret : -EIO;
-		goto out;
+		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(envp[i], RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)
@@ -58,41 +69,54 @@ long rt_exec(long nr, const long a[6])
 			if (!has_lib(envp[i] + 11, g_rt.lib_path)) {
 				size_t len = strlen(envp[i]) + strlen(g_rt.lib_path) + 2;
 
-				preload = malloc(len);
-				if (!preload) {
+				e->preload = malloc(len);
+				if (!e->preload) {
 					ret = -ENOMEM;
-					goto out;
+					goto fail;
 				}
-				snprintf(preload, len, "LD_PRELOAD=%s:%s", g_rt.lib_path,
+				snprintf(e->preload, len, "LD_PRELOAD=%s:%s", g_rt.lib_path,
 					 envp[i] + 11);
-				env[k++] = preload;
+				e->env[k++] = e->preload;
 				continue;
 			}
 		}
-		env[k++] = envp[i];
+		e->env[k++] = envp[i];
 	}
 	if (!have_preload) {
 		size_t len = strlen(g_rt.lib_path) + 12;
 
-		preload = malloc(len);
-		if (!preload) {
+		e->preload = malloc(len);
+		if (!e->preload) {
 			ret = -ENOMEM;
-			goto out;
+			goto fail;
 		}
-		snprintf(preload, len, "LD_PRELOAD=%s", g_rt.lib_path);
-		env[k++] = preload;
+		snprintf(e->preload, len, "LD_PRELOAD=%s", g_rt.lib_path);
+		e->env[k++] = e->preload;
 	}
-	snprintf(fdvar, sizeof(fdvar), RT_ENV_CONFIG_FD "=%d", pipefd[0]);
-	env[k++] = fdvar;
-	env[k] = NULL;
+	snprintf(e->fdvar, sizeof(e->fdvar), RT_ENV_CONFIG_FD "=%d", e->pipe_rd);
+	e->env[k++] = e->fdvar;
+	e->env[k] = NULL;
+	return 0;
+fail:
+	rt_exec_env_free(e);
+	return (int)ret;
+}
+
+long rt_exec(long nr, const long a[6])
+{
+	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
+	struct rt_exec_env e;
+	long ret;
+
+	ret = rt_exec_env(envp, &e);
+	if (ret == -ENOENT)
+		return rt_raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (ret)
+		return ret;
 	if (nr == SYS_execve)
-		ret = rt_sys(SYS_execve, a[0], a[1], env);
+		ret = rt_sys(SYS_execve, a[0], a[1], e.env);
 	else
-		ret = rt_sys(SYS_execveat, a[0], a[1], a[2], env, a[4]);
-out:
-	if (pipefd[0] >= 0)
-		rt_sys(SYS_close, pipefd[0]);
-	free(preload);
-	free(env);
+		ret = rt_sys(SYS_execveat, a[0], a[1], a[2], e.env, a[4]);
+	rt_exec_env_free(&e);
 	return ret;
 }

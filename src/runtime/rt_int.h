@@ -93,6 +93,17 @@ int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **c
 
 /* exec: build the environment for a re-launched child and hand it the config. */
 long rt_exec(long nr, const long a[6]) RT_HIDDEN;
+/* The environment for a child re-launched under the runtime: envp with
+ * LD_PRELOAD holding libkiln and KILN_CONFIG_FD naming pipe_rd, a fresh pipe
+ * holding the config. -ENOENT when the runtime is inert (use envp as is). */
+struct rt_exec_env {
+	char **env;      /* malloc'd array; strings borrowed from envp or below */
+	char *preload;   /* malloc'd */
+	char fdvar[64];
+	int pipe_rd;     /* inheritable; closed by rt_exec_env_free */
+};
+int rt_exec_env(char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
+void rt_exec_env_free(struct rt_exec_env *e) RT_HIDDEN;
 
 /* One line on stderr, "kiln: ..." (async-signal-safe, raw write). */
 void rt_say(const char *fmt, ...) RT_HIDDEN __attribute__((format(printf, 1, 2)));

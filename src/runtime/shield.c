@@ -19,6 +19,7 @@
  *
  * Locking: one mutex, always taken inside rt_enter() (signals blocked), never
  * held while app code runs. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -30,12 +31,17 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pf/pf.h"
 #include "runtime/rt_int.h"
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
 
 struct rt_vol {
 	struct rt_volume_cfg *cfg;
@@ -74,6 +80,16 @@ static size_t g_nvols;
 static struct rt_node *g_nodes;
 
 #define PATH_SIZE 4096
+
+/* The process umask (applied to modes of created files and directories, as
+ * the kernel would). Called with signals blocked under the shield lock. */
+static mode_t cur_umask(void)
+{
+	long old = rt_sys(SYS_umask, 022);
+
+	rt_sys(SYS_umask, old);
+	return (mode_t)old;
+}
 
 /* ---- owned fds ----------------------------------------------------------- */
 int rt_own_fd(int fd)
@@ -366,7 +382,8 @@ static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = pf_open(vol->pf, rel, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)), mode & 07777,
+	ret = pf_open(vol->pf, rel, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)),
+		      mode & 07777 & ~cur_umask(),
 		      &n->pf, &err);
 	if (ret)
 		goto fail_say;
@@ -517,10 +534,12 @@ static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 
 	if (!resolve(dirfd, path, &t))
 		return rt_sys(SYS_openat, dirfd, path, flags, mode);
-	if (flags & (O_PATH | __O_TMPFILE)) {
-		rt_say("open %s with O_PATH/O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
+	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
+		rt_say("open %s with O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
 		return -ENOTSUP;
 	}
+	if (flags & O_PATH) /* a real descriptor does everything O_PATH allows */
+		flags = (flags & ~(O_PATH | O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDONLY;
 	ret = pf_stat(t.vol->pf, t.rel, &st, &err);
 	if (ret && ret != -ENOENT && ret != -ENOTDIR) {
 		say_pf(t.vol->cfg->mount, t.rel, ret, &err);
@@ -784,7 +803,7 @@ static long do_mkdir(long dirfd, const char *path, mode_t mode)
 		return rt_sys(SYS_mkdirat, dirfd, path, mode);
 	if (!t.rel[0])
 		return -EEXIST;
-	return pf_result(&t, pf_mkdir(t.vol->pf, t.rel, mode & 07777, &err), &err);
+	return pf_result(&t, pf_mkdir(t.vol->pf, t.rel, mode & 07777 & ~cur_umask(), &err), &err);
 }
 
 static long do_truncate(const char *path, uint64_t size)
@@ -1095,6 +1114,16 @@ static long shield_call(long nr, const long a[6])
 		return do_utimens(a[0], (const char *)a[1], NULL, 0);
 	case SYS_chdir:
 		return do_chdir((const char *)a[0]);
+	case SYS_getxattr:
+	case SYS_lgetxattr:
+		return do_exists(AT_FDCWD, (const char *)a[0], -ENODATA);
+	case SYS_listxattr:
+	case SYS_llistxattr:
+		return do_exists(AT_FDCWD, (const char *)a[0], 0);
+	case SYS_fgetxattr:
+		return -ENODATA;
+	case SYS_flistxattr:
+		return 0;
 	default:
 		rt_say("%s on a protected file: no shield implementation (ENOTSUP)",
 		       rt_syscall_name(nr));

@@ -174,6 +174,8 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		break;
 	case SYS_vfork:
 		g[REG_RAX] = rt_sys(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (g[REG_RAX] == 0)
+			rt_sud_thread_init(); /* dispatch is not inherited by children */
 		break;
 	case SYS_clone:
 		if (a[1] && (a[0] & CLONE_VM)) {
@@ -192,9 +194,11 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 			/* Same-stack vfork through clone: run it as fork. */
 			g[REG_RAX] = rt_sys(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
 					    a[2], a[3], a[4]);
-			break;
+		} else {
+			g[REG_RAX] = rt_dispatch(nr, a, uc);
 		}
-		g[REG_RAX] = rt_dispatch(nr, a, uc);
+		if (g[REG_RAX] == 0)
+			rt_sud_thread_init(); /* dispatch is not inherited by children */
 		break;
 	default:
 		g[REG_RAX] = rt_dispatch(nr, a, uc);

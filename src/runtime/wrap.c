@@ -688,7 +688,95 @@ pid_t fork(void)
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	pid = real();
 	t_rt_selector = sel;
+	if (pid == 0)
+		rt_sud_thread_init(); /* dispatch is not inherited by children */
 	return pid;
+}
+
+/* posix_spawn's child runs in libc without dispatch (it is not inherited), so
+ * the re-launch environment is prepared here. */
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			const posix_spawnattr_t *, char *const[], char *const[]);
+
+static int spawn(const char *name, pid_t *pid, const char *path,
+		 const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+		 char *const argv[], char *const envp[])
+{
+	spawn_fn real = (spawn_fn)dlsym(RTLD_NEXT, name);
+	struct rt_exec_env e;
+	char sel = t_rt_selector;
+	int r;
+
+	if (!real)
+		return ENOSYS;
+	r = rt_exec_env(envp, &e);
+	if (r && r != -ENOENT)
+		return -r;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	r = real(pid, path, fa, attr, argv, r ? envp : e.env);
+	t_rt_selector = sel;
+	rt_exec_env_free(&e);
+	return r;
+}
+
+DECL(int, posix_spawn, pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn("posix_spawn", pid, path, fa, attr, argv, envp);
+}
+
+DECL(int, posix_spawnp, pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int posix_spawnp(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		 const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn("posix_spawnp", pid, path, fa, attr, argv, envp);
+}
+
+/* system() and popen() spawn through libc internals with environ: run them
+ * with the re-launch environment installed in environ for the duration.
+ * FIXME(threads): another thread reading environ meanwhile sees it too. */
+extern char **environ;
+
+DECL(int, system, const char *cmd);
+int system(const char *cmd)
+{
+	int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "system");
+	struct rt_exec_env e;
+	char **saved = environ;
+	int r;
+
+	if (!real)
+		return -1;
+	if (rt_exec_env(environ, &e))
+		return real(cmd);
+	environ = e.env;
+	r = real(cmd);
+	environ = saved;
+	rt_exec_env_free(&e);
+	return r;
+}
+
+DECL(FILE *, popen, const char *cmd, const char *mode);
+FILE *popen(const char *cmd, const char *mode)
+{
+	FILE *(*real)(const char *, const char *) =
+		(FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "popen");
+	struct rt_exec_env e;
+	char **saved = environ;
+	FILE *f;
+
+	if (!real)
+		return NULL;
+	if (rt_exec_env(environ, &e))
+		return real(cmd, mode);
+	environ = e.env;
+	f = real(cmd, mode);
+	environ = saved;
+	rt_exec_env_free(&e);
+	return f;
 }
 
 /* vfork's child would share the wrapper's stack frame: run it as fork. */
