@@ -35,7 +35,7 @@ static void run_usage(FILE *f)
 		"                              'kiln fs init') as plaintext at MOUNT\n"
 		"  --volume DIR=KEYFILE        show the volume DIR as plaintext at DIR itself\n"
 		"  --freshness MODE            when file changes are committed to the volume:\n"
-		"                              every-fsync, on-close (default), on-exit\n"
+		"                              every-fsync (default), on-close, on-exit\n"
 		"  --sud on|off|auto           Syscall User Dispatch for calls that bypass\n"
 		"                              libc (auto: on when a volume is mounted)\n"
 		"  -h, --help                  this text\n\n"
@@ -140,6 +140,17 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 	}
 	if (load_key(key, v->key))
 		return -EINVAL;
+	/* Rollback protection as `kiln fs` does it: the trusted tag lives in KEY.tag. */
+	if (strlen(key) + 4 >= sizeof(buf) - (size_t)(key - buf)) {
+		cli_error("--volume '%s': key path too long", spec);
+		return -ENAMETOOLONG;
+	}
+	strcat(key, ".tag");
+	if (rt_path_normalize(cwd, key, v->tag_file, sizeof(v->tag_file)) ||
+	    strchr(v->tag_file, ' ')) {
+		cli_error("--volume '%s': tag file path not supported", spec);
+		return -EINVAL;
+	}
 	cfg->n_volumes++;
 	return 0;
 }
@@ -225,7 +236,7 @@ int run_main(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	cfg->dev = true;
-	cfg->freshness = RT_FRESH_ON_CLOSE;
+	cfg->freshness = RT_FRESH_EVERY_FSYNC;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {

@@ -85,9 +85,15 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		if (!p || word[0] != '/' || rt_path_normalize(NULL, word, v->dir, sizeof(v->dir)))
 			return -KILN_EFORMAT;
 		p = next_word(p, key_hex, sizeof(key_hex));
-		if (p && *p == '\0' && kiln_hex_decode(key_hex, v->key, sizeof(v->key), NULL) == 0) {
-			cfg->n_volumes++;
-			ret = 0;
+		if (p && kiln_hex_decode(key_hex, v->key, sizeof(v->key), NULL) == 0) {
+			const char *q = next_word(p, word, sizeof(word));
+
+			if (*p == '\0' || (q && *q == '\0' && word[0] == '/' &&
+					    !rt_path_normalize(NULL, word, v->tag_file,
+							       sizeof(v->tag_file)))) {
+				cfg->n_volumes++;
+				ret = 0;
+			}
 		}
 		kiln_wipe(key_hex, sizeof(key_hex));
 		return ret;
@@ -146,7 +152,7 @@ out:
 
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
 {
-	size_t cap = 256 + cfg->n_volumes * (2 * 4096 + 96);
+	size_t cap = 256 + cfg->n_volumes * (3 * 4096 + 96);
 	char *buf = malloc(cap);
 	size_t len = 0;
 	int n;
@@ -162,8 +168,9 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 		char hex[65];
 
 		kiln_hex_encode(cfg->volumes[i].key, sizeof(cfg->volumes[i].key), hex);
-		n = snprintf(buf + len, cap - len, "volume %s %s %s\n", cfg->volumes[i].mount,
-			     cfg->volumes[i].dir, hex);
+		n = snprintf(buf + len, cap - len, "volume %s %s %s%s%s\n", cfg->volumes[i].mount,
+			     cfg->volumes[i].dir, hex, cfg->volumes[i].tag_file[0] ? " " : "",
+			     cfg->volumes[i].tag_file);
 		kiln_wipe(hex, sizeof(hex));
 		len += (size_t)n;
 	}

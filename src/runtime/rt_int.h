@@ -81,6 +81,8 @@ long rt_shield_call(long nr, const long a[6]) RT_HIDDEN;
 void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
 			size_t out_size) RT_HIDDEN;
 void rt_shield_exit(void) RT_HIDDEN;
+/* In a forked child: take private copies of what must not be shared. */
+void rt_shield_after_fork(void) RT_HIDDEN;
 /* Move fd to the runtime-owned range (close-on-exec) and mark it owned.
  * Returns the new fd or -errno (fd is closed either way on failure). */
 int rt_own_fd(int fd) RT_HIDDEN;

@@ -95,6 +95,7 @@ struct rt_volume_cfg {
 	char mount[4096]; /* normalized absolute path the program sees */
 	char dir[4096];   /* normalized absolute volume directory */
 	uint8_t key[32];  /* volume key (secret: wiped by rt_config_wipe) */
+	char tag_file[4096]; /* local freshness tag store ("" = none), as `kiln fs` */
 };
 
 struct rt_config {
@@ -109,7 +110,7 @@ struct rt_config {
  *   mode dev
  *   sud on|off
  *   freshness every-fsync|on-close|on-exit
- *   volume <mount> <dir> <64 hex key>      (paths must not contain spaces)
+ *   volume <mount> <dir> <64 hex key> [<tag file>]   (paths without spaces)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the

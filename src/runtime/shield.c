@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -47,8 +48,11 @@ struct rt_vol {
 	struct rt_volume_cfg *cfg;
 	pf_volume_t *pf;
 	int rootfd;     /* owned: the volume directory, backs directory fds */
+	int lockfd;     /* owned: "<dir>/.kiln", flock'd around every pf call */
+	struct stat meta_seen; /* identity of the metadata this process last saw */
 	dev_t dev;      /* reported as st_dev of every file in the volume */
 	uint32_t chunk;
+	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
 };
 
 struct rt_node {
@@ -77,7 +81,6 @@ struct rt_ofd {
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
-static struct rt_node *g_nodes;
 
 #define PATH_SIZE 4096
 
@@ -240,6 +243,130 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
 	snprintf(out, out_size, "file");
 }
 
+/* ---- volumes shared between processes ------------------------------------
+ * Several processes (a shell and the programs it starts, a server and its
+ * forked children) may use one volume. Each holds its own pf_volume_t, so
+ * every pf call runs under an exclusive flock of "<dir>/.kiln", a process
+ * that finds the metadata replaced since it last looked reopens the volume
+ * first, and nothing is left uncommitted when the lock is released: namespace
+ * changes commit at once; file data commits per --freshness. */
+static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
+{
+	struct pf_volume_opts opts = { 0 };
+	int ret;
+
+	ret = rt_storage_open(v->cfg->dir, &opts.storage, &opts.storage_ctx);
+	if (ret)
+		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
+				    "'kiln fs init')", kiln_strerror(ret));
+	if (v->cfg->tag_file[0]) {
+		ret = pf_freshness_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
+		if (ret) {
+			opts.storage->free(opts.storage_ctx);
+			return kiln_err_set(err, ret, "tag file %s: %s", v->cfg->tag_file,
+					    kiln_strerror(ret));
+		}
+	}
+	return pf_volume_open(v->cfg->dir, v->key, &opts, &v->pf, err);
+}
+
+static void meta_identity(struct rt_vol *v, struct stat *st)
+{
+	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", st, 0) < 0)
+		memset(st, 0, sizeof(*st));
+}
+
+static bool same_meta(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static struct rt_node *g_nodes;
+static void node_reopen_all(struct rt_vol *v);
+
+/* Reopen v->pf because another process committed. Nothing is pending here
+ * (see above), so closing the old instance writes nothing. */
+static int vol_reload(struct rt_vol *v)
+{
+	struct kiln_err err = { 0 };
+	pf_volume_t *old = v->pf;
+	int ret;
+
+	for (struct rt_node *n = g_nodes; n; n = n->next) {
+		if (n->vol == v && n->pf) {
+			pf_close(n->pf);
+			n->pf = NULL;
+		}
+	}
+	pf_volume_close(old, NULL);
+	v->pf = NULL;
+	ret = vol_open_pf(v, &err);
+	if (ret) {
+		rt_say("volume %s: reopen after a change by another process: %s", v->cfg->dir,
+		       kiln_err_msg(&err, ret));
+		return ret;
+	}
+	node_reopen_all(v);
+	return 0;
+}
+
+static int vols_lock(void)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		struct stat st;
+		long r;
+
+		do
+			r = rt_sys(SYS_flock, v->lockfd, LOCK_EX);
+		while (r == -EINTR);
+		meta_identity(v, &st);
+		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
+			r = vol_reload(v);
+			if (r && !ret)
+				ret = (int)r;
+			v->meta_seen = st;
+		}
+	}
+	return ret;
+}
+
+static void vols_unlock(void)
+{
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		struct kiln_err err = { 0 };
+		int ret = v->pf ? pf_volume_flush(v->pf, &err) : 0;
+
+		if (ret)
+			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
+		meta_identity(v, &v->meta_seen);
+		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
+	}
+}
+
+/* After fork: flock belongs to the open file description, which the child
+ * shares with its parent; give the child its own. */
+void rt_shield_after_fork(void)
+{
+	char path[4200];
+
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		long fd;
+
+		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
+		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		rt_sys(SYS_dup3, fd, v->lockfd, O_CLOEXEC);
+		rt_sys(SYS_close, fd);
+	}
+}
+
 /* ---- nodes --------------------------------------------------------------- */
 static void say_pf(const char *mount, const char *rel, int code, struct kiln_err *err)
 {
@@ -272,6 +399,22 @@ static void node_free(struct rt_node *n)
 	free(n);
 }
 
+static void node_reopen_all(struct rt_vol *v)
+{
+	for (struct rt_node *n = g_nodes; n; n = n->next) {
+		struct kiln_err err = { 0 };
+
+		if (n->vol != v || n->unlinked)
+			continue;
+		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
+			/* Removed or replaced by another process: this process keeps
+			 * its copy (like an unlinked file), which is no longer saved. */
+			n->unlinked = true;
+			n->pf = NULL;
+		}
+	}
+}
+
 /* Write the chunks that changed since the last flush back through pf; commit
  * (pf_fsync: data and metadata, freshness tag) when asked. */
 static int node_flush(struct rt_node *n, bool commit)
@@ -283,7 +426,7 @@ static int node_flush(struct rt_node *n, bool commit)
 	bool changed = false;
 	int ret = 0;
 
-	if (n->unlinked)
+	if (n->unlinked || !n->pf)
 		return 0;
 	ret = (int)rt_sys(SYS_fstat, n->memfd, &st);
 	if (ret < 0)
@@ -342,10 +485,8 @@ static int node_flush(struct rt_node *n, bool commit)
 			kiln_wipe(n->synced + size, n->synced_size - size);
 		n->synced_size = size;
 	}
-	if (commit || changed) {
-		if (commit)
-			ret = pf_fsync(n->pf, &err);
-	}
+	if (commit && changed)
+		ret = pf_fsync(n->pf, &err);
 out:
 	if (map)
 		munmap(map, size);
@@ -358,8 +499,11 @@ static void node_unref(struct rt_node *n)
 {
 	if (--n->refs > 0)
 		return;
+	/* on-exit: keep the plaintext until exit, when it is saved. */
+	if (!n->unlinked && g_rt.cfg.freshness == RT_FRESH_ON_EXIT)
+		return;
 	if (!n->unlinked)
-		node_flush(n, g_rt.cfg.freshness != RT_FRESH_ON_EXIT);
+		node_flush(n, true);
 	node_free(n);
 }
 
@@ -770,7 +914,7 @@ static long do_rename(long d1, const char *from, long d2, const char *to, unsign
 	na = node_find(a.vol, a.rel);
 	nb = node_find(b.vol, b.rel);
 	/* Data written through open fds must be in pf before the name moves. */
-	if (na && (ret = node_flush(na, false)))
+	if (na && (ret = node_flush(na, true)))
 		return -EIO;
 	ret = pf_rename(a.vol->pf, a.rel, b.rel, &err);
 	if (ret)
@@ -784,12 +928,6 @@ static long do_rename(long d1, const char *from, long d2, const char *to, unsign
 			free(na->rel);
 			na->rel = rel;
 		}
-	}
-	/* A rename is how apps publish a file: make it durable now. */
-	if (g_rt.cfg.freshness != RT_FRESH_ON_EXIT) {
-		ret = pf_fsync_dir(a.vol->pf, &err);
-		if (ret)
-			return pf_result(&a, ret, &err);
 	}
 	return 0;
 }
@@ -966,7 +1104,10 @@ static long do_fsync(long fd)
 
 	switch (rt_fd_kind((int)fd)) {
 	case RT_FD_FILE:
-		return node_flush(o->node, commit) ? -EIO : 0;
+		/* on-close / on-exit: the data is saved later, by choice. */
+		if (!commit)
+			return 0;
+		return node_flush(o->node, true) ? -EIO : 0;
 	case RT_FD_DIR:
 		if (commit && pf_fsync_dir(o->vol->pf, &err)) {
 			say_pf(o->vol->cfg->mount, o->rel, -EIO, &err);
@@ -1138,7 +1279,12 @@ long rt_shield_call(long nr, const long a[6])
 
 	rt_enter(&g);
 	pthread_mutex_lock(&g_lock);
-	r = shield_call(nr, a);
+	r = vols_lock();
+	if (r == 0)
+		r = shield_call(nr, a);
+	else
+		r = -EIO;
+	vols_unlock();
 	pthread_mutex_unlock(&g_lock);
 	rt_leave(&g);
 	return r;
@@ -1167,12 +1313,13 @@ int rt_shield_init(struct kiln_err *err)
 	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {
 		struct rt_volume_cfg *c = &g_rt.cfg.volumes[i];
 		struct rt_vol *v = &g_vols[i];
-		struct pf_volume_opts opts = { 0 };
+		char path[4200];
 		struct stat st;
 		long fd;
 
 		v->cfg = c;
 		v->rootfd = -1;
+		v->lockfd = -1;
 		fd = rt_sys(SYS_openat, AT_FDCWD, c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return kiln_err_set(err, (int)fd, "volume %s: %s", c->dir,
@@ -1182,12 +1329,21 @@ int rt_shield_init(struct kiln_err *err)
 			return kiln_err_set(err, v->rootfd, "volume %s: no fd", c->dir);
 		if (rt_sys(SYS_fstat, v->rootfd, &st) == 0)
 			v->dev = st.st_dev;
-		ret = rt_storage_open(c->dir, &opts.storage, &opts.storage_ctx);
-		if (ret)
-			return kiln_err_set(err, ret, "volume %s: %s (not a kiln volume? create "
-					    "it with 'kiln fs init')", c->dir, kiln_strerror(ret));
-		ret = pf_volume_open(c->dir, c->key, &opts, &v->pf, err);
+		memcpy(v->key, c->key, sizeof(v->key));
 		kiln_wipe(c->key, sizeof(c->key));
+		snprintf(path, sizeof(path), "%s/.kiln", c->dir);
+		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return kiln_err_set(err, (int)fd, "volume %s: not a kiln volume (%s: %s); "
+					    "create it with 'kiln fs init'", c->dir, path,
+					    kiln_strerror((int)fd));
+		v->lockfd = rt_own_fd((int)fd);
+		if (v->lockfd < 0)
+			return kiln_err_set(err, v->lockfd, "volume %s: no fd", c->dir);
+		rt_sys(SYS_flock, v->lockfd, LOCK_EX);
+		meta_identity(v, &v->meta_seen);
+		ret = vol_open_pf(v, err);
+		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 		if (ret) {
 			kiln_err_prefix(err, "volume %s: ", c->dir);
 			return ret;
@@ -1201,21 +1357,18 @@ int rt_shield_init(struct kiln_err *err)
 
 void rt_shield_exit(void)
 {
-	struct kiln_err err = { 0 };
 	struct rt_guard g;
 
 	if (!g_rt.shield_on)
 		return;
 	rt_enter(&g);
 	pthread_mutex_lock(&g_lock);
-	for (struct rt_node *n = g_nodes; n; n = n->next)
-		node_flush(n, true);
-	for (size_t i = 0; i < g_nvols; i++) {
-		int ret = pf_volume_flush(g_vols[i].pf, &err);
-
-		if (ret)
-			rt_say("volume %s: %s", g_vols[i].cfg->dir, kiln_err_msg(&err, ret));
-	}
+	if (vols_lock() == 0)
+		for (struct rt_node *n = g_nodes; n; n = n->next)
+			node_flush(n, true);
+	vols_unlock();
+	for (size_t i = 0; i < g_nvols; i++)
+		kiln_wipe(g_vols[i].key, sizeof(g_vols[i].key));
 	pthread_mutex_unlock(&g_lock);
 	rt_leave(&g);
 }

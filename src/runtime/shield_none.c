@@ -38,3 +38,7 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
 void rt_shield_exit(void)
 {
 }
+
+void rt_shield_after_fork(void)
+{
+}

@@ -174,8 +174,11 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		break;
 	case SYS_vfork:
 		g[REG_RAX] = rt_sys(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-		if (g[REG_RAX] == 0)
+		if (g[REG_RAX] == 0) {
 			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			if (g_rt.shield_on)
+				rt_shield_after_fork();
+		}
 		break;
 	case SYS_clone:
 		if (a[1] && (a[0] & CLONE_VM)) {
@@ -197,8 +200,11 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		} else {
 			g[REG_RAX] = rt_dispatch(nr, a, uc);
 		}
-		if (g[REG_RAX] == 0)
+		if (g[REG_RAX] == 0) {
 			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			if (g_rt.shield_on)
+				rt_shield_after_fork();
+		}
 		break;
 	default:
 		g[REG_RAX] = rt_dispatch(nr, a, uc);

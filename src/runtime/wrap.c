@@ -688,8 +688,11 @@ pid_t fork(void)
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	pid = real();
 	t_rt_selector = sel;
-	if (pid == 0)
+	if (pid == 0) {
 		rt_sud_thread_init(); /* dispatch is not inherited by children */
+		if (g_rt.shield_on)
+			rt_shield_after_fork();
+	}
 	return pid;
 }
 

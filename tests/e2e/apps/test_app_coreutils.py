@@ -1,5 +1,5 @@
 """coreutils on protected files: cp, cat, sort, tar, gzip (shell pipelines, exec)."""
-from conftest import SECRET, need
+from kilnapps import SECRET, need
 
 
 def test_coreutils(volume, tmp_path):

@@ -1,6 +1,6 @@
 """A program that bypasses libc (inline syscall instructions and syscall(2)):
 Syscall User Dispatch shields it; with --sud off it sees only what is on disk."""
-from conftest import SECRET
+from kilnapps import SECRET
 
 
 def test_direct_syscalls_are_shielded(volume, direct_syscall_bin):

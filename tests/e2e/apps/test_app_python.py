@@ -1,5 +1,5 @@
 """python3 under kiln run: a secret from the environment, open() and sqlite3."""
-from conftest import SECRET, need
+from kilnapps import SECRET, need
 
 SCRIPT = r"""
 import os, sqlite3, sys

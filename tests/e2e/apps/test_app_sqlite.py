@@ -1,5 +1,5 @@
 """sqlite3 under kiln run: journal and WAL modes, 100,000 rows, integrity, tampering."""
-from conftest import SECRET, need
+from kilnapps import SECRET, need
 
 WORKLOAD = f"""
 PRAGMA journal_mode={{mode}};
