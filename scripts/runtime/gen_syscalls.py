@@ -2,6 +2,7 @@
 """Generate src/runtime/syscalls.c: one entry for EVERY x86-64 syscall number.
 
 Run: scripts/runtime/gen_syscalls.py > src/runtime/syscalls.c
+     scripts/runtime/gen_syscalls.py --markdown   (the table in docs/runtime.md)
 Names come from the kernel's unistd_64.h plus the numbers added after the
 installed headers (listed below); numbers without a syscall get "unassigned".
 The action of each call says what the runtime does when the call touches a
@@ -159,6 +160,23 @@ for n, note in [("rt_sigreturn", "returns through the runtime's restorer"),
                 ("process_vm_writev", "allowed; cannot reach the runtime's keys "
                                       "without ptrace rights")]:
     T[n] = (X, 0, [], note)
+
+import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "--markdown":
+    word = {S: "shield", P: "pass", R: "refuse", X: "runtime"}
+    print("| nr | call | action | fd args | path args | note |")
+    print("|---:|---|---|---|---|---|")
+    for nr in range(MAX + 1):
+        name = names.get(nr)
+        if name is None:
+            print(f"| {nr} | (unassigned) | pass | | | the kernel answers ENOSYS |")
+            continue
+        act, mask, pairs, note = T.get(name, (P, 0, [], ""))
+        fds = ",".join(str(i) for i in range(6) if mask & (1 << i))
+        ps = ", ".join((f"{d}:{p}" if d >= 0 else f"{p}") for d, p in pairs)
+        print(f"| {nr} | `{name}` | {word[act]} | {fds} | {ps} | {note} |")
+    sys.exit(0)
 
 out = []
 out.append("/* kiln runtime: what the runtime does with EVERY x86-64 system call.")
