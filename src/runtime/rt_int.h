@@ -83,6 +83,9 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
 void rt_shield_exit(void) RT_HIDDEN;
 /* In a forked child: take private copies of what must not be shared. */
 void rt_shield_after_fork(void) RT_HIDDEN;
+/* Called by the fork paths: before, and in the parent after. */
+void rt_shield_before_fork(void) RT_HIDDEN;
+void rt_shield_parent_after_fork(void) RT_HIDDEN;
 /* Move fd to the runtime-owned range (close-on-exec) and mark it owned.
  * Returns the new fd or -errno (fd is closed either way on failure). */
 int rt_own_fd(int fd) RT_HIDDEN;

@@ -348,12 +348,25 @@ static void vols_unlock(void)
 	}
 }
 
-/* After fork: flock belongs to the open file description, which the child
+/* Around fork: the shield lock is taken first so that the child never
+ * inherits it held by a thread that does not exist there. */
+void rt_shield_before_fork(void)
+{
+	pthread_mutex_lock(&g_lock);
+}
+
+void rt_shield_parent_after_fork(void)
+{
+	pthread_mutex_unlock(&g_lock);
+}
+
+/* In the child: flock belongs to the open file description, which the child
  * shares with its parent; give the child its own. */
 void rt_shield_after_fork(void)
 {
 	char path[4200];
 
+	pthread_mutex_unlock(&g_lock);
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		long fd;

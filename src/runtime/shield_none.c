@@ -42,3 +42,11 @@ void rt_shield_exit(void)
 void rt_shield_after_fork(void)
 {
 }
+
+void rt_shield_before_fork(void)
+{
+}
+
+void rt_shield_parent_after_fork(void)
+{
+}

@@ -173,7 +173,11 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		g[REG_RAX] = -ENOSYS;
 		break;
 	case SYS_vfork:
+		if (g_rt.shield_on)
+			rt_shield_before_fork();
 		g[REG_RAX] = rt_sys(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (g[REG_RAX] != 0 && g_rt.shield_on)
+			rt_shield_parent_after_fork();
 		if (g[REG_RAX] == 0) {
 			rt_sud_thread_init(); /* dispatch is not inherited by children */
 			if (g_rt.shield_on)
@@ -193,6 +197,8 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 			g[REG_RIP] = (greg_t)rt_stub_clone;
 			break;
 		}
+		if (g_rt.shield_on)
+			rt_shield_before_fork();
 		if (a[0] & CLONE_VFORK) {
 			/* Same-stack vfork through clone: run it as fork. */
 			g[REG_RAX] = rt_sys(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
@@ -200,6 +206,8 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		} else {
 			g[REG_RAX] = rt_dispatch(nr, a, uc);
 		}
+		if (g[REG_RAX] != 0 && g_rt.shield_on)
+			rt_shield_parent_after_fork();
 		if (g[REG_RAX] == 0) {
 			rt_sud_thread_init(); /* dispatch is not inherited by children */
 			if (g_rt.shield_on)

@@ -686,12 +686,16 @@ pid_t fork(void)
 	if (!real)
 		return (pid_t)ret(-ENOSYS);
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	if (g_rt.shield_on)
+		rt_shield_before_fork();
 	pid = real();
 	t_rt_selector = sel;
 	if (pid == 0) {
 		rt_sud_thread_init(); /* dispatch is not inherited by children */
 		if (g_rt.shield_on)
 			rt_shield_after_fork();
+	} else if (g_rt.shield_on) {
+		rt_shield_parent_after_fork();
 	}
 	return pid;
 }
