@@ -34,6 +34,7 @@ int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *co
 			size_t n_extra);
 int evidence_main(int argc, char **argv);
 int fs_main(int argc, char **argv);
+int run_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

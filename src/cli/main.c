@@ -23,6 +23,7 @@ static const struct cli_command g_commands[] = {
 	{ "policy", policy_main, "validate policies and manage them on a CAS" },
 	{ "identity", identity_main, "create and show stakeholder identities" },
 	{ "audit", audit_main, "show and verify the CAS audit log" },
+	{ "run", run_main, "run a program under the kiln runtime" },
 };
 
 void cli_error(const char *fmt, ...)

@@ -1,0 +1,327 @@
+/* kiln run: start a program under the kiln runtime (libkiln.so).
+ *
+ *   kiln run [--volume [MOUNT=]DIR:KEYFILE | --volume DIR=KEYFILE]...
+ *            [--freshness every-fsync|on-close|on-exit] [--sud on|off|auto]
+ *            -- PROGRAM [ARGS...]
+ *
+ * The launcher execs PROGRAM in place (same pid) with LD_PRELOAD=libkiln.so and
+ * hands the runtime its configuration, volume keys included, through an
+ * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
+ * in an environment or on disk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/common.h"
+#include "runtime/runtime.h"
+
+#ifndef KILN_RUNTIME_INSTALL
+#define KILN_RUNTIME_INSTALL "/usr/local/lib/kiln/libkiln.so"
+#endif
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: kiln run [OPTIONS] -- PROGRAM [ARGS...]\n\n"
+		"Run an unmodified program under the kiln runtime (libkiln.so).\n\n"
+		"Options:\n"
+		"  --volume MOUNT=DIR:KEYFILE  show the protected volume DIR (made by\n"
+		"                              'kiln fs init') as plaintext at MOUNT\n"
+		"  --volume DIR=KEYFILE        show the volume DIR as plaintext at DIR itself\n"
+		"  --freshness MODE            when file changes are committed to the volume:\n"
+		"                              every-fsync (default), on-close, on-exit\n"
+		"  --sud on|off|auto           Syscall User Dispatch for calls that bypass\n"
+		"                              libc (auto: on when a volume is mounted)\n"
+		"  -h, --help                  this text\n\n"
+		"Without --cas the program runs in development mode (no attestation).\n"
+		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
+		RT_ENV_LIB);
+}
+
+/* Volume key file: 32 raw bytes or 64 hex characters (whitespace allowed). */
+static int load_key(const char *path, uint8_t key[32])
+{
+	uint8_t *data = NULL;
+	size_t size = 0;
+	char hex[65];
+	size_t n = 0;
+	int ret = kiln_read_file(path, 4096, &data, &size);
+
+	if (ret) {
+		cli_error("key file %s: %s", path, kiln_strerror(ret));
+		return ret;
+	}
+	if (size == 32) {
+		memcpy(key, data, 32);
+		goto out;
+	}
+	for (size_t i = 0; i < size && n < sizeof(hex); i++)
+		if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
+			hex[n++] = (char)data[i];
+	if (n != 64) {
+		ret = -KILN_EFORMAT;
+	} else {
+		hex[64] = '\0';
+		ret = kiln_hex_decode(hex, key, 32, NULL);
+	}
+	kiln_wipe(hex, sizeof(hex));
+	if (ret)
+		cli_error("key file %s: not a volume key (expected 32 bytes or 64 hex characters)",
+			  path);
+out:
+	kiln_free_secret(data, size);
+	return ret;
+}
+
+static int add_volume(struct rt_config *cfg, const char *spec)
+{
+	char buf[8192], cwd[PATH_MAX];
+	char *eq, *mount = NULL, *dir, *key;
+	struct rt_volume_cfg *v;
+
+	if (cfg->n_volumes >= RT_MAX_VOLUMES) {
+		cli_error("--volume: at most %d volumes", RT_MAX_VOLUMES);
+		return -E2BIG;
+	}
+	if (strlen(spec) >= sizeof(buf)) {
+		cli_error("--volume: argument too long");
+		return -ENAMETOOLONG;
+	}
+	strcpy(buf, spec);
+	eq = strchr(buf, '=');
+	if (!eq || eq == buf || !eq[1]) {
+		cli_error("--volume '%s': expected MOUNT=DIR:KEYFILE or DIR=KEYFILE", spec);
+		return -EINVAL;
+	}
+	*eq = '\0';
+	key = strchr(eq + 1, ':');
+	if (key) {
+		mount = buf;
+		dir = eq + 1;
+		*key++ = '\0';
+	} else {
+		dir = buf;
+		key = eq + 1;
+	}
+	if (!dir[0] || !key[0] || (mount && !mount[0])) {
+		cli_error("--volume '%s': expected MOUNT=DIR:KEYFILE or DIR=KEYFILE", spec);
+		return -EINVAL;
+	}
+	if (!getcwd(cwd, sizeof(cwd))) {
+		cli_error("--volume: cannot get the working directory: %s", strerror(errno));
+		return -errno;
+	}
+	v = &cfg->volumes[cfg->n_volumes];
+	if (rt_path_normalize(cwd, dir, v->dir, sizeof(v->dir)) ||
+	    rt_path_normalize(cwd, mount ? mount : dir, v->mount, sizeof(v->mount))) {
+		cli_error("--volume '%s': path too long", spec);
+		return -ENAMETOOLONG;
+	}
+	if (strchr(v->dir, ' ') || strchr(v->mount, ' ') || strchr(v->dir, '\n') ||
+	    strchr(v->mount, '\n')) {
+		cli_error("--volume '%s': paths with spaces or newlines are not supported", spec);
+		return -EINVAL;
+	}
+	if (access(v->dir, R_OK | X_OK) != 0) {
+		cli_error("volume %s: %s", v->dir, strerror(errno));
+		return -errno;
+	}
+	for (size_t i = 0; i < cfg->n_volumes; i++) {
+		if (strcmp(cfg->volumes[i].mount, v->mount) == 0) {
+			cli_error("--volume: %s is mounted twice", v->mount);
+			return -EINVAL;
+		}
+	}
+	if (load_key(key, v->key))
+		return -EINVAL;
+	/* Rollback protection as `kiln fs` does it: the trusted tag lives in KEY.tag. */
+	if (strlen(key) + 4 >= sizeof(buf) - (size_t)(key - buf)) {
+		cli_error("--volume '%s': key path too long", spec);
+		return -ENAMETOOLONG;
+	}
+	strcat(key, ".tag");
+	if (rt_path_normalize(cwd, key, v->tag_file, sizeof(v->tag_file)) ||
+	    strchr(v->tag_file, ' ')) {
+		cli_error("--volume '%s': tag file path not supported", spec);
+		return -EINVAL;
+	}
+	cfg->n_volumes++;
+	return 0;
+}
+
+static int find_runtime(char *out, size_t out_size)
+{
+	const char *env = getenv(RT_ENV_LIB);
+	char exe[PATH_MAX];
+	const char *cands[] = { "/libkiln.so", "/src/runtime/libkiln.so" };
+	ssize_t n;
+	char *slash;
+
+	if (env && env[0]) {
+		if (env[0] != '/' || access(env, R_OK) != 0) {
+			cli_error("%s=%s: not a readable absolute path", RT_ENV_LIB, env);
+			return -ENOENT;
+		}
+		snprintf(out, out_size, "%s", env);
+		return 0;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		for (size_t i = 0; i < KILN_ARRAY_SIZE(cands); i++) {
+			if ((size_t)snprintf(out, out_size, "%s%s", exe, cands[i]) < out_size &&
+			    access(out, R_OK) == 0)
+				return 0;
+		}
+	}
+	if (access(KILN_RUNTIME_INSTALL, R_OK) == 0) {
+		snprintf(out, out_size, "%s", KILN_RUNTIME_INSTALL);
+		return 0;
+	}
+	cli_error("libkiln.so not found next to the kiln binary nor at %s (set %s)",
+		  KILN_RUNTIME_INSTALL, RT_ENV_LIB);
+	return -ENOENT;
+}
+
+static int set_preload(const char *lib)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *val;
+	int ret;
+
+	if (!old || !old[0])
+		return setenv("LD_PRELOAD", lib, 1) ? -errno : 0;
+	if (asprintf(&val, "%s:%s", lib, old) < 0)
+		return -ENOMEM;
+	ret = setenv("LD_PRELOAD", val, 1) ? -errno : 0;
+	free(val);
+	return ret;
+}
+
+enum { OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS };
+
+int run_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "volume", required_argument, NULL, OPT_VOLUME },
+		{ "freshness", required_argument, NULL, OPT_FRESHNESS },
+		{ "sud", required_argument, NULL, OPT_SUD },
+		{ "cas", required_argument, NULL, OPT_CAS },
+		{ "cas-ca", required_argument, NULL, OPT_CAS },
+		{ "cas-fingerprint", required_argument, NULL, OPT_CAS },
+		{ "session", required_argument, NULL, OPT_CAS },
+		{ "service", required_argument, NULL, OPT_CAS },
+		{ "tee", required_argument, NULL, OPT_CAS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rt_config *cfg = calloc(1, sizeof(*cfg));
+	char lib[PATH_MAX], fdstr[32];
+	const char *sud = "auto";
+	char *text = NULL;
+	size_t text_size = 0;
+	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
+
+	if (!cfg) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	cfg->dev = true;
+	cfg->freshness = RT_FRESH_EVERY_FSYNC;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			run_usage(stdout);
+			status = CLI_EXIT_OK;
+			goto out;
+		case OPT_VOLUME:
+			if (add_volume(cfg, optarg))
+				goto out;
+			break;
+		case OPT_FRESHNESS:
+			if (rt_freshness_parse(optarg, &cfg->freshness)) {
+				cli_error("--freshness '%s': expected every-fsync, on-close or "
+					  "on-exit", optarg);
+				goto out;
+			}
+			break;
+		case OPT_SUD:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off") && strcmp(optarg, "auto")) {
+				cli_error("--sud '%s': expected on, off or auto", optarg);
+				goto out;
+			}
+			sud = optarg;
+			break;
+		case OPT_CAS:
+			cli_error("%s: attestation is not available in this build of kiln run "
+				  "(development mode only; see docs/runtime.md)", argv[optind - 1]);
+			status = CLI_EXIT_FAIL;
+			goto out;
+		default:
+			cli_error("run: unknown or incomplete option '%s' (see 'kiln run --help')",
+				  argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (optind >= argc) {
+		cli_error("run: missing PROGRAM (usage: kiln run [OPTIONS] -- PROGRAM [ARGS...])");
+		goto out;
+	}
+	cfg->sud = strcmp(sud, "on") == 0 || (strcmp(sud, "auto") == 0 && cfg->n_volumes > 0);
+	status = CLI_EXIT_FAIL;
+	if (find_runtime(lib, sizeof(lib)))
+		goto out;
+	if (rt_config_serialize(cfg, &text, &text_size)) {
+		cli_error("out of memory");
+		goto out;
+	}
+	if (text_size > 60000) {
+		cli_error("run: configuration too large");
+		goto out;
+	}
+	if (pipe2(pipefd, 0) || fcntl(pipefd[1], F_SETFD, FD_CLOEXEC)) {
+		cli_error("run: pipe: %s", strerror(errno));
+		goto out;
+	}
+	/* Fits in the pipe buffer: the runtime reads it before main. */
+	if (kiln_write_all(pipefd[1], text, text_size)) {
+		cli_error("run: cannot pass the configuration: %s", strerror(errno));
+		goto out;
+	}
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	snprintf(fdstr, sizeof(fdstr), "%d", pipefd[0]);
+	if (set_preload(lib) || setenv(RT_ENV_CONFIG_FD, fdstr, 1)) {
+		cli_error("run: cannot set the environment");
+		goto out;
+	}
+	fprintf(stderr, "kiln: development mode: no attestation\n");
+	fflush(stderr);
+	kiln_free_secret(text, text_size);
+	text = NULL;
+	rt_config_wipe(cfg);
+	execvp(argv[optind], argv + optind);
+	cli_error("cannot execute %s: %s", argv[optind], strerror(errno));
+	status = CLI_EXIT_FAIL;
+out:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	if (text)
+		kiln_free_secret(text, text_size);
+	rt_config_wipe(cfg);
+	free(cfg);
+	return status;
+}

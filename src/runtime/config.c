@@ -1,0 +1,187 @@
+/* kiln runtime: the launcher -> runtime configuration text (see runtime.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+#define CONFIG_MAGIC "kiln-runtime-config-v1"
+
+int rt_freshness_parse(const char *s, enum rt_freshness *out)
+{
+	if (strcmp(s, "every-fsync") == 0)
+		*out = RT_FRESH_EVERY_FSYNC;
+	else if (strcmp(s, "on-close") == 0)
+		*out = RT_FRESH_ON_CLOSE;
+	else if (strcmp(s, "on-exit") == 0)
+		*out = RT_FRESH_ON_EXIT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static const char *freshness_name(enum rt_freshness f)
+{
+	switch (f) {
+	case RT_FRESH_EVERY_FSYNC:
+		return "every-fsync";
+	case RT_FRESH_ON_CLOSE:
+		return "on-close";
+	default:
+		return "on-exit";
+	}
+}
+
+/* Copy the next space-separated word of line into out; NULL at end. */
+static const char *next_word(const char *p, char *out, size_t out_size)
+{
+	size_t n = 0;
+
+	while (*p == ' ')
+		p++;
+	if (!*p)
+		return NULL;
+	while (*p && *p != ' ') {
+		if (n + 1 >= out_size)
+			return NULL;
+		out[n++] = *p++;
+	}
+	out[n] = '\0';
+	return p;
+}
+
+static int parse_line(struct rt_config *cfg, const char *line, bool *end)
+{
+	char word[4096], key_hex[80];
+	const char *p;
+
+	if (strcmp(line, "end") == 0) {
+		*end = true;
+		return 0;
+	}
+	if (strcmp(line, "mode dev") == 0) {
+		cfg->dev = true;
+		return 0;
+	}
+	if (strcmp(line, "sud on") == 0 || strcmp(line, "sud off") == 0) {
+		cfg->sud = line[5] == 'n';
+		return 0;
+	}
+	if (strncmp(line, "freshness ", 10) == 0)
+		return rt_freshness_parse(line + 10, &cfg->freshness) ? -KILN_EFORMAT : 0;
+	if (strncmp(line, "volume ", 7) == 0) {
+		struct rt_volume_cfg *v;
+		int ret = -KILN_EFORMAT;
+
+		if (cfg->n_volumes >= RT_MAX_VOLUMES)
+			return -E2BIG;
+		v = &cfg->volumes[cfg->n_volumes];
+		p = next_word(line + 7, word, sizeof(word));
+		if (!p || word[0] != '/' ||
+		    rt_path_normalize(NULL, word, v->mount, sizeof(v->mount)))
+			return -KILN_EFORMAT;
+		p = next_word(p, word, sizeof(word));
+		if (!p || word[0] != '/' || rt_path_normalize(NULL, word, v->dir, sizeof(v->dir)))
+			return -KILN_EFORMAT;
+		p = next_word(p, key_hex, sizeof(key_hex));
+		if (p && kiln_hex_decode(key_hex, v->key, sizeof(v->key), NULL) == 0) {
+			const char *q = next_word(p, word, sizeof(word));
+
+			if (*p == '\0' || (q && *q == '\0' && word[0] == '/' &&
+					    !rt_path_normalize(NULL, word, v->tag_file,
+							       sizeof(v->tag_file)))) {
+				cfg->n_volumes++;
+				ret = 0;
+			}
+		}
+		kiln_wipe(key_hex, sizeof(key_hex));
+		return ret;
+	}
+	return -KILN_EFORMAT;
+}
+
+int rt_config_parse(const char *text, size_t size, struct rt_config *cfg, struct kiln_err *err)
+{
+	char line[8400];
+	size_t pos = 0;
+	unsigned lineno = 0;
+	bool end = false;
+	int ret = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->sud = true;
+	cfg->freshness = RT_FRESH_ON_CLOSE;
+	while (pos < size && !end) {
+		size_t n = 0;
+
+		lineno++;
+		while (pos < size && text[pos] != '\n') {
+			if (n + 1 >= sizeof(line)) {
+				ret = kiln_err_set(err, -KILN_EFORMAT, "config line %u: too long",
+						   lineno);
+				goto out;
+			}
+			line[n++] = text[pos++];
+		}
+		line[n] = '\0';
+		pos++;
+		if (lineno == 1) {
+			if (strcmp(line, CONFIG_MAGIC) != 0) {
+				ret = kiln_err_set(err, -KILN_EFORMAT,
+						   "config: first line is not '%s'", CONFIG_MAGIC);
+				goto out;
+			}
+			continue;
+		}
+		ret = parse_line(cfg, line, &end);
+		if (ret) {
+			/* Never echo the line: it may hold a key. */
+			ret = kiln_err_set(err, ret, "config line %u: malformed", lineno);
+			goto out;
+		}
+	}
+	if (!end)
+		ret = kiln_err_set(err, -KILN_ETRUNC, "config: missing 'end' line");
+out:
+	kiln_wipe(line, sizeof(line));
+	if (ret)
+		rt_config_wipe(cfg);
+	return ret;
+}
+
+int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
+{
+	size_t cap = 256 + cfg->n_volumes * (3 * 4096 + 96);
+	char *buf = malloc(cap);
+	size_t len = 0;
+	int n;
+
+	*out = NULL;
+	if (!buf)
+		return -ENOMEM;
+	n = snprintf(buf, cap, "%s\n%ssud %s\nfreshness %s\n", CONFIG_MAGIC,
+		     cfg->dev ? "mode dev\n" : "", cfg->sud ? "on" : "off",
+		     freshness_name(cfg->freshness));
+	len = (size_t)n;
+	for (size_t i = 0; i < cfg->n_volumes; i++) {
+		char hex[65];
+
+		kiln_hex_encode(cfg->volumes[i].key, sizeof(cfg->volumes[i].key), hex);
+		n = snprintf(buf + len, cap - len, "volume %s %s %s%s%s\n", cfg->volumes[i].mount,
+			     cfg->volumes[i].dir, hex, cfg->volumes[i].tag_file[0] ? " " : "",
+			     cfg->volumes[i].tag_file);
+		kiln_wipe(hex, sizeof(hex));
+		len += (size_t)n;
+	}
+	n = snprintf(buf + len, cap - len, "end\n");
+	len += (size_t)n;
+	*out = buf;
+	*out_size = len;
+	return 0;
+}
+
+void rt_config_wipe(struct rt_config *cfg)
+{
+	kiln_wipe(cfg, sizeof(*cfg));
+}

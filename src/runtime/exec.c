@@ -1,0 +1,122 @@
+/* kiln runtime: exec. A program the app executes is re-launched under the
+ * runtime: LD_PRELOAD keeps libkiln, and the configuration travels through a
+ * fresh inherited pipe named by KILN_CONFIG_FD (the child's runtime reads and
+ * closes it before main). In development mode the configuration holds the
+ * volume keys, so the child gets the same volumes; under attestation it holds
+ * only the CAS connection and the child attests again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "runtime/rt_int.h"
+
+static bool has_lib(const char *preload, const char *lib)
+{
+	size_t n = strlen(lib);
+
+	for (const char *p = preload; (p = strstr(p, lib)); p += n)
+		if ((p == preload || p[-1] == ':' || p[-1] == ' ') &&
+		    (p[n] == '\0' || p[n] == ':' || p[n] == ' '))
+			return true;
+	return false;
+}
+
+void rt_exec_env_free(struct rt_exec_env *e)
+{
+	if (e->pipe_rd >= 0)
+		rt_sys(SYS_close, e->pipe_rd);
+	free(e->preload);
+	free(e->env);
+	memset(e, 0, sizeof(*e));
+	e->pipe_rd = -1;
+}
+
+int rt_exec_env(char *const *envp, struct rt_exec_env *e)
+{
+	size_t n = 0, k = 0;
+	bool have_preload = false;
+	int pipefd[2];
+	long ret;
+
+	memset(e, 0, sizeof(*e));
+	e->pipe_rd = -1;
+	if (!g_rt.initialized || !g_rt.config_text || !g_rt.lib_path[0])
+		return -ENOENT;
+	while (envp && envp[n])
+		n++;
+	e->env = calloc(n + 3, sizeof(*e->env));
+	if (!e->env)
+		return -ENOMEM;
+	ret = rt_sys(SYS_pipe2, pipefd, 0);
+	if (ret < 0)
+		goto fail;
+	e->pipe_rd = pipefd[0];
+	/* The config is small (< 64 KiB pipe buffer): the write cannot block. */
+	ret = rt_sys(SYS_write, pipefd[1], g_rt.config_text, g_rt.config_size);
+	rt_sys(SYS_close, pipefd[1]);
+	if (ret != (long)g_rt.config_size) {
+		ret = ret < 0 ? ret : -EIO;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(envp[i], RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)
+			continue;
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0) {
+			have_preload = true;
+			if (!has_lib(envp[i] + 11, g_rt.lib_path)) {
+				size_t len = strlen(envp[i]) + strlen(g_rt.lib_path) + 2;
+
+				e->preload = malloc(len);
+				if (!e->preload) {
+					ret = -ENOMEM;
+					goto fail;
+				}
+				snprintf(e->preload, len, "LD_PRELOAD=%s:%s", g_rt.lib_path,
+					 envp[i] + 11);
+				e->env[k++] = e->preload;
+				continue;
+			}
+		}
+		e->env[k++] = envp[i];
+	}
+	if (!have_preload) {
+		size_t len = strlen(g_rt.lib_path) + 12;
+
+		e->preload = malloc(len);
+		if (!e->preload) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		snprintf(e->preload, len, "LD_PRELOAD=%s", g_rt.lib_path);
+		e->env[k++] = e->preload;
+	}
+	snprintf(e->fdvar, sizeof(e->fdvar), RT_ENV_CONFIG_FD "=%d", e->pipe_rd);
+	e->env[k++] = e->fdvar;
+	e->env[k] = NULL;
+	return 0;
+fail:
+	rt_exec_env_free(e);
+	return (int)ret;
+}
+
+long rt_exec(long nr, const long a[6])
+{
+	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
+	struct rt_exec_env e;
+	long ret;
+
+	ret = rt_exec_env(envp, &e);
+	if (ret == -ENOENT)
+		return rt_raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (ret)
+		return ret;
+	if (nr == SYS_execve)
+		ret = rt_sys(SYS_execve, a[0], a[1], e.env);
+	else
+		ret = rt_sys(SYS_execveat, a[0], a[1], a[2], e.env, a[4]);
+	rt_exec_env_free(&e);
+	return ret;
+}

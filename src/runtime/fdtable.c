@@ -1,0 +1,64 @@
+/* kiln runtime: the fd table. One slot per fd number below RT_FD_MAX holding a
+ * tagged pointer (kind in the low 2 bits; shield objects are at least 8-byte
+ * aligned). Lookups are a single relaxed atomic load so the read/write fast
+ * path costs nothing measurable; updates use atomic exchange so a signal
+ * handler or another thread never sees a torn entry. The array lives in .bss:
+ * pages are only touched for fd numbers actually used. */
+#include <stdatomic.h>
+
+#include "runtime/runtime.h"
+
+static _Atomic uintptr_t g_fds[RT_FD_MAX];
+static atomic_size_t g_count;
+
+bool rt_fd_in_range(int fd)
+{
+	return fd >= 0 && fd < RT_FD_MAX;
+}
+
+enum rt_fd_kind rt_fd_kind(int fd)
+{
+	if (!rt_fd_in_range(fd))
+		return RT_FD_NONE;
+	return (enum rt_fd_kind)(atomic_load_explicit(&g_fds[fd], memory_order_acquire) & 3u);
+}
+
+void *rt_fd_get(int fd)
+{
+	if (!rt_fd_in_range(fd))
+		return NULL;
+	return (void *)(atomic_load_explicit(&g_fds[fd], memory_order_acquire) & ~(uintptr_t)3);
+}
+
+void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj)
+{
+	uintptr_t old;
+
+	if (!rt_fd_in_range(fd))
+		return NULL;
+	old = atomic_exchange(&g_fds[fd], (uintptr_t)obj | (uintptr_t)kind);
+	if (!old)
+		atomic_fetch_add(&g_count, 1);
+	return (void *)(old & ~(uintptr_t)3);
+}
+
+void *rt_fd_clear(int fd, enum rt_fd_kind *kind)
+{
+	uintptr_t old;
+
+	if (kind)
+		*kind = RT_FD_NONE;
+	if (!rt_fd_in_range(fd))
+		return NULL;
+	old = atomic_exchange(&g_fds[fd], 0);
+	if (old)
+		atomic_fetch_sub(&g_count, 1);
+	if (kind)
+		*kind = (enum rt_fd_kind)(old & 3u);
+	return (void *)(old & ~(uintptr_t)3);
+}
+
+size_t rt_fd_count(void)
+{
+	return atomic_load(&g_count);
+}

@@ -1,0 +1,116 @@
+/* kiln runtime: internals of libkiln.so shared by the files of src/runtime/
+ * (not used outside this folder). */
+#ifndef KILN_RT_INT_H
+#define KILN_RT_INT_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "runtime/runtime.h"
+
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+#ifndef SYS_USER_DISPATCH
+#define SYS_USER_DISPATCH 2
+#endif
+
+#define RT_HIDDEN __attribute__((visibility("hidden")))
+#define RT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The allowed code region for Syscall User Dispatch (sud.c, assembly). Every
+ * system call the runtime itself issues goes through rt_raw_syscall. */
+long rt_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5) RT_HIDDEN;
+extern char rt_sud_start[] RT_HIDDEN;
+extern char rt_sud_end[] RT_HIDDEN;
+void rt_stub_sigreturn(void) RT_HIDDEN;
+void rt_stub_clone(void) RT_HIDDEN;
+
+static inline long rt_sys0(long nr)
+{
+	return rt_raw_syscall(nr, 0, 0, 0, 0, 0, 0);
+}
+#define rt_sys(nr, ...) rt_sys_n(nr, __VA_ARGS__, 0, 0, 0, 0, 0, 0)
+#define rt_sys_n(nr, a, b, c, d, e, f, ...) \
+	rt_raw_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
+/* Per-thread dispatch selector and nesting depth of runtime code. While
+ * t_rt_depth > 0 the runtime runs its own code: wrappers pass straight through
+ * and the selector allows libc's system calls. */
+extern RT_TLS volatile char t_rt_selector RT_HIDDEN;
+extern RT_TLS int t_rt_depth RT_HIDDEN;
+
+struct rt_guard {
+	sigset_t mask;
+	char selector;
+};
+/* Enter runtime code: block signals (so no app handler runs while the runtime
+ * holds a lock), allow libc syscalls. rt_leave restores both. */
+void rt_enter(struct rt_guard *g) RT_HIDDEN;
+void rt_leave(struct rt_guard *g) RT_HIDDEN;
+
+/* Global runtime state. */
+struct rt_state {
+	bool initialized;
+	bool sud_on;
+	bool shield_on;        /* at least one volume mounted */
+	struct rt_config cfg;  /* secrets (keys) wiped after the volumes are open */
+	char *config_text;     /* serialized config handed to exec'd children */
+	size_t config_size;
+	char lib_path[4096];   /* absolute path of libkiln.so */
+	int owned_base;        /* runtime-owned fds are moved at or above this */
+};
+extern struct rt_state g_rt RT_HIDDEN;
+
+/* Central dispatch: called by the libc wrappers and the SIGSYS handler (uc is
+ * non-NULL then). Returns the raw result (-errno on failure). */
+long rt_dispatch(long nr, const long a[6], ucontext_t *uc) RT_HIDDEN;
+
+/* Syscall User Dispatch. */
+int rt_sud_init(void) RT_HIDDEN;
+int rt_sud_thread_init(void) RT_HIDDEN;
+
+/* The file shield (shield.c). */
+int rt_shield_init(struct kiln_err *err) RT_HIDDEN;
+/* Decide whether the call touches a protected path/fd. */
+bool rt_shield_touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
+/* Run a SHIELD call that touches a protected object. */
+long rt_shield_call(long nr, const long a[6]) RT_HIDDEN;
+/* Name of the first protected path/fd the call touches (for refusal lines). */
+void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
+			size_t out_size) RT_HIDDEN;
+void rt_shield_exit(void) RT_HIDDEN;
+/* In a forked child: take private copies of what must not be shared. */
+void rt_shield_after_fork(void) RT_HIDDEN;
+/* Called by the fork paths: before, and in the parent after. */
+void rt_shield_before_fork(void) RT_HIDDEN;
+void rt_shield_parent_after_fork(void) RT_HIDDEN;
+/* Move fd to the runtime-owned range (close-on-exec) and mark it owned.
+ * Returns the new fd or -errno (fd is closed either way on failure). */
+int rt_own_fd(int fd) RT_HIDDEN;
+/* Close a runtime-owned fd. */
+void rt_own_close(int fd) RT_HIDDEN;
+
+/* pf storage over runtime-owned fds in <dir>/.kiln (storage.c). */
+struct pf_storage_ops;
+int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
+
+/* exec: build the environment for a re-launched child and hand it the config. */
+long rt_exec(long nr, const long a[6]) RT_HIDDEN;
+/* The environment for a child re-launched under the runtime: envp with
+ * LD_PRELOAD holding libkiln and KILN_CONFIG_FD naming pipe_rd, a fresh pipe
+ * holding the config. -ENOENT when the runtime is inert (use envp as is). */
+struct rt_exec_env {
+	char **env;      /* malloc'd array; strings borrowed from envp or below */
+	char *preload;   /* malloc'd */
+	char fdvar[64];
+	int pipe_rd;     /* inheritable; closed by rt_exec_env_free */
+};
+int rt_exec_env(char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
+void rt_exec_env_free(struct rt_exec_env *e) RT_HIDDEN;
+
+/* One line on stderr, "kiln: ..." (async-signal-safe, raw write). */
+void rt_say(const char *fmt, ...) RT_HIDDEN __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,130 @@
+/* kiln runtime (libkiln.so): the one header of src/runtime/.
+ *
+ * libkiln is LD_PRELOADed into an unmodified program by `kiln run`. It
+ * interposes the libc I/O surface (fast path) and enables Syscall User Dispatch
+ * so that every other system call, including direct `syscall` instructions and
+ * glibc-internal calls, traps into the runtime (safety net). Both paths meet in
+ * rt_dispatch(), which consults the table of every x86-64 system call
+ * (syscalls.c) and sends calls that touch a protected path or fd to the file
+ * shield; everything else is issued unchanged from the runtime's allowed code
+ * region.
+ *
+ * The launcher passes its configuration through an inherited pipe whose number
+ * is in KILN_CONFIG_FD (never secrets in the environment or on the command line);
+ * the format is described at rt_config_parse(). This header is also used by the
+ * CLI (`kiln run`) and the unit tests. */
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ---- the system call table ---------------------------------------------- */
+enum rt_sys_action {
+	RT_SYS_PASS = 0,    /* nothing to do, even on protected fds (they are memfds) */
+	RT_SYS_SHIELD = 1,  /* implemented by the file shield on protected paths/fds */
+	RT_SYS_REFUSE = 2,  /* ENOTSUP + one stderr line on protected paths/fds */
+	RT_SYS_RUNTIME = 3, /* always inspected by the runtime (signals, threads, exec) */
+};
+
+struct rt_syscall {
+	const char *name;     /* kernel name; "unassigned" for numbers without a call */
+	uint8_t action;       /* enum rt_sys_action */
+	uint8_t fd_mask;      /* bit i: argument i is an fd */
+	int8_t paths[2][2];   /* (dirfd argument or -1, path argument) or (-1, -1) */
+	const char *note;     /* one line for docs/runtime.md */
+};
+
+#define RT_SYSCALL_MAX 469
+#define RT_SYSCALL_COUNT (RT_SYSCALL_MAX + 1)
+extern const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT];
+
+/* Name of syscall nr ("unknown" outside the table). */
+const char *rt_syscall_name(long nr);
+
+/* ---- paths ---------------------------------------------------------------- */
+/* Lexically normalize path against cwd (used when path is relative; cwd must be
+ * absolute): joins, collapses "//", "." and "..", drops a trailing '/'. Writes
+ * an absolute path into out. -ENAMETOOLONG when out is too small, -EINVAL for
+ * an empty path or a relative cwd. Symlinks are not resolved (documented in
+ * docs/runtime.md). */
+int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_size);
+
+/* When path (normalized) equals prefix or lies below it, return the remainder
+ * ("" for the prefix itself, else without the leading '/'); NULL otherwise.
+ * prefix is normalized; "/" matches everything. */
+const char *rt_path_under(const char *path, const char *prefix);
+
+/* ---- the fd table ---------------------------------------------------------- */
+/* Maps app fd numbers to shield objects. Reads are lock-free (one atomic load);
+ * updates use atomic exchange. An fd's object is reference counted by the
+ * shield; the table only stores the pointer and a kind. */
+#define RT_FD_MAX 65536
+
+enum rt_fd_kind {
+	RT_FD_NONE = 0,
+	RT_FD_FILE = 1,  /* protected regular file (a memfd with the plaintext) */
+	RT_FD_DIR = 2,   /* protected directory (listing from the volume) */
+	RT_FD_OWNED = 3, /* the runtime's own fd: invisible to the app */
+};
+
+struct rt_fd_entry;
+/* The kind of fd (RT_FD_NONE for fds out of range or not tracked). */
+enum rt_fd_kind rt_fd_kind(int fd);
+/* The object stored for fd, or NULL. */
+void *rt_fd_get(int fd);
+/* Store (kind, obj) for fd; returns the previous object (or NULL) so the caller
+ * can drop its reference. -EBADF-like misuse (fd out of range) returns NULL and
+ * stores nothing: check rt_fd_in_range first. */
+void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj);
+/* Remove fd; returns the previous object (NULL if none). */
+void *rt_fd_clear(int fd, enum rt_fd_kind *kind);
+bool rt_fd_in_range(int fd);
+/* Number of tracked fds (for tests and the exit flush). */
+size_t rt_fd_count(void);
+
+/* ---- configuration (launcher -> runtime) --------------------------------- */
+enum rt_freshness { RT_FRESH_EVERY_FSYNC, RT_FRESH_ON_CLOSE, RT_FRESH_ON_EXIT };
+
+#define RT_MAX_VOLUMES 16
+
+struct rt_volume_cfg {
+	char mount[4096]; /* normalized absolute path the program sees */
+	char dir[4096];   /* normalized absolute volume directory */
+	uint8_t key[32];  /* volume key (secret: wiped by rt_config_wipe) */
+	char tag_file[4096]; /* local freshness tag store ("" = none), as `kiln fs` */
+};
+
+struct rt_config {
+	bool dev;                      /* development mode: no attestation */
+	bool sud;                      /* enable Syscall User Dispatch */
+	enum rt_freshness freshness;
+	size_t n_volumes;
+	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
+};
+
+/* Text format, one item per line, first line "kiln-runtime-config-v1":
+ *   mode dev
+ *   sud on|off
+ *   freshness every-fsync|on-close|on-exit
+ *   volume <mount> <dir> <64 hex key> [<tag file>]   (paths without spaces)
+ *   end
+ * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
+ * line. Serialize: writes into a malloc'd string owned (and wiped) by the
+ * caller. */
+int rt_config_parse(const char *text, size_t size, struct rt_config *cfg,
+		    struct kiln_err *err);
+int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size);
+void rt_config_wipe(struct rt_config *cfg);
+/* Parse "every-fsync" | "on-close" | "on-exit". */
+int rt_freshness_parse(const char *s, enum rt_freshness *out);
+
+/* Environment variable naming the inherited config fd (only a number). */
+#define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"
+/* Environment variable with the absolute path of libkiln.so (for exec). */
+#define RT_ENV_LIB "KILN_RUNTIME_LIB"
+
+#endif

@@ -1,0 +1,1387 @@
+/* kiln runtime: the file shield.
+ *
+ * Design: an open protected file is a memfd holding its plaintext (a "node",
+ * one per volume path, shared by every open of that path). The app's fd is a
+ * separate open of that memfd (via /proc/self/fd), so it has its own offset and
+ * flags, and every data call -- read, write, pread, mmap(MAP_SHARED), sendfile,
+ * splice, poll -- is native and costs nothing extra. The runtime takes part
+ * only where the file system is involved: open (decrypt and verify the whole
+ * file through pf), stat (plaintext size and the volume's mode), fsync/close/
+ * exit (write the chunks that changed since the last flush back through pf and
+ * commit per --freshness), and the namespace calls (rename, unlink, mkdir,
+ * readdir ...), which map 1:1 to pf.
+ *
+ * Trade-offs, also in docs/runtime.md: the plaintext of open files lives in
+ * process memory (as it would in the page cache of a decrypted mount); a file
+ * must fit in memory twice (the memfd and the copy as of the last flush, used
+ * to find changed chunks without hashing); corruption is detected at open,
+ * not at the read that touches the chunk.
+ *
+ * Locking: one mutex, always taken inside rt_enter() (signals blocked), never
+ * held while app code runs. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pf/pf.h"
+#include "runtime/rt_int.h"
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+
+struct rt_vol {
+	struct rt_volume_cfg *cfg;
+	pf_volume_t *pf;
+	int rootfd;     /* owned: the volume directory, backs directory fds */
+	int lockfd;     /* owned: "<dir>/.kiln", flock'd around every pf call */
+	struct stat meta_seen; /* identity of the metadata this process last saw */
+	dev_t dev;      /* reported as st_dev of every file in the volume */
+	uint32_t chunk;
+	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
+};
+
+struct rt_node {
+	struct rt_node *next;
+	struct rt_vol *vol;
+	char *rel;            /* volume path, malloc'd */
+	pf_file_t *pf;
+	int memfd;            /* owned */
+	uint8_t *synced;      /* plaintext as of the last flush, malloc'd, wiped */
+	uint64_t synced_size;
+	int refs;             /* open file descriptions using this node */
+	bool unlinked;
+};
+
+struct rt_ofd {
+	int refs;             /* fds sharing this description (dup) */
+	enum rt_fd_kind kind;
+	struct rt_node *node; /* RT_FD_FILE */
+	struct rt_vol *vol;   /* RT_FD_DIR */
+	char *rel;            /* RT_FD_DIR, malloc'd */
+	char **names;         /* RT_FD_DIR listing snapshot (pf_names_free) */
+	size_t count;
+	size_t pos;
+};
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rt_vol g_vols[RT_MAX_VOLUMES];
+static size_t g_nvols;
+
+#define PATH_SIZE 4096
+
+/* The process umask (applied to modes of created files and directories, as
+ * the kernel would). Called with signals blocked under the shield lock. */
+static mode_t cur_umask(void)
+{
+	long old = rt_sys(SYS_umask, 022);
+
+	rt_sys(SYS_umask, old);
+	return (mode_t)old;
+}
+
+/* ---- owned fds ----------------------------------------------------------- */
+int rt_own_fd(int fd)
+{
+	long nfd = rt_sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, g_rt.owned_base);
+
+	rt_sys(SYS_close, fd);
+	if (nfd < 0)
+		return (int)nfd;
+	if (!rt_fd_in_range((int)nfd)) {
+		rt_sys(SYS_close, nfd);
+		return -EMFILE;
+	}
+	rt_fd_set((int)nfd, RT_FD_OWNED, NULL);
+	return (int)nfd;
+}
+
+void rt_own_close(int fd)
+{
+	if (fd < 0)
+		return;
+	rt_fd_clear(fd, NULL);
+	rt_sys(SYS_close, fd);
+}
+
+/* ---- resolution ---------------------------------------------------------- */
+struct target {
+	struct rt_vol *vol;
+	const char *rel;      /* points into abs */
+	char abs[PATH_SIZE];  /* normalized absolute path the app used */
+};
+
+static struct rt_vol *find_vol(const char *abs, const char **rel)
+{
+	struct rt_vol *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < g_nvols; i++) {
+		const char *r = rt_path_under(abs, g_vols[i].cfg->mount);
+		size_t len = strlen(g_vols[i].cfg->mount);
+
+		if (r && (!best || len > best_len)) {
+			best = &g_vols[i];
+			best_len = len;
+			*rel = r;
+		}
+	}
+	return best;
+}
+
+/* Resolve (dirfd, path). Returns true when it names something in a volume. */
+static bool resolve(long dirfd, const char *path, struct target *t)
+{
+	char base[PATH_SIZE];
+
+	t->vol = NULL;
+	if (!path || !path[0])
+		return false;
+	if (path[0] == '/') {
+		if (rt_path_normalize(NULL, path, t->abs, sizeof(t->abs)))
+			return false;
+	} else {
+		if ((int)dirfd == AT_FDCWD) {
+			if (rt_sys(SYS_getcwd, base, sizeof(base)) < 0)
+				return false;
+		} else if (rt_fd_kind((int)dirfd) == RT_FD_DIR) {
+			struct rt_ofd *o = rt_fd_get((int)dirfd);
+
+			if ((size_t)snprintf(base, sizeof(base), "%s/%s", o->vol->cfg->mount,
+					     o->rel) >= sizeof(base))
+				return false;
+		} else {
+			char link[64];
+			long n;
+
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", (int)dirfd);
+			n = rt_sys(SYS_readlink, link, base, sizeof(base) - 1);
+			if (n <= 0 || base[0] != '/')
+				return false;
+			base[n] = '\0';
+		}
+		if (rt_path_normalize(base, path, t->abs, sizeof(t->abs)))
+			return false;
+	}
+	t->vol = find_vol(t->abs, &t->rel);
+	return t->vol != NULL;
+}
+
+static bool fd_tracked(long fd)
+{
+	return rt_fd_kind((int)fd) != RT_FD_NONE;
+}
+
+bool rt_shield_touches(long nr, const struct rt_syscall *s, const long a[6])
+{
+	struct target t;
+
+	if (nr == SYS_close_range)
+		return true;
+	for (int i = 0; i < 6; i++)
+		if ((s->fd_mask & (1u << i)) && fd_tracked(a[i]))
+			return true;
+	for (int i = 0; i < 2; i++) {
+		int d = s->paths[i][0], p = s->paths[i][1];
+
+		if (p < 0)
+			continue;
+		if (!a[p] || !((const char *)a[p])[0]) {
+			/* AT_EMPTY_PATH / NULL path: the call acts on dirfd. */
+			if (d >= 0 && fd_tracked(a[d]))
+				return true;
+			continue;
+		}
+		if (resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t))
+			return true;
+	}
+	return false;
+}
+
+void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
+			size_t out_size)
+{
+	struct target t;
+
+	for (int i = 0; i < 2; i++) {
+		int d = s->paths[i][0], p = s->paths[i][1];
+
+		if (p >= 0 && a[p] && resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t)) {
+			snprintf(out, out_size, "path %s", t.abs);
+			return;
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		if ((s->fd_mask & (1u << i)) && fd_tracked(a[i])) {
+			struct rt_ofd *o = rt_fd_get((int)a[i]);
+
+			if (rt_fd_kind((int)a[i]) == RT_FD_FILE)
+				snprintf(out, out_size, "fd %ld (%s/%s)", a[i],
+					 o->node->vol->cfg->mount, o->node->rel);
+			else if (rt_fd_kind((int)a[i]) == RT_FD_DIR)
+				snprintf(out, out_size, "fd %ld (%s/%s)", a[i], o->vol->cfg->mount,
+					 o->rel);
+			else
+				snprintf(out, out_size, "fd %ld", a[i]);
+			return;
+		}
+	}
+	snprintf(out, out_size, "file");
+}
+
+/* ---- volumes shared between processes ------------------------------------
+ * Several processes (a shell and the programs it starts, a server and its
+ * forked children) may use one volume. Each holds its own pf_volume_t, so
+ * every pf call runs under an exclusive flock of "<dir>/.kiln", a process
+ * that finds the metadata replaced since it last looked reopens the volume
+ * first, and nothing is left uncommitted when the lock is released: namespace
+ * changes commit at once; file data commits per --freshness. */
+static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
+{
+	struct pf_volume_opts opts = { 0 };
+	int ret;
+
+	ret = rt_storage_open(v->cfg->dir, &opts.storage, &opts.storage_ctx);
+	if (ret)
+		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
+				    "'kiln fs init')", kiln_strerror(ret));
+	if (v->cfg->tag_file[0]) {
+		ret = pf_freshness_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
+		if (ret) {
+			opts.storage->free(opts.storage_ctx);
+			return kiln_err_set(err, ret, "tag file %s: %s", v->cfg->tag_file,
+					    kiln_strerror(ret));
+		}
+	}
+	return pf_volume_open(v->cfg->dir, v->key, &opts, &v->pf, err);
+}
+
+static void meta_identity(struct rt_vol *v, struct stat *st)
+{
+	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", st, 0) < 0)
+		memset(st, 0, sizeof(*st));
+}
+
+static bool same_meta(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static struct rt_node *g_nodes;
+static void node_reopen_all(struct rt_vol *v);
+
+/* Reopen v->pf because another process committed. Nothing is pending here
+ * (see above), so closing the old instance writes nothing. */
+static int vol_reload(struct rt_vol *v)
+{
+	struct kiln_err err = { 0 };
+	pf_volume_t *old = v->pf;
+	int ret;
+
+	for (struct rt_node *n = g_nodes; n; n = n->next) {
+		if (n->vol == v && n->pf) {
+			pf_close(n->pf);
+			n->pf = NULL;
+		}
+	}
+	pf_volume_close(old, NULL);
+	v->pf = NULL;
+	ret = vol_open_pf(v, &err);
+	if (ret) {
+		rt_say("volume %s: reopen after a change by another process: %s", v->cfg->dir,
+		       kiln_err_msg(&err, ret));
+		return ret;
+	}
+	node_reopen_all(v);
+	return 0;
+}
+
+static int vols_lock(void)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		struct stat st;
+		long r;
+
+		do
+			r = rt_sys(SYS_flock, v->lockfd, LOCK_EX);
+		while (r == -EINTR);
+		meta_identity(v, &st);
+		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
+			r = vol_reload(v);
+			if (r && !ret)
+				ret = (int)r;
+			v->meta_seen = st;
+		}
+	}
+	return ret;
+}
+
+static void vols_unlock(void)
+{
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		struct kiln_err err = { 0 };
+		int ret = v->pf ? pf_volume_flush(v->pf, &err) : 0;
+
+		if (ret)
+			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
+		meta_identity(v, &v->meta_seen);
+		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
+	}
+}
+
+/* Around fork: the shield lock is taken first so that the child never
+ * inherits it held by a thread that does not exist there. */
+void rt_shield_before_fork(void)
+{
+	pthread_mutex_lock(&g_lock);
+}
+
+void rt_shield_parent_after_fork(void)
+{
+	pthread_mutex_unlock(&g_lock);
+}
+
+/* In the child: flock belongs to the open file description, which the child
+ * shares with its parent; give the child its own. */
+void rt_shield_after_fork(void)
+{
+	char path[4200];
+
+	pthread_mutex_unlock(&g_lock);
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+		long fd;
+
+		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
+		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		rt_sys(SYS_dup3, fd, v->lockfd, O_CLOEXEC);
+		rt_sys(SYS_close, fd);
+	}
+}
+
+/* ---- nodes --------------------------------------------------------------- */
+static void say_pf(const char *mount, const char *rel, int code, struct kiln_err *err)
+{
+	rt_say("%s%s%s: %s", mount, rel[0] ? "/" : "", rel, kiln_err_msg(err, code));
+}
+
+static struct rt_node *node_find(struct rt_vol *vol, const char *rel)
+{
+	for (struct rt_node *n = g_nodes; n; n = n->next)
+		if (n->vol == vol && !n->unlinked && strcmp(n->rel, rel) == 0)
+			return n;
+	return NULL;
+}
+
+static void node_free(struct rt_node *n)
+{
+	struct rt_node **pp;
+
+	for (pp = &g_nodes; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			break;
+		}
+	}
+	if (n->pf)
+		pf_close(n->pf);
+	rt_own_close(n->memfd);
+	kiln_free_secret(n->synced, n->synced_size);
+	free(n->rel);
+	free(n);
+}
+
+static void node_reopen_all(struct rt_vol *v)
+{
+	for (struct rt_node *n = g_nodes; n; n = n->next) {
+		struct kiln_err err = { 0 };
+
+		if (n->vol != v || n->unlinked)
+			continue;
+		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
+			/* Removed or replaced by another process: this process keeps
+			 * its copy (like an unlinked file), which is no longer saved. */
+			n->unlinked = true;
+			n->pf = NULL;
+		}
+	}
+}
+
+/* Write the chunks that changed since the last flush back through pf; commit
+ * (pf_fsync: data and metadata, freshness tag) when asked. */
+static int node_flush(struct rt_node *n, bool commit)
+{
+	struct kiln_err err = { 0 };
+	struct stat st;
+	uint8_t *map = NULL;
+	uint64_t size, chunk = n->vol->chunk;
+	bool changed = false;
+	int ret = 0;
+
+	if (n->unlinked || !n->pf)
+		return 0;
+	ret = (int)rt_sys(SYS_fstat, n->memfd, &st);
+	if (ret < 0)
+		return ret;
+	size = (uint64_t)st.st_size;
+	if (size) {
+		map = mmap(NULL, size, PROT_READ, MAP_SHARED, n->memfd, 0);
+		if (map == MAP_FAILED)
+			return -errno;
+	}
+	if (size > n->synced_size) {
+		uint8_t *p = realloc(n->synced, size);
+
+		if (!p) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		memset(p + n->synced_size, 0, size - n->synced_size);
+		n->synced = p;
+	}
+	for (uint64_t off = 0; off < size;) {
+		uint64_t end = off;
+
+		/* Collect a run of changed chunks and write it in one call. */
+		while (end < size) {
+			uint64_t len = size - end < chunk ? size - end : chunk;
+
+			if (end + len <= n->synced_size &&
+			    memcmp(map + end, n->synced + end, len) == 0)
+				break;
+			end += len;
+		}
+		if (end > off) {
+			ssize_t w = pf_pwrite(n->pf, map + off, end - off, off, &err);
+
+			if (w < 0) {
+				ret = (int)w;
+				goto out;
+			}
+			memcpy(n->synced + off, map + off, end - off);
+			changed = true;
+			off = end;
+			continue;
+		}
+		off += chunk;
+	}
+	if (size < n->synced_size) {
+		ret = pf_ftruncate(n->pf, size, &err);
+		if (ret)
+			goto out;
+		changed = true;
+	}
+	if (size != n->synced_size) {
+		/* Shrinking keeps the allocation; only the size matters. */
+		if (size < n->synced_size)
+			kiln_wipe(n->synced + size, n->synced_size - size);
+		n->synced_size = size;
+	}
+	if (commit && changed)
+		ret = pf_fsync(n->pf, &err);
+out:
+	if (map)
+		munmap(map, size);
+	if (ret)
+		say_pf(n->vol->cfg->mount, n->rel, ret, &err);
+	return ret;
+}
+
+static void node_unref(struct rt_node *n)
+{
+	if (--n->refs > 0)
+		return;
+	/* on-exit: keep the plaintext until exit, when it is saved. */
+	if (!n->unlinked && g_rt.cfg.freshness == RT_FRESH_ON_EXIT)
+		return;
+	if (!n->unlinked)
+		node_flush(n, true);
+	node_free(n);
+}
+
+static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode,
+		     struct rt_node **out)
+{
+	struct kiln_err err = { 0 };
+	struct rt_node *n = calloc(1, sizeof(*n));
+	uint64_t size = 0;
+	int ret;
+	long fd;
+
+	*out = NULL;
+	if (!n)
+		return -ENOMEM;
+	n->memfd = -1;
+	n->vol = vol;
+	n->rel = strdup(rel);
+	if (!n->rel) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = pf_open(vol->pf, rel, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)),
+		      mode & 07777 & ~cur_umask(),
+		      &n->pf, &err);
+	if (ret)
+		goto fail_say;
+	ret = pf_get_size(n->pf, &size);
+	if (ret)
+		goto fail_say;
+	fd = rt_sys(SYS_memfd_create, "kiln-plaintext", MFD_CLOEXEC);
+	if (fd < 0) {
+		ret = (int)fd;
+		goto fail;
+	}
+	n->memfd = rt_own_fd((int)fd);
+	if (n->memfd < 0) {
+		ret = n->memfd;
+		goto fail;
+	}
+	if (size) {
+		n->synced = malloc(size);
+		if (!n->synced) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		n->synced_size = size;
+		for (uint64_t off = 0; off < size;) {
+			ssize_t r = pf_pread(n->pf, n->synced + off, size - off, off, &err);
+
+			if (r < 0) {
+				ret = (int)r;
+				goto fail_say;
+			}
+			if (r == 0)
+				break;
+			off += (uint64_t)r;
+		}
+		for (uint64_t off = 0; off < size;) {
+			long w = rt_sys(SYS_pwrite64, n->memfd, n->synced + off, size - off, off);
+
+			if (w < 0) {
+				ret = (int)w;
+				goto fail;
+			}
+			off += (uint64_t)w;
+		}
+	}
+	n->next = g_nodes;
+	g_nodes = n;
+	*out = n;
+	return 0;
+fail_say:
+	say_pf(vol->cfg->mount, rel, ret, &err);
+	/* Corruption and wrong keys are I/O errors for the app. */
+	if (ret <= -KILN_EBASE)
+		ret = -EIO;
+fail:
+	n->unlinked = true;
+	if (n->pf)
+		pf_close(n->pf);
+	n->pf = NULL;
+	rt_own_close(n->memfd);
+	kiln_free_secret(n->synced, n->synced_size);
+	free(n->rel);
+	free(n);
+	return ret;
+}
+
+/* ---- open file descriptions ------------------------------------------------ */
+static void ofd_unref(struct rt_ofd *o)
+{
+	if (!o || --o->refs > 0)
+		return;
+	if (o->kind == RT_FD_FILE)
+		node_unref(o->node);
+	if (o->names)
+		pf_names_free(o->names, o->count);
+	free(o->rel);
+	free(o);
+}
+
+/* Track fd as sharing o; drops whatever newfd held before. */
+static void fd_attach(int fd, struct rt_ofd *o)
+{
+	struct rt_ofd *old;
+	enum rt_fd_kind kind;
+
+	old = rt_fd_clear(fd, &kind);
+	if (old && (kind == RT_FD_FILE || kind == RT_FD_DIR))
+		ofd_unref(old);
+	if (o) {
+		o->refs++;
+		rt_fd_set(fd, o->kind, o);
+	}
+}
+
+static int fd_detach(int fd)
+{
+	enum rt_fd_kind kind;
+	struct rt_ofd *o = rt_fd_clear(fd, &kind);
+
+	if (o && (kind == RT_FD_FILE || kind == RT_FD_DIR))
+		ofd_unref(o);
+	return 0;
+}
+
+static long own_or_badf(long fd)
+{
+	return rt_fd_kind((int)fd) == RT_FD_OWNED ? -EBADF : 0;
+}
+
+/* ---- open ----------------------------------------------------------------- */
+static long open_dir(struct target *t, int flags)
+{
+	struct rt_ofd *o;
+	long fd;
+
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		return -EISDIR;
+	fd = rt_sys(SYS_openat, t->vol->rootfd, ".", O_RDONLY | O_DIRECTORY |
+		    (flags & O_CLOEXEC));
+	if (fd < 0)
+		return fd;
+	if (!rt_fd_in_range((int)fd)) {
+		rt_sys(SYS_close, fd);
+		return -EMFILE;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o || !(o->rel = strdup(t->rel))) {
+		free(o);
+		rt_sys(SYS_close, fd);
+		return -ENOMEM;
+	}
+	o->kind = RT_FD_DIR;
+	o->vol = t->vol;
+	fd_attach((int)fd, o);
+	return fd;
+}
+
+static long do_open(long dirfd, const char *path, int flags, mode_t mode)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+	struct pf_stat st;
+	struct rt_node *n;
+	struct rt_ofd *o;
+	char proc[64];
+	bool exists;
+	int ret, rflags;
+	long fd;
+
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_openat, dirfd, path, flags, mode);
+	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
+		rt_say("open %s with O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
+		return -ENOTSUP;
+	}
+	if (flags & O_PATH) /* a real descriptor does everything O_PATH allows */
+		flags = (flags & ~(O_PATH | O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDONLY;
+	ret = pf_stat(t.vol->pf, t.rel, &st, &err);
+	if (ret && ret != -ENOENT && ret != -ENOTDIR) {
+		say_pf(t.vol->cfg->mount, t.rel, ret, &err);
+		return ret <= -KILN_EBASE ? -EIO : ret;
+	}
+	exists = ret == 0;
+	if (exists && (flags & O_CREAT) && (flags & O_EXCL))
+		return -EEXIST;
+	if (exists && st.is_dir)
+		return open_dir(&t, flags);
+	if (!exists && !(flags & O_CREAT))
+		return ret;
+	if (flags & O_DIRECTORY)
+		return exists ? -ENOTDIR : -ENOENT;
+	n = node_find(t.vol, t.rel);
+	if (!n) {
+		ret = node_open(t.vol, t.rel, flags, mode, &n);
+		if (ret)
+			return ret;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
+	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
+	n->refs++; /* keep the node while the reopen runs */
+	fd = rt_sys(SYS_openat, AT_FDCWD, proc, rflags, 0);
+	if (fd >= 0 && !rt_fd_in_range((int)fd)) {
+		rt_sys(SYS_close, fd);
+		fd = -EMFILE;
+	}
+	if (fd < 0) {
+		node_unref(n);
+		return fd;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		rt_sys(SYS_close, fd);
+		node_unref(n);
+		return -ENOMEM;
+	}
+	o->kind = RT_FD_FILE;
+	o->node = n; /* takes the reference taken above */
+	fd_attach((int)fd, o);
+	return fd;
+}
+
+/* ---- stat ----------------------------------------------------------------- */
+static uint64_t ino_of(const char *rel)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (const char *p = rel; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h | 1;
+}
+
+static void fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
+		      const struct pf_stat *ps, const struct stat *mem)
+{
+	memset(out, 0, sizeof(*out));
+	out->st_dev = vol->dev;
+	out->st_ino = ino_of(rel);
+	out->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
+	out->st_nlink = ps->is_dir ? 2 : 1;
+	out->st_uid = (uid_t)rt_sys0(SYS_getuid);
+	out->st_gid = (gid_t)rt_sys0(SYS_getgid);
+	out->st_blksize = 4096;
+	if (mem) {
+		out->st_size = mem->st_size;
+		out->st_mtim = mem->st_mtim;
+	} else {
+		out->st_size = (off_t)ps->size;
+		out->st_mtim.tv_sec = ps->mtime_ns / 1000000000;
+		out->st_mtim.tv_nsec = ps->mtime_ns % 1000000000;
+	}
+	out->st_atim = out->st_mtim;
+	out->st_ctim = out->st_mtim;
+	out->st_blocks = (out->st_size + 511) / 512;
+}
+
+/* stat of a volume path: open nodes answer from their memfd. */
+static long stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
+{
+	struct kiln_err err = { 0 };
+	struct pf_stat ps;
+	struct rt_node *n;
+	struct stat mem;
+	int ret = pf_stat(vol->pf, rel, &ps, &err);
+
+	if (ret)
+		return ret <= -KILN_EBASE ? -EIO : ret;
+	n = ps.is_dir ? NULL : node_find(vol, rel);
+	if (n && rt_sys(SYS_fstat, n->memfd, &mem) == 0)
+		fill_stat(out, vol, rel, &ps, &mem);
+	else
+		fill_stat(out, vol, rel, &ps, NULL);
+	return 0;
+}
+
+static long stat_fd(long fd, struct stat *out)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct pf_stat ps;
+	struct stat mem;
+
+	switch (rt_fd_kind((int)fd)) {
+	case RT_FD_FILE:
+		if (pf_fstat(o->node->pf, &ps))
+			memset(&ps, 0, sizeof(ps));
+		if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0)
+			return -EIO;
+		fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
+		return 0;
+	case RT_FD_DIR:
+		return stat_rel(o->vol, o->rel, out);
+	default:
+		return -EBADF;
+	}
+}
+
+static long do_fstatat(long dirfd, const char *path, struct stat *st, int flags)
+{
+	struct target t;
+
+	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
+		return stat_fd(dirfd, st);
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_newfstatat, dirfd, path, st, flags);
+	return stat_rel(t.vol, t.rel, st);
+}
+
+static void to_statx_ts(struct statx_timestamp *d, const struct timespec *s)
+{
+	d->tv_sec = s->tv_sec;
+	d->tv_nsec = (uint32_t)s->tv_nsec;
+}
+
+static long do_statx(long dirfd, const char *path, int flags, struct statx *sx)
+{
+	struct stat st;
+	long r;
+
+	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
+		r = stat_fd(dirfd, &st);
+	else
+		r = do_fstatat(dirfd, path, &st, flags & AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return r;
+	memset(sx, 0, sizeof(*sx));
+	sx->stx_mask = STATX_BASIC_STATS;
+	sx->stx_blksize = (uint32_t)st.st_blksize;
+	sx->stx_nlink = (uint32_t)st.st_nlink;
+	sx->stx_uid = st.st_uid;
+	sx->stx_gid = st.st_gid;
+	sx->stx_mode = (uint16_t)st.st_mode;
+	sx->stx_ino = st.st_ino;
+	sx->stx_size = (uint64_t)st.st_size;
+	sx->stx_blocks = (uint64_t)st.st_blocks;
+	to_statx_ts(&sx->stx_atime, &st.st_atim);
+	to_statx_ts(&sx->stx_mtime, &st.st_mtim);
+	to_statx_ts(&sx->stx_ctime, &st.st_ctim);
+	sx->stx_dev_major = major(st.st_dev);
+	sx->stx_dev_minor = minor(st.st_dev);
+	return 0;
+}
+
+/* ---- namespace ------------------------------------------------------------ */
+static long pf_result(struct target *t, int ret, struct kiln_err *err)
+{
+	if (ret <= -KILN_EBASE) {
+		say_pf(t->vol->cfg->mount, t->rel, ret, err);
+		return -EIO;
+	}
+	return ret;
+}
+
+static long do_access(long dirfd, const char *path, int mode)
+{
+	struct target t;
+	struct stat st;
+	long r;
+
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_faccessat2, dirfd, path, mode, 0);
+	r = stat_rel(t.vol, t.rel, &st);
+	if (r < 0)
+		return r;
+	if ((mode & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111))
+		return -EACCES;
+	return 0;
+}
+
+static long do_unlink(long dirfd, const char *path, int flags)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+	struct rt_node *n;
+	int ret;
+
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_unlinkat, dirfd, path, flags);
+	if (flags & AT_REMOVEDIR)
+		return pf_result(&t, pf_rmdir(t.vol->pf, t.rel, &err), &err);
+	n = node_find(t.vol, t.rel);
+	ret = pf_unlink(t.vol->pf, t.rel, &err);
+	if (ret == 0 && n)
+		n->unlinked = true;
+	return pf_result(&t, ret, &err);
+}
+
+static long do_rename(long d1, const char *from, long d2, const char *to, unsigned flags)
+{
+	struct kiln_err err = { 0 };
+	struct target a, b;
+	bool pa = resolve(d1, from, &a), pb = resolve(d2, to, &b);
+	struct rt_node *na, *nb;
+	int ret;
+
+	if (!pa && !pb)
+		return rt_sys(SYS_renameat2, d1, from, d2, to, flags);
+	if (!pa || !pb || a.vol != b.vol)
+		return -EXDEV;
+	if (flags) {
+		rt_say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
+		       flags, a.abs);
+		return -ENOTSUP;
+	}
+	if (strcmp(a.rel, b.rel) == 0)
+		return 0;
+	na = node_find(a.vol, a.rel);
+	nb = node_find(b.vol, b.rel);
+	/* Data written through open fds must be in pf before the name moves. */
+	if (na && (ret = node_flush(na, true)))
+		return -EIO;
+	ret = pf_rename(a.vol->pf, a.rel, b.rel, &err);
+	if (ret)
+		return pf_result(&a, ret, &err);
+	if (nb)
+		nb->unlinked = true;
+	if (na) {
+		char *rel = strdup(b.rel);
+
+		if (rel) {
+			free(na->rel);
+			na->rel = rel;
+		}
+	}
+	return 0;
+}
+
+static long do_mkdir(long dirfd, const char *path, mode_t mode)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_mkdirat, dirfd, path, mode);
+	if (!t.rel[0])
+		return -EEXIST;
+	return pf_result(&t, pf_mkdir(t.vol->pf, t.rel, mode & 07777 & ~cur_umask(), &err), &err);
+}
+
+static long do_truncate(const char *path, uint64_t size)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+	struct rt_node *n;
+
+	if (!resolve(AT_FDCWD, path, &t))
+		return rt_sys(SYS_truncate, path, size);
+	n = node_find(t.vol, t.rel);
+	if (n)
+		return rt_sys(SYS_ftruncate, n->memfd, size);
+	return pf_result(&t, pf_truncate(t.vol->pf, t.rel, size, &err), &err);
+}
+
+static long do_chmod(long dirfd, const char *path, mode_t mode)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+
+	if (!resolve(dirfd, path, &t))
+		return rt_sys(SYS_fchmodat, dirfd, path, mode);
+	return pf_result(&t, pf_chmod(t.vol->pf, t.rel, mode & 07777, &err), &err);
+}
+
+static long do_exists(long dirfd, const char *path, long if_exists)
+{
+	struct target t;
+	struct stat st;
+	long r;
+
+	if (!resolve(dirfd, path, &t))
+		return -ENOENT;
+	r = stat_rel(t.vol, t.rel, &st);
+	return r < 0 ? r : if_exists;
+}
+
+static long do_utimens(long dirfd, const char *path, const struct timespec *ts, int flags)
+{
+	struct kiln_err err = { 0 };
+	struct target t;
+	struct timespec now;
+	int64_t ns;
+
+	if (!path) {
+		struct rt_ofd *o = rt_fd_get((int)dirfd);
+
+		if (rt_fd_kind((int)dirfd) != RT_FD_FILE)
+			return 0;
+		t.vol = o->node->vol;
+		t.rel = o->node->rel;
+	} else if (!resolve(dirfd, path, &t)) {
+		return rt_sys(SYS_utimensat, dirfd, path, ts, flags);
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (ts && ts[1].tv_nsec == UTIME_OMIT)
+		return 0;
+	if (ts && ts[1].tv_nsec != UTIME_NOW)
+		ns = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+	else
+		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	return pf_result(&t, pf_set_mtime(t.vol->pf, t.rel, ns, &err), &err);
+}
+
+static long do_getdents(long fd, void *buf, size_t size)
+{
+	struct kiln_err err = { 0 };
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	size_t used = 0;
+
+	if (rt_fd_kind((int)fd) != RT_FD_DIR)
+		return -ENOTDIR;
+	if (!o->names && o->pos == 0) {
+		int ret = pf_readdir(o->vol->pf, o->rel, &o->names, &o->count, &err);
+
+		if (ret) {
+			struct target t = { .vol = o->vol, .rel = o->rel };
+
+			return pf_result(&t, ret, &err);
+		}
+	}
+	while (o->pos < o->count + 2) {
+		const char *name = o->pos == 0 ? "." : o->pos == 1 ? ".." : o->names[o->pos - 2];
+		size_t nlen = strlen(name);
+		size_t reclen = (offsetof(struct dirent64, d_name) + nlen + 1 + 7) & ~(size_t)7;
+		struct dirent64 *d = (struct dirent64 *)((char *)buf + used);
+
+		if (used + reclen > size)
+			break;
+		d->d_ino = o->pos < 2 ? 1 : ino_of(name);
+		d->d_off = (off_t)(o->pos + 1);
+		d->d_reclen = (unsigned short)reclen;
+		d->d_type = o->pos < 2 ? DT_DIR : DT_UNKNOWN;
+		memcpy(d->d_name, name, nlen + 1);
+		used += reclen;
+		o->pos++;
+	}
+	if (used == 0 && o->pos < o->count + 2)
+		return -EINVAL;
+	return (long)used;
+}
+
+static long do_dup(long nr, const long a[6])
+{
+	long fd;
+	struct rt_ofd *o;
+
+	if (own_or_badf(a[0]))
+		return -EBADF;
+	if (nr != SYS_dup && own_or_badf(a[1]))
+		return -EBADF;
+	if (nr == SYS_dup2 && a[0] == a[1])
+		return rt_sys(SYS_dup2, a[0], a[1]);
+	o = rt_fd_get((int)a[0]);
+	if (rt_fd_kind((int)a[0]) == RT_FD_NONE)
+		o = NULL;
+	fd = rt_raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (fd < 0)
+		return fd;
+	if (o && !rt_fd_in_range((int)fd)) {
+		rt_sys(SYS_close, fd);
+		return -EMFILE;
+	}
+	fd_attach((int)fd, o);
+	return fd;
+}
+
+static long do_close_range(unsigned first, unsigned last, unsigned flags)
+{
+	unsigned from = first;
+
+	if (flags & CLOSE_RANGE_CLOEXEC) {
+		/* Owned fds are close-on-exec already. */
+		return rt_sys(SYS_close_range, first, last, flags);
+	}
+	for (unsigned fd = first; fd <= last && fd < RT_FD_MAX; fd++) {
+		enum rt_fd_kind k = rt_fd_kind((int)fd);
+
+		if (k == RT_FD_OWNED) {
+			if (fd > from)
+				rt_sys(SYS_close_range, from, fd - 1, flags);
+			from = fd + 1;
+		} else if (k != RT_FD_NONE) {
+			fd_detach((int)fd);
+		}
+		if (fd == UINT32_MAX)
+			break;
+	}
+	if (from <= last && from >= first)
+		return rt_sys(SYS_close_range, from, last, flags);
+	return 0;
+}
+
+static long do_fsync(long fd)
+{
+	struct kiln_err err = { 0 };
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	bool commit = g_rt.cfg.freshness == RT_FRESH_EVERY_FSYNC;
+
+	switch (rt_fd_kind((int)fd)) {
+	case RT_FD_FILE:
+		/* on-close / on-exit: the data is saved later, by choice. */
+		if (!commit)
+			return 0;
+		return node_flush(o->node, true) ? -EIO : 0;
+	case RT_FD_DIR:
+		if (commit && pf_fsync_dir(o->vol->pf, &err)) {
+			say_pf(o->vol->cfg->mount, o->rel, -EIO, &err);
+			return -EIO;
+		}
+		return 0;
+	default:
+		return -EBADF;
+	}
+}
+
+static long do_fchdir(long fd)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+
+	if (rt_fd_kind((int)fd) == RT_FD_DIR && !o->rel[0] &&
+	    strcmp(o->vol->cfg->mount, o->vol->cfg->dir) == 0)
+		return rt_sys(SYS_fchdir, fd);
+	rt_say("fchdir into a volume directory other than its root: not supported (ENOTSUP)");
+	return -ENOTSUP;
+}
+
+static long do_chdir(const char *path)
+{
+	struct target t;
+
+	if (!resolve(AT_FDCWD, path, &t))
+		return rt_sys(SYS_chdir, path);
+	if (!t.rel[0] && strcmp(t.vol->cfg->mount, t.vol->cfg->dir) == 0)
+		return rt_sys(SYS_chdir, path);
+	rt_say("chdir %s: volume directories other than the root cannot be the working "
+	       "directory (ENOTSUP)", t.abs);
+	return -ENOTSUP;
+}
+
+static long shield_call(long nr, const long a[6])
+{
+	switch (nr) {
+	case SYS_open:
+		return do_open(AT_FDCWD, (const char *)a[0], (int)a[1], (mode_t)a[2]);
+	case SYS_creat:
+		return do_open(AT_FDCWD, (const char *)a[0], O_CREAT | O_WRONLY | O_TRUNC,
+			       (mode_t)a[1]);
+	case SYS_openat:
+		return do_open(a[0], (const char *)a[1], (int)a[2], (mode_t)a[3]);
+	case SYS_openat2: {
+		const struct open_how *how = (const void *)a[2];
+
+		return do_open(a[0], (const char *)a[1], (int)how->flags, (mode_t)how->mode);
+	}
+	case SYS_close:
+		if (own_or_badf(a[0]))
+			return -EBADF;
+		fd_detach((int)a[0]);
+		return rt_sys(SYS_close, a[0]);
+	case SYS_close_range:
+		return do_close_range((unsigned)a[0], (unsigned)a[1], (unsigned)a[2]);
+	case SYS_dup:
+	case SYS_dup2:
+	case SYS_dup3:
+		return do_dup(nr, a);
+	case SYS_fcntl:
+		if (own_or_badf(a[0]))
+			return -EBADF;
+		if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
+			return do_dup(nr, a);
+		return rt_sys(SYS_fcntl, a[0], a[1], a[2]);
+	case SYS_fstat:
+		return stat_fd(a[0], (struct stat *)a[1]);
+	case SYS_fsync:
+	case SYS_fdatasync:
+		return do_fsync(a[0]);
+	case SYS_fchmod: {
+		struct rt_ofd *o = rt_fd_get((int)a[0]);
+		struct kiln_err err = { 0 };
+		struct target t;
+
+		if (rt_fd_kind((int)a[0]) != RT_FD_FILE)
+			return 0;
+		t.vol = o->node->vol;
+		t.rel = o->node->rel;
+		return pf_result(&t, pf_chmod(t.vol->pf, t.rel, (mode_t)a[1] & 07777, &err),
+				 &err);
+	}
+	case SYS_fchown:
+		return own_or_badf(a[0]);
+	case SYS_getdents64:
+		return do_getdents(a[0], (void *)a[1], (size_t)a[2]);
+	case SYS_fchdir:
+		return do_fchdir(a[0]);
+	case SYS_stat:
+		return do_fstatat(AT_FDCWD, (const char *)a[0], (struct stat *)a[1], 0);
+	case SYS_lstat:
+		return do_fstatat(AT_FDCWD, (const char *)a[0], (struct stat *)a[1],
+				  AT_SYMLINK_NOFOLLOW);
+	case SYS_newfstatat:
+		return do_fstatat(a[0], (const char *)a[1], (struct stat *)a[2], (int)a[3]);
+	case SYS_statx:
+		return do_statx(a[0], (const char *)a[1], (int)a[2], (struct statx *)a[4]);
+	case SYS_access:
+		return do_access(AT_FDCWD, (const char *)a[0], (int)a[1]);
+	case SYS_faccessat:
+	case SYS_faccessat2:
+		return do_access(a[0], (const char *)a[1], (int)a[2]);
+	case SYS_truncate:
+		return do_truncate((const char *)a[0], (uint64_t)a[1]);
+	case SYS_rename:
+		return do_rename(AT_FDCWD, (const char *)a[0], AT_FDCWD, (const char *)a[1], 0);
+	case SYS_renameat:
+		return do_rename(a[0], (const char *)a[1], a[2], (const char *)a[3], 0);
+	case SYS_renameat2:
+		return do_rename(a[0], (const char *)a[1], a[2], (const char *)a[3],
+				 (unsigned)a[4]);
+	case SYS_mkdir:
+		return do_mkdir(AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
+	case SYS_mkdirat:
+		return do_mkdir(a[0], (const char *)a[1], (mode_t)a[2]);
+	case SYS_rmdir:
+		return do_unlink(AT_FDCWD, (const char *)a[0], AT_REMOVEDIR);
+	case SYS_unlink:
+		return do_unlink(AT_FDCWD, (const char *)a[0], 0);
+	case SYS_unlinkat:
+		return do_unlink(a[0], (const char *)a[1], (int)a[2]);
+	case SYS_chmod:
+		return do_chmod(AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
+	case SYS_fchmodat:
+	case SYS_fchmodat2:
+		return do_chmod(a[0], (const char *)a[1], (mode_t)a[2]);
+	case SYS_chown:
+	case SYS_lchown:
+		return do_exists(AT_FDCWD, (const char *)a[0], 0);
+	case SYS_fchownat:
+		return do_exists(a[0], (const char *)a[1], 0);
+	case SYS_readlink:
+		return do_exists(AT_FDCWD, (const char *)a[0], -EINVAL);
+	case SYS_readlinkat:
+		return do_exists(a[0], (const char *)a[1], -EINVAL);
+	case SYS_utimensat:
+		return do_utimens(a[0], (const char *)a[1], (const struct timespec *)a[2],
+				  (int)a[3]);
+	case SYS_utime:
+	case SYS_utimes:
+		return do_utimens(AT_FDCWD, (const char *)a[0], NULL, 0);
+	case SYS_futimesat:
+		return do_utimens(a[0], (const char *)a[1], NULL, 0);
+	case SYS_chdir:
+		return do_chdir((const char *)a[0]);
+	case SYS_getxattr:
+	case SYS_lgetxattr:
+		return do_exists(AT_FDCWD, (const char *)a[0], -ENODATA);
+	case SYS_listxattr:
+	case SYS_llistxattr:
+		return do_exists(AT_FDCWD, (const char *)a[0], 0);
+	case SYS_fgetxattr:
+		return -ENODATA;
+	case SYS_flistxattr:
+		return 0;
+	default:
+		rt_say("%s on a protected file: no shield implementation (ENOTSUP)",
+		       rt_syscall_name(nr));
+		return -ENOTSUP;
+	}
+}
+
+long rt_shield_call(long nr, const long a[6])
+{
+	struct rt_guard g;
+	long r;
+
+	rt_enter(&g);
+	pthread_mutex_lock(&g_lock);
+	r = vols_lock();
+	if (r == 0)
+		r = shield_call(nr, a);
+	else
+		r = -EIO;
+	vols_unlock();
+	pthread_mutex_unlock(&g_lock);
+	rt_leave(&g);
+	return r;
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+static int load_owned_base(void)
+{
+	struct rlimit rl;
+	long lim = 1024;
+
+	if (rt_sys(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY)
+		lim = (long)rl.rlim_cur;
+	if (lim > RT_FD_MAX)
+		lim = RT_FD_MAX;
+	/* The top 128 fds below the soft limit; apps allocate from the bottom. */
+	return lim > 256 ? (int)(lim - 128) : (int)(lim / 2);
+}
+
+int rt_shield_init(struct kiln_err *err)
+{
+	int ret = 0;
+
+	g_rt.owned_base = load_owned_base();
+	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {
+		struct rt_volume_cfg *c = &g_rt.cfg.volumes[i];
+		struct rt_vol *v = &g_vols[i];
+		char path[4200];
+		struct stat st;
+		long fd;
+
+		v->cfg = c;
+		v->rootfd = -1;
+		v->lockfd = -1;
+		fd = rt_sys(SYS_openat, AT_FDCWD, c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return kiln_err_set(err, (int)fd, "volume %s: %s", c->dir,
+					    kiln_strerror((int)fd));
+		v->rootfd = rt_own_fd((int)fd);
+		if (v->rootfd < 0)
+			return kiln_err_set(err, v->rootfd, "volume %s: no fd", c->dir);
+		if (rt_sys(SYS_fstat, v->rootfd, &st) == 0)
+			v->dev = st.st_dev;
+		memcpy(v->key, c->key, sizeof(v->key));
+		kiln_wipe(c->key, sizeof(c->key));
+		snprintf(path, sizeof(path), "%s/.kiln", c->dir);
+		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return kiln_err_set(err, (int)fd, "volume %s: not a kiln volume (%s: %s); "
+					    "create it with 'kiln fs init'", c->dir, path,
+					    kiln_strerror((int)fd));
+		v->lockfd = rt_own_fd((int)fd);
+		if (v->lockfd < 0)
+			return kiln_err_set(err, v->lockfd, "volume %s: no fd", c->dir);
+		rt_sys(SYS_flock, v->lockfd, LOCK_EX);
+		meta_identity(v, &v->meta_seen);
+		ret = vol_open_pf(v, err);
+		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
+		if (ret) {
+			kiln_err_prefix(err, "volume %s: ", c->dir);
+			return ret;
+		}
+		v->chunk = pf_volume_chunk_size(v->pf);
+		g_nvols = i + 1;
+	}
+	g_rt.shield_on = g_nvols > 0;
+	return 0;
+}
+
+void rt_shield_exit(void)
+{
+	struct rt_guard g;
+
+	if (!g_rt.shield_on)
+		return;
+	rt_enter(&g);
+	pthread_mutex_lock(&g_lock);
+	if (vols_lock() == 0)
+		for (struct rt_node *n = g_nodes; n; n = n->next)
+			node_flush(n, true);
+	vols_unlock();
+	for (size_t i = 0; i < g_nvols; i++)
+		kiln_wipe(g_vols[i].key, sizeof(g_vols[i].key));
+	pthread_mutex_unlock(&g_lock);
+	rt_leave(&g);
+}

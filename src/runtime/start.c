@@ -1,0 +1,109 @@
+/* kiln runtime: start-up. The constructor runs before the program's main:
+ * it reads the launcher's configuration from the inherited fd named by
+ * KILN_CONFIG_FD (then closes it and removes the variable), makes the process
+ * non-dumpable (so other processes of the same user cannot read its memory or
+ * open its fds through /proc), opens the volumes and enables Syscall User
+ * Dispatch. Any failure stops the program before main with one line on stderr:
+ * an app must never run without the protection it was configured with.
+ * Without KILN_CONFIG_FD the library is inert (every call passes through). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "runtime/rt_int.h"
+
+struct rt_state g_rt;
+
+static void die(const char *what, const char *msg)
+{
+	rt_say("%s: %s", what, msg);
+	rt_sys(SYS_exit_group, 1);
+}
+
+static int read_config(int fd, char **text, size_t *size)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		long n;
+
+		if (len == cap) {
+			char *p;
+
+			if (cap >= (1u << 20)) {
+				kiln_free_secret(buf, cap);
+				return -EFBIG;
+			}
+			p = malloc(cap * 2);
+			if (!p) {
+				kiln_free_secret(buf, cap);
+				return -ENOMEM;
+			}
+			memcpy(p, buf, len);
+			kiln_free_secret(buf, cap);
+			buf = p;
+			cap *= 2;
+		}
+		n = rt_sys(SYS_read, fd, buf + len, cap - len);
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {
+			kiln_free_secret(buf, cap);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	*text = buf;
+	*size = len;
+	return 0;
+}
+
+__attribute__((constructor(101))) static void rt_start(void)
+{
+	struct kiln_err err = { 0 };
+	const char *fdstr = getenv(RT_ENV_CONFIG_FD);
+	uint64_t fd;
+	Dl_info info;
+	int ret;
+
+	if (!fdstr)
+		return;
+	rt_sys(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
+		die(RT_ENV_CONFIG_FD, "not an fd number");
+	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);
+	rt_sys(SYS_close, fd);
+	unsetenv(RT_ENV_CONFIG_FD);
+	if (ret)
+		die("runtime configuration", kiln_strerror(ret));
+	ret = rt_config_parse(g_rt.config_text, g_rt.config_size, &g_rt.cfg, &err);
+	if (ret)
+		die("runtime configuration", kiln_err_msg(&err, ret));
+	if (dladdr((void *)rt_start, &info) && info.dli_fname && info.dli_fname[0] == '/')
+		strncpy(g_rt.lib_path, info.dli_fname, sizeof(g_rt.lib_path) - 1);
+	if (g_rt.cfg.n_volumes) {
+		ret = rt_shield_init(&err);
+		if (ret)
+			die("file shield", kiln_err_msg(&err, ret));
+	}
+	if (g_rt.cfg.sud) {
+		ret = rt_sud_init();
+		if (ret)
+			die("syscall user dispatch", kiln_strerror(ret));
+	}
+	g_rt.initialized = true;
+}
+
+__attribute__((destructor)) static void rt_stop(void)
+{
+	if (g_rt.initialized)
+		rt_shield_exit();
+}

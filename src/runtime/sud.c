@@ -1,0 +1,259 @@
+/* kiln runtime: Syscall User Dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH).
+ *
+ * Every system call made outside [rt_sud_start, rt_sud_end] while the calling
+ * thread's selector byte says BLOCK raises SIGSYS; the handler routes it
+ * through rt_dispatch like the libc wrappers do and writes the result into the
+ * saved rax. The runtime's own calls go through rt_raw_syscall, which lives in
+ * the allowed region, so they never trap. Two traps measured on these machines
+ * (design §10): the kernel checks the address *after* the syscall instruction,
+ * so the region extends one byte past the last one; and the handler returns
+ * through its own restorer in the region (libc's __restore_rt would trap).
+ *
+ * Special cases handled here because they depend on the trapped context:
+ *  - rt_sigreturn from the app's handlers (libc restorer): execution is sent to
+ *    our stub, which issues rt_sigreturn from the region with the same stack.
+ *  - rt_sigprocmask: the handler's return restores uc_sigmask, so the call is
+ *    applied to uc_sigmask (and SIGSYS is never blocked: a blocked SIGSYS from
+ *    dispatch kills the process).
+ *  - clone with a new stack (threads, posix_spawn): the call is re-issued from
+ *    rt_stub_clone, which returns to the trapped address in both parent and
+ *    child (the return address is pushed below the red zone and on the child
+ *    stack). clone3 answers ENOSYS so libc falls back to clone.
+ *  - vfork runs as fork: the handler's stack frame cannot be shared. */
+#include <errno.h>
+#include <linux/prctl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "runtime/rt_int.h"
+
+__asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
+	".globl rt_sud_start\n.hidden rt_sud_start\n"
+	"rt_sud_start:\n"
+	".globl rt_raw_syscall\n.hidden rt_raw_syscall\n.type rt_raw_syscall,@function\n"
+	"rt_raw_syscall:\n"
+	"\tmovq %rdi, %rax\n"
+	"\tmovq %rsi, %rdi\n"
+	"\tmovq %rdx, %rsi\n"
+	"\tmovq %rcx, %rdx\n"
+	"\tmovq %r8, %r10\n"
+	"\tmovq %r9, %r8\n"
+	"\tmovq 8(%rsp), %r9\n"
+	"\tsyscall\n"
+	"\tret\n"
+	".size rt_raw_syscall, .-rt_raw_syscall\n"
+	".globl rt_stub_sigreturn\n.hidden rt_stub_sigreturn\n.type rt_stub_sigreturn,@function\n"
+	"rt_stub_sigreturn:\n"
+	"\tmovl $15, %eax\n"
+	"\tsyscall\n"
+	"\thlt\n"
+	".size rt_stub_sigreturn, .-rt_stub_sigreturn\n"
+	".globl rt_stub_clone\n.hidden rt_stub_clone\n.type rt_stub_clone,@function\n"
+	"rt_stub_clone:\n"
+	"\tsyscall\n"
+	"\ttestq %rax, %rax\n"
+	"\tjz 1f\n"
+	"\tret $128\n"
+	"1:\tret\n"
+	".size rt_stub_clone, .-rt_stub_clone\n"
+	".globl rt_sud_end\n.hidden rt_sud_end\n"
+	"rt_sud_end:\n"
+	"\tnop\n"
+	"\tnop\n"
+	".popsection\n");
+
+RT_TLS volatile char t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+RT_TLS int t_rt_depth;
+
+struct k_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+#define SIGSYS_BIT (1ull << (SIGSYS - 1))
+
+void rt_say(const char *fmt, ...)
+{
+	char buf[600];
+	va_list ap;
+	int n;
+
+	memcpy(buf, "kiln: ", 6);
+	va_start(ap, fmt);
+	n = vsnprintf(buf + 6, sizeof(buf) - 7, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	n += 6;
+	if (n > (int)sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 1;
+	buf[n++] = '\n';
+	rt_sys(SYS_write, 2, buf, n);
+}
+
+void rt_enter(struct rt_guard *g)
+{
+	uint64_t all = ~SIGSYS_BIT;
+
+	rt_sys(SYS_rt_sigprocmask, SIG_BLOCK, &all, &g->mask, 8);
+	g->selector = t_rt_selector;
+	t_rt_depth++;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+}
+
+void rt_leave(struct rt_guard *g)
+{
+	t_rt_depth--;
+	t_rt_selector = g->selector;
+	rt_sys(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
+}
+
+/* Emulate rt_sigprocmask on the context the handler will restore. */
+static long sigmask_on_context(const long a[6], ucontext_t *uc)
+{
+	uint64_t *cur = (uint64_t *)&uc->uc_sigmask;
+	uint64_t set = 0, old = *cur;
+
+	if (a[3] != 8)
+		return -EINVAL;
+	if (a[1]) {
+		set = *(const uint64_t *)a[1];
+		switch (a[0]) {
+		case SIG_BLOCK:
+			*cur |= set;
+			break;
+		case SIG_UNBLOCK:
+			*cur &= ~set;
+			break;
+		case SIG_SETMASK:
+			*cur = set;
+			break;
+		default:
+			return -EINVAL;
+		}
+		*cur &= ~SIGSYS_BIT;
+	}
+	if (a[2])
+		*(uint64_t *)a[2] = old;
+	return 0;
+}
+
+static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
+{
+	ucontext_t *uc = ctx;
+	greg_t *g = uc->uc_mcontext.gregs;
+	int saved_errno = errno;
+	char saved_sel = t_rt_selector;
+	long nr = g[REG_RAX];
+	long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
+
+	if (si->si_code != SYS_USER_DISPATCH) {
+		rt_say("SIGSYS not from syscall dispatch (code %d): aborting", si->si_code);
+		rt_sys(SYS_exit_group, 159);
+	}
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	switch (nr) {
+	case SYS_rt_sigreturn:
+		/* Re-issue from the allowed region with the app's stack untouched. */
+		g[REG_RIP] = (greg_t)rt_stub_sigreturn;
+		break;
+	case SYS_rt_sigprocmask:
+		g[REG_RAX] = sigmask_on_context(a, uc);
+		break;
+	case SYS_clone3:
+		g[REG_RAX] = -ENOSYS;
+		break;
+	case SYS_vfork:
+		if (g_rt.shield_on)
+			rt_shield_before_fork();
+		g[REG_RAX] = rt_sys(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (g[REG_RAX] != 0 && g_rt.shield_on)
+			rt_shield_parent_after_fork();
+		if (g[REG_RAX] == 0) {
+			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			if (g_rt.shield_on)
+				rt_shield_after_fork();
+		}
+		break;
+	case SYS_clone:
+		if (a[1] && (a[0] & CLONE_VM)) {
+			uint64_t *parent_sp = (uint64_t *)(g[REG_RSP] - 136);
+			uint64_t *child_sp = (uint64_t *)(a[1] - 8);
+
+			*parent_sp = (uint64_t)g[REG_RIP];
+			*child_sp = (uint64_t)g[REG_RIP];
+			g[REG_RSP] = (greg_t)parent_sp;
+			g[REG_RSI] = (greg_t)child_sp;
+			g[REG_RAX] = SYS_clone;
+			g[REG_RIP] = (greg_t)rt_stub_clone;
+			break;
+		}
+		if (g_rt.shield_on)
+			rt_shield_before_fork();
+		if (a[0] & CLONE_VFORK) {
+			/* Same-stack vfork through clone: run it as fork. */
+			g[REG_RAX] = rt_sys(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
+					    a[2], a[3], a[4]);
+		} else {
+			g[REG_RAX] = rt_dispatch(nr, a, uc);
+		}
+		if (g[REG_RAX] != 0 && g_rt.shield_on)
+			rt_shield_parent_after_fork();
+		if (g[REG_RAX] == 0) {
+			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			if (g_rt.shield_on)
+				rt_shield_after_fork();
+		}
+		break;
+	default:
+		g[REG_RAX] = rt_dispatch(nr, a, uc);
+		break;
+	}
+	t_rt_selector = saved_sel;
+	errno = saved_errno;
+}
+
+int rt_sud_thread_init(void)
+{
+	long ret;
+
+	if (!g_rt.sud_on)
+		return 0;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	ret = rt_sys(SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON,
+		     (unsigned long)rt_sud_start,
+		     (unsigned long)(rt_sud_end - rt_sud_start) + 1, &t_rt_selector);
+	if (ret < 0)
+		return (int)ret;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+	return 0;
+}
+
+int rt_sud_init(void)
+{
+	struct k_sigaction sa = {
+		.handler = (void *)sigsys_handler,
+		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER,
+		.restorer = (void *)rt_stub_sigreturn,
+		.mask = 0,
+	};
+	long ret;
+
+	ret = rt_sys(SYS_rt_sigaction, SIGSYS, &sa, NULL, 8);
+	if (ret < 0)
+		return (int)ret;
+	g_rt.sud_on = true;
+	ret = rt_sud_thread_init();
+	if (ret < 0)
+		g_rt.sud_on = false;
+	return (int)ret;
+}

@@ -1,0 +1,794 @@
+/* kiln runtime: LD_PRELOAD wrappers for the libc I/O surface (the fast path).
+ *
+ * Each wrapper packs its arguments and calls rt_dispatch, which issues the
+ * system call from the runtime's allowed region (no SIGSYS trap, no extra
+ * system call) or sends it to the file shield. glibc-internal calls that do
+ * not go through these symbols (fopen's __open, opendir, malloc's mmap ...)
+ * reach the same code through Syscall User Dispatch.
+ *
+ * The stat family: since glibc 2.33 stat/fstat/lstat/fstatat are real symbols;
+ * older binaries call __xstat and friends, wrapped too. On x86-64 the kernel's
+ * struct stat is glibc's struct stat (and stat64).
+ *
+ * Built without _FILE_OFFSET_BITS=64: with it, the libc headers redirect open
+ * to open64 (and so on), and each wrapper must define exactly its own symbol. */
+#undef _FILE_OFFSET_BITS
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "runtime/rt_int.h"
+
+#define RT_EXPORT __attribute__((visibility("default")))
+
+static inline long call(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
+{
+	long a[6] = { a0, a1, a2, a3, a4, a5 };
+
+	return rt_dispatch(nr, a, NULL);
+}
+
+/* Convert a raw result to the libc convention (errno preserved on success). */
+static inline long ret(long r)
+{
+	if (r < 0 && r > -4096) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+#define C0(nr) call((nr), 0, 0, 0, 0, 0, 0)
+#define C1(nr, a) call((nr), (long)(a), 0, 0, 0, 0, 0)
+#define C2(nr, a, b) call((nr), (long)(a), (long)(b), 0, 0, 0, 0)
+#define C3(nr, a, b, c) call((nr), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define C4(nr, a, b, c, d) call((nr), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define C5(nr, a, b, c, d, e) \
+	call((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+/* Prototypes for -Wmissing-prototypes: these symbols are the libc ones. */
+#define DECL(type, name, ...) RT_EXPORT type name(__VA_ARGS__)
+
+static mode_t va_mode(int flags, va_list ap)
+{
+	if (flags & (O_CREAT | __O_TMPFILE))
+		return (mode_t)va_arg(ap, int);
+	return 0;
+}
+
+DECL(int, open, const char *path, int flags, ...);
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = va_mode(flags, ap);
+	va_end(ap);
+	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, mode));
+}
+
+DECL(int, open64, const char *path, int flags, ...);
+int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = va_mode(flags, ap);
+	va_end(ap);
+	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, mode));
+}
+
+DECL(int, __open_2, const char *path, int flags);
+int __open_2(const char *path, int flags)
+{
+	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0));
+}
+
+DECL(int, __open64_2, const char *path, int flags);
+int __open64_2(const char *path, int flags)
+{
+	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0));
+}
+
+DECL(int, openat, int dirfd, const char *path, int flags, ...);
+int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = va_mode(flags, ap);
+	va_end(ap);
+	return (int)ret(C4(SYS_openat, dirfd, path, flags, mode));
+}
+
+DECL(int, openat64, int dirfd, const char *path, int flags, ...);
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = va_mode(flags, ap);
+	va_end(ap);
+	return (int)ret(C4(SYS_openat, dirfd, path, flags, mode));
+}
+
+DECL(int, __openat_2, int dirfd, const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags)
+{
+	return (int)ret(C4(SYS_openat, dirfd, path, flags, 0));
+}
+
+DECL(int, creat, const char *path, mode_t mode);
+int creat(const char *path, mode_t mode)
+{
+	return (int)ret(C4(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode));
+}
+
+DECL(int, creat64, const char *path, mode_t mode);
+int creat64(const char *path, mode_t mode)
+{
+	return creat(path, mode);
+}
+
+DECL(ssize_t, read, int fd, void *buf, size_t n);
+ssize_t read(int fd, void *buf, size_t n)
+{
+	return ret(C3(SYS_read, fd, buf, n));
+}
+
+DECL(ssize_t, write, int fd, const void *buf, size_t n);
+ssize_t write(int fd, const void *buf, size_t n)
+{
+	return ret(C3(SYS_write, fd, buf, n));
+}
+
+DECL(ssize_t, pread, int fd, void *buf, size_t n, off_t off);
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+	return ret(C4(SYS_pread64, fd, buf, n, off));
+}
+
+DECL(ssize_t, pread64, int fd, void *buf, size_t n, off_t off);
+ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+	return ret(C4(SYS_pread64, fd, buf, n, off));
+}
+
+DECL(ssize_t, pwrite, int fd, const void *buf, size_t n, off_t off);
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	return ret(C4(SYS_pwrite64, fd, buf, n, off));
+}
+
+DECL(ssize_t, pwrite64, int fd, const void *buf, size_t n, off_t off);
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	return ret(C4(SYS_pwrite64, fd, buf, n, off));
+}
+
+DECL(ssize_t, readv, int fd, const struct iovec *iov, int cnt);
+ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	return ret(C3(SYS_readv, fd, iov, cnt));
+}
+
+DECL(ssize_t, writev, int fd, const struct iovec *iov, int cnt);
+ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	return ret(C3(SYS_writev, fd, iov, cnt));
+}
+
+DECL(ssize_t, preadv, int fd, const struct iovec *iov, int cnt, off_t off);
+ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	return ret(C5(SYS_preadv, fd, iov, cnt, off, 0));
+}
+
+DECL(ssize_t, pwritev, int fd, const struct iovec *iov, int cnt, off_t off);
+ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	return ret(C5(SYS_pwritev, fd, iov, cnt, off, 0));
+}
+
+DECL(off_t, lseek, int fd, off_t off, int whence);
+off_t lseek(int fd, off_t off, int whence)
+{
+	return ret(C3(SYS_lseek, fd, off, whence));
+}
+
+DECL(off_t, lseek64, int fd, off_t off, int whence);
+off_t lseek64(int fd, off_t off, int whence)
+{
+	return ret(C3(SYS_lseek, fd, off, whence));
+}
+
+DECL(int, close, int fd);
+int close(int fd)
+{
+	return (int)ret(C1(SYS_close, fd));
+}
+
+DECL(int, dup, int fd);
+int dup(int fd)
+{
+	return (int)ret(C1(SYS_dup, fd));
+}
+
+DECL(int, dup2, int fd, int fd2);
+int dup2(int fd, int fd2)
+{
+	if (fd == fd2) /* dup2 semantics: check fd, no close */
+		return (int)ret(C2(SYS_fcntl, fd, F_GETFD) < 0 ? -EBADF : fd);
+	return (int)ret(C3(SYS_dup3, fd, fd2, 0));
+}
+
+DECL(int, dup3, int fd, int fd2, int flags);
+int dup3(int fd, int fd2, int flags)
+{
+	return (int)ret(C3(SYS_dup3, fd, fd2, flags));
+}
+
+DECL(int, fcntl, int fd, int cmd, ...);
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return (int)ret(C3(SYS_fcntl, fd, cmd, arg));
+}
+
+DECL(int, fcntl64, int fd, int cmd, ...);
+int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	return (int)ret(C3(SYS_fcntl, fd, cmd, arg));
+}
+
+DECL(int, fstat, int fd, struct stat *st);
+int fstat(int fd, struct stat *st)
+{
+	return (int)ret(C2(SYS_fstat, fd, st));
+}
+
+DECL(int, fstat64, int fd, struct stat64 *st);
+int fstat64(int fd, struct stat64 *st)
+{
+	return (int)ret(C2(SYS_fstat, fd, st));
+}
+
+DECL(int, stat, const char *path, struct stat *st);
+int stat(const char *path, struct stat *st)
+{
+	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
+}
+
+DECL(int, stat64, const char *path, struct stat64 *st);
+int stat64(const char *path, struct stat64 *st)
+{
+	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
+}
+
+DECL(int, lstat, const char *path, struct stat *st);
+int lstat(const char *path, struct stat *st)
+{
+	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
+}
+
+DECL(int, lstat64, const char *path, struct stat64 *st);
+int lstat64(const char *path, struct stat64 *st)
+{
+	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
+}
+
+DECL(int, fstatat, int dirfd, const char *path, struct stat *st, int flags);
+int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
+}
+
+DECL(int, fstatat64, int dirfd, const char *path, struct stat64 *st, int flags);
+int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
+}
+
+DECL(int, __xstat, int ver, const char *path, struct stat *st);
+int __xstat(int ver, const char *path, struct stat *st)
+{
+	return stat(path, st);
+}
+
+DECL(int, __xstat64, int ver, const char *path, struct stat *st);
+int __xstat64(int ver, const char *path, struct stat *st)
+{
+	return stat(path, st);
+}
+
+DECL(int, __lxstat, int ver, const char *path, struct stat *st);
+int __lxstat(int ver, const char *path, struct stat *st)
+{
+	return lstat(path, st);
+}
+
+DECL(int, __lxstat64, int ver, const char *path, struct stat *st);
+int __lxstat64(int ver, const char *path, struct stat *st)
+{
+	return lstat(path, st);
+}
+
+DECL(int, __fxstat, int ver, int fd, struct stat *st);
+int __fxstat(int ver, int fd, struct stat *st)
+{
+	return fstat(fd, st);
+}
+
+DECL(int, __fxstat64, int ver, int fd, struct stat *st);
+int __fxstat64(int ver, int fd, struct stat *st)
+{
+	return fstat(fd, st);
+}
+
+DECL(int, __fxstatat, int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	return fstatat(dirfd, path, st, flags);
+}
+
+DECL(int, __fxstatat64, int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	return fstatat(dirfd, path, st, flags);
+}
+
+DECL(int, statx, int dirfd, const char *path, int flags, unsigned mask, struct statx *st);
+int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *st)
+{
+	return (int)ret(C5(SYS_statx, dirfd, path, flags, mask, st));
+}
+
+DECL(int, ftruncate, int fd, off_t size);
+int ftruncate(int fd, off_t size)
+{
+	return (int)ret(C2(SYS_ftruncate, fd, size));
+}
+
+DECL(int, ftruncate64, int fd, off_t size);
+int ftruncate64(int fd, off_t size)
+{
+	return (int)ret(C2(SYS_ftruncate, fd, size));
+}
+
+DECL(int, truncate, const char *path, off_t size);
+int truncate(const char *path, off_t size)
+{
+	return (int)ret(C2(SYS_truncate, path, size));
+}
+
+DECL(int, truncate64, const char *path, off_t size);
+int truncate64(const char *path, off_t size)
+{
+	return (int)ret(C2(SYS_truncate, path, size));
+}
+
+DECL(int, fsync, int fd);
+int fsync(int fd)
+{
+	return (int)ret(C1(SYS_fsync, fd));
+}
+
+DECL(int, fdatasync, int fd);
+int fdatasync(int fd)
+{
+	return (int)ret(C1(SYS_fdatasync, fd));
+}
+
+DECL(int, rename, const char *from, const char *to);
+int rename(const char *from, const char *to)
+{
+	return (int)ret(C5(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 0));
+}
+
+DECL(int, renameat, int fd1, const char *from, int fd2, const char *to);
+int renameat(int fd1, const char *from, int fd2, const char *to)
+{
+	return (int)ret(C5(SYS_renameat2, fd1, from, fd2, to, 0));
+}
+
+DECL(int, renameat2, int fd1, const char *from, int fd2, const char *to, unsigned flags);
+int renameat2(int fd1, const char *from, int fd2, const char *to, unsigned flags)
+{
+	return (int)ret(C5(SYS_renameat2, fd1, from, fd2, to, flags));
+}
+
+DECL(int, unlink, const char *path);
+int unlink(const char *path)
+{
+	return (int)ret(C3(SYS_unlinkat, AT_FDCWD, path, 0));
+}
+
+DECL(int, unlinkat, int dirfd, const char *path, int flags);
+int unlinkat(int dirfd, const char *path, int flags)
+{
+	return (int)ret(C3(SYS_unlinkat, dirfd, path, flags));
+}
+
+DECL(int, mkdir, const char *path, mode_t mode);
+int mkdir(const char *path, mode_t mode)
+{
+	return (int)ret(C3(SYS_mkdirat, AT_FDCWD, path, mode));
+}
+
+DECL(int, mkdirat, int dirfd, const char *path, mode_t mode);
+int mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	return (int)ret(C3(SYS_mkdirat, dirfd, path, mode));
+}
+
+DECL(int, rmdir, const char *path);
+int rmdir(const char *path)
+{
+	return (int)ret(C3(SYS_unlinkat, AT_FDCWD, path, AT_REMOVEDIR));
+}
+
+DECL(int, access, const char *path, int mode);
+int access(const char *path, int mode)
+{
+	return (int)ret(C4(SYS_faccessat2, AT_FDCWD, path, mode, 0));
+}
+
+DECL(int, faccessat, int dirfd, const char *path, int mode, int flags);
+int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	return (int)ret(C4(SYS_faccessat2, dirfd, path, mode, flags));
+}
+
+DECL(int, chmod, const char *path, mode_t mode);
+int chmod(const char *path, mode_t mode)
+{
+	return (int)ret(C4(SYS_fchmodat, AT_FDCWD, path, mode, 0));
+}
+
+DECL(int, fchmod, int fd, mode_t mode);
+int fchmod(int fd, mode_t mode)
+{
+	return (int)ret(C2(SYS_fchmod, fd, mode));
+}
+
+DECL(ssize_t, getdents64, int fd, void *buf, size_t n);
+ssize_t getdents64(int fd, void *buf, size_t n)
+{
+	return ret(C3(SYS_getdents64, fd, buf, n));
+}
+
+DECL(ssize_t, sendfile, int out, int in, off_t *off, size_t n);
+ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+	return ret(C4(SYS_sendfile, out, in, off, n));
+}
+
+DECL(ssize_t, sendfile64, int out, int in, off_t *off, size_t n);
+ssize_t sendfile64(int out, int in, off_t *off, size_t n)
+{
+	return ret(C4(SYS_sendfile, out, in, off, n));
+}
+
+DECL(ssize_t, copy_file_range, int in, off_t *in_off, int out, off_t *out_off, size_t n,
+     unsigned flags);
+ssize_t copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t n,
+			unsigned flags)
+{
+	return ret(call(SYS_copy_file_range, in, (long)in_off, out, (long)out_off, (long)n,
+			flags));
+}
+
+DECL(int, sigprocmask, int how, const sigset_t *set, sigset_t *old);
+int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	return (int)ret(C4(SYS_rt_sigprocmask, how, set, old, 8));
+}
+
+DECL(int, pthread_sigmask, int how, const sigset_t *set, sigset_t *old);
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	long r = C4(SYS_rt_sigprocmask, how, set, old, 8);
+
+	return r < 0 ? (int)-r : 0;
+}
+
+/* The generic syscall(2) entry: direct system calls made through libc get the
+ * same treatment as the wrappers (faster than a SUD trap). */
+DECL(long, syscall, long nr, ...);
+long syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	return ret(rt_dispatch(nr, a, NULL));
+}
+
+/* ---- stdio and directories when SUD is off ------------------------------- *
+ * glibc's fopen/opendir open through internal functions that bypass the
+ * wrappers; with SUD on they trap and are shielded anyway, with SUD off these
+ * wrappers route them: the fd is opened through the shield and handed to the
+ * real fdopen/fdopendir. */
+static int fopen_flags(const char *mode, int *flags)
+{
+	int f;
+
+	switch (mode[0]) {
+	case 'r':
+		f = O_RDONLY;
+		break;
+	case 'w':
+		f = O_WRONLY | O_CREAT | O_TRUNC;
+		break;
+	case 'a':
+		f = O_WRONLY | O_CREAT | O_APPEND;
+		break;
+	default:
+		return -EINVAL;
+	}
+	for (const char *p = mode + 1; *p && *p != ','; p++) {
+		if (*p == '+')
+			f = (f & ~O_ACCMODE) | O_RDWR;
+		else if (*p == 'e')
+			f |= O_CLOEXEC;
+		else if (*p == 'x')
+			f |= O_EXCL;
+	}
+	*flags = f;
+	return 0;
+}
+
+static FILE *open_stream(const char *path, const char *mode)
+{
+	int flags, fd;
+	FILE *f;
+
+	if (fopen_flags(mode, &flags)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	fd = (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0666));
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, mode);
+	if (!f) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return f;
+}
+
+DECL(FILE *, fopen, const char *path, const char *mode);
+FILE *fopen(const char *path, const char *mode)
+{
+	return open_stream(path, mode);
+}
+
+DECL(FILE *, fopen64, const char *path, const char *mode);
+FILE *fopen64(const char *path, const char *mode)
+{
+	return open_stream(path, mode);
+}
+
+DECL(DIR *, opendir, const char *path);
+DIR *opendir(const char *path)
+{
+	int fd = (int)ret(C4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	d = fdopendir(fd);
+	if (!d) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
+/* ---- processes and threads ----------------------------------------------- */
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *thread_trampoline(void *p)
+{
+	struct thread_start ts = *(struct thread_start *)p;
+
+	free(p);
+	rt_sud_thread_init();
+	return ts.fn(ts.arg);
+}
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+				 void *);
+
+DECL(int, pthread_create, pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+     void *arg);
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+	static pthread_create_fn real;
+	struct thread_start *ts;
+	struct rt_guard g;
+	int r;
+
+	if (!real)
+		real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+	if (!real)
+		return EAGAIN;
+	if (!g_rt.sud_on)
+		return real(t, attr, fn, arg);
+	ts = malloc(sizeof(*ts));
+	if (!ts)
+		return EAGAIN;
+	ts->fn = fn;
+	ts->arg = arg;
+	/* The clone inside pthread_create runs with the selector allowing it;
+	 * the new thread installs its own selector first thing. */
+	g.selector = t_rt_selector;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	r = real(t, attr, thread_trampoline, ts);
+	t_rt_selector = g.selector;
+	if (r)
+		free(ts);
+	return r;
+}
+
+typedef pid_t (*fork_fn)(void);
+
+DECL(pid_t, fork, void);
+pid_t fork(void)
+{
+	static fork_fn real;
+	char sel = t_rt_selector;
+	pid_t pid;
+
+	if (!real)
+		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
+	if (!real)
+		return (pid_t)ret(-ENOSYS);
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	if (g_rt.shield_on)
+		rt_shield_before_fork();
+	pid = real();
+	t_rt_selector = sel;
+	if (pid == 0) {
+		rt_sud_thread_init(); /* dispatch is not inherited by children */
+		if (g_rt.shield_on)
+			rt_shield_after_fork();
+	} else if (g_rt.shield_on) {
+		rt_shield_parent_after_fork();
+	}
+	return pid;
+}
+
+/* posix_spawn's child runs in libc without dispatch (it is not inherited), so
+ * the re-launch environment is prepared here. */
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			const posix_spawnattr_t *, char *const[], char *const[]);
+
+static int spawn(const char *name, pid_t *pid, const char *path,
+		 const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+		 char *const argv[], char *const envp[])
+{
+	spawn_fn real = (spawn_fn)dlsym(RTLD_NEXT, name);
+	struct rt_exec_env e;
+	char sel = t_rt_selector;
+	int r;
+
+	if (!real)
+		return ENOSYS;
+	r = rt_exec_env(envp, &e);
+	if (r && r != -ENOENT)
+		return -r;
+	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+	r = real(pid, path, fa, attr, argv, r ? envp : e.env);
+	t_rt_selector = sel;
+	rt_exec_env_free(&e);
+	return r;
+}
+
+DECL(int, posix_spawn, pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn("posix_spawn", pid, path, fa, attr, argv, envp);
+}
+
+DECL(int, posix_spawnp, pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int posix_spawnp(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		 const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn("posix_spawnp", pid, path, fa, attr, argv, envp);
+}
+
+/* system() and popen() spawn through libc internals with environ: run them
+ * with the re-launch environment installed in environ for the duration.
+ * FIXME(threads): another thread reading environ meanwhile sees it too. */
+extern char **environ;
+
+DECL(int, system, const char *cmd);
+int system(const char *cmd)
+{
+	int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "system");
+	struct rt_exec_env e;
+	char **saved = environ;
+	int r;
+
+	if (!real)
+		return -1;
+	if (rt_exec_env(environ, &e))
+		return real(cmd);
+	environ = e.env;
+	r = real(cmd);
+	environ = saved;
+	rt_exec_env_free(&e);
+	return r;
+}
+
+DECL(FILE *, popen, const char *cmd, const char *mode);
+FILE *popen(const char *cmd, const char *mode)
+{
+	FILE *(*real)(const char *, const char *) =
+		(FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "popen");
+	struct rt_exec_env e;
+	char **saved = environ;
+	FILE *f;
+
+	if (!real)
+		return NULL;
+	if (rt_exec_env(environ, &e))
+		return real(cmd, mode);
+	environ = e.env;
+	f = real(cmd, mode);
+	environ = saved;
+	rt_exec_env_free(&e);
+	return f;
+}
+
+/* vfork's child would share the wrapper's stack frame: run it as fork. */
+DECL(pid_t, vfork, void);
+pid_t vfork(void)
+{
+	return fork();
+}

@@ -1,0 +1,2 @@
+"""Fixtures for tests/e2e/apps (defined in kilnapps.py)."""
+from kilnapps import direct_syscall_bin, volume  # noqa: F401

@@ -1,0 +1,31 @@
+"""A program that bypasses libc (inline syscall instructions and syscall(2)):
+Syscall User Dispatch shields it; with --sud off it sees only what is on disk."""
+from kilnapps import SECRET
+
+
+def test_direct_syscalls_are_shielded(volume, direct_syscall_bin):
+    f = volume.dir / "direct.txt"
+    volume.run(direct_syscall_bin, "write", f, SECRET, check=True)
+    p = volume.run(direct_syscall_bin, "read", f, check=True)
+    assert p.stdout.strip() == f"size={len(SECRET)} content={SECRET}"
+    p = volume.run(direct_syscall_bin, "libc-read", f, check=True)
+    assert p.stdout.strip() == f"size={len(SECRET)} content={SECRET}"
+    volume.assert_no_plaintext()
+
+
+def test_unsupported_call_is_refused(volume, direct_syscall_bin):
+    f = volume.dir / "direct.txt"
+    volume.run(direct_syscall_bin, "write", f, SECRET, check=True)
+    p = volume.run(direct_syscall_bin, "link", f, volume.dir / "hard")
+    assert p.returncode == 1
+    assert "link: errno=95" in p.stdout
+    assert f"kiln: link on protected path {f}: not supported by the runtime (ENOTSUP)" \
+        in p.stderr
+
+
+def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin):
+    f = volume.dir / "direct.txt"
+    volume.run(direct_syscall_bin, "write", f, SECRET, check=True)
+    p = volume.run(direct_syscall_bin, "read", f, extra=["--sud", "off"])
+    # The volume's files do not exist on disk under their names.
+    assert p.returncode == 1 and "errno=2" in p.stdout

@@ -1,0 +1,246 @@
+/* Unit tests for the pure parts of src/runtime: the syscall table, path
+ * normalization and volume matching, the fd table and the launcher config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "runtime/runtime.h"
+
+static void test_syscall_table_complete(void **state)
+{
+	/* Every number 0..max has an entry: a name, a valid action, and arguments
+	 * that exist (x86-64 calls take at most 6). */
+	for (int nr = 0; nr <= RT_SYSCALL_MAX; nr++) {
+		const struct rt_syscall *s = &g_rt_syscalls[nr];
+
+		assert_non_null(s->name);
+		assert_true(s->name[0] != '\0');
+		assert_true(s->action <= RT_SYS_RUNTIME);
+		assert_true(s->fd_mask < (1u << 6));
+		assert_non_null(s->note);
+		for (int i = 0; i < 2; i++) {
+			assert_true(s->paths[i][0] >= -1 && s->paths[i][0] < 6);
+			assert_true(s->paths[i][1] >= -1 && s->paths[i][1] < 6);
+			if (s->paths[i][1] < 0)
+				assert_int_equal(s->paths[i][0], -1);
+		}
+	}
+	assert_int_equal(RT_SYSCALL_COUNT, RT_SYSCALL_MAX + 1);
+}
+
+static void test_syscall_table_contents(void **state)
+{
+	assert_string_equal(g_rt_syscalls[SYS_openat].name, "openat");
+	assert_int_equal(g_rt_syscalls[SYS_openat].action, RT_SYS_SHIELD);
+	assert_int_equal(g_rt_syscalls[SYS_openat].paths[0][0], 0);
+	assert_int_equal(g_rt_syscalls[SYS_openat].paths[0][1], 1);
+	assert_int_equal(g_rt_syscalls[SYS_read].action, RT_SYS_PASS);
+	assert_int_equal(g_rt_syscalls[SYS_read].fd_mask, 1);
+	assert_int_equal(g_rt_syscalls[SYS_close].action, RT_SYS_SHIELD);
+	assert_int_equal(g_rt_syscalls[SYS_fsync].action, RT_SYS_SHIELD);
+	assert_int_equal(g_rt_syscalls[SYS_link].action, RT_SYS_REFUSE);
+	assert_int_equal(g_rt_syscalls[SYS_rt_sigreturn].action, RT_SYS_RUNTIME);
+	assert_int_equal(g_rt_syscalls[SYS_execve].action, RT_SYS_RUNTIME);
+	/* renameat2: two (dirfd, path) pairs. */
+	assert_int_equal(g_rt_syscalls[SYS_renameat2].paths[1][0], 2);
+	assert_int_equal(g_rt_syscalls[SYS_renameat2].paths[1][1], 3);
+	/* Numbers without a call are listed too. */
+	assert_string_equal(g_rt_syscalls[400].name, "unassigned");
+	assert_string_equal(rt_syscall_name(SYS_getdents64), "getdents64");
+	assert_string_equal(rt_syscall_name(-1), "unknown");
+	assert_string_equal(rt_syscall_name(RT_SYSCALL_MAX + 1), "unknown");
+}
+
+static void norm_ok(const char *cwd, const char *path, const char *want)
+{
+	char out[256];
+
+	assert_int_equal(rt_path_normalize(cwd, path, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_path_normalize(void **state)
+{
+	char small[8];
+
+	norm_ok(NULL, "/", "/");
+	norm_ok(NULL, "/a/b/", "/a/b");
+	norm_ok(NULL, "//a///b", "/a/b");
+	norm_ok(NULL, "/a/./b/.", "/a/b");
+	norm_ok(NULL, "/a/b/../c", "/a/c");
+	norm_ok(NULL, "/../..", "/");
+	norm_ok(NULL, "/a/..", "/");
+	norm_ok("/data", "x.db", "/data/x.db");
+	norm_ok("/data/sub", "../x", "/data/x");
+	norm_ok("/", "./x/../y", "/y");
+	norm_ok("/data", ".", "/data");
+	norm_ok("/data", "...", "/data/...");
+	assert_int_equal(rt_path_normalize(NULL, "", small, sizeof(small)), -EINVAL);
+	assert_int_equal(rt_path_normalize(NULL, "rel", small, sizeof(small)), -EINVAL);
+	assert_int_equal(rt_path_normalize("rel", "x", small, sizeof(small)), -EINVAL);
+	assert_int_equal(rt_path_normalize(NULL, "/abcdefgh", small, sizeof(small)),
+			 -ENAMETOOLONG);
+	assert_int_equal(rt_path_normalize(NULL, "/abcdefg", small, sizeof(small)),
+			 -ENAMETOOLONG);
+	assert_int_equal(rt_path_normalize(NULL, "/abcdef", small, sizeof(small)), 0);
+	assert_string_equal(small, "/abcdef");
+}
+
+static void test_path_under(void **state)
+{
+	assert_string_equal(rt_path_under("/data", "/data"), "");
+	assert_string_equal(rt_path_under("/data/a/b", "/data"), "a/b");
+	assert_null(rt_path_under("/database", "/data"));
+	assert_null(rt_path_under("/dat", "/data"));
+	assert_null(rt_path_under("/other/data", "/data"));
+	assert_string_equal(rt_path_under("/x/y", "/"), "x/y");
+	assert_string_equal(rt_path_under("/", "/"), "");
+}
+
+static void test_fd_table(void **state)
+{
+	int obj1, obj2;
+	enum rt_fd_kind kind;
+	size_t base = rt_fd_count();
+
+	/* Objects are at least 4-byte aligned: the kind lives in the low bits. */
+	assert_int_equal(rt_fd_kind(5), RT_FD_NONE);
+	assert_null(rt_fd_get(5));
+	assert_null(rt_fd_set(5, RT_FD_FILE, &obj1));
+	assert_int_equal(rt_fd_kind(5), RT_FD_FILE);
+	assert_ptr_equal(rt_fd_get(5), &obj1);
+	assert_int_equal(rt_fd_count(), base + 1);
+	/* Replacing returns the previous object and keeps the count. */
+	assert_ptr_equal(rt_fd_set(5, RT_FD_DIR, &obj2), &obj1);
+	assert_int_equal(rt_fd_kind(5), RT_FD_DIR);
+	assert_int_equal(rt_fd_count(), base + 1);
+	assert_ptr_equal(rt_fd_clear(5, &kind), &obj2);
+	assert_int_equal(kind, RT_FD_DIR);
+	assert_int_equal(rt_fd_kind(5), RT_FD_NONE);
+	assert_int_equal(rt_fd_count(), base);
+	assert_null(rt_fd_clear(5, &kind));
+	assert_int_equal(kind, RT_FD_NONE);
+	/* Runtime-owned fds carry no object. */
+	rt_fd_set(7, RT_FD_OWNED, NULL);
+	assert_int_equal(rt_fd_kind(7), RT_FD_OWNED);
+	assert_null(rt_fd_get(7));
+	rt_fd_clear(7, NULL);
+	/* Out of range. */
+	assert_false(rt_fd_in_range(-1));
+	assert_false(rt_fd_in_range(RT_FD_MAX));
+	assert_true(rt_fd_in_range(RT_FD_MAX - 1));
+	assert_null(rt_fd_set(RT_FD_MAX, RT_FD_FILE, &obj1));
+	assert_int_equal(rt_fd_kind(RT_FD_MAX), RT_FD_NONE);
+	assert_int_equal(rt_fd_kind(-3), RT_FD_NONE);
+	assert_null(rt_fd_get(-3));
+}
+
+static void test_config_round_trip(void **state)
+{
+	struct rt_config *in = calloc(1, sizeof(*in)), *out = calloc(1, sizeof(*out));
+	struct kiln_err err = { 0 };
+	char *text;
+	size_t size;
+
+	in->dev = true;
+	in->sud = false;
+	in->freshness = RT_FRESH_EVERY_FSYNC;
+	in->n_volumes = 2;
+	strcpy(in->volumes[0].mount, "/data");
+	strcpy(in->volumes[0].dir, "/srv/vol");
+	memset(in->volumes[0].key, 0xab, 32);
+	strcpy(in->volumes[1].mount, "/srv/other");
+	strcpy(in->volumes[1].dir, "/srv/other");
+	memset(in->volumes[1].key, 0x01, 32);
+	assert_int_equal(rt_config_serialize(in, &text, &size), 0);
+	assert_int_equal(strlen(text), size);
+	assert_int_equal(rt_config_parse(text, size, out, &err), 0);
+	assert_true(out->dev);
+	assert_false(out->sud);
+	assert_int_equal(out->freshness, RT_FRESH_EVERY_FSYNC);
+	assert_int_equal(out->n_volumes, 2);
+	assert_string_equal(out->volumes[0].mount, "/data");
+	assert_string_equal(out->volumes[0].dir, "/srv/vol");
+	assert_memory_equal(out->volumes[0].key, in->volumes[0].key, 32);
+	assert_string_equal(out->volumes[1].mount, "/srv/other");
+	kiln_free_secret(text, size);
+	rt_config_wipe(out);
+	free(in);
+	free(out);
+}
+
+static void parse_fails(const char *text, int code, const char *msg)
+{
+	struct rt_config *cfg = calloc(1, sizeof(*cfg));
+	struct kiln_err err = { 0 };
+
+	assert_int_equal(rt_config_parse(text, strlen(text), cfg, &err), code);
+	assert_string_equal(err.msg, msg);
+	/* Failed parses leave nothing behind (keys wiped). */
+	assert_int_equal(cfg->n_volumes, 0);
+	free(cfg);
+}
+
+static void test_config_errors(void **state)
+{
+	char key[65];
+
+	memset(key, 'a', 64);
+	key[64] = '\0';
+	parse_fails("nope\nend\n", -KILN_EFORMAT,
+		    "config: first line is not 'kiln-runtime-config-v1'");
+	parse_fails("kiln-runtime-config-v1\nsud on\n", -KILN_ETRUNC,
+		    "config: missing 'end' line");
+	parse_fails("kiln-runtime-config-v1\nbogus\nend\n", -KILN_EFORMAT,
+		    "config line 2: malformed");
+	parse_fails("kiln-runtime-config-v1\nfreshness sometimes\nend\n", -KILN_EFORMAT,
+		    "config line 2: malformed");
+	parse_fails("kiln-runtime-config-v1\nvolume rel /d aa\nend\n", -KILN_EFORMAT,
+		    "config line 2: malformed");
+	parse_fails("kiln-runtime-config-v1\nvolume /m /d abcd\nend\n", -KILN_EFORMAT,
+		    "config line 2: malformed");
+	/* A key with trailing garbage is refused and never echoed. */
+	{
+		char text[256];
+
+		snprintf(text, sizeof(text), "kiln-runtime-config-v1\nvolume /m /d %s x\nend\n",
+			 key);
+		parse_fails(text, -KILN_EFORMAT, "config line 2: malformed");
+	}
+}
+
+static void test_freshness_parse(void **state)
+{
+	enum rt_freshness f;
+
+	assert_int_equal(rt_freshness_parse("every-fsync", &f), 0);
+	assert_int_equal(f, RT_FRESH_EVERY_FSYNC);
+	assert_int_equal(rt_freshness_parse("on-close", &f), 0);
+	assert_int_equal(f, RT_FRESH_ON_CLOSE);
+	assert_int_equal(rt_freshness_parse("on-exit", &f), 0);
+	assert_int_equal(f, RT_FRESH_ON_EXIT);
+	assert_int_equal(rt_freshness_parse("never", &f), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_syscall_table_complete),
+		cmocka_unit_test(test_syscall_table_contents),
+		cmocka_unit_test(test_path_normalize),
+		cmocka_unit_test(test_path_under),
+		cmocka_unit_test(test_fd_table),
+		cmocka_unit_test(test_config_round_trip),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_freshness_parse),
+	};
+	return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
+}
