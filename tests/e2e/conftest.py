@@ -10,9 +10,7 @@ import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("KILN_BUILD", ROOT / "build")).resolve()
-TESTDATA = (ROOT / ".." / "shared" / "testdata").resolve()
+from kilnenv import BUILD, ROOT, TESTDATA  # noqa: F401
 
 
 def pytest_configure(config):

@@ -3,7 +3,7 @@ for trailing bytes, expired collateral, missing collateral and damaged collatera
 (Plain verification of each sample is also covered by test_evidence.py.)"""
 import json
 
-from conftest import TESTDATA
+from kilnenv import TESTDATA
 
 EV = TESTDATA / "evidence"
 AT = "2025-07-01T00:00:00Z"
