@@ -29,7 +29,8 @@ static void verify_usage(FILE *f)
 		   "Verify attestation evidence and print its claims and the verdict.\n"
 		   "Exit status: 0 authentic (whatever the TCB status), 1 not authentic,\n"
 		   "2 usage error.\n\n"
-		   "  --tee KIND         evidence kind: sgx, tdx or snp\n"
+		   "  --tee KIND         evidence kind: sgx, tdx or snp (or another backend\n"
+		   "                     of this build, e.g. host with its kiln-las certificate)\n"
 		   "  --collateral JSON  Intel collateral (PCK CRL, TCB Info, QE identity...)\n"
 		   "  --cert-chain FILE  certificates, PEM or DER; repeatable (SNP: the VCEK or\n"
 		   "                     VLEK and the ASK/ASVK + ARK chain)\n"
@@ -276,7 +277,9 @@ static int verify_main(int argc, char **argv)
 		cli_error("evidence verify: missing --tee sgx|tdx|snp");
 		return CLI_EXIT_USAGE;
 	}
-	if (strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0 && strcmp(tee, "snp") != 0) {
+	backend = ev_backend_find(tee);
+	if (!backend && strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0 &&
+	    strcmp(tee, "snp") != 0) {
 		cli_error("evidence verify: --tee must be sgx, tdx or snp, not '%s'", tee);
 		return CLI_EXIT_USAGE;
 	}
@@ -285,7 +288,6 @@ static int verify_main(int argc, char **argv)
 			  "2025-07-01T00:00:00Z", at_s);
 		return CLI_EXIT_USAGE;
 	}
-	backend = ev_backend_find(tee);
 	if (!backend) {
 		cli_error("evidence verify: tee '%s' is not available in this build", tee);
 		return CLI_EXIT_FAIL;
