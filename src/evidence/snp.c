@@ -491,7 +491,8 @@ out:
 }
 
 /* The certificate among `certs` (other than `child`) whose subject is child's issuer
- * and whose key verifies child's signature result is reported separately. */
+ * name, or NULL. Whether its key really signed child is checked separately, so a name
+ * match with the wrong key is reported as a bad signature, not as a missing issuer. */
 static X509 *find_issuer(STACK_OF(X509) *certs, X509 *child)
 {
 	for (int i = 0; i < sk_X509_num(certs); i++) {
