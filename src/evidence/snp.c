@@ -879,13 +879,37 @@ out:
 	return ret;
 }
 
+/* The product line of a v3+ report's CPUID family/model (as AMD KDS and go-sev-guest
+ * map them), or NULL when unknown or absent (v2 reports carry no CPUID). */
+static const char *cpuid_product(const struct ev_snp_report *r)
+{
+	if (r->cpuid_fam_id == 0x19 && r->cpuid_mod_id <= 0x0F)
+		return "Milan";
+	if (r->cpuid_fam_id == 0x19 &&
+	    ((r->cpuid_mod_id >= 0x10 && r->cpuid_mod_id <= 0x1F) ||
+	     (r->cpuid_mod_id >= 0xA0 && r->cpuid_mod_id <= 0xAF)))
+		return "Genoa";
+	if (r->cpuid_fam_id == 0x1A && r->cpuid_mod_id <= 0x1F)
+		return "Turin";
+	return NULL;
+}
+
 static int check_binding(const struct ev_snp_report *r, const struct snp_chain *c,
 			 struct kiln_err *err)
 {
 	const char *kind = r->signing_key == EV_SNP_KEY_VLEK ? "VLEK" : "VCEK";
+	const char *cpu = cpuid_product(r);
 	bool turin = strcmp(c->product, "Turin") == 0;
 	struct ev_snp_tcb tcb;
 	int rep[KILN_ARRAY_SIZE(g_tcb_exts)];
+
+	/* The TCB layout follows the product, so a report from one product line must not
+	 * be read under another's chain. */
+	if (cpu && strcmp(cpu, c->product) != 0)
+		return kiln_err_set(err, -KILN_ECHAIN,
+				    "report CPUID family 0x%02x model 0x%02x is a %s part, but "
+				    "the %s chain is anchored at the %s ARK", r->cpuid_fam_id,
+				    r->cpuid_mod_id, cpu, kind, c->product);
 
 	if (r->signing_key == EV_SNP_KEY_VCEK) {
 		char want[2 * 8 + 1], got[2 * 8 + 1];

@@ -786,6 +786,21 @@ static void test_binding_checks(void **state)
 		assert_non_null(strstr(err.msg, "fmcSPL is 9"));
 		/* Read with the Milan layout the same bytes mean other levels. */
 		assert_int_equal(check_fake(report, chip, &turin, "Milan", &err), -KILN_ECHAIN);
+		/* A v3 report names its CPU: a Turin part under a Milan chain is refused
+		 * before any TCB comparison. */
+		report[0] = 3;
+		report[0x188] = 0x1A;
+		report[0x189] = 0x02;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), 0);
+		assert_int_equal(check_fake(report, chip, &turin, "Milan", &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "model 0x02 is a Turin part"));
+		report[0x188] = 0x19;
+		report[0x189] = 0x11;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "Genoa part"));
+		/* Unknown family: no claim about the product, the chain decides. */
+		report[0x188] = 0x42;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), 0);
 	}
 }
 
