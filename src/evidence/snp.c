@@ -1056,6 +1056,9 @@ static int snp_verify(const uint8_t *evidence, size_t size, const struct ev_veri
 	*claims = NULL;
 	if (!evidence && size)
 		return kiln_err_set(err, -EINVAL, "SNP report: no data");
+	for (size_t i = 0; opts && i < opts->n_certs; i++)
+		if (!opts->certs_pem || !opts->certs_pem[i])
+			return kiln_err_set(err, -EINVAL, "certificate input %zu is NULL", i + 1);
 	/* Bytes after the report are accepted only as an SNP certificate table (what
 	 * `kiln evidence produce` appends from configfs-tsm auxblob). */
 	ret = ev_snp_report_parse(evidence, size > EV_SNP_REPORT_SIZE ? EV_SNP_REPORT_SIZE : size,

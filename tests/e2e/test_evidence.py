@@ -162,6 +162,57 @@ def test_snp_expired_and_json_error(kiln):
     assert "not at 2030-01-01T00:00:00Z" in doc["error"]
 
 
+def cert_table(blobs):
+    """A GHCB certificate table: {GUID, offset, length} entries, a zero entry, the DERs."""
+    import struct
+    import uuid
+    off = 24 * (len(blobs) + 1)
+    head, body = b"", b""
+    for guid, der in blobs:
+        head += uuid.UUID(guid).bytes + struct.pack("<II", off + len(body), len(der))
+        body += der
+    return head + b"\0" * 24 + body
+
+
+def pem_ders(path):
+    return [ssl.PEM_cert_to_DER_cert(c) for c in re.findall(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", path.read_text(), re.S)]
+
+
+def test_snp_certificate_table(kiln, tmp_path):
+    """What `kiln evidence produce --tee snp` writes on a host that serves certificates
+    (report || GHCB certificate table) verifies without --cert-chain."""
+    vcek, ask, ark = ("63da758d-e664-4564-adc5-f4b93be8accd",
+                      "4ab7b379-bbac-4fe4-a02f-05aef327c782",
+                      "c0b406a4-a803-4952-9743-3fb6014cd0ae")
+    milan = pem_ders(SNP / "ask_ark_milan.pem")
+    genoa = pem_ders(SNP / "ask_ark_genoa.pem")
+    report = (SNP / "report_milan.bin").read_bytes()
+    f = tmp_path / "extended.bin"
+    f.write_bytes(report + cert_table([(vcek, (SNP / "vcek_milan.der").read_bytes()),
+                                       (ask, milan[0]), (ark, milan[1])]))
+    p = kiln("evidence", "verify", f, "--tee", "snp", "--at", AT, "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads(p.stdout)["claims"]["measurement"] == MEASUREMENT
+    # The host's table cannot bring its own root: with Genoa's ARK, Milan's is missing.
+    f.write_bytes(report + cert_table([(vcek, (SNP / "vcek_milan.der").read_bytes()),
+                                       (ask, milan[0]), (ark, genoa[1])]))
+    p = kiln("evidence", "verify", f, "--tee", "snp", "--at", AT)
+    assert p.returncode == 1
+    assert "its issuer ARK-Milan (the AMD root, ARK) is not among" in one_line_error(p)
+    # A well-formed table holding something that is not a certificate.
+    f.write_bytes(report + cert_table([(vcek, b"x" * 10)]))
+    p = kiln("evidence", "verify", f, "--tee", "snp", "--at", AT)
+    assert p.returncode == 1
+    assert "SNP certificate table: certificate 1 is not DER X.509" in one_line_error(p)
+    # A table whose entry points outside it is just trailing garbage.
+    f.write_bytes(report + cert_table([(vcek, b"x" * 10)])[:50])
+    p = kiln("evidence", "verify", f, "--tee", "snp", "--at", AT)
+    assert p.returncode == 1
+    assert "50 unexpected bytes after the 1184-byte report (not an SNP certificate table)" \
+        in one_line_error(p)
+
+
 def test_snp_missing_certificates(kiln):
     p = kiln("evidence", "verify", SNP / "report_milan.bin", "--tee", "snp", "--at", AT)
     assert p.returncode == 1
