@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -804,6 +805,41 @@ static void test_binding_checks(void **state)
 	}
 }
 
+static void *verify_thread(void *arg)
+{
+	int *failures = arg;
+
+	for (int i = 0; i < 10; i++) {
+		struct kiln_err err;
+		json_t *claims = NULL;
+
+		if (verify_with(g_report, g_report_size, 0, AT_2025_07_01, &claims, &err) != 0 ||
+		    !json_is_true(json_object_get(claims, "debug")))
+			(*failures)++;
+		json_decref(claims);
+		/* A failing chain in between runs the uncached path concurrently. */
+		if (verify_with(g_report, g_report_size, 1, AT_2025_07_01, &claims, &err) !=
+		    -KILN_ECHAIN)
+			(*failures)++;
+	}
+	return NULL;
+}
+
+/* The chain cache is shared: concurrent verifications all succeed. */
+static void test_concurrent_verify(void **state)
+{
+	pthread_t t[4];
+	int failures[4] = { 0 };
+
+	ev_snp_cache_clear();
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, verify_thread, &failures[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(failures[i], 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -818,6 +854,7 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_and_cert_table),
 		cmocka_unit_test(test_binding_checks),
+		cmocka_unit_test(test_concurrent_verify),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
