@@ -987,23 +987,38 @@ static int set_hex(json_t *o, const char *name, const uint8_t *p, size_t size)
 	return json_object_set_new(o, name, json_string(hex)) == 0 ? 0 : -ENOMEM;
 }
 
-static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain *c)
+/* A TCB version as {bootloader, tee, snp, microcode[, fmc]}, or NULL. */
+static json_t *tcb_json(uint64_t raw, bool turin)
 {
-	bool turin = strcmp(c->product, "Turin") == 0;
-	json_t *o = json_object(), *tcb = json_object();
+	json_t *tcb = json_object();
 	struct ev_snp_tcb t;
-	char fw[16];
 	int bad = 0;
 
-	if (!o || !tcb)
-		goto fail;
-	ev_snp_tcb_decode(r->reported_tcb, turin, &t);
+	if (!tcb)
+		return NULL;
+	ev_snp_tcb_decode(raw, turin, &t);
 	bad |= json_object_set_new(tcb, "bootloader", json_integer(t.bootloader));
 	bad |= json_object_set_new(tcb, "tee", json_integer(t.tee));
 	bad |= json_object_set_new(tcb, "snp", json_integer(t.snp));
 	bad |= json_object_set_new(tcb, "microcode", json_integer(t.microcode));
 	if (turin)
 		bad |= json_object_set_new(tcb, "fmc", json_integer(t.fmc));
+	if (bad) {
+		json_decref(tcb);
+		return NULL;
+	}
+	return tcb;
+}
+
+static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain *c)
+{
+	bool turin = strcmp(c->product, "Turin") == 0;
+	json_t *o = json_object(), *tcb = tcb_json(r->reported_tcb, turin);
+	char fw[16];
+	int bad = 0;
+
+	if (!o || !tcb)
+		goto fail;
 	bad |= json_object_set_new(o, "tee", json_string("snp"));
 	bad |= json_object_set_new(o, "insecure", json_false());
 	bad |= set_hex(o, "measurement", r->measurement, 48);
@@ -1033,6 +1048,10 @@ static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain
 	snprintf(fw, sizeof(fw), "%u.%u.%u", r->current_major, r->current_minor,
 		 r->current_build);
 	bad |= json_object_set_new(o, "firmware", json_string(fw));
+	/* json_object_set_new returns -1 for a NULL value (tcb_json out of memory). */
+	bad |= json_object_set_new(o, "current_tcb", tcb_json(r->current_tcb, turin));
+	bad |= json_object_set_new(o, "committed_tcb", tcb_json(r->committed_tcb, turin));
+	bad |= json_object_set_new(o, "launch_tcb", tcb_json(r->launch_tcb, turin));
 	if (bad)
 		goto fail;
 	return o;

@@ -166,6 +166,10 @@ static void check_milan_claims(json_t *c)
 	assert_claim_int(tcb, "snp", 5);
 	assert_claim_int(tcb, "microcode", 68);
 	assert_null(json_object_get(tcb, "fmc"));
+	/* Current, committed and launch TCB are the same on this platform. */
+	assert_true(json_equal(json_object_get(c, "current_tcb"), tcb));
+	assert_true(json_equal(json_object_get(c, "committed_tcb"), tcb));
+	assert_true(json_equal(json_object_get(c, "launch_tcb"), tcb));
 }
 
 static void test_real_milan_verifies(void **state)
