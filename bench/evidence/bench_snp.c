@@ -229,7 +229,8 @@ int main(int argc, char **argv)
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
 	doc = json_pack("{s:s, s:s, s:s, s:s, s:f, s:s, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f}}",
 			"benchmark", "evidence_snp", "date", date, "cpu", cpu, "openssl",
-			OpenSSL_version(OPENSSL_VERSION), "seconds_per_rate", seconds, "clock", "process CPU time (as openssl speed)",
+			OpenSSL_version(OPENSSL_VERSION), "seconds_per_rate", seconds,
+			"clock", "process CPU time (as openssl speed)",
 			"results",
 			"snp_verify_per_s_cached", cached,
 			"snp_verify_per_s_uncached", uncached,

@@ -160,8 +160,8 @@ static int load_certs(const char *path, char **pem, struct kiln_err *err)
 
 			if (!x) {
 				ret = kiln_err_set(err, -KILN_EFORMAT,
-						   "%s: certificate %d (at byte %zu) is neither PEM "
-						   "nor DER X.509", path, n + 1,
+						   "%s: certificate %d (at byte %zu) is "
+						   "neither PEM nor DER X.509", path, n + 1,
 						   (size_t)(p - data));
 				goto out;
 			}

@@ -88,8 +88,9 @@ int ev_snp_report_parse(const uint8_t *buf, size_t size, struct ev_snp_report *r
 
 			if ((size_t)f->off + f->size > size)
 				return kiln_err_set(err, -KILN_ETRUNC,
-						    "SNP report truncated at %zu bytes: field '%s' "
-						    "(0x%x..0x%x) is incomplete; a report is %d bytes",
+						    "SNP report truncated at %zu bytes: field "
+						    "'%s' (0x%x..0x%x) is incomplete; a report is "
+						    "%d bytes",
 						    size, f->name, f->off, f->off + f->size,
 						    EV_SNP_REPORT_SIZE);
 		}
@@ -577,8 +578,8 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 		if (!x) {
 			ERR_clear_error();
 			ret = kiln_err_set(err, -KILN_EFORMAT,
-					   "SNP certificate table: certificate %zu is not DER X.509",
-					   i + 1);
+					   "SNP certificate table: certificate %zu is not DER "
+					   "X.509", i + 1);
 			goto out;
 		}
 		if (!sk_X509_push(certs, x)) {
@@ -945,9 +946,9 @@ static int check_binding(const struct ev_snp_report *r, const struct snp_chain *
 					    g_tcb_exts[i].name, g_tcb_exts[i].oid);
 		if (c->tcb[i] != rep[i])
 			return kiln_err_set(err, -KILN_ECHAIN,
-					    "%s certificate TCB %s is %d but report reported_tcb.%s "
-					    "is %d", kind, g_tcb_exts[i].name, c->tcb[i],
-					    g_tcb_exts[i].field, rep[i]);
+					    "%s certificate TCB %s is %d but report "
+					    "reported_tcb.%s is %d", kind, g_tcb_exts[i].name,
+					    c->tcb[i], g_tcb_exts[i].field, rep[i]);
 	}
 	return 0;
 }

@@ -385,9 +385,9 @@ int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_
 		/* FIXME(no QGS client): turning the TDREPORT into a quote needs the quote
 		 * generation service over vsock; only configfs-tsm does that for us. */
 		ret = kiln_err_set(err, -ENOTSUP,
-				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for this "
-				   "CPU only), but a verifiable TDX quote needs configfs-tsm with a "
-				   "quote generation service; not supported");
+				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for "
+				   "this CPU only), but a verifiable TDX quote needs configfs-tsm "
+				   "with a quote generation service; not supported");
 	}
 	kiln_wipe(&req, sizeof(req));
 	close(fd);

@@ -147,8 +147,9 @@ static void check_milan_claims(json_t *c)
 	memcpy(want_rd, "0102030405", 10);
 	assert_claim_str(c, "report_data", want_rd);
 	assert_claim_str(c, "host_data", want_rd + 64); /* 32 zero bytes */
-	assert_claim_str(c, "chip_id", "3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c951bdd3b8"
-			 "e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9b610c5068b006b5d");
+	assert_claim_str(c, "chip_id", "3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c9"
+			 "51bdd3b8e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9"
+			 "b610c5068b006b5d");
 	assert_claim_int(c, "policy", 0xb0000);
 	assert_true(json_is_true(json_object_get(c, "debug")));
 	assert_true(json_is_false(json_object_get(c, "migrate_ma")));
@@ -616,8 +617,8 @@ static void test_trailing_and_cert_table(void **state)
 	assert_int_equal(ev_backend_snp.verify(buf, EV_SNP_REPORT_SIZE + 1, &opts, &claims,
 					       &err), -KILN_ETRAILING);
 	assert_non_null(strstr(err.msg, "1 unexpected bytes"));
-	assert_int_equal(ev_snp_report_parse(buf, EV_SNP_REPORT_SIZE + 1, &(struct ev_snp_report){ 0 },
-					     NULL), -KILN_ETRAILING);
+	assert_int_equal(ev_snp_report_parse(buf, EV_SNP_REPORT_SIZE + 1,
+					     &(struct ev_snp_report){ 0 }, NULL), -KILN_ETRAILING);
 	assert_null(claims);
 	free(buf);
 	OPENSSL_free(ask_der);
@@ -765,7 +766,8 @@ static void test_binding_checks(void **state)
 			struct fake_tcb t;
 			const char *needle;
 		} cases[] = {
-			{ { -1, 3, 0, 5, 68 }, "blSPL is 3 but report reported_tcb.bootloader is 2" },
+			{ { -1, 3, 0, 5, 68 }, "blSPL is 3 but report reported_tcb.bootloader "
+						"is 2" },
 			{ { -1, 2, 1, 5, 68 }, "teeSPL is 1 but report reported_tcb.tee is 0" },
 			{ { -1, 2, 0, 8, 68 }, "snpSPL is 8" },
 			{ { -1, 2, 0, 5, 200 }, "ucodeSPL is 200 but report reported_tcb.microcode "
