@@ -213,6 +213,28 @@ def test_snp_certificate_table(kiln, tmp_path):
         in one_line_error(p)
 
 
+def test_snp_forged_amd_crl(kiln, tmp_path):
+    """A CRL (DER, via --cert-chain) that claims ARK-Milan as issuer but is signed by
+    another key is refused, naming the CRL."""
+    import subprocess
+    subj = "/OU=Engineering/C=US/L=Santa Clara/ST=CA/O=Advanced Micro Devices/CN=ARK-Milan"
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=tmp_path, check=True,
+                                    capture_output=True)
+    run("req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem",
+        "-out", "ca.pem", "-subj", subj, "-days", "2")
+    (tmp_path / "index.txt").write_text("")
+    (tmp_path / "crlnumber").write_text("01\n")
+    (tmp_path / "ca.cnf").write_text("[ca]\ndefault_ca = x\n[x]\ndatabase = index.txt\n"
+                                     "crlnumber = crlnumber\ndefault_md = sha384\n"
+                                     "default_crl_days = 1\n")
+    run("ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "k.pem", "-cert", "ca.pem",
+        "-out", "crl.pem")
+    run("crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der")
+    p = kiln(*snp_args(), "--cert-chain", tmp_path / "crl.der")
+    assert p.returncode == 1
+    assert "CRL of ARK-Milan: signature by ARK-Milan does not verify" in one_line_error(p)
+
+
 def test_snp_missing_certificates(kiln):
     p = kiln("evidence", "verify", SNP / "report_milan.bin", "--tee", "snp", "--at", AT)
     assert p.returncode == 1

@@ -811,6 +811,142 @@ static void test_binding_checks(void **state)
 	}
 }
 
+/* A CRL issued under `issuer`'s name, signed with `signer` (RSA-PSS), revoking the
+ * certificates in `revoked`. */
+static X509_CRL *make_crl(X509 *issuer, EVP_PKEY *signer, X509 *const *revoked, size_t n)
+{
+	X509_CRL *crl = X509_CRL_new();
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+	ASN1_TIME *t = ASN1_TIME_new();
+
+	assert_non_null(crl);
+	assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)), 1);
+	ASN1_TIME_set(t, AT_2025_07_01 - 86400);
+	assert_int_equal(X509_CRL_set1_lastUpdate(crl, t), 1);
+	ASN1_TIME_set(t, AT_2025_07_01 + 86400);
+	assert_int_equal(X509_CRL_set1_nextUpdate(crl, t), 1);
+	for (size_t i = 0; i < n; i++) {
+		X509_REVOKED *r = X509_REVOKED_new();
+
+		ASN1_TIME_set(t, AT_2025_07_01 - 3600);
+		assert_int_equal(X509_REVOKED_set_serialNumber(r,
+				 X509_get_serialNumber(revoked[i])), 1);
+		assert_int_equal(X509_REVOKED_set_revocationDate(r, t), 1);
+		assert_int_equal(X509_CRL_add0_revoked(crl, r), 1);
+	}
+	X509_CRL_sort(crl);
+	assert_int_equal(EVP_DigestSignInit(md, &pctx, EVP_sha384(), NULL, signer), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 48), 1);
+	assert_true(X509_CRL_sign_ctx(crl, md) > 0);
+	EVP_MD_CTX_free(md);
+	ASN1_TIME_free(t);
+	return crl;
+}
+
+static char *crl_pem(X509_CRL *crl)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *buf, *out;
+	long len;
+
+	assert_int_equal(PEM_write_bio_X509_CRL(bio, crl), 1);
+	len = BIO_get_mem_data(bio, &buf);
+	out = strndup(buf, (size_t)len);
+	BIO_free(bio);
+	return out;
+}
+
+/* AMD CRLs: revocation of the ASK or the leaf, issuer and signature checks; with the
+ * real chain, a CRL that claims to be ARK-Milan's but is not signed by it. */
+static void test_crl(void **state)
+{
+	EVP_PKEY *ark_key = EVP_RSA_gen(2048), *other = EVP_RSA_gen(2048), *leaf_key;
+	X509_NAME *ark_name = X509_NAME_new(), *ask_name = X509_NAME_new();
+	X509 *ark, *ask, *leaf, *chain[2];
+	X509_CRL *crl;
+	struct fake_tcb t = { -1, 2, 0, 5, 68 };
+	struct kiln_err err = { 0 };
+	time_t tu, nu;
+
+	X509_NAME_add_entry_by_txt(ark_name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"ARK-Test", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(ask_name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"SEV-Test", -1, -1, 0);
+	ark = make_cert(ark_name, ark_name, ark_key, ark_key, NULL, 0);
+	ask = make_cert(ask_name, ark_name, other, ark_key, NULL, 0);
+	leaf = fake_vcek(NULL, &t, &leaf_key);
+	ASN1_INTEGER_set(X509_get_serialNumber(ask), 0x5e);
+	ASN1_INTEGER_set(X509_get_serialNumber(leaf), 0x1eaf);
+	chain[0] = ask;
+	chain[1] = leaf;
+
+	crl = make_crl(ark, ark_key, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), 0);
+	assert_int_equal(tu, AT_2025_07_01 - 86400);
+	assert_int_equal(nu, AT_2025_07_01 + 86400);
+	X509_CRL_free(crl);
+
+	crl = make_crl(ark, ark_key, &ask, 1);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_EREVOKED);
+	assert_non_null(strstr(err.msg, "certificate SEV-Test (serial 5E) is revoked by the "
+				   "CRL of ARK-Test since 2025-06-30T23:00:00Z"));
+	X509_CRL_free(crl);
+	/* Serials are per issuer: the ARK's CRL listing the leaf's serial does not revoke
+	 * a leaf the ARK did not issue. */
+	crl = make_crl(ark, ark_key, &leaf, 1);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), 0);
+	X509_CRL_free(crl);
+	/* Signed by another key; issued by another CA. */
+	crl = make_crl(ark, other, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "signature by ARK-Test does not verify"));
+	X509_CRL_free(crl);
+	crl = make_crl(ask, other, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "CRL issued by SEV-Test, not by the chain's root "
+				   "ARK-Test"));
+	X509_CRL_free(crl);
+
+	/* Through the verifier, with the real Milan chain. */
+	{
+		char *ask_pem, *ark_pem, *fake_crl;
+		X509 *real_ark;
+		const char *certs[3];
+		struct ev_verify_opts opts = { .at = AT_2025_07_01, .certs_pem = certs,
+					       .n_certs = 3 };
+		json_t *claims = NULL;
+
+		split_chain(g_chain[0], &ask_pem, &ark_pem);
+		real_ark = pem_cert(ark_pem);
+		crl = make_crl(real_ark, other, NULL, 0);
+		fake_crl = crl_pem(crl);
+		certs[0] = g_vcek_pem;
+		certs[1] = g_chain[0];
+		certs[2] = fake_crl; /* an input holding only a CRL is fine */
+		assert_int_equal(ev_backend_snp.verify(g_report, g_report_size, &opts, &claims,
+						       &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "CRL of ARK-Milan: signature by ARK-Milan does "
+					   "not verify"));
+		assert_null(claims);
+		X509_CRL_free(crl);
+		X509_free(real_ark);
+		free(fake_crl);
+		free(ask_pem);
+		free(ark_pem);
+	}
+	X509_free(ark);
+	X509_free(ask);
+	X509_free(leaf);
+	X509_NAME_free(ark_name);
+	X509_NAME_free(ask_name);
+	EVP_PKEY_free(ark_key);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(leaf_key);
+}
+
 static void *verify_thread(void *arg)
 {
 	int *failures = arg;
@@ -861,6 +997,7 @@ int main(void)
 		cmocka_unit_test(test_trailing_and_cert_table),
 		cmocka_unit_test(test_binding_checks),
 		cmocka_unit_test(test_concurrent_verify),
+		cmocka_unit_test(test_crl),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
