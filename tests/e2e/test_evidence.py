@@ -12,7 +12,7 @@ import ssl
 
 import pytest
 
-from conftest import TESTDATA
+from kilnenv import BUILD, TESTDATA
 
 EV = TESTDATA / "evidence"
 SNP = EV / "snp"
@@ -314,7 +314,6 @@ def test_produce_without_configfs(kiln, tmp_path):
 def test_produce_outside_cvm(kiln, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KILN_TSM_PATH"}
     import subprocess
-    from conftest import BUILD
     for tee, dev in (("snp", "/dev/sev-guest"), ("tdx", "/dev/tdx_guest")):
         p = subprocess.run([str(BUILD / "kiln"), "evidence", "produce", "--tee", tee, "--out",
                             str(tmp_path / "x")], capture_output=True, text=True, env=env)
