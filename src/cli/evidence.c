@@ -29,10 +29,12 @@ static void verify_usage(FILE *f)
 		   "Verify attestation evidence and print its claims and the verdict.\n"
 		   "Exit status: 0 authentic (whatever the TCB status), 1 not authentic,\n"
 		   "2 usage error.\n\n"
-		   "  --tee KIND         evidence kind: sgx, tdx or snp\n"
+		   "  --tee KIND         evidence kind: sgx, tdx or snp (or another backend\n"
+		   "                     of this build, e.g. host with its kiln-las certificate)\n"
 		   "  --collateral JSON  Intel collateral (PCK CRL, TCB Info, QE identity...)\n"
-		   "  --cert-chain FILE  certificates, PEM or DER; repeatable (SNP: the VCEK or\n"
-		   "                     VLEK and the ASK/ASVK + ARK chain)\n"
+		   "  --cert-chain FILE  certificates (and CRLs), PEM or DER; repeatable (SNP:\n"
+		   "                     the VCEK or VLEK, the ASK/ASVK + ARK chain, optionally\n"
+		   "                     the AMD CRL)\n"
 		   "  --at TIME          verify at this time (RFC 3339, e.g.\n"
 		   "                     2025-07-01T00:00:00Z); default now\n"
 		   "  --json             print {\"verdict\", \"error\", \"claims\"} as JSON\n\n"
@@ -127,8 +129,8 @@ static int parse_rfc3339(const char *s, time_t *out)
 	return 0;
 }
 
-/* Load a certificate file (PEM, or one or more concatenated DER certificates) as
- * one malloc'd PEM string the caller frees. */
+/* Load a certificate file (PEM, or one or more concatenated DER certificates or CRLs)
+ * as one malloc'd PEM string the caller frees. */
 static int load_certs(const char *path, char **pem, struct kiln_err *err)
 {
 	uint8_t *data = NULL;
@@ -142,7 +144,8 @@ static int load_certs(const char *path, char **pem, struct kiln_err *err)
 	ret = kiln_read_file(path, EV_CLI_MAX_FILE, &data, &size);
 	if (ret < 0)
 		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
-	if (strstr((char *)data, "-----BEGIN CERTIFICATE-----")) {
+	if (strstr((char *)data, "-----BEGIN CERTIFICATE-----") ||
+	    strstr((char *)data, "-----BEGIN X509 CRL-----")) {
 		*pem = (char *)data; /* kiln_read_file NUL-terminates */
 		return 0;
 	}
@@ -155,17 +158,27 @@ static int load_certs(const char *path, char **pem, struct kiln_err *err)
 		int n = 0;
 
 		while (p < end) {
+			const unsigned char *at = p;
 			X509 *x = d2i_X509(NULL, &p, end - p);
+			X509_CRL *crl = NULL;
 
 			if (!x) {
+				p = at;
+				crl = d2i_X509_CRL(NULL, &p, end - p);
+			}
+			if (!x && !crl) {
 				ret = kiln_err_set(err, -KILN_EFORMAT,
-						   "%s: certificate %d (at byte %zu) is neither PEM "
-						   "nor DER X.509", path, n + 1,
-						   (size_t)(p - data));
+						   "%s: certificate %d (at byte %zu) is "
+						   "neither PEM nor DER (X.509 certificate or "
+						   "CRL)", path, n + 1, (size_t)(at - data));
 				goto out;
 			}
-			ret = PEM_write_bio_X509(mem, x) == 1 ? 0 : -KILN_ECRYPTO;
+			if (x)
+				ret = PEM_write_bio_X509(mem, x) == 1 ? 0 : -KILN_ECRYPTO;
+			else
+				ret = PEM_write_bio_X509_CRL(mem, crl) == 1 ? 0 : -KILN_ECRYPTO;
 			X509_free(x);
+			X509_CRL_free(crl);
 			if (ret < 0)
 				goto out;
 			n++;
@@ -276,7 +289,9 @@ static int verify_main(int argc, char **argv)
 		cli_error("evidence verify: missing --tee sgx|tdx|snp");
 		return CLI_EXIT_USAGE;
 	}
-	if (strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0 && strcmp(tee, "snp") != 0) {
+	backend = ev_backend_find(tee);
+	if (!backend && strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0 &&
+	    strcmp(tee, "snp") != 0) {
 		cli_error("evidence verify: --tee must be sgx, tdx or snp, not '%s'", tee);
 		return CLI_EXIT_USAGE;
 	}
@@ -285,7 +300,6 @@ static int verify_main(int argc, char **argv)
 			  "2025-07-01T00:00:00Z", at_s);
 		return CLI_EXIT_USAGE;
 	}
-	backend = ev_backend_find(tee);
 	if (!backend) {
 		cli_error("evidence verify: tee '%s' is not available in this build", tee);
 		return CLI_EXIT_FAIL;

@@ -88,8 +88,9 @@ int ev_snp_report_parse(const uint8_t *buf, size_t size, struct ev_snp_report *r
 
 			if ((size_t)f->off + f->size > size)
 				return kiln_err_set(err, -KILN_ETRUNC,
-						    "SNP report truncated at %zu bytes: field '%s' "
-						    "(0x%x..0x%x) is incomplete; a report is %d bytes",
+						    "SNP report truncated at %zu bytes: field "
+						    "'%s' (0x%x..0x%x) is incomplete; a report is "
+						    "%d bytes",
 						    size, f->name, f->off, f->off + f->size,
 						    EV_SNP_REPORT_SIZE);
 		}
@@ -338,6 +339,8 @@ struct snp_chain {
 		char name[64];
 		time_t not_before, not_after;
 	} certs[3];             /* leaf, intermediate, root */
+	unsigned n_crls;        /* AMD CRLs checked (0: none given) */
+	time_t crl_this_update, crl_next_update; /* the narrowest window of those */
 };
 
 static void chain_release(struct snp_chain *c)
@@ -464,11 +467,14 @@ static int read_leaf_extensions(X509 *leaf, const char *kind, struct snp_chain *
 	return 0;
 }
 
+/* Append the PEM certificates and CRLs of one input (PEM reading skips blocks of the
+ * other type, so each kind gets its own pass). */
 static int load_pem_certs(const char *pem, size_t index, STACK_OF(X509) *certs,
-			  struct kiln_err *err)
+			  STACK_OF(X509_CRL) *crls, struct kiln_err *err)
 {
 	BIO *bio = BIO_new_mem_buf(pem, -1);
 	X509 *x;
+	X509_CRL *crl;
 	int n = 0, ret = 0;
 
 	if (!bio)
@@ -481,9 +487,24 @@ static int load_pem_certs(const char *pem, size_t index, STACK_OF(X509) *certs,
 		}
 		n++;
 	}
+	BIO_free(bio);
+	bio = BIO_new_mem_buf(pem, -1);
+	if (!bio) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+		if (!sk_X509_CRL_push(crls, crl)) {
+			X509_CRL_free(crl);
+			ret = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
 	if (n == 0)
 		ret = kiln_err_set(err, -KILN_EFORMAT,
-				   "certificate input %zu holds no PEM certificate", index + 1);
+				   "certificate input %zu holds no PEM certificate or CRL",
+				   index + 1);
 out:
 	ERR_clear_error();
 	BIO_free(bio);
@@ -491,7 +512,8 @@ out:
 }
 
 /* The certificate among `certs` (other than `child`) whose subject is child's issuer
- * and whose key verifies child's signature result is reported separately. */
+ * name, or NULL. Whether its key really signed child is checked separately, so a name
+ * match with the wrong key is reported as a bad signature, not as a missing issuer. */
 static X509 *find_issuer(STACK_OF(X509) *certs, X509 *child)
 {
 	for (int i = 0; i < sk_X509_num(certs); i++) {
@@ -546,6 +568,59 @@ static int note_cert(struct snp_chain *c, int slot, X509 *x, struct kiln_err *er
 	return 0;
 }
 
+static void serial_hex(X509 *x, char *out, size_t size)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+	snprintf(out, size, "%s", hex ? hex : "?");
+	OPENSSL_free(hex);
+	BN_free(bn);
+}
+
+int ev_snp_check_crl(X509_CRL *crl, X509 *ark, X509 *const *certs, size_t n_certs,
+		     time_t *this_update, time_t *next_update, struct kiln_err *err)
+{
+	char ark_cn[64], issuer[64], cn[64], serial[80];
+	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+	EVP_PKEY *key = X509_get0_pubkey(ark);
+
+	cert_cn(ark, ark_cn, sizeof(ark_cn));
+	name_cn(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ark)) != 0)
+		return kiln_err_set(err, -KILN_ECHAIN,
+				    "CRL issued by %s, not by the chain's root %s", issuer,
+				    ark_cn);
+	if (!key || X509_CRL_verify(crl, key) != 1) {
+		ERR_clear_error();
+		return kiln_err_set(err, -KILN_ECHAIN,
+				    "CRL of %s: signature by %s does not verify", issuer, ark_cn);
+	}
+	if (asn1_time_to_time_t(X509_CRL_get0_lastUpdate(crl), this_update) != 0 ||
+	    !next || asn1_time_to_time_t(next, next_update) != 0)
+		return kiln_err_set(err, -KILN_EFORMAT,
+				    "CRL of %s: unreadable or missing thisUpdate/nextUpdate",
+				    issuer);
+	for (size_t i = 0; i < n_certs; i++) {
+		X509_REVOKED *rev = NULL;
+
+		if (X509_CRL_get0_by_cert(crl, &rev, certs[i]) == 1) {
+			char when[32] = "?";
+			time_t t;
+
+			if (asn1_time_to_time_t(X509_REVOKED_get0_revocationDate(rev), &t) == 0)
+				fmt_time(t, when);
+			cert_cn(certs[i], cn, sizeof(cn));
+			serial_hex(certs[i], serial, sizeof(serial));
+			return kiln_err_set(err, -KILN_EREVOKED,
+					    "certificate %s (serial %s) is revoked by the CRL of "
+					    "%s since %s", cn, serial, issuer, when);
+		}
+	}
+	ERR_clear_error();
+	return 0;
+}
+
 /* Build and verify the chain from the given certificates. On success c->leaf_key
  * holds a reference the caller releases with chain_release(). */
 static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_ders,
@@ -555,6 +630,7 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 	const char *kind_name = kind == EV_SNP_KEY_VLEK ? "VLEK" : "VCEK";
 	const char *leaf_cn = kind == EV_SNP_KEY_VLEK ? "SEV-VLEK" : "SEV-VCEK";
 	STACK_OF(X509) *certs = sk_X509_new_null();
+	STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
 	X509 *leaf = NULL, *ask, *ark, *other_leaf = NULL;
 	unsigned char *der = NULL;
 	uint8_t digest[KC_SHA256_SIZE];
@@ -562,10 +638,10 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 	int der_size, ret = -ENOMEM;
 
 	memset(c, 0, sizeof(*c));
-	if (!certs)
+	if (!certs || !crls)
 		goto out;
 	for (size_t i = 0; opts && i < opts->n_certs; i++) {
-		ret = load_pem_certs(opts->certs_pem[i], i, certs, err);
+		ret = load_pem_certs(opts->certs_pem[i], i, certs, crls, err);
 		if (ret < 0)
 			goto out;
 	}
@@ -576,8 +652,8 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 		if (!x) {
 			ERR_clear_error();
 			ret = kiln_err_set(err, -KILN_EFORMAT,
-					   "SNP certificate table: certificate %zu is not DER X.509",
-					   i + 1);
+					   "SNP certificate table: certificate %zu is not DER "
+					   "X.509", i + 1);
 			goto out;
 		}
 		if (!sk_X509_push(certs, x)) {
@@ -697,6 +773,22 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 	if ((ret = note_cert(c, 0, leaf, err)) < 0 || (ret = note_cert(c, 1, ask, err)) < 0 ||
 	    (ret = note_cert(c, 2, ark, err)) < 0)
 		goto out;
+	/* AMD KDS CRLs (per product, issued by the ARK) revoke what the ARK issued: ASKs
+	 * and ASVKs. Entries match on issuer and serial, so the leaf is passed too for a
+	 * CRL that would list it, but the ARK's CRL cannot name a VCEK. */
+	for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+		X509 *const chain[2] = { ask, leaf };
+		time_t tu, nu;
+
+		ret = ev_snp_check_crl(sk_X509_CRL_value(crls, i), ark, chain, 2, &tu, &nu, err);
+		if (ret < 0)
+			goto out;
+		if (c->n_crls == 0 || tu > c->crl_this_update)
+			c->crl_this_update = tu;
+		if (c->n_crls == 0 || nu < c->crl_next_update)
+			c->crl_next_update = nu;
+		c->n_crls++;
+	}
 	if (EVP_PKEY_up_ref(X509_get0_pubkey(leaf)) != 1) {
 		ret = -KILN_ECRYPTO;
 		goto out;
@@ -706,6 +798,7 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 out:
 	OPENSSL_free(der);
 	sk_X509_pop_free(certs, X509_free);
+	sk_X509_CRL_pop_free(crls, X509_CRL_free);
 	if (ret < 0)
 		chain_release(c);
 	return ret;
@@ -833,6 +926,16 @@ static int check_validity(const struct snp_chain *c, time_t at, struct kiln_err 
 				    "certificate %s is valid %s to %s, not at %s",
 				    c->certs[i].name, nb, na, now);
 	}
+	if (c->n_crls && (at < c->crl_this_update || at > c->crl_next_update)) {
+		char tu[32], nu[32], now[32];
+
+		fmt_time(c->crl_this_update, tu);
+		fmt_time(c->crl_next_update, nu);
+		fmt_time(at, now);
+		return kiln_err_set(err, -KILN_EEXPIRED,
+				    "AMD CRL of %s is valid %s to %s, not at %s", c->certs[2].name,
+				    tu, nu, now);
+	}
 	return 0;
 }
 
@@ -878,13 +981,37 @@ out:
 	return ret;
 }
 
+/* The product line of a v3+ report's CPUID family/model (as AMD KDS and go-sev-guest
+ * map them), or NULL when unknown or absent (v2 reports carry no CPUID). */
+static const char *cpuid_product(const struct ev_snp_report *r)
+{
+	if (r->cpuid_fam_id == 0x19 && r->cpuid_mod_id <= 0x0F)
+		return "Milan";
+	if (r->cpuid_fam_id == 0x19 &&
+	    ((r->cpuid_mod_id >= 0x10 && r->cpuid_mod_id <= 0x1F) ||
+	     (r->cpuid_mod_id >= 0xA0 && r->cpuid_mod_id <= 0xAF)))
+		return "Genoa";
+	if (r->cpuid_fam_id == 0x1A && r->cpuid_mod_id <= 0x1F)
+		return "Turin";
+	return NULL;
+}
+
 static int check_binding(const struct ev_snp_report *r, const struct snp_chain *c,
 			 struct kiln_err *err)
 {
 	const char *kind = r->signing_key == EV_SNP_KEY_VLEK ? "VLEK" : "VCEK";
+	const char *cpu = cpuid_product(r);
 	bool turin = strcmp(c->product, "Turin") == 0;
 	struct ev_snp_tcb tcb;
 	int rep[KILN_ARRAY_SIZE(g_tcb_exts)];
+
+	/* The TCB layout follows the product, so a report from one product line must not
+	 * be read under another's chain. */
+	if (cpu && strcmp(cpu, c->product) != 0)
+		return kiln_err_set(err, -KILN_ECHAIN,
+				    "report CPUID family 0x%02x model 0x%02x is a %s part, but "
+				    "the %s chain is anchored at the %s ARK", r->cpuid_fam_id,
+				    r->cpuid_mod_id, cpu, kind, c->product);
 
 	if (r->signing_key == EV_SNP_KEY_VCEK) {
 		char want[2 * 8 + 1], got[2 * 8 + 1];
@@ -920,9 +1047,9 @@ static int check_binding(const struct ev_snp_report *r, const struct snp_chain *
 					    g_tcb_exts[i].name, g_tcb_exts[i].oid);
 		if (c->tcb[i] != rep[i])
 			return kiln_err_set(err, -KILN_ECHAIN,
-					    "%s certificate TCB %s is %d but report reported_tcb.%s "
-					    "is %d", kind, g_tcb_exts[i].name, c->tcb[i],
-					    g_tcb_exts[i].field, rep[i]);
+					    "%s certificate TCB %s is %d but report "
+					    "reported_tcb.%s is %d", kind, g_tcb_exts[i].name,
+					    c->tcb[i], g_tcb_exts[i].field, rep[i]);
 	}
 	return 0;
 }
@@ -962,23 +1089,38 @@ static int set_hex(json_t *o, const char *name, const uint8_t *p, size_t size)
 	return json_object_set_new(o, name, json_string(hex)) == 0 ? 0 : -ENOMEM;
 }
 
-static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain *c)
+/* A TCB version as {bootloader, tee, snp, microcode[, fmc]}, or NULL. */
+static json_t *tcb_json(uint64_t raw, bool turin)
 {
-	bool turin = strcmp(c->product, "Turin") == 0;
-	json_t *o = json_object(), *tcb = json_object();
+	json_t *tcb = json_object();
 	struct ev_snp_tcb t;
-	char fw[16];
 	int bad = 0;
 
-	if (!o || !tcb)
-		goto fail;
-	ev_snp_tcb_decode(r->reported_tcb, turin, &t);
+	if (!tcb)
+		return NULL;
+	ev_snp_tcb_decode(raw, turin, &t);
 	bad |= json_object_set_new(tcb, "bootloader", json_integer(t.bootloader));
 	bad |= json_object_set_new(tcb, "tee", json_integer(t.tee));
 	bad |= json_object_set_new(tcb, "snp", json_integer(t.snp));
 	bad |= json_object_set_new(tcb, "microcode", json_integer(t.microcode));
 	if (turin)
 		bad |= json_object_set_new(tcb, "fmc", json_integer(t.fmc));
+	if (bad) {
+		json_decref(tcb);
+		return NULL;
+	}
+	return tcb;
+}
+
+static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain *c)
+{
+	bool turin = strcmp(c->product, "Turin") == 0;
+	json_t *o = json_object(), *tcb = tcb_json(r->reported_tcb, turin);
+	char fw[16];
+	int bad = 0;
+
+	if (!o || !tcb)
+		goto fail;
 	bad |= json_object_set_new(o, "tee", json_string("snp"));
 	bad |= json_object_set_new(o, "insecure", json_false());
 	bad |= set_hex(o, "measurement", r->measurement, 48);
@@ -1008,6 +1150,10 @@ static json_t *make_claims(const struct ev_snp_report *r, const struct snp_chain
 	snprintf(fw, sizeof(fw), "%u.%u.%u", r->current_major, r->current_minor,
 		 r->current_build);
 	bad |= json_object_set_new(o, "firmware", json_string(fw));
+	/* json_object_set_new returns -1 for a NULL value (tcb_json out of memory). */
+	bad |= json_object_set_new(o, "current_tcb", tcb_json(r->current_tcb, turin));
+	bad |= json_object_set_new(o, "committed_tcb", tcb_json(r->committed_tcb, turin));
+	bad |= json_object_set_new(o, "launch_tcb", tcb_json(r->launch_tcb, turin));
 	if (bad)
 		goto fail;
 	return o;
@@ -1031,6 +1177,9 @@ static int snp_verify(const uint8_t *evidence, size_t size, const struct ev_veri
 	*claims = NULL;
 	if (!evidence && size)
 		return kiln_err_set(err, -EINVAL, "SNP report: no data");
+	for (size_t i = 0; opts && i < opts->n_certs; i++)
+		if (!opts->certs_pem || !opts->certs_pem[i])
+			return kiln_err_set(err, -EINVAL, "certificate input %zu is NULL", i + 1);
 	/* Bytes after the report are accepted only as an SNP certificate table (what
 	 * `kiln evidence produce` appends from configfs-tsm auxblob). */
 	ret = ev_snp_report_parse(evidence, size > EV_SNP_REPORT_SIZE ? EV_SNP_REPORT_SIZE : size,

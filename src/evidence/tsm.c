@@ -266,6 +266,58 @@ out:
 	return ret;
 }
 
+int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, char name[static 8],
+		  struct kiln_err *err)
+{
+	char entry[4096], path[4200], provider[32];
+	struct stat st;
+	uint64_t rnd;
+	int ret, r;
+
+	name[0] = '\0';
+	base = tsm_base(base);
+	if (!ops)
+		ops = &g_sys_ops;
+	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if (stat("/dev/sev-guest", &st) == 0) {
+			snprintf(name, 8, "snp");
+			return 0;
+		}
+		if (stat("/dev/tdx_guest", &st) == 0) {
+			snprintf(name, 8, "tdx");
+			return 0;
+		}
+		return kiln_err_set(err, -ENODEV,
+				    "no TEE guest interface: neither %s nor /dev/sev-guest nor "
+				    "/dev/tdx_guest exists (not a confidential VM?)", base);
+	}
+	ret = kc_random(&rnd, sizeof(rnd));
+	if (ret < 0)
+		return kiln_err_set(err, ret, "configfs-tsm: no randomness for an entry name");
+	snprintf(entry, sizeof(entry), "%s/kiln-detect-%ld-%016llx", base, (long)getpid(),
+		 (unsigned long long)rnd);
+	ret = ops->mkdir(ctx, entry);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "configfs-tsm: cannot create entry %s: %s", entry,
+				    kiln_strerror(ret));
+	snprintf(path, sizeof(path), "%s/provider", entry);
+	ret = read_text(ops, ctx, path, provider, sizeof(provider), err);
+	r = ops->rmdir(ctx, entry);
+	if (ret == 0 && r < 0)
+		ret = kiln_err_set(err, r, "configfs-tsm: cannot remove entry %s: %s", entry,
+				   kiln_strerror(r));
+	if (ret < 0)
+		return ret;
+	if (strcmp(provider, "sev_guest") == 0)
+		snprintf(name, 8, "snp");
+	else if (strcmp(provider, "tdx_guest") == 0)
+		snprintf(name, 8, "tdx");
+	else
+		return kiln_err_set(err, -ENOTSUP, "configfs-tsm provider '%s' is not supported "
+				    "(expected sev_guest or tdx_guest)", provider);
+	return 0;
+}
+
 /* ---- fallbacks -------------------------------------------------------------------- */
 
 static bool tsm_present(void)
@@ -385,9 +437,9 @@ int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_
 		/* FIXME(no QGS client): turning the TDREPORT into a quote needs the quote
 		 * generation service over vsock; only configfs-tsm does that for us. */
 		ret = kiln_err_set(err, -ENOTSUP,
-				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for this "
-				   "CPU only), but a verifiable TDX quote needs configfs-tsm with a "
-				   "quote generation service; not supported");
+				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for "
+				   "this CPU only), but a verifiable TDX quote needs configfs-tsm "
+				   "with a quote generation service; not supported");
 	}
 	kiln_wipe(&req, sizeof(req));
 	close(fd);

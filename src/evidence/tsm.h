@@ -63,6 +63,14 @@ int ev_tsm_produce(const char *base, const struct ev_tsm_ops *ops, void *ctx,
 		   const char *provider, const uint8_t report_data[static EV_REPORT_DATA_SIZE],
 		   uint8_t **evidence, size_t *size, struct kiln_err *err);
 
+/* Which TEE this machine can produce evidence for, for `--tee auto`: writes the
+ * backend name ("snp" or "tdx") to name[8]. configfs-tsm is asked first (an entry is
+ * created, its `provider` read, the entry removed; no report is generated), then the
+ * /dev/sev-guest and /dev/tdx_guest devices are looked for. -ENODEV, with a message,
+ * when there is none; -ENOTSUP for an unknown provider. base/ops as above. */
+int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, char name[static 8],
+		  struct kiln_err *err);
+
 /* TDX producer for ev_backend_tdx.produce: a TDX quote (version 4/5) from
  * configfs-tsm. Without configfs-tsm, /dev/tdx_guest (TDX_CMD_GET_REPORT0) yields only
  * a TDREPORT, which no remote verifier can check without a quote generation service,

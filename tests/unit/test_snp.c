@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,8 +147,9 @@ static void check_milan_claims(json_t *c)
 	memcpy(want_rd, "0102030405", 10);
 	assert_claim_str(c, "report_data", want_rd);
 	assert_claim_str(c, "host_data", want_rd + 64); /* 32 zero bytes */
-	assert_claim_str(c, "chip_id", "3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c951bdd3b8"
-			 "e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9b610c5068b006b5d");
+	assert_claim_str(c, "chip_id", "3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c9"
+			 "51bdd3b8e53786184ca39e359669a2b76a1936776b564ea464cdce40c05f63c9"
+			 "b610c5068b006b5d");
 	assert_claim_int(c, "policy", 0xb0000);
 	assert_true(json_is_true(json_object_get(c, "debug")));
 	assert_true(json_is_false(json_object_get(c, "migrate_ma")));
@@ -165,6 +167,10 @@ static void check_milan_claims(json_t *c)
 	assert_claim_int(tcb, "snp", 5);
 	assert_claim_int(tcb, "microcode", 68);
 	assert_null(json_object_get(tcb, "fmc"));
+	/* Current, committed and launch TCB are the same on this platform. */
+	assert_true(json_equal(json_object_get(c, "current_tcb"), tcb));
+	assert_true(json_equal(json_object_get(c, "committed_tcb"), tcb));
+	assert_true(json_equal(json_object_get(c, "launch_tcb"), tcb));
 }
 
 static void test_real_milan_verifies(void **state)
@@ -289,13 +295,13 @@ static void test_bit_flips_named(void **state)
 	assert_non_null(strstr(err.msg, "signature_algo"));
 }
 
-/* Every byte of the signed region and of r, s: no flipped bit verifies. */
+/* Every byte of the report: no flipped bit verifies. */
 static void test_bit_flips_everywhere(void **state)
 {
 	uint8_t copy[EV_SNP_REPORT_SIZE];
 	struct kiln_err err;
 
-	for (size_t off = 0; off < 0x330; off += 1) {
+	for (size_t off = 0; off < EV_SNP_REPORT_SIZE; off++) {
 		memcpy(copy, g_report, sizeof(copy));
 		copy[off] ^= (uint8_t)(1u << (off % 8));
 		if (verify_copy(copy, &err) >= 0)
@@ -611,8 +617,8 @@ static void test_trailing_and_cert_table(void **state)
 	assert_int_equal(ev_backend_snp.verify(buf, EV_SNP_REPORT_SIZE + 1, &opts, &claims,
 					       &err), -KILN_ETRAILING);
 	assert_non_null(strstr(err.msg, "1 unexpected bytes"));
-	assert_int_equal(ev_snp_report_parse(buf, EV_SNP_REPORT_SIZE + 1, &(struct ev_snp_report){ 0 },
-					     NULL), -KILN_ETRAILING);
+	assert_int_equal(ev_snp_report_parse(buf, EV_SNP_REPORT_SIZE + 1,
+					     &(struct ev_snp_report){ 0 }, NULL), -KILN_ETRAILING);
 	assert_null(claims);
 	free(buf);
 	OPENSSL_free(ask_der);
@@ -760,7 +766,8 @@ static void test_binding_checks(void **state)
 			struct fake_tcb t;
 			const char *needle;
 		} cases[] = {
-			{ { -1, 3, 0, 5, 68 }, "blSPL is 3 but report reported_tcb.bootloader is 2" },
+			{ { -1, 3, 0, 5, 68 }, "blSPL is 3 but report reported_tcb.bootloader "
+						"is 2" },
 			{ { -1, 2, 1, 5, 68 }, "teeSPL is 1 but report reported_tcb.tee is 0" },
 			{ { -1, 2, 0, 8, 68 }, "snpSPL is 8" },
 			{ { -1, 2, 0, 5, 200 }, "ucodeSPL is 200 but report reported_tcb.microcode "
@@ -786,6 +793,192 @@ static void test_binding_checks(void **state)
 		assert_non_null(strstr(err.msg, "fmcSPL is 9"));
 		/* Read with the Milan layout the same bytes mean other levels. */
 		assert_int_equal(check_fake(report, chip, &turin, "Milan", &err), -KILN_ECHAIN);
+		/* A v3 report names its CPU: a Turin part under a Milan chain is refused
+		 * before any TCB comparison. */
+		report[0] = 3;
+		report[0x188] = 0x1A;
+		report[0x189] = 0x02;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), 0);
+		assert_int_equal(check_fake(report, chip, &turin, "Milan", &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "model 0x02 is a Turin part"));
+		report[0x188] = 0x19;
+		report[0x189] = 0x11;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "Genoa part"));
+		/* Unknown family: no claim about the product, the chain decides. */
+		report[0x188] = 0x42;
+		assert_int_equal(check_fake(report, chip, &turin, "Turin", &err), 0);
+	}
+}
+
+/* A CRL issued under `issuer`'s name, signed with `signer` (RSA-PSS), revoking the
+ * certificates in `revoked`. */
+static X509_CRL *make_crl(X509 *issuer, EVP_PKEY *signer, X509 *const *revoked, size_t n)
+{
+	X509_CRL *crl = X509_CRL_new();
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+	ASN1_TIME *t = ASN1_TIME_new();
+
+	assert_non_null(crl);
+	assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)), 1);
+	ASN1_TIME_set(t, AT_2025_07_01 - 86400);
+	assert_int_equal(X509_CRL_set1_lastUpdate(crl, t), 1);
+	ASN1_TIME_set(t, AT_2025_07_01 + 86400);
+	assert_int_equal(X509_CRL_set1_nextUpdate(crl, t), 1);
+	for (size_t i = 0; i < n; i++) {
+		X509_REVOKED *r = X509_REVOKED_new();
+
+		ASN1_TIME_set(t, AT_2025_07_01 - 3600);
+		assert_int_equal(X509_REVOKED_set_serialNumber(r,
+				 X509_get_serialNumber(revoked[i])), 1);
+		assert_int_equal(X509_REVOKED_set_revocationDate(r, t), 1);
+		assert_int_equal(X509_CRL_add0_revoked(crl, r), 1);
+	}
+	X509_CRL_sort(crl);
+	assert_int_equal(EVP_DigestSignInit(md, &pctx, EVP_sha384(), NULL, signer), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 48), 1);
+	assert_true(X509_CRL_sign_ctx(crl, md) > 0);
+	EVP_MD_CTX_free(md);
+	ASN1_TIME_free(t);
+	return crl;
+}
+
+static char *crl_pem(X509_CRL *crl)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *buf, *out;
+	long len;
+
+	assert_int_equal(PEM_write_bio_X509_CRL(bio, crl), 1);
+	len = BIO_get_mem_data(bio, &buf);
+	out = strndup(buf, (size_t)len);
+	BIO_free(bio);
+	return out;
+}
+
+/* AMD CRLs: revocation of the ASK or the leaf, issuer and signature checks; with the
+ * real chain, a CRL that claims to be ARK-Milan's but is not signed by it. */
+static void test_crl(void **state)
+{
+	EVP_PKEY *ark_key = EVP_RSA_gen(2048), *other = EVP_RSA_gen(2048), *leaf_key;
+	X509_NAME *ark_name = X509_NAME_new(), *ask_name = X509_NAME_new();
+	X509 *ark, *ask, *leaf, *chain[2];
+	X509_CRL *crl;
+	struct fake_tcb t = { -1, 2, 0, 5, 68 };
+	struct kiln_err err = { 0 };
+	time_t tu, nu;
+
+	X509_NAME_add_entry_by_txt(ark_name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"ARK-Test", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(ask_name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)"SEV-Test", -1, -1, 0);
+	ark = make_cert(ark_name, ark_name, ark_key, ark_key, NULL, 0);
+	ask = make_cert(ask_name, ark_name, other, ark_key, NULL, 0);
+	leaf = fake_vcek(NULL, &t, &leaf_key);
+	ASN1_INTEGER_set(X509_get_serialNumber(ask), 0x5e);
+	ASN1_INTEGER_set(X509_get_serialNumber(leaf), 0x1eaf);
+	chain[0] = ask;
+	chain[1] = leaf;
+
+	crl = make_crl(ark, ark_key, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), 0);
+	assert_int_equal(tu, AT_2025_07_01 - 86400);
+	assert_int_equal(nu, AT_2025_07_01 + 86400);
+	X509_CRL_free(crl);
+
+	crl = make_crl(ark, ark_key, &ask, 1);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_EREVOKED);
+	assert_non_null(strstr(err.msg, "certificate SEV-Test (serial 5E) is revoked by the "
+				   "CRL of ARK-Test since 2025-06-30T23:00:00Z"));
+	X509_CRL_free(crl);
+	/* Serials are per issuer: the ARK's CRL listing the leaf's serial does not revoke
+	 * a leaf the ARK did not issue. */
+	crl = make_crl(ark, ark_key, &leaf, 1);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), 0);
+	X509_CRL_free(crl);
+	/* Signed by another key; issued by another CA. */
+	crl = make_crl(ark, other, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "signature by ARK-Test does not verify"));
+	X509_CRL_free(crl);
+	crl = make_crl(ask, other, NULL, 0);
+	assert_int_equal(ev_snp_check_crl(crl, ark, chain, 2, &tu, &nu, &err), -KILN_ECHAIN);
+	assert_non_null(strstr(err.msg, "CRL issued by SEV-Test, not by the chain's root "
+				   "ARK-Test"));
+	X509_CRL_free(crl);
+
+	/* Through the verifier, with the real Milan chain. */
+	{
+		char *ask_pem, *ark_pem, *fake_crl;
+		X509 *real_ark;
+		const char *certs[3];
+		struct ev_verify_opts opts = { .at = AT_2025_07_01, .certs_pem = certs,
+					       .n_certs = 3 };
+		json_t *claims = NULL;
+
+		split_chain(g_chain[0], &ask_pem, &ark_pem);
+		real_ark = pem_cert(ark_pem);
+		crl = make_crl(real_ark, other, NULL, 0);
+		fake_crl = crl_pem(crl);
+		certs[0] = g_vcek_pem;
+		certs[1] = g_chain[0];
+		certs[2] = fake_crl; /* an input holding only a CRL is fine */
+		assert_int_equal(ev_backend_snp.verify(g_report, g_report_size, &opts, &claims,
+						       &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "CRL of ARK-Milan: signature by ARK-Milan does "
+					   "not verify"));
+		assert_null(claims);
+		X509_CRL_free(crl);
+		X509_free(real_ark);
+		free(fake_crl);
+		free(ask_pem);
+		free(ark_pem);
+	}
+	X509_free(ark);
+	X509_free(ask);
+	X509_free(leaf);
+	X509_NAME_free(ark_name);
+	X509_NAME_free(ask_name);
+	EVP_PKEY_free(ark_key);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(leaf_key);
+}
+
+static void *verify_thread(void *arg)
+{
+	int *failures = arg;
+
+	for (int i = 0; i < 10; i++) {
+		struct kiln_err err;
+		json_t *claims = NULL;
+
+		if (verify_with(g_report, g_report_size, 0, AT_2025_07_01, &claims, &err) != 0 ||
+		    !json_is_true(json_object_get(claims, "debug")))
+			(*failures)++;
+		json_decref(claims);
+		/* A failing chain in between runs the uncached path concurrently. */
+		if (verify_with(g_report, g_report_size, 1, AT_2025_07_01, &claims, &err) !=
+		    -KILN_ECHAIN)
+			(*failures)++;
+	}
+	return NULL;
+}
+
+/* The chain cache is shared: concurrent verifications all succeed. */
+static void test_concurrent_verify(void **state)
+{
+	pthread_t t[4];
+	int failures[4] = { 0 };
+
+	ev_snp_cache_clear();
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, verify_thread, &failures[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(failures[i], 0);
 	}
 }
 
@@ -803,6 +996,8 @@ int main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_and_cert_table),
 		cmocka_unit_test(test_binding_checks),
+		cmocka_unit_test(test_concurrent_verify),
+		cmocka_unit_test(test_crl),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

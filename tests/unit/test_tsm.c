@@ -355,8 +355,33 @@ static void test_no_configfs(void **state)
 	assert_int_equal(ev_snp_produce(in, &ev, &size, &err), -ENODEV);
 	assert_int_equal(ev_backend_snp.produce(in, &ev, &size, &err), -ENODEV);
 	assert_int_equal(ev_tdx_produce(in, &ev, &size, &err), -ENODEV);
+	if (access("/dev/sev-guest", F_OK) != 0 && access("/dev/tdx_guest", F_OK) != 0) {
+		char name[8];
+
+		assert_int_equal(ev_tsm_detect(missing, NULL, NULL, name, &err), -ENODEV);
+		assert_string_equal(name, "");
+	}
 	assert_null(ev);
 	unsetenv("KILN_TSM_PATH");
+}
+
+static void test_detect(void **state)
+{
+	struct fake snp = { .provider = "sev_guest" }, tdx = { .provider = "tdx_guest" };
+	struct fake odd = { .provider = "arm_cca_guest" }, none = { .provider = NULL };
+	struct kiln_err err = { 0 };
+	char name[8];
+
+	assert_int_equal(ev_tsm_detect(g_base, &g_fake_ops, &snp, name, &err), 0);
+	assert_string_equal(name, "snp");
+	assert_int_equal(snp.inblob_writes, 0); /* no report was asked for */
+	assert_int_equal(snp.rmdirs, 1);
+	assert_int_equal(ev_tsm_detect(g_base, &g_fake_ops, &tdx, name, &err), 0);
+	assert_string_equal(name, "tdx");
+	assert_int_equal(ev_tsm_detect(g_base, &g_fake_ops, &odd, name, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "'arm_cca_guest' is not supported"));
+	assert_int_equal(ev_tsm_detect(g_base, &g_fake_ops, &none, name, &err), -KILN_EFORMAT);
+	assert_int_equal(entries_left(), 0);
 }
 
 int main(void)
@@ -371,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_produce_snp_layout),
 		cmocka_unit_test(test_plain_directory),
 		cmocka_unit_test(test_no_configfs),
+		cmocka_unit_test(test_detect),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
