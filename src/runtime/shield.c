@@ -270,10 +270,16 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 	return pf_volume_open(v->cfg->dir, v->key, &opts, &v->pf, err);
 }
 
+/* When the metadata cannot be looked at (e.g. after the process dropped its
+ * privileges), the last identity stands: no reload is attempted. */
 static void meta_identity(struct rt_vol *v, struct stat *st)
 {
-	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", st, 0) < 0)
-		memset(st, 0, sizeof(*st));
+	struct stat now;
+
+	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &now, 0) == 0)
+		*st = now;
+	else if (st != &v->meta_seen)
+		*st = v->meta_seen;
 }
 
 static bool same_meta(const struct stat *a, const struct stat *b)
@@ -323,6 +329,7 @@ static int vols_lock(void)
 		do
 			r = rt_sys(SYS_flock, v->lockfd, LOCK_EX);
 		while (r == -EINTR);
+		st = v->meta_seen;
 		meta_identity(v, &st);
 		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
 			r = vol_reload(v);

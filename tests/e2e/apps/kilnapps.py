@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-BUILD = pathlib.Path(os.environ.get("KILN_BUILD", ROOT / "build")).resolve()
+from kilnenv import BUILD
 
 SECRET = "KILN-PLAINTEXT-MARKER-5f1c2a"
 
