@@ -130,8 +130,9 @@ static int proc_start_time(pid_t pid, unsigned long long *out)
 	if (!p)
 		return -KILN_EFORMAT;
 	p++;
-	/* p is at " S ppid ..." : state is field 3, starttime field 22. */
-	for (int field = 2; field < 22; field++) {
+	/* p is at the space before field 3 (state); walk to the one before
+	 * field 22 (starttime). */
+	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
 			return -KILN_EFORMAT;
@@ -245,8 +246,11 @@ static void handle(struct las_conn *c)
 	}
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)cred.pid);
 	n = readlink(link, exe, sizeof(exe) - 1);
-	if (proc_start_time(cred.pid, &start2) < 0 || start1 != start2 || n < 0 ||
-	    (pidfd >= 0 && !pidfd_alive(pidfd))) {
+	ret = proc_start_time(cred.pid, &start2);
+	if (ret < 0 || start1 != start2 || n < 0 || (pidfd >= 0 && !pidfd_alive(pidfd))) {
+		kiln_log(KILN_LOG_DEBUG, "peer check failed", "conn=%llu stat=%d start=%llu/%llu "
+			 "readlink=%zd pidfd=%d alive=%d", (unsigned long long)c->id, ret, start1,
+			 start2, n, pidfd, pidfd >= 0 ? (int)pidfd_alive(pidfd) : -1);
 		why = "peer exited or changed during measurement";
 		goto refuse;
 	}

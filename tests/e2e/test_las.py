@@ -316,6 +316,18 @@ def test_concurrent_clients(kiln, kiln_bin, clients, tmp_path):
         wms = {json.loads(verify(kiln, o, tmp_path, d.pem).stdout)["workload_measurement"]
                for o in outs}
         assert len(wms) == 1
+        # Many threads of one process at once (the pid-reuse guard must not
+        # mistake a busy multi-threaded peer for a changed one).
+        answers = []
+        ths = [threading.Thread(target=lambda: answers.append(
+            raw(d.sock, b'{"report_data": "%s"}\n' % RD.encode()))) for _ in range(12)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join()
+        assert len(answers) == 12
+        for a in answers:
+            assert json.loads(a)["format"] == "kiln-las-v1", a
     finally:
         assert d.stop() == 0
 
