@@ -27,6 +27,8 @@
 
 #include "evidence/evidence.h"
 
+#define LAS_WRITE_TIMEOUT_NS 2000000000ull
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
@@ -128,8 +130,9 @@ static int proc_start_time(pid_t pid, unsigned long long *out)
 	if (!p)
 		return -KILN_EFORMAT;
 	p++;
-	/* p is at " S ppid ..." : state is field 3, starttime field 22. */
-	for (int field = 2; field < 22; field++) {
+	/* p is at the space before field 3 (state); walk to the one before
+	 * field 22 (starttime). */
+	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
 			return -KILN_EFORMAT;
@@ -243,8 +246,11 @@ static void handle(struct las_conn *c)
 	}
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)cred.pid);
 	n = readlink(link, exe, sizeof(exe) - 1);
-	if (proc_start_time(cred.pid, &start2) < 0 || start1 != start2 || n < 0 ||
-	    (pidfd >= 0 && !pidfd_alive(pidfd))) {
+	ret = proc_start_time(cred.pid, &start2);
+	if (ret < 0 || start1 != start2 || n < 0 || (pidfd >= 0 && !pidfd_alive(pidfd))) {
+		kiln_log(KILN_LOG_DEBUG, "peer check failed", "conn=%llu stat=%d start=%llu/%llu "
+			 "readlink=%zd pidfd=%d alive=%d", (unsigned long long)c->id, ret, start1,
+			 start2, n, pidfd, pidfd >= 0 ? (int)pidfd_alive(pidfd) : -1);
 		why = "peer exited or changed during measurement";
 		goto refuse;
 	}
@@ -271,7 +277,7 @@ static void handle(struct las_conn *c)
 		goto refuse;
 	}
 	ev[ev_size] = '\n'; /* replaces the NUL; the buffer is freed, not printed */
-	ret = send_line(c->fd, ev, ev_size + 1, deadline);
+	ret = send_line(c->fd, ev, ev_size + 1, kiln_now_ns() + LAS_WRITE_TIMEOUT_NS);
 	kiln_hex_encode(st.workload_measurement, 48, wm_hex);
 	kiln_log(ret < 0 ? KILN_LOG_WARN : KILN_LOG_INFO,
 		 ret < 0 ? "evidence not delivered" : "evidence issued",
@@ -285,7 +291,8 @@ static void handle(struct las_conn *c)
 refuse:
 	kiln_log(KILN_LOG_WARN, "request refused", "conn=%llu pid=%d uid=%u reason=\"%s\"",
 		 (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid, why);
-	answer_error(c->fd, why, deadline);
+	/* The answer gets its own short budget: the read deadline may be spent. */
+	answer_error(c->fd, why, kiln_now_ns() + LAS_WRITE_TIMEOUT_NS);
 	pthread_mutex_lock(&c->srv->lock);
 	c->srv->refused++;
 	pthread_mutex_unlock(&c->srv->lock);
@@ -296,13 +303,40 @@ out:
 	free(manifest);
 }
 
+/* Closing a unix socket with unread input resets the connection and the peer
+ * may lose our answer; so read (and drop) what the peer still sends, within
+ * bounds, after our half-close. */
+static void linger_close(int fd)
+{
+	uint64_t deadline = kiln_now_ns() + 1000000000ull;
+	size_t total = 0;
+	char buf[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (total < (1u << 20)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t now = kiln_now_ns();
+		ssize_t n;
+
+		if (now >= deadline ||
+		    poll(&p, 1, (int)((deadline - now) / 1000000) + 1) <= 0)
+			break;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN)))
+			break;
+		if (n > 0)
+			total += (size_t)n;
+	}
+	close(fd);
+}
+
 static void *conn_thread(void *arg)
 {
 	struct las_conn *c = arg;
 	struct las_server *srv = c->srv;
 
 	handle(c);
-	close(c->fd);
+	linger_close(c->fd);
 	free(c);
 	pthread_mutex_lock(&srv->lock);
 	srv->active--;
@@ -417,13 +451,22 @@ int las_serve(const struct las_config *cfg, struct kiln_err *err)
 		pthread_t t;
 		int cfd;
 
-		if (poll(fds, 2, -1) < 0) {
+		unsigned active;
+
+		/* At the cap, new connections wait in the listen backlog (kernel
+		 * back-pressure) until a slot frees; slow clients free theirs at their
+		 * deadline at the latest. */
+		pthread_mutex_lock(&srv.lock);
+		active = srv.active;
+		pthread_mutex_unlock(&srv.lock);
+		if (poll(active >= max_clients ? fds + 1 : fds, active >= max_clients ? 1 : 2,
+			 active >= max_clients ? 20 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = kiln_err_set(err, -errno, "poll: %s", kiln_strerror(errno));
 			break;
 		}
-		if (fds[1].revents) {
+		if (fds[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
 			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
@@ -445,15 +488,6 @@ int las_serve(const struct las_config *cfg, struct kiln_err *err)
 		}
 		next_id++;
 		pthread_mutex_lock(&srv.lock);
-		if (srv.active >= max_clients) {
-			srv.refused++;
-			pthread_mutex_unlock(&srv.lock);
-			kiln_log(KILN_LOG_WARN, "request refused", "conn=%llu reason=\"busy\" "
-				 "active=%u", (unsigned long long)next_id, max_clients);
-			answer_error(cfd, "busy, retry later", kiln_now_ns() + 100000000);
-			close(cfd);
-			continue;
-		}
 		srv.active++;
 		pthread_mutex_unlock(&srv.lock);
 		c = calloc(1, sizeof(*c));
