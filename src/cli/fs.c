@@ -120,7 +120,9 @@ static const char *key_file(void)
 {
 	if (arg_key_file)
 		return arg_key_file;
-	return secure_getenv("KILN_KEY_FILE");
+	const char *env = secure_getenv("KILN_KEY_FILE");
+
+	return env && env[0] ? env : NULL;
 }
 
 /* Fill opts' freshness provider from --tag / --tag-file / KEY.tag. */

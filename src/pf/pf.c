@@ -941,6 +941,10 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 		return -EFBIG;
 	new_n = nchunks(v, new_size);
 	ret = ensure_tags(n, new_n);
+	/* Open the generation even when no committed byte changes: the
+	 * journal header then marks debris past the committed end as expected. */
+	if (!ret)
+		ret = journal_begin(n, err);
 	if (ret)
 		return ret;
 	n->dirty = true;
@@ -979,6 +983,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 	last = (end - 1) / v->cs;
 	old_n = nchunks(v, old_size);
 	ret = ensure_tags(n, nchunks(v, new_size));
+	if (!ret)
+		ret = journal_begin(n, err);
 	if (ret)
 		return ret;
 	n->dirty = true;
