@@ -587,7 +587,6 @@ static void verify_cb(void *arg, const char *path, int code, const char *msg)
 	} else {
 		s->bad++;
 		printf("FAILED  %s: %s\n", path, msg);
-		cli_error("%s", msg);
 	}
 }
 
@@ -608,6 +607,8 @@ static int cmd_verify(int argc, char **argv)
 	printf("%zu file(s) intact, %zu damaged\n", s.ok, s.bad);
 	if (ret && s.bad == 0)
 		cli_error("%s", kiln_err_msg(&err, ret));
+	else if (ret)
+		cli_error("verify: %zu file(s) damaged; first: %s", s.bad, kiln_err_msg(&err, ret));
 	return close_volume(v, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
 }
 
