@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BUILD
+from kilnenv import BUILD
 
 HDR = 64
 SLOT_META = 28
