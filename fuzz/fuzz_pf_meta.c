@@ -8,11 +8,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The key of the seed volume in fuzz/corpus/pf_meta (32 bytes of 0x11). */
-static const uint8_t g_key[PF_KEY_SIZE] = {
-	0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-	0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
-};
+/* The key of the seed volume in fuzz/corpus/pf_meta: 32 bytes of 0x11. */
+static uint8_t g_key[PF_KEY_SIZE];
 
 static void parse_body(const uint8_t *body, size_t size)
 {
@@ -39,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t tag;
 
 	if (!ready) {
+		memset(g_key, 0x11, sizeof(g_key));
 		if (pf_meta_keys_derive(g_key, &keys) != 0)
 			abort();
 		ready = 1;

@@ -950,10 +950,12 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 	n->dirty = true;
 	if (new_size < old_size) {
 		if (new_size % v->cs)
-			ret = reseal(n, new_n - 1, old_size, chunk_len(v, new_size, new_n - 1), err);
+			ret = reseal(n, new_n - 1, old_size,
+				     chunk_len(v, new_size, new_n - 1), err);
 	} else {
 		if (old_size % v->cs)
-			ret = reseal(n, old_n - 1, old_size, chunk_len(v, new_size, old_n - 1), err);
+			ret = reseal(n, old_n - 1, old_size,
+				     chunk_len(v, new_size, old_n - 1), err);
 		if (!ret)
 			ret = make_holes(n, old_n, new_n, err);
 	}
@@ -1572,7 +1574,8 @@ static int load_entries(pf_volume_t *v, struct pf_meta *m, struct kiln_err *err)
 		}
 		path = e->path;
 		if (ent_find(v, path)) {
-			ret = kiln_err_set(err, -KILN_EFORMAT, "metadata: duplicate path '%s'", path);
+			ret = kiln_err_set(err, -KILN_EFORMAT, "metadata: duplicate path '%s'",
+					   path);
 			ent_free(e);
 			return ret;
 		}
@@ -1680,7 +1683,8 @@ static int check_fresh(pf_volume_t *v, uint64_t tag, bool trust_first, struct ki
 	}
 	if (tag < c)
 		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
-				    "expected %llu", (unsigned long long)tag, (unsigned long long)c);
+				    "expected %llu", (unsigned long long)tag,
+				    (unsigned long long)c);
 	if (tag < p)
 		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
 				    "expected %llu or %llu", (unsigned long long)tag,
@@ -2485,7 +2489,8 @@ int pf_rename(pf_volume_t *v, const char *from, const char *to, struct kiln_err 
 		}
 		snprintf(np, sizeof(np), "%s%s", nto, moved[i]->path + strlen(nfrom));
 		if (region_of(v, np) != moved[i]->kind) {
-			ret = kiln_err_set(err, -EXDEV, "%s: would move %s into another region kind",
+			ret = kiln_err_set(err, -EXDEV,
+					   "%s: would move %s into another region kind",
 					   nto, moved[i]->path);
 			goto out;
 		}

@@ -95,7 +95,8 @@ static void log_line(int fd, const char *fmt, ...)
 		die("log", -errno, NULL);
 }
 
-static __attribute__((noreturn)) void run(const char *dir, const char *keyfile, const char *logpath, uint64_t seed)
+static __attribute__((noreturn)) void run(const char *dir, const char *keyfile,
+					  const char *logpath, uint64_t seed)
 {
 	struct kiln_err err = { 0 };
 	pf_volume_t *v;

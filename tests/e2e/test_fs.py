@@ -402,6 +402,8 @@ def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
                 pytest.fail("mount did not come up: " + p.stderr.read().decode())
             time.sleep(0.02)
         assert (mnt / "pre.txt").read_bytes() == SECRET
+        busy = run("verify")
+        assert busy.returncode == 1 and "volume is in use by another process" in busy.stderr
         src = tmp_path / "src.bin"
         src.write_bytes(os.urandom(1_000_003))
         subprocess.run(["cp", str(src), str(mnt / "copy.bin")], check=True)

@@ -423,7 +423,8 @@ static void test_namespace(void **state)
 		for (int i = 0; i < 64; i++) {
 			snprintf(p, sizeof(p), "a/f%d", i);
 			assert_int_equal(pf_open(v, p, O_RDWR | O_CREAT, 0600, &fs[i], &err), 0);
-			assert_int_equal(pf_pwrite(fs[i], p, strlen(p), 0, &err), (ssize_t)strlen(p));
+			assert_int_equal(pf_pwrite(fs[i], p, strlen(p), 0, &err),
+					 (ssize_t)strlen(p));
 		}
 		for (int i = 0; i < 64; i++)
 			pf_close(fs[i]);
@@ -441,7 +442,8 @@ static void test_namespace(void **state)
 static void test_regions(void **state)
 {
 	struct env e;
-	struct pf_region r[] = { { "pub", PF_REGION_PLAIN }, { "pub/signed", PF_REGION_AUTHENTICATED } };
+	struct pf_region r[] = { { "pub", PF_REGION_PLAIN },
+				 { "pub/signed", PF_REGION_AUTHENTICATED } };
 	pf_volume_t *v;
 	struct kiln_err err = { 0 };
 
