@@ -1282,19 +1282,23 @@ static bool node_needs_commit(const struct pf_node *n)
  * namespace in one metadata write. */
 static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
-	int ret = 0;
-
 	uint64_t old_tag = v->tag;
-	bool any = v->ns_dirty || v->pending;
+	bool any = v->ns_dirty || v->pending, failed = false;
+	int ret = 0;
 
 	if (v->read_only)
 		return 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
-		if (n->failed)
-			return kiln_err_set(err, -EIO, "file %s: earlier write failed; "
-					    "reopen the volume", node_path(n));
+		if (n->failed) {
+			/* Its journal restores it on the next open; commit the others. */
+			if (!failed)
+				kiln_err_set(err, -EIO, "file %s: earlier write failed; reopen "
+					     "the volume", node_path(n));
+			failed = true;
+			continue;
+		}
 		if (!node_needs_commit(n))
 			continue;
 		ret = v->so->sync(v->sctx, n->fh);
@@ -1307,9 +1311,17 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		}
 		if (!ret)
 			ret = compute_root(n, n->size, n->new_root);
-		if (ret)
-			return kiln_err_set(err, ret, "file %s: sync: %s", node_path(n),
-					    kiln_strerror(ret));
+		if (ret) {
+			/* After a failed sync the data on disk is unknown (Linux
+			 * forgets the error): treat the file as failed, like a write. */
+			if (!failed)
+				kiln_err_set(err, ret, "file %s: sync: %s", node_path(n),
+					     kiln_strerror(ret));
+			n->failed = true;
+			failed = true;
+			ret = 0;
+			continue;
+		}
 		n->committing = true;
 		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
 		n->save_size = n->entry->size;
@@ -1320,7 +1332,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		any = true;
 	}
 	if (!any)
-		return 0;
+		return failed ? -EIO : 0;
 	ret = write_meta(v, err);
 	if (v->tag != old_tag)
 		v->ns_dirty = false;
@@ -1349,7 +1361,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		if (n->jfh && n->phys_size <= expected_phys(v, n->size))
 			(void)v->so->truncate(v->sctx, n->jfh, 0);
 	}
-	return ret;
+	return ret ? ret : failed ? -EIO : 0;
 }
 
 /* ---- volume ---- */

@@ -659,6 +659,43 @@ static void test_faults(void **state)
 	}
 }
 
+/* A transient ENOSPC fails one file; the others still commit, and the failed
+ * file comes back as of its last fsync. */
+static void test_enospc_isolated(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *a, *b;
+	struct kiln_err err = { 0 };
+	uint8_t big[50000];
+
+	memset(big, 'z', sizeof(big));
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "a", "old-a", 5);
+	pf_volume_close(v, NULL);
+	assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+	assert_int_equal(pf_open(v, "a", O_RDWR, 0, &a, &err), 0);
+	assert_int_equal(pf_open(v, "b", O_RDWR | O_CREAT, 0600, &b, &err), 0);
+	assert_int_equal(pf_pwrite(b, "new-b", 5, 0, &err), 5);
+	g_last_fault->error = -ENOSPC;
+	/* journal: header write, truncate, sync, dir sync; old chunk 0, sync; data */
+	g_last_fault->countdown = 7;
+	assert_int_equal(pf_pwrite(a, big, sizeof(big), 0, &err), -ENOSPC);
+	assert_int_equal(pf_pwrite(a, "x", 1, 0, &err), -EIO);
+	assert_int_equal(pf_fsync(a, &err), -EIO);
+	assert_int_equal(pf_fsync(b, &err), 0);
+	pf_close(a);
+	pf_close(b);
+	assert_int_equal(pf_volume_close(v, &err), -EIO);
+	v = vol_reopen(&e);
+	check_content(v, "a", (const uint8_t *)"old-a", 5);
+	check_content(v, "b", (const uint8_t *)"new-b", 5);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
 static void test_formats(void **state)
 {
 	struct pf_header h = { PF_FORMAT_VERSION, PF_REGION_ENCRYPTED, 4096, { 1, 2 } }, h2;
@@ -690,6 +727,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_and_tamper),
 		cmocka_unit_test(test_rollback),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_enospc_isolated),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
