@@ -72,6 +72,12 @@ struct pf_node {
 	void *jfh;
 	uint64_t jend;
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
+	/* Tag sidecar "<id>.t": a copy of the committed tag list, so opening a
+	 * file reads 16 bytes per chunk instead of the whole file. It is a hint:
+	 * the root decides, and a stale or torn copy falls back to a scan. */
+	void *tfh;
+	bool t_valid;          /* the sidecar holds the base tag list */
+	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
 	/* Scratch during a commit. */
 	bool committing;
 	uint8_t new_root[PF_ROOT_SIZE];
@@ -328,6 +334,8 @@ static void remove_backing(pf_volume_t *v, const char *name)
 	(void)v->so->remove(v->sctx, name);
 	snprintf(j, sizeof(j), "%s.j", name);
 	(void)v->so->remove(v->sctx, j);
+	snprintf(j, sizeof(j), "%s.t", name);
+	(void)v->so->remove(v->sctx, j);
 }
 
 static void schedule_remove(pf_volume_t *v, const char *name, bool in_meta)
@@ -527,6 +535,84 @@ static int compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SI
 		ret = kc_hash_final(h, out, &out_size);
 	kc_hash_free(h);
 	return ret;
+}
+
+/* ---- tag sidecar ---- */
+
+static void tag_touch(struct pf_node *n, uint64_t k)
+{
+	if (n->t_lo >= n->t_hi) {
+		n->t_lo = k;
+		n->t_hi = k + 1;
+	} else {
+		n->t_lo = k < n->t_lo ? k : n->t_lo;
+		n->t_hi = k + 1 > n->t_hi ? k + 1 : n->t_hi;
+	}
+}
+
+/* After a commit: bring the sidecar to the new committed tag list. Errors
+ * only cost the next open a full scan. */
+static void sidecar_update(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t cnt = nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
+	char name[PF_NAME_MAX + 2];
+
+	if (n->kind == PF_REGION_PLAIN)
+		return;
+	if (!n->tfh) {
+		snprintf(name, sizeof(name), "%s.t", n->name);
+		if (v->so->open(v->sctx, name, PF_SO_CREATE, &n->tfh) != 0) {
+			n->tfh = NULL;
+			return;
+		}
+	}
+	if (!n->t_valid) {
+		lo = 0;
+		hi = cnt;
+	}
+	if (hi > cnt)
+		hi = cnt;
+	n->t_valid = false;
+	if (lo < hi && st_pwrite_all(v, n->tfh, n->tags[lo], (hi - lo) * PF_TAG_SIZE,
+				     lo * PF_TAG_SIZE) != 0)
+		return;
+	if (v->so->truncate(v->sctx, n->tfh, cnt * PF_TAG_SIZE) != 0)
+		return;
+	n->t_valid = true;
+	n->t_lo = n->t_hi = 0;
+}
+
+/* On load: take the tag list from the sidecar if it hashes to the root. */
+static bool sidecar_load(struct pf_node *n, const struct pf_entry *e)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t cnt = nchunks(v, e->size), size;
+	uint8_t root[PF_ROOT_SIZE];
+	char name[PF_NAME_MAX + 2];
+	void *fh = NULL;
+	ssize_t r;
+
+	if (n->kind == PF_REGION_PLAIN || cnt == 0)
+		return false;
+	snprintf(name, sizeof(name), "%s.t", n->name);
+	if (v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh) != 0)
+		return false;
+	if (v->so->get_size(v->sctx, fh, &size) != 0 || size != cnt * PF_TAG_SIZE)
+		goto no;
+	r = v->so->pread(v->sctx, fh, n->tags, size, 0);
+	if (r != (ssize_t)size || compute_root(n, e->size, root) != 0 ||
+	    !kiln_ct_equal(root, e->root, PF_ROOT_SIZE))
+		goto no;
+	if (v->read_only)
+		v->so->close(v->sctx, fh);
+	else
+		n->tfh = fh;
+	n->t_valid = true;
+	return true;
+no:
+	v->so->close(v->sctx, fh);
+	return false;
 }
 
 /* ---- journal ---- */
@@ -733,6 +819,8 @@ static void node_free(struct pf_node *n)
 		v->so->close(v->sctx, n->fh);
 	if (n->jfh)
 		v->so->close(v->sctx, n->jfh);
+	if (n->tfh)
+		v->so->close(v->sctx, n->tfh);
 	kc_aead_free(n->aead);
 	free(n->tags);
 	free(n->jmap);
@@ -830,7 +918,10 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	ret = ensure_tags(n, cnt);
 	if (ret)
 		goto out;
-	/* Read every tag: one pass over the file in large batches. */
+	if (sidecar_load(n, e))
+		goto done;
+	/* No usable sidecar: read every tag, one pass over the file in large
+	 * batches. */
 	for (uint64_t i = 0; i < cnt;) {
 		uint64_t j = i + v->batch < cnt ? i + v->batch : cnt;
 		uint64_t start = slot_off(v, i);
@@ -855,6 +946,7 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 				   "older version)", e->path);
 		goto out;
 	}
+done:
 	*out = n;
 	n = NULL;
 out:
@@ -887,6 +979,7 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 		goto out;
 	}
 	memcpy(n->tags[k], v->slot + PF_NONCE_SIZE, PF_TAG_SIZE);
+	tag_touch(n, k);
 	if (slot_off(v, k) + PF_SLOT_META + new_len > n->phys_size)
 		n->phys_size = slot_off(v, k) + PF_SLOT_META + new_len;
 out:
@@ -903,6 +996,7 @@ static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, struct kiln
 
 	for (uint64_t k = from; k < to; k++) {
 		memset(n->tags[k], 0, PF_TAG_SIZE);
+		tag_touch(n, k);
 		if (slot_off(v, k) >= n->phys_size)
 			continue;
 		if (slot_off(v, k) >= base_end) {
@@ -1043,6 +1137,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		for (uint64_t k = i; k < j; k++)
 			memcpy(n->tags[k], v->iobuf + (k - i) * v->stride + PF_NONCE_SIZE,
 			       PF_TAG_SIZE);
+		tag_touch(n, i);
+		tag_touch(n, j - 1);
 		if (slot_off(v, i) + wlen > n->phys_size)
 			n->phys_size = slot_off(v, i) + wlen;
 		i = j;
@@ -1360,6 +1456,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 			n->phys_size = expected_phys(v, n->size);
 		if (n->jfh && n->phys_size <= expected_phys(v, n->size))
 			(void)v->so->truncate(v->sctx, n->jfh, 0);
+		sidecar_update(n);
 	}
 	return ret ? ret : failed ? -EIO : 0;
 }
@@ -1624,7 +1721,8 @@ static int gc_collect(void *arg, const char *name)
 		(void)g->v->so->remove(g->v->sctx, name);
 		return 0;
 	}
-	if (n != 32 && !(n == 34 && strcmp(name + 32, ".j") == 0))
+	if (n != 32 && !(n == 34 && (strcmp(name + 32, ".j") == 0 ||
+				      strcmp(name + 32, ".t") == 0)))
 		return 0;
 	memcpy(hex, name, 32);
 	hex[32] = '\0';

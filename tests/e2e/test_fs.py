@@ -243,7 +243,24 @@ def test_swap_chunks_within_file(vol):
     data[HDR + STRIDE:HDR + 2 * STRIDE] = c0
     b.write_bytes(bytes(data))
     p = cat(run, "f")
+    assert p.returncode == 1 and "file f: chunk 0 is corrupt" in p.stderr
+    # Without the tag sidecar (a hint), opening scans the slots: the root fails.
+    pathlib.Path(str(b) + ".t").unlink()
+    p = cat(run, "f")
     assert p.returncode == 1 and "file f: content does not match" in p.stderr
+
+
+def test_tag_sidecar_is_only_a_hint(vol):
+    d, key, run = vol
+    data = os.urandom(5 * CS)
+    put(run, "f", data)
+    side = pathlib.Path(str(backing_files(d)[0]) + ".t")
+    assert side.stat().st_size == 5 * 16
+    flip(side, 20)
+    assert cat(run, "f").stdout == data
+    side.unlink()
+    assert cat(run, "f").stdout == data
+    assert run("verify").returncode == 0
 
 
 def test_swap_chunks_between_files(vol):
@@ -288,10 +305,15 @@ def test_replace_file_with_older_copy(vol, tmp_path):
     d, key, run = vol
     put(run, "f", b"version one" * 500)
     b = backing_files(d)[0]
-    old = tmp_path / "old"
-    shutil.copy(b, old)
+    side = pathlib.Path(str(b) + ".t")
+    shutil.copy(b, tmp_path / "old")
+    shutil.copy(side, tmp_path / "old.t")
     put(run, "f", b"version two" * 500)
-    shutil.copy(old, b)
+    shutil.copy(tmp_path / "old", b)
+    p = cat(run, "f")
+    assert p.returncode == 1 and "file f: chunk 0 is corrupt" in p.stderr
+    # With its old tag sidecar too: the sidecar fails the root, the scan as well.
+    shutil.copy(tmp_path / "old.t", side)
     p = cat(run, "f")
     assert p.returncode == 1 and "file f: content does not match the metadata" in p.stderr
 
