@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct posix_storage {
@@ -201,7 +202,15 @@ int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops *
 	/* One owner per volume at a time: two instances would overwrite each other's
 	 * metadata and collect each other's uncommitted files. The runtime's
 	 * processes take the same lock (per call) on this directory. */
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+	/* The runtime's processes hold the lock only for the duration of one call:
+	 * wait for them (5 s at most) rather than fail. */
+	for (int i = 0; (ret = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK &&
+			i < 500; i++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (ret != 0) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(fd);
 		if (ret == -EBUSY)
