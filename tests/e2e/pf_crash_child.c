@@ -2,6 +2,8 @@
  *
  *   pf_crash_child run VOL KEY LOG SEED   write+fsync forever (the parent kill -9's it)
  *   pf_crash_child check VOL KEY LOG      exit 0 iff every file holds an allowed state
+ *   pf_crash_child memtest VOL KEY GIB    write GIB GiB to one file through a storage
+ *                                         that drops chunk data; print peak RSS in KiB
  *
  * The log records, per file, "S i SHA" (state found at start), "P i SHA" (about to
  * fsync this content) and "D i" (that fsync returned). After a crash a file may
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
@@ -233,14 +236,76 @@ static int check(const char *dir, const char *keyfile, const char *logpath)
 	return bad ? 1 : 0;
 }
 
+/* ---- memtest: the library's own memory while streaming a huge file ---- */
+static const struct pf_storage_ops *g_inner;
+
+static ssize_t drop_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
+{
+	uint64_t cur;
+
+	/* Backing files (opened before their first data write) keep only the
+	 * header: enough for sizes; the data is dropped to spare the disk. */
+	if (off >= 64 && g_inner->get_size(ctx, fh, &cur) == 0 && cur <= 64)
+		return (ssize_t)size;
+	return g_inner->pwrite(ctx, fh, buf, size, off);
+}
+
+static int memtest(const char *dir, const char *keyfile, const char *gib)
+{
+	static struct pf_storage_ops ops;
+	struct pf_volume_opts o = { 0 };
+	struct kiln_err err = { 0 };
+	uint64_t n;
+	uint8_t *key = NULL, *buf;
+	size_t ksize = 0;
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct rusage ru;
+	char sdir[4096];
+	int ret;
+
+	if (kiln_parse_u64(gib, &n) != 0 || kiln_read_file(keyfile, 64, &key, &ksize) != 0 ||
+	    ksize != PF_KEY_SIZE)
+		die("memtest args", -EINVAL, NULL);
+	snprintf(sdir, sizeof(sdir), "%s/.kiln", dir);
+	if ((ret = pf_storage_posix(sdir, false, &g_inner, &o.storage_ctx, &err)))
+		die("storage", ret, &err);
+	ops = *g_inner;
+	ops.pwrite = drop_pwrite;
+	o.storage = &ops;
+	o.trust_first = true;
+	if ((ret = pf_volume_open(dir, key, &o, &v, &err)))
+		die("open", ret, &err);
+	kiln_free_secret(key, ksize);
+	if ((ret = pf_open(v, "huge", O_WRONLY | O_CREAT | O_TRUNC, 0600, &f, &err)))
+		die("create", ret, &err);
+	buf = calloc(1, 1 << 20);
+	for (uint64_t i = 0; i < (n << 10); i++) {
+		buf[0] = (uint8_t)i;
+		if (pf_pwrite(f, buf, 1 << 20, i << 20, &err) != 1 << 20)
+			die("write", -EIO, &err);
+	}
+	if ((ret = pf_fsync(f, &err)))
+		die("fsync", ret, &err);
+	pf_close(f);
+	free(buf);
+	getrusage(RUSAGE_SELF, &ru);
+	printf("%ld\n", ru.ru_maxrss);
+	pf_volume_close(v, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t seed;
 
 	if (argc == 6 && strcmp(argv[1], "run") == 0 && kiln_parse_u64(argv[5], &seed) == 0)
 		run(argv[2], argv[3], argv[4], seed);
+	if (argc == 5 && strcmp(argv[1], "memtest") == 0)
+		return memtest(argv[2], argv[3], argv[4]);
 	if (argc == 5 && strcmp(argv[1], "check") == 0)
 		return check(argv[2], argv[3], argv[4]);
-	fprintf(stderr, "usage: pf_crash_child run VOL KEY LOG SEED | check VOL KEY LOG\n");
+	fprintf(stderr, "usage: pf_crash_child run VOL KEY LOG SEED | check VOL KEY LOG | "
+		"memtest VOL KEY GIB\n");
 	return 2;
 }

@@ -467,3 +467,19 @@ def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
                           f"'{key}' > '{tmp_path}/out.db' && sqlite3 '{tmp_path}/out.db' "
                           "'select count(*) from t'"], capture_output=True, text=True)
     assert out.stdout.strip() == "4", out.stderr
+
+
+# ---- memory ----------------------------------------------------------------------------------
+
+@pytest.mark.stress
+def test_write_10gib_within_64mib(kiln, tmp_path):
+    """Stream 10 GiB into one file (chunk data dropped by the test's storage wrapper, so
+    no disk is needed): the library's peak RSS stays under 64 MiB."""
+    child = BUILD / "src" / "pf" / "pf_crash_child"
+    d, key = tmp_path / "v", tmp_path / "k"
+    assert kiln("fs", "init", d, "--key-file", key).returncode == 0
+    p = subprocess.run([str(child), "memtest", d, key, "10"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    rss_kib = int(p.stdout.strip())
+    assert rss_kib < 64 * 1024, f"peak RSS {rss_kib} KiB"
