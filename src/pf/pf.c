@@ -946,6 +946,8 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 				   "older version)", e->path);
 		goto out;
 	}
+	if (!v->read_only)
+		sidecar_update(n); /* next time, open from the sidecar */
 done:
 	*out = n;
 	n = NULL;
