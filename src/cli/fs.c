@@ -120,7 +120,9 @@ static const char *key_file(void)
 {
 	if (arg_key_file)
 		return arg_key_file;
-	return secure_getenv("KILN_KEY_FILE");
+	const char *env = secure_getenv("KILN_KEY_FILE");
+
+	return env && env[0] ? env : NULL;
 }
 
 /* Fill opts' freshness provider from --tag / --tag-file / KEY.tag. */
@@ -144,7 +146,19 @@ static int freshness(const char *kf, struct pf_volume_opts *o)
 		cli_error("key file path too long");
 		return -ENAMETOOLONG;
 	}
-	ret = pf_freshness_local(path, &o->freshness, &o->freshness_ctx);
+	if (path[0] != '/') {
+		/* Absolute: `mount` without -f changes to / when it daemonizes. */
+		char cwd[2048], abs[4096 + 2048];
+
+		if (!getcwd(cwd, sizeof(cwd))) {
+			cli_error("getcwd: %s", strerror(errno));
+			return -errno;
+		}
+		snprintf(abs, sizeof(abs), "%s/%s", cwd, path);
+		ret = pf_freshness_local(abs, &o->freshness, &o->freshness_ctx);
+	} else {
+		ret = pf_freshness_local(path, &o->freshness, &o->freshness_ctx);
+	}
 	o->trust_first = arg_trust;
 	return ret;
 }
@@ -585,7 +599,6 @@ static void verify_cb(void *arg, const char *path, int code, const char *msg)
 	} else {
 		s->bad++;
 		printf("FAILED  %s: %s\n", path, msg);
-		cli_error("%s", msg);
 	}
 }
 
@@ -606,6 +619,8 @@ static int cmd_verify(int argc, char **argv)
 	printf("%zu file(s) intact, %zu damaged\n", s.ok, s.bad);
 	if (ret && s.bad == 0)
 		cli_error("%s", kiln_err_msg(&err, ret));
+	else if (ret)
+		cli_error("verify: %zu file(s) damaged; first: %s", s.bad, kiln_err_msg(&err, ret));
 	return close_volume(v, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
 }
 
@@ -870,7 +885,11 @@ static int cmd_mount(int argc, char **argv)
 		return ret;
 	if (open_volume(a.pos[0], &g_vol))
 		return CLI_EXIT_FAIL;
-	g_vol_dir = a.pos[0];
+	g_vol_dir = realpath(a.pos[0], NULL); /* freed at exit; see the daemonize note */
+	if (!g_vol_dir) {
+		cli_error("%s: %s", a.pos[0], strerror(errno));
+		return close_volume(g_vol, CLI_EXIT_FAIL);
+	}
 	fargv[fargc++] = (char *)"kiln-fs";
 	fargv[fargc++] = (char *)a.pos[1];
 	if (a.foreground)
@@ -879,6 +898,7 @@ static int cmd_mount(int argc, char **argv)
 	fargv[fargc++] = (char *)"fsname=kiln,subtype=kiln";
 	fargv[fargc] = NULL;
 	ret = fuse_main(fargc, fargv, &g_fuse_ops, NULL);
+	free((char *)g_vol_dir);
 	if (ret)
 		cli_error("mount %s on %s failed (fuse_main returned %d)", a.pos[0], a.pos[1], ret);
 	return close_volume(g_vol, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);

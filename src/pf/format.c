@@ -77,7 +77,7 @@ int pf_path_normalize(const char *path, char *out)
 			j++;
 		if (j == i)
 			return -EINVAL; /* empty component ("a//b") */
-		if ((j - i == 1 && out[i] == '.') || (j - i == 2 && out[i] == '.' && out[i + 1] == '.'))
+		if (out[i] == '.' && (j - i == 1 || (j - i == 2 && out[i + 1] == '.')))
 			return -EINVAL;
 		if (j - i > 255)
 			return -ENAMETOOLONG;

@@ -72,6 +72,12 @@ struct pf_node {
 	void *jfh;
 	uint64_t jend;
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
+	/* Tag sidecar "<id>.t": a copy of the committed tag list, so opening a
+	 * file reads 16 bytes per chunk instead of the whole file. It is a hint:
+	 * the root decides, and a stale or torn copy falls back to a scan. */
+	void *tfh;
+	bool t_valid;          /* the sidecar holds the base tag list */
+	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
 	/* Scratch during a commit. */
 	bool committing;
 	uint8_t new_root[PF_ROOT_SIZE];
@@ -328,6 +334,8 @@ static void remove_backing(pf_volume_t *v, const char *name)
 	(void)v->so->remove(v->sctx, name);
 	snprintf(j, sizeof(j), "%s.j", name);
 	(void)v->so->remove(v->sctx, j);
+	snprintf(j, sizeof(j), "%s.t", name);
+	(void)v->so->remove(v->sctx, j);
 }
 
 static void schedule_remove(pf_volume_t *v, const char *name, bool in_meta)
@@ -527,6 +535,84 @@ static int compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SI
 		ret = kc_hash_final(h, out, &out_size);
 	kc_hash_free(h);
 	return ret;
+}
+
+/* ---- tag sidecar ---- */
+
+static void tag_touch(struct pf_node *n, uint64_t k)
+{
+	if (n->t_lo >= n->t_hi) {
+		n->t_lo = k;
+		n->t_hi = k + 1;
+	} else {
+		n->t_lo = k < n->t_lo ? k : n->t_lo;
+		n->t_hi = k + 1 > n->t_hi ? k + 1 : n->t_hi;
+	}
+}
+
+/* After a commit: bring the sidecar to the new committed tag list. Errors
+ * only cost the next open a full scan. */
+static void sidecar_update(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t cnt = nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
+	char name[PF_NAME_MAX + 2];
+
+	if (n->kind == PF_REGION_PLAIN)
+		return;
+	if (!n->tfh) {
+		snprintf(name, sizeof(name), "%s.t", n->name);
+		if (v->so->open(v->sctx, name, PF_SO_CREATE, &n->tfh) != 0) {
+			n->tfh = NULL;
+			return;
+		}
+	}
+	if (!n->t_valid) {
+		lo = 0;
+		hi = cnt;
+	}
+	if (hi > cnt)
+		hi = cnt;
+	n->t_valid = false;
+	if (lo < hi && st_pwrite_all(v, n->tfh, n->tags[lo], (hi - lo) * PF_TAG_SIZE,
+				     lo * PF_TAG_SIZE) != 0)
+		return;
+	if (v->so->truncate(v->sctx, n->tfh, cnt * PF_TAG_SIZE) != 0)
+		return;
+	n->t_valid = true;
+	n->t_lo = n->t_hi = 0;
+}
+
+/* On load: take the tag list from the sidecar if it hashes to the root. */
+static bool sidecar_load(struct pf_node *n, const struct pf_entry *e)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t cnt = nchunks(v, e->size), size;
+	uint8_t root[PF_ROOT_SIZE];
+	char name[PF_NAME_MAX + 2];
+	void *fh = NULL;
+	ssize_t r;
+
+	if (n->kind == PF_REGION_PLAIN || cnt == 0)
+		return false;
+	snprintf(name, sizeof(name), "%s.t", n->name);
+	if (v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh) != 0)
+		return false;
+	if (v->so->get_size(v->sctx, fh, &size) != 0 || size != cnt * PF_TAG_SIZE)
+		goto no;
+	r = v->so->pread(v->sctx, fh, n->tags, size, 0);
+	if (r != (ssize_t)size || compute_root(n, e->size, root) != 0 ||
+	    !kiln_ct_equal(root, e->root, PF_ROOT_SIZE))
+		goto no;
+	if (v->read_only)
+		v->so->close(v->sctx, fh);
+	else
+		n->tfh = fh;
+	n->t_valid = true;
+	return true;
+no:
+	v->so->close(v->sctx, fh);
+	return false;
 }
 
 /* ---- journal ---- */
@@ -733,6 +819,8 @@ static void node_free(struct pf_node *n)
 		v->so->close(v->sctx, n->fh);
 	if (n->jfh)
 		v->so->close(v->sctx, n->jfh);
+	if (n->tfh)
+		v->so->close(v->sctx, n->tfh);
 	kc_aead_free(n->aead);
 	free(n->tags);
 	free(n->jmap);
@@ -830,7 +918,10 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	ret = ensure_tags(n, cnt);
 	if (ret)
 		goto out;
-	/* Read every tag: one pass over the file in large batches. */
+	if (sidecar_load(n, e))
+		goto done;
+	/* No usable sidecar: read every tag, one pass over the file in large
+	 * batches. */
 	for (uint64_t i = 0; i < cnt;) {
 		uint64_t j = i + v->batch < cnt ? i + v->batch : cnt;
 		uint64_t start = slot_off(v, i);
@@ -855,6 +946,9 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 				   "older version)", e->path);
 		goto out;
 	}
+	if (!v->read_only)
+		sidecar_update(n); /* next time, open from the sidecar */
+done:
 	*out = n;
 	n = NULL;
 out:
@@ -887,6 +981,7 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 		goto out;
 	}
 	memcpy(n->tags[k], v->slot + PF_NONCE_SIZE, PF_TAG_SIZE);
+	tag_touch(n, k);
 	if (slot_off(v, k) + PF_SLOT_META + new_len > n->phys_size)
 		n->phys_size = slot_off(v, k) + PF_SLOT_META + new_len;
 out:
@@ -903,6 +998,7 @@ static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, struct kiln
 
 	for (uint64_t k = from; k < to; k++) {
 		memset(n->tags[k], 0, PF_TAG_SIZE);
+		tag_touch(n, k);
 		if (slot_off(v, k) >= n->phys_size)
 			continue;
 		if (slot_off(v, k) >= base_end) {
@@ -941,15 +1037,21 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 		return -EFBIG;
 	new_n = nchunks(v, new_size);
 	ret = ensure_tags(n, new_n);
+	/* Open the generation even when no committed byte changes: the
+	 * journal header then marks debris past the committed end as expected. */
+	if (!ret)
+		ret = journal_begin(n, err);
 	if (ret)
 		return ret;
 	n->dirty = true;
 	if (new_size < old_size) {
 		if (new_size % v->cs)
-			ret = reseal(n, new_n - 1, old_size, chunk_len(v, new_size, new_n - 1), err);
+			ret = reseal(n, new_n - 1, old_size,
+				     chunk_len(v, new_size, new_n - 1), err);
 	} else {
 		if (old_size % v->cs)
-			ret = reseal(n, old_n - 1, old_size, chunk_len(v, new_size, old_n - 1), err);
+			ret = reseal(n, old_n - 1, old_size,
+				     chunk_len(v, new_size, old_n - 1), err);
 		if (!ret)
 			ret = make_holes(n, old_n, new_n, err);
 	}
@@ -979,6 +1081,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 	last = (end - 1) / v->cs;
 	old_n = nchunks(v, old_size);
 	ret = ensure_tags(n, nchunks(v, new_size));
+	if (!ret)
+		ret = journal_begin(n, err);
 	if (ret)
 		return ret;
 	n->dirty = true;
@@ -1035,6 +1139,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		for (uint64_t k = i; k < j; k++)
 			memcpy(n->tags[k], v->iobuf + (k - i) * v->stride + PF_NONCE_SIZE,
 			       PF_TAG_SIZE);
+		tag_touch(n, i);
+		tag_touch(n, j - 1);
 		if (slot_off(v, i) + wlen > n->phys_size)
 			n->phys_size = slot_off(v, i) + wlen;
 		i = j;
@@ -1274,19 +1380,23 @@ static bool node_needs_commit(const struct pf_node *n)
  * namespace in one metadata write. */
 static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
-	int ret = 0;
-
 	uint64_t old_tag = v->tag;
-	bool any = v->ns_dirty || v->pending;
+	bool any = v->ns_dirty || v->pending, failed = false;
+	int ret = 0;
 
 	if (v->read_only)
 		return 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
-		if (n->failed)
-			return kiln_err_set(err, -EIO, "file %s: earlier write failed; "
-					    "reopen the volume", node_path(n));
+		if (n->failed) {
+			/* Its journal restores it on the next open; commit the others. */
+			if (!failed)
+				kiln_err_set(err, -EIO, "file %s: earlier write failed; reopen "
+					     "the volume", node_path(n));
+			failed = true;
+			continue;
+		}
 		if (!node_needs_commit(n))
 			continue;
 		ret = v->so->sync(v->sctx, n->fh);
@@ -1299,9 +1409,17 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		}
 		if (!ret)
 			ret = compute_root(n, n->size, n->new_root);
-		if (ret)
-			return kiln_err_set(err, ret, "file %s: sync: %s", node_path(n),
-					    kiln_strerror(ret));
+		if (ret) {
+			/* After a failed sync the data on disk is unknown (Linux
+			 * forgets the error): treat the file as failed, like a write. */
+			if (!failed)
+				kiln_err_set(err, ret, "file %s: sync: %s", node_path(n),
+					     kiln_strerror(ret));
+			n->failed = true;
+			failed = true;
+			ret = 0;
+			continue;
+		}
 		n->committing = true;
 		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
 		n->save_size = n->entry->size;
@@ -1312,7 +1430,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		any = true;
 	}
 	if (!any)
-		return 0;
+		return failed ? -EIO : 0;
 	ret = write_meta(v, err);
 	if (v->tag != old_tag)
 		v->ns_dirty = false;
@@ -1340,8 +1458,9 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 			n->phys_size = expected_phys(v, n->size);
 		if (n->jfh && n->phys_size <= expected_phys(v, n->size))
 			(void)v->so->truncate(v->sctx, n->jfh, 0);
+		sidecar_update(n);
 	}
-	return ret;
+	return ret ? ret : failed ? -EIO : 0;
 }
 
 /* ---- volume ---- */
@@ -1566,7 +1685,8 @@ static int load_entries(pf_volume_t *v, struct pf_meta *m, struct kiln_err *err)
 		}
 		path = e->path;
 		if (ent_find(v, path)) {
-			ret = kiln_err_set(err, -KILN_EFORMAT, "metadata: duplicate path '%s'", path);
+			ret = kiln_err_set(err, -KILN_EFORMAT, "metadata: duplicate path '%s'",
+					   path);
 			ent_free(e);
 			return ret;
 		}
@@ -1603,7 +1723,8 @@ static int gc_collect(void *arg, const char *name)
 		(void)g->v->so->remove(g->v->sctx, name);
 		return 0;
 	}
-	if (n != 32 && !(n == 34 && strcmp(name + 32, ".j") == 0))
+	if (n != 32 && !(n == 34 && (strcmp(name + 32, ".j") == 0 ||
+				      strcmp(name + 32, ".t") == 0)))
 		return 0;
 	memcpy(hex, name, 32);
 	hex[32] = '\0';
@@ -1674,7 +1795,8 @@ static int check_fresh(pf_volume_t *v, uint64_t tag, bool trust_first, struct ki
 	}
 	if (tag < c)
 		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
-				    "expected %llu", (unsigned long long)tag, (unsigned long long)c);
+				    "expected %llu", (unsigned long long)tag,
+				    (unsigned long long)c);
 	if (tag < p)
 		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
 				    "expected %llu or %llu", (unsigned long long)tag,
@@ -2479,7 +2601,8 @@ int pf_rename(pf_volume_t *v, const char *from, const char *to, struct kiln_err 
 		}
 		snprintf(np, sizeof(np), "%s%s", nto, moved[i]->path + strlen(nfrom));
 		if (region_of(v, np) != moved[i]->kind) {
-			ret = kiln_err_set(err, -EXDEV, "%s: would move %s into another region kind",
+			ret = kiln_err_set(err, -EXDEV,
+					   "%s: would move %s into another region kind",
 					   nto, moved[i]->path);
 			goto out;
 		}

@@ -75,10 +75,11 @@ struct pf_storage_ops {
 	void (*free)(void *ctx);
 };
 
-/* Default storage: POSIX files in `dir` (created with 0700 when `create`).
- * On success *ops points to static ops and *ctx is owned by the volume once
- * passed to pf_volume_open/init (or freed with ops->free on the caller's error
- * path). */
+/* Default storage: POSIX files in `dir` (created with 0700 when `create`),
+ * holding an exclusive flock on `dir` until freed (-EBUSY when another process
+ * holds it). On success *ops points to static ops and *ctx is owned by the
+ * volume once passed to pf_volume_open/init (or freed with ops->free on the
+ * caller's error path). */
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,
 		     void **ctx, struct kiln_err *err);
 

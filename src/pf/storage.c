@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct posix_storage {
@@ -196,6 +198,25 @@ int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops *
 			return kiln_err_set(err, -KILN_EFORMAT, "%s: not a kiln volume "
 					    "(no such directory)", dir);
 		return kiln_err_set(err, ret, "%s: %s", dir, kiln_strerror(ret));
+	}
+	/* One owner per volume at a time: two instances would overwrite each other's
+	 * metadata and collect each other's uncommitted files. The runtime's
+	 * processes take the same lock (per call) on this directory. */
+	/* The runtime's processes hold the lock only for the duration of one call:
+	 * wait for them (5 s at most) rather than fail. */
+	for (int i = 0; (ret = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK &&
+			i < 500; i++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (ret != 0) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		if (ret == -EBUSY)
+			return kiln_err_set(err, ret, "%s: volume is in use by another process "
+					    "(a mount or a running service)", dir);
+		return kiln_err_set(err, ret, "%s: lock: %s", dir, kiln_strerror(ret));
 	}
 	s = malloc(sizeof(*s));
 	if (!s) {
