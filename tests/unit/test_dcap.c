@@ -827,6 +827,19 @@ static void test_chain_roles(void **state)
 			 -KILN_ECHAIN);
 	assert_non_null(strstr(err.msg, "PCK CRL issuer chain"));
 	assert_null(c);
+	/* An extra certificate in a collateral chain. */
+	{
+		char *both = NULL;
+
+		assert_true(asprintf(&both, "%s%s", json_string_value(tcb_chain),
+				     json_string_value(pck_chain)) > 0);
+		json_object_set(col, "pck_crl_issuer_chain", pck_chain);
+		json_object_set_new(col, "tcb_info_issuer_chain", json_string(both));
+		assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, col, g_sgx.t, &c,
+					     &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "expected one certificate"));
+		free(both);
+	}
 	json_decref(col);
 }
 
