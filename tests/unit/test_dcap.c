@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +353,49 @@ static void test_cached_collateral(void **state)
 	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_TDX, col, g_tdx4.t,
 					&b, &err), -KILN_EFORMAT);
 	json_decref(a);
+	ev_dcap_collateral_free(col);
+}
+
+struct thread_job {
+	ev_dcap_collateral_t *col;
+	int failures;
+};
+
+static void *verify_many(void *arg)
+{
+	struct thread_job *j = arg;
+
+	for (int i = 0; i < 40; i++) {
+		struct kiln_err err;
+		json_t *c = NULL;
+
+		/* The first calls race to fill the PCK memo, the rest hit it. */
+		if (ev_dcap_verify(g_tdx4.quote, g_tdx4.size, DCAP_TEE_TDX, j->col, g_tdx4.t, &c,
+				   &err) != 0)
+			j->failures++;
+		json_decref(c);
+	}
+	return NULL;
+}
+
+/* One parsed collateral shared by concurrent verifications (the CAS's use). */
+static void test_shared_collateral_threads(void **state)
+{
+	ev_dcap_collateral_t *col = NULL;
+	struct kiln_err err = {0};
+	struct thread_job jobs[4];
+	pthread_t th[4];
+
+	assert_int_equal(ev_dcap_collateral_parse(g_tdx4.collateral, &col, &err), 0);
+	for (int i = 0; i < 4; i++) {
+		jobs[i].col = col;
+		jobs[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, verify_many, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(jobs[i].failures, 0);
+	}
 	ev_dcap_collateral_free(col);
 }
 
@@ -1150,6 +1194,7 @@ int main(void)
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_cached_collateral),
+		cmocka_unit_test(test_shared_collateral_threads),
 		cmocka_unit_test(test_wrong_kind_and_missing_collateral),
 		cmocka_unit_test(test_flip_sgx),
 		cmocka_unit_test(test_flip_tdx),
