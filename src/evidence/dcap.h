@@ -182,6 +182,10 @@ enum dcap_status {
 	DCAP_OUT_OF_DATE,
 	DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED,
 	DCAP_REVOKED,
+	/* TD 1.5 only: the TDX module was updated under a running TD (TEE_TCB_SVN2 is
+	 * current, TEE_TCB_SVN is not); relaunching the TD brings it up to date. */
+	DCAP_TD_RELAUNCH_ADVISED,
+	DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
 	DCAP_STATUS_COUNT
 };
 const char *dcap_status_name(enum dcap_status s);
@@ -249,6 +253,7 @@ struct ev_dcap_collateral {
 struct dcap_tcb_result {
 	enum dcap_status status;     /* final, after QE and TDX module convergence */
 	enum dcap_status platform;   /* matched platform TCB level */
+	enum dcap_status sgx_level;  /* TDX: the first level matching the SGX components */
 	enum dcap_status qe;         /* QE identity TCB level */
 	int has_module;              /* TDX: module identity evaluated */
 	enum dcap_status module;

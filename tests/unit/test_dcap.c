@@ -687,6 +687,53 @@ static void test_tcb_tdx_components(void **state)
 	tcb_case_free(&t);
 }
 
+static void set_comp(json_t *doc, size_t lvl, const char *kind, size_t k, int svn)
+{
+	json_t *comps = json_object_get(json_object_get(level(doc, lvl), "tcb"), kind);
+
+	json_object_set_new(json_array_get(comps, k), "svn", json_integer(svn));
+}
+
+/* TD 1.5 (the v5 sample, TEE_TCB_SVN 07 01 03, TEE_TCB_SVN2 0d 01 03): once its levels
+ * are edited to accept the PCK's SEAMLDR SVN 3, the TCB evaluation goes through; with
+ * the TD and its module OutOfDate but TEE_TCB_SVN2 current, relaunch is advised. */
+static void test_tcb_tdx_relaunch(void **state)
+{
+	struct tcb_case t;
+	json_t *m;
+
+	tcb_case_init(&t, &g_tdx5);
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	for (size_t i = 0; i < 3; i++)
+		set_comp(t.tcb, i, "sgxtcbcomponents", 7, 3);
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.level_index, 0);
+
+	/* Level 0 needs TDX module SVN 8 (the TD has 7): level 1, OutOfDate. The module
+	 * identity's newest level needs 8 too: module OutOfDate. TEE_TCB_SVN2 has 13. */
+	set_comp(t.tcb, 0, "tdxtcbcomponents", 0, 8);
+	m = module(t.tcb, "TDX_01");
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(8));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.level_index, 1);
+	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, DCAP_TD_RELAUNCH_ADVISED);
+	assert_string_equal(dcap_status_name(t.r.status), "TDRelaunchAdvised");
+	/* With a configuration-needed SGX level. */
+	set_status(level(t.tcb, 0), "ConfigurationNeeded");
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED);
+	set_status(level(t.tcb, 0), "UpToDate");
+	/* The running module is not current either: plain OutOfDate. */
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(14));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	tcb_case_free(&t);
+}
+
 /* ---- bit flips per region ----------------------------------------------------- */
 
 struct region {
@@ -1191,6 +1238,7 @@ int main(void)
 		cmocka_unit_test(test_tcb_platform_levels),
 		cmocka_unit_test(test_tcb_tdx_module),
 		cmocka_unit_test(test_tcb_tdx_components),
+		cmocka_unit_test(test_tcb_tdx_relaunch),
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_cached_collateral),
