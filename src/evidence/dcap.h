@@ -183,10 +183,6 @@ enum dcap_status {
 	DCAP_OUT_OF_DATE,
 	DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED,
 	DCAP_REVOKED,
-	/* TD 1.5 only: the TDX module was updated under a running TD (TEE_TCB_SVN2 is
-	 * current, TEE_TCB_SVN is not); relaunching the TD brings it up to date. */
-	DCAP_TD_RELAUNCH_ADVISED,
-	DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
 	DCAP_STATUS_COUNT
 };
 const char *dcap_status_name(enum dcap_status s);
@@ -255,6 +251,11 @@ struct dcap_tcb_result {
 	enum dcap_status status;     /* final, after QE and TDX module convergence */
 	enum dcap_status platform;   /* matched platform TCB level */
 	enum dcap_status sgx_level;  /* TDX: the first level matching the SGX components */
+	/* TD 1.5 only: OutOfDate because the TDX module was updated under the running TD
+	 * (TEE_TCB_SVN2 is current, TEE_TCB_SVN is not); relaunching the TD fixes it. Intel
+	 * QVL reports this as the status TD_RELAUNCH_ADVISED[_CONFIGURATION_NEEDED]; kiln
+	 * keeps tcb_status within the common list and says it in this flag. */
+	bool relaunch_advised;
 	enum dcap_status qe;         /* QE identity TCB level */
 	int has_module;              /* TDX: module identity evaluated */
 	enum dcap_status module;

@@ -9,8 +9,8 @@
  *             isvsvn <= the QE's ISVSVN;
  *   TD 1.5: when the TD is OutOfDate only because it was launched on an older TDX
  *             module and TEE_TCB_SVN2 (the module now running) meets the latest level,
- *             the status is TDRelaunchAdvised[ConfigurationNeeded] (Intel QVL
- *             TDRelaunchCheck);
+ *             relaunch is advised (Intel QVL TDRelaunchCheck; its status
+ *             TD_RELAUNCH_ADVISED becomes OutOfDate + relaunch_advised here);
  * then the statuses converge (an OutOfDate QE or module makes the result OutOfDate,
  * or OutOfDateConfigurationNeeded when the platform needs configuration; Revoked wins)
  * and the advisory IDs of every matched level are merged. */
@@ -28,8 +28,6 @@ static const char *const g_status_names[DCAP_STATUS_COUNT] = {
 	[DCAP_OUT_OF_DATE] = "OutOfDate",
 	[DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED] = "OutOfDateConfigurationNeeded",
 	[DCAP_REVOKED] = "Revoked",
-	[DCAP_TD_RELAUNCH_ADVISED] = "TDRelaunchAdvised",
-	[DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED] = "TDRelaunchAdvisedConfigurationNeeded",
 };
 
 const char *dcap_status_name(enum dcap_status s)
@@ -320,13 +318,6 @@ static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
 	return add_advisories(r, level, doc, err);
 }
 
-static bool config_needed(enum dcap_status s)
-{
-	return s == DCAP_CONFIGURATION_NEEDED || s == DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED ||
-	       s == DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED ||
-	       s == DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED;
-}
-
 /* TD 1.5 relaunch advice (Intel QVL TDRelaunchCheck): the SGX side and the QE are
  * fine, the TD is OutOfDate together with its TDX module, but TEE_TCB_SVN2 — the module
  * the platform runs now — meets the latest TCB level (and module level). */
@@ -370,10 +361,7 @@ static int relaunch_check(const ev_dcap_collateral_t *c, const uint8_t *body,
 					    "%s has no TCB level", name);
 		current = svn2[0] >= module_svn && svn2[2] >= need[2];
 	}
-	if (current)
-		r->status = config_needed(r->sgx_level) || config_needed(r->status) ?
-			    DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED :
-			    DCAP_TD_RELAUNCH_ADVISED;
+	r->relaunch_advised = current;
 	return 0;
 }
 

@@ -696,7 +696,8 @@ static void set_comp(json_t *doc, size_t lvl, const char *kind, size_t k, int sv
 
 /* TD 1.5 (the v5 sample, TEE_TCB_SVN 07 01 03, TEE_TCB_SVN2 0d 01 03): once its levels
  * are edited to accept the PCK's SEAMLDR SVN 3, the TCB evaluation goes through; with
- * the TD and its module OutOfDate but TEE_TCB_SVN2 current, relaunch is advised. */
+ * the TD and its module OutOfDate but TEE_TCB_SVN2 current, relaunch is advised
+ * (status stays OutOfDate, the flag says why). */
 static void test_tcb_tdx_relaunch(void **state)
 {
 	struct tcb_case t;
@@ -719,18 +720,23 @@ static void test_tcb_tdx_relaunch(void **state)
 	assert_int_equal(run_tcb(&t), 0);
 	assert_int_equal(t.r.level_index, 1);
 	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
-	assert_int_equal(t.r.status, DCAP_TD_RELAUNCH_ADVISED);
-	assert_string_equal(dcap_status_name(t.r.status), "TDRelaunchAdvised");
-	/* With a configuration-needed SGX level. */
-	set_status(level(t.tcb, 0), "ConfigurationNeeded");
-	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED);
-	set_status(level(t.tcb, 0), "UpToDate");
-	/* The running module is not current either: plain OutOfDate. */
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_true(t.r.relaunch_advised);
+	/* The running module is not current either: no relaunch advice. */
 	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
 					    "tcb"), "isvsvn", json_integer(14));
 	assert_int_equal(run_tcb(&t), 0);
 	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_false(t.r.relaunch_advised);
+	/* A QE that is OutOfDate itself: no advice either. */
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(8));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_true(t.r.relaunch_advised);
+	set_status(level(t.qe, 0), "OutOfDate");
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.qe, DCAP_OUT_OF_DATE);
+	assert_false(t.r.relaunch_advised);
 	tcb_case_free(&t);
 }
 
