@@ -1198,6 +1198,44 @@ static void test_trailing_bytes_reported(void **state)
 	free(q);
 }
 
+/* PEM splitting edge cases; the first one was found by fuzz_dcap_quote: an END line
+ * that shares the dashes of the BEGIN line made the block length negative. */
+static void test_pem_split(void **state)
+{
+	static const char *const bad[] = {
+		"-----BEGIN CERTIFICATE-----END CERTIFICATE-----",
+		"-----BEGIN CERTIFICATE-----",
+		"-----BEGIN CERT",
+		"garbage\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+		"-----BEGIN CERTIFICATE-----\n*!*\n-----END CERTIFICATE-----\n",
+		"",
+		" \n\t",
+	};
+	struct dcap_der ders[DCAP_MAX_CHAIN];
+	struct kiln_err err = {0};
+	int n = -1;
+
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(bad); i++) {
+		/* An exact-size heap copy, not NUL-terminated, so ASan sees any over-read. */
+		size_t len = strlen(bad[i]);
+		char *copy = malloc(len ? len : 1);
+
+		memcpy(copy, bad[i], len);
+		assert_int_equal(dcap_pem_split(copy, len, "PEM", ders, DCAP_MAX_CHAIN, &n, &err),
+				 -KILN_EFORMAT);
+		assert_int_equal(n, 0);
+		free(copy);
+	}
+	/* Base64 that decodes but is not a certificate. */
+	assert_int_equal(dcap_pem_split("-----BEGIN CERTIFICATE-----\nAAAA\n"
+					"-----END CERTIFICATE-----\0\0", 60, "PEM", ders,
+					DCAP_MAX_CHAIN, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_null(dcap_der_cert(&ders[0], "PEM", 1, &err));
+	assert_int_equal(err.code, -KILN_EFORMAT);
+	dcap_der_free(ders, n);
+}
+
 static void test_parse_time(void **state)
 {
 	time_t t;
@@ -1259,6 +1297,7 @@ int main(void)
 		cmocka_unit_test(test_pck_memo),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_bytes_reported),
+		cmocka_unit_test(test_pem_split),
 		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_collateral_format),
 	};
