@@ -161,10 +161,11 @@ struct dcap_pck_ext {
 	uint8_t fmspc[6];       /* .4 */
 	int sgx_type;           /* .5: 0 standard, 1 scalable, 2 scalable with integrity */
 };
+/* All of .2.1-.2.18, .3 and .4 must be present, once each; -KILN_EFORMAT otherwise. */
 int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err);
 
 /* Check that `child` was issued and signed by `issuer` (names, key usage, CA flag,
- * signature). what names the child in errors. 0, -KILN_ECHAIN or -KILN_ESIG. */
+ * signature). what names the child in errors. 0 or -KILN_ECHAIN. */
 int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err);
 
 /* -KILN_EREVOKED (naming the certificate, its serial and the CRL) when crl lists
@@ -249,6 +250,12 @@ struct ev_dcap_collateral {
 struct dcap_tcb_result {
 	enum dcap_status status;     /* final, after QE and TDX module convergence */
 	enum dcap_status platform;   /* matched platform TCB level */
+	enum dcap_status sgx_level;  /* TDX: the first level matching the SGX components */
+	/* TD 1.5 only: OutOfDate because the TDX module was updated under the running TD
+	 * (TEE_TCB_SVN2 is current, TEE_TCB_SVN is not); relaunching the TD fixes it. Intel
+	 * QVL reports this as the status TD_RELAUNCH_ADVISED[_CONFIGURATION_NEEDED]; kiln
+	 * keeps tcb_status within the common list and says it in this flag. */
+	bool relaunch_advised;
 	enum dcap_status qe;         /* QE identity TCB level */
 	int has_module;              /* TDX: module identity evaluated */
 	enum dcap_status module;
@@ -257,7 +264,9 @@ struct dcap_tcb_result {
 };
 void dcap_tcb_result_clear(struct dcap_tcb_result *r);
 
-/* QE identity: MRSIGNER, ISVPRODID, MISCSELECT/mask, ATTRIBUTES/mask, ISVSVN levels. */
+/* QE identity: MRSIGNER, ISVPRODID, MISCSELECT/mask, ATTRIBUTES/mask, ISVSVN levels.
+ * Call before dcap_eval_tcb (which converges the QE status into the final one). r is
+ * zero-initialized by the caller and cleared with dcap_tcb_result_clear. */
 int dcap_eval_qe(const ev_dcap_collateral_t *c, const uint8_t *qe_report,
 		 struct dcap_tcb_result *r, struct kiln_err *err);
 /* Platform TCB level from the PCK extension (and, for TDX, the TD body). */

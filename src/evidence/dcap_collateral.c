@@ -47,12 +47,12 @@ static int add_cert_window(ev_dcap_collateral_t *c, X509 *cert, const char *chai
 	return 0;
 }
 
-/* Chain [leaf, (CA), (root)] ending at the pinned root: every link, the Root CA CRL
- * for certificates the root issued, and the windows. */
+/* Chain [signer, (root)] ending at the pinned root: the link, the Root CA CRL and the
+ * windows. */
 static int chain_to_root(ev_dcap_collateral_t *c, STACK_OF(X509) *chain, const char *what,
 			 struct kiln_err *err)
 {
-	X509 *root = dcap_root_ca(err);
+	X509 *root = dcap_root_ca(err), *cert;
 	int n = sk_X509_num(chain), r;
 	char cn[80];
 
@@ -66,24 +66,23 @@ static int chain_to_root(ev_dcap_collateral_t *c, STACK_OF(X509) *chain, const c
 				    "%s ends at '%s', which is not the pinned Intel SGX Root CA",
 				    what, dcap_cert_name(sk_X509_value(chain, n - 1), cn,
 							 sizeof(cn)));
-	if (n < 1)
+	if (n == 0)
 		return kiln_err_set(err, -KILN_ECHAIN, "%s holds only the root", what);
-	for (int i = 0; i < n; i++) {
-		X509 *cert = sk_X509_value(chain, i);
-		X509 *issuer = i + 1 < n ? sk_X509_value(chain, i + 1) : root;
-
-		if (issuer == root && X509_check_issued(root, cert) != X509_V_OK)
-			return kiln_err_set(err, -KILN_EROOT,
-					    "%s: '%s' is not issued by the pinned Intel SGX Root "
-					    "CA", what, dcap_cert_name(cert, cn, sizeof(cn)));
-		if ((r = dcap_check_issued(issuer, cert, what, err)))
-			return r;
-		if (issuer == root && (r = dcap_check_revoked(c->root_crl, cert, what,
-								  "Intel SGX Root CA CRL", err)))
-			return r;
-		if ((r = add_cert_window(c, cert, what, err)))
-			return r;
-	}
+	cert = sk_X509_value(chain, n - 1);
+	if (X509_check_issued(root, cert) != X509_V_OK)
+		return kiln_err_set(err, -KILN_EROOT,
+				    "%s: '%s' is not issued by the pinned Intel SGX Root CA", what,
+				    dcap_cert_name(cert, cn, sizeof(cn)));
+	/* Every collateral signer (TCB Signing, PCK Processor/Platform CA) is issued by the
+	 * root directly: exactly one certificate besides the root. */
+	if (n != 1)
+		return kiln_err_set(err, -KILN_ECHAIN, "%s: expected one certificate issued by "
+				    "the Intel SGX Root CA (and the root), found %d certificates",
+				    what, sk_X509_num(chain));
+	if ((r = dcap_check_issued(root, cert, what, err)) ||
+	    (r = dcap_check_revoked(c->root_crl, cert, what, "Intel SGX Root CA CRL", err)) ||
+	    (r = add_cert_window(c, cert, what, err)))
+		return r;
 	return add_cert_window(c, root, what, err);
 }
 

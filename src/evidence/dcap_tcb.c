@@ -7,6 +7,10 @@
  *             must match, first module level with isvsvn <= TEE_TCB_SVN[0];
  *   QE: MRSIGNER, ISVPRODID, MISCSELECT/mask, ATTRIBUTES/mask, first level with
  *             isvsvn <= the QE's ISVSVN;
+ *   TD 1.5: when the TD is OutOfDate only because it was launched on an older TDX
+ *             module and TEE_TCB_SVN2 (the module now running) meets the latest level,
+ *             relaunch is advised (Intel QVL TDRelaunchCheck; its status
+ *             TD_RELAUNCH_ADVISED becomes OutOfDate + relaunch_advised here);
  * then the statuses converge (an OutOfDate QE or module makes the result OutOfDate,
  * or OutOfDateConfigurationNeeded when the platform needs configuration; Revoked wins)
  * and the advisory IDs of every matched level are merged. */
@@ -314,6 +318,53 @@ static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
 	return add_advisories(r, level, doc, err);
 }
 
+/* TD 1.5 relaunch advice (Intel QVL TDRelaunchCheck): the SGX side and the QE are
+ * fine, the TD is OutOfDate together with its TDX module, but TEE_TCB_SVN2 — the module
+ * the platform runs now — meets the latest TCB level (and module level). */
+static int relaunch_check(const ev_dcap_collateral_t *c, const uint8_t *body,
+			  struct dcap_tcb_result *r, struct kiln_err *err)
+{
+	const uint8_t *svn2 = body + TDR_TEE_TCB_SVN2;
+	const json_t *latest = json_array_get(json_object_get(c->tcb_info, "tcbLevels"), 0);
+	uint8_t need[16];
+	int64_t module_svn;
+	bool current;
+
+	if (r->qe == DCAP_OUT_OF_DATE || r->qe == DCAP_REVOKED ||
+	    r->sgx_level > DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED ||
+	    (r->status != DCAP_OUT_OF_DATE && r->status != DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED) ||
+	    !r->has_module || r->module != DCAP_OUT_OF_DATE)
+		return 0;
+	if (components(json_object_get(latest, "tcb"), "tdx", 3, need))
+		return kiln_err_set(err, -KILN_EFORMAT, "TCB Info: level 0: bad TDX components");
+	if (svn2[1] == 0) {
+		current = svn2[0] >= need[0] && svn2[2] >= need[2];
+	} else {
+		const json_t *ids = json_object_get(c->tcb_info, "tdxModuleIdentities"), *it;
+		const json_t *id = NULL;
+		char name[16];
+		size_t i;
+
+		snprintf(name, sizeof(name), "TDX_%02X", svn2[1]);
+		json_array_foreach(ids, i, it)
+			if (json_is_string(json_object_get(it, "id")) &&
+			    strcmp(json_string_value(json_object_get(it, "id")), name) == 0)
+				id = it;
+		if (!id)
+			return kiln_err_set(err, -KILN_ETCB,
+					    "TCB level not supported: TDX module identity %s "
+					    "(TEE_TCB_SVN2[1]) is not in the TCB Info", name);
+		if (svn_of(json_object_get(json_object_get(json_array_get(
+				json_object_get(id, "tcbLevels"), 0), "tcb"), "isvsvn"), 255,
+			   &module_svn))
+			return kiln_err_set(err, -KILN_ETCB, "TCB level not supported: TDX module "
+					    "%s has no TCB level", name);
+		current = svn2[0] >= module_svn && svn2[2] >= need[2];
+	}
+	r->relaunch_advised = current;
+	return 0;
+}
+
 static void hex6(const uint8_t *b, size_t n, char *out)
 {
 	kiln_hex_encode(b, n, out);
@@ -383,6 +434,7 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 
 			if ((ret = level_status(level, doc, &st, err)))
 				return ret;
+			r->sgx_level = st;
 			if (st == DCAP_REVOKED) {
 				match = (int)i;
 				break;
@@ -420,6 +472,8 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 			return ret;
 		if (r->has_module)
 			r->status = converge(r->status, r->module);
+		if (q->body_type == 3 && (ret = relaunch_check(c, q->body, r, err)))
+			return ret;
 	}
 	r->status = converge(r->status, r->qe);
 	return 0;

@@ -281,6 +281,8 @@ static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *
 			bad |= json_object_set_new(o, "tdx_module_status",
 						   json_string(dcap_status_name(t->module)));
 		if (q->body_type == 3) {
+			bad |= json_object_set_new(o, "td_relaunch_advised",
+						   json_boolean(t->relaunch_advised));
 			bad |= set_hex(o, "tee_tcb_svn2", b + TDR_TEE_TCB_SVN2, 16);
 			bad |= set_hex(o, "mrservicetd", b + TDR_MRSERVICETD, 48);
 		}

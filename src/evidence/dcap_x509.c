@@ -266,15 +266,21 @@ int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_d
 					   what, max);
 			goto fail;
 		}
-		if (size - pos < sizeof(begin) - 1 ||
-		    memcmp(pem + pos, begin, sizeof(begin) - 1) != 0 ||
-		    !(stop = memmem(pem + pos, size - pos, end, sizeof(end) - 1))) {
+		/* The END line is searched after the BEGIN line: "-----BEGIN CERTIFICATE-----
+		 * END CERTIFICATE-----" shares its dashes and must not end before it starts. */
+		stop = NULL;
+		body = NULL;
+		if (size - pos >= sizeof(begin) - 1 &&
+		    memcmp(pem + pos, begin, sizeof(begin) - 1) == 0) {
+			body = pem + pos + sizeof(begin) - 1;
+			stop = memmem(body, size - (size_t)(body - pem), end, sizeof(end) - 1);
+		}
+		if (!stop) {
 			ret = kiln_err_set(err, -KILN_EFORMAT,
 					   "%s: certificate %d: expected a PEM CERTIFICATE block at "
 					   "byte %zu", what, k, pos);
 			goto fail;
 		}
-		body = pem + pos + sizeof(begin) - 1;
 		if (!(b64 = strndup(body, (size_t)(stop - body)))) {
 			ret = kiln_err_set(err, -ENOMEM, "%s: out of memory", what);
 			goto fail;

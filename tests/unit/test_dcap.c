@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,6 +356,49 @@ static void test_cached_collateral(void **state)
 	ev_dcap_collateral_free(col);
 }
 
+struct thread_job {
+	ev_dcap_collateral_t *col;
+	int failures;
+};
+
+static void *verify_many(void *arg)
+{
+	struct thread_job *j = arg;
+
+	for (int i = 0; i < 40; i++) {
+		struct kiln_err err;
+		json_t *c = NULL;
+
+		/* The first calls race to fill the PCK memo, the rest hit it. */
+		if (ev_dcap_verify(g_tdx4.quote, g_tdx4.size, DCAP_TEE_TDX, j->col, g_tdx4.t, &c,
+				   &err) != 0)
+			j->failures++;
+		json_decref(c);
+	}
+	return NULL;
+}
+
+/* One parsed collateral shared by concurrent verifications (the CAS's use). */
+static void test_shared_collateral_threads(void **state)
+{
+	ev_dcap_collateral_t *col = NULL;
+	struct kiln_err err = {0};
+	struct thread_job jobs[4];
+	pthread_t th[4];
+
+	assert_int_equal(ev_dcap_collateral_parse(g_tdx4.collateral, &col, &err), 0);
+	for (int i = 0; i < 4; i++) {
+		jobs[i].col = col;
+		jobs[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, verify_many, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(jobs[i].failures, 0);
+	}
+	ev_dcap_collateral_free(col);
+}
+
 static void test_wrong_kind_and_missing_collateral(void **state)
 {
 	struct kiln_err err;
@@ -374,6 +418,326 @@ static void test_wrong_kind_and_missing_collateral(void **state)
 	assert_null(c);
 	assert_null(ev_backend_find("sgx")->produce);
 	assert_null(tdx->produce);
+}
+
+/* ---- TCB evaluation on edited (unsigned) documents ------------------------------
+ * The signatures are proved by the tests above; here the evaluation logic runs on
+ * modified TCB Info / QE Identity objects against the real quotes and PCK certificates. */
+
+struct tcb_case {
+	ev_dcap_collateral_t *c;
+	struct dcap_quote q;
+	struct dcap_pck_ext ext;
+	json_t *tcb, *qe;        /* editable copies, installed by run_tcb */
+	struct dcap_tcb_result r;
+	struct kiln_err err;
+};
+
+static void tcb_case_init(struct tcb_case *t, const struct sample *s)
+{
+	struct dcap_pck_ext two[2];
+
+	memset(t, 0, sizeof(*t));
+	assert_int_equal(ev_dcap_collateral_parse(s->collateral, &t->c, &t->err), 0);
+	assert_int_equal(dcap_quote_parse(s->quote, s->size, &t->q, NULL), 0);
+	pck_ext_of(s, two);
+	t->ext = two[0];
+	t->tcb = json_deep_copy(t->c->tcb_info);
+	t->qe = json_deep_copy(t->c->qe_identity);
+}
+
+/* Install the edited documents and evaluate; returns the first failing code. */
+static int run_tcb(struct tcb_case *t)
+{
+	int ret;
+
+	json_decref(t->c->tcb_info);
+	json_decref(t->c->qe_identity);
+	t->c->tcb_info = json_incref(t->tcb);
+	t->c->qe_identity = json_incref(t->qe);
+	t->c->tcb_version = (int)json_integer_value(json_object_get(t->tcb, "version"));
+	t->c->tcb_id = t->c->tcb_version == 2 ? "SGX" :
+		       json_string_value(json_object_get(t->tcb, "id"));
+	t->c->qe_id = json_string_value(json_object_get(t->qe, "id"));
+	dcap_tcb_result_clear(&t->r);
+	memset(&t->err, 0, sizeof(t->err));
+	ret = dcap_eval_qe(t->c, t->q.qe_report, &t->r, &t->err);
+	if (ret == 0)
+		ret = dcap_eval_tcb(t->c, &t->ext, &t->q, &t->r, &t->err);
+	return ret;
+}
+
+static void tcb_case_free(struct tcb_case *t)
+{
+	dcap_tcb_result_clear(&t->r);
+	json_decref(t->tcb);
+	json_decref(t->qe);
+	ev_dcap_collateral_free(t->c);
+}
+
+static json_t *level(json_t *doc, size_t i)
+{
+	return json_array_get(json_object_get(doc, "tcbLevels"), i);
+}
+
+static void set_status(json_t *lvl, const char *status)
+{
+	json_object_set_new(lvl, "tcbStatus", json_string(status));
+}
+
+static bool has_advisory(const json_t *arr, const char *id)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach(arr, i, v)
+		if (strcmp(json_string_value(v), id) == 0)
+			return true;
+	return false;
+}
+
+static void test_tcb_qe_convergence(void **state)
+{
+	struct tcb_case t;
+	json_t *lv;
+
+	tcb_case_init(&t, &g_sgx);
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
+	assert_int_equal(t.r.level_index, 1);
+
+	/* QE ISVSVN 10 now only reaches an OutOfDate level carrying advisories. */
+	json_object_set_new(json_object_get(level(t.qe, 0), "tcb"), "isvsvn", json_integer(11));
+	lv = level(t.qe, 1);
+	json_object_set_new(lv, "advisoryIDs", json_pack("[s,s]", "INTEL-SA-00615",
+							 "INTEL-SA-99999"));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.qe, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED);
+	assert_int_equal(json_array_size(t.r.advisories), 3);  /* 615 only once */
+	assert_true(has_advisory(t.r.advisories, "INTEL-SA-99999"));
+	assert_true(has_advisory(t.r.advisories, "INTEL-SA-00289"));
+
+	/* A Revoked QE level makes everything Revoked. */
+	set_status(lv, "Revoked");
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_REVOKED);
+
+	/* No QE level low enough. */
+	for (size_t i = 0; i < json_array_size(json_object_get(t.qe, "tcbLevels")); i++)
+		json_object_set_new(json_object_get(level(t.qe, i), "tcb"), "isvsvn",
+				    json_integer(11));
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	assert_non_null(strstr(t.err.msg, "QE ISVSVN 10"));
+
+	/* Unknown status string. */
+	json_object_set_new(json_object_get(level(t.qe, 0), "tcb"), "isvsvn", json_integer(1));
+	set_status(level(t.qe, 0), "Fine");
+	assert_int_equal(run_tcb(&t), -KILN_EFORMAT);
+	tcb_case_free(&t);
+}
+
+static void test_tcb_qe_identity_mismatch(void **state)
+{
+	static const struct {
+		const char *key, *value;
+		const char *msg;
+	} cases[] = {
+		{"mrsigner", "8C4F5775D796503E96137F77C68A829A0056AC8DED70140B081B094490C57BFE",
+		 "MRSIGNER"},
+		{"miscselect", "00000001", "MISCSELECT"},
+		{"attributes", "13000000000000000000000000000000", "ATTRIBUTES"},
+	};
+	struct tcb_case t;
+
+	tcb_case_init(&t, &g_sgx);
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(cases); i++) {
+		json_t *saved = json_deep_copy(t.qe);
+
+		json_object_set_new(t.qe, cases[i].key, json_string(cases[i].value));
+		assert_int_equal(run_tcb(&t), -KILN_EMEASUREMENT);
+		assert_non_null(strstr(t.err.msg, cases[i].msg));
+		json_decref(t.qe);
+		t.qe = saved;
+	}
+	json_object_set_new(t.qe, "isvprodid", json_integer(2));
+	assert_int_equal(run_tcb(&t), -KILN_EMEASUREMENT);
+	assert_non_null(strstr(t.err.msg, "ISVPRODID: expected 2, found 1"));
+	json_object_set_new(t.qe, "isvprodid", json_integer(1));
+	/* A mask that ignores the differing bit makes it match again. */
+	json_object_set_new(t.qe, "miscselect", json_string("00000001"));
+	json_object_set_new(t.qe, "miscselectMask", json_string("FFFFFFFE"));
+	assert_int_equal(run_tcb(&t), 0);
+	tcb_case_free(&t);
+}
+
+static void test_tcb_platform_levels(void **state)
+{
+	struct tcb_case t;
+	json_t *levels, *copy;
+	char key[32];
+
+	tcb_case_init(&t, &g_sgx);
+	/* The matched level says Revoked: authentic, status Revoked. */
+	set_status(level(t.tcb, 1), "Revoked");
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_REVOKED);
+	set_status(level(t.tcb, 1), "ConfigurationAndSWHardeningNeeded");
+
+	/* TCB Info v2 layout (sgxtcbcompNNsvn keys) gives the same level. */
+	copy = json_deep_copy(t.tcb);
+	levels = json_object_get(copy, "tcbLevels");
+	for (size_t i = 0; i < json_array_size(levels); i++) {
+		json_t *tcb = json_object_get(json_array_get(levels, i), "tcb");
+		json_t *comps = json_object_get(tcb, "sgxtcbcomponents");
+
+		for (int k = 0; k < 16; k++) {
+			snprintf(key, sizeof(key), "sgxtcbcomp%02dsvn", k + 1);
+			json_object_set(tcb, key, json_object_get(json_array_get(comps, (size_t)k),
+								   "svn"));
+		}
+		json_object_del(tcb, "sgxtcbcomponents");
+	}
+	json_object_set_new(copy, "version", json_integer(2));
+	json_object_del(copy, "id");
+	json_decref(t.tcb);
+	t.tcb = copy;
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
+	assert_int_equal(t.r.level_index, 1);
+
+	/* FMSPC of another platform. */
+	t.c->fmspc[5] ^= 1;
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	assert_non_null(strstr(t.err.msg, "FMSPC"));
+	t.c->fmspc[5] ^= 1;
+
+	/* A PCESVN below every level. */
+	t.ext.pcesvn = 0;
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	assert_non_null(strstr(t.err.msg, "TCB level not supported"));
+	tcb_case_free(&t);
+}
+
+static json_t *module(json_t *tcb, const char *id)
+{
+	json_t *m;
+	size_t i;
+
+	json_array_foreach(json_object_get(tcb, "tdxModuleIdentities"), i, m)
+		if (strcmp(json_string_value(json_object_get(m, "id")), id) == 0)
+			return m;
+	return NULL;
+}
+
+static void test_tcb_tdx_module(void **state)
+{
+	struct tcb_case t;
+	json_t *m, *lv;
+
+	tcb_case_init(&t, &g_tdx4);
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_UP_TO_DATE);
+	assert_true(t.r.has_module);
+
+	/* Module SVN 6 only reaches an OutOfDate module level. */
+	m = module(t.tcb, "TDX_01");
+	assert_non_null(m);
+	lv = json_array_get(json_object_get(m, "tcbLevels"), 0);
+	json_object_set_new(json_object_get(lv, "tcb"), "isvsvn", json_integer(7));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.platform, DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	json_object_set_new(json_object_get(lv, "tcb"), "isvsvn", json_integer(4));
+
+	/* MRSIGNERSEAM must match the module identity. */
+	json_object_set_new(m, "mrsigner", json_string("01000000000000000000000000000000"
+						       "0000000000000000000000000000000000000000"
+						       "000000000000000000000000"));
+	assert_int_equal(run_tcb(&t), -KILN_EMEASUREMENT);
+	assert_non_null(strstr(t.err.msg, "MRSIGNERSEAM"));
+
+	/* The identity of the quote's module version is missing. */
+	json_object_set_new(m, "id", json_string("TDX_02"));
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	assert_non_null(strstr(t.err.msg, "TDX_01"));
+	tcb_case_free(&t);
+}
+
+static void test_tcb_tdx_components(void **state)
+{
+	struct tcb_case t;
+	json_t *comps;
+
+	tcb_case_init(&t, &g_tdx4);
+	/* Level 0 now needs TDX module SVN 7 (TEE_TCB_SVN[0] is 6): the search goes on to
+	 * level 1 (OutOfDate, with advisories), as Intel QVL does. */
+	comps = json_object_get(json_object_get(level(t.tcb, 0), "tcb"), "tdxtcbcomponents");
+	json_object_set_new(json_array_get(comps, 0), "svn", json_integer(7));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.level_index, 1);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_true(has_advisory(t.r.advisories, "INTEL-SA-00837"));
+	/* And when no level is low enough: TCB level not supported, naming the component. */
+	comps = json_object_get(json_object_get(level(t.tcb, 1), "tcb"), "tdxtcbcomponents");
+	json_object_set_new(json_array_get(comps, 2), "svn", json_integer(4));
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	assert_non_null(strstr(t.err.msg, "TDX TCB component 3 SVN >= 4, TEE_TCB_SVN has 3"));
+	tcb_case_free(&t);
+}
+
+static void set_comp(json_t *doc, size_t lvl, const char *kind, size_t k, int svn)
+{
+	json_t *comps = json_object_get(json_object_get(level(doc, lvl), "tcb"), kind);
+
+	json_object_set_new(json_array_get(comps, k), "svn", json_integer(svn));
+}
+
+/* TD 1.5 (the v5 sample, TEE_TCB_SVN 07 01 03, TEE_TCB_SVN2 0d 01 03): once its levels
+ * are edited to accept the PCK's SEAMLDR SVN 3, the TCB evaluation goes through; with
+ * the TD and its module OutOfDate but TEE_TCB_SVN2 current, relaunch is advised
+ * (status stays OutOfDate, the flag says why). */
+static void test_tcb_tdx_relaunch(void **state)
+{
+	struct tcb_case t;
+	json_t *m;
+
+	tcb_case_init(&t, &g_tdx5);
+	assert_int_equal(run_tcb(&t), -KILN_ETCB);
+	for (size_t i = 0; i < 3; i++)
+		set_comp(t.tcb, i, "sgxtcbcomponents", 7, 3);
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.level_index, 0);
+
+	/* Level 0 needs TDX module SVN 8 (the TD has 7): level 1, OutOfDate. The module
+	 * identity's newest level needs 8 too: module OutOfDate. TEE_TCB_SVN2 has 13. */
+	set_comp(t.tcb, 0, "tdxtcbcomponents", 0, 8);
+	m = module(t.tcb, "TDX_01");
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(8));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.level_index, 1);
+	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_true(t.r.relaunch_advised);
+	/* The running module is not current either: no relaunch advice. */
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(14));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_false(t.r.relaunch_advised);
+	/* A QE that is OutOfDate itself: no advice either. */
+	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
+					    "tcb"), "isvsvn", json_integer(8));
+	assert_int_equal(run_tcb(&t), 0);
+	assert_true(t.r.relaunch_advised);
+	set_status(level(t.qe, 0), "OutOfDate");
+	assert_int_equal(run_tcb(&t), 0);
+	assert_int_equal(t.r.qe, DCAP_OUT_OF_DATE);
+	assert_false(t.r.relaunch_advised);
+	tcb_case_free(&t);
 }
 
 /* ---- bit flips per region ----------------------------------------------------- */
@@ -560,6 +924,19 @@ static void test_chain_roles(void **state)
 			 -KILN_ECHAIN);
 	assert_non_null(strstr(err.msg, "PCK CRL issuer chain"));
 	assert_null(c);
+	/* An extra certificate in a collateral chain. */
+	{
+		char *both = NULL;
+
+		assert_true(asprintf(&both, "%s%s", json_string_value(tcb_chain),
+				     json_string_value(pck_chain)) > 0);
+		json_object_set(col, "pck_crl_issuer_chain", pck_chain);
+		json_object_set_new(col, "tcb_info_issuer_chain", json_string(both));
+		assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, col, g_sgx.t, &c,
+					     &err), -KILN_ECHAIN);
+		assert_non_null(strstr(err.msg, "expected one certificate"));
+		free(both);
+	}
 	json_decref(col);
 }
 
@@ -821,6 +1198,44 @@ static void test_trailing_bytes_reported(void **state)
 	free(q);
 }
 
+/* PEM splitting edge cases; the first one was found by fuzz_dcap_quote: an END line
+ * that shares the dashes of the BEGIN line made the block length negative. */
+static void test_pem_split(void **state)
+{
+	static const char *const bad[] = {
+		"-----BEGIN CERTIFICATE-----END CERTIFICATE-----",
+		"-----BEGIN CERTIFICATE-----",
+		"-----BEGIN CERT",
+		"garbage\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+		"-----BEGIN CERTIFICATE-----\n*!*\n-----END CERTIFICATE-----\n",
+		"",
+		" \n\t",
+	};
+	struct dcap_der ders[DCAP_MAX_CHAIN];
+	struct kiln_err err = {0};
+	int n = -1;
+
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(bad); i++) {
+		/* An exact-size heap copy, not NUL-terminated, so ASan sees any over-read. */
+		size_t len = strlen(bad[i]);
+		char *copy = malloc(len ? len : 1);
+
+		memcpy(copy, bad[i], len);
+		assert_int_equal(dcap_pem_split(copy, len, "PEM", ders, DCAP_MAX_CHAIN, &n, &err),
+				 -KILN_EFORMAT);
+		assert_int_equal(n, 0);
+		free(copy);
+	}
+	/* Base64 that decodes but is not a certificate. */
+	assert_int_equal(dcap_pem_split("-----BEGIN CERTIFICATE-----\nAAAA\n"
+					"-----END CERTIFICATE-----\0\0", 60, "PEM", ders,
+					DCAP_MAX_CHAIN, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_null(dcap_der_cert(&ders[0], "PEM", 1, &err));
+	assert_int_equal(err.code, -KILN_EFORMAT);
+	dcap_der_free(ders, n);
+}
+
 static void test_parse_time(void **state)
 {
 	time_t t;
@@ -862,9 +1277,16 @@ int main(void)
 		cmocka_unit_test(test_tdx_v4_quote),
 		cmocka_unit_test(test_tdx_v5_tcb_not_supported),
 		cmocka_unit_test(test_pck_extension),
+		cmocka_unit_test(test_tcb_qe_convergence),
+		cmocka_unit_test(test_tcb_qe_identity_mismatch),
+		cmocka_unit_test(test_tcb_platform_levels),
+		cmocka_unit_test(test_tcb_tdx_module),
+		cmocka_unit_test(test_tcb_tdx_components),
+		cmocka_unit_test(test_tcb_tdx_relaunch),
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_cached_collateral),
+		cmocka_unit_test(test_shared_collateral_threads),
 		cmocka_unit_test(test_wrong_kind_and_missing_collateral),
 		cmocka_unit_test(test_flip_sgx),
 		cmocka_unit_test(test_flip_tdx),
@@ -875,6 +1297,7 @@ int main(void)
 		cmocka_unit_test(test_pck_memo),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_trailing_bytes_reported),
+		cmocka_unit_test(test_pem_split),
 		cmocka_unit_test(test_parse_time),
 		cmocka_unit_test(test_collateral_format),
 	};
