@@ -1,7 +1,7 @@
 /* A small HTTPS/1.1 client for the CAS API: one request per connection,
  * TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
  * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. */
-#include "cas/cas.h"
+#include "cas/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -204,8 +204,8 @@ static int ssl_write_all(SSL *ssl, const void *data, size_t size)
 	return 0;
 }
 
-static int parse_response(char *raw, size_t size, struct cas_response *resp,
-			  struct kiln_err *err)
+int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
+		       struct kiln_err *err)
 {
 	char *hdr_end = NULL, *line, *p;
 	size_t body_off, content_length = (size_t)-1;
@@ -359,7 +359,7 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 		goto out;
 	}
 	raw[raw_size] = '\0';
-	ret = parse_response(raw, raw_size, resp, err);
+	ret = cas_parse_response(raw, raw_size, resp, err);
 out:
 	if (ssl) {
 		SSL_shutdown(ssl);

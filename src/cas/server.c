@@ -101,23 +101,6 @@ static char *read_body(struct reqctx *rc, size_t *size)
 	return d;
 }
 
-static json_t *read_json(struct reqctx *rc)
-{
-	size_t size = 0;
-	char *body = read_body(rc, &size);
-	json_t *j;
-
-	if (!body)
-		return NULL;
-	j = json_loadb(body, size, JSON_REJECT_DUPLICATES, NULL);
-	kiln_free_secret(body, size + 1);
-	if (j && !json_is_object(j)) {
-		json_decref(j);
-		j = NULL;
-	}
-	return j;
-}
-
 static X509 *peer_cert(struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
@@ -602,14 +585,16 @@ static void h_attest(struct reqctx *rc)
 	struct cas_server *s = rc->s;
 	struct attest a = { 0 };
 	struct kiln_err err = { 0 };
-	json_t *body = NULL, *claims = NULL, *resp = NULL, *host;
-	const char *nonce_hex, *evidence_b64;
+	struct cas_attest_req req = { 0 };
+	json_t *claims = NULL, *resp = NULL;
+	char *text = NULL;
+	size_t text_size = 0;
 	const struct ev_backend *be;
 	struct ev_verify_opts opts = { 0 };
 	struct pol_policy *p = NULL;
 	const struct pol_service *svc;
 	struct grant *g = NULL;
-	uint8_t nonce[32], rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
+	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
 	uint8_t *evidence = NULL, *spki = NULL;
 	size_t evidence_size = 0;
 	char **las = NULL;
@@ -620,27 +605,23 @@ static void h_attest(struct reqctx *rc)
 		reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
 		return;
 	}
-	body = read_json(rc);
-	if (!body) {
-		reply_error(rc, 400, "body must be a JSON object");
+	text = read_body(rc, &text_size);
+	if (!text) {
+		reply_error(rc, 500, "out of memory");
 		return;
 	}
-	a.session = json_string_value(json_object_get(body, "session"));
-	a.service = json_string_value(json_object_get(body, "service"));
-	a.tee = json_string_value(json_object_get(body, "tee"));
-	nonce_hex = json_string_value(json_object_get(body, "nonce"));
-	evidence_b64 = json_string_value(json_object_get(body, "evidence"));
-	host = json_object_get(body, "host");
-	if (!a.session || !a.service || !a.tee || !nonce_hex || !evidence_b64 ||
-	    (host && !json_is_object(host))) {
-		reply_error(rc, 400, "body needs string fields session, service, tee, evidence, "
-			    "nonce (and an optional object host)");
-		goto out;
+	ret = cas_attest_req_parse(text, text_size, &req, &err);
+	kiln_free_secret(text, text_size + 1);
+	if (ret < 0) {
+		reply_error(rc, 400, kiln_err_msg(&err, ret));
+		return;
 	}
+	a.session = req.session;
+	a.service = req.service;
+	a.tee = req.tee;
 	a.insecure = !strcmp(a.tee, "sim");
 	/* The nonce is burnt first, whatever happens next: no retries with it. */
-	if (kiln_hex_decode(nonce_hex, nonce, sizeof(nonce), NULL) < 0 ||
-	    !nonce_consume(s, nonce)) {
+	if (!req.nonce_ok || !nonce_consume(s, req.nonce)) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, &a, "stale_nonce");
@@ -653,7 +634,7 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	a.insecure = be->insecure;
-	if (kiln_b64_decode(evidence_b64, &evidence, &evidence_size) < 0) {
+	if (kiln_b64_decode(req.evidence_b64, &evidence, &evidence_size) < 0) {
 		snprintf(a.reason, sizeof(a.reason), "evidence is not base64");
 		refuse_attest(rc, &a, "bad_evidence");
 		goto out;
@@ -677,7 +658,7 @@ static void h_attest(struct reqctx *rc)
 	spki_size = i2d_PUBKEY(X509_get0_pubkey(rc->peer), &spki);
 	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
 	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
-	    ev_binding(spki, (size_t)spki_size, nonce, wm, want) < 0 ||
+	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
 	    !kiln_ct_equal(rd, want, sizeof(rd))) {
 		snprintf(a.reason, sizeof(a.reason), "binding mismatch: claims.report_data is not "
 			 "SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
@@ -712,7 +693,7 @@ static void h_attest(struct reqctx *rc)
 		reply_error(rc, 503, "store busy");
 		goto out;
 	}
-	ret = build_config(rc, p, svc, host, resp, g, &err);
+	ret = build_config(rc, p, svc, req.host, resp, g, &err);
 	if (ret < 0) {
 		cs_rollback(&s->st);
 		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
@@ -747,7 +728,7 @@ out:
 	free(g);
 	json_decref(resp);
 	json_decref(claims);
-	json_decref(body);
+	json_decref(req.body);
 	cs_strv_free(las);
 	OPENSSL_free(spki);
 	free(evidence);
@@ -762,8 +743,9 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 	struct grant *g;
 	struct cs_volume v;
 	uint8_t spki[KC_SHA256_SIZE];
-	json_t *body = NULL;
-	json_int_t tag;
+	char *text;
+	size_t text_size = 0;
+	int64_t tag;
 	bool ok = false;
 
 	if (!rc->peer) {
@@ -793,15 +775,14 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 		reply_json(rc, 200, tag_json(&v));
 		return;
 	}
-	body = read_json(rc);
-	if (!body || !json_is_integer(json_object_get(body, "tag")) ||
-	    (tag = json_integer_value(json_object_get(body, "tag"))) < 1) {
+	text = read_body(rc, &text_size);
+	if (!text || cas_tag_req_parse(text, text_size, &tag) < 0) {
 		cs_rollback(&s->st);
-		json_decref(body);
+		free(text);
 		reply_error(rc, 400, "body must be {\"tag\": N} with N >= 1");
 		return;
 	}
-	json_decref(body);
+	free(text);
 	if (!strcmp(op, "prepare")) {
 		if (v.prepared == tag && tag == v.committed + 1) {
 			ok = true; /* retry of the same prepare */
