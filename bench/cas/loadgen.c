@@ -155,7 +155,8 @@ static int op_attest(struct worker *w)
 
 	if (!ssl)
 		return -1;
-	if (http(ssl, "GET", "/v1/nonce", NULL, &resp) != 200 || !(nh = strstr(resp, "\"nonce\":\"")))
+	if (http(ssl, "GET", "/v1/nonce", NULL, &resp) != 200 ||
+	    !(nh = strstr(resp, "\"nonce\":\"")))
 		goto out;
 	memcpy(nonce_hex, nh + 9, 64);
 	nonce_hex[64] = 0;
@@ -291,8 +292,8 @@ int main(int argc, char **argv)
 			ws[i].cert = X509_new();
 			X509_set_version(ws[i].cert, 2);
 			ASN1_INTEGER_set(X509_get_serialNumber(ws[i].cert), i + 1);
-			X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
-						   (const unsigned char *)"kiln-workload", -1, -1, 0);
+			X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)
+						   "kiln-workload", -1, -1, 0);
 			X509_set_subject_name(ws[i].cert, nm);
 			X509_set_issuer_name(ws[i].cert, nm);
 			X509_gmtime_adj(X509_getm_notBefore(ws[i].cert), -3600);

@@ -172,8 +172,8 @@ static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 	}
 	if (inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1) {
 		if (X509_check_ip_asc(leaf, host, 0) != 1) {
-			ret = kiln_err_set(err, -KILN_ECHAIN, "the CAS certificate is not valid for "
-					   "IP %s", host);
+			ret = kiln_err_set(err, -KILN_ECHAIN, "the CAS certificate is not valid "
+					   "for IP %s", host);
 			goto out;
 		}
 	} else if (X509_check_host(leaf, host, 0, 0, NULL) != 1) {

@@ -88,13 +88,15 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 	p->conn = NULL;
 }
 
-/* Sends and releases body (or queues it when the request wrote to the store:
- * the answer must not leave before the data is durable). */
+/* Sends and releases body (or queues it while a write batch is open: no answer
+ * may leave before the data it reflects is durable). */
 static void reply_json(struct reqctx *rc, int code, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
-	if (text && rc->deferred) {
+	/* While a batch is open, every answer waits for its COMMIT: a reader must
+	 * not be shown a write that a crash could still undo. */
+	if (text && (rc->deferred || rc->s->batch_open)) {
 		struct pending *p = calloc(1, sizeof(*p));
 
 		if (p) {
@@ -332,8 +334,9 @@ static int tx_begin(struct reqctx *rc)
 		s->batch_open = true;
 		evtimer_add(s->commit_ev, &zero);
 	}
-	return sqlite3_exec(s->st.db, "SAVEPOINT req", NULL, NULL, NULL) == SQLITE_OK ? 0 :
-												-EIO;
+	if (sqlite3_exec(s->st.db, "SAVEPOINT req", NULL, NULL, NULL) != SQLITE_OK)
+		return -EIO;
+	return 0;
 }
 
 static void tx_rollback(struct reqctx *rc)
@@ -426,9 +429,9 @@ static void h_policy_apply(struct reqctx *rc)
 	row.version = created ? 1 : old.version + 1;
 	if (!canon || cs_policy_put(&s->st, &row) < 0 ||
 	    cs_audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
-			    p->name, json_pack("{s:s,s:o,s:I}", "hash", p->hash, "predecessor",
-					       p->predecessor ? json_string(p->predecessor) :
-					       json_null(), "version", (json_int_t)row.version)) < 0 ||
+			    p->name, json_pack("{s:s,s:s?,s:I}", "hash", p->hash, "predecessor",
+					       p->predecessor, "version",
+					       (json_int_t)row.version)) < 0 ||
 	    tx_release(rc) < 0) {
 		tx_rollback(rc);
 		reply_error(rc, 500, "store error");
@@ -1074,7 +1077,8 @@ static int make_ssl_ctx(struct cas_server *s, const struct cas_serve_opts *o,
 	for (size_t i = 0; i < o->n_sans && i < 32; i++) {
 		uint8_t b[16];
 
-		if (inet_pton(AF_INET, o->sans[i], b) == 1 || inet_pton(AF_INET6, o->sans[i], b) == 1)
+		if (inet_pton(AF_INET, o->sans[i], b) == 1 ||
+		    inet_pton(AF_INET6, o->sans[i], b) == 1)
 			ip[n_ip++] = (char *)o->sans[i];
 		else
 			dns[n_dns++] = (char *)o->sans[i];
@@ -1239,7 +1243,8 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
 	s->sweep = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
 	s->commit_ev = evtimer_new(s->base, on_commit, s);
-	if (!s->sig_term || !s->sig_int || !s->sweep || !s->commit_ev || evsignal_add(s->sig_term, NULL) < 0 ||
+	if (!s->sig_term || !s->sig_int || !s->sweep || !s->commit_ev ||
+	    evsignal_add(s->sig_term, NULL) < 0 ||
 	    evsignal_add(s->sig_int, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {
 		ret = kiln_err_set(err, -ENOMEM, "cannot set up events");
 		goto out;
