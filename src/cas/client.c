@@ -1,7 +1,9 @@
 /* A small HTTPS/1.1 client for the CAS API: one request per connection,
  * TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
- * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. */
-#include "cas/internal.h"
+ * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. Depends on
+ * common/ and OpenSSL only, so the runtime can build this one file into
+ * libkiln. */
+#include "cas/cas.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -105,6 +107,18 @@ static int connect_to(const char *host, const char *port, int timeout_ms,
 	return fd;
 }
 
+static bool fingerprint_matches(X509 *x, const char *want)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	if (!X509_digest(x, EVP_sha256(), d, &n) || n != 32)
+		return false;
+	kiln_hex_encode(d, n, hex);
+	return strcasecmp(hex, want) == 0;
+}
+
 /* Verify the server chain against the pinned CA and the host name. */
 static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 			 struct kiln_err *err)
@@ -142,10 +156,9 @@ static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 		}
 	} else {
 		for (int i = 0; chain && i < sk_X509_num(chain); i++) {
-			char fp[65];
 			X509 *x = sk_X509_value(chain, i);
 
-			if (cas_cert_fingerprint(x, fp) == 0 && !strcasecmp(fp, c->fingerprint)) {
+			if (fingerprint_matches(x, c->fingerprint)) {
 				X509_up_ref(x);
 				anchor = x;
 				break;

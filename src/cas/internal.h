@@ -104,11 +104,6 @@ int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
 		    struct kiln_err *err);
 
-/* ---- client.c ---- */
-/* Parse a complete HTTP/1.x response (raw is NUL-terminated, modified). */
-int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
-		       struct kiln_err *err);
-
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
 struct cas_attest_req {
 	const char *session, *service, *tee, *evidence_b64; /* borrowed from body */
