@@ -807,6 +807,12 @@ static void h_attest(struct reqctx *rc)
 		reply_error(rc, 500, "internal error");
 		goto out;
 	}
+	if (s->n_grants >= MAX_GRANTS)
+		on_sweep(-1, 0, s);
+	if (s->n_grants >= MAX_GRANTS && !grant_find(s, g->spki)) {
+		reply_error(rc, 503, "too many live grants, retry later");
+		goto out;
+	}
 	if (tx_begin(rc) < 0) {
 		reply_error(rc, 503, "store busy");
 		goto out;
