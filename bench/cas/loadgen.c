@@ -7,7 +7,9 @@
  *           runtime's flow (BRIEF-protocol). The binding is computed here with
  *           the protocol formula so the generator needs no kiln library.
  *   apply   POST /v1/policies: each thread updates its own policy, naming the
- *           previous hash as predecessor.
+ *           previous hash as predecessor, one fresh connection per update (as
+ *           `kiln policy apply` does)
+ *   apply-ka  the same over one kept-alive connection per thread (API clients)
  *
  * Usage: loadgen MODE HOST PORT CA_PEM IDENTITY_PEM THREADS SECONDS [SESSION]
  * Prints one JSON line: {"mode","threads","ops","errors","seconds","ops_per_s",
@@ -23,6 +25,7 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +52,8 @@ struct worker {
 	int spki_size;
 	char pred[80];
 	int version;
+	SSL *ka;     /* apply-ka: the kept-alive connection */
+	int ka_fd;
 };
 
 static double now(void)
@@ -193,17 +198,27 @@ static int op_apply(struct worker *w)
 {
 	char body[1024], *resp = NULL, *h;
 	int fd, st;
-	SSL *ssl = tls_connect(w, &fd);
+	bool ka = !strcmp(g_mode, "apply-ka");
+	SSL *ssl = ka && w->ka ? w->ka : tls_connect(w, &fd);
 
 	if (!ssl)
 		return -1;
+	if (ka && !w->ka) {
+		w->ka = ssl;
+		w->ka_fd = fd;
+	}
 	snprintf(body, sizeof(body),
-		 "name: bench/apply%d\npredecessor: %s\nservices:\n  - name: app\n"
+		 "name: bench/%s%d\npredecessor: %s\nservices:\n  - name: app\n"
 		 "    command: [/bin/app, \"v%d\"]\n    measurement: [any]\n"
-		 "security: {tee: [sim], allow_insecure_sim: true}\n", w->idx,
+		 "security: {tee: [sim], allow_insecure_sim: true}\n", g_mode, w->idx,
 		 w->pred[0] ? w->pred : "null", w->version);
 	st = http(ssl, "POST", "/v1/policies", body, &resp);
-	tls_close(ssl, fd);
+	if (!ka) {
+		tls_close(ssl, fd);
+	} else if (st < 0) {
+		tls_close(w->ka, w->ka_fd);
+		w->ka = NULL;
+	}
 	if ((st == 200 || st == 201) && resp && (h = strstr(resp, "\"hash\":\""))) {
 		snprintf(w->pred, sizeof(w->pred), "%.71s", h + 8);
 		w->version++;
