@@ -283,8 +283,8 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 		}
 		free(text);
 		if (strcmp(hash, row_hash)) {
-			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: content does not "
-					   "match its hash (edited)", (long long)seq);
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "audit entry %lld: content does "
+					   "not match its hash (edited)", (long long)seq);
 			goto out;
 		}
 		if (cx_verify(pub, row_hash, strlen(row_hash), sqlite3_column_blob(s, 8),

@@ -92,5 +92,9 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 		       struct cas_response *resp, struct kiln_err *err);
 /* Wipes and frees the body (it may hold secrets); accepts NULL. */
 void cas_response_free(struct cas_response *resp);
+/* Parse one complete HTTP/1.x response read until EOF (raw NUL-terminated, is
+ * modified). Used by cas_client_request; exposed for the fuzz target. */
+int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
+		       struct kiln_err *err);
 
 #endif

@@ -1,6 +1,8 @@
 /* A small HTTPS/1.1 client for the CAS API: one request per connection,
  * TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
- * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. */
+ * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. Depends on
+ * common/ and OpenSSL only, so the runtime can build this one file into
+ * libkiln. */
 #include "cas/cas.h"
 
 #include <arpa/inet.h>
@@ -105,6 +107,18 @@ static int connect_to(const char *host, const char *port, int timeout_ms,
 	return fd;
 }
 
+static bool fingerprint_matches(X509 *x, const char *want)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	if (!X509_digest(x, EVP_sha256(), d, &n) || n != 32)
+		return false;
+	kiln_hex_encode(d, n, hex);
+	return strcasecmp(hex, want) == 0;
+}
+
 /* Verify the server chain against the pinned CA and the host name. */
 static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 			 struct kiln_err *err)
@@ -142,10 +156,9 @@ static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 		}
 	} else {
 		for (int i = 0; chain && i < sk_X509_num(chain); i++) {
-			char fp[65];
 			X509 *x = sk_X509_value(chain, i);
 
-			if (cas_cert_fingerprint(x, fp) == 0 && !strcasecmp(fp, c->fingerprint)) {
+			if (fingerprint_matches(x, c->fingerprint)) {
 				X509_up_ref(x);
 				anchor = x;
 				break;
@@ -172,8 +185,8 @@ static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
 	}
 	if (inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1) {
 		if (X509_check_ip_asc(leaf, host, 0) != 1) {
-			ret = kiln_err_set(err, -KILN_ECHAIN, "the CAS certificate is not valid for "
-					   "IP %s", host);
+			ret = kiln_err_set(err, -KILN_ECHAIN, "the CAS certificate is not valid "
+					   "for IP %s", host);
 			goto out;
 		}
 	} else if (X509_check_host(leaf, host, 0, 0, NULL) != 1) {
@@ -204,8 +217,8 @@ static int ssl_write_all(SSL *ssl, const void *data, size_t size)
 	return 0;
 }
 
-static int parse_response(char *raw, size_t size, struct cas_response *resp,
-			  struct kiln_err *err)
+int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
+		       struct kiln_err *err)
 {
 	char *hdr_end = NULL, *line, *p;
 	size_t body_off, content_length = (size_t)-1;
@@ -359,7 +372,7 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 		goto out;
 	}
 	raw[raw_size] = '\0';
-	ret = parse_response(raw, raw_size, resp, err);
+	ret = cas_parse_response(raw, raw_size, resp, err);
 out:
 	if (ssl) {
 		SSL_shutdown(ssl);

@@ -104,4 +104,18 @@ int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
 		    struct kiln_err *err);
 
+/* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
+struct cas_attest_req {
+	const char *session, *service, *tee, *evidence_b64; /* borrowed from body */
+	uint8_t nonce[32];
+	bool nonce_ok;      /* false: not 64 hex digits (refused as a stale nonce) */
+	const json_t *host; /* object or NULL */
+	json_t *body;       /* owned: json_decref */
+};
+/* 0, or -KILN_EFORMAT with err naming what is wrong. */
+int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *out,
+			 struct kiln_err *err);
+/* {"tag": N} with 1 <= N; -KILN_EFORMAT otherwise. */
+int cas_tag_req_parse(const char *text, size_t size, int64_t *tag);
+
 #endif

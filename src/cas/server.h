@@ -60,7 +60,10 @@ struct cas_server {
 	struct grant *grants[N_BUCKETS];
 	size_t n_grants;
 	struct cas_metrics m;
-	struct event *sig_term, *sig_int, *sweep;
+	struct event *sig_term, *sig_int, *sweep, *commit_ev;
+	bool batch_open;             /* a write transaction collects requests */
+	struct pending *pending;     /* answers waiting for its COMMIT */
+	struct pending **pending_tail;
 };
 
 void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds);

@@ -71,6 +71,10 @@ int identity_main(int argc, char **argv)
 		EVP_PKEY *key;
 		X509 *cert;
 
+		if (cli_wants_help(argc - 1, argv + 1)) {
+			identity_usage(stdout);
+			return CLI_EXIT_OK;
+		}
 		if (argc != 3) {
 			cli_error("identity show: expected one FILE");
 			return CLI_EXIT_USAGE;

@@ -24,9 +24,11 @@ static void policy_usage(FILE *f)
 		   "delete    delete a policy, its secrets and its volumes' keys\n\n"
 		   "CAS OPTIONS (defaults from the environment variable in brackets):\n"
 		   "  --cas URL               https://HOST:PORT of kiln-cas [KILN_CAS]\n"
-		   "  --identity FILE         your identity (kiln identity create) [KILN_IDENTITY]\n"
+		   "  --identity FILE         your identity ('kiln identity create')\n"
+		   "                          [KILN_IDENTITY]\n"
 		   "  --cas-ca FILE           CA certificate to pin [KILN_CAS_CA]\n"
-		   "  --cas-fingerprint HEX   or the CA's SHA-256 fingerprint [KILN_CAS_FINGERPRINT]\n");
+		   "  --cas-fingerprint HEX   or the CA's SHA-256 fingerprint\n"
+		   "                          [KILN_CAS_FINGERPRINT]\n");
 }
 
 struct policy_args {

@@ -129,7 +129,8 @@ static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 			json_object_set_new(o, "validity_days", json_integer(s->validity_days));
 			/* fall through */
 		case POL_SECRET_KEY:
-			json_object_set_new(o, "algorithm", json_string(pol_alg_name(s->algorithm)));
+			json_object_set_new(o, "algorithm",
+					    json_string(pol_alg_name(s->algorithm)));
 			break;
 		case POL_SECRET_NONE:
 			break;

@@ -127,7 +127,8 @@ int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const 
 					continue;
 				if (miss[0])
 					strncat(miss, ", ", sizeof(miss) - strlen(miss) - 1);
-				strncat(miss, pol_tolerate_name(i), sizeof(miss) - strlen(miss) - 1);
+				strncat(miss, pol_tolerate_name(i),
+					sizeof(miss) - strlen(miss) - 1);
 			}
 			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,
 				      "claims.tcb_status \"%s\" needs security.tolerate [%s]",

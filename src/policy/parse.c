@@ -867,8 +867,8 @@ static int parse_service(struct pctx *c, const struct pol_policy *p, const struc
 							(const char *const *)p->volumes : none);
 
 				if (s)
-					return fail(c, f, "mount: unknown volume '%s' (did you mean "
-						    "'%s'?)", m->volume, s);
+					return fail(c, f, "mount: unknown volume '%s' (did you "
+						    "mean '%s'?)", m->volume, s);
 				return fail(c, f, "mount: unknown volume '%s' (declare it under "
 					    "volumes)", m->volume);
 			}

@@ -21,14 +21,16 @@ security: {{tee: [sim], allow_insecure_sim: true}}
 """
 
 WORKERS = 8
-ACKS_BEFORE_KILL = 4  # per worker, so the kill lands mid-load without timing
+# The kill comes once every worker has this many acknowledged writes (varied per
+# trial), so it lands mid-load without depending on timing.
+ACKS_BEFORE_KILL = (2, 4, 7, 3, 5)
 
 
 class Worker(threading.Thread):
-    def __init__(self, cas, idx, identity, workdir, ready):
+    def __init__(self, cas, idx, identity, workdir, ready, acks):
         super().__init__(daemon=True)
         self.cas, self.idx, self.identity = cas, idx, identity
-        self.workdir, self.ready = workdir, ready
+        self.workdir, self.ready, self.acks = workdir, ready, acks
         self.name_ = f"rel/w{idx}"
         self.acked = []      # (version, hash) acknowledged by the CAS
         self.secret = None   # value acknowledged by an attestation
@@ -63,17 +65,18 @@ class Worker(threading.Thread):
             elif self.secret != r["argv"][1]:
                 self.errors.append(("secret changed", self.secret, r["argv"][1]))
                 return
-            if len(self.acked) == ACKS_BEFORE_KILL:
+            if len(self.acked) == self.acks:
                 self.ready.release()
 
 
-def one_trial(kiln_bin, kiln, workdir):
+def one_trial(kiln_bin, kiln, workdir, trial):
     workdir.mkdir()
     cas = CasServer(kiln_bin, workdir).start()
     ident = workdir / "id.pem"
     kiln("identity", "create", "--out", ident, check=True)
     ready = threading.Semaphore(0)
-    workers = [Worker(cas, i, str(ident), workdir, ready) for i in range(WORKERS)]
+    acks = ACKS_BEFORE_KILL[trial % len(ACKS_BEFORE_KILL)]
+    workers = [Worker(cas, i, str(ident), workdir, ready, acks) for i in range(WORKERS)]
     for w in workers:
         w.start()
     for _ in workers:
@@ -106,10 +109,10 @@ def one_trial(kiln_bin, kiln, workdir):
 
 def test_kill9_under_load(kiln_bin, kiln, tmp_path):
     for trial in range(3):
-        one_trial(kiln_bin, kiln, tmp_path / f"trial{trial}")
+        one_trial(kiln_bin, kiln, tmp_path / f"trial{trial}", trial)
 
 
 @pytest.mark.stress
 def test_kill9_under_load_stress(kiln_bin, kiln, tmp_path):
     for trial in range(int(os.environ.get("KILN_CAS_TRIALS", "20"))):
-        one_trial(kiln_bin, kiln, tmp_path / f"trial{trial}")
+        one_trial(kiln_bin, kiln, tmp_path / f"trial{trial}", trial)

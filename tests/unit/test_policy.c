@@ -518,7 +518,8 @@ static void test_decide(void **state)
 	assert_string_equal(reason, "claims.tcb_status \"OutOfDate\" needs security.tolerate "
 			    "[outdated-tcb]");
 	assert_int_equal(decide(nosim, "any", "{\"tee\":\"sgx\",\"tcb_status\":"
-				"\"ConfigurationAndSWHardeningNeeded\"}", reason, &label), -KILN_ETCB);
+				"\"ConfigurationAndSWHardeningNeeded\"}", reason, &label),
+			 -KILN_ETCB);
 	assert_string_equal(reason, "claims.tcb_status \"ConfigurationAndSWHardeningNeeded\" "
 			    "needs security.tolerate [sw-hardening-needed, configuration-needed]");
 	assert_int_equal(decide(tol, "any", "{\"tee\":\"sgx\",\"tcb_status\":\"OutOfDate\"}",
@@ -543,8 +544,9 @@ static void test_decide(void **state)
 	assert_int_equal(decide(sim, "pinned", "{\"tee\":\"sim\",\"workload_measurement\":"
 				WM_BAD "}", reason, &label), -KILN_EMEASUREMENT);
 	assert_string_equal(label, "wrong_measurement");
-	assert_string_equal(reason, "claims.workload_measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not in "
+	assert_string_equal(reason, "claims.workload_measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not in "
 			    "service 'pinned' measurement");
 	assert_int_equal(decide(nosim, "pinned", "{\"tee\":\"sgx\",\"platform_measurement\":"
 				WM_OK "}", reason, &label), 0);
@@ -560,7 +562,8 @@ static void test_access(void **state)
 	static const char yaml[] =
 		"name: a\n"
 		"access:\n"
-		"  read: [sha256:1111111111111111111111111111111111111111111111111111111111111111]\n"
+		"  read: [sha256:11111111111111111111111111111111"
+		"11111111111111111111111111111111]\n"
 		"  update: [owner]\n";
 	static const char owner[] =
 		"sha256:0000000000000000000000000000000000000000000000000000000000000000";

@@ -1,0 +1,48 @@
+/* libFuzzer target: CAS request handling that does not belong to libevent —
+ * the JSON body validators of /v1/attest and /v1/volumes, and the HTTP/1.x
+ * response parser of the CAS client. The first input byte selects the parser. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cas/internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct kiln_err err = { 0 };
+	char *text;
+
+	if (size < 1)
+		return 0;
+	text = malloc(size);
+	if (!text)
+		return 0;
+	memcpy(text, data + 1, size - 1);
+	text[size - 1] = '\0';
+	switch (data[0] % 3) {
+	case 0: {
+		struct cas_attest_req req;
+
+		if (cas_attest_req_parse(text, size - 1, &req, &err) == 0)
+			json_decref(req.body);
+		break;
+	}
+	case 1: {
+		int64_t tag;
+
+		(void)cas_tag_req_parse(text, size - 1, &tag);
+		break;
+	}
+	default: {
+		struct cas_response resp;
+
+		if (cas_parse_response(text, size - 1, &resp, &err) == 0)
+			cas_response_free(&resp);
+		break;
+	}
+	}
+	free(text);
+	return 0;
+}
