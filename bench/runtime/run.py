@@ -68,6 +68,67 @@ def sqlite_bench(kiln, rounds=3):
     return best
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_rps(server_cmd, port):
+    """SET/GET requests per second with 50 clients against server_cmd."""
+    import shutil
+    proc = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
+                              text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", "100000",
+                              "-t", "set,get", "-q", "--csv"], capture_output=True, text=True,
+                             check=True).stdout
+        rps = {}
+        for line in out.splitlines():
+            cols = [c.strip('"') for c in line.split(",")]
+            if cols[0] in ("SET", "GET"):
+                rps[cols[0]] = float(cols[1])
+        subprocess.run(["redis-cli", "-p", str(port), "SHUTDOWN", "NOSAVE"], capture_output=True)
+        proc.wait(timeout=30)
+        return rps
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def redis_bench(kiln):
+    import shutil
+    if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
+        return None
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        plain = tmp / "plain"
+        plain.mkdir()
+        vol, key = tmp / "vol", tmp / "vol.key"
+        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                       capture_output=True)
+        base = ["redis-server", "--save", "", "--bind", "127.0.0.1", "--daemonize", "no"]
+        aof = ["--appendonly", "yes", "--appendfsync", "everysec"]
+        p = free_port()
+        res["native"] = redis_rps(base + ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["kiln_no_shield"] = redis_rps([kiln, "run", "--"] + base +
+                                          ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["native_aof"] = redis_rps(base + aof + ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["kiln_aof_volume"] = redis_rps([kiln, "run", "--volume", f"{vol}={key}", "--"] +
+                                           base + aof + ["--port", str(p), "--dir", str(vol)], p)
+    return res
+
+
 def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
     kiln = str(build / "kiln")
@@ -94,7 +155,8 @@ def main():
     }
     start["overhead_ms"] = start["kiln_run_ms"] - start["native_ms"]
     sqlite = sqlite_bench(kiln)
-    result = {"syscalls": rows, "startup": start, "sqlite": sqlite,
+    redis = redis_bench(kiln)
+    result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
               "note": "dev mode (no attestation); ns per call, best of 5 rounds"}
     out = ROOT / "bench" / "results" / "runtime.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +173,14 @@ def main():
         print(f"sqlite3 100,000 inserts (10 transactions) + 2,000 indexed selects: native "
               f"{sqlite['native_s']:.3f} s, kiln file shield {sqlite['kiln_s']:.3f} s "
               f"(ratio {sqlite['ratio']:.2f}x native)")
+    if redis:
+        for op in ("SET", "GET"):
+            print(f"redis-benchmark {op} (50 clients): native {redis['native'][op]:.0f}/s, "
+                  f"kiln no shield {redis['kiln_no_shield'][op]:.0f}/s "
+                  f"({redis['kiln_no_shield'][op] / redis['native'][op]:.2f}x); AOF native "
+                  f"{redis['native_aof'][op]:.0f}/s, AOF on a protected volume "
+                  f"{redis['kiln_aof_volume'][op]:.0f}/s "
+                  f"({redis['kiln_aof_volume'][op] / redis['native_aof'][op]:.2f}x)")
     print(f"wrote {out}")
 
 
