@@ -102,10 +102,21 @@ def redis_rps(server_cmd, port):
             proc.wait()
 
 
-def redis_bench(kiln):
+def redis_bench(kiln, rounds=3):
+    """Best of `rounds` interleaved runs per configuration (the machine is shared)."""
+    best = {}
+    for _ in range(rounds):
+        for conf, rps in redis_bench_once(kiln).items():
+            cur = best.setdefault(conf, {})
+            for op, v in rps.items():
+                cur[op] = max(cur.get(op, 0.0), v)
+    return best or None
+
+
+def redis_bench_once(kiln):
     import shutil
     if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
-        return None
+        return {}
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
