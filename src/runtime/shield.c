@@ -263,7 +263,7 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
 	if (v->cfg->tag_file[0]) {
-		ret = pf_freshness_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
+		ret = rt_fresh_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			opts.storage->free(opts.storage_ctx);
 			return kiln_err_set(err, ret, "tag file %s: %s", v->cfg->tag_file,
