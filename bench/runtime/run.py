@@ -172,6 +172,24 @@ def main():
     out = ROOT / "bench" / "results" / "runtime.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    md = ["| call | native ns | wrapper (SUD on) ns | wrapper (SUD off) ns | SUD trap ns |",
+          "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        md.append(f"| `{r['op']}` | {r['native_ns']:.0f} | {r['preload_ns']:.0f} | "
+                  f"{r['preload_nosud_ns']:.0f} | {r['sud_trap_ns']:.0f} |")
+    md.append("")
+    md.append(f"kiln run /bin/true: {start['kiln_run_ms']:.2f} ms vs {start['native_ms']:.2f} ms "
+              f"native (+{start['overhead_ms']:.2f} ms)")
+    if sqlite:
+        md.append(f"sqlite3 100k inserts + 2k indexed selects on a protected volume: "
+                  f"{sqlite['ratio']:.2f}x native")
+    if redis:
+        for op in ("SET", "GET"):
+            plain = redis['kiln_no_shield'][op] / redis['native'][op]
+            aof = redis['kiln_aof_volume'][op] / redis['native_aof'][op]
+            md.append(f"redis {op}: {plain:.2f}x native without shields, {aof:.2f}x with AOF "
+                      "on a protected volume")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"{'call':22} {'native':>9} {'preload':>9} {'preload,':>9} {'SUD trap':>9}")
     print(f"{'':22} {'ns':>9} {'+SUD ns':>9} {'no SUD ns':>9} {'ns':>9}")
     for r in rows:
