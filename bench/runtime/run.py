@@ -30,6 +30,116 @@ def startup_ms(cmd, n=40):
     return statistics.median(times)
 
 
+SQLITE_WORKLOAD = (
+    "PRAGMA journal_mode=DELETE;\n"
+    "CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);\n"
+    + "".join(
+        "BEGIN;\nWITH RECURSIVE c(x) AS (SELECT %d UNION ALL SELECT x+1 FROM c WHERE x<%d)"
+        " INSERT INTO t(k, v) SELECT (x*7919)%%100000, printf('row-%%08d', x) FROM c;\nCOMMIT;\n"
+        % (i * 10000 + 1, (i + 1) * 10000) for i in range(10))
+    + "CREATE INDEX tk ON t(k);\n"
+    + "".join("SELECT count(*) FROM t WHERE k = %d;\n" % (i * 37) for i in range(2000)))
+
+
+def sqlite_bench(kiln, rounds=3):
+    import shutil
+    sqlite = shutil.which("sqlite3")
+    if not sqlite:
+        return None
+    best = {"native_s": 1e9, "kiln_s": 1e9}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for r in range(rounds):
+            plain = tmp / f"plain{r}"
+            plain.mkdir()
+            vol, key = tmp / f"vol{r}", tmp / f"vol{r}.key"
+            subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                           capture_output=True)
+            t0 = time.perf_counter()
+            subprocess.run([sqlite, str(plain / "b.db")], input=SQLITE_WORKLOAD, text=True,
+                           check=True, capture_output=True)
+            best["native_s"] = min(best["native_s"], time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", sqlite,
+                            str(vol / "b.db")], input=SQLITE_WORKLOAD, text=True, check=True,
+                           capture_output=True)
+            best["kiln_s"] = min(best["kiln_s"], time.perf_counter() - t0)
+    best["ratio"] = best["native_s"] / best["kiln_s"]
+    return best
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_rps(server_cmd, port):
+    """SET/GET requests per second with 50 clients against server_cmd."""
+    import shutil
+    proc = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
+                              text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", "100000",
+                              "-t", "set,get", "-q", "--csv"], capture_output=True, text=True,
+                             check=True).stdout
+        rps = {}
+        for line in out.splitlines():
+            cols = [c.strip('"') for c in line.split(",")]
+            if cols[0] in ("SET", "GET"):
+                rps[cols[0]] = float(cols[1])
+        subprocess.run(["redis-cli", "-p", str(port), "SHUTDOWN", "NOSAVE"], capture_output=True)
+        proc.wait(timeout=30)
+        return rps
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def redis_bench(kiln, rounds=3):
+    """Best of `rounds` interleaved runs per configuration (the machine is shared)."""
+    best = {}
+    for _ in range(rounds):
+        for conf, rps in redis_bench_once(kiln).items():
+            cur = best.setdefault(conf, {})
+            for op, v in rps.items():
+                cur[op] = max(cur.get(op, 0.0), v)
+    return best or None
+
+
+def redis_bench_once(kiln):
+    import shutil
+    if not (shutil.which("redis-server") and shutil.which("redis-benchmark")):
+        return {}
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        plain = tmp / "plain"
+        plain.mkdir()
+        vol, key = tmp / "vol", tmp / "vol.key"
+        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                       capture_output=True)
+        base = ["redis-server", "--save", "", "--bind", "127.0.0.1", "--daemonize", "no"]
+        aof = ["--appendonly", "yes", "--appendfsync", "everysec"]
+        p = free_port()
+        res["native"] = redis_rps(base + ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["kiln_no_shield"] = redis_rps([kiln, "run", "--"] + base +
+                                          ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["native_aof"] = redis_rps(base + aof + ["--port", str(p), "--dir", str(plain)], p)
+        p = free_port()
+        res["kiln_aof_volume"] = redis_rps([kiln, "run", "--volume", f"{vol}={key}", "--"] +
+                                           base + aof + ["--port", str(p), "--dir", str(vol)], p)
+    return res
+
+
 def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
     kiln = str(build / "kiln")
@@ -55,11 +165,31 @@ def main():
         "kiln_run_sud_ms": startup_ms([kiln, "run", "--sud", "on", "--", "/bin/true"]),
     }
     start["overhead_ms"] = start["kiln_run_ms"] - start["native_ms"]
-    result = {"syscalls": rows, "startup": start,
+    sqlite = sqlite_bench(kiln)
+    redis = redis_bench(kiln)
+    result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
               "note": "dev mode (no attestation); ns per call, best of 5 rounds"}
     out = ROOT / "bench" / "results" / "runtime.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    md = ["| call | native ns | wrapper (SUD on) ns | wrapper (SUD off) ns | SUD trap ns |",
+          "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        md.append(f"| `{r['op']}` | {r['native_ns']:.0f} | {r['preload_ns']:.0f} | "
+                  f"{r['preload_nosud_ns']:.0f} | {r['sud_trap_ns']:.0f} |")
+    md.append("")
+    md.append(f"kiln run /bin/true: {start['kiln_run_ms']:.2f} ms vs {start['native_ms']:.2f} ms "
+              f"native (+{start['overhead_ms']:.2f} ms)")
+    if sqlite:
+        md.append(f"sqlite3 100k inserts + 2k indexed selects on a protected volume: "
+                  f"{sqlite['ratio']:.2f}x native")
+    if redis:
+        for op in ("SET", "GET"):
+            plain = redis['kiln_no_shield'][op] / redis['native'][op]
+            aof = redis['kiln_aof_volume'][op] / redis['native_aof'][op]
+            md.append(f"redis {op}: {plain:.2f}x native without shields, {aof:.2f}x with AOF "
+                      "on a protected volume")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"{'call':22} {'native':>9} {'preload':>9} {'preload,':>9} {'SUD trap':>9}")
     print(f"{'':22} {'ns':>9} {'+SUD ns':>9} {'no SUD ns':>9} {'ns':>9}")
     for r in rows:
@@ -68,6 +198,18 @@ def main():
     print(f"\nstart-up /bin/true: native {start['native_ms']:.2f} ms, kiln run "
           f"{start['kiln_run_ms']:.2f} ms (+{start['overhead_ms']:.2f} ms), "
           f"kiln run --sud on {start['kiln_run_sud_ms']:.2f} ms")
+    if sqlite:
+        print(f"sqlite3 100,000 inserts (10 transactions) + 2,000 indexed selects: native "
+              f"{sqlite['native_s']:.3f} s, kiln file shield {sqlite['kiln_s']:.3f} s "
+              f"(ratio {sqlite['ratio']:.2f}x native)")
+    if redis:
+        for op in ("SET", "GET"):
+            print(f"redis-benchmark {op} (50 clients): native {redis['native'][op]:.0f}/s, "
+                  f"kiln no shield {redis['kiln_no_shield'][op]:.0f}/s "
+                  f"({redis['kiln_no_shield'][op] / redis['native'][op]:.2f}x); AOF native "
+                  f"{redis['native_aof'][op]:.0f}/s, AOF on a protected volume "
+                  f"{redis['kiln_aof_volume'][op]:.0f}/s "
+                  f"({redis['kiln_aof_volume'][op] / redis['native_aof'][op]:.2f}x)")
     print(f"wrote {out}")
 
 

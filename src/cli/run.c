@@ -8,6 +8,7 @@
  * hands the runtime its configuration, volume keys included, through an
  * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
  * in an environment or on disk. */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -207,6 +208,63 @@ static int set_preload(const char *lib)
 	return ret;
 }
 
+/* Resolve PROGRAM like execvp does; out receives the path or is left empty. */
+static void which(const char *prog, char *out, size_t out_size)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	out[0] = '\0';
+	if (strchr(prog, '/')) {
+		snprintf(out, out_size, "%s", prog);
+		return;
+	}
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		if ((size_t)snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog) < sizeof(buf) &&
+		    access(buf, X_OK) == 0) {
+			snprintf(out, out_size, "%s", buf);
+			return;
+		}
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+}
+
+/* True when path is an x86-64 ELF executable without a program interpreter:
+ * LD_PRELOAD cannot put libkiln into it. */
+static bool is_static_elf(const char *path)
+{
+	Elf64_Ehdr eh;
+	bool interp = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh.e_phnum > 256) {
+		close(fd);
+		return false;
+	}
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+		    (ssize_t)sizeof(ph))
+			break;
+		if (ph.p_type == PT_INTERP)
+			interp = true;
+	}
+	close(fd);
+	return !interp;
+}
+
 enum { OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS };
 
 int run_main(int argc, char **argv)
@@ -280,6 +338,12 @@ int run_main(int argc, char **argv)
 	}
 	cfg->sud = strcmp(sud, "on") == 0 || (strcmp(sud, "auto") == 0 && cfg->n_volumes > 0);
 	status = CLI_EXIT_FAIL;
+	which(argv[optind], lib, sizeof(lib));
+	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {
+		cli_error("%s is statically linked: the runtime cannot be loaded into it, so its "
+			  "files would not be shielded (not supported)", lib);
+		goto out;
+	}
 	if (find_runtime(lib, sizeof(lib)))
 		goto out;
 	if (rt_config_serialize(cfg, &text, &text_size)) {

@@ -96,6 +96,10 @@ void rt_own_close(int fd) RT_HIDDEN;
 struct pf_storage_ops;
 int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
 
+/* Local freshness provider, `kiln fs` tag file format (fresh.c). */
+struct pf_freshness_ops;
+int rt_fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx) RT_HIDDEN;
+
 /* exec: build the environment for a re-launched child and hand it the config. */
 long rt_exec(long nr, const long a[6]) RT_HIDDEN;
 /* The environment for a child re-launched under the runtime: envp with

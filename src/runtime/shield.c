@@ -64,6 +64,7 @@ struct rt_node {
 	uint8_t *synced;      /* plaintext as of the last flush, malloc'd, wiped */
 	uint64_t synced_size;
 	int refs;             /* open file descriptions using this node */
+	mode_t mode;          /* permission bits, as kept in the volume */
 	bool unlinked;
 };
 
@@ -79,6 +80,8 @@ struct rt_ofd {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static uid_t g_uid;
+static gid_t g_gid;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
 
@@ -260,7 +263,7 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
 	if (v->cfg->tag_file[0]) {
-		ret = pf_freshness_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
+		ret = rt_fresh_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			opts.storage->free(opts.storage_ctx);
 			return kiln_err_set(err, ret, "tag file %s: %s", v->cfg->tag_file,
@@ -554,6 +557,11 @@ static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode
 	ret = pf_get_size(n->pf, &size);
 	if (ret)
 		goto fail_say;
+	{
+		struct pf_stat ps;
+
+		n->mode = pf_fstat(n->pf, &ps) == 0 ? ps.mode : 0600;
+	}
 	fd = rt_sys(SYS_memfd_create, "kiln-plaintext", MFD_CLOEXEC);
 	if (fd < 0) {
 		ret = (int)fd;
@@ -766,8 +774,8 @@ static void fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
 	out->st_ino = ino_of(rel);
 	out->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
 	out->st_nlink = ps->is_dir ? 2 : 1;
-	out->st_uid = (uid_t)rt_sys0(SYS_getuid);
-	out->st_gid = (gid_t)rt_sys0(SYS_getgid);
+	out->st_uid = g_uid;
+	out->st_gid = g_gid;
 	out->st_blksize = 4096;
 	if (mem) {
 		out->st_size = mem->st_size;
@@ -809,8 +817,9 @@ static long stat_fd(long fd, struct stat *out)
 
 	switch (rt_fd_kind((int)fd)) {
 	case RT_FD_FILE:
-		if (pf_fstat(o->node->pf, &ps))
-			memset(&ps, 0, sizeof(ps));
+		/* Lock-free: the node lives as long as fd does. */
+		memset(&ps, 0, sizeof(ps));
+		ps.mode = o->node->mode;
 		if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0)
 			return -EIO;
 		fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
@@ -978,14 +987,24 @@ static long do_truncate(const char *path, uint64_t size)
 	return pf_result(&t, pf_truncate(t.vol->pf, t.rel, size, &err), &err);
 }
 
-static long do_chmod(long dirfd, const char *path, mode_t mode)
+static long chmod_rel(struct target *t, mode_t mode)
 {
 	struct kiln_err err = { 0 };
+	struct rt_node *n = node_find(t->vol, t->rel);
+	int ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
+
+	if (ret == 0 && n)
+		n->mode = mode & 07777;
+	return pf_result(t, ret, &err);
+}
+
+static long do_chmod(long dirfd, const char *path, mode_t mode)
+{
 	struct target t;
 
 	if (!resolve(dirfd, path, &t))
 		return rt_sys(SYS_fchmodat, dirfd, path, mode);
-	return pf_result(&t, pf_chmod(t.vol->pf, t.rel, mode & 07777, &err), &err);
+	return chmod_rel(&t, mode);
 }
 
 static long do_exists(long dirfd, const char *path, long if_exists)
@@ -1202,15 +1221,13 @@ static long shield_call(long nr, const long a[6])
 		return do_fsync(a[0]);
 	case SYS_fchmod: {
 		struct rt_ofd *o = rt_fd_get((int)a[0]);
-		struct kiln_err err = { 0 };
 		struct target t;
 
 		if (rt_fd_kind((int)a[0]) != RT_FD_FILE)
 			return 0;
 		t.vol = o->node->vol;
 		t.rel = o->node->rel;
-		return pf_result(&t, pf_chmod(t.vol->pf, t.rel, (mode_t)a[1] & 07777, &err),
-				 &err);
+		return chmod_rel(&t, (mode_t)a[1]);
 	}
 	case SYS_fchown:
 		return own_or_badf(a[0]);
@@ -1297,6 +1314,13 @@ long rt_shield_call(long nr, const long a[6])
 	struct rt_guard g;
 	long r;
 
+	/* Calls that need neither the volume nor the lock (sqlite issues them by
+	 * the thousand: fcntl locks and fstat on its open database). */
+	if (nr == SYS_fcntl && a[1] != F_DUPFD && a[1] != F_DUPFD_CLOEXEC)
+		return own_or_badf(a[0]) ? -EBADF : rt_sys(SYS_fcntl, a[0], a[1], a[2]);
+	if (nr == SYS_fstat && rt_fd_kind((int)a[0]) == RT_FD_FILE)
+		return stat_fd(a[0], (struct stat *)a[1]);
+
 	rt_enter(&g);
 	pthread_mutex_lock(&g_lock);
 	r = vols_lock();
@@ -1330,6 +1354,8 @@ int rt_shield_init(struct kiln_err *err)
 	int ret = 0;
 
 	g_rt.owned_base = load_owned_base();
+	g_uid = (uid_t)rt_sys0(SYS_getuid);
+	g_gid = (gid_t)rt_sys0(SYS_getgid);
 	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {
 		struct rt_volume_cfg *c = &g_rt.cfg.volumes[i];
 		struct rt_vol *v = &g_vols[i];

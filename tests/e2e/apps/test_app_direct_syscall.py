@@ -1,6 +1,8 @@
 """A program that bypasses libc (inline syscall instructions and syscall(2)):
 Syscall User Dispatch shields it; with --sud off it sees only what is on disk."""
-from kilnapps import SECRET
+import subprocess
+
+from kilnapps import BUILD, SECRET
 
 
 def test_direct_syscalls_are_shielded(volume, direct_syscall_bin):
@@ -29,3 +31,16 @@ def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin)
     p = volume.run(direct_syscall_bin, "read", f, extra=["--sud", "off"])
     # The volume's files do not exist on disk under their names.
     assert p.returncode == 1 and "errno=2" in p.stdout
+
+
+def test_static_binary_is_refused(volume):
+    prog = direct_static = str(BUILD / "src" / "runtime" / "rt_static_hello")
+    p = volume.run(prog)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        f"kiln: {direct_static} is statically linked: the runtime cannot be loaded into it, "
+        "so its files would not be shielded (not supported)")
+    assert p.stdout == ""
+    # Without a volume there is nothing to shield: it runs (development mode).
+    p = subprocess.run([volume.kiln_bin, "run", "--", prog], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == "static hello\n"

@@ -1,0 +1,148 @@
+/* kiln runtime: the local freshness provider, in the same file format as pf's
+ * pf_freshness_local ("COMMITTED PREPARED\n", the `kiln fs` KEY.tag), with one
+ * difference that halves its cost: commit() replaces the file atomically but
+ * does not fsync. That is safe: prepare(N) is durable before the metadata with
+ * tag N is renamed into place, and on open a metadata tag equal to the prepared
+ * one is accepted and committed; so after a crash that loses the commit, the
+ * volume still opens with the newest metadata. prepare() stays fully durable
+ * (file and directory fsync). Every call runs under the volume lock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "pf/pf.h"
+#include "runtime/rt_int.h"
+
+struct rt_fresh {
+	char path[4096];
+	char tmp[4200];
+	char dir[4096];
+};
+
+static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
+		   struct kiln_err *err)
+{
+	char buf[128], c[32], p[32];
+	long fd = rt_sys(SYS_openat, AT_FDCWD, f->path, O_RDONLY | O_CLOEXEC);
+	long n;
+
+	if (fd == -ENOENT)
+		return -ENOENT;
+	if (fd < 0)
+		return kiln_err_set(err, (int)fd, "tag file %s: %s", f->path,
+				    kiln_strerror((int)fd));
+	n = rt_sys(SYS_read, fd, buf, sizeof(buf) - 1);
+	rt_sys(SYS_close, fd);
+	if (n < 0)
+		return kiln_err_set(err, (int)n, "tag file %s: %s", f->path, kiln_strerror((int)n));
+	buf[n] = '\0';
+	if (sscanf(buf, "%31s %31s", c, p) != 2 || kiln_parse_u64(c, committed) ||
+	    kiln_parse_u64(p, prepared))
+		return kiln_err_set(err, -KILN_EFORMAT,
+				    "tag file %s: malformed (expected \"COMMITTED PREPARED\")",
+				    f->path);
+	return 0;
+}
+
+static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, bool durable,
+		    struct kiln_err *err)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%llu %llu\n", (unsigned long long)committed,
+			 (unsigned long long)prepared);
+	long fd = rt_sys(SYS_openat, AT_FDCWD, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			 0600);
+	long r;
+
+	if (fd < 0) {
+		r = fd;
+		goto fail;
+	}
+	r = rt_sys(SYS_write, fd, buf, n);
+	if (r == n && durable)
+		r = rt_sys(SYS_fsync, fd);
+	else if (r >= 0)
+		r = r == n ? 0 : -EIO;
+	rt_sys(SYS_close, fd);
+	if (r < 0)
+		goto fail;
+	r = rt_sys(SYS_rename, f->tmp, f->path);
+	if (r < 0)
+		goto fail;
+	if (durable) {
+		fd = rt_sys(SYS_openat, AT_FDCWD, f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			r = rt_sys(SYS_fsync, fd);
+			rt_sys(SYS_close, fd);
+			if (r < 0)
+				goto fail;
+		}
+	}
+	return 0;
+fail:
+	return kiln_err_set(err, (int)r, "tag file %s: cannot write: %s", f->path,
+			    kiln_strerror((int)r));
+}
+
+static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
+{
+	uint64_t c = 0, p = 0;
+	int ret = fr_read(ctx, &c, &p, err);
+
+	if (ret == -ENOENT)
+		c = tag;
+	else if (ret)
+		return ret;
+	return fr_write(ctx, c, tag, /*durable=*/true, err);
+}
+
+static int fr_commit(void *ctx, uint64_t tag, struct kiln_err *err)
+{
+	return fr_write(ctx, tag, tag, /*durable=*/false, err);
+}
+
+static int fr_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err)
+{
+	return fr_read(ctx, committed, prepared, err);
+}
+
+static void fr_free(void *ctx)
+{
+	free(ctx);
+}
+
+static const struct pf_freshness_ops g_fresh_ops = {
+	.prepare = fr_prepare,
+	.commit = fr_commit,
+	.current = fr_current,
+	.free = fr_free,
+};
+
+int rt_fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx)
+{
+	struct rt_fresh *f = calloc(1, sizeof(*f));
+	char *slash;
+
+	*ops = NULL;
+	*ctx = NULL;
+	if (!f)
+		return -ENOMEM;
+	if ((size_t)snprintf(f->path, sizeof(f->path), "%s", path) >= sizeof(f->path) ||
+	    (size_t)snprintf(f->tmp, sizeof(f->tmp), "%s.kiln-tmp", path) >= sizeof(f->tmp) ||
+	    path[0] != '/') {
+		free(f);
+		return -ENAMETOOLONG;
+	}
+	snprintf(f->dir, sizeof(f->dir), "%s", path);
+	slash = strrchr(f->dir, '/');
+	if (slash == f->dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	*ops = &g_fresh_ops;
+	*ctx = f;
+	return 0;
+}
