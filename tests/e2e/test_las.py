@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from conftest import BUILD
+from kilnenv import BUILD
 
 CLIENT_C = r"""
 #include <stdio.h>
