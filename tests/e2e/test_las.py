@@ -206,6 +206,12 @@ def test_host_evidence_round_trip(kiln, las, clients, tmp_path):
     exe_digest = hashlib.sha256(pathlib.Path(clients["client"]).read_bytes()).hexdigest()
     assert claims["exe_sha256"] == exe_digest
     assert claims["uid"] == os.getuid()
+    # The generic evidence CLI verifies it the same way.
+    (tmp_path / "ev2.json").write_text(ev)
+    p = kiln("evidence", "verify", tmp_path / "ev2.json", "--tee", "host", "--cert-chain",
+             las.pem)
+    assert p.returncode == 0, p.stderr
+    assert claims["workload_measurement"] in p.stdout
     # The same value `kiln measure` prints for policies.
     assert claims["workload_measurement"] == measure(kiln, clients["client"], "x", "y")
     manifest = kiln("measure", "--manifest", "--", clients["client"], check=True).stdout
