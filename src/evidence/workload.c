@@ -198,6 +198,12 @@ static int parse_maps_line(char *line, struct wm_file *f, struct kiln_err *err)
 		p++;
 	if (perms[2] != 'x' || *p != '/')
 		return 0; /* not executable, or anonymous / [vdso] / [stack] */
+	/* Anonymous memory that /proc shows with a path: memfds, shared anonymous
+	 * mappings and SysV shm. Like anonymous JIT memory they hold no file to
+	 * measure (see docs/measurement.md). */
+	if (strncmp(p, "/memfd:", 7) == 0 || strcmp(p, "/dev/zero" WM_DELETED) == 0 ||
+	    strncmp(p, "/SYSV", 5) == 0)
+		return 0;
 	f->path = p;
 	if (ends_with(p, WM_DELETED))
 		return kiln_err_set(err, -ENOENT,

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +122,49 @@ static void test_manifest_other_pid(void **state)
 	/* The child is gone now. */
 	assert_int_equal(ev_workload_measure_pid(pid, child_wm, NULL, &err), -ENOENT);
 	assert_int_equal(ev_workload_measure_pid(-1, child_wm, NULL, &err), -EINVAL);
+}
+
+static void test_manifest_mappings(void **state)
+{
+	uint8_t before[48], after[48];
+	struct kiln_err err = { 0 };
+	char path[] = "/tmp/kiln-attest-map-XXXXXX";
+	void *m;
+	int fd;
+
+	assert_int_equal(ev_workload_measure_pid(0, before, NULL, &err), 0);
+	/* An executable memfd is anonymous memory: not in the manifest. */
+	fd = memfd_create("kiln-test", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_equal(before, after, 48);
+	munmap(m, 4096);
+	close(fd);
+
+	/* An executable mapping of another file changes the value ... */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED) { /* /tmp mounted noexec */
+		close(fd);
+		unlink(path);
+		skip();
+	}
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_not_equal(before, after, 48);
+	/* ... and once deleted it cannot be measured: the error names it. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, "deleted"));
+	munmap(m, 4096);
+	close(fd);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_equal(before, after, 48);
 }
 
 /* ---- sim ---- */
@@ -427,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_binding_vector),
 		cmocka_unit_test(test_manifest_self),
 		cmocka_unit_test(test_manifest_other_pid),
+		cmocka_unit_test(test_manifest_mappings),
 		cmocka_unit_test(test_sim_round_trip),
 		cmocka_unit_test(test_sim_malformed),
 		cmocka_unit_test_setup_teardown(test_host_good, host_setup, host_teardown),
