@@ -400,4 +400,14 @@ def test_measure_static_binary_is_refused(kiln, tmp_path):
     subprocess.run(["cc", "-static", "-o", str(exe), str(src)], check=True)
     p = kiln("measure", "--", exe)
     assert p.returncode == 1
-    assert "did not load the measurement library" in p.stderr
+    assert "is statically linked" in p.stderr
+    # Refused before it ran: the program's own output never appears.
+    assert "hello" not in p.stdout
+    # A dynamic program that never returns to the loader's constructors would
+    # be caught by the output check; a setuid one is refused up front.
+    dyn = tmp_path / "d"
+    subprocess.run(["cc", "-o", str(dyn), str(src)], check=True)
+    os.chmod(dyn, 0o4755)
+    p = kiln("measure", "--", dyn)
+    assert p.returncode == 1 and "is setuid/setgid" in p.stderr
+    assert "hello" not in p.stdout
