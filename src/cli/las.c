@@ -97,7 +97,8 @@ static int las_serve_main(int argc, char **argv)
 			break;
 		case 'r':
 			if (n_runtime == LAS_MAX_RUNTIME_LIBS) {
-				cli_error("las serve: at most %d --runtime-lib", LAS_MAX_RUNTIME_LIBS);
+				cli_error("las serve: at most %d --runtime-lib",
+					  LAS_MAX_RUNTIME_LIBS);
 				return CLI_EXIT_USAGE;
 			}
 			runtime_libs[n_runtime++] = optarg;
@@ -325,7 +326,8 @@ static int las_verify_main(int argc, char **argv)
 	for (size_t i = 0; i < n_certs; i++) {
 		r = kiln_read_file(cert_files[i], 1u << 20, &data, &dsize);
 		if (r < 0) {
-			cli_error("cannot read certificate %s: %s", cert_files[i], kiln_strerror(r));
+			cli_error("cannot read certificate %s: %s", cert_files[i],
+				  kiln_strerror(r));
 			goto out;
 		}
 		certs[i] = (char *)data;

@@ -226,7 +226,7 @@ static void test_sim_malformed(void **state)
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%.94s\"}",
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\"} x",
 		"{\"tee\": \"sim\", \"tee\": \"sim\", \"report_data\": \"%s\", "
-		"\"workload_measurement\": \"%s\"}",                                  /* duplicate */
+		"\"workload_measurement\": \"%s\"}",                          /* duplicate */
 		"{\"tee\": 1, \"report_data\": \"%s\", \"workload_measurement\": \"%s\"}",
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": 5%.0s}",
 	};
