@@ -110,6 +110,8 @@ class Las:
         rc = self.proc.wait(timeout=30)
         for t in self._threads:
             t.join(timeout=10)
+        if rc != 0:
+            print("kiln las serve log:\n" + "".join(self.log))
         return rc
 
 

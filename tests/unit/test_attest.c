@@ -167,6 +167,51 @@ static void test_manifest_mappings(void **state)
 	assert_memory_equal(before, after, 48);
 }
 
+static void test_manifest_cache(void **state)
+{
+	struct ev_wm_cache *cache = ev_wm_cache_new(256);
+	uint8_t plain[48], cached[48];
+	struct kiln_err err = { 0 };
+	char path[] = "/var/tmp/kiln-attest-cache-XXXXXX";
+	uint64_t hits = 0, misses = 0, hits2 = 0;
+	void *m;
+	int fd;
+
+	assert_non_null(cache);
+	assert_int_equal(ev_workload_measure_pid(0, plain, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	ev_wm_cache_stats(cache, &hits, &misses);
+	assert_true(hits >= 2); /* exe and libc were installed long ago */
+
+	/* A file old enough to be cached, then changed in place (same size). */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(kiln_pwrite_all(fd, "AAAA", 4, 0), 0);
+	sleep(3);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		close(fd);
+		unlink(path);
+		ev_wm_cache_free(cache);
+		skip();
+	}
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	ev_wm_cache_stats(cache, &hits2, &misses);
+	assert_true(hits2 > hits + 2); /* the new file was cached and hit too */
+	assert_int_equal(kiln_pwrite_all(fd, "BBBB", 4, 0), 0);
+	assert_int_equal(ev_workload_measure_pid(0, plain, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	munmap(m, 4096);
+	close(fd);
+	unlink(path);
+	ev_wm_cache_free(cache);
+}
+
 /* ---- sim ---- */
 
 static void test_sim_round_trip(void **state)
@@ -472,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_self),
 		cmocka_unit_test(test_manifest_other_pid),
 		cmocka_unit_test(test_manifest_mappings),
+		cmocka_unit_test(test_manifest_cache),
 		cmocka_unit_test(test_sim_round_trip),
 		cmocka_unit_test(test_sim_malformed),
 		cmocka_unit_test_setup_teardown(test_host_good, host_setup, host_teardown),
