@@ -315,7 +315,7 @@ def test_hostile_input_keeps_serving(kiln, las, clients, tmp_path):
 def test_concurrent_clients(kiln, kiln_bin, clients, tmp_path):
     """More clients than connection slots: the rest wait in the backlog, all get
     served, the same program gets the same measurement."""
-    d = Las(kiln_bin, tmp_path, extra=("--max-clients", "4"))
+    d = Las(kiln_bin, tmp_path, extra=("--max-clients", "4", "--no-cache"))
     try:
         procs = [subprocess.Popen([clients["client"], str(d.sock), RD],
                                   stdout=subprocess.PIPE, text=True) for _ in range(40)]
