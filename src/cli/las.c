@@ -19,7 +19,8 @@ static void las_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: kiln las serve [--socket PATH] [--key FILE] [--cert-out FILE]\n"
-		"                      [--runtime-lib FILE]... [--max-clients N] [--debug]\n"
+		"                      [--runtime-lib FILE]... [--max-clients N] [--no-cache]\n"
+		"                      [--debug]\n"
 		"       kiln las cert [--key FILE] [--id]\n"
 		"       kiln las request [--socket PATH] --report-data HEX\n"
 		"       kiln las verify FILE --cert CERT [--cert CERT]... [--at UNIXTIME]\n\n"
@@ -31,7 +32,8 @@ static void las_usage(FILE *f)
 		"         --socket defaults to $KILN_LAS_SOCKET or " EV_LAS_DEFAULT_SOCKET ".\n"
 		"         --runtime-lib adds a kiln runtime library whose digest is left out\n"
 		"         of measurements (libkiln.so and libkiln-measure.so are found\n"
-		"         automatically).\n"
+		"         automatically). --no-cache hashes every file on every request\n"
+		"         (by default digests are cached by inode, size, mtime and ctime).\n"
 		"cert     print the certificate of a LAS key (--id: print its id instead)\n"
 		"request  ask the daemon for evidence about this process; print it\n"
 		"verify   verify host evidence against trusted LAS certificates; print claims\n");
@@ -67,6 +69,7 @@ static int las_serve_main(int argc, char **argv)
 		{ "cert-out", required_argument, NULL, 'c' },
 		{ "runtime-lib", required_argument, NULL, 'r' },
 		{ "max-clients", required_argument, NULL, 'm' },
+		{ "no-cache", no_argument, NULL, 'n' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -81,7 +84,7 @@ static int las_serve_main(int argc, char **argv)
 	char *cert_path = NULL;
 	uint64_t max_clients = 0;
 	int c, r, ret = CLI_EXIT_FAIL;
-	bool created = false;
+	bool created = false, no_cache = false;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -97,7 +100,8 @@ static int las_serve_main(int argc, char **argv)
 			break;
 		case 'r':
 			if (n_runtime == LAS_MAX_RUNTIME_LIBS) {
-				cli_error("las serve: at most %d --runtime-lib", LAS_MAX_RUNTIME_LIBS);
+				cli_error("las serve: at most %d --runtime-lib",
+					  LAS_MAX_RUNTIME_LIBS);
 				return CLI_EXIT_USAGE;
 			}
 			runtime_libs[n_runtime++] = optarg;
@@ -111,6 +115,9 @@ static int las_serve_main(int argc, char **argv)
 			break;
 		case 'd':
 			kiln_log_set_level(KILN_LOG_DEBUG);
+			break;
+		case 'n':
+			no_cache = true;
 			break;
 		case 'h':
 			las_usage(stdout);
@@ -160,6 +167,13 @@ static int las_serve_main(int argc, char **argv)
 	cfg.runtime_digests = (const uint8_t (*)[32])digests;
 	cfg.n_runtime_digests = n_digests;
 	cfg.max_clients = (unsigned)max_clients;
+	if (!no_cache) {
+		cfg.cache = ev_wm_cache_new(0);
+		if (!cfg.cache) {
+			cli_error("out of memory");
+			goto out;
+		}
+	}
 	r = las_serve(&cfg, &err);
 	if (r < 0) {
 		kiln_log(KILN_LOG_ERROR, "kiln-las failed", "error=\"%s\"", kiln_err_msg(&err, r));
@@ -168,6 +182,7 @@ static int las_serve_main(int argc, char **argv)
 	}
 	ret = CLI_EXIT_OK;
 out:
+	ev_wm_cache_free(cfg.cache);
 	free(digests);
 	free(cert_path);
 	las_identity_free(id);
@@ -325,7 +340,8 @@ static int las_verify_main(int argc, char **argv)
 	for (size_t i = 0; i < n_certs; i++) {
 		r = kiln_read_file(cert_files[i], 1u << 20, &data, &dsize);
 		if (r < 0) {
-			cli_error("cannot read certificate %s: %s", cert_files[i], kiln_strerror(r));
+			cli_error("cannot read certificate %s: %s", cert_files[i],
+				  kiln_strerror(r));
 			goto out;
 		}
 		certs[i] = (char *)data;

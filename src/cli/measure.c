@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <elf.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,6 +66,75 @@ int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t s
 			return 0;
 	}
 	return -ENOENT;
+}
+
+/* Resolve prog like execvp does (first executable match in PATH). */
+static int resolve_prog(const char *prog, char *out, size_t size)
+{
+	const char *path = getenv("PATH"), *p, *end;
+
+	if (strchr(prog, '/')) {
+		if (strlen(prog) >= size)
+			return -ENAMETOOLONG;
+		strcpy(out, prog);
+		return access(out, X_OK) == 0 ? 0 : -errno;
+	}
+	if (!path || !path[0])
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; *p; p = *end ? end + 1 : end) {
+		size_t n;
+
+		end = strchr(p, ':');
+		if (!end)
+			end = p + strlen(p);
+		n = (size_t)(end - p);
+		if (snprintf(out, size, "%.*s%s%s", (int)n, p, n ? "/" : "", prog) >= (int)size)
+			continue;
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* LD_PRELOAD cannot reach setuid/setgid programs (the loader ignores it) nor
+ * statically linked ones (no loader): refuse them before running them for
+ * real. Scripts are allowed (their interpreter is measured, documented). */
+static int check_preloadable(const char *prog, const char **why)
+{
+	Elf64_Ehdr eh;
+	struct stat st;
+	int fd, ret = 0;
+
+	*why = NULL;
+	fd = open(prog, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (st.st_mode & (S_ISUID | S_ISGID)) {
+		*why = "is setuid/setgid: the loader ignores LD_PRELOAD for it";
+		goto out;
+	}
+	if (kiln_pread_full(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
+		goto out; /* a script or a foreign format: let the kernel decide */
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 4096)
+		goto out;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		if (kiln_pread_full(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+		    (ssize_t)sizeof(ph))
+			goto out;
+		if (ph.p_type == PT_INTERP)
+			goto out;
+	}
+	*why = "is statically linked: there is no loader to preload the measurement "
+	       "library";
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }
 
 /* Read the child's stdout until EOF or the deadline. */
@@ -126,6 +197,26 @@ static int measure_prog(char **argv, bool manifest)
 		cli_error("cannot find libkiln-measure.so next to the kiln binary or in "
 			  "../lib/kiln (set KILN_MEASURE_LIB)");
 		return CLI_EXIT_FAIL;
+	}
+	{
+		char resolved[PATH_MAX];
+		const char *why = NULL;
+
+		r = resolve_prog(argv[0], resolved, sizeof(resolved));
+		if (r < 0) {
+			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
+			return CLI_EXIT_FAIL;
+		}
+		r = check_preloadable(resolved, &why);
+		if (r < 0) {
+			cli_error("cannot read %s: %s", resolved, kiln_strerror(r));
+			return CLI_EXIT_FAIL;
+		}
+		if (why) {
+			cli_error("%s %s; measure a running instance with 'kiln measure --pid'",
+				  resolved, why);
+			return CLI_EXIT_FAIL;
+		}
 	}
 	old = getenv("LD_PRELOAD");
 	preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);

@@ -87,6 +87,23 @@ int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exc
 			   uint8_t out[static EV_WM_SIZE], char **manifest_out,
 			   struct kiln_err *err);
 
+/* A thread-safe cache of file digests for a long-running measurer (kiln-las),
+ * keyed by device, inode, size, mtime and ctime of the opened file, and used
+ * only on local filesystems whose ctime the kernel maintains (ext4, xfs,
+ * btrfs, tmpfs, overlayfs, squashfs, f2fs; never FUSE or network
+ * filesystems), and only for files unchanged for 2 s (timestamps are coarse).
+ * max_entries 0 means 4096. Owned by the caller (_free accepts
+ * NULL). */
+struct ev_wm_cache;
+struct ev_wm_cache *ev_wm_cache_new(size_t max_entries);
+void ev_wm_cache_free(struct ev_wm_cache *cache);
+/* Hits and misses so far (for logs and tests). */
+void ev_wm_cache_stats(struct ev_wm_cache *cache, uint64_t *hits, uint64_t *misses);
+/* ev_workload_measure_ex with an optional cache (NULL: none). */
+int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
+			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
+			       char **manifest_out, struct kiln_err *err);
+
 /* Sim evidence for report_data and an explicit workload measurement;
  * *ev is malloc'd, owned by the caller. */
 int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],

@@ -56,7 +56,8 @@ int ev__json_keys(const json_t *obj, const char *const *keys, size_t n_keys, con
 		for (size_t i = 0; i < n_keys && !known; i++)
 			known = strcmp(key, keys[i]) == 0;
 		if (!known)
-			return kiln_err_set(err, -KILN_EFORMAT, "%s: unknown key '%.64s'", what, key);
+			return kiln_err_set(err, -KILN_EFORMAT, "%s: unknown key '%.64s'", what,
+					    key);
 	}
 	for (size_t i = 0; i < n_keys; i++)
 		if (!json_object_get(obj, keys[i]))
@@ -113,7 +114,8 @@ int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
 	kiln_hex_encode(report_data, EV_REPORT_DATA_SIZE, rd_hex);
 	kiln_hex_encode(wm, EV_WM_SIZE, wm_hex);
 	n = snprintf(out, EV_SIM_MAX_SIZE,
-		     "{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\"}",
+		     "{\"tee\": \"sim\", \"report_data\": \"%s\", "
+		     "\"workload_measurement\": \"%s\"}",
 		     rd_hex, wm_hex);
 	*ev = (uint8_t *)out;
 	*size = (size_t)n;

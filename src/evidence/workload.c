@@ -10,12 +10,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
@@ -32,6 +36,163 @@ struct wm_file {
 	unsigned long ino;
 	uint8_t digest[KC_SHA256_SIZE];
 };
+
+static int hash_fd(int fd, uint8_t *buf, uint8_t digest[static KC_SHA256_SIZE]);
+
+struct wm_cache_entry {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	uint8_t digest[KC_SHA256_SIZE];
+};
+
+struct ev_wm_cache {
+	pthread_mutex_t lock;
+	struct wm_cache_entry *entries;
+	size_t n, max, next;          /* next: slot replaced when full (FIFO) */
+	uint64_t hits, misses;
+};
+
+struct ev_wm_cache *ev_wm_cache_new(size_t max_entries)
+{
+	struct ev_wm_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->max = max_entries ? max_entries : 4096;
+	c->entries = calloc(c->max, sizeof(*c->entries));
+	if (!c->entries) {
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+void ev_wm_cache_free(struct ev_wm_cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c->entries);
+	free(c);
+}
+
+void ev_wm_cache_stats(struct ev_wm_cache *c, uint64_t *hits, uint64_t *misses)
+{
+	pthread_mutex_lock(&c->lock);
+	*hits = c->hits;
+	*misses = c->misses;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Only filesystems where any change of content moves ctime, as enforced by
+ * the kernel itself; FUSE and network filesystems report what they like. */
+static bool cacheable_fs(int fd)
+{
+	static const unsigned long ok[] = { EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC,
+		BTRFS_SUPER_MAGIC, TMPFS_MAGIC, OVERLAYFS_SUPER_MAGIC, SQUASHFS_MAGIC,
+		F2FS_SUPER_MAGIC };
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(ok); i++)
+		if ((unsigned long)sf.f_type == ok[i])
+			return true;
+	return false;
+}
+
+static bool same_key(const struct wm_cache_entry *e, const struct stat *st)
+{
+	return e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+	       e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	       e->ctime.tv_sec == st->st_ctim.tv_sec && e->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static bool cache_get(struct ev_wm_cache *c, const struct stat *st, uint8_t *digest)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n && !hit; i++) {
+		if (same_key(&c->entries[i], st)) {
+			memcpy(digest, c->entries[i].digest, KC_SHA256_SIZE);
+			hit = true;
+		}
+	}
+	if (hit)
+		c->hits++;
+	else
+		c->misses++;
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+static void cache_put(struct ev_wm_cache *c, const struct stat *st, const uint8_t *digest)
+{
+	struct wm_cache_entry *e;
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++) {
+		/* The same inode with new times or size: replace it in place. */
+		if (c->entries[i].dev == st->st_dev && c->entries[i].ino == st->st_ino) {
+			e = &c->entries[i];
+			goto fill;
+		}
+	}
+	if (c->n < c->max) {
+		e = &c->entries[c->n++];
+	} else {
+		e = &c->entries[c->next];
+		c->next = (c->next + 1) % c->max;
+	}
+fill:
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->size = st->st_size;
+	e->mtime = st->st_mtim;
+	e->ctime = st->st_ctim;
+	memcpy(e->digest, digest, KC_SHA256_SIZE);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Timestamps come from a coarse clock: a write in the same tick as our read
+ * would leave mtime/ctime unchanged ("racy git"). Files changed less than this
+ * long ago are therefore hashed every time and not cached. */
+#define WM_CACHE_MIN_AGE_S 2
+
+static bool old_enough(const struct stat *st)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+		return false;
+	return st->st_ctim.tv_sec + WM_CACHE_MIN_AGE_S < now.tv_sec &&
+	       st->st_mtim.tv_sec + WM_CACHE_MIN_AGE_S < now.tv_sec;
+}
+
+/* Digest of an open file, through the cache when one is given. The key is
+ * taken before hashing and checked again after: a file changed while we read
+ * it is hashed but not cached. */
+static int digest_fd(int fd, struct ev_wm_cache *cache, uint8_t *buf,
+		     uint8_t digest[static KC_SHA256_SIZE])
+{
+	struct stat before, after;
+	int ret;
+
+	if (!cache || fstat(fd, &before) < 0 || !S_ISREG(before.st_mode) || !cacheable_fs(fd))
+		return hash_fd(fd, buf, digest);
+	if (cache_get(cache, &before, digest))
+		return 0;
+	ret = hash_fd(fd, buf, digest);
+	if (ret == 0 && old_enough(&before) && fstat(fd, &after) == 0 && same_key(&(struct wm_cache_entry){
+		    .dev = before.st_dev, .ino = before.st_ino, .size = before.st_size,
+		    .mtime = before.st_mtim, .ctime = before.st_ctim }, &after))
+		cache_put(cache, &before, digest);
+	return ret;
+}
 
 static int read_all_fd(int fd, size_t max_size, char **out, size_t *out_size)
 {
@@ -198,6 +359,12 @@ static int parse_maps_line(char *line, struct wm_file *f, struct kiln_err *err)
 		p++;
 	if (perms[2] != 'x' || *p != '/')
 		return 0; /* not executable, or anonymous / [vdso] / [stack] */
+	/* Anonymous memory that /proc shows with a path: memfds, shared anonymous
+	 * mappings and SysV shm. Like anonymous JIT memory they hold no file to
+	 * measure (see docs/measurement.md). */
+	if (strncmp(p, "/memfd:", 7) == 0 || strcmp(p, "/dev/zero" WM_DELETED) == 0 ||
+	    strncmp(p, "/SYSV", 5) == 0)
+		return 0;
 	f->path = p;
 	if (ends_with(p, WM_DELETED))
 		return kiln_err_set(err, -ENOENT,
@@ -221,9 +388,9 @@ static bool in_set(const uint8_t d[static KC_SHA256_SIZE], const uint8_t (*set)[
 	return false;
 }
 
-int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
-			   uint8_t out[static EV_WM_SIZE], char **manifest_out,
-			   struct kiln_err *err)
+int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
+			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
+			       char **manifest_out, struct kiln_err *err)
 {
 	static const char header[] = "kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\n";
 	/* Any address inside the object that holds this code. */
@@ -274,7 +441,7 @@ int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exc
 				   proc, kiln_strerror(errno));
 		goto out;
 	}
-	ret = hash_fd(fd, buf, exe_digest);
+	ret = digest_fd(fd, cache, buf, exe_digest);
 	close(fd);
 	fd = -1;
 	if (ret < 0) {
@@ -339,7 +506,7 @@ int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exc
 			ret = fd;
 			goto out;
 		}
-		ret = hash_fd(fd, buf, files[i].digest);
+		ret = digest_fd(fd, cache, buf, files[i].digest);
 		close(fd);
 		fd = -1;
 		if (ret < 0) {
@@ -395,8 +562,15 @@ out:
 	return ret;
 }
 
+int ev_workload_measure_ex(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
+			   uint8_t out[static EV_WM_SIZE], char **manifest_out,
+			   struct kiln_err *err)
+{
+	return ev_workload_measure_cached(pid, exclude, n_exclude, NULL, out, manifest_out, err);
+}
+
 int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **manifest_out,
 			    struct kiln_err *err)
 {
-	return ev_workload_measure_ex(pid, NULL, 0, out, manifest_out, err);
+	return ev_workload_measure_cached(pid, NULL, 0, NULL, out, manifest_out, err);
 }

@@ -8,6 +8,8 @@
 
 #include "common/common.h"
 
+struct ev_wm_cache;
+
 #define LAS_DEFAULT_KEY "/var/lib/kiln/las.key"
 #define LAS_REQUEST_MAX 4096      /* bytes of one request line, newline included */
 #define LAS_REQUEST_TIMEOUT_MS 5000
@@ -53,6 +55,7 @@ struct las_config {
 	 * that are left out of a peer's lib lines, as the runtime leaves itself out. */
 	const uint8_t (*runtime_digests)[32];
 	size_t n_runtime_digests;
+	struct ev_wm_cache *cache;      /* file digest cache, may be NULL */
 	unsigned max_clients;           /* concurrent connections; 0 = default */
 	int timeout_ms;                 /* per request; 0 = LAS_REQUEST_TIMEOUT_MS */
 };

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "evidence/evidence.h"
 
@@ -238,8 +239,9 @@ static void handle(struct las_conn *c)
 		why = "peer exited";
 		goto refuse;
 	}
-	ret = ev_workload_measure_ex(cred.pid, cfg->runtime_digests, cfg->n_runtime_digests,
-				     st.workload_measurement, &manifest, &err);
+	ret = ev_workload_measure_cached(cred.pid, cfg->runtime_digests,
+					 cfg->n_runtime_digests, cfg->cache,
+					 st.workload_measurement, &manifest, &err);
 	if (ret < 0) {
 		why = kiln_err_msg(&err, ret);
 		goto refuse;
@@ -338,6 +340,10 @@ static void *conn_thread(void *arg)
 	handle(c);
 	linger_close(c->fd);
 	free(c);
+	/* Free this thread's OpenSSL state now: the thread is detached and the
+	 * process may exit right after the count below drops to zero, before
+	 * OpenSSL's thread-exit handler would have run. */
+	OPENSSL_thread_stop();
 	pthread_mutex_lock(&srv->lock);
 	srv->active--;
 	pthread_cond_signal(&srv->idle);

@@ -110,6 +110,8 @@ class Las:
         rc = self.proc.wait(timeout=30)
         for t in self._threads:
             t.join(timeout=10)
+        if rc != 0:
+            print("kiln las serve log:\n" + "".join(self.log))
         return rc
 
 
@@ -206,6 +208,12 @@ def test_host_evidence_round_trip(kiln, las, clients, tmp_path):
     exe_digest = hashlib.sha256(pathlib.Path(clients["client"]).read_bytes()).hexdigest()
     assert claims["exe_sha256"] == exe_digest
     assert claims["uid"] == os.getuid()
+    # The generic evidence CLI verifies it the same way.
+    (tmp_path / "ev2.json").write_text(ev)
+    p = kiln("evidence", "verify", tmp_path / "ev2.json", "--tee", "host", "--cert-chain",
+             las.pem)
+    assert p.returncode == 0, p.stderr
+    assert claims["workload_measurement"] in p.stdout
     # The same value `kiln measure` prints for policies.
     assert claims["workload_measurement"] == measure(kiln, clients["client"], "x", "y")
     manifest = kiln("measure", "--manifest", "--", clients["client"], check=True).stdout
@@ -307,7 +315,7 @@ def test_hostile_input_keeps_serving(kiln, las, clients, tmp_path):
 def test_concurrent_clients(kiln, kiln_bin, clients, tmp_path):
     """More clients than connection slots: the rest wait in the backlog, all get
     served, the same program gets the same measurement."""
-    d = Las(kiln_bin, tmp_path, extra=("--max-clients", "4"))
+    d = Las(kiln_bin, tmp_path, extra=("--max-clients", "4", "--no-cache"))
     try:
         procs = [subprocess.Popen([clients["client"], str(d.sock), RD],
                                   stdout=subprocess.PIPE, text=True) for _ in range(40)]
@@ -394,4 +402,14 @@ def test_measure_static_binary_is_refused(kiln, tmp_path):
     subprocess.run(["cc", "-static", "-o", str(exe), str(src)], check=True)
     p = kiln("measure", "--", exe)
     assert p.returncode == 1
-    assert "did not load the measurement library" in p.stderr
+    assert "is statically linked" in p.stderr
+    # Refused before it ran: the program's own output never appears.
+    assert "hello" not in p.stdout
+    # A dynamic program that never returns to the loader's constructors would
+    # be caught by the output check; a setuid one is refused up front.
+    dyn = tmp_path / "d"
+    subprocess.run(["cc", "-o", str(dyn), str(src)], check=True)
+    os.chmod(dyn, 0o4755)
+    p = kiln("measure", "--", dyn)
+    assert p.returncode == 1 and "is setuid/setgid" in p.stderr
+    assert "hello" not in p.stdout

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,6 +124,94 @@ static void test_manifest_other_pid(void **state)
 	assert_int_equal(ev_workload_measure_pid(-1, child_wm, NULL, &err), -EINVAL);
 }
 
+static void test_manifest_mappings(void **state)
+{
+	uint8_t before[48], after[48];
+	struct kiln_err err = { 0 };
+	char path[] = "/tmp/kiln-attest-map-XXXXXX";
+	void *m;
+	int fd;
+
+	assert_int_equal(ev_workload_measure_pid(0, before, NULL, &err), 0);
+	/* An executable memfd is anonymous memory: not in the manifest. */
+	fd = memfd_create("kiln-test", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_equal(before, after, 48);
+	munmap(m, 4096);
+	close(fd);
+
+	/* An executable mapping of another file changes the value ... */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED) { /* /tmp mounted noexec */
+		close(fd);
+		unlink(path);
+		skip();
+	}
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_not_equal(before, after, 48);
+	/* ... and once deleted it cannot be measured: the error names it. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, path));
+	assert_non_null(strstr(err.msg, "deleted"));
+	munmap(m, 4096);
+	close(fd);
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
+	assert_memory_equal(before, after, 48);
+}
+
+static void test_manifest_cache(void **state)
+{
+	struct ev_wm_cache *cache = ev_wm_cache_new(256);
+	uint8_t plain[48], cached[48];
+	struct kiln_err err = { 0 };
+	char path[] = "/var/tmp/kiln-attest-cache-XXXXXX";
+	uint64_t hits = 0, misses = 0, hits2 = 0;
+	void *m;
+	int fd;
+
+	assert_non_null(cache);
+	assert_int_equal(ev_workload_measure_pid(0, plain, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	ev_wm_cache_stats(cache, &hits, &misses);
+	assert_true(hits >= 2); /* exe and libc were installed long ago */
+
+	/* A file old enough to be cached, then changed in place (same size). */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(kiln_pwrite_all(fd, "AAAA", 4, 0), 0);
+	sleep(3);
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		close(fd);
+		unlink(path);
+		ev_wm_cache_free(cache);
+		skip();
+	}
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	ev_wm_cache_stats(cache, &hits2, &misses);
+	assert_true(hits2 > hits + 2); /* the new file was cached and hit too */
+	assert_int_equal(kiln_pwrite_all(fd, "BBBB", 4, 0), 0);
+	assert_int_equal(ev_workload_measure_pid(0, plain, NULL, &err), 0);
+	assert_int_equal(ev_workload_measure_cached(0, NULL, 0, cache, cached, NULL, &err), 0);
+	assert_memory_equal(plain, cached, 48);
+	munmap(m, 4096);
+	close(fd);
+	unlink(path);
+	ev_wm_cache_free(cache);
+}
+
 /* ---- sim ---- */
 
 static void test_sim_round_trip(void **state)
@@ -182,7 +271,7 @@ static void test_sim_malformed(void **state)
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%.94s\"}",
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": \"%s\"} x",
 		"{\"tee\": \"sim\", \"tee\": \"sim\", \"report_data\": \"%s\", "
-		"\"workload_measurement\": \"%s\"}",                                  /* duplicate */
+		"\"workload_measurement\": \"%s\"}",                          /* duplicate */
 		"{\"tee\": 1, \"report_data\": \"%s\", \"workload_measurement\": \"%s\"}",
 		"{\"tee\": \"sim\", \"report_data\": \"%s\", \"workload_measurement\": 5%.0s}",
 	};
@@ -427,6 +516,8 @@ int main(void)
 		cmocka_unit_test(test_binding_vector),
 		cmocka_unit_test(test_manifest_self),
 		cmocka_unit_test(test_manifest_other_pid),
+		cmocka_unit_test(test_manifest_mappings),
+		cmocka_unit_test(test_manifest_cache),
 		cmocka_unit_test(test_sim_round_trip),
 		cmocka_unit_test(test_sim_malformed),
 		cmocka_unit_test_setup_teardown(test_host_good, host_setup, host_teardown),
