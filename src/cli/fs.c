@@ -901,6 +901,16 @@ static int cmd_mount(int argc, char **argv)
 	free((char *)g_vol_dir);
 	if (ret)
 		cli_error("mount %s on %s failed (fuse_main returned %d)", a.pos[0], a.pos[1], ret);
+	if (ret == 0) {
+		struct kiln_err err = { 0 };
+		int r = pf_volume_flush(g_vol, &err);
+
+		if (r)
+			cli_error("%s", kiln_err_msg(&err, r));
+		/* With --tag nothing stores the new tag: whoever holds it needs it. */
+		printf("volume tag: %llu\n", (unsigned long long)pf_volume_tag(g_vol));
+		ret = r;
+	}
 	return close_volume(g_vol, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
 }
 #else

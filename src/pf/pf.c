@@ -63,6 +63,13 @@ struct pf_node {
 	uint8_t (*tags)[PF_TAG_SIZE];  /* current tags, nchunks(size) valid; owned */
 	uint64_t tags_cap;
 	uint64_t phys_size; /* upper bound of the backing file's size */
+	uint8_t backing[PF_BACKING_ID_SIZE]; /* id of name */
+	/* Truncated to zero since the last commit: writes go to a new backing
+	 * file (name) while the committed one (old_name) stays untouched, so no
+	 * journaling is needed; the commit switches the metadata over. */
+	bool fresh;
+	char old_name[PF_NAME_MAX];
+	uint8_t save_backing[PF_BACKING_ID_SIZE];
 	/* Last committed state (what a crash returns to). */
 	bool base_in_meta;
 	uint64_t base_size;
@@ -537,6 +544,13 @@ static int compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SI
 	return ret;
 }
 
+/* True when the backing file holds a committed state that must survive a crash
+ * (so modifications are journaled first). */
+static bool has_base(const struct pf_node *n)
+{
+	return n->base_in_meta && !n->fresh;
+}
+
 /* ---- tag sidecar ---- */
 
 static void tag_touch(struct pf_node *n, uint64_t k)
@@ -639,7 +653,7 @@ static int journal_begin(struct pf_node *n, struct kiln_err *err)
 	uint64_t bits;
 	int ret;
 
-	if (!n->base_in_meta || n->gen_open)
+	if (!has_base(n) || n->gen_open)
 		return 0;
 	if (!n->jfh) {
 		snprintf(jname, sizeof(jname), "%s.j", n->name);
@@ -681,7 +695,7 @@ static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, struct ki
 	bool wrote = false;
 	int ret = 0;
 
-	if (!n->base_in_meta)
+	if (!has_base(n))
 		return 0;
 	ret = journal_begin(n, err);
 	if (ret)
@@ -839,6 +853,7 @@ static struct pf_node *node_new(pf_volume_t *v, struct pf_entry *e)
 	n->kind = e->kind;
 	memcpy(n->file_id, e->file_id, PF_FILE_ID_SIZE);
 	backing_name(e->backing, n->name);
+	memcpy(n->backing, e->backing, PF_BACKING_ID_SIZE);
 	n->aead = kc_aead_new(e->key);
 	if (!n->aead) {
 		free(n);
@@ -993,7 +1008,7 @@ out:
 static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint64_t base_end = n->base_in_meta ? expected_phys(v, n->base_size) : PF_HDR_SIZE;
+	uint64_t base_end = has_base(n) ? expected_phys(v, n->base_size) : PF_HDR_SIZE;
 	int ret;
 
 	for (uint64_t k = from; k < to; k++) {
@@ -1025,6 +1040,57 @@ fail:
 	return kiln_err_set(err, ret, "file %s: write: %s", node_path(n), kiln_strerror(ret));
 }
 
+/* Truncate to zero by starting a new backing file (see pf_node.fresh): an
+ * O_TRUNC rewrite then costs no journal copy of the old content. */
+static int switch_backing(struct pf_node *n, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t id[PF_BACKING_ID_SIZE], hbuf[PF_HDR_SIZE];
+	struct pf_header hdr = { 0 };
+	char name[PF_NAME_MAX];
+	void *fh = NULL;
+	int ret;
+
+	ret = kc_random(id, sizeof(id));
+	if (ret)
+		return ret;
+	backing_name(id, name);
+	ret = v->so->open(v->sctx, name, PF_SO_CREATE | PF_SO_EXCL, &fh);
+	if (ret)
+		goto fail;
+	hdr.version = PF_FORMAT_VERSION;
+	hdr.kind = n->kind;
+	hdr.chunk_size = v->cs;
+	memcpy(hdr.file_id, n->file_id, PF_FILE_ID_SIZE);
+	pf_header_encode(&hdr, hbuf);
+	ret = st_pwrite_all(v, fh, hbuf, sizeof(hbuf), 0);
+	if (ret) {
+		v->so->close(v->sctx, fh);
+		remove_backing(v, name);
+		goto fail;
+	}
+	v->so->close(v->sctx, n->fh);
+	if (n->jfh)
+		v->so->close(v->sctx, n->jfh);
+	if (n->tfh)
+		v->so->close(v->sctx, n->tfh);
+	n->jfh = n->tfh = NULL;
+	n->fh = fh;
+	memcpy(n->old_name, n->name, sizeof(n->old_name));
+	memcpy(n->name, name, sizeof(n->name));
+	memcpy(n->backing, id, sizeof(id));
+	n->fresh = true;
+	n->gen_open = false;
+	n->t_valid = false;
+	n->t_lo = n->t_hi = 0;
+	n->phys_size = PF_HDR_SIZE;
+	n->size = 0;
+	n->dirty = true;
+	return 0;
+fail:
+	return kiln_err_set(err, ret, "file %s: truncate: %s", node_path(n), kiln_strerror(ret));
+}
+
 static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
@@ -1035,6 +1101,8 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 		return 0;
 	if (new_size > PF_MAX_FILE_SIZE)
 		return -EFBIG;
+	if (new_size == 0 && has_base(n) && n->entry)
+		return switch_backing(n, err);
 	new_n = nchunks(v, new_size);
 	ret = ensure_tags(n, new_n);
 	/* Open the generation even when no committed byte changes: the
@@ -1400,7 +1468,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		if (!node_needs_commit(n))
 			continue;
 		ret = v->so->sync(v->sctx, n->fh);
-		if (!ret && !n->base_in_meta && n->phys_size > expected_phys(v, n->size)) {
+		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
 			if (!ret)
 				ret = v->so->sync(v->sctx, n->fh);
@@ -1424,6 +1492,8 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
 		n->save_size = n->entry->size;
 		n->save_in_meta = n->entry->in_meta;
+		memcpy(n->save_backing, n->entry->backing, PF_BACKING_ID_SIZE);
+		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
 		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
 		n->entry->size = n->size;
 		n->entry->in_meta = true;
@@ -1443,7 +1513,13 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
 			n->entry->size = n->save_size;
 			n->entry->in_meta = n->save_in_meta;
+			memcpy(n->entry->backing, n->save_backing, PF_BACKING_ID_SIZE);
 			continue;
+		}
+		if (n->fresh) {
+			/* The metadata no longer refers to the old backing file. */
+			remove_backing(v, n->old_name);
+			n->fresh = false;
 		}
 		n->base_in_meta = n->was_in_meta = true;
 		n->base_size = n->size;
@@ -2188,12 +2264,15 @@ int pf_close(pf_file_t *f)
 	free(f);
 	if (--n->refs == 0) {
 		if (!n->entry) {
-			char name[PF_NAME_MAX];
-			bool in_meta = n->was_in_meta;
+			char name[PF_NAME_MAX], old[PF_NAME_MAX];
+			bool in_meta = n->was_in_meta, fresh = n->fresh;
 
 			memcpy(name, n->name, sizeof(name));
+			memcpy(old, n->old_name, sizeof(old));
 			node_free(n);
 			schedule_remove(v, name, in_meta);
+			if (fresh)
+				schedule_remove(v, old, true);
 		} else if (!node_needs_commit(n)) {
 			node_free(n);
 		}
@@ -2421,9 +2500,15 @@ static void drop_file(pf_volume_t *v, struct pf_entry *e)
 		n->entry = NULL;
 		e->node = NULL;
 		if (n->refs == 0) {
+			char old[PF_NAME_MAX];
+			bool fresh = n->fresh;
+
 			memcpy(name, n->name, sizeof(name));
+			memcpy(old, n->old_name, sizeof(old));
 			node_free(n);
 			schedule_remove(v, name, e->in_meta);
+			if (fresh)
+				schedule_remove(v, old, true);
 		}
 	} else {
 		backing_name(e->backing, name);

@@ -50,7 +50,8 @@ typedef struct pf_file pf_file_t;
 
 /* ---- storage callbacks (SQLite VFS / Gramine pf_set_callbacks style) ----------
  * Names are flat, relative to the storage root ("meta", "meta.tmp",
- * "<32 hex>", "<32 hex>.j"); no '/' in them. Every function returns 0 (or a byte
+ * "<32 hex>" backing file, "<32 hex>.j" journal, "<32 hex>.t" tag sidecar); no
+ * '/' in them. Every function returns 0 (or a byte
  * count) or -errno. Short reads happen only at EOF; pwrite may be short (the
  * library retries). `fh` is an opaque per-open handle owned by the storage. */
 #define PF_SO_CREATE 1u   /* create if missing */
