@@ -740,6 +740,79 @@ static void test_tcb_tdx_relaunch(void **state)
 	tcb_case_free(&t);
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* The SGX v3 sample re-laid out as a v4 quote (QE part wrapped in certification data
+ * type 6) and as a v5 quote (body descriptor type 1): the parser takes both, the PCK
+ * chain, QE report signature and binding still verify, and only the quote signature
+ * fails, because the header changed. */
+static uint8_t *relayout(int version, size_t *out_size)
+{
+	struct dcap_quote q;
+	size_t rest_off, rest, body_extra = version == 5 ? 6 : 0, n, o = 0;
+	uint8_t *out;
+
+	assert_int_equal(dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
+	rest_off = (size_t)(q.qe_report - g_sgx.quote);
+	rest = g_sgx.size - rest_off;
+	n = 48 + body_extra + 384 + 4 + 128 + 6 + rest;
+	out = malloc(n);
+	memcpy(out, g_sgx.quote, 48);
+	out[0] = (uint8_t)version;
+	o = 48;
+	if (version == 5) {
+		out[o++] = 1;  /* body type 1: SGX */
+		out[o++] = 0;
+		put32(out + o, 384);
+		o += 4;
+	}
+	memcpy(out + o, q.body, 384);
+	o += 384;
+	put32(out + o, (uint32_t)(128 + 6 + rest));
+	o += 4;
+	memcpy(out + o, q.signature, 128);  /* signature and attestation key */
+	o += 128;
+	out[o++] = 6;
+	out[o++] = 0;
+	put32(out + o, (uint32_t)rest);
+	o += 4;
+	memcpy(out + o, g_sgx.quote + rest_off, rest);
+	*out_size = n;
+	return out;
+}
+
+static void test_sgx_v4_v5_layouts(void **state)
+{
+	for (int version = 4; version <= 5; version++) {
+		struct dcap_quote q;
+		struct kiln_err err;
+		json_t *c = NULL;
+		size_t size;
+		uint8_t *quote = relayout(version, &size);
+
+		assert_int_equal(dcap_quote_parse(quote, size, &q, &err), 0);
+		assert_int_equal(q.version, version);
+		assert_int_equal(q.body_type, 1);
+		assert_int_equal(q.signed_size, version == 5 ? 438 : 432);
+		assert_int_equal(q.trailing, 0);
+		assert_int_equal(verify_with(&g_sgx, quote, size, g_sgx.collateral, g_sgx.t, &c,
+					     &err), -KILN_ESIG);
+		assert_non_null(strstr(err.msg, "quote signature"));
+		/* Wrong descriptor: a TD body type on an SGX header. */
+		if (version == 5) {
+			quote[48] = 2;
+			assert_int_equal(dcap_quote_parse(quote, size, &q, &err), -KILN_EFORMAT);
+		}
+		free(quote);
+	}
+}
+
 /* ---- bit flips per region ----------------------------------------------------- */
 
 struct region {
@@ -985,14 +1058,6 @@ static char *pem_of(X509 *const *certs, size_t n, size_t *size)
 	*size = (size_t)len;
 	BIO_free(bio);
 	return out;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
 }
 
 static uint32_t get32(const uint8_t *p)
@@ -1283,6 +1348,7 @@ int main(void)
 		cmocka_unit_test(test_tcb_tdx_module),
 		cmocka_unit_test(test_tcb_tdx_components),
 		cmocka_unit_test(test_tcb_tdx_relaunch),
+		cmocka_unit_test(test_sgx_v4_v5_layouts),
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_cached_collateral),
