@@ -557,3 +557,58 @@ def test_cas_cli_usage(kiln, tmp_path):
     assert p.returncode == 1 and "no such data directory" in p.stderr
     p = kiln("cas", "serve", "--data", tmp_path / "d", "--listen", "nonsense")
     assert p.returncode == 1 and "expected HOST:PORT" in p.stderr
+
+
+def test_clients_that_leave_early(kiln, cas, cas_identity, tmp_path):
+    """Writers that close their connection before the answer (which waits for
+    the group commit) must not crash the CAS, and their writes still land."""
+    import threading
+    alice, _ = cas_identity("alice")
+    ctx = cas.ssl_context(alice)
+
+    def hit(i):
+        body = f"name: early/p{i}\nsecrets: [{{name: s, kind: ascii}}]\n".encode()
+        req = (b"POST /v1/policies HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+               str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", cas.port), timeout=30) as s:
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                t.sendall(req)
+        # closed without reading the answer
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Every request was complete when sent: each policy ends up stored. The
+    # server may still be reading some of them: poll (bounded, not timed).
+    names = set()
+    for _ in range(300):
+        out = kiln("policy", "list", env=cas.env(alice), check=True).stdout
+        names = {ln.split()[0] for ln in out.splitlines()}
+        if len(names) == 24:
+            break
+        time.sleep(0.1)
+    assert names == {f"early/p{i}" for i in range(24)}
+    assert cas.proc.poll() is None
+
+
+def test_fingerprint_san_and_sigint(kiln, kiln_bin, tmp_path):
+    (tmp_path / "w").mkdir()
+    server = CasServer(kiln_bin, tmp_path / "w", ["--san", "cas.example.internal",
+                                                   "--san", "10.1.2.3"]).start()
+    try:
+        p = kiln("cas", "fingerprint", "--data", server.data, check=True)
+        assert p.stdout.strip() == server.fingerprint
+        der = ssl.PEM_cert_to_DER_cert(open(server.ca_file).read())
+        assert hashlib.sha256(der).hexdigest() == server.fingerprint
+        pem = ssl.get_server_certificate(("127.0.0.1", server.port))
+        (tmp_path / "srv.pem").write_text(pem)
+        text = openssl("x509", "-in", tmp_path / "srv.pem", "-noout", "-text").stdout
+        for san in ("DNS:localhost", "DNS:cas.example.internal", "IP Address:127.0.0.1",
+                    "IP Address:10.1.2.3"):
+            assert san in text, text
+    finally:
+        import signal as _signal
+        assert server.stop(_signal.SIGINT) == 0
+    assert "shutting down" in server.log()
