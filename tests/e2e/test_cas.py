@@ -530,7 +530,7 @@ def test_metrics_and_client_pinning(kiln, cas, cas_identity, tmp_path):
     p = kiln("policy", "list", "--cas", cas.url, "--identity", alice, "--cas-fingerprint",
              "00" * 32)
     assert p.returncode == 1 and "does not contain the pinned CA" in p.stderr
-    other = CasServer(kiln.__defaults__ and None or cas.kiln_bin, tmp_path / "other")
+    other = CasServer(cas.kiln_bin, tmp_path / "other")
     (tmp_path / "other").mkdir()
     other.start()
     try:
