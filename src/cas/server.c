@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -1349,6 +1350,15 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	if (ret < 0)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* Each client holds a descriptor: allow as many as the hard limit. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	s->base = event_base_new();
 	s->http = s->base ? evhttp_new(s->base) : NULL;
 	if (!s->http) {
