@@ -3,6 +3,7 @@ conflicts, secrets and substitution (checked with the openssl CLI), sim
 attestation and every refusal, volumes, export/import, restarts, audit."""
 import base64
 import hashlib
+import json
 import os
 import re
 import socket
@@ -237,6 +238,19 @@ def test_secrets_stable_across_restart(kiln, cas, cas_identity, tmp_path):
     pw = r1["env"]["PW"].encode()
     for f in os.listdir(cas.data):
         assert pw not in (cas.data / f).read_bytes(), f
+    # A policy update that leaves a secret's definition alone keeps its value;
+    # changing the definition generates a new one.
+    h = kiln("policy", "get", "acme/db", "--json", env=cas.env(alice), check=True).stdout
+    h = json.loads(h)["hash"]
+    upd = sim_policy(pred=h).replace("command: [/bin/true]", "command: [/bin/false]")
+    h2 = apply(kiln, cas, alice, write(tmp_path, "u.yaml", upd)).stdout.split()[-1]
+    status, r3 = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
+    assert status == 200 and r3["env"] == r1["env"]
+    upd = sim_policy(pred=h2).replace("size: 24}", "size: 30}")
+    apply(kiln, cas, alice, write(tmp_path, "v.yaml", upd))
+    status, r4 = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
+    assert status == 200 and len(r4["env"]["PW"]) == 30
+    assert r4["env"]["PIN"] == r1["env"]["PIN"]
 
 
 def refusal(cas, label):
