@@ -23,6 +23,9 @@ int cx_key_der(EVP_PKEY *key, uint8_t **out, size_t *size);
 int cx_cert_pem(X509 *cert, char **out, size_t *size);
 int cx_cert_der(X509 *cert, uint8_t **out, size_t *size);
 int cx_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE]);
+/* DER SubjectPublicKeyInfo of a certificate (OPENSSL_free); returns its size or
+ * <= 0 on failure. */
+int cx_cert_spki_der(X509 *cert, unsigned char **der);
 /* ECDSA/EdDSA/RSA signature over data with SHA-256 (DER), malloc'd. */
 int cx_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, size_t *sig_size);
 int cx_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,

@@ -15,11 +15,15 @@
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -37,7 +41,15 @@ struct reqctx {
 	char request_id[33];
 	X509 *peer;               /* borrowed from the SSL session, may be NULL */
 	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
+	uint8_t peer_spki[KC_SHA256_SIZE]; /* SHA-256 of its SPKI (the id's bytes) */
 	bool deferred;            /* wrote in the open batch: answer after its COMMIT */
+};
+
+/* A request that arrived while a COMMIT was running; dispatched after it. */
+struct parked {
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	struct parked *next;
 };
 
 /* An answer held back until the batch holding its writes is durable. */
@@ -80,6 +92,14 @@ static void reply_text(struct reqctx *rc, int code, const char *ctype, const cha
 			(double)(kiln_now_ns() - rc->start_ns) / 1e9);
 }
 
+static void on_parked_close(struct evhttp_connection *conn, void *arg)
+{
+	struct parked *p = arg;
+
+	p->req = NULL;
+	p->conn = NULL;
+}
+
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	struct pending *p = arg;
@@ -95,8 +115,9 @@ static void reply_json(struct reqctx *rc, int code, json_t *body)
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
 	/* While a batch is open, every answer waits for its COMMIT: a reader must
-	 * not be shown a write that a crash could still undo. */
-	if (text && (rc->deferred || rc->s->batch_open)) {
+	 * not be shown a write that a crash could still undo. (While the COMMIT
+	 * runs, only requests that do not touch the store get here.) */
+	if (text && (rc->deferred || (rc->s->batch_open && !rc->s->commit_busy))) {
 		struct pending *p = calloc(1, sizeof(*p));
 
 		if (p) {
@@ -285,20 +306,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
  * and only then are their answers sent. One fsync serves many requests, and
  * nothing is acknowledged before it is durable. */
 
-static void flush_batch(struct cas_server *s)
+/* Send the answers held for the batch that just ended. */
+static void answer_pending(struct cas_server *s, bool ok)
 {
 	struct pending *p, *next;
-	bool ok = true;
 
-	if (s->batch_open) {
-		ok = cs_commit(&s->st) == 0;
-		if (!ok) {
-			kiln_log(KILN_LOG_ERROR, "store commit failed", "error=\"%s\"",
-				 sqlite3_errmsg(s->st.db));
-			cs_rollback(&s->st);
-		}
-		s->batch_open = false;
-	}
 	for (p = s->pending; p; p = next) {
 		next = p->next;
 		if (p->conn)
@@ -318,9 +330,102 @@ static void flush_batch(struct cas_server *s)
 	s->pending_tail = &s->pending;
 }
 
+static void on_request(struct evhttp_request *req, void *arg);
+
+static void end_batch(struct cas_server *s, int commit_rc)
+{
+	struct parked *p, *next;
+
+	if (commit_rc < 0) {
+		kiln_log(KILN_LOG_ERROR, "store commit failed", "error=\"%s\"",
+			 sqlite3_errmsg(s->st.db));
+		cs_rollback(&s->st);
+	}
+	s->batch_open = false;
+	s->commit_busy = false;
+	answer_pending(s, commit_rc == 0);
+	/* Requests that arrived during the COMMIT form the next batch. */
+	p = s->parked;
+	s->parked = NULL;
+	s->parked_tail = &s->parked;
+	for (; p; p = next) {
+		next = p->next;
+		if (p->conn)
+			evhttp_connection_set_closecb(p->conn, NULL, NULL);
+		if (p->req)
+			on_request(p->req, s);
+		free(p);
+	}
+}
+
+/* The COMMIT (and its fsync) runs on its own thread so the event loop keeps
+ * doing TLS handshakes meanwhile; requests that need the store wait (parked). */
+static void *committer(void *arg)
+{
+	struct cas_server *s = arg;
+	uint8_t one = 1;
+
+	pthread_mutex_lock(&s->commit_lock);
+	for (;;) {
+		while (!s->commit_requested && !s->commit_quit)
+			pthread_cond_wait(&s->commit_cond, &s->commit_lock);
+		if (s->commit_quit)
+			break;
+		s->commit_requested = false;
+		pthread_mutex_unlock(&s->commit_lock);
+		int rc = cs_commit(&s->st);
+
+		pthread_mutex_lock(&s->commit_lock);
+		s->commit_rc = rc;
+		if (write(s->commit_pipe[1], &one, 1) != 1)
+			s->commit_rc = -EIO; /* the loop would hang: cannot happen */
+	}
+	pthread_mutex_unlock(&s->commit_lock);
+	return NULL;
+}
+
+static void on_commit_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct cas_server *s = arg;
+	uint8_t b;
+	int rc;
+
+	if (read(s->commit_pipe[0], &b, 1) != 1)
+		return;
+	pthread_mutex_lock(&s->commit_lock);
+	rc = s->commit_rc;
+	pthread_mutex_unlock(&s->commit_lock);
+	end_batch(s, rc);
+}
+
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
-	flush_batch(arg);
+	struct cas_server *s = arg;
+
+	if (!s->batch_open || s->commit_busy)
+		return;
+	s->commit_busy = true;
+	pthread_mutex_lock(&s->commit_lock);
+	s->commit_requested = true;
+	pthread_cond_signal(&s->commit_cond);
+	pthread_mutex_unlock(&s->commit_lock);
+}
+
+/* At shutdown: finish the batch in flight or commit the open one here. */
+static void flush_batch(struct cas_server *s)
+{
+	if (s->commit_busy) {
+		uint8_t b;
+
+		while (read(s->commit_pipe[0], &b, 1) < 0 && errno == EINTR)
+			;
+		end_batch(s, s->commit_rc);
+	}
+	if (s->batch_open) {
+		s->commit_busy = true;
+		end_batch(s, cs_commit(&s->st));
+	}
+	answer_pending(s, true);
 }
 
 static int tx_begin(struct reqctx *rc)
@@ -773,7 +878,7 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, "bad_evidence");
 		goto out;
 	}
-	spki_size = i2d_PUBKEY(X509_get0_pubkey(rc->peer), &spki);
+	spki_size = cx_cert_spki_der(rc->peer, &spki);
 	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
 	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
 	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
@@ -803,10 +908,11 @@ static void h_attest(struct reqctx *rc)
 	g = calloc(1, sizeof(*g));
 	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
 			 "tee", a.tee);
-	if (!g || !resp || cx_spki_sha256(rc->peer, g->spki) < 0) {
+	if (!g || !resp) {
 		reply_error(rc, 500, "internal error");
 		goto out;
 	}
+	memcpy(g->spki, rc->peer_spki, sizeof(g->spki));
 	if (s->n_grants >= MAX_GRANTS)
 		on_sweep(-1, 0, s);
 	if (s->n_grants >= MAX_GRANTS && !grant_find(s, g->spki)) {
@@ -866,7 +972,6 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 	struct cas_server *s = rc->s;
 	struct grant *g;
 	struct cs_volume v;
-	uint8_t spki[KC_SHA256_SIZE];
 	char *text;
 	size_t text_size = 0;
 	int64_t tag;
@@ -876,7 +981,7 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 		reply_error(rc, 401, "volumes need the attested TLS client certificate");
 		return;
 	}
-	g = cx_spki_sha256(rc->peer, spki) == 0 ? grant_find(s, spki) : NULL;
+	g = rc->peer_id[0] ? grant_find(s, rc->peer_spki) : NULL;
 	for (size_t i = 0; g && i < g->n_volumes; i++)
 		if (!strcmp(g->volumes[i], id))
 			ok = true;
@@ -975,12 +1080,28 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	uint8_t rid[8];
 
+	if (rc.s->commit_busy && path && strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
+	    strcmp(path, "/v1/health")) {
+		struct parked *p = calloc(1, sizeof(*p));
+
+		if (p) {
+			p->req = req;
+			p->conn = evhttp_request_get_connection(req);
+			if (p->conn)
+				evhttp_connection_set_closecb(p->conn, on_parked_close, p);
+			*rc.s->parked_tail = p;
+			rc.s->parked_tail = &p->next;
+			return;
+		}
+	}
 	if (kc_random(rid, sizeof(rid)) < 0)
 		memset(rid, 0, sizeof(rid));
 	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
 	rc.peer = peer_cert(req);
-	if (rc.peer && cas_key_id(X509_get0_pubkey(rc.peer), rc.peer_id) < 0)
-		rc.peer_id[0] = '\0';
+	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
+		memcpy(rc.peer_id, "sha256:", 7);
+		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
+	}
 	if (!path || !path[0]) {
 		reply_error(&rc, 400, "bad request target");
 		return;
@@ -1151,6 +1272,24 @@ static int parse_listen(const char *listen, char *host, size_t host_size, uint16
 static void server_free(struct cas_server *s)
 {
 	flush_batch(s);
+	if (s->committer_started) {
+		pthread_mutex_lock(&s->commit_lock);
+		s->commit_quit = true;
+		pthread_cond_signal(&s->commit_cond);
+		pthread_mutex_unlock(&s->commit_lock);
+		pthread_join(s->committer, NULL);
+	}
+	if (s->commit_done_ev)
+		event_free(s->commit_done_ev);
+	for (int i = 0; i < 2; i++)
+		if (s->commit_pipe[i] >= 0)
+			close(s->commit_pipe[i]);
+	while (s->parked) {
+		struct parked *p = s->parked;
+
+		s->parked = p->next;
+		free(p);
+	}
 	if (s->commit_ev)
 		event_free(s->commit_ev);
 	if (s->sig_term)
@@ -1196,6 +1335,10 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	if (!s)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	s->pending_tail = &s->pending;
+	s->parked_tail = &s->parked;
+	s->commit_pipe[0] = s->commit_pipe[1] = -1;
+	pthread_mutex_init(&s->commit_lock, NULL);
+	pthread_cond_init(&s->commit_cond, NULL);
 	if (parse_listen(o->listen, host, sizeof(host), &port) < 0) {
 		ret = kiln_err_set(err, -EINVAL, "--listen '%s': expected HOST:PORT", o->listen);
 		goto out;
@@ -1207,6 +1350,15 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	if (ret < 0)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* Each client holds a descriptor: allow as many as the hard limit. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	s->base = event_base_new();
 	s->http = s->base ? evhttp_new(s->base) : NULL;
 	if (!s->http) {
@@ -1249,6 +1401,18 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
 	s->sweep = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
 	s->commit_ev = evtimer_new(s->base, on_commit, s);
+	if (pipe2(s->commit_pipe, O_CLOEXEC) < 0) {
+		ret = kiln_err_set(err, -errno, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	s->commit_done_ev = event_new(s->base, s->commit_pipe[0], EV_READ | EV_PERSIST,
+				      on_commit_done, s);
+	if (!s->commit_done_ev || event_add(s->commit_done_ev, NULL) < 0 ||
+	    pthread_create(&s->committer, NULL, committer, s) != 0) {
+		ret = kiln_err_set(err, -ENOMEM, "cannot start the commit thread");
+		goto out;
+	}
+	s->committer_started = true;
 	if (!s->sig_term || !s->sig_int || !s->sweep || !s->commit_ev ||
 	    evsignal_add(s->sig_term, NULL) < 0 ||
 	    evsignal_add(s->sig_int, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {

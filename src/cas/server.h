@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 
 #include "cas/internal.h"
 
@@ -62,8 +63,20 @@ struct cas_server {
 	struct cas_metrics m;
 	struct event *sig_term, *sig_int, *sweep, *commit_ev;
 	bool batch_open;             /* a write transaction collects requests */
+	bool commit_busy;            /* its COMMIT runs on the committer thread */
 	struct pending *pending;     /* answers waiting for its COMMIT */
 	struct pending **pending_tail;
+	struct parked *parked;       /* requests waiting for the COMMIT to end */
+	struct parked **parked_tail;
+	/* committer thread: owns the store connection only while commit_busy */
+	pthread_t committer;
+	bool committer_started;
+	pthread_mutex_t commit_lock;
+	pthread_cond_t commit_cond;
+	bool commit_requested, commit_quit;
+	int commit_rc;
+	int commit_pipe[2];
+	struct event *commit_done_ev;
 };
 
 void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds);

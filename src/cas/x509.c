@@ -192,10 +192,19 @@ int cx_cert_der(X509 *cert, uint8_t **out, size_t *size)
 	return 0;
 }
 
+int cx_cert_spki_der(X509 *cert, unsigned char **der)
+{
+	/* The certificate's own SubjectPublicKeyInfo, re-serialized from its ASN.1
+	 * structure: i2d_PUBKEY() would go through OpenSSL 3's encoder lookup,
+	 * which costs more than the rest of an attestation. */
+	*der = NULL;
+	return i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), der);
+}
+
 int cx_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE])
 {
 	unsigned char *der = NULL;
-	int n = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
+	int n = cx_cert_spki_der(cert, &der);
 	int ret;
 
 	if (n <= 0)

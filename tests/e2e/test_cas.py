@@ -3,6 +3,7 @@ conflicts, secrets and substitution (checked with the openssl CLI), sim
 attestation and every refusal, volumes, export/import, restarts, audit."""
 import base64
 import hashlib
+import json
 import os
 import re
 import socket
@@ -237,6 +238,19 @@ def test_secrets_stable_across_restart(kiln, cas, cas_identity, tmp_path):
     pw = r1["env"]["PW"].encode()
     for f in os.listdir(cas.data):
         assert pw not in (cas.data / f).read_bytes(), f
+    # A policy update that leaves a secret's definition alone keeps its value;
+    # changing the definition generates a new one.
+    h = kiln("policy", "get", "acme/db", "--json", env=cas.env(alice), check=True).stdout
+    h = json.loads(h)["hash"]
+    upd = sim_policy(pred=h).replace("command: [/bin/true]", "command: [/bin/false]")
+    h2 = apply(kiln, cas, alice, write(tmp_path, "u.yaml", upd)).stdout.split()[-1]
+    status, r3 = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
+    assert status == 200 and r3["env"] == r1["env"]
+    upd = sim_policy(pred=h2).replace("size: 24}", "size: 30}")
+    apply(kiln, cas, alice, write(tmp_path, "v.yaml", upd))
+    status, r4 = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
+    assert status == 200 and len(r4["env"]["PW"]) == 30
+    assert r4["env"]["PIN"] == r1["env"]["PIN"]
 
 
 def refusal(cas, label):
@@ -530,7 +544,7 @@ def test_metrics_and_client_pinning(kiln, cas, cas_identity, tmp_path):
     p = kiln("policy", "list", "--cas", cas.url, "--identity", alice, "--cas-fingerprint",
              "00" * 32)
     assert p.returncode == 1 and "does not contain the pinned CA" in p.stderr
-    other = CasServer(kiln.__defaults__ and None or cas.kiln_bin, tmp_path / "other")
+    other = CasServer(cas.kiln_bin, tmp_path / "other")
     (tmp_path / "other").mkdir()
     other.start()
     try:
@@ -557,3 +571,58 @@ def test_cas_cli_usage(kiln, tmp_path):
     assert p.returncode == 1 and "no such data directory" in p.stderr
     p = kiln("cas", "serve", "--data", tmp_path / "d", "--listen", "nonsense")
     assert p.returncode == 1 and "expected HOST:PORT" in p.stderr
+
+
+def test_clients_that_leave_early(kiln, cas, cas_identity, tmp_path):
+    """Writers that close their connection before the answer (which waits for
+    the group commit) must not crash the CAS, and their writes still land."""
+    import threading
+    alice, _ = cas_identity("alice")
+    ctx = cas.ssl_context(alice)
+
+    def hit(i):
+        body = f"name: early/p{i}\nsecrets: [{{name: s, kind: ascii}}]\n".encode()
+        req = (b"POST /v1/policies HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+               str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", cas.port), timeout=30) as s:
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                t.sendall(req)
+        # closed without reading the answer
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Every request was complete when sent: each policy ends up stored. The
+    # server may still be reading some of them: poll (bounded, not timed).
+    names = set()
+    for _ in range(300):
+        out = kiln("policy", "list", env=cas.env(alice), check=True).stdout
+        names = {ln.split()[0] for ln in out.splitlines()}
+        if len(names) == 24:
+            break
+        time.sleep(0.1)
+    assert names == {f"early/p{i}" for i in range(24)}
+    assert cas.proc.poll() is None
+
+
+def test_fingerprint_san_and_sigint(kiln, kiln_bin, tmp_path):
+    (tmp_path / "w").mkdir()
+    server = CasServer(kiln_bin, tmp_path / "w", ["--san", "cas.example.internal",
+                                                   "--san", "10.1.2.3"]).start()
+    try:
+        p = kiln("cas", "fingerprint", "--data", server.data, check=True)
+        assert p.stdout.strip() == server.fingerprint
+        der = ssl.PEM_cert_to_DER_cert(open(server.ca_file).read())
+        assert hashlib.sha256(der).hexdigest() == server.fingerprint
+        pem = ssl.get_server_certificate(("127.0.0.1", server.port))
+        (tmp_path / "srv.pem").write_text(pem)
+        text = openssl("x509", "-in", tmp_path / "srv.pem", "-noout", "-text").stdout
+        for san in ("DNS:localhost", "DNS:cas.example.internal", "IP Address:127.0.0.1",
+                    "IP Address:10.1.2.3"):
+            assert san in text, text
+    finally:
+        import signal as _signal
+        assert server.stop(_signal.SIGINT) == 0
+    assert "shutting down" in server.log()
