@@ -195,7 +195,7 @@ out.append("const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT] = {")
 for nr in range(MAX + 1):
     name = names.get(nr)
     if name is None:
-        out.append(f'\t[{nr}] = {{ "unassigned", RT_SYS_PASS, 0, {{ {{ -1, -1 }}, {{ -1, -1 }} }}, '
+        out.append(f'\t[{nr}] = {{ "unassigned", RT_SYS_PASS, 0, {{ {{ -1, -1 }}, {{ -1, -1 }} }},'
                    f'\n\t\t"no such call: the kernel answers ENOSYS" }},')
         continue
     act, mask, pairs, note = T.get(name, (P, 0, [], ""))
