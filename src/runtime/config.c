@@ -68,6 +68,9 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		cfg->sud = line[5] == 'n';
 		return 0;
 	}
+	if (strncmp(line, "cwd /", 5) == 0)
+		return rt_path_normalize(NULL, line + 4, cfg->cwd, sizeof(cfg->cwd)) ? -KILN_EFORMAT
+										: 0;
 	if (strncmp(line, "freshness ", 10) == 0)
 		return rt_freshness_parse(line + 10, &cfg->freshness) ? -KILN_EFORMAT : 0;
 	if (strncmp(line, "volume ", 7) == 0) {
@@ -152,7 +155,7 @@ out:
 
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
 {
-	size_t cap = 256 + cfg->n_volumes * (3 * 4096 + 96);
+	size_t cap = 4400 + cfg->n_volumes * (3 * 4096 + 96);
 	char *buf = malloc(cap);
 	size_t len = 0;
 	int n;
@@ -172,6 +175,10 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 			     cfg->volumes[i].dir, hex, cfg->volumes[i].tag_file[0] ? " " : "",
 			     cfg->volumes[i].tag_file);
 		kiln_wipe(hex, sizeof(hex));
+		len += (size_t)n;
+	}
+	if (cfg->cwd[0]) {
+		n = snprintf(buf + len, cap - len, "cwd %s\n", cfg->cwd);
 		len += (size_t)n;
 	}
 	n = snprintf(buf + len, cap - len, "end\n");

@@ -77,6 +77,13 @@ int rt_shield_init(struct kiln_err *err) RT_HIDDEN;
 bool rt_shield_touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
 /* Run a SHIELD call that touches a protected object. */
 long rt_shield_call(long nr, const long a[6]) RT_HIDDEN;
+/* Virtual working directory (a volume directory the kernel cannot hold). When
+ * set, rt_dispatch rewrites relative paths of AT_FDCWD calls to absolute ones. */
+bool rt_vcwd_on(void) RT_HIDDEN;
+/* Write the absolute form of a relative path against the virtual cwd. */
+int rt_vcwd_abs(const char *path, char *out, size_t out_size) RT_HIDDEN;
+/* Copy the virtual cwd (for exec); "" when none. */
+void rt_vcwd_get(char *out, size_t out_size) RT_HIDDEN;
 /* Name of the first protected path/fd the call touches (for refusal lines). */
 void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
 			size_t out_size) RT_HIDDEN;

@@ -102,6 +102,7 @@ struct rt_config {
 	bool dev;                      /* development mode: no attestation */
 	bool sud;                      /* enable Syscall User Dispatch */
 	enum rt_freshness freshness;
+	char cwd[4096];                /* virtual working directory in a volume ("" = none) */
 	size_t n_volumes;
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
 };
@@ -111,6 +112,7 @@ struct rt_config {
  *   sud on|off
  *   freshness every-fsync|on-close|on-exit
  *   volume <mount> <dir> <64 hex key> [<tag file>]   (paths without spaces)
+ *   cwd <path>        (working directory inside a volume, passed across exec)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the

@@ -25,6 +25,7 @@
 #include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,9 @@ struct rt_ofd {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The working directory when it is a volume directory (see rt_vcwd_on). */
+static char g_vcwd[4096];
+static atomic_bool g_vcwd_set;
 static uid_t g_uid;
 static gid_t g_gid;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
@@ -159,7 +163,9 @@ static bool resolve(long dirfd, const char *path, struct target *t)
 			return false;
 	} else {
 		if ((int)dirfd == AT_FDCWD) {
-			if (rt_sys(SYS_getcwd, base, sizeof(base)) < 0)
+			if (atomic_load(&g_vcwd_set))
+				snprintf(base, sizeof(base), "%s", g_vcwd);
+			else if (rt_sys(SYS_getcwd, base, sizeof(base)) < 0)
 				return false;
 		} else if (rt_fd_kind((int)dirfd) == RT_FD_DIR) {
 			struct rt_ofd *o = rt_fd_get((int)dirfd);
@@ -933,10 +939,16 @@ static long do_rename(long d1, const char *from, long d2, const char *to, unsign
 		return rt_sys(SYS_renameat2, d1, from, d2, to, flags);
 	if (!pa || !pb || a.vol != b.vol)
 		return -EXDEV;
-	if (flags) {
+	if (flags & ~RENAME_NOREPLACE) {
 		rt_say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
 		       flags, a.abs);
 		return -ENOTSUP;
+	}
+	if (flags & RENAME_NOREPLACE) {
+		struct pf_stat ps;
+
+		if (pf_stat(b.vol->pf, b.rel, &ps, NULL) == 0)
+			return -EEXIST;
 	}
 	if (strcmp(a.rel, b.rel) == 0)
 		return 0;
@@ -1158,28 +1170,93 @@ static long do_fsync(long fd)
 	}
 }
 
+bool rt_vcwd_on(void)
+{
+	return atomic_load_explicit(&g_vcwd_set, memory_order_relaxed);
+}
+
+int rt_vcwd_abs(const char *path, char *out, size_t out_size)
+{
+	return rt_path_normalize(g_vcwd, path, out, out_size);
+}
+
+void rt_vcwd_get(char *out, size_t out_size)
+{
+	snprintf(out, out_size, "%s", atomic_load(&g_vcwd_set) ? g_vcwd : "");
+}
+
+/* chdir into a volume: the root of a volume mounted at its own directory is
+ * a real directory the kernel can hold; any other volume directory becomes
+ * the virtual working directory (the kernel's is the volume directory). */
+static long chdir_volume(struct target *t)
+{
+	struct stat st;
+	long r = stat_rel(t->vol, t->rel, &st);
+
+	if (r < 0)
+		return r;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (!t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0) {
+		r = rt_sys(SYS_fchdir, t->vol->rootfd);
+		if (r == 0)
+			atomic_store(&g_vcwd_set, false);
+		return r;
+	}
+	r = rt_sys(SYS_fchdir, t->vol->rootfd);
+	if (r < 0)
+		return r;
+	snprintf(g_vcwd, sizeof(g_vcwd), "%s", t->abs);
+	atomic_store(&g_vcwd_set, true);
+	return 0;
+}
+
 static long do_fchdir(long fd)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct target t;
+	long r;
 
-	if (rt_fd_kind((int)fd) == RT_FD_DIR && !o->rel[0] &&
-	    strcmp(o->vol->cfg->mount, o->vol->cfg->dir) == 0)
-		return rt_sys(SYS_fchdir, fd);
-	rt_say("fchdir into a volume directory other than its root: not supported (ENOTSUP)");
-	return -ENOTSUP;
+	if (rt_fd_kind((int)fd) == RT_FD_DIR) {
+		if ((size_t)snprintf(t.abs, sizeof(t.abs), "%s%s%s", o->vol->cfg->mount,
+				     o->rel[0] ? "/" : "", o->rel) >= sizeof(t.abs))
+			return -ENAMETOOLONG;
+		t.vol = o->vol;
+		t.rel = t.abs + strlen(t.abs) - strlen(o->rel);
+		return chdir_volume(&t);
+	}
+	if (own_or_badf(fd))
+		return -EBADF;
+	r = rt_sys(SYS_fchdir, fd);
+	if (r == 0)
+		atomic_store(&g_vcwd_set, false);
+	return r;
 }
 
 static long do_chdir(const char *path)
 {
 	struct target t;
+	long r;
 
-	if (!resolve(AT_FDCWD, path, &t))
-		return rt_sys(SYS_chdir, path);
-	if (!t.rel[0] && strcmp(t.vol->cfg->mount, t.vol->cfg->dir) == 0)
-		return rt_sys(SYS_chdir, path);
-	rt_say("chdir %s: volume directories other than the root cannot be the working "
-	       "directory (ENOTSUP)", t.abs);
-	return -ENOTSUP;
+	if (resolve(AT_FDCWD, path, &t))
+		return chdir_volume(&t);
+	r = rt_sys(SYS_chdir, path);
+	if (r == 0)
+		atomic_store(&g_vcwd_set, false);
+	return r;
+}
+
+static long do_getcwd(char *buf, size_t size)
+{
+	size_t n;
+
+	if (!atomic_load(&g_vcwd_set))
+		return rt_sys(SYS_getcwd, buf, size);
+	n = strlen(g_vcwd) + 1;
+	if (n > size)
+		return -ERANGE;
+	memcpy(buf, g_vcwd, n);
+	return (long)n;
 }
 
 static long shield_call(long nr, const long a[6])
@@ -1292,6 +1369,8 @@ static long shield_call(long nr, const long a[6])
 		return do_utimens(a[0], (const char *)a[1], NULL, 0);
 	case SYS_chdir:
 		return do_chdir((const char *)a[0]);
+	case SYS_getcwd:
+		return do_getcwd((char *)a[0], (size_t)a[1]);
 	case SYS_getxattr:
 	case SYS_lgetxattr:
 		return do_exists(AT_FDCWD, (const char *)a[0], -ENODATA);
@@ -1398,6 +1477,14 @@ int rt_shield_init(struct kiln_err *err)
 		g_nvols = i + 1;
 	}
 	g_rt.shield_on = g_nvols > 0;
+	if (g_rt.cfg.cwd[0]) {
+		struct target t;
+
+		/* Inherited from the parent across exec. */
+		if (!resolve(AT_FDCWD, g_rt.cfg.cwd, &t) || chdir_volume(&t) < 0)
+			return kiln_err_set(err, -ENOENT, "working directory %s: not in a volume",
+					    g_rt.cfg.cwd);
+	}
 	return 0;
 }
 
