@@ -65,3 +65,8 @@ void rt_vcwd_get(char *out, size_t out_size)
 {
 	out[0] = '\0';
 }
+
+int rt_shield_add_file(const char *path, const void *data, size_t size, mode_t mode)
+{
+	return -ENOTSUP;
+}
