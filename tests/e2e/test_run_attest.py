@@ -162,3 +162,44 @@ def test_attest_errors(kiln, tmp_path):
     p = kiln("run", "--cas", "https://127.0.0.1:1", "--cas-fingerprint", "00" * 32, "--", "true")
     assert p.returncode == 2
     assert "--cas needs --session and --service" in p.stderr
+
+
+@pytest.fixture
+def las(kiln_bin, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("kiln las serve runs as root")
+    import signal
+    import time
+    sock, key = tmp_path / "las.sock", tmp_path / "las.key"
+    log = open(tmp_path / "las.log", "wb")
+    proc = subprocess.Popen([kiln_bin, "las", "serve", "--socket", str(sock), "--key", str(key),
+                             "--runtime-lib", str(BUILD / "src" / "runtime" / "libkiln.so")],
+                            stdout=log, stderr=log)
+    for _ in range(600):
+        if sock.exists() and (tmp_path / "las.pem").exists():
+            break
+        if proc.poll() is not None:
+            pytest.fail("kiln las serve exited: " + (tmp_path / "las.log").read_text())
+        time.sleep(0.05)
+    yield sock, tmp_path / "las.pem"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_attested_run_host_backend(attested, kiln, cas, las, tmp_path):
+    """tee host: kiln-las measures the process (leaving libkiln out by digest) and
+    signs the evidence; the runtime's own measurement must agree for the binding."""
+    sock, cert = las
+    kiln("cas", "trust-las", cert, "--data", cas.data, check=True)
+    text = POLICY.replace("tee: [sim]\n  allow_insecure_sim: true", "tee: [host]")
+    python = attested["python"]
+    (tmp_path / "h.yaml").write_text(text.format(
+        python=python, app=json_str(APP), data=attested["data"], meas="any", pred="null"))
+    kiln("policy", "apply", tmp_path / "h.yaml", env=cas.env(attested["owner"]), check=True)
+    p = subprocess.run([cas.kiln_bin, "run", "--cas", cas.url, "--cas-ca", cas.ca_file,
+                        "--session", "acme/app", "--service", "app", "--tee", "host", "--",
+                        python], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, KILN_LAS_SOCKET=str(sock)))
+    assert p.returncode == 0, p.stderr + cas.log()[-2000:]
+    assert p.stdout.splitlines()[0] == "argv ['policy-arg']"
