@@ -65,7 +65,7 @@ fd("fchmod", S, 0, note="mode kept by the shield")
 fd("fchown", S, 0, note="accepted, ownership not stored")
 fd("getdents", R, 0, note="legacy; use getdents64")
 fd("getdents64", S, 0, note="directory listing of the plaintext view")
-fd("fchdir", S, 0, note="protected directory fds are real directories")
+fd("fchdir", X, 0, note="into a volume directory: virtual working directory")
 for n in ["fsetxattr", "fremovexattr"]:
     fd(n, R, 0, note="xattrs are not stored in volumes")
 fd("fgetxattr", S, 0, note="ENODATA: volume files have no xattrs")
@@ -104,7 +104,7 @@ path("futimesat", S, (0, 1), note="accepted, times not stored")
 path("utimensat", S, (0, 1), fds=(0,), note="accepted, times not stored")
 path("readlink", S, (-1, 0), note="protected files are never symlinks: EINVAL")
 path("readlinkat", S, (0, 1), note="protected files are never symlinks: EINVAL")
-path("chdir", S, (-1, 0), note="allowed when the plaintext view is a real directory")
+path("chdir", X, (-1, 0), note="into a volume directory: virtual working directory")
 path("statfs", P, (-1, 0), note="reports the backing file system")
 path("link", R, (-1, 0), (-1, 1), note="hard links are not supported in volumes")
 path("linkat", R, (0, 1), (2, 3), note="hard links are not supported in volumes")
@@ -154,6 +154,7 @@ for n, note in [("rt_sigreturn", "returns through the runtime's restorer"),
                 ("fork", "child inherits the fd table"),
                 ("vfork", "run as fork: the runtime's handler cannot share the stack"),
                 ("prctl", "PR_SET_SYSCALL_USER_DISPATCH reserved to the runtime"),
+                ("getcwd", "the virtual working directory inside a volume"),
                 ("io_uring_setup", "refused when volumes are mounted: rings bypass the shield"),
                 ("io_uring_enter", "refused when volumes are mounted"),
                 ("io_uring_register", "refused when volumes are mounted"),
@@ -195,7 +196,7 @@ out.append("const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT] = {")
 for nr in range(MAX + 1):
     name = names.get(nr)
     if name is None:
-        out.append(f'\t[{nr}] = {{ "unassigned", RT_SYS_PASS, 0, {{ {{ -1, -1 }}, {{ -1, -1 }} }}, '
+        out.append(f'\t[{nr}] = {{ "unassigned", RT_SYS_PASS, 0, {{ {{ -1, -1 }}, {{ -1, -1 }} }},'
                    f'\n\t\t"no such call: the kernel answers ENOSYS" }},')
         continue
     act, mask, pairs, note = T.get(name, (P, 0, [], ""))

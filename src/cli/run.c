@@ -1,6 +1,8 @@
 /* kiln run: start a program under the kiln runtime (libkiln.so).
  *
- *   kiln run [--volume [MOUNT=]DIR:KEYFILE | --volume DIR=KEYFILE]...
+ *   kiln run [--cas URL (--cas-ca FILE | --cas-fingerprint HEX) --session S
+ *             --service N --tee sim|host]
+ *            [--volume [MOUNT=]DIR:KEYFILE | --volume DIR=KEYFILE]...
  *            [--freshness every-fsync|on-close|on-exit] [--sud on|off|auto]
  *            -- PROGRAM [ARGS...]
  *
@@ -31,6 +33,14 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"Usage: kiln run [OPTIONS] -- PROGRAM [ARGS...]\n\n"
 		"Run an unmodified program under the kiln runtime (libkiln.so).\n\n"
+		"Attestation (before main, the runtime attests to the CAS and receives the\n"
+		"program's arguments, environment, files and volumes from the policy):\n"
+		"  --cas URL                   https://HOST:PORT of kiln-cas [KILN_CAS]\n"
+		"  --cas-ca FILE               CA certificate to pin [KILN_CAS_CA]\n"
+		"  --cas-fingerprint HEX       or its SHA-256 fingerprint [KILN_CAS_FINGERPRINT]\n"
+		"  --session NAME              policy (session) name\n"
+		"  --service NAME              service of the policy\n"
+		"  --tee sim|host              evidence backend (default host)\n\n"
 		"Options:\n"
 		"  --volume MOUNT=DIR:KEYFILE  show the protected volume DIR (made by\n"
 		"                              'kiln fs init') as plaintext at MOUNT\n"
@@ -265,7 +275,22 @@ static bool is_static_elf(const char *path)
 	return !interp;
 }
 
-enum { OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS };
+enum {
+	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
+	OPT_SERVICE, OPT_TEE
+};
+
+/* Copy a value into a fixed config field; false (with a message) when it does
+ * not fit or holds a space (the config format is word based). */
+static bool set_word(char *dst, size_t size, const char *opt, const char *val)
+{
+	if (!val[0] || strlen(val) >= size || strchr(val, ' ') || strchr(val, '\n')) {
+		cli_error("%s '%s': empty, too long or contains spaces", opt, val);
+		return false;
+	}
+	memcpy(dst, val, strlen(val) + 1);
+	return true;
+}
 
 int run_main(int argc, char **argv)
 {
@@ -274,17 +299,20 @@ int run_main(int argc, char **argv)
 		{ "freshness", required_argument, NULL, OPT_FRESHNESS },
 		{ "sud", required_argument, NULL, OPT_SUD },
 		{ "cas", required_argument, NULL, OPT_CAS },
-		{ "cas-ca", required_argument, NULL, OPT_CAS },
-		{ "cas-fingerprint", required_argument, NULL, OPT_CAS },
-		{ "session", required_argument, NULL, OPT_CAS },
-		{ "service", required_argument, NULL, OPT_CAS },
-		{ "tee", required_argument, NULL, OPT_CAS },
+		{ "cas-ca", required_argument, NULL, OPT_CAS_CA },
+		{ "cas-fingerprint", required_argument, NULL, OPT_CAS_FP },
+		{ "session", required_argument, NULL, OPT_SESSION },
+		{ "service", required_argument, NULL, OPT_SERVICE },
+		{ "tee", required_argument, NULL, OPT_TEE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rt_config *cfg = calloc(1, sizeof(*cfg));
 	char lib[PATH_MAX], fdstr[32];
 	const char *sud = "auto";
+	const char *cas = getenv("KILN_CAS"), *cas_ca = getenv("KILN_CAS_CA");
+	const char *cas_fp = getenv("KILN_CAS_FINGERPRINT");
+	const char *session = NULL, *service = NULL, *tee = "host";
 	char *text = NULL;
 	size_t text_size = 0;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
@@ -322,10 +350,28 @@ int run_main(int argc, char **argv)
 			sud = optarg;
 			break;
 		case OPT_CAS:
-			cli_error("%s: attestation is not available in this build of kiln run "
-				  "(development mode only; see docs/runtime.md)", argv[optind - 1]);
-			status = CLI_EXIT_FAIL;
-			goto out;
+			cas = optarg;
+			break;
+		case OPT_CAS_CA:
+			cas_ca = optarg;
+			break;
+		case OPT_CAS_FP:
+			cas_fp = optarg;
+			break;
+		case OPT_SESSION:
+			session = optarg;
+			break;
+		case OPT_SERVICE:
+			service = optarg;
+			break;
+		case OPT_TEE:
+			if (strcmp(optarg, "sim") && strcmp(optarg, "host")) {
+				cli_error("--tee '%s': expected sim or host (hardware TEEs are not "
+					  "supported by kiln run yet)", optarg);
+				goto out;
+			}
+			tee = optarg;
+			break;
 		default:
 			cli_error("run: unknown or incomplete option '%s' (see 'kiln run --help')",
 				  argv[optind - 1]);
@@ -336,10 +382,54 @@ int run_main(int argc, char **argv)
 		cli_error("run: missing PROGRAM (usage: kiln run [OPTIONS] -- PROGRAM [ARGS...])");
 		goto out;
 	}
-	cfg->sud = strcmp(sud, "on") == 0 || (strcmp(sud, "auto") == 0 && cfg->n_volumes > 0);
+	if (cas && cas[0]) {
+		char cwd[PATH_MAX];
+
+		if (!session || !service) {
+			cli_error("run: --cas needs --session and --service");
+			goto out;
+		}
+		if ((!cas_ca || !cas_ca[0]) && (!cas_fp || !cas_fp[0])) {
+			cli_error("run: --cas needs --cas-ca FILE or --cas-fingerprint HEX "
+				  "(KILN_CAS_CA, KILN_CAS_FINGERPRINT) to pin the CAS");
+			goto out;
+		}
+		if (strncmp(cas, "https://", 8) != 0) {
+			cli_error("--cas '%s': expected https://HOST:PORT", cas);
+			goto out;
+		}
+		cfg->dev = false;
+		if (!set_word(cfg->cas, sizeof(cfg->cas), "--cas", cas) ||
+		    !set_word(cfg->session, sizeof(cfg->session), "--session", session) ||
+		    !set_word(cfg->service, sizeof(cfg->service), "--service", service) ||
+		    !set_word(cfg->tee, sizeof(cfg->tee), "--tee", tee))
+			goto out;
+		if (cas_fp && cas_fp[0] &&
+		    !set_word(cfg->cas_fingerprint, sizeof(cfg->cas_fingerprint),
+			      "--cas-fingerprint", cas_fp))
+			goto out;
+		if (cas_ca && cas_ca[0]) {
+			if (!getcwd(cwd, sizeof(cwd)) ||
+			    rt_path_normalize(cwd, cas_ca, cfg->cas_ca, sizeof(cfg->cas_ca)) ||
+			    strchr(cfg->cas_ca, ' ')) {
+				cli_error("--cas-ca '%s': path not supported", cas_ca);
+				goto out;
+			}
+			if (access(cfg->cas_ca, R_OK) != 0) {
+				cli_error("--cas-ca %s: %s", cfg->cas_ca, strerror(errno));
+				goto out;
+			}
+		}
+	} else if (session || service) {
+		cli_error("run: --session/--service need --cas (or KILN_CAS)");
+		goto out;
+	}
+	/* Attested programs may get volumes from the CAS: dispatch on by default. */
+	cfg->sud = strcmp(sud, "on") == 0 ||
+		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {
+	if ((cfg->n_volumes || cfg->cas[0]) && lib[0] && is_static_elf(lib)) {
 		cli_error("%s is statically linked: the runtime cannot be loaded into it, so its "
 			  "files would not be shielded (not supported)", lib);
 		goto out;
@@ -370,8 +460,10 @@ int run_main(int argc, char **argv)
 		cli_error("run: cannot set the environment");
 		goto out;
 	}
-	fprintf(stderr, "kiln: development mode: no attestation\n");
-	fflush(stderr);
+	if (cfg->dev) {
+		fprintf(stderr, "kiln: development mode: no attestation\n");
+		fflush(stderr);
+	}
 	kiln_free_secret(text, text_size);
 	text = NULL;
 	rt_config_wipe(cfg);

@@ -1,5 +1,6 @@
 /* kiln runtime: the launcher -> runtime configuration text (see runtime.h). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,34 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		cfg->sud = line[5] == 'n';
 		return 0;
 	}
+	static const struct {
+		const char *key;
+		size_t off, size;
+	} words[] = {
+		{ "cas ", offsetof(struct rt_config, cas), sizeof(cfg->cas) },
+		{ "cas-ca ", offsetof(struct rt_config, cas_ca), sizeof(cfg->cas_ca) },
+		{ "cas-fingerprint ", offsetof(struct rt_config, cas_fingerprint),
+		  sizeof(cfg->cas_fingerprint) },
+		{ "session ", offsetof(struct rt_config, session), sizeof(cfg->session) },
+		{ "service ", offsetof(struct rt_config, service), sizeof(cfg->service) },
+		{ "tee ", offsetof(struct rt_config, tee), sizeof(cfg->tee) },
+	};
+
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(words); i++) {
+		size_t n = strlen(words[i].key);
+
+		if (strncmp(line, words[i].key, n) == 0) {
+			const char *v = line + n;
+
+			if (!v[0] || strchr(v, ' ') || strlen(v) >= words[i].size)
+				return -KILN_EFORMAT;
+			memcpy((char *)cfg + words[i].off, v, strlen(v) + 1);
+			return 0;
+		}
+	}
+	if (strncmp(line, "cwd /", 5) == 0)
+		return rt_path_normalize(NULL, line + 4, cfg->cwd, sizeof(cfg->cwd)) ? -KILN_EFORMAT
+										: 0;
 	if (strncmp(line, "freshness ", 10) == 0)
 		return rt_freshness_parse(line + 10, &cfg->freshness) ? -KILN_EFORMAT : 0;
 	if (strncmp(line, "volume ", 7) == 0) {
@@ -152,7 +181,7 @@ out:
 
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
 {
-	size_t cap = 256 + cfg->n_volumes * (3 * 4096 + 96);
+	size_t cap = 10000 + cfg->n_volumes * (3 * 4096 + 96);
 	char *buf = malloc(cap);
 	size_t len = 0;
 	int n;
@@ -173,6 +202,24 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 			     cfg->volumes[i].tag_file);
 		kiln_wipe(hex, sizeof(hex));
 		len += (size_t)n;
+	}
+	if (cfg->cwd[0]) {
+		n = snprintf(buf + len, cap - len, "cwd %s\n", cfg->cwd);
+		len += (size_t)n;
+	}
+	if (cfg->cas[0]) {
+		n = snprintf(buf + len, cap - len, "cas %s\nsession %s\nservice %s\ntee %s\n",
+			     cfg->cas, cfg->session, cfg->service, cfg->tee);
+		len += (size_t)n;
+		if (cfg->cas_ca[0]) {
+			n = snprintf(buf + len, cap - len, "cas-ca %s\n", cfg->cas_ca);
+			len += (size_t)n;
+		}
+		if (cfg->cas_fingerprint[0]) {
+			n = snprintf(buf + len, cap - len, "cas-fingerprint %s\n",
+				     cfg->cas_fingerprint);
+			len += (size_t)n;
+		}
 	}
 	n = snprintf(buf + len, cap - len, "end\n");
 	len += (size_t)n;

@@ -3,6 +3,7 @@
  * call, or any call while no volume is mounted) costs a table load and the
  * raw system call. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/prctl.h>
 #include <signal.h>
@@ -101,19 +102,72 @@ static long runtime_call(long nr, const struct rt_syscall *s, const long a[6])
 		if (g_rt.sud_on)
 			return -ENOSYS;
 		return raw6(nr, a);
+	case SYS_chdir:
+	case SYS_fchdir:
+	case SYS_getcwd:
+		if (g_rt.shield_on)
+			return rt_shield_call(nr, a);
+		return raw6(nr, a);
 	default:
 		return raw6(nr, a);
 	}
+}
+
+/* With a virtual working directory the kernel's cwd is elsewhere: give every
+ * relative AT_FDCWD path its absolute form (buffers live in the caller's
+ * frame for the duration of the call). */
+static const long *absolutize(const struct rt_syscall *s, const long a[6], long out[6],
+			      char bufs[2][4096])
+{
+	bool changed = false;
+
+	for (int i = 0; i < 6; i++)
+		out[i] = a[i];
+	for (int i = 0; i < 2; i++) {
+		int d = s->paths[i][0], p = s->paths[i][1];
+		const char *path = (const char *)a[p];
+
+		if (p < 0 || !path || !path[0] || path[0] == '/')
+			continue;
+		if (d >= 0 && (int)a[d] != AT_FDCWD)
+			continue;
+		if (rt_vcwd_abs(path, bufs[i], sizeof(bufs[i])) == 0) {
+			out[p] = (long)bufs[i];
+			changed = true;
+		}
+	}
+	return changed ? out : a;
+}
+
+static long dispatch(long nr, const struct rt_syscall *s, const long a[6]);
+
+/* Separate frame: the 8 KiB of path buffers are only on the stack when a
+ * virtual working directory is in use (the SIGSYS handler may run on a small
+ * signal stack). */
+static __attribute__((noinline)) long dispatch_vcwd(long nr, const struct rt_syscall *s,
+						    const long a[6])
+{
+	char bufs[2][4096];
+	long abs_args[6];
+
+	return dispatch(nr, s, absolutize(s, a, abs_args, bufs));
 }
 
 long rt_dispatch(long nr, const long a[6], ucontext_t *uc)
 {
 	const struct rt_syscall *s;
 
-	if (nr < 0 || nr > RT_SYSCALL_MAX)
+	if (nr < 0 || nr > RT_SYSCALL_MAX || t_rt_depth > 0)
 		return raw6(nr, a);
 	s = &g_rt_syscalls[nr];
-	if (s->action == RT_SYS_PASS || t_rt_depth > 0)
+	if (s->paths[0][1] >= 0 && rt_vcwd_on())
+		return dispatch_vcwd(nr, s, a);
+	return dispatch(nr, s, a);
+}
+
+static long dispatch(long nr, const struct rt_syscall *s, const long a[6])
+{
+	if (s->action == RT_SYS_PASS)
 		return raw6(nr, a);
 	if (s->action == RT_SYS_RUNTIME)
 		return runtime_call(nr, s, a);

@@ -54,12 +54,32 @@ int rt_exec_env(char *const *envp, struct rt_exec_env *e)
 	if (ret < 0)
 		goto fail;
 	e->pipe_rd = pipefd[0];
-	/* The config is small (< 64 KiB pipe buffer): the write cannot block. */
-	ret = rt_sys(SYS_write, pipefd[1], g_rt.config_text, g_rt.config_size);
-	rt_sys(SYS_close, pipefd[1]);
-	if (ret != (long)g_rt.config_size) {
-		ret = ret < 0 ? ret : -EIO;
-		goto fail;
+	/* The config is small (< 64 KiB pipe buffer): the writes cannot block.
+	 * A virtual working directory travels as a "cwd" line before "end". */
+	{
+		char cwd[4200];
+		size_t len = g_rt.config_size;
+		long want;
+
+		rt_vcwd_get(cwd + 4, sizeof(cwd) - 10);
+		if (cwd[4] && len >= 4 && memcmp(g_rt.config_text + len - 4, "end\n", 4) == 0) {
+			memcpy(cwd, "cwd ", 4);
+			strcat(cwd, "\nend\n");
+			len -= 4;
+		} else {
+			cwd[0] = '\0';
+		}
+		ret = rt_sys(SYS_write, pipefd[1], g_rt.config_text, len);
+		want = (long)len;
+		if (ret == want && cwd[0]) {
+			want = (long)strlen(cwd);
+			ret = rt_sys(SYS_write, pipefd[1], cwd, want);
+		}
+		rt_sys(SYS_close, pipefd[1]);
+		if (ret != want) {
+			ret = ret < 0 ? ret : -EIO;
+			goto fail;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(envp[i], RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)

@@ -77,6 +77,13 @@ int rt_shield_init(struct kiln_err *err) RT_HIDDEN;
 bool rt_shield_touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
 /* Run a SHIELD call that touches a protected object. */
 long rt_shield_call(long nr, const long a[6]) RT_HIDDEN;
+/* Virtual working directory (a volume directory the kernel cannot hold). When
+ * set, rt_dispatch rewrites relative paths of AT_FDCWD calls to absolute ones. */
+bool rt_vcwd_on(void) RT_HIDDEN;
+/* Write the absolute form of a relative path against the virtual cwd. */
+int rt_vcwd_abs(const char *path, char *out, size_t out_size) RT_HIDDEN;
+/* Copy the virtual cwd (for exec); "" when none. */
+void rt_vcwd_get(char *out, size_t out_size) RT_HIDDEN;
 /* Name of the first protected path/fd the call touches (for refusal lines). */
 void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
 			size_t out_size) RT_HIDDEN;
@@ -99,6 +106,22 @@ int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **c
 /* Local freshness provider, `kiln fs` tag file format (fresh.c). */
 struct pf_freshness_ops;
 int rt_fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx) RT_HIDDEN;
+
+/* Attestation (attest.c). rt_attest talks to the CAS; apply_early turns the
+ * answer into argv/env (for the __libc_start_main interposer) and volumes (into
+ * g_rt.cfg); apply_late, after the shield is up, injects files and changes to
+ * the policy's working directory. */
+int rt_attest(struct kiln_err *err) RT_HIDDEN;
+int rt_attest_apply_early(struct kiln_err *err) RT_HIDDEN;
+int rt_attest_apply_late(struct kiln_err *err) RT_HIDDEN;
+bool rt_attest_argv(int *argc, char ***argv, char ***env) RT_HIDDEN;
+/* KILN_MEASURE_ONLY=1: print the workload measurement and exit (kiln measure). */
+void rt_measure_only(void) RT_HIDDEN;
+/* Freshness provider over /v1/volumes/{id}/prepare|commit|tag. */
+int rt_fresh_cas(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops,
+		 void **ctx) RT_HIDDEN;
+/* An injected file: plaintext in memory only, at an absolute path. */
+int rt_shield_add_file(const char *path, const void *data, size_t size, mode_t mode) RT_HIDDEN;
 
 /* exec: build the environment for a re-launched child and hand it the config. */
 long rt_exec(long nr, const long a[6]) RT_HIDDEN;

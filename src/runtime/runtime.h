@@ -90,18 +90,31 @@ size_t rt_fd_count(void);
 enum rt_freshness { RT_FRESH_EVERY_FSYNC, RT_FRESH_ON_CLOSE, RT_FRESH_ON_EXIT };
 
 #define RT_MAX_VOLUMES 16
+#define RT_TAG_ASK UINT64_MAX
 
 struct rt_volume_cfg {
 	char mount[4096]; /* normalized absolute path the program sees */
 	char dir[4096];   /* normalized absolute volume directory */
 	uint8_t key[32];  /* volume key (secret: wiped by rt_config_wipe) */
 	char tag_file[4096]; /* local freshness tag store ("" = none), as `kiln fs` */
+	/* Volumes granted by the CAS (never in the launcher's config): the CAS
+	 * holds their freshness tag. */
+	char cas_id[80];
+	uint64_t committed, prepared; /* from the grant; RT_TAG_ASK once used */
 };
 
 struct rt_config {
 	bool dev;                      /* development mode: no attestation */
 	bool sud;                      /* enable Syscall User Dispatch */
 	enum rt_freshness freshness;
+	char cwd[4096];                /* virtual working directory in a volume ("" = none) */
+	/* Attestation (no secrets): empty cas = development mode. */
+	char cas[512];                 /* https://HOST:PORT */
+	char cas_ca[4096];             /* absolute path of the pinned CA certificate, or "" */
+	char cas_fingerprint[80];      /* hex SHA-256 of the CA certificate, or "" */
+	char session[256];
+	char service[256];
+	char tee[16];                  /* "sim" | "host" */
 	size_t n_volumes;
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
 };
@@ -111,6 +124,9 @@ struct rt_config {
  *   sud on|off
  *   freshness every-fsync|on-close|on-exit
  *   volume <mount> <dir> <64 hex key> [<tag file>]   (paths without spaces)
+ *   cwd <path>        (working directory inside a volume, passed across exec)
+ *   cas <url> / cas-ca <path> / cas-fingerprint <hex> / session <name> /
+ *   service <name> / tee <sim|host>      (attestation; no secrets)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the

@@ -25,6 +25,7 @@
 #include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct rt_vol {
 	dev_t dev;      /* reported as st_dev of every file in the volume */
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
+	bool created;             /* CAS volume initialized by this process */
 };
 
 struct rt_node {
@@ -80,6 +82,9 @@ struct rt_ofd {
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The working directory when it is a volume directory (see rt_vcwd_on). */
+static char g_vcwd[4096];
+static atomic_bool g_vcwd_set;
 static uid_t g_uid;
 static gid_t g_gid;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
@@ -123,6 +128,7 @@ void rt_own_close(int fd)
 
 /* ---- resolution ---------------------------------------------------------- */
 struct target {
+	struct rt_node *vfile; /* an injected file at exactly this path, or NULL */
 	struct rt_vol *vol;
 	const char *rel;      /* points into abs */
 	char abs[PATH_SIZE];  /* normalized absolute path the app used */
@@ -146,12 +152,26 @@ static struct rt_vol *find_vol(const char *abs, const char **rel)
 	return best;
 }
 
-/* Resolve (dirfd, path). Returns true when it names something in a volume. */
+/* Injected files (from the attestation answer): plaintext in memory only. They
+ * are nodes without a volume, kept for the life of the process. */
+static struct rt_node *g_vfiles;
+
+static struct rt_node *vfile_find(const char *abs)
+{
+	for (struct rt_node *n = g_vfiles; n; n = n->next)
+		if (strcmp(n->rel, abs) == 0)
+			return n;
+	return NULL;
+}
+
+/* Resolve (dirfd, path). Returns true when it names something in a volume
+ * (t->vfile tells about injected files). */
 static bool resolve(long dirfd, const char *path, struct target *t)
 {
 	char base[PATH_SIZE];
 
 	t->vol = NULL;
+	t->vfile = NULL;
 	if (!path || !path[0])
 		return false;
 	if (path[0] == '/') {
@@ -159,7 +179,9 @@ static bool resolve(long dirfd, const char *path, struct target *t)
 			return false;
 	} else {
 		if ((int)dirfd == AT_FDCWD) {
-			if (rt_sys(SYS_getcwd, base, sizeof(base)) < 0)
+			if (atomic_load(&g_vcwd_set))
+				snprintf(base, sizeof(base), "%s", g_vcwd);
+			else if (rt_sys(SYS_getcwd, base, sizeof(base)) < 0)
 				return false;
 		} else if (rt_fd_kind((int)dirfd) == RT_FD_DIR) {
 			struct rt_ofd *o = rt_fd_get((int)dirfd);
@@ -181,6 +203,7 @@ static bool resolve(long dirfd, const char *path, struct target *t)
 			return false;
 	}
 	t->vol = find_vol(t->abs, &t->rel);
+	t->vfile = vfile_find(t->abs);
 	return t->vol != NULL;
 }
 
@@ -209,7 +232,7 @@ bool rt_shield_touches(long nr, const struct rt_syscall *s, const long a[6])
 				return true;
 			continue;
 		}
-		if (resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t))
+		if (resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t) || t.vfile)
 			return true;
 	}
 	return false;
@@ -232,7 +255,9 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
 		if ((s->fd_mask & (1u << i)) && fd_tracked(a[i])) {
 			struct rt_ofd *o = rt_fd_get((int)a[i]);
 
-			if (rt_fd_kind((int)a[i]) == RT_FD_FILE)
+			if (rt_fd_kind((int)a[i]) == RT_FD_FILE && !o->node->vol)
+				snprintf(out, out_size, "fd %ld (%s)", a[i], o->node->rel);
+			else if (rt_fd_kind((int)a[i]) == RT_FD_FILE)
 				snprintf(out, out_size, "fd %ld (%s/%s)", a[i],
 					 o->node->vol->cfg->mount, o->node->rel);
 			else if (rt_fd_kind((int)a[i]) == RT_FD_DIR)
@@ -262,7 +287,30 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 	if (ret)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
-	if (v->cfg->tag_file[0]) {
+	if (v->cfg->cas_id[0]) {
+		ret = rt_fresh_cas(v->cfg, &opts.freshness, &opts.freshness_ctx);
+		if (ret) {
+			opts.storage->free(opts.storage_ctx);
+			return kiln_err_set(err, ret, "volume %s: %s", v->cfg->cas_id,
+					    kiln_strerror(ret));
+		}
+		/* A volume the CAS has never seen committed is created here. */
+		if (v->cfg->committed == 0 && !v->created) {
+			struct stat st;
+
+			if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &st, 0) == -ENOENT) {
+				v->created = true;
+				ret = pf_volume_init(v->cfg->dir, v->key, &opts, &v->pf, err);
+				goto cas_out;
+			}
+		}
+		ret = pf_volume_open(v->cfg->dir, v->key, &opts, &v->pf, err);
+cas_out:
+		/* The grant's tags were good for the first open only: later opens
+		 * (after another process committed) ask the CAS. */
+		v->cfg->committed = RT_TAG_ASK;
+		return ret;
+	} else if (v->cfg->tag_file[0]) {
 		ret = rt_fresh_local(v->cfg->tag_file, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			opts.storage->free(opts.storage_ctx);
@@ -770,7 +818,7 @@ static void fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
 		      const struct pf_stat *ps, const struct stat *mem)
 {
 	memset(out, 0, sizeof(*out));
-	out->st_dev = vol->dev;
+	out->st_dev = vol ? vol->dev : 0x6b6c6e; /* injected files: a fixed device */
 	out->st_ino = ino_of(rel);
 	out->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
 	out->st_nlink = ps->is_dir ? 2 : 1;
@@ -933,10 +981,16 @@ static long do_rename(long d1, const char *from, long d2, const char *to, unsign
 		return rt_sys(SYS_renameat2, d1, from, d2, to, flags);
 	if (!pa || !pb || a.vol != b.vol)
 		return -EXDEV;
-	if (flags) {
+	if (flags & ~RENAME_NOREPLACE) {
 		rt_say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
 		       flags, a.abs);
 		return -ENOTSUP;
+	}
+	if (flags & RENAME_NOREPLACE) {
+		struct pf_stat ps;
+
+		if (pf_stat(b.vol->pf, b.rel, &ps, NULL) == 0)
+			return -EEXIST;
 	}
 	if (strcmp(a.rel, b.rel) == 0)
 		return 0;
@@ -1029,7 +1083,7 @@ static long do_utimens(long dirfd, const char *path, const struct timespec *ts, 
 	if (!path) {
 		struct rt_ofd *o = rt_fd_get((int)dirfd);
 
-		if (rt_fd_kind((int)dirfd) != RT_FD_FILE)
+		if (rt_fd_kind((int)dirfd) != RT_FD_FILE || !o->node->vol)
 			return 0;
 		t.vol = o->node->vol;
 		t.rel = o->node->rel;
@@ -1158,32 +1212,256 @@ static long do_fsync(long fd)
 	}
 }
 
+bool rt_vcwd_on(void)
+{
+	return atomic_load_explicit(&g_vcwd_set, memory_order_relaxed);
+}
+
+int rt_vcwd_abs(const char *path, char *out, size_t out_size)
+{
+	return rt_path_normalize(g_vcwd, path, out, out_size);
+}
+
+void rt_vcwd_get(char *out, size_t out_size)
+{
+	snprintf(out, out_size, "%s", atomic_load(&g_vcwd_set) ? g_vcwd : "");
+}
+
+/* chdir into a volume: the root of a volume mounted at its own directory is
+ * a real directory the kernel can hold; any other volume directory becomes
+ * the virtual working directory (the kernel's is the volume directory). */
+static long chdir_volume(struct target *t)
+{
+	struct stat st;
+	long r = stat_rel(t->vol, t->rel, &st);
+
+	if (r < 0)
+		return r;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (!t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0) {
+		r = rt_sys(SYS_fchdir, t->vol->rootfd);
+		if (r == 0)
+			atomic_store(&g_vcwd_set, false);
+		return r;
+	}
+	r = rt_sys(SYS_fchdir, t->vol->rootfd);
+	if (r < 0)
+		return r;
+	snprintf(g_vcwd, sizeof(g_vcwd), "%s", t->abs);
+	atomic_store(&g_vcwd_set, true);
+	return 0;
+}
+
 static long do_fchdir(long fd)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct target t;
+	long r;
 
-	if (rt_fd_kind((int)fd) == RT_FD_DIR && !o->rel[0] &&
-	    strcmp(o->vol->cfg->mount, o->vol->cfg->dir) == 0)
-		return rt_sys(SYS_fchdir, fd);
-	rt_say("fchdir into a volume directory other than its root: not supported (ENOTSUP)");
-	return -ENOTSUP;
+	if (rt_fd_kind((int)fd) == RT_FD_DIR) {
+		if ((size_t)snprintf(t.abs, sizeof(t.abs), "%s%s%s", o->vol->cfg->mount,
+				     o->rel[0] ? "/" : "", o->rel) >= sizeof(t.abs))
+			return -ENAMETOOLONG;
+		t.vol = o->vol;
+		t.rel = t.abs + strlen(t.abs) - strlen(o->rel);
+		return chdir_volume(&t);
+	}
+	if (own_or_badf(fd))
+		return -EBADF;
+	r = rt_sys(SYS_fchdir, fd);
+	if (r == 0)
+		atomic_store(&g_vcwd_set, false);
+	return r;
 }
 
 static long do_chdir(const char *path)
 {
 	struct target t;
+	long r;
 
-	if (!resolve(AT_FDCWD, path, &t))
-		return rt_sys(SYS_chdir, path);
-	if (!t.rel[0] && strcmp(t.vol->cfg->mount, t.vol->cfg->dir) == 0)
-		return rt_sys(SYS_chdir, path);
-	rt_say("chdir %s: volume directories other than the root cannot be the working "
-	       "directory (ENOTSUP)", t.abs);
-	return -ENOTSUP;
+	if (resolve(AT_FDCWD, path, &t))
+		return chdir_volume(&t);
+	r = rt_sys(SYS_chdir, path);
+	if (r == 0)
+		atomic_store(&g_vcwd_set, false);
+	return r;
+}
+
+static long do_getcwd(char *buf, size_t size)
+{
+	size_t n;
+
+	if (!atomic_load(&g_vcwd_set))
+		return rt_sys(SYS_getcwd, buf, size);
+	n = strlen(g_vcwd) + 1;
+	if (n > size)
+		return -ERANGE;
+	memcpy(buf, g_vcwd, n);
+	return (long)n;
+}
+
+/* Calls on an injected file: open, stat and access; nothing changes its name. */
+static long vfile_open(struct rt_node *n, int flags)
+{
+	struct rt_ofd *o;
+	char proc[64];
+	long fd;
+
+	if ((flags & O_CREAT) && (flags & O_EXCL))
+		return -EEXIST;
+	if (flags & O_DIRECTORY)
+		return -ENOTDIR;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
+	fd = rt_sys(SYS_openat, AT_FDCWD, proc,
+		    flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC), 0);
+	if (fd < 0)
+		return fd;
+	o = calloc(1, sizeof(*o));
+	if (!o || !rt_fd_in_range((int)fd)) {
+		free(o);
+		rt_sys(SYS_close, fd);
+		return o ? -EMFILE : -ENOMEM;
+	}
+	o->kind = RT_FD_FILE;
+	o->node = n;
+	n->refs++;
+	fd_attach((int)fd, o);
+	return fd;
+}
+
+static long vfile_stat(struct rt_node *n, struct stat *out)
+{
+	struct pf_stat ps = { .mode = n->mode };
+	struct stat mem;
+
+	if (rt_sys(SYS_fstat, n->memfd, &mem) < 0)
+		return -EIO;
+	fill_stat(out, NULL, n->rel, &ps, &mem);
+	return 0;
+}
+
+static long vfile_call(long nr, const long a[6], struct rt_node *n)
+{
+	struct stat st;
+	long r;
+
+	switch (nr) {
+	case SYS_open:
+		return vfile_open(n, (int)a[1]);
+	case SYS_creat:
+		return vfile_open(n, O_CREAT | O_WRONLY | O_TRUNC);
+	case SYS_openat:
+		return vfile_open(n, (int)a[2]);
+	case SYS_openat2:
+		return vfile_open(n, (int)((const struct open_how *)a[2])->flags);
+	case SYS_stat:
+	case SYS_lstat:
+		return vfile_stat(n, (struct stat *)a[1]);
+	case SYS_newfstatat:
+		return vfile_stat(n, (struct stat *)a[2]);
+	case SYS_statx:
+		r = vfile_stat(n, &st);
+		if (r == 0) {
+			/* Reuse the statx conversion through an fd-less path. */
+			struct statx *sx = (struct statx *)a[4];
+
+			memset(sx, 0, sizeof(*sx));
+			sx->stx_mask = STATX_BASIC_STATS;
+			sx->stx_mode = (uint16_t)st.st_mode;
+			sx->stx_nlink = 1;
+			sx->stx_uid = st.st_uid;
+			sx->stx_gid = st.st_gid;
+			sx->stx_ino = st.st_ino;
+			sx->stx_size = (uint64_t)st.st_size;
+			sx->stx_blksize = 4096;
+		}
+		return r;
+	case SYS_access:
+		return ((int)a[1] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
+	case SYS_faccessat:
+	case SYS_faccessat2:
+		return ((int)a[2] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
+	case SYS_readlink:
+	case SYS_readlinkat:
+		return -EINVAL;
+	case SYS_getxattr:
+	case SYS_lgetxattr:
+		return -ENODATA;
+	case SYS_listxattr:
+	case SYS_llistxattr:
+		return 0;
+	default:
+		rt_say("%s on injected file %s: not supported (EPERM)", rt_syscall_name(nr),
+		       n->rel);
+		return -EPERM;
+	}
+}
+
+int rt_shield_add_file(const char *path, const void *data, size_t size, mode_t mode)
+{
+	struct rt_node *n = calloc(1, sizeof(*n));
+	char abs[PATH_SIZE];
+	long fd;
+	int ret;
+
+	if (!n)
+		return -ENOMEM;
+	ret = rt_path_normalize(NULL, path, abs, sizeof(abs));
+	if (ret)
+		goto fail;
+	if (vfile_find(abs)) {
+		ret = -EEXIST;
+		goto fail;
+	}
+	n->memfd = -1;
+	n->rel = strdup(abs);
+	fd = rt_sys(SYS_memfd_create, "kiln-injected", MFD_CLOEXEC);
+	if (!n->rel || fd < 0) {
+		ret = fd < 0 ? (int)fd : -ENOMEM;
+		goto fail;
+	}
+	n->memfd = rt_own_fd((int)fd);
+	if (n->memfd < 0) {
+		ret = n->memfd;
+		goto fail;
+	}
+	for (size_t off = 0; off < size;) {
+		long w = rt_sys(SYS_pwrite64, n->memfd, (const char *)data + off, size - off, off);
+
+		if (w <= 0) {
+			ret = w < 0 ? (int)w : -EIO;
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	n->mode = mode;
+	n->refs = 1; /* never released */
+	pthread_mutex_lock(&g_lock);
+	n->next = g_vfiles;
+	g_vfiles = n;
+	pthread_mutex_unlock(&g_lock);
+	g_rt.shield_on = true;
+	return 0;
+fail:
+	rt_own_close(n->memfd);
+	free(n->rel);
+	free(n);
+	return ret;
 }
 
 static long shield_call(long nr, const long a[6])
 {
+	const struct rt_syscall *s = &g_rt_syscalls[nr];
+
+	if (g_vfiles && s->paths[0][1] >= 0) {
+		struct target t;
+		int d = s->paths[0][0], p = s->paths[0][1];
+
+		resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t);
+		if (t.vfile)
+			return vfile_call(nr, a, t.vfile);
+	}
 	switch (nr) {
 	case SYS_open:
 		return do_open(AT_FDCWD, (const char *)a[0], (int)a[1], (mode_t)a[2]);
@@ -1225,6 +1503,10 @@ static long shield_call(long nr, const long a[6])
 
 		if (rt_fd_kind((int)a[0]) != RT_FD_FILE)
 			return 0;
+		if (!o->node->vol) {
+			o->node->mode = (mode_t)a[1] & 07777;
+			return 0;
+		}
 		t.vol = o->node->vol;
 		t.rel = o->node->rel;
 		return chmod_rel(&t, (mode_t)a[1]);
@@ -1292,6 +1574,8 @@ static long shield_call(long nr, const long a[6])
 		return do_utimens(a[0], (const char *)a[1], NULL, 0);
 	case SYS_chdir:
 		return do_chdir((const char *)a[0]);
+	case SYS_getcwd:
+		return do_getcwd((char *)a[0], (size_t)a[1]);
 	case SYS_getxattr:
 	case SYS_lgetxattr:
 		return do_exists(AT_FDCWD, (const char *)a[0], -ENODATA);
@@ -1366,6 +1650,12 @@ int rt_shield_init(struct kiln_err *err)
 		v->cfg = c;
 		v->rootfd = -1;
 		v->lockfd = -1;
+		if (c->cas_id[0] && c->committed == 0) {
+			ret = kiln_mkdir_p(c->dir, 0700);
+			if (ret)
+				return kiln_err_set(err, ret, "volume %s: cannot create %s: %s",
+						    c->cas_id, c->dir, kiln_strerror(ret));
+		}
 		fd = rt_sys(SYS_openat, AT_FDCWD, c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return kiln_err_set(err, (int)fd, "volume %s: %s", c->dir,
@@ -1378,6 +1668,13 @@ int rt_shield_init(struct kiln_err *err)
 		memcpy(v->key, c->key, sizeof(v->key));
 		kiln_wipe(c->key, sizeof(c->key));
 		snprintf(path, sizeof(path), "%s/.kiln", c->dir);
+		if (c->cas_id[0] && c->committed == 0) {
+			/* First use of a CAS volume: make its store (0700). */
+			ret = kiln_mkdir_p(path, 0700);
+			if (ret)
+				return kiln_err_set(err, ret, "volume %s: cannot create %s: %s",
+						    c->cas_id, path, kiln_strerror(ret));
+		}
 		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return kiln_err_set(err, (int)fd, "volume %s: not a kiln volume (%s: %s); "
@@ -1398,6 +1695,14 @@ int rt_shield_init(struct kiln_err *err)
 		g_nvols = i + 1;
 	}
 	g_rt.shield_on = g_nvols > 0;
+	if (g_rt.cfg.cwd[0]) {
+		struct target t;
+
+		/* Inherited from the parent across exec. */
+		if (!resolve(AT_FDCWD, g_rt.cfg.cwd, &t) || chdir_volume(&t) < 0)
+			return kiln_err_set(err, -ENOENT, "working directory %s: not in a volume",
+					    g_rt.cfg.cwd);
+	}
 	return 0;
 }
 

@@ -50,3 +50,23 @@ void rt_shield_before_fork(void)
 void rt_shield_parent_after_fork(void)
 {
 }
+
+bool rt_vcwd_on(void)
+{
+	return false;
+}
+
+int rt_vcwd_abs(const char *path, char *out, size_t out_size)
+{
+	return -EINVAL;
+}
+
+void rt_vcwd_get(char *out, size_t out_size)
+{
+	out[0] = '\0';
+}
+
+int rt_shield_add_file(const char *path, const void *data, size_t size, mode_t mode)
+{
+	return -ENOTSUP;
+}

@@ -74,6 +74,7 @@ __attribute__((constructor(101))) static void rt_start(void)
 	Dl_info info;
 	int ret;
 
+	rt_measure_only();
 	if (!fdstr)
 		return;
 	rt_sys(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -89,10 +90,22 @@ __attribute__((constructor(101))) static void rt_start(void)
 		die("runtime configuration", kiln_err_msg(&err, ret));
 	if (dladdr((void *)rt_start, &info) && info.dli_fname && info.dli_fname[0] == '/')
 		strncpy(g_rt.lib_path, info.dli_fname, sizeof(g_rt.lib_path) - 1);
+	if (g_rt.cfg.cas[0]) {
+		ret = rt_attest(&err);
+		if (ret == 0)
+			ret = rt_attest_apply_early(&err);
+		if (ret)
+			die("attestation", kiln_err_msg(&err, ret));
+	}
 	if (g_rt.cfg.n_volumes) {
 		ret = rt_shield_init(&err);
 		if (ret)
 			die("file shield", kiln_err_msg(&err, ret));
+	}
+	if (g_rt.cfg.cas[0]) {
+		ret = rt_attest_apply_late(&err);
+		if (ret)
+			die("attestation", kiln_err_msg(&err, ret));
 	}
 	if (g_rt.cfg.sud) {
 		ret = rt_sud_init();
@@ -100,6 +113,32 @@ __attribute__((constructor(101))) static void rt_start(void)
 			die("syscall user dispatch", kiln_strerror(ret));
 	}
 	g_rt.initialized = true;
+}
+
+/* The program's entry: with an attestation answer, main gets the policy's
+ * argv and environment instead of the launcher's. (_start calls this through
+ * the PLT, after every constructor, ours included, has run.) */
+typedef int (*main_fn)(int, char **, char **);
+typedef int (*start_main_fn)(main_fn, int, char **, void (*)(void), void (*)(void),
+			     void (*)(void), void *);
+
+__attribute__((visibility("default"))) int __libc_start_main(main_fn main, int argc,
+							     char **argv, void (*init)(void),
+							     void (*fini)(void),
+							     void (*rtld_fini)(void),
+							     void *stack_end);
+int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+	start_main_fn real = (start_main_fn)dlsym(RTLD_NEXT, "__libc_start_main");
+	extern char **environ;
+	char **env;
+
+	if (!real)
+		rt_sys(SYS_exit_group, 127);
+	if (rt_attest_argv(&argc, &argv, &env))
+		environ = env;
+	return real(main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
 __attribute__((destructor)) static void rt_stop(void)

@@ -522,6 +522,37 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 	return r < 0 ? (int)-r : 0;
 }
 
+/* getcwd: a virtual working directory inside a volume (with SUD off the libc
+ * function would not trap). */
+DECL(char *, getcwd, char *buf, size_t size);
+char *getcwd(char *buf, size_t size)
+{
+	char tmp[4096];
+	long r;
+
+	if (!rt_vcwd_on()) {
+		char *(*real)(char *, size_t) = (char *(*)(char *, size_t))dlsym(RTLD_NEXT,
+										 "getcwd");
+
+		return real ? real(buf, size) : NULL;
+	}
+	r = C2(SYS_getcwd, tmp, sizeof(tmp));
+	if (r < 0) {
+		errno = (int)-r;
+		return NULL;
+	}
+	if (!buf) {
+		buf = malloc(size && size > (size_t)r ? size : (size_t)r);
+		if (!buf)
+			return NULL;
+	} else if (size < (size_t)r) {
+		errno = ERANGE;
+		return NULL;
+	}
+	memcpy(buf, tmp, (size_t)r);
+	return buf;
+}
+
 /* The generic syscall(2) entry: direct system calls made through libc get the
  * same treatment as the wrappers (faster than a SUD trap). */
 DECL(long, syscall, long nr, ...);

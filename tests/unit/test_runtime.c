@@ -160,6 +160,8 @@ static void test_config_round_trip(void **state)
 	strcpy(in->volumes[1].mount, "/srv/other");
 	strcpy(in->volumes[1].dir, "/srv/other");
 	memset(in->volumes[1].key, 0x01, 32);
+	strcpy(in->volumes[1].tag_file, "/etc/kiln/other.key.tag");
+	strcpy(in->cwd, "/data/sub");
 	assert_int_equal(rt_config_serialize(in, &text, &size), 0);
 	assert_int_equal(strlen(text), size);
 	assert_int_equal(rt_config_parse(text, size, out, &err), 0);
@@ -171,6 +173,9 @@ static void test_config_round_trip(void **state)
 	assert_string_equal(out->volumes[0].dir, "/srv/vol");
 	assert_memory_equal(out->volumes[0].key, in->volumes[0].key, 32);
 	assert_string_equal(out->volumes[1].mount, "/srv/other");
+	assert_string_equal(out->volumes[0].tag_file, "");
+	assert_string_equal(out->volumes[1].tag_file, "/etc/kiln/other.key.tag");
+	assert_string_equal(out->cwd, "/data/sub");
 	kiln_free_secret(text, size);
 	rt_config_wipe(out);
 	free(in);

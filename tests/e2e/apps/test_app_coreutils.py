@@ -42,3 +42,25 @@ def test_coreutils_tamper(volume, tmp_path):
     assert p.returncode == 1
     assert "Input/output error" in p.stderr
     assert f"{volume.dir}/f.txt: " in p.stderr
+
+
+def test_working_directory_inside_volume(volume):
+    """mkdir -p (fchdir), cd into a volume sub-directory, relative paths in the
+    shell and in programs it starts (the virtual cwd travels across exec)."""
+    script = f"""set -e
+cd {volume.dir}
+mkdir -p deep/er/est
+cd deep/er
+echo {SECRET} > rel.txt
+cat rel.txt
+/bin/pwd
+mv rel.txt moved.txt
+ls
+python3 -c "import os; print(os.getcwd()); print(open('moved.txt').read().strip())"
+cd /
+cat {volume.dir}/deep/er/moved.txt
+"""
+    p = volume.run("sh", "-c", script, check=True)
+    d = f"{volume.dir}/deep/er"
+    assert p.stdout.splitlines() == [SECRET, d, "est", "moved.txt", d, SECRET, SECRET]
+    volume.assert_no_plaintext()
