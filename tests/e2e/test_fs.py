@@ -1,6 +1,7 @@
 """`kiln fs`: protected volumes end to end (real binary, real files, real FUSE)."""
 import os
 import pathlib
+import tempfile
 import random
 import re
 import shutil
@@ -22,9 +23,8 @@ SECRET = b"attack at dawn: the launch code is 0000"
 def shm_tmp(tmp_path):
     """tmpfs when available: crash trials only need syscall ordering, not fsync."""
     if os.access("/dev/shm", os.W_OK):
-        d = pathlib.Path("/dev/shm") / ("kiln-test-" + tmp_path.name)
-        d.mkdir()
-        return d
+        # Unique: several checkouts (and aborted runs) share /dev/shm.
+        return pathlib.Path(tempfile.mkdtemp(prefix="kiln-test-", dir="/dev/shm"))
     return tmp_path
 
 
