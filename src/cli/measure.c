@@ -33,7 +33,9 @@ static void measure_usage(FILE *f)
 		"  --pid PID     measure a running process (root, or the same user)\n"
 		"  --manifest    print the manifest before the measurement\n"
 		"  -h, --help    this help\n\n"
-		"Environment: KILN_MEASURE_LIB overrides the path of libkiln-measure.so.\n");
+		"PROG runs with the kiln runtime libkiln.so preloaded and KILN_MEASURE_ONLY=1\n"
+		"(libkiln-measure.so when libkiln.so is not installed).\n"
+		"Environment: KILN_MEASURE_LIB overrides the preloaded library.\n");
 }
 
 int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size)
@@ -193,9 +195,16 @@ static int measure_prog(char **argv, bool manifest)
 			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
 			return CLI_EXIT_FAIL;
 		}
-	} else if (cli_find_lib("libkiln-measure.so", "src/evidence", lib, sizeof(lib)) < 0) {
-		cli_error("cannot find libkiln-measure.so next to the kiln binary or in "
-			  "../lib/kiln (set KILN_MEASURE_LIB)");
+	} else if (cli_find_lib("libkiln.so", "src/runtime", lib, sizeof(lib)) == 0) {
+		/* The runtime itself: the value is by construction what it measures
+		 * before main() under `kiln run` (its own dependencies included). */
+	} else if (cli_find_lib("libkiln-measure.so", "src/evidence", lib, sizeof(lib)) == 0) {
+		fprintf(stderr, "kiln: measure: libkiln.so not found, measuring with %s: the "
+			"value equals the runtime's only if libkiln.so maps no other shared "
+			"object\n", lib);
+	} else {
+		cli_error("cannot find libkiln.so or libkiln-measure.so next to the kiln binary "
+			  "or in ../lib/kiln (set KILN_MEASURE_LIB)");
 		return CLI_EXIT_FAIL;
 	}
 	{

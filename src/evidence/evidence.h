@@ -73,8 +73,9 @@ int ev_binding(const uint8_t *spki_der, size_t spki_size,
  * receives the manifest text, malloc'd and owned by the caller. For pid 0 the
  * shared object holding this code (libkiln, the measure preload) is left out of
  * the lib lines, see docs/measurement.md. Safe to call from a library
- * constructor: no stdio, a few mallocs. -KILN_EFORMAT for a deleted mapped file,
- * -errno for /proc access failures; err names the file. */
+ * constructor: no stdio, a few mallocs. -ENOENT for a gone process or a deleted
+ * mapped file, -ESTALE for a file replaced since it was mapped, other -errno for
+ * /proc access failures; err names the file. */
 int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **manifest_out,
 			    struct kiln_err *err);
 

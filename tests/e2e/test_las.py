@@ -124,8 +124,22 @@ def las(kiln_bin, tmp_path):
         assert not d.sock.exists()
 
 
-def request(client, las_, rd=RD):
-    p = subprocess.run([client, str(las_.sock), rd], capture_output=True, timeout=60)
+def runtime_env():
+    """The environment of a program started by `kiln run`: the runtime preloaded
+    (it passes through without a configuration). kiln-las then sees the same
+    mappings libkiln measures before main(), libkiln's own dependencies included,
+    and leaves libkiln itself out by digest. Without a runtime build, the
+    stand-in measurement library plays its part."""
+    lib = BUILD / "src" / "runtime" / "libkiln.so"
+    if not lib.exists():
+        lib = BUILD / "src" / "evidence" / "libkiln-measure.so"
+    env = dict(os.environ, LD_PRELOAD=str(lib))
+    env.pop("KILN_MEASURE_ONLY", None)
+    return env
+
+
+def request(client, las_, rd=RD, env=None):
+    p = subprocess.run([client, str(las_.sock), rd], capture_output=True, timeout=60, env=env)
     return p.stdout.decode()
 
 
@@ -195,7 +209,7 @@ def test_serve_creates_identity_once(kiln, kiln_bin, las, tmp_path):
 
 
 def test_host_evidence_round_trip(kiln, las, clients, tmp_path):
-    ev = request(clients["client"], las)
+    ev = request(clients["client"], las, env=runtime_env())
     assert ev.endswith("\n") and ev.count("\n") == 1
     p = verify(kiln, ev, tmp_path, las.pem)
     assert p.returncode == 0, p.stderr
@@ -214,7 +228,8 @@ def test_host_evidence_round_trip(kiln, las, clients, tmp_path):
              las.pem)
     assert p.returncode == 0, p.stderr
     assert claims["workload_measurement"] in p.stdout
-    # The same value `kiln measure` prints for policies.
+    # The same value `kiln measure` prints for policies: kiln-las measuring a
+    # program under the runtime agrees with the runtime's pre-main measurement.
     assert claims["workload_measurement"] == measure(kiln, clients["client"], "x", "y")
     manifest = kiln("measure", "--manifest", "--", clients["client"], check=True).stdout
     assert manifest.startswith("kiln-manifest-v1\nruntime kiln-")
@@ -227,8 +242,10 @@ def test_host_evidence_round_trip(kiln, las, clients, tmp_path):
 
 
 def test_different_binary_different_measurement(kiln, las, clients, tmp_path):
-    c1 = json.loads(verify(kiln, request(clients["client"], las), tmp_path, las.pem).stdout)
-    c2 = json.loads(verify(kiln, request(clients["client2"], las, RD2), tmp_path,
+    env = runtime_env()
+    c1 = json.loads(verify(kiln, request(clients["client"], las, env=env), tmp_path,
+                           las.pem).stdout)
+    c2 = json.loads(verify(kiln, request(clients["client2"], las, RD2, env=env), tmp_path,
                            las.pem).stdout)
     assert c2["report_data"] == RD2
     assert c1["workload_measurement"] != c2["workload_measurement"]
@@ -237,8 +254,9 @@ def test_different_binary_different_measurement(kiln, las, clients, tmp_path):
 
 
 def test_measure_library_is_left_out(kiln, las, clients, tmp_path):
-    """A process with the kiln measure library loaded (as libkiln will be) measures
-    the same as without it, both via kiln-las and via `kiln measure`."""
+    """kiln-las leaves a kiln measuring library out by digest: a process with
+    libkiln-measure.so loaded (it maps nothing else) measures the same as the
+    plain process."""
     lib = BUILD / "src" / "evidence" / "libkiln-measure.so"
     env = dict(os.environ, LD_PRELOAD=str(lib))
     env.pop("KILN_MEASURE_ONLY", None)
@@ -374,8 +392,9 @@ def test_bad_key_file(kiln, tmp_path):
 
 
 def test_measure_cli(kiln, tmp_path):
-    # --pid of a running program equals the pre-main measurement of the same program.
-    sleeper = subprocess.Popen(["sleep", "60"])
+    # --pid of a program running under the runtime equals the pre-main
+    # measurement of the same program.
+    sleeper = subprocess.Popen(["sleep", "60"], env=runtime_env())
     try:
         p = kiln("measure", "--pid", sleeper.pid, check=True)
         assert p.stdout.strip() == measure(kiln, "sleep", "60")
