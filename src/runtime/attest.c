@@ -72,6 +72,9 @@ static void client_init(struct cas_client *c, bool with_key)
 	}
 }
 
+/* The last CAS call failed before an HTTP answer (its message is complete). */
+static bool g_unreachable;
+
 /* One JSON request to the CAS; *out (owned by the caller) on HTTP 200. */
 static int rt_cas_call(const char *method, const char *path, json_t *body, json_t **out,
 		struct kiln_err *err)
@@ -93,19 +96,26 @@ static int rt_cas_call(const char *method, const char *path, json_t *body, json_
 				 text ? strlen(text) : 0, &resp, err);
 	if (text)
 		kiln_free_secret(text, strlen(text));
-	if (ret)
+	if (ret) {
+		/* Transport, TLS or pinning: the one line names the CAS. */
+		kiln_err_prefix(err, "cannot reach the CAS at %s: ", c.url);
+		g_unreachable = true;
 		return ret;
+	}
 	if (resp.status != 200) {
 		json_t *j = json_loads(resp.body ? resp.body : "", 0, &jerr);
 		const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
 		const char *id = j ? json_string_value(json_object_get(j, "request_id")) : NULL;
 
-		ret = kiln_err_set(err, resp.status == 403 ? -KILN_EDENIED : -EPROTO,
-				   "%s %s: CAS answered %d: %s%s%s", method, path, resp.status,
-				   e ? e : "(no message)", id ? " (request id " : "",
-				   id ? id : "");
-		if (id)
-			strncat(err->msg, ")", sizeof(err->msg) - strlen(err->msg) - 1);
+		if (resp.status == 403 && id && strcmp(path, "/v1/attest") == 0)
+			/* The reason is in the CAS log under this id, never sent. */
+			ret = kiln_err_set(err, -KILN_EDENIED, "attestation refused by the CAS "
+					   "(request id %.64s)", id);
+		else
+			ret = kiln_err_set(err, resp.status == 403 ? -KILN_EDENIED : -EPROTO,
+					   "%s %s: CAS answered %d: %.200s%s%.64s%s", method, path,
+					   resp.status, e ? e : "(no message)",
+					   id ? " (request id " : "", id ? id : "", id ? ")" : "");
 		json_decref(j);
 		cas_response_free(&resp);
 		return ret;
@@ -121,27 +131,21 @@ static int rt_cas_call(const char *method, const char *path, json_t *body, json_
 	return 0;
 }
 
+/* The "host" object: only the launcher variables named with --host-env. The
+ * CAS does not tell which {{host.NAME}} a policy uses, and the launcher's whole
+ * environment may hold the operator's own credentials: nothing else is sent.
+ * A variable that is unset (or not UTF-8) is left out; the CAS then refuses a
+ * policy that needs it. */
 static json_t *host_values(void)
 {
-	extern char **environ;
 	json_t *h = json_object();
 
-	for (char **e = environ; h && e && *e; e++) {
-		const char *eq = strchr(*e, '=');
+	for (size_t i = 0; h && i < g_rt.cfg.n_host_env; i++) {
+		const char *v = getenv(g_rt.cfg.host_env[i]);
+		json_t *s = v ? json_string(v) : NULL;
 
-		if (!eq || eq == *e || strncmp(*e, "LD_PRELOAD=", 11) == 0 ||
-		    strncmp(*e, RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)
-			continue;
-		{
-			char name[256];
-			size_t n = (size_t)(eq - *e);
-
-			if (n >= sizeof(name))
-				continue;
-			memcpy(name, *e, n);
-			name[n] = '\0';
-			json_object_set_new(h, name, json_string(eq + 1));
-		}
+		if (s)
+			json_object_set_new(h, g_rt.cfg.host_env[i], s);
 	}
 	return h;
 }
@@ -228,7 +232,8 @@ int rt_attest(struct kiln_err *err)
 		if (ret)
 			kiln_err_set(err, ret, "sim evidence: %s", kiln_strerror(ret));
 	} else if (strcmp(g_rt.cfg.tee, "host") == 0) {
-		ret = ev_host_request(NULL, rd, 0, &ev, &ev_size, err);
+		ret = ev_host_request(g_rt.cfg.las_socket[0] ? g_rt.cfg.las_socket : NULL, rd, 0,
+				      &ev, &ev_size, err);
 		if (ret)
 			kiln_err_prefix(err, "host evidence (kiln-las): ");
 	} else {
@@ -252,9 +257,11 @@ int rt_attest(struct kiln_err *err)
 	json_decref(j);
 	j = NULL;
 	ret = rt_cas_call("POST", "/v1/attest", body, &g_grant, err);
-	if (ret == -KILN_EDENIED)
-		kiln_err_prefix(err, "attestation refused: ");
 out:
+	/* One line: "attestation refused by the CAS (request id X)", "cannot reach
+	 * the CAS at URL: ...", or "attestation: ..." for anything else. */
+	if (ret && ret != -KILN_EDENIED && !g_unreachable)
+		kiln_err_prefix(err, "attestation: ");
 	OPENSSL_free(spki);
 	free(ev);
 	free(ev_b64);
@@ -338,8 +345,12 @@ int rt_attest_apply_early(struct kiln_err *err)
 		    rt_path_normalize(NULL, path, c->mount, sizeof(c->mount)))
 			return kiln_err_set(err, -KILN_EFORMAT, "attestation answer: volume %zu "
 					    "malformed", i);
-		/* The encrypted store lives at the mount path itself. */
+		/* The encrypted store lives at the mount path itself, unless
+		 * --volume-dir NAME=DIR puts it elsewhere. */
 		memcpy(c->dir, c->mount, sizeof(c->dir));
+		for (size_t d = 0; name && d < g_rt.cfg.n_volume_dirs; d++)
+			if (strcmp(g_rt.cfg.volume_dirs[d].name, name) == 0)
+				memcpy(c->dir, g_rt.cfg.volume_dirs[d].dir, sizeof(c->dir));
 		memcpy(c->cas_id, id, strlen(id) + 1);
 		c->committed = (uint64_t)json_integer_value(json_object_get(tag, "committed"));
 		c->prepared = json_is_integer(pr) ? (uint64_t)json_integer_value(pr) : c->committed;

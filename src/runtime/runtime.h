@@ -103,6 +103,8 @@ struct rt_volume_cfg {
 	uint64_t committed, prepared; /* from the grant; RT_TAG_ASK once used */
 };
 
+#define RT_MAX_HOST_ENV 32
+
 struct rt_config {
 	bool dev;                      /* development mode: no attestation */
 	bool sud;                      /* enable Syscall User Dispatch */
@@ -115,6 +117,16 @@ struct rt_config {
 	char session[256];
 	char service[256];
 	char tee[16];                  /* "sim" | "host" */
+	char las_socket[108];          /* kiln-las socket for tee host ("" = default) */
+	/* Launcher variables sent as {{host.NAME}} values (names only). */
+	size_t n_host_env;
+	char host_env[RT_MAX_HOST_ENV][128];
+	/* Host directory of a policy volume, by volume name (else its mount path). */
+	size_t n_volume_dirs;
+	struct {
+		char name[128];
+		char dir[4096];
+	} volume_dirs[RT_MAX_VOLUMES];
 	size_t n_volumes;
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
 };
@@ -127,6 +139,8 @@ struct rt_config {
  *   cwd <path>        (working directory inside a volume, passed across exec)
  *   cas <url> / cas-ca <path> / cas-fingerprint <hex> / session <name> /
  *   service <name> / tee <sim|host>      (attestation; no secrets)
+ *   las-socket <path> / host-env <NAME> / volume-dir <name> <dir>
+ *                     (attestation, docs/attestation.md; the last two repeat)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the
