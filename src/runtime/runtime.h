@@ -131,6 +131,34 @@ struct rt_config {
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
 };
 
+/* A small strict JSON reader for the attestation answers (json.c): libkiln
+ * cannot use jansson (docs/attestation.md). A tree from rt_json_parse is owned
+ * by the caller and released with rt_json_free, which wipes every string. */
+enum rt_json_type {
+	RT_JSON_NULL, RT_JSON_BOOL, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY,
+	RT_JSON_OBJECT,
+};
+struct rt_json {
+	enum rt_json_type type;
+	bool boolean;
+	bool is_int;            /* NUMBER: an integer that fits in num */
+	long long num;
+	char *str;              /* STRING: NUL-terminated (no NUL inside) */
+	size_t str_len;
+	size_t n;               /* ARRAY/OBJECT: number of items */
+	struct rt_json **items;
+	char **keys;            /* OBJECT: keys[i] names items[i] (unique) */
+};
+/* 0, -KILN_EFORMAT for anything but one valid JSON value, -ENOMEM, -E2BIG. */
+int rt_json_parse(const char *text, size_t size, struct rt_json **out);
+void rt_json_free(struct rt_json *j);
+/* Member of an object (NULL when absent or not an object). */
+const struct rt_json *rt_json_get(const struct rt_json *obj, const char *key);
+/* The string value, or NULL when j is not a string. */
+const char *rt_json_str(const struct rt_json *j);
+/* s as a quoted JSON string; *out malloc'd, owned by the caller. */
+int rt_json_quote(const char *s, char **out);
+
 /* Text format, one item per line, first line "kiln-runtime-config-v1":
  *   mode dev
  *   sud on|off
