@@ -40,7 +40,13 @@ static void run_usage(FILE *f)
 		"  --cas-fingerprint HEX       or its SHA-256 fingerprint [KILN_CAS_FINGERPRINT]\n"
 		"  --session NAME              policy (session) name\n"
 		"  --service NAME              service of the policy\n"
-		"  --tee sim|host              evidence backend (default host)\n\n"
+		"  --tee sim|host              evidence backend (default host)\n"
+		"  --las-socket PATH           kiln-las socket for --tee host\n"
+		"                              (default $KILN_LAS_SOCKET or /run/kiln/las.sock)\n"
+		"  --host-env NAME             send the launcher's $NAME for {{host.NAME}}\n"
+		"                              (repeatable; nothing else is sent)\n"
+		"  --volume-dir NAME=DIR       keep policy volume NAME's ciphertext in DIR\n"
+		"                              (default: at its mount path)\n\n"
 		"Options:\n"
 		"  --volume MOUNT=DIR:KEYFILE  show the protected volume DIR (made by\n"
 		"                              'kiln fs init') as plaintext at MOUNT\n"
@@ -277,8 +283,65 @@ static bool is_static_elf(const char *path)
 
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
-	OPT_SERVICE, OPT_TEE
+	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR
 };
+
+/* --las-socket, --host-env, --volume-dir (docs/attestation.md): names and
+ * paths only, never a value from the environment. */
+static bool attest_option(struct rt_config *cfg, int opt, const char *val)
+{
+	char cwd[PATH_MAX];
+
+	if (opt == OPT_HOST_ENV) {
+		if (!val[0] || strlen(val) >= sizeof(cfg->host_env[0]) || strpbrk(val, "= \n")) {
+			cli_error("--host-env '%s': expected an environment variable name", val);
+			return false;
+		}
+		if (cfg->n_host_env >= RT_MAX_HOST_ENV) {
+			cli_error("--host-env: at most %d", RT_MAX_HOST_ENV);
+			return false;
+		}
+		strcpy(cfg->host_env[cfg->n_host_env++], val);
+		return true;
+	}
+	if (!getcwd(cwd, sizeof(cwd))) {
+		cli_error("run: cannot get the working directory: %s", strerror(errno));
+		return false;
+	}
+	if (opt == OPT_LAS_SOCKET) {
+		if (!val[0] || strchr(val, '\n') ||
+		    rt_path_normalize(cwd, val, cfg->las_socket, sizeof(cfg->las_socket)) ||
+		    strchr(cfg->las_socket, ' ')) {
+			cli_error("--las-socket '%s': path not supported (absolute, at most %zu "
+				  "bytes, no spaces)", val, sizeof(cfg->las_socket) - 1);
+			return false;
+		}
+		return true;
+	}
+	{
+		const char *eq = strchr(val, '=');
+		size_t nl = eq ? (size_t)(eq - val) : 0;
+
+		if (!eq || nl == 0 || nl >= sizeof(cfg->volume_dirs[0].name) || !eq[1] ||
+		    memchr(val, ' ', nl) || strchr(val, '\n')) {
+			cli_error("--volume-dir '%s': expected NAME=DIR", val);
+			return false;
+		}
+		if (cfg->n_volume_dirs >= RT_MAX_VOLUMES) {
+			cli_error("--volume-dir: at most %d", RT_MAX_VOLUMES);
+			return false;
+		}
+		if (rt_path_normalize(cwd, eq + 1, cfg->volume_dirs[cfg->n_volume_dirs].dir,
+				      sizeof(cfg->volume_dirs[0].dir))) {
+			cli_error("--volume-dir '%s': path too long", val);
+			return false;
+		}
+		memcpy(cfg->volume_dirs[cfg->n_volume_dirs].name, val, nl);
+		cfg->volume_dirs[cfg->n_volume_dirs].name[nl] = '\0';
+		cfg->n_volume_dirs++;
+		return true;
+	}
+}
 
 /* Copy a value into a fixed config field; false (with a message) when it does
  * not fit or holds a space (the config format is word based). */
@@ -304,6 +367,9 @@ int run_main(int argc, char **argv)
 		{ "session", required_argument, NULL, OPT_SESSION },
 		{ "service", required_argument, NULL, OPT_SERVICE },
 		{ "tee", required_argument, NULL, OPT_TEE },
+		{ "las-socket", required_argument, NULL, OPT_LAS_SOCKET },
+		{ "host-env", required_argument, NULL, OPT_HOST_ENV },
+		{ "volume-dir", required_argument, NULL, OPT_VOLUME_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -372,6 +438,12 @@ int run_main(int argc, char **argv)
 			}
 			tee = optarg;
 			break;
+		case OPT_LAS_SOCKET:
+		case OPT_HOST_ENV:
+		case OPT_VOLUME_DIR:
+			if (!attest_option(cfg, c, optarg))
+				goto out;
+			break;
 		default:
 			cli_error("run: unknown or incomplete option '%s' (see 'kiln run --help')",
 				  argv[optind - 1]);
@@ -420,8 +492,10 @@ int run_main(int argc, char **argv)
 				goto out;
 			}
 		}
-	} else if (session || service) {
-		cli_error("run: --session/--service need --cas (or KILN_CAS)");
+	} else if (session || service || cfg->las_socket[0] || cfg->n_host_env ||
+		   cfg->n_volume_dirs) {
+		cli_error("run: --session/--service/--las-socket/--host-env/--volume-dir need "
+			  "--cas (or KILN_CAS)");
 		goto out;
 	}
 	/* Attested programs may get volumes from the CAS: dispatch on by default. */
@@ -462,6 +536,10 @@ int run_main(int argc, char **argv)
 	}
 	if (cfg->dev) {
 		fprintf(stderr, "kiln: development mode: no attestation\n");
+		fflush(stderr);
+	} else if (strcmp(cfg->tee, "sim") == 0) {
+		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
+			"for development only\n");
 		fflush(stderr);
 	}
 	kiln_free_secret(text, text_size);

@@ -9,15 +9,24 @@
  * 5. POST /v1/attest over TLS with the ephemeral certificate as client
  *    certificate; the answer carries argv, env, pwd, files and volumes.
  * The key stays in memory for the life of the process: it authenticates the
- * volume freshness calls (prepare/commit) that the CAS allows for this grant. */
+ * volume freshness calls (prepare/commit) that the CAS allows for this grant.
+ *
+ * No jansson here: Debian's libjansson.a is not PIC, and a shared libjansson
+ * would be mapped into every attested program and so change its workload
+ * measurement against `kiln measure` and kiln-las. Answers are read with the
+ * small strict reader of json.c (its strings are wiped when freed); requests
+ * are written with rt_json_quote. */
 #include <errno.h>
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cas/cas.h"
@@ -72,48 +81,55 @@ static void client_init(struct cas_client *c, bool with_key)
 	}
 }
 
-/* One JSON request to the CAS; *out (owned by the caller) on HTTP 200. */
-static int rt_cas_call(const char *method, const char *path, json_t *body, json_t **out,
-		struct kiln_err *err)
+/* The last CAS call failed before an HTTP answer (its message is complete). */
+static bool g_unreachable;
+
+/* One JSON request to the CAS (text: the JSON body or NULL); *out (owned by
+ * the caller, rt_json_free) on HTTP 200. */
+static int rt_cas_call(const char *method, const char *path, const char *text,
+		       struct rt_json **out, struct kiln_err *err)
 {
 	struct cas_client c;
 	struct cas_response resp = { 0 };
-	char *text = NULL;
-	json_error_t jerr;
 	int ret;
 
 	*out = NULL;
 	client_init(&c, g_key != NULL);
-	if (body) {
-		text = json_dumps(body, JSON_COMPACT);
-		if (!text)
-			return kiln_err_set(err, -ENOMEM, "out of memory");
-	}
-	ret = cas_client_request(&c, method, path, body ? "application/json" : NULL, text,
+	ret = cas_client_request(&c, method, path, text ? "application/json" : NULL, text,
 				 text ? strlen(text) : 0, &resp, err);
-	if (text)
-		kiln_free_secret(text, strlen(text));
-	if (ret)
+	if (ret) {
+		/* Transport, TLS or pinning: the one line names the CAS. */
+		kiln_err_prefix(err, "cannot reach the CAS at %s: ", c.url);
+		g_unreachable = true;
 		return ret;
+	}
 	if (resp.status != 200) {
-		json_t *j = json_loads(resp.body ? resp.body : "", 0, &jerr);
-		const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
-		const char *id = j ? json_string_value(json_object_get(j, "request_id")) : NULL;
+		struct rt_json *j = NULL;
+		const char *e, *id;
 
-		ret = kiln_err_set(err, resp.status == 403 ? -KILN_EDENIED : -EPROTO,
-				   "%s %s: CAS answered %d: %s%s%s", method, path, resp.status,
-				   e ? e : "(no message)", id ? " (request id " : "",
-				   id ? id : "");
-		if (id)
-			strncat(err->msg, ")", sizeof(err->msg) - strlen(err->msg) - 1);
-		json_decref(j);
+		if (rt_json_parse(resp.body, resp.body_size, &j) < 0)
+			j = NULL;
+		e = rt_json_str(rt_json_get(j, "error"));
+		id = rt_json_str(rt_json_get(j, "request_id"));
+
+		if (resp.status == 403 && id && strcmp(path, "/v1/attest") == 0)
+			/* The reason is in the CAS log under this id, never sent. */
+			ret = kiln_err_set(err, -KILN_EDENIED, "attestation refused by the CAS "
+					   "(request id %.64s)", id);
+		else
+			ret = kiln_err_set(err, resp.status == 403 ? -KILN_EDENIED : -EPROTO,
+					   "%s %s: CAS answered %d: %.200s%s%.64s%s", method, path,
+					   resp.status, e ? e : "(no message)",
+					   id ? " (request id " : "", id ? id : "", id ? ")" : "");
+		rt_json_free(j);
 		cas_response_free(&resp);
 		return ret;
 	}
-	*out = json_loads(resp.body ? resp.body : "", 0, &jerr);
+	if (rt_json_parse(resp.body, resp.body_size, out) < 0)
+		*out = NULL;
 	cas_response_free(&resp);
-	if (!*out || !json_is_object(*out)) {
-		json_decref(*out);
+	if (!*out || (*out)->type != RT_JSON_OBJECT) {
+		rt_json_free(*out);
 		*out = NULL;
 		return kiln_err_set(err, -KILN_EFORMAT, "%s %s: the CAS answer is not a JSON "
 				    "object", method, path);
@@ -121,29 +137,162 @@ static int rt_cas_call(const char *method, const char *path, json_t *body, json_
 	return 0;
 }
 
-static json_t *host_values(void)
+/* The attest request body. "host" holds only the launcher variables named with
+ * --host-env: the CAS does not tell which {{host.NAME}} a policy uses, and the
+ * launcher's whole environment may hold the operator's own credentials, so
+ * nothing else is sent. An unset variable is left out (the CAS then refuses a
+ * policy that needs it). *out malloc'd, owned by the caller. */
+static int attest_body(const char *ev_b64, const char *nonce_hex, char **out)
 {
-	extern char **environ;
-	json_t *h = json_object();
+	const struct rt_config *cfg = &g_rt.cfg;
+	char *session = NULL, *service = NULL, *tee = NULL, *host = NULL;
+	size_t host_size = 3, used = 0;
+	int ret = -ENOMEM;
 
-	for (char **e = environ; h && e && *e; e++) {
-		const char *eq = strchr(*e, '=');
+	*out = NULL;
+	for (size_t i = 0; i < cfg->n_host_env; i++) {
+		const char *v = getenv(cfg->host_env[i]);
 
-		if (!eq || eq == *e || strncmp(*e, "LD_PRELOAD=", 11) == 0 ||
-		    strncmp(*e, RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)
-			continue;
-		{
-			char name[256];
-			size_t n = (size_t)(eq - *e);
-
-			if (n >= sizeof(name))
-				continue;
-			memcpy(name, *e, n);
-			name[n] = '\0';
-			json_object_set_new(h, name, json_string(eq + 1));
-		}
+		if (v)
+			host_size += 6 * (strlen(cfg->host_env[i]) + strlen(v)) + 12;
 	}
-	return h;
+	host = malloc(host_size);
+	if (!host || rt_json_quote(cfg->session, &session) ||
+	    rt_json_quote(cfg->service, &service) || rt_json_quote(cfg->tee, &tee))
+		goto out;
+	host[used++] = '{';
+	for (size_t i = 0; i < cfg->n_host_env; i++) {
+		const char *v = getenv(cfg->host_env[i]);
+		char *qk = NULL, *qv = NULL;
+
+		if (!v)
+			continue;
+		if (rt_json_quote(cfg->host_env[i], &qk) || rt_json_quote(v, &qv)) {
+			free(qk);
+			free(qv);
+			goto out;
+		}
+		used += (size_t)snprintf(host + used, host_size - used, "%s%s: %s",
+					 used > 1 ? ", " : "", qk, qv);
+		free(qk);
+		free(qv);
+	}
+	host[used++] = '}';
+	host[used] = '\0';
+	if (asprintf(out, "{\"session\": %s, \"service\": %s, \"tee\": %s, \"evidence\": "
+		     "\"%s\", \"nonce\": \"%s\", \"host\": %s}", session, service, tee, ev_b64,
+		     nonce_hex, host) < 0)
+		*out = NULL;
+	else
+		ret = 0;
+out:
+	free(session);
+	free(service);
+	free(tee);
+	free(host);
+	return ret;
+}
+
+/* Sim evidence in the format of ev_sim_produce (sim.c, whose verifier needs
+ * jansson, so libkiln does not link it). */
+static int sim_evidence(const uint8_t rd[EV_REPORT_DATA_SIZE], const uint8_t wm[EV_WM_SIZE],
+			uint8_t **ev, size_t *size)
+{
+	char rd_hex[2 * EV_REPORT_DATA_SIZE + 1], wm_hex[2 * EV_WM_SIZE + 1];
+	size_t cap = 2 * (EV_REPORT_DATA_SIZE + EV_WM_SIZE) + 96;
+	char *out = malloc(cap);
+
+	if (!out)
+		return -ENOMEM;
+	kiln_hex_encode(rd, EV_REPORT_DATA_SIZE, rd_hex);
+	kiln_hex_encode(wm, EV_WM_SIZE, wm_hex);
+	*size = (size_t)snprintf(out, cap, "{\"tee\": \"sim\", \"report_data\": \"%s\", "
+				 "\"workload_measurement\": \"%s\"}", rd_hex, wm_hex);
+	*ev = (uint8_t *)out;
+	return 0;
+}
+
+/* Client side of the kiln-las protocol, as ev_host_request (host.c, which needs
+ * jansson): one request line, one answer line, which is the evidence unless it
+ * is {"error": ...}. socket_path NULL: $KILN_LAS_SOCKET, else the default. */
+static int las_evidence(const char *socket_path, const uint8_t rd[EV_REPORT_DATA_SIZE],
+			uint8_t **ev, size_t *size, struct kiln_err *err)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct timeval tv = { 10, 0 };
+	char req[2 * EV_REPORT_DATA_SIZE + 32], *buf = NULL;
+	size_t len = 0, cap = EV_LAS_MAX_EVIDENCE + 2;
+	struct rt_json *j = NULL;
+	int fd = -1, ret;
+
+	if (!socket_path || !socket_path[0])
+		socket_path = secure_getenv("KILN_LAS_SOCKET");
+	if (!socket_path || !socket_path[0])
+		socket_path = EV_LAS_DEFAULT_SOCKET;
+	if (strlen(socket_path) >= sizeof(addr.sun_path))
+		return kiln_err_set(err, -ENAMETOOLONG, "kiln-las socket path %s is too long",
+				    socket_path);
+	strcpy(addr.sun_path, socket_path);
+	buf = malloc(cap);
+	if (!buf)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = kiln_err_set(err, -errno, "socket: %s", kiln_strerror(errno));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		ret = kiln_err_set(err, -errno, "cannot reach kiln-las at %s: %s (is 'kiln las "
+				   "serve' running?)", socket_path, kiln_strerror(errno));
+		goto out;
+	}
+	memcpy(req, "{\"report_data\": \"", 17);
+	kiln_hex_encode(rd, EV_REPORT_DATA_SIZE, req + 17);
+	memcpy(req + 17 + 2 * EV_REPORT_DATA_SIZE, "\"}\n", 4);
+	ret = kiln_write_all(fd, req, strlen(req));
+	if (ret < 0) {
+		kiln_err_set(err, ret, "kiln-las at %s: sending the request: %s", socket_path,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	while (!len || buf[len - 1] != '\n') {
+		ssize_t n = len < cap ? read(fd, buf + len, cap - len) : 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -KILN_ETRUNC;
+			kiln_err_set(err, ret, "kiln-las at %s: reading the answer: %s", socket_path,
+				     n < 0 ? kiln_strerror(-ret) : "no complete line");
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	len--; /* the newline */
+	if (rt_json_parse(buf, len, &j) < 0 || j->type != RT_JSON_OBJECT) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "kiln-las at %s answered with invalid JSON",
+				   socket_path);
+		goto out;
+	}
+	if (rt_json_get(j, "error")) {
+		const char *msg = rt_json_str(rt_json_get(j, "error"));
+
+		ret = kiln_err_set(err, -KILN_EDENIED, "kiln-las at %s refused: %.200s",
+				   socket_path, msg ? msg : "(no reason given)");
+		goto out;
+	}
+	*ev = (uint8_t *)buf;
+	*size = len;
+	buf = NULL;
+	ret = 0;
+out:
+	rt_json_free(j);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }
 
 /* KILN_MEASURE_ONLY=1 (`kiln measure`): print the measurement before main and
@@ -176,15 +325,15 @@ void rt_measure_only(void)
 }
 
 /* The answer of a successful attestation, applied by rt_attest_apply_*. */
-static json_t *g_grant;
+static struct rt_json *g_grant;
 
 int rt_attest(struct kiln_err *err)
 {
 	uint8_t nonce[EV_NONCE_SIZE], wm[EV_WM_SIZE], rd[EV_REPORT_DATA_SIZE];
 	uint8_t *spki = NULL, *ev = NULL;
-	char nonce_hex[2 * EV_NONCE_SIZE + 1], *ev_b64 = NULL;
+	char nonce_hex[2 * EV_NONCE_SIZE + 1], *ev_b64 = NULL, *body = NULL;
+	struct rt_json *j = NULL;
 	const char *nh;
-	json_t *j = NULL, *body = NULL;
 	size_t ev_size = 0;
 	int spki_size, ret;
 
@@ -206,7 +355,7 @@ int rt_attest(struct kiln_err *err)
 	}
 	if (ret)
 		goto out;
-	nh = json_string_value(json_object_get(j, "nonce"));
+	nh = rt_json_str(rt_json_get(j, "nonce"));
 	if (!nh || kiln_hex_decode(nh, nonce, sizeof(nonce), NULL)) {
 		ret = kiln_err_set(err, -KILN_EFORMAT, "GET /v1/nonce: no 64-hex nonce in the "
 				   "answer");
@@ -224,11 +373,12 @@ int rt_attest(struct kiln_err *err)
 		goto out;
 	}
 	if (strcmp(g_rt.cfg.tee, "sim") == 0) {
-		ret = ev_sim_produce(rd, wm, &ev, &ev_size);
+		ret = sim_evidence(rd, wm, &ev, &ev_size);
 		if (ret)
 			kiln_err_set(err, ret, "sim evidence: %s", kiln_strerror(ret));
 	} else if (strcmp(g_rt.cfg.tee, "host") == 0) {
-		ret = ev_host_request(NULL, rd, 0, &ev, &ev_size, err);
+		ret = las_evidence(g_rt.cfg.las_socket[0] ? g_rt.cfg.las_socket : NULL, rd, &ev,
+				   &ev_size, err);
 		if (ret)
 			kiln_err_prefix(err, "host evidence (kiln-las): ");
 	} else {
@@ -242,24 +392,24 @@ int rt_attest(struct kiln_err *err)
 		ret = kiln_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "session", g_rt.cfg.session, "service",
-			 g_rt.cfg.service, "tee", g_rt.cfg.tee, "evidence", ev_b64, "nonce",
-			 nonce_hex, "host", host_values());
-	if (!body) {
-		ret = kiln_err_set(err, -ENOMEM, "out of memory");
+	ret = attest_body(ev_b64, nonce_hex, &body);
+	if (ret) {
+		kiln_err_set(err, ret, "out of memory");
 		goto out;
 	}
-	json_decref(j);
+	rt_json_free(j);
 	j = NULL;
 	ret = rt_cas_call("POST", "/v1/attest", body, &g_grant, err);
-	if (ret == -KILN_EDENIED)
-		kiln_err_prefix(err, "attestation refused: ");
 out:
+	/* One line: "attestation refused by the CAS (request id X)", "cannot reach
+	 * the CAS at URL: ...", or "attestation: ..." for anything else. */
+	if (ret && ret != -KILN_EDENIED && !g_unreachable)
+		kiln_err_prefix(err, "attestation: ");
 	OPENSSL_free(spki);
 	free(ev);
 	free(ev_b64);
-	json_decref(body);
-	json_decref(j);
+	free(body);
+	rt_json_free(j);
 	return ret;
 }
 
@@ -277,72 +427,85 @@ static bool same_file(const char *a, const char *b)
 
 int rt_attest_apply_early(struct kiln_err *err)
 {
-	json_t *argv = json_object_get(g_grant, "argv"), *env = json_object_get(g_grant, "env");
-	json_t *vols = json_object_get(g_grant, "volumes"), *v;
+	const struct rt_json *argv = rt_json_get(g_grant, "argv");
+	const struct rt_json *env = rt_json_get(g_grant, "env");
+	const struct rt_json *vols = rt_json_get(g_grant, "volumes");
 	const char *k;
-	size_t i, n_env, pos = 0;
-	json_t *val;
+	size_t n_env, pos = 0;
 
-	if (!json_is_array(argv) || json_array_size(argv) == 0 || !json_is_object(env) ||
-	    (vols && !json_is_array(vols)))
+	if (!argv || argv->type != RT_JSON_ARRAY || argv->n == 0 || !env ||
+	    env->type != RT_JSON_OBJECT || (vols && vols->type != RT_JSON_ARRAY))
 		return kiln_err_set(err, -KILN_EFORMAT, "attestation answer: argv, env or "
 				    "volumes malformed");
 	/* The policy's command must name the program that was measured. */
-	k = json_string_value(json_array_get(argv, 0));
+	k = rt_json_str(argv->items[0]);
 	if (!k || !same_file(k, "/proc/self/exe"))
 		return kiln_err_set(err, -KILN_EPOLICY, "the policy's command %s is not the "
 				    "program that was started", k ? k : "(none)");
-	g_argc = (int)json_array_size(argv);
-	n_env = json_object_size(env);
+	if (argv->n > 65536 || env->n > 65536)
+		return kiln_err_set(err, -E2BIG, "attestation answer: argv or env too large");
+	g_argc = (int)argv->n;
+	n_env = env->n;
 	g_argv = calloc((size_t)g_argc + n_env + 2, sizeof(*g_argv));
 	if (!g_argv)
 		return -ENOMEM;
-	json_array_foreach(argv, i, val) {
-		if (!json_is_string(val))
+	for (size_t i = 0; i < argv->n; i++) {
+		if (argv->items[i]->type != RT_JSON_STRING)
 			return kiln_err_set(err, -KILN_EFORMAT, "attestation answer: argv[%zu] "
 					    "is not a string", i);
-		g_argv[pos++] = strdup(json_string_value(val));
+		g_argv[pos] = strdup(argv->items[i]->str);
+		if (!g_argv[pos++])
+			return -ENOMEM;
 	}
 	g_argv[pos++] = NULL;
-	json_object_foreach(env, k, val) {
+	for (size_t i = 0; i < n_env; i++) {
+		const struct rt_json *val = env->items[i];
 		size_t len;
 		char *e;
 
-		if (!json_is_string(val))
+		k = env->keys[i];
+		if (val->type != RT_JSON_STRING || !k[0] || strchr(k, '='))
 			continue;
-		len = strlen(k) + json_string_length(val) + 2;
+		len = strlen(k) + val->str_len + 2;
 		e = malloc(len);
 		if (!e)
 			return -ENOMEM;
-		snprintf(e, len, "%s=%s", k, json_string_value(val));
+		snprintf(e, len, "%s=%s", k, val->str);
 		g_argv[pos++] = e;
 	}
 	g_argv[pos] = NULL;
 	/* Volumes join the configuration; the shield opens them. */
-	json_array_foreach(vols, i, v) {
+	for (size_t i = 0; vols && i < vols->n; i++) {
+		const struct rt_json *v = vols->items[i];
 		struct rt_volume_cfg *c;
-		const char *name = json_string_value(json_object_get(v, "name"));
-		const char *id = json_string_value(json_object_get(v, "id"));
-		const char *path = json_string_value(json_object_get(v, "path"));
-		const char *key = json_string_value(json_object_get(v, "key"));
-		json_t *tag = json_object_get(v, "tag");
-		json_t *pr = json_object_get(tag, "prepared");
+		const char *name = rt_json_str(rt_json_get(v, "name"));
+		const char *id = rt_json_str(rt_json_get(v, "id"));
+		const char *path = rt_json_str(rt_json_get(v, "path"));
+		const char *key = rt_json_str(rt_json_get(v, "key"));
+		const struct rt_json *tag = rt_json_get(v, "tag");
+		const struct rt_json *co = rt_json_get(tag, "committed");
+		const struct rt_json *pr = rt_json_get(tag, "prepared");
 
 		if (g_rt.cfg.n_volumes >= RT_MAX_VOLUMES)
 			return kiln_err_set(err, -E2BIG, "too many volumes");
 		c = &g_rt.cfg.volumes[g_rt.cfg.n_volumes];
 		if (!name || !id || !path || path[0] != '/' || !key ||
 		    strlen(id) >= sizeof(c->cas_id) || strspn(id, "0123456789abcdef") != strlen(id) ||
-		    !json_is_integer(json_object_get(tag, "committed")) ||
+		    !co || co->type != RT_JSON_NUMBER || !co->is_int || co->num < 0 ||
 		    kiln_hex_decode(key, c->key, sizeof(c->key), NULL) ||
 		    rt_path_normalize(NULL, path, c->mount, sizeof(c->mount)))
 			return kiln_err_set(err, -KILN_EFORMAT, "attestation answer: volume %zu "
 					    "malformed", i);
-		/* The encrypted store lives at the mount path itself. */
+		/* The encrypted store lives at the mount path itself, unless
+		 * --volume-dir NAME=DIR puts it elsewhere. */
 		memcpy(c->dir, c->mount, sizeof(c->dir));
+		for (size_t d = 0; name && d < g_rt.cfg.n_volume_dirs; d++)
+			if (strcmp(g_rt.cfg.volume_dirs[d].name, name) == 0)
+				memcpy(c->dir, g_rt.cfg.volume_dirs[d].dir, sizeof(c->dir));
 		memcpy(c->cas_id, id, strlen(id) + 1);
-		c->committed = (uint64_t)json_integer_value(json_object_get(tag, "committed"));
-		c->prepared = json_is_integer(pr) ? (uint64_t)json_integer_value(pr) : c->committed;
+		c->committed = (uint64_t)co->num;
+		c->prepared = pr && pr->type == RT_JSON_NUMBER && pr->is_int && pr->num >= 0 ?
+			      (uint64_t)pr->num : c->committed;
 		g_rt.cfg.n_volumes++;
 	}
 	return 0;
@@ -351,15 +514,17 @@ int rt_attest_apply_early(struct kiln_err *err)
 /* After the shield is up: injected files and the working directory. */
 int rt_attest_apply_late(struct kiln_err *err)
 {
-	json_t *files = json_object_get(g_grant, "files"), *f;
-	const char *pwd = json_string_value(json_object_get(g_grant, "pwd"));
-	size_t i;
+	const struct rt_json *files = rt_json_get(g_grant, "files");
+	const char *pwd = rt_json_str(rt_json_get(g_grant, "pwd"));
 	int ret;
 
-	json_array_foreach(files, i, f) {
-		const char *path = json_string_value(json_object_get(f, "path"));
-		const char *content = json_string_value(json_object_get(f, "content"));
-		const char *mode = json_string_value(json_object_get(f, "mode"));
+	if (files && files->type != RT_JSON_ARRAY)
+		return kiln_err_set(err, -KILN_EFORMAT, "attestation answer: files malformed");
+	for (size_t i = 0; files && i < files->n; i++) {
+		const struct rt_json *f = files->items[i];
+		const char *path = rt_json_str(rt_json_get(f, "path"));
+		const char *content = rt_json_str(rt_json_get(f, "content"));
+		const char *mode = rt_json_str(rt_json_get(f, "mode"));
 		uint8_t *data = NULL;
 		size_t size = 0;
 		unsigned long m = mode ? strtoul(mode, NULL, 8) : 0600;
@@ -381,7 +546,7 @@ int rt_attest_apply_late(struct kiln_err *err)
 			return kiln_err_set(err, ret, "working directory %s: %s", pwd,
 					    kiln_strerror(ret));
 	}
-	json_decref(g_grant);
+	rt_json_free(g_grant);
 	g_grant = NULL;
 	return 0;
 }
@@ -406,15 +571,14 @@ struct cas_fresh {
 static int cf_post(struct cas_fresh *f, const char *op, uint64_t tag, struct kiln_err *err)
 {
 	char path[160];
-	json_t *body = json_pack("{s:I}", "tag", (json_int_t)tag), *out = NULL;
+	char body[48];
+	struct rt_json *out = NULL;
 	int ret;
 
-	if (!body)
-		return -ENOMEM;
+	snprintf(body, sizeof(body), "{\"tag\": %llu}", (unsigned long long)tag);
 	snprintf(path, sizeof(path), "/v1/volumes/%s/%s", f->id, op);
 	ret = rt_cas_call("POST", path, body, &out, err);
-	json_decref(body);
-	json_decref(out);
+	rt_json_free(out);
 	return ret;
 }
 
@@ -432,7 +596,8 @@ static int cf_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct
 {
 	struct cas_fresh *f = ctx;
 	char path[160];
-	json_t *out = NULL, *pr;
+	const struct rt_json *co, *pr;
+	struct rt_json *out = NULL;
 	int ret;
 
 	if (!f->asked) {
@@ -446,10 +611,16 @@ static int cf_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct
 	ret = rt_cas_call("GET", path, NULL, &out, err);
 	if (ret)
 		return ret;
-	*committed = (uint64_t)json_integer_value(json_object_get(out, "committed"));
-	pr = json_object_get(out, "prepared");
-	*prepared = json_is_integer(pr) ? (uint64_t)json_integer_value(pr) : *committed;
-	json_decref(out);
+	co = rt_json_get(out, "committed");
+	pr = rt_json_get(out, "prepared");
+	if (!co || co->type != RT_JSON_NUMBER || !co->is_int || co->num < 0) {
+		rt_json_free(out);
+		return kiln_err_set(err, -KILN_EFORMAT, "GET %s: malformed tag answer", path);
+	}
+	*committed = (uint64_t)co->num;
+	*prepared = pr && pr->type == RT_JSON_NUMBER && pr->is_int && pr->num >= 0 ?
+		    (uint64_t)pr->num : *committed;
+	rt_json_free(out);
 	return *committed ? 0 : -ENOENT;
 }
 

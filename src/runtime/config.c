@@ -80,6 +80,7 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		{ "session ", offsetof(struct rt_config, session), sizeof(cfg->session) },
 		{ "service ", offsetof(struct rt_config, service), sizeof(cfg->service) },
 		{ "tee ", offsetof(struct rt_config, tee), sizeof(cfg->tee) },
+		{ "las-socket ", offsetof(struct rt_config, las_socket), sizeof(cfg->las_socket) },
 	};
 
 	for (size_t i = 0; i < KILN_ARRAY_SIZE(words); i++) {
@@ -93,6 +94,24 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 			memcpy((char *)cfg + words[i].off, v, strlen(v) + 1);
 			return 0;
 		}
+	}
+	if (strncmp(line, "host-env ", 9) == 0) {
+		p = line + 9;
+		if (!p[0] || strpbrk(p, "= ") || strlen(p) >= sizeof(cfg->host_env[0]) ||
+		    cfg->n_host_env >= RT_MAX_HOST_ENV)
+			return -KILN_EFORMAT;
+		strcpy(cfg->host_env[cfg->n_host_env++], p);
+		return 0;
+	}
+	if (strncmp(line, "volume-dir ", 11) == 0) {
+		p = next_word(line + 11, word, sizeof(word));
+		if (!p || *p != ' ' || strlen(word) >= sizeof(cfg->volume_dirs[0].name) ||
+		    cfg->n_volume_dirs >= RT_MAX_VOLUMES || p[1] != '/' ||
+		    rt_path_normalize(NULL, p + 1, cfg->volume_dirs[cfg->n_volume_dirs].dir,
+				      sizeof(cfg->volume_dirs[0].dir)))
+			return -KILN_EFORMAT;
+		strcpy(cfg->volume_dirs[cfg->n_volume_dirs++].name, word);
+		return 0;
 	}
 	if (strncmp(line, "cwd /", 5) == 0)
 		return rt_path_normalize(NULL, line + 4, cfg->cwd, sizeof(cfg->cwd)) ? -KILN_EFORMAT
@@ -181,7 +200,8 @@ out:
 
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
 {
-	size_t cap = 10000 + cfg->n_volumes * (3 * 4096 + 96);
+	size_t cap = 10000 + cfg->n_volumes * (3 * 4096 + 96) + cfg->n_volume_dirs * 4300 +
+		     cfg->n_host_env * 150;
 	char *buf = malloc(cap);
 	size_t len = 0;
 	int n;
@@ -218,6 +238,19 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 		if (cfg->cas_fingerprint[0]) {
 			n = snprintf(buf + len, cap - len, "cas-fingerprint %s\n",
 				     cfg->cas_fingerprint);
+			len += (size_t)n;
+		}
+		if (cfg->las_socket[0]) {
+			n = snprintf(buf + len, cap - len, "las-socket %s\n", cfg->las_socket);
+			len += (size_t)n;
+		}
+		for (size_t i = 0; i < cfg->n_host_env; i++) {
+			n = snprintf(buf + len, cap - len, "host-env %s\n", cfg->host_env[i]);
+			len += (size_t)n;
+		}
+		for (size_t i = 0; i < cfg->n_volume_dirs; i++) {
+			n = snprintf(buf + len, cap - len, "volume-dir %s %s\n",
+				     cfg->volume_dirs[i].name, cfg->volume_dirs[i].dir);
 			len += (size_t)n;
 		}
 	}

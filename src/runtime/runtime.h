@@ -103,6 +103,8 @@ struct rt_volume_cfg {
 	uint64_t committed, prepared; /* from the grant; RT_TAG_ASK once used */
 };
 
+#define RT_MAX_HOST_ENV 32
+
 struct rt_config {
 	bool dev;                      /* development mode: no attestation */
 	bool sud;                      /* enable Syscall User Dispatch */
@@ -115,9 +117,47 @@ struct rt_config {
 	char session[256];
 	char service[256];
 	char tee[16];                  /* "sim" | "host" */
+	char las_socket[108];          /* kiln-las socket for tee host ("" = default) */
+	/* Launcher variables sent as {{host.NAME}} values (names only). */
+	size_t n_host_env;
+	char host_env[RT_MAX_HOST_ENV][128];
+	/* Host directory of a policy volume, by volume name (else its mount path). */
+	size_t n_volume_dirs;
+	struct {
+		char name[128];
+		char dir[4096];
+	} volume_dirs[RT_MAX_VOLUMES];
 	size_t n_volumes;
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
 };
+
+/* A small strict JSON reader for the attestation answers (json.c): libkiln
+ * cannot use jansson (docs/attestation.md). A tree from rt_json_parse is owned
+ * by the caller and released with rt_json_free, which wipes every string. */
+enum rt_json_type {
+	RT_JSON_NULL, RT_JSON_BOOL, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY,
+	RT_JSON_OBJECT,
+};
+struct rt_json {
+	enum rt_json_type type;
+	bool boolean;
+	bool is_int;            /* NUMBER: an integer that fits in num */
+	long long num;
+	char *str;              /* STRING: NUL-terminated (no NUL inside) */
+	size_t str_len;
+	size_t n;               /* ARRAY/OBJECT: number of items */
+	struct rt_json **items;
+	char **keys;            /* OBJECT: keys[i] names items[i] (unique) */
+};
+/* 0, -KILN_EFORMAT for anything but one valid JSON value, -ENOMEM, -E2BIG. */
+int rt_json_parse(const char *text, size_t size, struct rt_json **out);
+void rt_json_free(struct rt_json *j);
+/* Member of an object (NULL when absent or not an object). */
+const struct rt_json *rt_json_get(const struct rt_json *obj, const char *key);
+/* The string value, or NULL when j is not a string. */
+const char *rt_json_str(const struct rt_json *j);
+/* s as a quoted JSON string; *out malloc'd, owned by the caller. */
+int rt_json_quote(const char *s, char **out);
 
 /* Text format, one item per line, first line "kiln-runtime-config-v1":
  *   mode dev
@@ -127,6 +167,8 @@ struct rt_config {
  *   cwd <path>        (working directory inside a volume, passed across exec)
  *   cas <url> / cas-ca <path> / cas-fingerprint <hex> / session <name> /
  *   service <name> / tee <sim|host>      (attestation; no secrets)
+ *   las-socket <path> / host-env <NAME> / volume-dir <name> <dir>
+ *                     (attestation, docs/attestation.md; the last two repeat)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the

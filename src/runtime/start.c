@@ -92,10 +92,13 @@ __attribute__((constructor(101))) static void rt_start(void)
 		strncpy(g_rt.lib_path, info.dli_fname, sizeof(g_rt.lib_path) - 1);
 	if (g_rt.cfg.cas[0]) {
 		ret = rt_attest(&err);
-		if (ret == 0)
-			ret = rt_attest_apply_early(&err);
-		if (ret)
-			die("attestation", kiln_err_msg(&err, ret));
+		if (ret == 0 && (ret = rt_attest_apply_early(&err)))
+			kiln_err_prefix(&err, "attestation: ");
+		if (ret) {
+			/* rt_attest's messages are whole lines (docs/attestation.md). */
+			rt_say("%s", kiln_err_msg(&err, ret));
+			rt_sys(SYS_exit_group, 1);
+		}
 	}
 	if (g_rt.cfg.n_volumes) {
 		ret = rt_shield_init(&err);
