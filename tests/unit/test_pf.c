@@ -713,6 +713,56 @@ static void test_enospc_isolated(void **state)
 	env_free(&e);
 }
 
+/* rename over an open file: the replaced file's handle keeps its data (POSIX);
+ * O_TRUNC rewrite switches backing files; two handles see each other. */
+static void test_rename_over_open_and_trunc(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *a, *b, *b2;
+	struct kiln_err err = { 0 };
+	uint8_t buf[32];
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "a", "AAAA", 4);
+	write_file(v, "b", "BBBBBB", 6);
+	assert_int_equal(pf_open(v, "b", O_RDWR, 0, &b, &err), 0);
+	assert_int_equal(pf_rename(v, "a", "b", &err), 0);
+	assert_int_equal(pf_pread(b, buf, sizeof(buf), 0, &err), 6);
+	assert_memory_equal(buf, "BBBBBB", 6);
+	pf_close(b);
+	check_content(v, "b", (const uint8_t *)"AAAA", 4);
+	assert_int_equal(pf_open(v, "b", O_RDWR | O_TRUNC, 0, &b, &err), 0);
+	assert_int_equal(pf_open(v, "b", O_RDONLY, 0, &b2, &err), 0);
+	assert_int_equal(pf_pread(b2, buf, sizeof(buf), 0, &err), 0);
+	assert_int_equal(pf_pwrite(b, "new", 3, 0, &err), 3);
+	assert_int_equal(pf_pread(b2, buf, sizeof(buf), 0, &err), 3);
+	assert_memory_equal(buf, "new", 3);
+	pf_close(b);
+	pf_close(b2);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "b", (const uint8_t *)"new", 3);
+	assert_int_equal(pf_open(v, "a", O_RDONLY, 0, &a, &err), -ENOENT);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	{
+		/* Exactly one backing file (plus its sidecar) is left. */
+		char cmd[256];
+		FILE *p;
+		int count = -1;
+
+		snprintf(cmd, sizeof(cmd), "ls %s/.kiln | grep -cE '^[0-9a-f]{32}$'", e.kdir);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		assert_int_equal(fscanf(p, "%d", &count), 1);
+		pclose(p);
+		assert_int_equal(count, 1);
+	}
+	env_free(&e);
+}
+
 static void test_formats(void **state)
 {
 	struct pf_header h = { PF_FORMAT_VERSION, PF_REGION_ENCRYPTED, 4096, { 1, 2 } }, h2;
@@ -745,6 +795,7 @@ int main(void)
 		cmocka_unit_test(test_rollback),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_enospc_isolated),
+		cmocka_unit_test(test_rename_over_open_and_trunc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
