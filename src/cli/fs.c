@@ -413,7 +413,18 @@ static int cmd_put(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	buf = malloc(FS_IO_SIZE);
-	if (!buf || make_parents(v, a.pos[1]))
+	if (!buf)
+		goto out;
+	{
+		struct pf_stat st;
+
+		ret = pf_stat(v, a.pos[1], &st, &err);
+		if (ret == -EINVAL || ret == -ENAMETOOLONG) {
+			cli_error("%s", kiln_err_msg(&err, ret));
+			goto out;
+		}
+	}
+	if (make_parents(v, a.pos[1]))
 		goto out;
 	ret = pf_open(v, a.pos[1], O_WRONLY | O_CREAT | O_TRUNC, 0644, &f, &err);
 	if (ret) {

@@ -79,6 +79,15 @@ struct pf_node {
 	void *jfh;
 	uint64_t jend;
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
+	bool j_unsynced; /* journal entries written but not yet synced */
+	/* Write-back of overwrites of committed chunks whose journal entries are
+	 * not synced yet: they reach the backing file only after the journal sync,
+	 * so a batch of page writes costs one journal sync instead of one each.
+	 * Up to vol->batch slots; reads look here first. */
+	uint8_t *wb;        /* wb_cap * stride, owned */
+	uint64_t *wb_idx;   /* chunk index of each slot, owned */
+	uint32_t *wb_len;   /* bytes of each slot, owned */
+	size_t wb_count;
 	/* Tag sidecar "<id>.t": a copy of the committed tag list, so opening a
 	 * file reads 16 bytes per chunk instead of the whole file. It is a hint:
 	 * the root decides, and a stale or torn copy falls back to a scan. */
@@ -480,6 +489,15 @@ fail:
 			    (unsigned long long)i, kiln_strerror(ret));
 }
 
+/* The held (not yet written) slot of chunk k, or NULL; see pf_node.wb. */
+static const uint8_t *wb_find(struct pf_node *n, uint64_t k)
+{
+	for (size_t i = 0; i < n->wb_count; i++)
+		if (n->wb_idx[i] == k)
+			return n->wb + i * n->vol->stride;
+	return NULL;
+}
+
 /* Plaintext of chunk i under size `size` into out[cs], zero-padded. */
 static int load_plain(struct pf_node *n, uint64_t i, uint64_t size, uint8_t *out,
 		      struct kiln_err *err)
@@ -491,6 +509,8 @@ static int load_plain(struct pf_node *n, uint64_t i, uint64_t size, uint8_t *out
 	memset(out, 0, v->cs);
 	if (len == 0 || tag_is_zero(n->tags[i]))
 		return 0;
+	if (wb_find(n, i))
+		return open_chunk(n, i, wb_find(n, i), len, out, err);
 	ret = st_pread_pad(v, n->fh, v->slot, PF_SLOT_META + len, slot_off(v, i));
 	if (ret)
 		return kiln_err_set(err, ret, "file %s: read: %s", node_path(n),
@@ -688,7 +708,8 @@ fail:
 }
 
 /* Save the committed slots of chunks [from, to) not yet saved, then sync. */
-static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, struct kiln_err *err)
+static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
+			struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t base_n = nchunks(v, n->base_size);
@@ -723,11 +744,76 @@ static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, struct ki
 		n->jmap[i / 8] |= (uint8_t)(1u << (i % 8));
 		wrote = true;
 	}
-	if (wrote && (ret = v->so->sync(v->sctx, n->jfh)))
-		goto fail;
+	if (wrote)
+		n->j_unsynced = true;
+	if (sync && n->j_unsynced) {
+		if ((ret = v->so->sync(v->sctx, n->jfh)))
+			goto fail;
+		n->j_unsynced = false;
+	}
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", node_path(n), kiln_strerror(ret));
+}
+
+/* ---- write-back of journaled overwrites ---- */
+
+/* Sync the journal, then write every held slot in place. */
+static int wb_drain(struct pf_node *n, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	int ret = 0;
+
+	if (n->j_unsynced) {
+		ret = v->so->sync(v->sctx, n->jfh);
+		if (ret)
+			goto fail;
+		n->j_unsynced = false;
+	}
+	for (size_t i = 0; i < n->wb_count; i++) {
+		uint64_t k = n->wb_idx[i];
+		uint64_t len = n->wb_len[i];
+
+		ret = st_pwrite_all(v, n->fh, n->wb + i * v->stride, len, slot_off(v, k));
+		if (ret)
+			goto fail;
+		if (slot_off(v, k) + len > n->phys_size)
+			n->phys_size = slot_off(v, k) + len;
+	}
+	n->wb_count = 0;
+	return 0;
+fail:
+	n->failed = true;
+	return kiln_err_set(err, ret, "file %s: write: %s", node_path(n), kiln_strerror(ret));
+}
+
+/* Hold slot (of chunk k) until the journal is synced. */
+static int wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
+		   struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t *dst = (uint8_t *)wb_find(n, k);
+	int ret;
+
+	if (dst) {
+		n->wb_len[(size_t)(dst - n->wb) / v->stride] = (uint32_t)len;
+	} else {
+		if (!n->wb) {
+			n->wb = malloc(v->batch * v->stride);
+			n->wb_idx = malloc(v->batch * sizeof(*n->wb_idx));
+			n->wb_len = malloc(v->batch * sizeof(*n->wb_len));
+			if (!n->wb || !n->wb_idx || !n->wb_len)
+				return -ENOMEM;
+		}
+		if (n->wb_count == v->batch && (ret = wb_drain(n, err)))
+			return ret;
+		n->wb_idx[n->wb_count] = k;
+		n->wb_len[n->wb_count] = (uint32_t)len;
+		dst = n->wb + n->wb_count * v->stride;
+		n->wb_count++;
+	}
+	memcpy(dst, slot, len);
+	return 0;
 }
 
 /* On load: if a journal for the committed state exists, put the saved slots
@@ -838,6 +924,10 @@ static void node_free(struct pf_node *n)
 	kc_aead_free(n->aead);
 	free(n->tags);
 	free(n->jmap);
+	if (n->wb)
+		kiln_free_secret(n->wb, v->batch * v->stride);
+	free(n->wb_idx);
+	free(n->wb_len);
 	kiln_wipe(n, sizeof(*n));
 	free(n);
 }
@@ -980,10 +1070,12 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 
 	if (tag_is_zero(n->tags[k]))
 		return 0; /* holes have no length */
-	ret = load_plain(n, k, old_size, v->pt, err);
+	ret = wb_drain(n, err);
+	if (!ret)
+		ret = load_plain(n, k, old_size, v->pt, err);
 	if (ret)
 		return ret;
-	ret = journal_save(n, k, k + 1, err);
+	ret = journal_save(n, k, k + 1, true, err);
 	if (ret)
 		goto out;
 	ret = seal_chunk(n, k, v->pt, new_len, v->slot);
@@ -1024,7 +1116,9 @@ static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, struct kiln
 			n->phys_size = slot_off(v, k);
 			continue;
 		}
-		ret = journal_save(n, k, k + 1, err);
+		ret = wb_drain(n, err);
+		if (!ret)
+			ret = journal_save(n, k, k + 1, true, err);
 		if (ret)
 			return ret;
 		ret = st_pwrite_all(v, n->fh, g_zero_tag, PF_NONCE_SIZE, slot_off(v, k));
@@ -1079,6 +1173,10 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	memcpy(n->old_name, n->name, sizeof(n->old_name));
 	memcpy(n->name, name, sizeof(n->name));
 	memcpy(n->backing, id, sizeof(id));
+	/* Held overwrites were for the old backing file, which must stay as
+	 * committed: drop them. */
+	n->wb_count = 0;
+	n->j_unsynced = false;
 	n->fresh = true;
 	n->gen_open = false;
 	n->t_valid = false;
@@ -1103,6 +1201,9 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 		return -EFBIG;
 	if (new_size == 0 && has_base(n) && n->entry)
 		return switch_backing(n, err);
+	ret = wb_drain(n, err);
+	if (ret)
+		return ret;
 	new_n = nchunks(v, new_size);
 	ret = ensure_tags(n, new_n);
 	/* Open the generation even when no committed byte changes: the
@@ -1168,7 +1269,9 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		uint64_t j = i + v->batch <= last + 1 ? i + v->batch : last + 1;
 		uint64_t wlen;
 
-		ret = journal_save(n, i, j, err);
+		uint64_t split = i;
+
+		ret = journal_save(n, i, j, /*sync=*/false, err);
 		if (ret)
 			return ret;
 		for (uint64_t k = i; k < j; k++) {
@@ -1197,8 +1300,28 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			if (ret)
 				return ret;
 		}
-		wlen = (j - 1 - i) * v->stride + PF_SLOT_META + chunk_len(v, new_size, j - 1);
-		ret = st_pwrite_all(v, n->fh, v->iobuf, wlen, slot_off(v, i));
+		/* Committed chunks whose journal entries are not synced yet wait
+		 * in the write-back; the rest (past the committed end) go now. */
+		if (has_base(n) && n->j_unsynced) {
+			uint64_t base_n = nchunks(v, n->base_size);
+
+			split = base_n < i ? i : base_n > j ? j : base_n;
+		}
+		for (uint64_t k = i; k < split; k++) {
+			ret = wb_hold(n, k, v->iobuf + (k - i) * v->stride,
+				      PF_SLOT_META + chunk_len(v, new_size, k), err);
+			if (ret) {
+				n->failed = true;
+				return ret;
+			}
+		}
+		wlen = 0;
+		if (split < j) {
+			wlen = (j - 1 - split) * v->stride + PF_SLOT_META +
+			       chunk_len(v, new_size, j - 1);
+			ret = st_pwrite_all(v, n->fh, v->iobuf + (split - i) * v->stride, wlen,
+					    slot_off(v, split));
+		}
 		if (ret) {
 			n->failed = true;
 			return kiln_err_set(err, ret, "file %s: write: %s", node_path(n),
@@ -1209,8 +1332,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			       PF_TAG_SIZE);
 		tag_touch(n, i);
 		tag_touch(n, j - 1);
-		if (slot_off(v, i) + wlen > n->phys_size)
-			n->phys_size = slot_off(v, i) + wlen;
+		if (wlen && slot_off(v, split) + wlen > n->phys_size)
+			n->phys_size = slot_off(v, split) + wlen;
 		i = j;
 	}
 	n->size = new_size;
@@ -1250,8 +1373,10 @@ static ssize_t node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t 
 			uint64_t cstart = k * v->cs;
 			uint64_t rs = off > cstart ? off : cstart;
 			uint64_t re = end < cstart + len ? end : cstart + len;
-			uint8_t *slot = v->iobuf + (k - i) * v->stride;
+			const uint8_t *slot = wb_find(n, k);
 
+			if (!slot)
+				slot = v->iobuf + (k - i) * v->stride;
 			if (tag_is_zero(n->tags[k])) {
 				memset(buf + (rs - off), 0, re - rs);
 				continue;
@@ -1467,7 +1592,9 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		}
 		if (!node_needs_commit(n))
 			continue;
-		ret = v->so->sync(v->sctx, n->fh);
+		ret = wb_drain(n, NULL);
+		if (!ret)
+			ret = v->so->sync(v->sctx, n->fh);
 		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
 			if (!ret)
