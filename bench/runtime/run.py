@@ -140,6 +140,44 @@ def redis_bench_once(kiln):
     return res
 
 
+def attested_startup_ms(kiln, n=20):
+    """`kiln run /usr/bin/true` attesting (sim) to a loopback kiln-cas."""
+    import os
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        cas = subprocess.Popen([kiln, "cas", "serve", "--data", str(tmp / "cas"), "--listen",
+                                "127.0.0.1:0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+        try:
+            url = None
+            for line in cas.stdout:
+                if line.startswith("listening "):
+                    url = line.split()[1]
+                    break
+            env = dict(os.environ, KILN_CAS=url, KILN_CAS_CA=str(tmp / "cas" / "ca.pem"),
+                       KILN_IDENTITY=str(tmp / "owner.pem"))
+            subprocess.run([kiln, "identity", "create", "--out", str(tmp / "owner.pem")],
+                           check=True, capture_output=True)
+            (tmp / "p.yaml").write_text(
+                "name: bench/true\npredecessor: null\n"
+                "access: {read: [owner], update: [owner]}\n"
+                "services:\n  - {name: t, command: [/usr/bin/true], measurement: [any]}\n"
+                "security: {tee: [sim], allow_insecure_sim: true}\n")
+            subprocess.run([kiln, "policy", "apply", str(tmp / "p.yaml")], check=True,
+                           capture_output=True, env=env)
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                subprocess.run([kiln, "run", "--session", "bench/true", "--service", "t",
+                                "--tee", "sim", "--", "/usr/bin/true"], check=True,
+                               capture_output=True, env=env)
+                times.append((time.perf_counter() - t0) * 1000)
+            return statistics.median(times)
+        finally:
+            cas.terminate()
+            cas.wait(timeout=30)
+
+
 def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
     kiln = str(build / "kiln")
@@ -165,6 +203,7 @@ def main():
         "kiln_run_sud_ms": startup_ms([kiln, "run", "--sud", "on", "--", "/bin/true"]),
     }
     start["overhead_ms"] = start["kiln_run_ms"] - start["native_ms"]
+    start["kiln_run_attested_sim_ms"] = attested_startup_ms(kiln)
     sqlite = sqlite_bench(kiln)
     redis = redis_bench(kiln)
     result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
@@ -197,7 +236,8 @@ def main():
               f"{r['preload_nosud_ns']:9.1f} {r['sud_trap_ns']:9.1f}")
     print(f"\nstart-up /bin/true: native {start['native_ms']:.2f} ms, kiln run "
           f"{start['kiln_run_ms']:.2f} ms (+{start['overhead_ms']:.2f} ms), "
-          f"kiln run --sud on {start['kiln_run_sud_ms']:.2f} ms")
+          f"kiln run --sud on {start['kiln_run_sud_ms']:.2f} ms, attested (sim, loopback CAS) "
+          f"{start['kiln_run_attested_sim_ms']:.1f} ms")
     if sqlite:
         print(f"sqlite3 100,000 inserts (10 transactions) + 2,000 indexed selects: native "
               f"{sqlite['native_s']:.3f} s, kiln file shield {sqlite['kiln_s']:.3f} s "
