@@ -140,6 +140,115 @@ def redis_bench_once(kiln):
     return res
 
 
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 1;
+user root root;
+error_log stderr crit;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  sendfile on;
+  server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+
+def wrk_rps(cmd, prefix, root, files):
+    import os
+    port = free_port()
+    prefix.mkdir(exist_ok=True)
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root))
+    proc = subprocess.Popen(cmd + ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import urllib.request
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/{files[0]}", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = {}
+        for f in files:
+            r = subprocess.run(["wrk", "-t2", "-c32", "-d3s", f"http://127.0.0.1:{port}/{f}"],
+                               capture_output=True, text=True, check=True).stdout
+            line = [ln for ln in r.splitlines() if ln.startswith("Requests/sec:")][0]
+            out[f] = float(line.split()[1])
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def nginx_bench(kiln):
+    import os
+    import shutil
+    if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")) or not shutil.which("wrk"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        plain = tmp / "plain"
+        plain.mkdir()
+        (plain / "4k.bin").write_bytes(os.urandom(4096))
+        (plain / "1m.bin").write_bytes(os.urandom(1 << 20))
+        vol, key = tmp / "vol", tmp / "vol.key"
+        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                       capture_output=True)
+        subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", "cp",
+                        str(plain / "4k.bin"), str(plain / "1m.bin"), str(vol)], check=True,
+                       capture_output=True)
+        files = ["4k.bin", "1m.bin"]
+        native = wrk_rps([], tmp / "n", plain, files)
+        shielded = wrk_rps([kiln, "run", "--volume", f"{vol}={key}", "--"], tmp / "k", vol, files)
+    return {f: {"native_rps": native[f], "kiln_rps": shielded[f],
+                "ratio": shielded[f] / native[f]} for f in files}
+
+
+def attested_startup_ms(kiln, n=20):
+    """`kiln run /usr/bin/true` attesting (sim) to a loopback kiln-cas."""
+    import os
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        cas = subprocess.Popen([kiln, "cas", "serve", "--data", str(tmp / "cas"), "--listen",
+                                "127.0.0.1:0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+        try:
+            url = None
+            for line in cas.stdout:
+                if line.startswith("listening "):
+                    url = line.split()[1]
+                    break
+            env = dict(os.environ, KILN_CAS=url, KILN_CAS_CA=str(tmp / "cas" / "ca.pem"),
+                       KILN_IDENTITY=str(tmp / "owner.pem"))
+            subprocess.run([kiln, "identity", "create", "--out", str(tmp / "owner.pem")],
+                           check=True, capture_output=True)
+            (tmp / "p.yaml").write_text(
+                "name: bench/true\npredecessor: null\n"
+                "access: {read: [owner], update: [owner]}\n"
+                "services:\n  - {name: t, command: [/usr/bin/true], measurement: [any]}\n"
+                "security: {tee: [sim], allow_insecure_sim: true}\n")
+            subprocess.run([kiln, "policy", "apply", str(tmp / "p.yaml")], check=True,
+                           capture_output=True, env=env)
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                subprocess.run([kiln, "run", "--session", "bench/true", "--service", "t",
+                                "--tee", "sim", "--", "/usr/bin/true"], check=True,
+                               capture_output=True, env=env)
+                times.append((time.perf_counter() - t0) * 1000)
+            return statistics.median(times)
+        finally:
+            cas.terminate()
+            cas.wait(timeout=30)
+
+
 def main():
     build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
     kiln = str(build / "kiln")
@@ -165,9 +274,12 @@ def main():
         "kiln_run_sud_ms": startup_ms([kiln, "run", "--sud", "on", "--", "/bin/true"]),
     }
     start["overhead_ms"] = start["kiln_run_ms"] - start["native_ms"]
+    start["kiln_run_attested_sim_ms"] = attested_startup_ms(kiln)
     sqlite = sqlite_bench(kiln)
     redis = redis_bench(kiln)
+    nginx = nginx_bench(kiln)
     result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
+              "nginx": nginx,
               "note": "dev mode (no attestation); ns per call, best of 5 rounds"}
     out = ROOT / "bench" / "results" / "runtime.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +301,9 @@ def main():
             aof = redis['kiln_aof_volume'][op] / redis['native_aof'][op]
             md.append(f"redis {op}: {plain:.2f}x native without shields, {aof:.2f}x with AOF "
                       "on a protected volume")
+    if nginx:
+        for f, r in nginx.items():
+            md.append(f"nginx + wrk {f} from a protected volume: {r['ratio']:.2f}x native")
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"{'call':22} {'native':>9} {'preload':>9} {'preload,':>9} {'SUD trap':>9}")
     print(f"{'':22} {'ns':>9} {'+SUD ns':>9} {'no SUD ns':>9} {'ns':>9}")
@@ -197,7 +312,8 @@ def main():
               f"{r['preload_nosud_ns']:9.1f} {r['sud_trap_ns']:9.1f}")
     print(f"\nstart-up /bin/true: native {start['native_ms']:.2f} ms, kiln run "
           f"{start['kiln_run_ms']:.2f} ms (+{start['overhead_ms']:.2f} ms), "
-          f"kiln run --sud on {start['kiln_run_sud_ms']:.2f} ms")
+          f"kiln run --sud on {start['kiln_run_sud_ms']:.2f} ms, attested (sim, loopback CAS) "
+          f"{start['kiln_run_attested_sim_ms']:.1f} ms")
     if sqlite:
         print(f"sqlite3 100,000 inserts (10 transactions) + 2,000 indexed selects: native "
               f"{sqlite['native_s']:.3f} s, kiln file shield {sqlite['kiln_s']:.3f} s "
@@ -210,6 +326,10 @@ def main():
                   f"{redis['native_aof'][op]:.0f}/s, AOF on a protected volume "
                   f"{redis['kiln_aof_volume'][op]:.0f}/s "
                   f"({redis['kiln_aof_volume'][op] / redis['native_aof'][op]:.2f}x)")
+    if nginx:
+        for f, r in nginx.items():
+            print(f"nginx + wrk {f} from a protected volume: {r['kiln_rps']:.0f}/s vs "
+                  f"{r['native_rps']:.0f}/s native ({r['ratio']:.2f}x)")
     print(f"wrote {out}")
 
 
