@@ -106,6 +106,15 @@ int kiln_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component. */
 int kiln_mkdir_p(const char *path, mode_t mode);
 
+/* Stream-socket I/O bounded by an absolute kiln_now_ns() deadline (-ETIMEDOUT).
+ * send_all writes everything (MSG_NOSIGNAL). recv_line reads one "\n"-terminated
+ * line of at most max_size bytes (-EMSGSIZE beyond, -KILN_ETRAILING when bytes
+ * follow the newline in the same read, -ECONNRESET at EOF); *out is malloc'd,
+ * NUL-terminated without the newline, owned by the caller. */
+int kiln_send_all_deadline(int fd, const void *data, size_t size, uint64_t deadline_ns);
+int kiln_recv_line_deadline(int fd, size_t max_size, uint64_t deadline_ns, char **out,
+			    size_t *size);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t kiln_now_ns(void);
 

@@ -110,6 +110,16 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
 		   const uint8_t wm[static EV_WM_SIZE], uint8_t **ev, size_t *size);
 
+/* The kiln-las exchange without JSON parsing (libkiln has no jansson): connect,
+ * send {"report_data": HEX}, read one answer line (at most EV_LAS_MAX_EVIDENCE
+ * bytes, within timeout_ms; 0 = 10 s). socket_path NULL or "" means
+ * $KILN_LAS_SOCKET or EV_LAS_DEFAULT_SOCKET; *used_path (may be NULL) says which.
+ * *answer is malloc'd, NUL-terminated, owned by the caller; it is evidence or
+ * {"error": "..."}, which the caller tells apart. */
+int ev_las_exchange(const char *socket_path,
+		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
+		    char **answer, size_t *size, const char **used_path, struct kiln_err *err);
+
 /* Client side of the kiln-las protocol: socket_path NULL means $KILN_LAS_SOCKET
  * or /run/kiln/las.sock; timeout_ms 0 means 10 s. *ev (the evidence JSON, no
  * trailing newline) is malloc'd, owned by the caller. An error answer from the

@@ -15,170 +15,33 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
 
 #define EV_HOST_MAX_SKEW 300 /* seconds between the LAS clock and the verifier's */
-#define EV_HOST_DEFAULT_TIMEOUT_MS 10000
 
 /* ---- producer: the client side of the kiln-las socket protocol ---- */
-
-static int send_all(int fd, const char *data, size_t size, uint64_t deadline_ns)
-{
-	while (size > 0) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		uint64_t now = kiln_now_ns();
-		ssize_t n;
-
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		n = send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		data += n;
-		size -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read one "\n"-terminated line (the newline is dropped) of at most max_size
- * bytes before the deadline. *out is malloc'd, NUL-terminated, caller frees. */
-static int recv_line(int fd, size_t max_size, uint64_t deadline_ns, char **out, size_t *size)
-{
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap), *tmp;
-	int ret;
-
-	*out = NULL;
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = kiln_now_ns();
-		char *nl;
-		ssize_t n;
-
-		if (now >= deadline_ns) {
-			ret = -ETIMEDOUT;
-			goto fail;
-		}
-		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
-			goto fail;
-		}
-		if (len + 1 == cap) {
-			if (cap > max_size) {
-				ret = -EMSGSIZE;
-				goto fail;
-			}
-			tmp = realloc(buf, cap * 2);
-			if (!tmp) {
-				ret = -ENOMEM;
-				goto fail;
-			}
-			buf = tmp;
-			cap *= 2;
-		}
-		n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			ret = -errno;
-			goto fail;
-		}
-		if (n == 0) {
-			ret = -ECONNRESET;
-			goto fail;
-		}
-		nl = memchr(buf + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl) {
-			if (nl != buf + len - 1) {
-				ret = -KILN_ETRAILING;
-				goto fail;
-			}
-			len--;
-			buf[len] = '\0';
-			if (len > max_size) {
-				ret = -EMSGSIZE;
-				goto fail;
-			}
-			*out = buf;
-			*size = len;
-			return 0;
-		}
-	}
-fail:
-	free(buf);
-	return ret;
-}
 
 int ev_host_request(const char *socket_path,
 		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
 		    uint8_t **ev, size_t *size, struct kiln_err *err)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	char req[2 * EV_REPORT_DATA_SIZE + 32], *line = NULL;
+	char *line = NULL;
 	size_t line_size = 0;
-	uint64_t deadline;
 	json_t *j = NULL;
-	int fd = -1, ret;
+	int ret;
 
 	*ev = NULL;
 	*size = 0;
-	if (!socket_path)
-		socket_path = secure_getenv("KILN_LAS_SOCKET");
-	if (!socket_path || !socket_path[0])
-		socket_path = EV_LAS_DEFAULT_SOCKET;
-	if (strlen(socket_path) >= sizeof(addr.sun_path))
-		return kiln_err_set(err, -ENAMETOOLONG, "kiln-las socket path %s is too long",
-				    socket_path);
-	strcpy(addr.sun_path, socket_path);
-	deadline = kiln_now_ns() +
-		   (uint64_t)(timeout_ms > 0 ? timeout_ms : EV_HOST_DEFAULT_TIMEOUT_MS) * 1000000;
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return kiln_err_set(err, -errno, "socket: %s", kiln_strerror(errno));
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		ret = kiln_err_set(err, -errno, "cannot reach kiln-las at %s: %s "
-				   "(is 'kiln las serve' running?)", socket_path,
-				   kiln_strerror(errno));
-		goto out;
-	}
-	memcpy(req, "{\"report_data\": \"", 17);
-	kiln_hex_encode(report_data, EV_REPORT_DATA_SIZE, req + 17);
-	memcpy(req + 17 + 2 * EV_REPORT_DATA_SIZE, "\"}\n", 4);
-	ret = send_all(fd, req, strlen(req), deadline);
-	if (ret < 0) {
-		kiln_err_set(err, ret, "kiln-las at %s: sending the request: %s", socket_path,
-			     kiln_strerror(ret));
-		goto out;
-	}
-	ret = recv_line(fd, EV_LAS_MAX_EVIDENCE, deadline, &line, &line_size);
-	if (ret < 0) {
-		kiln_err_set(err, ret, "kiln-las at %s: reading the answer: %s", socket_path,
-			     kiln_strerror(ret));
-		goto out;
-	}
+	ret = ev_las_exchange(socket_path, report_data, timeout_ms, &line, &line_size,
+			      &socket_path, err);
+	if (ret < 0)
+		return ret;
 	j = json_loadb(line, line_size, JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(j)) {
 		ret = kiln_err_set(err, -KILN_EFORMAT, "kiln-las at %s answered with invalid JSON",
@@ -199,8 +62,6 @@ int ev_host_request(const char *socket_path,
 out:
 	json_decref(j);
 	free(line);
-	if (fd >= 0)
-		close(fd);
 	return ret;
 }
 

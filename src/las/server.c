@@ -48,69 +48,6 @@ struct las_conn {
 	uint64_t id;
 };
 
-static int send_line(int fd, const char *data, size_t size, uint64_t deadline_ns)
-{
-	while (size > 0) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		uint64_t now = kiln_now_ns();
-		ssize_t n;
-
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0 && errno != EINTR)
-			return -errno;
-		n = send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		data += n;
-		size -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read one request line into buf (NUL-terminated, newline dropped). */
-static int recv_request(int fd, char *buf, size_t cap, uint64_t deadline_ns)
-{
-	size_t len = 0;
-
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = kiln_now_ns();
-		char *nl;
-		ssize_t n;
-
-		if (now >= deadline_ns)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (len + 1 >= cap)
-			return -EMSGSIZE;
-		n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ECONNRESET;
-		nl = memchr(buf + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl) {
-			if (nl != buf + len - 1)
-				return -KILN_ETRAILING;
-			*nl = '\0';
-			return 0;
-		}
-	}
-}
-
-/* Start time of a process in clock ticks since boot (field 22 of stat). */
 static int proc_start_time(pid_t pid, unsigned long long *out)
 {
 	char path[64], buf[1024], *p;
@@ -187,7 +124,7 @@ static void answer_error(int fd, const char *msg, uint64_t deadline)
 		size_t n = strlen(s);
 
 		s[n] = '\n';
-		(void)send_line(fd, s, n + 1, deadline);
+		(void)kiln_send_all_deadline(fd, s, n + 1, deadline);
 		s[n] = '\0';
 	}
 	free(s);
@@ -204,12 +141,12 @@ static void handle(struct las_conn *c)
 	struct ucred cred = { .pid = 0 };
 	socklen_t len = sizeof(cred);
 	unsigned long long start1 = 0, start2 = 0;
-	char line[LAS_REQUEST_MAX + 1], exe[4096], link[64], wm_hex[97], hex[65];
-	char *manifest = NULL, *ev = NULL, *p;
+	char exe[4096], link[64], wm_hex[97], hex[65];
+	char *line = NULL, *manifest = NULL, *ev = NULL, *p;
 	struct las_statement st = { 0 };
 	struct kiln_err err = { 0 };
 	const char *why = NULL;
-	size_t ev_size = 0;
+	size_t ev_size = 0, line_size = 0;
 	ssize_t n;
 	int pidfd = -1, ret;
 
@@ -224,7 +161,7 @@ static void handle(struct las_conn *c)
 	len = sizeof(pidfd);
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
 		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	ret = recv_request(c->fd, line, sizeof(line), deadline);
+	ret = kiln_recv_line_deadline(c->fd, LAS_REQUEST_MAX, deadline, &line, &line_size);
 	if (ret < 0) {
 		why = ret == -ETIMEDOUT ? "request timed out"
 		      : ret == -EMSGSIZE ? "request too large"
@@ -279,7 +216,8 @@ static void handle(struct las_conn *c)
 		goto refuse;
 	}
 	ev[ev_size] = '\n'; /* replaces the NUL; the buffer is freed, not printed */
-	ret = send_line(c->fd, ev, ev_size + 1, kiln_now_ns() + LAS_WRITE_TIMEOUT_NS);
+	ret = kiln_send_all_deadline(c->fd, ev, ev_size + 1,
+				     kiln_now_ns() + LAS_WRITE_TIMEOUT_NS);
 	kiln_hex_encode(st.workload_measurement, 48, wm_hex);
 	kiln_log(ret < 0 ? KILN_LOG_WARN : KILN_LOG_INFO,
 		 ret < 0 ? "evidence not delivered" : "evidence issued",
@@ -301,6 +239,7 @@ refuse:
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	free(line);
 	free(ev);
 	free(manifest);
 }

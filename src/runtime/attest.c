@@ -212,65 +212,20 @@ static int sim_evidence(const uint8_t rd[EV_REPORT_DATA_SIZE], const uint8_t wm[
 	return 0;
 }
 
-/* Client side of the kiln-las protocol, as ev_host_request (host.c, which needs
- * jansson): one request line, one answer line, which is the evidence unless it
- * is {"error": ...}. socket_path NULL: $KILN_LAS_SOCKET, else the default. */
+/* Host evidence: the kiln-las exchange (ev_las_exchange, shared with
+ * ev_host_request), classified with the runtime's own JSON reader because
+ * libkiln links no jansson. socket_path NULL: $KILN_LAS_SOCKET, else the default. */
 static int las_evidence(const char *socket_path, const uint8_t rd[EV_REPORT_DATA_SIZE],
 			uint8_t **ev, size_t *size, struct kiln_err *err)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct timeval tv = { 10, 0 };
-	char req[2 * EV_REPORT_DATA_SIZE + 32], *buf = NULL;
-	size_t len = 0, cap = EV_LAS_MAX_EVIDENCE + 2;
 	struct rt_json *j = NULL;
-	int fd = -1, ret;
+	char *buf = NULL;
+	size_t len = 0;
+	int ret;
 
-	if (!socket_path || !socket_path[0])
-		socket_path = secure_getenv("KILN_LAS_SOCKET");
-	if (!socket_path || !socket_path[0])
-		socket_path = EV_LAS_DEFAULT_SOCKET;
-	if (strlen(socket_path) >= sizeof(addr.sun_path))
-		return kiln_err_set(err, -ENAMETOOLONG, "kiln-las socket path %s is too long",
-				    socket_path);
-	strcpy(addr.sun_path, socket_path);
-	buf = malloc(cap);
-	if (!buf)
-		return kiln_err_set(err, -ENOMEM, "out of memory");
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		ret = kiln_err_set(err, -errno, "socket: %s", kiln_strerror(errno));
-		goto out;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		ret = kiln_err_set(err, -errno, "cannot reach kiln-las at %s: %s (is 'kiln las "
-				   "serve' running?)", socket_path, kiln_strerror(errno));
-		goto out;
-	}
-	memcpy(req, "{\"report_data\": \"", 17);
-	kiln_hex_encode(rd, EV_REPORT_DATA_SIZE, req + 17);
-	memcpy(req + 17 + 2 * EV_REPORT_DATA_SIZE, "\"}\n", 4);
-	ret = kiln_write_all(fd, req, strlen(req));
-	if (ret < 0) {
-		kiln_err_set(err, ret, "kiln-las at %s: sending the request: %s", socket_path,
-			     kiln_strerror(ret));
-		goto out;
-	}
-	while (!len || buf[len - 1] != '\n') {
-		ssize_t n = len < cap ? read(fd, buf + len, cap - len) : 0;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -KILN_ETRUNC;
-			kiln_err_set(err, ret, "kiln-las at %s: reading the answer: %s", socket_path,
-				     n < 0 ? kiln_strerror(-ret) : "no complete line");
-			goto out;
-		}
-		len += (size_t)n;
-	}
-	len--; /* the newline */
+	ret = ev_las_exchange(socket_path, rd, 0, &buf, &len, &socket_path, err);
+	if (ret < 0)
+		return ret;
 	if (rt_json_parse(buf, len, &j) < 0 || j->type != RT_JSON_OBJECT) {
 		ret = kiln_err_set(err, -KILN_EFORMAT, "kiln-las at %s answered with invalid JSON",
 				   socket_path);
@@ -290,8 +245,6 @@ static int las_evidence(const char *socket_path, const uint8_t rd[EV_REPORT_DATA
 out:
 	rt_json_free(j);
 	free(buf);
-	if (fd >= 0)
-		close(fd);
 	return ret;
 }
 
