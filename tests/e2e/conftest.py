@@ -5,8 +5,9 @@ programs; every service a test needs is started by the test on an ephemeral port
 in a temp dir and stopped afterwards.
 """
 import os
-import pathlib
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -69,3 +70,41 @@ def cas_identity(kiln, tmp_path):
         return str(path), p.stdout.strip()
 
     return make
+
+
+# ---- kiln-las (host attestor) for tests that attest with --tee host ----
+class LasDaemon:
+    """A running `kiln las serve` on a temp socket: .sock, .key, .cert (its PEM)."""
+
+    def __init__(self, kiln_bin, tmp_path):
+        self.sock, self.key = tmp_path / "las.sock", tmp_path / "las.key"
+        self.cert = tmp_path / "las.pem"
+        self.log_path = tmp_path / "las.log"
+        self._log = open(self.log_path, "wb")
+        # libkiln is left out of measurements by digest, as libkiln leaves itself out.
+        self.proc = subprocess.Popen(
+            [kiln_bin, "las", "serve", "--socket", str(self.sock), "--key", str(self.key),
+             "--runtime-lib", str(BUILD / "src" / "runtime" / "libkiln.so")],
+            stdout=self._log, stderr=self._log)
+        for _ in range(600):
+            if self.sock.exists() and self.cert.exists():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail("kiln las serve exited: " + self.log_path.read_text())
+            time.sleep(0.05)
+        pytest.fail("kiln las serve did not create its socket: " + self.log_path.read_text())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self._log.close()
+        return rc
+
+
+@pytest.fixture
+def las(kiln_bin, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("kiln las serve runs as root")
+    daemon = LasDaemon(kiln_bin, tmp_path)
+    yield daemon
+    assert daemon.stop() == 0, daemon.log_path.read_text()[-4000:]

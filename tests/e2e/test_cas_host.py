@@ -3,13 +3,7 @@ evidence about this test process; the CAS trusts it via `kiln cas trust-las`."""
 import base64
 import hashlib
 import json
-import os
-import signal
 import socket
-import subprocess
-import time
-
-import pytest
 
 from cas_fixtures import Workload
 
@@ -23,24 +17,6 @@ security: {{tee: [host]}}
 """
 
 
-@pytest.fixture
-def las(kiln_bin, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("kiln las serve runs as root")
-    sock, key = tmp_path / "las.sock", tmp_path / "las.key"
-    log = open(tmp_path / "las.log", "wb")
-    proc = subprocess.Popen([kiln_bin, "las", "serve", "--socket", str(sock), "--key",
-                             str(key)], stdout=log, stderr=log)
-    for _ in range(600):
-        if sock.exists() and (tmp_path / "las.pem").exists():
-            break
-        if proc.poll() is not None:
-            pytest.fail("kiln las serve exited: " + (tmp_path / "las.log").read_text())
-        time.sleep(0.05)
-    yield sock, key, tmp_path / "las.pem"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
 
 
 def las_evidence(sock, report_data):
@@ -59,7 +35,7 @@ def las_evidence(sock, report_data):
 
 
 def test_host_attestation(kiln, cas, cas_identity, las, tmp_path):
-    sock, key, cert = las
+    sock, cert = las.sock, las.cert
     alice, _ = cas_identity("alice")
     # kiln-las measures this very process; learn its measurement first, after
     # one full round so every shared object Python needs is already mapped.

@@ -168,33 +168,12 @@ def test_attest_errors(kiln, tmp_path):
     assert "--cas needs --session and --service" in p.stderr
 
 
-@pytest.fixture
-def las(kiln_bin, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("kiln las serve runs as root")
-    import signal
-    import time
-    sock, key = tmp_path / "las.sock", tmp_path / "las.key"
-    log = open(tmp_path / "las.log", "wb")
-    proc = subprocess.Popen([kiln_bin, "las", "serve", "--socket", str(sock), "--key", str(key),
-                             "--runtime-lib", str(BUILD / "src" / "runtime" / "libkiln.so")],
-                            stdout=log, stderr=log)
-    for _ in range(600):
-        if sock.exists() and (tmp_path / "las.pem").exists():
-            break
-        if proc.poll() is not None:
-            pytest.fail("kiln las serve exited: " + (tmp_path / "las.log").read_text())
-        time.sleep(0.05)
-    yield sock, tmp_path / "las.pem"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
 
 
 def test_attested_run_host_backend(attested, kiln, cas, las, tmp_path):
     """tee host: kiln-las measures the process (leaving libkiln out by digest) and
     signs the evidence; the runtime's own measurement must agree for the binding."""
-    sock, cert = las
+    sock, cert = las.sock, las.cert
     kiln("cas", "trust-las", cert, "--data", cas.data, check=True)
     text = POLICY.replace("tee: [sim]\n  allow_insecure_sim: true", "tee: [host]")
     python = attested["python"]

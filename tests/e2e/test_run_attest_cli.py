@@ -3,10 +3,8 @@ their one-line errors, and the options --host-env, --volume-dir, --las-socket
 (docs/attestation.md). Complements test_run_attest.py."""
 import os
 import re
-import signal
 import sqlite3
 import subprocess
-import time
 
 import pytest
 
@@ -202,28 +200,10 @@ def test_usage(kiln, args, msg):
     assert msg in p.stderr
 
 
-@pytest.fixture
-def las(kiln_bin, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("kiln las serve runs as root")
-    sock, key = tmp_path / "las.sock", tmp_path / "las.key"
-    log = open(tmp_path / "las.log", "wb")
-    proc = subprocess.Popen([kiln_bin, "las", "serve", "--socket", str(sock), "--key",
-                             str(key)], stdout=log, stderr=log)
-    for _ in range(600):
-        if sock.exists() and (tmp_path / "las.pem").exists():
-            break
-        if proc.poll() is not None:
-            pytest.fail("kiln las serve exited: " + (tmp_path / "las.log").read_text())
-        time.sleep(0.05)
-    yield sock, tmp_path / "las.pem"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
 
 
 def test_host_backend_las_socket(kiln, cas, owner, las, tmp_path):
-    sock, cert = las
+    sock, cert = las.sock, las.cert
     m = kiln("measure", "--", "/usr/bin/env", check=True).stdout.strip()
     apply_policy(kiln, cas, owner, tmp_path, "acme/host", "/usr/bin/env", meas=m,
                  tee="host", sim="false")
