@@ -1093,7 +1093,15 @@ static long chmod_rel(struct target *t, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *n = node_find(t->vol, t->rel);
-	int ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
+	struct pf_stat ps;
+	int ret;
+
+	/* sqlite sets its journal's mode to the database's, which it usually
+	 * already is: no metadata commit for that. */
+	if (n ? n->mode == (mode & 07777) :
+		(pf_stat(t->vol->pf, t->rel, &ps, NULL) == 0 && ps.mode == (mode & 07777)))
+		return 0;
+	ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
 
 	if (ret == 0 && n)
 		n->mode = mode & 07777;
