@@ -69,6 +69,7 @@ struct rt_node {
 	mode_t mode;          /* permission bits, as kept in the volume */
 	bool unlinked;
 	bool writable;        /* ever opened for writing: the memfd may differ from pf */
+	struct timespec mtime; /* the memfd's mtime as of the last flush */
 	bool cached;          /* no fd left; kept for the next open (see node_unref) */
 };
 
@@ -584,6 +585,14 @@ static int node_flush(struct rt_node *n, bool commit)
 	}
 	if (commit && changed)
 		ret = pf_fsync(n->pf, &err);
+	/* A write that left the bytes as they were still modified the file. */
+	if (!ret && (st.st_mtim.tv_sec != n->mtime.tv_sec ||
+		     st.st_mtim.tv_nsec != n->mtime.tv_nsec)) {
+		ret = pf_set_mtime(n->vol->pf, n->rel,
+				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
+		if (!ret)
+			n->mtime = st.st_mtim;
+	}
 out:
 	if (map)
 		munmap(map, size);
@@ -680,6 +689,12 @@ static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode
 			}
 			off += (uint64_t)w;
 		}
+	}
+	{
+		struct stat st;
+
+		if (rt_sys(SYS_fstat, n->memfd, &st) == 0)
+			n->mtime = st.st_mtim;
 	}
 	n->next = g_nodes;
 	g_nodes = n;
