@@ -68,6 +68,9 @@ struct rt_node {
 	int refs;             /* open file descriptions using this node */
 	mode_t mode;          /* permission bits, as kept in the volume */
 	bool unlinked;
+	bool writable;        /* ever opened for writing: the memfd may differ from pf */
+	struct timespec mtime; /* the memfd's mtime as of the last flush */
+	bool cached;          /* no fd left; kept for the next open (see node_unref) */
 };
 
 struct rt_ofd {
@@ -87,6 +90,12 @@ static char g_vcwd[4096];
 static atomic_bool g_vcwd_set;
 static uid_t g_uid;
 static gid_t g_gid;
+/* Closed files are kept decrypted for the next open (a web server opens the
+ * same files again and again), within these bounds. */
+#define CACHE_MAX_FILES 32 /* each holds ~4 runtime-owned fds (memfd, pf files) */
+#define CACHE_MAX_BYTES (256u << 20)
+static size_t g_cache_files;
+static uint64_t g_cache_bytes;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
 
@@ -452,10 +461,20 @@ static struct rt_node *node_find(struct rt_vol *vol, const char *rel)
 	return NULL;
 }
 
+static void cache_take(struct rt_node *n)
+{
+	if (!n->cached)
+		return;
+	n->cached = false;
+	g_cache_files--;
+	g_cache_bytes -= n->synced_size;
+}
+
 static void node_free(struct rt_node *n)
 {
 	struct rt_node **pp;
 
+	cache_take(n);
 	for (pp = &g_nodes; *pp; pp = &(*pp)->next) {
 		if (*pp == n) {
 			*pp = n->next;
@@ -472,11 +491,19 @@ static void node_free(struct rt_node *n)
 
 static void node_reopen_all(struct rt_vol *v)
 {
-	for (struct rt_node *n = g_nodes; n; n = n->next) {
+	struct rt_node *next;
+
+	for (struct rt_node *n = g_nodes; n; n = next) {
 		struct kiln_err err = { 0 };
 
+		next = n->next;
 		if (n->vol != v || n->unlinked)
 			continue;
+		if (n->refs == 0) {
+			/* Another process changed the volume: cached copies may be stale. */
+			node_free(n);
+			continue;
+		}
 		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
 			/* Removed or replaced by another process: this process keeps
 			 * its copy (like an unlinked file), which is no longer saved. */
@@ -497,7 +524,7 @@ static int node_flush(struct rt_node *n, bool commit)
 	bool changed = false;
 	int ret = 0;
 
-	if (n->unlinked || !n->pf)
+	if (n->unlinked || !n->pf || !n->writable)
 		return 0;
 	ret = (int)rt_sys(SYS_fstat, n->memfd, &st);
 	if (ret < 0)
@@ -558,6 +585,14 @@ static int node_flush(struct rt_node *n, bool commit)
 	}
 	if (commit && changed)
 		ret = pf_fsync(n->pf, &err);
+	/* A write that left the bytes as they were still modified the file. */
+	if (!ret && (st.st_mtim.tv_sec != n->mtime.tv_sec ||
+		     st.st_mtim.tv_nsec != n->mtime.tv_nsec)) {
+		ret = pf_set_mtime(n->vol->pf, n->rel,
+				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
+		if (!ret)
+			n->mtime = st.st_mtim;
+	}
 out:
 	if (map)
 		munmap(map, size);
@@ -575,6 +610,13 @@ static void node_unref(struct rt_node *n)
 		return;
 	if (!n->unlinked)
 		node_flush(n, true);
+	if (!n->unlinked && n->pf && g_cache_files < CACHE_MAX_FILES &&
+	    g_cache_bytes + n->synced_size <= CACHE_MAX_BYTES) {
+		n->cached = true;
+		g_cache_files++;
+		g_cache_bytes += n->synced_size;
+		return;
+	}
 	node_free(n);
 }
 
@@ -647,6 +689,12 @@ static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode
 			}
 			off += (uint64_t)w;
 		}
+	}
+	{
+		struct stat st;
+
+		if (rt_sys(SYS_fstat, n->memfd, &st) == 0)
+			n->mtime = st.st_mtim;
 	}
 	n->next = g_nodes;
 	g_nodes = n;
@@ -780,6 +828,9 @@ static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 		if (ret)
 			return ret;
 	}
+	cache_take(n);
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+		n->writable = true;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
 	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
 	n->refs++; /* keep the node while the reopen runs */
@@ -964,8 +1015,11 @@ static long do_unlink(long dirfd, const char *path, int flags)
 		return pf_result(&t, pf_rmdir(t.vol->pf, t.rel, &err), &err);
 	n = node_find(t.vol, t.rel);
 	ret = pf_unlink(t.vol->pf, t.rel, &err);
-	if (ret == 0 && n)
+	if (ret == 0 && n) {
 		n->unlinked = true;
+		if (n->refs == 0)
+			node_free(n);
+	}
 	return pf_result(&t, ret, &err);
 }
 
@@ -1002,8 +1056,11 @@ static long do_rename(long d1, const char *from, long d2, const char *to, unsign
 	ret = pf_rename(a.vol->pf, a.rel, b.rel, &err);
 	if (ret)
 		return pf_result(&a, ret, &err);
-	if (nb)
+	if (nb) {
 		nb->unlinked = true;
+		if (nb->refs == 0)
+			node_free(nb);
+	}
 	if (na) {
 		char *rel = strdup(b.rel);
 
@@ -1036,8 +1093,14 @@ static long do_truncate(const char *path, uint64_t size)
 	if (!resolve(AT_FDCWD, path, &t))
 		return rt_sys(SYS_truncate, path, size);
 	n = node_find(t.vol, t.rel);
-	if (n)
-		return rt_sys(SYS_ftruncate, n->memfd, size);
+	if (n) {
+		long r = rt_sys(SYS_ftruncate, n->memfd, size);
+
+		n->writable = true;
+		if (r == 0 && n->refs == 0 && node_flush(n, true))
+			r = -EIO;
+		return r;
+	}
 	return pf_result(&t, pf_truncate(t.vol->pf, t.rel, size, &err), &err);
 }
 
@@ -1045,7 +1108,15 @@ static long chmod_rel(struct target *t, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *n = node_find(t->vol, t->rel);
-	int ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
+	struct pf_stat ps;
+	int ret;
+
+	/* sqlite sets its journal's mode to the database's, which it usually
+	 * already is: no metadata commit for that. */
+	if (n ? n->mode == (mode & 07777) :
+		(pf_stat(t->vol->pf, t->rel, &ps, NULL) == 0 && ps.mode == (mode & 07777)))
+		return 0;
+	ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
 
 	if (ret == 0 && n)
 		n->mode = mode & 07777;
@@ -1593,6 +1664,57 @@ static long shield_call(long nr, const long a[6])
 	}
 }
 
+/* The fast paths of rt_shield_call, under g_lock; -EAGAIN: take the full path. */
+static long fast_call(long nr, const long a[6])
+{
+	struct target t;
+	struct rt_node *n;
+	struct rt_ofd *o;
+	struct stat st;
+	char proc[64];
+	long dirfd = nr == SYS_open ? AT_FDCWD : a[0];
+	const char *path = (const char *)(nr == SYS_open ? a[0] : a[1]);
+	int flags = (int)(nr == SYS_open ? a[1] : a[2]);
+	long fd;
+
+	if (nr == SYS_close) {
+		o = rt_fd_get((int)a[0]);
+		if (rt_fd_kind((int)a[0]) != RT_FD_FILE || (o->node->vol && o->node->writable))
+			return -EAGAIN;
+		fd_detach((int)a[0]);
+		return rt_sys(SYS_close, a[0]);
+	}
+	if ((flags & O_ACCMODE) != O_RDONLY ||
+	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
+		return -EAGAIN;
+	if (!resolve(dirfd, path, &t) || t.vfile)
+		return -EAGAIN;
+	n = node_find(t.vol, t.rel);
+	if (!n || !n->pf)
+		return -EAGAIN;
+	st = t.vol->meta_seen;
+	meta_identity(t.vol, &st);
+	if (!same_meta(&st, &t.vol->meta_seen))
+		return -EAGAIN;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
+	fd = rt_sys(SYS_openat, AT_FDCWD, proc,
+		    flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME), 0);
+	if (fd < 0)
+		return fd;
+	o = calloc(1, sizeof(*o));
+	if (!o || !rt_fd_in_range((int)fd)) {
+		free(o);
+		rt_sys(SYS_close, fd);
+		return o ? -EMFILE : -ENOMEM;
+	}
+	cache_take(n);
+	n->refs++;
+	o->kind = RT_FD_FILE;
+	o->node = n;
+	fd_attach((int)fd, o);
+	return fd;
+}
+
 long rt_shield_call(long nr, const long a[6])
 {
 	struct rt_guard g;
@@ -1604,6 +1726,17 @@ long rt_shield_call(long nr, const long a[6])
 		return own_or_badf(a[0]) ? -EBADF : rt_sys(SYS_fcntl, a[0], a[1], a[2]);
 	if (nr == SYS_fstat && rt_fd_kind((int)a[0]) == RT_FD_FILE)
 		return stat_fd(a[0], (struct stat *)a[1]);
+	/* Reads of files this process already holds decrypted need neither the
+	 * volume lock nor pf, as long as no other process changed the volume. */
+	if (nr == SYS_openat || nr == SYS_open || nr == SYS_close) {
+		rt_enter(&g);
+		pthread_mutex_lock(&g_lock);
+		r = fast_call(nr, a);
+		pthread_mutex_unlock(&g_lock);
+		rt_leave(&g);
+		if (r != -EAGAIN)
+			return r;
+	}
 
 	rt_enter(&g);
 	pthread_mutex_lock(&g_lock);
@@ -1629,8 +1762,11 @@ static int load_owned_base(void)
 		lim = (long)rl.rlim_cur;
 	if (lim > RT_FD_MAX)
 		lim = RT_FD_MAX;
-	/* The top 128 fds below the soft limit; apps allocate from the bottom. */
-	return lim > 256 ? (int)(lim - 128) : (int)(lim / 2);
+	/* The top quarter below the soft limit (at least 256 fds when there is
+	 * room); apps allocate from the bottom. */
+	if (lim >= 1024)
+		return (int)(lim - (lim / 4 > 256 ? lim / 4 : 256));
+	return (int)(lim / 2);
 }
 
 int rt_shield_init(struct kiln_err *err)
