@@ -50,6 +50,16 @@ static const struct ev_tsm_ops g_sys_ops = {
 	.mkdir = sys_mkdir, .rmdir = sys_rmdir, .read = sys_read, .write = sys_write,
 };
 
+/* What a NULL ops means (ev_tsm_set_default_ops). */
+static const struct ev_tsm_ops *g_default_ops = &g_sys_ops;
+static void *g_default_ctx;
+
+void ev_tsm_set_default_ops(const struct ev_tsm_ops *ops, void *ctx)
+{
+	g_default_ops = ops ? ops : &g_sys_ops;
+	g_default_ctx = ops ? ctx : NULL;
+}
+
 void ev_tsm_result_free(struct ev_tsm_result *r)
 {
 	if (!r)
@@ -204,8 +214,10 @@ int ev_tsm_report_ops(const char *base, const struct ev_tsm_ops *ops, void *ctx,
 
 	memset(out, 0, sizeof(*out));
 	base = tsm_base(base);
-	if (!ops)
-		ops = &g_sys_ops;
+	if (!ops) {
+		ops = g_default_ops;
+		ctx = g_default_ctx;
+	}
 	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode))
 		return kiln_err_set(err, -ENODEV,
 				    "configfs-tsm is not available: %s is not a directory "
@@ -276,8 +288,10 @@ int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, cha
 
 	name[0] = '\0';
 	base = tsm_base(base);
-	if (!ops)
-		ops = &g_sys_ops;
+	if (!ops) {
+		ops = g_default_ops;
+		ctx = g_default_ctx;
+	}
 	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		if (stat("/dev/sev-guest", &st) == 0) {
 			snprintf(name, 8, "snp");
