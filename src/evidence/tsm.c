@@ -87,11 +87,13 @@ static int read_text(const struct ev_tsm_ops *ops, void *ctx, const char *path, 
 	size_t size = 0;
 	int ret = ops->read(ctx, path, &data, &size);
 
-	if (ret < 0) {
-		kiln_err_set(err, ret == -ENOENT ? -KILN_EFORMAT : ret,
-			     "configfs-tsm: cannot read %s: %s", path, kiln_strerror(ret));
-		return ret == -ENOENT ? -KILN_EFORMAT : ret;
-	}
+	if (ret == -ENOENT)
+		return kiln_err_set(err, -KILN_EFORMAT, "configfs-tsm: %s is missing (the kernel "
+				    "creates it in every report entry: not a configfs-tsm report "
+				    "directory?)", path);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "configfs-tsm: cannot read %s: %s", path,
+				    kiln_strerror(ret));
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\0'))
 		size--;
 	if (size == 0 || size >= out_size || memchr(data, '\0', size)) {
