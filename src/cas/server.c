@@ -668,6 +668,7 @@ static void h_policy_delete(struct reqctx *rc, const char *name)
 
 struct attest {
 	const char *session, *service, *tee;
+	const char *wm; /* hardware tees: the request's workload_measurement */
 	bool insecure;
 	const char *label;
 	char reason[512];
@@ -693,10 +694,11 @@ static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label
 	a->label = label;
 	log_escape(a->reason, reason, sizeof(reason));
 	kiln_log(KILN_LOG_WARN, "attestation refused",
-		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s",
+		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s%s%s",
 		 reason, label, rc->request_id, a->session ? a->session : "-",
 		 a->service ? a->service : "-", a->tee ? a->tee : "-",
-		 a->insecure ? " INSECURE=sim" : "");
+		 a->insecure ? " INSECURE=sim" : "", a->wm ? " workload_measurement=" : "",
+		 a->wm ? a->wm : "");
 	metrics_refused(&rc->s->m, label);
 	reply_json(rc, 403, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
 				      rc->request_id));
@@ -848,6 +850,7 @@ static void h_attest(struct reqctx *rc)
 	/* Hardware TEEs cannot carry the kiln workload measurement in their claims: it
 	 * comes beside the evidence and is checked through report_data (the binding). */
 	hw = !strcmp(a.tee, "sgx") || !strcmp(a.tee, "tdx") || !strcmp(a.tee, "snp");
+	a.wm = hw ? req.workload_measurement : NULL;
 	if (hw && !req.workload_measurement) {
 		reply_error(rc, 400, "workload_measurement (96 hex) is required for a hardware "
 			    "tee");

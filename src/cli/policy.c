@@ -22,7 +22,7 @@ static void policy_usage(FILE *f)
 		   "       kiln policy delete NAME  [CAS OPTIONS]\n"
 		   "       kiln policy check FILE --service NAME (--claims JSON_FILE |\n"
 		   "             --evidence FILE --tee T [--collateral JSON] [--cert-chain PEM]...\n"
-		   "             [--at RFC3339])\n\n"
+		   "             [--at RFC3339] [--workload-measurement HEX])\n\n"
 		   "validate  check FILE strictly and print its hash (no CAS needed)\n"
 		   "apply     create or update a policy; an update names the current hash as\n"
 		   "          'predecessor' (the CAS refuses lost updates with both hashes)\n"
@@ -34,7 +34,11 @@ static void policy_usage(FILE *f)
 		   "          /v1/attest; prints 'allowed' or 'refused: REASON' naming the\n"
 		   "          failing claim. Exit 0 allowed, 1 refused or unverifiable evidence.\n"
 		   "          It does NOT check the report_data binding (that needs the CAS's\n"
-		   "          live nonce and the workload's TLS key); see docs/policy.md\n\n"
+		   "          live nonce and the workload's TLS key); see docs/policy.md.\n"
+		   "          --workload-measurement: for sgx/tdx/snp evidence, the value a\n"
+		   "          CVM workload sent beside it; set as the claim, as the CAS does\n"
+		   "          once the binding holds (else the service's measurement list is\n"
+		   "          matched against platform_measurement)\n\n"
 		   "CAS OPTIONS (defaults from the environment variable in brackets):\n"
 		   "  --cas URL               https://HOST:PORT of kiln-cas [KILN_CAS]\n"
 		   "  --identity FILE         your identity ('kiln identity create')\n"
@@ -187,10 +191,11 @@ static int check_main(int argc, char **argv)
 		{ "collateral", required_argument, NULL, 'l' },
 		{ "cert-chain", required_argument, NULL, 'r' },
 		{ "at", required_argument, NULL, 'a' },
+		{ "workload-measurement", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *service = NULL, *claims_path = NULL, *ev_path = NULL, *tee = NULL;
+	const char *wm = NULL, *service = NULL, *claims_path = NULL, *ev_path = NULL, *tee = NULL;
 	const char *collateral_path = NULL, *at_s = NULL, *cert_paths[CHECK_MAX_CERTS];
 	char *pems[CHECK_MAX_CERTS] = { 0 }, reason[512];
 	size_t n_certs = 0, size = 0, ev_size = 0;
@@ -234,6 +239,9 @@ static int check_main(int argc, char **argv)
 		case 'a':
 			at_s = optarg;
 			break;
+		case 'w':
+			wm = optarg;
+			break;
 		case 'h':
 			policy_usage(stdout);
 			return CLI_EXIT_OK;
@@ -257,6 +265,15 @@ static int check_main(int argc, char **argv)
 	if (claims_path && (tee || collateral_path || n_certs || at_s)) {
 		cli_error("policy check: --tee, --collateral, --cert-chain and --at go with "
 			  "--evidence, not --claims");
+		return CLI_EXIT_USAGE;
+	}
+	if (wm && (!tee || (strcmp(tee, "sgx") && strcmp(tee, "tdx") && strcmp(tee, "snp")))) {
+		cli_error("policy check: --workload-measurement goes with --evidence and --tee "
+			  "sgx, tdx or snp");
+		return CLI_EXIT_USAGE;
+	}
+	if (wm && (strlen(wm) != 96 || strspn(wm, "0123456789abcdef") != 96)) {
+		cli_error("policy check: --workload-measurement must be 96 lowercase hex digits");
 		return CLI_EXIT_USAGE;
 	}
 	if (ev_path && !tee) {
@@ -319,6 +336,10 @@ static int check_main(int argc, char **argv)
 		if (c < 0) {
 			/* The CAS's wording for this refusal. */
 			printf("refused: evidence does not verify: %s\n", kiln_err_msg(&err, c));
+			goto out;
+		}
+		if (wm && json_object_set_new(claims, "workload_measurement", json_string(wm))) {
+			cli_error("policy check: out of memory");
 			goto out;
 		}
 	}

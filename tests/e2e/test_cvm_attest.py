@@ -66,6 +66,7 @@ def test_sgx_quote_reaches_the_binding_check(kiln, hwcas, tmp_path):
     assert status == 403, body
     assert body == {"error": "attestation refused", "request_id": body["request_id"]}
     assert reason_of(hwcas, body).startswith("binding mismatch")
+    assert f"workload_measurement={WM.hex()}" in hwcas.log()
     metrics = hwcas.metrics()
     assert 'kiln_cas_attestations_total{result="refused",reason="binding_mismatch"} 1' in metrics
     assert 'kiln_cas_attestations_total{result="refused",reason="no_collateral"} 1' in metrics

@@ -101,6 +101,21 @@ def test_tdx_v4_measurement_pins_mrtd(kiln, tmp_path):
             "platform_measurement", MRTD_V4, "service 'app' measurement")
 
 
+def test_tdx_v4_with_workload_measurement(kiln, tmp_path):
+    # As the CAS does for a CVM workload once the binding holds: the list is then
+    # matched against the workload measurement, not MRTD.
+    wm = "cd" * 48
+    pol = policy(tmp_path, {"tee": "[tdx]"}, f"[{wm}]")
+    refused(tdx_v4(kiln, pol), "platform_measurement")
+    allowed(check(kiln, pol, "--evidence", EV / "tdx" / "quote_v4.bin", "--tee", "tdx",
+                  "--collateral", EV / "tdx" / "quote_v4_collateral.json", "--at", AT_2025,
+                  "--workload-measurement", wm))
+    pol = policy(tmp_path, {"tee": "[tdx]"}, f"[{MRTD_V4}]")
+    refused(check(kiln, pol, "--evidence", EV / "tdx" / "quote_v4.bin", "--tee", "tdx",
+                  "--collateral", EV / "tdx" / "quote_v4_collateral.json", "--at", AT_2025,
+                  "--workload-measurement", wm), "workload_measurement", wm)
+
+
 def test_tdx_v5_unverifiable(kiln, tmp_path):
     p = check(kiln, policy(tmp_path, {"tee": "[tdx]"}), "--evidence",
               EV / "tdx" / "quote_v5_tcb_not_supported.bin", "--tee", "tdx", "--collateral",
@@ -132,7 +147,11 @@ def test_usage_errors(kiln, tmp_path):
                  [pol, "--service", "app", "--evidence", EV / "sgx" / "quote.bin"],
                  [pol, "--service", "app", "--evidence", "x", "--tee", "nope"],
                  [pol, "--service", "app", "--claims", "c.json", "--tee", "sgx"],
-                 [pol, "--service", "app", "--claims", "c.json", "--at", "yesterday"]):
+                 [pol, "--service", "app", "--claims", "c.json", "--at", "yesterday"],
+                 [pol, "--service", "app", "--claims", "c.json",
+                  "--workload-measurement", "ab" * 48],
+                 [pol, "--service", "app", "--evidence", "x", "--tee", "tdx",
+                  "--workload-measurement", "AB" * 48]):
         p = kiln("policy", "check", *args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
