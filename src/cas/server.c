@@ -915,13 +915,15 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	spki_size = cx_cert_spki_der(rc->peer, &spki);
+	/* For hardware TEEs, wm is the request's workload_measurement (validated as 96
+	 * hex by cas_attest_req_parse). It is put into the claims here, but nothing
+	 * uses it unless the comparison below holds, which makes it hardware-bound;
+	 * otherwise the request is refused. */
 	if (hw && json_object_set_new(claims, "workload_measurement",
 				      json_string(req.workload_measurement)) < 0) {
 		reply_error(rc, 500, "out of memory");
 		goto out;
 	}
-	/* For hardware TEEs, wm is the request's workload_measurement: the comparison
-	 * below is what makes it hardware-bound, and only then is it a claim. */
 	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
 	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
 	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
