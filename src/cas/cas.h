@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "common/common.h"
 
@@ -36,6 +37,8 @@ struct cas_serve_opts {
 	size_t n_sans;
 	FILE *announce;          /* receives "ca-fingerprint HEX" and "listening URL"
 				  * lines once ready (stdout for the CLI), may be NULL */
+	time_t evidence_at;      /* 0: verify evidence at the current time; else at this
+				  * fixed time (tests and replays of recorded evidence) */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the
@@ -48,6 +51,15 @@ int cas_serve(const struct cas_serve_opts *opts, struct kiln_err *err);
  * Works while the service runs (the store is shared). *id_out gets the LAS id. */
 int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_ID_SIZE],
 		  struct kiln_err *err);
+/* Hardware-TEE trust for /v1/attest (docs/cas.md): the Intel collateral JSON (the
+ * format of kiln evidence verify --collateral) for tee "sgx" or "tdx", one per tee,
+ * replacing the previous one; and AMD certificates (ASK/ARK chains, VCEKs; PEM or
+ * DER) for "snp", added to the others (*id_out: "amd:<sha256 hex>"). Work while the
+ * service runs (the store is shared). */
+int cas_trust_collateral(const char *data_dir, const char *path, const char *tee,
+			 struct kiln_err *err);
+int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
+			struct kiln_err *err);
 /* The CA fingerprint of an initialized data dir (hex, 65 bytes). */
 int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err);
 

@@ -85,6 +85,12 @@ int cs_las_add(struct cas_store *st, const char *id, const char *pem);
 /* Trusted LAS certificates: *pems is a NULL-terminated malloc'd array. */
 int cs_las_list(struct cas_store *st, char ***pems, size_t *n);
 void cs_strv_free(char **v);
+/* Hardware-TEE trust (kiln cas trust-collateral / trust-amd-chain): rows (id, tee,
+ * data). sgx/tdx: id "collateral:<tee>", data = the collateral JSON (one per tee,
+ * replaced); snp: id "amd:<sha256 of data>", data = PEM certificates. _list gives
+ * the data of every row for tee, a NULL-terminated malloc'd array (cs_strv_free). */
+int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data);
+int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n);
 
 /* ---- audit.c ---- */
 /* Append one entry (inside the caller's transaction when there is one).
@@ -110,6 +116,7 @@ int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
 struct cas_attest_req {
 	const char *session, *service, *tee, *evidence_b64; /* borrowed from body */
+	const char *workload_measurement; /* hardware TEEs only; NULL when absent */
 	uint8_t nonce[32];
 	bool nonce_ok;      /* false: not 64 hex digits (refused as a stale nonce) */
 	const json_t *host; /* object or NULL */

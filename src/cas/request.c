@@ -8,7 +8,7 @@ int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *o
 			 struct kiln_err *err)
 {
 	static const char *const known[] = { "session", "service", "tee", "evidence", "nonce",
-					     "host", NULL };
+					     "host", "workload_measurement", NULL };
 	const char *key, *nonce;
 	json_t *v;
 
@@ -36,6 +36,20 @@ int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *o
 	out->evidence_b64 = json_string_value(json_object_get(out->body, "evidence"));
 	nonce = json_string_value(json_object_get(out->body, "nonce"));
 	out->host = json_object_get(out->body, "host");
+	v = json_object_get(out->body, "workload_measurement");
+	if (v) {
+		const char *wm = json_string_value(v);
+		size_t i = 0;
+
+		while (wm && ((wm[i] >= '0' && wm[i] <= '9') || (wm[i] >= 'a' && wm[i] <= 'f')))
+			i++;
+		if (!wm || i != 96 || wm[i]) {
+			kiln_err_set(err, -KILN_EFORMAT, "workload_measurement must be 96 lowercase "
+				     "hex digits");
+			goto fail;
+		}
+		out->workload_measurement = wm;
+	}
 	if (!out->session || !out->service || !out->tee || !out->evidence_b64 || !nonce) {
 		kiln_err_set(err, -KILN_EFORMAT, "body needs string fields session, service, tee, "
 			     "evidence and nonce");

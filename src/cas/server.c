@@ -668,6 +668,7 @@ static void h_policy_delete(struct reqctx *rc, const char *name)
 
 struct attest {
 	const char *session, *service, *tee;
+	const char *wm; /* hardware tees: the request's workload_measurement */
 	bool insecure;
 	const char *label;
 	char reason[512];
@@ -693,10 +694,11 @@ static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label
 	a->label = label;
 	log_escape(a->reason, reason, sizeof(reason));
 	kiln_log(KILN_LOG_WARN, "attestation refused",
-		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s",
+		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s%s%s",
 		 reason, label, rc->request_id, a->session ? a->session : "-",
 		 a->service ? a->service : "-", a->tee ? a->tee : "-",
-		 a->insecure ? " INSECURE=sim" : "");
+		 a->insecure ? " INSECURE=sim" : "", a->wm ? " workload_measurement=" : "",
+		 a->wm ? a->wm : "");
 	metrics_refused(&rc->s->m, label);
 	reply_json(rc, 403, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
 				      rc->request_id));
@@ -817,6 +819,8 @@ static void h_attest(struct reqctx *rc)
 	struct pol_policy *p = NULL;
 	const struct pol_service *svc;
 	struct grant *g = NULL;
+	json_t *collateral = NULL;
+	bool hw;
 	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
 	uint8_t *evidence = NULL, *spki = NULL;
 	size_t evidence_size = 0;
@@ -843,6 +847,20 @@ static void h_attest(struct reqctx *rc)
 	a.service = req.service;
 	a.tee = req.tee;
 	a.insecure = !strcmp(a.tee, "sim");
+	/* Hardware TEEs cannot carry the kiln workload measurement in their claims: it
+	 * comes beside the evidence and is checked through report_data (the binding). */
+	hw = !strcmp(a.tee, "sgx") || !strcmp(a.tee, "tdx") || !strcmp(a.tee, "snp");
+	a.wm = hw ? req.workload_measurement : NULL;
+	if (hw && !req.workload_measurement) {
+		reply_error(rc, 400, "workload_measurement (96 hex) is required for a hardware "
+			    "tee");
+		goto out;
+	}
+	if (!hw && req.workload_measurement) {
+		reply_error(rc, 400, "workload_measurement is only for hardware tees (sgx, tdx, "
+			    "snp): sim and host evidence carries it");
+		goto out;
+	}
 	/* The nonce is burnt first, whatever happens next: no retries with it. */
 	if (!req.nonce_ok || !nonce_consume(s, req.nonce)) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
@@ -862,15 +880,33 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, "bad_evidence");
 		goto out;
 	}
-	if (!strcmp(a.tee, "host")) {
-		if (cs_las_list(&s->st, &las, &n_las) < 0) {
+	if (!strcmp(a.tee, "host") || !strcmp(a.tee, "snp")) {
+		if ((a.tee[0] == 'h' ? cs_las_list(&s->st, &las, &n_las) :
+		     cs_tee_trust_list(&s->st, a.tee, &las, &n_las)) < 0) {
 			reply_error(rc, 500, "store error");
 			goto out;
 		}
 		opts.certs_pem = (const char *const *)las;
 		opts.n_certs = n_las;
+	} else if (hw) {
+		char **col = NULL;
+		size_t n_col = 0;
+
+		if (cs_tee_trust_list(&s->st, a.tee, &col, &n_col) < 0) {
+			reply_error(rc, 500, "store error");
+			goto out;
+		}
+		collateral = n_col ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
+		cs_strv_free(col);
+		if (!collateral) {
+			snprintf(a.reason, sizeof(a.reason), "no collateral configured for tee %s "
+				 "(kiln cas trust-collateral FILE --tee %s)", a.tee, a.tee);
+			refuse_attest(rc, &a, "no_collateral");
+			goto out;
+		}
+		opts.collateral = collateral;
 	}
-	opts.at = time(NULL);
+	opts.at = s->evidence_at ? s->evidence_at : time(NULL);
 	ret = be->verify(evidence, evidence_size, &opts, &claims, &err);
 	if (ret < 0) {
 		snprintf(a.reason, sizeof(a.reason), "evidence does not verify: %s",
@@ -879,6 +915,15 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	spki_size = cx_cert_spki_der(rc->peer, &spki);
+	/* For hardware TEEs, wm is the request's workload_measurement (validated as 96
+	 * hex by cas_attest_req_parse). It is put into the claims here, but nothing
+	 * uses it unless the comparison below holds, which makes it hardware-bound;
+	 * otherwise the request is refused. */
+	if (hw && json_object_set_new(claims, "workload_measurement",
+				      json_string(req.workload_measurement)) < 0) {
+		reply_error(rc, 500, "out of memory");
+		goto out;
+	}
 	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
 	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
 	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
@@ -958,6 +1003,7 @@ out:
 	free(g);
 	json_decref(resp);
 	json_decref(claims);
+	json_decref(collateral);
 	json_decref(req.body);
 	cs_strv_free(las);
 	OPENSSL_free(spki);
@@ -1337,6 +1383,7 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	s->pending_tail = &s->pending;
 	s->parked_tail = &s->parked;
 	s->commit_pipe[0] = s->commit_pipe[1] = -1;
+	s->evidence_at = o->evidence_at;
 	pthread_mutex_init(&s->commit_lock, NULL);
 	pthread_cond_init(&s->commit_cond, NULL);
 	if (parse_listen(o->listen, host, sizeof(host), &port) < 0) {

@@ -61,6 +61,7 @@ struct cas_server {
 	struct grant *grants[N_BUCKETS];
 	size_t n_grants;
 	struct cas_metrics m;
+	time_t evidence_at;          /* cas_serve_opts.evidence_at: 0 = now */
 	struct event *sig_term, *sig_int, *sweep, *commit_ev;
 	bool batch_open;             /* a write transaction collects requests */
 	bool commit_busy;            /* its COMMIT runs on the committer thread */

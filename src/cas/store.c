@@ -32,6 +32,8 @@ static const char g_schema[] =
 	" prepared INTEGER, UNIQUE(session, name));"
 	"CREATE TABLE IF NOT EXISTS las_trust(id TEXT PRIMARY KEY, pem TEXT NOT NULL,"
 	" added INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS tee_trust(id TEXT PRIMARY KEY, tee TEXT NOT NULL,"
+	" data TEXT NOT NULL, added INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" kind TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,"
 	" details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, sig BLOB NOT NULL);";
@@ -642,6 +644,57 @@ int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
 		return -EIO;
 	}
 	*pems = v;
+	*n = count;
+	return 0;
+}
+
+int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO tee_trust(id, tee, data, added) "
+			       "VALUES(?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, tee, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, data, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	char **v = NULL;
+	size_t count = 0;
+	int rc;
+
+	*items = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(st->db, "SELECT data FROM tee_trust WHERE tee = ? ORDER BY id",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, tee, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char **nv = realloc(v, (count + 2) * sizeof(*v));
+
+		if (!nv) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		v = nv;
+		v[count] = col_strdup(s, 0);
+		v[++count] = NULL;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		cs_strv_free(v);
+		return -EIO;
+	}
+	*items = v;
 	*n = count;
 	return 0;
 }

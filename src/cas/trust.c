@@ -2,6 +2,7 @@
 #include "cas/internal.h"
 
 #include <errno.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,129 @@ int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_I
 	}
 	cs_close(&st);
 	free(pem);
+	return ret;
+}
+
+/* Store one tee_trust row and its audit entry in one transaction. */
+static int trust_store(const char *data_dir, const char *id, const char *tee, const char *data,
+		       const char *kind, const char *file, struct kiln_err *err)
+{
+	struct cas_store st;
+	int ret;
+
+	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	ret = cs_begin(&st);
+	if (ret == 0)
+		ret = cs_tee_trust_add(&st, id, tee, data);
+	if (ret == 0)
+		ret = cs_audit_append(&st, kind, "operator", id,
+				      json_pack("{s:s,s:s}", "tee", tee, "file", file));
+	if (ret == 0)
+		ret = cs_commit(&st);
+	if (ret < 0) {
+		cs_rollback(&st);
+		kiln_err_set(err, ret, "%s/kiln.db: cannot store the trust: %s", data_dir,
+			     kiln_strerror(ret));
+	}
+	cs_close(&st);
+	return ret;
+}
+
+int cas_trust_collateral(const char *data_dir, const char *path, const char *tee,
+			 struct kiln_err *err)
+{
+	json_error_t jerr;
+	json_t *j;
+	char id[32], *text;
+	int ret;
+
+	if (strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0)
+		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(j)) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "%s:%d:%d: %s", path, jerr.line,
+				   jerr.column, j ? "collateral must be a JSON object" : jerr.text);
+		json_decref(j);
+		return ret;
+	}
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	snprintf(id, sizeof(id), "collateral:%s", tee);
+	ret = trust_store(data_dir, id, tee, text, "trust.collateral", path, err);
+	free(text);
+	return ret;
+}
+
+int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
+			struct kiln_err *err)
+{
+	uint8_t *data = NULL, digest[KC_SHA256_SIZE];
+	size_t size = 0;
+	BIO *in = NULL, *out = NULL;
+	X509 *x;
+	char *pem = NULL, *buf, hex[2 * KC_SHA256_SIZE + 1];
+	long len;
+	int n = 0, ret;
+
+	ret = kiln_read_file(path, 1 << 20, &data, &size);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+	out = BIO_new(BIO_s_mem());
+	ret = -ENOMEM;
+	if (!out)
+		goto out;
+	if (strstr((char *)data, "-----BEGIN CERTIFICATE-----")) {
+		in = BIO_new_mem_buf(data, (int)size);
+		while (in && (x = PEM_read_bio_X509(in, NULL, NULL, NULL))) {
+			ret = PEM_write_bio_X509(out, x) == 1 ? 0 : -KILN_ECRYPTO;
+			X509_free(x);
+			if (ret < 0)
+				goto out;
+			n++;
+		}
+	} else {
+		const unsigned char *p = data, *end = data + size;
+
+		while (p < end && (x = d2i_X509(NULL, &p, end - p))) {
+			ret = PEM_write_bio_X509(out, x) == 1 ? 0 : -KILN_ECRYPTO;
+			X509_free(x);
+			if (ret < 0)
+				goto out;
+			n++;
+		}
+		if (p != end)
+			n = 0;
+	}
+	if (n == 0) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "%s: no certificate found (expected PEM, "
+				   "or DER certificates such as a VCEK from the AMD KDS)", path);
+		goto out;
+	}
+	len = BIO_get_mem_data(out, &buf);
+	pem = malloc((size_t)len + 1);
+	ret = -ENOMEM;
+	if (!pem)
+		goto out;
+	memcpy(pem, buf, (size_t)len);
+	pem[len] = '\0';
+	ret = kc_sha256(pem, (size_t)len, digest);
+	if (ret < 0)
+		goto out;
+	kiln_hex_encode(digest, sizeof(digest), hex);
+	snprintf(id_out, 80, "amd:%s", hex);
+	ret = trust_store(data_dir, id_out, "snp", pem, "trust.amd", path, err);
+out:
+	if (ret == -ENOMEM)
+		kiln_err_set(err, ret, "out of memory");
+	ERR_clear_error();
+	BIO_free(in);
+	BIO_free(out);
+	free(pem);
+	free(data);
 	return ret;
 }
 

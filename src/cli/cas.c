@@ -10,7 +10,10 @@
 static void cas_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
+		   "                      [--evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
+		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
+		   "       kiln cas trust-amd-chain PEM --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n\n"
 		   "serve        run kiln-cas (HTTPS, TLS 1.3) until SIGTERM/SIGINT; the first\n"
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
@@ -18,7 +21,15 @@ static void cas_usage(FILE *f)
 		   "             prints 'ca-fingerprint HEX' and 'listening URL' when ready\n"
 		   "  --listen   address to listen on (default 127.0.0.1:8443; port 0 = any)\n"
 		   "  --san      extra DNS name or IP for the server certificate (repeatable)\n"
+		   "  --evidence-time  verify evidence at this fixed time instead of now\n"
+		   "             (tests and replays of recorded evidence only: it accepts\n"
+		   "             expired collateral; logged as a warning)\n"
 		   "trust-las    trust a kiln-las certificate for the 'host' evidence backend\n"
+		   "trust-collateral  Intel collateral JSON (PCK CRL, TCB Info, QE identity,\n"
+		   "             as for 'kiln evidence verify --collateral') for tee sgx or\n"
+		   "             tdx; replaces the previous one for that tee\n"
+		   "trust-amd-chain   AMD certificates (ASK/ARK chain, VCEK; PEM or DER) for\n"
+		   "             tee snp; added to the ones already trusted\n"
 		   "fingerprint  print the CA fingerprint clients pin (--cas-fingerprint)\n\n"
 		   "See docs/cas.md.\n");
 }
@@ -30,11 +41,12 @@ static int cas_serve_main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "san", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "evidence-time", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cas_serve_opts o = { .listen = "127.0.0.1:8443", .announce = stdout };
-	const char *sans[32];
+	const char *sans[32], *at_s = NULL;
 	struct kiln_err err = { 0 };
 	int c, ret;
 
@@ -58,6 +70,14 @@ static int cas_serve_main(int argc, char **argv)
 		case 'v':
 			kiln_log_set_level(KILN_LOG_DEBUG);
 			break;
+		case 'e':
+			at_s = optarg;
+			if (cli_parse_rfc3339(optarg, &o.evidence_at) != 0 || o.evidence_at == 0) {
+				cli_error("cas serve: --evidence-time '%s' is not an RFC 3339 time "
+					  "such as 2025-07-01T00:00:00Z", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			cas_usage(stdout);
 			return CLI_EXIT_OK;
@@ -70,6 +90,9 @@ static int cas_serve_main(int argc, char **argv)
 		cli_error("cas serve: --data DIR is required (and takes no other arguments)");
 		return CLI_EXIT_USAGE;
 	}
+	if (o.evidence_at)
+		kiln_log(KILN_LOG_WARN, "evidence verified at a fixed time, not now "
+			 "(--evidence-time: tests and replays only)", "evidence_time=%s", at_s);
 	ret = cas_serve(&o, &err);
 	if (ret < 0) {
 		cli_error("cas serve: %s", kiln_err_msg(&err, ret));
@@ -131,6 +154,53 @@ int cas_main(int argc, char **argv)
 			return CLI_EXIT_FAIL;
 		}
 		printf("trusted kiln-las %s\n", out);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "trust-collateral")) {
+		const char *tee = NULL, *file = NULL;
+
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+				cas_usage(stdout);
+				return CLI_EXIT_OK;
+			}
+			if (!strcmp(argv[i], "--tee") && i + 1 < argc) {
+				tee = argv[++i];
+			} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+				data = argv[++i];
+			} else if (argv[i][0] != '-' && !file) {
+				file = argv[i];
+			} else {
+				cli_error("cas trust-collateral: unexpected argument '%s' (usage: kiln "
+					  "cas trust-collateral FILE --tee sgx|tdx --data DIR)", argv[i]);
+				return CLI_EXIT_USAGE;
+			}
+		}
+		if (!file || !data || !tee || (strcmp(tee, "sgx") && strcmp(tee, "tdx"))) {
+			cli_error("cas trust-collateral: usage: kiln cas trust-collateral FILE "
+				  "--tee sgx|tdx --data DIR");
+			return CLI_EXIT_USAGE;
+		}
+		ret = cas_trust_collateral(data, file, tee, &err);
+		if (ret < 0) {
+			cli_error("cas trust-collateral: %s", kiln_err_msg(&err, ret));
+			return CLI_EXIT_FAIL;
+		}
+		printf("trusted %s collateral %s\n", tee, file);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "trust-amd-chain")) {
+		char id[80];
+
+		ret = data_only(argc - 1, argv + 1, &data, &cert);
+		if (ret)
+			return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+		ret = cas_trust_amd_chain(data, cert, id, &err);
+		if (ret < 0) {
+			cli_error("cas trust-amd-chain: %s", kiln_err_msg(&err, ret));
+			return CLI_EXIT_FAIL;
+		}
+		printf("trusted AMD certificates %s\n", id);
 		return CLI_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "fingerprint")) {

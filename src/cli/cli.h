@@ -41,4 +41,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when argv[i] is -h or --help anywhere in argv. */
 bool cli_wants_help(int argc, char **argv);
 
+/* Evidence option helpers shared by `kiln evidence verify` and `kiln policy check`
+ * (cli/evidence.c). RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM)) to Unix
+ * seconds: 0 or -EINVAL. A certificate/CRL file, PEM or concatenated DER, as one
+ * malloc'd PEM string the caller frees; err names the file. */
+#include <time.h>
+struct kiln_err;
+int cli_parse_rfc3339(const char *s, time_t *out);
+int cli_load_certs(const char *path, char **pem, struct kiln_err *err);
+
 #endif

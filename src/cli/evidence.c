@@ -81,7 +81,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, bo
 }
 
 /* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM); 't'/' ' separators too. */
-static int parse_rfc3339(const char *s, time_t *out)
+int cli_parse_rfc3339(const char *s, time_t *out)
 {
 	struct tm tm;
 	int y, mo, d, h, mi, sec, n = 0, oh, om;
@@ -131,7 +131,7 @@ static int parse_rfc3339(const char *s, time_t *out)
 
 /* Load a certificate file (PEM, or one or more concatenated DER certificates or CRLs)
  * as one malloc'd PEM string the caller frees. */
-static int load_certs(const char *path, char **pem, struct kiln_err *err)
+int cli_load_certs(const char *path, char **pem, struct kiln_err *err)
 {
 	uint8_t *data = NULL;
 	size_t size = 0;
@@ -295,7 +295,7 @@ static int verify_main(int argc, char **argv)
 		cli_error("evidence verify: --tee must be sgx, tdx or snp, not '%s'", tee);
 		return CLI_EXIT_USAGE;
 	}
-	if (at_s && parse_rfc3339(at_s, &opts.at) != 0) {
+	if (at_s && cli_parse_rfc3339(at_s, &opts.at) != 0) {
 		cli_error("evidence verify: --at '%s' is not an RFC 3339 time such as "
 			  "2025-07-01T00:00:00Z", at_s);
 		return CLI_EXIT_USAGE;
@@ -322,7 +322,7 @@ static int verify_main(int argc, char **argv)
 		}
 	}
 	for (size_t i = 0; i < n_certs; i++) {
-		ret = load_certs(cert_paths[i], &pems[i], &err);
+		ret = cli_load_certs(cert_paths[i], &pems[i], &err);
 		if (ret < 0) {
 			cli_error("evidence verify: %s", kiln_err_msg(&err, ret));
 			goto out;

@@ -7,7 +7,11 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "evidence/evidence.h"
 #include "policy/policy.h"
+
+#define CHECK_MAX_FILE (16 * 1024 * 1024)
+#define CHECK_MAX_CERTS 16
 
 static void policy_usage(FILE *f)
 {
@@ -15,13 +19,26 @@ static void policy_usage(FILE *f)
 		   "       kiln policy apply FILE   [CAS OPTIONS]\n"
 		   "       kiln policy get NAME     [CAS OPTIONS] [--json]\n"
 		   "       kiln policy list         [CAS OPTIONS]\n"
-		   "       kiln policy delete NAME  [CAS OPTIONS]\n\n"
+		   "       kiln policy delete NAME  [CAS OPTIONS]\n"
+		   "       kiln policy check FILE --service NAME (--claims JSON_FILE |\n"
+		   "             --evidence FILE --tee T [--collateral JSON] [--cert-chain PEM]...\n"
+		   "             [--at RFC3339] [--workload-measurement HEX])\n\n"
 		   "validate  check FILE strictly and print its hash (no CAS needed)\n"
 		   "apply     create or update a policy; an update names the current hash as\n"
 		   "          'predecessor' (the CAS refuses lost updates with both hashes)\n"
 		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
 		   "list      print NAME VERSION HASH of every policy you may read\n"
-		   "delete    delete a policy, its secrets and its volumes' keys\n\n"
+		   "delete    delete a policy, its secrets and its volumes' keys\n"
+		   "check     explain the CAS's decision offline: verify the evidence (or take\n"
+		   "          the claims JSON) and run the same policy decision the CAS runs in\n"
+		   "          /v1/attest; prints 'allowed' or 'refused: REASON' naming the\n"
+		   "          failing claim. Exit 0 allowed, 1 refused or unverifiable evidence.\n"
+		   "          It does NOT check the report_data binding (that needs the CAS's\n"
+		   "          live nonce and the workload's TLS key); see docs/policy.md.\n"
+		   "          --workload-measurement: for sgx/tdx/snp evidence, the value a\n"
+		   "          CVM workload sent beside it; set as the claim, as the CAS does\n"
+		   "          once the binding holds (else the service's measurement list is\n"
+		   "          matched against platform_measurement)\n\n"
 		   "CAS OPTIONS (defaults from the environment variable in brackets):\n"
 		   "  --cas URL               https://HOST:PORT of kiln-cas [KILN_CAS]\n"
 		   "  --identity FILE         your identity ('kiln identity create')\n"
@@ -163,6 +180,186 @@ static int load_policy_file(const char *path, uint8_t **data, size_t *size,
 	return CLI_EXIT_OK;
 }
 
+/* kiln policy check: the CAS's decision (pol_decide), offline. */
+static int check_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "service", required_argument, NULL, 's' },
+		{ "claims", required_argument, NULL, 'c' },
+		{ "evidence", required_argument, NULL, 'e' },
+		{ "tee", required_argument, NULL, 't' },
+		{ "collateral", required_argument, NULL, 'l' },
+		{ "cert-chain", required_argument, NULL, 'r' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "workload-measurement", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *wm = NULL, *service = NULL, *claims_path = NULL, *ev_path = NULL, *tee = NULL;
+	const char *collateral_path = NULL, *at_s = NULL, *cert_paths[CHECK_MAX_CERTS];
+	char *pems[CHECK_MAX_CERTS] = { 0 }, reason[512];
+	size_t n_certs = 0, size = 0, ev_size = 0;
+	struct ev_verify_opts vopts = { 0 };
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL;
+	const struct pol_service *svc;
+	const struct ev_backend *be;
+	json_t *claims = NULL, *collateral = NULL;
+	json_error_t jerr;
+	uint8_t *data = NULL, *evidence = NULL;
+	const char *label;
+	int c, ret = CLI_EXIT_USAGE;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			service = optarg;
+			break;
+		case 'c':
+			claims_path = optarg;
+			break;
+		case 'e':
+			ev_path = optarg;
+			break;
+		case 't':
+			tee = optarg;
+			break;
+		case 'l':
+			collateral_path = optarg;
+			break;
+		case 'r':
+			if (n_certs == CHECK_MAX_CERTS) {
+				cli_error("policy check: at most %d --cert-chain files",
+					  CHECK_MAX_CERTS);
+				return CLI_EXIT_USAGE;
+			}
+			cert_paths[n_certs++] = optarg;
+			break;
+		case 'a':
+			at_s = optarg;
+			break;
+		case 'w':
+			wm = optarg;
+			break;
+		case 'h':
+			policy_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			policy_usage(stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		cli_error("policy check: expected one policy FILE (see --help)");
+		return CLI_EXIT_USAGE;
+	}
+	if (!service) {
+		cli_error("policy check: missing --service NAME");
+		return CLI_EXIT_USAGE;
+	}
+	if (!claims_path == !ev_path) {
+		cli_error("policy check: give exactly one of --claims JSON_FILE or --evidence FILE");
+		return CLI_EXIT_USAGE;
+	}
+	if (claims_path && (tee || collateral_path || n_certs || at_s)) {
+		cli_error("policy check: --tee, --collateral, --cert-chain and --at go with "
+			  "--evidence, not --claims");
+		return CLI_EXIT_USAGE;
+	}
+	if (wm && (!tee || (strcmp(tee, "sgx") && strcmp(tee, "tdx") && strcmp(tee, "snp")))) {
+		cli_error("policy check: --workload-measurement goes with --evidence and --tee "
+			  "sgx, tdx or snp");
+		return CLI_EXIT_USAGE;
+	}
+	if (wm && (strlen(wm) != 96 || strspn(wm, "0123456789abcdef") != 96)) {
+		cli_error("policy check: --workload-measurement must be 96 lowercase hex digits");
+		return CLI_EXIT_USAGE;
+	}
+	if (ev_path && !tee) {
+		cli_error("policy check: --evidence needs --tee sim|host|sgx|tdx|snp");
+		return CLI_EXIT_USAGE;
+	}
+	be = tee ? ev_backend_find(tee) : NULL;
+	if (tee && !be) {
+		cli_error("policy check: unknown --tee '%s' (sim, host, sgx, tdx or snp)", tee);
+		return CLI_EXIT_USAGE;
+	}
+	if (at_s && cli_parse_rfc3339(at_s, &vopts.at) != 0) {
+		cli_error("policy check: --at '%s' is not an RFC 3339 time such as "
+			  "2025-07-01T00:00:00Z", at_s);
+		return CLI_EXIT_USAGE;
+	}
+	ret = load_policy_file(argv[optind], &data, &size, &p);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAIL;
+	svc = pol_find_service(p, service);
+	if (!svc) {
+		cli_error("policy check: %s has no service '%s'", argv[optind], service);
+		goto out;
+	}
+	if (claims_path) {
+		claims = json_load_file(claims_path, JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_object(claims)) {
+			cli_error("policy check: %s:%d:%d: %s", claims_path, jerr.line, jerr.column,
+				  claims ? "claims must be a JSON object" : jerr.text);
+			goto out;
+		}
+	} else {
+		if (collateral_path) {
+			collateral = json_load_file(collateral_path, JSON_REJECT_DUPLICATES, &jerr);
+			if (!json_is_object(collateral)) {
+				cli_error("policy check: %s:%d:%d: %s", collateral_path, jerr.line,
+					  jerr.column, collateral ? "collateral must be a JSON "
+					  "object" : jerr.text);
+				goto out;
+			}
+		}
+		for (size_t i = 0; i < n_certs; i++) {
+			int r = cli_load_certs(cert_paths[i], &pems[i], &err);
+
+			if (r < 0) {
+				cli_error("policy check: %s", kiln_err_msg(&err, r));
+				goto out;
+			}
+		}
+		c = kiln_read_file(ev_path, CHECK_MAX_FILE, &evidence, &ev_size);
+		if (c < 0) {
+			cli_error("policy check: %s: %s", ev_path, kiln_strerror(c));
+			goto out;
+		}
+		vopts.collateral = collateral;
+		vopts.certs_pem = (const char *const *)pems;
+		vopts.n_certs = n_certs;
+		c = be->verify(evidence, ev_size, &vopts, &claims, &err);
+		if (c < 0) {
+			/* The CAS's wording for this refusal. */
+			printf("refused: evidence does not verify: %s\n", kiln_err_msg(&err, c));
+			goto out;
+		}
+		if (wm && json_object_set_new(claims, "workload_measurement", json_string(wm))) {
+			cli_error("policy check: out of memory");
+			goto out;
+		}
+	}
+	if (pol_decide(p, svc, claims, reason, sizeof(reason), &label) == 0) {
+		printf("allowed\n");
+		ret = CLI_EXIT_OK;
+	} else {
+		printf("refused: %s\n", reason);
+	}
+out:
+	for (size_t i = 0; i < n_certs; i++)
+		free(pems[i]);
+	json_decref(claims);
+	json_decref(collateral);
+	free(evidence);
+	pol_free(p);
+	free(data);
+	return ret;
+}
+
 int policy_main(int argc, char **argv)
 {
 	struct policy_args a;
@@ -180,6 +377,8 @@ int policy_main(int argc, char **argv)
 		return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
 	}
 	cmd = argv[1];
+	if (!strcmp(cmd, "check"))
+		return check_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "validate") && strcmp(cmd, "apply") && strcmp(cmd, "get") &&
 	    strcmp(cmd, "list") && strcmp(cmd, "delete")) {
 		cli_error("policy: unknown subcommand '%s' (see 'kiln policy --help')", cmd);

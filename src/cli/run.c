@@ -1,7 +1,7 @@
 /* kiln run: start a program under the kiln runtime (libkiln.so).
  *
  *   kiln run [--cas URL (--cas-ca FILE | --cas-fingerprint HEX) --session S
- *             --service N --tee sim|host]
+ *             --service N --tee sim|host|tdx|snp|auto]
  *            [--volume [MOUNT=]DIR:KEYFILE | --volume DIR=KEYFILE]...
  *            [--freshness every-fsync|on-close|on-exit] [--sud on|off|auto]
  *            -- PROGRAM [ARGS...]
@@ -22,6 +22,7 @@
 
 #include "cli/cli.h"
 #include "common/common.h"
+#include "evidence/tsm.h"
 #include "runtime/runtime.h"
 
 #ifndef KILN_RUNTIME_INSTALL
@@ -40,7 +41,9 @@ static void run_usage(FILE *f)
 		"  --cas-fingerprint HEX       or its SHA-256 fingerprint [KILN_CAS_FINGERPRINT]\n"
 		"  --session NAME              policy (session) name\n"
 		"  --service NAME              service of the policy\n"
-		"  --tee sim|host              evidence backend (default host)\n"
+		"  --tee sim|host|tdx|snp|auto evidence backend (default host); tdx/snp: this\n"
+		"                              confidential VM, through configfs-tsm\n"
+		"                              [$KILN_TSM_PATH]; auto: whichever is there\n"
 		"  --las-socket PATH           kiln-las socket for --tee host\n"
 		"                              (default $KILN_LAS_SOCKET or /run/kiln/las.sock)\n"
 		"  --host-env NAME             send the launcher's $NAME for {{host.NAME}}\n"
@@ -379,6 +382,7 @@ int run_main(int argc, char **argv)
 	const char *cas = getenv("KILN_CAS"), *cas_ca = getenv("KILN_CAS_CA");
 	const char *cas_fp = getenv("KILN_CAS_FINGERPRINT");
 	const char *session = NULL, *service = NULL, *tee = "host";
+	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
@@ -431,9 +435,9 @@ int run_main(int argc, char **argv)
 			service = optarg;
 			break;
 		case OPT_TEE:
-			if (strcmp(optarg, "sim") && strcmp(optarg, "host")) {
-				cli_error("--tee '%s': expected sim or host (hardware TEEs are not "
-					  "supported by kiln run yet)", optarg);
+			if (strcmp(optarg, "sim") && strcmp(optarg, "host") &&
+			    strcmp(optarg, "tdx") && strcmp(optarg, "snp") && strcmp(optarg, "auto")) {
+				cli_error("--tee '%s': expected sim, host, tdx, snp or auto", optarg);
 				goto out;
 			}
 			tee = optarg;
@@ -471,6 +475,18 @@ int run_main(int argc, char **argv)
 			goto out;
 		}
 		cfg->dev = false;
+		if (strcmp(tee, "auto") == 0) {
+			struct kiln_err err = { 0 };
+			int r = ev_tsm_detect(NULL, NULL, NULL, tee_auto, &err);
+
+			if (r < 0) {
+				cli_error("--tee auto: no TEE found: use --tee host or sim (%s)",
+					  kiln_err_msg(&err, r));
+				status = CLI_EXIT_FAIL;
+				goto out;
+			}
+			tee = tee_auto;
+		}
 		if (!set_word(cfg->cas, sizeof(cfg->cas), "--cas", cas) ||
 		    !set_word(cfg->session, sizeof(cfg->session), "--session", session) ||
 		    !set_word(cfg->service, sizeof(cfg->service), "--service", service) ||

@@ -50,6 +50,16 @@ static const struct ev_tsm_ops g_sys_ops = {
 	.mkdir = sys_mkdir, .rmdir = sys_rmdir, .read = sys_read, .write = sys_write,
 };
 
+/* What a NULL ops means (ev_tsm_set_default_ops). */
+static const struct ev_tsm_ops *g_default_ops = &g_sys_ops;
+static void *g_default_ctx;
+
+void ev_tsm_set_default_ops(const struct ev_tsm_ops *ops, void *ctx)
+{
+	g_default_ops = ops ? ops : &g_sys_ops;
+	g_default_ctx = ops ? ctx : NULL;
+}
+
 void ev_tsm_result_free(struct ev_tsm_result *r)
 {
 	if (!r)
@@ -77,11 +87,13 @@ static int read_text(const struct ev_tsm_ops *ops, void *ctx, const char *path, 
 	size_t size = 0;
 	int ret = ops->read(ctx, path, &data, &size);
 
-	if (ret < 0) {
-		kiln_err_set(err, ret == -ENOENT ? -KILN_EFORMAT : ret,
-			     "configfs-tsm: cannot read %s: %s", path, kiln_strerror(ret));
-		return ret == -ENOENT ? -KILN_EFORMAT : ret;
-	}
+	if (ret == -ENOENT)
+		return kiln_err_set(err, -KILN_EFORMAT, "configfs-tsm: %s is missing (the kernel "
+				    "creates it in every report entry: not a configfs-tsm report "
+				    "directory?)", path);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "configfs-tsm: cannot read %s: %s", path,
+				    kiln_strerror(ret));
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\0'))
 		size--;
 	if (size == 0 || size >= out_size || memchr(data, '\0', size)) {
@@ -204,8 +216,10 @@ int ev_tsm_report_ops(const char *base, const struct ev_tsm_ops *ops, void *ctx,
 
 	memset(out, 0, sizeof(*out));
 	base = tsm_base(base);
-	if (!ops)
-		ops = &g_sys_ops;
+	if (!ops) {
+		ops = g_default_ops;
+		ctx = g_default_ctx;
+	}
 	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode))
 		return kiln_err_set(err, -ENODEV,
 				    "configfs-tsm is not available: %s is not a directory "
@@ -276,8 +290,10 @@ int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, cha
 
 	name[0] = '\0';
 	base = tsm_base(base);
-	if (!ops)
-		ops = &g_sys_ops;
+	if (!ops) {
+		ops = g_default_ops;
+		ctx = g_default_ctx;
+	}
 	if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		if (stat("/dev/sev-guest", &st) == 0) {
 			snprintf(name, 8, "snp");

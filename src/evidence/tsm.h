@@ -44,6 +44,11 @@ struct ev_tsm_ops {
 	int (*write)(void *ctx, const char *path, const void *data, size_t size);
 };
 
+/* Test hook: the ops (and their ctx) used when a caller passes ops NULL, as the
+ * backends' produce functions (ev_tdx_produce, ev_snp_produce) do. NULL restores the
+ * real system calls. Process-wide and not thread-safe: for unit tests only. */
+void ev_tsm_set_default_ops(const struct ev_tsm_ops *ops, void *ctx);
+
 /* Run one configfs-tsm report request. base NULL means $KILN_TSM_PATH, else
  * EV_TSM_DEFAULT_PATH. On success *out owns the blobs (ev_tsm_result_free); on
  * failure it is zeroed. Errors: -ENODEV when base does not exist, -EBUSY when the

@@ -5,7 +5,9 @@
  * 3. the workload measurement of this process (ev_workload_measure_pid(0),
  *    which leaves libkiln itself out, as `kiln measure` does);
  * 4. report_data = ev_binding(SPKI, nonce, measurement); evidence from the
- *    backend (sim: INSECURE, for development; host: kiln-las);
+ *    backend (sim: INSECURE, for development; host: kiln-las; tdx, snp: this
+ *    confidential VM through configfs-tsm, with the workload measurement sent
+ *    beside the evidence, bound to it through report_data);
  * 5. POST /v1/attest over TLS with the ephemeral certificate as client
  *    certificate; the answer carries argv, env, pwd, files and volumes.
  * The key stays in memory for the life of the process: it authenticates the
@@ -32,6 +34,8 @@
 #include "cas/cas.h"
 #include "crypto/crypto.h"
 #include "evidence/evidence.h"
+#include "evidence/snp.h"
+#include "evidence/tsm.h"
 #include "pf/pf.h"
 #include "runtime/rt_int.h"
 
@@ -142,7 +146,8 @@ static int rt_cas_call(const char *method, const char *path, const char *text,
  * launcher's whole environment may hold the operator's own credentials, so
  * nothing else is sent. An unset variable is left out (the CAS then refuses a
  * policy that needs it). *out malloc'd, owned by the caller. */
-static int attest_body(const char *ev_b64, const char *nonce_hex, char **out)
+static int attest_body(const char *ev_b64, const char *nonce_hex, const char *wm_hex,
+		       char **out)
 {
 	const struct rt_config *cfg = &g_rt.cfg;
 	char *session = NULL, *service = NULL, *tee = NULL, *host = NULL;
@@ -179,9 +184,11 @@ static int attest_body(const char *ev_b64, const char *nonce_hex, char **out)
 	}
 	host[used++] = '}';
 	host[used] = '\0';
+	/* Hardware TEEs: the measurement the CAS checks against report_data. */
 	if (asprintf(out, "{\"session\": %s, \"service\": %s, \"tee\": %s, \"evidence\": "
-		     "\"%s\", \"nonce\": \"%s\", \"host\": %s}", session, service, tee, ev_b64,
-		     nonce_hex, host) < 0)
+		     "\"%s\", \"nonce\": \"%s\", \"host\": %s%s%s%s}", session, service, tee,
+		     ev_b64, nonce_hex, host, wm_hex ? ", \"workload_measurement\": \"" : "",
+		     wm_hex ? wm_hex : "", wm_hex ? "\"" : "") < 0)
 		*out = NULL;
 	else
 		ret = 0;
@@ -285,6 +292,8 @@ int rt_attest(struct kiln_err *err)
 	uint8_t nonce[EV_NONCE_SIZE], wm[EV_WM_SIZE], rd[EV_REPORT_DATA_SIZE];
 	uint8_t *spki = NULL, *ev = NULL;
 	char nonce_hex[2 * EV_NONCE_SIZE + 1], *ev_b64 = NULL, *body = NULL;
+	char wm_hex[2 * EV_WM_SIZE + 1];
+	bool hw = false;
 	struct rt_json *j = NULL;
 	const char *nh;
 	size_t ev_size = 0;
@@ -334,6 +343,14 @@ int rt_attest(struct kiln_err *err)
 				   &ev_size, err);
 		if (ret)
 			kiln_err_prefix(err, "host evidence (kiln-las): ");
+	} else if (strcmp(g_rt.cfg.tee, "tdx") == 0 || strcmp(g_rt.cfg.tee, "snp") == 0) {
+		hw = true;
+		if (g_rt.cfg.tee[0] == 't')
+			ret = ev_tdx_produce(rd, &ev, &ev_size, err);
+		else
+			ret = ev_snp_produce(rd, &ev, &ev_size, err);
+		if (ret)
+			kiln_err_prefix(err, "%s evidence: ", g_rt.cfg.tee);
 	} else {
 		ret = kiln_err_set(err, -ENOTSUP, "tee %s: not supported by kiln run",
 				   g_rt.cfg.tee);
@@ -345,7 +362,8 @@ int rt_attest(struct kiln_err *err)
 		ret = kiln_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	ret = attest_body(ev_b64, nonce_hex, &body);
+	kiln_hex_encode(wm, sizeof(wm), wm_hex);
+	ret = attest_body(ev_b64, nonce_hex, hw ? wm_hex : NULL, &body);
 	if (ret) {
 		kiln_err_set(err, ret, "out of memory");
 		goto out;

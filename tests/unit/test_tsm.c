@@ -365,6 +365,69 @@ static void test_no_configfs(void **state)
 	unsetenv("KILN_TSM_PATH");
 }
 
+/* ev_backend_tdx.produce is the configfs-tsm TDX producer: through the backend table,
+ * with $KILN_TSM_PATH at the fake tree, the evidence is exactly the outblob (a TDX
+ * provider has no auxblob) and carries our report_data. */
+static void test_tdx_backend_produce(void **state)
+{
+	struct fake f = { .provider = "tdx_guest", .no_auxblob = true };
+	const struct ev_backend *tdx = ev_backend_find("tdx");
+	struct kiln_err err = { 0 };
+	uint8_t rd[64], *ev = NULL;
+	size_t size = 0;
+
+	assert_non_null(tdx);
+	assert_non_null(tdx->produce);
+	inblob_pattern(rd);
+	assert_int_equal(setenv("KILN_TSM_PATH", g_base, 1), 0);
+	ev_tsm_set_default_ops(&g_fake_ops, &f);
+	assert_int_equal(tdx->produce(rd, &ev, &size, &err), 0);
+	ev_tsm_set_default_ops(NULL, NULL);
+	unsetenv("KILN_TSM_PATH");
+	assert_int_equal(size, EV_SNP_REPORT_SIZE); /* the fake's outblob, nothing appended */
+	assert_int_equal(ev[0], 2);
+	assert_memory_equal(ev + 0x50, rd, 64);
+	assert_int_equal(f.inblob_writes, 1);
+	assert_int_equal(f.mkdirs, 1);
+	assert_int_equal(f.rmdirs, 1);
+	assert_int_equal(entries_left(), 0);
+	free(ev);
+
+	/* A machine whose configfs-tsm provider is SNP: a named error, no evidence. */
+	f = (struct fake){ .provider = "sev_guest" };
+	assert_int_equal(setenv("KILN_TSM_PATH", g_base, 1), 0);
+	ev_tsm_set_default_ops(&g_fake_ops, &f);
+	ev = NULL;
+	assert_int_equal(tdx->produce(rd, &ev, &size, &err), -ENODEV);
+	ev_tsm_set_default_ops(NULL, NULL);
+	unsetenv("KILN_TSM_PATH");
+	assert_null(ev);
+	assert_non_null(strstr(err.msg, "provider is 'sev_guest', expected 'tdx_guest'"));
+	assert_int_equal(entries_left(), 0);
+}
+
+/* Without configfs-tsm (and no /dev/tdx_guest here), the TDX backend's produce fails
+ * with one clear message naming the missing interface. */
+static void test_tdx_backend_no_configfs(void **state)
+{
+	const struct ev_backend *tdx = ev_backend_find("tdx");
+	struct kiln_err err = { 0 };
+	uint8_t rd[64] = { 0 }, *ev = NULL;
+	size_t size = 0;
+	char missing[300];
+
+	if (access("/dev/tdx_guest", F_OK) == 0)
+		skip();
+	snprintf(missing, sizeof(missing), "%s/none", g_base);
+	assert_int_equal(setenv("KILN_TSM_PATH", missing, 1), 0);
+	assert_int_equal(tdx->produce(rd, &ev, &size, &err), -ENODEV);
+	unsetenv("KILN_TSM_PATH");
+	assert_null(ev);
+	assert_int_equal(size, 0);
+	assert_non_null(strstr(err.msg, "configfs-tsm is not available"));
+	assert_non_null(strstr(err.msg, missing));
+}
+
 static void test_detect(void **state)
 {
 	struct fake snp = { .provider = "sev_guest" }, tdx = { .provider = "tdx_guest" };
@@ -397,6 +460,8 @@ int main(void)
 		cmocka_unit_test(test_plain_directory),
 		cmocka_unit_test(test_no_configfs),
 		cmocka_unit_test(test_detect),
+		cmocka_unit_test(test_tdx_backend_produce),
+		cmocka_unit_test(test_tdx_backend_no_configfs),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
