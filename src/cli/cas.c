@@ -10,7 +10,7 @@
 static void cas_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
-		   "                      [--evidence-time RFC3339]\n"
+		   "                      [--insecure-evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
@@ -21,9 +21,10 @@ static void cas_usage(FILE *f)
 		   "             prints 'ca-fingerprint HEX' and 'listening URL' when ready\n"
 		   "  --listen   address to listen on (default 127.0.0.1:8443; port 0 = any)\n"
 		   "  --san      extra DNS name or IP for the server certificate (repeatable)\n"
-		   "  --evidence-time  verify evidence at this fixed time instead of now\n"
+		   "  --insecure-evidence-time RFC3339\n"
+		   "             INSECURE: verify evidence at this fixed time instead of now\n"
 		   "             (tests and replays of recorded evidence only: it accepts\n"
-		   "             expired collateral; logged as a warning)\n"
+		   "             expired collateral and revoked-later certificates)\n"
 		   "trust-las    trust a kiln-las certificate for the 'host' evidence backend\n"
 		   "trust-collateral  Intel collateral JSON (PCK CRL, TCB Info, QE identity,\n"
 		   "             as for 'kiln evidence verify --collateral') for tee sgx or\n"
@@ -41,7 +42,7 @@ static int cas_serve_main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "san", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
-		{ "evidence-time", required_argument, NULL, 'e' },
+		{ "insecure-evidence-time", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -73,8 +74,8 @@ static int cas_serve_main(int argc, char **argv)
 		case 'e':
 			at_s = optarg;
 			if (cli_parse_rfc3339(optarg, &o.evidence_at) != 0 || o.evidence_at == 0) {
-				cli_error("cas serve: --evidence-time '%s' is not an RFC 3339 time "
-					  "such as 2025-07-01T00:00:00Z", optarg);
+				cli_error("cas serve: --insecure-evidence-time '%s' is not an "
+					  "RFC 3339 time such as 2025-07-01T00:00:00Z", optarg);
 				return CLI_EXIT_USAGE;
 			}
 			break;
@@ -91,8 +92,9 @@ static int cas_serve_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (o.evidence_at)
-		kiln_log(KILN_LOG_WARN, "evidence verified at a fixed time, not now "
-			 "(--evidence-time: tests and replays only)", "evidence_time=%s", at_s);
+		kiln_log(KILN_LOG_WARN, "INSECURE: evidence verified at a fixed time, not now "
+			 "(--insecure-evidence-time: tests and replays only)",
+			 "evidence_time=%s", at_s);
 	ret = cas_serve(&o, &err);
 	if (ret < 0) {
 		cli_error("cas serve: %s", kiln_err_msg(&err, ret));
@@ -171,8 +173,9 @@ int cas_main(int argc, char **argv)
 			} else if (argv[i][0] != '-' && !file) {
 				file = argv[i];
 			} else {
-				cli_error("cas trust-collateral: unexpected argument '%s' (usage: kiln "
-					  "cas trust-collateral FILE --tee sgx|tdx --data DIR)", argv[i]);
+				cli_error("cas trust-collateral: unexpected argument '%s' (usage: "
+					  "kiln cas trust-collateral FILE --tee sgx|tdx --data DIR)",
+					  argv[i]);
 				return CLI_EXIT_USAGE;
 			}
 		}

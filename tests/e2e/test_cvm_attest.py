@@ -5,7 +5,7 @@ workload measurement travels beside the evidence and is bound through report_dat
 This machine is no TEE, so: the runtime's failure without configfs-tsm is checked, and
 the CAS side is driven with the REAL SGX quote and SNP report from
 ../shared/testdata/evidence, posted by a Python mTLS client. They verify (at the
-samples' time, --evidence-time) and then fail the binding check, because their
+samples' time, --insecure-evidence-time) and then fail the binding check, because their
 report_data was not made for our key and nonce: that proves the hardware path goes
 through verification to the binding."""
 import base64
@@ -29,7 +29,7 @@ def b64(path):
 
 @pytest.fixture
 def hwcas(kiln_bin, tmp_path):
-    server = CasServer(kiln_bin, tmp_path, extra_args=["--evidence-time", AT]).start()
+    server = CasServer(kiln_bin, tmp_path, extra_args=["--insecure-evidence-time", AT]).start()
     yield server
     rc = server.stop()
     assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
