@@ -173,9 +173,9 @@ int cas_main(int argc, char **argv)
 			} else if (argv[i][0] != '-' && !file) {
 				file = argv[i];
 			} else {
-				cli_error("cas trust-collateral: unexpected argument '%s' (usage: "
-					  "kiln cas trust-collateral FILE --tee sgx|tdx --data DIR)",
-					  argv[i]);
+				cli_error("cas trust-collateral: unexpected argument '%s' "
+					  "(usage: kiln cas trust-collateral FILE "
+					  "--tee sgx|tdx --data DIR)", argv[i]);
 				return CLI_EXIT_USAGE;
 			}
 		}
