@@ -24,6 +24,9 @@
 
 #define PF_NAME_MAX (2 * PF_BACKING_ID_SIZE + 3)
 #define PF_IO_BATCH_BYTES (256 * 1024)
+/* Files of at most this many chunks have no tag sidecar: scanning their slots
+ * is one small read, and a sidecar would double the files per create. */
+#define PF_SIDECAR_MIN_CHUNKS 9
 
 struct pf_node;
 
@@ -96,6 +99,7 @@ struct pf_node {
 	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
 	/* Scratch during a commit. */
 	bool committing;
+	bool synced; /* covered by this commit's sync_all */
 	uint8_t new_root[PF_ROOT_SIZE];
 	uint8_t save_root[PF_ROOT_SIZE];
 	uint64_t save_size;
@@ -592,7 +596,7 @@ static void sidecar_update(struct pf_node *n)
 	uint64_t cnt = nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
 	char name[PF_NAME_MAX + 2];
 
-	if (n->kind == PF_REGION_PLAIN)
+	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
 		return;
 	if (!n->tfh) {
 		snprintf(name, sizeof(name), "%s.t", n->name);
@@ -627,7 +631,7 @@ static bool sidecar_load(struct pf_node *n, const struct pf_entry *e)
 	void *fh = NULL;
 	ssize_t r;
 
-	if (n->kind == PF_REGION_PLAIN || cnt == 0)
+	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
 		return false;
 	snprintf(name, sizeof(name), "%s.t", n->name);
 	if (v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh) != 0)
@@ -1579,6 +1583,21 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 
 	if (v->read_only)
 		return 0;
+	/* Many files in one commit (a flush): one syncfs instead of a sync each. */
+	if (!only && v->so->sync_all) {
+		size_t count = 0;
+
+		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)
+			count += !n->failed && node_needs_commit(n);
+		if (count >= 2) {
+			for (struct pf_node *n = v->nodes; n; n = n->next)
+				if (!n->failed && node_needs_commit(n) && wb_drain(n, NULL) == 0)
+					n->synced = true;
+			if (v->so->sync_all(v->sctx) != 0)
+				for (struct pf_node *n = v->nodes; n; n = n->next)
+					n->synced = false;
+		}
+	}
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
@@ -1592,9 +1611,10 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		}
 		if (!node_needs_commit(n))
 			continue;
-		ret = wb_drain(n, NULL);
-		if (!ret)
+		ret = n->synced ? 0 : wb_drain(n, NULL);
+		if (!ret && !n->synced)
 			ret = v->so->sync(v->sctx, n->fh);
+		n->synced = false;
 		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
 			if (!ret)
