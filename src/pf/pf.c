@@ -24,6 +24,9 @@
 
 #define PF_NAME_MAX (2 * PF_BACKING_ID_SIZE + 3)
 #define PF_IO_BATCH_BYTES (256 * 1024)
+/* Per file with overwrites in flight: one journal sync per this many bytes of
+ * distinct committed chunks overwritten (see pf_node.wb). */
+#define PF_WB_BYTES (1024 * 1024)
 /* Files of at most this many chunks have no tag sidecar: scanning their slots
  * is one small read, and a sidecar would double the files per create. */
 #define PF_SIDECAR_MIN_CHUNKS 9
@@ -86,7 +89,8 @@ struct pf_node {
 	/* Write-back of overwrites of committed chunks whose journal entries are
 	 * not synced yet: they reach the backing file only after the journal sync,
 	 * so a batch of page writes costs one journal sync instead of one each.
-	 * Up to vol->batch slots; reads look here first. */
+	 * Up to vol->wb_cap slots (1 MiB), allocated on first use; reads look
+	 * here first. */
 	uint8_t *wb;        /* wb_cap * stride, owned */
 	uint64_t *wb_idx;   /* chunk index of each slot, owned */
 	uint32_t *wb_len;   /* bytes of each slot, owned */
@@ -140,6 +144,7 @@ struct pf_volume {
 	/* Scratch buffers (the volume lock serializes their use). */
 	uint8_t *iobuf; /* batch * stride */
 	size_t batch;
+	size_t wb_cap;  /* slots a file may hold in its write-back (PF_WB_BYTES) */
 	uint8_t *slot;  /* stride */
 	uint8_t *pt;    /* chunk size */
 	uint8_t *aad;   /* 32 + chunk size */
@@ -803,13 +808,13 @@ static int wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t le
 		n->wb_len[(size_t)(dst - n->wb) / v->stride] = (uint32_t)len;
 	} else {
 		if (!n->wb) {
-			n->wb = malloc(v->batch * v->stride);
-			n->wb_idx = malloc(v->batch * sizeof(*n->wb_idx));
-			n->wb_len = malloc(v->batch * sizeof(*n->wb_len));
+			n->wb = malloc(v->wb_cap * v->stride);
+			n->wb_idx = malloc(v->wb_cap * sizeof(*n->wb_idx));
+			n->wb_len = malloc(v->wb_cap * sizeof(*n->wb_len));
 			if (!n->wb || !n->wb_idx || !n->wb_len)
 				return -ENOMEM;
 		}
-		if (n->wb_count == v->batch && (ret = wb_drain(n, err)))
+		if (n->wb_count == v->wb_cap && (ret = wb_drain(n, err)))
 			return ret;
 		n->wb_idx[n->wb_count] = k;
 		n->wb_len[n->wb_count] = (uint32_t)len;
@@ -929,7 +934,7 @@ static void node_free(struct pf_node *n)
 	free(n->tags);
 	free(n->jmap);
 	if (n->wb)
-		kiln_free_secret(n->wb, v->batch * v->stride);
+		kiln_free_secret(n->wb, v->wb_cap * v->stride);
 	free(n->wb_idx);
 	free(n->wb_len);
 	kiln_wipe(n, sizeof(*n));
@@ -1720,6 +1725,9 @@ static int vol_set_chunk_size(pf_volume_t *v, uint32_t cs)
 	v->batch = PF_IO_BATCH_BYTES / v->stride;
 	if (v->batch < 1)
 		v->batch = 1;
+	v->wb_cap = PF_WB_BYTES / v->stride;
+	if (v->wb_cap < 1)
+		v->wb_cap = 1;
 	v->iobuf = malloc(v->batch * v->stride);
 	v->slot = malloc(v->stride);
 	v->pt = malloc(cs);
