@@ -858,9 +858,13 @@ static int fm_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi
 
 static void *fm_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-	/* Sizes change under the kernel's feet only through us. */
 	cfg->use_ino = 0;
 	cfg->nullpath_ok = 0;
+	/* Every change goes through this process, so the kernel's page cache
+	 * stays valid across opens; large requests amortize the round trips. */
+	cfg->kernel_cache = 1;
+	conn->max_write = 1024 * 1024;
+	conn->max_readahead = 1024 * 1024;
 	return NULL;
 }
 

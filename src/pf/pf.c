@@ -24,6 +24,12 @@
 
 #define PF_NAME_MAX (2 * PF_BACKING_ID_SIZE + 3)
 #define PF_IO_BATCH_BYTES (256 * 1024)
+/* Per file with overwrites in flight: one journal sync per this many bytes of
+ * distinct committed chunks overwritten (see pf_node.wb). */
+#define PF_WB_BYTES (1024 * 1024)
+/* Files of at most this many chunks have no tag sidecar: scanning their slots
+ * is one small read, and a sidecar would double the files per create. */
+#define PF_SIDECAR_MIN_CHUNKS 9
 
 struct pf_node;
 
@@ -83,7 +89,8 @@ struct pf_node {
 	/* Write-back of overwrites of committed chunks whose journal entries are
 	 * not synced yet: they reach the backing file only after the journal sync,
 	 * so a batch of page writes costs one journal sync instead of one each.
-	 * Up to vol->batch slots; reads look here first. */
+	 * Up to vol->wb_cap slots (1 MiB), allocated on first use; reads look
+	 * here first. */
 	uint8_t *wb;        /* wb_cap * stride, owned */
 	uint64_t *wb_idx;   /* chunk index of each slot, owned */
 	uint32_t *wb_len;   /* bytes of each slot, owned */
@@ -96,6 +103,7 @@ struct pf_node {
 	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
 	/* Scratch during a commit. */
 	bool committing;
+	bool synced; /* covered by this commit's sync_all */
 	uint8_t new_root[PF_ROOT_SIZE];
 	uint8_t save_root[PF_ROOT_SIZE];
 	uint64_t save_size;
@@ -136,6 +144,7 @@ struct pf_volume {
 	/* Scratch buffers (the volume lock serializes their use). */
 	uint8_t *iobuf; /* batch * stride */
 	size_t batch;
+	size_t wb_cap;  /* slots a file may hold in its write-back (PF_WB_BYTES) */
 	uint8_t *slot;  /* stride */
 	uint8_t *pt;    /* chunk size */
 	uint8_t *aad;   /* 32 + chunk size */
@@ -592,7 +601,7 @@ static void sidecar_update(struct pf_node *n)
 	uint64_t cnt = nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
 	char name[PF_NAME_MAX + 2];
 
-	if (n->kind == PF_REGION_PLAIN)
+	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
 		return;
 	if (!n->tfh) {
 		snprintf(name, sizeof(name), "%s.t", n->name);
@@ -627,7 +636,7 @@ static bool sidecar_load(struct pf_node *n, const struct pf_entry *e)
 	void *fh = NULL;
 	ssize_t r;
 
-	if (n->kind == PF_REGION_PLAIN || cnt == 0)
+	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
 		return false;
 	snprintf(name, sizeof(name), "%s.t", n->name);
 	if (v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh) != 0)
@@ -799,13 +808,13 @@ static int wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t le
 		n->wb_len[(size_t)(dst - n->wb) / v->stride] = (uint32_t)len;
 	} else {
 		if (!n->wb) {
-			n->wb = malloc(v->batch * v->stride);
-			n->wb_idx = malloc(v->batch * sizeof(*n->wb_idx));
-			n->wb_len = malloc(v->batch * sizeof(*n->wb_len));
+			n->wb = malloc(v->wb_cap * v->stride);
+			n->wb_idx = malloc(v->wb_cap * sizeof(*n->wb_idx));
+			n->wb_len = malloc(v->wb_cap * sizeof(*n->wb_len));
 			if (!n->wb || !n->wb_idx || !n->wb_len)
 				return -ENOMEM;
 		}
-		if (n->wb_count == v->batch && (ret = wb_drain(n, err)))
+		if (n->wb_count == v->wb_cap && (ret = wb_drain(n, err)))
 			return ret;
 		n->wb_idx[n->wb_count] = k;
 		n->wb_len[n->wb_count] = (uint32_t)len;
@@ -925,7 +934,7 @@ static void node_free(struct pf_node *n)
 	free(n->tags);
 	free(n->jmap);
 	if (n->wb)
-		kiln_free_secret(n->wb, v->batch * v->stride);
+		kiln_free_secret(n->wb, v->wb_cap * v->stride);
 	free(n->wb_idx);
 	free(n->wb_len);
 	kiln_wipe(n, sizeof(*n));
@@ -1579,6 +1588,21 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 
 	if (v->read_only)
 		return 0;
+	/* Many files in one commit (a flush): one syncfs instead of a sync each. */
+	if (!only && v->so->sync_all) {
+		size_t count = 0;
+
+		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)
+			count += !n->failed && node_needs_commit(n);
+		if (count >= 2) {
+			for (struct pf_node *n = v->nodes; n; n = n->next)
+				if (!n->failed && node_needs_commit(n) && wb_drain(n, NULL) == 0)
+					n->synced = true;
+			if (v->so->sync_all(v->sctx) != 0)
+				for (struct pf_node *n = v->nodes; n; n = n->next)
+					n->synced = false;
+		}
+	}
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
@@ -1592,9 +1616,10 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		}
 		if (!node_needs_commit(n))
 			continue;
-		ret = wb_drain(n, NULL);
-		if (!ret)
+		ret = n->synced ? 0 : wb_drain(n, NULL);
+		if (!ret && !n->synced)
 			ret = v->so->sync(v->sctx, n->fh);
+		n->synced = false;
 		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
 			if (!ret)
@@ -1700,6 +1725,9 @@ static int vol_set_chunk_size(pf_volume_t *v, uint32_t cs)
 	v->batch = PF_IO_BATCH_BYTES / v->stride;
 	if (v->batch < 1)
 		v->batch = 1;
+	v->wb_cap = PF_WB_BYTES / v->stride;
+	if (v->wb_cap < 1)
+		v->wb_cap = 1;
 	v->iobuf = malloc(v->batch * v->stride);
 	v->slot = malloc(v->stride);
 	v->pt = malloc(cs);

@@ -74,6 +74,9 @@ struct pf_storage_ops {
 	int (*list)(void *ctx, int (*cb)(void *arg, const char *name), void *arg);
 	/* Release ctx (called by pf_volume_close); may be NULL. */
 	void (*free)(void *ctx);
+	/* Optional (NULL: one sync per file): make every file of the storage
+	 * durable at once (syncfs), used when one commit covers many files. */
+	int (*sync_all)(void *ctx);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),

@@ -125,6 +125,13 @@ static int ps_sync_dir(void *ctx)
 	return fsync(s->dirfd) < 0 ? -errno : 0;
 }
 
+static int ps_sync_all(void *ctx)
+{
+	struct posix_storage *s = ctx;
+
+	return syncfs(s->dirfd) < 0 ? -errno : 0;
+}
+
 static int ps_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 {
 	struct posix_storage *s = ctx;
@@ -175,6 +182,7 @@ static const struct pf_storage_ops g_posix_ops = {
 	.sync_dir = ps_sync_dir,
 	.list = ps_list,
 	.free = ps_free,
+	.sync_all = ps_sync_all,
 };
 
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,

@@ -235,7 +235,7 @@ def test_flip_byte_in_metadata(vol):
 
 def test_swap_chunks_within_file(vol):
     d, key, run = vol
-    put(run, "f", os.urandom(3 * CS))
+    put(run, "f", os.urandom(16 * CS))  # large enough to have a tag sidecar
     b = backing_files(d)[0]
     data = bytearray(b.read_bytes())
     c0 = data[HDR:HDR + STRIDE]
@@ -252,10 +252,10 @@ def test_swap_chunks_within_file(vol):
 
 def test_tag_sidecar_is_only_a_hint(vol):
     d, key, run = vol
-    data = os.urandom(5 * CS)
+    data = os.urandom(16 * CS)
     put(run, "f", data)
     side = pathlib.Path(str(backing_files(d)[0]) + ".t")
-    assert side.stat().st_size == 5 * 16
+    assert side.stat().st_size == 16 * 16
     flip(side, 20)
     assert cat(run, "f").stdout == data
     side.unlink()
@@ -303,11 +303,11 @@ def test_truncate_extend_remove(vol, how):
 
 def test_replace_file_with_older_copy(vol, tmp_path):
     d, key, run = vol
-    put(run, "f", b"version one" * 500)
+    put(run, "f", b"version one" * 5000)
     b = backing_files(d)[0]
     shutil.copy(b, tmp_path / "old")
     shutil.copy(pathlib.Path(str(b) + ".t"), tmp_path / "old.t")
-    put(run, "f", b"version two" * 500)
+    put(run, "f", b"version two" * 5000)
     # A rewrite from size 0 goes to a new backing file; the old one is gone.
     (b,) = backing_files(d)
     side = pathlib.Path(str(b) + ".t")

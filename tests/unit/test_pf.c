@@ -633,7 +633,7 @@ static void test_wrong_key_and_tamper(void **state)
 	pf_volume_t *v;
 	struct kiln_err err = { 0 };
 	char path[256] = { 0 }, meta[160];
-	uint8_t data[10000];
+	uint8_t data[40000]; /* 10 chunks: enough for a tag sidecar */
 	pf_file_t *f;
 
 	memset(data, 'q', sizeof(data));
