@@ -127,7 +127,8 @@ int ev_las_exchange(const char *socket_path,
 #define EV_LAS_DEFAULT_SOCKET "/run/kiln/las.sock"
 #define EV_LAS_MAX_EVIDENCE (64 * 1024)
 int ev_host_request(const char *socket_path,
-		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms, uint8_t **ev, size_t *size, struct kiln_err *err);
+		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
+		    uint8_t **ev, size_t *size, struct kiln_err *err);
 
 extern const struct ev_backend ev_backend_sim;
 extern const struct ev_backend ev_backend_host;

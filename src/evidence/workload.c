@@ -180,6 +180,7 @@ static int digest_fd(int fd, struct ev_wm_cache *cache, uint8_t *buf,
 		     uint8_t digest[static KC_SHA256_SIZE])
 {
 	struct stat before, after;
+	struct wm_cache_entry key;
 	int ret;
 
 	if (!cache || fstat(fd, &before) < 0 || !S_ISREG(before.st_mode) || !cacheable_fs(fd))
@@ -187,9 +188,10 @@ static int digest_fd(int fd, struct ev_wm_cache *cache, uint8_t *buf,
 	if (cache_get(cache, &before, digest))
 		return 0;
 	ret = hash_fd(fd, buf, digest);
-	if (ret == 0 && old_enough(&before) && fstat(fd, &after) == 0 && same_key(&(struct wm_cache_entry){
-		    .dev = before.st_dev, .ino = before.st_ino, .size = before.st_size,
-		    .mtime = before.st_mtim, .ctime = before.st_ctim }, &after))
+	key = (struct wm_cache_entry){ .dev = before.st_dev, .ino = before.st_ino,
+				       .size = before.st_size, .mtime = before.st_mtim,
+				       .ctime = before.st_ctim };
+	if (ret == 0 && old_enough(&before) && fstat(fd, &after) == 0 && same_key(&key, &after))
 		cache_put(cache, &before, digest);
 	return ret;
 }
