@@ -140,6 +140,14 @@ static int st_sync_dir(void *ctx)
 	return (int)rt_sys(SYS_fsync, s->dirfd);
 }
 
+/* One syncfs for every file of a multi-file commit (see pf.h sync_all). */
+static int st_sync_all(void *ctx)
+{
+	struct store *s = ctx;
+
+	return (int)rt_sys(SYS_syncfs, s->dirfd);
+}
+
 static int st_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 {
 	struct store *s = ctx;
@@ -193,6 +201,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.remove = st_remove,
 	.rename = st_rename,
 	.sync_dir = st_sync_dir,
+	.sync_all = st_sync_all,
 	.list = st_list,
 	.free = st_free,
 };
