@@ -44,8 +44,8 @@ int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *o
 		while (wm && ((wm[i] >= '0' && wm[i] <= '9') || (wm[i] >= 'a' && wm[i] <= 'f')))
 			i++;
 		if (!wm || i != 96 || wm[i]) {
-			kiln_err_set(err, -KILN_EFORMAT, "workload_measurement must be 96 lowercase "
-				     "hex digits");
+			kiln_err_set(err, -KILN_EFORMAT,
+				     "workload_measurement must be 96 lowercase hex digits");
 			goto fail;
 		}
 		out->workload_measurement = wm;

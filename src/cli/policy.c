@@ -21,7 +21,8 @@ static void policy_usage(FILE *f)
 		   "       kiln policy list         [CAS OPTIONS]\n"
 		   "       kiln policy delete NAME  [CAS OPTIONS]\n"
 		   "       kiln policy check FILE --service NAME (--claims JSON_FILE |\n"
-		   "             --evidence FILE --tee T [--collateral JSON] [--cert-chain PEM]...\n"
+		   "             --evidence FILE --tee T [--collateral JSON]\n"
+		   "             [--cert-chain PEM]...\n"
 		   "             [--at RFC3339] [--workload-measurement HEX])\n\n"
 		   "validate  check FILE strictly and print its hash (no CAS needed)\n"
 		   "apply     create or update a policy; an update names the current hash as\n"
@@ -259,7 +260,8 @@ static int check_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	if (!claims_path == !ev_path) {
-		cli_error("policy check: give exactly one of --claims JSON_FILE or --evidence FILE");
+		cli_error("policy check: give exactly one of --claims JSON_FILE or "
+			  "--evidence FILE");
 		return CLI_EXIT_USAGE;
 	}
 	if (claims_path && (tee || collateral_path || n_certs || at_s)) {

@@ -294,14 +294,16 @@ static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: bad mrsigner", doc);
 	if (!eq)
 		return kiln_err_set(err, -KILN_EMEASUREMENT,
-				    "TD report MRSIGNERSEAM does not match the TDX module identity");
+				    "TD report MRSIGNERSEAM does not match the TDX module "
+				    "identity");
 	if (hex_eq_masked(json_string_value(json_object_get(id, "attributes")),
 			  json_string_value(json_object_get(id, "attributesMask")),
 			  body + TDR_SEAM_ATTRIBUTES, 8, &eq))
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: bad attributes", doc);
 	if (!eq)
 		return kiln_err_set(err, -KILN_EMEASUREMENT,
-				    "TD report SEAMATTRIBUTES do not match the TDX module identity");
+				    "TD report SEAMATTRIBUTES do not match the TDX module "
+				    "identity");
 	if (svn[1] == 0)
 		return 0;
 	ret = isvsvn_level(json_object_get(id, "tcbLevels"), svn[0], doc, &idx, err);
@@ -416,9 +418,10 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 
 				/* Kept for the last (most permissive) level examined. */
 				if (k >= 0)
-					snprintf(why, sizeof(why), "level %zu needs SGX TCB component "
-						 "%d SVN >= %u, the PCK certificate has %u", i, k + 1,
-						 need[k], ext->comp_svn[k]);
+					snprintf(why, sizeof(why),
+						 "level %zu needs SGX TCB component %d SVN >= %u, "
+						 "the PCK certificate has %u",
+						 i, k + 1, need[k], ext->comp_svn[k]);
 				else
 					snprintf(why, sizeof(why), "level %zu needs PCESVN >= %lld, "
 						 "the PCK certificate has %u", i, (long long)pcesvn,
@@ -450,7 +453,8 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 		{
 			int k = first_short(q->body + TDR_TEE_TCB_SVN, need);
 
-			snprintf(why, sizeof(why), "level %zu needs TDX TCB component %d SVN >= %u, "
+			snprintf(why, sizeof(why),
+				 "level %zu needs TDX TCB component %d SVN >= %u, "
 				 "TEE_TCB_SVN has %u", i, k + 1, need[k],
 				 q->body[TDR_TEE_TCB_SVN + k]);
 		}

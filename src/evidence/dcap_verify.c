@@ -40,7 +40,8 @@ static int check_windows(const ev_dcap_collateral_t *c, time_t at, struct kiln_e
 	}
 	if (!worst)
 		return 0;
-	return kiln_err_set(err, -KILN_EEXPIRED, "%s %s: valid %s .. %s, verification time %s%s",
+	return kiln_err_set(err, -KILN_EEXPIRED,
+			    "%s %s: valid %s .. %s, verification time %s%s",
 			    worst->what, at < worst->not_before ? "is not yet valid" : "has expired",
 			    dcap_fmt_time(worst->not_before, a, sizeof(a)),
 			    dcap_fmt_time(worst->not_after, b, sizeof(b)),
