@@ -14,16 +14,16 @@ static int version_main(int argc, char **argv)
 }
 
 static const struct cli_command g_commands[] = {
-	{ "version", version_main, "print the version" },
-	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
-	{ "measure", measure_main, "print the workload measurement of a program" },
-	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
-	{ "fs", fs_main, "protected volumes: init, put, cat, ls, verify, mount" },
+	{ "run", run_main, "run a program under the kiln runtime" },
+	{ "fs", fs_main, "protected volumes: init, put, cat, ls, rm, verify, rekey, mount" },
 	{ "cas", cas_main, "configuration and attestation service (kiln-cas)" },
-	{ "policy", policy_main, "validate policies and manage them on a CAS" },
+	{ "policy", policy_main, "validate, check and manage policies on a CAS" },
 	{ "identity", identity_main, "create and show stakeholder identities" },
 	{ "audit", audit_main, "show and verify the CAS audit log" },
-	{ "run", run_main, "run a program under the kiln runtime" },
+	{ "measure", measure_main, "print the workload measurement of a program" },
+	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
+	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
+	{ "version", version_main, "print the version" },
 };
 
 void cli_error(const char *fmt, ...)
