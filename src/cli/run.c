@@ -24,6 +24,9 @@
 #include "common/common.h"
 #include "evidence/tsm.h"
 #include "runtime/runtime.h"
+#ifdef KILN_HAVE_SUPERVISE
+#include "runtime/supervise.h"
+#endif
 
 #ifndef KILN_RUNTIME_INSTALL
 #define KILN_RUNTIME_INSTALL "/usr/local/lib/kiln/libkiln.so"
@@ -284,6 +287,31 @@ static bool is_static_elf(const char *path)
 	return !interp;
 }
 
+/* A static binary with development-mode volumes: run it under the seccomp
+ * supervisor (src/runtime/supervise.h). */
+static int run_static(const struct rt_config *cfg, const char *path, char **argv)
+{
+#ifdef KILN_HAVE_SUPERVISE
+	struct kiln_err err = { 0 };
+	int code = 0, ret;
+
+	fprintf(stderr, "kiln: development mode: no attestation\n"
+		"kiln: %s is statically linked: running it supervised (seccomp), every file "
+		"call traps\n", path);
+	fflush(stderr);
+	ret = rt_supervise(cfg, argv, &code, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return CLI_EXIT_FAIL;
+	}
+	return code;
+#else
+	cli_error("%s is statically linked and this build has no protected-files library "
+		  "(not supported)", path);
+	return CLI_EXIT_FAIL;
+#endif
+}
+
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
 	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR
@@ -519,9 +547,14 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if ((cfg->n_volumes || cfg->cas[0]) && lib[0] && is_static_elf(lib)) {
-		cli_error("%s is statically linked: the runtime cannot be loaded into it, so its "
-			  "files would not be shielded (not supported)", lib);
+	if (cfg->cas[0] && lib[0] && is_static_elf(lib)) {
+		cli_error("%s is statically linked: attestation needs libkiln inside the process, "
+			  "which cannot be loaded into a static binary (--cas not supported; "
+			  "development mode with --volume runs it supervised)", lib);
+		goto out;
+	}
+	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {
+		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
 	if (find_runtime(lib, sizeof(lib)))
