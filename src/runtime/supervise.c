@@ -9,6 +9,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ struct sv_vol {
 /* A protected file the program has open: its fd number in the program, the
  * memfd with the plaintext (our copy) and the pf handle. */
 struct sv_file {
+	pid_t tgid;         /* the process (thread group) that owns child_fd */
 	int child_fd;
 	int memfd;          /* owned */
 	pf_file_t *pf;      /* owned */
@@ -62,6 +64,18 @@ struct sv {
 	size_t nfiles;
 	struct sv_file *files[SV_MAX_FILES]; /* owned */
 };
+
+/* The program's pid for the signal forwarder (0: none). */
+static volatile sig_atomic_t g_child;
+
+/* SIGTERM/SIGHUP sent to the launcher go to the program, which then exits
+ * through exit_group so its files are written back; the launcher stays to the
+ * end. */
+static void forward(int sig)
+{
+	if (g_child > 0)
+		kill((pid_t)g_child, sig);
+}
 
 static int install_filter(void)
 {
@@ -92,7 +106,7 @@ static int install_filter(void)
 			    SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
 }
 
-static void child_exec(int sock, char *const argv[])
+static void child_exec(int sock, pid_t parent, char *const argv[])
 {
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char one = 1;
@@ -100,8 +114,16 @@ static void child_exec(int sock, char *const argv[])
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			     .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	int fd = install_filter();
+	int fd;
 
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGQUIT, SIG_DFL);
+	/* Without its supervisor the program's file calls would fail ENOSYS. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) || getppid() != parent)
+		_exit(127);
+	fd = install_filter();
 	if (fd < 0) {
 		fprintf(stderr, "kiln: cannot install the seccomp filter: %s\n", strerror(-fd));
 		_exit(127);
@@ -230,11 +252,41 @@ static struct sv_vol *find_vol(struct sv *sv, const char *abs, const char **rel)
 }
 
 /* ---- protected files ------------------------------------------------------ */
-static struct sv_file **find_file(struct sv *sv, int child_fd)
+/* The process of thread tid (notifications name threads), or -1. */
+static pid_t tgid_of(pid_t tid)
 {
-	for (size_t i = 0; i < sv->nfiles; i++)
-		if (sv->files[i]->child_fd == child_fd)
+	char path[64], buf[512];
+	const char *t;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	t = strstr(buf, "\nTgid:");
+	return t ? (pid_t)atoi(t + 6) : -1;
+}
+
+/* The entry for (process of tid, child_fd); the process is looked up only
+ * when some entry has that fd number (the common close is not ours). */
+static struct sv_file **find_file(struct sv *sv, pid_t tid, int child_fd)
+{
+	pid_t tgid = 0;
+
+	for (size_t i = 0; i < sv->nfiles; i++) {
+		if (sv->files[i]->child_fd != child_fd)
+			continue;
+		if (!tgid)
+			tgid = tgid_of(tid);
+		if (sv->files[i]->tgid == tgid)
 			return &sv->files[i];
+	}
 	return NULL;
 }
 
@@ -392,9 +444,11 @@ static long do_open(struct sv *sv, const struct seccomp_notif *n, const char *ca
 		goto fail;
 	}
 	f->child_fd = ret;
-	/* A stale entry for the same number (closed behind our back) goes first. */
+	f->tgid = tgid_of((pid_t)n->pid);
+	/* A stale entry for the same number (closed behind our back: exec with
+	 * O_CLOEXEC, dup2 over it) goes first. */
 	{
-		struct sv_file **old = find_file(sv, ret);
+		struct sv_file **old = find_file(sv, (pid_t)n->pid, ret);
 
 		if (old) {
 			struct kiln_err e2 = { 0 };
@@ -488,7 +542,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_fsync:
 	case SYS_fdatasync:
 	case SYS_close: {
-		struct sv_file **fp = find_file(sv, (int)a[0]);
+		struct sv_file **fp = find_file(sv, (pid_t)n->pid, (int)a[0]);
 
 		if (!fp)
 			return SV_CONTINUE;
@@ -750,6 +804,10 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 {
 	struct sv *sv = calloc(1, sizeof(*sv));
 	int sp[2] = { -1, -1 }, ret, st;
+	void (*sig_int)(int) = SIG_DFL, (*sig_quit)(int) = SIG_DFL;
+	void (*sig_term)(int) = SIG_DFL, (*sig_hup)(int) = SIG_DFL;
+	bool signals = false;
+	pid_t parent;
 
 	if (!sv)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
@@ -762,6 +820,13 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 		goto out;
 	}
 	fflush(NULL);
+	/* Terminal signals reach the program directly (same process group). */
+	sig_int = signal(SIGINT, SIG_IGN);
+	sig_quit = signal(SIGQUIT, SIG_IGN);
+	sig_term = signal(SIGTERM, forward);
+	sig_hup = signal(SIGHUP, forward);
+	signals = true;
+	parent = getpid();
 	sv->pid = fork();
 	if (sv->pid < 0) {
 		ret = kiln_err_set(err, -errno, "fork: %s", strerror(errno));
@@ -769,8 +834,9 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 	}
 	if (sv->pid == 0) {
 		close(sp[0]);
-		child_exec(sp[1], argv);
+		child_exec(sp[1], parent, argv);
 	}
+	g_child = sv->pid;
 	close(sp[1]);
 	sp[1] = -1;
 	sv->listener = recv_fd(sp[0]);
@@ -791,6 +857,13 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 	*exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	ret = 0;
 out:
+	g_child = 0;
+	if (signals) {
+		signal(SIGINT, sig_int);
+		signal(SIGQUIT, sig_quit);
+		signal(SIGTERM, sig_term);
+		signal(SIGHUP, sig_hup);
+	}
 	close_all(sv);
 	if (sv->listener >= 0)
 		close(sv->listener);

@@ -6,6 +6,9 @@
  *   rt_static_files read DIR         print DIR/renamed.txt and its size
  *   rt_static_files dir DIR          mkdir DIR/sub, then open it as a directory
  *                                    (not supported: expects ENOTSUP), rmdir it
+ *   rt_static_files fork DIR         write "A" to DIR/forked.txt, fork a child
+ *                                    that closes the inherited fd and exits,
+ *                                    then write "B", close, print the content
  *   rt_static_files bench DIR N      N open+close of DIR/renamed.txt, then of a
  *                                    file outside DIR; prints ns per open
  *
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +99,32 @@ int main(int argc, char **argv)
 		if (stat(path2, &st))
 			return fail("stat");
 		printf("content: %s\nsize: %lld\n", buf, (long long)st.st_size);
+		return 0;
+	}
+	if (strcmp(argv[1], "fork") == 0) {
+		pid_t pid;
+		int status;
+
+		snprintf(path, sizeof(path), "%s/forked.txt", argv[2]);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || write(fd, "A", 1) != 1)
+			return fail("open-write");
+		pid = fork();
+		if (pid < 0)
+			return fail("fork");
+		if (pid == 0) {
+			close(fd);
+			_exit(0);
+		}
+		if (waitpid(pid, &status, 0) != pid)
+			return fail("waitpid");
+		if (write(fd, "B", 1) != 1)
+			return fail("write");
+		if (close(fd))
+			return fail("close");
+		if (read_file(path, buf, sizeof(buf)))
+			return 1;
+		printf("forked: %s\n", buf);
 		return 0;
 	}
 	if (strcmp(argv[1], "dir") == 0) {

@@ -59,6 +59,14 @@ def test_static_program_directories_and_unsupported_calls(volume, prog):
     assert fs(volume, "verify").returncode == 0
 
 
+def test_static_program_fork_child_closing_inherited_fd(volume, prog):
+    # The child's close of its copy must not end the parent's tracking of the fd.
+    p = volume.run(prog, "fork", volume.dir, check=True)
+    assert p.stdout == "forked: AB\n"
+    c = fs(volume, "cat", "forked.txt")
+    assert c.returncode == 0 and c.stdout == "AB", c.stderr
+
+
 def test_static_program_exit_status_and_unprotected_files(volume, prog):
     # Exit status is the program's (2: usage).
     assert volume.run(prog).returncode == 2
