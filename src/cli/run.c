@@ -9,7 +9,8 @@
  * The launcher execs PROGRAM in place (same pid) with LD_PRELOAD=libkiln.so and
  * hands the runtime its configuration, volume keys included, through an
  * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
- * in an environment or on disk. */
+ * in an environment or on disk. A statically linked PROGRAM with volumes runs
+ * instead as a child supervised by this process (src/runtime/supervise.h). */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,9 @@ static void run_usage(FILE *f)
 		"                              libc (auto: on when a volume is mounted)\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
+		"A statically linked PROGRAM cannot load libkiln: with --volume it runs\n"
+		"supervised (seccomp user notification, every file call traps); with --cas\n"
+		"it is refused.\n"
 		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
 		RT_ENV_LIB);
 }
