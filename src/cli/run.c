@@ -9,7 +9,8 @@
  * The launcher execs PROGRAM in place (same pid) with LD_PRELOAD=libkiln.so and
  * hands the runtime its configuration, volume keys included, through an
  * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
- * in an environment or on disk. */
+ * in an environment or on disk. A statically linked PROGRAM with volumes runs
+ * instead as a child supervised by this process (src/runtime/supervise.h). */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,9 @@
 #include "common/common.h"
 #include "evidence/tsm.h"
 #include "runtime/runtime.h"
+#ifdef KILN_HAVE_SUPERVISE
+#include "runtime/supervise.h"
+#endif
 
 #ifndef KILN_RUNTIME_INSTALL
 #define KILN_RUNTIME_INSTALL "/usr/local/lib/kiln/libkiln.so"
@@ -60,6 +64,9 @@ static void run_usage(FILE *f)
 		"                              libc (auto: on when a volume is mounted)\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
+		"A statically linked PROGRAM cannot load libkiln: with --volume it runs\n"
+		"supervised (seccomp user notification, every file call traps); with --cas\n"
+		"it is refused.\n"
 		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
 		RT_ENV_LIB);
 }
@@ -282,6 +289,31 @@ static bool is_static_elf(const char *path)
 	}
 	close(fd);
 	return !interp;
+}
+
+/* A static binary with development-mode volumes: run it under the seccomp
+ * supervisor (src/runtime/supervise.h). */
+static int run_static(const struct rt_config *cfg, const char *path, char **argv)
+{
+#ifdef KILN_HAVE_SUPERVISE
+	struct kiln_err err = { 0 };
+	int code = 0, ret;
+
+	fprintf(stderr, "kiln: development mode: no attestation\n"
+		"kiln: %s is statically linked: running it supervised (seccomp), every file "
+		"call traps\n", path);
+	fflush(stderr);
+	ret = rt_supervise(cfg, argv, &code, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return CLI_EXIT_FAIL;
+	}
+	return code;
+#else
+	cli_error("%s is statically linked and this build has no protected-files library "
+		  "(not supported)", path);
+	return CLI_EXIT_FAIL;
+#endif
 }
 
 enum {
@@ -519,9 +551,14 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if ((cfg->n_volumes || cfg->cas[0]) && lib[0] && is_static_elf(lib)) {
-		cli_error("%s is statically linked: the runtime cannot be loaded into it, so its "
-			  "files would not be shielded (not supported)", lib);
+	if (cfg->cas[0] && lib[0] && is_static_elf(lib)) {
+		cli_error("%s is statically linked: attestation needs libkiln inside the process, "
+			  "which cannot be loaded into a static binary (--cas not supported; "
+			  "development mode with --volume runs it supervised)", lib);
+		goto out;
+	}
+	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {
+		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
 	if (find_runtime(lib, sizeof(lib)))

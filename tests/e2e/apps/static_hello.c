@@ -1,5 +1,5 @@
 /* Statically linked test program: LD_PRELOAD cannot reach it, so `kiln run`
- * must refuse to run it with a volume mounted. */
+ * refuses it with --cas (attestation needs libkiln inside the process). */
 #include <stdio.h>
 
 int main(void)

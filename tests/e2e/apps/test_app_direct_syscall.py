@@ -33,13 +33,18 @@ def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin)
     assert p.returncode == 1 and "errno=2" in p.stdout
 
 
-def test_static_binary_is_refused(volume):
-    prog = direct_static = str(BUILD / "src" / "runtime" / "rt_static_hello")
-    p = volume.run(prog)
+def test_static_binary_with_cas_is_refused(volume):
+    """Attestation needs libkiln inside the process: a static binary cannot be
+    attested (with a volume it runs supervised: test_app_static.py)."""
+    prog = str(BUILD / "src" / "runtime" / "rt_static_hello")
+    p = subprocess.run([volume.kiln_bin, "run", "--cas", "https://127.0.0.1:9",
+                        "--cas-ca", str(volume.key), "--session", "s", "--service", "x",
+                        "--", prog], capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.strip().splitlines()[-1] == (
-        f"kiln: {direct_static} is statically linked: the runtime cannot be loaded into it, "
-        "so its files would not be shielded (not supported)")
+        f"kiln: {prog} is statically linked: attestation needs libkiln inside the process, "
+        "which cannot be loaded into a static binary (--cas not supported; development "
+        "mode with --volume runs it supervised)")
     assert p.stdout == ""
     # Without a volume there is nothing to shield: it runs (development mode).
     p = subprocess.run([volume.kiln_bin, "run", "--", prog], capture_output=True, text=True)

@@ -1,0 +1,170 @@
+/* Statically linked test program for supervised mode (docs/runtime.md):
+ *
+ *   rt_static_files write DIR TEXT   write DIR/file.txt, fsync, close, reopen,
+ *                                    read back, stat, append "+more", rename to
+ *                                    DIR/renamed.txt; prints what it read
+ *   rt_static_files read DIR         print DIR/renamed.txt and its size
+ *   rt_static_files dir DIR          mkdir DIR/sub, then open it as a directory
+ *                                    (not supported: expects ENOTSUP), rmdir it
+ *   rt_static_files fork DIR         write "A" to DIR/forked.txt, fork a child
+ *                                    that closes the inherited fd and exits,
+ *                                    then write "B", close, print the content
+ *   rt_static_files bench DIR N      N open+close of DIR/renamed.txt, then of a
+ *                                    file outside DIR; prints ns per open
+ *
+ * Exit 0 on success, 1 with "CALL: errno=N" on stdout on failure. Only libc. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fail(const char *call)
+{
+	printf("%s: errno=%d\n", call, errno);
+	return 1;
+}
+
+static int read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return fail("open-read");
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		return fail("read");
+	buf[n] = '\0';
+	close(fd);
+	return 0;
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	char path[4096], path2[4096], buf[4096];
+	struct stat st;
+	int fd;
+
+	if (argc < 3)
+		return 2;
+	snprintf(path, sizeof(path), "%s/file.txt", argv[2]);
+	snprintf(path2, sizeof(path2), "%s/renamed.txt", argv[2]);
+	if (strcmp(argv[1], "write") == 0 && argc == 4) {
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0)
+			return fail("open-write");
+		if (write(fd, argv[3], strlen(argv[3])) != (ssize_t)strlen(argv[3]))
+			return fail("write");
+		if (fsync(fd))
+			return fail("fsync");
+		if (close(fd))
+			return fail("close");
+		if (read_file(path, buf, sizeof(buf)))
+			return 1;
+		printf("read: %s\n", buf);
+		if (stat(path, &st))
+			return fail("stat");
+		printf("size: %lld\n", (long long)st.st_size);
+		fd = open(path, O_WRONLY | O_APPEND);
+		if (fd < 0)
+			return fail("open-append");
+		if (write(fd, "+more", 5) != 5)
+			return fail("append");
+		close(fd);
+		if (rename(path, path2))
+			return fail("rename");
+		if (access(path, F_OK) == 0 || errno != ENOENT)
+			return fail("access-old");
+		if (read_file(path2, buf, sizeof(buf)))
+			return 1;
+		printf("renamed: %s\n", buf);
+		return 0;
+	}
+	if (strcmp(argv[1], "read") == 0) {
+		if (read_file(path2, buf, sizeof(buf)))
+			return 1;
+		if (stat(path2, &st))
+			return fail("stat");
+		printf("content: %s\nsize: %lld\n", buf, (long long)st.st_size);
+		return 0;
+	}
+	if (strcmp(argv[1], "fork") == 0) {
+		pid_t pid;
+		int status;
+
+		snprintf(path, sizeof(path), "%s/forked.txt", argv[2]);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || write(fd, "A", 1) != 1)
+			return fail("open-write");
+		pid = fork();
+		if (pid < 0)
+			return fail("fork");
+		if (pid == 0) {
+			close(fd);
+			_exit(0);
+		}
+		if (waitpid(pid, &status, 0) != pid)
+			return fail("waitpid");
+		if (write(fd, "B", 1) != 1)
+			return fail("write");
+		if (close(fd))
+			return fail("close");
+		if (read_file(path, buf, sizeof(buf)))
+			return 1;
+		printf("forked: %s\n", buf);
+		return 0;
+	}
+	if (strcmp(argv[1], "dir") == 0) {
+		snprintf(path, sizeof(path), "%s/sub", argv[2]);
+		if (mkdir(path, 0700))
+			return fail("mkdir");
+		if (stat(path, &st) || !S_ISDIR(st.st_mode))
+			return fail("stat-dir");
+		fd = open(path, O_RDONLY | O_DIRECTORY);
+		if (fd >= 0 || errno != ENOTSUP)
+			return fail("open-dir");
+		if (rmdir(path))
+			return fail("rmdir");
+		if (stat(path, &st) == 0 || errno != ENOENT)
+			return fail("stat-gone");
+		puts("dir ok");
+		return 0;
+	}
+	if (strcmp(argv[1], "bench") == 0 && argc == 4) {
+		long n = atol(argv[3]);
+		double t0, t1, t2;
+
+		t0 = now_ns();
+		for (long i = 0; i < n; i++) {
+			fd = open(path2, O_RDONLY);
+			if (fd < 0)
+				return fail("open");
+			close(fd);
+		}
+		t1 = now_ns();
+		for (long i = 0; i < n; i++) {
+			fd = open("/proc/self/stat", O_RDONLY);
+			if (fd < 0)
+				return fail("open-outside");
+			close(fd);
+		}
+		t2 = now_ns();
+		printf("protected open+close: %.0f ns\nunprotected open+close: %.0f ns\n",
+		       (t1 - t0) / (double)n, (t2 - t1) / (double)n);
+		return 0;
+	}
+	return 2;
+}

@@ -1,0 +1,86 @@
+"""A statically linked program (libkiln cannot be loaded into it) under
+`kiln run --volume`: it runs supervised by a seccomp user-notification
+listener in the launcher (docs/runtime.md, "Statically linked programs")."""
+import subprocess
+
+import pytest
+
+from kilnapps import BUILD, SECRET
+
+PROG = BUILD / "src" / "runtime" / "rt_static_files"
+
+
+@pytest.fixture
+def prog():
+    if not PROG.exists():
+        pytest.fail(f"{PROG} not built")
+    return str(PROG)
+
+
+def fs(volume, *args):
+    return subprocess.run([volume.kiln_bin, "fs", *args[:1], str(volume.dir), *args[1:],
+                           "--key-file", str(volume.key)], capture_output=True, text=True)
+
+
+def test_static_program_writes_and_reads_protected_files(volume, prog):
+    p = volume.run(prog, "write", volume.dir, SECRET, check=True)
+    assert p.stdout.splitlines() == [f"read: {SECRET}", f"size: {len(SECRET)}",
+                                     f"renamed: {SECRET}+more"]
+    assert (f"kiln: {prog} is statically linked: running it supervised (seccomp), "
+            "every file call traps") in p.stderr.splitlines()
+    c = fs(volume, "cat", "renamed.txt")
+    assert c.returncode == 0, c.stderr
+    assert c.stdout == SECRET + "+more"
+    assert fs(volume, "cat", "file.txt").returncode != 0  # renamed away
+    v = fs(volume, "verify")
+    assert v.returncode == 0, v.stdout + v.stderr
+    volume.assert_no_plaintext()
+    # A second run reads what the first one wrote.
+    p = volume.run(prog, "read", volume.dir, check=True)
+    assert p.stdout.splitlines() == [f"content: {SECRET}+more", f"size: {len(SECRET) + 5}"]
+
+
+def test_static_program_tampering_is_eio(volume, prog):
+    volume.run(prog, "write", volume.dir, SECRET, check=True)
+    volume.tamper_largest()
+    p = volume.run(prog, "read", volume.dir)
+    assert p.returncode == 1
+    assert p.stdout.strip() == "open-read: errno=5"
+    assert any(line.startswith(f"kiln: openat on {volume.dir}/renamed.txt: ")
+               for line in p.stderr.splitlines()), p.stderr
+
+
+def test_static_program_directories_and_unsupported_calls(volume, prog):
+    p = volume.run(prog, "dir", volume.dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == "dir ok\n"
+    assert (f"kiln: openat on {volume.dir}/sub: not supported for statically linked "
+            "programs") in p.stderr.splitlines()
+    assert fs(volume, "verify").returncode == 0
+
+
+def test_static_program_fork_child_closing_inherited_fd(volume, prog):
+    # The child's close of its copy must not end the parent's tracking of the fd.
+    p = volume.run(prog, "fork", volume.dir, check=True)
+    assert p.stdout == "forked: AB\n"
+    c = fs(volume, "cat", "forked.txt")
+    assert c.returncode == 0 and c.stdout == "AB", c.stderr
+
+
+def test_static_program_exit_status_and_unprotected_files(volume, prog):
+    # Exit status is the program's (2: usage).
+    assert volume.run(prog).returncode == 2
+    # Calls outside the volume reach the kernel unchanged.
+    volume.run(prog, "write", volume.dir, SECRET, check=True)
+    p = volume.run(prog, "bench", volume.dir, "3", check=True)
+    assert "unprotected open+close:" in p.stdout
+
+
+def test_static_program_missing_key_does_not_start(volume, prog, tmp_path):
+    bad = tmp_path / "bad.key"
+    bad.write_text("00" * 32)
+    p = subprocess.run([volume.kiln_bin, "run", "--volume", f"{volume.dir}={bad}", "--",
+                        prog, "read", str(volume.dir)], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    assert p.stderr.strip().splitlines()[-1].startswith(f"kiln: volume {volume.dir}: ")
