@@ -615,18 +615,14 @@ void cs_strv_free(char **v)
 	free(v);
 }
 
-int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
+/* Step s to the end, collecting column 0 of every row into a NULL-terminated
+ * vector (*out, owned by the caller: cs_strv_free); finalizes s. */
+static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
 {
-	sqlite3_stmt *s = NULL;
 	char **v = NULL;
 	size_t count = 0;
 	int rc;
 
-	*pems = NULL;
-	*n = 0;
-	if (sqlite3_prepare_v2(st->db, "SELECT pem FROM las_trust ORDER BY id", -1, &s, NULL) !=
-	    SQLITE_OK)
-		return -EIO;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		char **nv = realloc(v, (count + 2) * sizeof(*v));
 
@@ -643,9 +639,21 @@ int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
 		cs_strv_free(v);
 		return -EIO;
 	}
-	*pems = v;
+	*out = v;
 	*n = count;
 	return 0;
+}
+
+int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+
+	*pems = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(st->db, "SELECT pem FROM las_trust ORDER BY id", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	return step_strings(s, pems, n);
 }
 
 int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data)
@@ -668,9 +676,6 @@ int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, cons
 int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n)
 {
 	sqlite3_stmt *s = NULL;
-	char **v = NULL;
-	size_t count = 0;
-	int rc;
 
 	*items = NULL;
 	*n = 0;
@@ -678,25 +683,7 @@ int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size
 			       -1, &s, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, tee, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		char **nv = realloc(v, (count + 2) * sizeof(*v));
-
-		if (!nv) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		v = nv;
-		v[count] = col_strdup(s, 0);
-		v[++count] = NULL;
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		cs_strv_free(v);
-		return -EIO;
-	}
-	*items = v;
-	*n = count;
-	return 0;
+	return step_strings(s, items, n);
 }
 
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
