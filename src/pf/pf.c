@@ -2539,6 +2539,24 @@ static void fill_stat(pf_volume_t *v, const struct pf_entry *e, struct pf_stat *
 		st->size = e->node ? e->node->size : e->size;
 }
 
+/* The root directory has no metadata entry; like any directory its mtime follows
+ * its entries, so report the newest of its direct children (now when empty).
+ * O(entries): stat of the root is not on a hot path. */
+static int64_t root_mtime_ns(pf_volume_t *v)
+{
+	int64_t newest = 0;
+	struct timespec now;
+
+	for (size_t b = 0; b < v->nbuckets; b++)
+		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext)
+			if (!strchr(e->path, '/') && e->mtime_ns > newest)
+				newest = e->mtime_ns;
+	if (newest)
+		return newest;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
 int pf_stat(pf_volume_t *v, const char *path, struct pf_stat *st, struct kiln_err *err)
 {
 	char norm[PF_MAX_PATH];
@@ -2552,6 +2570,7 @@ int pf_stat(pf_volume_t *v, const char *path, struct pf_stat *st, struct kiln_er
 		memset(st, 0, sizeof(*st));
 		st->is_dir = true;
 		st->mode = 0755;
+		st->mtime_ns = root_mtime_ns(v);
 		st->kind = region_of(v, "");
 	} else if ((e = ent_find(v, norm))) {
 		fill_stat(v, e, st);

@@ -514,6 +514,16 @@ static void test_namespace(void **state)
 	assert_false(st.is_dir);
 	assert_int_equal(pf_rename(v, "d/x", "y", &err), 0);
 	assert_int_equal(pf_stat(v, "d/x", &st, &err), -ENOENT);
+	{
+		/* The root has no entry of its own: its mtime is its newest child's. */
+		struct pf_stat root, child;
+
+		assert_int_equal(pf_stat(v, "y", &child, &err), 0);
+		assert_int_equal(pf_stat(v, "", &root, &err), 0);
+		assert_true(root.is_dir);
+		assert_true(child.mtime_ns > 0);
+		assert_true(root.mtime_ns >= child.mtime_ns);
+	}
 	/* The handle follows the rename. */
 	assert_int_equal(pf_pwrite(f, "!", 1, 5, &err), 1);
 	assert_int_equal(pf_fsync(f, &err), 0);
