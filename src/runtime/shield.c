@@ -788,14 +788,39 @@ static long open_dir(struct target *t, int flags)
 	return fd;
 }
 
+/* A new program fd on node n's plaintext: a reopen of its memfd through
+ * /proc/self/fd, so the fd has its own offset and flags as an open of the same
+ * file would. rflags are the caller's flags reduced to what applies to a memfd.
+ * On success the fd holds a reference on n. */
+static long ofd_open_node(struct rt_node *n, int rflags)
+{
+	struct rt_ofd *o;
+	char proc[64];
+	long fd;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
+	fd = rt_sys(SYS_openat, AT_FDCWD, proc, rflags, 0);
+	if (fd < 0)
+		return fd;
+	o = calloc(1, sizeof(*o));
+	if (!o || !rt_fd_in_range((int)fd)) {
+		free(o);
+		rt_sys(SYS_close, fd);
+		return o ? -EMFILE : -ENOMEM;
+	}
+	o->kind = RT_FD_FILE;
+	o->node = n;
+	n->refs++;
+	fd_attach((int)fd, o);
+	return fd;
+}
+
 static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 	struct target t;
 	struct pf_stat st;
 	struct rt_node *n;
-	struct rt_ofd *o;
-	char proc[64];
 	bool exists;
 	int ret, rflags;
 	long fd;
@@ -831,27 +856,12 @@ static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 	cache_take(n);
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		n->writable = true;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
 	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
-	n->refs++; /* keep the node while the reopen runs */
-	fd = rt_sys(SYS_openat, AT_FDCWD, proc, rflags, 0);
-	if (fd >= 0 && !rt_fd_in_range((int)fd)) {
-		rt_sys(SYS_close, fd);
-		fd = -EMFILE;
-	}
-	if (fd < 0) {
-		node_unref(n);
-		return fd;
-	}
-	o = calloc(1, sizeof(*o));
-	if (!o) {
-		rt_sys(SYS_close, fd);
-		node_unref(n);
-		return -ENOMEM;
-	}
-	o->kind = RT_FD_FILE;
-	o->node = n; /* takes the reference taken above */
-	fd_attach((int)fd, o);
+	/* Hold n across the reopen: a node made just now is released (flushed,
+	 * cached or freed) by this unref when the open fails. */
+	n->refs++;
+	fd = ofd_open_node(n, rflags);
+	node_unref(n);
 	return fd;
 }
 
@@ -1375,30 +1385,11 @@ static long do_getcwd(char *buf, size_t size)
 /* Calls on an injected file: open, stat and access; nothing changes its name. */
 static long vfile_open(struct rt_node *n, int flags)
 {
-	struct rt_ofd *o;
-	char proc[64];
-	long fd;
-
 	if ((flags & O_CREAT) && (flags & O_EXCL))
 		return -EEXIST;
 	if (flags & O_DIRECTORY)
 		return -ENOTDIR;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
-	fd = rt_sys(SYS_openat, AT_FDCWD, proc,
-		    flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC), 0);
-	if (fd < 0)
-		return fd;
-	o = calloc(1, sizeof(*o));
-	if (!o || !rt_fd_in_range((int)fd)) {
-		free(o);
-		rt_sys(SYS_close, fd);
-		return o ? -EMFILE : -ENOMEM;
-	}
-	o->kind = RT_FD_FILE;
-	o->node = n;
-	n->refs++;
-	fd_attach((int)fd, o);
-	return fd;
+	return ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC));
 }
 
 static long vfile_stat(struct rt_node *n, struct stat *out)
@@ -1671,7 +1662,6 @@ static long fast_call(long nr, const long a[6])
 	struct rt_node *n;
 	struct rt_ofd *o;
 	struct stat st;
-	char proc[64];
 	long dirfd = nr == SYS_open ? AT_FDCWD : a[0];
 	const char *path = (const char *)(nr == SYS_open ? a[0] : a[1]);
 	int flags = (int)(nr == SYS_open ? a[1] : a[2]);
@@ -1696,22 +1686,9 @@ static long fast_call(long nr, const long a[6])
 	meta_identity(t.vol, &st);
 	if (!same_meta(&st, &t.vol->meta_seen))
 		return -EAGAIN;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
-	fd = rt_sys(SYS_openat, AT_FDCWD, proc,
-		    flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME), 0);
-	if (fd < 0)
-		return fd;
-	o = calloc(1, sizeof(*o));
-	if (!o || !rt_fd_in_range((int)fd)) {
-		free(o);
-		rt_sys(SYS_close, fd);
-		return o ? -EMFILE : -ENOMEM;
-	}
-	cache_take(n);
-	n->refs++;
-	o->kind = RT_FD_FILE;
-	o->node = n;
-	fd_attach((int)fd, o);
+	fd = ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME));
+	if (fd >= 0)
+		cache_take(n);
 	return fd;
 }
 
