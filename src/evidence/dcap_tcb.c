@@ -423,8 +423,9 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 						 "the PCK certificate has %u",
 						 i, k + 1, need[k], ext->comp_svn[k]);
 				else
-					snprintf(why, sizeof(why), "level %zu needs PCESVN >= %lld, "
-						 "the PCK certificate has %u", i, (long long)pcesvn,
+					snprintf(why, sizeof(why),
+						 "level %zu needs PCESVN >= %lld, the PCK "
+						 "certificate has %u", i, (long long)pcesvn,
 						 ext->pcesvn);
 				continue;
 			}

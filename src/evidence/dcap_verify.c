@@ -41,8 +41,8 @@ static int check_windows(const ev_dcap_collateral_t *c, time_t at, struct kiln_e
 	if (!worst)
 		return 0;
 	return kiln_err_set(err, -KILN_EEXPIRED,
-			    "%s %s: valid %s .. %s, verification time %s%s",
-			    worst->what, at < worst->not_before ? "is not yet valid" : "has expired",
+			    "%s %s: valid %s .. %s, verification time %s%s", worst->what,
+			    at < worst->not_before ? "is not yet valid" : "has expired",
 			    dcap_fmt_time(worst->not_before, a, sizeof(a)),
 			    dcap_fmt_time(worst->not_after, b, sizeof(b)),
 			    dcap_fmt_time(at, t, sizeof(t)),
@@ -64,7 +64,8 @@ static int cert_valid_at(X509 *cert, const char *what, time_t at, struct kiln_er
 				    "%s '%s' %s: valid %s .. %s, verification time %s", what,
 				    dcap_cert_name(cert, cn, sizeof(cn)),
 				    at < nb ? "is not yet valid" : "has expired",
-				    dcap_fmt_time(nb, a, sizeof(a)), dcap_fmt_time(na, b, sizeof(b)),
+				    dcap_fmt_time(nb, a, sizeof(a)),
+				    dcap_fmt_time(na, b, sizeof(b)),
 				    dcap_fmt_time(at, t, sizeof(t)));
 	return 0;
 }
@@ -349,8 +350,8 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		if (memcmp(rd, digest, 32) != 0 || memcmp(rd + 32, zero, 32) != 0) {
 			ret = kiln_err_set(err, -KILN_EBINDING,
 					   "QE report data does not bind the attestation key: "
-					   "expected SHA-256(attestation key || QE auth data) and 32 "
-					   "zero bytes");
+					   "expected SHA-256(attestation key || QE auth data) "
+					   "and 32 zero bytes");
 			goto out;
 		}
 	}

@@ -277,8 +277,8 @@ int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_d
 		}
 		if (!stop) {
 			ret = kiln_err_set(err, -KILN_EFORMAT,
-					   "%s: certificate %d: expected a PEM CERTIFICATE block at "
-					   "byte %zu", what, k, pos);
+					   "%s: certificate %d: expected a PEM CERTIFICATE "
+					   "block at byte %zu", what, k, pos);
 			goto fail;
 		}
 		if (!(b64 = strndup(body, (size_t)(stop - body)))) {
@@ -289,7 +289,8 @@ int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_d
 		free(b64);
 		if (ret != 0) {
 			ret = kiln_err_set(err, ret == -ENOMEM ? ret : -KILN_EFORMAT,
-					   "%s: certificate %d (byte %zu): bad base64", what, k, pos);
+					   "%s: certificate %d (byte %zu): bad base64", what,
+					   k, pos);
 			goto fail;
 		}
 		(*n)++;

@@ -83,8 +83,9 @@ int ev_snp_check_report(const uint8_t *report, size_t size, X509 *leaf, const ch
 /* Check an AMD CRL (as served by KDS per product: issued and signed by the ARK, listing
  * revoked ASKs/ASVKs) for the given chain certificates, matched by issuer and serial:
  * -KILN_ECHAIN when it is not the ARK's, -KILN_EREVOKED naming a revoked certificate.
- * Sets its thisUpdate/nextUpdate window; whether `at` is inside it is the caller's check. All pointers are borrowed. The verifier calls this
- * for every CRL among opts->certs_pem (PEM "X509 CRL" blocks). */
+ * Sets its thisUpdate/nextUpdate window; whether `at` is inside it is the caller's
+ * check. All pointers are borrowed. The verifier calls this for every CRL among
+ * opts->certs_pem (PEM "X509 CRL" blocks). */
 int ev_snp_check_crl(X509_CRL *crl, X509 *ark, X509 *const *certs, size_t n_certs,
 		     time_t *this_update, time_t *next_update, struct kiln_err *err);
 
