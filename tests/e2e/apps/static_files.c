@@ -15,7 +15,8 @@
  *                                    arguments, whether $APP_PW is set and equals
  *                                    the injected /etc/kiln-test/pw.txt, whether
  *                                    $LAUNCHER_ENV is set, the working directory;
- *                                    append $APP_PW to DIR/notes.txt (fsync) and
+ *                                    append "$APP_PW $NOTE" to DIR/notes.txt
+ *                                    (fsync) and
  *                                    print its line count; with hold, print
  *                                    "ready" and wait for EOF on stdin
  *   rt_static_files hold             print "ready", wait for EOF on stdin
@@ -73,7 +74,7 @@ static int hold(void)
 
 static int attest(int argc, char **argv)
 {
-	const char *pw = getenv("APP_PW");
+	const char *pw = getenv("APP_PW"), *note;
 	char path[4096], buf[4096];
 	size_t lines = 0;
 	ssize_t n;
@@ -94,7 +95,11 @@ static int attest(int argc, char **argv)
 	fd = open(path, O_RDWR | O_CREAT | O_APPEND, 0600);
 	if (fd < 0)
 		return fail("open-notes");
-	if (write(fd, pw, strlen(pw)) != (ssize_t)strlen(pw) || write(fd, "\n", 1) != 1)
+	note = getenv("NOTE");
+	if (write(fd, pw, strlen(pw)) != (ssize_t)strlen(pw) ||
+	    (note && (write(fd, " ", 1) != 1 ||
+		      write(fd, note, strlen(note)) != (ssize_t)strlen(note))) ||
+	    write(fd, "\n", 1) != 1)
 		return fail("write");
 	if (fsync(fd))
 		return fail("fsync");

@@ -3,9 +3,9 @@
 file, attests (sim, or host through kiln-las with the static_exe request), and
 runs that very file with the policy's argv, env, pwd, injected files and a CAS
 volume."""
-import json
+import hashlib
 import os
-import pathlib
+import sqlite3
 import subprocess
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from kilnapps import BUILD
 
 PROG = BUILD / "src" / "runtime" / "rt_static_files"
+NOTE = "static-known-plaintext-5150"
 
 POLICY = """\
 name: acme/static
@@ -27,6 +28,7 @@ services:
     command: [{prog}, attest, {data}]
     environment:
       APP_PW: "{{{{secret.pw}}}}"
+      NOTE: {note}
     pwd: {data}
     files:
       - {{path: /etc/kiln-test/pw.txt, content: "{{{{secret.pw}}}}", mode: "0600"}}
@@ -37,6 +39,7 @@ services:
     command: [{prog}, attest, {data}, hold]
     environment:
       APP_PW: "{{{{secret.pw}}}}"
+    pwd: {data}
     files:
       - {{path: /etc/kiln-test/pw.txt, content: "{{{{secret.pw}}}}", mode: "0600"}}
     mounts:
@@ -48,11 +51,10 @@ security:
 """
 
 
-def measure(prog):
-    m = subprocess.run([str(BUILD / "kiln"), "measure", "--", str(prog)],
-                       capture_output=True, text=True)
+def measure(*args):
+    m = subprocess.run([str(BUILD / "kiln"), "measure", *args], capture_output=True, text=True)
     assert m.returncode == 0, m.stderr
-    return m.stdout.strip()
+    return m.stdout
 
 
 @pytest.fixture
@@ -61,40 +63,36 @@ def static(kiln, cas, cas_identity, tmp_path):
         pytest.fail(f"{PROG} not built")
     owner, _ = cas_identity("owner")
     data = tmp_path / "data"
-    prog = tmp_path / "rt_static_files"    # a copy the tests may not change
+    prog = tmp_path / "rt_static_files"    # a copy: the tests make a modified one beside it
     prog.write_bytes(PROG.read_bytes())
     prog.chmod(0o755)
 
-    def apply(meas=None, pred="null"):
-        text = POLICY.format(prog=prog, data=data, meas=meas or measure(prog), pred=pred)
+    def apply(meas=None):
+        text = POLICY.format(prog=prog, data=data, note=NOTE, pred="null",
+                             meas=meas or measure("--", prog).strip())
         (tmp_path / "p.yaml").write_text(text)
-        return kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner),
-                    check=True).stdout
+        kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
 
-    def cmd(program, tee="sim", service="app", las=None, cas_url=None):
+    def cmd(program=None, tee="sim", service="app", las=None, cas_url=None):
         extra = ["--las-socket", str(las.sock)] if las else []
         return [cas.kiln_bin, "run", "--cas", cas_url or cas.url, "--cas-ca", cas.ca_file,
                 "--session", "acme/static", "--service", service, "--tee", tee, *extra,
-                "--", str(program), "attest", "/nonexistent", "launcher-arg"]
+                "--", str(program or prog), "attest", "/nonexistent", "launcher-arg"]
 
     def run(program=None, **kw):
-        return subprocess.run(cmd(program or prog, **kw), capture_output=True, text=True,
-                              timeout=120, env=dict(os.environ, LAUNCHER_ENV="1"))
+        return subprocess.run(cmd(program, **kw), capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, LAUNCHER_ENV="1"))
+
+    def committed():
+        c = sqlite3.connect(f"file:{cas.data / 'kiln.db'}?mode=ro", uri=True)
+        try:
+            return c.execute("SELECT committed FROM volumes WHERE session = 'acme/static'"
+                             ).fetchone()[0]
+        finally:
+            c.close()
 
     return {"apply": apply, "run": run, "cmd": cmd, "prog": prog, "data": data,
-            "owner": owner}
-
-
-def tag(cas, owner, kiln):
-    p = kiln("policy", "show", "acme/static", env=cas.env(owner))
-    return p.stdout
-
-
-def volume_tag(cas, data):
-    """The CAS's committed tag of the one volume, from the volume id in the store."""
-    ids = [f.name for f in (data / ".kiln").iterdir()]
-    assert ids
-    return ids
+            "committed": committed, "tmp": tmp_path}
 
 
 def check_run(p, data, lines):
@@ -115,12 +113,6 @@ def ciphertext(data):
     return raw
 
 
-def granted_tag(cas, static, run):
-    """The committed tag the CAS holds, read back with the grant of a run."""
-    # The volume's tag moves with every fsync commit: read it from the CAS log.
-    return None
-
-
 @pytest.mark.parametrize("tee", ["sim", "host"])
 def test_static_attested_run(static, cas, kiln, request, tee):
     las = None
@@ -131,20 +123,120 @@ def test_static_attested_run(static, cas, kiln, request, tee):
     data = static["data"]
     p = static["run"](tee=tee, las=las)
     check_run(p, data, 1)
-    if tee == "sim":
-        assert "INSECURE" in p.stderr
-    # Secrets on disk only as ciphertext.
-    secret_line = None
-    raw = ciphertext(data)
-    assert b"notes" not in raw or True
-    # The second run (new key, new attestation) reads what the first wrote.
-    before = cas.log().count("volume commit")
+    assert ("kiln: WARNING: INSECURE" in p.stderr) == (tee == "sim")
+    assert NOTE.encode() not in ciphertext(data)
+    tag1 = static["committed"]()
+    assert tag1 >= 1
+    # A second run (new key, new attestation) reads what the first wrote, and
+    # its fsync moves the freshness tag the CAS holds.
     p = static["run"](tee=tee, las=las)
     check_run(p, data, 2)
-    assert b"policy-env-only" not in ciphertext(data)
-    assert before >= 0
+    assert static["committed"]() > tag1
+    assert NOTE.encode() not in ciphertext(data)
     if tee == "host":
-        # The LAS says whose measurement it signed: the program, run by kiln.
+        # The evidence says what it is: the measurement of the passed program,
+        # which this kiln build runs supervised.
+        kiln_sha = hashlib.sha256((BUILD / "kiln").read_bytes()).hexdigest()
         log = las.log_path.read_text()
-        assert "supervised_by=" in log
-        assert f'exe="{static["prog"]}"' in log
+        assert f'exe="{static["prog"]}"' in log and f"supervised_by={kiln_sha}" in log, log
+        assert f"supervised_by={kiln_sha}" in cas.log()
+
+
+def test_static_tampered_volume_is_eio(static):
+    static["apply"]()
+    data = static["data"]
+    check_run(static["run"](), data, 1)
+    files = [f for f in (data / ".kiln").rglob("*")
+             if f.is_file() and f.name != "meta" and f.stat().st_size > 0]
+    target = max(files, key=lambda f: f.stat().st_size)
+    b = bytearray(target.read_bytes())
+    b[len(b) // 2] ^= 1
+    target.write_bytes(bytes(b))
+    p = static["run"]()
+    assert p.returncode == 1
+    assert p.stdout.splitlines()[-1] == "open-notes: errno=5"
+    assert any(line.startswith(f"kiln: openat on {data}/notes.txt: ")
+               for line in p.stderr.splitlines()), p.stderr
+
+
+def test_static_modified_binary_refused(static, cas):
+    static["apply"]()
+    bad = static["tmp"] / "modified"
+    bad.write_bytes(static["prog"].read_bytes() + b"\0")   # one byte appended
+    bad.chmod(0o755)
+    assert measure("--", bad) != measure("--", static["prog"])
+    p = static["run"](bad)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("kiln: attestation refused by the CAS (request id "), p.stderr
+    assert "not in service 'app' measurement" in cas.log()
+    assert not static["data"].exists()     # never ran: no volume, no output
+
+
+def test_static_policy_command_must_be_the_program(static):
+    # The CAS accepts the measurement (the same bytes) but the policy names
+    # another file than the one started: the supervisor does not run it.
+    static["apply"]()
+    other = static["tmp"] / "copy"
+    other.write_bytes(static["prog"].read_bytes())
+    other.chmod(0o755)
+    p = static["run"](other)
+    assert p.returncode == 1 and p.stdout == ""
+    assert "is not the program that was started" in p.stderr
+    assert not static["data"].exists()
+
+
+def test_static_unreachable_cas(static):
+    static["apply"]()
+    p = static["run"](cas_url="https://127.0.0.1:1")
+    assert p.returncode == 1
+    assert p.stdout == ""
+    lines = [line for line in p.stderr.splitlines() if "WARNING: INSECURE" not in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "kiln: cannot reach the CAS at https://127.0.0.1:1: "), p.stderr
+    assert not static["data"].exists()
+
+
+def test_static_measure_equals_running_process(static):
+    prog = static["prog"]
+    manifest = measure("--manifest", "--", prog).splitlines()
+    assert manifest[0] == "kiln-manifest-v1"
+    exe = hashlib.sha256(prog.read_bytes()).hexdigest()
+    assert f"exe {exe}" in manifest
+    assert not [line for line in manifest if line.startswith("lib ")]
+    # A running process of the same file maps nothing else: same value.
+    p = subprocess.Popen([str(prog), "hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        assert measure("--pid", str(p.pid)).strip() == manifest[-1]
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+        p.stdout.close()
+
+
+def test_static_secrets_not_in_launcher_proc(static):
+    static["apply"]()
+    p = subprocess.Popen(static["cmd"](service="hold"), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, LAUNCHER_ENV="1"))
+    try:
+        out = [p.stdout.readline() for _ in range(6)]
+        assert out[1] == "pw-env 24 policy-env-only\n" and out[5] == "ready\n", out
+        with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+            (child,) = f.read().split()
+        with open(f"/proc/{child}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        secret = env[b"APP_PW"]    # documented: exec puts the program's env on its stack
+        assert len(secret) == 24
+        for name in ("cmdline", "environ"):
+            with open(f"/proc/{p.pid}/{name}", "rb") as f:
+                assert secret not in f.read(), name
+    finally:
+        p.stdin.close()
+        rc = p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+    assert rc == 0
