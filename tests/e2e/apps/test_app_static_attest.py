@@ -240,3 +240,42 @@ def test_static_secrets_not_in_launcher_proc(static):
         p.stdout.close()
         p.stderr.close()
     assert rc == 0
+
+
+def las_ask(las, line, fds=()):
+    import json
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(las.sock))
+        if fds:
+            socket.send_fds(s, [line.encode()], list(fds))
+        else:
+            s.sendall(line.encode())
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return json.loads(answer)
+
+
+def test_las_static_exe_only_from_kiln(las):
+    rd = "ab" * 64
+    with open(PROG, "rb") as f:
+        fd = f.fileno()
+        # This Python process is not the kiln build of kiln-las: refused.
+        a = las_ask(las, f'{{"report_data": "{rd}", "static_exe": true}}\n', [fd])
+        assert a == {"error": "static_exe: the peer is not the kiln build of this kiln-las "
+                              "(only its supervisor may pass a program)"}
+        # A descriptor without the flag, the flag without a descriptor: refused.
+        a = las_ask(las, f'{{"report_data": "{rd}"}}\n', [fd])
+        assert a == {"error": "a file descriptor is accepted only with \"static_exe\": true"}
+        a = las_ask(las, f'{{"report_data": "{rd}", "static_exe": true}}\n')
+        assert a == {"error": "static_exe needs the program's file descriptor (SCM_RIGHTS)"}
+        a = las_ask(las, f'{{"report_data": "{rd}"}}\n', [fd, fd])
+        assert a == {"error": "one file descriptor at most, with the first byte of the "
+                              "request"}
+    # The plain request still measures the caller.
+    a = las_ask(las, f'{{"report_data": "{rd}"}}\n')
+    assert a.get("format") == "kiln-las-v1", a
