@@ -126,13 +126,26 @@ out:
 	return ret;
 }
 
+/* Print the manifest (when asked) and the measurement; frees text. */
+static int print_measurement(const uint8_t wm[EV_WM_SIZE], char *text, bool manifest)
+{
+	char hex[2 * EV_WM_SIZE + 1];
+
+	if (manifest)
+		fputs(text, stdout);
+	free(text);
+	kiln_hex_encode(wm, EV_WM_SIZE, hex);
+	printf("%s\n", hex);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 /* A statically linked program, measured from its file: the value
  * ev_workload_measure_pid gives for a process of it, and what the supervisor
  * of `kiln run --cas` attests. */
 static int measure_static(const char *path, bool manifest)
 {
 	uint8_t wm[EV_WM_SIZE], exe[32];
-	char hex[2 * EV_WM_SIZE + 1], *text = NULL;
+	char *text = NULL;
 	struct kiln_err err = { 0 };
 	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
@@ -146,12 +159,7 @@ static int measure_static(const char *path, bool manifest)
 		cli_error("measuring %s: %s", path, kiln_err_msg(&err, r));
 		return CLI_EXIT_FAIL;
 	}
-	if (manifest)
-		fputs(text, stdout);
-	free(text);
-	kiln_hex_encode(wm, sizeof(wm), hex);
-	printf("%s\n", hex);
-	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	return print_measurement(wm, text, manifest);
 }
 
 /* Read the child's stdout until EOF or the deadline. */
@@ -384,7 +392,7 @@ int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *co
 static int measure_pid(const char *arg, bool manifest)
 {
 	uint8_t wm[EV_WM_SIZE], (*digests)[32] = NULL;
-	char hex[2 * EV_WM_SIZE + 1], *text = NULL;
+	char *text = NULL;
 	struct kiln_err err = { 0 };
 	size_t n_digests = 0;
 	uint64_t pid;
@@ -404,12 +412,7 @@ static int measure_pid(const char *arg, bool manifest)
 		cli_error("measuring pid %llu: %s", (unsigned long long)pid, kiln_err_msg(&err, r));
 		return CLI_EXIT_FAIL;
 	}
-	if (manifest)
-		fputs(text, stdout);
-	free(text);
-	kiln_hex_encode(wm, sizeof(wm), hex);
-	printf("%s\n", hex);
-	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	return print_measurement(wm, text, manifest);
 }
 
 int measure_main(int argc, char **argv)

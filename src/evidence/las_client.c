@@ -8,38 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define EV_LAS_DEFAULT_TIMEOUT_MS 10000
-
-/* The request line, with exe_fd (>= 0) attached to its first byte as
- * SCM_RIGHTS; the rest, if the kernel took only part, goes plainly. */
-static int send_request(int fd, const char *req, size_t len, int exe_fd, uint64_t deadline)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = (void *)req, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	ssize_t n;
-
-	if (exe_fd < 0)
-		return kiln_send_all_deadline(fd, req, len, deadline);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &exe_fd, sizeof(int));
-	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if ((size_t)n == len)
-		return 0;
-	return kiln_send_all_deadline(fd, req + n, len - (size_t)n, deadline);
-}
 
 int ev_las_exchange(const char *socket_path,
 		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
@@ -98,7 +70,9 @@ int ev_las_exchange_static(const char *socket_path,
 	}
 	memcpy(req + len, "}\n", 3);
 	len += 2;
-	ret = send_request(fd, req, len, exe_fd, deadline);
+	/* The static variant passes the program with the request's first byte. */
+	ret = exe_fd >= 0 ? kiln_send_fd_deadline(fd, req, len, exe_fd, deadline)
+			  : kiln_send_all_deadline(fd, req, len, deadline);
 	if (ret < 0) {
 		kiln_err_set(err, ret, "kiln-las at %s: sending the request: %s", socket_path,
 			     kiln_strerror(ret));

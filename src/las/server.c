@@ -20,7 +20,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -129,49 +128,6 @@ out:
 	return ret;
 }
 
-/* A file descriptor passed (SCM_RIGHTS) with the first byte of the request:
- * peeked, so the line itself is read by kiln_recv_line_deadline as usual (the
- * kernel drops the descriptor from that plain read). *out -1 when none. */
-static int peek_fd(int fd, uint64_t deadline, int *out)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	char one;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
-	ssize_t n;
-
-	*out = -1;
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		uint64_t now = kiln_now_ns();
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((deadline - now) / 1000000) + 1) < 0 && errno != EINTR)
-			return -errno;
-		n = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n >= 0)
-			break;
-		if (errno != EINTR && errno != EAGAIN)
-			return -errno;
-	}
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(out, CMSG_DATA(c), sizeof(int));
-	else if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		return -EPROTO; /* several descriptors: none was kept */
-	if (mh.msg_flags & MSG_CTRUNC) {
-		if (*out >= 0)
-			close(*out);
-		*out = -1;
-		return -EPROTO;
-	}
-	return 0;
-}
-
 /* Static variant (docs/las.md): the peer passed the program it is about to
  * run and asks for that program's measurement. The LAS vouches for the pair
  * "this file, run by that supervisor" only when the supervisor is the same
@@ -273,9 +229,16 @@ static void handle(struct las_conn *c)
 	len = sizeof(pidfd);
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
 		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	ret = peek_fd(c->fd, deadline, &exe_fd);
-	if (ret == 0)
-		ret = kiln_recv_line_deadline(c->fd, LAS_REQUEST_MAX, deadline, &line, &line_size);
+	/* A descriptor passed with the first byte (the static_exe variant) is
+	 * taken by peeking; the line itself is then read as usual (the kernel
+	 * drops the descriptor from that plain read). */
+	{
+		char first;
+		ssize_t got = kiln_recv_fd_deadline(c->fd, &first, 1, MSG_PEEK, deadline, &exe_fd);
+
+		ret = got < 0 ? (int)got : kiln_recv_line_deadline(c->fd, LAS_REQUEST_MAX,
+								   deadline, &line, &line_size);
+	}
 	if (ret == -EPROTO) {
 		why = "one file descriptor at most, with the first byte of the request";
 		goto refuse;

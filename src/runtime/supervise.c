@@ -32,6 +32,8 @@
 
 #define SV_PATH 4096
 #define SV_MAX_FILES 1024
+/* The child hands the seccomp listener over within this time. */
+#define SV_HANDOFF_NS (60ull * 1000000000)
 
 /* Calls the filter sends to the supervisor; everything else is allowed. */
 static const int g_trapped[] = {
@@ -112,12 +114,7 @@ static int install_filter(void)
 
 static void child_exec(int sock, pid_t parent, const struct rt_sv_opts *o, char *const argv[])
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char one = 1;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	int fd;
 
 	signal(SIGTERM, SIG_DFL);
@@ -136,11 +133,7 @@ static void child_exec(int sock, pid_t parent, const struct rt_sv_opts *o, char 
 		fprintf(stderr, "kiln: cannot install the seccomp filter: %s\n", strerror(-fd));
 		_exit(127);
 	}
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &mh, 0) != 1)
+	if (kiln_send_fd_deadline(sock, &one, 1, fd, kiln_now_ns() + SV_HANDOFF_NS))
 		_exit(127);
 	/* From here on, file calls wait for the supervisor, which has the fd. */
 	close(fd);
@@ -160,21 +153,15 @@ static void child_exec(int sock, pid_t parent, const struct rt_sv_opts *o, char 
 
 static int recv_fd(int sock)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char one;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
 	int fd;
+	ssize_t n = kiln_recv_fd_deadline(sock, &one, 1, 0, kiln_now_ns() + SV_HANDOFF_NS, &fd);
 
-	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1)
-		return -EPIPE;
-	c = CMSG_FIRSTHDR(&mh);
-	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-		return -EPIPE;
-	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
+	if (n == 1 && fd >= 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -EPIPE;
 }
 
 /* ---- reading the program's arguments ----------------------------------- */

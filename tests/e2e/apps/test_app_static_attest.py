@@ -4,7 +4,9 @@ file, attests (sim, or host through kiln-las with the static_exe request), and
 runs that very file with the policy's argv, env, pwd, injected files and a CAS
 volume."""
 import hashlib
+import json
 import os
+import socket
 import sqlite3
 import subprocess
 
@@ -15,40 +17,26 @@ from kilnapps import BUILD
 PROG = BUILD / "src" / "runtime" / "rt_static_files"
 NOTE = "static-known-plaintext-5150"
 
-POLICY = """\
-name: acme/static
-predecessor: {pred}
-access: {{read: [owner], update: [owner]}}
-secrets:
-  - {{name: pw, kind: ascii, size: 24}}
-volumes:
-  - {{name: data}}
-services:
-  - name: app
-    command: [{prog}, attest, {data}]
-    environment:
-      APP_PW: "{{{{secret.pw}}}}"
-      NOTE: {note}
-    pwd: {data}
-    files:
-      - {{path: /etc/kiln-test/pw.txt, content: "{{{{secret.pw}}}}", mode: "0600"}}
-    mounts:
-      - {{volume: data, path: {data}}}
-    measurement: [{meas}]
-  - name: hold
-    command: [{prog}, attest, {data}, hold]
-    environment:
-      APP_PW: "{{{{secret.pw}}}}"
-    pwd: {data}
-    files:
-      - {{path: /etc/kiln-test/pw.txt, content: "{{{{secret.pw}}}}", mode: "0600"}}
-    mounts:
-      - {{volume: data, path: {data}}}
-    measurement: [{meas}]
-security:
-  tee: [sim, host]
-  allow_insecure_sim: true
-"""
+
+
+def policy(prog, data, meas):
+    """The policy, as JSON (a YAML flow document): two services that differ in
+    their arguments only (hold: wait for EOF on stdin after the work)."""
+    def service(name, *extra):
+        return {"name": name, "command": [str(prog), "attest", str(data), *extra],
+                "environment": {"APP_PW": "{{secret.pw}}", "NOTE": NOTE},
+                "pwd": str(data),
+                "files": [{"path": "/etc/kiln-test/pw.txt", "content": "{{secret.pw}}",
+                           "mode": "0600"}],
+                "mounts": [{"volume": "data", "path": str(data)}],
+                "measurement": [meas]}
+    return json.dumps({
+        "name": "acme/static", "predecessor": None,
+        "access": {"read": ["owner"], "update": ["owner"]},
+        "secrets": [{"name": "pw", "kind": "ascii", "size": 24}],
+        "volumes": [{"name": "data"}],
+        "services": [service("app"), service("hold", "hold")],
+        "security": {"tee": ["sim", "host"], "allow_insecure_sim": True}}, indent=1)
 
 
 def measure(*args):
@@ -68,8 +56,7 @@ def static(kiln, cas, cas_identity, tmp_path):
     prog.chmod(0o755)
 
     def apply(meas=None):
-        text = POLICY.format(prog=prog, data=data, note=NOTE, pred="null",
-                             meas=meas or measure("--", prog).strip())
+        text = policy(prog, data, meas or measure("--", prog).strip())
         (tmp_path / "p.yaml").write_text(text)
         kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
 
@@ -243,21 +230,11 @@ def test_static_secrets_not_in_launcher_proc(static):
 
 
 def las_ask(las, line, fds=()):
-    import json
-    import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(las.sock))
-        if fds:
-            socket.send_fds(s, [line.encode()], list(fds))
-        else:
-            s.sendall(line.encode())
-        answer = b""
-        while not answer.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    return json.loads(answer)
+        socket.send_fds(s, [line.encode()], list(fds))
+        with s.makefile("rb") as f:
+            return json.loads(f.readline())
 
 
 def test_las_static_exe_only_from_kiln(las):
