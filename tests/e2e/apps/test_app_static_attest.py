@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 
 import pytest
@@ -71,12 +70,7 @@ def static(kiln, cas, cas_identity, tmp_path):
                               env=dict(os.environ, LAUNCHER_ENV="1"))
 
     def committed():
-        c = sqlite3.connect(f"file:{cas.data / 'kiln.db'}?mode=ro", uri=True)
-        try:
-            return c.execute("SELECT committed FROM volumes WHERE session = 'acme/static'"
-                             ).fetchone()[0]
-        finally:
-            c.close()
+        return cas.volume_committed("acme/static")
 
     return {"apply": apply, "run": run, "cmd": cmd, "prog": prog, "data": data,
             "committed": committed, "tmp": tmp_path}
