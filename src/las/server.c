@@ -254,9 +254,10 @@ static void handle(struct las_conn *c)
 		goto refuse;
 	memcpy(st.report_data, req.report_data, sizeof(st.report_data));
 	if (req.static_exe != (exe_fd >= 0)) {
-		why = req.static_exe ? "static_exe needs the program's file descriptor "
-				       "(SCM_RIGHTS)"
-				     : "a file descriptor is accepted only with \"static_exe\": true";
+		if (req.static_exe)
+			why = "static_exe needs the program's file descriptor (SCM_RIGHTS)";
+		else
+			why = "a file descriptor is accepted only with \"static_exe\": true";
 		goto refuse;
 	}
 

@@ -447,7 +447,8 @@ int rt_grant_volumes(const struct rt_json *grant, struct rt_config *cfg, struct 
 			return kiln_err_set(err, -E2BIG, "too many volumes");
 		c = &cfg->volumes[cfg->n_volumes];
 		if (!name || !id || !path || path[0] != '/' || !key ||
-		    strlen(id) >= sizeof(c->cas_id) || strspn(id, "0123456789abcdef") != strlen(id) ||
+		    strlen(id) >= sizeof(c->cas_id) ||
+		    strspn(id, "0123456789abcdef") != strlen(id) ||
 		    !co || co->type != RT_JSON_NUMBER || !co->is_int || co->num < 0 ||
 		    kiln_hex_decode(key, c->key, sizeof(c->key), NULL) ||
 		    rt_path_normalize(NULL, path, c->mount, sizeof(c->mount)))

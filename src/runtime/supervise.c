@@ -886,8 +886,9 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 				create = stat(store, &st) != 0 && errno == ENOENT;
 				ret = create ? kiln_mkdir_p(vc->dir, 0700) : 0;
 				if (ret)
-					return kiln_err_set(err, ret, "volume %s: cannot create %s: %s",
-							    vc->cas_id, vc->dir, kiln_strerror(ret));
+					return kiln_err_set(err, ret, "volume %s: cannot create "
+							    "%s: %s", vc->cas_id, vc->dir,
+							    kiln_strerror(ret));
 			}
 			ret = rt_fresh_cas(vc, &o.freshness, &o.freshness_ctx);
 			if (ret)
