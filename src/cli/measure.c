@@ -213,23 +213,6 @@ static int measure_prog(char **argv, bool manifest)
 	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r;
 	pid_t pid = -1;
 
-	if (env_lib && env_lib[0]) {
-		if (!realpath(env_lib, lib)) {
-			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
-			return CLI_EXIT_FAIL;
-		}
-	} else if (cli_find_lib("libkiln.so", "src/runtime", lib, sizeof(lib)) == 0) {
-		/* The runtime itself: the value is by construction what it measures
-		 * before main() under `kiln run` (its own dependencies included). */
-	} else if (cli_find_lib("libkiln-measure.so", "src/evidence", lib, sizeof(lib)) == 0) {
-		fprintf(stderr, "kiln: measure: libkiln.so not found, measuring with %s: the "
-			"value equals the runtime's only if libkiln.so maps no other shared "
-			"object\n", lib);
-	} else {
-		cli_error("cannot find libkiln.so or libkiln-measure.so next to the kiln binary "
-			  "or in ../lib/kiln (set KILN_MEASURE_LIB)");
-		return CLI_EXIT_FAIL;
-	}
 	{
 		char resolved[PATH_MAX];
 		const char *why = NULL;
@@ -250,8 +233,26 @@ static int measure_prog(char **argv, bool manifest)
 				  resolved, why);
 			return CLI_EXIT_FAIL;
 		}
+		/* No library needed: the file is what its process maps. */
 		if (is_static)
 			return measure_static(resolved, manifest);
+	}
+	if (env_lib && env_lib[0]) {
+		if (!realpath(env_lib, lib)) {
+			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	} else if (cli_find_lib("libkiln.so", "src/runtime", lib, sizeof(lib)) == 0) {
+		/* The runtime itself: the value is by construction what it measures
+		 * before main() under `kiln run` (its own dependencies included). */
+	} else if (cli_find_lib("libkiln-measure.so", "src/evidence", lib, sizeof(lib)) == 0) {
+		fprintf(stderr, "kiln: measure: libkiln.so not found, measuring with %s: the "
+			"value equals the runtime's only if libkiln.so maps no other shared "
+			"object\n", lib);
+	} else {
+		cli_error("cannot find libkiln.so or libkiln-measure.so next to the kiln binary "
+			  "or in ../lib/kiln (set KILN_MEASURE_LIB)");
+		return CLI_EXIT_FAIL;
 	}
 	old = getenv("LD_PRELOAD");
 	preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
