@@ -811,7 +811,8 @@ static void h_attest(struct reqctx *rc)
 	struct attest a = { 0 };
 	struct kiln_err err = { 0 };
 	struct cas_attest_req req = { 0 };
-	json_t *claims = NULL, *resp = NULL;
+	json_t *claims = NULL, *resp = NULL, *rel;
+	const char *supervised_by = NULL;
 	char *text = NULL;
 	size_t text_size = 0;
 	const struct ev_backend *be;
@@ -975,13 +976,16 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, "config_error");
 		goto out;
 	}
-	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session,
-			    json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a.service, "tee",
-				      a.tee, "policy_hash", p->hash, "insecure", a.insecure,
-				      "workload_measurement",
-				      json_string_value(json_object_get(claims,
-									"workload_measurement")),
-				      "request_id", rc->request_id)) < 0 ||
+	supervised_by = json_string_value(json_object_get(claims, "supervised_by"));
+	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a.service, "tee", a.tee,
+			"policy_hash", p->hash, "insecure", a.insecure, "workload_measurement",
+			json_string_value(json_object_get(claims, "workload_measurement")),
+			"request_id", rc->request_id);
+	/* host evidence for a statically linked program: which kiln build runs it
+	 * supervised (docs/las.md). */
+	if (rel && supervised_by)
+		json_object_set_new(rel, "supervised_by", json_string(supervised_by));
+	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session, rel) < 0 ||
 	    tx_release(rc) < 0) {
 		tx_rollback(rc);
 		reply_error(rc, 500, "store error");
@@ -995,8 +999,9 @@ static void h_attest(struct reqctx *rc)
 	s->m.attest_ok++;
 	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
-		 "request_id=%s session=%s service=%s tee=%s insecure=%s", rc->request_id,
-		 a.session, a.service, a.tee, a.insecure ? "true" : "false");
+		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
+		 a.session, a.service, a.tee, a.insecure ? "true" : "false",
+		 supervised_by ? " supervised_by=" : "", supervised_by ? supervised_by : "");
 	reply_json(rc, 200, resp);
 	resp = NULL;
 out:

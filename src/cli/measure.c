@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <elf.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -29,7 +28,8 @@ static void measure_usage(FILE *f)
 		"executable and its mapped libraries) that policies list under\n"
 		"services[].measurement.\n\n"
 		"  -- PROG ARGS  start PROG with the measurement library preloaded; it is\n"
-		"                measured before main() runs and never runs main()\n"
+		"                measured before main() runs and never runs main(); a\n"
+		"                statically linked PROG is measured from its file (never run)\n"
 		"  --pid PID     measure a running process (root, or the same user)\n"
 		"  --manifest    print the manifest before the measurement\n"
 		"  -h, --help    this help\n\n"
@@ -98,16 +98,18 @@ static int resolve_prog(const char *prog, char *out, size_t size)
 	return -ENOENT;
 }
 
-/* LD_PRELOAD cannot reach setuid/setgid programs (the loader ignores it) nor
- * statically linked ones (no loader): refuse them before running them for
- * real. Scripts are allowed (their interpreter is measured, documented). */
-static int check_preloadable(const char *prog, const char **why)
+/* LD_PRELOAD cannot reach setuid/setgid programs (the loader ignores it):
+ * refuse them before running them for real. Statically linked programs have
+ * no loader either: they are measured from the file (*is_static), which is
+ * what a process of that file maps (kiln run supervises them). Scripts are
+ * allowed (their interpreter is measured, documented). */
+static int check_preloadable(const char *prog, const char **why, bool *is_static)
 {
-	Elf64_Ehdr eh;
 	struct stat st;
 	int fd, ret = 0;
 
 	*why = NULL;
+	*is_static = false;
 	fd = open(prog, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		ret = -errno;
@@ -117,26 +119,47 @@ static int check_preloadable(const char *prog, const char **why)
 		*why = "is setuid/setgid: the loader ignores LD_PRELOAD for it";
 		goto out;
 	}
-	if (kiln_pread_full(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
-	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
-		goto out; /* a script or a foreign format: let the kernel decide */
-	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 4096)
-		goto out;
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-
-		if (kiln_pread_full(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
-		    (ssize_t)sizeof(ph))
-			goto out;
-		if (ph.p_type == PT_INTERP)
-			goto out;
-	}
-	*why = "is statically linked: there is no loader to preload the measurement "
-	       "library";
+	*is_static = ev_elf_is_static_fd(fd) == 1;
 out:
 	if (fd >= 0)
 		close(fd);
 	return ret;
+}
+
+/* Print the manifest (when asked) and the measurement; frees text. */
+static int print_measurement(const uint8_t wm[EV_WM_SIZE], char *text, bool manifest)
+{
+	char hex[2 * EV_WM_SIZE + 1];
+
+	if (manifest)
+		fputs(text, stdout);
+	free(text);
+	kiln_hex_encode(wm, EV_WM_SIZE, hex);
+	printf("%s\n", hex);
+	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* A statically linked program, measured from its file: the value
+ * ev_workload_measure_pid gives for a process of it, and what the supervisor
+ * of `kiln run --cas` attests. */
+static int measure_static(const char *path, bool manifest)
+{
+	uint8_t wm[EV_WM_SIZE], exe[32];
+	char *text = NULL;
+	struct kiln_err err = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0) {
+		cli_error("cannot open %s: %s", path, strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	r = ev_workload_measure_static_fd(fd, NULL, wm, &text, exe, &err);
+	close(fd);
+	if (r < 0) {
+		cli_error("measuring %s: %s", path, kiln_err_msg(&err, r));
+		return CLI_EXIT_FAIL;
+	}
+	return print_measurement(wm, text, manifest);
 }
 
 /* Read the child's stdout until EOF or the deadline. */
@@ -190,6 +213,30 @@ static int measure_prog(char **argv, bool manifest)
 	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r;
 	pid_t pid = -1;
 
+	{
+		char resolved[PATH_MAX];
+		const char *why = NULL;
+		bool is_static = false;
+
+		r = resolve_prog(argv[0], resolved, sizeof(resolved));
+		if (r < 0) {
+			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
+			return CLI_EXIT_FAIL;
+		}
+		r = check_preloadable(resolved, &why, &is_static);
+		if (r < 0) {
+			cli_error("cannot read %s: %s", resolved, kiln_strerror(r));
+			return CLI_EXIT_FAIL;
+		}
+		if (why) {
+			cli_error("%s %s; measure a running instance with 'kiln measure --pid'",
+				  resolved, why);
+			return CLI_EXIT_FAIL;
+		}
+		/* No library needed: the file is what its process maps. */
+		if (is_static)
+			return measure_static(resolved, manifest);
+	}
 	if (env_lib && env_lib[0]) {
 		if (!realpath(env_lib, lib)) {
 			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
@@ -206,26 +253,6 @@ static int measure_prog(char **argv, bool manifest)
 		cli_error("cannot find libkiln.so or libkiln-measure.so next to the kiln binary "
 			  "or in ../lib/kiln (set KILN_MEASURE_LIB)");
 		return CLI_EXIT_FAIL;
-	}
-	{
-		char resolved[PATH_MAX];
-		const char *why = NULL;
-
-		r = resolve_prog(argv[0], resolved, sizeof(resolved));
-		if (r < 0) {
-			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
-			return CLI_EXIT_FAIL;
-		}
-		r = check_preloadable(resolved, &why);
-		if (r < 0) {
-			cli_error("cannot read %s: %s", resolved, kiln_strerror(r));
-			return CLI_EXIT_FAIL;
-		}
-		if (why) {
-			cli_error("%s %s; measure a running instance with 'kiln measure --pid'",
-				  resolved, why);
-			return CLI_EXIT_FAIL;
-		}
 	}
 	old = getenv("LD_PRELOAD");
 	preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
@@ -366,7 +393,7 @@ int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *co
 static int measure_pid(const char *arg, bool manifest)
 {
 	uint8_t wm[EV_WM_SIZE], (*digests)[32] = NULL;
-	char hex[2 * EV_WM_SIZE + 1], *text = NULL;
+	char *text = NULL;
 	struct kiln_err err = { 0 };
 	size_t n_digests = 0;
 	uint64_t pid;
@@ -386,12 +413,7 @@ static int measure_pid(const char *arg, bool manifest)
 		cli_error("measuring pid %llu: %s", (unsigned long long)pid, kiln_err_msg(&err, r));
 		return CLI_EXIT_FAIL;
 	}
-	if (manifest)
-		fputs(text, stdout);
-	free(text);
-	kiln_hex_encode(wm, sizeof(wm), hex);
-	printf("%s\n", hex);
-	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	return print_measurement(wm, text, manifest);
 }
 
 int measure_main(int argc, char **argv)

@@ -19,14 +19,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/common.h"
+#include "evidence/evidence.h"
 #include "evidence/tsm.h"
 #include "runtime/runtime.h"
 #ifdef KILN_HAVE_SUPERVISE
 #include "runtime/supervise.h"
+#endif
+#ifdef KILN_HAVE_ATTEST
+#include "runtime/attest_proto.h"
 #endif
 
 #ifndef KILN_RUNTIME_INSTALL
@@ -64,9 +69,9 @@ static void run_usage(FILE *f)
 		"                              libc (auto: on when a volume is mounted)\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
-		"A statically linked PROGRAM cannot load libkiln: with --volume it runs\n"
-		"supervised (seccomp user notification, every file call traps); with --cas\n"
-		"it is refused.\n"
+		"A statically linked PROGRAM cannot load libkiln: it runs supervised by this\n"
+		"process (seccomp user notification, every file call traps); with --cas the\n"
+		"supervisor measures the file, attests and runs that very file.\n"
 		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
 		RT_ENV_LIB);
 }
@@ -265,30 +270,14 @@ static void which(const char *prog, char *out, size_t out_size)
  * LD_PRELOAD cannot put libkiln into it. */
 static bool is_static_elf(const char *path)
 {
-	Elf64_Ehdr eh;
-	bool interp = false;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool ret;
 
 	if (fd < 0)
 		return false;
-	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
-	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum > 256) {
-		close(fd);
-		return false;
-	}
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-
-		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
-		    (ssize_t)sizeof(ph))
-			break;
-		if (ph.p_type == PT_INTERP)
-			interp = true;
-	}
+	ret = ev_elf_is_static_fd(fd) == 1;
 	close(fd);
-	return !interp;
+	return ret;
 }
 
 /* A static binary with development-mode volumes: run it under the seccomp
@@ -315,6 +304,84 @@ static int run_static(const struct rt_config *cfg, const char *path, char **argv
 	return CLI_EXIT_FAIL;
 #endif
 }
+
+#if defined(KILN_HAVE_SUPERVISE) && defined(KILN_HAVE_ATTEST)
+/* A static binary with --cas: this process is its supervisor, kiln's own
+ * measured code like libkiln. It opens the program once, measures that file,
+ * attests for it and runs that very descriptor (no path lookup in between)
+ * with the policy's argv, env, pwd, injected files and volumes. Nothing secret
+ * goes into this process's command line or environment. */
+static int run_static_attested(struct rt_config *cfg, const char *path)
+{
+	struct kiln_err err = { 0 };
+	struct rt_sv_files *files = calloc(1, sizeof(*files));
+	struct rt_json *grant = NULL;
+	struct rt_sv_opts o = { .exe_fd = -1 };
+	uint8_t wm[EV_WM_SIZE], exe_sha[32];
+	char **block = NULL, **env = NULL, *pwd = NULL;
+	struct stat st;
+	int argc = 0, code = CLI_EXIT_FAIL, ret;
+
+	if (!files) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	o.exe_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (o.exe_fd < 0 || fstat(o.exe_fd, &st)) {
+		cli_error("cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	ret = ev_workload_measure_static_fd(o.exe_fd, NULL, wm, NULL, exe_sha, &err);
+	if (ret) {
+		cli_error("attestation: workload measurement of %s: %s", path,
+			  kiln_err_msg(&err, ret));
+		goto out;
+	}
+	if (strcmp(cfg->tee, "sim") == 0) {
+		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
+			"for development only\n");
+		fflush(stderr);
+	}
+	ret = rt_attest_cas(cfg, wm, o.exe_fd, &grant, &err);
+	if (ret) {
+		/* Whole lines, as libkiln prints them (docs/attestation.md). */
+		cli_error("%s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	ret = rt_grant_command(grant, &st, &block, &argc, &env, &err);
+	if (!ret)
+		ret = rt_grant_volumes(grant, cfg, &err);
+	if (!ret)
+		ret = rt_grant_files(grant, rt_sv_file_add, files, &err);
+	if (!ret && rt_grant_pwd(grant) && !(pwd = strdup(rt_grant_pwd(grant))))
+		ret = kiln_err_set(&err, -ENOMEM, "out of memory");
+	/* Everything needed is copied out: the answer is wiped now. */
+	rt_json_free(grant);
+	if (ret) {
+		cli_error("attestation: %s", kiln_err_msg(&err, ret));
+		goto out;
+	}
+	fprintf(stderr, "kiln: %s is statically linked: running it supervised (seccomp), every "
+		"file call traps\n", path);
+	fflush(stderr);
+	o.envp = env;
+	o.pwd = pwd;
+	o.files = files;
+	ret = rt_supervise_ex(cfg, &o, block, &code, &err);
+	if (ret) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		code = CLI_EXIT_FAIL;
+	}
+out:
+	rt_grant_command_free(block);
+	rt_sv_files_close(files);
+	free(files);
+	free(pwd);
+	if (o.exe_fd >= 0)
+		close(o.exe_fd);
+	return code;
+}
+#endif
 
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
@@ -552,9 +619,12 @@ int run_main(int argc, char **argv)
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
 	if (cfg->cas[0] && lib[0] && is_static_elf(lib)) {
-		cli_error("%s is statically linked: attestation needs libkiln inside the process, "
-			  "which cannot be loaded into a static binary (--cas not supported; "
-			  "development mode with --volume runs it supervised)", lib);
+#if defined(KILN_HAVE_SUPERVISE) && defined(KILN_HAVE_ATTEST)
+		status = run_static_attested(cfg, lib);
+#else
+		cli_error("%s is statically linked and this build has no supervisor with "
+			  "attestation (not supported)", lib);
+#endif
 		goto out;
 	}
 	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {

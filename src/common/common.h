@@ -115,6 +115,17 @@ int kiln_send_all_deadline(int fd, const void *data, size_t size, uint64_t deadl
 int kiln_recv_line_deadline(int fd, size_t max_size, uint64_t deadline_ns, char **out,
 			    size_t *size);
 
+/* Passing one file descriptor (SCM_RIGHTS) over a unix stream socket, bounded
+ * by the same kind of deadline. send_fd sends data with fd attached to its
+ * first byte (size >= 1). recv_fd reads up to size bytes (flags: e.g. MSG_PEEK;
+ * the descriptor comes close-on-exec): the count (0 at EOF) with *fd the passed
+ * descriptor, owned by the caller, or -1 when none came; -EPROTO when several
+ * descriptors or other control data came (none is kept). */
+int kiln_send_fd_deadline(int sock, const void *data, size_t size, int fd,
+			  uint64_t deadline_ns);
+ssize_t kiln_recv_fd_deadline(int sock, void *buf, size_t size, int flags,
+			      uint64_t deadline_ns, int *fd);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t kiln_now_ns(void);
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* Wait until fd is ready for events or the deadline passes. */
 static int wait_ready(int fd, short events, uint64_t deadline_ns)
@@ -111,4 +113,69 @@ int kiln_recv_line_deadline(int fd, size_t max_size, uint64_t deadline_ns, char 
 fail:
 	free(buf);
 	return ret;
+}
+
+int kiln_send_fd_deadline(int sock, const void *data, size_t size, int fd,
+			  uint64_t deadline_ns)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	ssize_t n;
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		int ret = wait_ready(sock, POLLOUT, deadline_ns);
+
+		if (ret < 0)
+			return ret;
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0)
+			break;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+	return kiln_send_all_deadline(sock, (const uint8_t *)data + n, size - (size_t)n,
+				      deadline_ns);
+}
+
+ssize_t kiln_recv_fd_deadline(int sock, void *buf, size_t size, int flags,
+			      uint64_t deadline_ns, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = buf, .iov_len = size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*fd = -1;
+	for (;;) {
+		int ret = wait_ready(sock, POLLIN, deadline_ns);
+
+		if (ret < 0)
+			return ret;
+		n = recvmsg(sock, &mh, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n >= 0)
+			break;
+		if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if ((c && *fd < 0) || (mh.msg_flags & MSG_CTRUNC)) {
+		/* Several descriptors, or other control data: keep none. */
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return -EPROTO;
+	}
+	return n;
 }

@@ -105,6 +105,25 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
 			       char **manifest_out, struct kiln_err *err);
 
+/* 1 when fd is a 64-bit ELF executable without a program interpreter (a
+ * statically linked program, static-pie included), 0 otherwise (read errors
+ * included). Reads with pread: the offset of fd is unchanged. */
+int ev_elf_is_static_fd(int fd);
+
+/* SHA-256 of the whole file behind fd (read from offset 0; the offset moves),
+ * through cache when not NULL. 0 or -errno. */
+int ev_file_sha256_fd(int fd, struct ev_wm_cache *cache, uint8_t out[static 32]);
+
+/* The workload measurement of a statically linked program from its file:
+ * identical to ev_workload_measure_pid of a process running it, which maps no
+ * file but its executable (docs/measurement.md). exe_sha256 receives the file's
+ * SHA-256, *manifest_out (may be NULL) the manifest, malloc'd, owned by the
+ * caller. -KILN_EFORMAT (err says why) when fd is not a regular file holding a
+ * static ELF executable; -errno on read errors. */
+int ev_workload_measure_static_fd(int fd, struct ev_wm_cache *cache,
+				  uint8_t out[static EV_WM_SIZE], char **manifest_out,
+				  uint8_t exe_sha256[static 32], struct kiln_err *err);
+
 /* Sim evidence for report_data and an explicit workload measurement;
  * *ev is malloc'd, owned by the caller. */
 int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
@@ -119,6 +138,16 @@ int ev_sim_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
 int ev_las_exchange(const char *socket_path,
 		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
 		    char **answer, size_t *size, const char **used_path, struct kiln_err *err);
+
+/* ev_las_exchange for a statically linked program that the caller (the kiln
+ * supervisor) will run from exe_fd: the request says "static_exe": true and
+ * carries exe_fd (SCM_RIGHTS); kiln-las measures that file instead of the
+ * caller, only when the caller is the same kiln build as kiln-las itself
+ * (docs/las.md). exe_fd < 0: the plain request. */
+int ev_las_exchange_static(const char *socket_path,
+			   const uint8_t report_data[static EV_REPORT_DATA_SIZE], int exe_fd,
+			   int timeout_ms, char **answer, size_t *size, const char **used_path,
+			   struct kiln_err *err);
 
 /* Client side of the kiln-las protocol: socket_path NULL means $KILN_LAS_SOCKET
  * or /run/kiln/las.sock; timeout_ms 0 means 10 s. *ev (the evidence JSON, no

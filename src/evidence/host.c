@@ -157,11 +157,15 @@ static int host_verify(const uint8_t *evidence, size_t size, const struct ev_ver
 {
 	static const char *const outer_keys[] = { "format", "payload", "signature", "cert" };
 	static const char *const payload_keys[] = { "pid", "uid", "exe", "exe_sha256",
-		"workload_measurement", "report_data", "time", "las_id" };
+		"workload_measurement", "report_data", "time", "las_id",
+		"supervised_by" /* optional, last: the static variant */ };
 	static const char what[] = "host evidence", pwhat[] = "host evidence payload";
 	const char *format, *payload_b64, *sig_b64, *cert_pem, *exe, *las_id;
 	uint8_t *payload = NULL, *sig = NULL, *der = NULL;
 	uint8_t rd[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE], exe_digest[KC_SHA256_SIZE];
+	uint8_t sup[KC_SHA256_SIZE];
+	char sup_hex[2 * KC_SHA256_SIZE + 1];
+	bool supervised = false;
 	char rd_hex[2 * EV_REPORT_DATA_SIZE + 1], wm_hex[2 * EV_WM_SIZE + 1];
 	char exe_hex[2 * KC_SHA256_SIZE + 1], id[7 + 2 * KC_SHA256_SIZE + 1];
 	size_t payload_size = 0, sig_size = 0;
@@ -229,7 +233,12 @@ static int host_verify(const uint8_t *evidence, size_t size, const struct ev_ver
 
 	ret = ev__json_object(payload, payload_size, pwhat, &p, err);
 	if (ret == 0)
-		ret = ev__json_keys(p, payload_keys, KILN_ARRAY_SIZE(payload_keys), pwhat, err);
+		supervised = json_object_get(p, "supervised_by") != NULL;
+	if (ret == 0)
+		ret = ev__json_keys(p, payload_keys, KILN_ARRAY_SIZE(payload_keys) - !supervised,
+				    pwhat, err);
+	if (ret == 0 && supervised)
+		ret = ev__json_hex(p, "supervised_by", sup, sizeof(sup), pwhat, err);
 	if (ret == 0)
 		ret = json_uint(p, "pid", &pid, pwhat, err);
 	if (ret == 0)
@@ -268,6 +277,15 @@ static int host_verify(const uint8_t *evidence, size_t size, const struct ev_ver
 		      "insecure", 0, "debug", 0, "report_data", rd_hex, "workload_measurement",
 		      wm_hex, "platform_measurement", id, "pid", pid, "uid", uid, "exe", exe,
 		      "exe_sha256", exe_hex, "time", t);
+	if (c && supervised) {
+		/* The measurement is of a statically linked program that the kiln
+		 * build with this SHA-256 runs supervised (docs/las.md). */
+		kiln_hex_encode(sup, sizeof(sup), sup_hex);
+		if (json_object_set_new(c, "supervised_by", json_string(sup_hex)) < 0) {
+			json_decref(c);
+			c = NULL;
+		}
+	}
 	if (!c) {
 		ret = kiln_err_set(err, -ENOMEM, "%s: out of memory", what);
 		goto out;

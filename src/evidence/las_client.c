@@ -17,8 +17,18 @@ int ev_las_exchange(const char *socket_path,
 		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
 		    char **answer, size_t *size, const char **used_path, struct kiln_err *err)
 {
+	return ev_las_exchange_static(socket_path, report_data, -1, timeout_ms, answer, size,
+				      used_path, err);
+}
+
+int ev_las_exchange_static(const char *socket_path,
+			   const uint8_t report_data[static EV_REPORT_DATA_SIZE], int exe_fd,
+			   int timeout_ms, char **answer, size_t *size, const char **used_path,
+			   struct kiln_err *err)
+{
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	char req[2 * EV_REPORT_DATA_SIZE + 32];
+	char req[2 * EV_REPORT_DATA_SIZE + 64];
+	size_t len;
 	uint64_t deadline;
 	int fd = -1, ret;
 
@@ -48,8 +58,21 @@ int ev_las_exchange(const char *socket_path,
 	}
 	memcpy(req, "{\"report_data\": \"", 17);
 	kiln_hex_encode(report_data, EV_REPORT_DATA_SIZE, req + 17);
-	memcpy(req + 17 + 2 * EV_REPORT_DATA_SIZE, "\"}\n", 4);
-	ret = kiln_send_all_deadline(fd, req, strlen(req), deadline);
+	len = 17 + 2 * EV_REPORT_DATA_SIZE;
+	if (exe_fd >= 0) {
+		/* The static variant (docs/las.md): measure the passed program. */
+		static const char flag[] = "\", \"static_exe\": true";
+
+		memcpy(req + len, flag, sizeof(flag) - 1);
+		len += sizeof(flag) - 1;
+	} else {
+		req[len++] = '"';
+	}
+	memcpy(req + len, "}\n", 3);
+	len += 2;
+	/* The static variant passes the program with the request's first byte. */
+	ret = exe_fd >= 0 ? kiln_send_fd_deadline(fd, req, len, exe_fd, deadline)
+			  : kiln_send_all_deadline(fd, req, len, deadline);
 	if (ret < 0) {
 		kiln_err_set(err, ret, "kiln-las at %s: sending the request: %s", socket_path,
 			     kiln_strerror(ret));

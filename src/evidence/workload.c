@@ -8,6 +8,7 @@
  * only a few buffers that it frees before returning. */
 #include "evidence/evidence.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -390,19 +391,60 @@ static bool in_set(const uint8_t d[static KC_SHA256_SIZE], const uint8_t (*set)[
 	return false;
 }
 
+/* out = SHA-384 of the manifest of exe_digest and the sorted libs (duplicates
+ * dropped); *manifest_out (may be NULL) receives the text. what names the
+ * measured thing in errors. */
+static int build_manifest(const uint8_t exe_digest[static KC_SHA256_SIZE],
+			  const uint8_t (*libs)[KC_SHA256_SIZE], size_t n_libs,
+			  uint8_t out[static EV_WM_SIZE], char **manifest_out, const char *what,
+			  struct kiln_err *err)
+{
+	static const char header[] = "kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\n";
+	char *manifest = malloc(sizeof(header) + 70 + n_libs * 70);
+	size_t pos;
+	int ret;
+
+	if (!manifest)
+		return kiln_err_set(err, -ENOMEM, "out of memory measuring %s", what);
+	memcpy(manifest, header, sizeof(header) - 1);
+	pos = sizeof(header) - 1;
+	memcpy(manifest + pos, "exe ", 4);
+	kiln_hex_encode(exe_digest, KC_SHA256_SIZE, manifest + pos + 4);
+	pos += 4 + 2 * KC_SHA256_SIZE;
+	manifest[pos++] = '\n';
+	for (size_t i = 0; i < n_libs; i++) {
+		if (i > 0 && memcmp(libs[i], libs[i - 1], KC_SHA256_SIZE) == 0)
+			continue;
+		memcpy(manifest + pos, "lib ", 4);
+		kiln_hex_encode(libs[i], KC_SHA256_SIZE, manifest + pos + 4);
+		pos += 4 + 2 * KC_SHA256_SIZE;
+		manifest[pos++] = '\n';
+	}
+	manifest[pos] = '\0';
+	ret = kc_sha384(manifest, pos, out);
+	if (ret < 0) {
+		free(manifest);
+		return kiln_err_set(err, ret, "SHA-384 failed");
+	}
+	if (manifest_out)
+		*manifest_out = manifest;
+	else
+		free(manifest);
+	return 0;
+}
+
 int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
 			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
 			       char **manifest_out, struct kiln_err *err)
 {
-	static const char header[] = "kiln-manifest-v1\nruntime kiln-" KILN_VERSION "\n";
 	/* Any address inside the object that holds this code. */
 	const uintptr_t self_addr = (uintptr_t)&ev_workload_measure_ex;
 	char proc[32], exe_link[48], link_path[4096];
-	char *maps = NULL, *line, *next, *manifest = NULL;
+	char *maps = NULL, *line, *next;
 	struct wm_file *files = NULL;
 	uint8_t *buf = NULL, exe_digest[KC_SHA256_SIZE];
 	uint8_t (*libs)[KC_SHA256_SIZE] = NULL;
-	size_t maps_size = 0, n_files = 0, n_libs = 0, pos;
+	size_t maps_size = 0, n_files = 0, n_libs = 0;
 	const char *self_path = NULL;
 	ssize_t n;
 	int fd = -1, ret;
@@ -523,40 +565,13 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 	/* Byte order of digests is the order of their lowercase hex. */
 	qsort(libs, n_libs, sizeof(*libs), cmp_digest);
 
-	manifest = malloc(sizeof(header) + 70 + n_libs * 70);
-	if (!manifest) {
-		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
+	ret = build_manifest(exe_digest, libs, n_libs, out, manifest_out, proc, err);
+	if (ret < 0)
 		goto out;
-	}
-	memcpy(manifest, header, sizeof(header) - 1);
-	pos = sizeof(header) - 1;
-	memcpy(manifest + pos, "exe ", 4);
-	kiln_hex_encode(exe_digest, KC_SHA256_SIZE, manifest + pos + 4);
-	pos += 4 + 2 * KC_SHA256_SIZE;
-	manifest[pos++] = '\n';
-	for (size_t i = 0; i < n_libs; i++) {
-		if (i > 0 && memcmp(libs[i], libs[i - 1], KC_SHA256_SIZE) == 0)
-			continue;
-		memcpy(manifest + pos, "lib ", 4);
-		kiln_hex_encode(libs[i], KC_SHA256_SIZE, manifest + pos + 4);
-		pos += 4 + 2 * KC_SHA256_SIZE;
-		manifest[pos++] = '\n';
-	}
-	manifest[pos] = '\0';
-	ret = kc_sha384(manifest, pos, out);
-	if (ret < 0) {
-		kiln_err_set(err, ret, "SHA-384 failed");
-		goto out;
-	}
-	if (manifest_out) {
-		*manifest_out = manifest;
-		manifest = NULL;
-	}
 	ret = 0;
 out:
 	if (fd >= 0)
 		close(fd);
-	free(manifest);
 	free(libs);
 	free(files);
 	free(maps);
@@ -575,4 +590,83 @@ int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **ma
 			    struct kiln_err *err)
 {
 	return ev_workload_measure_cached(pid, NULL, 0, NULL, out, manifest_out, err);
+}
+
+/* pread until size bytes or EOF (no common/file.c: this file also goes into
+ * libkiln-measure.so, which links only err.c and encoding.c). */
+static bool pread_exact(int fd, void *buf, size_t size, off_t off)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = pread(fd, (char *)buf + got, size - got, off + (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+int ev_elf_is_static_fd(int fd)
+{
+	Elf64_Ehdr eh;
+
+	if (!pread_exact(fd, &eh, sizeof(eh), 0) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh.e_phnum == 0 || eh.e_phnum > 4096)
+		return 0;
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		if (!pread_exact(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))))
+			return 0;
+		if (ph.p_type == PT_INTERP)
+			return 0;
+	}
+	return 1;
+}
+
+int ev_file_sha256_fd(int fd, struct ev_wm_cache *cache, uint8_t out[static KC_SHA256_SIZE])
+{
+	uint8_t *buf = malloc(WM_HASH_BUF);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		ret = -errno;
+	else
+		ret = digest_fd(fd, cache, buf, out);
+	free(buf);
+	return ret;
+}
+
+int ev_workload_measure_static_fd(int fd, struct ev_wm_cache *cache,
+				  uint8_t out[static EV_WM_SIZE], char **manifest_out,
+				  uint8_t exe_sha256[static KC_SHA256_SIZE], struct kiln_err *err)
+{
+	struct stat st;
+	int ret;
+
+	if (manifest_out)
+		*manifest_out = NULL;
+	if (fstat(fd, &st) < 0)
+		return kiln_err_set(err, -errno, "cannot stat the program: %s",
+				    kiln_strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return kiln_err_set(err, -KILN_EFORMAT, "the program is not a regular file");
+	if (ev_elf_is_static_fd(fd) != 1)
+		return kiln_err_set(err, -KILN_EFORMAT, "the program is not a statically linked "
+				    "64-bit ELF executable (it has a program interpreter, or is no "
+				    "ELF)");
+	ret = ev_file_sha256_fd(fd, cache, exe_sha256);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "cannot read the program: %s", kiln_strerror(ret));
+	/* A static process maps only its executable (and the kernel's [vdso],
+	 * which is no file): no lib lines. */
+	return build_manifest(exe_sha256, NULL, 0, out, manifest_out, "the program", err);
 }

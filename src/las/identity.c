@@ -268,6 +268,11 @@ int las_evidence_make(const struct las_identity *id, const struct las_statement 
 		      "uid", (json_int_t)st->uid, "exe", st->exe, "exe_sha256", exe_hex,
 		      "workload_measurement", wm_hex, "report_data", rd_hex, "time",
 		      (json_int_t)st->time, "las_id", id->id);
+	if (p && st->supervised_by &&
+	    json_object_set_new(p, "supervised_by", json_string(st->supervised_by)) < 0) {
+		json_decref(p);
+		p = NULL;
+	}
 	/* Canonical: compact, sorted keys. The signature covers these exact bytes. */
 	payload = p ? json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	if (!payload) {

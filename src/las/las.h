@@ -41,7 +41,21 @@ struct las_statement {
 	uint8_t workload_measurement[48];
 	uint8_t report_data[64];
 	time_t time;
+	/* Static variant: hex SHA-256 of the kiln build (the peer) that runs the
+	 * measured program supervised; NULL for a plain request. Signed as the
+	 * payload's "supervised_by". */
+	const char *supervised_by;
 };
+
+/* One request line (docs/las.md): {"report_data": "<128 lowercase hex>"},
+ * optionally with "static_exe": true (the peer passes the opened program as
+ * SCM_RIGHTS and asks for its measurement). Any other key, a duplicate key or
+ * "static_exe": false is refused. 0, or -KILN_EFORMAT with *why (static text). */
+struct las_request {
+	uint8_t report_data[64];
+	bool static_exe;
+};
+int las_request_parse(const char *line, struct las_request *req, const char **why);
 
 /* Build signed host evidence (the kiln-las-v1 JSON, one line, no newline).
  * *out is malloc'd, owned by the caller. */

@@ -36,6 +36,8 @@
 
 struct las_server {
 	const struct las_config *cfg;
+	uint8_t self_digest[32]; /* SHA-256 of /proc/self/exe, for static_exe */
+	bool have_self;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned active;
@@ -85,22 +87,30 @@ static bool pidfd_alive(int pidfd)
 	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
 }
 
-static int parse_request(const char *line, uint8_t rd[static 64], const char **why)
+int las_request_parse(const char *line, struct las_request *req, const char **why)
 {
-	json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL), *v;
+	json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, NULL), *v, *flag;
 	const char *s;
 	int ret = -KILN_EFORMAT;
 
+	memset(req, 0, sizeof(*req));
 	if (!json_is_object(j)) {
 		*why = "request is not a JSON object";
 		goto out;
 	}
-	if (json_object_size(j) != 1 || !(v = json_object_get(j, "report_data"))) {
-		*why = "request must be {\"report_data\": \"<128 hex>\"}";
+	flag = json_object_get(j, "static_exe");
+	if (json_object_size(j) != (flag ? 2u : 1u) || !(v = json_object_get(j, "report_data"))) {
+		*why = "request must be {\"report_data\": \"<128 hex>\"} (with \"static_exe\": "
+		       "true for a passed program)";
+		goto out;
+	}
+	if (flag && !json_is_true(flag)) {
+		*why = "static_exe must be true when present";
 		goto out;
 	}
 	s = json_string_value(v);
-	if (!s || json_string_length(v) != 128 || kiln_hex_decode(s, rd, 64, NULL) < 0) {
+	if (!s || json_string_length(v) != 128 || kiln_hex_decode(s, req->report_data, 64,
+								     NULL) < 0) {
 		*why = "report_data must be 128 hex digits";
 		goto out;
 	}
@@ -109,10 +119,66 @@ static int parse_request(const char *line, uint8_t rd[static 64], const char **w
 			*why = "report_data must be lowercase hex";
 			goto out;
 		}
+	req->static_exe = flag != NULL;
 	ret = 0;
 out:
+	if (ret)
+		memset(req, 0, sizeof(*req));
 	json_decref(j);
 	return ret;
+}
+
+/* Static variant (docs/las.md): the peer passed the program it is about to
+ * run and asks for that program's measurement. The LAS vouches for the pair
+ * "this file, run by that supervisor" only when the supervisor is the same
+ * kiln build as kiln-las itself: that code is known to measure, attest and
+ * then execveat() exactly the descriptor it passed, with nothing else loaded
+ * into the program. Any other peer could pass one file and run another, and
+ * the evidence would lie about what runs. The digest of /proc/PID/exe, like the
+ * rest of host evidence, trusts the host kernel and root (docs/las.md). */
+static int measure_static(struct las_server *srv, pid_t pid, int exe_fd,
+			  struct las_statement *st, char sup_hex[65], char *exe, size_t exe_size,
+			  char **manifest, const char **why, struct kiln_err *err)
+{
+	const struct las_config *cfg = srv->cfg;
+	uint8_t peer[32];
+	char link[64];
+	ssize_t n;
+	int fd, ret;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	fd = open(link, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*why = "static_exe: cannot open the peer's executable";
+		return -errno;
+	}
+	ret = ev_file_sha256_fd(fd, cfg->cache, peer);
+	close(fd);
+	if (ret < 0) {
+		*why = "static_exe: cannot read the peer's executable";
+		return ret;
+	}
+	if (!srv->have_self || memcmp(peer, srv->self_digest, sizeof(peer)) != 0) {
+		*why = "static_exe: the peer is not the kiln build of this kiln-las (only "
+		       "its supervisor may pass a program)";
+		return -KILN_EDENIED;
+	}
+	ret = ev_workload_measure_static_fd(exe_fd, cfg->cache, st->workload_measurement,
+					    manifest, st->exe_sha256, err);
+	if (ret < 0) {
+		*why = kiln_err_msg(err, ret);
+		return ret;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", exe_fd);
+	n = readlink(link, exe, exe_size - 1);
+	if (n < 0) {
+		*why = "static_exe: cannot name the passed program";
+		return -errno;
+	}
+	exe[n] = '\0';
+	kiln_hex_encode(peer, sizeof(peer), sup_hex);
+	st->supervised_by = sup_hex;
+	return 0;
 }
 
 static void answer_error(int fd, const char *msg, uint64_t deadline)
@@ -148,7 +214,9 @@ static void handle(struct las_conn *c)
 	const char *why = NULL;
 	size_t ev_size = 0, line_size = 0;
 	ssize_t n;
-	int pidfd = -1, ret;
+	struct las_request req;
+	char sup_hex[65];
+	int pidfd = -1, exe_fd = -1, ret;
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
 		why = "cannot identify the peer (SO_PEERCRED)";
@@ -161,7 +229,20 @@ static void handle(struct las_conn *c)
 	len = sizeof(pidfd);
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
 		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	ret = kiln_recv_line_deadline(c->fd, LAS_REQUEST_MAX, deadline, &line, &line_size);
+	/* A descriptor passed with the first byte (the static_exe variant) is
+	 * taken by peeking; the line itself is then read as usual (the kernel
+	 * drops the descriptor from that plain read). */
+	{
+		char first;
+		ssize_t got = kiln_recv_fd_deadline(c->fd, &first, 1, MSG_PEEK, deadline, &exe_fd);
+
+		ret = got < 0 ? (int)got : kiln_recv_line_deadline(c->fd, LAS_REQUEST_MAX,
+								   deadline, &line, &line_size);
+	}
+	if (ret == -EPROTO) {
+		why = "one file descriptor at most, with the first byte of the request";
+		goto refuse;
+	}
 	if (ret < 0) {
 		why = ret == -ETIMEDOUT ? "request timed out"
 		      : ret == -EMSGSIZE ? "request too large"
@@ -169,22 +250,37 @@ static void handle(struct las_conn *c)
 		      : "connection closed before a complete request";
 		goto refuse;
 	}
-	if (parse_request(line, st.report_data, &why) < 0)
+	if (las_request_parse(line, &req, &why) < 0)
 		goto refuse;
+	memcpy(st.report_data, req.report_data, sizeof(st.report_data));
+	if (req.static_exe != (exe_fd >= 0)) {
+		if (req.static_exe)
+			why = "static_exe needs the program's file descriptor (SCM_RIGHTS)";
+		else
+			why = "a file descriptor is accepted only with \"static_exe\": true";
+		goto refuse;
+	}
 
 	if (proc_start_time(cred.pid, &start1) < 0) {
 		why = "peer exited";
 		goto refuse;
 	}
-	ret = ev_workload_measure_cached(cred.pid, cfg->runtime_digests,
-					 cfg->n_runtime_digests, cfg->cache,
-					 st.workload_measurement, &manifest, &err);
-	if (ret < 0) {
-		why = kiln_err_msg(&err, ret);
-		goto refuse;
+	if (req.static_exe) {
+		if (measure_static(c->srv, cred.pid, exe_fd, &st, sup_hex, exe, sizeof(exe),
+				   &manifest, &why, &err) < 0)
+			goto refuse;
+		n = (ssize_t)strlen(exe);
+	} else {
+		ret = ev_workload_measure_cached(cred.pid, cfg->runtime_digests,
+						 cfg->n_runtime_digests, cfg->cache,
+						 st.workload_measurement, &manifest, &err);
+		if (ret < 0) {
+			why = kiln_err_msg(&err, ret);
+			goto refuse;
+		}
+		snprintf(link, sizeof(link), "/proc/%d/exe", (int)cred.pid);
+		n = readlink(link, exe, sizeof(exe) - 1);
 	}
-	snprintf(link, sizeof(link), "/proc/%d/exe", (int)cred.pid);
-	n = readlink(link, exe, sizeof(exe) - 1);
 	ret = proc_start_time(cred.pid, &start2);
 	if (ret < 0 || start1 != start2 || n < 0 || (pidfd >= 0 && !pidfd_alive(pidfd))) {
 		kiln_log(KILN_LOG_DEBUG, "peer check failed", "conn=%llu stat=%d start=%llu/%llu "
@@ -194,6 +290,8 @@ static void handle(struct las_conn *c)
 		goto refuse;
 	}
 	exe[n] = '\0';
+	if (req.static_exe)
+		goto sign;
 	/* The manifest's exe line is "exe <64 hex>"; its digest goes in exe_sha256. */
 	p = strstr(manifest, "\nexe ");
 	if (!p || strlen(p) < 5 + 64) {
@@ -206,6 +304,7 @@ static void handle(struct las_conn *c)
 		why = "internal error: bad exe line";
 		goto refuse;
 	}
+sign:
 	st.pid = cred.pid;
 	st.uid = cred.uid;
 	st.exe = exe;
@@ -221,9 +320,10 @@ static void handle(struct las_conn *c)
 	kiln_hex_encode(st.workload_measurement, 48, wm_hex);
 	kiln_log(ret < 0 ? KILN_LOG_WARN : KILN_LOG_INFO,
 		 ret < 0 ? "evidence not delivered" : "evidence issued",
-		 "conn=%llu pid=%d uid=%u exe=\"%s\" measurement=%s ms=%.1f",
+		 "conn=%llu pid=%d uid=%u exe=\"%s\" measurement=%s%s%s ms=%.1f",
 		 (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid, exe, wm_hex,
-		 (double)(kiln_now_ns() - t0) / 1e6);
+		 st.supervised_by ? " supervised_by=" : "",
+		 st.supervised_by ? st.supervised_by : "", (double)(kiln_now_ns() - t0) / 1e6);
 	pthread_mutex_lock(&c->srv->lock);
 	c->srv->served++;
 	pthread_mutex_unlock(&c->srv->lock);
@@ -239,6 +339,8 @@ refuse:
 out:
 	if (pidfd >= 0)
 		close(pidfd);
+	if (exe_fd >= 0)
+		close(exe_fd);
 	free(line);
 	free(ev);
 	free(manifest);
@@ -379,6 +481,13 @@ int las_serve(const struct las_config *cfg, struct kiln_err *err)
 	if (sfd < 0) {
 		ret = kiln_err_set(err, -errno, "signalfd: %s", kiln_strerror(errno));
 		goto out;
+	}
+	{
+		int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+
+		srv.have_self = self >= 0 && ev_file_sha256_fd(self, NULL, srv.self_digest) == 0;
+		if (self >= 0)
+			close(self);
 	}
 	lfd = listen_socket(path, err);
 	if (lfd < 0) {

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+#include "runtime/attest_proto.h"
 #include "runtime/runtime.h"
 
 #ifndef SA_RESTORER
@@ -117,9 +118,8 @@ int rt_attest_apply_late(struct kiln_err *err) RT_HIDDEN;
 bool rt_attest_argv(int *argc, char ***argv, char ***env) RT_HIDDEN;
 /* KILN_MEASURE_ONLY=1: print the workload measurement and exit (kiln measure). */
 void rt_measure_only(void) RT_HIDDEN;
-/* Freshness provider over /v1/volumes/{id}/prepare|commit|tag. */
-int rt_fresh_cas(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops,
-		 void **ctx) RT_HIDDEN;
+/* Freshness provider over /v1/volumes/{id}/prepare|commit|tag: rt_fresh_cas
+ * (attest_proto.h). */
 /* An injected file: plaintext in memory only, at an absolute path. */
 int rt_shield_add_file(const char *path, const void *data, size_t size, mode_t mode) RT_HIDDEN;
 

@@ -26,9 +26,14 @@
 
 #include "pf/pf.h"
 #include "runtime/supervise.h"
+#ifdef KILN_HAVE_ATTEST
+#include "runtime/attest_proto.h"
+#endif
 
 #define SV_PATH 4096
 #define SV_MAX_FILES 1024
+/* The child hands the seccomp listener over within this time. */
+#define SV_HANDOFF_NS (60ull * 1000000000)
 
 /* Calls the filter sends to the supervisor; everything else is allowed. */
 static const int g_trapped[] = {
@@ -59,6 +64,7 @@ struct sv_file {
 struct sv {
 	pid_t pid;
 	int listener;
+	const struct rt_sv_files *inj; /* injected files, may be NULL */
 	size_t nvols;
 	struct sv_vol vols[RT_MAX_VOLUMES];
 	size_t nfiles;
@@ -106,14 +112,9 @@ static int install_filter(void)
 			    SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
 }
 
-static void child_exec(int sock, pid_t parent, char *const argv[])
+static void child_exec(int sock, pid_t parent, const struct rt_sv_opts *o, char *const argv[])
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char one = 1;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	int fd;
 
 	signal(SIGTERM, SIG_DFL);
@@ -123,41 +124,44 @@ static void child_exec(int sock, pid_t parent, char *const argv[])
 	/* Without its supervisor the program's file calls would fail ENOSYS. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) || getppid() != parent)
 		_exit(127);
+	if (o->pwd && chdir(o->pwd)) {
+		fprintf(stderr, "kiln: working directory %s: %s\n", o->pwd, strerror(errno));
+		_exit(127);
+	}
 	fd = install_filter();
 	if (fd < 0) {
 		fprintf(stderr, "kiln: cannot install the seccomp filter: %s\n", strerror(-fd));
 		_exit(127);
 	}
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &mh, 0) != 1)
+	if (kiln_send_fd_deadline(sock, &one, 1, fd, kiln_now_ns() + SV_HANDOFF_NS))
 		_exit(127);
 	/* From here on, file calls wait for the supervisor, which has the fd. */
 	close(fd);
-	execvp(argv[0], argv);
+	if (o->exe_fd >= 0) {
+		/* The very file that was measured: no path lookup between the
+		 * measurement and the exec. */
+		syscall(SYS_execveat, o->exe_fd, "", argv, o->envp ? o->envp : environ,
+			AT_EMPTY_PATH);
+	} else if (o->envp) {
+		execvpe(argv[0], argv, o->envp);
+	} else {
+		execvp(argv[0], argv);
+	}
 	fprintf(stderr, "kiln: cannot execute %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }
 
 static int recv_fd(int sock)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	char one;
-	struct iovec iov = { .iov_base = &one, .iov_len = 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			     .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
 	int fd;
+	ssize_t n = kiln_recv_fd_deadline(sock, &one, 1, 0, kiln_now_ns() + SV_HANDOFF_NS, &fd);
 
-	if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1)
-		return -EPIPE;
-	c = CMSG_FIRSTHDR(&mh);
-	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-		return -EPIPE;
-	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
+	if (n == 1 && fd >= 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -EPIPE;
 }
 
 /* ---- reading the program's arguments ----------------------------------- */
@@ -249,6 +253,83 @@ static struct sv_vol *find_vol(struct sv *sv, const char *abs, const char **rel)
 		}
 	}
 	return best;
+}
+
+/* ---- injected files --------------------------------------------------------- */
+int rt_sv_file_add(void *setp, const char *path, const void *data, size_t size, mode_t mode)
+{
+	struct rt_sv_files *set = setp;
+	int fd;
+
+	if (set->n >= RT_SV_MAX_INJECTED)
+		return -E2BIG;
+	if (strlen(path) >= sizeof(set->f[0].path) ||
+	    rt_path_normalize(NULL, path, set->f[set->n].path, sizeof(set->f[0].path)))
+		return -ENAMETOOLONG;
+	fd = memfd_create("kiln-injected", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if ((size && kiln_write_all(fd, data, size)) || fchmod(fd, mode & 07777)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret ? ret : -EIO;
+	}
+	set->f[set->n++].memfd = fd;
+	return 0;
+}
+
+void rt_sv_files_close(struct rt_sv_files *set)
+{
+	for (size_t i = 0; set && i < set->n; i++) {
+		/* The content is a secret: empty it before the last close. */
+		int r = ftruncate(set->f[i].memfd, 0);
+
+		(void)r;
+		close(set->f[i].memfd);
+	}
+	if (set)
+		set->n = 0;
+}
+
+static int find_injected(const struct sv *sv, const char *abs)
+{
+	for (size_t i = 0; sv->inj && i < sv->inj->n; i++)
+		if (strcmp(sv->inj->f[i].path, abs) == 0)
+			return sv->inj->f[i].memfd;
+	return -1;
+}
+
+/* open of an injected file: a new open file description on its memfd (the
+ * program's writes are seen by its later opens, as on a tmpfs). */
+static long open_injected(struct sv *sv, const struct seccomp_notif *n, int memfd, int flags)
+{
+	struct seccomp_notif_addfd add = { 0 };
+	char p[64];
+	int fd, ret;
+
+	if ((flags & O_CREAT) && (flags & O_EXCL))
+		return -EEXIST;
+	if (flags & O_DIRECTORY)
+		return -ENOTDIR;
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", memfd);
+	fd = open(p, (flags & (O_ACCMODE | O_APPEND)) | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY && ftruncate(fd, 0)) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	add.id = n->id;
+	add.flags = SECCOMP_ADDFD_FLAG_SEND;
+	add.srcfd = (unsigned)fd;
+	add.newfd_flags = (flags & O_CLOEXEC) ? O_CLOEXEC : 0;
+	ret = ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	if (ret < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
 }
 
 /* ---- protected files ------------------------------------------------------ */
@@ -507,6 +588,20 @@ static void fill_statx(const struct pf_stat *ps, struct statx *sx)
 	sx->stx_btime = sx->stx_mtime;
 }
 
+/* stat of an injected file, from its memfd. */
+static int injected_stat(int memfd, struct pf_stat *ps)
+{
+	struct stat st;
+
+	if (fstat(memfd, &st))
+		return -errno;
+	memset(ps, 0, sizeof(*ps));
+	ps->mode = st.st_mode & 07777;
+	ps->size = (uint64_t)st.st_size;
+	ps->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
+}
+
 /* Size of an open protected file: its memfd, which may be ahead of the volume. */
 static void open_size(struct sv *sv, const char *abs, struct pf_stat *ps)
 {
@@ -535,7 +630,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	const char *rel = NULL, *rel2 = NULL;
 	struct sv_vol *v, *v2;
 	struct kiln_err err = { 0 };
-	int nr = n->data.nr, dirfd = AT_FDCWD, ret;
+	int nr = n->data.nr, dirfd = AT_FDCWD, inj, ret;
 	uint64_t path = a[0];
 
 	switch (nr) {
@@ -591,10 +686,13 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		if (ret)
 			return SV_CONTINUE;
 		v2 = find_vol(sv, abs2, &rel2);
-		if (!v && !v2)
+		inj = find_injected(sv, abs) >= 0 || find_injected(sv, abs2) >= 0;
+		if (!v && !v2 && !inj)
 			return SV_CONTINUE;
 		if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
 			return SV_REPLIED;
+		if (inj)
+			goto unsupported;
 		if (v != v2) {
 			*val = -EXDEV;
 			return 0;
@@ -614,7 +712,8 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		*val = errno_of(ret);
 		return 0;
 	}
-	if (!v)
+	inj = find_injected(sv, abs);
+	if (!v && inj < 0)
 		return SV_CONTINUE;
 	/* Decided from the program's memory: act only if the call is still live. */
 	if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
@@ -640,7 +739,10 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 			flags = (int)how.flags;
 			mode = (mode_t)how.mode;
 		}
-		*val = do_open(sv, n, call, abs, v, rel, flags, mode);
+		if (inj >= 0)
+			*val = open_injected(sv, n, inj, flags);
+		else
+			*val = do_open(sv, n, call, abs, v, rel, flags, mode);
 		return *val >= 0 ? SV_REPLIED : 0;
 	}
 	case SYS_stat:
@@ -649,12 +751,17 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_statx: {
 		struct pf_stat ps;
 
-		ret = pf_stat(v->pf, rel, &ps, &err);
+		if (inj >= 0) {
+			ret = injected_stat(inj, &ps);
+		} else {
+			ret = pf_stat(v->pf, rel, &ps, &err);
+			if (!ret)
+				open_size(sv, abs, &ps);
+		}
 		if (ret) {
 			*val = errno_of(ret);
 			return 0;
 		}
-		open_size(sv, abs, &ps);
 		if (nr == SYS_statx) {
 			struct statx sx;
 
@@ -675,9 +782,15 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_faccessat2: {
 		struct pf_stat ps;
 
-		*val = errno_of(pf_stat(v->pf, rel, &ps, &err));
+		*val = inj >= 0 ? 0 : errno_of(pf_stat(v->pf, rel, &ps, &err));
 		return 0;
 	}
+	default:
+		break;
+	}
+	if (inj >= 0)
+		goto unsupported;
+	switch (nr) {
 	case SYS_unlink:
 	case SYS_unlinkat:
 	case SYS_rmdir:
@@ -705,6 +818,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	default:
 		break;
 	}
+unsupported:
 	fprintf(stderr, "kiln: %s on %s: not supported for statically linked programs\n",
 		call, abs);
 	fflush(stderr);
@@ -757,16 +871,43 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 	for (size_t i = 0; i < cfg->n_volumes; i++) {
 		const struct rt_volume_cfg *vc = &cfg->volumes[i];
 		struct pf_volume_opts o = { 0 };
+		bool create = false;
 		int ret;
 
-		if (vc->tag_file[0]) {
+		sv->vols[i].cfg = vc;
+		if (vc->cas_id[0]) {
+#ifdef KILN_HAVE_ATTEST
+			/* Granted by the CAS, which holds its tag; made at first use. */
+			if (vc->committed == 0) {
+				char store[4200];
+				struct stat st;
+
+				snprintf(store, sizeof(store), "%s/.kiln/meta", vc->dir);
+				create = stat(store, &st) != 0 && errno == ENOENT;
+				ret = create ? kiln_mkdir_p(vc->dir, 0700) : 0;
+				if (ret)
+					return kiln_err_set(err, ret, "volume %s: cannot create "
+							    "%s: %s", vc->cas_id, vc->dir,
+							    kiln_strerror(ret));
+			}
+			ret = rt_fresh_cas(vc, &o.freshness, &o.freshness_ctx);
+			if (ret)
+				return kiln_err_set(err, ret, "volume %s: %s", vc->cas_id,
+						    kiln_strerror(ret));
+#else
+			return kiln_err_set(err, -ENOTSUP, "volume %s: this build has no "
+					    "attestation", vc->cas_id);
+#endif
+		} else if (vc->tag_file[0]) {
 			ret = pf_freshness_local(vc->tag_file, &o.freshness, &o.freshness_ctx);
 			if (ret)
 				return kiln_err_set(err, ret, "tag file %s: %s", vc->tag_file,
 						    kiln_strerror(ret));
 		}
-		sv->vols[i].cfg = vc;
-		ret = pf_volume_open(vc->dir, vc->key, &o, &sv->vols[i].pf, err);
+		if (create)
+			ret = pf_volume_init(vc->dir, vc->key, &o, &sv->vols[i].pf, err);
+		else
+			ret = pf_volume_open(vc->dir, vc->key, &o, &sv->vols[i].pf, err);
 		if (ret) {
 			char msg[sizeof(err->msg)];
 
@@ -802,6 +943,14 @@ static void close_all(struct sv *sv)
 int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_status,
 		 struct kiln_err *err)
 {
+	const struct rt_sv_opts o = { .exe_fd = -1 };
+
+	return rt_supervise_ex(cfg, &o, argv, exit_status, err);
+}
+
+int rt_supervise_ex(const struct rt_config *cfg, const struct rt_sv_opts *opts,
+		    char *const argv[], int *exit_status, struct kiln_err *err)
+{
 	struct sv *sv = calloc(1, sizeof(*sv));
 	int sp[2] = { -1, -1 }, ret, st;
 	void (*sig_int)(int) = SIG_DFL, (*sig_quit)(int) = SIG_DFL;
@@ -812,6 +961,7 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 	if (!sv)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	sv->listener = -1;
+	sv->inj = opts->files;
 	ret = open_volumes(sv, cfg, err);
 	if (ret)
 		goto out;
@@ -834,7 +984,7 @@ int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_stat
 	}
 	if (sv->pid == 0) {
 		close(sp[0]);
-		child_exec(sp[1], parent, argv);
+		child_exec(sp[1], parent, opts, argv);
 	}
 	g_child = sv->pid;
 	close(sp[1]);

@@ -26,4 +26,35 @@
 int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_status,
 		 struct kiln_err *err);
 
+/* Files injected by the policy: the supervisor serves them from memfds at their
+ * absolute paths (open, stat, access), never on disk. */
+#define RT_SV_MAX_INJECTED 64
+struct rt_sv_files {
+	size_t n;
+	struct {
+		char path[4096];
+		int memfd;  /* owned; holds the content, mode set with fchmod */
+	} f[RT_SV_MAX_INJECTED];
+};
+/* Add one file (an rt_grant_file_fn: set is a struct rt_sv_files *). 0 or
+ * -errno (-E2BIG: too many, -ENAMETOOLONG). */
+int rt_sv_file_add(void *set, const char *path, const void *data, size_t size, mode_t mode);
+/* Close every memfd of set (accepts NULL). */
+void rt_sv_files_close(struct rt_sv_files *set);
+
+struct rt_sv_opts {
+	/* >= 0: run this opened program (execveat AT_EMPTY_PATH, the very file
+	 * that was measured) with argv as given; -1: execvp(argv[0]). */
+	int exe_fd;
+	char *const *envp;               /* NULL: the launcher's environment */
+	const char *pwd;                 /* working directory, NULL: unchanged */
+	const struct rt_sv_files *files; /* injected files, may be NULL */
+};
+
+/* rt_supervise with options; volumes granted by the CAS (cas_id set) keep
+ * their freshness tag in the CAS (rt_fresh_cas, attest_proto.h) and are
+ * created at first use, as libkiln does. */
+int rt_supervise_ex(const struct rt_config *cfg, const struct rt_sv_opts *opts,
+		    char *const argv[], int *exit_status, struct kiln_err *err);
+
 #endif

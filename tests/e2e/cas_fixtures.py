@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import signal
+import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -116,6 +117,16 @@ class CasServer:
                 return r.status, data
         finally:
             conn.close()
+
+    def volume_committed(self, session):
+        """The committed freshness tag of the session's (first) volume, read from
+        the store (read-only) while the CAS runs."""
+        c = sqlite3.connect(f"file:{self.data / 'kiln.db'}?mode=ro", uri=True)
+        try:
+            return c.execute("SELECT committed FROM volumes WHERE session = ?",
+                             (session,)).fetchone()[0]
+        finally:
+            c.close()
 
     def metrics(self):
         status, text = self.request("GET", "/metrics")

@@ -414,16 +414,20 @@ def test_measure_cli(kiln, tmp_path):
     assert p.returncode == 1 and "measuring pid 2147483646" in p.stderr
 
 
-def test_measure_static_binary_is_refused(kiln, tmp_path):
+def test_measure_static_binary_from_file(kiln, tmp_path):
     src = tmp_path / "s.c"
     src.write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n')
     exe = tmp_path / "s"
     subprocess.run(["cc", "-static", "-o", str(exe), str(src)], check=True)
-    p = kiln("measure", "--", exe)
-    assert p.returncode == 1
-    assert "is statically linked" in p.stderr
-    # Refused before it ran: the program's own output never appears.
+    p = kiln("measure", "--manifest", "--", exe)
+    assert p.returncode == 0, p.stderr
+    # Measured from the file, never run: the program's own output never appears.
     assert "hello" not in p.stdout
+    lines = p.stdout.splitlines()
+    digest = hashlib.sha256(exe.read_bytes()).hexdigest()
+    assert lines[0] == "kiln-manifest-v1" and lines[2] == f"exe {digest}" and len(lines) == 4
+    manifest = "\n".join(lines[:3]) + "\n"
+    assert lines[3] == hashlib.sha384(manifest.encode()).hexdigest()
     # A dynamic program that never returns to the loader's constructors would
     # be caught by the output check; a setuid one is refused up front.
     dyn = tmp_path / "d"

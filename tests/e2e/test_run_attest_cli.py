@@ -3,7 +3,6 @@ their one-line errors, and the options --host-env, --volume-dir, --las-socket
 (docs/attestation.md). Complements test_run_attest.py."""
 import os
 import re
-import sqlite3
 import subprocess
 
 import pytest
@@ -128,12 +127,7 @@ def test_volume_dir(kiln, cas, owner, tmp_path):
     assert not mount.exists()  # the program's path is virtual; the ciphertext is in DIR
 
     def tags():
-        c = sqlite3.connect(f"file:{cas.data / 'kiln.db'}?mode=ro", uri=True)
-        try:
-            return c.execute("SELECT committed FROM volumes WHERE session = 'acme/py'"
-                             ).fetchone()[0]
-        finally:
-            c.close()
+        return cas.volume_committed("acme/py")
 
     tag1 = tags()
     assert tag1 >= 1

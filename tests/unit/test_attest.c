@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -510,6 +511,161 @@ static void test_host_malformed(void **state)
 	free(bad);
 }
 
+/* ---- static programs, the kiln-las static_exe request ---- */
+
+static void test_static_measure_refuses_dynamic(void **state)
+{
+	struct kiln_err err = { 0 };
+	uint8_t wm[EV_WM_SIZE], exe[32];
+	char *manifest = (char *)"x";
+	char path[] = "/tmp/kiln-static-XXXXXX";
+	int fd;
+
+	/* This test binary has a program interpreter. */
+	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ev_elf_is_static_fd(fd), 0);
+	assert_int_equal(ev_workload_measure_static_fd(fd, NULL, wm, &manifest, exe, &err),
+			 -KILN_EFORMAT);
+	assert_null(manifest);
+	assert_non_null(strstr(err.msg, "not a statically linked"));
+	close(fd);
+	/* Not ELF at all; a directory. */
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "#!/bin/sh\n", 10), 10);
+	assert_int_equal(ev_elf_is_static_fd(fd), 0);
+	assert_int_equal(ev_workload_measure_static_fd(fd, NULL, wm, NULL, exe, &err),
+			 -KILN_EFORMAT);
+	close(fd);
+	unlink(path);
+	fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_int_equal(ev_workload_measure_static_fd(fd, NULL, wm, NULL, exe, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	close(fd);
+}
+
+static void test_static_measure_manifest(void **state)
+{
+	/* A minimal static ELF header: ET_EXEC, one PT_LOAD, no PT_INTERP. */
+	struct {
+		Elf64_Ehdr eh;
+		Elf64_Phdr ph;
+	} img = { 0 };
+	struct kiln_err err = { 0 };
+	uint8_t wm[EV_WM_SIZE], exe[32], want_exe[32], want_wm[EV_WM_SIZE];
+	char path[] = "/tmp/kiln-static-XXXXXX", hex[65], expect[256], *manifest = NULL;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	memcpy(img.eh.e_ident, ELFMAG, SELFMAG);
+	img.eh.e_ident[EI_CLASS] = ELFCLASS64;
+	img.eh.e_type = ET_EXEC;
+	img.eh.e_phoff = sizeof(img.eh);
+	img.eh.e_phentsize = sizeof(Elf64_Phdr);
+	img.eh.e_phnum = 1;
+	img.ph.p_type = PT_LOAD;
+	assert_int_equal(write(fd, &img, sizeof(img)), (int)sizeof(img));
+	assert_int_equal(ev_elf_is_static_fd(fd), 1);
+	assert_int_equal(ev_workload_measure_static_fd(fd, NULL, wm, &manifest, exe, &err), 0);
+	assert_int_equal(kc_sha256(&img, sizeof(img), want_exe), 0);
+	assert_memory_equal(exe, want_exe, 32);
+	kiln_hex_encode(want_exe, 32, hex);
+	snprintf(expect, sizeof(expect), "kiln-manifest-v1\nruntime kiln-%s\nexe %s\n",
+		 KILN_VERSION, hex);
+	assert_string_equal(manifest, expect);
+	assert_int_equal(kc_sha384(expect, strlen(expect), want_wm), 0);
+	assert_memory_equal(wm, want_wm, EV_WM_SIZE);
+	free(manifest);
+	/* With a PT_INTERP it is a dynamic program. */
+	img.ph.p_type = PT_INTERP;
+	assert_int_equal(pwrite(fd, &img, sizeof(img), 0), (int)sizeof(img));
+	assert_int_equal(ev_elf_is_static_fd(fd), 0);
+	close(fd);
+	unlink(path);
+}
+
+static void test_las_request_parse(void **state)
+{
+	static const char *const bad[] = {
+		"", "[]", "{}", "not json",
+		"{\"report_data\": 5}",
+		"{\"report_data\": \"00\"}",
+		"{\"static_exe\": true}",
+		"{\"report_data\": \"%s\", \"static_exe\": false}",
+		"{\"report_data\": \"%s\", \"static_exe\": 1}",
+		"{\"report_data\": \"%s\", \"static_exe\": \"true\"}",
+		"{\"report_data\": \"%s\", \"static_exe\": null}",
+		"{\"report_data\": \"%s\", \"other\": true}",
+		"{\"report_data\": \"%s\", \"static_exe\": true, \"x\": 1}",
+		"{\"report_data\": \"%s\", \"static_exe\": true, \"static_exe\": true}",
+		"{\"report_data\": \"%s\", \"report_data\": \"%s\"}",
+	};
+	struct las_request req;
+	uint8_t rd[64];
+	char hex[129], upper[129], line[512];
+	const char *why = NULL;
+
+	fill(rd, sizeof(rd), 9);
+	kiln_hex_encode(rd, sizeof(rd), hex);
+	snprintf(line, sizeof(line), "{\"report_data\": \"%s\"}", hex);
+	assert_int_equal(las_request_parse(line, &req, &why), 0);
+	assert_memory_equal(req.report_data, rd, 64);
+	assert_false(req.static_exe);
+	snprintf(line, sizeof(line), "{\"static_exe\": true, \"report_data\": \"%s\"}", hex);
+	assert_int_equal(las_request_parse(line, &req, &why), 0);
+	assert_memory_equal(req.report_data, rd, 64);
+	assert_true(req.static_exe);
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(bad); i++) {
+		why = NULL;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		snprintf(line, sizeof(line), bad[i], hex, hex);
+#pragma GCC diagnostic pop
+		assert_int_equal(las_request_parse(line, &req, &why), -KILN_EFORMAT);
+		assert_non_null(why);
+		assert_false(req.static_exe);
+	}
+	for (size_t i = 0; i < 128; i++)
+		upper[i] = (char)(hex[i] >= 'a' ? hex[i] - 32 : hex[i]);
+	upper[128] = '\0';
+	snprintf(line, sizeof(line), "{\"report_data\": \"%s\", \"static_exe\": true}", upper);
+	assert_int_equal(las_request_parse(line, &req, &why), -KILN_EFORMAT);
+	assert_string_equal(why, "report_data must be lowercase hex");
+}
+
+static void test_host_supervised_by(void **state)
+{
+	struct host_fixture *f = *state;
+	struct kiln_err err = { 0 };
+	json_t *claims = NULL;
+	char sup[65], *ev = NULL;
+	size_t size = 0;
+
+	/* Plain evidence has no supervised_by claim. */
+	assert_int_equal(host_verify(f, f->ev, f->ev_size, f->st.time, f->id1, &claims, &err), 0);
+	assert_null(json_object_get(claims, "supervised_by"));
+	json_decref(claims);
+	memset(sup, 'a', 64);
+	sup[64] = '\0';
+	f->st.supervised_by = sup;
+	assert_int_equal(las_evidence_make(f->id1, &f->st, &ev, &size, &err), 0);
+	assert_int_equal(host_verify(f, ev, size, f->st.time, f->id1, &claims, &err), 0);
+	assert_string_equal(json_string_value(json_object_get(claims, "supervised_by")), sup);
+	json_decref(claims);
+	free(ev);
+	/* Not a SHA-256: refused, and the signature covers it (any change to the
+	 * payload breaks it, see test_host_tampered). */
+	sup[63] = '\0';
+	assert_int_equal(las_evidence_make(f->id1, &f->st, &ev, &size, &err), 0);
+	assert_int_equal(host_verify(f, ev, size, f->st.time, f->id1, &claims, &err),
+			 -KILN_EFORMAT);
+	assert_null(claims);
+	assert_non_null(strstr(err.msg, "supervised_by"));
+	free(ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +681,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_tampered, host_setup, host_teardown),
 		cmocka_unit_test_setup_teardown(test_host_time_skew, host_setup, host_teardown),
 		cmocka_unit_test_setup_teardown(test_host_malformed, host_setup, host_teardown),
+		cmocka_unit_test_setup_teardown(test_host_supervised_by, host_setup,
+						host_teardown),
+		cmocka_unit_test(test_static_measure_refuses_dynamic),
+		cmocka_unit_test(test_static_measure_manifest),
+		cmocka_unit_test(test_las_request_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
@@ -183,6 +185,57 @@ static void test_sha(void **state)
 	assert_null(kc_hash_new("NOPE"));
 }
 
+/* kiln_send_fd_deadline / kiln_recv_fd_deadline: one descriptor with the first
+ * byte; peeking takes it and leaves the bytes; two descriptors are refused. */
+static void test_sock_fd(void **state)
+{
+	uint64_t deadline = kiln_now_ns() + 5000000000ull;
+	char buf[8] = { 0 }, cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = buf, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	int sp[2], pipefd[2], got = -1, two[2];
+	struct stat a, b;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	assert_int_equal(kiln_send_fd_deadline(sp[0], "hello", 5, pipefd[0], deadline), 0);
+	assert_int_equal(kiln_recv_fd_deadline(sp[1], buf, 1, MSG_PEEK, deadline, &got), 1);
+	assert_true(got >= 0);
+	assert_int_equal(fstat(got, &a), 0);
+	assert_int_equal(fstat(pipefd[0], &b), 0);
+	assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	assert_int_equal(fcntl(got, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	close(got);
+	/* The bytes are still there; a plain read drops the descriptor. */
+	assert_int_equal(read(sp[1], buf, 5), 5);
+	assert_memory_equal(buf, "hello", 5);
+	/* No descriptor: -1. */
+	assert_int_equal(kiln_send_all_deadline(sp[0], "x", 1, deadline), 0);
+	assert_int_equal(kiln_recv_fd_deadline(sp[1], buf, 1, 0, deadline, &got), 1);
+	assert_int_equal(got, -1);
+	/* Two descriptors: -EPROTO, none kept. */
+	two[0] = pipefd[0];
+	two[1] = pipefd[1];
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(two));
+	memcpy(CMSG_DATA(c), two, sizeof(two));
+	buf[0] = 'y';
+	assert_int_equal(sendmsg(sp[0], &mh, 0), 1);
+	assert_int_equal(kiln_recv_fd_deadline(sp[1], buf, 1, 0, deadline, &got), -EPROTO);
+	assert_int_equal(got, -1);
+	/* Nothing to read: the deadline. */
+	assert_int_equal(kiln_recv_fd_deadline(sp[1], buf, 1, 0, kiln_now_ns() + 20000000,
+					       &got), -ETIMEDOUT);
+	close(sp[0]);
+	assert_int_equal(kiln_recv_fd_deadline(sp[1], buf, 1, 0, deadline, &got), 0);
+	close(sp[1]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_aead_blob),
 		cmocka_unit_test(test_hkdf_rfc5869_case1),
 		cmocka_unit_test(test_sha),
+		cmocka_unit_test(test_sock_fd),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

@@ -11,6 +11,15 @@
  *                                    then write "B", close, print the content
  *   rt_static_files bench DIR N      N open+close of DIR/renamed.txt, then of a
  *                                    file outside DIR; prints ns per open
+ *   rt_static_files attest DIR [hold] (under `kiln run --cas`): print the
+ *                                    arguments, whether $APP_PW is set and equals
+ *                                    the injected /etc/kiln-test/pw.txt, whether
+ *                                    $LAUNCHER_ENV is set, the working directory;
+ *                                    append "$APP_PW $NOTE" to DIR/notes.txt
+ *                                    (fsync) and
+ *                                    print its line count; with hold, print
+ *                                    "ready" and wait for EOF on stdin
+ *   rt_static_files hold             print "ready", wait for EOF on stdin
  *
  * Exit 0 on success, 1 with "CALL: errno=N" on stdout on failure. Only libc. */
 #include <errno.h>
@@ -52,14 +61,73 @@ static double now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+static int hold(void)
+{
+	char c;
+
+	puts("ready");
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+static int attest(int argc, char **argv)
+{
+	const char *pw = getenv("APP_PW"), *note;
+	char path[4096], buf[4096];
+	size_t lines = 0;
+	ssize_t n;
+	int fd;
+
+	printf("argv");
+	for (int i = 2; i < argc; i++)
+		printf(" %s", argv[i]);
+	printf("\npw-env %zu %s\n", pw ? strlen(pw) : 0,
+	       getenv("LAUNCHER_ENV") ? "launcher-env" : "policy-env-only");
+	if (!pw || read_file("/etc/kiln-test/pw.txt", buf, sizeof(buf)))
+		return 1;
+	printf("pw-file %s\n", strcmp(buf, pw) == 0 ? "same" : "different");
+	if (!getcwd(buf, sizeof(buf)))
+		return fail("getcwd");
+	printf("cwd %s\n", buf);
+	snprintf(path, sizeof(path), "%s/notes.txt", argv[2]);
+	fd = open(path, O_RDWR | O_CREAT | O_APPEND, 0600);
+	if (fd < 0)
+		return fail("open-notes");
+	note = getenv("NOTE");
+	if (write(fd, pw, strlen(pw)) != (ssize_t)strlen(pw) ||
+	    (note && (write(fd, " ", 1) != 1 ||
+		      write(fd, note, strlen(note)) != (ssize_t)strlen(note))) ||
+	    write(fd, "\n", 1) != 1)
+		return fail("write");
+	if (fsync(fd))
+		return fail("fsync");
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return fail("lseek");
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	if (close(fd))
+		return fail("close");
+	printf("lines %zu\n", lines);
+	if (argc > 3 && strcmp(argv[3], "hold") == 0)
+		return hold();
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], path2[4096], buf[4096];
 	struct stat st;
 	int fd;
 
+	if (argc == 2 && strcmp(argv[1], "hold") == 0)
+		return hold();
 	if (argc < 3)
 		return 2;
+	if (strcmp(argv[1], "attest") == 0)
+		return attest(argc, argv);
 	snprintf(path, sizeof(path), "%s/file.txt", argv[2]);
 	snprintf(path2, sizeof(path2), "%s/renamed.txt", argv[2]);
 	if (strcmp(argv[1], "write") == 0 && argc == 4) {

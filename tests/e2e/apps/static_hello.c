@@ -1,5 +1,5 @@
 /* Statically linked test program: LD_PRELOAD cannot reach it, so `kiln run`
- * refuses it with --cas (attestation needs libkiln inside the process). */
+ * runs it natively (no volume, no CAS) or supervised (docs/runtime.md). */
 #include <stdio.h>
 
 int main(void)

@@ -1,0 +1,252 @@
+"""A statically linked program under `kiln run --cas` (docs/runtime.md,
+"Statically linked programs"): the launcher is its supervisor; it measures the
+file, attests (sim, or host through kiln-las with the static_exe request), and
+runs that very file with the policy's argv, env, pwd, injected files and a CAS
+volume."""
+import hashlib
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from kilnapps import BUILD
+
+PROG = BUILD / "src" / "runtime" / "rt_static_files"
+NOTE = "static-known-plaintext-5150"
+
+
+
+def policy(prog, data, meas):
+    """The policy, as JSON (a YAML flow document): two services that differ in
+    their arguments only (hold: wait for EOF on stdin after the work)."""
+    def service(name, *extra):
+        return {"name": name, "command": [str(prog), "attest", str(data), *extra],
+                "environment": {"APP_PW": "{{secret.pw}}", "NOTE": NOTE},
+                "pwd": str(data),
+                "files": [{"path": "/etc/kiln-test/pw.txt", "content": "{{secret.pw}}",
+                           "mode": "0600"}],
+                "mounts": [{"volume": "data", "path": str(data)}],
+                "measurement": [meas]}
+    return json.dumps({
+        "name": "acme/static", "predecessor": None,
+        "access": {"read": ["owner"], "update": ["owner"]},
+        "secrets": [{"name": "pw", "kind": "ascii", "size": 24}],
+        "volumes": [{"name": "data"}],
+        "services": [service("app"), service("hold", "hold")],
+        "security": {"tee": ["sim", "host"], "allow_insecure_sim": True}}, indent=1)
+
+
+def measure(*args):
+    m = subprocess.run([str(BUILD / "kiln"), "measure", *args], capture_output=True, text=True)
+    assert m.returncode == 0, m.stderr
+    return m.stdout
+
+
+@pytest.fixture
+def static(kiln, cas, cas_identity, tmp_path):
+    if not PROG.exists():
+        pytest.fail(f"{PROG} not built")
+    owner, _ = cas_identity("owner")
+    data = tmp_path / "data"
+    prog = tmp_path / "rt_static_files"    # a copy: the tests make a modified one beside it
+    prog.write_bytes(PROG.read_bytes())
+    prog.chmod(0o755)
+
+    def apply(meas=None):
+        text = policy(prog, data, meas or measure("--", prog).strip())
+        (tmp_path / "p.yaml").write_text(text)
+        kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
+
+    def cmd(program=None, tee="sim", service="app", las=None, cas_url=None):
+        extra = ["--las-socket", str(las.sock)] if las else []
+        return [cas.kiln_bin, "run", "--cas", cas_url or cas.url, "--cas-ca", cas.ca_file,
+                "--session", "acme/static", "--service", service, "--tee", tee, *extra,
+                "--", str(program or prog), "attest", "/nonexistent", "launcher-arg"]
+
+    def run(program=None, **kw):
+        return subprocess.run(cmd(program, **kw), capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, LAUNCHER_ENV="1"))
+
+    def committed():
+        return cas.volume_committed("acme/static")
+
+    return {"apply": apply, "run": run, "cmd": cmd, "prog": prog, "data": data,
+            "committed": committed, "tmp": tmp_path}
+
+
+def check_run(p, data, lines):
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout.splitlines()
+    assert out[0] == f"argv {data}"                # the policy's argv, not the launcher's
+    assert out[1] == "pw-env 24 policy-env-only"   # the policy's environment only
+    assert out[2] == "pw-file same"                # injected file, served from memory
+    assert out[3] == f"cwd {data}"                 # the policy's pwd
+    assert out[4] == f"lines {lines}"
+    assert "development mode" not in p.stderr
+    assert not os.path.exists("/etc/kiln-test/pw.txt")
+
+
+def ciphertext(data):
+    raw = b"".join(f.read_bytes() for f in (data / ".kiln").rglob("*") if f.is_file())
+    assert raw
+    return raw
+
+
+@pytest.mark.parametrize("tee", ["sim", "host"])
+def test_static_attested_run(static, cas, kiln, request, tee):
+    las = None
+    if tee == "host":
+        las = request.getfixturevalue("las")
+        kiln("cas", "trust-las", las.cert, "--data", cas.data, check=True)
+    static["apply"]()
+    data = static["data"]
+    p = static["run"](tee=tee, las=las)
+    check_run(p, data, 1)
+    assert ("kiln: WARNING: INSECURE" in p.stderr) == (tee == "sim")
+    assert NOTE.encode() not in ciphertext(data)
+    tag1 = static["committed"]()
+    assert tag1 >= 1
+    # A second run (new key, new attestation) reads what the first wrote, and
+    # its fsync moves the freshness tag the CAS holds.
+    p = static["run"](tee=tee, las=las)
+    check_run(p, data, 2)
+    assert static["committed"]() > tag1
+    assert NOTE.encode() not in ciphertext(data)
+    if tee == "host":
+        # The evidence says what it is: the measurement of the passed program,
+        # which this kiln build runs supervised.
+        kiln_sha = hashlib.sha256((BUILD / "kiln").read_bytes()).hexdigest()
+        log = las.log_path.read_text()
+        assert f'exe="{static["prog"]}"' in log and f"supervised_by={kiln_sha}" in log, log
+        assert f"supervised_by={kiln_sha}" in cas.log()
+
+
+def test_static_tampered_volume_is_eio(static):
+    static["apply"]()
+    data = static["data"]
+    check_run(static["run"](), data, 1)
+    files = [f for f in (data / ".kiln").rglob("*")
+             if f.is_file() and f.name != "meta" and f.stat().st_size > 0]
+    target = max(files, key=lambda f: f.stat().st_size)
+    b = bytearray(target.read_bytes())
+    b[len(b) // 2] ^= 1
+    target.write_bytes(bytes(b))
+    p = static["run"]()
+    assert p.returncode == 1
+    assert p.stdout.splitlines()[-1] == "open-notes: errno=5"
+    assert any(line.startswith(f"kiln: openat on {data}/notes.txt: ")
+               for line in p.stderr.splitlines()), p.stderr
+
+
+def test_static_modified_binary_refused(static, cas):
+    static["apply"]()
+    bad = static["tmp"] / "modified"
+    bad.write_bytes(static["prog"].read_bytes() + b"\0")   # one byte appended
+    bad.chmod(0o755)
+    assert measure("--", bad) != measure("--", static["prog"])
+    p = static["run"](bad)
+    assert p.returncode == 1
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert lines[-1].startswith("kiln: attestation refused by the CAS (request id "), p.stderr
+    assert "not in service 'app' measurement" in cas.log()
+    assert not static["data"].exists()     # never ran: no volume, no output
+
+
+def test_static_policy_command_must_be_the_program(static):
+    # The CAS accepts the measurement (the same bytes) but the policy names
+    # another file than the one started: the supervisor does not run it.
+    static["apply"]()
+    other = static["tmp"] / "copy"
+    other.write_bytes(static["prog"].read_bytes())
+    other.chmod(0o755)
+    p = static["run"](other)
+    assert p.returncode == 1 and p.stdout == ""
+    assert "is not the program that was started" in p.stderr
+    assert not static["data"].exists()
+
+
+def test_static_unreachable_cas(static):
+    static["apply"]()
+    p = static["run"](cas_url="https://127.0.0.1:1")
+    assert p.returncode == 1
+    assert p.stdout == ""
+    lines = [line for line in p.stderr.splitlines() if "WARNING: INSECURE" not in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "kiln: cannot reach the CAS at https://127.0.0.1:1: "), p.stderr
+    assert not static["data"].exists()
+
+
+def test_static_measure_equals_running_process(static):
+    prog = static["prog"]
+    manifest = measure("--manifest", "--", prog).splitlines()
+    assert manifest[0] == "kiln-manifest-v1"
+    exe = hashlib.sha256(prog.read_bytes()).hexdigest()
+    assert f"exe {exe}" in manifest
+    assert not [line for line in manifest if line.startswith("lib ")]
+    # A running process of the same file maps nothing else: same value.
+    p = subprocess.Popen([str(prog), "hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        assert measure("--pid", str(p.pid)).strip() == manifest[-1]
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+        p.stdout.close()
+
+
+def test_static_secrets_not_in_launcher_proc(static):
+    static["apply"]()
+    p = subprocess.Popen(static["cmd"](service="hold"), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, LAUNCHER_ENV="1"))
+    try:
+        out = [p.stdout.readline() for _ in range(6)]
+        assert out[1] == "pw-env 24 policy-env-only\n" and out[5] == "ready\n", out
+        with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+            (child,) = f.read().split()
+        with open(f"/proc/{child}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+        secret = env[b"APP_PW"]    # documented: exec puts the program's env on its stack
+        assert len(secret) == 24
+        for name in ("cmdline", "environ"):
+            with open(f"/proc/{p.pid}/{name}", "rb") as f:
+                assert secret not in f.read(), name
+    finally:
+        p.stdin.close()
+        rc = p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+    assert rc == 0
+
+
+def las_ask(las, line, fds=()):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(las.sock))
+        socket.send_fds(s, [line.encode()], list(fds))
+        with s.makefile("rb") as f:
+            return json.loads(f.readline())
+
+
+def test_las_static_exe_only_from_kiln(las):
+    rd = "ab" * 64
+    with open(PROG, "rb") as f:
+        fd = f.fileno()
+        # This Python process is not the kiln build of kiln-las: refused.
+        a = las_ask(las, f'{{"report_data": "{rd}", "static_exe": true}}\n', [fd])
+        assert a == {"error": "static_exe: the peer is not the kiln build of this kiln-las "
+                              "(only its supervisor may pass a program)"}
+        # A descriptor without the flag, the flag without a descriptor: refused.
+        a = las_ask(las, f'{{"report_data": "{rd}"}}\n', [fd])
+        assert a == {"error": "a file descriptor is accepted only with \"static_exe\": true"}
+        a = las_ask(las, f'{{"report_data": "{rd}", "static_exe": true}}\n')
+        assert a == {"error": "static_exe needs the program's file descriptor (SCM_RIGHTS)"}
+        a = las_ask(las, f'{{"report_data": "{rd}"}}\n', [fd, fd])
+        assert a == {"error": "one file descriptor at most, with the first byte of the "
+                              "request"}
+    # The plain request still measures the caller.
+    a = las_ask(las, f'{{"report_data": "{rd}"}}\n')
+    assert a.get("format") == "kiln-las-v1", a
