@@ -583,16 +583,17 @@ static int node_flush(struct rt_node *n, bool commit)
 			kiln_wipe(n->synced + size, n->synced_size - size);
 		n->synced_size = size;
 	}
-	if (commit && changed)
-		ret = pf_fsync(n->pf, &err);
-	/* A write that left the bytes as they were still modified the file. */
-	if (!ret && (st.st_mtim.tv_sec != n->mtime.tv_sec ||
-		     st.st_mtim.tv_nsec != n->mtime.tv_nsec)) {
+	/* A write that left the bytes as they were still modified the file. The
+	 * mtime goes in before the commit so that one metadata write carries both. */
+	if (st.st_mtim.tv_sec != n->mtime.tv_sec || st.st_mtim.tv_nsec != n->mtime.tv_nsec) {
 		ret = pf_set_mtime(n->vol->pf, n->rel,
 				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
-		if (!ret)
-			n->mtime = st.st_mtim;
+		if (ret)
+			goto out;
+		n->mtime = st.st_mtim;
 	}
+	if (commit && changed)
+		ret = pf_fsync(n->pf, &err);
 out:
 	if (map)
 		munmap(map, size);
