@@ -129,6 +129,9 @@ struct pf_volume {
 	void *fctx;
 	bool read_only;
 	bool ns_dirty; /* namespace changed since the last metadata write */
+	/* The metadata file was last written by pf_volume_publish (not synced,
+	 * same tag): the next commit makes it durable. */
+	bool lazy;
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
 	uint64_t tag;
@@ -574,10 +577,11 @@ static int compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SI
 }
 
 /* True when the backing file holds a committed state that must survive a crash
- * (so modifications are journaled first). */
+ * (so modifications are journaled first). A file committed empty has nothing to
+ * restore: after a crash, node_load cuts whatever follows its header. */
 static bool has_base(const struct pf_node *n)
 {
-	return n->base_in_meta && !n->fresh;
+	return n->base_in_meta && !n->fresh && n->base_size > 0;
 }
 
 /* ---- tag sidecar ---- */
@@ -966,6 +970,64 @@ static struct pf_node *node_new(pf_volume_t *v, struct pf_entry *e)
 	return n;
 }
 
+/* Open a file committed empty. Nothing in its backing file is ever read, so
+ * the backing file only has to exist with a header for later writes. After a
+ * crash it may hold debris of uncommitted writes (empty files keep no undo
+ * journal, see has_base), or be short or missing: its creation becomes durable
+ * with the metadata only (pf_volume_publish, docs/fs.md). Either is repaired
+ * in a read-write volume and ignored in a read-only one (n->fh may stay NULL). */
+static int load_empty(struct pf_node *n, const struct pf_entry *e, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t buf[PF_HDR_SIZE], root[PF_ROOT_SIZE];
+	struct pf_header hdr = { 0 };
+	uint64_t phys = 0;
+	bool ok = false;
+	int ret;
+
+	ret = v->so->open(v->sctx, n->name, v->read_only ? PF_SO_RDONLY : PF_SO_CREATE, &n->fh);
+	if (ret == -ENOENT && v->read_only)
+		ret = 0;
+	if (!ret && n->fh)
+		ret = v->so->get_size(v->sctx, n->fh, &phys);
+	if (ret)
+		goto fail;
+	if (phys >= PF_HDR_SIZE && st_pread_pad(v, n->fh, buf, sizeof(buf), 0) == 0 &&
+	    pf_header_decode(buf, sizeof(buf), &hdr) == 0 && hdr.kind == e->kind &&
+	    hdr.chunk_size == v->cs && memcmp(hdr.file_id, e->file_id, PF_FILE_ID_SIZE) == 0)
+		ok = true;
+	if (!v->read_only && !ok) {
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.version = PF_FORMAT_VERSION;
+		hdr.kind = e->kind;
+		hdr.chunk_size = v->cs;
+		memcpy(hdr.file_id, e->file_id, PF_FILE_ID_SIZE);
+		pf_header_encode(&hdr, buf);
+		ret = v->so->truncate(v->sctx, n->fh, 0);
+		if (!ret)
+			ret = st_pwrite_all(v, n->fh, buf, sizeof(buf), 0);
+		if (ret)
+			goto fail;
+		phys = PF_HDR_SIZE;
+	} else if (!v->read_only && phys > PF_HDR_SIZE) {
+		ret = v->so->truncate(v->sctx, n->fh, PF_HDR_SIZE);
+		if (ret)
+			goto fail;
+		phys = PF_HDR_SIZE;
+	}
+	n->phys_size = phys;
+	ret = compute_root(n, 0, root);
+	if (ret)
+		goto fail;
+	if (n->kind != PF_REGION_PLAIN && !kiln_ct_equal(root, e->root, PF_ROOT_SIZE))
+		return kiln_err_set(err, -KILN_EAUTH, "file %s: content does not match the "
+				    "metadata (chunks swapped, replaced, truncated or from an "
+				    "older version)", e->path);
+	return 0;
+fail:
+	return kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+}
+
 /* Open a committed file: recover, then read all tags and check the root. */
 static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 		     struct kiln_err *err)
@@ -983,6 +1045,12 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	n->base_in_meta = n->was_in_meta = true;
 	n->base_size = n->size = e->size;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
+	if (e->size == 0) {
+		ret = load_empty(n, e, err);
+		if (ret)
+			goto out;
+		goto done;
+	}
 	ret = v->so->open(v->sctx, n->name, v->read_only ? PF_SO_RDONLY : 0, &n->fh);
 	if (ret == -ENOENT) {
 		ret = kiln_err_set(err, -KILN_ECORRUPT, "file %s: backing file %s is missing",
@@ -1515,13 +1583,19 @@ static int serialize_meta(pf_volume_t *v, struct wbuf *w)
 	return w->err;
 }
 
-/* Write the metadata as tag+1: prepare, replace atomically, commit. */
-static int write_meta(pf_volume_t *v, struct kiln_err *err)
+/* Durable: write the metadata as tag+1: prepare, write and sync meta.tmp,
+ * rename it over meta, sync the directory, commit; then remove the backing
+ * files it no longer refers to. Not durable (pf_volume_publish): the same tag,
+ * no freshness provider, no directory sync; meta.tmp is still synced before
+ * the rename, so a crash leaves either metadata whole (a rename that lands
+ * before its file's data would leave an empty meta on some file systems).
+ * Pending removals wait for a durable write. */
+static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 {
 	struct wbuf w = { 0 };
 	uint8_t *env = NULL;
 	size_t env_size = 0;
-	uint64_t tag = v->tag + 1;
+	uint64_t tag = durable ? v->tag + 1 : v->tag;
 	void *fh = NULL;
 	int ret;
 
@@ -1532,7 +1606,7 @@ static int write_meta(pf_volume_t *v, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 		goto out;
 	}
-	if (v->fo && (ret = v->fo->prepare(v->fctx, tag, err)))
+	if (durable && v->fo && (ret = v->fo->prepare(v->fctx, tag, err)))
 		goto out;
 	ret = v->so->open(v->sctx, "meta.tmp", PF_SO_CREATE | PF_SO_TRUNC, &fh);
 	if (!ret)
@@ -1550,8 +1624,13 @@ static int write_meta(pf_volume_t *v, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
 		goto out;
 	}
+	if (!durable) {
+		v->lazy = true;
+		goto out;
+	}
 	ret = v->so->sync_dir(v->sctx);
 	v->tag = tag;
+	v->lazy = false;
 	if (ret) {
 		/* Renamed but maybe not durable: the next commit or open settles it. */
 		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
@@ -1583,7 +1662,7 @@ static bool node_needs_commit(const struct pf_node *n)
 static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
 	uint64_t old_tag = v->tag;
-	bool any = v->ns_dirty || v->pending, failed = false;
+	bool any = v->ns_dirty || v->pending || v->lazy, failed = false;
 	int ret = 0;
 
 	if (v->read_only)
@@ -1653,7 +1732,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 	}
 	if (!any)
 		return failed ? -EIO : 0;
-	ret = write_meta(v, err);
+	ret = write_meta(v, true, err);
 	if (v->tag != old_tag)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
@@ -1867,7 +1946,7 @@ int pf_volume_init(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 			}
 		}
 	}
-	ret = write_meta(v, err);
+	ret = write_meta(v, true, err);
 	if (ret)
 		goto out;
 	*vol = v;
@@ -1982,6 +2061,20 @@ static int gc_collect(void *arg, const char *name)
 	return 0;
 }
 
+static int sync_meta(pf_volume_t *v)
+{
+	void *fh = NULL;
+	int ret = v->so->open(v->sctx, "meta", 0, &fh);
+
+	if (!ret)
+		ret = v->so->sync(v->sctx, fh);
+	if (fh)
+		v->so->close(v->sctx, fh);
+	if (!ret)
+		ret = v->so->sync_dir(v->sctx);
+	return ret;
+}
+
 /* Remove backing files no committed entry refers to (left by crashes). */
 static void collect_orphans(pf_volume_t *v)
 {
@@ -1991,6 +2084,14 @@ static void collect_orphans(pf_volume_t *v)
 		return;
 	/* O(files x entries); fine for the volumes this serves, see docs/fs.md. */
 	(void)v->so->list(v->sctx, gc_collect, &g);
+	/* The metadata may have been written without a sync (pf_volume_publish),
+	 * and the durable one before it may still refer to these files: make the
+	 * one read durable before removing anything, or remove nothing. */
+	if (g.len && sync_meta(v) != 0) {
+		for (size_t i = 0; i < g.len; i++)
+			free(g.names[i]);
+		g.len = 0;
+	}
 	for (size_t i = 0; i < g.len; i++) {
 		(void)v->so->remove(v->sctx, g.names[i]);
 		free(g.names[i]);
@@ -2130,6 +2231,87 @@ int pf_volume_flush(pf_volume_t *v, struct kiln_err *err)
 	return ret;
 }
 
+/* A node pf_volume_publish may put into the metadata without syncing it: a file
+ * created since the last commit and still empty, whose committed state is the
+ * empty file (see load_empty for what a crash may leave of its backing file). */
+static bool publishable(const struct pf_node *n)
+{
+	return !n->failed && !n->base_in_meta && !n->fresh && n->size == 0 &&
+	       n->wb_count == 0 && n->phys_size <= PF_HDR_SIZE;
+}
+
+int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
+{
+	bool data = false, any;
+	int ret = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->read_only)
+		goto out;
+	any = v->ns_dirty;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!node_needs_commit(n))
+			continue;
+		if (publishable(n))
+			any = true;
+		else
+			data = true;
+	}
+	if (data) {
+		/* File content to commit: that is a durable commit anyway. */
+		ret = commit_locked(v, NULL, err);
+		goto out;
+	}
+	if (!any)
+		goto out;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!node_needs_commit(n))
+			continue;
+		ret = compute_root(n, 0, n->new_root);
+		if (ret)
+			goto undo;
+		n->committing = true;
+		n->save_in_meta = n->entry->in_meta;
+		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
+		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
+		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
+		n->entry->size = 0;
+		n->entry->in_meta = true;
+	}
+	ret = write_meta(v, false, err);
+undo:
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!n->committing)
+			continue;
+		n->committing = false;
+		if (ret) {
+			n->entry->in_meta = n->save_in_meta;
+			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
+			continue;
+		}
+		n->base_in_meta = n->was_in_meta = true;
+		n->base_size = 0;
+		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
+		n->dirty = false;
+	}
+	if (!ret)
+		v->ns_dirty = false;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+void pf_volume_discard(pf_volume_t *v)
+{
+	if (!v)
+		return;
+	/* A read-only volume writes nothing when closed. */
+	pthread_mutex_lock(&v->lock);
+	v->read_only = true;
+	pthread_mutex_unlock(&v->lock);
+	(void)pf_volume_close(v, NULL);
+}
+
 int pf_volume_close(pf_volume_t *v, struct kiln_err *err)
 {
 	int ret = 0;
@@ -2183,7 +2365,7 @@ int pf_volume_rekey(pf_volume_t *v, const uint8_t new_key[static PF_KEY_SIZE],
 	memcpy(old_key, v->key, PF_KEY_SIZE);
 	ret = vol_keys(v, new_key);
 	if (!ret)
-		ret = write_meta(v, err);
+		ret = write_meta(v, true, err);
 	if (ret) {
 		v->mk = old;
 		memcpy(v->key, old_key, PF_KEY_SIZE);

@@ -20,7 +20,9 @@
  * After a crash at any moment, each file reopens with the content of its last
  * completed fsync (or a later one); namespace changes (create, rename, unlink,
  * mkdir) become durable with the next fsync of any file, pf_fsync_dir or
- * pf_volume_flush. A file created and never fsync'd does not survive a crash.
+ * pf_volume_flush. A file created and never fsync'd does not survive a crash
+ * (unless pf_volume_publish put it in the metadata: then it may come back
+ * empty).
  *
  * Errors: 0 / byte counts on success, negative -errno or -KILN_E* (common.h):
  * -KILN_EKEY wrong volume key, -KILN_EAUTH a chunk/header/metadata fails
@@ -158,6 +160,21 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 
 /* Commit every file's written data and the namespace (like syncfs). */
 int pf_volume_flush(pf_volume_t *vol, struct kiln_err *err);
+/* Make the namespace changes since the last metadata write (create, unlink,
+ * rename, mkdir, rmdir, chmod, mtime) visible in the metadata file -- to other
+ * processes that reopen the volume -- without making them durable: the
+ * metadata is replaced atomically under the same tag (one sync of the new
+ * metadata file, no directory sync, no call to the freshness provider). Files created since the last commit go in empty.
+ * A crash may then lose these changes (the volume reopens as of the last
+ * durable commit or of any publish since); the next durable commit
+ * (pf_fsync of any file, pf_fsync_dir, pf_volume_flush/close) makes them
+ * durable. Backing files of removed files are deleted only after that commit.
+ * When a file has uncommitted data, this is pf_volume_flush. */
+int pf_volume_publish(pf_volume_t *vol, struct kiln_err *err);
+/* Free the volume without writing anything (uncommitted changes are dropped,
+ * as a crash would drop them): for an instance whose metadata another process
+ * has replaced. Accepts NULL. */
+void pf_volume_discard(pf_volume_t *vol);
 /* Flush, close every handle still open (their pf_file_t become invalid), wipe
  * keys, free. Accepts NULL. Returns the flush result; vol is freed regardless. */
 int pf_volume_close(pf_volume_t *vol, struct kiln_err *err);

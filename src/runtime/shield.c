@@ -285,8 +285,9 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
  * forked children) may use one volume. Each holds its own pf_volume_t, so
  * every pf call runs under an exclusive flock of "<dir>/.kiln", a process
  * that finds the metadata replaced since it last looked reopens the volume
- * first, and nothing is left uncommitted when the lock is released: namespace
- * changes commit at once; file data commits per --freshness. */
+ * first, and nothing is left unpublished when the lock is released: namespace
+ * changes are published at once (in the metadata, durable at the next commit,
+ * see vols_unlock); file data commits per --freshness. */
 static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 {
 	struct pf_volume_opts opts = { 0 };
@@ -351,8 +352,10 @@ static bool same_meta(const struct stat *a, const struct stat *b)
 static struct rt_node *g_nodes;
 static void node_reopen_all(struct rt_vol *v);
 
-/* Reopen v->pf because another process committed. Nothing is pending here
- * (see above), so closing the old instance writes nothing. */
+/* Reopen v->pf because another process changed the metadata. Everything this
+ * process changed was published before (see above), and the old instance is
+ * discarded without writing (its pending removals are left to the orphan
+ * collection of a later open). */
 static int vol_reload(struct rt_vol *v)
 {
 	struct kiln_err err = { 0 };
@@ -365,7 +368,8 @@ static int vol_reload(struct rt_vol *v)
 			n->pf = NULL;
 		}
 	}
-	pf_volume_close(old, NULL);
+	/* Its last state is in the metadata it replaced: write nothing. */
+	pf_volume_discard(old);
 	v->pf = NULL;
 	ret = vol_open_pf(v, &err);
 	if (ret) {
@@ -401,12 +405,17 @@ static int vols_lock(void)
 	return ret;
 }
 
-static void vols_unlock(void)
+/* Namespace changes are published (other processes see them) but become
+ * durable only at the next commit: an fsync of a file or directory, or exit
+ * (durable), as on a POSIX file system. File data is committed by node_flush
+ * before this. */
+static void vols_unlock(bool durable)
 {
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		struct kiln_err err = { 0 };
-		int ret = v->pf ? pf_volume_flush(v->pf, &err) : 0;
+		int ret = !v->pf ? 0 : durable ? pf_volume_flush(v->pf, &err) :
+			  pf_volume_publish(v->pf, &err);
 
 		if (ret)
 			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
@@ -1723,7 +1732,7 @@ long rt_shield_call(long nr, const long a[6])
 		r = shield_call(nr, a);
 	else
 		r = -EIO;
-	vols_unlock();
+	vols_unlock(false);
 	pthread_mutex_unlock(&g_lock);
 	rt_leave(&g);
 	return r;
@@ -1831,7 +1840,7 @@ void rt_shield_exit(void)
 	if (vols_lock() == 0)
 		for (struct rt_node *n = g_nodes; n; n = n->next)
 			node_flush(n, true);
-	vols_unlock();
+	vols_unlock(true);
 	for (size_t i = 0; i < g_nvols; i++)
 		kiln_wipe(g_vols[i].key, sizeof(g_vols[i].key));
 	pthread_mutex_unlock(&g_lock);

@@ -741,6 +741,171 @@ static void test_rollback(void **state)
 	env_free(&e);
 }
 
+/* ---- publish: namespace changes visible without being durable ---- */
+static int count_backing(struct env *e)
+{
+	char cmd[256];
+	int n = -1;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls %s/.kiln | grep -cE '^[0-9a-f]{32}$'", e->kdir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+static void copy_meta(struct env *e, const char *from, const char *to)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "cp %s/.kiln/%s %s/.kiln/%s", e->kdir, from, e->kdir, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Save the storage directory aside, or put the saved copy back: two crash
+ * states of one moment are checked one after the other. */
+static void snapshot(struct env *e, const char *how)
+{
+	char cmd[400];
+
+	if (strcmp(how, "save") == 0)
+		snprintf(cmd, sizeof(cmd), "cp -a %s/.kiln %s/saved", e->kdir, e->dir);
+	else
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/.kiln && cp -a %s/saved %s/.kiln", e->kdir,
+			 e->dir, e->kdir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void expect_missing(pf_volume_t *v, const char *path)
+{
+	struct pf_stat st;
+
+	assert_int_equal(pf_stat(v, path, &st, NULL), -ENOENT);
+}
+
+static void test_publish(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct pf_stat st;
+	struct kiln_err err = { 0 };
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "a", "alpha", 5);
+	assert_int_equal(pf_volume_tag(v), 2);
+	copy_meta(&e, "meta", "durable");
+	/* Namespace-only changes: create (empty), unlink, mkdir. */
+	assert_int_equal(pf_open(v, "b", O_RDWR | O_CREAT, 0640, &f, &err), 0);
+	assert_int_equal(pf_close(f), 0);
+	assert_int_equal(pf_unlink(v, "a", &err), 0);
+	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
+	assert_int_equal(pf_volume_publish(v, &err), 0);
+	/* Same tag (no freshness round), and a's backing file stays until a
+	 * durable commit: the durable metadata still refers to it. */
+	assert_int_equal(pf_volume_tag(v), 2);
+	assert_int_equal(count_backing(&e), 2);
+	/* Nothing more to publish: a second call writes nothing. */
+	copy_meta(&e, "meta", "published");
+	assert_int_equal(pf_volume_publish(v, &err), 0);
+	/* An empty published file written but never fsync'd, then a crash. */
+	assert_int_equal(pf_open(v, "b", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, "debris", 6, 0, &err), 6);
+	pf_volume_discard(v); /* the crash: nothing written, handles dropped */
+	snapshot(&e, "save");
+
+	/* Crash state 1: the publish was lost (the durable metadata is back). */
+	copy_meta(&e, "durable", "meta");
+	v = vol_reopen(&e);
+	check_content(v, "a", (const uint8_t *)"alpha", 5);
+	expect_missing(v, "b");
+	expect_missing(v, "d");
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_discard(v);
+
+	/* Crash state 2: the publish landed. b's debris is cut (an empty file
+	 * keeps no journal), a's orphaned backing file is collected. */
+	snapshot(&e, "restore");
+	copy_meta(&e, "published", "meta");
+	v = vol_reopen(&e);
+	expect_missing(v, "a");
+	assert_int_equal(pf_stat(v, "b", &st, &err), 0);
+	assert_int_equal(st.size, 0);
+	assert_int_equal(st.mode, 0640);
+	assert_int_equal(pf_stat(v, "d", &st, &err), 0);
+	assert_true(st.is_dir);
+	check_content(v, "b", (const uint8_t *)"", 0);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	assert_int_equal(count_backing(&e), 1);
+	pf_volume_close(v, NULL);
+
+	/* A published empty file whose backing file a crash lost (its creation
+	 * was never synced) opens empty, and is repaired for writing. */
+	{
+		char path[200];
+
+		backing_path(&e, NULL, path, sizeof(path));
+		assert_int_equal(unlink(path), 0);
+	}
+	v = vol_reopen(&e);
+	check_content(v, "b", (const uint8_t *)"", 0);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	write_file(v, "b", "beta", 4);
+	check_content(v, "b", (const uint8_t *)"beta", 4);
+	assert_int_equal(pf_volume_tag(v), 3);
+	pf_volume_close(v, NULL);
+
+	/* The durable commit moved the tag: a published metadata of the older
+	 * tag is a rollback now. */
+	copy_meta(&e, "published", "meta");
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	env_free(&e);
+}
+
+/* After a publish, the next fsync of any file is a durable commit of
+ * everything, and removes the backing files of unlinked files. */
+static void test_publish_then_commit(void **state)
+{
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct kiln_err err = { 0 };
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	write_file(v, "a", "alpha", 5);
+	write_file(v, "keep", "k", 1);
+	assert_int_equal(pf_unlink(v, "a", &err), 0);
+	assert_int_equal(pf_rename(v, "keep", "kept", &err), 0);
+	assert_int_equal(pf_volume_publish(v, &err), 0);
+	assert_int_equal(pf_volume_tag(v), 3);
+	assert_int_equal(count_backing(&e), 2);
+	/* A file with data to commit: publish is a flush (durable). */
+	assert_int_equal(pf_open(v, "c", O_RDWR | O_CREAT, 0600, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, "gamma", 5, 0, &err), 5);
+	assert_int_equal(pf_volume_publish(v, &err), 0);
+	assert_int_equal(pf_volume_tag(v), 4);
+	assert_int_equal(count_backing(&e), 2); /* kept, c */
+	/* fsync of a clean file after a publish commits the publish. */
+	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
+	assert_int_equal(pf_volume_publish(v, &err), 0);
+	assert_int_equal(pf_volume_tag(v), 4);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(pf_volume_tag(v), 5);
+	pf_close(f);
+	pf_volume_discard(v);
+	v = vol_reopen(&e);
+	check_content(v, "kept", (const uint8_t *)"k", 1);
+	check_content(v, "c", (const uint8_t *)"gamma", 5);
+	expect_missing(v, "a");
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
 /* ---- fault injection ---- */
 static void test_faults(void **state)
 {
@@ -922,6 +1087,8 @@ int main(void)
 		cmocka_unit_test(test_regions),
 		cmocka_unit_test(test_wrong_key_and_tamper),
 		cmocka_unit_test(test_rollback),
+		cmocka_unit_test(test_publish),
+		cmocka_unit_test(test_publish_then_commit),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
