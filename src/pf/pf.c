@@ -85,7 +85,12 @@ struct pf_node {
 	void *jfh;
 	uint64_t jend;
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
-	bool j_unsynced; /* journal entries written but not yet synced */
+	bool j_unsynced; /* journal header or entries written but not yet synced */
+	/* The header of this generation is not durable yet (nor, with j_dir, the
+	 * journal's directory entry): no byte of the backing file may move, so
+	 * every write is held in the write-back until the first journal sync. */
+	bool j_hdr;
+	bool j_dir;
 	/* Write-back of overwrites of committed chunks whose journal entries are
 	 * not synced yet: they reach the backing file only after the journal sync,
 	 * so a batch of page writes costs one journal sync instead of one each.
@@ -707,17 +712,30 @@ static int journal_begin(struct pf_node *n, struct kiln_err *err)
 	ret = st_pwrite_all(v, n->jfh, hdr, sizeof(hdr), 0);
 	if (!ret)
 		ret = v->so->truncate(v->sctx, n->jfh, sizeof(hdr));
-	if (!ret)
-		ret = v->so->sync(v->sctx, n->jfh);
-	if (!ret && created)
-		ret = v->so->sync_dir(v->sctx);
 	if (ret)
 		goto fail;
+	/* Synced with the first entries (journal_sync), before any data moves. */
 	n->jend = sizeof(hdr);
 	n->gen_open = true;
+	n->j_unsynced = n->j_hdr = true;
+	n->j_dir = n->j_dir || created;
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", node_path(n), kiln_strerror(ret));
+}
+
+/* Make the journal (header, entries, its directory entry) durable. */
+static int journal_sync(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	int ret = v->so->sync(v->sctx, n->jfh);
+
+	if (!ret && n->j_dir)
+		ret = v->so->sync_dir(v->sctx);
+	if (ret)
+		return ret;
+	n->j_unsynced = n->j_hdr = n->j_dir = false;
+	return 0;
 }
 
 /* Save the committed slots of chunks [from, to) not yet saved, then sync. */
@@ -759,11 +777,8 @@ static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync
 	}
 	if (wrote)
 		n->j_unsynced = true;
-	if (sync && n->j_unsynced) {
-		if ((ret = v->so->sync(v->sctx, n->jfh)))
-			goto fail;
-		n->j_unsynced = false;
-	}
+	if (sync && n->j_unsynced && (ret = journal_sync(n)))
+		goto fail;
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", node_path(n), kiln_strerror(ret));
@@ -777,12 +792,8 @@ static int wb_drain(struct pf_node *n, struct kiln_err *err)
 	pf_volume_t *v = n->vol;
 	int ret = 0;
 
-	if (n->j_unsynced) {
-		ret = v->so->sync(v->sctx, n->jfh);
-		if (ret)
-			goto fail;
-		n->j_unsynced = false;
-	}
+	if (n->j_unsynced && (ret = journal_sync(n)))
+		goto fail;
 	for (size_t i = 0; i < n->wb_count; i++) {
 		uint64_t k = n->wb_idx[i];
 		uint64_t len = n->wb_len[i];
@@ -1253,7 +1264,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	/* Held overwrites were for the old backing file, which must stay as
 	 * committed: drop them. */
 	n->wb_count = 0;
-	n->j_unsynced = false;
+	n->j_unsynced = n->j_hdr = n->j_dir = false;
 	n->fresh = true;
 	n->gen_open = false;
 	n->t_valid = false;
@@ -1379,7 +1390,9 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		}
 		/* Committed chunks whose journal entries are not synced yet wait
 		 * in the write-back; the rest (past the committed end) go now. */
-		if (has_base(n) && n->j_unsynced) {
+		if (has_base(n) && n->j_hdr) {
+			split = j; /* nothing moves before the journal header is durable */
+		} else if (has_base(n) && n->j_unsynced) {
 			uint64_t base_n = nchunks(v, n->base_size);
 
 			split = base_n < i ? i : base_n > j ? j : base_n;
