@@ -1598,10 +1598,10 @@ static int serialize_meta(pf_volume_t *v, struct wbuf *w)
 
 /* Durable: write the metadata as tag+1: prepare, write and sync meta.tmp,
  * rename it over meta, sync the directory, commit; then remove the backing
- * files it no longer refers to. Not durable (pf_volume_publish): the same tag,
- * no freshness provider, no directory sync; meta.tmp is still synced before
- * the rename, so a crash leaves either metadata whole (a rename that lands
- * before its file's data would leave an empty meta on some file systems).
+ * files it no longer refers to, and meta.pub. Not durable (pf_volume_publish):
+ * the same tag into meta.pub (through meta.pub.tmp and a rename, so readers see
+ * it whole), no sync at all, no freshness provider; meta stays as it is, so a
+ * crash that tears or loses meta.pub falls back to it (see load_published).
  * Pending removals wait for a durable write. */
 static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 {
@@ -1621,10 +1621,11 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	}
 	if (durable && v->fo && (ret = v->fo->prepare(v->fctx, tag, err)))
 		goto out;
-	ret = v->so->open(v->sctx, "meta.tmp", PF_SO_CREATE | PF_SO_TRUNC, &fh);
+	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp",
+			  PF_SO_CREATE | PF_SO_TRUNC, &fh);
 	if (!ret)
 		ret = st_pwrite_all(v, fh, env, env_size, 0);
-	if (!ret)
+	if (!ret && durable)
 		ret = v->so->sync(v->sctx, fh);
 	if (fh) {
 		int r = v->so->close(v->sctx, fh);
@@ -1632,7 +1633,8 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		ret = ret ? ret : r;
 	}
 	if (!ret)
-		ret = v->so->rename(v->sctx, "meta.tmp", "meta");
+		ret = durable ? v->so->rename(v->sctx, "meta.tmp", "meta") :
+		      v->so->rename(v->sctx, "meta.pub.tmp", "meta.pub");
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
 		goto out;
@@ -1652,6 +1654,8 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	/* A failed commit leaves the tag prepared, which open accepts. */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, tag, NULL);
+	/* Superseded (an older tag, ignored from now on anyway). */
+	(void)v->so->remove(v->sctx, "meta.pub");
 	while (v->pending) {
 		struct pf_pending *p = v->pending;
 
@@ -2042,7 +2046,7 @@ static int gc_collect(void *arg, const char *name)
 	struct pf_entry *e = NULL;
 	bool used = false;
 
-	if (strcmp(name, "meta.tmp") == 0) {
+	if (strcmp(name, "meta.tmp") == 0 || strcmp(name, "meta.pub.tmp") == 0) {
 		(void)g->v->so->remove(g->v->sctx, name);
 		return 0;
 	}
@@ -2074,20 +2078,6 @@ static int gc_collect(void *arg, const char *name)
 	return 0;
 }
 
-static int sync_meta(pf_volume_t *v)
-{
-	void *fh = NULL;
-	int ret = v->so->open(v->sctx, "meta", 0, &fh);
-
-	if (!ret)
-		ret = v->so->sync(v->sctx, fh);
-	if (fh)
-		v->so->close(v->sctx, fh);
-	if (!ret)
-		ret = v->so->sync_dir(v->sctx);
-	return ret;
-}
-
 /* Remove backing files no committed entry refers to (left by crashes). */
 static void collect_orphans(pf_volume_t *v)
 {
@@ -2097,14 +2087,6 @@ static void collect_orphans(pf_volume_t *v)
 		return;
 	/* O(files x entries); fine for the volumes this serves, see docs/fs.md. */
 	(void)v->so->list(v->sctx, gc_collect, &g);
-	/* The metadata may have been written without a sync (pf_volume_publish),
-	 * and the durable one before it may still refer to these files: make the
-	 * one read durable before removing anything, or remove nothing. */
-	if (g.len && sync_meta(v) != 0) {
-		for (size_t i = 0; i < g.len; i++)
-			free(g.names[i]);
-		g.len = 0;
-	}
 	for (size_t i = 0; i < g.len; i++) {
 		(void)v->so->remove(v->sctx, g.names[i]);
 		free(g.names[i]);
@@ -2151,9 +2133,47 @@ static int check_fresh(pf_volume_t *v, uint64_t tag, bool trust_first, struct ki
 			    (unsigned long long)p);
 }
 
+/* meta.pub (pf_volume_publish) holds the namespace published since the last
+ * durable commit, under that commit's tag. It is used when it is whole and
+ * carries the tag of meta; a torn, missing or older one is ignored: that is
+ * the crash losing changes that were never durable. On success *body is
+ * replaced (the old one wiped and freed). */
+static bool load_published(pf_volume_t *v, uint64_t tag, uint8_t **body, size_t *body_size)
+{
+	uint8_t *env = NULL, *pbody = NULL;
+	size_t pbody_size = 0;
+	uint64_t size = 0, ptag = 0;
+	void *fh = NULL;
+	bool ok = false;
+	ssize_t n;
+
+	if (v->so->open(v->sctx, "meta.pub", PF_SO_RDONLY, &fh) != 0)
+		return false;
+	if (v->so->get_size(v->sctx, fh, &size) != 0 || size < PF_META_HDR_SIZE ||
+	    size > PF_META_MAX_SIZE + PF_META_HDR_SIZE + PF_TAG_SIZE || !(env = malloc(size)))
+		goto out;
+	n = v->so->pread(v->sctx, fh, env, size, 0);
+	if (n != (ssize_t)size ||
+	    pf_meta_unseal(&v->mk, env, size, &ptag, &pbody, &pbody_size, NULL) != 0)
+		goto out;
+	if (ptag != tag) {
+		kiln_free_secret(pbody, pbody_size);
+		goto out;
+	}
+	kiln_free_secret(*body, *body_size);
+	*body = pbody;
+	*body_size = pbody_size;
+	ok = true;
+out:
+	v->so->close(v->sctx, fh);
+	free(env);
+	return ok;
+}
+
 int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		   const struct pf_volume_opts *opts, pf_volume_t **vol, struct kiln_err *err)
 {
+	bool published;
 	struct pf_meta m = { 0 };
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
@@ -2206,6 +2226,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = pf_meta_unseal(&v->mk, env, (size_t)n, &tag, &body, &body_size, err);
 	if (ret)
 		goto out;
+	published = load_published(v, tag, &body, &body_size);
 	ret = pf_meta_parse(body, body_size, &m, err);
 	if (ret)
 		goto out;
@@ -2217,8 +2238,12 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = check_fresh(v, tag, opts && opts->trust_first, err);
 	if (ret)
 		goto out;
-	if (!v->read_only)
+	/* Published metadata is not durable: files it no longer names may be
+	 * named by the durable one. Orphans wait for an open after a commit. */
+	if (!v->read_only && !published) {
+		(void)v->so->remove(v->sctx, "meta.pub"); /* torn or superseded */
 		collect_orphans(v);
+	}
 	*vol = v;
 	v = NULL;
 out:

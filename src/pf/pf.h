@@ -161,10 +161,12 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 /* Commit every file's written data and the namespace (like syncfs). */
 int pf_volume_flush(pf_volume_t *vol, struct kiln_err *err);
 /* Make the namespace changes since the last metadata write (create, unlink,
- * rename, mkdir, rmdir, chmod, mtime) visible in the metadata file -- to other
- * processes that reopen the volume -- without making them durable: the
- * metadata is replaced atomically under the same tag (one sync of the new
- * metadata file, no directory sync, no call to the freshness provider). Files created since the last commit go in empty.
+ * rename, mkdir, rmdir, chmod, mtime) visible -- to other processes that
+ * reopen the volume -- without making them durable: they are written to
+ * "meta.pub" under the tag of the last durable commit, with no sync and no
+ * call to the freshness provider ("meta" is not touched; an open uses a whole
+ * meta.pub of the same tag as meta). Files created since the last commit go
+ * in empty.
  * A crash may then lose these changes (the volume reopens as of the last
  * durable commit or of any publish since); the next durable commit
  * (pf_fsync of any file, pf_fsync_dir, pf_volume_flush/close) makes them

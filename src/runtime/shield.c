@@ -332,15 +332,27 @@ cas_out:
 }
 
 /* When the metadata cannot be looked at (e.g. after the process dropped its
- * privileges), the last identity stands: no reload is attempted. */
+ * privileges), the last identity stands: no reload is attempted. The identity
+ * covers meta and, when present, meta.pub (namespace changes published by
+ * pf_volume_publish): its inode and size are folded in, and the newer mtime
+ * stands for both. */
 static void meta_identity(struct rt_vol *v, struct stat *st)
 {
-	struct stat now;
+	struct stat now, pub;
 
-	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &now, 0) == 0)
+	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &now, 0) == 0) {
+		if (rt_sys(SYS_newfstatat, v->lockfd, "meta.pub", &pub, 0) == 0) {
+			now.st_ino ^= pub.st_ino * 0x9e3779b97f4a7c15ull;
+			now.st_size += pub.st_size << 32;
+			if (pub.st_mtim.tv_sec > now.st_mtim.tv_sec ||
+			    (pub.st_mtim.tv_sec == now.st_mtim.tv_sec &&
+			     pub.st_mtim.tv_nsec > now.st_mtim.tv_nsec))
+				now.st_mtim = pub.st_mtim;
+		}
 		*st = now;
-	else if (st != &v->meta_seen)
+	} else if (st != &v->meta_seen) {
 		*st = v->meta_seen;
+	}
 }
 
 static bool same_meta(const struct stat *a, const struct stat *b)

@@ -785,6 +785,14 @@ static void expect_missing(pf_volume_t *v, const char *path)
 	assert_int_equal(pf_stat(v, path, &st, NULL), -ENOENT);
 }
 
+static bool storage_has(struct env *e, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/.kiln/%s", e->kdir, name);
+	return access(path, F_OK) == 0;
+}
+
 static void test_publish(void **state)
 {
 	struct env e;
@@ -792,44 +800,54 @@ static void test_publish(void **state)
 	pf_file_t *f;
 	struct pf_stat st;
 	struct kiln_err err = { 0 };
+	char a_path[256], cmd[600];
 
 	env_init(&e);
 	v = vol_init(&e, 0, NULL, 0);
 	write_file(v, "a", "alpha", 5);
 	assert_int_equal(pf_volume_tag(v), 2);
 	copy_meta(&e, "meta", "durable");
+	backing_path(&e, v, a_path, sizeof(a_path));
 	/* Namespace-only changes: create (empty), unlink, mkdir. */
 	assert_int_equal(pf_open(v, "b", O_RDWR | O_CREAT, 0640, &f, &err), 0);
 	assert_int_equal(pf_close(f), 0);
 	assert_int_equal(pf_unlink(v, "a", &err), 0);
 	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
 	assert_int_equal(pf_volume_publish(v, &err), 0);
-	/* Same tag (no freshness round), and a's backing file stays until a
-	 * durable commit: the durable metadata still refers to it. */
+	/* Same tag (no freshness round), meta untouched, the namespace in
+	 * meta.pub; a's backing file stays until a durable commit: the durable
+	 * metadata still refers to it. */
 	assert_int_equal(pf_volume_tag(v), 2);
+	assert_true(storage_has(&e, "meta.pub"));
 	assert_int_equal(count_backing(&e), 2);
-	/* Nothing more to publish: a second call writes nothing. */
-	copy_meta(&e, "meta", "published");
-	assert_int_equal(pf_volume_publish(v, &err), 0);
+	snprintf(cmd, sizeof(cmd), "cmp -s %s/.kiln/meta %s/.kiln/durable", e.kdir, e.kdir);
+	assert_int_equal(system(cmd), 0);
+	copy_meta(&e, "meta.pub", "published");
 	/* An empty published file written but never fsync'd, then a crash. */
 	assert_int_equal(pf_open(v, "b", O_RDWR, 0, &f, &err), 0);
 	assert_int_equal(pf_pwrite(f, "debris", 6, 0, &err), 6);
 	pf_volume_discard(v); /* the crash: nothing written, handles dropped */
 	snapshot(&e, "save");
 
-	/* Crash state 1: the publish was lost (the durable metadata is back). */
-	copy_meta(&e, "durable", "meta");
+	/* Crash state 1: the publish was lost (meta.pub torn: it is ignored). */
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/.kiln/meta.pub", e.kdir);
+		assert_int_equal(truncate(path, 100), 0);
+	}
 	v = vol_reopen(&e);
 	check_content(v, "a", (const uint8_t *)"alpha", 5);
 	expect_missing(v, "b");
 	expect_missing(v, "d");
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	assert_false(storage_has(&e, "meta.pub")); /* removed by the read-write open */
 	pf_volume_discard(v);
 
 	/* Crash state 2: the publish landed. b's debris is cut (an empty file
-	 * keeps no journal), a's orphaned backing file is collected. */
+	 * keeps no journal); a's backing file is not removed yet (the durable
+	 * metadata names it). */
 	snapshot(&e, "restore");
-	copy_meta(&e, "published", "meta");
 	v = vol_reopen(&e);
 	expect_missing(v, "a");
 	assert_int_equal(pf_stat(v, "b", &st, &err), 0);
@@ -839,29 +857,38 @@ static void test_publish(void **state)
 	assert_true(st.is_dir);
 	check_content(v, "b", (const uint8_t *)"", 0);
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
-	assert_int_equal(count_backing(&e), 1);
-	pf_volume_close(v, NULL);
+	assert_int_equal(count_backing(&e), 2);
+	pf_volume_discard(v);
 
 	/* A published empty file whose backing file a crash lost (its creation
-	 * was never synced) opens empty, and is repaired for writing. */
-	{
-		char path[200];
-
-		backing_path(&e, NULL, path, sizeof(path));
-		assert_int_equal(unlink(path), 0);
-	}
+	 * was never synced) opens empty, and is repaired for writing; the
+	 * durable commit then drops meta.pub and, on the next open, a's orphan. */
+	snapshot(&e, "restore");
+	/* b's backing file: the one that is not a's. */
+	snprintf(cmd, sizeof(cmd), "cd %s/.kiln && for f in $(ls | grep -E '^[0-9a-f]{32}$'); "
+		 "do [ \"%s/.kiln/$f\" = \"%s\" ] || rm $f; done", e.kdir, e.kdir, a_path);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(count_backing(&e), 1);
 	v = vol_reopen(&e);
 	check_content(v, "b", (const uint8_t *)"", 0);
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
 	write_file(v, "b", "beta", 4);
 	check_content(v, "b", (const uint8_t *)"beta", 4);
 	assert_int_equal(pf_volume_tag(v), 3);
+	assert_false(storage_has(&e, "meta.pub"));
+	pf_volume_close(v, NULL);
+	v = vol_reopen(&e);
+	assert_int_equal(count_backing(&e), 1);
+	check_content(v, "b", (const uint8_t *)"beta", 4);
+	expect_missing(v, "a");
 	pf_volume_close(v, NULL);
 
-	/* The durable commit moved the tag: a published metadata of the older
-	 * tag is a rollback now. */
-	copy_meta(&e, "published", "meta");
-	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	/* The durable commit moved the tag: the published metadata of the older
+	 * tag is ignored, never taken for the current state. */
+	copy_meta(&e, "published", "meta.pub");
+	v = vol_reopen(&e);
+	check_content(v, "b", (const uint8_t *)"beta", 4);
+	pf_volume_close(v, NULL);
 	env_free(&e);
 }
 
