@@ -1596,13 +1596,26 @@ static int serialize_meta(pf_volume_t *v, struct wbuf *w)
 	return w->err;
 }
 
+/* Put tmp in place of name atomically. Swapping the two names (when the
+ * storage can) reuses both files on the next write instead of creating one
+ * and deleting the other every time; tmp then holds the previous content,
+ * which nothing reads. */
+static int replace(pf_volume_t *v, const char *tmp, const char *name)
+{
+	int ret = v->so->exchange ? v->so->exchange(v->sctx, tmp, name) : -ENOSYS;
+
+	if (ret == -ENOENT || ret == -EINVAL || ret == -ENOSYS || ret == -ENOTSUP)
+		ret = v->so->rename(v->sctx, tmp, name);
+	return ret;
+}
+
 /* Durable: write the metadata as tag+1: prepare, write and sync meta.tmp,
- * rename it over meta, sync the directory, commit; then remove the backing
- * files it no longer refers to, and meta.pub. Not durable (pf_volume_publish):
- * the same tag into meta.pub (through meta.pub.tmp and a rename, so readers see
- * it whole), no sync at all, no freshness provider; meta stays as it is, so a
- * crash that tears or loses meta.pub falls back to it (see load_published).
- * Pending removals wait for a durable write. */
+ * put it in place of meta, sync the directory, commit; then remove the backing
+ * files it no longer refers to. Not durable (pf_volume_publish): the same tag
+ * into meta.pub (through meta.pub.tmp, so readers see it whole), no sync at
+ * all, no freshness provider; meta stays as it is, so a crash that tears or
+ * loses meta.pub falls back to it (see load_published). Pending removals wait
+ * for a durable write. */
 static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 {
 	struct wbuf w = { 0 };
@@ -1633,8 +1646,7 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		ret = ret ? ret : r;
 	}
 	if (!ret)
-		ret = durable ? v->so->rename(v->sctx, "meta.tmp", "meta") :
-		      v->so->rename(v->sctx, "meta.pub.tmp", "meta.pub");
+		ret = replace(v, durable ? "meta.tmp" : "meta.pub.tmp", durable ? "meta" : "meta.pub");
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
 		goto out;
@@ -1651,11 +1663,11 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
 		goto out;
 	}
-	/* A failed commit leaves the tag prepared, which open accepts. */
+	/* A failed commit leaves the tag prepared, which open accepts. meta.pub,
+	 * if any, now has an older tag: it is ignored, and reused by the next
+	 * publish. */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, tag, NULL);
-	/* Superseded (an older tag, ignored from now on anyway). */
-	(void)v->so->remove(v->sctx, "meta.pub");
 	while (v->pending) {
 		struct pf_pending *p = v->pending;
 
@@ -2046,7 +2058,7 @@ static int gc_collect(void *arg, const char *name)
 	struct pf_entry *e = NULL;
 	bool used = false;
 
-	if (strcmp(name, "meta.tmp") == 0 || strcmp(name, "meta.pub.tmp") == 0) {
+	if (strcmp(name, "meta.tmp") == 0) {
 		(void)g->v->so->remove(g->v->sctx, name);
 		return 0;
 	}
@@ -2240,10 +2252,8 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		goto out;
 	/* Published metadata is not durable: files it no longer names may be
 	 * named by the durable one. Orphans wait for an open after a commit. */
-	if (!v->read_only && !published) {
-		(void)v->so->remove(v->sctx, "meta.pub"); /* torn or superseded */
+	if (!v->read_only && !published)
 		collect_orphans(v);
-	}
 	*vol = v;
 	v = NULL;
 out:

@@ -79,6 +79,11 @@ struct pf_storage_ops {
 	/* Optional (NULL: one sync per file): make every file of the storage
 	 * durable at once (syncfs), used when one commit covers many files. */
 	int (*sync_all)(void *ctx);
+	/* Optional (NULL, or -ENOENT/-EINVAL/-ENOSYS: rename is used): swap two
+	 * names atomically (renameat2 RENAME_EXCHANGE). The metadata is replaced
+	 * this way so that its two files are reused instead of created and
+	 * deleted on every commit. */
+	int (*exchange)(void *ctx, const char *a, const char *b);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),

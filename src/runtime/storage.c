@@ -133,6 +133,13 @@ static int st_rename(void *ctx, const char *from, const char *to)
 	return (int)rt_sys(SYS_renameat, s->dirfd, from, s->dirfd, to);
 }
 
+static int st_exchange(void *ctx, const char *a, const char *b)
+{
+	struct store *s = ctx;
+
+	return (int)rt_sys(SYS_renameat2, s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE);
+}
+
 static int st_sync_dir(void *ctx)
 {
 	struct store *s = ctx;
@@ -202,6 +209,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.rename = st_rename,
 	.sync_dir = st_sync_dir,
 	.sync_all = st_sync_all,
+	.exchange = st_exchange,
 	.list = st_list,
 	.free = st_free,
 };
