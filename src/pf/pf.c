@@ -1646,7 +1646,8 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		ret = ret ? ret : r;
 	}
 	if (!ret)
-		ret = replace(v, durable ? "meta.tmp" : "meta.pub.tmp", durable ? "meta" : "meta.pub");
+		ret = durable ? replace(v, "meta.tmp", "meta") :
+		      replace(v, "meta.pub.tmp", "meta.pub");
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
 		goto out;

@@ -1303,7 +1303,16 @@ static long do_fsync(long fd)
 		/* on-close / on-exit: the data is saved later, by choice. */
 		if (!commit)
 			return 0;
-		return node_flush(o->node, true) ? -EIO : 0;
+		if (node_flush(o->node, true))
+			return -EIO;
+		/* Unchanged data commits nothing above, but the file's own name
+		 * (its creation, a rename) may still be only published: an fsync
+		 * makes it durable too. A no-op when nothing is pending. */
+		if (o->node->pf && !o->node->unlinked && pf_fsync(o->node->pf, &err)) {
+			say_pf(o->node->vol->cfg->mount, o->node->rel, -EIO, &err);
+			return -EIO;
+		}
+		return 0;
 	case RT_FD_DIR:
 		if (commit && pf_fsync_dir(o->vol->pf, &err)) {
 			say_pf(o->vol->cfg->mount, o->rel, -EIO, &err);
