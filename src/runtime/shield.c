@@ -1723,6 +1723,50 @@ static long fast_call(long nr, const long a[6])
 	return fd;
 }
 
+/* stat and access of a volume path need neither the volume lock nor a
+ * publish, as long as no other process changed the volume (sqlite looks for a
+ * hot journal before every statement). Under g_lock; -EAGAIN: full path. */
+static long fast_stat(long nr, const long a[6])
+{
+	long dirfd = AT_FDCWD;
+	const char *path;
+	struct stat *out = NULL, st;
+	struct target t;
+	int mode = 0;
+
+	switch (nr) {
+	case SYS_stat:
+	case SYS_lstat:
+		path = (const char *)a[0];
+		out = (struct stat *)a[1];
+		break;
+	case SYS_newfstatat:
+		dirfd = a[0];
+		path = (const char *)a[1];
+		out = (struct stat *)a[2];
+		break;
+	case SYS_access:
+		path = (const char *)a[0];
+		mode = (int)a[1];
+		break;
+	case SYS_faccessat:
+	case SYS_faccessat2:
+		dirfd = a[0];
+		path = (const char *)a[1];
+		mode = (int)a[2];
+		break;
+	default:
+		return -EAGAIN;
+	}
+	if (g_vfiles || !path || !path[0] || !resolve(dirfd, path, &t) || !t.vol->pf)
+		return -EAGAIN;
+	st = t.vol->meta_seen;
+	meta_identity(t.vol, &st);
+	if (!same_meta(&st, &t.vol->meta_seen))
+		return -EAGAIN;
+	return out ? stat_rel(t.vol, t.rel, out) : do_access(dirfd, path, mode);
+}
+
 long rt_shield_call(long nr, const long a[6])
 {
 	struct rt_guard g;
@@ -1740,6 +1784,16 @@ long rt_shield_call(long nr, const long a[6])
 		rt_enter(&g);
 		pthread_mutex_lock(&g_lock);
 		r = fast_call(nr, a);
+		pthread_mutex_unlock(&g_lock);
+		rt_leave(&g);
+		if (r != -EAGAIN)
+			return r;
+	}
+	if (nr == SYS_stat || nr == SYS_lstat || nr == SYS_newfstatat || nr == SYS_access ||
+	    nr == SYS_faccessat || nr == SYS_faccessat2) {
+		rt_enter(&g);
+		pthread_mutex_lock(&g_lock);
+		r = fast_stat(nr, a);
 		pthread_mutex_unlock(&g_lock);
 		rt_leave(&g);
 		if (r != -EAGAIN)
