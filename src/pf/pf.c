@@ -137,6 +137,8 @@ struct pf_volume {
 	/* The metadata file was last written by pf_volume_publish (not synced,
 	 * same tag): the next commit makes it durable. */
 	bool lazy;
+	bool syncs_started; /* sync_start called since the last sync_wait */
+	bool syncs_failed;  /* ... and that sync_wait failed: the data is unknown */
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
 	uint64_t tag;
@@ -1596,6 +1598,32 @@ static int serialize_meta(pf_volume_t *v, struct wbuf *w)
 	return w->err;
 }
 
+/* Start a sync (storage sync_start) or do it now; syncs_settle waits. */
+static int sync_begin(pf_volume_t *v, void *fh)
+{
+	int ret;
+
+	if (!v->so->sync_start || !v->so->sync_wait)
+		return v->so->sync(v->sctx, fh);
+	ret = v->so->sync_start(v->sctx, fh);
+	if (!ret)
+		v->syncs_started = true;
+	return ret;
+}
+
+static int syncs_settle(pf_volume_t *v)
+{
+	int ret = 0;
+
+	if (v->syncs_started) {
+		ret = v->so->sync_wait(v->sctx);
+		v->syncs_started = false;
+		if (ret)
+			v->syncs_failed = true;
+	}
+	return ret;
+}
+
 /* Put tmp in place of name atomically. Swapping the two names (when the
  * storage can) reuses both files on the next write instead of creating one
  * and deleting the other every time; tmp then holds the previous content,
@@ -1632,19 +1660,26 @@ static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 		goto out;
 	}
-	if (durable && v->fo && (ret = v->fo->prepare(v->fctx, tag, err)))
-		goto out;
+	/* meta.tmp is written and its sync started before the prepare: nothing
+	 * reads it before the rename, which waits for all three (and for the
+	 * data syncs commit_locked started). */
 	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp",
 			  PF_SO_CREATE | PF_SO_TRUNC, &fh);
 	if (!ret)
 		ret = st_pwrite_all(v, fh, env, env_size, 0);
 	if (!ret && durable)
-		ret = v->so->sync(v->sctx, fh);
+		ret = sync_begin(v, fh);
+	if (!ret && durable && v->fo)
+		ret = v->fo->prepare(v->fctx, tag, err);
+	if (syncs_settle(v) && !ret)
+		ret = -EIO;
 	if (fh) {
 		int r = v->so->close(v->sctx, fh);
 
 		ret = ret ? ret : r;
 	}
+	if (ret && err && err->code)
+		goto out; /* the provider's message */
 	if (!ret)
 		ret = durable ? replace(v, "meta.tmp", "meta") :
 		      replace(v, "meta.pub.tmp", "meta.pub");
@@ -1712,6 +1747,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 					n->synced = false;
 		}
 	}
+	v->syncs_failed = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
@@ -1726,16 +1762,18 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		if (!node_needs_commit(n))
 			continue;
 		ret = n->synced ? 0 : wb_drain(n, NULL);
-		if (!ret && !n->synced)
-			ret = v->so->sync(v->sctx, n->fh);
-		n->synced = false;
+		/* Nothing committed lies past the new end of a file without a base:
+		 * cut it before the sync, which then covers both. */
 		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
-			if (!ret)
+			if (!ret && n->synced)
 				ret = v->so->sync(v->sctx, n->fh);
 			if (!ret)
 				n->phys_size = expected_phys(v, n->size);
 		}
+		if (!ret && !n->synced)
+			ret = sync_begin(v, n->fh);
+		n->synced = false;
 		if (!ret)
 			ret = compute_root(n, n->size, n->new_root);
 		if (ret) {
@@ -1760,15 +1798,23 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		n->entry->in_meta = true;
 		any = true;
 	}
-	if (!any)
-		return failed ? -EIO : 0;
+	if (!any) {
+		ret = syncs_settle(v);
+		return failed || ret ? -EIO : 0;
+	}
 	ret = write_meta(v, true, err);
+	(void)syncs_settle(v); /* write_meta settled them, unless it failed early */
 	if (v->tag != old_tag)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!n->committing)
 			continue;
 		n->committing = false;
+		if (v->syncs_failed) {
+			/* Its data sync may be among those that failed: unknown data,
+			 * restored from the journal at the next open. */
+			n->failed = true;
+		}
 		if (v->tag == old_tag && n->entry) {
 			/* Not renamed into place: the old metadata still rules. */
 			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);

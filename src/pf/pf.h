@@ -84,6 +84,13 @@ struct pf_storage_ops {
 	 * this way so that its two files are reused instead of created and
 	 * deleted on every commit. */
 	int (*exchange)(void *ctx, const char *a, const char *b);
+	/* Optional (NULL: sync, one after the other): start making fh durable
+	 * and return at once; sync_wait waits for every sync started since the
+	 * last sync_wait and returns 0 or the first error. A commit overlaps the
+	 * syncs of its files' data, of the new metadata and the freshness
+	 * prepare this way. fh stays open until sync_wait returns. */
+	int (*sync_start)(void *ctx, void *fh);
+	int (*sync_wait)(void *ctx);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),

@@ -298,6 +298,7 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
 	if (v->cfg->cas_id[0]) {
+		rt_storage_no_overlap(opts.storage_ctx);
 		ret = rt_fresh_cas(v->cfg, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			opts.storage->free(opts.storage_ctx);

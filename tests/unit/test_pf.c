@@ -262,6 +262,43 @@ static const struct pf_storage_ops g_fault_ops = {
 	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
 };
 
+/* The same storage with overlapped syncs (sync_start/sync_wait, as the
+ * runtime's io_uring storage): a started sync happens only at sync_wait, so
+ * a commit that renamed the metadata before waiting, or forgot to wait,
+ * leaves unsynced data for the power-loss model to drop. */
+#define DEFERRED_MAX 16
+static void *g_deferred[DEFERRED_MAX];
+static size_t g_ndeferred;
+static bool g_use_deferred; /* opts_fill picks g_fault_ops_deferred */
+
+static int fo_sync_start(void *ctx, void *fh)
+{
+	if (g_ndeferred == DEFERRED_MAX)
+		return fo_sync(ctx, fh);
+	g_deferred[g_ndeferred++] = fh;
+	return 0;
+}
+
+static int fo_sync_wait(void *ctx)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < g_ndeferred; i++) {
+		int r = fo_sync(ctx, g_deferred[i]);
+
+		ret = ret ? ret : r;
+	}
+	g_ndeferred = 0;
+	return ret;
+}
+
+static const struct pf_storage_ops g_fault_ops_deferred = {
+	.open = fo_open, .pread = fo_pread, .pwrite = fo_pwrite, .get_size = fo_get_size,
+	.truncate = fo_truncate, .sync = fo_sync, .close = fo_close, .remove = fo_remove,
+	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
+	.sync_start = fo_sync_start, .sync_wait = fo_sync_wait,
+};
+
 /* ---- helpers ---- */
 struct env {
 	char dir[64];
@@ -304,7 +341,7 @@ static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
 		f->error = -EIO;
 		f->power_loss = true;
 		f->rng = 0x9e3779b97f4a7c15ull;
-		o->storage = &g_fault_ops;
+		o->storage = g_use_deferred ? &g_fault_ops_deferred : &g_fault_ops;
 		o->storage_ctx = f;
 		g_last_fault = f;
 	}
@@ -477,6 +514,16 @@ static void test_property_encrypted(void **state)
 {
 	property_run(0x1234567, 512, PF_REGION_ENCRYPTED, 3000);
 	property_run(0xdeadbeef, 4096, PF_REGION_ENCRYPTED, 1500);
+}
+
+/* The commit with overlapped syncs (runtime storage): same properties. */
+static void test_property_deferred_syncs(void **state)
+{
+	g_use_deferred = true;
+	property_run(0x5eed, 512, PF_REGION_ENCRYPTED, 3000);
+	property_run(0xfeed, 4096, PF_REGION_AUTHENTICATED, 1500);
+	g_use_deferred = false;
+	assert_int_equal(g_ndeferred, 0);
 }
 
 static void test_property_authenticated_plain(void **state)
@@ -933,7 +980,7 @@ static void test_publish_then_commit(void **state)
 }
 
 /* ---- fault injection ---- */
-static void test_faults(void **state)
+static void faults_run(void)
 {
 	uint8_t a[20000], b[20000];
 
@@ -993,6 +1040,19 @@ static void test_faults(void **state)
 		if (!g_fault_was_dead && point > 5)
 			break; /* the whole sequence ran without reaching the fault */
 	}
+}
+
+static void test_faults(void **state)
+{
+	faults_run();
+}
+
+static void test_faults_deferred_syncs(void **state)
+{
+	g_use_deferred = true;
+	faults_run();
+	g_use_deferred = false;
+	assert_int_equal(g_ndeferred, 0); /* every started sync was waited for */
 }
 
 /* A transient ENOSPC fails one file; the others still commit, and the failed
@@ -1109,6 +1169,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_formats),
 		cmocka_unit_test(test_property_encrypted),
+		cmocka_unit_test(test_property_deferred_syncs),
 		cmocka_unit_test(test_property_authenticated_plain),
 		cmocka_unit_test(test_namespace),
 		cmocka_unit_test(test_regions),
@@ -1117,6 +1178,7 @@ int main(void)
 		cmocka_unit_test(test_publish),
 		cmocka_unit_test(test_publish_then_commit),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
 	};
