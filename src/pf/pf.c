@@ -1637,9 +1637,10 @@ static int replace(pf_volume_t *v, const char *tmp, const char *name)
 	return ret;
 }
 
-/* Durable: write the metadata as tag+1: prepare, write and sync meta.tmp,
- * put it in place of meta, sync the directory, commit; then remove the backing
- * files it no longer refers to. Not durable (pf_volume_publish): the same tag
+/* Durable: write the metadata as tag+1 to meta.tmp and sync it (overlapped
+ * with the prepare of tag+1 and the data syncs commit_locked started), put it
+ * in place of meta, sync the directory, commit; then remove the backing files
+ * it no longer refers to. Not durable (pf_volume_publish): the same tag
  * into meta.pub (through meta.pub.tmp, so readers see it whole), no sync at
  * all, no freshness provider; meta stays as it is, so a crash that tears or
  * loses meta.pub falls back to it (see load_published). Pending removals wait
