@@ -3,8 +3,10 @@
 Syscall User Dispatch trap) and `kiln run /bin/true` start-up overhead, measured
 in one run. Writes bench/results/runtime.json and prints a table.
 
-Usage: bench/runtime/run.py BUILD_DIR
+Usage: bench/runtime/run.py BUILD_DIR [--only sqlite|redis|nginx] [--rounds N]
+(--only runs that one application benchmark, prints it and writes nothing).
 """
+import argparse
 import json
 import pathlib
 import statistics
@@ -41,12 +43,14 @@ SQLITE_WORKLOAD = (
     + "".join("SELECT count(*) FROM t WHERE k = %d;\n" % (i * 37) for i in range(2000)))
 
 
-def sqlite_bench(kiln, rounds=3):
+def sqlite_bench(kiln, rounds=5):
+    """Native and shielded runs side by side, `rounds` times (the machine is shared):
+    the ratio of each pair, reported as the median with the spread (min, max)."""
     import shutil
     sqlite = shutil.which("sqlite3")
     if not sqlite:
         return None
-    best = {"native_s": 1e9, "kiln_s": 1e9}
+    native, shielded, ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         for r in range(rounds):
@@ -58,14 +62,16 @@ def sqlite_bench(kiln, rounds=3):
             t0 = time.perf_counter()
             subprocess.run([sqlite, str(plain / "b.db")], input=SQLITE_WORKLOAD, text=True,
                            check=True, capture_output=True)
-            best["native_s"] = min(best["native_s"], time.perf_counter() - t0)
+            native.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", sqlite,
                             str(vol / "b.db")], input=SQLITE_WORKLOAD, text=True, check=True,
                            capture_output=True)
-            best["kiln_s"] = min(best["kiln_s"], time.perf_counter() - t0)
-    best["ratio"] = best["native_s"] / best["kiln_s"]
-    return best
+            shielded.append(time.perf_counter() - t0)
+            ratios.append(native[-1] / shielded[-1])
+    return {"native_s": statistics.median(native), "kiln_s": statistics.median(shielded),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "rounds": rounds}
 
 
 def free_port():
@@ -250,8 +256,19 @@ def attested_startup_ms(kiln, n=20):
 
 
 def main():
-    build = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build").resolve()
+    ap = argparse.ArgumentParser(description="kiln runtime benchmark")
+    ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
+    ap.add_argument("--only", choices=["sqlite", "redis", "nginx"])
+    ap.add_argument("--rounds", type=int, default=5, help="sqlite rounds (default 5)")
+    args = ap.parse_args()
+    build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
+    if args.only:
+        res = {"sqlite": lambda: sqlite_bench(kiln, args.rounds),
+               "redis": lambda: redis_bench(kiln),
+               "nginx": lambda: nginx_bench(kiln)}[args.only]()
+        print(json.dumps(res, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         exe = pathlib.Path(tmp) / "syscall_bench"
         subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench/runtime/syscall_bench.c")],
@@ -275,7 +292,7 @@ def main():
     }
     start["overhead_ms"] = start["kiln_run_ms"] - start["native_ms"]
     start["kiln_run_attested_sim_ms"] = attested_startup_ms(kiln)
-    sqlite = sqlite_bench(kiln)
+    sqlite = sqlite_bench(kiln, args.rounds)
     redis = redis_bench(kiln)
     nginx = nginx_bench(kiln)
     result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
@@ -294,7 +311,8 @@ def main():
               f"native (+{start['overhead_ms']:.2f} ms)")
     if sqlite:
         md.append(f"sqlite3 100k inserts + 2k indexed selects on a protected volume: "
-                  f"{sqlite['ratio']:.2f}x native")
+                  f"{sqlite['ratio']:.2f}x native (median of {sqlite['rounds']} side-by-side "
+                  f"rounds, {sqlite['ratio_min']:.2f}-{sqlite['ratio_max']:.2f})")
     if redis:
         for op in ("SET", "GET"):
             plain = redis['kiln_no_shield'][op] / redis['native'][op]
@@ -317,7 +335,8 @@ def main():
     if sqlite:
         print(f"sqlite3 100,000 inserts (10 transactions) + 2,000 indexed selects: native "
               f"{sqlite['native_s']:.3f} s, kiln file shield {sqlite['kiln_s']:.3f} s "
-              f"(ratio {sqlite['ratio']:.2f}x native)")
+              f"(ratio {sqlite['ratio']:.2f}x native, median of {sqlite['rounds']} rounds, "
+              f"spread {sqlite['ratio_min']:.2f}-{sqlite['ratio_max']:.2f})")
     if redis:
         for op in ("SET", "GET"):
             print(f"redis-benchmark {op} (50 clients): native {redis['native'][op]:.0f}/s, "

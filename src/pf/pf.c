@@ -85,7 +85,12 @@ struct pf_node {
 	void *jfh;
 	uint64_t jend;
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
-	bool j_unsynced; /* journal entries written but not yet synced */
+	bool j_unsynced; /* journal header or entries written but not yet synced */
+	/* The header of this generation is not durable yet (nor, with j_dir, the
+	 * journal's directory entry): no byte of the backing file may move, so
+	 * every write is held in the write-back until the first journal sync. */
+	bool j_hdr;
+	bool j_dir;
 	/* Write-back of overwrites of committed chunks whose journal entries are
 	 * not synced yet: they reach the backing file only after the journal sync,
 	 * so a batch of page writes costs one journal sync instead of one each.
@@ -129,6 +134,11 @@ struct pf_volume {
 	void *fctx;
 	bool read_only;
 	bool ns_dirty; /* namespace changed since the last metadata write */
+	/* The metadata file was last written by pf_volume_publish (not synced,
+	 * same tag): the next commit makes it durable. */
+	bool lazy;
+	bool syncs_started; /* sync_start called since the last sync_wait */
+	bool syncs_failed;  /* ... and that sync_wait failed: the data is unknown */
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
 	uint64_t tag;
@@ -574,10 +584,11 @@ static int compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SI
 }
 
 /* True when the backing file holds a committed state that must survive a crash
- * (so modifications are journaled first). */
+ * (so modifications are journaled first). A file committed empty has nothing to
+ * restore: after a crash, node_load cuts whatever follows its header. */
 static bool has_base(const struct pf_node *n)
 {
-	return n->base_in_meta && !n->fresh;
+	return n->base_in_meta && !n->fresh && n->base_size > 0;
 }
 
 /* ---- tag sidecar ---- */
@@ -703,17 +714,30 @@ static int journal_begin(struct pf_node *n, struct kiln_err *err)
 	ret = st_pwrite_all(v, n->jfh, hdr, sizeof(hdr), 0);
 	if (!ret)
 		ret = v->so->truncate(v->sctx, n->jfh, sizeof(hdr));
-	if (!ret)
-		ret = v->so->sync(v->sctx, n->jfh);
-	if (!ret && created)
-		ret = v->so->sync_dir(v->sctx);
 	if (ret)
 		goto fail;
+	/* Synced with the first entries (journal_sync), before any data moves. */
 	n->jend = sizeof(hdr);
 	n->gen_open = true;
+	n->j_unsynced = n->j_hdr = true;
+	n->j_dir = n->j_dir || created;
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", node_path(n), kiln_strerror(ret));
+}
+
+/* Make the journal (header, entries, its directory entry) durable. */
+static int journal_sync(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	int ret = v->so->sync(v->sctx, n->jfh);
+
+	if (!ret && n->j_dir)
+		ret = v->so->sync_dir(v->sctx);
+	if (ret)
+		return ret;
+	n->j_unsynced = n->j_hdr = n->j_dir = false;
+	return 0;
 }
 
 /* Save the committed slots of chunks [from, to) not yet saved, then sync. */
@@ -755,11 +779,8 @@ static int journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync
 	}
 	if (wrote)
 		n->j_unsynced = true;
-	if (sync && n->j_unsynced) {
-		if ((ret = v->so->sync(v->sctx, n->jfh)))
-			goto fail;
-		n->j_unsynced = false;
-	}
+	if (sync && n->j_unsynced && (ret = journal_sync(n)))
+		goto fail;
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", node_path(n), kiln_strerror(ret));
@@ -773,12 +794,8 @@ static int wb_drain(struct pf_node *n, struct kiln_err *err)
 	pf_volume_t *v = n->vol;
 	int ret = 0;
 
-	if (n->j_unsynced) {
-		ret = v->so->sync(v->sctx, n->jfh);
-		if (ret)
-			goto fail;
-		n->j_unsynced = false;
-	}
+	if (n->j_unsynced && (ret = journal_sync(n)))
+		goto fail;
 	for (size_t i = 0; i < n->wb_count; i++) {
 		uint64_t k = n->wb_idx[i];
 		uint64_t len = n->wb_len[i];
@@ -966,6 +983,64 @@ static struct pf_node *node_new(pf_volume_t *v, struct pf_entry *e)
 	return n;
 }
 
+/* Open a file committed empty. Nothing in its backing file is ever read, so
+ * the backing file only has to exist with a header for later writes. After a
+ * crash it may hold debris of uncommitted writes (empty files keep no undo
+ * journal, see has_base), or be short or missing: its creation becomes durable
+ * with the metadata only (pf_volume_publish, docs/fs.md). Either is repaired
+ * in a read-write volume and ignored in a read-only one (n->fh may stay NULL). */
+static int load_empty(struct pf_node *n, const struct pf_entry *e, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t buf[PF_HDR_SIZE], root[PF_ROOT_SIZE];
+	struct pf_header hdr = { 0 };
+	uint64_t phys = 0;
+	bool ok = false;
+	int ret;
+
+	ret = v->so->open(v->sctx, n->name, v->read_only ? PF_SO_RDONLY : PF_SO_CREATE, &n->fh);
+	if (ret == -ENOENT && v->read_only)
+		ret = 0;
+	if (!ret && n->fh)
+		ret = v->so->get_size(v->sctx, n->fh, &phys);
+	if (ret)
+		goto fail;
+	if (phys >= PF_HDR_SIZE && st_pread_pad(v, n->fh, buf, sizeof(buf), 0) == 0 &&
+	    pf_header_decode(buf, sizeof(buf), &hdr) == 0 && hdr.kind == e->kind &&
+	    hdr.chunk_size == v->cs && memcmp(hdr.file_id, e->file_id, PF_FILE_ID_SIZE) == 0)
+		ok = true;
+	if (!v->read_only && !ok) {
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.version = PF_FORMAT_VERSION;
+		hdr.kind = e->kind;
+		hdr.chunk_size = v->cs;
+		memcpy(hdr.file_id, e->file_id, PF_FILE_ID_SIZE);
+		pf_header_encode(&hdr, buf);
+		ret = v->so->truncate(v->sctx, n->fh, 0);
+		if (!ret)
+			ret = st_pwrite_all(v, n->fh, buf, sizeof(buf), 0);
+		if (ret)
+			goto fail;
+		phys = PF_HDR_SIZE;
+	} else if (!v->read_only && phys > PF_HDR_SIZE) {
+		ret = v->so->truncate(v->sctx, n->fh, PF_HDR_SIZE);
+		if (ret)
+			goto fail;
+		phys = PF_HDR_SIZE;
+	}
+	n->phys_size = phys;
+	ret = compute_root(n, 0, root);
+	if (ret)
+		goto fail;
+	if (n->kind != PF_REGION_PLAIN && !kiln_ct_equal(root, e->root, PF_ROOT_SIZE))
+		return kiln_err_set(err, -KILN_EAUTH, "file %s: content does not match the "
+				    "metadata (chunks swapped, replaced, truncated or from an "
+				    "older version)", e->path);
+	return 0;
+fail:
+	return kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+}
+
 /* Open a committed file: recover, then read all tags and check the root. */
 static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 		     struct kiln_err *err)
@@ -983,6 +1058,12 @@ static int node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	n->base_in_meta = n->was_in_meta = true;
 	n->base_size = n->size = e->size;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
+	if (e->size == 0) {
+		ret = load_empty(n, e, err);
+		if (ret)
+			goto out;
+		goto done;
+	}
 	ret = v->so->open(v->sctx, n->name, v->read_only ? PF_SO_RDONLY : 0, &n->fh);
 	if (ret == -ENOENT) {
 		ret = kiln_err_set(err, -KILN_ECORRUPT, "file %s: backing file %s is missing",
@@ -1185,7 +1266,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	/* Held overwrites were for the old backing file, which must stay as
 	 * committed: drop them. */
 	n->wb_count = 0;
-	n->j_unsynced = false;
+	n->j_unsynced = n->j_hdr = n->j_dir = false;
 	n->fresh = true;
 	n->gen_open = false;
 	n->t_valid = false;
@@ -1311,7 +1392,9 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		}
 		/* Committed chunks whose journal entries are not synced yet wait
 		 * in the write-back; the rest (past the committed end) go now. */
-		if (has_base(n) && n->j_unsynced) {
+		if (has_base(n) && n->j_hdr) {
+			split = j; /* nothing moves before the journal header is durable */
+		} else if (has_base(n) && n->j_unsynced) {
 			uint64_t base_n = nchunks(v, n->base_size);
 
 			split = base_n < i ? i : base_n > j ? j : base_n;
@@ -1515,13 +1598,59 @@ static int serialize_meta(pf_volume_t *v, struct wbuf *w)
 	return w->err;
 }
 
-/* Write the metadata as tag+1: prepare, replace atomically, commit. */
-static int write_meta(pf_volume_t *v, struct kiln_err *err)
+/* Start a sync (storage sync_start) or do it now; syncs_settle waits. */
+static int sync_begin(pf_volume_t *v, void *fh)
+{
+	int ret;
+
+	if (!v->so->sync_start || !v->so->sync_wait)
+		return v->so->sync(v->sctx, fh);
+	ret = v->so->sync_start(v->sctx, fh);
+	if (!ret)
+		v->syncs_started = true;
+	return ret;
+}
+
+static int syncs_settle(pf_volume_t *v)
+{
+	int ret = 0;
+
+	if (v->syncs_started) {
+		ret = v->so->sync_wait(v->sctx);
+		v->syncs_started = false;
+		if (ret)
+			v->syncs_failed = true;
+	}
+	return ret;
+}
+
+/* Put tmp in place of name atomically. Swapping the two names (when the
+ * storage can) reuses both files on the next write instead of creating one
+ * and deleting the other every time; tmp then holds the previous content,
+ * which nothing reads. */
+static int replace(pf_volume_t *v, const char *tmp, const char *name)
+{
+	int ret = v->so->exchange ? v->so->exchange(v->sctx, tmp, name) : -ENOSYS;
+
+	if (ret == -ENOENT || ret == -EINVAL || ret == -ENOSYS || ret == -ENOTSUP)
+		ret = v->so->rename(v->sctx, tmp, name);
+	return ret;
+}
+
+/* Durable: write the metadata as tag+1 to meta.tmp and sync it (overlapped
+ * with the prepare of tag+1 and the data syncs commit_locked started), put it
+ * in place of meta, sync the directory, commit; then remove the backing files
+ * it no longer refers to. Not durable (pf_volume_publish): the same tag
+ * into meta.pub (through meta.pub.tmp, so readers see it whole), no sync at
+ * all, no freshness provider; meta stays as it is, so a crash that tears or
+ * loses meta.pub falls back to it (see load_published). Pending removals wait
+ * for a durable write. */
+static int write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 {
 	struct wbuf w = { 0 };
 	uint8_t *env = NULL;
 	size_t env_size = 0;
-	uint64_t tag = v->tag + 1;
+	uint64_t tag = durable ? v->tag + 1 : v->tag;
 	void *fh = NULL;
 	int ret;
 
@@ -1532,32 +1661,48 @@ static int write_meta(pf_volume_t *v, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 		goto out;
 	}
-	if (v->fo && (ret = v->fo->prepare(v->fctx, tag, err)))
-		goto out;
-	ret = v->so->open(v->sctx, "meta.tmp", PF_SO_CREATE | PF_SO_TRUNC, &fh);
+	/* meta.tmp is written and its sync started before the prepare: nothing
+	 * reads it before the rename, which waits for all three (and for the
+	 * data syncs commit_locked started). */
+	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp",
+			  PF_SO_CREATE | PF_SO_TRUNC, &fh);
 	if (!ret)
 		ret = st_pwrite_all(v, fh, env, env_size, 0);
-	if (!ret)
-		ret = v->so->sync(v->sctx, fh);
+	if (!ret && durable)
+		ret = sync_begin(v, fh);
+	if (!ret && durable && v->fo)
+		ret = v->fo->prepare(v->fctx, tag, err);
+	if (syncs_settle(v) && !ret)
+		ret = -EIO;
 	if (fh) {
 		int r = v->so->close(v->sctx, fh);
 
 		ret = ret ? ret : r;
 	}
+	if (ret && err && err->code)
+		goto out; /* the provider's message */
 	if (!ret)
-		ret = v->so->rename(v->sctx, "meta.tmp", "meta");
+		ret = durable ? replace(v, "meta.tmp", "meta") :
+		      replace(v, "meta.pub.tmp", "meta.pub");
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
 		goto out;
 	}
+	if (!durable) {
+		v->lazy = true;
+		goto out;
+	}
 	ret = v->so->sync_dir(v->sctx);
 	v->tag = tag;
+	v->lazy = false;
 	if (ret) {
 		/* Renamed but maybe not durable: the next commit or open settles it. */
 		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
 		goto out;
 	}
-	/* A failed commit leaves the tag prepared, which open accepts. */
+	/* A failed commit leaves the tag prepared, which open accepts. meta.pub,
+	 * if any, now has an older tag: it is ignored, and reused by the next
+	 * publish. */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, tag, NULL);
 	while (v->pending) {
@@ -1583,7 +1728,7 @@ static bool node_needs_commit(const struct pf_node *n)
 static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
 	uint64_t old_tag = v->tag;
-	bool any = v->ns_dirty || v->pending, failed = false;
+	bool any = v->ns_dirty || v->pending || v->lazy, failed = false;
 	int ret = 0;
 
 	if (v->read_only)
@@ -1603,6 +1748,7 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 					n->synced = false;
 		}
 	}
+	v->syncs_failed = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (only && n != only)
 			continue;
@@ -1617,16 +1763,18 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		if (!node_needs_commit(n))
 			continue;
 		ret = n->synced ? 0 : wb_drain(n, NULL);
-		if (!ret && !n->synced)
-			ret = v->so->sync(v->sctx, n->fh);
-		n->synced = false;
+		/* Nothing committed lies past the new end of a file without a base:
+		 * cut it before the sync, which then covers both. */
 		if (!ret && !has_base(n) && n->phys_size > expected_phys(v, n->size)) {
 			ret = v->so->truncate(v->sctx, n->fh, expected_phys(v, n->size));
-			if (!ret)
+			if (!ret && n->synced)
 				ret = v->so->sync(v->sctx, n->fh);
 			if (!ret)
 				n->phys_size = expected_phys(v, n->size);
 		}
+		if (!ret && !n->synced)
+			ret = sync_begin(v, n->fh);
+		n->synced = false;
 		if (!ret)
 			ret = compute_root(n, n->size, n->new_root);
 		if (ret) {
@@ -1651,15 +1799,23 @@ static int commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *
 		n->entry->in_meta = true;
 		any = true;
 	}
-	if (!any)
-		return failed ? -EIO : 0;
-	ret = write_meta(v, err);
+	if (!any) {
+		ret = syncs_settle(v);
+		return failed || ret ? -EIO : 0;
+	}
+	ret = write_meta(v, true, err);
+	(void)syncs_settle(v); /* write_meta settled them, unless it failed early */
 	if (v->tag != old_tag)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!n->committing)
 			continue;
 		n->committing = false;
+		if (v->syncs_failed) {
+			/* Its data sync may be among those that failed: unknown data,
+			 * restored from the journal at the next open. */
+			n->failed = true;
+		}
 		if (v->tag == old_tag && n->entry) {
 			/* Not renamed into place: the old metadata still rules. */
 			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
@@ -1867,7 +2023,7 @@ int pf_volume_init(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 			}
 		}
 	}
-	ret = write_meta(v, err);
+	ret = write_meta(v, true, err);
 	if (ret)
 		goto out;
 	*vol = v;
@@ -2037,9 +2193,47 @@ static int check_fresh(pf_volume_t *v, uint64_t tag, bool trust_first, struct ki
 			    (unsigned long long)p);
 }
 
+/* meta.pub (pf_volume_publish) holds the namespace published since the last
+ * durable commit, under that commit's tag. It is used when it is whole and
+ * carries the tag of meta; a torn, missing or older one is ignored: that is
+ * the crash losing changes that were never durable. On success *body is
+ * replaced (the old one wiped and freed). */
+static bool load_published(pf_volume_t *v, uint64_t tag, uint8_t **body, size_t *body_size)
+{
+	uint8_t *env = NULL, *pbody = NULL;
+	size_t pbody_size = 0;
+	uint64_t size = 0, ptag = 0;
+	void *fh = NULL;
+	bool ok = false;
+	ssize_t n;
+
+	if (v->so->open(v->sctx, "meta.pub", PF_SO_RDONLY, &fh) != 0)
+		return false;
+	if (v->so->get_size(v->sctx, fh, &size) != 0 || size < PF_META_HDR_SIZE ||
+	    size > PF_META_MAX_SIZE + PF_META_HDR_SIZE + PF_TAG_SIZE || !(env = malloc(size)))
+		goto out;
+	n = v->so->pread(v->sctx, fh, env, size, 0);
+	if (n != (ssize_t)size ||
+	    pf_meta_unseal(&v->mk, env, size, &ptag, &pbody, &pbody_size, NULL) != 0)
+		goto out;
+	if (ptag != tag) {
+		kiln_free_secret(pbody, pbody_size);
+		goto out;
+	}
+	kiln_free_secret(*body, *body_size);
+	*body = pbody;
+	*body_size = pbody_size;
+	ok = true;
+out:
+	v->so->close(v->sctx, fh);
+	free(env);
+	return ok;
+}
+
 int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		   const struct pf_volume_opts *opts, pf_volume_t **vol, struct kiln_err *err)
 {
+	bool published;
 	struct pf_meta m = { 0 };
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
@@ -2092,6 +2286,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = pf_meta_unseal(&v->mk, env, (size_t)n, &tag, &body, &body_size, err);
 	if (ret)
 		goto out;
+	published = load_published(v, tag, &body, &body_size);
 	ret = pf_meta_parse(body, body_size, &m, err);
 	if (ret)
 		goto out;
@@ -2103,7 +2298,9 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = check_fresh(v, tag, opts && opts->trust_first, err);
 	if (ret)
 		goto out;
-	if (!v->read_only)
+	/* Published metadata is not durable: files it no longer names may be
+	 * named by the durable one. Orphans wait for an open after a commit. */
+	if (!v->read_only && !published)
 		collect_orphans(v);
 	*vol = v;
 	v = NULL;
@@ -2128,6 +2325,87 @@ int pf_volume_flush(pf_volume_t *v, struct kiln_err *err)
 	ret = commit_locked(v, NULL, err);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
+}
+
+/* A node pf_volume_publish may put into the metadata without syncing it: a file
+ * created since the last commit and still empty, whose committed state is the
+ * empty file (see load_empty for what a crash may leave of its backing file). */
+static bool publishable(const struct pf_node *n)
+{
+	return !n->failed && !n->base_in_meta && !n->fresh && n->size == 0 &&
+	       n->wb_count == 0 && n->phys_size <= PF_HDR_SIZE;
+}
+
+int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
+{
+	bool data = false, any;
+	int ret = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->read_only)
+		goto out;
+	any = v->ns_dirty;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!node_needs_commit(n))
+			continue;
+		if (publishable(n))
+			any = true;
+		else
+			data = true;
+	}
+	if (data) {
+		/* File content to commit: that is a durable commit anyway. */
+		ret = commit_locked(v, NULL, err);
+		goto out;
+	}
+	if (!any)
+		goto out;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!node_needs_commit(n))
+			continue;
+		ret = compute_root(n, 0, n->new_root);
+		if (ret)
+			goto undo;
+		n->committing = true;
+		n->save_in_meta = n->entry->in_meta;
+		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
+		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
+		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
+		n->entry->size = 0;
+		n->entry->in_meta = true;
+	}
+	ret = write_meta(v, false, err);
+undo:
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!n->committing)
+			continue;
+		n->committing = false;
+		if (ret) {
+			n->entry->in_meta = n->save_in_meta;
+			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
+			continue;
+		}
+		n->base_in_meta = n->was_in_meta = true;
+		n->base_size = 0;
+		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
+		n->dirty = false;
+	}
+	if (!ret)
+		v->ns_dirty = false;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+void pf_volume_discard(pf_volume_t *v)
+{
+	if (!v)
+		return;
+	/* A read-only volume writes nothing when closed. */
+	pthread_mutex_lock(&v->lock);
+	v->read_only = true;
+	pthread_mutex_unlock(&v->lock);
+	(void)pf_volume_close(v, NULL);
 }
 
 int pf_volume_close(pf_volume_t *v, struct kiln_err *err)
@@ -2183,7 +2461,7 @@ int pf_volume_rekey(pf_volume_t *v, const uint8_t new_key[static PF_KEY_SIZE],
 	memcpy(old_key, v->key, PF_KEY_SIZE);
 	ret = vol_keys(v, new_key);
 	if (!ret)
-		ret = write_meta(v, err);
+		ret = write_meta(v, true, err);
 	if (ret) {
 		v->mk = old;
 		memcpy(v->key, old_key, PF_KEY_SIZE);

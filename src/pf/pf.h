@@ -20,7 +20,9 @@
  * After a crash at any moment, each file reopens with the content of its last
  * completed fsync (or a later one); namespace changes (create, rename, unlink,
  * mkdir) become durable with the next fsync of any file, pf_fsync_dir or
- * pf_volume_flush. A file created and never fsync'd does not survive a crash.
+ * pf_volume_flush. A file created and never fsync'd does not survive a crash
+ * (unless pf_volume_publish put it in the metadata: then it may come back
+ * empty).
  *
  * Errors: 0 / byte counts on success, negative -errno or -KILN_E* (common.h):
  * -KILN_EKEY wrong volume key, -KILN_EAUTH a chunk/header/metadata fails
@@ -77,6 +79,18 @@ struct pf_storage_ops {
 	/* Optional (NULL: one sync per file): make every file of the storage
 	 * durable at once (syncfs), used when one commit covers many files. */
 	int (*sync_all)(void *ctx);
+	/* Optional (NULL, or -ENOENT/-EINVAL/-ENOSYS: rename is used): swap two
+	 * names atomically (renameat2 RENAME_EXCHANGE). The metadata is replaced
+	 * this way so that its two files are reused instead of created and
+	 * deleted on every commit. */
+	int (*exchange)(void *ctx, const char *a, const char *b);
+	/* Optional (NULL: sync, one after the other): start making fh durable
+	 * and return at once; sync_wait waits for every sync started since the
+	 * last sync_wait and returns 0 or the first error. A commit overlaps the
+	 * syncs of its files' data, of the new metadata and the freshness
+	 * prepare this way. fh stays open until sync_wait returns. */
+	int (*sync_start)(void *ctx, void *fh);
+	int (*sync_wait)(void *ctx);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),
@@ -158,6 +172,23 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 
 /* Commit every file's written data and the namespace (like syncfs). */
 int pf_volume_flush(pf_volume_t *vol, struct kiln_err *err);
+/* Make the namespace changes since the last metadata write (create, unlink,
+ * rename, mkdir, rmdir, chmod, mtime) visible -- to other processes that
+ * reopen the volume -- without making them durable: they are written to
+ * "meta.pub" under the tag of the last durable commit, with no sync and no
+ * call to the freshness provider ("meta" is not touched; an open uses a whole
+ * meta.pub of the same tag as meta). Files created since the last commit go
+ * in empty.
+ * A crash may then lose these changes (the volume reopens as of the last
+ * durable commit or of any publish since); the next durable commit
+ * (pf_fsync of any file, pf_fsync_dir, pf_volume_flush/close) makes them
+ * durable. Backing files of removed files are deleted only after that commit.
+ * When a file has uncommitted data, this is pf_volume_flush. */
+int pf_volume_publish(pf_volume_t *vol, struct kiln_err *err);
+/* Free the volume without writing anything (uncommitted changes are dropped,
+ * as a crash would drop them): for an instance whose metadata another process
+ * has replaced. Accepts NULL. */
+void pf_volume_discard(pf_volume_t *vol);
 /* Flush, close every handle still open (their pf_file_t become invalid), wipe
  * keys, free. Accepts NULL. Returns the flush result; vol is freed regardless. */
 int pf_volume_close(pf_volume_t *vol, struct kiln_err *err);

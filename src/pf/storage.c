@@ -118,6 +118,13 @@ static int ps_rename(void *ctx, const char *from, const char *to)
 	return renameat(s->dirfd, from, s->dirfd, to) < 0 ? -errno : 0;
 }
 
+static int ps_exchange(void *ctx, const char *a, const char *b)
+{
+	struct posix_storage *s = ctx;
+
+	return renameat2(s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE) < 0 ? -errno : 0;
+}
+
 static int ps_sync_dir(void *ctx)
 {
 	struct posix_storage *s = ctx;
@@ -183,6 +190,7 @@ static const struct pf_storage_ops g_posix_ops = {
 	.list = ps_list,
 	.free = ps_free,
 	.sync_all = ps_sync_all,
+	.exchange = ps_exchange,
 };
 
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,

@@ -103,6 +103,9 @@ void rt_own_close(int fd) RT_HIDDEN;
 /* pf storage over runtime-owned fds in <dir>/.kiln (storage.c). */
 struct pf_storage_ops;
 int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
+/* Sync one at a time (no io_uring): for volumes whose freshness prepare is a
+ * CAS request, which the io_uring's worker set-up would interrupt. */
+void rt_storage_no_overlap(void *ctx) RT_HIDDEN;
 
 /* Local freshness provider, `kiln fs` tag file format (fresh.c). */
 struct pf_freshness_ops;

@@ -285,8 +285,9 @@ void rt_shield_describe(long nr, const struct rt_syscall *s, const long a[6], ch
  * forked children) may use one volume. Each holds its own pf_volume_t, so
  * every pf call runs under an exclusive flock of "<dir>/.kiln", a process
  * that finds the metadata replaced since it last looked reopens the volume
- * first, and nothing is left uncommitted when the lock is released: namespace
- * changes commit at once; file data commits per --freshness. */
+ * first, and nothing is left unpublished when the lock is released: namespace
+ * changes are published at once (in the metadata, durable at the next commit,
+ * see vols_unlock); file data commits per --freshness. */
 static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 {
 	struct pf_volume_opts opts = { 0 };
@@ -297,6 +298,7 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
 	if (v->cfg->cas_id[0]) {
+		rt_storage_no_overlap(opts.storage_ctx);
 		ret = rt_fresh_cas(v->cfg, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			opts.storage->free(opts.storage_ctx);
@@ -331,15 +333,27 @@ cas_out:
 }
 
 /* When the metadata cannot be looked at (e.g. after the process dropped its
- * privileges), the last identity stands: no reload is attempted. */
+ * privileges), the last identity stands: no reload is attempted. The identity
+ * covers meta and, when present, meta.pub (namespace changes published by
+ * pf_volume_publish): its inode and size are folded in, and the newer mtime
+ * stands for both. */
 static void meta_identity(struct rt_vol *v, struct stat *st)
 {
-	struct stat now;
+	struct stat now, pub;
 
-	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &now, 0) == 0)
+	if (rt_sys(SYS_newfstatat, v->lockfd, "meta", &now, 0) == 0) {
+		if (rt_sys(SYS_newfstatat, v->lockfd, "meta.pub", &pub, 0) == 0) {
+			now.st_ino ^= pub.st_ino * 0x9e3779b97f4a7c15ull;
+			now.st_size += pub.st_size << 32;
+			if (pub.st_mtim.tv_sec > now.st_mtim.tv_sec ||
+			    (pub.st_mtim.tv_sec == now.st_mtim.tv_sec &&
+			     pub.st_mtim.tv_nsec > now.st_mtim.tv_nsec))
+				now.st_mtim = pub.st_mtim;
+		}
 		*st = now;
-	else if (st != &v->meta_seen)
+	} else if (st != &v->meta_seen) {
 		*st = v->meta_seen;
+	}
 }
 
 static bool same_meta(const struct stat *a, const struct stat *b)
@@ -351,8 +365,10 @@ static bool same_meta(const struct stat *a, const struct stat *b)
 static struct rt_node *g_nodes;
 static void node_reopen_all(struct rt_vol *v);
 
-/* Reopen v->pf because another process committed. Nothing is pending here
- * (see above), so closing the old instance writes nothing. */
+/* Reopen v->pf because another process changed the metadata. Everything this
+ * process changed was published before (see above), and the old instance is
+ * discarded without writing (its pending removals are left to the orphan
+ * collection of a later open). */
 static int vol_reload(struct rt_vol *v)
 {
 	struct kiln_err err = { 0 };
@@ -365,7 +381,8 @@ static int vol_reload(struct rt_vol *v)
 			n->pf = NULL;
 		}
 	}
-	pf_volume_close(old, NULL);
+	/* Its last state is in the metadata it replaced: write nothing. */
+	pf_volume_discard(old);
 	v->pf = NULL;
 	ret = vol_open_pf(v, &err);
 	if (ret) {
@@ -401,12 +418,17 @@ static int vols_lock(void)
 	return ret;
 }
 
-static void vols_unlock(void)
+/* Namespace changes are published (other processes see them) but become
+ * durable only at the next commit: an fsync of a file or directory, or exit
+ * (durable), as on a POSIX file system. File data is committed by node_flush
+ * before this. */
+static void vols_unlock(bool durable)
 {
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		struct kiln_err err = { 0 };
-		int ret = v->pf ? pf_volume_flush(v->pf, &err) : 0;
+		int ret = !v->pf ? 0 : durable ? pf_volume_flush(v->pf, &err) :
+			  pf_volume_publish(v->pf, &err);
 
 		if (ret)
 			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
@@ -583,16 +605,17 @@ static int node_flush(struct rt_node *n, bool commit)
 			kiln_wipe(n->synced + size, n->synced_size - size);
 		n->synced_size = size;
 	}
-	if (commit && changed)
-		ret = pf_fsync(n->pf, &err);
-	/* A write that left the bytes as they were still modified the file. */
-	if (!ret && (st.st_mtim.tv_sec != n->mtime.tv_sec ||
-		     st.st_mtim.tv_nsec != n->mtime.tv_nsec)) {
+	/* A write that left the bytes as they were still modified the file. The
+	 * mtime goes in before the commit so that one metadata write carries both. */
+	if (st.st_mtim.tv_sec != n->mtime.tv_sec || st.st_mtim.tv_nsec != n->mtime.tv_nsec) {
 		ret = pf_set_mtime(n->vol->pf, n->rel,
 				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
-		if (!ret)
-			n->mtime = st.st_mtim;
+		if (ret)
+			goto out;
+		n->mtime = st.st_mtim;
 	}
+	if (commit && changed)
+		ret = pf_fsync(n->pf, &err);
 out:
 	if (map)
 		munmap(map, size);
@@ -1281,7 +1304,16 @@ static long do_fsync(long fd)
 		/* on-close / on-exit: the data is saved later, by choice. */
 		if (!commit)
 			return 0;
-		return node_flush(o->node, true) ? -EIO : 0;
+		if (node_flush(o->node, true))
+			return -EIO;
+		/* Unchanged data commits nothing above, but the file's own name
+		 * (its creation, a rename) may still be only published: an fsync
+		 * makes it durable too. A no-op when nothing is pending. */
+		if (o->node->pf && !o->node->unlinked && pf_fsync(o->node->pf, &err)) {
+			say_pf(o->node->vol->cfg->mount, o->node->rel, -EIO, &err);
+			return -EIO;
+		}
+		return 0;
 	case RT_FD_DIR:
 		if (commit && pf_fsync_dir(o->vol->pf, &err)) {
 			say_pf(o->vol->cfg->mount, o->rel, -EIO, &err);
@@ -1692,6 +1724,50 @@ static long fast_call(long nr, const long a[6])
 	return fd;
 }
 
+/* stat and access of a volume path need neither the volume lock nor a
+ * publish, as long as no other process changed the volume (sqlite looks for a
+ * hot journal before every statement). Under g_lock; -EAGAIN: full path. */
+static long fast_stat(long nr, const long a[6])
+{
+	long dirfd = AT_FDCWD;
+	const char *path;
+	struct stat *out = NULL, st;
+	struct target t;
+	int mode = 0;
+
+	switch (nr) {
+	case SYS_stat:
+	case SYS_lstat:
+		path = (const char *)a[0];
+		out = (struct stat *)a[1];
+		break;
+	case SYS_newfstatat:
+		dirfd = a[0];
+		path = (const char *)a[1];
+		out = (struct stat *)a[2];
+		break;
+	case SYS_access:
+		path = (const char *)a[0];
+		mode = (int)a[1];
+		break;
+	case SYS_faccessat:
+	case SYS_faccessat2:
+		dirfd = a[0];
+		path = (const char *)a[1];
+		mode = (int)a[2];
+		break;
+	default:
+		return -EAGAIN;
+	}
+	if (g_vfiles || !path || !path[0] || !resolve(dirfd, path, &t) || !t.vol->pf)
+		return -EAGAIN;
+	st = t.vol->meta_seen;
+	meta_identity(t.vol, &st);
+	if (!same_meta(&st, &t.vol->meta_seen))
+		return -EAGAIN;
+	return out ? stat_rel(t.vol, t.rel, out) : do_access(dirfd, path, mode);
+}
+
 long rt_shield_call(long nr, const long a[6])
 {
 	struct rt_guard g;
@@ -1714,6 +1790,16 @@ long rt_shield_call(long nr, const long a[6])
 		if (r != -EAGAIN)
 			return r;
 	}
+	if (nr == SYS_stat || nr == SYS_lstat || nr == SYS_newfstatat || nr == SYS_access ||
+	    nr == SYS_faccessat || nr == SYS_faccessat2) {
+		rt_enter(&g);
+		pthread_mutex_lock(&g_lock);
+		r = fast_stat(nr, a);
+		pthread_mutex_unlock(&g_lock);
+		rt_leave(&g);
+		if (r != -EAGAIN)
+			return r;
+	}
 
 	rt_enter(&g);
 	pthread_mutex_lock(&g_lock);
@@ -1722,7 +1808,7 @@ long rt_shield_call(long nr, const long a[6])
 		r = shield_call(nr, a);
 	else
 		r = -EIO;
-	vols_unlock();
+	vols_unlock(false);
 	pthread_mutex_unlock(&g_lock);
 	rt_leave(&g);
 	return r;
@@ -1830,7 +1916,7 @@ void rt_shield_exit(void)
 	if (vols_lock() == 0)
 		for (struct rt_node *n = g_nodes; n; n = n->next)
 			node_flush(n, true);
-	vols_unlock();
+	vols_unlock(true);
 	for (size_t i = 0; i < g_nvols; i++)
 		kiln_wipe(g_vols[i].key, sizeof(g_vols[i].key));
 	pthread_mutex_unlock(&g_lock);

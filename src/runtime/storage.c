@@ -6,17 +6,37 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "pf/pf.h"
 #include "runtime/rt_int.h"
 
+/* The syncs one commit overlaps (pf's sync_start/sync_wait: the files' data
+ * and the new metadata, while the freshness prepare runs) go through an
+ * io_uring: IORING_OP_FSYNC runs in kernel workers, so they proceed in
+ * parallel. Made on first use, and again in a forked child (a ring must not be
+ * shared); without io_uring (disabled, old kernel) every sync is done at once. */
+struct ring {
+	long pid;     /* process that made it; 0: none yet; -1: unavailable */
+	int fd;       /* owned */
+	void *sq, *cq;
+	size_t sq_len, cq_len, sqes_len;
+	struct io_uring_sqe *sqes;
+	unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+	struct io_uring_cqe *cqes;
+	unsigned entries, inflight;
+	int err;      /* first error of the syncs started since the last wait */
+};
+
 struct store {
 	int dirfd; /* owned */
+	struct ring r;
 };
 
 struct store_fh {
@@ -108,6 +128,147 @@ static int st_sync(void *ctx, void *fh)
 	return (int)rt_sys(SYS_fdatasync, h->fd);
 }
 
+static bool mapped(void *p)
+{
+	return p && (unsigned long)p < -4096ul;
+}
+
+static void ring_drop(struct ring *r)
+{
+	if (mapped(r->sqes))
+		rt_sys(SYS_munmap, r->sqes, r->sqes_len);
+	if (mapped(r->cq) && r->cq != r->sq)
+		rt_sys(SYS_munmap, r->cq, r->cq_len);
+	if (mapped(r->sq))
+		rt_sys(SYS_munmap, r->sq, r->sq_len);
+	if (r->pid > 0)
+		rt_own_close(r->fd);
+	memset(r, 0, sizeof(*r));
+}
+
+static bool ring_ready(struct ring *r)
+{
+	struct io_uring_params p = { 0 };
+	long pid = rt_sys0(SYS_getpid), fd;
+
+	if (r->pid == pid)
+		return true;
+	if (r->pid == -1)
+		return false;
+	if (r->pid > 0) {
+		/* Inherited across fork: the parent's. Drop this process's copies. */
+		r->inflight = 0;
+		ring_drop(r);
+	}
+	r->pid = -1;
+	/* Completions are posted only while this process waits for them
+	 * (sync_wait): nothing interrupts its other blocking calls (a CAS
+	 * request in the freshness prepare runs while the syncs are in flight). */
+	p.flags = IORING_SETUP_COOP_TASKRUN;
+	fd = rt_sys(SYS_io_uring_setup, 8, &p);
+	if (fd < 0)
+		return false;
+	fd = rt_own_fd((int)fd);
+	if (fd < 0)
+		return false;
+	r->fd = (int)fd;
+	r->pid = pid;
+	r->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	r->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	if (p.features & IORING_FEAT_SINGLE_MMAP)
+		r->sq_len = r->cq_len = r->sq_len > r->cq_len ? r->sq_len : r->cq_len;
+	r->sq = (void *)rt_sys(SYS_mmap, NULL, r->sq_len, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+	if (p.features & IORING_FEAT_SINGLE_MMAP)
+		r->cq = r->sq;
+	else
+		r->cq = (void *)rt_sys(SYS_mmap, NULL, r->cq_len, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+	r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+	r->sqes = (void *)rt_sys(SYS_mmap, NULL, r->sqes_len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+	if (!mapped(r->sq) || !mapped(r->cq) || !mapped(r->sqes)) {
+		ring_drop(r);
+		r->pid = -1;
+		return false;
+	}
+	r->sq_tail = (unsigned *)((char *)r->sq + p.sq_off.tail);
+	r->sq_mask = (unsigned *)((char *)r->sq + p.sq_off.ring_mask);
+	r->sq_array = (unsigned *)((char *)r->sq + p.sq_off.array);
+	r->cq_head = (unsigned *)((char *)r->cq + p.cq_off.head);
+	r->cq_tail = (unsigned *)((char *)r->cq + p.cq_off.tail);
+	r->cq_mask = (unsigned *)((char *)r->cq + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)((char *)r->cq + p.cq_off.cqes);
+	r->entries = p.sq_entries;
+	return true;
+}
+
+static int st_sync_start(void *ctx, void *fh)
+{
+	struct store *s = ctx;
+	struct store_fh *h = fh;
+	struct ring *r = &s->r;
+	struct io_uring_sqe *sqe;
+	unsigned tail, idx;
+	long n;
+
+	if (!ring_ready(r) || r->inflight >= r->entries)
+		return (int)rt_sys(SYS_fdatasync, h->fd);
+	tail = *r->sq_tail;
+	idx = tail & *r->sq_mask;
+	sqe = &r->sqes[idx];
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_FSYNC;
+	sqe->fd = h->fd;
+	sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+	r->sq_array[idx] = idx;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	do
+		n = rt_sys(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
+	while (n == -EINTR);
+	if (n != 1) {
+		/* Not submitted: stop using the ring (the entry stays unsubmitted)
+		 * and sync here. */
+		r->pid = -1;
+		return (int)rt_sys(SYS_fdatasync, h->fd);
+	}
+	r->inflight++;
+	return 0;
+}
+
+static int st_sync_wait(void *ctx)
+{
+	struct store *s = ctx;
+	struct ring *r = &s->r;
+	int err;
+
+	while (r->inflight > 0 && r->pid > 0) {
+		unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+		long n;
+
+		for (; head != tail && r->inflight > 0; head++, r->inflight--) {
+			struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
+
+			if (cqe->res < 0 && !r->err)
+				r->err = cqe->res;
+		}
+		__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+		if (r->inflight == 0)
+			break;
+		n = rt_sys(SYS_io_uring_enter, r->fd, 0, r->inflight, IORING_ENTER_GETEVENTS,
+			   NULL, 0);
+		if (n < 0 && n != -EINTR) {
+			/* Cannot wait: the outcome of these syncs is unknown. */
+			r->err = r->err ? r->err : (int)n;
+			r->inflight = 0;
+			r->pid = -1;
+		}
+	}
+	err = r->err;
+	r->err = 0;
+	return err;
+}
+
 static int st_close(void *ctx, void *fh)
 {
 	struct store_fh *h = fh;
@@ -131,6 +292,13 @@ static int st_rename(void *ctx, const char *from, const char *to)
 	struct store *s = ctx;
 
 	return (int)rt_sys(SYS_renameat, s->dirfd, from, s->dirfd, to);
+}
+
+static int st_exchange(void *ctx, const char *a, const char *b)
+{
+	struct store *s = ctx;
+
+	return (int)rt_sys(SYS_renameat2, s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE);
 }
 
 static int st_sync_dir(void *ctx)
@@ -186,6 +354,10 @@ static void st_free(void *ctx)
 
 	if (!s)
 		return;
+	if (s->r.pid == rt_sys0(SYS_getpid)) {
+		(void)st_sync_wait(s);
+		ring_drop(&s->r);
+	}
 	rt_own_close(s->dirfd);
 	free(s);
 }
@@ -202,9 +374,19 @@ static const struct pf_storage_ops g_store_ops = {
 	.rename = st_rename,
 	.sync_dir = st_sync_dir,
 	.sync_all = st_sync_all,
+	.exchange = st_exchange,
+	.sync_start = st_sync_start,
+	.sync_wait = st_sync_wait,
 	.list = st_list,
 	.free = st_free,
 };
+
+void rt_storage_no_overlap(void *ctx)
+{
+	struct store *s = ctx;
+
+	s->r.pid = -1;
+}
 
 int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx)
 {
@@ -220,7 +402,7 @@ int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **c
 	fd = rt_own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;
-	s = malloc(sizeof(*s));
+	s = calloc(1, sizeof(*s));
 	if (!s) {
 		rt_own_close((int)fd);
 		return -ENOMEM;

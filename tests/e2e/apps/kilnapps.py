@@ -57,8 +57,10 @@ class Volume:
         assert marker.encode() not in data, "plaintext found on disk"
 
     def tamper_largest(self):
-        """Flip one byte in the middle of the largest data file (not the metadata)."""
-        files = [p for p in self.storage_files() if p.name != "meta" and p.stat().st_size > 0]
+        """Flip one byte in the middle of the largest data file (not the metadata:
+        meta, nor meta.pub and the temporary files next to them)."""
+        files = [p for p in self.storage_files()
+                 if not p.name.startswith("meta") and p.stat().st_size > 0]
         target = max(files, key=lambda p: p.stat().st_size)
         b = bytearray(target.read_bytes())
         b[len(b) // 2] ^= 0x01
