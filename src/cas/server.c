@@ -1341,6 +1341,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (kc_random(rid, sizeof(rid)) < 0)
 		memset(rid, 0, sizeof(rid));
 	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
+	rc.peer = peer_cert(req);
+	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
+		memcpy(rc.peer_id, "sha256:", 7);
+		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
+	}
 	if (rc.store) {
 		pthread_mutex_lock(&s->store_lock);
 		if (s->commit_busy) {
@@ -1362,11 +1367,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 			send_stashed(&rc);
 			return;
 		}
-	}
-	rc.peer = peer_cert(req);
-	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
-		memcpy(rc.peer_id, "sha256:", 7);
-		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
 	}
 	dispatch(&rc, path);
 	if (rc.store)
@@ -1484,6 +1484,8 @@ static void loop_free(struct cas_loop *l)
 		struct parked *p = l->parked;
 
 		l->parked = p->next;
+		if (p->conn) /* evhttp_free below would call it with p gone */
+			evhttp_connection_set_closecb(p->conn, NULL, NULL);
 		free(p);
 	}
 	if (l->commit_ev)
