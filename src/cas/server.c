@@ -264,6 +264,7 @@ static void h_nonce(struct reqctx *rc)
 		return;
 	}
 	e->expires_ns = kiln_now_ns() + (uint64_t)NONCE_TTL_S * 1000000000ull;
+	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex); /* e is not ours once added */
 	pthread_mutex_lock(&s->nonce_lock);
 	full = s->n_nonces >= MAX_NONCES;
 	if (!full) {
@@ -277,7 +278,6 @@ static void h_nonce(struct reqctx *rc)
 		reply_error(rc, 503, "too many outstanding nonces, retry later");
 		return;
 	}
-	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex);
 	reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", NONCE_TTL_S));
 }
 

@@ -77,20 +77,20 @@ def test_threads_option(kiln):
     assert "--threads" in kiln("cas", "serve", "--help", check=True).stdout
 
 
-def test_parallel_attestations_and_applies(kiln, cas4, cas_identity, tmp_path):
-    cas = cas4
-    alice, _ = cas_identity("alice")
+def parallel_attestations_and_applies(kiln, cas, alice, tmp_path, n_workloads, n_chains,
+                                      chain_len):
     assert post_policy(cas, alice, POLICY)[0] == 201
-    workloads = [Workload(cas, tmp_path) for _ in range(64)]
+    workloads = [Workload(cas, tmp_path) for _ in range(n_workloads)]
 
     def attest(w):
         return w.attest("conc/app", "app")
 
-    with ThreadPoolExecutor(max_workers=72) as ex:
-        applies = [ex.submit(apply_chain, cas, alice, f"conc/p{i}", 6) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=n_workloads + n_chains) as ex:
+        applies = [ex.submit(apply_chain, cas, alice, f"conc/p{i}", chain_len)
+                   for i in range(n_chains)]
         results = list(ex.map(attest, workloads))
         for f in applies:
-            assert f.result() == [1, 2, 3, 4, 5, 6]
+            assert f.result() == list(range(1, chain_len + 1))
     # Every attestation succeeded and saw the same secrets and volume keys: each was
     # generated once although 64 requests asked for it first at the same time.
     for status, body in results:
@@ -122,17 +122,35 @@ def test_parallel_attestations_and_applies(kiln, cas4, cas_identity, tmp_path):
     assert status == 200
     assert [v["tag"]["committed"] for v in body["volumes"]] == [5] * N_VOLUMES
     assert body["argv"][1] == results[0][1]["argv"][1]
-    for i in range(8):
+    for i in range(n_chains):
         status, body = cas.request("GET", f"/v1/policies/conc/p{i}", certfile=alice)
-        assert status == 200 and body["version"] == 6
+        assert status == 200 and body["version"] == chain_len
     metrics = cas.metrics()
     assert 'kiln_cas_attestations_total{result="ok",reason=""} 1\n' in metrics
     cas.stop()
     kinds = audit_kinds(kiln, cas)
-    assert kinds.count("secrets.release") == 65
-    assert kinds.count("policy.create") == 9
-    assert kinds.count("policy.update") == 8 * 5
-    assert len(kinds) == 65 + 9 + 40
+    assert kinds.count("secrets.release") == n_workloads + 1
+    assert kinds.count("policy.create") == n_chains + 1
+    assert kinds.count("policy.update") == n_chains * (chain_len - 1)
+    assert len(kinds) == n_workloads + 1 + n_chains + 1 + n_chains * (chain_len - 1)
+
+
+def test_parallel_attestations_and_applies(kiln, cas4, cas_identity, tmp_path):
+    alice, _ = cas_identity("alice")
+    parallel_attestations_and_applies(kiln, cas4, alice, tmp_path, 64, 8, 6)
+
+
+@pytest.mark.stress
+def test_parallel_attestations_and_applies_stress(kiln, kiln_bin, cas_identity, tmp_path):
+    alice, _ = cas_identity("alice")
+    for trial in range(3):
+        workdir = tmp_path / f"trial{trial}"
+        workdir.mkdir()
+        cas = CasServer(kiln_bin, workdir, ["--threads", "8"]).start()
+        try:
+            parallel_attestations_and_applies(kiln, cas, alice, workdir, 256, 16, 10)
+        finally:
+            cas.stop()
 
 
 def test_nonce_used_once_when_loops_race(kiln, cas4, cas_identity, tmp_path):
