@@ -5,7 +5,9 @@
  * and its requests stay on the loop that accepted it. Handlers are short (SQLite
  * on local disk, one signature per audit entry) and run under the locks listed in
  * server.h next to the state they guard; the handlers that use the store run
- * one at a time (store_lock), the handshakes run in parallel. Client
+ * one at a time (store_lock), the handshakes (and an attestation's evidence
+ * verification, which reads the store through a second, read-only connection) run
+ * in parallel. Client
  * certificates are requested, not required, and never validated against a CA:
  * an identity is the SHA-256 of the certificate's public key, and TLS proves
  * possession of that key. Routes and bodies: docs/api.md. */
@@ -305,6 +307,22 @@ static bool nonce_consume(struct cas_server *s, const uint8_t nonce[32])
 	return fresh;
 }
 
+/* True when the nonce is known and fresh (it stays). */
+static bool nonce_peek(struct cas_server *s, const uint8_t nonce[32])
+{
+	bool fresh = false;
+
+	pthread_mutex_lock(&s->nonce_lock);
+	for (struct nonce_ent *e = s->nonces[bucket_of(nonce)]; e; e = e->next) {
+		if (!memcmp(e->nonce, nonce, 32)) {
+			fresh = e->expires_ns > kiln_now_ns();
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->nonce_lock);
+	return fresh;
+}
+
 /* ---- grants (the caller holds grant_lock) ---- */
 
 static struct grant *grant_find(struct cas_server *s, const uint8_t spki[KC_SHA256_SIZE])
@@ -547,6 +565,44 @@ static void flush_batch(struct cas_server *s)
 		}
 		l->resume_tail = &l->resume;
 	}
+}
+
+/* Park req on its loop until the running COMMIT ends (store_lock held); false
+ * when out of memory. */
+static bool park_locked(struct cas_loop *l, struct evhttp_request *req)
+{
+	struct parked *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return false;
+	p->req = req;
+	p->conn = evhttp_request_get_connection(req);
+	if (p->conn)
+		evhttp_connection_set_closecb(p->conn, on_parked_close, p);
+	*l->parked_tail = p;
+	l->parked_tail = &p->next;
+	return true;
+}
+
+/* For a handler that starts without the store: take store_lock for the rest of
+ * the request (true; on_request releases it), or park the request while a COMMIT
+ * runs (false: it is dispatched again from the start when the COMMIT ends; or,
+ * out of memory, answered 503). */
+static bool store_enter(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	bool parked;
+
+	pthread_mutex_lock(&s->store_lock);
+	if (!s->commit_busy) {
+		rc->store = true;
+		return true;
+	}
+	parked = park_locked(rc->loop, rc->req);
+	pthread_mutex_unlock(&s->store_lock);
+	if (!parked)
+		reply_error(rc, 503, "out of memory");
+	return false;
 }
 
 static int tx_begin(struct reqctx *rc)
@@ -949,7 +1005,7 @@ static void h_attest(struct reqctx *rc)
 	char **las = NULL;
 	size_t n_las = 0;
 	int spki_size, ret;
-	bool full;
+	bool full, burn = false;
 
 	if (!rc->peer) {
 		reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
@@ -984,13 +1040,17 @@ static void h_attest(struct reqctx *rc)
 			    "snp): sim and host evidence carries it");
 		goto out;
 	}
-	/* The nonce is burnt first, whatever happens next: no retries with it. */
-	if (!req.nonce_ok || !nonce_consume(s, req.nonce)) {
+	/* The evidence is verified without the store lock, so loops verify in
+	 * parallel; the nonce is consumed once the store is ours (of requests racing
+	 * with one nonce, the first there goes on), and burnt by any refusal before
+	 * that (burn): no retries with it. */
+	if (!req.nonce_ok || !nonce_peek(s, req.nonce)) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, &a, "stale_nonce");
 		goto out;
 	}
+	burn = true;
 	be = ev_backend_find(a.tee);
 	if (!be) {
 		snprintf(a.reason, sizeof(a.reason), "unknown tee \"%.32s\"", a.tee);
@@ -1004,8 +1064,11 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	if (!strcmp(a.tee, "host") || !strcmp(a.tee, "snp")) {
-		if ((a.tee[0] == 'h' ? cs_las_list(&s->st, &las, &n_las) :
-		     cs_tee_trust_list(&s->st, a.tee, &las, &n_las)) < 0) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = a.tee[0] == 'h' ? cs_las_list(&s->rd, &las, &n_las) :
+		      cs_tee_trust_list(&s->rd, a.tee, &las, &n_las);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
 			reply_error(rc, 500, "store error");
 			goto out;
 		}
@@ -1015,7 +1078,10 @@ static void h_attest(struct reqctx *rc)
 		char **col = NULL;
 		size_t n_col = 0;
 
-		if (cs_tee_trust_list(&s->st, a.tee, &col, &n_col) < 0) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = cs_tee_trust_list(&s->rd, a.tee, &col, &n_col);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
 			reply_error(rc, 500, "store error");
 			goto out;
 		}
@@ -1054,6 +1120,17 @@ static void h_attest(struct reqctx *rc)
 		snprintf(a.reason, sizeof(a.reason), "binding mismatch: claims.report_data is not "
 			 "SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
 		refuse_attest(rc, &a, "binding_mismatch");
+		goto out;
+	}
+	if (!store_enter(rc)) {
+		burn = false; /* parked: the nonce is needed again */
+		goto out;
+	}
+	burn = false;
+	if (!nonce_consume(s, req.nonce)) {
+		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, &a, "stale_nonce");
 		goto out;
 	}
 	if (!pol_name_valid(a.session) || cas_policy_load(&s->st, a.session, &p, &err) < 0) {
@@ -1136,6 +1213,8 @@ static void h_attest(struct reqctx *rc)
 	reply_json(rc, 200, resp);
 	resp = NULL;
 out:
+	if (burn)
+		(void)nonce_consume(s, req.nonce);
 	free(g);
 	json_decref(resp);
 	json_decref(claims);
@@ -1336,8 +1415,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	uint8_t rid[8];
 
+	/* /v1/attest takes the store itself, after verifying the evidence. */
 	rc.store = path && strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
-		   strcmp(path, "/v1/health");
+		   strcmp(path, "/v1/health") && strcmp(path, "/v1/attest");
 	if (kc_random(rid, sizeof(rid)) < 0)
 		memset(rid, 0, sizeof(rid));
 	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
@@ -1349,19 +1429,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (rc.store) {
 		pthread_mutex_lock(&s->store_lock);
 		if (s->commit_busy) {
-			struct parked *p = calloc(1, sizeof(*p));
+			bool parked = park_locked(l, req);
 
-			if (p) {
-				p->req = req;
-				p->conn = evhttp_request_get_connection(req);
-				if (p->conn)
-					evhttp_connection_set_closecb(p->conn, on_parked_close, p);
-				*l->parked_tail = p;
-				l->parked_tail = &p->next;
-				pthread_mutex_unlock(&s->store_lock);
-				return;
-			}
 			pthread_mutex_unlock(&s->store_lock);
+			if (parked)
+				return;
 			rc.store = false; /* answered without touching the store */
 			reply_error(&rc, 503, "out of memory");
 			send_stashed(&rc);
@@ -1526,7 +1598,9 @@ static void server_free(struct cas_server *s)
 			free(g);
 		}
 	}
+	cs_close(&s->rd);
 	cs_close(&s->st);
+	pthread_mutex_destroy(&s->reader_lock);
 	pthread_mutex_destroy(&s->nonce_lock);
 	pthread_mutex_destroy(&s->grant_lock);
 	pthread_mutex_destroy(&s->m.lock);
@@ -1631,6 +1705,7 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	pthread_mutex_init(&s->grant_lock, NULL);
 	pthread_mutex_init(&s->m.lock, NULL);
 	pthread_mutex_init(&s->store_lock, NULL);
+	pthread_mutex_init(&s->reader_lock, NULL);
 	pthread_cond_init(&s->commit_cond, NULL);
 	n_loops = o->threads;
 	if (!n_loops) {
@@ -1645,6 +1720,9 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		goto out;
 	}
 	ret = cs_open(&s->st, o->data_dir, /*create=*/true, err);
+	if (ret < 0)
+		goto out;
+	ret = cs_open_reader(&s->st, &s->rd, err);
 	if (ret < 0)
 		goto out;
 	ret = make_ssl_ctx(s, o, err);

@@ -113,6 +113,11 @@ struct cas_server {
 
 	struct cas_metrics m;
 
+	/* reader_lock: rd, a read-only connection to the store for what an attestation
+	 * reads before it needs the store (trusted LAS keys, collateral, AMD chains). */
+	pthread_mutex_t reader_lock;
+	struct cas_store rd;
+
 	pthread_mutex_t store_lock;
 	bool batch_open;             /* a write transaction collects requests */
 	bool commit_busy;            /* its COMMIT runs on the committer thread */

@@ -193,3 +193,32 @@ def test_nonce_used_once_when_loops_race(kiln, cas4, cas_identity, tmp_path):
     cas.stop()
     kinds = audit_kinds(kiln, cas)
     assert kinds == ["policy.create"] + ["secrets.release"] * rounds
+
+
+def test_a_refusal_burns_the_nonce(kiln, cas4, cas_identity, tmp_path):
+    """Evidence is verified before the nonce is consumed (without the store lock);
+    a refusal at any step still burns the nonce: no second try with it."""
+    cas = cas4
+    alice, _ = cas_identity("alice")
+    assert post_policy(cas, alice, POLICY.replace("conc/app", "conc/burn"))[0] == 201
+    w, other = Workload(cas, tmp_path), Workload(cas, tmp_path)
+    refusals = [
+        (dict(evidence="not base64!"), "bad_evidence"),
+        (dict(evidence=None, tee="sgx9"), "unknown_tee"),
+        (dict(evidence="e30="), "bad_evidence"),  # {} does not verify
+        (dict(evidence="other"), "binding_mismatch"),
+        (dict(evidence=None, session="conc/none"), "unknown_session"),
+    ]
+    for kw, label in refusals:
+        n = w.nonce()
+        kw = dict(kw)
+        if kw.get("evidence") == "other":
+            kw["evidence"] = other.evidence(n)
+        status, body = w.attest(kw.pop("session", "conc/burn"), "app", nonce=n, **kw)
+        assert status == 403 and body["error"] == "attestation refused", (label, body)
+        status, body = w.attest("conc/burn", "app", nonce=n)
+        assert status == 403, (label, body)
+    metrics = cas.metrics()
+    assert (f'kiln_cas_attestations_total{{result="refused",reason="stale_nonce"}} '
+            f'{len(refusals)}\n') in metrics
+    assert w.attest("conc/burn", "app")[0] == 200
