@@ -38,7 +38,8 @@ struct cas_serve_opts {
 	FILE *announce;          /* receives "ca-fingerprint HEX" and "listening URL"
 				  * lines once ready (stdout for the CLI), may be NULL */
 	time_t evidence_at;      /* 0: verify evidence at the current time; else at this
-				  * fixed time (tests and replays of recorded evidence) */	unsigned threads;        /* event loops (TLS + HTTP); 0: one per online CPU;
+				  * fixed time (tests and replays of recorded evidence) */
+	unsigned threads;        /* event loops (TLS + HTTP); 0: one per online CPU;
 				  * at most 64 */
 };
 
