@@ -111,7 +111,8 @@ static void send_now(struct reqctx *rc, int code, const char *ctype, const char 
 }
 
 /* Keep the answer for on_request to send after the locks are released; takes
- * body (malloc'd). A second answer for one request is a bug: it is dropped. */
+ * body (malloc'd; NULL: out of memory, sent as a 500). A second answer for one
+ * request is a bug: it is dropped. */
 static void stash(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
 {
 	if (rc->out_code) {
@@ -122,20 +123,6 @@ static void stash(struct reqctx *rc, int code, const char *ctype, char *body, si
 	rc->out_ctype = ctype;
 	rc->out_body = body;
 	rc->out_size = size;
-}
-
-static void reply_text(struct reqctx *rc, int code, const char *ctype, const char *body,
-		       size_t size)
-{
-	char *copy = malloc(size + 1);
-
-	if (!copy) {
-		stash(rc, 500, "application/json", NULL, 0);
-		return;
-	}
-	memcpy(copy, body, size);
-	copy[size] = '\0';
-	stash(rc, code, ctype, copy, size);
 }
 
 static void send_stashed(struct reqctx *rc)
@@ -197,7 +184,7 @@ static void reply_json(struct reqctx *rc, int code, json_t *body)
 		}
 	}
 	if (!text)
-		reply_text(rc, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
+		stash(rc, 500, "application/json", NULL, 0); /* sent as "out of memory" */
 	else
 		stash(rc, code, "application/json", text, strlen(text));
 	json_decref(body);
