@@ -39,6 +39,8 @@ struct cas_serve_opts {
 				  * lines once ready (stdout for the CLI), may be NULL */
 	time_t evidence_at;      /* 0: verify evidence at the current time; else at this
 				  * fixed time (tests and replays of recorded evidence) */
+	unsigned threads;        /* event loops (TLS + HTTP); 0: one per online CPU;
+				  * at most 64 */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the

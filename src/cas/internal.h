@@ -44,6 +44,10 @@ struct cas_store {
  * missing master key or CA when a store exists. */
 int cs_open(struct cas_store *st, const char *dir, bool create, struct kiln_err *err);
 void cs_close(struct cas_store *st);
+/* A second, read-only connection to st's database in *rd (only rd->db and rd->dir
+ * are set; cs_close releases it). In WAL mode it reads the last committed state
+ * without waiting for st's open transaction or its COMMIT. */
+int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln_err *err);
 int cs_begin(struct cas_store *st);
 int cs_commit(struct cas_store *st);
 void cs_rollback(struct cas_store *st);

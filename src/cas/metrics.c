@@ -1,4 +1,5 @@
-/* Prometheus text-format metrics of the CAS (single-threaded: no locks). */
+/* Prometheus text-format metrics of the CAS. Every event loop updates them:
+ * m->lock guards every field (held for one update or one render). */
 #include "cas/server.h"
 
 #include <stdio.h>
@@ -28,20 +29,31 @@ void metrics_request(struct cas_metrics *m, const char *route, int code, double 
 {
 	size_t i = 0;
 
+	pthread_mutex_lock(&m->lock);
 	bump(m->req, &m->n_req, KILN_ARRAY_SIZE(m->req), route, code);
 	while (i < N_LAT_BUCKETS - 1 && seconds > g_lat_le[i])
 		i++;
 	m->lat_buckets[i]++;
 	m->lat_sum += seconds;
 	m->lat_count++;
+	pthread_mutex_unlock(&m->lock);
 }
 
 void metrics_refused(struct cas_metrics *m, const char *label)
 {
+	pthread_mutex_lock(&m->lock);
 	bump(m->refused, &m->n_refused, KILN_ARRAY_SIZE(m->refused), label, 0);
+	pthread_mutex_unlock(&m->lock);
 }
 
-char *metrics_render(const struct cas_metrics *m)
+void metrics_attest_ok(struct cas_metrics *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->attest_ok++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+char *metrics_render(struct cas_metrics *m)
 {
 	char *buf = NULL;
 	size_t size = 0;
@@ -50,6 +62,7 @@ char *metrics_render(const struct cas_metrics *m)
 
 	if (!f)
 		return NULL;
+	pthread_mutex_lock(&m->lock);
 	fputs("# HELP kiln_cas_requests_total HTTP requests by route and status code.\n"
 	      "# TYPE kiln_cas_requests_total counter\n", f);
 	for (size_t i = 0; i < m->n_req; i++)
@@ -79,6 +92,7 @@ char *metrics_render(const struct cas_metrics *m)
 	fprintf(f, "kiln_cas_request_duration_seconds_sum %.6f\n", m->lat_sum);
 	fprintf(f, "kiln_cas_request_duration_seconds_count %llu\n",
 		(unsigned long long)m->lat_count);
+	pthread_mutex_unlock(&m->lock);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -1,7 +1,13 @@
 /* kiln-cas: HTTPS (TLS 1.3, libevent evhttp over OpenSSL bufferevents) JSON API.
  *
- * One thread runs the event loop; handlers are short (SQLite on local disk,
- * one signature per audit entry), so there is no locking anywhere. Client
+ * N event loops (--threads, default: one per CPU) each run an evhttp on their own
+ * thread, all accepting from one listening socket: a connection, its TLS handshake
+ * and its requests stay on the loop that accepted it. Handlers are short (SQLite
+ * on local disk, one signature per audit entry) and run under the locks listed in
+ * server.h next to the state they guard; the handlers that use the store run
+ * one at a time (store_lock), the handshakes (and an attestation's evidence
+ * verification, which reads the store through a second, read-only connection) run
+ * in parallel. Client
  * certificates are requested, not required, and never validated against a CA:
  * an identity is the SHA-256 of the certificate's public key, and TLS proves
  * possession of that key. Routes and bodies: docs/api.md. */
@@ -13,6 +19,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <fcntl.h>
@@ -35,6 +43,7 @@
 
 struct reqctx {
 	struct cas_server *s;
+	struct cas_loop *loop;    /* the loop (thread) that owns req */
 	struct evhttp_request *req;
 	uint64_t start_ns;
 	const char *route;
@@ -43,6 +52,13 @@ struct reqctx {
 	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
 	uint8_t peer_spki[KC_SHA256_SIZE]; /* SHA-256 of its SPKI (the id's bytes) */
 	bool deferred;            /* wrote in the open batch: answer after its COMMIT */
+	bool store;               /* runs under store_lock (uses the store) */
+	/* The answer, sent by on_request once the locks are released (sending may run
+	 * libevent callbacks, even the next request of the connection). */
+	int out_code;             /* 0: no answer yet */
+	const char *out_ctype;
+	char *out_body;           /* owned, wiped at free (may hold secrets) */
+	size_t out_size;
 };
 
 /* A request that arrived while a COMMIT was running; dispatched after it. */
@@ -56,6 +72,7 @@ struct parked {
 struct pending {
 	struct reqctx rc;
 	struct evhttp_connection *conn;
+	bool ok;                  /* its batch committed (set when it moves to done) */
 	int code;
 	char *body;
 	size_t size;
@@ -64,8 +81,9 @@ struct pending {
 
 /* ---- helpers ---- */
 
-static void reply_text(struct reqctx *rc, int code, const char *ctype, const char *body,
-		       size_t size)
+/* Send an answer now (on rc->loop's thread, holding no lock). */
+static void send_now(struct reqctx *rc, int code, const char *ctype, const char *body,
+		     size_t size)
 {
 	struct evbuffer *out = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(rc->req);
@@ -92,6 +110,34 @@ static void reply_text(struct reqctx *rc, int code, const char *ctype, const cha
 			(double)(kiln_now_ns() - rc->start_ns) / 1e9);
 }
 
+/* Keep the answer for on_request to send after the locks are released; takes
+ * body (malloc'd; NULL: out of memory, sent as a 500). A second answer for one
+ * request is a bug: it is dropped. */
+static void stash(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
+{
+	if (rc->out_code) {
+		kiln_free_secret(body, size);
+		return;
+	}
+	rc->out_code = code;
+	rc->out_ctype = ctype;
+	rc->out_body = body;
+	rc->out_size = size;
+}
+
+static void send_stashed(struct reqctx *rc)
+{
+	if (!rc->out_code)
+		return;
+	if (rc->out_body)
+		send_now(rc, rc->out_code, rc->out_ctype, rc->out_body, rc->out_size);
+	else
+		send_now(rc, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
+	kiln_free_secret(rc->out_body, rc->out_size);
+	rc->out_body = NULL;
+	rc->out_code = 0;
+}
+
 static void on_parked_close(struct evhttp_connection *conn, void *arg)
 {
 	struct parked *p = arg;
@@ -114,10 +160,12 @@ static void reply_json(struct reqctx *rc, int code, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
-	/* While a batch is open, every answer waits for its COMMIT: a reader must
-	 * not be shown a write that a crash could still undo. (While the COMMIT
-	 * runs, only requests that do not touch the store get here.) */
-	if (text && (rc->deferred || (rc->s->batch_open && !rc->s->commit_busy))) {
+	/* While a batch is open, every answer of a request that used the store waits
+	 * for its COMMIT: a reader must not be shown a write that a crash could still
+	 * undo. (While the COMMIT runs, requests that need the store are parked;
+	 * nonces, health and metrics do not read the store.) The caller holds
+	 * store_lock whenever rc->store. */
+	if (text && (rc->deferred || (rc->store && rc->s->batch_open && !rc->s->commit_busy))) {
 		struct pending *p = calloc(1, sizeof(*p));
 
 		if (p) {
@@ -129,18 +177,16 @@ static void reply_json(struct reqctx *rc, int code, json_t *body)
 			p->conn = evhttp_request_get_connection(rc->req);
 			if (p->conn)
 				evhttp_connection_set_closecb(p->conn, on_conn_close, p);
-			*rc->s->pending_tail = p;
-			rc->s->pending_tail = &p->next;
+			*rc->loop->pending_tail = p;
+			rc->loop->pending_tail = &p->next;
 			json_decref(body);
 			return;
 		}
 	}
-	if (!text) {
-		reply_text(rc, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
-	} else {
-		reply_text(rc, code, "application/json", text, strlen(text));
-		kiln_free_secret(text, strlen(text));
-	}
+	if (!text)
+		stash(rc, 500, "application/json", NULL, 0); /* sent as "out of memory" */
+	else
+		stash(rc, code, "application/json", text, strlen(text));
 	json_decref(body);
 }
 
@@ -198,11 +244,8 @@ static void h_nonce(struct reqctx *rc)
 	struct cas_server *s = rc->s;
 	struct nonce_ent *e;
 	char hex[65];
+	bool full;
 
-	if (s->n_nonces >= MAX_NONCES) {
-		reply_error(rc, 503, "too many outstanding nonces, retry later");
-		return;
-	}
 	e = calloc(1, sizeof(*e));
 	if (!e || kc_random(e->nonce, sizeof(e->nonce)) < 0) {
 		free(e);
@@ -210,34 +253,64 @@ static void h_nonce(struct reqctx *rc)
 		return;
 	}
 	e->expires_ns = kiln_now_ns() + (uint64_t)NONCE_TTL_S * 1000000000ull;
-	e->next = s->nonces[bucket_of(e->nonce)];
-	s->nonces[bucket_of(e->nonce)] = e;
-	s->n_nonces++;
-	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex);
+	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex); /* e is not ours once added */
+	pthread_mutex_lock(&s->nonce_lock);
+	full = s->n_nonces >= MAX_NONCES;
+	if (!full) {
+		e->next = s->nonces[bucket_of(e->nonce)];
+		s->nonces[bucket_of(e->nonce)] = e;
+		s->n_nonces++;
+	}
+	pthread_mutex_unlock(&s->nonce_lock);
+	if (full) {
+		free(e);
+		reply_error(rc, 503, "too many outstanding nonces, retry later");
+		return;
+	}
 	reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", NONCE_TTL_S));
 }
 
-/* Remove the nonce; true when it was known and fresh. */
+/* Remove the nonce; true when it was known and fresh. Under nonce_lock, so of two
+ * loops racing with the same nonce exactly one gets true. */
 static bool nonce_consume(struct cas_server *s, const uint8_t nonce[32])
 {
-	struct nonce_ent **pp = &s->nonces[bucket_of(nonce)];
+	struct nonce_ent **pp, *e = NULL;
+	bool fresh = false;
 
-	for (; *pp; pp = &(*pp)->next) {
-		struct nonce_ent *e = *pp;
-
-		if (memcmp(e->nonce, nonce, 32))
+	pthread_mutex_lock(&s->nonce_lock);
+	for (pp = &s->nonces[bucket_of(nonce)]; *pp; pp = &(*pp)->next) {
+		if (memcmp((*pp)->nonce, nonce, 32))
 			continue;
+		e = *pp;
 		*pp = e->next;
 		s->n_nonces--;
-		bool fresh = e->expires_ns > kiln_now_ns();
-
-		free(e);
-		return fresh;
+		break;
 	}
-	return false;
+	pthread_mutex_unlock(&s->nonce_lock);
+	if (e) {
+		fresh = e->expires_ns > kiln_now_ns();
+		free(e);
+	}
+	return fresh;
 }
 
-/* ---- grants ---- */
+/* True when the nonce is known and fresh (it stays). */
+static bool nonce_peek(struct cas_server *s, const uint8_t nonce[32])
+{
+	bool fresh = false;
+
+	pthread_mutex_lock(&s->nonce_lock);
+	for (struct nonce_ent *e = s->nonces[bucket_of(nonce)]; e; e = e->next) {
+		if (!memcmp(e->nonce, nonce, 32)) {
+			fresh = e->expires_ns > kiln_now_ns();
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->nonce_lock);
+	return fresh;
+}
+
+/* ---- grants (the caller holds grant_lock) ---- */
 
 static struct grant *grant_find(struct cas_server *s, const uint8_t spki[KC_SHA256_SIZE])
 {
@@ -266,11 +339,12 @@ static void grant_put(struct cas_server *s, struct grant *ng)
 	s->n_grants++;
 }
 
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
+/* Drop expired nonces and grants (takes nonce_lock, then grant_lock). */
+static void sweep(struct cas_server *s)
 {
-	struct cas_server *s = arg;
 	uint64_t now = kiln_now_ns();
 
+	pthread_mutex_lock(&s->nonce_lock);
 	for (size_t b = 0; b < N_BUCKETS; b++) {
 		for (struct nonce_ent **pp = &s->nonces[b]; *pp;) {
 			if ((*pp)->expires_ns <= now) {
@@ -283,6 +357,10 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 				pp = &(*pp)->next;
 			}
 		}
+	}
+	pthread_mutex_unlock(&s->nonce_lock);
+	pthread_mutex_lock(&s->grant_lock);
+	for (size_t b = 0; b < N_BUCKETS; b++) {
 		for (struct grant **pp = &s->grants[b]; *pp;) {
 			if ((*pp)->expires_ns <= now) {
 				struct grant *g = *pp;
@@ -295,6 +373,12 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 	}
+	pthread_mutex_unlock(&s->grant_lock);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	sweep(arg);
 }
 
 /* ---- group commit ----
@@ -306,126 +390,206 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
  * and only then are their answers sent. One fsync serves many requests, and
  * nothing is acknowledged before it is durable. */
 
-/* Send the answers held for the batch that just ended. */
-static void answer_pending(struct cas_server *s, bool ok)
-{
-	struct pending *p, *next;
+static void on_request(struct evhttp_request *req, void *arg);
 
-	for (p = s->pending; p; p = next) {
+/* Send (or drop) a list of answers whose batch ended; on their loop's thread. */
+static void answer_list(struct pending *p)
+{
+	struct pending *next;
+
+	for (; p; p = next) {
 		next = p->next;
 		if (p->conn)
 			evhttp_connection_set_closecb(p->conn, NULL, NULL);
 		if (p->rc.req) {
 			p->rc.deferred = false;
-			if (ok)
-				reply_text(&p->rc, p->code, "application/json", p->body, p->size);
+			if (p->ok)
+				send_now(&p->rc, p->code, "application/json", p->body, p->size);
 			else
-				reply_text(&p->rc, 500, "application/json",
-					   "{\"error\":\"store error\"}", 23);
+				send_now(&p->rc, 500, "application/json",
+					 "{\"error\":\"store error\"}", 23);
 		}
 		kiln_free_secret(p->body, p->size);
 		free(p);
 	}
-	s->pending = NULL;
-	s->pending_tail = &s->pending;
 }
 
-static void on_request(struct evhttp_request *req, void *arg);
-
+/* The batch ended (store_lock held; commit_busy still set, so the caller owns the
+ * store connection): hand every loop its answers and its parked requests. All
+ * pending answers belong to this batch: none are added while commit_busy. */
 static void end_batch(struct cas_server *s, int commit_rc)
 {
-	struct parked *p, *next;
-
 	if (commit_rc < 0) {
 		kiln_log(KILN_LOG_ERROR, "store commit failed", "error=\"%s\"",
 			 sqlite3_errmsg(s->st.db));
 		cs_rollback(&s->st);
 	}
+	for (size_t i = 0; i < s->n_loops; i++) {
+		struct cas_loop *l = &s->loops[i];
+		bool work = l->pending || l->parked;
+
+		for (struct pending *p = l->pending; p; p = p->next)
+			p->ok = commit_rc == 0;
+		if (l->pending) {
+			*l->done_tail = l->pending;
+			l->done_tail = l->pending_tail;
+			l->pending = NULL;
+			l->pending_tail = &l->pending;
+		}
+		/* Requests that arrived during the COMMIT: dispatched again by their
+		 * loop, they form the next batch. */
+		if (l->parked) {
+			*l->resume_tail = l->parked;
+			l->resume_tail = l->parked_tail;
+			l->parked = NULL;
+			l->parked_tail = &l->parked;
+		}
+		if (work && l->wake_ev)
+			event_active(l->wake_ev, EV_TIMEOUT, 1);
+	}
 	s->batch_open = false;
 	s->commit_busy = false;
-	answer_pending(s, commit_rc == 0);
-	/* Requests that arrived during the COMMIT form the next batch. */
-	p = s->parked;
-	s->parked = NULL;
-	s->parked_tail = &s->parked;
+	pthread_cond_broadcast(&s->commit_cond);
+}
+
+/* The committer made this loop's answers and parked requests ready. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct cas_loop *l = arg;
+	struct cas_server *s = l->s;
+	struct pending *done;
+	struct parked *p, *next;
+
+	pthread_mutex_lock(&s->store_lock);
+	done = l->done;
+	l->done = NULL;
+	l->done_tail = &l->done;
+	p = l->resume;
+	l->resume = NULL;
+	l->resume_tail = &l->resume;
+	pthread_mutex_unlock(&s->store_lock);
+	answer_list(done);
 	for (; p; p = next) {
 		next = p->next;
 		if (p->conn)
 			evhttp_connection_set_closecb(p->conn, NULL, NULL);
 		if (p->req)
-			on_request(p->req, s);
+			on_request(p->req, l);
 		free(p);
 	}
 }
 
-/* The COMMIT (and its fsync) runs on its own thread so the event loop keeps
+/* The COMMIT (and its fsync) runs on its own thread so the event loops keep
  * doing TLS handshakes meanwhile; requests that need the store wait (parked). */
 static void *committer(void *arg)
 {
 	struct cas_server *s = arg;
-	uint8_t one = 1;
 
-	pthread_mutex_lock(&s->commit_lock);
+	pthread_mutex_lock(&s->store_lock);
 	for (;;) {
 		while (!s->commit_requested && !s->commit_quit)
-			pthread_cond_wait(&s->commit_cond, &s->commit_lock);
+			pthread_cond_wait(&s->commit_cond, &s->store_lock);
 		if (s->commit_quit)
 			break;
 		s->commit_requested = false;
-		pthread_mutex_unlock(&s->commit_lock);
-		int rc = cs_commit(&s->st);
+		pthread_mutex_unlock(&s->store_lock);
+		int rc = cs_commit(&s->st); /* commit_busy: the connection is ours */
 
-		pthread_mutex_lock(&s->commit_lock);
-		s->commit_rc = rc;
-		if (write(s->commit_pipe[1], &one, 1) != 1)
-			s->commit_rc = -EIO; /* the loop would hang: cannot happen */
+		pthread_mutex_lock(&s->store_lock);
+		end_batch(s, rc);
 	}
-	pthread_mutex_unlock(&s->commit_lock);
+	pthread_mutex_unlock(&s->store_lock);
 	return NULL;
 }
 
-static void on_commit_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct cas_server *s = arg;
-	uint8_t b;
-	int rc;
-
-	if (read(s->commit_pipe[0], &b, 1) != 1)
-		return;
-	pthread_mutex_lock(&s->commit_lock);
-	rc = s->commit_rc;
-	pthread_mutex_unlock(&s->commit_lock);
-	end_batch(s, rc);
-}
-
+/* Zero timer of the loop that opened the batch: every request that was ready
+ * on that turn of its loop (and on the other loops meanwhile) is in the batch. */
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
-	struct cas_server *s = arg;
+	struct cas_loop *l = arg;
+	struct cas_server *s = l->s;
 
-	if (!s->batch_open || s->commit_busy)
-		return;
-	s->commit_busy = true;
-	pthread_mutex_lock(&s->commit_lock);
-	s->commit_requested = true;
-	pthread_cond_signal(&s->commit_cond);
-	pthread_mutex_unlock(&s->commit_lock);
+	pthread_mutex_lock(&s->store_lock);
+	if (s->batch_open && !s->commit_busy) {
+		s->commit_busy = true;
+		s->commit_requested = true;
+		pthread_cond_broadcast(&s->commit_cond);
+	}
+	pthread_mutex_unlock(&s->store_lock);
 }
 
-/* At shutdown: finish the batch in flight or commit the open one here. */
+/* At shutdown, once the loops have stopped: let the COMMIT in flight end, commit
+ * the open batch here, and queue the answers (best effort: evhttp_free follows). */
 static void flush_batch(struct cas_server *s)
 {
-	if (s->commit_busy) {
-		uint8_t b;
-
-		while (read(s->commit_pipe[0], &b, 1) < 0 && errno == EINTR)
-			;
-		end_batch(s, s->commit_rc);
-	}
+	pthread_mutex_lock(&s->store_lock);
+	while (s->commit_busy && s->committer_started)
+		pthread_cond_wait(&s->commit_cond, &s->store_lock);
 	if (s->batch_open) {
 		s->commit_busy = true;
 		end_batch(s, cs_commit(&s->st));
 	}
-	answer_pending(s, true);
+	s->commit_quit = true;
+	pthread_cond_broadcast(&s->commit_cond);
+	pthread_mutex_unlock(&s->store_lock);
+	if (s->committer_started) {
+		pthread_join(s->committer, NULL);
+		s->committer_started = false;
+	}
+	for (size_t i = 0; i < s->n_loops; i++) {
+		struct cas_loop *l = &s->loops[i];
+
+		answer_list(l->done);
+		l->done = NULL;
+		l->done_tail = &l->done;
+		while (l->resume) {
+			struct parked *p = l->resume;
+
+			l->resume = p->next;
+			if (p->conn)
+				evhttp_connection_set_closecb(p->conn, NULL, NULL);
+			free(p);
+		}
+		l->resume_tail = &l->resume;
+	}
+}
+
+/* Park req on its loop until the running COMMIT ends (store_lock held); false
+ * when out of memory. */
+static bool park_locked(struct cas_loop *l, struct evhttp_request *req)
+{
+	struct parked *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return false;
+	p->req = req;
+	p->conn = evhttp_request_get_connection(req);
+	if (p->conn)
+		evhttp_connection_set_closecb(p->conn, on_parked_close, p);
+	*l->parked_tail = p;
+	l->parked_tail = &p->next;
+	return true;
+}
+
+/* For a handler that starts without the store: take store_lock for the rest of
+ * the request (true; on_request releases it), or park the request while a COMMIT
+ * runs (false: it is dispatched again from the start when the COMMIT ends; or,
+ * out of memory, answered 503). */
+static bool store_enter(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	bool parked;
+
+	pthread_mutex_lock(&s->store_lock);
+	if (!s->commit_busy) {
+		rc->store = true;
+		return true;
+	}
+	parked = park_locked(rc->loop, rc->req);
+	pthread_mutex_unlock(&s->store_lock);
+	if (!parked)
+		reply_error(rc, 503, "out of memory");
+	return false;
 }
 
 static int tx_begin(struct reqctx *rc)
@@ -437,7 +601,7 @@ static int tx_begin(struct reqctx *rc)
 		if (cs_begin(&s->st) < 0)
 			return -EIO;
 		s->batch_open = true;
-		evtimer_add(s->commit_ev, &zero);
+		evtimer_add(rc->loop->commit_ev, &zero);
 	}
 	if (sqlite3_exec(s->st.db, "SAVEPOINT req", NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;
@@ -828,6 +992,7 @@ static void h_attest(struct reqctx *rc)
 	char **las = NULL;
 	size_t n_las = 0;
 	int spki_size, ret;
+	bool full, burn = false;
 
 	if (!rc->peer) {
 		reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
@@ -862,13 +1027,17 @@ static void h_attest(struct reqctx *rc)
 			    "snp): sim and host evidence carries it");
 		goto out;
 	}
-	/* The nonce is burnt first, whatever happens next: no retries with it. */
-	if (!req.nonce_ok || !nonce_consume(s, req.nonce)) {
+	/* The evidence is verified without the store lock, so loops verify in
+	 * parallel; the nonce is consumed once the store is ours (of requests racing
+	 * with one nonce, the first there goes on), and burnt by any refusal before
+	 * that (burn): no retries with it. */
+	if (!req.nonce_ok || !nonce_peek(s, req.nonce)) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, &a, "stale_nonce");
 		goto out;
 	}
+	burn = true;
 	be = ev_backend_find(a.tee);
 	if (!be) {
 		snprintf(a.reason, sizeof(a.reason), "unknown tee \"%.32s\"", a.tee);
@@ -882,8 +1051,11 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	if (!strcmp(a.tee, "host") || !strcmp(a.tee, "snp")) {
-		if ((a.tee[0] == 'h' ? cs_las_list(&s->st, &las, &n_las) :
-		     cs_tee_trust_list(&s->st, a.tee, &las, &n_las)) < 0) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = a.tee[0] == 'h' ? cs_las_list(&s->rd, &las, &n_las) :
+		      cs_tee_trust_list(&s->rd, a.tee, &las, &n_las);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
 			reply_error(rc, 500, "store error");
 			goto out;
 		}
@@ -893,7 +1065,10 @@ static void h_attest(struct reqctx *rc)
 		char **col = NULL;
 		size_t n_col = 0;
 
-		if (cs_tee_trust_list(&s->st, a.tee, &col, &n_col) < 0) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = cs_tee_trust_list(&s->rd, a.tee, &col, &n_col);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
 			reply_error(rc, 500, "store error");
 			goto out;
 		}
@@ -934,6 +1109,17 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, "binding_mismatch");
 		goto out;
 	}
+	if (!store_enter(rc)) {
+		burn = false; /* parked: the nonce is needed again */
+		goto out;
+	}
+	burn = false;
+	if (!nonce_consume(s, req.nonce)) {
+		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, &a, "stale_nonce");
+		goto out;
+	}
 	if (!pol_name_valid(a.session) || cas_policy_load(&s->st, a.session, &p, &err) < 0) {
 		snprintf(a.reason, sizeof(a.reason), "unknown session \"%.128s\"", a.session);
 		refuse_attest(rc, &a, "unknown_session");
@@ -959,9 +1145,16 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	memcpy(g->spki, rc->peer_spki, sizeof(g->spki));
-	if (s->n_grants >= MAX_GRANTS)
-		on_sweep(-1, 0, s);
-	if (s->n_grants >= MAX_GRANTS && !grant_find(s, g->spki)) {
+	pthread_mutex_lock(&s->grant_lock);
+	full = s->n_grants >= MAX_GRANTS;
+	pthread_mutex_unlock(&s->grant_lock);
+	if (full)
+		sweep(s);
+	/* Checked here, added below: the limit is soft by at most one grant per loop. */
+	pthread_mutex_lock(&s->grant_lock);
+	full = s->n_grants >= MAX_GRANTS && !grant_find(s, g->spki);
+	pthread_mutex_unlock(&s->grant_lock);
+	if (full) {
 		reply_error(rc, 503, "too many live grants, retry later");
 		goto out;
 	}
@@ -994,9 +1187,11 @@ static void h_attest(struct reqctx *rc)
 	snprintf(g->session, sizeof(g->session), "%s", a.session);
 	snprintf(g->service, sizeof(g->service), "%s", a.service);
 	g->expires_ns = kiln_now_ns() + (uint64_t)GRANT_TTL_S * 1000000000ull;
+	pthread_mutex_lock(&s->grant_lock);
 	grant_put(s, g);
+	pthread_mutex_unlock(&s->grant_lock);
 	g = NULL;
-	s->m.attest_ok++;
+	metrics_attest_ok(&s->m);
 	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
 		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
@@ -1005,6 +1200,8 @@ static void h_attest(struct reqctx *rc)
 	reply_json(rc, 200, resp);
 	resp = NULL;
 out:
+	if (burn)
+		(void)nonce_consume(s, req.nonce);
 	free(g);
 	json_decref(resp);
 	json_decref(claims);
@@ -1032,10 +1229,12 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 		reply_error(rc, 401, "volumes need the attested TLS client certificate");
 		return;
 	}
+	pthread_mutex_lock(&s->grant_lock);
 	g = rc->peer_id[0] ? grant_find(s, rc->peer_spki) : NULL;
 	for (size_t i = 0; g && i < g->n_volumes; i++)
 		if (!strcmp(g->volumes[i], id))
 			ok = true;
+	pthread_mutex_unlock(&s->grant_lock);
 	if (!ok) {
 		reply_error(rc, 403, "this key holds no grant for the volume");
 		return;
@@ -1114,8 +1313,7 @@ static void h_metrics(struct reqctx *rc)
 		reply_error(rc, 500, "out of memory");
 		return;
 	}
-	reply_text(rc, 200, "text/plain; version=0.0.4", text, strlen(text));
-	free(text);
+	stash(rc, 200, "text/plain; version=0.0.4", text, strlen(text));
 }
 
 static bool is_hex_id(const char *s, size_t len)
@@ -1123,68 +1321,42 @@ static bool is_hex_id(const char *s, size_t len)
 	return strlen(s) == len && strspn(s, "0123456789abcdef") == len;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void dispatch(struct reqctx *rc, const char *path)
 {
-	struct reqctx rc = { .s = arg, .req = req, .start_ns = kiln_now_ns(), .route = "other" };
-	enum evhttp_cmd_type method = evhttp_request_get_command(req);
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	uint8_t rid[8];
+	enum evhttp_cmd_type method = evhttp_request_get_command(rc->req);
 
-	if (rc.s->commit_busy && path && strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
-	    strcmp(path, "/v1/health")) {
-		struct parked *p = calloc(1, sizeof(*p));
-
-		if (p) {
-			p->req = req;
-			p->conn = evhttp_request_get_connection(req);
-			if (p->conn)
-				evhttp_connection_set_closecb(p->conn, on_parked_close, p);
-			*rc.s->parked_tail = p;
-			rc.s->parked_tail = &p->next;
-			return;
-		}
-	}
-	if (kc_random(rid, sizeof(rid)) < 0)
-		memset(rid, 0, sizeof(rid));
-	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
-	rc.peer = peer_cert(req);
-	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
-		memcpy(rc.peer_id, "sha256:", 7);
-		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
-	}
 	if (!path || !path[0]) {
-		reply_error(&rc, 400, "bad request target");
+		reply_error(rc, 400, "bad request target");
 		return;
 	}
 	if (!strcmp(path, "/v1/nonce")) {
-		rc.route = "/v1/nonce";
+		rc->route = "/v1/nonce";
 		if (method == EVHTTP_REQ_GET)
-			h_nonce(&rc);
+			h_nonce(rc);
 		else
-			reply_error(&rc, 405, "method not allowed");
+			reply_error(rc, 405, "method not allowed");
 	} else if (!strcmp(path, "/v1/attest")) {
-		rc.route = "/v1/attest";
+		rc->route = "/v1/attest";
 		if (method == EVHTTP_REQ_POST)
-			h_attest(&rc);
+			h_attest(rc);
 		else
-			reply_error(&rc, 405, "method not allowed");
+			reply_error(rc, 405, "method not allowed");
 	} else if (!strcmp(path, "/v1/policies")) {
-		rc.route = "/v1/policies";
+		rc->route = "/v1/policies";
 		if (method == EVHTTP_REQ_POST)
-			h_policy_apply(&rc);
+			h_policy_apply(rc);
 		else if (method == EVHTTP_REQ_GET)
-			h_policy_list(&rc);
+			h_policy_list(rc);
 		else
-			reply_error(&rc, 405, "method not allowed");
+			reply_error(rc, 405, "method not allowed");
 	} else if (!strncmp(path, "/v1/policies/", 13)) {
-		rc.route = "/v1/policies/{name}";
+		rc->route = "/v1/policies/{name}";
 		if (method == EVHTTP_REQ_GET)
-			h_policy_get(&rc, path + 13);
+			h_policy_get(rc, path + 13);
 		else if (method == EVHTTP_REQ_DELETE)
-			h_policy_delete(&rc, path + 13);
+			h_policy_delete(rc, path + 13);
 		else
-			reply_error(&rc, 405, "method not allowed");
+			reply_error(rc, 405, "method not allowed");
 	} else if (!strncmp(path, "/v1/volumes/", 12)) {
 		char id[33] = "";
 		const char *op = strchr(path + 12, '/');
@@ -1195,26 +1367,70 @@ static void on_request(struct evhttp_request *req, void *arg)
 		}
 		if (!op || !is_hex_id(id, 32) ||
 		    (strcmp(op, "prepare") && strcmp(op, "commit") && strcmp(op, "tag"))) {
-			reply_error(&rc, 404, "not found");
+			reply_error(rc, 404, "not found");
 			return;
 		}
-		rc.route = !strcmp(op, "tag") ? "/v1/volumes/{id}/tag" :
+		rc->route = !strcmp(op, "tag") ? "/v1/volumes/{id}/tag" :
 			   !strcmp(op, "prepare") ? "/v1/volumes/{id}/prepare" :
 						    "/v1/volumes/{id}/commit";
 		if ((method == EVHTTP_REQ_GET) != !strcmp(op, "tag") ||
 		    (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_POST))
-			reply_error(&rc, 405, "method not allowed");
+			reply_error(rc, 405, "method not allowed");
 		else
-			h_volume(&rc, id, op);
+			h_volume(rc, id, op);
 	} else if (!strcmp(path, "/metrics")) {
-		rc.route = "/metrics";
-		h_metrics(&rc);
+		rc->route = "/metrics";
+		h_metrics(rc);
 	} else if (!strcmp(path, "/v1/health")) {
-		rc.route = "/v1/health";
-		reply_json(&rc, 200, json_pack("{s:s}", "status", "ok"));
+		rc->route = "/v1/health";
+		reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
 	} else {
-		reply_error(&rc, 404, "not found");
+		reply_error(rc, 404, "not found");
 	}
+}
+
+/* Requests for the store run under store_lock, one at a time, and are parked while
+ * a COMMIT runs; nonces, health and metrics never wait. The answer is sent after
+ * the lock is released. */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct cas_loop *l = arg;
+	struct cas_server *s = l->s;
+	struct reqctx rc = { .s = s, .loop = l, .req = req, .start_ns = kiln_now_ns(),
+			     .route = "other" };
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	uint8_t rid[8];
+
+	/* /v1/attest takes the store itself, after verifying the evidence. */
+	rc.store = path && strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
+		   strcmp(path, "/v1/health") && strcmp(path, "/v1/attest");
+	if (kc_random(rid, sizeof(rid)) < 0)
+		memset(rid, 0, sizeof(rid));
+	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
+	rc.peer = peer_cert(req);
+	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
+		memcpy(rc.peer_id, "sha256:", 7);
+		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
+	}
+	if (rc.store) {
+		pthread_mutex_lock(&s->store_lock);
+		if (s->commit_busy) {
+			bool parked = park_locked(l, req);
+
+			pthread_mutex_unlock(&s->store_lock);
+			if (parked)
+				return;
+			rc.store = false; /* answered without touching the store */
+			reply_error(&rc, 503, "out of memory");
+			send_stashed(&rc);
+			return;
+		}
+	}
+	dispatch(&rc, path);
+	if (rc.store)
+		pthread_mutex_unlock(&s->store_lock);
+	send_stashed(&rc);
 }
 
 /* ---- TLS and startup ---- */
@@ -1296,7 +1512,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct cas_server *s = arg;
 
 	kiln_log(KILN_LOG_INFO, "shutting down", "signal=%d", (int)sig);
-	event_base_loopexit(s->base, NULL);
+	for (size_t i = 0; i < s->n_loops; i++)
+		event_base_loopexit(s->loops[i].base, NULL);
 }
 
 static int parse_listen(const char *listen, char *host, size_t host_size, uint16_t *port)
@@ -1320,39 +1537,39 @@ static int parse_listen(const char *listen, char *host, size_t host_size, uint16
 	return 0;
 }
 
+static void loop_free(struct cas_loop *l)
+{
+	while (l->parked) {
+		struct parked *p = l->parked;
+
+		l->parked = p->next;
+		if (p->conn) /* evhttp_free below would call it with p gone */
+			evhttp_connection_set_closecb(p->conn, NULL, NULL);
+		free(p);
+	}
+	if (l->commit_ev)
+		event_free(l->commit_ev);
+	if (l->wake_ev)
+		event_free(l->wake_ev);
+	if (l->http)
+		evhttp_free(l->http);
+	if (l->base)
+		event_base_free(l->base);
+}
+
 static void server_free(struct cas_server *s)
 {
 	flush_batch(s);
-	if (s->committer_started) {
-		pthread_mutex_lock(&s->commit_lock);
-		s->commit_quit = true;
-		pthread_cond_signal(&s->commit_cond);
-		pthread_mutex_unlock(&s->commit_lock);
-		pthread_join(s->committer, NULL);
-	}
-	if (s->commit_done_ev)
-		event_free(s->commit_done_ev);
-	for (int i = 0; i < 2; i++)
-		if (s->commit_pipe[i] >= 0)
-			close(s->commit_pipe[i]);
-	while (s->parked) {
-		struct parked *p = s->parked;
-
-		s->parked = p->next;
-		free(p);
-	}
-	if (s->commit_ev)
-		event_free(s->commit_ev);
 	if (s->sig_term)
 		event_free(s->sig_term);
 	if (s->sig_int)
 		event_free(s->sig_int);
 	if (s->sweep)
 		event_free(s->sweep);
-	if (s->http)
-		evhttp_free(s->http);
-	if (s->base)
-		event_base_free(s->base);
+	for (size_t i = 0; i < s->n_loops; i++)
+		loop_free(&s->loops[i]);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
 	SSL_CTX_free(s->ssl);
 	for (size_t b = 0; b < N_BUCKETS; b++) {
 		while (s->nonces[b]) {
@@ -1368,34 +1585,131 @@ static void server_free(struct cas_server *s)
 			free(g);
 		}
 	}
+	cs_close(&s->rd);
 	cs_close(&s->st);
+	pthread_mutex_destroy(&s->reader_lock);
+	pthread_mutex_destroy(&s->nonce_lock);
+	pthread_mutex_destroy(&s->grant_lock);
+	pthread_mutex_destroy(&s->m.lock);
+	pthread_mutex_destroy(&s->store_lock);
+	pthread_cond_destroy(&s->commit_cond);
 	free(s);
+}
+
+/* Make loop i: its base, its evhttp on a dup of the listening socket, its timers. */
+static int loop_init(struct cas_server *s, size_t i)
+{
+	struct cas_loop *l = &s->loops[i];
+	int fd;
+
+	l->s = s;
+	l->pending_tail = &l->pending;
+	l->done_tail = &l->done;
+	l->parked_tail = &l->parked;
+	l->resume_tail = &l->resume;
+	l->base = event_base_new();
+	l->http = l->base ? evhttp_new(l->base) : NULL;
+	l->commit_ev = l->base ? evtimer_new(l->base, on_commit, l) : NULL;
+	l->wake_ev = l->base ? event_new(l->base, -1, 0, on_wake, l) : NULL;
+	if (!l->http || !l->commit_ev || !l->wake_ev)
+		return -ENOMEM;
+	evhttp_set_bevcb(l->http, on_bev, s->ssl);
+	evhttp_set_gencb(l->http, on_request, l);
+	evhttp_set_max_body_size(l->http, MAX_BODY_SIZE);
+	evhttp_set_max_headers_size(l->http, MAX_HEADERS_SIZE);
+	evhttp_set_timeout(l->http, HTTP_TIMEOUT_S);
+	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+				   EVHTTP_REQ_DELETE);
+	/* Every loop waits on the same listening socket (its own descriptor for it,
+	 * closed by its evhttp): whichever loop is free accepts. */
+	fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!evhttp_accept_socket_with_handle(l->http, fd)) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void *loop_thread(void *arg)
+{
+	struct cas_loop *l = arg;
+
+	event_base_dispatch(l->base);
+	return NULL;
+}
+
+/* Bind and listen (TCP_NODELAY, non-blocking, close-on-exec); the fd or -errno. */
+static int listen_on(const char *host, uint16_t port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char ps[8];
+	int fd, one = 1, ret;
+
+	snprintf(ps, sizeof(ps), "%u", port);
+	ret = getaddrinfo(host, ps, &hints, &ai);
+	if (ret != 0)
+		return ret == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* Accepted sockets inherit TCP_NODELAY on Linux: without it, Nagle holds
+	 * small answers back until the client's delayed ACK (40 ms). */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		ret = -errno;
+		close(fd);
+		goto out;
+	}
+	ret = fd;
+out:
+	freeaddrinfo(ai);
+	return ret;
 }
 
 int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 {
 	struct cas_server *s = calloc(1, sizeof(*s));
-	struct evhttp_bound_socket *bound;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct timeval sweep_tv = { 5, 0 };
 	char host[256], fp[65], addr[INET6_ADDRSTRLEN];
 	uint16_t port;
+	size_t n_loops;
 	int ret;
 
 	if (!s)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
-	s->pending_tail = &s->pending;
-	s->parked_tail = &s->parked;
-	s->commit_pipe[0] = s->commit_pipe[1] = -1;
+	s->listen_fd = -1;
 	s->evidence_at = o->evidence_at;
-	pthread_mutex_init(&s->commit_lock, NULL);
+	pthread_mutex_init(&s->nonce_lock, NULL);
+	pthread_mutex_init(&s->grant_lock, NULL);
+	pthread_mutex_init(&s->m.lock, NULL);
+	pthread_mutex_init(&s->store_lock, NULL);
+	pthread_mutex_init(&s->reader_lock, NULL);
 	pthread_cond_init(&s->commit_cond, NULL);
+	n_loops = o->threads;
+	if (!n_loops) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n_loops = n > 0 ? (size_t)n : 1;
+	}
+	if (n_loops > MAX_LOOPS)
+		n_loops = MAX_LOOPS;
 	if (parse_listen(o->listen, host, sizeof(host), &port) < 0) {
 		ret = kiln_err_set(err, -EINVAL, "--listen '%s': expected HOST:PORT", o->listen);
 		goto out;
 	}
 	ret = cs_open(&s->st, o->data_dir, /*create=*/true, err);
+	if (ret < 0)
+		goto out;
+	ret = cs_open_reader(&s->st, &s->rd, err);
 	if (ret < 0)
 		goto out;
 	ret = make_ssl_ctx(s, o, err);
@@ -1411,34 +1725,20 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 			(void)setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	s->base = event_base_new();
-	s->http = s->base ? evhttp_new(s->base) : NULL;
-	if (!s->http) {
-		ret = kiln_err_set(err, -ENOMEM, "cannot create the event loop");
+	/* Locks inside libevent, so the committer may wake a loop (event_active) and a
+	 * signal may stop them all (event_base_loopexit). */
+	if (evthread_use_pthreads() < 0) {
+		ret = kiln_err_set(err, -ENOMEM, "cannot set up libevent threads");
 		goto out;
 	}
-	evhttp_set_bevcb(s->http, on_bev, s->ssl);
-	evhttp_set_gencb(s->http, on_request, s);
-	evhttp_set_max_body_size(s->http, MAX_BODY_SIZE);
-	evhttp_set_max_headers_size(s->http, MAX_HEADERS_SIZE);
-	evhttp_set_timeout(s->http, HTTP_TIMEOUT_S);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-				   EVHTTP_REQ_DELETE);
-	bound = evhttp_bind_socket_with_handle(s->http, host, port);
-	if (!bound) {
-		ret = kiln_err_set(err, -EADDRINUSE, "cannot listen on %s: %s", o->listen,
-				   strerror(errno));
+	ret = listen_on(host, port);
+	if (ret < 0) {
+		ret = kiln_err_set(err, ret == -EADDRNOTAVAIL ? -EADDRNOTAVAIL : -EADDRINUSE,
+				   "cannot listen on %s: %s", o->listen, strerror(-ret));
 		goto out;
 	}
-	{
-		/* Accepted sockets inherit TCP_NODELAY on Linux: without it, Nagle holds
-		 * small answers back until the client's delayed ACK (40 ms). */
-		int one = 1;
-
-		setsockopt(evhttp_bound_socket_get_fd(bound), IPPROTO_TCP, TCP_NODELAY, &one,
-			   sizeof(one));
-	}
-	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl) < 0) {
+	s->listen_fd = ret;
+	if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &sl) < 0) {
 		ret = kiln_err_set(err, -errno, "getsockname: %s", strerror(errno));
 		goto out;
 	}
@@ -1449,39 +1749,54 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof(addr));
 		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
-	s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
-	s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
-	s->sweep = event_new(s->base, -1, EV_PERSIST, on_sweep, s);
-	s->commit_ev = evtimer_new(s->base, on_commit, s);
-	if (pipe2(s->commit_pipe, O_CLOEXEC) < 0) {
-		ret = kiln_err_set(err, -errno, "pipe: %s", strerror(errno));
-		goto out;
+	for (size_t i = 0; i < n_loops; i++) {
+		s->n_loops = i + 1;
+		ret = loop_init(s, i);
+		if (ret < 0) {
+			ret = kiln_err_set(err, ret, "cannot create event loop %zu: %s", i,
+					   kiln_strerror(ret));
+			goto out;
+		}
 	}
-	s->commit_done_ev = event_new(s->base, s->commit_pipe[0], EV_READ | EV_PERSIST,
-				      on_commit_done, s);
-	if (!s->commit_done_ev || event_add(s->commit_done_ev, NULL) < 0 ||
-	    pthread_create(&s->committer, NULL, committer, s) != 0) {
-		ret = kiln_err_set(err, -ENOMEM, "cannot start the commit thread");
-		goto out;
-	}
-	s->committer_started = true;
-	if (!s->sig_term || !s->sig_int || !s->sweep || !s->commit_ev ||
+	s->sig_term = evsignal_new(s->loops[0].base, SIGTERM, on_signal, s);
+	s->sig_int = evsignal_new(s->loops[0].base, SIGINT, on_signal, s);
+	s->sweep = event_new(s->loops[0].base, -1, EV_PERSIST, on_sweep, s);
+	if (!s->sig_term || !s->sig_int || !s->sweep ||
 	    evsignal_add(s->sig_term, NULL) < 0 ||
 	    evsignal_add(s->sig_int, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {
 		ret = kiln_err_set(err, -ENOMEM, "cannot set up events");
 		goto out;
 	}
+	if (pthread_create(&s->committer, NULL, committer, s) != 0) {
+		ret = kiln_err_set(err, -ENOMEM, "cannot start the commit thread");
+		goto out;
+	}
+	s->committer_started = true;
+	for (size_t i = 1; i < s->n_loops; i++) {
+		if (pthread_create(&s->loops[i].thread, NULL, loop_thread, &s->loops[i]) != 0) {
+			ret = kiln_err_set(err, -ENOMEM, "cannot start event loop thread %zu", i);
+			goto stop;
+		}
+		s->loops[i].thread_started = true;
+	}
 	cas_cert_fingerprint(s->st.ca_cert, fp);
-	kiln_log(KILN_LOG_INFO, "kiln-cas ready", "listen=%s:%u data=%s ca_fingerprint=%s",
-		 addr, port, o->data_dir, fp);
+	kiln_log(KILN_LOG_INFO, "kiln-cas ready", "listen=%s:%u data=%s ca_fingerprint=%s "
+		 "threads=%zu", addr, port, o->data_dir, fp, s->n_loops);
 	if (o->announce) {
 		fprintf(o->announce, "ca-fingerprint %s\n", fp);
 		fprintf(o->announce, ss.ss_family == AF_INET6 ? "listening https://[%s]:%u\n" :
 			"listening https://%s:%u\n", addr, port);
 		fflush(o->announce);
 	}
-	event_base_dispatch(s->base);
+	event_base_dispatch(s->loops[0].base);
 	ret = 0;
+stop:
+	for (size_t i = 1; i < s->n_loops; i++) {
+		if (!s->loops[i].thread_started)
+			continue;
+		event_base_loopexit(s->loops[i].base, NULL);
+		pthread_join(s->loops[i].thread, NULL);
+	}
 out:
 	server_free(s);
 	return ret;

@@ -250,6 +250,25 @@ fail:
 	return ret;
 }
 
+int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln_err *err)
+{
+	char dbpath[600];
+
+	memset(rd, 0, sizeof(*rd));
+	snprintf(rd->dir, sizeof(rd->dir), "%s", st->dir);
+	path_in(st, "kiln.db", dbpath, sizeof(dbpath));
+	if (sqlite3_open_v2(dbpath, &rd->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		int ret = kiln_err_set(err, -EIO, "%s: %s", dbpath,
+				       rd->db ? sqlite3_errmsg(rd->db) : "cannot open");
+
+		cs_close(rd);
+		return ret;
+	}
+	sqlite3_busy_timeout(rd->db, 10000);
+	return 0;
+}
+
 void cs_close(struct cas_store *st)
 {
 	if (st->db)

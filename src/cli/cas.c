@@ -10,7 +10,7 @@
 static void cas_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
-		   "                      [--insecure-evidence-time RFC3339]\n"
+		   "                      [--threads N] [--insecure-evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
@@ -21,6 +21,7 @@ static void cas_usage(FILE *f)
 		   "             prints 'ca-fingerprint HEX' and 'listening URL' when ready\n"
 		   "  --listen   address to listen on (default 127.0.0.1:8443; port 0 = any)\n"
 		   "  --san      extra DNS name or IP for the server certificate (repeatable)\n"
+		   "  --threads  event loops doing TLS and HTTP (1-64; default: one per CPU)\n"
 		   "  --insecure-evidence-time RFC3339\n"
 		   "             INSECURE: verify evidence at this fixed time instead of now\n"
 		   "             (tests and replays of recorded evidence only: it accepts\n"
@@ -43,6 +44,7 @@ static int cas_serve_main(int argc, char **argv)
 		{ "san", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "insecure-evidence-time", required_argument, NULL, 'e' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -71,6 +73,17 @@ static int cas_serve_main(int argc, char **argv)
 		case 'v':
 			kiln_log_set_level(KILN_LOG_DEBUG);
 			break;
+		case 't': {
+			uint64_t n;
+
+			if (kiln_parse_u64(optarg, &n) < 0 || n < 1 || n > 64) {
+				cli_error("cas serve: --threads '%s': expected a number from 1 to 64",
+					  optarg);
+				return CLI_EXIT_USAGE;
+			}
+			o.threads = (unsigned)n;
+			break;
+		}
 		case 'e':
 			at_s = optarg;
 			if (cli_parse_rfc3339(optarg, &o.evidence_at) != 0 || o.evidence_at == 0) {

@@ -1,5 +1,6 @@
 """kill -9 kiln-cas while 8 clients apply policies and read secrets; after a
-restart every acknowledged write must be there and the store must be intact."""
+restart every acknowledged write must be there and the store must be intact.
+Trials alternate between --threads 4 and --threads 1."""
 import os
 import sqlite3
 import threading
@@ -71,7 +72,8 @@ class Worker(threading.Thread):
 
 def one_trial(kiln_bin, kiln, workdir, trial):
     workdir.mkdir()
-    cas = CasServer(kiln_bin, workdir).start()
+    # Alternately several event loops racing for the store and a single one.
+    cas = CasServer(kiln_bin, workdir, ["--threads", "4" if trial % 2 == 0 else "1"]).start()
     ident = workdir / "id.pem"
     kiln("identity", "create", "--out", ident, check=True)
     ready = threading.Semaphore(0)
