@@ -4,7 +4,9 @@ Syscall User Dispatch trap) and `kiln run /bin/true` start-up overhead, measured
 in one run. Writes bench/results/runtime.json and prints a table.
 
 Usage: bench/runtime/run.py BUILD_DIR [--only sqlite|redis|nginx] [--rounds N]
-(--only runs that one application benchmark, prints it and writes nothing).
+(--only runs that one application benchmark, prints it and writes nothing;
+--only nginx runs native and shielded nginx side by side N times and prints
+each round, the median and the spread).
 """
 import argparse
 import json
@@ -255,14 +257,34 @@ def attested_startup_ms(kiln, n=20):
             cas.wait(timeout=30)
 
 
+def nginx_only(kiln, rounds):
+    """Side-by-side nginx runs, repeated (the machine is shared): median and spread."""
+    ratios = {}
+    for r in range(rounds):
+        res = nginx_bench(kiln)
+        if res is None:
+            print("nginx or wrk not installed")
+            return 1
+        for f, v in res.items():
+            ratios.setdefault(f, []).append(v["ratio"])
+            print(f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, kiln {v['kiln_rps']:.0f}/s "
+                  f"({v['ratio']:.2f}x)", flush=True)
+    for f, rs in ratios.items():
+        print(f"nginx {f}: median {statistics.median(rs):.2f}x native over {len(rs)} rounds "
+              f"(min {min(rs):.2f}x, max {max(rs):.2f}x)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="kiln runtime benchmark")
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
     ap.add_argument("--only", choices=["sqlite", "redis", "nginx"])
-    ap.add_argument("--rounds", type=int, default=5, help="sqlite rounds (default 5)")
+    ap.add_argument("--rounds", type=int, default=5, help="sqlite and nginx rounds (default 5)")
     args = ap.parse_args()
     build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
+    if args.only == "nginx":
+        return nginx_only(kiln, args.rounds)
     if args.only:
         res = {"sqlite": lambda: sqlite_bench(kiln, args.rounds),
                "redis": lambda: redis_bench(kiln),
@@ -353,4 +375,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
