@@ -82,6 +82,10 @@ void *rt_fd_get(int fd);
 void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj);
 /* Remove fd; returns the previous object (NULL if none). */
 void *rt_fd_clear(int fd, enum rt_fd_kind *kind);
+/* Remove fd only if it still holds (kind, obj): one compare-and-swap, so of
+ * two threads closing the same fd exactly one gets the reference. True when
+ * removed. */
+bool rt_fd_clear_if(int fd, enum rt_fd_kind kind, void *obj);
 bool rt_fd_in_range(int fd);
 /* Number of tracked fds (for tests and the exit flush). */
 size_t rt_fd_count(void);

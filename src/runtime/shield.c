@@ -51,6 +51,7 @@ struct rt_vol {
 	int rootfd;     /* owned: the volume directory, backs directory fds */
 	int lockfd;     /* owned: "<dir>/.kiln", flock'd around every pf call */
 	struct stat meta_seen; /* identity of the metadata this process last saw */
+	int metafd;     /* owned: "meta" as of meta_seen (or -1), see meta_unchanged */
 	dev_t dev;      /* reported as st_dev of every file in the volume */
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
@@ -68,13 +69,14 @@ struct rt_node {
 	int refs;             /* open file descriptions using this node */
 	mode_t mode;          /* permission bits, as kept in the volume */
 	bool unlinked;
-	bool writable;        /* ever opened for writing: the memfd may differ from pf */
+	atomic_bool writable; /* ever opened for writing: the memfd may differ from pf
+			       * (read without the lock by close_lockfree) */
 	struct timespec mtime; /* the memfd's mtime as of the last flush */
 	bool cached;          /* no fd left; kept for the next open (see node_unref) */
 };
 
 struct rt_ofd {
-	int refs;             /* fds sharing this description (dup) */
+	atomic_int refs;      /* fds sharing this description (dup); see close_lockfree */
 	enum rt_fd_kind kind;
 	struct rt_node *node; /* RT_FD_FILE */
 	struct rt_vol *vol;   /* RT_FD_DIR */
@@ -82,6 +84,7 @@ struct rt_ofd {
 	char **names;         /* RT_FD_DIR listing snapshot (pf_names_free) */
 	size_t count;
 	size_t pos;
+	struct rt_ofd *next_released; /* on g_released */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -98,6 +101,14 @@ static size_t g_cache_files;
 static uint64_t g_cache_bytes;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
+/* Descriptions whose last fd was closed without the lock (close_lockfree),
+ * released under the lock by the next call that takes it. */
+static _Atomic(struct rt_ofd *) g_released;
+/* Lock-free closes in progress, and a fork waiting for them (see
+ * rt_shield_before_fork). */
+static atomic_int g_closing;
+static atomic_bool g_forking;
+static RT_TLS int t_closing;
 
 #define PATH_SIZE 4096
 
@@ -362,6 +373,47 @@ static bool same_meta(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Keep v->metafd open on the metadata file meta_seen describes. pf replaces
+ * the metadata by renaming a new file over it, so while that file is still
+ * linked with the same size and mtime, no process has committed since: an
+ * fstat of this fd answers that without a path lookup (meta_unchanged). Called
+ * under the volume's flock, after meta_seen was taken. */
+static void meta_fd_sync(struct rt_vol *v)
+{
+	struct stat st;
+	long fd;
+
+	if (v->metafd >= 0 && rt_sys(SYS_fstat, v->metafd, &st) == 0 && st.st_nlink > 0 &&
+	    same_meta(&st, &v->meta_seen))
+		return;
+	rt_own_close(v->metafd);
+	v->metafd = -1;
+	fd = rt_sys(SYS_openat, v->lockfd, "meta", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	v->metafd = rt_own_fd((int)fd);
+	if (v->metafd >= 0 && (rt_sys(SYS_fstat, v->metafd, &st) < 0 ||
+			       !same_meta(&st, &v->meta_seen))) {
+		rt_own_close(v->metafd);
+		v->metafd = -1;
+	}
+}
+
+/* True when no process committed to v since this one last looked (the fast
+ * paths' staleness check: one fstat, no lock). */
+static bool meta_unchanged(struct rt_vol *v)
+{
+	struct stat st;
+
+	if (v->metafd < 0) {
+		st = v->meta_seen;
+		meta_identity(v, &st);
+		return same_meta(&st, &v->meta_seen);
+	}
+	return rt_sys(SYS_fstat, v->metafd, &st) == 0 && st.st_nlink > 0 &&
+	       same_meta(&st, &v->meta_seen);
+}
+
 static struct rt_node *g_nodes;
 static void node_reopen_all(struct rt_vol *v);
 
@@ -394,18 +446,30 @@ static int vol_reload(struct rt_vol *v)
 	return 0;
 }
 
+static struct rt_ofd *released_take(bool all);
+static void released_put(struct rt_ofd *list);
+
 static int vols_lock(void)
 {
+	struct rt_ofd *held;
 	int ret = 0;
 
+	for (size_t i = 0; i < g_nvols; i++) {
+		long r;
+
+		do
+			r = rt_sys(SYS_flock, g_vols[i].lockfd, LOCK_EX);
+		while (r == -EINTR);
+	}
+	/* Closed read-only files go to the cache (or away) before a reload
+	 * drops the cache; files with writes are saved after it, through the
+	 * reopened volume, as a close under the lock would have. */
+	held = released_take(false);
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		struct stat st;
 		long r;
 
-		do
-			r = rt_sys(SYS_flock, v->lockfd, LOCK_EX);
-		while (r == -EINTR);
 		st = v->meta_seen;
 		meta_identity(v, &st);
 		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
@@ -413,8 +477,10 @@ static int vols_lock(void)
 			if (r && !ret)
 				ret = (int)r;
 			v->meta_seen = st;
+			meta_fd_sync(v);
 		}
 	}
+	released_put(held);
 	return ret;
 }
 
@@ -433,6 +499,7 @@ static void vols_unlock(bool durable)
 		if (ret)
 			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
 		meta_identity(v, &v->meta_seen);
+		meta_fd_sync(v);
 		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 	}
 }
@@ -442,10 +509,17 @@ static void vols_unlock(bool durable)
 void rt_shield_before_fork(void)
 {
 	pthread_mutex_lock(&g_lock);
+	/* Let lock-free closes of other threads finish (new ones take the lock
+	 * and wait), so the child never sees one half done. A close this thread
+	 * was in when a signal handler forked is not waited for. */
+	atomic_store(&g_forking, true);
+	while (atomic_load(&g_closing) > t_closing)
+		rt_sys0(SYS_sched_yield);
 }
 
 void rt_shield_parent_after_fork(void)
 {
+	atomic_store(&g_forking, false);
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -455,6 +529,7 @@ void rt_shield_after_fork(void)
 {
 	char path[4200];
 
+	atomic_store(&g_forking, false);
 	pthread_mutex_unlock(&g_lock);
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
@@ -741,16 +816,130 @@ fail:
 }
 
 /* ---- open file descriptions ------------------------------------------------ */
-static void ofd_unref(struct rt_ofd *o)
+static void ofd_release(struct rt_ofd *o)
 {
-	if (!o || --o->refs > 0)
-		return;
 	if (o->kind == RT_FD_FILE)
 		node_unref(o->node);
 	if (o->names)
 		pf_names_free(o->names, o->count);
 	free(o->rel);
 	free(o);
+}
+
+static void ofd_unref(struct rt_ofd *o)
+{
+	if (o && --o->refs == 0)
+		ofd_release(o);
+}
+
+/* Take a reference on a description found in the fd table, unless its last fd
+ * was closed meanwhile (close_lockfree owns it then). */
+static bool ofd_tryref(struct rt_ofd *o)
+{
+	int r = atomic_load(&o->refs);
+
+	while (r > 0)
+		if (atomic_compare_exchange_weak(&o->refs, &r, r + 1))
+			return true;
+	return false;
+}
+
+/* ---- closes without the lock ----------------------------------------------
+ * nginx opens, reads and closes a file per request. The close of an fd on a
+ * file this process never wrote needs neither pf nor the volume lock, only
+ * the fd table and the node's reference count: the fd's slot is taken with
+ * one compare-and-swap, and a description whose last fd this was goes to
+ * g_released, which the next caller of the lock drains (released_take). No
+ * signal mask change, no mutex: signals may arrive at any point, and a
+ * handler that calls into the shield finds consistent state. */
+static void release_later(struct rt_ofd *o)
+{
+	struct rt_ofd *head = atomic_load(&g_released);
+
+	do
+		o->next_released = head;
+	while (!atomic_compare_exchange_weak(&g_released, &head, o));
+}
+
+/* Under g_lock: release what close_lockfree left. With all == false, those of
+ * written files (their release saves them, which needs the volume lock and a
+ * current pf) are returned instead. */
+static struct rt_ofd *released_take(bool all)
+{
+	struct rt_ofd *o = atomic_exchange(&g_released, NULL), *next, *held = NULL;
+
+	for (; o; o = next) {
+		next = o->next_released;
+		if (!all && o->kind == RT_FD_FILE && o->node->vol && o->node->writable) {
+			o->next_released = held;
+			held = o;
+			continue;
+		}
+		ofd_release(o);
+	}
+	return held;
+}
+
+static void released_put(struct rt_ofd *list)
+{
+	struct rt_ofd *next;
+
+	for (; list; list = next) {
+		next = list->next_released;
+		ofd_release(list);
+	}
+}
+
+/* Under g_lock, without the volume lock: release what needs no save; keep the
+ * rest for the next vols_lock. */
+static void released_drain_ro(void)
+{
+	struct rt_ofd *held = released_take(false), *next;
+
+	for (; held; held = next) {
+		next = held->next_released;
+		release_later(held);
+	}
+}
+
+static long close_lockfree(int fd)
+{
+	struct rt_ofd *o = rt_fd_get(fd);
+	long r = -EAGAIN;
+
+	if (rt_fd_kind(fd) != RT_FD_FILE)
+		return -EAGAIN;
+	atomic_fetch_add(&g_closing, 1);
+	t_closing++;
+	if (atomic_load(&g_forking) || !rt_fd_clear_if(fd, RT_FD_FILE, o))
+		goto out;
+	/* The slot's reference is ours now. */
+	if (atomic_fetch_sub(&o->refs, 1) == 1) {
+		if (o->node->vol && o->node->writable) {
+			struct rt_guard g;
+
+			/* Written: saved now, under the locks (--freshness on-close). */
+			rt_enter(&g);
+			pthread_mutex_lock(&g_lock);
+			r = vols_lock();
+			ofd_release(o);
+			vols_unlock();
+			pthread_mutex_unlock(&g_lock);
+			rt_leave(&g);
+			if (r) {
+				rt_sys(SYS_close, fd);
+				r = -EIO;
+				goto out;
+			}
+		} else {
+			release_later(o);
+		}
+	}
+	r = rt_sys(SYS_close, fd);
+out:
+	t_closing--;
+	atomic_fetch_sub(&g_closing, 1);
+	return r;
 }
 
 /* Track fd as sharing o; drops whatever newfd held before. */
@@ -1263,7 +1452,16 @@ static long do_dup(long nr, const long a[6])
 		rt_sys(SYS_close, fd);
 		return -EMFILE;
 	}
+	if (o && !ofd_tryref(o)) {
+		/* Another thread closed a[0] (lock-free) after the kernel dup'd
+		 * it: the dup lost the race, as if it came second. */
+		fd_detach((int)fd);
+		rt_sys(SYS_close, fd);
+		return -EBADF;
+	}
 	fd_attach((int)fd, o);
+	if (o)
+		o->refs--; /* fd_attach took one more */
 	return fd;
 }
 
@@ -1692,20 +1890,12 @@ static long fast_call(long nr, const long a[6])
 {
 	struct target t;
 	struct rt_node *n;
-	struct rt_ofd *o;
-	struct stat st;
 	long dirfd = nr == SYS_open ? AT_FDCWD : a[0];
 	const char *path = (const char *)(nr == SYS_open ? a[0] : a[1]);
 	int flags = (int)(nr == SYS_open ? a[1] : a[2]);
 	long fd;
 
-	if (nr == SYS_close) {
-		o = rt_fd_get((int)a[0]);
-		if (rt_fd_kind((int)a[0]) != RT_FD_FILE || (o->node->vol && o->node->writable))
-			return -EAGAIN;
-		fd_detach((int)a[0]);
-		return rt_sys(SYS_close, a[0]);
-	}
+	released_drain_ro();
 	if ((flags & O_ACCMODE) != O_RDONLY ||
 	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
 		return -EAGAIN;
@@ -1714,9 +1904,7 @@ static long fast_call(long nr, const long a[6])
 	n = node_find(t.vol, t.rel);
 	if (!n || !n->pf)
 		return -EAGAIN;
-	st = t.vol->meta_seen;
-	meta_identity(t.vol, &st);
-	if (!same_meta(&st, &t.vol->meta_seen))
+	if (!meta_unchanged(t.vol))
 		return -EAGAIN;
 	fd = ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME));
 	if (fd >= 0)
@@ -1779,9 +1967,14 @@ long rt_shield_call(long nr, const long a[6])
 		return own_or_badf(a[0]) ? -EBADF : rt_sys(SYS_fcntl, a[0], a[1], a[2]);
 	if (nr == SYS_fstat && rt_fd_kind((int)a[0]) == RT_FD_FILE)
 		return stat_fd(a[0], (struct stat *)a[1]);
+	if (nr == SYS_close) {
+		r = close_lockfree((int)a[0]);
+		if (r != -EAGAIN)
+			return r;
+	}
 	/* Reads of files this process already holds decrypted need neither the
 	 * volume lock nor pf, as long as no other process changed the volume. */
-	if (nr == SYS_openat || nr == SYS_open || nr == SYS_close) {
+	if (nr == SYS_openat || nr == SYS_open) {
 		rt_enter(&g);
 		pthread_mutex_lock(&g_lock);
 		r = fast_call(nr, a);
@@ -1849,6 +2042,7 @@ int rt_shield_init(struct kiln_err *err)
 		v->cfg = c;
 		v->rootfd = -1;
 		v->lockfd = -1;
+		v->metafd = -1;
 		if (c->cas_id[0] && c->committed == 0) {
 			ret = kiln_mkdir_p(c->dir, 0700);
 			if (ret)
@@ -1885,6 +2079,7 @@ int rt_shield_init(struct kiln_err *err)
 		rt_sys(SYS_flock, v->lockfd, LOCK_EX);
 		meta_identity(v, &v->meta_seen);
 		ret = vol_open_pf(v, err);
+		meta_fd_sync(v);
 		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 		if (ret) {
 			kiln_err_prefix(err, "volume %s: ", c->dir);
