@@ -64,6 +64,7 @@ struct rt_node {
 	char *rel;            /* volume path, malloc'd */
 	pf_file_t *pf;
 	int memfd;            /* owned */
+	char proc[32];        /* "/proc/self/fd/<memfd>", made at the first reopen */
 	uint8_t *synced;      /* plaintext as of the last flush, malloc'd, wiped */
 	uint64_t synced_size;
 	int refs;             /* open file descriptions using this node */
@@ -73,6 +74,7 @@ struct rt_node {
 			       * (read without the lock by close_lockfree) */
 	struct timespec mtime; /* the memfd's mtime as of the last flush */
 	bool cached;          /* no fd left; kept for the next open (see node_unref) */
+	uint64_t cached_at;   /* g_cache_clock when it was cached (LRU order) */
 };
 
 struct rt_ofd {
@@ -94,11 +96,17 @@ static atomic_bool g_vcwd_set;
 static uid_t g_uid;
 static gid_t g_gid;
 /* Closed files are kept decrypted for the next open (a web server opens the
- * same files again and again), within these bounds. */
-#define CACHE_MAX_FILES 32 /* each holds ~4 runtime-owned fds (memfd, pf files) */
-#define CACHE_MAX_BYTES (256u << 20)
+ * same files again and again), least recently closed out first, within these
+ * bounds (KILN_FILE_CACHE=FILES[:MIB], see rt_shield_init). Each cached file
+ * holds its plaintext once (a memfd) and two runtime-owned fds (the memfd and
+ * its pf backing file). */
+#define CACHE_DEFAULT_FILES 32
+#define CACHE_DEFAULT_MIB 256
+static size_t g_cache_max_files = CACHE_DEFAULT_FILES;
+static uint64_t g_cache_max_bytes = (uint64_t)CACHE_DEFAULT_MIB << 20;
 static size_t g_cache_files;
 static uint64_t g_cache_bytes;
+static uint64_t g_cache_clock;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
 /* Descriptions whose last fd was closed without the lock (close_lockfree),
@@ -699,6 +707,40 @@ out:
 	return ret;
 }
 
+static void cache_evict_oldest(void)
+{
+	struct rt_node *old = NULL;
+
+	for (struct rt_node *n = g_nodes; n; n = n->next)
+		if (n->cached && (!old || n->cached_at < old->cached_at))
+			old = n;
+	if (old)
+		node_free(old);
+}
+
+/* The copy of the plaintext as of the last flush, dropped while a never
+ * written file is cached (the memfd holds the same bytes): made again before
+ * the file can be written. */
+static int node_keep_synced(struct rt_node *n)
+{
+	if (n->synced || !n->synced_size)
+		return 0;
+	n->synced = malloc(n->synced_size);
+	if (!n->synced)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < n->synced_size;) {
+		long r = rt_sys(SYS_pread64, n->memfd, n->synced + off, n->synced_size - off, off);
+
+		if (r <= 0) {
+			kiln_free_secret(n->synced, n->synced_size);
+			n->synced = NULL;
+			return r < 0 ? (int)r : -EIO;
+		}
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 static void node_unref(struct rt_node *n)
 {
 	if (--n->refs > 0)
@@ -706,16 +748,24 @@ static void node_unref(struct rt_node *n)
 	/* on-exit: keep the plaintext until exit, when it is saved. */
 	if (!n->unlinked && g_rt.cfg.freshness == RT_FRESH_ON_EXIT)
 		return;
-	if (!n->unlinked)
-		node_flush(n, true);
-	if (!n->unlinked && n->pf && g_cache_files < CACHE_MAX_FILES &&
-	    g_cache_bytes + n->synced_size <= CACHE_MAX_BYTES) {
-		n->cached = true;
-		g_cache_files++;
-		g_cache_bytes += n->synced_size;
+	/* Not saved: kept (uncached, never evicted) for the exit flush to retry. */
+	if (!n->unlinked && node_flush(n, true))
+		return;
+	if (n->unlinked || !n->pf || !g_cache_max_files || n->synced_size > g_cache_max_bytes) {
+		node_free(n);
 		return;
 	}
-	node_free(n);
+	while (g_cache_files >= g_cache_max_files ||
+	       g_cache_bytes + n->synced_size > g_cache_max_bytes)
+		cache_evict_oldest();
+	if (!n->writable) {
+		kiln_free_secret(n->synced, n->synced_size);
+		n->synced = NULL;
+	}
+	n->cached = true;
+	n->cached_at = ++g_cache_clock;
+	g_cache_files++;
+	g_cache_bytes += n->synced_size;
 }
 
 static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode,
@@ -1007,11 +1057,11 @@ static long open_dir(struct target *t, int flags)
 static long ofd_open_node(struct rt_node *n, int rflags)
 {
 	struct rt_ofd *o;
-	char proc[64];
 	long fd;
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
-	fd = rt_sys(SYS_openat, AT_FDCWD, proc, rflags, 0);
+	if (!n->proc[0])
+		snprintf(n->proc, sizeof(n->proc), "/proc/self/fd/%d", n->memfd);
+	fd = rt_sys(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
 	if (fd < 0)
 		return fd;
 	o = calloc(1, sizeof(*o));
@@ -1066,8 +1116,15 @@ static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 			return ret;
 	}
 	cache_take(n);
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+		ret = node_keep_synced(n);
+		if (ret) {
+			n->refs++;
+			node_unref(n); /* back to the cache */
+			return ret;
+		}
 		n->writable = true;
+	}
 	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
 	/* Hold n across the reopen: a node made just now is released (flushed,
 	 * cached or freed) by this unref when the open fails. */
@@ -1316,8 +1373,11 @@ static long do_truncate(const char *path, uint64_t size)
 		return rt_sys(SYS_truncate, path, size);
 	n = node_find(t.vol, t.rel);
 	if (n) {
-		long r = rt_sys(SYS_ftruncate, n->memfd, size);
+		long r = node_keep_synced(n);
 
+		if (r)
+			return r;
+		r = rt_sys(SYS_ftruncate, n->memfd, size);
 		n->writable = true;
 		if (r == 0 && n->refs == 0 && node_flush(n, true))
 			r = -EIO;
@@ -2008,7 +2068,7 @@ long rt_shield_call(long nr, const long a[6])
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
-static int load_owned_base(void)
+static int load_owned_base(long *limit)
 {
 	struct rlimit rl;
 	long lim = 1024;
@@ -2018,6 +2078,7 @@ static int load_owned_base(void)
 		lim = (long)rl.rlim_cur;
 	if (lim > RT_FD_MAX)
 		lim = RT_FD_MAX;
+	*limit = lim;
 	/* The top quarter below the soft limit (at least 256 fds when there is
 	 * room); apps allocate from the bottom. */
 	if (lim >= 1024)
@@ -2025,11 +2086,43 @@ static int load_owned_base(void)
 	return (int)(lim / 2);
 }
 
+/* KILN_FILE_CACHE=FILES[:MIB]: bounds of the cache of closed files. */
+static int load_cache_bounds(long fd_limit, struct kiln_err *err)
+{
+	const char *s = getenv("KILN_FILE_CACHE");
+	char files[32];
+	const char *colon;
+	uint64_t nfiles, mib = CACHE_DEFAULT_MIB;
+	/* Two runtime fds per cached file, half the runtime's fd range at most. */
+	uint64_t room = (uint64_t)(fd_limit - g_rt.owned_base) / 4;
+
+	if (!s)
+		return 0;
+	colon = strchr(s, ':');
+	if ((size_t)(colon ? colon - s : (long)strlen(s)) >= sizeof(files))
+		goto bad;
+	snprintf(files, sizeof(files), "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s);
+	if (kiln_parse_u64(files, &nfiles) || (colon && kiln_parse_u64(colon + 1, &mib)) ||
+	    mib > (UINT64_MAX >> 20))
+		goto bad;
+	g_cache_max_files = nfiles > room ? room : nfiles;
+	g_cache_max_bytes = mib << 20;
+	return 0;
+bad:
+	return kiln_err_set(err, -EINVAL, "KILN_FILE_CACHE=%s: expected FILES or FILES:MIB "
+			    "(default %d:%d; 0 turns the cache of closed files off)", s,
+			    CACHE_DEFAULT_FILES, CACHE_DEFAULT_MIB);
+}
+
 int rt_shield_init(struct kiln_err *err)
 {
+	long fd_limit;
 	int ret = 0;
 
-	g_rt.owned_base = load_owned_base();
+	g_rt.owned_base = load_owned_base(&fd_limit);
+	ret = load_cache_bounds(fd_limit, err);
+	if (ret)
+		return ret;
 	g_uid = (uid_t)rt_sys0(SYS_getuid);
 	g_gid = (gid_t)rt_sys0(SYS_getgid);
 	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {
