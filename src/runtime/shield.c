@@ -75,6 +75,8 @@ struct rt_node {
 	struct timespec mtime; /* the memfd's mtime as of the last flush */
 	bool cached;          /* no fd left; kept for the next open (see node_unref) */
 	uint64_t cached_at;   /* g_cache_clock when it was cached (LRU order) */
+	bool shared;          /* open across a fork: another process may write the
+			       * memfd, so it is never cached nor its stat assumed */
 };
 
 struct rt_ofd {
@@ -107,6 +109,9 @@ static uint64_t g_cache_max_bytes = (uint64_t)CACHE_DEFAULT_MIB << 20;
 static size_t g_cache_files;
 static uint64_t g_cache_bytes;
 static uint64_t g_cache_clock;
+/* In a forked child: the cached files' memfds are the parent's too; they are
+ * dropped at the child's first call into the shield (cache_drop_inherited). */
+static bool g_cache_inherited;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
 /* Descriptions whose last fd was closed without the lock (close_lockfree),
@@ -456,6 +461,7 @@ static int vol_reload(struct rt_vol *v)
 
 static struct rt_ofd *released_take(bool all);
 static void released_put(struct rt_ofd *list);
+static void cache_drop_inherited(void);
 
 static int vols_lock(void)
 {
@@ -473,6 +479,7 @@ static int vols_lock(void)
 	 * drops the cache; files with writes are saved after it, through the
 	 * reopened volume, as a close under the lock would have. */
 	held = released_take(false);
+	cache_drop_inherited();
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		struct stat st;
@@ -517,6 +524,9 @@ static void vols_unlock(bool durable)
 void rt_shield_before_fork(void)
 {
 	pthread_mutex_lock(&g_lock);
+	for (struct rt_node *n = g_nodes; n; n = n->next)
+		if (n->refs > 0)
+			n->shared = true;
 	/* Let lock-free closes of other threads finish (new ones take the lock
 	 * and wait), so the child never sees one half done. A close this thread
 	 * was in when a signal handler forked is not waited for. */
@@ -538,6 +548,7 @@ void rt_shield_after_fork(void)
 	char path[4200];
 
 	atomic_store(&g_forking, false);
+	g_cache_inherited = g_cache_files > 0;
 	pthread_mutex_unlock(&g_lock);
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
@@ -707,6 +718,20 @@ out:
 	return ret;
 }
 
+static void cache_drop_inherited(void)
+{
+	struct rt_node *next;
+
+	if (!g_cache_inherited)
+		return;
+	g_cache_inherited = false;
+	for (struct rt_node *n = g_nodes; n; n = next) {
+		next = n->next;
+		if (n->cached)
+			node_free(n);
+	}
+}
+
 static void cache_evict_oldest(void)
 {
 	struct rt_node *old = NULL;
@@ -751,7 +776,8 @@ static void node_unref(struct rt_node *n)
 	/* Not saved: kept (uncached, never evicted) for the exit flush to retry. */
 	if (!n->unlinked && node_flush(n, true))
 		return;
-	if (n->unlinked || !n->pf || !g_cache_max_files || n->synced_size > g_cache_max_bytes) {
+	if (n->unlinked || !n->pf || n->shared || !g_cache_max_files ||
+	    n->synced_size > g_cache_max_bytes) {
 		node_free(n);
 		return;
 	}
@@ -1198,8 +1224,14 @@ static long stat_fd(long fd, struct stat *out)
 		/* Lock-free: the node lives as long as fd does. */
 		memset(&ps, 0, sizeof(ps));
 		ps.mode = o->node->mode;
-		if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0)
+		if (o->node->vol && !o->node->writable && !o->node->shared) {
+			/* Never written: the memfd is as loaded (nginx fstats every
+			 * file it serves). */
+			mem.st_size = (off_t)o->node->synced_size;
+			mem.st_mtim = o->node->mtime;
+		} else if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0) {
 			return -EIO;
+		}
 		fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
 		return 0;
 	case RT_FD_DIR:
@@ -1956,6 +1988,7 @@ static long fast_call(long nr, const long a[6])
 	long fd;
 
 	released_drain_ro();
+	cache_drop_inherited();
 	if ((flags & O_ACCMODE) != O_RDONLY ||
 	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
 		return -EAGAIN;
