@@ -620,6 +620,14 @@ static void node_reopen_all(struct rt_vol *v)
 			node_free(n);
 			continue;
 		}
+		if (!n->writable) {
+			/* Still open here, never written: the open fds keep this copy
+			 * (a snapshot, like a file replaced by rename); the next open
+			 * loads the file from the volume again, and this copy is
+			 * freed, not cached, when its last fd closes. */
+			n->unlinked = true;
+			continue;
+		}
 		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
 			/* Removed or replaced by another process: this process keeps
 			 * its copy (like an unlinked file), which is no longer saved. */

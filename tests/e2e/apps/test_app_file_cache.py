@@ -37,6 +37,12 @@ for line in sys.stdin:
             os.fstat(fd2)
             os.close(fd2)
             out = "ok " + data.decode(errors="replace")
+        elif cmd == "hold":
+            held = open(arg, "rb")
+            out = "ok"
+        elif cmd == "release":
+            out = "ok " + held.read().decode(errors="replace")
+            held.close()
         elif cmd == "memfds":
             n = 0
             for fd in os.listdir("/proc/self/fd"):
@@ -102,6 +108,23 @@ def test_cache_sees_other_process_rewrite(volume):
     finally:
         app.stop()
     volume.assert_no_plaintext()
+
+
+def test_open_file_does_not_pin_old_contents(volume):
+    """A file open in the app while another process rewrites it: the open fd
+    keeps its snapshot, every later open sees the new contents."""
+    write(volume, "f.txt", "old")
+    app = App(volume)
+    try:
+        f = volume.dir / "f.txt"
+        assert app.ask("hold", f) == "ok"
+        write(volume, "f.txt", "new")
+        assert app.ask("read", f) == "ok new"
+        assert app.ask("release") == "ok old"
+        assert app.ask("read", f) == "ok new"
+        assert app.ask("read", f) == "ok new"
+    finally:
+        app.stop()
 
 
 def test_cache_unlink_gives_enoent(volume):
