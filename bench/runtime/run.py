@@ -288,8 +288,39 @@ def attested_startup_ms(kiln, n=20):
             cas.wait(timeout=30)
 
 
+def serve_loop_ns(kiln):
+    """ns per open + fstat + sendfile + close + recv of a 4 KiB file (serve_loop.c):
+    natively, under kiln run (cache of closed files on), and with the cache off."""
+    import os
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        exe = tmp / "serve_loop"
+        subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench/runtime/serve_loop.c")],
+                       check=True)
+        plain = tmp / "4k.bin"
+        plain.write_bytes(os.urandom(4096))
+        vol, key = tmp / "vol", tmp / "vol.key"
+        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                       capture_output=True)
+        run = [kiln, "run", "--volume", f"{vol}={key}", "--"]
+        subprocess.run(run + ["cp", str(plain), str(vol)], check=True, capture_output=True)
+
+        def ns(cmd, env=None, n="20000"):
+            out = subprocess.run(cmd + [n], check=True, capture_output=True, text=True,
+                                 env=dict(os.environ, **(env or {}))).stdout
+            return json.loads(out)["ns"]
+        return {"native_ns": ns([str(exe), str(plain)]),
+                "kiln_ns": ns(run + [str(exe), str(vol / "4k.bin")]),
+                "kiln_no_cache_ns": ns(run + [str(exe), str(vol / "4k.bin")],
+                                       {"KILN_FILE_CACHE": "0"}, "2000")}
+
+
 def nginx_only(kiln, rounds):
     """Side-by-side nginx runs, repeated (the machine is shared): median and spread."""
+    loop = serve_loop_ns(kiln)
+    print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB): native "
+          f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
+          f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
     ratios, cpu = {}, {}
     for r in range(rounds):
         res = nginx_bench(kiln)
