@@ -95,6 +95,9 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The working directory when it is a volume directory (see rt_vcwd_on). */
 static char g_vcwd[4096];
 static atomic_bool g_vcwd_set;
+/* Owned: "/proc/self/fd" of this process (reopened in a forked child), so a
+ * memfd reopen looks up one name instead of walking /proc/self/fd/N. */
+static int g_procfd = -1;
 static uid_t g_uid;
 static gid_t g_gid;
 /* Closed files are kept decrypted for the next open (a web server opens the
@@ -550,6 +553,19 @@ void rt_shield_after_fork(void)
 	atomic_store(&g_forking, false);
 	g_cache_inherited = g_cache_files > 0;
 	pthread_mutex_unlock(&g_lock);
+	if (g_procfd >= 0) {
+		/* The inherited one lists the parent's fds. */
+		long fd = rt_sys(SYS_openat, AT_FDCWD, "/proc/self/fd",
+				 O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			rt_sys(SYS_dup3, fd, g_procfd, O_CLOEXEC);
+			rt_sys(SYS_close, fd);
+		} else {
+			rt_own_close(g_procfd);
+			g_procfd = -1;
+		}
+	}
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		long fd;
@@ -1095,7 +1111,10 @@ static long ofd_open_node(struct rt_node *n, int rflags)
 
 	if (!n->proc[0])
 		snprintf(n->proc, sizeof(n->proc), "/proc/self/fd/%d", n->memfd);
-	fd = rt_sys(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
+	if (g_procfd >= 0)
+		fd = rt_sys(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
+	else
+		fd = rt_sys(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
 	if (fd < 0)
 		return fd;
 	o = calloc(1, sizeof(*o));
@@ -2164,6 +2183,13 @@ int rt_shield_init(struct kiln_err *err)
 	ret = load_cache_bounds(fd_limit, err);
 	if (ret)
 		return ret;
+	if (g_rt.cfg.n_volumes) {
+		long fd = rt_sys(SYS_openat, AT_FDCWD, "/proc/self/fd",
+				 O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd >= 0)
+			g_procfd = rt_own_fd((int)fd);
+	}
 	g_uid = (uid_t)rt_sys0(SYS_getuid);
 	g_gid = (gid_t)rt_sys0(SYS_getgid);
 	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {

@@ -43,6 +43,26 @@ for line in sys.stdin:
         elif cmd == "release":
             out = "ok " + held.read().decode(errors="replace")
             held.close()
+        elif cmd == "forkread":
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    paths = arg.split()
+                    data = b"|".join(open(q, "rb").read() for q in paths)
+                    os.write(w, data)
+                finally:
+                    os._exit(0)
+            os.close(w)
+            data = b""
+            while True:
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                data += chunk
+            os.close(r)
+            os.waitpid(pid, 0)
+            out = "ok " + data.decode(errors="replace")
         elif cmd == "memfds":
             n = 0
             for fd in os.listdir("/proc/self/fd"):
@@ -183,6 +203,24 @@ def test_cache_bound_and_dup(volume):
             assert app.ask("dupread", files[0]) == "ok file0"
         finally:
             app.stop()
+
+
+def test_cache_and_fork(volume):
+    """A forked child reads files the parent has cached and files it has not
+    (its own reopen path), and sees another process's rewrite."""
+    write(volume, "p.txt", "parent")
+    write(volume, "c.txt", "child")
+    app = App(volume)
+    try:
+        p, c = volume.dir / "p.txt", volume.dir / "c.txt"
+        assert app.ask("read", p) == "ok parent"
+        assert app.ask("forkread", c, p) == "ok child|parent"
+        write(volume, "p.txt", "parent2")
+        assert app.ask("forkread", p, c) == "ok parent2|child"
+        assert app.ask("read", p) == "ok parent2"
+        assert app.ask("read", c) == "ok child"
+    finally:
+        app.stop()
 
 
 def test_cache_bad_knob(volume):
