@@ -223,6 +223,59 @@ def test_cache_and_fork(volume):
         app.stop()
 
 
+THREADS = r"""
+import os, sys, threading
+d = sys.argv[1]
+want = {f"t{i}.txt": (f"thread-file-{i}-" * 50).encode() for i in range(3)}
+errors = []
+
+def reader(k):
+    try:
+        for j in range(1500):
+            name = f"t{(j + k) % 3}.txt"
+            fd = os.open(os.path.join(d, name), os.O_RDONLY)
+            if j % 3 == 0:
+                fd2 = os.dup(fd)
+                os.close(fd)
+                fd = fd2
+            if os.fstat(fd).st_size != len(want[name]) or os.pread(fd, 65536, 0) != want[name]:
+                errors.append(name)
+            os.close(fd)
+    except OSError as e:
+        errors.append(repr(e))
+
+def writer():
+    try:
+        for j in range(200):
+            with open(os.path.join(d, "w.txt"), "w") as f:
+                f.write(str(j))
+            with open(os.path.join(d, "w.txt")) as f:
+                if f.read() != str(j):
+                    errors.append("w.txt")
+    except OSError as e:
+        errors.append(repr(e))
+
+ts = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+ts.append(threading.Thread(target=writer))
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print("errors", len(errors), errors[:3])
+"""
+
+
+def test_cache_threads(volume):
+    """Threads opening, dup'ing and closing cached files (lock-free closes)
+    while another thread writes: every read sees the right bytes."""
+    for i in range(3):
+        write(volume, f"t{i}.txt", f"thread-file-{i}-" * 50)
+    p = volume.run(need("python3"), "-c", THREADS, volume.dir, check=True)
+    assert p.stdout.strip() == "errors 0 []", p.stdout + p.stderr
+    p = volume.run("cat", volume.dir / "w.txt", check=True)
+    assert p.stdout == "199"
+
+
 def test_cache_bad_knob(volume):
     p = volume.run("true", env={"KILN_FILE_CACHE": "lots"})
     assert p.returncode == 1
