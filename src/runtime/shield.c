@@ -17,8 +17,14 @@
  * to find changed chunks without hashing); corruption is detected at open,
  * not at the read that touches the chunk.
  *
+ * Closed files stay decrypted in a bounded LRU cache for the next open, used
+ * only while no other process has committed to the volume (node_unref,
+ * meta_unchanged; docs/runtime.md "The cache of closed files").
+ *
  * Locking: one mutex, always taken inside rt_enter() (signals blocked), never
- * held while app code runs. */
+ * held while app code runs. Exceptions without it: fstat and fcntl on a
+ * protected fd, and the close of an fd on a never-written file
+ * (close_lockfree). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
