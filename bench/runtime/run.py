@@ -329,8 +329,8 @@ def nginx_only(kiln, rounds):
             return 1
         for f, v in res.items():
             ratios.setdefault(f, []).append(v["ratio"])
-            line = (f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, kiln {v['kiln_rps']:.0f}/s "
-                    f"({v['ratio']:.2f}x)")
+            line = (f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, "
+                    f"kiln {v['kiln_rps']:.0f}/s ({v['ratio']:.2f}x)")
             if "cpu_ratio" in v:
                 cpu.setdefault(f, []).append(v["cpu_ratio"])
                 line += (f"; nginx CPU per request native {v['native_cpu_us_per_req']:.2f} us, "
