@@ -183,6 +183,9 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 void rt_config_wipe(struct rt_config *cfg);
 /* Parse "every-fsync" | "on-close" | "on-exit". */
 int rt_freshness_parse(const char *s, enum rt_freshness *out);
+/* Parse KILN_FILE_CACHE: "FILES" or "FILES:MIB" (decimal, MIB < 2^44); *mib is
+ * left as is when absent. -EINVAL on anything else. */
+int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib);
 
 /* Environment variable naming the inherited config fd (only a number). */
 #define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"

@@ -2156,25 +2156,17 @@ static int load_owned_base(long *limit)
 static int load_cache_bounds(long fd_limit, struct kiln_err *err)
 {
 	const char *s = getenv("KILN_FILE_CACHE");
-	char files[32];
-	const char *colon;
 	uint64_t nfiles, mib = CACHE_DEFAULT_MIB;
 	/* Two runtime fds per cached file, half the runtime's fd range at most. */
 	uint64_t room = (uint64_t)(fd_limit - g_rt.owned_base) / 4;
 
 	if (!s)
 		return 0;
-	colon = strchr(s, ':');
-	if ((size_t)(colon ? colon - s : (long)strlen(s)) >= sizeof(files))
-		goto bad;
-	snprintf(files, sizeof(files), "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s);
-	if (kiln_parse_u64(files, &nfiles) || (colon && kiln_parse_u64(colon + 1, &mib)) ||
-	    mib > (UINT64_MAX >> 20))
-		goto bad;
-	g_cache_max_files = nfiles > room ? room : nfiles;
-	g_cache_max_bytes = mib << 20;
-	return 0;
-bad:
+	if (rt_file_cache_parse(s, &nfiles, &mib) == 0) {
+		g_cache_max_files = nfiles > room ? room : nfiles;
+		g_cache_max_bytes = mib << 20;
+		return 0;
+	}
 	return kiln_err_set(err, -EINVAL, "KILN_FILE_CACHE=%s: expected FILES or FILES:MIB "
 			    "(default %d:%d; 0 turns the cache of closed files off)", s,
 			    CACHE_DEFAULT_FILES, CACHE_DEFAULT_MIB);

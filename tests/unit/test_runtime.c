@@ -243,6 +243,36 @@ static void test_config_errors(void **state)
 	}
 }
 
+static void test_file_cache_parse(void **state)
+{
+	uint64_t files = 7, mib = 256;
+
+	assert_int_equal(rt_file_cache_parse("32", &files, &mib), 0);
+	assert_int_equal(files, 32);
+	assert_int_equal(mib, 256); /* unchanged without ":MIB" */
+	assert_int_equal(rt_file_cache_parse("1000:2048", &files, &mib), 0);
+	assert_int_equal(files, 1000);
+	assert_int_equal(mib, 2048);
+	assert_int_equal(rt_file_cache_parse("0", &files, &mib), 0);
+	assert_int_equal(files, 0);
+	assert_int_equal(rt_file_cache_parse("10:0", &files, &mib), 0);
+	assert_int_equal(mib, 0);
+	/* Rejected; the outputs keep their values. */
+	files = 5;
+	mib = 6;
+	assert_int_equal(rt_file_cache_parse("", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("lots", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("-1", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse(":4", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:5:6", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:17592186044416", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("123456789012345678901234567890123", &files, &mib),
+			 -EINVAL);
+	assert_int_equal(files, 5);
+	assert_int_equal(mib, 6);
+}
+
 static void test_freshness_parse(void **state)
 {
 	enum rt_freshness f;
@@ -268,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_freshness_parse),
+		cmocka_unit_test(test_file_cache_parse),
 	};
 	return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
 }
