@@ -84,7 +84,7 @@ class App:
     """python3 under kiln run, kept running across several requests."""
 
     def __init__(self, volume, env=None):
-        e = dict(os.environ)
+        e = {k: v for k, v in os.environ.items() if k != "KILN_FILE_CACHE"}
         e.update(env or {})
         self.proc = subprocess.Popen(
             [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
