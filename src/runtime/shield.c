@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -57,7 +59,9 @@ struct rt_vol {
 	int rootfd;     /* owned: the volume directory, backs directory fds */
 	int lockfd;     /* owned: "<dir>/.kiln", flock'd around every pf call */
 	struct stat meta_seen; /* identity of the metadata this process last saw */
-	int metafd;     /* owned: "meta" as of meta_seen (or -1), see meta_unchanged */
+	int watchfd;    /* owned: inotify on "<dir>/.kiln" (or -1), see meta_unchanged */
+	bool want_watch; /* a fast path looked: make watchfd at the next lock */
+	bool watch_failed; /* no inotify (limits): identity by path */
 	dev_t dev;      /* reported as st_dev of every file in the volume */
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
@@ -395,45 +399,51 @@ static bool same_meta(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Keep v->metafd open on the metadata file meta_seen describes. pf replaces
- * the metadata by renaming a new file over it, so while that file is still
- * linked with the same size and mtime, no process has committed since: an
- * fstat of this fd answers that without a path lookup (meta_unchanged). Called
- * under the volume's flock, after meta_seen was taken. */
-static void meta_fd_sync(struct rt_vol *v)
+/* Change detection for the fast paths, which take no volume lock. pf puts
+ * new metadata in place by renaming or swapping (RENAME_EXCHANGE) a file into
+ * "meta" (a commit) or "meta.pub" (a publish), so an inotify watch on .kiln
+ * reports every change by any process as IN_MOVED_TO. The watch is drained
+ * under the volume's flock right before meta_seen is taken (nothing changes
+ * the volume without that lock), so an empty queue means "unchanged since".
+ * It is made only for processes that use the fast paths (one inotify instance
+ * per volume); without it the identity is looked up by path (two stats). */
+static void watch_arm(struct rt_vol *v)
 {
-	struct stat st;
-	long fd;
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1];
+	char path[4200];
 
-	if (v->metafd >= 0 && rt_sys(SYS_fstat, v->metafd, &st) == 0 && st.st_nlink > 0 &&
-	    same_meta(&st, &v->meta_seen))
-		return;
-	rt_own_close(v->metafd);
-	v->metafd = -1;
-	fd = rt_sys(SYS_openat, v->lockfd, "meta", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return;
-	v->metafd = rt_own_fd((int)fd);
-	if (v->metafd >= 0 && (rt_sys(SYS_fstat, v->metafd, &st) < 0 ||
-			       !same_meta(&st, &v->meta_seen))) {
-		rt_own_close(v->metafd);
-		v->metafd = -1;
+	if (v->watchfd < 0 && v->want_watch && !v->watch_failed) {
+		long fd = rt_sys(SYS_inotify_init1, IN_NONBLOCK | IN_CLOEXEC);
+
+		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
+		if (fd >= 0 && rt_sys(SYS_inotify_add_watch, fd, path,
+				      IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+				      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
+			rt_sys(SYS_close, fd);
+			fd = -1;
+		}
+		if (fd >= 0)
+			v->watchfd = rt_own_fd((int)fd);
+		v->watch_failed = v->watchfd < 0;
 	}
+	if (v->watchfd >= 0)
+		while (rt_sys(SYS_read, v->watchfd, buf, sizeof(buf)) > 0)
+			;
 }
 
-/* True when no process committed to v since this one last looked (the fast
- * paths' staleness check: one fstat, no lock). */
+/* True when no process committed to or published in v since this one last
+ * looked (the fast paths' staleness check). */
 static bool meta_unchanged(struct rt_vol *v)
 {
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1];
 	struct stat st;
 
-	if (v->metafd < 0) {
-		st = v->meta_seen;
-		meta_identity(v, &st);
-		return same_meta(&st, &v->meta_seen);
-	}
-	return rt_sys(SYS_fstat, v->metafd, &st) == 0 && st.st_nlink > 0 &&
-	       same_meta(&st, &v->meta_seen);
+	v->want_watch = true;
+	if (v->watchfd >= 0)
+		return rt_sys(SYS_read, v->watchfd, buf, sizeof(buf)) == -EAGAIN;
+	st = v->meta_seen;
+	meta_identity(v, &st);
+	return same_meta(&st, &v->meta_seen);
 }
 
 static struct rt_node *g_nodes;
@@ -494,6 +504,7 @@ static int vols_lock(void)
 		struct stat st;
 		long r;
 
+		watch_arm(v);
 		st = v->meta_seen;
 		meta_identity(v, &st);
 		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
@@ -501,7 +512,6 @@ static int vols_lock(void)
 			if (r && !ret)
 				ret = (int)r;
 			v->meta_seen = st;
-			meta_fd_sync(v);
 		}
 	}
 	released_put(held);
@@ -522,8 +532,8 @@ static void vols_unlock(bool durable)
 
 		if (ret)
 			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
+		watch_arm(v);
 		meta_identity(v, &v->meta_seen);
-		meta_fd_sync(v);
 		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 	}
 }
@@ -576,6 +586,12 @@ void rt_shield_after_fork(void)
 		struct rt_vol *v = &g_vols[i];
 		long fd;
 
+		/* The inotify instance is shared with the parent: events one
+		 * reads the other would miss. A new one at the next lock. */
+		if (v->watchfd >= 0) {
+			rt_own_close(v->watchfd);
+			v->watchfd = -1;
+		}
 		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
 		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
@@ -1029,7 +1045,7 @@ static long close_lockfree(int fd)
 			pthread_mutex_lock(&g_lock);
 			r = vols_lock();
 			ofd_release(o);
-			vols_unlock();
+			vols_unlock(false);
 			pthread_mutex_unlock(&g_lock);
 			rt_leave(&g);
 			if (r) {
@@ -2027,6 +2043,7 @@ static long fast_call(long nr, const long a[6])
 		return -EAGAIN;
 	if (!resolve(dirfd, path, &t) || t.vfile)
 		return -EAGAIN;
+	t.vol->want_watch = true; /* the load that follows arms the watch */
 	n = node_find(t.vol, t.rel);
 	if (!n || !n->pf)
 		return -EAGAIN;
@@ -2045,7 +2062,7 @@ static long fast_stat(long nr, const long a[6])
 {
 	long dirfd = AT_FDCWD;
 	const char *path;
-	struct stat *out = NULL, st;
+	struct stat *out = NULL;
 	struct target t;
 	int mode = 0;
 
@@ -2073,11 +2090,11 @@ static long fast_stat(long nr, const long a[6])
 	default:
 		return -EAGAIN;
 	}
+	released_drain_ro();
+	cache_drop_inherited();
 	if (g_vfiles || !path || !path[0] || !resolve(dirfd, path, &t) || !t.vol->pf)
 		return -EAGAIN;
-	st = t.vol->meta_seen;
-	meta_identity(t.vol, &st);
-	if (!same_meta(&st, &t.vol->meta_seen))
+	if (!meta_unchanged(t.vol))
 		return -EAGAIN;
 	return out ? stat_rel(t.vol, t.rel, out) : do_access(dirfd, path, mode);
 }
@@ -2200,7 +2217,7 @@ int rt_shield_init(struct kiln_err *err)
 		v->cfg = c;
 		v->rootfd = -1;
 		v->lockfd = -1;
-		v->metafd = -1;
+		v->watchfd = -1;
 		if (c->cas_id[0] && c->committed == 0) {
 			ret = kiln_mkdir_p(c->dir, 0700);
 			if (ret)
@@ -2237,7 +2254,6 @@ int rt_shield_init(struct kiln_err *err)
 		rt_sys(SYS_flock, v->lockfd, LOCK_EX);
 		meta_identity(v, &v->meta_seen);
 		ret = vol_open_pf(v, err);
-		meta_fd_sync(v);
 		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 		if (ret) {
 			kiln_err_prefix(err, "volume %s: ", c->dir);
