@@ -4,7 +4,9 @@ Syscall User Dispatch trap) and `kiln run /bin/true` start-up overhead, measured
 in one run. Writes bench/results/runtime.json and prints a table.
 
 Usage: bench/runtime/run.py BUILD_DIR [--only sqlite|redis|nginx] [--rounds N]
-(--only runs that one application benchmark, prints it and writes nothing).
+(--only runs that one application benchmark, prints it and writes nothing;
+--only nginx runs native and shielded nginx side by side N times and prints
+each round, the median and the spread).
 """
 import argparse
 import json
@@ -166,7 +168,24 @@ http {{
 """
 
 
+def nginx_cpu_ticks(prefix):
+    """CPU ticks (user + system) of the nginx master and its workers so far."""
+    try:
+        master = int((prefix / "nginx.pid").read_text())
+        kids = pathlib.Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        total = 0
+        for pid in [master] + [int(k) for k in kids]:
+            f = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        return total
+    except (OSError, ValueError):
+        return None
+
+
 def wrk_rps(cmd, prefix, root, files):
+    """Requests per second and nginx CPU microseconds per request, per file.
+    CPU per request is much less sensitive to other jobs on the machine than
+    the rate (wrk and nginx share the cores with them)."""
     import os
     port = free_port()
     prefix.mkdir(exist_ok=True)
@@ -183,10 +202,17 @@ def wrk_rps(cmd, prefix, root, files):
                 time.sleep(0.05)
         out = {}
         for f in files:
+            t0 = nginx_cpu_ticks(prefix)
             r = subprocess.run(["wrk", "-t2", "-c32", "-d3s", f"http://127.0.0.1:{port}/{f}"],
                                capture_output=True, text=True, check=True).stdout
+            t1 = nginx_cpu_ticks(prefix)
             line = [ln for ln in r.splitlines() if ln.startswith("Requests/sec:")][0]
-            out[f] = float(line.split()[1])
+            reqs = [ln for ln in r.splitlines() if " requests in " in ln][0]
+            n = int(reqs.split()[0])
+            cpu = None
+            if t0 is not None and t1 is not None and n:
+                cpu = (t1 - t0) / os.sysconf("SC_CLK_TCK") * 1e6 / n
+            out[f] = (float(line.split()[1]), cpu)
         return out
     finally:
         proc.terminate()
@@ -213,8 +239,15 @@ def nginx_bench(kiln):
         files = ["4k.bin", "1m.bin"]
         native = wrk_rps([], tmp / "n", plain, files)
         shielded = wrk_rps([kiln, "run", "--volume", f"{vol}={key}", "--"], tmp / "k", vol, files)
-    return {f: {"native_rps": native[f], "kiln_rps": shielded[f],
-                "ratio": shielded[f] / native[f]} for f in files}
+    res = {}
+    for f in files:
+        r = {"native_rps": native[f][0], "kiln_rps": shielded[f][0],
+             "ratio": shielded[f][0] / native[f][0]}
+        if native[f][1] and shielded[f][1]:
+            r.update(native_cpu_us_per_req=native[f][1], kiln_cpu_us_per_req=shielded[f][1],
+                     cpu_ratio=native[f][1] / shielded[f][1])
+        res[f] = r
+    return res
 
 
 def attested_startup_ms(kiln, n=20):
@@ -255,14 +288,74 @@ def attested_startup_ms(kiln, n=20):
             cas.wait(timeout=30)
 
 
+def serve_loop_ns(kiln):
+    """ns per open + fstat + sendfile + close + recv of a 4 KiB file (serve_loop.c):
+    natively, under kiln run (cache of closed files on), and with the cache off."""
+    import os
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        exe = tmp / "serve_loop"
+        subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench/runtime/serve_loop.c")],
+                       check=True)
+        plain = tmp / "4k.bin"
+        plain.write_bytes(os.urandom(4096))
+        vol, key = tmp / "vol", tmp / "vol.key"
+        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                       capture_output=True)
+        run = [kiln, "run", "--volume", f"{vol}={key}", "--"]
+        subprocess.run(run + ["cp", str(plain), str(vol)], check=True, capture_output=True)
+
+        def ns(cmd, env=None, n="20000"):
+            out = subprocess.run(cmd + [n], check=True, capture_output=True, text=True,
+                                 env=dict(os.environ, **(env or {}))).stdout
+            return json.loads(out)["ns"]
+        return {"native_ns": ns([str(exe), str(plain)]),
+                "kiln_ns": ns(run + [str(exe), str(vol / "4k.bin")]),
+                "kiln_no_cache_ns": ns(run + [str(exe), str(vol / "4k.bin")],
+                                       {"KILN_FILE_CACHE": "0"}, "2000")}
+
+
+def nginx_only(kiln, rounds):
+    """Side-by-side nginx runs, repeated (the machine is shared): median and spread."""
+    loop = serve_loop_ns(kiln)
+    print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB): native "
+          f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
+          f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
+    ratios, cpu = {}, {}
+    for r in range(rounds):
+        res = nginx_bench(kiln)
+        if res is None:
+            print("nginx or wrk not installed")
+            return 1
+        for f, v in res.items():
+            ratios.setdefault(f, []).append(v["ratio"])
+            line = (f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, "
+                    f"kiln {v['kiln_rps']:.0f}/s ({v['ratio']:.2f}x)")
+            if "cpu_ratio" in v:
+                cpu.setdefault(f, []).append(v["cpu_ratio"])
+                line += (f"; nginx CPU per request native {v['native_cpu_us_per_req']:.2f} us, "
+                         f"kiln {v['kiln_cpu_us_per_req']:.2f} us ({v['cpu_ratio']:.2f}x)")
+            print(line, flush=True)
+    for f, rs in ratios.items():
+        print(f"nginx {f}: median {statistics.median(rs):.2f}x native over {len(rs)} rounds "
+              f"(min {min(rs):.2f}x, max {max(rs):.2f}x)")
+        if cpu.get(f):
+            c = cpu[f]
+            print(f"nginx {f}: CPU per request, native/kiln: median {statistics.median(c):.2f}x "
+                  f"(min {min(c):.2f}x, max {max(c):.2f}x)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="kiln runtime benchmark")
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
     ap.add_argument("--only", choices=["sqlite", "redis", "nginx"])
-    ap.add_argument("--rounds", type=int, default=5, help="sqlite rounds (default 5)")
+    ap.add_argument("--rounds", type=int, default=5, help="sqlite and nginx rounds (default 5)")
     args = ap.parse_args()
     build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
+    if args.only == "nginx":
+        return nginx_only(kiln, args.rounds)
     if args.only:
         res = {"sqlite": lambda: sqlite_bench(kiln, args.rounds),
                "redis": lambda: redis_bench(kiln),
@@ -321,7 +414,9 @@ def main():
                       "on a protected volume")
     if nginx:
         for f, r in nginx.items():
-            md.append(f"nginx + wrk {f} from a protected volume: {r['ratio']:.2f}x native")
+            md.append(f"nginx + wrk {f} from a protected volume: {r['ratio']:.2f}x native"
+                      + (f" (nginx CPU per request: {r['cpu_ratio']:.2f}x)" if "cpu_ratio" in r
+                         else ""))
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(f"{'call':22} {'native':>9} {'preload':>9} {'preload,':>9} {'SUD trap':>9}")
     print(f"{'':22} {'ns':>9} {'+SUD ns':>9} {'no SUD ns':>9} {'ns':>9}")
@@ -349,8 +444,11 @@ def main():
         for f, r in nginx.items():
             print(f"nginx + wrk {f} from a protected volume: {r['kiln_rps']:.0f}/s vs "
                   f"{r['native_rps']:.0f}/s native ({r['ratio']:.2f}x)")
+            if "cpu_ratio" in r:
+                print(f"  nginx CPU per request: native {r['native_cpu_us_per_req']:.2f} us, "
+                      f"kiln {r['kiln_cpu_us_per_req']:.2f} us ({r['cpu_ratio']:.2f}x)")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,6 +22,25 @@ int rt_freshness_parse(const char *s, enum rt_freshness *out)
 	return 0;
 }
 
+int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib)
+{
+	const char *colon = strchr(s, ':');
+	size_t len = colon ? (size_t)(colon - s) : strlen(s);
+	char head[32];
+	uint64_t f, m = *mib;
+
+	if (len >= sizeof(head))
+		return -EINVAL;
+	memcpy(head, s, len);
+	head[len] = '\0';
+	if (kiln_parse_u64(head, &f) || (colon && kiln_parse_u64(colon + 1, &m)) ||
+	    m > (UINT64_MAX >> 20))
+		return -EINVAL;
+	*files = f;
+	*mib = m;
+	return 0;
+}
+
 static const char *freshness_name(enum rt_freshness f)
 {
 	switch (f) {

@@ -58,6 +58,18 @@ void *rt_fd_clear(int fd, enum rt_fd_kind *kind)
 	return (void *)(old & ~(uintptr_t)3);
 }
 
+bool rt_fd_clear_if(int fd, enum rt_fd_kind kind, void *obj)
+{
+	uintptr_t want = (uintptr_t)obj | (uintptr_t)kind;
+
+	if (!rt_fd_in_range(fd) || !want)
+		return false;
+	if (!atomic_compare_exchange_strong(&g_fds[fd], &want, 0))
+		return false;
+	atomic_fetch_sub(&g_count, 1);
+	return true;
+}
+
 size_t rt_fd_count(void)
 {
 	return atomic_load(&g_count);

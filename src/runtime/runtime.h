@@ -82,6 +82,10 @@ void *rt_fd_get(int fd);
 void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj);
 /* Remove fd; returns the previous object (NULL if none). */
 void *rt_fd_clear(int fd, enum rt_fd_kind *kind);
+/* Remove fd only if it still holds (kind, obj): one compare-and-swap, so of
+ * two threads closing the same fd exactly one gets the reference. True when
+ * removed. */
+bool rt_fd_clear_if(int fd, enum rt_fd_kind kind, void *obj);
 bool rt_fd_in_range(int fd);
 /* Number of tracked fds (for tests and the exit flush). */
 size_t rt_fd_count(void);
@@ -179,6 +183,9 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 void rt_config_wipe(struct rt_config *cfg);
 /* Parse "every-fsync" | "on-close" | "on-exit". */
 int rt_freshness_parse(const char *s, enum rt_freshness *out);
+/* Parse KILN_FILE_CACHE: "FILES" or "FILES:MIB" (decimal, MIB < 2^44); *mib is
+ * left as is when absent. -EINVAL on anything else. */
+int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib);
 
 /* Environment variable naming the inherited config fd (only a number). */
 #define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"

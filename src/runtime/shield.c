@@ -17,11 +17,18 @@
  * to find changed chunks without hashing); corruption is detected at open,
  * not at the read that touches the chunk.
  *
+ * Closed files stay decrypted in a bounded LRU cache for the next open, used
+ * only while no other process has committed to the volume (node_unref,
+ * meta_unchanged; docs/runtime.md "The cache of closed files").
+ *
  * Locking: one mutex, always taken inside rt_enter() (signals blocked), never
- * held while app code runs. */
+ * held while app code runs. Exceptions without it: fstat and fcntl on a
+ * protected fd, and the close of an fd on a never-written file
+ * (close_lockfree). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -30,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -51,6 +59,9 @@ struct rt_vol {
 	int rootfd;     /* owned: the volume directory, backs directory fds */
 	int lockfd;     /* owned: "<dir>/.kiln", flock'd around every pf call */
 	struct stat meta_seen; /* identity of the metadata this process last saw */
+	int watchfd;    /* owned: inotify on "<dir>/.kiln" (or -1), see meta_unchanged */
+	bool want_watch; /* a fast path looked: make watchfd at the next lock */
+	bool watch_failed; /* no inotify (limits): identity by path */
 	dev_t dev;      /* reported as st_dev of every file in the volume */
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept to reopen after another process commits */
@@ -63,18 +74,23 @@ struct rt_node {
 	char *rel;            /* volume path, malloc'd */
 	pf_file_t *pf;
 	int memfd;            /* owned */
+	char proc[32];        /* "/proc/self/fd/<memfd>", made at the first reopen */
 	uint8_t *synced;      /* plaintext as of the last flush, malloc'd, wiped */
 	uint64_t synced_size;
 	int refs;             /* open file descriptions using this node */
 	mode_t mode;          /* permission bits, as kept in the volume */
 	bool unlinked;
-	bool writable;        /* ever opened for writing: the memfd may differ from pf */
+	atomic_bool writable; /* ever opened for writing: the memfd may differ from pf
+			       * (read without the lock by close_lockfree) */
 	struct timespec mtime; /* the memfd's mtime as of the last flush */
 	bool cached;          /* no fd left; kept for the next open (see node_unref) */
+	uint64_t cached_at;   /* g_cache_clock when it was cached (LRU order) */
+	bool shared;          /* open across a fork: another process may write the
+			       * memfd, so it is never cached nor its stat assumed */
 };
 
 struct rt_ofd {
-	int refs;             /* fds sharing this description (dup) */
+	atomic_int refs;      /* fds sharing this description (dup); see close_lockfree */
 	enum rt_fd_kind kind;
 	struct rt_node *node; /* RT_FD_FILE */
 	struct rt_vol *vol;   /* RT_FD_DIR */
@@ -82,22 +98,43 @@ struct rt_ofd {
 	char **names;         /* RT_FD_DIR listing snapshot (pf_names_free) */
 	size_t count;
 	size_t pos;
+	struct rt_ofd *next_released; /* on g_released */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The working directory when it is a volume directory (see rt_vcwd_on). */
 static char g_vcwd[4096];
 static atomic_bool g_vcwd_set;
+/* Owned: "/proc/self/fd" of this process (reopened in a forked child), so a
+ * memfd reopen looks up one name instead of walking /proc/self/fd/N. */
+static int g_procfd = -1;
 static uid_t g_uid;
 static gid_t g_gid;
 /* Closed files are kept decrypted for the next open (a web server opens the
- * same files again and again), within these bounds. */
-#define CACHE_MAX_FILES 32 /* each holds ~4 runtime-owned fds (memfd, pf files) */
-#define CACHE_MAX_BYTES (256u << 20)
+ * same files again and again), least recently closed out first, within these
+ * bounds (KILN_FILE_CACHE=FILES[:MIB], see rt_shield_init). Each cached file
+ * holds its plaintext once (a memfd) and two runtime-owned fds (the memfd and
+ * its pf backing file). */
+#define CACHE_DEFAULT_FILES 32
+#define CACHE_DEFAULT_MIB 256
+static size_t g_cache_max_files = CACHE_DEFAULT_FILES;
+static uint64_t g_cache_max_bytes = (uint64_t)CACHE_DEFAULT_MIB << 20;
 static size_t g_cache_files;
 static uint64_t g_cache_bytes;
+static uint64_t g_cache_clock;
+/* In a forked child: the cached files' memfds are the parent's too; they are
+ * dropped at the child's first call into the shield (cache_drop_inherited). */
+static bool g_cache_inherited;
 static struct rt_vol g_vols[RT_MAX_VOLUMES];
 static size_t g_nvols;
+/* Descriptions whose last fd was closed without the lock (close_lockfree),
+ * released under the lock by the next call that takes it. */
+static _Atomic(struct rt_ofd *) g_released;
+/* Lock-free closes in progress, and a fork waiting for them (see
+ * rt_shield_before_fork). */
+static atomic_int g_closing;
+static atomic_bool g_forking;
+static RT_TLS int t_closing;
 
 #define PATH_SIZE 4096
 
@@ -362,6 +399,53 @@ static bool same_meta(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Change detection for the fast paths, which take no volume lock. pf puts
+ * new metadata in place by renaming or swapping (RENAME_EXCHANGE) a file into
+ * "meta" (a commit) or "meta.pub" (a publish), so an inotify watch on .kiln
+ * reports every change by any process as IN_MOVED_TO. The watch is drained
+ * under the volume's flock right before meta_seen is taken (nothing changes
+ * the volume without that lock), so an empty queue means "unchanged since".
+ * It is made only for processes that use the fast paths (one inotify instance
+ * per volume); without it the identity is looked up by path (two stats). */
+static void watch_arm(struct rt_vol *v)
+{
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1];
+	char path[4200];
+
+	if (v->watchfd < 0 && v->want_watch && !v->watch_failed) {
+		long fd = rt_sys(SYS_inotify_init1, IN_NONBLOCK | IN_CLOEXEC);
+
+		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
+		if (fd >= 0 && rt_sys(SYS_inotify_add_watch, fd, path,
+				      IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+				      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
+			rt_sys(SYS_close, fd);
+			fd = -1;
+		}
+		if (fd >= 0)
+			v->watchfd = rt_own_fd((int)fd);
+		v->watch_failed = v->watchfd < 0;
+	}
+	if (v->watchfd >= 0)
+		while (rt_sys(SYS_read, v->watchfd, buf, sizeof(buf)) > 0)
+			;
+}
+
+/* True when no process committed to or published in v since this one last
+ * looked (the fast paths' staleness check). */
+static bool meta_unchanged(struct rt_vol *v)
+{
+	char buf[sizeof(struct inotify_event) + NAME_MAX + 1];
+	struct stat st;
+
+	v->want_watch = true;
+	if (v->watchfd >= 0)
+		return rt_sys(SYS_read, v->watchfd, buf, sizeof(buf)) == -EAGAIN;
+	st = v->meta_seen;
+	meta_identity(v, &st);
+	return same_meta(&st, &v->meta_seen);
+}
+
 static struct rt_node *g_nodes;
 static void node_reopen_all(struct rt_vol *v);
 
@@ -394,18 +478,33 @@ static int vol_reload(struct rt_vol *v)
 	return 0;
 }
 
+static struct rt_ofd *released_take(bool all);
+static void released_put(struct rt_ofd *list);
+static void cache_drop_inherited(void);
+
 static int vols_lock(void)
 {
+	struct rt_ofd *held;
 	int ret = 0;
 
+	for (size_t i = 0; i < g_nvols; i++) {
+		long r;
+
+		do
+			r = rt_sys(SYS_flock, g_vols[i].lockfd, LOCK_EX);
+		while (r == -EINTR);
+	}
+	/* Closed read-only files go to the cache (or away) before a reload
+	 * drops the cache; files with writes are saved after it, through the
+	 * reopened volume, as a close under the lock would have. */
+	held = released_take(false);
+	cache_drop_inherited();
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		struct stat st;
 		long r;
 
-		do
-			r = rt_sys(SYS_flock, v->lockfd, LOCK_EX);
-		while (r == -EINTR);
+		watch_arm(v);
 		st = v->meta_seen;
 		meta_identity(v, &st);
 		if (!v->pf || !same_meta(&st, &v->meta_seen)) {
@@ -415,6 +514,7 @@ static int vols_lock(void)
 			v->meta_seen = st;
 		}
 	}
+	released_put(held);
 	return ret;
 }
 
@@ -432,6 +532,7 @@ static void vols_unlock(bool durable)
 
 		if (ret)
 			rt_say("volume %s: commit: %s", v->cfg->dir, kiln_err_msg(&err, ret));
+		watch_arm(v);
 		meta_identity(v, &v->meta_seen);
 		rt_sys(SYS_flock, v->lockfd, LOCK_UN);
 	}
@@ -442,10 +543,20 @@ static void vols_unlock(bool durable)
 void rt_shield_before_fork(void)
 {
 	pthread_mutex_lock(&g_lock);
+	for (struct rt_node *n = g_nodes; n; n = n->next)
+		if (n->refs > 0)
+			n->shared = true;
+	/* Let lock-free closes of other threads finish (new ones take the lock
+	 * and wait), so the child never sees one half done. A close this thread
+	 * was in when a signal handler forked is not waited for. */
+	atomic_store(&g_forking, true);
+	while (atomic_load(&g_closing) > t_closing)
+		rt_sys0(SYS_sched_yield);
 }
 
 void rt_shield_parent_after_fork(void)
 {
+	atomic_store(&g_forking, false);
 	pthread_mutex_unlock(&g_lock);
 }
 
@@ -455,11 +566,32 @@ void rt_shield_after_fork(void)
 {
 	char path[4200];
 
+	atomic_store(&g_forking, false);
+	g_cache_inherited = g_cache_files > 0;
 	pthread_mutex_unlock(&g_lock);
+	if (g_procfd >= 0) {
+		/* The inherited one lists the parent's fds. */
+		long fd = rt_sys(SYS_openat, AT_FDCWD, "/proc/self/fd",
+				 O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			rt_sys(SYS_dup3, fd, g_procfd, O_CLOEXEC);
+			rt_sys(SYS_close, fd);
+		} else {
+			rt_own_close(g_procfd);
+			g_procfd = -1;
+		}
+	}
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		long fd;
 
+		/* The inotify instance is shared with the parent: events one
+		 * reads the other would miss. A new one at the next lock. */
+		if (v->watchfd >= 0) {
+			rt_own_close(v->watchfd);
+			v->watchfd = -1;
+		}
 		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
 		fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
@@ -524,6 +656,14 @@ static void node_reopen_all(struct rt_vol *v)
 		if (n->refs == 0) {
 			/* Another process changed the volume: cached copies may be stale. */
 			node_free(n);
+			continue;
+		}
+		if (!n->writable) {
+			/* Still open here, never written: the open fds keep this copy
+			 * (a snapshot, like a file replaced by rename); the next open
+			 * loads the file from the volume again, and this copy is
+			 * freed, not cached, when its last fd closes. */
+			n->unlinked = true;
 			continue;
 		}
 		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
@@ -624,6 +764,54 @@ out:
 	return ret;
 }
 
+static void cache_drop_inherited(void)
+{
+	struct rt_node *next;
+
+	if (!g_cache_inherited)
+		return;
+	g_cache_inherited = false;
+	for (struct rt_node *n = g_nodes; n; n = next) {
+		next = n->next;
+		if (n->cached)
+			node_free(n);
+	}
+}
+
+static void cache_evict_oldest(void)
+{
+	struct rt_node *old = NULL;
+
+	for (struct rt_node *n = g_nodes; n; n = n->next)
+		if (n->cached && (!old || n->cached_at < old->cached_at))
+			old = n;
+	if (old)
+		node_free(old);
+}
+
+/* The copy of the plaintext as of the last flush, dropped while a never
+ * written file is cached (the memfd holds the same bytes): made again before
+ * the file can be written. */
+static int node_keep_synced(struct rt_node *n)
+{
+	if (n->synced || !n->synced_size)
+		return 0;
+	n->synced = malloc(n->synced_size);
+	if (!n->synced)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < n->synced_size;) {
+		long r = rt_sys(SYS_pread64, n->memfd, n->synced + off, n->synced_size - off, off);
+
+		if (r <= 0) {
+			kiln_free_secret(n->synced, n->synced_size);
+			n->synced = NULL;
+			return r < 0 ? (int)r : -EIO;
+		}
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
 static void node_unref(struct rt_node *n)
 {
 	if (--n->refs > 0)
@@ -631,16 +819,25 @@ static void node_unref(struct rt_node *n)
 	/* on-exit: keep the plaintext until exit, when it is saved. */
 	if (!n->unlinked && g_rt.cfg.freshness == RT_FRESH_ON_EXIT)
 		return;
-	if (!n->unlinked)
-		node_flush(n, true);
-	if (!n->unlinked && n->pf && g_cache_files < CACHE_MAX_FILES &&
-	    g_cache_bytes + n->synced_size <= CACHE_MAX_BYTES) {
-		n->cached = true;
-		g_cache_files++;
-		g_cache_bytes += n->synced_size;
+	/* Not saved: kept (uncached, never evicted) for the exit flush to retry. */
+	if (!n->unlinked && node_flush(n, true))
+		return;
+	if (n->unlinked || !n->pf || n->shared || !g_cache_max_files ||
+	    n->synced_size > g_cache_max_bytes) {
+		node_free(n);
 		return;
 	}
-	node_free(n);
+	while (g_cache_files >= g_cache_max_files ||
+	       g_cache_bytes + n->synced_size > g_cache_max_bytes)
+		cache_evict_oldest();
+	if (!n->writable) {
+		kiln_free_secret(n->synced, n->synced_size);
+		n->synced = NULL;
+	}
+	n->cached = true;
+	n->cached_at = ++g_cache_clock;
+	g_cache_files++;
+	g_cache_bytes += n->synced_size;
 }
 
 static int node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode,
@@ -741,16 +938,130 @@ fail:
 }
 
 /* ---- open file descriptions ------------------------------------------------ */
-static void ofd_unref(struct rt_ofd *o)
+static void ofd_release(struct rt_ofd *o)
 {
-	if (!o || --o->refs > 0)
-		return;
 	if (o->kind == RT_FD_FILE)
 		node_unref(o->node);
 	if (o->names)
 		pf_names_free(o->names, o->count);
 	free(o->rel);
 	free(o);
+}
+
+static void ofd_unref(struct rt_ofd *o)
+{
+	if (o && --o->refs == 0)
+		ofd_release(o);
+}
+
+/* Take a reference on a description found in the fd table, unless its last fd
+ * was closed meanwhile (close_lockfree owns it then). */
+static bool ofd_tryref(struct rt_ofd *o)
+{
+	int r = atomic_load(&o->refs);
+
+	while (r > 0)
+		if (atomic_compare_exchange_weak(&o->refs, &r, r + 1))
+			return true;
+	return false;
+}
+
+/* ---- closes without the lock ----------------------------------------------
+ * nginx opens, reads and closes a file per request. The close of an fd on a
+ * file this process never wrote needs neither pf nor the volume lock, only
+ * the fd table and the node's reference count: the fd's slot is taken with
+ * one compare-and-swap, and a description whose last fd this was goes to
+ * g_released, which the next caller of the lock drains (released_take). No
+ * signal mask change, no mutex: signals may arrive at any point, and a
+ * handler that calls into the shield finds consistent state. */
+static void release_later(struct rt_ofd *o)
+{
+	struct rt_ofd *head = atomic_load(&g_released);
+
+	do
+		o->next_released = head;
+	while (!atomic_compare_exchange_weak(&g_released, &head, o));
+}
+
+/* Under g_lock: release what close_lockfree left. With all == false, those of
+ * written files (their release saves them, which needs the volume lock and a
+ * current pf) are returned instead. */
+static struct rt_ofd *released_take(bool all)
+{
+	struct rt_ofd *o = atomic_exchange(&g_released, NULL), *next, *held = NULL;
+
+	for (; o; o = next) {
+		next = o->next_released;
+		if (!all && o->kind == RT_FD_FILE && o->node->vol && o->node->writable) {
+			o->next_released = held;
+			held = o;
+			continue;
+		}
+		ofd_release(o);
+	}
+	return held;
+}
+
+static void released_put(struct rt_ofd *list)
+{
+	struct rt_ofd *next;
+
+	for (; list; list = next) {
+		next = list->next_released;
+		ofd_release(list);
+	}
+}
+
+/* Under g_lock, without the volume lock: release what needs no save; keep the
+ * rest for the next vols_lock. */
+static void released_drain_ro(void)
+{
+	struct rt_ofd *held = released_take(false), *next;
+
+	for (; held; held = next) {
+		next = held->next_released;
+		release_later(held);
+	}
+}
+
+static long close_lockfree(int fd)
+{
+	struct rt_ofd *o = rt_fd_get(fd);
+	long r = -EAGAIN;
+
+	if (rt_fd_kind(fd) != RT_FD_FILE)
+		return -EAGAIN;
+	atomic_fetch_add(&g_closing, 1);
+	t_closing++;
+	if (atomic_load(&g_forking) || !rt_fd_clear_if(fd, RT_FD_FILE, o))
+		goto out;
+	/* The slot's reference is ours now. */
+	if (atomic_fetch_sub(&o->refs, 1) == 1) {
+		if (o->node->vol && o->node->writable) {
+			struct rt_guard g;
+
+			/* Written: saved now, under the locks (--freshness on-close). */
+			rt_enter(&g);
+			pthread_mutex_lock(&g_lock);
+			r = vols_lock();
+			ofd_release(o);
+			vols_unlock(false);
+			pthread_mutex_unlock(&g_lock);
+			rt_leave(&g);
+			if (r) {
+				rt_sys(SYS_close, fd);
+				r = -EIO;
+				goto out;
+			}
+		} else {
+			release_later(o);
+		}
+	}
+	r = rt_sys(SYS_close, fd);
+out:
+	t_closing--;
+	atomic_fetch_sub(&g_closing, 1);
+	return r;
 }
 
 /* Track fd as sharing o; drops whatever newfd held before. */
@@ -818,11 +1129,14 @@ static long open_dir(struct target *t, int flags)
 static long ofd_open_node(struct rt_node *n, int rflags)
 {
 	struct rt_ofd *o;
-	char proc[64];
 	long fd;
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", n->memfd);
-	fd = rt_sys(SYS_openat, AT_FDCWD, proc, rflags, 0);
+	if (!n->proc[0])
+		snprintf(n->proc, sizeof(n->proc), "/proc/self/fd/%d", n->memfd);
+	if (g_procfd >= 0)
+		fd = rt_sys(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
+	else
+		fd = rt_sys(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
 	if (fd < 0)
 		return fd;
 	o = calloc(1, sizeof(*o));
@@ -877,8 +1191,15 @@ static long do_open(long dirfd, const char *path, int flags, mode_t mode)
 			return ret;
 	}
 	cache_take(n);
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+		ret = node_keep_synced(n);
+		if (ret) {
+			n->refs++;
+			node_unref(n); /* back to the cache */
+			return ret;
+		}
 		n->writable = true;
+	}
 	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
 	/* Hold n across the reopen: a node made just now is released (flushed,
 	 * cached or freed) by this unref when the open fails. */
@@ -952,8 +1273,14 @@ static long stat_fd(long fd, struct stat *out)
 		/* Lock-free: the node lives as long as fd does. */
 		memset(&ps, 0, sizeof(ps));
 		ps.mode = o->node->mode;
-		if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0)
+		if (o->node->vol && !o->node->writable && !o->node->shared) {
+			/* Never written: the memfd is as loaded (nginx fstats every
+			 * file it serves). */
+			mem.st_size = (off_t)o->node->synced_size;
+			mem.st_mtim = o->node->mtime;
+		} else if (rt_sys(SYS_fstat, o->node->memfd, &mem) < 0) {
 			return -EIO;
+		}
 		fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
 		return 0;
 	case RT_FD_DIR:
@@ -1127,8 +1454,11 @@ static long do_truncate(const char *path, uint64_t size)
 		return rt_sys(SYS_truncate, path, size);
 	n = node_find(t.vol, t.rel);
 	if (n) {
-		long r = rt_sys(SYS_ftruncate, n->memfd, size);
+		long r = node_keep_synced(n);
 
+		if (r)
+			return r;
+		r = rt_sys(SYS_ftruncate, n->memfd, size);
 		n->writable = true;
 		if (r == 0 && n->refs == 0 && node_flush(n, true))
 			r = -EIO;
@@ -1263,7 +1593,16 @@ static long do_dup(long nr, const long a[6])
 		rt_sys(SYS_close, fd);
 		return -EMFILE;
 	}
+	if (o && !ofd_tryref(o)) {
+		/* Another thread closed a[0] (lock-free) after the kernel dup'd
+		 * it: the dup lost the race, as if it came second. */
+		fd_detach((int)fd);
+		rt_sys(SYS_close, fd);
+		return -EBADF;
+	}
 	fd_attach((int)fd, o);
+	if (o)
+		o->refs--; /* fd_attach took one more */
 	return fd;
 }
 
@@ -1692,31 +2031,23 @@ static long fast_call(long nr, const long a[6])
 {
 	struct target t;
 	struct rt_node *n;
-	struct rt_ofd *o;
-	struct stat st;
 	long dirfd = nr == SYS_open ? AT_FDCWD : a[0];
 	const char *path = (const char *)(nr == SYS_open ? a[0] : a[1]);
 	int flags = (int)(nr == SYS_open ? a[1] : a[2]);
 	long fd;
 
-	if (nr == SYS_close) {
-		o = rt_fd_get((int)a[0]);
-		if (rt_fd_kind((int)a[0]) != RT_FD_FILE || (o->node->vol && o->node->writable))
-			return -EAGAIN;
-		fd_detach((int)a[0]);
-		return rt_sys(SYS_close, a[0]);
-	}
+	released_drain_ro();
+	cache_drop_inherited();
 	if ((flags & O_ACCMODE) != O_RDONLY ||
 	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
 		return -EAGAIN;
 	if (!resolve(dirfd, path, &t) || t.vfile)
 		return -EAGAIN;
+	t.vol->want_watch = true; /* the load that follows arms the watch */
 	n = node_find(t.vol, t.rel);
 	if (!n || !n->pf)
 		return -EAGAIN;
-	st = t.vol->meta_seen;
-	meta_identity(t.vol, &st);
-	if (!same_meta(&st, &t.vol->meta_seen))
+	if (!meta_unchanged(t.vol))
 		return -EAGAIN;
 	fd = ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME));
 	if (fd >= 0)
@@ -1731,7 +2062,7 @@ static long fast_stat(long nr, const long a[6])
 {
 	long dirfd = AT_FDCWD;
 	const char *path;
-	struct stat *out = NULL, st;
+	struct stat *out = NULL;
 	struct target t;
 	int mode = 0;
 
@@ -1759,11 +2090,11 @@ static long fast_stat(long nr, const long a[6])
 	default:
 		return -EAGAIN;
 	}
+	released_drain_ro();
+	cache_drop_inherited();
 	if (g_vfiles || !path || !path[0] || !resolve(dirfd, path, &t) || !t.vol->pf)
 		return -EAGAIN;
-	st = t.vol->meta_seen;
-	meta_identity(t.vol, &st);
-	if (!same_meta(&st, &t.vol->meta_seen))
+	if (!meta_unchanged(t.vol))
 		return -EAGAIN;
 	return out ? stat_rel(t.vol, t.rel, out) : do_access(dirfd, path, mode);
 }
@@ -1779,9 +2110,14 @@ long rt_shield_call(long nr, const long a[6])
 		return own_or_badf(a[0]) ? -EBADF : rt_sys(SYS_fcntl, a[0], a[1], a[2]);
 	if (nr == SYS_fstat && rt_fd_kind((int)a[0]) == RT_FD_FILE)
 		return stat_fd(a[0], (struct stat *)a[1]);
+	if (nr == SYS_close) {
+		r = close_lockfree((int)a[0]);
+		if (r != -EAGAIN)
+			return r;
+	}
 	/* Reads of files this process already holds decrypted need neither the
 	 * volume lock nor pf, as long as no other process changed the volume. */
-	if (nr == SYS_openat || nr == SYS_open || nr == SYS_close) {
+	if (nr == SYS_openat || nr == SYS_open) {
 		rt_enter(&g);
 		pthread_mutex_lock(&g_lock);
 		r = fast_call(nr, a);
@@ -1815,7 +2151,7 @@ long rt_shield_call(long nr, const long a[6])
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
-static int load_owned_base(void)
+static int load_owned_base(long *limit)
 {
 	struct rlimit rl;
 	long lim = 1024;
@@ -1825,6 +2161,7 @@ static int load_owned_base(void)
 		lim = (long)rl.rlim_cur;
 	if (lim > RT_FD_MAX)
 		lim = RT_FD_MAX;
+	*limit = lim;
 	/* The top quarter below the soft limit (at least 256 fds when there is
 	 * room); apps allocate from the bottom. */
 	if (lim >= 1024)
@@ -1832,11 +2169,42 @@ static int load_owned_base(void)
 	return (int)(lim / 2);
 }
 
+/* KILN_FILE_CACHE=FILES[:MIB]: bounds of the cache of closed files. */
+static int load_cache_bounds(long fd_limit, struct kiln_err *err)
+{
+	const char *s = getenv("KILN_FILE_CACHE");
+	uint64_t nfiles, mib = CACHE_DEFAULT_MIB;
+	/* Two runtime fds per cached file, half the runtime's fd range at most. */
+	uint64_t room = (uint64_t)(fd_limit - g_rt.owned_base) / 4;
+
+	if (!s)
+		return 0;
+	if (rt_file_cache_parse(s, &nfiles, &mib) == 0) {
+		g_cache_max_files = nfiles > room ? room : nfiles;
+		g_cache_max_bytes = mib << 20;
+		return 0;
+	}
+	return kiln_err_set(err, -EINVAL, "KILN_FILE_CACHE=%s: expected FILES or FILES:MIB "
+			    "(default %d:%d; 0 turns the cache of closed files off)", s,
+			    CACHE_DEFAULT_FILES, CACHE_DEFAULT_MIB);
+}
+
 int rt_shield_init(struct kiln_err *err)
 {
+	long fd_limit;
 	int ret = 0;
 
-	g_rt.owned_base = load_owned_base();
+	g_rt.owned_base = load_owned_base(&fd_limit);
+	ret = load_cache_bounds(fd_limit, err);
+	if (ret)
+		return ret;
+	if (g_rt.cfg.n_volumes) {
+		long fd = rt_sys(SYS_openat, AT_FDCWD, "/proc/self/fd",
+				 O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd >= 0)
+			g_procfd = rt_own_fd((int)fd);
+	}
 	g_uid = (uid_t)rt_sys0(SYS_getuid);
 	g_gid = (gid_t)rt_sys0(SYS_getgid);
 	for (size_t i = 0; i < g_rt.cfg.n_volumes; i++) {
@@ -1849,6 +2217,7 @@ int rt_shield_init(struct kiln_err *err)
 		v->cfg = c;
 		v->rootfd = -1;
 		v->lockfd = -1;
+		v->watchfd = -1;
 		if (c->cas_id[0] && c->committed == 0) {
 			ret = kiln_mkdir_p(c->dir, 0700);
 			if (ret)

@@ -143,6 +143,27 @@ static void test_fd_table(void **state)
 	assert_null(rt_fd_get(-3));
 }
 
+/* rt_fd_clear_if: removes only the exact (kind, object) it was given. */
+static void test_fd_clear_if(void **state)
+{
+	int obj1, obj2;
+	size_t base = rt_fd_count();
+
+	assert_false(rt_fd_clear_if(9, RT_FD_FILE, &obj1)); /* empty slot */
+	rt_fd_set(9, RT_FD_FILE, &obj1);
+	assert_false(rt_fd_clear_if(9, RT_FD_FILE, &obj2)); /* other object */
+	assert_false(rt_fd_clear_if(9, RT_FD_DIR, &obj1));  /* other kind */
+	assert_ptr_equal(rt_fd_get(9), &obj1);
+	assert_int_equal(rt_fd_count(), base + 1);
+	assert_true(rt_fd_clear_if(9, RT_FD_FILE, &obj1));
+	assert_int_equal(rt_fd_kind(9), RT_FD_NONE);
+	assert_int_equal(rt_fd_count(), base);
+	assert_false(rt_fd_clear_if(9, RT_FD_FILE, &obj1)); /* second close loses */
+	assert_false(rt_fd_clear_if(RT_FD_MAX, RT_FD_FILE, &obj1));
+	assert_false(rt_fd_clear_if(-1, RT_FD_FILE, &obj1));
+	assert_int_equal(rt_fd_count(), base);
+}
+
 static void test_config_round_trip(void **state)
 {
 	struct rt_config *in = calloc(1, sizeof(*in)), *out = calloc(1, sizeof(*out));
@@ -222,6 +243,36 @@ static void test_config_errors(void **state)
 	}
 }
 
+static void test_file_cache_parse(void **state)
+{
+	uint64_t files = 7, mib = 256;
+
+	assert_int_equal(rt_file_cache_parse("32", &files, &mib), 0);
+	assert_int_equal(files, 32);
+	assert_int_equal(mib, 256); /* unchanged without ":MIB" */
+	assert_int_equal(rt_file_cache_parse("1000:2048", &files, &mib), 0);
+	assert_int_equal(files, 1000);
+	assert_int_equal(mib, 2048);
+	assert_int_equal(rt_file_cache_parse("0", &files, &mib), 0);
+	assert_int_equal(files, 0);
+	assert_int_equal(rt_file_cache_parse("10:0", &files, &mib), 0);
+	assert_int_equal(mib, 0);
+	/* Rejected; the outputs keep their values. */
+	files = 5;
+	mib = 6;
+	assert_int_equal(rt_file_cache_parse("", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("lots", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("-1", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse(":4", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:5:6", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("4:17592186044416", &files, &mib), -EINVAL);
+	assert_int_equal(rt_file_cache_parse("123456789012345678901234567890123", &files, &mib),
+			 -EINVAL);
+	assert_int_equal(files, 5);
+	assert_int_equal(mib, 6);
+}
+
 static void test_freshness_parse(void **state)
 {
 	enum rt_freshness f;
@@ -243,9 +294,11 @@ int main(void)
 		cmocka_unit_test(test_path_normalize),
 		cmocka_unit_test(test_path_under),
 		cmocka_unit_test(test_fd_table),
+		cmocka_unit_test(test_fd_clear_if),
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_freshness_parse),
+		cmocka_unit_test(test_file_cache_parse),
 	};
 	return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
 }
