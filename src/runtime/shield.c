@@ -653,11 +653,14 @@ static void node_reopen_all(struct rt_vol *v)
 		next = n->next;
 		if (n->vol != v || n->unlinked)
 			continue;
-		if (n->refs == 0) {
+		if (n->refs == 0 && (n->cached || !n->writable)) {
 			/* Another process changed the volume: cached copies may be stale. */
 			node_free(n);
 			continue;
 		}
+		/* Closed but not cached: changes kept for the exit flush (on-exit, or
+		 * a flush that failed). They are reopened below like an open file's,
+		 * not dropped. */
 		if (!n->writable) {
 			/* Still open here, never written: the open fds keep this copy
 			 * (a snapshot, like a file replaced by rename); the next open

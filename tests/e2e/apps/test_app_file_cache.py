@@ -83,11 +83,11 @@ for line in sys.stdin:
 class App:
     """python3 under kiln run, kept running across several requests."""
 
-    def __init__(self, volume, env=None):
+    def __init__(self, volume, env=None, args=()):
         e = {k: v for k, v in os.environ.items() if k != "KILN_FILE_CACHE"}
         e.update(env or {})
         self.proc = subprocess.Popen(
-            [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
+            [volume.kiln_bin, "run", *args, "--volume", f"{volume.dir}={volume.key}", "--",
              need("python3"), "-u", "-c", SERVER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=e)
@@ -295,3 +295,21 @@ def test_close_of_written_file_commits(volume):
         assert app.ask("read", f) == "ok other"
     finally:
         app.stop()
+
+
+def test_on_exit_changes_survive_another_process_commit(volume):
+    """--freshness on-exit keeps a closed file's changes in memory until exit;
+    another process committing to the volume meanwhile must not drop them."""
+    app = App(volume, args=["--freshness", "on-exit"])
+    try:
+        a = volume.dir / "a.txt"
+        assert app.ask("write", a, "mine-" + SECRET) == "ok"
+        write(volume, "b.txt", "theirs")  # another kiln process commits
+        assert app.ask("read", volume.dir / "b.txt") == "ok theirs"
+        assert app.ask("read", a) == "ok mine-" + SECRET
+    finally:
+        err = app.stop()
+    assert app.proc.returncode == 0, err
+    assert volume.run("cat", a, check=True).stdout == "mine-" + SECRET
+    assert volume.run("cat", volume.dir / "b.txt", check=True).stdout == "theirs"
+    volume.assert_no_plaintext()
