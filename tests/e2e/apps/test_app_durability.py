@@ -39,24 +39,33 @@ def fs(volume, *args):
                            "--key-file", str(volume.key)], capture_output=True, text=True)
 
 
-def test_fsync_durable_publish_lost(volume):
+def run_and_kill(volume, program, while_running=None):
+    """Run program under kiln run until it prints "ready", then kill -9 it."""
     py = need("python3")
     proc = subprocess.Popen([volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}",
-                             "--", py, "-c", PROGRAM, str(volume.dir)], stdin=subprocess.PIPE,
+                             "--", py, "-c", program, str(volume.dir)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        # While it runs, another process sees the published namespace.
-        ls = fs(volume, "ls")
-        assert ls.returncode == 0, ls.stderr
-        names = ls.stdout.split()
-        assert "late" in names and "synced-data" not in names, ls.stdout
+        if while_running:
+            while_running()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         proc.stdin.close()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_fsync_durable_publish_lost(volume):
+    def while_running():
+        # Another process sees the published namespace.
+        ls = fs(volume, "ls")
+        assert ls.returncode == 0, ls.stderr
+        names = ls.stdout.split()
+        assert "late" in names and "synced-data" not in names, ls.stdout
+
+    run_and_kill(volume, PROGRAM, while_running)
     pub = volume.dir / ".kiln" / "meta.pub"
     assert pub.exists(), "the namespace changes after the last fsync were published"
     pub.unlink()  # the crash lost the publish
@@ -88,21 +97,6 @@ with open(os.path.join(d, "empty"), "w") as f:              # nothing written: t
 print("ready", flush=True)
 sys.stdin.read()
 """
-
-
-def run_and_kill(volume, program):
-    py = need("python3")
-    proc = subprocess.Popen([volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}",
-                             "--", py, "-c", program, str(volume.dir)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        proc.stdin.close()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def test_fsync_of_new_empty_file_is_durable(volume):
