@@ -106,6 +106,18 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 		       struct cas_response *resp, struct kiln_err *err);
 /* Wipes and frees the body (it may hold secrets); accepts NULL. */
 void cas_response_free(struct cas_response *resp);
+/* Several requests on one connection (the runtime's nonce and attestation: one
+ * TLS handshake instead of two). cas_conn_open connects, handshakes with c's
+ * client certificate and checks the pin; *out is owned by the caller
+ * (cas_conn_close, accepts NULL). cas_conn_request sends one request
+ * ("Connection: keep-alive" or "close") and reads its answer by Content-Length;
+ * after a failure the connection is unusable (close it). */
+struct cas_conn;
+int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln_err *err);
+int cas_conn_request(struct cas_conn *cn, bool keep_alive, const char *method, const char *path,
+		     const char *content_type, const void *body, size_t body_size,
+		     struct cas_response *resp, struct kiln_err *err);
+void cas_conn_close(struct cas_conn *cn);
 /* Parse one complete HTTP/1.x response read until EOF (raw NUL-terminated, is
  * modified). Used by cas_client_request; exposed for the fuzz target. */
 int cas_parse_response(char *raw, size_t size, struct cas_response *resp,

@@ -1,5 +1,5 @@
-/* A small HTTPS/1.1 client for the CAS API: one request per connection,
- * TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
+/* A small HTTPS/1.1 client for the CAS API: one request per connection, or
+ * several on one kept-alive connection (cas_conn_*), TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
  * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. Depends on
  * common/ and OpenSSL only, so the runtime can build this one file into
  * libkiln. */
@@ -223,38 +223,58 @@ static int ssl_write_all(SSL *ssl, const void *data, size_t size)
 	return 0;
 }
 
+/* The head of a response ends at hdr_end (its "\r\n\r\n"). Content-Length,
+ * or (size_t)-1 when there is none; -1 in *chunked for Transfer-Encoding. */
+static size_t head_content_length(const char *raw, const char *hdr_end, bool *chunked)
+{
+	size_t content_length = (size_t)-1;
+
+	*chunked = false;
+	for (const char *line = raw; line && line < hdr_end;) {
+		line = memchr(line, '\n', (size_t)(hdr_end - line));
+		if (!line)
+			break;
+		line++;
+		if ((size_t)(hdr_end - line) > 15 && !strncasecmp(line, "Content-Length:", 15)) {
+			const char *p = line + 15;
+			unsigned long long v = 0;
+			bool digits = false;
+
+			while (*p == ' ')
+				p++;
+			for (; p < hdr_end && *p >= '0' && *p <= '9' && v < (1ull << 40); p++) {
+				v = v * 10 + (unsigned)(*p - '0');
+				digits = true;
+			}
+			if (digits)
+				content_length = (size_t)v;
+		} else if ((size_t)(hdr_end - line) > 18 &&
+			   !strncasecmp(line, "Transfer-Encoding:", 18)) {
+			*chunked = true;
+		}
+	}
+	return content_length;
+}
+
+static char *find_head_end(const char *raw, size_t size)
+{
+	return memmem(raw, size, "\r\n\r\n", 4);
+}
+
 int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
 		       struct kiln_err *err)
 {
-	char *hdr_end = NULL, *line, *p;
-	size_t body_off, content_length = (size_t)-1;
+	char *hdr_end = find_head_end(raw, size);
+	size_t body_off, content_length;
+	bool chunked;
 	int status;
 
-	for (size_t i = 0; i + 3 < size; i++) {
-		if (!memcmp(raw + i, "\r\n\r\n", 4)) {
-			hdr_end = raw + i;
-			break;
-		}
-	}
 	if (!hdr_end || sscanf(raw, "HTTP/1.%*1[01] %3d", &status) != 1)
 		return kiln_err_set(err, -KILN_EFORMAT, "malformed HTTP response from the CAS");
-	*hdr_end = '\0';
+	content_length = head_content_length(raw, hdr_end, &chunked);
+	if (chunked)
+		return kiln_err_set(err, -KILN_EFORMAT, "chunked responses are not supported");
 	body_off = (size_t)(hdr_end - raw) + 4;
-	for (line = strstr(raw, "\r\n"); line; line = strstr(line, "\r\n")) {
-		line += 2;
-		if (!strncasecmp(line, "Content-Length:", 15)) {
-			unsigned long long v;
-
-			p = line + 15;
-			while (*p == ' ')
-				p++;
-			if (sscanf(p, "%llu", &v) == 1)
-				content_length = (size_t)v;
-		} else if (!strncasecmp(line, "Transfer-Encoding:", 18)) {
-			return kiln_err_set(err, -KILN_EFORMAT, "chunked responses are not "
-					    "supported");
-		}
-	}
 	if (content_length == (size_t)-1)
 		content_length = size - body_off;
 	if (content_length > size - body_off)
@@ -269,64 +289,110 @@ int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
 	return 0;
 }
 
-int cas_client_request(const struct cas_client *c, const char *method, const char *path,
-		       const char *content_type, const void *body, size_t body_size,
-		       struct cas_response *resp, struct kiln_err *err)
-{
-	char host[256], port[8], *head = NULL, *raw = NULL;
-	size_t raw_size = 0, raw_cap = 0;
-	int timeout = c->timeout_ms > 0 ? c->timeout_ms : 30000;
-	SSL_CTX *ctx = NULL;
-	SSL *ssl = NULL;
-	uint8_t b[16];
-	int fd = -1, ret, n;
+/* One TLS connection to the CAS, verified against the pin. */
+struct cas_conn {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+	char host[256], port[8];
+};
 
-	memset(resp, 0, sizeof(*resp));
-	if (parse_url(c->url, host, sizeof(host), port, sizeof(port)) < 0)
-		return kiln_err_set(err, -EINVAL, "bad CAS URL '%s' (expected "
-				    "https://HOST:PORT)", c->url);
-	if (!c->ca_file && !c->fingerprint)
-		return kiln_err_set(err, -EINVAL, "no CA to pin: give --cas-ca FILE or "
-				    "--cas-fingerprint HEX");
-	fd = connect_to(host, port, timeout, err);
-	if (fd < 0)
-		return fd;
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION)) {
+void cas_conn_close(struct cas_conn *cn)
+{
+	if (!cn)
+		return;
+	if (cn->ssl) {
+		SSL_shutdown(cn->ssl);
+		SSL_free(cn->ssl);
+	}
+	SSL_CTX_free(cn->ctx);
+	if (cn->fd >= 0)
+		close(cn->fd);
+	free(cn);
+}
+
+int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln_err *err)
+{
+	struct cas_conn *cn;
+	int timeout = c->timeout_ms > 0 ? c->timeout_ms : 30000;
+	uint8_t b[16];
+	int ret;
+
+	*out = NULL;
+	cn = calloc(1, sizeof(*cn));
+	if (!cn)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	cn->fd = -1;
+	if (parse_url(c->url, cn->host, sizeof(cn->host), cn->port, sizeof(cn->port)) < 0) {
+		ret = kiln_err_set(err, -EINVAL, "bad CAS URL '%s' (expected https://HOST:PORT)",
+				   c->url);
+		goto out;
+	}
+	if (!c->ca_file && !c->fingerprint) {
+		ret = kiln_err_set(err, -EINVAL, "no CA to pin: give --cas-ca FILE or "
+				   "--cas-fingerprint HEX");
+		goto out;
+	}
+	cn->fd = connect_to(cn->host, cn->port, timeout, err);
+	if (cn->fd < 0) {
+		ret = cn->fd;
+		goto out;
+	}
+	cn->ctx = SSL_CTX_new(TLS_client_method());
+	if (!cn->ctx || !SSL_CTX_set_min_proto_version(cn->ctx, TLS1_3_VERSION)) {
 		ret = kiln_err_set(err, -KILN_ECRYPTO, "cannot set up TLS");
 		goto out;
 	}
 	/* evhttp may close without close_notify after a complete answer; the
-	 * Content-Length check below catches real truncation. */
-	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	 * Content-Length check catches real truncation. */
+	SSL_CTX_set_options(cn->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Verified by hand after the handshake (pin by file or fingerprint). */
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(cn->ctx, SSL_VERIFY_NONE, NULL);
 	if (c->key && c->cert &&
-	    (SSL_CTX_use_certificate(ctx, c->cert) != 1 ||
-	     SSL_CTX_use_PrivateKey(ctx, c->key) != 1)) {
+	    (SSL_CTX_use_certificate(cn->ctx, c->cert) != 1 ||
+	     SSL_CTX_use_PrivateKey(cn->ctx, c->key) != 1)) {
 		ret = kiln_err_set(err, -KILN_EKEY, "the client certificate does not match its "
 				   "key");
 		goto out;
 	}
-	ssl = SSL_new(ctx);
-	if (!ssl || !SSL_set_fd(ssl, fd)) {
+	cn->ssl = SSL_new(cn->ctx);
+	if (!cn->ssl || !SSL_set_fd(cn->ssl, cn->fd)) {
 		ret = kiln_err_set(err, -KILN_ECRYPTO, "cannot set up TLS");
 		goto out;
 	}
-	if (inet_pton(AF_INET, host, b) != 1 && inet_pton(AF_INET6, host, b) != 1)
-		SSL_set_tlsext_host_name(ssl, host);
-	if (SSL_connect(ssl) != 1) {
+	if (inet_pton(AF_INET, cn->host, b) != 1 && inet_pton(AF_INET6, cn->host, b) != 1)
+		SSL_set_tlsext_host_name(cn->ssl, cn->host);
+	if (SSL_connect(cn->ssl) != 1) {
 		unsigned long e = ERR_get_error();
 
-		ret = kiln_err_set(err, -KILN_ECRYPTO, "TLS handshake with %s:%s failed: %s", host,
-				   port, e ? ERR_reason_error_string(e) : "connection closed");
+		ret = kiln_err_set(err, -KILN_ECRYPTO, "TLS handshake with %s:%s failed: %s",
+				   cn->host, cn->port,
+				   e ? ERR_reason_error_string(e) : "connection closed");
 		goto out;
 	}
-	ret = verify_server(ssl, c, host, err);
+	ret = verify_server(cn->ssl, c, cn->host, err);
 	if (ret < 0)
 		goto out;
-	n = asprintf(&head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n"
-		     "Content-Length: %zu\r\n%s%s%s\r\n", method, path, host, port, body_size,
+	*out = cn;
+	cn = NULL;
+	ret = 0;
+out:
+	cas_conn_close(cn);
+	return ret;
+}
+
+int cas_conn_request(struct cas_conn *cn, bool keep_alive, const char *method, const char *path,
+		     const char *content_type, const void *body, size_t body_size,
+		     struct cas_response *resp, struct kiln_err *err)
+{
+	char *head = NULL, *raw = NULL, *hdr_end = NULL;
+	size_t raw_size = 0, raw_cap = 0, want = (size_t)-1;
+	int ret, n;
+
+	memset(resp, 0, sizeof(*resp));
+	n = asprintf(&head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: %s\r\n"
+		     "Content-Length: %zu\r\n%s%s%s\r\n", method, path, cn->host, cn->port,
+		     keep_alive ? "keep-alive" : "close", body_size,
 		     content_type ? "Content-Type: " : "", content_type ? content_type : "",
 		     content_type ? "\r\n" : "");
 	if (n < 0) {
@@ -334,12 +400,14 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 		ret = kiln_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (ssl_write_all(ssl, head, (size_t)n) < 0 ||
-	    (body_size && ssl_write_all(ssl, body, body_size) < 0)) {
+	if (ssl_write_all(cn->ssl, head, (size_t)n) < 0 ||
+	    (body_size && ssl_write_all(cn->ssl, body, body_size) < 0)) {
 		ret = kiln_err_set(err, -EIO, "sending the request to the CAS failed");
 		goto out;
 	}
-	for (;;) {
+	/* Read until the answer is complete by its Content-Length (the
+	 * connection may stay open), or until the server closes it. */
+	while (raw_size < want) {
 		if (raw_size + 4096 + 1 > raw_cap) {
 			size_t cap = raw_cap ? raw_cap * 2 : 16384;
 			char *nr;
@@ -361,9 +429,9 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 			raw = nr;
 			raw_cap = cap;
 		}
-		n = SSL_read(ssl, raw + raw_size, (int)(raw_cap - raw_size - 1));
+		n = SSL_read(cn->ssl, raw + raw_size, (int)(raw_cap - raw_size - 1));
 		if (n <= 0) {
-			int e = SSL_get_error(ssl, n);
+			int e = SSL_get_error(cn->ssl, n);
 
 			if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL)
 				break;
@@ -371,6 +439,14 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 			goto out;
 		}
 		raw_size += (size_t)n;
+		raw[raw_size] = '\0';
+		if (!hdr_end && (hdr_end = find_head_end(raw, raw_size))) {
+			bool chunked;
+			size_t cl = head_content_length(raw, hdr_end, &chunked);
+
+			if (cl != (size_t)-1 && !chunked)
+				want = (size_t)(hdr_end - raw) + 4 + cl;
+		}
 	}
 	if (!raw) {
 		ret = kiln_err_set(err, -KILN_ETRUNC, "the CAS closed the connection without an "
@@ -380,15 +456,25 @@ int cas_client_request(const struct cas_client *c, const char *method, const cha
 	raw[raw_size] = '\0';
 	ret = cas_parse_response(raw, raw_size, resp, err);
 out:
-	if (ssl) {
-		SSL_shutdown(ssl);
-		SSL_free(ssl);
-	}
-	SSL_CTX_free(ctx);
-	if (fd >= 0)
-		close(fd);
 	free(head);
 	if (raw)
 		kiln_free_secret(raw, raw_cap);
+	return ret;
+}
+
+int cas_client_request(const struct cas_client *c, const char *method, const char *path,
+		       const char *content_type, const void *body, size_t body_size,
+		       struct cas_response *resp, struct kiln_err *err)
+{
+	struct cas_conn *cn;
+	int ret;
+
+	memset(resp, 0, sizeof(*resp));
+	ret = cas_conn_open(c, &cn, err);
+	if (ret)
+		return ret;
+	ret = cas_conn_request(cn, false, method, path, content_type, body, body_size, resp,
+			       err);
+	cas_conn_close(cn);
 	return ret;
 }

@@ -53,6 +53,13 @@ void metrics_attest_ok(struct cas_metrics *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_connection(struct cas_metrics *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->connections++;
+	pthread_mutex_unlock(&m->lock);
+}
+
 char *metrics_render(struct cas_metrics *m)
 {
 	char *buf = NULL;
@@ -78,6 +85,9 @@ char *metrics_render(struct cas_metrics *m)
 		refused += m->refused[i].count;
 	}
 	(void)refused;
+	fprintf(f, "# HELP kiln_cas_connections_total TLS connections accepted.\n"
+		"# TYPE kiln_cas_connections_total counter\n"
+		"kiln_cas_connections_total %llu\n", (unsigned long long)m->connections);
 	fputs("# HELP kiln_cas_request_duration_seconds Time to handle a request (after TLS).\n"
 	      "# TYPE kiln_cas_request_duration_seconds histogram\n", f);
 	for (size_t i = 0; i < N_LAT_BUCKETS; i++) {

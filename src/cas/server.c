@@ -1443,11 +1443,13 @@ static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *ctx)
 
 static struct bufferevent *on_bev(struct event_base *base, void *arg)
 {
-	SSL *ssl = SSL_new(arg);
+	struct cas_server *s = arg;
+	SSL *ssl = SSL_new(s->ssl);
 	struct bufferevent *bev;
 
 	if (!ssl)
 		return NULL;
+	metrics_connection(&s->m);
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (bev)
@@ -1613,7 +1615,7 @@ static int loop_init(struct cas_server *s, size_t i)
 	l->wake_ev = l->base ? event_new(l->base, -1, 0, on_wake, l) : NULL;
 	if (!l->http || !l->commit_ev || !l->wake_ev)
 		return -ENOMEM;
-	evhttp_set_bevcb(l->http, on_bev, s->ssl);
+	evhttp_set_bevcb(l->http, on_bev, s);
 	evhttp_set_gencb(l->http, on_request, l);
 	evhttp_set_max_body_size(l->http, MAX_BODY_SIZE);
 	evhttp_set_max_headers_size(l->http, MAX_HEADERS_SIZE);

@@ -48,6 +48,7 @@ struct cas_metrics {
 	struct metric_count refused[32];
 	size_t n_refused;
 	uint64_t attest_ok;
+	uint64_t connections; /* TLS connections accepted */
 	uint64_t lat_buckets[N_LAT_BUCKETS]; /* cumulative at render time */
 	double lat_sum;
 	uint64_t lat_count;
@@ -131,6 +132,7 @@ struct cas_server {
 void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds);
 void metrics_refused(struct cas_metrics *m, const char *label);
 void metrics_attest_ok(struct cas_metrics *m);
+void metrics_connection(struct cas_metrics *m);
 /* Prometheus text; malloc'd. */
 char *metrics_render(struct cas_metrics *m);
 

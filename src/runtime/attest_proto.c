@@ -89,18 +89,31 @@ static void client_init(struct cas_client *c, bool with_key)
 static bool g_unreachable;
 
 /* One JSON request to the CAS (text: the JSON body or NULL); *out (owned by
- * the caller, rt_json_free) on HTTP 200. */
-static int rt_cas_call(const char *method, const char *path, const char *text,
-		       struct rt_json **out, struct kiln_err *err)
+ * the caller, rt_json_free) on HTTP 200. On *cn when there is one (kept open);
+ * if that connection fails (the CAS may have closed it while idle), once more
+ * on a connection of its own, and *cn is closed. */
+static int rt_cas_call(struct cas_conn **cn, const char *method, const char *path,
+		       const char *text, struct rt_json **out, struct kiln_err *err)
 {
 	struct cas_client c;
 	struct cas_response resp = { 0 };
-	int ret;
+	const char *ctype = text ? "application/json" : NULL;
+	size_t size = text ? strlen(text) : 0;
+	int ret = -ENOTCONN;
 
 	*out = NULL;
 	client_init(&c, g_key != NULL);
-	ret = cas_client_request(&c, method, path, text ? "application/json" : NULL, text,
-				 text ? strlen(text) : 0, &resp, err);
+	if (cn && *cn) {
+		ret = cas_conn_request(*cn, true, method, path, ctype, text, size, &resp, err);
+		if (ret) {
+			cas_conn_close(*cn);
+			*cn = NULL;
+			if (err)
+				memset(err, 0, sizeof(*err));
+		}
+	}
+	if (ret)
+		ret = cas_client_request(&c, method, path, ctype, text, size, &resp, err);
 	if (ret) {
 		/* Transport, TLS or pinning: the one line names the CAS. */
 		kiln_err_prefix(err, "cannot reach the CAS at %s: ", c.url);
@@ -265,6 +278,7 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 	char wm_hex[2 * EV_WM_SIZE + 1];
 	bool hw = false;
 	struct rt_json *j = NULL;
+	struct cas_conn *cn = NULL;
 	const char *nh;
 	size_t ev_size = 0;
 	int spki_size, ret;
@@ -280,14 +294,17 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 		ret = kiln_err_set(err, -KILN_ECRYPTO, "cannot encode the workload key");
 		goto out;
 	}
-	/* The nonce request goes without a client certificate. */
+	/* Nonce and attestation on one connection: one TLS handshake. If it
+	 * cannot be opened, rt_cas_call says why on a connection of its own. */
 	{
-		EVP_PKEY *k = g_key;
+		struct cas_client c;
+		struct kiln_err ignored = { 0 };
 
-		g_key = NULL;
-		ret = rt_cas_call("GET", "/v1/nonce", NULL, &j, err);
-		g_key = k;
+		client_init(&c, true);
+		if (cas_conn_open(&c, &cn, &ignored))
+			cn = NULL;
 	}
+	ret = rt_cas_call(&cn, "GET", "/v1/nonce", NULL, &j, err);
 	if (ret)
 		goto out;
 	nh = rt_json_str(rt_json_get(j, "nonce"));
@@ -338,8 +355,9 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 	}
 	rt_json_free(j);
 	j = NULL;
-	ret = rt_cas_call("POST", "/v1/attest", body, grant, err);
+	ret = rt_cas_call(&cn, "POST", "/v1/attest", body, grant, err);
 out:
+	cas_conn_close(cn);
 	/* One line: "attestation refused by the CAS (request id X)", "cannot reach
 	 * the CAS at URL: ...", or "attestation: ..." for anything else. */
 	if (ret && ret != -KILN_EDENIED && !g_unreachable)
@@ -521,7 +539,7 @@ static int cf_post(struct cas_fresh *f, const char *op, uint64_t tag, struct kil
 
 	snprintf(body, sizeof(body), "{\"tag\": %llu}", (unsigned long long)tag);
 	snprintf(path, sizeof(path), "/v1/volumes/%s/%s", f->id, op);
-	ret = rt_cas_call("POST", path, body, &out, err);
+	ret = rt_cas_call(NULL, "POST", path, body, &out, err);
 	rt_json_free(out);
 	return ret;
 }
@@ -552,7 +570,7 @@ static int cf_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct
 		return *committed ? 0 : -ENOENT;
 	}
 	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", f->id);
-	ret = rt_cas_call("GET", path, NULL, &out, err);
+	ret = rt_cas_call(NULL, "GET", path, NULL, &out, err);
 	if (ret)
 		return ret;
 	co = rt_json_get(out, "committed");

@@ -219,3 +219,25 @@ def test_host_backend_las_socket(kiln, cas, owner, las, tmp_path):
     p = run(kiln, cas, tmp_path, "/usr/bin/env", session="acme/host", tee="host", env=env)
     assert p.returncode == 1
     assert "kiln: attestation: host evidence (kiln-las): cannot reach kiln-las at" in p.stderr
+
+
+def connections(cas):
+    m = re.search(r"^kiln_cas_connections_total (\d+)$", cas.metrics(), re.M)
+    assert m, cas.metrics()
+    return int(m.group(1))
+
+
+def test_nonce_and_attestation_share_one_connection(kiln, cas, owner, tmp_path):
+    """One TLS handshake for the attestation (nonce + attest), not two: an
+    attested start-up is mostly handshakes. The second metrics scrape is a
+    connection of its own."""
+    path = tmp_path / "true.yaml"
+    path.write_text("name: acme/true\npredecessor: null\n"
+                    "access: {read: [owner], update: [owner]}\n"
+                    "services:\n  - {name: app, command: [/usr/bin/true], measurement: [any]}\n"
+                    "security: {tee: [sim], allow_insecure_sim: true}\n")
+    kiln("policy", "apply", path, env=cas.env(owner), check=True)
+    before = connections(cas)
+    p = run(kiln, cas, tmp_path, "/usr/bin/true", session="acme/true")
+    assert p.returncode == 0, p.stderr
+    assert connections(cas) - before == 2
