@@ -159,6 +159,7 @@ struct pf_volume {
 	uint8_t *pt;    /* chunk size */
 	uint8_t *aad;   /* 32 + chunk size */
 	uint8_t *jbuf;  /* journal entry */
+	uint8_t *nonces; /* batch * PF_NONCE_SIZE, drawn per batch of chunks sealed */
 };
 
 static const uint8_t g_zero_tag[PF_TAG_SIZE];
@@ -432,9 +433,11 @@ static void make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32
 	pf_put_u32(aad + 28, n->kind);
 }
 
-/* Seal plaintext pt[len] as chunk i into slot (nonce, tag, data). */
+/* Seal plaintext pt[len] as chunk i into slot (nonce, tag, data). nonce: 12
+ * fresh random bytes drawn by the caller for this seal only, or NULL to draw
+ * them here (one RAND_bytes call per chunk). */
 static int seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t len,
-		      uint8_t *slot)
+		      const uint8_t *nonce, uint8_t *slot)
 {
 	pf_volume_t *v = n->vol;
 	uint8_t aad[32];
@@ -448,8 +451,9 @@ static int seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t
 	}
 	/* Random 96-bit nonces: no counter to persist across crashes; with a key
 	 * per file the birthday bound (2^32 writes per file) is far away. */
-	ret = kc_random(slot, PF_NONCE_SIZE);
-	if (ret)
+	if (nonce)
+		memcpy(slot, nonce, PF_NONCE_SIZE);
+	else if ((ret = kc_random(slot, PF_NONCE_SIZE)) != 0)
 		return ret;
 	make_aad(n, i, len, aad);
 	if (n->kind == PF_REGION_ENCRYPTED) {
@@ -464,7 +468,7 @@ static int seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t
 	}
 	/* A real tag of all zeros would read as a hole; 2^-128, but be exact. */
 	if (ret == 0 && tag_is_zero(slot + PF_NONCE_SIZE))
-		return seal_chunk(n, i, pt, len, slot);
+		return seal_chunk(n, i, pt, len, NULL, slot);
 	return ret;
 }
 
@@ -1168,7 +1172,7 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 	ret = journal_save(n, k, k + 1, true, err);
 	if (ret)
 		goto out;
-	ret = seal_chunk(n, k, v->pt, new_len, v->slot);
+	ret = seal_chunk(n, k, v->pt, new_len, NULL, v->slot);
 	if (ret)
 		goto out;
 	ret = st_pwrite_all(v, n->fh, v->slot, PF_SLOT_META + new_len, slot_off(v, k));
@@ -1364,6 +1368,13 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		ret = journal_save(n, i, j, /*sync=*/false, err);
 		if (ret)
 			return ret;
+		/* One RAND_bytes call for the nonces of the whole batch rather than
+		 * one per chunk (it was ~28% of the CPU of a sequential write). The
+		 * bytes live only for this call, under the volume lock: nothing is
+		 * buffered across calls, so a fork cannot hand them to two processes. */
+		if (n->kind != PF_REGION_PLAIN && (ret = kc_random(v->nonces,
+								(j - i) * PF_NONCE_SIZE)))
+			return ret;
 		for (uint64_t k = i; k < j; k++) {
 			uint32_t lnew = chunk_len(v, new_size, k);
 			uint64_t cstart = k * v->cs;
@@ -1384,7 +1395,8 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 				memcpy(v->pt + (ws - cstart), buf + (ws - off), we - ws);
 				src = v->pt;
 			}
-			ret = seal_chunk(n, k, src, lnew, slot);
+			ret = seal_chunk(n, k, src, lnew, v->nonces + (k - i) * PF_NONCE_SIZE,
+					 slot);
 			if (src == v->pt)
 				kiln_wipe(v->pt, v->cs);
 			if (ret)
@@ -1889,7 +1901,8 @@ static int vol_set_chunk_size(pf_volume_t *v, uint32_t cs)
 	v->pt = malloc(cs);
 	v->aad = malloc(32 + (size_t)cs);
 	v->jbuf = malloc(12 + v->stride + 8);
-	if (!v->iobuf || !v->slot || !v->pt || !v->aad || !v->jbuf)
+	v->nonces = malloc(v->batch * PF_NONCE_SIZE);
+	if (!v->iobuf || !v->slot || !v->pt || !v->aad || !v->jbuf || !v->nonces)
 		return -ENOMEM;
 	return 0;
 }
@@ -1934,6 +1947,7 @@ static void vol_free(pf_volume_t *v)
 		kiln_free_secret(v->aad, 32 + (size_t)v->cs);
 	if (v->jbuf)
 		kiln_free_secret(v->jbuf, 12 + v->stride + 8);
+	free(v->nonces);
 	if (v->so && v->so->free)
 		v->so->free(v->sctx);
 	if (v->fo && v->fo->free)
