@@ -15,10 +15,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 
@@ -27,6 +29,9 @@
 /* Per file with overwrites in flight: one journal sync per this many bytes of
  * distinct committed chunks overwritten (see pf_node.wb). */
 #define PF_WB_BYTES (1024 * 1024)
+/* A write batch with at least this many whole chunks to seal is shared with
+ * the volume's sealer thread. */
+#define PF_PAR_MIN_CHUNKS 8
 /* Files of at most this many chunks have no tag sidecar: scanning their slots
  * is one small read, and a sidecar would double the files per create. */
 #define PF_SIDECAR_MIN_CHUNKS 9
@@ -60,6 +65,7 @@ struct pf_node {
 	uint8_t file_id[PF_FILE_ID_SIZE];
 	uint32_t kind;
 	kc_aead_t *aead;
+	kc_aead_t *aead2; /* the sealer thread's context (same key), lazily; owned */
 	void *fh;
 	unsigned refs;
 	bool failed; /* an I/O error left disk and memory apart: refuse until reopened */
@@ -126,8 +132,34 @@ struct pf_pending {
 	struct pf_pending *next;
 };
 
+/* Whole chunks [lo, hi) of one node_write batch to seal, shared by the writing
+ * thread and the sealer thread: each claims chunks through `next` and seals
+ * into its own slots of v->iobuf with its own AES context. */
+struct seal_job {
+	struct pf_node *n;
+	const uint8_t *buf;
+	uint64_t off, new_size, i, lo, hi;
+	atomic_uint_fast64_t next;
+	atomic_int err;
+};
+
+/* The volume's sealer thread (started at the first large write). A forked
+ * child has no such thread: it seals alone (pid check). */
+struct pf_sealer {
+	bool started;
+	bool quit;
+	bool busy;  /* the thread is working on `job` */
+	pid_t pid;  /* the process that started the thread */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct seal_job *job; /* posted, or NULL */
+	uint64_t gen;         /* bumped per posted job */
+};
+
 struct pf_volume {
 	pthread_mutex_t lock;
+	struct pf_sealer sealer;
 	const struct pf_storage_ops *so;
 	void *sctx;
 	const struct pf_freshness_ops *fo;
@@ -470,6 +502,158 @@ static int seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t
 	if (ret == 0 && tag_is_zero(slot + PF_NONCE_SIZE))
 		return seal_chunk(n, i, pt, len, NULL, slot);
 	return ret;
+}
+
+/* Seal whole chunk k of a batch (encrypted region) with context aead. Safe to
+ * run on two threads at once for different k: no volume scratch is used. */
+static int seal_whole(struct seal_job *job, kc_aead_t *aead, uint64_t k)
+{
+	struct pf_node *n = job->n;
+	pf_volume_t *v = n->vol;
+	uint32_t len = chunk_len(v, job->new_size, k);
+	const uint8_t *pt = job->buf + (k * v->cs - job->off);
+	uint8_t *slot = v->iobuf + (k - job->i) * v->stride;
+	const uint8_t *nonce = v->nonces + (k - job->i) * PF_NONCE_SIZE;
+	uint8_t aad[32];
+	int ret;
+
+	if (n->kind != PF_REGION_ENCRYPTED) /* never shared: volume scratch is fine */
+		return seal_chunk(n, k, pt, len, nonce, slot);
+	memcpy(slot, nonce, PF_NONCE_SIZE);
+	make_aad(n, k, len, aad);
+	for (;;) {
+		ret = kc_aead_seal(aead, slot, aad, sizeof(aad), pt, len, slot + PF_SLOT_META,
+				   slot + PF_NONCE_SIZE);
+		/* A real tag of all zeros would read as a hole (see seal_chunk). */
+		if (ret || !tag_is_zero(slot + PF_NONCE_SIZE))
+			return ret;
+		if ((ret = kc_random(slot, PF_NONCE_SIZE)) != 0)
+			return ret;
+	}
+}
+
+/* Claim and seal chunks of job until none is left. */
+static void seal_claim(struct seal_job *job, kc_aead_t *aead)
+{
+	for (;;) {
+		uint64_t k = atomic_fetch_add(&job->next, 1);
+		int ret;
+
+		if (k >= job->hi)
+			return;
+		ret = seal_whole(job, aead, k);
+		if (ret) {
+			int zero = 0;
+
+			atomic_compare_exchange_strong(&job->err, &zero, ret);
+		}
+	}
+}
+
+static void *sealer_main(void *arg)
+{
+	struct pf_sealer *s = arg;
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		struct seal_job *job;
+
+		while (!s->quit && (!s->job || s->gen == seen))
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->quit)
+			break;
+		seen = s->gen;
+		job = s->job;
+		s->busy = true;
+		pthread_mutex_unlock(&s->mu);
+		seal_claim(job, job->n->aead2);
+		pthread_mutex_lock(&s->mu);
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* The sealer thread of this process, started on first use; false if there is
+ * none (a forked child, or it could not be started): seal alone then. */
+static bool sealer_ready(pf_volume_t *v)
+{
+	struct pf_sealer *s = &v->sealer;
+
+	if (s->started)
+		return s->pid == getpid();
+	if (pthread_mutex_init(&s->mu, NULL) != 0)
+		return false;
+	if (pthread_cond_init(&s->cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		return false;
+	}
+	if (pthread_create(&s->thread, NULL, sealer_main, s) != 0) {
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		return false;
+	}
+	s->pid = getpid();
+	s->started = true;
+	return true;
+}
+
+static void sealer_stop(pf_volume_t *v)
+{
+	struct pf_sealer *s = &v->sealer;
+
+	if (!s->started || s->pid != getpid())
+		return; /* a forked child's copy: the thread is not ours */
+	pthread_mutex_lock(&s->mu);
+	s->quit = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	s->started = false;
+}
+
+/* Seal the whole chunks [lo, hi) of the batch starting at chunk i, on this
+ * thread and (for encrypted files, when worth it) the sealer thread at once.
+ * Nonces come from v->nonces, slots go to v->iobuf. */
+static int seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint64_t new_size,
+		      uint64_t i, uint64_t lo, uint64_t hi)
+{
+	pf_volume_t *v = n->vol;
+	struct pf_sealer *s = &v->sealer;
+	struct seal_job job = {
+		.n = n, .buf = buf, .off = off, .new_size = new_size,
+		.i = i, .lo = lo, .hi = hi,
+	};
+	bool shared = false;
+
+	atomic_init(&job.next, lo);
+	atomic_init(&job.err, 0);
+	if (hi - lo >= PF_PAR_MIN_CHUNKS && n->kind == PF_REGION_ENCRYPTED && n->entry) {
+		if (!n->aead2)
+			n->aead2 = kc_aead_new(n->entry->key);
+		shared = n->aead2 && sealer_ready(v);
+	}
+	if (shared) {
+		pthread_mutex_lock(&s->mu);
+		s->job = &job;
+		s->gen++;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+	}
+	seal_claim(&job, n->aead);
+	if (shared) {
+		/* Withdraw the job; wait only if the thread took it. */
+		pthread_mutex_lock(&s->mu);
+		s->job = NULL;
+		while (s->busy)
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+	}
+	return atomic_load(&job.err);
 }
 
 /* Authenticate and decrypt slot of chunk i (len plaintext bytes) into out. */
@@ -952,6 +1136,7 @@ static void node_free(struct pf_node *n)
 	if (n->tfh)
 		v->so->close(v->sctx, n->tfh);
 	kc_aead_free(n->aead);
+	kc_aead_free(n->aead2);
 	free(n->tags);
 	free(n->jmap);
 	if (n->wb)
@@ -1328,7 +1513,7 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			  struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint64_t end, old_size = n->size, new_size, first, last, old_n;
+	uint64_t end, old_size = n->size, new_size, first, last, old_n, lo, hi;
 	int ret;
 
 	if (n->failed)
@@ -1375,33 +1560,39 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 		if (n->kind != PF_REGION_PLAIN && (ret = kc_random(v->nonces,
 								(j - i) * PF_NONCE_SIZE)))
 			return ret;
+		/* Partial chunks (at most the first and the last of the write) are
+		 * merged with the old plaintext here; whole chunks are sealed
+		 * straight from buf by seal_batch, on two threads when worth it. */
+		lo = i;
+		hi = j;
 		for (uint64_t k = i; k < j; k++) {
 			uint32_t lnew = chunk_len(v, new_size, k);
 			uint64_t cstart = k * v->cs;
 			uint64_t ws = off > cstart ? off : cstart;
 			uint64_t we = end < cstart + lnew ? end : cstart + lnew;
 			uint8_t *slot = v->iobuf + (k - i) * v->stride;
-			const uint8_t *src;
 
-			if (ws == cstart && we == cstart + lnew) {
-				src = buf + (cstart - off);
-			} else {
-				/* Partial chunk: merge with what is there (old length). */
-				memset(v->pt, 0, v->cs);
-				if (k < old_n)
-					ret = load_plain(n, k, old_size, v->pt, err);
-				if (ret)
-					return ret;
-				memcpy(v->pt + (ws - cstart), buf + (ws - off), we - ws);
-				src = v->pt;
-			}
-			ret = seal_chunk(n, k, src, lnew, v->nonces + (k - i) * PF_NONCE_SIZE,
-					 slot);
-			if (src == v->pt)
-				kiln_wipe(v->pt, v->cs);
+			if (ws == cstart && we == cstart + lnew)
+				continue;
+			/* Partial chunk: merge with what is there (old length). */
+			memset(v->pt, 0, v->cs);
+			if (k < old_n)
+				ret = load_plain(n, k, old_size, v->pt, err);
 			if (ret)
 				return ret;
+			memcpy(v->pt + (ws - cstart), buf + (ws - off), we - ws);
+			ret = seal_chunk(n, k, v->pt, lnew, v->nonces + (k - i) * PF_NONCE_SIZE,
+					 slot);
+			kiln_wipe(v->pt, v->cs);
+			if (ret)
+				return ret;
+			if (k == lo)
+				lo++;
+			else
+				hi = k; /* the last chunk of the write */
 		}
+		if (lo < hi && (ret = seal_batch(n, buf, off, new_size, i, lo, hi)))
+			return ret;
 		/* Committed chunks whose journal entries are not synced yet wait
 		 * in the write-back; the rest (past the committed end) go now. */
 		if (has_base(n) && n->j_hdr) {
@@ -1911,6 +2102,7 @@ static void vol_free(pf_volume_t *v)
 {
 	if (!v)
 		return;
+	sealer_stop(v);
 	while (v->files) {
 		struct pf_file *f = v->files;
 

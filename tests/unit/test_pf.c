@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
@@ -436,6 +437,9 @@ static void property_run(uint64_t seed, uint32_t cs, enum pf_region_kind kind, i
 		if (x < 40) { /* write */
 			size_t off = rnd(&seed) % (cap / 2), len = rnd(&seed) % (cs * 3) + 1;
 
+			if (rnd(&seed) % 8 == 0) /* many whole chunks: the two-thread sealing */
+				len = rnd(&seed) % (cs * 24) + 1;
+
 			if (rnd(&seed) % 4 == 0)
 				off = size; /* append */
 			if (off + len > cap)
@@ -652,6 +656,58 @@ static void write_file(pf_volume_t *v, const char *path, const void *data, size_
 	assert_int_equal(pf_pwrite(f, data, size, 0, &err), (ssize_t)size);
 	assert_int_equal(pf_fsync(f, &err), 0);
 	pf_close(f);
+}
+
+/* Large writes are sealed on two threads (the volume's sealer thread). A
+ * forked child has no such thread: its writes must be sealed alone, correctly
+ * and without waiting for the parent's thread. */
+static void test_fork_sealer(void **state)
+{
+	struct env e;
+	struct kiln_err err = { 0 };
+	size_t size = 1024 * 1024 + 4321;
+	uint8_t *data = malloc(size), *back = malloc(size);
+	pf_volume_t *v;
+	pf_file_t *f;
+	pid_t pid;
+	int st;
+
+	assert_non_null(data);
+	assert_non_null(back);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (uint8_t)(i * 131 + (i >> 12));
+	env_init(&e);
+	v = vol_init(&e, 4096, NULL, 0);
+	write_file(v, "a", data, size); /* starts the sealer thread */
+	check_content(v, "a", data, size);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Unaligned: partial first and last chunks around whole ones. */
+		bool ok = pf_open(v, "b", O_RDWR | O_CREAT, 0600, &f, &err) == 0 &&
+			  pf_pwrite(f, data, size - 7, 7, &err) == (ssize_t)(size - 7) &&
+			  pf_pread(f, back, size, 0, &err) == (ssize_t)size &&
+			  memcmp(back + 7, data, size - 7) == 0;
+
+		_exit(ok ? 0 : 1); /* no commit: the parent owns the volume */
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	/* The parent's thread still works after the fork. */
+	assert_int_equal(pf_open(v, "a", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, data + 5, size - 5, 3, &err), (ssize_t)(size - 5));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	pf_close(f);
+	memmove(data + 3, data + 5, size - 5);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "a", data, size);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+	free(data);
+	free(back);
 }
 
 static void backing_path(struct env *e, pf_volume_t *v, char *out, size_t size)
@@ -1181,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
+		cmocka_unit_test(test_fork_sealer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
