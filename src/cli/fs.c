@@ -200,6 +200,7 @@ static int open_volume(const char *dir, pf_volume_t **vol)
 		return ret;
 	if ((ret = freshness(kf, &o)))
 		goto out;
+	o.seal_thread = true; /* a CLI process of our own: a helper thread is fine */
 	ret = pf_volume_open(dir, key, &o, vol, &err);
 	if (ret)
 		cli_error("%s", kiln_err_msg(&err, ret));

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,7 @@ struct pf_volume {
 	const struct pf_freshness_ops *fo;
 	void *fctx;
 	bool read_only;
+	bool seal_thread; /* opts.seal_thread */
 	bool ns_dirty; /* namespace changed since the last metadata write */
 	/* The metadata file was last written by pf_volume_publish (not synced,
 	 * same tag): the next commit makes it durable. */
@@ -581,6 +583,8 @@ static void *sealer_main(void *arg)
 static bool sealer_ready(pf_volume_t *v)
 {
 	struct pf_sealer *s = &v->sealer;
+	sigset_t all, old;
+	int ret;
 
 	if (s->started)
 		return s->pid == getpid();
@@ -590,7 +594,13 @@ static bool sealer_ready(pf_volume_t *v)
 		pthread_mutex_destroy(&s->mu);
 		return false;
 	}
-	if (pthread_create(&s->thread, NULL, sealer_main, s) != 0) {
+	/* The thread takes no signals (the library may run inside an application
+	 * through the runtime: its signals belong to its own threads). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&s->thread, NULL, sealer_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret != 0) {
 		pthread_cond_destroy(&s->cv);
 		pthread_mutex_destroy(&s->mu);
 		return false;
@@ -632,7 +642,8 @@ static int seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint6
 
 	atomic_init(&job.next, lo);
 	atomic_init(&job.err, 0);
-	if (hi - lo >= PF_PAR_MIN_CHUNKS && n->kind == PF_REGION_ENCRYPTED && n->entry) {
+	if (v->seal_thread && hi - lo >= PF_PAR_MIN_CHUNKS && n->kind == PF_REGION_ENCRYPTED &&
+	    n->entry) {
 		if (!n->aead2)
 			n->aead2 = kc_aead_new(n->entry->key);
 		shared = n->aead2 && sealer_ready(v);
@@ -2072,6 +2083,7 @@ static int vol_alloc(const struct pf_volume_opts *opts, pf_volume_t **out)
 		v->fo = opts->freshness;
 		v->fctx = opts->freshness_ctx;
 		v->read_only = opts->read_only;
+		v->seal_thread = opts->seal_thread;
 	}
 	*out = v;
 	return 0;

@@ -147,6 +147,12 @@ struct pf_volume_opts {
 	 * store it (trust on first use). */
 	bool trust_first;
 	bool read_only;
+	/* Seal large writes on two threads: the volume starts one helper thread
+	 * (all signals blocked) at its first write of >= 8 whole chunks, and
+	 * joins it at close. Off by default: a caller that must not gain threads
+	 * (the runtime's shield, which runs under Syscall User Dispatch inside
+	 * the application) leaves it off. A forked child seals alone. */
+	bool seal_thread;
 	/* pf_volume_init only: chunk size (0 = PF_DEFAULT_CHUNK_SIZE, multiple of 16
 	 * in [PF_MIN_CHUNK_SIZE, PF_MAX_CHUNK_SIZE]) and regions (default: all
 	 * encrypted). Recorded in the metadata; ignored by pf_volume_open. */

@@ -330,6 +330,7 @@ static struct fault *g_last_fault;
 static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
 {
 	memset(o, 0, sizeof(*o));
+	o->seal_thread = true; /* large writes take the two-thread path */
 	assert_int_equal(pf_freshness_local(e->tagfile, &o->freshness, &o->freshness_ctx), 0);
 	g_last_fault = NULL;
 	if (with_fault) {
