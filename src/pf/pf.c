@@ -133,15 +133,36 @@ struct pf_pending {
 	struct pf_pending *next;
 };
 
+/* Work handed to the volume's helper thread. If the helper has not taken it
+ * by the time the poster needs it done, the poster runs it itself. */
+struct pf_job {
+	void (*run)(struct pf_job *job);
+	bool taken; /* by the helper (under pf_sealer.mu) */
+};
+
 /* Whole chunks [lo, hi) of one node_write batch to seal, shared by the writing
  * thread and the sealer thread: each claims chunks through `next` and seals
  * into its own slots of v->iobuf with its own AES context. */
 struct seal_job {
+	struct pf_job base;
 	struct pf_node *n;
 	const uint8_t *buf;
 	uint64_t off, new_size, i, lo, hi;
+	uint8_t *iobuf;
 	atomic_uint_fast64_t next;
 	atomic_int err;
+};
+
+/* One batch of sealed slots past the committed end, written to the backing
+ * file by the helper while the next batch is being sealed (see node_write). */
+struct write_job {
+	struct pf_job base;
+	pf_volume_t *v;
+	void *fh;
+	const uint8_t *buf;
+	size_t len;
+	uint64_t off;
+	int ret;
 };
 
 /* The volume's sealer thread (started at the first large write). A forked
@@ -154,8 +175,8 @@ struct pf_sealer {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct seal_job *job; /* posted, or NULL */
-	uint64_t gen;         /* bumped per posted job */
+	struct pf_job *job; /* posted, or NULL */
+	uint64_t gen;       /* bumped per posted job */
 };
 
 struct pf_volume {
@@ -194,6 +215,7 @@ struct pf_volume {
 	uint8_t *aad;   /* 32 + chunk size */
 	uint8_t *jbuf;  /* journal entry */
 	uint8_t *nonces; /* batch * PF_NONCE_SIZE, drawn per batch of chunks sealed */
+	uint8_t *iobuf2; /* batch * stride: the second buffer of the write pipeline */
 };
 
 static const uint8_t g_zero_tag[PF_TAG_SIZE];
@@ -514,7 +536,7 @@ static int seal_whole(struct seal_job *job, kc_aead_t *aead, uint64_t k)
 	pf_volume_t *v = n->vol;
 	uint32_t len = chunk_len(v, job->new_size, k);
 	const uint8_t *pt = job->buf + (k * v->cs - job->off);
-	uint8_t *slot = v->iobuf + (k - job->i) * v->stride;
+	uint8_t *slot = job->iobuf + (k - job->i) * v->stride;
 	const uint8_t *nonce = v->nonces + (k - job->i) * PF_NONCE_SIZE;
 	uint8_t aad[32];
 	int ret;
@@ -559,7 +581,7 @@ static void *sealer_main(void *arg)
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		struct seal_job *job;
+		struct pf_job *job;
 
 		while (!s->quit && (!s->job || s->gen == seen))
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -567,9 +589,11 @@ static void *sealer_main(void *arg)
 			break;
 		seen = s->gen;
 		job = s->job;
+		job->taken = true;
+		s->job = NULL;
 		s->busy = true;
 		pthread_mutex_unlock(&s->mu);
-		seal_claim(job, job->n->aead2);
+		job->run(job);
 		pthread_mutex_lock(&s->mu);
 		s->busy = false;
 		pthread_cond_broadcast(&s->cv);
@@ -626,44 +650,78 @@ static void sealer_stop(pf_volume_t *v)
 	s->started = false;
 }
 
-/* Seal the whole chunks [lo, hi) of the batch starting at chunk i, on this
- * thread and (for encrypted files, when worth it) the sealer thread at once.
- * Nonces come from v->nonces, slots go to v->iobuf. */
+/* Hand job to the helper thread (which must be idle: one job at a time). */
+static void job_post(pf_volume_t *v, struct pf_job *job)
+{
+	struct pf_sealer *s = &v->sealer;
+
+	job->taken = false;
+	pthread_mutex_lock(&s->mu);
+	s->job = job;
+	s->gen++;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Wait until job is done: withdraw it if the helper has not taken it, and
+ * then run it here. */
+static void job_finish(pf_volume_t *v, struct pf_job *job)
+{
+	struct pf_sealer *s = &v->sealer;
+	bool taken;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->job == job)
+		s->job = NULL;
+	while (s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	taken = job->taken;
+	pthread_mutex_unlock(&s->mu);
+	if (!taken)
+		job->run(job);
+}
+
+static void seal_job_run(struct pf_job *job)
+{
+	struct seal_job *sj = (struct seal_job *)job;
+
+	seal_claim(sj, sj->n->aead2);
+}
+
+static void write_job_run(struct pf_job *job)
+{
+	struct write_job *wj = (struct write_job *)job;
+
+	wj->ret = st_pwrite_all(wj->v, wj->fh, wj->buf, wj->len, wj->off);
+}
+
+/* Seal the whole chunks [lo, hi) of the batch starting at chunk i into iobuf,
+ * on this thread and, for encrypted files when worth it and the helper is
+ * free (share), on the helper thread at once. Nonces come from v->nonces. */
 static int seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint64_t new_size,
-		      uint64_t i, uint64_t lo, uint64_t hi)
+		      uint64_t i, uint64_t lo, uint64_t hi, uint8_t *iobuf, bool share)
 {
 	pf_volume_t *v = n->vol;
-	struct pf_sealer *s = &v->sealer;
 	struct seal_job job = {
+		.base.run = seal_job_run,
 		.n = n, .buf = buf, .off = off, .new_size = new_size,
-		.i = i, .lo = lo, .hi = hi,
+		.i = i, .lo = lo, .hi = hi, .iobuf = iobuf,
 	};
 	bool shared = false;
 
 	atomic_init(&job.next, lo);
 	atomic_init(&job.err, 0);
-	if (v->seal_thread && hi - lo >= PF_PAR_MIN_CHUNKS && n->kind == PF_REGION_ENCRYPTED &&
-	    n->entry) {
+	if (share && v->seal_thread && hi - lo >= PF_PAR_MIN_CHUNKS &&
+	    n->kind == PF_REGION_ENCRYPTED && n->entry) {
 		if (!n->aead2)
 			n->aead2 = kc_aead_new(n->entry->key);
 		shared = n->aead2 && sealer_ready(v);
 	}
-	if (shared) {
-		pthread_mutex_lock(&s->mu);
-		s->job = &job;
-		s->gen++;
-		pthread_cond_signal(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-	}
+	if (shared)
+		job_post(v, &job.base);
 	seal_claim(&job, n->aead);
-	if (shared) {
-		/* Withdraw the job; wait only if the thread took it. */
-		pthread_mutex_lock(&s->mu);
-		s->job = NULL;
-		while (s->busy)
-			pthread_cond_wait(&s->cv, &s->mu);
-		pthread_mutex_unlock(&s->mu);
-	}
+	if (shared)
+		job_finish(v, &job.base); /* every chunk is claimed: nothing left to run */
 	return atomic_load(&job.err);
 }
 
@@ -1520,12 +1578,39 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 	return 0;
 }
 
+/* Start writing [from, to) of iobuf to the backing file on the helper thread
+ * (true), or return false: no helper (seal_thread off, a forked child) or the
+ * batch is too small to be worth a hand-off. */
+static bool write_async(struct pf_node *n, struct write_job *wj, const uint8_t *data,
+			size_t len, uint64_t at)
+{
+	pf_volume_t *v = n->vol;
+
+	if (!v->seal_thread || len < PF_PAR_MIN_CHUNKS * v->stride || !sealer_ready(v))
+		return false;
+	if (!v->iobuf2 && !(v->iobuf2 = malloc(v->batch * v->stride)))
+		return false;
+	*wj = (struct write_job){
+		.base.run = write_job_run, .v = v, .fh = n->fh, .buf = data, .len = len,
+		.off = at,
+	};
+	job_post(v, &wj->base);
+	return true;
+}
+
 static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint64_t off,
 			  struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t end, old_size = n->size, new_size, first, last, old_n, lo, hi;
-	int ret;
+	/* Write pipeline: while the helper writes one batch (wj) from one buffer,
+	 * this thread seals the next batch into the other. At most one write is
+	 * in flight, and it is finished before this call returns. */
+	uint8_t *bufs[2] = { v->iobuf, NULL };
+	size_t used[2] = { 0, 0 };
+	struct write_job wj;
+	bool pending = false;
+	int cur = 0, ret;
 
 	if (n->failed)
 		return kiln_err_set(err, -EIO, "file %s: earlier write failed; reopen the volume",
@@ -1557,20 +1642,21 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 	}
 	for (uint64_t i = first; i <= last;) {
 		uint64_t j = i + v->batch <= last + 1 ? i + v->batch : last + 1;
-		uint64_t wlen;
+		uint64_t wlen, split = i;
+		uint8_t *io = bufs[cur];
 
-		uint64_t split = i;
-
+		if ((j - i) * v->stride > used[cur])
+			used[cur] = (j - i) * v->stride;
 		ret = journal_save(n, i, j, /*sync=*/false, err);
 		if (ret)
-			return ret;
+			goto out;
 		/* One RAND_bytes call for the nonces of the whole batch rather than
 		 * one per chunk (it was ~28% of the CPU of a sequential write). The
 		 * bytes live only for this call, under the volume lock: nothing is
 		 * buffered across calls, so a fork cannot hand them to two processes. */
 		if (n->kind != PF_REGION_PLAIN && (ret = kc_random(v->nonces,
 								(j - i) * PF_NONCE_SIZE)))
-			return ret;
+			goto out;
 		/* Partial chunks (at most the first and the last of the write) are
 		 * merged with the old plaintext here; whole chunks are sealed
 		 * straight from buf by seal_batch, on two threads when worth it. */
@@ -1581,7 +1667,7 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			uint64_t cstart = k * v->cs;
 			uint64_t ws = off > cstart ? off : cstart;
 			uint64_t we = end < cstart + lnew ? end : cstart + lnew;
-			uint8_t *slot = v->iobuf + (k - i) * v->stride;
+			uint8_t *slot = io + (k - i) * v->stride;
 
 			if (ws == cstart && we == cstart + lnew)
 				continue;
@@ -1590,20 +1676,21 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			if (k < old_n)
 				ret = load_plain(n, k, old_size, v->pt, err);
 			if (ret)
-				return ret;
+				goto out;
 			memcpy(v->pt + (ws - cstart), buf + (ws - off), we - ws);
 			ret = seal_chunk(n, k, v->pt, lnew, v->nonces + (k - i) * PF_NONCE_SIZE,
 					 slot);
 			kiln_wipe(v->pt, v->cs);
 			if (ret)
-				return ret;
+				goto out;
 			if (k == lo)
 				lo++;
 			else
 				hi = k; /* the last chunk of the write */
 		}
-		if (lo < hi && (ret = seal_batch(n, buf, off, new_size, i, lo, hi)))
-			return ret;
+		if (lo < hi &&
+		    (ret = seal_batch(n, buf, off, new_size, i, lo, hi, io, !pending)))
+			goto out;
 		/* Committed chunks whose journal entries are not synced yet wait
 		 * in the write-back; the rest (past the committed end) go now. */
 		if (has_base(n) && n->j_hdr) {
@@ -1614,36 +1701,65 @@ static ssize_t node_write(struct pf_node *n, const uint8_t *buf, size_t size, ui
 			split = base_n < i ? i : base_n > j ? j : base_n;
 		}
 		for (uint64_t k = i; k < split; k++) {
-			ret = wb_hold(n, k, v->iobuf + (k - i) * v->stride,
+			ret = wb_hold(n, k, io + (k - i) * v->stride,
 				      PF_SLOT_META + chunk_len(v, new_size, k), err);
 			if (ret) {
 				n->failed = true;
-				return ret;
+				goto out;
 			}
 		}
+		for (uint64_t k = i; k < j; k++)
+			memcpy(n->tags[k], io + (k - i) * v->stride + PF_NONCE_SIZE, PF_TAG_SIZE);
+		tag_touch(n, i);
+		tag_touch(n, j - 1);
 		wlen = 0;
 		if (split < j) {
 			wlen = (j - 1 - split) * v->stride + PF_SLOT_META +
 			       chunk_len(v, new_size, j - 1);
-			ret = st_pwrite_all(v, n->fh, v->iobuf + (split - i) * v->stride, wlen,
-					    slot_off(v, split));
+			if (pending) { /* the previous batch's write, from the other buffer */
+				job_finish(v, &wj.base);
+				pending = false;
+				if ((ret = wj.ret))
+					goto write_failed;
+			}
+			if (write_async(n, &wj, io + (split - i) * v->stride, wlen,
+					slot_off(v, split))) {
+				pending = true;
+				bufs[1] = v->iobuf2;
+				cur ^= 1;
+			} else if ((ret = st_pwrite_all(v, n->fh, io + (split - i) * v->stride,
+							wlen, slot_off(v, split)))) {
+				goto write_failed;
+			}
 		}
-		if (ret) {
-			n->failed = true;
-			return kiln_err_set(err, ret, "file %s: write: %s", node_path(n),
-					    kiln_strerror(ret));
-		}
-		for (uint64_t k = i; k < j; k++)
-			memcpy(n->tags[k], v->iobuf + (k - i) * v->stride + PF_NONCE_SIZE,
-			       PF_TAG_SIZE);
-		tag_touch(n, i);
-		tag_touch(n, j - 1);
+		/* Counted as soon as the write is issued: a failure fails the file. */
 		if (wlen && slot_off(v, split) + wlen > n->phys_size)
 			n->phys_size = slot_off(v, split) + wlen;
 		i = j;
 	}
+	if (pending) {
+		job_finish(v, &wj.base);
+		pending = false;
+		if ((ret = wj.ret))
+			goto write_failed;
+	}
 	n->size = new_size;
-	kiln_wipe(v->iobuf, v->batch * v->stride);
+	ret = 0;
+	goto out;
+write_failed:
+	n->failed = true;
+	kiln_err_set(err, ret, "file %s: write: %s", node_path(n), kiln_strerror(ret));
+out:
+	if (pending) {
+		job_finish(v, &wj.base);
+		if (wj.ret)
+			n->failed = true;
+	}
+	kiln_wipe(bufs[0], used[0]);
+	if (bufs[1])
+		kiln_wipe(bufs[1], used[1]);
+	if (ret)
+		return ret;
 	if (n->entry)
 		n->entry->mtime_ns = now_ns();
 	return (ssize_t)size;
@@ -2152,6 +2268,8 @@ static void vol_free(pf_volume_t *v)
 	if (v->jbuf)
 		kiln_free_secret(v->jbuf, 12 + v->stride + 8);
 	free(v->nonces);
+	if (v->iobuf2)
+		kiln_free_secret(v->iobuf2, v->batch * v->stride);
 	if (v->so && v->so->free)
 		v->so->free(v->sctx);
 	if (v->fo && v->fo->free)

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,10 +258,35 @@ static void fo_free(void *ctx)
 	free(f);
 }
 
+/* The library's helper thread writes data batches while the caller's thread
+ * writes the journal: one lock keeps this wrapper's state consistent. */
+static pthread_mutex_t g_fault_mu = PTHREAD_MUTEX_INITIALIZER;
+#define LOCKED(ret_t, name, params, args)                                                  \
+	static ret_t name##_l params                                                       \
+	{                                                                                  \
+		ret_t r;                                                                   \
+		pthread_mutex_lock(&g_fault_mu);                                           \
+		r = name args;                                                             \
+		pthread_mutex_unlock(&g_fault_mu);                                         \
+		return r;                                                                  \
+	}
+LOCKED(int, fo_open, (void *c, const char *name, unsigned fl, void **fh), (c, name, fl, fh))
+LOCKED(ssize_t, fo_pread, (void *c, void *fh, void *b, size_t n, uint64_t o), (c, fh, b, n, o))
+LOCKED(ssize_t, fo_pwrite, (void *c, void *fh, const void *b, size_t n, uint64_t o),
+       (c, fh, b, n, o))
+LOCKED(int, fo_get_size, (void *c, void *fh, uint64_t *size), (c, fh, size))
+LOCKED(int, fo_truncate, (void *c, void *fh, uint64_t size), (c, fh, size))
+LOCKED(int, fo_sync, (void *c, void *fh), (c, fh))
+LOCKED(int, fo_close, (void *c, void *fh), (c, fh))
+LOCKED(int, fo_remove, (void *c, const char *name), (c, name))
+LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to))
+LOCKED(int, fo_sync_dir, (void *c), (c))
+
 static const struct pf_storage_ops g_fault_ops = {
-	.open = fo_open, .pread = fo_pread, .pwrite = fo_pwrite, .get_size = fo_get_size,
-	.truncate = fo_truncate, .sync = fo_sync, .close = fo_close, .remove = fo_remove,
-	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
+	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
+	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
+	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
+	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 };
 
 /* The same storage with overlapped syncs (sync_start/sync_wait, as the
