@@ -1578,9 +1578,9 @@ static int set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 	return 0;
 }
 
-/* Start writing [from, to) of iobuf to the backing file on the helper thread
- * (true), or return false: no helper (seal_thread off, a forked child) or the
- * batch is too small to be worth a hand-off. */
+/* Start writing data[len] at offset `at` of the backing file on the helper
+ * thread (true), or return false: no helper (seal_thread off, a forked child)
+ * or too little data to be worth a hand-off. */
 static bool write_async(struct pf_node *n, struct write_job *wj, const uint8_t *data,
 			size_t len, uint64_t at)
 {
