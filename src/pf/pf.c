@@ -693,6 +693,10 @@ static void write_job_run(struct pf_job *job)
 	struct write_job *wj = (struct write_job *)job;
 
 	wj->ret = st_pwrite_all(wj->v, wj->fh, wj->buf, wj->len, wj->off);
+	/* Off the writer's path: start the write-back now, so that the fsync
+	 * that ends a long sequential write mostly finds it done. */
+	if (wj->ret == 0 && wj->v->so->writeback)
+		(void)wj->v->so->writeback(wj->v->sctx, wj->fh, wj->off, wj->len);
 }
 
 /* Seal the whole chunks [lo, hi) of the batch starting at chunk i into iobuf,

@@ -91,6 +91,11 @@ struct pf_storage_ops {
 	 * prepare this way. fh stays open until sync_wait returns. */
 	int (*sync_start)(void *ctx, void *fh);
 	int (*sync_wait)(void *ctx);
+	/* Optional hint (NULL: none): start writing [off, off+len) of fh back to
+	 * stable storage without waiting (sync_file_range WRITE), so that the
+	 * next sync has less left to do. Guarantees nothing; errors are ignored
+	 * (the sync reports them). */
+	int (*writeback)(void *ctx, void *fh, uint64_t off, uint64_t len);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),
