@@ -41,7 +41,8 @@ static void drop_caches(void)
 
 static pf_volume_t *open_volume(const char *dir, const uint8_t *key, bool init)
 {
-	struct pf_volume_opts opts = { 0 };
+	/* As kiln fs does (the runtime's shield leaves seal_thread off). */
+	struct pf_volume_opts opts = { .seal_thread = true };
 	struct kiln_err err = { 0 };
 	pf_volume_t *vol = NULL;
 	int ret = init ? pf_volume_init(dir, key, &opts, &vol, &err)

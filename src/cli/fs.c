@@ -200,6 +200,7 @@ static int open_volume(const char *dir, pf_volume_t **vol)
 		return ret;
 	if ((ret = freshness(kf, &o)))
 		goto out;
+	o.seal_thread = true; /* a CLI process of our own: a helper thread is fine */
 	ret = pf_volume_open(dir, key, &o, vol, &err);
 	if (ret)
 		cli_error("%s", kiln_err_msg(&err, ret));
@@ -687,6 +688,9 @@ static int cmd_rekey(int argc, char **argv)
 #ifdef KILN_HAVE_FUSE
 static pf_volume_t *g_vol;
 static const char *g_vol_dir;
+/* The kernel's writeback cache is on (set in fm_init): writes land in the page
+ * cache and reach pf_pwrite in large batches at writeback or fsync. */
+static bool g_writeback;
 
 /* kiln's own codes mean "the data is bad": EIO to applications. */
 static int fuse_errno(int code)
@@ -737,10 +741,21 @@ static int fm_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 	return 0;
 }
 
+/* With the writeback cache the kernel reads pages of write-only files (to fill
+ * partial pages) and applies O_APPEND itself, sending plain writes at offsets. */
+static int fm_flags(int flags)
+{
+	if (!g_writeback)
+		return flags;
+	if ((flags & O_ACCMODE) == O_WRONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags & ~O_APPEND;
+}
+
 static int fm_open(const char *path, struct fuse_file_info *fi)
 {
 	pf_file_t *f;
-	int ret = pf_open(g_vol, path, fi->flags, 0, &f, NULL);
+	int ret = pf_open(g_vol, path, fm_flags(fi->flags), 0, &f, NULL);
 
 	if (ret)
 		return fuse_errno(ret);
@@ -751,7 +766,7 @@ static int fm_open(const char *path, struct fuse_file_info *fi)
 static int fm_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	pf_file_t *f;
-	int ret = pf_open(g_vol, path, fi->flags | O_CREAT, mode, &f, NULL);
+	int ret = pf_open(g_vol, path, fm_flags(fi->flags) | O_CREAT, mode, &f, NULL);
 
 	if (ret)
 		return fuse_errno(ret);
@@ -865,6 +880,13 @@ static void *fm_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->kernel_cache = 1;
 	conn->max_write = 1024 * 1024;
 	conn->max_readahead = 1024 * 1024;
+	/* Writeback cache: write() completes in the page cache, and the kernel
+	 * sends dirty pages in large, sorted batches (random 4 KiB writes to one
+	 * chunk coalesce); fsync flushes them before fm_fsync commits. */
+	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+		g_writeback = true;
+	}
 	return NULL;
 }
 

@@ -91,6 +91,11 @@ struct pf_storage_ops {
 	 * prepare this way. fh stays open until sync_wait returns. */
 	int (*sync_start)(void *ctx, void *fh);
 	int (*sync_wait)(void *ctx);
+	/* Optional hint (NULL: none): start writing [off, off+len) of fh back to
+	 * stable storage without waiting (sync_file_range WRITE), so that the
+	 * next sync has less left to do. Guarantees nothing; errors are ignored
+	 * (the sync reports them). */
+	int (*writeback)(void *ctx, void *fh, uint64_t off, uint64_t len);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),
@@ -147,6 +152,12 @@ struct pf_volume_opts {
 	 * store it (trust on first use). */
 	bool trust_first;
 	bool read_only;
+	/* Seal large writes on two threads: the volume starts one helper thread
+	 * (all signals blocked) at its first write of >= 8 whole chunks, and
+	 * joins it at close. Off by default: a caller that must not gain threads
+	 * (the runtime's shield, which runs under Syscall User Dispatch inside
+	 * the application) leaves it off. A forked child seals alone. */
+	bool seal_thread;
 	/* pf_volume_init only: chunk size (0 = PF_DEFAULT_CHUNK_SIZE, multiple of 16
 	 * in [PF_MIN_CHUNK_SIZE, PF_MAX_CHUNK_SIZE]) and regions (default: all
 	 * encrypted). Recorded in the metadata; ignored by pf_volume_open. */

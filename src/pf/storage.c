@@ -132,6 +132,12 @@ static int ps_sync_dir(void *ctx)
 	return fsync(s->dirfd) < 0 ? -errno : 0;
 }
 
+static int ps_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
+{
+	return sync_file_range(((struct posix_fh *)fh)->fd, (off_t)off, (off_t)len,
+			       SYNC_FILE_RANGE_WRITE) < 0 ? -errno : 0;
+}
+
 static int ps_sync_all(void *ctx)
 {
 	struct posix_storage *s = ctx;
@@ -191,6 +197,7 @@ static const struct pf_storage_ops g_posix_ops = {
 	.free = ps_free,
 	.sync_all = ps_sync_all,
 	.exchange = ps_exchange,
+	.writeback = ps_writeback,
 };
 
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,

@@ -50,7 +50,7 @@ static void sha_hex(const uint8_t *data, size_t size, char out[65])
 
 static int open_vol(const char *dir, const char *keyfile, pf_volume_t **v, struct kiln_err *err)
 {
-	struct pf_volume_opts o = { 0 };
+	struct pf_volume_opts o = { .seal_thread = true }; /* as kiln fs */
 	uint8_t *key = NULL;
 	size_t ksize = 0;
 	char tag[4096];
@@ -138,6 +138,8 @@ static __attribute__((noreturn)) void run(const char *dir, const char *keyfile,
 		for (int k = 0; k < ops; k++) {
 			size_t off = rnd() % MAXSIZE, len = rnd() % 9000 + 1;
 
+			if (rnd() % 4 == 0) /* many chunks: the helper thread's pipeline */
+				len = rnd() % (64 * 1024) + 1;
 			if (rnd() % 8 == 0) {
 				/* Often to zero: the O_TRUNC rewrite takes its own path. */
 				size_t ns = rnd() % 3 == 0 ? 0 : rnd() % MAXSIZE;

@@ -447,7 +447,23 @@ def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
             f.write(b"XYZ")
             f.truncate(5000)
             os.fsync(f.fileno())
-        assert sorted(os.listdir(mnt)) == ["db", "moved.bin", "pre.txt"]
+        # O_APPEND and write-only handles (the kernel's writeback cache reads
+        # partial pages of write-only files and applies O_APPEND itself).
+        for line in (b"one\n", b"two\n"):
+            with open(mnt / "log.txt", "ab") as f:
+                f.write(line)
+        fd = os.open(mnt / "log.txt", os.O_WRONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # partial page: read back
+            assert os.pwrite(fd, b"T", 4) == 1
+            assert os.pwrite(fd, b"!", 9000) == 1
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        want_log = b"one\nTwo\n" + bytes(9000 - 8) + b"!"
+        assert (mnt / "log.txt").read_bytes() == want_log
+        assert sorted(os.listdir(mnt)) == ["db", "log.txt", "moved.bin", "pre.txt"]
         assert os.stat(mnt / "moved.bin").st_size == 5000
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
@@ -461,7 +477,8 @@ def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
     assert p.returncode == 0
     v = run("verify")
     assert v.returncode == 0, v.stdout + v.stderr
-    assert "3 file(s) intact" in v.stdout
+    assert "4 file(s) intact" in v.stdout
+    assert cat(run, "log.txt").stdout == want_log
     want = bytearray(src.read_bytes()[:5000])
     want[10:13] = b"XYZ"
     assert cat(run, "moved.bin").stdout == bytes(want)

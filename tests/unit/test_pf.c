@@ -8,10 +8,12 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
@@ -256,10 +258,35 @@ static void fo_free(void *ctx)
 	free(f);
 }
 
+/* The library's helper thread writes data batches while the caller's thread
+ * writes the journal: one lock keeps this wrapper's state consistent. */
+static pthread_mutex_t g_fault_mu = PTHREAD_MUTEX_INITIALIZER;
+#define LOCKED(ret_t, name, params, args)                                                  \
+	static ret_t name##_l params                                                       \
+	{                                                                                  \
+		ret_t r;                                                                   \
+		pthread_mutex_lock(&g_fault_mu);                                           \
+		r = name args;                                                             \
+		pthread_mutex_unlock(&g_fault_mu);                                         \
+		return r;                                                                  \
+	}
+LOCKED(int, fo_open, (void *c, const char *name, unsigned fl, void **fh), (c, name, fl, fh))
+LOCKED(ssize_t, fo_pread, (void *c, void *fh, void *b, size_t n, uint64_t o), (c, fh, b, n, o))
+LOCKED(ssize_t, fo_pwrite, (void *c, void *fh, const void *b, size_t n, uint64_t o),
+       (c, fh, b, n, o))
+LOCKED(int, fo_get_size, (void *c, void *fh, uint64_t *size), (c, fh, size))
+LOCKED(int, fo_truncate, (void *c, void *fh, uint64_t size), (c, fh, size))
+LOCKED(int, fo_sync, (void *c, void *fh), (c, fh))
+LOCKED(int, fo_close, (void *c, void *fh), (c, fh))
+LOCKED(int, fo_remove, (void *c, const char *name), (c, name))
+LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to))
+LOCKED(int, fo_sync_dir, (void *c), (c))
+
 static const struct pf_storage_ops g_fault_ops = {
-	.open = fo_open, .pread = fo_pread, .pwrite = fo_pwrite, .get_size = fo_get_size,
-	.truncate = fo_truncate, .sync = fo_sync, .close = fo_close, .remove = fo_remove,
-	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
+	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
+	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
+	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
+	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 };
 
 /* The same storage with overlapped syncs (sync_start/sync_wait, as the
@@ -329,6 +356,7 @@ static struct fault *g_last_fault;
 static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
 {
 	memset(o, 0, sizeof(*o));
+	o->seal_thread = true; /* large writes take the two-thread path */
 	assert_int_equal(pf_freshness_local(e->tagfile, &o->freshness, &o->freshness_ctx), 0);
 	g_last_fault = NULL;
 	if (with_fault) {
@@ -435,6 +463,9 @@ static void property_run(uint64_t seed, uint32_t cs, enum pf_region_kind kind, i
 
 		if (x < 40) { /* write */
 			size_t off = rnd(&seed) % (cap / 2), len = rnd(&seed) % (cs * 3) + 1;
+
+			if (rnd(&seed) % 8 == 0) /* many whole chunks: the two-thread sealing */
+				len = rnd(&seed) % (cs * 24) + 1;
 
 			if (rnd(&seed) % 4 == 0)
 				off = size; /* append */
@@ -652,6 +683,58 @@ static void write_file(pf_volume_t *v, const char *path, const void *data, size_
 	assert_int_equal(pf_pwrite(f, data, size, 0, &err), (ssize_t)size);
 	assert_int_equal(pf_fsync(f, &err), 0);
 	pf_close(f);
+}
+
+/* Large writes are sealed on two threads (the volume's sealer thread). A
+ * forked child has no such thread: its writes must be sealed alone, correctly
+ * and without waiting for the parent's thread. */
+static void test_fork_sealer(void **state)
+{
+	struct env e;
+	struct kiln_err err = { 0 };
+	size_t size = 1024 * 1024 + 4321;
+	uint8_t *data = malloc(size), *back = malloc(size);
+	pf_volume_t *v;
+	pf_file_t *f;
+	pid_t pid;
+	int st;
+
+	assert_non_null(data);
+	assert_non_null(back);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (uint8_t)(i * 131 + (i >> 12));
+	env_init(&e);
+	v = vol_init(&e, 4096, NULL, 0);
+	write_file(v, "a", data, size); /* starts the sealer thread */
+	check_content(v, "a", data, size);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Unaligned: partial first and last chunks around whole ones. */
+		bool ok = pf_open(v, "b", O_RDWR | O_CREAT, 0600, &f, &err) == 0 &&
+			  pf_pwrite(f, data, size - 7, 7, &err) == (ssize_t)(size - 7) &&
+			  pf_pread(f, back, size, 0, &err) == (ssize_t)size &&
+			  memcmp(back + 7, data, size - 7) == 0;
+
+		_exit(ok ? 0 : 1); /* no commit: the parent owns the volume */
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	/* The parent's thread still works after the fork. */
+	assert_int_equal(pf_open(v, "a", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, data + 5, size - 5, 3, &err), (ssize_t)(size - 5));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	pf_close(f);
+	memmove(data + 3, data + 5, size - 5);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "a", data, size);
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+	free(data);
+	free(back);
 }
 
 static void backing_path(struct env *e, pf_volume_t *v, char *out, size_t size)
@@ -1181,6 +1264,7 @@ int main(void)
 		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
+		cmocka_unit_test(test_fork_sealer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
