@@ -315,34 +315,54 @@ def serve_loop_ns(kiln):
                                        {"KILN_FILE_CACHE": "0"}, "2000")}
 
 
+def nginx_rounds(kiln, rounds, say=print):
+    """nginx_bench repeated `rounds` times (the machine is shared): per file, the
+    round with the median ratio, plus median, min and max of ratios (and of CPU
+    per request ratios). None when nginx or wrk is missing."""
+    per_file = {}
+    for r in range(rounds):
+        res = nginx_bench(kiln)
+        if res is None:
+            return None
+        for f, v in res.items():
+            per_file.setdefault(f, []).append(v)
+            line = (f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, "
+                    f"kiln {v['kiln_rps']:.0f}/s ({v['ratio']:.2f}x)")
+            if "cpu_ratio" in v:
+                line += (f"; nginx CPU per request native {v['native_cpu_us_per_req']:.2f} us, "
+                         f"kiln {v['kiln_cpu_us_per_req']:.2f} us ({v['cpu_ratio']:.2f}x)")
+            say(line)
+    out = {}
+    for f, vs in per_file.items():
+        vs = sorted(vs, key=lambda v: v["ratio"])
+        ratios = [v["ratio"] for v in vs]
+        r = dict(vs[len(vs) // 2])
+        r.update(ratio=statistics.median(ratios), ratio_min=min(ratios),
+                 ratio_max=max(ratios), rounds=len(vs))
+        cpu = [v["cpu_ratio"] for v in vs if "cpu_ratio" in v]
+        if cpu:
+            r.update(cpu_ratio=statistics.median(cpu), cpu_ratio_min=min(cpu),
+                     cpu_ratio_max=max(cpu))
+        out[f] = r
+    return out
+
+
 def nginx_only(kiln, rounds):
-    """Side-by-side nginx runs, repeated (the machine is shared): median and spread."""
+    """Side-by-side nginx runs, repeated: median and spread."""
     loop = serve_loop_ns(kiln)
     print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB): native "
           f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
           f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
-    ratios, cpu = {}, {}
-    for r in range(rounds):
-        res = nginx_bench(kiln)
-        if res is None:
-            print("nginx or wrk not installed")
-            return 1
-        for f, v in res.items():
-            ratios.setdefault(f, []).append(v["ratio"])
-            line = (f"round {r + 1} {f}: native {v['native_rps']:.0f}/s, "
-                    f"kiln {v['kiln_rps']:.0f}/s ({v['ratio']:.2f}x)")
-            if "cpu_ratio" in v:
-                cpu.setdefault(f, []).append(v["cpu_ratio"])
-                line += (f"; nginx CPU per request native {v['native_cpu_us_per_req']:.2f} us, "
-                         f"kiln {v['kiln_cpu_us_per_req']:.2f} us ({v['cpu_ratio']:.2f}x)")
-            print(line, flush=True)
-    for f, rs in ratios.items():
-        print(f"nginx {f}: median {statistics.median(rs):.2f}x native over {len(rs)} rounds "
-              f"(min {min(rs):.2f}x, max {max(rs):.2f}x)")
-        if cpu.get(f):
-            c = cpu[f]
-            print(f"nginx {f}: CPU per request, native/kiln: median {statistics.median(c):.2f}x "
-                  f"(min {min(c):.2f}x, max {max(c):.2f}x)")
+    res = nginx_rounds(kiln, rounds, lambda line: print(line, flush=True))
+    if res is None:
+        print("nginx or wrk not installed")
+        return 1
+    for f, r in res.items():
+        print(f"nginx {f}: median {r['ratio']:.2f}x native over {r['rounds']} rounds "
+              f"(min {r['ratio_min']:.2f}x, max {r['ratio_max']:.2f}x)")
+        if "cpu_ratio" in r:
+            print(f"nginx {f}: CPU per request, native/kiln: median {r['cpu_ratio']:.2f}x "
+                  f"(min {r['cpu_ratio_min']:.2f}x, max {r['cpu_ratio_max']:.2f}x)")
     return 0
 
 
@@ -387,7 +407,7 @@ def main():
     start["kiln_run_attested_sim_ms"] = attested_startup_ms(kiln)
     sqlite = sqlite_bench(kiln, args.rounds)
     redis = redis_bench(kiln)
-    nginx = nginx_bench(kiln)
+    nginx = nginx_rounds(kiln, args.rounds, lambda line: None)
     result = {"syscalls": rows, "startup": start, "sqlite": sqlite, "redis": redis,
               "nginx": nginx,
               "note": "dev mode (no attestation); ns per call, best of 5 rounds"}
@@ -416,7 +436,9 @@ def main():
                       "on a protected volume")
     if nginx:
         for f, r in nginx.items():
-            md.append(f"nginx + wrk {f} from a protected volume: {r['ratio']:.2f}x native"
+            md.append(f"nginx + wrk {f} from a protected volume: {r['ratio']:.2f}x native "
+                      f"(median of {r['rounds']} side-by-side rounds, "
+                      f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
                       + (f" (nginx CPU per request: {r['cpu_ratio']:.2f}x)" if "cpu_ratio" in r
                          else ""))
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
@@ -445,7 +467,9 @@ def main():
     if nginx:
         for f, r in nginx.items():
             print(f"nginx + wrk {f} from a protected volume: {r['kiln_rps']:.0f}/s vs "
-                  f"{r['native_rps']:.0f}/s native ({r['ratio']:.2f}x)")
+                  f"{r['native_rps']:.0f}/s native in the median round; ratio median "
+                  f"{r['ratio']:.2f}x over {r['rounds']} rounds "
+                  f"({r['ratio_min']:.2f}-{r['ratio_max']:.2f})")
             if "cpu_ratio" in r:
                 print(f"  nginx CPU per request: native {r['native_cpu_us_per_req']:.2f} us, "
                       f"kiln {r['kiln_cpu_us_per_req']:.2f} us ({r['cpu_ratio']:.2f}x)")
