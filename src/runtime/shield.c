@@ -2118,22 +2118,15 @@ long rt_shield_call(long nr, const long a[6])
 		if (r != -EAGAIN)
 			return r;
 	}
-	/* Reads of files this process already holds decrypted need neither the
-	 * volume lock nor pf, as long as no other process changed the volume. */
-	if (nr == SYS_openat || nr == SYS_open) {
+	/* Reads of files this process already holds decrypted, and stat/access
+	 * of volume paths, need neither the volume lock nor pf, as long as no
+	 * other process changed the volume. */
+	if (nr == SYS_openat || nr == SYS_open || nr == SYS_stat || nr == SYS_lstat ||
+	    nr == SYS_newfstatat || nr == SYS_access || nr == SYS_faccessat ||
+	    nr == SYS_faccessat2) {
 		rt_enter(&g);
 		pthread_mutex_lock(&g_lock);
-		r = fast_call(nr, a);
-		pthread_mutex_unlock(&g_lock);
-		rt_leave(&g);
-		if (r != -EAGAIN)
-			return r;
-	}
-	if (nr == SYS_stat || nr == SYS_lstat || nr == SYS_newfstatat || nr == SYS_access ||
-	    nr == SYS_faccessat || nr == SYS_faccessat2) {
-		rt_enter(&g);
-		pthread_mutex_lock(&g_lock);
-		r = fast_stat(nr, a);
+		r = nr == SYS_openat || nr == SYS_open ? fast_call(nr, a) : fast_stat(nr, a);
 		pthread_mutex_unlock(&g_lock);
 		rt_leave(&g);
 		if (r != -EAGAIN)
