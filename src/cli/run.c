@@ -280,6 +280,18 @@ static bool is_static_elf(const char *path)
 	return ret;
 }
 
+/* Say on stderr how much the run is worth: development mode (no attestation)
+ * or the INSECURE simulation backend; nothing for a real attestation. */
+static void say_mode(const struct rt_config *cfg)
+{
+	if (cfg->dev)
+		fprintf(stderr, "kiln: development mode: no attestation\n");
+	else if (strcmp(cfg->tee, "sim") == 0)
+		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
+			"for development only\n");
+	fflush(stderr);
+}
+
 /* A static binary with development-mode volumes: run it under the seccomp
  * supervisor (src/runtime/supervise.h). */
 static int run_static(const struct rt_config *cfg, const char *path, char **argv)
@@ -288,9 +300,9 @@ static int run_static(const struct rt_config *cfg, const char *path, char **argv
 	struct kiln_err err = { 0 };
 	int code = 0, ret;
 
-	fprintf(stderr, "kiln: development mode: no attestation\n"
-		"kiln: %s is statically linked: running it supervised (seccomp), every file "
-		"call traps\n", path);
+	say_mode(cfg);
+	fprintf(stderr, "kiln: %s is statically linked: running it supervised (seccomp), "
+		"every file call traps\n", path);
 	fflush(stderr);
 	ret = rt_supervise(cfg, argv, &code, &err);
 	if (ret) {
@@ -337,11 +349,7 @@ static int run_static_attested(struct rt_config *cfg, const char *path)
 			  kiln_err_msg(&err, ret));
 		goto out;
 	}
-	if (strcmp(cfg->tee, "sim") == 0) {
-		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
-			"for development only\n");
-		fflush(stderr);
-	}
+	say_mode(cfg);
 	ret = rt_attest_cas(cfg, wm, o.exe_fd, &grant, &err);
 	if (ret) {
 		/* Whole lines, as libkiln prints them (docs/attestation.md). */
@@ -484,6 +492,7 @@ int run_main(int argc, char **argv)
 	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
+	bool is_static;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 
 	if (!cfg) {
@@ -618,7 +627,8 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if (cfg->cas[0] && lib[0] && is_static_elf(lib)) {
+	is_static = lib[0] && is_static_elf(lib);
+	if (cfg->cas[0] && is_static) {
 #if defined(KILN_HAVE_SUPERVISE) && defined(KILN_HAVE_ATTEST)
 		status = run_static_attested(cfg, lib);
 #else
@@ -627,7 +637,7 @@ int run_main(int argc, char **argv)
 #endif
 		goto out;
 	}
-	if (cfg->n_volumes && lib[0] && is_static_elf(lib)) {
+	if (cfg->n_volumes && is_static) {
 		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
@@ -657,14 +667,7 @@ int run_main(int argc, char **argv)
 		cli_error("run: cannot set the environment");
 		goto out;
 	}
-	if (cfg->dev) {
-		fprintf(stderr, "kiln: development mode: no attestation\n");
-		fflush(stderr);
-	} else if (strcmp(cfg->tee, "sim") == 0) {
-		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
-			"for development only\n");
-		fflush(stderr);
-	}
+	say_mode(cfg);
 	kiln_free_secret(text, text_size);
 	text = NULL;
 	rt_config_wipe(cfg);
