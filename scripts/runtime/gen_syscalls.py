@@ -1,8 +1,17 @@
 #!/usr/bin/env python3
-"""Generate src/runtime/syscalls.c: one entry for EVERY x86-64 syscall number.
+"""Generate src/runtime/syscalls.def: one entry for EVERY x86-64 syscall number.
 
-Run: scripts/runtime/gen_syscalls.py > src/runtime/syscalls.c
+Run: scripts/runtime/gen_syscalls.py > src/runtime/syscalls.def
      scripts/runtime/gen_syscalls.py --markdown   (the table in docs/runtime.md)
+
+The .def file is the one table of the runtime: a list of
+RT_SYSCALL(nr, name, action, handler, fd_mask, dirfd0, path0, dirfd1, path1,
+supervised, note) lines that src/runtime/syscalls.c expands into the data table
+(names, actions, argument positions: the CLI and the unit tests use it),
+src/runtime/dispatch.c into libkiln's handler table, and src/runtime/sys/sys.h
+into the handlers' declarations. `supervised` marks the calls that the seccomp
+supervisor of statically linked programs traps (src/runtime/supervise.c builds
+its filter from it).
 Names come from the kernel's unistd_64.h plus the numbers added after the
 installed headers (listed below); numbers without a syscall get "unassigned".
 The action of each call says what the runtime does when the call touches a
@@ -10,6 +19,7 @@ protected file (by path or by fd); calls that touch nothing protected always
 pass through unchanged.
 """
 import re
+import sys
 
 HDR = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
 LATER = {451: "cachestat", 452: "fchmodat2", 453: "map_shadow_stack", 454: "futex_wake",
@@ -31,8 +41,12 @@ for k, v in LATER.items():
 # name: (action, fd arg mask, [(dirfd_arg or -1, path_arg)], note)
 # Protected fds are real kernel fds (memfd holding the plaintext), so data-path calls
 # on them (read, write, mmap, sendfile, ...) are correct natively: action "pass".
-S, P, R, X = "RT_SYS_SHIELD", "RT_SYS_PASS", "RT_SYS_REFUSE", "RT_SYS_RUNTIME"
+# The handler of a "shield" or "runtime" call is rt__sys_<name> (src/runtime/sys/),
+# unless HANDLER names another; "pass" calls are issued unchanged (rt__sys_pass) and
+# "refuse" calls fail with ENOTSUP and one line (rt__sys_refuse).
+S, P, R, X = "SHIELD", "PASS", "REFUSE", "RUNTIME"
 T = {}
+HANDLER = {}
 def fd(name, act, *args, note=""):
     m = 0
     for a in args:
@@ -43,6 +57,13 @@ def path(name, act, *pairs, fds=(), note=""):
     for a in fds:
         m |= 1 << a
     T[name] = (act, m, list(pairs), note)
+
+# The calls the seccomp supervisor of a statically linked program traps (every
+# other call runs in the kernel unchanged): what src/runtime/supervise.c implements.
+SUPERVISED = {"open", "openat", "openat2", "creat", "stat", "lstat", "newfstatat", "statx",
+              "access", "faccessat", "faccessat2", "unlink", "unlinkat", "rename",
+              "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "truncate", "fsync",
+              "fdatasync", "close", "exit_group"}
 
 for n in ["read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
           "preadv2", "pwritev2", "lseek", "ioctl", "flock", "readahead", "fadvise64",
@@ -142,75 +163,87 @@ path("mount_setattr", R, (0, 1))
 path("move_mount", R, (0, 1), (2, 3))
 path("quotactl", R, (-1, 1))
 
-for n, note in [("rt_sigreturn", "returns through the runtime's restorer"),
-                ("rt_sigaction", "SIGSYS stays the runtime's"),
+for n, note in [("rt_sigaction", "SIGSYS stays the runtime's"),
                 ("rt_sigprocmask", "SIGSYS is never blocked"),
-                ("rt_sigsuspend", "SIGSYS is never blocked"),
-                ("rt_sigtimedwait", "SIGSYS is never waited for"),
-                ("signalfd", "SIGSYS removed from the set"),
-                ("signalfd4", "SIGSYS removed from the set"),
-                ("clone", "threads get their own dispatch selector"),
                 ("clone3", "ENOSYS: libc falls back to clone"),
-                ("fork", "child inherits the fd table"),
-                ("vfork", "run as fork: the runtime's handler cannot share the stack"),
                 ("prctl", "PR_SET_SYSCALL_USER_DISPATCH reserved to the runtime"),
                 ("getcwd", "the virtual working directory inside a volume"),
-                ("io_uring_setup", "refused when volumes are mounted: rings bypass the shield"),
-                ("io_uring_enter", "refused when volumes are mounted"),
-                ("io_uring_register", "refused when volumes are mounted"),
+                ("io_uring_setup", "refused when volumes are mounted: rings bypass the shield")]:
+    T[n] = (X, 0, [], note)
+# Seen by the SIGSYS handler itself (sud.c) before any dispatch; through the
+# syscall(2) wrapper they are issued unchanged.
+for n, note in [("rt_sigreturn", "trapped: returns through the runtime's restorer (sud.c)"),
+                ("clone", "trapped: threads get their own dispatch selector, a fork child "
+                          "its own volume state (sud.c)"),
+                ("vfork", "trapped: run as fork, the runtime's handler cannot share the "
+                          "stack (sud.c)")]:
+    T[n] = (X, 0, [], note)
+    HANDLER[n] = "rt__sys_pass"
+for n, note in [("rt_sigsuspend", "SIGSYS is never blocked, so never left pending"),
+                ("rt_sigtimedwait", "SIGSYS is never blocked, so never waited for"),
+                ("signalfd", "SIGSYS is never blocked, so a signalfd never reads it"),
+                ("signalfd4", "SIGSYS is never blocked, so a signalfd never reads it"),
+                ("fork", "libc forks with clone; its fork wrapper sets the child up"),
+                ("io_uring_enter", "no ring exists while volumes are mounted"),
+                ("io_uring_register", "no ring exists while volumes are mounted"),
                 ("process_vm_writev", "allowed; cannot reach the runtime's keys "
                                       "without ptrace rights")]:
-    T[n] = (X, 0, [], note)
+    T[n] = (P, 0, [], note)
 
-import sys
+def handler(name, act):
+    if act == P:
+        return "rt__sys_pass"
+    if act == R:
+        return "rt__sys_refuse"
+    return HANDLER.get(name, "rt__sys_" + name)
+
+
+missing = set(T) - set(names.values())
+assert not missing, missing
 
 if len(sys.argv) > 1 and sys.argv[1] == "--markdown":
     word = {S: "shield", P: "pass", R: "refuse", X: "runtime"}
-    print("| nr | call | action | fd args | path args | note |")
-    print("|---:|---|---|---|---|---|")
+    print("| nr | call | action | handler | fd args | path args | static | note |")
+    print("|---:|---|---|---|---|---|---|---|")
     for nr in range(MAX + 1):
         name = names.get(nr)
         if name is None:
-            print(f"| {nr} | (unassigned) | pass | | | the kernel answers ENOSYS |")
+            print(f"| {nr} | (unassigned) | pass | | | | | the kernel answers ENOSYS |")
             continue
         act, mask, pairs, note = T.get(name, (P, 0, [], ""))
         fds = ",".join(str(i) for i in range(6) if mask & (1 << i))
         ps = ", ".join((f"{d}:{p}" if d >= 0 else f"{p}") for d, p in pairs)
-        print(f"| {nr} | `{name}` | {word[act]} | {fds} | {ps} | {note} |")
+        h = handler(name, act)
+        h = f"`{h}`" if act in (S, X) and h != "rt__sys_pass" else ""
+        sv = "trap" if name in SUPERVISED else ""
+        print(f"| {nr} | `{name}` | {word[act]} | {h} | {fds} | {ps} | {sv} | {note} |")
     sys.exit(0)
 
 out = []
 out.append("/* kiln runtime: what the runtime does with EVERY x86-64 system call.")
 out.append(" * GENERATED by scripts/runtime/gen_syscalls.py; edit the generator, not this file.")
 out.append(" *")
-out.append(" * RT_SYS_PASS    the call needs nothing from the runtime (also on protected fds,")
-out.append(" *                which are memfds holding the plaintext: data calls are native)")
-out.append(" * RT_SYS_SHIELD  on protected paths/fds the runtime implements the call")
-out.append(" * RT_SYS_REFUSE  on protected paths/fds the call fails with ENOTSUP and one")
-out.append(" *                stderr line naming the call and the path; elsewhere it passes")
-out.append(" * RT_SYS_RUNTIME the runtime always looks at the call (signals, threads, exec)")
-out.append(" * fd_mask: bit i set when argument i is an fd; paths: (dirfd arg, path arg). */")
-out.append('#include "runtime/runtime.h"')
-out.append("")
-out.append("const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT] = {")
+out.append(" * RT_SYSCALL(nr, name, action, handler, fd_mask, dirfd0, path0, dirfd1, path1,")
+out.append(" *            supervised, note)")
+out.append(" * PASS    the call needs nothing from the runtime (also on protected fds,")
+out.append(" *         which are memfds holding the plaintext: data calls are native)")
+out.append(" * SHIELD  on protected paths/fds the handler implements the call")
+out.append(" * REFUSE  on protected paths/fds the call fails with ENOTSUP and one")
+out.append(" *         stderr line naming the call and the path; elsewhere it passes")
+out.append(" * RUNTIME the handler always looks at the call (signals, threads, exec)")
+out.append(" * fd_mask: bit i set when argument i is an fd; (dirfd, path) argument pairs,")
+out.append(" * -1 when absent; supervised: trapped by the supervisor of static programs.")
+out.append(" * Expanded by syscalls.c (data), dispatch.c (handlers), sys/sys.h (declarations). */")
 for nr in range(MAX + 1):
     name = names.get(nr)
     if name is None:
-        out.append(f'\t[{nr}] = {{ "unassigned", RT_SYS_PASS, 0, {{ {{ -1, -1 }}, {{ -1, -1 }} }},'
-                   f'\n\t\t"no such call: the kernel answers ENOSYS" }},')
+        out.append(f'RT_SYSCALL({nr}, "unassigned", PASS, rt__sys_pass, 0x0, -1, -1, -1, -1, 0,\n'
+                   f'\t"no such call: the kernel answers ENOSYS")')
         continue
     act, mask, pairs, note = T.get(name, (P, 0, [], ""))
     pairs = (pairs + [(-1, -1), (-1, -1)])[:2]
-    ps = ", ".join(f"{{ {d}, {p} }}" for d, p in pairs)
-    out.append(f'\t[{nr}] = {{ "{name}", {act}, 0x{mask:x}, {{ {ps} }},\n\t\t"{note}" }},')
-out.append("};")
-missing = set(T) - set(names.values())
-assert not missing, missing
-out.append("")
-out.append("const char *rt_syscall_name(long nr)")
-out.append("{")
-out.append("\tif (nr < 0 || nr > RT_SYSCALL_MAX)")
-out.append('\t\treturn "unknown";')
-out.append("\treturn g_rt_syscalls[nr].name;")
-out.append("}")
+    ps = ", ".join(f"{d}, {p}" for d, p in pairs)
+    sv = 1 if name in SUPERVISED else 0
+    out.append(f'RT_SYSCALL({nr}, "{name}", {act}, {handler(name, act)}, 0x{mask:x}, {ps}, {sv},'
+               f'\n\t"{note}")')
 print("\n".join(out))

@@ -27,12 +27,8 @@
 #include "evidence/evidence.h"
 #include "evidence/tsm.h"
 #include "runtime/runtime.h"
-#ifdef KILN_HAVE_SUPERVISE
 #include "runtime/supervise.h"
-#endif
-#ifdef KILN_HAVE_ATTEST
 #include "runtime/attest_proto.h"
-#endif
 
 #ifndef KILN_RUNTIME_INSTALL
 #define KILN_RUNTIME_INSTALL "/usr/local/lib/kiln/libkiln.so"
@@ -296,7 +292,6 @@ static void say_mode(const struct rt_config *cfg)
  * supervisor (src/runtime/supervise.h). */
 static int run_static(const struct rt_config *cfg, const char *path, char **argv)
 {
-#ifdef KILN_HAVE_SUPERVISE
 	struct kiln_err err = { 0 };
 	int code = 0, ret;
 
@@ -310,14 +305,8 @@ static int run_static(const struct rt_config *cfg, const char *path, char **argv
 		return CLI_EXIT_FAIL;
 	}
 	return code;
-#else
-	cli_error("%s is statically linked and this build has no protected-files library "
-		  "(not supported)", path);
-	return CLI_EXIT_FAIL;
-#endif
 }
 
-#if defined(KILN_HAVE_SUPERVISE) && defined(KILN_HAVE_ATTEST)
 /* A static binary with --cas: this process is its supervisor, kiln's own
  * measured code like libkiln. It opens the program once, measures that file,
  * attests for it and runs that very descriptor (no path lookup in between)
@@ -389,7 +378,6 @@ out:
 		close(o.exe_fd);
 	return code;
 }
-#endif
 
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
@@ -629,12 +617,7 @@ int run_main(int argc, char **argv)
 	which(argv[optind], lib, sizeof(lib));
 	is_static = lib[0] && is_static_elf(lib);
 	if (cfg->cas[0] && is_static) {
-#if defined(KILN_HAVE_SUPERVISE) && defined(KILN_HAVE_ATTEST)
 		status = run_static_attested(cfg, lib);
-#else
-		cli_error("%s is statically linked and this build has no supervisor with "
-			  "attestation (not supported)", lib);
-#endif
 		goto out;
 	}
 	if (cfg->n_volumes && is_static) {

@@ -15,12 +15,12 @@
 
 #include "evidence/evidence.h"
 #include "runtime/attest_proto.h"
-#include "runtime/rt_int.h"
+#include "runtime/internal.h"
 
 /* KILN_MEASURE_ONLY=1 (`kiln measure`): print the measurement before main and
  * _exit, exactly as libkiln-measure.so does, so the value is what this library
  * measures at run time (same mappings, libkiln's own dependencies included). */
-void rt_measure_only(void)
+void rt__measure_only(void)
 {
 	const char *only = getenv("KILN_MEASURE_ONLY");
 	const char *want_manifest = getenv("KILN_MEASURE_MANIFEST");
@@ -34,8 +34,8 @@ void rt_measure_only(void)
 		return;
 	ret = ev_workload_measure_pid(0, wm, &manifest, &err);
 	if (ret < 0) {
-		rt_say("measure: %s", kiln_err_msg(&err, ret));
-		rt_sys(SYS_exit_group, 111);
+		rt__say("measure: %s", kiln_err_msg(&err, ret));
+		rt__raw(SYS_exit_group, 111);
 	}
 	if (want_manifest && strcmp(want_manifest, "1") == 0)
 		kiln_write_all(1, manifest, strlen(manifest));
@@ -43,13 +43,13 @@ void rt_measure_only(void)
 	kiln_hex_encode(wm, sizeof(wm), hex);
 	hex[2 * EV_WM_SIZE] = '\n';
 	kiln_write_all(1, hex, 2 * EV_WM_SIZE + 1);
-	rt_sys(SYS_exit_group, 0);
+	rt__raw(SYS_exit_group, 0);
 }
 
 /* The answer of a successful attestation, applied by rt_attest_apply_*. */
 static struct rt_json *g_grant;
 
-int rt_attest(struct kiln_err *err)
+int rt__attest(struct kiln_err *err)
 {
 	uint8_t wm[EV_WM_SIZE];
 	int ret = ev_workload_measure_pid(0, wm, NULL, err);
@@ -66,7 +66,7 @@ static char **g_argv; /* argv..., NULL, env..., NULL (one block, never freed) */
 static char **g_env;
 static int g_argc;
 
-int rt_attest_apply_early(struct kiln_err *err)
+int rt__attest_apply_early(struct kiln_err *err)
 {
 	struct stat self;
 	int ret;
@@ -83,11 +83,11 @@ int rt_attest_apply_early(struct kiln_err *err)
 static int add_file(void *ctx, const char *path, const void *data, size_t size, mode_t mode)
 {
 	(void)ctx;
-	return rt_shield_add_file(path, data, size, mode);
+	return rt__shield_add_file(path, data, size, mode);
 }
 
 /* After the shield is up: injected files and the working directory. */
-int rt_attest_apply_late(struct kiln_err *err)
+int rt__attest_apply_late(struct kiln_err *err)
 {
 	const char *pwd;
 	int ret = rt_grant_files(g_grant, add_file, NULL, err);
@@ -98,7 +98,7 @@ int rt_attest_apply_late(struct kiln_err *err)
 	if (pwd) {
 		long a[6] = { (long)pwd };
 
-		ret = (int)rt_dispatch(SYS_chdir, a, NULL);
+		ret = (int)rt__dispatch(SYS_chdir, a, NULL);
 		if (ret)
 			return kiln_err_set(err, ret, "working directory %s: %s", pwd,
 					    kiln_strerror(ret));
@@ -108,7 +108,7 @@ int rt_attest_apply_late(struct kiln_err *err)
 	return 0;
 }
 
-bool rt_attest_argv(int *argc, char ***argv, char ***env)
+bool rt__attest_argv(int *argc, char ***argv, char ***env)
 {
 	if (!g_argv)
 		return false;

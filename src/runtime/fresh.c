@@ -22,7 +22,7 @@
 #include <sys/syscall.h>
 
 #include "pf/pf.h"
-#include "runtime/rt_int.h"
+#include "runtime/internal.h"
 
 struct rt_fresh {
 	char path[4096];
@@ -34,7 +34,7 @@ static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 		   struct kiln_err *err)
 {
 	char buf[128], c[32], p[32];
-	long fd = rt_sys(SYS_openat, AT_FDCWD, f->path, O_RDONLY | O_CLOEXEC);
+	long fd = rt__raw(SYS_openat, AT_FDCWD, f->path, O_RDONLY | O_CLOEXEC);
 	long n;
 
 	if (fd == -ENOENT)
@@ -42,8 +42,8 @@ static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 	if (fd < 0)
 		return kiln_err_set(err, (int)fd, "tag file %s: %s", f->path,
 				    kiln_strerror((int)fd));
-	n = rt_sys(SYS_read, fd, buf, sizeof(buf) - 1);
-	rt_sys(SYS_close, fd);
+	n = rt__raw(SYS_read, fd, buf, sizeof(buf) - 1);
+	rt__raw(SYS_close, fd);
 	if (n < 0)
 		return kiln_err_set(err, (int)n, "tag file %s: %s", f->path, kiln_strerror((int)n));
 	buf[n] = '\0';
@@ -63,7 +63,7 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 	char buf[TAG_LINE + 1];
 	int n = snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)committed,
 			 (unsigned long long)prepared);
-	long fd = rt_sys(SYS_openat, AT_FDCWD, f->path, O_WRONLY | O_CLOEXEC);
+	long fd = rt__raw(SYS_openat, AT_FDCWD, f->path, O_WRONLY | O_CLOEXEC);
 	long r;
 
 	memset(buf + n, ' ', TAG_LINE - 1 - (size_t)n);
@@ -71,13 +71,13 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 	n = TAG_LINE;
 	if (fd >= 0) {
 		do
-			r = rt_sys(SYS_pwrite64, fd, buf, n, 0);
+			r = rt__raw(SYS_pwrite64, fd, buf, n, 0);
 		while (r == -EINTR);
 		if (r == n && durable)
-			r = rt_sys(SYS_fdatasync, fd);
+			r = rt__raw(SYS_fdatasync, fd);
 		else if (r >= 0)
 			r = r == n ? 0 : -EIO;
-		rt_sys(SYS_close, fd);
+		rt__raw(SYS_close, fd);
 		if (r < 0)
 			goto fail;
 		return 0;
@@ -86,26 +86,26 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 		r = fd;
 		goto fail;
 	}
-	fd = rt_sys(SYS_openat, AT_FDCWD, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = rt__raw(SYS_openat, AT_FDCWD, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = fd;
 		goto fail;
 	}
-	r = rt_sys(SYS_write, fd, buf, n);
+	r = rt__raw(SYS_write, fd, buf, n);
 	if (r == n)
-		r = rt_sys(SYS_fsync, fd);
+		r = rt__raw(SYS_fsync, fd);
 	else if (r >= 0)
 		r = -EIO;
-	rt_sys(SYS_close, fd);
+	rt__raw(SYS_close, fd);
 	if (r < 0)
 		goto fail;
-	r = rt_sys(SYS_rename, f->tmp, f->path);
+	r = rt__raw(SYS_rename, f->tmp, f->path);
 	if (r < 0)
 		goto fail;
-	fd = rt_sys(SYS_openat, AT_FDCWD, f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = rt__raw(SYS_openat, AT_FDCWD, f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
-		r = rt_sys(SYS_fsync, fd);
-		rt_sys(SYS_close, fd);
+		r = rt__raw(SYS_fsync, fd);
+		rt__raw(SYS_close, fd);
 		if (r < 0)
 			goto fail;
 	}
@@ -149,7 +149,7 @@ static const struct pf_freshness_ops g_fresh_ops = {
 	.free = fr_free,
 };
 
-int rt_fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx)
+int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx)
 {
 	struct rt_fresh *f = calloc(1, sizeof(*f));
 	char *slash;

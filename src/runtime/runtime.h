@@ -4,10 +4,10 @@
  * interposes the libc I/O surface (fast path) and enables Syscall User Dispatch
  * so that every other system call, including direct `syscall` instructions and
  * glibc-internal calls, traps into the runtime (safety net). Both paths meet in
- * rt_dispatch(), which consults the table of every x86-64 system call
- * (syscalls.c) and sends calls that touch a protected path or fd to the file
- * shield; everything else is issued unchanged from the runtime's allowed code
- * region.
+ * rt__dispatch(), which consults the table of every x86-64 system call
+ * (syscalls.def, generated) and calls the handler it names (src/runtime/sys/)
+ * for calls that touch a protected path or fd; everything else is issued
+ * unchanged from the runtime's allowed code region.
  *
  * The launcher passes its configuration through an inherited pipe whose number
  * is in KILN_CONFIG_FD (never secrets in the environment or on the command line);
@@ -35,6 +35,8 @@ struct rt_syscall {
 	uint8_t action;       /* enum rt_sys_action */
 	uint8_t fd_mask;      /* bit i: argument i is an fd */
 	int8_t paths[2][2];   /* (dirfd argument or -1, path argument) or (-1, -1) */
+	bool supervised;      /* trapped by the supervisor of static programs */
+	const char *handler;  /* libkiln's handler (src/runtime/sys/), by name */
 	const char *note;     /* one line for docs/runtime.md */
 };
 

@@ -13,14 +13,14 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
-#include "runtime/rt_int.h"
+#include "runtime/sys/sys.h"
 
 struct rt_state g_rt;
 
 static void die(const char *what, const char *msg)
 {
-	rt_say("%s: %s", what, msg);
-	rt_sys(SYS_exit_group, 1);
+	rt__say("%s: %s", what, msg);
+	rt__raw(SYS_exit_group, 1);
 }
 
 static int read_config(int fd, char **text, size_t *size)
@@ -50,7 +50,7 @@ static int read_config(int fd, char **text, size_t *size)
 			buf = p;
 			cap *= 2;
 		}
-		n = rt_sys(SYS_read, fd, buf + len, cap - len);
+		n = rt__raw(SYS_read, fd, buf + len, cap - len);
 		if (n == -EINTR)
 			continue;
 		if (n < 0) {
@@ -74,14 +74,14 @@ __attribute__((constructor(101))) static void rt_start(void)
 	Dl_info info;
 	int ret;
 
-	rt_measure_only();
+	rt__measure_only();
 	if (!fdstr)
 		return;
-	rt_sys(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+	rt__raw(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
 	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);
-	rt_sys(SYS_close, fd);
+	rt__raw(SYS_close, fd);
 	unsetenv(RT_ENV_CONFIG_FD);
 	if (ret)
 		die("runtime configuration", kiln_strerror(ret));
@@ -91,27 +91,29 @@ __attribute__((constructor(101))) static void rt_start(void)
 	if (dladdr((void *)rt_start, &info) && info.dli_fname && info.dli_fname[0] == '/')
 		strncpy(g_rt.lib_path, info.dli_fname, sizeof(g_rt.lib_path) - 1);
 	if (g_rt.cfg.cas[0]) {
-		ret = rt_attest(&err);
-		if (ret == 0 && (ret = rt_attest_apply_early(&err)))
+		ret = rt__attest(&err);
+		if (ret == 0 && (ret = rt__attest_apply_early(&err)))
 			kiln_err_prefix(&err, "attestation: ");
 		if (ret) {
 			/* rt_attest's messages are whole lines (docs/attestation.md). */
-			rt_say("%s", kiln_err_msg(&err, ret));
-			rt_sys(SYS_exit_group, 1);
+			rt__say("%s", kiln_err_msg(&err, ret));
+			rt__raw(SYS_exit_group, 1);
 		}
 	}
 	if (g_rt.cfg.n_volumes) {
-		ret = rt_shield_init(&err);
+		ret = rt__shield_init(&err);
+		if (ret == 0)
+			ret = rt__vcwd_init(&err);
 		if (ret)
 			die("file shield", kiln_err_msg(&err, ret));
 	}
 	if (g_rt.cfg.cas[0]) {
-		ret = rt_attest_apply_late(&err);
+		ret = rt__attest_apply_late(&err);
 		if (ret)
 			die("attestation", kiln_err_msg(&err, ret));
 	}
 	if (g_rt.cfg.sud) {
-		ret = rt_sud_init();
+		ret = rt__sud_init();
 		if (ret)
 			die("syscall user dispatch", kiln_strerror(ret));
 	}
@@ -138,8 +140,8 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 	char **env;
 
 	if (!real)
-		rt_sys(SYS_exit_group, 127);
-	if (rt_attest_argv(&argc, &argv, &env))
+		rt__raw(SYS_exit_group, 127);
+	if (rt__attest_argv(&argc, &argv, &env))
 		environ = env;
 	return real(main, argc, argv, init, fini, rtld_fini, stack_end);
 }
@@ -147,5 +149,5 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 __attribute__((destructor)) static void rt_stop(void)
 {
 	if (g_rt.initialized)
-		rt_shield_exit();
+		rt__shield_exit();
 }

@@ -15,7 +15,7 @@
 #include <sys/syscall.h>
 
 #include "pf/pf.h"
-#include "runtime/rt_int.h"
+#include "runtime/internal.h"
 
 /* The syncs one commit overlaps (pf's sync_start/sync_wait: the files' data
  * and the new metadata, while the freshness prepare runs) go through an
@@ -56,15 +56,15 @@ static int st_open(void *ctx, const char *name, unsigned flags, void **fh)
 		oflags |= O_EXCL;
 	if (flags & PF_SO_TRUNC)
 		oflags |= O_TRUNC;
-	fd = rt_sys(SYS_openat, s->dirfd, name, oflags, 0600);
+	fd = rt__raw(SYS_openat, s->dirfd, name, oflags, 0600);
 	if (fd < 0)
 		return (int)fd;
-	fd = rt_own_fd((int)fd);
+	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;
 	h = malloc(sizeof(*h));
 	if (!h) {
-		rt_own_close((int)fd);
+		rt__own_close((int)fd);
 		return -ENOMEM;
 	}
 	h->fd = (int)fd;
@@ -78,7 +78,7 @@ static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t of
 	size_t done = 0;
 
 	while (done < size) {
-		long n = rt_sys(SYS_pread64, h->fd, (char *)buf + done, size - done, off + done);
+		long n = rt__raw(SYS_pread64, h->fd, (char *)buf + done, size - done, off + done);
 
 		if (n == -EINTR)
 			continue;
@@ -97,7 +97,7 @@ static ssize_t st_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint
 	long n;
 
 	do
-		n = rt_sys(SYS_pwrite64, h->fd, buf, size, off);
+		n = rt__raw(SYS_pwrite64, h->fd, buf, size, off);
 	while (n == -EINTR);
 	return n;
 }
@@ -106,7 +106,7 @@ static int st_get_size(void *ctx, void *fh, uint64_t *size)
 {
 	struct store_fh *h = fh;
 	struct stat st;
-	long r = rt_sys(SYS_fstat, h->fd, &st);
+	long r = rt__raw(SYS_fstat, h->fd, &st);
 
 	if (r < 0)
 		return (int)r;
@@ -118,14 +118,14 @@ static int st_truncate(void *ctx, void *fh, uint64_t size)
 {
 	struct store_fh *h = fh;
 
-	return (int)rt_sys(SYS_ftruncate, h->fd, size);
+	return (int)rt__raw(SYS_ftruncate, h->fd, size);
 }
 
 static int st_sync(void *ctx, void *fh)
 {
 	struct store_fh *h = fh;
 
-	return (int)rt_sys(SYS_fdatasync, h->fd);
+	return (int)rt__raw(SYS_fdatasync, h->fd);
 }
 
 static bool mapped(void *p)
@@ -136,20 +136,20 @@ static bool mapped(void *p)
 static void ring_drop(struct ring *r)
 {
 	if (mapped(r->sqes))
-		rt_sys(SYS_munmap, r->sqes, r->sqes_len);
+		rt__raw(SYS_munmap, r->sqes, r->sqes_len);
 	if (mapped(r->cq) && r->cq != r->sq)
-		rt_sys(SYS_munmap, r->cq, r->cq_len);
+		rt__raw(SYS_munmap, r->cq, r->cq_len);
 	if (mapped(r->sq))
-		rt_sys(SYS_munmap, r->sq, r->sq_len);
+		rt__raw(SYS_munmap, r->sq, r->sq_len);
 	if (r->pid > 0)
-		rt_own_close(r->fd);
+		rt__own_close(r->fd);
 	memset(r, 0, sizeof(*r));
 }
 
 static bool ring_ready(struct ring *r)
 {
 	struct io_uring_params p = { 0 };
-	long pid = rt_sys0(SYS_getpid), fd;
+	long pid = rt__raw0(SYS_getpid), fd;
 
 	if (r->pid == pid)
 		return true;
@@ -165,10 +165,10 @@ static bool ring_ready(struct ring *r)
 	 * (sync_wait): nothing interrupts its other blocking calls (a CAS
 	 * request in the freshness prepare runs while the syncs are in flight). */
 	p.flags = IORING_SETUP_COOP_TASKRUN;
-	fd = rt_sys(SYS_io_uring_setup, 8, &p);
+	fd = rt__raw(SYS_io_uring_setup, 8, &p);
 	if (fd < 0)
 		return false;
-	fd = rt_own_fd((int)fd);
+	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return false;
 	r->fd = (int)fd;
@@ -177,16 +177,16 @@ static bool ring_ready(struct ring *r)
 	r->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
 	if (p.features & IORING_FEAT_SINGLE_MMAP)
 		r->sq_len = r->cq_len = r->sq_len > r->cq_len ? r->sq_len : r->cq_len;
-	r->sq = (void *)rt_sys(SYS_mmap, NULL, r->sq_len, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+	r->sq = (void *)rt__raw(SYS_mmap, NULL, r->sq_len, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
 	if (p.features & IORING_FEAT_SINGLE_MMAP)
 		r->cq = r->sq;
 	else
-		r->cq = (void *)rt_sys(SYS_mmap, NULL, r->cq_len, PROT_READ | PROT_WRITE,
-				       MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+		r->cq = (void *)rt__raw(SYS_mmap, NULL, r->cq_len, PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
 	r->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
-	r->sqes = (void *)rt_sys(SYS_mmap, NULL, r->sqes_len, PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+	r->sqes = (void *)rt__raw(SYS_mmap, NULL, r->sqes_len, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
 	if (!mapped(r->sq) || !mapped(r->cq) || !mapped(r->sqes)) {
 		ring_drop(r);
 		r->pid = -1;
@@ -213,7 +213,7 @@ static int st_sync_start(void *ctx, void *fh)
 	long n;
 
 	if (!ring_ready(r) || r->inflight >= r->entries)
-		return (int)rt_sys(SYS_fdatasync, h->fd);
+		return (int)rt__raw(SYS_fdatasync, h->fd);
 	tail = *r->sq_tail;
 	idx = tail & *r->sq_mask;
 	sqe = &r->sqes[idx];
@@ -224,13 +224,13 @@ static int st_sync_start(void *ctx, void *fh)
 	r->sq_array[idx] = idx;
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
 	do
-		n = rt_sys(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
+		n = rt__raw(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
 	while (n == -EINTR);
 	if (n != 1) {
 		/* Not submitted: stop using the ring (the entry stays unsubmitted)
 		 * and sync here. */
 		r->pid = -1;
-		return (int)rt_sys(SYS_fdatasync, h->fd);
+		return (int)rt__raw(SYS_fdatasync, h->fd);
 	}
 	r->inflight++;
 	return 0;
@@ -255,8 +255,8 @@ static int st_sync_wait(void *ctx)
 		__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
 		if (r->inflight == 0)
 			break;
-		n = rt_sys(SYS_io_uring_enter, r->fd, 0, r->inflight, IORING_ENTER_GETEVENTS,
-			   NULL, 0);
+		n = rt__raw(SYS_io_uring_enter, r->fd, 0, r->inflight, IORING_ENTER_GETEVENTS,
+			    NULL, 0);
 		if (n < 0 && n != -EINTR) {
 			/* Cannot wait: the outcome of these syncs is unknown. */
 			r->err = r->err ? r->err : (int)n;
@@ -275,7 +275,7 @@ static int st_close(void *ctx, void *fh)
 
 	if (!h)
 		return 0;
-	rt_own_close(h->fd);
+	rt__own_close(h->fd);
 	free(h);
 	return 0;
 }
@@ -284,28 +284,28 @@ static int st_remove(void *ctx, const char *name)
 {
 	struct store *s = ctx;
 
-	return (int)rt_sys(SYS_unlinkat, s->dirfd, name, 0);
+	return (int)rt__raw(SYS_unlinkat, s->dirfd, name, 0);
 }
 
 static int st_rename(void *ctx, const char *from, const char *to)
 {
 	struct store *s = ctx;
 
-	return (int)rt_sys(SYS_renameat, s->dirfd, from, s->dirfd, to);
+	return (int)rt__raw(SYS_renameat, s->dirfd, from, s->dirfd, to);
 }
 
 static int st_exchange(void *ctx, const char *a, const char *b)
 {
 	struct store *s = ctx;
 
-	return (int)rt_sys(SYS_renameat2, s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE);
+	return (int)rt__raw(SYS_renameat2, s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE);
 }
 
 static int st_sync_dir(void *ctx)
 {
 	struct store *s = ctx;
 
-	return (int)rt_sys(SYS_fsync, s->dirfd);
+	return (int)rt__raw(SYS_fsync, s->dirfd);
 }
 
 /* One syncfs for every file of a multi-file commit (see pf.h sync_all). */
@@ -313,20 +313,20 @@ static int st_sync_all(void *ctx)
 {
 	struct store *s = ctx;
 
-	return (int)rt_sys(SYS_syncfs, s->dirfd);
+	return (int)rt__raw(SYS_syncfs, s->dirfd);
 }
 
 static int st_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 {
 	struct store *s = ctx;
 	char buf[8192];
-	long fd = rt_sys(SYS_openat, s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long fd = rt__raw(SYS_openat, s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int ret = 0;
 
 	if (fd < 0)
 		return (int)fd;
 	for (;;) {
-		long n = rt_sys(SYS_getdents64, fd, buf, sizeof(buf));
+		long n = rt__raw(SYS_getdents64, fd, buf, sizeof(buf));
 
 		if (n <= 0) {
 			ret = (int)n;
@@ -344,7 +344,7 @@ static int st_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 		}
 	}
 out:
-	rt_sys(SYS_close, fd);
+	rt__raw(SYS_close, fd);
 	return ret;
 }
 
@@ -354,11 +354,11 @@ static void st_free(void *ctx)
 
 	if (!s)
 		return;
-	if (s->r.pid == rt_sys0(SYS_getpid)) {
+	if (s->r.pid == rt__raw0(SYS_getpid)) {
 		(void)st_sync_wait(s);
 		ring_drop(&s->r);
 	}
-	rt_own_close(s->dirfd);
+	rt__own_close(s->dirfd);
 	free(s);
 }
 
@@ -381,14 +381,14 @@ static const struct pf_storage_ops g_store_ops = {
 	.free = st_free,
 };
 
-void rt_storage_no_overlap(void *ctx)
+void rt__storage_no_overlap(void *ctx)
 {
 	struct store *s = ctx;
 
 	s->r.pid = -1;
 }
 
-int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx)
+int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx)
 {
 	char path[4200];
 	struct store *s;
@@ -396,15 +396,15 @@ int rt_storage_open(const char *dir, const struct pf_storage_ops **ops, void **c
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/.kiln", dir) >= sizeof(path))
 		return -ENAMETOOLONG;
-	fd = rt_sys(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = rt__raw(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return (int)fd;
-	fd = rt_own_fd((int)fd);
+	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		rt_own_close((int)fd);
+		rt__own_close((int)fd);
 		return -ENOMEM;
 	}
 	s->dirfd = (int)fd;

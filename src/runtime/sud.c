@@ -1,9 +1,9 @@
 /* kiln runtime: Syscall User Dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH).
  *
- * Every system call made outside [rt_sud_start, rt_sud_end] while the calling
+ * Every system call made outside [rt__sud_start, rt__sud_end] while the calling
  * thread's selector byte says BLOCK raises SIGSYS; the handler routes it
- * through rt_dispatch like the libc wrappers do and writes the result into the
- * saved rax. The runtime's own calls go through rt_raw_syscall, which lives in
+ * through rt__dispatch like the libc wrappers do and writes the result into the
+ * saved rax. The runtime's own calls go through rt__raw_syscall, which lives in
  * the allowed region, so they never trap. Two traps measured on these machines
  * (design §10): the kernel checks the address *after* the syscall instruction,
  * so the region extends one byte past the last one; and the handler returns
@@ -16,7 +16,7 @@
  *    applied to uc_sigmask (and SIGSYS is never blocked: a blocked SIGSYS from
  *    dispatch kills the process).
  *  - clone with a new stack (threads, posix_spawn): the call is re-issued from
- *    rt_stub_clone, which returns to the trapped address in both parent and
+ *    rt__stub_clone, which returns to the trapped address in both parent and
  *    child (the return address is pushed below the red zone and on the child
  *    stack). clone3 answers ENOSYS so libc falls back to clone.
  *  - vfork runs as fork: the handler's stack frame cannot be shared. */
@@ -32,13 +32,13 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "runtime/rt_int.h"
+#include "runtime/internal.h"
 
 __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
-	".globl rt_sud_start\n.hidden rt_sud_start\n"
-	"rt_sud_start:\n"
-	".globl rt_raw_syscall\n.hidden rt_raw_syscall\n.type rt_raw_syscall,@function\n"
-	"rt_raw_syscall:\n"
+	".globl rt__sud_start\n.hidden rt__sud_start\n"
+	"rt__sud_start:\n"
+	".globl rt__raw_syscall\n.hidden rt__raw_syscall\n.type rt__raw_syscall,@function\n"
+	"rt__raw_syscall:\n"
 	"\tmovq %rdi, %rax\n"
 	"\tmovq %rsi, %rdi\n"
 	"\tmovq %rdx, %rsi\n"
@@ -48,23 +48,23 @@ __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 	"\tmovq 8(%rsp), %r9\n"
 	"\tsyscall\n"
 	"\tret\n"
-	".size rt_raw_syscall, .-rt_raw_syscall\n"
-	".globl rt_stub_sigreturn\n.hidden rt_stub_sigreturn\n.type rt_stub_sigreturn,@function\n"
-	"rt_stub_sigreturn:\n"
+	".size rt__raw_syscall, .-rt__raw_syscall\n"
+	".globl rt__stub_sigreturn\n.hidden rt__stub_sigreturn\n.type rt__stub_sigreturn,@function\n"
+	"rt__stub_sigreturn:\n"
 	"\tmovl $15, %eax\n"
 	"\tsyscall\n"
 	"\thlt\n"
-	".size rt_stub_sigreturn, .-rt_stub_sigreturn\n"
-	".globl rt_stub_clone\n.hidden rt_stub_clone\n.type rt_stub_clone,@function\n"
-	"rt_stub_clone:\n"
+	".size rt__stub_sigreturn, .-rt__stub_sigreturn\n"
+	".globl rt__stub_clone\n.hidden rt__stub_clone\n.type rt__stub_clone,@function\n"
+	"rt__stub_clone:\n"
 	"\tsyscall\n"
 	"\ttestq %rax, %rax\n"
 	"\tjz 1f\n"
 	"\tret $128\n"
 	"1:\tret\n"
-	".size rt_stub_clone, .-rt_stub_clone\n"
-	".globl rt_sud_end\n.hidden rt_sud_end\n"
-	"rt_sud_end:\n"
+	".size rt__stub_clone, .-rt__stub_clone\n"
+	".globl rt__sud_end\n.hidden rt__sud_end\n"
+	"rt__sud_end:\n"
 	"\tnop\n"
 	"\tnop\n"
 	".popsection\n");
@@ -72,16 +72,7 @@ __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 RT_TLS volatile char t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 RT_TLS int t_rt_depth;
 
-struct k_sigaction {
-	void *handler;
-	unsigned long flags;
-	void *restorer;
-	uint64_t mask;
-};
-
-#define SIGSYS_BIT (1ull << (SIGSYS - 1))
-
-void rt_say(const char *fmt, ...)
+void rt__say(const char *fmt, ...)
 {
 	char buf[600];
 	va_list ap;
@@ -97,24 +88,24 @@ void rt_say(const char *fmt, ...)
 	if (n > (int)sizeof(buf) - 1)
 		n = (int)sizeof(buf) - 1;
 	buf[n++] = '\n';
-	rt_sys(SYS_write, 2, buf, n);
+	rt__raw(SYS_write, 2, buf, n);
 }
 
-void rt_enter(struct rt_guard *g)
+void rt__enter(struct rt_guard *g)
 {
 	uint64_t all = ~SIGSYS_BIT;
 
-	rt_sys(SYS_rt_sigprocmask, SIG_BLOCK, &all, &g->mask, 8);
+	rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &all, &g->mask, 8);
 	g->selector = t_rt_selector;
 	t_rt_depth++;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 }
 
-void rt_leave(struct rt_guard *g)
+void rt__leave(struct rt_guard *g)
 {
 	t_rt_depth--;
 	t_rt_selector = g->selector;
-	rt_sys(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
+	rt__raw(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
 }
 
 /* Emulate rt_sigprocmask on the context the handler will restore. */
@@ -157,14 +148,14 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 	long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
 
 	if (si->si_code != SYS_USER_DISPATCH) {
-		rt_say("SIGSYS not from syscall dispatch (code %d): aborting", si->si_code);
-		rt_sys(SYS_exit_group, 159);
+		rt__say("SIGSYS not from syscall dispatch (code %d): aborting", si->si_code);
+		rt__raw(SYS_exit_group, 159);
 	}
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	switch (nr) {
 	case SYS_rt_sigreturn:
 		/* Re-issue from the allowed region with the app's stack untouched. */
-		g[REG_RIP] = (greg_t)rt_stub_sigreturn;
+		g[REG_RIP] = (greg_t)rt__stub_sigreturn;
 		break;
 	case SYS_rt_sigprocmask:
 		g[REG_RAX] = sigmask_on_context(a, uc);
@@ -174,14 +165,14 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		break;
 	case SYS_vfork:
 		if (g_rt.shield_on)
-			rt_shield_before_fork();
-		g[REG_RAX] = rt_sys(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+			rt__shield_before_fork();
+		g[REG_RAX] = rt__raw(SYS_clone, SIGCHLD, 0, 0, 0, 0);
 		if (g[REG_RAX] != 0 && g_rt.shield_on)
-			rt_shield_parent_after_fork();
+			rt__shield_parent_after_fork();
 		if (g[REG_RAX] == 0) {
-			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			rt__sud_thread_init(); /* dispatch is not inherited by children */
 			if (g_rt.shield_on)
-				rt_shield_after_fork();
+				rt__shield_after_fork();
 		}
 		break;
 	case SYS_clone:
@@ -194,65 +185,65 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 			g[REG_RSP] = (greg_t)parent_sp;
 			g[REG_RSI] = (greg_t)child_sp;
 			g[REG_RAX] = SYS_clone;
-			g[REG_RIP] = (greg_t)rt_stub_clone;
+			g[REG_RIP] = (greg_t)rt__stub_clone;
 			break;
 		}
 		if (g_rt.shield_on)
-			rt_shield_before_fork();
+			rt__shield_before_fork();
 		if (a[0] & CLONE_VFORK) {
 			/* Same-stack vfork through clone: run it as fork. */
-			g[REG_RAX] = rt_sys(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
-					    a[2], a[3], a[4]);
+			g[REG_RAX] = rt__raw(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
+					     a[2], a[3], a[4]);
 		} else {
-			g[REG_RAX] = rt_dispatch(nr, a, uc);
+			g[REG_RAX] = rt__dispatch(nr, a, uc);
 		}
 		if (g[REG_RAX] != 0 && g_rt.shield_on)
-			rt_shield_parent_after_fork();
+			rt__shield_parent_after_fork();
 		if (g[REG_RAX] == 0) {
-			rt_sud_thread_init(); /* dispatch is not inherited by children */
+			rt__sud_thread_init(); /* dispatch is not inherited by children */
 			if (g_rt.shield_on)
-				rt_shield_after_fork();
+				rt__shield_after_fork();
 		}
 		break;
 	default:
-		g[REG_RAX] = rt_dispatch(nr, a, uc);
+		g[REG_RAX] = rt__dispatch(nr, a, uc);
 		break;
 	}
 	t_rt_selector = saved_sel;
 	errno = saved_errno;
 }
 
-int rt_sud_thread_init(void)
+int rt__sud_thread_init(void)
 {
 	long ret;
 
 	if (!g_rt.sud_on)
 		return 0;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	ret = rt_sys(SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON,
-		     (unsigned long)rt_sud_start,
-		     (unsigned long)(rt_sud_end - rt_sud_start) + 1, &t_rt_selector);
+	ret = rt__raw(SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON,
+		      (unsigned long)rt__sud_start,
+		     (unsigned long)(rt__sud_end - rt__sud_start) + 1, &t_rt_selector);
 	if (ret < 0)
 		return (int)ret;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
 	return 0;
 }
 
-int rt_sud_init(void)
+int rt__sud_init(void)
 {
 	struct k_sigaction sa = {
 		.handler = (void *)sigsys_handler,
 		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER,
-		.restorer = (void *)rt_stub_sigreturn,
+		.restorer = (void *)rt__stub_sigreturn,
 		.mask = 0,
 	};
 	long ret;
 
-	ret = rt_sys(SYS_rt_sigaction, SIGSYS, &sa, NULL, 8);
+	ret = rt__raw(SYS_rt_sigaction, SIGSYS, &sa, NULL, 8);
 	if (ret < 0)
 		return (int)ret;
 	g_rt.sud_on = true;
-	ret = rt_sud_thread_init();
+	ret = rt__sud_thread_init();
 	if (ret < 0)
 		g_rt.sud_on = false;
 	return (int)ret;

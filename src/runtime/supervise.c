@@ -26,22 +26,12 @@
 
 #include "pf/pf.h"
 #include "runtime/supervise.h"
-#ifdef KILN_HAVE_ATTEST
 #include "runtime/attest_proto.h"
-#endif
 
 #define SV_PATH 4096
 #define SV_MAX_FILES 1024
 /* The child hands the seccomp listener over within this time. */
 #define SV_HANDOFF_NS (60ull * 1000000000)
-
-/* Calls the filter sends to the supervisor; everything else is allowed. */
-static const int g_trapped[] = {
-	SYS_open, SYS_openat, SYS_openat2, SYS_creat, SYS_stat, SYS_lstat, SYS_newfstatat,
-	SYS_statx, SYS_access, SYS_faccessat, SYS_faccessat2, SYS_unlink, SYS_unlinkat,
-	SYS_rename, SYS_renameat, SYS_renameat2, SYS_mkdir, SYS_mkdirat, SYS_rmdir,
-	SYS_truncate, SYS_fsync, SYS_fdatasync, SYS_close, SYS_exit_group,
-};
 
 struct sv_vol {
 	const struct rt_volume_cfg *cfg;
@@ -83,9 +73,12 @@ static void forward(int sig)
 		kill((pid_t)g_child, sig);
 }
 
+/* The filter sends the calls the table marks `supervised` (syscalls.def) to
+ * the supervisor; everything else is allowed. */
 static int install_filter(void)
 {
-	struct sock_filter f[4 + 2 * KILN_ARRAY_SIZE(g_trapped) + 3];
+	/* Header (3), one compare and one return per trapped call, x32 (2), allow. */
+	struct sock_filter f[4 + 2 * RT_SYSCALL_COUNT + 3];
 	struct sock_fprog prog;
 	size_t n = 0;
 
@@ -95,9 +88,10 @@ static int install_filter(void)
 	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
 	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 					      offsetof(struct seccomp_data, nr));
-	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_trapped); i++) {
-		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-						      (unsigned)g_trapped[i], 0, 1);
+	for (unsigned nr = 0; nr < RT_SYSCALL_COUNT; nr++) {
+		if (!g_rt_syscalls[nr].supervised)
+			continue;
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1);
 		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
 	}
 	/* x32 numbers would bypass the list above. */
@@ -876,7 +870,6 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 
 		sv->vols[i].cfg = vc;
 		if (vc->cas_id[0]) {
-#ifdef KILN_HAVE_ATTEST
 			/* Granted by the CAS, which holds its tag; made at first use. */
 			if (vc->committed == 0) {
 				char store[4200];
@@ -894,10 +887,6 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 			if (ret)
 				return kiln_err_set(err, ret, "volume %s: %s", vc->cas_id,
 						    kiln_strerror(ret));
-#else
-			return kiln_err_set(err, -ENOTSUP, "volume %s: this build has no "
-					    "attestation", vc->cas_id);
-#endif
 		} else if (vc->tag_file[0]) {
 			ret = pf_freshness_local(vc->tag_file, &o.freshness, &o.freshness_ctx);
 			if (ret)

@@ -1,6 +1,6 @@
 /* kiln runtime: LD_PRELOAD wrappers for the libc I/O surface (the fast path).
  *
- * Each wrapper packs its arguments and calls rt_dispatch, which issues the
+ * Each wrapper packs its arguments and calls rt__dispatch, which issues the
  * system call from the runtime's allowed region (no SIGSYS trap, no extra
  * system call) or sends it to the file shield. glibc-internal calls that do
  * not go through these symbols (fopen's __open, opendir, malloc's mmap ...)
@@ -35,7 +35,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "runtime/rt_int.h"
+#include "runtime/internal.h"
 
 #define RT_EXPORT __attribute__((visibility("default")))
 
@@ -43,7 +43,7 @@ static inline long call(long nr, long a0, long a1, long a2, long a3, long a4, lo
 {
 	long a[6] = { a0, a1, a2, a3, a4, a5 };
 
-	return rt_dispatch(nr, a, NULL);
+	return rt__dispatch(nr, a, NULL);
 }
 
 /* Convert a raw result to the libc convention (errno preserved on success). */
@@ -622,7 +622,7 @@ char *getcwd(char *buf, size_t size)
 	char tmp[4096];
 	long r;
 
-	if (!rt_vcwd_on()) {
+	if (!rt__vcwd_on()) {
 		char *(*real)(char *, size_t) = (char *(*)(char *, size_t))dlsym(RTLD_NEXT,
 										 "getcwd");
 
@@ -657,7 +657,7 @@ long syscall(long nr, ...)
 	for (int i = 0; i < 6; i++)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
-	return ret(rt_dispatch(nr, a, NULL));
+	return ret(rt__dispatch(nr, a, NULL));
 }
 
 /* ---- stdio and directories when SUD is off ------------------------------- *
@@ -757,7 +757,7 @@ static void *thread_trampoline(void *p)
 	struct thread_start ts = *(struct thread_start *)p;
 
 	free(p);
-	rt_sud_thread_init();
+	rt__sud_thread_init();
 	return ts.fn(ts.arg);
 }
 
@@ -810,15 +810,15 @@ pid_t fork(void)
 		return (pid_t)ret(-ENOSYS);
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	if (g_rt.shield_on)
-		rt_shield_before_fork();
+		rt__shield_before_fork();
 	pid = real();
 	t_rt_selector = sel;
 	if (pid == 0) {
-		rt_sud_thread_init(); /* dispatch is not inherited by children */
+		rt__sud_thread_init(); /* dispatch is not inherited by children */
 		if (g_rt.shield_on)
-			rt_shield_after_fork();
+			rt__shield_after_fork();
 	} else if (g_rt.shield_on) {
-		rt_shield_parent_after_fork();
+		rt__shield_parent_after_fork();
 	}
 	return pid;
 }
@@ -839,13 +839,13 @@ static int spawn(const char *name, pid_t *pid, const char *path,
 
 	if (!real)
 		return ENOSYS;
-	r = rt_exec_env(envp, &e);
+	r = rt__exec_env(envp, &e);
 	if (r && r != -ENOENT)
 		return -r;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	r = real(pid, path, fa, attr, argv, r ? envp : e.env);
 	t_rt_selector = sel;
-	rt_exec_env_free(&e);
+	rt__exec_env_free(&e);
 	return r;
 }
 
@@ -880,12 +880,12 @@ int system(const char *cmd)
 
 	if (!real)
 		return -1;
-	if (rt_exec_env(environ, &e))
+	if (rt__exec_env(environ, &e))
 		return real(cmd);
 	environ = e.env;
 	r = real(cmd);
 	environ = saved;
-	rt_exec_env_free(&e);
+	rt__exec_env_free(&e);
 	return r;
 }
 
@@ -900,12 +900,12 @@ FILE *popen(const char *cmd, const char *mode)
 
 	if (!real)
 		return NULL;
-	if (rt_exec_env(environ, &e))
+	if (rt__exec_env(environ, &e))
 		return real(cmd, mode);
 	environ = e.env;
 	f = real(cmd, mode);
 	environ = saved;
-	rt_exec_env_free(&e);
+	rt__exec_env_free(&e);
 	return f;
 }
 

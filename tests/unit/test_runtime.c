@@ -26,6 +26,15 @@ static void test_syscall_table_complete(void **state)
 		assert_true(s->action <= RT_SYS_RUNTIME);
 		assert_true(s->fd_mask < (1u << 6));
 		assert_non_null(s->note);
+		/* The handler the table names for the action (sys/ in libkiln). */
+		assert_non_null(s->handler);
+		if (s->action == RT_SYS_PASS)
+			assert_string_equal(s->handler, "rt__sys_pass");
+		else if (s->action == RT_SYS_REFUSE)
+			assert_string_equal(s->handler, "rt__sys_refuse");
+		else
+			assert_true(strncmp(s->handler, "rt__sys_", 8) == 0 &&
+				    strcmp(s->handler, "rt__sys_refuse") != 0);
 		for (int i = 0; i < 2; i++) {
 			assert_true(s->paths[i][0] >= -1 && s->paths[i][0] < 6);
 			assert_true(s->paths[i][1] >= -1 && s->paths[i][1] < 6);
@@ -52,6 +61,23 @@ static void test_syscall_table_contents(void **state)
 	/* renameat2: two (dirfd, path) pairs. */
 	assert_int_equal(g_rt_syscalls[SYS_renameat2].paths[1][0], 2);
 	assert_int_equal(g_rt_syscalls[SYS_renameat2].paths[1][1], 3);
+	assert_string_equal(g_rt_syscalls[SYS_openat].handler, "rt__sys_openat");
+	assert_string_equal(g_rt_syscalls[SYS_fstat].handler, "rt__sys_fstat");
+	assert_string_equal(g_rt_syscalls[SYS_rt_sigreturn].handler, "rt__sys_pass");
+	/* The supervisor of static programs traps what it implements, from the
+	 * same table. */
+	assert_true(g_rt_syscalls[SYS_openat].supervised);
+	assert_true(g_rt_syscalls[SYS_exit_group].supervised);
+	assert_true(g_rt_syscalls[SYS_close].supervised);
+	assert_false(g_rt_syscalls[SYS_read].supervised);
+	assert_false(g_rt_syscalls[SYS_chmod].supervised);
+	{
+		int n = 0;
+
+		for (int nr = 0; nr <= RT_SYSCALL_MAX; nr++)
+			n += g_rt_syscalls[nr].supervised;
+		assert_int_equal(n, 24);
+	}
 	/* Numbers without a call are listed too. */
 	assert_string_equal(g_rt_syscalls[400].name, "unassigned");
 	assert_string_equal(rt_syscall_name(SYS_getdents64), "getdents64");

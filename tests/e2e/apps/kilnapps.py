@@ -12,11 +12,6 @@ from kilnenv import BUILD
 SECRET = "KILN-PLAINTEXT-MARKER-5f1c2a"
 
 
-def kiln_fs_available(kiln_bin):
-    p = subprocess.run([kiln_bin, "fs", "--help"], capture_output=True, text=True)
-    return p.returncode == 0
-
-
 class Volume:
     """A protected volume made by `kiln fs init`, mounted with `--volume`."""
 
@@ -70,14 +65,12 @@ class Volume:
 
 @pytest.fixture
 def volume(kiln_bin, tmp_path):
-    if not kiln_fs_available(kiln_bin):
-        pytest.skip("this build has no 'kiln fs' (protected-files library not merged)")
     return Volume(kiln_bin, tmp_path)
 
 
 @pytest.fixture(scope="session")
 def direct_syscall_bin():
-    path = BUILD / "src" / "runtime" / "rt_direct_syscall"
+    path = BUILD / "tests" / "e2e" / "apps" / "rt_direct_syscall"
     if not path.exists():
         pytest.fail(f"{path} not built")
     return str(path)

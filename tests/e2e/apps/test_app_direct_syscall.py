@@ -36,7 +36,7 @@ def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin)
 def test_static_binary_with_cas_attests_first(volume):
     """A static binary cannot load libkiln: with --cas the launcher attests for
     it (test_app_static_attest.py); an unreachable CAS stops it before it runs."""
-    prog = str(BUILD / "src" / "runtime" / "rt_static_hello")
+    prog = str(BUILD / "tests" / "e2e" / "apps" / "rt_static_hello")
     p = subprocess.run([volume.kiln_bin, "run", "--cas", "https://127.0.0.1:9",
                         "--cas-ca", str(volume.key), "--session", "s", "--service", "x",
                         "--", prog], capture_output=True, text=True)

@@ -7,7 +7,7 @@ import pytest
 
 from kilnapps import BUILD, SECRET
 
-PROG = BUILD / "src" / "runtime" / "rt_static_files"
+PROG = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
 
 
 @pytest.fixture

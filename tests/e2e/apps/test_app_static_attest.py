@@ -13,7 +13,7 @@ import pytest
 
 from kilnapps import BUILD
 
-PROG = BUILD / "src" / "runtime" / "rt_static_files"
+PROG = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
 NOTE = "static-known-plaintext-5150"
 
 

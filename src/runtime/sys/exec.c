@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 
-#include "runtime/rt_int.h"
+#include "runtime/sys/sys.h"
 
 static bool has_lib(const char *preload, const char *lib)
 {
@@ -24,17 +24,17 @@ static bool has_lib(const char *preload, const char *lib)
 	return false;
 }
 
-void rt_exec_env_free(struct rt_exec_env *e)
+void rt__exec_env_free(struct rt_exec_env *e)
 {
 	if (e->pipe_rd >= 0)
-		rt_sys(SYS_close, e->pipe_rd);
+		rt__raw(SYS_close, e->pipe_rd);
 	free(e->preload);
 	free(e->env);
 	memset(e, 0, sizeof(*e));
 	e->pipe_rd = -1;
 }
 
-int rt_exec_env(char *const *envp, struct rt_exec_env *e)
+int rt__exec_env(char *const *envp, struct rt_exec_env *e)
 {
 	size_t n = 0, k = 0;
 	bool have_preload = false;
@@ -50,7 +50,7 @@ int rt_exec_env(char *const *envp, struct rt_exec_env *e)
 	e->env = calloc(n + 3, sizeof(*e->env));
 	if (!e->env)
 		return -ENOMEM;
-	ret = rt_sys(SYS_pipe2, pipefd, 0);
+	ret = rt__raw(SYS_pipe2, pipefd, 0);
 	if (ret < 0)
 		goto fail;
 	e->pipe_rd = pipefd[0];
@@ -61,7 +61,7 @@ int rt_exec_env(char *const *envp, struct rt_exec_env *e)
 		size_t len = g_rt.config_size;
 		long want;
 
-		rt_vcwd_get(cwd + 4, sizeof(cwd) - 10);
+		rt__vcwd_get(cwd + 4, sizeof(cwd) - 10);
 		if (cwd[4] && len >= 4 && memcmp(g_rt.config_text + len - 4, "end\n", 4) == 0) {
 			memcpy(cwd, "cwd ", 4);
 			strcat(cwd, "\nend\n");
@@ -69,13 +69,13 @@ int rt_exec_env(char *const *envp, struct rt_exec_env *e)
 		} else {
 			cwd[0] = '\0';
 		}
-		ret = rt_sys(SYS_write, pipefd[1], g_rt.config_text, len);
+		ret = rt__raw(SYS_write, pipefd[1], g_rt.config_text, len);
 		want = (long)len;
 		if (ret == want && cwd[0]) {
 			want = (long)strlen(cwd);
-			ret = rt_sys(SYS_write, pipefd[1], cwd, want);
+			ret = rt__raw(SYS_write, pipefd[1], cwd, want);
 		}
-		rt_sys(SYS_close, pipefd[1]);
+		rt__raw(SYS_close, pipefd[1]);
 		if (ret != want) {
 			ret = ret < 0 ? ret : -EIO;
 			goto fail;
@@ -118,25 +118,38 @@ int rt_exec_env(char *const *envp, struct rt_exec_env *e)
 	e->env[k] = NULL;
 	return 0;
 fail:
-	rt_exec_env_free(e);
+	rt__exec_env_free(e);
 	return (int)ret;
 }
 
-long rt_exec(long nr, const long a[6])
+long rt__exec(long nr, const long a[6])
 {
 	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
 	struct rt_exec_env e;
 	long ret;
 
-	ret = rt_exec_env(envp, &e);
+	ret = rt__exec_env(envp, &e);
 	if (ret == -ENOENT)
-		return rt_raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		return rt__raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	if (ret)
 		return ret;
 	if (nr == SYS_execve)
-		ret = rt_sys(SYS_execve, a[0], a[1], e.env);
+		ret = rt__raw(SYS_execve, a[0], a[1], e.env);
 	else
-		ret = rt_sys(SYS_execveat, a[0], a[1], a[2], e.env, a[4]);
-	rt_exec_env_free(&e);
+		ret = rt__raw(SYS_execveat, a[0], a[1], a[2], e.env, a[4]);
+	rt__exec_env_free(&e);
 	return ret;
+}
+
+/* A protected file is never executed: the kernel would run its ciphertext. */
+long rt__sys_execve(long nr, const long a[6])
+{
+	if (g_rt.shield_on && rt__touches(nr, &g_rt_syscalls[nr], a))
+		return rt__sys_refuse(nr, a);
+	return rt__exec(nr, a);
+}
+
+long rt__sys_execveat(long nr, const long a[6])
+{
+	return rt__sys_execve(nr, a);
 }

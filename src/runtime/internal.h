@@ -1,0 +1,172 @@
+/* kiln runtime: internals of libkiln.so shared by the files of src/runtime/
+ * and its sub-folders sys/ (system-call handlers) and shield/ (the file
+ * shield); not used outside libkiln. Internal functions are rt__x. */
+#ifndef KILN_RUNTIME_INTERNAL_H
+#define KILN_RUNTIME_INTERNAL_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+#include <ucontext.h>
+
+#include "runtime/attest_proto.h"
+#include "runtime/runtime.h"
+
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+#ifndef SYS_USER_DISPATCH
+#define SYS_USER_DISPATCH 2
+#endif
+
+#define RT_HIDDEN __attribute__((visibility("hidden")))
+#define RT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The allowed code region for Syscall User Dispatch (sud.c, assembly). Every
+ * system call the runtime itself issues goes through rt__raw_syscall. */
+long rt__raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5) RT_HIDDEN;
+extern char rt__sud_start[] RT_HIDDEN;
+extern char rt__sud_end[] RT_HIDDEN;
+void rt__stub_sigreturn(void) RT_HIDDEN;
+void rt__stub_clone(void) RT_HIDDEN;
+
+static inline long rt__raw0(long nr)
+{
+	return rt__raw_syscall(nr, 0, 0, 0, 0, 0, 0);
+}
+#define rt__raw(nr, ...) rt__raw_n(nr, __VA_ARGS__, 0, 0, 0, 0, 0, 0)
+#define rt__raw_n(nr, a, b, c, d, e, f, ...) \
+	rt__raw_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+
+static inline long rt__raw6(long nr, const long a[6])
+{
+	return rt__raw_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* The kernel's struct sigaction (rt_sigaction takes this, not libc's). */
+struct k_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+/* SIGSYS belongs to the dispatcher while dispatch is on: never blocked. */
+#define SIGSYS_BIT (1ull << (SIGSYS - 1))
+
+/* Per-thread dispatch selector and nesting depth of runtime code. While
+ * t_rt_depth > 0 the runtime runs its own code: wrappers pass straight through
+ * and the selector allows libc's system calls. */
+extern RT_TLS volatile char t_rt_selector RT_HIDDEN;
+extern RT_TLS int t_rt_depth RT_HIDDEN;
+
+struct rt_guard {
+	sigset_t mask;
+	char selector;
+};
+/* Enter runtime code: block signals (so no app handler runs while the runtime
+ * holds a lock), allow libc syscalls. rt_leave restores both. */
+void rt__enter(struct rt_guard *g) RT_HIDDEN;
+void rt__leave(struct rt_guard *g) RT_HIDDEN;
+
+/* Global runtime state. */
+struct rt_state {
+	bool initialized;
+	bool sud_on;
+	bool shield_on;        /* at least one volume mounted */
+	struct rt_config cfg;  /* secrets (keys) wiped after the volumes are open */
+	char *config_text;     /* serialized config handed to exec'd children */
+	size_t config_size;
+	char lib_path[4096];   /* absolute path of libkiln.so */
+	int owned_base;        /* runtime-owned fds are moved at or above this */
+};
+extern struct rt_state g_rt RT_HIDDEN;
+
+/* A system-call handler (src/runtime/sys/): nr and the six raw arguments;
+ * returns the raw result (-errno on failure). */
+typedef long (*rt_handler_fn)(long nr, const long a[6]);
+
+/* Central dispatch: called by the libc wrappers and the SIGSYS handler (uc is
+ * non-NULL then). Returns the raw result (-errno on failure). */
+long rt__dispatch(long nr, const long a[6], ucontext_t *uc) RT_HIDDEN;
+
+/* Syscall User Dispatch. */
+int rt__sud_init(void) RT_HIDDEN;
+int rt__sud_thread_init(void) RT_HIDDEN;
+
+/* The file shield's life cycle (shield/shield.c); its entry points for the
+ * handlers are in shield/shield.h. */
+int rt__shield_init(struct kiln_err *err) RT_HIDDEN;
+void rt__shield_exit(void) RT_HIDDEN;
+/* In a forked child: take private copies of what must not be shared. */
+void rt__shield_after_fork(void) RT_HIDDEN;
+/* Called by the fork paths: before, and in the parent after. */
+void rt__shield_before_fork(void) RT_HIDDEN;
+void rt__shield_parent_after_fork(void) RT_HIDDEN;
+/* An injected file: plaintext in memory only, at an absolute path. */
+int rt__shield_add_file(const char *path, const void *data, size_t size, mode_t mode) RT_HIDDEN;
+
+/* Virtual working directory (a volume directory the kernel cannot hold;
+ * sys/dir.c). When set, rt__dispatch rewrites relative paths of AT_FDCWD calls
+ * to absolute ones. */
+bool rt__vcwd_on(void) RT_HIDDEN;
+/* Write the absolute form of a relative path against the virtual cwd. */
+int rt__vcwd_abs(const char *path, char *out, size_t out_size) RT_HIDDEN;
+/* Copy the virtual cwd (for exec); "" when none. */
+void rt__vcwd_get(char *out, size_t out_size) RT_HIDDEN;
+
+/* The runtime's own fds (sys/fd.c): moved to the top of the fd range,
+ * close-on-exec, invisible to the program. rt__own_fd moves fd there and marks
+ * it owned; returns the new fd or -errno (fd is closed either way on failure). */
+int rt__own_fd(int fd) RT_HIDDEN;
+/* Close a runtime-owned fd. */
+void rt__own_close(int fd) RT_HIDDEN;
+/* -EBADF for an fd the runtime owns (the program must not touch it), else 0. */
+static inline long rt__own_badf(long fd)
+{
+	return rt_fd_kind((int)fd) == RT_FD_OWNED ? -EBADF : 0;
+}
+
+/* pf storage over runtime-owned fds in <dir>/.kiln (storage.c). */
+struct pf_storage_ops;
+int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
+/* Sync one at a time (no io_uring): for volumes whose freshness prepare is a
+ * CAS request, which the io_uring's worker set-up would interrupt. */
+void rt__storage_no_overlap(void *ctx) RT_HIDDEN;
+
+/* Local freshness provider, `kiln fs` tag file format (fresh.c). */
+struct pf_freshness_ops;
+int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx) RT_HIDDEN;
+
+/* Attestation (attest.c). rt_attest talks to the CAS; apply_early turns the
+ * answer into argv/env (for the __libc_start_main interposer) and volumes (into
+ * g_rt.cfg); apply_late, after the shield is up, injects files and changes to
+ * the policy's working directory. */
+int rt__attest(struct kiln_err *err) RT_HIDDEN;
+int rt__attest_apply_early(struct kiln_err *err) RT_HIDDEN;
+int rt__attest_apply_late(struct kiln_err *err) RT_HIDDEN;
+bool rt__attest_argv(int *argc, char ***argv, char ***env) RT_HIDDEN;
+/* KILN_MEASURE_ONLY=1: print the workload measurement and exit (kiln measure). */
+void rt__measure_only(void) RT_HIDDEN;
+/* Freshness provider over /v1/volumes/{id}/prepare|commit|tag: rt_fresh_cas
+ * (attest_proto.h). */
+
+/* exec: build the environment for a re-launched child and hand it the config. */
+long rt__exec(long nr, const long a[6]) RT_HIDDEN;
+/* The environment for a child re-launched under the runtime: envp with
+ * LD_PRELOAD holding libkiln and KILN_CONFIG_FD naming pipe_rd, a fresh pipe
+ * holding the config. -ENOENT when the runtime is inert (use envp as is). */
+struct rt_exec_env {
+	char **env;      /* malloc'd array; strings borrowed from envp or below */
+	char *preload;   /* malloc'd */
+	char fdvar[64];
+	int pipe_rd;     /* inheritable; closed by rt__exec_env_free */
+};
+int rt__exec_env(char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
+void rt__exec_env_free(struct rt_exec_env *e) RT_HIDDEN;
+
+/* One line on stderr, "kiln: ..." (async-signal-safe, raw write). */
+void rt__say(const char *fmt, ...) RT_HIDDEN __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,155 @@
+/* kiln runtime, file shield: injected files (from the attestation answer):
+ * plaintext in memory only, at exact absolute paths. They are nodes without
+ * a volume, kept for the life of the process: open, stat and access work,
+ * nothing changes their names. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime/shield/internal.h"
+
+struct rt_node *g_vfiles;
+
+struct rt_node *rt__shield_vfile_find(const char *abs)
+{
+	for (struct rt_node *n = g_vfiles; n; n = n->next)
+		if (strcmp(n->rel, abs) == 0)
+			return n;
+	return NULL;
+}
+
+/* Calls on an injected file: open, stat and access; nothing changes its name. */
+static long vfile_open(struct rt_node *n, int flags)
+{
+	if ((flags & O_CREAT) && (flags & O_EXCL))
+		return -EEXIST;
+	if (flags & O_DIRECTORY)
+		return -ENOTDIR;
+	return rt__ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC));
+}
+
+static long vfile_stat(struct rt_node *n, struct stat *out)
+{
+	struct pf_stat ps = { .mode = n->mode };
+	struct stat mem;
+
+	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
+		return -EIO;
+	rt__fill_stat(out, NULL, n->rel, &ps, &mem);
+	return 0;
+}
+
+long rt__vfile_call(long nr, const long a[6], struct rt_node *n)
+{
+	struct stat st;
+	long r;
+
+	switch (nr) {
+	case SYS_open:
+		return vfile_open(n, (int)a[1]);
+	case SYS_creat:
+		return vfile_open(n, O_CREAT | O_WRONLY | O_TRUNC);
+	case SYS_openat:
+		return vfile_open(n, (int)a[2]);
+	case SYS_openat2:
+		return vfile_open(n, (int)((const struct open_how *)a[2])->flags);
+	case SYS_stat:
+	case SYS_lstat:
+		return vfile_stat(n, (struct stat *)a[1]);
+	case SYS_newfstatat:
+		return vfile_stat(n, (struct stat *)a[2]);
+	case SYS_statx:
+		r = vfile_stat(n, &st);
+		if (r == 0) {
+			/* Reuse the statx conversion through an fd-less path. */
+			struct statx *sx = (struct statx *)a[4];
+
+			memset(sx, 0, sizeof(*sx));
+			sx->stx_mask = STATX_BASIC_STATS;
+			sx->stx_mode = (uint16_t)st.st_mode;
+			sx->stx_nlink = 1;
+			sx->stx_uid = st.st_uid;
+			sx->stx_gid = st.st_gid;
+			sx->stx_ino = st.st_ino;
+			sx->stx_size = (uint64_t)st.st_size;
+			sx->stx_blksize = 4096;
+		}
+		return r;
+	case SYS_access:
+		return ((int)a[1] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
+	case SYS_faccessat:
+	case SYS_faccessat2:
+		return ((int)a[2] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
+	case SYS_readlink:
+	case SYS_readlinkat:
+		return -EINVAL;
+	case SYS_getxattr:
+	case SYS_lgetxattr:
+		return -ENODATA;
+	case SYS_listxattr:
+	case SYS_llistxattr:
+		return 0;
+	default:
+		rt__say("%s on injected file %s: not supported (EPERM)", rt_syscall_name(nr),
+			n->rel);
+		return -EPERM;
+	}
+}
+
+int rt__shield_add_file(const char *path, const void *data, size_t size, mode_t mode)
+{
+	struct rt_node *n = calloc(1, sizeof(*n));
+	char abs[RT_PATH_SIZE];
+	long fd;
+	int ret;
+
+	if (!n)
+		return -ENOMEM;
+	ret = rt_path_normalize(NULL, path, abs, sizeof(abs));
+	if (ret)
+		goto fail;
+	if (rt__shield_vfile_find(abs)) {
+		ret = -EEXIST;
+		goto fail;
+	}
+	n->memfd = -1;
+	n->rel = strdup(abs);
+	fd = rt__raw(SYS_memfd_create, "kiln-injected", MFD_CLOEXEC);
+	if (!n->rel || fd < 0) {
+		ret = fd < 0 ? (int)fd : -ENOMEM;
+		goto fail;
+	}
+	n->memfd = rt__own_fd((int)fd);
+	if (n->memfd < 0) {
+		ret = n->memfd;
+		goto fail;
+	}
+	for (size_t off = 0; off < size;) {
+		long w = rt__raw(SYS_pwrite64, n->memfd, (const char *)data + off, size - off, off);
+
+		if (w <= 0) {
+			ret = w < 0 ? (int)w : -EIO;
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	n->mode = mode;
+	n->refs = 1; /* never released */
+	pthread_mutex_lock(&g_shield_lock);
+	n->next = g_vfiles;
+	g_vfiles = n;
+	pthread_mutex_unlock(&g_shield_lock);
+	g_rt.shield_on = true;
+	return 0;
+fail:
+	rt__own_close(n->memfd);
+	free(n->rel);
+	free(n);
+	return ret;
+}

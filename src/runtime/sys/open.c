@@ -1,0 +1,44 @@
+/* kiln runtime: open, creat, openat, openat2. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+
+#include "runtime/sys/sys.h"
+
+static long open_at(long dirfd, const char *path, int flags, mode_t mode)
+{
+	struct rt_target t;
+
+	if (!rt__resolve(dirfd, path, &t))
+		return rt__raw(SYS_openat, dirfd, path, flags, mode);
+	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
+		rt__say("open %s with O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
+		return -ENOTSUP;
+	}
+	if (flags & O_PATH) /* a real descriptor does everything O_PATH allows */
+		flags = (flags & ~(O_PATH | O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDONLY;
+	return rt__shield_open(&t, flags, mode);
+}
+
+long rt__sys_open(long nr, const long a[6])
+{
+	return open_at(AT_FDCWD, (const char *)a[0], (int)a[1], (mode_t)a[2]);
+}
+
+long rt__sys_creat(long nr, const long a[6])
+{
+	return open_at(AT_FDCWD, (const char *)a[0], O_CREAT | O_WRONLY | O_TRUNC, (mode_t)a[1]);
+}
+
+long rt__sys_openat(long nr, const long a[6])
+{
+	return open_at(a[0], (const char *)a[1], (int)a[2], (mode_t)a[3]);
+}
+
+long rt__sys_openat2(long nr, const long a[6])
+{
+	const struct open_how *how = (const void *)a[2];
+
+	return open_at(a[0], (const char *)a[1], (int)how->flags, (mode_t)how->mode);
+}

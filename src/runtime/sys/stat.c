@@ -1,0 +1,127 @@
+/* kiln runtime: the stat family, access, readlink. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+
+#include "runtime/sys/sys.h"
+
+static long fstat_at(long dirfd, const char *path, struct stat *st, int flags)
+{
+	struct rt_target t;
+
+	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
+		return rt__shield_fstat(dirfd, st);
+	if (!rt__resolve(dirfd, path, &t))
+		return rt__raw(SYS_newfstatat, dirfd, path, st, flags);
+	return rt__shield_stat(t.vol, t.rel, st);
+}
+
+static void to_statx_ts(struct statx_timestamp *d, const struct timespec *s)
+{
+	d->tv_sec = s->tv_sec;
+	d->tv_nsec = (uint32_t)s->tv_nsec;
+}
+
+static long statx_at(long dirfd, const char *path, int flags, struct statx *sx)
+{
+	struct stat st;
+	long r;
+
+	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
+		r = rt__shield_fstat(dirfd, &st);
+	else
+		r = fstat_at(dirfd, path, &st, flags & AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return r;
+	memset(sx, 0, sizeof(*sx));
+	sx->stx_mask = STATX_BASIC_STATS;
+	sx->stx_blksize = (uint32_t)st.st_blksize;
+	sx->stx_nlink = (uint32_t)st.st_nlink;
+	sx->stx_uid = st.st_uid;
+	sx->stx_gid = st.st_gid;
+	sx->stx_mode = (uint16_t)st.st_mode;
+	sx->stx_ino = st.st_ino;
+	sx->stx_size = (uint64_t)st.st_size;
+	sx->stx_blocks = (uint64_t)st.st_blocks;
+	to_statx_ts(&sx->stx_atime, &st.st_atim);
+	to_statx_ts(&sx->stx_mtime, &st.st_mtim);
+	to_statx_ts(&sx->stx_ctime, &st.st_ctim);
+	sx->stx_dev_major = major(st.st_dev);
+	sx->stx_dev_minor = minor(st.st_dev);
+	return 0;
+}
+
+static long access_at(long dirfd, const char *path, int mode)
+{
+	struct rt_target t;
+
+	if (!rt__resolve(dirfd, path, &t))
+		return rt__raw(SYS_faccessat2, dirfd, path, mode, 0);
+	return rt__shield_access(&t, mode);
+}
+
+long rt__exists(long dirfd, const char *path, long if_exists)
+{
+	struct rt_target t;
+	struct stat st;
+	long r;
+
+	if (!rt__resolve(dirfd, path, &t))
+		return -ENOENT;
+	r = rt__shield_stat(t.vol, t.rel, &st);
+	return r < 0 ? r : if_exists;
+}
+
+long rt__sys_fstat(long nr, const long a[6])
+{
+	return rt__shield_fstat(a[0], (struct stat *)a[1]);
+}
+
+long rt__sys_stat(long nr, const long a[6])
+{
+	return fstat_at(AT_FDCWD, (const char *)a[0], (struct stat *)a[1], 0);
+}
+
+long rt__sys_lstat(long nr, const long a[6])
+{
+	return fstat_at(AT_FDCWD, (const char *)a[0], (struct stat *)a[1], AT_SYMLINK_NOFOLLOW);
+}
+
+long rt__sys_newfstatat(long nr, const long a[6])
+{
+	return fstat_at(a[0], (const char *)a[1], (struct stat *)a[2], (int)a[3]);
+}
+
+long rt__sys_statx(long nr, const long a[6])
+{
+	return statx_at(a[0], (const char *)a[1], (int)a[2], (struct statx *)a[4]);
+}
+
+long rt__sys_access(long nr, const long a[6])
+{
+	return access_at(AT_FDCWD, (const char *)a[0], (int)a[1]);
+}
+
+long rt__sys_faccessat(long nr, const long a[6])
+{
+	return access_at(a[0], (const char *)a[1], (int)a[2]);
+}
+
+long rt__sys_faccessat2(long nr, const long a[6])
+{
+	return access_at(a[0], (const char *)a[1], (int)a[2]);
+}
+
+/* Protected files are never symlinks. */
+long rt__sys_readlink(long nr, const long a[6])
+{
+	return rt__exists(AT_FDCWD, (const char *)a[0], -EINVAL);
+}
+
+long rt__sys_readlinkat(long nr, const long a[6])
+{
+	return rt__exists(a[0], (const char *)a[1], -EINVAL);
+}

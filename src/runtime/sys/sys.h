@@ -1,0 +1,50 @@
+/* kiln runtime: the system-call handlers, one file per family (Gramine's
+ * libos/src/sys/ model): open.c, stat.c, namespace.c (names: rename, unlink,
+ * mkdir...), attr.c (mode, owner, times, xattrs), dir.c (listings, working
+ * directory), fd.c (close, dup, fcntl, fsync, the runtime's own fds), signal.c,
+ * process.c, exec.c; resolve.c turns the program's (dirfd, path) into a
+ * struct rt_target. The table in ../syscalls.def names the handler of every
+ * x86-64 system call; dispatch.c calls it.
+ *
+ * A handler decodes the call's arguments, resolves its paths, issues the call
+ * unchanged when nothing protected is involved, and otherwise asks the file
+ * shield (../shield/shield.h), deciding the errno the program sees. Handlers
+ * of SHIELD calls run inside rt__shield_call (the shield's locks held). */
+#ifndef KILN_RUNTIME_SYS_H
+#define KILN_RUNTIME_SYS_H
+
+#include "runtime/internal.h"
+#include "runtime/shield/shield.h"
+
+/* Every handler named in the table. */
+#define RT_SYSCALL(nr, name, action, handler, fds, d0, p0, d1, p1, sv, note) \
+	long handler(long, const long[6]) RT_HIDDEN;
+#include "runtime/syscalls.def"
+#undef RT_SYSCALL
+
+/* ---- resolve.c --------------------------------------------------------------- */
+/* Resolve (dirfd, path) as the program means it. Returns true when it names
+ * something in a volume (t->vfile tells about injected files, which lie
+ * outside every volume). */
+bool rt__resolve(long dirfd, const char *path, struct rt_target *t) RT_HIDDEN;
+/* Whether the call touches a protected path or fd. */
+bool rt__touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
+/* Name of the first protected path/fd the call touches (for refusal lines). */
+void rt__describe(long nr, const struct rt_syscall *s, const long a[6], char *out,
+		  size_t out_size) RT_HIDDEN;
+
+/* ---- stat.c ------------------------------------------------------------------ */
+/* if_exists when (dirfd, path) names something in a volume, else its error
+ * (-ENOENT outside every volume). */
+long rt__exists(long dirfd, const char *path, long if_exists) RT_HIDDEN;
+
+/* ---- dir.c: the virtual working directory -------------------------------- */
+/* Enter the working directory inherited across exec (g_rt.cfg.cwd). */
+int rt__vcwd_init(struct kiln_err *err) RT_HIDDEN;
+
+/* ---- fd.c: the runtime's own fds ------------------------------------------ */
+/* The lowest fd number of the runtime's own range (the top of RLIMIT_NOFILE);
+ * *limit: the fd limit it was derived from. */
+int rt__own_base(long *limit) RT_HIDDEN;
+
+#endif
