@@ -62,6 +62,14 @@ int cas_trust_collateral(const char *data_dir, const char *path, const char *tee
 			 struct kiln_err *err);
 int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
 			struct kiln_err *err);
+/* Reserve the policy names "name/..." for the identities owners[0..n) (ids
+ * "sha256:<hex>"): only they may create policies there (updates follow each
+ * policy's access rules). n == 0 removes the reservation. Policies that exist
+ * under name/ with another owner are not touched; each is written to notes
+ * (may be NULL) as "NAME OWNER" so the operator can deal with them. Works while
+ * the service runs; audited. */
+int cas_namespace_set(const char *data_dir, const char *name, const char *const *owners,
+		      size_t n, FILE *notes, struct kiln_err *err);
 /* The CA fingerprint of an initialized data dir (hex, 65 bytes). */
 int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err);
 

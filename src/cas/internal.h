@@ -96,6 +96,13 @@ void cs_strv_free(char **v);
 int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data);
 int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n);
 
+/* Namespaces (kiln cas namespace): policies named "NAME/..." may be created only
+ * by the identities in owners (space-separated "sha256:<hex>"). _get: 0 with
+ * *owners malloc'd (the caller frees), -ENOENT when NAME is not registered. */
+int cs_namespace_set(struct cas_store *st, const char *name, const char *owners);
+int cs_namespace_delete(struct cas_store *st, const char *name);
+int cs_namespace_get(struct cas_store *st, const char *name, char **owners);
+
 /* ---- audit.c ---- */
 /* Append one entry (inside the caller's transaction when there is one).
  * Takes ownership of details (NULL is -ENOMEM, for json_pack failures). */
@@ -103,19 +110,35 @@ int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
 		    const char *subject, json_t *details);
 
 /* ---- secrets.c ---- */
+/* A secret of another policy released through an import: audited under the
+ * exporting policy too. */
+struct cas_release {
+	char exporter[160];
+	char exporter_hash[POL_HASH_STR_SIZE];
+	char secret[72];
+	char importer[160]; /* the policy that imported it (the last hop) */
+};
+
 struct cas_secret_ctx {
 	struct cas_store *st;
 	const struct pol_policy *policy;
-	const json_t *host; /* launcher-supplied values, may be NULL */
+	const char *owner;    /* the policy's owner identity */
+	const json_t *host;   /* launcher-supplied values, may be NULL */
 	const struct pol_service *svc;
+	const json_t *claims; /* the attestation's claims: exporters' rules apply */
+	/* out */
+	const char *label;    /* "export_refused" when an exporter refused */
+	struct cas_release releases[64]; /* more are refused: each release is audited */
+	size_t n_releases;
 };
 /* Resolver for pol_substitute over the store (generates on first use). */
 int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 		       uint8_t **out, size_t *out_size, struct kiln_err *err);
 
-/* Load the current parsed policy of a session; *out owned by the caller. */
+/* Load the current parsed policy of a session; *out owned by the caller. owner
+ * (may be NULL) receives its owner identity. */
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
-		    struct kiln_err *err);
+		    char owner[CAS_ID_SIZE], struct kiln_err *err);
 
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
 struct cas_attest_req {

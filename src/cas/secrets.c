@@ -5,7 +5,8 @@
  * keeps the secret's spec (its canonical definition, plus the issuer's
  * certificate fingerprint for x509): when the definition changes, the secret is
  * generated again. Imports are followed to the exporting policy, which must
- * export to this policy and have the pinned hash. */
+ * export to this policy (bound to its owner or its hash) and have the pinned
+ * hash, and whose security rules must accept the attestation's claims. */
 #include "cas/internal.h"
 
 #include <errno.h>
@@ -90,19 +91,50 @@ static int parse_pem_pair(const uint8_t *data, size_t size, bool with_cert, EVP_
 	return ret;
 }
 
-static int get_secret(struct cas_store *st, const struct pol_policy *p, const char *name,
-		      unsigned depth, struct secret_val *out, struct kiln_err *err);
+static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+		      const char *owner, const char *name, unsigned depth,
+		      struct secret_val *out, struct kiln_err *err);
 
-static int import_secret(struct cas_store *st, const struct pol_policy *p,
-			 const struct pol_secret *s, unsigned depth, struct secret_val *out,
-			 struct kiln_err *err)
+/* Note the release of an exported secret (for the exporter's audit entry); the
+ * same secret referenced twice is noted once. A release that could not be
+ * audited is refused (-E2BIG beyond the table's size). */
+static int note_release(struct cas_secret_ctx *ctx, const struct pol_policy *src,
+			const char *secret, const struct pol_policy *importer)
+{
+	struct cas_release *r;
+
+	for (size_t i = 0; i < ctx->n_releases; i++) {
+		r = &ctx->releases[i];
+		if (!strcmp(r->exporter, src->name) && !strcmp(r->secret, secret) &&
+		    !strcmp(r->importer, importer->name))
+			return 0;
+	}
+	if (ctx->n_releases == KILN_ARRAY_SIZE(ctx->releases))
+		return -E2BIG;
+	r = &ctx->releases[ctx->n_releases++];
+	snprintf(r->exporter, sizeof(r->exporter), "%s", src->name);
+	snprintf(r->exporter_hash, sizeof(r->exporter_hash), "%s", src->hash);
+	snprintf(r->secret, sizeof(r->secret), "%s", secret);
+	snprintf(r->importer, sizeof(r->importer), "%s", importer->name);
+	return 0;
+}
+
+/* The importing policy p (owned by owner) takes secret s from another policy:
+ * that policy must export it to p (by owner or by version, never by name alone),
+ * have the pinned hash, and its own security rules (and the export's measurement
+ * list) must accept this attestation's claims. */
+static int import_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+			 const char *owner, const struct pol_secret *s, unsigned depth,
+			 struct secret_val *out, struct kiln_err *err)
 {
 	struct pol_policy *src = NULL;
 	const struct pol_secret *xs;
-	bool allowed = false;
+	const struct pol_export *ex;
+	char src_owner[CAS_ID_SIZE], reason[512];
+	const char *label = NULL;
 	int ret;
 
-	ret = cas_policy_load(st, s->import->session, &src, err);
+	ret = cas_policy_load(ctx->st, s->import->session, &src, src_owner, err);
 	if (ret < 0) {
 		kiln_err_prefix(err, "secret '%s' imports from '%s': ", s->name,
 				s->import->session);
@@ -120,14 +152,13 @@ static int import_secret(struct cas_store *st, const struct pol_policy *p,
 				   "'%s'", s->name, src->name, s->import->secret);
 		goto out;
 	}
-	for (size_t i = 0; i < xs->n_exports; i++)
-		if (!strcmp(xs->exports[i].session, p->name) &&
-		    (!xs->exports[i].policy_hash || !strcmp(xs->exports[i].policy_hash, p->hash)))
-			allowed = true;
-	if (!allowed) {
+	ex = pol_export_find(xs, p->name, p->hash, owner);
+	if (!ex) {
 		ret = kiln_err_set(err, -KILN_EDENIED, "secret '%s': policy '%s' does not export "
-				   "'%s' to '%s' (at hash %s)", s->name, src->name, xs->name,
-				   p->name, p->hash);
+				   "'%s' to '%s' owned by %s at hash %s (an export names the "
+				   "importer and binds its owner or its policy_hash)", s->name,
+				   src->name, xs->name, p->name, owner ? owner : "-", p->hash);
+		ctx->label = "export_refused";
 		goto out;
 	}
 	if (s->kind != POL_SECRET_NONE && s->kind != xs->kind) {
@@ -136,7 +167,24 @@ static int import_secret(struct cas_store *st, const struct pol_policy *p,
 				   src->name, pol_kind_name(xs->kind));
 		goto out;
 	}
-	ret = get_secret(st, src, xs->name, depth + 1, out, err);
+	/* The exporter's rules follow its secrets: an importer that accepts weaker
+	 * evidence (sim, another tee, any program) cannot widen who receives them. */
+	ret = ctx->claims ? pol_decide_export(src, ex, ctx->claims, reason, sizeof(reason),
+					      &label) :
+			    -KILN_EPOLICY;
+	if (ret < 0) {
+		ret = kiln_err_set(err, -KILN_EDENIED, "secret '%s' imported from '%s': %s",
+				   s->name, src->name, ctx->claims ? reason : "no claims");
+		ctx->label = "export_refused";
+		goto out;
+	}
+	ret = note_release(ctx, src, xs->name, p);
+	if (ret < 0) {
+		kiln_err_set(err, ret, "secret '%s': more than %zu imported secrets in one "
+			     "attestation", s->name, KILN_ARRAY_SIZE(ctx->releases));
+		goto out;
+	}
+	ret = get_secret(ctx, src, src_owner, xs->name, depth + 1, out, err);
 out:
 	pol_free(src);
 	return ret;
@@ -195,9 +243,11 @@ static int generate(struct cas_store *st, const struct pol_secret *s, struct sec
 	return ret;
 }
 
-static int get_secret(struct cas_store *st, const struct pol_policy *p, const char *name,
-		      unsigned depth, struct secret_val *out, struct kiln_err *err)
+static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+		      const char *owner, const char *name, unsigned depth,
+		      struct secret_val *out, struct kiln_err *err)
 {
+	struct cas_store *st = ctx->st;
 	const struct pol_secret *s = pol_find_secret(p, name);
 	struct secret_val iss = { 0 };
 	char *spec = NULL, *want = NULL, *stored_spec = NULL;
@@ -212,14 +262,14 @@ static int get_secret(struct cas_store *st, const struct pol_policy *p, const ch
 	if (!s)
 		return kiln_err_set(err, -ENOENT, "policy '%s' has no secret '%s'", p->name, name);
 	if (s->import)
-		return import_secret(st, p, s, depth, out, err);
+		return import_secret(ctx, p, owner, s, depth, out, err);
 	spec = pol_secret_spec(s);
 	if (!spec)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	if (s->kind == POL_SECRET_X509 && s->issuer) {
 		char fp[65];
 
-		ret = get_secret(st, p, s->issuer, depth + 1, &iss, err);
+		ret = get_secret(ctx, p, owner, s->issuer, depth + 1, &iss, err);
 		if (ret < 0)
 			goto out;
 		if (cas_cert_fingerprint(iss.cert, fp) < 0 ||
@@ -425,7 +475,7 @@ int cas_secret_resolve(void *vctx, bool host, const char *name, enum pol_fmt fmt
 		ret = dup_bytes(val, strlen(val), out, out_size);
 		return ret < 0 ? kiln_err_set(err, ret, "out of memory") : 0;
 	}
-	ret = get_secret(ctx->st, ctx->policy, name, 0, &v, err);
+	ret = get_secret(ctx, ctx->policy, ctx->owner, name, 0, &v, err);
 	if (ret < 0)
 		return ret;
 	ret = format_value(&v, fmt, out, out_size);

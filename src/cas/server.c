@@ -624,6 +624,29 @@ static int tx_release(struct reqctx *rc)
 
 /* ---- policies ---- */
 
+/* A new policy named "NS/..." where NS is a reserved namespace needs one of its
+ * owners: 0, -EACCES, or another negative code for a store error. */
+static int namespace_allows(struct reqctx *rc, const char *name)
+{
+	size_t n = strcspn(name, "/");
+	char ns[130], needle[CAS_ID_SIZE + 2], *owners = NULL;
+	int ret;
+
+	if (!name[n] || n >= sizeof(ns))
+		return 0;
+	memcpy(ns, name, n);
+	ns[n] = '\0';
+	ret = cs_namespace_get(&rc->s->st, ns, &owners);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	snprintf(needle, sizeof(needle), " %s ", rc->peer_id);
+	ret = strstr(owners, needle) ? 0 : -EACCES;
+	free(owners);
+	return ret;
+}
+
 static void h_policy_apply(struct reqctx *rc)
 {
 	struct cas_server *s = rc->s;
@@ -658,8 +681,25 @@ static void h_policy_apply(struct reqctx *rc)
 		goto out;
 	}
 	created = ret == -ENOENT;
+	if (created) {
+		ret = namespace_allows(rc, p->name);
+		if (ret < 0) {
+			char msg[300];
+
+			tx_rollback(rc);
+			snprintf(msg, sizeof(msg), "policy names under '%.*s/' are reserved for "
+				 "the namespace's owners (kiln cas namespace)",
+				 (int)strcspn(p->name, "/"), p->name);
+			if (ret == -EACCES)
+				reply_error(rc, 403, msg);
+			else
+				reply_error(rc, 500, "store error");
+			goto out;
+		}
+	}
 	if (!created) {
-		ret = pol_parse(old.yaml, strlen(old.yaml), p->name, &cur, &err);
+		ret = pol_parse_ex(old.yaml, strlen(old.yaml), p->name, POL_PARSE_STORED, &cur,
+				   &err);
 		if (ret < 0 || !pol_may_update(cur, old.owner, rc->peer_id)) {
 			tx_rollback(rc);
 			refuse_forbidden(rc);
@@ -730,7 +770,7 @@ static int load_visible(struct reqctx *rc, const char *name, bool for_update,
 	*p = NULL;
 	if (!pol_name_valid(name) || cs_policy_get(&rc->s->st, name, row) < 0)
 		return -ENOENT;
-	ret = pol_parse(row->yaml, strlen(row->yaml), name, p, &err);
+	ret = pol_parse_ex(row->yaml, strlen(row->yaml), name, POL_PARSE_STORED, p, &err);
 	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
 			 pol_may_read(*p, row->owner, rc->peer_id))) {
 		pol_free(*p);
@@ -770,7 +810,8 @@ static int list_cb(void *vctx, const struct cs_policy *row)
 	struct pol_policy *p = NULL;
 	struct kiln_err err = { 0 };
 
-	if (pol_parse(row->yaml, strlen(row->yaml), row->name, &p, &err) == 0 &&
+	if (pol_parse_ex(row->yaml, strlen(row->yaml), row->name, POL_PARSE_STORED, &p,
+			 &err) == 0 &&
 	    pol_may_read(p, row->owner, lc->rc->peer_id))
 		json_array_append_new(lc->arr, json_pack("{s:s,s:s,s:I}", "name", row->name,
 							 "hash", row->hash, "version",
@@ -874,12 +915,13 @@ static json_t *tag_json(const struct cs_volume *v)
 			 v->prepared < 0 ? json_null() : json_integer(v->prepared));
 }
 
-/* Build the service configuration (inside the caller's transaction). */
-static int build_config(struct reqctx *rc, const struct pol_policy *p,
-			const struct pol_service *svc, const json_t *host, json_t *resp,
+/* Build the service configuration (inside the caller's transaction); sc resolves
+ * the secrets and collects the releases of imported ones. */
+static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *resp,
 			struct grant *g, struct kiln_err *err)
 {
-	struct cas_secret_ctx sc = { &rc->s->st, p, host, svc };
+	const struct pol_policy *p = sc->policy;
+	const struct pol_service *svc = sc->svc;
 	json_t *argv = json_array(), *env = json_object(), *files = json_array();
 	json_t *vols = json_array();
 	char *out = NULL;
@@ -889,7 +931,7 @@ static int build_config(struct reqctx *rc, const struct pol_policy *p,
 	if (!argv || !env || !files || !vols)
 		goto out;
 	for (size_t i = 0; i < svc->n_command; i++) {
-		ret = pol_substitute(svc->command[i], cas_secret_resolve, &sc, false, &out, &size,
+		ret = pol_substitute(svc->command[i], cas_secret_resolve, sc, false, &out, &size,
 				     err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "command[%zu]: ", i);
@@ -899,7 +941,7 @@ static int build_config(struct reqctx *rc, const struct pol_policy *p,
 		kiln_free_secret(out, size);
 	}
 	for (size_t i = 0; i < svc->n_env; i++) {
-		ret = pol_substitute(svc->env[i].value, cas_secret_resolve, &sc, false, &out,
+		ret = pol_substitute(svc->env[i].value, cas_secret_resolve, sc, false, &out,
 				     &size, err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "environment %s: ", svc->env[i].name);
@@ -911,7 +953,7 @@ static int build_config(struct reqctx *rc, const struct pol_policy *p,
 	for (size_t i = 0; i < svc->n_files; i++) {
 		char mode[8], *b64;
 
-		ret = pol_substitute(svc->files[i].content, cas_secret_resolve, &sc, true, &out,
+		ret = pol_substitute(svc->files[i].content, cas_secret_resolve, sc, true, &out,
 				     &size, err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "file %s: ", svc->files[i].path);
@@ -962,6 +1004,34 @@ out:
 	return ret;
 }
 
+/* The secrets of other policies that this attestation released (imports) are
+ * audited and logged under each exporting policy too, so its owner sees every
+ * release of its secrets (inside the caller's transaction). */
+static int audit_exports(struct reqctx *rc, const struct cas_secret_ctx *sc,
+			 const struct attest *a, const json_t *claims)
+{
+	for (size_t i = 0; i < sc->n_releases; i++) {
+		const struct cas_release *r = &sc->releases[i];
+		json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s?,s:s}", "imported_by",
+				      r->importer, "via_session", a->session, "service",
+				      a->service, "secret", r->secret, "tee", a->tee,
+				      "policy_hash", r->exporter_hash, "insecure", a->insecure,
+				      "workload_measurement",
+				      json_string_value(json_object_get(claims,
+									"workload_measurement")),
+				      "request_id", rc->request_id);
+
+		if (cs_audit_append(&rc->s->st, "secrets.release", rc->peer_id, r->exporter,
+				    d) < 0)
+			return -EIO;
+		kiln_log(KILN_LOG_INFO, "exported secret released",
+			 "session=%s secret=%s imported_by=%s via_session=%s service=%s tee=%s "
+			 "request_id=%s", r->exporter, r->secret, r->importer, a->session,
+			 a->service, a->tee, rc->request_id);
+	}
+	return 0;
+}
+
 static int hex_field(const json_t *claims, const char *key, uint8_t *out, size_t size)
 {
 	const char *h = json_string_value(json_object_get(claims, key));
@@ -983,6 +1053,8 @@ static void h_attest(struct reqctx *rc)
 	struct ev_verify_opts opts = { 0 };
 	struct pol_policy *p = NULL;
 	const struct pol_service *svc;
+	struct cas_secret_ctx sc = { 0 };
+	char owner[CAS_ID_SIZE] = "";
 	struct grant *g = NULL;
 	json_t *collateral = NULL;
 	bool hw;
@@ -1120,7 +1192,8 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, "stale_nonce");
 		goto out;
 	}
-	if (!pol_name_valid(a.session) || cas_policy_load(&s->st, a.session, &p, &err) < 0) {
+	if (!pol_name_valid(a.session) ||
+	    cas_policy_load(&s->st, a.session, &p, owner, &err) < 0) {
 		snprintf(a.reason, sizeof(a.reason), "unknown session \"%.128s\"", a.session);
 		refuse_attest(rc, &a, "unknown_session");
 		goto out;
@@ -1162,11 +1235,17 @@ static void h_attest(struct reqctx *rc)
 		reply_error(rc, 503, "store busy");
 		goto out;
 	}
-	ret = build_config(rc, p, svc, req.host, resp, g, &err);
+	sc.st = &s->st;
+	sc.policy = p;
+	sc.owner = owner;
+	sc.host = req.host;
+	sc.svc = svc;
+	sc.claims = claims;
+	ret = build_config(rc, &sc, resp, g, &err);
 	if (ret < 0) {
 		tx_rollback(rc);
 		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
-		refuse_attest(rc, &a, "config_error");
+		refuse_attest(rc, &a, sc.label ? sc.label : "config_error");
 		goto out;
 	}
 	supervised_by = json_string_value(json_object_get(claims, "supervised_by"));
@@ -1179,7 +1258,7 @@ static void h_attest(struct reqctx *rc)
 	if (rel && supervised_by)
 		json_object_set_new(rel, "supervised_by", json_string(supervised_by));
 	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session, rel) < 0 ||
-	    tx_release(rc) < 0) {
+	    audit_exports(rc, &sc, &a, claims) < 0 || tx_release(rc) < 0) {
 		tx_rollback(rc);
 		reply_error(rc, 500, "store error");
 		goto out;

@@ -34,6 +34,8 @@ static const char g_schema[] =
 	" added INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS tee_trust(id TEXT PRIMARY KEY, tee TEXT NOT NULL,"
 	" data TEXT NOT NULL, added INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS namespaces(name TEXT PRIMARY KEY, owners TEXT NOT NULL,"
+	" added INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" kind TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,"
 	" details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, sig BLOB NOT NULL);";
@@ -705,8 +707,50 @@ int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size
 	return step_strings(s, items, n);
 }
 
+int cs_namespace_set(struct cas_store *st, const char *name, const char *owners)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO namespaces(name, owners, added) "
+			       "VALUES(?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, owners, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int cs_namespace_delete(struct cas_store *st, const char *name)
+{
+	return exec_bind1(st, "DELETE FROM namespaces WHERE name = ?", name);
+}
+
+int cs_namespace_get(struct cas_store *st, const char *name, char **owners)
+{
+	sqlite3_stmt *s = NULL;
+	int ret = -EIO, rc;
+
+	*owners = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT owners FROM namespaces WHERE name = ?", -1, &s,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*owners = col_strdup(s, 0);
+		ret = *owners ? 0 : -ENOMEM;
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
-		    struct kiln_err *err)
+		    char owner[CAS_ID_SIZE], struct kiln_err *err)
 {
 	struct cs_policy row;
 	int ret;
@@ -716,7 +760,9 @@ int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **
 	if (ret < 0)
 		return kiln_err_set(err, ret, "policy '%s': %s", name,
 				    ret == -ENOENT ? "not found" : kiln_strerror(ret));
-	ret = pol_parse(row.yaml, strlen(row.yaml), name, out, err);
+	ret = pol_parse_ex(row.yaml, strlen(row.yaml), name, POL_PARSE_STORED, out, err);
+	if (ret == 0 && owner)
+		snprintf(owner, CAS_ID_SIZE, "%s", row.owner);
 	cs_policy_free(&row);
 	return ret;
 }

@@ -200,3 +200,86 @@ int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err)
 	X509_free(cert);
 	return ret;
 }
+
+struct ns_scan {
+	const char *name;
+	const char *owners; /* space-separated, with a leading and a trailing space */
+	FILE *notes;
+};
+
+static int ns_scan_cb(void *ctx, const struct cs_policy *row)
+{
+	struct ns_scan *sc = ctx;
+	size_t n = strlen(sc->name);
+	char needle[CAS_ID_SIZE + 2];
+
+	if (strncmp(row->name, sc->name, n) || row->name[n] != '/')
+		return 0;
+	snprintf(needle, sizeof(needle), " %s ", row->owner);
+	if (!strstr(sc->owners, needle) && sc->notes)
+		fprintf(sc->notes, "%s %s\n", row->name, row->owner);
+	return 0;
+}
+
+int cas_namespace_set(const char *data_dir, const char *name, const char *const *owners,
+		      size_t n, FILE *notes, struct kiln_err *err)
+{
+	struct cas_store st;
+	char *list = NULL;
+	size_t size = 2;
+	json_t *ids;
+	int ret;
+
+	if (!pol_name_valid(name) || strchr(name, '/'))
+		return kiln_err_set(err, -EINVAL, "namespace '%.128s': expected one policy name "
+				    "segment (letters, digits, '.', '_', '-'), such as 'alice'",
+				    name);
+	for (size_t i = 0; i < n; i++) {
+		if (!pol_hash_valid(owners[i]))
+			return kiln_err_set(err, -EINVAL, "--owner '%.80s': expected an identity "
+					    "'sha256:<64 hex>' (kiln identity show FILE)",
+					    owners[i]);
+		size += strlen(owners[i]) + 1;
+	}
+	list = calloc(1, size);
+	ids = json_array();
+	if (!list || !ids) {
+		free(list);
+		json_decref(ids);
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	}
+	strcat(list, " ");
+	for (size_t i = 0; i < n; i++) {
+		strcat(list, owners[i]);
+		strcat(list, " ");
+		json_array_append_new(ids, json_string(owners[i]));
+	}
+	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0) {
+		free(list);
+		json_decref(ids);
+		return ret;
+	}
+	ret = cs_begin(&st);
+	if (ret == 0)
+		ret = n ? cs_namespace_set(&st, name, list) : cs_namespace_delete(&st, name);
+	if (ret == 0) {
+		ret = cs_audit_append(&st, n ? "namespace.set" : "namespace.remove", "operator",
+				      name, json_pack("{s:O}", "owners", ids));
+	}
+	if (ret == 0)
+		ret = cs_commit(&st);
+	if (ret < 0) {
+		cs_rollback(&st);
+		kiln_err_set(err, ret, "%s/kiln.db: cannot store the namespace: %s", data_dir,
+			     kiln_strerror(ret));
+	} else if (n) {
+		struct ns_scan sc = { name, list, notes };
+
+		(void)cs_policy_each(&st, ns_scan_cb, &sc);
+	}
+	cs_close(&st);
+	json_decref(ids);
+	free(list);
+	return ret;
+}

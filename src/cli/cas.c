@@ -14,6 +14,7 @@ static void cas_usage(FILE *f)
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
+		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n\n"
 		   "serve        run kiln-cas (HTTPS, TLS 1.3) until SIGTERM/SIGINT; the first\n"
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
@@ -32,6 +33,8 @@ static void cas_usage(FILE *f)
 		   "             tdx; replaces the previous one for that tee\n"
 		   "trust-amd-chain   AMD certificates (ASK/ARK chain, VCEK; PEM or DER) for\n"
 		   "             tee snp; added to the ones already trusted\n"
+		   "namespace    reserve the policy names NAME/... for the given identities:\n"
+		   "             only they may create policies there (--remove: release)\n"
 		   "fingerprint  print the CA fingerprint clients pin (--cas-fingerprint)\n\n"
 		   "See docs/cas.md.\n");
 }
@@ -146,6 +149,77 @@ static int data_only(int argc, char **argv, const char **data, const char **arg)
 	return 0;
 }
 
+/* kiln cas namespace NAME (--owner ID... | --remove) --data DIR */
+static int cas_namespace_main(int argc, char **argv)
+{
+	const char *owners[64], *data = NULL, *name = NULL;
+	struct kiln_err err = { 0 };
+	size_t n = 0;
+	bool remove = false;
+	char *notes = NULL;
+	size_t notes_size = 0;
+	FILE *nf;
+	int ret;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			cas_usage(stdout);
+			return CLI_EXIT_OK;
+		}
+		if (!strcmp(argv[i], "--owner") && i + 1 < argc) {
+			if (n == KILN_ARRAY_SIZE(owners)) {
+				cli_error("cas namespace: at most %zu --owner",
+					  KILN_ARRAY_SIZE(owners));
+				return CLI_EXIT_USAGE;
+			}
+			owners[n++] = argv[++i];
+		} else if (!strcmp(argv[i], "--remove")) {
+			remove = true;
+		} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+			data = argv[++i];
+		} else if (argv[i][0] != '-' && !name) {
+			name = argv[i];
+		} else {
+			cli_error("cas namespace: unexpected argument '%.80s' (usage: kiln cas "
+				  "namespace NAME (--owner ID... | --remove) --data DIR)", argv[i]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!name || !data || remove == (n > 0)) {
+		cli_error("cas namespace: usage: kiln cas namespace NAME (--owner ID... | "
+			  "--remove) --data DIR");
+		return CLI_EXIT_USAGE;
+	}
+	nf = open_memstream(&notes, &notes_size);
+	ret = cas_namespace_set(data, name, owners, n, nf, &err);
+	if (nf)
+		fclose(nf);
+	if (ret < 0) {
+		cli_error("cas namespace: %s", kiln_err_msg(&err, ret));
+		free(notes);
+		return CLI_EXIT_FAIL;
+	}
+	if (remove) {
+		printf("namespace %s/ released\n", name);
+	} else {
+		printf("namespace %s/ reserved for %zu identit%s\n", name, n, n == 1 ? "y" : "ies");
+		/* Reserving does not evict: say which policies somebody else made first. */
+		for (char *line = notes, *next, *owner; line && *line; line = next) {
+			next = strchr(line, '\n');
+			if (next)
+				*next++ = '\0';
+			owner = strchr(line, ' ');
+			if (!owner)
+				continue;
+			*owner++ = '\0';
+			fprintf(stderr, "kiln: cas namespace: note: %s is owned by %s, not by a "
+				"namespace owner (delete it if it is a squatter's)\n", line, owner);
+		}
+	}
+	free(notes);
+	return CLI_EXIT_OK;
+}
+
 int cas_main(int argc, char **argv)
 {
 	struct kiln_err err = { 0 };
@@ -219,6 +293,8 @@ int cas_main(int argc, char **argv)
 		printf("trusted AMD certificates %s\n", id);
 		return CLI_EXIT_OK;
 	}
+	if (!strcmp(argv[1], "namespace"))
+		return cas_namespace_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "fingerprint")) {
 		ret = data_only(argc - 1, argv + 1, &data, NULL);
 		if (ret)

@@ -94,6 +94,20 @@ static json_t *sorted_array(json_t **items, size_t n, int (*cmp)(const void *, c
 	return a;
 }
 
+/* "owner" and "measurement" appear only when given, so the hash of a policy
+ * written before they existed does not change. */
+static json_t *export_json(const struct pol_export *e)
+{
+	json_t *o = json_pack("{s:s,s:o}", "session", e->session, "policy_hash",
+			      e->policy_hash ? json_string(e->policy_hash) : json_null());
+
+	if (o && e->owner)
+		json_object_set_new(o, "owner", json_string(e->owner));
+	if (o && e->n_measurement)
+		json_object_set_new(o, "measurement", str_set(e->measurement, e->n_measurement));
+	return o;
+}
+
 static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 {
 	json_t *o = json_object();
@@ -144,9 +158,7 @@ static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 			return NULL;
 		}
 		for (size_t i = 0; i < s->n_exports; i++)
-			ex[i] = json_pack("{s:s,s:o}", "session", s->exports[i].session,
-					  "policy_hash", s->exports[i].policy_hash ?
-					  json_string(s->exports[i].policy_hash) : json_null());
+			ex[i] = export_json(&s->exports[i]);
 		json_object_set_new(o, "export", sorted_array(ex, s->n_exports, cmp_by_session));
 		free(ex);
 	}

@@ -1,35 +1,12 @@
-/* Access rules and the attestation decision over normalized evidence claims. */
+/* Attestation decisions over normalized evidence claims: a service's own
+ * (pol_decide) and an exporter's, for a secret it exports (pol_decide_export).
+ * Access decisions are in access.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
 #include <string.h>
 
 #include "policy/internal.h"
-
-static bool id_listed(char *const *list, size_t n, const char *owner, const char *id)
-{
-	if (!id)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(list[i], "owner") && owner && !strcmp(owner, id))
-			return true;
-		if (!strcmp(list[i], id))
-			return true;
-	}
-	return false;
-}
-
-bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id)
-{
-	/* Whoever may update may also read what they would overwrite. */
-	return id_listed(p->read, p->n_read, owner, id) ||
-	       id_listed(p->update, p->n_update, owner, id);
-}
-
-bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id)
-{
-	return id_listed(p->update, p->n_update, owner, id);
-}
 
 static int refuse(char *reason, size_t reason_size, const char **label, const char *lab,
 		  int code, const char *fmt, ...) KILN_PRINTF(6, 7);
@@ -78,14 +55,14 @@ static int tcb_needs(const char *status)
 	return -1; /* Revoked, or anything we do not know */
 }
 
-int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
-	       char *reason, size_t reason_size, const char **label)
+int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *reason,
+			size_t reason_size, const char **label)
 {
 	const char *tee = json_string_value(json_object_get(claims, "tee"));
-	const char *tcb, *meas, *which;
+	const char *tcb;
 	const json_t *adv;
 	unsigned tee_bit = 0;
-	bool insecure, debug, any = false, found = false;
+	bool insecure, debug;
 	char list[64];
 
 	if (label)
@@ -154,13 +131,18 @@ int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const 
 					      id ? id : "(not a string)");
 		}
 	}
-	for (size_t i = 0; i < svc->n_measurement; i++)
-		if (!strcmp(svc->measurement[i], "any"))
-			any = true;
-	if (any)
-		return 0;
-	which = "workload_measurement";
-	meas = json_string_value(json_object_get(claims, which));
+	return 0;
+}
+
+/* The claims' workload measurement (or, when the backend carries none, the
+ * platform measurement) must be in list; `what` names the list in the reason. */
+static int match_measurement(char *const *list, size_t n, const json_t *claims,
+			     const char *what, char *reason, size_t reason_size,
+			     const char **label)
+{
+	const char *which = "workload_measurement";
+	const char *meas = json_string_value(json_object_get(claims, which));
+
 	if (!meas) {
 		which = "platform_measurement";
 		meas = json_string_value(json_object_get(claims, which));
@@ -168,12 +150,49 @@ int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const 
 	if (!meas)
 		return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
 			      "claims carry no workload_measurement or platform_measurement");
+	for (size_t i = 0; i < n; i++)
+		if (!strcasecmp(list[i], meas))
+			return 0;
+	return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
+		      "claims.%s %.96s not in %s", which, meas, what);
+}
+
+int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
+	       char *reason, size_t reason_size, const char **label)
+{
+	char what[120];
+	int ret;
+
+	ret = pol_decide_security(p, claims, reason, reason_size, label);
+	if (ret < 0)
+		return ret;
 	for (size_t i = 0; i < svc->n_measurement; i++)
-		if (!strcasecmp(svc->measurement[i], meas))
-			found = true;
-	if (!found)
-		return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
-			      "claims.%s %.96s not in service '%s' measurement", which, meas,
-			      svc->name);
-	return 0;
+		if (!strcmp(svc->measurement[i], "any"))
+			return 0;
+	snprintf(what, sizeof(what), "service '%s' measurement", svc->name);
+	return match_measurement(svc->measurement, svc->n_measurement, claims, what, reason,
+				 reason_size, label);
+}
+
+int pol_decide_export(const struct pol_policy *exporter, const struct pol_export *ex,
+		      const json_t *claims, char *reason, size_t reason_size,
+		      const char **label)
+{
+	char sub[400], what[200];
+	int ret;
+
+	ret = pol_decide_security(exporter, claims, sub, sizeof(sub), label);
+	if (ret == 0 && ex->n_measurement) {
+		snprintf(what, sizeof(what), "the measurement of its export to '%s'",
+			 ex->session);
+		ret = match_measurement(ex->measurement, ex->n_measurement, claims, what, sub,
+					sizeof(sub), label);
+	}
+	if (ret < 0) {
+		if (label)
+			*label = "export_refused";
+		refuse(reason, reason_size, NULL, NULL, ret, "exporting policy '%s' refuses: %s",
+		       exporter->name, sub);
+	}
+	return ret;
 }

@@ -15,6 +15,7 @@ struct pctx {
 	const char *file;
 	struct kiln_err *err;
 	int code;
+	unsigned flags; /* POL_PARSE_* */
 };
 
 KILN_PRINTF(3, 4)
@@ -448,9 +449,57 @@ static bool key_applies(const char *key, enum pol_secret_kind kind)
 	return true;
 }
 
+static int check_export_measurement(struct pctx *c, const struct ynode *n, const char *what)
+{
+	if (!strcmp(n->str, "any"))
+		return fail(c, n, "%s: 'any' is the default (leave measurement out); list "
+			    "measurements (64 or 96 hex digits) to restrict the importer", what);
+	return check_measurement(c, n, what);
+}
+
+/* owner / policy_hash / measurement of one export entry. A name alone is refused:
+ * names are first come, first served, so anybody could create the importer. */
+static int parse_export_binding(struct pctx *c, const struct ynode *x,
+				const struct pol_secret *s, struct pol_export *ex)
+{
+	const struct ynode *f;
+
+	ex->mark.line = x->line;
+	ex->mark.col = x->col;
+	f = map_get(x, "owner");
+	if (f && !is_null(f) &&
+	    (get_str(c, f, "export owner", &ex->owner) < 0 ||
+	     check_hash(c, f, "export owner") < 0))
+		return c->code;
+	f = map_get(x, "policy_hash");
+	if (f && !is_null(f) &&
+	    (get_str(c, f, "export policy_hash", &ex->policy_hash) < 0 ||
+	     check_hash(c, f, "export policy_hash") < 0))
+		return c->code;
+	if ((f = map_get(x, "measurement"))) {
+		if (get_str_list(c, f, "export measurement", check_export_measurement,
+				 &ex->measurement, &ex->n_measurement) < 0)
+			return c->code;
+		if (ex->n_measurement == 0)
+			return fail(c, f, "export measurement: empty list (leave it out to "
+				    "accept the importer's own measurement rules)");
+		for (size_t i = 0; i < ex->n_measurement; i++)
+			for (char *q = ex->measurement[i]; *q; q++)
+				if (*q >= 'A' && *q <= 'F')
+					*q = (char)(*q - 'A' + 'a');
+	}
+	if (!ex->owner && !ex->policy_hash && !(c->flags & POL_PARSE_STORED))
+		return fail(c, x, "secret '%s': export to '%s' names only a policy, which "
+			    "anybody may create first: add 'owner: sha256:<id>' (the importer "
+			    "owner's identity, 'kiln identity show') or 'policy_hash: "
+			    "sha256:<hash>' (the importer's version)", s->name, ex->session);
+	return 0;
+}
+
 static int parse_secret(struct pctx *c, const struct ynode *n, struct pol_secret *s)
 {
-	static const char *const export_keys[] = { "session", "policy_hash", NULL };
+	static const char *const export_keys[] = { "session", "owner", "policy_hash",
+						   "measurement", NULL };
 	static const char *const import_keys[] = { "session", "secret", "policy_hash", NULL };
 	const struct ynode *v;
 	int e;
@@ -577,10 +626,7 @@ static int parse_secret(struct pctx *c, const struct ynode *n, struct pol_secret
 				if (!strcmp(s->exports[j].session, ex->session))
 					return fail(c, f, "export: duplicate session '%s'",
 						    ex->session);
-			f = map_get(x, "policy_hash");
-			if (f && !is_null(f) &&
-			    (get_str(c, f, "export policy_hash", &ex->policy_hash) < 0 ||
-			     check_hash(c, f, "export policy_hash") < 0))
+			if (parse_export_binding(c, x, s, ex) < 0)
 				return c->code;
 		}
 	}
@@ -1083,7 +1129,9 @@ void pol_free(struct pol_policy *p)
 		free_strv(s->ip, s->n_ip);
 		for (size_t j = 0; s->exports && j < s->n_exports; j++) {
 			free(s->exports[j].session);
+			free(s->exports[j].owner);
 			free(s->exports[j].policy_hash);
+			free_strv(s->exports[j].measurement, s->exports[j].n_measurement);
 		}
 		free(s->exports);
 		if (s->import) {
@@ -1144,7 +1192,14 @@ const struct pol_service *pol_find_service(const struct pol_policy *p, const cha
 int pol_parse(const char *yaml, size_t size, const char *file, struct pol_policy **out,
 	      struct kiln_err *err)
 {
-	struct pctx c = { .file = file ? file : "policy", .err = err, .code = 0 };
+	return pol_parse_ex(yaml, size, file, 0, out, err);
+}
+
+int pol_parse_ex(const char *yaml, size_t size, const char *file, unsigned flags,
+		 struct pol_policy **out, struct kiln_err *err)
+{
+	struct pctx c = { .file = file ? file : "policy", .err = err, .code = 0,
+			  .flags = flags };
 	struct ynode *root = NULL;
 	struct pol_policy *p = NULL;
 	int ret;

@@ -40,9 +40,18 @@ enum pol_key_alg { POL_ALG_P256, POL_ALG_P384, POL_ALG_ED25519, POL_ALG_RSA3072 
 enum pol_fmt { POL_FMT_RAW, POL_FMT_HEX, POL_FMT_BASE64, POL_FMT_PEM, POL_FMT_KEY,
 	       POL_FMT_CHAIN };
 
+/* Who may import a secret. A name alone is not enough (names are first come,
+ * first served): an entry binds the importer's owner identity, its version
+ * (policy_hash), or both; pol_parse refuses an entry with neither. Entries
+ * stored by an older kiln may lack both (POL_PARSE_STORED): they match nothing. */
 struct pol_export {
-	char *session;     /* the policy allowed to import */
-	char *policy_hash; /* NULL: any version of it */
+	char *session;      /* the policy allowed to import */
+	char *owner;        /* "sha256:<hex>" identity that must own it, or NULL */
+	char *policy_hash;  /* the version it must have, or NULL: any version */
+	char **measurement; /* workload measurements (lowercase hex) the importing
+			     * workload must have; n_measurement 0: not checked */
+	size_t n_measurement;
+	struct pol_mark mark;
 };
 
 struct pol_import {
@@ -149,6 +158,15 @@ struct pol_policy {
  * holds `file:line:col: message`. */
 int pol_parse(const char *yaml, size_t size, const char *file, struct pol_policy **out,
 	      struct kiln_err *err);
+
+/* pol_parse_ex flags. POL_PARSE_STORED: the text was accepted by an earlier kiln
+ * (a policy read back from a store). Rules added since are not enforced at parse
+ * time, so such a policy stays readable, updatable and deletable; where a rule
+ * matters for security it is enforced where the policy is used (an unbound
+ * export matches no importer). Never use it for new input. */
+enum { POL_PARSE_STORED = 1 << 0 };
+int pol_parse_ex(const char *yaml, size_t size, const char *file, unsigned flags,
+		 struct pol_policy **out, struct kiln_err *err);
 /* Accepts NULL. */
 void pol_free(struct pol_policy *p);
 
@@ -170,9 +188,18 @@ bool pol_hash_valid(const char *s);
  * "." segments), at most 128 bytes. */
 bool pol_name_valid(const char *s);
 
-/* Access rules. `owner` and `id` are identities "sha256:<hex>". */
+/* ---- access decisions (access.c) ----
+ * `owner` and `id` are identities "sha256:<hex>". */
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id);
 bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id);
+/* The export entry of secret xs (of an exporting policy) that lets the policy
+ * `importer` (its name, current hash and owner identity) import it, or NULL.
+ * An entry matches when its session is the importer's name, and its owner (when
+ * set) is the importer's owner, and its policy_hash (when set) the importer's
+ * hash; an entry with neither owner nor policy_hash (stored by an older kiln)
+ * never matches. */
+const struct pol_export *pol_export_find(const struct pol_secret *xs, const char *importer,
+					 const char *importer_hash, const char *importer_owner);
 
 /* Substitution. The resolver returns the bytes of one reference: for
  * {{secret.NAME.FMT}} name=NAME, fmt=FMT, host=false; for {{host.NAME}} host=true.
@@ -186,7 +213,8 @@ typedef int (*pol_resolve_cb)(void *ctx, bool host, const char *name, enum pol_f
 int pol_substitute(const char *tmpl, pol_resolve_cb resolve, void *ctx, bool allow_nul,
 		   char **out, size_t *out_size, struct kiln_err *err);
 
-/* Decide whether evidence claims satisfy the policy for one service.
+/* ---- attestation decisions (decide.c) ----
+ * Decide whether evidence claims satisfy the policy for one service.
  * Returns 0 when allowed; otherwise a negative code (-KILN_EPOLICY,
  * -KILN_EINSECURE, -KILN_EMEASUREMENT, -KILN_ETCB) and reason (NUL-terminated,
  * at most reason_size) names the failing claim, e.g.
@@ -194,6 +222,17 @@ int pol_substitute(const char *tmpl, pol_resolve_cb resolve, void *ctx, bool all
  * stored in *label ("tee_not_allowed", "sim_not_allowed", ...). */
 int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
 	       char *reason, size_t reason_size, const char **label);
+/* The security part of pol_decide alone: the policy's `security` section (tee,
+ * sim opt-in, debug, TCB status, advisories) against the claims. */
+int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *reason,
+			size_t reason_size, const char **label);
+/* May a secret of the exporting policy `exporter`, imported through export entry
+ * ex, be released to a workload with these claims? The exporter's security
+ * section applies whatever the importer's policy says, and so does the entry's
+ * measurement list when it has one. The reason names the exporter. */
+int pol_decide_export(const struct pol_policy *exporter, const struct pol_export *ex,
+		      const json_t *claims, char *reason, size_t reason_size,
+		      const char **label);
 
 /* Levenshtein distance, for "did you mean" suggestions (exported for tests). */
 size_t pol_edit_distance(const char *a, const char *b);

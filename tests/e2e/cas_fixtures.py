@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import pathlib
+import re
 import signal
 import sqlite3
 import ssl
@@ -189,3 +190,20 @@ class Workload:
 
     def get(self, path):
         return self.cas.request("GET", path, certfile=self.pem)
+
+
+def refusal(cas, label):
+    """How many attestations /metrics counts as refused with this label."""
+    m = re.search(r'kiln_cas_attestations_total\{result="refused",reason="%s"\} (\d+)' % label,
+                  cas.metrics())
+    return int(m.group(1)) if m else 0
+
+
+def assert_refused(cas, status, body, label, reason):
+    """An attestation answered 403 without details, counted under label, and logged
+    with reason (a substring of the logged line of its request)."""
+    assert status == 403
+    assert body["error"] == "attestation refused" and set(body) == {"error", "request_id"}
+    assert refusal(cas, label) >= 1, cas.metrics()
+    line = [ln for ln in cas.log().splitlines() if body["request_id"] in ln]
+    assert line and "attestation refused" in line[-1] and reason in line[-1], line

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cas_fixtures import CasServer, Workload
+from cas_fixtures import CasServer, Workload, assert_refused, refusal
 
 WM = hashlib.sha384(b"test workload").digest()
 
@@ -253,20 +253,6 @@ def test_secrets_stable_across_restart(kiln, cas, cas_identity, tmp_path):
     assert r4["env"]["PIN"] == r1["env"]["PIN"]
 
 
-def refusal(cas, label):
-    m = re.search(r'kiln_cas_attestations_total\{result="refused",reason="%s"\} (\d+)' % label,
-                  cas.metrics())
-    return int(m.group(1)) if m else 0
-
-
-def assert_refused(cas, status, body, label, reason):
-    assert status == 403
-    assert body["error"] == "attestation refused" and set(body) == {"error", "request_id"}
-    assert refusal(cas, label) >= 1, cas.metrics()
-    line = [ln for ln in cas.log().splitlines() if body["request_id"] in ln]
-    assert line and "attestation refused" in line[-1] and reason in line[-1], line
-
-
 def test_attestation_refusals(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
     apply(kiln, cas, alice, write(tmp_path, "a.yaml", sim_policy()))
@@ -355,15 +341,15 @@ def test_volumes_prepare_commit(kiln, cas, cas_identity, tmp_path):
 
 def test_export_import(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
-    bob, _ = cas_identity("bob")
-    exporter = """\
+    bob, bob_id = cas_identity("bob")
+    exporter = f"""\
 name: acme/keys
 secrets:
-  - {name: api, kind: ascii, export: [{session: beta/app}]}
-  - {name: private, kind: ascii}
+  - {{name: api, kind: ascii, export: [{{session: beta/app, owner: "{bob_id}"}}]}}
+  - {{name: private, kind: ascii}}
 services:
-  - {name: s, command: ["{{secret.api}}"], measurement: [any]}
-security: {tee: [sim], allow_insecure_sim: true}
+  - {{name: s, command: ["{{{{secret.api}}}}"], measurement: [any]}}
+security: {{tee: [sim], allow_insecure_sim: true}}
 """
     h = apply(kiln, cas, alice, write(tmp_path, "e.yaml", exporter)).stdout.split()[-1]
 
@@ -385,11 +371,12 @@ security: {{tee: [sim], allow_insecure_sim: true}}
     s2, b = Workload(cas, tmp_path).attest("beta/app", "s")
     assert s == s2 == 200
     assert a["argv"] == b["argv"] and len(a["argv"][0]) == 32
-    for name, why in (("beta/other", "does not export 'api' to 'beta/other'"),
-                      ("beta/app2", "does not export 'private'"),
-                      ("beta/app3", "not the pinned sha256:1111")):
+    for name, label, why in (
+            ("beta/other", "export_refused", "does not export 'api' to 'beta/other'"),
+            ("beta/app2", "export_refused", "does not export 'private'"),
+            ("beta/app3", "config_error", "not the pinned sha256:1111")):
         s, body = Workload(cas, tmp_path).attest(name, "s")
-        assert_refused(cas, s, body, "config_error", why)
+        assert_refused(cas, s, body, label, why)
 
 
 def test_audit_chain_and_tamper(kiln, kiln_bin, cas, cas_identity, tmp_path):

@@ -13,6 +13,9 @@
 
 #include "policy/policy.h"
 
+#define ID1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define ID2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
 struct bad_case {
 	const char *name;
 	const char *yaml;
@@ -211,6 +214,26 @@ static const struct bad_case g_bad[] = {
 	{ "list type",
 	  "name: x\nvolumes: {name: data}\n",
 	  "p.yaml:2:10: volumes: expected a list, found a mapping" },
+	{ "export by name alone",
+	  "name: x\nsecrets:\n  - name: a\n    kind: ascii\n    export:\n"
+	  "      - {session: alice/w}\n",
+	  "p.yaml:6:9: secret 'a': export to 'alice/w' names only a policy, which anybody may "
+	  "create first: add 'owner: sha256:<id>' (the importer owner's identity, 'kiln identity "
+	  "show') or 'policy_hash: sha256:<hash>' (the importer's version)" },
+	{ "export owner not an id",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, export: [{session: b, owner: alice}]}\n",
+	  "p.yaml:3:57: export owner: expected 'sha256:' and 64 lowercase hex digits, found "
+	  "'alice'" },
+	{ "export measurement any",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, export: [{session: b, owner: \"" ID1
+	  "\", measurement: [any]}]}\n",
+	  "p.yaml:3:146: export measurement: 'any' is the default (leave measurement out); list "
+	  "measurements (64 or 96 hex digits) to restrict the importer" },
+	{ "export measurement empty",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, export: [{session: b, owner: \"" ID1
+	  "\", measurement: []}]}\n",
+	  "p.yaml:3:145: export measurement: empty list (leave it out to accept the importer's own "
+	  "measurement rules)" },
 	{ "deep",
 	  "name: x\nsecrets: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
 	  "]]]]]]]]]]]]\n",
@@ -242,7 +265,7 @@ static const char g_good[] =
 	"  - {name: db_password, kind: ascii, size: 24}\n"
 	"  - {name: ca, kind: x509-ca}\n"
 	"  - {name: tls, kind: x509, issuer: ca, dns: [db.acme.internal]}\n"
-	"  - {name: raw, kind: binary, export: [{session: acme/app}]}\n"
+	"  - {name: raw, kind: binary, export: [{session: acme/app, owner: \"" ID1 "\"}]}\n"
 	"volumes:\n"
 	"  - {name: data}\n"
 	"services:\n"
@@ -282,7 +305,8 @@ static const char g_good_reordered[] =
 	"    name: db\n"
 	"volumes: [{name: data}]\n"
 	"secrets:\n"
-	"  - {name: raw, kind: binary, size: 32, export: [{session: acme/app, policy_hash: ~}]}\n"
+	"  - {name: raw, kind: binary, size: 32,\n"
+	"     export: [{owner: \"" ID1 "\", session: acme/app, policy_hash: ~}]}\n"
 	"  - {name: tls, dns: [db.acme.internal], issuer: ca, kind: x509, validity_days: 365}\n"
 	"  - {kind: x509-ca, name: ca, algorithm: p256}\n"
 	"  - {name: db_password, size: 24, kind: ascii}\n"
@@ -583,10 +607,111 @@ static void test_access(void **state)
 	pol_free(p);
 }
 
+/* A policy with an export by name alone, as stored by kiln before exports had to be
+ * bound; its hash as that kiln computed it. */
+static const char g_old_export[] =
+	"name: acme/keys\n"
+	"secrets:\n"
+	"  - {name: api, kind: ascii, export: [{session: beta/app}, {session: beta/x, "
+	"policy_hash: \"" ID1 "\"}]}\n";
+#define OLD_EXPORT_HASH "sha256:a13ff938d669666589ab04d5e3d65189d2e7897a6a86dda17447edfe5b788182"
+
+static void test_exports_bound_to_owner_or_hash(void **state)
+{
+	static const char yaml[] =
+		"name: acme/keys\n"
+		"secrets:\n"
+		"  - name: api\n"
+		"    kind: ascii\n"
+		"    export:\n"
+		"      - {session: alice/w, owner: \"" ID1 "\"}\n"
+		"      - {session: bob/w, policy_hash: \"" ID2 "\"}\n"
+		"      - {session: carol/w, owner: \"" ID1 "\", policy_hash: \"" ID2 "\",\n"
+		"         measurement: [" "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA]}\n";
+	struct pol_policy *p = parse_ok(yaml), *old;
+	const struct pol_secret *api = pol_find_secret(p, "api");
+	struct kiln_err err = { 0 };
+
+	/* owner-bound: any version of alice/w, but only when ID1 owns it */
+	assert_ptr_equal(pol_export_find(api, "alice/w", ID2, ID1), &api->exports[0]);
+	assert_null(pol_export_find(api, "alice/w", ID2, ID2));
+	assert_null(pol_export_find(api, "alice/w", ID2, NULL));
+	/* hash-bound: whoever owns bob/w, but only that version */
+	assert_ptr_equal(pol_export_find(api, "bob/w", ID2, ID1), &api->exports[1]);
+	assert_null(pol_export_find(api, "bob/w", ID1, ID1));
+	/* both */
+	assert_ptr_equal(pol_export_find(api, "carol/w", ID2, ID1), &api->exports[2]);
+	assert_null(pol_export_find(api, "carol/w", ID2, ID2));
+	assert_null(pol_export_find(api, "carol/w", ID1, ID1));
+	assert_null(pol_export_find(api, "dave/w", ID2, ID1));
+	assert_string_equal(api->exports[2].measurement[0], "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	pol_free(p);
+
+	/* What an older kiln stored stays readable, with the same hash, and its
+	 * name-only export matches nobody. */
+	assert_int_equal(pol_parse(g_old_export, strlen(g_old_export), "p.yaml", &old, &err),
+			 -KILN_EFORMAT);
+	assert_int_equal(pol_parse_ex(g_old_export, strlen(g_old_export), "p.yaml",
+				      POL_PARSE_STORED, &old, &err), 0);
+	assert_string_equal(old->hash, OLD_EXPORT_HASH);
+	api = pol_find_secret(old, "api");
+	assert_null(pol_export_find(api, "beta/app", ID1, ID1));
+	assert_ptr_equal(pol_export_find(api, "beta/x", ID1, ID2), &api->exports[1]);
+	pol_free(old);
+}
+
+static void test_decide_export_applies_exporter_rules(void **state)
+{
+	static const char yaml[] =
+		"name: acme/keys\n"
+		"secrets:\n"
+		"  - name: api\n"
+		"    kind: ascii\n"
+		"    export:\n"
+		"      - {session: w, owner: \"" ID1 "\"}\n"
+		"      - {session: m, owner: \"" ID1 "\", measurement: [" "aaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n"
+		"security: {tee: [sgx]}\n";
+	struct pol_policy *p = parse_ok(yaml);
+	const struct pol_secret *api = pol_find_secret(p, "api");
+	json_t *sim = json_pack("{s:s,s:b}", "tee", "sim", "insecure", 1);
+	json_t *sgx_ok = json_pack("{s:s,s:s}", "tee", "sgx", "workload_measurement",
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	json_t *sgx_other = json_pack("{s:s,s:s}", "tee", "sgx", "workload_measurement",
+				      "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+				      "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+	char reason[512];
+	const char *label;
+
+	assert_int_equal(pol_decide_export(p, &api->exports[0], sim, reason, sizeof(reason),
+					   &label), -KILN_EPOLICY);
+	assert_string_equal(label, "export_refused");
+	assert_string_equal(reason, "exporting policy 'acme/keys' refuses: tee \"sim\" not in "
+			    "security.tee [sgx]");
+	assert_int_equal(pol_decide_export(p, &api->exports[0], sgx_other, reason,
+					   sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_ok, reason, sizeof(reason),
+					   &label), 0);
+	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_other, reason,
+					   sizeof(reason), &label), -KILN_EMEASUREMENT);
+	assert_string_equal(label, "export_refused");
+	assert_string_equal(reason, "exporting policy 'acme/keys' refuses: claims.workload_"
+			    "measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not in the "
+			    "measurement of its export to 'm'");
+	json_decref(sim);
+	json_decref(sgx_ok);
+	json_decref(sgx_other);
+	pol_free(p);
+}
+
 static void test_misc(void **state)
 {
 	struct pol_policy *p = parse_ok("name: a\nsecrets: [{name: k, kind: key, algorithm: "
-					"ed25519, export: [{session: b}]}]\n");
+					"ed25519, export: [{session: b, owner: \"" ID1 "\"}]}]\n");
 	char *spec = pol_secret_spec(pol_find_secret(p, "k"));
 
 	assert_string_equal(spec, "{\"algorithm\":\"ed25519\",\"kind\":\"key\",\"name\":\"k\"}");
@@ -616,6 +741,8 @@ int main(void)
 		cmocka_unit_test(test_substitute),
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_access),
+		cmocka_unit_test(test_exports_bound_to_owner_or_hash),
+		cmocka_unit_test(test_decide_export_applies_exporter_rules),
 		cmocka_unit_test(test_misc),
 	};
 
