@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pf/pf_internal.h"
+#include "pf/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -12,8 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pf_header h;
 	uint8_t again[PF_HDR_SIZE];
 
-	if (pf_header_decode(data, size, &h) == 0) {
-		pf_header_encode(&h, again);
+	if (pf__header_decode(data, size, &h) == 0) {
+		pf__header_encode(&h, again);
 		if (memcmp(again, data, PF_HDR_SIZE) != 0)
 			abort();
 	}

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pf/pf_internal.h"
+#include "pf/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,12 +16,12 @@ static void parse_body(const uint8_t *body, size_t size)
 	struct pf_meta m;
 	struct kiln_err err = { 0 };
 
-	if (pf_meta_parse(body, size, &m, &err) == 0) {
+	if (pf__meta_parse(body, size, &m, &err) == 0) {
 		/* Every accepted path is normalized and bounded. */
 		for (size_t i = 0; i < m.files_len; i++)
 			if (strlen(m.files[i].path) >= PF_MAX_PATH || m.files[i].path[0] == '/')
 				abort();
-		pf_meta_clear(&m);
+		pf__meta_clear(&m);
 	} else if (err.msg[0] == '\0') {
 		abort(); /* every failure explains itself */
 	}
@@ -37,12 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!ready) {
 		memset(g_key, 0x11, sizeof(g_key));
-		if (pf_meta_keys_derive(g_key, &keys) != 0)
+		if (pf__meta_keys_derive(g_key, &keys) != 0)
 			abort();
 		ready = 1;
 	}
 	if (size >= 8 && memcmp(data, PF_META_MAGIC, 8) == 0) {
-		if (pf_meta_unseal(&keys, data, size, &tag, &body, &body_size, NULL) == 0) {
+		if (pf__meta_unseal(&keys, data, size, &tag, &body, &body_size, NULL) == 0) {
 			parse_body(body, body_size);
 			free(body);
 		}

@@ -1,6 +1,6 @@
 /* On-disk formats of protected volumes: file header, metadata body, metadata
  * envelope, path rules. Layouts: docs/fs.md. */
-#include "pf/pf_internal.h"
+#include "pf/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -8,13 +8,13 @@
 
 #include "crypto/crypto.h"
 
-void pf_header_encode(const struct pf_header *h, uint8_t out[static PF_HDR_SIZE])
+void pf__header_encode(const struct pf_header *h, uint8_t out[static PF_HDR_SIZE])
 {
 	memset(out, 0, PF_HDR_SIZE);
 	memcpy(out, PF_HDR_MAGIC, 8);
-	pf_put_u32(out + 8, h->version);
-	pf_put_u32(out + 12, h->kind);
-	pf_put_u32(out + 16, h->chunk_size);
+	pf__put_u32(out + 8, h->version);
+	pf__put_u32(out + 12, h->kind);
+	pf__put_u32(out + 16, h->chunk_size);
 	memcpy(out + 24, h->file_id, PF_FILE_ID_SIZE);
 }
 
@@ -38,25 +38,25 @@ static bool kind_ok(uint32_t kind)
 	       kind == PF_REGION_PLAIN;
 }
 
-int pf_header_decode(const uint8_t *buf, size_t size, struct pf_header *h)
+int pf__header_decode(const uint8_t *buf, size_t size, struct pf_header *h)
 {
 	memset(h, 0, sizeof(*h));
 	if (size < PF_HDR_SIZE)
 		return -KILN_ETRUNC;
 	if (memcmp(buf, PF_HDR_MAGIC, 8) != 0)
 		return -KILN_EFORMAT;
-	h->version = pf_get_u32(buf + 8);
-	h->kind = pf_get_u32(buf + 12);
-	h->chunk_size = pf_get_u32(buf + 16);
+	h->version = pf__get_u32(buf + 8);
+	h->kind = pf__get_u32(buf + 12);
+	h->chunk_size = pf__get_u32(buf + 16);
 	memcpy(h->file_id, buf + 24, PF_FILE_ID_SIZE);
 	if (h->version != PF_FORMAT_VERSION || !kind_ok(h->kind) ||
-	    !chunk_size_ok(h->chunk_size) || pf_get_u32(buf + 20) != 0 ||
+	    !chunk_size_ok(h->chunk_size) || pf__get_u32(buf + 20) != 0 ||
 	    !all_zero(buf + 40, PF_HDR_SIZE - 40))
 		return -KILN_EFORMAT;
 	return 0;
 }
 
-int pf_path_normalize(const char *path, char *out)
+int pf__path_normalize(const char *path, char *out)
 {
 	size_t len, i = 0;
 
@@ -107,7 +107,7 @@ static int rd_u32(struct rd *r, uint32_t *v)
 {
 	if (r->left < 4)
 		return -KILN_ETRUNC;
-	*v = pf_get_u32(r->p);
+	*v = pf__get_u32(r->p);
 	r->p += 4;
 	r->left -= 4;
 	return 0;
@@ -117,7 +117,7 @@ static int rd_u64(struct rd *r, uint64_t *v)
 {
 	if (r->left < 8)
 		return -KILN_ETRUNC;
-	*v = pf_get_u64(r->p);
+	*v = pf__get_u64(r->p);
 	r->p += 8;
 	r->left -= 8;
 	return 0;
@@ -154,13 +154,13 @@ static int rd_path(struct rd *r, char **out, bool allow_empty)
 	(*out)[len] = '\0';
 	r->p += len;
 	r->left -= len;
-	if ((!allow_empty && len == 0) || pf_path_normalize(*out, tmp) != 0 ||
+	if ((!allow_empty && len == 0) || pf__path_normalize(*out, tmp) != 0 ||
 	    strcmp(tmp, *out) != 0)
 		return -KILN_EFORMAT;
 	return 0;
 }
 
-void pf_meta_clear(struct pf_meta *m)
+void pf__meta_clear(struct pf_meta *m)
 {
 	for (size_t i = 0; i < m->regions_len; i++)
 		free(m->regions[i].prefix);
@@ -176,7 +176,7 @@ void pf_meta_clear(struct pf_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
-int pf_meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err)
+int pf__meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err)
 {
 	struct rd r = { body, size };
 	uint32_t n;
@@ -276,14 +276,14 @@ out:
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: malformed %s section (%s)", what,
 			     kiln_strerror(ret));
-		pf_meta_clear(m);
+		pf__meta_clear(m);
 	}
 	return ret;
 }
 
 /* ---- envelope ---- */
 
-int pf_meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k)
+int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k)
 {
 	static const char salt[] = "kiln-pf-v1";
 	uint8_t kcv_key[32];
@@ -307,7 +307,7 @@ int pf_meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_ke
 
 /* Envelope header (AAD): magic[8] version u32 reserved u32 tag u64 kcv[16]
  * iv[12] reserved u32 body_size u64; then ciphertext, then the GCM tag. */
-int pf_meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
+int pf__meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
 		 uint8_t **out, size_t *out_size)
 {
 	uint8_t *buf;
@@ -322,13 +322,13 @@ int pf_meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, PF_META_MAGIC, 8);
-	pf_put_u32(buf + 8, PF_FORMAT_VERSION);
-	pf_put_u64(buf + 16, tag);
+	pf__put_u32(buf + 8, PF_FORMAT_VERSION);
+	pf__put_u64(buf + 16, tag);
 	memcpy(buf + 24, k->kcv, PF_KCV_SIZE);
 	ret = kc_random(buf + 40, KC_AEAD_IV_SIZE);
 	if (ret)
 		goto out;
-	pf_put_u64(buf + 56, size);
+	pf__put_u64(buf + 56, size);
 	a = kc_aead_new(k->enc);
 	if (!a) {
 		ret = -KILN_ECRYPTO;
@@ -347,7 +347,7 @@ out:
 	return ret;
 }
 
-int pf_meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
+int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
 		   uint64_t *tag, uint8_t **body, size_t *body_size, struct kiln_err *err)
 {
 	uint64_t bsize;
@@ -362,13 +362,13 @@ int pf_meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size
 		return kiln_err_set(err, -KILN_EFORMAT, "metadata: not a kiln volume (bad magic)");
 	if (size < PF_META_HDR_SIZE + PF_TAG_SIZE)
 		return kiln_err_set(err, -KILN_ETRUNC, "metadata: truncated (%zu bytes)", size);
-	if (pf_get_u32(buf + 8) != PF_FORMAT_VERSION)
+	if (pf__get_u32(buf + 8) != PF_FORMAT_VERSION)
 		return kiln_err_set(err, -KILN_EFORMAT, "metadata: unsupported version %u",
-				    pf_get_u32(buf + 8));
+				    pf__get_u32(buf + 8));
 	if (!kiln_ct_equal(buf + 24, k->kcv, PF_KCV_SIZE))
 		return kiln_err_set(err, -KILN_EKEY,
 				    "metadata: wrong volume key (key check value differs)");
-	bsize = pf_get_u64(buf + 56);
+	bsize = pf__get_u64(buf + 56);
 	if (bsize > PF_META_MAX_SIZE || bsize != size - PF_META_HDR_SIZE - PF_TAG_SIZE)
 		return kiln_err_set(err, -KILN_EAUTH,
 				    "metadata: corrupt (body size %llu, file holds %zu)",
@@ -392,7 +392,7 @@ int pf_meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size
 					    "metadata: corrupt (authentication tag mismatch)");
 		return kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 	}
-	*tag = pf_get_u64(buf + 16);
+	*tag = pf__get_u64(buf + 16);
 	*body = pt;
 	*body_size = bsize;
 	return 0;

@@ -18,7 +18,7 @@
 
 #include "crypto/crypto.h"
 #include "pf/pf.h"
-#include "pf/pf_internal.h"
+#include "pf/internal.h"
 
 static const uint8_t g_key[PF_KEY_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
 static const uint8_t g_key2[PF_KEY_SIZE] = { 9, 8, 7 };
@@ -1234,17 +1234,17 @@ static void test_formats(void **state)
 	char out[PF_MAX_PATH];
 	struct pf_meta m;
 
-	pf_header_encode(&h, buf);
-	assert_int_equal(pf_header_decode(buf, sizeof(buf), &h2), 0);
+	pf__header_encode(&h, buf);
+	assert_int_equal(pf__header_decode(buf, sizeof(buf), &h2), 0);
 	assert_memory_equal(&h, &h2, sizeof(h));
-	assert_int_equal(pf_header_decode(buf, 10, &h2), -KILN_ETRUNC);
+	assert_int_equal(pf__header_decode(buf, 10, &h2), -KILN_ETRUNC);
 	buf[16] = 7;
-	assert_int_equal(pf_header_decode(buf, sizeof(buf), &h2), -KILN_EFORMAT);
-	assert_int_equal(pf_path_normalize("/a/b/", out), 0);
+	assert_int_equal(pf__header_decode(buf, sizeof(buf), &h2), -KILN_EFORMAT);
+	assert_int_equal(pf__path_normalize("/a/b/", out), 0);
 	assert_string_equal(out, "a/b");
-	assert_int_equal(pf_path_normalize("a//b", out), -EINVAL);
-	assert_int_equal(pf_path_normalize("a/./b", out), -EINVAL);
-	assert_int_equal(pf_meta_parse((const uint8_t *)"\0\x10\0\0", 4, &m, NULL), -KILN_ETRUNC);
+	assert_int_equal(pf__path_normalize("a//b", out), -EINVAL);
+	assert_int_equal(pf__path_normalize("a/./b", out), -EINVAL);
+	assert_int_equal(pf__meta_parse((const uint8_t *)"\0\x10\0\0", 4, &m, NULL), -KILN_ETRUNC);
 }
 
 int main(void)

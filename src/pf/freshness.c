@@ -1,10 +1,51 @@
-/* Freshness providers: local tag file, and a fixed expected tag. */
-#include "pf/pf.h"
+/* Freshness: the rollback check of a volume's metadata against the trusted
+ * store (pf__check_freshness), and the providers that hold the trusted value: a
+ * local file, and a fixed expected value. */
+#include "pf/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err)
+{
+	uint64_t c = 0, p = 0;
+	int ret;
+
+	if (!v->fo)
+		return 0;
+	ret = v->fo->current(v->fctx, &c, &p, err);
+	if (ret == -ENOENT && trust_first) {
+		if (v->read_only)
+			return 0;
+		ret = v->fo->prepare(v->fctx, tag, err);
+		if (!ret)
+			ret = v->fo->commit(v->fctx, tag, err);
+		return ret;
+	}
+	if (ret == -ENOENT)
+		return kiln_err_set(err, -KILN_EROLLBACK, "no trusted volume tag is available "
+				    "(found tag %llu)", (unsigned long long)tag);
+	if (ret)
+		return ret;
+	if (tag == c || tag == p) {
+		if (tag != c && !v->read_only)
+			return v->fo->commit(v->fctx, tag, err);
+		return 0;
+	}
+	if (tag < c)
+		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
+				    "expected %llu", (unsigned long long)tag,
+				    (unsigned long long)c);
+	if (tag < p)
+		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
+				    "expected %llu or %llu", (unsigned long long)tag,
+				    (unsigned long long)c, (unsigned long long)p);
+	return kiln_err_set(err, -KILN_ECONFLICT, "volume tag %llu is newer than the trusted "
+			    "tag %llu (stale tag store?)", (unsigned long long)tag,
+			    (unsigned long long)p);
+}
 
 struct local_fresh {
 	char *path;

@@ -1,0 +1,126 @@
+/* The crypto of one chunk: seal and open a slot (nonce, tag, data) under the
+ * file key with the chunk's AAD, and the file root over the tag list
+ * (docs/fs.md "Chunk crypto"). */
+#include "pf/internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+static const uint8_t g_plain_tag[PF_TAG_SIZE] = {
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+
+void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32])
+{
+	memcpy(aad, n->file_id, PF_FILE_ID_SIZE);
+	pf__put_u64(aad + 16, i);
+	pf__put_u32(aad + 24, len);
+	pf__put_u32(aad + 28, n->kind);
+}
+
+/* Seal plaintext pt[len] as chunk i into slot (nonce, tag, data). nonce: 12
+ * fresh random bytes drawn by the caller for this seal only, or NULL to draw
+ * them here (one RAND_bytes call per chunk). */
+int pf__seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t len,
+		      const uint8_t *nonce, uint8_t *slot)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t aad[32];
+	int ret;
+
+	if (n->kind == PF_REGION_PLAIN) {
+		memset(slot, 0, PF_NONCE_SIZE);
+		memcpy(slot + PF_NONCE_SIZE, g_plain_tag, PF_TAG_SIZE);
+		memmove(slot + PF_SLOT_META, pt, len);
+		return 0;
+	}
+	/* Random 96-bit nonces: no counter to persist across crashes; with a key
+	 * per file the birthday bound (2^32 writes per file) is far away. */
+	if (nonce)
+		memcpy(slot, nonce, PF_NONCE_SIZE);
+	else if ((ret = kc_random(slot, PF_NONCE_SIZE)) != 0)
+		return ret;
+	pf__make_aad(n, i, len, aad);
+	if (n->kind == PF_REGION_ENCRYPTED) {
+		ret = kc_aead_seal(n->aead, slot, aad, sizeof(aad), pt, len, slot + PF_SLOT_META,
+				   slot + PF_NONCE_SIZE);
+	} else {
+		memcpy(v->aad, aad, sizeof(aad));
+		memcpy(v->aad + sizeof(aad), pt, len);
+		ret = kc_aead_seal(n->aead, slot, v->aad, sizeof(aad) + len, NULL, 0,
+				   slot + PF_SLOT_META, slot + PF_NONCE_SIZE);
+		memmove(slot + PF_SLOT_META, pt, len);
+	}
+	/* A real tag of all zeros would read as a hole; 2^-128, but be exact. */
+	if (ret == 0 && pf__tag_is_zero(slot + PF_NONCE_SIZE))
+		return pf__seal_chunk(n, i, pt, len, NULL, slot);
+	return ret;
+}
+
+/* Authenticate and decrypt slot of chunk i (len plaintext bytes) into out. */
+int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t len,
+		      uint8_t *out, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t aad[32];
+	int ret;
+
+	if (!kiln_ct_equal(slot + PF_NONCE_SIZE, n->tags[i], PF_TAG_SIZE)) {
+		ret = -KILN_EAUTH;
+		goto fail;
+	}
+	if (n->kind == PF_REGION_PLAIN) {
+		memmove(out, slot + PF_SLOT_META, len);
+		return 0;
+	}
+	pf__make_aad(n, i, len, aad);
+	if (n->kind == PF_REGION_ENCRYPTED) {
+		ret = kc_aead_open(n->aead, slot, aad, sizeof(aad), slot + PF_SLOT_META, len, out,
+				   slot + PF_NONCE_SIZE);
+	} else {
+		uint8_t dummy[1];
+
+		memcpy(v->aad, aad, sizeof(aad));
+		memcpy(v->aad + sizeof(aad), slot + PF_SLOT_META, len);
+		ret = kc_aead_open(n->aead, slot, v->aad, sizeof(aad) + len, NULL, 0, dummy,
+				   slot + PF_NONCE_SIZE);
+		if (ret == 0)
+			memmove(out, slot + PF_SLOT_META, len);
+	}
+	if (ret == 0)
+		return 0;
+fail:
+	if (ret == -KILN_EAUTH)
+		return kiln_err_set(err, ret, "file %s: chunk %llu is corrupt (authentication "
+				    "failed)", pf__node_path(n), (unsigned long long)i);
+	return kiln_err_set(err, ret, "file %s: chunk %llu: %s", pf__node_path(n),
+			    (unsigned long long)i, kiln_strerror(ret));
+}
+
+int pf__compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE])
+{
+	static const char domain[16] = "kiln-pf-root-v1";
+	kc_hash_t *h = kc_hash_new("SHA256");
+	uint8_t len[8];
+	uint64_t cnt = pf__nchunks(n->vol, size);
+	size_t out_size;
+	int ret;
+
+	if (!h)
+		return -ENOMEM;
+	pf__put_u64(len, size);
+	ret = kc_hash_update(h, domain, sizeof(domain));
+	if (!ret)
+		ret = kc_hash_update(h, n->file_id, PF_FILE_ID_SIZE);
+	if (!ret)
+		ret = kc_hash_update(h, len, sizeof(len));
+	if (!ret && cnt)
+		ret = kc_hash_update(h, n->tags, cnt * PF_TAG_SIZE);
+	if (!ret)
+		ret = kc_hash_final(h, out, &out_size);
+	kc_hash_free(h);
+	return ret;
+}

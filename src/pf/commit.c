@@ -1,0 +1,446 @@
+/* Metadata commits: serialize the namespace, seal it, and put it in place
+ * through the freshness protocol (durable), or publish it without a sync;
+ * commit the data of one file or of every dirty file with it. */
+#include "pf/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void wb_put(struct wbuf *w, const void *data, size_t size)
+{
+	if (w->err)
+		return;
+	if (w->len + size > w->cap) {
+		size_t cap = w->cap ? w->cap : 4096;
+		uint8_t *np;
+
+		while (cap < w->len + size)
+			cap *= 2;
+		np = malloc(cap);
+		if (!np) {
+			w->err = -ENOMEM;
+			return;
+		}
+		if (w->p) {
+			memcpy(np, w->p, w->len);
+			kiln_free_secret(w->p, w->cap);
+		}
+		w->p = np;
+		w->cap = cap;
+	}
+	memcpy(w->p + w->len, data, size);
+	w->len += size;
+}
+
+static void wb_u16(struct wbuf *w, uint32_t v)
+{
+	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+
+	wb_put(w, b, 2);
+}
+
+static void wb_u32(struct wbuf *w, uint32_t v)
+{
+	uint8_t b[4];
+
+	pf__put_u32(b, v);
+	wb_put(w, b, 4);
+}
+
+static void wb_u64(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[8];
+
+	pf__put_u64(b, v);
+	wb_put(w, b, 8);
+}
+
+static void wb_str(struct wbuf *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	wb_u16(w, (uint32_t)n);
+	wb_put(w, s, n);
+}
+
+static int serialize_meta(pf_volume_t *v, struct wbuf *w)
+{
+	uint32_t ndirs = 0, nfiles = 0;
+
+	for (size_t b = 0; b < v->nbuckets; b++)
+		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
+			if (e->is_dir)
+				ndirs++;
+			else if (e->in_meta)
+				nfiles++;
+		}
+	wb_u32(w, v->cs);
+	wb_u32(w, (uint32_t)v->regions_len);
+	for (size_t i = 0; i < v->regions_len; i++) {
+		wb_u32(w, v->regions[i].kind);
+		wb_str(w, v->regions[i].prefix);
+	}
+	wb_u32(w, ndirs);
+	for (size_t b = 0; b < v->nbuckets; b++)
+		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
+			if (!e->is_dir)
+				continue;
+			wb_str(w, e->path);
+			wb_u32(w, e->mode);
+			wb_u64(w, (uint64_t)e->mtime_ns);
+		}
+	wb_u32(w, nfiles);
+	for (size_t b = 0; b < v->nbuckets; b++)
+		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
+			if (e->is_dir || !e->in_meta)
+				continue;
+			wb_str(w, e->path);
+			wb_u32(w, e->kind);
+			wb_u32(w, e->mode);
+			wb_u64(w, (uint64_t)e->mtime_ns);
+			wb_u64(w, e->size);
+			wb_put(w, e->key, PF_KEY_SIZE);
+			wb_put(w, e->file_id, PF_FILE_ID_SIZE);
+			wb_put(w, e->root, PF_ROOT_SIZE);
+			wb_put(w, e->backing, PF_BACKING_ID_SIZE);
+		}
+	return w->err;
+}
+
+/* Start a sync (storage sync_start) or do it now; syncs_settle waits. */
+static int sync_begin(pf_volume_t *v, void *fh)
+{
+	int ret;
+
+	if (!v->so->sync_start || !v->so->sync_wait)
+		return v->so->sync(v->sctx, fh);
+	ret = v->so->sync_start(v->sctx, fh);
+	if (!ret)
+		v->syncs_started = true;
+	return ret;
+}
+
+static int syncs_settle(pf_volume_t *v)
+{
+	int ret = 0;
+
+	if (v->syncs_started) {
+		ret = v->so->sync_wait(v->sctx);
+		v->syncs_started = false;
+		if (ret)
+			v->syncs_failed = true;
+	}
+	return ret;
+}
+
+/* Put tmp in place of name atomically. Swapping the two names (when the
+ * storage can) reuses both files on the next write instead of creating one
+ * and deleting the other every time; tmp then holds the previous content,
+ * which nothing reads. */
+static int replace(pf_volume_t *v, const char *tmp, const char *name)
+{
+	int ret = v->so->exchange ? v->so->exchange(v->sctx, tmp, name) : -ENOSYS;
+
+	if (ret == -ENOENT || ret == -EINVAL || ret == -ENOSYS || ret == -ENOTSUP)
+		ret = v->so->rename(v->sctx, tmp, name);
+	return ret;
+}
+
+/* Durable: write the metadata as tag+1 to meta.tmp and sync it (overlapped
+ * with the prepare of tag+1 and the data syncs pf__commit_locked started), put it
+ * in place of meta, sync the directory, commit; then remove the backing files
+ * it no longer refers to. Not durable (pf_volume_publish): the same tag
+ * into meta.pub (through meta.pub.tmp, so readers see it whole), no sync at
+ * all, no freshness provider; meta stays as it is, so a crash that tears or
+ * loses meta.pub falls back to it (see load_published). Pending removals wait
+ * for a durable write. */
+int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
+{
+	struct wbuf w = { 0 };
+	uint8_t *env = NULL;
+	size_t env_size = 0;
+	uint64_t tag = durable ? v->tag + 1 : v->tag;
+	void *fh = NULL;
+	int ret;
+
+	ret = serialize_meta(v, &w);
+	if (!ret)
+		ret = pf__meta_seal(&v->mk, tag, w.p, w.len, &env, &env_size);
+	if (ret) {
+		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
+		goto out;
+	}
+	/* meta.tmp is written and its sync started before the prepare: nothing
+	 * reads it before the rename, which waits for all three (and for the
+	 * data syncs pf__commit_locked started). */
+	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp",
+			  PF_SO_CREATE | PF_SO_TRUNC, &fh);
+	if (!ret)
+		ret = pf__st_pwrite_all(v, fh, env, env_size, 0);
+	if (!ret && durable)
+		ret = sync_begin(v, fh);
+	if (!ret && durable && v->fo)
+		ret = v->fo->prepare(v->fctx, tag, err);
+	if (syncs_settle(v) && !ret)
+		ret = -EIO;
+	if (fh) {
+		int r = v->so->close(v->sctx, fh);
+
+		ret = ret ? ret : r;
+	}
+	if (ret && err && err->code)
+		goto out; /* the provider's message */
+	if (!ret)
+		ret = durable ? replace(v, "meta.tmp", "meta") :
+		      replace(v, "meta.pub.tmp", "meta.pub");
+	if (ret) {
+		kiln_err_set(err, ret, "metadata: cannot write: %s", kiln_strerror(ret));
+		goto out;
+	}
+	if (!durable) {
+		v->lazy = true;
+		goto out;
+	}
+	ret = v->so->sync_dir(v->sctx);
+	v->tag = tag;
+	v->lazy = false;
+	if (ret) {
+		/* Renamed but maybe not durable: the next commit or open settles it. */
+		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
+		goto out;
+	}
+	/* A failed commit leaves the tag prepared, which open accepts. meta.pub,
+	 * if any, now has an older tag: it is ignored, and reused by the next
+	 * publish. */
+	if (v->fo)
+		(void)v->fo->commit(v->fctx, tag, NULL);
+	while (v->pending) {
+		struct pf_pending *p = v->pending;
+
+		v->pending = p->next;
+		pf__remove_backing(v, p->name);
+		free(p);
+	}
+out:
+	kiln_free_secret(w.p, w.cap);
+	free(env);
+	return ret;
+}
+
+bool pf__node_needs_commit(const struct pf_node *n)
+{
+	return n->entry && (n->dirty || !n->base_in_meta);
+}
+
+/* Commit one node (or every node needing it when only == NULL) and the
+ * namespace in one metadata write. */
+int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
+{
+	uint64_t old_tag = v->tag;
+	bool any = v->ns_dirty || v->pending || v->lazy, failed = false;
+	int ret = 0;
+
+	if (v->read_only)
+		return 0;
+	/* Many files in one commit (a flush): one syncfs instead of a sync each. */
+	if (!only && v->so->sync_all) {
+		size_t count = 0;
+
+		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)
+			count += !n->failed && pf__node_needs_commit(n);
+		if (count >= 2) {
+			for (struct pf_node *n = v->nodes; n; n = n->next)
+				if (!n->failed && pf__node_needs_commit(n) && pf__wb_drain(n, NULL) == 0)
+					n->synced = true;
+			if (v->so->sync_all(v->sctx) != 0)
+				for (struct pf_node *n = v->nodes; n; n = n->next)
+					n->synced = false;
+		}
+	}
+	v->syncs_failed = false;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (only && n != only)
+			continue;
+		if (n->failed) {
+			/* Its journal restores it on the next open; commit the others. */
+			if (!failed)
+				kiln_err_set(err, -EIO, "file %s: earlier write failed; reopen "
+					     "the volume", pf__node_path(n));
+			failed = true;
+			continue;
+		}
+		if (!pf__node_needs_commit(n))
+			continue;
+		ret = n->synced ? 0 : pf__wb_drain(n, NULL);
+		/* Nothing committed lies past the new end of a file without a base:
+		 * cut it before the sync, which then covers both. */
+		if (!ret && !pf__has_base(n) && n->phys_size > pf__expected_phys(v, n->size)) {
+			ret = v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, n->size));
+			if (!ret && n->synced)
+				ret = v->so->sync(v->sctx, n->fh);
+			if (!ret)
+				n->phys_size = pf__expected_phys(v, n->size);
+		}
+		if (!ret && !n->synced)
+			ret = sync_begin(v, n->fh);
+		n->synced = false;
+		if (!ret)
+			ret = pf__compute_root(n, n->size, n->new_root);
+		if (ret) {
+			/* After a failed sync the data on disk is unknown (Linux
+			 * forgets the error): treat the file as failed, like a write. */
+			if (!failed)
+				kiln_err_set(err, ret, "file %s: sync: %s", pf__node_path(n),
+					     kiln_strerror(ret));
+			n->failed = true;
+			failed = true;
+			ret = 0;
+			continue;
+		}
+		n->committing = true;
+		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
+		n->save_size = n->entry->size;
+		n->save_in_meta = n->entry->in_meta;
+		memcpy(n->save_backing, n->entry->backing, PF_BACKING_ID_SIZE);
+		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
+		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
+		n->entry->size = n->size;
+		n->entry->in_meta = true;
+		any = true;
+	}
+	if (!any) {
+		ret = syncs_settle(v);
+		return failed || ret ? -EIO : 0;
+	}
+	ret = pf__write_meta(v, true, err);
+	(void)syncs_settle(v); /* pf__write_meta settled them, unless it failed early */
+	if (v->tag != old_tag)
+		v->ns_dirty = false;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!n->committing)
+			continue;
+		n->committing = false;
+		if (v->syncs_failed) {
+			/* Its data sync may be among those that failed: unknown data,
+			 * restored from the journal at the next open. */
+			n->failed = true;
+		}
+		if (v->tag == old_tag && n->entry) {
+			/* Not renamed into place: the old metadata still rules. */
+			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
+			n->entry->size = n->save_size;
+			n->entry->in_meta = n->save_in_meta;
+			memcpy(n->entry->backing, n->save_backing, PF_BACKING_ID_SIZE);
+			continue;
+		}
+		if (n->fresh) {
+			/* The metadata no longer refers to the old backing file. */
+			pf__remove_backing(v, n->old_name);
+			n->fresh = false;
+		}
+		n->base_in_meta = n->was_in_meta = true;
+		n->base_size = n->size;
+		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
+		n->gen_open = false;
+		n->dirty = false;
+		/* Cut debris, make that durable, and only then empty the journal:
+		 * an empty journal means "no trailing bytes expected" on open. */
+		if (n->phys_size > pf__expected_phys(v, n->size) &&
+		    v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, n->size)) == 0 &&
+		    v->so->sync(v->sctx, n->fh) == 0)
+			n->phys_size = pf__expected_phys(v, n->size);
+		if (n->jfh && n->phys_size <= pf__expected_phys(v, n->size))
+			(void)v->so->truncate(v->sctx, n->jfh, 0);
+		pf__sidecar_update(n);
+	}
+	return ret ? ret : failed ? -EIO : 0;
+}
+
+int pf_volume_flush(pf_volume_t *v, struct kiln_err *err)
+{
+	int ret;
+
+	pthread_mutex_lock(&v->lock);
+	ret = pf__commit_locked(v, NULL, err);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+/* A node pf_volume_publish may put into the metadata without syncing it: a file
+ * created since the last commit and still empty, whose committed state is the
+ * empty file (see load_empty for what a crash may leave of its backing file). */
+static bool publishable(const struct pf_node *n)
+{
+	return !n->failed && !n->base_in_meta && !n->fresh && n->size == 0 &&
+	       n->wb_count == 0 && n->phys_size <= PF_HDR_SIZE;
+}
+
+int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
+{
+	bool data = false, any;
+	int ret = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->read_only)
+		goto out;
+	any = v->ns_dirty;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!pf__node_needs_commit(n))
+			continue;
+		if (publishable(n))
+			any = true;
+		else
+			data = true;
+	}
+	if (data) {
+		/* File content to commit: that is a durable commit anyway. */
+		ret = pf__commit_locked(v, NULL, err);
+		goto out;
+	}
+	if (!any)
+		goto out;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!pf__node_needs_commit(n))
+			continue;
+		ret = pf__compute_root(n, 0, n->new_root);
+		if (ret)
+			goto undo;
+		n->committing = true;
+		n->save_in_meta = n->entry->in_meta;
+		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
+		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
+		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
+		n->entry->size = 0;
+		n->entry->in_meta = true;
+	}
+	ret = pf__write_meta(v, false, err);
+undo:
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!n->committing)
+			continue;
+		n->committing = false;
+		if (ret) {
+			n->entry->in_meta = n->save_in_meta;
+			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
+			continue;
+		}
+		n->base_in_meta = n->was_in_meta = true;
+		n->base_size = 0;
+		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
+		n->dirty = false;
+	}
+	if (!ret)
+		v->ns_dirty = false;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}

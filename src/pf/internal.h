@@ -1,0 +1,470 @@
+/* Internal to src/pf/ (and its unit tests and fuzz targets): the in-memory
+ * structures shared by the files of the module, on-disk formats (layouts byte
+ * by byte in docs/fs.md), and the internal functions (pf__*), grouped by the
+ * file that defines them. Which file does what:
+ *   volume.c    init, open, flush/close, rekey, verify
+ *   namespace.c path -> entry table, regions, stat/chmod/unlink/mkdir/rename/readdir
+ *   file.c      pf_open/pf_close and the read/write calls of the API
+ *   node.c      in-memory file state: create, load (recovery, root check), tag sidecar
+ *   data.c      read/write/resize of one file's chunks
+ *   chunk.c     seal/open one chunk, file root
+ *   sealer.c    the optional helper thread (parallel sealing, write pipeline)
+ *   journal.c   per-file undo journal and the write-back of journaled overwrites
+ *   commit.c    metadata serialization and commits (durable, publish)
+ *   freshness.c the rollback check and the freshness providers
+ *   format.c    header, metadata body and envelope codecs, path rules
+ *   backing.c   helpers over the storage callbacks
+ *   storage.c   the default POSIX storage
+ *
+ * Layout and protocols are in docs/fs.md. In short: a backing file is a 64-byte
+ * header followed by fixed-stride slots, one per chunk: nonce(12) tag(16)
+ * data(len). The file's authenticated state is its list of tags plus its size,
+ * hashed into a root that the encrypted metadata records. Writes go to the
+ * backing file in place; before the first overwrite of a chunk that belongs to
+ * the last committed state, its old slot is appended to a per-file undo journal
+ * that is synced first. pf_fsync syncs the data, then commits a new metadata
+ * (with the new root) through the freshness protocol. A crash before that
+ * commit is undone from the journal when the file is next opened. */
+#ifndef KILN_PF_INTERNAL_H
+#define KILN_PF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto/crypto.h"
+#include "pf/pf.h"
+
+#define PF_HDR_SIZE 64
+#define PF_HDR_MAGIC "KILNPF01"
+#define PF_FORMAT_VERSION 1
+#define PF_FILE_ID_SIZE 16
+#define PF_BACKING_ID_SIZE 16 /* random; its 32 hex digits name the backing file */
+#define PF_NONCE_SIZE 12
+#define PF_TAG_SIZE 16
+#define PF_SLOT_META (PF_NONCE_SIZE + PF_TAG_SIZE) /* per chunk: nonce, tag, data */
+#define PF_ROOT_SIZE 32
+#define PF_MAX_FILE_SIZE (1ull << 50)
+
+#define PF_META_MAGIC "KILNMETA"
+#define PF_META_HDR_SIZE 64
+#define PF_META_MAX_SIZE (256u * 1024 * 1024)
+#define PF_KCV_SIZE 16
+
+#define PF_JOURNAL_MAGIC "KILNPFJ1"
+#define PF_JOURNAL_HDR_SIZE 72
+
+struct pf_header {
+	uint32_t version;
+	uint32_t kind;
+	uint32_t chunk_size;
+	uint8_t file_id[PF_FILE_ID_SIZE];
+};
+
+void pf__header_encode(const struct pf_header *h, uint8_t out[static PF_HDR_SIZE]);
+/* -KILN_ETRUNC short, -KILN_EFORMAT bad magic/version/fields. */
+int pf__header_decode(const uint8_t *buf, size_t size, struct pf_header *h);
+
+/* Decoded metadata body. Strings are malloc'd, owned by the struct
+ * (pf__meta_clear frees them and wipes the keys). */
+struct pf_meta_region {
+	char *prefix;
+	uint32_t kind;
+};
+struct pf_meta_dir {
+	char *path;
+	uint32_t mode;
+	int64_t mtime_ns;
+};
+struct pf_meta_file {
+	char *path;
+	uint32_t kind;
+	uint32_t mode;
+	int64_t mtime_ns;
+	uint64_t size;
+	uint8_t key[PF_KEY_SIZE];
+	uint8_t file_id[PF_FILE_ID_SIZE];
+	uint8_t root[PF_ROOT_SIZE];
+	uint8_t backing[PF_BACKING_ID_SIZE];
+};
+struct pf_meta {
+	uint32_t chunk_size;
+	struct pf_meta_region *regions;
+	size_t regions_len;
+	struct pf_meta_dir *dirs;
+	size_t dirs_len;
+	struct pf_meta_file *files;
+	size_t files_len;
+};
+
+/* Parse a decrypted body into m (zeroed first). -KILN_EFORMAT / -KILN_ETRUNC /
+ * -KILN_ETRAILING with a message in err; m is cleared on failure. */
+int pf__meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err);
+void pf__meta_clear(struct pf_meta *m);
+/* Checks a volume path: returns 0 and writes the normalized form (no leading
+ * '/') to out[PF_MAX_PATH], or -EINVAL / -ENAMETOOLONG. */
+int pf__path_normalize(const char *path, char *out);
+
+/* Metadata envelope. Keys derived from the volume key with HKDF-SHA256. */
+struct pf_meta_keys {
+	uint8_t enc[PF_KEY_SIZE];
+	uint8_t kcv[PF_KCV_SIZE];
+};
+int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k);
+/* Seal body into a malloc'd envelope (*out owned by the caller). */
+int pf__meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
+		 uint8_t **out, size_t *out_size);
+/* Open an envelope: *body malloc'd (caller wipes+frees). -KILN_EFORMAT not a
+ * metadata file, -KILN_EKEY wrong key, -KILN_EAUTH corrupt, -KILN_ETRUNC. */
+int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
+		   uint64_t *tag, uint8_t **body, size_t *body_size, struct kiln_err *err);
+
+/* Little-endian helpers. */
+static inline void pf__put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void pf__put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t pf__get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+static inline uint64_t pf__get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+#define PF_NAME_MAX (2 * PF_BACKING_ID_SIZE + 3)
+#define PF_IO_BATCH_BYTES (256 * 1024)
+/* Per file with overwrites in flight: one journal sync per this many bytes of
+ * distinct committed chunks overwritten (see pf_node.wb). */
+#define PF_WB_BYTES (1024 * 1024)
+/* A write batch with at least this many whole chunks to seal is shared with
+ * the volume's sealer thread. */
+#define PF_PAR_MIN_CHUNKS 8
+/* Files of at most this many chunks have no tag sidecar: scanning their slots
+ * is one small read, and a sidecar would double the files per create. */
+#define PF_SIDECAR_MIN_CHUNKS 9
+
+struct pf_node;
+
+/* One namespace entry (file or directory); owned by the volume's hash table. */
+struct pf_entry {
+	char *path; /* owned */
+	bool is_dir;
+	uint32_t mode;
+	int64_t mtime_ns;
+	/* files only */
+	uint32_t kind;
+	uint8_t key[PF_KEY_SIZE];
+	uint8_t file_id[PF_FILE_ID_SIZE];
+	uint8_t backing[PF_BACKING_ID_SIZE];
+	uint8_t root[PF_ROOT_SIZE]; /* as committed in the metadata */
+	uint64_t size;              /* as committed in the metadata */
+	bool in_meta;               /* committed at least once */
+	struct pf_node *node;       /* open state, or NULL */
+	struct pf_entry *hnext;
+};
+
+/* In-memory state of one open (or dirty) file, shared by its handles. */
+struct pf_node {
+	pf_volume_t *vol;
+	struct pf_entry *entry; /* NULL once unlinked */
+	struct pf_node *next, *prev;
+	char name[PF_NAME_MAX]; /* backing file name */
+	uint8_t file_id[PF_FILE_ID_SIZE];
+	uint32_t kind;
+	kc_aead_t *aead;
+	kc_aead_t *aead2; /* the sealer thread's context (same key), lazily; owned */
+	void *fh;
+	unsigned refs;
+	bool failed; /* an I/O error left disk and memory apart: refuse until reopened */
+	bool dirty;
+	bool was_in_meta;
+	uint64_t size;                 /* current plaintext size */
+	uint8_t (*tags)[PF_TAG_SIZE];  /* current tags, pf__nchunks(size) valid; owned */
+	uint64_t tags_cap;
+	uint64_t phys_size; /* upper bound of the backing file's size */
+	uint8_t backing[PF_BACKING_ID_SIZE]; /* id of name */
+	/* Truncated to zero since the last commit: writes go to a new backing
+	 * file (name) while the committed one (old_name) stays untouched, so no
+	 * journaling is needed; the commit switches the metadata over. */
+	bool fresh;
+	char old_name[PF_NAME_MAX];
+	uint8_t save_backing[PF_BACKING_ID_SIZE];
+	/* Last committed state (what a crash returns to). */
+	bool base_in_meta;
+	uint64_t base_size;
+	uint8_t base_root[PF_ROOT_SIZE];
+	/* Undo journal of the current generation. */
+	bool gen_open;
+	void *jfh;
+	uint64_t jend;
+	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
+	bool j_unsynced; /* journal header or entries written but not yet synced */
+	/* The header of this generation is not durable yet (nor, with j_dir, the
+	 * journal's directory entry): no byte of the backing file may move, so
+	 * every write is held in the write-back until the first journal sync. */
+	bool j_hdr;
+	bool j_dir;
+	/* Write-back of overwrites of committed chunks whose journal entries are
+	 * not synced yet: they reach the backing file only after the journal sync,
+	 * so a batch of page writes costs one journal sync instead of one each.
+	 * Up to vol->wb_cap slots (1 MiB), allocated on first use; reads look
+	 * here first. */
+	uint8_t *wb;        /* wb_cap * stride, owned */
+	uint64_t *wb_idx;   /* chunk index of each slot, owned */
+	uint32_t *wb_len;   /* bytes of each slot, owned */
+	size_t wb_count;
+	/* Tag sidecar "<id>.t": a copy of the committed tag list, so opening a
+	 * file reads 16 bytes per chunk instead of the whole file. It is a hint:
+	 * the root decides, and a stale or torn copy falls back to a scan. */
+	void *tfh;
+	bool t_valid;          /* the sidecar holds the base tag list */
+	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
+	/* Scratch during a commit. */
+	bool committing;
+	bool synced; /* covered by this commit's sync_all */
+	uint8_t new_root[PF_ROOT_SIZE];
+	uint8_t save_root[PF_ROOT_SIZE];
+	uint64_t save_size;
+	bool save_in_meta;
+};
+
+struct pf_file {
+	struct pf_node *node;
+	int flags;
+	struct pf_file *next, *prev;
+};
+
+struct pf_pending {
+	char name[PF_NAME_MAX];
+	struct pf_pending *next;
+};
+
+/* Work handed to the volume's helper thread. If the helper has not taken it
+ * by the time the poster needs it done, the poster runs it itself. */
+struct pf_job {
+	void (*run)(struct pf_job *job);
+	bool taken; /* by the helper (under pf_sealer.mu) */
+};
+
+/* Whole chunks [lo, hi) of one pf__node_write batch to seal, shared by the writing
+ * thread and the sealer thread: each claims chunks through `next` and seals
+ * into its own slots of v->iobuf with its own AES context. */
+struct pf_seal_job {
+	struct pf_job base;
+	struct pf_node *n;
+	const uint8_t *buf;
+	uint64_t off, new_size, i, lo, hi;
+	uint8_t *iobuf;
+	atomic_uint_fast64_t next;
+	atomic_int err;
+};
+
+/* One batch of sealed slots past the committed end, written to the backing
+ * file by the helper while the next batch is being sealed (see pf__node_write). */
+struct pf_write_job {
+	struct pf_job base;
+	pf_volume_t *v;
+	void *fh;
+	const uint8_t *buf;
+	size_t len;
+	uint64_t off;
+	int ret;
+};
+
+/* The volume's sealer thread (started at the first large write). A forked
+ * child has no such thread: it seals alone (pid check). */
+struct pf_sealer {
+	bool started;
+	bool quit;
+	bool busy;  /* the thread is working on `job` */
+	pid_t pid;  /* the process that started the thread */
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct pf_job *job; /* posted, or NULL */
+	uint64_t gen;       /* bumped per posted job */
+};
+
+struct pf_volume {
+	pthread_mutex_t lock;
+	struct pf_sealer sealer;
+	const struct pf_storage_ops *so;
+	void *sctx;
+	const struct pf_freshness_ops *fo;
+	void *fctx;
+	bool read_only;
+	bool seal_thread; /* opts.seal_thread */
+	bool ns_dirty; /* namespace changed since the last metadata write */
+	/* The metadata file was last written by pf_volume_publish (not synced,
+	 * same tag): the next commit makes it durable. */
+	bool lazy;
+	bool syncs_started; /* sync_start called since the last sync_wait */
+	bool syncs_failed;  /* ... and that sync_wait failed: the data is unknown */
+	uint8_t key[PF_KEY_SIZE];
+	struct pf_meta_keys mk;
+	uint64_t tag;
+	uint32_t cs;
+	uint64_t stride;
+	struct pf_meta_region *regions; /* owned, prefixes owned */
+	size_t regions_len;
+	struct pf_entry **buckets;
+	size_t nbuckets, nentries;
+	struct pf_node *nodes;
+	struct pf_file *files;
+	struct pf_pending *pending; /* backing files to remove after the next commit */
+	/* Scratch buffers (the volume lock serializes their use). */
+	uint8_t *iobuf; /* batch * stride */
+	size_t batch;
+	size_t wb_cap;  /* slots a file may hold in its write-back (PF_WB_BYTES) */
+	uint8_t *slot;  /* stride */
+	uint8_t *pt;    /* chunk size */
+	uint8_t *aad;   /* 32 + chunk size */
+	uint8_t *jbuf;  /* journal entry */
+	uint8_t *nonces; /* batch * PF_NONCE_SIZE, drawn per batch of chunks sealed */
+	uint8_t *iobuf2; /* batch * stride: the second buffer of the write pipeline */
+};
+
+static inline int64_t pf__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline const char *pf__node_path(const struct pf_node *n)
+{
+	return n->entry ? n->entry->path : "(unlinked file)";
+}
+
+static inline uint64_t pf__nchunks(pf_volume_t *v, uint64_t size)
+{
+	return (size + v->cs - 1) / v->cs;
+}
+
+static inline uint32_t pf__chunk_len(pf_volume_t *v, uint64_t size, uint64_t i)
+{
+	uint64_t start = i * v->cs;
+
+	if (start >= size)
+		return 0;
+	return size - start >= v->cs ? v->cs : (uint32_t)(size - start);
+}
+
+static inline uint64_t pf__slot_off(pf_volume_t *v, uint64_t i)
+{
+	return PF_HDR_SIZE + i * v->stride;
+}
+
+static inline uint64_t pf__expected_phys(pf_volume_t *v, uint64_t size)
+{
+	uint64_t n = pf__nchunks(v, size);
+
+	if (n == 0)
+		return PF_HDR_SIZE;
+	return pf__slot_off(v, n - 1) + PF_SLOT_META + pf__chunk_len(v, size, n - 1);
+}
+
+static inline bool pf__tag_is_zero(const uint8_t *t)
+{
+	uint8_t acc = 0;
+
+	for (int i = 0; i < PF_TAG_SIZE; i++)
+		acc |= t[i];
+	return acc == 0;
+}
+
+/* True when the backing file holds a committed state that must survive a crash
+ * (so modifications are journaled first). A file committed empty has nothing to
+ * restore: after a crash, pf__node_load cuts whatever follows its header. */
+static inline bool pf__has_base(const struct pf_node *n)
+{
+	return n->base_in_meta && !n->fresh && n->base_size > 0;
+}
+
+/* namespace.c */
+struct pf_entry *pf__ent_find(pf_volume_t *v, const char *path);
+int pf__ent_insert(pf_volume_t *v, struct pf_entry *e);
+void pf__ent_free(struct pf_entry *e);
+int pf__check_parent(pf_volume_t *v, const char *path);
+enum pf_region_kind pf__region_of(pf_volume_t *v, const char *path);
+
+/* backing.c */
+int pf__st_pwrite_all(pf_volume_t *v, void *fh, const void *buf, size_t size, uint64_t off);
+int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t off);
+void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_NAME_MAX]);
+void pf__remove_backing(pf_volume_t *v, const char *name);
+void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta);
+
+/* chunk.c */
+void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32]);
+int pf__seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t len,
+		      const uint8_t *nonce, uint8_t *slot);
+int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t len,
+		      uint8_t *out, struct kiln_err *err);
+int pf__compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE]);
+
+/* sealer.c */
+void pf__sealer_stop(pf_volume_t *v);
+void pf__job_finish(pf_volume_t *v, struct pf_job *job);
+int pf__seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint64_t new_size,
+		      uint64_t i, uint64_t lo, uint64_t hi, uint8_t *iobuf, bool share);
+bool pf__write_async(struct pf_node *n, struct pf_write_job *wj, const uint8_t *data,
+			size_t len, uint64_t at);
+
+/* journal.c */
+int pf__journal_begin(struct pf_node *n, struct kiln_err *err);
+int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
+			struct kiln_err *err);
+const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k);
+int pf__wb_drain(struct pf_node *n, struct kiln_err *err);
+int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
+		   struct kiln_err *err);
+int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_journal,
+			   struct kiln_err *err);
+
+/* node.c */
+int pf__ensure_tags(struct pf_node *n, uint64_t count);
+void pf__tag_touch(struct pf_node *n, uint64_t k);
+void pf__sidecar_update(struct pf_node *n);
+void pf__node_free(struct pf_node *n);
+struct pf_node *pf__node_new(pf_volume_t *v, struct pf_entry *e);
+int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
+		     struct kiln_err *err);
+
+/* data.c */
+int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err);
+ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint64_t off,
+			  struct kiln_err *err);
+ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off,
+			 struct kiln_err *err);
+
+/* commit.c */
+int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err);
+bool pf__node_needs_commit(const struct pf_node *n);
+int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err);
+
+/* freshness_check */
+int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err);
+
+/* freshness.c */
+int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err);
+
+#endif
