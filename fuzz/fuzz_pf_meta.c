@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static int ready;
 	uint8_t *body = NULL;
 	size_t body_size = 0;
-	uint64_t tag;
+	uint64_t version;
 
 	if (!ready) {
 		memset(g_key, 0x11, sizeof(g_key));
@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ready = 1;
 	}
 	if (size >= 8 && memcmp(data, PF_META_MAGIC, 8) == 0) {
-		if (pf__meta_unseal(&keys, data, size, &tag, &body, &body_size, NULL) == 0) {
+		if (pf__meta_unseal(&keys, data, size, &version, &body, &body_size, NULL) == 0) {
 			parse_body(body, body_size);
 			free(body);
 		}

@@ -34,6 +34,10 @@ int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *co
 			size_t n_extra);
 int evidence_main(int argc, char **argv);
 int fs_main(int argc, char **argv);
+/* The trusted version store of a volume whose key is key_file, as `kiln fs`
+ * and `kiln run --volume` use it: "KEY.version", or "KEY.tag" when only that
+ * exists (its name before the rename). -ENAMETOOLONG. (cli/fs.c) */
+int cli_version_file(const char *key_file, char *out, size_t size);
 int run_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */

@@ -26,8 +26,8 @@
 
 /* Options shared by the subcommands (systemd style arg_ globals). */
 static const char *arg_key_file;
-static const char *arg_tag_file;
-static const char *arg_tag;
+static const char *arg_version_file;
+static const char *arg_expect_version;
 static bool arg_trust;
 
 static const char g_usage[] =
@@ -40,14 +40,15 @@ static const char g_usage[] =
 	"  cat DIR PATH                   print a file\n"
 	"  ls DIR [PATH] [-r]             list a directory\n"
 	"  rm DIR PATH                    remove a file or an empty directory\n"
-	"  verify DIR [--tag TAG]         check every file; prints the volume tag\n"
+	"  verify DIR [--expect-version N]  check every file; prints the volume version\n"
 	"  rekey DIR --new-key-file K2    re-encrypt the metadata under a new key\n"
-	"  mount DIR MOUNTPOINT [--tag TAG] [-f]   FUSE view (unmount: fusermount3 -u)\n\n"
+	"  mount DIR MOUNTPOINT [--expect-version N] [-f]   FUSE view (fusermount3 -u)\n\n"
 	"Common options:\n"
 	"  --key-file KEY   32-byte volume key (or $KILN_KEY_FILE); init creates it (0600)\n"
-	"  --tag-file FILE  trusted tag store (default KEY.tag)\n"
-	"  --tag TAG        expect this volume tag instead of the tag file\n"
-	"  --trust          accept the volume's tag when the tag file is missing\n\n"
+	"  --version-file FILE   trusted version store (default KEY.version)\n"
+	"  --expect-version N    expect this volume version instead of the version file\n"
+	"  --trust          accept the volume's version when the version file is missing\n"
+	"  (--tag-file and --tag are deprecated names of --version-file, --expect-version)\n\n"
 	"See docs/fs.md.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -125,24 +126,38 @@ static const char *key_file(void)
 	return env && env[0] ? env : NULL;
 }
 
-/* Fill opts' freshness provider from --tag / --tag-file / KEY.tag. */
+int cli_version_file(const char *key_file, char *out, size_t size)
+{
+	char legacy[4096];
+
+	if (snprintf(out, size, "%s.version", key_file) >= (int)size ||
+	    snprintf(legacy, sizeof(legacy), "%s.tag", key_file) >= (int)sizeof(legacy))
+		return -ENAMETOOLONG;
+	/* Volumes made before the rename keep their store where it is. */
+	if (access(out, F_OK) != 0 && errno == ENOENT && access(legacy, F_OK) == 0)
+		snprintf(out, size, "%s", legacy);
+	return 0;
+}
+
+/* Fill opts' freshness provider from --expect-version / --version-file /
+ * KEY.version. */
 static int freshness(const char *kf, struct pf_volume_opts *o)
 {
 	char path[4096];
 	int ret;
 
-	if (arg_tag) {
+	if (arg_expect_version) {
 		uint64_t t;
 
-		if (kiln_parse_u64(arg_tag, &t) != 0) {
-			cli_error("--tag %s: not a number", arg_tag);
+		if (kiln_parse_u64(arg_expect_version, &t) != 0) {
+			cli_error("--expect-version %s: not a number", arg_expect_version);
 			return -EINVAL;
 		}
 		return pf_freshness_fixed(t, &o->freshness, &o->freshness_ctx);
 	}
-	if (arg_tag_file) {
-		snprintf(path, sizeof(path), "%s", arg_tag_file);
-	} else if (snprintf(path, sizeof(path), "%s.tag", kf) >= (int)sizeof(path)) {
+	if (arg_version_file) {
+		snprintf(path, sizeof(path), "%s", arg_version_file);
+	} else if (cli_version_file(kf, path, sizeof(path)) != 0) {
 		cli_error("key file path too long");
 		return -ENAMETOOLONG;
 	}
@@ -224,12 +239,16 @@ static int close_volume(pf_volume_t *v, int status)
 /* ---- option parsing ---- */
 
 enum {
-	OPT_KEY = 256, OPT_TAG_FILE, OPT_TAG, OPT_TRUST, OPT_CHUNK, OPT_REGION, OPT_FROM,
+	OPT_KEY = 256, OPT_VERSION_FILE, OPT_EXPECT_VERSION, OPT_TAG_FILE, OPT_TAG, OPT_TRUST,
+	OPT_CHUNK, OPT_REGION, OPT_FROM,
 	OPT_NEW_KEY,
 };
 
 static const struct option g_opts[] = {
 	{ "key-file", required_argument, NULL, OPT_KEY },
+	{ "version-file", required_argument, NULL, OPT_VERSION_FILE },
+	{ "expect-version", required_argument, NULL, OPT_EXPECT_VERSION },
+	/* Deprecated names (the counter was called "tag", like the GCM tag). */
 	{ "tag-file", required_argument, NULL, OPT_TAG_FILE },
 	{ "tag", required_argument, NULL, OPT_TAG },
 	{ "trust", no_argument, NULL, OPT_TRUST },
@@ -270,8 +289,18 @@ static int parse(int argc, char **argv, const char *allowed, int min_pos, int ma
 			fputs(g_usage, stdout);
 			return CLI_EXIT_OK;
 		case OPT_KEY: arg_key_file = optarg; continue;
-		case OPT_TAG_FILE: arg_tag_file = optarg; continue;
-		case OPT_TAG: name = "tag"; arg_tag = optarg; break;
+		case OPT_TAG_FILE:
+			cli_error("warning: --tag-file is deprecated; use --version-file");
+			/* fall through */
+		case OPT_VERSION_FILE: arg_version_file = optarg; continue;
+		case OPT_TAG:
+			cli_error("warning: --tag is deprecated; use --expect-version");
+			/* fall through */
+		case OPT_EXPECT_VERSION:
+			name = "expect-version";
+			c = OPT_EXPECT_VERSION;
+			arg_expect_version = optarg;
+			break;
 		case OPT_TRUST: arg_trust = true; continue;
 		case OPT_CHUNK: name = "chunk-size"; a->chunk_size = optarg; break;
 		case OPT_FROM: name = "from"; a->from = optarg; break;
@@ -307,7 +336,7 @@ static int parse(int argc, char **argv, const char *allowed, int min_pos, int ma
 		}
 		if (name && !strchr(allowed, c == OPT_REGION ? 'R' : c == OPT_CHUNK ? 'C' :
 				    c == OPT_FROM ? 'F' : c == OPT_NEW_KEY ? 'N' :
-				    c == OPT_TAG ? 'T' : c))
+				    c == OPT_EXPECT_VERSION ? 'T' : c))
 			return usage_error("option '%s' does not apply here", argv[optind - 1]);
 		/* getopt permutes: positional arguments may come after options. */
 	}
@@ -358,8 +387,8 @@ static int cmd_init(int argc, char **argv)
 		cli_error("%s", kiln_err_msg(&err, ret));
 		goto out;
 	}
-	printf("initialized volume %s (chunk size %u, tag %llu)\n", a.pos[0],
-	       pf_volume_chunk_size(v), (unsigned long long)pf_volume_tag(v));
+	printf("initialized volume %s (chunk size %u, version %llu)\n", a.pos[0],
+	       pf_volume_chunk_size(v), (unsigned long long)pf_volume_version(v));
 	ret = close_volume(v, 0);
 out:
 	kiln_wipe(key, sizeof(key));
@@ -627,7 +656,7 @@ static int cmd_verify(int argc, char **argv)
 	if (open_volume(a.pos[0], &v))
 		return CLI_EXIT_FAIL;
 	ret = pf_volume_verify(v, verify_cb, &s, &err);
-	printf("volume tag: %llu\n", (unsigned long long)pf_volume_tag(v));
+	printf("volume version: %llu\n", (unsigned long long)pf_volume_version(v));
 	printf("%zu file(s) intact, %zu damaged\n", s.ok, s.bad);
 	if (ret && s.bad == 0)
 		cli_error("%s", kiln_err_msg(&err, ret));
@@ -666,21 +695,21 @@ static int cmd_rekey(int argc, char **argv)
 		cli_error("%s", kiln_err_msg(&err, ret));
 		return close_volume(v, CLI_EXIT_FAIL);
 	}
-	/* The new key's tag file starts at the volume's current tag. */
-	snprintf(tpath, sizeof(tpath), "%s.tag", a.new_key);
+	/* The new key's version file starts at the volume's current version. */
+	snprintf(tpath, sizeof(tpath), "%s.version", a.new_key);
 	ret = pf_freshness_local(tpath, &o.freshness, &o.freshness_ctx);
 	if (!ret)
-		ret = o.freshness->prepare(o.freshness_ctx, pf_volume_tag(v), &err);
+		ret = o.freshness->prepare(o.freshness_ctx, pf_volume_version(v), &err);
 	if (!ret)
-		ret = o.freshness->commit(o.freshness_ctx, pf_volume_tag(v), &err);
+		ret = o.freshness->commit(o.freshness_ctx, pf_volume_version(v), &err);
 	if (o.freshness)
 		o.freshness->free(o.freshness_ctx);
 	if (ret) {
 		cli_error("%s", kiln_err_msg(&err, ret));
 		return close_volume(v, CLI_EXIT_FAIL);
 	}
-	printf("volume %s rekeyed (tag %llu, trusted tag in %s)\n", a.pos[0],
-	       (unsigned long long)pf_volume_tag(v), tpath);
+	printf("volume %s rekeyed (version %llu, trusted version in %s)\n", a.pos[0],
+	       (unsigned long long)pf_volume_version(v), tpath);
 	return close_volume(v, CLI_EXIT_OK);
 }
 
@@ -944,8 +973,9 @@ static int cmd_mount(int argc, char **argv)
 
 		if (r)
 			cli_error("%s", kiln_err_msg(&err, r));
-		/* With --tag nothing stores the new tag: whoever holds it needs it. */
-		printf("volume tag: %llu\n", (unsigned long long)pf_volume_tag(g_vol));
+		/* With --expect-version nothing stores the new version: whoever
+		 * holds it needs it. */
+		printf("volume version: %llu\n", (unsigned long long)pf_volume_version(g_vol));
 		ret = r;
 	}
 	return close_volume(g_vol, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);

@@ -109,7 +109,7 @@ out:
 
 static int add_volume(struct rt_config *cfg, const char *spec)
 {
-	char buf[8192], cwd[PATH_MAX];
+	char buf[8192], cwd[PATH_MAX], vfile[PATH_MAX];
 	char *eq, *mount = NULL, *dir, *key;
 	struct rt_volume_cfg *v;
 
@@ -168,15 +168,15 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 	}
 	if (load_key(key, v->key))
 		return -EINVAL;
-	/* Rollback protection as `kiln fs` does it: the trusted tag lives in KEY.tag. */
-	if (strlen(key) + 4 >= sizeof(buf) - (size_t)(key - buf)) {
+	/* Rollback protection as `kiln fs` does it: the trusted version lives in
+	 * KEY.version (KEY.tag for volumes made before the rename). */
+	if (cli_version_file(key, vfile, sizeof(vfile)) != 0) {
 		cli_error("--volume '%s': key path too long", spec);
 		return -ENAMETOOLONG;
 	}
-	strcat(key, ".tag");
-	if (rt_path_normalize(cwd, key, v->tag_file, sizeof(v->tag_file)) ||
+	if (rt_path_normalize(cwd, vfile, v->tag_file, sizeof(v->tag_file)) ||
 	    strchr(v->tag_file, ' ')) {
-		cli_error("--volume '%s': tag file path not supported", spec);
+		cli_error("--volume '%s': version file path not supported", spec);
 		return -EINVAL;
 	}
 	cfg->n_volumes++;

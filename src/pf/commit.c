@@ -155,10 +155,10 @@ static int replace(pf_volume_t *v, const char *tmp, const char *name)
 	return ret;
 }
 
-/* Durable: write the metadata as tag+1 to meta.tmp and sync it (overlapped
- * with the prepare of tag+1 and the data syncs pf__commit_locked started), put it
+/* Durable: write the metadata as version+1 to meta.tmp and sync it (overlapped
+ * with the prepare of version+1 and the data syncs pf__commit_locked started), put it
  * in place of meta, sync the directory, commit; then remove the backing files
- * it no longer refers to. Not durable (pf_volume_publish): the same tag
+ * it no longer refers to. Not durable (pf_volume_publish): the same version
  * into meta.pub (through meta.pub.tmp, so readers see it whole), no sync at
  * all, no freshness provider; meta stays as it is, so a crash that tears or
  * loses meta.pub falls back to it (see load_published). Pending removals wait
@@ -168,13 +168,13 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	struct wbuf w = { 0 };
 	uint8_t *env = NULL;
 	size_t env_size = 0;
-	uint64_t tag = durable ? v->tag + 1 : v->tag;
+	uint64_t version = durable ? v->version + 1 : v->version;
 	void *fh = NULL;
 	int ret;
 
 	ret = serialize_meta(v, &w);
 	if (!ret)
-		ret = pf__meta_seal(&v->mk, tag, w.p, w.len, &env, &env_size);
+		ret = pf__meta_seal(&v->mk, version, w.p, w.len, &env, &env_size);
 	if (ret) {
 		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 		goto out;
@@ -189,7 +189,7 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	if (!ret && durable)
 		ret = sync_begin(v, fh);
 	if (!ret && durable && v->fo)
-		ret = v->fo->prepare(v->fctx, tag, err);
+		ret = v->fo->prepare(v->fctx, version, err);
 	if (syncs_settle(v) && !ret)
 		ret = -EIO;
 	if (fh) {
@@ -211,18 +211,18 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		goto out;
 	}
 	ret = v->so->sync_dir(v->sctx);
-	v->tag = tag;
+	v->version = version;
 	v->lazy = false;
 	if (ret) {
 		/* Renamed but maybe not durable: the next commit or open settles it. */
 		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
 		goto out;
 	}
-	/* A failed commit leaves the tag prepared, which open accepts. meta.pub,
-	 * if any, now has an older tag: it is ignored, and reused by the next
+	/* A failed commit leaves the version prepared, which open accepts. meta.pub,
+	 * if any, now has an older version: it is ignored, and reused by the next
 	 * publish. */
 	if (v->fo)
-		(void)v->fo->commit(v->fctx, tag, NULL);
+		(void)v->fo->commit(v->fctx, version, NULL);
 	while (v->pending) {
 		struct pf_pending *p = v->pending;
 
@@ -245,7 +245,7 @@ bool pf__node_needs_commit(const struct pf_node *n)
  * namespace in one metadata write. */
 int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
-	uint64_t old_tag = v->tag;
+	uint64_t old_version = v->version;
 	bool any = v->ns_dirty || v->pending || v->lazy, failed = false;
 	int ret = 0;
 
@@ -259,7 +259,8 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			count += !n->failed && pf__node_needs_commit(n);
 		if (count >= 2) {
 			for (struct pf_node *n = v->nodes; n; n = n->next)
-				if (!n->failed && pf__node_needs_commit(n) && pf__wb_drain(n, NULL) == 0)
+				if (!n->failed && pf__node_needs_commit(n) &&
+				    pf__wb_drain(n, NULL) == 0)
 					n->synced = true;
 			if (v->so->sync_all(v->sctx) != 0)
 				for (struct pf_node *n = v->nodes; n; n = n->next)
@@ -323,7 +324,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 	}
 	ret = pf__write_meta(v, true, err);
 	(void)syncs_settle(v); /* pf__write_meta settled them, unless it failed early */
-	if (v->tag != old_tag)
+	if (v->version != old_version)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!n->committing)
@@ -334,7 +335,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			 * restored from the journal at the next open. */
 			n->failed = true;
 		}
-		if (v->tag == old_tag && n->entry) {
+		if (v->version == old_version && n->entry) {
 			/* Not renamed into place: the old metadata still rules. */
 			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
 			n->entry->size = n->save_size;

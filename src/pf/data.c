@@ -157,7 +157,8 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	n->dirty = true;
 	return 0;
 fail:
-	return kiln_err_set(err, ret, "file %s: truncate: %s", pf__node_path(n), kiln_strerror(ret));
+	return kiln_err_set(err, ret, "file %s: truncate: %s", pf__node_path(n),
+			    kiln_strerror(ret));
 }
 
 int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
@@ -387,7 +388,8 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 	for (uint64_t i = first; i <= last;) {
 		uint64_t j = i + v->batch <= last + 1 ? i + v->batch : last + 1;
 		uint64_t start = pf__slot_off(v, i);
-		uint64_t rend = pf__slot_off(v, j - 1) + PF_SLOT_META + pf__chunk_len(v, n->size, j - 1);
+		uint64_t rend = pf__slot_off(v, j - 1) + PF_SLOT_META +
+				pf__chunk_len(v, n->size, j - 1);
 
 		ret = pf__st_pread_pad(v, n->fh, v->iobuf, rend - start, start);
 		if (ret)

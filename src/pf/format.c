@@ -305,9 +305,9 @@ int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_k
 	return ret;
 }
 
-/* Envelope header (AAD): magic[8] version u32 reserved u32 tag u64 kcv[16]
+/* Envelope header (AAD): magic[8] format u32 reserved u32 volume version u64 kcv[16]
  * iv[12] reserved u32 body_size u64; then ciphertext, then the GCM tag. */
-int pf__meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
+int pf__meta_seal(const struct pf_meta_keys *k, uint64_t version, const uint8_t *body, size_t size,
 		 uint8_t **out, size_t *out_size)
 {
 	uint8_t *buf;
@@ -323,7 +323,7 @@ int pf__meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *bod
 		return -ENOMEM;
 	memcpy(buf, PF_META_MAGIC, 8);
 	pf__put_u32(buf + 8, PF_FORMAT_VERSION);
-	pf__put_u64(buf + 16, tag);
+	pf__put_u64(buf + 16, version);
 	memcpy(buf + 24, k->kcv, PF_KCV_SIZE);
 	ret = kc_random(buf + 40, KC_AEAD_IV_SIZE);
 	if (ret)
@@ -348,7 +348,7 @@ out:
 }
 
 int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
-		   uint64_t *tag, uint8_t **body, size_t *body_size, struct kiln_err *err)
+		   uint64_t *version, uint8_t **body, size_t *body_size, struct kiln_err *err)
 {
 	uint64_t bsize;
 	uint8_t *pt = NULL;
@@ -357,7 +357,7 @@ int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t siz
 
 	*body = NULL;
 	*body_size = 0;
-	*tag = 0;
+	*version = 0;
 	if (size < 8 || memcmp(buf, PF_META_MAGIC, 8) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "metadata: not a kiln volume (bad magic)");
 	if (size < PF_META_HDR_SIZE + PF_TAG_SIZE)
@@ -392,7 +392,7 @@ int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t siz
 					    "metadata: corrupt (authentication tag mismatch)");
 		return kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 	}
-	*tag = pf__get_u64(buf + 16);
+	*version = pf__get_u64(buf + 16);
 	*body = pt;
 	*body_size = bsize;
 	return 0;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err)
+int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first, struct kiln_err *err)
 {
 	uint64_t c = 0, p = 0;
 	int ret;
@@ -19,31 +19,31 @@ int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct k
 	if (ret == -ENOENT && trust_first) {
 		if (v->read_only)
 			return 0;
-		ret = v->fo->prepare(v->fctx, tag, err);
+		ret = v->fo->prepare(v->fctx, version, err);
 		if (!ret)
-			ret = v->fo->commit(v->fctx, tag, err);
+			ret = v->fo->commit(v->fctx, version, err);
 		return ret;
 	}
 	if (ret == -ENOENT)
-		return kiln_err_set(err, -KILN_EROLLBACK, "no trusted volume tag is available "
-				    "(found tag %llu)", (unsigned long long)tag);
+		return kiln_err_set(err, -KILN_EROLLBACK, "no trusted volume version is available "
+				    "(found version %llu)", (unsigned long long)version);
 	if (ret)
 		return ret;
-	if (tag == c || tag == p) {
-		if (tag != c && !v->read_only)
-			return v->fo->commit(v->fctx, tag, err);
+	if (version == c || version == p) {
+		if (version != c && !v->read_only)
+			return v->fo->commit(v->fctx, version, err);
 		return 0;
 	}
-	if (tag < c)
-		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
-				    "expected %llu", (unsigned long long)tag,
+	if (version < c)
+		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found version %llu, "
+				    "expected %llu", (unsigned long long)version,
 				    (unsigned long long)c);
-	if (tag < p)
-		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found tag %llu, "
-				    "expected %llu or %llu", (unsigned long long)tag,
+	if (version < p)
+		return kiln_err_set(err, -KILN_EROLLBACK, "volume rolled back: found version %llu, "
+				    "expected %llu or %llu", (unsigned long long)version,
 				    (unsigned long long)c, (unsigned long long)p);
-	return kiln_err_set(err, -KILN_ECONFLICT, "volume tag %llu is newer than the trusted "
-			    "tag %llu (stale tag store?)", (unsigned long long)tag,
+	return kiln_err_set(err, -KILN_ECONFLICT, "volume version %llu is newer than the trusted "
+			    "version %llu (stale version store?)", (unsigned long long)version,
 			    (unsigned long long)p);
 }
 
@@ -62,12 +62,12 @@ static int lf_read(struct local_fresh *l, uint64_t *committed, uint64_t *prepare
 	if (ret == -ENOENT)
 		return ret;
 	if (ret)
-		return kiln_err_set(err, ret, "tag file %s: %s", l->path, kiln_strerror(ret));
+		return kiln_err_set(err, ret, "version file %s: %s", l->path, kiln_strerror(ret));
 	if (sscanf((char *)data, "%31s %31s", c, p) != 2 || kiln_parse_u64(c, committed) ||
 	    kiln_parse_u64(p, prepared)) {
 		free(data);
 		return kiln_err_set(err, -KILN_EFORMAT,
-				    "tag file %s: malformed (expected \"COMMITTED PREPARED\")",
+				    "version file %s: malformed (expected \"COMMITTED PREPARED\")",
 				    l->path);
 	}
 	free(data);
@@ -83,26 +83,26 @@ static int lf_write(struct local_fresh *l, uint64_t committed, uint64_t prepared
 	int ret = kiln_write_file_atomic(l->path, buf, (size_t)n, 0600);
 
 	if (ret)
-		return kiln_err_set(err, ret, "tag file %s: cannot write: %s", l->path,
+		return kiln_err_set(err, ret, "version file %s: cannot write: %s", l->path,
 				    kiln_strerror(ret));
 	return 0;
 }
 
-static int lf_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
+static int lf_prepare(void *ctx, uint64_t version, struct kiln_err *err)
 {
 	uint64_t c = 0, p = 0;
 	int ret = lf_read(ctx, &c, &p, err);
 
 	if (ret == -ENOENT)
-		c = tag;
+		c = version;
 	else if (ret)
 		return ret;
-	return lf_write(ctx, c, tag, err);
+	return lf_write(ctx, c, version, err);
 }
 
-static int lf_commit(void *ctx, uint64_t tag, struct kiln_err *err)
+static int lf_commit(void *ctx, uint64_t version, struct kiln_err *err)
 {
-	return lf_write(ctx, tag, tag, err);
+	return lf_write(ctx, version, version, err);
 }
 
 static int lf_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err)
@@ -143,24 +143,24 @@ int pf_freshness_local(const char *path, const struct pf_freshness_ops **ops, vo
 }
 
 struct fixed_fresh {
-	uint64_t tag;
+	uint64_t version;
 };
 
-static int ff_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
+static int ff_prepare(void *ctx, uint64_t version, struct kiln_err *err)
 {
 	return 0;
 }
 
-static int ff_commit(void *ctx, uint64_t tag, struct kiln_err *err)
+static int ff_commit(void *ctx, uint64_t version, struct kiln_err *err)
 {
 	/* Later commits of this volume are trusted from here on. */
-	((struct fixed_fresh *)ctx)->tag = tag;
+	((struct fixed_fresh *)ctx)->version = version;
 	return 0;
 }
 
 static int ff_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err)
 {
-	*committed = *prepared = ((struct fixed_fresh *)ctx)->tag;
+	*committed = *prepared = ((struct fixed_fresh *)ctx)->version;
 	return 0;
 }
 
@@ -176,7 +176,7 @@ static const struct pf_freshness_ops g_fixed_ops = {
 	.free = ff_free,
 };
 
-int pf_freshness_fixed(uint64_t tag, const struct pf_freshness_ops **ops, void **ctx)
+int pf_freshness_fixed(uint64_t version, const struct pf_freshness_ops **ops, void **ctx)
 {
 	struct fixed_fresh *f = calloc(1, sizeof(*f));
 
@@ -184,7 +184,7 @@ int pf_freshness_fixed(uint64_t tag, const struct pf_freshness_ops **ops, void *
 	*ctx = NULL;
 	if (!f)
 		return -ENOMEM;
-	f->tag = tag;
+	f->version = version;
 	*ops = &g_fixed_ops;
 	*ctx = f;
 	return 0;

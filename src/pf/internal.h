@@ -113,12 +113,12 @@ struct pf_meta_keys {
 };
 int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k);
 /* Seal body into a malloc'd envelope (*out owned by the caller). */
-int pf__meta_seal(const struct pf_meta_keys *k, uint64_t tag, const uint8_t *body, size_t size,
+int pf__meta_seal(const struct pf_meta_keys *k, uint64_t version, const uint8_t *body, size_t size,
 		 uint8_t **out, size_t *out_size);
 /* Open an envelope: *body malloc'd (caller wipes+frees). -KILN_EFORMAT not a
  * metadata file, -KILN_EKEY wrong key, -KILN_EAUTH corrupt, -KILN_ETRUNC. */
 int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
-		   uint64_t *tag, uint8_t **body, size_t *body_size, struct kiln_err *err);
+		   uint64_t *version, uint8_t **body, size_t *body_size, struct kiln_err *err);
 
 /* Little-endian helpers. */
 static inline void pf__put_u32(uint8_t *p, uint32_t v)
@@ -313,13 +313,13 @@ struct pf_volume {
 	bool seal_thread; /* opts.seal_thread */
 	bool ns_dirty; /* namespace changed since the last metadata write */
 	/* The metadata file was last written by pf_volume_publish (not synced,
-	 * same tag): the next commit makes it durable. */
+	 * same version): the next commit makes it durable. */
 	bool lazy;
 	bool syncs_started; /* sync_start called since the last sync_wait */
 	bool syncs_failed;  /* ... and that sync_wait failed: the data is unknown */
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
-	uint64_t tag;
+	uint64_t version; /* freshness counter of the last metadata written */
 	uint32_t cs;
 	uint64_t stride;
 	struct pf_meta_region *regions; /* owned, prefixes owned */
@@ -461,10 +461,13 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err);
 bool pf__node_needs_commit(const struct pf_node *n);
 int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err);
 
-/* freshness_check */
-int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err);
 
 /* freshness.c */
-int pf__check_freshness(pf_volume_t *v, uint64_t tag, bool trust_first, struct kiln_err *err);
+/* The rollback check: accept the metadata's version when it equals the
+ * provider's committed or prepared version (committing a prepared one),
+ * -KILN_EROLLBACK when older, -KILN_ECONFLICT when newer; with trust_first a
+ * provider that holds nothing yet takes this version. */
+int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first,
+			struct kiln_err *err);
 
 #endif

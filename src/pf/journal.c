@@ -106,7 +106,8 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 			continue;
 		pf__put_u64(v->jbuf, i);
 		pf__put_u32(v->jbuf + 8, len);
-		ret = pf__st_pread_pad(v, n->fh, v->jbuf + 12, PF_SLOT_META + len, pf__slot_off(v, i));
+		ret = pf__st_pread_pad(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
+				       pf__slot_off(v, i));
 		if (ret)
 			goto fail;
 		kc_sha256(v->jbuf, esize, sum);
@@ -238,7 +239,8 @@ int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_j
 			goto fail;
 		i = pf__get_u64(v->jbuf);
 		len = pf__get_u32(v->jbuf + 8);
-		if (len > v->cs || i >= pf__nchunks(v, e->size) || len != pf__chunk_len(v, e->size, i))
+		if (len > v->cs || i >= pf__nchunks(v, e->size) ||
+		    len != pf__chunk_len(v, e->size, i))
 			break; /* torn tail */
 		esize = 12 + PF_SLOT_META + len;
 		if (off + esize + 8 > jsize)
@@ -248,7 +250,8 @@ int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_j
 		kc_sha256(v->jbuf, esize, sum);
 		if (memcmp(sum, v->jbuf + esize, 8) != 0)
 			break;
-		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len, pf__slot_off(v, i));
+		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
+					pf__slot_off(v, i));
 		if (ret)
 			goto fail;
 		off += esize + 8;

@@ -3,9 +3,10 @@
  * A volume is a directory whose files are stored encrypted (or authenticated, or
  * plain) in chunks, with one AEAD-encrypted metadata file that maps volume paths
  * to per-file keys, ids and roots (design §4, on-disk format in docs/fs.md).
- * The library does no I/O of its own: storage, and freshness of the metadata tag,
- * are callbacks (pf_storage_ops, pf_freshness_ops) with POSIX and local-file
- * defaults, so unit tests inject faults and the CAS can hold the tag.
+ * The library does no I/O of its own: storage, and freshness of the metadata
+ * (its version, a counter advanced by every commit), are callbacks
+ * (pf_storage_ops, pf_freshness_ops) with POSIX and local-file defaults, so
+ * unit tests inject faults and the CAS can hold the trusted version.
  *
  * Paths are volume-relative ("a/b.txt"; a leading '/' is accepted; "" or "/" is
  * the root directory); no "." or ".." components, no empty components.
@@ -26,8 +27,8 @@
  *
  * Errors: 0 / byte counts on success, negative -errno or -KILN_E* (common.h):
  * -KILN_EKEY wrong volume key, -KILN_EAUTH a chunk/header/metadata fails
- * authentication, -KILN_EROLLBACK metadata older than the trusted tag,
- * -KILN_ECONFLICT metadata newer than the trusted tag, -KILN_EFORMAT not a kiln
+ * authentication, -KILN_EROLLBACK metadata older than the trusted version,
+ * -KILN_ECONFLICT metadata newer than the trusted version, -KILN_EFORMAT not a kiln
  * volume / malformed, -ENOENT missing metadata or path. The `err` argument (may
  * be NULL) receives a one-line message naming the file and chunk. */
 #ifndef KILN_PF_H
@@ -107,25 +108,27 @@ int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops *
 		     void **ctx, struct kiln_err *err);
 
 /* ---- freshness provider ------------------------------------------------------
- * Holds the trusted metadata tag (a counter, 0 = none yet). Protocol per
+ * Holds the trusted metadata version (a counter, 0 = none yet). Protocol per
  * metadata update: prepare(N+1) -> atomic rename of the new metadata ->
- * commit(N+1). On open, a metadata tag equal to the committed or the prepared
- * tag is accepted (a prepared one is then committed); older is a rollback. */
+ * commit(N+1). On open, a metadata version equal to the committed or the
+ * prepared version is accepted (a prepared one is then committed); older is a
+ * rollback (pf__check_freshness in freshness.c). */
 struct pf_freshness_ops {
-	int (*prepare)(void *ctx, uint64_t tag, struct kiln_err *err);
-	int (*commit)(void *ctx, uint64_t tag, struct kiln_err *err);
-	/* -ENOENT when the provider holds no tag yet (see pf_volume_opts.trust_first). */
+	int (*prepare)(void *ctx, uint64_t version, struct kiln_err *err);
+	int (*commit)(void *ctx, uint64_t version, struct kiln_err *err);
+	/* -ENOENT when the provider holds no version yet (see pf_volume_opts.trust_first). */
 	int (*current)(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err);
 	void (*free)(void *ctx); /* may be NULL */
 };
 
-/* Local provider: the tag lives in `path` (outside the volume; text
+/* Local provider: the version lives in `path` (outside the volume; text
  * "committed prepared\n", replaced atomically). *ctx is owned by the volume once
  * passed to it, else free with ops->free. */
 int pf_freshness_local(const char *path, const struct pf_freshness_ops **ops, void **ctx);
-/* Fixed provider: committed = prepared = tag; prepare/commit succeed without
- * storing anything (for `verify --tag` and read-only opens). Same ownership. */
-int pf_freshness_fixed(uint64_t tag, const struct pf_freshness_ops **ops, void **ctx);
+/* Fixed provider: committed = prepared = version; prepare/commit succeed
+ * without storing anything (for `kiln fs verify --expect-version` and read-only
+ * opens). Same ownership. */
+int pf_freshness_fixed(uint64_t version, const struct pf_freshness_ops **ops, void **ctx);
 
 /* ---- regions -------------------------------------------------------------- */
 enum pf_region_kind {
@@ -144,11 +147,11 @@ struct pf_volume_opts {
 	/* Storage; NULL ops = POSIX storage in "<dir>/.kiln". */
 	const struct pf_storage_ops *storage;
 	void *storage_ctx;
-	/* Freshness; NULL ops = no rollback protection beyond the metadata tag
+	/* Freshness; NULL ops = no rollback protection beyond the metadata version
 	 * itself (the CLI always passes one). */
 	const struct pf_freshness_ops *freshness;
 	void *freshness_ctx;
-	/* Accept the metadata's tag when the provider has none (-ENOENT), and
+	/* Accept the metadata's version when the provider has none (-ENOENT), and
 	 * store it (trust on first use). */
 	bool trust_first;
 	bool read_only;
@@ -175,7 +178,7 @@ int pf_volume_init(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 
 /* Open an existing volume: authenticates the metadata (-KILN_EKEY wrong key,
  * -KILN_EAUTH corrupt, -ENOENT missing, -KILN_EFORMAT not a volume), checks its
- * tag with the freshness provider, recovers files interrupted by a crash (unless
+ * version with the freshness provider, recovers files interrupted by a crash (unless
  * read_only) and verifies each file's root when the file is first opened. Same
  * ownership rules as pf_volume_init. */
 int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
@@ -186,9 +189,9 @@ int pf_volume_flush(pf_volume_t *vol, struct kiln_err *err);
 /* Make the namespace changes since the last metadata write (create, unlink,
  * rename, mkdir, rmdir, chmod, mtime) visible -- to other processes that
  * reopen the volume -- without making them durable: they are written to
- * "meta.pub" under the tag of the last durable commit, with no sync and no
+ * "meta.pub" under the version of the last durable commit, with no sync and no
  * call to the freshness provider ("meta" is not touched; an open uses a whole
- * meta.pub of the same tag as meta). Files created since the last commit go
+ * meta.pub of the same version as meta). Files created since the last commit go
  * in empty.
  * A crash may then lose these changes (the volume reopens as of the last
  * durable commit or of any publish since); the next durable commit
@@ -204,14 +207,14 @@ void pf_volume_discard(pf_volume_t *vol);
  * keys, free. Accepts NULL. Returns the flush result; vol is freed regardless. */
 int pf_volume_close(pf_volume_t *vol, struct kiln_err *err);
 
-/* The metadata tag (freshness counter) of the last committed metadata. */
-uint64_t pf_volume_tag(pf_volume_t *vol);
+/* The version (freshness counter) of the last committed metadata. */
+uint64_t pf_volume_version(pf_volume_t *vol);
 uint32_t pf_volume_chunk_size(pf_volume_t *vol);
 /* Region kind that applies to path (longest prefix). */
 enum pf_region_kind pf_volume_region(pf_volume_t *vol, const char *path);
 
 /* Re-encrypt the metadata under new_key (file keys are kept: see docs/fs.md).
- * The volume then uses new_key; the freshness tag advances as for any commit. */
+ * The volume then uses new_key; the version advances as for any commit. */
 int pf_volume_rekey(pf_volume_t *vol, const uint8_t new_key[static PF_KEY_SIZE],
 		    struct kiln_err *err);
 

@@ -322,15 +322,15 @@ static void collect_orphans(pf_volume_t *v)
 }
 
 /* meta.pub (pf_volume_publish) holds the namespace published since the last
- * durable commit, under that commit's tag. It is used when it is whole and
- * carries the tag of meta; a torn, missing or older one is ignored: that is
+ * durable commit, under that commit's version. It is used when it is whole and
+ * carries the version of meta; a torn, missing or older one is ignored: that is
  * the crash losing changes that were never durable. On success *body is
  * replaced (the old one wiped and freed). */
-static bool load_published(pf_volume_t *v, uint64_t tag, uint8_t **body, size_t *body_size)
+static bool load_published(pf_volume_t *v, uint64_t version, uint8_t **body, size_t *body_size)
 {
 	uint8_t *env = NULL, *pbody = NULL;
 	size_t pbody_size = 0;
-	uint64_t size = 0, ptag = 0;
+	uint64_t size = 0, pversion = 0;
 	void *fh = NULL;
 	bool ok = false;
 	ssize_t n;
@@ -342,9 +342,9 @@ static bool load_published(pf_volume_t *v, uint64_t tag, uint8_t **body, size_t 
 		goto out;
 	n = v->so->pread(v->sctx, fh, env, size, 0);
 	if (n != (ssize_t)size ||
-	    pf__meta_unseal(&v->mk, env, size, &ptag, &pbody, &pbody_size, NULL) != 0)
+	    pf__meta_unseal(&v->mk, env, size, &pversion, &pbody, &pbody_size, NULL) != 0)
 		goto out;
-	if (ptag != tag) {
+	if (pversion != version) {
 		kiln_free_secret(pbody, pbody_size);
 		goto out;
 	}
@@ -365,7 +365,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	struct pf_meta m = { 0 };
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
-	uint64_t env_size = 0, tag;
+	uint64_t env_size = 0, version;
 	pf_volume_t *v;
 	void *fh = NULL;
 	ssize_t n;
@@ -411,10 +411,10 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		ret = kiln_err_set(err, (int)n, "%s: metadata: %s", dir, kiln_strerror((int)n));
 		goto out;
 	}
-	ret = pf__meta_unseal(&v->mk, env, (size_t)n, &tag, &body, &body_size, err);
+	ret = pf__meta_unseal(&v->mk, env, (size_t)n, &version, &body, &body_size, err);
 	if (ret)
 		goto out;
-	published = load_published(v, tag, &body, &body_size);
+	published = load_published(v, version, &body, &body_size);
 	ret = pf__meta_parse(body, body_size, &m, err);
 	if (ret)
 		goto out;
@@ -422,8 +422,8 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		goto out;
 	if ((ret = load_entries(v, &m, err)))
 		goto out;
-	v->tag = tag;
-	ret = pf__check_freshness(v, tag, opts && opts->trust_first, err);
+	v->version = version;
+	ret = pf__check_freshness(v, version, opts && opts->trust_first, err);
 	if (ret)
 		goto out;
 	/* Published metadata is not durable: files it no longer names may be
@@ -468,12 +468,12 @@ int pf_volume_close(pf_volume_t *v, struct kiln_err *err)
 	return ret;
 }
 
-uint64_t pf_volume_tag(pf_volume_t *v)
+uint64_t pf_volume_version(pf_volume_t *v)
 {
 	uint64_t t;
 
 	pthread_mutex_lock(&v->lock);
-	t = v->tag;
+	t = v->version;
 	pthread_mutex_unlock(&v->lock);
 	return t;
 }

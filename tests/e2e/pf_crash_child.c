@@ -53,14 +53,14 @@ static int open_vol(const char *dir, const char *keyfile, pf_volume_t **v, struc
 	struct pf_volume_opts o = { .seal_thread = true }; /* as kiln fs */
 	uint8_t *key = NULL;
 	size_t ksize = 0;
-	char tag[4096];
+	char vfile[4096];
 	int ret = kiln_read_file(keyfile, 64, &key, &ksize);
 
 	if (ret || ksize != PF_KEY_SIZE)
 		die("key", ret ? ret : -EINVAL, NULL);
-	snprintf(tag, sizeof(tag), "%s.tag", keyfile);
-	if ((ret = pf_freshness_local(tag, &o.freshness, &o.freshness_ctx)))
-		die("tag", ret, NULL);
+	snprintf(vfile, sizeof(vfile), "%s.version", keyfile);
+	if ((ret = pf_freshness_local(vfile, &o.freshness, &o.freshness_ctx)))
+		die("version file", ret, NULL);
 	ret = pf_volume_open(dir, key, &o, v, err);
 	kiln_free_secret(key, ksize);
 	return ret;

@@ -119,9 +119,12 @@ def test_round_trip_ls_rm_verify(vol, tmp_path, kiln):
     p = run("verify")
     assert p.returncode == 0, p.stderr
     assert "2 file(s) intact, 0 damaged" in p.stdout
-    tag = int(re.search(r"volume tag: (\d+)", p.stdout).group(1))
-    assert tag >= 3
-    assert run("verify", "--tag", str(tag)).returncode == 0
+    version = int(re.search(r"volume version: (\d+)", p.stdout).group(1))
+    assert version >= 3
+    assert run("verify", "--expect-version", str(version)).returncode == 0
+    # The old flag still works, with a warning naming the new one.
+    p = run("verify", "--tag", str(version))
+    assert p.returncode == 0 and "--tag is deprecated; use --expect-version" in p.stderr
     assert run("rm", "big.bin").returncode == 0
     p = cat(run, "big.bin")
     assert p.returncode == 1 and "big.bin: no such file" in p.stderr
@@ -227,7 +230,7 @@ def test_flip_byte_in_metadata(vol):
         flip(meta, off)
         p = run("verify")
         assert p.returncode == 1, off
-        assert "metadata" in p.stderr or "rolled back" in p.stderr or "tag" in p.stderr, \
+        assert "metadata" in p.stderr or "rolled back" in p.stderr or "version" in p.stderr, \
             (off, p.stderr)
         meta.write_bytes(orig)
     assert run("verify").returncode == 0
@@ -327,18 +330,34 @@ def test_replace_metadata_with_older_copy_is_rollback(vol, tmp_path):
     old = meta.read_bytes()
     put(run, "f", b"two")
     p = run("verify")
-    tag = int(re.search(r"volume tag: (\d+)", p.stdout).group(1))
+    version = int(re.search(r"volume version: (\d+)", p.stdout).group(1))
     meta.write_bytes(old)
     p = cat(run, "f")
     assert p.returncode == 1
-    assert f"rolled back: found tag {tag - 1}, expected {tag}" in p.stderr
-    # Without the tag file, --tag does the same job.
-    p = run("verify", "--tag", str(tag))
-    assert p.returncode == 1 and f"found tag {tag - 1}, expected {tag}" in p.stderr
-    # And a lost tag file is not silently trusted.
-    os.unlink(str(key) + ".tag")
+    assert f"rolled back: found version {version - 1}, expected {version}" in p.stderr
+    # Without the version file, --expect-version does the same job.
+    p = run("verify", "--expect-version", str(version))
+    assert p.returncode == 1
+    assert f"found version {version - 1}, expected {version}" in p.stderr
+    # And a lost version file is not silently trusted.
+    os.unlink(str(key) + ".version")
     p = cat(run, "f")
-    assert p.returncode == 1 and "no trusted volume tag" in p.stderr
+    assert p.returncode == 1 and "no trusted volume version" in p.stderr
+
+
+def test_legacy_tag_file_is_used(vol):
+    """A volume made before the rename keeps its trusted store in KEY.tag: with no
+    KEY.version beside it, that file is read and advanced."""
+    d, key, run = vol
+    put(run, "f", b"one")
+    vfile, legacy = str(key) + ".version", str(key) + ".tag"
+    os.rename(vfile, legacy)
+    put(run, "f", b"two")
+    assert not os.path.exists(vfile)
+    committed = int(open(legacy).read().split()[0])
+    p = run("verify")
+    assert p.returncode == 0, p.stderr
+    assert f"volume version: {committed}" in p.stdout
 
 
 # ---- crash trials ----------------------------------------------------------------------------

@@ -19,317 +19,17 @@
 #include "crypto/crypto.h"
 #include "pf/pf.h"
 #include "pf/internal.h"
+#include "fault_storage.h"
 
 static const uint8_t g_key[PF_KEY_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
 static const uint8_t g_key2[PF_KEY_SIZE] = { 9, 8, 7 };
 
-/* ---- fault-injecting storage: wraps the POSIX storage ---- */
-struct fault {
-	const struct pf_storage_ops *inner;
-	void *ictx;
-	long countdown;  /* fail the countdown-th mutating op (<0: never) */
-	int error;       /* -ENOSPC, -EIO */
-	bool dead;       /* after the fault every op fails ("crash") */
-	bool sticky;
-	bool short_writes;
-	long ops;
-	/* Power-loss model: every write or truncate not yet covered by a sync of
-	 * its file is logged with the bytes it replaced; at the cut, each file
-	 * independently keeps or loses all of its unsynced changes. That is the
-	 * reordering that matters here (a journal lost, the data it protects
-	 * kept). Directory operations count as durable; closed files as synced. */
-	bool power_loss;
-	uint64_t rng;
-	struct undo *undo; /* newest first */
-};
-
-struct undo {
-	void *fh;
-	uint64_t old_size, off;
-	size_t len;
-	uint8_t *old;
-	struct undo *next;
-};
-
-static void undo_log(struct fault *f, void *fh, uint64_t off, uint64_t end)
-{
-	struct undo *u = calloc(1, sizeof(*u));
-
-	assert_non_null(u);
-	u->fh = fh;
-	assert_int_equal(f->inner->get_size(f->ictx, fh, &u->old_size), 0);
-	if (end > u->old_size)
-		end = u->old_size;
-	u->off = off;
-	if (end > off) {
-		u->len = end - off;
-		u->old = malloc(u->len);
-		assert_int_equal(f->inner->pread(f->ictx, fh, u->old, u->len, off),
-				 (ssize_t)u->len);
-	}
-	u->next = f->undo;
-	f->undo = u;
-}
-
-/* Forget fh's log (synced or closed); fh NULL: nothing. */
-static void undo_forget(struct fault *f, void *fh)
-{
-	struct undo **pp = &f->undo;
-
-	while (*pp) {
-		struct undo *u = *pp;
-
-		if (u->fh == fh) {
-			*pp = u->next;
-			free(u->old);
-			free(u);
-		} else {
-			pp = &u->next;
-		}
-	}
-}
-
-static uint64_t frnd(struct fault *f)
-{
-	f->rng ^= f->rng << 13;
-	f->rng ^= f->rng >> 7;
-	f->rng ^= f->rng << 17;
-	return f->rng;
-}
-
-/* The power goes out: every file keeps or loses its unsynced changes. */
-static void power_cut(struct fault *f)
-{
-	while (f->undo) {
-		void *fh = f->undo->fh;
-		bool lose = frnd(f) & 1;
-		struct undo **pp = &f->undo;
-
-		while (*pp) {
-			struct undo *u = *pp;
-
-			if (u->fh != fh) {
-				pp = &u->next;
-				continue;
-			}
-			if (lose) {
-				ssize_t n = u->len ? f->inner->pwrite(f->ictx, fh, u->old, u->len,
-								     u->off) : 0;
-
-				assert_int_equal(n, (ssize_t)u->len);
-				assert_int_equal(f->inner->truncate(f->ictx, fh, u->old_size), 0);
-			}
-			*pp = u->next;
-			free(u->old);
-			free(u);
-		}
-	}
-	f->dead = true;
-}
-
-static int fault_hit(struct fault *f)
-{
-	f->ops++;
-	if (f->dead)
-		return f->error;
-	if (f->countdown > 0 && --f->countdown == 0) {
-		if (f->sticky && f->power_loss)
-			power_cut(f);
-		else if (f->sticky)
-			f->dead = true;
-		return f->error;
-	}
-	return 0;
-}
-
-static int fo_open(void *ctx, const char *name, unsigned flags, void **fh)
-{
-	struct fault *f = ctx;
-
-	if (f->dead)
-		return f->error;
-	return f->inner->open(f->ictx, name, flags, fh);
-}
-
-static ssize_t fo_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
-{
-	struct fault *f = ctx;
-
-	if (f->dead)
-		return f->error;
-	return f->inner->pread(f->ictx, fh, buf, size, off);
-}
-
-static ssize_t fo_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	if (r)
-		return r;
-	/* Short writes must be retried by the library. */
-	if (f->short_writes && size > 1)
-		size = size / 2;
-	if (f->power_loss)
-		undo_log(f, fh, off, off + size);
-	return f->inner->pwrite(f->ictx, fh, buf, size, off);
-}
-
-static int fo_get_size(void *ctx, void *fh, uint64_t *size)
-{
-	struct fault *f = ctx;
-
-	return f->dead ? f->error : f->inner->get_size(f->ictx, fh, size);
-}
-
-static int fo_truncate(void *ctx, void *fh, uint64_t size)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	if (r)
-		return r;
-	if (f->power_loss)
-		undo_log(f, fh, size, UINT64_MAX);
-	return f->inner->truncate(f->ictx, fh, size);
-}
-
-static int fo_sync(void *ctx, void *fh)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	if (r)
-		return r;
-	r = f->inner->sync(f->ictx, fh);
-	if (r == 0)
-		undo_forget(f, fh);
-	return r;
-}
-
-static int fo_close(void *ctx, void *fh)
-{
-	struct fault *f = ctx;
-
-	undo_forget(f, fh);
-	return f->inner->close(f->ictx, fh);
-}
-
-static int fo_remove(void *ctx, const char *name)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	return r ? r : f->inner->remove(f->ictx, name);
-}
-
-static int fo_rename(void *ctx, const char *from, const char *to)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	return r ? r : f->inner->rename(f->ictx, from, to);
-}
-
-static int fo_sync_dir(void *ctx)
-{
-	struct fault *f = ctx;
-	int r = fault_hit(f);
-
-	return r ? r : f->inner->sync_dir(f->ictx);
-}
-
-static bool g_fault_was_dead; /* of the last fault storage freed */
-
-static void fo_free(void *ctx)
-{
-	struct fault *f = ctx;
-
-	g_fault_was_dead = f->dead;
-	undo_forget(f, NULL);
-	while (f->undo) {
-		struct undo *u = f->undo;
-
-		f->undo = u->next;
-		free(u->old);
-		free(u);
-	}
-	f->inner->free(f->ictx);
-	free(f);
-}
-
-/* The library's helper thread writes data batches while the caller's thread
- * writes the journal: one lock keeps this wrapper's state consistent. */
-static pthread_mutex_t g_fault_mu = PTHREAD_MUTEX_INITIALIZER;
-#define LOCKED(ret_t, name, params, args)                                                  \
-	static ret_t name##_l params                                                       \
-	{                                                                                  \
-		ret_t r;                                                                   \
-		pthread_mutex_lock(&g_fault_mu);                                           \
-		r = name args;                                                             \
-		pthread_mutex_unlock(&g_fault_mu);                                         \
-		return r;                                                                  \
-	}
-LOCKED(int, fo_open, (void *c, const char *name, unsigned fl, void **fh), (c, name, fl, fh))
-LOCKED(ssize_t, fo_pread, (void *c, void *fh, void *b, size_t n, uint64_t o), (c, fh, b, n, o))
-LOCKED(ssize_t, fo_pwrite, (void *c, void *fh, const void *b, size_t n, uint64_t o),
-       (c, fh, b, n, o))
-LOCKED(int, fo_get_size, (void *c, void *fh, uint64_t *size), (c, fh, size))
-LOCKED(int, fo_truncate, (void *c, void *fh, uint64_t size), (c, fh, size))
-LOCKED(int, fo_sync, (void *c, void *fh), (c, fh))
-LOCKED(int, fo_close, (void *c, void *fh), (c, fh))
-LOCKED(int, fo_remove, (void *c, const char *name), (c, name))
-LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to))
-LOCKED(int, fo_sync_dir, (void *c), (c))
-
-static const struct pf_storage_ops g_fault_ops = {
-	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
-	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
-	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
-	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
-};
-
-/* The same storage with overlapped syncs (sync_start/sync_wait, as the
- * runtime's io_uring storage): a started sync happens only at sync_wait, so
- * a commit that renamed the metadata before waiting, or forgot to wait,
- * leaves unsynced data for the power-loss model to drop. */
-#define DEFERRED_MAX 16
-static void *g_deferred[DEFERRED_MAX];
-static size_t g_ndeferred;
-static bool g_use_deferred; /* opts_fill picks g_fault_ops_deferred */
-
-static int fo_sync_start(void *ctx, void *fh)
-{
-	if (g_ndeferred == DEFERRED_MAX)
-		return fo_sync(ctx, fh);
-	g_deferred[g_ndeferred++] = fh;
-	return 0;
-}
-
-static int fo_sync_wait(void *ctx)
-{
-	int ret = 0;
-
-	for (size_t i = 0; i < g_ndeferred; i++) {
-		int r = fo_sync(ctx, g_deferred[i]);
-
-		ret = ret ? ret : r;
-	}
-	g_ndeferred = 0;
-	return ret;
-}
-
-static const struct pf_storage_ops g_fault_ops_deferred = {
-	.open = fo_open, .pread = fo_pread, .pwrite = fo_pwrite, .get_size = fo_get_size,
-	.truncate = fo_truncate, .sync = fo_sync, .close = fo_close, .remove = fo_remove,
-	.rename = fo_rename, .sync_dir = fo_sync_dir, .list = NULL, .free = fo_free,
-	.sync_start = fo_sync_start, .sync_wait = fo_sync_wait,
-};
+static bool g_use_deferred; /* opts_fill wraps with sync_start/sync_wait */
 
 /* ---- helpers ---- */
 struct env {
 	char dir[64];
-	char tagfile[96];
+	char vfile[96];
 	char kdir[80];
 };
 
@@ -339,7 +39,7 @@ static void env_init(struct env *e)
 	strcpy(e->dir, access("/dev/shm", W_OK) == 0 ? "/dev/shm/kiln-pf-XXXXXX"
 						  : "/tmp/kiln-pf-XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
-	snprintf(e->tagfile, sizeof(e->tagfile), "%s/tag", e->dir);
+	snprintf(e->vfile, sizeof(e->vfile), "%s/version", e->dir);
 	snprintf(e->kdir, sizeof(e->kdir), "%s/vol", e->dir);
 }
 
@@ -357,21 +57,17 @@ static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
 {
 	memset(o, 0, sizeof(*o));
 	o->seal_thread = true; /* large writes take the two-thread path */
-	assert_int_equal(pf_freshness_local(e->tagfile, &o->freshness, &o->freshness_ctx), 0);
+	assert_int_equal(pf_freshness_local(e->vfile, &o->freshness, &o->freshness_ctx), 0);
 	g_last_fault = NULL;
 	if (with_fault) {
-		struct fault *f = calloc(1, sizeof(*f));
+		const struct pf_storage_ops *inner;
+		void *ictx;
 		char sdir[128];
 
 		snprintf(sdir, sizeof(sdir), "%s/.kiln", e->kdir);
-		assert_int_equal(pf_storage_posix(sdir, true, &f->inner, &f->ictx, NULL), 0);
-		f->countdown = -1;
-		f->error = -EIO;
-		f->power_loss = true;
-		f->rng = 0x9e3779b97f4a7c15ull;
-		o->storage = g_use_deferred ? &g_fault_ops_deferred : &g_fault_ops;
-		o->storage_ctx = f;
-		g_last_fault = f;
+		assert_int_equal(pf_storage_posix(sdir, true, &inner, &ictx, NULL), 0);
+		fault_storage_wrap(inner, ictx, g_use_deferred, &o->storage, &o->storage_ctx,
+				   &g_last_fault);
 	}
 }
 
@@ -513,7 +209,7 @@ static void property_run(uint64_t seed, uint32_t cs, enum pf_region_kind kind, i
 			struct fault *flt = g_last_fault;
 
 			flt->rng = seed | 1;
-			power_cut(flt);
+			fault_power_cut(flt);
 			pf_close(f);
 			pf_close(f2);
 			pf_volume_close(v, NULL);
@@ -554,7 +250,7 @@ static void test_property_deferred_syncs(void **state)
 	property_run(0x5eed, 512, PF_REGION_ENCRYPTED, 3000);
 	property_run(0xfeed, 4096, PF_REGION_AUTHENTICATED, 1500);
 	g_use_deferred = false;
-	assert_int_equal(g_ndeferred, 0);
+	assert_int_equal(g_fault_last_unwaited, 0);
 }
 
 static void test_property_authenticated_plain(void **state)
@@ -851,22 +547,22 @@ static void test_rollback(void **state)
 	snprintf(cmd, sizeof(cmd), "cp -a %s %s.old", meta, meta);
 	assert_int_equal(system(cmd), 0);
 	write_file(v, "g", "two", 3);
-	assert_int_equal(pf_volume_tag(v), 3);
+	assert_int_equal(pf_volume_version(v), 3);
 	pf_volume_close(v, NULL);
 	snprintf(cmd, sizeof(cmd), "cp -a %s.old %s", meta, meta);
 	assert_int_equal(system(cmd), 0);
 	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
-	assert_non_null(strstr(err.msg, "found tag 2, expected 3"));
-	/* A prepared-but-not-committed tag is accepted (crash between rename and
+	assert_non_null(strstr(err.msg, "found version 2, expected 3"));
+	/* A prepared-but-not-committed version is accepted (crash between rename and
 	 * commit). */
 	{
-		FILE *t = fopen(e.tagfile, "w");
+		FILE *t = fopen(e.vfile, "w");
 
 		fprintf(t, "1 2\n");
 		fclose(t);
 	}
 	v = vol_reopen(&e);
-	assert_int_equal(pf_volume_tag(v), 2);
+	assert_int_equal(pf_volume_version(v), 2);
 	pf_volume_close(v, NULL);
 	env_free(&e);
 }
@@ -935,7 +631,7 @@ static void test_publish(void **state)
 	env_init(&e);
 	v = vol_init(&e, 0, NULL, 0);
 	write_file(v, "a", "alpha", 5);
-	assert_int_equal(pf_volume_tag(v), 2);
+	assert_int_equal(pf_volume_version(v), 2);
 	copy_meta(&e, "meta", "durable");
 	backing_path(&e, v, a_path, sizeof(a_path));
 	/* Namespace-only changes: create (empty), unlink, mkdir. */
@@ -944,10 +640,10 @@ static void test_publish(void **state)
 	assert_int_equal(pf_unlink(v, "a", &err), 0);
 	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
 	assert_int_equal(pf_volume_publish(v, &err), 0);
-	/* Same tag (no freshness round), meta untouched, the namespace in
+	/* Same version (no freshness round), meta untouched, the namespace in
 	 * meta.pub; a's backing file stays until a durable commit: the durable
 	 * metadata still refers to it. */
-	assert_int_equal(pf_volume_tag(v), 2);
+	assert_int_equal(pf_volume_version(v), 2);
 	assert_true(storage_has(&e, "meta.pub"));
 	assert_int_equal(count_backing(&e), 2);
 	snprintf(cmd, sizeof(cmd), "cmp -s %s/.kiln/meta %s/.kiln/durable", e.kdir, e.kdir);
@@ -991,7 +687,7 @@ static void test_publish(void **state)
 
 	/* A published empty file whose backing file a crash lost (its creation
 	 * was never synced) opens empty, and is repaired for writing; after the
-	 * durable commit meta.pub (an older tag now) is ignored, and the next
+	 * durable commit meta.pub (an older version now) is ignored, and the next
 	 * open collects a's orphan. */
 	snapshot(&e, "restore");
 	/* b's backing file: the one that is not a's. */
@@ -1004,7 +700,7 @@ static void test_publish(void **state)
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
 	write_file(v, "b", "beta", 4);
 	check_content(v, "b", (const uint8_t *)"beta", 4);
-	assert_int_equal(pf_volume_tag(v), 3);
+	assert_int_equal(pf_volume_version(v), 3);
 	pf_volume_close(v, NULL);
 	v = vol_reopen(&e);
 	assert_int_equal(count_backing(&e), 1);
@@ -1012,8 +708,8 @@ static void test_publish(void **state)
 	expect_missing(v, "a");
 	pf_volume_close(v, NULL);
 
-	/* The durable commit moved the tag: the published metadata of the older
-	 * tag is ignored, never taken for the current state. */
+	/* The durable commit moved the version: the published metadata of the older
+	 * version is ignored, never taken for the current state. */
 	copy_meta(&e, "published", "meta.pub");
 	v = vol_reopen(&e);
 	check_content(v, "b", (const uint8_t *)"beta", 4);
@@ -1037,20 +733,20 @@ static void test_publish_then_commit(void **state)
 	assert_int_equal(pf_unlink(v, "a", &err), 0);
 	assert_int_equal(pf_rename(v, "keep", "kept", &err), 0);
 	assert_int_equal(pf_volume_publish(v, &err), 0);
-	assert_int_equal(pf_volume_tag(v), 3);
+	assert_int_equal(pf_volume_version(v), 3);
 	assert_int_equal(count_backing(&e), 2);
 	/* A file with data to commit: publish is a flush (durable). */
 	assert_int_equal(pf_open(v, "c", O_RDWR | O_CREAT, 0600, &f, &err), 0);
 	assert_int_equal(pf_pwrite(f, "gamma", 5, 0, &err), 5);
 	assert_int_equal(pf_volume_publish(v, &err), 0);
-	assert_int_equal(pf_volume_tag(v), 4);
+	assert_int_equal(pf_volume_version(v), 4);
 	assert_int_equal(count_backing(&e), 2); /* kept, c */
 	/* fsync of a clean file after a publish commits the publish. */
 	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
 	assert_int_equal(pf_volume_publish(v, &err), 0);
-	assert_int_equal(pf_volume_tag(v), 4);
+	assert_int_equal(pf_volume_version(v), 4);
 	assert_int_equal(pf_fsync(f, &err), 0);
-	assert_int_equal(pf_volume_tag(v), 5);
+	assert_int_equal(pf_volume_version(v), 5);
 	pf_close(f);
 	pf_volume_discard(v);
 	v = vol_reopen(&e);
@@ -1115,12 +811,12 @@ static void faults_run(void)
 				check_content(v, "f", want, 15000);
 			else
 				check_content(v, "f", a, sizeof(a));
-			if (r1 == 0 && r2 >= 0 && r3 == 0 && !g_fault_was_dead)
+			if (r1 == 0 && r2 >= 0 && r3 == 0 && !g_fault_last_dead)
 				assert_int_equal(size, 15000);
 		}
 		pf_volume_close(v, NULL);
 		env_free(&e);
-		if (!g_fault_was_dead && point > 5)
+		if (!g_fault_last_dead && point > 5)
 			break; /* the whole sequence ran without reaching the fault */
 	}
 }
@@ -1135,7 +831,7 @@ static void test_faults_deferred_syncs(void **state)
 	g_use_deferred = true;
 	faults_run();
 	g_use_deferred = false;
-	assert_int_equal(g_ndeferred, 0); /* every started sync was waited for */
+	assert_int_equal(g_fault_last_unwaited, 0); /* every started sync was waited for */
 }
 
 /* A transient ENOSPC fails one file; the others still commit, and the failed
