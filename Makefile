@@ -2,7 +2,8 @@
 #   make          build everything into build/ (CLI at build/kiln)
 #   make demo     install deps, build, run the end-to-end demo
 #   make check    install deps, build with -Werror + ASan/UBSan, run unit + e2e tests + fuzz smoke
-#   make stress   longer crash/reliability trials
+#   make stress   longer crash/reliability trials, then make conformance
+#   make conformance  CPython's file tests natively, under kiln run and kiln fs mount
 #   make bench    benchmarks (ratios measured in one run) -> bench/results/
 #   make fuzz     build libFuzzer targets (clang) into build-fuzz/
 #   make install  install into PREFIX (default /usr/local)
@@ -14,7 +15,7 @@ PREFIX      ?= /usr/local
 PYTEST      ?= /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 10
 
-.PHONY: all build deps demo check unit e2e fuzz fuzz-smoke stress bench install clean
+.PHONY: all build deps demo check unit e2e fuzz fuzz-smoke stress conformance bench install clean
 
 all: build
 
@@ -40,6 +41,12 @@ check: deps $(CHECK_BUILD)/build.ninja
 
 stress: build
 	KILN_BUILD=$(abspath $(BUILD)) KILN_STRESS=1 $(PYTEST) -q tests/e2e -m stress
+	scripts/conformance.py --build $(BUILD)
+
+# All of CPython's file test modules in three views (docs/conformance.md);
+# e.g. make conformance CONFORMANCE_ARGS='--modules test_os --views run'
+conformance: build
+	scripts/conformance.py --build $(BUILD) $(CONFORMANCE_ARGS)
 
 $(FUZZ_BUILD)/build.ninja: | deps
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=disabled -Dfuse=disabled \

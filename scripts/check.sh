@@ -24,6 +24,12 @@ rc=$?
 # pytest exit 5 means no tests were collected: that is a failure here.
 [ $rc -eq 0 ] || status=1
 
+echo "== conformance slice (CPython file tests in tests/conformance/check-slice.txt, 3 views)"
+if ! scripts/conformance.py --build "$build" --slice tests/conformance/check-slice.txt \
+    --out "$build/conformance-slice"; then
+  status=1
+fi
+
 echo "== fuzz smoke (libFuzzer over seed corpora, ${fuzz_seconds}s each)"
 if ! scripts/fuzz-smoke.sh "$fuzz_build" "$fuzz_seconds"; then
   status=1

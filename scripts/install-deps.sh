@@ -18,7 +18,50 @@ PACKAGES=(
   sqlite3 redis-server redis-tools nginx-light busybox
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
+  # make conformance: CPython's file tests (Debian's interpreter and its test suite)
+  python3.11 libpython3.11-testsuite
 )
+
+# make conformance also runs test_sqlite3, which Debian's libpython3.11-testsuite
+# leaves out: it is taken from the python3.11 source package (apt-get source, which
+# needs a deb-src line) and put where upstream's test suite has it, beside the other
+# test packages (regrtest's package loader requires that place).
+CONF_SQLITE=/usr/lib/python3.11/test/test_sqlite3
+CONF_SOURCES=/etc/apt/sources.list.d/kiln-deb-src.sources
+
+conformance_tests_present() {
+  [ -f "$CONF_SQLITE/__init__.py" ]
+}
+
+install_conformance_tests() {
+  if [ ! -f "$CONF_SOURCES" ] && ! grep -rqs '^Types:.*deb-src\|^deb-src ' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "install-deps: adding a deb-src line ($CONF_SOURCES) for apt-get source"
+    cat > "$CONF_SOURCES" <<'SRC'
+# Added by kiln scripts/install-deps.sh: make conformance takes CPython's
+# test_sqlite3 from the python3.11 source package.
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  apt-get update -qq
+  local tmp orig
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  chown _apt "$tmp" 2>/dev/null || true
+  (cd "$tmp" && apt-get source --download-only -qq python3.11 >/dev/null)
+  orig=$(ls "$tmp"/python3.11_*.orig.tar.* | head -n1)
+  tar -xf "$orig" -C "$tmp" --wildcards '*/Lib/test/test_sqlite3/*'
+  rm -rf "$CONF_SQLITE"
+  cp -r "$tmp"/Python-*/Lib/test/test_sqlite3 "$CONF_SQLITE"
+  echo "from $(basename "$orig") by kiln scripts/install-deps.sh (make conformance)" \
+    > "$CONF_SQLITE/KILN-SOURCE"
+  rm -rf "$tmp"
+  echo "install-deps: CPython's test_sqlite3 in $CONF_SQLITE"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,20 +70,24 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present; then
   exit 0
 fi
 if [ "${1:-}" = "--check" ]; then
-  echo "install-deps: missing packages: ${missing[*]}" >&2
+  [ "${#missing[@]}" -eq 0 ] || echo "install-deps: missing packages: ${missing[*]}" >&2
+  conformance_tests_present || echo "install-deps: missing $CONF_SQLITE" >&2
   exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: missing packages: ${missing[*]}; or $CONF_SQLITE" >&2
   echo "install-deps: run as root (or: sudo $0)" >&2
   exit 1
 fi
-echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+conformance_tests_present || install_conformance_tests
 echo "install-deps: done"

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from kilnenv import BUILD
+from kilnviews import fuse_usable
 
 HDR = 64
 SLOT_META = 28
@@ -411,19 +412,6 @@ def test_crash_trials_stress(kiln, tmp_path):
 
 
 # ---- FUSE mount ------------------------------------------------------------------------------
-
-def fuse_usable():
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse"
-    if not shutil.which("fusermount3"):
-        return "fusermount3 not installed"
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-        os.close(fd)
-    except OSError as e:
-        return f"/dev/fuse unusable: {e}"
-    return None
-
 
 def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
     why = fuse_usable()
