@@ -1,0 +1,135 @@
+"""The one list of POSIX edge-case lines that differ from native today.
+
+KNOWN[(case, view)] = {key: "OWNER: reason"}: a line of cases/CASE.py whose value
+in VIEW differs from native while the fix is in progress on OWNER's branch (sys,
+shield, pf, conf). Strict both ways: an unlisted difference fails, and so does a
+listed line that now equals native (delete it when the fix lands). docs/conformance.md
+carries the same list by class for the lead.
+
+REFUSED[(case, key)] = (value, reason): behaviour kiln refuses by design in both
+views, with the errno Linux gives for a file system that does not support it.
+"""
+
+KNOWN = {
+    ('perms', 'run'): dict.fromkeys([
+        'access_w_other', 'chgrp_by_owner_not_member', 'chmod_by_other',
+        'chown_by_owner_to_other', 'chown_stored', 'create_in_ro_dir_owner',
+        'create_in_sticky_owner', 'list_private_dir', 'mine_still_there', 'mkdir_in_ro_dir',
+        'mode_after', 'rename_in_ro_dir', 'rename_in_sticky_by_other', 'rename_out_of_ro_dir',
+        'setgid_dir_inherit', 'stat_in_private_dir', 'unlink_in_ro_dir',
+        'unlink_in_sticky_by_other', 'unlink_in_sticky_by_owner', 'utime_now_by_other_no_write',
+        'utime_set_by_other',
+    ], "sys: permission checks with the caller's credentials; chown and mode stored; "
+       "a failed commit must fail the call"),
+    ('perms', 'mount'): dict.fromkeys([
+        'access_r_owner', 'chgrp_by_owner_not_member', 'chmod_by_other', 'chmod_by_owner',
+        'chown_by_owner_to_other', 'chown_stored', 'create_in_ro_dir_owner',
+        'create_in_sticky_owner', 'list_private_dir_owner', 'mine_still_there', 'mode_after',
+        'rename_in_sticky_by_other', 'setgid_dir_inherit', 'unlink_in_sticky_by_other',
+        'unlink_in_sticky_by_owner', 'utime_set_by_other',
+    ], 'conf: FUSE without allow_other/default_permissions; chown not stored (pf v2 owners)'),
+    ('times', 'run'): dict.fromkeys([
+        'chmod_ctime', 'chown_ctime', 'dir_mtime_on_create', 'dir_mtime_on_create2',
+        'dir_mtime_on_unlink', 'dir_utime', 'fstat_atime_ns', 'futimens', 'link_ctime',
+        'rename_ctime', 'touch_mtime', 'unlink_other_name_ctime', 'utime_again',
+        'utime_atime_ns', 'utime_ctime', 'utime_mtime_ns',
+    ], 'pf: atime/ctime with ns in the namespace, ctime advanced (pf v2); sys: utimensat of files'),
+    ('times', 'mount'): dict.fromkeys([
+        'dir_mtime_on_create', 'dir_mtime_on_create2', 'dir_mtime_on_unlink', 'dir_utime',
+        'fstat_atime_ns', 'futimens', 'link_ctime', 'unlink_other_name_ctime', 'utime_again',
+        'utime_atime_ns',
+    ], 'conf: FUSE stores atime and ctime through pf v2 (pf: times in the namespace)'),
+    ('inode', 'run'): dict.fromkeys([
+        'after_write_fsync', 'dir_nlink_with_subdir', 'dir_rename', 'file_in_renamed_dir',
+        'fstat_eq_stat', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
+        'rename_other_dir', 'rename_over_takes_source_ino', 'rename_same_dir',
+    ], 'pf: stable inode numbers and hard links (pf v2 namespace); sys: link(2)'),
+    ('inode', 'mount'): dict.fromkeys([
+        'dir_nlink_with_subdir', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
+    ], 'conf: FUSE link and nlink through pf v2 hard links'),
+    ('paths', 'run'): dict.fromkeys([
+        'create_missing_dir_slash', 'missing_dir_created', 'open_through_file', 'path_4096',
+        'read_dir_fd', 'rename_dir_into_itself', 'rename_dir_over_nonempty', 'rename_dot',
+        'rename_dotdot', 'rename_file_over_dir', 'rename_to_dot', 'rmdir_dot', 'rmdir_dotdot',
+        'stat_file_trailing_slash',
+    ], 'sys: path errnos (ENOTDIR, EISDIR, ENAMETOOLONG, rename/rmdir of . and ..)'),
+    ('links', 'run'): dict.fromkeys([
+        'both_flags', 'create_through_dir_link', 'dangling_target_made', 'exchange',
+        'exchange_file_dir', 'exchange_file_dir_types', 'exchange_missing', 'exchanged', 'link',
+        'link_dir', 'link_existing', 'link_missing', 'link_shares_data', 'link_survives',
+        'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing', 'loop_a', 'loop_b',
+        'lstat_dangling', 'lstat_is_link', 'o_tmpfile', 'o_tmpfile_invisible', 'open_loop',
+        'open_nofollow_link', 'out_dotdot', 'out_of_volume', 'read_inner', 'read_out_dotdot',
+        'read_out_of_volume', 'read_through_abs', 'read_through_rel', 'readlink_rel',
+        'rename_link', 'stat_loop', 'stat_through_size', 'symlink_abs', 'symlink_dangling',
+        'symlink_dir', 'symlink_existing', 'symlink_rel', 'tmpfile_content',
+        'unlink_link_keeps_target',
+    ], 'sys: symlink, link, O_TMPFILE, renameat2 through volumes (pf v2 links and symlinks)'),
+    ('links', 'mount'): dict.fromkeys([
+        'create_through_dir_link', 'dangling_target_made', 'exchange', 'exchange_file_dir',
+        'exchange_file_dir_types', 'exchanged', 'link', 'link_existing', 'link_shares_data',
+        'link_survives', 'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing',
+        'loop_a', 'loop_b', 'lstat_dangling', 'lstat_is_link', 'o_tmpfile',
+        'o_tmpfile_invisible', 'open_loop', 'open_nofollow_link', 'out_dotdot', 'out_of_volume',
+        'read_inner', 'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
+        'read_through_rel', 'readlink_rel', 'rename_link', 'stat_loop', 'stat_through_size',
+        'symlink_abs', 'symlink_dangling', 'symlink_dir', 'symlink_existing', 'symlink_rel',
+        'tmpfile_content', 'unlink_link_keeps_target',
+    ], 'conf: FUSE symlink, readlink, link, RENAME_EXCHANGE through pf v2'),
+    ('sparse', 'run'): dict.fromkeys([
+        'allocated_under_1MiB', 'big_sparse', 'seek_data_middle', 'seek_hole_0',
+        'truncate_up_sparse',
+    ], 'shield: holes kept as holes, SEEK_HOLE/SEEK_DATA (pf v2 holes)'),
+    ('sparse', 'mount'): dict.fromkeys([
+        'fallocate_extend', 'fallocate_keep_size', 'punch_hole', 'punched_reads_zero',
+        'seek_data_in_punch', 'seek_data_middle', 'seek_hole_0', 'seek_hole_after_punch',
+        'size_after_fallocate', 'size_after_keep_size', 'truncate_up_sparse',
+    ], 'conf: FUSE lseek and fallocate (pf v2 holes, punch hole)'),
+    ('unlink_open', 'run'): dict.fromkeys([
+        'fchmod_unlinked', 'fstat_nlink',
+    ], 'shield: unlink-while-open (nlink 0, fchmod of an unlinked file)'),
+    ('unlink_open', 'mount'): dict.fromkeys([
+        'dir_gone', 'entries_left', 'listing_after_unlink', 'rmdir_while_open',
+    ], 'conf: FUSE hard_remove (no .fuse_hidden), pf v2 unlink-while-open'),
+    ('dirs', 'run'): dict.fromkeys([
+        'after_lseek_0', 'listdir_fd_2', 'proc_fd_after_close', 'proc_fd_after_open',
+        'proc_fd_start', 'scandir_fd_1', 'scandir_fd_2',
+    ], 'sys: getdents rewind (lseek 0 on a directory fd), runtime fds hidden'),
+    ('statvfs', 'run'): dict.fromkeys([
+        'bfree_le_blocks', 'blocks_positive', 'bsize_positive', 'namemax', 'statvfs',
+        'statvfs_file',
+    ], 'sys: statvfs/fstatvfs of volume paths'),
+    ('special', 'run'): dict.fromkeys([
+        'fifo_data', 'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail',
+        'leftovers', 'mkfifo', 'mkfifo_existing', 'mknod_chr', 'recv_dgram', 'sock_data',
+        'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
+    ], 'sys: mkfifo and AF_UNIX bind inside volumes (pf v2 special nodes)'),
+    ('special', 'mount'): dict.fromkeys([
+        'bind', 'bind_dgram', 'bind_existing', 'connect_after_close', 'fifo_data',
+        'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail', 'leftovers', 'mkfifo',
+        'mkfifo_existing', 'mknod_chr', 'recv_dgram', 'sendto_dgram', 'sock_data',
+        'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
+    ], 'conf: FUSE mknod of FIFO/socket nodes (pf v2 special nodes)'),
+    ('locks', 'run'): dict.fromkeys([
+        'flock_exec_probe', 'lockf_exec_probe',
+    ], 'shield: locks across processes (one inode per file for the kernel)'),
+    ('efault', 'run'): dict.fromkeys([
+        'access_path', 'chdir', 'chmod', 'creat_prot_none', 'fstat_buf', 'fstatat_buf',
+        'getdents_buf', 'link_to', 'lstat_buf', 'mkdir', 'open_prot_none', 'open_unmapped',
+        'openat_prot_none', 'readlink_buf', 'rename_from', 'rename_null', 'rename_to', 'rmdir',
+        'setup_symlink', 'stat_buf', 'stat_path', 'statfs', 'statx_buf', 'symlink_target',
+        'sys_faccessat', 'sys_fstat_buf', 'sys_getcwd', 'sys_mkdirat', 'sys_newfstatat_buf',
+        'sys_openat', 'sys_readlinkat_path', 'sys_renameat2', 'sys_statx_path', 'sys_truncate',
+        'sys_unlinkat', 'truncate', 'unlink', 'utimensat_times',
+    ], 'sys: the runtime dereferences bad pointers (must be EFAULT)'),
+    ('efault', 'mount'): dict.fromkeys([
+        'readlink_buf', 'setup_symlink',
+    ], "conf: FUSE symlink (the readlink probe's link) through pf v2"),
+}
+
+REFUSED = {
+    # Device nodes in a protected volume would be plaintext doors to the host's
+    # devices: refused with EPERM, as mknod(2) answers on a file system without
+    # mknod support (docs/conformance.md, docs/runtime.md).
+    ("special", "mknod_chr"): ("EPERM", "device nodes are refused in protected volumes"),
+}
