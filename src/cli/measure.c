@@ -15,6 +15,7 @@
 
 #include "crypto/crypto.h"
 #include "evidence/evidence.h"
+#include "runtime/runtime.h"
 
 #define MEASURE_TIMEOUT_MS 30000
 #define MEASURE_OUTPUT_MAX (1u << 20)
@@ -208,7 +209,7 @@ static bool is_measurement_line(const char *s, size_t n)
 static int measure_prog(char **argv, bool manifest)
 {
 	char lib[PATH_MAX], *preload = NULL, *out = NULL, *last;
-	const char *env_lib = getenv("KILN_MEASURE_LIB"), *old;
+	const char *env_lib = getenv("KILN_MEASURE_LIB");
 	size_t len = 0;
 	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r;
 	pid_t pid = -1;
@@ -254,18 +255,21 @@ static int measure_prog(char **argv, bool manifest)
 			  "or in ../lib/kiln (set KILN_MEASURE_LIB)");
 		return CLI_EXIT_FAIL;
 	}
-	old = getenv("LD_PRELOAD");
-	preload = malloc(strlen(lib) + (old ? strlen(old) : 0) + 2);
+	/* As `kiln run --cas` does: no loader variables from this environment, so
+	 * the value is the one an attested run of PROG measures, and whatever
+	 * they would load is not measured as if it belonged to PROG. */
+	{
+		char dropped[400];
+
+		if (rt_env_drop_loader(dropped, sizeof(dropped)) > 0)
+			fprintf(stderr, "kiln: measure: not passing %s to %s (an attested run does "
+				"not either)\n", dropped, argv[0]);
+	}
+	preload = strdup(lib);
 	out = malloc(MEASURE_OUTPUT_MAX);
 	if (!preload || !out) {
 		cli_error("out of memory");
 		goto out;
-	}
-	/* Ours first: its constructor must not depend on what the others do. */
-	strcpy(preload, lib);
-	if (old && old[0]) {
-		strcat(preload, ":");
-		strcat(preload, old);
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		cli_error("pipe: %s", strerror(errno));

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +66,8 @@ static void run_usage(FILE *f)
 		"                              libc (auto: on when a volume is mounted)\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
+		"With --cas the variables of the dynamic loader, libc and OpenSSL (LD_*,\n"
+		"GCONV_PATH, GLIBC_TUNABLES, MALLOC_*, OPENSSL_CONF, ...) are not passed on.\n"
 		"A statically linked PROGRAM cannot load libkiln: it runs supervised by this\n"
 		"process (seccomp user notification, every file call traps); with --cas the\n"
 		"supervisor measures the file, attests and runs that very file.\n"
@@ -276,6 +279,37 @@ static bool is_static_elf(const char *path)
 	return ret;
 }
 
+/* Attested mode: the launcher's variables of the dynamic loader, libc and
+ * OpenSSL (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, GCONV_PATH, OPENSSL_CONF, ...,
+ * rt_env_is_loader) could put code into the program before it is measured, or
+ * after (an OpenSSL module); they are dropped, and said so once. The program's
+ * main() gets the policy's environment anyway. A statically linked program is
+ * run by this process, whose own loader saw them: kiln re-executes itself
+ * without them first, so the supervisor that receives the program's secrets
+ * maps only kiln's own libraries (kiln-las checks that). The process is made
+ * non-dumpable now: it will hold the attestation answer. */
+static int drop_loader_env(char **argv, bool is_static)
+{
+	char dropped[400];
+	int n;
+
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	n = rt_env_drop_loader(dropped, sizeof(dropped));
+	if (n <= 0)
+		return 0;
+	fprintf(stderr, "kiln: attested run: not passing %s from the environment (they could "
+		"load code that is not measured; the program gets the policy's environment)\n",
+		dropped);
+	fflush(stderr);
+	if (!is_static)
+		return 0;
+	/* argv is main's argv + 1 ("run" first): the whole command line is one
+	 * element before it (getopt with "+" permuted nothing). */
+	execv("/proc/self/exe", argv - 1);
+	cli_error("run: cannot re-execute kiln without those variables: %s", strerror(errno));
+	return -errno;
+}
+
 /* Say on stderr how much the run is worth: development mode (no attestation)
  * or the INSECURE simulation backend; nothing for a real attestation. */
 static void say_mode(const struct rt_config *cfg)
@@ -338,6 +372,19 @@ static int run_static_attested(struct rt_config *cfg, const char *path)
 			  kiln_err_msg(&err, ret));
 		goto out;
 	}
+	/* This process will hold the program's secrets: it must hold no code
+	 * that cannot be measured either (a memfd, anonymous code, rewritten
+	 * pages, a tracer). kiln-las checks the same from outside, and more. */
+	{
+		uint8_t self_wm[EV_WM_SIZE];
+
+		ret = ev_workload_measure_pid(0, self_wm, NULL, &err);
+		if (ret) {
+			cli_error("attestation: the supervisor (kiln) itself: %s",
+				  kiln_err_msg(&err, ret));
+			goto out;
+		}
+	}
 	say_mode(cfg);
 	ret = rt_attest_cas(cfg, wm, o.exe_fd, &grant, &err);
 	if (ret) {
@@ -393,6 +440,11 @@ static bool attest_option(struct rt_config *cfg, int opt, const char *val)
 	if (opt == OPT_HOST_ENV) {
 		if (!val[0] || strlen(val) >= sizeof(cfg->host_env[0]) || strpbrk(val, "= \n")) {
 			cli_error("--host-env '%s': expected an environment variable name", val);
+			return false;
+		}
+		if (rt_env_is_loader(val, strlen(val))) {
+			cli_error("--host-env %s: a variable of the dynamic loader, libc or OpenSSL "
+				  "is not passed to an attested program (docs/runtime.md)", val);
 			return false;
 		}
 		if (cfg->n_host_env >= RT_MAX_HOST_ENV) {
@@ -616,6 +668,8 @@ int run_main(int argc, char **argv)
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
 	is_static = lib[0] && is_static_elf(lib);
+	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
+		goto out;
 	if (cfg->cas[0] && is_static) {
 		status = run_static_attested(cfg, lib);
 		goto out;

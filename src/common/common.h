@@ -41,6 +41,7 @@ enum {
 	KILN_EINSECURE,     /* insecure backend used without opt-in */
 	KILN_ECRYPTO,       /* crypto library failure */
 	KILN_ECORRUPT,      /* structure inconsistent (not a crypto failure) */
+	KILN_EUNMEASURED,   /* the process holds code that cannot be measured */
 	KILN_ELAST
 };
 

@@ -26,6 +26,7 @@ static const char *const g_kiln_errs[] = {
 	[KILN_EINSECURE - KILN_EBASE] = "insecure backend not allowed",
 	[KILN_ECRYPTO - KILN_EBASE] = "cryptographic library failure",
 	[KILN_ECORRUPT - KILN_EBASE] = "inconsistent structure",
+	[KILN_EUNMEASURED - KILN_EBASE] = "code that cannot be measured",
 };
 
 const char *kiln_strerror(int code)

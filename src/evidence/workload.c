@@ -1,12 +1,14 @@
 /* The kiln workload measurement: SHA-384 over a canonical manifest of the
  * executable and every other file mapped executable in the process (see
- * docs/measurement.md for the exact text).
+ * docs/measurement.md for the exact text). Which mappings are files, which
+ * are refused, and the checks that the mapped pages are the files' own are in
+ * wm_maps.c.
  *
  * This code runs inside arbitrary processes (the libkiln constructor, the
  * measure preload) and inside kiln-las for its peers, so it uses no stdio
  * streams, keeps errno-style returns, opens every file O_CLOEXEC and allocates
  * only a few buffers that it frees before returning. */
-#include "evidence/evidence.h"
+#include "evidence/ev_internal.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -31,10 +33,7 @@
 #define WM_DELETED " (deleted)"
 
 struct wm_file {
-	const char *path;       /* points into the maps buffer */
-	unsigned long start, end;
-	unsigned long dev_major, dev_minor;
-	unsigned long ino;
+	struct ev__map map;     /* map.name points into the maps buffer */
 	uint8_t digest[KC_SHA256_SIZE];
 };
 
@@ -279,103 +278,44 @@ static bool ends_with(const char *s, const char *suffix)
  * that is mapped (immune to path replacement) but needs CAP_SYS_ADMIN or
  * CAP_CHECKPOINT_RESTORE; without it we open the path and check that the inode
  * is the mapped one (the device is compared only when it matches, because on
- * overlayfs maps shows the underlying device). */
-static int open_mapped(const char *proc, const struct wm_file *f, struct kiln_err *err)
+ * overlayfs maps shows the underlying device). O_NONBLOCK: a FIFO planted at
+ * the path must not block us; only a regular file is hashed (a device could
+ * be read forever). */
+static int open_mapped(const char *proc, const struct ev__map *m, struct kiln_err *err)
 {
 	char link[128];
 	struct stat st;
-	int fd;
+	int fd, ret;
 
-	snprintf(link, sizeof(link), "%s/map_files/%lx-%lx", proc, f->start, f->end);
-	fd = open(link, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return kiln_err_set(err, -errno, "cannot open mapped file %s: %s", f->path,
-				    kiln_strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		int ret = -errno;
-
-		close(fd);
-		return kiln_err_set(err, ret, "cannot stat mapped file %s", f->path);
+	snprintf(link, sizeof(link), "%s/map_files/%lx-%lx", proc, m->start, m->end);
+	fd = open(link, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		fd = open(m->name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd < 0)
+			return kiln_err_set(err, -errno, "cannot open mapped file %s: %s",
+					    m->name, kiln_strerror(errno));
+		if (fstat(fd, &st) < 0)
+			goto stat_failed;
+		if ((unsigned long)st.st_ino != m->ino ||
+		    (major(st.st_dev) == m->dev_major && minor(st.st_dev) != m->dev_minor)) {
+			close(fd);
+			return kiln_err_set(err, -ESTALE,
+					    "mapped file %s was replaced after it was mapped "
+					    "(inode %lu mapped, %lu on disk)",
+					    m->name, m->ino, (unsigned long)st.st_ino);
+		}
+	} else if (fstat(fd, &st) < 0) {
+		goto stat_failed;
 	}
-	if ((unsigned long)st.st_ino != f->ino ||
-	    (major(st.st_dev) == f->dev_major && minor(st.st_dev) != f->dev_minor)) {
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return kiln_err_set(err, -ESTALE,
-				    "mapped file %s was replaced after it was mapped "
-				    "(inode %lu mapped, %lu on disk)",
-				    f->path, f->ino, (unsigned long)st.st_ino);
+		return ev__map_refuse(m, "not a regular file", err);
 	}
 	return fd;
-}
-
-static unsigned long parse_hex(const char **p, bool *ok)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(*p, &end, 16);
-	if (end == *p || errno)
-		*ok = false;
-	*p = end;
-	return v;
-}
-
-/* Parse one maps line (NUL-terminated, modified in place). Returns 1 and fills
- * f when the line is an executable file mapping, 0 to skip, <0 on error. */
-static int parse_maps_line(char *line, struct wm_file *f, struct kiln_err *err)
-{
-	const char *p = line;
-	bool ok = true;
-	char perms[5];
-	char *end;
-
-	f->start = parse_hex(&p, &ok);
-	if (!ok || *p++ != '-')
-		goto bad;
-	f->end = parse_hex(&p, &ok);
-	if (!ok || *p++ != ' ')
-		goto bad;
-	if (strlen(p) < 5 || p[4] != ' ')
-		goto bad;
-	memcpy(perms, p, 4);
-	perms[4] = '\0';
-	p += 5;
-	parse_hex(&p, &ok); /* offset */
-	if (!ok || *p++ != ' ')
-		goto bad;
-	f->dev_major = parse_hex(&p, &ok);
-	if (!ok || *p++ != ':')
-		goto bad;
-	f->dev_minor = parse_hex(&p, &ok);
-	if (!ok || *p++ != ' ')
-		goto bad;
-	errno = 0;
-	f->ino = strtoul(p, &end, 10);
-	if (end == p || errno)
-		goto bad;
-	p = end;
-	while (*p == ' ')
-		p++;
-	if (perms[2] != 'x' || *p != '/')
-		return 0; /* not executable, or anonymous / [vdso] / [stack] */
-	/* Anonymous memory that /proc shows with a path: memfds, shared anonymous
-	 * mappings and SysV shm. Like anonymous JIT memory they hold no file to
-	 * measure (see docs/measurement.md). */
-	if (strncmp(p, "/memfd:", 7) == 0 || strcmp(p, "/dev/zero" WM_DELETED) == 0 ||
-	    strncmp(p, "/SYSV", 5) == 0)
-		return 0;
-	f->path = p;
-	if (ends_with(p, WM_DELETED))
-		return kiln_err_set(err, -ENOENT,
-				    "mapped file %s is deleted (replaced while the program "
-				    "runs?): restart the program to measure it", p);
-	return 1;
-bad:
-	return kiln_err_set(err, -KILN_EFORMAT, "cannot parse /proc maps line '%.80s'", line);
+stat_failed:
+	ret = -errno;
+	close(fd);
+	return kiln_err_set(err, ret, "cannot stat mapped file %s", m->name);
 }
 
 static int cmp_digest(const void *a, const void *b)
@@ -433,19 +373,101 @@ static int build_manifest(const uint8_t exe_digest[static KC_SHA256_SIZE],
 	return 0;
 }
 
+/* Read /proc/PID/maps, refuse what cannot be measured, check that every
+ * executable page is still its file's, and collect the files to hash (one
+ * entry per distinct file; the measuring library's own file is marked in
+ * *self_index when pid is 0). */
+static int collect_files(const char *proc, pid_t pid, char **maps_out, struct wm_file *files,
+			 size_t *n_out, size_t *self_index, struct kiln_err *err)
+{
+	/* Any address inside the object that holds this code. */
+	const uintptr_t self_addr = (uintptr_t)&ev_workload_measure_ex;
+	char path[48], *line, *next;
+	size_t maps_size = 0, n_files = 0;
+	int fd, pagemap = -1, ret;
+
+	*self_index = SIZE_MAX;
+	snprintf(path, sizeof(path), "%s/maps", proc);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kiln_err_set(err, -errno, "cannot open %s: %s", path, kiln_strerror(errno));
+	ret = read_all_fd(fd, WM_MAPS_MAX, maps_out, &maps_size);
+	close(fd);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "cannot read %s", path);
+	snprintf(path, sizeof(path), "%s/pagemap", proc);
+	pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap < 0)
+		return kiln_err_set(err, -errno, "cannot open %s: %s", path, kiln_strerror(errno));
+
+	for (line = *maps_out; line && *line; line = next) {
+		struct ev__map m;
+		bool seen = false;
+		int kind;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		kind = ev__map_parse(line, &m, err);
+		if (kind < 0) {
+			ret = kind;
+			goto out;
+		}
+		if (kind == EV__MAP_DATA)
+			continue;
+		if (kind == EV__MAP_REFUSED) {
+			ret = ev__map_refuse(&m, m.why, err);
+			goto out;
+		}
+		/* [vsyscall] is outside the process's page tables (emulated or
+		 * execute-only): nothing there can be written. [vdso] can be
+		 * (mprotect, /proc/PID/mem) and is checked like a file. */
+		if (strcmp(m.name, "[vsyscall]") != 0) {
+			ret = ev__map_check_pages(pagemap, &m, err);
+			if (ret < 0)
+				goto out;
+		}
+		if (kind == EV__MAP_KERNEL)
+			continue;
+		/* One file usually has one r-x mapping: hash each file once. Two
+		 * files can show the same path (mount namespaces, a file renamed
+		 * over), so the inode is part of the key. */
+		for (size_t i = 0; i < n_files && !seen; i++) {
+			const struct ev__map *o = &files[i].map;
+
+			seen = o->ino == m.ino && o->dev_major == m.dev_major &&
+			       o->dev_minor == m.dev_minor && strcmp(o->name, m.name) == 0;
+			if (seen && pid == 0 && self_addr >= m.start && self_addr < m.end)
+				*self_index = i;
+		}
+		if (seen)
+			continue;
+		if (n_files == WM_MAX_FILES) {
+			ret = kiln_err_set(err, -E2BIG, "%s maps more than %u executable files",
+					   proc, WM_MAX_FILES);
+			goto out;
+		}
+		if (pid == 0 && self_addr >= m.start && self_addr < m.end)
+			*self_index = n_files;
+		files[n_files++].map = m;
+	}
+	*n_out = n_files;
+	ret = 0;
+out:
+	close(pagemap);
+	return ret;
+}
+
 int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n_exclude,
 			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
 			       char **manifest_out, struct kiln_err *err)
 {
-	/* Any address inside the object that holds this code. */
-	const uintptr_t self_addr = (uintptr_t)&ev_workload_measure_ex;
 	char proc[32], exe_link[48], link_path[4096];
-	char *maps = NULL, *line, *next;
+	char *maps = NULL;
 	struct wm_file *files = NULL;
 	uint8_t *buf = NULL, exe_digest[KC_SHA256_SIZE];
 	uint8_t (*libs)[KC_SHA256_SIZE] = NULL;
-	size_t maps_size = 0, n_files = 0, n_libs = 0;
-	const char *self_path = NULL;
+	size_t n_files = 0, n_libs = 0, self_index = SIZE_MAX;
 	ssize_t n;
 	int fd = -1, ret;
 
@@ -464,6 +486,11 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
 		goto out;
 	}
+	/* A tracer can rewrite code after we looked at it: refused before and
+	 * after (the second look covers one that attached meanwhile). */
+	ret = ev__check_tracer(proc, err);
+	if (ret < 0)
+		goto out;
 
 	/* The executable, through the magic link: the file the kernel executed. */
 	snprintf(exe_link, sizeof(exe_link), "%s/exe", proc);
@@ -475,8 +502,9 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 	}
 	link_path[n] = '\0';
 	if (ends_with(link_path, WM_DELETED)) {
-		ret = kiln_err_set(err, -ENOENT, "executable %s is deleted: restart the program "
-				   "to measure it", link_path);
+		ret = kiln_err_set(err, -KILN_EUNMEASURED, "executable %s is deleted (removed or "
+				   "replaced after it started): it cannot be measured: refused "
+				   "(restart the program if it was upgraded)", link_path);
 		goto out;
 	}
 	fd = open(exe_link, O_RDONLY | O_CLOEXEC);
@@ -493,48 +521,9 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 		goto out;
 	}
 
-	snprintf(proc + strlen(proc), sizeof(proc) - strlen(proc), "/maps");
-	fd = open(proc, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = kiln_err_set(err, -errno, "cannot open %s: %s", proc, kiln_strerror(errno));
+	ret = collect_files(proc, pid, &maps, files, &n_files, &self_index, err);
+	if (ret < 0)
 		goto out;
-	}
-	ret = read_all_fd(fd, WM_MAPS_MAX, &maps, &maps_size);
-	close(fd);
-	fd = -1;
-	if (ret < 0) {
-		kiln_err_set(err, ret, "cannot read %s", proc);
-		goto out;
-	}
-	proc[strlen(proc) - strlen("/maps")] = '\0';
-
-	for (line = maps; line && *line; line = next) {
-		struct wm_file f = { 0 };
-		bool seen = false;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		ret = parse_maps_line(line, &f, err);
-		if (ret < 0)
-			goto out;
-		if (ret == 0)
-			continue;
-		if (pid == 0 && self_addr >= f.start && self_addr < f.end)
-			self_path = f.path;
-		/* One file usually has one r-x mapping; hash each path once. */
-		for (size_t i = 0; i < n_files && !seen; i++)
-			seen = strcmp(files[i].path, f.path) == 0;
-		if (seen)
-			continue;
-		if (n_files == WM_MAX_FILES) {
-			ret = kiln_err_set(err, -E2BIG, "%s maps more than %u executable files",
-					   proc, WM_MAX_FILES);
-			goto out;
-		}
-		files[n_files++] = f;
-	}
-
 	libs = calloc(n_files ? n_files : 1, sizeof(*libs));
 	if (!libs) {
 		ret = kiln_err_set(err, -ENOMEM, "out of memory measuring %s", proc);
@@ -543,9 +532,9 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 	for (size_t i = 0; i < n_files; i++) {
 		/* The measuring library itself stands as the `runtime` line; but when
 		 * the code is linked into the executable the exe line covers it. */
-		if (self_path && strcmp(files[i].path, self_path) == 0)
+		if (i == self_index)
 			continue;
-		fd = open_mapped(proc, &files[i], err);
+		fd = open_mapped(proc, &files[i].map, err);
 		if (fd < 0) {
 			ret = fd;
 			goto out;
@@ -554,7 +543,7 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 		close(fd);
 		fd = -1;
 		if (ret < 0) {
-			kiln_err_set(err, ret, "cannot read mapped file %s", files[i].path);
+			kiln_err_set(err, ret, "cannot read mapped file %s", files[i].map.name);
 			goto out;
 		}
 		if (memcmp(files[i].digest, exe_digest, KC_SHA256_SIZE) == 0 ||
@@ -565,6 +554,9 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 	/* Byte order of digests is the order of their lowercase hex. */
 	qsort(libs, n_libs, sizeof(*libs), cmp_digest);
 
+	ret = ev__check_tracer(proc, err);
+	if (ret < 0)
+		goto out;
 	ret = build_manifest(exe_digest, libs, n_libs, out, manifest_out, proc, err);
 	if (ret < 0)
 		goto out;

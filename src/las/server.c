@@ -128,6 +128,50 @@ out:
 	return ret;
 }
 
+/* The supervisor will hold the program's secrets, so its own code must be this
+ * kiln and nothing else: measured by the same rules as any peer (no memfd, no
+ * anonymous code, no written code pages, no tracer), and every library it maps
+ * one that this kiln-las maps itself -- an LD_PRELOAD into `kiln run` (which
+ * re-executes itself without one) or a library planted for its loader is
+ * refused. */
+static int check_supervisor(const struct las_config *cfg, pid_t pid, const char **why,
+			    struct kiln_err *err)
+{
+	uint8_t wm[EV_WM_SIZE];
+	char *peer = NULL, *self = NULL, *p;
+	int ret;
+
+	ret = ev_workload_measure_cached(pid, NULL, 0, cfg->cache, wm, &peer, err);
+	if (ret < 0) {
+		kiln_err_prefix(err, "static_exe: the supervisor: ");
+		goto out;
+	}
+	ret = ev_workload_measure_cached(0, NULL, 0, cfg->cache, wm, &self, err);
+	if (ret < 0) {
+		kiln_err_prefix(err, "static_exe: measuring kiln-las itself: ");
+		goto out;
+	}
+	for (p = strstr(peer, "\nlib "); p; p = strstr(p + 1, "\nlib ")) {
+		char line[4 + 64 + 3];
+
+		memcpy(line, p, sizeof(line) - 1);
+		line[sizeof(line) - 1] = '\0';
+		if (!strstr(self, line)) {
+			ret = kiln_err_set(err, -KILN_EDENIED, "static_exe: the supervisor maps a "
+					   "library that kiln-las does not (sha256 %.64s): refused",
+					   p + 5);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		*why = kiln_err_msg(err, ret);
+	free(peer);
+	free(self);
+	return ret;
+}
+
 /* Static variant (docs/las.md): the peer passed the program it is about to
  * run and asks for that program's measurement. The LAS vouches for the pair
  * "this file, run by that supervisor" only when the supervisor is the same
@@ -163,6 +207,9 @@ static int measure_static(struct las_server *srv, pid_t pid, int exe_fd,
 		       "its supervisor may pass a program)";
 		return -KILN_EDENIED;
 	}
+	ret = check_supervisor(cfg, pid, why, err);
+	if (ret < 0)
+		return ret;
 	ret = ev_workload_measure_static_fd(exe_fd, cfg->cache, st->workload_measurement,
 					    manifest, st->exe_sha256, err);
 	if (ret < 0) {

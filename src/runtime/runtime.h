@@ -189,6 +189,16 @@ int rt_freshness_parse(const char *s, enum rt_freshness *out);
  * left as is when absent. -EINVAL on anything else. */
 int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib);
 
+/* ---- the launcher's environment (loader_env.c) ----------------------------- */
+/* True when the variable name (len bytes, not NUL-terminated) is one that makes
+ * the dynamic loader, libc or OpenSSL load code or change how code is loaded
+ * (LD_*, GCONV_PATH, GLIBC_TUNABLES, MALLOC_*, OPENSSL_CONF, ...). */
+bool rt_env_is_loader(const char *name, size_t len);
+/* Remove every such variable from environ (duplicates too). dropped (size
+ * bytes, may be 0) receives their names, ", "-separated (cut short when it
+ * does not fit). Returns how many entries were removed. */
+int rt_env_drop_loader(char *dropped, size_t size);
+
 /* Environment variable naming the inherited config fd (only a number). */
 #define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"
 /* Environment variable with the absolute path of libkiln.so (for exec). */

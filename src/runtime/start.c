@@ -13,6 +13,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <openssl/ssl.h>
+
 #include "runtime/sys/sys.h"
 
 struct rt_state g_rt;
@@ -78,6 +80,11 @@ __attribute__((constructor(101))) static void rt_start(void)
 	if (!fdstr)
 		return;
 	rt__raw(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* libkiln's own (static, hidden) OpenSSL reads no configuration file: an
+	 * OPENSSL_CONF in the environment could name a provider module, which
+	 * would be loaded into the process at the CAS connection, after the
+	 * process was measured (docs/runtime.md). */
+	OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
 	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
 	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);

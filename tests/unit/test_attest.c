@@ -14,11 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
-#include "evidence/evidence.h"
+#include "evidence/ev_internal.h"
 #include "las/las.h"
 
 static void fill(uint8_t *p, size_t n, uint8_t seed)
@@ -125,25 +126,47 @@ static void test_manifest_other_pid(void **state)
 	assert_int_equal(ev_workload_measure_pid(-1, child_wm, NULL, &err), -EINVAL);
 }
 
+/* Map size bytes of fd (-1: anonymous) executable with flags, measure this
+ * process, unmap; the measurement's result. */
+static int measure_with(int fd, int flags, uint8_t out[48], struct kiln_err *err)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, flags, fd, 0);
+	int ret;
+
+	assert_true(m != MAP_FAILED);
+	ret = ev_workload_measure_pid(0, out, NULL, err);
+	munmap(m, 4096);
+	return ret;
+}
+
 static void test_manifest_mappings(void **state)
 {
 	uint8_t before[48], after[48];
 	struct kiln_err err = { 0 };
-	char path[] = "/tmp/kiln-attest-map-XXXXXX";
+	char path[] = "/tmp/kiln-attest-map-XXXXXX", name[64];
 	void *m;
 	int fd;
 
 	assert_int_equal(ev_workload_measure_pid(0, before, NULL, &err), 0);
-	/* An executable memfd is anonymous memory: not in the manifest. */
+	/* An executable memfd holds code no file on disk does: refused, named. */
 	fd = memfd_create("kiln-test", MFD_CLOEXEC);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 4096), 0);
-	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
-	assert_true(m != MAP_FAILED);
+	assert_int_equal(measure_with(fd, MAP_PRIVATE, after, &err), -KILN_EUNMEASURED);
+	assert_non_null(strstr(err.msg, "'/memfd:kiln-test (deleted)' (a memfd"));
+	assert_non_null(strstr(err.msg, "cannot be measured: refused"));
+	close(fd);
+	/* Anonymous and shared anonymous executable memory: refused. */
+	assert_int_equal(measure_with(-1, MAP_PRIVATE | MAP_ANONYMOUS, after, &err),
+			 -KILN_EUNMEASURED);
+	assert_non_null(strstr(err.msg, "(anonymous memory: code made or loaded at run time) "
+				"cannot be measured: refused"));
+	assert_int_equal(measure_with(-1, MAP_SHARED | MAP_ANONYMOUS, after, &err),
+			 -KILN_EUNMEASURED);
+	assert_non_null(strstr(err.msg, "'/dev/zero (deleted)' (shared anonymous memory)"));
+	/* Unmapped again: the value is back. */
 	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
 	assert_memory_equal(before, after, 48);
-	munmap(m, 4096);
-	close(fd);
 
 	/* An executable mapping of another file changes the value ... */
 	fd = mkstemp(path);
@@ -157,15 +180,146 @@ static void test_manifest_mappings(void **state)
 	}
 	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
 	assert_memory_not_equal(before, after, 48);
-	/* ... and once deleted it cannot be measured: the error names it. */
+	/* ... and once deleted it cannot be measured: refused, naming it. */
 	assert_int_equal(unlink(path), 0);
-	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), -ENOENT);
-	assert_non_null(strstr(err.msg, path));
-	assert_non_null(strstr(err.msg, "deleted"));
+	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), -KILN_EUNMEASURED);
+	snprintf(name, sizeof(name), "'%s (deleted)' (a deleted file", path);
+	assert_non_null(strstr(err.msg, name));
 	munmap(m, 4096);
 	close(fd);
 	assert_int_equal(ev_workload_measure_pid(0, after, NULL, &err), 0);
 	assert_memory_equal(before, after, 48);
+}
+
+/* In a child (the change cannot be undone): one byte of libc's code written
+ * with its own value through /proc/self/mem, as a debugger or an injected
+ * constructor would; the page is a private copy now and the measurement
+ * refuses, naming libc and the page. */
+static void test_manifest_written_code(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct kiln_err err = { 0 };
+		uint8_t wm[48];
+		off_t at = (off_t)(uintptr_t)&getppid;
+		int mem = open("/proc/self/mem", O_RDWR);
+		unsigned char c;
+
+		if (ev_workload_measure_pid(0, wm, NULL, &err) != 0)
+			_exit(10);
+		if (mem < 0 || pread(mem, &c, 1, at) != 1 || pwrite(mem, &c, 1, at) != 1)
+			_exit(11);
+		if (ev_workload_measure_pid(0, wm, NULL, &err) != -KILN_EUNMEASURED)
+			_exit(12);
+		if (!strstr(err.msg, "libc.so.6' (its page at ") ||
+		    !strstr(err.msg, "was written after it was mapped) cannot be measured"))
+			_exit(13);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A process with a tracer is refused, naming the tracer. */
+static void test_manifest_traced(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct kiln_err err = { 0 };
+		char want[64];
+		uint8_t wm[48];
+
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+			_exit(10);
+		if (ev_workload_measure_pid(0, wm, NULL, &err) != -KILN_EUNMEASURED)
+			_exit(11);
+		snprintf(want, sizeof(want), "traced (ptrace) by pid %d", (int)getppid());
+		_exit(strstr(err.msg, want) ? 0 : 12);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The classification of /proc/PID/maps lines, including names a process can
+ * choose and lines that are not maps lines at all. */
+static void test_maps_classify(void **state)
+{
+	static const struct {
+		const char *line;
+		int kind;
+		const char *why; /* substring of m.why, or of err for errors */
+	} cases[] = {
+		{ "7f00-7f10 r-xp 00000000 08:01 1234    /usr/lib/libc.so.6", EV__MAP_FILE, NULL },
+		{ "7f00-7f10 r--p 00000000 08:01 1234    /usr/lib/libc.so.6", EV__MAP_DATA, NULL },
+		{ "7f00-7f10 rw-p 00000000 00:00 0 ", EV__MAP_DATA, NULL },
+		{ "7f00-7f10 rwxp 00000000 00:00 0 ", EV__MAP_REFUSED, "anonymous memory" },
+		{ "7f00-7f10 r-xp 00000000 00:00 0", EV__MAP_REFUSED, "anonymous memory" },
+		{ "7f00-7f10 r-xp 00000000 00:00 0   [vdso]", EV__MAP_KERNEL, NULL },
+		{ "ff600000-ff601000 --xp 00000000 00:00 0  [vsyscall]", EV__MAP_KERNEL, NULL },
+		{ "7f00-7f10 r-xp 00000000 00:00 0   [anon:vdso]", EV__MAP_REFUSED, "named by" },
+		{ "7f00-7f10 r-xp 00000000 00:00 0   [anon_shmem:x]", EV__MAP_REFUSED, "named by" },
+		{ "7f00-7f10 rwxp 00000000 00:00 0   [heap]", EV__MAP_REFUSED, "heap or stack" },
+		{ "7f00-7f10 rwxp 00000000 00:00 0   [stack]", EV__MAP_REFUSED, "heap or stack" },
+		{ "7f00-7f10 r-xp 00000000 00:00 0   [vdso] ", EV__MAP_REFUSED, "not a file" },
+		{ "7f00-7f10 r-xp 00000000 00:00 0   [uprobes]", EV__MAP_REFUSED, "not a file" },
+		{ "7f00-7f10 r-xp 00000000 00:0e 77  anon_inode:[x]", EV__MAP_REFUSED, "not a file" },
+		{ "7f00-7f10 r-xp 00000000 00:01 9   /memfd:evil (deleted)", EV__MAP_REFUSED,
+		  "a memfd" },
+		{ "7f00-7f10 r-xp 00000000 00:01 9   /memfd:x", EV__MAP_REFUSED, "a memfd" },
+		{ "7f00-7f10 r-xs 00000000 00:01 9   /dev/zero (deleted)", EV__MAP_REFUSED,
+		  "shared anonymous" },
+		{ "7f00-7f10 r-xs 00000000 00:01 9   /SYSV00000000 (deleted)", EV__MAP_REFUSED,
+		  "SysV" },
+		{ "7f00-7f10 r-xp 00000000 08:01 9   /tmp/x.so (deleted)", EV__MAP_REFUSED,
+		  "a deleted file" },
+		{ "7f00-7f10 r-xp 00000000 08:01 9   /opt/a b/lib.so", EV__MAP_FILE, NULL },
+		{ "7f00-7f10 r-xp 00000000 08:01 9", EV__MAP_REFUSED, "anonymous memory" },
+		{ "7f10-7f00 r-xp 00000000 08:01 9   /x", -KILN_EFORMAT, "cannot parse" },
+		{ "7f00 7f10 r-xp 00000000 08:01 9   /x", -KILN_EFORMAT, NULL },
+		{ "7f00-7f10 r-x 00000000 08:01 9   /x", -KILN_EFORMAT, NULL },
+		{ "7f00-7f10 r-xp 00000000 08-01 9   /x", -KILN_EFORMAT, NULL },
+		{ "7f00-7f10 r-xp 00000000 08:01 -9  /x", -KILN_EFORMAT, NULL },
+		{ "-7f00-7f10 r-xp 00000000 08:01 9  /x", -KILN_EFORMAT, NULL },
+		{ "", -KILN_EFORMAT, NULL },
+	};
+
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(cases); i++) {
+		struct kiln_err err = { 0 };
+		struct ev__map m;
+		char line[256];
+		int kind;
+
+		snprintf(line, sizeof(line), "%s", cases[i].line);
+		kind = ev__map_parse(line, &m, &err);
+		if (kind != cases[i].kind)
+			fail_msg("'%s': kind %d, expected %d", cases[i].line, kind, cases[i].kind);
+		if (kind == EV__MAP_REFUSED && !strstr(m.why, cases[i].why))
+			fail_msg("'%s': why '%s'", cases[i].line, m.why);
+		if (kind < 0 && cases[i].why && !strstr(err.msg, cases[i].why))
+			fail_msg("'%s': error '%s'", cases[i].line, err.msg);
+	}
+}
+
+/* The name in a refusal is quoted so a memfd's chosen name cannot forge log
+ * fields or lines. */
+static void test_maps_refuse_quotes(void **state)
+{
+	char line[] = "7f00-7f10 r-xp 00000000 00:01 9   /memfd:a\" reason=\"ok\\x (deleted)";
+	struct kiln_err err = { 0 };
+	struct ev__map m;
+
+	assert_int_equal(ev__map_parse(line, &m, &err), EV__MAP_REFUSED);
+	assert_int_equal(ev__map_refuse(&m, m.why, &err), -KILN_EUNMEASURED);
+	assert_null(strchr(err.msg, '"'));
+	assert_non_null(strstr(err.msg, "'/memfd:a\\x22 reason=\\x22ok\\x5cx (deleted)'"));
 }
 
 static void test_manifest_cache(void **state)
@@ -673,6 +827,10 @@ int main(void)
 		cmocka_unit_test(test_manifest_self),
 		cmocka_unit_test(test_manifest_other_pid),
 		cmocka_unit_test(test_manifest_mappings),
+		cmocka_unit_test(test_manifest_written_code),
+		cmocka_unit_test(test_manifest_traced),
+		cmocka_unit_test(test_maps_classify),
+		cmocka_unit_test(test_maps_refuse_quotes),
 		cmocka_unit_test(test_manifest_cache),
 		cmocka_unit_test(test_sim_round_trip),
 		cmocka_unit_test(test_sim_malformed),

@@ -312,6 +312,40 @@ static void test_freshness_parse(void **state)
 	assert_int_equal(rt_freshness_parse("never", &f), -EINVAL);
 }
 
+/* The launcher's loader variables (loader_env.c): which names, and that every
+ * entry goes, duplicates and malformed ones included, the rest kept in order. */
+static void test_loader_env(void **state)
+{
+	extern char **environ;
+	char **saved = environ, dropped[200];
+	char *env[] = { "PATH=/bin", "LD_PRELOAD=/proc/self/fd/3", "HOME=/root",
+			"LD_PRELOAD=/x", "LD_AUDIT", "OPENSSL_CONF=/tmp/c", "MALLOC_CHECK_=3",
+			"LD=1", "MALLOC=2", "XLD_PRELOAD=1", "TMPDIR=/t", "GCONV_PATH=/g", NULL };
+	static const char *const keep[] = { "PATH=/bin", "HOME=/root", "LD=1", "MALLOC=2",
+					    "XLD_PRELOAD=1" };
+
+	assert_true(rt_env_is_loader("LD_LIBRARY_PATH", 15));
+	assert_true(rt_env_is_loader("LD_BIND_NOW=1", 11));
+	assert_true(rt_env_is_loader("GLIBC_TUNABLES", 14));
+	assert_true(rt_env_is_loader("OPENSSL_MODULES", 15));
+	assert_false(rt_env_is_loader("LD_", 3));
+	assert_false(rt_env_is_loader("PATH", 4));
+	assert_false(rt_env_is_loader("TMPDIRX", 7));
+	assert_false(rt_env_is_loader("KILN_CONFIG_FD", 14));
+
+	environ = env;
+	assert_int_equal(rt_env_drop_loader(dropped, sizeof(dropped)), 7);
+	assert_string_equal(dropped, "LD_PRELOAD, LD_PRELOAD, LD_AUDIT, OPENSSL_CONF, "
+			    "MALLOC_CHECK_, TMPDIR, GCONV_PATH");
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(keep); i++)
+		assert_string_equal(environ[i], keep[i]);
+	assert_null(environ[KILN_ARRAY_SIZE(keep)]);
+	/* Nothing left: nothing dropped. */
+	assert_int_equal(rt_env_drop_loader(dropped, sizeof(dropped)), 0);
+	assert_string_equal(dropped, "");
+	environ = saved;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +359,7 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_freshness_parse),
 		cmocka_unit_test(test_file_cache_parse),
+		cmocka_unit_test(test_loader_env),
 	};
 	return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
 }

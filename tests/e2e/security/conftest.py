@@ -1,0 +1,3 @@
+"""Fixtures of the attack suite (defined in secenv.py). The suite runs in
+`make check`; slow trials are marked `stress`."""
+from secenv import cbuild, host_attest  # noqa: F401
