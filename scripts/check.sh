@@ -10,6 +10,11 @@ status=0
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+echo "== module dependencies (scripts/check-deps.py: includes and meson edges)"
+if ! scripts/check-deps.py; then
+  status=1
+fi
+
 echo "== unit tests (cmocka)"
 if ! meson test -C "$build" --print-errorlogs --suite unit > "$build/unit.log" 2>&1; then
   status=1

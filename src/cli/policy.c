@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "casclient/casclient.h"
 #include "evidence/evidence.h"
 #include "policy/policy.h"
 
@@ -50,7 +51,7 @@ static void policy_usage(FILE *f)
 }
 
 struct policy_args {
-	struct cas_client client;
+	struct cc_client client;
 	const char *identity;
 	bool json;
 	const char *arg;
@@ -117,7 +118,7 @@ static int parse_args(int argc, char **argv, struct policy_args *a, bool want_ar
 
 /* Send one request with the identity; prints transport errors. */
 static int request(struct policy_args *a, const char *cmd, const char *method, const char *path,
-		   const char *ctype, const void *body, size_t size, struct cas_response *resp)
+		   const char *ctype, const void *body, size_t size, struct cc_response *resp)
 {
 	struct kiln_err err = { 0 };
 	int ret;
@@ -136,7 +137,7 @@ static int request(struct policy_args *a, const char *cmd, const char *method, c
 	}
 	ret = cas_identity_load(a->identity, &a->client.key, &a->client.cert, &err);
 	if (ret == 0) {
-		ret = cas_client_request(&a->client, method, path, ctype, body, size, resp, &err);
+		ret = cc_request(&a->client, method, path, ctype, body, size, resp, &err);
 		EVP_PKEY_free(a->client.key);
 		X509_free(a->client.cert);
 		a->client.key = NULL;
@@ -150,7 +151,7 @@ static int request(struct policy_args *a, const char *cmd, const char *method, c
 }
 
 /* Print the server's error for a non-2xx answer; returns the exit code. */
-static int server_error(const char *cmd, const struct cas_response *r)
+static int server_error(const char *cmd, const struct cc_response *r)
 {
 	json_t *j = json_loads(r->body, 0, NULL);
 	const char *msg = json_string_value(json_object_get(j, "error"));
@@ -365,7 +366,7 @@ out:
 int policy_main(int argc, char **argv)
 {
 	struct policy_args a;
-	struct cas_response r = { 0 };
+	struct cc_response r = { 0 };
 	struct pol_policy *p = NULL;
 	uint8_t *data = NULL;
 	size_t size = 0;
@@ -455,7 +456,7 @@ int policy_main(int argc, char **argv)
 		      json_string_value(json_object_get(j, "yaml")) : "", stdout);
 out:
 	json_decref(j);
-	cas_response_free(&r);
+	cc_response_free(&r);
 	pol_free(p);
 	free(data);
 	return ret;

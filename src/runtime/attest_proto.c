@@ -1,6 +1,6 @@
 /* kiln attestation protocol, client side (attest_proto.h): compiled into
  * libkiln.so and into the `kiln` CLI (the supervisor of statically linked
- * programs).
+ * programs). It speaks to the CAS through casclient (HTTPS, CA pinned).
  *
  * 1. an ephemeral P-256 key and a self-signed certificate (CN=kiln-workload);
  * 2. GET /v1/nonce;
@@ -28,12 +28,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cas/cas.h"
+#include "casclient/casclient.h"
 #include "crypto/crypto.h"
 #include "evidence/evidence.h"
 #include "evidence/snp.h"
 #include "evidence/tsm.h"
-#include "pf/pf.h"
 #include "runtime/attest_proto.h"
 
 /* The configuration of the attestation (CAS URL, pinning, session...). */
@@ -73,7 +72,7 @@ out:
 	return ret;
 }
 
-static void client_init(struct cas_client *c, bool with_key)
+static void client_init(struct cc_client *c, bool with_key)
 {
 	memset(c, 0, sizeof(*c));
 	c->url = g_cfg->cas;
@@ -88,15 +87,11 @@ static void client_init(struct cas_client *c, bool with_key)
 /* The last CAS call failed before an HTTP answer (its message is complete). */
 static bool g_unreachable;
 
-/* One JSON request to the CAS (text: the JSON body or NULL); *out (owned by
- * the caller, rt_json_free) on HTTP 200. On *cn when there is one (kept open);
- * if that connection fails (the CAS may have closed it while idle), once more
- * on a connection of its own, and *cn is closed. */
-static int rt_cas_call(struct cas_conn **cn, const char *method, const char *path,
-		       const char *text, struct rt_json **out, struct kiln_err *err)
+int rt__cas_call(struct cc_conn **cn, const char *method, const char *path, const char *text,
+		 struct rt_json **out, struct kiln_err *err)
 {
-	struct cas_client c;
-	struct cas_response resp = { 0 };
+	struct cc_client c;
+	struct cc_response resp = { 0 };
 	const char *ctype = text ? "application/json" : NULL;
 	size_t size = text ? strlen(text) : 0;
 	int ret = -ENOTCONN;
@@ -104,16 +99,16 @@ static int rt_cas_call(struct cas_conn **cn, const char *method, const char *pat
 	*out = NULL;
 	client_init(&c, g_key != NULL);
 	if (cn && *cn) {
-		ret = cas_conn_request(*cn, true, method, path, ctype, text, size, &resp, err);
+		ret = cc_conn_request(*cn, true, method, path, ctype, text, size, &resp, err);
 		if (ret) {
-			cas_conn_close(*cn);
+			cc_conn_close(*cn);
 			*cn = NULL;
 			if (err)
 				memset(err, 0, sizeof(*err));
 		}
 	}
 	if (ret)
-		ret = cas_client_request(&c, method, path, ctype, text, size, &resp, err);
+		ret = cc_request(&c, method, path, ctype, text, size, &resp, err);
 	if (ret) {
 		/* Transport, TLS or pinning: the one line names the CAS. */
 		kiln_err_prefix(err, "cannot reach the CAS at %s: ", c.url);
@@ -139,12 +134,12 @@ static int rt_cas_call(struct cas_conn **cn, const char *method, const char *pat
 					   resp.status, e ? e : "(no message)",
 					   id ? " (request id " : "", id ? id : "", id ? ")" : "");
 		rt_json_free(j);
-		cas_response_free(&resp);
+		cc_response_free(&resp);
 		return ret;
 	}
 	if (rt_json_parse(resp.body, resp.body_size, out) < 0)
 		*out = NULL;
-	cas_response_free(&resp);
+	cc_response_free(&resp);
 	if (!*out || (*out)->type != RT_JSON_OBJECT) {
 		rt_json_free(*out);
 		*out = NULL;
@@ -278,7 +273,7 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 	char wm_hex[2 * EV_WM_SIZE + 1];
 	bool hw = false;
 	struct rt_json *j = NULL;
-	struct cas_conn *cn = NULL;
+	struct cc_conn *cn = NULL;
 	const char *nh;
 	size_t ev_size = 0;
 	int spki_size, ret;
@@ -295,16 +290,16 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 		goto out;
 	}
 	/* Nonce and attestation on one connection: one TLS handshake. If it
-	 * cannot be opened, rt_cas_call says why on a connection of its own. */
+	 * cannot be opened, rt__cas_call says why on a connection of its own. */
 	{
-		struct cas_client c;
+		struct cc_client c;
 		struct kiln_err ignored = { 0 };
 
 		client_init(&c, true);
-		if (cas_conn_open(&c, &cn, &ignored))
+		if (cc_conn_open(&c, &cn, &ignored))
 			cn = NULL;
 	}
-	ret = rt_cas_call(&cn, "GET", "/v1/nonce", NULL, &j, err);
+	ret = rt__cas_call(&cn, "GET", "/v1/nonce", NULL, &j, err);
 	if (ret)
 		goto out;
 	nh = rt_json_str(rt_json_get(j, "nonce"));
@@ -355,9 +350,9 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 	}
 	rt_json_free(j);
 	j = NULL;
-	ret = rt_cas_call(&cn, "POST", "/v1/attest", body, grant, err);
+	ret = rt__cas_call(&cn, "POST", "/v1/attest", body, grant, err);
 out:
-	cas_conn_close(cn);
+	cc_conn_close(cn);
 	/* One line: "attestation refused by the CAS (request id X)", "cannot reach
 	 * the CAS at URL: ...", or "attestation: ..." for anything else. */
 	if (ret && ret != -KILN_EDENIED && !g_unreachable)
@@ -521,94 +516,4 @@ const char *rt_grant_pwd(const struct rt_json *grant)
 	const char *pwd = rt_json_str(rt_json_get(grant, "pwd"));
 
 	return pwd && pwd[0] ? pwd : NULL;
-}
-
-/* ---- volume freshness held by the CAS ------------------------------------ */
-struct cas_fresh {
-	char id[80];
-	uint64_t committed, prepared; /* as granted, for the first current() */
-	bool asked;
-};
-
-static int cf_post(struct cas_fresh *f, const char *op, uint64_t tag, struct kiln_err *err)
-{
-	char path[160];
-	char body[48];
-	struct rt_json *out = NULL;
-	int ret;
-
-	snprintf(body, sizeof(body), "{\"tag\": %llu}", (unsigned long long)tag);
-	snprintf(path, sizeof(path), "/v1/volumes/%s/%s", f->id, op);
-	ret = rt_cas_call(NULL, "POST", path, body, &out, err);
-	rt_json_free(out);
-	return ret;
-}
-
-static int cf_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
-{
-	return cf_post(ctx, "prepare", tag, err);
-}
-
-static int cf_commit(void *ctx, uint64_t tag, struct kiln_err *err)
-{
-	return cf_post(ctx, "commit", tag, err);
-}
-
-static int cf_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err)
-{
-	struct cas_fresh *f = ctx;
-	char path[160];
-	const struct rt_json *co, *pr;
-	struct rt_json *out = NULL;
-	int ret;
-
-	if (!f->asked) {
-		/* The grant carried the tags: no extra round trip at start. */
-		f->asked = true;
-		*committed = f->committed;
-		*prepared = f->prepared;
-		return *committed ? 0 : -ENOENT;
-	}
-	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", f->id);
-	ret = rt_cas_call(NULL, "GET", path, NULL, &out, err);
-	if (ret)
-		return ret;
-	co = rt_json_get(out, "committed");
-	pr = rt_json_get(out, "prepared");
-	if (!co || co->type != RT_JSON_NUMBER || !co->is_int || co->num < 0) {
-		rt_json_free(out);
-		return kiln_err_set(err, -KILN_EFORMAT, "GET %s: malformed tag answer", path);
-	}
-	*committed = (uint64_t)co->num;
-	*prepared = pr && pr->type == RT_JSON_NUMBER && pr->is_int && pr->num >= 0 ?
-		    (uint64_t)pr->num : *committed;
-	rt_json_free(out);
-	return *committed ? 0 : -ENOENT;
-}
-
-static void cf_free(void *ctx)
-{
-	free(ctx);
-}
-
-static const struct pf_freshness_ops g_cas_fresh_ops = {
-	.prepare = cf_prepare,
-	.commit = cf_commit,
-	.current = cf_current,
-	.free = cf_free,
-};
-
-int rt_fresh_cas(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops, void **ctx)
-{
-	struct cas_fresh *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -ENOMEM;
-	memcpy(f->id, c->cas_id, sizeof(f->id));
-	f->committed = c->committed;
-	f->prepared = c->prepared;
-	f->asked = c->committed == RT_TAG_ASK;
-	*ops = &g_cas_fresh_ops;
-	*ctx = f;
-	return 0;
 }

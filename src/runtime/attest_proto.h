@@ -1,12 +1,13 @@
-/* kiln attestation protocol, client side (BRIEF-protocol, docs/attestation.md):
- * the ephemeral identity, nonce, binding, evidence (sim, host through kiln-las,
- * tdx/snp through configfs-tsm), POST /v1/attest, the grant and the CAS
- * freshness provider for granted volumes.
+/* kiln attestation protocol, client side (docs/attestation.md): the ephemeral
+ * identity, nonce, binding, evidence (sim, host through kiln-las, tdx/snp
+ * through configfs-tsm), POST /v1/attest and the grant (attest_proto.c), and
+ * the CAS freshness provider for granted volumes (fresh_cas.c). Both speak to
+ * the CAS through the casclient module, never the service's own code.
  *
- * One source file (attest_proto.c) compiled twice: into libkiln.so (hidden
- * visibility, no jansson, no sanitizers), which attests before main, and into
- * the `kiln` CLI, whose supervisor attests for a statically linked program
- * before it runs it (src/runtime/supervise.h). One process attests once: the
+ * Two source files compiled twice: into libkiln.so (hidden visibility, no
+ * jansson, no sanitizers), which attests before main, and into the `kiln` CLI,
+ * whose supervisor attests for a statically linked program before it runs it
+ * (src/runtime/supervise.h). One process attests once: the
  * ephemeral key is module state, kept for the volume freshness calls. */
 #ifndef KILN_RUNTIME_ATTEST_PROTO_H
 #define KILN_RUNTIME_ATTEST_PROTO_H
@@ -15,6 +16,7 @@
 
 #include "runtime/runtime.h"
 
+struct cc_conn;
 struct pf_freshness_ops;
 
 /* Attest to the CAS named in cfg for the workload measurement wm. cfg is kept
@@ -53,8 +55,20 @@ int rt_grant_files(const struct rt_json *grant, rt_grant_file_fn add, void *ctx,
 const char *rt_grant_pwd(const struct rt_json *grant);
 
 /* Freshness provider over /v1/volumes/{id}/prepare|commit|tag, authenticated
- * with the key of the last rt_attest_cas. */
+ * with the key of the last rt_attest_cas (fresh_cas.c). *ctx is owned by pf
+ * once the volume is open (ops->free). */
 int rt_fresh_cas(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops,
 		 void **ctx);
+
+/* Shared by attest_proto.c and fresh_cas.c, not for other callers: one JSON
+ * request to the CAS of the last rt_attest_cas (text: the JSON body or NULL),
+ * with its workload key as client certificate once there is one. *out (owned
+ * by the caller, rt_json_free) on HTTP 200; any other status is an error naming
+ * the CAS's message and request id (403: -KILN_EDENIED). On *cn when there is
+ * one (kept open); if that connection fails (the CAS may have closed it while
+ * idle), once more on a connection of its own, and *cn is closed. cn may be
+ * NULL. */
+int rt__cas_call(struct cc_conn **cn, const char *method, const char *path, const char *text,
+		 struct rt_json **out, struct kiln_err *err);
 
 #endif

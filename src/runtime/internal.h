@@ -135,7 +135,8 @@ int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **
  * CAS request, which the io_uring's worker set-up would interrupt. */
 void rt__storage_no_overlap(void *ctx) RT_HIDDEN;
 
-/* Local freshness provider, `kiln fs` tag file format (fresh.c). */
+/* Local freshness provider, `kiln fs` tag file format (fresh_local.c). The CAS
+ * provider is rt_fresh_cas (fresh_cas.c, declared in attest_proto.h). */
 struct pf_freshness_ops;
 int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx) RT_HIDDEN;
 
@@ -149,8 +150,6 @@ int rt__attest_apply_late(struct kiln_err *err) RT_HIDDEN;
 bool rt__attest_argv(int *argc, char ***argv, char ***env) RT_HIDDEN;
 /* KILN_MEASURE_ONLY=1: print the workload measurement and exit (kiln measure). */
 void rt__measure_only(void) RT_HIDDEN;
-/* Freshness provider over /v1/volumes/{id}/prepare|commit|tag: rt_fresh_cas
- * (attest_proto.h). */
 
 /* exec: build the environment for a re-launched child and hand it the config. */
 long rt__exec(long nr, const long a[6]) RT_HIDDEN;

@@ -1,6 +1,6 @@
 /* Unit tests for src/cas: data directory and store (master key handling,
- * encrypted secrets with record-bound AAD, volumes), audit chain, identities and
- * client argument checks. */
+ * encrypted secrets with record-bound AAD, volumes), audit chain and
+ * identities. (The CAS client is tested in test_casclient.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -187,40 +187,6 @@ static void test_identity(void **state)
 	assert_null(key);
 }
 
-static void test_client_arguments(void **state)
-{
-	struct kiln_err err = { 0 };
-	struct cas_response r;
-	struct cas_client c = { .url = "http://127.0.0.1:1", .fingerprint = "00" };
-
-	assert_int_equal(cas_client_request(&c, "GET", "/", NULL, NULL, 0, &r, &err), -EINVAL);
-	assert_string_equal(err.msg, "bad CAS URL 'http://127.0.0.1:1' (expected "
-			    "https://HOST:PORT)");
-	c.url = "https://127.0.0.1:1";
-	c.fingerprint = NULL;
-	assert_int_equal(cas_client_request(&c, "GET", "/", NULL, NULL, 0, &r, &err), -EINVAL);
-	c.fingerprint = "00";
-	/* Port 1 on loopback: nothing listens. */
-	assert_int_equal(cas_client_request(&c, "GET", "/", NULL, NULL, 0, &r, &err),
-			 -ECONNREFUSED);
-}
-
-static void test_parse_response(void **state)
-{
-	struct kiln_err err = { 0 };
-	struct cas_response r;
-	char ok[] = "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}extra";
-	char trunc[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}";
-	char junk[] = "SMTP ready\r\n\r\n";
-
-	assert_int_equal(cas_parse_response(ok, strlen(ok), &r, &err), 0);
-	assert_int_equal(r.status, 201);
-	assert_string_equal(r.body, "{}");
-	cas_response_free(&r);
-	assert_int_equal(cas_parse_response(trunc, strlen(trunc), &r, &err), -KILN_ETRUNC);
-	assert_int_equal(cas_parse_response(junk, strlen(junk), &r, &err), -KILN_EFORMAT);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,8 +195,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_volumes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
-		cmocka_unit_test(test_client_arguments),
-		cmocka_unit_test(test_parse_response),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,10 @@
-/* A small HTTPS/1.1 client for the CAS API: one request per connection, or
- * several on one kept-alive connection (cas_conn_*), TLS 1.3, CA pinned by file or by fingerprint, optional client certificate.
- * Used by the CLI and by the runtime for /v1/nonce and /v1/attest. Depends on
- * common/ and OpenSSL only, so the runtime can build this one file into
- * libkiln. */
-#include "cas/cas.h"
+/* casclient: the TLS connection to the CAS. Connect (with a timeout and
+ * TCP_NODELAY), handshake TLS 1.3 with the optional client certificate, and
+ * check the server against the pinned CA (by file or by fingerprint) and the
+ * host name or IP of the URL. The pin is checked by hand after the handshake
+ * rather than by OpenSSL's verify callback, so a failure names what did not
+ * match. */
+#include "casclient/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,24 +15,13 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-#define MAX_RESPONSE_SIZE (16u << 20)
-
-void cas_response_free(struct cas_response *resp)
-{
-	if (!resp)
-		return;
-	if (resp->body)
-		kiln_free_secret(resp->body, resp->body_size + 1);
-	resp->body = NULL;
-	resp->body_size = 0;
-}
 
 static int parse_url(const char *url, char *host, size_t host_size, char *port,
 		     size_t port_size)
@@ -126,7 +116,7 @@ static bool fingerprint_matches(X509 *x, const char *want)
 }
 
 /* Verify the server chain against the pinned CA and the host name. */
-static int verify_server(SSL *ssl, const struct cas_client *c, const char *host,
+static int verify_server(SSL *ssl, const struct cc_client *c, const char *host,
 			 struct kiln_err *err)
 {
 	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
@@ -208,96 +198,7 @@ out:
 	return ret;
 }
 
-static int ssl_write_all(SSL *ssl, const void *data, size_t size)
-{
-	const char *p = data;
-
-	while (size > 0) {
-		int n = SSL_write(ssl, p, size > INT32_MAX ? INT32_MAX : (int)size);
-
-		if (n <= 0)
-			return -EIO;
-		p += n;
-		size -= (size_t)n;
-	}
-	return 0;
-}
-
-/* The head of a response ends at hdr_end (its "\r\n\r\n"). Content-Length,
- * or (size_t)-1 when there is none; -1 in *chunked for Transfer-Encoding. */
-static size_t head_content_length(const char *raw, const char *hdr_end, bool *chunked)
-{
-	size_t content_length = (size_t)-1;
-
-	*chunked = false;
-	for (const char *line = raw; line && line < hdr_end;) {
-		line = memchr(line, '\n', (size_t)(hdr_end - line));
-		if (!line)
-			break;
-		line++;
-		if ((size_t)(hdr_end - line) > 15 && !strncasecmp(line, "Content-Length:", 15)) {
-			const char *p = line + 15;
-			unsigned long long v = 0;
-			bool digits = false;
-
-			while (*p == ' ')
-				p++;
-			for (; p < hdr_end && *p >= '0' && *p <= '9' && v < (1ull << 40); p++) {
-				v = v * 10 + (unsigned)(*p - '0');
-				digits = true;
-			}
-			if (digits)
-				content_length = (size_t)v;
-		} else if ((size_t)(hdr_end - line) > 18 &&
-			   !strncasecmp(line, "Transfer-Encoding:", 18)) {
-			*chunked = true;
-		}
-	}
-	return content_length;
-}
-
-static char *find_head_end(const char *raw, size_t size)
-{
-	return memmem(raw, size, "\r\n\r\n", 4);
-}
-
-int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
-		       struct kiln_err *err)
-{
-	char *hdr_end = find_head_end(raw, size);
-	size_t body_off, content_length;
-	bool chunked;
-	int status;
-
-	if (!hdr_end || sscanf(raw, "HTTP/1.%*1[01] %3d", &status) != 1)
-		return kiln_err_set(err, -KILN_EFORMAT, "malformed HTTP response from the CAS");
-	content_length = head_content_length(raw, hdr_end, &chunked);
-	if (chunked)
-		return kiln_err_set(err, -KILN_EFORMAT, "chunked responses are not supported");
-	body_off = (size_t)(hdr_end - raw) + 4;
-	if (content_length == (size_t)-1)
-		content_length = size - body_off;
-	if (content_length > size - body_off)
-		return kiln_err_set(err, -KILN_ETRUNC, "truncated HTTP response from the CAS");
-	resp->status = status;
-	resp->body = malloc(content_length + 1);
-	if (!resp->body)
-		return kiln_err_set(err, -ENOMEM, "out of memory");
-	memcpy(resp->body, raw + body_off, content_length);
-	resp->body[content_length] = '\0';
-	resp->body_size = content_length;
-	return 0;
-}
-
-/* One TLS connection to the CAS, verified against the pin. */
-struct cas_conn {
-	SSL_CTX *ctx;
-	SSL *ssl;
-	int fd;
-	char host[256], port[8];
-};
-
-void cas_conn_close(struct cas_conn *cn)
+void cc_conn_close(struct cc_conn *cn)
 {
 	if (!cn)
 		return;
@@ -311,9 +212,10 @@ void cas_conn_close(struct cas_conn *cn)
 	free(cn);
 }
 
-int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln_err *err)
+int cc_conn_open(const struct cc_client *c, struct cc_conn **out, struct kiln_err *err)
 {
-	struct cas_conn *cn;
+	struct cc_conn *cn;
+	BIO *bio;
 	int timeout = c->timeout_ms > 0 ? c->timeout_ms : 30000;
 	uint8_t b[16];
 	int ret;
@@ -356,10 +258,13 @@ int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln
 		goto out;
 	}
 	cn->ssl = SSL_new(cn->ctx);
-	if (!cn->ssl || !SSL_set_fd(cn->ssl, cn->fd)) {
+	bio = cc__bio_new(cn->fd);
+	if (!cn->ssl || !bio) {
+		BIO_free(bio);
 		ret = kiln_err_set(err, -KILN_ECRYPTO, "cannot set up TLS");
 		goto out;
 	}
+	SSL_set_bio(cn->ssl, bio, bio); /* one reference, now the SSL's */
 	if (inet_pton(AF_INET, cn->host, b) != 1 && inet_pton(AF_INET6, cn->host, b) != 1)
 		SSL_set_tlsext_host_name(cn->ssl, cn->host);
 	if (SSL_connect(cn->ssl) != 1) {
@@ -377,104 +282,6 @@ int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln
 	cn = NULL;
 	ret = 0;
 out:
-	cas_conn_close(cn);
-	return ret;
-}
-
-int cas_conn_request(struct cas_conn *cn, bool keep_alive, const char *method, const char *path,
-		     const char *content_type, const void *body, size_t body_size,
-		     struct cas_response *resp, struct kiln_err *err)
-{
-	char *head = NULL, *raw = NULL, *hdr_end = NULL;
-	size_t raw_size = 0, raw_cap = 0, want = (size_t)-1;
-	int ret, n;
-
-	memset(resp, 0, sizeof(*resp));
-	n = asprintf(&head, "%s %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: %s\r\n"
-		     "Content-Length: %zu\r\n%s%s%s\r\n", method, path, cn->host, cn->port,
-		     keep_alive ? "keep-alive" : "close", body_size,
-		     content_type ? "Content-Type: " : "", content_type ? content_type : "",
-		     content_type ? "\r\n" : "");
-	if (n < 0) {
-		head = NULL;
-		ret = kiln_err_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if (ssl_write_all(cn->ssl, head, (size_t)n) < 0 ||
-	    (body_size && ssl_write_all(cn->ssl, body, body_size) < 0)) {
-		ret = kiln_err_set(err, -EIO, "sending the request to the CAS failed");
-		goto out;
-	}
-	/* Read until the answer is complete by its Content-Length (the
-	 * connection may stay open), or until the server closes it. */
-	while (raw_size < want) {
-		if (raw_size + 4096 + 1 > raw_cap) {
-			size_t cap = raw_cap ? raw_cap * 2 : 16384;
-			char *nr;
-
-			if (cap > MAX_RESPONSE_SIZE) {
-				ret = kiln_err_set(err, -EFBIG, "CAS response larger than %u bytes",
-						   MAX_RESPONSE_SIZE);
-				goto out;
-			}
-			nr = malloc(cap);
-			if (!nr) {
-				ret = kiln_err_set(err, -ENOMEM, "out of memory");
-				goto out;
-			}
-			if (raw) {
-				memcpy(nr, raw, raw_size);
-				kiln_free_secret(raw, raw_cap);
-			}
-			raw = nr;
-			raw_cap = cap;
-		}
-		n = SSL_read(cn->ssl, raw + raw_size, (int)(raw_cap - raw_size - 1));
-		if (n <= 0) {
-			int e = SSL_get_error(cn->ssl, n);
-
-			if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL)
-				break;
-			ret = kiln_err_set(err, -EIO, "reading the CAS response failed");
-			goto out;
-		}
-		raw_size += (size_t)n;
-		raw[raw_size] = '\0';
-		if (!hdr_end && (hdr_end = find_head_end(raw, raw_size))) {
-			bool chunked;
-			size_t cl = head_content_length(raw, hdr_end, &chunked);
-
-			if (cl != (size_t)-1 && !chunked)
-				want = (size_t)(hdr_end - raw) + 4 + cl;
-		}
-	}
-	if (!raw) {
-		ret = kiln_err_set(err, -KILN_ETRUNC, "the CAS closed the connection without an "
-				   "answer");
-		goto out;
-	}
-	raw[raw_size] = '\0';
-	ret = cas_parse_response(raw, raw_size, resp, err);
-out:
-	free(head);
-	if (raw)
-		kiln_free_secret(raw, raw_cap);
-	return ret;
-}
-
-int cas_client_request(const struct cas_client *c, const char *method, const char *path,
-		       const char *content_type, const void *body, size_t body_size,
-		       struct cas_response *resp, struct kiln_err *err)
-{
-	struct cas_conn *cn;
-	int ret;
-
-	memset(resp, 0, sizeof(*resp));
-	ret = cas_conn_open(c, &cn, err);
-	if (ret)
-		return ret;
-	ret = cas_conn_request(cn, false, method, path, content_type, body, body_size, resp,
-			       err);
-	cas_conn_close(cn);
+	cc_conn_close(cn);
 	return ret;
 }
