@@ -41,6 +41,8 @@ struct cas_serve_opts {
 				  * fixed time (tests and replays of recorded evidence) */
 	unsigned threads;        /* event loops (TLS + HTTP); 0: one per online CPU;
 				  * at most 64 */
+	unsigned grants_per_policy; /* live grants one policy may hold (its oldest
+				     * goes beyond); 0: the default, 1024 */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the

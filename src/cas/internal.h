@@ -3,6 +3,7 @@
 #define KILN_CAS_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "cas/cas.h"
@@ -139,6 +140,81 @@ int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
  * (may be NULL) receives its owner identity. */
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
 		    char owner[CAS_ID_SIZE], struct kiln_err *err);
+
+/* ---- nonces.c: attestation nonces, bounded per client ---- */
+#define CAS_NONCE_TTL_S 20          /* single use, within 20 s of issue */
+#define CAS_NONCE_MAX 100000        /* outstanding, all clients (memory bound) */
+#define CAS_NONCES_PER_ID 2         /* per client certificate (a workload needs 1) */
+#define CAS_NONCES_PER_ADDR 256     /* per source address, without a certificate */
+#define CAS_NONCE_BUCKETS 4096
+#define CAS_CLIENT_KEY_SIZE 80      /* "id:<64 hex>" or "ip:<address>" */
+
+struct cas__nonce;
+struct cas__quota;
+/* The limits are set by cas__nonces_init; tests may lower them. */
+struct cas__nonce_table {
+	pthread_mutex_t lock;
+	struct cas__nonce *buckets[CAS_NONCE_BUCKETS];
+	struct cas__quota *quotas[CAS_NONCE_BUCKETS];
+	size_t n;
+	size_t max_total;
+	uint32_t max_per_id, max_per_addr;
+	uint64_t ttl_ns;
+};
+void cas__nonces_init(struct cas__nonce_table *t);
+void cas__nonces_free(struct cas__nonce_table *t);
+/* A new nonce charged to client ("id:..." when identified, else "ip:..."):
+ * 0 with nonce filled; -EUSERS when this client holds its limit; -ENOSPC when
+ * the table is full; -ENOMEM, -KILN_ECRYPTO. */
+int cas__nonce_issue(struct cas__nonce_table *t, const char *client, bool identified,
+		     uint64_t now_ns, uint8_t nonce[32]);
+/* Remove the nonce; true when it was known and fresh. Exactly one of several
+ * racing callers gets true. */
+bool cas__nonce_consume(struct cas__nonce_table *t, const uint8_t nonce[32], uint64_t now_ns);
+/* True when the nonce is known and fresh (it stays). */
+bool cas__nonce_peek(struct cas__nonce_table *t, const uint8_t nonce[32], uint64_t now_ns);
+/* Drop expired nonces; returns how many remain. */
+size_t cas__nonces_sweep(struct cas__nonce_table *t, uint64_t now_ns);
+/* The client key of a request: "id:<hex>" of its certificate's SPKI SHA-256 when
+ * spki is given, else "ip:" + its address (IPv6: the /64 prefix). */
+void cas__client_key(const uint8_t *spki, const char *address, char out[CAS_CLIENT_KEY_SIZE]);
+
+/* ---- grants.c: what an attested key may do afterwards ---- */
+#define CAS_GRANT_TTL_S (24 * 3600)
+#define CAS_GRANT_MAX 100000        /* live grants, all policies (memory bound) */
+#define CAS_GRANTS_PER_POLICY 1024  /* beyond: the policy's oldest grant goes */
+#define CAS_GRANT_MAX_VOLUMES 16
+#define CAS_GRANT_BUCKETS 4096
+
+struct cas__grant;
+struct cas__grant_policy;
+struct cas__grant_table {
+	pthread_mutex_t lock;
+	struct cas__grant *buckets[CAS_GRANT_BUCKETS];
+	struct cas__grant_policy *policies[CAS_GRANT_BUCKETS];
+	size_t n;
+	size_t max_total, max_per_policy;
+	uint64_t ttl_ns;
+};
+void cas__grants_init(struct cas__grant_table *t);
+void cas__grants_free(struct cas__grant_table *t);
+/* True when a new grant for spki would exceed max_total (expired grants are
+ * swept first; a key that holds a grant can always replace it). */
+bool cas__grants_full(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
+		      uint64_t now_ns);
+/* Grant spki the volumes (ids, 32 hex) of session's service, replacing its earlier
+ * grant; when session holds max_per_policy grants its oldest goes (*evicted).
+ * Never refuses for size (cas__grants_full is the check): 0 or -ENOMEM. */
+int cas__grant_put(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
+		   const char *session, char (*volumes)[33], size_t n_volumes, uint64_t now_ns,
+		   bool *evicted);
+/* True when spki holds a live grant for the volume id. */
+bool cas__grant_allows(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
+		       const char *volume_id, uint64_t now_ns);
+/* Drop expired grants; returns how many remain. */
+size_t cas__grants_sweep(struct cas__grant_table *t, uint64_t now_ns);
+/* Live grants of one policy (for tests and metrics). */
+size_t cas__grants_of(struct cas__grant_table *t, const char *session);
 
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
 struct cas_attest_req {

@@ -234,146 +234,47 @@ static void refuse_forbidden(struct reqctx *rc)
 
 /* ---- nonces ---- */
 
-static size_t bucket_of(const uint8_t *b)
-{
-	return ((size_t)b[0] << 8 | b[1]) % N_BUCKETS;
-}
-
 static void h_nonce(struct reqctx *rc)
 {
 	struct cas_server *s = rc->s;
-	struct nonce_ent *e;
-	char hex[65];
-	bool full;
+	struct evhttp_connection *conn = evhttp_request_get_connection(rc->req);
+	char client[CAS_CLIENT_KEY_SIZE], hex[65], *addr = NULL;
+	uint8_t nonce[32];
+	ev_uint16_t port = 0;
+	int ret;
 
-	e = calloc(1, sizeof(*e));
-	if (!e || kc_random(e->nonce, sizeof(e->nonce)) < 0) {
-		free(e);
-		reply_error(rc, 500, "internal error");
+	if (conn && !rc->peer_id[0])
+		evhttp_connection_get_peer(conn, &addr, &port);
+	cas__client_key(rc->peer_id[0] ? rc->peer_spki : NULL, addr, client);
+	ret = cas__nonce_issue(&s->nonces, client, rc->peer_id[0] != '\0', kiln_now_ns(), nonce);
+	if (ret == -EUSERS) {
+		kiln_log(KILN_LOG_WARN, "nonce refused: client holds its limit", "client=%s "
+			 "request_id=%s", client, rc->request_id);
+		reply_error(rc, 503, "too many outstanding nonces for this client, use or let "
+			    "them expire first");
 		return;
 	}
-	e->expires_ns = kiln_now_ns() + (uint64_t)NONCE_TTL_S * 1000000000ull;
-	kiln_hex_encode(e->nonce, sizeof(e->nonce), hex); /* e is not ours once added */
-	pthread_mutex_lock(&s->nonce_lock);
-	full = s->n_nonces >= MAX_NONCES;
-	if (!full) {
-		e->next = s->nonces[bucket_of(e->nonce)];
-		s->nonces[bucket_of(e->nonce)] = e;
-		s->n_nonces++;
-	}
-	pthread_mutex_unlock(&s->nonce_lock);
-	if (full) {
-		free(e);
+	if (ret == -ENOSPC) {
+		kiln_log(KILN_LOG_WARN, "nonce refused: table full", "client=%s request_id=%s",
+			 client, rc->request_id);
 		reply_error(rc, 503, "too many outstanding nonces, retry later");
 		return;
 	}
-	reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", NONCE_TTL_S));
-}
-
-/* Remove the nonce; true when it was known and fresh. Under nonce_lock, so of two
- * loops racing with the same nonce exactly one gets true. */
-static bool nonce_consume(struct cas_server *s, const uint8_t nonce[32])
-{
-	struct nonce_ent **pp, *e = NULL;
-	bool fresh = false;
-
-	pthread_mutex_lock(&s->nonce_lock);
-	for (pp = &s->nonces[bucket_of(nonce)]; *pp; pp = &(*pp)->next) {
-		if (memcmp((*pp)->nonce, nonce, 32))
-			continue;
-		e = *pp;
-		*pp = e->next;
-		s->n_nonces--;
-		break;
+	if (ret < 0) {
+		reply_error(rc, 500, "internal error");
+		return;
 	}
-	pthread_mutex_unlock(&s->nonce_lock);
-	if (e) {
-		fresh = e->expires_ns > kiln_now_ns();
-		free(e);
-	}
-	return fresh;
+	kiln_hex_encode(nonce, sizeof(nonce), hex);
+	reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", CAS_NONCE_TTL_S));
 }
 
-/* True when the nonce is known and fresh (it stays). */
-static bool nonce_peek(struct cas_server *s, const uint8_t nonce[32])
-{
-	bool fresh = false;
-
-	pthread_mutex_lock(&s->nonce_lock);
-	for (struct nonce_ent *e = s->nonces[bucket_of(nonce)]; e; e = e->next) {
-		if (!memcmp(e->nonce, nonce, 32)) {
-			fresh = e->expires_ns > kiln_now_ns();
-			break;
-		}
-	}
-	pthread_mutex_unlock(&s->nonce_lock);
-	return fresh;
-}
-
-/* ---- grants (the caller holds grant_lock) ---- */
-
-static struct grant *grant_find(struct cas_server *s, const uint8_t spki[KC_SHA256_SIZE])
-{
-	for (struct grant *g = s->grants[bucket_of(spki)]; g; g = g->next)
-		if (!memcmp(g->spki, spki, KC_SHA256_SIZE) && g->expires_ns > kiln_now_ns())
-			return g;
-	return NULL;
-}
-
-static void grant_put(struct cas_server *s, struct grant *ng)
-{
-	struct grant **pp = &s->grants[bucket_of(ng->spki)];
-
-	for (; *pp; pp = &(*pp)->next) {
-		if (!memcmp((*pp)->spki, ng->spki, KC_SHA256_SIZE)) {
-			struct grant *old = *pp;
-
-			ng->next = old->next;
-			*pp = ng;
-			free(old);
-			return;
-		}
-	}
-	ng->next = s->grants[bucket_of(ng->spki)];
-	s->grants[bucket_of(ng->spki)] = ng;
-	s->n_grants++;
-}
-
-/* Drop expired nonces and grants (takes nonce_lock, then grant_lock). */
+/* Drop expired nonces and grants. */
 static void sweep(struct cas_server *s)
 {
 	uint64_t now = kiln_now_ns();
 
-	pthread_mutex_lock(&s->nonce_lock);
-	for (size_t b = 0; b < N_BUCKETS; b++) {
-		for (struct nonce_ent **pp = &s->nonces[b]; *pp;) {
-			if ((*pp)->expires_ns <= now) {
-				struct nonce_ent *e = *pp;
-
-				*pp = e->next;
-				free(e);
-				s->n_nonces--;
-			} else {
-				pp = &(*pp)->next;
-			}
-		}
-	}
-	pthread_mutex_unlock(&s->nonce_lock);
-	pthread_mutex_lock(&s->grant_lock);
-	for (size_t b = 0; b < N_BUCKETS; b++) {
-		for (struct grant **pp = &s->grants[b]; *pp;) {
-			if ((*pp)->expires_ns <= now) {
-				struct grant *g = *pp;
-
-				*pp = g->next;
-				free(g);
-				s->n_grants--;
-			} else {
-				pp = &(*pp)->next;
-			}
-		}
-	}
-	pthread_mutex_unlock(&s->grant_lock);
+	(void)cas__nonces_sweep(&s->nonces, now);
+	(void)cas__grants_sweep(&s->grants, now);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -916,9 +817,10 @@ static json_t *tag_json(const struct cs_volume *v)
 }
 
 /* Build the service configuration (inside the caller's transaction); sc resolves
- * the secrets and collects the releases of imported ones. */
+ * the secrets and collects the releases of imported ones; the ids of the volumes
+ * go to vol_ids (CAS_GRANT_MAX_VOLUMES entries), their count to *n_vols. */
 static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *resp,
-			struct grant *g, struct kiln_err *err)
+			char (*vol_ids)[33], size_t *n_vols, struct kiln_err *err)
 {
 	const struct pol_policy *p = sc->policy;
 	const struct pol_service *svc = sc->svc;
@@ -970,7 +872,8 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 						       "content", b64, "mode", mode));
 		kiln_free_secret(b64, strlen(b64));
 	}
-	for (size_t i = 0; i < svc->n_mounts && i < MAX_GRANT_VOLUMES; i++) {
+	*n_vols = 0;
+	for (size_t i = 0; i < svc->n_mounts && i < CAS_GRANT_MAX_VOLUMES; i++) {
 		struct cs_volume v;
 		char key[65];
 
@@ -984,7 +887,7 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 		json_array_append_new(vols, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", v.name,
 						      "id", v.id, "path", svc->mounts[i].path,
 						      "key", key, "tag", tag_json(&v)));
-		memcpy(g->volumes[g->n_volumes++], v.id, sizeof(v.id));
+		memcpy(vol_ids[(*n_vols)++], v.id, sizeof(v.id));
 		kiln_wipe(key, sizeof(key));
 		kiln_wipe(v.key, sizeof(v.key));
 	}
@@ -1055,7 +958,8 @@ static void h_attest(struct reqctx *rc)
 	const struct pol_service *svc;
 	struct cas_secret_ctx sc = { 0 };
 	char owner[CAS_ID_SIZE] = "";
-	struct grant *g = NULL;
+	char vol_ids[CAS_GRANT_MAX_VOLUMES][33];
+	size_t n_vols = 0;
 	json_t *collateral = NULL;
 	bool hw;
 	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
@@ -1064,7 +968,7 @@ static void h_attest(struct reqctx *rc)
 	char **las = NULL;
 	size_t n_las = 0;
 	int spki_size, ret;
-	bool full, burn = false;
+	bool burn = false;
 
 	if (!rc->peer) {
 		reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
@@ -1103,7 +1007,7 @@ static void h_attest(struct reqctx *rc)
 	 * parallel; the nonce is consumed once the store is ours (of requests racing
 	 * with one nonce, the first there goes on), and burnt by any refusal before
 	 * that (burn): no retries with it. */
-	if (!req.nonce_ok || !nonce_peek(s, req.nonce)) {
+	if (!req.nonce_ok || !cas__nonce_peek(&s->nonces, req.nonce, kiln_now_ns())) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, &a, "stale_nonce");
@@ -1186,7 +1090,7 @@ static void h_attest(struct reqctx *rc)
 		goto out;
 	}
 	burn = false;
-	if (!nonce_consume(s, req.nonce)) {
+	if (!cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns())) {
 		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, &a, "stale_nonce");
@@ -1210,24 +1114,17 @@ static void h_attest(struct reqctx *rc)
 		refuse_attest(rc, &a, a.label);
 		goto out;
 	}
-	g = calloc(1, sizeof(*g));
 	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
 			 "tee", a.tee);
-	if (!g || !resp) {
+	if (!resp) {
 		reply_error(rc, 500, "internal error");
 		goto out;
 	}
-	memcpy(g->spki, rc->peer_spki, sizeof(g->spki));
-	pthread_mutex_lock(&s->grant_lock);
-	full = s->n_grants >= MAX_GRANTS;
-	pthread_mutex_unlock(&s->grant_lock);
-	if (full)
-		sweep(s);
-	/* Checked here, added below: the limit is soft by at most one grant per loop. */
-	pthread_mutex_lock(&s->grant_lock);
-	full = s->n_grants >= MAX_GRANTS && !grant_find(s, g->spki);
-	pthread_mutex_unlock(&s->grant_lock);
-	if (full) {
+	/* Checked here, added below: the limit is soft by at most one grant per loop.
+	 * Only a service that mounts volumes gets a grant (nothing else uses one). */
+	if (svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
+		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
+			 "session=%s request_id=%s", a.session, rc->request_id);
 		reply_error(rc, 503, "too many live grants, retry later");
 		goto out;
 	}
@@ -1241,7 +1138,7 @@ static void h_attest(struct reqctx *rc)
 	sc.host = req.host;
 	sc.svc = svc;
 	sc.claims = claims;
-	ret = build_config(rc, &sc, resp, g, &err);
+	ret = build_config(rc, &sc, resp, vol_ids, &n_vols, &err);
 	if (ret < 0) {
 		tx_rollback(rc);
 		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
@@ -1263,13 +1160,20 @@ static void h_attest(struct reqctx *rc)
 		reply_error(rc, 500, "store error");
 		goto out;
 	}
-	snprintf(g->session, sizeof(g->session), "%s", a.session);
-	snprintf(g->service, sizeof(g->service), "%s", a.service);
-	g->expires_ns = kiln_now_ns() + (uint64_t)GRANT_TTL_S * 1000000000ull;
-	pthread_mutex_lock(&s->grant_lock);
-	grant_put(s, g);
-	pthread_mutex_unlock(&s->grant_lock);
-	g = NULL;
+	if (n_vols) {
+		bool evicted;
+
+		/* Out of memory here leaves the workload without volume updates; its
+		 * answer says nothing of it, but each prepare is refused (403). */
+		if (cas__grant_put(&s->grants, rc->peer_spki, a.session, vol_ids, n_vols,
+				   kiln_now_ns(), &evicted) < 0)
+			kiln_log(KILN_LOG_ERROR, "grant not recorded: out of memory",
+				 "session=%s request_id=%s", a.session, rc->request_id);
+		else if (evicted)
+			kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live "
+				 "grants", "session=%s limit=%zu request_id=%s", a.session,
+				 s->grants.max_per_policy, rc->request_id);
+	}
 	metrics_attest_ok(&s->m);
 	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
@@ -1280,8 +1184,7 @@ static void h_attest(struct reqctx *rc)
 	resp = NULL;
 out:
 	if (burn)
-		(void)nonce_consume(s, req.nonce);
-	free(g);
+		(void)cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns());
 	json_decref(resp);
 	json_decref(claims);
 	json_decref(collateral);
@@ -1297,7 +1200,6 @@ out:
 static void h_volume(struct reqctx *rc, const char *id, const char *op)
 {
 	struct cas_server *s = rc->s;
-	struct grant *g;
 	struct cs_volume v;
 	char *text;
 	size_t text_size = 0;
@@ -1308,12 +1210,7 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 		reply_error(rc, 401, "volumes need the attested TLS client certificate");
 		return;
 	}
-	pthread_mutex_lock(&s->grant_lock);
-	g = rc->peer_id[0] ? grant_find(s, rc->peer_spki) : NULL;
-	for (size_t i = 0; g && i < g->n_volumes; i++)
-		if (!strcmp(g->volumes[i], id))
-			ok = true;
-	pthread_mutex_unlock(&s->grant_lock);
+	ok = rc->peer_id[0] && cas__grant_allows(&s->grants, rc->peer_spki, id, kiln_now_ns());
 	if (!ok) {
 		reply_error(rc, 403, "this key holds no grant for the volume");
 		return;
@@ -1652,25 +1549,11 @@ static void server_free(struct cas_server *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	SSL_CTX_free(s->ssl);
-	for (size_t b = 0; b < N_BUCKETS; b++) {
-		while (s->nonces[b]) {
-			struct nonce_ent *e = s->nonces[b];
-
-			s->nonces[b] = e->next;
-			free(e);
-		}
-		while (s->grants[b]) {
-			struct grant *g = s->grants[b];
-
-			s->grants[b] = g->next;
-			free(g);
-		}
-	}
+	cas__nonces_free(&s->nonces);
+	cas__grants_free(&s->grants);
 	cs_close(&s->rd);
 	cs_close(&s->st);
 	pthread_mutex_destroy(&s->reader_lock);
-	pthread_mutex_destroy(&s->nonce_lock);
-	pthread_mutex_destroy(&s->grant_lock);
 	pthread_mutex_destroy(&s->m.lock);
 	pthread_mutex_destroy(&s->store_lock);
 	pthread_cond_destroy(&s->commit_cond);
@@ -1769,8 +1652,10 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	s->listen_fd = -1;
 	s->evidence_at = o->evidence_at;
-	pthread_mutex_init(&s->nonce_lock, NULL);
-	pthread_mutex_init(&s->grant_lock, NULL);
+	cas__nonces_init(&s->nonces);
+	cas__grants_init(&s->grants);
+	if (o->grants_per_policy)
+		s->grants.max_per_policy = o->grants_per_policy;
 	pthread_mutex_init(&s->m.lock, NULL);
 	pthread_mutex_init(&s->store_lock, NULL);
 	pthread_mutex_init(&s->reader_lock, NULL);
@@ -1880,5 +1765,6 @@ stop:
 	}
 out:
 	server_free(s);
+	kiln_log_flush(); /* the counts of lines the rate limit left out */
 	return ret;
 }

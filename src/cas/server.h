@@ -9,29 +9,6 @@
 
 #include "cas/internal.h"
 
-#define NONCE_TTL_S 60
-#define GRANT_TTL_S (24 * 3600)
-#define MAX_NONCES 100000
-#define MAX_GRANTS 100000
-#define MAX_GRANT_VOLUMES 16
-
-struct nonce_ent {
-	uint8_t nonce[32];
-	uint64_t expires_ns;
-	struct nonce_ent *next;
-};
-
-struct grant {
-	uint8_t spki[KC_SHA256_SIZE];
-	char session[160];
-	char service[80];
-	char volumes[MAX_GRANT_VOLUMES][33];
-	size_t n_volumes;
-	uint64_t expires_ns;
-	struct grant *next;
-};
-
-#define N_BUCKETS 4096
 #define N_LAT_BUCKETS 12
 
 struct metric_count {
@@ -82,7 +59,7 @@ struct cas_loop {
 };
 
 /* Shared state and its locks (each lock guards only what is listed next to it;
- * never two at once except store_lock -> (nonce_lock | grant_lock | m.lock)):
+ * never two at once except store_lock -> (nonces.lock | grants.lock | m.lock)):
  * - read-only after start: ssl (OpenSSL locks internally), evidence_at, the
  *   store's master key, CA key and certificate (st.master, st.ca_*), loops[].
  * - store_lock: the SQLite connection st.db (so the audit chain, policies, secrets
@@ -91,9 +68,9 @@ struct cas_loop {
  *   loop's pending/done/parked/resume lists. commit_cond goes with it. While
  *   commit_busy the committer thread uses st.db without the lock; nobody else
  *   touches st.db then (requests that need the store are parked).
- * - nonce_lock: nonces[], n_nonces (so a nonce is consumed exactly once, even when
- *   two loops race for it).
- * - grant_lock: grants[], n_grants.
+ * - nonces.lock: the nonce table (so a nonce is consumed exactly once, even when
+ *   two loops race for it), nonces.c.
+ * - grants.lock: the grant table, grants.c.
  * - m.lock: the metrics. */
 struct cas_server {
 	SSL_CTX *ssl;
@@ -104,13 +81,8 @@ struct cas_server {
 	int listen_fd;
 	struct event *sig_term, *sig_int, *sweep; /* on loops[0] */
 
-	pthread_mutex_t nonce_lock;
-	struct nonce_ent *nonces[N_BUCKETS];
-	size_t n_nonces;
-
-	pthread_mutex_t grant_lock;
-	struct grant *grants[N_BUCKETS];
-	size_t n_grants;
+	struct cas__nonce_table nonces;
+	struct cas__grant_table grants;
 
 	struct cas_metrics m;
 

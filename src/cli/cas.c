@@ -10,7 +10,8 @@
 static void cas_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
-		   "                      [--threads N] [--insecure-evidence-time RFC3339]\n"
+		   "                      [--threads N] [--grants-per-policy N]\n"
+		   "                      [--insecure-evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
@@ -23,6 +24,9 @@ static void cas_usage(FILE *f)
 		   "  --listen   address to listen on (default 127.0.0.1:8443; port 0 = any)\n"
 		   "  --san      extra DNS name or IP for the server certificate (repeatable)\n"
 		   "  --threads  event loops doing TLS and HTTP (1-64; default: one per CPU)\n"
+		   "  --grants-per-policy N\n"
+		   "             live grants (volume rights of attested keys) one policy\n"
+		   "             may hold; beyond, its oldest goes (default 1024)\n"
 		   "  --insecure-evidence-time RFC3339\n"
 		   "             INSECURE: verify evidence at this fixed time instead of now\n"
 		   "             (tests and replays of recorded evidence only: it accepts\n"
@@ -48,6 +52,7 @@ static int cas_serve_main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "insecure-evidence-time", required_argument, NULL, 'e' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "grants-per-policy", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -85,6 +90,17 @@ static int cas_serve_main(int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			}
 			o.threads = (unsigned)n;
+			break;
+		}
+		case 'g': {
+			uint64_t n;
+
+			if (kiln_parse_u64(optarg, &n) < 0 || n < 1 || n > 100000) {
+				cli_error("cas serve: --grants-per-policy '%.40s': expected a "
+					  "number from 1 to 100000", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			o.grants_per_policy = (unsigned)n;
 			break;
 		}
 		case 'e':

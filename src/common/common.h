@@ -62,11 +62,17 @@ void kiln_err_prefix(struct kiln_err *e, const char *fmt, ...) KILN_PRINTF(2, 3)
 const char *kiln_err_msg(const struct kiln_err *e, int code);
 
 /* Logging for main() and daemons only; library code never logs.
- * Output: `ts=... level=info msg="..." key=value ...` on stderr. */
+ * Output: `ts=... level=info msg="..." key=value ...` on stderr. Each message
+ * (msg, per level) is rate-limited: at most 50 lines per 5 s; the lines left out
+ * are counted and reported as one line `msg="suppressed N similar lines"
+ * similar="<msg>"` after the window (log.c). kiln_log_set_rate changes the limits
+ * (burst 0: no limit); kiln_log_flush writes the pending summaries (at exit). */
 enum kiln_log_level { KILN_LOG_DEBUG, KILN_LOG_INFO, KILN_LOG_WARN, KILN_LOG_ERROR };
 void kiln_log_set_level(enum kiln_log_level level);
+void kiln_log_set_rate(unsigned burst, unsigned window_s);
 void kiln_log(enum kiln_log_level level, const char *msg, const char *kvfmt, ...)
 	KILN_PRINTF(3, 4);
+void kiln_log_flush(void);
 
 /* Hex: encode writes 2*size+1 bytes (NUL-terminated) to out. Decode accepts upper
  * and lower case, requires exactly out_size bytes unless out_len is non-NULL. */

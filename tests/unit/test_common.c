@@ -236,6 +236,61 @@ static void test_sock_fd(void **state)
 	close(pipefd[1]);
 }
 
+/* Run fn with stderr captured; returns the text (static buffer). */
+static const char *capture_stderr(void (*fn)(void))
+{
+	static char buf[8192];
+	char path[] = "/tmp/kiln-test-log-XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	ssize_t n;
+
+	assert_true(fd >= 0 && saved >= 0);
+	unlink(path);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+static void log_flood(void)
+{
+	kiln_log_set_rate(3, 1);
+	for (int i = 0; i < 1000; i++)
+		kiln_log(KILN_LOG_WARN, "flood", "i=%d", i);
+	kiln_log(KILN_LOG_WARN, "other", "x=1");
+	kiln_log_flush();
+	kiln_log_set_rate(50, 5);
+}
+
+static void test_log_repeated_lines_rate_limited_with_summary(void **state)
+{
+	const char *out = capture_stderr(log_flood);
+
+	/* the burst of 3, then one summary of the 997 others; another message is
+	 * not held back by the flood */
+	assert_int_equal(count(out, "msg=\"flood\""), 3);
+	assert_non_null(strstr(out, "i=2\n"));
+	assert_null(strstr(out, "i=3\n"));
+	assert_int_equal(count(out, "msg=\"other\" x=1"), 1);
+	assert_int_equal(count(out, "level=warn msg=\"suppressed 997 similar lines\" "
+			       "similar=\"flood\""), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_hkdf_rfc5869_case1),
 		cmocka_unit_test(test_sha),
 		cmocka_unit_test(test_sock_fd),
+		cmocka_unit_test(test_log_repeated_lines_rate_limited_with_summary),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
