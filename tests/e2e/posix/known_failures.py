@@ -21,32 +21,17 @@ KNOWN = {
         'utime_set_by_other',
     ], "sys: permission checks with the caller's credentials; chown and mode stored; "
        "a failed commit must fail the call"),
-    ('perms', 'mount'): dict.fromkeys([
-        'access_r_owner', 'chgrp_by_owner_not_member', 'chmod_by_other', 'chmod_by_owner',
-        'chown_by_owner_to_other', 'chown_stored', 'create_in_ro_dir_owner',
-        'create_in_sticky_owner', 'list_private_dir_owner', 'mine_still_there', 'mode_after',
-        'rename_in_sticky_by_other', 'setgid_dir_inherit', 'unlink_in_sticky_by_other',
-        'unlink_in_sticky_by_owner', 'utime_set_by_other',
-    ], 'conf: FUSE without allow_other/default_permissions; chown not stored (pf v2 owners)'),
     ('times', 'run'): dict.fromkeys([
         'chmod_ctime', 'chown_ctime', 'dir_mtime_on_create', 'dir_mtime_on_create2',
         'dir_mtime_on_unlink', 'dir_utime', 'fstat_atime_ns', 'futimens', 'link_ctime',
         'rename_ctime', 'touch_mtime', 'unlink_other_name_ctime', 'utime_again',
         'utime_atime_ns', 'utime_ctime', 'utime_mtime_ns',
     ], 'pf: atime/ctime with ns in the namespace, ctime advanced (pf v2); sys: utimensat of files'),
-    ('times', 'mount'): dict.fromkeys([
-        'dir_mtime_on_create', 'dir_mtime_on_create2', 'dir_mtime_on_unlink', 'dir_utime',
-        'fstat_atime_ns', 'futimens', 'link_ctime', 'unlink_other_name_ctime', 'utime_again',
-        'utime_atime_ns',
-    ], 'conf: FUSE stores atime and ctime through pf v2 (pf: times in the namespace)'),
     ('inode', 'run'): dict.fromkeys([
         'after_write_fsync', 'dir_nlink_with_subdir', 'dir_rename', 'file_in_renamed_dir',
         'fstat_eq_stat', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
         'rename_other_dir', 'rename_over_takes_source_ino', 'rename_same_dir',
     ], 'pf: stable inode numbers and hard links (pf v2 namespace); sys: link(2)'),
-    ('inode', 'mount'): dict.fromkeys([
-        'dir_nlink_with_subdir', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
-    ], 'conf: FUSE link and nlink through pf v2 hard links'),
     ('paths', 'run'): dict.fromkeys([
         'create_missing_dir_slash', 'missing_dir_created', 'open_through_file', 'path_4096',
         'read_dir_fd', 'rename_dir_into_itself', 'rename_dir_over_nonempty', 'rename_dot',
@@ -65,32 +50,13 @@ KNOWN = {
         'symlink_dir', 'symlink_existing', 'symlink_rel', 'tmpfile_content',
         'unlink_link_keeps_target',
     ], 'sys: symlink, link, O_TMPFILE, renameat2 through volumes (pf v2 links and symlinks)'),
-    ('links', 'mount'): dict.fromkeys([
-        'create_through_dir_link', 'dangling_target_made', 'exchange', 'exchange_file_dir',
-        'exchange_file_dir_types', 'exchanged', 'link', 'link_existing', 'link_shares_data',
-        'link_survives', 'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing',
-        'loop_a', 'loop_b', 'lstat_dangling', 'lstat_is_link', 'o_tmpfile',
-        'o_tmpfile_invisible', 'open_loop', 'open_nofollow_link', 'out_dotdot', 'out_of_volume',
-        'read_inner', 'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
-        'read_through_rel', 'readlink_rel', 'rename_link', 'stat_loop', 'stat_through_size',
-        'symlink_abs', 'symlink_dangling', 'symlink_dir', 'symlink_existing', 'symlink_rel',
-        'tmpfile_content', 'unlink_link_keeps_target',
-    ], 'conf: FUSE symlink, readlink, link, RENAME_EXCHANGE through pf v2'),
     ('sparse', 'run'): dict.fromkeys([
         'allocated_under_1MiB', 'big_sparse', 'seek_data_middle', 'seek_hole_0',
         'truncate_up_sparse',
     ], 'shield: holes kept as holes, SEEK_HOLE/SEEK_DATA (pf v2 holes)'),
-    ('sparse', 'mount'): dict.fromkeys([
-        'fallocate_extend', 'fallocate_keep_size', 'punch_hole', 'punched_reads_zero',
-        'seek_data_in_punch', 'seek_data_middle', 'seek_hole_0', 'seek_hole_after_punch',
-        'size_after_fallocate', 'size_after_keep_size', 'truncate_up_sparse',
-    ], 'conf: FUSE lseek and fallocate (pf v2 holes, punch hole)'),
     ('unlink_open', 'run'): dict.fromkeys([
         'fchmod_unlinked', 'fstat_nlink',
     ], 'shield: unlink-while-open (nlink 0, fchmod of an unlinked file)'),
-    ('unlink_open', 'mount'): dict.fromkeys([
-        'dir_gone', 'entries_left', 'listing_after_unlink', 'rmdir_while_open',
-    ], 'conf: FUSE hard_remove (no .fuse_hidden), pf v2 unlink-while-open'),
     ('dirs', 'run'): dict.fromkeys([
         'after_lseek_0', 'listdir_fd_2', 'proc_fd_after_close', 'proc_fd_after_open',
         'proc_fd_start', 'scandir_fd_1', 'scandir_fd_2',
@@ -104,12 +70,6 @@ KNOWN = {
         'leftovers', 'mkfifo', 'mkfifo_existing', 'mknod_chr', 'recv_dgram', 'sock_data',
         'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
     ], 'sys: mkfifo and AF_UNIX bind inside volumes (pf v2 special nodes)'),
-    ('special', 'mount'): dict.fromkeys([
-        'bind', 'bind_dgram', 'bind_existing', 'connect_after_close', 'fifo_data',
-        'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail', 'leftovers', 'mkfifo',
-        'mkfifo_existing', 'mknod_chr', 'recv_dgram', 'sendto_dgram', 'sock_data',
-        'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
-    ], 'conf: FUSE mknod of FIFO/socket nodes (pf v2 special nodes)'),
     ('locks', 'run'): dict.fromkeys([
         'flock_exec_probe', 'lockf_exec_probe',
     ], 'shield: locks across processes (one inode per file for the kernel)'),
@@ -122,6 +82,43 @@ KNOWN = {
         'sys_openat', 'sys_readlinkat_path', 'sys_renameat2', 'sys_statx_path', 'sys_truncate',
         'sys_unlinkat', 'truncate', 'unlink', 'utimensat_times',
     ], 'sys: the runtime dereferences bad pointers (must be EFAULT)'),
+    ('perms', 'mount'): dict.fromkeys([
+        'access_r_owner', 'chmod_by_owner', 'chown_stored',
+        'create_in_ro_dir_owner', 'list_private_dir_owner', 'mode_after', 'setgid_dir_inherit',
+        'unlink_in_sticky_by_owner',
+    ], 'conf: owners not stored yet (pf v2 uid/gid): every file belongs to the mounter'),
+    ('times', 'mount'): dict.fromkeys([
+        'dir_mtime_on_create', 'dir_mtime_on_create2', 'dir_mtime_on_unlink',
+        'dir_utime', 'fstat_atime_ns', 'futimens', 'link_ctime', 'unlink_other_name_ctime',
+        'utime_again', 'utime_atime_ns',
+    ], 'conf: atime and ctime through pf v2 (pf: times in the namespace); dir mtime'),
+    ('inode', 'mount'): dict.fromkeys([
+        'dir_nlink_with_subdir', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
+    ], 'conf: FUSE link and nlink through pf v2 hard links'),
+    ('links', 'mount'): dict.fromkeys([
+        'create_through_dir_link', 'dangling_target_made', 'exchange', 'exchange_file_dir',
+        'exchange_file_dir_types', 'exchanged', 'link', 'link_existing', 'link_shares_data',
+        'link_survives', 'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing',
+        'loop_a', 'loop_b', 'lstat_dangling', 'lstat_is_link', 'o_tmpfile',
+        'o_tmpfile_invisible', 'open_loop', 'open_nofollow_link', 'out_dotdot', 'out_of_volume',
+        'read_inner', 'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
+        'read_through_rel', 'readlink_rel', 'rename_link', 'stat_loop', 'stat_through_size',
+        'symlink_abs', 'symlink_dangling', 'symlink_dir', 'symlink_existing', 'symlink_rel',
+        'tmpfile_content', 'unlink_link_keeps_target',
+    ], 'conf: FUSE symlink, readlink, link, RENAME_EXCHANGE, O_TMPFILE through pf v2'),
+    ('sparse', 'mount'): dict.fromkeys([
+        'seek_data_in_punch', 'seek_data_middle', 'seek_hole_0', 'seek_hole_after_punch',
+        'truncate_up_sparse',
+    ], 'conf: FUSE lseek SEEK_HOLE/SEEK_DATA and st_blocks need pf v2 holes'),
+    ('unlink_open', 'mount'): dict.fromkeys([
+        'fchmod_unlinked',
+    ], 'conf: fchmod of an unlinked file whose directory is gone (pf v2 setattr on the inode)'),
+    ('special', 'mount'): dict.fromkeys([
+        'bind', 'bind_dgram', 'bind_existing', 'connect_after_close', 'fifo_data',
+        'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail', 'leftovers', 'mkfifo',
+        'mkfifo_existing', 'recv_dgram', 'sendto_dgram', 'sock_data', 'sock_is_socket',
+        'sock_listed', 'unlink_fifo', 'unlink_sock',
+    ], 'conf: FUSE mknod of FIFO/socket nodes (pf v2 special nodes)'),
     ('efault', 'mount'): dict.fromkeys([
         'readlink_buf', 'setup_symlink',
     ], "conf: FUSE symlink (the readlink probe's link) through pf v2"),

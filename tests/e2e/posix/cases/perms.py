@@ -9,10 +9,9 @@ OWNER, OTHER = 1000, 65534
 
 base_dir("perms")
 write_file("f", b"x" * 10, 0o644)
-os.chown("f", OWNER, OWNER)
+check("chown_root", os.chown, "f", OWNER, OWNER)
 st = os.stat("f")
 out("chown_stored", f"{st.st_uid}:{st.st_gid}")
-check("lchown_root", os.chown, "f", OWNER, OWNER)
 
 out("chmod_by_other", as_user(OTHER, OTHER, os.chmod, "f", 0o666))
 out("chmod_by_owner", as_user(OWNER, OWNER, os.chmod, "f", 0o640))
@@ -24,7 +23,7 @@ out("utime_now_by_other_no_write", as_user(OTHER, OTHER, os.utime, "f", None))
 out("truncate_by_other", as_user(OTHER, OTHER, os.truncate, "f", 0))
 
 write_file("secret", b"s", 0o600)
-os.chown("secret", OWNER, OWNER)
+res(os.chown, "secret", OWNER, OWNER)
 out("open_unreadable", as_user(OTHER, OTHER, lambda: os.close(os.open("secret", os.O_RDONLY))))
 out("open_unwritable", as_user(OTHER, OTHER, lambda: os.close(os.open("f", os.O_WRONLY))))
 out("access_w_other", as_user(OTHER, OTHER, os.access, "f", os.W_OK))
@@ -33,7 +32,7 @@ out("size_unchanged", os.stat("f").st_size)
 
 os.mkdir("private", 0o700)
 write_file("private/inner", b"i")
-os.chown("private", OWNER, OWNER)
+res(os.chown, "private", OWNER, OWNER)
 out("list_private_dir", as_user(OTHER, OTHER, lambda: len(os.listdir("private"))))
 out("open_in_private_dir",
     as_user(OTHER, OTHER, lambda: os.close(os.open("private/inner", os.O_RDONLY))))
@@ -42,7 +41,7 @@ out("list_private_dir_owner", as_user(OWNER, OWNER, lambda: len(os.listdir("priv
 
 os.mkdir("ro", 0o755)
 write_file("ro/victim", b"v")
-os.chown("ro", OWNER, OWNER)
+res(os.chown, "ro", OWNER, OWNER)
 out("create_in_ro_dir", as_user(OTHER, OTHER, lambda: write_file("ro/new")))
 out("mkdir_in_ro_dir", as_user(OTHER, OTHER, os.mkdir, "ro/sub"))
 out("rename_in_ro_dir", as_user(OTHER, OTHER, os.rename, "ro/victim", "ro/moved"))
@@ -60,6 +59,6 @@ out("rename_in_sticky_by_other", as_user(OTHER, OTHER, os.rename, "sticky/mine",
 out("mine_still_there", os.path.exists("sticky/mine"))
 out("unlink_in_sticky_by_owner", as_user(OWNER, OWNER, os.unlink, "sticky/mine"))
 out("sticky_mode", oct(stat.S_IMODE(os.stat("sticky").st_mode)))
-out("setgid_dir_inherit", res(lambda: (os.mkdir("sg"), os.chown("sg", 0, OWNER),
+out("setgid_dir_inherit", res(lambda: (os.mkdir("sg"), res(os.chown, "sg", 0, OWNER),
                                        os.chmod("sg", 0o2775), write_file("sg/x"),
                                        os.stat("sg/x").st_gid)[-1]))
