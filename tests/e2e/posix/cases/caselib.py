@@ -54,34 +54,48 @@ def read_file(path):
         return f.read()
 
 
-def as_user(uid, gid, fn, *args):
-    """Run fn(*args) in a forked child with uid/gid (no supplementary groups) and
-    return its result (res() form), or 'SIG<n>' if the child died of a signal."""
+def read_all(fd):
+    """Everything until end of file from fd, which is then closed."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    return data
+
+
+def in_child(fn, *args, setup=None):
+    """Run fn(*args) in a forked child (after setup(), if given) and return its
+    result in res() form, or 'SIG<n>' if the child died of a signal."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
+            if setup:
+                setup()
             v = str(res(fn, *args))
         except BaseException as e:  # noqa: BLE001 (reported, never raised in a child)
             v = f"child error {e!r}"
         os.write(w, v.encode())
         os._exit(0)
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
+    data = read_all(r)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return f"SIG{os.WTERMSIG(status)}"
     return data.decode()
+
+
+def as_user(uid, gid, fn, *args):
+    """in_child() with uid/gid and no supplementary groups."""
+    def drop():
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    return in_child(fn, *args, setup=drop)
 
 
 def compare_times(before, after):

@@ -4,7 +4,7 @@ import os
 import socket
 import stat
 
-from caselib import base_dir, check, out, res
+from caselib import base_dir, check, out, read_all, res
 
 base_dir("special")
 out("mkfifo", res(os.mkfifo, "fifo", 0o600))
@@ -20,14 +20,7 @@ if os.path.exists("fifo"):
             os.close(fd)
         finally:
             os._exit(0)
-    fd = os.open("fifo", os.O_RDONLY)
-    data = b""
-    while True:
-        chunk = os.read(fd, 100)
-        if not chunk:
-            break
-        data += chunk
-    os.close(fd)
+    data = read_all(os.open("fifo", os.O_RDONLY))
     os.waitpid(pid, 0)
     out("fifo_data", data)
     out("fifo_size", os.stat("fifo").st_size)
