@@ -123,6 +123,32 @@ static void fm_clear_unlinked(void)
 	pf_rmdir(g_vol, "/" FM_UNLINKED, NULL);
 }
 
+/* A directory's link count as Linux file systems give it: 2 plus one per
+ * subdirectory (GNU find and others rely on it). O(entries) of in-memory lookups;
+ * the kernel caches the answer. FIXME(pf v2): pf keeps the count in the inode. */
+static nlink_t fm_dir_nlink(const char *path)
+{
+	char **names, sub[PF_MAX_PATH];
+	struct pf_stat st;
+	size_t count;
+	nlink_t n = 2;
+	bool root = strcmp(path, "/") == 0;
+
+	if (pf_readdir(g_vol, path, &names, &count, NULL))
+		return n;
+	for (size_t i = 0; i < count; i++) {
+		if (root && strcmp(names[i], FM_UNLINKED) == 0)
+			continue;
+		if (snprintf(sub, sizeof(sub), "%s/%s", root ? "" : path, names[i]) >=
+		    (int)sizeof(sub))
+			continue;
+		if (pf_stat(g_vol, sub, &st, NULL) == 0 && st.is_dir)
+			n++;
+	}
+	pf_names_free(names, count);
+	return n;
+}
+
 static int fm_getattr(const char *path, struct stat *stbuf, struct fuse_file_info *fi)
 {
 	char buf[PF_MAX_PATH];
@@ -141,7 +167,10 @@ static int fm_getattr(const char *path, struct stat *stbuf, struct fuse_file_inf
 		return fuse_errno(ret);
 	memset(stbuf, 0, sizeof(*stbuf));
 	stbuf->st_mode = (st.is_dir ? S_IFDIR : S_IFREG) | (st.mode & 07777);
-	stbuf->st_nlink = st.is_dir ? 2 : unlinked ? 0 : 1;
+	if (st.is_dir)
+		stbuf->st_nlink = path ? fm_dir_nlink(path) : 2;
+	else
+		stbuf->st_nlink = unlinked ? 0 : 1;
 	stbuf->st_size = (off_t)st.size;
 	stbuf->st_blocks = (blkcnt_t)((st.size + 511) / 512);
 	stbuf->st_uid = getuid();

@@ -93,8 +93,8 @@ KNOWN = {
         'utime_again', 'utime_atime_ns',
     ], 'conf: atime and ctime through pf v2 (pf: times in the namespace); dir mtime'),
     ('inode', 'mount'): dict.fromkeys([
-        'dir_nlink_with_subdir', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
-    ], 'conf: FUSE link and nlink through pf v2 hard links'),
+        'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
+    ], 'conf: FUSE link through pf v2 hard links'),
     ('links', 'mount'): dict.fromkeys([
         'create_through_dir_link', 'dangling_target_made', 'exchange', 'exchange_file_dir',
         'exchange_file_dir_types', 'exchanged', 'link', 'link_existing', 'link_shares_data',
