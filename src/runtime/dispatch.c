@@ -7,6 +7,7 @@
  * call. */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/syscall.h>
 
 #include "runtime/sys/sys.h"
@@ -33,44 +34,68 @@ long rt__sys_refuse(long nr, const long a[6])
 	return -ENOTSUP;
 }
 
-/* With a virtual working directory the kernel's cwd is elsewhere: give every
- * relative AT_FDCWD path its absolute form (buffers live in the caller's
- * frame for the duration of the call). */
-static const long *absolutize(const struct rt_syscall *s, const long a[6], long out[6],
-			      char bufs[2][4096])
+/* The arguments of a call as the handlers see them: path arguments copied
+ * into runtime memory (so a bad pointer is EFAULT, not a crash, and another
+ * thread cannot change a path between the runtime's look and the kernel's)
+ * and, relative ones of AT_FDCWD calls, made absolute against a virtual
+ * working directory (the kernel's cwd is elsewhere then). */
+struct args {
+	long a[6];
+	char path[2][RT_PATH_SIZE];
+};
+
+static long copy_paths(const struct rt_syscall *s, const long a[6], struct args *c)
 {
-	bool changed = false;
+	char tmp[RT_PATH_SIZE];
 
 	for (int i = 0; i < 6; i++)
-		out[i] = a[i];
+		c->a[i] = a[i];
 	for (int i = 0; i < 2; i++) {
 		int d = s->paths[i][0], p = s->paths[i][1];
-		const char *path = (const char *)a[p];
+		long r;
 
-		if (p < 0 || !path || !path[0] || path[0] == '/')
+		/* NULL stays NULL: some calls take it (utimensat on an fd). */
+		if (p < 0 || !a[p])
 			continue;
-		if (d >= 0 && (int)a[d] != AT_FDCWD)
+		r = rt__path_in(c->path[i], (const char *)a[p], sizeof(c->path[i]));
+		if (r < 0)
+			return r;
+		c->a[p] = (long)c->path[i];
+		if (!rt__vcwd_on() || !c->path[i][0] || c->path[i][0] == '/' ||
+		    (d >= 0 && (int)a[d] != AT_FDCWD))
 			continue;
-		if (rt__vcwd_abs(path, bufs[i], sizeof(bufs[i])) == 0) {
-			out[p] = (long)bufs[i];
-			changed = true;
-		}
+		r = rt__vcwd_abs(c->path[i], tmp, sizeof(tmp));
+		if (r < 0)
+			return r;
+		memcpy(c->path[i], tmp, strlen(tmp) + 1);
 	}
-	return changed ? out : a;
+	return 0;
 }
 
-static long dispatch(long nr, const struct rt_syscall *s, const long a[6]);
-
-/* Separate frame: the 8 KiB of path buffers are only on the stack when a
- * virtual working directory is in use (the SIGSYS handler may run on a small
- * signal stack). */
-static __attribute__((noinline)) long dispatch_vcwd(long nr, const struct rt_syscall *s,
-						    const long a[6])
+static long dispatch(long nr, const struct rt_syscall *s, const long a[6])
 {
-	char bufs[2][4096];
-	long abs_args[6];
+	if (s->action == RT_SYS_PASS)
+		return rt__raw6(nr, a);
+	if (s->action == RT_SYS_RUNTIME)
+		return g_handlers[nr](nr, a);
+	if (!rt__touches(nr, s, a))
+		return rt__raw6(nr, a);
+	if (s->action == RT_SYS_REFUSE)
+		return rt__sys_refuse(nr, a);
+	return g_handlers[nr](nr, a);
+}
 
-	return dispatch(nr, s, absolutize(s, a, abs_args, bufs));
+/* Separate frame: the 8 KiB of path copies are only on the stack for calls
+ * with paths (the SIGSYS handler may run on a small stack). */
+static __attribute__((noinline)) long dispatch_paths(long nr, const struct rt_syscall *s,
+						     const long a[6])
+{
+	struct args c;
+	long r = copy_paths(s, a, &c);
+
+	if (r < 0)
+		return r;
+	return dispatch(nr, s, c.a);
 }
 
 long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
@@ -80,20 +105,12 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 	if (nr < 0 || nr > RT_SYSCALL_MAX || t_rt_depth > 0)
 		return rt__raw6(nr, a);
 	s = &g_rt_syscalls[nr];
-	if (s->paths[0][1] >= 0 && rt__vcwd_on())
-		return dispatch_vcwd(nr, s, a);
+	/* The fast path: nothing the runtime looks at. */
+	if (s->action == RT_SYS_PASS && !(s->paths[0][1] >= 0 && rt__vcwd_on()))
+		return rt__raw6(nr, a);
+	if (!g_rt.shield_on)
+		return s->action == RT_SYS_RUNTIME ? g_handlers[nr](nr, a) : rt__raw6(nr, a);
+	if (s->paths[0][1] >= 0)
+		return dispatch_paths(nr, s, a);
 	return dispatch(nr, s, a);
-}
-
-static long dispatch(long nr, const struct rt_syscall *s, const long a[6])
-{
-	if (s->action == RT_SYS_PASS)
-		return rt__raw6(nr, a);
-	if (s->action == RT_SYS_RUNTIME)
-		return g_handlers[nr](nr, a);
-	if (!g_rt.shield_on || !rt__touches(nr, s, a))
-		return rt__raw6(nr, a);
-	if (s->action == RT_SYS_REFUSE)
-		return rt__sys_refuse(nr, a);
-	return rt__shield_call(nr, g_handlers[nr], a);
 }

@@ -52,8 +52,10 @@ struct k_sigaction {
 	uint64_t mask;
 };
 
-/* SIGSYS belongs to the dispatcher while dispatch is on: never blocked. */
+/* SIGSYS belongs to the dispatcher while dispatch is on, SIGSEGV and SIGBUS
+ * to the fault recovery of uaccess.c: the program never blocks them. */
 #define SIGSYS_BIT (1ull << (SIGSYS - 1))
+#define RT_KEPT_SIGS (SIGSYS_BIT | (1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1)))
 
 /* Per-thread dispatch selector and nesting depth of runtime code. While
  * t_rt_depth > 0 the runtime runs its own code: wrappers pass straight through
@@ -116,12 +118,35 @@ int rt__vcwd_abs(const char *path, char *out, size_t out_size) RT_HIDDEN;
 /* Copy the virtual cwd (for exec); "" when none. */
 void rt__vcwd_get(char *out, size_t out_size) RT_HIDDEN;
 
+/* The program's memory (uaccess.c): copies that return -EFAULT for a bad
+ * pointer instead of crashing. Never inside rt__enter() (SIGSEGV blocked). */
+int rt__copy_in(void *dst, const void *usrc, size_t n) RT_HIDDEN;
+int rt__copy_out(void *udst, const void *src, size_t n) RT_HIDDEN;
+/* A NUL-terminated string of at most size bytes with its NUL: its length,
+ * -EFAULT, or -ENAMETOOLONG (no NUL in size bytes, as the kernel's getname). */
+long rt__path_in(char *dst, const char *usrc, size_t size) RT_HIDDEN;
+/* 0 when the program's string at usrc is readable up to its NUL within max
+ * bytes; -EFAULT, or -E2BIG without a NUL. */
+int rt__str_check(const char *usrc, size_t max) RT_HIDDEN;
+/* Whether pc lies in the copy routines, and where a fault there resumes. */
+bool rt__uaccess_owns(uintptr_t pc) RT_HIDDEN;
+void rt__uaccess_fault(void) RT_HIDDEN;
+extern char rt__uaccess_start[] RT_HIDDEN;
+extern char rt__uaccess_end[] RT_HIDDEN;
+/* Set once the SIGSEGV/SIGBUS handler is in place (sys/signal.c). */
+extern bool g_rt_fault_handler RT_HIDDEN;
+/* Install it (with dispatch on: the program's sigaction calls are seen). */
+int rt__fault_init(void) RT_HIDDEN;
+
 /* The runtime's own fds (sys/fd.c): moved to the top of the fd range,
  * close-on-exec, invisible to the program. rt__own_fd moves fd there and marks
  * it owned; returns the new fd or -errno (fd is closed either way on failure). */
 int rt__own_fd(int fd) RT_HIDDEN;
 /* Close a runtime-owned fd. */
 void rt__own_close(int fd) RT_HIDDEN;
+/* The lowest fd number of the runtime's own range (the top of RLIMIT_NOFILE);
+ * *limit: the fd limit it was derived from. */
+int rt__own_base(long *limit) RT_HIDDEN;
 /* -EBADF for an fd the runtime owns (the program must not touch it), else 0. */
 static inline long rt__own_badf(long fd)
 {

@@ -123,6 +123,11 @@ __attribute__((constructor(101))) static void rt_start(void)
 		ret = rt__sud_init();
 		if (ret)
 			die("syscall user dispatch", kiln_strerror(ret));
+		/* Dispatch sees the program's sigaction calls: the fault recovery
+		 * of the copy routines can keep SIGSEGV and SIGBUS. */
+		ret = rt__fault_init();
+		if (ret)
+			die("fault handler", kiln_strerror(ret));
 	}
 	g_rt.initialized = true;
 }

@@ -108,7 +108,8 @@ void rt__leave(struct rt_guard *g)
 	rt__raw(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
 }
 
-/* Emulate rt_sigprocmask on the context the handler will restore. */
+/* Emulate rt_sigprocmask on the context the handler will restore (the
+ * program's pointers read and written as the kernel would: EFAULT). */
 static long sigmask_on_context(const long a[6], ucontext_t *uc)
 {
 	uint64_t *cur = (uint64_t *)&uc->uc_sigmask;
@@ -117,7 +118,8 @@ static long sigmask_on_context(const long a[6], ucontext_t *uc)
 	if (a[3] != 8)
 		return -EINVAL;
 	if (a[1]) {
-		set = *(const uint64_t *)a[1];
+		if (rt__copy_in(&set, (const void *)a[1], sizeof(set)))
+			return -EFAULT;
 		switch (a[0]) {
 		case SIG_BLOCK:
 			*cur |= set;
@@ -131,10 +133,10 @@ static long sigmask_on_context(const long a[6], ucontext_t *uc)
 		default:
 			return -EINVAL;
 		}
-		*cur &= ~SIGSYS_BIT;
+		*cur &= ~RT_KEPT_SIGS;
 	}
-	if (a[2])
-		*(uint64_t *)a[2] = old;
+	if (a[2] && rt__copy_out((void *)a[2], &old, sizeof(old)))
+		return -EFAULT;
 	return 0;
 }
 

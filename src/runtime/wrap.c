@@ -641,7 +641,10 @@ char *getcwd(char *buf, size_t size)
 		errno = ERANGE;
 		return NULL;
 	}
-	memcpy(buf, tmp, (size_t)r);
+	if (rt__copy_out(buf, tmp, (size_t)r)) {
+		errno = EFAULT;
+		return NULL;
+	}
 	return buf;
 }
 

@@ -189,7 +189,7 @@ static int fd_detach(int fd)
 	return 0;
 }
 
-long rt__shield_close(long fd)
+static long close_locked(long fd)
 {
 	if (rt__own_badf(fd))
 		return -EBADF;
@@ -258,7 +258,7 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 
 /* t names a volume path (the handler resolved it and dealt with O_TMPFILE
  * and O_PATH). */
-long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
+static long open_locked(struct rt_target *t, int flags, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 	struct pf_stat st;
@@ -307,7 +307,7 @@ long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
 }
 
 /* ---- fd calls -------------------------------------------------------------- */
-long rt__shield_getdents(long fd, void *buf, size_t size)
+static long getdents_locked(long fd, void *buf, size_t size)
 {
 	struct kiln_err err = { 0 };
 	struct rt_ofd *o = rt_fd_get((int)fd);
@@ -345,7 +345,7 @@ long rt__shield_getdents(long fd, void *buf, size_t size)
 	return (long)used;
 }
 
-long rt__shield_dup(long nr, const long a[6])
+static long dup_locked(long nr, const long a[6])
 {
 	long fd;
 	struct rt_ofd *o;
@@ -379,7 +379,7 @@ long rt__shield_dup(long nr, const long a[6])
 	return fd;
 }
 
-long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
+static long close_range_locked(unsigned first, unsigned last, unsigned flags)
 {
 	unsigned from = first;
 
@@ -405,7 +405,7 @@ long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
 	return 0;
 }
 
-long rt__shield_fsync(long fd)
+static long fsync_locked(long fd)
 {
 	struct kiln_err err = { 0 };
 	struct rt_ofd *o = rt_fd_get((int)fd);
@@ -438,7 +438,7 @@ long rt__shield_fsync(long fd)
 }
 
 
-long rt__shield_fchmod(long fd, mode_t mode)
+static long fchmod_locked(long fd, mode_t mode)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
 	struct rt_target t;
@@ -451,10 +451,10 @@ long rt__shield_fchmod(long fd, mode_t mode)
 	}
 	t.vol = o->node->vol;
 	t.rel = o->node->rel;
-	return rt__shield_chmod(&t, mode);
+	return rt__chmod_locked(&t, mode);
 }
 
-bool rt__shield_dir_path(int fd, char *out, size_t out_size)
+static bool dir_path_locked(int fd, char *out, size_t out_size)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -463,7 +463,7 @@ bool rt__shield_dir_path(int fd, char *out, size_t out_size)
 	return (size_t)snprintf(out, out_size, "%s/%s", o->vol->cfg->mount, o->rel) < out_size;
 }
 
-void rt__shield_fd_describe(int fd, char *out, size_t out_size)
+static void fd_describe_locked(int fd, char *out, size_t out_size)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -478,7 +478,7 @@ void rt__shield_fd_describe(int fd, char *out, size_t out_size)
 		snprintf(out, out_size, "fd %d", fd);
 }
 
-bool rt__shield_dir_target(int fd, struct rt_target *t)
+static bool dir_target_locked(int fd, struct rt_target *t)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -491,4 +491,148 @@ bool rt__shield_dir_target(int fd, struct rt_target *t)
 	t->vol = o->vol;
 	t->rel = t->abs + strlen(t->abs) - strlen(o->rel);
 	return true;
+}
+
+/* ---- operations: each under the shield's locks ----------------------------- */
+/* A read-only open of a file this process holds decrypted needs neither the
+ * volume lock nor pf while the volume is as this process last saw it (a web
+ * server opens the same files again and again). Under g_shield_lock;
+ * -EAGAIN: take the full path. */
+static long open_fast(struct rt_target *t, int flags)
+{
+	struct rt_node *n;
+	long fd;
+
+	if ((flags & O_ACCMODE) != O_RDONLY ||
+	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
+		return -EAGAIN;
+	if (!rt__fast_ok(t))
+		return -EAGAIN;
+	n = rt__node_find(t->vol, t->rel);
+	if (!n || !n->pf)
+		return -EAGAIN;
+	fd = rt__ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK |
+					   O_NOATIME));
+	if (fd >= 0)
+		rt__cache_take(n);
+	return fd;
+}
+
+long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
+{
+	struct rt_hold h;
+	long r;
+
+	rt__hold_light(&h);
+	r = t->vfile ? rt__vfile_open(t->vfile, flags) : open_fast(t, flags);
+	rt__release_light(&h);
+	if (r != -EAGAIN)
+		return r;
+	r = rt__hold(&h);
+	if (r == 0)
+		r = open_locked(t, flags, mode);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_close(long fd)
+{
+	struct rt_hold h;
+	long r = rt__close_lockfree((int)fd);
+
+	if (r != -EAGAIN)
+		return r;
+	r = rt__hold(&h);
+	if (r == 0)
+		r = close_locked(fd);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_getdents(long fd, void *buf, size_t size)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = getdents_locked(fd, buf, size);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_dup(long nr, const long a[6])
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = dup_locked(nr, a);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = close_range_locked(first, last, flags);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_fsync(long fd)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = fsync_locked(fd);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_fchmod(long fd, mode_t mode)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = fchmod_locked(fd, mode);
+	rt__release(&h);
+	return r;
+}
+
+/* The lookups below read a description that a close in another thread may
+ * release: under g_shield_lock, which that release takes. */
+bool rt__shield_dir_path(int fd, char *out, size_t out_size)
+{
+	struct rt_hold h;
+	bool ok;
+
+	rt__hold_light(&h);
+	ok = dir_path_locked(fd, out, out_size);
+	rt__release_light(&h);
+	return ok;
+}
+
+bool rt__shield_dir_target(int fd, struct rt_target *t)
+{
+	struct rt_hold h;
+	bool ok;
+
+	rt__hold_light(&h);
+	ok = dir_target_locked(fd, t);
+	rt__release_light(&h);
+	return ok;
+}
+
+void rt__shield_fd_describe(int fd, char *out, size_t out_size)
+{
+	struct rt_hold h;
+
+	rt__hold_light(&h);
+	fd_describe_locked(fd, out, out_size);
+	rt__release_light(&h);
 }

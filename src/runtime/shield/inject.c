@@ -25,7 +25,7 @@ struct rt_node *rt__shield_vfile_find(const char *abs)
 }
 
 /* Calls on an injected file: open, stat and access; nothing changes its name. */
-static long vfile_open(struct rt_node *n, int flags)
+long rt__vfile_open(struct rt_node *n, int flags)
 {
 	if ((flags & O_CREAT) && (flags & O_EXCL))
 		return -EEXIST;
@@ -34,7 +34,7 @@ static long vfile_open(struct rt_node *n, int flags)
 	return rt__ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC));
 }
 
-static long vfile_stat(struct rt_node *n, struct stat *out)
+long rt__vfile_stat(struct rt_node *n, struct stat *out)
 {
 	struct pf_stat ps = { .mode = n->mode };
 	struct stat mem;
@@ -43,63 +43,6 @@ static long vfile_stat(struct rt_node *n, struct stat *out)
 		return -EIO;
 	rt__fill_stat(out, NULL, n->rel, &ps, &mem);
 	return 0;
-}
-
-long rt__vfile_call(long nr, const long a[6], struct rt_node *n)
-{
-	struct stat st;
-	long r;
-
-	switch (nr) {
-	case SYS_open:
-		return vfile_open(n, (int)a[1]);
-	case SYS_creat:
-		return vfile_open(n, O_CREAT | O_WRONLY | O_TRUNC);
-	case SYS_openat:
-		return vfile_open(n, (int)a[2]);
-	case SYS_openat2:
-		return vfile_open(n, (int)((const struct open_how *)a[2])->flags);
-	case SYS_stat:
-	case SYS_lstat:
-		return vfile_stat(n, (struct stat *)a[1]);
-	case SYS_newfstatat:
-		return vfile_stat(n, (struct stat *)a[2]);
-	case SYS_statx:
-		r = vfile_stat(n, &st);
-		if (r == 0) {
-			/* Reuse the statx conversion through an fd-less path. */
-			struct statx *sx = (struct statx *)a[4];
-
-			memset(sx, 0, sizeof(*sx));
-			sx->stx_mask = STATX_BASIC_STATS;
-			sx->stx_mode = (uint16_t)st.st_mode;
-			sx->stx_nlink = 1;
-			sx->stx_uid = st.st_uid;
-			sx->stx_gid = st.st_gid;
-			sx->stx_ino = st.st_ino;
-			sx->stx_size = (uint64_t)st.st_size;
-			sx->stx_blksize = 4096;
-		}
-		return r;
-	case SYS_access:
-		return ((int)a[1] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
-	case SYS_faccessat:
-	case SYS_faccessat2:
-		return ((int)a[2] & X_OK) && !(n->mode & 0111) ? -EACCES : 0;
-	case SYS_readlink:
-	case SYS_readlinkat:
-		return -EINVAL;
-	case SYS_getxattr:
-	case SYS_lgetxattr:
-		return -ENODATA;
-	case SYS_listxattr:
-	case SYS_llistxattr:
-		return 0;
-	default:
-		rt__say("%s on injected file %s: not supported (EPERM)", rt_syscall_name(nr),
-			n->rel);
-		return -EPERM;
-	}
 }
 
 int rt__shield_add_file(const char *path, const void *data, size_t size, mode_t mode)

@@ -23,12 +23,15 @@
  * only while no other process has committed to the volume (cache.c,
  * rt__vol_unchanged; docs/runtime.md "The cache of closed files").
  *
- * Locking: one mutex (g_shield_lock), always taken inside rt__enter() (signals
- * blocked), never held while app code runs. Exceptions without it: fstat and
- * fcntl on a protected fd, and the close of an fd on a never-written file
- * (rt__close_lockfree).
+ * Locking: every operation of shield.h takes what it needs (rt__hold): one
+ * mutex (g_shield_lock), always taken inside rt__enter() (signals blocked),
+ * never held while app code runs, and the volumes' flocks. Exceptions without
+ * them: fstat on a protected file fd, and the close of an fd on a
+ * never-written file (rt__close_lockfree). Opens of cached files and stat of
+ * volume paths take only the mutex while no other process changed the volume
+ * (rt__fast_ok).
  *
- * Files: shield.c (entry: fast paths and locks around a handler, init, exit),
+ * Files: shield.c (the locks, init, exit, fork),
  * volume.c (volumes shared between processes), node.c (a file's plaintext),
  * cache.c (closed files kept for the next open), file.c (open file
  * descriptions behind the program's fds), stat.c, namespace.c (pf calls on
@@ -92,7 +95,20 @@ struct rt_ofd {
 	struct rt_ofd *next_released; /* on g_released */
 };
 
-/* shield.c */
+/* shield.c: the locks of an operation. rt__hold blocks signals, takes
+ * g_shield_lock and every volume's flock (reloading volumes another process
+ * changed); -EIO when a reload failed (release anyway). rt__hold_light takes
+ * only the first two (for what needs no volume). */
+struct rt_hold {
+	struct rt_guard g;
+};
+int rt__hold(struct rt_hold *h) RT_HIDDEN;
+void rt__release(struct rt_hold *h) RT_HIDDEN;
+void rt__hold_light(struct rt_hold *h) RT_HIDDEN;
+void rt__release_light(struct rt_hold *h) RT_HIDDEN;
+/* Under g_shield_lock: the volume of t is as this process last saw it, so
+ * the fast paths may answer from what this process holds. */
+bool rt__fast_ok(struct rt_target *t) RT_HIDDEN;
 extern pthread_mutex_t g_shield_lock RT_HIDDEN;
 /* Owned: "/proc/self/fd" of this process (reopened in a forked child), so a
  * memfd reopen looks up one name instead of walking /proc/self/fd/N. */
@@ -151,16 +167,21 @@ void rt__released_drain_ro(void) RT_HIDDEN;
 void rt__closes_quiesce(void) RT_HIDDEN;
 void rt__closes_resume(void) RT_HIDDEN;
 
-/* stat.c */
+/* stat.c: stat of a volume path / a protected fd, under the locks (a file
+ * fd's also without). */
+long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out) RT_HIDDEN;
+long rt__stat_fd(long fd, struct stat *out) RT_HIDDEN;
 uint64_t rt__ino_of(const char *rel) RT_HIDDEN;
 void rt__fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
 		   const struct pf_stat *ps, const struct stat *mem) RT_HIDDEN;
 
 /* namespace.c */
 long rt__pf_result(struct rt_target *t, int ret, struct kiln_err *err) RT_HIDDEN;
+long rt__chmod_locked(struct rt_target *t, mode_t mode) RT_HIDDEN;
 
-/* inject.c */
+/* inject.c: calls on an injected file (under g_shield_lock). */
 extern struct rt_node *g_vfiles RT_HIDDEN;
-long rt__vfile_call(long nr, const long a[6], struct rt_node *n) RT_HIDDEN;
+long rt__vfile_open(struct rt_node *n, int flags) RT_HIDDEN;
+long rt__vfile_stat(struct rt_node *n, struct stat *out) RT_HIDDEN;
 
 #endif

@@ -20,19 +20,7 @@ long rt__pf_result(struct rt_target *t, int ret, struct kiln_err *err)
 	return ret;
 }
 
-long rt__shield_access(struct rt_target *t, int mode)
-{
-	struct stat st;
-	long r = rt__shield_stat(t->vol, t->rel, &st);
-
-	if (r < 0)
-		return r;
-	if ((mode & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111))
-		return -EACCES;
-	return 0;
-}
-
-long rt__shield_unlink(struct rt_target *t, int flags)
+static long unlink_locked(struct rt_target *t, int flags)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *n;
@@ -50,7 +38,7 @@ long rt__shield_unlink(struct rt_target *t, int flags)
 	return rt__pf_result(t, ret, &err);
 }
 
-long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
+static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *na, *nb;
@@ -88,7 +76,7 @@ long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
 	return 0;
 }
 
-long rt__shield_mkdir(struct rt_target *t, mode_t mode)
+static long mkdir_locked(struct rt_target *t, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 
@@ -98,7 +86,7 @@ long rt__shield_mkdir(struct rt_target *t, mode_t mode)
 			     &err);
 }
 
-long rt__shield_truncate(struct rt_target *t, uint64_t size)
+static long truncate_locked(struct rt_target *t, uint64_t size)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *n = rt__node_find(t->vol, t->rel);
@@ -117,7 +105,7 @@ long rt__shield_truncate(struct rt_target *t, uint64_t size)
 	return rt__pf_result(t, pf_truncate(t->vol->pf, t->rel, size, &err), &err);
 }
 
-long rt__shield_chmod(struct rt_target *t, mode_t mode)
+long rt__chmod_locked(struct rt_target *t, mode_t mode)
 {
 	struct kiln_err err = { 0 };
 	struct rt_node *n = rt__node_find(t->vol, t->rel);
@@ -136,7 +124,7 @@ long rt__shield_chmod(struct rt_target *t, mode_t mode)
 	return rt__pf_result(t, ret, &err);
 }
 
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
+static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns)
 {
 	struct kiln_err err = { 0 };
 	struct rt_target ft;
@@ -153,10 +141,10 @@ long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
 	return rt__pf_result(t, pf_set_mtime(t->vol->pf, t->rel, ns, &err), &err);
 }
 
-long rt__shield_chdir(struct rt_target *t)
+static long chdir_locked(struct rt_target *t)
 {
 	struct stat st;
-	long r = rt__shield_stat(t->vol, t->rel, &st);
+	long r = rt__stat_rel(t->vol, t->rel, &st);
 
 	if (r < 0)
 		return r;
@@ -166,4 +154,82 @@ long rt__shield_chdir(struct rt_target *t)
 	if (r < 0)
 		return r;
 	return !t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0;
+}
+
+/* ---- operations: each under the shield's locks --------------------------- */
+long rt__shield_unlink(struct rt_target *t, int flags)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = unlink_locked(t, flags);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = rename_locked(a, b, flags);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_mkdir(struct rt_target *t, mode_t mode)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = mkdir_locked(t, mode);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_truncate(struct rt_target *t, uint64_t size)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = truncate_locked(t, size);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = set_mtime_locked(t, fd, ns);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_chdir(struct rt_target *t)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = chdir_locked(t);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_chmod(struct rt_target *t, mode_t mode)
+{
+	struct rt_hold h;
+	long r = rt__hold(&h);
+
+	if (r == 0)
+		r = rt__chmod_locked(t, mode);
+	rt__release(&h);
+	return r;
 }

@@ -1,20 +1,15 @@
 /* kiln runtime: the file shield's entry points for the system-call handlers
- * (src/runtime/sys/). The handlers decode arguments, resolve paths (a
- * struct rt_target names a path in a volume or an injected file), decide what
- * passes to the kernel and which errno a program sees; the shield keeps the
- * state behind protected paths and fds (volumes, open files, the cache of
+ * (src/runtime/sys/). The handlers decode arguments (copying the program's
+ * memory in and out with the fault-safe routines of uaccess.c), resolve paths
+ * (a struct rt_target names a path in a volume or an injected file), decide
+ * what passes to the kernel and which errno the program sees; the shield keeps
+ * the state behind protected paths and fds (volumes, open files, the cache of
  * closed files) and runs pf.
  *
- * Unless said otherwise, the operations below run inside rt__shield_call,
- * which holds the shield's locks (signals blocked, the volume flocks taken)
- * around a handler. Results are 0 / a value, or -errno; integrity failures are
- * logged once here and reported as -EIO.
- *
- * Direction (sys, next): the dispatcher calls every handler directly and
- * copies the program's memory in and out through fault-safe routines, so the
- * operations below only ever see runtime memory (paths, struct stat ...); each
- * operation then takes the locks it needs itself, and rt__shield_call with its
- * nr-keyed fast paths goes away (the fast paths become the operations' own). */
+ * Every operation below takes the locks it needs itself (signals blocked while
+ * it holds them) and only ever sees runtime memory: no pointer of the program
+ * reaches it. Results are 0 / a value, or -errno; integrity failures are
+ * logged once here and reported as -EIO. */
 #ifndef KILN_RUNTIME_SHIELD_H
 #define KILN_RUNTIME_SHIELD_H
 
@@ -38,7 +33,7 @@ struct rt_target {
 	char abs[RT_PATH_SIZE]; /* normalized absolute path the app used */
 };
 
-/* ---- lookups for path resolution (no lock needed: set up at start) ------- */
+/* ---- lookups for path resolution ------------------------------------------ */
 /* The volume whose mount point is the longest prefix of abs (rel: the rest). */
 struct rt_vol *rt__shield_find_vol(const char *abs, const char **rel) RT_HIDDEN;
 /* The injected file at abs, or NULL. */
@@ -52,19 +47,13 @@ bool rt__shield_dir_target(int fd, struct rt_target *t) RT_HIDDEN;
 /* "fd N (path)" for refusal lines. */
 void rt__shield_fd_describe(int fd, char *out, size_t out_size) RT_HIDDEN;
 
-/* ---- entry ---------------------------------------------------------------- */
-/* Run handler fn for a call on protected paths or fds: the shield's fast paths
- * first (opens of cached files, stat, fstat, fcntl, closes without the lock),
- * then fn under the locks. Calls on injected files are answered here. */
-long rt__shield_call(long nr, rt_handler_fn fn, const long a[6]) RT_HIDDEN;
-
-/* ---- operations (under the locks) ------------------------------------------ */
-/* Open t (a volume path) for the program: a new fd, or -errno. */
+/* ---- operations ------------------------------------------------------------ */
+/* Open t (a volume path or an injected file) for the program: a new fd. */
 long rt__shield_open(struct rt_target *t, int flags, mode_t mode) RT_HIDDEN;
-/* stat of a volume path / of a protected fd (the latter also without the lock). */
-long rt__shield_stat(struct rt_vol *vol, const char *rel, struct stat *out) RT_HIDDEN;
+/* stat of t (a volume path or an injected file) / of a protected fd. */
+long rt__shield_stat(struct rt_target *t, struct stat *out) RT_HIDDEN;
 long rt__shield_fstat(long fd, struct stat *out) RT_HIDDEN;
-/* access(2) of a volume path. */
+/* access(2) of t. */
 long rt__shield_access(struct rt_target *t, int mode) RT_HIDDEN;
 long rt__shield_unlink(struct rt_target *t, int flags) RT_HIDDEN;
 /* Both ends in one volume (the handler checks). */
@@ -76,13 +65,14 @@ long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;
 /* Set the mtime (ns since the epoch) of t, or of the file behind fd when t
  * is NULL. */
 long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns) RT_HIDDEN;
-/* getdents64 on a protected directory fd. */
+/* getdents64 on a protected directory fd, into buf (runtime memory). */
 long rt__shield_getdents(long fd, void *buf, size_t size) RT_HIDDEN;
 /* Make t the kernel's working directory as far as it can be: 1 when the
  * kernel's cwd now is t itself (a volume mounted at its own directory), 0
  * when the caller must keep t as the virtual working directory. */
 long rt__shield_chdir(struct rt_target *t) RT_HIDDEN;
-/* fd bookkeeping for close, close_range, dup*, F_DUPFD*, fsync. */
+/* fd bookkeeping for close, close_range, dup*, F_DUPFD* (a: the call's
+ * arguments, no pointers), fsync. */
 long rt__shield_close(long fd) RT_HIDDEN;
 long rt__shield_close_range(unsigned first, unsigned last, unsigned flags) RT_HIDDEN;
 long rt__shield_dup(long nr, const long a[6]) RT_HIDDEN;

@@ -41,7 +41,7 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
 }
 
 /* stat of a volume path: open nodes answer from their memfd. */
-long rt__shield_stat(struct rt_vol *vol, const char *rel, struct stat *out)
+long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 {
 	struct kiln_err err = { 0 };
 	struct pf_stat ps;
@@ -59,7 +59,7 @@ long rt__shield_stat(struct rt_vol *vol, const char *rel, struct stat *out)
 	return 0;
 }
 
-long rt__shield_fstat(long fd, struct stat *out)
+long rt__stat_fd(long fd, struct stat *out)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
 	struct pf_stat ps;
@@ -81,8 +81,64 @@ long rt__shield_fstat(long fd, struct stat *out)
 		rt__fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
 		return 0;
 	case RT_FD_DIR:
-		return rt__shield_stat(o->vol, o->rel, out);
+		return rt__stat_rel(o->vol, o->rel, out);
 	default:
 		return -EBADF;
 	}
+}
+
+/* ---- operations ------------------------------------------------------------ */
+long rt__shield_stat(struct rt_target *t, struct stat *out)
+{
+	struct rt_hold h;
+	long r;
+
+	rt__hold_light(&h);
+	if (t->vfile)
+		r = rt__vfile_stat(t->vfile, out);
+	else if (rt__fast_ok(t))
+		/* sqlite looks for a hot journal before every statement: stat needs
+		 * neither the volume lock nor a publish while the volume is as this
+		 * process last saw it. */
+		r = rt__stat_rel(t->vol, t->rel, out);
+	else
+		r = -EAGAIN;
+	rt__release_light(&h);
+	if (r != -EAGAIN)
+		return r;
+	r = rt__hold(&h);
+	if (r == 0)
+		r = rt__stat_rel(t->vol, t->rel, out);
+	rt__release(&h);
+	return r;
+}
+
+long rt__shield_fstat(long fd, struct stat *out)
+{
+	struct rt_hold h;
+	long r;
+
+	/* Lock-free for files (nginx fstats every file it serves). */
+	if (rt_fd_kind((int)fd) != RT_FD_DIR)
+		return rt__stat_fd(fd, out);
+	r = rt__hold(&h);
+	if (r == 0)
+		r = rt__stat_fd(fd, out);
+	rt__release(&h);
+	return r;
+}
+
+static long access_of(const struct stat *st, int mode)
+{
+	if ((mode & X_OK) && !S_ISDIR(st->st_mode) && !(st->st_mode & 0111))
+		return -EACCES;
+	return 0;
+}
+
+long rt__shield_access(struct rt_target *t, int mode)
+{
+	struct stat st;
+	long r = rt__shield_stat(t, &st);
+
+	return r < 0 ? r : access_of(&st, mode);
 }

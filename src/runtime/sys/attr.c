@@ -9,28 +9,60 @@
 
 #include "runtime/sys/sys.h"
 
-static long chmod_at(long dirfd, const char *path, mode_t mode)
+/* 1: (dirfd, path) names nothing protected, pass the call on; 0: t names a
+ * volume path; else the error (an injected file is never changed). */
+static long target(long nr, long dirfd, const char *path, struct rt_target *t)
 {
-	struct rt_target t;
-
-	if (!rt__resolve(dirfd, path, &t))
-		return rt__raw(SYS_fchmodat, dirfd, path, mode);
-	return rt__shield_chmod(&t, mode);
+	if (!rt__resolve(dirfd, path, t) && !t->vfile)
+		return 1;
+	if (t->vfile)
+		return rt__vfile_refuse(nr, t);
+	return 0;
 }
 
-/* path NULL: the file behind dirfd (futimens). */
-static long utimens_at(long dirfd, const char *path, const struct timespec *ts, int flags)
+static long chmod_at(long nr, long dirfd, const char *path, mode_t mode)
 {
 	struct rt_target t;
-	struct timespec now;
+	long r = target(nr, dirfd, path, &t);
+
+	if (r == 1)
+		return rt__raw(SYS_fchmodat, dirfd, path, mode);
+	return r ? r : rt__shield_chmod(&t, mode);
+}
+
+/* Ownership is not stored in volumes: accepted when the file exists. */
+static long chown_at(long nr, long dirfd, const char *path)
+{
+	struct rt_target t;
+	long r = target(nr, dirfd, path, &t);
+
+	if (r == 1)
+		return -ENOENT;
+	return r ? r : rt__exists(dirfd, path, 0);
+}
+
+/* path NULL: the file behind dirfd (futimens). uts: the program's times (may
+ * be NULL: now). */
+static long utimens_at(long nr, long dirfd, const char *path, const void *uts, int flags)
+{
+	struct rt_target t;
+	struct timespec now, ts[2];
 	int64_t ns;
 
-	if (path && !rt__resolve(dirfd, path, &t))
-		return rt__raw(SYS_utimensat, dirfd, path, ts, flags);
+	if (path) {
+		long r = target(nr, dirfd, path, &t);
+
+		if (r == 1)
+			return rt__raw(SYS_utimensat, dirfd, path, uts, flags);
+		if (r)
+			return r;
+	}
+	if (uts && rt__copy_in(ts, uts, sizeof(ts)))
+		return -EFAULT;
 	clock_gettime(CLOCK_REALTIME, &now);
-	if (ts && ts[1].tv_nsec == UTIME_OMIT)
+	if (uts && ts[1].tv_nsec == UTIME_OMIT)
 		return 0;
-	if (ts && ts[1].tv_nsec != UTIME_NOW)
+	if (uts && ts[1].tv_nsec != UTIME_NOW)
 		ns = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
 	else
 		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
@@ -39,7 +71,7 @@ static long utimens_at(long dirfd, const char *path, const struct timespec *ts, 
 
 long rt__sys_chmod(long nr, const long a[6])
 {
-	return chmod_at(AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
+	return chmod_at(nr, AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
 }
 
 long rt__sys_fchmod(long nr, const long a[6])
@@ -49,23 +81,22 @@ long rt__sys_fchmod(long nr, const long a[6])
 
 long rt__sys_fchmodat(long nr, const long a[6])
 {
-	return chmod_at(a[0], (const char *)a[1], (mode_t)a[2]);
+	return chmod_at(nr, a[0], (const char *)a[1], (mode_t)a[2]);
 }
 
 long rt__sys_fchmodat2(long nr, const long a[6])
 {
-	return chmod_at(a[0], (const char *)a[1], (mode_t)a[2]);
+	return chmod_at(nr, a[0], (const char *)a[1], (mode_t)a[2]);
 }
 
-/* Ownership is not stored in volumes: accepted when the file exists. */
 long rt__sys_chown(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], 0);
+	return chown_at(nr, AT_FDCWD, (const char *)a[0]);
 }
 
 long rt__sys_lchown(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], 0);
+	return chown_at(nr, AT_FDCWD, (const char *)a[0]);
 }
 
 long rt__sys_fchown(long nr, const long a[6])
@@ -75,28 +106,28 @@ long rt__sys_fchown(long nr, const long a[6])
 
 long rt__sys_fchownat(long nr, const long a[6])
 {
-	return rt__exists(a[0], (const char *)a[1], 0);
+	return chown_at(nr, a[0], (const char *)a[1]);
 }
 
 long rt__sys_utimensat(long nr, const long a[6])
 {
-	return utimens_at(a[0], (const char *)a[1], (const struct timespec *)a[2], (int)a[3]);
+	return utimens_at(nr, a[0], (const char *)a[1], (const void *)a[2], (int)a[3]);
 }
 
 /* utime and utimes set the mtime to now, whatever times they ask for. */
 long rt__sys_utime(long nr, const long a[6])
 {
-	return utimens_at(AT_FDCWD, (const char *)a[0], NULL, 0);
+	return utimens_at(nr, AT_FDCWD, (const char *)a[0], NULL, 0);
 }
 
 long rt__sys_utimes(long nr, const long a[6])
 {
-	return utimens_at(AT_FDCWD, (const char *)a[0], NULL, 0);
+	return utimens_at(nr, AT_FDCWD, (const char *)a[0], NULL, 0);
 }
 
 long rt__sys_futimesat(long nr, const long a[6])
 {
-	return utimens_at(a[0], (const char *)a[1], NULL, 0);
+	return utimens_at(nr, a[0], (const char *)a[1], NULL, 0);
 }
 
 /* Volume files have no extended attributes. */

@@ -14,23 +14,65 @@
 
 #include "runtime/sys/sys.h"
 
-/* The working directory when it is a volume directory (see rt__vcwd_on). */
+/* The working directory when it is a volume directory (see rt__vcwd_on).
+ * Read without a lock by every call with a relative path (also in the SIGSYS
+ * handler): a sequence counter, odd while a chdir writes, lets a reader
+ * retry instead of seeing half a path; writers are serialized by g_vcwd_lock
+ * with signals blocked. */
 static char g_vcwd[RT_PATH_SIZE];
 static atomic_bool g_vcwd_set;
+static atomic_uint g_vcwd_seq;
+static atomic_flag g_vcwd_lock = ATOMIC_FLAG_INIT;
 
 bool rt__vcwd_on(void)
 {
 	return atomic_load_explicit(&g_vcwd_set, memory_order_relaxed);
 }
 
+/* Copy the virtual working directory into out ("" when there is none). */
+static void vcwd_read(char *out, size_t out_size)
+{
+	unsigned seq;
+
+	do {
+		while ((seq = atomic_load_explicit(&g_vcwd_seq, memory_order_acquire)) & 1)
+			;
+		if (!atomic_load(&g_vcwd_set))
+			snprintf(out, out_size, "%s", "");
+		else
+			snprintf(out, out_size, "%s", g_vcwd);
+		atomic_thread_fence(memory_order_acquire);
+	} while (atomic_load_explicit(&g_vcwd_seq, memory_order_relaxed) != seq);
+}
+
+/* Set (path) or clear (NULL) the virtual working directory. */
+static void vcwd_set(const char *path)
+{
+	struct rt_guard g;
+
+	rt__enter(&g);
+	while (atomic_flag_test_and_set_explicit(&g_vcwd_lock, memory_order_acquire))
+		;
+	atomic_fetch_add_explicit(&g_vcwd_seq, 1, memory_order_acq_rel);
+	if (path)
+		snprintf(g_vcwd, sizeof(g_vcwd), "%s", path);
+	atomic_store(&g_vcwd_set, path != NULL);
+	atomic_fetch_add_explicit(&g_vcwd_seq, 1, memory_order_release);
+	atomic_flag_clear_explicit(&g_vcwd_lock, memory_order_release);
+	rt__leave(&g);
+}
+
 int rt__vcwd_abs(const char *path, char *out, size_t out_size)
 {
-	return rt_path_normalize(g_vcwd, path, out, out_size);
+	char cwd[RT_PATH_SIZE];
+
+	vcwd_read(cwd, sizeof(cwd));
+	return rt_path_normalize(cwd, path, out, out_size);
 }
 
 void rt__vcwd_get(char *out, size_t out_size)
 {
-	snprintf(out, out_size, "%s", atomic_load(&g_vcwd_set) ? g_vcwd : "");
+	vcwd_read(out, out_size);
 }
 
 /* chdir into a volume: the root of a volume mounted at its own directory is
@@ -42,12 +84,7 @@ static long chdir_volume(struct rt_target *t)
 
 	if (r < 0)
 		return r;
-	if (r == 1) {
-		atomic_store(&g_vcwd_set, false);
-		return 0;
-	}
-	snprintf(g_vcwd, sizeof(g_vcwd), "%s", t->abs);
-	atomic_store(&g_vcwd_set, true);
+	vcwd_set(r == 1 ? NULL : t->abs);
 	return 0;
 }
 
@@ -64,26 +101,32 @@ int rt__vcwd_init(struct kiln_err *err)
 	return 0;
 }
 
-static long chdir_locked(long nr, const long a[6])
+long rt__sys_chdir(long nr, const long a[6])
 {
 	const char *path = (const char *)a[0];
 	struct rt_target t;
 	long r;
 
+	if (!g_rt.shield_on)
+		return rt__raw6(nr, a);
 	if (rt__resolve(AT_FDCWD, path, &t))
 		return chdir_volume(&t);
+	if (t.vfile)
+		return rt__vfile_refuse(nr, &t);
 	r = rt__raw(SYS_chdir, path);
 	if (r == 0)
-		atomic_store(&g_vcwd_set, false);
+		vcwd_set(NULL);
 	return r;
 }
 
-static long fchdir_locked(long nr, const long a[6])
+long rt__sys_fchdir(long nr, const long a[6])
 {
 	struct rt_target t;
 	long fd = a[0];
 	long r;
 
+	if (!g_rt.shield_on)
+		return rt__raw6(nr, a);
 	if (rt_fd_kind((int)fd) == RT_FD_DIR) {
 		if (!rt__shield_dir_target((int)fd, &t))
 			return -ENAMETOOLONG;
@@ -93,47 +136,37 @@ static long fchdir_locked(long nr, const long a[6])
 		return -EBADF;
 	r = rt__raw(SYS_fchdir, fd);
 	if (r == 0)
-		atomic_store(&g_vcwd_set, false);
+		vcwd_set(NULL);
 	return r;
-}
-
-static long getcwd_locked(long nr, const long a[6])
-{
-	char *buf = (char *)a[0];
-	size_t size = (size_t)a[1];
-	size_t n;
-
-	if (!atomic_load(&g_vcwd_set))
-		return rt__raw(SYS_getcwd, buf, size);
-	n = strlen(g_vcwd) + 1;
-	if (n > size)
-		return -ERANGE;
-	memcpy(buf, g_vcwd, n);
-	return (long)n;
-}
-
-long rt__sys_chdir(long nr, const long a[6])
-{
-	if (!g_rt.shield_on)
-		return rt__raw6(nr, a);
-	return rt__shield_call(nr, chdir_locked, a);
-}
-
-long rt__sys_fchdir(long nr, const long a[6])
-{
-	if (!g_rt.shield_on)
-		return rt__raw6(nr, a);
-	return rt__shield_call(nr, fchdir_locked, a);
 }
 
 long rt__sys_getcwd(long nr, const long a[6])
 {
+	char cwd[RT_PATH_SIZE];
+	size_t n;
+	long r;
+
 	if (!g_rt.shield_on)
 		return rt__raw6(nr, a);
-	return rt__shield_call(nr, getcwd_locked, a);
+	vcwd_read(cwd, sizeof(cwd));
+	if (!cwd[0])
+		return rt__raw6(nr, a);
+	n = strlen(cwd) + 1;
+	if (n > (size_t)a[1])
+		return -ERANGE;
+	r = rt__copy_out((void *)a[0], cwd, n);
+	return r < 0 ? r : (long)n;
 }
 
+/* Listings are made in runtime memory (a bounded buffer: a short listing is
+ * what getdents may return anyway) and copied out. */
 long rt__sys_getdents64(long nr, const long a[6])
 {
-	return rt__shield_getdents(a[0], (void *)a[1], (size_t)a[2]);
+	char buf[4096];
+	size_t size = (size_t)a[2] < sizeof(buf) ? (size_t)a[2] : sizeof(buf);
+	long r = rt__shield_getdents(a[0], buf, size);
+
+	if (r <= 0)
+		return r;
+	return rt__copy_out((void *)a[1], buf, (size_t)r) < 0 ? -EFAULT : r;
 }

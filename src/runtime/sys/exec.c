@@ -141,11 +141,35 @@ long rt__exec(long nr, const long a[6])
 	return ret;
 }
 
+/* The program's envp, which rt__exec_env reads: EFAULT as the kernel would
+ * answer, never a crash. */
+static long envp_check(char *const *uenvp)
+{
+	for (size_t i = 0;; i++) {
+		const char *s;
+		long r = rt__copy_in(&s, uenvp + i, sizeof(s));
+
+		if (r < 0)
+			return r;
+		if (!s)
+			return 0;
+		/* MAX_ARG_STRLEN: the kernel's limit for one string. */
+		r = rt__str_check(s, 32 * 4096);
+		if (r < 0)
+			return r;
+	}
+}
+
 /* A protected file is never executed: the kernel would run its ciphertext. */
 long rt__sys_execve(long nr, const long a[6])
 {
+	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
+	long r;
+
 	if (g_rt.shield_on && rt__touches(nr, &g_rt_syscalls[nr], a))
 		return rt__sys_refuse(nr, a);
+	if (envp && (r = envp_check(envp)) < 0)
+		return r;
 	return rt__exec(nr, a);
 }
 

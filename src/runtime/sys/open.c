@@ -6,12 +6,17 @@
 
 #include "runtime/sys/sys.h"
 
+/* The size of the first struct open_how (linux/openat2.h does not name it). */
+#define OPEN_HOW_SIZE_VER0 24
+
 static long open_at(long dirfd, const char *path, int flags, mode_t mode)
 {
 	struct rt_target t;
 
-	if (!rt__resolve(dirfd, path, &t))
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return rt__raw(SYS_openat, dirfd, path, flags, mode);
+	if (t.vfile)
+		return rt__shield_open(&t, flags, mode);
 	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
 		rt__say("open %s with O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
 		return -ENOTSUP;
@@ -38,7 +43,17 @@ long rt__sys_openat(long nr, const long a[6])
 
 long rt__sys_openat2(long nr, const long a[6])
 {
-	const struct open_how *how = (const void *)a[2];
+	struct open_how how = { 0 };
+	size_t size = (size_t)a[3];
+	struct rt_target t;
+	long r;
 
-	return open_at(a[0], (const char *)a[1], (int)how->flags, (mode_t)how->mode);
+	if (!rt__resolve(a[0], (const char *)a[1], &t) && !t.vfile)
+		return rt__raw6(nr, a);
+	if (size < OPEN_HOW_SIZE_VER0)
+		return -EINVAL;
+	r = rt__copy_in(&how, (const void *)a[2], size < sizeof(how) ? size : sizeof(how));
+	if (r < 0)
+		return r;
+	return open_at(a[0], (const char *)a[1], (int)how.flags, (mode_t)how.mode);
 }

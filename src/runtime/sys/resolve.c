@@ -96,3 +96,9 @@ void rt__describe(long nr, const struct rt_syscall *s, const long a[6], char *ou
 	}
 	snprintf(out, out_size, "file");
 }
+
+long rt__vfile_refuse(long nr, const struct rt_target *t)
+{
+	rt__say("%s on injected file %s: not supported (EPERM)", rt_syscall_name(nr), t->abs);
+	return -EPERM;
+}

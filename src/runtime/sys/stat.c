@@ -1,4 +1,5 @@
-/* kiln runtime: the stat family, access, readlink. */
+/* kiln runtime: the stat family, access, readlink. Results are built in
+ * runtime memory and copied out to the program (EFAULT for a bad buffer). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -8,15 +9,30 @@
 
 #include "runtime/sys/sys.h"
 
-static long fstat_at(long dirfd, const char *path, struct stat *st, int flags)
+/* The stat of (dirfd, path, flags) that touches something protected: a
+ * protected fd (AT_EMPTY_PATH), a volume path or an injected file. 1: not
+ * protected, the caller passes the call to the kernel. */
+static long stat_at(long dirfd, const char *path, int flags, struct stat *st)
 {
 	struct rt_target t;
 
 	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
 		return rt__shield_fstat(dirfd, st);
-	if (!rt__resolve(dirfd, path, &t))
-		return rt__raw(SYS_newfstatat, dirfd, path, st, flags);
-	return rt__shield_stat(t.vol, t.rel, st);
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
+		return 1;
+	return rt__shield_stat(&t, st);
+}
+
+static long fstatat_to(long dirfd, const char *path, int flags, void *ubuf)
+{
+	struct stat st;
+	long r = stat_at(dirfd, path, flags, &st);
+
+	if (r == 1)
+		return rt__raw(SYS_newfstatat, dirfd, path, ubuf, flags);
+	if (r < 0)
+		return r;
+	return rt__copy_out(ubuf, &st, sizeof(st));
 }
 
 static void to_statx_ts(struct statx_timestamp *d, const struct timespec *s)
@@ -25,41 +41,40 @@ static void to_statx_ts(struct statx_timestamp *d, const struct timespec *s)
 	d->tv_nsec = (uint32_t)s->tv_nsec;
 }
 
-static long statx_at(long dirfd, const char *path, int flags, struct statx *sx)
+static long statx_to(long dirfd, const char *path, int flags, unsigned mask, void *ubuf)
 {
+	struct statx sx;
 	struct stat st;
-	long r;
+	long r = stat_at(dirfd, path, flags, &st);
 
-	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
-		r = rt__shield_fstat(dirfd, &st);
-	else
-		r = fstat_at(dirfd, path, &st, flags & AT_SYMLINK_NOFOLLOW);
+	if (r == 1)
+		return rt__raw(SYS_statx, dirfd, path, flags, mask, ubuf);
 	if (r < 0)
 		return r;
-	memset(sx, 0, sizeof(*sx));
-	sx->stx_mask = STATX_BASIC_STATS;
-	sx->stx_blksize = (uint32_t)st.st_blksize;
-	sx->stx_nlink = (uint32_t)st.st_nlink;
-	sx->stx_uid = st.st_uid;
-	sx->stx_gid = st.st_gid;
-	sx->stx_mode = (uint16_t)st.st_mode;
-	sx->stx_ino = st.st_ino;
-	sx->stx_size = (uint64_t)st.st_size;
-	sx->stx_blocks = (uint64_t)st.st_blocks;
-	to_statx_ts(&sx->stx_atime, &st.st_atim);
-	to_statx_ts(&sx->stx_mtime, &st.st_mtim);
-	to_statx_ts(&sx->stx_ctime, &st.st_ctim);
-	sx->stx_dev_major = major(st.st_dev);
-	sx->stx_dev_minor = minor(st.st_dev);
-	return 0;
+	memset(&sx, 0, sizeof(sx));
+	sx.stx_mask = STATX_BASIC_STATS;
+	sx.stx_blksize = (uint32_t)st.st_blksize;
+	sx.stx_nlink = (uint32_t)st.st_nlink;
+	sx.stx_uid = st.st_uid;
+	sx.stx_gid = st.st_gid;
+	sx.stx_mode = (uint16_t)st.st_mode;
+	sx.stx_ino = st.st_ino;
+	sx.stx_size = (uint64_t)st.st_size;
+	sx.stx_blocks = (uint64_t)st.st_blocks;
+	to_statx_ts(&sx.stx_atime, &st.st_atim);
+	to_statx_ts(&sx.stx_mtime, &st.st_mtim);
+	to_statx_ts(&sx.stx_ctime, &st.st_ctim);
+	sx.stx_dev_major = major(st.st_dev);
+	sx.stx_dev_minor = minor(st.st_dev);
+	return rt__copy_out(ubuf, &sx, sizeof(sx));
 }
 
-static long access_at(long dirfd, const char *path, int mode)
+static long access_at(long dirfd, const char *path, int mode, int flags)
 {
 	struct rt_target t;
 
-	if (!rt__resolve(dirfd, path, &t))
-		return rt__raw(SYS_faccessat2, dirfd, path, mode, 0);
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
+		return rt__raw(SYS_faccessat2, dirfd, path, mode, flags);
 	return rt__shield_access(&t, mode);
 }
 
@@ -69,50 +84,53 @@ long rt__exists(long dirfd, const char *path, long if_exists)
 	struct stat st;
 	long r;
 
-	if (!rt__resolve(dirfd, path, &t))
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return -ENOENT;
-	r = rt__shield_stat(t.vol, t.rel, &st);
+	r = rt__shield_stat(&t, &st);
 	return r < 0 ? r : if_exists;
 }
 
 long rt__sys_fstat(long nr, const long a[6])
 {
-	return rt__shield_fstat(a[0], (struct stat *)a[1]);
+	struct stat st;
+	long r = rt__shield_fstat(a[0], &st);
+
+	return r < 0 ? r : rt__copy_out((void *)a[1], &st, sizeof(st));
 }
 
 long rt__sys_stat(long nr, const long a[6])
 {
-	return fstat_at(AT_FDCWD, (const char *)a[0], (struct stat *)a[1], 0);
+	return fstatat_to(AT_FDCWD, (const char *)a[0], 0, (void *)a[1]);
 }
 
 long rt__sys_lstat(long nr, const long a[6])
 {
-	return fstat_at(AT_FDCWD, (const char *)a[0], (struct stat *)a[1], AT_SYMLINK_NOFOLLOW);
+	return fstatat_to(AT_FDCWD, (const char *)a[0], AT_SYMLINK_NOFOLLOW, (void *)a[1]);
 }
 
 long rt__sys_newfstatat(long nr, const long a[6])
 {
-	return fstat_at(a[0], (const char *)a[1], (struct stat *)a[2], (int)a[3]);
+	return fstatat_to(a[0], (const char *)a[1], (int)a[3], (void *)a[2]);
 }
 
 long rt__sys_statx(long nr, const long a[6])
 {
-	return statx_at(a[0], (const char *)a[1], (int)a[2], (struct statx *)a[4]);
+	return statx_to(a[0], (const char *)a[1], (int)a[2], (unsigned)a[3], (void *)a[4]);
 }
 
 long rt__sys_access(long nr, const long a[6])
 {
-	return access_at(AT_FDCWD, (const char *)a[0], (int)a[1]);
+	return access_at(AT_FDCWD, (const char *)a[0], (int)a[1], 0);
 }
 
 long rt__sys_faccessat(long nr, const long a[6])
 {
-	return access_at(a[0], (const char *)a[1], (int)a[2]);
+	return access_at(a[0], (const char *)a[1], (int)a[2], 0);
 }
 
 long rt__sys_faccessat2(long nr, const long a[6])
 {
-	return access_at(a[0], (const char *)a[1], (int)a[2]);
+	return access_at(a[0], (const char *)a[1], (int)a[2], (int)a[3]);
 }
 
 /* Protected files are never symlinks. */

@@ -27,6 +27,8 @@
  * something in a volume (t->vfile tells about injected files, which lie
  * outside every volume). */
 bool rt__resolve(long dirfd, const char *path, struct rt_target *t) RT_HIDDEN;
+/* A call that would change an injected file (nothing does): -EPERM and a line. */
+long rt__vfile_refuse(long nr, const struct rt_target *t) RT_HIDDEN;
 /* Whether the call touches a protected path or fd. */
 bool rt__touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
 /* Name of the first protected path/fd the call touches (for refusal lines). */
@@ -41,10 +43,5 @@ long rt__exists(long dirfd, const char *path, long if_exists) RT_HIDDEN;
 /* ---- dir.c: the virtual working directory -------------------------------- */
 /* Enter the working directory inherited across exec (g_rt.cfg.cwd). */
 int rt__vcwd_init(struct kiln_err *err) RT_HIDDEN;
-
-/* ---- fd.c: the runtime's own fds ------------------------------------------ */
-/* The lowest fd number of the runtime's own range (the top of RLIMIT_NOFILE);
- * *limit: the fd limit it was derived from. */
-int rt__own_base(long *limit) RT_HIDDEN;
 
 #endif
