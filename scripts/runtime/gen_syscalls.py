@@ -163,8 +163,8 @@ path("mount_setattr", R, (0, 1))
 path("move_mount", R, (0, 1), (2, 3))
 path("quotactl", R, (-1, 1))
 
-for n, note in [("rt_sigaction", "SIGSYS stays the runtime's"),
-                ("rt_sigprocmask", "SIGSYS is never blocked"),
+for n, note in [("rt_sigaction", "SIGSYS, SIGSEGV and SIGBUS stay the runtime's"),
+                ("rt_sigprocmask", "SIGSYS, SIGSEGV and SIGBUS are never blocked"),
                 ("clone3", "ENOSYS: libc falls back to clone"),
                 ("prctl", "PR_SET_SYSCALL_USER_DISPATCH reserved to the runtime"),
                 ("getcwd", "the virtual working directory inside a volume"),
