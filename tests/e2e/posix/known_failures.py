@@ -33,7 +33,7 @@ KNOWN = {
         'rename_other_dir', 'rename_over_takes_source_ino', 'rename_same_dir',
     ], 'pf: stable inode numbers and hard links (pf v2 namespace); sys: link(2)'),
     ('paths', 'run'): dict.fromkeys([
-        'create_missing_dir_slash', 'missing_dir_created', 'open_through_file', 'path_4096',
+        'create_missing_dir_slash', 'missing_dir_created', 'open_through_file',
         'read_dir_fd', 'rename_dir_into_itself', 'rename_dir_over_nonempty', 'rename_dot',
         'rename_dotdot', 'rename_file_over_dir', 'rename_to_dot', 'rmdir_dot', 'rmdir_dotdot',
         'stat_file_trailing_slash',
@@ -74,14 +74,8 @@ KNOWN = {
         'flock_exec_probe', 'lockf_exec_probe',
     ], 'shield: locks across processes (one inode per file for the kernel)'),
     ('efault', 'run'): dict.fromkeys([
-        'access_path', 'chdir', 'chmod', 'creat_prot_none', 'fstat_buf', 'fstatat_buf',
-        'getdents_buf', 'link_to', 'lstat_buf', 'mkdir', 'open_prot_none', 'open_unmapped',
-        'openat_prot_none', 'readlink_buf', 'rename_from', 'rename_null', 'rename_to', 'rmdir',
-        'setup_symlink', 'stat_buf', 'stat_path', 'statfs', 'statx_buf', 'symlink_target',
-        'sys_faccessat', 'sys_fstat_buf', 'sys_getcwd', 'sys_mkdirat', 'sys_newfstatat_buf',
-        'sys_openat', 'sys_readlinkat_path', 'sys_renameat2', 'sys_statx_path', 'sys_truncate',
-        'sys_unlinkat', 'truncate', 'unlink', 'utimensat_times',
-    ], 'sys: the runtime dereferences bad pointers (must be EFAULT)'),
+        'readlink_buf', 'setup_symlink', 'symlink_target',
+    ], 'sys: symlink and readlink in volumes (pf v2 symlinks); the probe needs a link'),
     ('perms', 'mount'): dict.fromkeys([
         'access_r_owner', 'chmod_by_owner', 'chown_stored',
         'create_in_ro_dir_owner', 'list_private_dir_owner', 'mode_after', 'setgid_dir_inherit',
