@@ -43,6 +43,12 @@ struct cas_serve_opts {
 				  * at most 64 */
 	unsigned grants_per_policy; /* live grants one policy may hold (its oldest
 				     * goes beyond); 0: the default, 1024 */
+	/* Deadlines in seconds (0: the default): accept to TLS handshake done (10),
+	 * to a request's complete head (10, from its first byte or the handshake),
+	 * from the head to the end of its body (30). */
+	unsigned handshake_timeout_s, header_timeout_s, body_timeout_s;
+	unsigned conns_per_addr; /* open connections per source address (IPv6: /64);
+				  * 0: the default, 1024 */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the

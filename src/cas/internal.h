@@ -149,13 +149,27 @@ int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **
 #define CAS_NONCE_BUCKETS 4096
 #define CAS_CLIENT_KEY_SIZE 80      /* "id:<64 hex>" or "ip:<address>" */
 
+/* ---- tally.c: counts by client key (under the owner's lock) ---- */
+#define CAS_TALLY_BUCKETS 4096
+struct cas__tally_ent;
+struct cas__tally {
+	struct cas__tally_ent *buckets[CAS_TALLY_BUCKETS];
+};
+/* Count one more for key if it holds fewer than limit: its entry (for
+ * cas__tally_put), or NULL with *err = -EUSERS (at its limit) or -ENOMEM. */
+struct cas__tally_ent *cas__tally_take(struct cas__tally *t, const char *key, uint32_t limit,
+				       int *err);
+/* Count one less (e may be NULL); the entry goes with its last count. */
+void cas__tally_put(struct cas__tally *t, struct cas__tally_ent *e);
+uint32_t cas__tally_of(struct cas__tally *t, const char *key);
+void cas__tally_free(struct cas__tally *t);
+
 struct cas__nonce;
-struct cas__quota;
 /* The limits are set by cas__nonces_init; tests may lower them. */
 struct cas__nonce_table {
 	pthread_mutex_t lock;
 	struct cas__nonce *buckets[CAS_NONCE_BUCKETS];
-	struct cas__quota *quotas[CAS_NONCE_BUCKETS];
+	struct cas__tally clients;
 	size_t n;
 	size_t max_total;
 	uint32_t max_per_id, max_per_addr;
@@ -215,6 +229,29 @@ bool cas__grant_allows(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_
 size_t cas__grants_sweep(struct cas__grant_table *t, uint64_t now_ns);
 /* Live grants of one policy (for tests and metrics). */
 size_t cas__grants_of(struct cas__grant_table *t, const char *session);
+
+/* ---- http_parse.c: the head of an HTTP/1.1 request (fuzzed) ---- */
+#define CAS_HTTP_MAX_HEAD 16384      /* request line and header fields */
+#define CAS_HTTP_MAX_BODY (1u << 20)
+#define CAS_HTTP_MAX_FIELDS 100
+
+enum cas_http_method { CAS_HTTP_GET = 1, CAS_HTTP_POST, CAS_HTTP_DELETE };
+
+struct cas__http_head {
+	enum cas_http_method method;
+	char *path;              /* into the parsed text: "/...", query cut off */
+	int minor;               /* HTTP/1.minor */
+	uint64_t content_length; /* 0 without a Content-Length */
+	bool has_length;
+	bool keep_alive;         /* the connection stays open after the answer */
+	bool close, keep_alive_10; /* the Connection tokens seen */
+	bool expect_continue;
+};
+/* Parse text[0..size), a complete request head ending with its empty line
+ * ("\r\n\r\n"), with text[size] == '\0'; text is modified (h->path points
+ * into it). Returns 0, or the HTTP status to refuse it with (400, 411, 417,
+ * 431, 501, 505) and *why naming the problem (a static string). */
+int cas__http_parse_head(char *text, size_t size, struct cas__http_head *h, const char **why);
 
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
 struct cas_attest_req {

@@ -22,29 +22,13 @@
 struct cas__nonce {
 	uint8_t nonce[32];
 	uint64_t expires_ns;
-	struct cas__quota *q; /* the client it is charged to */
+	struct cas__tally_ent *q; /* the client it is charged to */
 	struct cas__nonce *next;
-};
-
-/* Outstanding nonces of one client; freed when it has none. */
-struct cas__quota {
-	char client[CAS_CLIENT_KEY_SIZE];
-	uint32_t n;
-	struct cas__quota *next;
 };
 
 static size_t bucket_of_bytes(const uint8_t *b)
 {
 	return ((size_t)b[0] << 8 | b[1]) % CAS_NONCE_BUCKETS;
-}
-
-static size_t bucket_of_str(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a: clients are not secret, only spread */
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h % CAS_NONCE_BUCKETS;
 }
 
 void cas__nonces_init(struct cas__nonce_table *t)
@@ -57,35 +41,12 @@ void cas__nonces_init(struct cas__nonce_table *t)
 	t->ttl_ns = (uint64_t)CAS_NONCE_TTL_S * 1000000000ull;
 }
 
-static struct cas__quota **quota_slot(struct cas__nonce_table *t, const char *client)
-{
-	struct cas__quota **pp = &t->quotas[bucket_of_str(client)];
-
-	while (*pp && strcmp((*pp)->client, client))
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* Uncharge one nonce (t->lock held). */
-static void quota_put(struct cas__nonce_table *t, struct cas__quota *q)
-{
-	struct cas__quota **pp;
-
-	if (--q->n)
-		return;
-	pp = quota_slot(t, q->client);
-	if (*pp == q) {
-		*pp = q->next;
-		free(q);
-	}
-}
-
 static void nonce_drop(struct cas__nonce_table *t, struct cas__nonce **pp)
 {
 	struct cas__nonce *e = *pp;
 
 	*pp = e->next;
-	quota_put(t, e->q);
+	cas__tally_put(&t->clients, e->q);
 	free(e);
 	t->n--;
 }
@@ -94,7 +55,6 @@ int cas__nonce_issue(struct cas__nonce_table *t, const char *client, bool identi
 		     uint64_t now_ns, uint8_t nonce[32])
 {
 	struct cas__nonce *e = calloc(1, sizeof(*e));
-	struct cas__quota **qp, *q;
 	uint32_t limit = identified ? t->max_per_id : t->max_per_addr;
 	int ret = 0;
 
@@ -106,27 +66,13 @@ int cas__nonce_issue(struct cas__nonce_table *t, const char *client, bool identi
 	}
 	e->expires_ns = now_ns + t->ttl_ns;
 	pthread_mutex_lock(&t->lock);
-	qp = quota_slot(t, client);
-	q = *qp;
-	if (q && q->n >= limit) {
-		ret = -EUSERS; /* this client has enough */
-		goto out;
-	}
-	if (t->n >= t->max_total) {
+	if (t->n >= t->max_total && cas__tally_of(&t->clients, client) < limit) {
 		ret = -ENOSPC;
 		goto out;
 	}
-	if (!q) {
-		q = calloc(1, sizeof(*q));
-		if (!q) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		snprintf(q->client, sizeof(q->client), "%s", client);
-		*qp = q;
-	}
-	q->n++;
-	e->q = q;
+	e->q = cas__tally_take(&t->clients, client, limit, &ret); /* -EUSERS: has enough */
+	if (!e->q)
+		goto out;
 	memcpy(nonce, e->nonce, sizeof(e->nonce));
 	e->next = t->buckets[bucket_of_bytes(e->nonce)];
 	t->buckets[bucket_of_bytes(e->nonce)] = e;
@@ -193,6 +139,7 @@ void cas__nonces_free(struct cas__nonce_table *t)
 	for (size_t b = 0; b < CAS_NONCE_BUCKETS; b++)
 		while (t->buckets[b])
 			nonce_drop(t, &t->buckets[b]);
+	cas__tally_free(&t->clients);
 	pthread_mutex_destroy(&t->lock);
 }
 

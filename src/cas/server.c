@@ -1,7 +1,7 @@
-/* kiln-cas: HTTPS (TLS 1.3, libevent evhttp over OpenSSL bufferevents) JSON API.
+/* kiln-cas: HTTPS (TLS 1.3 over OpenSSL bufferevents, HTTP/1.1 in http.c) JSON API.
  *
- * N event loops (--threads, default: one per CPU) each run an evhttp on their own
- * thread, all accepting from one listening socket: a connection, its TLS handshake
+ * N event loops (--threads, default: one per CPU) each run on their own thread,
+ * all accepting from one listening socket: a connection, its TLS handshake
  * and its requests stay on the loop that accepted it. Handlers are short (SQLite
  * on local disk, one signature per audit entry) and run under the locks listed in
  * server.h next to the state they guard; the handlers that use the store run
@@ -18,7 +18,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -37,80 +36,18 @@
 
 #include "evidence/evidence.h"
 
-#define MAX_BODY_SIZE (1u << 20)
-#define MAX_HEADERS_SIZE 16384
-#define HTTP_TIMEOUT_S 30
-
-struct reqctx {
-	struct cas_server *s;
-	struct cas_loop *loop;    /* the loop (thread) that owns req */
-	struct evhttp_request *req;
-	uint64_t start_ns;
-	const char *route;
-	char request_id[33];
-	X509 *peer;               /* borrowed from the SSL session, may be NULL */
-	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
-	uint8_t peer_spki[KC_SHA256_SIZE]; /* SHA-256 of its SPKI (the id's bytes) */
-	bool deferred;            /* wrote in the open batch: answer after its COMMIT */
-	bool store;               /* runs under store_lock (uses the store) */
-	/* The answer, sent by on_request once the locks are released (sending may run
-	 * libevent callbacks, even the next request of the connection). */
-	int out_code;             /* 0: no answer yet */
-	const char *out_ctype;
-	char *out_body;           /* owned, wiped at free (may hold secrets) */
-	size_t out_size;
-};
-
-/* A request that arrived while a COMMIT was running; dispatched after it. */
-struct parked {
-	struct evhttp_request *req;
-	struct evhttp_connection *conn;
-	struct parked *next;
-};
-
-/* An answer held back until the batch holding its writes is durable. */
-struct pending {
-	struct reqctx rc;
-	struct evhttp_connection *conn;
-	bool ok;                  /* its batch committed (set when it moves to done) */
-	int code;
-	char *body;
-	size_t size;
-	struct pending *next;
-};
-
 /* ---- helpers ---- */
 
-/* Send an answer now (on rc->loop's thread, holding no lock). */
-static void send_now(struct reqctx *rc, int code, const char *ctype, const char *body,
-		     size_t size)
+/* Send an answer now (on rc->loop's thread, holding no lock); takes body. The
+ * connection may be gone afterwards (freed, or on to its next request). */
+static void send_now(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
 {
-	struct evbuffer *out = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(rc->req);
-
-	evhttp_add_header(h, "Content-Type", ctype);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	evhttp_add_header(h, "X-Request-Id", rc->request_id);
-	if (out)
-		evbuffer_add(out, body, size);
-	evhttp_send_reply(rc->req, code, NULL, out);
-	if (out) {
-		/* The body may hold secrets: wipe libevent's copy (when still there). */
-		size_t n = evbuffer_get_length(out);
-
-		if (n) {
-			unsigned char *p = evbuffer_pullup(out, -1);
-
-			if (p)
-				kiln_wipe(p, n);
-		}
-		evbuffer_free(out);
-	}
 	metrics_request(&rc->s->m, rc->route, code,
 			(double)(kiln_now_ns() - rc->start_ns) / 1e9);
+	cas__http_send(rc->conn, code, ctype, body, size);
 }
 
-/* Keep the answer for on_request to send after the locks are released; takes
+/* Keep the answer for cas__handle to send after the locks are released; takes
  * body (malloc'd; NULL: out of memory, sent as a 500). A second answer for one
  * request is a bug: it is dropped. */
 static void stash(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
@@ -125,33 +62,28 @@ static void stash(struct reqctx *rc, int code, const char *ctype, char *body, si
 	rc->out_size = size;
 }
 
-static void send_stashed(struct reqctx *rc)
+/* Send the stashed answer (or a 500: out of memory, or a batch that did not
+ * commit); the connection may be gone afterwards. */
+static void send_stashed(struct reqctx *rc, bool ok)
 {
-	if (!rc->out_code)
-		return;
-	if (rc->out_body)
-		send_now(rc, rc->out_code, rc->out_ctype, rc->out_body, rc->out_size);
-	else
-		send_now(rc, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
-	kiln_free_secret(rc->out_body, rc->out_size);
+	char *body = rc->out_body;
+	size_t size = rc->out_size;
+	int code = rc->out_code;
+	const char *ctype = rc->out_ctype;
+
 	rc->out_body = NULL;
+	rc->out_size = 0;
 	rc->out_code = 0;
-}
-
-static void on_parked_close(struct evhttp_connection *conn, void *arg)
-{
-	struct parked *p = arg;
-
-	p->req = NULL;
-	p->conn = NULL;
-}
-
-static void on_conn_close(struct evhttp_connection *conn, void *arg)
-{
-	struct pending *p = arg;
-
-	p->rc.req = NULL; /* the client left: nobody to answer */
-	p->conn = NULL;
+	if (!ok) {
+		kiln_free_secret(body, size);
+		body = strdup("{\"error\":\"store error\"}");
+		code = 500;
+		ctype = "application/json";
+	} else if (!body) {
+		body = strdup("{\"error\":\"out of memory\"}");
+		code = 500;
+	}
+	send_now(rc, code, ctype, body, body ? strlen(body) : 0);
 }
 
 /* Sends and releases body (or queues it while a write batch is open: no answer
@@ -166,22 +98,13 @@ static void reply_json(struct reqctx *rc, int code, json_t *body)
 	 * nonces, health and metrics do not read the store.) The caller holds
 	 * store_lock whenever rc->store. */
 	if (text && (rc->deferred || (rc->store && rc->s->batch_open && !rc->s->commit_busy))) {
-		struct pending *p = calloc(1, sizeof(*p));
-
-		if (p) {
-			p->rc = *rc;
-			p->rc.peer = NULL;
-			p->code = code;
-			p->body = text;
-			p->size = strlen(text);
-			p->conn = evhttp_request_get_connection(rc->req);
-			if (p->conn)
-				evhttp_connection_set_closecb(p->conn, on_conn_close, p);
-			*rc->loop->pending_tail = p;
-			rc->loop->pending_tail = &p->next;
-			json_decref(body);
-			return;
-		}
+		stash(rc, code, "application/json", text, strlen(text));
+		rc->queued = true;
+		rc->conn->wait_next = NULL;
+		*rc->loop->pending_tail = rc->conn;
+		rc->loop->pending_tail = &rc->conn->wait_next;
+		json_decref(body);
+		return;
 	}
 	if (!text)
 		stash(rc, 500, "application/json", NULL, 0); /* sent as "out of memory" */
@@ -195,25 +118,24 @@ static void reply_error(struct reqctx *rc, int code, const char *msg)
 	reply_json(rc, code, json_pack("{s:s,s:s}", "error", msg, "request_id", rc->request_id));
 }
 
+/* A copy of the request body, NUL-terminated (the caller frees it). */
 static char *read_body(struct reqctx *rc, size_t *size)
 {
-	struct evbuffer *b = evhttp_request_get_input_buffer(rc->req);
-	size_t n = evbuffer_get_length(b);
-	char *d = malloc(n + 1);
+	struct cas__conn *c = rc->conn;
+	char *d = malloc(c->body_size + 1);
 
 	if (!d)
 		return NULL;
-	evbuffer_copyout(b, d, n);
-	d[n] = '\0';
-	*size = n;
+	if (c->body_size)
+		memcpy(d, c->body, c->body_size);
+	d[c->body_size] = '\0';
+	*size = c->body_size;
 	return d;
 }
 
-static X509 *peer_cert(struct evhttp_request *req)
+static X509 *peer_cert(struct cas__conn *c)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
 
 	return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 }
@@ -237,15 +159,11 @@ static void refuse_forbidden(struct reqctx *rc)
 static void h_nonce(struct reqctx *rc)
 {
 	struct cas_server *s = rc->s;
-	struct evhttp_connection *conn = evhttp_request_get_connection(rc->req);
-	char client[CAS_CLIENT_KEY_SIZE], hex[65], *addr = NULL;
+	char client[CAS_CLIENT_KEY_SIZE], hex[65];
 	uint8_t nonce[32];
-	ev_uint16_t port = 0;
 	int ret;
 
-	if (conn && !rc->peer_id[0])
-		evhttp_connection_get_peer(conn, &addr, &port);
-	cas__client_key(rc->peer_id[0] ? rc->peer_spki : NULL, addr, client);
+	cas__client_key(rc->peer_id[0] ? rc->peer_spki : NULL, rc->conn->addr, client);
 	ret = cas__nonce_issue(&s->nonces, client, rc->peer_id[0] != '\0', kiln_now_ns(), nonce);
 	if (ret == -EUSERS) {
 		kiln_log(KILN_LOG_WARN, "nonce refused: client holds its limit", "client=%s "
@@ -291,27 +209,21 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
  * and only then are their answers sent. One fsync serves many requests, and
  * nothing is acknowledged before it is durable. */
 
-static void on_request(struct evhttp_request *req, void *arg);
-
-/* Send (or drop) a list of answers whose batch ended; on their loop's thread. */
-static void answer_list(struct pending *p)
+/* Send (or drop, for clients that left) a list of answers whose batch ended; on
+ * their loop's thread. */
+static void answer_list(struct cas__conn *c)
 {
-	struct pending *next;
+	struct cas__conn *next;
 
-	for (; p; p = next) {
-		next = p->next;
-		if (p->conn)
-			evhttp_connection_set_closecb(p->conn, NULL, NULL);
-		if (p->rc.req) {
-			p->rc.deferred = false;
-			if (p->ok)
-				send_now(&p->rc, p->code, "application/json", p->body, p->size);
-			else
-				send_now(&p->rc, 500, "application/json",
-					 "{\"error\":\"store error\"}", 23);
-		}
-		kiln_free_secret(p->body, p->size);
-		free(p);
+	for (; c; c = next) {
+		next = c->wait_next;
+		c->wait_next = NULL;
+		c->rc.queued = false;
+		c->rc.deferred = false;
+		if (c->dead)
+			cas__http_drop(c);
+		else
+			send_stashed(&c->rc, c->rc.batch_ok);
 	}
 }
 
@@ -329,8 +241,8 @@ static void end_batch(struct cas_server *s, int commit_rc)
 		struct cas_loop *l = &s->loops[i];
 		bool work = l->pending || l->parked;
 
-		for (struct pending *p = l->pending; p; p = p->next)
-			p->ok = commit_rc == 0;
+		for (struct cas__conn *c = l->pending; c; c = c->wait_next)
+			c->rc.batch_ok = commit_rc == 0;
 		if (l->pending) {
 			*l->done_tail = l->pending;
 			l->done_tail = l->pending_tail;
@@ -358,25 +270,24 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct cas_loop *l = arg;
 	struct cas_server *s = l->s;
-	struct pending *done;
-	struct parked *p, *next;
+	struct cas__conn *done, *c, *next;
 
 	pthread_mutex_lock(&s->store_lock);
 	done = l->done;
 	l->done = NULL;
 	l->done_tail = &l->done;
-	p = l->resume;
+	c = l->resume;
 	l->resume = NULL;
 	l->resume_tail = &l->resume;
 	pthread_mutex_unlock(&s->store_lock);
 	answer_list(done);
-	for (; p; p = next) {
-		next = p->next;
-		if (p->conn)
-			evhttp_connection_set_closecb(p->conn, NULL, NULL);
-		if (p->req)
-			on_request(p->req, l);
-		free(p);
+	for (; c; c = next) {
+		next = c->wait_next;
+		c->wait_next = NULL;
+		if (c->dead)
+			cas__http_drop(c);
+		else
+			cas__handle(c);
 	}
 }
 
@@ -420,7 +331,8 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 }
 
 /* At shutdown, once the loops have stopped: let the COMMIT in flight end, commit
- * the open batch here, and queue the answers (best effort: evhttp_free follows). */
+ * the open batch here, and queue the answers (best effort: the connections are
+ * freed next). */
 static void flush_batch(struct cas_server *s)
 {
 	pthread_mutex_lock(&s->store_lock);
@@ -443,53 +355,38 @@ static void flush_batch(struct cas_server *s)
 		answer_list(l->done);
 		l->done = NULL;
 		l->done_tail = &l->done;
-		while (l->resume) {
-			struct parked *p = l->resume;
-
-			l->resume = p->next;
-			if (p->conn)
-				evhttp_connection_set_closecb(p->conn, NULL, NULL);
-			free(p);
-		}
+		/* Parked requests are not run: their connections are freed with the
+		 * loop's. */
+		l->resume = NULL;
 		l->resume_tail = &l->resume;
 	}
 }
 
-/* Park req on its loop until the running COMMIT ends (store_lock held); false
- * when out of memory. */
-static bool park_locked(struct cas_loop *l, struct evhttp_request *req)
+/* Park the connection's request on its loop until the running COMMIT ends
+ * (store_lock held). */
+static void park_locked(struct cas_loop *l, struct cas__conn *c)
 {
-	struct parked *p = calloc(1, sizeof(*p));
-
-	if (!p)
-		return false;
-	p->req = req;
-	p->conn = evhttp_request_get_connection(req);
-	if (p->conn)
-		evhttp_connection_set_closecb(p->conn, on_parked_close, p);
-	*l->parked_tail = p;
-	l->parked_tail = &p->next;
-	return true;
+	c->wait_next = NULL;
+	*l->parked_tail = c;
+	l->parked_tail = &c->wait_next;
 }
 
 /* For a handler that starts without the store: take store_lock for the rest of
- * the request (true; on_request releases it), or park the request while a COMMIT
- * runs (false: it is dispatched again from the start when the COMMIT ends; or,
- * out of memory, answered 503). */
+ * the request (true; cas__handle releases it), or park the request while a
+ * COMMIT runs (false: it is dispatched again from the start when the COMMIT
+ * ends). */
 static bool store_enter(struct reqctx *rc)
 {
 	struct cas_server *s = rc->s;
-	bool parked;
 
 	pthread_mutex_lock(&s->store_lock);
 	if (!s->commit_busy) {
 		rc->store = true;
 		return true;
 	}
-	parked = park_locked(rc->loop, rc->req);
+	park_locked(rc->loop, rc->conn);
+	rc->queued = true;
 	pthread_mutex_unlock(&s->store_lock);
-	if (!parked)
-		reply_error(rc, 503, "out of memory");
 	return false;
 }
 
@@ -1299,7 +1196,7 @@ static bool is_hex_id(const char *s, size_t len)
 
 static void dispatch(struct reqctx *rc, const char *path)
 {
-	enum evhttp_cmd_type method = evhttp_request_get_command(rc->req);
+	enum cas_http_method method = rc->conn->head.method;
 
 	if (!path || !path[0]) {
 		reply_error(rc, 400, "bad request target");
@@ -1307,29 +1204,29 @@ static void dispatch(struct reqctx *rc, const char *path)
 	}
 	if (!strcmp(path, "/v1/nonce")) {
 		rc->route = "/v1/nonce";
-		if (method == EVHTTP_REQ_GET)
+		if (method == CAS_HTTP_GET)
 			h_nonce(rc);
 		else
 			reply_error(rc, 405, "method not allowed");
 	} else if (!strcmp(path, "/v1/attest")) {
 		rc->route = "/v1/attest";
-		if (method == EVHTTP_REQ_POST)
+		if (method == CAS_HTTP_POST)
 			h_attest(rc);
 		else
 			reply_error(rc, 405, "method not allowed");
 	} else if (!strcmp(path, "/v1/policies")) {
 		rc->route = "/v1/policies";
-		if (method == EVHTTP_REQ_POST)
+		if (method == CAS_HTTP_POST)
 			h_policy_apply(rc);
-		else if (method == EVHTTP_REQ_GET)
+		else if (method == CAS_HTTP_GET)
 			h_policy_list(rc);
 		else
 			reply_error(rc, 405, "method not allowed");
 	} else if (!strncmp(path, "/v1/policies/", 13)) {
 		rc->route = "/v1/policies/{name}";
-		if (method == EVHTTP_REQ_GET)
+		if (method == CAS_HTTP_GET)
 			h_policy_get(rc, path + 13);
-		else if (method == EVHTTP_REQ_DELETE)
+		else if (method == CAS_HTTP_DELETE)
 			h_policy_delete(rc, path + 13);
 		else
 			reply_error(rc, 405, "method not allowed");
@@ -1349,8 +1246,8 @@ static void dispatch(struct reqctx *rc, const char *path)
 		rc->route = !strcmp(op, "tag") ? "/v1/volumes/{id}/tag" :
 			   !strcmp(op, "prepare") ? "/v1/volumes/{id}/prepare" :
 						    "/v1/volumes/{id}/commit";
-		if ((method == EVHTTP_REQ_GET) != !strcmp(op, "tag") ||
-		    (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_POST))
+		if ((method == CAS_HTTP_GET) != !strcmp(op, "tag") ||
+		    (method != CAS_HTTP_GET && method != CAS_HTTP_POST))
 			reply_error(rc, 405, "method not allowed");
 		else
 			h_volume(rc, id, op);
@@ -1367,46 +1264,49 @@ static void dispatch(struct reqctx *rc, const char *path)
 
 /* Requests for the store run under store_lock, one at a time, and are parked while
  * a COMMIT runs; nonces, health and metrics never wait. The answer is sent after
- * the lock is released. */
-static void on_request(struct evhttp_request *req, void *arg)
+ * the lock is released, unless it waits for a COMMIT (queued): then the
+ * connection belongs to the loop's wait lists and is not touched here again. */
+void cas__handle(struct cas__conn *c)
 {
-	struct cas_loop *l = arg;
+	struct cas_loop *l = c->loop;
 	struct cas_server *s = l->s;
-	struct reqctx rc = { .s = s, .loop = l, .req = req, .start_ns = kiln_now_ns(),
-			     .route = "other" };
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct reqctx *rc = &c->rc;
+	const char *path = c->head.path;
 	uint8_t rid[8];
+	bool queued;
 
+	kiln_free_secret(rc->out_body, rc->out_size);
+	memset(rc, 0, sizeof(*rc));
+	rc->s = s;
+	rc->loop = l;
+	rc->conn = c;
+	rc->start_ns = kiln_now_ns();
+	rc->route = "other";
 	/* /v1/attest takes the store itself, after verifying the evidence. */
-	rc.store = path && strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
-		   strcmp(path, "/v1/health") && strcmp(path, "/v1/attest");
+	rc->store = strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
+		    strcmp(path, "/v1/health") && strcmp(path, "/v1/attest");
 	if (kc_random(rid, sizeof(rid)) < 0)
 		memset(rid, 0, sizeof(rid));
-	kiln_hex_encode(rid, sizeof(rid), rc.request_id);
-	rc.peer = peer_cert(req);
-	if (rc.peer && cx_spki_sha256(rc.peer, rc.peer_spki) == 0) {
-		memcpy(rc.peer_id, "sha256:", 7);
-		kiln_hex_encode(rc.peer_spki, sizeof(rc.peer_spki), rc.peer_id + 7);
+	kiln_hex_encode(rid, sizeof(rid), rc->request_id);
+	rc->peer = peer_cert(c);
+	if (rc->peer && cx_spki_sha256(rc->peer, rc->peer_spki) == 0) {
+		memcpy(rc->peer_id, "sha256:", 7);
+		kiln_hex_encode(rc->peer_spki, sizeof(rc->peer_spki), rc->peer_id + 7);
 	}
-	if (rc.store) {
+	if (rc->store) {
 		pthread_mutex_lock(&s->store_lock);
 		if (s->commit_busy) {
-			bool parked = park_locked(l, req);
-
+			park_locked(l, c);
 			pthread_mutex_unlock(&s->store_lock);
-			if (parked)
-				return;
-			rc.store = false; /* answered without touching the store */
-			reply_error(&rc, 503, "out of memory");
-			send_stashed(&rc);
 			return;
 		}
 	}
-	dispatch(&rc, path);
-	if (rc.store)
+	dispatch(rc, path);
+	queued = rc->queued;
+	if (rc->store)
 		pthread_mutex_unlock(&s->store_lock);
-	send_stashed(&rc);
+	if (!queued)
+		send_stashed(rc, true);
 }
 
 /* ---- TLS and startup ---- */
@@ -1415,22 +1315,6 @@ static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *ctx)
 {
 	/* Identities are self-signed: the key is the identity, not a CA's word. */
 	return 1;
-}
-
-static struct bufferevent *on_bev(struct event_base *base, void *arg)
-{
-	struct cas_server *s = arg;
-	SSL *ssl = SSL_new(s->ssl);
-	struct bufferevent *bev;
-
-	if (!ssl)
-		return NULL;
-	metrics_connection(&s->m);
-	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (bev)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
 }
 
 static int make_ssl_ctx(struct cas_server *s, const struct cas_serve_opts *o,
@@ -1517,20 +1401,15 @@ static int parse_listen(const char *listen, char *host, size_t host_size, uint16
 
 static void loop_free(struct cas_loop *l)
 {
-	while (l->parked) {
-		struct parked *p = l->parked;
-
-		l->parked = p->next;
-		if (p->conn) /* evhttp_free below would call it with p gone */
-			evhttp_connection_set_closecb(p->conn, NULL, NULL);
-		free(p);
-	}
+	/* Parked requests are not run (the loops have stopped); their connections
+	 * go with the others. */
+	l->parked = NULL;
+	l->parked_tail = &l->parked;
+	cas__http_loop_stop(l);
 	if (l->commit_ev)
 		event_free(l->commit_ev);
 	if (l->wake_ev)
 		event_free(l->wake_ev);
-	if (l->http)
-		evhttp_free(l->http);
 	if (l->base)
 		event_base_free(l->base);
 }
@@ -1555,45 +1434,33 @@ static void server_free(struct cas_server *s)
 	cs_close(&s->st);
 	pthread_mutex_destroy(&s->reader_lock);
 	pthread_mutex_destroy(&s->m.lock);
+	cas__tally_free(&s->conn_caps);
+	pthread_mutex_destroy(&s->conn_lock);
 	pthread_mutex_destroy(&s->store_lock);
 	pthread_cond_destroy(&s->commit_cond);
 	free(s);
 }
 
-/* Make loop i: its base, its evhttp on a dup of the listening socket, its timers. */
+/* Make loop i: its base, its listener on a dup of the listening socket, its
+ * timers. */
 static int loop_init(struct cas_server *s, size_t i)
 {
 	struct cas_loop *l = &s->loops[i];
-	int fd;
 
 	l->s = s;
+	l->index = i;
 	l->pending_tail = &l->pending;
 	l->done_tail = &l->done;
 	l->parked_tail = &l->parked;
 	l->resume_tail = &l->resume;
 	l->base = event_base_new();
-	l->http = l->base ? evhttp_new(l->base) : NULL;
 	l->commit_ev = l->base ? evtimer_new(l->base, on_commit, l) : NULL;
 	l->wake_ev = l->base ? event_new(l->base, -1, 0, on_wake, l) : NULL;
-	if (!l->http || !l->commit_ev || !l->wake_ev)
+	if (!l->commit_ev || !l->wake_ev)
 		return -ENOMEM;
-	evhttp_set_bevcb(l->http, on_bev, s);
-	evhttp_set_gencb(l->http, on_request, l);
-	evhttp_set_max_body_size(l->http, MAX_BODY_SIZE);
-	evhttp_set_max_headers_size(l->http, MAX_HEADERS_SIZE);
-	evhttp_set_timeout(l->http, HTTP_TIMEOUT_S);
-	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-				   EVHTTP_REQ_DELETE);
 	/* Every loop waits on the same listening socket (its own descriptor for it,
-	 * closed by its evhttp): whichever loop is free accepts. */
-	fd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (!evhttp_accept_socket_with_handle(l->http, fd)) {
-		close(fd);
-		return -ENOMEM;
-	}
-	return 0;
+	 * closed by its listener): whichever loop is free accepts. */
+	return cas__http_loop_start(l, s->listen_fd);
 }
 
 static void *loop_thread(void *arg)
@@ -1657,6 +1524,12 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	if (o->grants_per_policy)
 		s->grants.max_per_policy = o->grants_per_policy;
 	pthread_mutex_init(&s->m.lock, NULL);
+	pthread_mutex_init(&s->conn_lock, NULL);
+	s->lim.handshake_s = o->handshake_timeout_s ? o->handshake_timeout_s : 10;
+	s->lim.header_s = o->header_timeout_s ? o->header_timeout_s : 10;
+	s->lim.body_s = o->body_timeout_s ? o->body_timeout_s : 30;
+	s->lim.idle_s = 30;
+	s->lim.conns_per_addr = o->conns_per_addr ? o->conns_per_addr : 1024;
 	pthread_mutex_init(&s->store_lock, NULL);
 	pthread_mutex_init(&s->reader_lock, NULL);
 	pthread_cond_init(&s->commit_cond, NULL);

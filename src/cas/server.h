@@ -3,7 +3,6 @@
 #define KILN_CAS_SERVER_H
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 
@@ -33,29 +32,97 @@ struct cas_metrics {
 
 #define MAX_LOOPS 64
 
-struct pending;
-struct parked;
+/* Connection deadlines and limits (cas_serve_opts; defaults in docs/cas.md). */
+struct cas__limits {
+	unsigned handshake_s;  /* accept -> TLS handshake done */
+	unsigned header_s;     /* first byte of a request (or the handshake) -> its head */
+	unsigned body_s;       /* head -> the last byte of its body */
+	unsigned idle_s;       /* between requests, and to write an answer */
+	unsigned conns_per_addr;
+};
 
-/* One event loop: its own event base and evhttp accepting on the shared listening
+struct cas__conn;
+
+/* One request's context for the handlers; in its connection, made anew each
+ * time the request is dispatched (again, after being parked). */
+struct reqctx {
+	struct cas_server *s;
+	struct cas_loop *loop;    /* the loop (thread) that owns conn */
+	struct cas__conn *conn;
+	uint64_t start_ns;
+	const char *route;
+	char request_id[33];
+	X509 *peer;               /* borrowed from the SSL session, may be NULL */
+	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
+	uint8_t peer_spki[KC_SHA256_SIZE]; /* SHA-256 of its SPKI (the id's bytes) */
+	bool deferred;            /* wrote in the open batch: answer after its COMMIT */
+	bool store;               /* runs under store_lock (uses the store) */
+	bool queued;              /* the answer waits in the loop's pending list */
+	bool batch_ok;            /* its batch committed (set when it moves to done) */
+	/* The answer, sent once the locks are released (sending may run libevent
+	 * callbacks, even the next request of the connection). */
+	int out_code;             /* 0: no answer yet */
+	const char *out_ctype;
+	char *out_body;           /* owned, wiped at free (may hold secrets) */
+	size_t out_size;
+};
+
+enum cas__conn_state {
+	CAS_CONN_HANDSHAKE, /* TLS handshake */
+	CAS_CONN_IDLE,      /* waiting for a request */
+	CAS_CONN_HEAD,      /* reading a request's head */
+	CAS_CONN_BODY,      /* reading its body */
+	CAS_CONN_BUSY,      /* handed to the handlers: parked, running or pending */
+	CAS_CONN_WRITING,   /* its answer is being written */
+};
+
+/* One client connection (http.c), owned by its loop (l->conns). While BUSY it
+ * may sit in one of the loop's wait lists; a peer that leaves then only marks it
+ * dead, and whoever takes it off the list frees it. */
+struct cas__conn {
+	struct cas_loop *loop;
+	struct bufferevent *bev;      /* TLS, owns the socket; NULL once dead */
+	struct event *deadline;
+	enum cas__conn_state state;
+	bool first;                   /* no request yet */
+	bool close_after;             /* close once the answer is written */
+	bool dead;                    /* the peer left while BUSY */
+	bool eof;                     /* the peer closed with the handshake */
+	char addr[64];                /* the peer's address (numeric) */
+	struct cas__tally_ent *cap;   /* its count in s->conn_caps */
+	struct cas__http_head head;   /* the current request */
+	char *head_buf;               /* owned: head.path points into it */
+	char *body;                   /* owned, wiped at free */
+	size_t body_size;
+	struct reqctx rc;
+	struct cas__conn *wait_next;  /* in a wait list of the loop */
+	struct cas__conn *prev, *next; /* l->conns */
+};
+
+/* One event loop: its own event base and listener on the shared listening
  * socket; TLS handshakes and HTTP parsing of its connections run on its thread only.
- * The lists are filled and emptied under the server's store_lock (the committer
- * thread moves them at the end of a batch); the loop answers them on its thread. */
+ * The wait lists are filled and emptied under the server's store_lock (the
+ * committer thread moves them at the end of a batch); the loop answers them on its
+ * thread. */
 struct cas_loop {
 	struct cas_server *s;
+	size_t index;
 	struct event_base *base;
-	struct evhttp *http;
+	struct evconnlistener *listener;
+	struct event *accept_ev;      /* re-enables the listener after an accept error */
+	struct cas__conn *conns;      /* every connection of this loop */
 	pthread_t thread;
 	bool thread_started;
 	struct event *commit_ev;      /* zero timer: ask for the COMMIT of the open batch */
 	struct event *wake_ev;        /* made active by the committer after a COMMIT */
-	struct pending *pending;      /* answers waiting for the open batch's COMMIT */
-	struct pending **pending_tail;
-	struct pending *done;         /* answers whose batch ended, to send on this loop */
-	struct pending **done_tail;
-	struct parked *parked;        /* requests waiting for the running COMMIT to end */
-	struct parked **parked_tail;
-	struct parked *resume;        /* parked requests to dispatch again on this loop */
-	struct parked **resume_tail;
+	struct cas__conn *pending;    /* answers waiting for the open batch's COMMIT */
+	struct cas__conn **pending_tail;
+	struct cas__conn *done;       /* answers whose batch ended, to send on this loop */
+	struct cas__conn **done_tail;
+	struct cas__conn *parked;     /* requests waiting for the running COMMIT to end */
+	struct cas__conn **parked_tail;
+	struct cas__conn *resume;     /* parked requests to dispatch again on this loop */
+	struct cas__conn **resume_tail;
 };
 
 /* Shared state and its locks (each lock guards only what is listed next to it;
@@ -71,7 +138,8 @@ struct cas_loop {
  * - nonces.lock: the nonce table (so a nonce is consumed exactly once, even when
  *   two loops race for it), nonces.c.
  * - grants.lock: the grant table, grants.c.
- * - m.lock: the metrics. */
+ * - m.lock: the metrics.
+ * - conn_lock: conn_caps (connections per address, counted across loops). */
 struct cas_server {
 	SSL_CTX *ssl;
 	struct cas_store st;
@@ -85,6 +153,10 @@ struct cas_server {
 	struct cas__grant_table grants;
 
 	struct cas_metrics m;
+	struct cas__limits lim;      /* read-only after start */
+
+	pthread_mutex_t conn_lock;
+	struct cas__tally conn_caps;
 
 	/* reader_lock: rd, a read-only connection to the store for what an attestation
 	 * reads before it needs the store (trusted LAS keys, collateral, AMD chains). */
@@ -100,6 +172,22 @@ struct cas_server {
 	pthread_cond_t commit_cond;
 	bool commit_requested, commit_quit;
 };
+
+/* ---- http.c: connections, HTTP/1.1 framing, deadlines, accept ---- */
+/* Start accepting on a dup of the listening socket fd (closed with the loop). */
+int cas__http_loop_start(struct cas_loop *l, int listen_fd);
+/* Stop accepting and free every connection of the loop (its wait lists must be
+ * empty: after flush_batch). */
+void cas__http_loop_stop(struct cas_loop *l);
+/* Answer the connection's request: takes body (malloc'd; wiped and freed once
+ * written). A dead connection is freed instead. On the loop's thread, holding no
+ * lock. */
+void cas__http_send(struct cas__conn *c, int code, const char *ctype, char *body,
+		    size_t size);
+/* Free a dead connection taken off a wait list. */
+void cas__http_drop(struct cas__conn *c);
+/* server.c: handle the connection's complete request (c->head, c->body). */
+void cas__handle(struct cas__conn *c);
 
 void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds);
 void metrics_refused(struct cas_metrics *m, const char *label);

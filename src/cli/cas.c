@@ -11,6 +11,8 @@ static void cas_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
 		   "                      [--threads N] [--grants-per-policy N]\n"
+		   "                      [--handshake-timeout S] [--header-timeout S]\n"
+		   "                      [--body-timeout S] [--conns-per-addr N]\n"
 		   "                      [--insecure-evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
@@ -27,6 +29,10 @@ static void cas_usage(FILE *f)
 		   "  --grants-per-policy N\n"
 		   "             live grants (volume rights of attested keys) one policy\n"
 		   "             may hold; beyond, its oldest goes (default 1024)\n"
+		   "  --handshake-timeout S  accept to TLS handshake done (default 10)\n"
+		   "  --header-timeout S     to a request's complete head (default 10)\n"
+		   "  --body-timeout S       from the head to the end of the body (default 30)\n"
+		   "  --conns-per-addr N     open connections per source address (default 1024)\n"
 		   "  --insecure-evidence-time RFC3339\n"
 		   "             INSECURE: verify evidence at this fixed time instead of now\n"
 		   "             (tests and replays of recorded evidence only: it accepts\n"
@@ -53,6 +59,10 @@ static int cas_serve_main(int argc, char **argv)
 		{ "insecure-evidence-time", required_argument, NULL, 'e' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "grants-per-policy", required_argument, NULL, 'g' },
+		{ "handshake-timeout", required_argument, NULL, 'H' },
+		{ "header-timeout", required_argument, NULL, 'R' },
+		{ "body-timeout", required_argument, NULL, 'B' },
+		{ "conns-per-addr", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -101,6 +111,25 @@ static int cas_serve_main(int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			}
 			o.grants_per_policy = (unsigned)n;
+			break;
+		}
+		case 'H':
+		case 'R':
+		case 'B':
+		case 'C': {
+			uint64_t n, max = c == 'C' ? 65536 : 3600;
+			unsigned *dst = c == 'H' ? &o.handshake_timeout_s :
+					c == 'R' ? &o.header_timeout_s :
+					c == 'B' ? &o.body_timeout_s : &o.conns_per_addr;
+
+			if (kiln_parse_u64(optarg, &n) < 0 || n < 1 || n > max) {
+				cli_error("cas serve: --%s '%.40s': expected a number from 1 to "
+					  "%llu", c == 'H' ? "handshake-timeout" :
+					  c == 'R' ? "header-timeout" : c == 'B' ? "body-timeout" :
+					  "conns-per-addr", optarg, (unsigned long long)max);
+				return CLI_EXIT_USAGE;
+			}
+			*dst = (unsigned)n;
 			break;
 		}
 		case 'e':

@@ -30,8 +30,9 @@ from cryptography.x509.oid import NameOID
 class CasServer:
     """A kiln-cas process on 127.0.0.1:<free port> with its data in `data`."""
 
-    def __init__(self, kiln_bin, workdir, extra_args=()):
+    def __init__(self, kiln_bin, workdir, extra_args=(), preexec_fn=None):
         self.kiln_bin = str(kiln_bin)
+        self.preexec_fn = preexec_fn
         self.workdir = pathlib.Path(workdir)
         self.data = self.workdir / "cas-data"
         self.extra_args = list(extra_args)
@@ -52,7 +53,7 @@ class CasServer:
         self.proc = subprocess.Popen(
             [self.kiln_bin, "cas", "serve", "--data", str(self.data), "--listen", listen,
              *self.extra_args],
-            stdout=subprocess.PIPE, stderr=self._log, text=True)
+            stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=self.preexec_fn)
         for line in self.proc.stdout:
             if line.startswith("ca-fingerprint "):
                 self.fingerprint = line.split()[1]
