@@ -253,6 +253,9 @@ def classify(r, module, text, xml_path, rc, timeout):
     if rc is None:
         r.status = "timeout"
         r.notes.append(f"timed out after {timeout} s (killed; stacks in the log)")
+    elif rc < 0:
+        r.notes.append(f"killed by signal {-rc}" + (" (not by this harness: the kernel's OOM "
+                                                    "killer? see dmesg)" if rc == -9 else ""))
     elif re.search(rf"^{re.escape(module)} skipped", text, re.M) or \
             re.search(r"^1 test skipped:", text, re.M):
         r.status = "skipped"
