@@ -40,14 +40,14 @@ int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t 
 	return 0;
 }
 
-void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_NAME_MAX])
+void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_BNAME_MAX])
 {
 	kiln_hex_encode(id, PF_BACKING_ID_SIZE, out);
 }
 
 void pf__remove_backing(pf_volume_t *v, const char *name)
 {
-	char j[PF_NAME_MAX];
+	char j[PF_BNAME_MAX];
 
 	/* Failures leave an orphan that the next read-write open collects. */
 	(void)v->so->remove(v->sctx, name);

@@ -9,113 +9,6 @@
 
 #include "crypto/crypto.h"
 
-struct wbuf {
-	uint8_t *p;
-	size_t len, cap;
-	int err;
-};
-
-static void wb_put(struct wbuf *w, const void *data, size_t size)
-{
-	if (w->err)
-		return;
-	if (w->len + size > w->cap) {
-		size_t cap = w->cap ? w->cap : 4096;
-		uint8_t *np;
-
-		while (cap < w->len + size)
-			cap *= 2;
-		np = malloc(cap);
-		if (!np) {
-			w->err = -ENOMEM;
-			return;
-		}
-		if (w->p) {
-			memcpy(np, w->p, w->len);
-			kiln_free_secret(w->p, w->cap);
-		}
-		w->p = np;
-		w->cap = cap;
-	}
-	memcpy(w->p + w->len, data, size);
-	w->len += size;
-}
-
-static void wb_u16(struct wbuf *w, uint32_t v)
-{
-	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-
-	wb_put(w, b, 2);
-}
-
-static void wb_u32(struct wbuf *w, uint32_t v)
-{
-	uint8_t b[4];
-
-	pf__put_u32(b, v);
-	wb_put(w, b, 4);
-}
-
-static void wb_u64(struct wbuf *w, uint64_t v)
-{
-	uint8_t b[8];
-
-	pf__put_u64(b, v);
-	wb_put(w, b, 8);
-}
-
-static void wb_str(struct wbuf *w, const char *s)
-{
-	size_t n = strlen(s);
-
-	wb_u16(w, (uint32_t)n);
-	wb_put(w, s, n);
-}
-
-static int serialize_meta(pf_volume_t *v, struct wbuf *w)
-{
-	uint32_t ndirs = 0, nfiles = 0;
-
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
-			if (e->is_dir)
-				ndirs++;
-			else if (e->in_meta)
-				nfiles++;
-		}
-	wb_u32(w, v->cs);
-	wb_u32(w, (uint32_t)v->regions_len);
-	for (size_t i = 0; i < v->regions_len; i++) {
-		wb_u32(w, v->regions[i].kind);
-		wb_str(w, v->regions[i].prefix);
-	}
-	wb_u32(w, ndirs);
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
-			if (!e->is_dir)
-				continue;
-			wb_str(w, e->path);
-			wb_u32(w, e->mode);
-			wb_u64(w, (uint64_t)e->mtime_ns);
-		}
-	wb_u32(w, nfiles);
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
-			if (e->is_dir || !e->in_meta)
-				continue;
-			wb_str(w, e->path);
-			wb_u32(w, e->kind);
-			wb_u32(w, e->mode);
-			wb_u64(w, (uint64_t)e->mtime_ns);
-			wb_u64(w, e->size);
-			wb_put(w, e->key, PF_KEY_SIZE);
-			wb_put(w, e->file_id, PF_FILE_ID_SIZE);
-			wb_put(w, e->root, PF_ROOT_SIZE);
-			wb_put(w, e->backing, PF_BACKING_ID_SIZE);
-		}
-	return w->err;
-}
-
 /* Start a sync (storage sync_start) or do it now; syncs_settle waits. */
 static int sync_begin(pf_volume_t *v, void *fh)
 {
@@ -165,14 +58,14 @@ static int replace(pf_volume_t *v, const char *tmp, const char *name)
  * for a durable write. */
 int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 {
-	struct wbuf w = { 0 };
+	struct pf_buf w = { 0 };
 	uint8_t *env = NULL;
 	size_t env_size = 0;
 	uint64_t version = durable ? v->version + 1 : v->version;
 	void *fh = NULL;
 	int ret;
 
-	ret = serialize_meta(v, &w);
+	ret = pf__meta_encode(v, &w);
 	if (!ret)
 		ret = pf__meta_seal(&v->mk, version, w.p, w.len, &env, &env_size);
 	if (ret) {
@@ -231,14 +124,14 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		free(p);
 	}
 out:
-	kiln_free_secret(w.p, w.cap);
+	pf__buf_free(&w);
 	free(env);
 	return ret;
 }
 
 bool pf__node_needs_commit(const struct pf_node *n)
 {
-	return n->entry && (n->dirty || !n->base_in_meta);
+	return n->inode->names && (n->dirty || !n->base_in_meta);
 }
 
 /* Commit one node (or every node needing it when only == NULL) and the
@@ -308,14 +201,14 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			continue;
 		}
 		n->committing = true;
-		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
-		n->save_size = n->entry->size;
-		n->save_in_meta = n->entry->in_meta;
-		memcpy(n->save_backing, n->entry->backing, PF_BACKING_ID_SIZE);
-		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
-		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
-		n->entry->size = n->size;
-		n->entry->in_meta = true;
+		memcpy(n->save_root, n->inode->root, PF_ROOT_SIZE);
+		n->save_size = n->inode->size;
+		n->save_in_meta = n->inode->in_meta;
+		memcpy(n->save_backing, n->inode->backing, PF_BACKING_ID_SIZE);
+		memcpy(n->inode->backing, n->backing, PF_BACKING_ID_SIZE);
+		memcpy(n->inode->root, n->new_root, PF_ROOT_SIZE);
+		n->inode->size = n->size;
+		n->inode->in_meta = true;
 		any = true;
 	}
 	if (!any) {
@@ -335,12 +228,12 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			 * restored from the journal at the next open. */
 			n->failed = true;
 		}
-		if (v->version == old_version && n->entry) {
+		if (v->version == old_version) {
 			/* Not renamed into place: the old metadata still rules. */
-			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
-			n->entry->size = n->save_size;
-			n->entry->in_meta = n->save_in_meta;
-			memcpy(n->entry->backing, n->save_backing, PF_BACKING_ID_SIZE);
+			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
+			n->inode->size = n->save_size;
+			n->inode->in_meta = n->save_in_meta;
+			memcpy(n->inode->backing, n->save_backing, PF_BACKING_ID_SIZE);
 			continue;
 		}
 		if (n->fresh) {
@@ -416,12 +309,12 @@ int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
 		if (ret)
 			goto undo;
 		n->committing = true;
-		n->save_in_meta = n->entry->in_meta;
-		memcpy(n->save_root, n->entry->root, PF_ROOT_SIZE);
-		memcpy(n->entry->root, n->new_root, PF_ROOT_SIZE);
-		memcpy(n->entry->backing, n->backing, PF_BACKING_ID_SIZE);
-		n->entry->size = 0;
-		n->entry->in_meta = true;
+		n->save_in_meta = n->inode->in_meta;
+		memcpy(n->save_root, n->inode->root, PF_ROOT_SIZE);
+		memcpy(n->inode->root, n->new_root, PF_ROOT_SIZE);
+		memcpy(n->inode->backing, n->backing, PF_BACKING_ID_SIZE);
+		n->inode->size = 0;
+		n->inode->in_meta = true;
 	}
 	ret = pf__write_meta(v, false, err);
 undo:
@@ -430,8 +323,8 @@ undo:
 			continue;
 		n->committing = false;
 		if (ret) {
-			n->entry->in_meta = n->save_in_meta;
-			memcpy(n->entry->root, n->save_root, PF_ROOT_SIZE);
+			n->inode->in_meta = n->save_in_meta;
+			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			continue;
 		}
 		n->base_in_meta = n->was_in_meta = true;

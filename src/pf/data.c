@@ -112,7 +112,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	pf_volume_t *v = n->vol;
 	uint8_t id[PF_BACKING_ID_SIZE], hbuf[PF_HDR_SIZE];
 	struct pf_header hdr = { 0 };
-	char name[PF_NAME_MAX];
+	char name[PF_BNAME_MAX];
 	void *fh = NULL;
 	int ret;
 
@@ -123,7 +123,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	ret = v->so->open(v->sctx, name, PF_SO_CREATE | PF_SO_EXCL, &fh);
 	if (ret)
 		goto fail;
-	hdr.version = PF_FORMAT_VERSION;
+	hdr.version = PF_HDR_VERSION;
 	hdr.kind = n->kind;
 	hdr.chunk_size = v->cs;
 	memcpy(hdr.file_id, n->file_id, PF_FILE_ID_SIZE);
@@ -171,7 +171,7 @@ int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 		return 0;
 	if (new_size > PF_MAX_FILE_SIZE)
 		return -EFBIG;
-	if (new_size == 0 && pf__has_base(n) && n->entry)
+	if (new_size == 0 && pf__has_base(n) && n->inode->names)
 		return switch_backing(n, err);
 	ret = pf__wb_drain(n, err);
 	if (ret)
@@ -364,8 +364,7 @@ out:
 		kiln_wipe(bufs[1], used[1]);
 	if (ret)
 		return ret;
-	if (n->entry)
-		n->entry->mtime_ns = pf__now_ns();
+	pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);
 	return (ssize_t)size;
 }
 

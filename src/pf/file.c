@@ -14,120 +14,181 @@ static bool writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-static int create_file(pf_volume_t *v, const char *path, mode_t mode, struct pf_node **out,
-		       struct kiln_err *err)
+/* Create regular file name in dir with a new backing file; the volume lock
+ * is held. */
+static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, mode_t mode,
+		       const struct pf_cred *cred, struct pf_node **out, struct kiln_err *err)
 {
-	struct pf_entry *e = calloc(1, sizeof(*e));
 	struct pf_header hdr = { 0 };
 	uint8_t hbuf[PF_HDR_SIZE];
+	struct pf_inode *in = NULL;
 	struct pf_node *n = NULL;
 	int ret;
 
 	*out = NULL;
-	if (!e || !(e->path = strdup(path))) {
-		free(e);
-		return -ENOMEM;
-	}
-	e->mode = mode & 07777;
-	e->mtime_ns = pf__now_ns();
-	e->kind = pf__region_of(v, path);
-	if ((ret = kc_random(e->key, PF_KEY_SIZE)) || (ret = kc_random(e->file_id,
-								       PF_FILE_ID_SIZE)) ||
-	    (ret = kc_random(e->backing, PF_BACKING_ID_SIZE)))
-		goto out;
-	n = pf__node_new(v, e);
+	ret = pf__new_inode(v, dir, name, PF_TYPE_REG, mode, cred, &in);
+	if (ret)
+		goto fail;
+	in->kind = pf__region_at(v, dir, name);
+	in->root_fmt = PF_ROOT_FLAT;
+	if ((ret = kc_random(in->key, PF_KEY_SIZE)) ||
+	    (ret = kc_random(in->file_id, PF_FILE_ID_SIZE)) ||
+	    (ret = kc_random(in->backing, PF_BACKING_ID_SIZE)))
+		goto fail;
+	n = pf__node_new(v, in);
 	if (!n) {
 		ret = -ENOMEM;
-		goto out;
+		goto fail;
 	}
 	ret = v->so->open(v->sctx, n->name, PF_SO_CREATE | PF_SO_EXCL, &n->fh);
 	if (ret)
-		goto out;
-	hdr.version = PF_FORMAT_VERSION;
-	hdr.kind = e->kind;
+		goto fail;
+	hdr.version = PF_HDR_VERSION;
+	hdr.kind = in->kind;
 	hdr.chunk_size = v->cs;
-	memcpy(hdr.file_id, e->file_id, PF_FILE_ID_SIZE);
+	memcpy(hdr.file_id, in->file_id, PF_FILE_ID_SIZE);
 	pf__header_encode(&hdr, hbuf);
 	ret = pf__st_pwrite_all(v, n->fh, hbuf, sizeof(hbuf), 0);
 	if (ret) {
 		v->so->close(v->sctx, n->fh);
 		n->fh = NULL;
 		pf__remove_backing(v, n->name);
-		goto out;
+		goto fail;
 	}
 	n->phys_size = PF_HDR_SIZE;
 	n->dirty = true;
-	ret = pf__ent_insert(v, e);
-	if (ret) {
-		v->so->close(v->sctx, n->fh);
-		n->fh = NULL;
-		pf__remove_backing(v, n->name);
-		goto out;
-	}
 	*out = n;
 	return 0;
-out:
-	if (n) {
-		n->entry = NULL;
+fail:
+	kiln_err_set(err, ret, "file %s: cannot create: %s", name, kiln_strerror(ret));
+	if (n)
 		pf__node_free(n);
+	if (in) {
+		pf__dent_del(v, in->names);
+		pf__inode_release(v, in); /* nothing committed: no backing file kept */
 	}
-	kiln_err_set(err, ret, "file %s: cannot create: %s", path, kiln_strerror(ret));
-	pf__ent_free(e);
 	return ret;
 }
 
-int pf_open(pf_volume_t *v, const char *path, int flags, mode_t mode, pf_file_t **file,
-	    struct kiln_err *err)
+void pf__node_drop(pf_volume_t *v, struct pf_node *n)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
+	char name[PF_BNAME_MAX];
+	bool fresh = memcmp(n->backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0;
+
+	memcpy(name, n->name, sizeof(name));
+	pf__node_free(n);
+	/* A backing file started since the last commit (O_TRUNC) is named by no
+	 * metadata: it goes now; the committed one waits for the next commit. */
+	if (fresh)
+		pf__remove_backing(v, name);
+}
+
+int pf_openat(pf_volume_t *v, pf_ino_t at, const char *path, int flags, mode_t mode,
+	      const struct pf_cred *cred, pf_file_t **file, struct kiln_err *err)
+{
+	bool wr = writable(flags) || (flags & O_TRUNC);
+	struct pf_inode *start, *in;
 	struct pf_node *n = NULL;
+	struct pf_walk w;
 	struct pf_file *f;
-	int ret;
+	int ret, mask = 0;
 
 	*file = NULL;
-	ret = pf__path_normalize(path, norm);
-	if (ret)
-		return kiln_err_set(err, ret, "'%s': invalid volume path", path);
-	if (writable(flags) && v->read_only)
-		return kiln_err_set(err, -EROFS, "%s: volume is open read-only", norm);
+	if (wr && v->read_only)
+		return kiln_err_set(err, -EROFS, "%s: volume is open read-only", path);
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_lock(&v->lock);
-	e = norm[0] ? pf__ent_find(v, norm) : NULL;
-	if (!norm[0] || (e && e->is_dir)) {
-		ret = kiln_err_set(err, -EISDIR, "%s: is a directory", norm[0] ? norm : "/");
+	start = pf__at(v, at, &ret);
+	if (!start) {
+		kiln_err_set(err, ret, "directory inode %llu: %s", (unsigned long long)at,
+			     kiln_strerror(ret));
 		goto out;
 	}
-	if (!e) {
+	/* O_CREAT|O_EXCL never follows a symlink in the last component; with
+	 * O_CREAT a trailing '/' is EISDIR before anything is followed. */
+	ret = pf__walk_in(v, start, path, ((flags & O_CREAT) && path[0] &&
+					  path[strlen(path) - 1] == '/') ? PF__WALK_PARENT :
+			  ((flags & O_NOFOLLOW) || ((flags & O_CREAT) && (flags & O_EXCL))) ?
+			  PF_AT_NOFOLLOW : 0, cred, &w, err);
+	if (ret)
+		goto out;
+	in = w.inode;
+	if ((flags & O_CREAT) && w.trailing_slash) {
+		ret = kiln_err_set(err, -EISDIR, "%s: is a directory", path);
+		goto out;
+	}
+	if (in && w.trailing_slash && in->type != PF_TYPE_DIR) {
+		ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
+		goto out;
+	}
+	if (!in) {
 		if (!(flags & O_CREAT)) {
-			ret = kiln_err_set(err, -ENOENT, "%s: no such file", norm);
+			ret = kiln_err_set(err, -ENOENT, "%s: no such file", path);
+			goto out;
+		}
+		if (w.trailing_slash) {
+			ret = kiln_err_set(err, -EISDIR, "%s: is a directory", path);
 			goto out;
 		}
 		if (v->read_only) {
-			ret = kiln_err_set(err, -EROFS, "%s: volume is open read-only", norm);
+			ret = kiln_err_set(err, -EROFS, "%s: volume is open read-only", path);
 			goto out;
 		}
-		ret = pf__check_parent(v, norm);
-		if (ret) {
-			kiln_err_set(err, ret, "%s: parent directory: %s", norm,
-				     kiln_strerror(ret));
+		if (!w.dir->names && w.dir != v->root) {
+			ret = kiln_err_set(err, -ENOENT, "%s: parent directory was removed", path);
 			goto out;
 		}
-		ret = create_file(v, norm, mode, &n, err);
+		if ((ret = pf__may(cred, w.dir, PF_MAY_WRITE | PF_MAY_EXEC))) {
+			kiln_err_set(err, ret, "%s: permission denied", path);
+			goto out;
+		}
+		ret = create_file(v, w.dir, w.name, mode, cred, &n, err);
 		if (ret)
 			goto out;
 	} else {
 		if ((flags & O_CREAT) && (flags & O_EXCL)) {
-			ret = kiln_err_set(err, -EEXIST, "%s: exists", norm);
+			ret = kiln_err_set(err, -EEXIST, "%s: exists", path);
 			goto out;
 		}
-		n = e->node;
-		if (!n && (ret = pf__node_load(v, e, &n, err)))
+		if (in->type == PF_TYPE_LNK) {
+			ret = kiln_err_set(err, -ELOOP, "%s: is a symlink (O_NOFOLLOW)", path);
 			goto out;
-		if ((flags & O_TRUNC) && writable(flags) && (ret = pf__set_size(n, 0, err)))
+		}
+		if ((flags & O_DIRECTORY) && in->type != PF_TYPE_DIR) {
+			ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
 			goto out;
+		}
+		if (in->type == PF_TYPE_DIR) {
+			ret = kiln_err_set(err, -EISDIR, "%s: is a directory", path);
+			goto out;
+		}
+		if (in->type != PF_TYPE_REG) {
+			ret = kiln_err_set(err, -ENXIO, "%s: is a %s node", path,
+					   in->type == PF_TYPE_FIFO ? "FIFO" : "socket");
+			goto out;
+		}
+		if ((flags & O_ACCMODE) != O_WRONLY)
+			mask |= PF_MAY_READ;
+		if (wr)
+			mask |= PF_MAY_WRITE;
+		if ((ret = pf__may(cred, in, mask))) {
+			kiln_err_set(err, ret, "%s: permission denied", path);
+			goto out;
+		}
+		n = in->node;
+		if (!n && (ret = pf__node_load(v, in, &n, err)))
+			goto out;
+		if ((flags & O_TRUNC) && wr) {
+			ret = n->failed ? -EIO : pf__set_size(n, 0, err);
+			if (ret) {
+				if (n->refs == 0 && !pf__node_needs_commit(n))
+					pf__node_free(n);
+				goto out;
+			}
+			pf__touch(in, PF_TOUCH_M | PF_TOUCH_C);
+		}
 	}
 	n->refs++;
 	f->node = n;
@@ -142,6 +203,30 @@ int pf_open(pf_volume_t *v, const char *path, int flags, mode_t mode, pf_file_t 
 out:
 	pthread_mutex_unlock(&v->lock);
 	free(f);
+	return ret;
+}
+
+int pf_open(pf_volume_t *v, const char *path, int flags, mode_t mode, pf_file_t **file,
+	    struct kiln_err *err)
+{
+	return pf_openat(v, PF_ROOT_INO, path, flags, mode, NULL, file, err);
+}
+
+int pf__inode_truncate(pf_volume_t *v, struct pf_inode *in, uint64_t size, struct kiln_err *err)
+{
+	struct pf_node *n = in->node;
+	int ret;
+
+	if (v->read_only)
+		return kiln_err_set(err, -EROFS, "volume is open read-only");
+	if (!n && (ret = pf__node_load(v, in, &n, err)))
+		return ret;
+	ret = n->failed ? -EIO : pf__set_size(n, size, err);
+	if (!ret)
+		pf__touch(in, PF_TOUCH_M | PF_TOUCH_C);
+	/* A loaded node stays while it has something to commit. */
+	if (n->refs == 0 && !pf__node_needs_commit(n))
+		pf__node_free(n);
 	return ret;
 }
 
@@ -163,16 +248,12 @@ int pf_close(pf_file_t *f)
 		f->next->prev = f->prev;
 	free(f);
 	if (--n->refs == 0) {
-		if (!n->entry) {
-			char name[PF_NAME_MAX], old[PF_NAME_MAX];
-			bool in_meta = n->was_in_meta, fresh = n->fresh;
+		struct pf_inode *in = n->inode;
 
-			memcpy(name, n->name, sizeof(name));
-			memcpy(old, n->old_name, sizeof(old));
-			pf__node_free(n);
-			pf__schedule_remove(v, name, in_meta);
-			if (fresh)
-				pf__schedule_remove(v, old, true);
+		if (!in->names) {
+			/* The last handle of an unlinked file: it goes now. */
+			pf__node_drop(v, n);
+			pf__inode_release(v, in);
 		} else if (!pf__node_needs_commit(n)) {
 			pf__node_free(n);
 		}
@@ -190,6 +271,8 @@ ssize_t pf_pread(pf_file_t *f, void *buf, size_t size, uint64_t off, struct kiln
 		return -EBADF;
 	pthread_mutex_lock(&v->lock);
 	r = pf__node_read(f->node, buf, size, off, err);
+	if (r > 0)
+		pf__touch_atime(f->node->inode);
 	pthread_mutex_unlock(&v->lock);
 	return r;
 }
@@ -248,8 +331,8 @@ int pf_ftruncate(pf_file_t *f, uint64_t size, struct kiln_err *err)
 		ret = -EIO;
 	else
 		ret = pf__set_size(f->node, size, err);
-	if (!ret && f->node->entry)
-		f->node->entry->mtime_ns = pf__now_ns();
+	if (!ret)
+		pf__touch(f->node->inode, PF_TOUCH_M | PF_TOUCH_C);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
@@ -261,7 +344,7 @@ int pf_fsync(pf_file_t *f, struct kiln_err *err)
 	int ret;
 
 	pthread_mutex_lock(&v->lock);
-	if (!n->entry) {
+	if (!n->inode->names) {
 		/* Unlinked: nothing will ever read it back; just sync. */
 		ret = v->so->sync(v->sctx, n->fh);
 	} else {

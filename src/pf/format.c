@@ -1,5 +1,5 @@
-/* On-disk formats of protected volumes: file header, metadata body, metadata
- * envelope, path rules. Layouts: docs/fs.md. */
+/* On-disk formats of protected volumes: file header, metadata envelope, path
+ * rules (the metadata body is meta.c). Layouts: docs/fs.md. */
 #include "pf/internal.h"
 
 #include <errno.h>
@@ -27,12 +27,12 @@ static bool all_zero(const uint8_t *p, size_t size)
 	return acc == 0;
 }
 
-static bool chunk_size_ok(uint32_t cs)
+bool pf__chunk_size_ok(uint32_t cs)
 {
 	return cs >= PF_MIN_CHUNK_SIZE && cs <= PF_MAX_CHUNK_SIZE && cs % 16 == 0;
 }
 
-static bool kind_ok(uint32_t kind)
+bool pf__kind_ok(uint32_t kind)
 {
 	return kind == PF_REGION_ENCRYPTED || kind == PF_REGION_AUTHENTICATED ||
 	       kind == PF_REGION_PLAIN;
@@ -49,8 +49,8 @@ int pf__header_decode(const uint8_t *buf, size_t size, struct pf_header *h)
 	h->kind = pf__get_u32(buf + 12);
 	h->chunk_size = pf__get_u32(buf + 16);
 	memcpy(h->file_id, buf + 24, PF_FILE_ID_SIZE);
-	if (h->version != PF_FORMAT_VERSION || !kind_ok(h->kind) ||
-	    !chunk_size_ok(h->chunk_size) || pf__get_u32(buf + 20) != 0 ||
+	if (h->version != PF_HDR_VERSION || !pf__kind_ok(h->kind) ||
+	    !pf__chunk_size_ok(h->chunk_size) || pf__get_u32(buf + 20) != 0 ||
 	    !all_zero(buf + 40, PF_HDR_SIZE - 40))
 		return -KILN_EFORMAT;
 	return 0;
@@ -84,201 +84,6 @@ int pf__path_normalize(const char *path, char *out)
 		i = j + 1;
 	}
 	return 0;
-}
-
-/* ---- body parser ---- */
-
-struct rd {
-	const uint8_t *p;
-	size_t left;
-};
-
-static int rd_u16(struct rd *r, uint32_t *v)
-{
-	if (r->left < 2)
-		return -KILN_ETRUNC;
-	*v = (uint32_t)r->p[0] | ((uint32_t)r->p[1] << 8);
-	r->p += 2;
-	r->left -= 2;
-	return 0;
-}
-
-static int rd_u32(struct rd *r, uint32_t *v)
-{
-	if (r->left < 4)
-		return -KILN_ETRUNC;
-	*v = pf__get_u32(r->p);
-	r->p += 4;
-	r->left -= 4;
-	return 0;
-}
-
-static int rd_u64(struct rd *r, uint64_t *v)
-{
-	if (r->left < 8)
-		return -KILN_ETRUNC;
-	*v = pf__get_u64(r->p);
-	r->p += 8;
-	r->left -= 8;
-	return 0;
-}
-
-static int rd_bytes(struct rd *r, void *out, size_t size)
-{
-	if (r->left < size)
-		return -KILN_ETRUNC;
-	memcpy(out, r->p, size);
-	r->p += size;
-	r->left -= size;
-	return 0;
-}
-
-/* A length-prefixed path; must be normalized already (what we write). */
-static int rd_path(struct rd *r, char **out, bool allow_empty)
-{
-	uint32_t len;
-	char tmp[PF_MAX_PATH];
-	int ret = rd_u16(r, &len);
-
-	*out = NULL;
-	if (ret)
-		return ret;
-	if (r->left < len)
-		return -KILN_ETRUNC;
-	if (len >= PF_MAX_PATH || memchr(r->p, '\0', len))
-		return -KILN_EFORMAT;
-	*out = malloc(len + 1);
-	if (!*out)
-		return -ENOMEM;
-	memcpy(*out, r->p, len);
-	(*out)[len] = '\0';
-	r->p += len;
-	r->left -= len;
-	if ((!allow_empty && len == 0) || pf__path_normalize(*out, tmp) != 0 ||
-	    strcmp(tmp, *out) != 0)
-		return -KILN_EFORMAT;
-	return 0;
-}
-
-void pf__meta_clear(struct pf_meta *m)
-{
-	for (size_t i = 0; i < m->regions_len; i++)
-		free(m->regions[i].prefix);
-	for (size_t i = 0; i < m->dirs_len; i++)
-		free(m->dirs[i].path);
-	for (size_t i = 0; i < m->files_len; i++) {
-		free(m->files[i].path);
-		kiln_wipe(m->files[i].key, PF_KEY_SIZE);
-	}
-	free(m->regions);
-	free(m->dirs);
-	free(m->files);
-	memset(m, 0, sizeof(*m));
-}
-
-int pf__meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err)
-{
-	struct rd r = { body, size };
-	uint32_t n;
-	int ret;
-	const char *what = "header";
-
-	memset(m, 0, sizeof(*m));
-	if ((ret = rd_u32(&r, &m->chunk_size)))
-		goto out;
-	if (!chunk_size_ok(m->chunk_size)) {
-		ret = -KILN_EFORMAT;
-		goto out;
-	}
-	what = "regions";
-	if ((ret = rd_u32(&r, &n)))
-		goto out;
-	if (n > PF_MAX_REGIONS) {
-		ret = -KILN_EFORMAT;
-		goto out;
-	}
-	m->regions = calloc(n ? n : 1, sizeof(*m->regions));
-	if (!m->regions) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		struct pf_meta_region *g = &m->regions[i];
-
-		m->regions_len++;
-		if ((ret = rd_u32(&r, &g->kind)) || (ret = rd_path(&r, &g->prefix, true)))
-			goto out;
-		if (!kind_ok(g->kind)) {
-			ret = -KILN_EFORMAT;
-			goto out;
-		}
-	}
-	what = "directories";
-	if ((ret = rd_u32(&r, &n)))
-		goto out;
-	/* Each record takes at least 15 bytes: bound the allocation by the input. */
-	if (n > r.left / 15) {
-		ret = -KILN_ETRUNC;
-		goto out;
-	}
-	m->dirs = calloc(n ? n : 1, sizeof(*m->dirs));
-	if (!m->dirs) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		struct pf_meta_dir *d = &m->dirs[i];
-		uint64_t t;
-
-		m->dirs_len++;
-		if ((ret = rd_path(&r, &d->path, false)) || (ret = rd_u32(&r, &d->mode)) ||
-		    (ret = rd_u64(&r, &t)))
-			goto out;
-		d->mtime_ns = (int64_t)t;
-	}
-	what = "files";
-	if ((ret = rd_u32(&r, &n)))
-		goto out;
-	if (n > r.left / 123) { /* 122 fixed bytes + a path of at least 1 */
-		ret = -KILN_ETRUNC;
-		goto out;
-	}
-	m->files = calloc(n ? n : 1, sizeof(*m->files));
-	if (!m->files) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		struct pf_meta_file *f = &m->files[i];
-		uint64_t t;
-
-		m->files_len++;
-		if ((ret = rd_path(&r, &f->path, false)) || (ret = rd_u32(&r, &f->kind)) ||
-		    (ret = rd_u32(&r, &f->mode)) || (ret = rd_u64(&r, &t)) ||
-		    (ret = rd_u64(&r, &f->size)) || (ret = rd_bytes(&r, f->key, PF_KEY_SIZE)) ||
-		    (ret = rd_bytes(&r, f->file_id, PF_FILE_ID_SIZE)) ||
-		    (ret = rd_bytes(&r, f->root, PF_ROOT_SIZE)) ||
-		    (ret = rd_bytes(&r, f->backing, PF_BACKING_ID_SIZE)))
-			goto out;
-		f->mtime_ns = (int64_t)t;
-		if (!kind_ok(f->kind) || f->size > PF_MAX_FILE_SIZE) {
-			ret = -KILN_EFORMAT;
-			goto out;
-		}
-	}
-	what = "end";
-	if (r.left) {
-		ret = -KILN_ETRAILING;
-		goto out;
-	}
-	ret = 0;
-out:
-	if (ret) {
-		kiln_err_set(err, ret, "metadata: malformed %s section (%s)", what,
-			     kiln_strerror(ret));
-		pf__meta_clear(m);
-	}
-	return ret;
 }
 
 /* ---- envelope ---- */
@@ -322,7 +127,7 @@ int pf__meta_seal(const struct pf_meta_keys *k, uint64_t version, const uint8_t 
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, PF_META_MAGIC, 8);
-	pf__put_u32(buf + 8, PF_FORMAT_VERSION);
+	pf__put_u32(buf + 8, PF_META_FORMAT);
 	pf__put_u64(buf + 16, version);
 	memcpy(buf + 24, k->kcv, PF_KCV_SIZE);
 	ret = kc_random(buf + 40, KC_AEAD_IV_SIZE);
@@ -348,7 +153,8 @@ out:
 }
 
 int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
-		   uint64_t *version, uint8_t **body, size_t *body_size, struct kiln_err *err)
+		    uint64_t *version, uint32_t *format, uint8_t **body, size_t *body_size,
+		    struct kiln_err *err)
 {
 	uint64_t bsize;
 	uint8_t *pt = NULL;
@@ -358,12 +164,13 @@ int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t siz
 	*body = NULL;
 	*body_size = 0;
 	*version = 0;
+	*format = 0;
 	if (size < 8 || memcmp(buf, PF_META_MAGIC, 8) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "metadata: not a kiln volume (bad magic)");
 	if (size < PF_META_HDR_SIZE + PF_TAG_SIZE)
 		return kiln_err_set(err, -KILN_ETRUNC, "metadata: truncated (%zu bytes)", size);
-	if (pf__get_u32(buf + 8) != PF_FORMAT_VERSION)
-		return kiln_err_set(err, -KILN_EFORMAT, "metadata: unsupported version %u",
+	if (pf__get_u32(buf + 8) != 1 && pf__get_u32(buf + 8) != PF_META_FORMAT)
+		return kiln_err_set(err, -KILN_EFORMAT, "metadata: unsupported format %u",
 				    pf__get_u32(buf + 8));
 	if (!kiln_ct_equal(buf + 24, k->kcv, PF_KCV_SIZE))
 		return kiln_err_set(err, -KILN_EKEY,
@@ -393,6 +200,7 @@ int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t siz
 		return kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 	}
 	*version = pf__get_u64(buf + 16);
+	*format = pf__get_u32(buf + 8);
 	*body = pt;
 	*body_size = bsize;
 	return 0;

@@ -38,7 +38,8 @@
 
 #define PF_HDR_SIZE 64
 #define PF_HDR_MAGIC "KILNPF01"
-#define PF_FORMAT_VERSION 1
+#define PF_HDR_VERSION 1      /* of backing file headers */
+#define PF_META_FORMAT 2      /* of the metadata written (1 is read and converted) */
 #define PF_FILE_ID_SIZE 16
 #define PF_BACKING_ID_SIZE 16 /* random; its 32 hex digits name the backing file */
 #define PF_NONCE_SIZE 12
@@ -66,45 +67,86 @@ void pf__header_encode(const struct pf_header *h, uint8_t out[static PF_HDR_SIZE
 /* -KILN_ETRUNC short, -KILN_EFORMAT bad magic/version/fields. */
 int pf__header_decode(const uint8_t *buf, size_t size, struct pf_header *h);
 
-/* Decoded metadata body. Strings are malloc'd, owned by the struct
- * (pf__meta_clear frees them and wipes the keys). */
+/* Decoded metadata body (format 2: an inode table; format 1, a path list, is
+ * converted to it on parse). Strings and arrays are malloc'd, owned by the
+ * struct (pf__meta_clear frees them and wipes the keys). */
 struct pf_meta_region {
 	char *prefix;
 	uint32_t kind;
 };
-struct pf_meta_dir {
-	char *path;
-	uint32_t mode;
-	int64_t mtime_ns;
+struct pf_meta_dirent {
+	char *name;
+	uint64_t ino;
 };
-struct pf_meta_file {
-	char *path;
+struct pf_meta_inode {
+	uint64_t ino;
+	uint32_t type; /* enum pf_type */
+	uint32_t mode, uid, gid;
+	int64_t atime_ns, mtime_ns, ctime_ns;
+	/* regular files */
 	uint32_t kind;
-	uint32_t mode;
-	int64_t mtime_ns;
+	uint32_t root_fmt; /* PF_ROOT_FLAT (format 1 volumes) or PF_ROOT_TREE */
 	uint64_t size;
 	uint8_t key[PF_KEY_SIZE];
 	uint8_t file_id[PF_FILE_ID_SIZE];
 	uint8_t root[PF_ROOT_SIZE];
 	uint8_t backing[PF_BACKING_ID_SIZE];
+	/* symlinks */
+	char *target;
+	/* directories */
+	struct pf_meta_dirent *ents;
+	size_t nents;
 };
 struct pf_meta {
+	uint32_t format; /* of the body parsed (1 or 2) */
 	uint32_t chunk_size;
 	struct pf_meta_region *regions;
 	size_t regions_len;
-	struct pf_meta_dir *dirs;
-	size_t dirs_len;
-	struct pf_meta_file *files;
-	size_t files_len;
+	uint64_t next_ino;
+	struct pf_meta_inode *inodes;
+	size_t ninodes;
 };
 
-/* Parse a decrypted body into m (zeroed first). -KILN_EFORMAT / -KILN_ETRUNC /
- * -KILN_ETRAILING with a message in err; m is cleared on failure. */
-int pf__meta_parse(const uint8_t *body, size_t size, struct pf_meta *m, struct kiln_err *err);
+/* Parse a decrypted body of the given format (1 or 2) into m (zeroed first),
+ * checking that it describes one tree: unique inode numbers, the root (inode
+ * 1) a directory, every entry naming an existing inode by a valid name, every
+ * directory named once (the root never), every other inode at least once, all
+ * reachable from the root. Format 1 (a path list) is converted: root 1, then
+ * directories and files numbered in order, owner 0 (the caller sets it).
+ * -KILN_EFORMAT / -KILN_ETRUNC / -KILN_ETRAILING with a message in err; m is
+ * cleared on failure. */
+int pf__meta_parse(const uint8_t *body, size_t size, uint32_t format, struct pf_meta *m,
+		   struct kiln_err *err);
 void pf__meta_clear(struct pf_meta *m);
 /* Checks a volume path: returns 0 and writes the normalized form (no leading
  * '/') to out[PF_MAX_PATH], or -EINVAL / -ENAMETOOLONG. */
 int pf__path_normalize(const char *path, char *out);
+/* A valid directory entry name: 1..PF_NAME_MAX bytes, no '/' or NUL, not "."
+ * or "..". */
+bool pf__name_ok(const char *name, size_t len);
+bool pf__chunk_size_ok(uint32_t cs);
+bool pf__kind_ok(uint32_t kind);
+
+/* A growing buffer for encodings (meta.c); the bytes are wiped when freed.
+ * Calls after a failed one do nothing; err holds the first error. */
+struct pf_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+void pf__buf_put(struct pf_buf *b, const void *data, size_t size);
+void pf__buf_u8(struct pf_buf *b, uint32_t v);
+void pf__buf_u16(struct pf_buf *b, uint32_t v);
+void pf__buf_u32(struct pf_buf *b, uint32_t v);
+void pf__buf_u64(struct pf_buf *b, uint64_t v);
+void pf__buf_free(struct pf_buf *b);
+/* Does the metadata record in (linked, and committed once if a file)? */
+struct pf_inode;
+bool pf__inode_persisted(const pf_volume_t *v, const struct pf_inode *in);
+/* One inode record of format 2 (its entries naming persisted inodes only). */
+void pf__encode_inode(const pf_volume_t *v, struct pf_buf *b, const struct pf_inode *in);
+/* The whole body of format 2 for v's namespace. */
+int pf__meta_encode(const pf_volume_t *v, struct pf_buf *b);
 
 /* Metadata envelope. Keys derived from the volume key with HKDF-SHA256. */
 struct pf_meta_keys {
@@ -112,13 +154,16 @@ struct pf_meta_keys {
 	uint8_t kcv[PF_KCV_SIZE];
 };
 int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k);
-/* Seal body into a malloc'd envelope (*out owned by the caller). */
-int pf__meta_seal(const struct pf_meta_keys *k, uint64_t version, const uint8_t *body, size_t size,
-		 uint8_t **out, size_t *out_size);
-/* Open an envelope: *body malloc'd (caller wipes+frees). -KILN_EFORMAT not a
- * metadata file, -KILN_EKEY wrong key, -KILN_EAUTH corrupt, -KILN_ETRUNC. */
+/* Seal a body of format PF_META_FORMAT into a malloc'd envelope (*out owned by
+ * the caller). */
+int pf__meta_seal(const struct pf_meta_keys *k, uint64_t version, const uint8_t *body,
+		  size_t size, uint8_t **out, size_t *out_size);
+/* Open an envelope: *body malloc'd (caller wipes+frees), *format the body's
+ * format (1 or 2). -KILN_EFORMAT not a metadata file or an unknown format,
+ * -KILN_EKEY wrong key, -KILN_EAUTH corrupt, -KILN_ETRUNC. */
 int pf__meta_unseal(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
-		   uint64_t *version, uint8_t **body, size_t *body_size, struct kiln_err *err);
+		    uint64_t *version, uint32_t *format, uint8_t **body, size_t *body_size,
+		    struct kiln_err *err);
 
 /* Little-endian helpers. */
 static inline void pf__put_u32(uint8_t *p, uint32_t v)
@@ -148,7 +193,7 @@ static inline uint64_t pf__get_u64(const uint8_t *p)
 	return v;
 }
 
-#define PF_NAME_MAX (2 * PF_BACKING_ID_SIZE + 3)
+#define PF_BNAME_MAX (2 * PF_BACKING_ID_SIZE + 3) /* backing file name + ".j" + NUL */
 #define PF_IO_BATCH_BYTES (256 * 1024)
 /* Per file with overwrites in flight: one journal sync per this many bytes of
  * distinct committed chunks overwritten (see pf_node.wb). */
@@ -162,14 +207,25 @@ static inline uint64_t pf__get_u64(const uint8_t *p)
 
 struct pf_node;
 
-/* One namespace entry (file or directory); owned by the volume's hash table. */
-struct pf_entry {
-	char *path; /* owned */
-	bool is_dir;
-	uint32_t mode;
-	int64_t mtime_ns;
-	/* files only */
+#define PF_ROOT_FLAT 1 /* root over the whole tag list (format 1 volumes) */
+#define PF_ROOT_TREE 2 /* root over tag block hashes */
+#define PF_MAX_LINKS 65000
+
+struct pf_dent;
+
+/* One inode; owned by the volume's inode table (v->ibuckets) while it has a
+ * name or an open handle (its node), freed with the last of both. */
+struct pf_inode {
+	pf_ino_t ino;
+	enum pf_type type;
+	uint32_t mode; /* 07777 */
+	uint32_t uid, gid;
+	uint32_t nlink; /* names, plus "." and the ".." of subdirectories for a dir */
+	int64_t atime_ns, mtime_ns, ctime_ns;
+	struct pf_dent *names; /* the entries naming it (nnext list) */
+	/* regular files */
 	uint32_t kind;
+	uint32_t root_fmt;
 	uint8_t key[PF_KEY_SIZE];
 	uint8_t file_id[PF_FILE_ID_SIZE];
 	uint8_t backing[PF_BACKING_ID_SIZE];
@@ -177,15 +233,49 @@ struct pf_entry {
 	uint64_t size;              /* as committed in the metadata */
 	bool in_meta;               /* committed at least once */
 	struct pf_node *node;       /* open state, or NULL */
-	struct pf_entry *hnext;
+	/* symlinks: the target, owned */
+	char *target;
+	/* directories: entries in creation order (slots of removed ones are
+	 * NULL until compacted); seq numbers only grow, so a readdir cookie is a
+	 * seq and resuming is a binary search. */
+	struct pf_dent **ents;
+	uint64_t *eseq;   /* seq of each slot, kept for removed ones (binary search) */
+	size_t nents, ents_cap, nlive;
+	uint64_t next_seq;
+	struct pf_inode *parent; /* ".." (the root's is itself) */
+	struct pf_inode *hnext;  /* inode table chain */
+};
+
+/* A name in a directory; owned by the directory's entry list. */
+struct pf_dent {
+	struct pf_inode *dir;
+	struct pf_inode *inode;
+	uint64_t seq;              /* position in the listing, from 1 */
+	size_t slot;               /* index in dir->ents */
+	struct pf_dent *hnext;   /* (dir, name) table chain */
+	struct pf_dent *nnext;   /* next name of the same inode */
+	uint8_t len;
+	char name[];               /* len bytes + NUL */
+};
+
+/* The result of walking a path (namespace.c). */
+struct pf_walk {
+	struct pf_inode *dir;    /* directory holding the last name */
+	struct pf_inode *inode;  /* what it names, NULL when missing */
+	struct pf_dent *dent;  /* the entry (NULL for ".", ".." and the root) */
+	char name[PF_NAME_MAX + 1];
+	bool dot;                /* the last component is "." or ".." (or the root) */
+	bool trailing_slash;     /* the path ends in '/' after the last name */
+	char *rest;              /* escaped: the path left to resolve outside (owned) */
+	char link[PF_NAME_MAX + 1]; /* escaped: the symlink (or "..") that left */
 };
 
 /* In-memory state of one open (or dirty) file, shared by its handles. */
 struct pf_node {
 	pf_volume_t *vol;
-	struct pf_entry *entry; /* NULL once unlinked */
+	struct pf_inode *inode; /* kept while the node lives, even when unlinked */
 	struct pf_node *next, *prev;
-	char name[PF_NAME_MAX]; /* backing file name */
+	char name[PF_BNAME_MAX]; /* backing file name */
 	uint8_t file_id[PF_FILE_ID_SIZE];
 	uint32_t kind;
 	kc_aead_t *aead;
@@ -204,7 +294,7 @@ struct pf_node {
 	 * file (name) while the committed one (old_name) stays untouched, so no
 	 * journaling is needed; the commit switches the metadata over. */
 	bool fresh;
-	char old_name[PF_NAME_MAX];
+	char old_name[PF_BNAME_MAX];
 	uint8_t save_backing[PF_BACKING_ID_SIZE];
 	/* Last committed state (what a crash returns to). */
 	bool base_in_meta;
@@ -252,7 +342,7 @@ struct pf_file {
 };
 
 struct pf_pending {
-	char name[PF_NAME_MAX];
+	char name[PF_BNAME_MAX];
 	struct pf_pending *next;
 };
 
@@ -324,8 +414,15 @@ struct pf_volume {
 	uint64_t stride;
 	struct pf_meta_region *regions; /* owned, prefixes owned */
 	size_t regions_len;
-	struct pf_entry **buckets;
-	size_t nbuckets, nentries;
+	struct pf_inode **ibuckets; /* inode table by number */
+	size_t nibuckets, ninodes;
+	struct pf_dent **dbuckets; /* entry table by (directory, name) */
+	size_t ndbuckets, ndents;
+	struct pf_inode *root;
+	pf_ino_t next_ino;
+	uid_t euid;   /* owner of nodes made without a cred */
+	gid_t egid;
+	char pathbuf[PF_MAX_PATH]; /* pf__node_path's answer */
 	struct pf_node *nodes;
 	struct pf_file *files;
 	struct pf_pending *pending; /* backing files to remove after the next commit */
@@ -349,10 +446,9 @@ static inline int64_t pf__now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static inline const char *pf__node_path(const struct pf_node *n)
-{
-	return n->entry ? n->entry->path : "(unlinked file)";
-}
+/* A path of n's inode for messages ("(unlinked file)" when it has no name);
+ * valid until the next call on the volume (one buffer per volume). */
+const char *pf__node_path(const struct pf_node *n);
 
 static inline uint64_t pf__nchunks(pf_volume_t *v, uint64_t size)
 {
@@ -399,17 +495,74 @@ static inline bool pf__has_base(const struct pf_node *n)
 	return n->base_in_meta && !n->fresh && n->base_size > 0;
 }
 
-/* namespace.c */
-struct pf_entry *pf__ent_find(pf_volume_t *v, const char *path);
-int pf__ent_insert(pf_volume_t *v, struct pf_entry *e);
-void pf__ent_free(struct pf_entry *e);
-int pf__check_parent(pf_volume_t *v, const char *path);
+/* inode.c: the tables. An inode is created by pf__inode_alloc, entered with
+ * pf__ino_insert, named with pf__dent_add; pf__dent_del removes a name and
+ * pf__inode_release frees the inode once it has no name and no node. */
+struct pf_inode *pf__ino_find(pf_volume_t *v, pf_ino_t ino);
+int pf__ino_insert(pf_volume_t *v, struct pf_inode *in);
+struct pf_inode *pf__inode_alloc(pf_volume_t *v, pf_ino_t ino, enum pf_type type);
+void pf__inode_free(struct pf_inode *in);
+void pf__inode_release(pf_volume_t *v, struct pf_inode *in);
+struct pf_dent *pf__dent_find(pf_volume_t *v, const struct pf_inode *dir, const char *name,
+				size_t len);
+int pf__dent_add(pf_volume_t *v, struct pf_inode *dir, const char *name, size_t len,
+		 struct pf_inode *in, struct pf_dent **out);
+void pf__dent_del(pf_volume_t *v, struct pf_dent *d);
+/* The volume path of in ("" for the root) into out; -ENOENT without a name. */
+int pf__inode_path(pf_volume_t *v, const struct pf_inode *in, char *out, size_t size);
+/* Region kind of name in dir (name NULL: of dir itself). */
+enum pf_region_kind pf__region_at(pf_volume_t *v, const struct pf_inode *dir,
+				  const char *name);
+void pf__fill_stat(pf_volume_t *v, const struct pf_inode *in, struct pf_stat *st);
+#define PF_TOUCH_A 1u
+#define PF_TOUCH_M 2u
+#define PF_TOUCH_C 4u
+void pf__touch(struct pf_inode *in, unsigned what);
+/* atime after a read, with relatime semantics (docs/fs.md). */
+void pf__touch_atime(struct pf_inode *in);
+
+/* resolve.c */
+/* A walk for a call that acts on the last name itself (create, unlink,
+ * rename, link's new name): a symlink there is never followed, not even with
+ * a trailing '/' (the kernel's LOOKUP_PARENT). */
+#define PF__WALK_PARENT 0x100u
 enum pf_region_kind pf__region_of(pf_volume_t *v, const char *path);
+/* Walk path from at (see pf_resolve); 0, PF_RESOLVE_ESCAPED (w->rest set:
+ * pf__walk_done frees it) or an error with a message. pf__walk_in turns an
+ * escape into -EXDEV. The volume lock is held. */
+int pf__walk(pf_volume_t *v, struct pf_inode *at, const char *path, unsigned flags,
+	     const struct pf_cred *cred, struct pf_walk *w, struct kiln_err *err);
+int pf__walk_in(pf_volume_t *v, struct pf_inode *at, const char *path, unsigned flags,
+		const struct pf_cred *cred, struct pf_walk *w, struct kiln_err *err);
+void pf__walk_done(struct pf_walk *w);
+/* pf__walk_in for a lookup: -ENOENT when the last name is missing, -ENOTDIR
+ * for a non-directory named with a trailing '/'. */
+int pf__walk_lookup(pf_volume_t *v, struct pf_inode *at, const char *path, unsigned flags,
+		    const struct pf_cred *cred, struct pf_walk *w, struct kiln_err *err);
+/* The live directory inode numbered at; NULL with *ret -ENOENT/-ENOTDIR. */
+struct pf_inode *pf__at(pf_volume_t *v, pf_ino_t at, int *ret);
+
+/* perm.c: the rules on inodes (pf_permission and pf_may_delete on stats). */
+int pf__may(const struct pf_cred *cred, const struct pf_inode *in, int mask);
+int pf__may_delete(const struct pf_cred *cred, const struct pf_inode *dir,
+		   const struct pf_inode *victim);
+/* 0, -EPERM or -EACCES for sa on in; may clear S_ISGID in sa->mode. */
+int pf__may_setattr(const struct pf_cred *cred, const struct pf_inode *in,
+		    struct pf_setattr *sa);
+
+/* file.c: free node n of an unlinked or replaced file (and a backing file it
+ * started since the last commit); the caller then releases the inode. */
+void pf__node_drop(pf_volume_t *v, struct pf_node *n);
+
+/* namespace.c: a new inode of type named name in dir (numbered, owned, timed,
+ * entered; dir's times move), the volume lock held. */
+int pf__new_inode(pf_volume_t *v, struct pf_inode *dir, const char *name, enum pf_type type,
+		  mode_t mode, const struct pf_cred *cred, struct pf_inode **out);
 
 /* backing.c */
 int pf__st_pwrite_all(pf_volume_t *v, void *fh, const void *buf, size_t size, uint64_t off);
 int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t off);
-void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_NAME_MAX]);
+void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_BNAME_MAX]);
 void pf__remove_backing(pf_volume_t *v, const char *name);
 void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta);
 
@@ -437,17 +590,19 @@ const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k);
 int pf__wb_drain(struct pf_node *n, struct kiln_err *err);
 int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 		   struct kiln_err *err);
-int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_journal,
-			   struct kiln_err *err);
+int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
+			struct kiln_err *err);
 
 /* node.c */
 int pf__ensure_tags(struct pf_node *n, uint64_t count);
 void pf__tag_touch(struct pf_node *n, uint64_t k);
 void pf__sidecar_update(struct pf_node *n);
 void pf__node_free(struct pf_node *n);
-struct pf_node *pf__node_new(pf_volume_t *v, struct pf_entry *e);
-int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
-		     struct kiln_err *err);
+struct pf_node *pf__node_new(pf_volume_t *v, struct pf_inode *e);
+int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
+		  struct kiln_err *err);
+/* 512-byte blocks stored for a regular file (st_blocks). */
+uint64_t pf__node_blocks(pf_volume_t *v, const struct pf_inode *in);
 
 /* data.c */
 int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err);
@@ -455,6 +610,11 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 			  struct kiln_err *err);
 ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off,
 			 struct kiln_err *err);
+
+/* file.c: truncate a regular file's inode (loading its node when no handle
+ * is open; the node stays until committed), the volume lock held. */
+int pf__inode_truncate(pf_volume_t *v, struct pf_inode *in, uint64_t size,
+		       struct kiln_err *err);
 
 /* commit.c */
 int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err);

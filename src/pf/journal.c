@@ -29,7 +29,7 @@ int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint8_t hdr[PF_JOURNAL_HDR_SIZE];
-	char jname[PF_NAME_MAX + 2];
+	char jname[PF_BNAME_MAX + 2];
 	bool created = false;
 	uint64_t bits;
 	int ret;
@@ -194,12 +194,12 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 /* On load: if a journal for the committed state exists, put the saved slots
  * back and cut the file to the committed length. *had_journal tells whether
  * any journal file exists (then extra trailing bytes are expected debris). */
-int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_journal,
-			   struct kiln_err *err)
+int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
+			struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint8_t hdr[PF_JOURNAL_HDR_SIZE], want[PF_JOURNAL_HDR_SIZE];
-	char jname[PF_NAME_MAX + 2];
+	char jname[PF_BNAME_MAX + 2];
 	uint64_t jsize, off;
 	void *jfh = NULL;
 	int ret;
@@ -225,7 +225,7 @@ int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_j
 	}
 	if (v->read_only) {
 		ret = kiln_err_set(err, -EROFS, "file %s: interrupted write needs recovery; "
-				   "open the volume read-write", e->path);
+				   "open the volume read-write", pf__node_path(n));
 		goto out;
 	}
 	off = sizeof(hdr);
@@ -268,7 +268,8 @@ int pf__journal_recover(struct pf_node *n, const struct pf_entry *e, bool *had_j
 		goto fail;
 	goto out;
 fail:
-	kiln_err_set(err, ret, "file %s: journal recovery: %s", e->path, kiln_strerror(ret));
+	kiln_err_set(err, ret, "file %s: journal recovery: %s", pf__node_path(n),
+		     kiln_strerror(ret));
 out:
 	if (jfh)
 		v->so->close(v->sctx, jfh);

@@ -1,6 +1,9 @@
-/* The volume namespace: the path -> entry hash table, regions, and the public
- * namespace calls (stat, chmod, mtime, unlink, mkdir, rmdir, rename, readdir).
- * Namespace changes are in memory until the next metadata commit (commit.c). */
+/* The namespace calls of the public API: stat, mkdir, mknod, symlink,
+ * readlink, link, unlink/rmdir, rename (with RENAME_NOREPLACE/EXCHANGE),
+ * setattr, readdir, statfs, and the v1 path calls as wrappers. Each takes the
+ * volume lock, resolves its paths (resolve.c), checks permissions for a cred
+ * (perm.c), changes the inode tables (inode.c) in memory and marks the
+ * namespace dirty: it becomes durable at the next commit (commit.c). */
 #include "pf/internal.h"
 
 #include <errno.h>
@@ -8,513 +11,815 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 
-#include "crypto/crypto.h"
-
-static uint64_t path_hash(const char *s)
+/* Lock v, check that it may change, and find the start directory. */
+static int begin(pf_volume_t *v, pf_ino_t at, bool change, struct pf_inode **start,
+		 struct kiln_err *err)
 {
-	uint64_t h = 1469598103934665603ull;
+	int ret;
 
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-	return h;
-}
-
-struct pf_entry *pf__ent_find(pf_volume_t *v, const char *path)
-{
-	struct pf_entry *e = v->buckets[path_hash(path) % v->nbuckets];
-
-	while (e && strcmp(e->path, path) != 0)
-		e = e->hnext;
-	return e;
-}
-
-static void ent_link(pf_volume_t *v, struct pf_entry *e)
-{
-	size_t b = path_hash(e->path) % v->nbuckets;
-
-	e->hnext = v->buckets[b];
-	v->buckets[b] = e;
-}
-
-static void ent_unlink(pf_volume_t *v, struct pf_entry *e)
-{
-	struct pf_entry **pp = &v->buckets[path_hash(e->path) % v->nbuckets];
-
-	while (*pp && *pp != e)
-		pp = &(*pp)->hnext;
-	if (*pp)
-		*pp = e->hnext;
-	e->hnext = NULL;
-}
-
-int pf__ent_insert(pf_volume_t *v, struct pf_entry *e)
-{
-	if (v->nentries + 1 > v->nbuckets) {
-		size_t nb = v->nbuckets * 2;
-		struct pf_entry **nbk = calloc(nb, sizeof(*nbk));
-
-		if (!nbk)
-			return -ENOMEM;
-		for (size_t i = 0; i < v->nbuckets; i++) {
-			struct pf_entry *x = v->buckets[i], *nx;
-
-			for (; x; x = nx) {
-				size_t b = path_hash(x->path) % nb;
-
-				nx = x->hnext;
-				x->hnext = nbk[b];
-				nbk[b] = x;
-			}
-		}
-		free(v->buckets);
-		v->buckets = nbk;
-		v->nbuckets = nb;
+	if (change && v->read_only)
+		return kiln_err_set(err, -EROFS, "volume is open read-only");
+	pthread_mutex_lock(&v->lock);
+	*start = pf__at(v, at, &ret);
+	if (!*start) {
+		pthread_mutex_unlock(&v->lock);
+		return kiln_err_set(err, ret, "directory inode %llu: %s", (unsigned long long)at,
+				    kiln_strerror(ret));
 	}
-	ent_link(v, e);
-	v->nentries++;
 	return 0;
 }
 
-void pf__ent_free(struct pf_entry *e)
+static void owner_for(pf_volume_t *v, const struct pf_cred *cred, const struct pf_inode *dir,
+		      uint32_t *uid, uint32_t *gid)
 {
-	if (!e)
-		return;
-	free(e->path);
-	kiln_wipe(e, sizeof(*e));
-	free(e);
+	*uid = cred ? cred->uid : v->euid;
+	/* BSD group semantics under a set-group-ID directory, as Linux. */
+	*gid = (dir->mode & S_ISGID) ? dir->gid : cred ? cred->gid : v->egid;
 }
 
-static void ent_remove(pf_volume_t *v, struct pf_entry *e)
+int pf__new_inode(pf_volume_t *v, struct pf_inode *dir, const char *name, enum pf_type type,
+		  mode_t mode, const struct pf_cred *cred, struct pf_inode **out)
 {
-	ent_unlink(v, e);
-	v->nentries--;
-}
+	struct pf_inode *in;
+	int ret;
 
-/* The directory part of path ("" for top level), in out. */
-static void parent_of(const char *path, char *out)
-{
-	const char *s = strrchr(path, '/');
-	size_t len = s ? (size_t)(s - path) : 0;
-
-	memcpy(out, path, len);
-	out[len] = '\0';
-}
-
-static bool dir_exists(pf_volume_t *v, const char *path)
-{
-	struct pf_entry *e;
-
-	if (path[0] == '\0')
-		return true;
-	e = pf__ent_find(v, path);
-	return e && e->is_dir;
-}
-
-/* 0, -ENOENT or -ENOTDIR for the parent of path. */
-int pf__check_parent(pf_volume_t *v, const char *path)
-{
-	char parent[PF_MAX_PATH];
-	struct pf_entry *e;
-
-	parent_of(path, parent);
-	if (parent[0] == '\0')
-		return 0;
-	e = pf__ent_find(v, parent);
-	if (!e)
-		return -ENOENT;
-	return e->is_dir ? 0 : -ENOTDIR;
-}
-
-static bool under(const char *path, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	if (n == 0)
-		return true;
-	return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-enum pf_region_kind pf__region_of(pf_volume_t *v, const char *path)
-{
-	enum pf_region_kind kind = PF_REGION_ENCRYPTED;
-	size_t best = 0;
-	bool found = false;
-
-	for (size_t i = 0; i < v->regions_len; i++) {
-		size_t n = strlen(v->regions[i].prefix);
-
-		if (under(path, v->regions[i].prefix) && (!found || n >= best)) {
-			best = n;
-			found = true;
-			kind = (enum pf_region_kind)v->regions[i].kind;
-		}
+	*out = NULL;
+	if (v->next_ino == 0 || v->next_ino == UINT64_MAX)
+		return -ENOSPC;
+	in = pf__inode_alloc(v, v->next_ino, type);
+	if (!in)
+		return -ENOMEM;
+	in->mode = mode & 07777;
+	owner_for(v, cred, dir, &in->uid, &in->gid);
+	if (type == PF_TYPE_DIR && (dir->mode & S_ISGID))
+		in->mode |= S_ISGID;
+	pf__touch(in, PF_TOUCH_A | PF_TOUCH_M | PF_TOUCH_C);
+	if ((ret = pf__ino_insert(v, in))) {
+		pf__inode_free(in);
+		return ret;
 	}
-	return kind;
+	ret = pf__dent_add(v, dir, name, strlen(name), in, NULL);
+	if (ret) {
+		pf__inode_release(v, in);
+		return ret;
+	}
+	v->next_ino++;
+	pf__touch(dir, PF_TOUCH_M | PF_TOUCH_C);
+	v->ns_dirty = true;
+	*out = in;
+	return 0;
 }
 
-static void fill_stat(pf_volume_t *v, const struct pf_entry *e, struct pf_stat *st)
+/* For a call creating path's last name: 0 when it is free and cred may
+ * create there; the Linux errors otherwise. */
+static int may_create(pf_volume_t *v, const struct pf_walk *w, const char *path, bool dir,
+		      const struct pf_cred *cred, struct kiln_err *err)
 {
-	memset(st, 0, sizeof(*st));
-	st->is_dir = e->is_dir;
-	st->mode = e->mode;
-	st->mtime_ns = e->mtime_ns;
-	st->kind = e->is_dir ? pf__region_of(v, e->path) : (enum pf_region_kind)e->kind;
-	if (!e->is_dir)
-		st->size = e->node ? e->node->size : e->size;
+	int ret;
+
+	if (w->inode || w->dot)
+		return kiln_err_set(err, -EEXIST, "%s: exists", path);
+	if (w->trailing_slash && !dir)
+		return kiln_err_set(err, -ENOENT, "%s: no such directory", path);
+	if (!w->dir->names && w->dir != v->root)
+		return kiln_err_set(err, -ENOENT, "%s: parent directory was removed", path);
+	if ((ret = pf__may(cred, w->dir, PF_MAY_WRITE | PF_MAY_EXEC)))
+		return kiln_err_set(err, ret, "%s: permission denied", path);
+	return 0;
 }
 
-/* The root directory has no metadata entry; like any directory its mtime follows
- * its entries, so report the newest of its direct children (now when empty).
- * O(entries) per stat of the root. Opening the root (sqlite fsyncs its directory
- * once per transaction) pays it: a pointer walk, small beside that transaction's
- * syncs. A stored root mtime would need a metadata format change. */
-static int64_t root_mtime_ns(pf_volume_t *v)
-{
-	int64_t newest = 0;
-	struct timespec now;
+/* ---- stat ---- */
 
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext)
-			if (!strchr(e->path, '/') && e->mtime_ns > newest)
-				newest = e->mtime_ns;
-	if (newest)
-		return newest;
-	clock_gettime(CLOCK_REALTIME, &now);
-	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-}
-
-int pf_stat(pf_volume_t *v, const char *path, struct pf_stat *st, struct kiln_err *err)
+int pf_statat(pf_volume_t *v, pf_ino_t at, const char *path, unsigned flags,
+	      const struct pf_cred *cred, struct pf_stat *st, struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = pf__path_normalize(path, norm);
+	struct pf_inode *start;
+	struct pf_walk w;
+	int ret = begin(v, at, false, &start, err);
 
 	if (ret)
-		return kiln_err_set(err, ret, "'%s': invalid volume path", path);
+		return ret;
+	ret = pf__walk_lookup(v, start, path, flags & PF_AT_NOFOLLOW, cred, &w, err);
+	if (!ret)
+		pf__fill_stat(v, w.inode, st);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_getattr(pf_volume_t *v, pf_ino_t ino, struct pf_stat *st)
+{
+	struct pf_inode *in;
+	int ret = 0;
+
 	pthread_mutex_lock(&v->lock);
-	if (!norm[0]) {
-		memset(st, 0, sizeof(*st));
-		st->is_dir = true;
-		st->mode = 0755;
-		st->mtime_ns = root_mtime_ns(v);
-		st->kind = pf__region_of(v, "");
-	} else if ((e = pf__ent_find(v, norm))) {
-		fill_stat(v, e, st);
+	in = ino == PF_ROOT_INO ? v->root : pf__ino_find(v, ino);
+	if (in)
+		pf__fill_stat(v, in, st);
+	else
+		ret = -ENOENT;
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+/* ---- creating names ---- */
+
+int pf_mkdirat(pf_volume_t *v, pf_ino_t at, const char *path, mode_t mode,
+	       const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start, *in;
+	struct pf_walk w;
+	int ret = begin(v, at, true, &start, err);
+
+	if (ret)
+		return ret;
+	ret = pf__walk_in(v, start, path, PF__WALK_PARENT, cred, &w, err);
+	if (!ret)
+		ret = may_create(v, &w, path, /*dir=*/true, cred, err);
+	if (!ret && (ret = pf__new_inode(v, w.dir, w.name, PF_TYPE_DIR, mode, cred, &in)))
+		kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_mknodat(pf_volume_t *v, pf_ino_t at, const char *path, mode_t mode,
+	       const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start, *in;
+	enum pf_type type;
+	struct pf_walk w;
+	int ret;
+
+	bool slash = path[0] && path[strlen(path) - 1] == '/';
+
+	switch (mode & S_IFMT) {
+	case 0:
+	case S_IFREG: {
+		pf_file_t *f;
+
+		/* "name/": EEXIST or ENOENT from the generic checks below. */
+		if (slash) {
+			type = PF_TYPE_REG;
+			break;
+		}
+
+		ret = pf_openat(v, at, path, O_WRONLY | O_CREAT | O_EXCL, mode & 07777, cred,
+				&f, err);
+		return ret ? ret : pf_close(f);
+	}
+	case S_IFIFO:
+		type = PF_TYPE_FIFO;
+		break;
+	case S_IFSOCK:
+		type = PF_TYPE_SOCK;
+		break;
+	case S_IFCHR:
+	case S_IFBLK:
+		return kiln_err_set(err, -EPERM, "%s: device nodes are not supported in a "
+				    "volume", path);
+	default:
+		return kiln_err_set(err, -EPERM, "%s: cannot make a node of type 0%o", path,
+				    (unsigned)(mode & S_IFMT));
+	}
+	ret = begin(v, at, true, &start, err);
+	if (ret)
+		return ret;
+	ret = pf__walk_in(v, start, path, PF__WALK_PARENT, cred, &w, err);
+	if (!ret)
+		ret = may_create(v, &w, path, /*dir=*/false, cred, err);
+	if (!ret && (ret = pf__new_inode(v, w.dir, w.name, type, mode, cred, &in)))
+		kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_symlinkat(pf_volume_t *v, const char *target, pf_ino_t at, const char *path,
+		 const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start, *in;
+	struct pf_walk w;
+	size_t tlen = strlen(target);
+	char *copy;
+	int ret;
+
+	if (tlen == 0)
+		return kiln_err_set(err, -ENOENT, "%s: empty symlink target", path);
+	if (tlen >= PF_MAX_PATH)
+		return kiln_err_set(err, -ENAMETOOLONG, "%s: symlink target too long", path);
+	copy = strdup(target);
+	if (!copy)
+		return -ENOMEM;
+	ret = begin(v, at, true, &start, err);
+	if (ret) {
+		free(copy);
+		return ret;
+	}
+	ret = pf__walk_in(v, start, path, PF__WALK_PARENT, cred, &w, err);
+	if (!ret)
+		ret = may_create(v, &w, path, /*dir=*/false, cred, err);
+	if (!ret && (ret = pf__new_inode(v, w.dir, w.name, PF_TYPE_LNK, 0777, cred, &in)))
+		kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+	if (!ret) {
+		in->target = copy;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	free(copy);
+	return ret;
+}
+
+ssize_t pf_readlinkat(pf_volume_t *v, pf_ino_t at, const char *path, char *buf, size_t size,
+		      const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start;
+	struct pf_walk w;
+	ssize_t n = 0;
+	int ret = begin(v, at, false, &start, err);
+
+	if (ret)
+		return ret;
+	ret = pf__walk_lookup(v, start, path, PF_AT_NOFOLLOW, cred, &w, err);
+	if (!ret && w.inode->type != PF_TYPE_LNK)
+		ret = kiln_err_set(err, -EINVAL, "%s: not a symlink", path);
+	if (!ret) {
+		size_t len = strlen(w.inode->target);
+
+		n = (ssize_t)(len < size ? len : size);
+		memcpy(buf, w.inode->target, (size_t)n);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret ? ret : n;
+}
+
+int pf_linkat(pf_volume_t *v, pf_ino_t oldat, const char *oldpath, pf_ino_t newat,
+	      const char *newpath, unsigned flags, const struct pf_cred *cred,
+	      struct kiln_err *err)
+{
+	struct pf_inode *ostart, *nstart, *in;
+	struct pf_walk ow, nw;
+	int ret = begin(v, oldat, true, &ostart, err);
+
+	if (ret)
+		return ret;
+	nstart = pf__at(v, newat, &ret);
+	if (!nstart) {
+		kiln_err_set(err, ret, "directory inode %llu: %s", (unsigned long long)newat,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	ret = pf__walk_lookup(v, ostart, oldpath, (flags & PF_AT_FOLLOW) ? 0 : PF_AT_NOFOLLOW,
+			      cred, &ow, err);
+	if (ret)
+		goto out;
+	in = ow.inode;
+	/* The kernel looks at the new name first (EEXIST before EPERM). */
+	ret = pf__walk_in(v, nstart, newpath, PF__WALK_PARENT, cred, &nw, err);
+	if (!ret)
+		ret = may_create(v, &nw, newpath, /*dir=*/false, cred, err);
+	if (ret)
+		goto out;
+	if (in->type == PF_TYPE_DIR) {
+		ret = kiln_err_set(err, -EPERM, "%s: is a directory (no hard links to "
+				   "directories)", oldpath);
+		goto out;
+	}
+	if (in->nlink >= PF_MAX_LINKS) {
+		ret = kiln_err_set(err, -EMLINK, "%s: too many links", oldpath);
+		goto out;
+	}
+	if (in->type == PF_TYPE_REG && pf__region_at(v, nw.dir, nw.name) != in->kind) {
+		ret = kiln_err_set(err, -EXDEV, "%s: would link %s into another region kind",
+				   newpath, oldpath);
+		goto out;
+	}
+	ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL);
+	if (ret) {
+		kiln_err_set(err, ret, "%s: %s", newpath, kiln_strerror(ret));
+		goto out;
+	}
+	pf__touch(in, PF_TOUCH_C);
+	pf__touch(nw.dir, PF_TOUCH_M | PF_TOUCH_C);
+	v->ns_dirty = true;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+/* ---- removing names ---- */
+
+/* Remove entry d; its inode goes with its last name and handle. */
+static void drop_name(pf_volume_t *v, struct pf_dent *d)
+{
+	struct pf_inode *in = d->inode, *dir = d->dir;
+
+	pf__dent_del(v, d);
+	pf__touch(dir, PF_TOUCH_M | PF_TOUCH_C);
+	pf__touch(in, PF_TOUCH_C);
+	v->ns_dirty = true;
+	if (in->names)
+		return;
+	if (in->node && in->node->refs == 0)
+		pf__node_drop(v, in->node); /* dirty but unopened: nothing commits it */
+	pf__inode_release(v, in);
+}
+
+/* May victim (entry d) be removed: the Linux checks of unlink/rmdir. */
+static int check_remove(pf_volume_t *v, const struct pf_walk *w, const char *path,
+			bool rmdir, const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *in = w->inode;
+	int ret;
+
+	if (rmdir && w->dot && in == v->root && !strcmp(w->name, "."))
+		return kiln_err_set(err, -EBUSY, "cannot remove the root directory");
+	if (rmdir && w->dot)
+		return kiln_err_set(err, strcmp(w->name, ".") == 0 ? -EINVAL : -ENOTEMPTY,
+				    "%s: cannot remove '%s'", path, w->name);
+	if (!in)
+		return kiln_err_set(err, -ENOENT, "%s: no such file or directory", path);
+	if (!rmdir && (in->type == PF_TYPE_DIR || w->dot))
+		return kiln_err_set(err, -EISDIR, "%s: is a directory", path);
+	if (!rmdir && w->trailing_slash)
+		return kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
+	if (rmdir && in->type != PF_TYPE_DIR)
+		return kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
+	if (rmdir && in == v->root)
+		return kiln_err_set(err, -EBUSY, "cannot remove the root directory");
+	if ((ret = pf__may_delete(cred, w->dir, in)))
+		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+	if (rmdir && in->nlive)
+		return kiln_err_set(err, -ENOTEMPTY, "%s: directory not empty", path);
+	return 0;
+}
+
+int pf_unlinkat(pf_volume_t *v, pf_ino_t at, const char *path, unsigned flags,
+		const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start;
+	struct pf_walk w;
+	int ret = begin(v, at, true, &start, err);
+
+	if (ret)
+		return ret;
+	ret = pf__walk_in(v, start, path, PF__WALK_PARENT, cred, &w, err);
+	if (!ret)
+		ret = check_remove(v, &w, path, flags & PF_AT_REMOVEDIR, cred, err);
+	if (!ret)
+		drop_name(v, w.dent);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+/* ---- rename ---- */
+
+static bool is_ancestor(const struct pf_inode *a, const struct pf_inode *d)
+{
+	for (;;) {
+		if (d == a)
+			return true;
+		if (d->parent == d)
+			return false;
+		d = d->parent;
+	}
+}
+
+/* Would moving in (a file, or every file under a directory) to newdir/name
+ * change the region kind of a file? Only when the volume has regions; the
+ * walk is over the moved subtree, which is not rewritten either way. */
+static bool region_changes(pf_volume_t *v, struct pf_inode *in, struct pf_inode *newdir,
+			   const char *name)
+{
+	char base[PF_MAX_PATH], path[PF_MAX_PATH], inpath[PF_MAX_PATH];
+	struct pf_inode **stack = NULL;
+	size_t n = 0, cap = 0;
+	bool changes = false;
+
+	if (v->regions_len == 0)
+		return false;
+	if (in->type == PF_TYPE_REG)
+		return pf__region_at(v, newdir, name) != in->kind;
+	if (in->type != PF_TYPE_DIR)
+		return false;
+	if (pf__inode_path(v, newdir, base, sizeof(base)) != 0 ||
+	    pf__inode_path(v, in, inpath, sizeof(inpath)) != 0)
+		return true;
+	if (snprintf(path, sizeof(path), "%s%s%s", base, base[0] ? "/" : "", name) >=
+	    (int)sizeof(path))
+		return true;
+	memcpy(base, path, sizeof(base));
+	cap = 16;
+	stack = malloc(cap * sizeof(*stack));
+	if (!stack)
+		return true;
+	stack[n++] = in;
+	while (n && !changes) {
+		struct pf_inode *dir = stack[--n];
+
+		for (size_t i = 0; i < dir->nents && !changes; i++) {
+			struct pf_dent *d = dir->ents[i];
+			char rel[PF_MAX_PATH];
+			struct pf_inode *x;
+
+			if (!d)
+				continue;
+			x = d->inode;
+			if (x->type == PF_TYPE_DIR) {
+				if (n == cap) {
+					struct pf_inode **ns = realloc(stack, 2 * cap *
+								       sizeof(*ns));
+
+					if (!ns) {
+						changes = true;
+						break;
+					}
+					stack = ns;
+					cap *= 2;
+				}
+				stack[n++] = x;
+				continue;
+			}
+			if (x->type != PF_TYPE_REG)
+				continue;
+			/* x's path relative to in, under the new base. */
+			if (pf__inode_path(v, x, path, sizeof(path)) != 0 ||
+			    snprintf(rel, sizeof(rel), "%s%s", base, path + strlen(inpath)) >=
+			    (int)sizeof(rel)) {
+				changes = true;
+				break;
+			}
+			changes = pf__region_of(v, rel) != x->kind;
+		}
+	}
+	free(stack);
+	return changes;
+}
+
+int pf_renameat2(pf_volume_t *v, pf_ino_t oldat, const char *oldpath, pf_ino_t newat,
+		 const char *newpath, unsigned flags, const struct pf_cred *cred,
+		 struct kiln_err *err)
+{
+	struct pf_inode *ostart, *nstart, *in, *victim;
+	struct pf_walk ow, nw;
+	int ret;
+
+	if ((flags & ~(PF_RENAME_NOREPLACE | PF_RENAME_EXCHANGE)) ||
+	    ((flags & PF_RENAME_NOREPLACE) && (flags & PF_RENAME_EXCHANGE)))
+		return kiln_err_set(err, -EINVAL, "rename: invalid flags 0x%x", flags);
+	ret = begin(v, oldat, true, &ostart, err);
+	if (ret)
+		return ret;
+	nstart = pf__at(v, newat, &ret);
+	if (!nstart) {
+		kiln_err_set(err, ret, "directory inode %llu: %s", (unsigned long long)newat,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	if ((ret = pf__walk_in(v, ostart, oldpath, PF__WALK_PARENT, cred, &ow, err)) ||
+	    (ret = pf__walk_in(v, nstart, newpath, PF__WALK_PARENT, cred, &nw, err)))
+		goto out;
+	in = ow.inode;
+	victim = nw.inode;
+	if (ow.dot || nw.dot) {
+		ret = kiln_err_set(err, (nw.dot && (flags & PF_RENAME_NOREPLACE)) ? -EEXIST :
+				   -EBUSY, "rename %s to %s: '.', '..' or the root", oldpath,
+				   newpath);
+		goto out;
+	}
+	if (!in) {
+		ret = kiln_err_set(err, -ENOENT, "%s: no such file or directory", oldpath);
+		goto out;
+	}
+	if ((flags & PF_RENAME_EXCHANGE) && !victim) {
+		ret = kiln_err_set(err, -ENOENT, "%s: no such file or directory", newpath);
+		goto out;
+	}
+	if (victim && (flags & PF_RENAME_NOREPLACE)) {
+		ret = kiln_err_set(err, -EEXIST, "%s: exists", newpath);
+		goto out;
+	}
+	if ((flags & PF_RENAME_EXCHANGE) && victim->type != PF_TYPE_DIR && nw.trailing_slash) {
+		ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", newpath);
+		goto out;
+	}
+	if (in->type != PF_TYPE_DIR && (ow.trailing_slash ||
+					(nw.trailing_slash && !(flags & PF_RENAME_EXCHANGE)))) {
+		ret = kiln_err_set(err, -ENOTDIR, "rename %s to %s: not a directory", oldpath,
+				   newpath);
+		goto out;
+	}
+	/* The kernel's order (do_renameat2, vfs_rename): a directory moved under
+	 * itself, a target that contains the source, then permissions, then
+	 * the types of the two, then a target directory that is not empty. */
+	if (in->type == PF_TYPE_DIR && is_ancestor(in, nw.dir)) {
+		ret = kiln_err_set(err, -EINVAL, "cannot move %s under itself", oldpath);
+		goto out;
+	}
+	if (victim && victim->type == PF_TYPE_DIR && is_ancestor(victim, ow.dir)) {
+		ret = kiln_err_set(err, (flags & PF_RENAME_EXCHANGE) ? -EINVAL : -ENOTEMPTY,
+				   "%s: contains %s", newpath, oldpath);
+		goto out;
+	}
+	if (victim == in) {
+		ret = 0; /* two names of one inode (or one name): nothing to do (POSIX) */
+		goto out;
+	}
+	/* Permissions: remove from the old directory, add to (or replace in) the
+	 * new one; a directory changing parent has its ".." rewritten. */
+	if ((ret = pf__may_delete(cred, ow.dir, in)) ||
+	    (victim && (ret = pf__may_delete(cred, nw.dir, victim))) ||
+	    (!victim && (ret = pf__may(cred, nw.dir, PF_MAY_WRITE | PF_MAY_EXEC))) ||
+	    (in->type == PF_TYPE_DIR && ow.dir != nw.dir &&
+	     (ret = pf__may(cred, in, PF_MAY_WRITE))) ||
+	    ((flags & PF_RENAME_EXCHANGE) && victim->type == PF_TYPE_DIR && ow.dir != nw.dir &&
+	     (ret = pf__may(cred, victim, PF_MAY_WRITE)))) {
+		kiln_err_set(err, ret, "rename %s to %s: %s", oldpath, newpath,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	if (!(flags & PF_RENAME_EXCHANGE) && victim) {
+		if (in->type == PF_TYPE_DIR && victim->type != PF_TYPE_DIR) {
+			ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", newpath);
+			goto out;
+		}
+		if (in->type != PF_TYPE_DIR && victim->type == PF_TYPE_DIR) {
+			ret = kiln_err_set(err, -EISDIR, "%s: is a directory", newpath);
+			goto out;
+		}
+		if (victim->type == PF_TYPE_DIR && victim->nlive) {
+			ret = kiln_err_set(err, -ENOTEMPTY, "%s: directory not empty", newpath);
+			goto out;
+		}
+	}
+	if (region_changes(v, in, nw.dir, nw.name) ||
+	    ((flags & PF_RENAME_EXCHANGE) && region_changes(v, victim, ow.dir, ow.name))) {
+		ret = kiln_err_set(err, -EXDEV, "%s: would move %s into another region kind",
+				   newpath, oldpath);
+		goto out;
+	}
+	if (flags & PF_RENAME_EXCHANGE) {
+		pf__dent_del(v, ow.dent);
+		pf__dent_del(v, nw.dent);
+		if ((ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL)) ||
+		    (ret = pf__dent_add(v, ow.dir, ow.name, strlen(ow.name), victim, NULL))) {
+			/* Out of memory half way: the names are lost from memory (the
+			 * volume on disk still has both); make that loud. */
+			kiln_err_set(err, ret, "rename %s to %s: %s", oldpath, newpath,
+				     kiln_strerror(ret));
+			goto out;
+		}
+		pf__touch(victim, PF_TOUCH_C);
 	} else {
-		ret = kiln_err_set(err, -ENOENT, "%s: no such file or directory", norm);
+		if (nw.dent)
+			drop_name(v, nw.dent);
+		pf__dent_del(v, ow.dent);
+		ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL);
+		if (ret) {
+			kiln_err_set(err, ret, "rename %s to %s: %s", oldpath, newpath,
+				     kiln_strerror(ret));
+			goto out;
+		}
+	}
+	pf__touch(in, PF_TOUCH_C);
+	pf__touch(ow.dir, PF_TOUCH_M | PF_TOUCH_C);
+	pf__touch(nw.dir, PF_TOUCH_M | PF_TOUCH_C);
+	v->ns_dirty = true;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+/* ---- attributes ---- */
+
+static int setattr_locked(pf_volume_t *v, struct pf_inode *in, const struct pf_setattr *sa0,
+			  const struct pf_cred *cred, const char *what, struct kiln_err *err)
+{
+	struct pf_setattr sa = *sa0;
+	int64_t now = pf__now_ns();
+	int ret;
+
+	if ((ret = pf__may_setattr(cred, in, &sa)))
+		return kiln_err_set(err, ret, "%s: %s", what, kiln_strerror(ret));
+	if (sa.valid & PF_SET_SIZE) {
+		if (in->type == PF_TYPE_DIR)
+			return kiln_err_set(err, -EISDIR, "%s: is a directory", what);
+		if (in->type != PF_TYPE_REG)
+			return kiln_err_set(err, -EINVAL, "%s: not a regular file", what);
+		if (sa.size > PF_MAX_FILE_SIZE)
+			return kiln_err_set(err, -EFBIG, "%s: size too large", what);
+		if ((ret = pf__inode_truncate(v, in, sa.size, err)))
+			return ret;
+		in->mtime_ns = now;
+	}
+	if (sa.valid & PF_SET_MODE)
+		in->mode = sa.mode & 07777;
+	if (sa.valid & (PF_SET_UID | PF_SET_GID)) {
+		if (sa.valid & PF_SET_UID)
+			in->uid = sa.uid;
+		if (sa.valid & PF_SET_GID)
+			in->gid = sa.gid;
+		/* chown drops set-user-ID, and set-group-ID of a group-executable
+		 * file, of anything but a directory (Linux, whoever calls). */
+		if (in->type != PF_TYPE_DIR) {
+			in->mode &= ~(uint32_t)S_ISUID;
+			if (in->mode & S_IXGRP)
+				in->mode &= ~(uint32_t)S_ISGID;
+		}
+	}
+	if (sa.valid & PF_SET_ATIME)
+		in->atime_ns = sa.atime_ns;
+	else if (sa.valid & PF_SET_ATIME_NOW)
+		in->atime_ns = now;
+	if (sa.valid & PF_SET_MTIME)
+		in->mtime_ns = sa.mtime_ns;
+	else if (sa.valid & PF_SET_MTIME_NOW)
+		in->mtime_ns = now;
+	in->ctime_ns = now;
+	v->ns_dirty = true;
+	return 0;
+}
+
+int pf_setattrat(pf_volume_t *v, pf_ino_t at, const char *path, unsigned flags,
+		 const struct pf_setattr *sa, const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *start;
+	struct pf_walk w;
+	int ret = begin(v, at, true, &start, err);
+
+	if (ret)
+		return ret;
+	ret = pf__walk_lookup(v, start, path, flags & PF_AT_NOFOLLOW, cred, &w, err);
+	if (!ret)
+		ret = setattr_locked(v, w.inode, sa, cred, path, err);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_fsetattr(pf_file_t *f, const struct pf_setattr *sa, const struct pf_cred *cred,
+		struct kiln_err *err)
+{
+	pf_volume_t *v = f->node->vol;
+	int ret;
+
+	if (v->read_only)
+		return kiln_err_set(err, -EROFS, "volume is open read-only");
+	/* ftruncate needs the fd open for writing, not write permission. */
+	if ((sa->valid & PF_SET_SIZE) && (f->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	pthread_mutex_lock(&v->lock);
+	if (sa->valid & PF_SET_SIZE) {
+		struct pf_setattr rest = *sa;
+
+		rest.valid &= ~PF_SET_SIZE;
+		ret = f->node->failed ? -EIO : pf__inode_truncate(v, f->node->inode, sa->size,
+								   err);
+		if (!ret) {
+			f->node->inode->mtime_ns = pf__now_ns();
+			ret = setattr_locked(v, f->node->inode, &rest, cred, pf__node_path(f->node),
+					     err);
+		}
+	} else {
+		ret = setattr_locked(v, f->node->inode, sa, cred, pf__node_path(f->node), err);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
 
-int pf_fstat(pf_file_t *f, struct pf_stat *st)
-{
-	struct pf_node *n = f->node;
-	pf_volume_t *v = n->vol;
+/* ---- listing ---- */
 
+int pf_readdir_ino(pf_volume_t *v, pf_ino_t dino, uint64_t cookie, struct pf_dirent *ents,
+		   size_t max, size_t *count, struct kiln_err *err)
+{
+	struct pf_inode *dir;
+	size_t n = 0, lo, hi;
+	int ret = 0;
+
+	*count = 0;
 	pthread_mutex_lock(&v->lock);
-	if (n->entry) {
-		fill_stat(v, n->entry, st);
-	} else {
-		memset(st, 0, sizeof(*st));
-		st->size = n->size;
-		st->kind = (enum pf_region_kind)n->kind;
+	dir = dino == PF_ROOT_INO ? v->root : pf__ino_find(v, dino);
+	if (!dir || (dir != v->root && !dir->names)) {
+		ret = kiln_err_set(err, -ENOENT, "directory inode %llu is gone",
+				   (unsigned long long)dino);
+		goto out;
 	}
+	if (dir->type != PF_TYPE_DIR) {
+		ret = kiln_err_set(err, -ENOTDIR, "inode %llu: not a directory",
+				   (unsigned long long)dino);
+		goto out;
+	}
+	/* Cookies: 1 after ".", 2 after "..", seq + 2 after an entry. */
+	if (cookie < 1 && n < max)
+		ents[n++] = (struct pf_dirent){ dir->ino, PF_TYPE_DIR, 1, "." };
+	if (cookie < 2 && n < max)
+		ents[n++] = (struct pf_dirent){ dir->parent->ino, PF_TYPE_DIR, 2, ".." };
+	lo = 0;
+	hi = dir->nents;
+	while (lo < hi) { /* first slot with seq > cookie - 2 */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cookie >= 2 && dir->eseq[mid] <= cookie - 2)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < dir->nents && n < max; i++) {
+		struct pf_dent *d = dir->ents[i];
+
+		if (!d)
+			continue;
+		ents[n].ino = d->inode->ino;
+		ents[n].type = d->inode->type;
+		ents[n].cookie = d->seq + 2;
+		memcpy(ents[n].name, d->name, (size_t)d->len + 1);
+		n++;
+	}
+	*count = n;
+	pf__touch_atime(dir);
+out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_statfs(pf_volume_t *v, struct pf_statfs *out, struct kiln_err *err)
+{
+	uint64_t total = 0, free_b = 0, avail = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (v->so->space) {
+		int ret = v->so->space(v->sctx, &total, &free_b, &avail);
+
+		if (ret)
+			return kiln_err_set(err, ret, "statfs: %s", kiln_strerror(ret));
+	}
+	pthread_mutex_lock(&v->lock);
+	out->bsize = v->cs;
+	/* Each chunk takes its slot overhead too: count what fits as data. */
+	out->blocks = total / v->stride;
+	out->bfree = free_b / v->stride;
+	out->bavail = avail / v->stride;
+	out->files = v->ninodes;
+	out->ffree = UINT32_MAX > v->ninodes ? UINT32_MAX - v->ninodes : 0;
+	out->namemax = PF_NAME_MAX;
 	pthread_mutex_unlock(&v->lock);
 	return 0;
 }
 
-/* Look up path for a namespace change; locks on success. */
-static int ns_lookup(pf_volume_t *v, const char *path, char *norm, struct pf_entry **e,
-		     struct kiln_err *err)
-{
-	int ret = pf__path_normalize(path, norm);
+/* ---- the v1 path calls ---- */
 
-	*e = NULL;
-	if (ret)
-		return kiln_err_set(err, ret, "'%s': invalid volume path", path);
-	if (v->read_only)
-		return kiln_err_set(err, -EROFS, "%s: volume is open read-only", norm);
+int pf_stat(pf_volume_t *v, const char *path, struct pf_stat *st, struct kiln_err *err)
+{
+	return pf_statat(v, PF_ROOT_INO, path, 0, NULL, st, err);
+}
+
+int pf_fstat(pf_file_t *f, struct pf_stat *st)
+{
+	pf_volume_t *v = f->node->vol;
+
 	pthread_mutex_lock(&v->lock);
-	*e = norm[0] ? pf__ent_find(v, norm) : NULL;
+	pf__fill_stat(v, f->node->inode, st);
+	pthread_mutex_unlock(&v->lock);
 	return 0;
 }
 
 int pf_chmod(pf_volume_t *v, const char *path, mode_t mode, struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = ns_lookup(v, path, norm, &e, err);
+	struct pf_setattr sa = { .valid = PF_SET_MODE, .mode = mode };
 
-	if (ret)
-		return ret;
-	if (e) {
-		e->mode = mode & 07777;
-		v->ns_dirty = true;
-	}
-	else if (norm[0])
-		ret = kiln_err_set(err, -ENOENT, "%s: no such file or directory", norm);
-	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return pf_setattrat(v, PF_ROOT_INO, path, 0, &sa, NULL, err);
 }
 
 int pf_set_mtime(pf_volume_t *v, const char *path, int64_t mtime_ns, struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = ns_lookup(v, path, norm, &e, err);
+	struct pf_setattr sa = { .valid = PF_SET_MTIME, .mtime_ns = mtime_ns };
 
-	if (ret)
-		return ret;
-	if (e) {
-		e->mtime_ns = mtime_ns;
-		v->ns_dirty = true;
-	}
-	else if (norm[0])
-		ret = kiln_err_set(err, -ENOENT, "%s: no such file or directory", norm);
-	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return pf_setattrat(v, PF_ROOT_INO, path, 0, &sa, NULL, err);
 }
 
 int pf_truncate(pf_volume_t *v, const char *path, uint64_t size, struct kiln_err *err)
 {
-	pf_file_t *f;
-	int ret = pf_open(v, path, O_WRONLY, 0, &f, err);
+	struct pf_setattr sa = { .valid = PF_SET_SIZE, .size = size };
 
-	if (ret)
-		return ret;
-	ret = pf_ftruncate(f, size, err);
-	pf_close(f);
-	return ret;
-}
-
-/* Remove file entry e from the namespace (lock held). */
-static void drop_file(pf_volume_t *v, struct pf_entry *e)
-{
-	struct pf_node *n = e->node;
-	char name[PF_NAME_MAX];
-
-	ent_remove(v, e);
-	v->ns_dirty = true;
-	if (n) {
-		n->entry = NULL;
-		e->node = NULL;
-		if (n->refs == 0) {
-			char old[PF_NAME_MAX];
-			bool fresh = n->fresh;
-
-			memcpy(name, n->name, sizeof(name));
-			memcpy(old, n->old_name, sizeof(old));
-			pf__node_free(n);
-			pf__schedule_remove(v, name, e->in_meta);
-			if (fresh)
-				pf__schedule_remove(v, old, true);
-		}
-	} else {
-		pf__backing_name(e->backing, name);
-		pf__schedule_remove(v, name, e->in_meta);
-	}
-	pf__ent_free(e);
+	return pf_setattrat(v, PF_ROOT_INO, path, 0, &sa, NULL, err);
 }
 
 int pf_unlink(pf_volume_t *v, const char *path, struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = ns_lookup(v, path, norm, &e, err);
-
-	if (ret)
-		return ret;
-	if (!e)
-		ret = kiln_err_set(err, norm[0] ? -ENOENT : -EISDIR, "%s: no such file",
-				   norm[0] ? norm : "/");
-	else if (e->is_dir)
-		ret = kiln_err_set(err, -EISDIR, "%s: is a directory", norm);
-	else
-		drop_file(v, e);
-	pthread_mutex_unlock(&v->lock);
-	return ret;
-}
-
-static bool dir_empty(pf_volume_t *v, const char *path)
-{
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext)
-			if (strcmp(e->path, path) != 0 && under(e->path, path))
-				return false;
-	return true;
-}
-
-int pf_mkdir(pf_volume_t *v, const char *path, mode_t mode, struct kiln_err *err)
-{
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = ns_lookup(v, path, norm, &e, err);
-
-	if (ret)
-		return ret;
-	if (!norm[0] || e) {
-		ret = kiln_err_set(err, -EEXIST, "%s: exists", norm[0] ? norm : "/");
-		goto out;
-	}
-	ret = pf__check_parent(v, norm);
-	if (ret) {
-		kiln_err_set(err, ret, "%s: parent directory: %s", norm, kiln_strerror(ret));
-		goto out;
-	}
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->path = strdup(norm))) {
-		free(e);
-		ret = -ENOMEM;
-		goto out;
-	}
-	e->is_dir = true;
-	e->mode = mode & 07777;
-	e->mtime_ns = pf__now_ns();
-	ret = pf__ent_insert(v, e);
-	if (ret)
-		pf__ent_free(e);
-	else
-		v->ns_dirty = true;
-out:
-	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return pf_unlinkat(v, PF_ROOT_INO, path, 0, NULL, err);
 }
 
 int pf_rmdir(pf_volume_t *v, const char *path, struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH];
-	struct pf_entry *e;
-	int ret = ns_lookup(v, path, norm, &e, err);
-
-	if (ret)
-		return ret;
-	if (!norm[0])
-		ret = kiln_err_set(err, -EBUSY, "cannot remove the root directory");
-	else if (!e)
-		ret = kiln_err_set(err, -ENOENT, "%s: no such directory", norm);
-	else if (!e->is_dir)
-		ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", norm);
-	else if (!dir_empty(v, norm))
-		ret = kiln_err_set(err, -ENOTEMPTY, "%s: directory not empty", norm);
-	else {
-		ent_remove(v, e);
-		pf__ent_free(e);
-		v->ns_dirty = true;
-	}
-	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return pf_unlinkat(v, PF_ROOT_INO, path, PF_AT_REMOVEDIR, NULL, err);
 }
 
-static int set_path(struct pf_entry *e, const char *from, const char *to)
+int pf_mkdir(pf_volume_t *v, const char *path, mode_t mode, struct kiln_err *err)
 {
-	size_t fl = strlen(from), tl = strlen(to), rest = strlen(e->path) - fl;
-	char *p;
-
-	if (tl + rest >= PF_MAX_PATH)
-		return -ENAMETOOLONG;
-	p = malloc(tl + rest + 1);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p, to, tl);
-	memcpy(p + tl, e->path + fl, rest + 1);
-	free(e->path);
-	e->path = p;
-	return 0;
+	return pf_mkdirat(v, PF_ROOT_INO, path, mode, NULL, err);
 }
 
 int pf_rename(pf_volume_t *v, const char *from, const char *to, struct kiln_err *err)
 {
-	char nfrom[PF_MAX_PATH], nto[PF_MAX_PATH];
-	struct pf_entry *e, *t, **moved = NULL;
-	size_t nmoved = 0;
-	int ret = pf__path_normalize(to, nto);
-
-	if (ret)
-		return kiln_err_set(err, ret, "'%s': invalid volume path", to);
-	ret = ns_lookup(v, from, nfrom, &e, err);
-	if (ret)
-		return ret;
-	if (!e) {
-		ret = kiln_err_set(err, nfrom[0] ? -ENOENT : -EBUSY, "%s: no such file or "
-				   "directory", nfrom[0] ? nfrom : "/");
-		goto out;
-	}
-	if (strcmp(nfrom, nto) == 0)
-		goto out;
-	if (!nto[0] || (e->is_dir && under(nto, nfrom))) {
-		ret = kiln_err_set(err, -EINVAL, "cannot move %s into itself", nfrom);
-		goto out;
-	}
-	ret = pf__check_parent(v, nto);
-	if (ret) {
-		kiln_err_set(err, ret, "%s: parent directory: %s", nto, kiln_strerror(ret));
-		goto out;
-	}
-	t = pf__ent_find(v, nto);
-	if (t && e->is_dir && !t->is_dir) {
-		ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", nto);
-		goto out;
-	}
-	if (t && !e->is_dir && t->is_dir) {
-		ret = kiln_err_set(err, -EISDIR, "%s: is a directory", nto);
-		goto out;
-	}
-	if (t && t->is_dir && !dir_empty(v, nto)) {
-		ret = kiln_err_set(err, -ENOTEMPTY, "%s: directory not empty", nto);
-		goto out;
-	}
-	/* Collect e and everything under it; check regions. */
-	moved = calloc(v->nentries, sizeof(*moved));
-	if (!moved) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *x = v->buckets[b]; x; x = x->hnext)
-			if (x == e || (e->is_dir && under(x->path, nfrom)))
-				moved[nmoved++] = x;
-	for (size_t i = 0; i < nmoved; i++) {
-		char np[PF_MAX_PATH];
-		size_t rest = strlen(moved[i]->path) - strlen(nfrom);
-
-		if (moved[i]->is_dir)
-			continue;
-		if (strlen(nto) + rest >= PF_MAX_PATH) {
-			ret = kiln_err_set(err, -ENAMETOOLONG, "%s: name too long", nto);
-			goto out;
-		}
-		snprintf(np, sizeof(np), "%s%s", nto, moved[i]->path + strlen(nfrom));
-		if (pf__region_of(v, np) != moved[i]->kind) {
-			ret = kiln_err_set(err, -EXDEV,
-					   "%s: would move %s into another region kind",
-					   nto, moved[i]->path);
-			goto out;
-		}
-	}
-	if (t) {
-		if (t->is_dir) {
-			ent_remove(v, t);
-			pf__ent_free(t);
-		} else {
-			drop_file(v, t);
-		}
-	}
-	for (size_t i = 0; i < nmoved; i++) {
-		ent_unlink(v, moved[i]);
-		ret = set_path(moved[i], nfrom, nto);
-		ent_link(v, moved[i]);
-		if (ret) /* unreachable after the length check above, but keep state sane */
-			goto out;
-	}
-	e->mtime_ns = pf__now_ns();
-	v->ns_dirty = true;
-out:
-	free(moved);
-	pthread_mutex_unlock(&v->lock);
-	return ret;
+	return pf_renameat2(v, PF_ROOT_INO, from, PF_ROOT_INO, to, 0, NULL, err);
 }
 
 int pf_fsync_dir(pf_volume_t *v, struct kiln_err *err)
@@ -539,44 +844,38 @@ void pf_names_free(char **names, size_t count)
 int pf_readdir(pf_volume_t *v, const char *path, char ***names, size_t *count,
 	       struct kiln_err *err)
 {
-	char norm[PF_MAX_PATH], parent[PF_MAX_PATH];
+	struct pf_inode *dir;
+	struct pf_walk w;
 	char **list = NULL;
 	size_t n = 0;
-	int ret = pf__path_normalize(path, norm);
+	int ret;
 
 	*names = NULL;
 	*count = 0;
-	if (ret)
-		return kiln_err_set(err, ret, "'%s': invalid volume path", path);
 	pthread_mutex_lock(&v->lock);
-	if (!dir_exists(v, norm)) {
-		struct pf_entry *e = pf__ent_find(v, norm);
-
-		ret = kiln_err_set(err, e ? -ENOTDIR : -ENOENT, "%s: %s", norm,
-				   e ? "not a directory" : "no such directory");
+	ret = pf__walk_in(v, v->root, path, 0, NULL, &w, err);
+	if (!ret && !w.inode)
+		ret = kiln_err_set(err, -ENOENT, "%s: no such directory", path);
+	if (!ret && w.inode->type != PF_TYPE_DIR)
+		ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
+	if (ret)
 		goto out;
-	}
-	list = calloc(v->nentries + 1, sizeof(*list));
+	dir = w.inode;
+	list = calloc(dir->nlive + 1, sizeof(*list));
 	if (!list) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext) {
-			const char *base;
-
-			parent_of(e->path, parent);
-			if (strcmp(parent, norm) != 0)
-				continue;
-			base = strrchr(e->path, '/');
-			base = base ? base + 1 : e->path;
-			list[n] = strdup(base);
-			if (!list[n]) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			n++;
+	for (size_t i = 0; i < dir->nents; i++) {
+		if (!dir->ents[i])
+			continue;
+		list[n] = strdup(dir->ents[i]->name);
+		if (!list[n]) {
+			ret = -ENOMEM;
+			goto out;
 		}
+		n++;
+	}
 	qsort(list, n, sizeof(*list), cmp_names);
 	*names = list;
 	*count = n;

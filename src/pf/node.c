@@ -49,7 +49,7 @@ void pf__sidecar_update(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t cnt = pf__nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
-	char name[PF_NAME_MAX + 2];
+	char name[PF_BNAME_MAX + 2];
 
 	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
 		return;
@@ -77,12 +77,12 @@ void pf__sidecar_update(struct pf_node *n)
 }
 
 /* On load: take the tag list from the sidecar if it hashes to the root. */
-static bool sidecar_load(struct pf_node *n, const struct pf_entry *e)
+static bool sidecar_load(struct pf_node *n, const struct pf_inode *e)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t cnt = pf__nchunks(v, e->size), size;
 	uint8_t root[PF_ROOT_SIZE];
-	char name[PF_NAME_MAX + 2];
+	char name[PF_BNAME_MAX + 2];
 	void *fh = NULL;
 	ssize_t r;
 
@@ -121,8 +121,8 @@ void pf__node_free(struct pf_node *n)
 		v->nodes = n->next;
 	if (n->next)
 		n->next->prev = n->prev;
-	if (n->entry)
-		n->entry->node = NULL;
+	if (n->inode)
+		n->inode->node = NULL;
 	if (n->fh)
 		v->so->close(v->sctx, n->fh);
 	if (n->jfh)
@@ -141,14 +141,14 @@ void pf__node_free(struct pf_node *n)
 	free(n);
 }
 
-struct pf_node *pf__node_new(pf_volume_t *v, struct pf_entry *e)
+struct pf_node *pf__node_new(pf_volume_t *v, struct pf_inode *e)
 {
 	struct pf_node *n = calloc(1, sizeof(*n));
 
 	if (!n)
 		return NULL;
 	n->vol = v;
-	n->entry = e;
+	n->inode = e;
 	n->kind = e->kind;
 	memcpy(n->file_id, e->file_id, PF_FILE_ID_SIZE);
 	pf__backing_name(e->backing, n->name);
@@ -172,7 +172,7 @@ struct pf_node *pf__node_new(pf_volume_t *v, struct pf_entry *e)
  * journal, see pf__has_base), or be short or missing: its creation becomes durable
  * with the metadata only (pf_volume_publish, docs/fs.md). Either is repaired
  * in a read-write volume and ignored in a read-only one (n->fh may stay NULL). */
-static int load_empty(struct pf_node *n, const struct pf_entry *e, struct kiln_err *err)
+static int load_empty(struct pf_node *n, const struct pf_inode *e, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint8_t buf[PF_HDR_SIZE], root[PF_ROOT_SIZE];
@@ -194,7 +194,7 @@ static int load_empty(struct pf_node *n, const struct pf_entry *e, struct kiln_e
 		ok = true;
 	if (!v->read_only && !ok) {
 		memset(&hdr, 0, sizeof(hdr));
-		hdr.version = PF_FORMAT_VERSION;
+		hdr.version = PF_HDR_VERSION;
 		hdr.kind = e->kind;
 		hdr.chunk_size = v->cs;
 		memcpy(hdr.file_id, e->file_id, PF_FILE_ID_SIZE);
@@ -218,14 +218,14 @@ static int load_empty(struct pf_node *n, const struct pf_entry *e, struct kiln_e
 	if (n->kind != PF_REGION_PLAIN && !kiln_ct_equal(root, e->root, PF_ROOT_SIZE))
 		return kiln_err_set(err, -KILN_EAUTH, "file %s: content does not match the "
 				    "metadata (chunks swapped, replaced, truncated or from an "
-				    "older version)", e->path);
+				    "older version)", pf__node_path(n));
 	return 0;
 fail:
-	return kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+	return kiln_err_set(err, ret, "file %s: %s", pf__node_path(n), kiln_strerror(ret));
 }
 
 /* Open a committed file: recover, then read all tags and check the root. */
-int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
+int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 		     struct kiln_err *err)
 {
 	struct pf_node *n = pf__node_new(v, e);
@@ -250,23 +250,23 @@ int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	ret = v->so->open(v->sctx, n->name, v->read_only ? PF_SO_RDONLY : 0, &n->fh);
 	if (ret == -ENOENT) {
 		ret = kiln_err_set(err, -KILN_ECORRUPT, "file %s: backing file %s is missing",
-				   e->path, n->name);
+				   pf__node_path(n), n->name);
 		goto out;
 	}
 	if (ret) {
-		kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+		kiln_err_set(err, ret, "file %s: %s", pf__node_path(n), kiln_strerror(ret));
 		goto out;
 	}
 	ret = pf__st_pread_pad(v, n->fh, hdr_buf, sizeof(hdr_buf), 0);
 	if (ret) {
-		kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+		kiln_err_set(err, ret, "file %s: %s", pf__node_path(n), kiln_strerror(ret));
 		goto out;
 	}
 	ret = pf__header_decode(hdr_buf, sizeof(hdr_buf), &hdr);
 	if (ret || hdr.kind != e->kind || hdr.chunk_size != v->cs ||
 	    memcmp(hdr.file_id, e->file_id, PF_FILE_ID_SIZE) != 0) {
 		ret = kiln_err_set(err, -KILN_EAUTH, "file %s: header is corrupt or belongs to "
-				   "another file", e->path);
+				   "another file", pf__node_path(n));
 		goto out;
 	}
 	ret = pf__journal_recover(n, e, &had_journal, err);
@@ -274,13 +274,13 @@ int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 		goto out;
 	ret = v->so->get_size(v->sctx, n->fh, &phys);
 	if (ret) {
-		kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+		kiln_err_set(err, ret, "file %s: %s", pf__node_path(n), kiln_strerror(ret));
 		goto out;
 	}
 	expect = pf__expected_phys(v, e->size);
 	if (phys > expect && !had_journal) {
 		ret = kiln_err_set(err, -KILN_EAUTH, "file %s: backing file is %llu bytes, "
-				   "expected at most %llu (extended or tampered)", e->path,
+				   "expected at most %llu (extended or tampered)", pf__node_path(n),
 				   (unsigned long long)phys, (unsigned long long)expect);
 		goto out;
 	}
@@ -307,7 +307,7 @@ int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 
 		ret = pf__st_pread_pad(v, n->fh, v->iobuf, end - start, start);
 		if (ret) {
-			kiln_err_set(err, ret, "file %s: %s", e->path, kiln_strerror(ret));
+			kiln_err_set(err, ret, "file %s: %s", pf__node_path(n), kiln_strerror(ret));
 			goto out;
 		}
 		for (uint64_t k = i; k < j; k++)
@@ -321,7 +321,7 @@ int pf__node_load(pf_volume_t *v, struct pf_entry *e, struct pf_node **out,
 	if (n->kind != PF_REGION_PLAIN && !kiln_ct_equal(root, e->root, PF_ROOT_SIZE)) {
 		ret = kiln_err_set(err, -KILN_EAUTH, "file %s: content does not match the "
 				   "metadata (chunks swapped, replaced, truncated or from an "
-				   "older version)", e->path);
+				   "older version)", pf__node_path(n));
 		goto out;
 	}
 	if (!v->read_only)
@@ -332,4 +332,20 @@ done:
 out:
 	pf__node_free(n);
 	return ret;
+}
+
+uint64_t pf__node_blocks(pf_volume_t *v, const struct pf_inode *in)
+{
+	const struct pf_node *n = in->node;
+	uint64_t size = n ? n->size : in->size, held = 0;
+
+	/* What the slots take, holes excepted when their tags are at hand. */
+	if (n && n->tags) {
+		uint64_t cnt = pf__nchunks(v, size);
+
+		for (uint64_t k = 0; k < cnt; k++)
+			held += !pf__tag_is_zero(n->tags[k]);
+		return (held * v->stride + 511) / 512;
+	}
+	return (pf__expected_phys(v, size) + 511) / 512;
 }

@@ -1,15 +1,18 @@
 /* kiln protected files: the one header of src/pf/.
  *
  * A volume is a directory whose files are stored encrypted (or authenticated, or
- * plain) in chunks, with one AEAD-encrypted metadata file that maps volume paths
- * to per-file keys, ids and roots (design §4, on-disk format in docs/fs.md).
+ * plain) in chunks, with one AEAD-encrypted metadata file holding the namespace
+ * (an inode table: directories name inodes; a regular file's inode holds its
+ * key, id and root) (design §4, on-disk format in docs/fs.md).
  * The library does no I/O of its own: storage, and freshness of the metadata
  * (its version, a counter advanced by every commit), are callbacks
  * (pf_storage_ops, pf_freshness_ops) with POSIX and local-file defaults, so
  * unit tests inject faults and the CAS can hold the trusted version.
  *
  * Paths are volume-relative ("a/b.txt"; a leading '/' is accepted; "" or "/" is
- * the root directory); no "." or ".." components, no empty components.
+ * the root directory), resolved as the kernel resolves them ("Library API v2"
+ * below): symlinks inside the volume are followed, "." and ".." work, a path
+ * that leaves the volume gives -EXDEV.
  *
  * Concurrency: every function taking a pf_volume_t or a pf_file_t of that volume
  * is thread-safe (one mutex per volume). Two handles on one path share one
@@ -97,6 +100,13 @@ struct pf_storage_ops {
 	 * next sync has less left to do. Guarantees nothing; errors are ignored
 	 * (the sync reports them). */
 	int (*writeback)(void *ctx, void *fh, uint64_t off, uint64_t len);
+	/* Optional (NULL: unknown, reported as 0): bytes of the file system that
+	 * holds the storage, in total, free, and available to this user. */
+	int (*space)(void *ctx, uint64_t *total, uint64_t *free, uint64_t *avail);
+	/* Optional (NULL: zeros are written instead): deallocate [off, off+len)
+	 * of fh so it reads as zeros and takes no space
+	 * (fallocate PUNCH_HOLE|KEEP_SIZE). -EOPNOTSUPP falls back too. */
+	int (*punch)(void *ctx, void *fh, uint64_t off, uint64_t len);
 };
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),
@@ -252,17 +262,38 @@ int pf_ftruncate(pf_file_t *file, uint64_t size, struct kiln_err *err);
 int pf_fsync(pf_file_t *file, struct kiln_err *err);
 
 /* ---- namespace -------------------------------------------------------------- */
-struct pf_stat {
-	bool is_dir;
-	mode_t mode;       /* permission bits only */
-	uint64_t size;     /* plaintext size (0 for directories) */
-	int64_t mtime_ns;  /* CLOCK_REALTIME nanoseconds */
-	enum pf_region_kind kind;
+typedef uint64_t pf_ino_t;
+
+enum pf_type {
+	PF_TYPE_REG = 1,
+	PF_TYPE_DIR = 2,
+	PF_TYPE_LNK = 3,
+	PF_TYPE_FIFO = 4,
+	PF_TYPE_SOCK = 5,
 };
 
+struct pf_stat {
+	bool is_dir;
+	mode_t mode;       /* permission bits only (07777) */
+	uint64_t size;     /* plaintext size; a symlink's target length; 0 otherwise */
+	int64_t mtime_ns;  /* CLOCK_REALTIME nanoseconds */
+	enum pf_region_kind kind;
+	pf_ino_t ino;      /* stable for the life of the volume */
+	enum pf_type type;
+	uint32_t nlink;    /* names; a directory: 2 + its subdirectories */
+	uid_t uid;
+	gid_t gid;
+	int64_t atime_ns;
+	int64_t ctime_ns;
+	uint64_t blocks;   /* 512-byte units stored (holes take none) */
+	uint32_t blksize;  /* the chunk size */
+};
+
+/* stat(2): follows a symlink in the last component. */
 int pf_stat(pf_volume_t *vol, const char *path, struct pf_stat *st, struct kiln_err *err);
 int pf_fstat(pf_file_t *file, struct pf_stat *st);
 int pf_chmod(pf_volume_t *vol, const char *path, mode_t mode, struct kiln_err *err);
+/* Sets mtime (and ctime to now), as utimensat with UTIME_OMIT for atime. */
 int pf_set_mtime(pf_volume_t *vol, const char *path, int64_t mtime_ns, struct kiln_err *err);
 /* Truncate by path (opens, truncates, closes). */
 int pf_truncate(pf_volume_t *vol, const char *path, uint64_t size, struct kiln_err *err);
@@ -270,7 +301,8 @@ int pf_truncate(pf_volume_t *vol, const char *path, uint64_t size, struct kiln_e
  * last handle closes and the metadata without the file is committed. */
 int pf_unlink(pf_volume_t *vol, const char *path, struct kiln_err *err);
 /* Atomic rename, replacing an existing file (or empty directory). -EXDEV when
- * the file (or a file under the directory) would change region kind. */
+ * the file (or a file under the directory) would change region kind. A symlink
+ * is moved, not followed. */
 int pf_rename(pf_volume_t *vol, const char *from, const char *to, struct kiln_err *err);
 int pf_mkdir(pf_volume_t *vol, const char *path, mode_t mode, struct kiln_err *err);
 int pf_rmdir(pf_volume_t *vol, const char *path, struct kiln_err *err);
@@ -278,9 +310,215 @@ int pf_rmdir(pf_volume_t *vol, const char *path, struct kiln_err *err);
 int pf_fsync_dir(pf_volume_t *vol, struct kiln_err *err);
 
 /* List the direct children of directory path: *names is a malloc'd array of
- * *count malloc'd names (no "." / ".."), sorted; free with pf_names_free. */
+ * *count malloc'd names (no "." / ".."), sorted; free with pf_names_free.
+ * (pf_readdir_ino lists with inode numbers, types and resume cookies.) */
 int pf_readdir(pf_volume_t *vol, const char *path, char ***names, size_t *count,
 	       struct kiln_err *err);
 void pf_names_free(char **names, size_t count);
+
+/* ==== Library API v2 (docs/fs.md "Library API v2") ===========================
+ * An inode namespace: directory entries name inodes; an inode is a regular
+ * file, a directory, a symlink, a FIFO or a socket node, with a full mode,
+ * owner, group, link count and three timestamps. Inode numbers are stable for
+ * the life of the volume (across rename, reopen and commits) and never reused.
+ * Every v1 path call above keeps working: it is the v2 call with at =
+ * PF_ROOT_INO and cred = NULL. */
+
+#define PF_ROOT_INO ((pf_ino_t)1)
+#define PF_NAME_MAX 255 /* bytes per path component */
+#define PF_SYMLOOP_MAX 40
+
+/* The credentials a call acts with (the runtime passes its caller's fsuid,
+ * fsgid and supplementary groups). A NULL cred is the volume's owner acting
+ * without any permission check (kiln fs, a trusted caller): new nodes then
+ * belong to the process's effective uid and gid. groups (not owned) lists
+ * ngroups supplementary groups. */
+struct pf_cred {
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;
+	size_t ngroups;
+};
+
+/* ---- permissions: the kernel's rules (fs/namei.c, fs/attr.c) -----------------
+ * mask: PF_MAY_READ | PF_MAY_WRITE | PF_MAY_EXEC (the values of R_OK, W_OK,
+ * X_OK). Owner class if cred->uid owns the node, else group class if st->gid
+ * is cred->gid or one of the groups, else other. uid 0 may read and write
+ * anything, may search any directory, and may execute a non-directory only
+ * when some execute bit is set. Returns 0 or -EACCES. A NULL cred passes. */
+#define PF_MAY_EXEC 1
+#define PF_MAY_WRITE 2
+#define PF_MAY_READ 4
+int pf_permission(const struct pf_cred *cred, const struct pf_stat *st, int mask);
+/* May cred remove (or rename away) victim from directory dir? Write and search
+ * on dir (-EACCES); in a sticky directory only the owner of the victim, the
+ * owner of the directory or root (-EPERM). */
+int pf_may_delete(const struct pf_cred *cred, const struct pf_stat *dir,
+		  const struct pf_stat *victim);
+/* Does cred belong to group gid (primary or supplementary)? */
+bool pf_cred_in_group(const struct pf_cred *cred, gid_t gid);
+
+/* ---- attributes ------------------------------------------------------------ */
+/* pf_setattr: which fields to change. Times follow utimensat: PF_SET_ATIME /
+ * PF_SET_MTIME take the given value, the _NOW forms the current time. Size is
+ * a truncate (regular files only). ctime is always advanced to now, as Linux
+ * does for any attribute change. */
+#define PF_SET_MODE 0x01u
+#define PF_SET_UID 0x02u
+#define PF_SET_GID 0x04u
+#define PF_SET_SIZE 0x08u
+#define PF_SET_ATIME 0x10u
+#define PF_SET_MTIME 0x20u
+#define PF_SET_ATIME_NOW 0x40u
+#define PF_SET_MTIME_NOW 0x80u
+
+struct pf_setattr {
+	unsigned valid;   /* PF_SET_* */
+	mode_t mode;      /* permission bits (07777) */
+	uid_t uid;
+	gid_t gid;
+	uint64_t size;
+	int64_t atime_ns;
+	int64_t mtime_ns;
+};
+
+/* ---- resolution --------------------------------------------------------------
+ * Paths of v2 calls are resolved component by component from the directory
+ * inode `at` (PF_ROOT_INO: the volume root; a leading '/' also starts at the
+ * root). "." and ".." are followed physically; empty components are skipped.
+ * Symlinks are followed in every component but the last, and in the last
+ * unless PF_AT_NOFOLLOW (lstat, O_NOFOLLOW, unlink, rename...). Errors as
+ * Linux: -ENOENT, -ENOTDIR (a non-directory in the middle, or a trailing '/'
+ * after a non-directory), -ELOOP (more than PF_SYMLOOP_MAX symlinks),
+ * -ENAMETOOLONG (a component over PF_NAME_MAX, a path or a symlink expansion
+ * of PF_MAX_PATH bytes or more), -EACCES (no search permission for cred on a
+ * directory on the way). A path that leaves the volume -- through ".." at the
+ * root or a symlink whose target is absolute or climbs above the root -- is not
+ * resolved inside it: pf_resolve returns PF_RESOLVE_ESCAPED with the rest, and
+ * every other call -EXDEV with a message naming the symlink. */
+#define PF_AT_NOFOLLOW 0x1u   /* do not follow a symlink in the last component */
+#define PF_AT_REMOVEDIR 0x2u  /* pf_unlinkat: remove a directory (rmdir) */
+#define PF_AT_FOLLOW 0x4u     /* pf_linkat: follow a symlink in the old path */
+#define PF_AT_PARENT 0x8u     /* pf_resolve: stop at the parent of the last name */
+
+#define PF_RESOLVE_ESCAPED 1
+
+struct pf_resolved {
+	pf_ino_t ino;     /* the node reached; 0 when only the last name is missing */
+	pf_ino_t parent;  /* directory holding the last name (its parent dir for ".") */
+	enum pf_type type; /* of ino (0 when ino is 0) */
+	char name[PF_NAME_MAX + 1]; /* last component ("" for the root itself) */
+	/* PF_RESOLVE_ESCAPED only: the path still to resolve outside the volume,
+	 * malloc'd, owned by the caller (free). Absolute ("/etc/x/rest") when a
+	 * symlink target was absolute, else relative to the directory the volume
+	 * is mounted at ("../x/rest": resolve it from the mount point). */
+	char *rest;
+};
+
+/* Resolve path from at. Returns 0 (out->ino is the node; 0 with out->parent
+ * and out->name set when only the last component is missing and -ENOENT is
+ * not returned because PF_AT_PARENT was given), PF_RESOLVE_ESCAPED, or a
+ * negative error. out->rest must be freed by the caller when set. */
+int pf_resolve(pf_volume_t *vol, pf_ino_t at, const char *path, unsigned flags,
+	       const struct pf_cred *cred, struct pf_resolved *out, struct kiln_err *err);
+
+/* ---- namespace v2 -----------------------------------------------------------
+ * Each returns 0 or a negative error as the Linux call it is named after
+ * (EEXIST, ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL, EBUSY, EPERM, EACCES,
+ * EXDEV, EMLINK, ENAMETOOLONG, ELOOP). With a non-NULL cred the kernel's
+ * permission rules apply (search on every directory, write and search on the
+ * directories changed, sticky directories, ownership for setattr). New nodes
+ * belong to cred (or the process's euid/egid) with the group of a set-group-ID
+ * parent directory, as Linux does; mode is masked with 07777 (the caller
+ * applies its umask). Timestamps move as Linux moves them: a new name or a
+ * removed one sets mtime and ctime of its directory; link, unlink, rename,
+ * chmod, chown, truncate and write set ctime of the inode. */
+
+int pf_statat(pf_volume_t *vol, pf_ino_t at, const char *path, unsigned flags,
+	      const struct pf_cred *cred, struct pf_stat *st, struct kiln_err *err);
+/* Attributes of an inode by number (-ENOENT once it is gone: unlinked and no
+ * handle open). */
+int pf_getattr(pf_volume_t *vol, pf_ino_t ino, struct pf_stat *st);
+/* Open a regular file (flags: O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND
+ * | O_NOFOLLOW | O_DIRECTORY; others ignored). -EISDIR for a directory (or
+ * O_DIRECTORY: -ENOTDIR for a non-directory, -EISDIR otherwise: directories are
+ * read with pf_readdir_ino), -ELOOP for a symlink with O_NOFOLLOW, -ENXIO for a
+ * FIFO or socket node (its I/O is the caller's). With cred, open checks read
+ * and/or write permission, and O_CREAT write permission on the directory. */
+int pf_openat(pf_volume_t *vol, pf_ino_t at, const char *path, int flags, mode_t mode,
+	      const struct pf_cred *cred, pf_file_t **file, struct kiln_err *err);
+/* mknod: mode carries the type (S_IFREG: an empty file; S_IFIFO; S_IFSOCK) and
+ * the permission bits. Character and block devices: -EPERM (a volume has no
+ * device support, as a nodev file system answers). */
+int pf_mknodat(pf_volume_t *vol, pf_ino_t at, const char *path, mode_t mode,
+	       const struct pf_cred *cred, struct kiln_err *err);
+int pf_mkdirat(pf_volume_t *vol, pf_ino_t at, const char *path, mode_t mode,
+	       const struct pf_cred *cred, struct kiln_err *err);
+/* Create a symlink at path holding target (any bytes but NUL, 1 ..
+ * PF_MAX_PATH - 1 bytes; it is stored, not checked). */
+int pf_symlinkat(pf_volume_t *vol, const char *target, pf_ino_t at, const char *path,
+		 const struct pf_cred *cred, struct kiln_err *err);
+/* Copy a symlink's target to buf (not NUL-terminated, truncated to size, as
+ * readlink(2)); returns its length or -EINVAL when path is not a symlink. */
+ssize_t pf_readlinkat(pf_volume_t *vol, pf_ino_t at, const char *path, char *buf,
+		      size_t size, const struct pf_cred *cred, struct kiln_err *err);
+/* Hard link: newpath names the inode of oldpath (not followed unless
+ * PF_AT_FOLLOW). -EPERM for a directory, -EXDEV when newpath lies in another
+ * region kind, -EMLINK past 65000 links. */
+int pf_linkat(pf_volume_t *vol, pf_ino_t oldat, const char *oldpath, pf_ino_t newat,
+	      const char *newpath, unsigned flags, const struct pf_cred *cred,
+	      struct kiln_err *err);
+/* unlink(2), or rmdir(2) with PF_AT_REMOVEDIR. An inode whose last name goes
+ * lives on while handles are open (pf_fstat, reads and writes keep working;
+ * it has no name and is not listed); its data goes with the last close. */
+int pf_unlinkat(pf_volume_t *vol, pf_ino_t at, const char *path, unsigned flags,
+		const struct pf_cred *cred, struct kiln_err *err);
+/* renameat2: flags 0, PF_RENAME_NOREPLACE (-EEXIST if newpath exists) or
+ * PF_RENAME_EXCHANGE (swap the two; both must exist). A directory moves in
+ * O(1) (its inode moves, nothing under it is rewritten). -EINVAL for "." or
+ * ".." as a last component or a directory moved under itself, -EBUSY for the
+ * root, -EXDEV when a file would change region kind. */
+#define PF_RENAME_NOREPLACE 1u
+#define PF_RENAME_EXCHANGE 2u
+int pf_renameat2(pf_volume_t *vol, pf_ino_t oldat, const char *oldpath, pf_ino_t newat,
+		 const char *newpath, unsigned flags, const struct pf_cred *cred,
+		 struct kiln_err *err);
+/* Change attributes (chmod, chown, utimensat, truncate). With cred: chmod and
+ * explicit times only by the owner or root (-EPERM); chown of the owner only by
+ * root, of the group by the owner to one of its groups or by root (-EPERM);
+ * times set to now also by anyone with write permission (-EACCES); size needs
+ * write permission. A chmod by a non-root owner not in the file's group drops
+ * S_ISGID; a chown by non-root clears S_ISUID and S_ISGID, as Linux does. */
+int pf_setattrat(pf_volume_t *vol, pf_ino_t at, const char *path, unsigned flags,
+		 const struct pf_setattr *sa, const struct pf_cred *cred, struct kiln_err *err);
+int pf_fsetattr(pf_file_t *file, const struct pf_setattr *sa, const struct pf_cred *cred,
+		struct kiln_err *err);
+
+/* One directory entry; cookie resumes the listing after this entry. */
+struct pf_dirent {
+	pf_ino_t ino;
+	enum pf_type type;
+	uint64_t cookie;
+	char name[PF_NAME_MAX + 1];
+};
+/* List directory dir from cookie (0: from the start): "." and ".." first, then
+ * the entries in creation order. Fills at most max entries into ents, sets
+ * *count (0 at the end). A cookie stays valid while the volume is open,
+ * whatever is created or removed meanwhile: entries created after the listing
+ * started may or may not appear, removed ones do not, none appears twice
+ * (POSIX readdir). -ENOTDIR, -ENOENT for an inode that is gone. */
+int pf_readdir_ino(pf_volume_t *vol, pf_ino_t dir, uint64_t cookie, struct pf_dirent *ents,
+		   size_t max, size_t *count, struct kiln_err *err);
+
+/* statvfs of a volume: sizes in units of bsize (the chunk size) taken from the
+ * storage's file system when the storage can say (else 0), files = inodes in
+ * use, namemax = PF_NAME_MAX. */
+struct pf_statfs {
+	uint32_t bsize;
+	uint64_t blocks, bfree, bavail;
+	uint64_t files, ffree;
+	uint32_t namemax;
+};
+int pf_statfs(pf_volume_t *vol, struct pf_statfs *out, struct kiln_err *err);
 
 #endif

@@ -201,9 +201,9 @@ int pf__seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint64_t
 	atomic_init(&job.next, lo);
 	atomic_init(&job.err, 0);
 	if (share && v->seal_thread && hi - lo >= PF_PAR_MIN_CHUNKS &&
-	    n->kind == PF_REGION_ENCRYPTED && n->entry) {
+	    n->kind == PF_REGION_ENCRYPTED) {
 		if (!n->aead2)
-			n->aead2 = kc_aead_new(n->entry->key);
+			n->aead2 = kc_aead_new(n->inode->key);
 		shared = n->aead2 && sealer_ready(v);
 	}
 	if (shared)

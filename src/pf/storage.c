@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,6 +139,30 @@ static int ps_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 			       SYNC_FILE_RANGE_WRITE) < 0 ? -errno : 0;
 }
 
+static int ps_space(void *ctx, uint64_t *total, uint64_t *free, uint64_t *avail)
+{
+	struct posix_storage *s = ctx;
+	struct statvfs sv;
+
+	if (fstatvfs(s->dirfd, &sv) != 0)
+		return -errno;
+	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*free = (uint64_t)sv.f_bfree * sv.f_frsize;
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return 0;
+}
+
+static int ps_punch(void *ctx, void *fh, uint64_t off, uint64_t len)
+{
+	int r;
+
+	do
+		r = fallocate(((struct posix_fh *)fh)->fd, FALLOC_FL_PUNCH_HOLE |
+			      FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
 static int ps_sync_all(void *ctx)
 {
 	struct posix_storage *s = ctx;
@@ -198,6 +223,8 @@ static const struct pf_storage_ops g_posix_ops = {
 	.sync_all = ps_sync_all,
 	.exchange = ps_exchange,
 	.writeback = ps_writeback,
+	.space = ps_space,
+	.punch = ps_punch,
 };
 
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,

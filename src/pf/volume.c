@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 
@@ -18,12 +19,14 @@ static int vol_alloc(const struct pf_volume_opts *opts, pf_volume_t **out)
 	if (!v)
 		return -ENOMEM;
 	pthread_mutex_init(&v->lock, NULL);
-	v->nbuckets = 64;
-	v->buckets = calloc(v->nbuckets, sizeof(*v->buckets));
-	if (!v->buckets) {
+	v->nibuckets = 64;
+	v->ibuckets = calloc(v->nibuckets, sizeof(*v->ibuckets));
+	if (!v->ibuckets) {
 		free(v);
 		return -ENOMEM;
 	}
+	v->euid = geteuid();
+	v->egid = getegid();
 	if (opts) {
 		v->so = opts->storage;
 		v->sctx = opts->storage_ctx;
@@ -70,12 +73,20 @@ static void vol_free(pf_volume_t *v)
 	}
 	while (v->nodes)
 		pf__node_free(v->nodes);
-	for (size_t b = 0; b < v->nbuckets; b++) {
-		struct pf_entry *e = v->buckets[b], *ne;
+	for (size_t b = 0; b < v->ndbuckets; b++) {
+		struct pf_dent *d = v->dbuckets[b], *nd;
 
-		for (; e; e = ne) {
-			ne = e->hnext;
-			pf__ent_free(e);
+		for (; d; d = nd) {
+			nd = d->hnext;
+			free(d);
+		}
+	}
+	for (size_t b = 0; b < v->nibuckets; b++) {
+		struct pf_inode *in = v->ibuckets[b], *ni;
+
+		for (; in; in = ni) {
+			ni = in->hnext;
+			pf__inode_free(in);
 		}
 	}
 	while (v->pending) {
@@ -87,7 +98,8 @@ static void vol_free(pf_volume_t *v)
 	for (size_t i = 0; i < v->regions_len; i++)
 		free(v->regions[i].prefix);
 	free(v->regions);
-	free(v->buckets);
+	free(v->ibuckets);
+	free(v->dbuckets);
 	if (v->iobuf)
 		kiln_free_secret(v->iobuf, v->batch * v->stride);
 	if (v->slot)
@@ -190,6 +202,19 @@ int pf_volume_init(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 			}
 		}
 	}
+	v->root = pf__inode_alloc(v, PF_ROOT_INO, PF_TYPE_DIR);
+	if (!v->root || (ret = pf__ino_insert(v, v->root))) {
+		pf__inode_free(v->root);
+		v->root = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	v->root->mode = 0755;
+	v->root->uid = v->euid;
+	v->root->gid = v->egid;
+	pf__touch(v->root, PF_TOUCH_A | PF_TOUCH_M | PF_TOUCH_C);
+	v->root->nlink = 2;
+	v->next_ino = PF_ROOT_INO + 1;
 	ret = pf__write_meta(v, true, err);
 	if (ret)
 		goto out;
@@ -200,7 +225,8 @@ out:
 	return ret;
 }
 
-static int load_entries(pf_volume_t *v, struct pf_meta *m, struct kiln_err *err)
+/* Build the inode tables from a parsed (and checked) metadata body. */
+static int load_inodes(pf_volume_t *v, struct pf_meta *m, struct kiln_err *err)
 {
 	int ret;
 
@@ -208,61 +234,71 @@ static int load_entries(pf_volume_t *v, struct pf_meta *m, struct kiln_err *err)
 	v->regions_len = m->regions_len;
 	m->regions = NULL;
 	m->regions_len = 0;
-	for (size_t i = 0; i < m->dirs_len + m->files_len; i++) {
-		struct pf_entry *e = calloc(1, sizeof(*e));
-		const char *path;
+	v->next_ino = m->next_ino;
+	for (size_t i = 0; i < m->ninodes; i++) {
+		struct pf_meta_inode *x = &m->inodes[i];
+		struct pf_inode *in = pf__inode_alloc(v, x->ino, (enum pf_type)x->type);
 
-		if (!e)
+		if (!in)
 			return -ENOMEM;
-		if (i < m->dirs_len) {
-			struct pf_meta_dir *d = &m->dirs[i];
-
-			e->is_dir = true;
-			e->mode = d->mode;
-			e->mtime_ns = d->mtime_ns;
-			e->path = d->path;
-			d->path = NULL;
-		} else {
-			struct pf_meta_file *f = &m->files[i - m->dirs_len];
-
-			e->kind = f->kind;
-			e->mode = f->mode;
-			e->mtime_ns = f->mtime_ns;
-			e->size = f->size;
-			memcpy(e->key, f->key, PF_KEY_SIZE);
-			memcpy(e->file_id, f->file_id, PF_FILE_ID_SIZE);
-			memcpy(e->root, f->root, PF_ROOT_SIZE);
-			memcpy(e->backing, f->backing, PF_BACKING_ID_SIZE);
-			e->in_meta = true;
-			e->path = f->path;
-			f->path = NULL;
+		in->mode = x->mode;
+		/* Format 1 kept no owners: the volume's user owns everything. */
+		in->uid = m->format == 1 ? v->euid : x->uid;
+		in->gid = m->format == 1 ? v->egid : x->gid;
+		in->atime_ns = x->atime_ns;
+		in->mtime_ns = x->mtime_ns;
+		in->ctime_ns = x->ctime_ns;
+		if (in->type == PF_TYPE_REG) {
+			in->kind = x->kind;
+			in->root_fmt = x->root_fmt;
+			in->size = x->size;
+			memcpy(in->key, x->key, PF_KEY_SIZE);
+			memcpy(in->file_id, x->file_id, PF_FILE_ID_SIZE);
+			memcpy(in->root, x->root, PF_ROOT_SIZE);
+			memcpy(in->backing, x->backing, PF_BACKING_ID_SIZE);
+			in->in_meta = true;
+		} else if (in->type == PF_TYPE_LNK) {
+			in->target = x->target;
+			x->target = NULL;
 		}
-		path = e->path;
-		if (pf__ent_find(v, path)) {
-			ret = kiln_err_set(err, -KILN_EFORMAT, "metadata: duplicate path '%s'",
-					   path);
-			pf__ent_free(e);
-			return ret;
-		}
-		if ((ret = pf__ent_insert(v, e))) {
-			pf__ent_free(e);
+		if ((ret = pf__ino_insert(v, in))) {
+			pf__inode_free(in);
 			return ret;
 		}
 	}
-	/* Every entry's parent must be a directory. */
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext)
-			if (pf__check_parent(v, e->path) != 0)
-				return kiln_err_set(err, -KILN_EFORMAT, "metadata: '%s' has no "
-						    "parent directory", e->path);
+	v->root = pf__ino_find(v, PF_ROOT_INO);
+	v->root->nlink = 2;
+	for (size_t i = 0; i < m->ninodes; i++) {
+		struct pf_meta_inode *x = &m->inodes[i];
+		struct pf_inode *dir;
+
+		if (x->type != PF_TYPE_DIR)
+			continue;
+		dir = pf__ino_find(v, x->ino);
+		for (size_t j = 0; j < x->nents; j++) {
+			struct pf_inode *in = pf__ino_find(v, x->ents[j].ino);
+
+			ret = pf__dent_add(v, dir, x->ents[j].name, strlen(x->ents[j].name), in,
+					   NULL);
+			if (ret)
+				return kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
+		}
+	}
 	return 0;
 }
 
 struct gc_ctx {
 	pf_volume_t *v;
+	uint8_t (*used)[PF_BACKING_ID_SIZE]; /* sorted backing ids in use */
+	size_t nused;
 	char **names;
 	size_t len, cap;
 };
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, PF_BACKING_ID_SIZE);
+}
 
 static int gc_collect(void *arg, const char *name)
 {
@@ -270,8 +306,7 @@ static int gc_collect(void *arg, const char *name)
 	size_t n = strlen(name);
 	uint8_t id[PF_BACKING_ID_SIZE];
 	char hex[2 * PF_BACKING_ID_SIZE + 1];
-	struct pf_entry *e = NULL;
-	bool used = false;
+	bool used;
 
 	if (strcmp(name, "meta.tmp") == 0) {
 		(void)g->v->so->remove(g->v->sctx, name);
@@ -284,9 +319,7 @@ static int gc_collect(void *arg, const char *name)
 	hex[32] = '\0';
 	if (kiln_hex_decode(hex, id, sizeof(id), NULL) != 0)
 		return 0;
-	for (size_t b = 0; b < g->v->nbuckets && !used; b++)
-		for (e = g->v->buckets[b]; e && !used; e = e->hnext)
-			used = !e->is_dir && memcmp(e->backing, id, sizeof(id)) == 0;
+	used = bsearch(id, g->used, g->nused, PF_BACKING_ID_SIZE, cmp_id) != NULL;
 	if (used)
 		return 0;
 	if (g->len == g->cap) {
@@ -308,12 +341,20 @@ static int gc_collect(void *arg, const char *name)
 /* Remove backing files no committed entry refers to (left by crashes). */
 static void collect_orphans(pf_volume_t *v)
 {
-	struct gc_ctx g = { v, NULL, 0, 0 };
+	struct gc_ctx g = { v, NULL, 0, NULL, 0, 0 };
 
 	if (!v->so->list)
 		return;
-	/* O(files x entries); fine for the volumes this serves, see docs/fs.md. */
+	g.used = calloc(v->ninodes ? v->ninodes : 1, sizeof(*g.used));
+	if (!g.used)
+		return;
+	for (size_t b = 0; b < v->nibuckets; b++)
+		for (struct pf_inode *in = v->ibuckets[b]; in; in = in->hnext)
+			if (in->type == PF_TYPE_REG)
+				memcpy(g.used[g.nused++], in->backing, PF_BACKING_ID_SIZE);
+	qsort(g.used, g.nused, PF_BACKING_ID_SIZE, cmp_id);
 	(void)v->so->list(v->sctx, gc_collect, &g);
+	free(g.used);
 	for (size_t i = 0; i < g.len; i++) {
 		(void)v->so->remove(v->sctx, g.names[i]);
 		free(g.names[i]);
@@ -326,11 +367,13 @@ static void collect_orphans(pf_volume_t *v)
  * carries the version of meta; a torn, missing or older one is ignored: that is
  * the crash losing changes that were never durable. On success *body is
  * replaced (the old one wiped and freed). */
-static bool load_published(pf_volume_t *v, uint64_t version, uint8_t **body, size_t *body_size)
+static bool load_published(pf_volume_t *v, uint64_t version, uint32_t *format, uint8_t **body,
+			   size_t *body_size)
 {
 	uint8_t *env = NULL, *pbody = NULL;
 	size_t pbody_size = 0;
 	uint64_t size = 0, pversion = 0;
+	uint32_t pformat = 0;
 	void *fh = NULL;
 	bool ok = false;
 	ssize_t n;
@@ -342,7 +385,8 @@ static bool load_published(pf_volume_t *v, uint64_t version, uint8_t **body, siz
 		goto out;
 	n = v->so->pread(v->sctx, fh, env, size, 0);
 	if (n != (ssize_t)size ||
-	    pf__meta_unseal(&v->mk, env, size, &pversion, &pbody, &pbody_size, NULL) != 0)
+	    pf__meta_unseal(&v->mk, env, size, &pversion, &pformat, &pbody, &pbody_size,
+			    NULL) != 0)
 		goto out;
 	if (pversion != version) {
 		kiln_free_secret(pbody, pbody_size);
@@ -351,6 +395,7 @@ static bool load_published(pf_volume_t *v, uint64_t version, uint8_t **body, siz
 	kiln_free_secret(*body, *body_size);
 	*body = pbody;
 	*body_size = pbody_size;
+	*format = pformat;
 	ok = true;
 out:
 	v->so->close(v->sctx, fh);
@@ -366,6 +411,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
 	uint64_t env_size = 0, version;
+	uint32_t format;
 	pf_volume_t *v;
 	void *fh = NULL;
 	ssize_t n;
@@ -411,17 +457,20 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		ret = kiln_err_set(err, (int)n, "%s: metadata: %s", dir, kiln_strerror((int)n));
 		goto out;
 	}
-	ret = pf__meta_unseal(&v->mk, env, (size_t)n, &version, &body, &body_size, err);
+	ret = pf__meta_unseal(&v->mk, env, (size_t)n, &version, &format, &body, &body_size, err);
 	if (ret)
 		goto out;
-	published = load_published(v, version, &body, &body_size);
-	ret = pf__meta_parse(body, body_size, &m, err);
+	published = load_published(v, version, &format, &body, &body_size);
+	ret = pf__meta_parse(body, body_size, format, &m, err);
 	if (ret)
 		goto out;
 	if ((ret = vol_set_chunk_size(v, m.chunk_size)))
 		goto out;
-	if ((ret = load_entries(v, &m, err)))
+	if ((ret = load_inodes(v, &m, err)))
 		goto out;
+	/* A format 1 volume is written in format 2 at its next commit. */
+	if (format != PF_META_FORMAT)
+		v->ns_dirty = true;
 	v->version = version;
 	ret = pf__check_freshness(v, version, opts && opts->trust_first, err);
 	if (ret)
@@ -544,22 +593,23 @@ static int verify_node(struct pf_node *n, struct kiln_err *err)
 
 int pf_volume_verify(pf_volume_t *v, pf_verify_cb cb, void *arg, struct kiln_err *err)
 {
-	struct pf_entry **list = NULL;
+	struct pf_inode **list = NULL;
 	size_t count = 0;
 	int first = 0;
 
 	pthread_mutex_lock(&v->lock);
-	list = calloc(v->nentries ? v->nentries : 1, sizeof(*list));
+	list = calloc(v->ninodes ? v->ninodes : 1, sizeof(*list));
 	if (!list) {
 		pthread_mutex_unlock(&v->lock);
 		return -ENOMEM;
 	}
-	for (size_t b = 0; b < v->nbuckets; b++)
-		for (struct pf_entry *e = v->buckets[b]; e; e = e->hnext)
-			if (!e->is_dir)
-				list[count++] = e;
+	for (size_t b = 0; b < v->nibuckets; b++)
+		for (struct pf_inode *in = v->ibuckets[b]; in; in = in->hnext)
+			if (in->type == PF_TYPE_REG && in->names)
+				list[count++] = in;
 	for (size_t i = 0; i < count; i++) {
-		struct pf_entry *e = list[i];
+		struct pf_inode *e = list[i];
+		char path[PF_MAX_PATH];
 		struct kiln_err fe = { 0 };
 		struct pf_node *n = e->node;
 		bool temp = false;
@@ -573,8 +623,10 @@ int pf_volume_verify(pf_volume_t *v, pf_verify_cb cb, void *arg, struct kiln_err
 			ret = verify_node(n, &fe);
 		if (temp)
 			pf__node_free(n);
+		if (pf__inode_path(v, e, path, sizeof(path)) != 0)
+			snprintf(path, sizeof(path), "(inode %llu)", (unsigned long long)e->ino);
 		if (cb)
-			cb(arg, e->path, ret, ret ? kiln_err_msg(&fe, ret) : "ok");
+			cb(arg, path, ret, ret ? kiln_err_msg(&fe, ret) : "ok");
 		if (ret && !first) {
 			first = ret;
 			if (err)
