@@ -453,6 +453,7 @@ static void h_policy_apply(struct reqctx *rc)
 	struct cs_policy row = { 0 }, old = { 0 };
 	size_t size = 0;
 	char *yaml = NULL, *canon = NULL;
+	const char *why = NULL;
 	bool created;
 	int ret;
 
@@ -498,9 +499,12 @@ static void h_policy_apply(struct reqctx *rc)
 	if (!created) {
 		ret = pol_parse_ex(old.yaml, strlen(old.yaml), p->name, POL_PARSE_STORED, &cur,
 				   &err);
-		if (ret < 0 || !pol_may_update(cur, old.owner, rc->peer_id)) {
+		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
 			tx_rollback(rc);
-			refuse_forbidden(rc);
+			if (ret == 0 && why)
+				reply_error(rc, 403, why); /* the caller may update: no oracle */
+			else
+				refuse_forbidden(rc);
 			goto out;
 		}
 		if (!p->predecessor || strcmp(p->predecessor, old.hash)) {
@@ -1156,12 +1160,14 @@ static void h_volume(struct reqctx *rc, const char *id, const char *op)
 		}
 	}
 	if (!ok) {
-		char msg[200];
+		char msg[200], prepared[24] = "none";
 
 		tx_rollback(rc);
-		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %lld "
+		if (v.prepared >= 0)
+			snprintf(prepared, sizeof(prepared), "%lld", (long long)v.prepared);
+		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %s "
 			 "(prepare needs committed+1, commit needs the prepared tag)", op,
-			 (long long)tag, (long long)v.committed, (long long)v.prepared);
+			 (long long)tag, (long long)v.committed, prepared);
 		reply_json(rc, 409, json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
 					      (json_int_t)v.committed, "prepared",
 					      v.prepared < 0 ? json_null() :

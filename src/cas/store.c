@@ -79,9 +79,9 @@ static int load_master(struct cas_store *st, bool store_exists, bool create,
 			return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
 		return 0;
 	}
-	ret = kiln_read_file(path, 4096, &data, &size);
+	ret = kiln_read_private_file(path, 4096, &data, &size, err);
 	if (ret < 0)
-		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+		return ret;
 	if (size != sizeof(st->master)) {
 		kiln_free_secret(data, size);
 		return kiln_err_set(err, -KILN_ECORRUPT, "%s is corrupt: %zu bytes, expected %zu",
@@ -95,6 +95,9 @@ static int load_master(struct cas_store *st, bool store_exists, bool create,
 static int load_ca(struct cas_store *st, bool store_exists, bool create, struct kiln_err *err)
 {
 	char kpath[600], cpath[600];
+	uint8_t *kdata = NULL;
+	size_t ksize = 0;
+	BIO *b;
 	FILE *f;
 	int ret;
 
@@ -129,11 +132,13 @@ static int load_ca(struct cas_store *st, bool store_exists, bool create, struct 
 					    kiln_strerror(ret));
 		return 0;
 	}
-	f = fopen(kpath, "re");
-	if (!f)
-		return kiln_err_set(err, -errno, "%s: %s", kpath, strerror(errno));
-	st->ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
+	ret = kiln_read_private_file(kpath, 1 << 20, &kdata, &ksize, err);
+	if (ret < 0)
+		return ret;
+	b = BIO_new_mem_buf(kdata, (int)ksize);
+	st->ca_key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	kiln_free_secret(kdata, ksize);
 	f = fopen(cpath, "re");
 	if (!f)
 		return kiln_err_set(err, -errno, "%s: %s", cpath, strerror(errno));

@@ -358,9 +358,11 @@ int cas_identity_load(const char *path, EVP_PKEY **key, X509 **cert, struct kiln
 
 	*key = NULL;
 	*cert = NULL;
-	ret = kiln_read_file(path, 1 << 20, &data, &size);
-	if (ret < 0)
-		return kiln_err_set(err, ret, "identity %s: %s", path, kiln_strerror(ret));
+	ret = kiln_read_private_file(path, 1 << 20, &data, &size, err);
+	if (ret < 0) {
+		kiln_err_prefix(err, "identity ");
+		return ret;
+	}
 	b = BIO_new_mem_buf(data, (int)size);
 	if (!b) {
 		ret = kiln_err_set(err, -ENOMEM, "out of memory");

@@ -28,13 +28,17 @@ static const struct cli_command g_commands[] = {
 
 void cli_error(const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
+	int n;
 
-	fputs("kiln: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	/* Messages quote what the user gave: never all of a 70,000-byte argument. */
+	if (n >= (int)sizeof(msg))
+		kiln_mark_truncated(msg, sizeof(msg));
+	fprintf(stderr, "kiln: %s\n", msg);
 }
 
 bool cli_wants_help(int argc, char **argv)

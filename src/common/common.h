@@ -58,6 +58,9 @@ struct kiln_err {
 int kiln_err_set(struct kiln_err *e, int code, const char *fmt, ...) KILN_PRINTF(3, 4);
 /* Prefix an existing message with context ("volume /x: " + old message). */
 void kiln_err_prefix(struct kiln_err *e, const char *fmt, ...) KILN_PRINTF(2, 3);
+/* End the full, NUL-terminated string buf[0..size) with "... (truncated)": what a
+ * message that had to be cut ends with (kiln_err_set does it). */
+void kiln_mark_truncated(char *buf, size_t size);
 /* The message, or kiln_strerror(code) when no message was set. */
 const char *kiln_err_msg(const struct kiln_err *e, int code);
 
@@ -98,6 +101,12 @@ int kiln_parse_u64(const char *s, uint64_t *out);
 /* Read a whole file (at most max_size bytes, else -EFBIG). *data is malloc'd,
  * NUL-terminated for convenience (not counted in *size); the caller frees. */
 int kiln_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size);
+/* Read a private key file with the same contract: refused (-EINVAL) unless it is
+ * a regular file (a FIFO is refused without blocking), and (-EACCES) when group or
+ * others have any permission on it, as ssh requires; err names the file and
+ * the fix. */
+int kiln_read_private_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
+			   struct kiln_err *err);
 /* Read from an fd until EOF with the same contract. */
 int kiln_read_fd(int fd, size_t max_size, uint8_t **data, size_t *size);
 /* Replace path atomically: write a temp file in the same directory, fsync it,

@@ -42,16 +42,28 @@ const char *kiln_strerror(int code)
 	return strerror(code);
 }
 
+static const char g_truncated[] = "... (truncated)";
+
+void kiln_mark_truncated(char *buf, size_t size)
+{
+	if (size > sizeof(g_truncated))
+		memcpy(buf + size - sizeof(g_truncated), g_truncated, sizeof(g_truncated));
+}
+
 int kiln_err_set(struct kiln_err *e, int code, const char *fmt, ...)
 {
 	va_list ap;
+	int n;
 
 	if (!e)
 		return code;
 	e->code = code;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	n = vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
+	/* A message naming hostile input (a 70,000-character path) says it was cut. */
+	if (n >= (int)sizeof(e->msg))
+		kiln_mark_truncated(e->msg, sizeof(e->msg));
 	return code;
 }
 
@@ -64,15 +76,17 @@ void kiln_err_prefix(struct kiln_err *e, const char *fmt, ...)
 	if (!e)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	if (vsnprintf(prefix, sizeof(prefix), fmt, ap) >= (int)sizeof(prefix))
+		kiln_mark_truncated(prefix, sizeof(prefix));
 	va_end(ap);
 	memcpy(old, e->msg, sizeof(old));
 	if (!old[0])
 		snprintf(old, sizeof(old), "%s", kiln_strerror(e->code));
-	/* Truncation is acceptable: messages are one line for a human. */
+	/* Truncation is acceptable (messages are one line for a human), and said. */
 	size_t n = strnlen(prefix, sizeof(e->msg) - 1);
 	memcpy(e->msg, prefix, n);
-	snprintf(e->msg + n, sizeof(e->msg) - n, "%s", old);
+	if (snprintf(e->msg + n, sizeof(e->msg) - n, "%s", old) >= (int)(sizeof(e->msg) - n))
+		kiln_mark_truncated(e->msg, sizeof(e->msg));
 }
 
 const char *kiln_err_msg(const struct kiln_err *e, int code)

@@ -223,3 +223,39 @@ uint64_t kiln_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+int kiln_read_private_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
+			   struct kiln_err *err)
+{
+	struct stat st;
+	int fd, ret;
+
+	*data = NULL;
+	*size = 0;
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return kiln_err_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		ret = kiln_err_set(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = kiln_err_set(err, -EINVAL, "%s is not a regular file (a key must be a file, "
+				   "not a FIFO, socket, device or directory)", path);
+		goto out;
+	}
+	/* As ssh does: a private key others may read (or replace) is not private. */
+	if (st.st_mode & 077) {
+		ret = kiln_err_set(err, -EACCES, "%s is accessible by group or others (mode "
+				   "%04o): a private key file must be 0600 (chmod 600 %s)", path,
+				   (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	ret = kiln_read_fd(fd, max_size, data, size);
+	if (ret < 0)
+		kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
+out:
+	close(fd);
+	return ret;
+}

@@ -29,6 +29,21 @@ bool pol_may_update(const struct pol_policy *p, const char *owner, const char *i
 	return id_listed(p->update, p->n_update, owner, id);
 }
 
+int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
+		  const char *owner, const char *caller, const char **why)
+{
+	*why = NULL;
+	if (!pol_may_update(cur, owner, caller))
+		return -KILN_EDENIED;
+	/* A co-updater may change anything but the owner's own update access: it
+	 * cannot lock the owner out of the policy. The owner may. */
+	if (!pol_may_update(next, owner, owner) && (!caller || strcmp(caller, owner))) {
+		*why = "only the owner may remove the owner's update access";
+		return -KILN_EDENIED;
+	}
+	return 0;
+}
+
 const struct pol_export *pol_export_find(const struct pol_secret *xs, const char *importer,
 					 const char *importer_hash, const char *importer_owner)
 {

@@ -157,6 +157,31 @@ static int match_measurement(char *const *list, size_t n, const json_t *claims,
 		      "claims.%s %.96s not in %s", which, meas, what);
 }
 
+/* With measurement [any], any build of the service's program may run, but only
+ * that program: when the claims name the executable (host evidence: the path
+ * kiln-las read from /proc/PID/exe), it must be command[0]. The runtime checks
+ * it too, but a workload that attests is not to be trusted with the check. */
+static int check_program(const struct pol_service *svc, const json_t *claims, char *reason,
+			 size_t reason_size, const char **label)
+{
+	const char *exe = json_string_value(json_object_get(claims, "exe"));
+	const char *cmd = svc->n_command ? svc->command[0] : "";
+
+	if (!exe)
+		return 0; /* the backend does not name the program (sim, sgx, tdx, snp) */
+	if (strstr(cmd, "{{"))
+		return refuse(reason, reason_size, label, "wrong_program", -KILN_EMEASUREMENT,
+			      "service '%s' command[0] is a template, so the program claims.exe "
+			      "%.200s cannot be checked: write the path, or pin measurements",
+			      svc->name, exe);
+	if (strcmp(exe, cmd))
+		return refuse(reason, reason_size, label, "wrong_program", -KILN_EMEASUREMENT,
+			      "claims.exe %.200s is not service '%s' command[0] %.200s "
+			      "(measurement [any] admits any build of that program, not another "
+			      "one)", exe, svc->name, cmd);
+	return 0;
+}
+
 int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
 	       char *reason, size_t reason_size, const char **label)
 {
@@ -168,7 +193,7 @@ int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const 
 		return ret;
 	for (size_t i = 0; i < svc->n_measurement; i++)
 		if (!strcmp(svc->measurement[i], "any"))
-			return 0;
+			return check_program(svc, claims, reason, reason_size, label);
 	snprintf(what, sizeof(what), "service '%s' measurement", svc->name);
 	return match_measurement(svc->measurement, svc->n_measurement, claims, what, reason,
 				 reason_size, label);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,13 @@ static int fail(struct pctx *c, const struct ynode *n, const char *fmt, ...)
 {
 	char msg[400];
 	va_list ap;
+	int len;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	len = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (len >= (int)sizeof(msg))
+		kiln_mark_truncated(msg, sizeof(msg));
 	c->code = -KILN_EFORMAT;
 	return kiln_err_set(c->err, -KILN_EFORMAT, "%s:%u:%u: %s", c->file, n ? n->line : 1,
 			    n ? n->col : 1, msg);
@@ -496,6 +500,28 @@ static int parse_export_binding(struct pctx *c, const struct ynode *x,
 	return 0;
 }
 
+/* A generated ascii or binary secret must hold at least POL_MIN_SECRET_BITS bits
+ * of entropy (size * log2(distinct characters)): `charset: "a"` made a secret
+ * anybody could guess. Policies stored by an earlier kiln keep what they had. */
+static int check_entropy(struct pctx *c, const struct ynode *n, const struct pol_secret *s)
+{
+	size_t chars = s->kind == POL_SECRET_BINARY ? 256 :
+		       s->charset ? strlen(s->charset) : 62;
+	double per_char = log2((double)chars), bits = per_char * s->size;
+
+	if ((s->kind != POL_SECRET_ASCII && s->kind != POL_SECRET_BINARY) || s->import ||
+	    (c->flags & POL_PARSE_STORED) || bits >= POL_MIN_SECRET_BITS)
+		return 0;
+	if (chars < 2)
+		return fail(c, n, "secret '%s': a charset of one character gives a secret anybody "
+			    "can guess (at least %d bits of entropy are needed)", s->name,
+			    POL_MIN_SECRET_BITS);
+	return fail(c, n, "secret '%s': %u %s from %zu possible give %.0f bits of entropy, "
+		    "fewer than %d: make size at least %.0f", s->name, s->size,
+		    s->kind == POL_SECRET_BINARY ? "bytes" : "characters", chars, floor(bits),
+		    POL_MIN_SECRET_BITS, ceil(POL_MIN_SECRET_BITS / per_char));
+}
+
 static int parse_secret(struct pctx *c, const struct ynode *n, struct pol_secret *s)
 {
 	static const char *const export_keys[] = { "session", "owner", "policy_hash",
@@ -572,10 +598,19 @@ static int parse_secret(struct pctx *c, const struct ynode *n, struct pol_secret
 			return c->code;
 		if (!s->charset[0] || strlen(s->charset) > 256)
 			return fail(c, v, "secret charset: must hold 1 to 256 characters");
-		for (const char *p = s->charset; *p; p++)
+		for (const char *p = s->charset; *p; p++) {
 			if (*p < 0x20 || *p > 0x7e)
 				return fail(c, v, "secret charset: only printable ASCII allowed");
+			/* Characters are drawn uniformly by position: a repeated one
+			 * would be likelier than the others. */
+			if (!(c->flags & POL_PARSE_STORED) && strchr(p + 1, *p))
+				return fail(c, v, "secret charset: '%c' appears twice", *p);
+		}
 	}
+	if (!(v = map_get(n, "size")) && !(v = map_get(n, "charset")))
+		v = n;
+	if (check_entropy(c, v, s) < 0)
+		return c->code;
 	s->algorithm = POL_ALG_P256;
 	if ((v = map_get(n, "algorithm"))) {
 		if (get_enum(c, v, "secret algorithm", g_algs, &e) < 0)
@@ -941,6 +976,12 @@ static int parse_service(struct pctx *c, const struct pol_policy *p, const struc
 	if (svc->n_measurement == 0)
 		return fail(c, v, "measurement: empty list (nothing could ever run; use [any] "
 			    "to accept any)");
+	if (svc->n_measurement > 1 && !(c->flags & POL_PARSE_STORED))
+		for (size_t i = 0; i < svc->n_measurement; i++)
+			if (!strcmp(svc->measurement[i], "any"))
+				return fail(c, v->items[i], "measurement: 'any' accepts every "
+					    "program, so the other values say nothing: list [any] "
+					    "or measurements, not both");
 	for (size_t i = 0; i < svc->n_measurement; i++)
 		for (char *q = svc->measurement[i]; *q; q++)
 			if (*q >= 'A' && *q <= 'F')

@@ -19,6 +19,7 @@
 #define POL_MAX_NODES 20000            /* scalars + collections */
 #define POL_HASH_STR_SIZE 72           /* "sha256:" + 64 hex + NUL */
 #define POL_ID_STR_SIZE 72             /* identity "sha256:<64 hex>" + NUL */
+#define POL_MIN_SECRET_BITS 64         /* entropy of a generated ascii/binary secret */
 
 /* Source position of a value, 1-based; 0 when the value was defaulted. */
 struct pol_mark {
@@ -192,6 +193,12 @@ bool pol_name_valid(const char *s);
  * `owner` and `id` are identities "sha256:<hex>". */
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id);
 bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id);
+/* May caller replace cur (owned by owner) with next? Needs update access to cur,
+ * and, when next takes the owner's update access away, the owner itself (a
+ * co-updater cannot lock the owner out). 0, or -KILN_EDENIED with *why set when
+ * the caller may update but not this change (NULL: no update access at all). */
+int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
+		  const char *owner, const char *caller, const char **why);
 /* The export entry of secret xs (of an exporting policy) that lets the policy
  * `importer` (its name, current hash and owner identity) import it, or NULL.
  * An entry matches when its session is the importer's name, and its owner (when

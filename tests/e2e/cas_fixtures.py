@@ -16,6 +16,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -208,3 +209,19 @@ def assert_refused(cas, status, body, label, reason):
     assert refusal(cas, label) >= 1, cas.metrics()
     line = [ln for ln in cas.log().splitlines() if body["request_id"] in ln]
     assert line and "attestation refused" in line[-1] and reason in line[-1], line
+
+
+def las_evidence(sock, report_data):
+    """host evidence from the kiln-las on unix socket sock, about this process."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock))
+        s.sendall(json.dumps({"report_data": report_data.hex()}).encode() + b"\n")
+        out = b""
+        while not out.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    ev = json.loads(out)
+    assert "error" not in ev, ev
+    return ev

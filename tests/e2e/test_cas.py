@@ -36,7 +36,7 @@ predecessor: {pred}
 access: {{read: [owner], update: [owner]}}
 secrets:
   - {{name: pw, kind: ascii, size: 24}}
-  - {{name: pin, kind: ascii, size: 8, charset: "0123456789"}}
+  - {{name: pin, kind: ascii, size: 20, charset: "0123456789"}}
   - {{name: blob, kind: binary, size: 16}}
   - {{name: sig, kind: key, algorithm: ed25519}}
   - {{name: rsa, kind: key, algorithm: rsa3072}}
@@ -91,6 +91,7 @@ def test_identity_create_and_show(kiln, tmp_path):
     p = kiln("identity", "create", "--out", tmp_path / "x.pem", "--algorithm", "p521")
     assert p.returncode == 2 and "unknown algorithm 'p521'" in p.stderr
     (tmp_path / "junk.pem").write_text("junk")
+    (tmp_path / "junk.pem").chmod(0o600)
     p = kiln("identity", "show", tmp_path / "junk.pem")
     assert p.returncode == 1 and "no PEM private key" in p.stderr
 
@@ -181,7 +182,7 @@ def test_sim_attestation_and_substitution(kiln, cas, cas_identity, tmp_path):
     assert re.fullmatch(r"[A-Za-z0-9]{24}", pw)
     assert r["argv"] == ["/usr/bin/db", f"--password={pw}", "5432"]
     assert r["pwd"] == "/srv"
-    assert re.fullmatch(r"[0-9]{8}", env["PIN"])
+    assert re.fullmatch(r"[0-9]{20}", env["PIN"])
     files = {f["path"]: f for f in r["files"]}
     blob = base64.b64decode(files["/etc/blob"]["content"])
     assert len(blob) == 16 and env["BLOB_HEX"] == blob.hex()
@@ -456,6 +457,7 @@ def test_master_key_missing_or_corrupt(kiln_bin, cas, tmp_path):
     assert "master.key is missing but the store" in cas.log()
     assert not key.exists()  # never regenerated
     key.write_bytes(good[:10])
+    key.chmod(0o600)  # a key file others may read is refused first
     assert cas.start(expect_fail=True) == 1
     assert "master.key is corrupt: 10 bytes, expected 32" in cas.log()
     key.write_bytes(bytes(32))

@@ -3,9 +3,8 @@ evidence about this test process; the CAS trusts it via `kiln cas trust-las`."""
 import base64
 import hashlib
 import json
-import socket
 
-from cas_fixtures import Workload
+from cas_fixtures import Workload, las_evidence
 
 POLICY = """\
 name: acme/host
@@ -17,21 +16,6 @@ security: {{tee: [host]}}
 """
 
 
-
-
-def las_evidence(sock, report_data):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(sock))
-        s.sendall(json.dumps({"report_data": report_data.hex()}).encode() + b"\n")
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    ev = json.loads(out)
-    assert "error" not in ev, ev
-    return ev
 
 
 def test_host_attestation(kiln, cas, cas_identity, las, tmp_path):

@@ -291,6 +291,53 @@ static void test_log_repeated_lines_rate_limited_with_summary(void **state)
 			       "similar=\"flood\""), 1);
 }
 
+static void test_private_key_file_refuses_open_modes_and_fifos(void **state)
+{
+	char dir[] = "/tmp/kiln-test-key-XXXXXX", path[64], fifo[64];
+	struct kiln_err err = { 0 };
+	uint8_t *data;
+	size_t size;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/key", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0 && write(fd, "k", 1) == 1);
+	close(fd);
+	chmod(path, 0644);
+	assert_int_equal(kiln_read_private_file(path, 64, &data, &size, &err), -EACCES);
+	assert_non_null(strstr(err.msg, "is accessible by group or others (mode 0644)"));
+	chmod(path, 0600);
+	assert_int_equal(kiln_read_private_file(path, 64, &data, &size, &err), 0);
+	assert_int_equal(size, 1);
+	free(data);
+	/* no writer: must not block */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(kiln_read_private_file(fifo, 64, &data, &size, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "is not a regular file"));
+	unlink(fifo);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_error_messages_say_when_truncated(void **state)
+{
+	static char big[70001];
+	struct kiln_err err = { 0 };
+
+	memset(big, 'x', sizeof(big) - 1);
+	kiln_err_set(&err, -EINVAL, "'%s': invalid volume path", big);
+	assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+	assert_string_equal(err.msg + strlen(err.msg) - 15, "... (truncated)");
+	kiln_err_set(&err, -EINVAL, "short");
+	kiln_err_prefix(&err, "%.200s: ", big);
+	assert_string_equal(err.msg + 200, ": short");
+	kiln_err_prefix(&err, "%.200s: ", big);
+	kiln_err_prefix(&err, "%.200s: ", big);
+	assert_string_equal(err.msg + strlen(err.msg) - 15, "... (truncated)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +352,8 @@ int main(void)
 		cmocka_unit_test(test_sha),
 		cmocka_unit_test(test_sock_fd),
 		cmocka_unit_test(test_log_repeated_lines_rate_limited_with_summary),
+		cmocka_unit_test(test_private_key_file_refuses_open_modes_and_fifos),
+		cmocka_unit_test(test_error_messages_say_when_truncated),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

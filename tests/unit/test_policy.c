@@ -15,6 +15,7 @@
 
 #define ID1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define ID2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+#define WM64 "abababababababababababababababababababababababababababababababab"
 
 struct bad_case {
 	const char *name;
@@ -214,6 +215,26 @@ static const struct bad_case g_bad[] = {
 	{ "list type",
 	  "name: x\nvolumes: {name: data}\n",
 	  "p.yaml:2:10: volumes: expected a list, found a mapping" },
+	{ "one-character charset",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, charset: \"a\", size: 4096}\n",
+	  "p.yaml:3:48: secret 'a': a charset of one character gives a secret anybody can guess "
+	  "(at least 64 bits of entropy are needed)" },
+	{ "low entropy ascii",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, size: 10}\n",
+	  "p.yaml:3:34: secret 'a': 10 characters from 62 possible give 59 bits of entropy, "
+	  "fewer than 64: make size at least 11" },
+	{ "low entropy binary",
+	  "name: x\nsecrets:\n  - {name: a, kind: binary, size: 7}\n",
+	  "p.yaml:3:35: secret 'a': 7 bytes from 256 possible give 56 bits of entropy, fewer "
+	  "than 64: make size at least 8" },
+	{ "charset repeats",
+	  "name: x\nsecrets:\n  - {name: a, kind: ascii, charset: \"abca\"}\n",
+	  "p.yaml:3:37: secret charset: 'a' appears twice" },
+	{ "any with measurements",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [\"" WM64
+	  "\", any]\nsecurity: {tee: [sim]}\n",
+	  "p.yaml:5:87: measurement: 'any' accepts every program, so the other values say "
+	  "nothing: list [any] or measurements, not both" },
 	{ "export by name alone",
 	  "name: x\nsecrets:\n  - name: a\n    kind: ascii\n    export:\n"
 	  "      - {session: alice/w}\n",
@@ -708,6 +729,70 @@ static void test_decide_export_applies_exporter_rules(void **state)
 	pol_free(p);
 }
 
+static void test_co_updater_cannot_remove_owner_update_access(void **state)
+{
+	struct pol_policy *cur = parse_ok("name: a\naccess: {update: [owner, \"" ID2 "\"]}\n");
+	struct pol_policy *drop = parse_ok("name: a\naccess: {update: [\"" ID2 "\"]}\n");
+	struct pol_policy *keep = parse_ok("name: a\naccess: {update: [\"" ID1 "\", \"" ID2
+					   "\"]}\n");
+	const char *why;
+
+	/* ID1 owns it; ID2 may update it */
+	assert_int_equal(pol_may_apply(cur, keep, ID1, ID2, &why), 0);
+	assert_int_equal(pol_may_apply(cur, drop, ID1, ID2, &why), -KILN_EDENIED);
+	assert_string_equal(why, "only the owner may remove the owner's update access");
+	assert_int_equal(pol_may_apply(cur, drop, ID1, ID1, &why), 0);
+	assert_int_equal(pol_may_apply(drop, keep, ID1, ID1, &why), -KILN_EDENIED);
+	assert_null(why); /* no update access at all: the caller learns nothing more */
+	pol_free(cur);
+	pol_free(drop);
+	pol_free(keep);
+}
+
+static void test_decide_any_requires_command0_when_claims_name_exe(void **state)
+{
+	struct pol_policy *p = parse_ok("name: a\nservices:\n  - {name: s, command: [/usr/bin/app, "
+					"x], measurement: [any]}\n  - {name: t, command: "
+					"[\"{{host.P}}\"], host_env: [P], measurement: [any]}\n"
+					"security: {tee: [host]}\n");
+	json_t *app = json_pack("{s:s,s:s}", "tee", "host", "exe", "/usr/bin/app");
+	json_t *evil = json_pack("{s:s,s:s}", "tee", "host", "exe", "/tmp/evil");
+	json_t *none = json_pack("{s:s}", "tee", "host");
+	char reason[512];
+	const char *label;
+
+	assert_int_equal(pol_decide(p, &p->services[0], app, reason, sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide(p, &p->services[0], none, reason, sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide(p, &p->services[0], evil, reason, sizeof(reason), &label),
+			 -KILN_EMEASUREMENT);
+	assert_string_equal(label, "wrong_program");
+	assert_string_equal(reason, "claims.exe /tmp/evil is not service 's' command[0] "
+			    "/usr/bin/app (measurement [any] admits any build of that program, not "
+			    "another one)");
+	assert_int_equal(pol_decide(p, &p->services[1], app, reason, sizeof(reason), &label),
+			 -KILN_EMEASUREMENT);
+	assert_string_equal(label, "wrong_program");
+	json_decref(app);
+	json_decref(evil);
+	json_decref(none);
+	pol_free(p);
+}
+
+static void test_stored_policies_keep_what_earlier_kiln_accepted(void **state)
+{
+	static const char old[] =
+		"name: a\nsecrets:\n  - {name: pin, kind: ascii, size: 4, charset: \"0011\"}\n"
+		"services:\n  - {name: s, command: [/x], measurement: [any, \"" WM64 "\"]}\n"
+		"security: {tee: [sim]}\n";
+	struct pol_policy *p = NULL;
+	struct kiln_err err = { 0 };
+
+	assert_int_equal(pol_parse(old, strlen(old), "p.yaml", &p, &err), -KILN_EFORMAT);
+	assert_int_equal(pol_parse_ex(old, strlen(old), "p.yaml", POL_PARSE_STORED, &p, &err),
+			 0);
+	pol_free(p);
+}
+
 static void test_misc(void **state)
 {
 	struct pol_policy *p = parse_ok("name: a\nsecrets: [{name: k, kind: key, algorithm: "
@@ -743,6 +828,9 @@ int main(void)
 		cmocka_unit_test(test_access),
 		cmocka_unit_test(test_exports_bound_to_owner_or_hash),
 		cmocka_unit_test(test_decide_export_applies_exporter_rules),
+		cmocka_unit_test(test_co_updater_cannot_remove_owner_update_access),
+		cmocka_unit_test(test_decide_any_requires_command0_when_claims_name_exe),
+		cmocka_unit_test(test_stored_policies_keep_what_earlier_kiln_accepted),
 		cmocka_unit_test(test_misc),
 	};
 
