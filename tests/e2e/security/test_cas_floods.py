@@ -9,6 +9,7 @@ live 20 s; grants are recorded only for services that mount volumes and bounded
 per policy (its own oldest go first).
 """
 import os
+import select
 import socket
 import ssl
 import subprocess
@@ -60,22 +61,33 @@ class Flood(threading.Thread):
             buf = buf[head_end + 4 + length:]
 
     def run(self):
+        # One thread, non-blocking: an SSL socket must not be read and written
+        # from two threads, and the server answers each request before it reads
+        # the next, so the requests only go out as the answers are read.
         try:
             ctx = self.cas.ssl_context()
             with socket.create_connection(("127.0.0.1", self.cas.port), timeout=120) as raw:
                 with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-                    req = b"GET /v1/nonce HTTP/1.1\r\nHost: cas\r\n\r\n"
-                    sender = threading.Thread(target=s.sendall, args=(req * self.n,),
-                                              daemon=True)
-                    sender.start()
-                    buf = b""
+                    s.setblocking(False)
+                    out = memoryview(b"GET /v1/nonce HTTP/1.1\r\nHost: cas\r\n\r\n" * self.n)
+                    pos, buf = 0, b""
                     while self.answers < self.n:
-                        chunk = s.recv(1 << 20)
-                        if not chunk:
-                            break
-                        buf += chunk
-                        buf = self.count(buf)
-                    sender.join(timeout=60)
+                        r, w, _ = select.select([s], [s] if pos < len(out) else [], [], 120)
+                        if not r and not w:
+                            raise TimeoutError(f"no progress after {self.answers} answers")
+                        if w:
+                            try:
+                                pos += s.send(out[pos:pos + 65536])
+                            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                                pass
+                        while True:  # drain what TLS has decrypted, not only the socket
+                            try:
+                                chunk = s.recv(1 << 20)
+                            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                                break
+                            if not chunk:
+                                raise ConnectionError(f"closed after {self.answers} answers")
+                            buf = self.count(buf + chunk)
         except Exception as e:  # reported by the test
             self.error = e
 
