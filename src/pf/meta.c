@@ -379,7 +379,8 @@ static int check_tree(struct pf_meta *m, struct kiln_err *err)
 
 		if (x->type != PF_TYPE_DIR)
 			continue;
-		qsort(x->ents, x->nents, sizeof(*x->ents), cmp_dent);
+		if (x->nents > 1) /* ents is NULL for an empty directory */
+			qsort(x->ents, x->nents, sizeof(*x->ents), cmp_dent);
 		for (size_t j = 0; j < x->nents; j++) {
 			struct pf_meta_inode *t = by_ino(sorted, n, x->ents[j].ino);
 
@@ -618,7 +619,8 @@ static int parse_v1(struct rd *r, struct pf_meta *m, const char **what, struct k
 	}
 	m->inodes[0].atime_ns = m->inodes[0].ctime_ns = m->inodes[0].mtime_ns;
 	/* Name each entry in its parent directory. */
-	qsort(e, n, sizeof(*e), cmp_v1);
+	if (n > 1)
+		qsort(e, n, sizeof(*e), cmp_v1);
 	for (size_t i = 0; i < n; i++) {
 		char parent[PF_MAX_PATH];
 		const char *slash = strrchr(e[i].path, '/');

@@ -85,7 +85,8 @@ static json_t *sorted_array(json_t **items, size_t n, int (*cmp)(const void *, c
 {
 	json_t *a = json_array();
 
-	qsort(items, n, sizeof(*items), cmp);
+	if (n > 1) /* items may be NULL when n is 0 */
+		qsort(items, n, sizeof(*items), cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (a)
 			json_array_append(a, items[i]);
