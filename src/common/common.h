@@ -42,6 +42,7 @@ enum {
 	KILN_ECRYPTO,       /* crypto library failure */
 	KILN_ECORRUPT,      /* structure inconsistent (not a crypto failure) */
 	KILN_EUNMEASURED,   /* the process holds code that cannot be measured */
+	KILN_EUNSAFE,       /* a symlink or special file where kiln keeps a file of its own */
 	KILN_ELAST
 };
 
@@ -121,6 +122,29 @@ ssize_t kiln_pread_full(int fd, void *data, size_t size, off_t off);
 int kiln_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component. */
 int kiln_mkdir_p(const char *path, mode_t mode);
+
+struct stat;
+
+/* Files kiln keeps for itself in storage someone else may control (a volume's
+ * .kiln, a freshness file): never through a symlink, never a FIFO, directory
+ * or device. KILN_O_OWN is added to the open flags: the last component is not
+ * followed (ELOOP), a FIFO does not block the open, no controlling tty. */
+#define KILN_O_OWN (O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) /* needs <fcntl.h> */
+/* The error for such an open: -KILN_EUNSAFE for what the kernel reports on a
+ * symlink (ELOOP) or a directory opened for writing (EISDIR), else err. */
+int kiln_own_open_error(int err);
+/* 0 when st (of a file opened with KILN_O_OWN) is a regular file, else
+ * -KILN_EUNSAFE. */
+int kiln_own_check(const struct stat *st);
+/* openat(dirfd, path, oflags | KILN_O_OWN, mode) that returns a descriptor of a
+ * regular file only (else -KILN_EUNSAFE, or -errno); the descriptor is
+ * O_NONBLOCK, which regular files ignore. Directories in path are followed:
+ * callers pass one name under a directory they hold, or a path the user gave. */
+int kiln_open_own(int dirfd, const char *path, int oflags, mode_t mode);
+/* Open the directory name under dirfd for kiln's own use: not through a
+ * symlink, and a directory (else -KILN_EUNSAFE). With create, mkdirat first
+ * (mode; an existing one is fine). */
+int kiln_open_own_dir(int dirfd, const char *name, bool create, mode_t mode);
 
 /* Stream-socket I/O bounded by an absolute kiln_now_ns() deadline (-ETIMEDOUT).
  * send_all writes everything (MSG_NOSIGNAL). recv_line reads one "\n"-terminated

@@ -27,6 +27,8 @@ static const char *const g_kiln_errs[] = {
 	[KILN_ECRYPTO - KILN_EBASE] = "cryptographic library failure",
 	[KILN_ECORRUPT - KILN_EBASE] = "inconsistent structure",
 	[KILN_EUNMEASURED - KILN_EBASE] = "code that cannot be measured",
+	[KILN_EUNSAFE - KILN_EBASE] = "a symbolic link, directory or special file where kiln "
+				      "keeps a regular file of its own (planted?): refused",
 };
 
 const char *kiln_strerror(int code)

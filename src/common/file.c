@@ -216,6 +216,51 @@ int kiln_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+int kiln_own_open_error(int err)
+{
+	return err == -ELOOP || err == -EISDIR ? -KILN_EUNSAFE : err;
+}
+
+int kiln_own_check(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) ? 0 : -KILN_EUNSAFE;
+}
+
+int kiln_open_own(int dirfd, const char *path, int oflags, mode_t mode)
+{
+	struct stat st;
+	int fd, ret;
+
+	do
+		fd = openat(dirfd, path, oflags | KILN_O_OWN, mode);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return kiln_own_open_error(-errno);
+	ret = fstat(fd, &st) < 0 ? -errno : kiln_own_check(&st);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int kiln_open_own_dir(int dirfd, const char *name, bool create, mode_t mode)
+{
+	struct stat st;
+	int fd;
+
+	if (create && mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | KILN_O_OWN);
+	if (fd < 0)
+		return errno == ELOOP || errno == ENOTDIR ? -KILN_EUNSAFE : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		close(fd);
+		return -KILN_EUNSAFE;
+	}
+	return fd;
+}
+
 uint64_t kiln_now_ns(void)
 {
 	struct timespec ts;

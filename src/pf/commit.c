@@ -254,7 +254,9 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			n->phys_size = pf__expected_phys(v, n->size);
 		if (n->jfh && n->phys_size <= pf__expected_phys(v, n->size))
 			(void)v->so->truncate(v->sctx, n->jfh, 0);
-		pf__sidecar_update(n);
+		/* The commit stands; a planted sidecar is still reported. */
+		if (pf__sidecar_update(n, ret ? NULL : err) && !ret)
+			ret = -KILN_EUNSAFE;
 	}
 	return ret ? ret : failed ? -EIO : 0;
 }

@@ -596,7 +596,7 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 /* node.c */
 int pf__ensure_tags(struct pf_node *n, uint64_t count);
 void pf__tag_touch(struct pf_node *n, uint64_t k);
-void pf__sidecar_update(struct pf_node *n);
+int pf__sidecar_update(struct pf_node *n, struct kiln_err *err);
 void pf__node_free(struct pf_node *n);
 struct pf_node *pf__node_new(pf_volume_t *v, struct pf_inode *e);
 int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,

@@ -44,20 +44,26 @@ void pf__tag_touch(struct pf_node *n, uint64_t k)
 }
 
 /* After a commit: bring the sidecar to the new committed tag list. Errors
- * only cost the next open a full scan. */
-void pf__sidecar_update(struct pf_node *n)
+ * only cost the next open a full scan -- except something planted at the
+ * sidecar's name, which is refused: -KILN_EUNSAFE, err naming it. */
+int pf__sidecar_update(struct pf_node *n, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t cnt = pf__nchunks(v, n->size), lo = n->t_lo, hi = n->t_hi;
 	char name[PF_BNAME_MAX + 2];
+	int ret;
 
 	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
-		return;
+		return 0;
 	if (!n->tfh) {
 		snprintf(name, sizeof(name), "%s.t", n->name);
-		if (v->so->open(v->sctx, name, PF_SO_CREATE, &n->tfh) != 0) {
+		ret = v->so->open(v->sctx, name, PF_SO_CREATE, &n->tfh);
+		if (ret) {
 			n->tfh = NULL;
-			return;
+			if (ret != -KILN_EUNSAFE)
+				return 0;
+			return kiln_err_set(err, ret, "file %s: tag list .kiln/%s: %s",
+					    pf__node_path(n), name, kiln_strerror(ret));
 		}
 	}
 	if (!n->t_valid) {
@@ -69,15 +75,17 @@ void pf__sidecar_update(struct pf_node *n)
 	n->t_valid = false;
 	if (lo < hi && pf__st_pwrite_all(v, n->tfh, n->tags[lo], (hi - lo) * PF_TAG_SIZE,
 				     lo * PF_TAG_SIZE) != 0)
-		return;
+		return 0;
 	if (v->so->truncate(v->sctx, n->tfh, cnt * PF_TAG_SIZE) != 0)
-		return;
+		return 0;
 	n->t_valid = true;
 	n->t_lo = n->t_hi = 0;
+	return 0;
 }
 
-/* On load: take the tag list from the sidecar if it hashes to the root. */
-static bool sidecar_load(struct pf_node *n, const struct pf_inode *e)
+/* On load: take the tag list from the sidecar if it hashes to the root (1;
+ * 0 when not; -KILN_EUNSAFE naming it when something was planted there). */
+static int sidecar_load(struct pf_node *n, const struct pf_inode *e, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t cnt = pf__nchunks(v, e->size), size;
@@ -85,12 +93,17 @@ static bool sidecar_load(struct pf_node *n, const struct pf_inode *e)
 	char name[PF_BNAME_MAX + 2];
 	void *fh = NULL;
 	ssize_t r;
+	int ret;
 
 	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS)
-		return false;
+		return 0;
 	snprintf(name, sizeof(name), "%s.t", n->name);
-	if (v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh) != 0)
-		return false;
+	ret = v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : 0, &fh);
+	if (ret == -KILN_EUNSAFE)
+		return kiln_err_set(err, ret, "file %s: tag list .kiln/%s: %s", pf__node_path(n),
+				    name, kiln_strerror(ret));
+	if (ret)
+		return 0;
 	if (v->so->get_size(v->sctx, fh, &size) != 0 || size != cnt * PF_TAG_SIZE)
 		goto no;
 	r = v->so->pread(v->sctx, fh, n->tags, size, 0);
@@ -102,10 +115,10 @@ static bool sidecar_load(struct pf_node *n, const struct pf_inode *e)
 	else
 		n->tfh = fh;
 	n->t_valid = true;
-	return true;
+	return 1;
 no:
 	v->so->close(v->sctx, fh);
-	return false;
+	return 0;
 }
 
 void pf__node_free(struct pf_node *n)
@@ -296,8 +309,13 @@ int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 	ret = pf__ensure_tags(n, cnt);
 	if (ret)
 		goto out;
-	if (sidecar_load(n, e))
+	ret = sidecar_load(n, e, err);
+	if (ret < 0)
+		goto out;
+	if (ret) {
+		ret = 0;
 		goto done;
+	}
 	/* No usable sidecar: read every tag, one pass over the file in large
 	 * batches. */
 	for (uint64_t i = 0; i < cnt;) {
@@ -324,8 +342,9 @@ int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 				   "older version)", pf__node_path(n));
 		goto out;
 	}
-	if (!v->read_only)
-		pf__sidecar_update(n); /* next time, open from the sidecar */
+	/* Next time, open from the sidecar. */
+	if (!v->read_only && (ret = pf__sidecar_update(n, err)))
+		goto out;
 done:
 	*out = n;
 	n = NULL;

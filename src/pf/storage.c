@@ -1,9 +1,19 @@
-/* Default storage callbacks: POSIX files in one directory (openat on a dirfd). */
+/* Default storage callbacks: POSIX files in one directory (openat on a dirfd).
+ *
+ * Whoever controls the disk may plant a symlink, FIFO, directory or device at
+ * any name the volume uses. So: every name is one flat name opened relative to
+ * the held directory fd, never following a symlink (O_NOFOLLOW; names with a
+ * '/' are refused), a FIFO never blocks the open (O_NONBLOCK), and anything but
+ * a regular file is refused with -KILN_EUNSAFE before a byte is read or
+ * written (kiln_open_own). unlinkat/renameat act on the entry itself, never on
+ * a symlink's target. The directory itself is opened the same way under its
+ * parent (the volume root, which the user named). */
 #include "pf/pf.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +31,22 @@ struct posix_fh {
 	int fd;
 };
 
+/* Storage names are one component: never a path, never "." or "..". */
+static bool flat_name(const char *name)
+{
+	return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
 static int ps_open(void *ctx, const char *name, unsigned flags, void **fh)
 {
 	struct posix_storage *s = ctx;
-	int oflags = O_CLOEXEC | ((flags & PF_SO_RDONLY) ? O_RDONLY : O_RDWR);
+	int oflags = (flags & PF_SO_RDONLY) ? O_RDONLY : O_RDWR;
 	struct posix_fh *h;
 	int fd;
 
 	*fh = NULL;
+	if (!flat_name(name))
+		return -EINVAL;
 	if (flags & PF_SO_CREATE)
 		oflags |= O_CREAT;
 	if (flags & PF_SO_EXCL)
@@ -38,14 +56,10 @@ static int ps_open(void *ctx, const char *name, unsigned flags, void **fh)
 	h = malloc(sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	do
-		fd = openat(s->dirfd, name, oflags, 0600);
-	while (fd < 0 && errno == EINTR);
+	fd = kiln_open_own(s->dirfd, name, oflags, 0600);
 	if (fd < 0) {
-		int e = -errno;
-
 		free(h);
-		return e;
+		return fd;
 	}
 	h->fd = fd;
 	*fh = h;
@@ -109,20 +123,26 @@ static int ps_remove(void *ctx, const char *name)
 {
 	struct posix_storage *s = ctx;
 
-	return unlinkat(s->dirfd, name, 0) < 0 ? -errno : 0;
+	if (!flat_name(name))
+		return -EINVAL;
+	return unlinkat(s->dirfd, name, 0) < 0 ? kiln_own_open_error(-errno) : 0;
 }
 
 static int ps_rename(void *ctx, const char *from, const char *to)
 {
 	struct posix_storage *s = ctx;
 
-	return renameat(s->dirfd, from, s->dirfd, to) < 0 ? -errno : 0;
+	if (!flat_name(from) || !flat_name(to))
+		return -EINVAL;
+	return renameat(s->dirfd, from, s->dirfd, to) < 0 ? kiln_own_open_error(-errno) : 0;
 }
 
 static int ps_exchange(void *ctx, const char *a, const char *b)
 {
 	struct posix_storage *s = ctx;
 
+	if (!flat_name(a) || !flat_name(b))
+		return -EINVAL;
 	return renameat2(s->dirfd, a, s->dirfd, b, RENAME_EXCHANGE) < 0 ? -errno : 0;
 }
 
@@ -173,7 +193,7 @@ static int ps_sync_all(void *ctx)
 static int ps_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 {
 	struct posix_storage *s = ctx;
-	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
 	struct dirent *de;
 	DIR *d;
 	int ret = 0;
@@ -231,22 +251,51 @@ int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops *
 		     void **ctx, struct kiln_err *err)
 {
 	struct posix_storage *s;
-	int fd, ret;
+	char parent[PATH_MAX], *base;
+	int pfd, fd, ret;
 
 	*ops = NULL;
 	*ctx = NULL;
-	if (create) {
-		ret = kiln_mkdir_p(dir, 0700);
-		if (ret)
-			return kiln_err_set(err, ret, "%s: cannot create: %s", dir,
-					    kiln_strerror(ret));
+	if (snprintf(parent, sizeof(parent), "%s", dir) >= (int)sizeof(parent))
+		return kiln_err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
+	base = strrchr(parent, '/');
+	if (base && base[1]) {
+		*base++ = '\0';
+		if (!parent[0])
+			strcpy(parent, "/");
+	} else if (!base) {
+		base = parent;
 	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
+	if (!flat_name(base))
+		return kiln_err_set(err, -EINVAL, "%s: not a storage directory name", dir);
+	if (base != parent) {
+		if (create && (ret = kiln_mkdir_p(parent, 0700)))
+			return kiln_err_set(err, ret, "%s: cannot create: %s", parent,
+					    kiln_strerror(ret));
+		pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		pfd = AT_FDCWD;
+	}
+	if (pfd < 0 && pfd != AT_FDCWD) {
 		ret = -errno;
 		if (ret == -ENOENT)
 			return kiln_err_set(err, -KILN_EFORMAT, "%s: not a kiln volume "
 					    "(no such directory)", dir);
+		return kiln_err_set(err, ret, "%s: %s", parent, kiln_strerror(ret));
+	}
+	/* The storage directory itself (".kiln"): not through a symlink, a real
+	 * directory, made here (0700) when asked. */
+	fd = kiln_open_own_dir(pfd, base, create, 0700);
+	if (pfd != AT_FDCWD)
+		close(pfd);
+	if (fd < 0) {
+		ret = fd;
+		if (ret == -ENOENT)
+			return kiln_err_set(err, -KILN_EFORMAT, "%s: not a kiln volume "
+					    "(no such directory)", dir);
+		if (ret == -KILN_EUNSAFE)
+			return kiln_err_set(err, ret, "%s: a symbolic link or not a directory "
+					    "(planted?): refused", dir);
 		return kiln_err_set(err, ret, "%s: %s", dir, kiln_strerror(ret));
 	}
 	/* One owner per volume at a time: two instances would overwrite each other's

@@ -172,6 +172,10 @@ int pf_volume_init(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		ret = kiln_err_set(err, -EEXIST, "%s: already holds a kiln volume", dir);
 		goto out;
 	}
+	if (ret == -KILN_EUNSAFE) {
+		kiln_err_set(err, ret, "%s: metadata (.kiln/meta): %s", dir, kiln_strerror(ret));
+		goto out;
+	}
 	if (opts && opts->regions_len > PF_MAX_REGIONS) {
 		ret = kiln_err_set(err, -EINVAL, "too many regions (max %d)", PF_MAX_REGIONS);
 		goto out;
@@ -308,10 +312,8 @@ static int gc_collect(void *arg, const char *name)
 	char hex[2 * PF_BACKING_ID_SIZE + 1];
 	bool used;
 
-	if (strcmp(name, "meta.tmp") == 0) {
-		(void)g->v->so->remove(g->v->sctx, name);
-		return 0;
-	}
+	if (strcmp(name, "meta.tmp") == 0)
+		goto collect;
 	if (n != 32 && !(n == 34 && (strcmp(name + 32, ".j") == 0 ||
 				      strcmp(name + 32, ".t") == 0)))
 		return 0;
@@ -322,6 +324,7 @@ static int gc_collect(void *arg, const char *name)
 	used = bsearch(id, g->used, g->nused, PF_BACKING_ID_SIZE, cmp_id) != NULL;
 	if (used)
 		return 0;
+collect:
 	if (g->len == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 16;
 		char **nn = realloc(g->names, cap * sizeof(*nn));
@@ -338,16 +341,20 @@ static int gc_collect(void *arg, const char *name)
 	return 0;
 }
 
-/* Remove backing files no committed entry refers to (left by crashes). */
-static void collect_orphans(pf_volume_t *v)
+/* Remove backing files no committed entry refers to (left by crashes), and
+ * a leftover meta.tmp. A crash leaves regular files only: anything else under
+ * such a name was planted, and the volume is refused naming it (-KILN_EUNSAFE)
+ * rather than cleaned up in silence. */
+static int collect_orphans(pf_volume_t *v, struct kiln_err *err)
 {
 	struct gc_ctx g = { v, NULL, 0, NULL, 0, 0 };
+	int ret = 0;
 
 	if (!v->so->list)
-		return;
+		return 0;
 	g.used = calloc(v->ninodes ? v->ninodes : 1, sizeof(*g.used));
 	if (!g.used)
-		return;
+		return 0;
 	for (size_t b = 0; b < v->nibuckets; b++)
 		for (struct pf_inode *in = v->ibuckets[b]; in; in = in->hnext)
 			if (in->type == PF_TYPE_REG)
@@ -356,30 +363,42 @@ static void collect_orphans(pf_volume_t *v)
 	(void)v->so->list(v->sctx, gc_collect, &g);
 	free(g.used);
 	for (size_t i = 0; i < g.len; i++) {
-		(void)v->so->remove(v->sctx, g.names[i]);
+		void *fh = NULL;
+		int r = ret ? ret : v->so->open(v->sctx, g.names[i], PF_SO_RDONLY, &fh);
+
+		if (fh)
+			v->so->close(v->sctx, fh);
+		if (r == -KILN_EUNSAFE && !ret)
+			ret = kiln_err_set(err, r, ".kiln/%s: %s", g.names[i], kiln_strerror(r));
+		else if (!ret)
+			(void)v->so->remove(v->sctx, g.names[i]);
 		free(g.names[i]);
 	}
 	free(g.names);
+	return ret;
 }
 
 /* meta.pub (pf_volume_publish) holds the namespace published since the last
  * durable commit, under that commit's version. It is used when it is whole and
  * carries the version of meta; a torn, missing or older one is ignored: that is
  * the crash losing changes that were never durable. On success *body is
- * replaced (the old one wiped and freed). */
-static bool load_published(pf_volume_t *v, uint64_t version, uint32_t *format, uint8_t **body,
-			   size_t *body_size)
+ * replaced (the old one wiped and freed). Returns 1 when used, 0 when not, and
+ * -KILN_EUNSAFE when something else than a file sits at "meta.pub" (planted:
+ * refused, not ignored). */
+static int load_published(pf_volume_t *v, uint64_t version, uint32_t *format, uint8_t **body,
+			  size_t *body_size)
 {
 	uint8_t *env = NULL, *pbody = NULL;
 	size_t pbody_size = 0;
 	uint64_t size = 0, pversion = 0;
 	uint32_t pformat = 0;
 	void *fh = NULL;
-	bool ok = false;
+	int ok = 0, ret;
 	ssize_t n;
 
-	if (v->so->open(v->sctx, "meta.pub", PF_SO_RDONLY, &fh) != 0)
-		return false;
+	ret = v->so->open(v->sctx, "meta.pub", PF_SO_RDONLY, &fh);
+	if (ret)
+		return ret == -KILN_EUNSAFE ? ret : 0;
 	if (v->so->get_size(v->sctx, fh, &size) != 0 || size < PF_META_HDR_SIZE ||
 	    size > PF_META_MAX_SIZE + PF_META_HDR_SIZE + PF_TAG_SIZE || !(env = malloc(size)))
 		goto out;
@@ -396,7 +415,7 @@ static bool load_published(pf_volume_t *v, uint64_t version, uint32_t *format, u
 	*body = pbody;
 	*body_size = pbody_size;
 	*format = pformat;
-	ok = true;
+	ok = 1;
 out:
 	v->so->close(v->sctx, fh);
 	free(env);
@@ -406,7 +425,7 @@ out:
 int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		   const struct pf_volume_opts *opts, pf_volume_t **vol, struct kiln_err *err)
 {
-	bool published;
+	int published;
 	struct pf_meta m = { 0 };
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
@@ -461,6 +480,11 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	if (ret)
 		goto out;
 	published = load_published(v, version, &format, &body, &body_size);
+	if (published < 0) {
+		ret = kiln_err_set(err, published, "%s: published metadata (.kiln/meta.pub): %s",
+				   dir, kiln_strerror(published));
+		goto out;
+	}
 	ret = pf__meta_parse(body, body_size, format, &m, err);
 	if (ret)
 		goto out;
@@ -477,8 +501,10 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		goto out;
 	/* Published metadata is not durable: files it no longer names may be
 	 * named by the durable one. Orphans wait for an open after a commit. */
-	if (!v->read_only && !published)
-		collect_orphans(v);
+	if (!v->read_only && !published && (ret = collect_orphans(v, err))) {
+		kiln_err_prefix(err, "%s/", dir);
+		goto out;
+	}
 	*vol = v;
 	v = NULL;
 out:

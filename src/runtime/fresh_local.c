@@ -34,7 +34,7 @@ static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 		   struct kiln_err *err)
 {
 	char buf[128], c[32], p[32];
-	long fd = rt__raw(SYS_openat, AT_FDCWD, f->path, O_RDONLY | O_CLOEXEC);
+	long fd = rt__open_own(AT_FDCWD, f->path, O_RDONLY, 0);
 	long n;
 
 	if (fd == -ENOENT)
@@ -63,7 +63,9 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 	char buf[TAG_LINE + 1];
 	int n = snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)committed,
 			 (unsigned long long)prepared);
-	long fd = rt__raw(SYS_openat, AT_FDCWD, f->path, O_WRONLY | O_CLOEXEC);
+	/* kiln's own file: written in place only when it is a regular file
+	 * reached without a symlink (never into a symlink's target). */
+	long fd = rt__open_own(AT_FDCWD, f->path, O_WRONLY, 0);
 	long r;
 
 	memset(buf + n, ' ', TAG_LINE - 1 - (size_t)n);
@@ -86,7 +88,7 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 		r = fd;
 		goto fail;
 	}
-	fd = rt__raw(SYS_openat, AT_FDCWD, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = rt__open_own(AT_FDCWD, f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) {
 		r = fd;
 		goto fail;

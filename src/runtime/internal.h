@@ -156,6 +156,9 @@ static inline long rt__own_badf(long fd)
 /* pf storage over runtime-owned fds in <dir>/.kiln (storage.c). */
 struct pf_storage_ops;
 int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
+/* kiln_open_own (common.h) with the runtime's raw system calls: a regular file
+ * at path under dirfd, never through a symlink (-KILN_EUNSAFE otherwise). */
+long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode) RT_HIDDEN;
 /* Sync one at a time (no io_uring): for volumes whose freshness prepare is a
  * CAS request, which the io_uring's worker set-up would interrupt. */
 void rt__storage_no_overlap(void *ctx) RT_HIDDEN;

@@ -2,7 +2,9 @@
  * storage, but every fd it opens is moved to the runtime-owned range (so the
  * app's fd numbers, closefrom() and dup2() never meet it) and every system call
  * is issued from the runtime's allowed region. Names are flat inside
- * "<volume dir>/.kiln". */
+ * "<volume dir>/.kiln", and as in src/pf/storage.c nothing planted there is
+ * followed or opened for use: no symlink (O_NOFOLLOW, for ".kiln" itself too),
+ * no FIFO, directory or device (-KILN_EUNSAFE, see kiln_open_own). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,20 +45,47 @@ struct store_fh {
 	int fd; /* owned */
 };
 
+long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode)
+{
+	struct stat st;
+	long fd, r;
+
+	do
+		fd = rt__raw(SYS_openat, dirfd, path, oflags | KILN_O_OWN, mode);
+	while (fd == -EINTR);
+	if (fd < 0)
+		return kiln_own_open_error((int)fd);
+	r = rt__raw(SYS_fstat, fd, &st);
+	if (r == 0)
+		r = kiln_own_check(&st);
+	if (r < 0) {
+		rt__raw(SYS_close, fd);
+		return r;
+	}
+	return fd;
+}
+
+static bool flat_name(const char *name)
+{
+	return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
 static int st_open(void *ctx, const char *name, unsigned flags, void **fh)
 {
 	struct store *s = ctx;
 	struct store_fh *h;
-	int oflags = O_CLOEXEC | ((flags & PF_SO_RDONLY) ? O_RDONLY : O_RDWR);
+	int oflags = (flags & PF_SO_RDONLY) ? O_RDONLY : O_RDWR;
 	long fd;
 
+	if (!flat_name(name))
+		return -EINVAL;
 	if (flags & PF_SO_CREATE)
 		oflags |= O_CREAT;
 	if (flags & PF_SO_EXCL)
 		oflags |= O_EXCL;
 	if (flags & PF_SO_TRUNC)
 		oflags |= O_TRUNC;
-	fd = rt__raw(SYS_openat, s->dirfd, name, oflags, 0600);
+	fd = rt__open_own(s->dirfd, name, oflags, 0600);
 	if (fd < 0)
 		return (int)fd;
 	fd = rt__own_fd((int)fd);
@@ -284,14 +313,18 @@ static int st_remove(void *ctx, const char *name)
 {
 	struct store *s = ctx;
 
-	return (int)rt__raw(SYS_unlinkat, s->dirfd, name, 0);
+	if (!flat_name(name))
+		return -EINVAL;
+	return kiln_own_open_error((int)rt__raw(SYS_unlinkat, s->dirfd, name, 0));
 }
 
 static int st_rename(void *ctx, const char *from, const char *to)
 {
 	struct store *s = ctx;
 
-	return (int)rt__raw(SYS_renameat, s->dirfd, from, s->dirfd, to);
+	if (!flat_name(from) || !flat_name(to))
+		return -EINVAL;
+	return kiln_own_open_error((int)rt__raw(SYS_renameat, s->dirfd, from, s->dirfd, to));
 }
 
 static int st_exchange(void *ctx, const char *a, const char *b)
@@ -320,7 +353,7 @@ static int st_list(void *ctx, int (*cb)(void *arg, const char *name), void *arg)
 {
 	struct store *s = ctx;
 	char buf[8192];
-	long fd = rt__raw(SYS_openat, s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long fd = rt__raw(SYS_openat, s->dirfd, ".", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
 	int ret = 0;
 
 	if (fd < 0)
@@ -390,15 +423,25 @@ void rt__storage_no_overlap(void *ctx)
 
 int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx)
 {
-	char path[4200];
+	struct stat st;
 	struct store *s;
-	long fd;
+	long root, fd;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/.kiln", dir) >= sizeof(path))
-		return -ENAMETOOLONG;
-	fd = rt__raw(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* The volume root by the path the user gave; ".kiln" under it never
+	 * through a symlink, and a directory. */
+	root = rt__raw(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return (int)root;
+	fd = rt__raw(SYS_openat, root, ".kiln", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
+	rt__raw(SYS_close, root);
+	if (fd == -ELOOP || fd == -ENOTDIR)
+		return -KILN_EUNSAFE;
 	if (fd < 0)
 		return (int)fd;
+	if (rt__raw(SYS_fstat, fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		rt__raw(SYS_close, fd);
+		return -KILN_EUNSAFE;
+	}
 	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;

@@ -338,6 +338,64 @@ static void test_error_messages_say_when_truncated(void **state)
 	assert_string_equal(err.msg + strlen(err.msg) - 15, "... (truncated)");
 }
 
+/* kiln's own files in storage someone else controls: a regular file opens; a
+ * symlink (also dangling, also with O_CREAT), a FIFO (without blocking), a
+ * directory are -KILN_EUNSAFE; nothing is created or changed through them. */
+static void test_open_own(void **state)
+{
+	char dir[] = "/tmp/kiln-own-XXXXXX", target[128];
+	uint8_t *data = NULL;
+	size_t size = 0;
+	int dfd, fd;
+
+	assert_non_null(mkdtemp(dir));
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	fd = open(target, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(fd, "keep", 4), 4);
+	close(fd);
+
+	fd = kiln_open_own(dfd, "file", O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(symlinkat(target, dfd, "link"), 0);
+	assert_int_equal(kiln_open_own(dfd, "link", O_RDWR | O_TRUNC, 0), -KILN_EUNSAFE);
+	assert_int_equal(kiln_open_own(dfd, "link", O_RDONLY, 0), -KILN_EUNSAFE);
+	assert_int_equal(symlinkat("target-new", dfd, "dangling"), 0);
+	assert_int_equal(kiln_open_own(dfd, "dangling", O_RDWR | O_CREAT, 0600), -KILN_EUNSAFE);
+	assert_int_equal(faccessat(dfd, "target-new", F_OK, 0), -1);
+	assert_int_equal(mkfifoat(dfd, "fifo", 0600), 0);
+	assert_int_equal(kiln_open_own(dfd, "fifo", O_RDONLY, 0), -KILN_EUNSAFE);
+	assert_int_equal(kiln_open_own(dfd, "fifo", O_RDWR, 0), -KILN_EUNSAFE);
+	assert_int_equal(mkdirat(dfd, "dir", 0700), 0);
+	assert_int_equal(kiln_open_own(dfd, "dir", O_RDONLY, 0), -KILN_EUNSAFE);
+	assert_int_equal(kiln_open_own(dfd, "dir", O_RDWR, 0), -KILN_EUNSAFE);
+	assert_string_equal(kiln_strerror(-KILN_EUNSAFE), "a symbolic link, directory or "
+			    "special file where kiln keeps a regular file of its own (planted?): "
+			    "refused");
+	/* Directories: a real one opens (and is made), a symlink or file is refused. */
+	fd = kiln_open_own_dir(dfd, "store", true, 0700);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(symlinkat(dir, dfd, "store-link"), 0);
+	assert_int_equal(kiln_open_own_dir(dfd, "store-link", false, 0), -KILN_EUNSAFE);
+	assert_int_equal(kiln_open_own_dir(dfd, "store-link", true, 0700), -KILN_EUNSAFE);
+	assert_int_equal(kiln_open_own_dir(dfd, "file", false, 0), -KILN_EUNSAFE);
+	/* The target is as it was. */
+	assert_int_equal(kiln_read_file(target, 64, &data, &size), 0);
+	assert_int_equal(size, 4);
+	assert_memory_equal(data, "keep", 4);
+	free(data);
+	close(dfd);
+	{
+		char cmd[160];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -354,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_log_repeated_lines_rate_limited_with_summary),
 		cmocka_unit_test(test_private_key_file_refuses_open_modes_and_fifos),
 		cmocka_unit_test(test_error_messages_say_when_truncated),
+		cmocka_unit_test(test_open_own),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

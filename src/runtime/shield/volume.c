@@ -45,6 +45,8 @@ static int vol_open_pf(struct rt_vol *v, struct kiln_err *err)
 	int ret;
 
 	ret = rt__storage_open(v->cfg->dir, &opts.storage, &opts.storage_ctx);
+	if (ret == -KILN_EUNSAFE)
+		return kiln_err_set(err, ret, "%s/.kiln: %s", v->cfg->dir, kiln_strerror(ret));
 	if (ret)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
@@ -132,7 +134,8 @@ static void watch_arm(struct rt_vol *v)
 		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
 		if (fd >= 0 && rt__raw(SYS_inotify_add_watch, fd, path,
 				       IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
-				      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
+				      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
+				      IN_DONT_FOLLOW) < 0) {
 			rt__raw(SYS_close, fd);
 			fd = -1;
 		}
@@ -249,8 +252,6 @@ void rt__vols_unlock(bool durable)
  * shares with its parent; give the child its own. */
 void rt__vols_after_fork(void)
 {
-	char path[4200];
-
 	for (size_t i = 0; i < g_nvols; i++) {
 		struct rt_vol *v = &g_vols[i];
 		long fd;
@@ -261,8 +262,7 @@ void rt__vols_after_fork(void)
 			rt__own_close(v->watchfd);
 			v->watchfd = -1;
 		}
-		snprintf(path, sizeof(path), "%s/.kiln", v->cfg->dir);
-		fd = rt__raw(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = rt__raw(SYS_openat, v->rootfd, ".kiln", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
 		if (fd < 0)
 			continue;
 		rt__raw(SYS_dup3, fd, v->lockfd, O_CLOEXEC);
@@ -310,7 +310,12 @@ int rt__vols_init(struct kiln_err *err)
 				return kiln_err_set(err, ret, "volume %s: cannot create %s: %s",
 						    c->cas_id, path, kiln_strerror(ret));
 		}
-		fd = rt__raw(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* The lock and the store: ".kiln" under the volume root, never
+		 * through a symlink (a planted one would move the volume). */
+		fd = rt__raw(SYS_openat, v->rootfd, ".kiln", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
+		if (fd == -ELOOP || fd == -ENOTDIR)
+			return kiln_err_set(err, -KILN_EUNSAFE, "volume %s: %s: %s", c->dir, path,
+					    kiln_strerror(-KILN_EUNSAFE));
 		if (fd < 0)
 			return kiln_err_set(err, (int)fd, "volume %s: not a kiln volume (%s: %s); "
 					    "create it with 'kiln fs init'", c->dir, path,
