@@ -14,7 +14,6 @@
  * Usage: loadgen MODE HOST PORT CA_PEM IDENTITY_PEM THREADS SECONDS [SESSION]
  * Prints one JSON line: {"mode","threads","ops","errors","seconds","ops_per_s",
  * "p50_ms","p99_ms"}. */
-#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -2,7 +2,7 @@
 """bench/evidence (AMD): SEV-SNP report verifications per second on one core, with and
 without the chain cache, next to the raw ECDSA P-384 verify rate (in process and from
 `openssl speed ecdsap384`) measured in the same run. The work is done by
-BUILD_DIR/src/evidence/bench_snp, which writes the JSON and a Markdown table.
+BUILD_DIR/bench/evidence/bench_snp, which writes the JSON and a Markdown table.
 
 Usage: bench/evidence/run_snp.py --build BUILD_DIR [--seconds 6]
                                  [--out bench/results/evidence_snp.json]
@@ -21,7 +21,7 @@ def main():
     ap.add_argument("--seconds", default="6")
     ap.add_argument("--out", default="bench/results/evidence_snp.json")
     a = ap.parse_args()
-    exe = os.path.join(a.build, "src", "evidence", "bench_snp")
+    exe = os.path.join(a.build, "bench", "evidence", "bench_snp")
     if not os.access(exe, os.X_OK):
         print(f"bench/evidence: {exe} not built (run make)", file=sys.stderr)
         return 1

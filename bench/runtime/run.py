@@ -288,15 +288,13 @@ def attested_startup_ms(kiln, n=20):
             cas.wait(timeout=30)
 
 
-def serve_loop_ns(kiln):
-    """ns per open + fstat + sendfile + close + recv of a 4 KiB file (serve_loop.c):
-    natively, under kiln run (cache of closed files on), and with the cache off."""
+def serve_loop_ns(kiln, exe):
+    """ns per open + fstat + sendfile + close + recv of a 4 KiB file (exe: serve_loop.c,
+    built by bench/runtime/meson.build): natively, under kiln run (cache of closed files
+    on), and with the cache off."""
     import os
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        exe = tmp / "serve_loop"
-        subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench/runtime/serve_loop.c")],
-                       check=True)
         plain = tmp / "4k.bin"
         plain.write_bytes(os.urandom(4096))
         vol, key = tmp / "vol", tmp / "vol.key"
@@ -349,7 +347,7 @@ def nginx_rounds(kiln, rounds, say=print):
 
 def nginx_only(kiln, rounds):
     """Side-by-side nginx runs, repeated: median and spread."""
-    loop = serve_loop_ns(kiln)
+    loop = serve_loop_ns(kiln, pathlib.Path(kiln).parent / "bench" / "runtime" / "serve_loop")
     print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB): native "
           f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
           f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
@@ -382,13 +380,10 @@ def main():
                "nginx": lambda: nginx_bench(kiln)}[args.only]()
         print(json.dumps(res, indent=2))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = pathlib.Path(tmp) / "syscall_bench"
-        subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench/runtime/syscall_bench.c")],
-                       check=True)
-        native = run_bench([str(exe)])
-        kilned = run_bench([kiln, "run", "--sud", "on", "--", str(exe)])
-        kilned_nosud = run_bench([kiln, "run", "--sud", "off", "--", str(exe)])
+    exe = build / "bench" / "runtime" / "syscall_bench"
+    native = run_bench([str(exe)])
+    kilned = run_bench([kiln, "run", "--sud", "on", "--", str(exe)])
+    kilned_nosud = run_bench([kiln, "run", "--sud", "off", "--", str(exe)])
     rows = []
     for op in dict.fromkeys(k[0] for k in native):
         rows.append({

@@ -580,7 +580,8 @@ int cli_fs_mount(int argc, char **argv)
 #else
 int cli_fs_mount(int argc, char **argv)
 {
-	cli_error("fs mount: this kiln was built without libfuse3");
+	cli_error("fs mount: this kiln was built without FUSE (meson -Dfuse=disabled); "
+		  "rebuild with libfuse3-dev and -Dfuse=enabled, the default");
 	return CLI_EXIT_FAIL;
 }
 #endif

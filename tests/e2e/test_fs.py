@@ -364,7 +364,7 @@ def test_legacy_tag_file_is_used(vol):
 # ---- crash trials ----------------------------------------------------------------------------
 
 def crash_trials(kiln, tmp_path, trials, seed):
-    child = BUILD / "src" / "pf" / "pf_crash_child"
+    child = BUILD / "tests" / "e2e" / "apps" / "pf_crash_child"
     if not child.exists():
         pytest.fail(f"{child} not built")
     base = shm_tmp(tmp_path)
@@ -501,7 +501,7 @@ def test_mount_with_real_tools(vol, tmp_path, kiln_bin):
 def test_write_10gib_within_64mib(kiln, tmp_path):
     """Stream 10 GiB into one file (chunk data dropped by the test's storage wrapper, so
     no disk is needed): the library's peak RSS stays under 64 MiB."""
-    child = BUILD / "src" / "pf" / "pf_crash_child"
+    child = BUILD / "tests" / "e2e" / "apps" / "pf_crash_child"
     d, key = tmp_path / "v", tmp_path / "k"
     assert kiln("fs", "init", d, "--key-file", key).returncode == 0
     p = subprocess.run([str(child), "memtest", d, key, "10"], capture_output=True, text=True,

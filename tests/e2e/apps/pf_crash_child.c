@@ -1,4 +1,4 @@
-/* Crash-trial helper for tests/e2e/test_fs.py (built as build/src/pf/pf_crash_child).
+/* Crash-trial helper for tests/e2e/test_fs.py (built as build/tests/e2e/apps/pf_crash_child).
  *
  *   pf_crash_child run VOL KEY LOG SEED   write+fsync forever (the parent kill -9's it)
  *   pf_crash_child check VOL KEY LOG      exit 0 iff every file holds an allowed state
