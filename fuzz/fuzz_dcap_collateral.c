@@ -14,7 +14,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static uint8_t *g_quote[2];
 static size_t g_size[2];
-static struct dcap_quote g_q[2];
+static struct ev_dcap_quote g_q[2];
 
 static void load(int i, const char *rel)
 {
@@ -23,7 +23,7 @@ static void load(int i, const char *rel)
 
 	snprintf(path, sizeof(path), "%s/%s", base ? base : "../shared/testdata", rel);
 	if (kiln_read_file(path, 1 << 20, &g_quote[i], &g_size[i]) != 0 ||
-	    dcap_quote_parse(g_quote[i], g_size[i], &g_q[i], NULL) != 0) {
+	    ev_dcap_quote_parse(g_quote[i], g_size[i], &g_q[i], NULL) != 0) {
 		free(g_quote[i]);
 		g_quote[i] = NULL;
 	}
@@ -38,14 +38,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void eval(json_t *doc)
 {
-	struct dcap_pck_ext ext;
+	struct ev_dcap_pck_ext ext;
 
 	memset(&ext, 0, sizeof(ext));
 	memset(ext.comp_svn, 3, sizeof(ext.comp_svn));
 	ext.pcesvn = 13;
 	for (int i = 0; i < 2; i++) {
 		ev_dcap_collateral_t c;
-		struct dcap_tcb_result r = {0};
+		struct ev_dcap_tcb_result r = {0};
 		const char *fmspc = json_string_value(json_object_get(doc, "fmspc"));
 
 		if (!g_quote[i])
@@ -59,9 +59,9 @@ static void eval(json_t *doc)
 		if (fmspc && strlen(fmspc) == 12)
 			kiln_hex_decode(fmspc, ext.fmspc, 6, NULL);
 		memcpy(c.fmspc, ext.fmspc, 6);
-		dcap_eval_qe(&c, g_q[i].qe_report, &r, NULL);
-		dcap_eval_tcb(&c, &ext, &g_q[i], &r, NULL);
-		dcap_tcb_result_clear(&r);
+		ev_dcap_eval_qe(&c, g_q[i].qe_report, &r, NULL);
+		ev_dcap_eval_tcb(&c, &ext, &g_q[i], &r, NULL);
+		ev_dcap_tcb_result_clear(&r);
 	}
 }
 

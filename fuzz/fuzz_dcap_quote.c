@@ -38,18 +38,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	struct kiln_err err;
 	json_t *claims = NULL;
 	time_t at = 1751328000;  /* 2025-07-01T00:00:00Z */
 
-	if (dcap_quote_parse(data, size, &q, &err) != 0)
+	if (ev_dcap_quote_parse(data, size, &q, &err) != 0)
 		return 0;
 	/* Everything the parser returned lies inside the input. */
 	if (q.pck_pem_off + q.pck_pem_size > size || q.trailing > size ||
 	    q.body_off + q.body_size > size)
 		abort();
-	if (ev_dcap_verify(data, size, q.tee_type, q.tee_type == DCAP_TEE_TDX ? g_tdx : g_sgx,
+	if (ev_dcap_verify(data, size, q.tee_type, q.tee_type == EV_DCAP_TEE_TDX ? g_tdx : g_sgx,
 			   at, &claims, &err) == 0 && !claims)
 		abort();
 	json_decref(claims);

@@ -5,6 +5,7 @@
  * below trusted (the seeds are real evidence from `kiln las serve` with that
  * key). Any other input: the bytes after the first are signed with the test key
  * as a payload and wrapped into evidence, so the payload parser is reached. */
+#include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>

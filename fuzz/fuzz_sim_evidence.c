@@ -1,4 +1,5 @@
 /* Fuzz the "sim" evidence verifier (strict JSON, exact keys, hex lengths). */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 

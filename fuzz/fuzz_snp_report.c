@@ -1,6 +1,7 @@
 /* Fuzz the SEV-SNP report parser, the certificate-table parser and the whole
  * verifier (with any certificates the input's table carries): no input may crash,
  * over-read, leak or hang, and a success must come with claims. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 

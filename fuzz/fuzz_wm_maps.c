@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evidence/ev_internal.h"
+#include "evidence/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

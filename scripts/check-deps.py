@@ -16,7 +16,10 @@ fails when either has an edge the rules below do not allow:
              a use of an external dependency (dependency('pkg'),
              cc.find_library('name')) must not be one M's rules forbid.
              Statements that only add to the CLI (cli_src += ..., cli_deps +=
-             ...) are edges of the CLI, which may use every module.
+             ...) are edges of the CLI, which may use every module. A file of
+             another module compiled into M (by path or through that module's
+             X_src list) is held to M's rules for external headers: libkiln
+             compiles evidence's producers, so they must not see jansson.
 
 Usage: scripts/check-deps.py [ROOT]   (ROOT: the project, default: this checkout)
 Exit 0 when every edge is allowed; 1 with one line per forbidden edge; 2 when
@@ -58,7 +61,7 @@ FORBIDDEN_EXTERNAL = {
     "policy": SERVICE_LIBS - {"yaml-0.1"},
     "las": SERVICE_LIBS,
     "cas": {"fuse3"},
-    "runtime": SERVICE_LIBS,
+    "runtime": SERVICE_LIBS | {"jansson"},
     "cli": set(),
 }
 FORBIDDEN_HEADERS = {
@@ -70,7 +73,7 @@ FORBIDDEN_HEADERS = {
     "policy": tuple(h for h in SERVICE_HEADERS if h != "yaml.h"),
     "las": SERVICE_HEADERS,
     "cas": ("fuse",),
-    "runtime": SERVICE_HEADERS,
+    "runtime": SERVICE_HEADERS + ("jansson.h",),
     "cli": (),
 }
 
@@ -160,13 +163,17 @@ class Checker:
                     elif other != mod and is_internal(name):
                         self.errors.append(f'{where}: {mod} includes "{name}", an internal '
                                            f"header of {other} (use its public header)")
-                bad = FORBIDDEN_HEADERS.get(mod, ())
-                for hdr, via in self.external_headers(rel, set()):
-                    if any(hdr == b or (b.endswith("/") and hdr.startswith(b)) or
-                           (b == "fuse" and hdr.startswith("fuse")) for b in bad):
-                        how = "" if via == rel else f" through src/{via}"
-                        self.errors.append(f"src/{rel}: {mod} compiles against <{hdr}>"
-                                           f"{how}, which {mod} must not use")
+                self.check_headers(rel, mod, f"src/{rel}: {mod}")
+
+    def check_headers(self, rel, mod, who):
+        """External headers src/rel compiles against that mod must not use."""
+        bad = FORBIDDEN_HEADERS.get(mod, ())
+        for hdr, via in self.external_headers(rel, set()):
+            if any(hdr == b or (b.endswith("/") and hdr.startswith(b)) or
+                   (b == "fuse" and hdr.startswith("fuse")) for b in bad):
+                how = "" if via == rel else f" through src/{via}"
+                self.errors.append(f"{who} compiles against <{hdr}>{how}, which {mod} "
+                                   f"must not use")
 
     # ---- meson --------------------------------------------------------------
     @staticmethod
@@ -192,6 +199,7 @@ class Checker:
     def check_meson(self, mods):
         defined = {}    # variable -> module whose meson.build assigns it
         external = {}   # variable -> external library name
+        sources = {}    # X_src variable -> [(module, file)] (files('...') and other lists)
         top = os.path.join(self.root, "meson.build")
         files = {m: os.path.join(self.src, m, "meson.build") for m in mods}
         parsed = {}
@@ -214,6 +222,19 @@ class Checker:
                     external[var] = "lib" + lib.group(1)
                 elif m is not None and var not in ("cli_src", "cli_deps"):
                     defined.setdefault(var, m)
+            for _, s in parsed[m]:
+                a = re.match(r"(\w+_src)\s*\+?=\s*(.*)", s)
+                if m is None or not a or a.group(1) == "cli_src":
+                    continue
+                lst = sources.setdefault(a.group(1), [])
+                rhs = a.group(2)
+                for f in re.findall(r"files\(([^)]*)\)", rhs):
+                    for name in re.findall(r"'([^']+)'", f):
+                        path = os.path.normpath(os.path.join(m, name))
+                        lst.append((module_of(path), path))
+                for ident in re.findall(r"\b([a-z_][a-z0-9_]*_src)\b", rhs):
+                    if ident != a.group(1):
+                        lst.extend(sources.get(ident, []))
         for m in mods:
             where = f"src/{m}/meson.build"
             for line, s in parsed[m]:
@@ -221,10 +242,20 @@ class Checker:
                     continue  # the CLI's own edges
                 if re.match(r"(if|elif|else|endif|foreach|endforeach)\b", s):
                     continue  # a condition links nothing; its body is checked
-                for path in re.findall(r"'\.\./([a-z_]+)/[^']*'", s):
-                    if path in ALLOWED and not self.allowed(m, path):
-                        self.edge_error(f"{where}:{line}", m, f"{path} (compiles '../{path}/...')",
-                                        "builds")
+                foreign = []
+                for path in re.findall(r"'\.\./([a-z_]+/[^']*)'", s):
+                    other = module_of(path)
+                    if other in ALLOWED and not self.allowed(m, other):
+                        self.edge_error(f"{where}:{line}", m,
+                                        f"{other} (compiles '../{other}/...')", "builds")
+                    foreign.append(path)
+                for ident in re.findall(r"\b([a-z_][a-z0-9_]*_src)\b", s):
+                    if defined.get(ident) not in (None, m):
+                        foreign += [f for mod_, f in sources.get(ident, []) if mod_ != m]
+                for path in sorted(set(foreign)):
+                    if path.endswith((".c", ".h")):
+                        self.check_headers(path, m, f"{where}:{line}: {m} builds src/{path}: "
+                                           f"it")
                 for ident in re.findall(r"\b([a-z_][a-z0-9_]*)\b", s):
                     other = defined.get(ident)
                     if other and not self.allowed(m, other):

@@ -29,9 +29,9 @@ struct sample {
 
 static const struct sample g_samples[] = {
 	{"sgx", "sgx", "evidence/sgx/quote.bin", "evidence/sgx/collateral.json",
-	 "2025-07-01T00:00:00Z", DCAP_TEE_SGX},
+	 "2025-07-01T00:00:00Z", EV_DCAP_TEE_SGX},
 	{"tdx", "tdx", "evidence/tdx/quote_v4.bin", "evidence/tdx/quote_v4_collateral.json",
-	 "2025-07-01T00:00:00Z", DCAP_TEE_TDX},
+	 "2025-07-01T00:00:00Z", EV_DCAP_TEE_TDX},
 };
 
 struct job {
@@ -129,7 +129,7 @@ int main(int argc, char **argv)
 		j.quote = quote;
 		snprintf(path, sizeof(path), "%s/%s", testdata, s->collateral);
 		j.collateral_json = json_load_file(path, 0, NULL);
-		if (!j.collateral_json || dcap_parse_time(s->at, &j.at) != 0 ||
+		if (!j.collateral_json || ev_dcap_parse_time(s->at, &j.at) != 0 ||
 		    (ret = ev_dcap_collateral_parse(j.collateral_json, &j.collateral, &err))) {
 			fprintf(stderr, "bench_dcap: %s: cannot load collateral\n", path);
 			free(quote);

@@ -6,6 +6,7 @@
  * Usage: bench_snp [--testdata DIR] [--seconds S] [--out FILE.json]
  * S (default 6) is the time per rate, split over 5 interleaved rounds.
  * Writes FILE.json and FILE.md (a Markdown table). */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  *   dcap_collateral.c  collateral JSON -> ev_dcap_collateral_t (signatures checked once)
  *   dcap_tcb.c         TCB Info / QE Identity / TDX module evaluation
  *   dcap_verify.c      the verification pipeline and the claims
- *   sgx.c, tdx.c       the two ev_backend structs
+ *   sgx_verify.c, tdx_verify.c  the backends' verify (backends.c has the structs)
  *
  * Nothing here prints or logs; every failure is a negative code plus a kiln_err. */
 #ifndef KILN_EVIDENCE_DCAP_H
@@ -26,27 +26,27 @@
 
 /* ---- quote layout ---------------------------------------------------------- */
 
-#define DCAP_HEADER_SIZE 48
-#define DCAP_SGX_BODY_SIZE 384
-#define DCAP_TD10_BODY_SIZE 584
-#define DCAP_TD15_BODY_SIZE 648
-#define DCAP_QE_REPORT_SIZE 384
-#define DCAP_SIG_SIZE 64
-#define DCAP_KEY_SIZE 64
-#define DCAP_TEE_SGX 0x00000000u
-#define DCAP_TEE_TDX 0x00000081u
-#define DCAP_ATT_KEY_ECDSA_P256 2
-#define DCAP_CERT_PCK_CHAIN 5
-#define DCAP_CERT_QE_REPORT 6
+#define EV_DCAP_HEADER_SIZE 48
+#define EV_DCAP_SGX_BODY_SIZE 384
+#define EV_DCAP_TD10_BODY_SIZE 584
+#define EV_DCAP_TD15_BODY_SIZE 648
+#define EV_DCAP_QE_REPORT_SIZE 384
+#define EV_DCAP_SIG_SIZE 64
+#define EV_DCAP_KEY_SIZE 64
+#define EV_DCAP_TEE_SGX 0x00000000u
+#define EV_DCAP_TEE_TDX 0x00000081u
+#define EV_DCAP_ATT_KEY_ECDSA_P256 2
+#define EV_DCAP_CERT_PCK_CHAIN 5
+#define EV_DCAP_CERT_QE_REPORT 6
 
 /* A parsed quote: every pointer points into the caller's buffer, which must outlive
- * the struct. Sizes were all checked against the buffer by dcap_quote_parse. */
-struct dcap_quote {
+ * the struct. Sizes were all checked against the buffer by ev_dcap_quote_parse. */
+struct ev_dcap_quote {
 	uint16_t version;        /* 3, 4 or 5 */
 	uint16_t att_key_type;   /* 2 */
-	uint32_t tee_type;       /* DCAP_TEE_SGX or DCAP_TEE_TDX */
+	uint32_t tee_type;       /* EV_DCAP_TEE_SGX or EV_DCAP_TEE_TDX */
 	uint16_t body_type;      /* 1 SGX, 2 TD 1.0, 3 TD 1.5 (v5 descriptor; derived for v3/v4) */
-	const uint8_t *header;   /* DCAP_HEADER_SIZE bytes */
+	const uint8_t *header;   /* EV_DCAP_HEADER_SIZE bytes */
 	const uint8_t *body;     /* body_size bytes */
 	size_t body_size;
 	size_t body_off;         /* offset of body in the quote */
@@ -67,8 +67,8 @@ struct dcap_quote {
 
 /* Parse a quote. -KILN_ETRUNC names the field that does not fit, -KILN_EFORMAT the
  * field with an unsupported value; offsets in the message are decimal. */
-int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
-		     struct kiln_err *err);
+int ev_dcap_quote_parse(const uint8_t *data, size_t size, struct ev_dcap_quote *q,
+			struct kiln_err *err);
 
 /* Report-body field offsets (relative to the body). */
 #define SGXR_CPUSVN 0
@@ -98,62 +98,62 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 
 /* The pinned Intel SGX Root CA (parsed once, checked against its SHA-256 pin).
  * Borrowed; never free it. NULL with -KILN_EROOT in err if the pin fails. */
-X509 *dcap_root_ca(struct kiln_err *err);
+X509 *ev_dcap_root_ca(struct kiln_err *err);
 /* True when cert is byte-identical to the pinned root. */
-bool dcap_is_root(const X509 *cert);
+bool ev_dcap_is_root(const X509 *cert);
 
 /* True when der is byte-identical to the pinned root's DER. */
-bool dcap_is_root_der(const uint8_t *der, size_t size);
+bool ev_dcap_is_root_der(const uint8_t *der, size_t size);
 
 /* PEM certificate blocks decoded to DER, strictly (only whitespace or NUL between the
- * blocks). ders[0..*n) are malloc'd, freed with dcap_der_free. */
-#define DCAP_MAX_CHAIN 8
-struct dcap_der {
+ * blocks). ders[0..*n) are malloc'd, freed with ev_dcap_der_free. */
+#define EV_DCAP_MAX_CHAIN 8
+struct ev_dcap_der {
 	uint8_t *data;
 	size_t size;
 };
-int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_der *ders,
-		   int max, int *n, struct kiln_err *err);
-void dcap_der_free(struct dcap_der *ders, int n);
+int ev_dcap_pem_split(const char *pem, size_t size, const char *what, struct ev_dcap_der *ders,
+		      int max, int *n, struct kiln_err *err);
+void ev_dcap_der_free(struct ev_dcap_der *ders, int n);
 /* One DER certificate (the whole buffer); NULL with -KILN_EFORMAT in err. Owned by the
  * caller. index is 1-based, for messages. */
-X509 *dcap_der_cert(const struct dcap_der *der, const char *what, int index,
-		    struct kiln_err *err);
+X509 *ev_dcap_der_cert(const struct ev_dcap_der *der, const char *what, int index,
+		       struct kiln_err *err);
 
 /* Parse a PEM chain (size bytes, no NUL needed). *chain is new, owned by the caller
  * (sk_X509_pop_free(…, X509_free)). what names the chain in errors. */
-int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
-		   struct kiln_err *err);
+int ev_dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
+		      struct kiln_err *err);
 /* Parse a CRL given as hex DER or PEM. *crl owned by the caller. */
-int dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **crl,
-		   struct kiln_err *err);
+int ev_dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **crl,
+		      struct kiln_err *err);
 
 /* ECDSA-P256/SHA-256 verification of a raw 64-byte r||s signature.
  * Returns 0, -KILN_ESIG or -KILN_ECRYPTO. */
-int dcap_ecdsa_verify(EVP_PKEY *key, const void *msg, size_t size, const uint8_t sig[64]);
+int ev_dcap_ecdsa_verify(EVP_PKEY *key, const void *msg, size_t size, const uint8_t sig[64]);
 /* The P-256 public key from 64 bytes x||y. Owned by the caller. */
-EVP_PKEY *dcap_p256_key(const uint8_t xy[64]);
+EVP_PKEY *ev_dcap_p256_key(const uint8_t xy[64]);
 
 /* Intel's DCAP chains have fixed roles, told apart by subject CN (as Intel's QVL does):
  * a TCB Info signed by a PCK CA, say, must not pass. -KILN_ECHAIN unless the CN is in
  * the NULL-terminated list. */
-int dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
-		  struct kiln_err *err);
-extern const char *const dcap_cn_pck_ca[];       /* PCK Processor CA, PCK Platform CA */
-extern const char *const dcap_cn_pck[];          /* Intel SGX PCK Certificate */
-extern const char *const dcap_cn_tcb_signing[];  /* Intel SGX TCB Signing */
+int ev_dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
+		     struct kiln_err *err);
+extern const char *const ev_dcap_cn_pck_ca[];       /* PCK Processor CA, PCK Platform CA */
+extern const char *const ev_dcap_cn_pck[];          /* Intel SGX PCK Certificate */
+extern const char *const ev_dcap_cn_tcb_signing[];  /* Intel SGX TCB Signing */
 
 /* A certificate's name for messages: its CN, or "certificate". */
-const char *dcap_cert_name(const X509 *cert, char *buf, size_t size);
+const char *ev_dcap_cert_name(const X509 *cert, char *buf, size_t size);
 /* "YYYY-MM-DDTHH:MM:SSZ" of t into buf (>= 21 bytes). */
-const char *dcap_fmt_time(time_t t, char *buf, size_t size);
+const char *ev_dcap_fmt_time(time_t t, char *buf, size_t size);
 /* Strict "YYYY-MM-DDTHH:MM:SSZ" (fractional seconds accepted, ignored). */
-int dcap_parse_time(const char *s, time_t *out);
+int ev_dcap_parse_time(const char *s, time_t *out);
 /* notBefore / notAfter as time_t. */
-int dcap_asn1_time(const ASN1_TIME *t, time_t *out);
+int ev_dcap_asn1_time(const ASN1_TIME *t, time_t *out);
 
 /* The SGX extension (OID 1.2.840.113741.1.13.1) of a PCK certificate. */
-struct dcap_pck_ext {
+struct ev_dcap_pck_ext {
 	uint8_t comp_svn[16];   /* .2.1 .. .2.16 */
 	uint16_t pcesvn;        /* .2.17 */
 	uint8_t cpusvn[16];     /* .2.18 */
@@ -162,34 +162,34 @@ struct dcap_pck_ext {
 	int sgx_type;           /* .5: 0 standard, 1 scalable, 2 scalable with integrity */
 };
 /* All of .2.1-.2.18, .3 and .4 must be present, once each; -KILN_EFORMAT otherwise. */
-int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err);
+int ev_dcap_pck_ext_parse(X509 *pck, struct ev_dcap_pck_ext *ext, struct kiln_err *err);
 
 /* Check that `child` was issued and signed by `issuer` (names, key usage, CA flag,
  * signature). what names the child in errors. 0 or -KILN_ECHAIN. */
-int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err);
+int ev_dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err);
 
 /* -KILN_EREVOKED (naming the certificate, its serial and the CRL) when crl lists
  * cert (same issuer name and serial); 0 otherwise. */
-int dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
-		       struct kiln_err *err);
+int ev_dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
+			  struct kiln_err *err);
 
 /* ---- collateral (dcap_collateral.c) ----------------------------------------- */
 
-enum dcap_status {
-	DCAP_UP_TO_DATE,
-	DCAP_SW_HARDENING_NEEDED,
-	DCAP_CONFIGURATION_NEEDED,
-	DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED,
-	DCAP_OUT_OF_DATE,
-	DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED,
-	DCAP_REVOKED,
-	DCAP_STATUS_COUNT
+enum ev_dcap_status {
+	EV_DCAP_UP_TO_DATE,
+	EV_DCAP_SW_HARDENING_NEEDED,
+	EV_DCAP_CONFIGURATION_NEEDED,
+	EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED,
+	EV_DCAP_OUT_OF_DATE,
+	EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED,
+	EV_DCAP_REVOKED,
+	EV_DCAP_STATUS_COUNT
 };
-const char *dcap_status_name(enum dcap_status s);
-int dcap_status_parse(const char *s, enum dcap_status *out);
+const char *ev_dcap_status_name(enum ev_dcap_status s);
+int ev_dcap_status_parse(const char *s, enum ev_dcap_status *out);
 
 /* One validity window of the collateral, checked at every verification. */
-struct dcap_window {
+struct ev_dcap_window {
 	char what[96];
 	time_t not_before, not_after;
 };
@@ -217,19 +217,19 @@ void ev_dcap_collateral_set_pck_memo(ev_dcap_collateral_t *c, bool on);
 time_t ev_dcap_collateral_valid_until(const ev_dcap_collateral_t *c);
 
 /* Internal view of a parsed collateral, used by dcap_verify.c and dcap_tcb.c. */
-#define DCAP_MAX_WINDOWS 16
-#define DCAP_PCK_MEMO 16
-struct dcap_pck_memo {
+#define EV_DCAP_MAX_WINDOWS 16
+#define EV_DCAP_PCK_MEMO 16
+struct ev_dcap_pck_memo {
 	uint8_t hash[32];            /* SHA-256 of the PCK certificate DER */
 	X509 *cert;                  /* NULL when the slot is empty */
-	struct dcap_pck_ext ext;
+	struct ev_dcap_pck_ext ext;
 };
 struct ev_dcap_collateral {
 	uint8_t *pck_ca_der;            /* DER of pck_crl_issuer */
 	size_t pck_ca_der_size;
 	pthread_mutex_t memo_lock;      /* guards memo[], memo_next */
 	bool memo_enabled;
-	struct dcap_pck_memo memo[DCAP_PCK_MEMO];
+	struct ev_dcap_pck_memo memo[EV_DCAP_PCK_MEMO];
 	size_t memo_next;
 	X509_CRL *root_crl;             /* signed by the pinned root */
 	X509_CRL *pck_crl;              /* signed by pck_crl_issuer */
@@ -241,42 +241,42 @@ struct ev_dcap_collateral {
 	uint8_t fmspc[6];
 	uint8_t pceid[2];
 	const char *qe_id;              /* "QE" or "TD_QE" */
-	struct dcap_window windows[DCAP_MAX_WINDOWS];
+	struct ev_dcap_window windows[EV_DCAP_MAX_WINDOWS];
 	size_t n_windows;
 };
 
 /* ---- TCB evaluation (dcap_tcb.c) -------------------------------------------- */
 
-struct dcap_tcb_result {
-	enum dcap_status status;     /* final, after QE and TDX module convergence */
-	enum dcap_status platform;   /* matched platform TCB level */
-	enum dcap_status sgx_level;  /* TDX: the first level matching the SGX components */
+struct ev_dcap_tcb_result {
+	enum ev_dcap_status status;     /* final, after QE and TDX module convergence */
+	enum ev_dcap_status platform;   /* matched platform TCB level */
+	enum ev_dcap_status sgx_level;  /* TDX: the first level matching the SGX components */
 	/* TD 1.5 only: OutOfDate because the TDX module was updated under the running TD
 	 * (TEE_TCB_SVN2 is current, TEE_TCB_SVN is not); relaunching the TD fixes it. Intel
 	 * QVL reports this as the status TD_RELAUNCH_ADVISED[_CONFIGURATION_NEEDED]; kiln
 	 * keeps tcb_status within the common list and says it in this flag. */
 	bool relaunch_advised;
-	enum dcap_status qe;         /* QE identity TCB level */
+	enum ev_dcap_status qe;         /* QE identity TCB level */
 	int has_module;              /* TDX: module identity evaluated */
-	enum dcap_status module;
+	enum ev_dcap_status module;
 	int level_index;
 	json_t *advisories;          /* new array, owned by the result */
 };
-void dcap_tcb_result_clear(struct dcap_tcb_result *r);
+void ev_dcap_tcb_result_clear(struct ev_dcap_tcb_result *r);
 
 /* QE identity: MRSIGNER, ISVPRODID, MISCSELECT/mask, ATTRIBUTES/mask, ISVSVN levels.
- * Call before dcap_eval_tcb (which converges the QE status into the final one). r is
- * zero-initialized by the caller and cleared with dcap_tcb_result_clear. */
-int dcap_eval_qe(const ev_dcap_collateral_t *c, const uint8_t *qe_report,
-		 struct dcap_tcb_result *r, struct kiln_err *err);
+ * Call before ev_dcap_eval_tcb (which converges the QE status into the final one). r is
+ * zero-initialized by the caller and cleared with ev_dcap_tcb_result_clear. */
+int ev_dcap_eval_qe(const ev_dcap_collateral_t *c, const uint8_t *qe_report,
+		    struct ev_dcap_tcb_result *r, struct kiln_err *err);
 /* Platform TCB level from the PCK extension (and, for TDX, the TD body). */
-int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
-		  const struct dcap_quote *q, struct dcap_tcb_result *r, struct kiln_err *err);
+int ev_dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct ev_dcap_pck_ext *ext,
+		     const struct ev_dcap_quote *q, struct ev_dcap_tcb_result *r, struct kiln_err *err);
 
 /* ---- verification (dcap_verify.c) ------------------------------------------- */
 
 /* Verify a quote with pre-parsed collateral at time `at` (0 = now). expect_tee is
- * DCAP_TEE_SGX or DCAP_TEE_TDX. On success *claims is new, owned by the caller.
+ * EV_DCAP_TEE_SGX or EV_DCAP_TEE_TDX. On success *claims is new, owned by the caller.
  * The collateral is not modified except for its internal, locked PCK memo, so one
  * collateral may serve concurrent verifications. */
 int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
@@ -284,11 +284,9 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		   struct kiln_err *err);
 
 /* The backends' verify: parses opts->collateral, then ev_dcap_verify. */
-int dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
-			const struct ev_verify_opts *opts, json_t **claims,
-			struct kiln_err *err);
+int ev_dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
+			   const struct ev_verify_opts *opts, json_t **claims,
+			   struct kiln_err *err);
 
-extern const struct ev_backend ev_backend_sgx;
-extern const struct ev_backend ev_backend_tdx;
 
 #endif

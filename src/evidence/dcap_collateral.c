@@ -18,7 +18,7 @@
 
 static int add_window(ev_dcap_collateral_t *c, const char *what, time_t nb, time_t na)
 {
-	if (c->n_windows >= DCAP_MAX_WINDOWS)
+	if (c->n_windows >= EV_DCAP_MAX_WINDOWS)
 		return -KILN_EFORMAT;
 	snprintf(c->windows[c->n_windows].what, sizeof(c->windows[0].what), "%s", what);
 	c->windows[c->n_windows].not_before = nb;
@@ -33,11 +33,11 @@ static int add_cert_window(ev_dcap_collateral_t *c, X509 *cert, const char *chai
 	char cn[80], what[96];
 	time_t nb, na;
 
-	if (dcap_asn1_time(X509_get0_notBefore(cert), &nb) ||
-	    dcap_asn1_time(X509_get0_notAfter(cert), &na))
+	if (ev_dcap_asn1_time(X509_get0_notBefore(cert), &nb) ||
+	    ev_dcap_asn1_time(X509_get0_notAfter(cert), &na))
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: bad validity in '%s'", chain,
-				    dcap_cert_name(cert, cn, sizeof(cn)));
-	snprintf(what, sizeof(what), "certificate '%s'", dcap_cert_name(cert, cn, sizeof(cn)));
+				    ev_dcap_cert_name(cert, cn, sizeof(cn)));
+	snprintf(what, sizeof(what), "certificate '%s'", ev_dcap_cert_name(cert, cn, sizeof(cn)));
 	for (size_t i = 0; i < c->n_windows; i++)
 		if (strcmp(c->windows[i].what, what) == 0 && c->windows[i].not_before == nb &&
 		    c->windows[i].not_after == na)
@@ -52,35 +52,35 @@ static int add_cert_window(ev_dcap_collateral_t *c, X509 *cert, const char *chai
 static int chain_to_root(ev_dcap_collateral_t *c, STACK_OF(X509) *chain, const char *what,
 			 struct kiln_err *err)
 {
-	X509 *root = dcap_root_ca(err), *cert;
+	X509 *root = ev_dcap_root_ca(err), *cert;
 	int n = sk_X509_num(chain), r;
 	char cn[80];
 
 	if (!root)
 		return -KILN_EROOT;
-	if (dcap_is_root(sk_X509_value(chain, n - 1)))
+	if (ev_dcap_is_root(sk_X509_value(chain, n - 1)))
 		n--;
 	else if (X509_check_issued(sk_X509_value(chain, n - 1), sk_X509_value(chain, n - 1)) ==
 		 X509_V_OK)
 		return kiln_err_set(err, -KILN_EROOT,
 				    "%s ends at '%s', which is not the pinned Intel SGX Root CA",
-				    what, dcap_cert_name(sk_X509_value(chain, n - 1), cn,
-							 sizeof(cn)));
+				    what, ev_dcap_cert_name(sk_X509_value(chain, n - 1), cn,
+							    sizeof(cn)));
 	if (n == 0)
 		return kiln_err_set(err, -KILN_ECHAIN, "%s holds only the root", what);
 	cert = sk_X509_value(chain, n - 1);
 	if (X509_check_issued(root, cert) != X509_V_OK)
 		return kiln_err_set(err, -KILN_EROOT,
 				    "%s: '%s' is not issued by the pinned Intel SGX Root CA", what,
-				    dcap_cert_name(cert, cn, sizeof(cn)));
+				    ev_dcap_cert_name(cert, cn, sizeof(cn)));
 	/* Every collateral signer (TCB Signing, PCK Processor/Platform CA) is issued by the
 	 * root directly: exactly one certificate besides the root. */
 	if (n != 1)
 		return kiln_err_set(err, -KILN_ECHAIN, "%s: expected one certificate issued by "
 				    "the Intel SGX Root CA (and the root), found %d certificates",
 				    what, sk_X509_num(chain));
-	if ((r = dcap_check_issued(root, cert, what, err)) ||
-	    (r = dcap_check_revoked(c->root_crl, cert, what, "Intel SGX Root CA CRL", err)) ||
+	if ((r = ev_dcap_check_issued(root, cert, what, err)) ||
+	    (r = ev_dcap_check_revoked(c->root_crl, cert, what, "Intel SGX Root CA CRL", err)) ||
 	    (r = add_cert_window(c, cert, what, err)))
 		return r;
 	return add_cert_window(c, root, what, err);
@@ -104,9 +104,9 @@ static int crl_window(ev_dcap_collateral_t *c, X509_CRL *crl, const char *what,
 {
 	time_t tu, nu;
 
-	if (dcap_asn1_time(X509_CRL_get0_lastUpdate(crl), &tu) ||
+	if (ev_dcap_asn1_time(X509_CRL_get0_lastUpdate(crl), &tu) ||
 	    !X509_CRL_get0_nextUpdate(crl) ||
-	    dcap_asn1_time(X509_CRL_get0_nextUpdate(crl), &nu))
+	    ev_dcap_asn1_time(X509_CRL_get0_nextUpdate(crl), &nu))
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: missing thisUpdate/nextUpdate",
 				    what);
 	return add_window(c, what, tu, nu);
@@ -120,7 +120,7 @@ static int signed_doc(ev_dcap_collateral_t *c, const json_t *j, const char *key,
 	const char *text, *sig_hex, *pem;
 	size_t text_size, sig_size, pem_size;
 	char k_chain[64], k_sig[64], what[96], cn[80];
-	uint8_t sig[DCAP_SIG_SIZE];
+	uint8_t sig[EV_DCAP_SIG_SIZE];
 	json_error_t jerr;
 	const char *issue, *next;
 	time_t nb, na;
@@ -133,20 +133,20 @@ static int signed_doc(ev_dcap_collateral_t *c, const json_t *j, const char *key,
 	    (ret = get_str(j, k_chain, &pem, &pem_size, err)))
 		return ret;
 	snprintf(what, sizeof(what), "%s issuer chain", name);
-	if ((ret = dcap_pem_chain(pem, pem_size, what, &chain, err)) ||
+	if ((ret = ev_dcap_pem_chain(pem, pem_size, what, &chain, err)) ||
 	    (ret = chain_to_root(c, chain, what, err)) ||
-	    (ret = dcap_check_cn(sk_X509_value(chain, 0), dcap_cn_tcb_signing, what, err)))
+	    (ret = ev_dcap_check_cn(sk_X509_value(chain, 0), ev_dcap_cn_tcb_signing, what, err)))
 		goto out;
 	if (kiln_hex_decode(sig_hex, sig, sizeof(sig), NULL) != 0) {
 		ret = kiln_err_set(err, -KILN_EFORMAT,
 				   "collateral: \"%s\" must be 64 bytes (r||s) in hex", k_sig);
 		goto out;
 	}
-	ret = dcap_ecdsa_verify(X509_get0_pubkey(sk_X509_value(chain, 0)), text, text_size,
-				sig);
+	ret = ev_dcap_ecdsa_verify(X509_get0_pubkey(sk_X509_value(chain, 0)), text, text_size,
+				   sig);
 	if (ret) {
 		kiln_err_set(err, ret, "%s signature by '%s' does not verify over its JSON bytes",
-			     name, dcap_cert_name(sk_X509_value(chain, 0), cn, sizeof(cn)));
+			     name, ev_dcap_cert_name(sk_X509_value(chain, 0), cn, sizeof(cn)));
 		goto out;
 	}
 	*doc = json_loadb(text, text_size, JSON_REJECT_DUPLICATES, &jerr);
@@ -157,7 +157,7 @@ static int signed_doc(ev_dcap_collateral_t *c, const json_t *j, const char *key,
 	}
 	issue = json_string_value(json_object_get(*doc, "issueDate"));
 	next = json_string_value(json_object_get(*doc, "nextUpdate"));
-	if (dcap_parse_time(issue, &nb) || dcap_parse_time(next, &na)) {
+	if (ev_dcap_parse_time(issue, &nb) || ev_dcap_parse_time(next, &na)) {
 		ret = kiln_err_set(err, -KILN_EFORMAT,
 				   "%s: issueDate/nextUpdate missing or not RFC 3339 UTC", name);
 		goto out;
@@ -194,7 +194,7 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 	*out = NULL;
 	if (!json_is_object(j))
 		return kiln_err_set(err, -KILN_EFORMAT, "collateral: expected a JSON object");
-	if (!(root = dcap_root_ca(err)))
+	if (!(root = ev_dcap_root_ca(err)))
 		return -KILN_EROOT;
 	if (!(c = calloc(1, sizeof(*c))))
 		return kiln_err_set(err, -ENOMEM, "collateral: out of memory");
@@ -203,7 +203,7 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 
 	/* Root CA CRL: signed by the pinned root. */
 	if ((ret = get_str(j, "root_ca_crl", &s, &size, err)) ||
-	    (ret = dcap_crl_parse(s, size, "Root CA CRL", &c->root_crl, err)))
+	    (ret = ev_dcap_crl_parse(s, size, "Root CA CRL", &c->root_crl, err)))
 		goto out;
 	if (X509_NAME_cmp(X509_CRL_get_issuer(c->root_crl), X509_get_subject_name(root)) != 0 ||
 	    X509_CRL_verify(c->root_crl, X509_get0_pubkey(root)) != 1) {
@@ -216,10 +216,10 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 
 	/* PCK CRL and its issuer (PCK Processor or Platform CA). */
 	if ((ret = get_str(j, "pck_crl_issuer_chain", &s, &size, err)) ||
-	    (ret = dcap_pem_chain(s, size, "PCK CRL issuer chain", &chain, err)) ||
+	    (ret = ev_dcap_pem_chain(s, size, "PCK CRL issuer chain", &chain, err)) ||
 	    (ret = chain_to_root(c, chain, "PCK CRL issuer chain", err)) ||
-	    (ret = dcap_check_cn(sk_X509_value(chain, 0), dcap_cn_pck_ca, "PCK CRL issuer chain",
-				 err)))
+	    (ret = ev_dcap_check_cn(sk_X509_value(chain, 0), ev_dcap_cn_pck_ca, "PCK CRL issuer chain",
+				    err)))
 		goto out;
 	c->pck_crl_issuer = sk_X509_shift(chain);
 	{
@@ -232,13 +232,13 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 		c->pck_ca_der_size = (size_t)der_size;
 	}
 	if ((ret = get_str(j, "pck_crl", &s, &size, err)) ||
-	    (ret = dcap_crl_parse(s, size, "PCK CRL", &c->pck_crl, err)))
+	    (ret = ev_dcap_crl_parse(s, size, "PCK CRL", &c->pck_crl, err)))
 		goto out;
 	if (X509_NAME_cmp(X509_CRL_get_issuer(c->pck_crl),
 			  X509_get_subject_name(c->pck_crl_issuer)) != 0 ||
 	    X509_CRL_verify(c->pck_crl, X509_get0_pubkey(c->pck_crl_issuer)) != 1) {
 		ret = kiln_err_set(err, -KILN_ESIG, "PCK CRL signature by '%s' does not verify",
-				   dcap_cert_name(c->pck_crl_issuer, cn, sizeof(cn)));
+				   ev_dcap_cert_name(c->pck_crl_issuer, cn, sizeof(cn)));
 		goto out;
 	}
 	if ((ret = crl_window(c, c->pck_crl, "PCK CRL", err)))
@@ -289,7 +289,7 @@ void ev_dcap_collateral_free(ev_dcap_collateral_t *c)
 	json_decref(c->tcb_info);
 	json_decref(c->qe_identity);
 	OPENSSL_free(c->pck_ca_der);
-	for (size_t i = 0; i < DCAP_PCK_MEMO; i++)
+	for (size_t i = 0; i < EV_DCAP_PCK_MEMO; i++)
 		X509_free(c->memo[i].cert);
 	pthread_mutex_destroy(&c->memo_lock);
 	free(c);

@@ -59,7 +59,7 @@ static int take32(struct cursor *c, const char *field, uint32_t *v)
 
 /* QE report, its signature, QE auth data and the inner type-5 PCK chain. `end` is
  * where this certification data must end (exclusive). */
-static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
+static int parse_qe_part(struct cursor *c, size_t end, struct ev_dcap_quote *q)
 {
 	uint16_t cert_type;
 	uint32_t cert_size;
@@ -67,8 +67,8 @@ static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
 	size_t at;
 	int r;
 
-	if ((r = take(c, DCAP_QE_REPORT_SIZE, "QE report", &q->qe_report)) ||
-	    (r = take(c, DCAP_SIG_SIZE, "QE report signature", &q->qe_report_sig)) ||
+	if ((r = take(c, EV_DCAP_QE_REPORT_SIZE, "QE report", &q->qe_report)) ||
+	    (r = take(c, EV_DCAP_SIG_SIZE, "QE report signature", &q->qe_report_sig)) ||
 	    (r = take16(c, "QE auth data size", &q->qe_auth_size)) ||
 	    (r = take(c, q->qe_auth_size, "QE auth data", &q->qe_auth)))
 		return r;
@@ -76,10 +76,10 @@ static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
 	if ((r = take16(c, "certification data type", &cert_type)) ||
 	    (r = take32(c, "certification data size", &cert_size)))
 		return r;
-	if (cert_type != DCAP_CERT_PCK_CHAIN)
+	if (cert_type != EV_DCAP_CERT_PCK_CHAIN)
 		return kiln_err_set(c->err, -KILN_EFORMAT,
 				    "quote certification data type at offset %zu: expected %d "
-				    "(PCK certificate chain), found %u", at, DCAP_CERT_PCK_CHAIN,
+				    "(PCK certificate chain), found %u", at, EV_DCAP_CERT_PCK_CHAIN,
 				    cert_type);
 	q->pck_pem_off = c->off;
 	if ((r = take(c, cert_size, "PCK certificate chain", &p)))
@@ -96,13 +96,13 @@ static int parse_qe_part(struct cursor *c, size_t end, struct dcap_quote *q)
 /* The signature data: quote signature, attestation key, then (v3) the QE part or
  * (v4/v5) the type-6 certification data wrapping it. Parsed inside [c->off, end) so
  * nothing it claims can reach the bytes after it. */
-static int parse_sig_data(struct cursor *c, size_t end, struct dcap_quote *q)
+static int parse_sig_data(struct cursor *c, size_t end, struct ev_dcap_quote *q)
 {
 	int r;
 
 	c->size = end;
-	if ((r = take(c, DCAP_SIG_SIZE, "quote signature", &q->signature)) ||
-	    (r = take(c, DCAP_KEY_SIZE, "attestation key", &q->att_key)))
+	if ((r = take(c, EV_DCAP_SIG_SIZE, "quote signature", &q->signature)) ||
+	    (r = take(c, EV_DCAP_KEY_SIZE, "attestation key", &q->att_key)))
 		return r;
 	if (q->version == 3) {
 		r = parse_qe_part(c, end, q);
@@ -114,7 +114,7 @@ static int parse_sig_data(struct cursor *c, size_t end, struct dcap_quote *q)
 		if ((r = take16(c, "outer certification data type", &outer_type)) ||
 		    (r = take32(c, "outer certification data size", &outer_size)))
 			return r;
-		if (outer_type != DCAP_CERT_QE_REPORT)
+		if (outer_type != EV_DCAP_CERT_QE_REPORT)
 			return kiln_err_set(c->err, -KILN_EFORMAT,
 					    "quote outer certification data type at offset %zu: "
 					    "expected 6 (QE report certification data), found %u",
@@ -135,8 +135,8 @@ static int parse_sig_data(struct cursor *c, size_t end, struct dcap_quote *q)
 	return 0;
 }
 
-int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
-		     struct kiln_err *err)
+int ev_dcap_quote_parse(const uint8_t *data, size_t size, struct ev_dcap_quote *q,
+			struct kiln_err *err)
 {
 	struct cursor c = {.data = data, .size = size, .off = 0, .err = err};
 	uint32_t body_size32;
@@ -144,7 +144,7 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 	int r;
 
 	memset(q, 0, sizeof(*q));
-	if ((r = take(&c, DCAP_HEADER_SIZE, "header", &q->header)))
+	if ((r = take(&c, EV_DCAP_HEADER_SIZE, "header", &q->header)))
 		return r;
 	q->version = le16(q->header);
 	q->att_key_type = le16(q->header + 2);
@@ -153,15 +153,15 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "quote header version at offset 0: expected 3, 4 or 5, "
 				    "found %u", q->version);
-	if (q->att_key_type != DCAP_ATT_KEY_ECDSA_P256)
+	if (q->att_key_type != EV_DCAP_ATT_KEY_ECDSA_P256)
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "quote header attestation key type at offset 2: expected 2 "
 				    "(ECDSA-256 P-256), found %u", q->att_key_type);
-	if (q->tee_type != DCAP_TEE_SGX && q->tee_type != DCAP_TEE_TDX)
+	if (q->tee_type != EV_DCAP_TEE_SGX && q->tee_type != EV_DCAP_TEE_TDX)
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "quote header TEE type at offset 4: expected 0x0 (SGX) or "
 				    "0x81 (TDX), found 0x%x", q->tee_type);
-	if (q->version == 3 && q->tee_type != DCAP_TEE_SGX)
+	if (q->version == 3 && q->tee_type != EV_DCAP_TEE_SGX)
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "quote version 3 carries only SGX, header TEE type is 0x%x",
 				    q->tee_type);
@@ -170,8 +170,8 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 		if ((r = take16(&c, "body type", &q->body_type)) ||
 		    (r = take32(&c, "body size", &body_size32)))
 			return r;
-		static const size_t sizes[] = {0, DCAP_SGX_BODY_SIZE, DCAP_TD10_BODY_SIZE,
-					       DCAP_TD15_BODY_SIZE};
+		static const size_t sizes[] = {0, EV_DCAP_SGX_BODY_SIZE, EV_DCAP_TD10_BODY_SIZE,
+					       EV_DCAP_TD15_BODY_SIZE};
 		if (q->body_type < 1 || q->body_type > 3)
 			return kiln_err_set(err, -KILN_EFORMAT,
 					    "quote body type at offset 48: expected 1, 2 or 3, "
@@ -181,17 +181,17 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 					    "quote body size at offset 50: body type %u needs %zu, "
 					    "found %u", q->body_type, sizes[q->body_type],
 					    body_size32);
-		if ((q->body_type == 1) != (q->tee_type == DCAP_TEE_SGX))
+		if ((q->body_type == 1) != (q->tee_type == EV_DCAP_TEE_SGX))
 			return kiln_err_set(err, -KILN_EFORMAT,
 					    "quote body type %u does not match header TEE type "
 					    "0x%x", q->body_type, q->tee_type);
 		q->body_size = body_size32;
-	} else if (q->tee_type == DCAP_TEE_SGX) {
+	} else if (q->tee_type == EV_DCAP_TEE_SGX) {
 		q->body_type = 1;
-		q->body_size = DCAP_SGX_BODY_SIZE;
+		q->body_size = EV_DCAP_SGX_BODY_SIZE;
 	} else {
 		q->body_type = 2;
-		q->body_size = DCAP_TD10_BODY_SIZE;
+		q->body_size = EV_DCAP_TD10_BODY_SIZE;
 	}
 	q->body_off = c.off;
 	if ((r = take(&c, q->body_size, "report body", &q->body)))
@@ -203,7 +203,7 @@ int dcap_quote_parse(const uint8_t *data, size_t size, struct dcap_quote *q,
 	if (q->sig_data_size > size - c.off) {
 		/* Name the field the file ends in, not only the outer size. */
 		struct kiln_err inner = {0};
-		struct dcap_quote probe = *q;
+		struct ev_dcap_quote probe = *q;
 		struct cursor pc = {.data = data, .size = size, .off = c.off, .err = &inner};
 
 		r = parse_sig_data(&pc, size, &probe);

@@ -20,57 +20,57 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const g_status_names[DCAP_STATUS_COUNT] = {
-	[DCAP_UP_TO_DATE] = "UpToDate",
-	[DCAP_SW_HARDENING_NEEDED] = "SWHardeningNeeded",
-	[DCAP_CONFIGURATION_NEEDED] = "ConfigurationNeeded",
-	[DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED] = "ConfigurationAndSWHardeningNeeded",
-	[DCAP_OUT_OF_DATE] = "OutOfDate",
-	[DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED] = "OutOfDateConfigurationNeeded",
-	[DCAP_REVOKED] = "Revoked",
+static const char *const g_status_names[EV_DCAP_STATUS_COUNT] = {
+	[EV_DCAP_UP_TO_DATE] = "UpToDate",
+	[EV_DCAP_SW_HARDENING_NEEDED] = "SWHardeningNeeded",
+	[EV_DCAP_CONFIGURATION_NEEDED] = "ConfigurationNeeded",
+	[EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED] = "ConfigurationAndSWHardeningNeeded",
+	[EV_DCAP_OUT_OF_DATE] = "OutOfDate",
+	[EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED] = "OutOfDateConfigurationNeeded",
+	[EV_DCAP_REVOKED] = "Revoked",
 };
 
-const char *dcap_status_name(enum dcap_status s)
+const char *ev_dcap_status_name(enum ev_dcap_status s)
 {
-	return (unsigned)s < DCAP_STATUS_COUNT ? g_status_names[s] : "Unknown";
+	return (unsigned)s < EV_DCAP_STATUS_COUNT ? g_status_names[s] : "Unknown";
 }
 
-int dcap_status_parse(const char *s, enum dcap_status *out)
+int ev_dcap_status_parse(const char *s, enum ev_dcap_status *out)
 {
-	for (int i = 0; s && i < DCAP_STATUS_COUNT; i++)
+	for (int i = 0; s && i < EV_DCAP_STATUS_COUNT; i++)
 		if (strcmp(s, g_status_names[i]) == 0) {
-			*out = (enum dcap_status)i;
+			*out = (enum ev_dcap_status)i;
 			return 0;
 		}
 	return -KILN_EFORMAT;
 }
 
-void dcap_tcb_result_clear(struct dcap_tcb_result *r)
+void ev_dcap_tcb_result_clear(struct ev_dcap_tcb_result *r)
 {
 	json_decref(r->advisories);
 	memset(r, 0, sizeof(*r));
 }
 
 /* Platform status combined with the QE's or the TDX module's. */
-static enum dcap_status converge(enum dcap_status platform, enum dcap_status other)
+static enum ev_dcap_status converge(enum ev_dcap_status platform, enum ev_dcap_status other)
 {
-	if (other == DCAP_REVOKED || platform == DCAP_REVOKED)
-		return DCAP_REVOKED;
-	if (other != DCAP_OUT_OF_DATE && other != DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED)
+	if (other == EV_DCAP_REVOKED || platform == EV_DCAP_REVOKED)
+		return EV_DCAP_REVOKED;
+	if (other != EV_DCAP_OUT_OF_DATE && other != EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED)
 		return platform;
 	switch (platform) {
-	case DCAP_UP_TO_DATE:
-	case DCAP_SW_HARDENING_NEEDED:
-		return DCAP_OUT_OF_DATE;
-	case DCAP_CONFIGURATION_NEEDED:
-	case DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED:
-		return DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED;
+	case EV_DCAP_UP_TO_DATE:
+	case EV_DCAP_SW_HARDENING_NEEDED:
+		return EV_DCAP_OUT_OF_DATE;
+	case EV_DCAP_CONFIGURATION_NEEDED:
+	case EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED:
+		return EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED;
 	default:
 		return platform;
 	}
 }
 
-static int add_advisories(struct dcap_tcb_result *r, const json_t *level, const char *doc,
+static int add_advisories(struct ev_dcap_tcb_result *r, const json_t *level, const char *doc,
 			  struct kiln_err *err)
 {
 	const json_t *ids = json_object_get(level, "advisoryIDs"), *id;
@@ -98,12 +98,12 @@ static int add_advisories(struct dcap_tcb_result *r, const json_t *level, const 
 	return 0;
 }
 
-static int level_status(const json_t *level, const char *doc, enum dcap_status *s,
+static int level_status(const json_t *level, const char *doc, enum ev_dcap_status *s,
 			struct kiln_err *err)
 {
 	const char *name = json_string_value(json_object_get(level, "tcbStatus"));
 
-	if (dcap_status_parse(name, s))
+	if (ev_dcap_status_parse(name, s))
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: unknown tcbStatus \"%s\"", doc,
 				    name ? name : "(missing)");
 	return 0;
@@ -158,8 +158,8 @@ static int hex_eq_masked(const char *hex, const char *mask_hex, const uint8_t *a
 	return 0;
 }
 
-int dcap_eval_qe(const ev_dcap_collateral_t *c, const uint8_t *rep, struct dcap_tcb_result *r,
-		 struct kiln_err *err)
+int ev_dcap_eval_qe(const ev_dcap_collateral_t *c, const uint8_t *rep, struct ev_dcap_tcb_result *r,
+		    struct kiln_err *err)
 {
 	const json_t *id = c->qe_identity, *level;
 	const char *doc = "QE Identity";
@@ -261,7 +261,7 @@ static bool all_ge(const uint8_t *have, const uint8_t *need)
 }
 
 static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
-		       struct dcap_tcb_result *r, struct kiln_err *err)
+		       struct ev_dcap_tcb_result *r, struct kiln_err *err)
 {
 	const char *doc = "TCB Info tdxModuleIdentities";
 	const uint8_t *svn = body + TDR_TEE_TCB_SVN;
@@ -324,7 +324,7 @@ static int eval_module(const ev_dcap_collateral_t *c, const uint8_t *body,
  * fine, the TD is OutOfDate together with its TDX module, but TEE_TCB_SVN2 — the module
  * the platform runs now — meets the latest TCB level (and module level). */
 static int relaunch_check(const ev_dcap_collateral_t *c, const uint8_t *body,
-			  struct dcap_tcb_result *r, struct kiln_err *err)
+			  struct ev_dcap_tcb_result *r, struct kiln_err *err)
 {
 	const uint8_t *svn2 = body + TDR_TEE_TCB_SVN2;
 	const json_t *latest = json_array_get(json_object_get(c->tcb_info, "tcbLevels"), 0);
@@ -332,10 +332,10 @@ static int relaunch_check(const ev_dcap_collateral_t *c, const uint8_t *body,
 	int64_t module_svn;
 	bool current;
 
-	if (r->qe == DCAP_OUT_OF_DATE || r->qe == DCAP_REVOKED ||
-	    r->sgx_level > DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED ||
-	    (r->status != DCAP_OUT_OF_DATE && r->status != DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED) ||
-	    !r->has_module || r->module != DCAP_OUT_OF_DATE)
+	if (r->qe == EV_DCAP_OUT_OF_DATE || r->qe == EV_DCAP_REVOKED ||
+	    r->sgx_level > EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED ||
+	    (r->status != EV_DCAP_OUT_OF_DATE && r->status != EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED) ||
+	    !r->has_module || r->module != EV_DCAP_OUT_OF_DATE)
 		return 0;
 	if (components(json_object_get(latest, "tcb"), "tdx", 3, need))
 		return kiln_err_set(err, -KILN_EFORMAT, "TCB Info: level 0: bad TDX components");
@@ -372,12 +372,12 @@ static void hex6(const uint8_t *b, size_t n, char *out)
 	kiln_hex_encode(b, n, out);
 }
 
-int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
-		  const struct dcap_quote *q, struct dcap_tcb_result *r, struct kiln_err *err)
+int ev_dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct ev_dcap_pck_ext *ext,
+		     const struct ev_dcap_quote *q, struct ev_dcap_tcb_result *r, struct kiln_err *err)
 {
 	const char *doc = "TCB Info";
 	const json_t *levels = json_object_get(c->tcb_info, "tcbLevels"), *level;
-	bool tdx = q->tee_type == DCAP_TEE_TDX, sgx_found = false;
+	bool tdx = q->tee_type == EV_DCAP_TEE_TDX, sgx_found = false;
 	uint8_t need[16];
 	char a[16], b[16], why[128] = "no TCB levels";
 	size_t i;
@@ -434,12 +434,12 @@ int dcap_eval_tcb(const ev_dcap_collateral_t *c, const struct dcap_pck_ext *ext,
 				match = (int)i;
 				break;
 			}
-			enum dcap_status st;
+			enum ev_dcap_status st;
 
 			if ((ret = level_status(level, doc, &st, err)))
 				return ret;
 			r->sgx_level = st;
-			if (st == DCAP_REVOKED) {
+			if (st == EV_DCAP_REVOKED) {
 				match = (int)i;
 				break;
 			}

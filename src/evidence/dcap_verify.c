@@ -24,12 +24,12 @@
  * (the earliest nextUpdate that passed, or the latest issue date still to come). */
 static int check_windows(const ev_dcap_collateral_t *c, time_t at, struct kiln_err *err)
 {
-	const struct dcap_window *worst = NULL;
+	const struct ev_dcap_window *worst = NULL;
 	char a[32], b[32], t[32];
 	size_t bad = 0;
 
 	for (size_t i = 0; i < c->n_windows; i++) {
-		const struct dcap_window *w = &c->windows[i];
+		const struct ev_dcap_window *w = &c->windows[i];
 
 		if (at >= w->not_before && at <= w->not_after)
 			continue;
@@ -43,9 +43,9 @@ static int check_windows(const ev_dcap_collateral_t *c, time_t at, struct kiln_e
 	return kiln_err_set(err, -KILN_EEXPIRED,
 			    "%s %s: valid %s .. %s, verification time %s%s", worst->what,
 			    at < worst->not_before ? "is not yet valid" : "has expired",
-			    dcap_fmt_time(worst->not_before, a, sizeof(a)),
-			    dcap_fmt_time(worst->not_after, b, sizeof(b)),
-			    dcap_fmt_time(at, t, sizeof(t)),
+			    ev_dcap_fmt_time(worst->not_before, a, sizeof(a)),
+			    ev_dcap_fmt_time(worst->not_after, b, sizeof(b)),
+			    ev_dcap_fmt_time(at, t, sizeof(t)),
 			    bad > 1 ? " (other collateral items are outside their windows too)" :
 			    "");
 }
@@ -55,28 +55,28 @@ static int cert_valid_at(X509 *cert, const char *what, time_t at, struct kiln_er
 	char cn[80], a[32], b[32], t[32];
 	time_t nb, na;
 
-	if (dcap_asn1_time(X509_get0_notBefore(cert), &nb) ||
-	    dcap_asn1_time(X509_get0_notAfter(cert), &na))
+	if (ev_dcap_asn1_time(X509_get0_notBefore(cert), &nb) ||
+	    ev_dcap_asn1_time(X509_get0_notAfter(cert), &na))
 		return kiln_err_set(err, -KILN_EFORMAT, "%s '%s': bad validity", what,
-				    dcap_cert_name(cert, cn, sizeof(cn)));
+				    ev_dcap_cert_name(cert, cn, sizeof(cn)));
 	if (at < nb || at > na)
 		return kiln_err_set(err, -KILN_EEXPIRED,
 				    "%s '%s' %s: valid %s .. %s, verification time %s", what,
-				    dcap_cert_name(cert, cn, sizeof(cn)),
+				    ev_dcap_cert_name(cert, cn, sizeof(cn)),
 				    at < nb ? "is not yet valid" : "has expired",
-				    dcap_fmt_time(nb, a, sizeof(a)),
-				    dcap_fmt_time(na, b, sizeof(b)),
-				    dcap_fmt_time(at, t, sizeof(t)));
+				    ev_dcap_fmt_time(nb, a, sizeof(a)),
+				    ev_dcap_fmt_time(na, b, sizeof(b)),
+				    ev_dcap_fmt_time(at, t, sizeof(t)));
 	return 0;
 }
 
 static X509 *memo_get(ev_dcap_collateral_t *c, const uint8_t hash[32],
-		      struct dcap_pck_ext *ext)
+		      struct ev_dcap_pck_ext *ext)
 {
 	X509 *x = NULL;
 
 	pthread_mutex_lock(&c->memo_lock);
-	for (size_t i = 0; c->memo_enabled && i < DCAP_PCK_MEMO; i++)
+	for (size_t i = 0; c->memo_enabled && i < EV_DCAP_PCK_MEMO; i++)
 		if (c->memo[i].cert && memcmp(c->memo[i].hash, hash, 32) == 0) {
 			x = c->memo[i].cert;
 			X509_up_ref(x);
@@ -88,13 +88,13 @@ static X509 *memo_get(ev_dcap_collateral_t *c, const uint8_t hash[32],
 }
 
 static void memo_put(ev_dcap_collateral_t *c, const uint8_t hash[32], X509 *x,
-		     const struct dcap_pck_ext *ext)
+		     const struct ev_dcap_pck_ext *ext)
 {
-	struct dcap_pck_memo *m;
+	struct ev_dcap_pck_memo *m;
 
 	pthread_mutex_lock(&c->memo_lock);
 	if (c->memo_enabled && X509_up_ref(x)) {
-		m = &c->memo[c->memo_next++ % DCAP_PCK_MEMO];
+		m = &c->memo[c->memo_next++ % EV_DCAP_PCK_MEMO];
 		X509_free(m->cert);
 		memcpy(m->hash, hash, 32);
 		m->cert = x;
@@ -107,12 +107,12 @@ static void memo_put(ev_dcap_collateral_t *c, const uint8_t hash[32], X509 *x,
  * by the caller) and *ext are the PCK certificate and its SGX extension. The root and
  * the PCK CA are compared as DER with the pinned root and the collateral's
  * (authenticated) PCK CA, so the common case parses only the PCK certificate. */
-static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q, time_t at,
-			    X509 **pck_out, struct dcap_pck_ext *ext, struct kiln_err *err)
+static int verify_pck_chain(ev_dcap_collateral_t *c, const struct ev_dcap_quote *q, time_t at,
+			    X509 **pck_out, struct ev_dcap_pck_ext *ext, struct kiln_err *err)
 {
 	const char *what = "quote PCK chain";
-	struct dcap_der ders[DCAP_MAX_CHAIN];
-	X509 *root = dcap_root_ca(err), *pck = NULL, *ca = NULL, *last = NULL;
+	struct ev_dcap_der ders[EV_DCAP_MAX_CHAIN];
+	X509 *root = ev_dcap_root_ca(err), *pck = NULL, *ca = NULL, *last = NULL;
 	uint8_t hash[KC_SHA256_SIZE];
 	bool known_ca;
 	char cn[80];
@@ -121,21 +121,21 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 	*pck_out = NULL;
 	if (!root)
 		return -KILN_EROOT;
-	if ((r = dcap_pem_split(q->pck_pem, q->pck_pem_size, what, ders, DCAP_MAX_CHAIN, &n,
-				err)))
+	if ((r = ev_dcap_pem_split(q->pck_pem, q->pck_pem_size, what, ders, EV_DCAP_MAX_CHAIN, &n,
+				   err)))
 		return r;
 	total = n;
-	if (dcap_is_root_der(ders[n - 1].data, ders[n - 1].size)) {
+	if (ev_dcap_is_root_der(ders[n - 1].data, ders[n - 1].size)) {
 		n--;
 	} else {
-		if (!(last = dcap_der_cert(&ders[n - 1], what, n, err))) {
+		if (!(last = ev_dcap_der_cert(&ders[n - 1], what, n, err))) {
 			r = -KILN_EFORMAT;
 			goto out;
 		}
 		if (X509_check_issued(last, last) == X509_V_OK) {
 			r = kiln_err_set(err, -KILN_EROOT, "%s ends at '%s', which is not the "
 					 "pinned Intel SGX Root CA", what,
-					 dcap_cert_name(last, cn, sizeof(cn)));
+					 ev_dcap_cert_name(last, cn, sizeof(cn)));
 			goto out;
 		}
 	}
@@ -152,26 +152,26 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 		ca = c->pck_crl_issuer;
 		X509_up_ref(ca);
 	} else {
-		if (!(ca = dcap_der_cert(&ders[1], what, 2, err))) {
+		if (!(ca = ev_dcap_der_cert(&ders[1], what, 2, err))) {
 			r = -KILN_EFORMAT;
 			goto out;
 		}
 		if (X509_check_issued(root, ca) != X509_V_OK) {
 			r = kiln_err_set(err, -KILN_EROOT, "%s: '%s' is not issued by the pinned "
 					 "Intel SGX Root CA", what,
-					 dcap_cert_name(ca, cn, sizeof(cn)));
+					 ev_dcap_cert_name(ca, cn, sizeof(cn)));
 			goto out;
 		}
-		if ((r = dcap_check_issued(root, ca, what, err)) ||
-		    (r = dcap_check_cn(ca, dcap_cn_pck_ca, what, err)) ||
-		    (r = dcap_check_revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL",
-					    err)))
+		if ((r = ev_dcap_check_issued(root, ca, what, err)) ||
+		    (r = ev_dcap_check_cn(ca, ev_dcap_cn_pck_ca, what, err)) ||
+		    (r = ev_dcap_check_revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL",
+					       err)))
 			goto out;
 		if (X509_CRL_verify(c->pck_crl, X509_get0_pubkey(ca)) != 1) {
 			ERR_clear_error();
 			r = kiln_err_set(err, -KILN_ECHAIN, "PCK CRL of the collateral is not "
 					 "issued by the quote's PCK CA '%s'",
-					 dcap_cert_name(ca, cn, sizeof(cn)));
+					 ev_dcap_cert_name(ca, cn, sizeof(cn)));
 			goto out;
 		}
 	}
@@ -179,13 +179,13 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 	if ((r = kc_sha256(ders[0].data, ders[0].size, hash)))
 		goto out;
 	if (!known_ca || !(pck = memo_get(c, hash, ext))) {
-		if (!(pck = dcap_der_cert(&ders[0], what, 1, err))) {
+		if (!(pck = ev_dcap_der_cert(&ders[0], what, 1, err))) {
 			r = -KILN_EFORMAT;
 			goto out;
 		}
-		if ((r = dcap_check_issued(ca, pck, what, err)) ||
-		    (r = dcap_check_cn(pck, dcap_cn_pck, what, err)) ||
-		    (r = dcap_pck_ext_parse(pck, ext, err)))
+		if ((r = ev_dcap_check_issued(ca, pck, what, err)) ||
+		    (r = ev_dcap_check_cn(pck, ev_dcap_cn_pck, what, err)) ||
+		    (r = ev_dcap_pck_ext_parse(pck, ext, err)))
 			goto out;
 		if (known_ca)
 			memo_put(c, hash, pck, ext);
@@ -193,12 +193,12 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct dcap_quote *q,
 	if (X509_NAME_cmp(X509_CRL_get_issuer(c->pck_crl), X509_get_issuer_name(pck)) != 0) {
 		r = kiln_err_set(err, -KILN_ECHAIN, "PCK CRL of the collateral is not issued by "
 				 "the PCK certificate's issuer '%s'",
-				 dcap_cert_name(ca, cn, sizeof(cn)));
+				 ev_dcap_cert_name(ca, cn, sizeof(cn)));
 		goto out;
 	}
 	if ((r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
 	    (r = cert_valid_at(pck, what, at, err)) ||
-	    (r = dcap_check_revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
+	    (r = ev_dcap_check_revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
 		goto out;
 	*pck_out = pck;
 	pck = NULL;
@@ -206,7 +206,7 @@ out:
 	X509_free(pck);
 	X509_free(ca);
 	X509_free(last);
-	dcap_der_free(ders, total);
+	ev_dcap_der_free(ders, total);
 	return r;
 }
 
@@ -223,8 +223,8 @@ static uint16_t le16(const uint8_t *p)
 	return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *c,
-			const struct dcap_pck_ext *ext, const struct dcap_tcb_result *t,
+static int build_claims(const struct ev_dcap_quote *q, const ev_dcap_collateral_t *c,
+			const struct ev_dcap_pck_ext *ext, const struct ev_dcap_tcb_result *t,
 			json_t **claims)
 {
 	const uint8_t *b = q->body;
@@ -236,17 +236,17 @@ static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *
 		return -ENOMEM;
 	bad |= json_object_set_new(o, "insecure", json_false());
 	bad |= json_object_set_new(o, "quote_version", json_integer(q->version));
-	bad |= json_object_set_new(o, "tcb_status", json_string(dcap_status_name(t->status)));
+	bad |= json_object_set_new(o, "tcb_status", json_string(ev_dcap_status_name(t->status)));
 	bad |= json_object_set_new(o, "platform_tcb_status",
-				   json_string(dcap_status_name(t->platform)));
+				   json_string(ev_dcap_status_name(t->platform)));
 	bad |= json_object_set(o, "advisories", t->advisories);
-	bad |= json_object_set_new(o, "qe_status", json_string(dcap_status_name(t->qe)));
+	bad |= json_object_set_new(o, "qe_status", json_string(ev_dcap_status_name(t->qe)));
 	bad |= json_object_set_new(o, "collateral_valid_until",
-				   json_string(dcap_fmt_time(ev_dcap_collateral_valid_until(c),
-							     until, sizeof(until))));
+				   json_string(ev_dcap_fmt_time(ev_dcap_collateral_valid_until(c),
+								until, sizeof(until))));
 	bad |= set_hex(o, "fmspc", ext->fmspc, 6);
 	bad |= json_object_set_new(o, "trailing_bytes", json_integer((json_int_t)q->trailing));
-	if (q->tee_type == DCAP_TEE_SGX) {
+	if (q->tee_type == EV_DCAP_TEE_SGX) {
 		bad |= json_object_set_new(o, "tee", json_string("sgx"));
 		bad |= set_hex(o, "mrenclave", b + SGXR_MRENCLAVE, 32);
 		bad |= set_hex(o, "platform_measurement", b + SGXR_MRENCLAVE, 32);
@@ -281,7 +281,7 @@ static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *
 		bad |= set_hex(o, "report_data", b + TDR_REPORT_DATA, 64);
 		if (t->has_module)
 			bad |= json_object_set_new(o, "tdx_module_status",
-						   json_string(dcap_status_name(t->module)));
+						   json_string(ev_dcap_status_name(t->module)));
 		if (q->body_type == 3) {
 			bad |= json_object_set_new(o, "td_relaunch_advised",
 						   json_boolean(t->relaunch_advised));
@@ -300,9 +300,9 @@ static int build_claims(const struct dcap_quote *q, const ev_dcap_collateral_t *
 int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		   ev_dcap_collateral_t *c, time_t at, json_t **claims, struct kiln_err *err)
 {
-	struct dcap_quote q;
-	struct dcap_pck_ext ext;
-	struct dcap_tcb_result tcb = {0};
+	struct ev_dcap_quote q;
+	struct ev_dcap_pck_ext ext;
+	struct ev_dcap_tcb_result tcb = {0};
 	X509 *pck = NULL;
 	EVP_PKEY *att_key = NULL;
 	uint8_t digest[KC_SHA256_SIZE];
@@ -313,13 +313,13 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	*claims = NULL;
 	if (!c)
 		return kiln_err_set(err, -EINVAL, "%s quote: collateral is required",
-				    expect_tee == DCAP_TEE_TDX ? "TDX" : "SGX");
-	if ((ret = dcap_quote_parse(quote, size, &q, err)))
+				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
+	if ((ret = ev_dcap_quote_parse(quote, size, &q, err)))
 		return ret;
 	if (q.tee_type != expect_tee)
 		return kiln_err_set(err, -KILN_EFORMAT, "quote header TEE type is %s, expected %s",
-				    q.tee_type == DCAP_TEE_TDX ? "TDX" : "SGX",
-				    expect_tee == DCAP_TEE_TDX ? "TDX" : "SGX");
+				    q.tee_type == EV_DCAP_TEE_TDX ? "TDX" : "SGX",
+				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
 	if (at == 0)
 		at = time(NULL);
 	if ((ret = check_windows(c, at, err)))
@@ -330,15 +330,15 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		goto out;
 
 	/* QE report signed by the PCK key, and binding the attestation key. */
-	ret = dcap_ecdsa_verify(X509_get0_pubkey(pck), q.qe_report,
-				DCAP_QE_REPORT_SIZE, q.qe_report_sig);
+	ret = ev_dcap_ecdsa_verify(X509_get0_pubkey(pck), q.qe_report,
+				   EV_DCAP_QE_REPORT_SIZE, q.qe_report_sig);
 	if (ret) {
 		kiln_err_set(err, ret, "QE report signature (offset %zu) by the PCK certificate "
 			     "does not verify", (size_t)(q.qe_report_sig - quote));
 		goto out;
 	}
 	ret = -KILN_ECRYPTO;
-	if (!(h = kc_hash_new("SHA256")) || kc_hash_update(h, q.att_key, DCAP_KEY_SIZE) ||
+	if (!(h = kc_hash_new("SHA256")) || kc_hash_update(h, q.att_key, EV_DCAP_KEY_SIZE) ||
 	    kc_hash_update(h, q.qe_auth, q.qe_auth_size) || kc_hash_final(h, digest, &dsize)) {
 		kiln_err_set(err, ret, "SHA-256 failed");
 		goto out;
@@ -357,12 +357,12 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	}
 
 	/* Quote signature over header and body. */
-	if (!(att_key = dcap_p256_key(q.att_key))) {
+	if (!(att_key = ev_dcap_p256_key(q.att_key))) {
 		ret = kiln_err_set(err, -KILN_EFORMAT, "attestation key (offset %zu) is not a "
 				   "P-256 point", (size_t)(q.att_key - quote));
 		goto out;
 	}
-	if ((ret = dcap_ecdsa_verify(att_key, quote, q.signed_size, q.signature))) {
+	if ((ret = ev_dcap_ecdsa_verify(att_key, quote, q.signed_size, q.signature))) {
 		kiln_err_set(err, ret, "quote signature (offset %zu) by the attestation key over "
 			     "bytes [0, %zu) does not verify", (size_t)(q.signature - quote),
 			     q.signed_size);
@@ -370,8 +370,8 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	}
 
 	/* QE identity and TCB levels. */
-	if ((ret = dcap_eval_qe(c, q.qe_report, &tcb, err)) ||
-	    (ret = dcap_eval_tcb(c, &ext, &q, &tcb, err)))
+	if ((ret = ev_dcap_eval_qe(c, q.qe_report, &tcb, err)) ||
+	    (ret = ev_dcap_eval_tcb(c, &ext, &q, &tcb, err)))
 		goto out;
 	if ((ret = build_claims(&q, c, &ext, &tcb, claims)))
 		kiln_err_set(err, ret, "out of memory");
@@ -379,26 +379,26 @@ out:
 	kc_hash_free(h);
 	EVP_PKEY_free(att_key);
 	X509_free(pck);
-	dcap_tcb_result_clear(&tcb);
+	ev_dcap_tcb_result_clear(&tcb);
 	return ret;
 }
 
-int dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
-			const struct ev_verify_opts *opts, json_t **claims,
-			struct kiln_err *err)
+int ev_dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
+			   const struct ev_verify_opts *opts, json_t **claims,
+			   struct kiln_err *err)
 {
 	ev_dcap_collateral_t *c = NULL;
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	int ret;
 
 	*claims = NULL;
 	/* A malformed quote fails before the collateral costs anything. */
-	if ((ret = dcap_quote_parse(quote, size, &q, err)))
+	if ((ret = ev_dcap_quote_parse(quote, size, &q, err)))
 		return ret;
 	if (!opts || !opts->collateral)
 		return kiln_err_set(err, -EINVAL, "%s quote: collateral is required "
 				    "(PCK CRL, TCB Info, QE Identity; see docs/evidence-intel.md)",
-				    expect_tee == DCAP_TEE_TDX ? "TDX" : "SGX");
+				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
 	if ((ret = ev_dcap_collateral_parse(opts->collateral, &c, err)))
 		return ret;
 	ret = ev_dcap_verify(quote, size, expect_tee, c, opts->at, claims, err);

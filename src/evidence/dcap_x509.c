@@ -107,7 +107,7 @@ static void root_init(void)
 	g_root = d2i_X509(NULL, &p, (long)sizeof(g_root_der));
 }
 
-X509 *dcap_root_ca(struct kiln_err *err)
+X509 *ev_dcap_root_ca(struct kiln_err *err)
 {
 	if (!CRYPTO_THREAD_run_once(&g_root_once, root_init) || !g_root) {
 		kiln_err_set(err, -KILN_EROOT,
@@ -118,19 +118,19 @@ X509 *dcap_root_ca(struct kiln_err *err)
 	return g_root;
 }
 
-bool dcap_is_root_der(const uint8_t *der, size_t size)
+bool ev_dcap_is_root_der(const uint8_t *der, size_t size)
 {
 	return size == sizeof(g_root_der) && memcmp(der, g_root_der, size) == 0;
 }
 
-bool dcap_is_root(const X509 *cert)
+bool ev_dcap_is_root(const X509 *cert)
 {
-	X509 *root = dcap_root_ca(NULL);
+	X509 *root = ev_dcap_root_ca(NULL);
 
 	return root && X509_cmp(root, cert) == 0;
 }
 
-const char *dcap_cert_name(const X509 *cert, char *buf, size_t size)
+const char *ev_dcap_cert_name(const X509 *cert, char *buf, size_t size)
 {
 	const X509_NAME *name = X509_get_subject_name(cert);
 
@@ -140,12 +140,12 @@ const char *dcap_cert_name(const X509 *cert, char *buf, size_t size)
 	return buf;
 }
 
-int dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
-		  struct kiln_err *err)
+int ev_dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what,
+		     struct kiln_err *err)
 {
 	char cn[128];
 
-	dcap_cert_name(cert, cn, sizeof(cn));
+	ev_dcap_cert_name(cert, cn, sizeof(cn));
 	for (size_t i = 0; allowed[i]; i++)
 		if (strcmp(cn, allowed[i]) == 0)
 			return 0;
@@ -153,12 +153,12 @@ int dcap_check_cn(const X509 *cert, const char *const *allowed, const char *what
 			    allowed[0][0] == 'I' ? "n" : "", allowed[0]);
 }
 
-const char *const dcap_cn_pck_ca[] = {"Intel SGX PCK Processor CA", "Intel SGX PCK Platform CA",
-				      NULL};
-const char *const dcap_cn_pck[] = {"Intel SGX PCK Certificate", NULL};
-const char *const dcap_cn_tcb_signing[] = {"Intel SGX TCB Signing", NULL};
+const char *const ev_dcap_cn_pck_ca[] = {"Intel SGX PCK Processor CA",
+					 "Intel SGX PCK Platform CA", NULL};
+const char *const ev_dcap_cn_pck[] = {"Intel SGX PCK Certificate", NULL};
+const char *const ev_dcap_cn_tcb_signing[] = {"Intel SGX TCB Signing", NULL};
 
-const char *dcap_fmt_time(time_t t, char *buf, size_t size)
+const char *ev_dcap_fmt_time(time_t t, char *buf, size_t size)
 {
 	struct tm tm;
 
@@ -180,7 +180,7 @@ static int digits(const char *s, int n, int *out)
 	return 0;
 }
 
-int dcap_parse_time(const char *s, time_t *out)
+int ev_dcap_parse_time(const char *s, time_t *out)
 {
 	struct tm tm = {0}, back;
 	int y, mo, d, h, mi, se;
@@ -216,7 +216,7 @@ int dcap_parse_time(const char *s, time_t *out)
 	return 0;
 }
 
-int dcap_asn1_time(const ASN1_TIME *t, time_t *out)
+int ev_dcap_asn1_time(const ASN1_TIME *t, time_t *out)
 {
 	struct tm tm;
 
@@ -232,7 +232,7 @@ static bool is_space(char c)
 	return c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == '\0';
 }
 
-void dcap_der_free(struct dcap_der *ders, int n)
+void ev_dcap_der_free(struct ev_dcap_der *ders, int n)
 {
 	for (int i = 0; i < n; i++) {
 		free(ders[i].data);
@@ -243,8 +243,8 @@ void dcap_der_free(struct dcap_der *ders, int n)
 /* Strict PEM splitting: only whitespace may sit between the certificate blocks, so a
  * damaged block is an error instead of being skipped (PEM_read_bio_X509 skips anything
  * before the next BEGIN line, which would silently shorten the chain). */
-int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_der *ders,
-		   int max, int *n, struct kiln_err *err)
+int ev_dcap_pem_split(const char *pem, size_t size, const char *what, struct ev_dcap_der *ders,
+		      int max, int *n, struct kiln_err *err)
 {
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
@@ -300,13 +300,13 @@ int dcap_pem_split(const char *pem, size_t size, const char *what, struct dcap_d
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: no PEM certificate found", what);
 	return 0;
 fail:
-	dcap_der_free(ders, *n);
+	ev_dcap_der_free(ders, *n);
 	*n = 0;
 	return ret;
 }
 
-X509 *dcap_der_cert(const struct dcap_der *der, const char *what, int index,
-		    struct kiln_err *err)
+X509 *ev_dcap_der_cert(const struct ev_dcap_der *der, const char *what, int index,
+		       struct kiln_err *err)
 {
 	const unsigned char *p = der->data;
 	X509 *x;
@@ -326,21 +326,21 @@ X509 *dcap_der_cert(const struct dcap_der *der, const char *what, int index,
 	return x;
 }
 
-int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
-		   struct kiln_err *err)
+int ev_dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509) **chain,
+		      struct kiln_err *err)
 {
-	struct dcap_der ders[DCAP_MAX_CHAIN];
+	struct ev_dcap_der ders[EV_DCAP_MAX_CHAIN];
 	STACK_OF(X509) *sk = NULL;
 	int n, ret;
 
 	*chain = NULL;
-	if ((ret = dcap_pem_split(pem, size, what, ders, DCAP_MAX_CHAIN, &n, err)))
+	if ((ret = ev_dcap_pem_split(pem, size, what, ders, EV_DCAP_MAX_CHAIN, &n, err)))
 		return ret;
 	ret = -ENOMEM;
 	if (!(sk = sk_X509_new_null()))
 		goto out;
 	for (int i = 0; i < n; i++) {
-		X509 *x = dcap_der_cert(&ders[i], what, i + 1, err);
+		X509 *x = ev_dcap_der_cert(&ders[i], what, i + 1, err);
 
 		if (!x) {
 			ret = -KILN_EFORMAT;
@@ -357,13 +357,13 @@ int dcap_pem_chain(const char *pem, size_t size, const char *what, STACK_OF(X509
 out:
 	if (ret == -ENOMEM)
 		kiln_err_set(err, ret, "%s: out of memory", what);
-	dcap_der_free(ders, n);
+	ev_dcap_der_free(ders, n);
 	sk_X509_pop_free(sk, X509_free);
 	return ret;
 }
 
-int dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **crl,
-		   struct kiln_err *err)
+int ev_dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **crl,
+		      struct kiln_err *err)
 {
 	uint8_t *der = NULL;
 	const unsigned char *p;
@@ -406,7 +406,7 @@ int dcap_crl_parse(const char *text, size_t size, const char *what, X509_CRL **c
 	return ret;
 }
 
-EVP_PKEY *dcap_p256_key(const uint8_t xy[64])
+EVP_PKEY *ev_dcap_p256_key(const uint8_t xy[64])
 {
 	/* EVP_PKEY_fromdata is several times faster than decoding a SubjectPublicKeyInfo
 	 * through the OpenSSL 3 decoders, and it checks the point is on the curve too. */
@@ -430,7 +430,7 @@ EVP_PKEY *dcap_p256_key(const uint8_t xy[64])
 	return key;
 }
 
-int dcap_ecdsa_verify(EVP_PKEY *key, const void *msg, size_t size, const uint8_t sig[64])
+int ev_dcap_ecdsa_verify(EVP_PKEY *key, const void *msg, size_t size, const uint8_t sig[64])
 {
 	ECDSA_SIG *es = ECDSA_SIG_new();
 	BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
@@ -459,13 +459,13 @@ out:
 	return ret;
 }
 
-int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err)
+int ev_dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_err *err)
 {
 	char in[128], cn[128];
 	int rc;
 
-	dcap_cert_name(issuer, in, sizeof(in));
-	dcap_cert_name(child, cn, sizeof(cn));
+	ev_dcap_cert_name(issuer, in, sizeof(in));
+	ev_dcap_cert_name(child, cn, sizeof(cn));
 	rc = X509_check_issued(issuer, child);
 	if (rc != X509_V_OK)
 		return kiln_err_set(err, -KILN_ECHAIN, "%s '%s' is not issued by '%s': %s", what,
@@ -481,8 +481,8 @@ int dcap_check_issued(X509 *issuer, X509 *child, const char *what, struct kiln_e
 	return 0;
 }
 
-int dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
-		       struct kiln_err *err)
+int ev_dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *crl_name,
+			  struct kiln_err *err)
 {
 	X509_REVOKED *rev = NULL;
 	char cn[80], *serial;
@@ -493,7 +493,7 @@ int dcap_check_revoked(X509_CRL *crl, X509 *cert, const char *what, const char *
 	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
 	serial = bn ? BN_bn2hex(bn) : NULL;
 	kiln_err_set(err, -KILN_EREVOKED, "%s '%s' (serial %s) is revoked by the %s", what,
-		     dcap_cert_name(cert, cn, sizeof(cn)), serial ? serial : "?", crl_name);
+		     ev_dcap_cert_name(cert, cn, sizeof(cn)), serial ? serial : "?", crl_name);
 	OPENSSL_free(serial);
 	BN_free(bn);
 	return -KILN_EREVOKED;
@@ -568,7 +568,7 @@ static int mark(unsigned *seen, unsigned bit)
 	return 0;
 }
 
-static int parse_tcb(const ASN1_TYPE *v, struct dcap_pck_ext *ext, unsigned *seen)
+static int parse_tcb(const ASN1_TYPE *v, struct ev_dcap_pck_ext *ext, unsigned *seen)
 {
 	STACK_OF(ASN1_TYPE) *items = NULL, *kv = NULL;
 	char oid[80];
@@ -609,7 +609,7 @@ out:
 }
 
 /* The (OID, value) items of the SGX extension; -1 with *bad naming the item. */
-static int parse_items(STACK_OF(ASN1_TYPE) *items, struct dcap_pck_ext *ext, unsigned *seen,
+static int parse_items(STACK_OF(ASN1_TYPE) *items, struct ev_dcap_pck_ext *ext, unsigned *seen,
 		       const char **bad)
 {
 	STACK_OF(ASN1_TYPE) *kv = NULL;
@@ -653,7 +653,7 @@ out:
 	return ret;
 }
 
-int dcap_pck_ext_parse(X509 *pck, struct dcap_pck_ext *ext, struct kiln_err *err)
+int ev_dcap_pck_ext_parse(X509 *pck, struct ev_dcap_pck_ext *ext, struct kiln_err *err)
 {
 	STACK_OF(ASN1_TYPE) *items = NULL;
 	ASN1_OBJECT *obj = OBJ_txt2obj(SGX_EXT_OID, 1);

@@ -1,8 +1,11 @@
-/* kiln evidence: produce and verify attestation evidence, one backend per TEE kind.
- * The one header of src/evidence/.
+/* kiln evidence: produce and verify attestation evidence, one backend per TEE kind
+ * (<tee>_produce.c, <tee>_verify.c; dcap_*.c for Intel's quotes and collateral).
+ * The one header of src/evidence/ for other modules.
  *
  * Every verifier turns evidence into the same normalized claims, a JSON object
- * (jansson) so policies are hardware-independent. Common claim names:
+ * (a jansson json_t) so policies are hardware-independent. This header names
+ * the type without including <jansson.h>: the producers and libkiln, which
+ * links no jansson, compile against it too. Common claim names:
  *   tee                  "sim" | "host" | "sgx" | "tdx" | "snp"
  *   insecure             true only for "sim"
  *   debug                bool: a debugger can read the TEE's memory
@@ -21,16 +24,19 @@
 #ifndef KILN_EVIDENCE_H
 #define KILN_EVIDENCE_H
 
-#include <jansson.h>
 #include <time.h>
 
 #include "common/common.h"
 
 #define EV_REPORT_DATA_SIZE 64
 
+/* jansson's json_t (typedef struct json_t json_t); a verifier's claims. */
+struct json_t;
+
 struct ev_verify_opts {
 	time_t at;               /* verification time; 0 means now */
-	const json_t *collateral; /* backend-specific (SGX/TDX: PCCS-style JSON), may be NULL */
+	/* backend-specific (SGX/TDX: PCCS-style JSON), may be NULL */
+	const struct json_t *collateral;
 	/* PEM certificates the verifier may use: the AMD ASK/ARK or VCEK for SNP, the
 	 * trusted kiln-las certificates for "host". May be NULL/0. */
 	const char *const *certs_pem;
@@ -49,7 +55,7 @@ struct ev_backend {
 	 * caller (json_decref). On failure *claims is NULL and err names the failing
 	 * check (which certificate/field, expected vs found). */
 	int (*verify)(const uint8_t *evidence, size_t size, const struct ev_verify_opts *opts,
-		      json_t **claims, struct kiln_err *err);
+		      struct json_t **claims, struct kiln_err *err);
 };
 
 /* The backend with this name, or NULL. */
@@ -159,7 +165,24 @@ int ev_host_request(const char *socket_path,
 		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
 		    uint8_t **ev, size_t *size, struct kiln_err *err);
 
+/* Produce TDX evidence for report_data: a TD quote (version 4/5) from
+ * configfs-tsm. Without configfs-tsm, /dev/tdx_guest (TDX_CMD_GET_REPORT0) yields
+ * only a TDREPORT, which no remote verifier can check without a quote generation
+ * service, so that case is a named -ENOTSUP error rather than evidence.
+ * *evidence is malloc'd, owned by the caller. */
+int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
+		   size_t *size, struct kiln_err *err);
+/* Produce SNP evidence through configfs-tsm (fallback /dev/sev-guest): the
+ * 1184-byte report, followed by the certificate table from auxblob when the host
+ * provides one. *evidence is malloc'd, owned by the caller. */
+int ev_snp_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
+		   size_t *size, struct kiln_err *err);
+
+/* The backends (backends.c; also through ev_backend_find). */
 extern const struct ev_backend ev_backend_sim;
 extern const struct ev_backend ev_backend_host;
+extern const struct ev_backend ev_backend_sgx;
+extern const struct ev_backend ev_backend_tdx;
+extern const struct ev_backend ev_backend_snp;
 
 #endif

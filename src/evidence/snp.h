@@ -1,6 +1,6 @@
 /* AMD SEV-SNP attestation reports: parser, verifier internals exposed for the fuzz
- * target, the benchmark and the unit tests. Other modules use `ev_backend_snp`
- * through evidence.h (ev_backend_find("snp")).
+ * target, the benchmark and the unit tests. Other modules use evidence.h
+ * (ev_backend_snp, ev_snp_produce).
  *
  * Layout: AMD SEV-SNP ABI specification, table "ATTESTATION_REPORT" (versions 2-5,
  * 0x4A0 = 1184 bytes, little-endian). The signed region is [0, 0x2A0). */
@@ -96,13 +96,5 @@ int ev_snp_check_crl(X509_CRL *crl, X509 *ark, X509 *const *certs, size_t n_cert
  * default; disabling also clears it. */
 void ev_snp_cache_set_enabled(bool enabled);
 void ev_snp_cache_clear(void);
-
-/* Produce an SNP report through configfs-tsm (fallback /dev/sev-guest). The
- * evidence is the 1184-byte report, followed by the certificate table from auxblob
- * when the host provides one. *evidence is malloc'd, owned by the caller. */
-int ev_snp_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
-		   size_t *size, struct kiln_err *err);
-
-extern const struct ev_backend ev_backend_snp;
 
 #endif

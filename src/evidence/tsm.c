@@ -1,5 +1,7 @@
-/* configfs-tsm producer and the /dev/sev-guest, /dev/tdx_guest fallbacks (see tsm.h). */
+/* configfs-tsm: the report mechanism shared by the TDX and SNP producers
+ * (tdx_produce.c, snp_produce.c), see tsm.h. */
 #include "evidence/tsm.h"
+#include "evidence/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,14 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <linux/sev-guest.h>
-
 #include "crypto/crypto.h"
-#include "evidence/snp.h"
 
 /* ---- real file-system operations -------------------------------------------------- */
 
@@ -69,7 +67,7 @@ void ev_tsm_result_free(struct ev_tsm_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-static const char *tsm_base(const char *base)
+const char *ev__tsm_base(const char *base)
 {
 	const char *env;
 
@@ -215,7 +213,7 @@ int ev_tsm_report_ops(const char *base, const struct ev_tsm_ops *ops, void *ctx,
 	int ret = -EBUSY;
 
 	memset(out, 0, sizeof(*out));
-	base = tsm_base(base);
+	base = ev__tsm_base(base);
 	if (!ops) {
 		ops = g_default_ops;
 		ctx = g_default_ctx;
@@ -289,7 +287,7 @@ int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, cha
 	int ret, r;
 
 	name[0] = '\0';
-	base = tsm_base(base);
+	base = ev__tsm_base(base);
 	if (!ops) {
 		ops = g_default_ops;
 		ctx = g_default_ctx;
@@ -334,130 +332,11 @@ int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, cha
 	return 0;
 }
 
-/* ---- fallbacks -------------------------------------------------------------------- */
-
-static bool tsm_present(void)
+/* Whether configfs-tsm is there (or KILN_TSM_PATH names a stand-in): the
+ * producers prefer it to the guest devices. */
+bool ev__tsm_present(void)
 {
 	struct stat st;
 
-	return stat(tsm_base(NULL), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* SNP_GET_REPORT response (SEV-SNP ABI "MSG_REPORT_RSP"): status, size, report. */
-#define SNP_RSP_STATUS 0
-#define SNP_RSP_SIZE 4
-#define SNP_RSP_REPORT 32
-
-static int sev_guest_report(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
-			    uint8_t **evidence, size_t *size, struct kiln_err *err)
-{
-	struct snp_report_req req;
-	struct snp_report_resp resp;
-	struct snp_guest_request_ioctl io;
-	uint32_t status, rsize;
-	int fd, ret;
-
-	fd = open("/dev/sev-guest", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			return kiln_err_set(err, -ENODEV,
-					    "no SEV-SNP guest interface: neither %s nor "
-					    "/dev/sev-guest exists (not running in an SEV-SNP VM?)",
-					    tsm_base(NULL));
-		return kiln_err_set(err, ret, "cannot open /dev/sev-guest: %s",
-				    kiln_strerror(ret));
-	}
-	memset(&req, 0, sizeof(req));
-	memset(&resp, 0, sizeof(resp));
-	memset(&io, 0, sizeof(io));
-	memcpy(req.user_data, report_data, EV_REPORT_DATA_SIZE);
-	req.vmpl = 0;
-	io.msg_version = 1;
-	io.req_data = (uint64_t)(uintptr_t)&req;
-	io.resp_data = (uint64_t)(uintptr_t)&resp;
-	if (ioctl(fd, SNP_GET_REPORT, &io) != 0) {
-		ret = -errno;
-		kiln_err_set(err, ret, "/dev/sev-guest SNP_GET_REPORT failed: %s "
-			     "(firmware/VMM error 0x%llx)", kiln_strerror(ret),
-			     (unsigned long long)io.exitinfo2);
-		goto out;
-	}
-	memcpy(&status, resp.data + SNP_RSP_STATUS, 4);
-	memcpy(&rsize, resp.data + SNP_RSP_SIZE, 4);
-	if (status != 0 || rsize < EV_SNP_REPORT_SIZE ||
-	    rsize > sizeof(resp.data) - SNP_RSP_REPORT) {
-		ret = kiln_err_set(err, -KILN_EFORMAT,
-				   "/dev/sev-guest: report status %u, size %u", status, rsize);
-		goto out;
-	}
-	*evidence = malloc(EV_SNP_REPORT_SIZE);
-	if (!*evidence) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memcpy(*evidence, resp.data + SNP_RSP_REPORT, EV_SNP_REPORT_SIZE);
-	*size = EV_SNP_REPORT_SIZE;
-	ret = 0;
-out:
-	close(fd);
-	return ret;
-}
-
-int ev_snp_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
-		   size_t *size, struct kiln_err *err)
-{
-	*evidence = NULL;
-	*size = 0;
-	if (tsm_present() || secure_getenv("KILN_TSM_PATH"))
-		return ev_tsm_produce(NULL, NULL, NULL, "sev_guest", report_data, evidence, size,
-				      err);
-	return sev_guest_report(report_data, evidence, size, err);
-}
-
-/* <linux/tdx-guest.h> is not in every distribution's headers; the ABI is fixed. */
-struct kiln_tdx_report_req {
-	uint8_t reportdata[64];
-	uint8_t tdreport[1024];
-};
-#define KILN_TDX_CMD_GET_REPORT0 _IOWR('T', 1, struct kiln_tdx_report_req)
-
-int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
-		   size_t *size, struct kiln_err *err)
-{
-	struct kiln_tdx_report_req req;
-	int fd, ret;
-
-	*evidence = NULL;
-	*size = 0;
-	if (tsm_present() || secure_getenv("KILN_TSM_PATH"))
-		return ev_tsm_produce(NULL, NULL, NULL, "tdx_guest", report_data, evidence, size,
-				      err);
-	fd = open("/dev/tdx_guest", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		if (ret == -ENOENT)
-			return kiln_err_set(err, -ENODEV,
-					    "no TDX guest interface: neither %s nor /dev/tdx_guest "
-					    "exists (not running in a TDX VM?)", tsm_base(NULL));
-		return kiln_err_set(err, ret, "cannot open /dev/tdx_guest: %s",
-				    kiln_strerror(ret));
-	}
-	memset(&req, 0, sizeof(req));
-	memcpy(req.reportdata, report_data, EV_REPORT_DATA_SIZE);
-	if (ioctl(fd, KILN_TDX_CMD_GET_REPORT0, &req) != 0) {
-		ret = -errno;
-		kiln_err_set(err, ret, "/dev/tdx_guest TDX_CMD_GET_REPORT0 failed: %s",
-			     kiln_strerror(ret));
-	} else {
-		/* FIXME(no QGS client): turning the TDREPORT into a quote needs the quote
-		 * generation service over vsock; only configfs-tsm does that for us. */
-		ret = kiln_err_set(err, -ENOTSUP,
-				   "/dev/tdx_guest gave a TDREPORT (1024 bytes, MAC'd for "
-				   "this CPU only), but a verifiable TDX quote needs configfs-tsm "
-				   "with a quote generation service; not supported");
-	}
-	kiln_wipe(&req, sizeof(req));
-	close(fd);
-	return ret;
+	return stat(ev__tsm_base(NULL), &st) == 0 && S_ISDIR(st.st_mode);
 }

@@ -76,11 +76,4 @@ int ev_tsm_produce(const char *base, const struct ev_tsm_ops *ops, void *ctx,
 int ev_tsm_detect(const char *base, const struct ev_tsm_ops *ops, void *ctx, char name[static 8],
 		  struct kiln_err *err);
 
-/* TDX producer for ev_backend_tdx.produce: a TDX quote (version 4/5) from
- * configfs-tsm. Without configfs-tsm, /dev/tdx_guest (TDX_CMD_GET_REPORT0) yields only
- * a TDREPORT, which no remote verifier can check without a quote generation service,
- * so that case is a named -ENOTSUP error rather than evidence. */
-int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
-		   size_t *size, struct kiln_err *err);
-
 #endif

@@ -13,7 +13,7 @@
  *
  * Runs inside arbitrary processes (libkiln's constructor) like workload.c: no
  * stdio streams, errno-style returns, O_CLOEXEC. */
-#include "evidence/ev_internal.h"
+#include "evidence/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  * measure preload) and inside kiln-las for its peers, so it uses no stdio
  * streams, keeps errno-style returns, opens every file O_CLOEXEC and allocates
  * only a few buffers that it frees before returning. */
-#include "evidence/ev_internal.h"
+#include "evidence/internal.h"
 
 #include <elf.h>
 #include <errno.h>

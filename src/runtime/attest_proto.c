@@ -31,8 +31,6 @@
 #include "casclient/casclient.h"
 #include "crypto/crypto.h"
 #include "evidence/evidence.h"
-#include "evidence/snp.h"
-#include "evidence/tsm.h"
 #include "runtime/attest_proto.h"
 
 /* The configuration of the attestation (CAS URL, pinning, session...). */
@@ -208,25 +206,6 @@ out:
 	return ret;
 }
 
-/* Sim evidence in the format of ev_sim_produce (sim.c, whose verifier needs
- * jansson, so libkiln does not link it). */
-static int sim_evidence(const uint8_t rd[EV_REPORT_DATA_SIZE], const uint8_t wm[EV_WM_SIZE],
-			uint8_t **ev, size_t *size)
-{
-	char rd_hex[2 * EV_REPORT_DATA_SIZE + 1], wm_hex[2 * EV_WM_SIZE + 1];
-	size_t cap = 2 * (EV_REPORT_DATA_SIZE + EV_WM_SIZE) + 96;
-	char *out = malloc(cap);
-
-	if (!out)
-		return -ENOMEM;
-	kiln_hex_encode(rd, EV_REPORT_DATA_SIZE, rd_hex);
-	kiln_hex_encode(wm, EV_WM_SIZE, wm_hex);
-	*size = (size_t)snprintf(out, cap, "{\"tee\": \"sim\", \"report_data\": \"%s\", "
-				 "\"workload_measurement\": \"%s\"}", rd_hex, wm_hex);
-	*ev = (uint8_t *)out;
-	return 0;
-}
-
 /* Host evidence: the kiln-las exchange (ev_las_exchange_static, shared with
  * ev_host_request; static_fd >= 0 asks kiln-las to measure that program
  * instead of the caller), classified with the runtime's own JSON reader because
@@ -315,7 +294,7 @@ int rt_attest_cas(const struct rt_config *cfg, const uint8_t wm[EV_WM_SIZE], int
 		goto out;
 	}
 	if (strcmp(cfg->tee, "sim") == 0) {
-		ret = sim_evidence(rd, wm, &ev, &ev_size);
+		ret = ev_sim_produce(rd, wm, &ev, &ev_size);
 		if (ret)
 			kiln_err_set(err, ret, "sim evidence: %s", kiln_strerror(ret));
 	} else if (strcmp(cfg->tee, "host") == 0) {

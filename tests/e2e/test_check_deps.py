@@ -42,8 +42,15 @@ CLEAN = {
                            "cli_deps += [cas_dep, casclient_dep]\n",
     "src/policy/policy.h": "#include <yaml.h>\n",
     "src/policy/meson.build": "policy_dep = declare_dependency(dependencies : [yaml])\n",
-    "src/runtime/attest.c": '#include "casclient/casclient.h"\n',
+    "src/evidence/evidence.h": '#include "common/common.h"\nstruct json_t;\n',
+    "src/evidence/sim_produce.c": '#include "evidence/evidence.h"\n#include <stdio.h>\n',
+    "src/evidence/sim_verify.c": '#include "evidence/evidence.h"\n#include <jansson.h>\n',
+    "src/evidence/meson.build": "evidence_produce_src = files('sim_produce.c')\n"
+                                "evidence_src = evidence_produce_src + files('sim_verify.c')\n"
+                                "evidence_dep = declare_dependency(dependencies : [jansson])\n",
+    "src/runtime/attest.c": '#include "casclient/casclient.h"\n#include "evidence/evidence.h"\n',
     "src/runtime/meson.build": "rt_src = files('attest.c') + casclient_src\n"
+                               "rt_src += evidence_produce_src\n"
                                "sv = static_library('sv', 'attest.c',\n"
                                "  dependencies : [common_dep, casclient_dep])\n",
     "src/cli/main.c": '#include "cas/cas.h"\n#include "policy/policy.h"\n',
@@ -117,6 +124,26 @@ def test_forbidden_header_through_an_allowed_header(tmp_path):
 ])
 def test_forbidden_meson_edge_fails(tmp_path, text, expect):
     p = check(tree(tmp_path, {**CLEAN, "src/runtime/meson.build": text}))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert expect in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("files,expect", [
+    # evidence.h drags jansson into every runtime file that includes it (issue 14 §3).
+    ({"src/evidence/evidence.h": '#include "common/common.h"\n#include <jansson.h>\n'},
+     "src/runtime/attest.c: runtime compiles against <jansson.h> through "
+     "src/evidence/evidence.h"),
+    # A producer libkiln compiles (through evidence_produce_src) includes jansson.
+    ({"src/evidence/sim_produce.c": '#include "evidence/evidence.h"\n#include <jansson.h>\n'},
+     "src/runtime/meson.build:2: runtime builds src/evidence/sim_produce.c: it compiles "
+     "against <jansson.h>"),
+    # The same by path, and a verifier libkiln must not compile.
+    ({"src/runtime/meson.build": "rt_src = files('attest.c', '../evidence/sim_verify.c')\n"},
+     "src/runtime/meson.build:1: runtime builds src/evidence/sim_verify.c: it compiles "
+     "against <jansson.h>"),
+])
+def test_foreign_file_held_to_module_rules(tmp_path, files, expect):
+    p = check(tree(tmp_path, {**CLEAN, **files}))
     assert p.returncode == 1, p.stdout + p.stderr
     assert expect in p.stderr, p.stderr
 

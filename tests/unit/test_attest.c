@@ -9,6 +9,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
-#include "evidence/ev_internal.h"
+#include "evidence/internal.h"
 #include "las/las.h"
 
 static void fill(uint8_t *p, size_t n, uint8_t seed)

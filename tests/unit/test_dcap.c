@@ -61,7 +61,7 @@ static void load(struct sample *s)
 	assert_int_equal(kiln_read_file(qp, 1 << 20, &s->quote, &s->size), 0);
 	s->collateral = json_load_file(cp, 0, &jerr);
 	assert_non_null(s->collateral);
-	assert_int_equal(dcap_parse_time(s->at, &s->t), 0);
+	assert_int_equal(ev_dcap_parse_time(s->at, &s->t), 0);
 	free(qp);
 	free(cp);
 }
@@ -120,7 +120,7 @@ static const char *str(const json_t *o, const char *key)
 
 static void test_root_pin(void **state)
 {
-	X509 *root = dcap_root_ca(NULL);
+	X509 *root = ev_dcap_root_ca(NULL);
 	unsigned char *der = NULL;
 	uint8_t digest[32];
 	char hex[65];
@@ -214,9 +214,9 @@ static void test_tdx_v5_tcb_not_supported(void **state)
 {
 	struct kiln_err err;
 	json_t *c = NULL;
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 
-	assert_int_equal(dcap_quote_parse(g_tdx5.quote, g_tdx5.size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(g_tdx5.quote, g_tdx5.size, &q, NULL), 0);
 	assert_int_equal(q.version, 5);
 	assert_int_equal(q.body_type, 3);
 	assert_int_equal(q.body_size, 648);
@@ -227,18 +227,18 @@ static void test_tdx_v5_tcb_not_supported(void **state)
 	assert_non_null(strstr(err.msg, "TCB level not supported"));
 }
 
-static void pck_ext_of(const struct sample *s, struct dcap_pck_ext *ext)
+static void pck_ext_of(const struct sample *s, struct ev_dcap_pck_ext *ext)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	STACK_OF(X509) *chain = NULL;
 	struct kiln_err err = {0};
 
-	assert_int_equal(dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
-	assert_int_equal(dcap_pem_chain(q.pck_pem, q.pck_pem_size, "PCK", &chain, &err), 0);
+	assert_int_equal(ev_dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_pem_chain(q.pck_pem, q.pck_pem_size, "PCK", &chain, &err), 0);
 	assert_int_equal(sk_X509_num(chain), 3);
-	assert_int_equal(dcap_pck_ext_parse(sk_X509_value(chain, 0), ext, &err), 0);
+	assert_int_equal(ev_dcap_pck_ext_parse(sk_X509_value(chain, 0), ext, &err), 0);
 	/* The CA has no SGX extension. */
-	assert_int_equal(dcap_pck_ext_parse(sk_X509_value(chain, 1), ext + 1, &err),
+	assert_int_equal(ev_dcap_pck_ext_parse(sk_X509_value(chain, 1), ext + 1, &err),
 			 -KILN_EFORMAT);
 	assert_non_null(strstr(err.msg, "no SGX extension"));
 	sk_X509_pop_free(chain, X509_free);
@@ -250,7 +250,7 @@ static void test_pck_extension(void **state)
 	static const uint8_t sgx_svn[16] = {11, 11, 2, 2, 255, 1};
 	static const uint8_t tdx_svn[16] = {3, 3, 2, 2, 4, 1, 0, 5};
 	static const uint8_t tdx5_svn[16] = {3, 3, 2, 2, 4, 1, 0, 3};
-	struct dcap_pck_ext ext[2];
+	struct ev_dcap_pck_ext ext[2];
 	char hex[13];
 
 	pck_ext_of(&g_sgx, ext);
@@ -280,7 +280,7 @@ static void test_window_edges(void **state)
 	json_t *c = NULL;
 	time_t end;
 
-	assert_int_equal(dcap_parse_time("2025-07-19T10:01:18Z", &end), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-07-19T10:01:18Z", &end), 0);
 	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, g_sgx.collateral, end - 1,
 				     &c, &err), 0);
 	json_decref(c);
@@ -290,7 +290,7 @@ static void test_window_edges(void **state)
 	assert_non_null(strstr(err.msg, "QE Identity"));
 	assert_non_null(strstr(err.msg, "has expired"));
 
-	assert_int_equal(dcap_parse_time("2025-06-19T10:32:26Z", &end), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-06-19T10:32:26Z", &end), 0);
 	assert_int_equal(verify_with(&g_tdx4, g_tdx4.quote, g_tdx4.size, g_tdx4.collateral, end,
 				     &c, &err), -KILN_EEXPIRED);
 	assert_non_null(strstr(err.msg, "not yet valid"));
@@ -306,14 +306,14 @@ static void test_expired(void **state)
 	time_t t;
 
 	/* A year later: everything has expired; the message names what expired first. */
-	assert_int_equal(dcap_parse_time("2026-07-01T00:00:00Z", &t), 0);
+	assert_int_equal(ev_dcap_parse_time("2026-07-01T00:00:00Z", &t), 0);
 	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, g_sgx.collateral, t, &c,
 				     &err), -KILN_EEXPIRED);
 	assert_non_null(strstr(err.msg, "QE Identity (issueDate .. nextUpdate) has expired"));
 	assert_non_null(strstr(err.msg, "verification time 2026-07-01T00:00:00Z"));
 	assert_non_null(strstr(err.msg, "other collateral items"));
 	/* TDX: only the PCK CRL (nextUpdate 2025-07-19T10:00:35Z) is past. */
-	assert_int_equal(dcap_parse_time("2025-07-19T10:10:00Z", &t), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-07-19T10:10:00Z", &t), 0);
 	assert_int_equal(verify_with(&g_tdx4, g_tdx4.quote, g_tdx4.size, g_tdx4.collateral, t,
 				     &c, &err), -KILN_EEXPIRED);
 	assert_non_null(strstr(err.msg, "PCK CRL has expired: valid 2025-06-19T10:00:35Z .. "
@@ -325,7 +325,7 @@ static void test_expired(void **state)
 	assert_non_null(strstr(err.msg, "not yet valid"));
 	/* TCB Info alone (CRLs still valid): 2025-07-19T10:30Z is past the SGX QE Identity
 	 * and TCB Info nextUpdate but the Root CA CRL is fine. */
-	assert_int_equal(dcap_parse_time("2025-07-19T11:00:00Z", &t), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-07-19T11:00:00Z", &t), 0);
 	assert_int_equal(verify_with(&g_sgx, g_sgx.quote, g_sgx.size, g_sgx.collateral, t, &c,
 				     &err), -KILN_EEXPIRED);
 	assert_null(c);
@@ -339,7 +339,7 @@ static void test_cached_collateral(void **state)
 
 	assert_int_equal(ev_dcap_collateral_parse(g_tdx4.collateral, &col, &err), 0);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(ev_dcap_verify(g_tdx4.quote, g_tdx4.size, DCAP_TEE_TDX, col,
+		assert_int_equal(ev_dcap_verify(g_tdx4.quote, g_tdx4.size, EV_DCAP_TEE_TDX, col,
 						g_tdx4.t, &b, &err), 0);
 		if (a) {
 			assert_true(json_equal(a, b));
@@ -350,7 +350,7 @@ static void test_cached_collateral(void **state)
 		b = NULL;
 	}
 	/* The same collateral object refuses a quote of the other TEE kind. */
-	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_TDX, col, g_tdx4.t,
+	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, EV_DCAP_TEE_TDX, col, g_tdx4.t,
 					&b, &err), -KILN_EFORMAT);
 	json_decref(a);
 	ev_dcap_collateral_free(col);
@@ -370,7 +370,7 @@ static void *verify_many(void *arg)
 		json_t *c = NULL;
 
 		/* The first calls race to fill the PCK memo, the rest hit it. */
-		if (ev_dcap_verify(g_tdx4.quote, g_tdx4.size, DCAP_TEE_TDX, j->col, g_tdx4.t, &c,
+		if (ev_dcap_verify(g_tdx4.quote, g_tdx4.size, EV_DCAP_TEE_TDX, j->col, g_tdx4.t, &c,
 				   &err) != 0)
 			j->failures++;
 		json_decref(c);
@@ -427,20 +427,20 @@ static void test_wrong_kind_and_missing_collateral(void **state)
 
 struct tcb_case {
 	ev_dcap_collateral_t *c;
-	struct dcap_quote q;
-	struct dcap_pck_ext ext;
+	struct ev_dcap_quote q;
+	struct ev_dcap_pck_ext ext;
 	json_t *tcb, *qe;        /* editable copies, installed by run_tcb */
-	struct dcap_tcb_result r;
+	struct ev_dcap_tcb_result r;
 	struct kiln_err err;
 };
 
 static void tcb_case_init(struct tcb_case *t, const struct sample *s)
 {
-	struct dcap_pck_ext two[2];
+	struct ev_dcap_pck_ext two[2];
 
 	memset(t, 0, sizeof(*t));
 	assert_int_equal(ev_dcap_collateral_parse(s->collateral, &t->c, &t->err), 0);
-	assert_int_equal(dcap_quote_parse(s->quote, s->size, &t->q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(s->quote, s->size, &t->q, NULL), 0);
 	pck_ext_of(s, two);
 	t->ext = two[0];
 	t->tcb = json_deep_copy(t->c->tcb_info);
@@ -460,17 +460,17 @@ static int run_tcb(struct tcb_case *t)
 	t->c->tcb_id = t->c->tcb_version == 2 ? "SGX" :
 		       json_string_value(json_object_get(t->tcb, "id"));
 	t->c->qe_id = json_string_value(json_object_get(t->qe, "id"));
-	dcap_tcb_result_clear(&t->r);
+	ev_dcap_tcb_result_clear(&t->r);
 	memset(&t->err, 0, sizeof(t->err));
-	ret = dcap_eval_qe(t->c, t->q.qe_report, &t->r, &t->err);
+	ret = ev_dcap_eval_qe(t->c, t->q.qe_report, &t->r, &t->err);
 	if (ret == 0)
-		ret = dcap_eval_tcb(t->c, &t->ext, &t->q, &t->r, &t->err);
+		ret = ev_dcap_eval_tcb(t->c, &t->ext, &t->q, &t->r, &t->err);
 	return ret;
 }
 
 static void tcb_case_free(struct tcb_case *t)
 {
-	dcap_tcb_result_clear(&t->r);
+	ev_dcap_tcb_result_clear(&t->r);
 	json_decref(t->tcb);
 	json_decref(t->qe);
 	ev_dcap_collateral_free(t->c);
@@ -504,7 +504,7 @@ static void test_tcb_qe_convergence(void **state)
 
 	tcb_case_init(&t, &g_sgx);
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
+	assert_int_equal(t.r.status, EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
 	assert_int_equal(t.r.level_index, 1);
 
 	/* QE ISVSVN 10 now only reaches an OutOfDate level carrying advisories. */
@@ -513,8 +513,8 @@ static void test_tcb_qe_convergence(void **state)
 	json_object_set_new(lv, "advisoryIDs", json_pack("[s,s]", "INTEL-SA-00615",
 							 "INTEL-SA-99999"));
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.qe, DCAP_OUT_OF_DATE);
-	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED);
+	assert_int_equal(t.r.qe, EV_DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_OUT_OF_DATE_CONFIGURATION_NEEDED);
 	assert_int_equal(json_array_size(t.r.advisories), 3);  /* 615 only once */
 	assert_true(has_advisory(t.r.advisories, "INTEL-SA-99999"));
 	assert_true(has_advisory(t.r.advisories, "INTEL-SA-00289"));
@@ -522,7 +522,7 @@ static void test_tcb_qe_convergence(void **state)
 	/* A Revoked QE level makes everything Revoked. */
 	set_status(lv, "Revoked");
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_REVOKED);
+	assert_int_equal(t.r.status, EV_DCAP_REVOKED);
 
 	/* No QE level low enough. */
 	for (size_t i = 0; i < json_array_size(json_object_get(t.qe, "tcbLevels")); i++)
@@ -582,7 +582,7 @@ static void test_tcb_platform_levels(void **state)
 	/* The matched level says Revoked: authentic, status Revoked. */
 	set_status(level(t.tcb, 1), "Revoked");
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_REVOKED);
+	assert_int_equal(t.r.status, EV_DCAP_REVOKED);
 	set_status(level(t.tcb, 1), "ConfigurationAndSWHardeningNeeded");
 
 	/* TCB Info v2 layout (sgxtcbcompNNsvn keys) gives the same level. */
@@ -604,7 +604,7 @@ static void test_tcb_platform_levels(void **state)
 	json_decref(t.tcb);
 	t.tcb = copy;
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
+	assert_int_equal(t.r.status, EV_DCAP_CONFIGURATION_AND_SW_HARDENING_NEEDED);
 	assert_int_equal(t.r.level_index, 1);
 
 	/* FMSPC of another platform. */
@@ -638,7 +638,7 @@ static void test_tcb_tdx_module(void **state)
 
 	tcb_case_init(&t, &g_tdx4);
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_UP_TO_DATE);
 	assert_true(t.r.has_module);
 
 	/* Module SVN 6 only reaches an OutOfDate module level. */
@@ -647,9 +647,9 @@ static void test_tcb_tdx_module(void **state)
 	lv = json_array_get(json_object_get(m, "tcbLevels"), 0);
 	json_object_set_new(json_object_get(lv, "tcb"), "isvsvn", json_integer(7));
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
-	assert_int_equal(t.r.platform, DCAP_UP_TO_DATE);
-	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.module, EV_DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.platform, EV_DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_OUT_OF_DATE);
 	json_object_set_new(json_object_get(lv, "tcb"), "isvsvn", json_integer(4));
 
 	/* MRSIGNERSEAM must match the module identity. */
@@ -678,7 +678,7 @@ static void test_tcb_tdx_components(void **state)
 	json_object_set_new(json_array_get(comps, 0), "svn", json_integer(7));
 	assert_int_equal(run_tcb(&t), 0);
 	assert_int_equal(t.r.level_index, 1);
-	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_OUT_OF_DATE);
 	assert_true(has_advisory(t.r.advisories, "INTEL-SA-00837"));
 	/* And when no level is low enough: TCB level not supported, naming the component. */
 	comps = json_object_get(json_object_get(level(t.tcb, 1), "tcb"), "tdxtcbcomponents");
@@ -709,7 +709,7 @@ static void test_tcb_tdx_relaunch(void **state)
 	for (size_t i = 0; i < 3; i++)
 		set_comp(t.tcb, i, "sgxtcbcomponents", 7, 3);
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_UP_TO_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_UP_TO_DATE);
 	assert_int_equal(t.r.level_index, 0);
 
 	/* Level 0 needs TDX module SVN 8 (the TD has 7): level 1, OutOfDate. The module
@@ -720,14 +720,14 @@ static void test_tcb_tdx_relaunch(void **state)
 					    "tcb"), "isvsvn", json_integer(8));
 	assert_int_equal(run_tcb(&t), 0);
 	assert_int_equal(t.r.level_index, 1);
-	assert_int_equal(t.r.module, DCAP_OUT_OF_DATE);
-	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.module, EV_DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_OUT_OF_DATE);
 	assert_true(t.r.relaunch_advised);
 	/* The running module is not current either: no relaunch advice. */
 	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
 					    "tcb"), "isvsvn", json_integer(14));
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.status, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.status, EV_DCAP_OUT_OF_DATE);
 	assert_false(t.r.relaunch_advised);
 	/* A QE that is OutOfDate itself: no advice either. */
 	json_object_set_new(json_object_get(json_array_get(json_object_get(m, "tcbLevels"), 0),
@@ -736,7 +736,7 @@ static void test_tcb_tdx_relaunch(void **state)
 	assert_true(t.r.relaunch_advised);
 	set_status(level(t.qe, 0), "OutOfDate");
 	assert_int_equal(run_tcb(&t), 0);
-	assert_int_equal(t.r.qe, DCAP_OUT_OF_DATE);
+	assert_int_equal(t.r.qe, EV_DCAP_OUT_OF_DATE);
 	assert_false(t.r.relaunch_advised);
 	tcb_case_free(&t);
 }
@@ -755,11 +755,11 @@ static void put32(uint8_t *p, uint32_t v)
  * fails, because the header changed. */
 static uint8_t *relayout(int version, size_t *out_size)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	size_t rest_off, rest, body_extra = version == 5 ? 6 : 0, n, o = 0;
 	uint8_t *out;
 
-	assert_int_equal(dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
 	rest_off = (size_t)(q.qe_report - g_sgx.quote);
 	rest = g_sgx.size - rest_off;
 	n = 48 + body_extra + 384 + 4 + 128 + 6 + rest;
@@ -791,13 +791,13 @@ static uint8_t *relayout(int version, size_t *out_size)
 static void test_sgx_v4_v5_layouts(void **state)
 {
 	for (int version = 4; version <= 5; version++) {
-		struct dcap_quote q;
+		struct ev_dcap_quote q;
 		struct kiln_err err;
 		json_t *c = NULL;
 		size_t size;
 		uint8_t *quote = relayout(version, &size);
 
-		assert_int_equal(dcap_quote_parse(quote, size, &q, &err), 0);
+		assert_int_equal(ev_dcap_quote_parse(quote, size, &q, &err), 0);
 		assert_int_equal(q.version, version);
 		assert_int_equal(q.body_type, 1);
 		assert_int_equal(q.signed_size, version == 5 ? 438 : 432);
@@ -808,7 +808,7 @@ static void test_sgx_v4_v5_layouts(void **state)
 		/* Wrong descriptor: a TD body type on an SGX header. */
 		if (version == 5) {
 			quote[48] = 2;
-			assert_int_equal(dcap_quote_parse(quote, size, &q, &err), -KILN_EFORMAT);
+			assert_int_equal(ev_dcap_quote_parse(quote, size, &q, &err), -KILN_EFORMAT);
 		}
 		free(quote);
 	}
@@ -843,7 +843,7 @@ static void flip_quote(const struct sample *s, const struct region *r)
 
 /* Offset of a base64 character inside the first (PCK) certificate's signature, where
  * replacing it keeps the PEM valid but changes the signature value. */
-static size_t pem_sig_char(const struct dcap_quote *q, const uint8_t *base)
+static size_t pem_sig_char(const struct ev_dcap_quote *q, const uint8_t *base)
 {
 	const char *pem = q->pck_pem;
 	const char *end = memmem(pem, q->pck_pem_size, "-----END", 8);
@@ -858,10 +858,10 @@ static size_t pem_sig_char(const struct dcap_quote *q, const uint8_t *base)
 
 static void flip_regions(const struct sample *s)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	size_t qe = 0, pem;
 
-	assert_int_equal(dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
 	qe = (size_t)(q.qe_report - s->quote);
 	pem = pem_sig_char(&q, s->quote);
 	const struct region regions[] = {
@@ -1071,11 +1071,11 @@ static uint32_t get32(const uint8_t *p)
 static uint8_t *replace_chain(const struct sample *s, const char *pem, size_t pem_size,
 			      size_t *out_size)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	uint8_t *out;
 	size_t head, tail_off, delta;
 
-	assert_int_equal(dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
 	head = q.pck_pem_off;
 	tail_off = q.pck_pem_off + q.pck_pem_size;
 	*out_size = head + pem_size + (s->size - tail_off);
@@ -1163,7 +1163,7 @@ static void test_revoked(void **state)
 	X509_set_subject_name(x, X509_CRL_get_issuer(col->pck_crl));
 	X509_set_pubkey(x, k);
 	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
-	assert_int_equal(dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
+	assert_int_equal(ev_dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
 			 -KILN_EREVOKED);
 	bn = ASN1_INTEGER_to_BN(serial, NULL);
 	hex = BN_bn2hex(bn);
@@ -1173,12 +1173,12 @@ static void test_revoked(void **state)
 	BN_free(bn);
 	/* Same issuer, a serial that is not listed. */
 	ASN1_INTEGER_set(X509_get_serialNumber(x), 12345);
-	assert_int_equal(dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
+	assert_int_equal(ev_dcap_check_revoked(col->pck_crl, x, "PCK certificate", "PCK CRL", &err),
 			 0);
 	/* The Root CA CRL lists nothing; the PCK CA passes it. */
 	assert_null(X509_CRL_get_REVOKED(col->root_crl));
-	assert_int_equal(dcap_check_revoked(col->root_crl, col->pck_crl_issuer, "PCK CA",
-					    "Root CA CRL", &err), 0);
+	assert_int_equal(ev_dcap_check_revoked(col->root_crl, col->pck_crl_issuer, "PCK CA",
+					       "Root CA CRL", &err), 0);
 	X509_free(x);
 	EVP_PKEY_free(k);
 	ev_dcap_collateral_free(col);
@@ -1191,22 +1191,22 @@ static void test_pck_memo(void **state)
 	ev_dcap_collateral_t *col = NULL;
 	struct kiln_err err = {0};
 	json_t *a = NULL, *b = NULL;
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	uint8_t *bad = malloc(g_sgx.size);
 	size_t off;
 
 	assert_int_equal(ev_dcap_collateral_parse(g_sgx.collateral, &col, &err), 0);
-	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &a,
+	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, EV_DCAP_TEE_SGX, col, g_sgx.t, &a,
 					&err), 0);
 	assert_non_null(col->memo[0].cert);
-	assert_int_equal(dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(g_sgx.quote, g_sgx.size, &q, NULL), 0);
 	off = pem_sig_char(&q, g_sgx.quote);
 	memcpy(bad, g_sgx.quote, g_sgx.size);
 	bad[off] = bad[off] == 'A' ? 'B' : 'A';
-	assert_int_equal(ev_dcap_verify(bad, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &b, &err),
+	assert_int_equal(ev_dcap_verify(bad, g_sgx.size, EV_DCAP_TEE_SGX, col, g_sgx.t, &b, &err),
 			 -KILN_ECHAIN);
 	ev_dcap_collateral_set_pck_memo(col, false);
-	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, DCAP_TEE_SGX, col, g_sgx.t, &b,
+	assert_int_equal(ev_dcap_verify(g_sgx.quote, g_sgx.size, EV_DCAP_TEE_SGX, col, g_sgx.t, &b,
 					&err), 0);
 	assert_true(json_equal(a, b));
 	json_decref(a);
@@ -1219,10 +1219,10 @@ static void test_pck_memo(void **state)
 
 static void truncate_all(const struct sample *s)
 {
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 	size_t end;
 
-	assert_int_equal(dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
+	assert_int_equal(ev_dcap_quote_parse(s->quote, s->size, &q, NULL), 0);
 	end = s->size - q.trailing;
 	for (size_t len = 0; len < end; len += (len < 720 ? 1 : 7)) {
 		struct kiln_err err;
@@ -1239,14 +1239,14 @@ static void truncate_all(const struct sample *s)
 static void test_truncated(void **state)
 {
 	struct kiln_err err = {0};
-	struct dcap_quote q;
+	struct ev_dcap_quote q;
 
 	truncate_all(&g_sgx);
 	truncate_all(&g_tdx4);
 	truncate_all(&g_tdx5);
-	assert_int_equal(dcap_quote_parse(g_sgx.quote, 40, &q, &err), -KILN_ETRUNC);
+	assert_int_equal(ev_dcap_quote_parse(g_sgx.quote, 40, &q, &err), -KILN_ETRUNC);
 	assert_non_null(strstr(err.msg, "header"));
-	assert_int_equal(dcap_quote_parse(g_sgx.quote, 1000, &q, &err), -KILN_ETRUNC);
+	assert_int_equal(ev_dcap_quote_parse(g_sgx.quote, 1000, &q, &err), -KILN_ETRUNC);
 	assert_non_null(strstr(err.msg, "signature data"));
 }
 
@@ -1277,7 +1277,7 @@ static void test_pem_split(void **state)
 		"",
 		" \n\t",
 	};
-	struct dcap_der ders[DCAP_MAX_CHAIN];
+	struct ev_dcap_der ders[EV_DCAP_MAX_CHAIN];
 	struct kiln_err err = {0};
 	int n = -1;
 
@@ -1287,32 +1287,32 @@ static void test_pem_split(void **state)
 		char *copy = malloc(len ? len : 1);
 
 		memcpy(copy, bad[i], len);
-		assert_int_equal(dcap_pem_split(copy, len, "PEM", ders, DCAP_MAX_CHAIN, &n, &err),
+		assert_int_equal(ev_dcap_pem_split(copy, len, "PEM", ders, EV_DCAP_MAX_CHAIN, &n, &err),
 				 -KILN_EFORMAT);
 		assert_int_equal(n, 0);
 		free(copy);
 	}
 	/* Base64 that decodes but is not a certificate. */
-	assert_int_equal(dcap_pem_split("-----BEGIN CERTIFICATE-----\nAAAA\n"
-					"-----END CERTIFICATE-----\0\0", 60, "PEM", ders,
-					DCAP_MAX_CHAIN, &n, &err), 0);
+	assert_int_equal(ev_dcap_pem_split("-----BEGIN CERTIFICATE-----\nAAAA\n"
+					   "-----END CERTIFICATE-----\0\0", 60, "PEM", ders,
+					   EV_DCAP_MAX_CHAIN, &n, &err), 0);
 	assert_int_equal(n, 1);
-	assert_null(dcap_der_cert(&ders[0], "PEM", 1, &err));
+	assert_null(ev_dcap_der_cert(&ders[0], "PEM", 1, &err));
 	assert_int_equal(err.code, -KILN_EFORMAT);
-	dcap_der_free(ders, n);
+	ev_dcap_der_free(ders, n);
 }
 
 static void test_parse_time(void **state)
 {
 	time_t t;
 
-	assert_int_equal(dcap_parse_time("2025-07-01T00:00:00Z", &t), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-07-01T00:00:00Z", &t), 0);
 	assert_int_equal(t, 1751328000);
-	assert_int_equal(dcap_parse_time("2025-07-01T00:00:00.123Z", &t), 0);
-	assert_int_equal(dcap_parse_time("2025-02-30T00:00:00Z", &t), -KILN_EFORMAT);
-	assert_int_equal(dcap_parse_time("2025-07-01 00:00:00Z", &t), -KILN_EFORMAT);
-	assert_int_equal(dcap_parse_time("2025-07-01T00:00:00", &t), -KILN_EFORMAT);
-	assert_int_equal(dcap_parse_time(NULL, &t), -KILN_EFORMAT);
+	assert_int_equal(ev_dcap_parse_time("2025-07-01T00:00:00.123Z", &t), 0);
+	assert_int_equal(ev_dcap_parse_time("2025-02-30T00:00:00Z", &t), -KILN_EFORMAT);
+	assert_int_equal(ev_dcap_parse_time("2025-07-01 00:00:00Z", &t), -KILN_EFORMAT);
+	assert_int_equal(ev_dcap_parse_time("2025-07-01T00:00:00", &t), -KILN_EFORMAT);
+	assert_int_equal(ev_dcap_parse_time(NULL, &t), -KILN_EFORMAT);
 }
 
 static void test_collateral_format(void **state)

@@ -1,16 +1,17 @@
-/* The "host" evidence backend: kiln-las, a root daemon on the same host,
- * measures the calling process from /proc and signs a statement with its key.
- * It trusts the host kernel and its root user (see docs/las.md); it is not a
- * hardware TEE, so it reports debug=false only in the sense that the LAS saw no
- * debugger policy to check.
+/* The "host" evidence verifier (the producer is host_produce.c): kiln-las, a
+ * root daemon on the same host, measures the calling process from /proc and
+ * signs a statement with its key. It trusts the host kernel and its root user
+ * (see docs/las.md); it is not a hardware TEE, so it reports debug=false only
+ * in the sense that the LAS saw no debugger policy to check.
  *
  * Evidence (BRIEF-protocol): {"format": "kiln-las-v1", "payload": "<base64>",
  * "signature": "<base64 DER ECDSA-P256-SHA256 over the payload bytes>",
  * "cert": "<PEM>"}; payload = {"pid", "uid", "exe", "exe_sha256",
  * "workload_measurement", "report_data", "time", "las_id"}. */
-#include "evidence/ev_internal.h"
+#include "evidence/internal.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -24,54 +25,6 @@
 #include "crypto/crypto.h"
 
 #define EV_HOST_MAX_SKEW 300 /* seconds between the LAS clock and the verifier's */
-
-/* ---- producer: the client side of the kiln-las socket protocol ---- */
-
-int ev_host_request(const char *socket_path,
-		    const uint8_t report_data[static EV_REPORT_DATA_SIZE], int timeout_ms,
-		    uint8_t **ev, size_t *size, struct kiln_err *err)
-{
-	char *line = NULL;
-	size_t line_size = 0;
-	json_t *j = NULL;
-	int ret;
-
-	*ev = NULL;
-	*size = 0;
-	ret = ev_las_exchange(socket_path, report_data, timeout_ms, &line, &line_size,
-			      &socket_path, err);
-	if (ret < 0)
-		return ret;
-	j = json_loadb(line, line_size, JSON_REJECT_DUPLICATES, NULL);
-	if (!json_is_object(j)) {
-		ret = kiln_err_set(err, -KILN_EFORMAT, "kiln-las at %s answered with invalid JSON",
-				   socket_path);
-		goto out;
-	}
-	if (json_object_get(j, "error")) {
-		const char *msg = json_string_value(json_object_get(j, "error"));
-
-		ret = kiln_err_set(err, -KILN_EDENIED, "kiln-las at %s refused: %.200s",
-				   socket_path, msg ? msg : "(no reason given)");
-		goto out;
-	}
-	*ev = (uint8_t *)line;
-	*size = line_size;
-	line = NULL;
-	ret = 0;
-out:
-	json_decref(j);
-	free(line);
-	return ret;
-}
-
-static int host_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE],
-			uint8_t **evidence, size_t *size, struct kiln_err *err)
-{
-	return ev_host_request(NULL, report_data, 0, evidence, size, err);
-}
-
-/* ---- verifier ---- */
 
 /* The first certificate of a PEM string, or NULL. */
 static X509 *pem_first_cert(const char *pem, size_t size)
@@ -152,8 +105,8 @@ static int json_uint(const json_t *obj, const char *key, json_int_t *out, const 
 	return 0;
 }
 
-static int host_verify(const uint8_t *evidence, size_t size, const struct ev_verify_opts *opts,
-		       json_t **claims, struct kiln_err *err)
+int ev__host_verify(const uint8_t *evidence, size_t size, const struct ev_verify_opts *opts,
+		    json_t **claims, struct kiln_err *err)
 {
 	static const char *const outer_keys[] = { "format", "payload", "signature", "cert" };
 	static const char *const payload_keys[] = { "pid", "uid", "exe", "exe_sha256",
@@ -301,10 +254,3 @@ out:
 	json_decref(j);
 	return ret;
 }
-
-const struct ev_backend ev_backend_host = {
-	.name = "host",
-	.insecure = false,
-	.produce = host_produce,
-	.verify = host_verify,
-};
