@@ -1,5 +1,5 @@
 /* Intel DCAP (SGX and TDX ECDSA quotes): internal interface of the evidence module,
- * also used by tests/unit/test_dcap.c, the fuzz targets and bench/evidence.
+ * also used by tests/unit/test_evidence_dcap.c, the fuzz targets and bench/evidence.
  *
  * Split:
  *   dcap_quote.c       bounds-checked quote parser (v3, v4, v5)

@@ -1,8 +1,9 @@
-/* Unit tests for the SEV-SNP verifier (src/evidence/snp.c) on the real Milan report
- * from testdata/evidence/snp (see its EXPECTED.md), plus negative cases derived from
- * it: bit flips in every region, wrong chains and roots, times outside the validity
- * windows, truncation, trailing bytes, and (with self-made leaf certificates) the
- * chip_id and TCB binding checks the real report cannot reach. */
+/* Unit tests for the SEV-SNP verifier (src/evidence/snp_report.c, snp_chain.c,
+ * snp_verify.c) on the real Milan report from testdata/evidence/snp (see its
+ * EXPECTED.md), plus negative cases derived from it: bit flips in every region,
+ * wrong chains and roots, times outside the validity windows, truncation,
+ * trailing bytes, and (with self-made leaf certificates) the chip_id and TCB
+ * binding checks the real report cannot reach. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
-/* Unit tests for the configfs-tsm producer (src/evidence/tsm.c) against a fake
- * configfs tree in a temp dir. The fake's ops behave like the kernel's
- * drivers/virt/coco/tsm.c: mkdir creates the attribute files, every inblob write
- * increments `generation` and regenerates outblob/auxblob, rmdir removes the entry
- * with its attributes. A "concurrent writer" is simulated deterministically by
- * bumping generation when outblob is read, as another process writing inblob between
- * our write and our read would. */
+/* Unit tests for the configfs-tsm producers (src/evidence/tsm.c, tdx_produce.c,
+ * snp_produce.c) against a fake configfs tree in a temp dir. The fake's ops
+ * behave like the kernel's drivers/virt/coco/tsm.c: mkdir creates the attribute
+ * files, every inblob write increments `generation` and regenerates
+ * outblob/auxblob, rmdir removes the entry with its attributes. A "concurrent
+ * writer" is simulated deterministically by bumping generation when outblob is
+ * read, as another process writing inblob between our write and our read would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
