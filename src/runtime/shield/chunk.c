@@ -1,0 +1,85 @@
+/* kiln runtime, file shield v2: the per-chunk state words shared by the volume
+ * server and its clients (protocol in proto.h). Lock-free: every transition
+ * is one atomic operation on one word, so a process killed at any point
+ * leaves each word consistent (at worst with a pin that is never dropped,
+ * which keeps that chunk in memory until the file is closed everywhere). */
+#include "runtime/shield/proto.h"
+
+static bool needs_fill(struct rt_fseg *f, uint64_t c, uint32_t w)
+{
+	if ((w & RT_CK_VALID) && !(w & RT_CK_BUSY))
+		return false;
+	/* Past what pf stores there is nothing to decrypt: zeros. A BUSY chunk
+	 * there cannot be: only written-back (stored) chunks are evicted. */
+	return c * f->chunk_size < atomic_load(&f->stored_size) || (w & RT_CK_BUSY);
+}
+
+uint64_t rt__ck_missing(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t n = 0;
+
+	for (uint64_t c = c0; c <= c1; c++) {
+		if (!needs_fill(f, c, atomic_load(&f->w[c])))
+			continue;
+		if (n++ == 0)
+			*lo = c;
+		*hi = c;
+	}
+	return n;
+}
+
+uint64_t rt__ck_pin(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo, uint64_t *hi)
+{
+	/* The pin comes first: from then on the server cannot start evicting
+	 * the chunk, so what the word says after it stays true. */
+	for (uint64_t c = c0; c <= c1; c++)
+		atomic_fetch_add(&f->w[c], RT_CK_PIN);
+	return rt__ck_missing(f, c0, c1, lo, hi);
+}
+
+void rt__ck_unpin(struct rt_fseg *f, uint64_t c0, uint64_t c1)
+{
+	for (uint64_t c = c0; c <= c1; c++)
+		atomic_fetch_sub(&f->w[c], RT_CK_PIN);
+}
+
+void rt__ck_mark(struct rt_fseg *f, struct rt_vseg *v, uint64_t c0, uint64_t c1)
+{
+	uint64_t newly_dirty = 0, newly_valid = 0;
+
+	for (uint64_t c = c0; c <= c1; c++) {
+		uint32_t old = atomic_fetch_or(&f->w[c], RT_CK_VALID | RT_CK_DIRTY);
+
+		newly_dirty += !(old & RT_CK_DIRTY);
+		newly_valid += !(old & RT_CK_VALID);
+	}
+	if (v && newly_dirty)
+		atomic_fetch_add(&v->dirty_bytes, newly_dirty * f->chunk_size);
+	if (v && newly_valid)
+		atomic_fetch_add(&v->cache_bytes, newly_valid * f->chunk_size);
+}
+
+bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c)
+{
+	return !(atomic_fetch_or(&f->w[c], RT_CK_VALID) & RT_CK_VALID);
+}
+
+bool rt__ck_claim(struct rt_fseg *f, uint64_t c)
+{
+	uint32_t w = atomic_load(&f->w[c]);
+
+	while ((w & (RT_CK_VALID | RT_CK_DIRTY | RT_CK_BUSY | RT_CK_PINS)) == RT_CK_VALID)
+		if (atomic_compare_exchange_weak(&f->w[c], &w, w | RT_CK_BUSY))
+			return true;
+	return false;
+}
+
+void rt__ck_evicted(struct rt_fseg *f, uint64_t c)
+{
+	atomic_fetch_and(&f->w[c], ~(RT_CK_VALID | RT_CK_BUSY));
+}
+
+bool rt__ck_take_dirty(struct rt_fseg *f, uint64_t c)
+{
+	return atomic_fetch_and(&f->w[c], ~RT_CK_DIRTY) & RT_CK_DIRTY;
+}

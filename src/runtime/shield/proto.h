@@ -1,0 +1,257 @@
+/* kiln runtime, file shield v2: what the volume server and its clients share.
+ *
+ * One volume server per volume per host owns the pf volume (keys, metadata,
+ * sealing, commits); every process of the workload is a client (docs/runtime.md
+ * "The volume server"). They share:
+ *
+ *  - a Unix socket (SOCK_SEQPACKET, abstract name derived from the volume key
+ *    and the identity of DIR/.kiln) carrying the messages below, mutually
+ *    authenticated by proof of the volume key (auth.c) plus SO_PEERCRED;
+ *  - the volume segment (struct rt_vseg): a small memfd mapped by everyone,
+ *    with the server's liveness word (a robust futex: the kernel marks it
+ *    FUTEX_OWNER_DIED when the server dies), the namespace generation and the
+ *    cache counters;
+ *  - per open regular file, a sparse memfd with its plaintext (every app fd on
+ *    the file is an open of it, so data, size, O_APPEND, mmap and locks are
+ *    the kernel's) and a state memfd (struct rt_fseg): one 32-bit word per
+ *    chunk (valid, dirty, busy, pin count), the size pf stores, the eviction
+ *    sequence.
+ *
+ * Chunk words (chunk.c): a client pins the chunks it reads or writes (pins
+ * forbid eviction), asks the server to fill those not VALID (decrypt and
+ * verify into the memfd), does the native read or write, marks written chunks
+ * VALID|DIRTY and unpins. Only the server clears VALID (eviction: claim with
+ * BUSY when unpinned and clean, punch a hole, clear) and DIRTY (write-back:
+ * clear, then read the chunk and seal it; a write that lands meanwhile marks
+ * it again). Chunks at or past stored_size hold no data in pf: a chunk there
+ * that is not VALID reads as zeros and needs no fill.
+ *
+ * Everything here is plain data and pure functions (no libkiln state), so the
+ * unit tests, the fuzz target, the CLI and libkiln build the same sources. */
+#ifndef KILN_RUNTIME_SHIELD_PROTO_H
+#define KILN_RUNTIME_SHIELD_PROTO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+#define RT_SHIELD_VERSION 1u
+#define RT_KEY_SIZE 32
+
+/* ---- shared memory ---------------------------------------------------------- */
+#define RT_VSEG_MAGIC 0x3130677365736b6bull /* "kksesg01" */
+#define RT_FSEG_MAGIC 0x3130676573666b6bull /* "kkfseg01" */
+
+/* rt_vseg.server: the server thread's tid while it runs (a robust futex: on
+ * its death the kernel sets RT_FUTEX_OWNER_DIED); RT_VSEG_CLOSED after a clean
+ * exit. Either way the server's memfds are no longer backed by a volume. */
+#define RT_FUTEX_OWNER_DIED 0x40000000u
+#define RT_VSEG_CLOSED 0x80000000u
+
+struct rt_robust_entry {
+	struct rt_robust_entry *next; /* the server's robust list (its addresses) */
+};
+
+struct rt_vseg {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t chunk_size;
+	_Atomic uint32_t server;      /* see above */
+	uint32_t pad0;
+	_Atomic uint64_t ns_gen;      /* bumped by the server on every namespace change */
+	_Atomic uint64_t cache_bytes; /* plaintext chunks held in memfds (VALID) */
+	_Atomic uint64_t dirty_bytes; /* of which not yet written back */
+	uint64_t cache_limit;         /* KILN_FILE_CACHE */
+	uint64_t dirty_limit;         /* writers wait for write-back above this */
+	uint64_t dirty_background;    /* writers nudge the server above this */
+	struct rt_robust_entry robust; /* the server's robust-list entry; the futex
+					* word is `server` (futex_offset below) */
+};
+
+/* Chunk words. */
+#define RT_CK_VALID 0x1u  /* the memfd holds this chunk's plaintext */
+#define RT_CK_DIRTY 0x2u  /* written since the last write-back */
+#define RT_CK_BUSY 0x4u   /* being evicted by the server */
+#define RT_CK_PIN 0x100u  /* one pin (a read or write in progress) */
+#define RT_CK_PINS 0xffffff00u
+
+/* rt_fseg.flags */
+#define RT_FS_FAILED 0x1u   /* write-back failed: the file refuses writes */
+#define RT_FS_NOEVICT 0x2u  /* mapped or supervised: never evicted */
+
+struct rt_fseg {
+	uint64_t magic;
+	uint32_t chunk_size;
+	_Atomic uint32_t flags;
+	_Atomic uint64_t evict_seq;   /* odd while chunks are being evicted */
+	_Atomic uint64_t stored_size; /* the file's size in pf (see above) */
+	_Atomic uint64_t nwords;      /* chunk words the state memfd holds */
+	_Atomic uint32_t all_valid;   /* every chunk below stored_size is VALID */
+	uint32_t pad0;
+	uint64_t pad1[3];
+	_Atomic uint32_t w[];         /* one per chunk */
+};
+#define RT_FSEG_HDR ((size_t)offsetof(struct rt_fseg, w))
+
+static inline size_t rt_fseg_bytes(uint64_t nwords)
+{
+	return RT_FSEG_HDR + (size_t)nwords * sizeof(uint32_t);
+}
+
+/* ---- chunk words (chunk.c) -------------------------------------------------- */
+/* Client: pin chunks [c0, c1] (c1 < nwords). Returns how many need a fill
+ * (not VALID, or BUSY, below stored_size) and their first and last index. */
+uint64_t rt__ck_pin(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo, uint64_t *hi);
+/* Re-check pinned chunks after a fill: the count still missing. */
+uint64_t rt__ck_missing(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo,
+			uint64_t *hi);
+void rt__ck_unpin(struct rt_fseg *f, uint64_t c0, uint64_t c1);
+/* Client, after a completed write of pinned chunks: VALID|DIRTY, counted. */
+void rt__ck_mark(struct rt_fseg *f, struct rt_vseg *v, uint64_t c0, uint64_t c1);
+/* Server: fill done (the memfd holds chunk c). True when it was not VALID. */
+bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c);
+/* Server: claim c for eviction (VALID, clean, unpinned, not busy -> BUSY). */
+bool rt__ck_claim(struct rt_fseg *f, uint64_t c);
+/* Server: eviction of a claimed chunk done (clears VALID and BUSY). */
+void rt__ck_evicted(struct rt_fseg *f, uint64_t c);
+/* Server: take the DIRTY bit (write-back); true when it was set. */
+bool rt__ck_take_dirty(struct rt_fseg *f, uint64_t c);
+
+/* ---- messages ------------------------------------------------------------------
+ * One SOCK_SEQPACKET packet per message: a header and a body whose layout the
+ * op fixes (little-endian integers, then NUL-terminated strings). A client
+ * has at most one request outstanding per connection; the server answers each
+ * with a reply (status 0 / -errno, a body, maybe fds). */
+#define RT_MSG_MAX (64 * 1024)
+#define RT_MSG_HDR 8
+#define RT_MSG_PATH_MAX 4096
+#define RT_ERRMSG_MAX 512
+
+enum rt_op {
+	RT_OP_HELLO = 1,   /* server -> client on accept: version, nonce */
+	RT_OP_AUTH,        /* client proof: version, pid, nonce, mac */
+	RT_OP_OPEN,        /* flags, mode, path -> file (or dir) + fds */
+	RT_OP_ATTACH,      /* file id: this connection holds it too (fork, exec) */
+	RT_OP_RELEASE,     /* file id: one hold less */
+	RT_OP_FILL,        /* file id, first chunk, count */
+	RT_OP_FSYNC,       /* file id, flags */
+	RT_OP_SYNCALL,     /* commit everything (exit, syncfs, directory fsync) */
+	RT_OP_TRUNCATE,    /* file id (0: by path), size, path */
+	RT_OP_FALLOCATE,   /* file id, mode, offset, length */
+	RT_OP_STAT,        /* path -> attributes */
+	RT_OP_UNLINK,      /* flags (AT_REMOVEDIR), path */
+	RT_OP_MKDIR,       /* mode, path */
+	RT_OP_RENAME,      /* flags, from, to */
+	RT_OP_CHMOD,       /* file id (0: by path), mode, path */
+	RT_OP_UTIMES,      /* file id (0: by path), mtime ns, path */
+	RT_OP_READDIR,     /* cookie, path -> entries */
+	RT_OP_MAP,         /* file id, writable: mapped (never evicted) */
+	RT_OP_UNMAP,       /* file id, writable */
+	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit */
+	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
+	RT_OP_MAX_
+};
+
+/* Flags of RT_OP_FSYNC. */
+#define RT_FSYNC_COMMIT 0x1u /* durable commit (else: written back only) */
+
+struct rt_msg {
+	uint32_t op;
+	uint32_t flags;  /* op-specific (open flags, unlink flags, ...) */
+	uint32_t mode;
+	uint32_t pid;
+	uint64_t id;     /* file id */
+	uint64_t a, b;   /* op-specific numbers (chunk/count, size, cookie, ...) */
+	const char *path;  /* points into the parsed buffer */
+	const char *path2;
+	const uint8_t *nonce; /* RT_NONCE_SIZE bytes */
+	const uint8_t *mac;   /* RT_MAC_SIZE bytes */
+};
+
+/* Serialize m (fields per m->op) into buf[RT_MSG_MAX]: the packet size, or
+ * -ENAMETOOLONG / -EINVAL. */
+ssize_t rt__msg_encode(const struct rt_msg *m, uint8_t *buf, size_t size);
+/* Parse one packet of a peer: 0 with *m filled (pointers into buf), or
+ * -EPROTO for anything malformed (unknown op, wrong length, a string without
+ * its NUL, a path longer than RT_MSG_PATH_MAX). */
+int rt__msg_parse(const uint8_t *buf, size_t size, struct rt_msg *m);
+
+/* Replies: status (int32), body length, body. */
+struct rt_stat_reply {
+	uint64_t id;        /* file id when the reply opened a file, else 0 */
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint32_t mode;      /* S_IFREG/S_IFDIR | permission bits */
+	uint32_t nlink;
+	uint32_t uid, gid;
+	uint32_t cacheable; /* no memfd holds the file: size and mtime hold until ns_gen moves */
+	uint32_t pad;
+};
+
+/* Directory entries in a READDIR reply: next cookie (0: end), then per entry
+ * ino (u64), type (u8, DT_*), name (NUL-terminated). */
+
+/* ---- transport (proto.c) ------------------------------------------------------- */
+/* Send one packet with up to 2 fds (nfds), MSG_NOSIGNAL; dontwait: MSG_DONTWAIT
+ * (the server never blocks on a client). 0 or -errno. */
+int rt__pkt_send(int sock, const void *buf, size_t size, const int *fds, int nfds,
+		 bool dontwait);
+/* Receive one packet (fds close-on-exec, at most 2, *nfds set; extra ones
+ * closed). The size (0 at EOF), -EMSGSIZE when truncated, or -errno. */
+ssize_t rt__pkt_recv(int sock, void *buf, size_t size, int *fds, int *nfds, bool dontwait);
+
+/* A reply: status, body (may be NULL/0), fds. */
+int rt__reply_send(int sock, int32_t status, const void *body, size_t size, const int *fds,
+		   int nfds);
+/* Parse a reply packet: status and body within buf. -EPROTO if malformed. */
+int rt__reply_parse(const uint8_t *buf, size_t size, int32_t *status, const uint8_t **body,
+		    size_t *body_size);
+
+/* ---- authentication (auth.c) --------------------------------------------------
+ * Keys derived from the volume key with HKDF-SHA256: one for the socket name,
+ * one for the challenge. The client proves the key over (server nonce, client
+ * nonce, client pid), the server over (client nonce, server nonce); each side
+ * checks the other's MAC in constant time. A peer without the key learns
+ * nothing but two random nonces. */
+#define RT_NONCE_SIZE 32
+#define RT_MAC_SIZE 32
+#define RT_SOCK_NAME_MAX 64
+
+struct rt_auth_keys {
+	uint8_t name[RT_KEY_SIZE];
+	uint8_t mac[RT_KEY_SIZE];
+};
+int rt__auth_derive(const uint8_t key[static RT_KEY_SIZE], struct rt_auth_keys *k);
+void rt__auth_wipe(struct rt_auth_keys *k);
+/* The abstract socket name (without the leading NUL): "kiln-shield-<hex>" from
+ * the name key and the device and inode of DIR/.kiln. */
+void rt__auth_sock_name(const struct rt_auth_keys *k, uint64_t dev, uint64_t ino,
+			char out[static RT_SOCK_NAME_MAX]);
+int rt__auth_client_mac(const struct rt_auth_keys *k, const uint8_t *ns, const uint8_t *nc,
+			uint32_t pid, uint8_t out[static RT_MAC_SIZE]);
+int rt__auth_server_mac(const struct rt_auth_keys *k, const uint8_t *nc, const uint8_t *ns,
+			uint8_t out[static RT_MAC_SIZE]);
+
+/* Client side of the handshake on a connected socket: HELLO, AUTH, reply.
+ * On success *vseg_fd is the volume segment (owned by the caller). Errors:
+ * -KILN_EAUTH the peer does not hold the key (an impostor on the name, or a
+ * different key), -EPROTO garbage, -ECONNRESET the server went away. */
+int rt__auth_client(int sock, const struct rt_auth_keys *k, uint32_t pid, int *vseg_fd);
+
+/* ---- requests (proto.c) -------------------------------------------------------
+ * One request and its reply on a connected, authenticated socket (blocking).
+ * reply[RT_MSG_MAX] receives the reply packet; *body points into it. fds
+ * (may be NULL) receive up to 2 passed fds (owned by the caller), -1 else.
+ * Returns the reply's status (>= 0 or -errno), -ECONNRESET when the server is
+ * gone, -EPROTO for a malformed reply. errmsg (may be NULL, RT_ERRMSG_MAX)
+ * receives the server's message of a failed request. */
+int rt__request(int sock, const struct rt_msg *m, uint8_t *reply, const uint8_t **body,
+		size_t *body_size, int fds[2], char *errmsg);
+
+#endif

@@ -1,0 +1,901 @@
+/* kiln runtime, file shield v2: the volume server process (server.h).
+ *
+ * Start: rt__srv_spawn forks twice (the middle process calls setsid and
+ * exits), so the server is nobody's child and in its own session: the
+ * program's waitpid(-1) and its process group's signals never meet it. The
+ * server keeps only its log fd, binds the volume's abstract socket name
+ * (EADDRINUSE: another server won the race), opens the volume (the opener
+ * takes its flock, waiting for a previous server's last commit) and reports
+ * "ok" (or the error) to the starter through a pipe.
+ *
+ * Loop: epoll over the listening socket and the clients. A new connection
+ * gets HELLO and must prove the key within 10 s (auth.c); a failure is logged
+ * once per reason and the socket closed. Requests are answered in order;
+ * FSYNC and SYNCALL wait for the commit that follows the current batch of
+ * requests, so the fsyncs of many processes share one pf commit. When the
+ * last client disconnects the server commits everything and exits. A client
+ * that dies only drops its holds; a server that dies is noticed by the
+ * clients through the robust futex in the volume segment. */
+#include "runtime/shield/srv_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+
+#define AUTH_TIMEOUT_NS (10ull * 1000000000)
+#define MAX_UNAUTHED 64
+
+struct srv g_srv;
+static struct sconn *g_conns;
+static size_t g_nclients, g_nunauthed;
+static bool g_had_client;
+static struct rt_auth_keys g_keys;
+static unsigned g_logged; /* refusal reasons already logged (bit per reason) */
+
+void srv_log(const char *fmt, ...)
+{
+	char line[RT_ERRMSG_MAX + 64];
+	va_list ap;
+	int n;
+
+	if (g_srv.log_fd < 0)
+		return;
+	memcpy(line, "kiln: volume server: ", 21);
+	va_start(ap, fmt);
+	n = vsnprintf(line + 21, sizeof(line) - 22, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	n = 21 + (n < (int)sizeof(line) - 22 ? n : (int)sizeof(line) - 23);
+	line[n++] = '\n';
+	if (write(g_srv.log_fd, line, (size_t)n) < 0)
+		return;
+}
+
+int srv_fail(int code, struct kiln_err *err)
+{
+	snprintf(g_srv.errmsg, sizeof(g_srv.errmsg), "%s", kiln_err_msg(err, code));
+	/* Integrity failures are I/O errors for the program. */
+	return code <= -KILN_EBASE ? -EIO : code;
+}
+
+static void refuse_once(unsigned reason, const struct sconn *c, const char *what)
+{
+	if (g_logged & (1u << reason))
+		return;
+	g_logged |= 1u << reason;
+	srv_log("refused a connection (pid %d, uid %u): %s", (int)c->pid, (unsigned)c->uid,
+		what);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+static struct shold *hold_of(struct sconn *c, struct sfile *f, bool add)
+{
+	for (size_t i = 0; i < c->nholds; i++)
+		if (c->holds[i].f == f)
+			return &c->holds[i];
+	if (!add)
+		return NULL;
+	if (c->nholds == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 8;
+		struct shold *p = realloc(c->holds, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		c->holds = p;
+		c->cap = cap;
+	}
+	c->holds[c->nholds] = (struct shold){ .f = f };
+	return &c->holds[c->nholds++];
+}
+
+static void hold_drop_empty(struct sconn *c, struct shold *h)
+{
+	if (h->holds || h->maps)
+		return;
+	*h = c->holds[--c->nholds];
+}
+
+static void conn_close(struct sconn *c)
+{
+	struct sconn **pp;
+
+	for (size_t i = 0; i < c->nholds; i++) {
+		struct shold *h = &c->holds[i];
+
+		/* What a dead client mapped writable is written back later. */
+		while (h->maps) {
+			h->maps--;
+			sf_unmap(h->f, h->wmaps > 0 && h->wmaps--);
+		}
+		while (h->holds) {
+			h->holds--;
+			sf_unhold(h->f);
+		}
+	}
+	free(c->holds);
+	for (pp = &g_conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->authed)
+		g_nclients--;
+	else
+		g_nunauthed--;
+	close(c->fd);
+	free(c);
+}
+
+static void conn_new(int fd)
+{
+	struct sconn *c = calloc(1, sizeof(*c));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uint8_t out[RT_MSG_HDR + 128];
+	struct rt_msg m = { .op = RT_OP_HELLO, .flags = RT_SHIELD_VERSION };
+	ssize_t n;
+
+	if (!c || g_nunauthed >= MAX_UNAUTHED || kc_random(c->nonce, sizeof(c->nonce))) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+	}
+	c->deadline_ns = kiln_now_ns() + AUTH_TIMEOUT_NS;
+	c->next = g_conns;
+	g_conns = c;
+	g_nunauthed++;
+	m.nonce = c->nonce;
+	n = rt__msg_encode(&m, out, sizeof(out));
+	if (n < 0 || rt__pkt_send(fd, out, (size_t)n, NULL, 0, true))
+		conn_close(c);
+}
+
+static void conn_auth(struct sconn *c, const uint8_t *buf, ssize_t n)
+{
+	uint8_t want[RT_MAC_SIZE], mine[RT_MAC_SIZE];
+	struct rt_msg m;
+	int fd = g_srv.vsegfd;
+
+	if (rt__msg_parse(buf, (size_t)n, &m) || m.op != RT_OP_AUTH) {
+		refuse_once(0, c, "not a kiln client (malformed handshake)");
+		conn_close(c);
+		return;
+	}
+	if (m.flags != RT_SHIELD_VERSION) {
+		refuse_once(1, c, "another version of kiln");
+		conn_close(c);
+		return;
+	}
+	if (rt__auth_client_mac(&g_keys, c->nonce, m.nonce, m.pid, want) ||
+	    !kiln_ct_equal(want, m.mac, RT_MAC_SIZE)) {
+		refuse_once(2, c, "it does not hold the volume key");
+		conn_close(c);
+		return;
+	}
+	if ((pid_t)m.pid != c->pid) {
+		refuse_once(3, c, "its proof names another process");
+		conn_close(c);
+		return;
+	}
+	if (rt__auth_server_mac(&g_keys, m.nonce, c->nonce, mine) ||
+	    rt__reply_send(c->fd, 0, mine, sizeof(mine), &fd, 1)) {
+		conn_close(c);
+		return;
+	}
+	c->authed = true;
+	g_nunauthed--;
+	g_nclients++;
+	g_had_client = true;
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+static int reply_err(struct sconn *c, int status)
+{
+	size_t len = status < 0 ? strlen(g_srv.errmsg) : 0;
+	int ret = rt__reply_send(c->fd, status, g_srv.errmsg, len, NULL, 0);
+
+	g_srv.errmsg[0] = '\0';
+	return ret;
+}
+
+static uint64_t ino_of(const char *path)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, as the runtime always did */
+
+	for (const char *p = path; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h | 1;
+}
+
+static int stat_path(const char *path, struct rt_stat_reply *r)
+{
+	struct kiln_err err = { 0 };
+	struct pf_stat ps;
+	struct sfile *f;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	ret = pf_stat(g_srv.vol, path, &ps, &err);
+	if (ret)
+		return ret == -ENOENT || ret == -ENOTDIR ? ret : srv_fail(ret, &err);
+	f = ps.is_dir ? NULL : sf_by_path(path);
+	r->ino = ino_of(path);
+	r->mode = (ps.is_dir ? S_IFDIR : S_IFREG) | (ps.mode & 07777);
+	r->nlink = ps.is_dir ? 2 : 1;
+	r->size = ps.size;
+	r->mtime_ns = ps.mtime_ns;
+	r->cacheable = !f;
+	if (f && (ret = sf_stat(f, &r->size, &r->mtime_ns)))
+		return ret;
+	r->ctime_ns = r->mtime_ns;
+	return 0;
+}
+
+static void ns_changed(void)
+{
+	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
+}
+
+static int do_open(struct sconn *c, const struct rt_msg *m)
+{
+	struct rt_stat_reply r;
+	struct sfile *f = NULL;
+	struct shold *h = NULL;
+	int ret = stat_path(m->path, &r), fds[2];
+
+	if (ret == 0 && S_ISDIR(r.mode))
+		return (m->flags & O_ACCMODE) != O_RDONLY || (m->flags & O_CREAT) ? -EISDIR :
+		       rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
+	if (ret && ret != -ENOENT)
+		return ret;
+	if (ret == -ENOENT && !(m->flags & O_CREAT))
+		return ret;
+	ret = sf_open(m->path, (int)m->flags, m->mode, &f);
+	if (!ret)
+		ret = stat_path(m->path, &r);
+	if (!ret && !(h = hold_of(c, f, true)))
+		ret = -ENOMEM;
+	if (ret) {
+		if (f) {
+			f->holds++;
+			sf_unhold(f); /* frees it if nobody else holds it and it is gone */
+		}
+		return ret;
+	}
+	h->holds++;
+	f->holds++;
+	r.id = f->id;
+	fds[0] = f->memfd;
+	fds[1] = f->statefd;
+	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, 2);
+}
+
+static int do_readdir(struct sconn *c, const struct rt_msg *m)
+{
+	struct kiln_err err = { 0 };
+	char **names = NULL;
+	size_t count = 0, used = 8;
+	uint8_t *out = NULL;
+	uint64_t next = 0;
+	int ret = pf_readdir(g_srv.vol, m->path, &names, &count, &err);
+
+	if (ret)
+		return ret == -ENOENT || ret == -ENOTDIR ? ret : srv_fail(ret, &err);
+	out = malloc(RT_MSG_MAX - RT_MSG_HDR);
+	if (!out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t i = m->a; i < count; i++) {
+		char child[PF_MAX_PATH + 256];
+		struct pf_stat ps;
+		size_t nlen = strlen(names[i]);
+		uint64_t ino;
+
+		if (used + 9 + nlen + 1 > RT_MSG_MAX - RT_MSG_HDR) {
+			next = i;
+			break;
+		}
+		snprintf(child, sizeof(child), "%s%s%s", m->path, m->path[0] ? "/" : "", names[i]);
+		ino = ino_of(child);
+		memcpy(out + used, &ino, 8);
+		out[used + 8] = pf_stat(g_srv.vol, child, &ps, NULL) == 0 ?
+				(ps.is_dir ? DT_DIR : DT_REG) : DT_UNKNOWN;
+		memcpy(out + used + 9, names[i], nlen + 1);
+		used += 9 + nlen + 1;
+	}
+	memcpy(out, &next, 8);
+	ret = rt__reply_send(c->fd, 0, out, used, NULL, 0);
+out:
+	free(out);
+	pf_names_free(names, count);
+	return ret;
+}
+
+static struct sfile *file_of(struct sconn *c, uint64_t id)
+{
+	struct sfile *f = sf_by_id(id);
+
+	/* A client may only name files it holds. */
+	return f && hold_of(c, f, false) ? f : NULL;
+}
+
+static const char *path_or_file(struct sconn *c, const struct rt_msg *m, struct sfile **f)
+{
+	*f = NULL;
+	if (m->id == 0)
+		return m->path;
+	*f = file_of(c, m->id);
+	return *f ? (*f)->path : NULL;
+}
+
+/* Serve one request. Returns 0 when the reply is sent (or deferred), or an
+ * error to send as the reply. */
+static int serve(struct sconn *c, const struct rt_msg *m)
+{
+	struct kiln_err err = { 0 };
+	struct rt_stat_reply r;
+	struct sfile *f = NULL;
+	struct shold *h;
+	const char *path;
+	int ret;
+
+	switch (m->op) {
+	case RT_OP_OPEN:
+		return do_open(c, m);
+	case RT_OP_STAT:
+		ret = stat_path(m->path, &r);
+		return ret ? ret : rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
+	case RT_OP_ATTACH:
+		f = sf_by_id(m->id);
+		if (!f || !(h = hold_of(c, f, true)))
+			return -ESTALE;
+		h->holds++;
+		f->holds++;
+		return reply_err(c, 0);
+	case RT_OP_RELEASE:
+		if (!(f = file_of(c, m->id)) || !(h = hold_of(c, f, false)) || !h->holds)
+			return -EBADF;
+		h->holds--;
+		hold_drop_empty(c, h);
+		sf_unhold(f);
+		return reply_err(c, 0);
+	case RT_OP_FILL:
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		ret = sf_fill(f, m->a, m->b);
+		sf_balance(false);
+		return ret ? ret : reply_err(c, 0);
+	case RT_OP_FSYNC:
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		if (!(m->flags & RT_FSYNC_COMMIT)) {
+			ret = sf_writeback(f);
+			return ret ? ret : reply_err(c, 0);
+		}
+		f->want_commit = true;
+		g_srv.need_commit = true;
+		c->waiting = true;
+		return 0;
+	case RT_OP_SYNCALL:
+		g_srv.commit_all = true;
+		g_srv.need_commit = true;
+		c->waiting = true;
+		return 0;
+	case RT_OP_WRITEBACK:
+		sf_balance(true);
+		return reply_err(c, 0);
+	case RT_OP_GROW:
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		ret = sf_grow(f, m->a);
+		return ret ? ret : reply_err(c, 0);
+	case RT_OP_TRUNCATE:
+		path = path_or_file(c, m, &f);
+		if (!path && !f)
+			return -EBADF;
+		if (!f && (f = sf_by_path(path)) == NULL) {
+			ret = pf_truncate(g_srv.vol, path, m->a, &err);
+			ret = ret ? srv_fail(ret, &err) : 0;
+		} else {
+			ret = sf_truncate(f, m->a);
+		}
+		if (!ret)
+			ns_changed();
+		return ret ? ret : reply_err(c, 0);
+	case RT_OP_FALLOCATE:
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		ret = sf_fallocate(f, (int)m->flags, m->a, m->b);
+		return ret ? ret : reply_err(c, 0);
+	case RT_OP_MAP:
+	case RT_OP_UNMAP:
+		if (!(f = file_of(c, m->id)) || !(h = hold_of(c, f, false)))
+			return -EBADF;
+		if (m->op == RT_OP_MAP) {
+			h->maps++;
+			h->wmaps += m->flags != 0;
+			f->maps++;
+			f->wmaps += m->flags != 0;
+			atomic_fetch_or(&f->seg->flags, RT_FS_NOEVICT);
+		} else {
+			if (!h->maps || (m->flags && !h->wmaps))
+				return -EINVAL;
+			h->maps--;
+			h->wmaps -= m->flags != 0;
+			sf_unmap(f, m->flags != 0);
+		}
+		return reply_err(c, 0);
+	case RT_OP_UNLINK:
+		f = sf_by_path(m->path);
+		ret = m->flags & AT_REMOVEDIR ? pf_rmdir(g_srv.vol, m->path, &err) :
+		      pf_unlink(g_srv.vol, m->path, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (f && !(m->flags & AT_REMOVEDIR))
+			sf_unlinked(f);
+		ns_changed();
+		return reply_err(c, 0);
+	case RT_OP_MKDIR:
+		ret = pf_mkdir(g_srv.vol, m->path, m->mode & 07777, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		ns_changed();
+		return reply_err(c, 0);
+	case RT_OP_RENAME: {
+		struct pf_stat ps;
+		struct sfile *to = sf_by_path(m->path2);
+
+		if (m->flags & ~RENAME_NOREPLACE)
+			return -EINVAL;
+		if ((m->flags & RENAME_NOREPLACE) && pf_stat(g_srv.vol, m->path2, &ps, NULL) == 0)
+			return -EEXIST;
+		if (strcmp(m->path, m->path2) == 0)
+			return reply_err(c, 0);
+		ret = pf_rename(g_srv.vol, m->path, m->path2, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (to)
+			sf_unlinked(to);
+		sf_renamed(m->path, m->path2);
+		ns_changed();
+		return reply_err(c, 0);
+	}
+	case RT_OP_CHMOD:
+		path = path_or_file(c, m, &f);
+		if (!path)
+			return m->id ? 0 : -EBADF; /* an unlinked file: nothing to keep */
+		ret = pf_chmod(g_srv.vol, path, m->mode & 07777, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		ns_changed();
+		return reply_err(c, 0);
+	case RT_OP_UTIMES:
+		path = path_or_file(c, m, &f);
+		if (!path)
+			return m->id ? 0 : -EBADF;
+		if (!f)
+			f = sf_by_path(path);
+		ret = pf_set_mtime(g_srv.vol, path, (int64_t)m->a, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (f) {
+			/* The memfd's mtime is what stat shows while it exists. */
+			struct timespec ts[2] = {
+				{ .tv_nsec = UTIME_OMIT },
+				{ .tv_sec = (time_t)((int64_t)m->a / 1000000000),
+				  .tv_nsec = (long)((int64_t)m->a % 1000000000) },
+			};
+
+			futimens(f->memfd, ts);
+			f->mtime_saved = ts[1];
+		}
+		ns_changed();
+		return reply_err(c, 0);
+	case RT_OP_READDIR:
+		return do_readdir(c, m);
+	default:
+		return -EPROTO;
+	}
+}
+
+/* ---- commit --------------------------------------------------------------------- */
+static void commit(void)
+{
+	struct kiln_err err = { 0 };
+	int ret = 0, fret = 0;
+
+	for (struct sfile *f = g_srv.files; f; f = f->next) {
+		int r;
+
+		if (!g_srv.commit_all && !f->want_commit)
+			continue;
+		r = sf_writeback(f);
+		if (r && !fret)
+			fret = r;
+	}
+	if (!fret) {
+		ret = pf_volume_flush(g_srv.vol, &err);
+		if (ret)
+			ret = srv_fail(ret, &err);
+	} else {
+		ret = fret;
+	}
+	if (ret)
+		srv_log("commit: %s", g_srv.errmsg);
+	for (struct sfile *f = g_srv.files; f; f = f->next)
+		f->want_commit = false;
+	g_srv.commit_all = g_srv.need_commit = false;
+	for (struct sconn *c = g_conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->waiting)
+			continue;
+		c->waiting = false;
+		if (rt__reply_send(c->fd, ret, g_srv.errmsg, ret ? strlen(g_srv.errmsg) : 0,
+				   NULL, 0))
+			conn_close(c);
+	}
+	g_srv.errmsg[0] = '\0';
+	sf_balance(false);
+}
+
+static void conn_readable(struct sconn *c)
+{
+	static uint8_t buf[RT_MSG_MAX];
+	struct rt_msg m;
+	int fds[2], nfds = 0, ret;
+	ssize_t n = rt__pkt_recv(c->fd, buf, sizeof(buf), fds, &nfds, true);
+
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0 || nfds) {
+		conn_close(c);
+		return;
+	}
+	if (!c->authed) {
+		conn_auth(c, buf, n);
+		return;
+	}
+	if (c->waiting || rt__msg_parse(buf, (size_t)n, &m) || m.op <= RT_OP_AUTH) {
+		/* One request at a time, well formed: anything else is a broken
+		 * or hostile client, and it goes. */
+		refuse_once(4, c, "malformed request after the handshake");
+		conn_close(c);
+		return;
+	}
+	ret = serve(c, &m);
+	if (ret < 0 || ret > 0)
+		ret = reply_err(c, ret < 0 ? ret : -EPROTO);
+	if (ret)
+		conn_close(c);
+}
+
+/* ---- the process ------------------------------------------------------------- */
+struct k_robust_head {
+	void *next;
+	long futex_offset;
+	void *pending;
+};
+static struct k_robust_head g_robust;
+
+static int make_vseg(uint64_t cache_limit)
+{
+	size_t size = 4096;
+	struct rt_vseg *v;
+
+	g_srv.vsegfd = memfd_create("kiln-volume", MFD_CLOEXEC);
+	if (g_srv.vsegfd < 0 || ftruncate(g_srv.vsegfd, (off_t)size) < 0)
+		return -errno;
+	v = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g_srv.vsegfd, 0);
+	if (v == MAP_FAILED)
+		return -errno;
+	v->magic = RT_VSEG_MAGIC;
+	v->version = RT_SHIELD_VERSION;
+	v->chunk_size = g_srv.cs;
+	v->cache_limit = cache_limit;
+	v->dirty_background = cache_limit / 4;
+	v->dirty_limit = cache_limit / 2;
+	g_srv.vseg = v;
+	/* The kernel marks `server` FUTEX_OWNER_DIED if this thread dies. */
+	g_robust.next = &v->robust;
+	v->robust.next = (void *)&g_robust;
+	g_robust.futex_offset = (long)offsetof(struct rt_vseg, server) -
+				(long)offsetof(struct rt_vseg, robust);
+	if (syscall(SYS_set_robust_list, &g_robust, sizeof(g_robust)) < 0)
+		return -errno;
+	atomic_store(&v->server, (uint32_t)syscall(SYS_gettid));
+	return 0;
+}
+
+int rt__srv_sock_name(const char *dir, const struct rt_auth_keys *k,
+		      char name[static RT_SOCK_NAME_MAX])
+{
+	char path[4200];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/.kiln", dir);
+	if (stat(path, &st) < 0)
+		return -errno;
+	rt__auth_sock_name(k, (uint64_t)st.st_dev, (uint64_t)st.st_ino, name);
+	return 0;
+}
+
+static int sock_addr(const char *name, struct sockaddr_un *sa, socklen_t *len)
+{
+	size_t n = strlen(name);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (n + 1 > sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa->sun_path + 1, name, n); /* abstract: leading NUL */
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+	return 0;
+}
+
+static void say_ready(int fd, const char *msg)
+{
+	if (fd >= 0 && write(fd, msg, strlen(msg)) < 0)
+		return;
+}
+
+static void loop(int lfd)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	uint64_t start = kiln_now_ns();
+
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+		return;
+	for (;;) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(ep, evs, 64, 1000);
+		uint64_t now = kiln_now_ns();
+
+		for (int i = 0; i < n; i++) {
+			struct sconn *c = evs[i].data.ptr;
+
+			if (!c) {
+				int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+				struct epoll_event cev = { .events = EPOLLIN };
+
+				if (fd < 0)
+					continue;
+				conn_new(fd);
+				if (g_conns && g_conns->fd == fd) {
+					cev.data.ptr = g_conns;
+					if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev) < 0)
+						conn_close(g_conns);
+				}
+				continue;
+			}
+			/* The connection may have gone in this batch already. */
+			for (struct sconn *k = g_conns; k; k = k->next) {
+				if (k == c) {
+					conn_readable(c);
+					break;
+				}
+			}
+		}
+		if (g_srv.need_commit)
+			commit();
+		for (struct sconn *c = g_conns, *next; c; c = next) {
+			next = c->next;
+			if (!c->authed && now > c->deadline_ns) {
+				refuse_once(5, c, "no proof of the key in time");
+				conn_close(c);
+			}
+		}
+		/* The last client has gone (or none came): finish. */
+		if (!g_nclients && !g_nunauthed &&
+		    (g_had_client || now - start > AUTH_TIMEOUT_NS))
+			break;
+	}
+	close(ep);
+}
+
+static int server_main(const struct rt_srv_config *cfg, int ready)
+{
+	struct kiln_err err = { 0 };
+	struct sockaddr_un sa;
+	socklen_t salen;
+	char name[RT_SOCK_NAME_MAX];
+	sigset_t all;
+	int lfd, ret, null, log;
+
+	if (cfg->enter)
+		cfg->enter();
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	prctl(PR_SET_PDEATHSIG, 0);
+	prctl(PR_SET_DUMPABLE, 0);
+	/* Keep the pipe to the starter (3) and the log (2); nothing else of
+	 * the program that started us. */
+	ready = fcntl(ready, F_DUPFD_CLOEXEC, 10);
+	log = cfg->log_fd >= 0 ? fcntl(cfg->log_fd, F_DUPFD_CLOEXEC, 10) : -1;
+	if (ready < 0 || dup2(ready, 3) < 0 || (log >= 0 && dup2(log, 2) < 0))
+		return 1;
+	ready = 3;
+	syscall(SYS_close_range, 4, ~0u, 0);
+	null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		if (cfg->log_fd < 0)
+			dup2(null, 2);
+		if (null > 3)
+			close(null);
+	}
+	fcntl(ready, F_SETFD, FD_CLOEXEC);
+	g_srv.log_fd = cfg->log_fd >= 0 ? 2 : -1;
+	if (chdir("/") < 0)
+		return 1;
+	ret = rt__auth_derive(cfg->key, &g_keys);
+	if (!ret)
+		ret = rt__srv_sock_name(cfg->dir, &g_keys, name);
+	if (!ret)
+		ret = sock_addr(name, &sa, &salen);
+	if (ret) {
+		dprintf(ready, "volume %s: %s\n", cfg->dir, kiln_strerror(ret));
+		return 1;
+	}
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, salen) < 0) {
+		if (errno == EADDRINUSE) {
+			say_ready(ready, "exists\n");
+			return 0;
+		}
+		dprintf(ready, "volume %s: socket: %s\n", cfg->dir, strerror(errno));
+		return 1;
+	}
+	if (listen(lfd, 128) < 0) {
+		dprintf(ready, "volume %s: listen: %s\n", cfg->dir, strerror(errno));
+		return 1;
+	}
+	ret = cfg->open_volume(cfg->arg, cfg->key, &g_srv.vol, &err);
+	if (!ret) {
+		g_srv.cs = pf_volume_chunk_size(g_srv.vol);
+		ret = sf_init();
+		if (!ret)
+			ret = make_vseg(cfg->cache_limit ? cfg->cache_limit : RT_CACHE_DEFAULT);
+		if (ret)
+			kiln_err_set(&err, ret, "%s", kiln_strerror(ret));
+	}
+	if (ret) {
+		dprintf(ready, "volume %s: %s\n", cfg->dir, kiln_err_msg(&err, ret));
+		return 1;
+	}
+	say_ready(ready, "ok\n");
+	close(ready);
+	loop(lfd);
+	/* Nobody can reach us any more: commit what is left and go. */
+	close(lfd);
+	for (struct sfile *f = g_srv.files; f; f = f->next)
+		if (sf_writeback(f))
+			srv_log("final write-back: %s", g_srv.errmsg);
+	sf_free_all();
+	ret = pf_volume_close(g_srv.vol, &err);
+	if (ret)
+		srv_log("volume %s: final commit: %s", cfg->dir, kiln_err_msg(&err, ret));
+	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
+	rt__auth_wipe(&g_keys);
+	return ret ? 1 : 0;
+}
+
+int rt__srv_spawn(const struct rt_srv_config *c, pid_t (*forkfn)(void), struct kiln_err *err)
+{
+	char msg[RT_ERRMSG_MAX];
+	size_t used = 0;
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kiln_err_set(err, -errno, "volume server: pipe: %s", strerror(errno));
+	pid = forkfn();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return kiln_err_set(err, -errno, "volume server: fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		pid_t pid2;
+
+		close(p[0]);
+		setsid();
+		pid2 = forkfn();
+		if (pid2 == 0)
+			_exit(server_main(c, p[1]));
+		_exit(pid2 < 0 ? 1 : 0);
+	}
+	close(p[1]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	for (;;) {
+		ssize_t n = read(p[0], msg + used, sizeof(msg) - 1 - used);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		if (used == sizeof(msg) - 1)
+			break;
+	}
+	close(p[0]);
+	msg[used] = '\0';
+	if (strcmp(msg, "ok\n") == 0)
+		return 0;
+	if (strcmp(msg, "exists\n") == 0)
+		return -EEXIST;
+	if (used && msg[used - 1] == '\n')
+		msg[used - 1] = '\0';
+	return kiln_err_set(err, -EIO, "%s", used ? msg : "volume server: did not start");
+}
+
+int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
+		    pid_t (*forkfn)(void), uint32_t pid, int *vseg_fd, struct kiln_err *err)
+{
+	struct sockaddr_un sa;
+	socklen_t salen;
+	char name[RT_SOCK_NAME_MAX];
+	int ret = rt__srv_sock_name(c->dir, k, name);
+
+	*vseg_fd = -1;
+	if (!ret)
+		ret = sock_addr(name, &sa, &salen);
+	if (ret)
+		return kiln_err_set(err, ret, "volume %s: %s", c->dir, kiln_strerror(ret));
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+		if (s < 0)
+			return kiln_err_set(err, -errno, "socket: %s", strerror(errno));
+		if (connect(s, (struct sockaddr *)&sa, salen) == 0) {
+			ret = rt__auth_client(s, k, pid, vseg_fd);
+			if (ret == 0)
+				return s;
+			close(s);
+			if (ret == -KILN_EAUTH || ret == -EPROTO)
+				return kiln_err_set(err, -KILN_EAUTH, "volume %s: the volume "
+						    "server at @%s failed authentication (an "
+						    "impostor on its socket name?)", c->dir, name);
+			continue; /* the server was exiting: start another */
+		}
+		ret = -errno;
+		close(s);
+		if (ret != -ECONNREFUSED && ret != -ENOENT)
+			return kiln_err_set(err, ret, "volume %s: connect: %s", c->dir,
+					    strerror(-ret));
+		ret = rt__srv_spawn(c, forkfn, err);
+		if (ret && ret != -EEXIST)
+			return ret;
+	}
+	return kiln_err_set(err, -EAGAIN, "volume %s: cannot reach its volume server", c->dir);
+}

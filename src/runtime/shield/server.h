@@ -1,0 +1,58 @@
+/* kiln runtime, file shield v2: the volume server (server.c, srv_file.c).
+ *
+ * One process per volume per host owns the pf volume; every process of the
+ * workload is its client (proto.h). It is started on demand by the first
+ * process that needs the volume (rt__srv_spawn: double fork, setsid, so it is
+ * never the program's child) and exits, after a final commit, when its last
+ * client has gone. It runs single-threaded: requests are served in arrival
+ * order, and the fsyncs that arrive while a commit runs are answered together
+ * by the next one (group commit).
+ *
+ * The server uses plain libc calls (it runs without Syscall User Dispatch), so
+ * the same sources serve libkiln, the kiln CLI (supervised static programs)
+ * and the unit tests. */
+#ifndef KILN_RUNTIME_SHIELD_SERVER_H
+#define KILN_RUNTIME_SHIELD_SERVER_H
+
+#include "pf/pf.h"
+#include "runtime/shield/proto.h"
+
+struct rt_srv_config {
+	char dir[4096];             /* the volume directory (its store is DIR/.kiln) */
+	uint8_t key[RT_KEY_SIZE];   /* volume key (secret; wiped by the server) */
+	/* Open the pf volume in the server process (storage and freshness of
+	 * the caller's choosing), holding the volume exclusively (an flock of
+	 * DIR/.kiln, as pf_storage_posix takes) until the volume is closed. *vol
+	 * is owned by the server afterwards. */
+	int (*open_volume)(void *arg, const uint8_t key[static RT_KEY_SIZE], pf_volume_t **vol,
+			   struct kiln_err *err);
+	void *arg;
+	/* Called first in the server process (libkiln: leave Syscall User
+	 * Dispatch and the app's state behind); may be NULL. */
+	void (*enter)(void);
+	uint64_t cache_limit;       /* bytes of plaintext kept in memfds */
+	int log_fd;                 /* where the server's log lines go (-1: none) */
+};
+
+/* The socket name of the volume in dir for key: 0 and name, or -errno when
+ * DIR/.kiln cannot be looked at. */
+int rt__srv_sock_name(const char *dir, const struct rt_auth_keys *k,
+		      char name[static RT_SOCK_NAME_MAX]);
+
+/* Start a server for c->dir in a new session (double fork with forkfn, the
+ * caller's fork: libkiln passes libc's). Returns once the server has opened
+ * the volume and listens: 0, or an error with err saying why (wrong key,
+ * corrupt or rolled-back volume, volume locked by another process). -EEXIST:
+ * another server took the name first (connect to it). */
+int rt__srv_spawn(const struct rt_srv_config *c, pid_t (*forkfn)(void), struct kiln_err *err);
+
+/* Connect to the volume's server (starting one when none answers) and
+ * authenticate: the connected socket (owned by the caller) and *vseg_fd, or
+ * an error with err saying why. */
+int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
+		    pid_t (*forkfn)(void), uint32_t pid, int *vseg_fd, struct kiln_err *err);
+
+/* Build a default cache limit from KILN_FILE_CACHE's meaning (bytes). */
+#define RT_CACHE_DEFAULT (256ull << 20)
+
+#endif

@@ -1,0 +1,714 @@
+/* kiln runtime, file shield v2: the volume server's open files (srv_int.h).
+ *
+ * Per file: a pf handle, a sparse memfd with the plaintext that every client
+ * maps or opens, and a state memfd with one word per chunk (chunk.c). The
+ * server fills chunks on request (decrypt and verify from pf into the memfd),
+ * writes dirty chunks back through pf (at a commit, or early under memory
+ * pressure), truncates, and evicts clean chunks (punching holes) to keep the
+ * plaintext within the cache bound. */
+#include "runtime/shield/srv_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SRV_BUF_SIZE ((size_t)4 << 20)
+/* State words a file's state memfd starts with (it grows on request). */
+#define SRV_MIN_WORDS 16384u
+
+static uint64_t path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+int sf_init(void)
+{
+	g_srv.nbuckets = 1024;
+	g_srv.by_path = calloc(g_srv.nbuckets, sizeof(*g_srv.by_path));
+	g_srv.buf_size = SRV_BUF_SIZE;
+	g_srv.buf = malloc(g_srv.buf_size);
+	if (!g_srv.by_path || !g_srv.buf)
+		return -ENOMEM;
+	g_srv.next_id = 1;
+	return 0;
+}
+
+static void index_add(struct sfile *f)
+{
+	size_t b = path_hash(f->path) % g_srv.nbuckets;
+
+	f->hnext = g_srv.by_path[b];
+	g_srv.by_path[b] = f;
+}
+
+static void index_del(struct sfile *f)
+{
+	struct sfile **pp = &g_srv.by_path[path_hash(f->path) % g_srv.nbuckets];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == f) {
+			*pp = f->hnext;
+			break;
+		}
+	}
+	f->hnext = NULL;
+}
+
+struct sfile *sf_by_path(const char *path)
+{
+	for (struct sfile *f = g_srv.by_path[path_hash(path) % g_srv.nbuckets]; f; f = f->hnext)
+		if (strcmp(f->path, path) == 0)
+			return f;
+	return NULL;
+}
+
+struct sfile *sf_by_id(uint64_t id)
+{
+	for (struct sfile *f = g_srv.files; f; f = f->next)
+		if (f->id == id)
+			return f;
+	return NULL;
+}
+
+static uint64_t words_of(struct sfile *f)
+{
+	return atomic_load(&f->seg->nwords);
+}
+
+static void set_all_valid(struct sfile *f)
+{
+	uint64_t want = srv_nchunks(atomic_load(&f->seg->stored_size));
+
+	atomic_store(&f->seg->all_valid, f->valid_stored >= want);
+}
+
+/* stored_size moves to size. Past the old value the memfd held the truth (no
+ * chunk there is ever evicted, a writer may be storing into one right now):
+ * those chunks become VALID, so that nobody fills them from pf. */
+static void move_stored(struct sfile *f, uint64_t size)
+{
+	uint64_t old = atomic_load(&f->seg->stored_size), n = 0;
+	uint64_t w = atomic_load(&f->seg->nwords), end = srv_nchunks(size);
+
+	for (uint64_t c = srv_nchunks(old); c < end && c < w; c++)
+		n += rt__ck_set_valid(f->seg, c);
+	atomic_fetch_add(&g_srv.vseg->cache_bytes, n * g_srv.cs);
+	atomic_store(&f->seg->stored_size, size);
+}
+
+/* Recount VALID chunks below stored_size (after it moved). */
+static void recount(struct sfile *f)
+{
+	uint64_t n = srv_nchunks(atomic_load(&f->seg->stored_size)), w = words_of(f);
+
+	f->valid_stored = 0;
+	for (uint64_t c = 0; c < n && c < w; c++)
+		f->valid_stored += (atomic_load(&f->seg->w[c]) & RT_CK_VALID) != 0;
+	set_all_valid(f);
+}
+
+static void sf_free(struct sfile *f)
+{
+	struct sfile **pp;
+	uint64_t w = words_of(f), valid = 0, dirty = 0;
+
+	for (uint64_t c = 0; c < w; c++) {
+		uint32_t x = atomic_load(&f->seg->w[c]);
+
+		valid += (x & RT_CK_VALID) != 0;
+		dirty += (x & RT_CK_DIRTY) != 0;
+	}
+	atomic_fetch_sub(&g_srv.vseg->cache_bytes, valid * g_srv.cs);
+	atomic_fetch_sub(&g_srv.vseg->dirty_bytes, dirty * g_srv.cs);
+	for (pp = &g_srv.files; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	if (g_srv.hand == f)
+		g_srv.hand = f->next;
+	if (f->path)
+		index_del(f);
+	g_srv.nfiles--;
+	pf_close(f->pf);
+	munmap(f->seg, f->seg_bytes);
+	close(f->memfd);
+	close(f->statefd);
+	free(f->path);
+	free(f);
+}
+
+void sf_free_all(void)
+{
+	while (g_srv.files)
+		sf_free(g_srv.files);
+}
+
+static int map_state(struct sfile *f, uint64_t words)
+{
+	size_t bytes = rt_fseg_bytes(words);
+	void *p;
+
+	if (ftruncate(f->statefd, (off_t)bytes) < 0)
+		return -errno;
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f->statefd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	if (f->seg)
+		munmap(f->seg, f->seg_bytes);
+	f->seg = p;
+	f->seg_bytes = bytes;
+	atomic_store(&f->seg->nwords, words);
+	return 0;
+}
+
+int sf_grow(struct sfile *f, uint64_t words)
+{
+	uint64_t have = words_of(f);
+
+	if (words <= have)
+		return 0;
+	if (words > (UINT64_C(1) << 40))
+		return -EFBIG;
+	if (words < 2 * have)
+		words = 2 * have;
+	return map_state(f, words);
+}
+
+static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
+{
+	struct sfile *f = calloc(1, sizeof(*f));
+	uint64_t size = 0, words;
+	int ret;
+
+	*out = NULL;
+	if (!f)
+		return -ENOMEM;
+	f->memfd = f->statefd = -1;
+	f->pf = pf;
+	f->path = strdup(path);
+	if (!f->path) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = pf_get_size(pf, &size);
+	if (ret)
+		goto fail;
+	f->memfd = memfd_create("kiln-plaintext", MFD_CLOEXEC);
+	f->statefd = memfd_create("kiln-state", MFD_CLOEXEC);
+	if (f->memfd < 0 || f->statefd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (ftruncate(f->memfd, (off_t)size) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	words = 2 * srv_nchunks(size);
+	ret = map_state(f, words < SRV_MIN_WORDS ? SRV_MIN_WORDS : words);
+	if (ret)
+		goto fail;
+	f->seg->magic = RT_FSEG_MAGIC;
+	f->seg->chunk_size = g_srv.cs;
+	atomic_store(&f->seg->stored_size, size);
+	set_all_valid(f);
+	{
+		struct stat st;
+
+		if (fstat(f->memfd, &st) == 0)
+			f->mtime_saved = st.st_mtim;
+	}
+	f->id = g_srv.next_id++;
+	f->next = g_srv.files;
+	g_srv.files = f;
+	g_srv.nfiles++;
+	index_add(f);
+	/* Another process may now change this file without the namespace
+	 * changing: stat answers cached before this point must go. */
+	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
+	*out = f;
+	return 0;
+fail:
+	if (f->seg)
+		munmap(f->seg, f->seg_bytes);
+	if (f->memfd >= 0)
+		close(f->memfd);
+	if (f->statefd >= 0)
+		close(f->statefd);
+	free(f->path);
+	free(f);
+	return ret;
+}
+
+static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict);
+
+/* At open: a small file whole (a web server reads it whole: one round trip
+ * instead of one per read), else the chunk that holds the end of the file
+ * (an append writes into it without knowing beforehand where the end is).
+ * Not strict: a corrupt chunk fails the read that asks for it, not the open. */
+static int fill_tail(struct sfile *f)
+{
+	uint64_t size = atomic_load(&f->seg->stored_size), n = srv_nchunks(size);
+
+	if (size && size <= SRV_FILL_AT_OPEN)
+		return fill_range(f, 0, n, /*strict=*/false);
+	if (size % g_srv.cs == 0)
+		return 0;
+	return fill_range(f, n - 1, n, /*strict=*/false);
+}
+
+int sf_open(const char *path, int flags, mode_t mode, struct sfile **out)
+{
+	struct kiln_err err = { 0 };
+	struct sfile *f = sf_by_path(path);
+	pf_file_t *pf = NULL;
+	int ret;
+
+	*out = NULL;
+	if (f) {
+		if ((flags & O_CREAT) && (flags & O_EXCL))
+			return -EEXIST;
+		if ((flags & O_TRUNC) && (ret = sf_truncate(f, 0)))
+			return ret;
+		*out = f;
+		return 0;
+	}
+	ret = pf_open(g_srv.vol, path, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)), mode, &pf,
+		      &err);
+	if (ret)
+		return srv_fail(ret, &err);
+	ret = new_file(path, pf, &f);
+	if (ret) {
+		pf_close(pf);
+		return ret;
+	}
+	ret = fill_tail(f);
+	set_all_valid(f);
+	if (ret) {
+		sf_free(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+/* Fill the chunks of [a, b) that are not VALID (all below stored_size). With
+ * strict, the first chunk that fails verification fails the call; read-ahead
+ * is not strict (the chunk fails the read that asks for it). */
+static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict)
+{
+	uint64_t stored = atomic_load(&f->seg->stored_size), cs = g_srv.cs;
+	uint64_t per = g_srv.buf_size / cs, n;
+
+	for (uint64_t c = a; c < b;) {
+		uint64_t e, off, len;
+		ssize_t r;
+
+		if (atomic_load(&f->seg->w[c]) & RT_CK_VALID) {
+			c++;
+			continue;
+		}
+		for (e = c + 1; e < b && e - c < per && !(atomic_load(&f->seg->w[e]) & RT_CK_VALID);
+		     e++)
+			;
+		off = c * cs;
+		len = (e * cs < stored ? e * cs : stored) - off;
+		r = pf_pread(f->pf, g_srv.buf, len, off, NULL);
+		if (r < 0 && e - c > 1) {
+			/* Find the bad chunk: fill the ones before it. */
+			for (; c < e; c++) {
+				int ret = fill_range(f, c, c + 1, strict);
+
+				if (ret)
+					return ret;
+			}
+			continue;
+		}
+		if (r < 0) {
+			struct kiln_err err = { 0 };
+
+			if (!strict)
+				return 0;
+			r = pf_pread(f->pf, g_srv.buf, len, off, &err);
+			return srv_fail(r < 0 ? (int)r : -EIO, &err);
+		}
+		if ((uint64_t)r < len)
+			memset(g_srv.buf + r, 0, len - (uint64_t)r);
+		if (pwrite(f->memfd, g_srv.buf, len, (off_t)off) != (ssize_t)len) {
+			kiln_wipe(g_srv.buf, len);
+			return -EIO;
+		}
+		kiln_wipe(g_srv.buf, len);
+		n = 0;
+		for (uint64_t k = c; k < e; k++)
+			n += rt__ck_set_valid(f->seg, k);
+		f->valid_stored += n;
+		atomic_fetch_add(&g_srv.vseg->cache_bytes, n * cs);
+		c = e;
+	}
+	return 0;
+}
+
+int sf_fill(struct sfile *f, uint64_t first, uint64_t count)
+{
+	uint64_t nst = srv_nchunks(atomic_load(&f->seg->stored_size));
+	uint64_t end = first + count, w = words_of(f);
+	int ret;
+
+	if (count == 0 || first >= nst)
+		return 0;
+	if (end > nst || end < first)
+		end = nst;
+	if (end > w)
+		return -EINVAL;
+	ret = fill_range(f, first, end, /*strict=*/true);
+	if (ret)
+		return ret;
+	/* Sequential: the next miss starts where the last read-ahead ended. */
+	f->ra_win = first == f->ra_end && f->ra_win ? f->ra_win * 2 : SRV_RA_MIN;
+	if (f->ra_win > SRV_RA_MAX)
+		f->ra_win = SRV_RA_MAX;
+	f->ra_end = end + f->ra_win < nst ? end + f->ra_win : nst;
+	ret = fill_range(f, end, f->ra_end, /*strict=*/false);
+	set_all_valid(f);
+	return ret;
+}
+
+/* Write chunks [c, e) (all taken dirty) of f back through pf. */
+static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
+{
+	uint64_t cs = g_srv.cs, per = g_srv.buf_size / cs;
+
+	while (c < e) {
+		uint64_t k = e - c < per ? e : c + per;
+		uint64_t off = c * cs, len = (k * cs < size ? k * cs : size) - off;
+		struct kiln_err err = { 0 };
+		ssize_t r;
+
+		if (off >= size)
+			return 0;
+		r = pread(f->memfd, g_srv.buf, len, (off_t)off);
+		if (r != (ssize_t)len) {
+			kiln_wipe(g_srv.buf, len);
+			return -EIO;
+		}
+		r = pf_pwrite(f->pf, g_srv.buf, len, off, &err);
+		kiln_wipe(g_srv.buf, len);
+		if (r < 0)
+			return srv_fail((int)r, &err);
+		c = k;
+	}
+	return 0;
+}
+
+int sf_writeback(struct sfile *f)
+{
+	struct kiln_err err = { 0 };
+	uint64_t size, n, w = words_of(f), taken = 0, old_stored, psize = 0;
+	struct stat st;
+	int ret = 0;
+
+	if (fstat(f->memfd, &st) < 0)
+		return -errno;
+	size = (uint64_t)st.st_size;
+	n = srv_nchunks(size);
+	if (n > w)
+		n = w; /* cannot be: writers grow the state first */
+	if (f->wmaps) {
+		/* Stores through a writable mapping leave no mark: every valid
+		 * chunk of the file may have changed. */
+		for (uint64_t c = 0; c < n; c++) {
+			uint32_t old = atomic_fetch_or(&f->seg->w[c], 0);
+
+			if ((old & RT_CK_VALID) && !(old & RT_CK_DIRTY) &&
+			    !(atomic_fetch_or(&f->seg->w[c], RT_CK_DIRTY) & RT_CK_DIRTY))
+				atomic_fetch_add(&g_srv.vseg->dirty_bytes, g_srv.cs);
+		}
+	}
+	for (uint64_t c = 0; c < n && !ret;) {
+		uint64_t e = c;
+
+		while (e < n && rt__ck_take_dirty(f->seg, e))
+			e++;
+		if (e == c) {
+			c++;
+			continue;
+		}
+		taken += e - c;
+		ret = write_run(f, c, e, size);
+		if (ret) {
+			/* Not stored: dirty again, for a retry. */
+			for (uint64_t k = c; k < e; k++)
+				atomic_fetch_or(&f->seg->w[k], RT_CK_DIRTY);
+			taken -= e - c;
+		}
+		c = e;
+	}
+	atomic_fetch_sub(&g_srv.vseg->dirty_bytes, taken * g_srv.cs);
+	if (ret) {
+		atomic_fetch_or(&f->seg->flags, RT_FS_FAILED);
+		return ret;
+	}
+	if (!pf_get_size(f->pf, &psize) && psize != size &&
+	    (ret = pf_ftruncate(f->pf, size, &err)))
+		return srv_fail(ret, &err);
+	old_stored = atomic_load(&f->seg->stored_size);
+	move_stored(f, size);
+	if (size != old_stored)
+		recount(f);
+	if (f->path && (st.st_mtim.tv_sec != f->mtime_saved.tv_sec ||
+			st.st_mtim.tv_nsec != f->mtime_saved.tv_nsec)) {
+		ret = pf_set_mtime(g_srv.vol, f->path,
+				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
+		if (ret)
+			return srv_fail(ret, &err);
+		f->mtime_saved = st.st_mtim;
+	}
+	return 0;
+}
+
+/* Forget chunks [from, to): no longer part of the file. */
+static void drop_words(struct sfile *f, uint64_t from, uint64_t to)
+{
+	uint64_t w = words_of(f), valid = 0, dirty = 0;
+
+	for (uint64_t c = from; c < to && c < w; c++) {
+		uint32_t old = atomic_fetch_and(&f->seg->w[c], ~(RT_CK_VALID | RT_CK_DIRTY));
+
+		valid += (old & RT_CK_VALID) != 0;
+		dirty += (old & RT_CK_DIRTY) != 0;
+	}
+	atomic_fetch_sub(&g_srv.vseg->cache_bytes, valid * g_srv.cs);
+	atomic_fetch_sub(&g_srv.vseg->dirty_bytes, dirty * g_srv.cs);
+}
+
+int sf_truncate(struct sfile *f, uint64_t size)
+{
+	struct kiln_err err = { 0 };
+	uint64_t cs = g_srv.cs, nn = srv_nchunks(size), old, stored;
+	struct stat st;
+	int ret;
+
+	if (size > (UINT64_C(1) << 50))
+		return -EFBIG;
+	if (nn > words_of(f) && (ret = sf_grow(f, nn)))
+		return ret;
+	if (fstat(f->memfd, &st) < 0)
+		return -errno;
+	old = (uint64_t)st.st_size;
+	stored = atomic_load(&f->seg->stored_size);
+	if (size % cs && size < old && size / cs < words_of(f)) {
+		/* The new last chunk keeps only its head: fill it first, then
+		 * its cut tail is written back as part of it. */
+		ret = sf_fill(f, size / cs, 1);
+		if (ret)
+			return ret;
+	}
+	if (ftruncate(f->memfd, (off_t)size) < 0)
+		return -errno;
+	drop_words(f, nn, srv_nchunks(old > stored ? old : stored));
+	if (size % cs && size < old)
+		rt__ck_mark(f->seg, g_srv.vseg, size / cs, size / cs);
+	ret = pf_ftruncate(f->pf, size, &err);
+	if (ret)
+		return srv_fail(ret, &err);
+	move_stored(f, size < old ? size : old);
+	atomic_store(&f->seg->stored_size, size);
+	recount(f);
+	return fill_tail(f);
+}
+
+
+int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
+{
+	uint64_t cs = g_srv.cs, end = off + len, c0 = off / cs, c1;
+	struct stat st;
+	int ret;
+
+	if (len == 0 || end < off || end > (UINT64_C(1) << 50))
+		return -EINVAL;
+	c1 = (end - 1) / cs;
+	if (c1 >= words_of(f) && (ret = sf_grow(f, c1 + 1)))
+		return ret;
+	if (fstat(f->memfd, &st) < 0)
+		return -errno;
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		/* The partial chunks at both ends keep their other bytes. */
+		if ((ret = sf_fill(f, c0, 1)) || (ret = sf_fill(f, c1, 1)))
+			return ret;
+	} else if (mode & ~FALLOC_FL_KEEP_SIZE) {
+		return -EOPNOTSUPP;
+	}
+	if (fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0)
+		return -errno;
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		uint64_t size = (uint64_t)st.st_size;
+
+		if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size)
+			size = end;
+		if (size)
+			rt__ck_mark(f->seg, g_srv.vseg, c0, c1 < srv_nchunks(size) ? c1 :
+				    srv_nchunks(size) - 1);
+	}
+	return 0;
+}
+
+void sf_unhold(struct sfile *f)
+{
+	if (f->holds)
+		f->holds--;
+	if (!f->holds && !f->maps && !f->path)
+		sf_free(f);
+}
+
+void sf_unmap(struct sfile *f, bool writable)
+{
+	if (writable) {
+		/* What the mapping stored is written back with the next commit. */
+		uint64_t n = words_of(f), newly = 0;
+
+		for (uint64_t c = 0; c < n; c++) {
+			uint32_t old = atomic_load(&f->seg->w[c]);
+
+			if ((old & RT_CK_VALID) &&
+			    !(atomic_fetch_or(&f->seg->w[c], RT_CK_DIRTY) & RT_CK_DIRTY))
+				newly++;
+		}
+		atomic_fetch_add(&g_srv.vseg->dirty_bytes, newly * g_srv.cs);
+		if (f->wmaps)
+			f->wmaps--;
+	}
+	if (f->maps && --f->maps == 0)
+		atomic_fetch_and(&f->seg->flags, ~RT_FS_NOEVICT);
+	if (!f->holds && !f->maps && !f->path)
+		sf_free(f);
+}
+
+void sf_unlinked(struct sfile *f)
+{
+	if (!f->path)
+		return;
+	index_del(f);
+	free(f->path);
+	f->path = NULL;
+	/* Clients that hold it keep using it (pf keeps the data until the last
+	 * handle closes). */
+	if (!f->holds && !f->maps)
+		sf_free(f);
+}
+
+void sf_renamed(const char *from, const char *to)
+{
+	size_t flen = strlen(from);
+
+	for (struct sfile *f = g_srv.files; f; f = f->next) {
+		char *np;
+
+		if (!f->path || strncmp(f->path, from, flen) != 0 ||
+		    (f->path[flen] != '\0' && f->path[flen] != '/'))
+			continue;
+		if (asprintf(&np, "%s%s", to, f->path + flen) < 0)
+			continue; /* FIXME(ENOMEM): the file keeps its old name here */
+		index_del(f);
+		free(f->path);
+		f->path = np;
+		index_add(f);
+	}
+}
+
+int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns)
+{
+	struct stat st;
+
+	if (fstat(f->memfd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
+}
+
+/* ---- eviction -------------------------------------------------------------
+ * Clean, unpinned chunks are punched out of the memfd. A file is skipped
+ * while mapped, and while a client holds its append lock (an OFD lock on
+ * byte 0 of the state memfd): an append writes into the chunk at the end of
+ * the file, which is never evicted while the lock is held by the evictor. */
+static uint64_t evict_file(struct sfile *f, uint64_t want)
+{
+	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	uint64_t cs = g_srv.cs, freed = 0, n, tail, nst;
+	struct stat st;
+
+	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) ||
+	    fcntl(f->statefd, F_OFD_SETLK, &lk) < 0)
+		return 0;
+	if (fstat(f->memfd, &st) < 0)
+		goto out;
+	n = srv_nchunks((uint64_t)st.st_size);
+	if (n > words_of(f))
+		n = words_of(f);
+	tail = (uint64_t)st.st_size % cs ? (uint64_t)st.st_size / cs : UINT64_MAX;
+	nst = srv_nchunks(atomic_load(&f->seg->stored_size));
+	atomic_store(&f->seg->all_valid, 0);
+	atomic_fetch_add(&f->seg->evict_seq, 1);
+	for (uint64_t i = 0; i < n && freed < want; i++) {
+		uint64_t c = (f->hand + i) % n, e;
+
+		/* Written-back chunks only (below stored_size): a chunk past it
+		 * would read as zeros once punched. */
+		if (c == tail || c >= nst || !rt__ck_claim(f->seg, c))
+			continue;
+		for (e = c + 1; e < n && e < nst && e != tail && freed + (e - c) * cs < want &&
+		     rt__ck_claim(f->seg, e); e++)
+			;
+		fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(c * cs),
+			  (off_t)((e - c) * cs));
+		for (uint64_t k = c; k < e; k++)
+			rt__ck_evicted(f->seg, k);
+		f->valid_stored -= e - c;
+		freed += (e - c) * cs;
+		i += e - c - 1;
+		f->hand = e;
+	}
+	atomic_fetch_add(&f->seg->evict_seq, 1);
+	atomic_fetch_sub(&g_srv.vseg->cache_bytes, freed);
+	set_all_valid(f);
+out:
+	lk.l_type = F_UNLCK;
+	fcntl(f->statefd, F_OFD_SETLK, &lk);
+	return freed;
+}
+
+void sf_balance(bool writeback_all)
+{
+	struct rt_vseg *v = g_srv.vseg;
+	uint64_t limit = v->cache_limit, target = limit - limit / 8;
+
+	if (writeback_all || atomic_load(&v->dirty_bytes) > v->dirty_background ||
+	    atomic_load(&v->cache_bytes) > limit) {
+		for (struct sfile *f = g_srv.files; f; f = f->next)
+			if (writeback_all || atomic_load(&v->cache_bytes) > target)
+				sf_writeback(f); /* a failure is reported at the commit */
+	}
+	if (atomic_load(&v->cache_bytes) <= limit)
+		return;
+	/* Round robin over the files, a bounded slice of each. */
+	for (size_t pass = 0; pass < 2 * g_srv.nfiles + 2; pass++) {
+		uint64_t cur = atomic_load(&v->cache_bytes);
+		struct sfile *f = g_srv.hand ? g_srv.hand : g_srv.files;
+
+		if (cur <= target || !f)
+			break;
+		g_srv.hand = f->next;
+		evict_file(f, cur - target);
+	}
+}

@@ -1,0 +1,113 @@
+/* kiln runtime, file shield v2: internals of the volume server (server.c: the
+ * process, connections and requests; srv_file.c: the open files, their
+ * memfds, fills, write-back, truncation and eviction). Single-threaded: no
+ * locks; the clients' side of the shared state is lock-free (chunk.c). */
+#ifndef KILN_RUNTIME_SHIELD_SRV_INT_H
+#define KILN_RUNTIME_SHIELD_SRV_INT_H
+
+#include <stdarg.h>
+#include <time.h>
+
+#include "runtime/shield/server.h"
+
+/* Read-ahead window of fills (chunks): starts small, doubles while a file is
+ * read sequentially. */
+#define SRV_RA_MIN 16u
+#define SRV_RA_MAX 1024u
+/* Files up to this size are filled whole when opened (servers read small
+ * files whole; one round trip instead of one per read). */
+#define SRV_FILL_AT_OPEN (64u * 1024)
+
+/* One open file: its pf handle, plaintext memfd and state memfd. Owned by
+ * g_srv (files list, path index); it lives while clients hold it or it holds
+ * valid or dirty chunks (a cache of closed files, bounded like the rest). */
+struct sfile {
+	uint64_t id;
+	char *path;            /* volume path, malloc'd; NULL once unlinked */
+	pf_file_t *pf;
+	int memfd, statefd;    /* owned */
+	struct rt_fseg *seg;   /* shared mapping of statefd */
+	size_t seg_bytes;      /* mapped */
+	uint64_t holds;        /* client holds (opens, attaches) */
+	uint32_t maps, wmaps;  /* client mappings (writable ones) */
+	bool want_commit;      /* a client asked for a durable commit */
+	uint64_t valid_stored; /* VALID chunks below stored_size */
+	uint64_t ra_end, ra_win; /* read-ahead */
+	uint64_t hand;         /* eviction clock within the file */
+	struct timespec mtime_saved; /* memfd mtime as last given to pf */
+	struct sfile *next, *hnext;
+};
+
+/* One client connection. */
+struct shold {
+	struct sfile *f;
+	uint32_t holds, maps, wmaps;
+};
+
+struct sconn {
+	int fd;                /* owned */
+	bool authed;
+	bool waiting;          /* a commit reply is due */
+	int32_t wait_status;
+	uint8_t nonce[RT_NONCE_SIZE];
+	uint64_t deadline_ns;  /* for the handshake */
+	pid_t pid;
+	uid_t uid;
+	struct shold *holds;   /* malloc'd */
+	size_t nholds, cap;
+	struct sconn *next;
+};
+
+struct srv {
+	pf_volume_t *vol;
+	uint32_t cs;
+	int vsegfd;
+	struct rt_vseg *vseg;
+	struct sfile *files;
+	struct sfile **by_path;
+	size_t nbuckets, nfiles;
+	uint64_t next_id;
+	struct sfile *hand;    /* eviction clock over files */
+	uint8_t *buf;          /* fill / write-back buffer */
+	size_t buf_size;
+	int log_fd;
+	bool commit_all;       /* SYNCALL pending */
+	bool need_commit;      /* some FSYNC pending */
+	char errmsg[RT_ERRMSG_MAX]; /* message of the last failed operation */
+};
+extern struct srv g_srv;
+
+void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Remember msg (from a pf error) as the text of the next failed reply. */
+int srv_fail(int code, struct kiln_err *err);
+
+static inline uint64_t srv_nchunks(uint64_t size)
+{
+	return (size + g_srv.cs - 1) / g_srv.cs;
+}
+
+/* srv_file.c */
+int sf_init(void);
+struct sfile *sf_by_path(const char *path);
+struct sfile *sf_by_id(uint64_t id);
+/* Open (creating per flags) path: the file, existing or new. */
+int sf_open(const char *path, int flags, mode_t mode, struct sfile **out);
+int sf_fill(struct sfile *f, uint64_t first, uint64_t count);
+/* Write the file's dirty chunks back through pf (not a commit). */
+int sf_writeback(struct sfile *f);
+int sf_truncate(struct sfile *f, uint64_t size);
+int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len);
+int sf_grow(struct sfile *f, uint64_t words);
+/* A hold (or a mapping) less; frees an unlinked file's last hold. */
+void sf_unhold(struct sfile *f);
+void sf_unmap(struct sfile *f, bool writable);
+/* The path went away (unlink, replaced by rename); renamed from -> to. */
+void sf_unlinked(struct sfile *f);
+void sf_renamed(const char *from, const char *to);
+/* Size and mtime of f as the memfd says (while the server holds it). */
+int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns);
+/* Keep the cache under its bound: write back, then evict clean chunks. */
+void sf_balance(bool writeback_all);
+void sf_free_all(void);
+
+#endif
