@@ -1,5 +1,6 @@
 /* kiln fs: inspect and edit protected volumes offline; mount them with FUSE. */
 #include "cli/cli.h"
+#include "cli/fs_live.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -229,6 +230,21 @@ int cli_fs_close_volume(pf_volume_t *v, int status)
 		return CLI_EXIT_FAIL;
 	}
 	return status;
+}
+
+/* A running workload's volume server for dir, or NULL: ls and cat go
+ * through it (fs_live.c), since it owns the volume while it runs. */
+static struct fs_live *live_server(const char *dir)
+{
+	uint8_t key[PF_KEY_SIZE];
+	const char *kf = key_file();
+	struct fs_live *l = NULL;
+
+	if (!kf || check_volume_dir(dir) || read_key(kf, key))
+		return NULL;
+	fs_live_connect(dir, key, &l);
+	kiln_wipe(key, sizeof(key));
+	return l;
 }
 
 /* ---- option parsing ---- */
@@ -479,6 +495,7 @@ out:
 static int cmd_cat(int argc, char **argv)
 {
 	struct kiln_err err = { 0 };
+	struct fs_live *live;
 	struct fs_args a;
 	pf_volume_t *v;
 	pf_file_t *f = NULL;
@@ -488,6 +505,11 @@ static int cmd_cat(int argc, char **argv)
 
 	if (ret >= 0)
 		return ret;
+	if ((live = live_server(a.pos[0]))) {
+		ret = fs_live_cat(live, a.pos[1]);
+		fs_live_close(live);
+		return ret ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	}
 	if (cli_fs_open_volume(a.pos[0], &v))
 		return CLI_EXIT_FAIL;
 	buf = malloc(FS_IO_SIZE);
@@ -560,6 +582,7 @@ static int ls_dir(pf_volume_t *v, const char *dir, bool recursive)
 
 static int cmd_ls(int argc, char **argv)
 {
+	struct fs_live *live;
 	struct fs_args a;
 	pf_volume_t *v;
 	char dir[PF_MAX_PATH];
@@ -569,11 +592,16 @@ static int cmd_ls(int argc, char **argv)
 
 	if (ret >= 0)
 		return ret;
-	if (cli_fs_open_volume(a.pos[0], &v))
-		return CLI_EXIT_FAIL;
 	snprintf(dir, sizeof(dir), "%s", a.npos > 1 ? a.pos[1] : "");
 	while (dir[0] == '/')
 		memmove(dir, dir + 1, strlen(dir));
+	if ((live = live_server(a.pos[0]))) {
+		ret = fs_live_ls(live, dir, a.recursive);
+		fs_live_close(live);
+		return ret ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	}
+	if (cli_fs_open_volume(a.pos[0], &v))
+		return CLI_EXIT_FAIL;
 	ret = pf_stat(v, dir, &st, &err);
 	if (ret) {
 		cli_error("%s", kiln_err_msg(&err, ret));

@@ -132,6 +132,24 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		strcpy(cfg->volume_dirs[cfg->n_volume_dirs++].name, word);
 		return 0;
 	}
+	if (strncmp(line, "fd ", 3) == 0) {
+		uint64_t n[4];
+
+		p = line + 3;
+		for (int i = 0; i < 4; i++) {
+			p = next_word(p, word, sizeof(word));
+			if (!p || kiln_parse_u64(word, &n[i]))
+				return -KILN_EFORMAT;
+		}
+		if (*p || n[0] >= RT_FD_MAX || n[1] >= RT_MAX_VOLUMES ||
+		    cfg->n_fds >= RT_MAX_INHERITED_FDS)
+			return -KILN_EFORMAT;
+		cfg->fds[cfg->n_fds].fd = (int)n[0];
+		cfg->fds[cfg->n_fds].vol = (int)n[1];
+		cfg->fds[cfg->n_fds].id = n[2];
+		cfg->fds[cfg->n_fds++].ino = n[3];
+		return 0;
+	}
 	if (strncmp(line, "cwd /", 5) == 0)
 		return rt_path_normalize(NULL, line + 4, cfg->cwd, sizeof(cfg->cwd)) ? -KILN_EFORMAT
 										: 0;

@@ -110,6 +110,7 @@ struct rt_volume_cfg {
 };
 
 #define RT_MAX_HOST_ENV 32
+#define RT_MAX_INHERITED_FDS 256
 
 struct rt_config {
 	bool dev;                      /* development mode: no attestation */
@@ -135,6 +136,16 @@ struct rt_config {
 	} volume_dirs[RT_MAX_VOLUMES];
 	size_t n_volumes;
 	struct rt_volume_cfg volumes[RT_MAX_VOLUMES];
+	/* Protected fds inherited across exec (the file shield attaches them
+	 * again in the new program): fd number, volume index, server file id,
+	 * inode of the file's memfd. */
+	size_t n_fds;
+	struct {
+		int fd;
+		int vol;
+		uint64_t id;
+		uint64_t ino;
+	} fds[RT_MAX_INHERITED_FDS];
 };
 
 /* A small strict JSON reader for the attestation answers (json.c): libkiln
@@ -175,6 +186,8 @@ int rt_json_quote(const char *s, char **out);
  *   service <name> / tee <sim|host>      (attestation; no secrets)
  *   las-socket <path> / host-env <NAME> / volume-dir <name> <dir>
  *                     (attestation, docs/attestation.md; the last two repeat)
+ *   fd <n> <volume index> <file id> <memfd inode>  (a protected fd inherited
+ *                     across exec; repeats, at most RT_MAX_INHERITED_FDS)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the

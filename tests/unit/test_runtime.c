@@ -51,8 +51,13 @@ static void test_syscall_table_contents(void **state)
 	assert_int_equal(g_rt_syscalls[SYS_openat].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_openat].paths[0][0], 0);
 	assert_int_equal(g_rt_syscalls[SYS_openat].paths[0][1], 1);
-	assert_int_equal(g_rt_syscalls[SYS_read].action, RT_SYS_PASS);
+	/* Data calls on a protected fd keep the shared chunk state. */
+	assert_int_equal(g_rt_syscalls[SYS_read].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_read].fd_mask, 1);
+	assert_string_equal(g_rt_syscalls[SYS_pwritev2].handler, "rt__sys_data");
+	assert_int_equal(g_rt_syscalls[SYS_mmap].fd_mask, 1 << 4);
+	assert_int_equal(g_rt_syscalls[SYS_munmap].action, RT_SYS_RUNTIME);
+	assert_int_equal(g_rt_syscalls[SYS_ioctl].action, RT_SYS_PASS);
 	assert_int_equal(g_rt_syscalls[SYS_close].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_fsync].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_link].action, RT_SYS_REFUSE);

@@ -212,7 +212,6 @@ static void env_init(struct env *e, uint64_t cache)
 	e->cfg.open_volume = open_posix;
 	e->cfg.arg = e;
 	e->cfg.cache_limit = cache;
-	e->cfg.log_fd = 2;
 	assert_int_equal(rt__auth_derive(g_key, &e->keys), 0);
 }
 

@@ -5,6 +5,8 @@
  * which keeps that chunk in memory until the file is closed everywhere). */
 #include "runtime/shield/proto.h"
 
+#include <errno.h>
+
 static bool needs_fill(struct rt_fseg *f, uint64_t c, uint32_t w)
 {
 	if ((w & RT_CK_VALID) && !(w & RT_CK_BUSY))
@@ -82,4 +84,44 @@ void rt__ck_evicted(struct rt_fseg *f, uint64_t c)
 bool rt__ck_take_dirty(struct rt_fseg *f, uint64_t c)
 {
 	return atomic_fetch_and(&f->w[c], ~RT_CK_DIRTY) & RT_CK_DIRTY;
+}
+
+int rt__ck_lock_init(struct rt_fseg *f)
+{
+	pthread_mutexattr_t a;
+	int ret = pthread_mutexattr_init(&a);
+
+	if (!ret)
+		ret = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!ret)
+		ret = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!ret)
+		ret = pthread_mutex_init(&f->append_lock, &a);
+	pthread_mutexattr_destroy(&a);
+	return -ret;
+}
+
+static bool took(struct rt_fseg *f, int ret)
+{
+	/* Its last owner died holding it: what it was doing either reached the
+	 * memfd or not; the lock itself is fine again. */
+	if (ret == EOWNERDEAD)
+		pthread_mutex_consistent(&f->append_lock);
+	return ret == 0 || ret == EOWNERDEAD;
+}
+
+bool rt__ck_trylock(struct rt_fseg *f)
+{
+	return took(f, pthread_mutex_trylock(&f->append_lock));
+}
+
+void rt__ck_lock(struct rt_fseg *f)
+{
+	while (!took(f, pthread_mutex_lock(&f->append_lock)))
+		;
+}
+
+void rt__ck_unlock(struct rt_fseg *f)
+{
+	pthread_mutex_unlock(&f->append_lock);
 }

@@ -1,7 +1,7 @@
 /* kiln runtime, file shield: open file descriptions. The program's fd on a
- * protected file is its own open of the node's memfd; the fd table (fdtable.c)
- * maps it to a struct rt_ofd, shared by its dup'd copies, which holds a
- * reference on the node (or, for a directory, the listing). */
+ * protected file is its own open of the server's memfd; the fd table
+ * (fdtable.c) maps it to a struct rt_ofd, shared by its dup'd copies, which
+ * holds a reference on the node (or, for a directory, the listing). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +13,8 @@
 
 #include "runtime/shield/internal.h"
 
-/* Descriptions whose last fd was closed without the lock (rt__close_lockfree),
- * released under the lock by the next call that takes it. */
+/* Descriptions whose last reference went without the lock (a lock-free close
+ * or data call), released under the lock by the next call that takes it. */
 static _Atomic(struct rt_ofd *) g_released;
 /* Lock-free closes in progress, and a fork waiting for them (see
  * rt__shield_before_fork). */
@@ -27,21 +27,20 @@ static void ofd_release(struct rt_ofd *o)
 {
 	if (o->kind == RT_FD_FILE)
 		rt__node_unref(o->node);
-	if (o->names)
-		pf_names_free(o->names, o->count);
+	free(o->list);
 	free(o->rel);
 	free(o);
 }
 
 void rt__ofd_unref(struct rt_ofd *o)
 {
-	if (o && --o->refs == 0)
+	if (o && atomic_fetch_sub(&o->refs, 1) == 1)
 		ofd_release(o);
 }
 
 /* Take a reference on a description found in the fd table, unless its last fd
- * was closed meanwhile (rt__close_lockfree owns it then). */
-static bool ofd_tryref(struct rt_ofd *o)
+ * was closed meanwhile (the closer owns it then). */
+bool rt__ofd_tryref(struct rt_ofd *o)
 {
 	int r = atomic_load(&o->refs);
 
@@ -51,12 +50,11 @@ static bool ofd_tryref(struct rt_ofd *o)
 	return false;
 }
 
-/* ---- closes without the lock ----------------------------------------------
- * nginx opens, reads and closes a file per request. The close of an fd on a
- * file this process never wrote needs neither pf nor the volume lock, only
- * the fd table and the node's reference count: the fd's slot is taken with
- * one compare-and-swap, and a description whose last fd this was goes to
- * g_released, which the next caller of the lock drains (rt__released_take). No
+/* ---- releases without the lock --------------------------------------------
+ * nginx opens, reads and closes a file per request. The close of an fd needs
+ * only the fd table and the description's reference count: the fd's slot is
+ * taken with one compare-and-swap, and a description whose last reference
+ * this was goes to g_released, which the next caller of the lock drains. No
  * signal mask change, no mutex: signals may arrive at any point, and a
  * handler that calls into the shield finds consistent state. */
 static void release_later(struct rt_ofd *o)
@@ -68,44 +66,20 @@ static void release_later(struct rt_ofd *o)
 	while (!atomic_compare_exchange_weak(&g_released, &head, o));
 }
 
-/* Under g_shield_lock: release what rt__close_lockfree left. With all == false, those of
- * written files (their release saves them, which needs the volume lock and a
- * current pf) are returned instead. */
-struct rt_ofd *rt__released_take(bool all)
+void rt__ofd_unref_lockfree(struct rt_ofd *o)
 {
-	struct rt_ofd *o = atomic_exchange(&g_released, NULL), *next, *held = NULL;
+	if (atomic_fetch_sub(&o->refs, 1) == 1)
+		release_later(o);
+}
+
+/* Under g_shield_lock. */
+void rt__released_drain(void)
+{
+	struct rt_ofd *o = atomic_exchange(&g_released, NULL), *next;
 
 	for (; o; o = next) {
 		next = o->next_released;
-		if (!all && o->kind == RT_FD_FILE && o->node->vol && o->node->writable) {
-			o->next_released = held;
-			held = o;
-			continue;
-		}
 		ofd_release(o);
-	}
-	return held;
-}
-
-void rt__released_put(struct rt_ofd *list)
-{
-	struct rt_ofd *next;
-
-	for (; list; list = next) {
-		next = list->next_released;
-		ofd_release(list);
-	}
-}
-
-/* Under g_shield_lock, without the volume lock: release what needs no save; keep the
- * rest for the next rt__vols_lock. */
-void rt__released_drain_ro(void)
-{
-	struct rt_ofd *held = rt__released_take(false), *next;
-
-	for (; held; held = next) {
-		next = held->next_released;
-		release_later(held);
 	}
 }
 
@@ -116,32 +90,17 @@ long rt__close_lockfree(int fd)
 
 	if (rt_fd_kind(fd) != RT_FD_FILE)
 		return -EAGAIN;
+	/* --freshness on-close commits at the last close of a written file:
+	 * that one waits for the commit, under the lock. */
+	if (g_rt.cfg.freshness == RT_FRESH_ON_CLOSE && o->node->vol &&
+	    atomic_load(&o->node->wrote))
+		return -EAGAIN;
 	atomic_fetch_add(&g_closing, 1);
 	t_closing++;
 	if (atomic_load(&g_forking) || !rt_fd_clear_if(fd, RT_FD_FILE, o))
 		goto out;
 	/* The slot's reference is ours now. */
-	if (atomic_fetch_sub(&o->refs, 1) == 1) {
-		if (o->node->vol && o->node->writable) {
-			struct rt_guard g;
-
-			/* Written: saved now, under the locks (--freshness on-close). */
-			rt__enter(&g);
-			pthread_mutex_lock(&g_shield_lock);
-			r = rt__vols_lock();
-			ofd_release(o);
-			rt__vols_unlock(false);
-			pthread_mutex_unlock(&g_shield_lock);
-			rt__leave(&g);
-			if (r) {
-				rt__raw(SYS_close, fd);
-				r = -EIO;
-				goto out;
-			}
-		} else {
-			release_later(o);
-		}
-	}
+	rt__ofd_unref_lockfree(o);
 	r = rt__raw(SYS_close, fd);
 out:
 	t_closing--;
@@ -164,7 +123,7 @@ void rt__closes_resume(void)
 	atomic_store(&g_forking, false);
 }
 
-/* Track fd as sharing o; drops whatever newfd held before. */
+/* Track fd as sharing o; drops whatever fd held before. */
 void rt__fd_attach(int fd, struct rt_ofd *o)
 {
 	struct rt_ofd *old;
@@ -174,7 +133,7 @@ void rt__fd_attach(int fd, struct rt_ofd *o)
 	if (old && (kind == RT_FD_FILE || kind == RT_FD_DIR))
 		rt__ofd_unref(old);
 	if (o) {
-		o->refs++;
+		atomic_fetch_add(&o->refs, 1);
 		rt_fd_set(fd, o->kind, o);
 	}
 }
@@ -189,15 +148,22 @@ static int fd_detach(int fd)
 	return 0;
 }
 
-static long close_locked(long fd)
+long rt__shield_close(long fd)
 {
+	struct rt_guard g;
+	long r = rt__close_lockfree((int)fd);
+
+	if (r != -EAGAIN)
+		return r;
 	if (rt__own_badf(fd))
 		return -EBADF;
+	rt__lock(&g);
 	fd_detach((int)fd);
-	return rt__raw(SYS_close, fd);
+	r = rt__raw(SYS_close, fd);
+	rt__unlock(&g);
+	return r;
 }
 
-/* ---- open ----------------------------------------------------------------- */
 /* ---- open ----------------------------------------------------------------- */
 static long open_dir(struct rt_target *t, int flags)
 {
@@ -251,98 +217,219 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 	}
 	o->kind = RT_FD_FILE;
 	o->node = n;
+	o->append = rflags & O_APPEND;
 	n->refs++;
+	rt__cache_take(n);
 	rt__fd_attach((int)fd, o);
 	return fd;
 }
 
+#define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME)
+
+/* An open of a file this process holds, answered without the server: the
+ * namespace is unchanged since the lookup that named the file. -EAGAIN: ask
+ * the server. */
+static long open_fast(struct rt_target *t, int flags)
+{
+	struct rt_stat_reply r;
+	struct rt_node *n;
+	int ret;
+
+	if (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE))
+		return -EAGAIN;
+	if (!rt__lookup_cached(t->vol, t->rel, &ret, &r) || ret || !r.id || S_ISDIR(r.mode))
+		return -EAGAIN;
+	n = rt__node_by_id(t->vol, r.id);
+	if (!n)
+		return -EAGAIN;
+	return rt__ofd_open_node(n, flags & RFLAGS);
+}
+
 /* t names a volume path (the handler resolved it and dealt with O_TMPFILE
  * and O_PATH). */
-static long open_locked(struct rt_target *t, int flags, mode_t mode)
+static long open_server(struct rt_target *t, int flags, mode_t mode);
+
+long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
 {
-	struct kiln_err err = { 0 };
-	struct pf_stat st;
-	struct rt_node *n;
-	bool exists;
-	int ret, rflags;
+	struct rt_guard g;
 	long fd;
 
-	ret = pf_stat(t->vol->pf, t->rel, &st, &err);
-	if (ret && ret != -ENOENT && ret != -ENOTDIR) {
-		rt__say_pf(t->vol->cfg->mount, t->rel, ret, &err);
-		return ret <= -KILN_EBASE ? -EIO : ret;
+	rt__lock(&g);
+	if (t->vfile) {
+		fd = rt__vfile_open(t->vfile, flags);
+	} else {
+		fd = open_server(t, flags, mode);
+		/* Out of fds (a reply's fds could not even be received): what
+		 * the cache of closed files holds is given back, once. */
+		if ((fd == -EMFILE || fd == -EMSGSIZE) && rt__cache_shrink())
+			fd = open_server(t, flags, mode);
 	}
-	exists = ret == 0;
-	if (exists && (flags & O_CREAT) && (flags & O_EXCL))
-		return -EEXIST;
-	if (exists && st.is_dir)
-		return open_dir(t, flags);
-	if (!exists && !(flags & O_CREAT))
-		return ret;
-	if (flags & O_DIRECTORY)
-		return exists ? -ENOTDIR : -ENOENT;
-	n = rt__node_find(t->vol, t->rel);
-	if (!n) {
-		ret = rt__node_open(t->vol, t->rel, flags, mode, &n);
+	rt__unlock(&g);
+	return fd == -EMSGSIZE ? -EMFILE : fd;
+}
+
+static long open_server(struct rt_target *t, int flags, mode_t mode)
+{
+	struct rt_msg m = { .op = RT_OP_OPEN, .path = t->rel };
+	struct rt_call call;
+	struct rt_stat_reply r;
+	struct rt_node *n;
+	long fd;
+	int ret;
+
+	fd = open_fast(t, flags);
+	if (fd != -EAGAIN)
+		return fd;
+	if (flags & O_DIRECTORY) {
+		ret = rt__lookup(t->vol, t->rel, &r);
 		if (ret)
 			return ret;
+		if (!S_ISDIR(r.mode))
+			return -ENOTDIR;
 	}
-	rt__cache_take(n);
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
-		ret = rt__node_keep_synced(n);
-		if (ret) {
-			n->refs++;
-			rt__node_unref(n); /* back to the cache */
-			return ret;
+	m.flags = (uint32_t)(flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC));
+	m.mode = mode & 07777 & ~rt__umask();
+	ret = rt__vol_call(t->vol, &m, &call);
+	if (ret == 0 && call.size == sizeof(r)) {
+		memcpy(&r, call.body, sizeof(r));
+		if (S_ISDIR(r.mode)) {
+			rt__cl_done(t->vol, &call);
+			return open_dir(t, flags);
 		}
-		n->writable = true;
+		ret = rt__node_from_reply(t->vol, t->rel, &call, &n);
+	} else if (ret == 0) {
+		ret = -EPROTO;
 	}
-	rflags = flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_TRUNC | O_NOATIME);
-	/* Hold n across the reopen: a node made just now is released (flushed,
-	 * cached or freed) by this unref when the open fails. */
+	rt__cl_done(t->vol, &call);
+	if (ret)
+		return ret;
+	/* The reply's hold is this process's: one per node, dropped when it
+	 * goes. A node known already had one. */
+	if (n->refs > 0 || n->cached) {
+		struct rt_msg rel = { .op = RT_OP_RELEASE, .id = n->id };
+
+		rt__cl_simple(t->vol, &rel, NULL);
+	}
 	n->refs++;
-	fd = rt__ofd_open_node(n, rflags);
+	fd = rt__ofd_open_node(n, flags & RFLAGS);
 	rt__node_unref(n);
 	return fd;
 }
 
 /* ---- fd calls -------------------------------------------------------------- */
+/* Entries from the server: ino (u64), type (u8), name, NUL. */
+static int dir_fetch(struct rt_ofd *o)
+{
+	struct rt_msg m = { .op = RT_OP_READDIR, .a = o->cookie, .path = o->rel };
+	struct rt_call call;
+	int ret = rt__vol_call(o->vol, &m, &call);
+
+	if (ret == 0 && call.size < 8)
+		ret = -EPROTO;
+	if (ret == 0) {
+		free(o->list);
+		o->list = malloc(call.size);
+		if (!o->list) {
+			ret = -ENOMEM;
+		} else {
+			memcpy(o->list, call.body, call.size);
+			o->list_size = call.size;
+			o->list_pos = 8;
+			memcpy(&o->cookie, o->list, 8);
+			o->eof = o->cookie == 0;
+		}
+	}
+	rt__cl_done(o->vol, &call);
+	return ret;
+}
+
+static size_t put_dirent(void *buf, size_t size, size_t used, uint64_t ino, uint8_t type,
+			 const char *name, uint64_t pos)
+{
+	size_t nlen = strlen(name);
+	size_t reclen = (offsetof(struct dirent64, d_name) + nlen + 1 + 7) & ~(size_t)7;
+	struct dirent64 *d = (struct dirent64 *)((char *)buf + used);
+
+	if (used + reclen > size)
+		return 0;
+	d->d_ino = ino;
+	d->d_off = (off_t)(pos + 1);
+	d->d_reclen = (unsigned short)reclen;
+	d->d_type = type;
+	memcpy(d->d_name, name, nlen + 1);
+	return reclen;
+}
+
+static long getdents_locked(long fd, void *buf, size_t size);
+
+long rt__shield_getdents(long fd, void *buf, size_t size)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = getdents_locked(fd, buf, size);
+	rt__unlock(&g);
+	return r;
+}
+
 static long getdents_locked(long fd, void *buf, size_t size)
 {
-	struct kiln_err err = { 0 };
 	struct rt_ofd *o = rt_fd_get((int)fd);
-	size_t used = 0;
+	size_t used = 0, k;
 
 	if (rt_fd_kind((int)fd) != RT_FD_DIR)
 		return -ENOTDIR;
-	if (!o->names && o->pos == 0) {
-		int ret = pf_readdir(o->vol->pf, o->rel, &o->names, &o->count, &err);
-
-		if (ret) {
-			struct rt_target t = { .vol = o->vol, .rel = o->rel };
-
-			return rt__pf_result(&t, ret, &err);
-		}
-	}
-	while (o->pos < o->count + 2) {
-		const char *name = o->pos == 0 ? "." : o->pos == 1 ? ".." : o->names[o->pos - 2];
-		size_t nlen = strlen(name);
-		size_t reclen = (offsetof(struct dirent64, d_name) + nlen + 1 + 7) & ~(size_t)7;
-		struct dirent64 *d = (struct dirent64 *)((char *)buf + used);
-
-		if (used + reclen > size)
-			break;
-		d->d_ino = o->pos < 2 ? 1 : rt__ino_of(name);
-		d->d_off = (off_t)(o->pos + 1);
-		d->d_reclen = (unsigned short)reclen;
-		d->d_type = o->pos < 2 ? DT_DIR : DT_UNKNOWN;
-		memcpy(d->d_name, name, nlen + 1);
-		used += reclen;
+	while (o->pos < 2) {
+		k = put_dirent(buf, size, used, 1, DT_DIR, o->pos ? ".." : ".", o->pos);
+		if (!k)
+			return used ? (long)used : -EINVAL;
+		used += k;
 		o->pos++;
 	}
-	if (used == 0 && o->pos < o->count + 2)
-		return -EINVAL;
+	for (;;) {
+		const uint8_t *e;
+		uint64_t ino;
+		const char *name;
+
+		if (o->list_pos >= o->list_size) {
+			int ret;
+
+			if (o->list && o->eof)
+				break;
+			ret = dir_fetch(o);
+			if (ret)
+				return used ? (long)used : ret;
+			if (o->list_pos >= o->list_size)
+				break;
+		}
+		e = o->list + o->list_pos;
+		if (o->list_size - o->list_pos < 10 ||
+		    !memchr(e + 9, '\0', o->list_size - o->list_pos - 9))
+			return used ? (long)used : -EPROTO;
+		memcpy(&ino, e, 8);
+		name = (const char *)e + 9;
+		k = put_dirent(buf, size, used, ino, e[8], name, o->pos);
+		if (!k)
+			return used ? (long)used : -EINVAL;
+		used += k;
+		o->pos++;
+		o->list_pos += 9 + strlen(name) + 1;
+	}
 	return (long)used;
+}
+
+static long dup_locked(long nr, const long a[6]);
+
+long rt__shield_dup(long nr, const long a[6])
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = dup_locked(nr, a);
+	rt__unlock(&g);
+	return r;
 }
 
 static long dup_locked(long nr, const long a[6])
@@ -366,7 +453,7 @@ static long dup_locked(long nr, const long a[6])
 		rt__raw(SYS_close, fd);
 		return -EMFILE;
 	}
-	if (o && !ofd_tryref(o)) {
+	if (o && !rt__ofd_tryref(o)) {
 		/* Another thread closed a[0] (lock-free) after the kernel dup'd
 		 * it: the dup lost the race, as if it came second. */
 		fd_detach((int)fd);
@@ -375,8 +462,21 @@ static long dup_locked(long nr, const long a[6])
 	}
 	rt__fd_attach((int)fd, o);
 	if (o)
-		o->refs--; /* rt__fd_attach took one more */
+		atomic_fetch_sub(&o->refs, 1); /* rt__fd_attach took one more */
 	return fd;
+}
+
+static long close_range_locked(unsigned first, unsigned last, unsigned flags);
+
+long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = close_range_locked(first, last, flags);
+	rt__unlock(&g);
+	return r;
 }
 
 static long close_range_locked(unsigned first, unsigned last, unsigned flags)
@@ -405,56 +505,63 @@ static long close_range_locked(unsigned first, unsigned last, unsigned flags)
 	return 0;
 }
 
-static long fsync_locked(long fd)
+/* No lock: a commit may take a while, and the fsyncs of other threads join
+ * the same commit in the server meanwhile. */
+long rt__shield_fsync(long fd)
 {
-	struct kiln_err err = { 0 };
 	struct rt_ofd *o = rt_fd_get((int)fd);
 	bool commit = g_rt.cfg.freshness == RT_FRESH_EVERY_FSYNC;
+	long r;
 
+	rt__child_check();
 	switch (rt_fd_kind((int)fd)) {
 	case RT_FD_FILE:
 		/* on-close / on-exit: the data is saved later, by choice. */
-		if (!commit)
+		if (!commit || !o->node->vol)
 			return 0;
-		if (rt__node_flush(o->node, true))
-			return -EIO;
-		/* Unchanged data commits nothing above, but the file's own name
-		 * (its creation, a rename) may still be only published: an fsync
-		 * makes it durable too. A no-op when nothing is pending. */
-		if (o->node->pf && !o->node->unlinked && pf_fsync(o->node->pf, &err)) {
-			rt__say_pf(o->node->vol->cfg->mount, o->node->rel, -EIO, &err);
-			return -EIO;
-		}
-		return 0;
-	case RT_FD_DIR:
-		if (commit && pf_fsync_dir(o->vol->pf, &err)) {
-			rt__say_pf(o->vol->cfg->mount, o->rel, -EIO, &err);
-			return -EIO;
-		}
-		return 0;
+		if (!rt__ofd_tryref(o))
+			return -EBADF;
+		r = rt__node_commit(o->node) ? -EIO : 0;
+		rt__ofd_unref_lockfree(o);
+		return r;
+	case RT_FD_DIR: {
+		/* The names in the directory: a commit of the namespace. */
+		struct rt_msg m = { .op = RT_OP_SYNCALL, .flags = 1, .path = o->rel };
+
+		return commit && rt__vol_simple(o->vol, &m) ? -EIO : 0;
+	}
 	default:
 		return -EBADF;
 	}
 }
 
-
-static long fchmod_locked(long fd, mode_t mode)
+long rt__shield_fchmod(long fd, mode_t mode)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
-	struct rt_target t;
+	struct rt_msg m = { .op = RT_OP_CHMOD, .mode = mode & 07777, .path = "" };
+	struct rt_guard g;
+	int ret = 0;
 
 	if (rt_fd_kind((int)fd) != RT_FD_FILE)
 		return 0;
-	if (!o->node->vol) {
+	rt__lock(&g);
+	if (!o->node->vol)
 		o->node->mode = mode & 07777;
-		return 0;
-	}
-	t.vol = o->node->vol;
-	t.rel = o->node->rel;
-	return rt__chmod_locked(&t, mode);
+	else if (o->node->mode != (mode & 07777) && (ret = rt__node_call(o->node, &m)) == 0)
+		o->node->mode = mode & 07777;
+	rt__unlock(&g);
+	return ret;
 }
 
-static bool dir_path_locked(int fd, char *out, size_t out_size)
+void rt__shield_setfl(long fd, long flags)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+
+	if (rt_fd_kind((int)fd) == RT_FD_FILE)
+		o->append = flags & O_APPEND;
+}
+
+bool rt__shield_dir_path(int fd, char *out, size_t out_size)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -463,7 +570,7 @@ static bool dir_path_locked(int fd, char *out, size_t out_size)
 	return (size_t)snprintf(out, out_size, "%s/%s", o->vol->cfg->mount, o->rel) < out_size;
 }
 
-static void fd_describe_locked(int fd, char *out, size_t out_size)
+void rt__shield_fd_describe(int fd, char *out, size_t out_size)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -478,7 +585,7 @@ static void fd_describe_locked(int fd, char *out, size_t out_size)
 		snprintf(out, out_size, "fd %d", fd);
 }
 
-static bool dir_target_locked(int fd, struct rt_target *t)
+bool rt__shield_dir_target(int fd, struct rt_target *t)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
 
@@ -493,146 +600,14 @@ static bool dir_target_locked(int fd, struct rt_target *t)
 	return true;
 }
 
-/* ---- operations: each under the shield's locks ----------------------------- */
-/* A read-only open of a file this process holds decrypted needs neither the
- * volume lock nor pf while the volume is as this process last saw it (a web
- * server opens the same files again and again). Under g_shield_lock;
- * -EAGAIN: take the full path. */
-static long open_fast(struct rt_target *t, int flags)
+long rt__shield_syncfs(long fd)
 {
-	struct rt_node *n;
-	long fd;
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct rt_vol *v = rt_fd_kind((int)fd) == RT_FD_FILE ? o->node->vol :
+			   rt_fd_kind((int)fd) == RT_FD_DIR ? o->vol : NULL;
+	struct rt_msg m = { .op = RT_OP_SYNCALL };
 
-	if ((flags & O_ACCMODE) != O_RDONLY ||
-	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
-		return -EAGAIN;
-	if (!rt__fast_ok(t))
-		return -EAGAIN;
-	n = rt__node_find(t->vol, t->rel);
-	if (!n || !n->pf)
-		return -EAGAIN;
-	fd = rt__ofd_open_node(n, flags & (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK |
-					   O_NOATIME));
-	if (fd >= 0)
-		rt__cache_take(n);
-	return fd;
-}
-
-long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
-{
-	struct rt_hold h;
-	long r;
-
-	rt__hold_light(&h);
-	r = t->vfile ? rt__vfile_open(t->vfile, flags) : open_fast(t, flags);
-	rt__release_light(&h);
-	if (r != -EAGAIN)
-		return r;
-	r = rt__hold(&h);
-	if (r == 0)
-		r = open_locked(t, flags, mode);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_close(long fd)
-{
-	struct rt_hold h;
-	long r = rt__close_lockfree((int)fd);
-
-	if (r != -EAGAIN)
-		return r;
-	r = rt__hold(&h);
-	if (r == 0)
-		r = close_locked(fd);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_getdents(long fd, void *buf, size_t size)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = getdents_locked(fd, buf, size);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_dup(long nr, const long a[6])
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = dup_locked(nr, a);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = close_range_locked(first, last, flags);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_fsync(long fd)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = fsync_locked(fd);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_fchmod(long fd, mode_t mode)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = fchmod_locked(fd, mode);
-	rt__release(&h);
-	return r;
-}
-
-/* The lookups below read a description that a close in another thread may
- * release: under g_shield_lock, which that release takes. */
-bool rt__shield_dir_path(int fd, char *out, size_t out_size)
-{
-	struct rt_hold h;
-	bool ok;
-
-	rt__hold_light(&h);
-	ok = dir_path_locked(fd, out, out_size);
-	rt__release_light(&h);
-	return ok;
-}
-
-bool rt__shield_dir_target(int fd, struct rt_target *t)
-{
-	struct rt_hold h;
-	bool ok;
-
-	rt__hold_light(&h);
-	ok = dir_target_locked(fd, t);
-	rt__release_light(&h);
-	return ok;
-}
-
-void rt__shield_fd_describe(int fd, char *out, size_t out_size)
-{
-	struct rt_hold h;
-
-	rt__hold_light(&h);
-	fd_describe_locked(fd, out, out_size);
-	rt__release_light(&h);
+	if (!v)
+		return rt__raw(SYS_syncfs, fd);
+	return rt__vol_simple(v, &m) ? -EIO : 0;
 }

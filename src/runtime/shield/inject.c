@@ -36,12 +36,12 @@ long rt__vfile_open(struct rt_node *n, int flags)
 
 long rt__vfile_stat(struct rt_node *n, struct stat *out)
 {
-	struct pf_stat ps = { .mode = n->mode };
+	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode, .nlink = 1 };
 	struct stat mem;
 
 	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
 		return -EIO;
-	rt__fill_stat(out, NULL, n->rel, &ps, &mem);
+	rt__fill_stat(out, NULL, &r, &mem);
 	return 0;
 }
 
@@ -83,6 +83,9 @@ int rt__shield_add_file(const char *path, const void *data, size_t size, mode_t 
 		off += (size_t)w;
 	}
 	n->mode = mode;
+	n->ino = 1;
+	for (const char *p = abs; *p; p++) /* FNV-1a of the path */
+		n->ino = (n->ino ^ (uint8_t)*p) * 1099511628211ull;
 	n->refs = 1; /* never released */
 	pthread_mutex_lock(&g_shield_lock);
 	n->next = g_vfiles;

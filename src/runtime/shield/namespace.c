@@ -1,6 +1,7 @@
 /* kiln runtime, file shield: calls on names in a volume (unlink, rename,
- * mkdir, truncate, chmod, times), mapped 1:1 to pf and published at once
- * (rt__vols_unlock). */
+ * mkdir, truncate, chmod, times), forwarded to the volume server, which
+ * applies them to pf and bumps the namespace generation (every other process
+ * sees them at once; they become durable at the next commit). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,134 +12,284 @@
 
 #include "runtime/shield/internal.h"
 
-long rt__pf_result(struct rt_target *t, int ret, struct kiln_err *err)
+void rt__say_vol(struct rt_vol *vol, const char *rel, const char *msg)
 {
-	if (ret <= -KILN_EBASE) {
-		rt__say_pf(t->vol->cfg->mount, t->rel, ret, err);
-		return -EIO;
+	rt__say("%s%s%s: %s", vol->cfg->mount, rel[0] ? "/" : "", rel, msg);
+}
+
+long rt__shield_access(struct rt_target *t, int mode)
+{
+	struct stat st;
+	long r = rt__shield_stat(t, &st);
+
+	if (r < 0)
+		return r;
+	if ((mode & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111))
+		return -EACCES;
+	return 0;
+}
+
+/* What this process holds under that name goes with it. */
+static void node_gone(struct rt_vol *vol, const char *rel)
+{
+	int ret;
+	struct rt_stat_reply r;
+
+	if (rt__lookup_cached(vol, rel, &ret, &r) && ret == 0 && r.id) {
+		struct rt_node *n = rt__node_by_id(vol, r.id);
+
+		if (n) {
+			n->unlinked = true;
+			if (n->cached)
+				rt__node_free(n);
+		}
 	}
-	return ret;
+}
+
+static long unlink_locked(struct rt_target *t, int flags);
+
+long rt__shield_unlink(struct rt_target *t, int flags)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = unlink_locked(t, flags);
+	rt__unlock(&g);
+	return r;
 }
 
 static long unlink_locked(struct rt_target *t, int flags)
 {
-	struct kiln_err err = { 0 };
-	struct rt_node *n;
-	int ret;
+	struct rt_msg m = { .op = RT_OP_UNLINK, .flags = (uint32_t)(flags & AT_REMOVEDIR),
+			    .path = t->rel };
+	struct rt_stat_reply r;
 
-	if (flags & AT_REMOVEDIR)
-		return rt__pf_result(t, pf_rmdir(t->vol->pf, t->rel, &err), &err);
-	n = rt__node_find(t->vol, t->rel);
-	ret = pf_unlink(t->vol->pf, t->rel, &err);
-	if (ret == 0 && n) {
-		n->unlinked = true;
-		if (n->refs == 0)
-			rt__node_free(n);
-	}
-	return rt__pf_result(t, ret, &err);
+	/* Learn which file it is first (usually cached): a node of ours under
+	 * that name is unlinked with it. */
+	if (!(flags & AT_REMOVEDIR))
+		rt__lookup(t->vol, t->rel, &r);
+	node_gone(t->vol, t->rel);
+	return rt__vol_simple(t->vol, &m);
+}
+
+static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags);
+
+long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = rename_locked(a, b, flags);
+	rt__unlock(&g);
+	return r;
 }
 
 static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags)
 {
-	struct kiln_err err = { 0 };
-	struct rt_node *na, *nb;
+	struct rt_msg m = { .op = RT_OP_RENAME, .flags = flags, .path = a->rel,
+			    .path2 = b->rel };
+	struct rt_stat_reply ra, rb;
 	int ret;
 
-	if (flags & RENAME_NOREPLACE) {
-		struct pf_stat ps;
+	if (flags & ~RENAME_NOREPLACE) {
+		rt__say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
+			flags, a->abs);
+		return -ENOTSUP;
+	}
+	uint64_t id = rt__lookup(a->vol, a->rel, &ra) == 0 ? ra.id : 0;
 
-		if (pf_stat(b->vol->pf, b->rel, &ps, NULL) == 0)
-			return -EEXIST;
-	}
-	if (strcmp(a->rel, b->rel) == 0)
-		return 0;
-	na = rt__node_find(a->vol, a->rel);
-	nb = rt__node_find(b->vol, b->rel);
-	/* Data written through open fds must be in pf before the name moves. */
-	if (na && (ret = rt__node_flush(na, true)))
-		return -EIO;
-	ret = pf_rename(a->vol->pf, a->rel, b->rel, &err);
-	if (ret)
-		return rt__pf_result(a, ret, &err);
-	if (nb) {
-		nb->unlinked = true;
-		if (nb->refs == 0)
-			rt__node_free(nb);
-	}
-	if (na) {
-		char *rel = strdup(b->rel);
+	rt__lookup(b->vol, b->rel, &rb);
+	node_gone(b->vol, b->rel);
+	ret = rt__vol_simple(a->vol, &m);
+	if (ret == 0 && id) {
+		struct rt_node *n = rt__node_by_id(a->vol, id);
+		char *rel = n ? strdup(b->rel) : NULL;
 
 		if (rel) {
-			free(na->rel);
-			na->rel = rel;
+			free(n->rel);
+			n->rel = rel;
 		}
 	}
-	return 0;
+	return ret;
+}
+
+static long mkdir_locked(struct rt_target *t, mode_t mode);
+
+long rt__shield_mkdir(struct rt_target *t, mode_t mode)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = mkdir_locked(t, mode);
+	rt__unlock(&g);
+	return r;
 }
 
 static long mkdir_locked(struct rt_target *t, mode_t mode)
 {
-	struct kiln_err err = { 0 };
+	struct rt_msg m = { .op = RT_OP_MKDIR, .mode = mode & 07777 & ~rt__umask(),
+			    .path = t->rel };
 
 	if (!t->rel[0])
 		return -EEXIST;
-	return rt__pf_result(t, pf_mkdir(t->vol->pf, t->rel, mode & 07777 & ~rt__umask(), &err),
-			     &err);
+	return rt__vol_simple(t->vol, &m);
+}
+
+static long truncate_locked(struct rt_target *t, uint64_t size);
+
+long rt__shield_truncate(struct rt_target *t, uint64_t size)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = truncate_locked(t, size);
+	rt__unlock(&g);
+	return r;
 }
 
 static long truncate_locked(struct rt_target *t, uint64_t size)
 {
-	struct kiln_err err = { 0 };
-	struct rt_node *n = rt__node_find(t->vol, t->rel);
+	struct rt_msg m = { .op = RT_OP_TRUNCATE, .a = size, .path = t->rel };
 
-	if (n) {
-		long r = rt__node_keep_synced(n);
-
-		if (r)
-			return r;
-		r = rt__raw(SYS_ftruncate, n->memfd, size);
-		n->writable = true;
-		if (r == 0 && n->refs == 0 && rt__node_flush(n, true))
-			r = -EIO;
-		return r;
-	}
-	return rt__pf_result(t, pf_truncate(t->vol->pf, t->rel, size, &err), &err);
+	if ((int64_t)size < 0)
+		return -EINVAL;
+	atomic_store(&t->vol->wrote, true);
+	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__chmod_locked(struct rt_target *t, mode_t mode)
+static long ftruncate_locked(long fd, uint64_t size);
+
+long rt__shield_ftruncate(long fd, uint64_t size)
 {
-	struct kiln_err err = { 0 };
-	struct rt_node *n = rt__node_find(t->vol, t->rel);
-	struct pf_stat ps;
-	int ret;
+	struct rt_guard g;
+	long r;
 
+	rt__lock(&g);
+	r = ftruncate_locked(fd, size);
+	rt__unlock(&g);
+	return r;
+}
+
+static long ftruncate_locked(long fd, uint64_t size)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct rt_msg m = { .op = RT_OP_TRUNCATE, .a = size, .path = "" };
+
+	if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
+		return rt__raw(SYS_ftruncate, fd, size);
+	/* Not open for writing: what the kernel says for any file. */
+	if ((rt__raw(SYS_fcntl, fd, F_GETFL, 0) & O_ACCMODE) == O_RDONLY)
+		return -EINVAL;
+	atomic_store(&o->node->wrote, true);
+	atomic_store(&o->node->vol->wrote, true);
+	return rt__node_call(o->node, &m);
+}
+
+static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len);
+
+long rt__shield_fallocate(long fd, int mode, uint64_t off, uint64_t len)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = fallocate_locked(fd, mode, off, len);
+	rt__unlock(&g);
+	return r;
+}
+
+static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct rt_msg m = { .op = RT_OP_FALLOCATE, .flags = (uint32_t)mode, .a = off, .b = len };
+
+	if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
+		return rt__raw(SYS_fallocate, fd, mode, off, len);
+	/* Allocation (mode 0, KEEP_SIZE) is the memfd's own business: zeros. */
+	if (!(mode & ~FALLOC_FL_KEEP_SIZE))
+		return rt__raw(SYS_fallocate, fd, mode, off, len);
+	atomic_store(&o->node->wrote, true);
+	atomic_store(&o->node->vol->wrote, true);
+	return rt__node_call(o->node, &m);
+}
+
+static long chmod_locked(struct rt_target *t, mode_t mode);
+
+long rt__shield_chmod(struct rt_target *t, mode_t mode)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = chmod_locked(t, mode);
+	rt__unlock(&g);
+	return r;
+}
+
+static long chmod_locked(struct rt_target *t, mode_t mode)
+{
+	struct rt_msg m = { .op = RT_OP_CHMOD, .mode = mode & 07777, .path = t->rel };
+	struct rt_stat_reply r;
+	int ret = rt__lookup(t->vol, t->rel, &r);
+
+	if (ret)
+		return ret;
 	/* sqlite sets its journal's mode to the database's, which it usually
-	 * already is: no metadata commit for that. */
-	if (n ? n->mode == (mode & 07777) :
-		(pf_stat(t->vol->pf, t->rel, &ps, NULL) == 0 && ps.mode == (mode & 07777)))
+	 * already is: no namespace change for that. */
+	if ((r.mode & 07777) == (mode & 07777))
 		return 0;
-	ret = pf_chmod(t->vol->pf, t->rel, mode & 07777, &err);
+	ret = rt__vol_simple(t->vol, &m);
+	if (ret == 0 && r.id) {
+		struct rt_node *n = rt__node_by_id(t->vol, r.id);
 
-	if (ret == 0 && n)
-		n->mode = mode & 07777;
-	return rt__pf_result(t, ret, &err);
+		if (n)
+			n->mode = mode & 07777;
+	}
+	return ret;
+}
+
+static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns);
+
+long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = set_mtime_locked(t, fd, ns);
+	rt__unlock(&g);
+	return r;
 }
 
 static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns)
 {
-	struct kiln_err err = { 0 };
-	struct rt_target ft;
+	struct rt_msg m = { .op = RT_OP_UTIMES, .a = (uint64_t)ns, .path = t ? t->rel : "" };
 
 	if (!t) {
 		struct rt_ofd *o = rt_fd_get((int)fd);
 
 		if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
 			return 0;
-		ft.vol = o->node->vol;
-		ft.rel = o->node->rel;
-		t = &ft;
+		return rt__node_call(o->node, &m);
 	}
-	return rt__pf_result(t, pf_set_mtime(t->vol->pf, t->rel, ns, &err), &err);
+	return rt__vol_simple(t->vol, &m);
+}
+
+static long chdir_locked(struct rt_target *t);
+
+long rt__shield_chdir(struct rt_target *t)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = chdir_locked(t);
+	rt__unlock(&g);
+	return r;
 }
 
 static long chdir_locked(struct rt_target *t)
@@ -154,82 +305,4 @@ static long chdir_locked(struct rt_target *t)
 	if (r < 0)
 		return r;
 	return !t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0;
-}
-
-/* ---- operations: each under the shield's locks --------------------------- */
-long rt__shield_unlink(struct rt_target *t, int flags)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = unlink_locked(t, flags);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = rename_locked(a, b, flags);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_mkdir(struct rt_target *t, mode_t mode)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = mkdir_locked(t, mode);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_truncate(struct rt_target *t, uint64_t size)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = truncate_locked(t, size);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = set_mtime_locked(t, fd, ns);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_chdir(struct rt_target *t)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = chdir_locked(t);
-	rt__release(&h);
-	return r;
-}
-
-long rt__shield_chmod(struct rt_target *t, mode_t mode)
-{
-	struct rt_hold h;
-	long r = rt__hold(&h);
-
-	if (r == 0)
-		r = rt__chmod_locked(t, mode);
-	rt__release(&h);
-	return r;
 }

@@ -1,8 +1,10 @@
-/* kiln runtime, file shield: nodes. A node is one volume file's plaintext in
- * a memfd, shared by every open of that path in this process; "synced" is the
- * plaintext as of the last flush, used to find the chunks that changed. */
+/* kiln runtime, file shield: nodes. A node is this process's handle on one
+ * file of a volume server: the server's plaintext memfd (every program fd on
+ * the file is an open of it), the state memfd mapped for the data path, the
+ * server's file id. One node per file per process, however many opens. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -11,6 +13,9 @@
 #include "runtime/shield/internal.h"
 
 struct rt_node *g_nodes;
+/* Mapping more state words happens in the data path, which may run with or
+ * without g_shield_lock held: its own lock. */
+static pthread_mutex_t g_remap_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The process umask (applied to modes of created files and directories, as
  * the kernel would). Called with signals blocked under the shield lock. */
@@ -22,23 +27,181 @@ mode_t rt__umask(void)
 	return (mode_t)old;
 }
 
-/* ---- nodes --------------------------------------------------------------- */
-void rt__say_pf(const char *mount, const char *rel, int code, struct kiln_err *err)
-{
-	rt__say("%s%s%s: %s", mount, rel[0] ? "/" : "", rel, kiln_err_msg(err, code));
-}
-
-struct rt_node *rt__node_find(struct rt_vol *vol, const char *rel)
+struct rt_node *rt__node_by_id(struct rt_vol *vol, uint64_t id)
 {
 	for (struct rt_node *n = g_nodes; n; n = n->next)
-		if (n->vol == vol && !n->unlinked && strcmp(n->rel, rel) == 0)
+		if (n->vol == vol && n->id == id && n->gen == vol->gen && !atomic_load(&n->dead))
 			return n;
 	return NULL;
+}
+
+static int map_words(int statefd, uint64_t words, struct rt_fseg **out)
+{
+	long p = rt__raw(SYS_mmap, NULL, rt_fseg_bytes(words), PROT_READ | PROT_WRITE, MAP_SHARED,
+			 statefd, 0);
+
+	if (p < 0 && p > -4096)
+		return (int)p;
+	*out = (struct rt_fseg *)p;
+	return 0;
+}
+
+/* Map the state memfd (passed by the server; closed here). */
+static int map_state_fd(int fd, uint64_t min_words, struct rt_fseg **out, uint64_t *words)
+{
+	struct stat st;
+	int ret = (int)rt__raw(SYS_fstat, fd, &st);
+
+	if (ret == 0 && (uint64_t)st.st_size < rt_fseg_bytes(min_words > 0 ? min_words : 1))
+		ret = -EPROTO;
+	if (ret == 0) {
+		*words = ((uint64_t)st.st_size - RT_FSEG_HDR) / sizeof(uint32_t);
+		ret = map_words(fd, *words, out);
+	}
+	rt__raw(SYS_close, fd);
+	return ret;
+}
+
+int rt__node_remap(struct rt_node *n, uint64_t words)
+{
+	struct rt_msg m = { .op = RT_OP_GROW, .id = n->id, .a = words };
+	struct rt_fseg *seg;
+	struct rt_oldmap *old = NULL;
+	struct rt_call call;
+	struct rt_guard g;
+	uint64_t got;
+	int ret = 0;
+
+	if (n->gen != n->vol->gen || atomic_load(&n->dead))
+		return -EIO;
+	rt__enter(&g);
+	pthread_mutex_lock(&g_remap_lock);
+	if (words <= atomic_load(&n->seg_words))
+		goto out;
+	old = malloc(sizeof(*old));
+	if (!old) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = rt__cl_call(n->vol, &m, &call);
+	if (ret == 0 && call.fds[0] < 0)
+		ret = -EPROTO;
+	if (ret == 0) {
+		ret = map_state_fd(call.fds[0], words, &seg, &got);
+		call.fds[0] = -1;
+	}
+	rt__cl_done(n->vol, &call);
+	if (ret) {
+		free(old);
+		goto out;
+	}
+	/* The old mapping stays until the node goes: another thread may be
+	 * reading words through it right now. Both map the same memfd. */
+	old->addr = atomic_load(&n->seg);
+	old->size = rt_fseg_bytes(atomic_load(&n->seg_words));
+	old->next = n->old;
+	n->old = old;
+	atomic_store(&n->seg, seg);
+	atomic_store(&n->seg_words, got);
+out:
+	pthread_mutex_unlock(&g_remap_lock);
+	rt__leave(&g);
+	return ret;
+}
+
+int rt__node_from_reply(struct rt_vol *vol, const char *rel, struct rt_call *call,
+			struct rt_node **out)
+{
+	struct rt_stat_reply r;
+	struct rt_node *n;
+	int ret;
+
+	*out = NULL;
+	if (call->size != sizeof(r))
+		return -EPROTO;
+	memcpy(&r, call->body, sizeof(r));
+	n = rt__node_by_id(vol, r.id);
+	if (n) {
+		/* Known here already (the server sent no fds: closing one would
+		 * drop this process's POSIX locks on the file). */
+		n->mode = r.mode & 07777;
+		*out = n;
+		return 0;
+	}
+	if (call->fds[0] < 0 || call->fds[1] < 0) {
+		/* The server thinks this process has them, and it has not: ask
+		 * for them (one more hold, given back). */
+		struct rt_msg m = { .op = RT_OP_ATTACH, .flags = RT_ATTACH_FDS, .id = r.id };
+		struct rt_msg drop = { .op = RT_OP_RELEASE, .id = r.id };
+		struct rt_call again;
+
+		ret = rt__cl_call(vol, &m, &again);
+		if (ret == 0 && (again.fds[0] < 0 || again.fds[1] < 0))
+			ret = -EPROTO;
+		if (ret == 0) {
+			call->fds[0] = again.fds[0];
+			call->fds[1] = again.fds[1];
+			again.fds[0] = again.fds[1] = -1;
+		}
+		rt__cl_done(vol, &again);
+		if (ret)
+			return ret;
+		rt__cl_simple(vol, &drop, NULL);
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->memfd = -1;
+	n->rel = strdup(rel);
+	if (!n->rel) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	{
+		uint64_t words;
+		struct rt_fseg *seg;
+
+		ret = map_state_fd(call->fds[1], 1, &seg, &words);
+		call->fds[1] = -1;
+		if (ret)
+			goto fail;
+		if (seg->magic != RT_FSEG_MAGIC || seg->chunk_size != vol->chunk) {
+			rt__raw(SYS_munmap, seg, rt_fseg_bytes(words));
+			ret = -EPROTO;
+			goto fail;
+		}
+		atomic_store(&n->seg, seg);
+		atomic_store(&n->seg_words, words);
+	}
+	n->memfd = rt__own_fd(call->fds[0]);
+	call->fds[0] = -1;
+	if (n->memfd < 0) {
+		ret = n->memfd;
+		goto fail;
+	}
+	n->vol = vol;
+	n->id = r.id;
+	n->gen = vol->gen;
+	n->ino = r.ino;
+	n->mode = r.mode & 07777;
+	n->unlinked = r.nlink == 0;
+	n->next = g_nodes;
+	g_nodes = n;
+	*out = n;
+	return 0;
+fail:
+	if (atomic_load(&n->seg))
+		rt__raw(SYS_munmap, atomic_load(&n->seg), rt_fseg_bytes(atomic_load(&n->seg_words)));
+	rt__own_close(n->memfd);
+	free(n->rel);
+	free(n);
+	return ret;
 }
 
 void rt__node_free(struct rt_node *n)
 {
 	struct rt_node **pp;
+	struct rt_oldmap *next;
 
 	rt__cache_take(n);
 	for (pp = &g_nodes; *pp; pp = &(*pp)->next) {
@@ -47,254 +210,31 @@ void rt__node_free(struct rt_node *n)
 			break;
 		}
 	}
-	if (n->pf)
-		pf_close(n->pf);
+	if (n->vol && !atomic_load(&n->dead) && n->gen == n->vol->gen &&
+	    n->vol->pid == (pid_t)rt__raw0(SYS_getpid)) {
+		struct rt_msg m = { .op = RT_OP_RELEASE, .id = n->id };
+
+		rt__cl_simple(n->vol, &m, NULL);
+	}
+	if (atomic_load(&n->seg))
+		rt__raw(SYS_munmap, atomic_load(&n->seg), rt_fseg_bytes(atomic_load(&n->seg_words)));
+	for (struct rt_oldmap *o = n->old; o; o = next) {
+		next = o->next;
+		rt__raw(SYS_munmap, o->addr, o->size);
+		free(o);
+	}
 	rt__own_close(n->memfd);
-	kiln_free_secret(n->synced, n->synced_size);
 	free(n->rel);
 	free(n);
 }
 
-void rt__node_reopen_all(struct rt_vol *v)
+int rt__node_commit(struct rt_node *n)
 {
-	struct rt_node *next;
+	struct rt_msg m = { .op = RT_OP_FSYNC, .flags = RT_FSYNC_COMMIT };
 
-	for (struct rt_node *n = g_nodes; n; n = next) {
-		struct kiln_err err = { 0 };
-
-		next = n->next;
-		if (n->vol != v || n->unlinked)
-			continue;
-		if (n->refs == 0 && (n->cached || !n->writable)) {
-			/* Another process changed the volume: cached copies may be stale. */
-			rt__node_free(n);
-			continue;
-		}
-		/* Closed but not cached: changes kept for the exit flush (on-exit, or
-		 * a flush that failed). They are reopened below like an open file's,
-		 * not dropped. */
-		if (!n->writable) {
-			/* Still open here, never written: the open fds keep this copy
-			 * (a snapshot, like a file replaced by rename); the next open
-			 * loads the file from the volume again, and this copy is
-			 * freed, not cached, when its last fd closes. */
-			n->unlinked = true;
-			continue;
-		}
-		if (pf_open(v->pf, n->rel, O_RDWR, 0600, &n->pf, &err)) {
-			/* Removed or replaced by another process: this process keeps
-			 * its copy (like an unlinked file), which is no longer saved. */
-			n->unlinked = true;
-			n->pf = NULL;
-		}
-	}
-}
-
-/* Write the chunks that changed since the last flush back through pf; commit
- * (pf_fsync: data and metadata, freshness tag) when asked. */
-int rt__node_flush(struct rt_node *n, bool commit)
-{
-	struct kiln_err err = { 0 };
-	struct stat st;
-	uint8_t *map = NULL;
-	uint64_t size, chunk = n->vol->chunk;
-	bool changed = false;
-	int ret = 0;
-
-	if (n->unlinked || !n->pf || !n->writable)
+	if (!n->vol)
 		return 0;
-	ret = (int)rt__raw(SYS_fstat, n->memfd, &st);
-	if (ret < 0)
-		return ret;
-	size = (uint64_t)st.st_size;
-	if (size) {
-		map = mmap(NULL, size, PROT_READ, MAP_SHARED, n->memfd, 0);
-		if (map == MAP_FAILED)
-			return -errno;
-	}
-	if (size > n->synced_size) {
-		uint8_t *p = realloc(n->synced, size);
-
-		if (!p) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		memset(p + n->synced_size, 0, size - n->synced_size);
-		n->synced = p;
-	}
-	for (uint64_t off = 0; off < size;) {
-		uint64_t end = off;
-
-		/* Collect a run of changed chunks and write it in one call. */
-		while (end < size) {
-			uint64_t len = size - end < chunk ? size - end : chunk;
-
-			if (end + len <= n->synced_size &&
-			    memcmp(map + end, n->synced + end, len) == 0)
-				break;
-			end += len;
-		}
-		if (end > off) {
-			ssize_t w = pf_pwrite(n->pf, map + off, end - off, off, &err);
-
-			if (w < 0) {
-				ret = (int)w;
-				goto out;
-			}
-			memcpy(n->synced + off, map + off, end - off);
-			changed = true;
-			off = end;
-			continue;
-		}
-		off += chunk;
-	}
-	if (size < n->synced_size) {
-		ret = pf_ftruncate(n->pf, size, &err);
-		if (ret)
-			goto out;
-		changed = true;
-	}
-	if (size != n->synced_size) {
-		/* Shrinking keeps the allocation; only the size matters. */
-		if (size < n->synced_size)
-			kiln_wipe(n->synced + size, n->synced_size - size);
-		n->synced_size = size;
-	}
-	/* A write that left the bytes as they were still modified the file. The
-	 * mtime goes in before the commit so that one metadata write carries both. */
-	if (st.st_mtim.tv_sec != n->mtime.tv_sec || st.st_mtim.tv_nsec != n->mtime.tv_nsec) {
-		ret = pf_set_mtime(n->vol->pf, n->rel,
-				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
-		if (ret)
-			goto out;
-		n->mtime = st.st_mtim;
-	}
-	if (commit && changed)
-		ret = pf_fsync(n->pf, &err);
-out:
-	if (map)
-		munmap(map, size);
-	if (ret)
-		rt__say_pf(n->vol->cfg->mount, n->rel, ret, &err);
-	return ret;
-}
-
-/* The copy of the plaintext as of the last flush, dropped while a never
- * written file is cached (the memfd holds the same bytes): made again before
- * the file can be written. */
-int rt__node_keep_synced(struct rt_node *n)
-{
-	if (n->synced || !n->synced_size)
-		return 0;
-	n->synced = malloc(n->synced_size);
-	if (!n->synced)
-		return -ENOMEM;
-	for (uint64_t off = 0; off < n->synced_size;) {
-		long r = rt__raw(SYS_pread64, n->memfd, n->synced + off, n->synced_size - off, off);
-
-		if (r <= 0) {
-			kiln_free_secret(n->synced, n->synced_size);
-			n->synced = NULL;
-			return r < 0 ? (int)r : -EIO;
-		}
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
-int rt__node_open(struct rt_vol *vol, const char *rel, int flags, mode_t mode,
-		  struct rt_node **out)
-{
-	struct kiln_err err = { 0 };
-	struct rt_node *n = calloc(1, sizeof(*n));
-	uint64_t size = 0;
-	int ret;
-	long fd;
-
-	*out = NULL;
-	if (!n)
-		return -ENOMEM;
-	n->memfd = -1;
-	n->vol = vol;
-	n->rel = strdup(rel);
-	if (!n->rel) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	ret = pf_open(vol->pf, rel, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)),
-		      mode & 07777 & ~rt__umask(),
-		      &n->pf, &err);
-	if (ret)
-		goto fail_say;
-	ret = pf_get_size(n->pf, &size);
-	if (ret)
-		goto fail_say;
-	{
-		struct pf_stat ps;
-
-		n->mode = pf_fstat(n->pf, &ps) == 0 ? ps.mode : 0600;
-	}
-	fd = rt__raw(SYS_memfd_create, "kiln-plaintext", MFD_CLOEXEC);
-	if (fd < 0) {
-		ret = (int)fd;
-		goto fail;
-	}
-	n->memfd = rt__own_fd((int)fd);
-	if (n->memfd < 0) {
-		ret = n->memfd;
-		goto fail;
-	}
-	if (size) {
-		n->synced = malloc(size);
-		if (!n->synced) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		n->synced_size = size;
-		for (uint64_t off = 0; off < size;) {
-			ssize_t r = pf_pread(n->pf, n->synced + off, size - off, off, &err);
-
-			if (r < 0) {
-				ret = (int)r;
-				goto fail_say;
-			}
-			if (r == 0)
-				break;
-			off += (uint64_t)r;
-		}
-		for (uint64_t off = 0; off < size;) {
-			long w = rt__raw(SYS_pwrite64, n->memfd, n->synced + off, size - off, off);
-
-			if (w < 0) {
-				ret = (int)w;
-				goto fail;
-			}
-			off += (uint64_t)w;
-		}
-	}
-	{
-		struct stat st;
-
-		if (rt__raw(SYS_fstat, n->memfd, &st) == 0)
-			n->mtime = st.st_mtim;
-	}
-	n->next = g_nodes;
-	g_nodes = n;
-	*out = n;
-	return 0;
-fail_say:
-	rt__say_pf(vol->cfg->mount, rel, ret, &err);
-	/* Corruption and wrong keys are I/O errors for the app. */
-	if (ret <= -KILN_EBASE)
-		ret = -EIO;
-fail:
-	n->unlinked = true;
-	if (n->pf)
-		pf_close(n->pf);
-	n->pf = NULL;
-	rt__own_close(n->memfd);
-	kiln_free_secret(n->synced, n->synced_size);
-	free(n->rel);
-	free(n);
-	return ret;
+	if (rt__node_dead(n))
+		return -EIO;
+	return rt__node_call(n, &m);
 }

@@ -31,6 +31,7 @@
 #ifndef KILN_RUNTIME_SHIELD_PROTO_H
 #define KILN_RUNTIME_SHIELD_PROTO_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -92,7 +93,10 @@ struct rt_fseg {
 	_Atomic uint64_t nwords;      /* chunk words the state memfd holds */
 	_Atomic uint32_t all_valid;   /* every chunk below stored_size is VALID */
 	uint32_t pad0;
-	uint64_t pad1[3];
+	/* The append lock: a robust, process-shared mutex (its owner's death
+	 * releases it: EOWNERDEAD for the next one, even if the owner is a
+	 * zombie nobody reaps). Initialized by the server. */
+	pthread_mutex_t append_lock;
 	_Atomic uint32_t w[];         /* one per chunk */
 };
 #define RT_FSEG_HDR ((size_t)offsetof(struct rt_fseg, w))
@@ -120,6 +124,13 @@ bool rt__ck_claim(struct rt_fseg *f, uint64_t c);
 void rt__ck_evicted(struct rt_fseg *f, uint64_t c);
 /* Server: take the DIRTY bit (write-back); true when it was set. */
 bool rt__ck_take_dirty(struct rt_fseg *f, uint64_t c);
+/* The file's append lock: an appender holds it from finding the end of the
+ * file to marking what it wrote; the evictor only tries it. A holder that
+ * died is taken over. */
+int rt__ck_lock_init(struct rt_fseg *f);
+bool rt__ck_trylock(struct rt_fseg *f);
+void rt__ck_lock(struct rt_fseg *f);
+void rt__ck_unlock(struct rt_fseg *f);
 
 /* ---- messages ------------------------------------------------------------------
  * One SOCK_SEQPACKET packet per message: a header and a body whose layout the
@@ -158,6 +169,12 @@ enum rt_op {
 
 /* Flags of RT_OP_FSYNC. */
 #define RT_FSYNC_COMMIT 0x1u /* durable commit (else: written back only) */
+/* Flags of RT_OP_ATTACH: send the file's fds even if this process holds it
+ * already. Otherwise OPEN and ATTACH pass fds only with a process's first
+ * hold: a process that holds the file has them, and closing a duplicate would
+ * drop the POSIX locks the process holds on the file (fcntl(2)). */
+#define RT_ATTACH_FDS 0x1u
+#define RT_ATTACH_HAVE 0x2u /* never send them: this process has them (a fork) */
 
 struct rt_msg {
 	uint32_t op;
@@ -191,7 +208,7 @@ struct rt_stat_reply {
 	uint32_t nlink;
 	uint32_t uid, gid;
 	uint32_t cacheable; /* no memfd holds the file: size and mtime hold until ns_gen moves */
-	uint32_t pad;
+	uint32_t kind;      /* enum pf_region_kind */
 };
 
 /* Directory entries in a READDIR reply: next cookie (0: end), then per entry

@@ -29,6 +29,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -50,6 +51,22 @@ static bool g_had_client;
 static struct rt_auth_keys g_keys;
 static unsigned g_logged; /* refusal reasons already logged (bit per reason) */
 
+/* DIR/.kiln/server.log (mode 0600, restarted past 1 MiB): lines about the
+ * server itself (refused peers, counters). Never a volume path or data: the
+ * host reads this file. What a program must know goes in its replies. */
+static int open_log(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/.kiln/server.log", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > (1 << 20))
+		ftruncate(fd, 0);
+	return fd;
+}
+
 void srv_log(const char *fmt, ...)
 {
 	char line[RT_ERRMSG_MAX + 64];
@@ -58,13 +75,20 @@ void srv_log(const char *fmt, ...)
 
 	if (g_srv.log_fd < 0)
 		return;
-	memcpy(line, "kiln: volume server: ", 21);
+	struct timespec now;
+	struct tm tm;
+	int h;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	h = (int)strftime(line, 32, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+	h += snprintf(line + h, sizeof(line) - (size_t)h, "pid %d: ", (int)getpid());
 	va_start(ap, fmt);
-	n = vsnprintf(line + 21, sizeof(line) - 22, fmt, ap);
+	n = vsnprintf(line + h, sizeof(line) - (size_t)h - 1, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	n = 21 + (n < (int)sizeof(line) - 22 ? n : (int)sizeof(line) - 23);
+	n = h + (n < (int)sizeof(line) - h - 1 ? n : (int)sizeof(line) - h - 2);
 	line[n++] = '\n';
 	if (write(g_srv.log_fd, line, (size_t)n) < 0)
 		return;
@@ -86,64 +110,106 @@ static void refuse_once(unsigned reason, const struct sconn *c, const char *what
 		what);
 }
 
-/* ---- connections ---------------------------------------------------------- */
+/* ---- clients and connections ------------------------------------------------ */
+static struct sclient *g_clients;
+
 static struct shold *hold_of(struct sconn *c, struct sfile *f, bool add)
 {
-	for (size_t i = 0; i < c->nholds; i++)
-		if (c->holds[i].f == f)
-			return &c->holds[i];
+	struct sclient *cl = c->cl;
+
+	for (size_t i = 0; i < cl->nholds; i++)
+		if (cl->holds[i].f == f)
+			return &cl->holds[i];
 	if (!add)
 		return NULL;
-	if (c->nholds == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 8;
-		struct shold *p = realloc(c->holds, cap * sizeof(*p));
+	if (cl->nholds == cl->cap) {
+		size_t cap = cl->cap ? 2 * cl->cap : 8;
+		struct shold *p = realloc(cl->holds, cap * sizeof(*p));
 
 		if (!p)
 			return NULL;
-		c->holds = p;
-		c->cap = cap;
+		cl->holds = p;
+		cl->cap = cap;
 	}
-	c->holds[c->nholds] = (struct shold){ .f = f };
-	return &c->holds[c->nholds++];
+	cl->holds[cl->nholds] = (struct shold){ .f = f };
+	return &cl->holds[cl->nholds++];
 }
 
 static void hold_drop_empty(struct sconn *c, struct shold *h)
 {
 	if (h->holds || h->maps)
 		return;
-	*h = c->holds[--c->nholds];
+	*h = c->cl->holds[--c->cl->nholds];
 }
 
-static void conn_close(struct sconn *c)
+/* A process gone (its last connection closed): its holds go, and what it
+ * mapped writable is written back with the next commit. */
+static void client_gone(struct sclient *cl)
 {
-	struct sconn **pp;
+	struct sclient **pp;
 
-	for (size_t i = 0; i < c->nholds; i++) {
-		struct shold *h = &c->holds[i];
+	for (size_t i = 0; i < cl->nholds; i++) {
+		struct shold *h = &cl->holds[i];
 
-		/* What a dead client mapped writable is written back later. */
 		while (h->maps) {
+			bool w = h->wmaps > 0;
+
 			h->maps--;
-			sf_unmap(h->f, h->wmaps > 0 && h->wmaps--);
+			h->wmaps -= w;
+			sf_unmap(h->f, w);
 		}
 		while (h->holds) {
 			h->holds--;
 			sf_unhold(h->f);
 		}
 	}
-	free(c->holds);
+	for (pp = &g_clients; *pp; pp = &(*pp)->next) {
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	}
+	free(cl->holds);
+	free(cl);
+}
+
+static void conn_close(struct sconn *c)
+{
+	struct sconn **pp;
+
 	for (pp = &g_conns; *pp; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
 	}
-	if (c->authed)
+	if (c->authed) {
 		g_nclients--;
-	else
+		if (--c->cl->nconns == 0)
+			client_gone(c->cl);
+	} else {
 		g_nunauthed--;
+		if (c->cl && !c->cl->nconns)
+			client_gone(c->cl);
+	}
 	close(c->fd);
 	free(c);
+}
+
+static struct sclient *client_of(pid_t pid)
+{
+	struct sclient *cl;
+
+	for (cl = g_clients; cl; cl = cl->next)
+		if (cl->pid == pid)
+			return cl;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return NULL;
+	cl->pid = pid;
+	cl->next = g_clients;
+	g_clients = cl;
+	return cl;
 }
 
 static void conn_new(int fd)
@@ -202,11 +268,13 @@ static void conn_auth(struct sconn *c, const uint8_t *buf, ssize_t n)
 		conn_close(c);
 		return;
 	}
-	if (rt__auth_server_mac(&g_keys, m.nonce, c->nonce, mine) ||
+	c->cl = client_of(c->pid);
+	if (!c->cl || rt__auth_server_mac(&g_keys, m.nonce, c->nonce, mine) ||
 	    rt__reply_send(c->fd, 0, mine, sizeof(mine), &fd, 1)) {
 		conn_close(c);
 		return;
 	}
+	c->cl->nconns++;
 	c->authed = true;
 	g_nunauthed--;
 	g_nclients++;
@@ -249,7 +317,9 @@ static int stat_path(const char *path, struct rt_stat_reply *r)
 	r->nlink = ps.is_dir ? 2 : 1;
 	r->size = ps.size;
 	r->mtime_ns = ps.mtime_ns;
+	r->kind = ps.kind;
 	r->cacheable = !f;
+	r->id = f ? f->id : 0;
 	if (f && (ret = sf_stat(f, &r->size, &r->mtime_ns)))
 		return ret;
 	r->ctime_ns = r->mtime_ns;
@@ -267,10 +337,14 @@ static int do_open(struct sconn *c, const struct rt_msg *m)
 	struct sfile *f = NULL;
 	struct shold *h = NULL;
 	int ret = stat_path(m->path, &r), fds[2];
+	bool first;
 
-	if (ret == 0 && S_ISDIR(r.mode))
+	if (ret == 0 && S_ISDIR(r.mode)) {
+		if ((m->flags & O_CREAT) && (m->flags & O_EXCL))
+			return -EEXIST;
 		return (m->flags & O_ACCMODE) != O_RDONLY || (m->flags & O_CREAT) ? -EISDIR :
 		       rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
+	}
 	if (ret && ret != -ENOENT)
 		return ret;
 	if (ret == -ENOENT && !(m->flags & O_CREAT))
@@ -287,12 +361,12 @@ static int do_open(struct sconn *c, const struct rt_msg *m)
 		}
 		return ret;
 	}
+	first = !h->holds && !h->maps;
 	h->holds++;
 	f->holds++;
-	r.id = f->id;
 	fds[0] = f->memfd;
 	fds[1] = f->statefd;
-	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, 2);
+	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, first ? 2 : 0);
 }
 
 static int do_readdir(struct sconn *c, const struct rt_msg *m)
@@ -371,13 +445,38 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	case RT_OP_STAT:
 		ret = stat_path(m->path, &r);
 		return ret ? ret : rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
-	case RT_OP_ATTACH:
-		f = sf_by_id(m->id);
+	case RT_OP_ATTACH: {
+		int fds[2];
+		bool first;
+
+		/* A forked or exec'd process that holds the file already (named
+		 * by id, or by the inode of its memfd). */
+		f = m->id ? sf_by_id(m->id) : sf_by_memfd_ino(m->a);
+		if (!m->id && !f)
+			return -ENOENT;
 		if (!f || !(h = hold_of(c, f, true)))
 			return -ESTALE;
+		memset(&r, 0, sizeof(r));
+		if (f->path && (ret = stat_path(f->path, &r)))
+			return ret;
+		if (!f->path) {
+			struct pf_stat ps;
+
+			r.mode = S_IFREG | (pf_fstat(f->pf, &ps) == 0 ? ps.mode : 0600);
+			r.nlink = 0;
+			if ((ret = sf_stat(f, &r.size, &r.mtime_ns)))
+				return ret;
+		}
+		first = !h->holds && !h->maps;
 		h->holds++;
 		f->holds++;
-		return reply_err(c, 0);
+		r.id = f->id;
+		fds[0] = f->memfd;
+		fds[1] = f->statefd;
+		return rt__reply_send(c->fd, 0, &r, sizeof(r), fds,
+				      (m->flags & RT_ATTACH_HAVE) ? 0 :
+				      first || (m->flags & RT_ATTACH_FDS) ? 2 : 0);
+	}
 	case RT_OP_RELEASE:
 		if (!(f = file_of(c, m->id)) || !(h = hold_of(c, f, false)) || !h->holds)
 			return -EBADF;
@@ -411,10 +510,12 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		sf_balance(true);
 		return reply_err(c, 0);
 	case RT_OP_GROW:
+		/* The state memfd, holding at least m->a words: clients map it
+		 * and close it (one fd less per open file in every process). */
 		if (!(f = file_of(c, m->id)))
 			return -EBADF;
 		ret = sf_grow(f, m->a);
-		return ret ? ret : reply_err(c, 0);
+		return ret ? ret : rt__reply_send(c->fd, 0, NULL, 0, &f->statefd, 1);
 	case RT_OP_TRUNCATE:
 		path = path_or_file(c, m, &f);
 		if (!path && !f)
@@ -488,8 +589,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	}
 	case RT_OP_CHMOD:
 		path = path_or_file(c, m, &f);
-		if (!path)
-			return m->id ? 0 : -EBADF; /* an unlinked file: nothing to keep */
+		if (!path) /* an unlinked file: nothing to keep */
+			return m->id ? reply_err(c, 0) : -EBADF;
 		ret = pf_chmod(g_srv.vol, path, m->mode & 07777, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
@@ -498,7 +599,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	case RT_OP_UTIMES:
 		path = path_or_file(c, m, &f);
 		if (!path)
-			return m->id ? 0 : -EBADF;
+			return m->id ? reply_err(c, 0) : -EBADF;
 		if (!f)
 			f = sf_by_path(path);
 		ret = pf_set_mtime(g_srv.vol, path, (int64_t)m->a, &err);
@@ -528,6 +629,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 static void commit(void)
 {
 	struct kiln_err err = { 0 };
+	uint64_t t0 = kiln_now_ns();
 	int ret = 0, fret = 0;
 
 	for (struct sfile *f = g_srv.files; f; f = f->next) {
@@ -547,14 +649,17 @@ static void commit(void)
 		ret = fret;
 	}
 	if (ret)
-		srv_log("commit: %s", g_srv.errmsg);
+		srv_log("a commit failed (the waiting programs were told why)");
 	for (struct sfile *f = g_srv.files; f; f = f->next)
 		f->want_commit = false;
 	g_srv.commit_all = g_srv.need_commit = false;
+	g_srv.n_commits++;
+	g_srv.commit_ns += kiln_now_ns() - t0;
 	for (struct sconn *c = g_conns, *next; c; c = next) {
 		next = c->next;
 		if (!c->waiting)
 			continue;
+		g_srv.n_waiters++;
 		c->waiting = false;
 		if (rt__reply_send(c->fd, ret, g_srv.errmsg, ret ? strlen(g_srv.errmsg) : 0,
 				   NULL, 0))
@@ -706,6 +811,7 @@ static void loop(int lfd)
 		}
 		if (g_srv.need_commit)
 			commit();
+		sf_reap(false);
 		for (struct sconn *c = g_conns, *next; c; c = next) {
 			next = c->next;
 			if (!c->authed && now > c->deadline_ns) {
@@ -726,21 +832,32 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	struct kiln_err err = { 0 };
 	struct sockaddr_un sa;
 	socklen_t salen;
-	char name[RT_SOCK_NAME_MAX];
+	char name[RT_SOCK_NAME_MAX], infopath[4200];
+	struct rlimit rl;
 	sigset_t all;
-	int lfd, ret, null, log;
+	int lfd, ret, null, info;
 
 	if (cfg->enter)
 		cfg->enter();
+	/* Several fds per open file (memfd, state, pf's backing files): as
+	 * many as the hard limit allows, whatever the program had. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		g_srv.max_files = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 :
+				  (size_t)(rl.rlim_cur > 256 ? (rl.rlim_cur - 64) / 6 : 32);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);
 	prctl(PR_SET_PDEATHSIG, 0);
 	prctl(PR_SET_DUMPABLE, 0);
-	/* Keep the pipe to the starter (3) and the log (2); nothing else of
-	 * the program that started us. */
+	prctl(PR_SET_NAME, "kiln-volume");
+	/* Keep the pipe to the starter (3), nothing else of the program that
+	 * started us: not even its stderr (a shell reading it to its end,
+	 * `$(kiln run ...)`, would wait for the server's exit). */
 	ready = fcntl(ready, F_DUPFD_CLOEXEC, 10);
-	log = cfg->log_fd >= 0 ? fcntl(cfg->log_fd, F_DUPFD_CLOEXEC, 10) : -1;
-	if (ready < 0 || dup2(ready, 3) < 0 || (log >= 0 && dup2(log, 2) < 0))
+	if (ready < 0 || dup2(ready, 3) < 0)
 		return 1;
 	ready = 3;
 	syscall(SYS_close_range, 4, ~0u, 0);
@@ -748,13 +865,13 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	if (null >= 0) {
 		dup2(null, 0);
 		dup2(null, 1);
-		if (cfg->log_fd < 0)
-			dup2(null, 2);
+		dup2(null, 2);
 		if (null > 3)
 			close(null);
 	}
 	fcntl(ready, F_SETFD, FD_CLOEXEC);
-	g_srv.log_fd = cfg->log_fd >= 0 ? 2 : -1;
+	g_srv.log_fd = open_log(cfg->dir);
+	g_srv.stats = getenv("KILN_SHIELD_STATS") && strcmp(getenv("KILN_SHIELD_STATS"), "1") == 0;
 	if (chdir("/") < 0)
 		return 1;
 	ret = rt__auth_derive(cfg->key, &g_keys);
@@ -792,6 +909,13 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		dprintf(ready, "volume %s: %s\n", cfg->dir, kiln_err_msg(&err, ret));
 		return 1;
 	}
+	/* For operators (and tests that crash it): who serves the volume. */
+	snprintf(infopath, sizeof(infopath), "%s/.kiln/server", cfg->dir);
+	info = open(infopath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (info >= 0) {
+		dprintf(info, "%d @%s\n", (int)getpid(), name);
+		close(info);
+	}
 	say_ready(ready, "ok\n");
 	close(ready);
 	loop(lfd);
@@ -799,12 +923,20 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	close(lfd);
 	for (struct sfile *f = g_srv.files; f; f = f->next)
 		if (sf_writeback(f))
-			srv_log("final write-back: %s", g_srv.errmsg);
+			srv_log("final write-back of a file failed");
 	sf_free_all();
 	ret = pf_volume_close(g_srv.vol, &err);
 	if (ret)
-		srv_log("volume %s: final commit: %s", cfg->dir, kiln_err_msg(&err, ret));
+		srv_log("final commit failed (%s)", kiln_strerror(ret));
 	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
+	unlink(infopath);
+	if (g_srv.stats)
+		srv_log("%llu commits for %llu fsyncs, %.3f ms each; %llu fills of %llu chunks; "
+			"%llu chunks evicted", (unsigned long long)g_srv.n_commits,
+			(unsigned long long)g_srv.n_waiters,
+			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
+			(unsigned long long)g_srv.n_fills, (unsigned long long)g_srv.fill_chunks,
+			(unsigned long long)g_srv.n_evicted);
 	rt__auth_wipe(&g_keys);
 	return ret ? 1 : 0;
 }
@@ -893,6 +1025,8 @@ int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
 		if (ret != -ECONNREFUSED && ret != -ENOENT)
 			return kiln_err_set(err, ret, "volume %s: connect: %s", c->dir,
 					    strerror(-ret));
+		if (!forkfn)
+			return -ENOENT; /* no server runs, and none is to be started */
 		ret = rt__srv_spawn(c, forkfn, err);
 		if (ret && ret != -EEXIST)
 			return ret;

@@ -31,7 +31,6 @@ struct rt_srv_config {
 	 * Dispatch and the app's state behind); may be NULL. */
 	void (*enter)(void);
 	uint64_t cache_limit;       /* bytes of plaintext kept in memfds */
-	int log_fd;                 /* where the server's log lines go (-1: none) */
 };
 
 /* The socket name of the volume in dir for key: 0 and name, or -errno when
@@ -46,9 +45,10 @@ int rt__srv_sock_name(const char *dir, const struct rt_auth_keys *k,
  * another server took the name first (connect to it). */
 int rt__srv_spawn(const struct rt_srv_config *c, pid_t (*forkfn)(void), struct kiln_err *err);
 
-/* Connect to the volume's server (starting one when none answers) and
- * authenticate: the connected socket (owned by the caller) and *vseg_fd, or
- * an error with err saying why. */
+/* Connect to the volume's server (starting one with forkfn when none
+ * answers) and authenticate: the connected socket (owned by the caller) and
+ * *vseg_fd, or an error with err saying why. With forkfn NULL: -ENOENT when
+ * no server runs (kiln fs then opens the volume itself). */
 int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
 		    pid_t (*forkfn)(void), uint32_t pid, int *vseg_fd, struct kiln_err *err);
 

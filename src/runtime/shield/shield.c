@@ -1,7 +1,12 @@
-/* kiln runtime, file shield: the locks every operation takes, start-up, exit
- * and fork. See internal.h for the design. */
+/* kiln runtime, file shield: the entry point the system-call handlers go
+ * through (the lock-free calls, then the lock around the handler), start-up,
+ * exit, fork and exec. See internal.h for the design. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "runtime/shield/internal.h"
@@ -11,45 +16,68 @@ int g_procfd = -1;
 uid_t g_uid;
 gid_t g_gid;
 
-/* ---- the locks of an operation -------------------------------------------- */
-int rt__hold(struct rt_hold *h)
+/* A forked child holds its parent's nodes: the server learns that this
+ * process holds them too (a hold of its own) before it uses them. */
+static void attach_inherited(void)
 {
-	rt__enter(&h->g);
+	struct rt_node *next;
+
+	for (struct rt_node *n = g_nodes; n; n = next) {
+		struct rt_msg m = { .op = RT_OP_ATTACH, .flags = RT_ATTACH_HAVE };
+		struct rt_call call;
+		int ret;
+
+		next = n->next;
+		if (!n->vol)
+			continue;
+		if (n->cached) {
+			/* The parent's cache: the parent's hold. */
+			atomic_store(&n->dead, true);
+			rt__node_free(n);
+			continue;
+		}
+		m.id = n->id;
+		ret = atomic_load(&n->dead) || n->gen != n->vol->gen ? -EIO :
+		      rt__cl_call(n->vol, &m, &call);
+		if (ret == 0)
+			rt__cl_done(n->vol, &call);
+		if (ret)
+			atomic_store(&n->dead, true);
+	}
+}
+
+/* In a forked child, until its first call into the shield: the nodes it
+ * inherited are not attached yet (the server does not know it holds them). */
+static atomic_bool g_child;
+
+void rt__child_check(void)
+{
+	struct rt_guard g;
+
+	if (!atomic_load_explicit(&g_child, memory_order_relaxed))
+		return;
+	rt__enter(&g);
 	pthread_mutex_lock(&g_shield_lock);
-	return rt__vols_lock() ? -EIO : 0;
-}
-
-void rt__release(struct rt_hold *h)
-{
-	rt__vols_unlock(false);
+	if (atomic_load(&g_child)) {
+		attach_inherited();
+		atomic_store(&g_child, false);
+	}
 	pthread_mutex_unlock(&g_shield_lock);
-	rt__leave(&h->g);
+	rt__leave(&g);
 }
 
-void rt__hold_light(struct rt_hold *h)
+void rt__lock(struct rt_guard *g)
 {
-	rt__enter(&h->g);
+	rt__child_check();
+	rt__enter(g);
 	pthread_mutex_lock(&g_shield_lock);
+	rt__released_drain();
 }
 
-void rt__release_light(struct rt_hold *h)
+void rt__unlock(struct rt_guard *g)
 {
 	pthread_mutex_unlock(&g_shield_lock);
-	rt__leave(&h->g);
-}
-
-/* The volume t lies in has not changed since this process last looked (no
- * other process committed or published): what this process holds is current
- * and the fast paths may answer without the volume lock. Under
- * g_shield_lock. */
-bool rt__fast_ok(struct rt_target *t)
-{
-	rt__released_drain_ro();
-	rt__cache_drop_inherited();
-	if (!t->vol || t->vfile || !t->vol->pf)
-		return false;
-	t->vol->want_watch = true; /* the load that follows arms the watch */
-	return rt__vol_unchanged(t->vol);
+	rt__leave(g);
 }
 
 /* ---- fork -------------------------------------------------------------------
@@ -58,9 +86,6 @@ bool rt__fast_ok(struct rt_target *t)
 void rt__shield_before_fork(void)
 {
 	pthread_mutex_lock(&g_shield_lock);
-	for (struct rt_node *n = g_nodes; n; n = n->next)
-		if (n->refs > 0)
-			n->shared = true;
 	rt__closes_quiesce();
 }
 
@@ -73,8 +98,7 @@ void rt__shield_parent_after_fork(void)
 void rt__shield_after_fork(void)
 {
 	rt__closes_resume();
-	rt__cache_after_fork();
-	pthread_mutex_unlock(&g_shield_lock);
+	pthread_mutex_init(&g_shield_lock, NULL);
 	if (g_procfd >= 0) {
 		/* The inherited one lists the parent's fds. */
 		long fd = rt__raw(SYS_openat, AT_FDCWD, "/proc/self/fd",
@@ -88,7 +112,105 @@ void rt__shield_after_fork(void)
 			g_procfd = -1;
 		}
 	}
-	rt__vols_after_fork();
+	for (size_t i = 0; i < g_nvols; i++)
+		rt__cl_after_fork(&g_vols[i]);
+	/* Mappings are re-registered at once: the child may use them without
+	 * ever calling into the shield. Nodes are attached at first use. */
+	if (rt__maps_any()) {
+		attach_inherited();
+		rt__maps_after_fork();
+	} else {
+		atomic_store(&g_child, g_nodes != NULL);
+	}
+}
+
+/* ---- exec: the protected fds the new program inherits ----------------------- */
+size_t rt__shield_exec_lines(char *buf, size_t size)
+{
+	size_t used = 0;
+
+	for (int fd = 0; fd < RT_FD_MAX && fd < g_rt.owned_base; fd++) {
+		struct rt_ofd *o;
+		struct stat st;
+		long fl;
+		int n;
+
+		if (rt_fd_kind(fd) != RT_FD_FILE)
+			continue;
+		o = rt_fd_get(fd);
+		if (!o->node->vol || atomic_load(&o->node->dead))
+			continue;
+		fl = rt__raw(SYS_fcntl, fd, F_GETFD, 0);
+		if (fl < 0 || (fl & FD_CLOEXEC) || rt__raw(SYS_fstat, fd, &st) < 0)
+			continue;
+		n = snprintf(buf + used, size - used, "fd %d %d %llu %llu\n", fd,
+			     (int)(o->node->vol - g_vols), (unsigned long long)o->node->id,
+			     (unsigned long long)st.st_ino);
+		if (n < 0 || (size_t)n >= size - used)
+			break;
+		used += (size_t)n;
+	}
+	return used;
+}
+
+/* In the new program: its inherited protected fds, attached again. An fd whose
+ * file cannot be attached fails every data call with EIO rather than letting
+ * writes bypass the shield. */
+static void attach_exec_fds(void)
+{
+	for (size_t i = 0; i < g_rt.cfg.n_fds; i++) {
+		int fd = g_rt.cfg.fds[i].fd, vi = g_rt.cfg.fds[i].vol;
+		struct rt_msg m = { .op = RT_OP_ATTACH, .id = g_rt.cfg.fds[i].id };
+		struct rt_node *n = NULL;
+		struct rt_ofd *o;
+		struct rt_call call;
+		struct stat st;
+		long fl;
+		int ret;
+
+		if (vi < 0 || (size_t)vi >= g_nvols || !rt_fd_in_range(fd) ||
+		    (fl = rt__raw(SYS_fcntl, fd, F_GETFL, 0)) < 0 ||
+		    rt__raw(SYS_fstat, fd, &st) < 0)
+			continue;
+		/* The fd as the exec'ing process left it: the same memfd, else ask
+		 * the server which file that memfd is (a spawn's file actions may
+		 * have moved fds), else it is not a protected file. */
+		if ((uint64_t)st.st_ino != g_rt.cfg.fds[i].ino) {
+			m.id = 0;
+			m.a = (uint64_t)st.st_ino;
+		}
+		ret = rt__cl_call(&g_vols[vi], &m, &call);
+		if (ret == 0)
+			ret = rt__node_from_reply(&g_vols[vi], "(inherited)", &call, &n);
+		rt__cl_done(&g_vols[vi], &call);
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			continue;
+		if (ret == -ENOENT && !m.id) {
+			free(o);
+			continue; /* not one of the server's memfds */
+		}
+		if (ret) {
+			rt__say("fd %d: its protected file is gone (%s): reads and writes fail "
+				"with EIO", fd, kiln_strerror(ret));
+			n = calloc(1, sizeof(*n));
+			if (!n || !(n->rel = strdup("(gone)"))) {
+				free(n);
+				free(o);
+				continue;
+			}
+			n->vol = &g_vols[vi];
+			n->memfd = -1;
+			atomic_store(&n->dead, true);
+			n->next = g_nodes;
+			g_nodes = n;
+		}
+		o->kind = RT_FD_FILE;
+		o->node = n;
+		o->append = fl & O_APPEND;
+		n->refs++;
+		rt__fd_attach(fd, o);
+	}
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
@@ -114,6 +236,7 @@ int rt__shield_init(struct kiln_err *err)
 	if (ret)
 		return ret;
 	g_rt.shield_on = g_nvols > 0;
+	attach_exec_fds();
 	return 0;
 }
 
@@ -121,11 +244,10 @@ void rt__shield_exit(void)
 {
 	struct rt_guard g;
 
-	if (!g_rt.shield_on)
+	/* A forked child that never used the volumes wrote nothing to commit. */
+	if (!g_rt.shield_on || atomic_load(&g_child))
 		return;
-	rt__enter(&g);
-	pthread_mutex_lock(&g_shield_lock);
+	rt__lock(&g);
 	rt__vols_exit();
-	pthread_mutex_unlock(&g_shield_lock);
-	rt__leave(&g);
+	rt__unlock(&g);
 }

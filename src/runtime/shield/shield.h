@@ -77,5 +77,26 @@ long rt__shield_close(long fd) RT_HIDDEN;
 long rt__shield_close_range(unsigned first, unsigned last, unsigned flags) RT_HIDDEN;
 long rt__shield_dup(long nr, const long a[6]) RT_HIDDEN;
 long rt__shield_fsync(long fd) RT_HIDDEN;
+/* fcntl(F_SETFL) succeeded on fd: the shield keeps O_APPEND. */
+void rt__shield_setfl(long fd, long flags) RT_HIDDEN;
+
+/* ---- the data path (no lock: see shield/data.c) ------------------------------
+ * read, write, pread64, pwrite64, readv, writev, preadv(2), pwritev(2) on a
+ * protected fd; sendfile, splice, copy_file_range with a protected end. */
+long rt__shield_data(long nr, const long a[6]) RT_HIDDEN;
+long rt__shield_transfer(long nr, const long a[6]) RT_HIDDEN;
+long rt__shield_ftruncate(long fd, uint64_t size) RT_HIDDEN;
+long rt__shield_fallocate(long fd, int mode, uint64_t off, uint64_t len) RT_HIDDEN;
+/* mmap of a protected fd (under the lock); munmap, mremap, msync of any
+ * range (they take the lock when this process has protected mappings). */
+long rt__shield_mmap(const long a[6]) RT_HIDDEN;
+long rt__shield_maps(long nr, const long a[6]) RT_HIDDEN;
+/* syncfs on a protected fd: commit the volume. */
+long rt__shield_syncfs(long fd) RT_HIDDEN;
+
+/* ---- exec ------------------------------------------------------------------- */
+/* Config lines ("fd N VOLUME ID") naming the protected fds the new program
+ * inherits (not close-on-exec): written into buf, their length. */
+size_t rt__shield_exec_lines(char *buf, size_t size) RT_HIDDEN;
 
 #endif

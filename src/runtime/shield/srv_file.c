@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SRV_BUF_SIZE ((size_t)4 << 20)
@@ -76,6 +77,17 @@ struct sfile *sf_by_id(uint64_t id)
 	for (struct sfile *f = g_srv.files; f; f = f->next)
 		if (f->id == id)
 			return f;
+	return NULL;
+}
+
+struct sfile *sf_by_memfd_ino(uint64_t ino)
+{
+	for (struct sfile *f = g_srv.files; f; f = f->next) {
+		struct stat st;
+
+		if (fstat(f->memfd, &st) == 0 && (uint64_t)st.st_ino == ino)
+			return f;
+	}
 	return NULL;
 }
 
@@ -220,6 +232,9 @@ static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 		goto fail;
 	f->seg->magic = RT_FSEG_MAGIC;
 	f->seg->chunk_size = g_srv.cs;
+	ret = rt__ck_lock_init(f->seg);
+	if (ret)
+		goto fail;
 	atomic_store(&f->seg->stored_size, size);
 	set_all_valid(f);
 	{
@@ -349,6 +364,8 @@ static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict)
 			return -EIO;
 		}
 		kiln_wipe(g_srv.buf, len);
+		g_srv.n_fills++;
+		g_srv.fill_chunks += e - c;
 		n = 0;
 		for (uint64_t k = c; k < e; k++)
 			n += rt__ck_set_valid(f->seg, k);
@@ -563,16 +580,58 @@ int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* A file nobody holds stays this long before it may be closed: a forked
+ * child attaches its parent's files at its first call, a new program its
+ * inherited fds' files at start. */
+#define IDLE_GRACE_NS (2ull * 1000000000)
+
+static bool idle(const struct sfile *f)
+{
+	return !f->holds && !f->maps;
+}
+
 void sf_unhold(struct sfile *f)
 {
 	if (f->holds)
 		f->holds--;
-	if (!f->holds && !f->maps && !f->path)
-		sf_free(f);
+	if (idle(f)) {
+		f->idle_since = kiln_now_ns();
+		sf_reap(false);
+	}
+}
+
+void sf_reap(bool all)
+{
+	uint64_t now = kiln_now_ns();
+
+	for (;;) {
+		struct sfile *old = NULL;
+		bool over = g_srv.nfiles > g_srv.max_files;
+
+		for (struct sfile *f = g_srv.files; f; f = f->next) {
+			if (!idle(f) || now - f->idle_since < IDLE_GRACE_NS)
+				continue;
+			/* Unlinked ones go first: nobody can open them again. */
+			if (!f->path) {
+				old = f;
+				break;
+			}
+			if (!old || f->idle_since < old->idle_since)
+				old = f;
+		}
+		if (!old || (old->path && !over && !all))
+			return;
+		/* What it holds that pf has not is written back first. */
+		if (old->path && sf_writeback(old))
+			return;
+		sf_free(old);
+	}
 }
 
 void sf_unmap(struct sfile *f, bool writable)
 {
+	bool was = f->maps > 0;
+
 	if (writable) {
 		/* What the mapping stored is written back with the next commit. */
 		uint64_t n = words_of(f), newly = 0;
@@ -590,8 +649,8 @@ void sf_unmap(struct sfile *f, bool writable)
 	}
 	if (f->maps && --f->maps == 0)
 		atomic_fetch_and(&f->seg->flags, ~RT_FS_NOEVICT);
-	if (!f->holds && !f->maps && !f->path)
-		sf_free(f);
+	if (was && idle(f))
+		f->idle_since = kiln_now_ns();
 }
 
 void sf_unlinked(struct sfile *f)
@@ -602,9 +661,7 @@ void sf_unlinked(struct sfile *f)
 	free(f->path);
 	f->path = NULL;
 	/* Clients that hold it keep using it (pf keeps the data until the last
-	 * handle closes). */
-	if (!f->holds && !f->maps)
-		sf_free(f);
+	 * handle closes); it goes when nobody holds it, after the grace. */
 }
 
 void sf_renamed(const char *from, const char *to)
@@ -639,17 +696,16 @@ int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns)
 
 /* ---- eviction -------------------------------------------------------------
  * Clean, unpinned chunks are punched out of the memfd. A file is skipped
- * while mapped, and while a client holds its append lock (an OFD lock on
- * byte 0 of the state memfd): an append writes into the chunk at the end of
- * the file, which is never evicted while the lock is held by the evictor. */
+ * while mapped, and while a client holds its append lock: an append writes
+ * into the chunk at the end of the file, which is never evicted, and the
+ * evictor holds the lock while it looks for that end. */
 static uint64_t evict_file(struct sfile *f, uint64_t want)
 {
-	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
 	uint64_t cs = g_srv.cs, freed = 0, n, tail, nst;
 	struct stat st;
 
 	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) ||
-	    fcntl(f->statefd, F_OFD_SETLK, &lk) < 0)
+	    !rt__ck_trylock(f->seg))
 		return 0;
 	if (fstat(f->memfd, &st) < 0)
 		goto out;
@@ -681,10 +737,10 @@ static uint64_t evict_file(struct sfile *f, uint64_t want)
 	}
 	atomic_fetch_add(&f->seg->evict_seq, 1);
 	atomic_fetch_sub(&g_srv.vseg->cache_bytes, freed);
+	g_srv.n_evicted += freed / cs;
 	set_all_valid(f);
 out:
-	lk.l_type = F_UNLCK;
-	fcntl(f->statefd, F_OFD_SETLK, &lk);
+	rt__ck_unlock(f->seg);
 	return freed;
 }
 

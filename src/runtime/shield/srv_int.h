@@ -35,26 +35,35 @@ struct sfile {
 	uint64_t ra_end, ra_win; /* read-ahead */
 	uint64_t hand;         /* eviction clock within the file */
 	struct timespec mtime_saved; /* memfd mtime as last given to pf */
+	uint64_t idle_since;   /* kiln_now_ns() of the last hold going (0: held) */
 	struct sfile *next, *hnext;
 };
 
-/* One client connection. */
+/* One client process (its connections share its holds: a process uses
+ * several, one per thread waiting on the server). */
 struct shold {
 	struct sfile *f;
 	uint32_t holds, maps, wmaps;
 };
 
+struct sclient {
+	pid_t pid;
+	unsigned nconns;
+	struct shold *holds;   /* malloc'd */
+	size_t nholds, cap;
+	struct sclient *next;
+};
+
+/* One connection. */
 struct sconn {
 	int fd;                /* owned */
 	bool authed;
 	bool waiting;          /* a commit reply is due */
-	int32_t wait_status;
 	uint8_t nonce[RT_NONCE_SIZE];
 	uint64_t deadline_ns;  /* for the handshake */
 	pid_t pid;
 	uid_t uid;
-	struct shold *holds;   /* malloc'd */
-	size_t nholds, cap;
+	struct sclient *cl;    /* once authenticated */
 	struct sconn *next;
 };
 
@@ -66,6 +75,7 @@ struct srv {
 	struct sfile *files;
 	struct sfile **by_path;
 	size_t nbuckets, nfiles;
+	size_t max_files;      /* open files the fd limit allows (idle ones go first) */
 	uint64_t next_id;
 	struct sfile *hand;    /* eviction clock over files */
 	uint8_t *buf;          /* fill / write-back buffer */
@@ -74,6 +84,10 @@ struct srv {
 	bool commit_all;       /* SYNCALL pending */
 	bool need_commit;      /* some FSYNC pending */
 	char errmsg[RT_ERRMSG_MAX]; /* message of the last failed operation */
+	/* Counters, logged at exit with KILN_SHIELD_STATS=1 in the environment
+	 * of the process that started the server. */
+	bool stats;
+	uint64_t n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
 };
 extern struct srv g_srv;
 
@@ -90,6 +104,7 @@ static inline uint64_t srv_nchunks(uint64_t size)
 int sf_init(void);
 struct sfile *sf_by_path(const char *path);
 struct sfile *sf_by_id(uint64_t id);
+struct sfile *sf_by_memfd_ino(uint64_t ino);
 /* Open (creating per flags) path: the file, existing or new. */
 int sf_open(const char *path, int flags, mode_t mode, struct sfile **out);
 int sf_fill(struct sfile *f, uint64_t first, uint64_t count);
@@ -109,5 +124,8 @@ int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns);
 /* Keep the cache under its bound: write back, then evict clean chunks. */
 void sf_balance(bool writeback_all);
 void sf_free_all(void);
+/* Close files nobody holds, oldest first, while there are more than the fd
+ * limit allows (and, with all, every idle one older than the grace). */
+void sf_reap(bool all);
 
 #endif

@@ -1,29 +1,30 @@
-/* kiln runtime, file shield: stat of volume paths and protected fds: the
- * plaintext size, the mode kept in the volume, a stable inode number. */
+/* kiln runtime, file shield: stat of volume paths and protected fds, and the
+ * lookup cache.
+ *
+ * The server answers a stat (size, mode, mtime, inode, file id). Its answer
+ * holds while the volume's namespace generation (rt_vseg.ns_gen, bumped by
+ * the server on every create, unlink, rename, chmod, utimes, truncation, and
+ * whenever a file gets a memfd) has not moved, so it is kept here per path:
+ * sqlite's stat of its journal before every statement and nginx's open and
+ * fstat of the files it serves cost no round trip. Size and mtime of a file
+ * that has a memfd change without the generation moving (writes): they are
+ * taken from the memfd (fstat) when this process holds the file, else asked
+ * again. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 
 #include "runtime/shield/internal.h"
 
-/* ---- stat ----------------------------------------------------------------- */
-uint64_t rt__ino_of(const char *rel)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (const char *p = rel; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h | 1;
-}
-
-void rt__fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
-		   const struct pf_stat *ps, const struct stat *mem)
+void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_reply *r,
+		   const struct stat *mem)
 {
 	memset(out, 0, sizeof(*out));
 	out->st_dev = vol ? vol->dev : 0x6b6c6e; /* injected files: a fixed device */
-	out->st_ino = rt__ino_of(rel);
-	out->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
-	out->st_nlink = ps->is_dir ? 2 : 1;
+	out->st_ino = r->ino;
+	out->st_mode = r->mode;
+	out->st_nlink = r->nlink;
 	out->st_uid = g_uid;
 	out->st_gid = g_gid;
 	out->st_blksize = 4096;
@@ -31,114 +32,166 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const char *rel,
 		out->st_size = mem->st_size;
 		out->st_mtim = mem->st_mtim;
 	} else {
-		out->st_size = (off_t)ps->size;
-		out->st_mtim.tv_sec = ps->mtime_ns / 1000000000;
-		out->st_mtim.tv_nsec = ps->mtime_ns % 1000000000;
+		out->st_size = (off_t)r->size;
+		out->st_mtim.tv_sec = r->mtime_ns / 1000000000;
+		out->st_mtim.tv_nsec = r->mtime_ns % 1000000000;
 	}
 	out->st_atim = out->st_mtim;
 	out->st_ctim = out->st_mtim;
 	out->st_blocks = (out->st_size + 511) / 512;
 }
 
-/* stat of a volume path: open nodes answer from their memfd. */
-long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
+static uint64_t hash_of(const char *s)
 {
-	struct kiln_err err = { 0 };
-	struct pf_stat ps;
-	struct rt_node *n;
-	struct stat mem;
-	int ret = pf_stat(vol->pf, rel, &ps, &err);
+	uint64_t h = 1469598103934665603ull;
 
-	if (ret)
-		return ret <= -KILN_EBASE ? -EIO : ret;
-	n = ps.is_dir ? NULL : rt__node_find(vol, rel);
-	if (n && rt__raw(SYS_fstat, n->memfd, &mem) == 0)
-		rt__fill_stat(out, vol, rel, &ps, &mem);
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Under g_shield_lock. */
+int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret, struct rt_stat_reply *out)
+{
+	struct rt_lookup *l = &vol->lookups[hash_of(rel) % RT_LOOKUPS];
+
+	if (!l->gen || l->gen != rt__vol_gen(vol) || strcmp(l->rel, rel) != 0)
+		return 0;
+	*ret = l->ret;
+	*out = l->st;
+	return 1;
+}
+
+void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
+		    const struct rt_stat_reply *r)
+{
+	struct rt_lookup *l = &vol->lookups[hash_of(rel) % RT_LOOKUPS];
+	char *copy;
+
+	if (ret && ret != -ENOENT && ret != -ENOTDIR)
+		return;
+	if (l->rel && strcmp(l->rel, rel) == 0) {
+		copy = l->rel;
+	} else {
+		copy = strdup(rel);
+		if (!copy)
+			return;
+		free(l->rel);
+	}
+	l->rel = copy;
+	l->gen = gen;
+	l->ret = ret;
+	if (r)
+		l->st = *r;
 	else
-		rt__fill_stat(out, vol, rel, &ps, NULL);
+		memset(&l->st, 0, sizeof(l->st));
+}
+
+int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
+{
+	struct rt_msg m = { .op = RT_OP_STAT, .path = rel };
+	struct rt_call call;
+	uint64_t gen;
+	int ret;
+
+	if (rt__lookup_cached(vol, rel, &ret, out))
+		return ret;
+	/* The generation before the question: a change racing with it makes
+	 * the answer stale at once, never the other way round. */
+	gen = rt__vol_gen(vol);
+	ret = rt__vol_call(vol, &m, &call);
+	if (ret == 0 && call.size != sizeof(*out))
+		ret = -EPROTO;
+	if (ret == 0)
+		memcpy(out, call.body, sizeof(*out));
+	rt__cl_done(vol, &call);
+	rt__lookup_put(vol, rel, gen, ret, ret ? NULL : out);
+	return ret;
+}
+
+long rt__stat_node(struct rt_node *n, struct stat *out)
+{
+	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode,
+				   .nlink = n->unlinked ? 0 : 1 };
+	struct stat mem;
+
+	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
+		return -EIO;
+	rt__fill_stat(out, n->vol, &r, &mem);
 	return 0;
 }
 
-long rt__stat_fd(long fd, struct stat *out)
-{
-	struct rt_ofd *o = rt_fd_get((int)fd);
-	struct pf_stat ps;
-	struct stat mem;
-
-	switch (rt_fd_kind((int)fd)) {
-	case RT_FD_FILE:
-		/* Lock-free: the node lives as long as fd does. */
-		memset(&ps, 0, sizeof(ps));
-		ps.mode = o->node->mode;
-		if (o->node->vol && !o->node->writable && !o->node->shared) {
-			/* Never written: the memfd is as loaded (nginx fstats every
-			 * file it serves). */
-			mem.st_size = (off_t)o->node->synced_size;
-			mem.st_mtim = o->node->mtime;
-		} else if (rt__raw(SYS_fstat, o->node->memfd, &mem) < 0) {
-			return -EIO;
-		}
-		rt__fill_stat(out, o->node->vol, o->node->rel, &ps, &mem);
-		return 0;
-	case RT_FD_DIR:
-		return rt__stat_rel(o->vol, o->rel, out);
-	default:
-		return -EBADF;
-	}
-}
-
-/* ---- operations ------------------------------------------------------------ */
 long rt__shield_stat(struct rt_target *t, struct stat *out)
 {
-	struct rt_hold h;
+	struct rt_guard g;
 	long r;
 
-	rt__hold_light(&h);
-	if (t->vfile)
-		r = rt__vfile_stat(t->vfile, out);
-	else if (rt__fast_ok(t))
-		/* sqlite looks for a hot journal before every statement: stat needs
-		 * neither the volume lock nor a publish while the volume is as this
-		 * process last saw it. */
-		r = rt__stat_rel(t->vol, t->rel, out);
-	else
-		r = -EAGAIN;
-	rt__release_light(&h);
-	if (r != -EAGAIN)
-		return r;
-	r = rt__hold(&h);
-	if (r == 0)
-		r = rt__stat_rel(t->vol, t->rel, out);
-	rt__release(&h);
+	rt__lock(&g);
+	r = t->vfile ? rt__vfile_stat(t->vfile, out) : rt__stat_rel(t->vol, t->rel, out);
+	rt__unlock(&g);
 	return r;
+}
+
+/* stat of a volume path (under the lock). */
+long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
+{
+	struct rt_msg m = { .op = RT_OP_STAT, .path = rel };
+	struct rt_stat_reply r;
+	struct rt_call call;
+	struct rt_node *n;
+	uint64_t gen;
+	int ret;
+
+	if (rt__lookup_cached(vol, rel, &ret, &r)) {
+		n = ret == 0 && r.id ? rt__node_by_id(vol, r.id) : NULL;
+		if (n)
+			return rt__stat_node(n, out);
+		if (ret)
+			return ret;
+		/* A file that another process may be writing: ask again. */
+		if (r.cacheable) {
+			rt__fill_stat(out, vol, &r, NULL);
+			return 0;
+		}
+	}
+	gen = rt__vol_gen(vol);
+	ret = rt__vol_call(vol, &m, &call);
+	if (ret == 0 && call.size != sizeof(r))
+		ret = -EPROTO;
+	if (ret == 0)
+		memcpy(&r, call.body, sizeof(r));
+	rt__cl_done(vol, &call);
+	rt__lookup_put(vol, rel, gen, ret, ret ? NULL : &r);
+	if (ret)
+		return ret;
+	n = r.id ? rt__node_by_id(vol, r.id) : NULL;
+	if (n)
+		return rt__stat_node(n, out);
+	rt__fill_stat(out, vol, &r, NULL);
+	return 0;
 }
 
 long rt__shield_fstat(long fd, struct stat *out)
 {
-	struct rt_hold h;
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct rt_guard g;
 	long r;
 
-	/* Lock-free for files (nginx fstats every file it serves). */
-	if (rt_fd_kind((int)fd) != RT_FD_DIR)
-		return rt__stat_fd(fd, out);
-	r = rt__hold(&h);
-	if (r == 0)
-		r = rt__stat_fd(fd, out);
-	rt__release(&h);
-	return r;
-}
-
-static long access_of(const struct stat *st, int mode)
-{
-	if ((mode & X_OK) && !S_ISDIR(st->st_mode) && !(st->st_mode & 0111))
-		return -EACCES;
-	return 0;
-}
-
-long rt__shield_access(struct rt_target *t, int mode)
-{
-	struct stat st;
-	long r = rt__shield_stat(t, &st);
-
-	return r < 0 ? r : access_of(&st, mode);
+	switch (rt_fd_kind((int)fd)) {
+	case RT_FD_FILE:
+		/* Lock-free (nginx fstats every file it serves): the node lives
+		 * while the reference lasts. */
+		if (!rt__ofd_tryref(o))
+			return -EBADF;
+		r = o->node->vol ? rt__stat_node(o->node, out) : rt__vfile_stat(o->node, out);
+		rt__ofd_unref_lockfree(o);
+		return r;
+	case RT_FD_DIR:
+		rt__lock(&g);
+		r = rt__stat_rel(o->vol, o->rel, out);
+		rt__unlock(&g);
+		return r;
+	default:
+		return -EBADF;
+	}
 }

@@ -55,26 +55,36 @@ int rt__exec_env(char *const *envp, struct rt_exec_env *e)
 		goto fail;
 	e->pipe_rd = pipefd[0];
 	/* The config is small (< 64 KiB pipe buffer): the writes cannot block.
-	 * A virtual working directory travels as a "cwd" line before "end". */
+	 * A virtual working directory travels as a "cwd" line before "end", and
+	 * so do the protected fds the new program inherits ("fd" lines). */
 	{
-		char cwd[4200];
-		size_t len = g_rt.config_size;
+		size_t len = g_rt.config_size, tail_len = 0, cap = 16384;
+		char *tail = malloc(cap);
 		long want;
 
-		rt__vcwd_get(cwd + 4, sizeof(cwd) - 10);
-		if (cwd[4] && len >= 4 && memcmp(g_rt.config_text + len - 4, "end\n", 4) == 0) {
-			memcpy(cwd, "cwd ", 4);
-			strcat(cwd, "\nend\n");
+		if (!tail) {
+			ret = -ENOMEM;
+			rt__raw(SYS_close, pipefd[1]);
+			goto fail;
+		}
+		if (len >= 4 && memcmp(g_rt.config_text + len - 4, "end\n", 4) == 0) {
+			char cwd[4200];
+
 			len -= 4;
-		} else {
-			cwd[0] = '\0';
+			rt__vcwd_get(cwd, sizeof(cwd));
+			if (cwd[0])
+				tail_len = (size_t)snprintf(tail, cap, "cwd %s\n", cwd);
+			if (g_rt.shield_on)
+				tail_len += rt__shield_exec_lines(tail + tail_len, cap - tail_len - 8);
+			tail_len += (size_t)snprintf(tail + tail_len, cap - tail_len, "end\n");
 		}
 		ret = rt__raw(SYS_write, pipefd[1], g_rt.config_text, len);
 		want = (long)len;
-		if (ret == want && cwd[0]) {
-			want = (long)strlen(cwd);
-			ret = rt__raw(SYS_write, pipefd[1], cwd, want);
+		if (ret == want && tail_len) {
+			want = (long)tail_len;
+			ret = rt__raw(SYS_write, pipefd[1], tail, want);
 		}
+		free(tail);
 		rt__raw(SYS_close, pipefd[1]);
 		if (ret != want) {
 			ret = ret < 0 ? ret : -EIO;

@@ -79,11 +79,16 @@ long rt__sys_dup3(long nr, const long a[6])
  * F_DUPFD* make a new fd the shield must know. */
 long rt__sys_fcntl(long nr, const long a[6])
 {
+	long r;
+
 	if (rt__own_badf(a[0]))
 		return -EBADF;
 	if (a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC)
 		return rt__shield_dup(nr, a);
-	return rt__raw(SYS_fcntl, a[0], a[1], a[2]);
+	r = rt__raw(SYS_fcntl, a[0], a[1], a[2]);
+	if (r == 0 && a[1] == F_SETFL)
+		rt__shield_setfl(a[0], a[2]); /* O_APPEND: the shield's append path */
+	return r;
 }
 
 long rt__sys_fsync(long nr, const long a[6])

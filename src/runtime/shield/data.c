@@ -1,0 +1,551 @@
+/* kiln runtime, file shield v2: the data path. A protected fd is an open of the
+ * volume server's plaintext memfd, so reads and writes are native system
+ * calls; around them the shield keeps the shared chunk state (proto.h):
+ *
+ *   read:  a file whose chunks are all valid is read natively, checked by the
+ *          eviction sequence (a concurrent eviction makes the read retry);
+ *          otherwise the chunks are pinned, the missing ones filled by the
+ *          server (decrypted and verified), then read natively.
+ *   write: the chunks are pinned and the partial ones filled, the write is
+ *          native, the chunks are marked VALID|DIRTY. Appends (O_APPEND) take
+ *          the file's append lock (an OFD lock on the state memfd) so that
+ *          the end of the file cannot move or be evicted meanwhile.
+ *
+ * Large transfers go in windows, so that a read of a huge file never needs
+ * more than a window of it in memory at once (the server evicts behind).
+ * Nothing here takes the shield lock or changes the signal mask, except a
+ * round trip to the server (fill, grow, write-back), which runs in
+ * rt__enter. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "runtime/shield/internal.h"
+
+#define WINDOW ((uint64_t)4 << 20)
+
+/* One line per distinct failure, per process. */
+static void say_once(const struct rt_node *n, const char *msg)
+{
+	static uint64_t seen[32];
+	static unsigned next;
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *p = msg; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++)
+		if (seen[i] == h)
+			return;
+	seen[next++ % (sizeof(seen) / sizeof(seen[0]))] = h;
+	rt__say("%s%s%s: %s", n->vol->cfg->mount, n->rel[0] ? "/" : "", n->rel,
+		msg[0] ? msg : "I/O error");
+}
+
+/* A round trip about node n (fill, grow, write-back, truncate ...). */
+int rt__node_call(struct rt_node *n, struct rt_msg *m)
+{
+	struct rt_guard g;
+	char errmsg[RT_ERRMSG_MAX] = "";
+	int ret;
+
+	if (n->gen != n->vol->gen || atomic_load(&n->dead))
+		return -EIO;
+	m->id = n->id;
+	rt__enter(&g);
+	ret = rt__cl_simple(n->vol, m, errmsg);
+	rt__leave(&g);
+	if (ret == -EIO && errmsg[0])
+		say_once(n, errmsg);
+	return ret;
+}
+
+bool rt__node_dead(struct rt_node *n)
+{
+	if (atomic_load(&n->dead))
+		return true;
+	if (n->gen == n->vol->gen && !rt__cl_dead(n->vol))
+		return false;
+	atomic_store(&n->dead, true);
+	return true;
+}
+
+/* Make the state mapping cover chunk c (a writer asks the server to grow the
+ * state memfd; a reader never needs chunks past it: they are past the end of
+ * the file). */
+static int ensure_words(struct rt_node *n, uint64_t c, bool grow)
+{
+	uint64_t now;
+
+	if (c < atomic_load(&n->seg_words))
+		return 0;
+	now = atomic_load(&atomic_load(&n->seg)->nwords);
+	if (c >= now && !grow)
+		return now > atomic_load(&n->seg_words) ? rt__node_remap(n, now) : 0;
+	return rt__node_remap(n, c >= now ? c + 1 : now);
+}
+
+/* Pin chunks [c0, c1] and get the missing ones filled. 0, or -EIO (a chunk
+ * fails verification: logged, the chunks are unpinned). */
+static int pin_fill(struct rt_node *n, uint64_t c0, uint64_t c1)
+{
+	struct rt_fseg *seg = atomic_load(&n->seg);
+	uint64_t lo, hi;
+	int ret;
+
+	if (!rt__ck_pin(seg, c0, c1, &lo, &hi))
+		return 0;
+	for (int tries = 0; tries < 8; tries++) {
+		struct rt_msg m = { .op = RT_OP_FILL, .a = lo, .b = hi - lo + 1 };
+
+		ret = rt__node_call(n, &m);
+		if (ret)
+			break;
+		if (!rt__ck_missing(seg, c0, c1, &lo, &hi))
+			return 0;
+	}
+	rt__ck_unpin(seg, c0, c1);
+	return ret ? ret : -EIO;
+}
+
+/* Prepare chunks [c0, *c1] for a transfer: 0 when pinned and valid, 1 when
+ * there is nothing to pin (a read wholly past the end of the file), or an
+ * error. A read is clipped to the chunks the file has. */
+static int prepare(struct rt_node *n, uint64_t c0, uint64_t *c1, bool write)
+{
+	int ret = ensure_words(n, *c1, write);
+
+	if (ret)
+		return ret;
+	if (!write) {
+		uint64_t words = atomic_load(&n->seg_words);
+
+		if (c0 >= words)
+			return 1;
+		if (*c1 >= words)
+			*c1 = words - 1;
+	}
+	return pin_fill(n, c0, *c1);
+}
+
+/* After a write grew dirty data past the limit: wait for the server's
+ * write-back (a writer faster than sealing must not fill memory). */
+static void throttle(struct rt_node *n)
+{
+	struct rt_vseg *v = atomic_load(&n->vol->vseg);
+	struct rt_msg m = { .op = RT_OP_WRITEBACK };
+
+	if (atomic_load(&v->dirty_bytes) <= v->dirty_limit &&
+	    atomic_load(&v->cache_bytes) <= v->cache_limit + v->cache_limit / 4)
+		return;
+	rt__node_call(n, &m);
+}
+
+/* ---- the range of one call ---------------------------------------------- */
+static struct iovec *iov_map(int cnt)
+{
+	long p = rt__raw(SYS_mmap, NULL, (size_t)cnt * sizeof(struct iovec),
+			 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p < 0 && p > -4096 ? NULL : (struct iovec *)p;
+}
+
+static uint64_t iov_total(const struct iovec *iov, int cnt)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < cnt; i++)
+		sum += iov[i].iov_len;
+	return sum;
+}
+
+/* Windowed positional transfer of iov at off (reads: pread; writes: pwrite,
+ * marking). Returns the bytes transferred or an error. */
+static long windows(struct rt_node *n, int fd, bool write, const struct iovec *iov, int cnt,
+		    uint64_t off)
+{
+	uint64_t cs = n->vol->chunk, done = 0;
+	long ret = 0;
+
+	for (int i = 0; i < cnt; i++) {
+		uint64_t pos = 0;
+
+		while (pos < iov[i].iov_len) {
+			uint64_t len = iov[i].iov_len - pos, at = off + done, c0, c1;
+			char *base = (char *)iov[i].iov_base + pos;
+			long r;
+
+			if (len > WINDOW - at % cs)
+				len = WINDOW - at % cs;
+			c0 = at / cs;
+			c1 = (at + len - 1) / cs;
+			ret = prepare(n, c0, &c1, write);
+			if (ret < 0)
+				return done ? (long)done : ret;
+			r = rt__raw(write ? SYS_pwrite64 : SYS_pread64, fd, base, len, at);
+			if (write && r > 0)
+				rt__ck_mark(atomic_load(&n->seg), atomic_load(&n->vol->vseg), c0,
+					    (at + (uint64_t)r - 1) / cs);
+			if (ret == 0)
+				rt__ck_unpin(atomic_load(&n->seg), c0, c1);
+			if (r <= 0)
+				return done ? (long)done : r;
+			done += (uint64_t)r;
+			pos += (uint64_t)r;
+			if ((uint64_t)r < len)
+				return (long)done;
+			if (write)
+				throttle(n);
+		}
+	}
+	return (long)done;
+}
+
+/* One native call over chunks [c0, c1], pinned and filled. */
+static long one_call(struct rt_node *n, long nr, const long a[6], uint64_t off, uint64_t len,
+		     bool write)
+{
+	uint64_t cs = n->vol->chunk, c0 = off / cs, c1 = (off + len - 1) / cs;
+	long r;
+	int ret = prepare(n, c0, &c1, write);
+
+	if (ret < 0)
+		return ret;
+	r = rt__raw6(nr, a);
+	if (write && r > 0)
+		rt__ck_mark(atomic_load(&n->seg), atomic_load(&n->vol->vseg), c0,
+			    (off + (uint64_t)r - 1) / cs);
+	if (ret == 0)
+		rt__ck_unpin(atomic_load(&n->seg), c0, c1);
+	return r;
+}
+
+/* O_APPEND: under the append lock, the end of the file is where the write
+ * goes, its chunk is filled (the server keeps it so while the file is open,
+ * but it may be corrupt) and nothing evicts it. */
+static long append(struct rt_node *n, int fd, long nr, const long a[6], uint64_t len)
+{
+	uint64_t cs = n->vol->chunk, size, c0, c1;
+	/* Locked and unlocked through the same mapping (the lock is robust:
+	 * it sits on a list of this thread by address). */
+	struct rt_fseg *lk = atomic_load(&n->seg), *seg;
+	struct stat st;
+	long r;
+	int ret;
+
+	rt__ck_lock(lk);
+	r = rt__raw(SYS_fstat, fd, &st);
+	if (r < 0)
+		goto out;
+	size = (uint64_t)st.st_size;
+	c0 = size / cs;
+	c1 = (size + len - 1) / cs;
+	ret = prepare(n, c0, &c1, true);
+	if (ret) {
+		r = ret;
+		goto out;
+	}
+	r = rt__raw6(nr, a);
+	seg = atomic_load(&n->seg);
+	if (r > 0) {
+		/* Where it went: the end before, unless another writer extended
+		 * the file without the lock (a positional write past the end). */
+		long end = rt__raw(SYS_lseek, fd, 0, SEEK_CUR);
+		uint64_t start = end >= r ? (uint64_t)end - (uint64_t)r : size;
+		uint64_t s0 = start / cs, s1 = (start + (uint64_t)r - 1) / cs, lo, hi;
+
+		if (start == size) {
+			rt__ck_mark(seg, atomic_load(&n->vol->vseg), s0, s1);
+		} else if (ensure_words(n, s1, true) == 0) {
+			struct rt_fseg *now = atomic_load(&n->seg);
+
+			rt__ck_pin(now, s0, s1, &lo, &hi);
+			rt__ck_mark(now, atomic_load(&n->vol->vseg), s0, s1);
+			rt__ck_unpin(now, s0, s1);
+		}
+	}
+	rt__ck_unpin(seg, c0, c1);
+out:
+	rt__ck_unlock(lk);
+	return r;
+}
+
+/* The fast read: every chunk below stored_size is valid, and no eviction
+ * ran meanwhile. -EAGAIN: take the slow path (nothing was read). */
+static long fast_read(struct rt_node *n, int fd, long nr, const long a[6], bool positional)
+{
+	struct rt_fseg *seg = atomic_load(&n->seg);
+	uint64_t s1 = atomic_load(&seg->evict_seq);
+	long r;
+
+	if ((s1 & 1) || !atomic_load(&seg->all_valid))
+		return -EAGAIN;
+	r = rt__raw6(nr, a);
+	if (atomic_load(&seg->evict_seq) == s1)
+		return r;
+	/* An eviction ran while we read: undo the offset move and retry. */
+	if (r > 0 && !positional)
+		rt__raw(SYS_lseek, fd, -r, SEEK_CUR);
+	return -EAGAIN;
+}
+
+long rt__shield_data(long nr, const long a[6])
+{
+	int fd = (int)a[0];
+	struct rt_ofd *o = rt_fd_get(fd);
+	struct rt_node *n;
+	bool write = false, positional = false, vec = false;
+	struct iovec *iov = NULL, one, local[64];
+	uint64_t off = 0, len;
+	int cnt = 1;
+	long r;
+
+	if (rt_fd_kind(fd) != RT_FD_FILE)
+		return rt__raw6(nr, a);
+	rt__child_check();
+	if (!rt__ofd_tryref(o))
+		return rt__raw6(nr, a);
+	n = o->node;
+	switch (nr) {
+	case SYS_write:
+		write = true;
+		/* fall through */
+	case SYS_read:
+		len = (uint64_t)a[2];
+		break;
+	case SYS_pwrite64:
+		write = true;
+		/* fall through */
+	case SYS_pread64:
+		len = (uint64_t)a[2];
+		positional = true;
+		off = (uint64_t)a[3];
+		break;
+	case SYS_writev:
+		write = true;
+		/* fall through */
+	case SYS_readv:
+		vec = true;
+		break;
+	case SYS_pwritev:
+	case SYS_pwritev2:
+		write = true;
+		/* fall through */
+	case SYS_preadv:
+	case SYS_preadv2:
+		vec = true;
+		positional = a[3] != -1 || nr == SYS_preadv || nr == SYS_pwritev;
+		off = (uint64_t)a[3];
+		break;
+	default:
+		r = rt__raw6(nr, a);
+		goto out;
+	}
+	if (vec) {
+		cnt = (int)a[2];
+		if (cnt < 0 || cnt > IOV_MAX) {
+			r = -EINVAL;
+			goto out;
+		}
+		/* The program's iovec array, copied without trusting the pointer
+		 * (a bad one is EFAULT, as the kernel says). */
+		iov = cnt <= (int)(sizeof(local) / sizeof(local[0])) ? local : iov_map(cnt);
+		if (!iov) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = rt__copy_in((void *)iov, (const void *)a[1], (size_t)cnt * sizeof(*iov));
+		if (r < 0)
+			goto out;
+		len = iov_total(iov, cnt);
+	} else {
+		one.iov_base = (void *)a[1];
+		one.iov_len = (size_t)len;
+		iov = &one;
+	}
+	if (!n->vol) { /* an injected file: plaintext in memory only */
+		r = rt__raw6(nr, a);
+		goto out;
+	}
+	if (rt__node_dead(n)) {
+		r = -EIO;
+		goto out;
+	}
+	if (len == 0 || (!write && (r = fast_read(n, fd, nr, a, positional)) != -EAGAIN)) {
+		if (len == 0)
+			r = rt__raw6(nr, a);
+		goto out;
+	}
+	if (write && (atomic_load(&atomic_load(&n->seg)->flags) & RT_FS_FAILED)) {
+		r = -EIO;
+		goto out;
+	}
+	if (write && !atomic_load(&n->wrote)) {
+		atomic_store(&n->wrote, true);
+		atomic_store(&n->vol->wrote, true);
+	}
+	if (write && o->append) {
+		r = append(n, fd, nr, a, len);
+		goto out_write;
+	}
+	if (!positional) {
+		r = rt__raw(SYS_lseek, fd, 0, SEEK_CUR);
+		if (r < 0)
+			goto out;
+		off = (uint64_t)r;
+	}
+	if (len <= WINDOW) {
+		r = one_call(n, nr, a, off, len, write);
+	} else {
+		r = windows(n, fd, write, iov, cnt, off);
+		if (r > 0 && !positional)
+			rt__raw(SYS_lseek, fd, (long)(off + (uint64_t)r), SEEK_SET);
+	}
+out_write:
+	if (write && r > 0)
+		throttle(n);
+out:
+	if (iov && iov != local && iov != &one)
+		rt__raw(SYS_munmap, iov, (size_t)cnt * sizeof(*iov));
+	rt__ofd_unref_lockfree(o);
+	return r;
+}
+
+/* ---- sendfile, splice, copy_file_range ------------------------------------
+ * From a protected file: its window is pinned and filled, then the call is
+ * native. Into one: through a buffer, with the write path above (these calls
+ * are rare into files; cp uses copy_file_range, which gets the same). */
+static long copy_through(int out, int in, long *in_off, uint64_t count, long *out_off)
+{
+	static RT_TLS char *buf;
+	uint64_t done = 0;
+
+	if (!buf) {
+		buf = mmap(NULL, 256 * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			   -1, 0);
+		if (buf == MAP_FAILED) {
+			buf = NULL;
+			return -ENOMEM;
+		}
+	}
+	while (done < count) {
+		uint64_t want = count - done < 256 * 1024 ? count - done : 256 * 1024;
+		long a[6] = { in, (long)buf, (long)want, in_off ? *in_off : 0 };
+		long r, w = 0;
+
+		r = rt__shield_data(in_off ? SYS_pread64 : SYS_read, a);
+		if (r <= 0)
+			return done ? (long)done : r;
+		while (w < r) {
+			long b[6] = { out, (long)(buf + w), r - w, out_off ? *out_off : 0 };
+			long k = rt__shield_data(out_off ? SYS_pwrite64 : SYS_write, b);
+
+			if (k <= 0) {
+				kiln_wipe(buf, (size_t)r);
+				return done ? (long)done : k;
+			}
+			w += k;
+			if (out_off)
+				*out_off += k;
+		}
+		kiln_wipe(buf, (size_t)r);
+		if (in_off)
+			*in_off += r;
+		done += (uint64_t)r;
+		if ((uint64_t)r < want)
+			break;
+	}
+	return (long)done;
+}
+
+long rt__shield_transfer(long nr, const long a[6])
+{
+	int in, out;
+	long *in_off, *out_off = NULL;
+	uint64_t count;
+	bool in_p, out_p;
+
+	switch (nr) {
+	case SYS_sendfile:
+		out = (int)a[0];
+		in = (int)a[1];
+		in_off = (long *)a[2];
+		count = (uint64_t)a[3];
+		break;
+	case SYS_splice:
+	case SYS_copy_file_range:
+		in = (int)a[0];
+		in_off = (long *)a[1];
+		out = (int)a[2];
+		out_off = (long *)a[3];
+		count = (uint64_t)a[4];
+		break;
+	default:
+		return rt__raw6(nr, a);
+	}
+	in_p = rt_fd_kind(in) == RT_FD_FILE && ((struct rt_ofd *)rt_fd_get(in))->node->vol;
+	out_p = rt_fd_kind(out) == RT_FD_FILE && ((struct rt_ofd *)rt_fd_get(out))->node->vol;
+	if (!in_p && !out_p)
+		return rt__raw6(nr, a);
+	if (out_p || nr == SYS_copy_file_range)
+		return nr == SYS_splice && out_p ? -EINVAL : copy_through(out, in, in_off, count,
+									  out_off);
+	/* From a protected file to a socket or pipe: native, window by window. */
+	{
+		struct rt_ofd *o = rt_fd_get(in);
+		struct rt_node *n = o->node;
+		uint64_t done = 0, cs = n->vol->chunk;
+		long r = 0;
+
+		if (!rt__ofd_tryref(o))
+			return -EBADF;
+		if (rt__node_dead(n)) {
+			rt__ofd_unref_lockfree(o);
+			return -EIO;
+		}
+		while (done < count) {
+			uint64_t off, len = count - done, c0, c1;
+			long b[6];
+			int ret;
+
+			if (in_off) {
+				off = (uint64_t)*in_off;
+			} else {
+				r = rt__raw(SYS_lseek, in, 0, SEEK_CUR);
+				if (r < 0)
+					break;
+				off = (uint64_t)r;
+			}
+			if (len > WINDOW - off % cs)
+				len = WINDOW - off % cs;
+			c0 = off / cs;
+			c1 = (off + len - 1) / cs;
+			ret = prepare(n, c0, &c1, false);
+			if (ret < 0) {
+				r = ret;
+				break;
+			}
+			memcpy(b, a, sizeof(b));
+			if (nr == SYS_sendfile)
+				b[3] = (long)len;
+			else
+				b[4] = (long)len;
+			r = rt__raw6(nr, b);
+			if (ret == 0)
+				rt__ck_unpin(atomic_load(&n->seg), c0, c1);
+			if (r <= 0)
+				break;
+			done += (uint64_t)r;
+			if ((uint64_t)r < len)
+				break;
+		}
+		rt__ofd_unref_lockfree(o);
+		return done ? (long)done : r;
+	}
+}
