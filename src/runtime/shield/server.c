@@ -638,9 +638,16 @@ static void commit(void)
 		if (!g_srv.commit_all && !f->want_commit)
 			continue;
 		r = sf_writeback(f);
+		if (r == -EAGAIN) {
+			/* An appender holds the file (maybe waiting for us): serve
+			 * the requests first, commit right after. */
+			g_srv.commit_busy = true;
+			return;
+		}
 		if (r && !fret)
 			fret = r;
 	}
+	g_srv.commit_busy = false;
 	if (!fret) {
 		ret = pf_volume_flush(g_srv.vol, &err);
 		if (ret)
@@ -781,7 +788,7 @@ static void loop(int lfd)
 		return;
 	for (;;) {
 		struct epoll_event evs[64];
-		int n = epoll_wait(ep, evs, 64, 1000);
+		int n = epoll_wait(ep, evs, 64, g_srv.commit_busy ? 1 : 1000);
 		uint64_t now = kiln_now_ns();
 
 		for (int i = 0; i < n; i++) {
@@ -919,11 +926,18 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	say_ready(ready, "ok\n");
 	close(ready);
 	loop(lfd);
-	/* Nobody can reach us any more: commit what is left and go. */
+	/* Nobody can reach us any more: commit what is left and go. (No client
+	 * is left to hold an append lock; a dead one's lock is taken over.) */
 	close(lfd);
-	for (struct sfile *f = g_srv.files; f; f = f->next)
-		if (sf_writeback(f))
+	for (struct sfile *f = g_srv.files; f; f = f->next) {
+		int r;
+
+		rt__ck_lock(f->seg);
+		r = sf_writeback_held(f);
+		rt__ck_unlock(f->seg);
+		if (r)
 			srv_log("final write-back of a file failed");
+	}
 	sf_free_all();
 	ret = pf_volume_close(g_srv.vol, &err);
 	if (ret)
@@ -932,11 +946,12 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	unlink(infopath);
 	if (g_srv.stats)
 		srv_log("%llu commits for %llu fsyncs, %.3f ms each; %llu fills of %llu chunks; "
-			"%llu chunks evicted", (unsigned long long)g_srv.n_commits,
+			"%llu chunks evicted; plaintext peak %llu KiB", (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
 			(unsigned long long)g_srv.n_fills, (unsigned long long)g_srv.fill_chunks,
-			(unsigned long long)g_srv.n_evicted);
+			(unsigned long long)g_srv.n_evicted,
+			(unsigned long long)(g_srv.peak_bytes >> 10));
 	rt__auth_wipe(&g_keys);
 	return ret ? 1 : 0;
 }

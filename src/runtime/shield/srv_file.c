@@ -428,7 +428,29 @@ static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
 	return 0;
 }
 
+static int writeback_locked(struct sfile *f);
+
+int sf_writeback_held(struct sfile *f)
+{
+	return writeback_locked(f);
+}
+
+/* Under the file's append lock: no append is half-way in the memfd while
+ * its end is read and written back (a commit never holds half a record).
+ * The lock is only tried: its holder may be waiting for this server.
+ * -EAGAIN: try again later. */
 int sf_writeback(struct sfile *f)
+{
+	int ret;
+
+	if (!rt__ck_trylock(f->seg))
+		return -EAGAIN;
+	ret = writeback_locked(f);
+	rt__ck_unlock(f->seg);
+	return ret;
+}
+
+static int writeback_locked(struct sfile *f)
 {
 	struct kiln_err err = { 0 };
 	uint64_t size, n, w = words_of(f), taken = 0, old_stored, psize = 0;
@@ -744,10 +766,28 @@ out:
 	return freed;
 }
 
+/* What the memfds really hold (the kernel's count), for the counters. */
+static void measure(void)
+{
+	uint64_t sum = 0;
+
+	for (struct sfile *f = g_srv.files; f; f = f->next) {
+		struct stat st;
+
+		if (fstat(f->memfd, &st) == 0)
+			sum += (uint64_t)st.st_blocks * 512;
+	}
+	if (sum > g_srv.peak_bytes)
+		g_srv.peak_bytes = sum;
+}
+
 void sf_balance(bool writeback_all)
 {
 	struct rt_vseg *v = g_srv.vseg;
 	uint64_t limit = v->cache_limit, target = limit - limit / 8;
+
+	if (g_srv.stats)
+		measure();
 
 	if (writeback_all || atomic_load(&v->dirty_bytes) > v->dirty_background ||
 	    atomic_load(&v->cache_bytes) > limit) {

@@ -82,12 +82,14 @@ struct srv {
 	size_t buf_size;
 	int log_fd;
 	bool commit_all;       /* SYNCALL pending */
+	bool commit_busy;      /* a commit waits for an append lock */
 	bool need_commit;      /* some FSYNC pending */
 	char errmsg[RT_ERRMSG_MAX]; /* message of the last failed operation */
 	/* Counters, logged at exit with KILN_SHIELD_STATS=1 in the environment
 	 * of the process that started the server. */
 	bool stats;
 	uint64_t n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
+	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */
 };
 extern struct srv g_srv;
 
@@ -108,8 +110,10 @@ struct sfile *sf_by_memfd_ino(uint64_t ino);
 /* Open (creating per flags) path: the file, existing or new. */
 int sf_open(const char *path, int flags, mode_t mode, struct sfile **out);
 int sf_fill(struct sfile *f, uint64_t first, uint64_t count);
-/* Write the file's dirty chunks back through pf (not a commit). */
+/* Write the file's dirty chunks back through pf (not a commit). -EAGAIN: an
+ * appender holds the file (sf_writeback_held: the caller holds its lock). */
 int sf_writeback(struct sfile *f);
+int sf_writeback_held(struct sfile *f);
 int sf_truncate(struct sfile *f, uint64_t size);
 int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len);
 int sf_grow(struct sfile *f, uint64_t words);
