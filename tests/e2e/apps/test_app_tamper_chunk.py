@@ -1,0 +1,65 @@
+"""A tampered chunk fails only the reads that touch it (issue 10): flip one byte of
+chunk N of a large protected file on disk; a new process reads every chunk before N,
+the read of chunk N fails with EIO (every time) and one log line names the file and
+the chunk; the chunks after N read too."""
+import subprocess
+
+from kilnapps import SECRET, need
+
+CHUNK = 4096
+NCHUNKS = 96
+BAD = 40
+SLOT = 12 + 16 + CHUNK  # nonce, tag, data (docs/fs.md)
+
+WRITE = f"""
+import sys
+with open(sys.argv[1], "wb") as f:
+    for i in range({NCHUNKS}):
+        f.write((("{SECRET}-%05d-" % i) * 200).encode()[:{CHUNK}])
+"""
+
+READ = f"""
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+for i in list(range({NCHUNKS})) + [{BAD}, {BAD}]:
+    try:
+        data = os.pread(fd, {CHUNK}, i * {CHUNK})
+        ok = data == (("{SECRET}-%05d-" % i) * 200).encode()[:{CHUNK}]
+        print(i, "ok" if ok else "WRONG")
+    except OSError as e:
+        print(i, errno.errorcode[e.errno])
+"""
+
+
+def test_tampered_chunk_fails_only_its_reads(volume):
+    py = need("python3")
+    path = volume.dir / "big.bin"
+    volume.run(py, "-c", WRITE, path, check=True)
+    # The file's backing file: the largest one that is not metadata.
+    backing = max((p for p in volume.storage_files() if not p.name.startswith("meta")
+                   and "." not in p.name), key=lambda p: p.stat().st_size)
+    data = bytearray(backing.read_bytes())
+    data[64 + BAD * SLOT + 12 + 16 + 100] ^= 0x01
+    backing.write_bytes(bytes(data))
+
+    p = volume.run(py, "-c", READ, path)
+    assert p.returncode == 0, p.stderr
+    results = dict()
+    lines = p.stdout.split("\n")
+    for line in lines[:NCHUNKS]:
+        i, what = line.split()
+        results[int(i)] = what
+    assert all(results[i] == "ok" for i in range(NCHUNKS) if i != BAD), p.stdout
+    assert results[BAD] == "EIO"
+    assert lines[NCHUNKS:NCHUNKS + 2] == [f"{BAD} EIO", f"{BAD} EIO"]
+    # One line for the three failed reads, naming file and chunk.
+    logged = [line for line in p.stderr.splitlines() if f"chunk {BAD}" in line]
+    assert len(logged) == 1 and "big.bin" in logged[0], p.stderr
+    assert "corrupt" in logged[0]
+    # Nothing else is affected: another process reads another file fine.
+    volume.run(py, "-c", "import sys; open(sys.argv[1], 'w').write('fine')",
+               volume.dir / "other", check=True)
+    assert volume.run("cat", volume.dir / "other", check=True).stdout == "fine"
+    v = subprocess.run([volume.kiln_bin, "fs", "verify", str(volume.dir), "--key-file",
+                        str(volume.key)], capture_output=True, text=True)
+    assert v.returncode != 0 and "big.bin" in v.stdout + v.stderr
