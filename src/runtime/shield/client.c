@@ -50,13 +50,21 @@ static int server_open_volume(void *arg, const uint8_t key[static RT_KEY_SIZE],
 	struct pf_volume_opts opts = { 0 };
 	char path[4200];
 	struct stat st;
-	int ret, lockfd;
+	int ret, lockfd, rootfd;
 
 	snprintf(path, sizeof(path), "%s/.kiln", c->dir);
-	lockfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rootfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return kiln_err_set(err, -errno, "%s: %s", c->dir, strerror(errno));
+	/* The lock and the store: ".kiln" under the volume root, never through a
+	 * symlink (a planted one would move the volume). */
+	lockfd = kiln_open_own_dir(rootfd, ".kiln", false, 0);
+	close(rootfd);
+	if (lockfd == -KILN_EUNSAFE)
+		return kiln_err_set(err, lockfd, "%s: %s", path, kiln_strerror(lockfd));
 	if (lockfd < 0)
-		return kiln_err_set(err, -errno, "not a kiln volume (%s: %s); create it with "
-				    "'kiln fs init'", path, strerror(errno));
+		return kiln_err_set(err, lockfd, "not a kiln volume (%s: %s); create it with "
+				    "'kiln fs init'", path, kiln_strerror(lockfd));
 	for (int i = 0; flock(lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 
@@ -67,6 +75,8 @@ static int server_open_volume(void *arg, const uint8_t key[static RT_KEY_SIZE],
 	}
 	/* lockfd stays open, and locked, for the life of the server. */
 	ret = rt__storage_open(c->dir, &opts.storage, &opts.storage_ctx);
+	if (ret == -KILN_EUNSAFE)
+		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
 	if (ret)
 		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
 				    "'kiln fs init')", kiln_strerror(ret));
@@ -78,7 +88,8 @@ static int server_open_volume(void *arg, const uint8_t key[static RT_KEY_SIZE],
 			return kiln_err_set(err, ret, "volume %s: %s", c->cas_id, kiln_strerror(ret));
 		}
 		/* A volume the CAS has never seen committed is created here. */
-		if (c->committed == 0 && stat(strcat(path, "/meta"), &st) < 0 && errno == ENOENT)
+		if (c->committed == 0 && fstatat(lockfd, "meta", &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    errno == ENOENT)
 			return pf_volume_init(c->dir, key, &opts, out, err);
 	} else if (c->tag_file[0]) {
 		ret = rt__fresh_local(c->tag_file, &opts.freshness, &opts.freshness_ctx);

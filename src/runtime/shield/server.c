@@ -61,10 +61,23 @@ static int open_log(const char *dir)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/.kiln/server.log", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* Never through a planted symlink, never blocked on a planted FIFO
+	 * (ENXIO: a FIFO without a reader). */
+	fd = kiln_open_own(AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd == -ENXIO)
+		return -KILN_EUNSAFE;
 	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > (1 << 20))
 		ftruncate(fd, 0);
 	return fd;
+}
+
+/* DIR/.kiln/server: who serves the volume, written once it does (for
+ * operators, and tests that crash it). Opened like the log. */
+static int open_info(const char *path)
+{
+	int fd = kiln_open_own(AT_FDCWD, path, O_WRONLY | O_CREAT, 0600);
+
+	return fd == -ENXIO ? -KILN_EUNSAFE : fd;
 }
 
 void srv_log(const char *fmt, ...)
@@ -753,8 +766,10 @@ int rt__srv_sock_name(const char *dir, const struct rt_auth_keys *k,
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/.kiln", dir);
-	if (stat(path, &st) < 0)
+	if (lstat(path, &st) < 0)
 		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -KILN_EUNSAFE; /* a planted symlink would name another volume */
 	rt__auth_sock_name(k, (uint64_t)st.st_dev, (uint64_t)st.st_ino, name);
 	return 0;
 }
@@ -877,7 +892,18 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			close(null);
 	}
 	fcntl(ready, F_SETFD, FD_CLOEXEC);
+	/* The server's own files in .kiln: a planted symlink, FIFO or directory
+	 * at their names is refused (the workload does not start). Any other
+	 * failure (a read-only store) only costs the log and the info line. */
 	g_srv.log_fd = open_log(cfg->dir);
+	snprintf(infopath, sizeof(infopath), "%s/.kiln/server", cfg->dir);
+	info = open_info(infopath);
+	if (g_srv.log_fd == -KILN_EUNSAFE || info == -KILN_EUNSAFE) {
+		dprintf(ready, "volume %s: %s/.kiln/%s: %s\n", cfg->dir, cfg->dir,
+			g_srv.log_fd == -KILN_EUNSAFE ? "server.log" : "server",
+			kiln_strerror(-KILN_EUNSAFE));
+		return 1;
+	}
 	g_srv.stats = getenv("KILN_SHIELD_STATS") && strcmp(getenv("KILN_SHIELD_STATS"), "1") == 0;
 	if (chdir("/") < 0)
 		return 1;
@@ -917,10 +943,9 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		return 1;
 	}
 	/* For operators (and tests that crash it): who serves the volume. */
-	snprintf(infopath, sizeof(infopath), "%s/.kiln/server", cfg->dir);
-	info = open(infopath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (info >= 0) {
-		dprintf(info, "%d @%s\n", (int)getpid(), name);
+		if (ftruncate(info, 0) == 0)
+			dprintf(info, "%d @%s\n", (int)getpid(), name);
 		close(info);
 	}
 	say_ready(ready, "ok\n");

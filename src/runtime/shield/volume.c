@@ -88,9 +88,14 @@ int rt__vols_init(struct kiln_err *err)
 		if (rt__raw(SYS_fstat, v->rootfd, &st) == 0)
 			v->dev = st.st_dev;
 		snprintf(path, sizeof(path), "%s/.kiln", c->dir);
-		if (rt__raw(SYS_newfstatat, AT_FDCWD, path, &st, 0) < 0)
+		if (rt__raw(SYS_newfstatat, v->rootfd, ".kiln", &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return kiln_err_set(err, -ENOENT, "volume %s: not a kiln volume (no %s); "
 					    "create it with 'kiln fs init'", c->dir, path);
+		/* The store is ".kiln" under the root, never through a symlink (a
+		 * planted one would move the volume). */
+		if (!S_ISDIR(st.st_mode))
+			return kiln_err_set(err, -KILN_EUNSAFE, "volume %s: %s: %s", c->dir, path,
+					    kiln_strerror(-KILN_EUNSAFE));
 		memcpy(v->key, c->key, sizeof(v->key));
 		kiln_wipe(c->key, sizeof(c->key));
 		ret = rt__cl_connect(v, err);
