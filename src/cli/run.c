@@ -26,7 +26,6 @@
 #include "cli/cli.h"
 #include "common/common.h"
 #include "evidence/evidence.h"
-#include "evidence/tsm.h"
 #include "runtime/runtime.h"
 #include "runtime/supervise.h"
 #include "runtime/attest_proto.h"
@@ -625,7 +624,7 @@ int run_main(int argc, char **argv)
 		cfg->dev = false;
 		if (strcmp(tee, "auto") == 0) {
 			struct kiln_err err = { 0 };
-			int r = ev_tsm_detect(NULL, NULL, NULL, tee_auto, &err);
+			int r = ev_tee_detect(tee_auto, &err);
 
 			if (r < 0) {
 				cli_error("--tee auto: no TEE found: use --tee host or sim (%s)",

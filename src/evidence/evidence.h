@@ -178,6 +178,16 @@ int ev_tdx_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_
 int ev_snp_produce(const uint8_t report_data[static EV_REPORT_DATA_SIZE], uint8_t **evidence,
 		   size_t *size, struct kiln_err *err);
 
+/* Where the TDX and SNP producers ask for evidence: configfs-tsm's report
+ * directory, unless $KILN_TSM_PATH names another (tsm.c). */
+#define EV_TSM_DEFAULT_PATH "/sys/kernel/config/tsm/report"
+
+/* Which TEE this machine can produce evidence for (`kiln run --tee auto`): writes
+ * "snp" or "tdx" to name. configfs-tsm is asked first, then /dev/sev-guest and
+ * /dev/tdx_guest are looked for (tsm.h, ev_tsm_detect). -ENODEV, with a message,
+ * when there is none; -ENOTSUP for a configfs-tsm provider kiln does not know. */
+int ev_tee_detect(char name[static 8], struct kiln_err *err);
+
 /* The backends (backends.c; also through ev_backend_find). */
 extern const struct ev_backend ev_backend_sim;
 extern const struct ev_backend ev_backend_host;

@@ -340,3 +340,8 @@ bool ev__tsm_present(void)
 
 	return stat(ev__tsm_base(NULL), &st) == 0 && S_ISDIR(st.st_mode);
 }
+
+int ev_tee_detect(char name[static 8], struct kiln_err *err)
+{
+	return ev_tsm_detect(NULL, NULL, NULL, name, err);
+}

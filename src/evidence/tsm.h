@@ -15,7 +15,7 @@
 
 #include "evidence/evidence.h"
 
-#define EV_TSM_DEFAULT_PATH "/sys/kernel/config/tsm/report"
+/* EV_TSM_DEFAULT_PATH is in evidence.h (the CLI names it in its help). */
 #define EV_TSM_INBLOB_SIZE 64
 #define EV_TSM_MAX_BLOB (1024 * 1024)
 #define EV_TSM_ATTEMPTS 4
