@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Module dependency check (run by `make check`; docs/architecture.md, "Modules").
+"""Module dependency check (run by `make check`; docs/architecture.md §6, "Modules and
+what they may reach").
 
 A folder of src/ is a module. This reads two graphs from the source tree and
 fails when either has an edge the rules below do not allow:

@@ -1,6 +1,7 @@
-/* kiln-cas: configuration and attestation service, its store, audit log, and the
- * small HTTPS client the CLI and the runtime use to talk to it. The one header
- * of src/cas/. Wire format: docs/api.md; operations: docs/cas.md. */
+/* kiln-cas: configuration and attestation service, its store, audit log and
+ * offline operations (trust, CA fingerprint). The one header of src/cas/. Its
+ * client is another module, src/casclient/ (used by the CLI and the runtime).
+ * Wire format: docs/api.md; operations: docs/cas.md. */
 #ifndef KILN_CAS_H
 #define KILN_CAS_H
 
@@ -90,53 +91,5 @@ int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err);
  * Returns 0 with *count entries verified, or -KILN_ECORRUPT / -KILN_ESIG with
  * err naming the first bad entry. */
 int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err);
-
-/* ---- client: HTTPS/1.1 over TLS 1.3 with CA pinning ----
- *
- * One request per connection (Connection: close). The server certificate must
- * chain to the pinned CA, given either as a PEM file (ca_file) or as the hex
- * SHA-256 of the CA certificate's DER (fingerprint, matched against the chain
- * the server sends); the host name or IP in the URL must match the server
- * certificate. key/cert (optional) are the TLS client identity; for attestation
- * the runtime passes its ephemeral workload key and certificate. */
-struct cas_client {
-	const char *url;         /* "https://HOST:PORT" (no path) */
-	const char *ca_file;     /* PEM CA certificate, or NULL */
-	const char *fingerprint; /* hex SHA-256 of the CA cert DER, or NULL */
-	EVP_PKEY *key;           /* borrowed, may be NULL */
-	X509 *cert;              /* borrowed, may be NULL */
-	int timeout_ms;          /* connect/read/write timeout, 0 = 30 s */
-};
-
-struct cas_response {
-	int status;      /* HTTP status code */
-	char *body;      /* malloc'd, NUL-terminated, owned by the response */
-	size_t body_size;
-};
-
-/* Send `method path` with an optional body. On success (any HTTP status) fills
- * resp, which the caller releases with cas_response_free. Transport, TLS and
- * pinning failures return a negative code with err set. */
-int cas_client_request(const struct cas_client *c, const char *method, const char *path,
-		       const char *content_type, const void *body, size_t body_size,
-		       struct cas_response *resp, struct kiln_err *err);
-/* Wipes and frees the body (it may hold secrets); accepts NULL. */
-void cas_response_free(struct cas_response *resp);
-/* Several requests on one connection (the runtime's nonce and attestation: one
- * TLS handshake instead of two). cas_conn_open connects, handshakes with c's
- * client certificate and checks the pin; *out is owned by the caller
- * (cas_conn_close, accepts NULL). cas_conn_request sends one request
- * ("Connection: keep-alive" or "close") and reads its answer by Content-Length;
- * after a failure the connection is unusable (close it). */
-struct cas_conn;
-int cas_conn_open(const struct cas_client *c, struct cas_conn **out, struct kiln_err *err);
-int cas_conn_request(struct cas_conn *cn, bool keep_alive, const char *method, const char *path,
-		     const char *content_type, const void *body, size_t body_size,
-		     struct cas_response *resp, struct kiln_err *err);
-void cas_conn_close(struct cas_conn *cn);
-/* Parse one complete HTTP/1.x response read until EOF (raw NUL-terminated, is
- * modified). Used by cas_client_request; exposed for the fuzz target. */
-int cas_parse_response(char *raw, size_t size, struct cas_response *resp,
-		       struct kiln_err *err);
 
 #endif

@@ -1,4 +1,4 @@
-/* casclient: the HTTP/1.x response parser (also run by fuzz/fuzz_cas_response.c).
+/* casclient: the HTTP/1.x response parser (also run by fuzz/fuzz_casclient_response.c).
  * Strict on what it needs: a status line, the end of the head, a body no longer
  * than what arrived; chunked transfer encoding is refused (the CAS never sends
  * it). */
