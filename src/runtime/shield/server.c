@@ -968,7 +968,6 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	if (ret)
 		srv_log("final commit failed (%s)", kiln_strerror(ret));
 	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
-	unlink(infopath);
 	if (g_srv.stats)
 		srv_log("%llu commits for %llu fsyncs, %.3f ms each; %llu fills of %llu chunks; "
 			"%llu chunks evicted; plaintext peak %llu KiB", (unsigned long long)g_srv.n_commits,
@@ -977,6 +976,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.n_fills, (unsigned long long)g_srv.fill_chunks,
 			(unsigned long long)g_srv.n_evicted,
 			(unsigned long long)(g_srv.peak_bytes >> 10));
+	/* Last: whoever waits for this file to go finds the log complete. */
+	unlink(infopath);
 	rt__auth_wipe(&g_keys);
 	return ret ? 1 : 0;
 }
