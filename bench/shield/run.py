@@ -50,7 +50,9 @@ def volume(kiln, root, owner=None):
 
 
 def wait_server_gone(vol):
-    for _ in range(1000):
+    """The volume server exits (after a final commit) once its last client has
+    gone: wait for it (up to 60 s) before the next step or the clean-up."""
+    for _ in range(6000):
         if not (vol / ".kiln" / "server").exists():
             return
         time.sleep(0.01)
@@ -84,6 +86,7 @@ def dd_once(kiln, tmp, mib):
                        check=True, capture_output=True)
         out[name + "_read_mbs"] = mib / (time.perf_counter() - t)
         out["cold"] = cold
+        wait_server_gone(vol)
     shutil.rmtree(plain)
     shutil.rmtree(vol)
     return out
@@ -92,7 +95,7 @@ def dd_once(kiln, tmp, mib):
 def dd_bench(kiln, rounds, mib):
     runs = []
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             runs.append(dd_once(kiln, pathlib.Path(tmp), mib))
     return {"mib": mib,
             "write": spread([(r["native_write_mbs"], r["kiln_write_mbs"]) for r in runs]),
@@ -107,7 +110,7 @@ BIG_HEAD = ("import os, sys, time\nt = time.perf_counter()\n"
 
 
 def bigfile_bench(kiln, gib, cache_mib):
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tmp = pathlib.Path(tmp)
         vol, key = volume(kiln, tmp)
         env = dict(os.environ, KILN_FILE_CACHE=f"64:{cache_mib}", KILN_SHIELD_STATS="1")
@@ -169,7 +172,7 @@ def sqlite_writers_once(kiln, tmp, rows=400):
 def sqlite_writers_bench(kiln, rounds):
     runs = []
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             runs.append(sqlite_writers_once(kiln, pathlib.Path(tmp)))
     return spread([(r["native"], r["kiln"]) for r in runs])
 
@@ -215,7 +218,7 @@ def head_once(kiln, tmp, mib):
 def head_bench(kiln, rounds, mib):
     runs = []
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             runs.append(head_once(kiln, pathlib.Path(tmp), mib))
     return {"mib": mib, "runs": runs,
             "native_ms": statistics.median(r["native"]["ms"] for r in runs),
@@ -259,7 +262,7 @@ def sqlite_loops_once(kiln, tmp, n=100):
 def sqlite_loops_bench(kiln, rounds):
     runs = []
     for _ in range(rounds):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             runs.append(sqlite_loops_once(kiln, pathlib.Path(tmp)))
     res = spread([(r["native"]["rows_per_s"], r["kiln"]["rows_per_s"]) for r in runs])
     res["runs"] = runs
@@ -315,13 +318,23 @@ def pgbench_once(kiln, scale, secs, views=("native", "kiln")):
             if name == "native":
                 out[name] = pg_tps([], root, root / "data", scale, 8, secs)
             elif name == "mount":
+                # PostgreSQL refuses root, and a mount by root does not let
+                # postgres own its data directory: postgres mounts the volume
+                # itself, which needs /dev/fuse open to it (Debian's default
+                # mode 0666; some containers make it 0600 for the benchmark's
+                # minutes only, then restored).
                 vol, key = volume(kiln, root, owner="postgres")
                 mnt = root / "mnt"
-                proc = mount_volume(kiln, vol, key, mnt, "postgres")
+                mode = os.stat("/dev/fuse").st_mode & 0o777
+                os.chmod("/dev/fuse", mode | 0o666)
                 try:
-                    out[name] = pg_tps([], root, mnt / "data", scale, 8, secs)
+                    proc = mount_volume(kiln, vol, key, mnt, "postgres")
+                    try:
+                        out[name] = pg_tps([], root, mnt / "data", scale, 8, secs)
+                    finally:
+                        unmount(mnt, proc)
                 finally:
-                    unmount(mnt, proc)
+                    os.chmod("/dev/fuse", mode)
             else:
                 vol, key = volume(kiln, root, owner="postgres")
                 out[name] = pg_tps([kiln, "run", "--volume", f"{vol}={key}", "--"], root,
@@ -356,7 +369,13 @@ def main():
     want = set(args.only or ["head", "sqlite2", "pgbench", "sqlite", "sqlite4", "dd", "bigfile",
                              "redis", "nginx"])
     q = args.quick
-    res = {"uptime": open("/proc/loadavg").read().split()[:3]}
+    out = ROOT / "bench" / "results" / "shield.json"
+    # --only updates the named workloads of the last results (each keeps the
+    # time and load average of its own run).
+    res = {}
+    if args.only and out.exists():
+        res = json.loads(out.read_text())
+    res["uptime"] = open("/proc/loadavg").read().split()[:3]
     steps = [
         ("head", lambda: head_bench(kiln, args.rounds, 64 if q else 512)),
         ("sqlite2", lambda: sqlite_loops_bench(kiln, args.rounds)),
@@ -371,11 +390,14 @@ def main():
     for name, fn in steps:
         if name in want:
             print(f"== {name}", flush=True)
+            load = open("/proc/loadavg").read().split()[:3]
             res[name] = fn()
+            if isinstance(res[name], dict):
+                res[name]["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                res[name]["load"] = load
             print(json.dumps(res[name], indent=1, default=str)[:2000], flush=True)
-    out = ROOT / "bench" / "results" / "shield.json"
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    md = [f"load average at start: {' '.join(res['uptime'])}", "",
+    md = [f"load average at the last start: {' '.join(res['uptime'])}", "",
           "| workload | kiln / native (median, spread, rounds) | target |", "|---|---|---|"]
 
     def row(label, r, target):
@@ -426,6 +448,9 @@ def main():
         v = n["4k.bin"]
         md.append(f"| nginx 4 KiB | {v['ratio']:.2f}x ({v['ratio_min']:.2f}-{v['ratio_max']:.2f},"
                   f" {v['rounds']}) | >= 0.9x |")
+    md += ["", "Each workload's run (UTC, load average at its start): " + "; ".join(
+        f"{k} {v['when']} ({' '.join(v['load'])})" for k, v in res.items()
+        if isinstance(v, dict) and "when" in v) + "."]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
