@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +15,8 @@ static bool writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-/* Create regular file name in dir with a new backing file; the volume lock
- * is held. */
+/* Create regular file name in dir with a new backing file (name NULL: an
+ * unnamed one, O_TMPFILE, of dir's region kind); the volume lock is held. */
 static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, mode_t mode,
 		       const struct pf_cred *cred, struct pf_node **out, struct kiln_err *err)
 {
@@ -60,11 +61,13 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	*out = n;
 	return 0;
 fail:
-	kiln_err_set(err, ret, "file %s: cannot create: %s", name, kiln_strerror(ret));
+	kiln_err_set(err, ret, "file %s: cannot create: %s", name ? name : "(O_TMPFILE)",
+		     kiln_strerror(ret));
 	if (n)
 		pf__node_free(n);
 	if (in) {
-		pf__dent_del(v, in->names);
+		if (in->names)
+			pf__dent_del(v, in->names);
 		pf__inode_release(v, in); /* nothing committed: no backing file kept */
 	}
 	return ret;
@@ -83,6 +86,60 @@ void pf__node_drop(pf_volume_t *v, struct pf_node *n)
 		pf__remove_backing(v, name);
 }
 
+/* The checks of open(2) on the existing inode in, then its node (loaded if
+ * needed) with O_TRUNC applied; the volume lock is held. what names it in
+ * messages. */
+static int open_existing(pf_volume_t *v, struct pf_inode *in, int flags,
+			 const struct pf_cred *cred, const char *what, struct pf_node **out,
+			 struct kiln_err *err)
+{
+	bool wr = writable(flags) || (flags & O_TRUNC);
+	struct pf_node *n;
+	int ret, mask = 0;
+
+	if (in->type == PF_TYPE_LNK)
+		return kiln_err_set(err, -ELOOP, "%s: is a symlink (O_NOFOLLOW)", what);
+	if ((flags & O_DIRECTORY) && in->type != PF_TYPE_DIR)
+		return kiln_err_set(err, -ENOTDIR, "%s: not a directory", what);
+	if (in->type == PF_TYPE_DIR)
+		return kiln_err_set(err, -EISDIR, "%s: is a directory", what);
+	if (in->type != PF_TYPE_REG)
+		return kiln_err_set(err, -ENXIO, "%s: is a %s node", what,
+				    in->type == PF_TYPE_FIFO ? "FIFO" : "socket");
+	if ((flags & O_ACCMODE) != O_WRONLY)
+		mask |= PF_MAY_READ;
+	if (wr)
+		mask |= PF_MAY_WRITE;
+	if ((ret = pf__may(cred, in, mask)))
+		return kiln_err_set(err, ret, "%s: permission denied", what);
+	n = in->node;
+	if (!n && (ret = pf__node_load(v, in, &n, err)))
+		return ret;
+	if ((flags & O_TRUNC) && wr) {
+		ret = n->failed ? -EIO : pf__set_size(n, 0, err);
+		if (ret) {
+			if (n->refs == 0 && !pf__node_needs_commit(n))
+				pf__node_free(n);
+			return ret;
+		}
+		pf__touch(in, PF_TOUCH_M | PF_TOUCH_C);
+	}
+	*out = n;
+	return 0;
+}
+
+/* A new handle f on node n (the volume lock is held). */
+static void attach(pf_volume_t *v, struct pf_file *f, struct pf_node *n, int flags)
+{
+	n->refs++;
+	f->node = n;
+	f->flags = flags;
+	f->next = v->files;
+	if (v->files)
+		v->files->prev = f;
+	v->files = f;
+}
+
 int pf_openat(pf_volume_t *v, pf_ino_t at, const char *path, int flags, mode_t mode,
 	      const struct pf_cred *cred, pf_file_t **file, struct kiln_err *err)
 {
@@ -91,7 +148,7 @@ int pf_openat(pf_volume_t *v, pf_ino_t at, const char *path, int flags, mode_t m
 	struct pf_node *n = NULL;
 	struct pf_walk w;
 	struct pf_file *f;
-	int ret, mask = 0;
+	int ret;
 
 	*file = NULL;
 	if (wr && v->read_only)
@@ -145,61 +202,89 @@ int pf_openat(pf_volume_t *v, pf_ino_t at, const char *path, int flags, mode_t m
 			goto out;
 		}
 		ret = create_file(v, w.dir, w.name, mode, cred, &n, err);
-		if (ret)
-			goto out;
+	} else if ((flags & O_CREAT) && (flags & O_EXCL)) {
+		ret = kiln_err_set(err, -EEXIST, "%s: exists", path);
 	} else {
-		if ((flags & O_CREAT) && (flags & O_EXCL)) {
-			ret = kiln_err_set(err, -EEXIST, "%s: exists", path);
-			goto out;
-		}
-		if (in->type == PF_TYPE_LNK) {
-			ret = kiln_err_set(err, -ELOOP, "%s: is a symlink (O_NOFOLLOW)", path);
-			goto out;
-		}
-		if ((flags & O_DIRECTORY) && in->type != PF_TYPE_DIR) {
-			ret = kiln_err_set(err, -ENOTDIR, "%s: not a directory", path);
-			goto out;
-		}
-		if (in->type == PF_TYPE_DIR) {
-			ret = kiln_err_set(err, -EISDIR, "%s: is a directory", path);
-			goto out;
-		}
-		if (in->type != PF_TYPE_REG) {
-			ret = kiln_err_set(err, -ENXIO, "%s: is a %s node", path,
-					   in->type == PF_TYPE_FIFO ? "FIFO" : "socket");
-			goto out;
-		}
-		if ((flags & O_ACCMODE) != O_WRONLY)
-			mask |= PF_MAY_READ;
-		if (wr)
-			mask |= PF_MAY_WRITE;
-		if ((ret = pf__may(cred, in, mask))) {
-			kiln_err_set(err, ret, "%s: permission denied", path);
-			goto out;
-		}
-		n = in->node;
-		if (!n && (ret = pf__node_load(v, in, &n, err)))
-			goto out;
-		if ((flags & O_TRUNC) && wr) {
-			ret = n->failed ? -EIO : pf__set_size(n, 0, err);
-			if (ret) {
-				if (n->refs == 0 && !pf__node_needs_commit(n))
-					pf__node_free(n);
-				goto out;
-			}
-			pf__touch(in, PF_TOUCH_M | PF_TOUCH_C);
-		}
+		ret = open_existing(v, in, flags, cred, path, &n, err);
 	}
-	n->refs++;
-	f->node = n;
-	f->flags = flags;
-	f->next = v->files;
-	if (v->files)
-		v->files->prev = f;
-	v->files = f;
+	if (ret)
+		goto out;
+	attach(v, f, n, flags);
 	*file = f;
 	f = NULL;
-	ret = 0;
+out:
+	pthread_mutex_unlock(&v->lock);
+	free(f);
+	return ret;
+}
+
+int pf_open_ino(pf_volume_t *v, pf_ino_t ino, int flags, const struct pf_cred *cred,
+		pf_file_t **file, struct kiln_err *err)
+{
+	bool wr = writable(flags) || (flags & O_TRUNC);
+	struct pf_inode *in;
+	struct pf_node *n = NULL;
+	struct pf_file *f;
+	char what[40];
+	int ret;
+
+	*file = NULL;
+	snprintf(what, sizeof(what), "inode %llu", (unsigned long long)ino);
+	if (wr && v->read_only)
+		return kiln_err_set(err, -EROFS, "%s: volume is open read-only", what);
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->lock);
+	in = pf__ino_find(v, ino);
+	ret = in ? open_existing(v, in, flags & ~O_CREAT, cred, what, &n, err) :
+		   kiln_err_set(err, -ENOENT, "%s: no such inode", what);
+	if (!ret) {
+		attach(v, f, n, flags);
+		*file = f;
+		f = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	free(f);
+	return ret;
+}
+
+int pf_tmpfile(pf_volume_t *v, pf_ino_t dir, int flags, mode_t mode, const struct pf_cred *cred,
+	       pf_file_t **file, struct kiln_err *err)
+{
+	struct pf_inode *d;
+	struct pf_node *n = NULL;
+	struct pf_file *f;
+	int ret;
+
+	*file = NULL;
+	if (!writable(flags))
+		return kiln_err_set(err, -EINVAL, "O_TMPFILE needs O_WRONLY or O_RDWR");
+	if (v->read_only)
+		return kiln_err_set(err, -EROFS, "volume is open read-only");
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&v->lock);
+	d = pf__at(v, dir, &ret);
+	if (!d) {
+		kiln_err_set(err, ret, "directory inode %llu: %s", (unsigned long long)dir,
+			     kiln_strerror(ret));
+		goto out;
+	}
+	if ((ret = pf__may(cred, d, PF_MAY_WRITE | PF_MAY_EXEC))) {
+		kiln_err_set(err, ret, "O_TMPFILE in directory inode %llu: permission denied",
+			     (unsigned long long)dir);
+		goto out;
+	}
+	ret = create_file(v, d, NULL, mode, cred, &n, err);
+	if (ret)
+		goto out;
+	/* Linkable by pf_link_ino unless O_EXCL, as Linux's I_LINKABLE. */
+	n->inode->linkable = !(flags & O_EXCL);
+	attach(v, f, n, flags & ~(O_CREAT | O_EXCL | O_TRUNC));
+	*file = f;
+	f = NULL;
 out:
 	pthread_mutex_unlock(&v->lock);
 	free(f);

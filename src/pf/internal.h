@@ -232,6 +232,7 @@ struct pf_inode {
 	uint8_t root[PF_ROOT_SIZE]; /* as committed in the metadata */
 	uint64_t size;              /* as committed in the metadata */
 	bool in_meta;               /* committed at least once */
+	bool linkable;              /* made by pf_tmpfile without O_EXCL, no name yet */
 	struct pf_node *node;       /* open state, or NULL */
 	/* symlinks: the target, owned */
 	char *target;

@@ -60,6 +60,11 @@ int pf__new_inode(pf_volume_t *v, struct pf_inode *dir, const char *name, enum p
 		pf__inode_free(in);
 		return ret;
 	}
+	if (!name) { /* O_TMPFILE: no name, the directory is unchanged */
+		v->next_ino++;
+		*out = in;
+		return 0;
+	}
 	ret = pf__dent_add(v, dir, name, strlen(name), in, NULL);
 	if (ret) {
 		pf__inode_release(v, in);
@@ -229,6 +234,20 @@ int pf_symlinkat(pf_volume_t *v, const char *target, pf_ino_t at, const char *pa
 	return ret;
 }
 
+/* Copy in's target (a symlink's) to buf as readlink(2); the lock is held. */
+static ssize_t readlink_locked(const struct pf_inode *in, char *buf, size_t size,
+			       const char *what, struct kiln_err *err)
+{
+	size_t len;
+
+	if (in->type != PF_TYPE_LNK)
+		return kiln_err_set(err, -EINVAL, "%s: not a symlink", what);
+	len = strlen(in->target);
+	len = len < size ? len : size;
+	memcpy(buf, in->target, len);
+	return (ssize_t)len;
+}
+
 ssize_t pf_readlinkat(pf_volume_t *v, pf_ino_t at, const char *path, char *buf, size_t size,
 		      const struct pf_cred *cred, struct kiln_err *err)
 {
@@ -240,24 +259,68 @@ ssize_t pf_readlinkat(pf_volume_t *v, pf_ino_t at, const char *path, char *buf, 
 	if (ret)
 		return ret;
 	ret = pf__walk_lookup(v, start, path, PF_AT_NOFOLLOW, cred, &w, err);
-	if (!ret && w.inode->type != PF_TYPE_LNK)
-		ret = kiln_err_set(err, -EINVAL, "%s: not a symlink", path);
-	if (!ret) {
-		size_t len = strlen(w.inode->target);
-
-		n = (ssize_t)(len < size ? len : size);
-		memcpy(buf, w.inode->target, (size_t)n);
-	}
+	if (!ret)
+		n = readlink_locked(w.inode, buf, size, path, err);
 	pthread_mutex_unlock(&v->lock);
 	return ret ? ret : n;
+}
+
+ssize_t pf_readlink_ino(pf_volume_t *v, pf_ino_t ino, char *buf, size_t size,
+			struct kiln_err *err)
+{
+	struct pf_inode *in;
+	ssize_t n;
+
+	pthread_mutex_lock(&v->lock);
+	in = pf__ino_find(v, ino);
+	n = in ? readlink_locked(in, buf, size, "inode", err) :
+		 kiln_err_set(err, -ENOENT, "inode %llu: no such inode", (unsigned long long)ino);
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
+/* Give in the name newpath (from nstart): the checks of link(2) past the
+ * lookup of the old name, which what names in messages; the lock is held. */
+static int link_locked(pf_volume_t *v, struct pf_inode *in, struct pf_inode *nstart,
+		       const char *newpath, const struct pf_cred *cred, const char *what,
+		       struct kiln_err *err)
+{
+	struct pf_walk nw;
+	int ret;
+
+	/* The kernel looks at the new name first (EEXIST before EPERM). */
+	ret = pf__walk_in(v, nstart, newpath, PF__WALK_PARENT, cred, &nw, err);
+	if (!ret)
+		ret = may_create(v, &nw, newpath, /*dir=*/false, cred, err);
+	if (ret)
+		return ret;
+	if (in->type == PF_TYPE_DIR)
+		return kiln_err_set(err, -EPERM, "%s: is a directory (no hard links to "
+				    "directories)", what);
+	/* An inode without a name comes back only from O_TMPFILE (I_LINKABLE). */
+	if (!in->names && !in->linkable)
+		return kiln_err_set(err, -ENOENT, "%s: was removed", what);
+	if (in->nlink >= PF_MAX_LINKS)
+		return kiln_err_set(err, -EMLINK, "%s: too many links", what);
+	if (in->type == PF_TYPE_REG && pf__region_at(v, nw.dir, nw.name) != in->kind)
+		return kiln_err_set(err, -EXDEV, "%s: would link %s into another region kind",
+				    newpath, what);
+	ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL);
+	if (ret)
+		return kiln_err_set(err, ret, "%s: %s", newpath, kiln_strerror(ret));
+	in->linkable = false;
+	pf__touch(in, PF_TOUCH_C);
+	pf__touch(nw.dir, PF_TOUCH_M | PF_TOUCH_C);
+	v->ns_dirty = true;
+	return 0;
 }
 
 int pf_linkat(pf_volume_t *v, pf_ino_t oldat, const char *oldpath, pf_ino_t newat,
 	      const char *newpath, unsigned flags, const struct pf_cred *cred,
 	      struct kiln_err *err)
 {
-	struct pf_inode *ostart, *nstart, *in;
-	struct pf_walk ow, nw;
+	struct pf_inode *ostart, *nstart;
+	struct pf_walk ow;
 	int ret = begin(v, oldat, true, &ostart, err);
 
 	if (ret)
@@ -270,38 +333,26 @@ int pf_linkat(pf_volume_t *v, pf_ino_t oldat, const char *oldpath, pf_ino_t newa
 	}
 	ret = pf__walk_lookup(v, ostart, oldpath, (flags & PF_AT_FOLLOW) ? 0 : PF_AT_NOFOLLOW,
 			      cred, &ow, err);
-	if (ret)
-		goto out;
-	in = ow.inode;
-	/* The kernel looks at the new name first (EEXIST before EPERM). */
-	ret = pf__walk_in(v, nstart, newpath, PF__WALK_PARENT, cred, &nw, err);
 	if (!ret)
-		ret = may_create(v, &nw, newpath, /*dir=*/false, cred, err);
-	if (ret)
-		goto out;
-	if (in->type == PF_TYPE_DIR) {
-		ret = kiln_err_set(err, -EPERM, "%s: is a directory (no hard links to "
-				   "directories)", oldpath);
-		goto out;
-	}
-	if (in->nlink >= PF_MAX_LINKS) {
-		ret = kiln_err_set(err, -EMLINK, "%s: too many links", oldpath);
-		goto out;
-	}
-	if (in->type == PF_TYPE_REG && pf__region_at(v, nw.dir, nw.name) != in->kind) {
-		ret = kiln_err_set(err, -EXDEV, "%s: would link %s into another region kind",
-				   newpath, oldpath);
-		goto out;
-	}
-	ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL);
-	if (ret) {
-		kiln_err_set(err, ret, "%s: %s", newpath, kiln_strerror(ret));
-		goto out;
-	}
-	pf__touch(in, PF_TOUCH_C);
-	pf__touch(nw.dir, PF_TOUCH_M | PF_TOUCH_C);
-	v->ns_dirty = true;
+		ret = link_locked(v, ow.inode, nstart, newpath, cred, oldpath, err);
 out:
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_link_ino(pf_volume_t *v, pf_ino_t ino, pf_ino_t newat, const char *newpath,
+		const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *nstart, *in;
+	char what[40];
+	int ret = begin(v, newat, true, &nstart, err);
+
+	if (ret)
+		return ret;
+	snprintf(what, sizeof(what), "inode %llu", (unsigned long long)ino);
+	in = pf__ino_find(v, ino);
+	ret = in ? link_locked(v, in, nstart, newpath, cred, what, err) :
+		   kiln_err_set(err, -ENOENT, "%s: no such inode", what);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
@@ -634,7 +685,7 @@ static int setattr_locked(pf_volume_t *v, struct pf_inode *in, const struct pf_s
 		in->mtime_ns = sa.mtime_ns;
 	else if (sa.valid & PF_SET_MTIME_NOW)
 		in->mtime_ns = now;
-	in->ctime_ns = now;
+	in->ctime_ns = (sa.valid & PF_SET_CTIME) ? sa.ctime_ns : now;
 	v->ns_dirty = true;
 	return 0;
 }
@@ -651,6 +702,24 @@ int pf_setattrat(pf_volume_t *v, pf_ino_t at, const char *path, unsigned flags,
 	ret = pf__walk_lookup(v, start, path, flags & PF_AT_NOFOLLOW, cred, &w, err);
 	if (!ret)
 		ret = setattr_locked(v, w.inode, sa, cred, path, err);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_setattr_ino(pf_volume_t *v, pf_ino_t ino, const struct pf_setattr *sa,
+		   const struct pf_cred *cred, struct kiln_err *err)
+{
+	struct pf_inode *in;
+	char what[40];
+	int ret;
+
+	if (v->read_only)
+		return kiln_err_set(err, -EROFS, "volume is open read-only");
+	snprintf(what, sizeof(what), "inode %llu", (unsigned long long)ino);
+	pthread_mutex_lock(&v->lock);
+	in = pf__ino_find(v, ino);
+	ret = in ? setattr_locked(v, in, sa, cred, what, err) :
+		   kiln_err_set(err, -ENOENT, "%s: no such inode", what);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }

@@ -87,6 +87,9 @@ int pf__may_setattr(const struct pf_cred *cred, const struct pf_inode *in,
 
 	if (!cred)
 		return 0;
+	/* ctime is the file system's own clock: nobody sets it through a cred. */
+	if (sa->valid & PF_SET_CTIME)
+		return -EPERM;
 	if ((sa->valid & PF_SET_UID) && sa->uid != in->uid && cred->uid != 0)
 		return -EPERM;
 	if ((sa->valid & PF_SET_UID) && !owner)

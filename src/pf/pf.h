@@ -371,6 +371,10 @@ bool pf_cred_in_group(const struct pf_cred *cred, gid_t gid);
 #define PF_SET_MTIME 0x20u
 #define PF_SET_ATIME_NOW 0x40u
 #define PF_SET_MTIME_NOW 0x80u
+/* ctime takes the given value instead of now: for a server whose kernel keeps
+ * the times of cached files itself (a FUSE writeback cache) and sends them
+ * back. Only without a cred (-EPERM with one: no user sets ctime). */
+#define PF_SET_CTIME 0x100u
 
 struct pf_setattr {
 	unsigned valid;   /* PF_SET_* */
@@ -380,6 +384,7 @@ struct pf_setattr {
 	uint64_t size;
 	int64_t atime_ns;
 	int64_t mtime_ns;
+	int64_t ctime_ns; /* PF_SET_CTIME */
 };
 
 /* ---- resolution --------------------------------------------------------------
@@ -493,6 +498,31 @@ int pf_setattrat(pf_volume_t *vol, pf_ino_t at, const char *path, unsigned flags
 		 const struct pf_setattr *sa, const struct pf_cred *cred, struct kiln_err *err);
 int pf_fsetattr(pf_file_t *file, const struct pf_setattr *sa, const struct pf_cred *cred,
 		struct kiln_err *err);
+
+/* ---- calls by inode number ---------------------------------------------------
+ * For a server that holds inodes rather than paths (kiln fs mount's FUSE
+ * low-level server). ino is any inode still alive: one with a name, or one
+ * without (unlinked, or made by pf_tmpfile) while a handle on it is open;
+ * -ENOENT once it is gone. Checks as the path calls with the same cred. */
+
+/* Open regular file ino (flags as pf_openat but O_CREAT and O_EXCL ignored;
+ * -ELOOP, -EISDIR, -ENXIO for other types). */
+int pf_open_ino(pf_volume_t *vol, pf_ino_t ino, int flags, const struct pf_cred *cred,
+		pf_file_t **file, struct kiln_err *err);
+/* O_TMPFILE: a new regular file without a name in directory dir (flags need
+ * O_WRONLY or O_RDWR: -EINVAL), of dir's region kind, gone with its last
+ * handle unless pf_link_ino names it first (refused, -ENOENT, after O_EXCL). The
+ * directory does not change. */
+int pf_tmpfile(pf_volume_t *vol, pf_ino_t dir, int flags, mode_t mode,
+	       const struct pf_cred *cred, pf_file_t **file, struct kiln_err *err);
+int pf_setattr_ino(pf_volume_t *vol, pf_ino_t ino, const struct pf_setattr *sa,
+		   const struct pf_cred *cred, struct kiln_err *err);
+ssize_t pf_readlink_ino(pf_volume_t *vol, pf_ino_t ino, char *buf, size_t size,
+			struct kiln_err *err);
+/* linkat(2) of an inode (AT_EMPTY_PATH): newpath (from directory newat) names
+ * ino. An inode without a name: -ENOENT, but for one of pf_tmpfile. */
+int pf_link_ino(pf_volume_t *vol, pf_ino_t ino, pf_ino_t newat, const char *newpath,
+		const struct pf_cred *cred, struct kiln_err *err);
 
 /* One directory entry; cookie resumes the listing after this entry. */
 struct pf_dirent {

@@ -1105,6 +1105,103 @@ static void test_links_and_unlink_open(void **state)
 	env_free(&e);
 }
 
+/* Calls by inode number (kiln fs mount's low-level FUSE server): open, setattr
+ * (also of an unlinked file and with an explicit ctime), readlink, link, and
+ * O_TMPFILE files that a link names or that go with their last handle. */
+static void test_calls_by_inode(void **state)
+{
+	const struct pf_cred bob = { 1001, 1001, NULL, 0 };
+	struct env e;
+	struct kiln_err err = { 0 };
+	struct pf_stat st, d1, d2;
+	pf_volume_t *v;
+	pf_file_t *f, *t;
+	char buf[16];
+	pf_ino_t ino, tino, dino;
+
+	env_init(&e);
+	v = vol_init(&e, 0, NULL, 0);
+	assert_int_equal(pf_mkdir(v, "d", 0755, &err), 0);
+	write_file(v, "d/f", "hello", 5);
+	assert_int_equal(pf_stat(v, "d/f", &st, &err), 0);
+	ino = st.ino;
+	assert_int_equal(pf_stat(v, "d", &d1, &err), 0);
+	dino = d1.ino;
+	assert_int_equal(pf_open_ino(v, ino, O_RDWR, NULL, &f, &err), 0);
+	assert_int_equal(pf_pread(f, buf, sizeof(buf), 0, &err), 5);
+	assert_int_equal(pf_open_ino(v, dino, O_RDONLY, NULL, &t, &err), -EISDIR);
+	assert_int_equal(pf_open_ino(v, 9999, O_RDONLY, NULL, &t, &err), -ENOENT);
+	assert_int_equal(pf_symlinkat(v, "d/f", PF_ROOT_INO, "s", NULL, &err), 0);
+	assert_int_equal(pf_statat(v, PF_ROOT_INO, "s", PF_AT_NOFOLLOW, NULL, &st, &err), 0);
+	assert_int_equal(pf_readlink_ino(v, st.ino, buf, sizeof(buf), &err), 3);
+	assert_memory_equal(buf, "d/f", 3);
+	assert_int_equal(pf_open_ino(v, st.ino, O_RDONLY, NULL, &t, &err), -ELOOP);
+	assert_int_equal(pf_readlink_ino(v, ino, buf, sizeof(buf), &err), -EINVAL);
+	/* Link by number; then unlinked while open: setattr still works, a link
+	 * back does not (only O_TMPFILE files come back). */
+	assert_int_equal(pf_link_ino(v, ino, PF_ROOT_INO, "g", NULL, &err), 0);
+	assert_int_equal(pf_link_ino(v, dino, PF_ROOT_INO, "d2", NULL, &err), -EPERM);
+	assert_int_equal(pf_link_ino(v, ino, PF_ROOT_INO, "g", NULL, &err), -EEXIST);
+	assert_int_equal(pf_getattr(v, ino, &st), 0);
+	assert_int_equal(st.nlink, 2);
+	assert_int_equal(pf_unlink(v, "g", &err), 0);
+	assert_int_equal(pf_unlink(v, "d/f", &err), 0);
+	assert_int_equal(pf_setattr_ino(v, ino, &(struct pf_setattr){ .valid = PF_SET_MODE,
+								       .mode = 0600 }, NULL, &err), 0);
+	assert_int_equal(pf_fstat(f, &st), 0);
+	assert_int_equal(st.mode, 0600);
+	assert_int_equal(st.nlink, 0);
+	assert_int_equal(pf_link_ino(v, ino, PF_ROOT_INO, "back", NULL, &err), -ENOENT);
+	pf_close(f);
+	assert_int_equal(pf_setattr_ino(v, ino, &(struct pf_setattr){ .valid = PF_SET_MODE,
+								       .mode = 0600 }, NULL, &err),
+			 -ENOENT);
+	/* An explicit ctime, refused with a cred. */
+	write_file(v, "c", "x", 1);
+	assert_int_equal(pf_stat(v, "c", &st, &err), 0);
+	assert_int_equal(pf_setattr_ino(v, st.ino, &(struct pf_setattr){
+						 .valid = PF_SET_MTIME | PF_SET_CTIME,
+						 .mtime_ns = 5000000005, .ctime_ns = 6000000006 },
+					 NULL, &err), 0);
+	assert_int_equal(pf_setattr_ino(v, st.ino, &(struct pf_setattr){
+						 .valid = PF_SET_CTIME, .ctime_ns = 1 }, &bob,
+					 &err), -EPERM);
+	assert_int_equal(pf_getattr(v, st.ino, &st), 0);
+	assert_int_equal(st.mtime_ns, 5000000005);
+	assert_int_equal(st.ctime_ns, 6000000006);
+	/* O_TMPFILE: no name, the directory unchanged; a link names it. */
+	assert_int_equal(pf_stat(v, "d", &d1, &err), 0);
+	assert_int_equal(pf_tmpfile(v, dino, O_RDONLY, 0600, NULL, &t, &err), -EINVAL);
+	assert_int_equal(pf_tmpfile(v, dino, O_RDWR, 0600, NULL, &t, &err), 0);
+	assert_int_equal(pf_pwrite(t, "tmp", 3, 0, &err), 3);
+	assert_int_equal(pf_fstat(t, &st), 0);
+	assert_int_equal(st.nlink, 0);
+	tino = st.ino;
+	assert_int_equal(pf_stat(v, "d", &d2, &err), 0);
+	assert_int_equal(d2.mtime_ns, d1.mtime_ns);
+	assert_int_equal(d2.nlink, d1.nlink);
+	assert_int_equal(pf_link_ino(v, tino, dino, "named", NULL, &err), 0);
+	assert_int_equal(pf_fsync(t, &err), 0);
+	pf_close(t);
+	/* O_TMPFILE|O_EXCL: never linked; gone with its handle. */
+	assert_int_equal(pf_tmpfile(v, dino, O_RDWR | O_EXCL, 0600, NULL, &t, &err), 0);
+	assert_int_equal(pf_fstat(t, &st), 0);
+	assert_int_equal(pf_link_ino(v, st.ino, dino, "never", NULL, &err), -ENOENT);
+	pf_close(t);
+	assert_int_equal(pf_getattr(v, st.ino, &st), -ENOENT);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	check_content(v, "d/named", (const uint8_t *)"tmp", 3);
+	expect_missing(v, "d/never");
+	expect_missing(v, "d/f");
+	assert_int_equal(pf_stat(v, "d/named", &st, &err), 0);
+	assert_int_equal(st.ino, tino);
+	pf_volume_close(v, NULL);
+	/* Backing files: "c" and "named" only. */
+	assert_int_equal(count_backing(&e), 2);
+	env_free(&e);
+}
+
 /* Inode numbers are stable across rename, commit and reopen; a directory
  * rename moves its subtree without touching it. */
 static void test_inode_numbers(void **state)
@@ -1845,6 +1942,7 @@ int main(void)
 		cmocka_unit_test(test_namespace),
 		cmocka_unit_test(test_namespace_vs_kernel),
 		cmocka_unit_test(test_links_and_unlink_open),
+		cmocka_unit_test(test_calls_by_inode),
 		cmocka_unit_test(test_inode_numbers),
 		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_special_nodes),
