@@ -9,6 +9,10 @@ absolute numbers on shared machines move from run to run.
 
 Usage: bench/fs/run.py --kiln build/kiln --bench-pf build/bench/fs/bench_pf
                        [--size-mib 512] [--files 10000] [--out bench/results/fs.json]
+                       [--kiln-base OTHER/kiln]
+
+--kiln-base adds the target kiln-mount-base: `kiln fs mount` of another build (e.g.
+main's, to show a change to the mount does not regress), in the same run.
 """
 import argparse
 import json
@@ -167,10 +171,10 @@ class Gocryptfs(Fuse):
 
 
 class KilnMount(Fuse):
-    def __init__(self, root, kiln):
-        super().__init__(root, "kiln-mount")
+    def __init__(self, root, kiln, name="kiln-mount"):
+        super().__init__(root, name)
         self.kiln = kiln
-        self.key = os.path.join(root, "kiln.key")
+        self.key = os.path.join(root, name + ".key")
         subprocess.run([kiln, "fs", "init", self.store, "--key-file", self.key], check=True,
                        stdout=subprocess.DEVNULL)
         self.mount()
@@ -222,8 +226,11 @@ def main():
     ap.add_argument("--dir", help="where to put the test data (default: a temp dir in /var/tmp)")
     ap.add_argument("--targets", default="plain,gocryptfs,kiln-mount",
                     help="directory targets to run, comma-separated (plain is always run)")
+    ap.add_argument("--kiln-base", help="another build's kiln: adds the target kiln-mount-base")
     ap.add_argument("--out", default="bench/results/fs.json")
     a = ap.parse_args()
+    if a.kiln_base and "kiln-mount-base" not in a.targets.split(","):
+        a.targets += ",kiln-mount-base"
     size = a.size_mib * MIB
     root = tempfile.mkdtemp(prefix="kiln-bench-fs-", dir=a.dir or "/var/tmp")
     results = {"size_mib": a.size_mib, "ops": a.ops, "files": a.files,
@@ -231,7 +238,8 @@ def main():
     targets = []
     try:
         makers = {"plain": lambda: Plain(root), "gocryptfs": lambda: Gocryptfs(root),
-                  "kiln-mount": lambda: KilnMount(root, a.kiln)}
+                  "kiln-mount": lambda: KilnMount(root, a.kiln),
+                  "kiln-mount-base": lambda: KilnMount(root, a.kiln_base, "kiln-mount-base")}
         wanted = ["plain"] + [n for n in a.targets.split(",") if n and n != "plain"]
         for name in wanted:
             t = makers[name]()
@@ -255,7 +263,8 @@ def main():
     ratios = {}
     for metric in tg["plain"]:
         for num, den in (("pf-lib", "plain"), ("pf-lib", "gocryptfs"),
-                         ("kiln-mount", "gocryptfs"), ("kiln-mount", "plain")):
+                         ("kiln-mount", "gocryptfs"), ("kiln-mount", "plain"),
+                         ("kiln-mount-base", "gocryptfs"), ("kiln-mount", "kiln-mount-base")):
             if num in tg and den in tg and metric in tg[num]:
                 ratios[f"{num}/{den}:{metric}"] = round(tg[num][metric] / tg[den][metric], 3)
     results["ratios"] = ratios
@@ -265,11 +274,16 @@ def main():
 
     metrics = list(tg["plain"])
     names = list(tg)
-    lines = ["| metric | " + " | ".join(names) + " | pf-lib/plain | pf-lib/gocryptfs | "
-             "mount/gocryptfs |", "|---" * (len(names) + 4) + "|"]
+    keys = ["pf-lib/plain", "pf-lib/gocryptfs", "kiln-mount/gocryptfs"]
+    heads = ["pf-lib/plain", "pf-lib/gocryptfs", "mount/gocryptfs"]
+    if "kiln-mount-base" in tg:
+        keys += ["kiln-mount-base/gocryptfs", "kiln-mount/kiln-mount-base"]
+        heads += ["base/gocryptfs", "mount/base"]
+    lines = ["| metric | " + " | ".join(names + heads) + " |",
+             "|---" * (len(names) + len(heads) + 1) + "|"]
     for m in metrics:
         row = [m] + [f"{tg[n].get(m, float('nan')):.0f}" for n in names]
-        for key in ("pf-lib/plain", "pf-lib/gocryptfs", "kiln-mount/gocryptfs"):
+        for key in keys:
             row.append(f"{ratios.get(key + ':' + m, float('nan')):.2f}")
         lines.append("| " + " | ".join(row) + " |")
     ceiling = results["openssl_aes256gcm_8k_MBps"]

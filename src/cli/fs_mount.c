@@ -1,6 +1,9 @@
 /* kiln fs mount: a protected volume as a plain directory, through FUSE (libfuse3's
- * high-level, path-based API). Every operation maps to one pf call on the volume,
- * which this process holds open (and locked) until unmount. docs/fs.md. */
+ * low-level, inode-based API). FUSE node ids are pf's inode numbers (both name
+ * the root 1), so every operation is one pf call by inode number or by
+ * (directory inode, name): nothing is kept per node, links, unlink-while-open
+ * and renames need no bookkeeping here, and st_ino is pf's stable number. This
+ * process holds the volume open (and locked) until unmount. docs/fs.md. */
 #include "cli/cli.h"
 #include "cli/fs.h"
 
@@ -17,15 +20,26 @@
 #include "pf/pf.h"
 
 #ifdef KILN_HAVE_FUSE
-#define FUSE_USE_VERSION 35
-#include <fuse.h>
 #include <sys/statvfs.h>
 
+#include "cli/fs_mount.h"
+
 static pf_volume_t *g_vol;
-static const char *g_vol_dir;
 /* The kernel's writeback cache is on (set in fm_init): writes land in the page
- * cache and reach pf_pwrite in large batches at writeback or fsync. */
+ * cache and reach pf_pwrite in large batches at writeback or fsync, and the
+ * kernel keeps a regular file's size, mtime and ctime itself, sending them
+ * back with setattr. */
 static bool g_writeback;
+/* Who mounted: a request by this uid and gid creates nodes as pf does without a
+ * cred (the fast path); see fm_cred. */
+static uid_t g_uid;
+static gid_t g_gid;
+
+/* How long the kernel may trust a name or attributes. Every change reaches the
+ * volume through this mount (the volume is locked by this process) and the
+ * kernel invalidates what its own requests change, so staleness can only come
+ * from pf's own atime updates on reads. */
+#define FM_TIMEOUT 1.0
 
 /* The open pf handle of a FUSE file (set by fm_open/fm_create). */
 static pf_file_t *fm_file(const struct fuse_file_info *fi)
@@ -33,10 +47,109 @@ static pf_file_t *fm_file(const struct fuse_file_info *fi)
 	return (pf_file_t *)(uintptr_t)fi->fh;
 }
 
+/* kiln's own codes mean "the data is bad": EIO to applications. Positive, for
+ * fuse_reply_err. */
+static int fm_errno(int code)
+{
+	if (code >= 0)
+		return 0;
+	return -code >= KILN_EBASE ? EIO : -code;
+}
+
+static void fm_reply_status(fuse_req_t req, int code)
+{
+	fuse_reply_err(req, fm_errno(code));
+}
+
+static mode_t fm_type_bits(enum pf_type t)
+{
+	switch (t) {
+	case PF_TYPE_DIR:
+		return S_IFDIR;
+	case PF_TYPE_LNK:
+		return S_IFLNK;
+	case PF_TYPE_FIFO:
+		return S_IFIFO;
+	case PF_TYPE_SOCK:
+		return S_IFSOCK;
+	default:
+		return S_IFREG;
+	}
+}
+
+static void fm_fill_stat(const struct pf_stat *st, struct stat *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->st_ino = st->ino;
+	out->st_mode = fm_type_bits(st->type) | (st->mode & 07777);
+	out->st_nlink = st->nlink;
+	out->st_uid = st->uid;
+	out->st_gid = st->gid;
+	out->st_size = (off_t)st->size;
+	out->st_blocks = (blkcnt_t)st->blocks;
+	out->st_blksize = (blksize_t)st->blksize;
+	out->st_atim.tv_sec = st->atime_ns / 1000000000;
+	out->st_atim.tv_nsec = st->atime_ns % 1000000000;
+	out->st_mtim.tv_sec = st->mtime_ns / 1000000000;
+	out->st_mtim.tv_nsec = st->mtime_ns % 1000000000;
+	out->st_ctim.tv_sec = st->ctime_ns / 1000000000;
+	out->st_ctim.tv_nsec = st->ctime_ns % 1000000000;
+}
+
+static void fm_entry(const struct pf_stat *st, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = st->ino;
+	e->generation = 0; /* pf never reuses an inode number */
+	fm_fill_stat(st, &e->attr);
+	e->attr_timeout = FM_TIMEOUT;
+	e->entry_timeout = FM_TIMEOUT;
+}
+
+/* Reply to a request that made or named ino: its entry, or the error. */
+static void fm_reply_ino(fuse_req_t req, int ret, pf_ino_t ino)
+{
+	struct fuse_entry_param e;
+	struct pf_stat st;
+
+	if (!ret)
+		ret = pf_getattr(g_vol, ino, &st);
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
+	}
+	fm_entry(&st, &e);
+	fuse_reply_entry(req, &e);
+}
+
+/* The credentials a create acts with, so the new node belongs to the caller
+ * (the kernel has already checked permissions: default_permissions). The
+ * mounter's own requests pass NULL, which pf treats as its owner: new nodes
+ * belong to this process's euid and egid, the same. Another user's (a mount made
+ * by root) carries that user's uid, gid and groups, and pf applies the same
+ * rules as the kernel. NULL also when the groups cannot be read. */
+static const struct pf_cred *fm_cred(fuse_req_t req, struct pf_cred *cred, gid_t *groups,
+				     size_t max)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int n;
+
+	if (ctx->uid == g_uid && ctx->gid == g_gid)
+		return NULL;
+	n = fuse_req_getgroups(req, (int)max, groups);
+	if (n < 0 || (size_t)n > max)
+		n = 0;
+	cred->uid = ctx->uid;
+	cred->gid = ctx->gid;
+	cred->groups = groups;
+	cred->ngroups = (size_t)n;
+	return cred;
+}
+
+#define FM_MAX_GROUPS 64
+
 /* Now on the clock the kernel stamps files with (current_time(): the coarse
- * realtime clock). With the writeback cache the kernel sends `touch` as explicit
- * times from that clock, so a file created with a finer clock could see its mtime
- * move back (CPython test_pathlib test_touch_common). */
+ * realtime clock). */
 static int64_t fm_now_coarse(void)
 {
 	struct timespec ts;
@@ -45,162 +158,240 @@ static int64_t fm_now_coarse(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* kiln's own codes mean "the data is bad": EIO to applications. */
-static int fuse_errno(int code)
+/* A new regular file's times on the kernel's clock. With the writeback cache
+ * the kernel stamps the file's later changes itself (`touch` arrives as
+ * explicit times from current_time()), so a creation time from pf's finer clock
+ * could come after them: mtime would move back (CPython test_pathlib
+ * test_touch_common). */
+static int fm_stamp_new_file(pf_ino_t ino)
 {
-	if (code >= 0)
-		return code;
-	return -code >= KILN_EBASE ? -EIO : code;
+	int64_t now = fm_now_coarse();
+	struct pf_setattr sa = {
+		.valid = PF_SET_ATIME | PF_SET_MTIME | PF_SET_CTIME,
+		.atime_ns = now, .mtime_ns = now, .ctime_ns = now,
+	};
+
+	return g_writeback ? pf_setattr_ino(g_vol, ino, &sa, NULL, NULL) : 0;
 }
 
-/*
- * Files unlinked while open. libfuse renames such a file to
- * DIR/.fuse_hiddenXXXXXXXXYYYYYYYY and removes that name at its last release (a
- * path-based file system cannot reach a file without a name; with hard_remove the
- * kernel's fstat of it fails with ESTALE). Left in DIR, that name showed in
- * listings and kept DIR from being removed (ENOTEMPTY: CPython's test_shutil
- * could not even load). So the mount keeps those names in one directory of its
- * own at the volume's root, FM_UNLINKED, which the kernel never sees; it is
- * emptied at mount (after a crash it holds only unlinked files) and removed at
- * unmount. A file in a region of another kind than the root's stays in DIR
- * (pf renames only within a region kind) but is still left out of listings.
- * FIXME(pf v2): with inodes that live until their last handle the mount moves to
- * libfuse's low-level (inode) API and needs none of this.
- */
-#define FM_UNLINKED ".kiln-fuse-unlinked"
-#define FM_HIDDEN_PREFIX ".fuse_hidden"
+/* ---- names ---- */
 
-static bool fm_is_hidden_name(const char *name)
+static void fm_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	return strncmp(name, FM_HIDDEN_PREFIX, strlen(FM_HIDDEN_PREFIX)) == 0;
-}
-
-/* The volume path for a kernel path: *out is path itself, or buf holding the
- * FM_UNLINKED place of a hidden name (then *moved is set, if given). FM_UNLINKED
- * and what is below it do not exist for the kernel: -ENOENT. libfuse passes a
- * NULL path for a handle whose file has no path any more (unlinked while open,
- * then its directory removed): -ESTALE, as libfuse answers itself. */
-static int fm_path(const char *path, char buf[static PF_MAX_PATH], const char **out,
-		   bool *moved)
-{
-	const char *base;
-	size_t n = strlen("/" FM_UNLINKED);
-
-	*out = path;
-	if (moved)
-		*moved = false;
-	if (!path)
-		return -ESTALE;
-	base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	if (strncmp(path, "/" FM_UNLINKED, n) == 0 && (path[n] == '\0' || path[n] == '/'))
-		return -ENOENT;
-	if (!fm_is_hidden_name(base))
-		return 0;
-	if (snprintf(buf, PF_MAX_PATH, "/" FM_UNLINKED "/%s", base) >= PF_MAX_PATH)
-		return -ENAMETOOLONG;
-	if (pf_volume_region(g_vol, buf) != pf_volume_region(g_vol, path))
-		return 0;
-	*out = buf;
-	if (moved)
-		*moved = true;
-	return 0;
-}
-
-/* Empty and remove FM_UNLINKED (at mount: leftovers of a crash; at unmount). */
-static void fm_clear_unlinked(void)
-{
-	char **names, path[PF_MAX_PATH];
-	size_t count;
-
-	if (pf_readdir(g_vol, "/" FM_UNLINKED, &names, &count, NULL))
-		return;
-	for (size_t i = 0; i < count; i++) {
-		snprintf(path, sizeof(path), "/" FM_UNLINKED "/%s", names[i]);
-		pf_unlink(g_vol, path, NULL);
-	}
-	pf_names_free(names, count);
-	pf_rmdir(g_vol, "/" FM_UNLINKED, NULL);
-}
-
-/* A directory's link count as Linux file systems give it: 2 plus one per
- * subdirectory (GNU find and others rely on it). O(entries) of in-memory lookups;
- * the kernel caches the answer. FIXME(pf v2): pf keeps the count in the inode. */
-static nlink_t fm_dir_nlink(const char *path)
-{
-	char **names, sub[PF_MAX_PATH];
+	struct fuse_entry_param e;
 	struct pf_stat st;
-	size_t count;
-	nlink_t n = 2;
-	bool root = strcmp(path, "/") == 0;
+	int ret = pf_statat(g_vol, parent, name, PF_AT_NOFOLLOW, NULL, &st, NULL);
 
-	if (pf_readdir(g_vol, path, &names, &count, NULL))
-		return n;
-	for (size_t i = 0; i < count; i++) {
-		if (root && strcmp(names[i], FM_UNLINKED) == 0)
-			continue;
-		if (snprintf(sub, sizeof(sub), "%s/%s", root ? "" : path, names[i]) >=
-		    (int)sizeof(sub))
-			continue;
-		if (pf_stat(g_vol, sub, &st, NULL) == 0 && st.is_dir)
-			n++;
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
 	}
-	pf_names_free(names, count);
-	return n;
+	fm_entry(&st, &e);
+	fuse_reply_entry(req, &e);
 }
 
-static int fm_getattr(const char *path, struct stat *stbuf, struct fuse_file_info *fi)
+/* Nothing is kept per node: pf keeps an inode while it has a name or an open
+ * handle, and a node the kernel still knows after that answers ENOENT. */
+static void fm_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fuse_reply_none(req);
+}
+
+static void fm_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	fuse_reply_none(req);
+}
+
+static void fm_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	gid_t groups[FM_MAX_GROUPS];
+	struct pf_cred c;
+	struct pf_stat st;
+	int ret = pf_mknodat(g_vol, parent, name, mode, fm_cred(req, &c, groups, FM_MAX_GROUPS),
+			     NULL);
+
+	if (!ret)
+		ret = pf_statat(g_vol, parent, name, PF_AT_NOFOLLOW, NULL, &st, NULL);
+	if (!ret && st.type == PF_TYPE_REG)
+		ret = fm_stamp_new_file(st.ino);
+	fm_reply_ino(req, ret, ret ? 0 : st.ino);
+}
+
+static void fm_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	gid_t groups[FM_MAX_GROUPS];
+	struct pf_cred c;
+	struct pf_stat st;
+	int ret = pf_mkdirat(g_vol, parent, name, mode, fm_cred(req, &c, groups, FM_MAX_GROUPS),
+			     NULL);
+
+	if (!ret)
+		ret = pf_statat(g_vol, parent, name, PF_AT_NOFOLLOW, NULL, &st, NULL);
+	fm_reply_ino(req, ret, ret ? 0 : st.ino);
+}
+
+static void fm_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	gid_t groups[FM_MAX_GROUPS];
+	struct pf_cred c;
+	struct pf_stat st;
+	int ret = pf_symlinkat(g_vol, target, parent, name,
+			       fm_cred(req, &c, groups, FM_MAX_GROUPS), NULL);
+
+	if (!ret)
+		ret = pf_statat(g_vol, parent, name, PF_AT_NOFOLLOW, NULL, &st, NULL);
+	fm_reply_ino(req, ret, ret ? 0 : st.ino);
+}
+
+static void fm_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fm_reply_ino(req, pf_link_ino(g_vol, ino, newparent, newname, NULL, NULL), ino);
+}
+
+static void fm_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fm_reply_status(req, pf_unlinkat(g_vol, parent, name, 0, NULL, NULL));
+}
+
+static void fm_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fm_reply_status(req, pf_unlinkat(g_vol, parent, name, PF_AT_REMOVEDIR, NULL, NULL));
+}
+
+static void fm_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	unsigned pflags = 0;
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: no overlay support */
+		return;
+	}
+	if (flags & RENAME_NOREPLACE)
+		pflags |= PF_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		pflags |= PF_RENAME_EXCHANGE;
+	fm_reply_status(req, pf_renameat2(g_vol, parent, name, newparent, newname, pflags, NULL,
+					  NULL));
+}
+
+static void fm_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[PF_MAX_PATH];
+	ssize_t n = pf_readlink_ino(g_vol, ino, buf, sizeof(buf) - 1, NULL);
+
+	if (n < 0) {
+		fm_reply_status(req, (int)n);
+		return;
+	}
+	buf[n] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+/* ---- attributes ---- */
+
+static void fm_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
 	struct pf_stat st;
-	bool unlinked = false;
+	struct stat out;
+	int ret = fi && fi->fh ? pf_fstat(fm_file(fi), &st) : pf_getattr(g_vol, ino, &st);
+
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
+	}
+	fm_fill_stat(&st, &out);
+	fuse_reply_attr(req, &out, FM_TIMEOUT);
+}
+
+static int64_t fm_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* chmod, chown, truncate, utimensat, and the kernel's own times of a cached
+ * file (FUSE_SET_ATTR_CTIME with the writeback cache). Permissions were checked
+ * by the kernel (default_permissions). */
+static void fm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct pf_setattr sa = { 0 };
 	int ret;
 
-	if (fi && fi->fh) {
-		ret = pf_fstat(fm_file(fi), &st);
-	} else {
-		ret = fm_path(path, buf, &path, &unlinked);
-		if (!ret)
-			ret = pf_stat(g_vol, path, &st, NULL);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		sa.valid |= PF_SET_MODE;
+		sa.mode = attr->st_mode & 07777;
 	}
-	if (ret)
-		return fuse_errno(ret);
-	memset(stbuf, 0, sizeof(*stbuf));
-	stbuf->st_mode = (st.is_dir ? S_IFDIR : S_IFREG) | (st.mode & 07777);
-	if (st.is_dir)
-		stbuf->st_nlink = path ? fm_dir_nlink(path) : 2;
+	if (to_set & FUSE_SET_ATTR_UID) {
+		sa.valid |= PF_SET_UID;
+		sa.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		sa.valid |= PF_SET_GID;
+		sa.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		sa.valid |= PF_SET_SIZE;
+		sa.size = (uint64_t)attr->st_size;
+	}
+	/* A file whose times the kernel keeps (it sends ctime) gets "now" on the
+	 * kernel's clock, the value it sent and used for mtime and ctime: `touch`
+	 * leaves atime equal to mtime, as on ext4. */
+	if ((to_set & FUSE_SET_ATTR_ATIME_NOW) && !(to_set & FUSE_SET_ATTR_CTIME)) {
+		sa.valid |= PF_SET_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		sa.valid |= PF_SET_ATIME;
+		sa.atime_ns = fm_ns(&attr->st_atim);
+	}
+	if ((to_set & FUSE_SET_ATTR_MTIME_NOW) && !(to_set & FUSE_SET_ATTR_CTIME)) {
+		sa.valid |= PF_SET_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		sa.valid |= PF_SET_MTIME;
+		sa.mtime_ns = fm_ns(&attr->st_mtim);
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		sa.valid |= PF_SET_CTIME;
+		sa.ctime_ns = fm_ns(&attr->st_ctim);
+	}
+	if (fi && fi->fh)
+		ret = pf_fsetattr(fm_file(fi), &sa, NULL, NULL);
 	else
-		stbuf->st_nlink = unlinked ? 0 : 1;
-	stbuf->st_size = (off_t)st.size;
-	stbuf->st_blocks = (blkcnt_t)((st.size + 511) / 512);
-	stbuf->st_uid = getuid();
-	stbuf->st_gid = getgid();
-	stbuf->st_mtim.tv_sec = st.mtime_ns / 1000000000;
-	stbuf->st_mtim.tv_nsec = st.mtime_ns % 1000000000;
-	stbuf->st_ctim = stbuf->st_atim = stbuf->st_mtim;
-	return 0;
-}
-
-static int fm_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
-{
-	char **names;
-	size_t count;
-	bool root = strcmp(path, "/") == 0;
-	int ret = pf_readdir(g_vol, path, &names, &count, NULL);
-
-	if (ret)
-		return fuse_errno(ret);
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	for (size_t i = 0; i < count; i++) {
-		if (fm_is_hidden_name(names[i]) || (root && strcmp(names[i], FM_UNLINKED) == 0))
-			continue;
-		filler(buf, names[i], NULL, 0, 0);
+		ret = pf_setattr_ino(g_vol, ino, &sa, NULL, NULL);
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
 	}
-	pf_names_free(names, count);
-	return 0;
+	fm_getattr(req, ino, fi);
 }
+
+static void fm_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct pf_statfs sf;
+	struct statvfs out = { 0 };
+	int ret = pf_statfs(g_vol, &sf, NULL);
+
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
+	}
+	out.f_bsize = sf.bsize;
+	out.f_frsize = sf.bsize;
+	out.f_blocks = sf.blocks;
+	out.f_bfree = sf.bfree;
+	out.f_bavail = sf.bavail;
+	out.f_files = sf.files;
+	out.f_ffree = sf.ffree;
+	out.f_favail = sf.ffree;
+	out.f_namemax = sf.namemax;
+	fuse_reply_statfs(req, &out);
+}
+
+/* ---- files ---- */
 
 /* With the writeback cache the kernel reads pages of write-only files (to fill
  * partial pages) and applies O_APPEND itself, sending plain writes at offsets. */
@@ -213,208 +404,128 @@ static int fm_flags(int flags)
 	return flags & ~O_APPEND;
 }
 
-static int fm_open(const char *path, struct fuse_file_info *fi)
+static void fm_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char buf[PF_MAX_PATH];
 	pf_file_t *f;
-	int ret = fm_path(path, buf, &path, NULL);
+	int ret = pf_open_ino(g_vol, ino, fm_flags(fi->flags), NULL, &f, NULL);
 
-	if (!ret)
-		ret = pf_open(g_vol, path, fm_flags(fi->flags), 0, &f, NULL);
-	if (ret)
-		return fuse_errno(ret);
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
+	}
 	fi->fh = (uintptr_t)f;
-	return 0;
+	/* Every change goes through this process, so the kernel's page cache stays
+	 * valid across opens. */
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		pf_close(f); /* the opener was interrupted: no release will come */
 }
 
-static int fm_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void fm_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
 {
-	char buf[PF_MAX_PATH];
+	struct fuse_entry_param e;
+	gid_t groups[FM_MAX_GROUPS];
+	struct pf_cred c;
+	struct pf_stat st;
 	pf_file_t *f;
-	int ret = fm_path(path, buf, &path, NULL);
+	int ret = pf_openat(g_vol, parent, name, fm_flags(fi->flags) | O_CREAT, mode & 07777,
+			    fm_cred(req, &c, groups, FM_MAX_GROUPS), &f, NULL);
 
-	if (!ret)
-		ret = pf_open(g_vol, path, fm_flags(fi->flags) | O_CREAT, mode, &f, NULL);
-	if (ret)
-		return fuse_errno(ret);
-	ret = pf_set_mtime(g_vol, path, fm_now_coarse(), NULL);
+	if (ret) {
+		fm_reply_status(req, ret);
+		return;
+	}
+	ret = pf_fstat(f, &st);
+	if (!ret && (ret = fm_stamp_new_file(st.ino)) == 0)
+		ret = pf_fstat(f, &st);
 	if (ret) {
 		pf_close(f);
-		return fuse_errno(ret);
+		fm_reply_status(req, ret);
+		return;
 	}
+	fm_entry(&st, &e);
 	fi->fh = (uintptr_t)f;
-	return 0;
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		pf_close(f);
 }
 
-/* mknod(2) of a regular file (FIFOs, sockets and devices are refused below). */
-static int fm_mknod(const char *path, mode_t mode, dev_t rdev)
+/* open(O_TMPFILE): a file without a name that linkat(2) may name later
+ * (fm_link). Called by the session loop (fs_mount_loop.c). The kernel checked
+ * write and search permission on the directory; the file belongs to the caller,
+ * with the group of a set-group-ID directory, as pf_tmpfile would give it. */
+static void fm_tmpfile(struct fm_tmpfile_req *r, fuse_ino_t parent, mode_t mode, int flags)
 {
-	char buf[PF_MAX_PATH];
+	struct fuse_file_info fi = { .keep_cache = 1 };
+	struct pf_setattr sa = { .valid = PF_SET_UID | PF_SET_GID };
+	struct fuse_entry_param e;
+	struct pf_stat st, dir;
 	pf_file_t *f;
-	int ret = fm_path(path, buf, &path, NULL);
+	int ret = pf_getattr(g_vol, parent, &dir);
 
-	/* FIXME(pf v2): FIFO and socket nodes need pf's special nodes; until then
-	 * EPERM, what mknod(2) answers on a file system without them. Device nodes
-	 * stay refused (docs/conformance.md). */
-	if (ret)
-		return ret;
-	if (!S_ISREG(mode))
-		return -EPERM;
-	ret = pf_open(g_vol, path, O_RDWR | O_CREAT | O_EXCL, mode & 07777, &f, NULL);
-	if (ret)
-		return fuse_errno(ret);
-	ret = pf_set_mtime(g_vol, path, fm_now_coarse(), NULL);
-	pf_close(f);
-	return fuse_errno(ret);
+	if (!ret)
+		ret = pf_tmpfile(g_vol, parent, fm_flags(flags), mode & 07777, NULL, &f, NULL);
+	if (ret) {
+		fm_reply_tmpfile_err(r, fm_errno(ret));
+		return;
+	}
+	ret = pf_fstat(f, &st);
+	sa.uid = fm_tmpfile_uid(r);
+	sa.gid = (dir.mode & S_ISGID) ? dir.gid : fm_tmpfile_gid(r);
+	if (!ret && (sa.uid != st.uid || sa.gid != st.gid))
+		ret = pf_fsetattr(f, &sa, NULL, NULL);
+	if (!ret && (ret = fm_stamp_new_file(st.ino)) == 0)
+		ret = pf_fstat(f, &st);
+	if (ret) {
+		pf_close(f);
+		fm_reply_tmpfile_err(r, fm_errno(ret));
+		return;
+	}
+	fm_entry(&st, &e);
+	fi.fh = (uintptr_t)f;
+	if (fm_reply_tmpfile(r, &e, &fi) == -ENOENT)
+		pf_close(f);
 }
 
-/* FIXME(pf v2): hard links and symlinks need pf's inode namespace (pf_link,
- * pf_symlink, pf_readlink). Until then EPERM, what link(2) and symlink(2) answer
- * on a file system that does not support them (programs test for it). */
-static int fm_link(const char *from, const char *to)
-{
-	return -EPERM;
-}
-
-static int fm_symlink(const char *target, const char *path)
-{
-	return -EPERM;
-}
-
-static int fm_read(const char *path, char *buf, size_t size, off_t off,
-		   struct fuse_file_info *fi)
-{
-	ssize_t n = pf_pread((pf_file_t *)(uintptr_t)fi->fh, buf, size, (uint64_t)off, NULL);
-
-	return n < 0 ? fuse_errno((int)n) : (int)n;
-}
-
-static int fm_write(const char *path, const char *buf, size_t size, off_t off,
+static void fm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	ssize_t n = pf_pwrite((pf_file_t *)(uintptr_t)fi->fh, buf, size, (uint64_t)off, NULL);
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
 
-	return n < 0 ? fuse_errno((int)n) : (int)n;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = pf_pread(fm_file(fi), buf, size, (uint64_t)off, NULL);
+	if (n < 0)
+		fm_reply_status(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
 }
 
-static int fm_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static void fm_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
 {
-	char buf[PF_MAX_PATH];
-	int ret;
+	ssize_t n = pf_pwrite(fm_file(fi), buf, size, (uint64_t)off, NULL);
 
-	if (fi && fi->fh)
-		return fuse_errno(pf_ftruncate(fm_file(fi), (uint64_t)size, NULL));
-	ret = fm_path(path, buf, &path, NULL);
-	return ret ? ret : fuse_errno(pf_truncate(g_vol, path, (uint64_t)size, NULL));
+	if (n < 0)
+		fm_reply_status(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
 }
 
-static int fm_fsync(const char *path, int datasync, struct fuse_file_info *fi)
-{
-	return fuse_errno(pf_fsync(fm_file(fi), NULL));
-}
-
-static int fm_release(const char *path, struct fuse_file_info *fi)
+static void fm_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	pf_close(fm_file(fi));
-	return 0;
+	fuse_reply_err(req, 0);
 }
 
-static int fm_unlink(const char *path)
+static void fm_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	char buf[PF_MAX_PATH];
-	int ret = fm_path(path, buf, &path, NULL);
-
-	return ret ? ret : fuse_errno(pf_unlink(g_vol, path, NULL));
-}
-
-static int fm_mkdir(const char *path, mode_t mode)
-{
-	char buf[PF_MAX_PATH];
-	int ret = fm_path(path, buf, &path, NULL);
-
-	if (!ret)
-		ret = pf_mkdir(g_vol, path, mode, NULL);
-	if (!ret)
-		ret = pf_set_mtime(g_vol, path, fm_now_coarse(), NULL);
-	return fuse_errno(ret);
-}
-
-static int fm_rmdir(const char *path)
-{
-	char buf[PF_MAX_PATH];
-	int ret = fm_path(path, buf, &path, NULL);
-
-	return ret ? ret : fuse_errno(pf_rmdir(g_vol, path, NULL));
-}
-
-static int fm_rename(const char *from, const char *to, unsigned int flags)
-{
-	char fbuf[PF_MAX_PATH], tbuf[PF_MAX_PATH];
-	struct pf_stat st;
-	bool hiding;
-	int ret;
-
-	/* FIXME(pf v2): RENAME_EXCHANGE needs an atomic exchange in pf; EINVAL is
-	 * what renameat2(2) answers on a file system without it. */
-	if (flags & RENAME_EXCHANGE)
-		return -EINVAL;
-	if ((ret = fm_path(from, fbuf, &from, NULL)) || (ret = fm_path(to, tbuf, &to, &hiding)))
-		return ret;
-	if ((flags & RENAME_NOREPLACE) && pf_stat(g_vol, to, &st, NULL) == 0)
-		return -EEXIST;
-	if (hiding) { /* libfuse hides a file unlinked while open */
-		ret = pf_mkdir(g_vol, "/" FM_UNLINKED, 0700, NULL);
-		if (ret && ret != -EEXIST)
-			return fuse_errno(ret);
-	}
-	return fuse_errno(pf_rename(g_vol, from, to, NULL));
-}
-
-static int fm_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-	char buf[PF_MAX_PATH];
-	int ret = fm_path(path, buf, &path, NULL);
-
-	return ret ? ret : fuse_errno(pf_chmod(g_vol, path, mode, NULL));
-}
-
-/* Ownership is not recorded yet: every file belongs to the mounter and chown has
- * no effect. FIXME(pf v2: uid/gid stored). Failing it with EPERM (what vfat does)
- * was tried and is worse: tar, cp -a and CPython's tarfile chown first and then
- * skip the file's mode and times (test_tarfile: 16 failures). */
-static int fm_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
-{
-	return 0;
-}
-
-static int fm_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
-{
-	char buf[PF_MAX_PATH];
-	struct timespec now;
-	int64_t t;
-	int ret;
-
-	if (tv[1].tv_nsec == UTIME_OMIT)
-		return 0;
-	/* The kernel stamps mtime at the close of a file it cached writes for; a file
-	 * unlinked while open and without a path (see fm_path) keeps its times until
-	 * its last handle goes. FIXME(pf v2): times through the handle. */
-	if (!path && fi)
-		return 0;
-	if ((ret = fm_path(path, buf, &path, NULL)))
-		return ret;
-	if (tv[1].tv_nsec == UTIME_NOW) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	} else {
-		t = (int64_t)tv[1].tv_sec * 1000000000 + tv[1].tv_nsec;
-	}
-	return fuse_errno(pf_set_mtime(g_vol, path, t, NULL));
-}
-
-static int fm_statfs(const char *path, struct statvfs *st)
-{
-	return statvfs(g_vol_dir, st) == 0 ? 0 : -errno;
+	fm_reply_status(req, pf_fsync(fm_file(fi), NULL));
 }
 
 /* Zeros over [off, off + len) of the file, cut at its end (the size is kept). */
@@ -425,7 +536,7 @@ static int fm_zero_range(pf_file_t *f, uint64_t off, uint64_t len)
 	int ret = pf_get_size(f, &size);
 
 	if (ret)
-		return fuse_errno(ret);
+		return ret;
 	if (off >= size)
 		return 0;
 	if (len > size - off)
@@ -435,7 +546,7 @@ static int fm_zero_range(pf_file_t *f, uint64_t off, uint64_t len)
 		ssize_t w = pf_pwrite(f, zeros, n, off, NULL);
 
 		if (w < 0)
-			return fuse_errno((int)w);
+			return (int)w;
 		off += (uint64_t)w;
 		len -= (uint64_t)w;
 	}
@@ -447,50 +558,125 @@ static int fm_zero_range(pf_file_t *f, uint64_t off, uint64_t len)
  * KEEP_SIZE alone does nothing, PUNCH_HOLE|KEEP_SIZE zeroes the range. FIXME(pf
  * v2 holes): punch a real hole (no chunk stored) instead of writing zeros. Other
  * modes: EOPNOTSUPP, as Linux answers for modes a file system lacks. */
-static int fm_fallocate(const char *path, int mode, off_t off, off_t len,
-			struct fuse_file_info *fi)
+static void fm_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
 {
 	pf_file_t *f = fm_file(fi);
 	uint64_t size, end;
 	int ret;
 
-	if (off < 0 || len <= 0)
-		return -EINVAL;
-	if ((uint64_t)off > UINT64_MAX - (uint64_t)len || (uint64_t)(off + len) > INT64_MAX)
-		return -EFBIG;
-	end = (uint64_t)off + (uint64_t)len;
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
-		return -EOPNOTSUPP;
-	if (mode & FALLOC_FL_PUNCH_HOLE) {
-		if (!(mode & FALLOC_FL_KEEP_SIZE))
-			return -EOPNOTSUPP; /* Linux requires KEEP_SIZE with PUNCH_HOLE */
-		return fm_zero_range(f, (uint64_t)off, (uint64_t)len);
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
 	}
-	if (mode & FALLOC_FL_KEEP_SIZE)
-		return 0;
-	ret = pf_get_size(f, &size);
-	if (!ret && end > size)
-		ret = pf_ftruncate(f, end, NULL);
-	return fuse_errno(ret);
+	if ((uint64_t)off + (uint64_t)len > INT64_MAX) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	end = (uint64_t)off + (uint64_t)len;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		/* Linux requires KEEP_SIZE with PUNCH_HOLE. */
+		ret = (mode & FALLOC_FL_KEEP_SIZE) ? fm_zero_range(f, (uint64_t)off, (uint64_t)len)
+						   : -EOPNOTSUPP;
+	} else if (mode & FALLOC_FL_KEEP_SIZE) {
+		ret = 0;
+	} else {
+		ret = pf_get_size(f, &size);
+		if (!ret && end > size)
+			ret = pf_ftruncate(f, end, NULL);
+	}
+	fm_reply_status(req, ret);
 }
 
-static int fm_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
+/* ---- directories ---- */
+
+/* getdents64 offsets are pf's readdir cookies: a listing resumes where it
+ * stopped whatever was created or removed meanwhile. plus: readdirplus, which
+ * hands the kernel each entry's attributes (the lookup that `ls -l` or
+ * os.scandir + stat would make next); "." and ".." carry no entry. */
+static void fm_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      bool plus)
 {
-	return fuse_errno(pf_fsync_dir(g_vol, NULL));
+	struct pf_dirent ents[32];
+	char *buf = malloc(size ? size : 1);
+	size_t used = 0, n = 0;
+	uint64_t cookie = (uint64_t)off;
+	int ret = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (;;) {
+		size_t i;
+
+		ret = pf_readdir_ino(g_vol, ino, cookie, ents, KILN_ARRAY_SIZE(ents), &n, NULL);
+		if (ret || n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			struct fuse_entry_param e = { 0 };
+			bool dot = !strcmp(ents[i].name, ".") || !strcmp(ents[i].name, "..");
+			size_t len;
+
+			e.attr.st_ino = ents[i].ino;
+			e.attr.st_mode = fm_type_bits(ents[i].type);
+			if (plus && !dot) {
+				struct pf_stat st;
+
+				/* Gone since the listing: left out, as removed entries are. */
+				if (pf_getattr(g_vol, ents[i].ino, &st))
+					continue;
+				fm_entry(&st, &e);
+			}
+			len = plus ? fuse_add_direntry_plus(req, buf + used, size - used,
+							    ents[i].name, &e, (off_t)ents[i].cookie)
+				   : fuse_add_direntry(req, buf + used, size - used, ents[i].name,
+						       &e.attr, (off_t)ents[i].cookie);
+			if (len > size - used)
+				break;
+			used += len;
+		}
+		if (i < n)
+			break;
+		cookie = ents[n - 1].cookie;
+	}
+	/* An error after some entries: hand those over; the next call reports it. */
+	if (ret && used == 0)
+		fm_reply_status(req, ret);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
 }
 
-static void *fm_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void fm_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
-	cfg->use_ino = 0;
-	cfg->nullpath_ok = 0;
-	/* Files unlinked while open: libfuse's hiding, moved out of the way (see
-	 * FM_UNLINKED). */
-	cfg->hard_remove = 0;
-	/* Every change goes through this process, so the kernel's page cache
-	 * stays valid across opens; large requests amortize the round trips. */
-	cfg->kernel_cache = 1;
+	fm_readdir_common(req, ino, size, off, false);
+}
+
+static void fm_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	fm_readdir_common(req, ino, size, off, true);
+}
+
+static void fm_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	fm_reply_status(req, pf_fsync_dir(g_vol, NULL));
+}
+
+static void fm_init(void *userdata, struct fuse_conn_info *conn)
+{
 	conn->max_write = 1024 * 1024;
 	conn->max_readahead = 1024 * 1024;
+	/* Set-user-ID and set-group-ID are cleared by the kernel (it sends the mode
+	 * change) on a write or truncate by another user: pf's writes carry no
+	 * cred to do it. */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	/* Writeback cache: write() completes in the page cache, and the kernel
 	 * sends dirty pages in large, sorted batches (random 4 KiB writes to one
 	 * chunk coalesce); fsync flushes them before fm_fsync commits. */
@@ -498,84 +684,145 @@ static void *fm_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 		g_writeback = true;
 	}
-	return NULL;
 }
 
-static const struct fuse_operations g_fuse_ops = {
+static const struct fuse_lowlevel_ops g_fuse_ops = {
 	.init = fm_init,
+	.lookup = fm_lookup,
+	.forget = fm_forget,
+	.forget_multi = fm_forget_multi,
 	.getattr = fm_getattr,
-	.readdir = fm_readdir,
+	.setattr = fm_setattr,
+	.readlink = fm_readlink,
+	.mknod = fm_mknod,
+	.mkdir = fm_mkdir,
+	.unlink = fm_unlink,
+	.rmdir = fm_rmdir,
+	.symlink = fm_symlink,
+	.rename = fm_rename,
+	.link = fm_link,
 	.open = fm_open,
-	.create = fm_create,
 	.read = fm_read,
 	.write = fm_write,
-	.truncate = fm_truncate,
-	.fsync = fm_fsync,
+	/* No flush: writes reach pf as they arrive and close commits nothing (as on
+	 * Linux, only fsync makes data durable); the first FUSE_FLUSH answered
+	 * ENOSYS spares every later close a round trip (the kernel still writes
+	 * back its dirty pages at close). */
 	.release = fm_release,
-	.unlink = fm_unlink,
-	.mkdir = fm_mkdir,
-	.rmdir = fm_rmdir,
-	.rename = fm_rename,
-	.mknod = fm_mknod,
-	.link = fm_link,
-	.symlink = fm_symlink,
-	.fallocate = fm_fallocate,
-	.chmod = fm_chmod,
-	.chown = fm_chown,
-	.utimens = fm_utimens,
-	.statfs = fm_statfs,
+	.fsync = fm_fsync,
+	.readdir = fm_readdir,
+	.readdirplus = fm_readdirplus,
 	.fsyncdir = fm_fsyncdir,
+	.statfs = fm_statfs,
+	.create = fm_create,
+	.fallocate = fm_fallocate,
 };
 
-int cli_fs_mount(int argc, char **argv)
-{
-	struct fs_args a;
-	char *fargv[8];
-	int fargc = 0, ret = cli_fs_parse(argc, argv, "Tf", 2, 2, &a);
+/*
+ * The mount made by an earlier kiln (before pf had inodes that outlive their
+ * names) kept files unlinked while open under the root directory
+ * ".kiln-fuse-unlinked", named ".fuse_hidden*", and removed them at unmount; a
+ * mount killed meanwhile left them there. Remove such leftovers (only those
+ * names), and the directory once empty.
+ */
+#define FM_OLD_UNLINKED ".kiln-fuse-unlinked"
 
-	if (ret >= 0)
-		return ret;
-	if (cli_fs_open_volume(a.pos[0], &g_vol))
-		return CLI_EXIT_FAIL;
-	g_vol_dir = realpath(a.pos[0], NULL); /* freed at exit; see the daemonize note */
-	if (!g_vol_dir) {
-		cli_error("%s: %s", a.pos[0], strerror(errno));
-		return cli_fs_close_volume(g_vol, CLI_EXIT_FAIL);
+static void fm_clear_old_unlinked(void)
+{
+	char **names, path[PF_MAX_PATH];
+	size_t count;
+
+	if (pf_readdir(g_vol, FM_OLD_UNLINKED, &names, &count, NULL))
+		return;
+	for (size_t i = 0; i < count; i++) {
+		if (strncmp(names[i], ".fuse_hidden", strlen(".fuse_hidden")) != 0)
+			continue;
+		snprintf(path, sizeof(path), FM_OLD_UNLINKED "/%s", names[i]);
+		pf_unlink(g_vol, path, NULL);
 	}
-	fm_clear_unlinked();
-	fargv[fargc++] = (char *)"kiln-fs";
-	fargv[fargc++] = (char *)a.pos[1];
-	if (a.foreground)
-		fargv[fargc++] = (char *)"-f";
-	fargv[fargc++] = (char *)"-o";
+	pf_names_free(names, count);
+	pf_rmdir(g_vol, FM_OLD_UNLINKED, NULL); /* ENOTEMPTY: the user's files stay */
+}
+
+/* Requests served at once. pf serializes each call on its volume lock, so more
+ * threads only overlap the kernel's side of requests (copies, waits for a
+ * reply slot); libfuse's own loop kept up to 10 idle. */
+#define FM_THREADS 8
+
+/* Serve the mounted session until unmount (or SIGINT/SIGTERM/SIGHUP); 0 or
+ * CLI_EXIT_FAIL with the error printed. */
+static int fm_serve(const char *mnt, bool foreground)
+{
 	/* Who may use the mount: the kernel checks mode bits and owners as for any
 	 * file system (default_permissions). Mounted by root, every user of the host
 	 * may (allow_other), as for a disk root mounts; mounted by another user, only
 	 * that user (allow_other would need user_allow_other in /etc/fuse.conf).
 	 * docs/fs.md "Who may use a mount". */
-	fargv[fargc++] = geteuid() == 0 ?
-		(char *)"fsname=kiln,subtype=kiln,default_permissions,allow_other" :
-		(char *)"fsname=kiln,subtype=kiln,default_permissions";
-	fargv[fargc] = NULL;
-	ret = fuse_main(fargc, fargv, &g_fuse_ops, NULL);
-	free((char *)g_vol_dir);
-	if (ret)
-		cli_error("mount %s on %s failed (fuse_main returned %d)", a.pos[0], a.pos[1], ret);
-	if (ret == 0) {
-		struct kiln_err err = { 0 };
-		int r;
+	char *fargv[] = {
+		(char *)"kiln-fs", (char *)"-o",
+		geteuid() == 0 ? (char *)"fsname=kiln,subtype=kiln,default_permissions,allow_other"
+			       : (char *)"fsname=kiln,subtype=kiln,default_permissions",
+		NULL,
+	};
+	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
+	struct fuse_session *se;
+	int ret = CLI_EXIT_FAIL;
 
-		fm_clear_unlinked();
-		r = pf_volume_flush(g_vol, &err);
-
-		if (r)
-			cli_error("%s", kiln_err_msg(&err, r));
-		/* With --expect-version nothing stores the new version: whoever
-		 * holds it needs it. */
-		printf("volume version: %llu\n", (unsigned long long)pf_volume_version(g_vol));
-		ret = r;
+	se = fuse_session_new(&args, &g_fuse_ops, sizeof(g_fuse_ops), NULL);
+	if (!se) {
+		cli_error("mount on %s: cannot start a FUSE session", mnt);
+		goto out;
 	}
-	return cli_fs_close_volume(g_vol, ret ? CLI_EXIT_FAIL : CLI_EXIT_OK);
+	if (fuse_set_signal_handlers(se) != 0) {
+		cli_error("mount on %s: cannot install signal handlers", mnt);
+		goto out_session;
+	}
+	if (fuse_session_mount(se, mnt) != 0) {
+		cli_error("mount on %s failed (is /dev/fuse usable, is %s a directory?)", mnt,
+			  mnt);
+		goto out_signals;
+	}
+	if (fuse_daemonize(foreground) != 0) {
+		cli_error("mount on %s: cannot go to the background", mnt);
+		goto out_unmount;
+	}
+	ret = fm_session_loop(se, FM_THREADS, fm_tmpfile) < 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	if (ret)
+		cli_error("mount on %s: the FUSE session failed", mnt);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:
+	fuse_opt_free_args(&args);
+	return ret;
+}
+
+int cli_fs_mount(int argc, char **argv)
+{
+	struct kiln_err err = { 0 };
+	struct fs_args a;
+	int r, ret = cli_fs_parse(argc, argv, "Tf", 2, 2, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (cli_fs_open_volume(a.pos[0], &g_vol))
+		return CLI_EXIT_FAIL;
+	g_uid = geteuid();
+	g_gid = getegid();
+	fm_clear_old_unlinked();
+	ret = fm_serve(a.pos[1], a.foreground);
+	if (ret)
+		return cli_fs_close_volume(g_vol, ret);
+	r = pf_volume_flush(g_vol, &err);
+	if (r)
+		cli_error("%s", kiln_err_msg(&err, r));
+	/* With --expect-version nothing stores the new version: whoever holds it
+	 * needs it. */
+	printf("volume version: %llu\n", (unsigned long long)pf_volume_version(g_vol));
+	return cli_fs_close_volume(g_vol, r ? CLI_EXIT_FAIL : CLI_EXIT_OK);
 }
 #else
 int cli_fs_mount(int argc, char **argv)

@@ -2,7 +2,7 @@
 
 KNOWN[(case, view)] = {key: "OWNER: reason"}: a line of cases/CASE.py whose value
 in VIEW differs from native while the fix is in progress on OWNER's branch (sys,
-shield, pf, conf). Strict both ways: an unlisted difference fails, and so does a
+shield, pf, fuse). Strict both ways: an unlisted difference fails, and so does a
 listed line that now equals native (delete it when the fix lands). docs/conformance.md
 carries the same list by class for the lead.
 
@@ -68,45 +68,9 @@ KNOWN = {
     ('efault', 'run'): dict.fromkeys([
         'readlink_buf', 'setup_symlink', 'symlink_target',
     ], 'sys: symlink and readlink in volumes (pf v2 symlinks); the probe needs a link'),
-    ('perms', 'mount'): dict.fromkeys([
-        'access_r_owner', 'chmod_by_owner', 'chown_stored',
-        'create_in_ro_dir_owner', 'list_private_dir_owner', 'mode_after', 'setgid_dir_inherit',
-        'unlink_in_sticky_by_owner',
-    ], 'conf: owners not stored yet (pf v2 uid/gid): every file belongs to the mounter'),
-    ('times', 'mount'): dict.fromkeys([
-        'dir_utime', 'fstat_atime_ns', 'futimens', 'link_ctime', 'unlink_other_name_ctime',
-        'utime_again', 'utime_atime_ns',
-    ], 'conf: atime and ctime through pf v2 (pf: times in the namespace); dir mtime'),
-    ('inode', 'mount'): dict.fromkeys([
-        'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
-    ], 'conf: FUSE link through pf v2 hard links'),
-    ('links', 'mount'): dict.fromkeys([
-        'create_through_dir_link', 'dangling_target_made', 'exchange', 'exchange_file_dir',
-        'exchange_file_dir_types', 'exchanged', 'link', 'link_existing', 'link_shares_data',
-        'link_survives', 'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing',
-        'loop_a', 'loop_b', 'lstat_dangling', 'lstat_is_link', 'o_tmpfile',
-        'o_tmpfile_invisible', 'open_loop', 'open_nofollow_link', 'out_dotdot', 'out_of_volume',
-        'read_inner', 'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
-        'read_through_rel', 'readlink_rel', 'rename_link', 'stat_loop', 'stat_through_size',
-        'symlink_abs', 'symlink_dangling', 'symlink_dir', 'symlink_existing', 'symlink_rel',
-        'tmpfile_content', 'unlink_link_keeps_target',
-    ], 'conf: FUSE symlink, readlink, link, RENAME_EXCHANGE, O_TMPFILE through pf v2'),
     ('sparse', 'mount'): dict.fromkeys([
         'seek_data_in_punch', 'seek_data_middle', 'seek_hole_0', 'seek_hole_after_punch',
-        'truncate_up_sparse',
-    ], 'conf: FUSE lseek SEEK_HOLE/SEEK_DATA and st_blocks need pf v2 holes'),
-    ('unlink_open', 'mount'): dict.fromkeys([
-        'fchmod_unlinked',
-    ], 'conf: fchmod of an unlinked file whose directory is gone (pf v2 setattr on the inode)'),
-    ('special', 'mount'): dict.fromkeys([
-        'bind', 'bind_dgram', 'bind_existing', 'connect_after_close', 'fifo_data',
-        'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail', 'leftovers', 'mkfifo',
-        'mkfifo_existing', 'recv_dgram', 'sendto_dgram', 'sock_data', 'sock_is_socket',
-        'sock_listed', 'unlink_fifo', 'unlink_sock',
-    ], 'conf: FUSE mknod of FIFO/socket nodes (pf v2 special nodes)'),
-    ('efault', 'mount'): dict.fromkeys([
-        'readlink_buf', 'setup_symlink',
-    ], "conf: FUSE symlink (the readlink probe's link) through pf v2"),
+    ], "pf: holes in pf v2 (no chunk for a hole, SEEK_HOLE/SEEK_DATA, punch), then the mount's lseek op (fuse)"),
 }
 
 REFUSED = {
