@@ -61,6 +61,17 @@ static void fm_reply_status(fuse_req_t req, int code)
 	fuse_reply_err(req, fm_errno(code));
 }
 
+/* The answer to a request on inode ino that failed with code. An inode gone
+ * since the kernel looked its name up (the last name removed by a racing
+ * unlink, no handle open) is ESTALE, not ENOENT: for ESTALE the kernel walks the
+ * path again with a fresh lookup (open(O_CREAT) then creates the file, as on a
+ * local file system, where the dentry would have kept the inode alive);
+ * ENOENT would reach the program (CPython test_logging HandlerTest.test_race). */
+static void fm_reply_ino_status(fuse_req_t req, int code)
+{
+	fuse_reply_err(req, code == -ENOENT ? ESTALE : fm_errno(code));
+}
+
 static mode_t fm_type_bits(enum pf_type t)
 {
 	switch (t) {
@@ -282,7 +293,7 @@ static void fm_readlink(fuse_req_t req, fuse_ino_t ino)
 	ssize_t n = pf_readlink_ino(g_vol, ino, buf, sizeof(buf) - 1, NULL);
 
 	if (n < 0) {
-		fm_reply_status(req, (int)n);
+		fm_reply_ino_status(req, (int)n);
 		return;
 	}
 	buf[n] = '\0';
@@ -298,7 +309,7 @@ static void fm_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int ret = fi && fi->fh ? pf_fstat(fm_file(fi), &st) : pf_getattr(g_vol, ino, &st);
 
 	if (ret) {
-		fm_reply_status(req, ret);
+		fm_reply_ino_status(req, ret);
 		return;
 	}
 	fm_fill_stat(&st, &out);
@@ -363,7 +374,7 @@ static void fm_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	else
 		ret = pf_setattr_ino(g_vol, ino, &sa, NULL, NULL);
 	if (ret) {
-		fm_reply_status(req, ret);
+		fm_reply_ino_status(req, ret);
 		return;
 	}
 	fm_getattr(req, ino, fi);
@@ -410,7 +421,7 @@ static void fm_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int ret = pf_open_ino(g_vol, ino, fm_flags(fi->flags), NULL, &f, NULL);
 
 	if (ret) {
-		fm_reply_status(req, ret);
+		fm_reply_ino_status(req, ret);
 		return;
 	}
 	fi->fh = (uintptr_t)f;
