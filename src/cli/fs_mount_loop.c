@@ -5,18 +5,23 @@
  * 6.1), which libfuse gained only in 3.15: open(O_TMPFILE) on the mount would fail
  * with EOPNOTSUPP where ext4 succeeds. So this loop reads each request itself,
  * gives FUSE_TMPFILE to the mount's handler and everything else to libfuse
- * (fuse_session_process_buf), on a fixed pool of threads. The shape of the loop
- * (cancellation only while waiting for a request, the main thread waiting for a
- * worker to see the session end) is that of libfuse's fuse_loop_mt.c. */
+ * (fuse_session_process_buf), on a fixed pool of threads. As in libfuse's
+ * fuse_loop_mt.c, the main thread waits for a worker to see the session end.
+ * Workers are then woken by a signal (a read of /dev/fuse returns EINTR), not
+ * cancelled as libfuse does: unwinding a cancelled thread through this file's
+ * frames leaves their stack poisoned for ASan (a stack-use-after-scope report at
+ * the thread's exit, make check). */
 #include "cli/fs_mount.h"
 
 #include <errno.h>
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fm_tmpfile_req {
@@ -142,8 +147,36 @@ static bool fm_take_tmpfile(struct fm_loop *l, const struct fuse_buf *buf)
 struct fm_worker {
 	struct fm_loop *l;
 	pthread_t thread;
-	struct fuse_buf buf; /* freed by fm_session_loop (a worker may be cancelled) */
+	struct fuse_buf buf; /* freed by fm_session_loop */
 };
+
+/* SIGUSR1 wakes a worker blocked reading /dev/fuse (installed without
+ * SA_RESTART: the read fails with EINTR and the worker sees the session end). */
+#define FM_WAKE_SIGNAL SIGUSR1
+
+static void fm_wake(int sig)
+{
+	(void)sig;
+}
+
+/* Wait for worker t to end, waking it every 50 ms until it does (a signal sent
+ * just before it starts reading is not seen by that read). */
+static void fm_join(pthread_t t)
+{
+	for (;;) {
+		struct timespec ts;
+
+		pthread_kill(t, FM_WAKE_SIGNAL);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(t, NULL, &ts) == 0)
+			return;
+	}
+}
 
 static void *fm_worker(void *arg)
 {
@@ -151,11 +184,8 @@ static void *fm_worker(void *arg)
 	struct fm_loop *l = w->l;
 
 	while (!fuse_session_exited(l->se)) {
-		int res;
+		int res = fuse_session_receive_buf(l->se, &w->buf);
 
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		res = fuse_session_receive_buf(l->se, &w->buf);
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		if (res == -EINTR)
 			continue;
 		if (res <= 0) { /* 0: unmounted */
@@ -177,6 +207,7 @@ static void *fm_worker(void *arg)
 
 int fm_session_loop(struct fuse_session *se, unsigned nthreads, fm_tmpfile_fn tmpfile)
 {
+	struct sigaction sa = { .sa_handler = fm_wake }, old_sa;
 	struct fm_loop l = { .se = se, .tmpfile = tmpfile };
 	struct fm_worker *w = calloc(nthreads, sizeof(*w));
 	unsigned started = 0;
@@ -184,6 +215,12 @@ int fm_session_loop(struct fuse_session *se, unsigned nthreads, fm_tmpfile_fn tm
 
 	if (!w)
 		return -ENOMEM;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(FM_WAKE_SIGNAL, &sa, &old_sa) != 0) {
+		ret = -errno;
+		free(w);
+		return ret;
+	}
 	pthread_mutex_init(&l.lock, NULL);
 	sem_init(&l.finish, 0, 0);
 	for (; started < nthreads; started++) {
@@ -197,12 +234,11 @@ int fm_session_loop(struct fuse_session *se, unsigned nthreads, fm_tmpfile_fn tm
 	 * whose handler ends the session. */
 	while (started && !fuse_session_exited(se))
 		sem_wait(&l.finish);
-	for (unsigned i = 0; i < started; i++)
-		pthread_cancel(w[i].thread);
 	for (unsigned i = 0; i < started; i++) {
-		pthread_join(w[i].thread, NULL);
+		fm_join(w[i].thread);
 		free(w[i].buf.mem);
 	}
+	sigaction(FM_WAKE_SIGNAL, &old_sa, NULL);
 	if (!ret)
 		ret = l.error;
 	sem_destroy(&l.finish);
