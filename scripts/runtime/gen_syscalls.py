@@ -65,7 +65,9 @@ def path(name, act, *pairs, fds=(), note=""):
 SUPERVISED = {"open", "openat", "openat2", "creat", "stat", "lstat", "newfstatat", "statx",
               "access", "faccessat", "faccessat2", "unlink", "unlinkat", "rename",
               "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "truncate", "fsync",
-              "fdatasync", "close", "exit_group"}
+              "fdatasync", "close", "exit_group",
+              # an attested static program may not execute another (supervise.c)
+              "execve", "execveat"}
 
 for n in ["read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
           "preadv2", "pwritev2"]:

@@ -492,6 +492,31 @@ static bool attest_option(struct rt_config *cfg, int opt, const char *val)
 	}
 }
 
+/* Attested mode: what the programs an attested program executes need, since
+ * they get nothing of the launcher's environment (docs/runtime.md): this kiln
+ * binary (the supervisor of a static one) and the kiln-las socket named by
+ * $KILN_LAS_SOCKET. */
+static bool attest_paths(struct rt_config *cfg)
+{
+	const char *las = getenv("KILN_LAS_SOCKET");
+	char cwd[PATH_MAX], self[PATH_MAX];
+
+	/* Unknown (a path the word-based configuration cannot carry): static
+	 * programs executed by the attested one are then refused, with a line. */
+	if (realpath("/proc/self/exe", self) && strlen(self) < sizeof(cfg->kiln) &&
+	    !strpbrk(self, " \n"))
+		strcpy(cfg->kiln, self);
+	if (!cfg->las_socket[0] && las && las[0] &&
+	    (!getcwd(cwd, sizeof(cwd)) ||
+	     rt_path_normalize(cwd, las, cfg->las_socket, sizeof(cfg->las_socket)) ||
+	     strchr(cfg->las_socket, ' ') || strchr(cfg->las_socket, '\n'))) {
+		cli_error("KILN_LAS_SOCKET=%s: path not supported (absolute, at most %zu bytes, "
+			  "no spaces)", las, sizeof(cfg->las_socket) - 1);
+		return false;
+	}
+	return true;
+}
+
 /* Copy a value into a fixed config field; false (with a message) when it does
  * not fit or holds a space (the config format is word based). */
 static bool set_word(char *dst, size_t size, const char *opt, const char *val)
@@ -661,6 +686,14 @@ int run_main(int argc, char **argv)
 			  "--cas (or KILN_CAS)");
 		goto out;
 	}
+	if (cfg->cas[0] && strcmp(sud, "off") == 0) {
+		cli_error("run: --sud off with --cas: an attested program needs Syscall User "
+			  "Dispatch to see every exec (a program it executes must never inherit "
+			  "its secrets)");
+		goto out;
+	}
+	if (cfg->cas[0] && !attest_paths(cfg))
+		goto out;
 	/* Attested programs may get volumes from the CAS: dispatch on by default. */
 	cfg->sud = strcmp(sud, "on") == 0 ||
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));

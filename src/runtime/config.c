@@ -41,7 +41,7 @@ int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib)
 	return 0;
 }
 
-static const char *freshness_name(enum rt_freshness f)
+const char *rt_freshness_name(enum rt_freshness f)
 {
 	switch (f) {
 	case RT_FRESH_EVERY_FSYNC:
@@ -100,6 +100,7 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		{ "service ", offsetof(struct rt_config, service), sizeof(cfg->service) },
 		{ "tee ", offsetof(struct rt_config, tee), sizeof(cfg->tee) },
 		{ "las-socket ", offsetof(struct rt_config, las_socket), sizeof(cfg->las_socket) },
+		{ "kiln ", offsetof(struct rt_config, kiln), sizeof(cfg->kiln) },
 	};
 
 	for (size_t i = 0; i < KILN_ARRAY_SIZE(words); i++) {
@@ -237,7 +238,7 @@ out:
 
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size)
 {
-	size_t cap = 10000 + cfg->n_volumes * (3 * 4096 + 96) + cfg->n_volume_dirs * 4300 +
+	size_t cap = 20000 + cfg->n_volumes * (3 * 4096 + 96) + cfg->n_volume_dirs * 4300 +
 		     cfg->n_host_env * 150;
 	char *buf = malloc(cap);
 	size_t len = 0;
@@ -248,7 +249,7 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 		return -ENOMEM;
 	n = snprintf(buf, cap, "%s\n%ssud %s\nfreshness %s\n", CONFIG_MAGIC,
 		     cfg->dev ? "mode dev\n" : "", cfg->sud ? "on" : "off",
-		     freshness_name(cfg->freshness));
+		     rt_freshness_name(cfg->freshness));
 	len = (size_t)n;
 	for (size_t i = 0; i < cfg->n_volumes; i++) {
 		char hex[65];
@@ -279,6 +280,10 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 		}
 		if (cfg->las_socket[0]) {
 			n = snprintf(buf + len, cap - len, "las-socket %s\n", cfg->las_socket);
+			len += (size_t)n;
+		}
+		if (cfg->kiln[0]) {
+			n = snprintf(buf + len, cap - len, "kiln %s\n", cfg->kiln);
 			len += (size_t)n;
 		}
 		for (size_t i = 0; i < cfg->n_host_env; i++) {

@@ -185,12 +185,22 @@ long rt__exec(long nr, const long a[6]) RT_HIDDEN;
  * LD_PRELOAD holding libkiln and KILN_CONFIG_FD naming pipe_rd, a fresh pipe
  * holding the config. -ENOENT when the runtime is inert (use envp as is). */
 struct rt_exec_env {
-	char **env;      /* malloc'd array; strings borrowed from envp or below */
-	char *preload;   /* malloc'd */
+	char **env;       /* malloc'd array; strings borrowed from envp or below */
+	char **argv;      /* NULL: the caller's; else malloc'd (attested: argv[0] only, or
+			   * the kiln supervisor's), strings borrowed or in strs */
+	const char *path; /* NULL: the caller's program; else execute this instead */
+	char *preload;    /* malloc'd */
+	char *strs;       /* malloc'd */
 	char fdvar[64];
-	int pipe_rd;     /* inheritable; closed by rt__exec_env_free */
+	char exe[4096];   /* the program, as /proc/self/fd names it (attested) */
+	int pipe_rd;      /* inheritable; closed by rt__exec_env_free */
 };
-int rt__exec_env(char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
+/* What the program executing (dirfd, path, AT_* flags as for execveat) gets
+ * (sys/exec.c): 0 and e filled; 1 when the runtime is not active (execute as
+ * asked); < 0: refused or failed with that errno (a refusal is said on
+ * stderr). Free e with rt__exec_env_free after a 0. */
+int rt__exec_env(int dirfd, const char *path, int at_flags, char *const *argv,
+		 char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
 void rt__exec_env_free(struct rt_exec_env *e) RT_HIDDEN;
 
 /* One line on stderr, "kiln: ..." (async-signal-safe, raw write). */

@@ -125,6 +125,8 @@ struct rt_config {
 	char service[256];
 	char tee[16];                  /* "sim" | "host" */
 	char las_socket[108];          /* kiln-las socket for tee host ("" = default) */
+	char kiln[4096];               /* absolute path of the kiln binary, the supervisor
+					* of statically linked programs ("" = unknown) */
 	/* Launcher variables sent as {{host.NAME}} values (names only). */
 	size_t n_host_env;
 	char host_env[RT_MAX_HOST_ENV][128];
@@ -188,6 +190,8 @@ int rt_json_quote(const char *s, char **out);
  *                     (attestation, docs/attestation.md; the last two repeat)
  *   fd <n> <volume index> <file id> <memfd inode>  (a protected fd inherited
  *                     across exec; repeats, at most RT_MAX_INHERITED_FDS)
+ *   kiln <path>       (the kiln binary: supervisor of static programs executed
+ *                      by an attested one)
  *   end
  * Parse: -KILN_EFORMAT with err naming the line on any unknown or malformed
  * line. Serialize: writes into a malloc'd string owned (and wiped) by the
@@ -198,6 +202,8 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 void rt_config_wipe(struct rt_config *cfg);
 /* Parse "every-fsync" | "on-close" | "on-exit". */
 int rt_freshness_parse(const char *s, enum rt_freshness *out);
+/* Its name ("every-fsync", "on-close", "on-exit"). */
+const char *rt_freshness_name(enum rt_freshness f);
 /* Parse KILN_FILE_CACHE: "FILES" or "FILES:MIB" (decimal, MIB < 2^44); *mib is
  * left as is when absent. -EINVAL on anything else. */
 int rt_file_cache_parse(const char *s, uint64_t *files, uint64_t *mib);

@@ -54,6 +54,8 @@ struct sv_file {
 struct sv {
 	pid_t pid;
 	int listener;
+	bool attested;                 /* the program holds a grant (kiln run --cas) */
+	bool started;                  /* the program itself was executed (first exec) */
 	const struct rt_sv_files *inj; /* injected files, may be NULL */
 	size_t nvols;
 	struct sv_vol vols[RT_MAX_VOLUMES];
@@ -628,6 +630,27 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	uint64_t path = a[0];
 
 	switch (nr) {
+	case SYS_execve:
+	case SYS_execveat:
+		/* An attested program's environment holds its policy's secrets,
+		 * and what it would execute inherits that environment with no
+		 * runtime in it and no attestation of its own (the seccomp
+		 * supervisor cannot attest a program in its place after an exec):
+		 * refused, also from a forked child. In development mode the exec
+		 * goes on, still supervised. The first exec is the supervisor's
+		 * own, of the program. */
+		if (!sv->attested || !sv->started) {
+			sv->started = true;
+			return SV_CONTINUE;
+		}
+		if (nr == SYS_execveat ? resolve((pid_t)n->pid, (int)a[0], a[1], abs, sizeof(abs))
+				       : resolve((pid_t)n->pid, AT_FDCWD, a[0], abs, sizeof(abs)))
+			snprintf(abs, sizeof(abs), "(a program)");
+		fprintf(stderr, "kiln: %s %s: an attested statically linked program may not "
+			"execute another program (it would inherit the secrets unattested): "
+			"refused\n", call, abs);
+		*val = -EPERM;
+		return 0;
 	case SYS_fsync:
 	case SYS_fdatasync:
 	case SYS_close: {
@@ -950,6 +973,7 @@ int rt_supervise_ex(const struct rt_config *cfg, const struct rt_sv_opts *opts,
 	if (!sv)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	sv->listener = -1;
+	sv->attested = cfg->cas[0] != '\0';
 	sv->inj = opts->files;
 	ret = open_volumes(sv, cfg, err);
 	if (ret)

@@ -831,24 +831,64 @@ pid_t fork(void)
 typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			const posix_spawnattr_t *, char *const[], char *const[]);
 
+/* posix_spawnp's PATH search, done first when the runtime must look at the
+ * program (attested mode); out is left empty when nothing is found. */
+static void search_path(const char *name, char *out, size_t size)
+{
+	const char *path = getenv("PATH");
+
+	out[0] = '\0';
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		if ((size_t)snprintf(out, size, "%.*s%s%s", (int)n, path, n ? "/" : "", name) <
+		    size && access(out, X_OK) == 0)
+			return;
+		out[0] = '\0';
+		path += n;
+		if (*path == ':')
+			path++;
+	}
+}
+
 static int spawn(const char *name, pid_t *pid, const char *path,
 		 const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
 		 char *const argv[], char *const envp[])
 {
 	spawn_fn real = (spawn_fn)dlsym(RTLD_NEXT, name);
 	struct rt_exec_env e;
-	char sel = t_rt_selector;
-	int r;
+	char sel = t_rt_selector, found[4096];
+	const char *prog = path;
+	int prep, r;
 
 	if (!real)
 		return ENOSYS;
-	r = rt__exec_env(envp, &e);
-	if (r && r != -ENOENT)
-		return -r;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	r = real(pid, path, fa, attr, argv, r ? envp : e.env);
+	if (g_rt.cfg.cas[0] && strcmp(name, "posix_spawnp") == 0 && !strchr(path, '/')) {
+		search_path(path, found, sizeof(found));
+		if (found[0])
+			prog = found;
+	}
+	prep = rt__exec_env(AT_FDCWD, prog, 0, argv, envp, &e);
+	if (prep < 0) {
+		t_rt_selector = sel;
+		return -prep;
+	}
+	if (prep > 0) {
+		r = real(pid, path, fa, attr, argv, envp);
+	} else if (e.path) {
+		/* A static program: its supervisor (kiln) instead. */
+		spawn_fn plain = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
+
+		r = plain ? plain(pid, e.path, fa, attr, e.argv, e.env) : ENOSYS;
+	} else {
+		r = real(pid, prog, fa, attr, e.argv ? e.argv : argv, e.env);
+	}
 	t_rt_selector = sel;
-	rt__exec_env_free(&e);
+	if (prep == 0)
+		rt__exec_env_free(&e);
 	return r;
 }
 
@@ -873,6 +913,24 @@ int posix_spawnp(pid_t *pid, const char *path, const posix_spawn_file_actions_t 
  * FIXME(threads): another thread reading environ meanwhile sees it too. */
 extern char **environ;
 
+/* The environment /bin/sh gets (its argv is libc's): 1 when the runtime is
+ * not active, < 0 refused (never run with the caller's environment then). A
+ * static /bin/sh under attestation would have to go to the supervisor, which
+ * libc's internal spawn cannot be made to do: refused. */
+static int shell_env(struct rt_exec_env *e)
+{
+	int r = rt__exec_env(AT_FDCWD, "/bin/sh", 0, NULL, environ, e);
+
+	if (r == 0 && e->path) {
+		rt__say("attested program: not running /bin/sh for system() or popen(): "
+			"statically linked (executed directly, it would be supervised and "
+			"attested)");
+		rt__exec_env_free(e);
+		r = -EACCES;
+	}
+	return r;
+}
+
 DECL(int, system, const char *cmd);
 int system(const char *cmd)
 {
@@ -883,8 +941,13 @@ int system(const char *cmd)
 
 	if (!real)
 		return -1;
-	if (rt__exec_env(environ, &e))
+	r = shell_env(&e);
+	if (r > 0)
 		return real(cmd);
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
 	environ = e.env;
 	r = real(cmd);
 	environ = saved;
@@ -900,11 +963,17 @@ FILE *popen(const char *cmd, const char *mode)
 	struct rt_exec_env e;
 	char **saved = environ;
 	FILE *f;
+	int r;
 
 	if (!real)
 		return NULL;
-	if (rt__exec_env(environ, &e))
+	r = shell_env(&e);
+	if (r > 0)
 		return real(cmd, mode);
+	if (r < 0) {
+		errno = -r;
+		return NULL;
+	}
 	environ = e.env;
 	f = real(cmd, mode);
 	environ = saved;

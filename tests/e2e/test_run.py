@@ -18,6 +18,9 @@ def test_help(kiln):
     (["--sud", "maybe", "--", "true"], "--sud 'maybe': expected on, off or auto"),
     (["--volume", "nokey", "--", "true"], "--volume 'nokey': expected MOUNT=DIR:KEYFILE"),
     (["--bogus", "--", "true"], "run: unknown or incomplete option '--bogus'"),
+    (["--cas", "https://127.0.0.1:1", "--cas-fingerprint", "00" * 32, "--session", "a/b",
+      "--service", "s", "--tee", "sim", "--sud", "off", "--", "true"],
+     "run: --sud off with --cas: an attested program needs Syscall User Dispatch"),
 ])
 def test_usage_errors(kiln, args, msg):
     p = kiln("run", *args)

@@ -1,6 +1,6 @@
 /* Unit tests for the attestation parts of src/runtime that are pure: the JSON
  * reader of the CAS answers (json.c) and the attestation lines of the launcher
- * configuration (las-socket, host-env, volume-dir). */
+ * configuration (las-socket, host-env, volume-dir, kiln). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,6 +89,7 @@ static const char g_text[] =
 	"tee host\n"
 	"cas-fingerprint 0123456789abcdef\n"
 	"las-socket /run/kiln/las.sock\n"
+	"kiln /usr/local/bin/kiln\n"
 	"host-env PORT\n"
 	"host-env HOSTNAME\n"
 	"volume-dir data /srv/vol with space\n"
@@ -112,6 +113,8 @@ static void test_config_attest_lines(void **state)
 	assert_int_equal(rt_config_serialize(c, &text, &size), 0);
 	assert_int_equal(rt_config_parse(text, size, d, &err), 0);
 	assert_string_equal(d->las_socket, c->las_socket);
+	assert_string_equal(c->kiln, "/usr/local/bin/kiln");
+	assert_string_equal(d->kiln, c->kiln);
 	assert_int_equal(d->n_host_env, 2);
 	assert_string_equal(d->host_env[1], "HOSTNAME");
 	assert_int_equal(d->n_volume_dirs, 1);
@@ -126,6 +129,7 @@ static void test_config_attest_bad_lines(void **state)
 	static const char *const bad[] = {
 		"host-env \n", "host-env A=B\n", "host-env A B\n", "volume-dir data\n",
 		"volume-dir data relative\n", "volume-dir  /x\n", "las-socket \n",
+		"kiln \n",
 	};
 	struct rt_config *c = calloc(1, sizeof(*c));
 	struct kiln_err err = { 0 };

@@ -145,12 +145,14 @@ class HostAttest:
         self.secret_out = tmp_path / "stolen.txt"
 
     def apply(self, services):
-        """services: {name: (program, measurement)}; every service gets the
-        secret and the marker in its environment."""
+        """services: {name: (program or command list, measurement)}; every
+        service gets the secret and the marker in its environment."""
         doc = {"name": self.SESSION, "predecessor": None,
                "access": {"read": ["owner"], "update": ["owner"]},
                "secrets": [{"name": "pw", "kind": "ascii", "size": 24}],
-               "services": [{"name": n, "command": [str(p)],
+               "services": [{"name": n,
+                             "command": [str(p)] if isinstance(p, (str, os.PathLike))
+                             else [str(x) for x in p],
                              "environment": {"SECRET": "{{secret.pw}}", "MARK": MARK},
                              "measurement": [m]} for n, (p, m) in services.items()],
                "security": {"tee": ["host"]}}
