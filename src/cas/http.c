@@ -1,6 +1,6 @@
 /* kiln-cas connections: accept, TLS 1.3 (OpenSSL bufferevents), HTTP/1.1
  * framing, deadlines and per-address limits. The requests go to cas__handle
- * (server.c) one at a time per connection.
+ * (route.c) one at a time per connection.
  *
  * Why not libevent's evhttp: in 2.1 it has no hook between accept and a
  * complete request, so a client dribbling a header byte every few seconds was
@@ -16,7 +16,7 @@
  * closed, each source address holds at most conns_per_addr connections, every
  * protocol error is a JSON answer, and accept errors (EMFILE, ENFILE) pause the
  * loop's listener for ACCEPT_PAUSE_MS instead of spinning. */
-#include "cas/server.h"
+#include "cas/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Prometheus text-format metrics of the CAS. Every event loop updates them:
  * m->lock guards every field (held for one update or one render). */
-#include "cas/server.h"
+#include "cas/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,0 +1,464 @@
+/* kiln-cas attestation API: GET /v1/nonce and POST /v1/attest (docs/api.md,
+ * docs/attestation.md): evidence, binding, policy decision, and the release of
+ * the service's configuration. */
+#include "cas/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "evidence/evidence.h"
+
+/* ---- nonces ---- */
+
+void cas__api_nonce(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	char client[CAS_CLIENT_KEY_SIZE], hex[65];
+	uint8_t nonce[32];
+	int ret;
+
+	cas__client_key(rc->peer_id[0] ? rc->peer_spki : NULL, rc->conn->addr, client);
+	ret = cas__nonce_issue(&s->nonces, client, rc->peer_id[0] != '\0', kiln_now_ns(), nonce);
+	if (ret == -EUSERS) {
+		kiln_log(KILN_LOG_WARN, "nonce refused: client holds its limit", "client=%s "
+			 "request_id=%s", client, rc->request_id);
+		cas__reply_error(rc, 503, "too many outstanding nonces for this client, use or let "
+			    "them expire first");
+		return;
+	}
+	if (ret == -ENOSPC) {
+		kiln_log(KILN_LOG_WARN, "nonce refused: table full", "client=%s request_id=%s",
+			 client, rc->request_id);
+		cas__reply_error(rc, 503, "too many outstanding nonces, retry later");
+		return;
+	}
+	if (ret < 0) {
+		cas__reply_error(rc, 500, "internal error");
+		return;
+	}
+	kiln_hex_encode(nonce, sizeof(nonce), hex);
+	cas__reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", CAS_NONCE_TTL_S));
+}
+
+/* ---- attestation ---- */
+
+struct attest {
+	const char *session, *service, *tee;
+	const char *wm; /* hardware tees: the request's workload_measurement */
+	bool insecure;
+	const char *label;
+	char reason[512];
+};
+
+/* Escape a value for a quoted logfmt field. */
+static void log_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++) {
+		if (*in == '"' || *in == '\\')
+			out[o++] = '\\';
+		out[o++] = (unsigned char)*in < 0x20 ? ' ' : *in;
+	}
+	out[o] = '\0';
+}
+
+static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label)
+{
+	char reason[2 * sizeof(a->reason)];
+
+	a->label = label;
+	log_escape(a->reason, reason, sizeof(reason));
+	kiln_log(KILN_LOG_WARN, "attestation refused",
+		 "reason=\"%s\" label=%s request_id=%s session=%s service=%s tee=%s%s%s%s",
+		 reason, label, rc->request_id, a->session ? a->session : "-",
+		 a->service ? a->service : "-", a->tee ? a->tee : "-",
+		 a->insecure ? " INSECURE=sim" : "", a->wm ? " workload_measurement=" : "",
+		 a->wm ? a->wm : "");
+	metrics_refused(&rc->s->m, label);
+	cas__reply_json(rc, 403, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
+				      rc->request_id));
+}
+
+/* Build the service configuration (inside the caller's transaction); sc resolves
+ * the secrets and collects the releases of imported ones; the ids of the volumes
+ * go to vol_ids (CAS_GRANT_MAX_VOLUMES entries), their count to *n_vols. */
+static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *resp,
+			char (*vol_ids)[33], size_t *n_vols, struct kiln_err *err)
+{
+	const struct pol_policy *p = sc->policy;
+	const struct pol_service *svc = sc->svc;
+	json_t *argv = json_array(), *env = json_object(), *files = json_array();
+	json_t *vols = json_array();
+	char *out = NULL;
+	size_t size = 0;
+	int ret = -ENOMEM;
+
+	if (!argv || !env || !files || !vols)
+		goto out;
+	for (size_t i = 0; i < svc->n_command; i++) {
+		ret = pol_substitute(svc->command[i], cas_secret_resolve, sc, false, &out, &size,
+				     err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "command[%zu]: ", i);
+			goto out;
+		}
+		json_array_append_new(argv, json_stringn(out, size));
+		kiln_free_secret(out, size);
+	}
+	for (size_t i = 0; i < svc->n_env; i++) {
+		ret = pol_substitute(svc->env[i].value, cas_secret_resolve, sc, false, &out,
+				     &size, err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "environment %s: ", svc->env[i].name);
+			goto out;
+		}
+		json_object_set_new(env, svc->env[i].name, json_stringn(out, size));
+		kiln_free_secret(out, size);
+	}
+	for (size_t i = 0; i < svc->n_files; i++) {
+		char mode[8], *b64;
+
+		ret = pol_substitute(svc->files[i].content, cas_secret_resolve, sc, true, &out,
+				     &size, err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "file %s: ", svc->files[i].path);
+			goto out;
+		}
+		b64 = kiln_b64_encode(out, size);
+		kiln_free_secret(out, size);
+		if (!b64) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		snprintf(mode, sizeof(mode), "%04o", svc->files[i].mode);
+		json_array_append_new(files, json_pack("{s:s,s:s,s:s}", "path", svc->files[i].path,
+						       "content", b64, "mode", mode));
+		kiln_free_secret(b64, strlen(b64));
+	}
+	*n_vols = 0;
+	for (size_t i = 0; i < svc->n_mounts && i < CAS_GRANT_MAX_VOLUMES; i++) {
+		struct cs_volume v;
+		char key[65];
+
+		ret = cs_volume_get_or_create(&rc->s->st, p->name, svc->mounts[i].volume, &v);
+		if (ret < 0) {
+			kiln_err_set(err, ret, "volume %s: %s", svc->mounts[i].volume,
+				     kiln_strerror(ret));
+			goto out;
+		}
+		kiln_hex_encode(v.key, sizeof(v.key), key);
+		json_array_append_new(vols, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", v.name,
+						      "id", v.id, "path", svc->mounts[i].path,
+						      "key", key, "tag", cas__tag_json(&v)));
+		memcpy(vol_ids[(*n_vols)++], v.id, sizeof(v.id));
+		kiln_wipe(key, sizeof(key));
+		kiln_wipe(v.key, sizeof(v.key));
+	}
+	json_object_set(resp, "argv", argv);
+	json_object_set(resp, "env", env);
+	json_object_set_new(resp, "pwd", json_string(svc->pwd));
+	json_object_set(resp, "files", files);
+	json_object_set(resp, "volumes", vols);
+	ret = 0;
+out:
+	if (ret == -ENOMEM)
+		kiln_err_set(err, ret, "out of memory");
+	json_decref(argv);
+	json_decref(env);
+	json_decref(files);
+	json_decref(vols);
+	return ret;
+}
+
+/* The secrets of other policies that this attestation released (imports) are
+ * audited and logged under each exporting policy too, so its owner sees every
+ * release of its secrets (inside the caller's transaction). */
+static int audit_exports(struct reqctx *rc, const struct cas_secret_ctx *sc,
+			 const struct attest *a, const json_t *claims)
+{
+	for (size_t i = 0; i < sc->n_releases; i++) {
+		const struct cas_release *r = &sc->releases[i];
+		json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s?,s:s}", "imported_by",
+				      r->importer, "via_session", a->session, "service",
+				      a->service, "secret", r->secret, "tee", a->tee,
+				      "policy_hash", r->exporter_hash, "insecure", a->insecure,
+				      "workload_measurement",
+				      json_string_value(json_object_get(claims,
+									"workload_measurement")),
+				      "request_id", rc->request_id);
+
+		if (cs_audit_append(&rc->s->st, "secrets.release", rc->peer_id, r->exporter,
+				    d) < 0)
+			return -EIO;
+		kiln_log(KILN_LOG_INFO, "exported secret released",
+			 "session=%s secret=%s imported_by=%s via_session=%s service=%s tee=%s "
+			 "request_id=%s", r->exporter, r->secret, r->importer, a->session,
+			 a->service, a->tee, rc->request_id);
+	}
+	return 0;
+}
+
+static int hex_field(const json_t *claims, const char *key, uint8_t *out, size_t size)
+{
+	const char *h = json_string_value(json_object_get(claims, key));
+
+	return h ? kiln_hex_decode(h, out, size, NULL) : -KILN_EFORMAT;
+}
+
+void cas__api_attest(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct attest a = { 0 };
+	struct kiln_err err = { 0 };
+	struct cas_attest_req req = { 0 };
+	json_t *claims = NULL, *resp = NULL, *rel;
+	const char *supervised_by = NULL;
+	char *text = NULL;
+	size_t text_size = 0;
+	const struct ev_backend *be;
+	struct ev_verify_opts opts = { 0 };
+	struct pol_policy *p = NULL;
+	const struct pol_service *svc;
+	struct cas_secret_ctx sc = { 0 };
+	char owner[CAS_ID_SIZE] = "";
+	char vol_ids[CAS_GRANT_MAX_VOLUMES][33];
+	size_t n_vols = 0;
+	json_t *collateral = NULL;
+	bool hw;
+	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
+	uint8_t *evidence = NULL, *spki = NULL;
+	size_t evidence_size = 0;
+	char **las = NULL;
+	size_t n_las = 0;
+	int spki_size, ret;
+	bool burn = false;
+
+	if (!rc->peer) {
+		cas__reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
+		return;
+	}
+	text = cas__read_body(rc, &text_size);
+	if (!text) {
+		cas__reply_error(rc, 500, "out of memory");
+		return;
+	}
+	ret = cas_attest_req_parse(text, text_size, &req, &err);
+	kiln_free_secret(text, text_size + 1);
+	if (ret < 0) {
+		cas__reply_error(rc, 400, kiln_err_msg(&err, ret));
+		return;
+	}
+	a.session = req.session;
+	a.service = req.service;
+	a.tee = req.tee;
+	a.insecure = !strcmp(a.tee, "sim");
+	/* Hardware TEEs cannot carry the kiln workload measurement in their claims: it
+	 * comes beside the evidence and is checked through report_data (the binding). */
+	hw = !strcmp(a.tee, "sgx") || !strcmp(a.tee, "tdx") || !strcmp(a.tee, "snp");
+	a.wm = hw ? req.workload_measurement : NULL;
+	if (hw && !req.workload_measurement) {
+		cas__reply_error(rc, 400, "workload_measurement (96 hex) is required for a hardware "
+			    "tee");
+		goto out;
+	}
+	if (!hw && req.workload_measurement) {
+		cas__reply_error(rc, 400, "workload_measurement is only for hardware tees (sgx, tdx, "
+			    "snp): sim and host evidence carries it");
+		goto out;
+	}
+	/* The evidence is verified without the store lock, so loops verify in
+	 * parallel; the nonce is consumed once the store is ours (of requests racing
+	 * with one nonce, the first there goes on), and burnt by any refusal before
+	 * that (burn): no retries with it. */
+	if (!req.nonce_ok || !cas__nonce_peek(&s->nonces, req.nonce, kiln_now_ns())) {
+		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, &a, "stale_nonce");
+		goto out;
+	}
+	burn = true;
+	be = ev_backend_find(a.tee);
+	if (!be) {
+		snprintf(a.reason, sizeof(a.reason), "unknown tee \"%.32s\"", a.tee);
+		refuse_attest(rc, &a, "unknown_tee");
+		goto out;
+	}
+	a.insecure = be->insecure;
+	if (kiln_b64_decode(req.evidence_b64, &evidence, &evidence_size) < 0) {
+		snprintf(a.reason, sizeof(a.reason), "evidence is not base64");
+		refuse_attest(rc, &a, "bad_evidence");
+		goto out;
+	}
+	if (!strcmp(a.tee, "host") || !strcmp(a.tee, "snp")) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = a.tee[0] == 'h' ? cs_las_list(&s->rd, &las, &n_las) :
+		      cs_tee_trust_list(&s->rd, a.tee, &las, &n_las);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
+			cas__reply_error(rc, 500, "store error");
+			goto out;
+		}
+		opts.certs_pem = (const char *const *)las;
+		opts.n_certs = n_las;
+	} else if (hw) {
+		char **col = NULL;
+		size_t n_col = 0;
+
+		pthread_mutex_lock(&s->reader_lock);
+		ret = cs_tee_trust_list(&s->rd, a.tee, &col, &n_col);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
+			cas__reply_error(rc, 500, "store error");
+			goto out;
+		}
+		collateral = n_col ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
+		cs_strv_free(col);
+		if (!collateral) {
+			snprintf(a.reason, sizeof(a.reason), "no collateral configured for tee %s "
+				 "(kiln cas trust-collateral FILE --tee %s)", a.tee, a.tee);
+			refuse_attest(rc, &a, "no_collateral");
+			goto out;
+		}
+		opts.collateral = collateral;
+	}
+	opts.at = s->evidence_at ? s->evidence_at : time(NULL);
+	ret = be->verify(evidence, evidence_size, &opts, &claims, &err);
+	if (ret < 0) {
+		snprintf(a.reason, sizeof(a.reason), "evidence does not verify: %s",
+			 kiln_err_msg(&err, ret));
+		refuse_attest(rc, &a, "bad_evidence");
+		goto out;
+	}
+	spki_size = cx_cert_spki_der(rc->peer, &spki);
+	/* For hardware TEEs, wm is the request's workload_measurement (validated as 96
+	 * hex by cas_attest_req_parse). It is put into the claims here, but nothing
+	 * uses it unless the comparison below holds, which makes it hardware-bound;
+	 * otherwise the request is refused. */
+	if (hw && json_object_set_new(claims, "workload_measurement",
+				      json_string(req.workload_measurement)) < 0) {
+		cas__reply_error(rc, 500, "out of memory");
+		goto out;
+	}
+	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
+	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
+	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
+	    !kiln_ct_equal(rd, want, sizeof(rd))) {
+		snprintf(a.reason, sizeof(a.reason), "binding mismatch: claims.report_data is not "
+			 "SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
+		refuse_attest(rc, &a, "binding_mismatch");
+		goto out;
+	}
+	if (!cas__store_enter(rc)) {
+		burn = false; /* parked: the nonce is needed again */
+		goto out;
+	}
+	burn = false;
+	if (!cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns())) {
+		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, &a, "stale_nonce");
+		goto out;
+	}
+	if (!pol_name_valid(a.session) ||
+	    cas_policy_load(&s->st, a.session, &p, owner, &err) < 0) {
+		snprintf(a.reason, sizeof(a.reason), "unknown session \"%.128s\"", a.session);
+		refuse_attest(rc, &a, "unknown_session");
+		goto out;
+	}
+	svc = pol_find_service(p, a.service);
+	if (!svc) {
+		snprintf(a.reason, sizeof(a.reason), "unknown service \"%.64s\" in session %s",
+			 a.service, p->name);
+		refuse_attest(rc, &a, "unknown_service");
+		goto out;
+	}
+	ret = pol_decide(p, svc, claims, a.reason, sizeof(a.reason), &a.label);
+	if (ret < 0) {
+		refuse_attest(rc, &a, a.label);
+		goto out;
+	}
+	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
+			 "tee", a.tee);
+	if (!resp) {
+		cas__reply_error(rc, 500, "internal error");
+		goto out;
+	}
+	/* Checked here, added below: the limit is soft by at most one grant per loop.
+	 * Only a service that mounts volumes gets a grant (nothing else uses one). */
+	if (svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
+		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
+			 "session=%s request_id=%s", a.session, rc->request_id);
+		cas__reply_error(rc, 503, "too many live grants, retry later");
+		goto out;
+	}
+	if (cas__tx_begin(rc) < 0) {
+		cas__reply_error(rc, 503, "store busy");
+		goto out;
+	}
+	sc.st = &s->st;
+	sc.policy = p;
+	sc.owner = owner;
+	sc.host = req.host;
+	sc.svc = svc;
+	sc.claims = claims;
+	ret = build_config(rc, &sc, resp, vol_ids, &n_vols, &err);
+	if (ret < 0) {
+		cas__tx_rollback(rc);
+		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
+		refuse_attest(rc, &a, sc.label ? sc.label : "config_error");
+		goto out;
+	}
+	supervised_by = json_string_value(json_object_get(claims, "supervised_by"));
+	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a.service, "tee", a.tee,
+			"policy_hash", p->hash, "insecure", a.insecure, "workload_measurement",
+			json_string_value(json_object_get(claims, "workload_measurement")),
+			"request_id", rc->request_id);
+	/* host evidence for a statically linked program: which kiln build runs it
+	 * supervised (docs/las.md). */
+	if (rel && supervised_by)
+		json_object_set_new(rel, "supervised_by", json_string(supervised_by));
+	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session, rel) < 0 ||
+	    audit_exports(rc, &sc, &a, claims) < 0 || cas__tx_release(rc) < 0) {
+		cas__tx_rollback(rc);
+		cas__reply_error(rc, 500, "store error");
+		goto out;
+	}
+	if (n_vols) {
+		bool evicted;
+
+		/* Out of memory here leaves the workload without volume updates; its
+		 * answer says nothing of it, but each prepare is refused (403). */
+		if (cas__grant_put(&s->grants, rc->peer_spki, a.session, vol_ids, n_vols,
+				   kiln_now_ns(), &evicted) < 0)
+			kiln_log(KILN_LOG_ERROR, "grant not recorded: out of memory",
+				 "session=%s request_id=%s", a.session, rc->request_id);
+		else if (evicted)
+			kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live "
+				 "grants", "session=%s limit=%zu request_id=%s", a.session,
+				 s->grants.max_per_policy, rc->request_id);
+	}
+	metrics_attest_ok(&s->m);
+	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
+		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
+		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
+		 a.session, a.service, a.tee, a.insecure ? "true" : "false",
+		 supervised_by ? " supervised_by=" : "", supervised_by ? supervised_by : "");
+	cas__reply_json(rc, 200, resp);
+	resp = NULL;
+out:
+	if (burn)
+		(void)cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns());
+	json_decref(resp);
+	json_decref(claims);
+	json_decref(collateral);
+	json_decref(req.body);
+	cs_strv_free(las);
+	OPENSSL_free(spki);
+	free(evidence);
+	pol_free(p);
+}
+

@@ -1,0 +1,260 @@
+/* kiln-cas policy API: POST/GET /v1/policies, GET/DELETE /v1/policies/{name}
+ * (docs/api.md), with the namespace and access rules. */
+#include "cas/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- policies ---- */
+
+/* A new policy named "NS/..." where NS is a reserved namespace needs one of its
+ * owners: 0, -EACCES, or another negative code for a store error. */
+static int namespace_allows(struct reqctx *rc, const char *name)
+{
+	size_t n = strcspn(name, "/");
+	char ns[130], needle[CAS_ID_SIZE + 2], *owners = NULL;
+	int ret;
+
+	if (!name[n] || n >= sizeof(ns))
+		return 0;
+	memcpy(ns, name, n);
+	ns[n] = '\0';
+	ret = cs_namespace_get(&rc->s->st, ns, &owners);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	snprintf(needle, sizeof(needle), " %s ", rc->peer_id);
+	ret = strstr(owners, needle) ? 0 : -EACCES;
+	free(owners);
+	return ret;
+}
+
+void cas__api_policy_apply(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL, *cur = NULL;
+	struct cs_policy row = { 0 }, old = { 0 };
+	size_t size = 0;
+	char *yaml = NULL, *canon = NULL;
+	const char *why = NULL;
+	bool created;
+	int ret;
+
+	if (!cas__need_identity(rc))
+		return;
+	yaml = cas__read_body(rc, &size);
+	if (!yaml) {
+		cas__reply_error(rc, 500, "out of memory");
+		return;
+	}
+	ret = pol_parse(yaml, size, "policy", &p, &err);
+	if (ret < 0) {
+		cas__reply_error(rc, ret == -EFBIG ? 413 : 400, kiln_err_msg(&err, ret));
+		goto out;
+	}
+	if (cas__tx_begin(rc) < 0) {
+		cas__reply_error(rc, 503, "store busy");
+		goto out;
+	}
+	ret = cs_policy_get(&s->st, p->name, &old);
+	if (ret < 0 && ret != -ENOENT) {
+		cas__tx_rollback(rc);
+		cas__reply_error(rc, 500, "store error");
+		goto out;
+	}
+	created = ret == -ENOENT;
+	if (created) {
+		ret = namespace_allows(rc, p->name);
+		if (ret < 0) {
+			char msg[300];
+
+			cas__tx_rollback(rc);
+			snprintf(msg, sizeof(msg), "policy names under '%.*s/' are reserved for "
+				 "the namespace's owners (kiln cas namespace)",
+				 (int)strcspn(p->name, "/"), p->name);
+			if (ret == -EACCES)
+				cas__reply_error(rc, 403, msg);
+			else
+				cas__reply_error(rc, 500, "store error");
+			goto out;
+		}
+	}
+	if (!created) {
+		ret = pol_parse_ex(old.yaml, strlen(old.yaml), p->name, POL_PARSE_STORED, &cur,
+				   &err);
+		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
+			cas__tx_rollback(rc);
+			if (ret == 0 && why)
+				cas__reply_error(rc, 403, why); /* the caller may update: no oracle */
+			else
+				cas__refuse_forbidden(rc);
+			goto out;
+		}
+		if (!p->predecessor || strcmp(p->predecessor, old.hash)) {
+			char msg[300];
+
+			cas__tx_rollback(rc);
+			snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash "
+				 "%s of '%s' (someone else updated it: get it again)",
+				 p->predecessor ? p->predecessor : "null", old.hash, p->name);
+			cas__reply_json(rc, 409, json_pack("{s:s,s:s,s:o,s:s}", "error", msg,
+						      "current", old.hash, "predecessor",
+						      p->predecessor ? json_string(p->predecessor) :
+						      json_null(), "request_id", rc->request_id));
+			goto out;
+		}
+	} else if (p->predecessor) {
+		char msg[300];
+
+		cas__tx_rollback(rc);
+		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
+			 "predecessor: null to create it)", p->predecessor, p->name);
+		cas__reply_json(rc, 409, json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
+					      "predecessor", p->predecessor, "request_id",
+					      rc->request_id));
+		goto out;
+	}
+	canon = pol_canonical_text(p);
+	row.name = p->name;
+	row.hash = p->hash;
+	row.yaml = yaml;
+	row.canonical = canon;
+	row.owner = created ? rc->peer_id : old.owner;
+	row.version = created ? 1 : old.version + 1;
+	if (!canon || cs_policy_put(&s->st, &row) < 0 ||
+	    cs_audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
+			    p->name, json_pack("{s:s,s:s?,s:I}", "hash", p->hash, "predecessor",
+					       p->predecessor, "version",
+					       (json_int_t)row.version)) < 0 ||
+	    cas__tx_release(rc) < 0) {
+		cas__tx_rollback(rc);
+		cas__reply_error(rc, 500, "store error");
+		goto out;
+	}
+	kiln_log(KILN_LOG_INFO, created ? "policy created" : "policy updated",
+		 "session=%s hash=%s version=%lld actor=%s request_id=%s", p->name, p->hash,
+		 (long long)row.version, rc->peer_id, rc->request_id);
+	cas__reply_json(rc, created ? 201 : 200,
+		   json_pack("{s:s,s:s,s:I,s:s}", "name", p->name, "hash", p->hash, "version",
+			     (json_int_t)row.version, "owner", row.owner));
+out:
+	free(canon);
+	free(yaml);
+	cs_policy_free(&old);
+	pol_free(p);
+	pol_free(cur);
+}
+
+/* Load a policy the caller may read (or update, with for_update). */
+static int load_visible(struct reqctx *rc, const char *name, bool for_update,
+			struct cs_policy *row, struct pol_policy **p)
+{
+	struct kiln_err err = { 0 };
+	int ret;
+
+	*p = NULL;
+	if (!pol_name_valid(name) || cs_policy_get(&rc->s->st, name, row) < 0)
+		return -ENOENT;
+	ret = pol_parse_ex(row->yaml, strlen(row->yaml), name, POL_PARSE_STORED, p, &err);
+	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
+			 pol_may_read(*p, row->owner, rc->peer_id))) {
+		pol_free(*p);
+		*p = NULL;
+		cs_policy_free(row);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void cas__api_policy_get(struct reqctx *rc, const char *name)
+{
+	struct cs_policy row = { 0 };
+	struct pol_policy *p = NULL;
+
+	if (!cas__need_identity(rc))
+		return;
+	if (load_visible(rc, name, false, &row, &p) < 0) {
+		cas__refuse_forbidden(rc);
+		return;
+	}
+	cas__reply_json(rc, 200, json_pack("{s:s,s:s,s:I,s:s,s:s}", "name", row.name, "hash",
+				      row.hash, "version", (json_int_t)row.version, "owner",
+				      row.owner, "yaml", row.yaml));
+	cs_policy_free(&row);
+	pol_free(p);
+}
+
+struct list_ctx {
+	struct reqctx *rc;
+	json_t *arr;
+};
+
+static int list_cb(void *vctx, const struct cs_policy *row)
+{
+	struct list_ctx *lc = vctx;
+	struct pol_policy *p = NULL;
+	struct kiln_err err = { 0 };
+
+	if (pol_parse_ex(row->yaml, strlen(row->yaml), row->name, POL_PARSE_STORED, &p,
+			 &err) == 0 &&
+	    pol_may_read(p, row->owner, lc->rc->peer_id))
+		json_array_append_new(lc->arr, json_pack("{s:s,s:s,s:I}", "name", row->name,
+							 "hash", row->hash, "version",
+							 (json_int_t)row->version));
+	pol_free(p);
+	return 0;
+}
+
+void cas__api_policy_list(struct reqctx *rc)
+{
+	struct list_ctx lc = { rc, json_array() };
+
+	if (!cas__need_identity(rc)) {
+		json_decref(lc.arr);
+		return;
+	}
+	if (!lc.arr || cs_policy_each(&rc->s->st, list_cb, &lc) < 0) {
+		json_decref(lc.arr);
+		cas__reply_error(rc, 500, "store error");
+		return;
+	}
+	cas__reply_json(rc, 200, json_pack("{s:o}", "policies", lc.arr));
+}
+
+void cas__api_policy_delete(struct reqctx *rc, const char *name)
+{
+	struct cas_server *s = rc->s;
+	struct cs_policy row = { 0 };
+	struct pol_policy *p = NULL;
+
+	if (!cas__need_identity(rc))
+		return;
+	if (cas__tx_begin(rc) < 0) {
+		cas__reply_error(rc, 503, "store busy");
+		return;
+	}
+	if (load_visible(rc, name, true, &row, &p) < 0) {
+		cas__tx_rollback(rc);
+		cas__refuse_forbidden(rc);
+		return;
+	}
+	if (cs_policy_delete(&s->st, name) < 0 ||
+	    cs_audit_append(&s->st, "policy.delete", rc->peer_id, name,
+			    json_pack("{s:s,s:I}", "hash", row.hash, "version",
+				      (json_int_t)row.version)) < 0 ||
+	    cas__tx_release(rc) < 0) {
+		cas__tx_rollback(rc);
+		cas__reply_error(rc, 500, "store error");
+	} else {
+		kiln_log(KILN_LOG_INFO, "policy deleted", "session=%s actor=%s request_id=%s",
+			 name, rc->peer_id, rc->request_id);
+		cas__reply_json(rc, 200, json_pack("{s:s}", "deleted", name));
+	}
+	cs_policy_free(&row);
+	pol_free(p);
+}
+
