@@ -25,18 +25,18 @@ void cas__api_nonce(struct reqctx *rc)
 	if (ret == -EUSERS) {
 		kiln_log(KILN_LOG_WARN, "nonce refused: client holds its limit", "client=%s "
 			 "request_id=%s", client, rc->request_id);
-		cas__reply_error(rc, 503, "too many outstanding nonces for this client, use or let "
+		cas__fail(rc, -EAGAIN, "too many outstanding nonces for this client, use or let "
 			    "them expire first");
 		return;
 	}
 	if (ret == -ENOSPC) {
 		kiln_log(KILN_LOG_WARN, "nonce refused: table full", "client=%s request_id=%s",
 			 client, rc->request_id);
-		cas__reply_error(rc, 503, "too many outstanding nonces, retry later");
+		cas__fail(rc, -EAGAIN, "too many outstanding nonces, retry later");
 		return;
 	}
 	if (ret < 0) {
-		cas__reply_error(rc, 500, "internal error");
+		cas__fail(rc, ret, NULL); /* -ENOMEM, -KILN_ECRYPTO: 500 */
 		return;
 	}
 	kiln_hex_encode(nonce, sizeof(nonce), hex);
@@ -79,7 +79,7 @@ static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label
 		 a->insecure ? " INSECURE=sim" : "", a->wm ? " workload_measurement=" : "",
 		 a->wm ? a->wm : "");
 	metrics_refused(&rc->s->m, label);
-	cas__reply_json(rc, 403, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
+	cas__fail_json(rc, -KILN_EPOLICY, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
 				      rc->request_id));
 }
 
@@ -238,18 +238,18 @@ void cas__api_attest(struct reqctx *rc)
 	bool burn = false;
 
 	if (!rc->peer) {
-		cas__reply_error(rc, 401, "attestation needs the workload's TLS client certificate");
+		cas__fail(rc, -ENOKEY, "attestation needs the workload's TLS client certificate");
 		return;
 	}
 	text = cas__read_body(rc, &text_size);
 	if (!text) {
-		cas__reply_error(rc, 500, "out of memory");
+		cas__fail(rc, -ENOMEM, NULL);
 		return;
 	}
 	ret = cas_attest_req_parse(text, text_size, &req, &err);
 	kiln_free_secret(text, text_size + 1);
 	if (ret < 0) {
-		cas__reply_error(rc, 400, kiln_err_msg(&err, ret));
+		cas__fail(rc, ret, kiln_err_msg(&err, ret));
 		return;
 	}
 	a.session = req.session;
@@ -261,12 +261,12 @@ void cas__api_attest(struct reqctx *rc)
 	hw = !strcmp(a.tee, "sgx") || !strcmp(a.tee, "tdx") || !strcmp(a.tee, "snp");
 	a.wm = hw ? req.workload_measurement : NULL;
 	if (hw && !req.workload_measurement) {
-		cas__reply_error(rc, 400, "workload_measurement (96 hex) is required for a hardware "
+		cas__fail(rc, -KILN_EFORMAT, "workload_measurement (96 hex) is required for a hardware "
 			    "tee");
 		goto out;
 	}
 	if (!hw && req.workload_measurement) {
-		cas__reply_error(rc, 400, "workload_measurement is only for hardware tees (sgx, tdx, "
+		cas__fail(rc, -KILN_EFORMAT, "workload_measurement is only for hardware tees (sgx, tdx, "
 			    "snp): sim and host evidence carries it");
 		goto out;
 	}
@@ -299,7 +299,7 @@ void cas__api_attest(struct reqctx *rc)
 		      cs_tee_trust_list(&s->rd, a.tee, &las, &n_las);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret < 0) {
-			cas__reply_error(rc, 500, "store error");
+			cas__fail(rc, -EIO, NULL);
 			goto out;
 		}
 		opts.certs_pem = (const char *const *)las;
@@ -312,7 +312,7 @@ void cas__api_attest(struct reqctx *rc)
 		ret = cs_tee_trust_list(&s->rd, a.tee, &col, &n_col);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret < 0) {
-			cas__reply_error(rc, 500, "store error");
+			cas__fail(rc, -EIO, NULL);
 			goto out;
 		}
 		collateral = n_col ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
@@ -340,7 +340,7 @@ void cas__api_attest(struct reqctx *rc)
 	 * otherwise the request is refused. */
 	if (hw && json_object_set_new(claims, "workload_measurement",
 				      json_string(req.workload_measurement)) < 0) {
-		cas__reply_error(rc, 500, "out of memory");
+		cas__fail(rc, -ENOMEM, NULL);
 		goto out;
 	}
 	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
@@ -384,7 +384,7 @@ void cas__api_attest(struct reqctx *rc)
 	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
 			 "tee", a.tee);
 	if (!resp) {
-		cas__reply_error(rc, 500, "internal error");
+		cas__fail(rc, -ENOMEM, NULL);
 		goto out;
 	}
 	/* Checked here, added below: the limit is soft by at most one grant per loop.
@@ -392,11 +392,11 @@ void cas__api_attest(struct reqctx *rc)
 	if (svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
 		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
 			 "session=%s request_id=%s", a.session, rc->request_id);
-		cas__reply_error(rc, 503, "too many live grants, retry later");
+		cas__fail(rc, -EAGAIN, "too many live grants, retry later");
 		goto out;
 	}
 	if (cas__tx_begin(rc) < 0) {
-		cas__reply_error(rc, 503, "store busy");
+		cas__fail(rc, -EBUSY, NULL);
 		goto out;
 	}
 	sc.st = &s->st;
@@ -424,7 +424,7 @@ void cas__api_attest(struct reqctx *rc)
 	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session, rel) < 0 ||
 	    audit_exports(rc, &sc, &a, claims) < 0 || cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 		goto out;
 	}
 	if (n_vols) {

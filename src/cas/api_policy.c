@@ -48,22 +48,22 @@ void cas__api_policy_apply(struct reqctx *rc)
 		return;
 	yaml = cas__read_body(rc, &size);
 	if (!yaml) {
-		cas__reply_error(rc, 500, "out of memory");
+		cas__fail(rc, -ENOMEM, NULL);
 		return;
 	}
 	ret = pol_parse(yaml, size, "policy", &p, &err);
 	if (ret < 0) {
-		cas__reply_error(rc, ret == -EFBIG ? 413 : 400, kiln_err_msg(&err, ret));
+		cas__fail(rc, ret, kiln_err_msg(&err, ret));
 		goto out;
 	}
 	if (cas__tx_begin(rc) < 0) {
-		cas__reply_error(rc, 503, "store busy");
+		cas__fail(rc, -EBUSY, NULL);
 		goto out;
 	}
 	ret = cs_policy_get(&s->st, p->name, &old);
 	if (ret < 0 && ret != -ENOENT) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 		goto out;
 	}
 	created = ret == -ENOENT;
@@ -76,10 +76,8 @@ void cas__api_policy_apply(struct reqctx *rc)
 			snprintf(msg, sizeof(msg), "policy names under '%.*s/' are reserved for "
 				 "the namespace's owners (kiln cas namespace)",
 				 (int)strcspn(p->name, "/"), p->name);
-			if (ret == -EACCES)
-				cas__reply_error(rc, 403, msg);
-			else
-				cas__reply_error(rc, 500, "store error");
+			cas__fail(rc, ret == -EACCES ? -KILN_EDENIED : -EIO,
+				  ret == -EACCES ? msg : NULL);
 			goto out;
 		}
 	}
@@ -89,7 +87,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
 			cas__tx_rollback(rc);
 			if (ret == 0 && why)
-				cas__reply_error(rc, 403, why); /* the caller may update: no oracle */
+				cas__fail(rc, -KILN_EDENIED, why); /* the caller may update: no oracle */
 			else
 				cas__refuse_forbidden(rc);
 			goto out;
@@ -101,7 +99,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 			snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash "
 				 "%s of '%s' (someone else updated it: get it again)",
 				 p->predecessor ? p->predecessor : "null", old.hash, p->name);
-			cas__reply_json(rc, 409, json_pack("{s:s,s:s,s:o,s:s}", "error", msg,
+			cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:s,s:o,s:s}", "error", msg,
 						      "current", old.hash, "predecessor",
 						      p->predecessor ? json_string(p->predecessor) :
 						      json_null(), "request_id", rc->request_id));
@@ -113,7 +111,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 		cas__tx_rollback(rc);
 		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
 			 "predecessor: null to create it)", p->predecessor, p->name);
-		cas__reply_json(rc, 409, json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
+		cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
 					      "predecessor", p->predecessor, "request_id",
 					      rc->request_id));
 		goto out;
@@ -132,7 +130,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 					       (json_int_t)row.version)) < 0 ||
 	    cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 		goto out;
 	}
 	kiln_log(KILN_LOG_INFO, created ? "policy created" : "policy updated",
@@ -170,8 +168,9 @@ static int load_visible(struct reqctx *rc, const char *name, bool for_update,
 	return 0;
 }
 
-void cas__api_policy_get(struct reqctx *rc, const char *name)
+void cas__api_policy_get(struct reqctx *rc)
 {
+	const char *name = rc->args.name;
 	struct cs_policy row = { 0 };
 	struct pol_policy *p = NULL;
 
@@ -219,14 +218,15 @@ void cas__api_policy_list(struct reqctx *rc)
 	}
 	if (!lc.arr || cs_policy_each(&rc->s->st, list_cb, &lc) < 0) {
 		json_decref(lc.arr);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 		return;
 	}
 	cas__reply_json(rc, 200, json_pack("{s:o}", "policies", lc.arr));
 }
 
-void cas__api_policy_delete(struct reqctx *rc, const char *name)
+void cas__api_policy_delete(struct reqctx *rc)
 {
+	const char *name = rc->args.name;
 	struct cas_server *s = rc->s;
 	struct cs_policy row = { 0 };
 	struct pol_policy *p = NULL;
@@ -234,7 +234,7 @@ void cas__api_policy_delete(struct reqctx *rc, const char *name)
 	if (!cas__need_identity(rc))
 		return;
 	if (cas__tx_begin(rc) < 0) {
-		cas__reply_error(rc, 503, "store busy");
+		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
 	if (load_visible(rc, name, true, &row, &p) < 0) {
@@ -248,7 +248,7 @@ void cas__api_policy_delete(struct reqctx *rc, const char *name)
 				      (json_int_t)row.version)) < 0 ||
 	    cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 	} else {
 		kiln_log(KILN_LOG_INFO, "policy deleted", "session=%s actor=%s request_id=%s",
 			 name, rc->peer_id, rc->request_id);

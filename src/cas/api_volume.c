@@ -15,31 +15,34 @@ json_t *cas__tag_json(const struct cs_volume *v)
 
 /* ---- volumes ---- */
 
-void cas__api_volume(struct reqctx *rc, const char *id, const char *op)
+/* op: "tag", "prepare" or "commit" */
+static void volume(struct reqctx *rc, const char *op)
 {
 	struct cas_server *s = rc->s;
+	const char *id = rc->args.id;
 	struct cs_volume v;
 	char *text;
 	size_t text_size = 0;
 	int64_t tag;
 	bool ok = false;
+	int ret = 0;
 
 	if (!rc->peer) {
-		cas__reply_error(rc, 401, "volumes need the attested TLS client certificate");
+		cas__fail(rc, -ENOKEY, "volumes need the attested TLS client certificate");
 		return;
 	}
 	ok = rc->peer_id[0] && cas__grant_allows(&s->grants, rc->peer_spki, id, kiln_now_ns());
 	if (!ok) {
-		cas__reply_error(rc, 403, "this key holds no grant for the volume");
+		cas__fail(rc, -KILN_EDENIED, "this key holds no grant for the volume");
 		return;
 	}
 	if (cas__tx_begin(rc) < 0) {
-		cas__reply_error(rc, 503, "store busy");
+		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
 	if (cs_volume_by_id(&s->st, id, &v) < 0) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 404, "volume not found");
+		cas__fail(rc, -ENOENT, "volume not found");
 		return;
 	}
 	kiln_wipe(v.key, sizeof(v.key));
@@ -52,7 +55,7 @@ void cas__api_volume(struct reqctx *rc, const char *id, const char *op)
 	if (!text || cas_tag_req_parse(text, text_size, &tag) < 0) {
 		cas__tx_rollback(rc);
 		free(text);
-		cas__reply_error(rc, 400, "body must be {\"tag\": N} with N >= 1");
+		cas__fail(rc, -KILN_EFORMAT, "body must be {\"tag\": N} with N >= 1");
 		return;
 	}
 	free(text);
@@ -61,7 +64,8 @@ void cas__api_volume(struct reqctx *rc, const char *id, const char *op)
 			ok = true; /* retry of the same prepare */
 		} else if (tag == v.committed + 1) {
 			v.prepared = tag;
-			ok = cs_volume_set_tags(&s->st, id, v.committed, v.prepared) == 0;
+			ret = cs_volume_set_tags(&s->st, id, v.committed, v.prepared);
+			ok = true;
 		} else {
 			ok = false;
 		}
@@ -71,7 +75,8 @@ void cas__api_volume(struct reqctx *rc, const char *id, const char *op)
 		} else if (v.prepared == tag) {
 			v.committed = tag;
 			v.prepared = -1;
-			ok = cs_volume_set_tags(&s->st, id, v.committed, v.prepared) == 0;
+			ret = cs_volume_set_tags(&s->st, id, v.committed, v.prepared);
+			ok = true;
 		} else {
 			ok = false;
 		}
@@ -85,17 +90,32 @@ void cas__api_volume(struct reqctx *rc, const char *id, const char *op)
 		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %s "
 			 "(prepare needs committed+1, commit needs the prepared tag)", op,
 			 (long long)tag, (long long)v.committed, prepared);
-		cas__reply_json(rc, 409, json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
+		cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
 					      (json_int_t)v.committed, "prepared",
 					      v.prepared < 0 ? json_null() :
 					      json_integer(v.prepared)));
 		return;
 	}
-	if (cas__tx_release(rc) < 0) {
+	if (ret < 0 || cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
-		cas__reply_error(rc, 500, "store error");
+		cas__fail(rc, -EIO, NULL);
 		return;
 	}
 	cas__reply_json(rc, 200, cas__tag_json(&v));
 }
 
+
+void cas__api_volume_tag(struct reqctx *rc)
+{
+	volume(rc, "tag");
+}
+
+void cas__api_volume_prepare(struct reqctx *rc)
+{
+	volume(rc, "prepare");
+}
+
+void cas__api_volume_commit(struct reqctx *rc)
+{
+	volume(rc, "commit");
+}

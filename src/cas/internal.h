@@ -306,6 +306,12 @@ struct cas__limits {
 
 struct cas__conn;
 
+/* The parameters of a route's path template (route.c). */
+struct cas__route_args {
+	const char *name;  /* {name}: the rest of the path (into the request head) */
+	char id[33];       /* {id}: 32 lowercase hex digits */
+};
+
 /* One request's context for the handlers; in its connection, made anew each
  * time the request is dispatched (again, after being parked). */
 struct reqctx {
@@ -313,7 +319,8 @@ struct reqctx {
 	struct cas_loop *loop;    /* the loop (thread) that owns conn */
 	struct cas__conn *conn;
 	uint64_t start_ns;
-	const char *route;
+	const char *route;        /* its route's template (the metrics label) */
+	struct cas__route_args args;
 	char request_id[33];
 	X509 *peer;               /* borrowed from the SSL session, may be NULL */
 	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
@@ -459,12 +466,31 @@ void metrics_connection(struct cas_metrics *m);
 /* Prometheus text; malloc'd. */
 char *metrics_render(struct cas_metrics *m);
 
-/* ---- route.c: dispatch and answers ----
+/* ---- route.c: the route table, the answers, the failure -> status map ----
  * The answer helpers take the answer (body owned by them) and keep it in rc
  * until cas__handle sends it with the locks released; while a write batch is
  * open an answer of a request that used the store waits for the COMMIT. */
+struct cas__route {
+	enum cas_http_method method; /* 0: any */
+	const char *path;            /* template: "/v1/policies/{name}" (docs/api.md) */
+	bool store;                  /* the handler runs under store_lock */
+	void (*fn)(struct reqctx *rc);
+};
+/* The route for method and path (its parameters in args), or NULL; then
+ * *other_method is a route of that path for another method (405), if any. */
+const struct cas__route *cas__route_find(enum cas_http_method method, const char *path,
+					 struct cas__route_args *args,
+					 const struct cas__route **other_method);
+/* The one mapping from an error code (-errno, -KILN_E*) to an HTTP status: 500
+ * for a code it does not list. */
+int cas__http_status(int err);
+/* Answer a failure: the status from cas__http_status(err); msg NULL: the
+ * mapping's own message for err. */
+void cas__fail(struct reqctx *rc, int err, const char *msg);
+/* The same with a body of the handler's own (it carries more than a message). */
+void cas__fail_json(struct reqctx *rc, int err, json_t *body);
+/* A successful answer (2xx). */
 void cas__reply_json(struct reqctx *rc, int code, json_t *body);
-void cas__reply_error(struct reqctx *rc, int code, const char *msg);
 /* Send the kept answer (or a 500 when !ok: its batch did not commit); the
  * connection may be gone afterwards. */
 void cas__send_stashed(struct reqctx *rc, bool ok);
@@ -495,14 +521,16 @@ void cas__tx_rollback(struct reqctx *rc);
 int cas__tx_release(struct reqctx *rc);
 
 /* ---- the API handlers (api_policy.c, api_attest.c, api_volume.c) ---- */
+/* Each is a route's handler (route.c); a path parameter is in rc->args. */
 void cas__api_policy_apply(struct reqctx *rc);
 void cas__api_policy_list(struct reqctx *rc);
-void cas__api_policy_get(struct reqctx *rc, const char *name);
-void cas__api_policy_delete(struct reqctx *rc, const char *name);
+void cas__api_policy_get(struct reqctx *rc);
+void cas__api_policy_delete(struct reqctx *rc);
 void cas__api_nonce(struct reqctx *rc);
 void cas__api_attest(struct reqctx *rc);
-/* op: "tag", "prepare" or "commit" */
-void cas__api_volume(struct reqctx *rc, const char *id, const char *op);
+void cas__api_volume_tag(struct reqctx *rc);
+void cas__api_volume_prepare(struct reqctx *rc);
+void cas__api_volume_commit(struct reqctx *rc);
 /* {"committed": N, "prepared": N or null} */
 json_t *cas__tag_json(const struct cs_volume *v);
 

@@ -5,7 +5,9 @@
  * possession of that key. Routes and bodies: docs/api.md. */
 #include "cas/internal.h"
 
+#include <errno.h>
 #include <event2/bufferevent_ssl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,11 +52,11 @@ void cas__send_stashed(struct reqctx *rc, bool ok)
 	if (!ok) {
 		kiln_free_secret(body, size);
 		body = strdup("{\"error\":\"store error\"}");
-		code = 500;
+		code = cas__http_status(-EIO);
 		ctype = "application/json";
 	} else if (!body) {
 		body = strdup("{\"error\":\"out of memory\"}");
-		code = 500;
+		code = cas__http_status(-ENOMEM);
 	}
 	send_now(rc, code, ctype, body, body ? strlen(body) : 0);
 }
@@ -80,13 +82,13 @@ void cas__reply_json(struct reqctx *rc, int code, json_t *body)
 		return;
 	}
 	if (!text)
-		stash(rc, 500, "application/json", NULL, 0); /* sent as "out of memory" */
+		stash(rc, cas__http_status(-ENOMEM), "application/json", NULL, 0); /* "out of memory" */
 	else
 		stash(rc, code, "application/json", text, strlen(text));
 	json_decref(body);
 }
 
-void cas__reply_error(struct reqctx *rc, int code, const char *msg)
+static void reply_error(struct reqctx *rc, int code, const char *msg)
 {
 	cas__reply_json(rc, code, json_pack("{s:s,s:s}", "error", msg, "request_id", rc->request_id));
 }
@@ -117,14 +119,72 @@ bool cas__need_identity(struct reqctx *rc)
 {
 	if (rc->peer_id[0])
 		return true;
-	cas__reply_error(rc, 401, "a client certificate (kiln identity) is required");
+	cas__fail(rc, -ENOKEY, NULL);
 	return false;
 }
 
 void cas__refuse_forbidden(struct reqctx *rc)
 {
 	/* Same answer whether the policy exists or not: no existence oracle. */
-	cas__reply_error(rc, 403, "not allowed or not found");
+	cas__fail(rc, -KILN_EDENIED, NULL);
+}
+
+/* ---- failures: the one mapping from error codes to HTTP status ---- */
+
+/* Handlers say what went wrong as an error code; this table alone chooses the
+ * HTTP status (docs/api.md "Errors"), and the message when the handler has none
+ * to add. Codes not listed are internal errors (500). */
+static const struct {
+	int err;
+	int status;
+	const char *msg;
+} g_status[] = {
+	{ -EINVAL, 400, "bad request" },
+	{ -KILN_EFORMAT, 400, "malformed request" },
+	{ -KILN_ETRUNC, 400, "malformed request" },
+	{ -KILN_ETRAILING, 400, "malformed request" },
+	{ -ENOKEY, 401, "a client certificate (kiln identity) is required" },
+	/* Same answer whether a policy exists or not: no existence oracle. */
+	{ -KILN_EDENIED, 403, "not allowed or not found" },
+	{ -EACCES, 403, "not allowed or not found" },
+	{ -KILN_EPOLICY, 403, "attestation refused" },
+	{ -ENOENT, 404, "not found" },
+	{ -EOPNOTSUPP, 405, "method not allowed" },
+	{ -KILN_ECONFLICT, 409, "conflict" },
+	{ -EFBIG, 413, "body too large" },
+	{ -ENOMEM, 500, "out of memory" },
+	{ -EIO, 500, "store error" },
+	{ -EBUSY, 503, "store busy" },
+	{ -EAGAIN, 503, "retry later" },
+};
+
+static size_t status_index(int err)
+{
+	for (size_t i = 0; i < sizeof(g_status) / sizeof(g_status[0]); i++)
+		if (g_status[i].err == err)
+			return i;
+	return SIZE_MAX;
+}
+
+int cas__http_status(int err)
+{
+	size_t i = status_index(err);
+
+	return i == SIZE_MAX ? 500 : g_status[i].status;
+}
+
+void cas__fail(struct reqctx *rc, int err, const char *msg)
+{
+	size_t i = status_index(err);
+
+	if (!msg)
+		msg = i == SIZE_MAX ? "internal error" : g_status[i].msg;
+	reply_error(rc, cas__http_status(err), msg);
+}
+
+void cas__fail_json(struct reqctx *rc, int err, json_t *body)
+{
+	cas__reply_json(rc, cas__http_status(err), body);
 }
 
 /* ---- routing ---- */
@@ -134,83 +194,80 @@ static void h_metrics(struct reqctx *rc)
 	char *text = metrics_render(&rc->s->m);
 
 	if (!text) {
-		cas__reply_error(rc, 500, "out of memory");
+		cas__fail(rc, -ENOMEM, NULL);
 		return;
 	}
 	stash(rc, 200, "text/plain; version=0.0.4", text, strlen(text));
 }
 
-static bool is_hex_id(const char *s, size_t len)
+static void h_health(struct reqctx *rc)
 {
-	return strlen(s) == len && strspn(s, "0123456789abcdef") == len;
+	cas__reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-static void dispatch(struct reqctx *rc, const char *path)
+/* The routes (docs/api.md). A template's segment "{id}" matches 32 lowercase
+ * hex digits; a last segment "{name}" matches the rest of the path, slashes
+ * included (policy names have namespaces). The template is also the route's
+ * label in the metrics. method 0 takes any method. store: the handler runs under
+ * store_lock from the start (/v1/attest takes it itself, once the evidence is
+ * verified). */
+static const struct cas__route g_routes[] = {
+	{ CAS_HTTP_GET, "/v1/nonce", false, cas__api_nonce },
+	{ CAS_HTTP_POST, "/v1/attest", false, cas__api_attest },
+	{ CAS_HTTP_POST, "/v1/policies", true, cas__api_policy_apply },
+	{ CAS_HTTP_GET, "/v1/policies", true, cas__api_policy_list },
+	{ CAS_HTTP_GET, "/v1/policies/{name}", true, cas__api_policy_get },
+	{ CAS_HTTP_DELETE, "/v1/policies/{name}", true, cas__api_policy_delete },
+	{ CAS_HTTP_GET, "/v1/volumes/{id}/tag", true, cas__api_volume_tag },
+	{ CAS_HTTP_POST, "/v1/volumes/{id}/prepare", true, cas__api_volume_prepare },
+	{ CAS_HTTP_POST, "/v1/volumes/{id}/commit", true, cas__api_volume_commit },
+	{ 0, "/metrics", false, h_metrics },
+	{ 0, "/v1/health", false, h_health },
+};
+
+/* Does path match the template? Its parameters go to args. */
+static bool route_match(const char *tmpl, const char *path, struct cas__route_args *args)
 {
-	enum cas_http_method method = rc->conn->head.method;
-
-	if (!path || !path[0]) {
-		cas__reply_error(rc, 400, "bad request target");
-		return;
-	}
-	if (!strcmp(path, "/v1/nonce")) {
-		rc->route = "/v1/nonce";
-		if (method == CAS_HTTP_GET)
-			cas__api_nonce(rc);
-		else
-			cas__reply_error(rc, 405, "method not allowed");
-	} else if (!strcmp(path, "/v1/attest")) {
-		rc->route = "/v1/attest";
-		if (method == CAS_HTTP_POST)
-			cas__api_attest(rc);
-		else
-			cas__reply_error(rc, 405, "method not allowed");
-	} else if (!strcmp(path, "/v1/policies")) {
-		rc->route = "/v1/policies";
-		if (method == CAS_HTTP_POST)
-			cas__api_policy_apply(rc);
-		else if (method == CAS_HTTP_GET)
-			cas__api_policy_list(rc);
-		else
-			cas__reply_error(rc, 405, "method not allowed");
-	} else if (!strncmp(path, "/v1/policies/", 13)) {
-		rc->route = "/v1/policies/{name}";
-		if (method == CAS_HTTP_GET)
-			cas__api_policy_get(rc, path + 13);
-		else if (method == CAS_HTTP_DELETE)
-			cas__api_policy_delete(rc, path + 13);
-		else
-			cas__reply_error(rc, 405, "method not allowed");
-	} else if (!strncmp(path, "/v1/volumes/", 12)) {
-		char id[33] = "";
-		const char *op = strchr(path + 12, '/');
-
-		if (op && op - (path + 12) == 32) {
-			memcpy(id, path + 12, 32);
-			op++;
+	memset(args, 0, sizeof(*args));
+	while (*tmpl) {
+		if (!strcmp(tmpl, "{name}")) {
+			args->name = path; /* validated by the handler (pol_name_valid) */
+			return true;
 		}
-		if (!op || !is_hex_id(id, 32) ||
-		    (strcmp(op, "prepare") && strcmp(op, "commit") && strcmp(op, "tag"))) {
-			cas__reply_error(rc, 404, "not found");
-			return;
+		if (!strncmp(tmpl, "{id}", 4)) {
+			if (strspn(path, "0123456789abcdef") < 32 || (path[32] && path[32] != '/'))
+				return false;
+			memcpy(args->id, path, 32);
+			tmpl += 4;
+			path += 32;
+			continue;
 		}
-		rc->route = !strcmp(op, "tag") ? "/v1/volumes/{id}/tag" :
-			   !strcmp(op, "prepare") ? "/v1/volumes/{id}/prepare" :
-						    "/v1/volumes/{id}/commit";
-		if ((method == CAS_HTTP_GET) != !strcmp(op, "tag") ||
-		    (method != CAS_HTTP_GET && method != CAS_HTTP_POST))
-			cas__reply_error(rc, 405, "method not allowed");
-		else
-			cas__api_volume(rc, id, op);
-	} else if (!strcmp(path, "/metrics")) {
-		rc->route = "/metrics";
-		h_metrics(rc);
-	} else if (!strcmp(path, "/v1/health")) {
-		rc->route = "/v1/health";
-		cas__reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
-	} else {
-		cas__reply_error(rc, 404, "not found");
+		if (*tmpl++ != *path++)
+			return false;
 	}
+	return *path == '\0';
+}
+
+const struct cas__route *cas__route_find(enum cas_http_method method, const char *path,
+					 struct cas__route_args *args,
+					 const struct cas__route **other_method)
+{
+	struct cas__route_args a;
+
+	*other_method = NULL;
+	for (size_t i = 0; i < sizeof(g_routes) / sizeof(g_routes[0]); i++) {
+		const struct cas__route *r = &g_routes[i];
+
+		if (!route_match(r->path, path, &a))
+			continue;
+		if (!r->method || r->method == method) {
+			*args = a;
+			return r;
+		}
+		if (!*other_method)
+			*other_method = r;
+	}
+	return NULL;
 }
 
 /* Requests for the store run under store_lock, one at a time, and are parked while
@@ -223,6 +280,7 @@ void cas__handle(struct cas__conn *c)
 	struct cas_server *s = l->s;
 	struct reqctx *rc = &c->rc;
 	const char *path = c->head.path;
+	const struct cas__route *r = NULL, *other = NULL;
 	uint8_t rid[8];
 	bool queued;
 
@@ -233,9 +291,14 @@ void cas__handle(struct cas__conn *c)
 	rc->conn = c;
 	rc->start_ns = kiln_now_ns();
 	rc->route = "other";
-	/* /v1/attest takes the store itself, after verifying the evidence. */
-	rc->store = strcmp(path, "/v1/nonce") && strcmp(path, "/metrics") &&
-		    strcmp(path, "/v1/health") && strcmp(path, "/v1/attest");
+	if (path && path[0])
+		r = cas__route_find(c->head.method, path, &rc->args, &other);
+	if (r) {
+		rc->route = r->path;
+		rc->store = r->store;
+	} else if (other) {
+		rc->route = other->path;
+	}
 	if (kc_random(rid, sizeof(rid)) < 0)
 		memset(rid, 0, sizeof(rid));
 	kiln_hex_encode(rid, sizeof(rid), rc->request_id);
@@ -252,7 +315,14 @@ void cas__handle(struct cas__conn *c)
 			return;
 		}
 	}
-	dispatch(rc, path);
+	if (r)
+		r->fn(rc);
+	else if (!path || !path[0])
+		cas__fail(rc, -EINVAL, "bad request target");
+	else if (other)
+		cas__fail(rc, -EOPNOTSUPP, NULL);
+	else
+		cas__fail(rc, -ENOENT, NULL);
 	queued = rc->queued;
 	if (rc->store)
 		pthread_mutex_unlock(&s->store_lock);
