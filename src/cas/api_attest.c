@@ -45,12 +45,25 @@ void cas__api_nonce(struct reqctx *rc)
 
 /* ---- attestation ---- */
 
+/* One attestation through its steps (cas__api_attest); everything it owns is
+ * released at the end of the request. */
 struct attest {
-	const char *session, *service, *tee;
+	const char *session, *service, *tee; /* borrowed from req.body */
 	const char *wm; /* hardware tees: the request's workload_measurement */
 	bool insecure;
+	bool hw;        /* sgx, tdx, snp: the measurement comes beside the evidence */
+	bool burn;      /* consume the nonce at the end (refused before the store) */
 	const char *label;
 	char reason[512];
+	struct cas_attest_req req; /* req.body owned */
+	uint8_t *evidence;         /* owned, decoded */
+	size_t evidence_size;
+	char **trust;              /* owned: LAS or AMD certificates for the backend */
+	json_t *collateral;        /* owned: the backend's collateral (sgx, tdx) */
+	json_t *claims;            /* owned: what the evidence proves */
+	struct pol_policy *p;      /* the session's policy, owned */
+	const struct pol_service *svc; /* in p */
+	char owner[CAS_ID_SIZE];   /* p's owner */
 };
 
 /* Escape a value for a quoted logfmt field. */
@@ -209,189 +222,232 @@ static int hex_field(const json_t *claims, const char *key, uint8_t *out, size_t
 	return h ? kiln_hex_decode(h, out, size, NULL) : -KILN_EFORMAT;
 }
 
-void cas__api_attest(struct reqctx *rc)
+/* The request: its body, and a workload_measurement exactly for hardware tees. */
+static int attest_request(struct reqctx *rc, struct attest *a)
 {
-	struct cas_server *s = rc->s;
-	struct attest a = { 0 };
 	struct kiln_err err = { 0 };
-	struct cas_attest_req req = { 0 };
-	json_t *claims = NULL, *resp = NULL, *rel;
-	const char *supervised_by = NULL;
-	char *text = NULL;
 	size_t text_size = 0;
-	const struct ev_backend *be;
-	struct ev_verify_opts opts = { 0 };
-	struct pol_policy *p = NULL;
-	const struct pol_service *svc;
-	struct cas_secret_ctx sc = { 0 };
-	char owner[CAS_ID_SIZE] = "";
-	char vol_ids[CAS_GRANT_MAX_VOLUMES][33];
-	size_t n_vols = 0;
-	json_t *collateral = NULL;
-	bool hw;
-	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
-	uint8_t *evidence = NULL, *spki = NULL;
-	size_t evidence_size = 0;
-	char **las = NULL;
-	size_t n_las = 0;
-	int spki_size, ret;
-	bool burn = false;
+	char *text;
+	int ret;
 
 	if (!rc->peer) {
 		cas__fail(rc, -ENOKEY, "attestation needs the workload's TLS client certificate");
-		return;
+		return -ENOKEY;
 	}
 	text = cas__read_body(rc, &text_size);
 	if (!text) {
 		cas__fail(rc, -ENOMEM, NULL);
-		return;
+		return -ENOMEM;
 	}
-	ret = cas_attest_req_parse(text, text_size, &req, &err);
+	ret = cas_attest_req_parse(text, text_size, &a->req, &err);
 	kiln_free_secret(text, text_size + 1);
 	if (ret < 0) {
 		cas__fail(rc, ret, kiln_err_msg(&err, ret));
-		return;
+		return ret;
 	}
-	a.session = req.session;
-	a.service = req.service;
-	a.tee = req.tee;
-	a.insecure = !strcmp(a.tee, "sim");
+	a->session = a->req.session;
+	a->service = a->req.service;
+	a->tee = a->req.tee;
+	a->insecure = !strcmp(a->tee, "sim");
 	/* Hardware TEEs cannot carry the kiln workload measurement in their claims: it
 	 * comes beside the evidence and is checked through report_data (the binding). */
-	hw = !strcmp(a.tee, "sgx") || !strcmp(a.tee, "tdx") || !strcmp(a.tee, "snp");
-	a.wm = hw ? req.workload_measurement : NULL;
-	if (hw && !req.workload_measurement) {
-		cas__fail(rc, -KILN_EFORMAT, "workload_measurement (96 hex) is required for a hardware "
-			    "tee");
-		goto out;
+	a->hw = !strcmp(a->tee, "sgx") || !strcmp(a->tee, "tdx") || !strcmp(a->tee, "snp");
+	a->wm = a->hw ? a->req.workload_measurement : NULL;
+	if (a->hw && !a->req.workload_measurement) {
+		cas__fail(rc, -KILN_EFORMAT, "workload_measurement (96 hex) is required for a "
+			  "hardware tee");
+		return -KILN_EFORMAT;
 	}
-	if (!hw && req.workload_measurement) {
-		cas__fail(rc, -KILN_EFORMAT, "workload_measurement is only for hardware tees (sgx, tdx, "
-			    "snp): sim and host evidence carries it");
-		goto out;
+	if (!a->hw && a->req.workload_measurement) {
+		cas__fail(rc, -KILN_EFORMAT, "workload_measurement is only for hardware tees "
+			  "(sgx, tdx, snp): sim and host evidence carries it");
+		return -KILN_EFORMAT;
 	}
-	/* The evidence is verified without the store lock, so loops verify in
-	 * parallel; the nonce is consumed once the store is ours (of requests racing
-	 * with one nonce, the first there goes on), and burnt by any refusal before
-	 * that (burn): no retries with it. */
-	if (!req.nonce_ok || !cas__nonce_peek(&s->nonces, req.nonce, kiln_now_ns())) {
-		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
-			 "expired");
-		refuse_attest(rc, &a, "stale_nonce");
-		goto out;
-	}
-	burn = true;
-	be = ev_backend_find(a.tee);
-	if (!be) {
-		snprintf(a.reason, sizeof(a.reason), "unknown tee \"%.32s\"", a.tee);
-		refuse_attest(rc, &a, "unknown_tee");
-		goto out;
-	}
-	a.insecure = be->insecure;
-	if (kiln_b64_decode(req.evidence_b64, &evidence, &evidence_size) < 0) {
-		snprintf(a.reason, sizeof(a.reason), "evidence is not base64");
-		refuse_attest(rc, &a, "bad_evidence");
-		goto out;
-	}
-	if (!strcmp(a.tee, "host") || !strcmp(a.tee, "snp")) {
-		pthread_mutex_lock(&s->reader_lock);
-		ret = a.tee[0] == 'h' ? cs_las_list(&s->rd, &las, &n_las) :
-		      cs_tee_trust_list(&s->rd, a.tee, &las, &n_las);
-		pthread_mutex_unlock(&s->reader_lock);
-		if (ret < 0) {
-			cas__fail(rc, -EIO, NULL);
-			goto out;
-		}
-		opts.certs_pem = (const char *const *)las;
-		opts.n_certs = n_las;
-	} else if (hw) {
-		char **col = NULL;
-		size_t n_col = 0;
+	return 0;
+}
 
+/* What the backend verifies against, read from the store through the read-only
+ * connection (the store lock is not held): trusted LAS keys (host), AMD chains
+ * (snp) or the collateral (sgx, tdx). */
+static int attest_trust(struct reqctx *rc, struct attest *a, struct ev_verify_opts *opts)
+{
+	struct cas_server *s = rc->s;
+	char **col = NULL;
+	size_t n = 0;
+	int ret;
+
+	if (!strcmp(a->tee, "host") || !strcmp(a->tee, "snp")) {
 		pthread_mutex_lock(&s->reader_lock);
-		ret = cs_tee_trust_list(&s->rd, a.tee, &col, &n_col);
+		ret = a->tee[0] == 'h' ? cs_las_list(&s->rd, &a->trust, &n) :
+		      cs_tee_trust_list(&s->rd, a->tee, &a->trust, &n);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret < 0) {
 			cas__fail(rc, -EIO, NULL);
-			goto out;
+			return -EIO;
 		}
-		collateral = n_col ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
+		opts->certs_pem = (const char *const *)a->trust;
+		opts->n_certs = n;
+	} else if (a->hw) {
+		pthread_mutex_lock(&s->reader_lock);
+		ret = cs_tee_trust_list(&s->rd, a->tee, &col, &n);
+		pthread_mutex_unlock(&s->reader_lock);
+		if (ret < 0) {
+			cas__fail(rc, -EIO, NULL);
+			return -EIO;
+		}
+		a->collateral = n ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
 		cs_strv_free(col);
-		if (!collateral) {
-			snprintf(a.reason, sizeof(a.reason), "no collateral configured for tee %s "
-				 "(kiln cas trust-collateral FILE --tee %s)", a.tee, a.tee);
-			refuse_attest(rc, &a, "no_collateral");
-			goto out;
+		if (!a->collateral) {
+			snprintf(a->reason, sizeof(a->reason), "no collateral configured for tee %s "
+				 "(kiln cas trust-collateral FILE --tee %s)", a->tee, a->tee);
+			refuse_attest(rc, a, "no_collateral");
+			return -KILN_EPOLICY;
 		}
-		opts.collateral = collateral;
+		opts->collateral = a->collateral;
 	}
+	return 0;
+}
+
+/* Step 1: the evidence verifies, for a nonce this CAS issued, into a->claims.
+ * It runs without the store lock, so loops verify in parallel; the nonce is only
+ * peeked at here, and burnt (a->burn) by any refusal before the store is ours:
+ * no retries with it. */
+static int attest_verify_evidence(struct reqctx *rc, struct attest *a)
+{
+	struct cas_server *s = rc->s;
+	struct kiln_err err = { 0 };
+	struct ev_verify_opts opts = { 0 };
+	const struct ev_backend *be;
+	int ret;
+
+	if (!a->req.nonce_ok || !cas__nonce_peek(&s->nonces, a->req.nonce, kiln_now_ns())) {
+		snprintf(a->reason, sizeof(a->reason), "stale nonce: unknown, already used or "
+			 "expired");
+		refuse_attest(rc, a, "stale_nonce");
+		return -KILN_ENONCE;
+	}
+	a->burn = true;
+	be = ev_backend_find(a->tee);
+	if (!be) {
+		snprintf(a->reason, sizeof(a->reason), "unknown tee \"%.32s\"", a->tee);
+		refuse_attest(rc, a, "unknown_tee");
+		return -KILN_EPOLICY;
+	}
+	a->insecure = be->insecure;
+	if (kiln_b64_decode(a->req.evidence_b64, &a->evidence, &a->evidence_size) < 0) {
+		snprintf(a->reason, sizeof(a->reason), "evidence is not base64");
+		refuse_attest(rc, a, "bad_evidence");
+		return -KILN_EFORMAT;
+	}
+	ret = attest_trust(rc, a, &opts);
+	if (ret < 0)
+		return ret;
 	opts.at = s->evidence_at ? s->evidence_at : time(NULL);
-	ret = be->verify(evidence, evidence_size, &opts, &claims, &err);
+	ret = be->verify(a->evidence, a->evidence_size, &opts, &a->claims, &err);
 	if (ret < 0) {
-		snprintf(a.reason, sizeof(a.reason), "evidence does not verify: %s",
+		snprintf(a->reason, sizeof(a->reason), "evidence does not verify: %s",
 			 kiln_err_msg(&err, ret));
-		refuse_attest(rc, &a, "bad_evidence");
-		goto out;
+		refuse_attest(rc, a, "bad_evidence");
+		return ret;
 	}
+	return 0;
+}
+
+/* Step 2: the evidence is bound to this connection: claims.report_data is
+ * SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement). */
+static int attest_check_binding(struct reqctx *rc, struct attest *a)
+{
+	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
+	uint8_t *spki = NULL;
+	int spki_size, ret = 0;
+
 	spki_size = cx_cert_spki_der(rc->peer, &spki);
 	/* For hardware TEEs, wm is the request's workload_measurement (validated as 96
 	 * hex by cas_attest_req_parse). It is put into the claims here, but nothing
 	 * uses it unless the comparison below holds, which makes it hardware-bound;
 	 * otherwise the request is refused. */
-	if (hw && json_object_set_new(claims, "workload_measurement",
-				      json_string(req.workload_measurement)) < 0) {
+	if (a->hw && json_object_set_new(a->claims, "workload_measurement",
+					 json_string(a->req.workload_measurement)) < 0) {
 		cas__fail(rc, -ENOMEM, NULL);
+		ret = -ENOMEM;
 		goto out;
 	}
-	if (spki_size <= 0 || hex_field(claims, "report_data", rd, sizeof(rd)) < 0 ||
-	    hex_field(claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
-	    ev_binding(spki, (size_t)spki_size, req.nonce, wm, want) < 0 ||
+	if (spki_size <= 0 || hex_field(a->claims, "report_data", rd, sizeof(rd)) < 0 ||
+	    hex_field(a->claims, "workload_measurement", wm, sizeof(wm)) < 0 ||
+	    ev_binding(spki, (size_t)spki_size, a->req.nonce, wm, want) < 0 ||
 	    !kiln_ct_equal(rd, want, sizeof(rd))) {
-		snprintf(a.reason, sizeof(a.reason), "binding mismatch: claims.report_data is not "
-			 "SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
-		refuse_attest(rc, &a, "binding_mismatch");
-		goto out;
+		snprintf(a->reason, sizeof(a->reason), "binding mismatch: claims.report_data is "
+			 "not SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement)");
+		refuse_attest(rc, a, "binding_mismatch");
+		ret = -KILN_EBINDING;
 	}
-	if (!cas__store_enter(rc)) {
-		burn = false; /* parked: the nonce is needed again */
-		goto out;
-	}
-	burn = false;
-	if (!cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns())) {
-		snprintf(a.reason, sizeof(a.reason), "stale nonce: unknown, already used or "
+out:
+	OPENSSL_free(spki);
+	return ret;
+}
+
+/* Step 3 (store lock held): the nonce is consumed (of requests racing with one
+ * nonce, the first here goes on), and the session's policy decides on the
+ * claims for the service. */
+static int attest_decide(struct reqctx *rc, struct attest *a)
+{
+	struct cas_server *s = rc->s;
+	struct kiln_err err = { 0 };
+	int ret;
+
+	if (!cas__nonce_consume(&s->nonces, a->req.nonce, kiln_now_ns())) {
+		snprintf(a->reason, sizeof(a->reason), "stale nonce: unknown, already used or "
 			 "expired");
-		refuse_attest(rc, &a, "stale_nonce");
-		goto out;
+		refuse_attest(rc, a, "stale_nonce");
+		return -KILN_ENONCE;
 	}
-	if (!pol_name_valid(a.session) ||
-	    cas_policy_load(&s->st, a.session, &p, owner, &err) < 0) {
-		snprintf(a.reason, sizeof(a.reason), "unknown session \"%.128s\"", a.session);
-		refuse_attest(rc, &a, "unknown_session");
-		goto out;
+	if (!pol_name_valid(a->session) ||
+	    cas_policy_load(&s->st, a->session, &a->p, a->owner, &err) < 0) {
+		snprintf(a->reason, sizeof(a->reason), "unknown session \"%.128s\"", a->session);
+		refuse_attest(rc, a, "unknown_session");
+		return -KILN_EPOLICY;
 	}
-	svc = pol_find_service(p, a.service);
-	if (!svc) {
-		snprintf(a.reason, sizeof(a.reason), "unknown service \"%.64s\" in session %s",
-			 a.service, p->name);
-		refuse_attest(rc, &a, "unknown_service");
-		goto out;
+	a->svc = pol_find_service(a->p, a->service);
+	if (!a->svc) {
+		snprintf(a->reason, sizeof(a->reason), "unknown service \"%.64s\" in session %s",
+			 a->service, a->p->name);
+		refuse_attest(rc, a, "unknown_service");
+		return -KILN_EPOLICY;
 	}
-	ret = pol_decide(p, svc, claims, a.reason, sizeof(a.reason), &a.label);
+	ret = pol_decide(a->p, a->svc, a->claims, a->reason, sizeof(a->reason), &a->label);
 	if (ret < 0) {
-		refuse_attest(rc, &a, a.label);
-		goto out;
+		refuse_attest(rc, a, a->label);
+		return ret;
 	}
-	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a.insecure,
-			 "tee", a.tee);
+	return 0;
+}
+
+/* Step 4 (store lock held): the release, in one transaction: the service's
+ * configuration with its secrets (an exporter's rules may still refuse one), the
+ * audit under the session and under every exporter, then a grant for the
+ * volumes to the attested key. */
+static void attest_release(struct reqctx *rc, struct attest *a)
+{
+	struct cas_server *s = rc->s;
+	struct kiln_err err = { 0 };
+	struct cas_secret_ctx sc = { 0 };
+	char vol_ids[CAS_GRANT_MAX_VOLUMES][33];
+	size_t n_vols = 0;
+	const char *supervised_by;
+	json_t *resp, *rel;
+	int ret;
+
+	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a->insecure,
+			 "tee", a->tee);
 	if (!resp) {
 		cas__fail(rc, -ENOMEM, NULL);
-		goto out;
+		return;
 	}
 	/* Checked here, added below: the limit is soft by at most one grant per loop.
 	 * Only a service that mounts volumes gets a grant (nothing else uses one). */
-	if (svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
+	if (a->svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
 		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
-			 "session=%s request_id=%s", a.session, rc->request_id);
+			 "session=%s request_id=%s", a->session, rc->request_id);
 		cas__fail(rc, -EAGAIN, "too many live grants, retry later");
 		goto out;
 	}
@@ -400,29 +456,29 @@ void cas__api_attest(struct reqctx *rc)
 		goto out;
 	}
 	sc.st = &s->st;
-	sc.policy = p;
-	sc.owner = owner;
-	sc.host = req.host;
-	sc.svc = svc;
-	sc.claims = claims;
+	sc.policy = a->p;
+	sc.owner = a->owner;
+	sc.host = a->req.host;
+	sc.svc = a->svc;
+	sc.claims = a->claims;
 	ret = build_config(rc, &sc, resp, vol_ids, &n_vols, &err);
 	if (ret < 0) {
 		cas__tx_rollback(rc);
-		snprintf(a.reason, sizeof(a.reason), "configuration: %s", kiln_err_msg(&err, ret));
-		refuse_attest(rc, &a, sc.label ? sc.label : "config_error");
+		snprintf(a->reason, sizeof(a->reason), "configuration: %s", kiln_err_msg(&err, ret));
+		refuse_attest(rc, a, sc.label ? sc.label : "config_error");
 		goto out;
 	}
-	supervised_by = json_string_value(json_object_get(claims, "supervised_by"));
-	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a.service, "tee", a.tee,
-			"policy_hash", p->hash, "insecure", a.insecure, "workload_measurement",
-			json_string_value(json_object_get(claims, "workload_measurement")),
+	supervised_by = json_string_value(json_object_get(a->claims, "supervised_by"));
+	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a->service, "tee", a->tee,
+			"policy_hash", a->p->hash, "insecure", a->insecure, "workload_measurement",
+			json_string_value(json_object_get(a->claims, "workload_measurement")),
 			"request_id", rc->request_id);
 	/* host evidence for a statically linked program: which kiln build runs it
 	 * supervised (docs/las.md). */
 	if (rel && supervised_by)
 		json_object_set_new(rel, "supervised_by", json_string(supervised_by));
-	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a.session, rel) < 0 ||
-	    audit_exports(rc, &sc, &a, claims) < 0 || cas__tx_release(rc) < 0) {
+	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a->session, rel) < 0 ||
+	    audit_exports(rc, &sc, a, a->claims) < 0 || cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
 		goto out;
@@ -432,33 +488,52 @@ void cas__api_attest(struct reqctx *rc)
 
 		/* Out of memory here leaves the workload without volume updates; its
 		 * answer says nothing of it, but each prepare is refused (403). */
-		if (cas__grant_put(&s->grants, rc->peer_spki, a.session, vol_ids, n_vols,
+		if (cas__grant_put(&s->grants, rc->peer_spki, a->session, vol_ids, n_vols,
 				   kiln_now_ns(), &evicted) < 0)
 			kiln_log(KILN_LOG_ERROR, "grant not recorded: out of memory",
-				 "session=%s request_id=%s", a.session, rc->request_id);
+				 "session=%s request_id=%s", a->session, rc->request_id);
 		else if (evicted)
 			kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live "
-				 "grants", "session=%s limit=%zu request_id=%s", a.session,
+				 "grants", "session=%s limit=%zu request_id=%s", a->session,
 				 s->grants.max_per_policy, rc->request_id);
 	}
 	metrics_attest_ok(&s->m);
-	kiln_log(a.insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a.insecure ?
+	kiln_log(a->insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a->insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
 		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
-		 a.session, a.service, a.tee, a.insecure ? "true" : "false",
+		 a->session, a->service, a->tee, a->insecure ? "true" : "false",
 		 supervised_by ? " supervised_by=" : "", supervised_by ? supervised_by : "");
 	cas__reply_json(rc, 200, resp);
 	resp = NULL;
 out:
-	if (burn)
-		(void)cas__nonce_consume(&s->nonces, req.nonce, kiln_now_ns());
 	json_decref(resp);
-	json_decref(claims);
-	json_decref(collateral);
-	json_decref(req.body);
-	cs_strv_free(las);
-	OPENSSL_free(spki);
-	free(evidence);
-	pol_free(p);
 }
 
+/* POST /v1/attest: request -> evidence -> binding -> (store) decision -> release.
+ * Each step answers its own refusal. */
+void cas__api_attest(struct reqctx *rc)
+{
+	struct cas_server *s = rc->s;
+	struct attest a = { 0 };
+
+	if (attest_request(rc, &a) < 0 || attest_verify_evidence(rc, &a) < 0 ||
+	    attest_check_binding(rc, &a) < 0)
+		goto out;
+	if (!cas__store_enter(rc)) {
+		a.burn = false; /* parked: dispatched again later, the nonce is needed then */
+		goto out;
+	}
+	a.burn = false; /* attest_decide consumes it */
+	if (attest_decide(rc, &a) < 0)
+		goto out;
+	attest_release(rc, &a);
+out:
+	if (a.burn)
+		(void)cas__nonce_consume(&s->nonces, a.req.nonce, kiln_now_ns());
+	json_decref(a.claims);
+	json_decref(a.collateral);
+	json_decref(a.req.body);
+	cs_strv_free(a.trust);
+	free(a.evidence);
+	pol_free(a.p);
+}
