@@ -61,7 +61,7 @@ struct attest {
 	char **trust;              /* owned: LAS or AMD certificates for the backend */
 	json_t *collateral;        /* owned: the backend's collateral (sgx, tdx) */
 	json_t *claims;            /* owned: what the evidence proves */
-	struct pol_policy *p;      /* the session's policy, owned */
+	struct pol_policy *p;      /* the session's policy: a reference (cs_policy_unref) */
 	const struct pol_service *svc; /* in p */
 	char owner[CAS_ID_SIZE];   /* p's owner */
 };
@@ -535,5 +535,5 @@ out:
 	json_decref(a.req.body);
 	cs_strv_free(a.trust);
 	free(a.evidence);
-	pol_free(a.p);
+	cs_policy_unref(&s->st, a.p);
 }

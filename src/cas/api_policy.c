@@ -82,8 +82,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 		}
 	}
 	if (!created) {
-		ret = pol_parse_ex(old.yaml, strlen(old.yaml), p->name, POL_PARSE_STORED, &cur,
-				   &err);
+		ret = cs_policy_parse(&s->st, &old, &cur, &err);
 		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
 			cas__tx_rollback(rc);
 			if (ret == 0 && why)
@@ -144,7 +143,7 @@ out:
 	free(yaml);
 	cs_policy_free(&old);
 	pol_free(p);
-	pol_free(cur);
+	cs_policy_unref(&s->st, cur);
 }
 
 /* Load a policy the caller may read (or update, with for_update). */
@@ -157,10 +156,10 @@ static int load_visible(struct reqctx *rc, const char *name, bool for_update,
 	*p = NULL;
 	if (!pol_name_valid(name) || cs_policy_get(&rc->s->st, name, row) < 0)
 		return -ENOENT;
-	ret = pol_parse_ex(row->yaml, strlen(row->yaml), name, POL_PARSE_STORED, p, &err);
+	ret = cs_policy_parse(&rc->s->st, row, p, &err);
 	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
 			 pol_may_read(*p, row->owner, rc->peer_id))) {
-		pol_free(*p);
+		cs_policy_unref(&rc->s->st, *p);
 		*p = NULL;
 		cs_policy_free(row);
 		return -ENOENT;
@@ -184,7 +183,7 @@ void cas__api_policy_get(struct reqctx *rc)
 				      row.hash, "version", (json_int_t)row.version, "owner",
 				      row.owner, "yaml", row.yaml));
 	cs_policy_free(&row);
-	pol_free(p);
+	cs_policy_unref(&rc->s->st, p);
 }
 
 struct list_ctx {
@@ -198,13 +197,12 @@ static int list_cb(void *vctx, const struct cs_policy *row)
 	struct pol_policy *p = NULL;
 	struct kiln_err err = { 0 };
 
-	if (pol_parse_ex(row->yaml, strlen(row->yaml), row->name, POL_PARSE_STORED, &p,
-			 &err) == 0 &&
+	if (cs_policy_parse(&lc->rc->s->st, row, &p, &err) == 0 &&
 	    pol_may_read(p, row->owner, lc->rc->peer_id))
 		json_array_append_new(lc->arr, json_pack("{s:s,s:s,s:I}", "name", row->name,
 							 "hash", row->hash, "version",
 							 (json_int_t)row->version));
-	pol_free(p);
+	cs_policy_unref(&lc->rc->s->st, p);
 	return 0;
 }
 
@@ -255,6 +253,6 @@ void cas__api_policy_delete(struct reqctx *rc)
 		cas__reply_json(rc, 200, json_pack("{s:s}", "deleted", name));
 	}
 	cs_policy_free(&row);
-	pol_free(p);
+	cs_policy_unref(&s->st, p);
 }
 

@@ -42,6 +42,7 @@ struct cas_store {
 	EVP_PKEY *ca_key;
 	X509 *ca_cert;
 	char dir[512];
+	struct cs_polcache *pc; /* parsed policies by hash (polcache.c), owned */
 };
 
 /* Open (and create) the data dir: master key, CA, store. Never regenerates a
@@ -139,8 +140,18 @@ struct cas_secret_ctx {
 int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 		       uint8_t **out, size_t *out_size, struct kiln_err *err);
 
-/* Load the current parsed policy of a session; *out owned by the caller. owner
- * (may be NULL) receives its owner identity. */
+/* ---- polcache.c: parsed policies by hash ----
+ * The parsed form of a stored policy row, from st's cache (GET, list rows and
+ * attestations do not parse the YAML again). *out is a reference: give it back
+ * with cs_policy_unref (never pol_free); it is never changed. */
+int cs_policy_parse(struct cas_store *st, const struct cs_policy *row,
+		    struct pol_policy **out, struct kiln_err *err);
+void cs_policy_unref(struct cas_store *st, struct pol_policy *p);
+/* At cs_close. */
+void cs_polcache_free(struct cas_store *st);
+
+/* Load the current parsed policy of a session: *out is a reference (give it back
+ * with cs_policy_unref). owner (may be NULL) receives its owner identity. */
 int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
 		    char owner[CAS_ID_SIZE], struct kiln_err *err);
 

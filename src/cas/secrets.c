@@ -186,7 +186,7 @@ static int import_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 	}
 	ret = get_secret(ctx, src, src_owner, xs->name, depth + 1, out, err);
 out:
-	pol_free(src);
+	cs_policy_unref(ctx->st, src);
 	return ret;
 }
 

@@ -278,6 +278,7 @@ int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln
 
 void cs_close(struct cas_store *st)
 {
+	cs_polcache_free(st);
 	if (st->db)
 		sqlite3_close(st->db);
 	st->db = NULL;
@@ -765,7 +766,7 @@ int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **
 	if (ret < 0)
 		return kiln_err_set(err, ret, "policy '%s': %s", name,
 				    ret == -ENOENT ? "not found" : kiln_strerror(ret));
-	ret = pol_parse_ex(row.yaml, strlen(row.yaml), name, POL_PARSE_STORED, out, err);
+	ret = cs_policy_parse(st, &row, out, err);
 	if (ret == 0 && owner)
 		snprintf(owner, CAS_ID_SIZE, "%s", row.owner);
 	cs_policy_free(&row);

@@ -397,6 +397,48 @@ static void test_policy_get_and_list_show_only_what_the_caller_may_read(void **s
 	assert_int_equal(call(CAS_HTTP_GET, "/v1/policies/shared", ALICE, NULL, NULL), 403);
 }
 
+static void test_stored_policy_is_parsed_once_per_hash(void **state)
+{
+	struct kiln_err err = { 0 };
+	struct pol_policy *p1, *p2, *p3;
+	struct cs_policy row = { 0 };
+	char owner[CAS_ID_SIZE], hash[100];
+	json_t *a;
+
+	(void)state;
+	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
+			      policy_yaml("cached", NULL, "owner"), &a), 201);
+	snprintf(hash, sizeof(hash), "%s", json_string_value(json_object_get(a, "hash")));
+	json_decref(a);
+	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p1, owner, &err), 0);
+	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p2, owner, &err), 0);
+	assert_ptr_equal(p1, p2); /* the same parse, referenced twice */
+	assert_string_equal(owner, ALICE);
+	/* a new version is a new entry; the held one stays valid */
+	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
+			      policy_yaml("cached", hash, "owner, " BOB), NULL), 200);
+	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p3, owner, &err), 0);
+	assert_ptr_not_equal(p3, p1);
+	assert_string_equal(p1->hash, hash);
+	assert_string_not_equal(p3->hash, hash);
+	assert_true(pol_may_read(p3, owner, BOB));
+	assert_false(pol_may_read(p1, owner, BOB));
+	cs_policy_unref(&g_s->st, p1);
+	cs_policy_unref(&g_s->st, p2);
+	cs_policy_unref(&g_s->st, p3);
+	/* a row whose stored hash is not its YAML's is parsed each time, never cached
+	 * under the hash it claims */
+	row.name = "cached";
+	row.hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	row.yaml = (char *)policy_yaml("cached", NULL, "owner");
+	assert_int_equal(cs_policy_parse(&g_s->st, &row, &p1, &err), 0);
+	assert_int_equal(cs_policy_parse(&g_s->st, &row, &p2, &err), 0);
+	assert_ptr_not_equal(p1, p2);
+	assert_string_equal(p1->hash, hash); /* what the YAML hashes to */
+	cs_policy_unref(&g_s->st, p1);
+	cs_policy_unref(&g_s->st, p2);
+}
+
 /* ---- volumes and nonces ---- */
 
 static int call_as_workload(enum cas_http_method method, const char *path, const char *who,
@@ -497,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_policy_apply_creates_then_needs_the_predecessor),
 		cmocka_unit_test(test_policy_update_by_a_reader_is_refused_without_oracle),
 		cmocka_unit_test(test_policy_get_and_list_show_only_what_the_caller_may_read),
+		cmocka_unit_test(test_stored_policy_is_parsed_once_per_hash),
 		cmocka_unit_test(test_volume_needs_the_attested_key_and_its_grant),
 		cmocka_unit_test(test_nonce_is_fresh_hex_and_bounded_per_client),
 	};
