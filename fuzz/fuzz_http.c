@@ -24,16 +24,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size - 1] = '\0';
 	switch (data[0] % 2) {
 	case 0: {
-		struct cas_attest_req req;
+		struct cas__attest_req req;
 
-		if (cas_attest_req_parse(text, size - 1, &req, &err) == 0)
+		if (cas__attest_req_parse(text, size - 1, &req, &err) == 0)
 			json_decref(req.body);
 		break;
 	}
 	default: {
 		int64_t tag;
 
-		(void)cas_tag_req_parse(text, size - 1, &tag);
+		(void)cas__tag_req_parse(text, size - 1, &tag);
 		break;
 	}
 	}

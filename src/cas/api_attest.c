@@ -13,9 +13,9 @@
 
 /* ---- nonces ---- */
 
-void cas__api_nonce(struct reqctx *rc)
+void cas__api_nonce(struct cas__req *rc)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	char client[CAS_CLIENT_KEY_SIZE], hex[65];
 	uint8_t nonce[32];
 	int ret;
@@ -40,7 +40,8 @@ void cas__api_nonce(struct reqctx *rc)
 		return;
 	}
 	kiln_hex_encode(nonce, sizeof(nonce), hex);
-	cas__reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in", CAS_NONCE_TTL_S));
+	cas__reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in",
+					   CAS_NONCE_TTL_S));
 }
 
 /* ---- attestation ---- */
@@ -55,13 +56,13 @@ struct attest {
 	bool burn;      /* consume the nonce at the end (refused before the store) */
 	const char *label;
 	char reason[512];
-	struct cas_attest_req req; /* req.body owned */
+	struct cas__attest_req req; /* req.body owned */
 	uint8_t *evidence;         /* owned, decoded */
 	size_t evidence_size;
 	char **trust;              /* owned: LAS or AMD certificates for the backend */
 	json_t *collateral;        /* owned: the backend's collateral (sgx, tdx) */
 	json_t *claims;            /* owned: what the evidence proves */
-	struct pol_policy *p;      /* the session's policy: a reference (cs_policy_unref) */
+	struct pol_policy *p;      /* the session's policy: a reference (cas__policy_unref) */
 	const struct pol_service *svc; /* in p */
 	char owner[CAS_ID_SIZE];   /* p's owner */
 };
@@ -79,7 +80,7 @@ static void log_escape(const char *in, char *out, size_t size)
 	out[o] = '\0';
 }
 
-static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label)
+static void refuse_attest(struct cas__req *rc, struct attest *a, const char *label)
 {
 	char reason[2 * sizeof(a->reason)];
 
@@ -91,15 +92,15 @@ static void refuse_attest(struct reqctx *rc, struct attest *a, const char *label
 		 a->service ? a->service : "-", a->tee ? a->tee : "-",
 		 a->insecure ? " INSECURE=sim" : "", a->wm ? " workload_measurement=" : "",
 		 a->wm ? a->wm : "");
-	metrics_refused(&rc->s->m, label);
-	cas__fail_json(rc, -KILN_EPOLICY, json_pack("{s:s,s:s}", "error", "attestation refused", "request_id",
-				      rc->request_id));
+	cas__metrics_refused(&rc->s->m, label);
+	cas__fail_json(rc, -KILN_EPOLICY, json_pack("{s:s,s:s}", "error", "attestation refused",
+						    "request_id", rc->request_id));
 }
 
 /* Build the service configuration (inside the caller's transaction); sc resolves
  * the secrets and collects the releases of imported ones; the ids of the volumes
  * go to vol_ids (CAS_GRANT_MAX_VOLUMES entries), their count to *n_vols. */
-static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *resp,
+static int build_config(struct cas__req *rc, struct cas__secret_ctx *sc, json_t *resp,
 			char (*vol_ids)[33], size_t *n_vols, struct kiln_err *err)
 {
 	const struct pol_policy *p = sc->policy;
@@ -113,7 +114,7 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 	if (!argv || !env || !files || !vols)
 		goto out;
 	for (size_t i = 0; i < svc->n_command; i++) {
-		ret = pol_substitute(svc->command[i], cas_secret_resolve, sc, false, &out, &size,
+		ret = pol_substitute(svc->command[i], cas__secret_resolve, sc, false, &out, &size,
 				     err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "command[%zu]: ", i);
@@ -123,7 +124,7 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 		kiln_free_secret(out, size);
 	}
 	for (size_t i = 0; i < svc->n_env; i++) {
-		ret = pol_substitute(svc->env[i].value, cas_secret_resolve, sc, false, &out,
+		ret = pol_substitute(svc->env[i].value, cas__secret_resolve, sc, false, &out,
 				     &size, err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "environment %s: ", svc->env[i].name);
@@ -135,7 +136,7 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 	for (size_t i = 0; i < svc->n_files; i++) {
 		char mode[8], *b64;
 
-		ret = pol_substitute(svc->files[i].content, cas_secret_resolve, sc, true, &out,
+		ret = pol_substitute(svc->files[i].content, cas__secret_resolve, sc, true, &out,
 				     &size, err);
 		if (ret < 0) {
 			kiln_err_prefix(err, "file %s: ", svc->files[i].path);
@@ -154,10 +155,10 @@ static int build_config(struct reqctx *rc, struct cas_secret_ctx *sc, json_t *re
 	}
 	*n_vols = 0;
 	for (size_t i = 0; i < svc->n_mounts && i < CAS_GRANT_MAX_VOLUMES; i++) {
-		struct cs_volume v;
+		struct cas__volume v;
 		char key[65];
 
-		ret = cs_volume_get_or_create(&rc->s->st, p->name, svc->mounts[i].volume, &v);
+		ret = cas__volume_get_or_create(&rc->s->st, p->name, svc->mounts[i].volume, &v);
 		if (ret < 0) {
 			kiln_err_set(err, ret, "volume %s: %s", svc->mounts[i].volume,
 				     kiln_strerror(ret));
@@ -190,11 +191,11 @@ out:
 /* The secrets of other policies that this attestation released (imports) are
  * audited and logged under each exporting policy too, so its owner sees every
  * release of its secrets (inside the caller's transaction). */
-static int audit_exports(struct reqctx *rc, const struct cas_secret_ctx *sc,
+static int audit_exports(struct cas__req *rc, const struct cas__secret_ctx *sc,
 			 const struct attest *a, const json_t *claims)
 {
 	for (size_t i = 0; i < sc->n_releases; i++) {
-		const struct cas_release *r = &sc->releases[i];
+		const struct cas__release *r = &sc->releases[i];
 		json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s?,s:s}", "imported_by",
 				      r->importer, "via_session", a->session, "service",
 				      a->service, "secret", r->secret, "tee", a->tee,
@@ -204,7 +205,7 @@ static int audit_exports(struct reqctx *rc, const struct cas_secret_ctx *sc,
 									"workload_measurement")),
 				      "request_id", rc->request_id);
 
-		if (cs_audit_append(&rc->s->st, "secrets.release", rc->peer_id, r->exporter,
+		if (cas__audit_append(&rc->s->st, "secrets.release", rc->peer_id, r->exporter,
 				    d) < 0)
 			return -EIO;
 		kiln_log(KILN_LOG_INFO, "exported secret released",
@@ -223,7 +224,7 @@ static int hex_field(const json_t *claims, const char *key, uint8_t *out, size_t
 }
 
 /* The request: its body, and a workload_measurement exactly for hardware tees. */
-static int attest_request(struct reqctx *rc, struct attest *a)
+static int attest_request(struct cas__req *rc, struct attest *a)
 {
 	struct kiln_err err = { 0 };
 	size_t text_size = 0;
@@ -239,7 +240,7 @@ static int attest_request(struct reqctx *rc, struct attest *a)
 		cas__fail(rc, -ENOMEM, NULL);
 		return -ENOMEM;
 	}
-	ret = cas_attest_req_parse(text, text_size, &a->req, &err);
+	ret = cas__attest_req_parse(text, text_size, &a->req, &err);
 	kiln_free_secret(text, text_size + 1);
 	if (ret < 0) {
 		cas__fail(rc, ret, kiln_err_msg(&err, ret));
@@ -269,17 +270,17 @@ static int attest_request(struct reqctx *rc, struct attest *a)
 /* What the backend verifies against, read from the store through the read-only
  * connection (the store lock is not held): trusted LAS keys (host), AMD chains
  * (snp) or the collateral (sgx, tdx). */
-static int attest_trust(struct reqctx *rc, struct attest *a, struct ev_verify_opts *opts)
+static int attest_trust(struct cas__req *rc, struct attest *a, struct ev_verify_opts *opts)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	char **col = NULL;
 	size_t n = 0;
 	int ret;
 
 	if (!strcmp(a->tee, "host") || !strcmp(a->tee, "snp")) {
 		pthread_mutex_lock(&s->reader_lock);
-		ret = a->tee[0] == 'h' ? cs_las_list(&s->rd, &a->trust, &n) :
-		      cs_tee_trust_list(&s->rd, a->tee, &a->trust, &n);
+		ret = a->tee[0] == 'h' ? cas__las_list(&s->rd, &a->trust, &n) :
+		      cas__tee_trust_list(&s->rd, a->tee, &a->trust, &n);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret < 0) {
 			cas__fail(rc, -EIO, NULL);
@@ -289,17 +290,18 @@ static int attest_trust(struct reqctx *rc, struct attest *a, struct ev_verify_op
 		opts->n_certs = n;
 	} else if (a->hw) {
 		pthread_mutex_lock(&s->reader_lock);
-		ret = cs_tee_trust_list(&s->rd, a->tee, &col, &n);
+		ret = cas__tee_trust_list(&s->rd, a->tee, &col, &n);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret < 0) {
 			cas__fail(rc, -EIO, NULL);
 			return -EIO;
 		}
 		a->collateral = n ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
-		cs_strv_free(col);
+		cas__strv_free(col);
 		if (!a->collateral) {
-			snprintf(a->reason, sizeof(a->reason), "no collateral configured for tee %s "
-				 "(kiln cas trust-collateral FILE --tee %s)", a->tee, a->tee);
+			snprintf(a->reason, sizeof(a->reason), "no collateral configured for "
+				 "tee %s (kiln cas trust-collateral FILE --tee %s)", a->tee,
+				 a->tee);
 			refuse_attest(rc, a, "no_collateral");
 			return -KILN_EPOLICY;
 		}
@@ -312,9 +314,9 @@ static int attest_trust(struct reqctx *rc, struct attest *a, struct ev_verify_op
  * It runs without the store lock, so loops verify in parallel; the nonce is only
  * peeked at here, and burnt (a->burn) by any refusal before the store is ours:
  * no retries with it. */
-static int attest_verify_evidence(struct reqctx *rc, struct attest *a)
+static int attest_verify_evidence(struct cas__req *rc, struct attest *a)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
 	struct ev_verify_opts opts = { 0 };
 	const struct ev_backend *be;
@@ -355,15 +357,15 @@ static int attest_verify_evidence(struct reqctx *rc, struct attest *a)
 
 /* Step 2: the evidence is bound to this connection: claims.report_data is
  * SHA-512(kiln-v1 || TLS client key || nonce || workload_measurement). */
-static int attest_check_binding(struct reqctx *rc, struct attest *a)
+static int attest_check_binding(struct cas__req *rc, struct attest *a)
 {
 	uint8_t rd[EV_REPORT_DATA_SIZE], want[EV_REPORT_DATA_SIZE], wm[EV_WM_SIZE];
 	uint8_t *spki = NULL;
 	int spki_size, ret = 0;
 
-	spki_size = cx_cert_spki_der(rc->peer, &spki);
+	spki_size = cas__x509_cert_spki_der(rc->peer, &spki);
 	/* For hardware TEEs, wm is the request's workload_measurement (validated as 96
-	 * hex by cas_attest_req_parse). It is put into the claims here, but nothing
+	 * hex by cas__attest_req_parse). It is put into the claims here, but nothing
 	 * uses it unless the comparison below holds, which makes it hardware-bound;
 	 * otherwise the request is refused. */
 	if (a->hw && json_object_set_new(a->claims, "workload_measurement",
@@ -389,9 +391,9 @@ out:
 /* Step 3 (store lock held): the nonce is consumed (of requests racing with one
  * nonce, the first here goes on), and the session's policy decides on the
  * claims for the service. */
-static int attest_decide(struct reqctx *rc, struct attest *a)
+static int attest_decide(struct cas__req *rc, struct attest *a)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
 	int ret;
 
@@ -402,7 +404,7 @@ static int attest_decide(struct reqctx *rc, struct attest *a)
 		return -KILN_ENONCE;
 	}
 	if (!pol_name_valid(a->session) ||
-	    cas_policy_load(&s->st, a->session, &a->p, a->owner, &err) < 0) {
+	    cas__policy_load(&s->st, a->session, &a->p, a->owner, &err) < 0) {
 		snprintf(a->reason, sizeof(a->reason), "unknown session \"%.128s\"", a->session);
 		refuse_attest(rc, a, "unknown_session");
 		return -KILN_EPOLICY;
@@ -426,11 +428,11 @@ static int attest_decide(struct reqctx *rc, struct attest *a)
  * configuration with its secrets (an exporter's rules may still refuse one), the
  * audit under the session and under every exporter, then a grant for the
  * volumes to the attested key. */
-static void attest_release(struct reqctx *rc, struct attest *a)
+static void attest_release(struct cas__req *rc, struct attest *a)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
-	struct cas_secret_ctx sc = { 0 };
+	struct cas__secret_ctx sc = { 0 };
 	char vol_ids[CAS_GRANT_MAX_VOLUMES][33];
 	size_t n_vols = 0;
 	const char *supervised_by;
@@ -464,7 +466,8 @@ static void attest_release(struct reqctx *rc, struct attest *a)
 	ret = build_config(rc, &sc, resp, vol_ids, &n_vols, &err);
 	if (ret < 0) {
 		cas__tx_rollback(rc);
-		snprintf(a->reason, sizeof(a->reason), "configuration: %s", kiln_err_msg(&err, ret));
+		snprintf(a->reason, sizeof(a->reason), "configuration: %s",
+			 kiln_err_msg(&err, ret));
 		refuse_attest(rc, a, sc.label ? sc.label : "config_error");
 		goto out;
 	}
@@ -477,7 +480,7 @@ static void attest_release(struct reqctx *rc, struct attest *a)
 	 * supervised (docs/las.md). */
 	if (rel && supervised_by)
 		json_object_set_new(rel, "supervised_by", json_string(supervised_by));
-	if (cs_audit_append(&s->st, "secrets.release", rc->peer_id, a->session, rel) < 0 ||
+	if (cas__audit_append(&s->st, "secrets.release", rc->peer_id, a->session, rel) < 0 ||
 	    audit_exports(rc, &sc, a, a->claims) < 0 || cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
@@ -497,7 +500,7 @@ static void attest_release(struct reqctx *rc, struct attest *a)
 				 "grants", "session=%s limit=%zu request_id=%s", a->session,
 				 s->grants.max_per_policy, rc->request_id);
 	}
-	metrics_attest_ok(&s->m);
+	cas__metrics_attest_ok(&s->m);
 	kiln_log(a->insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a->insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
 		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
@@ -511,9 +514,9 @@ out:
 
 /* POST /v1/attest: request -> evidence -> binding -> (store) decision -> release.
  * Each step answers its own refusal. */
-void cas__api_attest(struct reqctx *rc)
+void cas__api_attest(struct cas__req *rc)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct attest a = { 0 };
 
 	if (attest_request(rc, &a) < 0 || attest_verify_evidence(rc, &a) < 0 ||
@@ -533,7 +536,7 @@ out:
 	json_decref(a.claims);
 	json_decref(a.collateral);
 	json_decref(a.req.body);
-	cs_strv_free(a.trust);
+	cas__strv_free(a.trust);
 	free(a.evidence);
-	cs_policy_unref(&s->st, a.p);
+	cas__policy_unref(&s->st, a.p);
 }

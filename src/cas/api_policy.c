@@ -11,7 +11,7 @@
 
 /* A new policy named "NS/..." where NS is a reserved namespace needs one of its
  * owners: 0, -EACCES, or another negative code for a store error. */
-static int namespace_allows(struct reqctx *rc, const char *name)
+static int namespace_allows(struct cas__req *rc, const char *name)
 {
 	size_t n = strcspn(name, "/");
 	char ns[130], needle[CAS_ID_SIZE + 2], *owners = NULL;
@@ -21,7 +21,7 @@ static int namespace_allows(struct reqctx *rc, const char *name)
 		return 0;
 	memcpy(ns, name, n);
 	ns[n] = '\0';
-	ret = cs_namespace_get(&rc->s->st, ns, &owners);
+	ret = cas__namespace_get(&rc->s->st, ns, &owners);
 	if (ret == -ENOENT)
 		return 0;
 	if (ret < 0)
@@ -32,12 +32,12 @@ static int namespace_allows(struct reqctx *rc, const char *name)
 	return ret;
 }
 
-void cas__api_policy_apply(struct reqctx *rc)
+void cas__api_policy_apply(struct cas__req *rc)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
 	struct pol_policy *p = NULL, *cur = NULL;
-	struct cs_policy row = { 0 }, old = { 0 };
+	struct cas__policy row = { 0 }, old = { 0 };
 	size_t size = 0;
 	char *yaml = NULL, *canon = NULL;
 	const char *why = NULL;
@@ -60,7 +60,7 @@ void cas__api_policy_apply(struct reqctx *rc)
 		cas__fail(rc, -EBUSY, NULL);
 		goto out;
 	}
-	ret = cs_policy_get(&s->st, p->name, &old);
+	ret = cas__policy_get(&s->st, p->name, &old);
 	if (ret < 0 && ret != -ENOENT) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
@@ -82,11 +82,12 @@ void cas__api_policy_apply(struct reqctx *rc)
 		}
 	}
 	if (!created) {
-		ret = cs_policy_parse(&s->st, &old, &cur, &err);
+		ret = cas__policy_parse(&s->st, &old, &cur, &err);
 		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
 			cas__tx_rollback(rc);
 			if (ret == 0 && why)
-				cas__fail(rc, -KILN_EDENIED, why); /* the caller may update: no oracle */
+				/* the caller may update: no oracle */
+				cas__fail(rc, -KILN_EDENIED, why);
 			else
 				cas__refuse_forbidden(rc);
 			goto out;
@@ -98,10 +99,11 @@ void cas__api_policy_apply(struct reqctx *rc)
 			snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash "
 				 "%s of '%s' (someone else updated it: get it again)",
 				 p->predecessor ? p->predecessor : "null", old.hash, p->name);
-			cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:s,s:o,s:s}", "error", msg,
-						      "current", old.hash, "predecessor",
-						      p->predecessor ? json_string(p->predecessor) :
-						      json_null(), "request_id", rc->request_id));
+			cas__fail_json(rc, -KILN_ECONFLICT,
+				       json_pack("{s:s,s:s,s:o,s:s}", "error", msg, "current",
+						 old.hash, "predecessor",
+						 p->predecessor ? json_string(p->predecessor) :
+						 json_null(), "request_id", rc->request_id));
 			goto out;
 		}
 	} else if (p->predecessor) {
@@ -110,9 +112,10 @@ void cas__api_policy_apply(struct reqctx *rc)
 		cas__tx_rollback(rc);
 		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
 			 "predecessor: null to create it)", p->predecessor, p->name);
-		cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
-					      "predecessor", p->predecessor, "request_id",
-					      rc->request_id));
+		cas__fail_json(rc, -KILN_ECONFLICT,
+			       json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
+					 "predecessor", p->predecessor, "request_id",
+					 rc->request_id));
 		goto out;
 	}
 	canon = pol_canonical_text(p);
@@ -122,8 +125,8 @@ void cas__api_policy_apply(struct reqctx *rc)
 	row.canonical = canon;
 	row.owner = created ? rc->peer_id : old.owner;
 	row.version = created ? 1 : old.version + 1;
-	if (!canon || cs_policy_put(&s->st, &row) < 0 ||
-	    cs_audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
+	if (!canon || cas__policy_put(&s->st, &row) < 0 ||
+	    cas__audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
 			    p->name, json_pack("{s:s,s:s?,s:I}", "hash", p->hash, "predecessor",
 					       p->predecessor, "version",
 					       (json_int_t)row.version)) < 0 ||
@@ -141,36 +144,36 @@ void cas__api_policy_apply(struct reqctx *rc)
 out:
 	free(canon);
 	free(yaml);
-	cs_policy_free(&old);
+	cas__policy_free(&old);
 	pol_free(p);
-	cs_policy_unref(&s->st, cur);
+	cas__policy_unref(&s->st, cur);
 }
 
 /* Load a policy the caller may read (or update, with for_update). */
-static int load_visible(struct reqctx *rc, const char *name, bool for_update,
-			struct cs_policy *row, struct pol_policy **p)
+static int load_visible(struct cas__req *rc, const char *name, bool for_update,
+			struct cas__policy *row, struct pol_policy **p)
 {
 	struct kiln_err err = { 0 };
 	int ret;
 
 	*p = NULL;
-	if (!pol_name_valid(name) || cs_policy_get(&rc->s->st, name, row) < 0)
+	if (!pol_name_valid(name) || cas__policy_get(&rc->s->st, name, row) < 0)
 		return -ENOENT;
-	ret = cs_policy_parse(&rc->s->st, row, p, &err);
+	ret = cas__policy_parse(&rc->s->st, row, p, &err);
 	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
 			 pol_may_read(*p, row->owner, rc->peer_id))) {
-		cs_policy_unref(&rc->s->st, *p);
+		cas__policy_unref(&rc->s->st, *p);
 		*p = NULL;
-		cs_policy_free(row);
+		cas__policy_free(row);
 		return -ENOENT;
 	}
 	return 0;
 }
 
-void cas__api_policy_get(struct reqctx *rc)
+void cas__api_policy_get(struct cas__req *rc)
 {
 	const char *name = rc->args.name;
-	struct cs_policy row = { 0 };
+	struct cas__policy row = { 0 };
 	struct pol_policy *p = NULL;
 
 	if (!cas__need_identity(rc))
@@ -182,31 +185,31 @@ void cas__api_policy_get(struct reqctx *rc)
 	cas__reply_json(rc, 200, json_pack("{s:s,s:s,s:I,s:s,s:s}", "name", row.name, "hash",
 				      row.hash, "version", (json_int_t)row.version, "owner",
 				      row.owner, "yaml", row.yaml));
-	cs_policy_free(&row);
-	cs_policy_unref(&rc->s->st, p);
+	cas__policy_free(&row);
+	cas__policy_unref(&rc->s->st, p);
 }
 
 struct list_ctx {
-	struct reqctx *rc;
+	struct cas__req *rc;
 	json_t *arr;
 };
 
-static int list_cb(void *vctx, const struct cs_policy *row)
+static int list_cb(void *vctx, const struct cas__policy *row)
 {
 	struct list_ctx *lc = vctx;
 	struct pol_policy *p = NULL;
 	struct kiln_err err = { 0 };
 
-	if (cs_policy_parse(&lc->rc->s->st, row, &p, &err) == 0 &&
+	if (cas__policy_parse(&lc->rc->s->st, row, &p, &err) == 0 &&
 	    pol_may_read(p, row->owner, lc->rc->peer_id))
 		json_array_append_new(lc->arr, json_pack("{s:s,s:s,s:I}", "name", row->name,
 							 "hash", row->hash, "version",
 							 (json_int_t)row->version));
-	cs_policy_unref(&lc->rc->s->st, p);
+	cas__policy_unref(&lc->rc->s->st, p);
 	return 0;
 }
 
-void cas__api_policy_list(struct reqctx *rc)
+void cas__api_policy_list(struct cas__req *rc)
 {
 	struct list_ctx lc = { rc, json_array() };
 
@@ -214,7 +217,7 @@ void cas__api_policy_list(struct reqctx *rc)
 		json_decref(lc.arr);
 		return;
 	}
-	if (!lc.arr || cs_policy_each(&rc->s->st, list_cb, &lc) < 0) {
+	if (!lc.arr || cas__policy_each(&rc->s->st, list_cb, &lc) < 0) {
 		json_decref(lc.arr);
 		cas__fail(rc, -EIO, NULL);
 		return;
@@ -222,11 +225,11 @@ void cas__api_policy_list(struct reqctx *rc)
 	cas__reply_json(rc, 200, json_pack("{s:o}", "policies", lc.arr));
 }
 
-void cas__api_policy_delete(struct reqctx *rc)
+void cas__api_policy_delete(struct cas__req *rc)
 {
 	const char *name = rc->args.name;
-	struct cas_server *s = rc->s;
-	struct cs_policy row = { 0 };
+	struct cas__server *s = rc->s;
+	struct cas__policy row = { 0 };
 	struct pol_policy *p = NULL;
 
 	if (!cas__need_identity(rc))
@@ -240,8 +243,8 @@ void cas__api_policy_delete(struct reqctx *rc)
 		cas__refuse_forbidden(rc);
 		return;
 	}
-	if (cs_policy_delete(&s->st, name) < 0 ||
-	    cs_audit_append(&s->st, "policy.delete", rc->peer_id, name,
+	if (cas__policy_delete(&s->st, name) < 0 ||
+	    cas__audit_append(&s->st, "policy.delete", rc->peer_id, name,
 			    json_pack("{s:s,s:I}", "hash", row.hash, "version",
 				      (json_int_t)row.version)) < 0 ||
 	    cas__tx_release(rc) < 0) {
@@ -252,7 +255,7 @@ void cas__api_policy_delete(struct reqctx *rc)
 			 name, rc->peer_id, rc->request_id);
 		cas__reply_json(rc, 200, json_pack("{s:s}", "deleted", name));
 	}
-	cs_policy_free(&row);
-	cs_policy_unref(&s->st, p);
+	cas__policy_free(&row);
+	cas__policy_unref(&s->st, p);
 }
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-json_t *cas__tag_json(const struct cs_volume *v)
+json_t *cas__tag_json(const struct cas__volume *v)
 {
 	return json_pack("{s:I,s:o}", "committed", (json_int_t)v->committed, "prepared",
 			 v->prepared < 0 ? json_null() : json_integer(v->prepared));
@@ -16,11 +16,11 @@ json_t *cas__tag_json(const struct cs_volume *v)
 /* ---- volumes ---- */
 
 /* op: "tag", "prepare" or "commit" */
-static void volume(struct reqctx *rc, const char *op)
+static void volume(struct cas__req *rc, const char *op)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	const char *id = rc->args.id;
-	struct cs_volume v;
+	struct cas__volume v;
 	char *text;
 	size_t text_size = 0;
 	int64_t tag;
@@ -40,7 +40,7 @@ static void volume(struct reqctx *rc, const char *op)
 		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
-	if (cs_volume_by_id(&s->st, id, &v) < 0) {
+	if (cas__volume_by_id(&s->st, id, &v) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -ENOENT, "volume not found");
 		return;
@@ -52,7 +52,7 @@ static void volume(struct reqctx *rc, const char *op)
 		return;
 	}
 	text = cas__read_body(rc, &text_size);
-	if (!text || cas_tag_req_parse(text, text_size, &tag) < 0) {
+	if (!text || cas__tag_req_parse(text, text_size, &tag) < 0) {
 		cas__tx_rollback(rc);
 		free(text);
 		cas__fail(rc, -KILN_EFORMAT, "body must be {\"tag\": N} with N >= 1");
@@ -64,7 +64,7 @@ static void volume(struct reqctx *rc, const char *op)
 			ok = true; /* retry of the same prepare */
 		} else if (tag == v.committed + 1) {
 			v.prepared = tag;
-			ret = cs_volume_set_tags(&s->st, id, v.committed, v.prepared);
+			ret = cas__volume_set_tags(&s->st, id, v.committed, v.prepared);
 			ok = true;
 		} else {
 			ok = false;
@@ -75,7 +75,7 @@ static void volume(struct reqctx *rc, const char *op)
 		} else if (v.prepared == tag) {
 			v.committed = tag;
 			v.prepared = -1;
-			ret = cs_volume_set_tags(&s->st, id, v.committed, v.prepared);
+			ret = cas__volume_set_tags(&s->st, id, v.committed, v.prepared);
 			ok = true;
 		} else {
 			ok = false;
@@ -90,10 +90,11 @@ static void volume(struct reqctx *rc, const char *op)
 		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %s "
 			 "(prepare needs committed+1, commit needs the prepared tag)", op,
 			 (long long)tag, (long long)v.committed, prepared);
-		cas__fail_json(rc, -KILN_ECONFLICT, json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
-					      (json_int_t)v.committed, "prepared",
-					      v.prepared < 0 ? json_null() :
-					      json_integer(v.prepared)));
+		cas__fail_json(rc, -KILN_ECONFLICT,
+			       json_pack("{s:s,s:I,s:o}", "error", msg, "committed",
+					 (json_int_t)v.committed, "prepared",
+					 v.prepared < 0 ? json_null() :
+					 json_integer(v.prepared)));
 		return;
 	}
 	if (ret < 0 || cas__tx_release(rc) < 0) {
@@ -105,17 +106,17 @@ static void volume(struct reqctx *rc, const char *op)
 }
 
 
-void cas__api_volume_tag(struct reqctx *rc)
+void cas__api_volume_tag(struct cas__req *rc)
 {
 	volume(rc, "tag");
 }
 
-void cas__api_volume_prepare(struct reqctx *rc)
+void cas__api_volume_prepare(struct cas__req *rc)
 {
 	volume(rc, "prepare");
 }
 
-void cas__api_volume_commit(struct reqctx *rc)
+void cas__api_volume_commit(struct cas__req *rc)
 {
 	volume(rc, "commit");
 }

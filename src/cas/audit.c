@@ -52,7 +52,7 @@ static char *head_text(int64_t seq, const char *hash)
 	return text;
 }
 
-static int meta_put(struct cas_store *st, const char *k, const void *v, size_t size)
+static int meta_put(struct cas__store *st, const char *k, const void *v, size_t size)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -68,7 +68,7 @@ static int meta_put(struct cas_store *st, const char *k, const void *v, size_t s
 }
 
 /* *v malloc'd (NUL-terminated), -ENOENT when absent. */
-static int meta_get(struct cas_store *st, const char *k, uint8_t **v, size_t *size)
+static int meta_get(struct cas__store *st, const char *k, uint8_t **v, size_t *size)
 {
 	sqlite3_stmt *s = NULL;
 	int ret = -EIO, rc;
@@ -98,7 +98,7 @@ static int meta_get(struct cas_store *st, const char *k, uint8_t **v, size_t *si
 	return ret;
 }
 
-int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
+int cas__audit_append(struct cas__store *st, const char *kind, const char *actor,
 		    const char *subject, json_t *details)
 {
 	sqlite3_stmt *s = NULL;
@@ -112,7 +112,7 @@ int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
 
 	if (!details)
 		return -ENOMEM;
-	if (own_tx && cs_begin(st) < 0) {
+	if (own_tx && cas__store_begin(st) < 0) {
 		json_decref(details);
 		return -EIO;
 	}
@@ -135,7 +135,7 @@ int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
 		goto out;
 	}
 	if ((ret = hash_text(text, hash)) < 0 ||
-	    (ret = cx_sign(st->ca_key, hash, strlen(hash), &sig, &sig_size)) < 0)
+	    (ret = cas__x509_sign(st->ca_key, hash, strlen(hash), &sig, &sig_size)) < 0)
 		goto out;
 	ret = -EIO;
 	if (sqlite3_prepare_v2(st->db, "INSERT INTO audit(seq, time, kind, actor, subject, "
@@ -158,7 +158,7 @@ int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
 		ret = -ENOMEM;
 		goto out;
 	}
-	if ((ret = cx_sign(st->ca_key, head, strlen(head), &hsig, &hsig_size)) < 0 ||
+	if ((ret = cas__x509_sign(st->ca_key, head, strlen(head), &hsig, &hsig_size)) < 0 ||
 	    (ret = meta_put(st, "audit_head", head, strlen(head))) < 0 ||
 	    (ret = meta_put(st, "audit_head_sig", hsig, hsig_size)) < 0)
 		goto out;
@@ -166,10 +166,10 @@ int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
 out:
 	sqlite3_finalize(s);
 	if (own_tx) {
-		if (ret == 0 && cs_commit(st) < 0)
+		if (ret == 0 && cas__store_commit(st) < 0)
 			ret = -EIO;
 		if (ret < 0)
-			cs_rollback(st);
+			cas__store_rollback(st);
 	}
 	free(text);
 	free(dtext);
@@ -182,11 +182,11 @@ out:
 
 int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err)
 {
-	struct cas_store st;
+	struct cas__store st;
 	sqlite3_stmt *s = NULL;
 	int ret, rc;
 
-	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
 		return ret;
 	ret = -EIO;
@@ -217,13 +217,13 @@ int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err)
 	ret = 0;
 out:
 	sqlite3_finalize(s);
-	cs_close(&st);
+	cas__store_close(&st);
 	return ret;
 }
 
 int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 {
-	struct cas_store st;
+	struct cas__store st;
 	sqlite3_stmt *s = NULL;
 	char prev[CAS_ID_SIZE] = GENESIS, hash[CAS_ID_SIZE];
 	EVP_PKEY *pub;
@@ -234,7 +234,7 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 	int ret, rc;
 
 	*count = 0;
-	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
 		return ret;
 	pub = X509_get0_pubkey(st.ca_cert);
@@ -287,7 +287,7 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 					   "not match its hash (edited)", (long long)seq);
 			goto out;
 		}
-		if (cx_verify(pub, row_hash, strlen(row_hash), sqlite3_column_blob(s, 8),
+		if (cas__x509_verify(pub, row_hash, strlen(row_hash), sqlite3_column_blob(s, 8),
 			      (size_t)sqlite3_column_bytes(s, 8)) < 0) {
 			ret = kiln_err_set(err, -KILN_ESIG, "audit entry %lld: signature does not "
 					   "verify with the CAS key", (long long)seq);
@@ -312,7 +312,7 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 		ret = kiln_err_set(err, -KILN_ECORRUPT, "audit head is missing");
 		goto out;
 	}
-	if (cx_verify(pub, head, head_size, hsig, hsig_size) < 0) {
+	if (cas__x509_verify(pub, head, head_size, hsig, hsig_size) < 0) {
 		ret = kiln_err_set(err, -KILN_ESIG, "audit head signature does not verify");
 		goto out;
 	}
@@ -329,6 +329,6 @@ out:
 	free(head);
 	free(hsig);
 	sqlite3_finalize(s);
-	cs_close(&st);
+	cas__store_close(&st);
 	return ret;
 }

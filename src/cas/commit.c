@@ -39,15 +39,15 @@ static void answer_list(struct cas__conn *c)
 /* The batch ended (store_lock held; commit_busy still set, so the caller owns the
  * store connection): hand every loop its answers and its parked requests. All
  * pending answers belong to this batch: none are added while commit_busy. */
-static void end_batch(struct cas_server *s, int commit_rc)
+static void end_batch(struct cas__server *s, int commit_rc)
 {
 	if (commit_rc < 0) {
 		kiln_log(KILN_LOG_ERROR, "store commit failed", "error=\"%s\"",
 			 sqlite3_errmsg(s->st.db));
-		cs_rollback(&s->st);
+		cas__store_rollback(&s->st);
 	}
 	for (size_t i = 0; i < s->n_loops; i++) {
-		struct cas_loop *l = &s->loops[i];
+		struct cas__loop *l = &s->loops[i];
 		bool work = l->pending || l->parked;
 
 		for (struct cas__conn *c = l->pending; c; c = c->wait_next)
@@ -77,8 +77,8 @@ static void end_batch(struct cas_server *s, int commit_rc)
 /* The committer made this loop's answers and parked requests ready. */
 void cas__on_wake(evutil_socket_t fd, short what, void *arg)
 {
-	struct cas_loop *l = arg;
-	struct cas_server *s = l->s;
+	struct cas__loop *l = arg;
+	struct cas__server *s = l->s;
 	struct cas__conn *done, *c, *next;
 
 	pthread_mutex_lock(&s->store_lock);
@@ -104,7 +104,7 @@ void cas__on_wake(evutil_socket_t fd, short what, void *arg)
  * doing TLS handshakes meanwhile; requests that need the store wait (parked). */
 void *cas__committer(void *arg)
 {
-	struct cas_server *s = arg;
+	struct cas__server *s = arg;
 
 	pthread_mutex_lock(&s->store_lock);
 	for (;;) {
@@ -114,7 +114,7 @@ void *cas__committer(void *arg)
 			break;
 		s->commit_requested = false;
 		pthread_mutex_unlock(&s->store_lock);
-		int rc = cs_commit(&s->st); /* commit_busy: the connection is ours */
+		int rc = cas__store_commit(&s->st); /* commit_busy: the connection is ours */
 
 		pthread_mutex_lock(&s->store_lock);
 		end_batch(s, rc);
@@ -127,8 +127,8 @@ void *cas__committer(void *arg)
  * on that turn of its loop (and on the other loops meanwhile) is in the batch. */
 void cas__on_commit(evutil_socket_t fd, short what, void *arg)
 {
-	struct cas_loop *l = arg;
-	struct cas_server *s = l->s;
+	struct cas__loop *l = arg;
+	struct cas__server *s = l->s;
 
 	pthread_mutex_lock(&s->store_lock);
 	if (s->batch_open && !s->commit_busy) {
@@ -142,14 +142,14 @@ void cas__on_commit(evutil_socket_t fd, short what, void *arg)
 /* At shutdown, once the loops have stopped: let the COMMIT in flight end, commit
  * the open batch here, and queue the answers (best effort: the connections are
  * freed next). */
-void cas__flush_batch(struct cas_server *s)
+void cas__flush_batch(struct cas__server *s)
 {
 	pthread_mutex_lock(&s->store_lock);
 	while (s->commit_busy && s->committer_started)
 		pthread_cond_wait(&s->commit_cond, &s->store_lock);
 	if (s->batch_open) {
 		s->commit_busy = true;
-		end_batch(s, cs_commit(&s->st));
+		end_batch(s, cas__store_commit(&s->st));
 	}
 	s->commit_quit = true;
 	pthread_cond_broadcast(&s->commit_cond);
@@ -159,7 +159,7 @@ void cas__flush_batch(struct cas_server *s)
 		s->committer_started = false;
 	}
 	for (size_t i = 0; i < s->n_loops; i++) {
-		struct cas_loop *l = &s->loops[i];
+		struct cas__loop *l = &s->loops[i];
 
 		answer_list(l->done);
 		l->done = NULL;
@@ -173,7 +173,7 @@ void cas__flush_batch(struct cas_server *s)
 
 /* Park the connection's request on its loop until the running COMMIT ends
  * (store_lock held). */
-void cas__park_locked(struct cas_loop *l, struct cas__conn *c)
+void cas__park_locked(struct cas__loop *l, struct cas__conn *c)
 {
 	c->wait_next = NULL;
 	*l->parked_tail = c;
@@ -184,9 +184,9 @@ void cas__park_locked(struct cas_loop *l, struct cas__conn *c)
  * the request (true; cas__handle releases it), or park the request while a
  * COMMIT runs (false: it is dispatched again from the start when the COMMIT
  * ends). */
-bool cas__store_enter(struct reqctx *rc)
+bool cas__store_enter(struct cas__req *rc)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 
 	pthread_mutex_lock(&s->store_lock);
 	if (!s->commit_busy) {
@@ -199,13 +199,13 @@ bool cas__store_enter(struct reqctx *rc)
 	return false;
 }
 
-int cas__tx_begin(struct reqctx *rc)
+int cas__tx_begin(struct cas__req *rc)
 {
-	struct cas_server *s = rc->s;
+	struct cas__server *s = rc->s;
 	struct timeval zero = { 0, 0 };
 
 	if (!s->batch_open) {
-		if (cs_begin(&s->st) < 0)
+		if (cas__store_begin(&s->st) < 0)
 			return -EIO;
 		s->batch_open = true;
 		evtimer_add(rc->loop->commit_ev, &zero);
@@ -215,13 +215,13 @@ int cas__tx_begin(struct reqctx *rc)
 	return 0;
 }
 
-void cas__tx_rollback(struct reqctx *rc)
+void cas__tx_rollback(struct cas__req *rc)
 {
 	(void)sqlite3_exec(rc->s->st.db, "ROLLBACK TO req; RELEASE req", NULL, NULL, NULL);
 }
 
 /* Keep this request's writes in the batch; its answer waits for the COMMIT. */
-int cas__tx_release(struct reqctx *rc)
+int cas__tx_release(struct cas__req *rc)
 {
 	if (sqlite3_exec(rc->s->st.db, "RELEASE req", NULL, NULL, NULL) != SQLITE_OK)
 		return -EIO;

@@ -78,8 +78,8 @@ static void request_clear(struct cas__conn *c)
 
 static void conn_free(struct cas__conn *c)
 {
-	struct cas_loop *l = c->loop;
-	struct cas_server *s = l->s;
+	struct cas__loop *l = c->loop;
+	struct cas__server *s = l->s;
 
 	if (c->deadline)
 		event_free(c->deadline);
@@ -172,7 +172,7 @@ void cas__http_send(struct cas__conn *c, int code, const char *ctype, char *body
  * (A protocol error leaves the stream position unknown.) */
 static void refuse(struct cas__conn *c, int code, const char *why)
 {
-	struct cas_server *s = c->loop->s;
+	struct cas__server *s = c->loop->s;
 	json_t *j;
 	char *body;
 	uint8_t rid[8];
@@ -187,7 +187,7 @@ static void refuse(struct cas__conn *c, int code, const char *why)
 		conn_free(c);
 		return;
 	}
-	metrics_request(&s->m, "other", code, 0);
+	cas__metrics_request(&s->m, "other", code, 0);
 	kiln_log(KILN_LOG_WARN, "request refused", "status=%d reason=\"%s\" addr=%s "
 		 "request_id=%s", code, why, c->addr, c->rc.request_id);
 	c->close_after = true;
@@ -211,7 +211,7 @@ static void dispatch(struct cas__conn *c)
  * gone). */
 static bool take_head(struct cas__conn *c, struct evbuffer *in, size_t size)
 {
-	struct cas_server *s = c->loop->s;
+	struct cas__server *s = c->loop->s;
 	const char *why;
 	int status;
 
@@ -367,8 +367,8 @@ static void peer_address(const struct sockaddr *sa, char *out, size_t size)
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		      int socklen, void *arg)
 {
-	struct cas_loop *l = arg;
-	struct cas_server *s = l->s;
+	struct cas__loop *l = arg;
+	struct cas__server *s = l->s;
 	char key[CAS_CLIENT_KEY_SIZE];
 	struct cas__conn *c = calloc(1, sizeof(*c));
 	SSL *ssl = NULL;
@@ -410,7 +410,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 		conn_free(c);
 		return;
 	}
-	metrics_connection(&s->m);
+	cas__metrics_connection(&s->m);
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -423,7 +423,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
  * loop's listener; connections finishing or timing out free descriptors. */
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
-	struct cas_loop *l = arg;
+	struct cas__loop *l = arg;
 	int e = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
 
@@ -437,12 +437,12 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
-	struct cas_loop *l = arg;
+	struct cas__loop *l = arg;
 
 	evconnlistener_enable(l->listener);
 }
 
-int cas__http_loop_start(struct cas_loop *l, int listen_fd)
+int cas__http_loop_start(struct cas__loop *l, int listen_fd)
 {
 	int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
 
@@ -461,7 +461,7 @@ int cas__http_loop_start(struct cas_loop *l, int listen_fd)
 	return 0;
 }
 
-void cas__http_loop_stop(struct cas_loop *l)
+void cas__http_loop_stop(struct cas__loop *l)
 {
 	if (l->listener)
 		evconnlistener_free(l->listener);

@@ -15,67 +15,69 @@
 
 /* ---- x509.c ---- */
 /* alg: "p256", "p384", "ed25519", "rsa3072". *out owned by the caller. */
-int cx_keygen(const char *alg, EVP_PKEY **out);
+int cas__x509_keygen(const char *alg, EVP_PKEY **out);
 /* Make a certificate for key, signed by issuer_key (self-signed when issuer is
  * NULL). sans: DNS names and IP addresses (detected by inet_pton). */
-int cx_make_cert(EVP_PKEY *key, const char *cn, unsigned days, bool ca,
+int cas__x509_make_cert(EVP_PKEY *key, const char *cn, unsigned days, bool ca,
 		 char *const *dns, size_t n_dns, char *const *ip, size_t n_ip, X509 *issuer,
 		 EVP_PKEY *issuer_key, X509 **out);
 /* PEM/DER encodings, malloc'd, owned by the caller (wipe private keys). */
-int cx_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size);
-int cx_key_der(EVP_PKEY *key, uint8_t **out, size_t *size);
-int cx_cert_pem(X509 *cert, char **out, size_t *size);
-int cx_cert_der(X509 *cert, uint8_t **out, size_t *size);
-int cx_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE]);
+int cas__x509_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size);
+int cas__x509_key_der(EVP_PKEY *key, uint8_t **out, size_t *size);
+int cas__x509_cert_pem(X509 *cert, char **out, size_t *size);
+int cas__x509_cert_der(X509 *cert, uint8_t **out, size_t *size);
+int cas__x509_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE]);
 /* DER SubjectPublicKeyInfo of a certificate (OPENSSL_free); returns its size or
  * <= 0 on failure. */
-int cx_cert_spki_der(X509 *cert, unsigned char **der);
+int cas__x509_cert_spki_der(X509 *cert, unsigned char **der);
 /* ECDSA/EdDSA/RSA signature over data with SHA-256 (DER), malloc'd. */
-int cx_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, size_t *sig_size);
-int cx_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,
+int cas__x509_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, size_t *sig_size);
+int cas__x509_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,
 	      size_t sig_size);
 
 /* ---- store.c: SQLite (WAL, synchronous=FULL) ---- */
-struct cas_store {
+struct cas__store {
 	sqlite3 *db;
 	uint8_t master[KC_AEAD_KEY_SIZE];
 	EVP_PKEY *ca_key;
 	X509 *ca_cert;
 	char dir[512];
-	struct cs_polcache *pc; /* parsed policies by hash (polcache.c), owned */
+	struct cas__polcache *pc; /* parsed policies by hash (polcache.c), owned */
 };
 
 /* Open (and create) the data dir: master key, CA, store. Never regenerates a
  * missing master key or CA when a store exists. */
-int cs_open(struct cas_store *st, const char *dir, bool create, struct kiln_err *err);
-void cs_close(struct cas_store *st);
+int cas__store_open(struct cas__store *st, const char *dir, bool create, struct kiln_err *err);
+void cas__store_close(struct cas__store *st);
 /* A second, read-only connection to st's database in *rd (only rd->db and rd->dir
- * are set; cs_close releases it). In WAL mode it reads the last committed state
+ * are set; cas__store_close releases it). In WAL mode it reads the last committed state
  * without waiting for st's open transaction or its COMMIT. */
-int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln_err *err);
-int cs_begin(struct cas_store *st);
-int cs_commit(struct cas_store *st);
-void cs_rollback(struct cas_store *st);
+int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd,
+			   struct kiln_err *err);
+int cas__store_begin(struct cas__store *st);
+int cas__store_commit(struct cas__store *st);
+void cas__store_rollback(struct cas__store *st);
 
-struct cs_policy {
+struct cas__policy {
 	char *name, *hash, *yaml, *canonical, *owner;
 	int64_t version;
 };
-void cs_policy_free(struct cs_policy *p);
+void cas__policy_free(struct cas__policy *p);
 /* 0 and *out filled, -ENOENT, or another negative code. */
-int cs_policy_get(struct cas_store *st, const char *name, struct cs_policy *out);
-int cs_policy_put(struct cas_store *st, const struct cs_policy *p);
-int cs_policy_delete(struct cas_store *st, const char *name);
+int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy *out);
+int cas__policy_put(struct cas__store *st, const struct cas__policy *p);
+int cas__policy_delete(struct cas__store *st, const char *name);
 /* Calls cb for every policy (name order); cb returning non-zero stops. */
-int cs_policy_each(struct cas_store *st, int (*cb)(void *, const struct cs_policy *), void *ctx);
+int cas__policy_each(struct cas__store *st, int (*cb)(void *, const struct cas__policy *),
+		     void *ctx);
 
 /* Secrets: plaintext value handed back malloc'd (caller wipes + frees). */
-int cs_secret_get(struct cas_store *st, const char *session, const char *name, char **spec,
+int cas__secret_get(struct cas__store *st, const char *session, const char *name, char **spec,
 		  uint8_t **value, size_t *size);
-int cs_secret_put(struct cas_store *st, const char *session, const char *name,
+int cas__secret_put(struct cas__store *st, const char *session, const char *name,
 		  const char *spec, const uint8_t *value, size_t size);
 
-struct cs_volume {
+struct cas__volume {
 	char id[33];
 	uint8_t key[32];
 	int64_t committed;
@@ -84,48 +86,48 @@ struct cs_volume {
 	char name[80];
 };
 /* Get the volume (session, name), creating it (random id and key) if new. */
-int cs_volume_get_or_create(struct cas_store *st, const char *session, const char *name,
-			    struct cs_volume *out);
-int cs_volume_by_id(struct cas_store *st, const char *id, struct cs_volume *out);
-int cs_volume_set_tags(struct cas_store *st, const char *id, int64_t committed,
+int cas__volume_get_or_create(struct cas__store *st, const char *session, const char *name,
+			    struct cas__volume *out);
+int cas__volume_by_id(struct cas__store *st, const char *id, struct cas__volume *out);
+int cas__volume_set_tags(struct cas__store *st, const char *id, int64_t committed,
 		       int64_t prepared);
 
-int cs_las_add(struct cas_store *st, const char *id, const char *pem);
+int cas__las_add(struct cas__store *st, const char *id, const char *pem);
 /* Trusted LAS certificates: *pems is a NULL-terminated malloc'd array. */
-int cs_las_list(struct cas_store *st, char ***pems, size_t *n);
-void cs_strv_free(char **v);
+int cas__las_list(struct cas__store *st, char ***pems, size_t *n);
+void cas__strv_free(char **v);
 /* Hardware-TEE trust (kiln cas trust-collateral / trust-amd-chain): rows (id, tee,
  * data). sgx/tdx: id "collateral:<tee>", data = the collateral JSON (one per tee,
  * replaced); snp: id "amd:<sha256 of data>", data = PEM certificates. _list gives
- * the data of every row for tee, a NULL-terminated malloc'd array (cs_strv_free). */
-int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data);
-int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n);
+ * the data of every row for tee, a NULL-terminated malloc'd array (cas__strv_free). */
+int cas__tee_trust_add(struct cas__store *st, const char *id, const char *tee, const char *data);
+int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, size_t *n);
 
 /* Namespaces (kiln cas namespace): policies named "NAME/..." may be created only
  * by the identities in owners (space-separated "sha256:<hex>"). _get: 0 with
  * *owners malloc'd (the caller frees), -ENOENT when NAME is not registered. */
-int cs_namespace_set(struct cas_store *st, const char *name, const char *owners);
-int cs_namespace_delete(struct cas_store *st, const char *name);
-int cs_namespace_get(struct cas_store *st, const char *name, char **owners);
+int cas__namespace_set(struct cas__store *st, const char *name, const char *owners);
+int cas__namespace_delete(struct cas__store *st, const char *name);
+int cas__namespace_get(struct cas__store *st, const char *name, char **owners);
 
 /* ---- audit.c ---- */
 /* Append one entry (inside the caller's transaction when there is one).
  * Takes ownership of details (NULL is -ENOMEM, for json_pack failures). */
-int cs_audit_append(struct cas_store *st, const char *kind, const char *actor,
+int cas__audit_append(struct cas__store *st, const char *kind, const char *actor,
 		    const char *subject, json_t *details);
 
 /* ---- secrets.c ---- */
 /* A secret of another policy released through an import: audited under the
  * exporting policy too. */
-struct cas_release {
+struct cas__release {
 	char exporter[160];
 	char exporter_hash[POL_HASH_STR_SIZE];
 	char secret[72];
 	char importer[160]; /* the policy that imported it (the last hop) */
 };
 
-struct cas_secret_ctx {
-	struct cas_store *st;
+struct cas__secret_ctx {
+	struct cas__store *st;
 	const struct pol_policy *policy;
 	const char *owner;    /* the policy's owner identity */
 	const json_t *host;   /* launcher-supplied values, may be NULL */
@@ -133,26 +135,26 @@ struct cas_secret_ctx {
 	const json_t *claims; /* the attestation's claims: exporters' rules apply */
 	/* out */
 	const char *label;    /* "export_refused" when an exporter refused */
-	struct cas_release releases[64]; /* more are refused: each release is audited */
+	struct cas__release releases[64]; /* more are refused: each release is audited */
 	size_t n_releases;
 };
 /* Resolver for pol_substitute over the store (generates on first use). */
-int cas_secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
+int cas__secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 		       uint8_t **out, size_t *out_size, struct kiln_err *err);
 
 /* ---- polcache.c: parsed policies by hash ----
  * The parsed form of a stored policy row, from st's cache (GET, list rows and
  * attestations do not parse the YAML again). *out is a reference: give it back
- * with cs_policy_unref (never pol_free); it is never changed. */
-int cs_policy_parse(struct cas_store *st, const struct cs_policy *row,
+ * with cas__policy_unref (never pol_free); it is never changed. */
+int cas__policy_parse(struct cas__store *st, const struct cas__policy *row,
 		    struct pol_policy **out, struct kiln_err *err);
-void cs_policy_unref(struct cas_store *st, struct pol_policy *p);
-/* At cs_close. */
-void cs_polcache_free(struct cas_store *st);
+void cas__policy_unref(struct cas__store *st, struct pol_policy *p);
+/* At cas__store_close. */
+void cas__polcache_free(struct cas__store *st);
 
 /* Load the current parsed policy of a session: *out is a reference (give it back
- * with cs_policy_unref). owner (may be NULL) receives its owner identity. */
-int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
+ * with cas__policy_unref). owner (may be NULL) receives its owner identity. */
+int cas__policy_load(struct cas__store *st, const char *name, struct pol_policy **out,
 		    char owner[CAS_ID_SIZE], struct kiln_err *err);
 
 /* ---- nonces.c: attestation nonces, bounded per client ---- */
@@ -249,10 +251,10 @@ size_t cas__grants_of(struct cas__grant_table *t, const char *session);
 #define CAS_HTTP_MAX_BODY (1u << 20)
 #define CAS_HTTP_MAX_FIELDS 100
 
-enum cas_http_method { CAS_HTTP_GET = 1, CAS_HTTP_POST, CAS_HTTP_DELETE };
+enum cas__http_method { CAS_HTTP_GET = 1, CAS_HTTP_POST, CAS_HTTP_DELETE };
 
 struct cas__http_head {
-	enum cas_http_method method;
+	enum cas__http_method method;
 	char *path;              /* into the parsed text: "/...", query cut off */
 	int minor;               /* HTTP/1.minor */
 	uint64_t content_length; /* 0 without a Content-Length */
@@ -268,7 +270,7 @@ struct cas__http_head {
 int cas__http_parse_head(char *text, size_t size, struct cas__http_head *h, const char **why);
 
 /* ---- request.c: validation of JSON request bodies (fuzzed) ---- */
-struct cas_attest_req {
+struct cas__attest_req {
 	const char *session, *service, *tee, *evidence_b64; /* borrowed from body */
 	const char *workload_measurement; /* hardware TEEs only; NULL when absent */
 	uint8_t nonce[32];
@@ -277,10 +279,10 @@ struct cas_attest_req {
 	json_t *body;       /* owned: json_decref */
 };
 /* 0, or -KILN_EFORMAT with err naming what is wrong. */
-int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *out,
+int cas__attest_req_parse(const char *text, size_t size, struct cas__attest_req *out,
 			 struct kiln_err *err);
 /* {"tag": N} with 1 <= N; -KILN_EFORMAT otherwise. */
-int cas_tag_req_parse(const char *text, size_t size, int64_t *tag);
+int cas__tag_req_parse(const char *text, size_t size, int64_t *tag);
 
 #define N_LAT_BUCKETS 12
 
@@ -291,7 +293,7 @@ struct metric_count {
 };
 
 /* lock guards every field: metrics are bumped from every event loop. */
-struct cas_metrics {
+struct cas__metrics {
 	pthread_mutex_t lock;
 	struct metric_count req[128];
 	size_t n_req;
@@ -325,9 +327,9 @@ struct cas__route_args {
 
 /* One request's context for the handlers; in its connection, made anew each
  * time the request is dispatched (again, after being parked). */
-struct reqctx {
-	struct cas_server *s;
-	struct cas_loop *loop;    /* the loop (thread) that owns conn */
+struct cas__req {
+	struct cas__server *s;
+	struct cas__loop *loop;    /* the loop (thread) that owns conn */
 	struct cas__conn *conn;
 	uint64_t start_ns;
 	const char *route;        /* its route's template (the metrics label) */
@@ -361,7 +363,7 @@ enum cas__conn_state {
  * may sit in one of the loop's wait lists; a peer that leaves then only marks it
  * dead, and whoever takes it off the list frees it. */
 struct cas__conn {
-	struct cas_loop *loop;
+	struct cas__loop *loop;
 	struct bufferevent *bev;      /* TLS, owns the socket; NULL once dead */
 	struct event *deadline;
 	enum cas__conn_state state;
@@ -375,7 +377,7 @@ struct cas__conn {
 	char *head_buf;               /* owned: head.path points into it */
 	char *body;                   /* owned, wiped at free */
 	size_t body_size;
-	struct reqctx rc;
+	struct cas__req rc;
 	struct cas__conn *wait_next;  /* in a wait list of the loop */
 	struct cas__conn *prev, *next; /* l->conns */
 };
@@ -385,8 +387,8 @@ struct cas__conn {
  * The wait lists are filled and emptied under the server's store_lock (the
  * committer thread moves them at the end of a batch); the loop answers them on its
  * thread. */
-struct cas_loop {
-	struct cas_server *s;
+struct cas__loop {
+	struct cas__server *s;
 	size_t index;
 	struct event_base *base;
 	struct evconnlistener *listener;
@@ -421,11 +423,11 @@ struct cas_loop {
  * - grants.lock: the grant table, grants.c.
  * - m.lock: the metrics.
  * - conn_lock: conn_caps (connections per address, counted across loops). */
-struct cas_server {
+struct cas__server {
 	SSL_CTX *ssl;
-	struct cas_store st;
+	struct cas__store st;
 	time_t evidence_at;          /* cas_serve_opts.evidence_at: 0 = now */
-	struct cas_loop loops[MAX_LOOPS];
+	struct cas__loop loops[MAX_LOOPS];
 	size_t n_loops;
 	int listen_fd;
 	struct event *sig_term, *sig_int, *sweep; /* on loops[0] */
@@ -433,7 +435,7 @@ struct cas_server {
 	struct cas__nonce_table nonces;
 	struct cas__grant_table grants;
 
-	struct cas_metrics m;
+	struct cas__metrics m;
 	struct cas__limits lim;      /* read-only after start */
 
 	pthread_mutex_t conn_lock;
@@ -442,7 +444,7 @@ struct cas_server {
 	/* reader_lock: rd, a read-only connection to the store for what an attestation
 	 * reads before it needs the store (trusted LAS keys, collateral, AMD chains). */
 	pthread_mutex_t reader_lock;
-	struct cas_store rd;
+	struct cas__store rd;
 
 	pthread_mutex_t store_lock;
 	bool batch_open;             /* a write transaction collects requests */
@@ -456,10 +458,10 @@ struct cas_server {
 
 /* ---- http.c: connections, HTTP/1.1 framing, deadlines, accept ---- */
 /* Start accepting on a dup of the listening socket fd (closed with the loop). */
-int cas__http_loop_start(struct cas_loop *l, int listen_fd);
+int cas__http_loop_start(struct cas__loop *l, int listen_fd);
 /* Stop accepting and free every connection of the loop (its wait lists must be
  * empty: after flush_batch). */
-void cas__http_loop_stop(struct cas_loop *l);
+void cas__http_loop_stop(struct cas__loop *l);
 /* Answer the connection's request: takes body (malloc'd; wiped and freed once
  * written). A dead connection is freed instead. On the loop's thread, holding no
  * lock. */
@@ -470,26 +472,26 @@ void cas__http_drop(struct cas__conn *c);
 /* route.c: handle the connection's complete request (c->head, c->body). */
 void cas__handle(struct cas__conn *c);
 
-void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds);
-void metrics_refused(struct cas_metrics *m, const char *label);
-void metrics_attest_ok(struct cas_metrics *m);
-void metrics_connection(struct cas_metrics *m);
+void cas__metrics_request(struct cas__metrics *m, const char *route, int code, double seconds);
+void cas__metrics_refused(struct cas__metrics *m, const char *label);
+void cas__metrics_attest_ok(struct cas__metrics *m);
+void cas__metrics_connection(struct cas__metrics *m);
 /* Prometheus text; malloc'd. */
-char *metrics_render(struct cas_metrics *m);
+char *cas__metrics_render(struct cas__metrics *m);
 
 /* ---- route.c: the route table, the answers, the failure -> status map ----
  * The answer helpers take the answer (body owned by them) and keep it in rc
  * until cas__handle sends it with the locks released; while a write batch is
  * open an answer of a request that used the store waits for the COMMIT. */
 struct cas__route {
-	enum cas_http_method method; /* 0: any */
+	enum cas__http_method method; /* 0: any */
 	const char *path;            /* template: "/v1/policies/{name}" (docs/api.md) */
 	bool store;                  /* the handler runs under store_lock */
-	void (*fn)(struct reqctx *rc);
+	void (*fn)(struct cas__req *rc);
 };
 /* The route for method and path (its parameters in args), or NULL; then
  * *other_method is a route of that path for another method (405), if any. */
-const struct cas__route *cas__route_find(enum cas_http_method method, const char *path,
+const struct cas__route *cas__route_find(enum cas__http_method method, const char *path,
 					 struct cas__route_args *args,
 					 const struct cas__route **other_method);
 /* The one mapping from an error code (-errno, -KILN_E*) to an HTTP status: 500
@@ -497,52 +499,52 @@ const struct cas__route *cas__route_find(enum cas_http_method method, const char
 int cas__http_status(int err);
 /* Answer a failure: the status from cas__http_status(err); msg NULL: the
  * mapping's own message for err. */
-void cas__fail(struct reqctx *rc, int err, const char *msg);
+void cas__fail(struct cas__req *rc, int err, const char *msg);
 /* The same with a body of the handler's own (it carries more than a message). */
-void cas__fail_json(struct reqctx *rc, int err, json_t *body);
+void cas__fail_json(struct cas__req *rc, int err, json_t *body);
 /* A successful answer (2xx). */
-void cas__reply_json(struct reqctx *rc, int code, json_t *body);
+void cas__reply_json(struct cas__req *rc, int code, json_t *body);
 /* Send the kept answer (or a 500 when !ok: its batch did not commit); the
  * connection may be gone afterwards. */
-void cas__send_stashed(struct reqctx *rc, bool ok);
+void cas__send_stashed(struct cas__req *rc, bool ok);
 /* A NUL-terminated copy of the request body (the caller frees it). */
-char *cas__read_body(struct reqctx *rc, size_t *size);
+char *cas__read_body(struct cas__req *rc, size_t *size);
 /* True when the request has a client certificate; else answers 401. */
-bool cas__need_identity(struct reqctx *rc);
+bool cas__need_identity(struct cas__req *rc);
 /* 403 "not allowed or not found": the same for a missing and a hidden policy. */
-void cas__refuse_forbidden(struct reqctx *rc);
+void cas__refuse_forbidden(struct cas__req *rc);
 
 /* ---- commit.c: group commit and transactions ---- */
 void *cas__committer(void *arg);                               /* the thread */
 void cas__on_commit(evutil_socket_t fd, short what, void *arg); /* loop's timer */
 void cas__on_wake(evutil_socket_t fd, short what, void *arg);   /* loop's wake event */
 /* At shutdown, once the loops have stopped: commit what is open, send answers. */
-void cas__flush_batch(struct cas_server *s);
+void cas__flush_batch(struct cas__server *s);
 /* Park the connection's request until the running COMMIT ends (store_lock held). */
-void cas__park_locked(struct cas_loop *l, struct cas__conn *c);
+void cas__park_locked(struct cas__loop *l, struct cas__conn *c);
 /* For a handler that starts without the store: take store_lock for the rest of
  * the request (true), or park the request while a COMMIT runs (false: it is
  * dispatched again from the start afterwards). */
-bool cas__store_enter(struct reqctx *rc);
+bool cas__store_enter(struct cas__req *rc);
 /* The request's writes: a SAVEPOINT in the open batch (opened, and its COMMIT
  * asked for at the next turn of the loop, when there is none). _release keeps
  * them (the answer then waits for the COMMIT), _rollback undoes them. */
-int cas__tx_begin(struct reqctx *rc);
-void cas__tx_rollback(struct reqctx *rc);
-int cas__tx_release(struct reqctx *rc);
+int cas__tx_begin(struct cas__req *rc);
+void cas__tx_rollback(struct cas__req *rc);
+int cas__tx_release(struct cas__req *rc);
 
 /* ---- the API handlers (api_policy.c, api_attest.c, api_volume.c) ---- */
 /* Each is a route's handler (route.c); a path parameter is in rc->args. */
-void cas__api_policy_apply(struct reqctx *rc);
-void cas__api_policy_list(struct reqctx *rc);
-void cas__api_policy_get(struct reqctx *rc);
-void cas__api_policy_delete(struct reqctx *rc);
-void cas__api_nonce(struct reqctx *rc);
-void cas__api_attest(struct reqctx *rc);
-void cas__api_volume_tag(struct reqctx *rc);
-void cas__api_volume_prepare(struct reqctx *rc);
-void cas__api_volume_commit(struct reqctx *rc);
+void cas__api_policy_apply(struct cas__req *rc);
+void cas__api_policy_list(struct cas__req *rc);
+void cas__api_policy_get(struct cas__req *rc);
+void cas__api_policy_delete(struct cas__req *rc);
+void cas__api_nonce(struct cas__req *rc);
+void cas__api_attest(struct cas__req *rc);
+void cas__api_volume_tag(struct cas__req *rc);
+void cas__api_volume_prepare(struct cas__req *rc);
+void cas__api_volume_commit(struct cas__req *rc);
 /* {"committed": N, "prepared": N or null} */
-json_t *cas__tag_json(const struct cs_volume *v);
+json_t *cas__tag_json(const struct cas__volume *v);
 
 #endif

@@ -25,7 +25,7 @@ static void bump(struct metric_count *arr, size_t *n, size_t cap, const char *la
 	(*n)++;
 }
 
-void metrics_request(struct cas_metrics *m, const char *route, int code, double seconds)
+void cas__metrics_request(struct cas__metrics *m, const char *route, int code, double seconds)
 {
 	size_t i = 0;
 
@@ -39,28 +39,28 @@ void metrics_request(struct cas_metrics *m, const char *route, int code, double 
 	pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_refused(struct cas_metrics *m, const char *label)
+void cas__metrics_refused(struct cas__metrics *m, const char *label)
 {
 	pthread_mutex_lock(&m->lock);
 	bump(m->refused, &m->n_refused, KILN_ARRAY_SIZE(m->refused), label, 0);
 	pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_attest_ok(struct cas_metrics *m)
+void cas__metrics_attest_ok(struct cas__metrics *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->attest_ok++;
 	pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_connection(struct cas_metrics *m)
+void cas__metrics_connection(struct cas__metrics *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->connections++;
 	pthread_mutex_unlock(&m->lock);
 }
 
-char *metrics_render(struct cas_metrics *m)
+char *cas__metrics_render(struct cas__metrics *m)
 {
 	char *buf = NULL;
 	size_t size = 0;

@@ -17,18 +17,18 @@
 
 #define CS_POLCACHE_SIZE 256
 
-struct cs_polcache_ent {
+struct cas__polcache_ent {
 	struct pol_policy *p; /* owned; NULL: free slot */
 	unsigned refs;
 	bool used;            /* looked up since the clock hand last passed */
 };
 
-struct cs_polcache {
-	struct cs_polcache_ent ent[CS_POLCACHE_SIZE];
+struct cas__polcache {
+	struct cas__polcache_ent ent[CS_POLCACHE_SIZE];
 	size_t hand;
 };
 
-static struct cs_polcache_ent *find(struct cs_polcache *pc, const char *hash)
+static struct cas__polcache_ent *find(struct cas__polcache *pc, const char *hash)
 {
 	for (size_t i = 0; i < CS_POLCACHE_SIZE; i++)
 		if (pc->ent[i].p && !strcmp(pc->ent[i].p->hash, hash))
@@ -38,10 +38,10 @@ static struct cs_polcache_ent *find(struct cs_polcache *pc, const char *hash)
 
 /* A free slot, or one evicted by the clock (second chance); NULL when every
  * entry is referenced. */
-static struct cs_polcache_ent *slot(struct cs_polcache *pc)
+static struct cas__polcache_ent *slot(struct cas__polcache *pc)
 {
 	for (size_t n = 0; n < 2 * CS_POLCACHE_SIZE; n++) {
-		struct cs_polcache_ent *e = &pc->ent[pc->hand];
+		struct cas__polcache_ent *e = &pc->ent[pc->hand];
 
 		pc->hand = (pc->hand + 1) % CS_POLCACHE_SIZE;
 		if (!e->p)
@@ -59,10 +59,10 @@ static struct cs_polcache_ent *slot(struct cs_polcache *pc)
 	return NULL;
 }
 
-int cs_policy_parse(struct cas_store *st, const struct cs_policy *row,
+int cas__policy_parse(struct cas__store *st, const struct cas__policy *row,
 		    struct pol_policy **out, struct kiln_err *err)
 {
-	struct cs_polcache_ent *e;
+	struct cas__polcache_ent *e;
 	struct pol_policy *p = NULL;
 	int ret;
 
@@ -89,7 +89,7 @@ int cs_policy_parse(struct cas_store *st, const struct cs_policy *row,
 	return 0;
 }
 
-void cs_policy_unref(struct cas_store *st, struct pol_policy *p)
+void cas__policy_unref(struct cas__store *st, struct pol_policy *p)
 {
 	if (!p)
 		return;
@@ -103,7 +103,7 @@ void cs_policy_unref(struct cas_store *st, struct pol_policy *p)
 	pol_free(p); /* not cached */
 }
 
-void cs_polcache_free(struct cas_store *st)
+void cas__polcache_free(struct cas__store *st)
 {
 	if (!st->pc)
 		return;

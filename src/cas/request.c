@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-int cas_attest_req_parse(const char *text, size_t size, struct cas_attest_req *out,
+int cas__attest_req_parse(const char *text, size_t size, struct cas__attest_req *out,
 			 struct kiln_err *err)
 {
 	static const char *const known[] = { "session", "service", "tee", "evidence", "nonce",
@@ -80,7 +80,7 @@ fail:
 	return -KILN_EFORMAT;
 }
 
-int cas_tag_req_parse(const char *text, size_t size, int64_t *tag)
+int cas__tag_req_parse(const char *text, size_t size, int64_t *tag)
 {
 	json_t *j = json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL);
 	json_t *t = json_object_get(j, "tag");

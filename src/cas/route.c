@@ -15,9 +15,9 @@
 
 /* Send an answer now (on rc->loop's thread, holding no lock); takes body. The
  * connection may be gone afterwards (freed, or on to its next request). */
-static void send_now(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
+static void send_now(struct cas__req *rc, int code, const char *ctype, char *body, size_t size)
 {
-	metrics_request(&rc->s->m, rc->route, code,
+	cas__metrics_request(&rc->s->m, rc->route, code,
 			(double)(kiln_now_ns() - rc->start_ns) / 1e9);
 	cas__http_send(rc->conn, code, ctype, body, size);
 }
@@ -25,7 +25,7 @@ static void send_now(struct reqctx *rc, int code, const char *ctype, char *body,
 /* Keep the answer for cas__handle to send after the locks are released; takes
  * body (malloc'd; NULL: out of memory, sent as a 500). A second answer for one
  * request is a bug: it is dropped. */
-static void stash(struct reqctx *rc, int code, const char *ctype, char *body, size_t size)
+static void stash(struct cas__req *rc, int code, const char *ctype, char *body, size_t size)
 {
 	if (rc->out_code) {
 		kiln_free_secret(body, size);
@@ -39,7 +39,7 @@ static void stash(struct reqctx *rc, int code, const char *ctype, char *body, si
 
 /* Send the stashed answer (or a 500: out of memory, or a batch that did not
  * commit); the connection may be gone afterwards. */
-void cas__send_stashed(struct reqctx *rc, bool ok)
+void cas__send_stashed(struct cas__req *rc, bool ok)
 {
 	char *body = rc->out_body;
 	size_t size = rc->out_size;
@@ -63,7 +63,7 @@ void cas__send_stashed(struct reqctx *rc, bool ok)
 
 /* Sends and releases body (or queues it while a write batch is open: no answer
  * may leave before the data it reflects is durable). */
-void cas__reply_json(struct reqctx *rc, int code, json_t *body)
+void cas__reply_json(struct cas__req *rc, int code, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
@@ -82,19 +82,21 @@ void cas__reply_json(struct reqctx *rc, int code, json_t *body)
 		return;
 	}
 	if (!text)
-		stash(rc, cas__http_status(-ENOMEM), "application/json", NULL, 0); /* "out of memory" */
+		/* sent as "out of memory" */
+		stash(rc, cas__http_status(-ENOMEM), "application/json", NULL, 0);
 	else
 		stash(rc, code, "application/json", text, strlen(text));
 	json_decref(body);
 }
 
-static void reply_error(struct reqctx *rc, int code, const char *msg)
+static void reply_error(struct cas__req *rc, int code, const char *msg)
 {
-	cas__reply_json(rc, code, json_pack("{s:s,s:s}", "error", msg, "request_id", rc->request_id));
+	cas__reply_json(rc, code, json_pack("{s:s,s:s}", "error", msg, "request_id",
+					    rc->request_id));
 }
 
 /* A copy of the request body, NUL-terminated (the caller frees it). */
-char *cas__read_body(struct reqctx *rc, size_t *size)
+char *cas__read_body(struct cas__req *rc, size_t *size)
 {
 	struct cas__conn *c = rc->conn;
 	char *d = malloc(c->body_size + 1);
@@ -115,7 +117,7 @@ static X509 *peer_cert(struct cas__conn *c)
 	return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 }
 
-bool cas__need_identity(struct reqctx *rc)
+bool cas__need_identity(struct cas__req *rc)
 {
 	if (rc->peer_id[0])
 		return true;
@@ -123,7 +125,7 @@ bool cas__need_identity(struct reqctx *rc)
 	return false;
 }
 
-void cas__refuse_forbidden(struct reqctx *rc)
+void cas__refuse_forbidden(struct cas__req *rc)
 {
 	/* Same answer whether the policy exists or not: no existence oracle. */
 	cas__fail(rc, -KILN_EDENIED, NULL);
@@ -173,7 +175,7 @@ int cas__http_status(int err)
 	return i == SIZE_MAX ? 500 : g_status[i].status;
 }
 
-void cas__fail(struct reqctx *rc, int err, const char *msg)
+void cas__fail(struct cas__req *rc, int err, const char *msg)
 {
 	size_t i = status_index(err);
 
@@ -182,16 +184,16 @@ void cas__fail(struct reqctx *rc, int err, const char *msg)
 	reply_error(rc, cas__http_status(err), msg);
 }
 
-void cas__fail_json(struct reqctx *rc, int err, json_t *body)
+void cas__fail_json(struct cas__req *rc, int err, json_t *body)
 {
 	cas__reply_json(rc, cas__http_status(err), body);
 }
 
 /* ---- routing ---- */
 
-static void h_metrics(struct reqctx *rc)
+static void h_metrics(struct cas__req *rc)
 {
-	char *text = metrics_render(&rc->s->m);
+	char *text = cas__metrics_render(&rc->s->m);
 
 	if (!text) {
 		cas__fail(rc, -ENOMEM, NULL);
@@ -200,7 +202,7 @@ static void h_metrics(struct reqctx *rc)
 	stash(rc, 200, "text/plain; version=0.0.4", text, strlen(text));
 }
 
-static void h_health(struct reqctx *rc)
+static void h_health(struct cas__req *rc)
 {
 	cas__reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
 }
@@ -248,7 +250,7 @@ static bool route_match(const char *tmpl, const char *path, struct cas__route_ar
 	return *path == '\0';
 }
 
-const struct cas__route *cas__route_find(enum cas_http_method method, const char *path,
+const struct cas__route *cas__route_find(enum cas__http_method method, const char *path,
 					 struct cas__route_args *args,
 					 const struct cas__route **other_method)
 {
@@ -276,9 +278,9 @@ const struct cas__route *cas__route_find(enum cas_http_method method, const char
  * connection belongs to the loop's wait lists and is not touched here again. */
 void cas__handle(struct cas__conn *c)
 {
-	struct cas_loop *l = c->loop;
-	struct cas_server *s = l->s;
-	struct reqctx *rc = &c->rc;
+	struct cas__loop *l = c->loop;
+	struct cas__server *s = l->s;
+	struct cas__req *rc = &c->rc;
 	const char *path = c->head.path;
 	const struct cas__route *r = NULL, *other = NULL;
 	uint8_t rid[8];
@@ -303,7 +305,7 @@ void cas__handle(struct cas__conn *c)
 		memset(rid, 0, sizeof(rid));
 	kiln_hex_encode(rid, sizeof(rid), rc->request_id);
 	rc->peer = peer_cert(c);
-	if (rc->peer && cx_spki_sha256(rc->peer, rc->peer_spki) == 0) {
+	if (rc->peer && cas__x509_spki_sha256(rc->peer, rc->peer_spki) == 0) {
 		memcpy(rc->peer_id, "sha256:", 7);
 		kiln_hex_encode(rc->peer_spki, sizeof(rc->peer_spki), rc->peer_id + 7);
 	}

@@ -91,17 +91,17 @@ static int parse_pem_pair(const uint8_t *data, size_t size, bool with_cert, EVP_
 	return ret;
 }
 
-static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+static int get_secret(struct cas__secret_ctx *ctx, const struct pol_policy *p,
 		      const char *owner, const char *name, unsigned depth,
 		      struct secret_val *out, struct kiln_err *err);
 
 /* Note the release of an exported secret (for the exporter's audit entry); the
  * same secret referenced twice is noted once. A release that could not be
  * audited is refused (-E2BIG beyond the table's size). */
-static int note_release(struct cas_secret_ctx *ctx, const struct pol_policy *src,
+static int note_release(struct cas__secret_ctx *ctx, const struct pol_policy *src,
 			const char *secret, const struct pol_policy *importer)
 {
-	struct cas_release *r;
+	struct cas__release *r;
 
 	for (size_t i = 0; i < ctx->n_releases; i++) {
 		r = &ctx->releases[i];
@@ -123,7 +123,7 @@ static int note_release(struct cas_secret_ctx *ctx, const struct pol_policy *src
  * that policy must export it to p (by owner or by version, never by name alone),
  * have the pinned hash, and its own security rules (and the export's measurement
  * list) must accept this attestation's claims. */
-static int import_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+static int import_secret(struct cas__secret_ctx *ctx, const struct pol_policy *p,
 			 const char *owner, const struct pol_secret *s, unsigned depth,
 			 struct secret_val *out, struct kiln_err *err)
 {
@@ -134,7 +134,7 @@ static int import_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 	const char *label = NULL;
 	int ret;
 
-	ret = cas_policy_load(ctx->st, s->import->session, &src, src_owner, err);
+	ret = cas__policy_load(ctx->st, s->import->session, &src, src_owner, err);
 	if (ret < 0) {
 		kiln_err_prefix(err, "secret '%s' imports from '%s': ", s->name,
 				s->import->session);
@@ -186,11 +186,11 @@ static int import_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 	}
 	ret = get_secret(ctx, src, src_owner, xs->name, depth + 1, out, err);
 out:
-	cs_policy_unref(ctx->st, src);
+	cas__policy_unref(ctx->st, src);
 	return ret;
 }
 
-static int generate(struct cas_store *st, const struct pol_secret *s, struct secret_val *iss,
+static int generate(struct cas__store *st, const struct pol_secret *s, struct secret_val *iss,
 		    uint8_t **value, size_t *size)
 {
 	EVP_PKEY *key = NULL;
@@ -211,18 +211,18 @@ static int generate(struct cas_store *st, const struct pol_secret *s, struct sec
 	default:
 		break;
 	}
-	ret = cx_keygen(pol_alg_name(s->algorithm), &key);
+	ret = cas__x509_keygen(pol_alg_name(s->algorithm), &key);
 	if (ret < 0)
 		return ret;
 	if (s->kind == POL_SECRET_X509 || s->kind == POL_SECRET_X509_CA)
-		ret = cx_make_cert(key, s->common_name ? s->common_name : s->name,
+		ret = cas__x509_make_cert(key, s->common_name ? s->common_name : s->name,
 				   s->validity_days, s->kind == POL_SECRET_X509_CA, s->dns,
 				   s->n_dns, s->ip, s->n_ip, iss ? iss->cert : NULL,
 				   iss ? iss->key : NULL, &cert);
 	if (ret == 0)
-		ret = cx_key_pem(key, true, &kpem, &ks);
+		ret = cas__x509_key_pem(key, true, &kpem, &ks);
 	if (ret == 0 && cert)
-		ret = cx_cert_pem(cert, &cpem, &csz);
+		ret = cas__x509_cert_pem(cert, &cpem, &csz);
 	if (ret == 0) {
 		*value = malloc(ks + csz + 1);
 		if (*value) {
@@ -243,11 +243,11 @@ static int generate(struct cas_store *st, const struct pol_secret *s, struct sec
 	return ret;
 }
 
-static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
+static int get_secret(struct cas__secret_ctx *ctx, const struct pol_policy *p,
 		      const char *owner, const char *name, unsigned depth,
 		      struct secret_val *out, struct kiln_err *err)
 {
-	struct cas_store *st = ctx->st;
+	struct cas__store *st = ctx->st;
 	const struct pol_secret *s = pol_find_secret(p, name);
 	struct secret_val iss = { 0 };
 	char *spec = NULL, *want = NULL, *stored_spec = NULL;
@@ -285,7 +285,7 @@ static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 			goto out;
 		}
 	}
-	ret = cs_secret_get(st, p->name, name, &stored_spec, &value, &size);
+	ret = cas__secret_get(st, p->name, name, &stored_spec, &value, &size);
 	if (ret == 0 && strcmp(stored_spec, want)) {
 		/* The definition changed: generate a new value. */
 		kiln_free_secret(value, size);
@@ -295,7 +295,7 @@ static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 	if (ret == -ENOENT) {
 		ret = generate(st, s, iss.cert ? &iss : NULL, &value, &size);
 		if (ret == 0)
-			ret = cs_secret_put(st, p->name, name, want, value, size);
+			ret = cas__secret_put(st, p->name, name, want, value, size);
 	}
 	if (ret < 0) {
 		kiln_err_set(err, ret, "secret '%s' of '%s': %s", name, p->name,
@@ -320,7 +320,7 @@ static int get_secret(struct cas_secret_ctx *ctx, const struct pol_policy *p,
 		char *ipem = NULL;
 		size_t isz = 0;
 
-		ret = cx_cert_pem(iss.cert, &ipem, &isz);
+		ret = cas__x509_cert_pem(iss.cert, &ipem, &isz);
 		if (ret < 0) {
 			kiln_err_set(err, ret, "cannot encode a certificate");
 			goto out;
@@ -403,12 +403,12 @@ static int format_value(const struct secret_val *v, enum pol_fmt fmt, uint8_t **
 		return encode(v->raw, v->raw_size, fmt, out, size);
 	case POL_SECRET_KEY:
 		if (fmt == POL_FMT_RAW || fmt == POL_FMT_KEY)
-			return cx_key_pem(v->key, true, (char **)out, size);
+			return cas__x509_key_pem(v->key, true, (char **)out, size);
 		if (fmt == POL_FMT_PEM)
-			return cx_key_pem(v->key, false, (char **)out, size);
+			return cas__x509_key_pem(v->key, false, (char **)out, size);
 		if (fmt == POL_FMT_CHAIN)
 			return -EINVAL;
-		ret = cx_key_der(v->key, &der, &der_size);
+		ret = cas__x509_key_der(v->key, &der, &der_size);
 		if (ret < 0)
 			return ret;
 		ret = encode(der, der_size, fmt, out, size);
@@ -417,11 +417,11 @@ static int format_value(const struct secret_val *v, enum pol_fmt fmt, uint8_t **
 	case POL_SECRET_X509:
 	case POL_SECRET_X509_CA:
 		if (fmt == POL_FMT_KEY)
-			return cx_key_pem(v->key, true, (char **)out, size);
+			return cas__x509_key_pem(v->key, true, (char **)out, size);
 		if (fmt == POL_FMT_RAW || fmt == POL_FMT_PEM)
-			return cx_cert_pem(v->cert, (char **)out, size);
+			return cas__x509_cert_pem(v->cert, (char **)out, size);
 		if (fmt == POL_FMT_CHAIN) {
-			ret = cx_cert_pem(v->cert, &pem, &pem_size);
+			ret = cas__x509_cert_pem(v->cert, &pem, &pem_size);
 			if (ret < 0)
 				return ret;
 			*out = malloc(pem_size + v->chain_size + 1);
@@ -437,7 +437,7 @@ static int format_value(const struct secret_val *v, enum pol_fmt fmt, uint8_t **
 			free(pem);
 			return 0;
 		}
-		ret = cx_cert_der(v->cert, &der, &der_size);
+		ret = cas__x509_cert_der(v->cert, &der, &der_size);
 		if (ret < 0)
 			return ret;
 		ret = encode(der, der_size, fmt, out, size);
@@ -449,10 +449,10 @@ static int format_value(const struct secret_val *v, enum pol_fmt fmt, uint8_t **
 	return -EINVAL;
 }
 
-int cas_secret_resolve(void *vctx, bool host, const char *name, enum pol_fmt fmt,
+int cas__secret_resolve(void *vctx, bool host, const char *name, enum pol_fmt fmt,
 		       uint8_t **out, size_t *out_size, struct kiln_err *err)
 {
-	struct cas_secret_ctx *ctx = vctx;
+	struct cas__secret_ctx *ctx = vctx;
 	struct secret_val v;
 	int ret;
 

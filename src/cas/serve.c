@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 /* Drop expired nonces and grants. */
-static void sweep(struct cas_server *s)
+static void sweep(struct cas__server *s)
 {
 	uint64_t now = kiln_now_ns();
 
@@ -49,7 +49,7 @@ static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
-static int make_ssl_ctx(struct cas_server *s, const struct cas_serve_opts *o,
+static int make_ssl_ctx(struct cas__server *s, const struct cas_serve_opts *o,
 			struct kiln_err *err)
 {
 	static const unsigned char sid[] = "kiln-cas";
@@ -72,9 +72,9 @@ static int make_ssl_ctx(struct cas_server *s, const struct cas_serve_opts *o,
 			dns[n_dns++] = (char *)o->sans[i];
 	}
 	/* A fresh server key each start: clients pin the CA, never this key. */
-	ret = cx_keygen("p256", &key);
+	ret = cas__x509_keygen("p256", &key);
 	if (ret == 0)
-		ret = cx_make_cert(key, "kiln-cas", 825, false, dns, n_dns, ip, n_ip,
+		ret = cas__x509_make_cert(key, "kiln-cas", 825, false, dns, n_dns, ip, n_ip,
 				   s->st.ca_cert, s->st.ca_key, &cert);
 	if (ret < 0) {
 		EVP_PKEY_free(key);
@@ -103,7 +103,7 @@ out:
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct cas_server *s = arg;
+	struct cas__server *s = arg;
 
 	kiln_log(KILN_LOG_INFO, "shutting down", "signal=%d", (int)sig);
 	for (size_t i = 0; i < s->n_loops; i++)
@@ -131,7 +131,7 @@ static int parse_listen(const char *listen, char *host, size_t host_size, uint16
 	return 0;
 }
 
-static void loop_free(struct cas_loop *l)
+static void loop_free(struct cas__loop *l)
 {
 	/* Parked requests are not run (the loops have stopped); their connections
 	 * go with the others. */
@@ -146,7 +146,7 @@ static void loop_free(struct cas_loop *l)
 		event_base_free(l->base);
 }
 
-static void server_free(struct cas_server *s)
+static void server_free(struct cas__server *s)
 {
 	cas__flush_batch(s);
 	if (s->sig_term)
@@ -162,8 +162,8 @@ static void server_free(struct cas_server *s)
 	SSL_CTX_free(s->ssl);
 	cas__nonces_free(&s->nonces);
 	cas__grants_free(&s->grants);
-	cs_close(&s->rd);
-	cs_close(&s->st);
+	cas__store_close(&s->rd);
+	cas__store_close(&s->st);
 	pthread_mutex_destroy(&s->reader_lock);
 	pthread_mutex_destroy(&s->m.lock);
 	cas__tally_free(&s->conn_caps);
@@ -175,9 +175,9 @@ static void server_free(struct cas_server *s)
 
 /* Make loop i: its base, its listener on a dup of the listening socket, its
  * timers. */
-static int loop_init(struct cas_server *s, size_t i)
+static int loop_init(struct cas__server *s, size_t i)
 {
-	struct cas_loop *l = &s->loops[i];
+	struct cas__loop *l = &s->loops[i];
 
 	l->s = s;
 	l->index = i;
@@ -197,7 +197,7 @@ static int loop_init(struct cas_server *s, size_t i)
 
 static void *loop_thread(void *arg)
 {
-	struct cas_loop *l = arg;
+	struct cas__loop *l = arg;
 
 	event_base_dispatch(l->base);
 	return NULL;
@@ -238,7 +238,7 @@ out:
 
 int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 {
-	struct cas_server *s = calloc(1, sizeof(*s));
+	struct cas__server *s = calloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct timeval sweep_tv = { 5, 0 };
@@ -277,10 +277,10 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		ret = kiln_err_set(err, -EINVAL, "--listen '%s': expected HOST:PORT", o->listen);
 		goto out;
 	}
-	ret = cs_open(&s->st, o->data_dir, /*create=*/true, err);
+	ret = cas__store_open(&s->st, o->data_dir, /*create=*/true, err);
 	if (ret < 0)
 		goto out;
-	ret = cs_open_reader(&s->st, &s->rd, err);
+	ret = cas__store_open_reader(&s->st, &s->rd, err);
 	if (ret < 0)
 		goto out;
 	ret = make_ssl_ctx(s, o, err);

@@ -42,7 +42,7 @@ static const char g_schema[] =
 
 static const char g_key_check_label[] = "kiln-cas master key check v1";
 
-static int path_in(const struct cas_store *st, const char *name, char *out, size_t size)
+static int path_in(const struct cas__store *st, const char *name, char *out, size_t size)
 {
 	int n = snprintf(out, size, "%s/%s", st->dir, name);
 
@@ -56,7 +56,7 @@ static bool exists(const char *path)
 	return stat(path, &sb) == 0;
 }
 
-static int load_master(struct cas_store *st, bool store_exists, bool create,
+static int load_master(struct cas__store *st, bool store_exists, bool create,
 		       struct kiln_err *err)
 {
 	char path[600];
@@ -92,7 +92,7 @@ static int load_master(struct cas_store *st, bool store_exists, bool create,
 	return 0;
 }
 
-static int load_ca(struct cas_store *st, bool store_exists, bool create, struct kiln_err *err)
+static int load_ca(struct cas__store *st, bool store_exists, bool create, struct kiln_err *err)
 {
 	char kpath[600], cpath[600];
 	uint8_t *kdata = NULL;
@@ -112,14 +112,14 @@ static int load_ca(struct cas_store *st, bool store_exists, bool create, struct 
 			return kiln_err_set(err, -ENOENT, "%s is missing but the store exists: "
 					    "refusing to create a new CA (clients pin the old "
 					    "one and the audit log is signed by it)", kpath);
-		ret = cx_keygen("p256", &st->ca_key);
+		ret = cas__x509_keygen("p256", &st->ca_key);
 		if (ret == 0)
-			ret = cx_make_cert(st->ca_key, "kiln-cas CA", 3650, true, NULL, 0, NULL, 0,
-					   NULL, NULL, &st->ca_cert);
+			ret = cas__x509_make_cert(st->ca_key, "kiln-cas CA", 3650, true, NULL,
+						  0, NULL, 0, NULL, NULL, &st->ca_cert);
 		if (ret == 0)
-			ret = cx_key_pem(st->ca_key, true, &kpem, &ks);
+			ret = cas__x509_key_pem(st->ca_key, true, &kpem, &ks);
 		if (ret == 0)
-			ret = cx_cert_pem(st->ca_cert, &cpem, &csz);
+			ret = cas__x509_cert_pem(st->ca_cert, &cpem, &csz);
 		if (ret == 0)
 			ret = kiln_write_file_atomic(kpath, kpem, ks, 0600);
 		if (ret == 0)
@@ -155,7 +155,7 @@ static int exec_sql(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
-static int check_master(struct cas_store *st, struct kiln_err *err)
+static int check_master(struct cas__store *st, struct kiln_err *err)
 {
 	uint8_t mac[KC_SHA256_SIZE];
 	sqlite3_stmt *s = NULL;
@@ -192,7 +192,7 @@ static int check_master(struct cas_store *st, struct kiln_err *err)
 	return 0;
 }
 
-int cs_open(struct cas_store *st, const char *dir, bool create, struct kiln_err *err)
+int cas__store_open(struct cas__store *st, const char *dir, bool create, struct kiln_err *err)
 {
 	char dbpath[600];
 	bool store_exists;
@@ -253,11 +253,11 @@ int cs_open(struct cas_store *st, const char *dir, bool create, struct kiln_err 
 		goto fail;
 	return 0;
 fail:
-	cs_close(st);
+	cas__store_close(st);
 	return ret;
 }
 
-int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln_err *err)
+int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd, struct kiln_err *err)
 {
 	char dbpath[600];
 
@@ -269,16 +269,16 @@ int cs_open_reader(const struct cas_store *st, struct cas_store *rd, struct kiln
 		int ret = kiln_err_set(err, -EIO, "%s: %s", dbpath,
 				       rd->db ? sqlite3_errmsg(rd->db) : "cannot open");
 
-		cs_close(rd);
+		cas__store_close(rd);
 		return ret;
 	}
 	sqlite3_busy_timeout(rd->db, 10000);
 	return 0;
 }
 
-void cs_close(struct cas_store *st)
+void cas__store_close(struct cas__store *st)
 {
-	cs_polcache_free(st);
+	cas__polcache_free(st);
 	if (st->db)
 		sqlite3_close(st->db);
 	st->db = NULL;
@@ -289,17 +289,17 @@ void cs_close(struct cas_store *st)
 	kiln_wipe(st->master, sizeof(st->master));
 }
 
-int cs_begin(struct cas_store *st)
+int cas__store_begin(struct cas__store *st)
 {
 	return exec_sql(st->db, "BEGIN IMMEDIATE");
 }
 
-int cs_commit(struct cas_store *st)
+int cas__store_commit(struct cas__store *st)
 {
 	return exec_sql(st->db, "COMMIT");
 }
 
-void cs_rollback(struct cas_store *st)
+void cas__store_rollback(struct cas__store *st)
 {
 	(void)exec_sql(st->db, "ROLLBACK");
 }
@@ -311,7 +311,7 @@ static char *col_strdup(sqlite3_stmt *s, int i)
 	return strdup(t ? (const char *)t : "");
 }
 
-void cs_policy_free(struct cs_policy *p)
+void cas__policy_free(struct cas__policy *p)
 {
 	if (!p)
 		return;
@@ -323,7 +323,7 @@ void cs_policy_free(struct cs_policy *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static int fill_policy(sqlite3_stmt *s, struct cs_policy *out)
+static int fill_policy(sqlite3_stmt *s, struct cas__policy *out)
 {
 	out->name = col_strdup(s, 0);
 	out->hash = col_strdup(s, 1);
@@ -332,13 +332,13 @@ static int fill_policy(sqlite3_stmt *s, struct cs_policy *out)
 	out->owner = col_strdup(s, 4);
 	out->version = sqlite3_column_int64(s, 5);
 	if (!out->name || !out->hash || !out->yaml || !out->canonical || !out->owner) {
-		cs_policy_free(out);
+		cas__policy_free(out);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-int cs_policy_get(struct cas_store *st, const char *name, struct cs_policy *out)
+int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy *out)
 {
 	sqlite3_stmt *s = NULL;
 	int ret = -EIO, rc;
@@ -357,7 +357,7 @@ int cs_policy_get(struct cas_store *st, const char *name, struct cs_policy *out)
 	return ret;
 }
 
-int cs_policy_put(struct cas_store *st, const struct cs_policy *p)
+int cas__policy_put(struct cas__store *st, const struct cas__policy *p)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -378,7 +378,7 @@ int cs_policy_put(struct cas_store *st, const struct cs_policy *p)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-static int exec_bind1(struct cas_store *st, const char *sql, const char *arg)
+static int exec_bind1(struct cas__store *st, const char *sql, const char *arg)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -391,7 +391,7 @@ static int exec_bind1(struct cas_store *st, const char *sql, const char *arg)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int cs_policy_delete(struct cas_store *st, const char *name)
+int cas__policy_delete(struct cas__store *st, const char *name)
 {
 	/* The secrets and volumes go with the policy: a later policy of the same
 	 * name (maybe someone else's) must not inherit them. */
@@ -402,7 +402,8 @@ int cs_policy_delete(struct cas_store *st, const char *name)
 	return 0;
 }
 
-int cs_policy_each(struct cas_store *st, int (*cb)(void *, const struct cs_policy *), void *ctx)
+int cas__policy_each(struct cas__store *st, int (*cb)(void *, const struct cas__policy *),
+		     void *ctx)
 {
 	sqlite3_stmt *s = NULL;
 	int ret = 0, rc;
@@ -411,13 +412,13 @@ int cs_policy_each(struct cas_store *st, int (*cb)(void *, const struct cs_polic
 			       "FROM policies ORDER BY name", -1, &s, NULL) != SQLITE_OK)
 		return -EIO;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct cs_policy p;
+		struct cas__policy p;
 
 		ret = fill_policy(s, &p);
 		if (ret < 0)
 			break;
 		ret = cb(ctx, &p);
-		cs_policy_free(&p);
+		cas__policy_free(&p);
 		if (ret)
 			break;
 	}
@@ -434,7 +435,7 @@ static int make_aad(char *aad, size_t size, const char *prefix, const char *a, c
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : n;
 }
 
-int cs_secret_get(struct cas_store *st, const char *session, const char *name, char **spec,
+int cas__secret_get(struct cas__store *st, const char *session, const char *name, char **spec,
 		  uint8_t **value, size_t *size)
 {
 	sqlite3_stmt *s = NULL;
@@ -470,7 +471,7 @@ int cs_secret_get(struct cas_store *st, const char *session, const char *name, c
 	return ret;
 }
 
-int cs_secret_put(struct cas_store *st, const char *session, const char *name,
+int cas__secret_put(struct cas__store *st, const char *session, const char *name,
 		  const char *spec, const uint8_t *value, size_t size)
 {
 	sqlite3_stmt *s = NULL;
@@ -500,7 +501,7 @@ int cs_secret_put(struct cas_store *st, const char *session, const char *name,
 	return ret;
 }
 
-static int fill_volume(struct cas_store *st, sqlite3_stmt *s, struct cs_volume *out)
+static int fill_volume(struct cas__store *st, sqlite3_stmt *s, struct cas__volume *out)
 {
 	char aad[64];
 	uint8_t *key = NULL;
@@ -529,8 +530,8 @@ static int fill_volume(struct cas_store *st, sqlite3_stmt *s, struct cs_volume *
 	return 0;
 }
 
-static int volume_query(struct cas_store *st, const char *sql, const char *a, const char *b,
-			struct cs_volume *out)
+static int volume_query(struct cas__store *st, const char *sql, const char *a, const char *b,
+			struct cas__volume *out)
 {
 	sqlite3_stmt *s = NULL;
 	int ret = -EIO, rc;
@@ -549,14 +550,14 @@ static int volume_query(struct cas_store *st, const char *sql, const char *a, co
 	return ret;
 }
 
-int cs_volume_by_id(struct cas_store *st, const char *id, struct cs_volume *out)
+int cas__volume_by_id(struct cas__store *st, const char *id, struct cas__volume *out)
 {
 	return volume_query(st, "SELECT id, session, name, key, committed, prepared FROM "
 			    "volumes WHERE id = ?", id, NULL, out);
 }
 
-int cs_volume_get_or_create(struct cas_store *st, const char *session, const char *name,
-			    struct cs_volume *out)
+int cas__volume_get_or_create(struct cas__store *st, const char *session, const char *name,
+			    struct cas__volume *out)
 {
 	uint8_t rid[16];
 	uint8_t *blob = NULL;
@@ -599,7 +600,7 @@ int cs_volume_get_or_create(struct cas_store *st, const char *session, const cha
 	return ret;
 }
 
-int cs_volume_set_tags(struct cas_store *st, const char *id, int64_t committed,
+int cas__volume_set_tags(struct cas__store *st, const char *id, int64_t committed,
 		       int64_t prepared)
 {
 	sqlite3_stmt *s = NULL;
@@ -619,7 +620,7 @@ int cs_volume_set_tags(struct cas_store *st, const char *id, int64_t committed,
 	return rc == SQLITE_DONE && sqlite3_changes(st->db) == 1 ? 0 : -EIO;
 }
 
-int cs_las_add(struct cas_store *st, const char *id, const char *pem)
+int cas__las_add(struct cas__store *st, const char *id, const char *pem)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -635,7 +636,7 @@ int cs_las_add(struct cas_store *st, const char *id, const char *pem)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-void cs_strv_free(char **v)
+void cas__strv_free(char **v)
 {
 	for (size_t i = 0; v && v[i]; i++)
 		free(v[i]);
@@ -643,7 +644,7 @@ void cs_strv_free(char **v)
 }
 
 /* Step s to the end, collecting column 0 of every row into a NULL-terminated
- * vector (*out, owned by the caller: cs_strv_free); finalizes s. */
+ * vector (*out, owned by the caller: cas__strv_free); finalizes s. */
 static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
 {
 	char **v = NULL;
@@ -663,7 +664,7 @@ static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
-		cs_strv_free(v);
+		cas__strv_free(v);
 		return -EIO;
 	}
 	*out = v;
@@ -671,7 +672,7 @@ static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
 	return 0;
 }
 
-int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
+int cas__las_list(struct cas__store *st, char ***pems, size_t *n)
 {
 	sqlite3_stmt *s = NULL;
 
@@ -683,7 +684,7 @@ int cs_las_list(struct cas_store *st, char ***pems, size_t *n)
 	return step_strings(s, pems, n);
 }
 
-int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, const char *data)
+int cas__tee_trust_add(struct cas__store *st, const char *id, const char *tee, const char *data)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -700,7 +701,7 @@ int cs_tee_trust_add(struct cas_store *st, const char *id, const char *tee, cons
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size_t *n)
+int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, size_t *n)
 {
 	sqlite3_stmt *s = NULL;
 
@@ -713,7 +714,7 @@ int cs_tee_trust_list(struct cas_store *st, const char *tee, char ***items, size
 	return step_strings(s, items, n);
 }
 
-int cs_namespace_set(struct cas_store *st, const char *name, const char *owners)
+int cas__namespace_set(struct cas__store *st, const char *name, const char *owners)
 {
 	sqlite3_stmt *s = NULL;
 	int rc;
@@ -729,12 +730,12 @@ int cs_namespace_set(struct cas_store *st, const char *name, const char *owners)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int cs_namespace_delete(struct cas_store *st, const char *name)
+int cas__namespace_delete(struct cas__store *st, const char *name)
 {
 	return exec_bind1(st, "DELETE FROM namespaces WHERE name = ?", name);
 }
 
-int cs_namespace_get(struct cas_store *st, const char *name, char **owners)
+int cas__namespace_get(struct cas__store *st, const char *name, char **owners)
 {
 	sqlite3_stmt *s = NULL;
 	int ret = -EIO, rc;
@@ -755,20 +756,20 @@ int cs_namespace_get(struct cas_store *st, const char *name, char **owners)
 	return ret;
 }
 
-int cas_policy_load(struct cas_store *st, const char *name, struct pol_policy **out,
+int cas__policy_load(struct cas__store *st, const char *name, struct pol_policy **out,
 		    char owner[CAS_ID_SIZE], struct kiln_err *err)
 {
-	struct cs_policy row;
+	struct cas__policy row;
 	int ret;
 
 	*out = NULL;
-	ret = cs_policy_get(st, name, &row);
+	ret = cas__policy_get(st, name, &row);
 	if (ret < 0)
 		return kiln_err_set(err, ret, "policy '%s': %s", name,
 				    ret == -ENOENT ? "not found" : kiln_strerror(ret));
-	ret = cs_policy_parse(st, &row, out, err);
+	ret = cas__policy_parse(st, &row, out, err);
 	if (ret == 0 && owner)
 		snprintf(owner, CAS_ID_SIZE, "%s", row.owner);
-	cs_policy_free(&row);
+	cas__policy_free(&row);
 	return ret;
 }

@@ -10,7 +10,7 @@
 int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_ID_SIZE],
 		  struct kiln_err *err)
 {
-	struct cas_store st;
+	struct cas__store st;
 	uint8_t *data = NULL;
 	size_t size = 0;
 	X509 *cert = NULL;
@@ -29,31 +29,31 @@ int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_I
 	if (!cert)
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: no PEM certificate found", cert_path);
 	if (cas_key_id(X509_get0_pubkey(cert), id_out) < 0 ||
-	    cx_cert_pem(cert, &pem, &pem_size) < 0) {
+	    cas__x509_cert_pem(cert, &pem, &pem_size) < 0) {
 		X509_free(cert);
 		return kiln_err_set(err, -KILN_ECRYPTO, "%s: cannot encode the certificate",
 				    cert_path);
 	}
 	X509_free(cert);
-	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0) {
 		free(pem);
 		return ret;
 	}
-	ret = cs_begin(&st);
+	ret = cas__store_begin(&st);
 	if (ret == 0)
-		ret = cs_las_add(&st, id_out, pem);
+		ret = cas__las_add(&st, id_out, pem);
 	if (ret == 0)
-		ret = cs_audit_append(&st, "trust.las", "operator", id_out,
+		ret = cas__audit_append(&st, "trust.las", "operator", id_out,
 				      json_pack("{s:s}", "cert", cert_path));
 	if (ret == 0)
-		ret = cs_commit(&st);
+		ret = cas__store_commit(&st);
 	if (ret < 0) {
-		cs_rollback(&st);
+		cas__store_rollback(&st);
 		kiln_err_set(err, ret, "%s/kiln.db: cannot store the trust: %s", data_dir,
 			     kiln_strerror(ret));
 	}
-	cs_close(&st);
+	cas__store_close(&st);
 	free(pem);
 	return ret;
 }
@@ -62,26 +62,26 @@ int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_I
 static int trust_store(const char *data_dir, const char *id, const char *tee, const char *data,
 		       const char *kind, const char *file, struct kiln_err *err)
 {
-	struct cas_store st;
+	struct cas__store st;
 	int ret;
 
-	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
 		return ret;
-	ret = cs_begin(&st);
+	ret = cas__store_begin(&st);
 	if (ret == 0)
-		ret = cs_tee_trust_add(&st, id, tee, data);
+		ret = cas__tee_trust_add(&st, id, tee, data);
 	if (ret == 0)
-		ret = cs_audit_append(&st, kind, "operator", id,
+		ret = cas__audit_append(&st, kind, "operator", id,
 				      json_pack("{s:s,s:s}", "tee", tee, "file", file));
 	if (ret == 0)
-		ret = cs_commit(&st);
+		ret = cas__store_commit(&st);
 	if (ret < 0) {
-		cs_rollback(&st);
+		cas__store_rollback(&st);
 		kiln_err_set(err, ret, "%s/kiln.db: cannot store the trust: %s", data_dir,
 			     kiln_strerror(ret));
 	}
-	cs_close(&st);
+	cas__store_close(&st);
 	return ret;
 }
 
@@ -207,7 +207,7 @@ struct ns_scan {
 	FILE *notes;
 };
 
-static int ns_scan_cb(void *ctx, const struct cs_policy *row)
+static int ns_scan_cb(void *ctx, const struct cas__policy *row)
 {
 	struct ns_scan *sc = ctx;
 	size_t n = strlen(sc->name);
@@ -224,7 +224,7 @@ static int ns_scan_cb(void *ctx, const struct cs_policy *row)
 int cas_namespace_set(const char *data_dir, const char *name, const char *const *owners,
 		      size_t n, FILE *notes, struct kiln_err *err)
 {
-	struct cas_store st;
+	struct cas__store st;
 	char *list = NULL;
 	size_t size = 2;
 	json_t *ids;
@@ -254,31 +254,31 @@ int cas_namespace_set(const char *data_dir, const char *name, const char *const 
 		strcat(list, " ");
 		json_array_append_new(ids, json_string(owners[i]));
 	}
-	ret = cs_open(&st, data_dir, /*create=*/false, err);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0) {
 		free(list);
 		json_decref(ids);
 		return ret;
 	}
-	ret = cs_begin(&st);
+	ret = cas__store_begin(&st);
 	if (ret == 0)
-		ret = n ? cs_namespace_set(&st, name, list) : cs_namespace_delete(&st, name);
+		ret = n ? cas__namespace_set(&st, name, list) : cas__namespace_delete(&st, name);
 	if (ret == 0) {
-		ret = cs_audit_append(&st, n ? "namespace.set" : "namespace.remove", "operator",
+		ret = cas__audit_append(&st, n ? "namespace.set" : "namespace.remove", "operator",
 				      name, json_pack("{s:O}", "owners", ids));
 	}
 	if (ret == 0)
-		ret = cs_commit(&st);
+		ret = cas__store_commit(&st);
 	if (ret < 0) {
-		cs_rollback(&st);
+		cas__store_rollback(&st);
 		kiln_err_set(err, ret, "%s/kiln.db: cannot store the namespace: %s", data_dir,
 			     kiln_strerror(ret));
 	} else if (n) {
 		struct ns_scan sc = { name, list, notes };
 
-		(void)cs_policy_each(&st, ns_scan_cb, &sc);
+		(void)cas__policy_each(&st, ns_scan_cb, &sc);
 	}
-	cs_close(&st);
+	cas__store_close(&st);
 	json_decref(ids);
 	free(list);
 	return ret;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cx_keygen(const char *alg, EVP_PKEY **out)
+int cas__x509_keygen(const char *alg, EVP_PKEY **out)
 {
 	*out = NULL;
 	if (!strcmp(alg, "p256"))
@@ -47,7 +47,7 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -KILN_ECRYPTO;
 }
 
-int cx_make_cert(EVP_PKEY *key, const char *cn, unsigned days, bool ca,
+int cas__x509_make_cert(EVP_PKEY *key, const char *cn, unsigned days, bool ca,
 		 char *const *dns, size_t n_dns, char *const *ip, size_t n_ip, X509 *issuer,
 		 EVP_PKEY *issuer_key, X509 **out)
 {
@@ -137,7 +137,7 @@ static int bio_take(BIO *b, char **out, size_t *size)
 	return 0;
 }
 
-int cx_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size)
+int cas__x509_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	int ret = -KILN_ECRYPTO;
@@ -152,7 +152,7 @@ int cx_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size)
 	return ret;
 }
 
-int cx_cert_pem(X509 *cert, char **out, size_t *size)
+int cas__x509_cert_pem(X509 *cert, char **out, size_t *size)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	int ret = -KILN_ECRYPTO;
@@ -166,7 +166,7 @@ int cx_cert_pem(X509 *cert, char **out, size_t *size)
 	return ret;
 }
 
-int cx_key_der(EVP_PKEY *key, uint8_t **out, size_t *size)
+int cas__x509_key_der(EVP_PKEY *key, uint8_t **out, size_t *size)
 {
 	int n = i2d_PrivateKey(key, out);
 
@@ -178,7 +178,7 @@ int cx_key_der(EVP_PKEY *key, uint8_t **out, size_t *size)
 	return 0;
 }
 
-int cx_cert_der(X509 *cert, uint8_t **out, size_t *size)
+int cas__x509_cert_der(X509 *cert, uint8_t **out, size_t *size)
 {
 	int n;
 
@@ -192,7 +192,7 @@ int cx_cert_der(X509 *cert, uint8_t **out, size_t *size)
 	return 0;
 }
 
-int cx_cert_spki_der(X509 *cert, unsigned char **der)
+int cas__x509_cert_spki_der(X509 *cert, unsigned char **der)
 {
 	/* The certificate's own SubjectPublicKeyInfo, re-serialized from its ASN.1
 	 * structure: i2d_PUBKEY() would go through OpenSSL 3's encoder lookup,
@@ -201,10 +201,10 @@ int cx_cert_spki_der(X509 *cert, unsigned char **der)
 	return i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), der);
 }
 
-int cx_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE])
+int cas__x509_spki_sha256(X509 *cert, uint8_t out[KC_SHA256_SIZE])
 {
 	unsigned char *der = NULL;
-	int n = cx_cert_spki_der(cert, &der);
+	int n = cas__x509_cert_spki_der(cert, &der);
 	int ret;
 
 	if (n <= 0)
@@ -243,7 +243,7 @@ int cas_cert_fingerprint(X509 *cert, char out[65])
 	return 0;
 }
 
-int cx_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, size_t *sig_size)
+int cas__x509_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, size_t *sig_size)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t n = 0;
@@ -272,7 +272,7 @@ out:
 	return ret;
 }
 
-int cx_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,
+int cas__x509_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,
 	      size_t sig_size)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -303,15 +303,16 @@ int cas_identity_create(const char *path, const char *algorithm, const char *com
 	if (strcmp(algorithm, "p256") && strcmp(algorithm, "p384"))
 		return kiln_err_set(err, -EINVAL, "unknown algorithm '%s' (expected p256 or "
 				    "p384)", algorithm);
-	ret = cx_keygen(algorithm, &key);
+	ret = cas__x509_keygen(algorithm, &key);
 	if (ret < 0)
 		goto crypto;
-	ret = cx_make_cert(key, common_name ? common_name : "kiln identity", 3650, false, NULL,
-			   0, NULL, 0, NULL, NULL, &cert);
+	ret = cas__x509_make_cert(key, common_name ? common_name : "kiln identity", 3650, false,
+				  NULL, 0, NULL, 0, NULL, NULL, &cert);
 	if (ret < 0)
 		goto crypto;
-	if ((ret = cx_key_pem(key, true, &kpem, &ksize)) < 0 ||
-	    (ret = cx_cert_pem(cert, &cpem, &csize)) < 0 || (ret = cas_key_id(key, id_out)) < 0)
+	if ((ret = cas__x509_key_pem(key, true, &kpem, &ksize)) < 0 ||
+	    (ret = cas__x509_cert_pem(cert, &cpem, &csize)) < 0 ||
+	    (ret = cas_key_id(key, id_out)) < 0)
 		goto crypto;
 	all = malloc(ksize + csize);
 	if (!all) {

@@ -17,10 +17,11 @@
 #include "cas/internal.h"
 
 #define ALICE "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define VOL "/v1/volumes/0123456789abcdef0123456789abcdef"
 #define BOB "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 static char g_dir[256];
-static struct cas_server *g_s;
+static struct cas__server *g_s;
 
 static void noop(evutil_socket_t fd, short what, void *arg)
 {
@@ -32,14 +33,14 @@ static void noop(evutil_socket_t fd, short what, void *arg)
 static int setup(void **state)
 {
 	struct kiln_err err = { 0 };
-	struct cas_loop *l;
+	struct cas__loop *l;
 
 	(void)state;
 	snprintf(g_dir, sizeof(g_dir), "/tmp/kiln-test-cas-api-XXXXXX");
 	if (!mkdtemp(g_dir))
 		return -1;
 	g_s = calloc(1, sizeof(*g_s));
-	if (!g_s || cs_open(&g_s->st, g_dir, true, &err) < 0)
+	if (!g_s || cas__store_open(&g_s->st, g_dir, true, &err) < 0)
 		return -1;
 	cas__nonces_init(&g_s->nonces);
 	cas__grants_init(&g_s->grants);
@@ -68,7 +69,7 @@ static int teardown(void **state)
 	event_base_free(g_s->loops[0].base);
 	cas__nonces_free(&g_s->nonces);
 	cas__grants_free(&g_s->grants);
-	cs_close(&g_s->st);
+	cas__store_close(&g_s->st);
 	free(g_s);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
 	return system(cmd) == 0 ? 0 : -1;
@@ -81,10 +82,10 @@ struct req {
 	int code;
 };
 
-static void req_init(struct req *r, enum cas_http_method method, const char *path,
+static void req_init(struct req *r, enum cas__http_method method, const char *path,
 		     const char *who, const char *body)
 {
-	struct reqctx *rc = &r->c.rc;
+	struct cas__req *rc = &r->c.rc;
 
 	memset(r, 0, sizeof(*r));
 	r->c.loop = &g_s->loops[0];
@@ -110,7 +111,7 @@ static void req_init(struct req *r, enum cas_http_method method, const char *pat
  * wrote (the committer thread's job in the service). */
 static void run(struct req *r)
 {
-	struct reqctx *rc = &r->c.rc;
+	struct cas__req *rc = &r->c.rc;
 	const struct cas__route *route, *other;
 
 	route = cas__route_find(r->c.head.method, r->c.head.path, &rc->args, &other);
@@ -122,7 +123,7 @@ static void run(struct req *r)
 		cas__fail(rc, other ? -EOPNOTSUPP : -ENOENT, NULL);
 	}
 	if (g_s->batch_open) {
-		assert_int_equal(cs_commit(&g_s->st), 0);
+		assert_int_equal(cas__store_commit(&g_s->st), 0);
 		g_s->batch_open = false;
 	}
 	g_s->loops[0].pending = NULL;
@@ -140,7 +141,7 @@ static const char *field(struct req *r, const char *key)
 	return json_string_value(json_object_get(r->answer, key));
 }
 
-static int call(enum cas_http_method method, const char *path, const char *who,
+static int call(enum cas__http_method method, const char *path, const char *who,
 		const char *body, json_t **answer)
 {
 	struct req r;
@@ -200,7 +201,7 @@ static void test_route_table_finds_each_route_with_its_parameter(void **state)
 	assert_true(r && r->fn == cas__api_policy_delete);
 	assert_string_equal(r->path, "/v1/policies/{name}");
 	assert_string_equal(a.name, "alice/web");
-	r = cas__route_find(CAS_HTTP_POST, "/v1/volumes/0123456789abcdef0123456789abcdef/commit",
+	r = cas__route_find(CAS_HTTP_POST, VOL "/commit",
 			    &a, &other);
 	assert_true(r && r->fn == cas__api_volume_commit && r->store);
 	assert_string_equal(a.id, "0123456789abcdef0123456789abcdef");
@@ -219,26 +220,22 @@ static void test_route_table_tells_wrong_method_from_unknown_path(void **state)
 	assert_null(cas__route_find(CAS_HTTP_POST, "/v1/nonce", &a, &other));
 	assert_non_null(other); /* 405, labelled with its route */
 	assert_string_equal(other->path, "/v1/nonce");
-	assert_null(cas__route_find(CAS_HTTP_POST, "/v1/volumes/0123456789abcdef0123456789abcdef/tag",
-				    &a, &other));
+	assert_null(cas__route_find(CAS_HTTP_POST, VOL "/tag", &a, &other));
 	assert_non_null(other);
 	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/nonces", &a, &other));
 	assert_null(other);
 	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/nonce/", &a, &other));
 	assert_null(other);
 	/* an id is exactly 32 lowercase hex digits, the operation one of three */
-	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/volumes/0123456789ABCDEF0123456789abcdef/tag",
-				    &a, &other));
-	assert_null(other);
-	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/volumes/0123456789abcdef0123456789abcdef0/tag",
-				    &a, &other));
-	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/volumes/0123456789abcdef/tag", &a, &other));
-	assert_null(cas__route_find(CAS_HTTP_POST,
-				    "/v1/volumes/0123456789abcdef0123456789abcdef/delete", &a,
+	assert_null(cas__route_find(CAS_HTTP_GET,
+				    "/v1/volumes/0123456789ABCDEF" "0123456789abcdef/tag", &a,
 				    &other));
 	assert_null(other);
-	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/volumes/0123456789abcdef0123456789abcdef/tag/x",
-				    &a, &other));
+	assert_null(cas__route_find(CAS_HTTP_GET, VOL "0/tag", &a, &other));
+	assert_null(cas__route_find(CAS_HTTP_GET, "/v1/volumes/0123456789abcdef/tag", &a, &other));
+	assert_null(cas__route_find(CAS_HTTP_POST, VOL "/delete", &a, &other));
+	assert_null(other);
+	assert_null(cas__route_find(CAS_HTTP_GET, VOL "/tag/x", &a, &other));
 	assert_int_equal(call(CAS_HTTP_GET, "/nowhere", NULL, NULL, NULL), 404);
 	assert_int_equal(call(CAS_HTTP_DELETE, "/v1/attest", NULL, NULL, NULL), 405);
 }
@@ -401,7 +398,7 @@ static void test_stored_policy_is_parsed_once_per_hash(void **state)
 {
 	struct kiln_err err = { 0 };
 	struct pol_policy *p1, *p2, *p3;
-	struct cs_policy row = { 0 };
+	struct cas__policy row = { 0 };
 	char owner[CAS_ID_SIZE], hash[100];
 	json_t *a;
 
@@ -410,38 +407,38 @@ static void test_stored_policy_is_parsed_once_per_hash(void **state)
 			      policy_yaml("cached", NULL, "owner"), &a), 201);
 	snprintf(hash, sizeof(hash), "%s", json_string_value(json_object_get(a, "hash")));
 	json_decref(a);
-	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p1, owner, &err), 0);
-	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p2, owner, &err), 0);
+	assert_int_equal(cas__policy_load(&g_s->st, "cached", &p1, owner, &err), 0);
+	assert_int_equal(cas__policy_load(&g_s->st, "cached", &p2, owner, &err), 0);
 	assert_ptr_equal(p1, p2); /* the same parse, referenced twice */
 	assert_string_equal(owner, ALICE);
 	/* a new version is a new entry; the held one stays valid */
 	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
 			      policy_yaml("cached", hash, "owner, " BOB), NULL), 200);
-	assert_int_equal(cas_policy_load(&g_s->st, "cached", &p3, owner, &err), 0);
+	assert_int_equal(cas__policy_load(&g_s->st, "cached", &p3, owner, &err), 0);
 	assert_ptr_not_equal(p3, p1);
 	assert_string_equal(p1->hash, hash);
 	assert_string_not_equal(p3->hash, hash);
 	assert_true(pol_may_read(p3, owner, BOB));
 	assert_false(pol_may_read(p1, owner, BOB));
-	cs_policy_unref(&g_s->st, p1);
-	cs_policy_unref(&g_s->st, p2);
-	cs_policy_unref(&g_s->st, p3);
+	cas__policy_unref(&g_s->st, p1);
+	cas__policy_unref(&g_s->st, p2);
+	cas__policy_unref(&g_s->st, p3);
 	/* a row whose stored hash is not its YAML's is parsed each time, never cached
 	 * under the hash it claims */
 	row.name = "cached";
 	row.hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 	row.yaml = (char *)policy_yaml("cached", NULL, "owner");
-	assert_int_equal(cs_policy_parse(&g_s->st, &row, &p1, &err), 0);
-	assert_int_equal(cs_policy_parse(&g_s->st, &row, &p2, &err), 0);
+	assert_int_equal(cas__policy_parse(&g_s->st, &row, &p1, &err), 0);
+	assert_int_equal(cas__policy_parse(&g_s->st, &row, &p2, &err), 0);
 	assert_ptr_not_equal(p1, p2);
 	assert_string_equal(p1->hash, hash); /* what the YAML hashes to */
-	cs_policy_unref(&g_s->st, p1);
-	cs_policy_unref(&g_s->st, p2);
+	cas__policy_unref(&g_s->st, p1);
+	cas__policy_unref(&g_s->st, p2);
 }
 
 /* ---- volumes and nonces ---- */
 
-static int call_as_workload(enum cas_http_method method, const char *path, const char *who,
+static int call_as_workload(enum cas__http_method method, const char *path, const char *who,
 			    const char *body, json_t **answer)
 {
 	struct req r;
@@ -458,13 +455,13 @@ static int call_as_workload(enum cas_http_method method, const char *path, const
 
 static void test_volume_needs_the_attested_key_and_its_grant(void **state)
 {
-	struct cs_volume v;
+	struct cas__volume v;
 	char ids[1][33], path[100];
 	bool evicted;
 	json_t *a;
 
 	(void)state;
-	assert_int_equal(cs_volume_get_or_create(&g_s->st, "app1", "data", &v), 0);
+	assert_int_equal(cas__volume_get_or_create(&g_s->st, "app1", "data", &v), 0);
 	memcpy(ids[0], v.id, sizeof(v.id));
 	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", v.id);
 	/* no client certificate at all: 401 */

@@ -39,7 +39,7 @@ static void path(char *out, size_t size, const char *name)
 
 static void test_store_create_and_master_key(void **state)
 {
-	struct cas_store st;
+	struct cas__store st;
 	struct kiln_err err = { 0 };
 	char p[300], data[300];
 	struct stat sb;
@@ -48,38 +48,38 @@ static void test_store_create_and_master_key(void **state)
 	size_t good_size;
 
 	path(data, sizeof(data), "d");
-	assert_int_equal(cs_open(&st, data, /*create=*/false, &err), -ENOENT);
-	assert_int_equal(cs_open(&st, data, /*create=*/true, &err), 0);
-	cs_close(&st);
+	assert_int_equal(cas__store_open(&st, data, /*create=*/false, &err), -ENOENT);
+	assert_int_equal(cas__store_open(&st, data, /*create=*/true, &err), 0);
+	cas__store_close(&st);
 	path(p, sizeof(p), "d/master.key");
 	assert_int_equal(stat(p, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	assert_int_equal(sb.st_size, 32);
 	assert_int_equal(kiln_read_file(p, 64, &good, &good_size), 0);
 	/* Reopen: same key, same store. */
-	assert_int_equal(cs_open(&st, data, false, &err), 0);
-	cs_close(&st);
+	assert_int_equal(cas__store_open(&st, data, false, &err), 0);
+	cas__store_close(&st);
 	/* Missing key with an existing store: refused, never regenerated. */
 	assert_int_equal(unlink(p), 0);
-	assert_int_equal(cs_open(&st, data, true, &err), -ENOENT);
+	assert_int_equal(cas__store_open(&st, data, true, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "master.key is missing but the store"));
 	assert_int_not_equal(access(p, F_OK), 0);
 	/* Damaged and foreign keys. */
 	assert_int_equal(kiln_write_file_atomic(p, good, 10, 0600), 0);
-	assert_int_equal(cs_open(&st, data, true, &err), -KILN_ECORRUPT);
+	assert_int_equal(cas__store_open(&st, data, true, &err), -KILN_ECORRUPT);
 	assert_non_null(strstr(err.msg, "is corrupt: 10 bytes, expected 32"));
 	assert_int_equal(kiln_write_file_atomic(p, zeros, 32, 0600), 0);
-	assert_int_equal(cs_open(&st, data, true, &err), -KILN_EKEY);
+	assert_int_equal(cas__store_open(&st, data, true, &err), -KILN_EKEY);
 	assert_non_null(strstr(err.msg, "does not belong to the store"));
 	assert_int_equal(kiln_write_file_atomic(p, good, good_size, 0600), 0);
-	assert_int_equal(cs_open(&st, data, true, &err), 0);
-	cs_close(&st);
+	assert_int_equal(cas__store_open(&st, data, true, &err), 0);
+	cas__store_close(&st);
 	kiln_free_secret(good, good_size);
 }
 
 static void test_secrets_encrypted_and_bound(void **state)
 {
-	struct cas_store st;
+	struct cas__store st;
 	struct kiln_err err = { 0 };
 	char data[300], p[300];
 	char *spec = NULL;
@@ -88,11 +88,11 @@ static void test_secrets_encrypted_and_bound(void **state)
 	static const char secret[] = "correct horse battery staple";
 
 	path(data, sizeof(data), "s");
-	assert_int_equal(cs_open(&st, data, true, &err), 0);
-	assert_int_equal(cs_secret_get(&st, "a/b", "pw", &spec, &v, &size), -ENOENT);
-	assert_int_equal(cs_secret_put(&st, "a/b", "pw", "{}", (const uint8_t *)secret,
+	assert_int_equal(cas__store_open(&st, data, true, &err), 0);
+	assert_int_equal(cas__secret_get(&st, "a/b", "pw", &spec, &v, &size), -ENOENT);
+	assert_int_equal(cas__secret_put(&st, "a/b", "pw", "{}", (const uint8_t *)secret,
 				       sizeof(secret) - 1), 0);
-	assert_int_equal(cs_secret_get(&st, "a/b", "pw", &spec, &v, &size), 0);
+	assert_int_equal(cas__secret_get(&st, "a/b", "pw", &spec, &v, &size), 0);
 	assert_int_equal(size, sizeof(secret) - 1);
 	assert_memory_equal(v, secret, size);
 	assert_string_equal(spec, "{}");
@@ -102,11 +102,11 @@ static void test_secrets_encrypted_and_bound(void **state)
 	assert_int_equal(sqlite3_exec(st.db, "INSERT INTO secrets(session, name, spec, value) "
 				      "SELECT 'a/b', 'other', spec, value FROM secrets", NULL,
 				      NULL, NULL), SQLITE_OK);
-	assert_int_equal(cs_secret_get(&st, "a/b", "other", &spec, &v, &size), -KILN_EAUTH);
+	assert_int_equal(cas__secret_get(&st, "a/b", "other", &spec, &v, &size), -KILN_EAUTH);
 	assert_null(v);
 	assert_int_equal(sqlite3_exec(st.db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
 				      NULL), SQLITE_OK);
-	cs_close(&st);
+	cas__store_close(&st);
 	path(p, sizeof(p), "s/kiln.db");
 	assert_int_equal(kiln_read_file(p, 1 << 24, &db, &db_size), 0);
 	assert_null(memmem(db, db_size, secret, sizeof(secret) - 1));
@@ -115,52 +115,52 @@ static void test_secrets_encrypted_and_bound(void **state)
 
 static void test_volumes(void **state)
 {
-	struct cas_store st;
+	struct cas__store st;
 	struct kiln_err err = { 0 };
-	struct cs_volume a, b, c;
+	struct cas__volume a, b, c;
 	char data[300];
 
 	path(data, sizeof(data), "v");
-	assert_int_equal(cs_open(&st, data, true, &err), 0);
-	assert_int_equal(cs_volume_get_or_create(&st, "s", "data", &a), 0);
+	assert_int_equal(cas__store_open(&st, data, true, &err), 0);
+	assert_int_equal(cas__volume_get_or_create(&st, "s", "data", &a), 0);
 	assert_int_equal(strlen(a.id), 32);
 	assert_int_equal(a.committed, 0);
 	assert_int_equal(a.prepared, -1);
-	assert_int_equal(cs_volume_get_or_create(&st, "s", "data", &b), 0);
+	assert_int_equal(cas__volume_get_or_create(&st, "s", "data", &b), 0);
 	assert_string_equal(a.id, b.id);
 	assert_memory_equal(a.key, b.key, sizeof(a.key));
-	assert_int_equal(cs_volume_get_or_create(&st, "s", "logs", &c), 0);
+	assert_int_equal(cas__volume_get_or_create(&st, "s", "logs", &c), 0);
 	assert_string_not_equal(a.id, c.id);
-	assert_int_equal(cs_volume_set_tags(&st, a.id, 3, 4), 0);
-	assert_int_equal(cs_volume_by_id(&st, a.id, &b), 0);
+	assert_int_equal(cas__volume_set_tags(&st, a.id, 3, 4), 0);
+	assert_int_equal(cas__volume_by_id(&st, a.id, &b), 0);
 	assert_int_equal(b.committed, 3);
 	assert_int_equal(b.prepared, 4);
-	assert_int_equal(cs_volume_set_tags(&st, "00000000000000000000000000000000", 1, -1),
+	assert_int_equal(cas__volume_set_tags(&st, "00000000000000000000000000000000", 1, -1),
 			 -EIO);
-	assert_int_equal(cs_volume_by_id(&st, "00000000000000000000000000000000", &b), -ENOENT);
-	cs_close(&st);
+	assert_int_equal(cas__volume_by_id(&st, "00000000000000000000000000000000", &b), -ENOENT);
+	cas__store_close(&st);
 }
 
 static void test_audit_chain(void **state)
 {
-	struct cas_store st;
+	struct cas__store st;
 	struct kiln_err err = { 0 };
 	char data[300];
 	size_t count = 0;
 
 	path(data, sizeof(data), "a");
-	assert_int_equal(cs_open(&st, data, true, &err), 0);
+	assert_int_equal(cas__store_open(&st, data, true, &err), 0);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(cs_audit_append(&st, "policy.create", "sha256:00", "x",
+		assert_int_equal(cas__audit_append(&st, "policy.create", "sha256:00", "x",
 						 json_pack("{s:i}", "i", i)), 0);
-	assert_int_equal(cs_audit_append(&st, "k", "a", "s", NULL), -ENOMEM);
-	cs_close(&st);
+	assert_int_equal(cas__audit_append(&st, "k", "a", "s", NULL), -ENOMEM);
+	cas__store_close(&st);
 	assert_int_equal(cas_audit_verify(data, &count, &err), 0);
 	assert_int_equal(count, 3);
-	assert_int_equal(cs_open(&st, data, false, &err), 0);
+	assert_int_equal(cas__store_open(&st, data, false, &err), 0);
 	assert_int_equal(sqlite3_exec(st.db, "UPDATE audit SET subject = 'y' WHERE seq = 2",
 				      NULL, NULL, NULL), SQLITE_OK);
-	cs_close(&st);
+	cas__store_close(&st);
 	assert_int_equal(cas_audit_verify(data, &count, &err), -KILN_ECORRUPT);
 	assert_string_equal(err.msg, "audit entry 2: content does not match its hash (edited)");
 }
