@@ -416,6 +416,89 @@ static int make_parents(pf_volume_t *v, const char *path)
 	return 0;
 }
 
+/* Copy fd (a pipe or terminal) to f from offset *off until EOF. */
+static int put_stream(int fd, const char *from, pf_file_t *f, uint8_t *buf, uint64_t *off)
+{
+	struct kiln_err err = { 0 };
+
+	for (;;) {
+		ssize_t n = read(fd, buf, FS_IO_SIZE), w;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cli_error("%s: %s", from, strerror(errno));
+			return -EIO;
+		}
+		if (n == 0)
+			return 0;
+		w = pf_pwrite(f, buf, (size_t)n, *off, &err);
+		if (w < 0) {
+			cli_error("%s", kiln_err_msg(&err, (int)w));
+			return -EIO;
+		}
+		*off += (uint64_t)n;
+	}
+}
+
+/* Copy a regular file's data ranges only (SEEK_DATA/SEEK_HOLE), so that its
+ * holes stay holes in the volume (no chunk stored, like cp --sparse=auto).
+ * -ESPIPE when fd is not a regular file. */
+static int put_sparse(int fd, const char *from, pf_file_t *f, uint8_t *buf)
+{
+	struct kiln_err err = { 0 };
+	struct stat st;
+	off_t data = 0, hole;
+	int ret;
+
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return -ESPIPE;
+	for (;;) {
+		off_t at = data;
+
+		data = lseek(fd, at, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break; /* no data after: the rest is a hole */
+		if (data < 0 && errno == EINVAL && at == 0)
+			return -ESPIPE; /* no SEEK_DATA here: read it all */
+		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			cli_error("%s: %s", from, strerror(errno));
+			return -EIO;
+		}
+		while (data < hole) {
+			size_t want = hole - data < FS_IO_SIZE ? (size_t)(hole - data) : FS_IO_SIZE;
+			ssize_t n = pread(fd, buf, want, data), w;
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) { /* the file shrank under us: copy what there was */
+				if (n < 0) {
+					cli_error("%s: %s", from, strerror(errno));
+					return -EIO;
+				}
+				hole = data;
+				break;
+			}
+			w = pf_pwrite(f, buf, (size_t)n, (uint64_t)data, &err);
+			if (w < 0) {
+				cli_error("%s", kiln_err_msg(&err, (int)w));
+				return -EIO;
+			}
+			data += n;
+		}
+		data = hole;
+		if (fstat(fd, &st) != 0 || data >= st.st_size)
+			break;
+	}
+	/* A trailing hole: the size says where the file ends. */
+	if (fstat(fd, &st) == 0 && (ret = pf_ftruncate(f, (uint64_t)st.st_size, &err)) != 0) {
+		cli_error("%s", kiln_err_msg(&err, ret));
+		return -EIO;
+	}
+	return 0;
+}
+
 static int cmd_put(int argc, char **argv)
 {
 	struct kiln_err err = { 0 };
@@ -459,24 +542,11 @@ static int cmd_put(int argc, char **argv)
 		cli_error("%s", kiln_err_msg(&err, ret));
 		goto out;
 	}
-	for (;;) {
-		ssize_t n = read(fd, buf, FS_IO_SIZE);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			cli_error("%s: %s", a.from ? a.from : "stdin", strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		ret = (int)pf_pwrite(f, buf, (size_t)n, off, &err);
-		if (ret < 0) {
-			cli_error("%s", kiln_err_msg(&err, ret));
-			goto out;
-		}
-		off += (uint64_t)n;
-	}
+	ret = put_sparse(fd, a.from ? a.from : "stdin", f, buf);
+	if (ret == -ESPIPE) /* not a regular file: read it to the end */
+		ret = put_stream(fd, a.from ? a.from : "stdin", f, buf, &off);
+	if (ret)
+		goto out;
 	ret = pf_fsync(f, &err);
 	if (ret) {
 		cli_error("%s", kiln_err_msg(&err, ret));

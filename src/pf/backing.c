@@ -55,6 +55,8 @@ void pf__remove_backing(pf_volume_t *v, const char *name)
 	(void)v->so->remove(v->sctx, j);
 	snprintf(j, sizeof(j), "%s.t", name);
 	(void)v->so->remove(v->sctx, j);
+	snprintf(j, sizeof(j), "%s.h", name);
+	(void)v->so->remove(v->sctx, j);
 }
 
 void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta)

@@ -68,7 +68,7 @@ int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t 
 	uint8_t aad[32];
 	int ret;
 
-	if (!kiln_ct_equal(slot + PF_NONCE_SIZE, n->tags[i], PF_TAG_SIZE)) {
+	if (!kiln_ct_equal(slot + PF_NONCE_SIZE, pf__tag(n, i), PF_TAG_SIZE)) {
 		ret = -KILN_EAUTH;
 		goto fail;
 	}
@@ -98,29 +98,4 @@ fail:
 				    "failed)", pf__node_path(n), (unsigned long long)i);
 	return kiln_err_set(err, ret, "file %s: chunk %llu: %s", pf__node_path(n),
 			    (unsigned long long)i, kiln_strerror(ret));
-}
-
-int pf__compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE])
-{
-	static const char domain[16] = "kiln-pf-root-v1";
-	kc_hash_t *h = kc_hash_new("SHA256");
-	uint8_t len[8];
-	uint64_t cnt = pf__nchunks(n->vol, size);
-	size_t out_size;
-	int ret;
-
-	if (!h)
-		return -ENOMEM;
-	pf__put_u64(len, size);
-	ret = kc_hash_update(h, domain, sizeof(domain));
-	if (!ret)
-		ret = kc_hash_update(h, n->file_id, PF_FILE_ID_SIZE);
-	if (!ret)
-		ret = kc_hash_update(h, len, sizeof(len));
-	if (!ret && cnt)
-		ret = kc_hash_update(h, n->tags, cnt * PF_TAG_SIZE);
-	if (!ret)
-		ret = kc_hash_final(h, out, &out_size);
-	kc_hash_free(h);
-	return ret;
 }

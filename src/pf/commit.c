@@ -188,7 +188,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			ret = sync_begin(v, n->fh);
 		n->synced = false;
 		if (!ret)
-			ret = pf__compute_root(n, n->size, n->new_root);
+			ret = pf__tree_root(n, n->size, n->new_root, NULL);
 		if (ret) {
 			/* After a failed sync the data on disk is unknown (Linux
 			 * forgets the error): treat the file as failed, like a write. */
@@ -204,9 +204,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		memcpy(n->save_root, n->inode->root, PF_ROOT_SIZE);
 		n->save_size = n->inode->size;
 		n->save_in_meta = n->inode->in_meta;
+		n->save_root_fmt = n->inode->root_fmt;
 		memcpy(n->save_backing, n->inode->backing, PF_BACKING_ID_SIZE);
 		memcpy(n->inode->backing, n->backing, PF_BACKING_ID_SIZE);
 		memcpy(n->inode->root, n->new_root, PF_ROOT_SIZE);
+		n->inode->root_fmt = PF_ROOT_TREE;
 		n->inode->size = n->size;
 		n->inode->in_meta = true;
 		any = true;
@@ -233,6 +235,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			n->inode->size = n->save_size;
 			n->inode->in_meta = n->save_in_meta;
+			n->inode->root_fmt = n->save_root_fmt;
 			memcpy(n->inode->backing, n->save_backing, PF_BACKING_ID_SIZE);
 			continue;
 		}
@@ -255,7 +258,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		if (n->jfh && n->phys_size <= pf__expected_phys(v, n->size))
 			(void)v->so->truncate(v->sctx, n->jfh, 0);
 		/* The commit stands; a planted sidecar is still reported. */
-		if (pf__sidecar_update(n, ret ? NULL : err) && !ret)
+		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;
 	}
 	return ret ? ret : failed ? -EIO : 0;
@@ -307,13 +310,15 @@ int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!pf__node_needs_commit(n))
 			continue;
-		ret = pf__compute_root(n, 0, n->new_root);
+		ret = pf__tree_root(n, 0, n->new_root, err);
 		if (ret)
 			goto undo;
 		n->committing = true;
 		n->save_in_meta = n->inode->in_meta;
 		memcpy(n->save_root, n->inode->root, PF_ROOT_SIZE);
+		n->save_root_fmt = n->inode->root_fmt;
 		memcpy(n->inode->root, n->new_root, PF_ROOT_SIZE);
+		n->inode->root_fmt = PF_ROOT_TREE;
 		memcpy(n->inode->backing, n->backing, PF_BACKING_ID_SIZE);
 		n->inode->size = 0;
 		n->inode->in_meta = true;
@@ -326,6 +331,7 @@ undo:
 		n->committing = false;
 		if (ret) {
 			n->inode->in_meta = n->save_in_meta;
+			n->inode->root_fmt = n->save_root_fmt;
 			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			continue;
 		}

@@ -21,7 +21,11 @@ static int load_plain(struct pf_node *n, uint64_t i, uint64_t size, uint8_t *out
 	int ret;
 
 	memset(out, 0, v->cs);
-	if (len == 0 || pf__tag_is_zero(n->tags[i]))
+	if (len == 0)
+		return 0;
+	if ((ret = pf__tags_need(n, i, i + 1, err)))
+		return ret;
+	if (pf__tag_is_zero(pf__tag(n, i)))
 		return 0;
 	if (pf__wb_find(n, i))
 		return pf__open_chunk(n, i, pf__wb_find(n, i), len, out, err);
@@ -39,7 +43,9 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 	pf_volume_t *v = n->vol;
 	int ret;
 
-	if (pf__tag_is_zero(n->tags[k]))
+	if ((ret = pf__tags_need(n, k, k + 1, err)))
+		return ret;
+	if (pf__tag_is_zero(pf__tag(n, k)))
 		return 0; /* holes have no length */
 	ret = pf__wb_drain(n, err);
 	if (!ret)
@@ -58,8 +64,7 @@ static int reseal(struct pf_node *n, uint64_t k, uint64_t old_size, uint32_t new
 		kiln_err_set(err, ret, "file %s: write: %s", pf__node_path(n), kiln_strerror(ret));
 		goto out;
 	}
-	memcpy(n->tags[k], v->slot + PF_NONCE_SIZE, PF_TAG_SIZE);
-	pf__tag_touch(n, k);
+	pf__tag_set(n, k, v->slot + PF_NONCE_SIZE);
 	if (pf__slot_off(v, k) + PF_SLOT_META + new_len > n->phys_size)
 		n->phys_size = pf__slot_off(v, k) + PF_SLOT_META + new_len;
 out:
@@ -67,38 +72,62 @@ out:
 	return ret;
 }
 
-/* Chunks [from, to) become holes: zero tags, on disk too where slots exist. */
-static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, struct kiln_err *err)
+/* Chunks [from, to) become holes: zero tags (those past the current end are
+ * zero already), and zero slots on disk where slots exist -- punched when the
+ * storage can, else zero headers -- so that a scan of the slots (tree.c, when
+ * the sidecar is stale) finds the holes. Committed slots are journaled first.
+ * cut (the file grows over them): slots past the committed end hold nothing
+ * to keep, and the backing file is cut there instead. */
+static int make_holes(struct pf_node *n, uint64_t from, uint64_t to, bool cut,
+		      struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint64_t base_end = pf__has_base(n) ? pf__expected_phys(v, n->base_size) : PF_HDR_SIZE;
-	int ret;
+	uint64_t tags_to = to < pf__nchunks(v, n->size) ? to : pf__nchunks(v, n->size);
+	uint64_t base_n = pf__has_base(n) ? pf__nchunks(v, n->base_size) : 0;
+	uint64_t nphys, stop;
+	int ret = 0;
 
-	for (uint64_t k = from; k < to; k++) {
-		memset(n->tags[k], 0, PF_TAG_SIZE);
-		pf__tag_touch(n, k);
-		if (pf__slot_off(v, k) >= n->phys_size)
-			continue;
-		if (pf__slot_off(v, k) >= base_end) {
-			/* Nothing committed lives here or after: cut it off. */
-			ret = v->so->truncate(v->sctx, n->fh, pf__slot_off(v, k));
-			if (ret)
-				goto fail;
-			n->phys_size = pf__slot_off(v, k);
-			continue;
-		}
-		ret = pf__wb_drain(n, err);
-		if (!ret)
-			ret = pf__journal_save(n, k, k + 1, true, err);
-		if (ret)
-			return ret;
-		ret = pf__st_pwrite_all(v, n->fh, g_zero_tag, PF_NONCE_SIZE, pf__slot_off(v, k));
-		if (!ret)
-			ret = pf__st_pwrite_all(v, n->fh, g_zero_tag, PF_TAG_SIZE,
-					    pf__slot_off(v, k) + PF_NONCE_SIZE);
+	if (from < tags_to && (ret = pf__tags_need(n, from, tags_to, err)))
+		return ret;
+	/* Held slots first: they count in phys_size only once written. */
+	if ((ret = pf__wb_drain(n, err)))
+		return ret;
+	nphys = n->phys_size > PF_HDR_SIZE ?
+		(n->phys_size - PF_HDR_SIZE + v->stride - 1) / v->stride : 0;
+	stop = to < nphys ? to : nphys;
+	for (uint64_t k = from; k < tags_to; k++)
+		if (!pf__tag_is_zero(pf__tag(n, k)))
+			pf__tag_set(n, k, g_zero_tag);
+	if (cut && stop > (from > base_n ? from : base_n)) {
+		uint64_t at = from > base_n ? from : base_n;
+
+		/* Nothing committed lives at or after this slot: cut it off. */
+		ret = v->so->truncate(v->sctx, n->fh, pf__slot_off(v, at));
 		if (ret)
 			goto fail;
+		n->phys_size = pf__slot_off(v, at);
+		stop = at;
 	}
+	if (from >= stop)
+		return 0;
+	ret = pf__journal_save(n, from, stop, /*sync=*/true, err);
+	if (ret)
+		return ret;
+	ret = v->so->punch ? v->so->punch(v->sctx, n->fh, pf__slot_off(v, from),
+					   pf__slot_off(v, stop) - pf__slot_off(v, from)) :
+			     -EOPNOTSUPP;
+	if (ret == -EOPNOTSUPP || ret == -ENOSYS) {
+		ret = 0;
+		for (uint64_t k = from; k < stop && !ret; k++) {
+			ret = pf__st_pwrite_all(v, n->fh, g_zero_tag, PF_NONCE_SIZE,
+						pf__slot_off(v, k));
+			if (!ret)
+				ret = pf__st_pwrite_all(v, n->fh, g_zero_tag, PF_TAG_SIZE,
+							pf__slot_off(v, k) + PF_NONCE_SIZE);
+		}
+	}
+	if (ret)
+		goto fail;
 	return 0;
 fail:
 	n->failed = true;
@@ -139,7 +168,9 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 		v->so->close(v->sctx, n->jfh);
 	if (n->tfh)
 		v->so->close(v->sctx, n->tfh);
-	n->jfh = n->tfh = NULL;
+	if (n->hfh)
+		v->so->close(v->sctx, n->hfh);
+	n->jfh = n->tfh = n->hfh = NULL;
 	n->fh = fh;
 	memcpy(n->old_name, n->name, sizeof(n->old_name));
 	memcpy(n->name, name, sizeof(n->name));
@@ -150,8 +181,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	n->j_unsynced = n->j_hdr = n->j_dir = false;
 	n->fresh = true;
 	n->gen_open = false;
-	n->t_valid = false;
-	n->t_lo = n->t_hi = 0;
+	pf__tree_reset(n);
 	n->phys_size = PF_HDR_SIZE;
 	n->size = 0;
 	n->dirty = true;
@@ -177,7 +207,7 @@ int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 	if (ret)
 		return ret;
 	new_n = pf__nchunks(v, new_size);
-	ret = pf__ensure_tags(n, new_n);
+	ret = pf__tree_resize(n, old_size, new_size, err);
 	/* Open the generation even when no committed byte changes: the
 	 * journal header then marks debris past the committed end as expected. */
 	if (!ret)
@@ -194,7 +224,7 @@ int pf__set_size(struct pf_node *n, uint64_t new_size, struct kiln_err *err)
 			ret = reseal(n, old_n - 1, old_size,
 				     pf__chunk_len(v, new_size, old_n - 1), err);
 		if (!ret)
-			ret = make_holes(n, old_n, new_n, err);
+			ret = make_holes(n, old_n, new_n, /*cut=*/true, err);
 	}
 	if (ret)
 		return ret;
@@ -228,7 +258,9 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 	first = off / v->cs;
 	last = (end - 1) / v->cs;
 	old_n = pf__nchunks(v, old_size);
-	ret = pf__ensure_tags(n, pf__nchunks(v, new_size));
+	ret = new_size > old_size ? pf__tree_resize(n, old_size, new_size, err) : 0;
+	if (!ret)
+		ret = pf__tags_need(n, first, last + 1, err);
 	if (!ret)
 		ret = pf__journal_begin(n, err);
 	if (ret)
@@ -240,7 +272,7 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 			ret = reseal(n, old_n - 1, old_size, pf__chunk_len(v, new_size, old_n - 1),
 				     err);
 		if (!ret && old_n < first)
-			ret = make_holes(n, old_n, first, err);
+			ret = make_holes(n, old_n, first, /*cut=*/true, err);
 		if (ret)
 			return ret;
 	}
@@ -313,9 +345,7 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 			}
 		}
 		for (uint64_t k = i; k < j; k++)
-			memcpy(n->tags[k], io + (k - i) * v->stride + PF_NONCE_SIZE, PF_TAG_SIZE);
-		pf__tag_touch(n, i);
-		pf__tag_touch(n, j - 1);
+			pf__tag_set(n, k, io + (k - i) * v->stride + PF_NONCE_SIZE);
 		wlen = 0;
 		if (split < j) {
 			wlen = (j - 1 - split) * v->stride + PF_SLOT_META +
@@ -389,7 +419,21 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 		uint64_t start = pf__slot_off(v, i);
 		uint64_t rend = pf__slot_off(v, j - 1) + PF_SLOT_META +
 				pf__chunk_len(v, n->size, j - 1);
+		bool holes = true;
 
+		/* Tags first: a tampered tag block fails the reads that touch it. */
+		if ((ret = pf__tags_need(n, i, j, err)))
+			return ret;
+		for (uint64_t k = i; k < j && holes; k++)
+			holes = pf__tag_is_zero(pf__tag(n, k)) && !pf__wb_find(n, k);
+		if (holes) { /* a sparse stretch: nothing to read */
+			uint64_t rs = off > i * v->cs ? off : i * v->cs;
+			uint64_t re = end < j * v->cs ? end : j * v->cs;
+
+			memset(buf + (rs - off), 0, re - rs);
+			i = j;
+			continue;
+		}
 		ret = pf__st_pread_pad(v, n->fh, v->iobuf, rend - start, start);
 		if (ret)
 			return kiln_err_set(err, ret, "file %s: read: %s", pf__node_path(n),
@@ -403,7 +447,7 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 
 			if (!slot)
 				slot = v->iobuf + (k - i) * v->stride;
-			if (pf__tag_is_zero(n->tags[k])) {
+			if (pf__tag_is_zero(pf__tag(n, k))) {
 				memset(buf + (rs - off), 0, re - rs);
 				continue;
 			}
@@ -421,4 +465,121 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 		i = j;
 	}
 	return (ssize_t)size;
+}
+
+ssize_t pf__node_read_chunks(struct pf_node *n, uint64_t first, size_t count, uint8_t *buf,
+			     int *results, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t nch = pf__nchunks(v, n->size);
+	bool reported = false;
+
+	if (first >= nch)
+		return 0;
+	if (count > nch - first)
+		count = (size_t)(nch - first);
+	for (size_t i = 0; i < count;) {
+		uint64_t k = first + i;
+		/* One batch of slots, never across a tag block (its own result). */
+		uint64_t bend = (k / PF_TREE_FANOUT + 1) * PF_TREE_FANOUT;
+		uint64_t j = k + v->batch < first + count ? k + v->batch : first + count;
+		struct kiln_err e1 = { 0 };
+		uint64_t start, rend;
+		int ret;
+
+		j = j < bend ? j : bend;
+		ret = pf__tags_need(n, k, j, &e1);
+		start = pf__slot_off(v, k);
+		rend = pf__slot_off(v, j - 1) + PF_SLOT_META + pf__chunk_len(v, n->size, j - 1);
+		if (!ret)
+			ret = pf__st_pread_pad(v, n->fh, v->iobuf, rend - start, start);
+		for (uint64_t c = k; c < j; c++) {
+			uint8_t *out = buf + (c - first) * v->cs;
+			uint32_t len = pf__chunk_len(v, n->size, c);
+			const uint8_t *slot = pf__wb_find(n, c);
+			int r = ret;
+
+			memset(out, 0, v->cs);
+			if (!r && !pf__tag_is_zero(pf__tag(n, c)))
+				r = pf__open_chunk(n, c, slot ? slot : v->iobuf + (c - k) * v->stride,
+						   len, out, &e1);
+			results[c - first] = r;
+			if (r) {
+				memset(out, 0, v->cs);
+				if (!reported && err) {
+					*err = e1;
+					if (!err->code)
+						kiln_err_set(err, r, "file %s: chunk %llu: %s",
+							     pf__node_path(n), (unsigned long long)c,
+							     kiln_strerror(r));
+				}
+				reported = true;
+			}
+		}
+		i += (size_t)(j - k);
+	}
+	return (ssize_t)count;
+}
+
+int pf__zero_range(struct pf_node *n, uint64_t a, uint64_t b, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t ka, kb;
+	int ret;
+
+	if (b > n->size)
+		b = n->size;
+	if (a >= b)
+		return 0;
+	ret = pf__journal_begin(n, err);
+	if (ret)
+		return ret;
+	n->dirty = true;
+	/* Whole chunks become holes (the last chunk is whole when the range
+	 * reaches the end of the file); the partial ones at the edges get zeros
+	 * written (at most one chunk each: v->zeros holds two). */
+	ka = (a + v->cs - 1) / v->cs;
+	kb = b == n->size ? pf__nchunks(v, b) : b / v->cs;
+	if (ka >= kb)
+		return pf__node_write(n, v->zeros, b - a, a, err) < 0 ? -EIO : 0;
+	ret = make_holes(n, ka, kb, /*cut=*/false, err);
+	if (!ret && a < ka * v->cs && pf__node_write(n, v->zeros, ka * v->cs - a, a, err) < 0)
+		ret = -EIO;
+	if (!ret && kb * v->cs < b &&
+	    pf__node_write(n, v->zeros, b - kb * v->cs, kb * v->cs, err) < 0)
+		ret = -EIO;
+	return ret;
+}
+
+int pf__seek(struct pf_node *n, uint64_t off, bool data, uint64_t *out,
+	     struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t nch = pf__nchunks(v, n->size);
+
+	if (off >= n->size)
+		return -ENXIO;
+	for (uint64_t k = off / v->cs; k < nch;) {
+		bool known, hole = pf__tag_hole(n, k, &known);
+		int ret;
+
+		if (!known) {
+			if ((ret = pf__tags_need(n, k, k + 1, err)))
+				return ret;
+			hole = pf__tag_is_zero(pf__tag(n, k));
+		}
+		if (hole != data) {
+			*out = k * v->cs > off ? k * v->cs : off;
+			return 0;
+		}
+		/* A block of holes not loaded: skip it whole. */
+		if (hole && !(k < n->blk_cap * PF_TREE_FANOUT && n->tblk[k / PF_TREE_FANOUT]))
+			k = (k / PF_TREE_FANOUT + 1) * PF_TREE_FANOUT;
+		else
+			k++;
+	}
+	if (data)
+		return -ENXIO;
+	*out = n->size; /* the hole at the end of every file */
+	return 0;
 }

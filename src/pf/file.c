@@ -31,7 +31,7 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	if (ret)
 		goto fail;
 	in->kind = pf__region_at(v, dir, name);
-	in->root_fmt = PF_ROOT_FLAT;
+	in->root_fmt = PF_ROOT_TREE;
 	if ((ret = kc_random(in->key, PF_KEY_SIZE)) ||
 	    (ret = kc_random(in->file_id, PF_FILE_ID_SIZE)) ||
 	    (ret = kc_random(in->backing, PF_BACKING_ID_SIZE)))
@@ -435,6 +435,113 @@ int pf_fsync(pf_file_t *f, struct kiln_err *err)
 	} else {
 		ret = pf__commit_locked(v, n, err);
 	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+ssize_t pf_read_chunks(pf_file_t *f, uint64_t first, size_t count, void *buf, int *results,
+		       struct kiln_err *err)
+{
+	pf_volume_t *v = f->node->vol;
+	ssize_t r;
+
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	pthread_mutex_lock(&v->lock);
+	r = pf__node_read_chunks(f->node, first, count, buf, results, err);
+	if (r > 0)
+		pf__touch_atime(f->node->inode);
+	pthread_mutex_unlock(&v->lock);
+	return r;
+}
+
+int pf_write_chunks(pf_file_t *f, uint64_t first, size_t count, const void *buf,
+		    uint64_t new_size, struct kiln_err *err)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	uint64_t off, len;
+	int ret = 0;
+
+	if (!writable(f->flags))
+		return -EBADF;
+	if (count == 0 || new_size > PF_MAX_FILE_SIZE || first >= pf__nchunks(v, new_size) ||
+	    count > pf__nchunks(v, new_size) - first)
+		return kiln_err_set(err, -EINVAL, "write chunks %llu+%zu: past the size %llu",
+				    (unsigned long long)first, count,
+				    (unsigned long long)new_size);
+	off = first * v->cs;
+	len = (first + count) * v->cs < new_size ? count * v->cs : new_size - off;
+	pthread_mutex_lock(&v->lock);
+	if (n->failed)
+		ret = -EIO;
+	/* Cut first when the file shrinks, so the write seals only whole chunks. */
+	if (!ret && new_size < n->size)
+		ret = pf__set_size(n, new_size, err);
+	if (!ret && pf__node_write(n, buf, len, off, err) < 0)
+		ret = err && err->code ? err->code : -EIO;
+	if (!ret && new_size > n->size)
+		ret = pf__set_size(n, new_size, err);
+	if (!ret)
+		pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+static int seek(pf_file_t *f, uint64_t off, bool data, uint64_t *out, struct kiln_err *err)
+{
+	pf_volume_t *v = f->node->vol;
+	int ret;
+
+	pthread_mutex_lock(&v->lock);
+	ret = pf__seek(f->node, off, data, out, err);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_seek_data(pf_file_t *f, uint64_t off, uint64_t *out, struct kiln_err *err)
+{
+	return seek(f, off, /*data=*/true, out, err);
+}
+
+int pf_seek_hole(pf_file_t *f, uint64_t off, uint64_t *out, struct kiln_err *err)
+{
+	return seek(f, off, /*data=*/false, out, err);
+}
+
+int pf_fallocate(pf_file_t *f, int mode, uint64_t off, uint64_t len, struct kiln_err *err)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	bool keep = mode & PF_FALLOC_KEEP_SIZE;
+	uint64_t end;
+	int ret = 0;
+
+	if (!writable(f->flags))
+		return -EBADF;
+	if (mode & ~(PF_FALLOC_KEEP_SIZE | PF_FALLOC_PUNCH_HOLE | PF_FALLOC_ZERO_RANGE))
+		return kiln_err_set(err, -EOPNOTSUPP, "fallocate mode 0x%x is not supported",
+				    (unsigned)mode);
+	if (((mode & PF_FALLOC_PUNCH_HOLE) && !keep) ||
+	    ((mode & PF_FALLOC_PUNCH_HOLE) && (mode & PF_FALLOC_ZERO_RANGE)))
+		return kiln_err_set(err, -EOPNOTSUPP, "fallocate: punching a hole needs "
+				    "KEEP_SIZE, and not ZERO_RANGE");
+	if (len == 0)
+		return kiln_err_set(err, -EINVAL, "fallocate: length 0");
+	if (off > PF_MAX_FILE_SIZE || len > PF_MAX_FILE_SIZE - off)
+		return kiln_err_set(err, -EFBIG, "fallocate: past the largest file size");
+	end = off + len;
+	pthread_mutex_lock(&v->lock);
+	if (n->failed)
+		ret = -EIO;
+	if (!ret && (mode & (PF_FALLOC_PUNCH_HOLE | PF_FALLOC_ZERO_RANGE)))
+		ret = pf__zero_range(n, off, end, err);
+	/* Nothing is reserved (a write later may meet ENOSPC); what lies past
+	 * the end reads as zeros, which is what the caller asked for. */
+	if (!ret && !keep && end > n->size)
+		ret = pf__set_size(n, end, err);
+	if (!ret)
+		pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }

@@ -46,7 +46,10 @@
 #define PF_TAG_SIZE 16
 #define PF_SLOT_META (PF_NONCE_SIZE + PF_TAG_SIZE) /* per chunk: nonce, tag, data */
 #define PF_ROOT_SIZE 32
-#define PF_MAX_FILE_SIZE (1ull << 50)
+/* 1 TiB: the per-file arrays of the tag tree (a pointer, a flag and a hash
+ * per block of 1024 chunks: 4 MiB of file at 4 KiB chunks) stay under 12 MiB
+ * even for a sparse file of that size (96 MiB at the smallest chunk, 512). */
+#define PF_MAX_FILE_SIZE (1ull << 40)
 
 #define PF_META_MAGIC "KILNMETA"
 #define PF_META_HDR_SIZE 64
@@ -207,6 +210,13 @@ static inline uint64_t pf__get_u64(const uint8_t *p)
 
 struct pf_node;
 
+#define PF_TREE_FANOUT 1024 /* tags per block of the tag tree (16 KiB) */
+#define PF_BLK_HASH 32
+
+struct pf_tblock {
+	uint8_t tags[PF_TREE_FANOUT][PF_TAG_SIZE];
+};
+
 #define PF_ROOT_FLAT 1 /* root over the whole tag list (format 1 volumes) */
 #define PF_ROOT_TREE 2 /* root over tag block hashes */
 #define PF_MAX_LINKS 65000
@@ -287,8 +297,16 @@ struct pf_node {
 	bool dirty;
 	bool was_in_meta;
 	uint64_t size;                 /* current plaintext size */
-	uint8_t (*tags)[PF_TAG_SIZE];  /* current tags, pf__nchunks(size) valid; owned */
-	uint64_t tags_cap;
+	/* The tag tree (tree.c): blocks of tags loaded on first use, the hashes
+	 * of the committed blocks, and which blocks changed since. All owned. */
+	struct pf_tblock **tblk;
+	uint8_t (*bhash)[PF_BLK_HASH];
+	uint8_t *bdirty;
+	uint64_t blk_cap;
+	uint64_t nbase;      /* committed blocks */
+	uint32_t base_count; /* tags in the last committed block */
+	uint64_t base_cut;   /* chunks from here read as holes (cut since the commit) */
+	uint8_t (*new_bhash)[PF_BLK_HASH]; /* computed by the commit in flight */
 	uint64_t phys_size; /* upper bound of the backing file's size */
 	uint8_t backing[PF_BACKING_ID_SIZE]; /* id of name */
 	/* Truncated to zero since the last commit: writes go to a new backing
@@ -321,18 +339,18 @@ struct pf_node {
 	uint64_t *wb_idx;   /* chunk index of each slot, owned */
 	uint32_t *wb_len;   /* bytes of each slot, owned */
 	size_t wb_count;
-	/* Tag sidecar "<id>.t": a copy of the committed tag list, so opening a
-	 * file reads 16 bytes per chunk instead of the whole file. It is a hint:
-	 * the root decides, and a stale or torn copy falls back to a scan. */
-	void *tfh;
-	bool t_valid;          /* the sidecar holds the base tag list */
-	uint64_t t_lo, t_hi;   /* tags changed since (chunk index range) */
+	/* Sidecars "<id>.t" (the committed tags) and "<id>.h" (the committed
+	 * block hashes): hints, the root decides; a stale or torn copy falls back
+	 * to the slots. */
+	void *tfh, *hfh;
+	bool t_valid; /* the sidecars hold the committed state */
 	/* Scratch during a commit. */
 	bool committing;
 	bool synced; /* covered by this commit's sync_all */
 	uint8_t new_root[PF_ROOT_SIZE];
 	uint8_t save_root[PF_ROOT_SIZE];
 	uint64_t save_size;
+	uint32_t save_root_fmt;
 	bool save_in_meta;
 };
 
@@ -437,6 +455,7 @@ struct pf_volume {
 	uint8_t *jbuf;  /* journal entry */
 	uint8_t *nonces; /* batch * PF_NONCE_SIZE, drawn per batch of chunks sealed */
 	uint8_t *iobuf2; /* batch * stride: the second buffer of the write pipeline */
+	uint8_t *zeros;  /* 2 * chunk size of zeros (zero range, never written to) */
 };
 
 static inline int64_t pf__now_ns(void)
@@ -573,7 +592,6 @@ int pf__seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t le
 		      const uint8_t *nonce, uint8_t *slot);
 int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t len,
 		      uint8_t *out, struct kiln_err *err);
-int pf__compute_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE]);
 
 /* sealer.c */
 void pf__sealer_stop(pf_volume_t *v);
@@ -594,10 +612,37 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
 			struct kiln_err *err);
 
+/* tree.c: the tag tree (see there). pf__tags_need loads the blocks holding
+ * chunks [lo, hi) (checked against the committed hashes: -KILN_EAUTH names
+ * the block); only then may pf__tag and pf__tag_set touch those chunks. */
+int pf__tree_load(struct pf_node *n, const struct pf_inode *e, struct kiln_err *err);
+int pf__tags_need(struct pf_node *n, uint64_t lo, uint64_t hi, struct kiln_err *err);
+static inline uint8_t *pf__tag(const struct pf_node *n, uint64_t k)
+{
+	return n->tblk[k / PF_TREE_FANOUT]->tags[k % PF_TREE_FANOUT];
+}
+void pf__tag_set(struct pf_node *n, uint64_t k, const uint8_t *tag);
+/* Is chunk k a hole? *known is false when its block is not loaded and may
+ * hold data. */
+bool pf__tag_hole(const struct pf_node *n, uint64_t k, bool *known);
+/* Before the size changes from old_size to new_size. */
+int pf__tree_resize(struct pf_node *n, uint64_t old_size, uint64_t new_size,
+		    struct kiln_err *err);
+/* The root of the current tags for size (keeps the block hashes for
+ * pf__tree_committed, called once that root is the committed one). */
+int pf__tree_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE],
+		  struct kiln_err *err);
+/* Then: the committed state, and the sidecars brought to it. Errors writing
+ * them only cost the next open a scan -- except something planted at a
+ * sidecar's name, which is refused: -KILN_EUNSAFE, err naming it. */
+int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err);
+/* A new backing file (truncate to 0): nothing committed in it. */
+void pf__tree_reset(struct pf_node *n);
+void pf__tree_free(struct pf_node *n);
+/* Chunks stored (not holes; unloaded blocks with data count whole). */
+uint64_t pf__tree_held(const struct pf_node *n, uint64_t size);
+
 /* node.c */
-int pf__ensure_tags(struct pf_node *n, uint64_t count);
-void pf__tag_touch(struct pf_node *n, uint64_t k);
-int pf__sidecar_update(struct pf_node *n, struct kiln_err *err);
 void pf__node_free(struct pf_node *n);
 struct pf_node *pf__node_new(pf_volume_t *v, struct pf_inode *e);
 int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
@@ -611,6 +656,15 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 			  struct kiln_err *err);
 ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off,
 			 struct kiln_err *err);
+/* pf_read_chunks on a node (see pf.h). */
+ssize_t pf__node_read_chunks(struct pf_node *n, uint64_t first, size_t count, uint8_t *buf,
+			     int *results, struct kiln_err *err);
+/* Bytes [a, b) (clipped to the size) read as zeros: whole chunks become holes. */
+int pf__zero_range(struct pf_node *n, uint64_t a, uint64_t b, struct kiln_err *err);
+/* SEEK_DATA (data) or SEEK_HOLE from off: -ENXIO at or past the end, and for
+ * SEEK_DATA with no data after off. */
+int pf__seek(struct pf_node *n, uint64_t off, bool data, uint64_t *out,
+	     struct kiln_err *err);
 
 /* file.c: truncate a regular file's inode (loading its node when no handle
  * is open; the node stays until committed), the volume lock held. */

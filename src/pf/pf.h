@@ -261,6 +261,40 @@ int pf_ftruncate(pf_file_t *file, uint64_t size, struct kiln_err *err);
 /* Make this file's content durable and committed (writes the metadata). */
 int pf_fsync(pf_file_t *file, struct kiln_err *err);
 
+/* ---- chunk-granular data, holes (Library API v2) --------------------------
+ * For a cache of plaintext chunks (the runtime's volume server). Chunk k holds
+ * bytes [k * cs, (k + 1) * cs) (cs = pf_volume_chunk_size); the last chunk of
+ * a file may be short. A hole (a chunk never written, or punched) has no
+ * stored slot and reads as zeros. */
+
+/* Read count chunks from first into buf (count * cs bytes; bytes past the end
+ * of the file and of holes are zeros), each checked on its own: results[i] is
+ * 0 or its error (-KILN_EAUTH: tampered; the other chunks still read), and err
+ * tells the first failure. Returns the number of chunks read (count clipped
+ * at the end of the file), or an error for the whole call (-EBADF). */
+ssize_t pf_read_chunks(pf_file_t *file, uint64_t first, size_t count, void *buf,
+		       int *results, struct kiln_err *err);
+/* Write count whole chunks from first (chunk first + i from buf + i * cs) and
+ * make the file new_size bytes long: only these chunks are sealed (and the
+ * last one's length follows new_size; chunks between the old end and first
+ * become holes). -EINVAL when a chunk lies wholly past new_size. */
+int pf_write_chunks(pf_file_t *file, uint64_t first, size_t count, const void *buf,
+		    uint64_t new_size, struct kiln_err *err);
+/* lseek SEEK_DATA / SEEK_HOLE, chunk-granular: *out = the first offset >= off
+ * in data (or in a hole; the end of the file counts as a hole). -ENXIO when
+ * off is at or past the end, or no data follows it (SEEK_DATA). */
+int pf_seek_data(pf_file_t *file, uint64_t off, uint64_t *out, struct kiln_err *err);
+int pf_seek_hole(pf_file_t *file, uint64_t off, uint64_t *out, struct kiln_err *err);
+/* fallocate(2) modes (the Linux values): 0 extends the size to off + len if
+ * larger (nothing is reserved: the new range is a hole), KEEP_SIZE alone does
+ * nothing, PUNCH_HOLE | KEEP_SIZE and ZERO_RANGE make [off, off + len) read as
+ * zeros (whole chunks become holes; partial ones get zeros written), ZERO_RANGE
+ * without KEEP_SIZE also extends. Other modes: -EOPNOTSUPP. */
+#define PF_FALLOC_KEEP_SIZE 0x01
+#define PF_FALLOC_PUNCH_HOLE 0x02
+#define PF_FALLOC_ZERO_RANGE 0x10
+int pf_fallocate(pf_file_t *file, int mode, uint64_t off, uint64_t len, struct kiln_err *err);
+
 /* ---- namespace -------------------------------------------------------------- */
 typedef uint64_t pf_ino_t;
 

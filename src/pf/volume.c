@@ -55,7 +55,8 @@ static int vol_set_chunk_size(pf_volume_t *v, uint32_t cs)
 	v->aad = malloc(32 + (size_t)cs);
 	v->jbuf = malloc(12 + v->stride + 8);
 	v->nonces = malloc(v->batch * PF_NONCE_SIZE);
-	if (!v->iobuf || !v->slot || !v->pt || !v->aad || !v->jbuf || !v->nonces)
+	v->zeros = calloc(2, cs);
+	if (!v->iobuf || !v->slot || !v->pt || !v->aad || !v->jbuf || !v->nonces || !v->zeros)
 		return -ENOMEM;
 	return 0;
 }
@@ -111,6 +112,7 @@ static void vol_free(pf_volume_t *v)
 	if (v->jbuf)
 		kiln_free_secret(v->jbuf, 12 + v->stride + 8);
 	free(v->nonces);
+	free(v->zeros);
 	if (v->iobuf2)
 		kiln_free_secret(v->iobuf2, v->batch * v->stride);
 	if (v->so && v->so->free)
@@ -315,7 +317,8 @@ static int gc_collect(void *arg, const char *name)
 	if (strcmp(name, "meta.tmp") == 0)
 		goto collect;
 	if (n != 32 && !(n == 34 && (strcmp(name + 32, ".j") == 0 ||
-				      strcmp(name + 32, ".t") == 0)))
+				      strcmp(name + 32, ".t") == 0 ||
+				      strcmp(name + 32, ".h") == 0)))
 		return 0;
 	memcpy(hex, name, 32);
 	hex[32] = '\0';
@@ -595,22 +598,36 @@ int pf_volume_rekey(pf_volume_t *v, const uint8_t new_key[static PF_KEY_SIZE],
 	return ret;
 }
 
-/* Read every chunk of node n (to check each tag). */
+/* Read every stored chunk of node n (to check each tag and the tag blocks);
+ * holes are skipped (their tags, zeros, are checked with their blocks). */
 static int verify_node(struct pf_node *n, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	size_t bsize = v->batch * v->cs;
 	uint8_t *buf = malloc(bsize);
+	uint64_t off = 0, hole;
 	int ret = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	for (uint64_t off = 0; off < n->size; off += bsize) {
-		ssize_t r = pf__node_read(n, buf, bsize, off, err);
-
-		if (r < 0) {
-			ret = (int)r;
+	/* One data run at a time: each seek scans the tags from off, so seeking
+	 * again after every batch would be quadratic in a dense file. */
+	while (off < n->size && !ret) {
+		ret = pf__seek(n, off, /*data=*/true, &off, err);
+		if (ret == -ENXIO) {
+			ret = 0;
 			break;
+		}
+		if (!ret)
+			ret = pf__seek(n, off, /*data=*/false, &hole, err);
+		while (!ret && off < hole) {
+			ssize_t r = pf__node_read(n, buf, hole - off < bsize ? hole - off : bsize,
+						  off, err);
+
+			if (r <= 0)
+				ret = r < 0 ? (int)r : -EIO; /* never 0 below the size */
+			else
+				off += (uint64_t)r;
 		}
 	}
 	kiln_free_secret(buf, bsize);

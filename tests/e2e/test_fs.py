@@ -248,8 +248,13 @@ def test_swap_chunks_within_file(vol):
     b.write_bytes(bytes(data))
     p = cat(run, "f")
     assert p.returncode == 1 and "file f: chunk 0 is corrupt" in p.stderr
-    # Without the tag sidecar (a hint), opening scans the slots: the root fails.
+    # Without the tag sidecar (a hint), the block of tags comes from the slots:
+    # it fails its hash at the first read of one of its chunks.
     pathlib.Path(str(b) + ".t").unlink()
+    p = cat(run, "f")
+    assert p.returncode == 1 and "file f: chunks 0..15 do not match the metadata" in p.stderr
+    # Without the block hashes either, opening scans the slots: the root fails.
+    pathlib.Path(str(b) + ".h").unlink()
     p = cat(run, "f")
     assert p.returncode == 1 and "file f: content does not match" in p.stderr
 
@@ -259,12 +264,59 @@ def test_tag_sidecar_is_only_a_hint(vol):
     data = os.urandom(16 * CS)
     put(run, "f", data)
     side = pathlib.Path(str(backing_files(d)[0]) + ".t")
+    hashes = pathlib.Path(str(backing_files(d)[0]) + ".h")
     assert side.stat().st_size == 16 * 16
+    assert hashes.stat().st_size == 32  # one block of tags
     flip(side, 20)
+    assert cat(run, "f").stdout == data
+    flip(hashes, 5)
     assert cat(run, "f").stdout == data
     side.unlink()
     assert cat(run, "f").stdout == data
+    hashes.unlink()
+    assert cat(run, "f").stdout == data
     assert run("verify").returncode == 0
+
+
+def disk_bytes(d):
+    return sum(p.stat().st_blocks * 512 for p in (d / ".kiln").iterdir() if p.is_file())
+
+
+def test_put_keeps_holes_and_tamper_in_sparse_file(vol, tmp_path):
+    """A sparse source file stays sparse in the volume (kiln fs put follows
+    SEEK_DATA/SEEK_HOLE); its holes read as zeros, and tampering with a data chunk
+    past the holes is still caught, naming the file and the chunk."""
+    d, key, run = vol
+    src = tmp_path / "sparse.img"
+    size = 48 << 20
+    parts = {0: b"head" * 100, (20 << 20) + 5: os.urandom(3 * CS), size - 7: b"tail!!!"}
+    with open(src, "wb") as f:
+        f.truncate(size)
+        for off, data in parts.items():
+            f.seek(off)
+            f.write(data)
+    before = disk_bytes(d)
+    p = run("put", "img", "--from", src)
+    assert p.returncode == 0, p.stderr
+    # Five chunks hold data; 48 MiB of holes take nothing (the backing file, its
+    # tags and block hashes stay under 256 KiB in all).
+    assert disk_bytes(d) - before < 256 << 10
+    want = bytearray(size)
+    for off, data in parts.items():
+        want[off:off + len(data)] = data
+    assert cat(run, "img").stdout == bytes(want)
+    assert run("verify").returncode == 0
+    # The chunk holding offset 20 MiB + 5 + CS: chunk 5121.
+    (b,) = backing_files(d)
+    with open(b, "r+b") as f:
+        f.seek(HDR + 5121 * STRIDE + SLOT_META + 9)
+        c = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([c[0] ^ 0x20]))
+    p = cat(run, "img")
+    assert p.returncode == 1 and "file img: chunk 5121 is corrupt" in p.stderr
+    p = run("verify")
+    assert p.returncode == 1 and "img" in p.stdout + p.stderr
 
 
 def test_swap_chunks_between_files(vol):
@@ -321,7 +373,8 @@ def test_replace_file_with_older_copy(vol, tmp_path):
     # With its old tag sidecar too: the sidecar fails the root, the scan as well.
     shutil.copy(tmp_path / "old.t", side)
     p = cat(run, "f")
-    assert p.returncode == 1 and "file f: content does not match the metadata" in p.stderr
+    assert p.returncode == 1
+    assert re.search(r"file f: chunks 0\.\.\d+ do not match the metadata", p.stderr)
 
 
 def test_replace_metadata_with_older_copy_is_rollback(vol, tmp_path):

@@ -144,10 +144,15 @@ static int fo_open(void *ctx, const char *name, unsigned flags, void **fh)
 static ssize_t fo_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
 {
 	struct fault *f = ctx;
+	ssize_t r;
 
 	if (f->dead)
 		return f->error;
-	return f->inner->pread(f->ictx, fh, buf, size, off);
+	r = f->inner->pread(f->ictx, fh, buf, size, off);
+	f->reads++;
+	if (r > 0)
+		f->read_bytes += (uint64_t)r;
+	return r;
 }
 
 static ssize_t fo_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
@@ -181,6 +186,22 @@ static int fo_truncate(void *ctx, void *fh, uint64_t size)
 	if (f->power_loss)
 		undo_log(f, fh, size, UINT64_MAX);
 	return f->inner->truncate(f->ictx, fh, size);
+}
+
+/* Without a punch inside, -EOPNOTSUPP: the library writes zeros instead. */
+static int fo_punch(void *ctx, void *fh, uint64_t off, uint64_t len)
+{
+	struct fault *f = ctx;
+	int r;
+
+	if (!f->inner->punch)
+		return -EOPNOTSUPP;
+	r = fault_hit(f);
+	if (r)
+		return r;
+	if (f->power_loss)
+		undo_log(f, fh, off, off + len);
+	return f->inner->punch(f->ictx, fh, off, len);
 }
 
 static int fo_sync(void *ctx, void *fh)
@@ -286,6 +307,7 @@ LOCKED(ssize_t, fo_pwrite, (void *c, void *fh, const void *b, size_t n, uint64_t
 LOCKED(int, fo_get_size, (void *c, void *fh, uint64_t *size), (c, fh, size))
 LOCKED(int, fo_truncate, (void *c, void *fh, uint64_t size), (c, fh, size))
 LOCKED(int, fo_sync, (void *c, void *fh), (c, fh))
+LOCKED(int, fo_punch, (void *c, void *fh, uint64_t o, uint64_t n), (c, fh, o, n))
 LOCKED(int, fo_close, (void *c, void *fh), (c, fh))
 LOCKED(int, fo_remove, (void *c, const char *name), (c, name))
 LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to))
@@ -297,7 +319,7 @@ static const struct pf_storage_ops g_ops = {
 	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
 	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
-	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
+	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free, .punch = fo_punch_l,
 };
 
 static const struct pf_storage_ops g_ops_deferred = {
@@ -305,7 +327,7 @@ static const struct pf_storage_ops g_ops_deferred = {
 	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
-	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l,
+	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l, .punch = fo_punch_l,
 };
 
 void fault_storage_wrap(const struct pf_storage_ops *inner, void *ictx, bool deferred,

@@ -12,6 +12,9 @@
  *   - defer syncs (sync_start/sync_wait, as the runtime's storage): a started
  *     sync happens only at sync_wait, so a commit that renames before waiting
  *     leaves unsynced data for the power-loss model to drop.
+ *   - count what is read (to check that an operation reads O(1) bytes, not
+ *     O(file)); punch (when the inner storage has it) is a mutating call,
+ *     logged for power loss as a write of zeros.
  * Every entry point takes one process-wide mutex: the library's helper thread
  * writes while the caller's thread journals. */
 #ifndef KILN_TESTS_FAULT_STORAGE_H
@@ -38,6 +41,8 @@ struct fault {
 	bool power_loss;   /* log unsynced changes; a sticky fault cuts the power */
 	uint64_t rng;      /* xorshift state deciding which files lose their changes */
 	long ops;          /* mutating calls so far */
+	long reads;        /* pread calls so far (tests may reset it) */
+	uint64_t read_bytes; /* bytes those returned */
 	struct fault_undo *undo; /* unsynced changes, newest first */
 	void *deferred[FAULT_DEFERRED_MAX]; /* started, not yet waited syncs */
 	size_t ndeferred;
