@@ -1,8 +1,9 @@
 /* bench_pf_open: what opening a big file and writing a sparse one cost through
  * pf, side by side with the same calls on a native file in the same directory.
  * Usage: bench_pf_open DIR SIZE_MIB SPARSE_MIB ROUNDS
- *   open:   open + pread 10 bytes at a random offset + close of a SIZE_MIB dense
- *           file (warm: 200 per round; cold: one after dropping the page cache),
+ *   open:   open + pread 10 bytes + close of a SIZE_MIB dense file (warm: 200
+ *           per round at one offset, its pages cached; cold: one at a random
+ *           offset after dropping the page cache),
  *           pf with the block hashes (<id>.h) and without them (every tag read
  *           and hashed at open, as before the tag tree), on a read-only volume;
  *   sparse: create a SPARSE_MIB file holding 16 pieces of 64 KiB spread evenly
@@ -89,7 +90,13 @@ static uint64_t disk_bytes(const char *dir)
 	return total;
 }
 
-static double native_open_read(const char *path, uint64_t size, int n)
+/* off: where to read (UINT64_MAX: a random offset each time). */
+static uint64_t at(uint64_t off, uint64_t size)
+{
+	return off == UINT64_MAX ? rnd() % (size - 10) : off;
+}
+
+static double native_open_read(const char *path, uint64_t size, uint64_t off, int n)
 {
 	uint8_t b[10];
 	uint64_t t0 = kiln_now_ns();
@@ -97,14 +104,14 @@ static double native_open_read(const char *path, uint64_t size, int n)
 	for (int i = 0; i < n; i++) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-		if (fd < 0 || pread(fd, b, sizeof(b), rnd() % (size - 10)) != sizeof(b))
+		if (fd < 0 || pread(fd, b, sizeof(b), (off_t)at(off, size)) != sizeof(b))
 			die("native open+read", -errno, NULL);
 		close(fd);
 	}
 	return (double)(kiln_now_ns() - t0) / 1e3 / n;
 }
 
-static double pf_open_read(pf_volume_t *v, uint64_t size, int n)
+static double pf_open_read(pf_volume_t *v, uint64_t size, uint64_t off, int n)
 {
 	struct kiln_err err = { 0 };
 	uint8_t b[10];
@@ -117,7 +124,7 @@ static double pf_open_read(pf_volume_t *v, uint64_t size, int n)
 
 		if (ret < 0)
 			die("pf open", ret, &err);
-		r = pf_pread(f, b, sizeof(b), rnd() % (size - 10), &err);
+		r = pf_pread(f, b, sizeof(b), at(off, size), &err);
 		if (r != sizeof(b))
 			die("pf read", r < 0 ? (int)r : -EIO, &err);
 		pf_close(f);
@@ -259,22 +266,25 @@ int main(int argc, char **argv)
 
 	for (uint64_t r = 0; r < rounds; r++) {
 		double nw, pw, pwf, nc, pc, pcf, ns, ps;
-		uint64_t nd, pd;
+		uint64_t nd, pd, warm;
 
 		/* Open cost, on a read-only volume (nothing is rewritten). */
 		v = vol_open(key, false, true);
-		nw = native_open_read(p, size, WARM);
-		pw = pf_open_read(v, size, WARM);
+		warm = size / 2 + 12345;
+		native_open_read(p, size, warm, 1);
+		pf_open_read(v, size, warm, 1);
+		nw = native_open_read(p, size, warm, WARM);
+		pw = pf_open_read(v, size, warm, WARM);
 		drop_caches();
-		nc = native_open_read(p, size, 1);
+		nc = native_open_read(p, size, UINT64_MAX, 1);
 		drop_caches();
-		pc = pf_open_read(v, size, 1);
+		pc = pf_open_read(v, size, UINT64_MAX, 1);
 		/* Without the block hashes: every tag read and hashed at open. */
 		if (rename(h, hoff) != 0)
 			die("rename .h", -errno, NULL);
-		pwf = pf_open_read(v, size, WARM / 10);
+		pwf = pf_open_read(v, size, warm, WARM / 10);
 		drop_caches();
-		pcf = pf_open_read(v, size, 1);
+		pcf = pf_open_read(v, size, UINT64_MAX, 1);
 		if (rename(hoff, h) != 0)
 			die("rename .h back", -errno, NULL);
 		pf_volume_close(v, NULL);
