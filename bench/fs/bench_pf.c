@@ -13,30 +13,14 @@
 #include "crypto/crypto.h"
 #include "pf/pf.h"
 
+#define BENCH_NAME "bench_pf"
+#include "bench_util.h"
+
 #define MIB (1024 * 1024)
 
 static double seconds_since(uint64_t t0)
 {
 	return (double)(kiln_now_ns() - t0) / 1e9;
-}
-
-static void die(const char *what, int code, const struct kiln_err *err)
-{
-	fprintf(stderr, "bench_pf: %s: %s\n", what, kiln_err_msg(err, code));
-	exit(1);
-}
-
-static void drop_caches(void)
-{
-	int fd;
-
-	sync();
-	fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (write(fd, "3\n", 2) != 2)
-		fprintf(stderr, "bench_pf: could not drop caches\n");
-	close(fd);
 }
 
 static pf_volume_t *open_volume(const char *dir, const uint8_t *key, bool init)

@@ -22,6 +22,9 @@
 #include "crypto/crypto.h"
 #include "pf/pf.h"
 
+#define BENCH_NAME "bench_pf_open"
+#include "bench_util.h"
+
 #define MIB (1024 * 1024)
 #define WARM 200
 #define PIECES 16
@@ -34,25 +37,6 @@ static uint64_t rnd(void)
 {
 	g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
 	return g_rng >> 33;
-}
-
-static void die(const char *what, int code, const struct kiln_err *err)
-{
-	fprintf(stderr, "bench_pf_open: %s: %s\n", what, kiln_err_msg(err, code));
-	exit(1);
-}
-
-static void drop_caches(void)
-{
-	int fd;
-
-	sync();
-	fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (write(fd, "3\n", 2) != 2)
-		fprintf(stderr, "bench_pf_open: could not drop caches\n");
-	close(fd);
 }
 
 static pf_volume_t *vol_open(const uint8_t *key, bool init, bool ro)
