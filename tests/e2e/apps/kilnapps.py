@@ -38,6 +38,13 @@ class Volume:
     def storage_files(self):
         return sorted(p for p in (self.dir / ".kiln").iterdir() if p.is_file())
 
+    def backing_files(self):
+        """The files' data: backing files named by 32 hex digits. Not the
+        metadata, the sidecars (.j .t .h) or the volume server's own files,
+        which the server removes when it exits, possibly while we list."""
+        return [p for p in self.storage_files()
+                if len(p.name) == 32 and all(c in "0123456789abcdef" for c in p.name)]
+
     def raw_bytes(self):
         """Every byte the volume holds on disk."""
         out = b""
@@ -54,8 +61,7 @@ class Volume:
     def tamper_largest(self):
         """Flip one byte in the middle of the largest data file (not the metadata:
         meta, nor meta.pub and the temporary files next to them)."""
-        files = [p for p in self.storage_files()
-                 if not p.name.startswith("meta") and p.stat().st_size > 0]
+        files = [p for p in self.backing_files() if p.stat().st_size > 0]
         target = max(files, key=lambda p: p.stat().st_size)
         b = bytearray(target.read_bytes())
         b[len(b) // 2] ^= 0x01

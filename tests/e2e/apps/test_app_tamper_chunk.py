@@ -35,9 +35,8 @@ def test_tampered_chunk_fails_only_its_reads(volume):
     py = need("python3")
     path = volume.dir / "big.bin"
     volume.run(py, "-c", WRITE, path, check=True)
-    # The file's backing file: the largest one that is not metadata.
-    backing = max((p for p in volume.storage_files() if not p.name.startswith("meta")
-                   and "." not in p.name), key=lambda p: p.stat().st_size)
+    # The file's backing file: the largest one.
+    backing = max(volume.backing_files(), key=lambda p: p.stat().st_size)
     data = bytearray(backing.read_bytes())
     data[64 + BAD * SLOT + 12 + 16 + 100] ^= 0x01
     backing.write_bytes(bytes(data))
