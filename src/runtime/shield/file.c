@@ -239,6 +239,10 @@ static long open_fast(struct rt_target *t, int flags)
 		return -EAGAIN;
 	if (!rt__lookup_cached(t->vol, t->rel, &ret, &r) || ret || !r.id || S_ISDIR(r.mode))
 		return -EAGAIN;
+	/* What the owner's bits refuse, the server answers (with its errno). */
+	if (((flags & O_ACCMODE) != O_WRONLY && !(r.mode & S_IRUSR)) ||
+	    ((flags & O_ACCMODE) != O_RDONLY && !(r.mode & S_IWUSR)))
+		return -EAGAIN;
 	n = rt__node_by_id(t->vol, r.id);
 	if (!n)
 		return -EAGAIN;
@@ -274,6 +278,7 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	struct rt_call call;
 	struct rt_stat_reply r;
 	struct rt_node *n;
+	uint64_t gen;
 	long fd;
 	int ret;
 
@@ -288,10 +293,18 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 			return -ENOTDIR;
 	}
 	m.flags = (uint32_t)(flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC));
-	m.mode = mode & 07777 & ~rt__umask();
+	if (flags & O_CREAT)
+		m.mode = mode & 07777 & ~rt__umask();
+	/* The generation before the question (as rt__lookup): the reply is
+	 * also the lookup of the path, so the next open of it while nothing
+	 * changed is open_fast's, with no round trip (was: every open of a
+	 * file asked the server, and a known one a second time to release
+	 * the reply's hold). */
+	gen = rt__vol_gen(t->vol);
 	ret = rt__vol_call(t->vol, &m, &call);
 	if (ret == 0 && call.size == sizeof(r)) {
 		memcpy(&r, call.body, sizeof(r));
+		rt__lookup_put(t->vol, t->rel, gen, 0, &r);
 		if (S_ISDIR(r.mode)) {
 			rt__cl_done(t->vol, &call);
 			return open_dir(t, flags);

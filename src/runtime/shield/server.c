@@ -452,6 +452,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	const char *path;
 	int ret;
 
+	g_srv.n_requests++;
 	switch (m->op) {
 	case RT_OP_OPEN:
 		return do_open(c, m);
@@ -969,8 +970,9 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		srv_log("final commit failed (%s)", kiln_strerror(ret));
 	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
 	if (g_srv.stats)
-		srv_log("%llu commits for %llu fsyncs, %.3f ms each; %llu fills of %llu chunks; "
-			"%llu chunks evicted; plaintext peak %llu KiB", (unsigned long long)g_srv.n_commits,
+		srv_log("%llu requests; %llu commits for %llu fsyncs, %.3f ms each; %llu fills of "
+			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB",
+			(unsigned long long)g_srv.n_requests, (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
 			(unsigned long long)g_srv.n_fills, (unsigned long long)g_srv.fill_chunks,

@@ -88,7 +88,7 @@ struct srv {
 	/* Counters, logged at exit with KILN_SHIELD_STATS=1 in the environment
 	 * of the process that started the server. */
 	bool stats;
-	uint64_t n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
+	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
 	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */
 };
 extern struct srv g_srv;

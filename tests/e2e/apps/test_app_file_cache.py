@@ -6,7 +6,9 @@ kiln process rewriting, unlinking or committing next to a file, tampering found
 at the next load from disk, the bound set by KILN_FILE_CACHE, and that closing a
 written file still commits it at once."""
 import os
+import re
 import subprocess
+import time
 
 from kilnapps import SECRET, need
 
@@ -313,3 +315,41 @@ def test_on_exit_changes_survive_another_process_commit(volume):
     assert volume.run("cat", a, check=True).stdout == "mine-" + SECRET
     assert volume.run("cat", volume.dir / "b.txt", check=True).stdout == "theirs"
     volume.assert_no_plaintext()
+
+
+REOPEN = r"""
+import os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    fd = os.open(path, os.O_RDONLY)
+    assert os.fstat(fd).st_size == 4096 and len(os.read(fd, 8192)) == 4096
+    os.close(fd)
+"""
+
+
+def server_requests(volume):
+    """Requests the volume server answered (KILN_SHIELD_STATS=1), once it exited."""
+    info = volume.dir / ".kiln" / "server"
+    for _ in range(1500):
+        if not info.exists():
+            break
+        time.sleep(0.02)
+    lines = (volume.dir / ".kiln" / "server.log").read_text().splitlines()
+    return int(re.search(r"(\d+) requests;", [ln for ln in lines if "requests;" in ln][-1])
+               .group(1))
+
+
+def test_reopen_of_unchanged_file_costs_no_round_trip(volume):
+    """nginx's pattern: open, fstat, read, close of the same file again and
+    again. Once the process knows the file and nothing changed in the volume,
+    an open is a reopen of the memfd and a close of a read-only fd releases
+    nothing at the server: 300 opens cost the server no more requests than
+    one (was 2 round trips per open)."""
+    write(volume, "page.html", "x" * 4096)
+    env = {"KILN_SHIELD_STATS": "1"}
+    py = need("python3")
+    counts = {}
+    for n in (1, 300):
+        volume.run(py, "-c", REOPEN, volume.dir / "page.html", n, env=env, check=True)
+        counts[n] = server_requests(volume)
+    assert counts[300] - counts[1] < 10, counts
