@@ -216,7 +216,7 @@ static json_t *service_json(const struct pol_service *s)
 	return o;
 }
 
-int pol_canonicalize(struct pol_policy *p)
+int pol__canonicalize(struct pol_policy *p)
 {
 	json_t *o = json_object(), *sec = json_object();
 	json_t **secrets = calloc(p->n_secrets + 1, sizeof(json_t *));
@@ -244,9 +244,9 @@ int pol_canonicalize(struct pol_policy *p)
 	for (size_t i = 0; i < p->n_services; i++)
 		services[i] = service_json(&p->services[i]);
 	json_object_set_new(o, "services", sorted_array(services, p->n_services, cmp_by_name));
-	json_object_set_new(sec, "tee", bits_set(p->tee, pol_tee_name));
+	json_object_set_new(sec, "tee", bits_set(p->tee, pol__tee_name));
 	json_object_set_new(sec, "allow_insecure_sim", json_boolean(p->allow_insecure_sim));
-	json_object_set_new(sec, "tolerate", bits_set(p->tolerate, pol_tolerate_name));
+	json_object_set_new(sec, "tolerate", bits_set(p->tolerate, pol__tolerate_name));
 	json_object_set_new(sec, "ignore_advisories",
 			    str_set(p->ignore_advisories, p->n_ignore_advisories));
 	json_object_set_new(o, "security", sec);

@@ -33,7 +33,7 @@ static void tee_list(unsigned bits, char *out, size_t size)
 			continue;
 		if (out[0])
 			strncat(out, ", ", size - strlen(out) - 1);
-		strncat(out, pol_tee_name(i), size - strlen(out) - 1);
+		strncat(out, pol__tee_name(i), size - strlen(out) - 1);
 	}
 }
 
@@ -73,7 +73,7 @@ int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *
 		return refuse(reason, reason_size, label, "bad_claims", -KILN_EPOLICY,
 			      "claims lack 'tee'");
 	for (unsigned i = 0; i < 5; i++)
-		if (!strcmp(pol_tee_name(i), tee))
+		if (!strcmp(pol__tee_name(i), tee))
 			tee_bit = 1u << i;
 	tee_list(p->tee, list, sizeof(list));
 	if (!(p->tee & tee_bit))
@@ -104,7 +104,7 @@ int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *
 					continue;
 				if (miss[0])
 					strncat(miss, ", ", sizeof(miss) - strlen(miss) - 1);
-				strncat(miss, pol_tolerate_name(i),
+				strncat(miss, pol__tolerate_name(i),
 					sizeof(miss) - strlen(miss) - 1);
 			}
 			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,

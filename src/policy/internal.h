@@ -1,10 +1,98 @@
-/* Internal to src/policy. */
+/* Internal to src/policy: the YAML tree, the parser's walker and validators,
+ * references, canonical form. Functions here are pol__*; the public API is
+ * policy.h. */
 #ifndef KILN_POLICY_INTERNAL_H
 #define KILN_POLICY_INTERNAL_H
 
 #include "policy/policy.h"
 
-/* One parsed reference (the text between "{{" and "}}"). */
+/* ---- YAML tree (ytree.c) ----
+ * A small YAML tree with source marks, built from libyaml events. Anchors,
+ * aliases and explicit tags are refused there. */
+enum ynode_type { YN_SCALAR, YN_SEQ, YN_MAP };
+
+struct ynode {
+	enum ynode_type type;
+	unsigned line, col;   /* 1-based */
+	char *str;            /* scalar text (NUL-terminated) */
+	size_t str_size;
+	bool plain;           /* scalar written without quotes or block style */
+	struct ynode **items; /* seq: elements; map: key, value, key, value, ... */
+	size_t n;             /* number of entries in items */
+	size_t cap;
+};
+
+/* Parse one YAML document. *root is owned by the caller (pol__yn_free). On error
+ * err holds `file:line:col: message` and the return is negative. */
+int pol__yn_parse(const char *text, size_t size, const char *file, struct ynode **root,
+		  struct kiln_err *err);
+void pol__yn_free(struct ynode *n);
+
+/* ---- parser state and tree walker (walk.c) ---- */
+struct pol__ctx {
+	const char *file;
+	struct kiln_err *err;
+	int code;       /* the first error's code, returned by every caller up */
+	unsigned flags; /* POL_PARSE_* */
+};
+
+/* Set err to `file:line:col: message` (n NULL: 1:1) and c->code; returns it. */
+KILN_PRINTF(3, 4)
+int pol__fail(struct pol__ctx *c, const struct ynode *n, const char *fmt, ...);
+int pol__oom(struct pol__ctx *c);
+/* The closest of the NULL-terminated cands within a small edit distance, or NULL. */
+const char *pol__suggest(const char *word, const char *const *cands);
+bool pol__is_null(const struct ynode *n);
+/* 1 true, 0 false, -1 not a plain boolean scalar. */
+int pol__bool_value(const struct ynode *n);
+/* "a list", "a mapping", "null", "a boolean", "a scalar": for messages. */
+const char *pol__type_name(const struct ynode *n);
+const struct ynode *pol__map_get(const struct ynode *map, const char *key);
+/* map must be a mapping whose keys are unique and (known non-NULL) all in known. */
+int pol__check_map(struct pol__ctx *c, const struct ynode *map, const char *what,
+		   const char *const *known);
+/* Getters: *out is malloc'd and owned by the caller (the policy being built). */
+int pol__get_str(struct pol__ctx *c, const struct ynode *n, const char *what, char **out);
+int pol__get_uint(struct pol__ctx *c, const struct ynode *n, const char *what, uint64_t min,
+		  uint64_t max, uint32_t *out);
+int pol__get_bool(struct pol__ctx *c, const struct ynode *n, const char *what, bool *out);
+typedef int (*pol__check_fn)(struct pol__ctx *c, const struct ynode *n, const char *what);
+/* A list of distinct strings, each checked by check when given. *out is a
+ * NULL-terminated vector; *count counts the entries filled so far, so the
+ * caller frees them on error too. */
+int pol__get_str_list(struct pol__ctx *c, const struct ynode *n, const char *what,
+		      pol__check_fn check, char ***out, size_t *count);
+/* One of names (NULL-terminated) → its index; a list of them → a bit set. */
+int pol__get_enum(struct pol__ctx *c, const struct ynode *n, const char *what,
+		  const char *const *names, int *out);
+int pol__get_enum_set(struct pol__ctx *c, const struct ynode *n, const char *what,
+		      const char *const *names, unsigned *out);
+extern const char *const pol__kinds[], *const pol__algs[], *const pol__tees[],
+	*const pol__tols[];
+const char *pol__tee_name(unsigned bit_index);
+const char *pol__tolerate_name(unsigned bit_index);
+
+/* ---- value validators (values.c): 0 or pol__fail naming `what` ---- */
+bool pol__ident_valid(const char *s, const char *extra);
+int pol__check_policy_name(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_item_name(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_env_name(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_hash(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_identity(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_abs_path(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_dns(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_ip(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_measurement(struct pol__ctx *c, const struct ynode *n, const char *what);
+int pol__check_advisory(struct pol__ctx *c, const struct ynode *n, const char *what);
+
+/* ---- sections (secret.c, service.c) ---- */
+int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secret *s);
+/* p: the policy so far (secrets and volumes parsed), for references. */
+int pol__parse_service(struct pol__ctx *c, const struct pol_policy *p, const struct ynode *n,
+		       struct pol_service *svc);
+
+/* ---- references (template.c) ----
+ * One parsed reference (the text between "{{" and "}}"). */
 struct pol_ref {
 	bool host;
 	bool bad_fmt; /* set when the only problem is an unknown .FORMAT */
@@ -12,12 +100,17 @@ struct pol_ref {
 	enum pol_fmt fmt;
 };
 
-int pol_ref_parse(const char *s, size_t len, struct pol_ref *ref);
-const char *pol_fmt_name(enum pol_fmt fmt);
-const char *pol_tee_name(unsigned bit_index);
-const char *pol_tolerate_name(unsigned bit_index);
-bool pol_fmt_applies(enum pol_secret_kind kind, enum pol_fmt fmt);
-/* Fill p->canonical and p->hash. */
-int pol_canonicalize(struct pol_policy *p);
+int pol__ref_parse(const char *s, size_t len, struct pol_ref *ref);
+const char *pol__fmt_name(enum pol_fmt fmt);
+bool pol__fmt_applies(enum pol_secret_kind kind, enum pol_fmt fmt);
+/* Check every reference of a template node against the policy; text_only: the
+ * value ends up in argv or env (no NUL, binary secrets need .hex/.base64). */
+int pol__check_template(struct pol__ctx *c, const struct pol_policy *p,
+			const struct pol_service *svc, const struct ynode *n, const char *what,
+			bool text_only);
+
+/* ---- canonical form (canon.c) ----
+ * Fill p->canonical and p->hash. */
+int pol__canonicalize(struct pol_policy *p);
 
 #endif

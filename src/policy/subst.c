@@ -57,7 +57,7 @@ int pol_substitute(const char *tmpl, pol_resolve_cb resolve, void *ctx, bool all
 			break;
 		}
 		close = strstr(open + 2, "}}");
-		if (!close || pol_ref_parse(open + 2, (size_t)(close - open - 2), &ref) < 0) {
+		if (!close || pol__ref_parse(open + 2, (size_t)(close - open - 2), &ref) < 0) {
 			ret = kiln_err_set(err, -KILN_EFORMAT, "bad reference in template");
 			goto out;
 		}

@@ -1,19 +1,19 @@
 /* YAML → struct ynode using libyaml's event API. The event API (rather than
  * yaml_parser_load) lets us refuse anchors and aliases before anything is
  * expanded, and keeps every node's line:column for error messages. */
-#include "policy/ytree.h"
+#include "policy/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
-void yn_free(struct ynode *n)
+void pol__yn_free(struct ynode *n)
 {
 	if (!n)
 		return;
 	for (size_t i = 0; i < n->n; i++)
-		yn_free(n->items[i]);
+		pol__yn_free(n->items[i]);
 	free(n->items);
 	free(n->str);
 	free(n);
@@ -53,8 +53,8 @@ static int yn_fail(struct kiln_err *err, const char *file, const yaml_mark_t *m,
 			    m->column + 1, msg);
 }
 
-int yn_parse(const char *text, size_t size, const char *file, struct ynode **root,
-	     struct kiln_err *err)
+int pol__yn_parse(const char *text, size_t size, const char *file, struct ynode **root,
+		  struct kiln_err *err)
 {
 	yaml_parser_t parser;
 	yaml_event_t ev;
@@ -151,7 +151,7 @@ int yn_parse(const char *text, size_t size, const char *file, struct ynode **roo
 			if (ev.type == YAML_SCALAR_EVENT) {
 				n->str = malloc(ev.data.scalar.length + 1);
 				if (!n->str) {
-					yn_free(n);
+					pol__yn_free(n);
 					ret = kiln_err_set(err, -ENOMEM, "%s: out of memory", file);
 					goto out;
 				}
@@ -162,14 +162,15 @@ int yn_parse(const char *text, size_t size, const char *file, struct ynode **roo
 			}
 			if (depth > 0) {
 				if (yn_push(stack[depth - 1], n) < 0) {
-					yn_free(n);
+					pol__yn_free(n);
 					ret = kiln_err_set(err, -ENOMEM, "%s: out of memory", file);
 					goto out;
 				}
 			} else if (!top) {
 				top = n;
 			} else {
-				yn_free(n); /* unreachable: libyaml emits one root per document */
+				pol__yn_free(
+					n); /* unreachable: libyaml emits one root per document */
 			}
 			if (ev.type != YAML_SCALAR_EVENT) {
 				if (depth == POL_MAX_DEPTH) {
@@ -203,6 +204,6 @@ out:
 	if (have_event)
 		yaml_event_delete(&ev);
 	yaml_parser_delete(&parser);
-	yn_free(top);
+	pol__yn_free(top);
 	return ret;
 }
