@@ -12,7 +12,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pol_policy *p = NULL;
 
 	if (pol_parse((const char *)data, size, "fuzz.yaml", &p, &err) == 0) {
-		char *text = pol_canonical_text(p);
+		static const char *const ids[] = {
+			"sha256:2222222222222222222222222222222222222222222222222222222222222222",
+			"sha256:3333333333333333333333333333333333333333333333333333333333333333",
+		};
+		char *text = pol_canonical_text(p), why[POL_WHY_SIZE];
+
+		/* The access rules over the parsed form: quorum counts, export changes. */
+		(void)pol_may_apply(p, p, ids[0], ids, 2, why, sizeof(why));
+		(void)pol_may_delete(p, ids[1], ids, 2, why, sizeof(why));
+		(void)pol_may_read(p, ids[0], ids[1]);
 
 		free(text);
 		for (size_t i = 0; i < p->n_services; i++) {

@@ -39,8 +39,8 @@ void cas__api_policy_apply(struct cas__req *rc)
 	struct pol_policy *p = NULL, *cur = NULL;
 	struct cas__policy row = { 0 }, old = { 0 };
 	size_t size = 0;
-	char *yaml = NULL, *canon = NULL;
-	const char *why = NULL;
+	char *yaml = NULL, *canon = NULL, why[POL_WHY_SIZE];
+	const char *approvals[] = { rc->peer_id };
 	bool created;
 	int ret;
 
@@ -83,10 +83,11 @@ void cas__api_policy_apply(struct cas__req *rc)
 	}
 	if (!created) {
 		ret = cas__policy_parse(&s->st, &old, &cur, &err);
-		if (ret < 0 || pol_may_apply(cur, p, old.owner, rc->peer_id, &why) < 0) {
+		if (ret < 0 || pol_may_apply(cur, p, old.owner, approvals, 1, why,
+					     sizeof(why)) < 0) {
 			cas__tx_rollback(rc);
-			if (ret == 0 && why)
-				/* the caller may update: no oracle */
+			if (ret == 0 && why[0])
+				/* the caller takes part in updates: no oracle */
 				cas__fail(rc, -KILN_EDENIED, why);
 			else
 				cas__refuse_forbidden(rc);
@@ -149,23 +150,29 @@ out:
 	cas__policy_unref(&s->st, cur);
 }
 
-/* Load a policy the caller may read (or update, with for_update). */
-static int load_visible(struct cas__req *rc, const char *name, bool for_update,
-			struct cas__policy *row, struct pol_policy **p)
+/* Load a policy the caller may read (or delete, with for_delete: -KILN_EDENIED
+ * with why set when the caller takes part in the delete rule but that needs more
+ * approvals). */
+static int load_visible(struct cas__req *rc, const char *name, bool for_delete,
+			struct cas__policy *row, struct pol_policy **p, char *why,
+			size_t why_size)
 {
+	const char *approvals[] = { rc->peer_id };
 	struct kiln_err err = { 0 };
 	int ret;
 
 	*p = NULL;
+	why[0] = '\0';
 	if (!pol_name_valid(name) || cas__policy_get(&rc->s->st, name, row) < 0)
 		return -ENOENT;
 	ret = cas__policy_parse(&rc->s->st, row, p, &err);
-	if (ret < 0 || !(for_update ? pol_may_update(*p, row->owner, rc->peer_id) :
-			 pol_may_read(*p, row->owner, rc->peer_id))) {
+	if (ret == 0 && for_delete)
+		ret = pol_may_delete(*p, row->owner, approvals, 1, why, why_size);
+	if (ret < 0 || !(for_delete || pol_may_read(*p, row->owner, rc->peer_id))) {
 		cas__policy_unref(&rc->s->st, *p);
 		*p = NULL;
 		cas__policy_free(row);
-		return -ENOENT;
+		return why[0] ? -KILN_EDENIED : -ENOENT;
 	}
 	return 0;
 }
@@ -175,10 +182,11 @@ void cas__api_policy_get(struct cas__req *rc)
 	const char *name = rc->args.name;
 	struct cas__policy row = { 0 };
 	struct pol_policy *p = NULL;
+	char why[POL_WHY_SIZE];
 
 	if (!cas__need_identity(rc))
 		return;
-	if (load_visible(rc, name, false, &row, &p) < 0) {
+	if (load_visible(rc, name, false, &row, &p, why, sizeof(why)) < 0) {
 		cas__refuse_forbidden(rc);
 		return;
 	}
@@ -231,6 +239,8 @@ void cas__api_policy_delete(struct cas__req *rc)
 	struct cas__server *s = rc->s;
 	struct cas__policy row = { 0 };
 	struct pol_policy *p = NULL;
+	char why[POL_WHY_SIZE];
+	int ret;
 
 	if (!cas__need_identity(rc))
 		return;
@@ -238,9 +248,14 @@ void cas__api_policy_delete(struct cas__req *rc)
 		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
-	if (load_visible(rc, name, true, &row, &p) < 0) {
+	ret = load_visible(rc, name, true, &row, &p, why, sizeof(why));
+	if (ret < 0) {
 		cas__tx_rollback(rc);
-		cas__refuse_forbidden(rc);
+		if (ret == -KILN_EDENIED)
+			/* the caller takes part in deletes: no oracle */
+			cas__fail(rc, -KILN_EDENIED, why);
+		else
+			cas__refuse_forbidden(rc);
 		return;
 	}
 	if (cas__policy_delete(&s->st, name) < 0 ||

@@ -1,47 +1,174 @@
-/* Access decisions: who may read or update a policy, and which export entry lets
- * another policy import a secret. The attestation decisions are in decide.c. */
+/* Access decisions: who may read, update or delete a policy (rules that may need
+ * a quorum of approvals), and which export entry lets another policy import a
+ * secret. The attestation decisions are in decide.c. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy/internal.h"
 
-static bool id_listed(char *const *list, size_t n, const char *owner, const char *id)
+static bool id_is(const char *entry, const char *owner, const char *id)
+{
+	if (!strcmp(entry, "owner"))
+		return owner && !strcmp(owner, id);
+	return !strcmp(entry, id);
+}
+
+bool pol_rule_lists(const struct pol_rule *r, const char *owner, const char *id)
 {
 	if (!id)
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(list[i], "owner") && owner && !strcmp(owner, id))
+	for (size_t i = 0; i < r->n_of; i++)
+		if (id_is(r->of[i], owner, id))
 			return true;
-		if (!strcmp(list[i], id))
-			return true;
-	}
 	return false;
+}
+
+unsigned pol_rule_count(const struct pol_rule *r, const char *owner, const char *const *ids,
+			size_t n)
+{
+	unsigned count = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+
+		if (!ids[i] || !pol_rule_lists(r, owner, ids[i]))
+			continue;
+		/* The same identity twice (or as "owner" and by its hash) is one. */
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = ids[j] && !strcmp(ids[j], ids[i]);
+		count += !seen;
+	}
+	return count;
+}
+
+void pol_rule_describe(const struct pol_rule *r, char *buf, size_t size)
+{
+	size_t len;
+
+	if (r->require > 1)
+		snprintf(buf, size, "%u of [", r->require);
+	else
+		snprintf(buf, size, "one of [");
+	for (size_t i = 0; i < r->n_of; i++) {
+		len = strlen(buf);
+		snprintf(buf + len, size - len, "%s%s", i ? ", " : "", r->of[i]);
+	}
+	len = strlen(buf);
+	snprintf(buf + len, size - len, "]");
+}
+
+/* The approvals that r lists, "a, b" or "none", for messages. */
+static void approvals_describe(const struct pol_rule *r, const char *owner,
+			       const char *const *ids, size_t n, char *buf, size_t size)
+{
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(buf);
+
+		if (ids[i] && pol_rule_lists(r, owner, ids[i]) && !strstr(buf, ids[i]))
+			snprintf(buf + len, size - len, "%s%s", len ? ", " : "", ids[i]);
+	}
+	if (!buf[0])
+		snprintf(buf, size, "none");
+}
+
+/* 0 when r is met by the approvals; else -KILN_EDENIED and why names the rule
+ * (`what`), what it needs and which approvals counted. */
+static int rule_met(const struct pol_rule *r, const char *what, const char *owner,
+		    const char *const *ids, size_t n, char *why, size_t why_size)
+{
+	char rule[POL_WHY_SIZE / 2], got[POL_WHY_SIZE / 2];
+	unsigned count = pol_rule_count(r, owner, ids, n);
+
+	if (count >= r->require)
+		return 0;
+	pol_rule_describe(r, rule, sizeof(rule));
+	approvals_describe(r, owner, ids, n, got, sizeof(got));
+	snprintf(why, why_size, "%s needs %s; this request has %u (%s)", what, rule, count,
+		 got);
+	return -KILN_EDENIED;
 }
 
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id)
 {
-	/* Whoever may update may also read what they would overwrite. */
-	return id_listed(p->read, p->n_read, owner, id) ||
-	       id_listed(p->update, p->n_update, owner, id);
+	/* Whoever takes part in an update or a delete also reads what it approves. */
+	return (p->read.require <= 1 && pol_rule_lists(&p->read, owner, id)) ||
+	       pol_rule_lists(&p->update, owner, id) || pol_rule_lists(&p->del, owner, id);
 }
 
 bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id)
 {
-	return id_listed(p->update, p->n_update, owner, id);
+	return pol_rule_lists(&p->update, owner, id);
+}
+
+/* Has secret s of cur lost or changed its export entries or rule in next? */
+static bool export_changed(const struct pol_secret *s, const struct pol_policy *next)
+{
+	const struct pol_secret *ns = pol_find_secret(next, s->name);
+	char *a, *b;
+	bool changed;
+
+	if (!ns)
+		return true;
+	a = pol__export_text(s);
+	b = pol__export_text(ns);
+	changed = !a || !b || strcmp(a, b);
+	free(a);
+	free(b);
+	return changed;
+}
+
+static bool approved_by(const char *id, const char *const *ids, size_t n)
+{
+	for (size_t i = 0; id && i < n; i++)
+		if (ids[i] && !strcmp(ids[i], id))
+			return true;
+	return false;
 }
 
 int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
-		  const char *owner, const char *caller, const char **why)
+		  const char *owner, const char *const *ids, size_t n, char *why,
+		  size_t why_size)
 {
-	*why = NULL;
-	if (!pol_may_update(cur, owner, caller))
+	int ret;
+
+	why[0] = '\0';
+	if (!n || !pol_may_update(cur, owner, ids[0]))
 		return -KILN_EDENIED;
-	/* A co-updater may change anything but the owner's own update access: it
+	ret = rule_met(&cur->update, "access.update", owner, ids, n, why, why_size);
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < cur->n_secrets; i++) {
+		const struct pol_secret *s = &cur->secrets[i];
+		char what[120];
+
+		if (!s->export_rule.quorum || !export_changed(s, next))
+			continue;
+		snprintf(what, sizeof(what), "changing the export of secret '%s'", s->name);
+		ret = rule_met(&s->export_rule, what, owner, ids, n, why, why_size);
+		if (ret < 0)
+			return ret;
+	}
+	/* Co-updaters may change anything but the owner's own update access: they
 	 * cannot lock the owner out of the policy. The owner may. */
-	if (!pol_may_update(next, owner, owner) && (!caller || strcmp(caller, owner))) {
-		*why = "only the owner may remove the owner's update access";
+	if (!pol_may_update(next, owner, owner) && !approved_by(owner, ids, n)) {
+		snprintf(why, why_size, "only the owner may remove the owner's update access");
 		return -KILN_EDENIED;
 	}
 	return 0;
+}
+
+int pol_may_delete(const struct pol_policy *p, const char *owner, const char *const *ids,
+		   size_t n, char *why, size_t why_size)
+{
+	const struct pol_rule *r = p->del.n_of ? &p->del : &p->update;
+
+	why[0] = '\0';
+	if (!n || !pol_rule_lists(r, owner, ids[0]))
+		return -KILN_EDENIED;
+	return rule_met(r, p->del.n_of ? "access.delete" : "access.update (there is no "
+			"access.delete)", owner, ids, n, why, why_size);
 }
 
 const struct pol_export *pol_export_find(const struct pol_secret *xs, const char *importer,

@@ -109,6 +109,36 @@ static json_t *export_json(const struct pol_export *e)
 	return o;
 }
 
+/* An access rule: a plain list when any one listed identity suffices (so a
+ * policy written before quorums keeps its hash, and {require: 1, of: L} is L),
+ * else {"of": sorted, "require": M}. */
+static json_t *rule_json(const struct pol_rule *r)
+{
+	if (r->require <= 1)
+		return str_set(r->of, r->n_of);
+	return json_pack("{s:o,s:i}", "of", str_set(r->of, r->n_of), "require",
+			 (int)r->require);
+}
+
+/* A secret's export: the sorted entries; {"of", "require", "to"} when the quorum
+ * form was written (even with require 1: it names who must approve changes). */
+static json_t *exports_json(const struct pol_secret *s)
+{
+	json_t **ex = calloc(s->n_exports + 1, sizeof(*ex)), *to;
+
+	if (!ex)
+		return NULL;
+	for (size_t i = 0; i < s->n_exports; i++)
+		ex[i] = export_json(&s->exports[i]);
+	to = sorted_array(ex, s->n_exports, cmp_by_session);
+	free(ex);
+	if (!to || !s->export_rule.quorum)
+		return to;
+	return json_pack("{s:o,s:i,s:o}", "of",
+			 str_set(s->export_rule.of, s->export_rule.n_of), "require",
+			 (int)s->export_rule.require, "to", to);
+}
+
 static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 {
 	json_t *o = json_object();
@@ -152,18 +182,25 @@ static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 		}
 	}
 	if (with_exports) {
-		json_t **ex = calloc(s->n_exports + 1, sizeof(*ex));
+		json_t *ex = exports_json(s);
 
 		if (!ex) {
 			json_decref(o);
 			return NULL;
 		}
-		for (size_t i = 0; i < s->n_exports; i++)
-			ex[i] = export_json(&s->exports[i]);
-		json_object_set_new(o, "export", sorted_array(ex, s->n_exports, cmp_by_session));
-		free(ex);
+		json_object_set_new(o, "export", ex);
 	}
 	return o;
+}
+
+char *pol__export_text(const struct pol_secret *s)
+{
+	json_t *ex = exports_json(s);
+	char *text = ex ? json_dumps(ex, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) :
+			  NULL;
+
+	json_decref(ex);
+	return text;
 }
 
 char *pol_secret_spec(const struct pol_secret *s)
@@ -232,9 +269,11 @@ int pol__canonicalize(struct pol_policy *p)
 	json_object_set_new(o, "name", json_string(p->name));
 	json_object_set_new(o, "predecessor", p->predecessor ? json_string(p->predecessor) :
 					      json_null());
-	json_object_set_new(o, "access", json_pack("{s:o,s:o}", "read",
-						   str_set(p->read, p->n_read), "update",
-						   str_set(p->update, p->n_update)));
+	json_object_set_new(o, "access", json_pack("{s:o,s:o}", "read", rule_json(&p->read),
+						   "update", rule_json(&p->update)));
+	/* Only when given, so the hash of a policy without it does not change. */
+	if (p->del.n_of)
+		json_object_set_new(json_object_get(o, "access"), "delete", rule_json(&p->del));
 	for (size_t i = 0; i < p->n_secrets; i++)
 		secrets[i] = secret_json(&p->secrets[i], /*with_exports=*/true);
 	json_object_set_new(o, "secrets", sorted_array(secrets, p->n_secrets, cmp_by_name));

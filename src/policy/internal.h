@@ -85,6 +85,16 @@ int pol__check_ip(struct pol__ctx *c, const struct ynode *n, const char *what);
 int pol__check_measurement(struct pol__ctx *c, const struct ynode *n, const char *what);
 int pol__check_advisory(struct pol__ctx *c, const struct ynode *n, const char *what);
 
+/* ---- access rules (rule.c) ----
+ * A list or {require, of} (pol__get_rule); the {require, of} keys of a mapping
+ * that may hold more (pol__get_quorum); [owner]. r's strings are owned by r. */
+int pol__get_rule(struct pol__ctx *c, const struct ynode *n, const char *what,
+		  struct pol_rule *r);
+int pol__get_quorum(struct pol__ctx *c, const struct ynode *n, const char *what,
+		    struct pol_rule *r);
+int pol__rule_default_owner(struct pol__ctx *c, struct pol_rule *r);
+void pol__rule_free(struct pol_rule *r);
+
 /* ---- sections (secret.c, service.c) ---- */
 int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secret *s);
 /* p: the policy so far (secrets and volumes parsed), for references. */
@@ -112,5 +122,8 @@ int pol__check_template(struct pol__ctx *c, const struct pol_policy *p,
 /* ---- canonical form (canon.c) ----
  * Fill p->canonical and p->hash. */
 int pol__canonicalize(struct pol_policy *p);
+/* Canonical JSON text of a secret's export (entries and rule), owned by the
+ * caller; NULL on ENOMEM. */
+char *pol__export_text(const struct pol_secret *s);
 
 #endif

@@ -9,11 +9,33 @@
 
 /* ---- top level ---- */
 
+static int parse_access(struct pol__ctx *c, const struct ynode *v, struct pol_policy *p)
+{
+	static const char *const keys[] = { "read", "update", "delete", NULL };
+	const struct ynode *f;
+
+	if (pol__check_map(c, v, "access", keys) < 0)
+		return c->code;
+	if ((f = pol__map_get(v, "read")) && pol__get_rule(c, f, "access read", &p->read) < 0)
+		return c->code;
+	if ((f = pol__map_get(v, "update")) &&
+	    pol__get_rule(c, f, "access update", &p->update) < 0)
+		return c->code;
+	if ((f = pol__map_get(v, "delete"))) {
+		if (pol__get_rule(c, f, "access delete", &p->del) < 0)
+			return c->code;
+		/* n_of 0 means "not given": the update rule applies. */
+		if (!p->del.n_of)
+			return pol__fail(c, f, "access delete: empty list (leave it out and "
+					 "the update rule applies)");
+	}
+	return 0;
+}
+
 static int parse_root(struct pol__ctx *c, const struct ynode *root, struct pol_policy *p)
 {
 	static const char *const keys[] = { "name", "predecessor", "access", "secrets",
 					    "volumes", "services", "security", NULL };
-	static const char *const access_keys[] = { "read", "update", NULL };
 	static const char *const sec_keys[] = { "tee", "allow_insecure_sim", "tolerate",
 						"ignore_advisories", NULL };
 	static const char *const vol_keys[] = { "name", NULL };
@@ -34,32 +56,12 @@ static int parse_root(struct pol__ctx *c, const struct ynode *root, struct pol_p
 	    (pol__get_str(c, v, "predecessor", &p->predecessor) < 0 ||
 	     pol__check_hash(c, v, "predecessor") < 0))
 		return c->code;
-	if ((v = pol__map_get(root, "access"))) {
-		const struct ynode *f;
-
-		if (pol__check_map(c, v, "access", access_keys) < 0)
-			return c->code;
-		if ((f = pol__map_get(v, "read")) &&
-		    pol__get_str_list(c, f, "access read", pol__check_identity, &p->read,
-				      &p->n_read) < 0)
-			return c->code;
-		if ((f = pol__map_get(v, "update")) &&
-		    pol__get_str_list(c, f, "access update", pol__check_identity, &p->update,
-				      &p->n_update) < 0)
-			return c->code;
-	}
-	if (!p->read) {
-		p->read = calloc(2, sizeof(char *));
-		if (!p->read || !(p->read[0] = strdup("owner")))
-			return pol__oom(c);
-		p->n_read = 1;
-	}
-	if (!p->update) {
-		p->update = calloc(2, sizeof(char *));
-		if (!p->update || !(p->update[0] = strdup("owner")))
-			return pol__oom(c);
-		p->n_update = 1;
-	}
+	if ((v = pol__map_get(root, "access")) && parse_access(c, v, p) < 0)
+		return c->code;
+	if (!p->read.of && pol__rule_default_owner(c, &p->read) < 0)
+		return c->code;
+	if (!p->update.of && pol__rule_default_owner(c, &p->update) < 0)
+		return c->code;
 	if ((v = pol__map_get(root, "volumes"))) {
 		if (v->type != YN_SEQ)
 			return pol__fail(c, v, "volumes: expected a list, found %s",
@@ -178,8 +180,9 @@ void pol_free(struct pol_policy *p)
 		return;
 	free(p->name);
 	free(p->predecessor);
-	free_strv(p->read, p->n_read);
-	free_strv(p->update, p->n_update);
+	pol__rule_free(&p->read);
+	pol__rule_free(&p->update);
+	pol__rule_free(&p->del);
 	for (size_t i = 0; p->secrets && i < p->n_secrets; i++) {
 		struct pol_secret *s = &p->secrets[i];
 
@@ -196,6 +199,7 @@ void pol_free(struct pol_policy *p)
 			free_strv(s->exports[j].measurement, s->exports[j].n_measurement);
 		}
 		free(s->exports);
+		pol__rule_free(&s->export_rule);
 		if (s->import) {
 			free(s->import->session);
 			free(s->import->secret);

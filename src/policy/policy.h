@@ -41,6 +41,18 @@ enum pol_key_alg { POL_ALG_P256, POL_ALG_P384, POL_ALG_ED25519, POL_ALG_RSA3072 
 enum pol_fmt { POL_FMT_RAW, POL_FMT_HEX, POL_FMT_BASE64, POL_FMT_PEM, POL_FMT_KEY,
 	       POL_FMT_CHAIN };
 
+/* An access rule: identities, and how many of them must agree to one request.
+ * A plain list `[a, b]` is require 1 (any one listed); `{require: M, of: [a, b,
+ * c]}` needs M distinct identities of the list (quorum true). "owner" stands for
+ * the policy owner's identity. */
+struct pol_rule {
+	char **of;        /* "owner" or "sha256:<hex>", distinct; NULL-terminated */
+	size_t n_of;      /* 0: the rule was not given (see its user) */
+	unsigned require; /* 1 ≤ require ≤ n_of */
+	bool quorum;      /* written as {require, of} */
+	struct pol_mark mark;
+};
+
 /* Who may import a secret. A name alone is not enough (names are first come,
  * first served): an entry binds the importer's owner identity, its version
  * (policy_hash), or both; pol_parse refuses an entry with neither. Entries
@@ -76,6 +88,10 @@ struct pol_secret {
 	uint32_t validity_days; /* default 365 (x509), 3650 (x509-ca) */
 	struct pol_export *exports;
 	size_t n_exports;
+	/* export written as {require: M, of: [...], to: [entries]}: changing or
+	 * removing the entries (or this rule, or the secret) needs M of `of` besides
+	 * access.update. quorum false (n_of 0) for the plain list form. */
+	struct pol_rule export_rule;
 	struct pol_import *import; /* non-NULL: value comes from another policy */
 	struct pol_mark mark;
 };
@@ -134,10 +150,9 @@ enum {
 struct pol_policy {
 	char *name;
 	char *predecessor; /* "sha256:<hex>" or NULL */
-	char **read;       /* "owner" or "sha256:<hex>" identities; default [owner] */
-	size_t n_read;
-	char **update;
-	size_t n_update;
+	struct pol_rule read;   /* default [owner] */
+	struct pol_rule update; /* default [owner] */
+	struct pol_rule del;    /* access.delete; n_of 0: the update rule applies */
 	struct pol_secret *secrets;
 	size_t n_secrets;
 	char **volumes;
@@ -190,15 +205,39 @@ bool pol_hash_valid(const char *s);
 bool pol_name_valid(const char *s);
 
 /* ---- access decisions (access.c) ----
- * `owner` and `id` are identities "sha256:<hex>". */
+ * `owner` and `id` are identities "sha256:<hex>". A request carries approvals:
+ * ids[0] is the caller (the TLS peer), the others identities whose signature
+ * over the request the CAS verified; duplicates count once. */
+#define POL_WHY_SIZE 1024
+
+/* Does r list id ("owner" matching owner)? */
+bool pol_rule_lists(const struct pol_rule *r, const char *owner, const char *id);
+/* Distinct identities of ids[0..n) that r lists. */
+unsigned pol_rule_count(const struct pol_rule *r, const char *owner, const char *const *ids,
+			size_t n);
+/* "2 of [owner, sha256:...]" or "one of [...]", for messages. */
+void pol_rule_describe(const struct pol_rule *r, char *buf, size_t size);
+/* May id read p? When the read rule needs one approval and lists id, or id takes
+ * part in the update or delete rule (it must see what it approves). A read rule
+ * with require M > 1 lets nobody read on their own. */
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id);
+/* Does id take part in p's update rule (it may propose; alone it may apply only
+ * when the rule needs one approval)? */
 bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id);
-/* May caller replace cur (owned by owner) with next? Needs update access to cur,
- * and, when next takes the owner's update access away, the owner itself (a
- * co-updater cannot lock the owner out). 0, or -KILN_EDENIED with *why set when
- * the caller may update but not this change (NULL: no update access at all). */
+/* May the approvals ids[0..n) replace cur (owned by owner) with next? The update
+ * rule of cur must be met; a secret whose export is quorum-governed in cur and
+ * whose export entries or rule change (or which disappears) needs that rule met
+ * too; when next takes the owner's update access away, the owner must be among
+ * the approvals (co-updaters cannot lock the owner out). 0, or -KILN_EDENIED with
+ * why (POL_WHY_SIZE) naming the unmet rule, or empty when the caller takes no part
+ * in the update rule at all (it learns nothing more). */
 int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
-		  const char *owner, const char *caller, const char **why);
+		  const char *owner, const char *const *ids, size_t n, char *why,
+		  size_t why_size);
+/* May the approvals delete p? Its delete rule (the update rule when none is
+ * given) must be met. Same returns as pol_may_apply. */
+int pol_may_delete(const struct pol_policy *p, const char *owner, const char *const *ids,
+		   size_t n, char *why, size_t why_size);
 /* The export entry of secret xs (of an exporting policy) that lets the policy
  * `importer` (its name, current hash and owner identity) import it, or NULL.
  * An entry matches when its session is the importer's name, and its owner (when

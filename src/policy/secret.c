@@ -102,10 +102,55 @@ static int check_entropy(struct pol__ctx *c, const struct ynode *n, const struct
 			 POL_MIN_SECRET_BITS, ceil(POL_MIN_SECRET_BITS / per_char));
 }
 
-int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secret *s)
+/* export: a list of entries, or {require: M, of: [ids], to: [entries]} when
+ * changing the entries needs a quorum. */
+static int parse_exports(struct pol__ctx *c, const struct ynode *v, struct pol_secret *s)
 {
 	static const char *const export_keys[] = { "session", "owner", "policy_hash",
 						   "measurement", NULL };
+	static const char *const quorum_keys[] = { "require", "of", "to", NULL };
+
+	if (v->type == YN_MAP) {
+		const struct ynode *q = v;
+
+		if (pol__check_map(c, q, "secret export", quorum_keys) < 0 ||
+		    pol__get_quorum(c, q, "secret export", &s->export_rule) < 0)
+			return c->code;
+		if (!(v = pol__map_get(q, "to")))
+			return pol__fail(c, q, "secret export: missing required key 'to' (the "
+					 "export entries, possibly [])");
+	}
+	if (v->type != YN_SEQ)
+		return pol__fail(c, v, "secret export: expected a list or {require: M, of: "
+				 "[identity, ...], to: [entries]}, found %s", pol__type_name(v));
+	s->exports = calloc(v->n + 1, sizeof(*s->exports));
+	if (!s->exports)
+		return pol__oom(c);
+	for (size_t i = 0; i < v->n; i++) {
+		const struct ynode *x = v->items[i], *f;
+		struct pol_export *ex = &s->exports[i];
+
+		if (pol__check_map(c, x, "export", export_keys) < 0)
+			return c->code;
+		s->n_exports = i + 1;
+		f = pol__map_get(x, "session");
+		if (!f)
+			return pol__fail(c, x, "export: missing required key 'session'");
+		if (pol__get_str(c, f, "export session", &ex->session) < 0 ||
+		    pol__check_policy_name(c, f, "export session") < 0)
+			return c->code;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->exports[j].session, ex->session))
+				return pol__fail(c, f, "export: duplicate session '%s'",
+						 ex->session);
+		if (parse_export_binding(c, x, s, ex) < 0)
+			return c->code;
+	}
+	return 0;
+}
+
+int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secret *s)
+{
 	static const char *const import_keys[] = { "session", "secret", "policy_hash", NULL };
 	const struct ynode *v;
 	int e;
@@ -220,33 +265,7 @@ int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secr
 	if ((v = pol__map_get(n, "validity_days")) &&
 	    pol__get_uint(c, v, "secret validity_days", 1, 36500, &s->validity_days) < 0)
 		return c->code;
-	if ((v = pol__map_get(n, "export"))) {
-		if (v->type != YN_SEQ)
-			return pol__fail(c, v, "secret export: expected a list, found %s",
-					 pol__type_name(v));
-		s->exports = calloc(v->n + 1, sizeof(*s->exports));
-		if (!s->exports)
-			return pol__oom(c);
-		for (size_t i = 0; i < v->n; i++) {
-			const struct ynode *x = v->items[i], *f;
-			struct pol_export *ex = &s->exports[i];
-
-			if (pol__check_map(c, x, "export", export_keys) < 0)
-				return c->code;
-			s->n_exports = i + 1;
-			f = pol__map_get(x, "session");
-			if (!f)
-				return pol__fail(c, x, "export: missing required key 'session'");
-			if (pol__get_str(c, f, "export session", &ex->session) < 0 ||
-			    pol__check_policy_name(c, f, "export session") < 0)
-				return c->code;
-			for (size_t j = 0; j < i; j++)
-				if (!strcmp(s->exports[j].session, ex->session))
-					return pol__fail(c, f, "export: duplicate session '%s'",
-							 ex->session);
-			if (parse_export_binding(c, x, s, ex) < 0)
-				return c->code;
-		}
-	}
+	if ((v = pol__map_get(n, "export")) && parse_exports(c, v, s) < 0)
+		return c->code;
 	return 0;
 }

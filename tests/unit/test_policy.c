@@ -255,6 +255,53 @@ static const struct bad_case g_bad[] = {
 	  "\", measurement: []}]}\n",
 	  "p.yaml:3:145: export measurement: empty list (leave it out to accept the importer's own "
 	  "measurement rules)" },
+	{ "quorum require 0",
+	  "name: x\naccess:\n  update: {require: 0, of: [owner]}\n",
+	  "p.yaml:3:21: access update: 0 is out of range 1..4294967295" },
+	{ "quorum require above of",
+	  "name: x\naccess:\n  update: {require: 3, of: [owner, \"" ID1 "\"]}\n",
+	  "p.yaml:3:21: access update: require 3 is more than the 2 identities in 'of' (it "
+	  "could never be met)" },
+	{ "quorum duplicate identity",
+	  "name: x\naccess:\n  read: {require: 1, of: [\"" ID1 "\", \"" ID1 "\"]}\n",
+	  "p.yaml:3:102: access read: duplicate entry '" ID1 "'" },
+	{ "quorum missing of",
+	  "name: x\naccess:\n  update: {require: 1}\n",
+	  "p.yaml:3:11: access update: missing required key 'of' (the identities that approve)" },
+	{ "quorum missing require",
+	  "name: x\naccess:\n  update: {of: [owner]}\n",
+	  "p.yaml:3:11: access update: missing required key 'require' (how many of 'of' must "
+	  "approve)" },
+	{ "quorum empty of",
+	  "name: x\naccess:\n  delete: {require: 1, of: []}\n",
+	  "p.yaml:3:28: access delete: 'of' is empty (nobody could ever approve)" },
+	{ "quorum bad identity",
+	  "name: x\naccess:\n  update: {require: 1, of: [bob]}\n",
+	  "p.yaml:3:29: access update: expected 'owner' or an identity 'sha256:<64 hex>', found "
+	  "'bob'" },
+	{ "quorum unknown key",
+	  "name: x\naccess:\n  update: {require: 1, of: [owner], off: []}\n",
+	  "p.yaml:3:37: unknown key 'off' in access update (did you mean 'of'?)" },
+	{ "quorum scalar",
+	  "name: x\naccess:\n  update: owner\n",
+	  "p.yaml:3:11: access update: expected a list of identities or {require: M, of: "
+	  "[identity, ...]}, found a scalar" },
+	{ "delete empty",
+	  "name: x\naccess:\n  delete: []\n",
+	  "p.yaml:3:11: access delete: empty list (leave it out and the update rule applies)" },
+	{ "export quorum without to",
+	  "name: x\nsecrets:\n  - {name: s, kind: binary, export: {require: 1, of: [owner]}}\n",
+	  "p.yaml:3:37: secret export: missing required key 'to' (the export entries, possibly "
+	  "[])" },
+	{ "export quorum require above of",
+	  "name: x\nsecrets:\n  - {name: s, kind: binary, export: {require: 2, of: [owner], "
+	  "to: []}}\n",
+	  "p.yaml:3:47: secret export: require 2 is more than the 1 identities in 'of' (it "
+	  "could never be met)" },
+	{ "export scalar",
+	  "name: x\nsecrets:\n  - {name: s, kind: binary, export: all}\n",
+	  "p.yaml:3:37: secret export: expected a list or {require: M, of: [identity, ...], to: "
+	  "[entries]}, found a scalar" },
 	{ "deep",
 	  "name: x\nsecrets: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
 	  "]]]]]]]]]]]]\n",
@@ -735,18 +782,129 @@ static void test_co_updater_cannot_remove_owner_update_access(void **state)
 	struct pol_policy *drop = parse_ok("name: a\naccess: {update: [\"" ID2 "\"]}\n");
 	struct pol_policy *keep = parse_ok("name: a\naccess: {update: [\"" ID1 "\", \"" ID2
 					   "\"]}\n");
-	const char *why;
+	const char *by1[] = { ID1 }, *by2[] = { ID2 };
+	char why[POL_WHY_SIZE];
 
 	/* ID1 owns it; ID2 may update it */
-	assert_int_equal(pol_may_apply(cur, keep, ID1, ID2, &why), 0);
-	assert_int_equal(pol_may_apply(cur, drop, ID1, ID2, &why), -KILN_EDENIED);
+	assert_int_equal(pol_may_apply(cur, keep, ID1, by2, 1, why, sizeof(why)), 0);
+	assert_int_equal(pol_may_apply(cur, drop, ID1, by2, 1, why, sizeof(why)), -KILN_EDENIED);
 	assert_string_equal(why, "only the owner may remove the owner's update access");
-	assert_int_equal(pol_may_apply(cur, drop, ID1, ID1, &why), 0);
-	assert_int_equal(pol_may_apply(drop, keep, ID1, ID1, &why), -KILN_EDENIED);
-	assert_null(why); /* no update access at all: the caller learns nothing more */
+	assert_int_equal(pol_may_apply(cur, drop, ID1, by1, 1, why, sizeof(why)), 0);
+	assert_int_equal(pol_may_apply(drop, keep, ID1, by1, 1, why, sizeof(why)), -KILN_EDENIED);
+	assert_string_equal(why, ""); /* no update access at all: nothing more is learned */
 	pol_free(cur);
 	pol_free(drop);
 	pol_free(keep);
+}
+
+#define ID3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+#define ID4 "sha256:4444444444444444444444444444444444444444444444444444444444444444"
+
+/* 2 of 3 for updates: the owner alone may not; a read quorum lets nobody read
+ * alone but the update's approvers; delete falls back to the update rule. */
+static void test_quorum_rules(void **state)
+{
+	struct pol_policy *cur = parse_ok("name: a\naccess:\n  read: {require: 2, of: [\"" ID4
+					  "\", owner]}\n  update: {require: 2, of: [owner, \"" ID2
+					  "\", \"" ID3 "\"]}\n");
+	struct pol_policy *next = parse_ok("name: a\naccess: {update: [owner]}\n");
+	struct pol_policy *lockout = parse_ok("name: a\naccess: {update: [\"" ID2 "\"]}\n");
+	const char *owner_only[] = { ID1 }, *owner_twice[] = { ID1, ID1 };
+	const char *owner_and_2[] = { ID1, ID2 }, *two_and_3[] = { ID2, ID3 };
+	const char *stranger[] = { ID4, ID2, ID3 };
+	char why[POL_WHY_SIZE];
+
+	(void)state;
+	assert_true(pol_may_update(cur, ID1, ID2));
+	assert_true(pol_may_read(cur, ID1, ID2));  /* approves updates: reads them */
+	assert_false(pol_may_read(cur, ID1, ID4)); /* the read rule needs 2 */
+	assert_int_equal(pol_rule_count(&cur->update, ID1, owner_twice, 2), 1);
+	assert_int_equal(pol_may_apply(cur, next, ID1, owner_only, 1, why, sizeof(why)),
+			 -KILN_EDENIED);
+	assert_non_null(strstr(why, "access.update needs 2 of [owner, " ID2 ", " ID3
+				    "]; this request has 1 (" ID1 ")"));
+	assert_int_equal(pol_may_apply(cur, next, ID1, owner_twice, 2, why, sizeof(why)),
+			 -KILN_EDENIED);
+	assert_int_equal(pol_may_apply(cur, next, ID1, owner_and_2, 2, why, sizeof(why)), 0);
+	/* 2 and 3 agree, but next takes the owner's update access away */
+	assert_int_equal(pol_may_apply(cur, lockout, ID1, two_and_3, 2, why, sizeof(why)),
+			 -KILN_EDENIED);
+	assert_string_equal(why, "only the owner may remove the owner's update access");
+	/* a caller outside the rule learns nothing, whatever approvals it carries */
+	assert_int_equal(pol_may_apply(cur, next, ID1, stranger, 3, why, sizeof(why)),
+			 -KILN_EDENIED);
+	assert_string_equal(why, "");
+	assert_int_equal(pol_may_delete(cur, ID1, owner_only, 1, why, sizeof(why)),
+			 -KILN_EDENIED);
+	assert_non_null(strstr(why, "access.update (there is no access.delete) needs 2 of"));
+	assert_int_equal(pol_may_delete(cur, ID1, two_and_3, 2, why, sizeof(why)), 0);
+	pol_free(cur);
+	pol_free(next);
+	pol_free(lockout);
+}
+
+/* A quorum-governed export: adding an entry, dropping the rule or the secret
+ * needs the export's quorum besides access.update; other changes do not. */
+static void test_quorum_export(void **state)
+{
+	static const char head[] = "name: a\naccess: {update: [owner, \"" ID2 "\"]}\nsecrets:\n";
+	char buf[1024];
+	struct pol_policy *cur, *more, *plain, *gone, *other;
+	const char *by2[] = { ID2 }, *by2_3[] = { ID2, ID3 };
+	char why[POL_WHY_SIZE];
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "%s  - {name: k, kind: binary, export: {require: 1, of: [\""
+		 ID3 "\"], to: []}}\n", head);
+	cur = parse_ok(buf);
+	snprintf(buf, sizeof(buf), "%s  - {name: k, kind: binary, export: {require: 1, of: [\""
+		 ID3 "\"], to: [{session: evil, owner: \"" ID2 "\"}]}}\n", head);
+	more = parse_ok(buf);
+	snprintf(buf, sizeof(buf), "%s  - {name: k, kind: binary, export: []}\n", head);
+	plain = parse_ok(buf);
+	snprintf(buf, sizeof(buf), "%s  - {name: j, kind: binary}\n", head);
+	gone = parse_ok(buf);
+	snprintf(buf, sizeof(buf), "%s  - {name: k, kind: binary, size: 48, export: {require: "
+		 "1, of: [\"" ID3 "\"], to: []}}\n", head);
+	other = parse_ok(buf);
+	assert_int_equal(pol_may_apply(cur, more, ID1, by2, 1, why, sizeof(why)), -KILN_EDENIED);
+	assert_non_null(strstr(why, "changing the export of secret 'k' needs one of [" ID3 "]"));
+	assert_int_equal(pol_may_apply(cur, plain, ID1, by2, 1, why, sizeof(why)), -KILN_EDENIED);
+	assert_int_equal(pol_may_apply(cur, gone, ID1, by2, 1, why, sizeof(why)), -KILN_EDENIED);
+	assert_int_equal(pol_may_apply(cur, other, ID1, by2, 1, why, sizeof(why)), 0);
+	assert_int_equal(pol_may_apply(cur, more, ID1, by2_3, 2, why, sizeof(why)), 0);
+	/* the quorum form is part of the hash; the list form keeps an old policy's */
+	assert_string_not_equal(cur->hash, plain->hash);
+	pol_free(cur);
+	pol_free(more);
+	pol_free(plain);
+	pol_free(gone);
+	pol_free(other);
+}
+
+/* {require: 1, of: L} is L; an old policy's hash does not move. */
+static void test_quorum_canonical(void **state)
+{
+	struct pol_policy *a = parse_ok("name: a\naccess: {update: [owner, \"" ID2 "\"]}\n");
+	struct pol_policy *b = parse_ok("name: a\naccess: {update: {require: 1, of: [\"" ID2
+					"\", owner]}}\n");
+	struct pol_policy *c = parse_ok("name: a\naccess: {update: {require: 2, of: [\"" ID2
+					"\", owner]}}\n");
+	struct pol_policy *d = parse_ok("name: a\naccess: {delete: [owner]}\n");
+	struct pol_policy *e = parse_ok("name: a\n");
+	char *text = pol_canonical_text(c);
+
+	(void)state;
+	assert_string_equal(a->hash, b->hash);
+	assert_string_not_equal(a->hash, c->hash);
+	assert_string_not_equal(d->hash, e->hash);
+	assert_non_null(strstr(text, "\"update\":{\"of\":[\"owner\",\"" ID2 "\"],\"require\":2}"));
+	free(text);
+	pol_free(a);
+	pol_free(b);
+	pol_free(c);
+	pol_free(d);
+	pol_free(e);
 }
 
 static void test_decide_any_requires_command0_when_claims_name_exe(void **state)
@@ -829,6 +987,9 @@ int main(void)
 		cmocka_unit_test(test_exports_bound_to_owner_or_hash),
 		cmocka_unit_test(test_decide_export_applies_exporter_rules),
 		cmocka_unit_test(test_co_updater_cannot_remove_owner_update_access),
+		cmocka_unit_test(test_quorum_rules),
+		cmocka_unit_test(test_quorum_export),
+		cmocka_unit_test(test_quorum_canonical),
 		cmocka_unit_test(test_decide_any_requires_command0_when_claims_name_exe),
 		cmocka_unit_test(test_stored_policies_keep_what_earlier_kiln_accepted),
 		cmocka_unit_test(test_misc),

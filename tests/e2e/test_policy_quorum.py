@@ -1,0 +1,115 @@
+"""Quorum rules in policies (issue 12): `{require: M, of: [...]}` for
+access.read/update/delete and a secret's export, validated strictly, enforced by
+the CAS with a message naming the rule; `kiln audit verify` stays clean."""
+import re
+
+OWNER_ONLY_2_OF_3 = """\
+name: acme/q
+predecessor: {pred}
+access:
+  update: {{require: 2, of: [owner, {bob}, {carol}]}}
+  read: {{require: 2, of: [owner, {dave}]}}
+secrets:
+  - name: k
+    kind: binary
+    export: {{require: 1, of: [{carol}], to: {to}}}
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_validate_quorum_forms(kiln, tmp_path, cas_identity):
+    _, bob = cas_identity("bob")
+    ok = write(tmp_path, "ok.yaml", "name: a\naccess:\n  update: {require: 2, of: [owner, "
+               f"{bob}]}}\n  delete: [owner]\n")
+    p = kiln("policy", "validate", ok, check=True)
+    assert re.fullmatch(r".*: ok, sha256:[0-9a-f]{64}\n", p.stdout)
+    # {require: 1, of: L} is the list L: same hash
+    same1 = write(tmp_path, "l.yaml", f"name: a\naccess: {{update: [owner, {bob}]}}\n")
+    same2 = write(tmp_path, "r.yaml", f"name: a\naccess: {{update: {{require: 1, of: [{bob}, "
+                  "owner]}}\n")
+    h1 = kiln("policy", "validate", same1, check=True).stdout.split()[-1]
+    assert kiln("policy", "validate", same2, check=True).stdout.split()[-1] == h1
+    bad = write(tmp_path, "bad.yaml", f"name: a\naccess:\n  update: {{require: 3, of: [owner, "
+                f"{bob}]}}\n")
+    p = kiln("policy", "validate", bad)
+    assert p.returncode == 1
+    assert p.stderr == (f"kiln: {bad}:3:21: access update: require 3 is more than the 2 "
+                        "identities in 'of' (it could never be met)\n")
+    dup = write(tmp_path, "dup.yaml", f"name: a\naccess:\n  read: {{require: 1, of: [{bob}, "
+                f"{bob}]}}\n")
+    p = kiln("policy", "validate", dup)
+    assert p.returncode == 1 and f"access read: duplicate entry '{bob}'" in p.stderr
+
+
+def test_quorum_refuses_one_stakeholder(kiln, cas, cas_identity, tmp_path):
+    alice, alice_id = cas_identity("alice")
+    bob, bob_id = cas_identity("bob")
+    carol, carol_id = cas_identity("carol")
+    dave, dave_id = cas_identity("dave")
+    ids = dict(bob=bob_id, carol=carol_id, dave=dave_id)
+    first = write(tmp_path, "p1.yaml", OWNER_ONLY_2_OF_3.format(pred="null", to="[]", **ids))
+    p = kiln("policy", "apply", first, env=cas.env(alice), check=True)
+    h = p.stdout.split()[-1]
+    update = write(tmp_path, "p2.yaml", OWNER_ONLY_2_OF_3.format(pred=h, to="[]", **ids)
+                   .replace("kind: binary", "kind: binary\n    size: 48"))
+    # The owner alone, then Bob alone: each is one of the two approvals needed.
+    for who, who_id in ((alice, alice_id), (bob, bob_id)):
+        p = kiln("policy", "apply", update, env=cas.env(who))
+        assert p.returncode == 1
+        assert (f"access.update needs 2 of [owner, {bob_id}, {carol_id}]; this request has 1 "
+                f"({who_id})") in p.stderr, p.stderr
+    # Dave takes no part in updates: he learns nothing.
+    p = kiln("policy", "apply", update, env=cas.env(dave))
+    assert p.returncode == 1 and "403: not allowed or not found" in p.stderr
+    # Deleting falls back to the update rule: one stakeholder cannot delete either.
+    p = kiln("policy", "delete", "acme/q", env=cas.env(bob))
+    assert p.returncode == 1
+    assert "access.update (there is no access.delete) needs 2 of" in p.stderr
+    # The read rule needs Dave and the owner together: Dave alone reads nothing; the
+    # update's approvers read what they approve.
+    p = kiln("policy", "get", "acme/q", env=cas.env(dave))
+    assert p.returncode == 1 and "403: not allowed or not found" in p.stderr
+    assert "name: acme/q" in kiln("policy", "get", "acme/q", env=cas.env(carol),
+                                  check=True).stdout
+    # Nothing changed, and the audit log says exactly that.
+    assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/q 1 {h}\n"
+    p = kiln("audit", "verify", "--data", cas.data, check=True)
+    assert p.stdout.startswith("audit log ok: 1 entries")
+
+
+def test_export_quorum(kiln, cas, cas_identity, tmp_path):
+    """Bob may update on his own, but exporting the secret to a policy he owns
+    needs Carol, whom the export names."""
+    alice, _ = cas_identity("alice")
+    bob, bob_id = cas_identity("bob")
+    _, carol_id = cas_identity("carol")
+    text = ("name: acme/x\npredecessor: {pred}\naccess: {{update: [owner, " + bob_id + "]}}\n"
+            "secrets:\n  - name: k\n    kind: binary\n    export: {{require: 1, of: [" +
+            carol_id + "], to: {to}}}\n")
+    p = kiln("policy", "apply", write(tmp_path, "x1.yaml", text.format(pred="null", to="[]")),
+             env=cas.env(alice), check=True)
+    h = p.stdout.split()[-1]
+    steal = text.format(pred=h, to=f"[{{session: bob/app, owner: {bob_id}}}]")
+    p = kiln("policy", "apply", write(tmp_path, "x2.yaml", steal), env=cas.env(bob))
+    assert p.returncode == 1
+    assert (f"changing the export of secret 'k' needs one of [{carol_id}]; this request has "
+            "0 (none)") in p.stderr, p.stderr
+    # Dropping the quorum, or the secret, is a change of its export too.
+    plain = text.format(pred=h, to="[]").replace(
+        f"{{require: 1, of: [{carol_id}], to: []}}", "[]")
+    p = kiln("policy", "apply", write(tmp_path, "x3.yaml", plain), env=cas.env(bob))
+    assert p.returncode == 1 and "changing the export of secret 'k'" in p.stderr
+    gone = text.format(pred=h, to="[]").replace("name: k", "name: k2")
+    p = kiln("policy", "apply", write(tmp_path, "x4.yaml", gone), env=cas.env(bob))
+    assert p.returncode == 1 and "changing the export of secret 'k'" in p.stderr
+    # Other changes stay Bob's to make alone.
+    other = text.format(pred=h, to="[]").replace("kind: binary", "kind: binary\n    size: 40")
+    p = kiln("policy", "apply", write(tmp_path, "x5.yaml", other), env=cas.env(bob),
+             check=True)
+    assert p.stdout.startswith("updated acme/x version 2")
+    assert kiln("audit", "verify", "--data", cas.data).returncode == 0
