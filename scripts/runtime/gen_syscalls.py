@@ -73,10 +73,10 @@ for n in ["read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "
           "preadv2", "pwritev2"]:
     fd(n, S, 0, note="native on the memfd; chunks filled before, marked dirty after")
     HANDLER[n] = "rt__sys_data"
-for n in ["ioctl", "flock", "readahead", "fadvise64", "sync_file_range", "fstatfs",
-          "vmsplice"]:
+for n in ["ioctl", "flock", "readahead", "fadvise64", "sync_file_range", "vmsplice"]:
     fd(n, P, 0, note="plaintext memfd: native semantics")
-fd("lseek", S, 0, note="native; SEEK_DATA/SEEK_HOLE see no holes")
+fd("lseek", S, 0, note="files: native, SEEK_DATA/SEEK_HOLE see no holes; directory fds: "
+   "the listing's position")
 fd("ftruncate", S, 0, note="the volume server resizes file, memfd and chunk state")
 fd("fallocate", S, 0, note="allocation native; punch/zero range by the volume server")
 fd("syncfs", S, 0, note="commits the volume")
@@ -106,7 +106,8 @@ fd("fdatasync", S, 0, note="as fsync")
 fd("fchmod", S, 0, note="mode kept by the shield")
 fd("fchown", S, 0, note="accepted, ownership not stored")
 fd("getdents", R, 0, note="legacy; use getdents64")
-fd("getdents64", S, 0, note="directory listing of the plaintext view")
+fd("getdents64", S, 0, note="directory listing of the plaintext view; /proc/self/fd "
+                            "without the runtime's fds")
 fd("fchdir", X, 0, note="into a volume directory: virtual working directory")
 for n in ["fsetxattr", "fremovexattr"]:
     fd(n, R, 0, note="xattrs are not stored in volumes")
@@ -144,16 +145,19 @@ for n in ["utime", "utimes"]:
     path(n, S, (-1, 0), note="accepted, times not stored")
 path("futimesat", S, (0, 1), note="accepted, times not stored")
 path("utimensat", S, (0, 1), fds=(0,), note="accepted, times not stored")
-path("readlink", S, (-1, 0), note="protected files are never symlinks: EINVAL")
-path("readlinkat", S, (0, 1), note="protected files are never symlinks: EINVAL")
+path("readlink", S, (-1, 0), note="protected files are never symlinks: EINVAL; "
+                                  "/proc/self/fd/N: the program's path")
+path("readlinkat", S, (0, 1), note="protected files are never symlinks: EINVAL; "
+                                   "/proc/self/fd/N: the program's path")
 path("chdir", X, (-1, 0), note="into a volume directory: virtual working directory")
-path("statfs", P, (-1, 0), note="reports the backing file system")
-path("link", R, (-1, 0), (-1, 1), note="hard links are not supported in volumes")
-path("linkat", R, (0, 1), (2, 3), note="hard links are not supported in volumes")
-path("symlink", R, (-1, 1), note="symlinks are not supported in volumes")
-path("symlinkat", R, (1, 2), note="symlinks are not supported in volumes")
-path("mknod", R, (-1, 0))
-path("mknodat", R, (0, 1))
+path("statfs", S, (-1, 0), note="the volume's numbers (its store's file system)")
+fd("fstatfs", S, 0, note="the volume's numbers (its store's file system)")
+path("link", S, (-1, 0), (-1, 1), note="EPERM: no hard links in volumes yet (pf v2)")
+path("linkat", S, (0, 1), (2, 3), note="EPERM: no hard links in volumes yet (pf v2)")
+path("symlink", S, (-1, 1), note="EPERM: no symlinks in volumes yet (pf v2)")
+path("symlinkat", S, (1, 2), note="EPERM: no symlinks in volumes yet (pf v2)")
+path("mknod", S, (-1, 0), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
+path("mknodat", S, (0, 1), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
 for n in ["setxattr", "lsetxattr", "removexattr", "lremovexattr"]:
     path(n, R, (-1, 0), note="xattrs are not stored in volumes")
 for n in ["getxattr", "lgetxattr"]:

@@ -74,6 +74,11 @@ const char *kiln_err_msg(const struct kiln_err *e, int code);
 enum kiln_log_level { KILN_LOG_DEBUG, KILN_LOG_INFO, KILN_LOG_WARN, KILN_LOG_ERROR };
 void kiln_log_set_level(enum kiln_log_level level);
 void kiln_log_set_rate(unsigned burst, unsigned window_s);
+/* A byte string as one line of text a UTF-8 reader accepts: valid UTF-8 is
+ * kept, control characters, DEL and bytes that are not UTF-8 become \xNN,
+ * a backslash becomes two. Writes at most out_size - 1 bytes and a NUL (cut at a
+ * whole character); returns the length written. Async-signal-safe. */
+size_t kiln_escape_text(char *out, size_t out_size, const char *in, size_t in_len);
 void kiln_log(enum kiln_log_level level, const char *msg, const char *kvfmt, ...)
 	KILN_PRINTF(3, 4);
 void kiln_log_flush(void);

@@ -49,16 +49,106 @@ void kiln_log_set_rate(unsigned burst, unsigned window_s)
 	pthread_mutex_unlock(&g_log_lock);
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid
+ * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+size_t kiln_escape_text(char *out, size_t out_size, const char *in, size_t in_len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	if (!out_size)
+		return 0;
+	for (size_t i = 0; i < in_len;) {
+		size_t len = utf8_len(s + i, in_len - i);
+		char esc[4];
+		size_t elen = 0;
+
+		if (len == 1 && (s[i] < 0x20 || s[i] == 0x7f || s[i] == '\\')) {
+			if (s[i] == '\\') {
+				esc[elen++] = '\\';
+				esc[elen++] = '\\';
+			} else {
+				esc[elen++] = '\\';
+				esc[elen++] = 'x';
+				esc[elen++] = hex[s[i] >> 4];
+				esc[elen++] = hex[s[i] & 15];
+			}
+			len = 1;
+		} else if (len == 0) {
+			esc[elen++] = '\\';
+			esc[elen++] = 'x';
+			esc[elen++] = hex[s[i] >> 4];
+			esc[elen++] = hex[s[i] & 15];
+			len = 1;
+		}
+		if (elen) {
+			if (o + elen >= out_size)
+				break;
+			memcpy(out + o, esc, elen);
+		} else {
+			if (o + len >= out_size)
+				break;
+			memcpy(out + o, s + i, len);
+			elen = len;
+		}
+		o += elen;
+		i += len;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static void log_quoted(FILE *f, const char *s)
 {
+	char buf[1024];
+	size_t n = strlen(s);
+
 	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		if ((unsigned char)*s < 0x20)
-			fputc(' ', f);
-		else
-			fputc(*s, f);
+	while (n) {
+		/* Pieces end at a character boundary (a UTF-8 sequence is never
+		 * cut into bytes that would be escaped). */
+		size_t piece = n < 200 ? n : 200;
+
+		while (piece < n && piece > 1 && ((unsigned char)s[piece] & 0xc0) == 0x80)
+			piece--;
+
+		kiln_escape_text(buf, sizeof(buf), s, piece);
+		for (const char *p = buf; *p; p++) {
+			if (*p == '"')
+				fputc('\\', f);
+			fputc(*p, f);
+		}
+		s += piece;
+		n -= piece;
 	}
 	fputc('"', f);
 }

@@ -30,7 +30,8 @@ long rt__sys_refuse(long nr, const long a[6])
 	char what[512];
 
 	rt__describe(nr, s, a, what, sizeof(what));
-	rt__say("%s on protected %s: not supported by the runtime (ENOTSUP)", s->name, what);
+	rt__refuse(s->name, "%s on protected %s: not supported by the runtime (ENOTSUP)",
+		   s->name, what);
 	return -ENOTSUP;
 }
 

@@ -1,5 +1,5 @@
 /* kiln runtime: the fd table. One slot per fd number below RT_FD_MAX holding a
- * tagged pointer (kind in the low 2 bits; shield objects are at least 8-byte
+ * tagged pointer (kind in the low 3 bits; shield objects are at least 8-byte
  * aligned). Lookups are a single relaxed atomic load so the read/write fast
  * path costs nothing measurable; updates use atomic exchange so a signal
  * handler or another thread never sees a torn entry. The array lives in .bss:
@@ -16,18 +16,23 @@ bool rt_fd_in_range(int fd)
 	return fd >= 0 && fd < RT_FD_MAX;
 }
 
+static uintptr_t slot(int fd)
+{
+	return atomic_load_explicit(&g_fds[fd], memory_order_acquire);
+}
+
 enum rt_fd_kind rt_fd_kind(int fd)
 {
 	if (!rt_fd_in_range(fd))
 		return RT_FD_NONE;
-	return (enum rt_fd_kind)(atomic_load_explicit(&g_fds[fd], memory_order_acquire) & 3u);
+	return (enum rt_fd_kind)(slot(fd) & RT_FD_KIND_MASK);
 }
 
 void *rt_fd_get(int fd)
 {
 	if (!rt_fd_in_range(fd))
 		return NULL;
-	return (void *)(atomic_load_explicit(&g_fds[fd], memory_order_acquire) & ~(uintptr_t)3);
+	return (void *)(slot(fd) & ~(uintptr_t)RT_FD_KIND_MASK);
 }
 
 void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj)
@@ -39,7 +44,7 @@ void *rt_fd_set(int fd, enum rt_fd_kind kind, void *obj)
 	old = atomic_exchange(&g_fds[fd], (uintptr_t)obj | (uintptr_t)kind);
 	if (!old)
 		atomic_fetch_add(&g_count, 1);
-	return (void *)(old & ~(uintptr_t)3);
+	return (void *)(old & ~(uintptr_t)RT_FD_KIND_MASK);
 }
 
 void *rt_fd_clear(int fd, enum rt_fd_kind *kind)
@@ -54,8 +59,8 @@ void *rt_fd_clear(int fd, enum rt_fd_kind *kind)
 	if (old)
 		atomic_fetch_sub(&g_count, 1);
 	if (kind)
-		*kind = (enum rt_fd_kind)(old & 3u);
-	return (void *)(old & ~(uintptr_t)3);
+		*kind = (enum rt_fd_kind)(old & RT_FD_KIND_MASK);
+	return (void *)(old & ~(uintptr_t)RT_FD_KIND_MASK);
 }
 
 bool rt_fd_clear_if(int fd, enum rt_fd_kind kind, void *obj)

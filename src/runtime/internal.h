@@ -203,7 +203,13 @@ int rt__exec_env(int dirfd, const char *path, int at_flags, char *const *argv,
 		 char *const *envp, struct rt_exec_env *e) RT_HIDDEN;
 void rt__exec_env_free(struct rt_exec_env *e) RT_HIDDEN;
 
-/* One line on stderr, "kiln: ..." (async-signal-safe, raw write). */
+/* One line on stderr, "kiln: ..." (async-signal-safe, raw write; bytes that
+ * are not printable UTF-8 escaped as \xNN). For integrity failures and start-up. */
 void rt__say(const char *fmt, ...) RT_HIDDEN __attribute__((format(printf, 1, 2)));
+/* A refusal (a call the runtime does not support there): said once per
+ * process for each distinct key (a static string naming the reason, e.g.
+ * "link"), whatever the path. */
+void rt__refuse(const char *key, const char *fmt, ...) RT_HIDDEN
+	__attribute__((format(printf, 2, 3)));
 
 #endif

@@ -75,3 +75,56 @@ const char *rt_path_under(const char *path, const char *prefix)
 		return path + n + 1;
 	return NULL;
 }
+
+enum rt_path_last rt_path_tail(const char *path, bool *slash)
+{
+	size_t n = strlen(path), end;
+
+	*slash = n > 0 && path[n - 1] == '/';
+	end = n;
+	while (end > 0 && path[end - 1] == '/')
+		end--;
+	if (end == 0)
+		return n ? RT_LAST_ROOT : RT_LAST_NORM;
+	if (end == 1 || path[end - 2] == '/') {
+		if (path[end - 1] == '.')
+			return RT_LAST_DOT;
+	} else if (path[end - 1] == '.' && path[end - 2] == '.' &&
+		   (end == 2 || path[end - 3] == '/')) {
+		return RT_LAST_DOTDOT;
+	}
+	return RT_LAST_NORM;
+}
+
+int rt_path_absolute(const char *cwd, const char *path, char *out, size_t out_size)
+{
+	char head[4096];
+	bool slash;
+	enum rt_path_last last = rt_path_tail(path, &slash);
+	size_t n = strlen(path), end = n, start, len;
+	int ret;
+
+	if (path[0] == '/' || (last == RT_LAST_NORM && !slash))
+		return rt_path_normalize(cwd, path, out, out_size);
+	/* The last component as written ("name/", ".", ".."): what the call
+	 * does may depend on it (rename of "d/.", open("new/", O_CREAT)). */
+	while (end > 0 && path[end - 1] == '/')
+		end--;
+	start = end;
+	while (start > 0 && path[start - 1] != '/')
+		start--;
+	if (start >= sizeof(head))
+		return -ENAMETOOLONG;
+	memcpy(head, path, start);
+	head[start] = '\0';
+	ret = rt_path_normalize(cwd, start ? head : ".", out, out_size);
+	if (ret)
+		return ret;
+	len = strlen(out);
+	if (len + 1 + (n - start) >= out_size)
+		return -ENAMETOOLONG;
+	if (len > 1)
+		out[len++] = '/';
+	memcpy(out + len, path + start, n - start + 1);
+	return 0;
+}

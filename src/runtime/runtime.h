@@ -55,6 +55,19 @@ const char *rt_syscall_name(long nr);
  * docs/runtime.md). */
 int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_size);
 
+/* The last component of path as the kernel classifies it (fs/namei.c
+ * LAST_NORM, LAST_DOT, LAST_DOTDOT, LAST_ROOT), and whether path ends with
+ * '/' (the object must then be a directory). */
+enum rt_path_last { RT_LAST_NORM, RT_LAST_DOT, RT_LAST_DOTDOT, RT_LAST_ROOT };
+enum rt_path_last rt_path_tail(const char *path, bool *slash);
+
+/* The absolute form of a relative path against cwd, normalized as
+ * rt_path_normalize does except for a last component ".", ".." or one
+ * followed by '/', which stay as written ("a/../b/." -> "CWD/b/."), so that
+ * whoever looks at the result sees what the program asked for. Absolute paths
+ * and plain last components: rt_path_normalize. Same errors. */
+int rt_path_absolute(const char *cwd, const char *path, char *out, size_t out_size);
+
 /* When path (normalized) equals prefix or lies below it, return the remainder
  * ("" for the prefix itself, else without the leading '/'); NULL otherwise.
  * prefix is normalized; "/" matches everything. */
@@ -71,7 +84,11 @@ enum rt_fd_kind {
 	RT_FD_FILE = 1,  /* protected regular file (a memfd with the plaintext) */
 	RT_FD_DIR = 2,   /* protected directory (listing from the volume) */
 	RT_FD_OWNED = 3, /* the runtime's own fd: invisible to the app */
+	RT_FD_PROCFD = 4, /* the app's fd on a /proc/<self>/fd directory: listings
+			   * leave the runtime's own fds out */
 };
+/* Kinds live in the low bits of the objects' addresses (8-byte aligned). */
+#define RT_FD_KIND_MASK 7u
 
 struct rt_fd_entry;
 /* The kind of fd (RT_FD_NONE for fds out of range or not tracked). */

@@ -72,25 +72,6 @@ __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 RT_TLS volatile char t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 RT_TLS int t_rt_depth;
 
-void rt__say(const char *fmt, ...)
-{
-	char buf[600];
-	va_list ap;
-	int n;
-
-	memcpy(buf, "kiln: ", 6);
-	va_start(ap, fmt);
-	n = vsnprintf(buf + 6, sizeof(buf) - 7, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	n += 6;
-	if (n > (int)sizeof(buf) - 1)
-		n = (int)sizeof(buf) - 1;
-	buf[n++] = '\n';
-	rt__raw(SYS_write, 2, buf, n);
-}
-
 /* Nested regions (a round trip inside an operation that holds the shield
  * lock, say) change no mask: the outermost blocked every signal already and
  * restores the program's mask itself, so an operation costs one pair of

@@ -199,6 +199,33 @@ static void log_flood(void)
 	kiln_log_set_rate(50, 5);
 }
 
+static void escaped_is(const char *in, size_t in_len, const char *want)
+{
+	char out[64];
+
+	assert_int_equal(kiln_escape_text(out, sizeof(out), in, in_len), strlen(want));
+	assert_string_equal(out, want);
+}
+
+static void test_escape_text(void **state)
+{
+	char small[6];
+
+	escaped_is("plain /a/b.txt", 14, "plain /a/b.txt");
+	escaped_is("caf\xc3\xa9", 5, "caf\xc3\xa9");            /* valid UTF-8 kept */
+	escaped_is("tab\tnl\n", 7, "tab\\x09nl\\x0a");
+	escaped_is("a\xff\xfe", 3, "a\\xff\\xfe");               /* not UTF-8 */
+	escaped_is("\xc3", 1, "\\xc3");                             /* cut sequence */
+	escaped_is("\xc0\xaf", 2, "\\xc0\\xaf");                  /* overlong '/' */
+	escaped_is("\xed\xa0\x80", 3, "\\xed\\xa0\\x80");       /* a surrogate */
+	escaped_is("x\\y", 3, "x\\\\y");                         /* backslash doubled */
+	escaped_is("\x7f", 1, "\\x7f");
+	escaped_is("nul\0in", 6, "nul\\x00in");
+	/* Cut at a whole character: never half an escape. */
+	assert_int_equal(kiln_escape_text(small, sizeof(small), "ab\x01" "cd", 5), 2);
+	assert_string_equal(small, "ab");
+}
+
 static void test_log_repeated_lines_rate_limited_with_summary(void **state)
 {
 	const char *out = capture_stderr(log_flood);
@@ -327,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_sock_fd),
+		cmocka_unit_test(test_escape_text),
 		cmocka_unit_test(test_log_repeated_lines_rate_limited_with_summary),
 		cmocka_unit_test(test_private_key_file_refuses_open_modes_and_fifos),
 		cmocka_unit_test(test_error_messages_say_when_truncated),

@@ -60,7 +60,8 @@ static void test_syscall_table_contents(void **state)
 	assert_int_equal(g_rt_syscalls[SYS_ioctl].action, RT_SYS_PASS);
 	assert_int_equal(g_rt_syscalls[SYS_close].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_fsync].action, RT_SYS_SHIELD);
-	assert_int_equal(g_rt_syscalls[SYS_link].action, RT_SYS_REFUSE);
+	assert_int_equal(g_rt_syscalls[SYS_link].action, RT_SYS_SHIELD);
+	assert_int_equal(g_rt_syscalls[SYS_setxattr].action, RT_SYS_REFUSE);
 	assert_int_equal(g_rt_syscalls[SYS_rt_sigreturn].action, RT_SYS_RUNTIME);
 	assert_int_equal(g_rt_syscalls[SYS_execve].action, RT_SYS_RUNTIME);
 	/* renameat2: two (dirfd, path) pairs. */
@@ -139,13 +140,67 @@ static void test_path_under(void **state)
 	assert_string_equal(rt_path_under("/", "/"), "");
 }
 
+static void tail_is(const char *path, enum rt_path_last want, bool want_slash)
+{
+	bool slash = !want_slash;
+
+	assert_int_equal(rt_path_tail(path, &slash), want);
+	assert_int_equal(slash, want_slash);
+}
+
+static void test_path_tail(void **state)
+{
+	tail_is("a", RT_LAST_NORM, false);
+	tail_is("a/b/", RT_LAST_NORM, true);
+	tail_is("a/.", RT_LAST_DOT, false);
+	tail_is(".", RT_LAST_DOT, false);
+	tail_is("./", RT_LAST_DOT, true);
+	tail_is("a/..", RT_LAST_DOTDOT, false);
+	tail_is("..//", RT_LAST_DOTDOT, true);
+	tail_is("/", RT_LAST_ROOT, true);
+	tail_is("//", RT_LAST_ROOT, true);
+	tail_is("a.", RT_LAST_NORM, false);
+	tail_is("a/...", RT_LAST_NORM, false);
+	tail_is("a/.b", RT_LAST_NORM, false);
+	tail_is("x..", RT_LAST_NORM, false);
+	tail_is("", RT_LAST_NORM, false);
+}
+
+static void abs_ok(const char *cwd, const char *path, const char *want)
+{
+	char out[256];
+
+	assert_int_equal(rt_path_absolute(cwd, path, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_path_absolute(void **state)
+{
+	char small[12];
+
+	/* Plain last components: as rt_path_normalize. */
+	abs_ok("/v/c", "a/b", "/v/c/a/b");
+	abs_ok("/v/c", "../x", "/v/x");
+	abs_ok("/v/c", "/abs/./p", "/abs/p");
+	/* ".", ".." and "name/" stay as written, after a normalized head. */
+	abs_ok("/v/c", "new/", "/v/c/new/");
+	abs_ok("/v/c", "d/sub/.", "/v/c/d/sub/.");
+	abs_ok("/v/c", "d/./sub/..", "/v/c/d/sub/..");
+	abs_ok("/v/c", ".", "/v/c/.");
+	abs_ok("/v/c", "..", "/v/c/..");
+	abs_ok("/", "x/", "/x/");
+	abs_ok("/", "..", "/..");
+	assert_int_equal(rt_path_absolute("/v/c", "long-name/", small, sizeof(small)),
+			 -ENAMETOOLONG);
+}
+
 static void test_fd_table(void **state)
 {
-	int obj1, obj2;
+	_Alignas(8) long obj1, obj2;
 	enum rt_fd_kind kind;
 	size_t base = rt_fd_count();
 
-	/* Objects are at least 4-byte aligned: the kind lives in the low bits. */
+	/* Objects are at least 8-byte aligned: the kind lives in the low 3 bits. */
 	assert_int_equal(rt_fd_kind(5), RT_FD_NONE);
 	assert_null(rt_fd_get(5));
 	assert_null(rt_fd_set(5, RT_FD_FILE, &obj1));
@@ -165,6 +220,11 @@ static void test_fd_table(void **state)
 	/* Runtime-owned fds carry no object. */
 	rt_fd_set(7, RT_FD_OWNED, NULL);
 	assert_int_equal(rt_fd_kind(7), RT_FD_OWNED);
+	assert_null(rt_fd_get(7));
+	rt_fd_clear(7, NULL);
+	/* So do the program's fds on /proc/self/fd. */
+	rt_fd_set(7, RT_FD_PROCFD, NULL);
+	assert_int_equal(rt_fd_kind(7), RT_FD_PROCFD);
 	assert_null(rt_fd_get(7));
 	rt_fd_clear(7, NULL);
 	/* Out of range. */
@@ -361,6 +421,8 @@ int main(void)
 		cmocka_unit_test(test_syscall_table_contents),
 		cmocka_unit_test(test_path_normalize),
 		cmocka_unit_test(test_path_under),
+		cmocka_unit_test(test_path_tail),
+		cmocka_unit_test(test_path_absolute),
 		cmocka_unit_test(test_fd_table),
 		cmocka_unit_test(test_fd_clear_if),
 		cmocka_unit_test(test_config_round_trip),

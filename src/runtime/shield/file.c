@@ -170,7 +170,7 @@ static long open_dir(struct rt_target *t, int flags)
 	struct rt_ofd *o;
 	long fd;
 
-	if ((flags & O_ACCMODE) != O_RDONLY)
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT))
 		return -EISDIR;
 	fd = rt__raw(SYS_openat, t->vol->rootfd, ".", O_RDONLY | O_DIRECTORY |
 		     (flags & O_CLOEXEC));
@@ -476,6 +476,8 @@ static long dup_locked(long nr, const long a[6])
 	rt__fd_attach((int)fd, o);
 	if (o)
 		atomic_fetch_sub(&o->refs, 1); /* rt__fd_attach took one more */
+	else if (rt_fd_kind((int)a[0]) == RT_FD_PROCFD && rt_fd_in_range((int)fd))
+		rt_fd_set((int)fd, RT_FD_PROCFD, NULL); /* listings of the copy filtered too */
 	return fd;
 }
 
@@ -574,13 +576,68 @@ void rt__shield_setfl(long fd, long flags)
 		o->append = flags & O_APPEND;
 }
 
-bool rt__shield_dir_path(int fd, char *out, size_t out_size)
+/* Under the lock: a rename in another thread replaces a node's rel. */
+bool rt__shield_fd_path(int fd, char *out, size_t out_size)
 {
 	struct rt_ofd *o = rt_fd_get(fd);
+	struct rt_guard g;
+	size_t n = out_size;
 
-	if (rt_fd_kind(fd) != RT_FD_DIR)
-		return false;
-	return (size_t)snprintf(out, out_size, "%s/%s", o->vol->cfg->mount, o->rel) < out_size;
+	rt__lock(&g);
+	switch (rt_fd_kind(fd)) {
+	case RT_FD_DIR:
+		n = (size_t)snprintf(out, out_size, "%s%s%s", o->vol->cfg->mount,
+				     o->rel[0] ? "/" : "", o->rel);
+		break;
+	case RT_FD_FILE:
+		if (!o->node->vol) /* injected: its absolute path */
+			n = (size_t)snprintf(out, out_size, "%s", o->node->rel);
+		else
+			n = (size_t)snprintf(out, out_size, "%s/%s", o->node->vol->cfg->mount,
+					     o->node->rel);
+		break;
+	default:
+		break;
+	}
+	rt__unlock(&g);
+	return n < out_size;
+}
+
+/* lseek on a directory fd. The listing's position is what getdents gives as
+ * d_off: an index into the directory's entries ("." and ".." first, then the
+ * server's cookie, which is the index of the next name), so telldir/seekdir
+ * cookies stay valid. Every seek drops what was fetched: the next getdents
+ * asks the server from there (a rewind to 0 lists the directory anew). */
+static long seekdir_locked(long fd, int64_t off, int whence)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+
+	if (rt_fd_kind((int)fd) != RT_FD_DIR)
+		return -EBADF;
+	if (whence == SEEK_CUR)
+		off += (int64_t)o->pos;
+	else if (whence != SEEK_SET)
+		return -EINVAL;
+	if (off < 0)
+		return -EINVAL;
+	free(o->list);
+	o->list = NULL;
+	o->list_size = o->list_pos = 0;
+	o->eof = false;
+	o->cookie = off > 2 ? (uint64_t)off - 2 : 0;
+	o->pos = (uint64_t)off;
+	return (long)off;
+}
+
+long rt__shield_seekdir(long fd, int64_t off, int whence)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = seekdir_locked(fd, off, whence);
+	rt__unlock(&g);
+	return r;
 }
 
 void rt__shield_fd_describe(int fd, char *out, size_t out_size)
@@ -610,6 +667,11 @@ bool rt__shield_dir_target(int fd, struct rt_target *t)
 	t->vfile = NULL;
 	t->vol = o->vol;
 	t->rel = t->abs + strlen(t->abs) - strlen(o->rel);
+	t->err = 0;
+	t->slash = false;
+	t->last = RT_LAST_NORM;
+	t->proc = RT_PROC_NONE;
+	t->procfd = -1;
 	return true;
 }
 

@@ -98,7 +98,14 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 			flags, a->abs);
 		return -ENOTSUP;
 	}
-	uint64_t id = rt__lookup(a->vol, a->rel, &ra) == 0 ? ra.id : 0;
+	ret = rt__lookup(a->vol, a->rel, &ra);
+	if (ret)
+		return ret;
+	/* "file/" at either end names a directory (the server sees the names
+	 * without their trailing slash). */
+	if ((a->slash || b->slash) && !S_ISDIR(ra.mode))
+		return -ENOTDIR;
+	uint64_t id = ra.id;
 
 	rt__lookup(b->vol, b->rel, &rb);
 	node_gone(b->vol, b->rel);

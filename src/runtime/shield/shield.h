@@ -25,11 +25,21 @@
 struct rt_vol;
 struct rt_node;
 
+/* /proc/self/fd (also /proc/<own pid>/fd, /proc/thread-self/fd, task
+ * directories, /dev/fd) and the entries in it: the runtime hides its own fds
+ * there. */
+enum rt_proc { RT_PROC_NONE, RT_PROC_DIR, RT_PROC_ENTRY };
+
 /* A path the program named, resolved (sys/resolve.c). */
 struct rt_target {
 	struct rt_node *vfile; /* an injected file at exactly this path, or NULL */
 	struct rt_vol *vol;    /* the volume the path lies in, or NULL */
 	const char *rel;       /* path inside vol (points into abs) */
+	int err;               /* what the call must answer: -ENAMETOOLONG, -ENOTDIR... */
+	uint8_t proc;          /* enum rt_proc: a /proc/<self>/fd path */
+	int procfd;            /* RT_PROC_ENTRY: the fd number it names */
+	bool slash;            /* written with a trailing '/': must be a directory */
+	uint8_t last;          /* enum rt_path_last of the path as written */
 	char abs[RT_PATH_SIZE]; /* normalized absolute path the app used */
 };
 
@@ -38,9 +48,9 @@ struct rt_target {
 struct rt_vol *rt__shield_find_vol(const char *abs, const char **rel) RT_HIDDEN;
 /* The injected file at abs, or NULL. */
 struct rt_node *rt__shield_vfile_find(const char *abs) RT_HIDDEN;
-/* The absolute path the program sees for a protected directory fd; false when
- * fd is not one (or the path does not fit). */
-bool rt__shield_dir_path(int fd, char *out, size_t out_size) RT_HIDDEN;
+/* The absolute path the program sees for a protected fd (file or directory);
+ * false when fd is not one (or the path does not fit). */
+bool rt__shield_fd_path(int fd, char *out, size_t out_size) RT_HIDDEN;
 /* The target a protected directory fd names; false when fd is not one (or
  * its path does not fit). */
 bool rt__shield_dir_target(int fd, struct rt_target *t) RT_HIDDEN;
@@ -53,6 +63,11 @@ long rt__shield_open(struct rt_target *t, int flags, mode_t mode) RT_HIDDEN;
 /* stat of t (a volume path or an injected file) / of a protected fd. */
 long rt__shield_stat(struct rt_target *t, struct stat *out) RT_HIDDEN;
 long rt__shield_fstat(long fd, struct stat *out) RT_HIDDEN;
+/* statfs of a volume path / of a protected fd (1: not the volume's, an
+ * injected file: the caller asks the kernel). */
+struct statfs;
+long rt__shield_statfs(struct rt_target *t, struct statfs *out) RT_HIDDEN;
+long rt__shield_fstatfs(long fd, struct statfs *out) RT_HIDDEN;
 /* access(2) of t. */
 long rt__shield_access(struct rt_target *t, int mode) RT_HIDDEN;
 long rt__shield_unlink(struct rt_target *t, int flags) RT_HIDDEN;
@@ -65,6 +80,9 @@ long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;
 /* Set the mtime (ns since the epoch) of t, or of the file behind fd when t
  * is NULL. */
 long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns) RT_HIDDEN;
+/* lseek on a protected directory fd (SEEK_SET, SEEK_CUR): the listing's
+ * position; 0 rereads the directory. */
+long rt__shield_seekdir(long fd, int64_t off, int whence) RT_HIDDEN;
 /* getdents64 on a protected directory fd, into buf (runtime memory). */
 long rt__shield_getdents(long fd, void *buf, size_t size) RT_HIDDEN;
 /* Make t the kernel's working directory as far as it can be: 1 when the

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 #include "runtime/shield/internal.h"
@@ -194,4 +195,40 @@ long rt__shield_fstat(long fd, struct stat *out)
 	default:
 		return -EBADF;
 	}
+}
+
+/* The volume's numbers: its store's file system (the space the volume can
+ * use), names of at most PF_NAME_MAX bytes. vol->rootfd and the volume do
+ * not change while the process runs: no lock. */
+static long statfs_of(struct rt_vol *vol, struct statfs *out)
+{
+	long r = rt__raw(SYS_fstatfs, vol->rootfd, out);
+
+	if (r == 0)
+		out->f_namelen = PF_NAME_MAX;
+	return r;
+}
+
+long rt__shield_statfs(struct rt_target *t, struct statfs *out)
+{
+	struct stat st;
+	long r = rt__shield_stat(t, &st);
+
+	return r < 0 ? r : statfs_of(t->vol, out);
+}
+
+long rt__shield_fstatfs(long fd, struct statfs *out)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	enum rt_fd_kind kind = rt_fd_kind((int)fd);
+	struct rt_vol *vol;
+
+	if (kind != RT_FD_FILE && kind != RT_FD_DIR)
+		return 1;
+	/* The reference keeps the description (and its node) while we look. */
+	if (!rt__ofd_tryref(o))
+		return -EBADF;
+	vol = kind == RT_FD_DIR ? o->vol : o->node->vol;
+	rt__ofd_unref_lockfree(o);
+	return vol ? statfs_of(vol, out) : 1; /* an injected file: the kernel's answer */
 }

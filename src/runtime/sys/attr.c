@@ -17,7 +17,7 @@ static long target(long nr, long dirfd, const char *path, struct rt_target *t)
 		return 1;
 	if (t->vfile)
 		return rt__vfile_refuse(nr, t);
-	return 0;
+	return t->err;
 }
 
 static long chmod_at(long nr, long dirfd, const char *path, mode_t mode)
@@ -27,7 +27,10 @@ static long chmod_at(long nr, long dirfd, const char *path, mode_t mode)
 
 	if (r == 1)
 		return rt__raw(SYS_fchmodat, dirfd, path, mode);
-	return r ? r : rt__shield_chmod(&t, mode);
+	if (r)
+		return r;
+	r = rt__shield_chmod(&t, mode);
+	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
 /* Ownership is not stored in volumes: accepted when the file exists. */
@@ -48,10 +51,10 @@ static long utimens_at(long nr, long dirfd, const char *path, const void *uts, i
 	struct rt_target t;
 	struct timespec now, ts[2];
 	int64_t ns;
+	long r;
 
 	if (path) {
-		long r = target(nr, dirfd, path, &t);
-
+		r = target(nr, dirfd, path, &t);
 		if (r == 1)
 			return rt__raw(SYS_utimensat, dirfd, path, uts, flags);
 		if (r)
@@ -66,7 +69,10 @@ static long utimens_at(long nr, long dirfd, const char *path, const void *uts, i
 		ns = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
 	else
 		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	return rt__shield_set_mtime(path ? &t : NULL, dirfd, ns);
+	if (!path)
+		return rt__shield_set_mtime(NULL, dirfd, ns);
+	r = rt__shield_set_mtime(&t, dirfd, ns);
+	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
 long rt__sys_chmod(long nr, const long a[6])

@@ -21,13 +21,16 @@ long rt__sys_transfer(long nr, const long a[6])
 	return rt__shield_transfer(nr, a);
 }
 
-/* SEEK_DATA and SEEK_HOLE: the memfd's holes are chunks the server evicted,
- * not holes of the file, so the file answers as having none. */
+/* Directory fds: the position in the listing the runtime makes. SEEK_DATA and
+ * SEEK_HOLE: the memfd's holes are chunks the server evicted, not holes of the
+ * file, so the file answers as having none. */
 long rt__sys_lseek(long nr, const long a[6])
 {
 	struct stat st;
 	long r;
 
+	if (rt_fd_kind((int)a[0]) == RT_FD_DIR)
+		return rt__shield_seekdir(a[0], (int64_t)a[1], (int)a[2]);
 	if ((a[2] != SEEK_DATA && a[2] != SEEK_HOLE) || rt_fd_kind((int)a[0]) != RT_FD_FILE)
 		return rt__raw6(nr, a);
 	r = rt__raw(SYS_fstat, a[0], &st);

@@ -5,6 +5,7 @@
  * directory: chdir into it makes it the virtual working directory (g_vcwd),
  * the kernel's being the volume directory, and rt__dispatch turns relative
  * paths of AT_FDCWD calls into absolute ones. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -65,9 +66,17 @@ static void vcwd_set(const char *path)
 int rt__vcwd_abs(const char *path, char *out, size_t out_size)
 {
 	char cwd[RT_PATH_SIZE];
+	const char *rel;
+	int ret;
 
 	vcwd_read(cwd, sizeof(cwd));
-	return rt_path_normalize(cwd, path, out, out_size);
+	ret = rt_path_normalize(cwd, path, out, out_size);
+	/* Inside a volume the handlers look at the last component as written
+	 * ("new/", "d/."); outside, the kernel gets the lexical result (the
+	 * virtual directories do not exist on disk). */
+	if (ret == 0 && rt__shield_find_vol(out, &rel))
+		ret = rt_path_absolute(cwd, path, out, out_size);
+	return ret;
 }
 
 void rt__vcwd_get(char *out, size_t out_size)
@@ -80,8 +89,10 @@ void rt__vcwd_get(char *out, size_t out_size)
  * the virtual working directory (the kernel's is the volume directory). */
 static long chdir_volume(struct rt_target *t)
 {
-	long r = rt__shield_chdir(t);
+	long r = t->err ? t->err : rt__shield_chdir(t);
 
+	if (r == -ENOENT)
+		r = rt__enoent(t);
 	if (r < 0)
 		return r;
 	vcwd_set(r == 1 ? NULL : t->abs);
@@ -158,14 +169,60 @@ long rt__sys_getcwd(long nr, const long a[6])
 	return r < 0 ? r : (long)n;
 }
 
+/* Is the entry name a number naming one of the runtime's own fds? */
+static bool owned_entry(const char *name)
+{
+	long fd = 0;
+
+	if (!*name)
+		return false;
+	for (const char *p = name; *p; p++) {
+		if (*p < '0' || *p > '9' || fd > RT_FD_MAX)
+			return false;
+		fd = fd * 10 + (*p - '0');
+	}
+	return rt_fd_kind((int)fd) == RT_FD_OWNED;
+}
+
+/* A listing of this process's /proc/self/fd without the runtime's own fds
+ * (their number changes with the cache of closed files; a program that
+ * closes "every other fd" must not see them). The kernel's d_off values are
+ * kept, so telldir/seekdir work as natively. Never 0 before the end. */
+static long getdents_procfd(long fd, char *buf, size_t size)
+{
+	for (;;) {
+		long r = rt__raw(SYS_getdents64, fd, buf, size);
+		size_t in = 0, out = 0;
+
+		if (r <= 0)
+			return r;
+		while (in < (size_t)r) {
+			struct dirent64 *d = (struct dirent64 *)(buf + in);
+			size_t len = d->d_reclen;
+
+			if (!owned_entry(d->d_name)) {
+				memmove(buf + out, d, len);
+				out += len;
+			}
+			in += len;
+		}
+		if (out)
+			return (long)out;
+	}
+}
+
 /* Listings are made in runtime memory (a bounded buffer: a short listing is
  * what getdents may return anyway) and copied out. */
 long rt__sys_getdents64(long nr, const long a[6])
 {
 	char buf[4096];
 	size_t size = (size_t)a[2] < sizeof(buf) ? (size_t)a[2] : sizeof(buf);
-	long r = rt__shield_getdents(a[0], buf, size);
+	long r;
 
+	if (rt_fd_kind((int)a[0]) == RT_FD_PROCFD)
+		r = getdents_procfd(a[0], buf, size);
+	else
+		r = rt__shield_getdents(a[0], buf, size);
 	if (r <= 0)
 		return r;
 	return rt__copy_out((void *)a[1], buf, (size_t)r) < 0 ? -EFAULT : r;

@@ -3,29 +3,51 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "runtime/sys/sys.h"
 
 /* 1: (dirfd, path) names nothing protected, pass the call on; 0: t names a
  * volume path; else the error (an injected file is never changed). */
-static long target(long nr, long dirfd, const char *path, struct rt_target *t)
+static long target_of(long nr, long dirfd, const char *path, struct rt_target *t)
 {
 	if (!rt__resolve(dirfd, path, t) && !t->vfile)
 		return 1;
 	if (t->vfile)
 		return rt__vfile_refuse(nr, t);
-	return 0;
+	return t->err;
+}
+
+/* The errno of an operation on volume path t: -ENOENT means "missing" to pf,
+ * which may be the kernel's ENOTDIR. */
+static long result(struct rt_target *t, long r)
+{
+	return r == -ENOENT ? rt__enoent(t) : r;
 }
 
 static long unlink_at(long nr, long dirfd, const char *path, int flags)
 {
 	struct rt_target t;
-	long r = target(nr, dirfd, path, &t);
+	long r = target_of(nr, dirfd, path, &t);
 
 	if (r == 1)
 		return rt__raw(SYS_unlinkat, dirfd, path, flags);
-	return r ? r : rt__shield_unlink(&t, flags);
+	if (r)
+		return r;
+	/* By the kind of the last component, as fs/namei.c do_rmdir and
+	 * do_unlinkat (the volume's root is a mount point: busy). */
+	if (flags & AT_REMOVEDIR) {
+		if (t.last == RT_LAST_DOT)
+			return -EINVAL;
+		if (t.last == RT_LAST_DOTDOT)
+			return -ENOTEMPTY;
+		if (t.last == RT_LAST_ROOT || !t.rel[0])
+			return -EBUSY;
+	} else if (t.last != RT_LAST_NORM || !t.rel[0]) {
+		return -EISDIR;
+	}
+	return result(&t, rt__shield_unlink(&t, flags));
 }
 
 static long rename_at(long nr, long d1, const char *from, long d2, const char *to,
@@ -37,8 +59,8 @@ static long rename_at(long nr, long d1, const char *from, long d2, const char *t
 	/* The kernel's answer for a NULL path, not "not in the same volume". */
 	if (!from || !to)
 		return -EFAULT;
-	ra = target(nr, d1, from, &a);
-	rb = target(nr, d2, to, &b);
+	ra = target_of(nr, d1, from, &a);
+	rb = target_of(nr, d2, to, &b);
 	if (ra == 1 && rb == 1)
 		return rt__raw(SYS_renameat2, d1, from, d2, to, flags);
 	if (ra < 0 || rb < 0)
@@ -46,32 +68,54 @@ static long rename_at(long nr, long d1, const char *from, long d2, const char *t
 	if (ra == 1 || rb == 1 || a.vol != b.vol)
 		return -EXDEV;
 	if (flags & ~RENAME_NOREPLACE) {
-		rt__say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
-			flags, a.abs);
+		rt__refuse("renameat2 flags", "renameat2 with flags 0x%x on %s: not supported "
+			   "in volumes (ENOTSUP)", flags, a.abs);
 		return -ENOTSUP;
 	}
-	return rt__shield_rename(&a, &b, flags);
+	/* ".", ".." and the volume's root (a mount point) never move or get
+	 * replaced (fs/namei.c do_renameat2). */
+	if (a.last != RT_LAST_NORM || !a.rel[0])
+		return -EBUSY;
+	if (b.last != RT_LAST_NORM || !b.rel[0])
+		return flags & RENAME_NOREPLACE ? -EEXIST : -EBUSY;
+	ra = rt__shield_rename(&a, &b, flags);
+	if (ra != -ENOENT)
+		return ra;
+	/* Which side is missing: the source, or the target's directory. */
+	ra = rt__ancestors(&a);
+	if (ra < 0)
+		return ra == -ENOTDIR ? ra : -ENOENT;
+	rb = rt__ancestors(&b);
+	return rb == -ENOTDIR ? rb : -ENOENT;
 }
 
 static long mkdir_at(long nr, long dirfd, const char *path, mode_t mode)
 {
 	struct rt_target t;
-	long r = target(nr, dirfd, path, &t);
+	long r = target_of(nr, dirfd, path, &t);
 
 	if (r == 1)
 		return rt__raw(SYS_mkdirat, dirfd, path, mode);
-	return r ? r : rt__shield_mkdir(&t, mode);
+	if (r)
+		return r;
+	if (t.last != RT_LAST_NORM || !t.rel[0])
+		return -EEXIST;
+	return result(&t, rt__shield_mkdir(&t, mode));
 }
 
 long rt__sys_truncate(long nr, const long a[6])
 {
 	const char *path = (const char *)a[0];
 	struct rt_target t;
-	long r = target(nr, AT_FDCWD, path, &t);
+	long r = target_of(nr, AT_FDCWD, path, &t);
 
 	if (r == 1)
 		return rt__raw(SYS_truncate, path, a[1]);
-	return r ? r : rt__shield_truncate(&t, (uint64_t)a[1]);
+	if (r)
+		return r;
+	if (a[1] < 0)
+		return -EINVAL;
+	return result(&t, rt__shield_truncate(&t, (uint64_t)a[1]));
 }
 
 long rt__sys_rename(long nr, const long a[6])
@@ -112,4 +156,148 @@ long rt__sys_unlink(long nr, const long a[6])
 long rt__sys_unlinkat(long nr, const long a[6])
 {
 	return unlink_at(nr, a[0], (const char *)a[1], (int)a[2]);
+}
+
+/* Whether volume path t names something: 0 yes, -ENOENT/-ENOTDIR no, or the
+ * lookup's error. */
+static long exists(struct rt_target *t)
+{
+	struct stat st;
+	long r = rt__shield_stat(t, &st);
+
+	return r == -ENOENT ? rt__enoent(t) : r;
+}
+
+/* Hard links: the old name must exist and the new one must not, as the kernel
+ * checks before asking the file system, which answers EPERM: link(2)'s errno
+ * for a file system without hard links (pf has none yet: pf v2). */
+static long link_at(long nr, long d1, const char *from, long d2, const char *to, int flags)
+{
+	struct rt_target a, b;
+	bool fd_source = (!from || !from[0]) && (flags & AT_EMPTY_PATH);
+	bool pa, pb;
+	long r;
+
+	if (!to || (!from && !fd_source))
+		return -EFAULT;
+	pa = fd_source ? rt_fd_kind((int)d1) == RT_FD_FILE : rt__resolve(d1, from, &a);
+	pb = rt__resolve(d2, to, &b);
+	if (!fd_source && a.vfile)
+		return rt__vfile_refuse(nr, &a);
+	if (!pa && !pb)
+		return rt__raw(nr == SYS_link ? SYS_linkat : nr, d1, from, d2, to, flags);
+	if ((!fd_source && pa && a.err) || (pb && b.err))
+		return !fd_source && pa && a.err ? a.err : b.err;
+	if (!pa || !pb || (!fd_source && a.vol != b.vol))
+		return -EXDEV;
+	if (!fd_source && (r = exists(&a)) < 0)
+		return r;
+	r = exists(&b);
+	if (r == 0)
+		return -EEXIST;
+	if (r != -ENOENT)
+		return r;
+	if (rt__ancestors(&b) < 0)
+		return rt__enoent(&b);
+	rt__refuse("link", "link to %s: hard links are not supported in volumes yet (EPERM)",
+		   b.abs);
+	return -EPERM;
+}
+
+long rt__sys_link(long nr, const long a[6])
+{
+	return link_at(nr, AT_FDCWD, (const char *)a[0], AT_FDCWD, (const char *)a[1], 0);
+}
+
+long rt__sys_linkat(long nr, const long a[6])
+{
+	return link_at(nr, a[0], (const char *)a[1], a[2], (const char *)a[3], (int)a[4]);
+}
+
+/* Symbolic links: the target is read as the kernel would (EFAULT,
+ * ENAMETOOLONG), the name must not exist; then symlink(2)'s EPERM for a file
+ * system without symlinks (pf v2 brings them). */
+static long symlink_at(long nr, const char *utarget, long dirfd, const char *path)
+{
+	char target[RT_PATH_SIZE];
+	struct rt_target t;
+	long r = rt__path_in(target, utarget, sizeof(target));
+
+	if (r < 0)
+		return r;
+	r = target_of(nr, dirfd, path, &t);
+	if (r == 1)
+		return rt__raw(SYS_symlinkat, target, dirfd, path);
+	if (r)
+		return r;
+	r = exists(&t);
+	if (r == 0)
+		return -EEXIST;
+	if (r != -ENOENT)
+		return r;
+	if (!target[0])
+		return -ENOENT;
+	rt__refuse("symlink", "symlink %s: symbolic links are not supported in volumes yet "
+		   "(EPERM)", t.abs);
+	return -EPERM;
+}
+
+long rt__sys_symlink(long nr, const long a[6])
+{
+	return symlink_at(nr, (const char *)a[0], AT_FDCWD, (const char *)a[1]);
+}
+
+long rt__sys_symlinkat(long nr, const long a[6])
+{
+	return symlink_at(nr, (const char *)a[0], a[1], (const char *)a[2]);
+}
+
+/* mknod: a regular file is created as open(O_CREAT|O_EXCL) would; FIFOs and
+ * sockets need special nodes in the volume (pf v2), device nodes are refused
+ * by design (a plaintext door to the host's devices): EPERM, mknod(2)'s errno
+ * for a file system without that kind of node. */
+static long mknod_at(long nr, long dirfd, const char *path, mode_t mode)
+{
+	struct rt_target t;
+	long r = target_of(nr, dirfd, path, &t);
+
+	if (r == 1)
+		return rt__raw(SYS_mknodat, dirfd, path, mode, 0);
+	if (r)
+		return r;
+	if (t.last != RT_LAST_NORM || !t.rel[0] || exists(&t) == 0)
+		return -EEXIST;
+	switch (mode & S_IFMT) {
+	case 0:
+	case S_IFREG:
+		r = rt__shield_open(&t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
+		if (r < 0)
+			return r == -ENOENT ? rt__enoent(&t) : r;
+		return rt__shield_close(r);
+	case S_IFIFO:
+	case S_IFSOCK:
+		r = rt__ancestors(&t);
+		if (r < 0)
+			return r;
+		rt__refuse("mkfifo", "mknod %s: FIFOs and sockets are not supported in volumes "
+			   "yet (EPERM)", t.abs);
+		return -EPERM;
+	case S_IFCHR:
+	case S_IFBLK:
+		rt__refuse("device node", "mknod %s: device nodes are refused in volumes (EPERM)",
+			   t.abs);
+		return -EPERM;
+	default:
+		return -EINVAL;
+	}
+}
+
+long rt__sys_mknod(long nr, const long a[6])
+{
+	return mknod_at(nr, AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
+}
+
+long rt__sys_mknodat(long nr, const long a[6])
+{
+	return mknod_at(nr, a[0], (const char *)a[1], (mode_t)a[2]);
 }

@@ -12,18 +12,35 @@
 static long open_at(long dirfd, const char *path, int flags, mode_t mode)
 {
 	struct rt_target t;
+	long r;
 
-	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
-		return rt__raw(SYS_openat, dirfd, path, flags, mode);
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile) {
+		r = rt__raw(SYS_openat, dirfd, path, flags, mode);
+		/* This process's /proc/self/fd: its listings leave the runtime's
+		 * own fds out (rt__sys_getdents64). */
+		if (r >= 0 && t.proc == RT_PROC_DIR && rt_fd_in_range((int)r))
+			rt_fd_set((int)r, RT_FD_PROCFD, NULL);
+		return r;
+	}
 	if (t.vfile)
 		return rt__shield_open(&t, flags, mode);
+	if (t.err)
+		return t.err;
 	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
-		rt__say("open %s with O_TMPFILE: not supported in volumes (ENOTSUP)", t.abs);
+		rt__refuse("O_TMPFILE", "open %s with O_TMPFILE: not supported in volumes (ENOTSUP)",
+			   t.abs);
 		return -ENOTSUP;
 	}
 	if (flags & O_PATH) /* a real descriptor does everything O_PATH allows */
 		flags = (flags & ~(O_PATH | O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDONLY;
-	return rt__shield_open(&t, flags, mode);
+	/* "name/", "d/." with O_CREAT: a directory is named, which open never
+	 * creates (the kernel's EISDIR, once the parent is found). */
+	if ((flags & O_CREAT) && (t.slash || t.last != RT_LAST_NORM || !t.rel[0])) {
+		r = rt__ancestors(&t);
+		return r < 0 ? r : -EISDIR;
+	}
+	r = rt__shield_open(&t, flags, mode);
+	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
 long rt__sys_open(long nr, const long a[6])

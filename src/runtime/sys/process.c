@@ -18,8 +18,8 @@ long rt__sys_prctl(long nr, const long a[6])
 long rt__sys_io_uring_setup(long nr, const long a[6])
 {
 	if (g_rt.shield_on) {
-		rt__say("io_uring_setup: refused while volumes are mounted "
-			"(rings would bypass the file shield)");
+		rt__refuse("io_uring", "io_uring_setup: refused while volumes are mounted "
+			   "(rings would bypass the file shield)");
 		return -ENOSYS;
 	}
 	return rt__raw6(nr, a);

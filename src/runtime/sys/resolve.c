@@ -1,30 +1,173 @@
 /* kiln runtime: path resolution. A (dirfd, path) pair of the program becomes
  * a normalized absolute path, then the volume it lies in (the longest mount
  * prefix) or the injected file it names. Paths are resolved lexically. */
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "runtime/sys/sys.h"
 
+/* A component longer than NAME_MAX in a volume path: the kernel's answer
+ * would be ENAMETOOLONG, whatever pf accepts. */
+static bool name_too_long(const char *rel)
+{
+	size_t n = 0;
+
+	for (const char *p = rel; *p; p++) {
+		n = *p == '/' ? 0 : n + 1;
+		if (n > NAME_MAX)
+			return true;
+	}
+	return false;
+}
+
+/* Is rel (in t's volume) a directory? 0 yes, -ENOTDIR, -ENOENT, or another
+ * error of the lookup. */
+static long is_dir(const struct rt_target *t, const char *rel)
+{
+	struct rt_target d = { .vol = t->vol };
+	struct stat st;
+	long r;
+
+	if (strlen(rel) >= sizeof(d.abs))
+		return -ENAMETOOLONG;
+	memcpy(d.abs, rel, strlen(rel) + 1);
+	d.rel = d.abs;
+	r = rt__shield_stat(&d, &st);
+	if (r < 0)
+		return r;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* A path written with a trailing '/' or ending in "." or "..": the object
+ * before the tail must be a directory. Lexical normalization would hide that
+ * ("file/." is "file", "file/.." its directory), so it is looked up here:
+ * -ENOTDIR when it is something else, -ENOENT when it is missing (except for
+ * "name/": creating calls decide), else 0. */
+static int tail_check(struct rt_target *t, const char *path)
+{
+	char inner[RT_PATH_SIZE];
+	const char *rel = t->rel;
+	long r;
+
+	if (t->last == RT_LAST_DOTDOT) {
+		/* The object ".." was applied to: the normalized path plus the
+		 * last component before "..", looked up again. */
+		size_t n = strlen(path);
+		size_t end, start;
+
+		while (n > 0 && path[n - 1] == '/')
+			n--;
+		end = n - 2; /* before ".." */
+		while (end > 0 && path[end - 1] == '/')
+			end--;
+		start = end;
+		while (start > 0 && path[start - 1] != '/')
+			start--;
+		if (end == start || (end - start == 1 && path[start] == '.') ||
+		    (end - start == 2 && path[start] == '.' && path[start + 1] == '.'))
+			return 0; /* "..", "./.." or "../..": directories by construction */
+		if ((size_t)snprintf(inner, sizeof(inner), "%s%s%.*s", t->rel,
+				     t->rel[0] ? "/" : "", (int)(end - start),
+				     path + start) >= sizeof(inner))
+			return -ENAMETOOLONG;
+		rel = inner;
+	}
+	r = is_dir(t, rel);
+	if (r == -ENOENT && t->last == RT_LAST_NORM)
+		return 0;
+	return (int)r;
+}
+
+/* Skip a run of digits at *p; its value (or -1 when there is none or it is
+ * too long). */
+static long digits(const char **p)
+{
+	long v = 0;
+	int n = 0;
+
+	while (**p >= '0' && **p <= '9' && n < 10) {
+		v = v * 10 + (**p - '0');
+		(*p)++;
+		n++;
+	}
+	return n && !(**p >= '0' && **p <= '9') ? v : -1;
+}
+
+/* Is abs this process's fd directory or an entry in it? RT_PROC_DIR,
+ * RT_PROC_ENTRY (*fd: its number) or RT_PROC_NONE. */
+static enum rt_proc proc_fd_path(const char *abs, int *fd)
+{
+	const char *p;
+	long n;
+
+	if (strncmp(abs, "/dev/fd", 7) == 0) {
+		p = abs + 7;
+	} else if (strncmp(abs, "/proc/", 6) == 0) {
+		p = abs + 6;
+		if (strncmp(p, "self/", 5) == 0) {
+			p += 5;
+		} else if (strncmp(p, "thread-self/", 12) == 0) {
+			p += 12;
+		} else {
+			n = digits(&p);
+			if (n < 0 || *p != '/' || n != rt__raw0(SYS_getpid))
+				return RT_PROC_NONE;
+			p++;
+		}
+		if (strncmp(p, "task/", 5) == 0) {
+			/* Any task of this process is this process's. */
+			p += 5;
+			if (digits(&p) < 0 || *p != '/')
+				return RT_PROC_NONE;
+			p++;
+		}
+		if (strncmp(p, "fd", 2) != 0)
+			return RT_PROC_NONE;
+		p += 2;
+	} else {
+		return RT_PROC_NONE;
+	}
+	if (!*p)
+		return RT_PROC_DIR;
+	if (*p++ != '/')
+		return RT_PROC_NONE;
+	n = digits(&p);
+	if (n < 0 || *p)
+		return RT_PROC_NONE;
+	*fd = (int)n;
+	return RT_PROC_ENTRY;
+}
+
 bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 {
 	char base[RT_PATH_SIZE];
+	bool base_known = false;
+	int ret;
 
 	t->vol = NULL;
 	t->vfile = NULL;
+	t->err = 0;
+	t->proc = RT_PROC_NONE;
+	t->procfd = -1;
+	t->slash = false;
+	t->last = RT_LAST_NORM;
 	if (!path || !path[0])
 		return false;
+	t->last = (uint8_t)rt_path_tail(path, &t->slash);
 	if (path[0] == '/') {
-		if (rt_path_normalize(NULL, path, t->abs, sizeof(t->abs)))
-			return false;
+		ret = rt_path_normalize(NULL, path, t->abs, sizeof(t->abs));
 	} else {
 		if ((int)dirfd == AT_FDCWD) {
 			rt__vcwd_get(base, sizeof(base));
 			if (!base[0] && rt__raw(SYS_getcwd, base, sizeof(base)) < 0)
 				return false;
 		} else if (rt_fd_kind((int)dirfd) == RT_FD_DIR) {
-			if (!rt__shield_dir_path((int)dirfd, base, sizeof(base)))
+			if (!rt__shield_fd_path((int)dirfd, base, sizeof(base)))
 				return false;
 		} else {
 			char link[64];
@@ -36,17 +179,50 @@ bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 				return false;
 			base[n] = '\0';
 		}
-		if (rt_path_normalize(base, path, t->abs, sizeof(t->abs)))
-			return false;
+		base_known = true;
+		ret = rt_path_normalize(base, path, t->abs, sizeof(t->abs));
+	}
+	if (ret == -ENAMETOOLONG && base_known) {
+		/* The joined path does not fit: inside a volume that is the
+		 * program's ENAMETOOLONG (the kernel, which has the directory at
+		 * hand, may accept it; outside, it decides). */
+		t->vol = rt__shield_find_vol(base, &t->rel);
+		t->rel = "";
+		t->err = -ENAMETOOLONG;
+		return t->vol != NULL;
+	}
+	if (ret)
+		return false;
+	if (t->abs[1] == 'p' || t->abs[1] == 'd') {
+		t->proc = (uint8_t)proc_fd_path(t->abs, &t->procfd);
+		/* The runtime's own fds are not there for the program. */
+		if (t->proc == RT_PROC_ENTRY && rt_fd_kind(t->procfd) == RT_FD_OWNED) {
+			t->err = -ENOENT;
+			return true;
+		}
 	}
 	t->vol = rt__shield_find_vol(t->abs, &t->rel);
 	t->vfile = rt__shield_vfile_find(t->abs);
-	return t->vol != NULL;
+	if (!t->vol)
+		return false;
+	if (name_too_long(t->rel))
+		t->err = -ENAMETOOLONG;
+	else if (t->slash || t->last == RT_LAST_DOT || t->last == RT_LAST_DOTDOT)
+		t->err = tail_check(t, path);
+	return true;
 }
 
-static bool fd_tracked(long fd)
+/* Is fd one the runtime keeps track of for this call? The program's fds on
+ * /proc/self/fd matter only to listings and to the calls that copy or close
+ * fds (the copy is listed the same way); everything else on them is native. */
+static bool fd_tracked(long nr, long fd)
 {
-	return rt_fd_kind((int)fd) != RT_FD_NONE;
+	enum rt_fd_kind k = rt_fd_kind((int)fd);
+
+	if (k != RT_FD_PROCFD)
+		return k != RT_FD_NONE;
+	return nr == SYS_getdents64 || nr == SYS_dup || nr == SYS_dup2 || nr == SYS_dup3 ||
+	       nr == SYS_fcntl || nr == SYS_close;
 }
 
 bool rt__touches(long nr, const struct rt_syscall *s, const long a[6])
@@ -56,7 +232,7 @@ bool rt__touches(long nr, const struct rt_syscall *s, const long a[6])
 	if (nr == SYS_close_range)
 		return true;
 	for (int i = 0; i < 6; i++)
-		if ((s->fd_mask & (1u << i)) && fd_tracked(a[i]))
+		if ((s->fd_mask & (1u << i)) && fd_tracked(nr, a[i]))
 			return true;
 	for (int i = 0; i < 2; i++) {
 		int d = s->paths[i][0], p = s->paths[i][1];
@@ -65,11 +241,12 @@ bool rt__touches(long nr, const struct rt_syscall *s, const long a[6])
 			continue;
 		if (!a[p] || !((const char *)a[p])[0]) {
 			/* AT_EMPTY_PATH / NULL path: the call acts on dirfd. */
-			if (d >= 0 && fd_tracked(a[d]))
+			if (d >= 0 && fd_tracked(nr, a[d]))
 				return true;
 			continue;
 		}
-		if (rt__resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t) || t.vfile)
+		if (rt__resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t) || t.vfile ||
+		    t.proc)
 			return true;
 	}
 	return false;
@@ -89,7 +266,7 @@ void rt__describe(long nr, const struct rt_syscall *s, const long a[6], char *ou
 		}
 	}
 	for (int i = 0; i < 6; i++) {
-		if ((s->fd_mask & (1u << i)) && fd_tracked(a[i])) {
+		if ((s->fd_mask & (1u << i)) && fd_tracked(nr, a[i])) {
 			rt__shield_fd_describe((int)a[i], out, out_size);
 			return;
 		}
@@ -99,6 +276,38 @@ void rt__describe(long nr, const struct rt_syscall *s, const long a[6], char *ou
 
 long rt__vfile_refuse(long nr, const struct rt_target *t)
 {
-	rt__say("%s on injected file %s: not supported (EPERM)", rt_syscall_name(nr), t->abs);
+	rt__refuse("injected file", "%s on injected file %s: not supported (EPERM)",
+		   rt_syscall_name(nr), t->abs);
 	return -EPERM;
+}
+
+long rt__ancestors(struct rt_target *t)
+{
+	char prefix[RT_PATH_SIZE];
+	size_t n = strlen(t->rel);
+
+	if (n >= sizeof(prefix))
+		return -ENAMETOOLONG;
+	memcpy(prefix, t->rel, n + 1);
+	for (size_t i = 0; i < n; i++) {
+		long r;
+
+		if (prefix[i] != '/')
+			continue;
+		prefix[i] = '\0';
+		r = is_dir(t, prefix);
+		prefix[i] = '/';
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+long rt__enoent(struct rt_target *t)
+{
+	/* The shallowest ancestor that is not a directory decides, as in the
+	 * kernel's walk: missing is ENOENT, a file ENOTDIR. */
+	long r = rt__ancestors(t);
+
+	return r == -ENOTDIR ? r : -ENOENT;
 }

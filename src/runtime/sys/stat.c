@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 
@@ -18,9 +19,14 @@ static long stat_at(long dirfd, const char *path, int flags, struct stat *st)
 
 	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
 		return rt__shield_fstat(dirfd, st);
+	long r;
+
 	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return 1;
-	return rt__shield_stat(&t, st);
+	if (t.err)
+		return t.err;
+	r = rt__shield_stat(&t, st);
+	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
 }
 
 static long fstatat_to(long dirfd, const char *path, int flags, void *ubuf)
@@ -73,9 +79,14 @@ static long access_at(long dirfd, const char *path, int mode, int flags)
 {
 	struct rt_target t;
 
+	long r;
+
 	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return rt__raw(SYS_faccessat2, dirfd, path, mode, flags);
-	return rt__shield_access(&t, mode);
+	if (t.err)
+		return t.err;
+	r = rt__shield_access(&t, mode);
+	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
 }
 
 long rt__exists(long dirfd, const char *path, long if_exists)
@@ -86,7 +97,11 @@ long rt__exists(long dirfd, const char *path, long if_exists)
 
 	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return -ENOENT;
+	if (t.err)
+		return t.err;
 	r = rt__shield_stat(&t, &st);
+	if (r == -ENOENT && !t.vfile)
+		r = rt__enoent(&t);
 	return r < 0 ? r : if_exists;
 }
 
@@ -133,13 +148,60 @@ long rt__sys_faccessat2(long nr, const long a[6])
 	return access_at(a[0], (const char *)a[1], (int)a[2], (int)a[3]);
 }
 
-/* Protected files are never symlinks. */
+/* Protected files are never symlinks. In /proc/self/fd, the link of a
+ * protected fd is the path the program opened (not the memfd behind it). */
+static long readlink_at(long dirfd, const char *path, char *ubuf, long size)
+{
+	char link[RT_PATH_SIZE];
+	struct rt_target t;
+	size_t n;
+
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile) {
+		if (t.proc == RT_PROC_ENTRY && size > 0 &&
+		    rt__shield_fd_path(t.procfd, link, sizeof(link))) {
+			n = strlen(link) < (size_t)size ? strlen(link) : (size_t)size;
+			return rt__copy_out(ubuf, link, n) < 0 ? -EFAULT : (long)n;
+		}
+		return rt__raw(SYS_readlinkat, dirfd, path, ubuf, size);
+	}
+	return rt__exists(dirfd, path, -EINVAL);
+}
+
 long rt__sys_readlink(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], -EINVAL);
+	return readlink_at(AT_FDCWD, (const char *)a[0], (char *)a[1], a[2]);
 }
 
 long rt__sys_readlinkat(long nr, const long a[6])
 {
-	return rt__exists(a[0], (const char *)a[1], -EINVAL);
+	return readlink_at(a[0], (const char *)a[1], (char *)a[2], a[3]);
+}
+
+/* statfs of a volume path or a protected fd answers for the volume (the
+ * kernel would look at the ciphertext store, or at the memfd's tmpfs). */
+long rt__sys_statfs(long nr, const long a[6])
+{
+	const char *path = (const char *)a[0];
+	struct rt_target t;
+	struct statfs sf;
+	long r;
+
+	if (!rt__resolve(AT_FDCWD, path, &t) || t.vfile)
+		return t.err ? t.err : rt__raw6(nr, a);
+	if (t.err)
+		return t.err;
+	r = rt__shield_statfs(&t, &sf);
+	if (r == -ENOENT)
+		r = rt__enoent(&t);
+	return r < 0 ? r : rt__copy_out((void *)a[1], &sf, sizeof(sf));
+}
+
+long rt__sys_fstatfs(long nr, const long a[6])
+{
+	struct statfs sf;
+	long r = rt__shield_fstatfs(a[0], &sf);
+
+	if (r == 1)
+		return rt__raw6(nr, a);
+	return r < 0 ? r : rt__copy_out((void *)a[1], &sf, sizeof(sf));
 }

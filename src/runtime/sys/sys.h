@@ -27,6 +27,12 @@
  * something in a volume (t->vfile tells about injected files, which lie
  * outside every volume). */
 bool rt__resolve(long dirfd, const char *path, struct rt_target *t) RT_HIDDEN;
+/* 0 when every ancestor of volume path t is a directory, else -ENOENT or
+ * -ENOTDIR for the first one that is not. */
+long rt__ancestors(struct rt_target *t) RT_HIDDEN;
+/* An operation on volume path t answered -ENOENT: -ENOTDIR when the path
+ * runs through something that is not a directory (pf knows only "missing"). */
+long rt__enoent(struct rt_target *t) RT_HIDDEN;
 /* A call that would change an injected file (nothing does): -EPERM and a line. */
 long rt__vfile_refuse(long nr, const struct rt_target *t) RT_HIDDEN;
 /* Whether the call touches a protected path or fd. */

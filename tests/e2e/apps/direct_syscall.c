@@ -5,7 +5,9 @@
  *   direct_syscall write PATH TEXT   create PATH with TEXT (raw openat/write/fsync)
  *   direct_syscall read PATH         print PATH's content (raw openat/fstat/read)
  *   direct_syscall libc-read PATH    same through syscall(SYS_openat, ...)
- *   direct_syscall link PATH NEW     raw link(2): the runtime refuses it (ENOTSUP)
+ *   direct_syscall link PATH NEW...  raw link(2) to each NEW: EPERM in a volume (no hard
+ *                                    links yet), said once per process
+ *   direct_syscall setxattr PATH     raw setxattr(2) twice: refused (ENOTSUP), said once
  * Exit 0 on success; on failure prints "errno=N (name)" and exits 1. */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,11 +77,21 @@ int main(int argc, char **argv)
 		raw(SYS_close, fd, 0, 0, 0);
 		return 0;
 	}
-	if (strcmp(argv[1], "link") == 0 && argc == 4) {
-		n = raw(SYS_link, (long)argv[2], (long)argv[3], 0, 0);
-		if (n < 0)
-			return fail("link", n);
-		return 0;
+	if (strcmp(argv[1], "link") == 0 && argc >= 4) {
+		for (int i = 3; i < argc; i++) {
+			n = raw(SYS_link, (long)argv[2], (long)argv[i], 0, 0);
+			if (n < 0)
+				fail("link", n);
+		}
+		return n < 0;
+	}
+	if (strcmp(argv[1], "setxattr") == 0 && argc == 3) {
+		for (int i = 0; i < 2; i++) {
+			n = raw(SYS_setxattr, (long)argv[2], (long)"user.k", (long)"v", 1);
+			if (n < 0)
+				fail("setxattr", n);
+		}
+		return n < 0;
 	}
 	return 2;
 }
