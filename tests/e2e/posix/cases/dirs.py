@@ -40,3 +40,17 @@ out("proc_fd_after_open", own_fds())
 for f in opened:
     os.close(f)
 out("proc_fd_after_close", own_fds())
+
+# fchdir into a directory fd, then relative names there (coreutils mkdir -p
+# does this for every component).
+here = os.getcwd()
+for i in range(20):
+    os.mkdir(f"fc{i}")
+    fd = os.open(f"fc{i}", os.O_RDONLY | os.O_DIRECTORY)
+    os.fchdir(fd)
+    os.close(fd)
+    os.mkdir("inner")
+    os.chdir(here)
+out("fchdir_then_relative", all(os.path.isdir(f"fc{i}/inner") for i in range(20)))
+out("fchdir_cwd_tail", (os.chdir("fc3"), os.getcwd().endswith("/dirs/fc3"))[1])
+os.chdir(here)
