@@ -151,6 +151,8 @@ bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 
 	t->vol = NULL;
 	t->vfile = NULL;
+	t->rel = "";
+	t->abs[0] = '\0';
 	t->err = 0;
 	t->proc = RT_PROC_NONE;
 	t->procfd = -1;
