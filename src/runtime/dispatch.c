@@ -96,6 +96,14 @@ static __attribute__((noinline)) long dispatch_paths(long nr, const struct rt_sy
 
 	if (r < 0)
 		return r;
+	if (s->action == RT_SYS_PASS || s->action == RT_SYS_RUNTIME || rt__touches(nr, s, c.a))
+		return dispatch(nr, s, c.a);
+	/* Nothing protected by name; through a symlink outside, maybe. */
+	if (!rt__reroute_create(nr, s, c.a, c.path)) {
+		r = rt__raw6(nr, c.a);
+		if ((r != -ENOENT && r != -ENOTDIR) || !rt__reroute_missing(nr, s, c.a, c.path))
+			return r;
+	}
 	return dispatch(nr, s, c.a);
 }
 

@@ -46,6 +46,10 @@ struct rt_target {
 /* ---- lookups for path resolution ------------------------------------------ */
 /* The volume whose mount point is the longest prefix of abs (rel: the rest). */
 struct rt_vol *rt__shield_find_vol(const char *abs, const char **rel) RT_HIDDEN;
+/* When (dev, ino) is the directory of a volume mounted at its own store
+ * directory, its mount path: a name created there by the kernel would be
+ * plaintext beside .kiln. */
+bool rt__shield_store_mount(dev_t dev, ino_t ino, char *out, size_t out_size) RT_HIDDEN;
 /* The injected file at abs, or NULL. */
 struct rt_node *rt__shield_vfile_find(const char *abs) RT_HIDDEN;
 /* The absolute path the program sees for a protected fd (file or directory);

@@ -85,8 +85,10 @@ int rt__vols_init(struct kiln_err *err)
 		v->rootfd = rt__own_fd((int)fd);
 		if (v->rootfd < 0)
 			return kiln_err_set(err, v->rootfd, "volume %s: no fd", c->dir);
-		if (rt__raw(SYS_fstat, v->rootfd, &st) == 0)
+		if (rt__raw(SYS_fstat, v->rootfd, &st) == 0) {
 			v->dev = st.st_dev;
+			v->dir_ino = st.st_ino;
+		}
 		snprintf(path, sizeof(path), "%s/.kiln", c->dir);
 		if (rt__raw(SYS_newfstatat, v->rootfd, ".kiln", &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return kiln_err_set(err, -ENOENT, "volume %s: not a kiln volume (no %s); "
@@ -127,4 +129,15 @@ void rt__vols_exit(void)
 		kiln_wipe(v->key, sizeof(v->key));
 		rt__auth_wipe(&v->keys);
 	}
+}
+
+bool rt__shield_store_mount(dev_t dev, ino_t ino, char *out, size_t out_size)
+{
+	for (size_t i = 0; i < g_nvols; i++) {
+		struct rt_vol *v = &g_vols[i];
+
+		if (v->dev == dev && v->dir_ino == ino && strcmp(v->cfg->mount, v->cfg->dir) == 0)
+			return (size_t)snprintf(out, out_size, "%s", v->cfg->mount) < out_size;
+	}
+	return false;
 }

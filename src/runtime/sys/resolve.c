@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -312,4 +313,206 @@ long rt__enoent(struct rt_target *t)
 	long r = rt__ancestors(t);
 
 	return r == -ENOTDIR ? r : -ENOENT;
+}
+
+/* ---- paths that reach a volume through symlinks outside it -------------------
+ * A symlink outside every volume may point into one: the kernel, which then
+ * resolves the path, would find the on-disk store (where no file has its
+ * plaintext name) instead of the volume's file, and would even create a name
+ * there in plaintext, beside .kiln, when the volume is mounted at its own store
+ * directory. Two checks, off the fast path: before the kernel creates a name
+ * (one stat of its directory), and after the kernel answered ENOENT/ENOTDIR
+ * (the path is followed component by component, as the kernel would). */
+
+/* The argument that names something the call creates, or -1. */
+static int create_arg(long nr, const long a[6])
+{
+	switch (nr) {
+	case SYS_open:
+		return (a[1] & O_CREAT) ? 0 : -1;
+	case SYS_creat:
+	case SYS_mkdir:
+	case SYS_mknod:
+		return 0;
+	case SYS_openat:
+		return (a[2] & O_CREAT) ? 1 : -1;
+	case SYS_mkdirat:
+	case SYS_mknodat:
+	case SYS_symlink:
+	case SYS_link:
+	case SYS_rename:
+		return 1;
+	case SYS_symlinkat:
+		return 2;
+	case SYS_linkat:
+	case SYS_renameat:
+	case SYS_renameat2:
+		return 3;
+	default:
+		return -1;
+	}
+}
+
+/* Write s into buf (the call's copy of argument p) and point the argument at
+ * it; an absolute path makes the dirfd argument irrelevant. */
+static bool reroute_arg(long a[6], int d, int p, char *buf, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= RT_PATH_SIZE)
+		return false;
+	memmove(buf, s, n + 1);
+	a[p] = (long)buf;
+	if (d >= 0)
+		a[d] = AT_FDCWD;
+	return true;
+}
+
+bool rt__reroute_create(long nr, const struct rt_syscall *s, long a[6],
+			char paths[2][RT_PATH_SIZE])
+{
+	char parent[RT_PATH_SIZE], mount[RT_PATH_SIZE], joined[RT_PATH_SIZE];
+	int p = create_arg(nr, a), i, d;
+	const char *path, *name;
+	struct stat st;
+	size_t n;
+
+	if (p < 0)
+		return false;
+	for (i = 0; i < 2 && s->paths[i][1] != p; i++)
+		;
+	if (i == 2 || !a[p])
+		return false;
+	d = s->paths[i][0];
+	path = (const char *)a[p];
+	/* The directory the name goes in, as the kernel will look it up. */
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	name = path + n;
+	while (name > path && name[-1] != '/')
+		name--;
+	if ((size_t)(name - path) >= sizeof(parent))
+		return false;
+	memcpy(parent, path, (size_t)(name - path));
+	parent[name - path] = '\0';
+	if (rt__raw(SYS_newfstatat, d >= 0 ? a[d] : AT_FDCWD, parent[0] ? parent : ".", &st,
+		    0) < 0)
+		return false;
+	if (!S_ISDIR(st.st_mode) || !rt__shield_store_mount(st.st_dev, st.st_ino, mount,
+							     sizeof(mount)))
+		return false;
+	if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", mount, name) >= sizeof(joined))
+		return false;
+	return reroute_arg(a, d, p, paths[i], joined);
+}
+
+/* Follow (dirfd, path) as the kernel does, with lstat and readlink, until it
+ * enters a volume's mount point: then out is the absolute path in the volume
+ * (the rest joined as written) and the answer true. False when it never
+ * enters one (the kernel's answer stands). */
+static bool follow_into_volume(long dirfd, const char *path, char *out, size_t out_size)
+{
+	char todo[RT_PATH_SIZE], cur[RT_PATH_SIZE], link[RT_PATH_SIZE];
+	const char *rel;
+	int links = 0;
+	size_t len = 0;
+
+	if (path[0] == '/') {
+		snprintf(todo, sizeof(todo), "%s", path);
+	} else {
+		struct rt_target base;
+
+		/* The base as rt__resolve sees it (cwd, or the dirfd's path). */
+		if (!rt__resolve(dirfd, ".", &base) && !base.abs[0])
+			return false;
+		if ((size_t)snprintf(todo, sizeof(todo), "%s/%s", base.abs, path) >= sizeof(todo))
+			return false;
+	}
+	cur[0] = '\0';
+	for (const char *p = todo; *p;) {
+		const char *seg;
+		size_t seg_len;
+		struct stat st;
+		long r;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		seg = p;
+		while (*p && *p != '/')
+			p++;
+		seg_len = (size_t)(p - seg);
+		if (seg_len == 1 && seg[0] == '.')
+			continue;
+		if (seg_len == 2 && seg[0] == '.' && seg[1] == '.') {
+			/* cur holds no symlink: ".." is its parent. */
+			while (len > 0 && cur[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--;
+			cur[len] = '\0';
+			continue;
+		}
+		if (len + 1 + seg_len >= sizeof(cur))
+			return false;
+		cur[len] = '/';
+		memcpy(cur + len + 1, seg, seg_len);
+		cur[len + 1 + seg_len] = '\0';
+		if (rt__shield_find_vol(cur, &rel))
+			return (size_t)snprintf(out, out_size, "%s%s", cur, p) < out_size;
+		r = rt__raw(SYS_newfstatat, AT_FDCWD, cur, &st, AT_SYMLINK_NOFOLLOW);
+		if (r < 0)
+			return false;
+		if (S_ISLNK(st.st_mode)) {
+			long n = rt__raw(SYS_readlink, cur, link, sizeof(link) - 1);
+
+			if (n <= 0 || ++links > 40)
+				return false;
+			link[n] = '\0';
+			/* Go on from the link's directory (or the root) with its
+			 * target, then what was left of the path. */
+			cur[len] = '\0';
+			if (link[0] == '/')
+				len = 0, cur[0] = '\0';
+			if (strlen(link) + strlen(p) >= sizeof(todo))
+				return false;
+			memmove(todo + strlen(link), p, strlen(p) + 1); /* p is in todo */
+			memcpy(todo, link, strlen(link));
+			p = todo;
+			continue;
+		}
+		len += 1 + seg_len;
+	}
+	return false;
+}
+
+bool rt__reroute_missing(long nr, const struct rt_syscall *s, long a[6],
+			 char paths[2][RT_PATH_SIZE])
+{
+	char out[RT_PATH_SIZE];
+	bool any = false;
+
+	for (int i = 0; i < 2; i++) {
+		int d = s->paths[i][0], p = s->paths[i][1];
+		struct open_how how = { .flags = O_PATH | O_CLOEXEC,
+					.resolve = RESOLVE_NO_SYMLINKS };
+		long fd;
+
+		if (p < 0 || !a[p] || !((const char *)a[p])[0])
+			continue;
+		/* One system call for the common miss (a file that is not
+		 * there, python's imports): with no symlink on the way, nothing
+		 * leads into a volume. */
+		fd = rt__raw(SYS_openat2, d >= 0 ? a[d] : AT_FDCWD, a[p], &how, sizeof(how));
+		if (fd >= 0)
+			rt__raw(SYS_close, fd);
+		if (fd != -ELOOP)
+			continue;
+		if (follow_into_volume(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], out,
+				       sizeof(out)))
+			any |= reroute_arg(a, d, p, paths[i], out);
+	}
+	return any;
 }

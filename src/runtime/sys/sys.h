@@ -35,6 +35,16 @@ long rt__ancestors(struct rt_target *t) RT_HIDDEN;
 long rt__enoent(struct rt_target *t) RT_HIDDEN;
 /* A call that would change an injected file (nothing does): -EPERM and a line. */
 long rt__vfile_refuse(long nr, const struct rt_target *t) RT_HIDDEN;
+/* A call whose paths name nothing protected may still reach a volume through
+ * a symlink outside it. Before the kernel creates a name: when its directory
+ * is the store directory of a volume mounted there, rewrite the argument (in
+ * paths, the call's copies) to the volume path. After the kernel answered
+ * ENOENT/ENOTDIR: follow each path as the kernel does; one that enters a
+ * volume is rewritten. True when an argument now names a volume path. */
+bool rt__reroute_create(long nr, const struct rt_syscall *s, long a[6],
+			char paths[2][RT_PATH_SIZE]) RT_HIDDEN;
+bool rt__reroute_missing(long nr, const struct rt_syscall *s, long a[6],
+			 char paths[2][RT_PATH_SIZE]) RT_HIDDEN;
 /* Whether the call touches a protected path or fd. */
 bool rt__touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
 /* Name of the first protected path/fd the call touches (for refusal lines). */

@@ -66,3 +66,37 @@ def test_fs_cat_sees_what_the_app_wrote(volume):
                         "--key-file", str(volume.key)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout == SECRET + "\n"
+
+
+OUTSIDE_LINKS = r"""
+import os, sys
+vol, out = sys.argv[1], sys.argv[2]
+os.symlink(vol, os.path.join(out, "to_vol"))                      # a link to the volume
+os.symlink(os.path.join(vol, "data.txt"), os.path.join(out, "to_file"))
+os.symlink("to_vol/sub", os.path.join(out, "to_sub"))              # relative, through a link
+with open(os.path.join(out, "to_vol", "made.txt"), "w") as f:      # created through the link
+    f.write(sys.argv[3])
+with open(os.path.join(vol, "data.txt"), "w") as f:
+    f.write("data " + sys.argv[3])
+os.mkdir(os.path.join(out, "to_vol", "sub"))
+with open(os.path.join(out, "to_sub", "deep.txt"), "w") as f:
+    f.write("deep")
+print(open(os.path.join(vol, "made.txt")).read() == sys.argv[3],
+      open(os.path.join(out, "to_file")).read() == "data " + sys.argv[3],
+      os.stat(os.path.join(out, "to_file")).st_size,
+      sorted(os.listdir(os.path.join(vol, "sub"))),
+      open(os.path.join(out, "to_vol", "sub", "..", "made.txt")).read() == sys.argv[3])
+"""
+
+
+def test_symlinks_outside_into_the_volume(volume, tmp_path):
+    """A symlink outside the volume that points into it reaches the volume's
+    files (read and create), never the store on disk: no plaintext name or
+    content lands beside .kiln."""
+    out = tmp_path / "outside"
+    out.mkdir()
+    p = volume.run("python3", "-c", OUTSIDE_LINKS, volume.dir, out, SECRET, check=True)
+    assert p.stdout.split() == ["True", "True", str(len("data " + SECRET)), "['deep.txt']",
+                                "True"]
+    assert sorted(x.name for x in volume.dir.iterdir()) == [".kiln"]
+    volume.assert_no_plaintext()
