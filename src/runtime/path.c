@@ -6,6 +6,26 @@
 
 #include "runtime/runtime.h"
 
+enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len)
+{
+	const char *s = *p;
+
+	while (*s == '/')
+		s++;
+	*seg = s;
+	while (*s && *s != '/')
+		s++;
+	*seg_len = (size_t)(s - *seg);
+	*p = s;
+	if (!*seg_len)
+		return RT_LAST_ROOT;
+	if (*seg_len == 1 && (*seg)[0] == '.')
+		return RT_LAST_DOT;
+	if (*seg_len == 2 && (*seg)[0] == '.' && (*seg)[1] == '.')
+		return RT_LAST_DOTDOT;
+	return RT_LAST_NORM;
+}
+
 int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_size)
 {
 	size_t len = 0;
@@ -24,21 +44,16 @@ int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_s
 	for (int i = 0; i < n; i++) {
 		const char *p = parts[i];
 
-		while (*p) {
+		for (;;) {
 			const char *seg;
 			size_t seg_len;
+			enum rt_path_last kind = rt_path_next(&p, &seg, &seg_len);
 
-			while (*p == '/')
-				p++;
-			if (!*p)
+			if (kind == RT_LAST_ROOT)
 				break;
-			seg = p;
-			while (*p && *p != '/')
-				p++;
-			seg_len = (size_t)(p - seg);
-			if (seg_len == 1 && seg[0] == '.')
+			if (kind == RT_LAST_DOT)
 				continue;
-			if (seg_len == 2 && seg[0] == '.' && seg[1] == '.') {
+			if (kind == RT_LAST_DOTDOT) {
 				/* Drop the last component; ".." of "/" is "/". */
 				while (len > 1 && out[len - 1] != '/')
 					len--;

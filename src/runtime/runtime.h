@@ -61,6 +61,11 @@ int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_s
 enum rt_path_last { RT_LAST_NORM, RT_LAST_DOT, RT_LAST_DOTDOT, RT_LAST_ROOT };
 enum rt_path_last rt_path_tail(const char *path, bool *slash);
 
+/* The next component of a path: slashes at *p skipped, *seg and *seg_len
+ * name it, *p moves past it. RT_LAST_ROOT at the end of the path (nothing
+ * left), else RT_LAST_NORM, RT_LAST_DOT or RT_LAST_DOTDOT for the component. */
+enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len);
+
 /* The absolute form of a relative path against cwd, normalized as
  * rt_path_normalize does except for a last component ".", ".." or one
  * followed by '/', which stay as written ("a/../b/." -> "CWD/b/."), so that

@@ -166,6 +166,33 @@ static void test_path_tail(void **state)
 	tail_is("", RT_LAST_NORM, false);
 }
 
+/* rt_path_next splits "//a/./..b/../" into its components and their kinds. */
+static void test_path_next(void **state)
+{
+	static const struct {
+		enum rt_path_last kind;
+		const char *seg;
+	} want[] = {
+		{ RT_LAST_NORM, "a" }, { RT_LAST_DOT, "." }, { RT_LAST_NORM, "..b" },
+		{ RT_LAST_DOTDOT, ".." }, { RT_LAST_ROOT, "" }, { RT_LAST_ROOT, "" },
+	};
+	const char *p = "//a/./..b/../", *seg;
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(rt_path_next(&p, &seg, &len), want[i].kind);
+		assert_int_equal(len, strlen(want[i].seg));
+		assert_memory_equal(seg, want[i].seg, len);
+	}
+	assert_string_equal(p, "");
+	p = "";
+	assert_int_equal(rt_path_next(&p, &seg, &len), RT_LAST_ROOT);
+	p = "...";
+	assert_int_equal(rt_path_next(&p, &seg, &len), RT_LAST_NORM);
+	assert_int_equal(len, 3);
+}
+
 static void abs_ok(const char *cwd, const char *path, const char *want)
 {
 	char out[256];
@@ -422,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_path_normalize),
 		cmocka_unit_test(test_path_under),
 		cmocka_unit_test(test_path_tail),
+		cmocka_unit_test(test_path_next),
 		cmocka_unit_test(test_path_absolute),
 		cmocka_unit_test(test_fd_table),
 		cmocka_unit_test(test_fd_clear_if),

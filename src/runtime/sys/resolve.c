@@ -430,23 +430,18 @@ static bool follow_into_volume(long dirfd, const char *path, char *out, size_t o
 			return false;
 	}
 	cur[0] = '\0';
-	for (const char *p = todo; *p;) {
+	for (const char *p = todo;;) {
 		const char *seg;
 		size_t seg_len;
 		struct stat st;
 		long r;
+		enum rt_path_last kind = rt_path_next(&p, &seg, &seg_len);
 
-		while (*p == '/')
-			p++;
-		if (!*p)
+		if (kind == RT_LAST_ROOT)
 			break;
-		seg = p;
-		while (*p && *p != '/')
-			p++;
-		seg_len = (size_t)(p - seg);
-		if (seg_len == 1 && seg[0] == '.')
+		if (kind == RT_LAST_DOT)
 			continue;
-		if (seg_len == 2 && seg[0] == '.' && seg[1] == '.') {
+		if (kind == RT_LAST_DOTDOT) {
 			/* cur holds no symlink: ".." is its parent. */
 			while (len > 0 && cur[len - 1] != '/')
 				len--;
