@@ -394,6 +394,10 @@ static long getdents_locked(long fd, void *buf, size_t size)
 	if (rt_fd_kind((int)fd) != RT_FD_DIR)
 		return -ENOTDIR;
 	while (o->pos < 2) {
+		if (o->pos < o->seek_to) { /* after a seekdir: entries before it */
+			o->pos++;
+			continue;
+		}
 		k = put_dirent(buf, size, used, 1, DT_DIR, o->pos ? ".." : ".", o->pos);
 		if (!k)
 			return used ? (long)used : -EINVAL;
@@ -422,10 +426,12 @@ static long getdents_locked(long fd, void *buf, size_t size)
 			return used ? (long)used : -EPROTO;
 		memcpy(&ino, e, 8);
 		name = (const char *)e + 9;
-		k = put_dirent(buf, size, used, ino, e[8], name, o->pos);
-		if (!k)
-			return used ? (long)used : -EINVAL;
-		used += k;
+		if (o->pos >= o->seek_to) {
+			k = put_dirent(buf, size, used, ino, e[8], name, o->pos);
+			if (!k)
+				return used ? (long)used : -EINVAL;
+			used += k;
+		}
 		o->pos++;
 		o->list_pos += 9 + strlen(name) + 1;
 	}
@@ -604,19 +610,23 @@ bool rt__shield_fd_path(int fd, char *out, size_t out_size)
 }
 
 /* lseek on a directory fd. The listing's position is what getdents gives as
- * d_off: an index into the directory's entries ("." and ".." first, then the
- * server's cookie, which is the index of the next name), so telldir/seekdir
+ * d_off: the index of the next entry ("." and ".." first), so telldir/seekdir
  * cookies stay valid. Every seek drops what was fetched: the next getdents
- * asks the server from there (a rewind to 0 lists the directory anew). */
+ * lists the directory anew from the server and skips the entries before the
+ * position (the server's cookies are its own; a rewind to 0 skips nothing). */
 static long seekdir_locked(long fd, int64_t off, int whence)
 {
 	struct rt_ofd *o = rt_fd_get((int)fd);
 
 	if (rt_fd_kind((int)fd) != RT_FD_DIR)
 		return -EBADF;
-	if (whence == SEEK_CUR)
-		off += (int64_t)o->pos;
-	else if (whence != SEEK_SET)
+	if (whence == SEEK_CUR) { /* where the listing is, or is to resume */
+		uint64_t at = o->pos > o->seek_to ? o->pos : o->seek_to;
+
+		if (off == 0)
+			return (long)at;
+		off += (int64_t)at;
+	} else if (whence != SEEK_SET)
 		return -EINVAL;
 	if (off < 0)
 		return -EINVAL;
@@ -624,8 +634,9 @@ static long seekdir_locked(long fd, int64_t off, int whence)
 	o->list = NULL;
 	o->list_size = o->list_pos = 0;
 	o->eof = false;
-	o->cookie = off > 2 ? (uint64_t)off - 2 : 0;
-	o->pos = (uint64_t)off;
+	o->cookie = 0;
+	o->pos = 0;
+	o->seek_to = (uint64_t)off;
 	return (long)off;
 }
 

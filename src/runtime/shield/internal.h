@@ -115,6 +115,7 @@ struct rt_ofd {
 	size_t list_size, list_pos;
 	uint64_t cookie;       /* the server's cookie for the next entries */
 	uint64_t pos;          /* entries returned so far (d_off) */
+	uint64_t seek_to;      /* lseek: entries before this one are skipped */
 	bool eof;
 	struct rt_ofd *next_released; /* on g_released */
 };

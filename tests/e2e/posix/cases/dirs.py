@@ -1,5 +1,6 @@
 """Directory listings: rewinding a directory fd between getdents listings, d_type,
 and /proc/self/fd showing only the program's own fds."""
+import ctypes
 import os
 
 from caselib import base_dir, out, write_file
@@ -27,6 +28,39 @@ for n in many:
     write_file(f"d/sub/{n}")
 out("large_dir_count", len(os.listdir("d/sub")))
 out("large_dir_complete", sorted(os.listdir("d/sub")) == many)
+
+
+def seekdir_resumes():
+    # telldir in the middle of a listing, read on, seekdir back: the same rest
+    # (a big directory: the listing spans several getdents calls).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.c_void_p
+    libc.readdir.argtypes = libc.telldir.argtypes = libc.closedir.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    off = 19  # d_name in struct dirent64 (glibc x86-64)
+
+    def rest(dp):
+        names = []
+        while True:
+            e = libc.readdir(dp)
+            if not e:
+                return names
+            names.append(ctypes.string_at(e + off).decode())
+
+    dp = libc.opendir(b"d/sub")
+    for _ in range(700):
+        libc.readdir(dp)
+    pos = libc.telldir(dp)
+    first = rest(dp)
+    libc.seekdir(dp, pos)
+    again = rest(dp)
+    libc.closedir(dp)
+    return len(first), first == again
+
+
+out("seekdir_resumes", seekdir_resumes())
 
 
 def own_fds():
