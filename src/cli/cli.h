@@ -4,6 +4,7 @@
 #define KILN_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define CLI_EXIT_OK 0
@@ -38,6 +39,9 @@ int fs_main(int argc, char **argv);
  * and `kiln run --volume` use it: "KEY.version", or "KEY.tag" when only that
  * exists (its name before the rename). -ENAMETOOLONG. (cli/fs.c) */
 int cli_version_file(const char *key_file, char *out, size_t size);
+/* A volume key file: 32 raw bytes, or 64 hex digits with any whitespace.
+ * 0, or a negative code after printing an error naming the file. (cli/fs.c) */
+int cli_volume_key_read(const char *path, uint8_t key[static 32]);
 int run_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */

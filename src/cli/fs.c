@@ -62,11 +62,12 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- key handling ---- */
 
-static int read_key(const char *path, uint8_t key[static PF_KEY_SIZE])
+int cli_volume_key_read(const char *path, uint8_t key[static PF_KEY_SIZE])
 {
 	uint8_t *data = NULL;
-	size_t size = 0;
-	int ret = kiln_read_file(path, 256, &data, &size);
+	size_t size = 0, n = 0;
+	char hex[2 * PF_KEY_SIZE + 1];
+	int ret = kiln_read_file(path, 4096, &data, &size);
 
 	if (ret) {
 		cli_error("key file %s: %s", path, kiln_strerror(ret));
@@ -74,19 +75,24 @@ static int read_key(const char *path, uint8_t key[static PF_KEY_SIZE])
 	}
 	if (size == PF_KEY_SIZE) {
 		memcpy(key, data, PF_KEY_SIZE);
-	} else {
-		/* Also accept 64 hex digits (and a newline). */
-		while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
-			data[--size] = '\0';
-		if (size != 2 * PF_KEY_SIZE ||
-		    kiln_hex_decode((char *)data, key, PF_KEY_SIZE, NULL) != 0) {
-			kiln_free_secret(data, size);
-			cli_error("key file %s: expected 32 bytes (or 64 hex digits)", path);
-			return -KILN_EFORMAT;
-		}
+		goto out;
 	}
+	for (size_t i = 0; i < size && n < sizeof(hex); i++)
+		if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
+			hex[n++] = (char)data[i];
+	if (n != 2 * PF_KEY_SIZE) {
+		ret = -KILN_EFORMAT;
+	} else {
+		hex[n] = '\0';
+		ret = kiln_hex_decode(hex, key, PF_KEY_SIZE, NULL) ? -KILN_EFORMAT : 0;
+	}
+	kiln_wipe(hex, sizeof(hex));
+	if (ret)
+		cli_error("key file %s: not a volume key (expected 32 bytes or 64 hex digits)",
+			  path);
+out:
 	kiln_free_secret(data, size);
-	return 0;
+	return ret;
 }
 
 static int create_key(const char *path, uint8_t key[static PF_KEY_SIZE])
@@ -207,7 +213,7 @@ int cli_fs_open_volume(const char *dir, pf_volume_t **vol)
 	}
 	if ((ret = check_volume_dir(dir)))
 		return ret;
-	if ((ret = read_key(kf, key)))
+	if ((ret = cli_volume_key_read(kf, key)))
 		return ret;
 	if ((ret = freshness(kf, &o)))
 		goto out;
@@ -240,7 +246,7 @@ static struct fs_live *live_server(const char *dir)
 	const char *kf = key_file();
 	struct fs_live *l = NULL;
 
-	if (!kf || check_volume_dir(dir) || read_key(kf, key))
+	if (!kf || check_volume_dir(dir) || cli_volume_key_read(kf, key))
 		return NULL;
 	fs_live_connect(dir, key, &l);
 	kiln_wipe(key, sizeof(key));
@@ -369,7 +375,7 @@ static int cmd_init(int argc, char **argv)
 	if (a.chunk_size && (kiln_parse_u64(a.chunk_size, &cs) != 0 || cs > UINT32_MAX))
 		return usage_error("--chunk-size %s: not a number", a.chunk_size);
 	if (access(kf, F_OK) == 0)
-		ret = read_key(kf, key);
+		ret = cli_volume_key_read(kf, key);
 	else
 		ret = create_key(kf, key);
 	if (ret)
@@ -760,7 +766,7 @@ static int cmd_rekey(int argc, char **argv)
 	if (!a.new_key)
 		return usage_error("rekey: --new-key-file K2 is required");
 	if (access(a.new_key, F_OK) == 0)
-		ret = read_key(a.new_key, key);
+		ret = cli_volume_key_read(a.new_key, key);
 	else
 		ret = create_key(a.new_key, key);
 	if (ret)

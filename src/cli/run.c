@@ -74,41 +74,6 @@ static void run_usage(FILE *f)
 		RT_ENV_LIB);
 }
 
-/* Volume key file: 32 raw bytes or 64 hex characters (whitespace allowed). */
-static int load_key(const char *path, uint8_t key[32])
-{
-	uint8_t *data = NULL;
-	size_t size = 0;
-	char hex[65];
-	size_t n = 0;
-	int ret = kiln_read_file(path, 4096, &data, &size);
-
-	if (ret) {
-		cli_error("key file %s: %s", path, kiln_strerror(ret));
-		return ret;
-	}
-	if (size == 32) {
-		memcpy(key, data, 32);
-		goto out;
-	}
-	for (size_t i = 0; i < size && n < sizeof(hex); i++)
-		if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
-			hex[n++] = (char)data[i];
-	if (n != 64) {
-		ret = -KILN_EFORMAT;
-	} else {
-		hex[64] = '\0';
-		ret = kiln_hex_decode(hex, key, 32, NULL);
-	}
-	kiln_wipe(hex, sizeof(hex));
-	if (ret)
-		cli_error("key file %s: not a volume key (expected 32 bytes or 64 hex characters)",
-			  path);
-out:
-	kiln_free_secret(data, size);
-	return ret;
-}
-
 static int add_volume(struct rt_config *cfg, const char *spec)
 {
 	char buf[8192], cwd[PATH_MAX], vfile[PATH_MAX];
@@ -168,7 +133,7 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 			return -EINVAL;
 		}
 	}
-	if (load_key(key, v->key))
+	if (cli_volume_key_read(key, v->key))
 		return -EINVAL;
 	/* Rollback protection as `kiln fs` does it: the trusted version lives in
 	 * KEY.version (KEY.tag for volumes made before the rename). */

@@ -25,8 +25,10 @@ def hkdf(key, salt, info):
 
 
 def volume_key(volume):
-    raw = volume.key.read_bytes().strip()
-    return bytes.fromhex(raw.decode()) if len(raw) == 64 else raw
+    """As cli_volume_key_read: 32 raw bytes as they are (a raw key may begin or
+    end with a whitespace byte, so never strip it), else 64 hex digits."""
+    raw = volume.key.read_bytes()
+    return raw if len(raw) == 32 else bytes.fromhex(raw.decode())
 
 
 def sock_name(volume):
@@ -47,10 +49,23 @@ def volume(kiln_bin, tmp_path):
     return Volume(kiln_bin, tmp_path)
 
 
-def test_squatter_on_the_name_is_refused(volume):
+# Raw keys whose first or last byte is whitespace once made this test squat the
+# wrong name (the key was strip()ped) and see the workload start its own server.
+KEYS = {
+    "generated": None,
+    "raw-whitespace-ends": b"\n" + bytes(range(1, 31)) + b" ",
+    "hex": (bytes(range(100, 132)).hex() + "\n").encode(),
+}
+
+
+@pytest.mark.parametrize("key", KEYS.values(), ids=KEYS.keys())
+def test_squatter_on_the_name_is_refused(kiln_bin, tmp_path, key):
     """An impostor that binds the volume's name before any server: the workload
     refuses to start (one line), and the impostor never sees a key-derived byte
     from which it could learn anything (it only gets a MAC over its own nonce)."""
+    if key is not None:
+        (tmp_path / "vol.key").write_bytes(key)
+    volume = Volume(kiln_bin, tmp_path)
     name = sock_name(volume)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     srv.bind(name)
@@ -72,6 +87,7 @@ def test_squatter_on_the_name_is_refused(volume):
     t.start()
     p = volume.run("sh", "-c", f"echo {SECRET} > {volume.dir}/f")
     srv.close()
+    assert seen, f"the workload never came to the squatted name:\n{p.stderr}"
     assert p.returncode == 1, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if "failed authentication" in ln]
     assert len(lines) == 1, p.stderr
