@@ -161,43 +161,56 @@ struct rd {
 	size_t left;
 };
 
+/* The next size bytes, consumed; NULL when fewer are left. Every reader
+ * below goes through here, so the bounds check is in one place. */
+static const uint8_t *rd_take(struct rd *r, size_t size)
+{
+	const uint8_t *p = r->p;
+
+	if (r->left < size)
+		return NULL;
+	r->p += size;
+	r->left -= size;
+	return p;
+}
+
 static int rd_u8(struct rd *r, uint32_t *v)
 {
-	if (r->left < 1)
+	const uint8_t *p = rd_take(r, 1);
+
+	if (!p)
 		return -KILN_ETRUNC;
-	*v = r->p[0];
-	r->p++;
-	r->left--;
+	*v = p[0];
 	return 0;
 }
 
 static int rd_u16(struct rd *r, uint32_t *v)
 {
-	if (r->left < 2)
+	const uint8_t *p = rd_take(r, 2);
+
+	if (!p)
 		return -KILN_ETRUNC;
-	*v = (uint32_t)r->p[0] | ((uint32_t)r->p[1] << 8);
-	r->p += 2;
-	r->left -= 2;
+	*v = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
 	return 0;
 }
 
 static int rd_u32(struct rd *r, uint32_t *v)
 {
-	if (r->left < 4)
+	const uint8_t *p = rd_take(r, 4);
+
+	if (!p)
 		return -KILN_ETRUNC;
-	*v = pf__get_u32(r->p);
-	r->p += 4;
-	r->left -= 4;
+	*v = pf__get_u32(p);
 	return 0;
 }
 
 static int rd_u64(struct rd *r, uint64_t *v)
 {
-	if (r->left < 8)
+	const uint8_t *p = rd_take(r, 8);
+
+	if (!p)
 		return -KILN_ETRUNC;
-	*v = pf__get_u64(r->p);
-	r->p += 8;
-	r->left -= 8;
+	*v = pf__get_u64(p);
 	return 0;
 }
 
@@ -212,11 +225,11 @@ static int rd_i64(struct rd *r, int64_t *v)
 
 static int rd_bytes(struct rd *r, void *out, size_t size)
 {
-	if (r->left < size)
+	const uint8_t *p = rd_take(r, size);
+
+	if (!p)
 		return -KILN_ETRUNC;
-	memcpy(out, r->p, size);
-	r->p += size;
-	r->left -= size;
+	memcpy(out, p, size);
 	return 0;
 }
 
