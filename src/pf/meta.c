@@ -174,45 +174,32 @@ static const uint8_t *rd_take(struct rd *r, size_t size)
 	return p;
 }
 
-static int rd_u8(struct rd *r, uint32_t *v)
+/* The next size (at most 8) bytes as a little-endian number. */
+static int rd_le(struct rd *r, size_t size, uint64_t *v)
 {
-	const uint8_t *p = rd_take(r, 1);
+	const uint8_t *p = rd_take(r, size);
 
+	*v = 0;
 	if (!p)
 		return -KILN_ETRUNC;
-	*v = p[0];
+	for (size_t i = size; i-- > 0;)
+		*v = *v << 8 | p[i];
 	return 0;
 }
 
-static int rd_u16(struct rd *r, uint32_t *v)
+static int rd_le32(struct rd *r, size_t size, uint32_t *v)
 {
-	const uint8_t *p = rd_take(r, 2);
+	uint64_t u;
+	int ret = rd_le(r, size, &u);
 
-	if (!p)
-		return -KILN_ETRUNC;
-	*v = (uint32_t)p[0] | ((uint32_t)p[1] << 8);
-	return 0;
+	*v = (uint32_t)u;
+	return ret;
 }
 
-static int rd_u32(struct rd *r, uint32_t *v)
-{
-	const uint8_t *p = rd_take(r, 4);
-
-	if (!p)
-		return -KILN_ETRUNC;
-	*v = pf__get_u32(p);
-	return 0;
-}
-
-static int rd_u64(struct rd *r, uint64_t *v)
-{
-	const uint8_t *p = rd_take(r, 8);
-
-	if (!p)
-		return -KILN_ETRUNC;
-	*v = pf__get_u64(p);
-	return 0;
-}
+static int rd_u8(struct rd *r, uint32_t *v) { return rd_le32(r, 1, v); }
+static int rd_u16(struct rd *r, uint32_t *v) { return rd_le32(r, 2, v); }
+static int rd_u32(struct rd *r, uint32_t *v) { return rd_le32(r, 4, v); }
+static int rd_u64(struct rd *r, uint64_t *v) { return rd_le(r, 8, v); }
 
 static int rd_i64(struct rd *r, int64_t *v)
 {
@@ -236,18 +223,18 @@ static int rd_bytes(struct rd *r, void *out, size_t size)
 /* len bytes as a malloc'd string; no NUL inside. */
 static int rd_str(struct rd *r, uint32_t len, char **out)
 {
+	const uint8_t *p;
+
 	*out = NULL;
-	if (r->left < len)
-		return -KILN_ETRUNC;
-	if (memchr(r->p, '\0', len))
+	if (r->left >= len && memchr(r->p, '\0', len))
 		return -KILN_EFORMAT;
+	if (!(p = rd_take(r, len)))
+		return -KILN_ETRUNC;
 	*out = malloc((size_t)len + 1);
 	if (!*out)
 		return -ENOMEM;
-	memcpy(*out, r->p, len);
+	memcpy(*out, p, len);
 	(*out)[len] = '\0';
-	r->p += len;
-	r->left -= len;
 	return 0;
 }
 
@@ -549,6 +536,23 @@ static struct v1_entry *v1_find(struct v1_entry *e, size_t n, const char *path)
 	return bsearch(&key, e, n, sizeof(*e), cmp_v1);
 }
 
+/* The path of the next format-1 record, as a new inode of type; e[*n] owns
+ * the path from here, also on failure. */
+static int v1_next(struct rd *r, struct pf_meta *m, struct v1_entry *e, size_t *n,
+		   uint32_t type, struct pf_meta_inode **out)
+{
+	struct pf_meta_inode *x = &m->inodes[m->ninodes];
+	int ret = rd_path(r, &e[*n].path, false);
+
+	e[(*n)++].inode = x;
+	if (ret)
+		return ret;
+	x->ino = ++m->ninodes;
+	x->type = type;
+	*out = x;
+	return 0;
+}
+
 static int parse_v1(struct rd *r, struct pf_meta *m, const char **what, struct kiln_err *err)
 {
 	struct v1_entry *e = NULL;
@@ -573,16 +577,10 @@ static int parse_v1(struct rd *r, struct pf_meta *m, const char **what, struct k
 	m->inodes[0].mode = 0755;
 	m->ninodes = 1;
 	for (uint32_t i = 0; i < ndirs; i++) {
-		struct pf_meta_inode *x = &m->inodes[m->ninodes];
+		struct pf_meta_inode *x;
 
-		ret = rd_path(r, &e[n].path, false);
-		e[n].inode = x;
-		n++; /* owns the path from here, also on failure */
-		if (ret)
-			goto out;
-		x->ino = ++m->ninodes;
-		x->type = PF_TYPE_DIR;
-		if ((ret = rd_u32(r, &x->mode)) || (ret = rd_i64(r, &x->mtime_ns)))
+		if ((ret = v1_next(r, m, e, &n, PF_TYPE_DIR, &x)) || (ret = rd_u32(r, &x->mode)) ||
+		    (ret = rd_i64(r, &x->mtime_ns)))
 			goto out;
 	}
 	*what = "files";
@@ -593,15 +591,10 @@ static int parse_v1(struct rd *r, struct pf_meta *m, const char **what, struct k
 		goto out;
 	}
 	for (uint32_t i = 0; i < nfiles; i++) {
-		struct pf_meta_inode *x = &m->inodes[m->ninodes];
+		struct pf_meta_inode *x;
 
-		ret = rd_path(r, &e[n].path, false);
-		e[n].inode = x;
-		n++; /* owns the path from here, also on failure */
-		if (ret)
+		if ((ret = v1_next(r, m, e, &n, PF_TYPE_REG, &x)))
 			goto out;
-		x->ino = ++m->ninodes;
-		x->type = PF_TYPE_REG;
 		x->root_fmt = PF_ROOT_FLAT;
 		if ((ret = rd_u32(r, &x->kind)) || (ret = rd_u32(r, &x->mode)) ||
 		    (ret = rd_i64(r, &x->mtime_ns)) || (ret = rd_u64(r, &x->size)) ||
