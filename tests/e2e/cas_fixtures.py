@@ -111,9 +111,16 @@ class CasServer:
         try:
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            data = r.read().decode()
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                r = conn.getresponse()
+                data = r.read().decode()
+            except (OSError, http.client.HTTPException) as e:
+                # Say what the CAS said: a dropped connection is a CAS-side
+                # story, and its log is gone with the temp dir afterwards.
+                # Same exception (callers retry on ConnectionError), with a note.
+                e.add_note(f"{method} {path}: the CAS's log ends:\n{self.log()[-3000:]}")
+                raise
             try:
                 return r.status, json.loads(data)
             except ValueError:

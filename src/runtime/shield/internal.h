@@ -60,7 +60,8 @@ struct rt_lookup {
 struct rt_vol {
 	struct rt_volume_cfg *cfg;
 	int rootfd;            /* owned: the volume directory, backs directory fds */
-	dev_t dev;             /* reported as st_dev of every file in the volume */
+	dev_t dev;             /* the volume directory's device (with dir_ino: its identity) */
+	dev_t st_dev;          /* reported as st_dev of every file in the volume (volume.c) */
 	ino_t dir_ino;         /* the volume directory's inode (with dev: its identity) */
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept: a restarted server needs it */

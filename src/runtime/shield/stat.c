@@ -22,7 +22,7 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 		   const struct stat *mem)
 {
 	memset(out, 0, sizeof(*out));
-	out->st_dev = vol ? vol->dev : 0x6b6c6e; /* injected files: a fixed device */
+	out->st_dev = vol ? vol->st_dev : 0x6b6c6e; /* injected files: a fixed device */
 	out->st_ino = r->ino;
 	out->st_mode = r->mode;
 	out->st_nlink = r->nlink;

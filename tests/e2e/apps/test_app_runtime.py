@@ -2,7 +2,7 @@
 volume staying consistent for `kiln fs verify`; keys never in /proc."""
 import subprocess
 
-from kilnapps import SECRET
+from kilnapps import SECRET, Volume
 
 THREADS = r"""
 import os, sys, threading, signal
@@ -100,3 +100,38 @@ def test_symlinks_outside_into_the_volume(volume, tmp_path):
                                 "True"]
     assert sorted(x.name for x in volume.dir.iterdir()) == [".kiln"]
     volume.assert_no_plaintext()
+
+
+DEVICES = r"""
+import os, sys
+a, b = sys.argv[1], sys.argv[2]
+for d in (a, b):
+    open(os.path.join(d, "f"), "w").write("x")
+    os.mkdir(os.path.join(d, "sub"))
+ids = {}
+for d in (a, b):
+    for name in ("", "f", "sub"):
+        st = os.stat(os.path.join(d, name))
+        ids[(d, name)] = (st.st_dev, st.st_ino)
+host = os.stat(os.path.dirname(a))
+print(len(set(ids.values())), len({dev for dev, _ in ids.values()}),
+      host.st_dev in {dev for dev, _ in ids.values()}, ids[(a, "f")][0])
+"""
+
+
+def test_each_volume_is_its_own_device(kiln_bin, volume, tmp_path):
+    """Programs take (st_dev, st_ino) as a file's identity (PostgreSQL derives its
+    shared-memory key from it; tar, cp and du detect links with it). pf's inode
+    numbers restart in every volume, so each volume reports its own device: no
+    pair is shared between two volumes or with the host, and the device is the
+    same in the next run."""
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    other = Volume(kiln_bin, other_root)
+    args = ["--volume", f"{other.dir}={other.key}"]
+    p = volume.run("python3", "-c", DEVICES, volume.dir, other.dir, extra=args, check=True)
+    distinct, devices, host_dev_seen, dev_a = p.stdout.split()
+    assert (distinct, devices, host_dev_seen) == ("6", "2", "False"), p.stdout
+    again = volume.run("python3", "-c", f"import os; print(os.stat({str(volume.dir)!r}).st_dev)",
+                       check=True)
+    assert again.stdout.strip() == dev_a
