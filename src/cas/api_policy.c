@@ -32,25 +32,88 @@ static int namespace_allows(struct cas__req *rc, const char *name)
 	return ret;
 }
 
-void cas__api_policy_apply(struct cas__req *rc)
+int cas__policy_write_version(struct cas__req *rc, const struct pol_policy *p, const char *yaml,
+			      const struct cas__policy *old, json_t *approvals)
+{
+	struct cas__server *s = rc->s;
+	struct cas__policy row = { 0 };
+	bool created = !old;
+	char *canon = pol_canonical_text(p);
+	int ret = -EIO;
+
+	row.name = p->name;
+	row.hash = (char *)p->hash;
+	row.yaml = (char *)yaml;
+	row.canonical = canon;
+	row.owner = created ? rc->peer_id : old->owner;
+	row.version = created ? 1 : old->version + 1;
+	/* Other proposals of the old version stay, refused as stale (and listed so)
+	 * until withdrawn or the policy is deleted. */
+	if (!canon || cas__policy_put(&s->st, &row) < 0 ||
+	    cas__proposal_delete(&s->st, p->name, p->hash) < 0 ||
+	    cas__audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
+			      p->name,
+			      json_pack("{s:s,s:s?,s:I,s:O?}", "hash", p->hash, "predecessor",
+					p->predecessor, "version", (json_int_t)row.version,
+					"approvals", approvals)) < 0)
+		goto out;
+	kiln_log(KILN_LOG_INFO, created ? "policy created" : "policy updated",
+		 "session=%s hash=%s version=%lld actor=%s request_id=%s", p->name, p->hash,
+		 (long long)row.version, rc->peer_id, rc->request_id);
+	if (cas__tx_release(rc) < 0)
+		goto out;
+	cas__reply_json(rc, created ? 201 : 200,
+			json_pack("{s:s,s:s,s:I,s:s,s:b}", "name", p->name, "hash", p->hash,
+				  "version", (json_int_t)row.version, "owner", row.owner,
+				  "applied", 1));
+	ret = 0;
+out:
+	free(canon);
+	return ret;
+}
+
+/* 409 naming both hashes when p does not replace the current version. */
+static bool predecessor_ok(struct cas__req *rc, const struct pol_policy *p,
+			   const struct cas__policy *old)
+{
+	char msg[300];
+
+	if (old && p->predecessor && !strcmp(p->predecessor, old->hash))
+		return true;
+	if (!old && !p->predecessor)
+		return true;
+	if (old) {
+		snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash %s "
+			 "of '%s' (someone else updated it: get it again)",
+			 p->predecessor ? p->predecessor : "null", old->hash, p->name);
+		cas__fail_json(rc, -KILN_ECONFLICT,
+			       json_pack("{s:s,s:s,s:o,s:s}", "error", msg, "current", old->hash,
+					 "predecessor", p->predecessor ?
+					 json_string(p->predecessor) : json_null(),
+					 "request_id", rc->request_id));
+	} else {
+		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
+			 "predecessor: null to create it)", p->predecessor, p->name);
+		cas__fail_json(rc, -KILN_ECONFLICT,
+			       json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
+					 "predecessor", p->predecessor, "request_id",
+					 rc->request_id));
+	}
+	return false;
+}
+
+void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
+			const char *const *ids, size_t n_ids, int64_t expires_in)
 {
 	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
 	struct pol_policy *p = NULL, *cur = NULL;
-	struct cas__policy row = { 0 }, old = { 0 };
-	size_t size = 0;
-	char *yaml = NULL, *canon = NULL, why[POL_WHY_SIZE];
-	const char *approvals[] = { rc->peer_id };
+	struct cas__policy old = { 0 };
+	char why[POL_WHY_SIZE];
+	json_t *approvals = NULL;
 	bool created;
 	int ret;
 
-	if (!cas__need_identity(rc))
-		return;
-	yaml = cas__read_body(rc, &size);
-	if (!yaml) {
-		cas__fail(rc, -ENOMEM, NULL);
-		return;
-	}
 	ret = pol_parse(yaml, size, "policy", &p, &err);
 	if (ret < 0) {
 		cas__fail(rc, ret, kiln_err_msg(&err, ret));
@@ -80,74 +143,68 @@ void cas__api_policy_apply(struct cas__req *rc)
 				  ret == -EACCES ? msg : NULL);
 			goto out;
 		}
-	}
-	if (!created) {
-		ret = cas__policy_parse(&s->st, &old, &cur, &err);
-		if (ret < 0 || pol_may_apply(cur, p, old.owner, approvals, 1, why,
-					     sizeof(why)) < 0) {
+		if (!predecessor_ok(rc, p, NULL)) {
 			cas__tx_rollback(rc);
-			if (ret == 0 && why[0])
-				/* the caller takes part in updates: no oracle */
-				cas__fail(rc, -KILN_EDENIED, why);
-			else
-				cas__refuse_forbidden(rc);
 			goto out;
 		}
-		if (!p->predecessor || strcmp(p->predecessor, old.hash)) {
-			char msg[300];
-
+		if (cas__policy_write_version(rc, p, yaml, NULL, NULL) < 0) {
 			cas__tx_rollback(rc);
-			snprintf(msg, sizeof(msg), "predecessor %s does not match the current hash "
-				 "%s of '%s' (someone else updated it: get it again)",
-				 p->predecessor ? p->predecessor : "null", old.hash, p->name);
-			cas__fail_json(rc, -KILN_ECONFLICT,
-				       json_pack("{s:s,s:s,s:o,s:s}", "error", msg, "current",
-						 old.hash, "predecessor",
-						 p->predecessor ? json_string(p->predecessor) :
-						 json_null(), "request_id", rc->request_id));
-			goto out;
+			cas__fail(rc, -EIO, NULL);
 		}
-	} else if (p->predecessor) {
-		char msg[300];
-
-		cas__tx_rollback(rc);
-		snprintf(msg, sizeof(msg), "predecessor %s given but '%s' does not exist (use "
-			 "predecessor: null to create it)", p->predecessor, p->name);
-		cas__fail_json(rc, -KILN_ECONFLICT,
-			       json_pack("{s:s,s:n,s:s,s:s}", "error", msg, "current",
-					 "predecessor", p->predecessor, "request_id",
-					 rc->request_id));
 		goto out;
 	}
-	canon = pol_canonical_text(p);
-	row.name = p->name;
-	row.hash = p->hash;
-	row.yaml = yaml;
-	row.canonical = canon;
-	row.owner = created ? rc->peer_id : old.owner;
-	row.version = created ? 1 : old.version + 1;
-	if (!canon || cas__policy_put(&s->st, &row) < 0 ||
-	    cas__audit_append(&s->st, created ? "policy.create" : "policy.update", rc->peer_id,
-			    p->name, json_pack("{s:s,s:s?,s:I}", "hash", p->hash, "predecessor",
-					       p->predecessor, "version",
-					       (json_int_t)row.version)) < 0 ||
-	    cas__tx_release(rc) < 0) {
+	ret = cas__policy_parse(&s->st, &old, &cur, &err);
+	if (ret == 0)
+		ret = pol_may_apply(cur, p, old.owner, ids, n_ids, why, sizeof(why));
+	if (ret < 0 && (!cur || !why[0])) {
+		/* the caller takes no part in updates: no oracle */
+		cas__tx_rollback(rc);
+		cas__refuse_forbidden(rc);
+		goto out;
+	}
+	if (!predecessor_ok(rc, p, &old)) {
+		cas__tx_rollback(rc);
+		goto out;
+	}
+	if (ret < 0 && !pol_quorum_governed(cur)) {
+		cas__tx_rollback(rc);
+		cas__fail(rc, -KILN_EDENIED, why);
+		goto out;
+	}
+	if (ret < 0) {
+		/* A quorum-governed policy: the change waits for approvals. */
+		cas__proposal_open(rc, p, yaml, ids, n_ids, expires_in, why);
+		goto out;
+	}
+	approvals = json_array();
+	for (size_t i = 0; approvals && i < n_ids; i++)
+		json_array_append_new(approvals, json_string(ids[i]));
+	if (cas__policy_write_version(rc, p, yaml, &old, n_ids > 1 ? approvals : NULL) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
-		goto out;
 	}
-	kiln_log(KILN_LOG_INFO, created ? "policy created" : "policy updated",
-		 "session=%s hash=%s version=%lld actor=%s request_id=%s", p->name, p->hash,
-		 (long long)row.version, rc->peer_id, rc->request_id);
-	cas__reply_json(rc, created ? 201 : 200,
-		   json_pack("{s:s,s:s,s:I,s:s}", "name", p->name, "hash", p->hash, "version",
-			     (json_int_t)row.version, "owner", row.owner));
 out:
-	free(canon);
-	free(yaml);
+	json_decref(approvals);
 	cas__policy_free(&old);
 	pol_free(p);
 	cas__policy_unref(&s->st, cur);
+}
+
+void cas__api_policy_apply(struct cas__req *rc)
+{
+	const char *ids[] = { rc->peer_id };
+	size_t size = 0;
+	char *yaml;
+
+	if (!cas__need_identity(rc))
+		return;
+	yaml = cas__read_body(rc, &size);
+	if (!yaml) {
+		cas__fail(rc, -ENOMEM, NULL);
+		return;
+	}
+	cas__policy_submit(rc, yaml, size, ids, 1, 0);
+	free(yaml);
 }
 
 /* Load a policy the caller may read (or delete, with for_delete: -KILN_EDENIED

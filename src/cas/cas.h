@@ -29,6 +29,24 @@ int cas_key_id(EVP_PKEY *key, char out[CAS_ID_SIZE]);
 /* Lowercase hex SHA-256 of the certificate's DER (65 bytes with NUL). */
 int cas_cert_fingerprint(X509 *cert, char out[65]);
 
+/* ---- approvals of a policy version (approval.c; format in docs/api.md) ---- */
+#define CAS_APPROVAL_MAX 8192 /* bytes of one approval's JSON */
+
+struct cas_approval {
+	char policy[132];
+	char hash[72];
+	char identity[CAS_ID_SIZE];
+};
+/* Sign "version hash of policy name" with an identity key: *out is the approval's
+ * JSON text (malloc'd, owned by the caller). */
+int cas_approval_sign(EVP_PKEY *key, const char *name, const char *hash, char **out,
+		      struct kiln_err *err);
+/* Parse an approval and verify it: its key is the identity it names and the
+ * signature over (policy, hash) verifies with it. 0 and *out filled, or
+ * -KILN_EFORMAT / -KILN_ESIG with err naming what is wrong. */
+int cas_approval_verify(const char *text, size_t size, struct cas_approval *out,
+			struct kiln_err *err);
+
 /* ---- server ---- */
 
 struct cas_serve_opts {

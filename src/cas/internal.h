@@ -67,6 +67,26 @@ void cas__policy_free(struct cas__policy *p);
 int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy *out);
 int cas__policy_put(struct cas__store *st, const struct cas__policy *p);
 int cas__policy_delete(struct cas__store *st, const char *name);
+/* ---- proposals.c: pending proposals (new versions awaiting approvals) ---- */
+struct cas__proposal {
+	char *name, *hash, *predecessor, *yaml;
+	char *proposer;  /* identity */
+	char *approvals; /* JSON array of identities, in order */
+	int64_t created, expires; /* Unix seconds */
+};
+void cas__proposal_free(struct cas__proposal *p);
+/* 0 and *out filled (owned by the caller), -ENOENT, or another negative code. */
+int cas__proposal_get(struct cas__store *st, const char *name, const char *hash,
+		      struct cas__proposal *out);
+int cas__proposal_put(struct cas__store *st, const struct cas__proposal *p);
+/* hash NULL: every proposal of the policy. */
+int cas__proposal_delete(struct cas__store *st, const char *name, const char *hash);
+int cas__proposal_each(struct cas__store *st, int (*cb)(void *, const struct cas__proposal *),
+		       void *ctx);
+
+/* ---- approval.c ---- the checks of cas_approval_verify on a parsed object. */
+int cas__approval_check(const json_t *o, struct cas_approval *out, struct kiln_err *err);
+
 /* Calls cb for every policy (name order); cb returning non-zero stops. */
 int cas__policy_each(struct cas__store *st, int (*cb)(void *, const struct cas__policy *),
 		     void *ctx);
@@ -281,6 +301,24 @@ struct cas__attest_req {
 /* 0, or -KILN_EFORMAT with err naming what is wrong. */
 int cas__attest_req_parse(const char *text, size_t size, struct cas__attest_req *out,
 			 struct kiln_err *err);
+/* POST /v1/proposals: {"yaml": TEXT, "expires_in": SECONDS?, "approvals": [approval]?}.
+ * Each approval is verified (cas__approval_check) and must be of this policy
+ * version (checked by the handler, which knows the hash). */
+#define CAS_PROPOSAL_MAX_APPROVALS 32
+#define CAS_PROPOSAL_MAX_EXPIRES (90 * 86400)
+struct cas__proposal_req {
+	const char *yaml;  /* borrowed from body */
+	size_t yaml_size;
+	int64_t expires_in; /* 0: the default */
+	struct cas_approval approvals[CAS_PROPOSAL_MAX_APPROVALS];
+	size_t n_approvals;
+	json_t *body;      /* owned: json_decref */
+};
+int cas__proposal_req_parse(const char *text, size_t size, struct cas__proposal_req *out,
+			    struct kiln_err *err);
+/* POST /v1/proposals/withdraw: {"policy": NAME, "hash": HASH}; borrowed from *body. */
+int cas__withdraw_req_parse(const char *text, size_t size, json_t **body, const char **policy,
+			    const char **hash, struct kiln_err *err);
 /* {"tag": N} with 1 <= N; -KILN_EFORMAT otherwise. */
 int cas__tag_req_parse(const char *text, size_t size, int64_t *tag);
 
@@ -539,6 +577,23 @@ void cas__api_policy_apply(struct cas__req *rc);
 void cas__api_policy_list(struct cas__req *rc);
 void cas__api_policy_get(struct cas__req *rc);
 void cas__api_policy_delete(struct cas__req *rc);
+/* Submit a new version as ids[0] (the caller) with the approvals ids[1..n): apply
+ * it when every rule is met; for a quorum-governed policy, else open a proposal
+ * (expires_in seconds, 0: the default). Answers the request. */
+void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
+			const char *const *ids, size_t n_ids, int64_t expires_in);
+/* Write p as the next version of old (NULL: create it), in the open transaction,
+ * audit it (with approvals, may be NULL), release the transaction and answer.
+ * Negative: nothing answered, the caller rolls back. */
+int cas__policy_write_version(struct cas__req *rc, const struct pol_policy *p, const char *yaml,
+			      const struct cas__policy *old, json_t *approvals);
+/* api_proposal.c */
+void cas__proposal_open(struct cas__req *rc, const struct pol_policy *p, const char *yaml,
+			const char *const *ids, size_t n_ids, int64_t expires_in, const char *why);
+void cas__api_proposal_create(struct cas__req *rc);
+void cas__api_proposal_list(struct cas__req *rc);
+void cas__api_proposal_approve(struct cas__req *rc);
+void cas__api_proposal_withdraw(struct cas__req *rc);
 void cas__api_nonce(struct cas__req *rc);
 void cas__api_attest(struct cas__req *rc);
 void cas__api_volume_tag(struct cas__req *rc);

@@ -36,6 +36,10 @@ static const char g_schema[] =
 	" data TEXT NOT NULL, added INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS namespaces(name TEXT PRIMARY KEY, owners TEXT NOT NULL,"
 	" added INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS proposals(name TEXT NOT NULL, hash TEXT NOT NULL,"
+	" predecessor TEXT NOT NULL, yaml TEXT NOT NULL, proposer TEXT NOT NULL,"
+	" created INTEGER NOT NULL, expires INTEGER NOT NULL, approvals TEXT NOT NULL,"
+	" PRIMARY KEY(name, hash));"
 	"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" kind TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,"
 	" details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, sig BLOB NOT NULL);";
@@ -397,7 +401,8 @@ int cas__policy_delete(struct cas__store *st, const char *name)
 	 * name (maybe someone else's) must not inherit them. */
 	if (exec_bind1(st, "DELETE FROM policies WHERE name = ?", name) < 0 ||
 	    exec_bind1(st, "DELETE FROM secrets WHERE session = ?", name) < 0 ||
-	    exec_bind1(st, "DELETE FROM volumes WHERE session = ?", name) < 0)
+	    exec_bind1(st, "DELETE FROM volumes WHERE session = ?", name) < 0 ||
+	    exec_bind1(st, "DELETE FROM proposals WHERE name = ?", name) < 0)
 		return -EIO;
 	return 0;
 }

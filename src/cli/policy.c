@@ -8,6 +8,7 @@
 
 #include "cas/cas.h"
 #include "casclient/casclient.h"
+#include "cli/policy.h"
 #include "evidence/evidence.h"
 #include "policy/policy.h"
 
@@ -17,7 +18,13 @@
 static void policy_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln policy validate FILE\n"
-		   "       kiln policy apply FILE   [CAS OPTIONS]\n"
+		   "       kiln policy apply FILE   [CAS OPTIONS] [--signature S]...\n"
+		   "             [--expires D]\n"
+		   "       kiln policy sign FILE --identity ID [--out S]\n"
+		   "       kiln policy approve NAME --hash H [CAS OPTIONS]\n"
+		   "       kiln policy proposals [NAME] [CAS OPTIONS] [--json]\n"
+		   "       kiln policy withdraw NAME --hash H [CAS OPTIONS]\n"
+
 		   "       kiln policy get NAME     [CAS OPTIONS] [--json]\n"
 		   "       kiln policy list         [CAS OPTIONS]\n"
 		   "       kiln policy delete NAME  [CAS OPTIONS]\n"
@@ -27,7 +34,22 @@ static void policy_usage(FILE *f)
 		   "             [--at RFC3339] [--workload-measurement HEX])\n\n"
 		   "validate  check FILE strictly and print its hash (no CAS needed)\n"
 		   "apply     create or update a policy; an update names the current hash as\n"
-		   "          'predecessor' (the CAS refuses lost updates with both hashes)\n"
+		   "          'predecessor' (the CAS refuses lost updates with both hashes).\n"
+		   "          When a quorum rule is not met (docs/policy.md), the change is\n"
+		   "          stored as a pending proposal under its hash (exit 0, 'proposed').\n"
+		   "          --signature S: a detached approval from 'kiln policy sign', sent\n"
+		   "          with the change (repeatable, at most 32); --expires D: how long a\n"
+		   "          proposal waits (Ns, Nm, Nh or Nd; at most 90d; default 7d)\n"
+		   "sign      offline approval: sign FILE's hash with the identity ID (a file\n"
+		   "          from 'kiln identity create'), write the approval to S (default\n"
+		   "          stdout; an existing S is not overwritten)\n"
+		   "approve   approve the pending proposal with hash H (a signature with your\n"
+		   "          identity key); it takes effect once every rule it touches is met\n"
+		   "proposals list the pending proposals you may read: name, hash, state\n"
+		   "          (pending, stale, expired), who proposed and approved, what it\n"
+		   "          needs (--json: one JSON object per line)\n"
+		   "withdraw  withdraw your own proposal\n"
+
 		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
 		   "list      print NAME VERSION HASH of every policy you may read\n"
 		   "delete    delete a policy, its secrets and its volumes' keys\n"
@@ -47,17 +69,17 @@ static void policy_usage(FILE *f)
 		   "                          [KILN_IDENTITY]\n"
 		   "  --cas-ca FILE           CA certificate to pin [KILN_CAS_CA]\n"
 		   "  --cas-fingerprint HEX   or the CA's SHA-256 fingerprint\n"
-		   "                          [KILN_CAS_FINGERPRINT]\n");
+		   "                          [KILN_CAS_FINGERPRINT]\n\n"
+		   "EXAMPLES (access.update: {require: 2, of: [owner, VENDOR, OPERATOR]})\n"
+		   "  kiln policy apply v2.yaml              # owner: 'proposed NAME HASH'\n"
+		   "  kiln policy approve acme/db --hash H   # vendor: 'updated ... version 2'\n"
+		   "  kiln policy sign v3.yaml --identity operator.pem --out op.sig  # offline\n"
+		   "  kiln policy apply v3.yaml --signature op.sig    # owner: applied at once\n\n"
+		   "EXIT STATUS: 0 done (also 'proposed'), 1 refused or failed (the CAS's\n"
+		   "message names the rule), 2 usage error.\n");
 }
 
-struct policy_args {
-	struct cc_client client;
-	const char *identity;
-	bool json;
-	const char *arg;
-};
-
-static int parse_args(int argc, char **argv, struct policy_args *a, bool want_arg)
+int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want_args)
 {
 	static const struct option opts[] = {
 		{ "cas", required_argument, NULL, 'c' },
@@ -65,6 +87,10 @@ static int parse_args(int argc, char **argv, struct policy_args *a, bool want_ar
 		{ "cas-ca", required_argument, NULL, 'a' },
 		{ "cas-fingerprint", required_argument, NULL, 'f' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "signature", required_argument, NULL, 's' },
+		{ "expires", required_argument, NULL, 'e' },
+		{ "hash", required_argument, NULL, 'H' },
+		{ "out", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -95,6 +121,23 @@ static int parse_args(int argc, char **argv, struct policy_args *a, bool want_ar
 		case 'j':
 			a->json = true;
 			break;
+		case 's':
+			if (a->n_signatures == CLI_POLICY_MAX_SIGNATURES) {
+				cli_error("policy %s: at most %d --signature files", argv[0],
+					  CLI_POLICY_MAX_SIGNATURES);
+				return -1;
+			}
+			a->signatures[a->n_signatures++] = optarg;
+			break;
+		case 'e':
+			a->expires = optarg;
+			break;
+		case 'H':
+			a->hash = optarg;
+			break;
+		case 'o':
+			a->out = optarg;
+			break;
 		case 'h':
 			policy_usage(stdout);
 			return 1;
@@ -103,22 +146,27 @@ static int parse_args(int argc, char **argv, struct policy_args *a, bool want_ar
 			return -1;
 		}
 	}
-	if (want_arg) {
-		if (optind + 1 != argc) {
-			cli_error("policy %s: expected one argument", argv[0]);
-			return -1;
-		}
-		a->arg = argv[optind];
-	} else if (optind != argc) {
-		cli_error("policy %s: unexpected argument '%s'", argv[0], argv[optind]);
+	/* want_args: how many; -1: zero or one */
+	if (want_args >= 0 && argc - optind != want_args) {
+		if (want_args == 0)
+			cli_error("policy %s: unexpected argument '%s'", argv[0], argv[optind]);
+		else
+			cli_error("policy %s: expected %d argument%s", argv[0], want_args,
+				  want_args > 1 ? "s" : "");
 		return -1;
 	}
+	if (want_args < 0 && argc - optind > 1) {
+		cli_error("policy %s: unexpected argument '%s'", argv[0], argv[optind + 1]);
+		return -1;
+	}
+	a->arg = optind < argc ? argv[optind] : NULL;
+	a->arg2 = optind + 1 < argc ? argv[optind + 1] : NULL;
 	return 0;
 }
 
-/* Send one request with the identity; prints transport errors. */
-static int request(struct policy_args *a, const char *cmd, const char *method, const char *path,
-		   const char *ctype, const void *body, size_t size, struct cc_response *resp)
+int cli_policy_request(struct policy_args *a, const char *cmd, const char *method,
+		       const char *path, const char *ctype, const void *body, size_t size,
+		       struct cc_response *resp)
 {
 	struct kiln_err err = { 0 };
 	int ret;
@@ -150,8 +198,7 @@ static int request(struct policy_args *a, const char *cmd, const char *method, c
 	return CLI_EXIT_OK;
 }
 
-/* Print the server's error for a non-2xx answer; returns the exit code. */
-static int server_error(const char *cmd, const struct cc_response *r)
+int cli_policy_server_error(const char *cmd, const struct cc_response *r)
 {
 	json_t *j = json_loads(r->body, 0, NULL);
 	const char *msg = json_string_value(json_object_get(j, "error"));
@@ -161,8 +208,8 @@ static int server_error(const char *cmd, const struct cc_response *r)
 	return CLI_EXIT_FAIL;
 }
 
-static int load_policy_file(const char *path, uint8_t **data, size_t *size,
-			    struct pol_policy **p)
+int cli_policy_load_file(const char *path, uint8_t **data, size_t *size,
+			 struct pol_policy **p)
 {
 	struct kiln_err err = { 0 };
 	int ret;
@@ -293,7 +340,7 @@ static int check_main(int argc, char **argv)
 			  "2025-07-01T00:00:00Z", at_s);
 		return CLI_EXIT_USAGE;
 	}
-	ret = load_policy_file(argv[optind], &data, &size, &p);
+	ret = cli_policy_load_file(argv[optind], &data, &size, &p);
 	if (ret != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAIL;
@@ -383,47 +430,60 @@ int policy_main(int argc, char **argv)
 	if (!strcmp(cmd, "check"))
 		return check_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "validate") && strcmp(cmd, "apply") && strcmp(cmd, "get") &&
-	    strcmp(cmd, "list") && strcmp(cmd, "delete")) {
+	    strcmp(cmd, "list") && strcmp(cmd, "delete") && strcmp(cmd, "sign") &&
+	    strcmp(cmd, "approve") && strcmp(cmd, "proposals") && strcmp(cmd, "withdraw")) {
 		cli_error("policy: unknown subcommand '%s' (see 'kiln policy --help')", cmd);
 		return CLI_EXIT_USAGE;
 	}
-	ret = parse_args(argc - 1, argv + 1, &a, strcmp(cmd, "list") != 0);
+	ret = cli_policy_parse_args(argc - 1, argv + 1, &a, !strcmp(cmd, "list") ? 0 :
+				    !strcmp(cmd, "proposals") ? -1 : 1);
 	if (ret)
 		return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	if ((a.n_signatures || a.expires) && strcmp(cmd, "apply")) {
+		cli_error("policy %s: --signature and --expires go with apply", cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if ((a.hash && strcmp(cmd, "approve") && strcmp(cmd, "withdraw")) ||
+	    (a.out && strcmp(cmd, "sign"))) {
+		cli_error("policy %s: --hash goes with approve and withdraw, --out with sign",
+			  cmd);
+		return CLI_EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "sign"))
+		return cli_policy_sign(&a);
+	if (!strcmp(cmd, "approve") || !strcmp(cmd, "withdraw"))
+		return cli_policy_approve(&a, cmd);
+	if (!strcmp(cmd, "proposals"))
+		return cli_policy_proposals(&a);
+	if (!strcmp(cmd, "apply") && (a.n_signatures || a.expires))
+		return cli_policy_propose(&a);
 	if (!strcmp(cmd, "validate")) {
-		ret = load_policy_file(a.arg, &data, &size, &p);
+		ret = cli_policy_load_file(a.arg, &data, &size, &p);
 		if (ret == CLI_EXIT_OK)
 			printf("%s: ok, %s\n", a.arg, p->hash);
 		goto out;
 	}
 	if (!strcmp(cmd, "apply")) {
 		/* Validate locally first: errors then name the user's file. */
-		ret = load_policy_file(a.arg, &data, &size, &p);
+		ret = cli_policy_load_file(a.arg, &data, &size, &p);
 		if (ret != CLI_EXIT_OK)
 			goto out;
-		ret = request(&a, cmd, "POST", "/v1/policies", "application/yaml", data, size, &r);
+		ret = cli_policy_request(&a, cmd, "POST", "/v1/policies", "application/yaml", data,
+					 size, &r);
 		if (ret != CLI_EXIT_OK)
 			goto out;
-		if (r.status != 200 && r.status != 201) {
-			ret = server_error(cmd, &r);
-			goto out;
-		}
-		j = json_loads(r.body, 0, NULL);
-		printf("%s %s version %lld %s\n", r.status == 201 ? "created" : "updated",
-		       json_string_value(json_object_get(j, "name")),
-		       (long long)json_integer_value(json_object_get(j, "version")),
-		       json_string_value(json_object_get(j, "hash")));
+		ret = cli_policy_print_applied(cmd, &r);
 		goto out;
 	}
 	if (!strcmp(cmd, "list")) {
 		size_t i;
 		json_t *e;
 
-		ret = request(&a, cmd, "GET", "/v1/policies", NULL, NULL, 0, &r);
+		ret = cli_policy_request(&a, cmd, "GET", "/v1/policies", NULL, NULL, 0, &r);
 		if (ret != CLI_EXIT_OK)
 			goto out;
 		if (r.status != 200) {
-			ret = server_error(cmd, &r);
+			ret = cli_policy_server_error(cmd, &r);
 			goto out;
 		}
 		j = json_loads(r.body, 0, NULL);
@@ -439,11 +499,12 @@ int policy_main(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/policies/%s", a.arg);
-	ret = request(&a, cmd, !strcmp(cmd, "get") ? "GET" : "DELETE", path, NULL, NULL, 0, &r);
+	ret = cli_policy_request(&a, cmd, !strcmp(cmd, "get") ? "GET" : "DELETE", path, NULL,
+				 NULL, 0, &r);
 	if (ret != CLI_EXIT_OK)
 		goto out;
 	if (r.status != 200) {
-		ret = server_error(cmd, &r);
+		ret = cli_policy_server_error(cmd, &r);
 		goto out;
 	}
 	j = json_loads(r.body, 0, NULL);

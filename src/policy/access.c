@@ -92,9 +92,29 @@ static int rule_met(const struct pol_rule *r, const char *what, const char *owne
 
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id)
 {
-	/* Whoever takes part in an update or a delete also reads what it approves. */
+	/* Whoever approves changes (update, delete, an export) reads what it approves. */
 	return (p->read.require <= 1 && pol_rule_lists(&p->read, owner, id)) ||
-	       pol_rule_lists(&p->update, owner, id) || pol_rule_lists(&p->del, owner, id);
+	       pol_may_approve(p, owner, id);
+}
+
+bool pol_quorum_governed(const struct pol_policy *p)
+{
+	if (p->update.require > 1 || p->del.require > 1)
+		return true;
+	for (size_t i = 0; i < p->n_secrets; i++)
+		if (p->secrets[i].export_rule.quorum)
+			return true;
+	return false;
+}
+
+bool pol_may_approve(const struct pol_policy *p, const char *owner, const char *id)
+{
+	if (pol_rule_lists(&p->update, owner, id) || pol_rule_lists(&p->del, owner, id))
+		return true;
+	for (size_t i = 0; i < p->n_secrets; i++)
+		if (pol_rule_lists(&p->secrets[i].export_rule, owner, id))
+			return true;
+	return false;
 }
 
 bool pol_may_update(const struct pol_policy *p, const char *owner, const char *id)

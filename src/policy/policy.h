@@ -217,6 +217,13 @@ unsigned pol_rule_count(const struct pol_rule *r, const char *owner, const char 
 			size_t n);
 /* "2 of [owner, sha256:...]" or "one of [...]", for messages. */
 void pol_rule_describe(const struct pol_rule *r, char *buf, size_t size);
+/* Does any rule of p need more than one approval (update, delete), or name
+ * approvers for a secret's export? Then a change one stakeholder cannot make
+ * alone becomes a pending proposal instead of a refusal. */
+bool pol_quorum_governed(const struct pol_policy *p);
+/* Does id take part in any rule of p that approves changes (update, delete, an
+ * export's approvers)? */
+bool pol_may_approve(const struct pol_policy *p, const char *owner, const char *id);
 /* May id read p? When the read rule needs one approval and lists id, or id takes
  * part in the update or delete rule (it must see what it approves). A read rule
  * with require M > 1 lets nobody read on their own. */

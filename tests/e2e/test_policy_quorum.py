@@ -1,6 +1,8 @@
 """Quorum rules in policies (issue 12): `{require: M, of: [...]}` for
 access.read/update/delete and a secret's export, validated strictly, enforced by
-the CAS with a message naming the rule; `kiln audit verify` stays clean."""
+the CAS with a message naming the rule; a change one stakeholder cannot make alone
+waits as a pending proposal until approved (online or with detached signatures);
+`kiln audit verify` stays clean. Attacks: tests/e2e/security/test_quorum_attacks.py."""
 import re
 
 OWNER_ONLY_2_OF_3 = """\
@@ -57,12 +59,14 @@ def test_quorum_refuses_one_stakeholder(kiln, cas, cas_identity, tmp_path):
     h = p.stdout.split()[-1]
     update = write(tmp_path, "p2.yaml", OWNER_ONLY_2_OF_3.format(pred=h, to="[]", **ids)
                    .replace("kind: binary", "kind: binary\n    size: 48"))
-    # The owner alone, then Bob alone: each is one of the two approvals needed.
-    for who, who_id in ((alice, alice_id), (bob, bob_id)):
-        p = kiln("policy", "apply", update, env=cas.env(who))
-        assert p.returncode == 1
-        assert (f"access.update needs 2 of [owner, {bob_id}, {carol_id}]; this request has 1 "
-                f"({who_id})") in p.stderr, p.stderr
+    # The owner alone: one of the two approvals needed; the change waits as a
+    # proposal. Bob proposing the same change again does not reset or double it.
+    p = kiln("policy", "apply", update, env=cas.env(alice), check=True)
+    assert p.stdout.startswith("proposed acme/q ")
+    assert (f"needs: access.update needs 2 of [owner, {bob_id}, {carol_id}]; this request "
+            f"has 1 ({alice_id})") in p.stdout, p.stdout
+    p = kiln("policy", "apply", update, env=cas.env(bob))
+    assert p.returncode == 1 and "is already pending (re-proposing does not reset it" in p.stderr
     # Dave takes no part in updates: he learns nothing.
     p = kiln("policy", "apply", update, env=cas.env(dave))
     assert p.returncode == 1 and "403: not allowed or not found" in p.stderr
@@ -79,7 +83,7 @@ def test_quorum_refuses_one_stakeholder(kiln, cas, cas_identity, tmp_path):
     # Nothing changed, and the audit log says exactly that.
     assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/q 1 {h}\n"
     p = kiln("audit", "verify", "--data", cas.data, check=True)
-    assert p.stdout.startswith("audit log ok: 1 entries")
+    assert p.stdout.startswith("audit log ok: 2 entries")  # create, propose
 
 
 def test_export_quorum(kiln, cas, cas_identity, tmp_path):
@@ -95,21 +99,97 @@ def test_export_quorum(kiln, cas, cas_identity, tmp_path):
              env=cas.env(alice), check=True)
     h = p.stdout.split()[-1]
     steal = text.format(pred=h, to=f"[{{session: bob/app, owner: {bob_id}}}]")
-    p = kiln("policy", "apply", write(tmp_path, "x2.yaml", steal), env=cas.env(bob))
-    assert p.returncode == 1
-    assert (f"changing the export of secret 'k' needs one of [{carol_id}]; this request has "
-            "0 (none)") in p.stderr, p.stderr
+    p = kiln("policy", "apply", write(tmp_path, "x2.yaml", steal), env=cas.env(bob),
+             check=True)
+    assert p.stdout.startswith("proposed acme/x ")
+    assert (f"needs: changing the export of secret 'k' needs one of [{carol_id}]; this "
+            "request has 0 (none)") in p.stdout, p.stdout
     # Dropping the quorum, or the secret, is a change of its export too.
     plain = text.format(pred=h, to="[]").replace(
         f"{{require: 1, of: [{carol_id}], to: []}}", "[]")
-    p = kiln("policy", "apply", write(tmp_path, "x3.yaml", plain), env=cas.env(bob))
-    assert p.returncode == 1 and "changing the export of secret 'k'" in p.stderr
+    p = kiln("policy", "apply", write(tmp_path, "x3.yaml", plain), env=cas.env(bob),
+             check=True)
+    assert "needs: changing the export of secret 'k'" in p.stdout
     gone = text.format(pred=h, to="[]").replace("name: k", "name: k2")
-    p = kiln("policy", "apply", write(tmp_path, "x4.yaml", gone), env=cas.env(bob))
-    assert p.returncode == 1 and "changing the export of secret 'k'" in p.stderr
+    p = kiln("policy", "apply", write(tmp_path, "x4.yaml", gone), env=cas.env(bob),
+             check=True)
+    assert "needs: changing the export of secret 'k'" in p.stdout
+    assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/x 1 {h}\n"
     # Other changes stay Bob's to make alone.
     other = text.format(pred=h, to="[]").replace("kind: binary", "kind: binary\n    size: 40")
     p = kiln("policy", "apply", write(tmp_path, "x5.yaml", other), env=cas.env(bob),
              check=True)
     assert p.stdout.startswith("updated acme/x version 2")
+    assert kiln("audit", "verify", "--data", cas.data).returncode == 0
+
+
+TWO_OF_THREE = """\
+name: acme/v
+predecessor: {pred}
+access:
+  update: {{require: 2, of: [owner, {bob}, {carol}]}}
+secrets:
+  - {{name: k, kind: binary, size: {size}}}
+"""
+
+
+def test_two_of_three_proposal_and_approval(kiln, cas, cas_identity, tmp_path):
+    alice, alice_id = cas_identity("alice")
+    bob, bob_id = cas_identity("bob")
+    carol, carol_id = cas_identity("carol")
+    text = lambda pred, size: TWO_OF_THREE.format(pred=pred, size=size, bob=bob_id,  # noqa
+                                                  carol=carol_id)
+    h1 = kiln("policy", "apply", write(tmp_path, "v1.yaml", text("null", 16)),
+              env=cas.env(alice), check=True).stdout.split()[-1]
+    v2 = write(tmp_path, "v2.yaml", text(h1, 24))
+    h2 = kiln("policy", "validate", v2, check=True).stdout.split()[-1]
+    # Alice alone: the change waits as a proposal under its hash.
+    p = kiln("policy", "apply", v2, env=cas.env(alice), check=True)
+    assert p.stdout.startswith(f"proposed acme/v {h2}\n  approved by: {alice_id}\n"
+                               f"  needs: access.update needs 2 of [owner, {bob_id}, "
+                               f"{carol_id}]; this request has 1 ({alice_id})\n"), p.stdout
+    p = kiln("policy", "proposals", "acme/v", env=cas.env(carol), check=True)
+    assert p.stdout.startswith(f"acme/v {h2} pending\n  proposed by: {alice_id}\n"
+                               f"  approved by: {alice_id}\n"), p.stdout
+    assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/v 1 {h1}\n"
+    # Bob approves: two distinct approvals, the version takes effect.
+    p = kiln("policy", "approve", "acme/v", "--hash", h2, env=cas.env(bob), check=True)
+    assert p.stdout == f"updated acme/v version 2 {h2}\n"
+    assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/v 2 {h2}\n"
+    assert kiln("policy", "proposals", env=cas.env(alice), check=True).stdout == ""
+    # Offline: Carol signs version 3 on her own machine; Bob submits it with her
+    # signature and it applies at once.
+    v3 = write(tmp_path, "v3.yaml", text(h2, 32))
+    sig = tmp_path / "carol.sig"
+    p = kiln("policy", "sign", v3, "--identity", carol, "--out", sig, check=True)
+    h3 = kiln("policy", "validate", v3, check=True).stdout.split()[-1]
+    assert p.stdout == f"signed acme/v {h3} -> {sig}\n"
+    p = kiln("policy", "apply", v3, "--signature", sig, env=cas.env(bob), check=True)
+    assert p.stdout == f"updated acme/v version 3 {h3}\n"
+    p = kiln("audit", "show", "--data", cas.data, check=True)
+    kinds = re.findall(r"\bpolicy\.[a-z]+\b", p.stdout)
+    assert kinds == ["policy.create", "policy.propose", "policy.approve", "policy.update",
+                     "policy.update"], p.stdout
+    p = kiln("audit", "verify", "--data", cas.data, check=True)
+    assert p.stdout.startswith("audit log ok: 5 entries")
+
+
+def test_proposer_withdraws(kiln, cas, cas_identity, tmp_path):
+    alice, alice_id = cas_identity("alice")
+    bob, bob_id = cas_identity("bob")
+    _, carol_id = cas_identity("carol")
+    text = lambda pred, size: TWO_OF_THREE.format(pred=pred, size=size, bob=bob_id,  # noqa
+                                                  carol=carol_id)
+    h1 = kiln("policy", "apply", write(tmp_path, "v1.yaml", text("null", 16)),
+              env=cas.env(alice), check=True).stdout.split()[-1]
+    v2 = write(tmp_path, "v2.yaml", text(h1, 24))
+    h2 = kiln("policy", "apply", v2, "--expires", "2d", env=cas.env(bob),
+              check=True).stdout.split()[2]
+    p = kiln("policy", "withdraw", "acme/v", "--hash", h2, env=cas.env(alice))
+    assert p.returncode == 1
+    assert f"only the proposer ({bob_id}) may withdraw proposal {h2}" in p.stderr
+    p = kiln("policy", "withdraw", "acme/v", "--hash", h2, env=cas.env(bob), check=True)
+    assert p.stdout == f"withdrew acme/v {h2}\n"
+    p = kiln("policy", "approve", "acme/v", "--hash", h2, env=cas.env(alice))
+    assert p.returncode == 1 and f"no pending proposal {h2} of 'acme/v'" in p.stderr
     assert kiln("audit", "verify", "--data", cas.data).returncode == 0

@@ -1,0 +1,40 @@
+/* Fuzz the approval request parsers of kiln-cas (src/cas/approval.c, request.c):
+ * an approval (POST /v1/proposals/approve, `kiln policy sign` files), a proposal
+ * body (POST /v1/proposals, which carries approvals) and a withdrawal. No input
+ * may crash or leak; a refusal says why; an accepted approval names a valid
+ * policy, hash and identity. The seed corpus holds one genuine signed approval,
+ * so the signature check itself is reached. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cas/internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *text = (const char *)data, *policy, *hash;
+	struct cas__proposal_req req;
+	struct kiln_err err = { 0 };
+	struct cas_approval ap;
+	json_t *body = NULL;
+
+	if (cas_approval_verify(text, size, &ap, &err) == 0) {
+		if (!pol_name_valid(ap.policy) || !pol_hash_valid(ap.hash) ||
+		    !pol_hash_valid(ap.identity))
+			abort();
+	} else if (!err.msg[0]) {
+		abort();
+	}
+	memset(&err, 0, sizeof(err));
+	if (cas__proposal_req_parse(text, size, &req, &err) == 0) {
+		if (!req.yaml || req.n_approvals > CAS_PROPOSAL_MAX_APPROVALS)
+			abort();
+		json_decref(req.body);
+	} else if (!err.msg[0] || req.body) {
+		abort();
+	}
+	if (cas__withdraw_req_parse(text, size, &body, &policy, &hash, &err) == 0)
+		json_decref(body);
+	return 0;
+}

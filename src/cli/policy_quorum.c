@@ -1,0 +1,317 @@
+/* kiln policy sign / approve / proposals / withdraw, and apply with approvals:
+ * the stakeholders' side of quorum rules (docs/policy.md "Proposals"). */
+#include "cli/policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cas/cas.h"
+
+static void print_utc(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
+/* "a, b" of a JSON array of strings, into buf. */
+static void join(const json_t *arr, char *buf, size_t size)
+{
+	size_t i;
+	json_t *v;
+
+	buf[0] = '\0';
+	json_array_foreach(arr, i, v) {
+		size_t len = strlen(buf);
+
+		snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
+			 json_string_value(v) ? json_string_value(v) : "?");
+	}
+	if (!buf[0])
+		snprintf(buf, size, "none");
+}
+
+int cli_policy_print_applied(const char *cmd, const struct cc_response *r)
+{
+	json_t *j;
+	char who[2048], when[32];
+
+	if (r->status != 200 && r->status != 201 && r->status != 202)
+		return cli_policy_server_error(cmd, r);
+	j = json_loads(r->body, 0, NULL);
+	if (json_is_true(json_object_get(j, "applied"))) {
+		printf("%s %s version %lld %s\n", r->status == 201 ? "created" : "updated",
+		       json_string_value(json_object_get(j, "name")),
+		       (long long)json_integer_value(json_object_get(j, "version")),
+		       json_string_value(json_object_get(j, "hash")));
+	} else {
+		join(json_object_get(j, "approvals"), who, sizeof(who));
+		print_utc(json_integer_value(json_object_get(j, "expires")), when);
+		printf("%s %s %s\n  approved by: %s\n  needs: %s\n  expires: %s\n",
+		       r->status == 202 ? "proposed" : "approved",
+		       json_string_value(json_object_get(j, "name")),
+		       json_string_value(json_object_get(j, "hash")), who,
+		       json_string_value(json_object_get(j, "needs")), when);
+	}
+	json_decref(j);
+	return CLI_EXIT_OK;
+}
+
+/* "7d", "12h", "30m", "3600s" -> seconds, at most 90 days; -1 if malformed. */
+static int64_t parse_duration(const char *s)
+{
+	char *end;
+	long long v;
+	int64_t mul;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || v <= 0 || !end[0] || end[1])
+		return -1;
+	mul = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+	if (!mul || v > 90LL * 86400 / mul)
+		return -1;
+	return v * mul;
+}
+
+int cli_policy_propose(struct policy_args *a)
+{
+	struct cc_response r = { 0 };
+	struct pol_policy *p = NULL;
+	uint8_t *data = NULL, *sig = NULL;
+	size_t size = 0, sig_size = 0;
+	json_t *body = NULL, *approvals = json_array();
+	char *text = NULL;
+	int64_t expires = 0;
+	int ret;
+
+	if (a->expires && (expires = parse_duration(a->expires)) < 0) {
+		cli_error("policy apply: --expires '%s': expected Ns, Nm, Nh or Nd, at most "
+			  "90d", a->expires);
+		ret = CLI_EXIT_USAGE;
+		goto out;
+	}
+	ret = cli_policy_load_file(a->arg, &data, &size, &p);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAIL;
+	for (size_t i = 0; i < a->n_signatures; i++) {
+		struct cas_approval ap;
+		struct kiln_err err = { 0 };
+		int r2 = kiln_read_file(a->signatures[i], CAS_APPROVAL_MAX, &sig, &sig_size);
+
+		if (r2 < 0) {
+			cli_error("policy apply: %s: %s", a->signatures[i], kiln_strerror(r2));
+			goto out;
+		}
+		/* Check it here too: a wrong file is named before anything is sent. */
+		r2 = cas_approval_verify((const char *)sig, sig_size, &ap, &err);
+		if (r2 == 0 && (strcmp(ap.policy, p->name) || strcmp(ap.hash, p->hash)))
+			r2 = kiln_err_set(&err, -KILN_ESIG, "it approves '%s' version %s, not "
+					  "%s version %s", ap.policy, ap.hash, p->name, p->hash);
+		if (r2 < 0) {
+			cli_error("policy apply: %s: %s", a->signatures[i], kiln_err_msg(&err, r2));
+			goto out;
+		}
+		json_array_append_new(approvals, json_loadb((const char *)sig, sig_size, 0, NULL));
+		free(sig);
+		sig = NULL;
+	}
+	body = json_pack("{s:s%,s:O}", "yaml", (const char *)data, size, "approvals", approvals);
+	if (body && expires)
+		json_object_set_new(body, "expires_in", json_integer(expires));
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (!text) {
+		cli_error("policy apply: out of memory");
+		goto out;
+	}
+	ret = cli_policy_request(a, "apply", "POST", "/v1/proposals", "application/json", text,
+				 strlen(text), &r);
+	if (ret == CLI_EXIT_OK)
+		ret = cli_policy_print_applied("apply", &r);
+out:
+	cc_response_free(&r);
+	json_decref(body);
+	json_decref(approvals);
+	free(text);
+	free(sig);
+	free(data);
+	pol_free(p);
+	return ret;
+}
+
+/* Write text to path, created 0644 (an approval is not secret) and not over an
+ * existing file. */
+static int write_new_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	size_t len = strlen(text);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (kiln_write_all(fd, text, len) < 0 || kiln_write_all(fd, "\n", 1) < 0 ||
+	    fsync(fd) < 0)
+		ret = errno ? -errno : -EIO;
+	close(fd);
+	if (ret < 0)
+		unlink(path);
+	return ret;
+}
+
+int cli_policy_sign(struct policy_args *a)
+{
+	struct kiln_err err = { 0 };
+	struct pol_policy *p = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	uint8_t *data = NULL;
+	size_t size = 0;
+	char *text = NULL;
+	int ret;
+
+	if (!a->identity) {
+		cli_error("policy sign: --identity FILE is required (KILN_IDENTITY)");
+		return CLI_EXIT_USAGE;
+	}
+	ret = cli_policy_load_file(a->arg, &data, &size, &p);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	ret = CLI_EXIT_FAIL;
+	if (cas_identity_load(a->identity, &key, &cert, &err) < 0 ||
+	    cas_approval_sign(key, p->name, p->hash, &text, &err) < 0) {
+		cli_error("policy sign: %s", kiln_err_msg(&err, -EINVAL));
+		goto out;
+	}
+	if (!a->out) {
+		printf("%s\n", text);
+	} else if ((ret = write_new_file(a->out, text)) < 0) {
+		cli_error("policy sign: %s: %s", a->out, kiln_strerror(ret));
+		ret = CLI_EXIT_FAIL;
+		goto out;
+	} else {
+		printf("signed %s %s -> %s\n", p->name, p->hash, a->out);
+	}
+	ret = CLI_EXIT_OK;
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	free(text);
+	free(data);
+	pol_free(p);
+	return ret;
+}
+
+int cli_policy_approve(struct policy_args *a, const char *cmd)
+{
+	struct cc_response r = { 0 };
+	struct kiln_err err = { 0 };
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	json_t *j = NULL;
+	char *text = NULL;
+	int ret = CLI_EXIT_USAGE;
+
+	if (!pol_name_valid(a->arg)) {
+		cli_error("policy %s: '%s' is not a valid policy name", cmd, a->arg);
+		return ret;
+	}
+	if (!a->hash || !pol_hash_valid(a->hash)) {
+		cli_error("policy %s: --hash sha256:<64 hex> is required (the proposal's hash, "
+			  "'kiln policy proposals %s')", cmd, a->arg);
+		return ret;
+	}
+	ret = CLI_EXIT_FAIL;
+	if (!strcmp(cmd, "approve")) {
+		if (!a->identity) {
+			cli_error("policy approve: no identity given (--identity FILE or "
+				  "KILN_IDENTITY)");
+			return CLI_EXIT_USAGE;
+		}
+		if (cas_identity_load(a->identity, &key, &cert, &err) < 0 ||
+		    cas_approval_sign(key, a->arg, a->hash, &text, &err) < 0) {
+			cli_error("policy approve: %s", kiln_err_msg(&err, -EINVAL));
+			goto out;
+		}
+	} else {
+		j = json_pack("{s:s,s:s}", "policy", a->arg, "hash", a->hash);
+		text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		if (!text)
+			goto out;
+	}
+	ret = cli_policy_request(a, cmd, "POST", !strcmp(cmd, "approve") ?
+				 "/v1/proposals/approve" : "/v1/proposals/withdraw",
+				 "application/json", text, strlen(text), &r);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	if (!strcmp(cmd, "withdraw")) {
+		ret = r.status == 200 ? CLI_EXIT_OK : cli_policy_server_error(cmd, &r);
+		if (ret == CLI_EXIT_OK)
+			printf("withdrew %s %s\n", a->arg, a->hash);
+	} else {
+		ret = cli_policy_print_applied(cmd, &r);
+	}
+out:
+	cc_response_free(&r);
+	json_decref(j);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	free(text);
+	return ret;
+}
+
+int cli_policy_proposals(struct policy_args *a)
+{
+	struct cc_response r = { 0 };
+	json_t *j = NULL, *e;
+	size_t i;
+	int ret;
+
+	if (a->arg && !pol_name_valid(a->arg)) {
+		cli_error("policy proposals: '%s' is not a valid policy name", a->arg);
+		return CLI_EXIT_USAGE;
+	}
+	ret = cli_policy_request(a, "proposals", "GET", "/v1/proposals", NULL, NULL, 0, &r);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	if (r.status != 200) {
+		ret = cli_policy_server_error("proposals", &r);
+		goto out;
+	}
+	j = json_loads(r.body, 0, NULL);
+	json_array_foreach(json_object_get(j, "proposals"), i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *needs = json_string_value(json_object_get(e, "needs"));
+		char who[2048], when[32];
+
+		if (!name || (a->arg && strcmp(a->arg, name)))
+			continue;
+		if (a->json) {
+			char *t = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+
+			printf("%s\n", t ? t : "{}");
+			free(t);
+			continue;
+		}
+		join(json_object_get(e, "approvals"), who, sizeof(who));
+		print_utc(json_integer_value(json_object_get(e, "expires")), when);
+		printf("%s %s %s\n  proposed by: %s\n  approved by: %s\n  expires: %s\n", name,
+		       json_string_value(json_object_get(e, "hash")),
+		       json_string_value(json_object_get(e, "state")),
+		       json_string_value(json_object_get(e, "proposer")), who, when);
+		if (needs && needs[0])
+			printf("  needs: %s\n", needs);
+	}
+out:
+	json_decref(j);
+	cc_response_free(&r);
+	return ret;
+}
