@@ -104,7 +104,7 @@ fd("fstat", S, 0, note="identity and mode of the protected file")
 fd("fsync", S, 0, note="encrypt changed chunks, commit metadata")
 fd("fdatasync", S, 0, note="as fsync")
 fd("fchmod", S, 0, note="mode kept by the shield")
-fd("fchown", S, 0, note="accepted, ownership not stored")
+fd("fchown", S, 0, note="owner kept by the volume; the server checks who may change it")
 fd("getdents", R, 0, note="legacy; use getdents64")
 fd("getdents64", S, 0, note="directory listing of the plaintext view; /proc/self/fd "
                             "without the runtime's fds")
@@ -129,7 +129,8 @@ path("faccessat2", S, (0, 1))
 path("truncate", S, (-1, 0), note="resizes the plaintext")
 path("rename", S, (-1, 0), (-1, 1), note="both ends in one volume, else EXDEV")
 path("renameat", S, (0, 1), (2, 3), note="both ends in one volume, else EXDEV")
-path("renameat2", S, (0, 1), (2, 3), note="flags must be 0 on protected paths")
+path("renameat2", S, (0, 1), (2, 3), note="RENAME_NOREPLACE, RENAME_EXCHANGE in volumes; "
+     "RENAME_WHITEOUT EINVAL")
 path("mkdir", S, (-1, 0))
 path("mkdirat", S, (0, 1))
 path("rmdir", S, (-1, 0))
@@ -139,8 +140,8 @@ path("chmod", S, (-1, 0), note="mode kept by the shield")
 path("fchmodat", S, (0, 1), note="mode kept by the shield")
 path("fchmodat2", S, (0, 1), note="mode kept by the shield")
 for n in ["chown", "lchown"]:
-    path(n, S, (-1, 0), note="accepted, ownership not stored")
-path("fchownat", S, (0, 1), note="accepted, ownership not stored")
+    path(n, S, (-1, 0), note="owner kept by the volume; the server checks who may change it")
+path("fchownat", S, (0, 1), note="owner kept by the volume; the server checks who may change it")
 for n in ["utime", "utimes"]:
     path(n, S, (-1, 0), note="accepted, times not stored")
 path("futimesat", S, (0, 1), note="accepted, times not stored")
@@ -204,6 +205,12 @@ for n, note in [("rt_sigreturn", "trapped: returns through the runtime's restore
                           "stack (sud.c)")]:
     T[n] = (X, 0, [], note)
     HANDLER[n] = "rt__sys_pass"
+# The caller's credentials go with every request about a volume path (cred.c
+# keeps them per thread): every call that changes them is seen.
+for n in ["setuid", "setgid", "setreuid", "setregid", "setgroups", "setresuid", "setresgid",
+          "setfsuid", "setfsgid", "capset"]:
+    T[n] = (X, 0, [], "credentials for permission checks in volumes read again")
+    HANDLER[n] = "rt__sys_setcred"
 for n, note in [("rt_sigsuspend", "SIGSYS is never blocked, so never left pending"),
                 ("rt_sigtimedwait", "SIGSYS is never blocked, so never waited for"),
                 ("signalfd", "SIGSYS is never blocked, so a signalfd never reads it"),

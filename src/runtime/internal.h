@@ -12,6 +12,7 @@
 
 #include "runtime/attest_proto.h"
 #include "runtime/runtime.h"
+#include "runtime/shield/proto.h"
 
 #ifndef SA_RESTORER
 #define SA_RESTORER 0x04000000
@@ -84,6 +85,17 @@ struct rt_state {
 	int owned_base;        /* runtime-owned fds are moved at or above this */
 };
 extern struct rt_state g_rt RT_HIDDEN;
+
+/* The calling thread's credentials (sys/cred.c): fs (fsuid, fsgid, groups) goes
+ * with every request about a volume path; uid and gid (real) are what
+ * access(2) checks with. Kept per thread until a set*id call. */
+struct rt_ucred {
+	uid_t uid;
+	gid_t gid;
+	struct rt_cred fs;
+	uint64_t key;          /* a hash of fs */
+};
+const struct rt_ucred *rt__cred(void) RT_HIDDEN;
 
 /* A system-call handler (src/runtime/sys/): nr and the six raw arguments;
  * returns the raw result (-errno on failure). */

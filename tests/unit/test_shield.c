@@ -50,6 +50,35 @@ static void test_msg_roundtrip(void **state)
 	assert_int_equal(p.b, 7);
 	assert_string_equal(p.path, "a/b");
 	assert_string_equal(p.path2, "c");
+	/* Path ops carry the caller's credentials; without a cred the encoder
+	 * writes what a parse left (the fuzz target's round trip). */
+	{
+		struct rt_cred cr = { .uid = 65534, .gid = 100, .ngroups = 2, .groups = { 7, 8 } },
+			       got;
+		uint8_t again[RT_MSG_MAX];
+		ssize_t k;
+
+		m.cred = &cr;
+		n = rt__msg_encode(&m, buf, sizeof(buf));
+		assert_int_equal(rt__msg_parse(buf, (size_t)n, &p), 0);
+		rt__msg_cred(&p, &got);
+		assert_int_equal(got.uid, 65534);
+		assert_int_equal(got.gid, 100);
+		assert_int_equal(got.ngroups, 2);
+		assert_int_equal(got.groups[1], 8);
+		k = rt__msg_encode(&p, again, sizeof(again));
+		assert_int_equal(k, n);
+		assert_memory_equal(again, buf, (size_t)n);
+		/* More groups than a message carries, or fewer bytes than it
+		 * says: refused. */
+		buf[n - 12] = 0xff;
+		assert_int_equal(rt__msg_parse(buf, (size_t)n, &p), -EPROTO);
+		cr.ngroups = RT_CRED_GROUPS + 1;
+		assert_int_equal(rt__msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+		m.cred = NULL;
+		n = rt__msg_encode(&m, buf, sizeof(buf));
+		assert_true(n > 0);
+	}
 	/* One byte more or less, a missing NUL, a bad op: refused. */
 	assert_int_equal(rt__msg_parse(buf, (size_t)n - 1, &p), -EPROTO);
 	buf[n] = 0;

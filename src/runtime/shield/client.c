@@ -283,6 +283,10 @@ static int cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *cal
 	call->fds[0] = call->fds[1] = -1;
 	call->errmsg[0] = '\0';
 	mm.pid = (uint32_t)v->pid;
+	/* The server checks what a request may do with the calling thread's
+	 * credentials (a thread of the same process may have others). */
+	if (!mm.cred && rt__msg_has_cred(mm.op))
+		mm.cred = &rt__cred()->fs;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct rt_conn *c = pool_take(v);
 

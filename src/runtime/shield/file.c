@@ -226,6 +226,17 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 
 #define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME)
 
+static bool open_denied(const struct rt_stat_reply *r, int flags)
+{
+	const struct rt_cred *c = &rt__cred()->fs;
+	struct pf_cred pc = { .uid = c->uid, .gid = c->gid, .groups = c->groups,
+			      .ngroups = c->ngroups };
+	struct pf_stat ps = { .type = PF_TYPE_REG, .mode = r->mode & 07777, .uid = r->uid,
+			      .gid = r->gid };
+
+	return pf_permission(&pc, &ps, rt__open_may(flags)) != 0;
+}
+
 /* An open of a file this process holds, answered without the server: the
  * namespace is unchanged since the lookup that named the file. -EAGAIN: ask
  * the server. */
@@ -239,9 +250,10 @@ static long open_fast(struct rt_target *t, int flags)
 		return -EAGAIN;
 	if (!rt__lookup_cached(t->vol, t->rel, &ret, &r) || ret || !r.id || S_ISDIR(r.mode))
 		return -EAGAIN;
-	/* What the owner's bits refuse, the server answers (with its errno). */
-	if (((flags & O_ACCMODE) != O_WRONLY && !(r.mode & S_IRUSR)) ||
-	    ((flags & O_ACCMODE) != O_RDONLY && !(r.mode & S_IWUSR)))
+	/* The server checked the way there for these credentials (the lookup
+	 * is theirs). What the file's mode and owner refuse them, the server
+	 * answers (with its errno). */
+	if (open_denied(&r, flags))
 		return -EAGAIN;
 	n = rt__node_by_id(t->vol, r.id);
 	if (!n)

@@ -36,7 +36,8 @@ long rt__vfile_open(struct rt_node *n, int flags)
 
 long rt__vfile_stat(struct rt_node *n, struct stat *out)
 {
-	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode, .nlink = 1 };
+	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode, .nlink = 1,
+				   .uid = g_uid, .gid = g_gid };
 	struct stat mem;
 
 	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)

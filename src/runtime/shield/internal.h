@@ -51,6 +51,7 @@ struct rt_conn;
  * `gen` (stat.c). */
 struct rt_lookup {
 	uint64_t gen;          /* 0: empty */
+	uint64_t who;          /* the credentials it was asked with (rt_ucred.key) */
 	char *rel;             /* malloc'd */
 	int ret;               /* 0, -ENOENT, -ENOTDIR */
 	struct rt_stat_reply st;

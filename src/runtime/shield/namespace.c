@@ -17,16 +17,25 @@ void rt__say_vol(struct rt_vol *vol, const char *rel, const char *msg)
 	rt__say("%s%s%s: %s", vol->cfg->mount, rel[0] ? "/" : "", rel, msg);
 }
 
-long rt__shield_access(struct rt_target *t, int mode)
+/* The kernel's generic_permission with the owner and mode the volume keeps;
+ * access(2) asks with the real ids unless AT_EACCESS (fs/open.c). */
+long rt__shield_access(struct rt_target *t, int mode, int flags)
 {
+	const struct rt_ucred *c = rt__cred();
+	struct pf_cred pc = { .uid = (flags & AT_EACCESS) ? c->fs.uid : c->uid,
+			      .gid = (flags & AT_EACCESS) ? c->fs.gid : c->gid,
+			      .groups = c->fs.groups, .ngroups = c->fs.ngroups };
+	struct pf_stat ps = { 0 };
 	struct stat st;
 	long r = rt__shield_stat(t, &st);
 
 	if (r < 0)
 		return r;
-	if ((mode & X_OK) && !S_ISDIR(st.st_mode) && !(st.st_mode & 0111))
-		return -EACCES;
-	return 0;
+	ps.type = S_ISDIR(st.st_mode) ? PF_TYPE_DIR : PF_TYPE_REG;
+	ps.mode = st.st_mode & 07777;
+	ps.uid = st.st_uid;
+	ps.gid = st.st_gid;
+	return pf_permission(&pc, &ps, mode & (R_OK | W_OK | X_OK));
 }
 
 /* What this process holds under that name goes with it. */
@@ -75,6 +84,16 @@ static long unlink_locked(struct rt_target *t, int flags)
 
 static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags);
 
+static void node_renamed(struct rt_node *n, const char *rel)
+{
+	char *copy = n ? strdup(rel) : NULL;
+
+	if (copy) {
+		free(n->rel);
+		n->rel = copy;
+	}
+}
+
 long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
 {
 	struct rt_guard g;
@@ -93,31 +112,32 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 	struct rt_stat_reply ra, rb;
 	int ret;
 
-	if (flags & ~RENAME_NOREPLACE) {
-		rt__say("renameat2 with flags 0x%x on %s: not supported in volumes (ENOTSUP)",
-			flags, a->abs);
-		return -ENOTSUP;
-	}
+	bool exchange = flags & RENAME_EXCHANGE;
+	int retb;
+
 	ret = rt__lookup(a->vol, a->rel, &ra);
 	if (ret)
 		return ret;
-	/* "file/" at either end names a directory (the server sees the names
-	 * without their trailing slash). */
-	if ((a->slash || b->slash) && !S_ISDIR(ra.mode))
+	retb = rt__lookup(b->vol, b->rel, &rb);
+	/* "file/" names a directory (the server sees the names without their
+	 * trailing slash): at either end for the file that moves, at its own
+	 * end for each one that an exchange moves. */
+	if ((a->slash || (b->slash && !exchange)) && !S_ISDIR(ra.mode))
 		return -ENOTDIR;
-	uint64_t id = ra.id;
+	if (exchange && b->slash && retb == 0 && !S_ISDIR(rb.mode))
+		return -ENOTDIR;
+	uint64_t ida = ra.id, idb = retb == 0 && exchange ? rb.id : 0;
 
-	rt__lookup(b->vol, b->rel, &rb);
-	node_gone(b->vol, b->rel);
+	if (!exchange)
+		node_gone(b->vol, b->rel);
 	ret = rt__vol_simple(a->vol, &m);
-	if (ret == 0 && id) {
-		struct rt_node *n = rt__node_by_id(a->vol, id);
-		char *rel = n ? strdup(b->rel) : NULL;
+	if (ret == 0) {
+		/* This process's nodes follow their files' names. */
+		struct rt_node *na = ida ? rt__node_by_id(a->vol, ida) : NULL;
+		struct rt_node *nb = idb ? rt__node_by_id(a->vol, idb) : NULL;
 
-		if (rel) {
-			free(n->rel);
-			n->rel = rel;
-		}
+		node_renamed(na, b->rel);
+		node_renamed(nb, a->rel);
 	}
 	return ret;
 }
@@ -259,22 +279,61 @@ static long chmod_locked(struct rt_target *t, mode_t mode)
 	return ret;
 }
 
-static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns);
+static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid);
 
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns)
+long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = set_mtime_locked(t, fd, ns);
+	r = chown_locked(t, fd, uid, gid);
 	rt__unlock(&g);
 	return r;
 }
 
-static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns)
+static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid)
 {
-	struct rt_msg m = { .op = RT_OP_UTIMES, .a = (uint64_t)ns, .path = t ? t->rel : "" };
+	struct rt_msg m = { .op = RT_OP_CHOWN, .a = (uint32_t)uid, .b = (uint32_t)gid,
+			    .path = t ? t->rel : "" };
+
+	if (!t) {
+		struct rt_ofd *o = rt_fd_get((int)fd);
+
+		if (rt_fd_kind((int)fd) == RT_FD_DIR) {
+			struct rt_target dt;
+
+			if (!rt__shield_dir_target((int)fd, &dt))
+				return -ENAMETOOLONG;
+			m.path = dt.rel;
+			return rt__vol_simple(dt.vol, &m);
+		}
+		if (rt_fd_kind((int)fd) != RT_FD_FILE)
+			return rt__raw(SYS_fchown, fd, uid, gid);
+		if (!o->node->vol) /* an injected file is never changed */
+			return -EPERM;
+		return rt__node_call(o->node, &m);
+	}
+	return rt__vol_simple(t->vol, &m);
+}
+
+static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns, bool now);
+
+long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns, bool now)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = set_mtime_locked(t, fd, ns, now);
+	rt__unlock(&g);
+	return r;
+}
+
+static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns, bool now)
+{
+	struct rt_msg m = { .op = RT_OP_UTIMES, .flags = now ? RT_UT_MTIME_NOW : 0,
+			    .a = (uint64_t)ns, .path = t ? t->rel : "" };
 
 	if (!t) {
 		struct rt_ofd *o = rt_fd_get((int)fd);

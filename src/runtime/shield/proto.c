@@ -4,13 +4,15 @@
  * A message is one SOCK_SEQPACKET packet:
  *   op u32 | body_len u32 | flags u32 | mode u32 | pid u32 | 0 u32 |
  *   id u64 | a u64 | b u64 | tail
- * The tail is what the op fixes: nothing, one or two NUL-terminated strings,
+ * The tail is what the op fixes: nothing, one or two NUL-terminated strings
+ * followed by the caller's credentials (uid, gid, ngroups, groups: u32 each),
  * or a nonce (and a MAC). Both sides parse with rt__msg_parse, which accepts
  * only exactly that shape: the server treats every client as hostile until it
  * has proved the key, and still checks every message afterwards. */
 #include "runtime/shield/proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,12 +38,29 @@ static enum shape shape_of(uint32_t op)
 	case RT_OP_TRUNCATE:
 	case RT_OP_CHMOD:
 	case RT_OP_UTIMES:
+	case RT_OP_CHOWN:
 		return STR1;
 	case RT_OP_RENAME:
 		return STR2;
 	default:
 		return NONE;
 	}
+}
+
+int rt__open_may(int flags)
+{
+	int acc = flags & O_ACCMODE, mask = 0;
+
+	if (acc == O_RDONLY || acc == O_RDWR)
+		mask |= R_OK;
+	if (acc == O_WRONLY || acc == O_RDWR || (flags & O_TRUNC))
+		mask |= W_OK;
+	return mask;
+}
+
+bool rt__msg_has_cred(uint32_t op)
+{
+	return shape_of(op) == STR1 || shape_of(op) == STR2;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -80,6 +99,27 @@ static int put_str(uint8_t *buf, size_t size, size_t *off, const char *s)
 	return 0;
 }
 
+static int put_cred(const struct rt_msg *m, uint8_t *buf, size_t size, size_t *off)
+{
+	uint32_t n = m->cred ? m->cred->ngroups : m->ngroups;
+
+	if (n > RT_CRED_GROUPS)
+		return -EINVAL;
+	if (*off + 12 + 4 * (size_t)n > size)
+		return -EINVAL;
+	put32(buf + *off, m->cred ? m->cred->uid : m->uid);
+	put32(buf + *off + 4, m->cred ? m->cred->gid : m->gid);
+	put32(buf + *off + 8, n);
+	*off += 12;
+	for (uint32_t i = 0; i < n; i++, *off += 4) {
+		if (m->cred)
+			put32(buf + *off, m->cred->groups[i]);
+		else
+			memcpy(buf + *off, m->groups_le + 4 * (size_t)i, 4);
+	}
+	return 0;
+}
+
 ssize_t rt__msg_encode(const struct rt_msg *m, uint8_t *buf, size_t size)
 {
 	size_t off = RT_MSG_HDR + FIXED;
@@ -102,9 +142,13 @@ ssize_t rt__msg_encode(const struct rt_msg *m, uint8_t *buf, size_t size)
 		ret = put_str(buf, size, &off, m->path);
 		if (!ret)
 			ret = put_str(buf, size, &off, m->path2);
+		if (!ret)
+			ret = put_cred(m, buf, size, &off);
 		break;
 	case STR1:
 		ret = put_str(buf, size, &off, m->path);
+		if (!ret)
+			ret = put_cred(m, buf, size, &off);
 		break;
 	case NONCE_MAC:
 	case NONCE:
@@ -140,6 +184,30 @@ static int get_str(const uint8_t *buf, size_t size, size_t *off, const char **ou
 	return 0;
 }
 
+static int get_cred(const uint8_t *buf, size_t size, size_t *off, struct rt_msg *m)
+{
+	if (size - *off < 12)
+		return -EPROTO;
+	m->uid = get32(buf + *off);
+	m->gid = get32(buf + *off + 4);
+	m->ngroups = get32(buf + *off + 8);
+	*off += 12;
+	if (m->ngroups > RT_CRED_GROUPS || size - *off < 4 * (size_t)m->ngroups)
+		return -EPROTO;
+	m->groups_le = buf + *off;
+	*off += 4 * (size_t)m->ngroups;
+	return 0;
+}
+
+void rt__msg_cred(const struct rt_msg *m, struct rt_cred *out)
+{
+	out->uid = m->uid;
+	out->gid = m->gid;
+	out->ngroups = m->ngroups <= RT_CRED_GROUPS ? m->ngroups : 0;
+	for (uint32_t i = 0; i < out->ngroups; i++)
+		out->groups[i] = get32(m->groups_le + 4 * (size_t)i);
+}
+
 int rt__msg_parse(const uint8_t *buf, size_t size, struct rt_msg *m)
 {
 	size_t off = RT_MSG_HDR + FIXED;
@@ -164,9 +232,13 @@ int rt__msg_parse(const uint8_t *buf, size_t size, struct rt_msg *m)
 		ret = get_str(buf, size, &off, &m->path);
 		if (!ret)
 			ret = get_str(buf, size, &off, &m->path2);
+		if (!ret)
+			ret = get_cred(buf, size, &off, m);
 		break;
 	case STR1:
 		ret = get_str(buf, size, &off, &m->path);
+		if (!ret)
+			ret = get_cred(buf, size, &off, m);
 		break;
 	case NONCE_MAC:
 	case NONCE:
@@ -301,7 +373,7 @@ int rt__reply_parse(const uint8_t *buf, size_t size, int32_t *status, const uint
 int rt__request(int sock, const struct rt_msg *m, uint8_t *reply, const uint8_t **body,
 		size_t *body_size, int fds[2], char *errmsg)
 {
-	uint8_t out[RT_MSG_HDR + FIXED + 2 * (RT_MSG_PATH_MAX + 1) + 64];
+	uint8_t out[RT_MSG_HDR + FIXED + 2 * (RT_MSG_PATH_MAX + 1) + 12 + 4 * RT_CRED_GROUPS];
 	int got[2] = { -1, -1 }, nfds = 0;
 	int32_t status;
 	ssize_t n;

@@ -164,8 +164,14 @@ enum rt_op {
 	RT_OP_UNMAP,       /* file id, writable */
 	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit */
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
+	RT_OP_CHOWN,       /* file id (0: by path), uid, gid ((u32)-1: unchanged), path */
 	RT_OP_MAX_
 };
+
+/* Flags of RT_OP_UTIMES: the time is "now" (utimensat with NULL times or
+ * both UTIME_NOW): the owner or a writer may set it (explicit times: the
+ * owner). */
+#define RT_UT_MTIME_NOW 0x4u
 
 /* Flags of RT_OP_FSYNC. */
 #define RT_FSYNC_COMMIT 0x1u /* durable commit (else: written back only) */
@@ -175,6 +181,19 @@ enum rt_op {
  * drop the POSIX locks the process holds on the file (fcntl(2)). */
 #define RT_ATTACH_FDS 0x1u
 #define RT_ATTACH_HAVE 0x2u /* never send them: this process has them (a fork) */
+
+/* The credentials a request acts with (ops that name a path): the calling
+ * thread's fsuid, fsgid and supplementary groups (the first RT_CRED_GROUPS:
+ * a check may then deny what the kernel would allow, never the reverse). The
+ * server checks them against pf's modes and owners (pf_permission), never
+ * for more than the workload's own uid may do (server.c). */
+#define RT_CRED_GROUPS 256
+struct rt_cred {
+	uid_t uid;
+	gid_t gid;
+	uint32_t ngroups;
+	gid_t groups[RT_CRED_GROUPS];
+};
 
 struct rt_msg {
 	uint32_t op;
@@ -187,6 +206,14 @@ struct rt_msg {
 	const char *path2;
 	const uint8_t *nonce; /* RT_NONCE_SIZE bytes */
 	const uint8_t *mac;   /* RT_MAC_SIZE bytes */
+	/* Ops that name a path (strings) carry credentials after the strings:
+	 * uid u32, gid u32, ngroups u32, groups u32 each. Encode takes them from
+	 * cred, or (cred NULL) from uid, gid, ngroups, groups_le as a parse left
+	 * them; parse sets those (groups_le: ngroups little-endian u32 in the
+	 * packet, read with rt__msg_cred). */
+	const struct rt_cred *cred;
+	uint32_t uid, gid, ngroups;
+	const uint8_t *groups_le;
 };
 
 /* Serialize m (fields per m->op) into buf[RT_MSG_MAX]: the packet size, or
@@ -196,6 +223,13 @@ ssize_t rt__msg_encode(const struct rt_msg *m, uint8_t *buf, size_t size);
  * -EPROTO for anything malformed (unknown op, wrong length, a string without
  * its NUL, a path longer than RT_MSG_PATH_MAX). */
 int rt__msg_parse(const uint8_t *buf, size_t size, struct rt_msg *m);
+/* What opening an existing file with open(2) flags needs: R_OK | W_OK (the
+ * values of PF_MAY_READ, PF_MAY_WRITE); O_TRUNC writes. */
+int rt__open_may(int flags);
+/* Whether messages of op carry credentials (the ops that name a path). */
+bool rt__msg_has_cred(uint32_t op);
+/* The credentials of a parsed message (zeros for an op without them). */
+void rt__msg_cred(const struct rt_msg *m, struct rt_cred *out);
 
 /* Replies: status (int32), body length, body. */
 struct rt_stat_reply {

@@ -313,7 +313,9 @@ static uint64_t ino_of(const char *path)
 	return h | 1;
 }
 
-static int stat_path(const char *path, struct rt_stat_reply *r)
+/* cred: the caller's (search permission on the way), NULL for the server's
+ * own look at a file it holds. */
+static int stat_path(const char *path, const struct pf_cred *cred, struct rt_stat_reply *r)
 {
 	struct kiln_err err = { 0 };
 	struct pf_stat ps;
@@ -321,13 +323,15 @@ static int stat_path(const char *path, struct rt_stat_reply *r)
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	ret = pf_stat(g_srv.vol, path, &ps, &err);
+	ret = pf_statat(g_srv.vol, PF_ROOT_INO, path, 0, cred, &ps, &err);
 	if (ret)
-		return ret == -ENOENT || ret == -ENOTDIR ? ret : srv_fail(ret, &err);
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 	f = ps.is_dir ? NULL : sf_by_path(path);
 	r->ino = ino_of(path);
 	r->mode = (ps.is_dir ? S_IFDIR : S_IFREG) | (ps.mode & 07777);
 	r->nlink = ps.is_dir ? 2 : 1;
+	r->uid = ps.uid;
+	r->gid = ps.gid;
 	r->size = ps.size;
 	r->mtime_ns = ps.mtime_ns;
 	r->kind = ps.kind;
@@ -344,17 +348,24 @@ static void ns_changed(void)
 	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
 }
 
-static int do_open(struct sconn *c, const struct rt_msg *m)
+static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
+	struct kiln_err err = { 0 };
 	struct rt_stat_reply r;
 	struct sfile *f = NULL;
 	struct shold *h = NULL;
-	int ret = stat_path(m->path, &r), fds[2];
+	int ret = stat_path(m->path, cred, &r), fds[2], flags = (int)m->flags;
 	bool first;
 
 	if (ret == 0 && S_ISDIR(r.mode)) {
+		struct pf_stat ps = { .type = PF_TYPE_DIR, .mode = r.mode & 07777, .uid = r.uid,
+				      .gid = r.gid };
+
 		if ((m->flags & O_CREAT) && (m->flags & O_EXCL))
 			return -EEXIST;
+		if ((m->flags & O_ACCMODE) == O_RDONLY && !(m->flags & O_CREAT) &&
+		    (ret = pf_permission(cred, &ps, PF_MAY_READ)))
+			return ret;
 		return (m->flags & O_ACCMODE) != O_RDONLY || (m->flags & O_CREAT) ? -EISDIR :
 		       rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
 	}
@@ -362,9 +373,28 @@ static int do_open(struct sconn *c, const struct rt_msg *m)
 		return ret;
 	if (ret == -ENOENT && !(m->flags & O_CREAT))
 		return ret;
-	ret = sf_open(m->path, (int)m->flags, m->mode, &f);
+	if (ret == 0) {
+		struct pf_stat ps = { .type = PF_TYPE_REG, .mode = r.mode & 07777, .uid = r.uid,
+				      .gid = r.gid };
+
+		if ((flags & O_CREAT) && (flags & O_EXCL))
+			return -EEXIST;
+		if ((ret = pf_permission(cred, &ps, rt__open_may(flags))))
+			return ret;
+	} else {
+		/* A new file belongs to the caller (with the group of a
+		 * set-group-ID directory), if the caller may write the
+		 * directory: pf makes it so. */
+		ret = pf_mknodat(g_srv.vol, PF_ROOT_INO, m->path, S_IFREG | (m->mode & 07777), cred,
+				 &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
+		ns_changed();
+	}
+	ret = sf_open(m->path, flags, m->mode, &f);
 	if (!ret)
-		ret = stat_path(m->path, &r);
+		ret = stat_path(m->path, NULL, &r);
 	if (!ret && !(h = hold_of(c, f, true)))
 		ret = -ENOMEM;
 	if (ret) {
@@ -382,15 +412,18 @@ static int do_open(struct sconn *c, const struct rt_msg *m)
 	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, first ? 2 : 0);
 }
 
-static int do_readdir(struct sconn *c, const struct rt_msg *m)
+static int do_readdir(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
 	struct kiln_err err = { 0 };
 	char **names = NULL;
 	size_t count = 0, used = 8;
 	uint8_t *out = NULL;
 	uint64_t next = 0;
-	int ret = pf_readdir(g_srv.vol, m->path, &names, &count, &err);
+	int ret = srv_may_list(cred, m->path);
 
+	if (ret)
+		return ret;
+	ret = pf_readdir(g_srv.vol, m->path, &names, &count, &err);
 	if (ret)
 		return ret == -ENOENT || ret == -ENOTDIR ? ret : srv_fail(ret, &err);
 	out = malloc(RT_MSG_MAX - RT_MSG_HDR);
@@ -448,16 +481,20 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	struct kiln_err err = { 0 };
 	struct rt_stat_reply r;
 	struct sfile *f = NULL;
+	const struct pf_cred *cred = NULL;
 	struct shold *h;
 	const char *path;
 	int ret;
 
 	g_srv.n_requests++;
+	/* Requests about paths act with their caller's credentials. */
+	if (rt__msg_has_cred(m->op) && (ret = srv_cred(m, &cred)))
+		return ret;
 	switch (m->op) {
 	case RT_OP_OPEN:
-		return do_open(c, m);
+		return do_open(c, m, cred);
 	case RT_OP_STAT:
-		ret = stat_path(m->path, &r);
+		ret = stat_path(m->path, cred, &r);
 		return ret ? ret : rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
 	case RT_OP_ATTACH: {
 		int fds[2];
@@ -471,7 +508,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		if (!f || !(h = hold_of(c, f, true)))
 			return -ESTALE;
 		memset(&r, 0, sizeof(r));
-		if (f->path && (ret = stat_path(f->path, &r)))
+		if (f->path && (ret = stat_path(f->path, NULL, &r)))
 			return ret;
 		if (!f->path) {
 			struct pf_stat ps;
@@ -534,6 +571,10 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		path = path_or_file(c, m, &f);
 		if (!path && !f)
 			return -EBADF;
+		/* By path: the caller must be able to write the file (by fd:
+		 * the fd was opened for writing). */
+		if (!f && (ret = srv_may_write(cred, path)))
+			return ret;
 		if (!f && (f = sf_by_path(path)) == NULL) {
 			ret = pf_truncate(g_srv.vol, path, m->a, &err);
 			ret = ret ? srv_fail(ret, &err) : 0;
@@ -568,8 +609,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		return reply_err(c, 0);
 	case RT_OP_UNLINK:
 		f = sf_by_path(m->path);
-		ret = m->flags & AT_REMOVEDIR ? pf_rmdir(g_srv.vol, m->path, &err) :
-		      pf_unlink(g_srv.vol, m->path, &err);
+		ret = pf_unlinkat(g_srv.vol, PF_ROOT_INO, m->path,
+				  m->flags & AT_REMOVEDIR ? PF_AT_REMOVEDIR : 0, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 		if (f && !(m->flags & AT_REMOVEDIR))
@@ -577,24 +618,34 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_MKDIR:
-		ret = pf_mkdir(g_srv.vol, m->path, m->mode & 07777, &err);
+		ret = pf_mkdirat(g_srv.vol, PF_ROOT_INO, m->path, m->mode & 07777, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_RENAME: {
-		struct pf_stat ps;
 		struct sfile *to = sf_by_path(m->path2);
 
-		if (m->flags & ~RENAME_NOREPLACE)
+		bool exchange = m->flags & RENAME_EXCHANGE;
+
+		if (m->flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
 			return -EINVAL;
-		if ((m->flags & RENAME_NOREPLACE) && pf_stat(g_srv.vol, m->path2, &ps, NULL) == 0)
-			return -EEXIST;
-		if (strcmp(m->path, m->path2) == 0)
+		if (strcmp(m->path, m->path2) == 0 && !exchange)
 			return reply_err(c, 0);
-		ret = pf_rename(g_srv.vol, m->path, m->path2, &err);
+		ret = pf_renameat2(g_srv.vol, PF_ROOT_INO, m->path, PF_ROOT_INO, m->path2,
+				   ((m->flags & RENAME_NOREPLACE) ? PF_RENAME_NOREPLACE : 0) |
+				   (exchange ? PF_RENAME_EXCHANGE : 0), cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (exchange) {
+			/* The two names swap: open files follow (a volume path
+			 * never starts with '/', so the middle name is free). */
+			sf_renamed(m->path, "/exchange");
+			sf_renamed(m->path2, m->path);
+			sf_renamed("/exchange", m->path2);
+			ns_changed();
+			return reply_err(c, 0);
+		}
 		if (to)
 			sf_unlinked(to);
 		sf_renamed(m->path, m->path2);
@@ -605,6 +656,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		path = path_or_file(c, m, &f);
 		if (!path) /* an unlinked file: nothing to keep */
 			return m->id ? reply_err(c, 0) : -EBADF;
+		if ((ret = srv_may_setattr(cred, path, false)))
+			return ret;
 		ret = pf_chmod(g_srv.vol, path, m->mode & 07777, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
@@ -614,6 +667,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		path = path_or_file(c, m, &f);
 		if (!path)
 			return m->id ? reply_err(c, 0) : -EBADF;
+		if ((ret = srv_may_setattr(cred, path, m->flags & RT_UT_MTIME_NOW)))
+			return ret;
 		if (!f)
 			f = sf_by_path(path);
 		ret = pf_set_mtime(g_srv.vol, path, (int64_t)m->a, &err);
@@ -632,8 +687,25 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		}
 		ns_changed();
 		return reply_err(c, 0);
+	case RT_OP_CHOWN: {
+		struct pf_setattr sa = { .uid = (uid_t)m->a, .gid = (gid_t)m->b };
+
+		path = path_or_file(c, m, &f);
+		if (!path && !f)
+			return -EBADF;
+		sa.valid = (m->a != (uint32_t)-1 ? PF_SET_UID : 0) |
+			   (m->b != (uint32_t)-1 ? PF_SET_GID : 0);
+		/* pf checks the caller: a new owner takes root, a new group the
+		 * owner and a member of it (or root). */
+		ret = f ? pf_fsetattr(f->pf, &sa, cred, &err) :
+		      pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		ns_changed();
+		return reply_err(c, 0);
+	}
 	case RT_OP_READDIR:
-		return do_readdir(c, m);
+		return do_readdir(c, m, cred);
 	default:
 		return -EPROTO;
 	}
@@ -933,6 +1005,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	ret = cfg->open_volume(cfg->arg, cfg->key, &g_srv.vol, &err);
 	if (!ret) {
 		g_srv.cs = pf_volume_chunk_size(g_srv.vol);
+		srv_cred_init();
 		ret = sf_init();
 		if (!ret)
 			ret = make_vseg(cfg->cache_limit ? cfg->cache_limit : RT_CACHE_DEFAULT);

@@ -72,8 +72,9 @@ long rt__shield_fstat(long fd, struct stat *out) RT_HIDDEN;
 struct statfs;
 long rt__shield_statfs(struct rt_target *t, struct statfs *out) RT_HIDDEN;
 long rt__shield_fstatfs(long fd, struct statfs *out) RT_HIDDEN;
-/* access(2) of t. */
-long rt__shield_access(struct rt_target *t, int mode) RT_HIDDEN;
+/* access(2) of t: with the real ids, or the effective ones with AT_EACCESS
+ * in flags. */
+long rt__shield_access(struct rt_target *t, int mode, int flags) RT_HIDDEN;
 long rt__shield_unlink(struct rt_target *t, int flags) RT_HIDDEN;
 /* Both ends in one volume (the handler checks). */
 long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags) RT_HIDDEN;
@@ -81,9 +82,12 @@ long rt__shield_mkdir(struct rt_target *t, mode_t mode) RT_HIDDEN;
 long rt__shield_truncate(struct rt_target *t, uint64_t size) RT_HIDDEN;
 long rt__shield_chmod(struct rt_target *t, mode_t mode) RT_HIDDEN;
 long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;
+/* chown of t, or of the file behind fd when t is NULL ((uid_t)-1 and
+ * (gid_t)-1: unchanged). An fd that is not a volume file: the kernel's. */
+long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid) RT_HIDDEN;
 /* Set the mtime (ns since the epoch) of t, or of the file behind fd when t
- * is NULL. */
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns) RT_HIDDEN;
+ * is NULL; now: the caller asked for the current time (who may differs). */
+long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns, bool now) RT_HIDDEN;
 /* lseek on a protected directory fd (SEEK_SET, SEEK_CUR): the listing's
  * position; 0 rereads the directory. */
 long rt__shield_seekdir(long fd, int64_t off, int whence) RT_HIDDEN;

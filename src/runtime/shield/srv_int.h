@@ -102,6 +102,20 @@ static inline uint64_t srv_nchunks(uint64_t size)
 	return (size + g_srv.cs - 1) / g_srv.cs;
 }
 
+/* srv_cred.c: the credentials a request acts with and the checks the server
+ * makes with them where it calls pf without a cred. */
+void srv_cred_init(void);
+/* The credentials of request m (valid until the next call), or -EPERM when
+ * they claim more than the workload may be. */
+int srv_cred(const struct rt_msg *m, const struct pf_cred **out);
+/* Listing directory path (read permission). */
+int srv_may_list(const struct pf_cred *cred, const char *path);
+/* chmod, utimes of path: the owner or root (EPERM); with now (times set to
+ * the current time) also a writer (EACCES). */
+int srv_may_setattr(const struct pf_cred *cred, const char *path, bool now);
+/* truncate of path: write permission. */
+int srv_may_write(const struct pf_cred *cred, const char *path);
+
 /* srv_file.c */
 int sf_init(void);
 struct sfile *sf_by_path(const char *path);

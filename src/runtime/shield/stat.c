@@ -26,8 +26,8 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 	out->st_ino = r->ino;
 	out->st_mode = r->mode;
 	out->st_nlink = r->nlink;
-	out->st_uid = g_uid;
-	out->st_gid = g_gid;
+	out->st_uid = r->uid;
+	out->st_gid = r->gid;
 	out->st_blksize = 4096;
 	if (mem) {
 		out->st_size = mem->st_size;
@@ -51,12 +51,14 @@ static uint64_t hash_of(const char *s)
 	return h;
 }
 
-/* Under g_shield_lock. */
+/* Under g_shield_lock. An answer holds for the credentials it was asked
+ * with (search permission on the way: another thread may have others). */
 int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret, struct rt_stat_reply *out)
 {
 	struct rt_lookup *l = &vol->lookups[hash_of(rel) % RT_LOOKUPS];
 
-	if (!l->gen || l->gen != rt__vol_gen(vol) || strcmp(l->rel, rel) != 0)
+	if (!l->gen || l->gen != rt__vol_gen(vol) || l->who != rt__cred()->key ||
+	    strcmp(l->rel, rel) != 0)
 		return 0;
 	*ret = l->ret;
 	*out = l->st;
@@ -81,6 +83,7 @@ void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
 	}
 	l->rel = copy;
 	l->gen = gen;
+	l->who = rt__cred()->key;
 	l->ret = ret;
 	if (r)
 		l->st = *r;
@@ -113,7 +116,7 @@ int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
 long rt__stat_node(struct rt_node *n, struct stat *out)
 {
 	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode,
-				   .nlink = n->unlinked ? 0 : 1 };
+				   .nlink = n->unlinked ? 0 : 1, .uid = g_uid, .gid = g_gid };
 	struct stat mem;
 
 	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
@@ -133,6 +136,19 @@ long rt__shield_stat(struct rt_target *t, struct stat *out)
 	return r;
 }
 
+/* A file this process holds: size and mtime from its memfd, the owner from
+ * the server's answer r (a chown moves the namespace generation). */
+static long stat_held(struct rt_node *n, const struct rt_stat_reply *r, struct stat *out)
+{
+	long ret = rt__stat_node(n, out);
+
+	if (ret == 0) {
+		out->st_uid = r->uid;
+		out->st_gid = r->gid;
+	}
+	return ret;
+}
+
 /* stat of a volume path (under the lock). */
 long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 {
@@ -146,7 +162,7 @@ long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 	if (rt__lookup_cached(vol, rel, &ret, &r)) {
 		n = ret == 0 && r.id ? rt__node_by_id(vol, r.id) : NULL;
 		if (n)
-			return rt__stat_node(n, out);
+			return stat_held(n, &r, out);
 		if (ret)
 			return ret;
 		/* A file that another process may be writing: ask again. */
@@ -167,7 +183,7 @@ long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 		return ret;
 	n = r.id ? rt__node_by_id(vol, r.id) : NULL;
 	if (n)
-		return rt__stat_node(n, out);
+		return stat_held(n, &r, out);
 	rt__fill_stat(out, vol, &r, NULL);
 	return 0;
 }

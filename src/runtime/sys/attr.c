@@ -33,15 +33,19 @@ static long chmod_at(long nr, long dirfd, const char *path, mode_t mode)
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
-/* Ownership is not stored in volumes: accepted when the file exists. */
-static long chown_at(long nr, long dirfd, const char *path)
+/* Owners are stored in the volume; the server checks who may change them
+ * (a new owner: root; a new group: the owner, to one of its groups). */
+static long chown_at(long nr, long dirfd, const char *path, uid_t uid, gid_t gid, int flags)
 {
 	struct rt_target t;
 	long r = target(nr, dirfd, path, &t);
 
 	if (r == 1)
-		return -ENOENT;
-	return r ? r : rt__exists(dirfd, path, 0);
+		return rt__raw(SYS_fchownat, dirfd, path, uid, gid, flags);
+	if (r)
+		return r;
+	r = rt__shield_chown(&t, -1, uid, gid);
+	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
 /* path NULL: the file behind dirfd (futimens). uts: the program's times (may
@@ -50,6 +54,7 @@ static long utimens_at(long nr, long dirfd, const char *path, const void *uts, i
 {
 	struct rt_target t;
 	struct timespec now, ts[2];
+	bool now_asked;
 	int64_t ns;
 	long r;
 
@@ -69,9 +74,11 @@ static long utimens_at(long nr, long dirfd, const char *path, const void *uts, i
 		ns = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
 	else
 		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	/* Both times "now" is no times at all (fs/utimes.c): a writer may. */
+	now_asked = !uts || (ts[0].tv_nsec == UTIME_NOW && ts[1].tv_nsec == UTIME_NOW);
 	if (!path)
-		return rt__shield_set_mtime(NULL, dirfd, ns);
-	r = rt__shield_set_mtime(&t, dirfd, ns);
+		return rt__shield_set_mtime(NULL, dirfd, ns, now_asked);
+	r = rt__shield_set_mtime(&t, dirfd, ns, now_asked);
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
@@ -97,22 +104,30 @@ long rt__sys_fchmodat2(long nr, const long a[6])
 
 long rt__sys_chown(long nr, const long a[6])
 {
-	return chown_at(nr, AT_FDCWD, (const char *)a[0]);
+	return chown_at(nr, AT_FDCWD, (const char *)a[0], (uid_t)a[1], (gid_t)a[2], 0);
 }
 
+/* Volumes hold no symlinks yet: lchown is chown. */
 long rt__sys_lchown(long nr, const long a[6])
 {
-	return chown_at(nr, AT_FDCWD, (const char *)a[0]);
+	return chown_at(nr, AT_FDCWD, (const char *)a[0], (uid_t)a[1], (gid_t)a[2],
+			AT_SYMLINK_NOFOLLOW);
 }
 
 long rt__sys_fchown(long nr, const long a[6])
 {
-	return rt__own_badf(a[0]);
+	if (rt__own_badf(a[0]))
+		return -EBADF;
+	return rt__shield_chown(NULL, a[0], (uid_t)a[1], (gid_t)a[2]);
 }
 
 long rt__sys_fchownat(long nr, const long a[6])
 {
-	return chown_at(nr, a[0], (const char *)a[1]);
+	const char *path = (const char *)a[1];
+
+	if ((!path || !path[0]) && (a[4] & AT_EMPTY_PATH))
+		return rt__shield_chown(NULL, a[0], (uid_t)a[2], (gid_t)a[3]);
+	return chown_at(nr, a[0], path, (uid_t)a[2], (gid_t)a[3], (int)a[4]);
 }
 
 long rt__sys_utimensat(long nr, const long a[6])

@@ -59,6 +59,10 @@ static long rename_at(long nr, long d1, const char *from, long d2, const char *t
 	/* The kernel's answer for a NULL path, not "not in the same volume". */
 	if (!from || !to)
 		return -EFAULT;
+	/* The flags are checked before any name is looked up (do_renameat2). */
+	if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) ||
+	    ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT))))
+		return -EINVAL;
 	ra = target_of(nr, d1, from, &a);
 	rb = target_of(nr, d2, to, &b);
 	if (ra == 1 && rb == 1)
@@ -67,10 +71,11 @@ static long rename_at(long nr, long d1, const char *from, long d2, const char *t
 		return ra < 0 ? ra : rb;
 	if (ra == 1 || rb == 1 || a.vol != b.vol)
 		return -EXDEV;
-	if (flags & ~RENAME_NOREPLACE) {
-		rt__refuse("renameat2 flags", "renameat2 with flags 0x%x on %s: not supported "
-			   "in volumes (ENOTSUP)", flags, a.abs);
-		return -ENOTSUP;
+	if (flags & RENAME_WHITEOUT) {
+		/* What a file system without whiteouts answers (overlayfs's). */
+		rt__refuse("renameat2 whiteout", "renameat2 RENAME_WHITEOUT on %s: volumes have "
+			   "no whiteouts (EINVAL)", a.abs);
+		return -EINVAL;
 	}
 	/* ".", ".." and the volume's root (a mount point) never move or get
 	 * replaced (fs/namei.c do_renameat2). */

@@ -85,7 +85,7 @@ static long access_at(long dirfd, const char *path, int mode, int flags)
 		return rt__raw(SYS_faccessat2, dirfd, path, mode, flags);
 	if (t.err)
 		return t.err;
-	r = rt__shield_access(&t, mode);
+	r = rt__shield_access(&t, mode, flags);
 	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
 }
 

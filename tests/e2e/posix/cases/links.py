@@ -91,6 +91,20 @@ check("noreplace_existing", renameat2, "x", "y", RENAME_NOREPLACE)
 check("noreplace_new", renameat2, "x", "z", RENAME_NOREPLACE)
 check("exchange", renameat2, "z", "y", RENAME_EXCHANGE)
 out("exchanged", res(lambda: (read_file("z"), read_file("y"))))
+
+
+def exchange_open():
+    # An fd open on one name writes the file that moved to the other name.
+    fd = os.open("z", os.O_WRONLY)
+    try:
+        renameat2("z", "y", RENAME_EXCHANGE)
+        os.write(fd, b"W")
+    finally:
+        os.close(fd)
+    return read_file("y"), read_file("z")
+
+
+out("exchange_open_fd", res(exchange_open))
 check("exchange_missing", renameat2, "z", "nope", RENAME_EXCHANGE)
 check("exchange_file_dir", renameat2, "z", "dir", RENAME_EXCHANGE)
 out("exchange_file_dir_types", (os.path.isdir("z"), os.path.isfile("dir")))
