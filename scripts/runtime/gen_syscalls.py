@@ -75,8 +75,8 @@ for n in ["read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "
     HANDLER[n] = "rt__sys_data"
 for n in ["ioctl", "flock", "readahead", "fadvise64", "sync_file_range", "vmsplice"]:
     fd(n, P, 0, note="plaintext memfd: native semantics")
-fd("lseek", S, 0, note="files: native, SEEK_DATA/SEEK_HOLE see no holes; directory fds: "
-   "the listing's position")
+fd("lseek", S, 0, note="files: SEEK_DATA/SEEK_HOLE answered by the volume server from pf's "
+   "holes; directory fds: the listing's position")
 fd("ftruncate", S, 0, note="the volume server resizes file, memfd and chunk state")
 fd("fallocate", S, 0, note="allocation native; punch/zero range by the volume server")
 fd("syncfs", S, 0, note="commits the volume")
@@ -143,9 +143,9 @@ for n in ["chown", "lchown"]:
     path(n, S, (-1, 0), note="owner kept by the volume; the server checks who may change it")
 path("fchownat", S, (0, 1), note="owner kept by the volume; the server checks who may change it")
 for n in ["utime", "utimes"]:
-    path(n, S, (-1, 0), note="accepted, times not stored")
-path("futimesat", S, (0, 1), note="accepted, times not stored")
-path("utimensat", S, (0, 1), fds=(0,), note="accepted, times not stored")
+    path(n, S, (-1, 0), note="atime and mtime stored (pf), ctime moves")
+path("futimesat", S, (0, 1), note="atime and mtime stored (pf), ctime moves")
+path("utimensat", S, (0, 1), fds=(0,), note="atime and mtime stored with ns (UTIME_NOW, UTIME_OMIT), ctime moves")
 path("readlink", S, (-1, 0), note="protected files are never symlinks: EINVAL; "
                                   "/proc/self/fd/N: the program's path")
 path("readlinkat", S, (0, 1), note="protected files are never symlinks: EINVAL; "

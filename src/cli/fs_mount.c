@@ -539,36 +539,11 @@ static void fm_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fm_reply_status(req, pf_fsync(fm_file(fi), NULL));
 }
 
-/* Zeros over [off, off + len) of the file, cut at its end (the size is kept). */
-static int fm_zero_range(pf_file_t *f, uint64_t off, uint64_t len)
-{
-	static const uint8_t zeros[64 * 1024];
-	uint64_t size;
-	int ret = pf_get_size(f, &size);
-
-	if (ret)
-		return ret;
-	if (off >= size)
-		return 0;
-	if (len > size - off)
-		len = size - off;
-	while (len > 0) {
-		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		ssize_t w = pf_pwrite(f, zeros, n, off, NULL);
-
-		if (w < 0)
-			return (int)w;
-		off += (uint64_t)w;
-		len -= (uint64_t)w;
-	}
-	return 0;
-}
-
 /* fallocate(2): mode 0 extends the size (the range reads as zeros; nothing can be
  * reserved ahead on the host's disk, so a later write may still meet ENOSPC),
- * KEEP_SIZE alone does nothing, PUNCH_HOLE|KEEP_SIZE zeroes the range. FIXME(pf
- * v2 holes): punch a real hole (no chunk stored) instead of writing zeros. Other
- * modes: EOPNOTSUPP, as Linux answers for modes a file system lacks. */
+ * KEEP_SIZE alone does nothing, PUNCH_HOLE|KEEP_SIZE punches a hole (pf stores
+ * no chunk for it). Other modes: EOPNOTSUPP, as Linux answers for modes a file
+ * system lacks. */
 static void fm_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
@@ -590,9 +565,11 @@ static void fm_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		return;
 	}
 	if (mode & FALLOC_FL_PUNCH_HOLE) {
-		/* Linux requires KEEP_SIZE with PUNCH_HOLE. */
-		ret = (mode & FALLOC_FL_KEEP_SIZE) ? fm_zero_range(f, (uint64_t)off, (uint64_t)len)
-						   : -EOPNOTSUPP;
+		/* Linux requires KEEP_SIZE with PUNCH_HOLE. Whole chunks become
+		 * holes in pf (nothing stored); partial ones get zeros. */
+		ret = (mode & FALLOC_FL_KEEP_SIZE) ?
+		      pf_fallocate(f, PF_FALLOC_PUNCH_HOLE | PF_FALLOC_KEEP_SIZE, (uint64_t)off,
+				   (uint64_t)len, NULL) : -EOPNOTSUPP;
 	} else if (mode & FALLOC_FL_KEEP_SIZE) {
 		ret = 0;
 	} else {
@@ -697,6 +674,30 @@ static void fm_init(void *userdata, struct fuse_conn_info *conn)
 	}
 }
 
+/* SEEK_DATA / SEEK_HOLE from pf's holes (the kernel answers SEEK_SET/CUR/END
+ * itself; without this op it would see the file as all data). */
+static void fm_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	uint64_t out;
+	int ret;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	ret = whence == SEEK_DATA ? pf_seek_data(fm_file(fi), (uint64_t)off, &out, NULL) :
+	      pf_seek_hole(fm_file(fi), (uint64_t)off, &out, NULL);
+	if (ret)
+		fm_reply_status(req, ret);
+	else
+		fuse_reply_lseek(req, (off_t)out);
+}
+
 static const struct fuse_lowlevel_ops g_fuse_ops = {
 	.init = fm_init,
 	.lookup = fm_lookup,
@@ -727,6 +728,7 @@ static const struct fuse_lowlevel_ops g_fuse_ops = {
 	.statfs = fm_statfs,
 	.create = fm_create,
 	.fallocate = fm_fallocate,
+	.lseek = fm_lseek,
 };
 
 /*

@@ -6,6 +6,7 @@
 #include "runtime/shield/proto.h"
 
 #include <errno.h>
+#include <time.h>
 
 static bool needs_fill(struct rt_fseg *f, uint64_t c, uint32_t w)
 {
@@ -59,6 +60,18 @@ void rt__ck_mark(struct rt_fseg *f, struct rt_vseg *v, uint64_t c0, uint64_t c1)
 		atomic_fetch_add(&v->dirty_bytes, newly_dirty * f->chunk_size);
 	if (v && newly_valid)
 		atomic_fetch_add(&v->cache_bytes, newly_valid * f->chunk_size);
+	rt__fseg_touch(f);
+}
+
+void rt__fseg_touch(struct rt_fseg *f)
+{
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	atomic_store(&f->mtime_ns, now);
+	atomic_store(&f->ctime_ns, now);
 }
 
 bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c)

@@ -42,6 +42,9 @@ long rt__vfile_stat(struct rt_node *n, struct stat *out)
 
 	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
 		return -EIO;
+	r.atime_ns = r.mtime_ns = r.ctime_ns =
+		(int64_t)mem.st_mtim.tv_sec * 1000000000 + mem.st_mtim.tv_nsec;
+	r.blocks = (uint64_t)mem.st_blocks;
 	rt__fill_stat(out, NULL, &r, &mem);
 	return 0;
 }

@@ -317,32 +317,90 @@ static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid)
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns, bool now);
+static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts);
 
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns, bool now)
+long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = set_mtime_locked(t, fd, ns, now);
+	r = set_times_locked(t, fd, ts);
 	rt__unlock(&g);
 	return r;
 }
 
-static long set_mtime_locked(struct rt_target *t, long fd, int64_t ns, bool now)
+static uint32_t ut_flags(const struct timespec *ts, int i, uint32_t now, uint32_t omit)
 {
-	struct rt_msg m = { .op = RT_OP_UTIMES, .flags = now ? RT_UT_MTIME_NOW : 0,
-			    .a = (uint64_t)ns, .path = t ? t->rel : "" };
+	if (!ts || ts[i].tv_nsec == UTIME_NOW)
+		return now;
+	return ts[i].tv_nsec == UTIME_OMIT ? omit : 0;
+}
 
+static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts)
+{
+	struct rt_msg m = { .op = RT_OP_UTIMES, .path = t ? t->rel : "" };
+
+	m.flags = ut_flags(ts, 0, RT_UT_ATIME_NOW, RT_UT_ATIME_OMIT) |
+		  ut_flags(ts, 1, RT_UT_MTIME_NOW, RT_UT_MTIME_OMIT);
+	if (ts) {
+		m.a = (uint64_t)((int64_t)ts[0].tv_sec * 1000000000 + ts[0].tv_nsec);
+		m.b = (uint64_t)((int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec);
+	}
 	if (!t) {
 		struct rt_ofd *o = rt_fd_get((int)fd);
 
+		if (rt_fd_kind((int)fd) == RT_FD_DIR) {
+			m.path = o->rel;
+			return rt__vol_simple(o->vol, &m);
+		}
 		if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
 			return 0;
 		return rt__node_call(o->node, &m);
 	}
 	return rt__vol_simple(t->vol, &m);
+}
+
+static long seek_locked(long fd, int whence, int64_t off);
+
+long rt__shield_seek(long fd, int whence, int64_t off)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = seek_locked(fd, whence, off);
+	rt__unlock(&g);
+	return r;
+}
+
+/* SEEK_DATA / SEEK_HOLE: the memfd's holes are chunks the server evicted, so
+ * the server answers from pf's hole map (after writing the file back), and
+ * the fd's offset moves to the answer. */
+static long seek_locked(long fd, int whence, int64_t off)
+{
+	struct rt_ofd *o = rt_fd_get((int)fd);
+	struct rt_msg m = { .op = RT_OP_SEEK, .flags = (uint32_t)whence, .a = (uint64_t)off };
+	struct rt_call call;
+	uint64_t out;
+	int ret;
+
+	if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
+		return rt__raw(SYS_lseek, fd, off, whence);
+	if (off < 0)
+		return -ENXIO;
+	if (rt__node_dead(o->node))
+		return -EIO;
+	m.id = o->node->id;
+	ret = rt__cl_call(o->node->vol, &m, &call);
+	if (ret == 0 && call.size != sizeof(out))
+		ret = -EPROTO;
+	if (ret == 0)
+		memcpy(&out, call.body, sizeof(out));
+	rt__cl_done(o->node->vol, &call);
+	if (ret)
+		return ret;
+	return rt__raw(SYS_lseek, fd, (long)out, SEEK_SET);
 }
 
 static long chdir_locked(struct rt_target *t);

@@ -93,6 +93,19 @@ struct rt_fseg {
 	_Atomic uint64_t nwords;      /* chunk words the state memfd holds */
 	_Atomic uint32_t all_valid;   /* every chunk below stored_size is VALID */
 	uint32_t pad0;
+	/* The inode's attributes while the server holds the file (stat of an
+	 * open file reads them here, without a round trip; the memfd's own
+	 * times move with the server's fills and evictions and mean nothing).
+	 * The server sets them from pf when it opens the file and after every
+	 * change it makes (chmod, utimes, link, rename...); a client's write
+	 * sets mtime and ctime (rt__ck_mark); the server stores atime and
+	 * mtime back into pf at write-back. Each field is read and written
+	 * whole (a stat may see one change and not the next, as with the
+	 * kernel's). blocks: 512-byte units pf stores. */
+	_Atomic int64_t atime_ns, mtime_ns, ctime_ns;
+	_Atomic uint64_t blocks;
+	_Atomic uint32_t mode;        /* type bits | permission bits */
+	_Atomic uint32_t nlink, uid, gid;
 	/* The append lock: a robust, process-shared mutex (its owner's death
 	 * releases it: EOWNERDEAD for the next one, even if the owner is a
 	 * zombie nobody reaps). Initialized by the server. */
@@ -114,8 +127,11 @@ uint64_t rt__ck_pin(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo, u
 uint64_t rt__ck_missing(struct rt_fseg *f, uint64_t c0, uint64_t c1, uint64_t *lo,
 			uint64_t *hi);
 void rt__ck_unpin(struct rt_fseg *f, uint64_t c0, uint64_t c1);
-/* Client, after a completed write of pinned chunks: VALID|DIRTY, counted. */
+/* Client, after a completed write of pinned chunks: VALID|DIRTY, counted;
+ * the file's mtime and ctime become now. */
 void rt__ck_mark(struct rt_fseg *f, struct rt_vseg *v, uint64_t c0, uint64_t c1);
+/* The file's content changed (a write, a truncation): mtime = ctime = now. */
+void rt__fseg_touch(struct rt_fseg *f);
 /* Server: fill done (the memfd holds chunk c). True when it was not VALID. */
 bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c);
 /* Server: claim c for eviction (VALID, clean, unpinned, not busy -> BUSY). */
@@ -158,20 +174,28 @@ enum rt_op {
 	RT_OP_MKDIR,       /* mode, path */
 	RT_OP_RENAME,      /* flags, from, to */
 	RT_OP_CHMOD,       /* file id (0: by path), mode, path */
-	RT_OP_UTIMES,      /* file id (0: by path), mtime ns, path */
+	RT_OP_UTIMES,      /* file id (0: by path), flags RT_UT_*, atime ns, mtime ns, path */
 	RT_OP_READDIR,     /* cookie, path -> entries */
 	RT_OP_MAP,         /* file id, writable: mapped (never evicted) */
 	RT_OP_UNMAP,       /* file id, writable */
 	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit */
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
 	RT_OP_CHOWN,       /* file id (0: by path), uid, gid ((u32)-1: unchanged), path */
+	RT_OP_SEEK,        /* file id, whence (SEEK_DATA/SEEK_HOLE), offset -> u64 offset */
 	RT_OP_MAX_
 };
 
-/* Flags of RT_OP_UTIMES: the time is "now" (utimensat with NULL times or
- * both UTIME_NOW): the owner or a writer may set it (explicit times: the
- * owner). */
+/* Flags of RT_OP_UTIMES (utimensat's UTIME_NOW and UTIME_OMIT per time).
+ * Both now (utimensat with NULL times): the owner or a writer may set them;
+ * any explicit time: the owner; both omitted: nothing to check. */
+#define RT_UT_ATIME_NOW 0x1u
+#define RT_UT_ATIME_OMIT 0x2u
 #define RT_UT_MTIME_NOW 0x4u
+#define RT_UT_MTIME_OMIT 0x8u
+#define RT_UT_ALL 0xfu
+
+/* Flags of RT_OP_STAT. */
+#define RT_STAT_NOFOLLOW 0x1u /* lstat: a symlink in the last component is the answer */
 
 /* Flags of RT_OP_FSYNC. */
 #define RT_FSYNC_COMMIT 0x1u /* durable commit (else: written back only) */
@@ -238,11 +262,13 @@ struct rt_stat_reply {
 	uint64_t size;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
-	uint32_t mode;      /* S_IFREG/S_IFDIR | permission bits */
+	uint32_t mode;      /* type bits (S_IFREG, S_IFDIR, ...) | permission bits */
 	uint32_t nlink;
 	uint32_t uid, gid;
 	uint32_t cacheable; /* no memfd holds the file: size and mtime hold until ns_gen moves */
 	uint32_t kind;      /* enum pf_region_kind */
+	int64_t atime_ns;
+	uint64_t blocks;    /* 512-byte units stored (holes take none) */
 };
 
 /* Directory entries in a READDIR reply: next cookie (0: end), then per entry

@@ -304,18 +304,10 @@ static int reply_err(struct sconn *c, int status)
 	return ret;
 }
 
-static uint64_t ino_of(const char *path)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a, as the runtime always did */
-
-	for (const char *p = path; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h | 1;
-}
-
 /* cred: the caller's (search permission on the way), NULL for the server's
  * own look at a file it holds. */
-static int stat_path(const char *path, const struct pf_cred *cred, struct rt_stat_reply *r)
+static int stat_path(const char *path, const struct pf_cred *cred, unsigned flags,
+		     struct rt_stat_reply *r)
 {
 	struct kiln_err err = { 0 };
 	struct pf_stat ps;
@@ -323,24 +315,40 @@ static int stat_path(const char *path, const struct pf_cred *cred, struct rt_sta
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	ret = pf_statat(g_srv.vol, PF_ROOT_INO, path, 0, cred, &ps, &err);
+	ret = pf_statat(g_srv.vol, PF_ROOT_INO, path,
+			(flags & RT_STAT_NOFOLLOW) ? PF_AT_NOFOLLOW : 0, cred, &ps, &err);
 	if (ret)
 		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-	f = ps.is_dir ? NULL : sf_by_path(path);
-	r->ino = ino_of(path);
-	r->mode = (ps.is_dir ? S_IFDIR : S_IFREG) | (ps.mode & 07777);
-	r->nlink = ps.is_dir ? 2 : 1;
+	f = ps.type == PF_TYPE_REG ? sf_by_path(path) : NULL;
+	r->ino = ps.ino;
+	r->mode = sf_type_bits(ps.type) | (ps.mode & 07777);
+	r->nlink = ps.nlink;
 	r->uid = ps.uid;
 	r->gid = ps.gid;
 	r->size = ps.size;
+	r->atime_ns = ps.atime_ns;
 	r->mtime_ns = ps.mtime_ns;
+	r->ctime_ns = ps.ctime_ns;
+	r->blocks = ps.blocks;
 	r->kind = ps.kind;
 	r->cacheable = !f;
 	r->id = f ? f->id : 0;
-	if (f && (ret = sf_stat(f, &r->size, &r->mtime_ns)))
-		return ret;
-	r->ctime_ns = r->mtime_ns;
-	return 0;
+	return f ? sf_stat(f, r) : 0;
+}
+
+/* utimensat of a path whose file the server does not hold. */
+static int set_times(const char *path, unsigned flags, int64_t atime_ns, int64_t mtime_ns)
+{
+	struct kiln_err err = { 0 };
+	struct pf_setattr sa = { .atime_ns = atime_ns, .mtime_ns = mtime_ns };
+	int ret;
+
+	if (!(flags & RT_UT_ATIME_OMIT))
+		sa.valid |= (flags & RT_UT_ATIME_NOW) ? PF_SET_ATIME_NOW : PF_SET_ATIME;
+	if (!(flags & RT_UT_MTIME_OMIT))
+		sa.valid |= (flags & RT_UT_MTIME_NOW) ? PF_SET_MTIME_NOW : PF_SET_MTIME;
+	ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, NULL, &err);
+	return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 }
 
 static void ns_changed(void)
@@ -354,7 +362,7 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	struct rt_stat_reply r;
 	struct sfile *f = NULL;
 	struct shold *h = NULL;
-	int ret = stat_path(m->path, cred, &r), fds[2], flags = (int)m->flags;
+	int ret = stat_path(m->path, cred, 0, &r), fds[2], flags = (int)m->flags;
 	bool first;
 
 	if (ret == 0 && S_ISDIR(r.mode)) {
@@ -394,7 +402,7 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	}
 	ret = sf_open(m->path, flags, m->mode, &f);
 	if (!ret)
-		ret = stat_path(m->path, NULL, &r);
+		ret = stat_path(m->path, NULL, 0, &r);
 	if (!ret && !(h = hold_of(c, f, true)))
 		ret = -ENOMEM;
 	if (ret) {
@@ -412,48 +420,81 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, first ? 2 : 0);
 }
 
+static uint8_t dt_of(enum pf_type t)
+{
+	switch (t) {
+	case PF_TYPE_DIR:
+		return DT_DIR;
+	case PF_TYPE_LNK:
+		return DT_LNK;
+	case PF_TYPE_FIFO:
+		return DT_FIFO;
+	case PF_TYPE_SOCK:
+		return DT_SOCK;
+	default:
+		return DT_REG;
+	}
+}
+
+/* Entries of a directory from cookie m->a (pf's cookies: "." and ".." are
+ * left out, the client makes its own). */
 static int do_readdir(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
+	enum { BATCH = 64 };
 	struct kiln_err err = { 0 };
-	char **names = NULL;
-	size_t count = 0, used = 8;
+	struct pf_dirent *ents = NULL;
+	struct pf_stat ps;
+	size_t used = 8, n;
 	uint8_t *out = NULL;
-	uint64_t next = 0;
+	uint64_t cookie = m->a, next = 0;
+	bool full = false;
 	int ret = srv_may_list(cred, m->path);
 
 	if (ret)
 		return ret;
-	ret = pf_readdir(g_srv.vol, m->path, &names, &count, &err);
+	ret = pf_statat(g_srv.vol, PF_ROOT_INO, m->path, 0, cred, &ps, &err);
 	if (ret)
-		return ret == -ENOENT || ret == -ENOTDIR ? ret : srv_fail(ret, &err);
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	if (ps.type != PF_TYPE_DIR)
+		return -ENOTDIR;
 	out = malloc(RT_MSG_MAX - RT_MSG_HDR);
-	if (!out) {
+	ents = calloc(BATCH, sizeof(*ents));
+	if (!out || !ents) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (uint64_t i = m->a; i < count; i++) {
-		char child[PF_MAX_PATH + 256];
-		struct pf_stat ps;
-		size_t nlen = strlen(names[i]);
-		uint64_t ino;
-
-		if (used + 9 + nlen + 1 > RT_MSG_MAX - RT_MSG_HDR) {
-			next = i;
-			break;
+	while (!full) {
+		ret = pf_readdir_ino(g_srv.vol, ps.ino, cookie, ents, BATCH, &n, &err);
+		if (ret) {
+			ret = ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+			goto out;
 		}
-		snprintf(child, sizeof(child), "%s%s%s", m->path, m->path[0] ? "/" : "", names[i]);
-		ino = ino_of(child);
-		memcpy(out + used, &ino, 8);
-		out[used + 8] = pf_stat(g_srv.vol, child, &ps, NULL) == 0 ?
-				(ps.is_dir ? DT_DIR : DT_REG) : DT_UNKNOWN;
-		memcpy(out + used + 9, names[i], nlen + 1);
-		used += 9 + nlen + 1;
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			size_t nlen = strlen(ents[i].name);
+
+			if (strcmp(ents[i].name, ".") == 0 || strcmp(ents[i].name, "..") == 0) {
+				cookie = ents[i].cookie;
+				continue;
+			}
+			if (used + 9 + nlen + 1 > RT_MSG_MAX - RT_MSG_HDR) {
+				next = cookie;
+				full = true;
+				break;
+			}
+			memcpy(out + used, &ents[i].ino, 8);
+			out[used + 8] = dt_of(ents[i].type);
+			memcpy(out + used + 9, ents[i].name, nlen + 1);
+			used += 9 + nlen + 1;
+			cookie = ents[i].cookie;
+		}
 	}
 	memcpy(out, &next, 8);
 	ret = rt__reply_send(c->fd, 0, out, used, NULL, 0);
 out:
+	free(ents);
 	free(out);
-	pf_names_free(names, count);
 	return ret;
 }
 
@@ -494,7 +535,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	case RT_OP_OPEN:
 		return do_open(c, m, cred);
 	case RT_OP_STAT:
-		ret = stat_path(m->path, cred, &r);
+		ret = stat_path(m->path, cred, m->flags, &r);
 		return ret ? ret : rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
 	case RT_OP_ATTACH: {
 		int fds[2];
@@ -508,14 +549,14 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		if (!f || !(h = hold_of(c, f, true)))
 			return -ESTALE;
 		memset(&r, 0, sizeof(r));
-		if (f->path && (ret = stat_path(f->path, NULL, &r)))
+		if (f->path && (ret = stat_path(f->path, NULL, 0, &r)))
 			return ret;
 		if (!f->path) {
 			struct pf_stat ps;
 
-			r.mode = S_IFREG | (pf_fstat(f->pf, &ps) == 0 ? ps.mode : 0600);
-			r.nlink = 0;
-			if ((ret = sf_stat(f, &r.size, &r.mtime_ns)))
+			if (pf_fstat(f->pf, &ps) == 0)
+				r.ino = ps.ino;
+			if ((ret = sf_stat(f, &r)))
 				return ret;
 		}
 		first = !h->holds && !h->maps;
@@ -613,8 +654,10 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 				  m->flags & AT_REMOVEDIR ? PF_AT_REMOVEDIR : 0, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-		if (f && !(m->flags & AT_REMOVEDIR))
+		if (f && !(m->flags & AT_REMOVEDIR)) {
+			sf_attrs(f);
 			sf_unlinked(f);
+		}
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_MKDIR:
@@ -643,12 +686,20 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			sf_renamed(m->path, "/exchange");
 			sf_renamed(m->path2, m->path);
 			sf_renamed("/exchange", m->path2);
+			if ((f = sf_by_path(m->path)))
+				sf_attrs(f);
+			if ((f = sf_by_path(m->path2)))
+				sf_attrs(f);
 			ns_changed();
 			return reply_err(c, 0);
 		}
-		if (to)
+		if (to) {
+			sf_attrs(to);
 			sf_unlinked(to);
+		}
 		sf_renamed(m->path, m->path2);
+		if ((f = sf_by_path(m->path2)))
+			sf_attrs(f);
 		ns_changed();
 		return reply_err(c, 0);
 	}
@@ -661,30 +712,30 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		ret = pf_chmod(g_srv.vol, path, m->mode & 07777, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (f || (f = sf_by_path(path)))
+			sf_attrs(f);
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_UTIMES:
 		path = path_or_file(c, m, &f);
-		if (!path)
-			return m->id ? reply_err(c, 0) : -EBADF;
-		if ((ret = srv_may_setattr(cred, path, m->flags & RT_UT_MTIME_NOW)))
-			return ret;
+		if (!path && !f)
+			return -EBADF;
+		if (path) {
+			/* utimensat's checks: both omitted, none; both now,
+			 * the owner or a writer; any explicit time, the owner. */
+			unsigned ut = m->flags & RT_UT_ALL;
+
+			if (ut != (RT_UT_ATIME_OMIT | RT_UT_MTIME_OMIT) &&
+			    (ret = srv_may_setattr(cred, path,
+						   ut == (RT_UT_ATIME_NOW | RT_UT_MTIME_NOW))))
+				return ret;
+		}
 		if (!f)
 			f = sf_by_path(path);
-		ret = pf_set_mtime(g_srv.vol, path, (int64_t)m->a, &err);
+		ret = f ? sf_utimes(f, m->flags, (int64_t)m->a, (int64_t)m->b) :
+		      set_times(path, m->flags, (int64_t)m->a, (int64_t)m->b);
 		if (ret)
-			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-		if (f) {
-			/* The memfd's mtime is what stat shows while it exists. */
-			struct timespec ts[2] = {
-				{ .tv_nsec = UTIME_OMIT },
-				{ .tv_sec = (time_t)((int64_t)m->a / 1000000000),
-				  .tv_nsec = (long)((int64_t)m->a % 1000000000) },
-			};
-
-			futimens(f->memfd, ts);
-			f->mtime_saved = ts[1];
-		}
+			return ret;
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_CHOWN: {
@@ -701,8 +752,20 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		      pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		if (f || (f = sf_by_path(path)))
+			sf_attrs(f);
 		ns_changed();
 		return reply_err(c, 0);
+	}
+	case RT_OP_SEEK: {
+		uint64_t out;
+
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		if (m->flags != SEEK_DATA && m->flags != SEEK_HOLE)
+			return -EINVAL;
+		ret = sf_seek(f, (int)m->flags, m->a, &out);
+		return ret ? ret : rt__reply_send(c->fd, 0, &out, sizeof(out), NULL, 0);
 	}
 	case RT_OP_READDIR:
 		return do_readdir(c, m, cred);

@@ -85,9 +85,13 @@ long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;
 /* chown of t, or of the file behind fd when t is NULL ((uid_t)-1 and
  * (gid_t)-1: unchanged). An fd that is not a volume file: the kernel's. */
 long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid) RT_HIDDEN;
-/* Set the mtime (ns since the epoch) of t, or of the file behind fd when t
- * is NULL; now: the caller asked for the current time (who may differs). */
-long rt__shield_set_mtime(struct rt_target *t, long fd, int64_t ns, bool now) RT_HIDDEN;
+/* utimensat of t, or of the file or directory behind fd when t is NULL: ts
+ * in runtime memory as utimensat takes it (UTIME_NOW, UTIME_OMIT; NULL: both
+ * now), already checked. */
+long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts) RT_HIDDEN;
+/* lseek SEEK_DATA / SEEK_HOLE on a protected fd (answered from the volume's
+ * holes); other fds pass to the kernel. */
+long rt__shield_seek(long fd, int whence, int64_t off) RT_HIDDEN;
 /* lseek on a protected directory fd (SEEK_SET, SEEK_CUR): the listing's
  * position; 0 rereads the directory. */
 long rt__shield_seekdir(long fd, int64_t off, int whence) RT_HIDDEN;

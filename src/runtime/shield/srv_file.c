@@ -197,6 +197,97 @@ int sf_grow(struct sfile *f, uint64_t words)
 	return map_state(f, words);
 }
 
+uint32_t sf_type_bits(enum pf_type t)
+{
+	switch (t) {
+	case PF_TYPE_DIR:
+		return S_IFDIR;
+	case PF_TYPE_LNK:
+		return S_IFLNK;
+	case PF_TYPE_FIFO:
+		return S_IFIFO;
+	case PF_TYPE_SOCK:
+		return S_IFSOCK;
+	default:
+		return S_IFREG;
+	}
+}
+
+void sf_attrs(struct sfile *f)
+{
+	struct pf_stat ps;
+
+	if (pf_fstat(f->pf, &ps))
+		return;
+	atomic_store(&f->seg->mode, sf_type_bits(ps.type) | (ps.mode & 07777));
+	atomic_store(&f->seg->nlink, ps.nlink);
+	atomic_store(&f->seg->uid, ps.uid);
+	atomic_store(&f->seg->gid, ps.gid);
+	atomic_store(&f->seg->blocks, ps.blocks);
+	if (ps.ctime_ns > atomic_load(&f->seg->ctime_ns))
+		atomic_store(&f->seg->ctime_ns, ps.ctime_ns);
+}
+
+/* At open: pf's attributes and times (from then on the segment's times lead). */
+static void load_attrs(struct sfile *f)
+{
+	struct pf_stat ps;
+
+	if (pf_fstat(f->pf, &ps))
+		return;
+	atomic_store(&f->seg->atime_ns, ps.atime_ns);
+	atomic_store(&f->seg->mtime_ns, ps.mtime_ns);
+	atomic_store(&f->seg->ctime_ns, ps.ctime_ns);
+	f->atime_saved = ps.atime_ns;
+	f->mtime_saved = ps.mtime_ns;
+	sf_attrs(f);
+}
+
+/* Give pf the segment's times when they moved (writes, utimes) or when
+ * pf's own write-back may have moved its mtime (wrote). */
+static int store_times(struct sfile *f, bool wrote)
+{
+	struct kiln_err err = { 0 };
+	struct pf_setattr sa = { .valid = PF_SET_MTIME | PF_SET_CTIME };
+	int ret;
+
+	sa.atime_ns = atomic_load(&f->seg->atime_ns);
+	sa.mtime_ns = atomic_load(&f->seg->mtime_ns);
+	sa.ctime_ns = atomic_load(&f->seg->ctime_ns);
+	if (!wrote && sa.atime_ns == f->atime_saved && sa.mtime_ns == f->mtime_saved)
+		return 0;
+	if (sa.atime_ns != f->atime_saved)
+		sa.valid |= PF_SET_ATIME;
+	ret = pf_fsetattr(f->pf, &sa, NULL, &err);
+	if (ret)
+		return srv_fail(ret, &err);
+	f->atime_saved = sa.atime_ns;
+	f->mtime_saved = sa.mtime_ns;
+	sf_attrs(f);
+	return 0;
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int sf_utimes(struct sfile *f, unsigned flags, int64_t atime_ns, int64_t mtime_ns)
+{
+	int64_t now = realtime_ns();
+
+	if (!(flags & RT_UT_ATIME_OMIT))
+		atomic_store(&f->seg->atime_ns, (flags & RT_UT_ATIME_NOW) ? now : atime_ns);
+	if (!(flags & RT_UT_MTIME_OMIT))
+		atomic_store(&f->seg->mtime_ns, (flags & RT_UT_MTIME_NOW) ? now : mtime_ns);
+	atomic_store(&f->seg->ctime_ns, now);
+	/* pf at once: a stat by path of a file nobody holds reads pf. */
+	return store_times(f, true);
+}
+
 static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 {
 	struct sfile *f = calloc(1, sizeof(*f));
@@ -237,12 +328,7 @@ static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 		goto fail;
 	atomic_store(&f->seg->stored_size, size);
 	set_all_valid(f);
-	{
-		struct stat st;
-
-		if (fstat(f->memfd, &st) == 0)
-			f->mtime_saved = st.st_mtim;
-	}
+	load_attrs(f);
 	f->id = g_srv.next_id++;
 	f->next = g_srv.files;
 	g_srv.files = f;
@@ -505,15 +591,10 @@ static int writeback_locked(struct sfile *f)
 	move_stored(f, size);
 	if (size != old_stored)
 		recount(f);
-	if (f->path && (st.st_mtim.tv_sec != f->mtime_saved.tv_sec ||
-			st.st_mtim.tv_nsec != f->mtime_saved.tv_nsec)) {
-		ret = pf_set_mtime(g_srv.vol, f->path,
-				   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &err);
-		if (ret)
-			return srv_fail(ret, &err);
-		f->mtime_saved = st.st_mtim;
-	}
-	return 0;
+	/* Stores through a mapping left no mark on the times either. */
+	if (taken && f->wmaps)
+		rt__fseg_touch(f->seg);
+	return store_times(f, taken || size != psize);
 }
 
 /* Forget chunks [from, to): no longer part of the file. */
@@ -564,9 +645,12 @@ int sf_truncate(struct sfile *f, uint64_t size)
 	move_stored(f, size < old ? size : old);
 	atomic_store(&f->seg->stored_size, size);
 	recount(f);
+	rt__fseg_touch(f->seg);
 	return fill_tail(f);
 }
 
+
+static int zero_range(struct sfile *f, int mode, uint64_t off, uint64_t len, uint64_t size);
 
 int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
 {
@@ -588,17 +672,43 @@ int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
 	} else if (mode & ~FALLOC_FL_KEEP_SIZE) {
 		return -EOPNOTSUPP;
 	}
+	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
+		return fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	return zero_range(f, mode, off, len, (uint64_t)st.st_size);
+}
+
+/* Punch a hole (or zero a range) in f: whole chunks become holes in pf (no
+ * chunk stored, SEEK_HOLE finds them) and leave the memfd; the partial
+ * chunks at both ends are zeroed there and written back. A dirty whole
+ * chunk's bit is taken before the memfd is punched: a write that lands
+ * after it marks the chunk again (it is then stored, zeros or not). */
+static int zero_range(struct sfile *f, int mode, uint64_t off, uint64_t len, uint64_t size)
+{
+	struct kiln_err err = { 0 };
+	uint64_t cs = g_srv.cs, end = off + len, w0 = (off + cs - 1) / cs, w1 = end / cs;
+	uint64_t nsz, dropped = 0;
+	int ret;
+
+	if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size)
+		size = end;
+	nsz = srv_nchunks(size);
+	for (uint64_t c = w0; c < w1 && c < nsz; c++)
+		dropped += rt__ck_take_dirty(f->seg, c);
+	atomic_fetch_sub(&g_srv.vseg->dirty_bytes, dropped * cs);
 	if (fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0)
 		return -errno;
-	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-		uint64_t size = (uint64_t)st.st_size;
-
-		if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size)
-			size = end;
-		if (size)
-			rt__ck_mark(f->seg, g_srv.vseg, c0, c1 < srv_nchunks(size) ? c1 :
-				    srv_nchunks(size) - 1);
+	if (w0 < w1 && w0 < nsz) {
+		ret = pf_fallocate(f->pf, PF_FALLOC_PUNCH_HOLE | PF_FALLOC_KEEP_SIZE, w0 * cs,
+				   ((w1 < nsz ? w1 : nsz) - w0) * cs, &err);
+		if (ret)
+			return srv_fail(ret, &err);
 	}
+	if (off % cs && off / cs < nsz)
+		rt__ck_mark(f->seg, g_srv.vseg, off / cs, off / cs);
+	if (end % cs && end / cs < nsz)
+		rt__ck_mark(f->seg, g_srv.vseg, end / cs, end / cs);
+	rt__fseg_touch(f->seg);
+	sf_attrs(f);
 	return 0;
 }
 
@@ -705,15 +815,38 @@ void sf_renamed(const char *from, const char *to)
 	}
 }
 
-int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns)
+int sf_stat(struct sfile *f, struct rt_stat_reply *r)
 {
 	struct stat st;
+	uint64_t blocks;
 
 	if (fstat(f->memfd, &st) < 0)
 		return -errno;
-	*size = (uint64_t)st.st_size;
-	*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	r->size = (uint64_t)st.st_size;
+	r->atime_ns = atomic_load(&f->seg->atime_ns);
+	r->mtime_ns = atomic_load(&f->seg->mtime_ns);
+	r->ctime_ns = atomic_load(&f->seg->ctime_ns);
+	r->mode = atomic_load(&f->seg->mode);
+	r->nlink = atomic_load(&f->seg->nlink);
+	r->uid = atomic_load(&f->seg->uid);
+	r->gid = atomic_load(&f->seg->gid);
+	/* What pf stores, or what the memfd holds when more (written, not yet
+	 * written back). */
+	blocks = atomic_load(&f->seg->blocks);
+	r->blocks = (uint64_t)st.st_blocks > blocks ? (uint64_t)st.st_blocks : blocks;
 	return 0;
+}
+
+int sf_seek(struct sfile *f, int whence, uint64_t off, uint64_t *out)
+{
+	struct kiln_err err = { 0 };
+	int ret = sf_writeback(f);
+
+	if (ret)
+		return ret;
+	ret = whence == SEEK_DATA ? pf_seek_data(f->pf, off, out, &err) :
+	      pf_seek_hole(f->pf, off, out, &err);
+	return ret == 0 || ret == -ENXIO ? ret : srv_fail(ret, &err);
 }
 
 /* ---- eviction -------------------------------------------------------------

@@ -34,7 +34,7 @@ struct sfile {
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	uint64_t ra_end, ra_win; /* read-ahead */
 	uint64_t hand;         /* eviction clock within the file */
-	struct timespec mtime_saved; /* memfd mtime as last given to pf */
+	int64_t atime_saved, mtime_saved; /* the segment's times as last given to pf */
 	uint64_t idle_since;   /* kiln_now_ns() of the last hold going (0: held) */
 	struct sfile *next, *hnext;
 };
@@ -137,8 +137,18 @@ void sf_unmap(struct sfile *f, bool writable);
 /* The path went away (unlink, replaced by rename); renamed from -> to. */
 void sf_unlinked(struct sfile *f);
 void sf_renamed(const char *from, const char *to);
-/* Size and mtime of f as the memfd says (while the server holds it). */
-int sf_stat(struct sfile *f, uint64_t *size, int64_t *mtime_ns);
+/* f's attributes (size from the memfd, the rest from its segment) into r
+ * (every field but id, ino, cacheable and kind). */
+int sf_stat(struct sfile *f, struct rt_stat_reply *r);
+/* pf's view of f's inode into its segment after a change the server made
+ * (chmod, link, rename...): mode, links, owner, blocks, a later ctime. */
+void sf_attrs(struct sfile *f);
+/* utimensat of f: the segment's and pf's times (RT_UT_* flags). */
+int sf_utimes(struct sfile *f, unsigned flags, int64_t atime_ns, int64_t mtime_ns);
+/* lseek SEEK_DATA / SEEK_HOLE on f's stored content (written back first). */
+int sf_seek(struct sfile *f, int whence, uint64_t off, uint64_t *out);
+/* S_IF* type bits of a pf node type. */
+uint32_t sf_type_bits(enum pf_type t);
 /* Keep the cache under its bound: write back, then evict clean chunks. */
 void sf_balance(bool writeback_all);
 void sf_free_all(void);

@@ -18,6 +18,17 @@
 
 #include "runtime/shield/internal.h"
 
+static struct timespec ts_of(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	if (ts.tv_nsec < 0) { /* before 1970 */
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
+}
+
 void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_reply *r,
 		   const struct stat *mem)
 {
@@ -26,20 +37,16 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 	out->st_ino = r->ino;
 	out->st_mode = r->mode;
 	out->st_nlink = r->nlink;
-	out->st_uid = r->uid;
-	out->st_gid = r->gid;
+	out->st_uid = vol ? r->uid : g_uid;
+	out->st_gid = vol ? r->gid : g_gid;
 	out->st_blksize = 4096;
-	if (mem) {
-		out->st_size = mem->st_size;
-		out->st_mtim = mem->st_mtim;
-	} else {
-		out->st_size = (off_t)r->size;
-		out->st_mtim.tv_sec = r->mtime_ns / 1000000000;
-		out->st_mtim.tv_nsec = r->mtime_ns % 1000000000;
-	}
-	out->st_atim = out->st_mtim;
-	out->st_ctim = out->st_mtim;
-	out->st_blocks = (out->st_size + 511) / 512;
+	out->st_size = mem ? mem->st_size : (off_t)r->size;
+	out->st_atim = ts_of(r->atime_ns);
+	out->st_mtim = ts_of(r->mtime_ns);
+	out->st_ctim = ts_of(r->ctime_ns);
+	out->st_blocks = (blkcnt_t)r->blocks;
+	if (mem && (uint64_t)mem->st_blocks > r->blocks)
+		out->st_blocks = mem->st_blocks;
 }
 
 static uint64_t hash_of(const char *s)
@@ -113,14 +120,26 @@ int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
 	return ret;
 }
 
+/* Lock-free: size from the memfd, the rest from the file's segment, which
+ * the server and every writer keep current. */
 long rt__stat_node(struct rt_node *n, struct stat *out)
 {
-	struct rt_stat_reply r = { .ino = n->ino, .mode = S_IFREG | n->mode,
-				   .nlink = n->unlinked ? 0 : 1, .uid = g_uid, .gid = g_gid };
+	struct rt_fseg *f = atomic_load(&n->seg);
+	struct rt_stat_reply r = { .ino = n->ino };
 	struct stat mem;
 
 	if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
 		return -EIO;
+	r.mode = atomic_load(&f->mode);
+	if (!r.mode) /* a server that did not set it: as before */
+		r.mode = S_IFREG | n->mode;
+	r.nlink = atomic_load(&f->nlink); /* 0 once the last name is gone */
+	r.uid = atomic_load(&f->uid);
+	r.gid = atomic_load(&f->gid);
+	r.atime_ns = atomic_load(&f->atime_ns);
+	r.mtime_ns = atomic_load(&f->mtime_ns);
+	r.ctime_ns = atomic_load(&f->ctime_ns);
+	r.blocks = atomic_load(&f->blocks);
 	rt__fill_stat(out, n->vol, &r, &mem);
 	return 0;
 }

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
+#include <utime.h>
 
 #include "runtime/sys/sys.h"
 
@@ -48,14 +50,12 @@ static long chown_at(long nr, long dirfd, const char *path, uid_t uid, gid_t gid
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
-/* path NULL: the file behind dirfd (futimens). uts: the program's times (may
- * be NULL: now). */
-static long utimens_at(long nr, long dirfd, const char *path, const void *uts, int flags)
+/* path NULL: the file behind dirfd (futimens). ts: the times in runtime
+ * memory (NULL: now); uts: the program's pointer, for the kernel. */
+static long set_times(long nr, long dirfd, const char *path, const struct timespec *ts,
+		      const void *uts, int flags)
 {
 	struct rt_target t;
-	struct timespec now, ts[2];
-	bool now_asked;
-	int64_t ns;
 	long r;
 
 	if (path) {
@@ -65,21 +65,49 @@ static long utimens_at(long nr, long dirfd, const char *path, const void *uts, i
 		if (r)
 			return r;
 	}
+	for (int i = 0; ts && i < 2; i++)
+		if (ts[i].tv_nsec != UTIME_NOW && ts[i].tv_nsec != UTIME_OMIT &&
+		    (ts[i].tv_nsec < 0 || ts[i].tv_nsec >= 1000000000))
+			return -EINVAL;
+	if (ts && ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT)
+		return 0;
+	if (!path)
+		return rt__shield_set_times(NULL, dirfd, ts);
+	r = rt__shield_set_times(&t, dirfd, ts);
+	return r == -ENOENT ? rt__enoent(&t) : r;
+}
+
+/* utimensat: struct timespec[2] (UTIME_NOW, UTIME_OMIT) or NULL. */
+static long utimens_at(long nr, long dirfd, const char *path, const void *uts, int flags)
+{
+	struct timespec ts[2];
+
 	if (uts && rt__copy_in(ts, uts, sizeof(ts)))
 		return -EFAULT;
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (uts && ts[1].tv_nsec == UTIME_OMIT)
-		return 0;
-	if (uts && ts[1].tv_nsec != UTIME_NOW)
-		ns = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
-	else
-		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	/* Both times "now" is no times at all (fs/utimes.c): a writer may. */
-	now_asked = !uts || (ts[0].tv_nsec == UTIME_NOW && ts[1].tv_nsec == UTIME_NOW);
-	if (!path)
-		return rt__shield_set_mtime(NULL, dirfd, ns, now_asked);
-	r = rt__shield_set_mtime(&t, dirfd, ns, now_asked);
-	return r == -ENOENT ? rt__enoent(&t) : r;
+	return set_times(nr, dirfd, path, uts ? ts : NULL, uts, flags);
+}
+
+/* utimes, futimesat: struct timeval[2] or NULL (utime: a struct utimbuf,
+ * two time_t, converted by the caller). */
+static long utimes_at(long nr, long dirfd, const char *path, const void *utv)
+{
+	struct timeval tv[2];
+	struct timespec ts[2];
+	struct rt_target t;
+
+	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
+		return rt__raw(SYS_futimesat, dirfd, path, utv);
+	if (!utv)
+		return set_times(nr, dirfd, path, NULL, NULL, 0);
+	if (rt__copy_in(tv, utv, sizeof(tv)))
+		return -EFAULT;
+	for (int i = 0; i < 2; i++) {
+		if (tv[i].tv_usec < 0 || tv[i].tv_usec >= 1000000)
+			return -EINVAL;
+		ts[i].tv_sec = tv[i].tv_sec;
+		ts[i].tv_nsec = tv[i].tv_usec * 1000;
+	}
+	return set_times(nr, dirfd, path, ts, NULL, 0);
 }
 
 long rt__sys_chmod(long nr, const long a[6])
@@ -135,20 +163,32 @@ long rt__sys_utimensat(long nr, const long a[6])
 	return utimens_at(nr, a[0], (const char *)a[1], (const void *)a[2], (int)a[3]);
 }
 
-/* utime and utimes set the mtime to now, whatever times they ask for. */
 long rt__sys_utime(long nr, const long a[6])
 {
-	return utimens_at(nr, AT_FDCWD, (const char *)a[0], NULL, 0);
+	const char *path = (const char *)a[0];
+	struct utimbuf ub;
+	struct timespec ts[2];
+	struct rt_target t;
+
+	if (!rt__resolve(AT_FDCWD, path, &t) && !t.vfile)
+		return rt__raw6(nr, a);
+	if (!a[1])
+		return set_times(nr, AT_FDCWD, path, NULL, NULL, 0);
+	if (rt__copy_in(&ub, (const void *)a[1], sizeof(ub)))
+		return -EFAULT;
+	ts[0] = (struct timespec){ .tv_sec = ub.actime };
+	ts[1] = (struct timespec){ .tv_sec = ub.modtime };
+	return set_times(nr, AT_FDCWD, path, ts, NULL, 0);
 }
 
 long rt__sys_utimes(long nr, const long a[6])
 {
-	return utimens_at(nr, AT_FDCWD, (const char *)a[0], NULL, 0);
+	return utimes_at(nr, AT_FDCWD, (const char *)a[0], (const void *)a[1]);
 }
 
 long rt__sys_futimesat(long nr, const long a[6])
 {
-	return utimens_at(nr, a[0], (const char *)a[1], NULL, 0);
+	return utimes_at(nr, a[0], (const char *)a[1], (const void *)a[2]);
 }
 
 /* Volume files have no extended attributes. */

@@ -23,24 +23,14 @@ long rt__sys_transfer(long nr, const long a[6])
 
 /* Directory fds: the position in the listing the runtime makes. SEEK_DATA and
  * SEEK_HOLE: the memfd's holes are chunks the server evicted, not holes of the
- * file, so the file answers as having none. */
+ * file: the shield answers from the volume's. */
 long rt__sys_lseek(long nr, const long a[6])
 {
-	struct stat st;
-	long r;
-
 	if (rt_fd_kind((int)a[0]) == RT_FD_DIR)
 		return rt__shield_seekdir(a[0], (int64_t)a[1], (int)a[2]);
 	if ((a[2] != SEEK_DATA && a[2] != SEEK_HOLE) || rt_fd_kind((int)a[0]) != RT_FD_FILE)
 		return rt__raw6(nr, a);
-	r = rt__raw(SYS_fstat, a[0], &st);
-	if (r < 0)
-		return r;
-	if (a[1] < 0)
-		return -ENXIO;
-	if (a[1] >= st.st_size)
-		return -ENXIO;
-	return rt__raw(SYS_lseek, a[0], a[2] == SEEK_DATA ? a[1] : st.st_size, SEEK_SET);
+	return rt__shield_seek(a[0], (int)a[2], a[1]);
 }
 
 long rt__sys_ftruncate(long nr, const long a[6])

@@ -16,11 +16,11 @@ KNOWN = {
     ], 'pf: the mode of an open file after chmod by another process (stat of an open file '
        'reads the memfd node; pf v2 attributes in the state segment)'),
     ('times', 'run'): dict.fromkeys([
-        'chmod_ctime', 'chown_ctime', 'dir_utime', 'fstat_atime_ns', 'futimens', 'link_ctime',
-        'rename_ctime', 'unlink_other_name_ctime', 'utime_again', 'utime_atime_ns',
-    ], 'pf: atime/ctime with ns in the namespace, ctime advanced (pf v2); sys: utimensat of files'),
-    ('inode', 'run'): dict.fromkeys([ 'dir_nlink_with_subdir', 'dir_rename', 'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
-    ], 'pf: stable inode numbers and hard links (pf v2 namespace); sys: link(2)'),
+        'chown_ctime', 'link_ctime', 'unlink_other_name_ctime',
+    ], 'sys: chown stored; nodes: link(2) in volumes'),
+    ('inode', 'run'): dict.fromkeys([
+        'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
+    ], 'nodes: hard links in volumes (server op LINK)'),
     ('links', 'run'): dict.fromkeys([
         'create_through_dir_link', 'dangling_target_made', 'link',
         'link_existing', 'link_shares_data', 'link_survives',
@@ -32,10 +32,6 @@ KNOWN = {
         'symlink_dir', 'symlink_existing', 'symlink_rel', 'tmpfile_content',
         'unlink_link_keeps_target',
     ], 'sys: symlink, link, O_TMPFILE, renameat2 through volumes (pf v2 links and symlinks)'),
-    ('sparse', 'run'): dict.fromkeys([
-        'allocated_under_1MiB', 'big_sparse', 'seek_data_in_punch', 'seek_data_middle',
-        'seek_hole_0', 'seek_hole_after_punch', 'truncate_up_sparse',
-    ], 'shield: holes kept as holes, SEEK_HOLE/SEEK_DATA (pf v2 holes)'),
     ('special', 'run'): dict.fromkeys([
         'fifo_data', 'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail',
         'leftovers', 'mkfifo', 'mkfifo_existing', 'recv_dgram', 'sock_data',
@@ -44,9 +40,6 @@ KNOWN = {
     ('efault', 'run'): dict.fromkeys([
         'readlink_buf', 'setup_symlink',
     ], 'sys: symlink and readlink in volumes (pf v2 symlinks); the probe needs a link'),
-    ('sparse', 'mount'): dict.fromkeys([
-        'seek_data_in_punch', 'seek_data_middle', 'seek_hole_0', 'seek_hole_after_punch',
-    ], "pf: holes in pf v2 (no chunk for a hole, SEEK_HOLE/SEEK_DATA, punch), then the mount's lseek op (fuse)"),
 }
 
 REFUSED = {
