@@ -17,7 +17,7 @@ PACKAGES=(
   # CAS e2e tests: ephemeral workload keys and certificates
   python3-cryptography
   # apps exercised end to end and in benchmarks
-  sqlite3 redis-server redis-tools nginx-light busybox
+  sqlite3 redis-server redis-tools nginx-light busybox git tar
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
   # make conformance: CPython's file tests (Debian's interpreter and its test suite)

@@ -146,17 +146,15 @@ for n in ["utime", "utimes"]:
     path(n, S, (-1, 0), note="atime and mtime stored (pf), ctime moves")
 path("futimesat", S, (0, 1), note="atime and mtime stored (pf), ctime moves")
 path("utimensat", S, (0, 1), fds=(0,), note="atime and mtime stored with ns (UTIME_NOW, UTIME_OMIT), ctime moves")
-path("readlink", S, (-1, 0), note="protected files are never symlinks: EINVAL; "
-                                  "/proc/self/fd/N: the program's path")
-path("readlinkat", S, (0, 1), note="protected files are never symlinks: EINVAL; "
-                                   "/proc/self/fd/N: the program's path")
+path("readlink", S, (-1, 0), note="a symlink's stored target; /proc/self/fd/N: the program's path")
+path("readlinkat", S, (0, 1), note="a symlink's stored target; /proc/self/fd/N: the program's path")
 path("chdir", X, (-1, 0), note="into a volume directory: virtual working directory")
 path("statfs", S, (-1, 0), note="the volume's numbers (its store's file system)")
 fd("fstatfs", S, 0, note="the volume's numbers (its store's file system)")
-path("link", S, (-1, 0), (-1, 1), note="EPERM: no hard links in volumes yet (pf v2)")
-path("linkat", S, (0, 1), (2, 3), note="EPERM: no hard links in volumes yet (pf v2)")
-path("symlink", S, (-1, 1), note="EPERM: no symlinks in volumes yet (pf v2)")
-path("symlinkat", S, (1, 2), note="EPERM: no symlinks in volumes yet (pf v2)")
+path("link", S, (-1, 0), (-1, 1), note="hard link within a volume (pf v2); across: EXDEV")
+path("linkat", S, (0, 1), (2, 3), fds=(0,), note="hard link within a volume; AT_EMPTY_PATH and /proc/self/fd/N of a protected fd (O_TMPFILE)")
+path("symlink", S, (-1, 1), note="a symlink in the volume, target stored as given")
+path("symlinkat", S, (1, 2), note="a symlink in the volume, target stored as given")
 path("mknod", S, (-1, 0), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
 path("mknodat", S, (0, 1), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
 for n in ["setxattr", "lsetxattr", "removexattr", "lremovexattr"]:

@@ -165,7 +165,7 @@ long rt__shield_close(long fd)
 }
 
 /* ---- open ----------------------------------------------------------------- */
-static long open_dir(struct rt_target *t, int flags)
+static long open_dir(struct rt_target *t, int flags, bool link)
 {
 	struct rt_ofd *o;
 	long fd;
@@ -188,7 +188,19 @@ static long open_dir(struct rt_target *t, int flags)
 	}
 	o->kind = RT_FD_DIR;
 	o->vol = t->vol;
+	o->link = link;
 	rt__fd_attach((int)fd, o);
+	return fd;
+}
+
+long rt__shield_open_link(struct rt_target *t, int flags)
+{
+	struct rt_guard g;
+	long fd;
+
+	rt__lock(&g);
+	fd = open_dir(t, (flags & ~O_ACCMODE) | O_RDONLY, true);
+	rt__unlock(&g);
 	return fd;
 }
 
@@ -246,7 +258,8 @@ static long open_fast(struct rt_target *t, int flags)
 	struct rt_node *n;
 	int ret;
 
-	if (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE))
+	/* O_NOFOLLOW: the cached answer followed a symlink the name may be. */
+	if (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE | O_NOFOLLOW))
 		return -EAGAIN;
 	if (!rt__lookup_cached(t->vol, t->rel, &ret, &r) || ret || !r.id || S_ISDIR(r.mode))
 		return -EAGAIN;
@@ -297,15 +310,16 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	fd = open_fast(t, flags);
 	if (fd != -EAGAIN)
 		return fd;
-	if (flags & O_DIRECTORY) {
+	if ((flags & O_DIRECTORY) && (flags & __O_TMPFILE) != __O_TMPFILE) {
 		ret = rt__lookup(t->vol, t->rel, &r);
 		if (ret)
 			return ret;
 		if (!S_ISDIR(r.mode))
 			return -ENOTDIR;
 	}
-	m.flags = (uint32_t)(flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC));
-	if (flags & O_CREAT)
+	m.flags = (uint32_t)(flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW |
+				      O_TMPFILE));
+	if (flags & (O_CREAT | __O_TMPFILE))
 		m.mode = mode & 07777 & ~rt__umask();
 	/* The generation before the question (as rt__lookup): the reply is
 	 * also the lookup of the path, so the next open of it while nothing
@@ -316,10 +330,12 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	ret = rt__vol_call(t->vol, &m, &call);
 	if (ret == 0 && call.size == sizeof(r)) {
 		memcpy(&r, call.body, sizeof(r));
-		rt__lookup_put(t->vol, t->rel, gen, 0, &r);
+		/* (An O_TMPFILE reply is a file without a name, not the directory's.) */
+		if ((flags & __O_TMPFILE) != __O_TMPFILE)
+			rt__lookup_put(t->vol, t->rel, gen, 0, &r);
 		if (S_ISDIR(r.mode)) {
 			rt__cl_done(t->vol, &call);
-			return open_dir(t, flags);
+			return open_dir(t, flags, false);
 		}
 		ret = rt__node_from_reply(t->vol, t->rel, &call, &n);
 	} else if (ret == 0) {

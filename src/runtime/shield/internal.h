@@ -53,6 +53,7 @@ struct rt_lookup {
 	uint64_t gen;          /* 0: empty */
 	uint64_t who;          /* the credentials it was asked with (rt_ucred.key) */
 	char *rel;             /* malloc'd */
+	unsigned flags;        /* RT_STAT_NOFOLLOW: an lstat answer */
 	int ret;               /* 0, -ENOENT, -ENOTDIR */
 	struct rt_stat_reply st;
 };
@@ -113,6 +114,8 @@ struct rt_ofd {
 	struct rt_node *node;  /* RT_FD_FILE */
 	struct rt_vol *vol;    /* RT_FD_DIR */
 	char *rel;             /* RT_FD_DIR, malloc'd */
+	bool link;             /* RT_FD_DIR: O_PATH|O_NOFOLLOW of a symlink (fstat
+				* answers for the link itself) */
 	uint8_t *list;         /* RT_FD_DIR: entries read from the server, malloc'd */
 	size_t list_size, list_pos;
 	uint64_t cookie;       /* the server's cookie for the next entries */
@@ -215,6 +218,8 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 		   const struct stat *mem) RT_HIDDEN;
 /* The server's answer for vol:rel, from the lookup cache when still valid. */
 int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out) RT_HIDDEN;
+/* The same, not following a symlink in the last component (lstat). */
+int rt__lookup_nofollow(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out) RT_HIDDEN;
 /* Only from the cache: 1 when it had a valid answer (*ret set), else 0. */
 int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret,
 		      struct rt_stat_reply *out) RT_HIDDEN;

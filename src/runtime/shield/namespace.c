@@ -38,21 +38,25 @@ long rt__shield_access(struct rt_target *t, int mode, int flags)
 	return pf_permission(&pc, &ps, mode & (R_OK | W_OK | X_OK));
 }
 
-/* What this process holds under that name goes with it. */
-static void node_gone(struct rt_vol *vol, const char *rel)
+/* The file id a name itself (not followed) stands for, or 0. */
+static uint64_t id_of_name(struct rt_vol *vol, const char *rel)
 {
-	int ret;
 	struct rt_stat_reply r;
 
-	if (rt__lookup_cached(vol, rel, &ret, &r) && ret == 0 && r.id) {
-		struct rt_node *n = rt__node_by_id(vol, r.id);
+	return rt__lookup_nofollow(vol, rel, &r) == 0 && S_ISREG(r.mode) ? r.id : 0;
+}
 
-		if (n) {
-			n->unlinked = true;
-			if (n->cached)
-				rt__node_free(n);
-		}
-	}
+/* After a name of file id went: a node of ours whose last name it was is
+ * unlinked with it (the server updated the links in the file's segment). */
+static void node_gone(struct rt_vol *vol, uint64_t id)
+{
+	struct rt_node *n = id ? rt__node_by_id(vol, id) : NULL;
+
+	if (!n || atomic_load(&atomic_load(&n->seg)->nlink) != 0)
+		return;
+	n->unlinked = true;
+	if (n->cached)
+		rt__node_free(n);
 }
 
 static long unlink_locked(struct rt_target *t, int flags);
@@ -72,14 +76,13 @@ static long unlink_locked(struct rt_target *t, int flags)
 {
 	struct rt_msg m = { .op = RT_OP_UNLINK, .flags = (uint32_t)(flags & AT_REMOVEDIR),
 			    .path = t->rel };
-	struct rt_stat_reply r;
+	/* Learn which file it is first (usually cached). */
+	uint64_t id = flags & AT_REMOVEDIR ? 0 : id_of_name(t->vol, t->rel);
+	long r = rt__vol_simple(t->vol, &m);
 
-	/* Learn which file it is first (usually cached): a node of ours under
-	 * that name is unlinked with it. */
-	if (!(flags & AT_REMOVEDIR))
-		rt__lookup(t->vol, t->rel, &r);
-	node_gone(t->vol, t->rel);
-	return rt__vol_simple(t->vol, &m);
+	if (r == 0)
+		node_gone(t->vol, id);
+	return r;
 }
 
 static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags);
@@ -110,15 +113,14 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 	struct rt_msg m = { .op = RT_OP_RENAME, .flags = flags, .path = a->rel,
 			    .path2 = b->rel };
 	struct rt_stat_reply ra, rb;
-	int ret;
-
 	bool exchange = flags & RENAME_EXCHANGE;
-	int retb;
+	int ret, retb;
 
-	ret = rt__lookup(a->vol, a->rel, &ra);
+	/* The names themselves move (a symlink is not followed). */
+	ret = rt__lookup_nofollow(a->vol, a->rel, &ra);
 	if (ret)
 		return ret;
-	retb = rt__lookup(b->vol, b->rel, &rb);
+	retb = rt__lookup_nofollow(b->vol, b->rel, &rb);
 	/* "file/" names a directory (the server sees the names without their
 	 * trailing slash): at either end for the file that moves, at its own
 	 * end for each one that an exchange moves. */
@@ -126,15 +128,18 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 		return -ENOTDIR;
 	if (exchange && b->slash && retb == 0 && !S_ISDIR(rb.mode))
 		return -ENOTDIR;
-	uint64_t ida = ra.id, idb = retb == 0 && exchange ? rb.id : 0;
+	uint64_t ida = S_ISREG(ra.mode) ? ra.id : 0;
+	uint64_t idb = retb == 0 && S_ISREG(rb.mode) ? rb.id : 0;
 
-	if (!exchange)
-		node_gone(b->vol, b->rel);
 	ret = rt__vol_simple(a->vol, &m);
+	/* A file replaced by the rename goes with its last name (not when both
+	 * names were links of one file: rename does nothing then). */
+	if (ret == 0 && !exchange && idb != ida)
+		node_gone(b->vol, idb);
 	if (ret == 0) {
 		/* This process's nodes follow their files' names. */
 		struct rt_node *na = ida ? rt__node_by_id(a->vol, ida) : NULL;
-		struct rt_node *nb = idb ? rt__node_by_id(a->vol, idb) : NULL;
+		struct rt_node *nb = exchange && idb ? rt__node_by_id(a->vol, idb) : NULL;
 
 		node_renamed(na, b->rel);
 		node_renamed(nb, a->rel);
@@ -429,4 +434,104 @@ static long chdir_locked(struct rt_target *t)
 	if (r < 0)
 		return r;
 	return !t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0;
+}
+
+static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int flags);
+
+long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = link_locked(a, fd, b, flags);
+	rt__unlock(&g);
+	return r;
+}
+
+static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int flags)
+{
+	struct rt_msg m = { .op = RT_OP_LINK, .flags = (uint32_t)(flags & AT_SYMLINK_FOLLOW),
+			    .path = a ? a->rel : "", .path2 = b->rel };
+	struct rt_ofd *o;
+
+	if (a)
+		return rt__vol_simple(b->vol, &m);
+	/* By descriptor: the file it holds (an O_TMPFILE file gets its name). */
+	o = rt_fd_get((int)fd);
+	if (rt_fd_kind((int)fd) == RT_FD_DIR)
+		return -EPERM; /* link(2) of a directory */
+	if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
+		return -EXDEV;
+	if (o->node->vol != b->vol)
+		return -EXDEV;
+	m.path = "";
+	m.id = o->node->id;
+	m.path2 = b->rel;
+	{
+		long r = rt__node_call(o->node, &m);
+
+		if (r == 0)
+			o->node->unlinked = false;
+		return r;
+	}
+}
+
+static long symlink_locked(const char *target, struct rt_target *t);
+
+long rt__shield_symlink(const char *target, struct rt_target *t)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = symlink_locked(target, t);
+	rt__unlock(&g);
+	return r;
+}
+
+static long symlink_locked(const char *target, struct rt_target *t)
+{
+	struct rt_msg m = { .op = RT_OP_SYMLINK, .path = target, .path2 = t->rel };
+
+	if (!target[0])
+		return -ENOENT;
+	return rt__vol_simple(t->vol, &m);
+}
+
+static long readlink_locked(struct rt_target *t, char *buf, size_t size);
+
+long rt__shield_readlink(struct rt_target *t, char *buf, size_t size)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = readlink_locked(t, buf, size);
+	rt__unlock(&g);
+	return r;
+}
+
+static long readlink_locked(struct rt_target *t, char *buf, size_t size)
+{
+	struct rt_msg m = { .op = RT_OP_READLINK, .path = t->rel };
+	struct rt_stat_reply r;
+	struct rt_call call;
+	long ret;
+
+	if (t->vfile)
+		return -EINVAL;
+	/* Most names are not symlinks: the (cached) lstat answers those. */
+	ret = rt__lookup_nofollow(t->vol, t->rel, &r);
+	if (ret)
+		return ret;
+	if (!S_ISLNK(r.mode))
+		return -EINVAL;
+	ret = rt__vol_call(t->vol, &m, &call);
+	if (ret == 0) {
+		ret = (long)(call.size < size ? call.size : size);
+		memcpy(buf, call.body, (size_t)ret);
+	}
+	rt__cl_done(t->vol, &call);
+	return ret;
 }

@@ -39,8 +39,11 @@ static enum shape shape_of(uint32_t op)
 	case RT_OP_CHMOD:
 	case RT_OP_UTIMES:
 	case RT_OP_CHOWN:
+	case RT_OP_READLINK:
 		return STR1;
 	case RT_OP_RENAME:
+	case RT_OP_LINK:
+	case RT_OP_SYMLINK:
 		return STR2;
 	default:
 		return NONE;

@@ -161,7 +161,8 @@ void rt__ck_unlock(struct rt_fseg *f);
 enum rt_op {
 	RT_OP_HELLO = 1,   /* server -> client on accept: version, nonce */
 	RT_OP_AUTH,        /* client proof: version, pid, nonce, mac */
-	RT_OP_OPEN,        /* flags, mode, path -> file (or dir) + fds */
+	RT_OP_OPEN,        /* flags, mode, path -> file (or dir) + fds; O_NOFOLLOW;
+			    * O_TMPFILE: path is the directory */
 	RT_OP_ATTACH,      /* file id: this connection holds it too (fork, exec) */
 	RT_OP_RELEASE,     /* file id: one hold less */
 	RT_OP_FILL,        /* file id, first chunk, count */
@@ -182,6 +183,9 @@ enum rt_op {
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
 	RT_OP_CHOWN,       /* file id (0: by path), uid, gid ((u32)-1: unchanged), path */
 	RT_OP_SEEK,        /* file id, whence (SEEK_DATA/SEEK_HOLE), offset -> u64 offset */
+	RT_OP_LINK,        /* file id (0: by path), flags AT_SYMLINK_FOLLOW, from, to */
+	RT_OP_SYMLINK,     /* target, path */
+	RT_OP_READLINK,    /* path -> the target's bytes */
 	RT_OP_MAX_
 };
 

@@ -319,7 +319,7 @@ static int stat_path(const char *path, const struct pf_cred *cred, unsigned flag
 			(flags & RT_STAT_NOFOLLOW) ? PF_AT_NOFOLLOW : 0, cred, &ps, &err);
 	if (ret)
 		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-	f = ps.type == PF_TYPE_REG ? sf_by_path(path) : NULL;
+	f = ps.type == PF_TYPE_REG ? sf_by_ino(ps.ino) : NULL;
 	r->ino = ps.ino;
 	r->mode = sf_type_bits(ps.type) | (ps.mode & 07777);
 	r->nlink = ps.nlink;
@@ -356,27 +356,60 @@ static void ns_changed(void)
 	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
 }
 
+/* The attributes of a file the server holds (named or not). */
+static int file_reply(struct sfile *f, struct rt_stat_reply *r)
+{
+	struct pf_stat ps;
+
+	memset(r, 0, sizeof(*r));
+	if (pf_fstat(f->pf, &ps) == 0) {
+		r->ino = ps.ino;
+		r->kind = ps.kind;
+	}
+	r->id = f->id;
+	return sf_stat(f, r);
+}
+
+/* OPEN: flags as open(2) (O_NOFOLLOW, O_TMPFILE: path is the directory),
+ * with the caller's credentials. */
 static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
 	struct kiln_err err = { 0 };
 	struct rt_stat_reply r;
 	struct sfile *f = NULL;
 	struct shold *h = NULL;
-	int ret = stat_path(m->path, cred, 0, &r), fds[2], flags = (int)m->flags;
+	unsigned sflags = (m->flags & O_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0;
+	int ret, fds[2], flags = (int)m->flags;
 	bool first;
 
+	if ((m->flags & O_TMPFILE) == O_TMPFILE) {
+		if ((m->flags & O_ACCMODE) == O_RDONLY)
+			return -EINVAL;
+		ret = sf_tmpfile(m->path, (int)m->flags, m->mode & 07777, cred, &f);
+		if (!ret)
+			ret = file_reply(f, &r);
+		goto hold;
+	}
+	/* O_EXCL: a name that exists, symlink or not, is EEXIST. */
+	if ((m->flags & O_CREAT) && (m->flags & O_EXCL))
+		sflags = RT_STAT_NOFOLLOW;
+	ret = stat_path(m->path, cred, sflags, &r);
+	if (ret == 0 && (m->flags & O_CREAT) && (m->flags & O_EXCL))
+		return -EEXIST;
+	if (ret == 0 && S_ISLNK(r.mode))
+		return -ELOOP; /* O_NOFOLLOW */
 	if (ret == 0 && S_ISDIR(r.mode)) {
 		struct pf_stat ps = { .type = PF_TYPE_DIR, .mode = r.mode & 07777, .uid = r.uid,
 				      .gid = r.gid };
 
-		if ((m->flags & O_CREAT) && (m->flags & O_EXCL))
-			return -EEXIST;
 		if ((m->flags & O_ACCMODE) == O_RDONLY && !(m->flags & O_CREAT) &&
 		    (ret = pf_permission(cred, &ps, PF_MAY_READ)))
 			return ret;
 		return (m->flags & O_ACCMODE) != O_RDONLY || (m->flags & O_CREAT) ? -EISDIR :
 		       rt__reply_send(c->fd, 0, &r, sizeof(r), NULL, 0);
 	}
+	if (ret == 0 && !S_ISREG(r.mode))
+		return -ENXIO; /* a FIFO or socket node: the client's business */
 	if (ret && ret != -ENOENT)
 		return ret;
 	if (ret == -ENOENT && !(m->flags & O_CREAT))
@@ -402,7 +435,8 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	}
 	ret = sf_open(m->path, flags, m->mode, &f);
 	if (!ret)
-		ret = stat_path(m->path, NULL, 0, &r);
+		ret = file_reply(f, &r);
+hold:
 	if (!ret && !(h = hold_of(c, f, true)))
 		ret = -ENOMEM;
 	if (ret) {
@@ -418,6 +452,60 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	fds[0] = f->memfd;
 	fds[1] = f->statefd;
 	return rt__reply_send(c->fd, 0, &r, sizeof(r), fds, first ? 2 : 0);
+}
+
+static struct sfile *file_of(struct sconn *c, uint64_t id);
+
+/* LINK: path2 names the inode of path (PF_AT_FOLLOW with AT_SYMLINK_FOLLOW),
+ * or of the file the client holds as id (AT_EMPTY_PATH, /proc/self/fd/N, an
+ * O_TMPFILE file). */
+static int do_link(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct kiln_err err = { 0 };
+	struct sfile *f = NULL;
+	int ret;
+
+	if (m->id) {
+		struct pf_stat ps;
+
+		if (!(f = file_of(c, m->id)))
+			return -EBADF;
+		if ((ret = pf_fstat(f->pf, &ps)))
+			return ret;
+		ret = pf_link_ino(g_srv.vol, ps.ino, PF_ROOT_INO, m->path2, cred, &err);
+	} else {
+		ret = pf_linkat(g_srv.vol, PF_ROOT_INO, m->path, PF_ROOT_INO, m->path2,
+				(m->flags & AT_SYMLINK_FOLLOW) ? PF_AT_FOLLOW : 0, cred, &err);
+		f = sf_by_path(m->path2);
+	}
+	if (ret)
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	if (f)
+		sf_linked(f, m->path2);
+	ns_changed();
+	return reply_err(c, 0);
+}
+
+static int do_readlink(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct kiln_err err = { 0 };
+	char buf[PF_MAX_PATH];
+	ssize_t n = pf_readlinkat(g_srv.vol, PF_ROOT_INO, m->path, buf, sizeof(buf), cred, &err);
+
+	if (n < 0)
+		return n > -KILN_EBASE ? (int)n : srv_fail((int)n, &err);
+	return rt__reply_send(c->fd, 0, buf, (size_t)n, NULL, 0);
+}
+
+/* After a name went (unlink, rename over it): a file the server holds whose
+ * last name it was lives on without one. */
+static void name_gone(struct sfile *f)
+{
+	if (!f)
+		return;
+	sf_attrs(f);
+	if (atomic_load(&f->seg->nlink) == 0)
+		sf_unlinked(f);
 }
 
 static uint8_t dt_of(enum pf_type t)
@@ -548,17 +636,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return -ENOENT;
 		if (!f || !(h = hold_of(c, f, true)))
 			return -ESTALE;
-		memset(&r, 0, sizeof(r));
-		if (f->path && (ret = stat_path(f->path, NULL, 0, &r)))
+		if ((ret = file_reply(f, &r)))
 			return ret;
-		if (!f->path) {
-			struct pf_stat ps;
-
-			if (pf_fstat(f->pf, &ps) == 0)
-				r.ino = ps.ino;
-			if ((ret = sf_stat(f, &r)))
-				return ret;
-		}
 		first = !h->holds && !h->maps;
 		h->holds++;
 		f->holds++;
@@ -648,18 +727,22 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			sf_unmap(f, m->flags != 0);
 		}
 		return reply_err(c, 0);
-	case RT_OP_UNLINK:
-		f = sf_by_path(m->path);
+	case RT_OP_UNLINK: {
+		struct pf_stat ps;
+
+		/* The server's own look (no cred): pf_unlinkat checks the caller. */
+		if (pf_statat(g_srv.vol, PF_ROOT_INO, m->path, PF_AT_NOFOLLOW, NULL, &ps, NULL) == 0 &&
+		    ps.type == PF_TYPE_REG)
+			f = sf_by_ino(ps.ino);
 		ret = pf_unlinkat(g_srv.vol, PF_ROOT_INO, m->path,
 				  m->flags & AT_REMOVEDIR ? PF_AT_REMOVEDIR : 0, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-		if (f && !(m->flags & AT_REMOVEDIR)) {
-			sf_attrs(f);
-			sf_unlinked(f);
-		}
+		if (!(m->flags & AT_REMOVEDIR))
+			name_gone(f);
 		ns_changed();
 		return reply_err(c, 0);
+	}
 	case RT_OP_MKDIR:
 		ret = pf_mkdirat(g_srv.vol, PF_ROOT_INO, m->path, m->mode & 07777, cred, &err);
 		if (ret)
@@ -667,7 +750,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		ns_changed();
 		return reply_err(c, 0);
 	case RT_OP_RENAME: {
-		struct sfile *to = sf_by_path(m->path2);
+		struct pf_stat ps;
+		struct sfile *to = NULL;
 
 		bool exchange = m->flags & RENAME_EXCHANGE;
 
@@ -675,6 +759,9 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return -EINVAL;
 		if (strcmp(m->path, m->path2) == 0 && !exchange)
 			return reply_err(c, 0);
+		if (pf_statat(g_srv.vol, PF_ROOT_INO, m->path2, PF_AT_NOFOLLOW, NULL, &ps, NULL) == 0 &&
+		    ps.type == PF_TYPE_REG)
+			to = sf_by_ino(ps.ino);
 		ret = pf_renameat2(g_srv.vol, PF_ROOT_INO, m->path, PF_ROOT_INO, m->path2,
 				   ((m->flags & RENAME_NOREPLACE) ? PF_RENAME_NOREPLACE : 0) |
 				   (exchange ? PF_RENAME_EXCHANGE : 0), cred, &err);
@@ -693,29 +780,31 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			ns_changed();
 			return reply_err(c, 0);
 		}
-		if (to) {
-			sf_attrs(to);
-			sf_unlinked(to);
-		}
+		name_gone(to);
 		sf_renamed(m->path, m->path2);
 		if ((f = sf_by_path(m->path2)))
 			sf_attrs(f);
 		ns_changed();
 		return reply_err(c, 0);
 	}
-	case RT_OP_CHMOD:
+	case RT_OP_CHMOD: {
+		struct pf_setattr sa = { .valid = PF_SET_MODE, .mode = m->mode & 07777 };
+
 		path = path_or_file(c, m, &f);
-		if (!path) /* an unlinked file: nothing to keep */
-			return m->id ? reply_err(c, 0) : -EBADF;
-		if ((ret = srv_may_setattr(cred, path, false)))
+		if (!path && !f)
+			return -EBADF;
+		if (path && (ret = srv_may_setattr(cred, path, false)))
 			return ret;
-		ret = pf_chmod(g_srv.vol, path, m->mode & 07777, &err);
+		/* A file without a name: pf checks the caller on its inode. */
+		ret = f ? pf_fsetattr(f->pf, &sa, path ? NULL : cred, &err) :
+		      pf_chmod(g_srv.vol, path, sa.mode, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 		if (f || (f = sf_by_path(path)))
 			sf_attrs(f);
 		ns_changed();
 		return reply_err(c, 0);
+	}
 	case RT_OP_UTIMES:
 		path = path_or_file(c, m, &f);
 		if (!path && !f)
@@ -769,6 +858,16 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 	}
 	case RT_OP_READDIR:
 		return do_readdir(c, m, cred);
+	case RT_OP_LINK:
+		return do_link(c, m, cred);
+	case RT_OP_SYMLINK:
+		ret = pf_symlinkat(g_srv.vol, m->path, PF_ROOT_INO, m->path2, cred, &err);
+		if (ret)
+			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+		ns_changed();
+		return reply_err(c, 0);
+	case RT_OP_READLINK:
+		return do_readlink(c, m, cred);
 	default:
 		return -EPROTO;
 	}

@@ -64,8 +64,14 @@ void rt__shield_fd_describe(int fd, char *out, size_t out_size) RT_HIDDEN;
 /* ---- operations ------------------------------------------------------------ */
 /* Open t (a volume path or an injected file) for the program: a new fd. */
 long rt__shield_open(struct rt_target *t, int flags, mode_t mode) RT_HIDDEN;
+/* open(O_PATH|O_NOFOLLOW) of a symlink in a volume: an fd that stands for
+ * the link itself (fstat: S_IFLNK; glibc's fchmodat(AT_SYMLINK_NOFOLLOW)
+ * then answers EOPNOTSUPP, as on Linux). */
+long rt__shield_open_link(struct rt_target *t, int flags) RT_HIDDEN;
 /* stat of t (a volume path or an injected file) / of a protected fd. */
 long rt__shield_stat(struct rt_target *t, struct stat *out) RT_HIDDEN;
+/* flags: AT_SYMLINK_NOFOLLOW (lstat: a symlink's own attributes). */
+long rt__shield_stat_flags(struct rt_target *t, int flags, struct stat *out) RT_HIDDEN;
 long rt__shield_fstat(long fd, struct stat *out) RT_HIDDEN;
 /* statfs of a volume path / of a protected fd (1: not the volume's, an
  * injected file: the caller asks the kernel). */
@@ -79,6 +85,15 @@ long rt__shield_unlink(struct rt_target *t, int flags) RT_HIDDEN;
 /* Both ends in one volume (the handler checks). */
 long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags) RT_HIDDEN;
 long rt__shield_mkdir(struct rt_target *t, mode_t mode) RT_HIDDEN;
+/* linkat: b names the file a names (flags: AT_SYMLINK_FOLLOW), or with a
+ * NULL, the file behind protected fd (AT_EMPTY_PATH, /proc/self/fd/N: an
+ * O_TMPFILE file gets its name). a and b in one volume (the handler checks). */
+long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags) RT_HIDDEN;
+/* symlink: t becomes a symlink holding target (runtime memory). */
+long rt__shield_symlink(const char *target, struct rt_target *t) RT_HIDDEN;
+/* readlink of t into buf (runtime memory, not NUL-terminated): the length,
+ * -EINVAL when t is not a symlink. */
+long rt__shield_readlink(struct rt_target *t, char *buf, size_t size) RT_HIDDEN;
 long rt__shield_truncate(struct rt_target *t, uint64_t size) RT_HIDDEN;
 long rt__shield_chmod(struct rt_target *t, mode_t mode) RT_HIDDEN;
 long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;

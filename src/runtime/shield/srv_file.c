@@ -22,38 +22,36 @@
 /* State words a file's state memfd starts with (it grows on request). */
 #define SRV_MIN_WORDS 16384u
 
-static uint64_t path_hash(const char *s)
+static uint64_t ino_hash(pf_ino_t ino)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
+	return ino * 0x9e3779b97f4a7c15ull >> 17;
 }
 
 int sf_init(void)
 {
 	g_srv.nbuckets = 1024;
-	g_srv.by_path = calloc(g_srv.nbuckets, sizeof(*g_srv.by_path));
+	g_srv.by_ino = calloc(g_srv.nbuckets, sizeof(*g_srv.by_ino));
 	g_srv.buf_size = SRV_BUF_SIZE;
 	g_srv.buf = malloc(g_srv.buf_size);
-	if (!g_srv.by_path || !g_srv.buf)
+	if (!g_srv.by_ino || !g_srv.buf)
 		return -ENOMEM;
 	g_srv.next_id = 1;
 	return 0;
 }
 
+/* Files are found by inode (every name of a hard-linked file, and a symlink
+ * to it, reach the same memfd); files without a name are not in the index. */
 static void index_add(struct sfile *f)
 {
-	size_t b = path_hash(f->path) % g_srv.nbuckets;
+	size_t b = ino_hash(f->ino) % g_srv.nbuckets;
 
-	f->hnext = g_srv.by_path[b];
-	g_srv.by_path[b] = f;
+	f->hnext = g_srv.by_ino[b];
+	g_srv.by_ino[b] = f;
 }
 
 static void index_del(struct sfile *f)
 {
-	struct sfile **pp = &g_srv.by_path[path_hash(f->path) % g_srv.nbuckets];
+	struct sfile **pp = &g_srv.by_ino[ino_hash(f->ino) % g_srv.nbuckets];
 
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == f) {
@@ -64,12 +62,33 @@ static void index_del(struct sfile *f)
 	f->hnext = NULL;
 }
 
-struct sfile *sf_by_path(const char *path)
+struct sfile *sf_by_ino(pf_ino_t ino)
 {
-	for (struct sfile *f = g_srv.by_path[path_hash(path) % g_srv.nbuckets]; f; f = f->hnext)
-		if (strcmp(f->path, path) == 0)
+	for (struct sfile *f = g_srv.by_ino[ino_hash(ino) % g_srv.nbuckets]; f; f = f->hnext)
+		if (f->ino == ino)
 			return f;
 	return NULL;
+}
+
+struct sfile *sf_by_path(const char *path)
+{
+	struct pf_stat ps;
+
+	if (pf_statat(g_srv.vol, PF_ROOT_INO, path, 0, NULL, &ps, NULL) ||
+	    ps.type != PF_TYPE_REG)
+		return NULL;
+	return sf_by_ino(ps.ino);
+}
+
+void sf_linked(struct sfile *f, const char *path)
+{
+	char *p;
+
+	sf_attrs(f);
+	if (f->path || !(p = strdup(path)))
+		return; /* FIXME(ENOMEM): found by id only, as before the link */
+	f->path = p;
+	index_add(f);
 }
 
 struct sfile *sf_by_id(uint64_t id)
@@ -299,10 +318,17 @@ static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 		return -ENOMEM;
 	f->memfd = f->statefd = -1;
 	f->pf = pf;
-	f->path = strdup(path);
-	if (!f->path) {
+	f->path = path ? strdup(path) : NULL;
+	if (path && !f->path) {
 		ret = -ENOMEM;
 		goto fail;
+	}
+	{
+		struct pf_stat ps;
+
+		if ((ret = pf_fstat(pf, &ps)))
+			goto fail;
+		f->ino = ps.ino;
 	}
 	ret = pf_get_size(pf, &size);
 	if (ret)
@@ -333,7 +359,8 @@ static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 	f->next = g_srv.files;
 	g_srv.files = f;
 	g_srv.nfiles++;
-	index_add(f);
+	if (f->path)
+		index_add(f);
 	/* Another process may now change this file without the namespace
 	 * changing: stat answers cached before this point must go. */
 	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
@@ -368,6 +395,8 @@ static int fill_tail(struct sfile *f)
 	return fill_range(f, n - 1, n, /*strict=*/false);
 }
 
+static int open_new(const char *path, pf_file_t *pf, struct sfile **out);
+
 int sf_open(const char *path, int flags, mode_t mode, struct sfile **out)
 {
 	struct kiln_err err = { 0 };
@@ -384,11 +413,40 @@ int sf_open(const char *path, int flags, mode_t mode, struct sfile **out)
 		*out = f;
 		return 0;
 	}
-	ret = pf_open(g_srv.vol, path, O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC)), mode, &pf,
-		      &err);
+	ret = pf_openat(g_srv.vol, PF_ROOT_INO, path,
+			O_RDWR | (flags & (O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)), mode, NULL, &pf,
+			&err);
 	if (ret)
-		return srv_fail(ret, &err);
-	ret = new_file(path, pf, &f);
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	return open_new(path, pf, out);
+}
+
+int sf_tmpfile(const char *dir, int flags, mode_t mode, const struct pf_cred *cred,
+	       struct sfile **out)
+{
+	struct kiln_err err = { 0 };
+	struct pf_stat ps;
+	pf_file_t *pf = NULL;
+	int ret;
+
+	*out = NULL;
+	ret = pf_statat(g_srv.vol, PF_ROOT_INO, dir, 0, cred, &ps, &err);
+	if (ret)
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	if (ps.type != PF_TYPE_DIR)
+		return -ENOTDIR;
+	ret = pf_tmpfile(g_srv.vol, ps.ino, O_RDWR | (flags & O_EXCL), mode, cred, &pf, &err);
+	if (ret)
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	return open_new(NULL, pf, out);
+}
+
+/* A file the server did not hold: its memfd, state and first fill. */
+static int open_new(const char *path, pf_file_t *pf, struct sfile **out)
+{
+	struct sfile *f;
+	int ret = new_file(path, pf, &f);
+
 	if (ret) {
 		pf_close(pf);
 		return ret;
@@ -807,11 +865,9 @@ void sf_renamed(const char *from, const char *to)
 		    (f->path[flen] != '\0' && f->path[flen] != '/'))
 			continue;
 		if (asprintf(&np, "%s%s", to, f->path + flen) < 0)
-			continue; /* FIXME(ENOMEM): the file keeps its old name here */
-		index_del(f);
+			continue; /* the name is for messages only */
 		free(f->path);
 		f->path = np;
-		index_add(f);
 	}
 }
 

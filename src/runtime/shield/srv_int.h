@@ -23,7 +23,9 @@
  * valid or dirty chunks (a cache of closed files, bounded like the rest). */
 struct sfile {
 	uint64_t id;
-	char *path;            /* volume path, malloc'd; NULL once unlinked */
+	char *path;            /* a volume path of it, malloc'd (for messages); NULL
+				* once it has no name (unlinked, O_TMPFILE) */
+	pf_ino_t ino;
 	pf_file_t *pf;
 	int memfd, statefd;    /* owned */
 	struct rt_fseg *seg;   /* shared mapping of statefd */
@@ -73,7 +75,7 @@ struct srv {
 	int vsegfd;
 	struct rt_vseg *vseg;
 	struct sfile *files;
-	struct sfile **by_path;
+	struct sfile **by_ino; /* files with a name, by inode */
 	size_t nbuckets, nfiles;
 	size_t max_files;      /* open files the fd limit allows (idle ones go first) */
 	uint64_t next_id;
@@ -118,11 +120,20 @@ int srv_may_write(const struct pf_cred *cred, const char *path);
 
 /* srv_file.c */
 int sf_init(void);
+struct sfile *sf_by_ino(pf_ino_t ino);
+/* The file a path names (symlinks followed), if the server holds it. */
 struct sfile *sf_by_path(const char *path);
+/* A file without a name (O_TMPFILE) got one (linkat), or one more. */
+void sf_linked(struct sfile *f, const char *path);
 struct sfile *sf_by_id(uint64_t id);
 struct sfile *sf_by_memfd_ino(uint64_t ino);
 /* Open (creating per flags) path: the file, existing or new. */
 int sf_open(const char *path, int flags, mode_t mode, struct sfile **out);
+/* O_TMPFILE in directory dir: a file without a name (gone with its last
+ * hold unless a LINK names it; with O_EXCL, it never gets one), owned by the
+ * caller cred, who must be able to write dir. */
+int sf_tmpfile(const char *dir, int flags, mode_t mode, const struct pf_cred *cred,
+	       struct sfile **out);
 int sf_fill(struct sfile *f, uint64_t first, uint64_t count);
 /* Write the file's dirty chunks back through pf (not a commit). -EAGAIN: an
  * appender holds the file (sf_writeback_held: the caller holds its lock). */
@@ -134,7 +145,8 @@ int sf_grow(struct sfile *f, uint64_t words);
 /* A hold (or a mapping) less; frees an unlinked file's last hold. */
 void sf_unhold(struct sfile *f);
 void sf_unmap(struct sfile *f, bool writable);
-/* The path went away (unlink, replaced by rename); renamed from -> to. */
+/* The file's last name went away (unlink, replaced by rename); renamed
+ * from -> to. */
 void sf_unlinked(struct sfile *f);
 void sf_renamed(const char *from, const char *to);
 /* f's attributes (size from the memfd, the rest from its segment) into r

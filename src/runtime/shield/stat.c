@@ -11,6 +11,7 @@
  * taken from the memfd (fstat) when this process holds the file, else asked
  * again. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
@@ -59,12 +60,16 @@ static uint64_t hash_of(const char *s)
 }
 
 /* Under g_shield_lock. An answer holds for the credentials it was asked
- * with (search permission on the way: another thread may have others). */
-int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret, struct rt_stat_reply *out)
+ * with (search permission on the way: another thread may have others).
+ * flags: RT_STAT_NOFOLLOW (lstat answers are kept apart: a symlink's own
+ * attributes). */
+static int lookup_cached(struct rt_vol *vol, const char *rel, unsigned flags, int *ret,
+			 struct rt_stat_reply *out)
 {
-	struct rt_lookup *l = &vol->lookups[hash_of(rel) % RT_LOOKUPS];
+	struct rt_lookup *l = &vol->lookups[(hash_of(rel) ^ flags) % RT_LOOKUPS];
 
 	if (!l->gen || l->gen != rt__vol_gen(vol) || l->who != rt__cred()->key ||
+	    l->flags != flags ||
 	    strcmp(l->rel, rel) != 0)
 		return 0;
 	*ret = l->ret;
@@ -72,10 +77,15 @@ int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret, struct rt_s
 	return 1;
 }
 
-void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
-		    const struct rt_stat_reply *r)
+int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret, struct rt_stat_reply *out)
 {
-	struct rt_lookup *l = &vol->lookups[hash_of(rel) % RT_LOOKUPS];
+	return lookup_cached(vol, rel, 0, ret, out);
+}
+
+static void lookup_put(struct rt_vol *vol, const char *rel, unsigned flags, uint64_t gen,
+		       int ret, const struct rt_stat_reply *r)
+{
+	struct rt_lookup *l = &vol->lookups[(hash_of(rel) ^ flags) % RT_LOOKUPS];
 	char *copy;
 
 	if (ret && ret != -ENOENT && ret != -ENOTDIR)
@@ -91,6 +101,7 @@ void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
 	l->rel = copy;
 	l->gen = gen;
 	l->who = rt__cred()->key;
+	l->flags = flags;
 	l->ret = ret;
 	if (r)
 		l->st = *r;
@@ -98,14 +109,20 @@ void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
 		memset(&l->st, 0, sizeof(l->st));
 }
 
-int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
+void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
+		    const struct rt_stat_reply *r)
 {
-	struct rt_msg m = { .op = RT_OP_STAT, .path = rel };
+	lookup_put(vol, rel, 0, gen, ret, r);
+}
+
+static int lookup(struct rt_vol *vol, const char *rel, unsigned flags, struct rt_stat_reply *out)
+{
+	struct rt_msg m = { .op = RT_OP_STAT, .flags = flags, .path = rel };
 	struct rt_call call;
 	uint64_t gen;
 	int ret;
 
-	if (rt__lookup_cached(vol, rel, &ret, out))
+	if (lookup_cached(vol, rel, flags, &ret, out))
 		return ret;
 	/* The generation before the question: a change racing with it makes
 	 * the answer stale at once, never the other way round. */
@@ -116,8 +133,18 @@ int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
 	if (ret == 0)
 		memcpy(out, call.body, sizeof(*out));
 	rt__cl_done(vol, &call);
-	rt__lookup_put(vol, rel, gen, ret, ret ? NULL : out);
+	lookup_put(vol, rel, flags, gen, ret, ret ? NULL : out);
 	return ret;
+}
+
+int rt__lookup(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
+{
+	return lookup(vol, rel, 0, out);
+}
+
+int rt__lookup_nofollow(struct rt_vol *vol, const char *rel, struct rt_stat_reply *out)
+{
+	return lookup(vol, rel, RT_STAT_NOFOLLOW, out);
 }
 
 /* Lock-free: size from the memfd, the rest from the file's segment, which
@@ -144,44 +171,41 @@ long rt__stat_node(struct rt_node *n, struct stat *out)
 	return 0;
 }
 
+static long stat_rel(struct rt_vol *vol, const char *rel, unsigned flags, struct stat *out);
+
 long rt__shield_stat(struct rt_target *t, struct stat *out)
+{
+	return rt__shield_stat_flags(t, 0, out);
+}
+
+long rt__shield_stat_flags(struct rt_target *t, int flags, struct stat *out)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = t->vfile ? rt__vfile_stat(t->vfile, out) : rt__stat_rel(t->vol, t->rel, out);
+	r = t->vfile ? rt__vfile_stat(t->vfile, out) :
+	    stat_rel(t->vol, t->rel, (flags & AT_SYMLINK_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0, out);
 	rt__unlock(&g);
 	return r;
 }
 
-/* A file this process holds: size and mtime from its memfd, the owner from
- * the server's answer r (a chown moves the namespace generation). */
-static long stat_held(struct rt_node *n, const struct rt_stat_reply *r, struct stat *out)
+long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 {
-	long ret = rt__stat_node(n, out);
-
-	if (ret == 0) {
-		out->st_uid = r->uid;
-		out->st_gid = r->gid;
-	}
-	return ret;
+	return stat_rel(vol, rel, 0, out);
 }
 
 /* stat of a volume path (under the lock). */
-long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
+static long stat_rel(struct rt_vol *vol, const char *rel, unsigned flags, struct stat *out)
 {
-	struct rt_msg m = { .op = RT_OP_STAT, .path = rel };
 	struct rt_stat_reply r;
-	struct rt_call call;
 	struct rt_node *n;
-	uint64_t gen;
 	int ret;
 
-	if (rt__lookup_cached(vol, rel, &ret, &r)) {
+	if (lookup_cached(vol, rel, flags, &ret, &r)) {
 		n = ret == 0 && r.id ? rt__node_by_id(vol, r.id) : NULL;
 		if (n)
-			return stat_held(n, &r, out);
+			return rt__stat_node(n, out);
 		if (ret)
 			return ret;
 		/* A file that another process may be writing: ask again. */
@@ -189,20 +213,15 @@ long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
 			rt__fill_stat(out, vol, &r, NULL);
 			return 0;
 		}
+		/* (the generation has not moved: lookup() would answer the same) */
+		lookup_put(vol, rel, flags, 0, 0, NULL);
 	}
-	gen = rt__vol_gen(vol);
-	ret = rt__vol_call(vol, &m, &call);
-	if (ret == 0 && call.size != sizeof(r))
-		ret = -EPROTO;
-	if (ret == 0)
-		memcpy(&r, call.body, sizeof(r));
-	rt__cl_done(vol, &call);
-	rt__lookup_put(vol, rel, gen, ret, ret ? NULL : &r);
+	ret = lookup(vol, rel, flags, &r);
 	if (ret)
 		return ret;
 	n = r.id ? rt__node_by_id(vol, r.id) : NULL;
 	if (n)
-		return stat_held(n, &r, out);
+		return rt__stat_node(n, out);
 	rt__fill_stat(out, vol, &r, NULL);
 	return 0;
 }
@@ -224,7 +243,7 @@ long rt__shield_fstat(long fd, struct stat *out)
 		return r;
 	case RT_FD_DIR:
 		rt__lock(&g);
-		r = rt__stat_rel(o->vol, o->rel, out);
+		r = stat_rel(o->vol, o->rel, o->link ? RT_STAT_NOFOLLOW : 0, out);
 		rt__unlock(&g);
 		return r;
 	default:

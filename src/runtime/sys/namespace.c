@@ -1,8 +1,11 @@
-/* kiln runtime: calls on names: rename, unlink, rmdir, mkdir, truncate. */
+/* kiln runtime: calls on names: rename, unlink, rmdir, mkdir, truncate, link,
+ * symlink. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -163,50 +166,62 @@ long rt__sys_unlinkat(long nr, const long a[6])
 	return unlink_at(nr, a[0], (const char *)a[1], (int)a[2]);
 }
 
-/* Whether volume path t names something: 0 yes, -ENOENT/-ENOTDIR no, or the
- * lookup's error. */
-static long exists(struct rt_target *t)
+/* The protected fd a magic link names ("/proc/self/fd/N", "/proc/PID/fd/N"
+ * of this process, "/dev/fd/N"), or -1. */
+static long proc_fd_of(const char *path)
 {
-	struct stat st;
-	long r = rt__shield_stat(t, &st);
+	char self[32];
+	const char *p = NULL;
+	char *end;
+	long fd;
 
-	return r == -ENOENT ? rt__enoent(t) : r;
+	snprintf(self, sizeof(self), "/proc/%ld/fd/", rt__raw(SYS_getpid, 0));
+	if (strncmp(path, "/proc/self/fd/", 14) == 0)
+		p = path + 14;
+	else if (strncmp(path, "/dev/fd/", 8) == 0)
+		p = path + 8;
+	else if (strncmp(path, self, strlen(self)) == 0)
+		p = path + strlen(self);
+	if (!p || *p < '0' || *p > '9')
+		return -1;
+	fd = strtol(p, &end, 10);
+	if (*end || fd > INT32_MAX || rt_fd_kind((int)fd) == RT_FD_NONE)
+		return -1;
+	return fd;
 }
 
-/* Hard links: the old name must exist and the new one must not, as the kernel
- * checks before asking the file system, which answers EPERM: link(2)'s errno
- * for a file system without hard links (pf has none yet: pf v2). */
+/* Hard links. The source is a path, or a protected fd: AT_EMPTY_PATH, or
+ * /proc/self/fd/N followed (AT_SYMLINK_FOLLOW: what glibc and systemd do to
+ * name an O_TMPFILE file). Both ends in one volume, else EXDEV. */
 static long link_at(long nr, long d1, const char *from, long d2, const char *to, int flags)
 {
 	struct rt_target a, b;
-	bool fd_source = (!from || !from[0]) && (flags & AT_EMPTY_PATH);
+	long fd = -1;
 	bool pa, pb;
-	long r;
 
-	if (!to || (!from && !fd_source))
+	if (!from || !to)
 		return -EFAULT;
-	pa = fd_source ? rt_fd_kind((int)d1) == RT_FD_FILE : rt__resolve(d1, from, &a);
+	if (flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))
+		return -EINVAL;
+	if (!from[0] && (flags & AT_EMPTY_PATH))
+		fd = rt_fd_kind((int)d1) != RT_FD_NONE ? d1 : -1;
+	else if (flags & AT_SYMLINK_FOLLOW)
+		fd = proc_fd_of(from);
+	pa = fd < 0 && rt__resolve(d1, from, &a);
 	pb = rt__resolve(d2, to, &b);
-	if (!fd_source && a.vfile)
+	if (fd < 0 && a.vfile)
 		return rt__vfile_refuse(nr, &a);
-	if (!pa && !pb)
-		return rt__raw(nr == SYS_link ? SYS_linkat : nr, d1, from, d2, to, flags);
-	if ((!fd_source && pa && a.err) || (pb && b.err))
-		return !fd_source && pa && a.err ? a.err : b.err;
-	if (!pa || !pb || (!fd_source && a.vol != b.vol))
+	if (b.vfile)
+		return rt__vfile_refuse(nr, &b);
+	if (fd < 0 && !pa && !pb)
+		return rt__raw(SYS_linkat, d1, from, d2, to, flags);
+	if (fd < 0 && pa && a.err)
+		return a.err;
+	if (pb && b.err)
+		return b.err;
+	if (!pb || (fd < 0 && (!pa || a.vol != b.vol)))
 		return -EXDEV;
-	if (!fd_source && (r = exists(&a)) < 0)
-		return r;
-	r = exists(&b);
-	if (r == 0)
-		return -EEXIST;
-	if (r != -ENOENT)
-		return r;
-	if (rt__ancestors(&b) < 0)
-		return rt__enoent(&b);
-	rt__refuse("link", "link to %s: hard links are not supported in volumes yet (EPERM)",
-		   b.abs);
-	return -EPERM;
+	return result(&b, rt__shield_link(fd < 0 ? &a : NULL, fd, &b, flags & AT_SYMLINK_FOLLOW));
 }
 
 long rt__sys_link(long nr, const long a[6])
@@ -219,32 +234,20 @@ long rt__sys_linkat(long nr, const long a[6])
 	return link_at(nr, a[0], (const char *)a[1], a[2], (const char *)a[3], (int)a[4]);
 }
 
-/* Symbolic links: the target is read as the kernel would (EFAULT,
- * ENAMETOOLONG), the name must not exist; then symlink(2)'s EPERM for a file
- * system without symlinks (pf v2 brings them). */
+/* Symbolic links: the target is stored as given (the program's bytes, read
+ * as the kernel would: EFAULT, ENAMETOOLONG) and resolved when used. */
 static long symlink_at(long nr, const char *utarget, long dirfd, const char *path)
 {
-	char target[RT_PATH_SIZE];
+	char dest[RT_PATH_SIZE];
 	struct rt_target t;
-	long r = rt__path_in(target, utarget, sizeof(target));
+	long r = rt__path_in(dest, utarget, sizeof(dest));
 
 	if (r < 0)
 		return r;
 	r = target_of(nr, dirfd, path, &t);
 	if (r == 1)
-		return rt__raw(SYS_symlinkat, target, dirfd, path);
-	if (r)
-		return r;
-	r = exists(&t);
-	if (r == 0)
-		return -EEXIST;
-	if (r != -ENOENT)
-		return r;
-	if (!target[0])
-		return -ENOENT;
-	rt__refuse("symlink", "symlink %s: symbolic links are not supported in volumes yet "
-		   "(EPERM)", t.abs);
-	return -EPERM;
+		return rt__raw(SYS_symlinkat, dest, dirfd, path);
+	return r ? r : result(&t, rt__shield_symlink(dest, &t));
 }
 
 long rt__sys_symlink(long nr, const long a[6])
@@ -255,6 +258,16 @@ long rt__sys_symlink(long nr, const long a[6])
 long rt__sys_symlinkat(long nr, const long a[6])
 {
 	return symlink_at(nr, (const char *)a[0], a[1], (const char *)a[2]);
+}
+
+/* Whether volume path t names something: 0 yes, -ENOENT/-ENOTDIR no, or the
+ * lookup's error. */
+static long exists(struct rt_target *t)
+{
+	struct stat st;
+	long r = rt__shield_stat(t, &st);
+
+	return r == -ENOENT ? rt__enoent(t) : r;
 }
 
 /* mknod: a regular file is created as open(O_CREAT|O_EXCL) would; FIFOs and

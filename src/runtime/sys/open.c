@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "runtime/sys/sys.h"
@@ -26,10 +27,11 @@ static long open_at(long dirfd, const char *path, int flags, mode_t mode)
 		return rt__shield_open(&t, flags, mode);
 	if (t.err)
 		return t.err;
-	if ((flags & __O_TMPFILE) == __O_TMPFILE) {
-		rt__refuse("O_TMPFILE", "open %s with O_TMPFILE: not supported in volumes (ENOTSUP)",
-			   t.abs);
-		return -ENOTSUP;
+	if ((flags & O_PATH) && (flags & O_NOFOLLOW)) {
+		struct stat st;
+
+		if (rt__shield_stat_flags(&t, AT_SYMLINK_NOFOLLOW, &st) == 0 && S_ISLNK(st.st_mode))
+			return rt__shield_open_link(&t, flags & O_CLOEXEC);
 	}
 	if (flags & O_PATH) /* a real descriptor does everything O_PATH allows */
 		flags = (flags & ~(O_PATH | O_ACCMODE | O_CREAT | O_TRUNC)) | O_RDONLY;

@@ -16,16 +16,15 @@
 static long stat_at(long dirfd, const char *path, int flags, struct stat *st)
 {
 	struct rt_target t;
+	long r;
 
 	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
 		return rt__shield_fstat(dirfd, st);
-	long r;
-
 	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
 		return 1;
 	if (t.err)
 		return t.err;
-	r = rt__shield_stat(&t, st);
+	r = rt__shield_stat_flags(&t, flags & AT_SYMLINK_NOFOLLOW, st);
 	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
 }
 
@@ -148,23 +147,34 @@ long rt__sys_faccessat2(long nr, const long a[6])
 	return access_at(a[0], (const char *)a[1], (int)a[2], (int)a[3]);
 }
 
-/* Protected files are never symlinks. In /proc/self/fd, the link of a
- * protected fd is the path the program opened (not the memfd behind it). */
+/* readlink of a volume path: the stored target, cut to the buffer. In
+ * /proc/self/fd, the link of a protected fd is the path the program opened
+ * (not the memfd behind it). */
 static long readlink_at(long dirfd, const char *path, char *ubuf, long size)
 {
-	char link[RT_PATH_SIZE];
+	char buf[RT_PATH_SIZE];
 	struct rt_target t;
 	size_t n;
+	long r;
 
 	if (!rt__resolve(dirfd, path, &t) && !t.vfile) {
 		if (t.proc == RT_PROC_ENTRY && size > 0 &&
-		    rt__shield_fd_path(t.procfd, link, sizeof(link))) {
-			n = strlen(link) < (size_t)size ? strlen(link) : (size_t)size;
-			return rt__copy_out(ubuf, link, n) < 0 ? -EFAULT : (long)n;
+		    rt__shield_fd_path(t.procfd, buf, sizeof(buf))) {
+			n = strlen(buf) < (size_t)size ? strlen(buf) : (size_t)size;
+			return rt__copy_out(ubuf, buf, n) < 0 ? -EFAULT : (long)n;
 		}
 		return rt__raw(SYS_readlinkat, dirfd, path, ubuf, size);
 	}
-	return rt__exists(dirfd, path, -EINVAL);
+	if (t.err)
+		return t.err;
+	if (size <= 0)
+		return -EINVAL;
+	r = rt__shield_readlink(&t, buf, sizeof(buf));
+	if (r < 0)
+		return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
+	if (r > size)
+		r = size;
+	return rt__copy_out(ubuf, buf, (size_t)r) < 0 ? -EFAULT : r;
 }
 
 long rt__sys_readlink(long nr, const long a[6])

@@ -16,30 +16,17 @@ KNOWN = {
     ], 'pf: the mode of an open file after chmod by another process (stat of an open file '
        'reads the memfd node; pf v2 attributes in the state segment)'),
     ('times', 'run'): dict.fromkeys([
-        'chown_ctime', 'link_ctime', 'unlink_other_name_ctime',
-    ], 'sys: chown stored; nodes: link(2) in volumes'),
-    ('inode', 'run'): dict.fromkeys([
-        'link', 'link_same_ino', 'nlink_after_unlink', 'nlink_two',
-    ], 'nodes: hard links in volumes (server op LINK)'),
+        'chown_ctime',
+    ], 'sys: chown stored'),
     ('links', 'run'): dict.fromkeys([
-        'create_through_dir_link', 'dangling_target_made', 'link',
-        'link_existing', 'link_shares_data', 'link_survives',
-        'link_to_symlink', 'link_unlink_first', 'linkat_tmpfile', 'listing', 'loop_a', 'loop_b',
-        'lstat_dangling', 'lstat_is_link', 'o_tmpfile', 'o_tmpfile_invisible', 'open_loop',
-        'open_nofollow_link', 'out_dotdot', 'out_of_volume', 'read_inner', 'read_out_dotdot',
-        'read_out_of_volume', 'read_through_abs', 'read_through_rel', 'readlink_rel',
-        'rename_link', 'stat_loop', 'stat_through_size', 'symlink_abs', 'symlink_dangling',
-        'symlink_dir', 'symlink_existing', 'symlink_rel', 'tmpfile_content',
-        'unlink_link_keeps_target',
-    ], 'sys: symlink, link, O_TMPFILE, renameat2 through volumes (pf v2 links and symlinks)'),
+        'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
+    ], 'nodes: a symlink in a volume whose target is absolute or leaves the volume '
+       '(pf answers EXDEV; the runtime must continue on the host path)'),
     ('special', 'run'): dict.fromkeys([
         'fifo_data', 'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail',
         'leftovers', 'mkfifo', 'mkfifo_existing', 'recv_dgram', 'sock_data',
         'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
     ], 'sys: mkfifo and AF_UNIX bind inside volumes (pf v2 special nodes)'),
-    ('efault', 'run'): dict.fromkeys([
-        'readlink_buf', 'setup_symlink',
-    ], 'sys: symlink and readlink in volumes (pf v2 symlinks); the probe needs a link'),
 }
 
 REFUSED = {
