@@ -155,8 +155,8 @@ path("link", S, (-1, 0), (-1, 1), note="hard link within a volume (pf v2); acros
 path("linkat", S, (0, 1), (2, 3), fds=(0,), note="hard link within a volume; AT_EMPTY_PATH and /proc/self/fd/N of a protected fd (O_TMPFILE)")
 path("symlink", S, (-1, 1), note="a symlink in the volume, target stored as given")
 path("symlinkat", S, (1, 2), note="a symlink in the volume, target stored as given")
-path("mknod", S, (-1, 0), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
-path("mknodat", S, (0, 1), note="regular files; FIFO/socket EPERM until pf v2; devices EPERM")
+path("mknod", S, (-1, 0), note="FIFO and socket nodes in the volume (their kernel objects in the volume server's private directory); devices EPERM")
+path("mknodat", S, (0, 1), note="FIFO and socket nodes in the volume (their kernel objects in the volume server's private directory); devices EPERM")
 for n in ["setxattr", "lsetxattr", "removexattr", "lremovexattr"]:
     path(n, R, (-1, 0), note="xattrs are not stored in volumes")
 for n in ["getxattr", "lgetxattr"]:
@@ -192,7 +192,13 @@ for n, note in [("rt_sigaction", "SIGSYS, SIGSEGV and SIGBUS stay the runtime's"
                 ("clone3", "ENOSYS: libc falls back to clone"),
                 ("prctl", "PR_SET_SYSCALL_USER_DISPATCH reserved to the runtime"),
                 ("getcwd", "the virtual working directory inside a volume"),
-                ("io_uring_setup", "refused when volumes are mounted: rings bypass the shield")]:
+                ("io_uring_setup", "refused when volumes are mounted: rings bypass the shield"),
+                ("bind", "AF_UNIX path in a volume: a socket node; the kernel's socket in "
+                         "the volume server's private directory under its inode number"),
+                ("connect", "AF_UNIX path in a volume: to the node's socket"),
+                ("sendto", "AF_UNIX path in a volume: to the node's socket"),
+                ("getsockname", "the program's path for a socket bound in a volume"),
+                ("getpeername", "the program's path for a socket bound in a volume")]:
     T[n] = (X, 0, [], note)
 # Seen by the SIGSYS handler itself (sud.c) before any dispatch; through the
 # syscall(2) wrapper they are issued unchanged.

@@ -62,6 +62,11 @@ static void test_syscall_table_contents(void **state)
 	assert_int_equal(g_rt_syscalls[SYS_fsync].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_link].action, RT_SYS_SHIELD);
 	assert_int_equal(g_rt_syscalls[SYS_setxattr].action, RT_SYS_REFUSE);
+	assert_int_equal(g_rt_syscalls[SYS_mknodat].action, RT_SYS_SHIELD);
+	assert_int_equal(g_rt_syscalls[SYS_mount].action, RT_SYS_REFUSE);
+	/* AF_UNIX addresses may name a volume path: always looked at. */
+	assert_int_equal(g_rt_syscalls[SYS_bind].action, RT_SYS_RUNTIME);
+	assert_int_equal(g_rt_syscalls[SYS_connect].action, RT_SYS_RUNTIME);
 	assert_int_equal(g_rt_syscalls[SYS_rt_sigreturn].action, RT_SYS_RUNTIME);
 	assert_int_equal(g_rt_syscalls[SYS_execve].action, RT_SYS_RUNTIME);
 	/* renameat2: two (dirfd, path) pairs. */

@@ -71,7 +71,13 @@ struct rt_vseg {
 	uint64_t dirty_background;    /* writers nudge the server above this */
 	struct rt_robust_entry robust; /* the server's robust-list entry; the futex
 					* word is `server` (futex_offset below) */
+	/* The private directory (0700) where the kernel objects of the volume's
+	 * FIFOs and sockets live, named by inode number ("" until the first):
+	 * set once by the server before it answers the request that needed it. */
+	char nodes_dir[40];
 };
+/* "<nodes_dir>/<inode number>" (an AF_UNIX sun_path holds 108 bytes). */
+#define RT_NODE_PATH_MAX 64
 
 /* Chunk words. */
 #define RT_CK_VALID 0x1u  /* the memfd holds this chunk's plaintext */
@@ -186,6 +192,7 @@ enum rt_op {
 	RT_OP_LINK,        /* file id (0: by path), flags AT_SYMLINK_FOLLOW, from, to */
 	RT_OP_SYMLINK,     /* target, path */
 	RT_OP_READLINK,    /* path -> the target's bytes */
+	RT_OP_MKNOD,       /* mode (S_IFIFO/S_IFSOCK | bits), path -> u64 inode */
 	RT_OP_MAX_
 };
 

@@ -320,6 +320,10 @@ static int stat_path(const char *path, const struct pf_cred *cred, unsigned flag
 	if (ret)
 		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 	f = ps.type == PF_TYPE_REG ? sf_by_ino(ps.ino) : NULL;
+	/* A FIFO's kernel object, for the open that usually follows (a new
+	 * server has none yet). */
+	if (ps.type == PF_TYPE_FIFO && (ret = sn_ready(ps.ino, ps.type)))
+		return ret;
 	r->ino = ps.ino;
 	r->mode = sf_type_bits(ps.type) | (ps.mode & 07777);
 	r->nlink = ps.nlink;
@@ -484,6 +488,43 @@ static int do_link(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 		sf_linked(f, m->path2);
 	ns_changed();
 	return reply_err(c, 0);
+}
+
+/* After the name of a node went: a FIFO or socket with no name left loses its
+ * kernel object (ps: its attributes before; zeros when there was none). */
+static void special_gone(const struct pf_stat *ps)
+{
+	struct pf_stat now;
+
+	if ((ps->type == PF_TYPE_FIFO || ps->type == PF_TYPE_SOCK) &&
+	    pf_getattr(g_srv.vol, ps->ino, &now) == -ENOENT)
+		sn_gone(ps->ino);
+}
+
+/* MKNOD: a FIFO or socket node; its inode number in the reply. Devices are
+ * refused (a volume has no device support, as a nodev file system). */
+static int do_mknod(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct kiln_err err = { 0 };
+	struct pf_stat ps;
+	uint64_t ino;
+	int ret;
+
+	if ((m->mode & S_IFMT) != S_IFIFO && (m->mode & S_IFMT) != S_IFSOCK)
+		return (m->mode & S_IFMT) == S_IFCHR || (m->mode & S_IFMT) == S_IFBLK ? -EPERM : -EINVAL;
+	ret = pf_mknodat(g_srv.vol, PF_ROOT_INO, m->path, (mode_t)m->mode, cred, &err);
+	if (!ret)
+		ret = pf_statat(g_srv.vol, PF_ROOT_INO, m->path, PF_AT_NOFOLLOW, NULL, &ps, &err);
+	if (ret)
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	ns_changed();
+	ret = sn_ready(ps.ino, ps.type);
+	if (ret) {
+		pf_unlinkat(g_srv.vol, PF_ROOT_INO, m->path, 0, NULL, NULL);
+		return ret;
+	}
+	ino = ps.ino;
+	return rt__reply_send(c->fd, 0, &ino, sizeof(ino), NULL, 0);
 }
 
 static int do_readlink(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
@@ -728,7 +769,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		}
 		return reply_err(c, 0);
 	case RT_OP_UNLINK: {
-		struct pf_stat ps;
+		struct pf_stat ps = { 0 };
 
 		/* The server's own look (no cred): pf_unlinkat checks the caller. */
 		if (pf_statat(g_srv.vol, PF_ROOT_INO, m->path, PF_AT_NOFOLLOW, NULL, &ps, NULL) == 0 &&
@@ -740,6 +781,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 		if (!(m->flags & AT_REMOVEDIR))
 			name_gone(f);
+		special_gone(&ps);
 		ns_changed();
 		return reply_err(c, 0);
 	}
@@ -759,6 +801,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return -EINVAL;
 		if (strcmp(m->path, m->path2) == 0 && !exchange)
 			return reply_err(c, 0);
+		memset(&ps, 0, sizeof(ps));
 		if (pf_statat(g_srv.vol, PF_ROOT_INO, m->path2, PF_AT_NOFOLLOW, NULL, &ps, NULL) == 0 &&
 		    ps.type == PF_TYPE_REG)
 			to = sf_by_ino(ps.ino);
@@ -781,6 +824,7 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return reply_err(c, 0);
 		}
 		name_gone(to);
+		special_gone(&ps);
 		sf_renamed(m->path, m->path2);
 		if ((f = sf_by_path(m->path2)))
 			sf_attrs(f);
@@ -868,6 +912,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		return reply_err(c, 0);
 	case RT_OP_READLINK:
 		return do_readlink(c, m, cred);
+	case RT_OP_MKNOD:
+		return do_mknod(c, m, cred);
 	default:
 		return -EPROTO;
 	}
@@ -1200,6 +1246,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			srv_log("final write-back of a file failed");
 	}
 	sf_free_all();
+	sn_cleanup();
 	ret = pf_volume_close(g_srv.vol, &err);
 	if (ret)
 		srv_log("final commit failed (%s)", kiln_strerror(ret));

@@ -125,6 +125,27 @@ long rt__shield_fsync(long fd) RT_HIDDEN;
 /* fcntl(F_SETFL) succeeded on fd: the shield keeps O_APPEND. */
 void rt__shield_setfl(long fd, long flags) RT_HIDDEN;
 
+/* ---- FIFOs and AF_UNIX sockets in volumes (special.c) ---------------------
+ * The node is in the volume; its kernel object in the volume server's
+ * private directory, at real (RT_NODE_PATH_MAX bytes: "<dir>/<inode>"). */
+#define RT_SPECIAL_PATH_MAX 64
+/* mkfifo / mknod(S_IFIFO, S_IFSOCK) of t (mode: type | bits, umask applied
+ * here). Devices: -EPERM. */
+long rt__shield_mknod(struct rt_target *t, mode_t mode) RT_HIDDEN;
+/* The kernel object of the node t names (symlinks followed), when it is of
+ * that type (S_IFIFO, S_IFSOCK): 0 with real set; the node's S_IFMT type when
+ * it is another; -errno (-ENOENT). */
+long rt__shield_special(struct rt_target *t, mode_t type, char real[static RT_SPECIAL_PATH_MAX])
+	RT_HIDDEN;
+/* bind(2) of an AF_UNIX socket at t (given: the path as the program wrote it):
+ * a socket node is made (-EADDRINUSE when the name exists) and real is where
+ * to bind; given is remembered for getsockname. */
+long rt__shield_bind_node(struct rt_target *t, const char *given, mode_t mode,
+			  char real[static RT_SPECIAL_PATH_MAX]) RT_HIDDEN;
+/* getsockname/getpeername: the program's path of a socket this process bound
+ * at real; false when it is not one. */
+bool rt__shield_socket_name(const char *real, char *out, size_t size) RT_HIDDEN;
+
 /* ---- the data path (no lock: see shield/data.c) ------------------------------
  * read, write, pread64, pwrite64, readv, writev, preadv(2), pwritev(2) on a
  * protected fd; sendfile, splice, copy_file_range with a protected end. */

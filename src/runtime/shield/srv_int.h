@@ -168,4 +168,13 @@ void sf_free_all(void);
  * limit allows (and, with all, every idle one older than the grace). */
 void sf_reap(bool all);
 
+/* srv_node.c: FIFOs and sockets (their kernel objects in a private
+ * directory, named by inode number). */
+/* The node ino of that type exists in pf: make the directory, and the FIFO. */
+int sn_ready(pf_ino_t ino, enum pf_type type);
+/* Its last name went: remove its FIFO or socket file. */
+void sn_gone(pf_ino_t ino);
+/* At exit: the directory and everything in it. */
+void sn_cleanup(void);
+
 #endif

@@ -1,5 +1,5 @@
 /* kiln runtime: calls on names: rename, unlink, rmdir, mkdir, truncate, link,
- * symlink. */
+ * symlink, mknod. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -270,17 +270,17 @@ static long exists(struct rt_target *t)
 	return r == -ENOENT ? rt__enoent(t) : r;
 }
 
-/* mknod: a regular file is created as open(O_CREAT|O_EXCL) would; FIFOs and
- * sockets need special nodes in the volume (pf v2), device nodes are refused
- * by design (a plaintext door to the host's devices): EPERM, mknod(2)'s errno
- * for a file system without that kind of node. */
-static long mknod_at(long nr, long dirfd, const char *path, mode_t mode)
+/* mknod: a regular file as open(O_CREAT|O_EXCL) makes it; FIFO and socket
+ * nodes in the volume (shield/special.c); device nodes are refused by design
+ * (a plaintext door to the host's devices in a protected volume): EPERM,
+ * mknod(2)'s errno on a file system without device support. */
+static long mknod_at(long nr, long dirfd, const char *path, mode_t mode, long dev)
 {
 	struct rt_target t;
 	long r = target_of(nr, dirfd, path, &t);
 
 	if (r == 1)
-		return rt__raw(SYS_mknodat, dirfd, path, mode, 0);
+		return rt__raw(SYS_mknodat, dirfd, path, mode, dev);
 	if (r)
 		return r;
 	if (t.last != RT_LAST_NORM || !t.rel[0] || exists(&t) == 0)
@@ -294,12 +294,7 @@ static long mknod_at(long nr, long dirfd, const char *path, mode_t mode)
 		return rt__shield_close(r);
 	case S_IFIFO:
 	case S_IFSOCK:
-		r = rt__ancestors(&t);
-		if (r < 0)
-			return r;
-		rt__refuse("mkfifo", "mknod %s: FIFOs and sockets are not supported in volumes "
-			   "yet (EPERM)", t.abs);
-		return -EPERM;
+		return result(&t, rt__shield_mknod(&t, mode));
 	case S_IFCHR:
 	case S_IFBLK:
 		rt__refuse("device node", "mknod %s: device nodes are refused in volumes (EPERM)",
@@ -312,10 +307,10 @@ static long mknod_at(long nr, long dirfd, const char *path, mode_t mode)
 
 long rt__sys_mknod(long nr, const long a[6])
 {
-	return mknod_at(nr, AT_FDCWD, (const char *)a[0], (mode_t)a[1]);
+	return mknod_at(nr, AT_FDCWD, (const char *)a[0], (mode_t)a[1], a[2]);
 }
 
 long rt__sys_mknodat(long nr, const long a[6])
 {
-	return mknod_at(nr, a[0], (const char *)a[1], (mode_t)a[2]);
+	return mknod_at(nr, a[0], (const char *)a[1], (mode_t)a[2], a[3]);
 }

@@ -10,6 +10,21 @@
 /* The size of the first struct open_how (linux/openat2.h does not name it). */
 #define OPEN_HOW_SIZE_VER0 24
 
+/* A FIFO node in a volume: its kernel object, opened here, outside the
+ * shield's lock (the open waits for the other end). A socket node: ENXIO, as
+ * open(2) of a socket answers. */
+static long open_special(struct rt_target *t, int flags)
+{
+	char real[RT_SPECIAL_PATH_MAX];
+	long r = rt__shield_special(t, S_IFIFO, real);
+
+	if (r > 0)
+		return -ENXIO;
+	if (r < 0)
+		return r;
+	return rt__raw(SYS_openat, AT_FDCWD, real, flags & ~(O_CREAT | O_EXCL | O_TRUNC), 0);
+}
+
 static long open_at(long dirfd, const char *path, int flags, mode_t mode)
 {
 	struct rt_target t;
@@ -42,6 +57,8 @@ static long open_at(long dirfd, const char *path, int flags, mode_t mode)
 		return r < 0 ? r : -EISDIR;
 	}
 	r = rt__shield_open(&t, flags, mode);
+	if (r == -ENXIO)
+		return open_special(&t, flags);
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 

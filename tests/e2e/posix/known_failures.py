@@ -22,11 +22,6 @@ KNOWN = {
         'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
     ], 'nodes: a symlink in a volume whose target is absolute or leaves the volume '
        '(pf answers EXDEV; the runtime must continue on the host path)'),
-    ('special', 'run'): dict.fromkeys([
-        'fifo_data', 'fifo_is_fifo', 'fifo_listed', 'fifo_size', 'getsockname_tail',
-        'leftovers', 'mkfifo', 'mkfifo_existing', 'recv_dgram', 'sock_data',
-        'sock_is_socket', 'sock_listed', 'unlink_fifo', 'unlink_sock',
-    ], 'sys: mkfifo and AF_UNIX bind inside volumes (pf v2 special nodes)'),
 }
 
 REFUSED = {
