@@ -535,3 +535,33 @@ static long readlink_locked(struct rt_target *t, char *buf, size_t size)
 	rt__cl_done(t->vol, &call);
 	return ret;
 }
+
+long rt__shield_escape(struct rt_target *t, int flags, char *out, size_t size)
+{
+	struct rt_msg m = { .op = RT_OP_ESCAPE, .path = t->rel,
+			    .flags = (flags & AT_SYMLINK_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0 };
+	char rest[RT_PATH_SIZE];
+	struct rt_call call;
+	struct rt_guard g;
+	int ret;
+
+	if (t->vfile)
+		return 0;
+	rt__lock(&g);
+	ret = rt__vol_call(t->vol, &m, &call);
+	if (ret == 0 && (call.size == 0 || call.size > sizeof(rest) ||
+			 call.body[call.size - 1] != '\0'))
+		ret = -EPROTO;
+	if (ret == 0)
+		memcpy(rest, call.body, call.size);
+	rt__cl_done(t->vol, &call);
+	rt__unlock(&g);
+	if (ret)
+		return ret;
+	if (!rest[0])
+		return 0;
+	/* Relative: from the directory the program sees the volume at. */
+	if (rt_path_normalize(rest[0] == '/' ? NULL : t->vol->cfg->mount, rest, out, size))
+		return -ENAMETOOLONG;
+	return 1;
+}

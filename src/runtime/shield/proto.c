@@ -41,6 +41,7 @@ static enum shape shape_of(uint32_t op)
 	case RT_OP_CHOWN:
 	case RT_OP_READLINK:
 	case RT_OP_MKNOD:
+	case RT_OP_ESCAPE:
 		return STR1;
 	case RT_OP_RENAME:
 	case RT_OP_LINK:

@@ -193,6 +193,9 @@ enum rt_op {
 	RT_OP_SYMLINK,     /* target, path */
 	RT_OP_READLINK,    /* path -> the target's bytes */
 	RT_OP_MKNOD,       /* mode (S_IFIFO/S_IFSOCK | bits), path -> u64 inode */
+	RT_OP_ESCAPE,      /* flags RT_STAT_NOFOLLOW, path -> where it leaves the volume
+			    * through a symlink: the rest of the path (absolute, or
+			    * relative to the mount point); empty when it does not */
 	RT_OP_MAX_
 };
 

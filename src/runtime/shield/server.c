@@ -527,6 +527,30 @@ static int do_mknod(struct sconn *c, const struct rt_msg *m, const struct pf_cre
 	return rt__reply_send(c->fd, 0, &ino, sizeof(ino), NULL, 0);
 }
 
+/* ESCAPE: a path whose walk leaves the volume through a symlink (pf answers
+ * EXDEV to every other call on it): the rest of the path, for the client to
+ * continue on the host. */
+static int do_escape(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct kiln_err err = { 0 };
+	struct pf_resolved out = { 0 };
+	int ret = pf_resolve(g_srv.vol, PF_ROOT_INO, m->path,
+			     (m->flags & RT_STAT_NOFOLLOW) ? PF_AT_NOFOLLOW : 0, cred, &out, &err);
+
+	if (ret == PF_RESOLVE_ESCAPED) {
+		size_t n = strlen(out.rest);
+
+		ret = n >= RT_MSG_PATH_MAX ? -ENAMETOOLONG :
+		      rt__reply_send(c->fd, 0, out.rest, n + 1, NULL, 0);
+		free(out.rest);
+		return ret;
+	}
+	free(out.rest);
+	if (ret < 0)
+		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+	return rt__reply_send(c->fd, 0, "", 1, NULL, 0);
+}
+
 static int do_readlink(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
 	struct kiln_err err = { 0 };
@@ -914,6 +938,8 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		return do_readlink(c, m, cred);
 	case RT_OP_MKNOD:
 		return do_mknod(c, m, cred);
+	case RT_OP_ESCAPE:
+		return do_escape(c, m, cred);
 	default:
 		return -EPROTO;
 	}

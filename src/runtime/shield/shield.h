@@ -89,6 +89,11 @@ long rt__shield_mkdir(struct rt_target *t, mode_t mode) RT_HIDDEN;
  * NULL, the file behind protected fd (AT_EMPTY_PATH, /proc/self/fd/N: an
  * O_TMPFILE file gets its name). a and b in one volume (the handler checks). */
 long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags) RT_HIDDEN;
+/* After a call on t failed with EXDEV: when its walk leaves the volume
+ * through a symlink (absolute target, or ".." above the root), 1 with out =
+ * the host path to continue with (not protected there); 0 when it does not
+ * (the EXDEV stands); -errno. flags: AT_SYMLINK_NOFOLLOW. */
+long rt__shield_escape(struct rt_target *t, int flags, char *out, size_t size) RT_HIDDEN;
 /* symlink: t becomes a symlink holding target (runtime memory). */
 long rt__shield_symlink(const char *target, struct rt_target *t) RT_HIDDEN;
 /* readlink of t into buf (runtime memory, not NUL-terminated): the length,

@@ -15,17 +15,26 @@
  * protected, the caller passes the call to the kernel. */
 static long stat_at(long dirfd, const char *path, int flags, struct stat *st)
 {
+	char host[RT_PATH_SIZE];
 	struct rt_target t;
 	long r;
 
 	if ((!path || !path[0]) && (flags & AT_EMPTY_PATH))
 		return rt__shield_fstat(dirfd, st);
-	if (!rt__resolve(dirfd, path, &t) && !t.vfile)
-		return 1;
-	if (t.err)
-		return t.err;
-	r = rt__shield_stat_flags(&t, flags & AT_SYMLINK_NOFOLLOW, st);
-	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
+	for (int depth = 0;; depth++) {
+		if (!rt__resolve(dirfd, path, &t) && !t.vfile)
+			return depth ? rt__raw(SYS_newfstatat, AT_FDCWD, path, st, flags) : 1;
+		if (t.err)
+			return t.err;
+		r = rt__shield_stat_flags(&t, flags & AT_SYMLINK_NOFOLLOW, st);
+		/* A symlink in the volume whose target leaves it: the host path. */
+		if (r != -EXDEV || rt__shield_escape(&t, flags, host, sizeof(host)) != 1)
+			return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
+		if (depth == 8)
+			return -ELOOP;
+		dirfd = AT_FDCWD;
+		path = host;
+	}
 }
 
 static long fstatat_to(long dirfd, const char *path, int flags, void *ubuf)

@@ -18,10 +18,6 @@ KNOWN = {
     ('times', 'run'): dict.fromkeys([
         'chown_ctime',
     ], 'sys: chown stored'),
-    ('links', 'run'): dict.fromkeys([
-        'read_out_dotdot', 'read_out_of_volume', 'read_through_abs',
-    ], 'nodes: a symlink in a volume whose target is absolute or leaves the volume '
-       '(pf answers EXDEV; the runtime must continue on the host path)'),
 }
 
 REFUSED = {
