@@ -72,27 +72,11 @@ static void fm_reply_ino_status(fuse_req_t req, int code)
 	fuse_reply_err(req, code == -ENOENT ? ESTALE : fm_errno(code));
 }
 
-static mode_t fm_type_bits(enum pf_type t)
-{
-	switch (t) {
-	case PF_TYPE_DIR:
-		return S_IFDIR;
-	case PF_TYPE_LNK:
-		return S_IFLNK;
-	case PF_TYPE_FIFO:
-		return S_IFIFO;
-	case PF_TYPE_SOCK:
-		return S_IFSOCK;
-	default:
-		return S_IFREG;
-	}
-}
-
 static void fm_fill_stat(const struct pf_stat *st, struct stat *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->st_ino = st->ino;
-	out->st_mode = fm_type_bits(st->type) | (st->mode & 07777);
+	out->st_mode = pf_type_mode(st->type) | (st->mode & 07777);
 	out->st_nlink = st->nlink;
 	out->st_uid = st->uid;
 	out->st_gid = st->gid;
@@ -611,7 +595,7 @@ static void fm_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 			size_t len;
 
 			e.attr.st_ino = ents[i].ino;
-			e.attr.st_mode = fm_type_bits(ents[i].type);
+			e.attr.st_mode = pf_type_mode(ents[i].type);
 			if (plus && !dot) {
 				struct pf_stat st;
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static uint64_t mix64(uint64_t x)
 {
@@ -341,6 +342,22 @@ void pf__fill_stat(pf_volume_t *v, const struct pf_inode *in, struct pf_stat *st
 		st->kind = in->names ? pf__region_at(v, in->names->dir, in->names->name) :
 				       pf__region_at(v, in, NULL);
 		break;
+	}
+}
+
+mode_t pf_type_mode(enum pf_type t)
+{
+	switch (t) {
+	case PF_TYPE_DIR:
+		return S_IFDIR;
+	case PF_TYPE_LNK:
+		return S_IFLNK;
+	case PF_TYPE_FIFO:
+		return S_IFIFO;
+	case PF_TYPE_SOCK:
+		return S_IFSOCK;
+	default:
+		return S_IFREG;
 	}
 }
 

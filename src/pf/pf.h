@@ -305,6 +305,8 @@ enum pf_type {
 	PF_TYPE_FIFO = 4,
 	PF_TYPE_SOCK = 5,
 };
+/* The S_IF* type bits of a node type (st_mode's; IFTODT gives d_type). */
+mode_t pf_type_mode(enum pf_type t);
 
 struct pf_stat {
 	bool is_dir;

@@ -325,7 +325,7 @@ static int stat_path(const char *path, const struct pf_cred *cred, unsigned flag
 	if (ps.type == PF_TYPE_FIFO && (ret = sn_ready(ps.ino, ps.type)))
 		return ret;
 	r->ino = ps.ino;
-	r->mode = sf_type_bits(ps.type) | (ps.mode & 07777);
+	r->mode = pf_type_mode(ps.type) | (ps.mode & 07777);
 	r->nlink = ps.nlink;
 	r->uid = ps.uid;
 	r->gid = ps.gid;
@@ -573,22 +573,6 @@ static void name_gone(struct sfile *f)
 		sf_unlinked(f);
 }
 
-static uint8_t dt_of(enum pf_type t)
-{
-	switch (t) {
-	case PF_TYPE_DIR:
-		return DT_DIR;
-	case PF_TYPE_LNK:
-		return DT_LNK;
-	case PF_TYPE_FIFO:
-		return DT_FIFO;
-	case PF_TYPE_SOCK:
-		return DT_SOCK;
-	default:
-		return DT_REG;
-	}
-}
-
 /* Entries of a directory from cookie m->a (pf's cookies: "." and ".." are
  * left out, the client makes its own). */
 static int do_readdir(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
@@ -637,7 +621,7 @@ static int do_readdir(struct sconn *c, const struct rt_msg *m, const struct pf_c
 				break;
 			}
 			memcpy(out + used, &ents[i].ino, 8);
-			out[used + 8] = dt_of(ents[i].type);
+			out[used + 8] = (uint8_t)IFTODT(pf_type_mode(ents[i].type));
 			memcpy(out + used + 9, ents[i].name, nlen + 1);
 			used += 9 + nlen + 1;
 			cookie = ents[i].cookie;

@@ -216,29 +216,13 @@ int sf_grow(struct sfile *f, uint64_t words)
 	return map_state(f, words);
 }
 
-uint32_t sf_type_bits(enum pf_type t)
-{
-	switch (t) {
-	case PF_TYPE_DIR:
-		return S_IFDIR;
-	case PF_TYPE_LNK:
-		return S_IFLNK;
-	case PF_TYPE_FIFO:
-		return S_IFIFO;
-	case PF_TYPE_SOCK:
-		return S_IFSOCK;
-	default:
-		return S_IFREG;
-	}
-}
-
 void sf_attrs(struct sfile *f)
 {
 	struct pf_stat ps;
 
 	if (pf_fstat(f->pf, &ps))
 		return;
-	atomic_store(&f->seg->mode, sf_type_bits(ps.type) | (ps.mode & 07777));
+	atomic_store(&f->seg->mode, pf_type_mode(ps.type) | (ps.mode & 07777));
 	atomic_store(&f->seg->nlink, ps.nlink);
 	atomic_store(&f->seg->uid, ps.uid);
 	atomic_store(&f->seg->gid, ps.gid);

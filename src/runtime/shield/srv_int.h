@@ -159,8 +159,7 @@ void sf_attrs(struct sfile *f);
 int sf_utimes(struct sfile *f, unsigned flags, int64_t atime_ns, int64_t mtime_ns);
 /* lseek SEEK_DATA / SEEK_HOLE on f's stored content (written back first). */
 int sf_seek(struct sfile *f, int whence, uint64_t off, uint64_t *out);
-/* S_IF* type bits of a pf node type. */
-uint32_t sf_type_bits(enum pf_type t);
+
 /* Keep the cache under its bound: write back, then evict clean chunks. */
 void sf_balance(bool writeback_all);
 void sf_free_all(void);
