@@ -11,6 +11,7 @@ import pathlib
 import stat
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
 from kilnapps import Volume  # noqa: E402
@@ -30,7 +31,7 @@ s.listen(1)
 os.mkfifo("secret-fifo-5f1c2a")
 d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 d.bind("secret-dgram-5f1c2a")
-print("ready", s.getsockname(), flush=True)
+print("ready", s.getsockname(), os.getpid(), flush=True)
 sys.stdin.readline()
 c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 c.connect("secret-sock-5f1c2a")
@@ -58,12 +59,26 @@ def host_files_named(roots, names):
     return hits
 
 
-def nodes_dirs():
-    return set(pathlib.Path("/tmp").glob("kiln-nodes-*"))
+def bound_dir(pid):
+    """The directory of the kernel's sockets the process holds (from
+    /proc/net/unix: other workloads on the host may have their own)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    dirs = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for ln in f:
+            cols = ln.split()
+            if len(cols) >= 8 and cols[6] in inodes and cols[7].startswith("/"):
+                dirs.add(os.path.dirname(cols[7]))
+    assert len(dirs) == 1, dirs
+    return pathlib.Path(dirs.pop())
 
 
 def test_bound_socket_and_fifo_leave_no_plaintext_name(volume, tmp_path):
-    before = nodes_dirs()
     p = subprocess.Popen(
         [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
          "/usr/bin/python3", "-c", PROGRAM, str(volume.dir)],
@@ -72,16 +87,15 @@ def test_bound_socket_and_fifo_leave_no_plaintext_name(volume, tmp_path):
         line = p.stdout.readline()
         assert line.startswith("ready"), line + p.stderr.read()
         # The program sees the path it bound (getsockname), not the kernel's.
-        assert line.split() == ["ready", "secret-sock-5f1c2a"], line
+        assert line.split()[:2] == ["ready", "secret-sock-5f1c2a"], line
         # While they exist: no host file bears a name; the volume directory
         # holds only the store.
         hits = host_files_named([str(tmp_path), *PLACES], NAMES)
         assert hits == [], hits
         assert sorted(os.listdir(volume.dir)) == [".kiln"]
-        # The kernel's objects: in a new private directory, by inode number.
-        new = nodes_dirs() - before
-        assert len(new) == 1, new
-        d = new.pop()
+        # The kernel's objects: in a private directory, by inode number.
+        d = bound_dir(int(line.split()[2]))
+        assert d.parent == pathlib.Path("/tmp") and d.name.startswith("kiln-nodes-"), d
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
         entries = sorted(os.listdir(d))
         assert len(entries) == 3 and all(e.isdigit() for e in entries), entries
@@ -95,8 +109,12 @@ def test_bound_socket_and_fifo_leave_no_plaintext_name(volume, tmp_path):
     assert p.returncode == 0, err
     assert "got ping" in out, out + err
     assert "left ['secret-dgram-5f1c2a']" in out, out
-    # The program's unlink removed the kernel objects; the workload's end
-    # removed the rest, and the directory.
+    # The program's unlink removed the kernel objects; the end of the volume
+    # server (it removes .kiln/server last) removed the rest, and the directory.
+    for _ in range(600):
+        if not (volume.dir / ".kiln" / "server").exists():
+            break
+        time.sleep(0.05)
     assert not d.exists(), sorted(os.listdir(d))
     assert host_files_named([str(tmp_path), *PLACES], NAMES) == []
     # The names are in the volume, encrypted: a new workload lists the one left.
