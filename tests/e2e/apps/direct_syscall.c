@@ -5,8 +5,7 @@
  *   direct_syscall write PATH TEXT   create PATH with TEXT (raw openat/write/fsync)
  *   direct_syscall read PATH         print PATH's content (raw openat/fstat/read)
  *   direct_syscall libc-read PATH    same through syscall(SYS_openat, ...)
- *   direct_syscall link PATH NEW...  raw link(2) to each NEW: EPERM in a volume (no hard
- *                                    links yet), said once per process
+ *   direct_syscall link PATH NEW...  raw link(2) to each NEW: hard links in the volume
  *   direct_syscall setxattr PATH     raw setxattr(2) twice: refused (ENOTSUP), said once
  * Exit 0 on success; on failure prints "errno=N (name)" and exits 1. */
 #include <errno.h>

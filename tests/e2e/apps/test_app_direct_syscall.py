@@ -20,18 +20,25 @@ def test_unsupported_call_is_refused(volume, direct_syscall_bin):
     feature, and the refusal is said once per process, not once per call."""
     f = volume.dir / "direct.txt"
     volume.run(direct_syscall_bin, "write", f, SECRET, check=True)
-    p = volume.run(direct_syscall_bin, "link", f, volume.dir / "hard", volume.dir / "hard2")
-    assert p.returncode == 1
-    assert p.stdout.splitlines() == ["link: errno=1 (Operation not permitted)"] * 2  # link(2)
-    said = [ln for ln in p.stderr.splitlines() if "hard links" in ln]
-    assert said == [f"kiln: link to {volume.dir}/hard: hard links are not supported in "
-                    "volumes yet (EPERM)"]
     p = volume.run(direct_syscall_bin, "setxattr", f)
     assert p.returncode == 1
     assert p.stdout.splitlines() == ["setxattr: errno=95 (Operation not supported)"] * 2
     said = [ln for ln in p.stderr.splitlines() if "setxattr" in ln]
     assert said == [f"kiln: setxattr on protected path {f}: not supported by the runtime "
                     "(ENOTSUP)"]
+
+
+def test_direct_link_is_shielded(volume, direct_syscall_bin):
+    """A raw link(2) inside a volume makes a hard link there (the volume server's
+    LINK): the new name reads the same plaintext, nothing appears on the host."""
+    f = volume.dir / "direct.txt"
+    volume.run(direct_syscall_bin, "write", f, SECRET, check=True)
+    volume.run(direct_syscall_bin, "link", f, volume.dir / "hard", volume.dir / "hard2",
+               check=True)
+    for name in ("hard", "hard2"):
+        p = volume.run(direct_syscall_bin, "read", volume.dir / name, check=True)
+        assert f"content={SECRET}" in p.stdout
+    assert sorted(p.name for p in volume.dir.iterdir()) == [".kiln"]
 
 
 def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin):
