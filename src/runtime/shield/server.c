@@ -340,8 +340,30 @@ static int stat_path(const char *path, const struct pf_cred *cred, unsigned flag
 	return f ? sf_stat(f, r) : 0;
 }
 
-/* utimensat of a path whose file the server does not hold. */
-static int set_times(const char *path, unsigned flags, int64_t atime_ns, int64_t mtime_ns)
+/* utimensat's checks: both times omitted, none; both now, the owner or a
+ * writer; any explicit time, the owner. f: a file the server holds (path
+ * NULL: one without a name). */
+static int may_set_times(const struct pf_cred *cred, const char *path, struct sfile *f,
+			 unsigned flags)
+{
+	unsigned ut = flags & RT_UT_ALL;
+	bool now = ut == (RT_UT_ATIME_NOW | RT_UT_MTIME_NOW);
+	struct pf_stat ps;
+	int ret;
+
+	if (ut == (RT_UT_ATIME_OMIT | RT_UT_MTIME_OMIT))
+		return 0;
+	if (path)
+		return srv_may_setattr(cred, path, now);
+	if ((ret = pf_fstat(f->pf, &ps)))
+		return ret;
+	return srv_may_setattr_of(cred, &ps, now);
+}
+
+/* utimensat of a path whose file the server does not hold (pf checks the
+ * caller again). */
+static int set_times(const char *path, const struct pf_cred *cred, unsigned flags,
+		     int64_t atime_ns, int64_t mtime_ns)
 {
 	struct kiln_err err = { 0 };
 	struct pf_setattr sa = { .atime_ns = atime_ns, .mtime_ns = mtime_ns };
@@ -351,7 +373,7 @@ static int set_times(const char *path, unsigned flags, int64_t atime_ns, int64_t
 		sa.valid |= (flags & RT_UT_ATIME_NOW) ? PF_SET_ATIME_NOW : PF_SET_ATIME;
 	if (!(flags & RT_UT_MTIME_OMIT))
 		sa.valid |= (flags & RT_UT_MTIME_NOW) ? PF_SET_MTIME_NOW : PF_SET_MTIME;
-	ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, NULL, &err);
+	ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
 	return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 }
 
@@ -429,13 +451,23 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	} else {
 		/* A new file belongs to the caller (with the group of a
 		 * set-group-ID directory), if the caller may write the
-		 * directory: pf makes it so. */
-		ret = pf_mknodat(g_srv.vol, PF_ROOT_INO, m->path, S_IFREG | (m->mode & 07777), cred,
-				 &err);
+		 * directory: pf makes it so. Its name is where the path leads:
+		 * through a dangling symlink, the symlink's target. */
+		struct pf_resolved rs = { 0 };
+
+		ret = pf_resolve(g_srv.vol, PF_ROOT_INO, m->path, PF_AT_PARENT, cred, &rs, &err);
+		free(rs.rest);
+		if (ret == PF_RESOLVE_ESCAPED)
+			return -EXDEV;
+		if (ret == 0 && !rs.ino)
+			ret = pf_mknodat(g_srv.vol, rs.parent, rs.name, S_IFREG | (m->mode & 07777),
+					 cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
-		flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
-		ns_changed();
+		if (!rs.ino) { /* made here (else made meanwhile: open it as asked) */
+			flags &= ~(O_CREAT | O_EXCL | O_TRUNC);
+			ns_changed();
+		}
 	}
 	ret = sf_open(m->path, flags, m->mode, &f);
 	if (!ret)
@@ -847,9 +879,10 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 			return -EBADF;
 		if (path && (ret = srv_may_setattr(cred, path, false)))
 			return ret;
-		/* A file without a name: pf checks the caller on its inode. */
-		ret = f ? pf_fsetattr(f->pf, &sa, path ? NULL : cred, &err) :
-		      pf_chmod(g_srv.vol, path, sa.mode, &err);
+		/* pf checks the caller (again for a path: it also drops S_ISGID
+		 * for an owner outside the file's group, as Linux does). */
+		ret = f ? pf_fsetattr(f->pf, &sa, cred, &err) :
+		      pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
 		if (ret)
 			return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 		if (f || (f = sf_by_path(path)))
@@ -861,20 +894,12 @@ static int serve(struct sconn *c, const struct rt_msg *m)
 		path = path_or_file(c, m, &f);
 		if (!path && !f)
 			return -EBADF;
-		if (path) {
-			/* utimensat's checks: both omitted, none; both now,
-			 * the owner or a writer; any explicit time, the owner. */
-			unsigned ut = m->flags & RT_UT_ALL;
-
-			if (ut != (RT_UT_ATIME_OMIT | RT_UT_MTIME_OMIT) &&
-			    (ret = srv_may_setattr(cred, path,
-						   ut == (RT_UT_ATIME_NOW | RT_UT_MTIME_NOW))))
-				return ret;
-		}
+		if ((ret = may_set_times(cred, path, f, m->flags)))
+			return ret;
 		if (!f)
 			f = sf_by_path(path);
 		ret = f ? sf_utimes(f, m->flags, (int64_t)m->a, (int64_t)m->b) :
-		      set_times(path, m->flags, (int64_t)m->a, (int64_t)m->b);
+		      set_times(path, cred, m->flags, (int64_t)m->a, (int64_t)m->b);
 		if (ret)
 			return ret;
 		ns_changed();

@@ -95,10 +95,15 @@ int srv_may_setattr(const struct pf_cred *cred, const char *path, bool now)
 
 	if (ret)
 		return plain(ret, &err);
-	if (cred->uid == 0 || cred->uid == ps.uid)
+	return srv_may_setattr_of(cred, &ps, now);
+}
+
+int srv_may_setattr_of(const struct pf_cred *cred, const struct pf_stat *ps, bool now)
+{
+	if (cred->uid == 0 || cred->uid == ps->uid)
 		return 0;
 	if (now)
-		return pf_permission(cred, &ps, PF_MAY_WRITE);
+		return pf_permission(cred, ps, PF_MAY_WRITE);
 	return -EPERM;
 }
 

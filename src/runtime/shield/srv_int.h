@@ -115,6 +115,9 @@ int srv_may_list(const struct pf_cred *cred, const char *path);
 /* chmod, utimes of path: the owner or root (EPERM); with now (times set to
  * the current time) also a writer (EACCES). */
 int srv_may_setattr(const struct pf_cred *cred, const char *path, bool now);
+/* The same for a file the server holds (ps: its attributes; an O_TMPFILE or
+ * unlinked file has no path). */
+int srv_may_setattr_of(const struct pf_cred *cred, const struct pf_stat *ps, bool now);
 /* truncate of path: write permission. */
 int srv_may_write(const struct pf_cred *cred, const char *path);
 

@@ -11,13 +11,6 @@ views, with the errno Linux gives for a file system that does not support it.
 """
 
 KNOWN = {
-    ('perms', 'run'): dict.fromkeys([
-        'mode_after',
-    ], 'pf: the mode of an open file after chmod by another process (stat of an open file '
-       'reads the memfd node; pf v2 attributes in the state segment)'),
-    ('times', 'run'): dict.fromkeys([
-        'chown_ctime',
-    ], 'sys: chown stored'),
 }
 
 REFUSED = {
