@@ -26,6 +26,13 @@ enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len
 	return RT_LAST_NORM;
 }
 
+size_t rt_path_pop(const char *path, size_t len, size_t keep)
+{
+	while (len > keep && path[len - 1] != '/')
+		len--;
+	return len > keep ? len - 1 : len;
+}
+
 int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_size)
 {
 	size_t len = 0;
@@ -54,11 +61,7 @@ int rt_path_normalize(const char *cwd, const char *path, char *out, size_t out_s
 			if (kind == RT_LAST_DOT)
 				continue;
 			if (kind == RT_LAST_DOTDOT) {
-				/* Drop the last component; ".." of "/" is "/". */
-				while (len > 1 && out[len - 1] != '/')
-					len--;
-				if (len > 1)
-					len--;
+				len = rt_path_pop(out, len, 1);
 				continue;
 			}
 			if (len > 1) {

@@ -66,6 +66,10 @@ enum rt_path_last rt_path_tail(const char *path, bool *slash);
  * left), else RT_LAST_NORM, RT_LAST_DOT or RT_LAST_DOTDOT for the component. */
 enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len);
 
+/* The length of path[0..len) without its last component and the slash
+ * before it, never below keep ("/" keeps 1: ".." of "/" is "/"). */
+size_t rt_path_pop(const char *path, size_t len, size_t keep);
+
 /* The absolute form of a relative path against cwd, normalized as
  * rt_path_normalize does except for a last component ".", ".." or one
  * followed by '/', which stay as written ("a/../b/." -> "CWD/b/."), so that

@@ -443,10 +443,7 @@ static bool follow_into_volume(long dirfd, const char *path, char *out, size_t o
 			continue;
 		if (kind == RT_LAST_DOTDOT) {
 			/* cur holds no symlink: ".." is its parent. */
-			while (len > 0 && cur[len - 1] != '/')
-				len--;
-			if (len > 0)
-				len--;
+			len = rt_path_pop(cur, len, 0);
 			cur[len] = '\0';
 			continue;
 		}
