@@ -69,12 +69,27 @@ class World:
         self.vol = str(root / "vol")
         self.key = str(root / "vol.key")
 
+    # The last step's volume server may still be exiting while we copy or
+    # delete the tree; it removes its own .kiln/server file then. A file that
+    # vanishes under us is gone either way (CI: FileNotFoundError 'server').
+    @staticmethod
+    def _copy(src, dst):
+        try:
+            shutil.copy2(src, dst)
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def _gone(func, path, exc):
+        if not issubclass(exc[0], FileNotFoundError):
+            raise exc[1]
+
     def save(self, to):
-        shutil.copytree(self.root, to, symlinks=True)
+        shutil.copytree(self.root, to, symlinks=True, copy_function=self._copy)
 
     def restore(self, frm):
-        shutil.rmtree(self.root)
-        shutil.copytree(frm, self.root, symlinks=True)
+        shutil.rmtree(self.root, onerror=self._gone)
+        shutil.copytree(frm, self.root, symlinks=True, copy_function=self._copy)
 
 
 def traced(argv, log, timeout=120):
