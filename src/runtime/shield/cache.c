@@ -29,7 +29,23 @@ void rt__cache_take(struct rt_node *n)
 	g_cache_files--;
 }
 
-static void cache_evict_oldest(void)
+/* Claim n for freeing: refs 0 -> -1, after which no lock-free open takes
+ * it (fast.c). A node a lock-free open holds leaves the cache instead: its
+ * last close, which sees it uncached (taken out before the claim), settles
+ * it. */
+bool rt__node_try_free(struct rt_node *n)
+{
+	int zero = 0;
+
+	rt__cache_take(n);
+	if (!atomic_compare_exchange_strong(&n->refs, &zero, -1))
+		return false;
+	rt__node_free(n);
+	return true;
+}
+
+/* True when the cache had a node (freed, or taken out of the cache). */
+static bool cache_evict_oldest(void)
 {
 	struct rt_node *old = NULL;
 
@@ -37,7 +53,8 @@ static void cache_evict_oldest(void)
 		if (n->cached && (!old || n->cached_at < old->cached_at))
 			old = n;
 	if (old)
-		rt__node_free(old);
+		rt__node_try_free(old);
+	return old != NULL;
 }
 
 /* Out of fds: the cached files let theirs go (an app that retries after
@@ -49,34 +66,69 @@ bool rt__cache_shrink(void)
 
 	for (struct rt_node *n = g_nodes; n; n = next) {
 		next = n->next;
-		if (n->cached) {
-			rt__node_free(n);
+		if (n->cached && rt__node_try_free(n))
 			any = true;
-		}
 	}
 	return any;
 }
 
-void rt__node_unref(struct rt_node *n)
+/* n's references reached 0 (under the lock): commit what --freshness
+ * on-close owes, then keep it for the next open or free it. A lock-free open
+ * may take it again at any point; the claim in rt__node_try_free decides. */
+static void node_settle(struct rt_node *n)
 {
-	if (--n->refs > 0)
-		return;
 	if (!n->vol)
 		return; /* an injected file lives as long as the process */
+	if (atomic_load(&n->refs) != 0)
+		return;
 	/* --freshness on-close: what this process wrote is committed now
 	 * (on-exit: at exit, rt__vols_exit; every-fsync: at fsync and exit). */
 	if (g_rt.cfg.freshness == RT_FRESH_ON_CLOSE && atomic_load(&n->wrote) &&
 	    !n->unlinked && rt__node_commit(n) == 0)
 		atomic_store(&n->wrote, false);
 	if (n->unlinked || atomic_load(&n->dead) || !g_cache_max_files) {
-		rt__node_free(n);
+		rt__node_try_free(n);
 		return;
 	}
-	while (g_cache_files >= g_cache_max_files)
-		cache_evict_oldest();
+	if (n->cached)
+		return;
+	while (g_cache_files >= g_cache_max_files && cache_evict_oldest())
+		;
 	n->cached = true;
 	n->cached_at = ++g_cache_clock;
 	g_cache_files++;
+}
+
+void rt__node_unref(struct rt_node *n)
+{
+	if (atomic_fetch_sub(&n->refs, 1) == 1)
+		node_settle(n);
+}
+
+static atomic_bool g_settle;
+
+void rt__node_unref_lockfree(struct rt_node *n)
+{
+	if (atomic_fetch_sub(&n->refs, 1) != 1 || atomic_load(&n->cached))
+		return;
+	atomic_store(&n->settle, true);
+	atomic_store(&g_settle, true);
+}
+
+void rt__cache_settle(void)
+{
+	if (!atomic_load_explicit(&g_settle, memory_order_relaxed) ||
+	    !atomic_exchange(&g_settle, false))
+		return;
+	/* Settling may free other nodes (the cache's oldest): start over. */
+	for (struct rt_node *n = g_nodes; n;) {
+		if (atomic_exchange(&n->settle, false)) {
+			node_settle(n);
+			n = g_nodes;
+		} else {
+			n = n->next;
+		}
+	}
 }
 
 /* KILN_FILE_CACHE=FILES[:MIB]. */

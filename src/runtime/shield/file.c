@@ -57,7 +57,7 @@ bool rt__ofd_tryref(struct rt_ofd *o)
  * this was goes to g_released, which the next caller of the lock drains. No
  * signal mask change, no mutex: signals may arrive at any point, and a
  * handler that calls into the shield finds consistent state. */
-static void release_later(struct rt_ofd *o)
+void rt__release_later(struct rt_ofd *o)
 {
 	struct rt_ofd *head = atomic_load(&g_released);
 
@@ -68,8 +68,21 @@ static void release_later(struct rt_ofd *o)
 
 void rt__ofd_unref_lockfree(struct rt_ofd *o)
 {
-	if (atomic_fetch_sub(&o->refs, 1) == 1)
-		release_later(o);
+	struct rt_node *n;
+
+	if (atomic_fetch_sub(&o->refs, 1) != 1)
+		return;
+	if (o->kind != RT_FD_FILE || !o->node->vol) {
+		rt__release_later(o);
+		return;
+	}
+	/* A file's description goes back to the pool of the lock-free open
+	 * (fast.c) at once, its node's reference with it. */
+	n = o->node;
+	memset(o, 0, sizeof(*o));
+	if (!rt__fast_pool_put(o))
+		rt__release_later(o);
+	rt__node_unref_lockfree(n);
 }
 
 /* Under g_shield_lock. */
@@ -81,6 +94,27 @@ void rt__released_drain(void)
 		next = o->next_released;
 		ofd_release(o);
 	}
+}
+
+bool rt__lockfree_begin(void)
+{
+	atomic_fetch_add(&g_closing, 1);
+	t_closing++;
+	if (!atomic_load(&g_forking))
+		return true;
+	rt__lockfree_end();
+	return false;
+}
+
+void rt__lockfree_end(void)
+{
+	t_closing--;
+	atomic_fetch_sub(&g_closing, 1);
+}
+
+bool rt__lockfree_idle(void)
+{
+	return atomic_load(&g_closing) == 0;
 }
 
 long rt__close_lockfree(int fd)
@@ -95,16 +129,14 @@ long rt__close_lockfree(int fd)
 	if (g_rt.cfg.freshness == RT_FRESH_ON_CLOSE && o->node->vol &&
 	    atomic_load(&o->node->wrote))
 		return -EAGAIN;
-	atomic_fetch_add(&g_closing, 1);
-	t_closing++;
-	if (atomic_load(&g_forking) || !rt_fd_clear_if(fd, RT_FD_FILE, o))
-		goto out;
-	/* The slot's reference is ours now. */
-	rt__ofd_unref_lockfree(o);
-	r = rt__raw(SYS_close, fd);
-out:
-	t_closing--;
-	atomic_fetch_sub(&g_closing, 1);
+	if (!rt__lockfree_begin())
+		return -EAGAIN;
+	if (rt_fd_clear_if(fd, RT_FD_FILE, o)) {
+		/* The slot's reference is ours now. */
+		rt__ofd_unref_lockfree(o);
+		r = rt__raw(SYS_close, fd);
+	}
+	rt__lockfree_end();
 	return r;
 }
 
@@ -254,8 +286,11 @@ static bool open_denied(const struct rt_stat_reply *r, int flags)
  * the server. */
 static long open_fast(struct rt_target *t, int flags)
 {
+	/* Before the lookup (as rt__lookup): at worst older than its answer. */
+	uint64_t gen = rt__vol_gen(t->vol);
 	struct rt_stat_reply r;
 	struct rt_node *n;
+	long fd;
 	int ret;
 
 	/* O_NOFOLLOW: the cached answer followed a symlink the name may be. */
@@ -271,7 +306,10 @@ static long open_fast(struct rt_target *t, int flags)
 	n = rt__node_by_id(t->vol, r.id);
 	if (!n)
 		return -EAGAIN;
-	return rt__ofd_open_node(n, flags & RFLAGS);
+	fd = rt__ofd_open_node(n, flags & RFLAGS);
+	if (fd >= 0)
+		rt__fast_put(t->vol, t->rel, gen, n, r.mode);
+	return fd;
 }
 
 /* t names a volume path (the handler resolved it and dealt with O_TMPFILE
@@ -281,8 +319,10 @@ static long open_server(struct rt_target *t, int flags, mode_t mode);
 long rt__shield_open(struct rt_target *t, int flags, mode_t mode)
 {
 	struct rt_guard g;
-	long fd;
+	long fd = rt__fast_open(t, flags, flags & RFLAGS);
 
+	if (fd != -EAGAIN)
+		return fd;
 	rt__lock(&g);
 	if (t->vfile) {
 		fd = rt__vfile_open(t->vfile, flags);
@@ -353,6 +393,8 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	}
 	n->refs++;
 	fd = rt__ofd_open_node(n, flags & RFLAGS);
+	if (fd >= 0)
+		rt__fast_put(t->vol, t->rel, gen, n, r.mode);
 	rt__node_unref(n);
 	return fd;
 }

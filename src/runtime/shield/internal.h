@@ -25,13 +25,15 @@
  * Locking: one mutex (g_shield_lock), taken inside rt__enter() (signals
  * blocked) around changes to nodes, descriptions and caches; never held
  * while app code runs. The data path (reads, writes) takes no lock: atomic
- * chunk words, and a reference on the fd's description. A round trip to the
+ * chunk words, and a reference on the fd's description. Neither do the close
+ * of an fd and the open of a file this process holds (fast.c): node
+ * references are atomic, -1 once a node is claimed for freeing. A round trip to the
  * server needs no shield lock (client.c keeps a pool of connections).
  *
  * Files: shield.c (entry, init, exit, fork, exec), client.c, volume.c (the
- * mounted volumes), node.c, cache.c, file.c (open file descriptions), data.c,
- * mmap.c, stat.c, namespace.c, inject.c (files injected by the attestation
- * answer). */
+ * mounted volumes), node.c, cache.c, file.c (open file descriptions), fast.c
+ * (the lock-free open of a known file), data.c, mmap.c, stat.c, namespace.c,
+ * inject.c (files injected by the attestation answer). */
 #ifndef KILN_RUNTIME_SHIELD_INTERNAL_H
 #define KILN_RUNTIME_SHIELD_INTERNAL_H
 
@@ -59,6 +61,18 @@ struct rt_lookup {
 };
 #define RT_LOOKUPS 256
 
+/* A path this process opened lately, for the lock-free open (fast.c). Written
+ * under g_shield_lock; read lock-free through seq (odd while written). */
+#define RT_FAST_SLOTS 64
+#define RT_FAST_REL 192
+struct rt_fast_slot {
+	_Atomic uint32_t seq;
+	_Atomic uint32_t mode;            /* permission bits */
+	_Atomic uint64_t gen;             /* rt__vol_gen when the answer was made */
+	_Atomic(struct rt_node *) node;   /* NULL: empty */
+	char rel[RT_FAST_REL];
+};
+
 struct rt_vol {
 	struct rt_volume_cfg *cfg;
 	int rootfd;            /* owned: the volume directory, backs directory fds */
@@ -76,6 +90,7 @@ struct rt_vol {
 	bool said_gone;
 	atomic_bool wrote;     /* this process wrote to the volume (exit commit) */
 	struct rt_lookup lookups[RT_LOOKUPS]; /* under g_shield_lock */
+	struct rt_fast_slot fast[RT_FAST_SLOTS];
 };
 
 /* This process's handle on one server file (or, with vol NULL, an injected
@@ -91,13 +106,18 @@ struct rt_node {
 	_Atomic uint64_t seg_words;      /* words it covers */
 	struct rt_oldmap *old; /* superseded mappings, unmapped with the node */
 	char proc[32];         /* "/proc/self/fd/<memfd>" */
-	int refs;              /* descriptions, mappings, the cache */
+	/* Descriptions and mappings; -1 once claimed for freeing (a lock-free
+	 * open takes a reference only while it is >= 0). Changed under
+	 * g_shield_lock, and without it by lock-free opens and closes. */
+	atomic_int refs;
 	mode_t mode;           /* permission bits */
 	uint64_t ino;
 	bool unlinked;
 	atomic_bool wrote;     /* written by this process (exit and on-close commits) */
 	atomic_bool dead;      /* its server is gone, or it could not be re-attached */
-	bool cached;           /* no fd left; kept for the next open (cache.c) */
+	atomic_bool cached;    /* kept for the next open (cache.c); a lock-free open may
+				* use it meanwhile (refs > 0) */
+	atomic_bool settle;    /* refs reached 0 without the lock: cache or free it */
 	uint64_t cached_at;
 };
 
@@ -194,6 +214,14 @@ void rt__cache_take(struct rt_node *n) RT_HIDDEN;
 bool rt__cache_shrink(void) RT_HIDDEN;
 /* Drop a reference on n; the last one caches it or frees it. */
 void rt__node_unref(struct rt_node *n) RT_HIDDEN;
+/* The same without the lock: the last one leaves n to the next locked call. */
+void rt__node_unref_lockfree(struct rt_node *n) RT_HIDDEN;
+/* Under the lock: nodes whose last reference went without it. */
+void rt__cache_settle(void) RT_HIDDEN;
+/* Free n unless a lock-free open holds it (then its last close settles it). */
+bool rt__node_try_free(struct rt_node *n) RT_HIDDEN;
+/* Under the lock: free the memory of freed nodes no lock-free call can use. */
+void rt__node_reap(void) RT_HIDDEN;
 
 /* file.c: open file descriptions. */
 long rt__ofd_open_node(struct rt_node *n, int rflags) RT_HIDDEN;
@@ -207,6 +235,25 @@ void rt__released_drain(void) RT_HIDDEN;
 /* Fork: wait for lock-free closes in progress (rt__shield_before_fork). */
 void rt__closes_quiesce(void) RT_HIDDEN;
 void rt__closes_resume(void) RT_HIDDEN;
+/* A lock-free fd operation (close, fast open): false when a fork is waiting
+ * for them (take the lock instead); rt__lockfree_end after. */
+bool rt__lockfree_begin(void) RT_HIDDEN;
+void rt__lockfree_end(void) RT_HIDDEN;
+/* No lock-free fd operation in progress in any thread. */
+bool rt__lockfree_idle(void) RT_HIDDEN;
+void rt__release_later(struct rt_ofd *o) RT_HIDDEN;
+
+/* fast.c: the lock-free open of a file this process holds. */
+long rt__fast_open(struct rt_target *t, int flags, int rflags) RT_HIDDEN;
+/* Under the lock: rel names n under gen (after an open of it). */
+void rt__fast_put(struct rt_vol *vol, const char *rel, uint64_t gen, struct rt_node *n,
+		  uint32_t mode) RT_HIDDEN;
+/* Under the lock: n goes; no slot may name it. */
+void rt__fast_forget(struct rt_node *n) RT_HIDDEN;
+bool rt__fast_pool_put(struct rt_ofd *o) RT_HIDDEN;
+void rt__fast_pool_fill(void) RT_HIDDEN;
+/* shield.c: a forked child that has not attached its inherited files yet. */
+bool rt__shield_in_child(void) RT_HIDDEN;
 
 
 /* mmap.c */

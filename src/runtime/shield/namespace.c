@@ -56,7 +56,7 @@ static void node_gone(struct rt_vol *vol, uint64_t id)
 		return;
 	n->unlinked = true;
 	if (n->cached)
-		rt__node_free(n);
+		rt__node_try_free(n);
 }
 
 static long unlink_locked(struct rt_target *t, int flags);

@@ -198,18 +198,38 @@ fail:
 	return ret;
 }
 
+/* Freed nodes whose memory a lock-free open may still read (fast.c): freed
+ * by the first locked call that finds no lock-free operation in progress. */
+static struct rt_node *g_grave;
+
+void rt__node_reap(void)
+{
+	struct rt_node *n, *next;
+
+	if (!g_grave || !rt__lockfree_idle())
+		return;
+	n = g_grave;
+	g_grave = NULL;
+	for (; n; n = next) {
+		next = n->next;
+		free(n);
+	}
+}
+
 void rt__node_free(struct rt_node *n)
 {
 	struct rt_node **pp;
 	struct rt_oldmap *next;
 
 	rt__cache_take(n);
+	atomic_store(&n->refs, -1);
 	for (pp = &g_nodes; *pp; pp = &(*pp)->next) {
 		if (*pp == n) {
 			*pp = n->next;
 			break;
 		}
 	}
+	rt__fast_forget(n);
 	if (n->vol && !atomic_load(&n->dead) && n->gen == n->vol->gen &&
 	    n->vol->pid == (pid_t)rt__raw0(SYS_getpid)) {
 		struct rt_msg m = { .op = RT_OP_RELEASE, .id = n->id };
@@ -225,7 +245,13 @@ void rt__node_free(struct rt_node *n)
 	}
 	rt__own_close(n->memfd);
 	free(n->rel);
-	free(n);
+	n->rel = NULL;
+	if (rt__lockfree_idle()) {
+		free(n);
+	} else {
+		n->next = g_grave;
+		g_grave = n;
+	}
 }
 
 int rt__node_commit(struct rt_node *n)

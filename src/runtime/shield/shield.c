@@ -30,12 +30,14 @@ static void attach_inherited(void)
 		next = n->next;
 		if (!n->vol)
 			continue;
-		if (n->cached) {
+		if (n->cached && atomic_load(&n->refs) == 0) {
 			/* The parent's cache: the parent's hold. */
 			atomic_store(&n->dead, true);
 			rt__node_free(n);
 			continue;
 		}
+		/* Cached, yet held by an fd (a lock-free open): the child's. */
+		rt__cache_take(n);
 		m.id = n->id;
 		ret = atomic_load(&n->dead) || n->gen != n->vol->gen ? -EIO :
 		      rt__cl_call(n->vol, &m, &call);
@@ -66,12 +68,20 @@ void rt__child_check(void)
 	rt__leave(&g);
 }
 
+bool rt__shield_in_child(void)
+{
+	return atomic_load_explicit(&g_child, memory_order_relaxed);
+}
+
 void rt__lock(struct rt_guard *g)
 {
 	rt__child_check();
 	rt__enter(g);
 	pthread_mutex_lock(&g_shield_lock);
 	rt__released_drain();
+	rt__cache_settle();
+	rt__node_reap();
+	rt__fast_pool_fill();
 }
 
 void rt__unlock(struct rt_guard *g)

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from kilnapps import SECRET, need
+from kilnenv import BUILD
 
 SERVER = r"""
 import os, sys
@@ -368,3 +369,27 @@ def test_reopen_of_unchanged_file_costs_no_round_trip(volume):
         volume.run(py, "-c", REOPEN, volume.dir / "page.html", n, env=env, check=True)
         counts[n] = server_requests(volume)
     assert counts[300] - counts[1] < 10, counts
+
+
+def test_lockfree_opens_under_signals_and_threads(volume):
+    """Three threads open, fstat, read and close (one also dup's) known files
+    while SIGALRM every 200 us does the same in its handler, on whatever
+    thread it interrupts (the lock-free open and close take no lock and
+    leave the signal mask alone; the locked calls block signals). Every read
+    has the file's bytes and nothing deadlocks; another process's rewrite
+    afterwards is seen."""
+    prog = BUILD / "tests" / "e2e" / "apps" / "rt_reopen_signals"
+    for name in ("a", "b", "c"):
+        write(volume, f"{name}.txt", f"{name}.txt" * 120)
+    p = volume.run(prog, volume.dir, 5000, timeout=240)
+    assert p.returncode == 0 and p.stdout.startswith("ok "), p.stdout + p.stderr
+    assert int(p.stdout.split()[1]) > 0, p.stdout
+    app = App(volume)
+    try:
+        a = volume.dir / "a.txt"
+        assert app.ask("read", a) == "ok " + "a.txt" * 120
+        assert app.ask("read", a) == "ok " + "a.txt" * 120  # lock-free now
+        write(volume, "a.txt", "changed")
+        assert app.ask("read", a) == "ok changed"
+    finally:
+        app.stop()
