@@ -4,6 +4,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -57,6 +58,15 @@ class Volume:
         data = self.raw_bytes()
         assert data, "volume holds no data"
         assert marker.encode() not in data, "plaintext found on disk"
+
+    def wait_server_gone(self, seconds=30):
+        """The volume server exits (after its last commit, and after writing
+        its counters to .kiln/server.log) once its last client has gone."""
+        info = self.dir / ".kiln" / "server"
+        for _ in range(int(seconds * 50)):
+            if not info.exists():
+                return
+            time.sleep(0.02)
 
     def tamper_largest(self):
         """Flip one byte in the middle of the largest data file (not the metadata:

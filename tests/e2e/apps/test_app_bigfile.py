@@ -8,7 +8,6 @@ pages at their peak. make check: 160 MiB through a 32 MiB cache; make stress: a
 import hashlib
 import os
 import re
-import time
 
 import pytest
 
@@ -60,14 +59,6 @@ def stats(volume):
     return int(fills.group(1)), int(fills.group(2)), peak * 1024
 
 
-def wait_server_gone(volume):
-    info = volume.dir / ".kiln" / "server"
-    for _ in range(500):
-        if not info.exists():
-            return
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("mib,cache", [
     pytest.param(4096, 256, marks=pytest.mark.stress),
     pytest.param(160, 32),
@@ -78,7 +69,7 @@ def test_big_file_bounded(volume, mib, cache):
     path = volume.dir / "big.bin"
     p = volume.run(py, "-c", WRITE, path, mib, env=env, check=True, timeout=3600)
     digest = p.stdout.strip()
-    wait_server_gone(volume)
+    volume.wait_server_gone(10)
     _, _, peak = stats(volume)
     # Written back and evicted behind the writer: the cache bound plus the
     # writers' margin (dirty data waits for write-back above a quarter).
@@ -90,7 +81,7 @@ def test_big_file_bounded(volume, mib, cache):
     text, ms = p.stdout.split()
     assert text == ("%08d" % (mib - 1))[-2:] + "%08d" % (mib - 1)
     print(f"open + read 10 bytes of {mib} MiB: {ms} ms")
-    wait_server_gone(volume)
+    volume.wait_server_gone(10)
     fills, chunks, _ = stats(volume)
     assert chunks <= 64, (fills, chunks)
 
@@ -98,7 +89,7 @@ def test_big_file_bounded(volume, mib, cache):
     # read-ahead window and the eviction's slack).
     p = volume.run(py, "-c", STREAM, path, env=env, check=True, timeout=3600)
     assert p.stdout.strip() == digest
-    wait_server_gone(volume)
+    volume.wait_server_gone(10)
     _, chunks, peak = stats(volume)
     assert chunks >= mib * 256 - 16, chunks
     assert peak <= (cache + 64) << 20, peak

@@ -8,7 +8,6 @@ written file still commits it at once."""
 import os
 import re
 import subprocess
-import time
 
 from kilnapps import SECRET, need
 from kilnenv import BUILD
@@ -345,11 +344,7 @@ for _ in range(n):
 
 def server_requests(volume):
     """Requests the volume server answered (KILN_SHIELD_STATS=1), once it exited."""
-    info = volume.dir / ".kiln" / "server"
-    for _ in range(1500):
-        if not info.exists():
-            break
-        time.sleep(0.02)
+    volume.wait_server_gone()
     lines = (volume.dir / ".kiln" / "server.log").read_text().splitlines()
     return int(re.search(r"(\d+) requests;", [ln for ln in lines if "requests;" in ln][-1])
                .group(1))
