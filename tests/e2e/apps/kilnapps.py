@@ -47,11 +47,16 @@ class Volume:
                 if len(p.name) == 32 and all(c in "0123456789abcdef" for c in p.name)]
 
     def raw_bytes(self):
-        """Every byte the volume holds on disk."""
+        """Every byte the volume holds on disk (after the volume server's exit:
+        it removes .kiln/server then, which raced the listing)."""
+        self.wait_server_gone()
         out = b""
         for p in self.dir.rglob("*"):
-            if p.is_file():
-                out += p.read_bytes()
+            try:
+                if p.is_file():
+                    out += p.read_bytes()
+            except FileNotFoundError:
+                pass
         return out
 
     def assert_no_plaintext(self, marker=SECRET):
