@@ -50,8 +50,8 @@ static struct rt_fast_slot *slot_of(struct rt_vol *vol, const char *rel, size_t 
 }
 
 /* ---- the table (written under g_shield_lock) ------------------------------- */
-static void slot_write(struct rt_fast_slot *s, uint64_t gen, struct rt_node *n, uint32_t mode,
-		       const char *rel, size_t len)
+static void slot_write(struct rt_fast_slot *s, uint64_t gen, struct rt_node *n,
+		       const struct rt_stat_reply *r, const char *rel, size_t len)
 {
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 
@@ -59,20 +59,23 @@ static void slot_write(struct rt_fast_slot *s, uint64_t gen, struct rt_node *n, 
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&s->gen, gen, memory_order_relaxed);
 	atomic_store_explicit(&s->node, n, memory_order_relaxed);
-	atomic_store_explicit(&s->mode, mode, memory_order_relaxed);
+	atomic_store_explicit(&s->mode, r ? r->mode : 0, memory_order_relaxed);
+	atomic_store_explicit(&s->uid, r ? r->uid : 0, memory_order_relaxed);
+	atomic_store_explicit(&s->gid, r ? r->gid : 0, memory_order_relaxed);
+	atomic_store_explicit(&s->who, r ? rt__cred()->key : 0, memory_order_relaxed);
 	if (rel)
 		memcpy(s->rel, rel, len + 1);
 	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 }
 
 void rt__fast_put(struct rt_vol *vol, const char *rel, uint64_t gen, struct rt_node *n,
-		  uint32_t mode)
+		  const struct rt_stat_reply *r)
 {
 	size_t len = strlen(rel);
 
 	if (len >= RT_FAST_REL || !n->proc[0])
 		return;
-	slot_write(slot_of(vol, rel, len), gen, n, mode, rel, len);
+	slot_write(slot_of(vol, rel, len), gen, n, r, rel, len);
 }
 
 void rt__fast_forget(struct rt_node *n)
@@ -83,7 +86,7 @@ void rt__fast_forget(struct rt_node *n)
 		struct rt_fast_slot *s = &n->vol->fast[i];
 
 		if (atomic_load_explicit(&s->node, memory_order_relaxed) == n)
-			slot_write(s, 0, NULL, 0, NULL, 0);
+			slot_write(s, 0, NULL, NULL, NULL, 0);
 	}
 }
 
@@ -145,26 +148,31 @@ static bool node_tryref(struct rt_node *n)
 
 /* The node the slot names for rel under the current generation, referenced;
  * NULL when the slot does not answer (being written, another path, stale). */
-static struct rt_node *slot_read(struct rt_vol *vol, const char *rel, size_t len, int acc)
+static struct rt_node *slot_read(struct rt_vol *vol, const char *rel, size_t len, int flags)
 {
 	struct rt_fast_slot *s = slot_of(vol, rel, len);
-	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire), mode;
+	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+	struct rt_stat_reply r = { 0 };
 	struct rt_node *n;
-	uint64_t gen;
+	uint64_t gen, who;
 	bool same;
 
 	if (seq & 1)
 		return NULL;
 	gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
 	n = atomic_load_explicit(&s->node, memory_order_relaxed);
-	mode = atomic_load_explicit(&s->mode, memory_order_relaxed);
+	r.mode = atomic_load_explicit(&s->mode, memory_order_relaxed);
+	r.uid = atomic_load_explicit(&s->uid, memory_order_relaxed);
+	r.gid = atomic_load_explicit(&s->gid, memory_order_relaxed);
+	who = atomic_load_explicit(&s->who, memory_order_relaxed);
 	same = memcmp(s->rel, rel, len + 1) == 0;
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq || !same || !n ||
 	    gen != rt__vol_gen(vol))
 		return NULL;
-	/* What the owner's bits refuse, the server answers (with its errno). */
-	if ((acc != O_WRONLY && !(mode & S_IRUSR)) || (acc != O_RDONLY && !(mode & S_IWUSR)))
+	/* Opened with other credentials (a set*id since), or what the file's
+	 * mode and owner refuse these: the server answers (with its errno). */
+	if (who != rt__cred()->key || rt__open_denied(&r, flags))
 		return NULL;
 	/* n's memory is good: rt__node_free clears the slot before it frees a
 	 * node, and frees none while this operation is in progress. */
@@ -195,7 +203,7 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 		return -EAGAIN;
 	if (!rt__lockfree_begin())
 		goto out;
-	n = slot_read(t->vol, t->rel, len, flags & O_ACCMODE);
+	n = slot_read(t->vol, t->rel, len, flags);
 	if (!n)
 		goto out_end;
 	fd = rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);

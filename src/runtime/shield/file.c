@@ -270,7 +270,7 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 
 #define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME)
 
-static bool open_denied(const struct rt_stat_reply *r, int flags)
+bool rt__open_denied(const struct rt_stat_reply *r, int flags)
 {
 	const struct rt_cred *c = &rt__cred()->fs;
 	struct pf_cred pc = { .uid = c->uid, .gid = c->gid, .groups = c->groups,
@@ -301,14 +301,14 @@ static long open_fast(struct rt_target *t, int flags)
 	/* The server checked the way there for these credentials (the lookup
 	 * is theirs). What the file's mode and owner refuse them, the server
 	 * answers (with its errno). */
-	if (open_denied(&r, flags))
+	if (rt__open_denied(&r, flags))
 		return -EAGAIN;
 	n = rt__node_by_id(t->vol, r.id);
 	if (!n)
 		return -EAGAIN;
 	fd = rt__ofd_open_node(n, flags & RFLAGS);
 	if (fd >= 0)
-		rt__fast_put(t->vol, t->rel, gen, n, r.mode);
+		rt__fast_put(t->vol, t->rel, gen, n, &r);
 	return fd;
 }
 
@@ -394,7 +394,7 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	n->refs++;
 	fd = rt__ofd_open_node(n, flags & RFLAGS);
 	if (fd >= 0)
-		rt__fast_put(t->vol, t->rel, gen, n, r.mode);
+		rt__fast_put(t->vol, t->rel, gen, n, &r);
 	rt__node_unref(n);
 	return fd;
 }

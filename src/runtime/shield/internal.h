@@ -68,6 +68,8 @@ struct rt_lookup {
 struct rt_fast_slot {
 	_Atomic uint32_t seq;
 	_Atomic uint32_t mode;            /* permission bits */
+	_Atomic uint32_t uid, gid;        /* the file's owner */
+	_Atomic uint64_t who;             /* the credentials it was opened with */
 	_Atomic uint64_t gen;             /* rt__vol_gen when the answer was made */
 	_Atomic(struct rt_node *) node;   /* NULL: empty */
 	char rel[RT_FAST_REL];
@@ -247,7 +249,9 @@ void rt__release_later(struct rt_ofd *o) RT_HIDDEN;
 long rt__fast_open(struct rt_target *t, int flags, int rflags) RT_HIDDEN;
 /* Under the lock: rel names n under gen (after an open of it). */
 void rt__fast_put(struct rt_vol *vol, const char *rel, uint64_t gen, struct rt_node *n,
-		  uint32_t mode) RT_HIDDEN;
+		  const struct rt_stat_reply *r) RT_HIDDEN;
+/* file.c: what the file's mode and owner refuse the caller's credentials. */
+bool rt__open_denied(const struct rt_stat_reply *r, int flags) RT_HIDDEN;
 /* Under the lock: n goes; no slot may name it. */
 void rt__fast_forget(struct rt_node *n) RT_HIDDEN;
 bool rt__fast_pool_put(struct rt_ofd *o) RT_HIDDEN;
