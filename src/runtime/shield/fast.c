@@ -192,8 +192,10 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 	struct rt_ofd *o;
 	long fd = -EAGAIN;
 
+	/* O_NOFOLLOW: the slot's answer followed a symlink the name may be
+	 * (ELOOP); the locked open asks the server (as open_fast). */
 	if (t->vfile || g_procfd < 0 || rt__shield_in_child() ||
-	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE)))
+	    (flags & (O_CREAT | O_TRUNC | O_DIRECTORY | O_PATH | __O_TMPFILE | O_NOFOLLOW)))
 		return -EAGAIN;
 	len = strlen(t->rel);
 	if (len >= RT_FAST_REL)
