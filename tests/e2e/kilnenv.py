@@ -3,7 +3,21 @@ several conftest.py files (tests/e2e, tests/e2e/apps) and `import conftest` pick
 whichever came first on sys.path."""
 import os
 import pathlib
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("KILN_BUILD", ROOT / "build")).resolve()
 TESTDATA = (ROOT / ".." / "shared" / "testdata").resolve()
+
+
+def wait_server_gone(voldir, seconds=30):
+    """Until the volume server of the volume at voldir has exited. It exits
+    after its last client (and its last commit, and its counters in
+    .kiln/server.log), removing .kiln/server last: a test that lists or
+    copies the store waits for that first (the listing raced the removal:
+    FileNotFoundError)."""
+    info = pathlib.Path(voldir) / ".kiln" / "server"
+    for _ in range(int(seconds * 50)):
+        if not info.exists():
+            return
+        time.sleep(0.02)

@@ -4,11 +4,10 @@ volume from the policy, freshness tags held by the CAS, refusals."""
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from kilnenv import BUILD
+from kilnenv import BUILD, wait_server_gone
 
 SECRET_MARK = "kiln-attested-run"
 
@@ -104,25 +103,15 @@ def test_attested_run(attested, cas):
     assert p.stdout.splitlines()[4] == "lines 2"
 
 
-def server_gone(store):
-    """The volume server exits after the program, its last client, and then
-    removes .kiln/server: wait for it before listing the store (the listing
-    raced that removal: FileNotFoundError)."""
-    for _ in range(1500):
-        if not (store / "server").exists():
-            return
-        time.sleep(0.02)
-
-
 def test_attested_rollback_refused(attested):
     attested["apply"]()
     py = attested["python"]
     assert attested["run"](py).returncode == 0
     store = attested["data"] / ".kiln"
-    server_gone(store)
+    wait_server_gone(attested["data"])
     old = {f.name: f.read_bytes() for f in store.iterdir()}
     assert attested["run"](py).returncode == 0
-    server_gone(store)
+    wait_server_gone(attested["data"])
     # Put the older volume state back: the CAS's tag says it is a rollback.
     for f in store.iterdir():
         f.unlink()

@@ -4,11 +4,10 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from kilnenv import BUILD
+from kilnenv import BUILD, wait_server_gone
 
 SECRET = "KILN-PLAINTEXT-MARKER-5f1c2a"
 
@@ -65,13 +64,7 @@ class Volume:
         assert marker.encode() not in data, "plaintext found on disk"
 
     def wait_server_gone(self, seconds=30):
-        """The volume server exits (after its last commit, and after writing
-        its counters to .kiln/server.log) once its last client has gone."""
-        info = self.dir / ".kiln" / "server"
-        for _ in range(int(seconds * 50)):
-            if not info.exists():
-                return
-            time.sleep(0.02)
+        wait_server_gone(self.dir, seconds)
 
     def tamper_largest(self):
         """Flip one byte in the middle of the largest data file (not the metadata:

@@ -11,10 +11,10 @@ import pathlib
 import stat
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
 from kilnapps import Volume  # noqa: E402
+from kilnenv import wait_server_gone  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -111,10 +111,7 @@ def test_bound_socket_and_fifo_leave_no_plaintext_name(volume, tmp_path):
     assert "left ['secret-dgram-5f1c2a']" in out, out
     # The program's unlink removed the kernel objects; the end of the volume
     # server (it removes .kiln/server last) removed the rest, and the directory.
-    for _ in range(600):
-        if not (volume.dir / ".kiln" / "server").exists():
-            break
-        time.sleep(0.05)
+    wait_server_gone(volume.dir)
     assert not d.exists(), sorted(os.listdir(d))
     assert host_files_named([str(tmp_path), *PLACES], NAMES) == []
     # The names are in the volume, encrypted: a new workload lists the one left.
