@@ -37,12 +37,13 @@ ALLOWED = {
     "common": set(),
     "crypto": {"common"},
     "casclient": {"common", "crypto"},
+    "console": {"common", "crypto"},
     "pf": {"common", "crypto"},
     "evidence": {"common", "crypto"},
     "policy": {"common", "crypto"},
     "las": {"common", "crypto", "evidence"},
     "cas": {"common", "crypto", "evidence", "policy"},
-    "runtime": {"common", "crypto", "pf", "evidence", "casclient"},
+    "runtime": {"common", "crypto", "pf", "evidence", "casclient", "console"},
     "cli": None,  # everything
 }
 
@@ -57,6 +58,7 @@ FORBIDDEN_EXTERNAL = {
     "common": SERVICE_LIBS | {"jansson"},
     "crypto": SERVICE_LIBS | {"jansson"},
     "casclient": SERVICE_LIBS | {"jansson"},
+    "console": SERVICE_LIBS | {"jansson"},
     "pf": SERVICE_LIBS | {"jansson"},
     "evidence": SERVICE_LIBS,
     "policy": SERVICE_LIBS - {"yaml-0.1"},
@@ -69,6 +71,7 @@ FORBIDDEN_HEADERS = {
     "common": SERVICE_HEADERS + ("jansson.h",),
     "crypto": SERVICE_HEADERS + ("jansson.h",),
     "casclient": SERVICE_HEADERS + ("jansson.h",),
+    "console": SERVICE_HEADERS + ("jansson.h",),
     "pf": SERVICE_HEADERS + ("jansson.h",),
     "evidence": SERVICE_HEADERS,
     "policy": tuple(h for h in SERVICE_HEADERS if h != "yaml.h"),
