@@ -416,6 +416,16 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 		refuse_attest(rc, a, "unknown_service");
 		return -KILN_EPOLICY;
 	}
+	/* This build's runtime does not enforce services[].network or
+	 * services[].console yet (issue 11): releasing the service would run it with
+	 * plaintext sockets and console where its policy asks for shields. */
+	if (a->svc->network.set || a->svc->console.protect) {
+		snprintf(a->reason, sizeof(a->reason), "service \"%.64s\" sets services[].%s, "
+			 "which this kiln's runtime does not enforce yet: refusing to run it "
+			 "unshielded", a->service, a->svc->network.set ? "network" : "console");
+		refuse_attest(rc, a, "shield_not_enforced");
+		return -KILN_EPOLICY;
+	}
 	ret = pol_decide(a->p, a->svc, a->claims, a->reason, sizeof(a->reason), &a->label);
 	if (ret < 0) {
 		refuse_attest(rc, a, a->label);

@@ -217,7 +217,7 @@ char *pol_secret_spec(const struct pol_secret *s)
 
 static json_t *service_json(const struct pol_service *s)
 {
-	json_t *o = json_object(), *env = json_object();
+	json_t *o = json_object(), *env = json_object(), *net, *con;
 	json_t **files = calloc(s->n_files + 1, sizeof(json_t *));
 	json_t **mounts = calloc(s->n_mounts + 1, sizeof(json_t *));
 
@@ -248,6 +248,11 @@ static json_t *service_json(const struct pol_service *s)
 	json_object_set_new(o, "mounts", sorted_array(mounts, s->n_mounts, cmp_by_path));
 	json_object_set_new(o, "measurement", str_set(s->measurement, s->n_measurement));
 	json_object_set_new(o, "host_env", str_set(s->host_env, s->n_host_env));
+	/* Only when they say something: older policies keep their hash. */
+	if ((net = pol__network_json(&s->network)))
+		json_object_set_new(o, "network", net);
+	if ((con = pol__console_json(&s->console)))
+		json_object_set_new(o, "console", con);
 	free(files);
 	free(mounts);
 	return o;

@@ -101,6 +101,18 @@ int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secr
 int pol__parse_service(struct pol__ctx *c, const struct pol_policy *p, const struct ynode *n,
 		       struct pol_service *svc);
 
+/* ---- network.c: services[].network and services[].console ---- */
+int pol__parse_network(struct pol__ctx *c, const struct pol_policy *p, const struct ynode *n,
+		       struct pol_network *net);
+int pol__parse_console(struct pol__ctx *c, const struct ynode *n, struct pol_console *con);
+void pol__network_free(struct pol_network *net);
+void pol__console_free(struct pol_console *con);
+/* Canonical JSON of the sections (owned by the caller), NULL when the section
+ * says nothing beyond the defaults: then the service's canonical form has no
+ * such key, and policies written before these keys existed keep their hash. */
+json_t *pol__network_json(const struct pol_network *net);
+json_t *pol__console_json(const struct pol_console *con);
+
 /* ---- references (template.c) ----
  * One parsed reference (the text between "{{" and "}}"). */
 struct pol_ref {

@@ -232,6 +232,8 @@ void pol_free(struct pol_policy *p)
 		free(s->mounts);
 		free_strv(s->measurement, s->n_measurement);
 		free_strv(s->host_env, s->n_host_env);
+		pol__network_free(&s->network);
+		pol__console_free(&s->console);
 	}
 	free(p->services);
 	free_strv(p->ignore_advisories, p->n_ignore_advisories);

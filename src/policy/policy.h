@@ -112,6 +112,55 @@ struct pol_env {
 	char *value; /* template */
 };
 
+/* The network shield of a service (services[].network, network.c): what the
+ * runtime does with the program's sockets. Secrets are named, not templated:
+ * the CAS hands their certificates and keys to the runtime, never to argv,
+ * env or files. */
+struct pol_listen {
+	uint32_t port;      /* local TCP port, 1..65535 (unique among listen rules) */
+	bool plain;         /* allowed in plaintext (no TLS) */
+	char *certificate;  /* x509 secret the TLS server presents; NULL when plain */
+	char *client_ca;    /* x509-ca (or x509) secret client certificates must chain
+			     * to; NULL: no client certificate asked for */
+	char **alpn;        /* protocols offered, in preference order */
+	size_t n_alpn;
+	struct pol_mark mark;
+};
+
+struct pol_connect {
+	char *host;         /* DNS name, IP address, or "*" (any address) */
+	uint32_t port;      /* remote TCP port, 1..65535 */
+	bool plain;         /* allowed in plaintext (no TLS) */
+	char *ca;           /* x509-ca (or x509) secret the server's certificate must
+			     * chain to; NULL when plain */
+	char *name;         /* name the certificate must carry (default host) */
+	char *certificate;  /* x509 secret presented as client certificate, or NULL */
+	char **alpn;
+	size_t n_alpn;
+	struct pol_mark mark;
+};
+
+struct pol_network {
+	bool set;           /* the service has a network section that says something */
+	bool deny;          /* default: deny (connect/bind/listen outside the rules fail) */
+	bool tls12;         /* min_tls: "1.2" (default: TLS 1.3 only) */
+	uint32_t handshake_timeout; /* seconds (default 10) */
+	struct pol_listen *listen;
+	size_t n_listen;
+	struct pol_connect *connect;
+	size_t n_connect;
+};
+
+/* The console shield (services[].console, network.c): stdin, stdout and
+ * stderr as authenticated, encrypted records. */
+struct pol_console {
+	bool protect;       /* console: protected */
+	char **readers;     /* "owner" or identities allowed to read/attach; default [owner] */
+	size_t n_readers;
+};
+
+#define POL_NET_DEFAULT_HANDSHAKE_TIMEOUT 10
+
 struct pol_service {
 	char *name;
 	char **command; /* templates; at least one */
@@ -127,6 +176,8 @@ struct pol_service {
 	size_t n_measurement;
 	char **host_env;    /* names the launcher may supply via {{host.NAME}} */
 	size_t n_host_env;
+	struct pol_network network;
+	struct pol_console console;
 	struct pol_mark mark;
 };
 
@@ -203,6 +254,11 @@ bool pol_hash_valid(const char *s);
 /* Policy names: letters, digits, '.', '_', '-', '/' (not leading, no "//", no
  * "." segments), at most 128 bytes. */
 bool pol_name_valid(const char *s);
+
+/* May identity id (owner: the policy's owner) read the console of service
+ * svc? Only when its console is protected and id is listed in its readers
+ * ("owner" standing for the owner). */
+bool pol_may_read_console(const struct pol_service *svc, const char *owner, const char *id);
 
 /* ---- access decisions (access.c) ----
  * `owner` and `id` are identities "sha256:<hex>". A request carries approvals:

@@ -28,7 +28,8 @@ int pol__parse_service(struct pol__ctx *c, const struct pol_policy *p, const str
 		       struct pol_service *svc)
 {
 	static const char *const keys[] = { "name", "command", "environment", "pwd", "files",
-					    "mounts", "measurement", "host_env", NULL };
+					    "mounts", "measurement", "host_env", "network",
+					    "console", NULL };
 	static const char *const file_keys[] = { "path", "content", "mode", NULL };
 	static const char *const mount_keys[] = { "volume", "path", NULL };
 	const struct ynode *v;
@@ -202,5 +203,9 @@ int pol__parse_service(struct pol__ctx *c, const struct pol_policy *p, const str
 		for (char *q = svc->measurement[i]; *q; q++)
 			if (*q >= 'A' && *q <= 'F')
 				*q = (char)(*q - 'A' + 'a');
+	if ((v = pol__map_get(n, "network")) && pol__parse_network(c, p, v, &svc->network) < 0)
+		return c->code;
+	if ((v = pol__map_get(n, "console")) && pol__parse_console(c, v, &svc->console) < 0)
+		return c->code;
 	return 0;
 }
