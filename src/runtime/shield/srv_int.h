@@ -1,5 +1,5 @@
 /* kiln runtime, file shield v2: internals of the volume server (server.c: the
- * process, connections and requests; srv_file.c: the open files, their
+ * process, connections and commits; srv_ops.c: the requests; srv_file.c: the open files, their
  * memfds, fills, write-back, truncation and eviction). Single-threaded: no
  * locks; the clients' side of the shared state is lock-free (chunk.c). */
 #ifndef KILN_RUNTIME_SHIELD_SRV_INT_H
@@ -103,6 +103,12 @@ static inline uint64_t srv_nchunks(uint64_t size)
 {
 	return (size + g_srv.cs - 1) / g_srv.cs;
 }
+
+/* server.c's requests (srv_ops.c): serve request m of an authenticated
+ * connection; 0 when the reply is sent or deferred, else the error to reply. */
+int srv_serve(struct sconn *c, const struct rt_msg *m);
+/* Reply status (with the message of the last srv_fail when negative). */
+int srv_reply(struct sconn *c, int status);
 
 /* srv_cred.c: the credentials a request acts with and the checks the server
  * makes with them where it calls pf without a cred. */
