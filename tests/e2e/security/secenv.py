@@ -12,6 +12,7 @@ an honest run of the same policy still works.
 """
 import json
 import os
+import secrets
 import subprocess
 
 import pytest
@@ -19,7 +20,10 @@ import pytest
 from kilnenv import BUILD
 
 LIBKILN = BUILD / "src" / "runtime" / "libkiln.so"
-MARK = "kiln-sec-marker-7d41c9"      # a policy value only an attested process may see
+# A policy value only an attested process may see. Unique per test run: the
+# watchers of test_exec_env read every process's environ and cmdline on the
+# machine, and another checkout's run of the same tests holds its own marker.
+MARK = "kiln-sec-marker-" + secrets.token_hex(8)
 
 # The victim: a dynamically linked program that shows it received its secret.
 VICTIM_C = r"""
