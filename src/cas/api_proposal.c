@@ -48,7 +48,9 @@ void cas__proposal_open(struct cas__req *rc, const struct pol_policy *p, const c
 	char *text = approvals ? json_dumps(approvals, JSON_COMPACT) : NULL, when[32];
 	int64_t now = (int64_t)time(NULL);
 
-	if (cas__proposal_get(&s->st, p->name, p->hash, &pr) == 0) {
+	/* An expired proposal of the same version is replaced: its approvals lapsed
+	 * with it. A pending one is not: re-proposing must not reset its approvals. */
+	if (cas__proposal_get(&s->st, p->name, p->hash, &pr) == 0 && now < pr.expires) {
 		char msg[400];
 
 		cas__tx_rollback(rc);
@@ -68,9 +70,10 @@ void cas__proposal_open(struct cas__req *rc, const struct pol_policy *p, const c
 	row.expires = now + (expires_in ? expires_in : PROPOSAL_DEFAULT_EXPIRES);
 	if (!text || cas__proposal_put(&s->st, &row) < 0 ||
 	    cas__audit_append(&s->st, "policy.propose", rc->peer_id, p->name,
-			      json_pack("{s:s,s:s?,s:I,s:O}", "hash", p->hash, "predecessor",
+			      json_pack("{s:s,s:s?,s:I,s:O,s:b}", "hash", p->hash, "predecessor",
 					p->predecessor, "expires", (json_int_t)row.expires,
-					"approvals", approvals)) < 0 ||
+					"approvals", approvals, "replaces_expired",
+					pr.name != NULL)) < 0 ||
 	    cas__tx_release(rc) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);

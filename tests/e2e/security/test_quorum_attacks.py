@@ -152,5 +152,8 @@ def test_stale_and_expired_proposals(kiln, cas, cas_identity, tmp_path):
     assert p.returncode == 1
     assert f"proposal {hc} of 'acme/g' expired at " in p.stderr, p.stderr
     assert f"acme/g {hc} expired\n" in s.run("bob", "proposals", "acme/g", check=True).stdout
+    # Proposed again, it starts afresh (the old approvals lapsed with it).
+    p = s.run("alice", "apply", vc, check=True)
+    assert p.stdout.startswith(f"proposed acme/g {hc}\n  approved by: {s.ids['alice']}\n")
     assert s.run("alice", "list", check=True).stdout == f"acme/g 2 {ha}\n"
     s.audit_clean()
