@@ -24,6 +24,7 @@ static void policy_usage(FILE *f)
 		   "       kiln policy approve NAME --hash H [CAS OPTIONS]\n"
 		   "       kiln policy proposals [NAME] [CAS OPTIONS] [--json]\n"
 		   "       kiln policy withdraw NAME --hash H [CAS OPTIONS]\n"
+		   "       kiln policy diff OLD NEW\n"
 
 		   "       kiln policy get NAME     [CAS OPTIONS] [--json]\n"
 		   "       kiln policy list         [CAS OPTIONS]\n"
@@ -49,6 +50,10 @@ static void policy_usage(FILE *f)
 		   "          (pending, stale, expired), who proposed and approved, what it\n"
 		   "          needs (--json: one JSON object per line)\n"
 		   "withdraw  withdraw your own proposal\n"
+		   "diff      the sections a change from OLD to NEW touches (access, secrets,\n"
+		   "          volumes, services, services.command, services.measurement,\n"
+		   "          security) and whose approval each needs under OLD's rules\n"
+		   "          (owners:, access.update, export approvers); no CAS needed\n"
 
 		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
 		   "list      print NAME VERSION HASH of every policy you may read\n"
@@ -431,12 +436,13 @@ int policy_main(int argc, char **argv)
 		return check_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "validate") && strcmp(cmd, "apply") && strcmp(cmd, "get") &&
 	    strcmp(cmd, "list") && strcmp(cmd, "delete") && strcmp(cmd, "sign") &&
-	    strcmp(cmd, "approve") && strcmp(cmd, "proposals") && strcmp(cmd, "withdraw")) {
+	    strcmp(cmd, "approve") && strcmp(cmd, "proposals") && strcmp(cmd, "withdraw") &&
+	    strcmp(cmd, "diff")) {
 		cli_error("policy: unknown subcommand '%s' (see 'kiln policy --help')", cmd);
 		return CLI_EXIT_USAGE;
 	}
 	ret = cli_policy_parse_args(argc - 1, argv + 1, &a, !strcmp(cmd, "list") ? 0 :
-				    !strcmp(cmd, "proposals") ? -1 : 1);
+				    !strcmp(cmd, "proposals") ? -1 : !strcmp(cmd, "diff") ? 2 : 1);
 	if (ret)
 		return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	if ((a.n_signatures || a.expires) && strcmp(cmd, "apply")) {
@@ -451,6 +457,8 @@ int policy_main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "sign"))
 		return cli_policy_sign(&a);
+	if (!strcmp(cmd, "diff"))
+		return cli_policy_diff(&a);
 	if (!strcmp(cmd, "approve") || !strcmp(cmd, "withdraw"))
 		return cli_policy_approve(&a, cmd);
 	if (!strcmp(cmd, "proposals"))

@@ -42,5 +42,7 @@ int cli_policy_sign(struct policy_args *a);
 int cli_policy_approve(struct policy_args *a, const char *cmd);
 int cli_policy_proposals(struct policy_args *a);
 int cli_policy_propose(struct policy_args *a);
+/* kiln policy diff OLD NEW: no CAS. */
+int cli_policy_diff(struct policy_args *a);
 
 #endif

@@ -315,3 +315,57 @@ out:
 	cc_response_free(&r);
 	return ret;
 }
+
+int cli_policy_diff(struct policy_args *a)
+{
+	struct pol_policy *old = NULL, *new = NULL;
+	uint8_t *d1 = NULL, *d2 = NULL;
+	size_t s1 = 0, s2 = 0;
+	char rule[POL_WHY_SIZE];
+	unsigned touched;
+	int ret;
+
+	ret = cli_policy_load_file(a->arg, &d1, &s1, &old);
+	if (ret == CLI_EXIT_OK)
+		ret = cli_policy_load_file(a->arg2, &d2, &s2, &new);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	if (strcmp(old->name, new->name))
+		printf("note: the names differ ('%s', '%s'): NEW would be another policy\n",
+		       old->name, new->name);
+	if (!new->predecessor || strcmp(new->predecessor, old->hash))
+		printf("note: NEW's predecessor is not OLD's hash %s: the CAS would refuse it "
+		       "as a lost update\n", old->hash);
+	touched = pol_sections_touched(old, new);
+	printf("%s %s -> %s\n", old->name, old->hash, new->hash);
+	pol_rule_describe(&old->update, rule, sizeof(rule));
+	printf("  every change: access.update needs %s\n", rule);
+	for (int s = 0; s < POL_SEC_COUNT; s++) {
+		if (!(touched & (1u << s)))
+			continue;
+		if (old->owners[s].n_of) {
+			pol_rule_describe(&old->owners[s], rule, sizeof(rule));
+			printf("  %s: changed; its owners: %s\n", pol_section_name(s), rule);
+		} else {
+			printf("  %s: changed; no owners (access.update alone)\n",
+			       pol_section_name(s));
+		}
+	}
+	for (size_t i = 0; i < old->n_secrets; i++) {
+		const struct pol_secret *sec = &old->secrets[i];
+
+		if (!sec->export_rule.quorum || !pol_export_changed(sec, new))
+			continue;
+		pol_rule_describe(&sec->export_rule, rule, sizeof(rule));
+		printf("  secret '%s' export: changed; its approvers: %s\n", sec->name, rule);
+	}
+	if (!touched && !strcmp(old->hash, new->hash))
+		printf("  no change\n");
+	ret = CLI_EXIT_OK;
+out:
+	pol_free(old);
+	pol_free(new);
+	free(d1);
+	free(d2);
+	return ret;
+}

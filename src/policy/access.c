@@ -101,6 +101,9 @@ bool pol_quorum_governed(const struct pol_policy *p)
 {
 	if (p->update.require > 1 || p->del.require > 1)
 		return true;
+	for (int s = 0; s < POL_SEC_COUNT; s++)
+		if (p->owners[s].n_of)
+			return true;
 	for (size_t i = 0; i < p->n_secrets; i++)
 		if (p->secrets[i].export_rule.quorum)
 			return true;
@@ -111,6 +114,9 @@ bool pol_may_approve(const struct pol_policy *p, const char *owner, const char *
 {
 	if (pol_rule_lists(&p->update, owner, id) || pol_rule_lists(&p->del, owner, id))
 		return true;
+	for (int s = 0; s < POL_SEC_COUNT; s++)
+		if (pol_rule_lists(&p->owners[s], owner, id))
+			return true;
 	for (size_t i = 0; i < p->n_secrets; i++)
 		if (pol_rule_lists(&p->secrets[i].export_rule, owner, id))
 			return true;
@@ -122,8 +128,7 @@ bool pol_may_update(const struct pol_policy *p, const char *owner, const char *i
 	return pol_rule_lists(&p->update, owner, id);
 }
 
-/* Has secret s of cur lost or changed its export entries or rule in next? */
-static bool export_changed(const struct pol_secret *s, const struct pol_policy *next)
+bool pol_export_changed(const struct pol_secret *s, const struct pol_policy *next)
 {
 	const struct pol_secret *ns = pol_find_secret(next, s->name);
 	char *a, *b;
@@ -151,6 +156,7 @@ int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
 		  const char *owner, const char *const *ids, size_t n, char *why,
 		  size_t why_size)
 {
+	unsigned touched;
 	int ret;
 
 	why[0] = '\0';
@@ -163,10 +169,22 @@ int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
 		const struct pol_secret *s = &cur->secrets[i];
 		char what[120];
 
-		if (!s->export_rule.quorum || !export_changed(s, next))
+		if (!s->export_rule.quorum || !pol_export_changed(s, next))
 			continue;
 		snprintf(what, sizeof(what), "changing the export of secret '%s'", s->name);
 		ret = rule_met(&s->export_rule, what, owner, ids, n, why, why_size);
+		if (ret < 0)
+			return ret;
+	}
+	touched = pol_sections_touched(cur, next);
+	for (int s = 0; s < POL_SEC_COUNT; s++) {
+		char what[120];
+
+		if (!cur->owners[s].n_of || !(touched & (1u << s)))
+			continue;
+		snprintf(what, sizeof(what), "changing section '%s' (owners)",
+			 pol_section_name(s));
+		ret = rule_met(&cur->owners[s], what, owner, ids, n, why, why_size);
 		if (ret < 0)
 			return ret;
 	}

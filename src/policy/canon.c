@@ -279,6 +279,14 @@ int pol__canonicalize(struct pol_policy *p)
 	/* Only when given, so the hash of a policy without it does not change. */
 	if (p->del.n_of)
 		json_object_set_new(json_object_get(o, "access"), "delete", rule_json(&p->del));
+	for (int s = 0; s < POL_SEC_COUNT; s++) {
+		if (!p->owners[s].n_of)
+			continue;
+		if (!json_object_get(o, "owners"))
+			json_object_set_new(o, "owners", json_object());
+		json_object_set_new(json_object_get(o, "owners"), pol_section_name(s),
+				    rule_json(&p->owners[s]));
+	}
 	for (size_t i = 0; i < p->n_secrets; i++)
 		secrets[i] = secret_json(&p->secrets[i], /*with_exports=*/true);
 	json_object_set_new(o, "secrets", sorted_array(secrets, p->n_secrets, cmp_by_name));

@@ -95,6 +95,11 @@ int pol__get_quorum(struct pol__ctx *c, const struct ynode *n, const char *what,
 int pol__rule_default_owner(struct pol__ctx *c, struct pol_rule *r);
 void pol__rule_free(struct pol_rule *r);
 
+/* ---- owners' sections (sections.c) ----
+ * The index of a section name, or -1; the names, NULL-terminated. */
+int pol__section_find(const char *name);
+const char *const *pol__section_names(void);
+
 /* ---- sections (secret.c, service.c) ---- */
 int pol__parse_secret(struct pol__ctx *c, const struct ynode *n, struct pol_secret *s);
 /* p: the policy so far (secrets and volumes parsed), for references. */

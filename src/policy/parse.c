@@ -4,10 +4,30 @@
 #include "policy/internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- top level ---- */
+
+/* owners: {SECTION: rule}: who must approve a change of each section. */
+static int parse_owners(struct pol__ctx *c, const struct ynode *v, struct pol_policy *p)
+{
+	if (pol__check_map(c, v, "owners", pol__section_names()) < 0)
+		return c->code;
+	for (size_t i = 0; i + 1 < v->n; i += 2) {
+		int s = pol__section_find(v->items[i]->str);
+		char what[64];
+
+		snprintf(what, sizeof(what), "owners %s", v->items[i]->str);
+		if (pol__get_rule(c, v->items[i + 1], what, &p->owners[s]) < 0)
+			return c->code;
+		if (!p->owners[s].n_of)
+			return pol__fail(c, v->items[i + 1], "%s: empty list (leave it out and "
+					 "access.update alone governs the section)", what);
+	}
+	return 0;
+}
 
 static int parse_access(struct pol__ctx *c, const struct ynode *v, struct pol_policy *p)
 {
@@ -35,7 +55,7 @@ static int parse_access(struct pol__ctx *c, const struct ynode *v, struct pol_po
 static int parse_root(struct pol__ctx *c, const struct ynode *root, struct pol_policy *p)
 {
 	static const char *const keys[] = { "name", "predecessor", "access", "secrets",
-					    "volumes", "services", "security", NULL };
+					    "volumes", "services", "security", "owners", NULL };
 	static const char *const sec_keys[] = { "tee", "allow_insecure_sim", "tolerate",
 						"ignore_advisories", NULL };
 	static const char *const vol_keys[] = { "name", NULL };
@@ -57,6 +77,8 @@ static int parse_root(struct pol__ctx *c, const struct ynode *root, struct pol_p
 	     pol__check_hash(c, v, "predecessor") < 0))
 		return c->code;
 	if ((v = pol__map_get(root, "access")) && parse_access(c, v, p) < 0)
+		return c->code;
+	if ((v = pol__map_get(root, "owners")) && parse_owners(c, v, p) < 0)
 		return c->code;
 	if (!p->read.of && pol__rule_default_owner(c, &p->read) < 0)
 		return c->code;
@@ -183,6 +205,8 @@ void pol_free(struct pol_policy *p)
 	pol__rule_free(&p->read);
 	pol__rule_free(&p->update);
 	pol__rule_free(&p->del);
+	for (int s = 0; s < POL_SEC_COUNT; s++)
+		pol__rule_free(&p->owners[s]);
 	for (size_t i = 0; p->secrets && i < p->n_secrets; i++) {
 		struct pol_secret *s = &p->secrets[i];
 

@@ -198,12 +198,27 @@ enum {
 	POL_TEE_SNP = 1 << 4,
 };
 
+/* Sections a policy's `owners:` may govern (pol_section_name). */
+enum pol_section {
+	POL_SEC_ACCESS,
+	POL_SEC_SECRETS,
+	POL_SEC_VOLUMES,
+	POL_SEC_SERVICES,    /* services apart from their command and measurement */
+	POL_SEC_COMMAND,     /* services[].command (and which services exist) */
+	POL_SEC_MEASUREMENT, /* services[].measurement */
+	POL_SEC_SECURITY,
+	POL_SEC_COUNT
+};
+
 struct pol_policy {
 	char *name;
 	char *predecessor; /* "sha256:<hex>" or NULL */
 	struct pol_rule read;   /* default [owner] */
 	struct pol_rule update; /* default [owner] */
 	struct pol_rule del;    /* access.delete; n_of 0: the update rule applies */
+	/* owners: per section; n_of 0: the section has no owners of its own. A change
+	 * touching a section with owners needs their rule besides access.update. */
+	struct pol_rule owners[POL_SEC_COUNT];
 	struct pol_secret *secrets;
 	size_t n_secrets;
 	char **volumes;
@@ -273,6 +288,15 @@ unsigned pol_rule_count(const struct pol_rule *r, const char *owner, const char 
 			size_t n);
 /* "2 of [owner, sha256:...]" or "one of [...]", for messages. */
 void pol_rule_describe(const struct pol_rule *r, char *buf, size_t size);
+/* "access", "secrets", "volumes", "services", "services.command",
+ * "services.measurement", "security". */
+const char *pol_section_name(enum pol_section s);
+/* Bit (1 << section) set for every section whose content differs between cur and
+ * next, or whose `owners` rule does; 0 when neither changed. */
+unsigned pol_sections_touched(const struct pol_policy *cur, const struct pol_policy *next);
+/* Has secret s (of the current version) lost or changed its export entries or
+ * export rule in next (or has next dropped s)? */
+bool pol_export_changed(const struct pol_secret *s, const struct pol_policy *next);
 /* Does any rule of p need more than one approval (update, delete), or name
  * approvers for a secret's export? Then a change one stakeholder cannot make
  * alone becomes a pending proposal instead of a refusal. */

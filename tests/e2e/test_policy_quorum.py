@@ -193,3 +193,45 @@ def test_proposer_withdraws(kiln, cas, cas_identity, tmp_path):
     p = kiln("policy", "approve", "acme/v", "--hash", h2, env=cas.env(alice))
     assert p.returncode == 1 and f"no pending proposal {h2} of 'acme/v'" in p.stderr
     assert kiln("audit", "verify", "--data", cas.data).returncode == 0
+
+
+SECTIONS = """\
+name: acme/s
+predecessor: {pred}
+access: {{update: [owner, {operator}]}}
+owners:
+  services.measurement: [{vendor}]
+  secrets: [owner]
+secrets: [{{name: k, kind: binary, size: {size}}}]
+security: {{tee: [sim], allow_insecure_sim: true}}
+services: [{{name: app, command: [{cmd}], measurement: [{meas}]}}]
+"""
+
+
+def test_section_owners_and_diff(kiln, cas, cas_identity, tmp_path):
+    alice, alice_id = cas_identity("alice")
+    operator, operator_id = cas_identity("operator")
+    vendor, vendor_id = cas_identity("vendor")
+    v = lambda n, pred, size=16, cmd="/bin/true", meas="any": write(  # noqa
+        tmp_path, f"s{n}.yaml", SECTIONS.format(pred=pred, size=size, cmd=cmd, meas=meas,
+                                                operator=operator_id, vendor=vendor_id))
+    h1 = kiln("policy", "apply", v(1, "null"), env=cas.env(alice), check=True).stdout.split()[-1]
+    wm = "ab" * 32
+    p = kiln("policy", "diff", v(0, "null"), v(2, h1, meas=wm, size=24), check=True)
+    assert p.stdout == (
+        f"acme/s {h1} -> " + p.stdout.split()[3] + "\n"
+        f"  every change: access.update needs one of [owner, {operator_id}]\n"
+        f"  secrets: changed; its owners: one of [owner]\n"
+        f"  services.measurement: changed; its owners: one of [{vendor_id}]\n"), p.stdout
+    # The operator may change the command alone (no owners), not the measurement.
+    p = kiln("policy", "apply", v(3, h1, cmd="/bin/false"), env=cas.env(operator), check=True)
+    assert p.stdout.startswith("updated acme/s version 2 ")
+    h2 = p.stdout.split()[-1]
+    p = kiln("policy", "apply", v(4, h2, meas=wm), env=cas.env(operator), check=True)
+    assert p.stdout.startswith("proposed acme/s ")
+    assert (f"needs: changing section 'services.measurement' (owners) needs one of "
+            f"[{vendor_id}]; this request has 0 (none)") in p.stdout, p.stdout
+    h4 = p.stdout.split()[2]
+    p = kiln("policy", "approve", "acme/s", "--hash", h4, env=cas.env(vendor), check=True)
+    assert p.stdout == f"updated acme/s version 3 {h4}\n"
+    assert kiln("audit", "verify", "--data", cas.data).returncode == 0

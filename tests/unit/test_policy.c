@@ -298,6 +298,13 @@ static const struct bad_case g_bad[] = {
 	  "to: []}}\n",
 	  "p.yaml:3:47: secret export: require 2 is more than the 1 identities in 'of' (it "
 	  "could never be met)" },
+	{ "owners unknown section",
+	  "name: x\nowners: {secret: [owner]}\n",
+	  "p.yaml:2:10: unknown key 'secret' in owners (did you mean 'secrets'?)" },
+	{ "owners empty",
+	  "name: x\nowners: {security: []}\n",
+	  "p.yaml:2:20: owners security: empty list (leave it out and access.update alone "
+	  "governs the section)" },
 	{ "export scalar",
 	  "name: x\nsecrets:\n  - {name: s, kind: binary, export: all}\n",
 	  "p.yaml:3:37: secret export: expected a list or {require: M, of: [identity, ...], to: "
@@ -882,6 +889,59 @@ static void test_quorum_export(void **state)
 	pol_free(other);
 }
 
+/* owners: per section: a change touching a section needs its owners' rule besides
+ * access.update; untouched sections need nothing more. */
+static void test_section_owners(void **state)
+{
+	static const char base[] =
+		"name: a\naccess: {update: [owner, \"" ID2 "\"]}\n"
+		"owners:\n  services.measurement: [\"" ID3 "\"]\n"
+		"  secrets: {require: 1, of: [\"" ID4 "\"]}\n"
+		"secrets: [{name: k, kind: binary, size: %d}]\n"
+		"security: {tee: [sim], allow_insecure_sim: true}\n"
+		"services: [{name: s, command: [%s], measurement: [%s]}]\n";
+	char a[1024], b[1024], c[1024], d[1024];
+	struct pol_policy *cur, *cmd, *meas, *sec;
+	const char *by2[] = { ID2 }, *by2_3[] = { ID2, ID3 }, *by2_4[] = { ID2, ID4 };
+	char why[POL_WHY_SIZE];
+
+	(void)state;
+	snprintf(a, sizeof(a), base, 16, "/bin/true", "any");
+	snprintf(b, sizeof(b), base, 16, "/bin/false", "any");
+	snprintf(c, sizeof(c), base, 16, "/bin/true", "\"" WM64 "\"");
+	snprintf(d, sizeof(d), base, 24, "/bin/true", "any");
+	cur = parse_ok(a);
+	cmd = parse_ok(b);
+	meas = parse_ok(c);
+	sec = parse_ok(d);
+	assert_int_equal(pol_sections_touched(cur, cmd), 1u << POL_SEC_COMMAND);
+	assert_int_equal(pol_sections_touched(cur, meas), 1u << POL_SEC_MEASUREMENT);
+	assert_int_equal(pol_sections_touched(cur, sec), 1u << POL_SEC_SECRETS);
+	assert_true(pol_quorum_governed(cur));
+	assert_true(pol_may_approve(cur, ID1, ID3));
+	assert_int_equal(pol_may_apply(cur, cmd, ID1, by2, 1, why, sizeof(why)), 0);
+	assert_int_equal(pol_may_apply(cur, meas, ID1, by2, 1, why, sizeof(why)), -KILN_EDENIED);
+	assert_non_null(strstr(why, "changing section 'services.measurement' (owners) needs "
+				    "one of [" ID3 "]; this request has 0 (none)"));
+	assert_int_equal(pol_may_apply(cur, meas, ID1, by2_3, 2, why, sizeof(why)), 0);
+	assert_int_equal(pol_may_apply(cur, sec, ID1, by2_3, 2, why, sizeof(why)), -KILN_EDENIED);
+	assert_non_null(strstr(why, "changing section 'secrets' (owners)"));
+	assert_int_equal(pol_may_apply(cur, sec, ID1, by2_4, 2, why, sizeof(why)), 0);
+	/* dropping a section's owners touches that section */
+	pol_free(sec);
+	snprintf(d, sizeof(d), "name: a\naccess: {update: [owner, \"" ID2 "\"]}\n"
+		 "owners: {services.measurement: [\"" ID3 "\"]}\n"
+		 "secrets: [{name: k, kind: binary, size: 16}]\n"
+		 "security: {tee: [sim], allow_insecure_sim: true}\n"
+		 "services: [{name: s, command: [/bin/true], measurement: [any]}]\n");
+	sec = parse_ok(d);
+	assert_int_equal(pol_sections_touched(cur, sec), 1u << POL_SEC_SECRETS);
+	pol_free(cur);
+	pol_free(cmd);
+	pol_free(meas);
+	pol_free(sec);
+}
+
 /* {require: 1, of: L} is L; an old policy's hash does not move. */
 static void test_quorum_canonical(void **state)
 {
@@ -990,6 +1050,7 @@ int main(void)
 		cmocka_unit_test(test_quorum_rules),
 		cmocka_unit_test(test_quorum_export),
 		cmocka_unit_test(test_quorum_canonical),
+		cmocka_unit_test(test_section_owners),
 		cmocka_unit_test(test_decide_any_requires_command0_when_claims_name_exe),
 		cmocka_unit_test(test_stored_policies_keep_what_earlier_kiln_accepted),
 		cmocka_unit_test(test_misc),

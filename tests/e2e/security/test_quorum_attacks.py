@@ -2,7 +2,8 @@
 needs two of three (owner alice, bob, carol) or names an export's approver:
 re-proposing, deleting, exporting a secret to a policy the attacker owns, a
 replayed approval, an approval of a stale hash, an expired proposal, an approval
-signed with another identity's key. Each is refused with a message naming the
+signed with another identity's key, a section change without that section's
+owners. Each is refused with a message naming the
 rule, and `kiln audit verify` is clean after each."""
 import base64
 import json
@@ -156,4 +157,33 @@ def test_stale_and_expired_proposals(kiln, cas, cas_identity, tmp_path):
     p = s.run("alice", "apply", vc, check=True)
     assert p.stdout.startswith(f"proposed acme/g {hc}\n  approved by: {s.ids['alice']}\n")
     assert s.run("alice", "list", check=True).stdout == f"acme/g 2 {ha}\n"
+    s.audit_clean()
+
+
+def test_section_change_without_its_owners(kiln, cas, cas_identity, tmp_path):
+    """access.update needs 2 of 3, and security is owned by Carol alone: Alice and
+    Bob together meet the update rule but cannot loosen security without her."""
+    s, h1 = start(kiln, cas, cas_identity, tmp_path)
+    text = POLICY.format(pred=h1, size=16, to="[]", bob=s.ids["bob"], carol=s.ids["carol"])
+    owned = write(tmp_path, "owned.yaml", text + f"owners: {{security: [{s.ids['carol']}]}}\n")
+    ho = s.kiln("policy", "validate", owned, check=True).stdout.split()[-1]
+    s.run("alice", "apply", owned, check=True)
+    s.run("bob", "approve", "acme/g", "--hash", ho, check=True)  # applied: owners set
+    loose = write(tmp_path, "loose.yaml", text.replace(f"predecessor: {h1}", f"predecessor: {ho}")
+                  + f"owners: {{security: [{s.ids['carol']}]}}\n"
+                  "security: {tee: [sim], allow_insecure_sim: true}\n")
+    hl = s.kiln("policy", "validate", loose, check=True).stdout.split()[-1]
+    s.run("alice", "apply", loose, check=True)
+    p = s.run("bob", "approve", "acme/g", "--hash", hl, check=True)
+    assert p.stdout.startswith(f"approved acme/g {hl}\n")
+    assert (f"needs: changing section 'security' (owners) needs one of [{s.ids['carol']}]; "
+            "this request has 0 (none)") in p.stdout, p.stdout
+    # Dropping Carol's ownership first is a change of the section too.
+    drop = write(tmp_path, "drop.yaml", text.replace(f"predecessor: {h1}", f"predecessor: {ho}")
+                 .replace("size: 16", "size: 24"))
+    hd = s.kiln("policy", "validate", drop, check=True).stdout.split()[-1]
+    s.run("alice", "apply", drop, check=True)
+    p = s.run("bob", "approve", "acme/g", "--hash", hd, check=True)
+    assert "needs: changing section 'security' (owners)" in p.stdout, p.stdout
+    assert s.run("alice", "list", check=True).stdout == f"acme/g 2 {ho}\n"
     s.audit_clean()
