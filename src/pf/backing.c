@@ -28,6 +28,20 @@ int pf__st_pwrite_all(pf_volume_t *v, void *fh, const void *buf, size_t size, ui
 	return 0;
 }
 
+/* Cut or extend fh to size unless it has that size already: a truncate to
+ * the same size still changes the file's times, which the file system must
+ * journal; files rewritten at every commit (the tag sidecars, meta.tmp) keep
+ * their size from one commit to the next. */
+int pf__st_set_size(pf_volume_t *v, void *fh, uint64_t size)
+{
+	uint64_t now;
+	int ret = v->so->get_size(v->sctx, fh, &now);
+
+	if (ret || now == size)
+		return ret;
+	return v->so->truncate(v->sctx, fh, size);
+}
+
 /* Reads up to size bytes; zero-fills what lies past EOF. */
 int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t off)
 {

@@ -75,10 +75,15 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	/* meta.tmp is written and its sync started before the prepare: nothing
 	 * reads it before the rename, which waits for all three (and for the
 	 * data syncs pf__commit_locked started). */
-	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp",
-			  PF_SO_CREATE | PF_SO_TRUNC, &fh);
+	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp", PF_SO_CREATE, &fh);
 	if (!ret)
 		ret = pf__st_pwrite_all(v, fh, env, env_size, 0);
+	/* Written over the previous content (the exchange left it there), not
+	 * truncated first: the size rarely changes, and a file whose size stays
+	 * is synced without a journal commit of the file system (fdatasync of
+	 * data alone). Nothing reads it before the rename. */
+	if (!ret)
+		ret = pf__st_set_size(v, fh, env_size);
 	if (!ret && durable)
 		ret = sync_begin(v, fh);
 	if (!ret && durable && v->fo)
@@ -256,7 +261,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		    v->so->sync(v->sctx, n->fh) == 0)
 			n->phys_size = pf__expected_phys(v, n->size);
 		if (n->jfh && n->phys_size <= pf__expected_phys(v, n->size))
-			(void)v->so->truncate(v->sctx, n->jfh, 0);
+			(void)pf__journal_spend(n);
 		/* The commit stands; a planted sidecar is still reported. */
 		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;

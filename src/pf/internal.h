@@ -56,7 +56,13 @@
 #define PF_META_MAX_SIZE (256u * 1024 * 1024)
 #define PF_KCV_SIZE 16
 
-#define PF_JOURNAL_MAGIC "KILNPFJ1"
+/* Journal format 2 binds each entry to its generation's header (the entry's
+ * checksum covers the header's), so a journal is rewritten in place, never
+ * truncated; format 1 journals (unbound entries, emptied by truncation) are
+ * still recovered. */
+#define PF_JOURNAL_MAGIC "KILNPFJ2"
+#define PF_JOURNAL_MAGIC_V1 "KILNPFJ1"
+#define PF_JOURNAL_KEEP (1u << 20) /* a spent journal up to this size keeps its size */
 #define PF_JOURNAL_HDR_SIZE 72
 
 struct pf_header {
@@ -323,6 +329,7 @@ struct pf_node {
 	bool gen_open;
 	void *jfh;
 	uint64_t jend;
+	uint8_t jsum[8];        /* the current generation's header check (entries bind it) */
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
 	bool j_unsynced; /* journal header or entries written but not yet synced */
 	/* The header of this generation is not durable yet (nor, with j_dir, the
@@ -582,6 +589,7 @@ int pf__new_inode(pf_volume_t *v, struct pf_inode *dir, const char *name, enum p
 /* backing.c */
 int pf__st_pwrite_all(pf_volume_t *v, void *fh, const void *buf, size_t size, uint64_t off);
 int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t off);
+int pf__st_set_size(pf_volume_t *v, void *fh, uint64_t size);
 void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_BNAME_MAX]);
 void pf__remove_backing(pf_volume_t *v, const char *name);
 void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta);
@@ -603,6 +611,7 @@ bool pf__write_async(struct pf_node *n, struct pf_write_job *wj, const uint8_t *
 
 /* journal.c */
 int pf__journal_begin(struct pf_node *n, struct kiln_err *err);
+int pf__journal_spend(struct pf_node *n);
 int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 			struct kiln_err *err);
 const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k);

@@ -12,16 +12,34 @@
 
 #include "crypto/crypto.h"
 
-static void journal_header(struct pf_node *n, uint8_t hdr[PF_JOURNAL_HDR_SIZE])
+static void journal_header(struct pf_node *n, const char *magic,
+			   uint8_t hdr[PF_JOURNAL_HDR_SIZE])
 {
 	uint8_t sum[KC_SHA256_SIZE];
 
-	memcpy(hdr, PF_JOURNAL_MAGIC, 8);
+	memcpy(hdr, magic, 8);
 	memcpy(hdr + 8, n->base_root, PF_ROOT_SIZE);
 	pf__put_u64(hdr + 40, n->base_size);
 	memcpy(hdr + 48, n->file_id, PF_FILE_ID_SIZE);
 	kc_sha256(hdr, 64, sum);
 	memcpy(hdr + 64, sum, 8);
+}
+
+/* The 8-byte check of an entry: format 2 binds it to its generation (the
+ * header's own check, hdr + 64), so entries of an earlier generation that
+ * follow the current ones in the file are never taken for its own. */
+static void entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t size,
+		      uint8_t out[KC_SHA256_SIZE])
+{
+	uint8_t bound[8 + KC_SHA256_SIZE];
+
+	kc_sha256(entry, size, out);
+	if (!hdr_sum)
+		return;
+	/* SHA-256(header check ‖ SHA-256(entry)) */
+	memcpy(bound, hdr_sum, 8);
+	memcpy(bound + 8, out, KC_SHA256_SIZE);
+	kc_sha256(bound, sizeof(bound), out);
 }
 
 /* Start a new generation: the journal names the committed state it restores. */
@@ -51,12 +69,14 @@ int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
 	n->jmap = calloc(bits / 8 + 1, 1);
 	if (!n->jmap)
 		return -ENOMEM;
-	journal_header(n, hdr);
+	journal_header(n, PF_JOURNAL_MAGIC, hdr);
+	/* Over the previous generation, in place: a journal that keeps its size
+	 * is synced without a journal commit of the file system (fdatasync of
+	 * its data alone), and what follows the new entries fails their check. */
 	ret = pf__st_pwrite_all(v, n->jfh, hdr, sizeof(hdr), 0);
-	if (!ret)
-		ret = v->so->truncate(v->sctx, n->jfh, sizeof(hdr));
 	if (ret)
 		goto fail;
+	memcpy(n->jsum, hdr + 64, 8);
 	/* Synced with the first entries (journal_sync), before any data moves. */
 	n->jend = sizeof(hdr);
 	n->gen_open = true;
@@ -65,6 +85,23 @@ int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
 	return 0;
 fail:
 	return kiln_err_set(err, ret, "file %s: journal: %s", pf__node_path(n), kiln_strerror(ret));
+}
+
+/* Mark a journal spent (its state committed): its magic zeroed in place, or
+ * (format 1, or a journal that grew past PF_JOURNAL_KEEP: the disk space of a
+ * large rewrite is given back) truncated. */
+static int spend(pf_volume_t *v, void *jfh, uint64_t size, bool v1)
+{
+	static const uint8_t zero[8];
+
+	if (v1 || size > PF_JOURNAL_KEEP)
+		return v->so->truncate(v->sctx, jfh, 0);
+	return pf__st_pwrite_all(v, jfh, zero, sizeof(zero), 0);
+}
+
+int pf__journal_spend(struct pf_node *n)
+{
+	return spend(n->vol, n->jfh, n->jend, false);
 }
 
 /* Make the journal (header, entries, its directory entry) durable. */
@@ -110,7 +147,7 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 				       pf__slot_off(v, i));
 		if (ret)
 			goto fail;
-		kc_sha256(v->jbuf, esize, sum);
+		entry_sum(n->jsum, v->jbuf, esize, sum);
 		memcpy(v->jbuf + esize, sum, 8);
 		ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
 		if (ret)
@@ -198,7 +235,8 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 			struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint8_t hdr[PF_JOURNAL_HDR_SIZE], want[PF_JOURNAL_HDR_SIZE];
+	uint8_t hdr[PF_JOURNAL_HDR_SIZE], want[PF_JOURNAL_HDR_SIZE], zero[8] = { 0 };
+	const uint8_t *bind;
 	char jname[PF_BNAME_MAX + 2];
 	uint64_t jsize, off;
 	void *jfh = NULL;
@@ -214,12 +252,18 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 	ret = v->so->get_size(v->sctx, jfh, &jsize);
 	if (ret)
 		goto fail;
-	*had_journal = jsize > 0;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
 	n->base_size = e->size;
-	journal_header(n, want);
-	if (jsize < sizeof(hdr) || pf__st_pread_pad(v, jfh, hdr, sizeof(hdr), 0) != 0 ||
-	    memcmp(hdr, want, sizeof(hdr)) != 0) {
+	ret = pf__st_pread_pad(v, jfh, hdr, sizeof(hdr), 0);
+	if (ret)
+		goto fail;
+	/* A journal emptied after its commit (format 1: truncated; format 2: its
+	 * magic zeroed) expects no debris; any other one may have left some. */
+	*had_journal = jsize > 0 && memcmp(hdr, zero, sizeof(zero)) != 0;
+	journal_header(n, memcmp(hdr, PF_JOURNAL_MAGIC_V1, 8) == 0 ? PF_JOURNAL_MAGIC_V1 :
+			  PF_JOURNAL_MAGIC, want);
+	bind = memcmp(hdr, PF_JOURNAL_MAGIC_V1, 8) == 0 ? NULL : want + 64;
+	if (jsize < sizeof(hdr) || memcmp(hdr, want, sizeof(hdr)) != 0) {
 		ret = 0; /* stale (the state it protected was superseded) or never completed */
 		goto out;
 	}
@@ -247,9 +291,9 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 			break;
 		if ((ret = pf__st_pread_pad(v, jfh, v->jbuf, esize + 8, off)))
 			goto fail;
-		kc_sha256(v->jbuf, esize, sum);
+		entry_sum(bind, v->jbuf, esize, sum);
 		if (memcmp(sum, v->jbuf + esize, 8) != 0)
-			break;
+			break; /* torn, or of an earlier generation */
 		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
 					pf__slot_off(v, i));
 		if (ret)
@@ -261,7 +305,7 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 		ret = v->so->sync(v->sctx, n->fh);
 	/* The restored state equals the committed one: the journal is spent. */
 	if (!ret)
-		ret = v->so->truncate(v->sctx, jfh, 0);
+		ret = spend(v, jfh, jsize, bind == NULL);
 	if (!ret)
 		ret = v->so->sync(v->sctx, jfh);
 	if (ret)

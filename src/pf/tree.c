@@ -466,9 +466,9 @@ int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err)
 	}
 	/* A block never loaded is unchanged: the sidecar keeps it only when it
 	 * was valid before (else its hash check fails and the slots decide). */
-	ok = ok && v->so->truncate(v->sctx, n->tfh, cnt * PF_TAG_SIZE) == 0 &&
+	ok = ok && pf__st_set_size(v, n->tfh, cnt * PF_TAG_SIZE) == 0 &&
 	     pf__st_pwrite_all(v, n->hfh, n->bhash, m * PF_BLK_HASH, 0) == 0 &&
-	     v->so->truncate(v->sctx, n->hfh, m * PF_BLK_HASH) == 0;
+	     pf__st_set_size(v, n->hfh, m * PF_BLK_HASH) == 0;
 	n->t_valid = ok;
 	clear_dirty(n);
 	return 0;

@@ -2123,6 +2123,60 @@ static void faults_run(void)
 	}
 }
 
+/* A journal (format 2) is rewritten in place after its commit, not
+ * truncated: at every failure point of a second generation, the entries of
+ * the first one that follow in the file are never replayed (they are bound to
+ * their generation's header), and a reopen shows the state of the first
+ * fsync, or of the second. */
+static void test_journal_reused_in_place(void **state)
+{
+	uint8_t a[8192], b[8192], c[1024], want[8192];
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	memset(c, 'c', sizeof(c));
+	for (long point = 1; point < 100; point++) {
+		struct env e;
+		pf_volume_t *v;
+		pf_file_t *f;
+		struct kiln_err err = { 0 };
+		struct fault *flt;
+		uint8_t got[8192];
+
+		env_init(&e);
+		v = vol_init(&e, 1024, NULL, 0);
+		write_file(v, "f", a, sizeof(a));
+		pf_volume_close(v, NULL);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		/* Generation 1 journals the 8 chunks of 'a', then commits. */
+		assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+		assert_int_equal(pf_pwrite(f, b, sizeof(b), 0, &err), (ssize_t)sizeof(b));
+		assert_int_equal(pf_fsync(f, &err), 0);
+		/* Generation 2 journals chunk 0 ('b') over it and fails somewhere. */
+		flt = g_last_fault;
+		flt->countdown = point;
+		flt->sticky = true;
+		flt->rng = (uint64_t)point * 2654435761u + 7;
+		if (pf_pwrite(f, c, sizeof(c), 0, &err) == (ssize_t)sizeof(c))
+			(void)pf_fsync(f, &err);
+		pf_close(f);
+		(void)pf_volume_close(v, NULL);
+		v = vol_reopen(&e);
+		assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), 0);
+		assert_int_equal(pf_pread(f, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
+		pf_close(f);
+		memcpy(want, b, sizeof(b));
+		if (got[0] == 'c')
+			memcpy(want, c, sizeof(c));
+		assert_memory_equal(got, want, sizeof(want));
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+		pf_volume_close(v, NULL);
+		env_free(&e);
+		if (!g_fault_last_dead && point > 5)
+			break; /* the whole sequence ran without reaching the fault */
+	}
+}
+
 static void test_faults(void **state)
 {
 	faults_run();
@@ -2275,6 +2329,7 @@ int main(void)
 		cmocka_unit_test(test_publish),
 		cmocka_unit_test(test_publish_then_commit),
 		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_journal_reused_in_place),
 		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
