@@ -2190,7 +2190,7 @@ static int journal_to_v1(const char *dir)
 	while ((de = readdir(d))) {
 		size_t len = strlen(de->d_name), size;
 		uint8_t *buf, inner[KC_SHA256_SIZE], bound[8 + KC_SHA256_SIZE], sum[KC_SHA256_SIZE];
-		char path[256];
+		char path[400];
 		FILE *fp;
 
 		if (len != 34 || strcmp(de->d_name + 32, ".j") != 0)
