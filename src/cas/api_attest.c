@@ -172,6 +172,9 @@ static int build_config(struct cas__req *rc, struct cas__secret_ctx *sc, json_t 
 		kiln_wipe(key, sizeof(key));
 		kiln_wipe(v.key, sizeof(v.key));
 	}
+	ret = cas__net_config(sc, resp, err);
+	if (ret < 0)
+		goto out;
 	json_object_set(resp, "argv", argv);
 	json_object_set(resp, "env", env);
 	json_object_set_new(resp, "pwd", json_string(svc->pwd));
@@ -414,16 +417,6 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 		snprintf(a->reason, sizeof(a->reason), "unknown service \"%.64s\" in session %s",
 			 a->service, a->p->name);
 		refuse_attest(rc, a, "unknown_service");
-		return -KILN_EPOLICY;
-	}
-	/* This build's runtime does not enforce services[].network or
-	 * services[].console yet (issue 11): releasing the service would run it with
-	 * plaintext sockets and console where its policy asks for shields. */
-	if (a->svc->network.set || a->svc->console.protect) {
-		snprintf(a->reason, sizeof(a->reason), "service \"%.64s\" sets services[].%s, "
-			 "which this kiln's runtime does not enforce yet: refusing to run it "
-			 "unshielded", a->service, a->svc->network.set ? "network" : "console");
-		refuse_attest(rc, a, "shield_not_enforced");
 		return -KILN_EPOLICY;
 	}
 	ret = pol_decide(a->p, a->svc, a->claims, a->reason, sizeof(a->reason), &a->label);

@@ -162,6 +162,16 @@ struct cas__secret_ctx {
 int cas__secret_resolve(void *ctx, bool host, const char *name, enum pol_fmt fmt,
 		       uint8_t **out, size_t *out_size, struct kiln_err *err);
 
+/* ---- netconf.c: the network and console shields' part of an attestation answer ----
+ * Add "network" (rules with their certificates, keys and CA certificates) and
+ * "console" (the console key) to resp when the service has them (inside the
+ * caller's transaction). */
+int cas__net_config(struct cas__secret_ctx *sc, json_t *resp, struct kiln_err *err);
+/* The console key of (session, service), made on first use (inside the
+ * caller's transaction). */
+int cas__console_key(struct cas__store *st, const char *session, const char *service,
+		     uint8_t key[static 32]);
+
 /* ---- polcache.c: parsed policies by hash ----
  * The parsed form of a stored policy row, from st's cache (GET, list rows and
  * attestations do not parse the YAML again). *out is a reference: give it back
@@ -577,6 +587,8 @@ void cas__api_policy_apply(struct cas__req *rc);
 void cas__api_policy_list(struct cas__req *rc);
 void cas__api_policy_get(struct cas__req *rc);
 void cas__api_policy_delete(struct cas__req *rc);
+void cas__api_certificate(struct cas__req *rc); /* api_cert.c */
+void cas__api_console(struct cas__req *rc);     /* api_console.c */
 /* Submit a new version as ids[0] (the caller) with the approvals ids[1..n): apply
  * it when every rule is met; for a quorum-governed policy, else open a proposal
  * (expires_in seconds, 0: the default). Answers the request. */

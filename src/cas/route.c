@@ -229,6 +229,8 @@ static const struct cas__route g_routes[] = {
 	{ CAS_HTTP_GET, "/v1/volumes/{id}/tag", true, cas__api_volume_tag },
 	{ CAS_HTTP_POST, "/v1/volumes/{id}/prepare", true, cas__api_volume_prepare },
 	{ CAS_HTTP_POST, "/v1/volumes/{id}/commit", true, cas__api_volume_commit },
+	{ CAS_HTTP_POST, "/v1/certificate", true, cas__api_certificate },
+	{ CAS_HTTP_POST, "/v1/console", true, cas__api_console },
 	{ 0, "/metrics", false, h_metrics },
 	{ 0, "/v1/health", false, h_health },
 };

@@ -43,6 +43,7 @@ int cli_version_file(const char *key_file, char *out, size_t size);
  * 0, or a negative code after printing an error naming the file. (cli/fs.c) */
 int cli_volume_key_read(const char *path, uint8_t key[static 32]);
 int run_main(int argc, char **argv);
+int console_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

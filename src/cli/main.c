@@ -20,6 +20,7 @@ static const struct cli_command g_commands[] = {
 	{ "policy", policy_main, "validate, check and manage policies on a CAS" },
 	{ "identity", identity_main, "create and show stakeholder identities" },
 	{ "audit", audit_main, "show and verify the CAS audit log" },
+	{ "console", console_main, "read or attach to a service's protected console" },
 	{ "measure", measure_main, "print the workload measurement of a program" },
 	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
 	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },

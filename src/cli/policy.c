@@ -29,6 +29,7 @@ static void policy_usage(FILE *f)
 		   "       kiln policy get NAME     [CAS OPTIONS] [--json]\n"
 		   "       kiln policy list         [CAS OPTIONS]\n"
 		   "       kiln policy delete NAME  [CAS OPTIONS]\n"
+		   "       kiln policy certificate NAME:SECRET [CAS OPTIONS]\n"
 		   "       kiln policy check FILE --service NAME (--claims JSON_FILE |\n"
 		   "             --evidence FILE --tee T [--collateral JSON]\n"
 		   "             [--cert-chain PEM]...\n"
@@ -58,6 +59,9 @@ static void policy_usage(FILE *f)
 		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
 		   "list      print NAME VERSION HASH of every policy you may read\n"
 		   "delete    delete a policy, its secrets and its volumes' keys\n"
+		   "certificate  print the certificate chain (PEM) of an x509 or x509-ca\n"
+		   "          secret, made on first use: what clients of a service whose\n"
+		   "          network shield presents it must trust (never the key)\n"
 		   "check     explain the CAS's decision offline: verify the evidence (or take\n"
 		   "          the claims JSON) and run the same policy decision the CAS runs in\n"
 		   "          /v1/attest; prints 'allowed' or 'refused: REASON' naming the\n"
@@ -84,6 +88,36 @@ static void policy_usage(FILE *f)
 		   "message names the rule), 2 usage error.\n");
 }
 
+void cli_cas_opts_init(struct policy_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->client.url = getenv("KILN_CAS");
+	a->identity = getenv("KILN_IDENTITY");
+	a->client.ca_file = getenv("KILN_CAS_CA");
+	a->client.fingerprint = getenv("KILN_CAS_FINGERPRINT");
+}
+
+bool cli_cas_opt(struct policy_args *a, int c, const char *arg)
+{
+	switch (c) {
+	case 'c':
+		a->client.url = arg;
+		return true;
+	case 'i':
+		a->identity = arg;
+		return true;
+	case 'a':
+		a->client.ca_file = arg;
+		a->client.fingerprint = NULL;
+		return true;
+	case 'f':
+		a->client.fingerprint = arg;
+		a->client.ca_file = NULL;
+		return true;
+	}
+	return false;
+}
+
 int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want_args)
 {
 	static const struct option opts[] = {
@@ -101,28 +135,12 @@ int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want
 	};
 	int c;
 
-	memset(a, 0, sizeof(*a));
-	a->client.url = getenv("KILN_CAS");
-	a->identity = getenv("KILN_IDENTITY");
-	a->client.ca_file = getenv("KILN_CAS_CA");
-	a->client.fingerprint = getenv("KILN_CAS_FINGERPRINT");
+	cli_cas_opts_init(a);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:i:a:f:jh", opts, NULL)) != -1) {
+		if (cli_cas_opt(a, c, optarg))
+			continue;
 		switch (c) {
-		case 'c':
-			a->client.url = optarg;
-			break;
-		case 'i':
-			a->identity = optarg;
-			break;
-		case 'a':
-			a->client.ca_file = optarg;
-			a->client.fingerprint = NULL;
-			break;
-		case 'f':
-			a->client.fingerprint = optarg;
-			a->client.ca_file = NULL;
-			break;
 		case 'j':
 			a->json = true;
 			break;
@@ -415,6 +433,41 @@ out:
 	return ret;
 }
 
+/* kiln policy certificate NAME:SECRET (policy names have no ':'). */
+static int certificate(struct policy_args *a, struct cc_response *r)
+{
+	const char *colon = strrchr(a->arg, ':');
+	char session[200];
+	json_t *req, *j;
+	char *body;
+	int ret;
+
+	if (!colon || colon == a->arg || (size_t)(colon - a->arg) >= sizeof(session) ||
+	    !colon[1]) {
+		cli_error("policy certificate: expected NAME:SECRET, found '%s'", a->arg);
+		return CLI_EXIT_USAGE;
+	}
+	memcpy(session, a->arg, (size_t)(colon - a->arg));
+	session[colon - a->arg] = '\0';
+	req = json_pack("{s:s,s:s}", "session", session, "secret", colon + 1);
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body)
+		return CLI_EXIT_FAIL;
+	ret = cli_policy_request(a, "certificate", "POST", "/v1/certificate", "application/json", body,
+		      strlen(body), r);
+	free(body);
+	if (ret != CLI_EXIT_OK)
+		return ret;
+	if (r->status != 200)
+		return cli_policy_server_error("certificate", r);
+	j = json_loads(r->body, 0, NULL);
+	fputs(json_string_value(json_object_get(j, "certificate")) ?
+	      json_string_value(json_object_get(j, "certificate")) : "", stdout);
+	json_decref(j);
+	return CLI_EXIT_OK;
+}
+
 int policy_main(int argc, char **argv)
 {
 	struct policy_args a;
@@ -437,7 +490,7 @@ int policy_main(int argc, char **argv)
 	if (strcmp(cmd, "validate") && strcmp(cmd, "apply") && strcmp(cmd, "get") &&
 	    strcmp(cmd, "list") && strcmp(cmd, "delete") && strcmp(cmd, "sign") &&
 	    strcmp(cmd, "approve") && strcmp(cmd, "proposals") && strcmp(cmd, "withdraw") &&
-	    strcmp(cmd, "diff")) {
+	    strcmp(cmd, "diff") && strcmp(cmd, "certificate")) {
 		cli_error("policy: unknown subcommand '%s' (see 'kiln policy --help')", cmd);
 		return CLI_EXIT_USAGE;
 	}
@@ -499,6 +552,10 @@ int policy_main(int argc, char **argv)
 			printf("%s %lld %s\n", json_string_value(json_object_get(e, "name")),
 			       (long long)json_integer_value(json_object_get(e, "version")),
 			       json_string_value(json_object_get(e, "hash")));
+		goto out;
+	}
+	if (!strcmp(cmd, "certificate")) {
+		ret = certificate(&a, &r);
 		goto out;
 	}
 	if (!pol_name_valid(a.arg)) {

@@ -22,6 +22,12 @@ struct policy_args {
 	const char *out;     /* --out, or NULL */
 };
 
+/* The CAS OPTIONS every CAS client command takes (--cas, --identity, --cas-ca,
+ * --cas-fingerprint as getopt's 'c', 'i', 'a', 'f'): defaults from the
+ * environment (the rest of *a zeroed), and one option applied (false: c is
+ * none of them). Used by kiln policy and kiln console. */
+void cli_cas_opts_init(struct policy_args *a);
+bool cli_cas_opt(struct policy_args *a, int c, const char *arg);
 /* Options and want_args positional arguments (-1: zero or one). 0, 1 after
  * --help (printed), -1 on a usage error (printed). */
 int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want_args);

@@ -356,7 +356,15 @@ static int run_static_attested(struct rt_config *cfg, const char *path)
 		cli_error("%s", kiln_err_msg(&err, ret));
 		goto out;
 	}
-	ret = rt_grant_command(grant, &st, &block, &argc, &env, &err);
+	/* The network and console shields live in libkiln: a supervised static
+	 * program would run with plaintext sockets and console. */
+	if (rt_json_get(grant, "network") || rt_json_get(grant, "console"))
+		ret = kiln_err_set(&err, -ENOTSUP, "the policy shields this service's %s, which "
+				   "a statically linked program cannot have (the network and "
+				   "console shields need libkiln): refusing to run it unshielded",
+				   rt_json_get(grant, "network") ? "network" : "console");
+	else
+		ret = rt_grant_command(grant, &st, &block, &argc, &env, &err);
 	if (!ret)
 		ret = rt_grant_volumes(grant, cfg, &err);
 	if (!ret)

@@ -106,6 +106,11 @@ enum con_event_kind {
 	CON_EV_AUTH,     /* record claiming seq does not authenticate: modified (or, for
 			  * a stream header, written under another console key): dropped */
 	CON_EV_GARBAGE,  /* ev->size bytes at ev->offset are no record: skipped */
+	CON_EV_PREAMBLE, /* ev->size bytes at the start of the input, before its first
+			  * record, are no record: skipped, not a problem (kiln's own
+			  * lines before the attestation, e.g. sim's INSECURE warning;
+			  * nothing of them is shown). Input with no record at all is
+			  * CON_EV_GARBAGE. */
 	CON_EV_AFTER_END,/* a record after the channel's end record: dropped */
 	CON_EV_TRUNCATED,/* at the end of input: a channel without its end record, or
 			  * a record cut short (ev->offset) */

@@ -92,7 +92,8 @@ const uint8_t *con_reader_first_stream(const struct con_reader *r)
 
 static void emit(struct con_reader *r, struct con_event *ev)
 {
-	if (ev->kind != CON_EV_STREAM && ev->kind != CON_EV_DATA && ev->kind != CON_EV_END)
+	if (ev->kind != CON_EV_STREAM && ev->kind != CON_EV_DATA && ev->kind != CON_EV_END &&
+	    ev->kind != CON_EV_PREAMBLE)
 		r->problems++;
 	r->cb(r->ctx, ev);
 }
@@ -109,12 +110,15 @@ static void say(struct con_reader *r, enum con_event_kind kind, const struct con
 	emit(r, &ev);
 }
 
-static void flush_garbage(struct con_reader *r)
+/* record_follows: a whole record comes right after the run. */
+static void flush_garbage(struct con_reader *r, bool record_follows)
 {
 	struct con_event ev = { .kind = CON_EV_GARBAGE };
 
 	if (!r->garbage)
 		return;
+	if (record_follows && r->garbage_at == 0)
+		ev.kind = CON_EV_PREAMBLE;
 	ev.offset = r->garbage_at;
 	ev.size = r->garbage;
 	r->garbage = 0;
@@ -281,7 +285,7 @@ static void consume(struct con_reader *r, bool at_end)
 			if (!at_end)
 				break;
 			/* A record cut short inside its header. */
-			flush_garbage(r);
+			flush_garbage(r, false);
 			say(r, CON_EV_TRUNCATED, NULL, 0, 0, r->offset + pos);
 			pos = r->len;
 			break;
@@ -291,12 +295,12 @@ static void consume(struct con_reader *r, bool at_end)
 			if (r->len - pos < size) {
 				if (!at_end)
 					break;
-				flush_garbage(r);
+				flush_garbage(r, false);
 				say(r, CON_EV_TRUNCATED, &h, h.seq, h.seq, r->offset + pos);
 				pos = r->len;
 				break;
 			}
-			flush_garbage(r);
+			flush_garbage(r, true);
 			record(r, r->buf + pos, &h, r->offset + pos);
 			pos += size;
 			continue;
@@ -349,7 +353,7 @@ int con_reader_feed(struct con_reader *r, const void *data, size_t size)
 void con_reader_finish(struct con_reader *r)
 {
 	consume(r, true);
-	flush_garbage(r);
+	flush_garbage(r, false);
 	for (size_t i = 0; i < r->n_streams; i++) {
 		struct stream *s = &r->streams[i];
 

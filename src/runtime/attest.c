@@ -16,6 +16,7 @@
 #include "evidence/evidence.h"
 #include "runtime/attest_proto.h"
 #include "runtime/internal.h"
+#include "runtime/net/net.h"
 
 /* KILN_MEASURE_ONLY=1 (`kiln measure`): print the measurement before main and
  * _exit, exactly as libkiln-measure.so does, so the value is what this library
@@ -92,6 +93,9 @@ int rt__attest_apply_late(struct kiln_err *err)
 	const char *pwd;
 	int ret = rt_grant_files(g_grant, add_file, NULL, err);
 
+	if (ret)
+		return ret;
+	ret = rt__net_init(g_grant, err);
 	if (ret)
 		return ret;
 	pwd = rt_grant_pwd(g_grant);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 
+#include "runtime/net/net.h"
 #include "runtime/sys/sys.h"
 
 /* The handler of every call, from the same table as g_rt_syscalls. */
@@ -113,6 +114,13 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 
 	if (nr < 0 || nr > RT_SYSCALL_MAX || t_rt_depth > 0)
 		return rt__raw6(nr, a);
+	/* The network and console shields see their calls first (sys/socket.c). */
+	if (g_rt_net_on) {
+		long r;
+
+		if (rt__net_call(nr, a, &r))
+			return r;
+	}
 	s = &g_rt_syscalls[nr];
 	/* The fast path: nothing the runtime looks at. */
 	if (s->action == RT_SYS_PASS && !(s->paths[0][1] >= 0 && rt__vcwd_on()))

@@ -95,6 +95,7 @@ enum rt_fd_kind {
 	RT_FD_OWNED = 3, /* the runtime's own fd: invisible to the app */
 	RT_FD_PROCFD = 4, /* the app's fd on a /proc/<self>/fd directory: listings
 			   * leave the runtime's own fds out */
+	RT_FD_NET = 5,   /* an object of the network or console shield (net/net.h) */
 };
 /* Kinds live in the low bits of the objects' addresses (8-byte aligned). */
 #define RT_FD_KIND_MASK 7u

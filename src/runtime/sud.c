@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "runtime/internal.h"
+#include "runtime/net/net.h"
 
 __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 	".globl rt__sud_start\n.hidden rt__sud_start\n"
@@ -129,6 +130,31 @@ static long sigmask_on_context(const long a[6], ucontext_t *uc)
 	return 0;
 }
 
+/* Around a fork the handler runs (vfork, clone without CLONE_VM). */
+static void fork_prepare(void)
+{
+	if (g_rt.shield_on)
+		rt__shield_before_fork();
+	if (g_rt_net_on)
+		rt__net_before_fork();
+}
+
+static void fork_done(long pid)
+{
+	if (pid != 0) {
+		if (g_rt.shield_on)
+			rt__shield_parent_after_fork();
+		if (g_rt_net_on)
+			rt__net_parent_after_fork();
+		return;
+	}
+	rt__sud_thread_init(); /* dispatch is not inherited by children */
+	if (g_rt.shield_on)
+		rt__shield_after_fork();
+	if (g_rt_net_on)
+		rt__net_child_after_fork();
+}
+
 static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 {
 	ucontext_t *uc = ctx;
@@ -155,16 +181,9 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		g[REG_RAX] = -ENOSYS;
 		break;
 	case SYS_vfork:
-		if (g_rt.shield_on)
-			rt__shield_before_fork();
+		fork_prepare();
 		g[REG_RAX] = rt__raw(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-		if (g[REG_RAX] != 0 && g_rt.shield_on)
-			rt__shield_parent_after_fork();
-		if (g[REG_RAX] == 0) {
-			rt__sud_thread_init(); /* dispatch is not inherited by children */
-			if (g_rt.shield_on)
-				rt__shield_after_fork();
-		}
+		fork_done(g[REG_RAX]);
 		break;
 	case SYS_clone:
 		if (a[1] && (a[0] & CLONE_VM)) {
@@ -179,8 +198,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 			g[REG_RIP] = (greg_t)rt__stub_clone;
 			break;
 		}
-		if (g_rt.shield_on)
-			rt__shield_before_fork();
+		fork_prepare();
 		if (a[0] & CLONE_VFORK) {
 			/* Same-stack vfork through clone: run it as fork. */
 			g[REG_RAX] = rt__raw(SYS_clone, (a[0] & ~(CLONE_VM | CLONE_VFORK)), 0,
@@ -188,13 +206,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		} else {
 			g[REG_RAX] = rt__dispatch(nr, a, uc);
 		}
-		if (g[REG_RAX] != 0 && g_rt.shield_on)
-			rt__shield_parent_after_fork();
-		if (g[REG_RAX] == 0) {
-			rt__sud_thread_init(); /* dispatch is not inherited by children */
-			if (g_rt.shield_on)
-				rt__shield_after_fork();
-		}
+		fork_done(g[REG_RAX]);
 		break;
 	default:
 		g[REG_RAX] = rt__dispatch(nr, a, uc);

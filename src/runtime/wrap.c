@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "runtime/internal.h"
+#include "runtime/net/net.h"
 
 #define RT_EXPORT __attribute__((visibility("default")))
 
@@ -814,14 +815,21 @@ pid_t fork(void)
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 	if (g_rt.shield_on)
 		rt__shield_before_fork();
+	if (g_rt_net_on)
+		rt__net_before_fork();
 	pid = real();
 	t_rt_selector = sel;
 	if (pid == 0) {
 		rt__sud_thread_init(); /* dispatch is not inherited by children */
 		if (g_rt.shield_on)
 			rt__shield_after_fork();
-	} else if (g_rt.shield_on) {
-		rt__shield_parent_after_fork();
+		if (g_rt_net_on)
+			rt__net_child_after_fork();
+	} else {
+		if (g_rt.shield_on)
+			rt__shield_parent_after_fork();
+		if (g_rt_net_on)
+			rt__net_parent_after_fork();
 	}
 	return pid;
 }

@@ -101,7 +101,9 @@ static void on_event(void *ctx, const struct con_event *ev)
 			 (unsigned long long)ev->seq);
 		break;
 	case CON_EV_GARBAGE:
-		snprintf(line, sizeof(line), "garbage %llu+%zu\n",
+	case CON_EV_PREAMBLE:
+		snprintf(line, sizeof(line), "%s %llu+%zu\n",
+			 ev->kind == CON_EV_GARBAGE ? "garbage" : "preamble",
 			 (unsigned long long)ev->offset, ev->size);
 		break;
 	case CON_EV_TRUNCATED:
@@ -272,6 +274,32 @@ static void test_after_end_and_garbage_only(void **state)
 	free(c);
 }
 
+/* Plaintext before the first record (kiln's own lines before attestation)
+ * is skipped without being a problem; the same bytes later are one. */
+static void test_preamble(void **state)
+{
+	static const char pre[] = "kiln: WARNING: INSECURE simulation backend\n";
+	struct con_stream *s = stream();
+	struct capture *c = calloc(1, sizeof(*c));
+	struct seen seen;
+
+	memcpy(c->buf, pre, sizeof(pre) - 1);
+	c->len = sizeof(pre) - 1;
+	add_header(c, s, CON_STDOUT);
+	add(c, s, CON_T_DATA, CON_STDOUT, 1, "hello");
+	add_end(c, s, CON_STDOUT, 2, 0);
+	for (size_t piece = 1; piece <= 64; piece = piece * 2 + 1) {
+		assert_int_equal(read_all(c->buf, c->len, piece, &seen, NULL), 0);
+		assert_non_null(strstr(seen.text, "preamble 0+43\nstream aa pid 42 app\ndata 1 1 hello\n"));
+	}
+	memcpy(c->buf + c->len, pre, sizeof(pre) - 1);
+	c->len += sizeof(pre) - 1;
+	assert_int_equal(read_all(c->buf, c->len, 7, &seen, NULL), 1);
+	assert_non_null(strstr(seen.text, "end 1 2 0\ngarbage "));
+	con_stream_free(s);
+	free(c);
+}
+
 /* A record made by an independent implementation (Python's cryptography:
  * HKDF-SHA256 and AES-GCM as console.h describes them). */
 static void test_known_answer(void **state)
@@ -322,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_problems_by_number),
 		cmocka_unit_test(test_truncated_and_wrong_key),
 		cmocka_unit_test(test_after_end_and_garbage_only),
+		cmocka_unit_test(test_preamble),
 		cmocka_unit_test(test_known_answer),
 		cmocka_unit_test(test_parse_limits),
 	};

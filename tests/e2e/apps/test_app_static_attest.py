@@ -253,3 +253,23 @@ def test_las_static_exe_only_from_kiln(las):
     # The plain request still measures the caller.
     a = las_ask(las, f'{{"report_data": "{rd}"}}\n')
     assert a.get("format") == "kiln-las-v1", a
+
+
+@pytest.mark.parametrize("shield", [{"network": {"default": "deny"}},
+                                    {"console": "protected"}])
+def test_static_with_network_or_console_refused(static, kiln, cas, cas_identity, shield):
+    # The network and console shields live in libkiln: a supervised static
+    # program cannot have them, so the launcher refuses to run it unshielded.
+    meas = measure("--", static["prog"]).strip()
+    doc = json.loads(policy(static["prog"], static["data"], meas))
+    doc["services"][0].update(shield)
+    path = static["tmp"] / "p.yaml"
+    path.write_text(json.dumps(doc))
+    owner, _ = cas_identity("shield-owner")
+    kiln("policy", "apply", path, env=cas.env(owner), check=True)
+    p = static["run"]()
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert NOTE not in p.stdout
+    key = next(iter(shield))
+    assert f"the policy shields this service's {key}, which a statically linked program " \
+           "cannot have" in p.stderr, p.stderr

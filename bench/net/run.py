@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""kiln network shield benchmark (docs/runtime.md, "The network shield"), all
+variants side by side in one run, each round in turn, `--rounds` times:
+
+  nginx + wrk, 4 KiB and 1 MiB, keep-alive and a new connection per request:
+    plain     nginx native, plaintext HTTP (the ceiling)
+    shield    nginx under kiln run --cas (sim), TLS by the network shield
+    nginx     nginx native with its own TLS (same kind of key: P-256)
+    stunnel   nginx native plaintext behind stunnel4 (TLS)
+  redis-benchmark (SET/GET, 50 clients, --tls):
+    shield    redis-server under the shield
+    native    redis-server's own --tls-port
+    stunnel   redis-server behind stunnel4
+
+Ratios are per round (shield / other), reported as the median with min-max.
+Also nginx's CPU per request (master and workers, from /proc), which other jobs
+on the machine disturb less than the rate. Writes bench/results/net.json and
+net.md.
+
+Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S]
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from cas_fixtures import CasServer  # noqa: E402
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PORTS = set()
+
+
+def free_port():
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p not in PORTS:
+            PORTS.add(p)
+            return p
+
+
+def wait_port(port, proc, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited {proc.returncode}")
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in open(name).read().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                    return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return total
+
+
+def family(pid):
+    """pid and its descendants (nginx's master and workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                kids = open(f"/proc/{p}/task/{t}/children").read().split()
+                todo += [int(k) for k in kids]
+        except OSError:
+            pass
+    return out
+
+
+NGINX_CONF = """daemon off;
+user root root;
+master_process on;
+worker_processes 2;
+error_log {prefix}/error.log error;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  sendfile on;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port} {ssl};
+    {tls}
+    root {root};
+  }}
+}}
+"""
+
+
+class Env:
+    def __init__(self, build, tmp):
+        self.kiln = str(build / "kiln")
+        self.tmp = tmp
+        self.cas = CasServer(self.kiln, tmp).start()
+        self.ident = tmp / "owner.pem"
+        subprocess.run([self.kiln, "identity", "create", "--out", str(self.ident)], check=True,
+                       capture_output=True)
+        self.env = dict(os.environ, **self.cas.env(str(self.ident)))
+
+    def apply(self, text):
+        p = self.tmp / "policy.yaml"
+        p.write_text(text)
+        subprocess.run([self.kiln, "policy", "apply", str(p)], check=True, capture_output=True,
+                       env=self.env)
+
+    def cert(self, ref, out):
+        pem = subprocess.run([self.kiln, "policy", "certificate", ref], check=True,
+                             capture_output=True, env=self.env, text=True).stdout
+        out.write_text(pem)
+        return out
+
+    def run_argv(self, session, service, prog):
+        return [self.kiln, "run", "--cas", self.cas.url, "--cas-ca", self.cas.ca_file,
+                "--session", session, "--service", service, "--tee", "sim", "--", prog]
+
+
+def self_signed(tmp):
+    key, crt = tmp / "tls.key", tmp / "tls.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(crt)], check=True, capture_output=True)
+    return crt, key
+
+
+def stunnel(tmp, name, accept, connect, crt, key):
+    conf = tmp / f"stunnel-{name}.conf"
+    conf.write_text(f"""foreground = yes
+pid =
+debug = 3
+output = {tmp}/stunnel-{name}.log
+[{name}]
+accept = 127.0.0.1:{accept}
+connect = 127.0.0.1:{connect}
+cert = {crt}
+key = {key}
+sslVersionMin = TLSv1.3
+""")
+    return subprocess.Popen(["stunnel4", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wrk(url, seconds, close):
+    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", url]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float([ln for ln in out.splitlines() if ln.startswith("Requests/sec:")][0].split()[1])
+    n = int([ln for ln in out.splitlines() if " requests in " in ln][0].split()[0])
+    return rps, n
+
+
+def nginx_variants(env, tmp, root, crt, key, seconds):
+    """Start the four nginx variants: {name: (url base, [processes whose CPU counts])},
+    the processes to stop, the policy's CA file."""
+    procs, out = [], {}
+
+    def start(name, cmd, port, ssl, tls):
+        prefix = tmp / f"nginx-{name}"
+        prefix.mkdir(exist_ok=True)
+        (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root,
+                                                              ssl=ssl, tls=tls))
+        p = subprocess.Popen(cmd + ["-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_port(port, p)
+        return p
+
+    ports = {n: free_port() for n in ("plain", "shield", "nginx", "backend", "stunnel")}
+    env.apply(f"""\
+name: bench/nginx
+secrets:
+  - {{name: ca, kind: x509-ca}}
+  - {{name: web, kind: x509, issuer: ca, dns: [localhost], ip: [127.0.0.1]}}
+services:
+  - name: web
+    command: [{json.dumps(NGINX)}, -p, {json.dumps(str(tmp / 'nginx-shield'))}, -c,
+              {json.dumps(str(tmp / 'nginx-shield' / 'nginx.conf'))}]
+    measurement: [any]
+    network:
+      listen:
+        - {{port: {ports['shield']}, certificate: web}}
+security: {{tee: [sim], allow_insecure_sim: true}}
+""")
+    ca = env.cert("bench/nginx:ca", tmp / "ca.pem")
+    p = start("plain", [NGINX], ports["plain"], "", "")
+    out["plain"] = (f"http://127.0.0.1:{ports['plain']}", [p])
+    p = start("shield", env.run_argv("bench/nginx", "web", NGINX)[:-1] + [NGINX],
+              ports["shield"], "", "")
+    out["shield"] = (f"https://127.0.0.1:{ports['shield']}", [p])
+    p = start("nginx", [NGINX], ports["nginx"], "ssl",
+              f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;")
+    out["nginx"] = (f"https://127.0.0.1:{ports['nginx']}", [p])
+    backend = start("backend", [NGINX], ports["backend"], "", "")
+    s = stunnel(tmp, "nginx", ports["stunnel"], ports["backend"], crt, key)
+    procs.append(s)
+    wait_port(ports["stunnel"], s)
+    out["stunnel"] = (f"https://127.0.0.1:{ports['stunnel']}", [backend, s])
+    return out, procs, ca
+
+
+def nginx_bench(env, tmp, rounds, seconds):
+    root = tmp / "www"
+    root.mkdir()
+    (root / "4k.bin").write_bytes(os.urandom(4096))
+    (root / "1m.bin").write_bytes(os.urandom(1 << 20))
+    crt, key = self_signed(tmp)
+    variants, procs, _ = nginx_variants(env, tmp, root, crt, key, seconds)
+    res = {}
+    try:
+        for f in ("4k.bin", "1m.bin"):
+            for close in (False, True):
+                case = f"{f[:-4]} {'new-conn' if close else 'keep-alive'}"
+                per = {n: [] for n in variants}
+                cpu = {n: [] for n in variants}
+                for _ in range(rounds):
+                    for n, (base, ps) in variants.items():
+                        pids = [x for p in ps for x in family(p.pid)]
+                        t0 = cpu_ticks(pids)
+                        rps, count = wrk(f"{base}/{f}", seconds, close)
+                        t1 = cpu_ticks(pids)
+                        per[n].append(rps)
+                        cpu[n].append((t1 - t0) / os.sysconf("SC_CLK_TCK") * 1e6 / max(count, 1))
+                res[case] = summarize(per, cpu)
+                print(case, json.dumps(res[case]["median_rps"]), flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    return res
+
+
+def summarize(per, cpu=None):
+    out = {"median_rps": {n: statistics.median(v) for n, v in per.items()},
+           "rounds_rps": per}
+    ratios = {}
+    for other in per:
+        if other == "shield":
+            continue
+        r = [s / o for s, o in zip(per["shield"], per[other]) if o]
+        ratios[f"shield/{other}"] = {"median": statistics.median(r), "min": min(r),
+                                     "max": max(r)}
+    out["ratios"] = ratios
+    if cpu:
+        out["cpu_us_per_req"] = {n: statistics.median(v) for n, v in cpu.items()}
+    return out
+
+
+def redis_bench(env, tmp, rounds):
+    server = shutil.which("redis-server")
+    bench = shutil.which("redis-benchmark")
+    crt, key = self_signed(tmp)
+    ports = {n: free_port() for n in ("shield", "native", "backend", "stunnel")}
+    env.apply(f"""\
+name: bench/redis
+secrets:
+  - {{name: ca, kind: x509-ca}}
+  - {{name: srv, kind: x509, issuer: ca, dns: [localhost], ip: [127.0.0.1]}}
+services:
+  - name: redis
+    command: [{json.dumps(server)}, --port, "{ports['shield']}", --bind, 127.0.0.1, --save, "",
+              --appendonly, "no", --daemonize, "no"]
+    measurement: [any]
+    network:
+      listen:
+        - {{port: {ports['shield']}, certificate: srv}}
+security: {{tee: [sim], allow_insecure_sim: true}}
+""")
+    ca = env.cert("bench/redis:ca", tmp / "redis-ca.pem")
+    procs = []
+
+    def start(cmd, port):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        wait_port(port, p)
+
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+    start(env.run_argv("bench/redis", "redis", server), ports["shield"])
+    start([server, "--port", "0", "--tls-port", str(ports["native"]), "--tls-cert-file", str(crt),
+           "--tls-key-file", str(key), "--tls-auth-clients", "no", "--tls-protocols", "TLSv1.3",
+           *common], ports["native"])
+    start([server, "--port", str(ports["backend"]), *common], ports["backend"])
+    s = stunnel(tmp, "redis", ports["stunnel"], ports["backend"], crt, key)
+    procs.append(s)
+    wait_port(ports["stunnel"], s)
+    cas = {"shield": ca, "native": crt, "stunnel": crt}
+    res = {}
+    try:
+        for test in ("set", "get"):
+            per = {n: [] for n in cas}
+            for _ in range(rounds):
+                for n, cafile in cas.items():
+                    out = subprocess.run([bench, "-h", "127.0.0.1", "-p", str(ports[n]), "--tls",
+                                          "--cacert", str(cafile), "-n", "100000", "-c", "50",
+                                          "-t", test, "-q"], capture_output=True, text=True,
+                                         check=True).stdout
+                    line = [ln for ln in out.replace("\r", "\n").splitlines()
+                            if "requests per second" in ln][-1]
+                    per[n].append(float(line.split(":")[1].split()[0]))
+            res[test] = summarize(per)
+            print("redis", test, json.dumps(res[test]["median_rps"]), flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
+    a = ap.parse_args()
+    for prog in ("wrk", "stunnel4", "redis-server", "redis-benchmark", "openssl"):
+        if not shutil.which(prog):
+            print(f"bench/net: {prog} not installed", file=sys.stderr)
+            return 1
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        env = Env(pathlib.Path(a.build), tmp)
+        try:
+            res = {"load_before": load, "rounds": a.rounds, "seconds": a.seconds,
+                   "nginx": nginx_bench(env, tmp, a.rounds, a.seconds),
+                   "redis": redis_bench(env, tmp, a.rounds)}
+        finally:
+            env.cas.stop()
+    out = ROOT / "bench" / "results"
+    (out / "net.json").write_text(json.dumps(res, indent=1) + "\n")
+    md = ["# bench/net: the network shield (one run, ratios per round: median (min-max))", "",
+          f"load average before: {load:.1f}; {a.rounds} rounds of {a.seconds} s per case", "",
+          "| case | shield/s | shield / nginx TLS | shield / stunnel4 | shield / plaintext | "
+          "CPU us/req shield, nginx TLS, stunnel, plain |", "|---|---|---|---|---|---|"]
+
+    def r(d, k):
+        x = d["ratios"][k]
+        return f"{x['median']:.2f} ({x['min']:.2f}-{x['max']:.2f})"
+    for case, d in res["nginx"].items():
+        c = d["cpu_us_per_req"]
+        md.append(f"| nginx {case} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/nginx')} | "
+                  f"{r(d, 'shield/stunnel')} | {r(d, 'shield/plain')} | "
+                  f"{c['shield']:.0f}, {c['nginx']:.0f}, {c['stunnel']:.0f}, {c['plain']:.0f} |")
+    md += ["", "| redis-benchmark | shield/s | shield / native --tls | shield / stunnel4 |",
+           "|---|---|---|---|"]
+    for t, d in res["redis"].items():
+        md.append(f"| {t} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/native')} | "
+                  f"{r(d, 'shield/stunnel')} |")
+    (out / "net.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+/* kiln runtime: the network shield's own thread, for what no call of the
+ * program would do at the right time:
+ *
+ *  - handshake deadlines: a peer that stalls mid-handshake (or never starts
+ *    it) fails after the policy's handshake_timeout with a line naming it;
+ *    the socket is shut down so the program, whatever it waits in (epoll,
+ *    poll, a blocking read), wakes up to an ordinary connection error;
+ *  - lingering closes: a connection closed while the kernel had not taken all
+ *    of its ciphertext (close_notify included) is finished here on a copy of
+ *    the socket, as the kernel finishes a plaintext socket after close().
+ *
+ * Started on first use in each process (a forked child starts its own). It
+ * runs no program code and never holds a lock while it waits; all signals are
+ * blocked in it, and its system calls go straight to the kernel. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include "runtime/net/internal.h"
+
+#define TICK_MS 200
+#define LINGER_NS (10ull * 1000000000ull)
+
+struct lingering {
+	struct rt_conn *c;
+	int fd;               /* runtime-owned copy of the socket */
+	uint64_t until;
+	struct lingering *next;
+};
+
+/* Under g_net.reg. */
+static struct rt_conn *g_timers;
+static struct lingering *g_lingers;
+static bool g_running;
+static int g_epfd = -1;
+static pid_t g_pid;
+
+static void linger_end(struct lingering *l)
+{
+	rt__own_close(l->fd);
+	rt__conn_free(l->c);
+	free(l);
+}
+
+/* The handshake deadlines (under g_net.reg; conn locks taken inside). */
+static void check_timers(uint64_t now)
+{
+	for (struct rt_conn **pp = &g_timers; *pp;) {
+		struct rt_conn *c = *pp;
+		int st = atomic_load(&c->state);
+
+		if (st == RT_C_OPEN || st == RT_C_FAILED || !c->deadline_ns) {
+			*pp = c->t_next;
+			c->timed = false;
+			continue;
+		}
+		if (c->deadline_ns > now) {
+			pp = &c->t_next;
+			continue;
+		}
+		*pp = c->t_next;
+		c->timed = false;
+		pthread_mutex_lock(&c->lock);
+		if (atomic_load(&c->state) == RT_C_HANDSHAKE && !c->foreign) {
+			int fd = c->fd_hint;
+
+			rt__conn_fail(c, -ECONNRESET, "TLS handshake not finished after %u s "
+				      "(the peer stalls)", g_net.cfg.handshake_ms / 1000);
+			/* Only through an fd that still names this connection. */
+			if (rt__nobj_peek(fd, RT_NOBJ_CONN) == c)
+				rt__raw(SYS_shutdown, fd, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+static void check_lingers(uint64_t now)
+{
+	for (struct lingering **pp = &g_lingers; *pp;) {
+		struct lingering *l = *pp;
+		int r = rt__conn_linger_step(l->c, l->fd);
+
+		if (r == -EAGAIN && now < l->until) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		linger_end(l);
+	}
+}
+
+static void *engine(void *arg)
+{
+	uint64_t all = ~0ull;
+
+	(void)arg;
+	/* Never the program's: no signal here, no dispatch, the runtime's code. */
+	rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, 8);
+	t_rt_depth = 1;
+	t_rt_selector = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+	for (;;) {
+		struct epoll_event ev[16];
+		uint64_t now;
+		bool idle;
+
+		rt__raw(SYS_epoll_wait, g_epfd, ev, 16, TICK_MS);
+		now = rt__now_ns();
+		pthread_mutex_lock(&g_net.reg);
+		check_timers(now);
+		check_lingers(now);
+		idle = !g_timers && !g_lingers;
+		if (idle)
+			g_running = false;
+		pthread_mutex_unlock(&g_net.reg);
+		if (idle)
+			return NULL;
+	}
+}
+
+/* Under g_net.reg. */
+static void start(void)
+{
+	typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	static create_fn real;
+	pthread_attr_t attr;
+	pthread_t t;
+	pid_t pid = (pid_t)rt__raw0(SYS_getpid);
+
+	if (g_running && g_pid == pid)
+		return;
+	if (g_epfd < 0 || g_pid != pid) {
+		long fd = rt__raw(SYS_epoll_create1, EPOLL_CLOEXEC);
+
+		g_epfd = fd >= 0 ? rt__own_fd((int)fd) : -1;
+		if (g_epfd < 0)
+			return;
+	}
+	/* libc's own pthread_create: not the program's (wrap.c would turn on
+	 * dispatch in the new thread). */
+	if (!real)
+		real = (create_fn)rt__libc_sym("pthread_create");
+	if (!real || pthread_attr_init(&attr))
+		return;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
+	if (real(&t, &attr, engine, NULL) == 0) {
+		g_running = true;
+		g_pid = pid;
+	}
+	pthread_attr_destroy(&attr);
+}
+
+void rt__engine_timer(struct rt_conn *c)
+{
+	if (!c->timed) {
+		c->timed = true;
+		c->t_next = g_timers;
+		g_timers = c;
+	}
+	start();
+}
+
+void rt__engine_untimer(struct rt_conn *c)
+{
+	if (!c->timed)
+		return;
+	for (struct rt_conn **pp = &g_timers; *pp; pp = &(*pp)->t_next)
+		if (*pp == c) {
+			*pp = c->t_next;
+			break;
+		}
+	c->timed = false;
+}
+
+void rt__engine_linger(struct rt_conn *c, int own_fd)
+{
+	struct lingering *l = calloc(1, sizeof(*l));
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLET };
+
+	if (!l) {
+		rt__own_close(own_fd);
+		rt__conn_free(c);
+		return;
+	}
+	l->c = c;
+	l->fd = own_fd;
+	l->until = rt__now_ns() + LINGER_NS;
+	l->next = g_lingers;
+	g_lingers = l;
+	start();
+	if (g_epfd >= 0)
+		rt__raw(SYS_epoll_ctl, g_epfd, EPOLL_CTL_ADD, own_fd, &ev);
+}
+
+void rt__engine_after_fork(void)
+{
+	/* The child has no engine thread. What its parent was sending is the
+	 * parent's: the child only closes its copies. */
+	while (g_lingers) {
+		struct lingering *l = g_lingers;
+
+		g_lingers = l->next;
+		linger_end(l);
+	}
+	g_running = false;
+	if (g_epfd >= 0)
+		rt__own_close(g_epfd);
+	g_epfd = -1;
+	if (g_timers)
+		start();
+}
