@@ -97,15 +97,29 @@ static __attribute__((noinline)) long dispatch_paths(long nr, const struct rt_sy
 
 	if (r < 0)
 		return r;
-	if (s->action == RT_SYS_PASS || s->action == RT_SYS_RUNTIME || rt__touches(nr, s, c.a))
-		return dispatch(nr, s, c.a);
-	/* Nothing protected by name; through a symlink outside, maybe. */
-	if (!rt__reroute_create(nr, s, c.a, c.path)) {
-		r = rt__raw6(nr, c.a);
-		if ((r != -ENOENT && r != -ENOTDIR) || !rt__reroute_missing(nr, s, c.a, c.path))
+	for (int hops = 0;; hops++) {
+		if (s->action == RT_SYS_PASS || s->action == RT_SYS_RUNTIME ||
+		    rt__touches(nr, s, c.a)) {
+			r = dispatch(nr, s, c.a);
+		} else if (!rt__reroute_create(nr, s, c.a, c.path)) {
+			/* Nothing protected by name; through a symlink outside,
+			 * maybe. */
+			r = rt__raw6(nr, c.a);
+			if ((r != -ENOENT && r != -ENOTDIR) ||
+			    !rt__reroute_missing(nr, s, c.a, c.path))
+				return r;
+			r = dispatch(nr, s, c.a);
+		} else {
+			r = dispatch(nr, s, c.a);
+		}
+		/* A walk that left a volume through a symlink in it goes on
+		 * from the host path it reached (ELOOP after as many hops as
+		 * open allows). */
+		if (r != -EXDEV || !rt__reroute_escape(nr, s, c.a, c.path))
 			return r;
+		if (hops == RT_ESCAPES_MAX)
+			return -ELOOP;
 	}
-	return dispatch(nr, s, c.a);
 }
 
 long rt__dispatch(long nr, const long a[6], ucontext_t *uc)

@@ -284,23 +284,24 @@ static long chmod_locked(struct rt_target *t, mode_t mode)
 	return ret;
 }
 
-static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid);
+static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags);
 
-long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid)
+long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = chown_locked(t, fd, uid, gid);
+	r = chown_locked(t, fd, uid, gid, flags);
 	rt__unlock(&g);
 	return r;
 }
 
-static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid)
+static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
 {
 	struct rt_msg m = { .op = RT_OP_CHOWN, .a = (uint32_t)uid, .b = (uint32_t)gid,
-			    .path = t ? t->rel : "" };
+			    .path = t ? t->rel : "",
+			    .flags = (flags & AT_SYMLINK_NOFOLLOW) ? RT_CHOWN_NOFOLLOW : 0 };
 
 	if (!t) {
 		struct rt_ofd *o = rt_fd_get((int)fd);
@@ -322,15 +323,16 @@ static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid)
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts);
+static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts,
+			     int flags);
 
-long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts)
+long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts, int flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = set_times_locked(t, fd, ts);
+	r = set_times_locked(t, fd, ts, flags);
 	rt__unlock(&g);
 	return r;
 }
@@ -342,12 +344,14 @@ static uint32_t ut_flags(const struct timespec *ts, int i, uint32_t now, uint32_
 	return ts[i].tv_nsec == UTIME_OMIT ? omit : 0;
 }
 
-static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts)
+static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts,
+			     int flags)
 {
 	struct rt_msg m = { .op = RT_OP_UTIMES, .path = t ? t->rel : "" };
 
 	m.flags = ut_flags(ts, 0, RT_UT_ATIME_NOW, RT_UT_ATIME_OMIT) |
-		  ut_flags(ts, 1, RT_UT_MTIME_NOW, RT_UT_MTIME_OMIT);
+		  ut_flags(ts, 1, RT_UT_MTIME_NOW, RT_UT_MTIME_OMIT) |
+		  ((t && (flags & AT_SYMLINK_NOFOLLOW)) ? RT_UT_NOFOLLOW : 0);
 	if (ts) {
 		m.a = (uint64_t)((int64_t)ts[0].tv_sec * 1000000000 + ts[0].tv_nsec);
 		m.b = (uint64_t)((int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec);

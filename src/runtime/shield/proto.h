@@ -187,7 +187,7 @@ enum rt_op {
 	RT_OP_UNMAP,       /* file id, writable */
 	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit */
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
-	RT_OP_CHOWN,       /* file id (0: by path), uid, gid ((u32)-1: unchanged), path */
+	RT_OP_CHOWN,       /* file id (0: by path), flags, uid, gid ((u32)-1: unchanged), path */
 	RT_OP_SEEK,        /* file id, whence (SEEK_DATA/SEEK_HOLE), offset -> u64 offset */
 	RT_OP_LINK,        /* file id (0: by path), flags AT_SYMLINK_FOLLOW, from, to */
 	RT_OP_SYMLINK,     /* target, path */
@@ -207,6 +207,11 @@ enum rt_op {
 #define RT_UT_MTIME_NOW 0x4u
 #define RT_UT_MTIME_OMIT 0x8u
 #define RT_UT_ALL 0xfu
+/* utimensat with AT_SYMLINK_NOFOLLOW (RT_OP_UTIMES, with the RT_UT_* bits)
+ * and lchown (RT_OP_CHOWN's flags): a symlink in the last component is the
+ * one changed. */
+#define RT_UT_NOFOLLOW 0x10u
+#define RT_CHOWN_NOFOLLOW 0x1u
 
 /* Flags of RT_OP_STAT. */
 #define RT_STAT_NOFOLLOW 0x1u /* lstat: a symlink in the last component is the answer */

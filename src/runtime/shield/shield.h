@@ -103,12 +103,14 @@ long rt__shield_truncate(struct rt_target *t, uint64_t size) RT_HIDDEN;
 long rt__shield_chmod(struct rt_target *t, mode_t mode) RT_HIDDEN;
 long rt__shield_fchmod(long fd, mode_t mode) RT_HIDDEN;
 /* chown of t, or of the file behind fd when t is NULL ((uid_t)-1 and
- * (gid_t)-1: unchanged). An fd that is not a volume file: the kernel's. */
-long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid) RT_HIDDEN;
+ * (gid_t)-1: unchanged). An fd that is not a volume file: the kernel's.
+ * flags: AT_SYMLINK_NOFOLLOW (lchown: a symlink t is changed itself). */
+long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags) RT_HIDDEN;
 /* utimensat of t, or of the file or directory behind fd when t is NULL: ts
  * in runtime memory as utimensat takes it (UTIME_NOW, UTIME_OMIT; NULL: both
- * now), already checked. */
-long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts) RT_HIDDEN;
+ * now), already checked. flags: AT_SYMLINK_NOFOLLOW (a symlink t itself). */
+long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts,
+			  int flags) RT_HIDDEN;
 /* lseek SEEK_DATA / SEEK_HOLE on a protected fd (answered from the volume's
  * holes); other fds pass to the kernel. */
 long rt__shield_seek(long fd, int whence, int64_t off) RT_HIDDEN;

@@ -114,18 +114,42 @@ static int may_set_times(const struct pf_cred *cred, const char *path, struct sf
 
 /* utimensat of a path whose file the server does not hold (pf checks the
  * caller again). */
-static int set_times(const char *path, const struct pf_cred *cred, unsigned flags,
-		     int64_t atime_ns, int64_t mtime_ns)
+static struct pf_setattr times_of(unsigned flags, int64_t atime_ns, int64_t mtime_ns)
 {
-	struct kiln_err err = { 0 };
 	struct pf_setattr sa = { .atime_ns = atime_ns, .mtime_ns = mtime_ns };
-	int ret;
 
 	if (!(flags & RT_UT_ATIME_OMIT))
 		sa.valid |= (flags & RT_UT_ATIME_NOW) ? PF_SET_ATIME_NOW : PF_SET_ATIME;
 	if (!(flags & RT_UT_MTIME_OMIT))
 		sa.valid |= (flags & RT_UT_MTIME_NOW) ? PF_SET_MTIME_NOW : PF_SET_MTIME;
-	ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
+	return sa;
+}
+
+static int set_times(const char *path, const struct pf_cred *cred, unsigned flags,
+		     int64_t atime_ns, int64_t mtime_ns)
+{
+	struct kiln_err err = { 0 };
+	struct pf_setattr sa = times_of(flags, atime_ns, mtime_ns);
+	int ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, 0, &sa, cred, &err);
+
+	return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
+}
+
+/* utimensat(AT_SYMLINK_NOFOLLOW) and lchown by path: when the last component
+ * is a symlink, the link's own attributes change (pf checks the caller as for
+ * any inode; a symlink is never a file the server holds). 1 when path names
+ * something else: the caller goes on as for a followed path. */
+static int link_setattr(const char *path, const struct pf_cred *cred,
+			const struct pf_setattr *sa)
+{
+	struct kiln_err err = { 0 };
+	struct pf_stat ps;
+	int ret = pf_statat(g_srv.vol, PF_ROOT_INO, path, PF_AT_NOFOLLOW, cred, &ps, &err);
+
+	if (!ret && ps.type != PF_TYPE_LNK)
+		return 1;
+	if (!ret)
+		ret = pf_setattrat(g_srv.vol, PF_ROOT_INO, path, PF_AT_NOFOLLOW, sa, cred, &err);
 	return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 }
 
@@ -707,6 +731,12 @@ static int do_setattr(struct sconn *c, const struct rt_msg *m, const struct pf_c
 		sa.gid = (gid_t)m->b;
 		sa.valid = (m->a != (uint32_t)-1 ? PF_SET_UID : 0) |
 			   (m->b != (uint32_t)-1 ? PF_SET_GID : 0);
+		if (!f && (m->flags & RT_CHOWN_NOFOLLOW) &&
+		    (ret = link_setattr(path, cred, &sa)) <= 0) {
+			if (!ret)
+				ns_changed();
+			return ret ? ret : srv_reply(c, 0);
+		}
 	}
 	/* pf checks the caller (again for a chmod by path: it also drops
 	 * S_ISGID for an owner outside the file's group, as Linux does; a new
@@ -729,6 +759,16 @@ static int do_utimes(struct sconn *c, const struct rt_msg *m, const struct pf_cr
 
 	if (!path && !f)
 		return -EBADF;
+	if (!f && (m->flags & RT_UT_NOFOLLOW) &&
+	    (m->flags & RT_UT_ALL) != (RT_UT_ATIME_OMIT | RT_UT_MTIME_OMIT)) {
+		struct pf_setattr sa = times_of(m->flags, (int64_t)m->a, (int64_t)m->b);
+
+		if ((ret = link_setattr(path, cred, &sa)) <= 0) {
+			if (!ret)
+				ns_changed();
+			return ret ? ret : srv_reply(c, 0);
+		}
+	}
 	if ((ret = may_set_times(cred, path, f, m->flags)))
 		return ret;
 	if (!f)

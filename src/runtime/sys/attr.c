@@ -46,7 +46,7 @@ static long chown_at(long nr, long dirfd, const char *path, uid_t uid, gid_t gid
 		return rt__raw(SYS_fchownat, dirfd, path, uid, gid, flags);
 	if (r)
 		return r;
-	r = rt__shield_chown(&t, -1, uid, gid);
+	r = rt__shield_chown(&t, -1, uid, gid, flags);
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
@@ -72,8 +72,8 @@ static long set_times(long nr, long dirfd, const char *path, const struct timesp
 	if (ts && ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT)
 		return 0;
 	if (!path)
-		return rt__shield_set_times(NULL, dirfd, ts);
-	r = rt__shield_set_times(&t, dirfd, ts);
+		return rt__shield_set_times(NULL, dirfd, ts, 0);
+	r = rt__shield_set_times(&t, dirfd, ts, flags);
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }
 
@@ -135,7 +135,7 @@ long rt__sys_chown(long nr, const long a[6])
 	return chown_at(nr, AT_FDCWD, (const char *)a[0], (uid_t)a[1], (gid_t)a[2], 0);
 }
 
-/* Volumes hold no symlinks yet: lchown is chown. */
+/* lchown: a symlink is changed itself. */
 long rt__sys_lchown(long nr, const long a[6])
 {
 	return chown_at(nr, AT_FDCWD, (const char *)a[0], (uid_t)a[1], (gid_t)a[2],
@@ -146,7 +146,7 @@ long rt__sys_fchown(long nr, const long a[6])
 {
 	if (rt__own_badf(a[0]))
 		return -EBADF;
-	return rt__shield_chown(NULL, a[0], (uid_t)a[1], (gid_t)a[2]);
+	return rt__shield_chown(NULL, a[0], (uid_t)a[1], (gid_t)a[2], 0);
 }
 
 long rt__sys_fchownat(long nr, const long a[6])
@@ -154,7 +154,7 @@ long rt__sys_fchownat(long nr, const long a[6])
 	const char *path = (const char *)a[1];
 
 	if ((!path || !path[0]) && (a[4] & AT_EMPTY_PATH))
-		return rt__shield_chown(NULL, a[0], (uid_t)a[2], (gid_t)a[3]);
+		return rt__shield_chown(NULL, a[0], (uid_t)a[2], (gid_t)a[3], 0);
 	return chown_at(nr, a[0], path, (uid_t)a[2], (gid_t)a[3], (int)a[4]);
 }
 
@@ -194,12 +194,12 @@ long rt__sys_futimesat(long nr, const long a[6])
 /* Volume files have no extended attributes. */
 long rt__sys_getxattr(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], -ENODATA);
+	return rt__exists(AT_FDCWD, (const char *)a[0], 0, -ENODATA);
 }
 
 long rt__sys_lgetxattr(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], -ENODATA);
+	return rt__exists(AT_FDCWD, (const char *)a[0], AT_SYMLINK_NOFOLLOW, -ENODATA);
 }
 
 long rt__sys_fgetxattr(long nr, const long a[6])
@@ -209,12 +209,12 @@ long rt__sys_fgetxattr(long nr, const long a[6])
 
 long rt__sys_listxattr(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], 0);
+	return rt__exists(AT_FDCWD, (const char *)a[0], 0, 0);
 }
 
 long rt__sys_llistxattr(long nr, const long a[6])
 {
-	return rt__exists(AT_FDCWD, (const char *)a[0], 0);
+	return rt__exists(AT_FDCWD, (const char *)a[0], AT_SYMLINK_NOFOLLOW, 0);
 }
 
 long rt__sys_flistxattr(long nr, const long a[6])

@@ -25,10 +25,6 @@ static long open_special(struct rt_target *t, int flags)
 	return rt__raw(SYS_openat, AT_FDCWD, real, flags & ~(O_CREAT | O_EXCL | O_TRUNC), 0);
 }
 
-/* Symlinks that leave a volume (rt__shield_escape): how many times an
- * open may go back out to the host and in again. */
-#define ESCAPES_MAX 8
-
 static long open_in(long dirfd, const char *path, int flags, mode_t mode, int depth);
 
 static long open_at(long dirfd, const char *path, int flags, mode_t mode)
@@ -75,7 +71,7 @@ static long open_in(long dirfd, const char *path, int flags, mode_t mode, int de
 	 * path it names (which is not protected, unless in a volume again). */
 	if (r == -EXDEV && rt__shield_escape(&t, flags & O_NOFOLLOW ? AT_SYMLINK_NOFOLLOW : 0,
 					     host, sizeof(host)) == 1)
-		return depth < ESCAPES_MAX ? open_in(AT_FDCWD, host, flags, mode, depth + 1) :
+		return depth < RT_ESCAPES_MAX ? open_in(AT_FDCWD, host, flags, mode, depth + 1) :
 					     -ELOOP;
 	return r == -ENOENT ? rt__enoent(&t) : r;
 }

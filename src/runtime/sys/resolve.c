@@ -508,3 +508,63 @@ bool rt__reroute_missing(long nr, const struct rt_syscall *s, long a[6],
 	}
 	return any;
 }
+
+/* ---- paths that leave a volume through a symlink in it ----------------------
+ * pf answers EXDEV to a call whose walk leaves the volume (a symlink with an
+ * absolute target, or one climbing above the root): the call goes on from the
+ * host path the walk reaches, as the kernel would follow the link. That path
+ * may lead into a volume again (an absolute link to the volume's own mount
+ * point: shutil and tempfile make those). open and stat do this themselves;
+ * every other call here. rename and link answer EXDEV for two volumes. */
+
+/* Whether the call acts on a symlink in the last component itself. */
+static bool nofollow_call(long nr, const long a[6])
+{
+	switch (nr) {
+	case SYS_lchown:
+	case SYS_lgetxattr:
+	case SYS_llistxattr:
+	case SYS_lsetxattr:
+	case SYS_lremovexattr:
+	case SYS_unlink:
+	case SYS_unlinkat:
+	case SYS_rmdir:
+	case SYS_readlink:
+	case SYS_readlinkat:
+		return true;
+	case SYS_fchownat:
+		return a[4] & AT_SYMLINK_NOFOLLOW;
+	case SYS_utimensat:
+	case SYS_newfstatat:
+		return a[3] & AT_SYMLINK_NOFOLLOW;
+	case SYS_statx:
+		return a[2] & AT_SYMLINK_NOFOLLOW;
+	default:
+		return false;
+	}
+}
+
+bool rt__reroute_escape(long nr, const struct rt_syscall *s, long a[6],
+			char paths[2][RT_PATH_SIZE])
+{
+	char host[RT_PATH_SIZE];
+	bool any = false;
+
+	if (nr == SYS_rename || nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_link ||
+	    nr == SYS_linkat)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		int d = s->paths[i][0], p = s->paths[i][1];
+		struct rt_target t;
+
+		if (p < 0 || !a[p] || !((const char *)a[p])[0])
+			continue;
+		if (!rt__resolve(d >= 0 ? a[d] : AT_FDCWD, (const char *)a[p], &t) || t.vfile ||
+		    t.err)
+			continue;
+		if (rt__shield_escape(&t, nofollow_call(nr, a) ? AT_SYMLINK_NOFOLLOW : 0, host,
+				      sizeof(host)) == 1)
+			any |= reroute_arg(a, d, p, paths[i], host);
+	}
+	return any;
+}

@@ -30,7 +30,7 @@ static long stat_at(long dirfd, const char *path, int flags, struct stat *st)
 		/* A symlink in the volume whose target leaves it: the host path. */
 		if (r != -EXDEV || rt__shield_escape(&t, flags, host, sizeof(host)) != 1)
 			return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
-		if (depth == 8)
+		if (depth == RT_ESCAPES_MAX)
 			return -ELOOP;
 		dirfd = AT_FDCWD;
 		path = host;
@@ -97,7 +97,7 @@ static long access_at(long dirfd, const char *path, int mode, int flags)
 	return r == -ENOENT && !t.vfile ? rt__enoent(&t) : r;
 }
 
-long rt__exists(long dirfd, const char *path, long if_exists)
+long rt__exists(long dirfd, const char *path, int flags, long if_exists)
 {
 	struct rt_target t;
 	struct stat st;
@@ -107,7 +107,7 @@ long rt__exists(long dirfd, const char *path, long if_exists)
 		return -ENOENT;
 	if (t.err)
 		return t.err;
-	r = rt__shield_stat(&t, &st);
+	r = rt__shield_stat_flags(&t, flags & AT_SYMLINK_NOFOLLOW, &st);
 	if (r == -ENOENT && !t.vfile)
 		r = rt__enoent(&t);
 	return r < 0 ? r : if_exists;

@@ -45,6 +45,15 @@ bool rt__reroute_create(long nr, const struct rt_syscall *s, long a[6],
 			char paths[2][RT_PATH_SIZE]) RT_HIDDEN;
 bool rt__reroute_missing(long nr, const struct rt_syscall *s, long a[6],
 			 char paths[2][RT_PATH_SIZE]) RT_HIDDEN;
+/* How many times one call may leave a volume through a symlink and go on
+ * from the host path (open, stat, the others): then ELOOP. */
+#define RT_ESCAPES_MAX 8
+/* A call on a volume path answered -EXDEV: each path argument whose walk
+ * leaves its volume through a symlink is rewritten to the host path the walk
+ * reaches (which may be in a volume again). True when one was; never for
+ * rename and link (their EXDEV: two file systems). */
+bool rt__reroute_escape(long nr, const struct rt_syscall *s, long a[6],
+			char paths[2][RT_PATH_SIZE]) RT_HIDDEN;
 /* Whether the call touches a protected path or fd. */
 bool rt__touches(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
 /* Name of the first protected path/fd the call touches (for refusal lines). */
@@ -53,8 +62,9 @@ void rt__describe(long nr, const struct rt_syscall *s, const long a[6], char *ou
 
 /* ---- stat.c ------------------------------------------------------------------ */
 /* if_exists when (dirfd, path) names something in a volume, else its error
- * (-ENOENT outside every volume). */
-long rt__exists(long dirfd, const char *path, long if_exists) RT_HIDDEN;
+ * (-ENOENT outside every volume). flags: AT_SYMLINK_NOFOLLOW (a symlink in
+ * the last component is what is named). */
+long rt__exists(long dirfd, const char *path, int flags, long if_exists) RT_HIDDEN;
 
 /* ---- dir.c: the virtual working directory -------------------------------- */
 /* Enter the working directory inherited across exec (g_rt.cfg.cwd). */

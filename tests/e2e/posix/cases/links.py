@@ -27,6 +27,25 @@ out("lstat_is_link", res(lambda: os.path.islink("s_rel")))
 out("stat_through_size", res(lambda: os.stat("s_rel").st_size))
 out("symlink_abs", res(os.symlink, os.path.join(d, "f"), "s_abs"))
 out("read_through_abs", res(read_file, "s_abs"))
+# Calls through an absolute symlink back into the volume (a kiln view walks
+# out of the volume and in again: shutil and tempfile make such links).
+write_file("g", b"12345")
+out("symlink_abs_g", res(os.symlink, os.path.join(d, "g"), "s_abs_g"))
+out("chmod_through_abs", res(lambda: (os.chmod("s_abs_g", 0o640),
+                                      oct(os.stat("g").st_mode & 0o7777))[1]))
+out("utime_through_abs", res(lambda: (os.utime("s_abs_g", ns=(10**9 + 7, 2 * 10**9 + 9)),
+                                      os.stat("g").st_mtime_ns)[1]))
+out("access_through_abs", res(os.access, "s_abs_g", os.R_OK))
+out("lutime_link", res(lambda: (os.utime("s_abs_g", ns=(3 * 10**9, 4 * 10**9 + 1),
+                                         follow_symlinks=False),
+                                os.lstat("s_abs_g").st_mtime_ns,
+                                os.stat("g").st_mtime_ns == 2 * 10**9 + 9)[1:]))
+out("truncate_through_abs", res(lambda: (os.truncate("s_abs_g", 2), read_file("g"))[1]))
+if os.getuid() == 0:
+    out("lchown_link", res(lambda: (os.lchown("s_abs_g", 1000, 1000),
+                                    os.lstat("s_abs_g").st_uid, os.stat("g").st_uid)[1:]))
+    out("chown_through_abs", res(lambda: (os.chown("s_abs_g", 1001, 1001),
+                                          os.stat("g").st_gid)[1]))
 out("symlink_dir", res(os.symlink, "dir", "s_dir"))
 out("create_through_dir_link", res(write_file, "s_dir/inner", b"in"))
 out("read_inner", res(read_file, "dir/inner"))
