@@ -90,8 +90,8 @@ for n in ["sendfile", "copy_file_range"]:
     fd(n, S, 0, 1 if n != "copy_file_range" else 2,
        note="from a protected file: native per filled window; into one: copied")
     HANDLER[n] = "rt__sys_transfer"
-fd("splice", S, 0, 2, note="from a protected file: native per filled window; into one: "
-   "EINVAL")
+fd("splice", S, 0, 2, note="from a protected file: native per filled window; into one "
+   "from a pipe: through the write path")
 HANDLER["splice"] = "rt__sys_transfer"
 fd("tee", P, 0, 1, note="pipes only")
 fd("close", S, 0, note="drop reference; last close flushes per --freshness")

@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -464,6 +465,39 @@ static long copy_through(int out, int in, long *in_off, uint64_t count, long *ou
 	return (long)done;
 }
 
+/* splice from a pipe into a protected file: what the pipe holds, up to count
+ * bytes, through the write path (the kernel's answers for what splice cannot
+ * do: EINVAL when in is no pipe, ESPIPE for an offset on it; EAGAIN for
+ * SPLICE_F_NONBLOCK on an empty pipe). off_dst: the program's pointer or
+ * NULL (read and written with the fault-safe copies). */
+static long splice_into(int out, int in, const long *uin_off, long *uout_off, uint64_t count,
+			unsigned flags)
+{
+	struct stat st;
+	long off, r;
+	int avail = 0;
+
+	if (rt__raw(SYS_fstat, in, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return -EINVAL;
+	if (uin_off)
+		return -ESPIPE;
+	if (count == 0)
+		return 0;
+	if ((flags & SPLICE_F_NONBLOCK) && rt__raw(SYS_ioctl, in, FIONREAD, &avail) == 0 &&
+	    avail == 0)
+		return -EAGAIN;
+	if (!uout_off)
+		return copy_through(out, in, NULL, count, NULL);
+	if (rt__copy_in(&off, uout_off, sizeof(off)))
+		return -EFAULT;
+	if (off < 0)
+		return -EINVAL;
+	r = copy_through(out, in, NULL, count, &off);
+	if (r > 0 && rt__copy_out(uout_off, &off, sizeof(off)))
+		return -EFAULT;
+	return r;
+}
+
 long rt__shield_transfer(long nr, const long a[6])
 {
 	int in, out;
@@ -493,9 +527,10 @@ long rt__shield_transfer(long nr, const long a[6])
 	out_p = rt_fd_kind(out) == RT_FD_FILE && ((struct rt_ofd *)rt_fd_get(out))->node->vol;
 	if (!in_p && !out_p)
 		return rt__raw6(nr, a);
+	if (nr == SYS_splice && out_p)
+		return in_p ? -EINVAL : splice_into(out, in, in_off, out_off, count, (unsigned)a[5]);
 	if (out_p || nr == SYS_copy_file_range)
-		return nr == SYS_splice && out_p ? -EINVAL : copy_through(out, in, in_off, count,
-									  out_off);
+		return copy_through(out, in, in_off, count, out_off);
 	/* From a protected file to a socket or pipe: native, window by window. */
 	{
 		struct rt_ofd *o = rt_fd_get(in);
