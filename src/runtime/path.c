@@ -26,6 +26,20 @@ enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len
 	return RT_LAST_NORM;
 }
 
+bool rt_path_has_dotdot(const char *path)
+{
+	for (const char *p = path;;) {
+		const char *seg;
+		size_t n;
+		enum rt_path_last kind = rt_path_next(&p, &seg, &n);
+
+		if (kind == RT_LAST_ROOT)
+			return false;
+		if (kind == RT_LAST_DOTDOT)
+			return true;
+	}
+}
+
 size_t rt_path_pop(const char *path, size_t len, size_t keep)
 {
 	while (len > keep && path[len - 1] != '/')

@@ -66,6 +66,9 @@ enum rt_path_last rt_path_tail(const char *path, bool *slash);
  * left), else RT_LAST_NORM, RT_LAST_DOT or RT_LAST_DOTDOT for the component. */
 enum rt_path_last rt_path_next(const char **p, const char **seg, size_t *seg_len);
 
+/* Whether path has a ".." component. */
+bool rt_path_has_dotdot(const char *path);
+
 /* The length of path[0..len) without its last component and the slash
  * before it, never below keep ("/" keeps 1: ".." of "/" is "/"). */
 size_t rt_path_pop(const char *path, size_t len, size_t keep);

@@ -72,10 +72,16 @@ int rt__vcwd_abs(const char *path, char *out, size_t out_size)
 	vcwd_read(cwd, sizeof(cwd));
 	ret = rt_path_normalize(cwd, path, out, out_size);
 	/* Inside a volume the handlers look at the last component as written
-	 * ("new/", "d/."); outside, the kernel gets the lexical result (the
-	 * virtual directories do not exist on disk). */
-	if (ret == 0 && rt__shield_find_vol(out, &rel))
-		ret = rt_path_absolute(cwd, path, out, out_size);
+	 * ("new/", "d/."), and rt__resolve at every ".." as written (after a
+	 * symlink it is physical); outside, the kernel gets the lexical result
+	 * (the virtual directories do not exist on disk). */
+	if (ret == 0 && rt__shield_find_vol(out, &rel)) {
+		if (!rt_path_has_dotdot(path))
+			return rt_path_absolute(cwd, path, out, out_size);
+		if ((size_t)snprintf(out, out_size, "%s%s%s", cwd, cwd[1] ? "/" : "", path) >=
+		    out_size)
+			return -ENAMETOOLONG;
+	}
 	return ret;
 }
 

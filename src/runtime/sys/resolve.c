@@ -1,6 +1,7 @@
 /* kiln runtime: path resolution. A (dirfd, path) pair of the program becomes
  * a normalized absolute path, then the volume it lies in (the longest mount
- * prefix) or the injected file it names. Paths are resolved lexically. */
+ * prefix) or the injected file it names. Paths are resolved lexically, but for
+ * ".." after a symlink in a volume (physical_dotdot). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -144,10 +145,91 @@ static enum rt_proc proc_fd_path(const char *abs, int *fd)
 	return RT_PROC_ENTRY;
 }
 
+/* ".." after a symlink in a volume, as the kernel resolves it: the parent of
+ * the link's target, not the directory holding the link. path (absolute, or
+ * relative to base) is walked component by component; before a "..", what was
+ * walked so far, when it lies in a volume and is a symlink there, is replaced
+ * by its target (at most 40 times: -ELOOP); something else there that is no
+ * directory is -ENOTDIR, a missing one -ENOENT. 1 with out = the absolute
+ * result (normalized) when a symlink was replaced; 0 when none was (the
+ * lexical normalization stands); -errno. */
+static int physical_dotdot(const char *base, const char *path, char *out, size_t out_size)
+{
+	char todo[RT_PATH_SIZE], link[RT_PATH_SIZE];
+	size_t len = 0;
+	int links = 0;
+
+	if ((size_t)snprintf(todo, sizeof(todo), "%s%s%s", path[0] == '/' ? "" : base,
+			     path[0] == '/' ? "" : "/", path) >= sizeof(todo))
+		return -ENAMETOOLONG;
+	out[0] = '\0';
+	for (const char *p = todo;;) {
+		const char *seg;
+		size_t seg_len;
+		enum rt_path_last kind = rt_path_next(&p, &seg, &seg_len);
+		struct rt_target lt = { 0 };
+		struct stat st = { 0 };
+		long n;
+
+		if (kind == RT_LAST_ROOT)
+			break;
+		if (kind == RT_LAST_DOT)
+			continue;
+		if (kind == RT_LAST_NORM) {
+			if (len + 1 + seg_len >= out_size)
+				return -ENAMETOOLONG;
+			out[len] = '/';
+			memcpy(out + len + 1, seg, seg_len);
+			len += 1 + seg_len;
+			out[len] = '\0';
+			continue;
+		}
+		/* "..": is what it applies to a symlink in a volume? (Something
+		 * else there must be a directory, as for the kernel.) */
+		memcpy(lt.abs, out, len + 1);
+		lt.vol = len ? rt__shield_find_vol(lt.abs, &lt.rel) : NULL;
+		if (lt.vol && lt.rel[0]) {
+			n = rt__shield_stat_flags(&lt, AT_SYMLINK_NOFOLLOW, &st);
+			if (n < 0)
+				return (int)n;
+			if (!S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode))
+				return -ENOTDIR;
+		}
+		if (!lt.vol || !lt.rel[0] || !S_ISLNK(st.st_mode)) {
+			len = rt_path_pop(out, len, 0);
+			out[len] = '\0';
+			continue;
+		}
+		n = rt__shield_readlink(&lt, link, sizeof(link) - 1);
+		if (n <= 0)
+			return n < 0 ? (int)n : -ENOENT;
+		if (++links > 40)
+			return -ELOOP;
+		link[n] = '\0';
+		/* Go on from the link's directory (or the root) with its target,
+		 * this "..", then the rest. */
+		len = link[0] == '/' ? 0 : rt_path_pop(out, len, 0);
+		out[len] = '\0';
+		if ((size_t)n + 3 + strlen(p) >= sizeof(todo))
+			return -ENAMETOOLONG;
+		memmove(todo + n + 3, p, strlen(p) + 1); /* p is in todo */
+		memcpy(todo, link, (size_t)n);
+		memcpy(todo + n, "/..", 3);
+		p = todo;
+	}
+	if (!links)
+		return 0;
+	if (!len) {
+		out[0] = '/';
+		out[1] = '\0';
+	}
+	return 1;
+}
+
 bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 {
 	char base[RT_PATH_SIZE];
-	bool base_known = false;
+	bool base_known = false, dotdot_done = false;
 	int ret;
 
 	t->vol = NULL;
@@ -196,6 +278,20 @@ bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 	}
 	if (ret)
 		return false;
+	/* Lexical ".." is wrong after a symlink in a volume. */
+	if (rt_path_has_dotdot(path)) {
+		char phys[RT_PATH_SIZE];
+
+		ret = physical_dotdot(base_known ? base : "/", path, phys, sizeof(phys));
+		if (ret == 1) {
+			memcpy(t->abs, phys, strlen(phys) + 1);
+			dotdot_done = true;
+		} else if (ret < 0) {
+			t->vol = rt__shield_find_vol(t->abs, &t->rel);
+			t->err = ret;
+			return t->vol != NULL;
+		}
+	}
 	if (t->abs[1] == 'p' || t->abs[1] == 'd') {
 		t->proc = (uint8_t)proc_fd_path(t->abs, &t->procfd);
 		/* The runtime's own fds are not there for the program. */
@@ -210,7 +306,8 @@ bool rt__resolve(long dirfd, const char *path, struct rt_target *t)
 		return false;
 	if (name_too_long(t->rel))
 		t->err = -ENAMETOOLONG;
-	else if (t->slash || t->last == RT_LAST_DOT || t->last == RT_LAST_DOTDOT)
+	else if (t->slash || t->last == RT_LAST_DOT ||
+		 (t->last == RT_LAST_DOTDOT && !dotdot_done))
 		t->err = tail_check(t, path);
 	return true;
 }

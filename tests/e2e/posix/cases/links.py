@@ -70,6 +70,20 @@ out("rename_link", res(lambda: (os.rename("s_abs", "s_abs2"),
                                 os.readlink("s_abs2") == os.path.join(d, "f"))[1]))
 out("link_to_symlink", res(lambda: (os.link("s_dir", "s_dir_hard", follow_symlinks=False),
                                     os.path.islink("s_dir_hard"))[1]))
+# ".." after a symlink is the parent of the link's target (physical), not the
+# directory holding the link (lexical).
+os.makedirs("p/q/r")
+out("dotdot_link", res(os.symlink, "p/q/r", "dl"))
+out("dotdot_after_link", res(lambda: sorted(os.listdir("dl/.."))))
+out("dotdot_create", res(lambda: (write_file("dl/../made", b"x"), os.path.exists("p/q/made"))[1]))
+out("dotdot_twice", res(lambda: os.stat("dl/../..").st_ino == os.stat("p").st_ino))
+out("dotdot_abs_link", res(os.symlink, os.path.join(d, "p/q/r"), "adl"))
+out("dotdot_after_abs", res(lambda: sorted(os.listdir("adl/.."))))
+out("dotdot_up_link", res(os.symlink, "../p/q", "dir/up"))
+out("dotdot_after_up", res(lambda: sorted(os.listdir("dir/up/.."))))
+out("dotdot_chained", res(lambda: sorted(os.listdir("dir/up/r/../../q/.."))))
+out("dotdot_file_link", res(os.symlink, "f", "fl"))
+check("dotdot_after_file_link", os.listdir, "fl/..")
 out("listing", sorted(os.listdir(".")))
 
 libc = ctypes.CDLL(None, use_errno=True)
