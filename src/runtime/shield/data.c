@@ -296,12 +296,35 @@ static long fast_read(struct rt_node *n, int fd, long nr, const long a[6], bool 
 	return -EAGAIN;
 }
 
+/* A read of the file (data served from the memfd, filled or not): its atime,
+ * relatime as Linux's default mount option -- moved to now when it is not
+ * after the last modification or change, or a day old -- and never for an
+ * fd opened O_NOATIME. The server stores the segment's atime into pf at the
+ * next write-back or commit. */
+static void file_accessed(struct rt_node *n, int fd)
+{
+	struct rt_fseg *f = atomic_load(&n->seg);
+	int64_t at = atomic_load(&f->atime_ns), now;
+	struct timespec ts;
+	long fl;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (at > atomic_load(&f->mtime_ns) && at > atomic_load(&f->ctime_ns) &&
+	    now - at < 86400ll * 1000000000)
+		return;
+	fl = rt__raw(SYS_fcntl, fd, F_GETFL);
+	if (fl >= 0 && (fl & O_NOATIME))
+		return;
+	atomic_store(&f->atime_ns, now);
+}
+
 long rt__shield_data(long nr, const long a[6])
 {
 	int fd = (int)a[0];
 	struct rt_ofd *o = rt_fd_get(fd);
 	struct rt_node *n;
-	bool write = false, positional = false, vec = false;
+	bool write = false, positional = false, vec = false, io = false;
 	struct iovec *iov = NULL, one, local[64];
 	uint64_t off = 0, len;
 	int cnt = 1;
@@ -348,6 +371,7 @@ long rt__shield_data(long nr, const long a[6])
 		r = rt__raw6(nr, a);
 		goto out;
 	}
+	io = true;
 	if (vec) {
 		cnt = (int)a[2];
 		if (cnt < 0 || cnt > IOV_MAX) {
@@ -412,6 +436,8 @@ out_write:
 	if (write && r > 0)
 		throttle(n);
 out:
+	if (io && !write && len > 0 && r >= 0 && n->vol)
+		file_accessed(n, fd);
 	if (iov && iov != local && iov != &one)
 		rt__raw(SYS_munmap, iov, (size_t)cnt * sizeof(*iov));
 	rt__ofd_unref_lockfree(o);
@@ -580,6 +606,8 @@ long rt__shield_transfer(long nr, const long a[6])
 			if ((uint64_t)r < len)
 				break;
 		}
+		if (done || r >= 0)
+			file_accessed(n, in);
 		rt__ofd_unref_lockfree(o);
 		return done ? (long)done : r;
 	}

@@ -78,3 +78,44 @@ out("dir_mtime_on_unlink", compare_times(t1.st_mtime_ns, os.stat(".").st_mtime_n
 os.mkdir("d")
 os.utime("d", ns=(11_000_000_011, 12_000_000_012))
 out("dir_utime", f"{os.stat('d').st_atime_ns} {os.stat('d').st_mtime_ns}")
+
+# atime is relatime, as Linux's default mount option: a read moves it when it
+# is not after the last modification or change (or is a day old), then not
+# again; whether the data comes from disk or from what a process holds open.
+write_file("a", b"data" * 1000)
+
+
+def atime_step(name, fn):
+    before = os.stat("a").st_atime_ns
+    tick()
+    fn()
+    out(f"atime_{name}", compare_times(before, os.stat("a").st_atime_ns))
+
+
+def read_a():
+    with open("a", "rb") as fh:
+        fh.read()
+
+
+os.utime("a", ns=(1_000_000_000, 2_000_000_000))
+atime_step("read_old", read_a)
+atime_step("read_again", read_a)
+held = os.open("a", os.O_RDONLY)
+os.utime("a", ns=(1_000_000_000, 2_000_000_000))
+atime_step("read_held_fd", lambda: os.pread(held, 100, 0))
+atime_step("read_held_again", lambda: os.pread(held, 100, 0))
+os.utime("a", ns=(1_000_000_000, 2_000_000_000))
+atime_step("read_zero_bytes", lambda: os.pread(held, 0, 0))
+os.utime("a", ns=(1_000_000_000, 2_000_000_000))
+r_, w_ = os.pipe()
+atime_step("sendfile_from", lambda: os.sendfile(w_, held, 0, 100))
+os.close(r_)
+os.close(w_)
+os.utime("a", ns=(1_000_000_000, 2_000_000_000))
+noatime = os.open("a", os.O_RDONLY | os.O_NOATIME)
+atime_step("read_noatime", lambda: os.pread(noatime, 100, 0))
+os.close(noatime)
+tick()
+write_file("a", b"changed")
+atime_step("read_after_write", lambda: os.pread(held, 100, 0))
+os.close(held)
