@@ -178,8 +178,10 @@ void sf_reap(bool all);
 
 /* srv_node.c: FIFOs and sockets (their kernel objects in a private
  * directory, named by inode number). */
-/* The node ino of that type exists in pf: make the directory, and the FIFO. */
-int sn_ready(pf_ino_t ino, enum pf_type type);
+/* The node ps (a FIFO or socket) exists in pf and cred (NULL: the server)
+ * looks it up or makes it: make the directory, let cred's uid reach it, and
+ * make the FIFO with the node's owner and mode. 0 or -errno. */
+int sn_ready(const struct pf_stat *ps, const struct pf_cred *cred);
 /* Its last name went: remove its FIFO or socket file. */
 void sn_gone(pf_ino_t ino);
 /* At exit: the directory and everything in it. */

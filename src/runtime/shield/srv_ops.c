@@ -73,8 +73,8 @@ static int stat_path(const char *path, const struct pf_cred *cred, unsigned flag
 		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 	f = ps.type == PF_TYPE_REG ? sf_by_ino(ps.ino) : NULL;
 	/* A FIFO's kernel object, for the open that usually follows (a new
-	 * server has none yet). */
-	if (ps.type == PF_TYPE_FIFO && (ret = sn_ready(ps.ino, ps.type)))
+	 * server has none yet); the way to a socket's, for a connect. */
+	if ((ps.type == PF_TYPE_FIFO || ps.type == PF_TYPE_SOCK) && (ret = sn_ready(&ps, cred)))
 		return ret;
 	r->ino = ps.ino;
 	r->mode = pf_type_mode(ps.type) | (ps.mode & 07777);
@@ -326,7 +326,7 @@ static int do_mknod(struct sconn *c, const struct rt_msg *m, const struct pf_cre
 	if (ret)
 		return ret > -KILN_EBASE ? ret : srv_fail(ret, &err);
 	ns_changed();
-	ret = sn_ready(ps.ino, ps.type);
+	ret = sn_ready(&ps, cred);
 	if (ret) {
 		pf_unlinkat(g_srv.vol, PF_ROOT_INO, m->path, 0, NULL, NULL);
 		return ret;
