@@ -2,8 +2,9 @@
  * an approval (POST /v1/proposals/approve, `kiln policy sign` files), a proposal
  * body (POST /v1/proposals, which carries approvals) and a withdrawal. No input
  * may crash or leak; a refusal says why; an accepted approval names a valid
- * policy, hash and identity. The seed corpus holds one genuine signed approval,
- * so the signature check itself is reached. */
+ * policy, action, hash, proposal id and identity. The seed corpus holds genuine
+ * signed approvals (of a proposal and offline), so the signature check itself is
+ * reached. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (cas_approval_verify(text, size, &ap, &err) == 0) {
 		if (!pol_name_valid(ap.policy) || !pol_hash_valid(ap.hash) ||
-		    !pol_hash_valid(ap.identity))
+		    !pol_hash_valid(ap.identity) || !pol_hash_valid(ap.digest) ||
+		    (strcmp(ap.action, "update") && strcmp(ap.action, "delete")) ||
+		    ap.not_after <= 0 ||
+		    strlen(ap.proposal) != (cas_approval_offline(&ap) ? 40 : 32))
 			abort();
 	} else if (!err.msg[0]) {
 		abort();

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- policies ---- */
 
@@ -102,8 +103,34 @@ static bool predecessor_ok(struct cas__req *rc, const struct pol_policy *p,
 	return false;
 }
 
+/* Spend the detached approvals of a submission (they count once): 0, or
+ * answered 409 (the caller rolls back). */
+static int spend_approvals(struct cas__req *rc, const struct cas_approval *aps, size_t n)
+{
+	int64_t now = (int64_t)time(NULL);
+	char msg[400];
+
+	for (size_t i = 0; i < n; i++) {
+		int ret = cas__approval_spend(&rc->s->st, &aps[i], now);
+
+		if (ret == -EEXIST) {
+			snprintf(msg, sizeof(msg), "approval by %s (%s) was already used: a "
+				 "detached approval counts once (sign the change again)",
+				 aps[i].identity, aps[i].proposal);
+			cas__fail(rc, -KILN_ECONFLICT, msg);
+			return ret;
+		}
+		if (ret < 0) {
+			cas__fail(rc, -EIO, NULL);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
-			const char *const *ids, size_t n_ids, int64_t expires_in)
+			const char *const *ids, size_t n_ids, const struct cas_approval *aps,
+			size_t n_aps, int64_t expires_in)
 {
 	struct cas__server *s = rc->s;
 	struct kiln_err err = { 0 };
@@ -119,8 +146,17 @@ void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
 		cas__fail(rc, ret, kiln_err_msg(&err, ret));
 		goto out;
 	}
+	cas__refusal_subject(rc, "policy.apply", p->name, p->hash);
+	if (pol_check_new(p, why, sizeof(why)) < 0) {
+		cas__fail(rc, -KILN_EFORMAT, why);
+		goto out;
+	}
 	if (cas__tx_begin(rc) < 0) {
 		cas__fail(rc, -EBUSY, NULL);
+		goto out;
+	}
+	if (spend_approvals(rc, aps, n_aps) < 0) {
+		cas__tx_rollback(rc);
 		goto out;
 	}
 	ret = cas__policy_get(&s->st, p->name, &old);
@@ -173,7 +209,10 @@ void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
 	}
 	if (ret < 0) {
 		/* A quorum-governed policy: the change waits for approvals. */
-		cas__proposal_open(rc, p, yaml, ids, n_ids, expires_in, why);
+		struct cas__proposal_spec sp = { "update", p->name, p->hash, p->predecessor,
+						 yaml };
+
+		cas__proposal_open(rc, &sp, ids, n_ids, expires_in, why);
 		goto out;
 	}
 	approvals = json_array();
@@ -203,13 +242,13 @@ void cas__api_policy_apply(struct cas__req *rc)
 		cas__fail(rc, -ENOMEM, NULL);
 		return;
 	}
-	cas__policy_submit(rc, yaml, size, ids, 1, 0);
+	cas__policy_submit(rc, yaml, size, ids, 1, NULL, 0, 0);
 	free(yaml);
 }
 
 /* Load a policy the caller may read (or delete, with for_delete: -KILN_EDENIED
  * with why set when the caller takes part in the delete rule but that needs more
- * approvals). */
+ * approvals; then *row and *p are kept for the caller to free). */
 static int load_visible(struct cas__req *rc, const char *name, bool for_delete,
 			struct cas__policy *row, struct pol_policy **p, char *why,
 			size_t why_size)
@@ -222,14 +261,19 @@ static int load_visible(struct cas__req *rc, const char *name, bool for_delete,
 	why[0] = '\0';
 	if (!pol_name_valid(name) || cas__policy_get(&rc->s->st, name, row) < 0)
 		return -ENOENT;
+	/* A refusal is audited with the version it concerns (the client learns
+	 * nothing of it). */
+	cas__refusal_subject(rc, rc->audit_kind, NULL, row->hash);
 	ret = cas__policy_parse(&rc->s->st, row, p, &err);
 	if (ret == 0 && for_delete)
 		ret = pol_may_delete(*p, row->owner, approvals, 1, why, why_size);
+	if (ret < 0 && why[0])
+		return -KILN_EDENIED;
 	if (ret < 0 || !(for_delete || pol_may_read(*p, row->owner, rc->peer_id))) {
 		cas__policy_unref(&rc->s->st, *p);
 		*p = NULL;
 		cas__policy_free(row);
-		return why[0] ? -KILN_EDENIED : -ENOENT;
+		return -ENOENT;
 	}
 	return 0;
 }
@@ -243,6 +287,7 @@ void cas__api_policy_get(struct cas__req *rc)
 
 	if (!cas__need_identity(rc))
 		return;
+	cas__refusal_subject(rc, "policy.read", name, NULL);
 	if (load_visible(rc, name, false, &row, &p, why, sizeof(why)) < 0) {
 		cas__refuse_forbidden(rc);
 		return;
@@ -290,9 +335,27 @@ void cas__api_policy_list(struct cas__req *rc)
 	cas__reply_json(rc, 200, json_pack("{s:o}", "policies", lc.arr));
 }
 
+int cas__policy_remove(struct cas__req *rc, const struct cas__policy *row, json_t *approvals)
+{
+	struct cas__server *s = rc->s;
+
+	if (cas__policy_delete(&s->st, row->name) < 0 ||
+	    cas__audit_append(&s->st, "policy.delete", rc->peer_id, row->name,
+			      json_pack("{s:s,s:I,s:O?}", "hash", row->hash, "version",
+					(json_int_t)row->version, "approvals", approvals)) < 0 ||
+	    cas__tx_release(rc) < 0)
+		return -EIO;
+	kiln_log(KILN_LOG_INFO, "policy deleted", "session=%s actor=%s request_id=%s", row->name,
+		 rc->peer_id, rc->request_id);
+	cas__reply_json(rc, 200, json_pack("{s:s,s:s,s:b}", "deleted", row->name, "hash",
+					   row->hash, "applied", 1));
+	return 0;
+}
+
 void cas__api_policy_delete(struct cas__req *rc)
 {
 	const char *name = rc->args.name;
+	const char *ids[] = { rc->peer_id };
 	struct cas__server *s = rc->s;
 	struct cas__policy row = { 0 };
 	struct pol_policy *p = NULL;
@@ -301,11 +364,21 @@ void cas__api_policy_delete(struct cas__req *rc)
 
 	if (!cas__need_identity(rc))
 		return;
+	cas__refusal_subject(rc, "policy.delete", name, NULL);
 	if (cas__tx_begin(rc) < 0) {
 		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
 	ret = load_visible(rc, name, true, &row, &p, why, sizeof(why));
+	if (ret == -KILN_EDENIED && p && pol_quorum_governed(p)) {
+		/* The caller takes part in deletes but needs others: the deletion of
+		 * this version waits for their approvals. */
+		struct cas__proposal_spec sp = { "delete", row.name, row.hash, row.hash,
+						 row.yaml };
+
+		cas__proposal_open(rc, &sp, ids, 1, 0, why);
+		goto out;
+	}
 	if (ret < 0) {
 		cas__tx_rollback(rc);
 		if (ret == -KILN_EDENIED)
@@ -313,21 +386,13 @@ void cas__api_policy_delete(struct cas__req *rc)
 			cas__fail(rc, -KILN_EDENIED, why);
 		else
 			cas__refuse_forbidden(rc);
-		return;
+		goto out;
 	}
-	if (cas__policy_delete(&s->st, name) < 0 ||
-	    cas__audit_append(&s->st, "policy.delete", rc->peer_id, name,
-			    json_pack("{s:s,s:I}", "hash", row.hash, "version",
-				      (json_int_t)row.version)) < 0 ||
-	    cas__tx_release(rc) < 0) {
+	if (cas__policy_remove(rc, &row, NULL) < 0) {
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
-	} else {
-		kiln_log(KILN_LOG_INFO, "policy deleted", "session=%s actor=%s request_id=%s",
-			 name, rc->peer_id, rc->request_id);
-		cas__reply_json(rc, 200, json_pack("{s:s}", "deleted", name));
 	}
+out:
 	cas__policy_free(&row);
 	cas__policy_unref(&s->st, p);
 }
-

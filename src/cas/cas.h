@@ -31,21 +31,44 @@ int cas_cert_fingerprint(X509 *cert, char out[65]);
 
 /* ---- approvals of a policy version (approval.c; format in docs/api.md) ---- */
 #define CAS_APPROVAL_MAX 8192 /* bytes of one approval's JSON */
+/* An approval is valid for at most this long after it is made (so the CAS can
+ * forget spent detached approvals once they lapse). */
+#define CAS_APPROVAL_MAX_VALIDITY (90 * 86400)
+#define CAS_APPROVAL_ID_SIZE 42 /* "offline:" + 32 hex + NUL, or 32 hex + NUL */
 
+/* What an approval approves: one action (update: apply version hash; delete:
+ * delete version hash) of one proposal instance, until not_after. proposal is
+ * the pending proposal's id (32 hex digits, `kiln policy proposals --json`), or
+ * "offline:<32 hex>" for a detached approval made before any proposal exists:
+ * that one counts only when submitted with the change (kiln policy apply
+ * --signature), and only once. */
 struct cas_approval {
 	char policy[132];
+	char action[8];  /* "update" or "delete" */
 	char hash[72];
+	char proposal[CAS_APPROVAL_ID_SIZE];
+	int64_t not_after; /* Unix seconds */
 	char identity[CAS_ID_SIZE];
+	char digest[CAS_ID_SIZE]; /* sha256 of the signed message and identity: its
+				   * one-use key */
 };
-/* Sign "version hash of policy name" with an identity key: *out is the approval's
- * JSON text (malloc'd, owned by the caller). */
-int cas_approval_sign(EVP_PKEY *key, const char *name, const char *hash, char **out,
+/* The message an approval signs (docs/api.md), into out: its length or
+ * -KILN_EFORMAT when it does not fit. */
+int cas_approval_message(const char *name, const char *action, const char *hash,
+			 const char *proposal, int64_t not_after, char *out, size_t size);
+/* Sign ap's (policy, action, hash, proposal, not_after) with an identity key
+ * (ap->identity is filled from the key): *out is the approval's JSON text
+ * (malloc'd, owned by the caller). proposal "" makes a fresh "offline:" id. */
+int cas_approval_sign(EVP_PKEY *key, struct cas_approval *ap, char **out,
 		      struct kiln_err *err);
 /* Parse an approval and verify it: its key is the identity it names and the
- * signature over (policy, hash) verifies with it. 0 and *out filled, or
- * -KILN_EFORMAT / -KILN_ESIG with err naming what is wrong. */
+ * signature over its message verifies with it. Expiry is not checked here (the
+ * CAS checks not_after against its clock). 0 and *out filled, or -KILN_EFORMAT /
+ * -KILN_ESIG with err naming what is wrong. */
 int cas_approval_verify(const char *text, size_t size, struct cas_approval *out,
 			struct kiln_err *err);
+/* True for "offline:<32 hex>". */
+bool cas_approval_offline(const struct cas_approval *ap);
 
 /* ---- server ---- */
 

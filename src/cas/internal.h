@@ -72,6 +72,9 @@ struct cas__proposal {
 	char *name, *hash, *predecessor, *yaml;
 	char *proposer;  /* identity */
 	char *approvals; /* JSON array of identities, in order */
+	char *id;        /* 32 hex: this instance (online approvals sign it) */
+	char *action;    /* "update" (apply hash) or "delete" (delete hash, the
+			  * version current when proposed: then predecessor == hash) */
 	int64_t created, expires; /* Unix seconds */
 };
 void cas__proposal_free(struct cas__proposal *p);
@@ -83,6 +86,10 @@ int cas__proposal_put(struct cas__store *st, const struct cas__proposal *p);
 int cas__proposal_delete(struct cas__store *st, const char *name, const char *hash);
 int cas__proposal_each(struct cas__store *st, int (*cb)(void *, const struct cas__proposal *),
 		       void *ctx);
+
+/* Record a detached approval as used (ap->digest, kept until ap->not_after):
+ * -EEXIST when it was used before. */
+int cas__approval_spend(struct cas__store *st, const struct cas_approval *ap, int64_t now);
 
 /* ---- approval.c ---- the checks of cas_approval_verify on a parsed object. */
 int cas__approval_check(const json_t *o, struct cas_approval *out, struct kiln_err *err);
@@ -356,6 +363,26 @@ struct cas__metrics {
 
 #define MAX_LOOPS 64
 
+/* ---- refusals.c: refused policy requests in the audit chain, rate-limited ---- */
+#define CAS_REFUSALS_PER_ID 10  /* audit entries per identity per minute */
+#define CAS_REFUSALS_PER_MIN 60 /* audit entries per minute in all */
+struct cas__refusal_limit {
+	int64_t minute;           /* the current minute (Unix time / 60) */
+	unsigned total;           /* entries written in it */
+	struct cas__tally per_id; /* entries per identity in it */
+	uint64_t suppressed;      /* refusals left out since the last entry */
+};
+struct cas__req;
+/* What a policy request is about, for the audit of its refusal: kind (a static
+ * string), the policy name and hash (NULL: unchanged; copied). */
+void cas__refusal_subject(struct cas__req *rc, const char *kind, const char *name,
+			  const char *hash);
+/* Called by cas__fail: note a refusal (403, 404, 409) of an audited request. */
+void cas__refusal_note(struct cas__req *rc, int status, const char *msg);
+/* After the handler, under store_lock: write the noted refusal to the chain in
+ * its own savepoint (unless rate-limited). */
+int cas__refusal_audit(struct cas__req *rc);
+
 /* Connection deadlines and limits (cas_serve_opts; defaults in docs/cas.md). */
 struct cas__limits {
 	unsigned handshake_s;  /* accept -> TLS handshake done */
@@ -390,6 +417,14 @@ struct cas__req {
 	bool store;               /* runs under store_lock (uses the store) */
 	bool queued;              /* the answer waits in the loop's pending list */
 	bool batch_ok;            /* its batch committed (set when it moves to done) */
+	/* A refusal to audit (refusals.c): the request's kind ("policy.apply", …;
+	 * NULL: not audited), its policy and hash as far as known, and the refusal
+	 * (status 0: none). */
+	const char *audit_kind;
+	char audit_subject[132];
+	char audit_hash[72];
+	int refused;
+	char refusal[600];
 	/* The answer, sent once the locks are released (sending may run libevent
 	 * callbacks, even the next request of the connection). */
 	int out_code;             /* 0: no answer yet */
@@ -488,6 +523,8 @@ struct cas__server {
 
 	pthread_mutex_t conn_lock;
 	struct cas__tally conn_caps;
+
+	struct cas__refusal_limit refusals; /* under store_lock */
 
 	/* reader_lock: rd, a read-only connection to the store for what an attestation
 	 * reads before it needs the store (trusted LAS keys, collateral, AMD chains). */
@@ -591,17 +628,36 @@ void cas__api_certificate(struct cas__req *rc); /* api_cert.c */
 void cas__api_console(struct cas__req *rc);     /* api_console.c */
 /* Submit a new version as ids[0] (the caller) with the approvals ids[1..n): apply
  * it when every rule is met; for a quorum-governed policy, else open a proposal
- * (expires_in seconds, 0: the default). Answers the request. */
+ * (expires_in seconds, 0: the default). aps: the detached approvals behind
+ * ids[1..], spent (each counts once) if the submission writes anything. Answers
+ * the request. */
 void cas__policy_submit(struct cas__req *rc, const char *yaml, size_t size,
-			const char *const *ids, size_t n_ids, int64_t expires_in);
+			const char *const *ids, size_t n_ids, const struct cas_approval *aps,
+			size_t n_aps, int64_t expires_in);
 /* Write p as the next version of old (NULL: create it), in the open transaction,
  * audit it (with approvals, may be NULL), release the transaction and answer.
  * Negative: nothing answered, the caller rolls back. */
 int cas__policy_write_version(struct cas__req *rc, const struct pol_policy *p, const char *yaml,
 			      const struct cas__policy *old, json_t *approvals);
+/* Delete the policy of row (its secrets, volumes' keys and proposals), in the
+ * open transaction, audit it (with approvals, may be NULL), release and answer.
+ * Negative: nothing answered, the caller rolls back. */
+int cas__policy_remove(struct cas__req *rc, const struct cas__policy *row, json_t *approvals);
 /* api_proposal.c */
-void cas__proposal_open(struct cas__req *rc, const struct pol_policy *p, const char *yaml,
+/* What a new proposal is: all borrowed. A deletion has hash == predecessor ==
+ * the current version's. */
+struct cas__proposal_spec {
+	const char *action; /* "update" or "delete" */
+	const char *name, *hash, *predecessor, *yaml;
+};
+/* Open a proposal in the open transaction (ids[0] proposes, ids[1..] approve;
+ * why: what it still needs), release it and answer 202; on failure roll back
+ * and answer. */
+void cas__proposal_open(struct cas__req *rc, const struct cas__proposal_spec *sp,
 			const char *const *ids, size_t n_ids, int64_t expires_in, const char *why);
+/* 0 when a is within its validity window; else answered (expired, or too far
+ * ahead) and negative. */
+int cas__approval_lapsed(struct cas__req *rc, const struct cas_approval *a);
 void cas__api_proposal_create(struct cas__req *rc);
 void cas__api_proposal_list(struct cas__req *rc);
 void cas__api_proposal_approve(struct cas__req *rc);

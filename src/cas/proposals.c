@@ -1,6 +1,8 @@
 /* Pending proposals in the store: a new version of a quorum-governed policy
- * waiting for approvals (docs/policy.md "Proposals"). One row per (policy, hash);
- * approvals is a JSON array of the identities that approved, in order. */
+ * waiting for approvals, or the deletion of the current version (docs/policy.md
+ * "Proposals"). One row per (policy, hash); approvals is a JSON array of the
+ * identities that approved, in order; id is the instance's random id, which
+ * online approvals sign. And the detached approvals already spent. */
 #include "cas/internal.h"
 
 #include <errno.h>
@@ -15,6 +17,8 @@ void cas__proposal_free(struct cas__proposal *p)
 	free(p->yaml);
 	free(p->proposer);
 	free(p->approvals);
+	free(p->id);
+	free(p->action);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -35,15 +39,18 @@ static int fill(sqlite3_stmt *s, struct cas__proposal *out)
 	out->created = sqlite3_column_int64(s, 5);
 	out->expires = sqlite3_column_int64(s, 6);
 	out->approvals = col(s, 7);
+	out->id = col(s, 8);
+	out->action = col(s, 9);
 	if (!out->name || !out->hash || !out->predecessor || !out->yaml || !out->proposer ||
-	    !out->approvals) {
+	    !out->approvals || !out->id || !out->action) {
 		cas__proposal_free(out);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-#define COLUMNS "name, hash, predecessor, yaml, proposer, created, expires, approvals"
+#define COLUMNS "name, hash, predecessor, yaml, proposer, created, expires, approvals, id, " \
+	"action"
 
 int cas__proposal_get(struct cas__store *st, const char *name, const char *hash,
 		      struct cas__proposal *out)
@@ -72,7 +79,7 @@ int cas__proposal_put(struct cas__store *st, const struct cas__proposal *p)
 	int rc;
 
 	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO proposals(" COLUMNS ") "
-			       "VALUES(?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+			       "VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, p->hash, -1, SQLITE_STATIC);
@@ -82,6 +89,8 @@ int cas__proposal_put(struct cas__store *st, const struct cas__proposal *p)
 	sqlite3_bind_int64(s, 6, p->created);
 	sqlite3_bind_int64(s, 7, p->expires);
 	sqlite3_bind_text(s, 8, p->approvals, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 9, p->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 10, p->action, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : -EIO;
@@ -127,4 +136,29 @@ int cas__proposal_each(struct cas__store *st, int (*cb)(void *, const struct cas
 		ret = -EIO;
 	sqlite3_finalize(s);
 	return ret;
+}
+
+int cas__approval_spend(struct cas__store *st, const struct cas_approval *ap, int64_t now)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	/* Lapsed approvals are refused by their not_after: forget them. */
+	if (sqlite3_prepare_v2(st->db, "DELETE FROM spent_approvals WHERE not_after < ?", -1, &s,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, now);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE ||
+	    sqlite3_prepare_v2(st->db, "INSERT INTO spent_approvals(digest, not_after) "
+			       "VALUES(?, ?)", -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(s, 1, ap->digest, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ap->not_after);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	return rc == SQLITE_DONE ? 0 : -EIO;
 }

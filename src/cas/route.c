@@ -61,6 +61,16 @@ void cas__send_stashed(struct cas__req *rc, bool ok)
 	send_now(rc, code, ctype, body, body ? strlen(body) : 0);
 }
 
+/* The stashed answer waits for the open batch's COMMIT (in the loop's pending
+ * list; the caller holds store_lock). */
+static void queue(struct cas__req *rc)
+{
+	rc->queued = true;
+	rc->conn->wait_next = NULL;
+	*rc->loop->pending_tail = rc->conn;
+	rc->loop->pending_tail = &rc->conn->wait_next;
+}
+
 /* Sends and releases body (or queues it while a write batch is open: no answer
  * may leave before the data it reflects is durable). */
 void cas__reply_json(struct cas__req *rc, int code, json_t *body)
@@ -74,10 +84,7 @@ void cas__reply_json(struct cas__req *rc, int code, json_t *body)
 	 * store_lock whenever rc->store. */
 	if (text && (rc->deferred || (rc->store && rc->s->batch_open && !rc->s->commit_busy))) {
 		stash(rc, code, "application/json", text, strlen(text));
-		rc->queued = true;
-		rc->conn->wait_next = NULL;
-		*rc->loop->pending_tail = rc->conn;
-		rc->loop->pending_tail = &rc->conn->wait_next;
+		queue(rc);
 		json_decref(body);
 		return;
 	}
@@ -183,11 +190,14 @@ void cas__fail(struct cas__req *rc, int err, const char *msg)
 
 	if (!msg)
 		msg = i == SIZE_MAX ? "internal error" : g_status[i].msg;
+	cas__refusal_note(rc, cas__http_status(err), msg);
 	reply_error(rc, cas__http_status(err), msg);
 }
 
 void cas__fail_json(struct cas__req *rc, int err, json_t *body)
 {
+	cas__refusal_note(rc, cas__http_status(err),
+			  json_string_value(json_object_get(body, "error")));
 	cas__reply_json(rc, cas__http_status(err), body);
 }
 
@@ -333,6 +343,11 @@ void cas__handle(struct cas__conn *c)
 		cas__fail(rc, -EOPNOTSUPP, NULL);
 	else
 		cas__fail(rc, -ENOENT, NULL);
+	/* A refusal goes into the audit chain; its answer then waits for the COMMIT
+	 * like any other written by the request. */
+	if (rc->store && rc->refused && cas__refusal_audit(rc) == 0 && rc->deferred &&
+	    !rc->queued && rc->out_code)
+		queue(rc);
 	queued = rc->queued;
 	if (rc->store)
 		pthread_mutex_unlock(&s->store_lock);

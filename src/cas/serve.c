@@ -167,6 +167,7 @@ static void server_free(struct cas__server *s)
 	pthread_mutex_destroy(&s->reader_lock);
 	pthread_mutex_destroy(&s->m.lock);
 	cas__tally_free(&s->conn_caps);
+	cas__tally_free(&s->refusals.per_id);
 	pthread_mutex_destroy(&s->conn_lock);
 	pthread_mutex_destroy(&s->store_lock);
 	pthread_cond_destroy(&s->commit_cond);

@@ -39,7 +39,10 @@ static const char g_schema[] =
 	"CREATE TABLE IF NOT EXISTS proposals(name TEXT NOT NULL, hash TEXT NOT NULL,"
 	" predecessor TEXT NOT NULL, yaml TEXT NOT NULL, proposer TEXT NOT NULL,"
 	" created INTEGER NOT NULL, expires INTEGER NOT NULL, approvals TEXT NOT NULL,"
+	" id TEXT NOT NULL DEFAULT '', action TEXT NOT NULL DEFAULT 'update',"
 	" PRIMARY KEY(name, hash));"
+	"CREATE TABLE IF NOT EXISTS spent_approvals(digest TEXT PRIMARY KEY,"
+	" not_after INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" kind TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,"
 	" details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, sig BLOB NOT NULL);";
@@ -159,6 +162,23 @@ static int exec_sql(sqlite3 *db, const char *sql)
 	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
+/* Columns added since a table was first made (a store of an older kiln gets
+ * them when opened): proposals.id and .action (approvals bound to a proposal
+ * instance, proposals of deletes). A proposal from before gets a fresh id. */
+static int migrate(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+
+	if (sqlite3_prepare_v2(db, "SELECT id, action FROM proposals LIMIT 0", -1, &s,
+			       NULL) == SQLITE_OK) {
+		sqlite3_finalize(s);
+		return 0;
+	}
+	return exec_sql(db, "ALTER TABLE proposals ADD COLUMN id TEXT NOT NULL DEFAULT '';"
+			"ALTER TABLE proposals ADD COLUMN action TEXT NOT NULL DEFAULT 'update';"
+			"UPDATE proposals SET id = lower(hex(randomblob(16))) WHERE id = '';");
+}
+
 static int check_master(struct cas__store *st, struct kiln_err *err)
 {
 	uint8_t mac[KC_SHA256_SIZE];
@@ -232,7 +252,8 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 	chmod(dbpath, 0600);
 	sqlite3_busy_timeout(st->db, 10000);
 	if (exec_sql(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-		     "PRAGMA foreign_keys=ON;") < 0 || exec_sql(st->db, g_schema) < 0) {
+		     "PRAGMA foreign_keys=ON;") < 0 || exec_sql(st->db, g_schema) < 0 ||
+	    migrate(st->db) < 0) {
 		ret = kiln_err_set(err, -EIO, "%s: %s", dbpath, sqlite3_errmsg(st->db));
 		goto fail;
 	}

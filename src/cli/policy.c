@@ -20,8 +20,9 @@ static void policy_usage(FILE *f)
 	fprintf(f, "Usage: kiln policy validate FILE\n"
 		   "       kiln policy apply FILE   [CAS OPTIONS] [--signature S]...\n"
 		   "             [--expires D]\n"
-		   "       kiln policy sign FILE --identity ID [--out S]\n"
-		   "       kiln policy approve NAME --hash H [CAS OPTIONS]\n"
+		   "       kiln policy sign FILE --identity ID [--out S] [--expires D]\n"
+		   "             [--proposal P]\n"
+		   "       kiln policy approve NAME --hash H [CAS OPTIONS] [--signature S]\n"
 		   "       kiln policy proposals [NAME] [CAS OPTIONS] [--json]\n"
 		   "       kiln policy withdraw NAME --hash H [CAS OPTIONS]\n"
 		   "       kiln policy diff OLD NEW\n"
@@ -42,11 +43,18 @@ static void policy_usage(FILE *f)
 		   "          --signature S: a detached approval from 'kiln policy sign', sent\n"
 		   "          with the change (repeatable, at most 32); --expires D: how long a\n"
 		   "          proposal waits (Ns, Nm, Nh or Nd; at most 90d; default 7d)\n"
-		   "sign      offline approval: sign FILE's hash with the identity ID (a file\n"
+		   "sign      offline approval: sign FILE's change with the identity ID (a file\n"
 		   "          from 'kiln identity create'), write the approval to S (default\n"
-		   "          stdout; an existing S is not overwritten)\n"
-		   "approve   approve the pending proposal with hash H (a signature with your\n"
-		   "          identity key); it takes effect once every rule it touches is met\n"
+		   "          stdout; an existing S is not overwritten) and print the message\n"
+		   "          signed (docs/api.md). Without --proposal it counts once, only\n"
+		   "          when sent with the change ('apply --signature'); with --proposal\n"
+		   "          P (an id from 'proposals --json') only for that pending proposal\n"
+		   "          ('approve --signature'). Valid for --expires D (default 7d)\n"
+		   "approve   approve the pending proposal with hash H (a change, or a deletion)\n"
+		   "          with your identity key: signs (policy, action, hash, the\n"
+		   "          proposal's id, its expiry); or send a detached approval S made\n"
+		   "          with 'sign --proposal'. It takes effect once every rule it\n"
+		   "          touches is met\n"
 		   "proposals list the pending proposals you may read: name, hash, state\n"
 		   "          (pending, stale, expired), who proposed and approved, what it\n"
 		   "          needs (--json: one JSON object per line)\n"
@@ -58,7 +66,10 @@ static void policy_usage(FILE *f)
 
 		   "get       print the stored YAML (--json: name, hash, version, owner, yaml)\n"
 		   "list      print NAME VERSION HASH of every policy you may read\n"
-		   "delete    delete a policy, its secrets and its volumes' keys\n"
+		   "delete    delete a policy, its secrets and its volumes' keys; when the\n"
+		   "          delete rule needs more approvals, the deletion of the current\n"
+		   "          version waits as a proposal ('proposed delete NAME HASH'; approve\n"
+		   "          it as a change, it expires in 7 days)\n"
 		   "certificate  print the certificate chain (PEM) of an x509 or x509-ca\n"
 		   "          secret, made on first use: what clients of a service whose\n"
 		   "          network shield presents it must trust (never the key)\n"
@@ -130,6 +141,7 @@ int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want
 		{ "expires", required_argument, NULL, 'e' },
 		{ "hash", required_argument, NULL, 'H' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "proposal", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -160,6 +172,9 @@ int cli_policy_parse_args(int argc, char **argv, struct policy_args *a, int want
 			break;
 		case 'o':
 			a->out = optarg;
+			break;
+		case 'P':
+			a->proposal = optarg;
 			break;
 		case 'h':
 			policy_usage(stdout);
@@ -235,6 +250,7 @@ int cli_policy_load_file(const char *path, uint8_t **data, size_t *size,
 			 struct pol_policy **p)
 {
 	struct kiln_err err = { 0 };
+	char why[POL_WHY_SIZE];
 	int ret;
 
 	ret = kiln_read_file(path, POL_MAX_INPUT_SIZE, data, size);
@@ -245,6 +261,14 @@ int cli_policy_load_file(const char *path, uint8_t **data, size_t *size,
 	ret = pol_parse((const char *)*data, *size, path, p, &err);
 	if (ret < 0) {
 		cli_error("%s", kiln_err_msg(&err, ret));
+		free(*data);
+		*data = NULL;
+		return CLI_EXIT_FAIL;
+	}
+	if (pol_check_new(*p, why, sizeof(why)) < 0) {
+		cli_error("%s: %s", path, why);
+		pol_free(*p);
+		*p = NULL;
 		free(*data);
 		*data = NULL;
 		return CLI_EXIT_FAIL;
@@ -498,14 +522,17 @@ int policy_main(int argc, char **argv)
 				    !strcmp(cmd, "proposals") ? -1 : !strcmp(cmd, "diff") ? 2 : 1);
 	if (ret)
 		return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-	if ((a.n_signatures || a.expires) && strcmp(cmd, "apply")) {
-		cli_error("policy %s: --signature and --expires go with apply", cmd);
+	if ((a.n_signatures && strcmp(cmd, "apply") && strcmp(cmd, "approve")) ||
+	    (a.n_signatures > 1 && !strcmp(cmd, "approve")) ||
+	    (a.expires && strcmp(cmd, "apply") && strcmp(cmd, "sign"))) {
+		cli_error("policy %s: --signature goes with apply (repeatable) and approve "
+			  "(once), --expires with apply and sign", cmd);
 		return CLI_EXIT_USAGE;
 	}
 	if ((a.hash && strcmp(cmd, "approve") && strcmp(cmd, "withdraw")) ||
-	    (a.out && strcmp(cmd, "sign"))) {
-		cli_error("policy %s: --hash goes with approve and withdraw, --out with sign",
-			  cmd);
+	    ((a.out || a.proposal) && strcmp(cmd, "sign"))) {
+		cli_error("policy %s: --hash goes with approve and withdraw, --out and "
+			  "--proposal with sign", cmd);
 		return CLI_EXIT_USAGE;
 	}
 	if (!strcmp(cmd, "sign"))
@@ -568,14 +595,16 @@ int policy_main(int argc, char **argv)
 				 NULL, 0, &r);
 	if (ret != CLI_EXIT_OK)
 		goto out;
+	if (!strcmp(cmd, "delete")) {
+		ret = cli_policy_print_applied(cmd, &r);
+		goto out;
+	}
 	if (r.status != 200) {
 		ret = cli_policy_server_error(cmd, &r);
 		goto out;
 	}
 	j = json_loads(r.body, 0, NULL);
-	if (!strcmp(cmd, "delete"))
-		printf("deleted %s\n", a.arg);
-	else if (a.json)
+	if (a.json)
 		printf("%s\n", r.body);
 	else
 		fputs(json_string_value(json_object_get(j, "yaml")) ?

@@ -20,6 +20,7 @@ struct policy_args {
 	const char *expires; /* --expires, or NULL */
 	const char *hash;    /* --hash, or NULL */
 	const char *out;     /* --out, or NULL */
+	const char *proposal; /* --proposal (sign), or NULL */
 };
 
 /* The CAS OPTIONS every CAS client command takes (--cas, --identity, --cas-ca,

@@ -42,12 +42,19 @@ static void join(const json_t *arr, char *buf, size_t size)
 int cli_policy_print_applied(const char *cmd, const struct cc_response *r)
 {
 	json_t *j;
+	const char *action, *id;
 	char who[2048], when[32];
+	bool del;
 
 	if (r->status != 200 && r->status != 201 && r->status != 202)
 		return cli_policy_server_error(cmd, r);
 	j = json_loads(r->body, 0, NULL);
-	if (json_is_true(json_object_get(j, "applied"))) {
+	action = json_string_value(json_object_get(j, "action"));
+	del = action && !strcmp(action, "delete");
+	id = json_string_value(json_object_get(j, "id"));
+	if (json_string_value(json_object_get(j, "deleted"))) {
+		printf("deleted %s\n", json_string_value(json_object_get(j, "deleted")));
+	} else if (json_is_true(json_object_get(j, "applied"))) {
 		printf("%s %s version %lld %s\n", r->status == 201 ? "created" : "updated",
 		       json_string_value(json_object_get(j, "name")),
 		       (long long)json_integer_value(json_object_get(j, "version")),
@@ -55,11 +62,11 @@ int cli_policy_print_applied(const char *cmd, const struct cc_response *r)
 	} else {
 		join(json_object_get(j, "approvals"), who, sizeof(who));
 		print_utc(json_integer_value(json_object_get(j, "expires")), when);
-		printf("%s %s %s\n  approved by: %s\n  needs: %s\n  expires: %s\n",
-		       r->status == 202 ? "proposed" : "approved",
-		       json_string_value(json_object_get(j, "name")),
+		printf("%s%s %s %s\n  approved by: %s\n  needs: %s\n  expires: %s\n"
+		       "  proposal: %s\n", r->status == 202 ? "proposed" : "approved",
+		       del ? " delete" : "", json_string_value(json_object_get(j, "name")),
 		       json_string_value(json_object_get(j, "hash")), who,
-		       json_string_value(json_object_get(j, "needs")), when);
+		       json_string_value(json_object_get(j, "needs")), when, id ? id : "?");
 	}
 	json_decref(j);
 	return CLI_EXIT_OK;
@@ -114,9 +121,11 @@ int cli_policy_propose(struct policy_args *a)
 		}
 		/* Check it here too: a wrong file is named before anything is sent. */
 		r2 = cas_approval_verify((const char *)sig, sig_size, &ap, &err);
-		if (r2 == 0 && (strcmp(ap.policy, p->name) || strcmp(ap.hash, p->hash)))
-			r2 = kiln_err_set(&err, -KILN_ESIG, "it approves '%s' version %s, not "
-					  "%s version %s", ap.policy, ap.hash, p->name, p->hash);
+		if (r2 == 0 && (strcmp(ap.policy, p->name) || strcmp(ap.hash, p->hash) ||
+				strcmp(ap.action, "update")))
+			r2 = kiln_err_set(&err, -KILN_ESIG, "it approves the %s of '%s' version "
+					  "%s, not the update of %s to version %s", ap.action,
+					  ap.policy, ap.hash, p->name, p->hash);
 		if (r2 < 0) {
 			cli_error("policy apply: %s: %s", a->signatures[i], kiln_err_msg(&err, r2));
 			goto out;
@@ -167,14 +176,31 @@ static int write_new_file(const char *path, const char *text)
 	return ret;
 }
 
+/* Print the message an approval signs, indented (what the signer vouches for). */
+static void print_signed(FILE *f, const struct cas_approval *ap)
+{
+	char msg[768], when[32];
+	const char *line;
+
+	if (cas_approval_message(ap->policy, ap->action, ap->hash, ap->proposal, ap->not_after,
+				 msg, sizeof(msg)) < 0)
+		return;
+	print_utc(ap->not_after, when);
+	fprintf(f, "signed message (valid until %s):\n", when);
+	for (line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
+		fprintf(f, "  %s\n", line);
+}
+
 int cli_policy_sign(struct policy_args *a)
 {
 	struct kiln_err err = { 0 };
+	struct cas_approval ap = { 0 };
 	struct pol_policy *p = NULL;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	uint8_t *data = NULL;
 	size_t size = 0;
+	int64_t valid = 7 * 86400;
 	char *text = NULL;
 	int ret;
 
@@ -182,23 +208,41 @@ int cli_policy_sign(struct policy_args *a)
 		cli_error("policy sign: --identity FILE is required (KILN_IDENTITY)");
 		return CLI_EXIT_USAGE;
 	}
+	if (a->expires && (valid = parse_duration(a->expires)) < 0) {
+		cli_error("policy sign: --expires '%s': expected Ns, Nm, Nh or Nd, at most 90d",
+			  a->expires);
+		return CLI_EXIT_USAGE;
+	}
+	if (a->proposal && (strlen(a->proposal) != 32 ||
+			    strspn(a->proposal, "0123456789abcdef") != 32)) {
+		cli_error("policy sign: --proposal '%s': expected the 32 hex digits of a "
+			  "proposal's id ('kiln policy proposals --json')", a->proposal);
+		return CLI_EXIT_USAGE;
+	}
 	ret = cli_policy_load_file(a->arg, &data, &size, &p);
 	if (ret != CLI_EXIT_OK)
 		goto out;
 	ret = CLI_EXIT_FAIL;
+	snprintf(ap.policy, sizeof(ap.policy), "%s", p->name);
+	snprintf(ap.action, sizeof(ap.action), "update");
+	snprintf(ap.hash, sizeof(ap.hash), "%s", p->hash);
+	snprintf(ap.proposal, sizeof(ap.proposal), "%s", a->proposal ? a->proposal : "");
+	ap.not_after = (int64_t)time(NULL) + valid;
 	if (cas_identity_load(a->identity, &key, &cert, &err) < 0 ||
-	    cas_approval_sign(key, p->name, p->hash, &text, &err) < 0) {
+	    cas_approval_sign(key, &ap, &text, &err) < 0) {
 		cli_error("policy sign: %s", kiln_err_msg(&err, -EINVAL));
 		goto out;
 	}
 	if (!a->out) {
 		printf("%s\n", text);
+		print_signed(stderr, &ap);
 	} else if ((ret = write_new_file(a->out, text)) < 0) {
 		cli_error("policy sign: %s: %s", a->out, kiln_strerror(ret));
 		ret = CLI_EXIT_FAIL;
 		goto out;
 	} else {
 		printf("signed %s %s -> %s\n", p->name, p->hash, a->out);
+		print_signed(stdout, &ap);
 	}
 	ret = CLI_EXIT_OK;
 out:
@@ -207,6 +251,51 @@ out:
 	free(text);
 	free(data);
 	pol_free(p);
+	return ret;
+}
+
+/* The pending proposal (name, hash) as the caller sees it in GET /v1/proposals:
+ * its id, action and expiry into ap. CLI_EXIT_*. */
+static int find_proposal(struct policy_args *a, struct cas_approval *ap)
+{
+	struct cc_response r = { 0 };
+	json_t *j = NULL, *e;
+	size_t i;
+	int ret;
+
+	ret = cli_policy_request(a, "approve", "GET", "/v1/proposals", NULL, NULL, 0, &r);
+	if (ret != CLI_EXIT_OK)
+		goto out;
+	if (r.status != 200) {
+		ret = cli_policy_server_error("approve", &r);
+		goto out;
+	}
+	ret = CLI_EXIT_FAIL;
+	j = json_loads(r.body, 0, NULL);
+	json_array_foreach(json_object_get(j, "proposals"), i, e) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *hash = json_string_value(json_object_get(e, "hash"));
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *action = json_string_value(json_object_get(e, "action"));
+
+		if (!name || !hash || !id || !action || strcmp(name, a->arg) ||
+		    strcmp(hash, a->hash))
+			continue;
+		snprintf(ap->policy, sizeof(ap->policy), "%s", name);
+		snprintf(ap->hash, sizeof(ap->hash), "%s", hash);
+		snprintf(ap->proposal, sizeof(ap->proposal), "%s", id);
+		snprintf(ap->action, sizeof(ap->action), "%s", action);
+		ap->not_after = json_integer_value(json_object_get(e, "expires"));
+		ret = CLI_EXIT_OK;
+		break;
+	}
+	if (ret != CLI_EXIT_OK)
+		cli_error("policy approve: no pending proposal %s of '%s' that you may see (403: not "
+			  "allowed or not found; 'kiln policy proposals %s')", a->hash, a->arg,
+			  a->arg);
+out:
+	json_decref(j);
+	cc_response_free(&r);
 	return ret;
 }
 
@@ -236,10 +325,37 @@ int cli_policy_approve(struct policy_args *a, const char *cmd)
 				  "KILN_IDENTITY)");
 			return CLI_EXIT_USAGE;
 		}
-		if (cas_identity_load(a->identity, &key, &cert, &err) < 0 ||
-		    cas_approval_sign(key, a->arg, a->hash, &text, &err) < 0) {
-			cli_error("policy approve: %s", kiln_err_msg(&err, -EINVAL));
-			goto out;
+		struct cas_approval ap = { 0 };
+		uint8_t *file = NULL;
+		size_t fsize = 0;
+
+		if (a->n_signatures) {
+			/* A detached approval of this proposal ('sign --proposal'). */
+			int r2 = kiln_read_file(a->signatures[0], CAS_APPROVAL_MAX, &file,
+						&fsize);
+
+			if (r2 < 0) {
+				cli_error("policy approve: %s: %s", a->signatures[0],
+					  kiln_strerror(r2));
+				goto out;
+			}
+			text = strndup((const char *)file, fsize);
+			free(file);
+			if (!text)
+				goto out;
+		} else {
+			ret = find_proposal(a, &ap);
+			if (ret != CLI_EXIT_OK)
+				goto out;
+			ret = CLI_EXIT_FAIL;
+			/* An expired proposal is refused by the CAS, naming it. */
+			if (ap.not_after <= (int64_t)time(NULL))
+				ap.not_after = (int64_t)time(NULL) + 60;
+			if (cas_identity_load(a->identity, &key, &cert, &err) < 0 ||
+			    cas_approval_sign(key, &ap, &text, &err) < 0) {
+				cli_error("policy approve: %s", kiln_err_msg(&err, -EINVAL));
+				goto out;
+			}
 		}
 	} else {
 		j = json_pack("{s:s,s:s}", "policy", a->arg, "hash", a->hash);
@@ -290,6 +406,7 @@ int cli_policy_proposals(struct policy_args *a)
 	json_array_foreach(json_object_get(j, "proposals"), i, e) {
 		const char *name = json_string_value(json_object_get(e, "name"));
 		const char *needs = json_string_value(json_object_get(e, "needs"));
+		const char *action;
 		char who[2048], when[32];
 
 		if (!name || (a->arg && strcmp(a->arg, name)))
@@ -303,9 +420,11 @@ int cli_policy_proposals(struct policy_args *a)
 		}
 		join(json_object_get(e, "approvals"), who, sizeof(who));
 		print_utc(json_integer_value(json_object_get(e, "expires")), when);
-		printf("%s %s %s\n  proposed by: %s\n  approved by: %s\n  expires: %s\n", name,
+		action = json_string_value(json_object_get(e, "action"));
+		printf("%s %s %s%s\n  proposed by: %s\n  approved by: %s\n  expires: %s\n", name,
 		       json_string_value(json_object_get(e, "hash")),
 		       json_string_value(json_object_get(e, "state")),
+		       action && !strcmp(action, "delete") ? " delete" : "",
 		       json_string_value(json_object_get(e, "proposer")), who, when);
 		if (needs && needs[0])
 			printf("  needs: %s\n", needs);

@@ -197,6 +197,21 @@ int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
 	return 0;
 }
 
+int pol_check_new(const struct pol_policy *p, char *why, size_t why_size)
+{
+	char rule[POL_WHY_SIZE / 2];
+
+	why[0] = '\0';
+	if (p->read.require <= 1)
+		return 0;
+	pol_rule_describe(&p->read, rule, sizeof(rule));
+	snprintf(why, why_size, "access.read needs %s, but a read is one request by one "
+		 "identity: a read quorum has no approval path and could never be met; list "
+		 "the readers instead (any one of them reads; the identities of the update "
+		 "and delete rules read what they approve)", rule);
+	return -KILN_EFORMAT;
+}
+
 int pol_may_delete(const struct pol_policy *p, const char *owner, const char *const *ids,
 		   size_t n, char *why, size_t why_size)
 {

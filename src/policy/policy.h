@@ -306,7 +306,8 @@ bool pol_quorum_governed(const struct pol_policy *p);
 bool pol_may_approve(const struct pol_policy *p, const char *owner, const char *id);
 /* May id read p? When the read rule needs one approval and lists id, or id takes
  * part in the update or delete rule (it must see what it approves). A read rule
- * with require M > 1 lets nobody read on their own. */
+ * with require M > 1 (refused for new versions: pol_check_new) lets nobody read
+ * on their own. */
 bool pol_may_read(const struct pol_policy *p, const char *owner, const char *id);
 /* Does id take part in p's update rule (it may propose; alone it may apply only
  * when the rule needs one approval)? */
@@ -321,6 +322,12 @@ bool pol_may_update(const struct pol_policy *p, const char *owner, const char *i
 int pol_may_apply(const struct pol_policy *cur, const struct pol_policy *next,
 		  const char *owner, const char *const *ids, size_t n, char *why,
 		  size_t why_size);
+/* What a new version may not be although the parser accepts it (versions stored
+ * by an older kiln must stay loadable): a read rule with require M > 1 (a read
+ * is one request by one identity: it has no approval path, so such a rule could
+ * never be met). 0, or -KILN_EFORMAT with why (POL_WHY_SIZE) naming the rule.
+ * The CAS checks it on every new version; the CLI before sending. */
+int pol_check_new(const struct pol_policy *p, char *why, size_t why_size);
 /* May the approvals delete p? Its delete rule (the update rule when none is
  * given) must be met. Same returns as pol_may_apply. */
 int pol_may_delete(const struct pol_policy *p, const char *owner, const char *const *ids,

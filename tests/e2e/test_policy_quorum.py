@@ -10,7 +10,7 @@ name: acme/q
 predecessor: {pred}
 access:
   update: {{require: 2, of: [owner, {bob}, {carol}]}}
-  read: {{require: 2, of: [owner, {dave}]}}
+  read: [owner, {dave}]
 secrets:
   - name: k
     kind: binary
@@ -70,20 +70,42 @@ def test_quorum_refuses_one_stakeholder(kiln, cas, cas_identity, tmp_path):
     # Dave takes no part in updates: he learns nothing.
     p = kiln("policy", "apply", update, env=cas.env(dave))
     assert p.returncode == 1 and "403: not allowed or not found" in p.stderr
-    # Deleting falls back to the update rule: one stakeholder cannot delete either.
-    p = kiln("policy", "delete", "acme/q", env=cas.env(bob))
-    assert p.returncode == 1
-    assert "access.update (there is no access.delete) needs 2 of" in p.stderr
-    # The read rule needs Dave and the owner together: Dave alone reads nothing; the
-    # update's approvers read what they approve.
-    p = kiln("policy", "get", "acme/q", env=cas.env(dave))
-    assert p.returncode == 1 and "403: not allowed or not found" in p.stderr
+    # Deleting falls back to the update rule: one stakeholder cannot delete either;
+    # the deletion waits as a proposal.
+    p = kiln("policy", "delete", "acme/q", env=cas.env(bob), check=True)
+    assert p.stdout.startswith(f"proposed delete acme/q {h}\n")
+    assert "needs: access.update (there is no access.delete) needs 2 of" in p.stdout
+    # Dave reads (the read list) but takes no part in updates: he cannot approve.
+    assert "name: acme/q" in kiln("policy", "get", "acme/q", env=cas.env(dave),
+                                  check=True).stdout
     assert "name: acme/q" in kiln("policy", "get", "acme/q", env=cas.env(carol),
                                   check=True).stdout
-    # Nothing changed, and the audit log says exactly that.
+    # Nothing changed, and the audit log says exactly that: the refusals are in it.
     assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == f"acme/q 1 {h}\n"
-    p = kiln("audit", "verify", "--data", cas.data, check=True)
-    assert p.stdout.startswith("audit log ok: 2 entries")  # create, propose
+    p = kiln("audit", "show", "--data", cas.data, check=True)
+    kinds = [line.split()[2] for line in p.stdout.splitlines() if line.strip()]
+    assert kinds == ["policy.create", "policy.propose", "policy.refused", "policy.refused",
+                     "policy.propose"], p.stdout
+    kiln("audit", "verify", "--data", cas.data, check=True)
+
+
+def test_read_quorum_refused(kiln, cas, cas_identity, tmp_path):
+    """A read is one request by one identity: a read rule needing more than one
+    has no approval path, so a new version with one is refused, naming the rule."""
+    alice, _ = cas_identity("alice")
+    _, bob_id = cas_identity("bob")
+    path = write(tmp_path, "r.yaml", f"name: acme/r\naccess:\n  read: {{require: 2, of: "
+                 f"[owner, {bob_id}]}}\n")
+    why = (f"access.read needs 2 of [owner, {bob_id}], but a read is one request by one "
+           "identity: a read quorum has no approval path")
+    for args in (("validate", path), ("apply", path)):
+        p = kiln("policy", *args, env=cas.env(alice))
+        assert p.returncode == 1 and f"kiln: {path}: {why}" in p.stderr, p.stderr
+    # The CAS refuses it too (a client that skips the check).
+    code, body = cas.request("POST", "/v1/policies", body=open(path).read(),
+                             certfile=alice, keyfile=alice)
+    assert code == 400 and why in body["error"], body
+    assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == ""
 
 
 def test_export_quorum(kiln, cas, cas_identity, tmp_path):
@@ -163,7 +185,9 @@ def test_two_of_three_proposal_and_approval(kiln, cas, cas_identity, tmp_path):
     sig = tmp_path / "carol.sig"
     p = kiln("policy", "sign", v3, "--identity", carol, "--out", sig, check=True)
     h3 = kiln("policy", "validate", v3, check=True).stdout.split()[-1]
-    assert p.stdout == f"signed acme/v {h3} -> {sig}\n"
+    assert p.stdout.startswith(f"signed acme/v {h3} -> {sig}\nsigned message (valid until ")
+    assert (f"\n  kiln policy approval v2\n  policy acme/v\n  action update\n  hash {h3}\n"
+            "  proposal offline:") in p.stdout, p.stdout
     p = kiln("policy", "apply", v3, "--signature", sig, env=cas.env(bob), check=True)
     assert p.stdout == f"updated acme/v version 3 {h3}\n"
     p = kiln("audit", "show", "--data", cas.data, check=True)

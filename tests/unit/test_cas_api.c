@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cas/internal.h"
 
@@ -69,6 +70,7 @@ static int teardown(void **state)
 	event_base_free(g_s->loops[0].base);
 	cas__nonces_free(&g_s->nonces);
 	cas__grants_free(&g_s->grants);
+	cas__tally_free(&g_s->refusals.per_id);
 	cas__store_close(&g_s->st);
 	free(g_s);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
@@ -122,6 +124,8 @@ static void run(struct req *r)
 	} else {
 		cas__fail(rc, other ? -EOPNOTSUPP : -ENOENT, NULL);
 	}
+	if (rc->store && rc->refused)
+		(void)cas__refusal_audit(rc);
 	if (g_s->batch_open) {
 		assert_int_equal(cas__store_commit(&g_s->st), 0);
 		g_s->batch_open = false;
@@ -525,6 +529,103 @@ static void test_nonce_is_fresh_hex_and_bounded_per_client(void **state)
 	assert_int_equal(code, 503);
 }
 
+/* ---- approvals and audited refusals ---- */
+
+#define CAROL "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+
+/* An approval verifies only as signed: moving it to another action, proposal,
+ * expiry, hash or policy breaks the signature; the identity is its key's. */
+static void test_approval_binds_action_proposal_and_expiry(void **state)
+{
+	static const char *const fields[][2] = {
+		{ "action", "\"delete\"" }, { "proposal", "\"00000000000000000000000000000000\"" },
+		{ "not_after", "1900000001" }, { "policy", "\"acme/other\"" },
+		{ "hash", "\"sha256:1111111111111111111111111111111111111111111111111111111111111111\"" },
+	};
+	struct cas_approval ap = { 0 }, got;
+	struct kiln_err err = { 0 };
+	EVP_PKEY *key = NULL;
+	char *text = NULL;
+
+	(void)state;
+	assert_int_equal(cas__x509_keygen("p256", &key), 0);
+	snprintf(ap.policy, sizeof(ap.policy), "acme/db");
+	snprintf(ap.action, sizeof(ap.action), "update");
+	snprintf(ap.hash, sizeof(ap.hash), "sha256:%064d", 7);
+	snprintf(ap.proposal, sizeof(ap.proposal), "0123456789abcdef0123456789abcdef");
+	ap.not_after = 1900000000;
+	assert_int_equal(cas_approval_sign(key, &ap, &text, &err), 0);
+	assert_int_equal(cas_approval_verify(text, strlen(text), &got, &err), 0);
+	assert_string_equal(got.proposal, ap.proposal);
+	assert_string_equal(got.identity, ap.identity);
+	assert_string_equal(got.digest, ap.digest);
+	assert_int_equal(got.not_after, 1900000000);
+	assert_false(cas_approval_offline(&got));
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		json_t *o = json_loads(text, 0, NULL), *v = json_loads(fields[i][1],
+								      JSON_DECODE_ANY, NULL);
+		char *moved;
+
+		json_object_set_new(o, fields[i][0], v);
+		moved = json_dumps(o, JSON_COMPACT);
+		assert_int_equal(cas_approval_verify(moved, strlen(moved), &got, &err), -KILN_ESIG);
+		assert_non_null(strstr(err.msg, "the signature does not verify"));
+		free(moved);
+		json_decref(o);
+	}
+	free(text);
+	/* Without a proposal id it is a fresh one-use offline approval. */
+	ap.proposal[0] = '\0';
+	assert_int_equal(cas_approval_sign(key, &ap, &text, &err), 0);
+	assert_true(cas_approval_offline(&ap));
+	assert_int_equal(cas_approval_verify(text, strlen(text), &got, &err), 0);
+	assert_string_equal(got.proposal, ap.proposal);
+	free(text);
+	EVP_PKEY_free(key);
+}
+
+static int64_t refusals_by(const char *who)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t n = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(g_s->st.db, "SELECT count(*) FROM audit WHERE kind = "
+					    "'policy.refused' AND actor = ?", -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, who, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return n;
+}
+
+/* A refused read is audited (who, policy, rule); a flood of them gets at most
+ * CAS_REFUSALS_PER_ID entries a minute, and another identity's still go in. */
+static void test_refusals_are_audited_and_rate_limited(void **state)
+{
+	int64_t minute = (int64_t)time(NULL) / 60, windows, bob;
+	json_t *a;
+
+	(void)state;
+	cas__tally_free(&g_s->refusals.per_id);
+	memset(&g_s->refusals, 0, sizeof(g_s->refusals));
+	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
+			      policy_yaml("acme/refuse", NULL, "owner"), NULL), 201);
+	assert_int_equal(refusals_by(CAROL), 0);
+	for (int i = 0; i < 3 * CAS_REFUSALS_PER_ID; i++)
+		assert_int_equal(call(CAS_HTTP_GET, "/v1/policies/acme/refuse", CAROL, NULL, NULL),
+				 403);
+	windows = (int64_t)time(NULL) / 60 - minute + 1;
+	assert_true(refusals_by(CAROL) >= CAS_REFUSALS_PER_ID);
+	assert_true(refusals_by(CAROL) <= CAS_REFUSALS_PER_ID * windows);
+	bob = refusals_by(BOB);
+	assert_int_equal(call(CAS_HTTP_DELETE, "/v1/policies/acme/refuse", BOB, NULL, &a), 403);
+	assert_string_equal(json_string_value(json_object_get(a, "error")),
+			    "not allowed or not found");
+	json_decref(a);
+	assert_int_equal(refusals_by(BOB), bob + 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +640,8 @@ int main(void)
 		cmocka_unit_test(test_stored_policy_is_parsed_once_per_hash),
 		cmocka_unit_test(test_volume_needs_the_attested_key_and_its_grant),
 		cmocka_unit_test(test_nonce_is_fresh_hex_and_bounded_per_client),
+		cmocka_unit_test(test_approval_binds_action_proposal_and_expiry),
+		cmocka_unit_test(test_refusals_are_audited_and_rate_limited),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

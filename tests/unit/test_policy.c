@@ -807,6 +807,24 @@ static void test_co_updater_cannot_remove_owner_update_access(void **state)
 #define ID3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
 #define ID4 "sha256:4444444444444444444444444444444444444444444444444444444444444444"
 
+/* A read quorum has no approval path: parsed (stored versions stay loadable),
+ * refused for a new version, naming the rule. */
+static void test_read_quorum_refused_for_new_versions(void **state)
+{
+	struct pol_policy *p = parse_ok("name: a\naccess:\n  read: {require: 2, of: [\"" ID4
+					"\", owner]}\n");
+	struct pol_policy *ok = parse_ok("name: a\naccess:\n  read: [\"" ID4 "\", owner]\n");
+	char why[POL_WHY_SIZE];
+
+	(void)state;
+	assert_int_equal(pol_check_new(p, why, sizeof(why)), -KILN_EFORMAT);
+	assert_non_null(strstr(why, "access.read needs 2 of [" ID4 ", owner], but a read is one "
+				    "request by one identity"));
+	assert_int_equal(pol_check_new(ok, why, sizeof(why)), 0);
+	pol_free(p);
+	pol_free(ok);
+}
+
 /* 2 of 3 for updates: the owner alone may not; a read quorum lets nobody read
  * alone but the update's approvers; delete falls back to the update rule. */
 static void test_quorum_rules(void **state)
@@ -1048,6 +1066,7 @@ int main(void)
 		cmocka_unit_test(test_decide_export_applies_exporter_rules),
 		cmocka_unit_test(test_co_updater_cannot_remove_owner_update_access),
 		cmocka_unit_test(test_quorum_rules),
+		cmocka_unit_test(test_read_quorum_refused_for_new_versions),
 		cmocka_unit_test(test_quorum_export),
 		cmocka_unit_test(test_quorum_canonical),
 		cmocka_unit_test(test_section_owners),
