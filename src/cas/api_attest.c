@@ -276,7 +276,6 @@ static int attest_request(struct cas__req *rc, struct attest *a)
 static int attest_trust(struct cas__req *rc, struct attest *a, struct ev_verify_opts *opts)
 {
 	struct cas__server *s = rc->s;
-	char **col = NULL;
 	size_t n = 0;
 	int ret;
 
@@ -292,21 +291,28 @@ static int attest_trust(struct cas__req *rc, struct attest *a, struct ev_verify_
 		opts->certs_pem = (const char *const *)a->trust;
 		opts->n_certs = n;
 	} else if (a->hw) {
+		/* Intel: the collateral of the quote's platform (FMSPC). */
+		char fmspc[EV_FMSPC_SIZE];
+		struct kiln_err err = { 0 };
+
+		if (ev_dcap_quote_fmspc(a->evidence, a->evidence_size, fmspc, &err) < 0) {
+			snprintf(a->reason, sizeof(a->reason), "evidence does not verify: %.400s",
+				 err.msg);
+			refuse_attest(rc, a, "bad_evidence");
+			return -KILN_EPOLICY;
+		}
 		pthread_mutex_lock(&s->reader_lock);
-		ret = cas__tee_trust_list(&s->rd, a->tee, &col, &n);
+		ret = cas__collateral_for(&s->rd, a->tee, fmspc, &a->collateral);
 		pthread_mutex_unlock(&s->reader_lock);
+		if (ret == -ENOENT) {
+			snprintf(a->reason, sizeof(a->reason), "no collateral for tee %s FMSPC %s "
+				 "(kiln cas collateral add FILE --tee %s)", a->tee, fmspc, a->tee);
+			refuse_attest(rc, a, "no_collateral");
+			return -KILN_EPOLICY;
+		}
 		if (ret < 0) {
 			cas__fail(rc, -EIO, NULL);
 			return -EIO;
-		}
-		a->collateral = n ? json_loads(col[0], JSON_REJECT_DUPLICATES, NULL) : NULL;
-		cas__strv_free(col);
-		if (!a->collateral) {
-			snprintf(a->reason, sizeof(a->reason), "no collateral configured for "
-				 "tee %s (kiln cas trust-collateral FILE --tee %s)", a->tee,
-				 a->tee);
-			refuse_attest(rc, a, "no_collateral");
-			return -KILN_EPOLICY;
 		}
 		opts->collateral = a->collateral;
 	}

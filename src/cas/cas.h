@@ -103,13 +103,24 @@ int cas_serve(const struct cas_serve_opts *opts, struct kiln_err *err);
  * Works while the service runs (the store is shared). *id_out gets the LAS id. */
 int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_ID_SIZE],
 		  struct kiln_err *err);
-/* Hardware-TEE trust for /v1/attest (docs/cas.md): the Intel collateral JSON (the
- * format of kiln evidence verify --collateral) for tee "sgx" or "tdx", one per tee,
- * replacing the previous one; and AMD certificates (ASK/ARK chains, VCEKs; PEM or
- * DER) for "snp", added to the others (*id_out: "amd:<sha256 hex>"). Work while the
- * service runs (the store is shared). */
-int cas_trust_collateral(const char *data_dir, const char *path, const char *tee,
-			 struct kiln_err *err);
+/* Intel collateral per platform (collateral.c, docs/cas.md): add FILE for tee
+ * sgx|tdx under its FMSPC (authenticated first; replaces that FMSPC's previous
+ * one), remove one, list them with their validity windows and what expires
+ * next. */
+struct cas_collateral {
+	char tee[4];
+	char fmspc[13];
+	time_t valid_from, valid_until;
+	char next[96]; /* the window that ends first */
+};
+int cas_collateral_add(const char *data_dir, const char *path, const char *tee,
+		       struct cas_collateral *out, struct kiln_err *err);
+int cas_collateral_remove(const char *data_dir, const char *tee, const char *fmspc,
+			  struct kiln_err *err);
+int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *err);
+/* AMD certificates (ASK/ARK chains, VCEKs; PEM or DER) for tee "snp", added to
+ * the others (*id_out: "amd:<sha256 hex>"). Works while the service runs (the
+ * store is shared); so do the collateral functions above. */
 int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
 			struct kiln_err *err);
 /* Reserve the policy names "name/..." for the identities owners[0..n) (ids

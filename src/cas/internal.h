@@ -123,12 +123,17 @@ int cas__las_add(struct cas__store *st, const char *id, const char *pem);
 /* Trusted LAS certificates: *pems is a NULL-terminated malloc'd array. */
 int cas__las_list(struct cas__store *st, char ***pems, size_t *n);
 void cas__strv_free(char **v);
-/* Hardware-TEE trust (kiln cas trust-collateral / trust-amd-chain): rows (id, tee,
- * data). sgx/tdx: id "collateral:<tee>", data = the collateral JSON (one per tee,
- * replaced); snp: id "amd:<sha256 of data>", data = PEM certificates. _list gives
+/* Hardware-TEE trust (kiln cas collateral / trust-amd-chain): rows (id, tee,
+ * data). sgx/tdx: id "collateral:<tee>:<FMSPC>", data = the collateral JSON (one
+ * per platform, replaced; "collateral:<tee>" from an older kiln: one per tee);
+ * snp: id "amd:<sha256 of data>", data = PEM certificates. _list gives
  * the data of every row for tee, a NULL-terminated malloc'd array (cas__strv_free). */
 int cas__tee_trust_add(struct cas__store *st, const char *id, const char *tee, const char *data);
 int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, size_t *n);
+/* collateral.c: the collateral for (tee, FMSPC), else the older one-per-tee row:
+ * 0 with *out (owned), -ENOENT, or -EIO. */
+int cas__collateral_for(struct cas__store *st, const char *tee, const char *fmspc,
+			json_t **out);
 
 /* Namespaces (kiln cas namespace): policies named "NAME/..." may be created only
  * by the identities in owners (space-separated "sha256:<hex>"). _get: 0 with

@@ -85,33 +85,6 @@ static int trust_store(const char *data_dir, const char *id, const char *tee, co
 	return ret;
 }
 
-int cas_trust_collateral(const char *data_dir, const char *path, const char *tee,
-			 struct kiln_err *err)
-{
-	json_error_t jerr;
-	json_t *j;
-	char id[32], *text;
-	int ret;
-
-	if (strcmp(tee, "sgx") != 0 && strcmp(tee, "tdx") != 0)
-		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
-	j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(j)) {
-		ret = kiln_err_set(err, -KILN_EFORMAT, "%s:%d:%d: %s", path, jerr.line,
-				   jerr.column, j ? "collateral must be a JSON object" : jerr.text);
-		json_decref(j);
-		return ret;
-	}
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!text)
-		return kiln_err_set(err, -ENOMEM, "out of memory");
-	snprintf(id, sizeof(id), "collateral:%s", tee);
-	ret = trust_store(data_dir, id, tee, text, "trust.collateral", path, err);
-	free(text);
-	return ret;
-}
-
 int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
 			struct kiln_err *err)
 {

@@ -15,7 +15,9 @@ static void cas_usage(FILE *f)
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
 		   "                      [--insecure-evidence-time RFC3339]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
-		   "       kiln cas trust-collateral FILE --tee sgx|tdx --data DIR\n"
+		   "       kiln cas collateral add FILE --tee sgx|tdx --data DIR\n"
+		   "       kiln cas collateral list --data DIR\n"
+		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
 		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n\n"
@@ -38,9 +40,12 @@ static void cas_usage(FILE *f)
 		   "             (tests and replays of recorded evidence only: it accepts\n"
 		   "             expired collateral and revoked-later certificates)\n"
 		   "trust-las    trust a kiln-las certificate for the 'host' evidence backend\n"
-		   "trust-collateral  Intel collateral JSON (PCK CRL, TCB Info, QE identity,\n"
-		   "             as for 'kiln evidence verify --collateral') for tee sgx or\n"
-		   "             tdx; replaces the previous one for that tee\n"
+		   "collateral   Intel collateral JSON (PCK CRL, TCB Info, QE identity, as\n"
+		   "             for 'kiln evidence verify --collateral') per platform: add\n"
+		   "             (for the FMSPC it names; replaces that FMSPC's), list (with\n"
+		   "             validity windows and what expires next), remove; an\n"
+		   "             attestation uses its quote's FMSPC's ('kiln cas collateral\n"
+		   "             --help'; trust-collateral FILE --tee T is 'collateral add')\n"
 		   "trust-amd-chain   AMD certificates (ASK/ARK chain, VCEK; PEM or DER) for\n"
 		   "             tee snp; added to the ones already trusted\n"
 		   "namespace    reserve the policy names NAME/... for the given identities:\n"
@@ -290,39 +295,18 @@ int cas_main(int argc, char **argv)
 		printf("trusted kiln-las %s\n", out);
 		return CLI_EXIT_OK;
 	}
-	if (!strcmp(argv[1], "trust-collateral")) {
-		const char *tee = NULL, *file = NULL;
-
-		for (int i = 2; i < argc; i++) {
-			if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-				cas_usage(stdout);
-				return CLI_EXIT_OK;
-			}
-			if (!strcmp(argv[i], "--tee") && i + 1 < argc) {
-				tee = argv[++i];
-			} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
-				data = argv[++i];
-			} else if (argv[i][0] != '-' && !file) {
-				file = argv[i];
-			} else {
-				cli_error("cas trust-collateral: unexpected argument '%s' "
-					  "(usage: kiln cas trust-collateral FILE "
-					  "--tee sgx|tdx --data DIR)", argv[i]);
-				return CLI_EXIT_USAGE;
-			}
-		}
-		if (!file || !data || !tee || (strcmp(tee, "sgx") && strcmp(tee, "tdx"))) {
-			cli_error("cas trust-collateral: usage: kiln cas trust-collateral FILE "
-				  "--tee sgx|tdx --data DIR");
+	if (!strcmp(argv[1], "collateral")) {
+		if (argc < 3) {
+			cli_error("cas collateral: add, list or remove (see 'kiln cas collateral "
+				  "--help')");
 			return CLI_EXIT_USAGE;
 		}
-		ret = cas_trust_collateral(data, file, tee, &err);
-		if (ret < 0) {
-			cli_error("cas trust-collateral: %s", kiln_err_msg(&err, ret));
-			return CLI_EXIT_FAIL;
-		}
-		printf("trusted %s collateral %s\n", tee, file);
-		return CLI_EXIT_OK;
+		return cas_collateral_main(argc - 2, argv + 2, "cas collateral");
+	}
+	if (!strcmp(argv[1], "trust-collateral")) {
+		/* the older name of 'collateral add' */
+		argv[1] = "add";
+		return cas_collateral_main(argc - 1, argv + 1, "cas trust-collateral");
 	}
 	if (!strcmp(argv[1], "trust-amd-chain")) {
 		char id[80];

@@ -21,6 +21,8 @@ struct cli_command {
 int las_main(int argc, char **argv);
 int measure_main(int argc, char **argv);
 int cas_main(int argc, char **argv);
+/* kiln cas collateral SUB (cas_collateral.c): argv[0] is SUB; cmd names it in errors. */
+int cas_collateral_main(int argc, char **argv, const char *cmd);
 int policy_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int audit_main(int argc, char **argv);

@@ -195,4 +195,23 @@ extern const struct ev_backend ev_backend_sgx;
 extern const struct ev_backend ev_backend_tdx;
 extern const struct ev_backend ev_backend_snp;
 
+/* ---- Intel collateral per platform (dcap_platform.c) ---- */
+#define EV_FMSPC_SIZE 13 /* 12 uppercase hex digits + NUL */
+/* The FMSPC of an SGX/TDX quote's PCK certificate (which platform's collateral
+ * can verify it). Nothing is verified: a verification follows. 0, or
+ * -KILN_EFORMAT / -KILN_ETRUNC naming what is malformed. */
+int ev_dcap_quote_fmspc(const uint8_t *quote, size_t size, char out[EV_FMSPC_SIZE],
+			struct kiln_err *err);
+/* What a collateral covers: parsed and authenticated as for a verification
+ * (signatures, chains to the pinned Intel root). */
+struct ev_collateral_info {
+	char fmspc[EV_FMSPC_SIZE];
+	char tcb_id[4];      /* "SGX" or "TDX": the TEE kind it verifies */
+	time_t valid_from;   /* the latest start of its windows (issue dates, thisUpdate) */
+	time_t valid_until;  /* the earliest end (nextUpdate, certificates' notAfter) */
+	char next[96];       /* the window that ends first, e.g. "TCB Info" */
+};
+int ev_dcap_collateral_info(const struct json_t *collateral, struct ev_collateral_info *out,
+			    struct kiln_err *err);
+
 #endif

@@ -57,7 +57,7 @@ def test_sgx_quote_reaches_the_binding_check(kiln, hwcas, tmp_path):
     # Without collateral the CAS cannot verify an Intel quote: a named refusal.
     status, body = post(w, "sgx", b64(EV / "sgx" / "quote.bin"))
     assert status == 403, body
-    assert reason_of(hwcas, body).startswith("no collateral configured for tee sgx")
+    assert reason_of(hwcas, body).startswith("no collateral for tee sgx FMSPC 00A067110000")
 
     p = kiln("cas", "trust-collateral", EV / "sgx" / "collateral.json", "--tee", "sgx",
              "--data", hwcas.data)
@@ -85,7 +85,7 @@ def test_tdx_collateral_is_per_tee(kiln, hwcas, tmp_path):
          "--data", hwcas.data, check=True)
     status, body = post(w, "tdx", b64(EV / "tdx" / "quote_v4.bin"))
     assert status == 403
-    assert reason_of(hwcas, body).startswith("no collateral configured for tee tdx")
+    assert reason_of(hwcas, body).startswith("no collateral for tee tdx FMSPC B0C06F000000")
     kiln("cas", "trust-collateral", EV / "tdx" / "quote_v4_collateral.json", "--tee", "tdx",
          "--data", hwcas.data, check=True)
     status, body = post(w, "tdx", b64(EV / "tdx" / "quote_v4.bin"))

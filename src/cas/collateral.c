@@ -1,0 +1,247 @@
+/* Intel verification collateral per platform (docs/cas.md "Collateral per
+ * platform"): the operator adds one collateral per TEE kind and FMSPC (PCK CRL,
+ * Root CA CRL, TCB Info, QE/TD identity and their chains); an attestation uses
+ * the one of its quote's FMSPC. Rows of the store's tee_trust table with id
+ * "collateral:TEE:FMSPC"; "collateral:TEE" is the one collateral per TEE an
+ * older kiln stored (trust-collateral), used for an FMSPC without its own. */
+#include "cas/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "evidence/evidence.h"
+
+static void fmt_time(time_t t, char out[32])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
+static bool tee_ok(const char *tee)
+{
+	return !strcmp(tee, "sgx") || !strcmp(tee, "tdx");
+}
+
+static bool fmspc_ok(const char *f)
+{
+	return strlen(f) == 12 && strspn(f, "0123456789ABCDEF") == 12;
+}
+
+/* The collateral text of id (malloc'd) or NULL: -ENOENT / -EIO in *ret. */
+static char *row_get(struct cas__store *st, const char *id, int *ret)
+{
+	sqlite3_stmt *s = NULL;
+	char *data = NULL;
+	int rc;
+
+	*ret = -EIO;
+	if (sqlite3_prepare_v2(st->db, "SELECT data FROM tee_trust WHERE id = ?", -1, &s,
+			       NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		data = strdup((const char *)sqlite3_column_text(s, 0));
+		*ret = data ? 0 : -ENOMEM;
+	} else if (rc == SQLITE_DONE) {
+		*ret = -ENOENT;
+	}
+	sqlite3_finalize(s);
+	return data;
+}
+
+int cas__collateral_for(struct cas__store *st, const char *tee, const char *fmspc,
+			json_t **out)
+{
+	char id[48], *text;
+	int ret;
+
+	*out = NULL;
+	snprintf(id, sizeof(id), "collateral:%s:%s", tee, fmspc);
+	text = row_get(st, id, &ret);
+	if (ret == -ENOENT) {
+		snprintf(id, sizeof(id), "collateral:%s", tee);
+		text = row_get(st, id, &ret);
+	}
+	if (ret < 0)
+		return ret;
+	*out = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	free(text);
+	return *out ? 0 : -EIO;
+}
+
+int cas_collateral_add(const char *data_dir, const char *path, const char *tee,
+		       struct cas_collateral *out, struct kiln_err *err)
+{
+	struct ev_collateral_info info;
+	struct cas__store st;
+	json_error_t jerr;
+	char id[48], *text = NULL;
+	json_t *j;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!tee_ok(tee))
+		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(j)) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "%s:%d:%d: %s", path, jerr.line,
+				   jerr.column, j ? "collateral must be a JSON object" : jerr.text);
+		json_decref(j);
+		return ret;
+	}
+	/* Authenticated now (signatures, chains to the pinned Intel root), so a
+	 * wrong file is named here, not at the first attestation. */
+	ret = ev_dcap_collateral_info(j, &info, err);
+	if (ret < 0) {
+		char msg[sizeof(err->msg)];
+
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		json_decref(j);
+		return kiln_err_set(err, ret, "%s: collateral does not verify: %s", path, msg);
+	}
+	if (strcasecmp(info.tcb_id, tee)) {
+		json_decref(j);
+		return kiln_err_set(err, -KILN_EFORMAT, "%s: this is %s collateral (TCB Info id "
+				    "'%s', FMSPC %s), not %s", path, info.tcb_id, info.tcb_id,
+				    info.fmspc, tee);
+	}
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	snprintf(id, sizeof(id), "collateral:%s:%s", tee, info.fmspc);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		goto out;
+	ret = cas__store_begin(&st);
+	if (ret == 0)
+		ret = cas__tee_trust_add(&st, id, tee, text);
+	if (ret == 0)
+		ret = cas__audit_append(&st, "trust.collateral", "operator", id,
+					json_pack("{s:s,s:s,s:s,s:I,s:s}", "tee", tee, "fmspc",
+						  info.fmspc, "file", path, "valid_until",
+						  (json_int_t)info.valid_until, "first_to_end",
+						  info.next));
+	if (ret == 0)
+		ret = cas__store_commit(&st);
+	if (ret < 0) {
+		cas__store_rollback(&st);
+		kiln_err_set(err, ret, "%s/kiln.db: cannot store the collateral: %s", data_dir,
+			     kiln_strerror(ret));
+	}
+	cas__store_close(&st);
+	snprintf(out->tee, sizeof(out->tee), "%s", tee);
+	snprintf(out->fmspc, sizeof(out->fmspc), "%s", info.fmspc);
+	out->valid_from = info.valid_from;
+	out->valid_until = info.valid_until;
+	snprintf(out->next, sizeof(out->next), "%s", info.next);
+out:
+	free(text);
+	return ret;
+}
+
+int cas_collateral_remove(const char *data_dir, const char *tee, const char *fmspc,
+			  struct kiln_err *err)
+{
+	struct cas__store st;
+	sqlite3_stmt *s = NULL;
+	char id[48];
+	int ret, rc;
+
+	if (!tee_ok(tee))
+		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
+	if (!fmspc_ok(fmspc))
+		return kiln_err_set(err, -EINVAL, "FMSPC '%.16s': expected 12 uppercase hex "
+				    "digits (as 'kiln cas collateral list' prints)", fmspc);
+	snprintf(id, sizeof(id), "collateral:%s:%s", tee, fmspc);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	ret = cas__store_begin(&st);
+	if (ret == 0 && sqlite3_prepare_v2(st.db, "DELETE FROM tee_trust WHERE id = ?", -1, &s,
+					   NULL) != SQLITE_OK)
+		ret = -EIO;
+	if (ret == 0) {
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		ret = rc != SQLITE_DONE ? -EIO : sqlite3_changes(st.db) ? 0 : -ENOENT;
+		sqlite3_finalize(s);
+	}
+	if (ret == 0)
+		ret = cas__audit_append(&st, "trust.collateral.remove", "operator", id,
+					json_pack("{s:s,s:s}", "tee", tee, "fmspc", fmspc));
+	if (ret == 0)
+		ret = cas__store_commit(&st);
+	if (ret < 0) {
+		cas__store_rollback(&st);
+		if (ret == -ENOENT)
+			kiln_err_set(err, ret, "no collateral for tee %s FMSPC %s", tee, fmspc);
+		else
+			kiln_err_set(err, ret, "%s/kiln.db: cannot remove the collateral: %s",
+				     data_dir, kiln_strerror(ret));
+	}
+	cas__store_close(&st);
+	return ret;
+}
+
+int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *err)
+{
+	struct cas__store st;
+	sqlite3_stmt *s = NULL;
+	char from[32], until[32], best_what[200] = "";
+	time_t best = 0;
+	size_t n = 0;
+	int ret, rc;
+
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	if (sqlite3_prepare_v2(st.db, "SELECT id, tee, data FROM tee_trust WHERE id LIKE "
+			       "'collateral:%' ORDER BY id", -1, &s, NULL) != SQLITE_OK) {
+		cas__store_close(&st);
+		return kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir, sqlite3_errmsg(st.db));
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		const char *tee = (const char *)sqlite3_column_text(s, 1);
+		json_t *j = json_loads((const char *)sqlite3_column_text(s, 2), 0, NULL);
+		struct ev_collateral_info info;
+		struct kiln_err perr = { 0 };
+		bool legacy = !strchr(id + strlen("collateral:"), ':');
+
+		n++;
+		if (!j || ev_dcap_collateral_info(j, &info, &perr) < 0) {
+			fprintf(out, "%s ? unusable: %s\n", tee, perr.msg[0] ? perr.msg : "not JSON");
+			json_decref(j);
+			continue;
+		}
+		json_decref(j);
+		fmt_time(info.valid_from, from);
+		fmt_time(info.valid_until, until);
+		fprintf(out, "%s %s %s from %s until %s (first to end: %s)%s\n", tee, info.fmspc,
+			now >= info.valid_until ? "EXPIRED" : now < info.valid_from ?
+			"NOT YET VALID" : "valid", from, until, info.next,
+			legacy ? " [added by trust-collateral of an older kiln: used for every "
+			"FMSPC without its own]" : "");
+		if (now < info.valid_until && (!best || info.valid_until < best)) {
+			best = info.valid_until;
+			snprintf(best_what, sizeof(best_what), "%s %s %s at %s", tee, info.fmspc,
+				 info.next, until);
+		}
+	}
+	ret = rc == SQLITE_DONE ? 0 : kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir,
+						      sqlite3_errmsg(st.db));
+	sqlite3_finalize(s);
+	cas__store_close(&st);
+	if (ret == 0 && !n)
+		fprintf(out, "no collateral (kiln cas collateral add FILE --tee sgx|tdx)\n");
+	else if (ret == 0 && best)
+		fprintf(out, "next to expire: %s\n", best_what);
+	return ret;
+}

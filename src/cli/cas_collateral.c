@@ -1,0 +1,108 @@
+/* kiln cas collateral add|list|remove (and the older trust-collateral, which is
+ * 'collateral add'): Intel verification collateral per platform in the CAS
+ * store (docs/cas.md "Collateral per platform"). Offline, on the data dir; works
+ * while the service runs. */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "cas/cas.h"
+
+static void collateral_usage(FILE *f)
+{
+	fprintf(f, "Usage: kiln cas collateral add FILE --tee sgx|tdx --data DIR\n"
+		   "       kiln cas collateral list --data DIR\n"
+		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n\n"
+		   "add     store Intel collateral (PCK CRL, Root CA CRL, TCB Info, QE or TD\n"
+		   "        identity and their issuer chains: the format of 'kiln evidence\n"
+		   "        verify --collateral') for the platform (FMSPC) its TCB Info\n"
+		   "        names; it is authenticated first (signatures, chains to the pinned\n"
+		   "        Intel root) and replaces that FMSPC's previous one. An attestation\n"
+		   "        uses the collateral of its quote's FMSPC; none: refused naming the\n"
+		   "        tee and FMSPC; expired (past a nextUpdate or a certificate's\n"
+		   "        notAfter): refused naming what expired. Prints the FMSPC and the\n"
+		   "        validity window\n"
+		   "list    every stored collateral: tee, FMSPC, valid/EXPIRED/NOT YET VALID,\n"
+		   "        its window and what ends first; then what expires next\n"
+		   "remove  forget the collateral of one FMSPC (12 hex digits, as listed)\n\n"
+		   "EXAMPLES\n"
+		   "  kiln cas collateral add sgx-00A067110000.json --tee sgx --data /var/lib/kiln-cas\n"
+		   "  kiln cas collateral list --data /var/lib/kiln-cas\n\n"
+		   "EXIT STATUS: 0 done, 1 failed (the message names the file and the check),\n"
+		   "2 usage error.\n");
+}
+
+static void fmt(time_t t, char out[32])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
+/* argv[0] is the subcommand ("add", "list", "remove"); cmd names it in errors. */
+int cas_collateral_main(int argc, char **argv, const char *cmd)
+{
+	const char *tee = NULL, *data = NULL, *arg = NULL;
+	bool list = !strcmp(argv[0], "list"), add = !strcmp(argv[0], "add");
+	struct kiln_err err = { 0 };
+	struct cas_collateral c;
+	char from[32], until[32];
+	int ret;
+
+	if (!list && !add && strcmp(argv[0], "remove")) {
+		cli_error("cas collateral: unknown subcommand '%s' (add, list, remove)", argv[0]);
+		return CLI_EXIT_USAGE;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			collateral_usage(stdout);
+			return CLI_EXIT_OK;
+		}
+		if (!strcmp(argv[i], "--tee") && i + 1 < argc && !list) {
+			tee = argv[++i];
+		} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+			data = argv[++i];
+		} else if (argv[i][0] != '-' && !arg && !list) {
+			arg = argv[i];
+		} else {
+			cli_error("%s: unexpected argument '%s' (see 'kiln cas collateral --help')",
+				  cmd, argv[i]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!data || (!list && (!arg || !tee))) {
+		cli_error("%s: %s", cmd, list ? "--data DIR is required" : add ?
+			  "usage: FILE --tee sgx|tdx --data DIR" :
+			  "usage: FMSPC --tee sgx|tdx --data DIR");
+		return CLI_EXIT_USAGE;
+	}
+	if (tee && strcmp(tee, "sgx") && strcmp(tee, "tdx")) {
+		cli_error("%s: --tee must be sgx or tdx, not '%s'", cmd, tee);
+		return CLI_EXIT_USAGE;
+	}
+	if (list)
+		ret = cas_collateral_list(data, stdout, time(NULL), &err);
+	else if (add)
+		ret = cas_collateral_add(data, arg, tee, &c, &err);
+	else
+		ret = cas_collateral_remove(data, tee, arg, &err);
+	if (ret < 0) {
+		cli_error("%s: %s", cmd, kiln_err_msg(&err, ret));
+		return ret == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+	}
+	if (add) {
+		fmt(c.valid_from, from);
+		fmt(c.valid_until, until);
+		printf("trusted %s collateral for FMSPC %s from %s until %s (first to end: %s)\n",
+		       tee, c.fmspc, from, until, c.next);
+		if (time(NULL) >= c.valid_until)
+			fprintf(stderr, "kiln: %s: note: it expired at %s: attestations verified "
+				"now are refused until newer collateral is added\n", cmd, until);
+	} else if (!list) {
+		printf("removed %s collateral for FMSPC %s\n", tee, arg);
+	}
+	return CLI_EXIT_OK;
+}
