@@ -141,7 +141,13 @@ static int conn_new(struct rt_vol *v, struct rt_conn **out, struct kiln_err *err
 		ret = -ENOMEM;
 		goto out;
 	}
+	if (!v->sock_name[0] && (ret = rt__srv_sock_name(v->cfg->dir, &v->keys, v->sock_name))) {
+		v->sock_name[0] = '\0';
+		kiln_err_set(err, ret, "volume %s: %s", v->cfg->dir, kiln_strerror(ret));
+		goto out;
+	}
 	snprintf(cfg->dir, sizeof(cfg->dir), "%s", v->cfg->dir);
+	memcpy(cfg->sock_name, v->sock_name, sizeof(cfg->sock_name));
 	memcpy(cfg->key, v->key, RT_KEY_SIZE);
 	cfg->open_volume = server_open_volume;
 	cfg->arg = v->cfg;

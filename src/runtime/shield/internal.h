@@ -84,6 +84,10 @@ struct rt_vol {
 	uint32_t chunk;
 	uint8_t key[PF_KEY_SIZE]; /* kept: a restarted server needs it */
 	struct rt_auth_keys keys;
+	/* The server's socket name, found at the first connection: a process
+	 * that dropped its privileges since (fork, then setuid, as nginx's
+	 * workers) may no longer look at DIR/.kiln to find it again. */
+	char sock_name[RT_SOCK_NAME_MAX];
 	_Atomic(struct rt_vseg *) vseg; /* the current server's segment (old ones stay mapped) */
 	uint64_t gen;          /* bumped per server this process talked to */
 	pid_t pid;             /* the process the connections belong to */

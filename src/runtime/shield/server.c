@@ -668,9 +668,13 @@ int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
 	struct sockaddr_un sa;
 	socklen_t salen;
 	char name[RT_SOCK_NAME_MAX];
-	int ret = rt__srv_sock_name(c->dir, k, name);
+	int ret = 0;
 
 	*vseg_fd = -1;
+	if (c->sock_name[0])
+		memcpy(name, c->sock_name, sizeof(name));
+	else
+		ret = rt__srv_sock_name(c->dir, k, name);
 	if (!ret)
 		ret = sock_addr(name, &sa, &salen);
 	if (ret)

@@ -31,6 +31,9 @@ struct rt_srv_config {
 	 * Dispatch and the app's state behind); may be NULL. */
 	void (*enter)(void);
 	uint64_t cache_limit;       /* bytes of plaintext kept in memfds */
+	/* rt__srv_sock_name's answer when the caller knows it already; "":
+	 * rt__srv_connect finds it. */
+	char sock_name[RT_SOCK_NAME_MAX];
 };
 
 /* The socket name of the volume in dir for key: 0 and name, or -errno when
