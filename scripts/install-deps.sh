@@ -18,6 +18,8 @@ PACKAGES=(
   python3-cryptography
   # apps exercised end to end and in benchmarks
   sqlite3 redis-server redis-tools nginx-light busybox git tar
+  # musl programs (tests/e2e/apps/test_app_musl.py, security/test_exec_kinds.py)
+  musl-tools
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
   # make conformance: CPython's file tests (Debian's interpreter and its test suite)

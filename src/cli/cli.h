@@ -31,6 +31,12 @@ int audit_main(int argc, char **argv);
  * subdirectory (build_subdir, e.g. "src/evidence") or in ../lib/kiln; out gets
  * the real path. -ENOENT when absent. (cli/measure.c) */
 int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size);
+/* program.c: classify the program at path (open as fd) for command cmd
+ * ("run", "measure"): 0 with info filled when kiln can serve it (glibc,
+ * static, or not ELF: a script), -1 after telling the user why not (a corrupt
+ * or foreign ELF file, a musl or unknown loader). */
+struct ev_elf_info;
+int cli_program_kind(const char *cmd, const char *path, int fd, struct ev_elf_info *info);
 /* SHA-256 digests of the kiln runtime libraries found by cli_find_lib plus the
  * files in extra; *out is malloc'd (caller frees), *n_out entries. */
 int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,

@@ -30,7 +30,9 @@ static void measure_usage(FILE *f)
 		"services[].measurement.\n\n"
 		"  -- PROG ARGS  start PROG with the measurement library preloaded; it is\n"
 		"                measured before main() runs and never runs main(); a\n"
-		"                statically linked PROG is measured from its file (never run)\n"
+		"                statically linked PROG is measured from its file (never run);\n"
+		"                a musl-linked PROG, or a file that is no x86-64 program, is\n"
+		"                refused with the reason (stderr names the kind of PROG)\n"
 		"  --pid PID     measure a running process (root, or the same user)\n"
 		"  --manifest    print the manifest before the measurement\n"
 		"  -h, --help    this help\n\n"
@@ -100,27 +102,38 @@ static int resolve_prog(const char *prog, char *out, size_t size)
 }
 
 /* LD_PRELOAD cannot reach setuid/setgid programs (the loader ignores it):
- * refuse them before running them for real. Statically linked programs have
- * no loader either: they are measured from the file (*is_static), which is
- * what a process of that file maps (kiln run supervises them). Scripts are
- * allowed (their interpreter is measured, documented). */
-static int check_preloadable(const char *prog, const char **why, bool *is_static)
+ * refuse them before running them for real; nor programs of another loader
+ * (musl's) or no valid x86-64 program at all (cli_program_kind says why).
+ * Statically linked programs have no loader either: they are measured from
+ * the file (*is_static), which is what a process of that file maps (kiln run
+ * supervises them). Scripts are allowed (their interpreter is measured,
+ * documented). < 0: refused, and said so. */
+static int check_preloadable(const char *prog, bool *is_static)
 {
+	struct ev_elf_info info;
 	struct stat st;
-	int fd, ret = 0;
+	int fd, ret;
 
-	*why = NULL;
 	*is_static = false;
 	fd = open(prog, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = -errno;
+		cli_error("cannot read %s: %s", prog, strerror(errno));
+		ret = -1;
 		goto out;
 	}
 	if (st.st_mode & (S_ISUID | S_ISGID)) {
-		*why = "is setuid/setgid: the loader ignores LD_PRELOAD for it";
+		cli_error("%s is setuid/setgid: the loader ignores LD_PRELOAD for it; measure "
+			  "a running instance with 'kiln measure --pid'", prog);
+		ret = -1;
 		goto out;
 	}
-	*is_static = ev_elf_is_static_fd(fd) == 1;
+	if ((ret = cli_program_kind("measure", prog, fd, &info)) < 0)
+		goto out;
+	*is_static = info.kind == EV_ELF_STATIC;
+	fprintf(stderr, "kiln: measure: %s: %s\n", prog,
+		info.kind == EV_ELF_STATIC ? "statically linked, measured from its file" :
+		info.kind == EV_ELF_NONE ? "not ELF (a script: its interpreter is measured)" :
+		"dynamically linked (glibc), measured before main() with the runtime preloaded");
 out:
 	if (fd >= 0)
 		close(fd);
@@ -216,7 +229,6 @@ static int measure_prog(char **argv, bool manifest)
 
 	{
 		char resolved[PATH_MAX];
-		const char *why = NULL;
 		bool is_static = false;
 
 		r = resolve_prog(argv[0], resolved, sizeof(resolved));
@@ -224,16 +236,8 @@ static int measure_prog(char **argv, bool manifest)
 			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
 			return CLI_EXIT_FAIL;
 		}
-		r = check_preloadable(resolved, &why, &is_static);
-		if (r < 0) {
-			cli_error("cannot read %s: %s", resolved, kiln_strerror(r));
+		if (check_preloadable(resolved, &is_static) < 0)
 			return CLI_EXIT_FAIL;
-		}
-		if (why) {
-			cli_error("%s %s; measure a running instance with 'kiln measure --pid'",
-				  resolved, why);
-			return CLI_EXIT_FAIL;
-		}
 		/* No library needed: the file is what its process maps. */
 		if (is_static)
 			return measure_static(resolved, manifest);

@@ -229,17 +229,21 @@ static void which(const char *prog, char *out, size_t out_size)
 	}
 }
 
-/* True when path is an x86-64 ELF executable without a program interpreter:
- * LD_PRELOAD cannot put libkiln into it. */
-static bool is_static_elf(const char *path)
+/* Which path serves the program at path (*is_static: supervised, as
+ * LD_PRELOAD cannot put libkiln into it), or -1 once the user is told why
+ * none can (cli_program_kind). A file it cannot open is left to exec to
+ * report. */
+static int check_program(const char *path, bool *is_static)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool ret;
+	struct ev_elf_info info;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
+	*is_static = false;
 	if (fd < 0)
-		return false;
-	ret = ev_elf_is_static_fd(fd) == 1;
+		return 0;
+	ret = cli_program_kind("run", path, fd, &info);
 	close(fd);
+	*is_static = ret == 0 && info.kind == EV_ELF_STATIC;
 	return ret;
 }
 
@@ -529,7 +533,7 @@ int run_main(int argc, char **argv)
 	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
-	bool is_static;
+	bool is_static = false;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 
 	if (!cfg) {
@@ -672,7 +676,8 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	is_static = lib[0] && is_static_elf(lib);
+	if (lib[0] && check_program(lib, &is_static) < 0)
+		goto out;
 	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
 		goto out;
 	if (cfg->cas[0] && is_static) {

@@ -111,9 +111,29 @@ int ev_workload_measure_cached(pid_t pid, const uint8_t (*exclude)[32], size_t n
 			       struct ev_wm_cache *cache, uint8_t out[static EV_WM_SIZE],
 			       char **manifest_out, struct kiln_err *err);
 
-/* 1 when fd is a 64-bit ELF executable without a program interpreter (a
- * statically linked program, static-pie included), 0 otherwise (read errors
- * included). Reads with pread: the offset of fd is unchanged. */
+/* What a program file is (elf.c), from its ELF headers. */
+enum ev_elf_kind {
+	EV_ELF_NONE,   /* no ELF magic: a #! script, or not a program */
+	EV_ELF_STATIC, /* no program interpreter (static-pie included) */
+	EV_ELF_GLIBC,  /* PT_INTERP is glibc's x86-64 loader (ld-linux-x86-64.so.N) */
+	EV_ELF_MUSL,   /* PT_INTERP is musl's (ld-musl-x86_64.so.N) */
+	EV_ELF_OTHER,  /* another program interpreter */
+};
+struct ev_elf_info {
+	enum ev_elf_kind kind;
+	char interp[256];      /* PT_INTERP, "" for static programs */
+};
+/* Classify the regular file behind fd (read with pread: its offset is
+ * unchanged). 0 with out filled (EV_ELF_NONE for a file without ELF magic),
+ * -KILN_EFORMAT with err naming what is wrong for an ELF file no x86-64 Linux
+ * process can be (another architecture or class, not an executable, headers
+ * or PT_INTERP outside the file, no PT_LOAD), -errno on read errors. */
+int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err);
+/* "statically linked", "dynamically linked (musl)", ... */
+const char *ev_elf_kind_name(enum ev_elf_kind kind);
+/* 1 when fd is a valid x86-64 ELF executable without a program interpreter
+ * (a statically linked program, static-pie included), 0 otherwise (read
+ * errors included). */
 int ev_elf_is_static_fd(int fd);
 
 /* SHA-256 of the whole file behind fd (read from offset 0; the offset moves),

@@ -584,44 +584,6 @@ int ev_workload_measure_pid(pid_t pid, uint8_t out[static EV_WM_SIZE], char **ma
 	return ev_workload_measure_cached(pid, NULL, 0, NULL, out, manifest_out, err);
 }
 
-/* pread until size bytes or EOF (no common/file.c: this file also goes into
- * libkiln-measure.so, which links only err.c and encoding.c). */
-static bool pread_exact(int fd, void *buf, size_t size, off_t off)
-{
-	size_t got = 0;
-
-	while (got < size) {
-		ssize_t n = pread(fd, (char *)buf + got, size - got, off + (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-int ev_elf_is_static_fd(int fd)
-{
-	Elf64_Ehdr eh;
-
-	if (!pread_exact(fd, &eh, sizeof(eh), 0) ||
-	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    (eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof(Elf64_Phdr) ||
-	    eh.e_phnum == 0 || eh.e_phnum > 4096)
-		return 0;
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		Elf64_Phdr ph;
-
-		if (!pread_exact(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))))
-			return 0;
-		if (ph.p_type == PT_INTERP)
-			return 0;
-	}
-	return 1;
-}
-
 int ev_file_sha256_fd(int fd, struct ev_wm_cache *cache, uint8_t out[static KC_SHA256_SIZE])
 {
 	uint8_t *buf = malloc(WM_HASH_BUF);

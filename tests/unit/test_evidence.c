@@ -513,6 +513,8 @@ static void test_static_measure_manifest(void **state)
 	assert_true(fd >= 0);
 	memcpy(img.eh.e_ident, ELFMAG, SELFMAG);
 	img.eh.e_ident[EI_CLASS] = ELFCLASS64;
+	img.eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	img.eh.e_machine = EM_X86_64;
 	img.eh.e_type = ET_EXEC;
 	img.eh.e_phoff = sizeof(img.eh);
 	img.eh.e_phentsize = sizeof(Elf64_Phdr);
@@ -538,6 +540,139 @@ static void test_static_measure_manifest(void **state)
 	unlink(path);
 }
 
+/* A program image for ev_elf_classify_fd: a header, a PT_LOAD and a
+ * PT_INTERP naming interp (none when NULL), in a memfd. */
+struct elf_img {
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph[2];
+	char interp[64];
+};
+
+static void elf_img_init(struct elf_img *img, const char *interp)
+{
+	memset(img, 0, sizeof(*img));
+	memcpy(img->eh.e_ident, ELFMAG, SELFMAG);
+	img->eh.e_ident[EI_CLASS] = ELFCLASS64;
+	img->eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	img->eh.e_machine = EM_X86_64;
+	img->eh.e_type = ET_DYN;
+	img->eh.e_phoff = offsetof(struct elf_img, ph);
+	img->eh.e_phentsize = sizeof(Elf64_Phdr);
+	img->eh.e_phnum = interp ? 2 : 1;
+	img->ph[0].p_type = PT_LOAD;
+	if (interp) {
+		img->ph[1].p_type = PT_INTERP;
+		img->ph[1].p_offset = offsetof(struct elf_img, interp);
+		img->ph[1].p_filesz = strlen(interp) + 1;
+		snprintf(img->interp, sizeof(img->interp), "%s", interp);
+	}
+}
+
+/* Classify size bytes of img: the return value, info and the message. */
+static int elf_classify(const void *img, size_t size, struct ev_elf_info *info,
+			struct kiln_err *err)
+{
+	int fd = memfd_create("elf", MFD_CLOEXEC), ret;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, img, size), (int)size);
+	memset(err, 0, sizeof(*err));
+	ret = ev_elf_classify_fd(fd, info, err);
+	close(fd);
+	return ret;
+}
+
+static void expect_refused(const struct elf_img *img, size_t size, const char *why)
+{
+	struct kiln_err err;
+	struct ev_elf_info info;
+
+	assert_int_equal(elf_classify(img, size, &info, &err), -KILN_EFORMAT);
+	if (!strstr(err.msg, why))
+		fail_msg("expected '%s' in '%s'", why, err.msg);
+}
+
+static void test_elf_classify(void **state)
+{
+	struct elf_img img;
+	struct ev_elf_info info;
+	struct kiln_err err;
+	int fd;
+
+	(void)state;
+	elf_img_init(&img, NULL);
+	assert_int_equal(elf_classify(&img, sizeof(img), &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_STATIC);
+	assert_string_equal(info.interp, "");
+	elf_img_init(&img, "/lib64/ld-linux-x86-64.so.2");
+	assert_int_equal(elf_classify(&img, sizeof(img), &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_GLIBC);
+	assert_string_equal(info.interp, "/lib64/ld-linux-x86-64.so.2");
+	elf_img_init(&img, "/lib/ld-musl-x86_64.so.1");
+	assert_int_equal(elf_classify(&img, sizeof(img), &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_MUSL);
+	elf_img_init(&img, "/opt/x/ld-other.so");
+	assert_int_equal(elf_classify(&img, sizeof(img), &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_OTHER);
+	/* Not ELF: a script is not refused here. */
+	assert_int_equal(elf_classify("#!/bin/sh\n", 10, &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_NONE);
+	/* A real program of this machine. */
+	fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ev_elf_classify_fd(fd, &info, &err), 0);
+	assert_int_equal(info.kind, EV_ELF_GLIBC);
+	close(fd);
+
+	/* Each way a file can fail to be an x86-64 program, named. */
+	elf_img_init(&img, NULL);
+	expect_refused(&img, 20, "truncated ELF header");
+	img.eh.e_ident[EI_CLASS] = ELFCLASS32;
+	expect_refused(&img, sizeof(img), "32-bit");
+	elf_img_init(&img, NULL);
+	img.eh.e_ident[EI_DATA] = ELFDATA2MSB;
+	expect_refused(&img, sizeof(img), "little-endian");
+	elf_img_init(&img, NULL);
+	img.eh.e_machine = EM_AARCH64;
+	expect_refused(&img, sizeof(img), "another architecture (aarch64");
+	img.eh.e_machine = 4242;
+	expect_refused(&img, sizeof(img), "machine 4242");
+	elf_img_init(&img, NULL);
+	img.eh.e_type = ET_REL;
+	expect_refused(&img, sizeof(img), "not an executable");
+	elf_img_init(&img, NULL);
+	img.eh.e_phnum = 0;
+	expect_refused(&img, sizeof(img), "program headers");
+	elf_img_init(&img, NULL);
+	img.eh.e_phentsize = 32;
+	expect_refused(&img, sizeof(img), "program headers");
+	elf_img_init(&img, NULL);
+	img.eh.e_phoff = (Elf64_Off)-8; /* wraps: must not be read */
+	expect_refused(&img, sizeof(img), "beyond the end of the file");
+	elf_img_init(&img, "/lib/ld-musl-x86_64.so.1");
+	expect_refused(&img, offsetof(struct elf_img, ph) + 64, "beyond the end of the file");
+	elf_img_init(&img, "/lib/ld-musl-x86_64.so.1");
+	expect_refused(&img, offsetof(struct elf_img, interp) + 4, "PT_INTERP");
+	img.ph[1].p_offset = (Elf64_Off)-2;
+	expect_refused(&img, sizeof(img), "PT_INTERP");
+	elf_img_init(&img, "/lib/ld-musl-x86_64.so.1");
+	img.ph[1].p_filesz = 4; /* "/lib" without its NUL */
+	expect_refused(&img, sizeof(img), "not one absolute path");
+	elf_img_init(&img, "lib/ld.so");
+	expect_refused(&img, sizeof(img), "not one absolute path");
+	elf_img_init(&img, "/lib/ld-musl-x86_64.so.1");
+	img.ph[0] = img.ph[1];
+	expect_refused(&img, sizeof(img), "two program interpreters");
+	elf_img_init(&img, NULL);
+	img.ph[0].p_type = PT_NOTE;
+	expect_refused(&img, sizeof(img), "no loadable segment");
+	/* ev_elf_is_static_fd agrees. */
+	fd = memfd_create("elf", MFD_CLOEXEC);
+	assert_int_equal(write(fd, &img, sizeof(img)), (int)sizeof(img));
+	assert_int_equal(ev_elf_is_static_fd(fd), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -554,6 +689,7 @@ int main(void)
 		cmocka_unit_test(test_sim_malformed),
 		cmocka_unit_test(test_static_measure_refuses_dynamic),
 		cmocka_unit_test(test_static_measure_manifest),
+		cmocka_unit_test(test_elf_classify),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,8 +143,24 @@ static int classify(int fd, int depth, const char **why)
 		return (int)n;
 	}
 	head[n] = '\0';
-	if (n >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0)
-		return ev_elf_is_static_fd(fd) == 1 ? EXEC_STATIC : EXEC_DYNAMIC;
+	if (n >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0) {
+		struct kiln_err err = { 0 };
+		struct ev_elf_info info;
+
+		/* No valid x86-64 program: the kernel's exec says ENOEXEC, as
+		 * without kiln. */
+		if (ev_elf_classify_fd(fd, &info, &err) < 0)
+			return EXEC_DYNAMIC;
+		if (info.kind == EV_ELF_MUSL || info.kind == EV_ELF_OTHER) {
+			*why = info.kind == EV_ELF_MUSL ?
+			       "linked against musl: the kiln runtime (built for glibc) cannot be "
+			       "loaded into it" :
+			       "its program interpreter is not glibc's: the kiln runtime cannot be "
+			       "loaded into it";
+			return -EACCES;
+		}
+		return info.kind == EV_ELF_STATIC ? EXEC_STATIC : EXEC_DYNAMIC;
+	}
 	if (n < 3 || head[0] != '#' || head[1] != '!') {
 		/* ENOEXEC: glibc's execvp then runs it with /bin/sh, as it would
 		 * without kiln; binfmt_misc handlers are not used. */
