@@ -109,9 +109,13 @@ int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return kiln_err_set(err, -KILN_EFORMAT, "not a regular file");
-	if (!elf__pread(fd, ident, SELFMAG, 0) || memcmp(ident, ELFMAG, SELFMAG) != 0) {
+	if (!elf__pread(fd, ident, SELFMAG, 0)) {
 		if (errno)
 			return -errno;
+		out->kind = EV_ELF_NONE; /* shorter than the magic */
+		return 0;
+	}
+	if (memcmp(ident, ELFMAG, SELFMAG) != 0) {
 		out->kind = EV_ELF_NONE; /* a script, or nothing the kernel runs as ELF */
 		return 0;
 	}

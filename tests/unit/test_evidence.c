@@ -577,6 +577,7 @@ static int elf_classify(const void *img, size_t size, struct ev_elf_info *info,
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, img, size), (int)size);
 	memset(err, 0, sizeof(*err));
+	errno = ENOENT; /* stale, as after any earlier failed call: never the answer */
 	ret = ev_elf_classify_fd(fd, info, err);
 	close(fd);
 	return ret;

@@ -84,3 +84,15 @@ def test_files_that_are_no_x86_64_program_are_refused(volume, tmp_path):
             p = kiln(volume, cmd, "--", exe)
             assert p.returncode == 1, (name, cmd, p.stderr)
             assert f"kiln: {cmd}: {exe}: {why}" in p.stderr, (name, cmd, p.stderr)
+
+
+def test_scripts_and_glibc_programs_still_run(volume, tmp_path):
+    """The classification leaves what it does not refuse alone: a #! script
+    (its interpreter runs it) and a glibc program."""
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/sh\necho script ran\n")
+    script.chmod(0o755)
+    p = kiln(volume, "run", "--", script)
+    assert p.returncode == 0 and p.stdout == "script ran\n", p.stderr
+    p = kiln(volume, "run", "--", "/bin/echo", "glibc ran")
+    assert p.returncode == 0 and p.stdout == "glibc ran\n", p.stderr
