@@ -7,6 +7,7 @@
 #   make bench    benchmarks (ratios measured in one run) -> bench/results/
 #   make fuzz     build libFuzzer targets (clang) into build-fuzz/
 #   make install  install into PREFIX (default /usr/local)
+#   make deb      Debian packages (kiln, libkiln, kiln-cas, kiln-las) -> build-deb/, lintian-checked
 
 BUILD       ?= build
 CHECK_BUILD ?= build-check
@@ -15,7 +16,7 @@ PREFIX      ?= /usr/local
 PYTEST      ?= /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 10
 
-.PHONY: all build deps demo check unit e2e fuzz fuzz-smoke stress conformance bench install clean
+.PHONY: all build deps demo check unit e2e fuzz fuzz-smoke stress conformance bench install deb clean
 
 all: build
 
@@ -61,5 +62,9 @@ bench: build
 install: build
 	meson install -C $(BUILD)
 
+# Debian packages of the working tree (debian/, docs/packages.md).
+deb: deps
+	scripts/deb.sh build-deb
+
 clean:
-	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD) build-deb

@@ -22,6 +22,9 @@ PACKAGES=(
   musl-tools
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
+  # make deb: Debian packages, checked (lintian); tests/e2e/test_packages.py installs
+  # them into a clean Debian 12 root (mmdebstrap)
+  debhelper dpkg-dev lintian mmdebstrap
   # make conformance: CPython's file tests (Debian's interpreter and its test suite)
   python3.11 libpython3.11-testsuite
 )

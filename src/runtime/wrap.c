@@ -11,8 +11,11 @@
  * struct stat is glibc's struct stat (and stat64).
  *
  * Built without _FILE_OFFSET_BITS=64: with it, the libc headers redirect open
- * to open64 (and so on), and each wrapper must define exactly its own symbol. */
+ * to open64 (and so on), and each wrapper must define exactly its own symbol.
+ * Nor with _FORTIFY_SOURCE (distribution builds set it): its inline versions
+ * of read, pread ... would stand where the wrappers define those very names. */
 #undef _FILE_OFFSET_BITS
+#undef _FORTIFY_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
