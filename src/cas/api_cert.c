@@ -19,20 +19,12 @@ void cas__api_certificate(struct cas__req *rc)
 	const char *session, *secret;
 	uint8_t *pem = NULL;
 	size_t size = 0;
-	json_t *body;
-	char *text;
+	json_t *body = NULL;
 
 	if (!cas__need_identity(rc))
 		return;
-	text = cas__read_body(rc, &size);
-	body = text ? json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL) : NULL;
-	free(text);
-	session = json_string_value(json_object_get(body, "session"));
-	secret = json_string_value(json_object_get(body, "secret"));
-	if (!session || !secret || json_object_size(body) != 2) {
-		cas__fail(rc, -EINVAL, "expected {\"session\": NAME, \"secret\": NAME}");
+	if (cas__read_pair(rc, "session", "secret", &body, &session, &secret) < 0)
 		goto out;
-	}
 	/* The same 403 for a missing policy, a hidden one and a missing secret. */
 	if (!pol_name_valid(session) ||
 	    cas__policy_load(&rc->s->st, session, &p, owner, &err) < 0 ||

@@ -19,21 +19,12 @@ void cas__api_console(struct cas__req *rc)
 	char owner[CAS_ID_SIZE] = "", hex[2 * 32 + 1];
 	const char *session, *service;
 	uint8_t key[32];
-	size_t size = 0;
-	json_t *body;
-	char *text;
+	json_t *body = NULL;
 
 	if (!cas__need_identity(rc))
 		return;
-	text = cas__read_body(rc, &size);
-	body = text ? json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL) : NULL;
-	free(text);
-	session = json_string_value(json_object_get(body, "session"));
-	service = json_string_value(json_object_get(body, "service"));
-	if (!session || !service || json_object_size(body) != 2) {
-		cas__fail(rc, -EINVAL, "expected {\"session\": NAME, \"service\": NAME}");
+	if (cas__read_pair(rc, "session", "service", &body, &session, &service) < 0)
 		goto out;
-	}
 	if (!pol_name_valid(session) ||
 	    cas__policy_load(&rc->s->st, session, &p, owner, &err) < 0 ||
 	    !(svc = pol_find_service(p, service)) ||

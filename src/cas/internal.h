@@ -338,6 +338,11 @@ struct cas__proposal_req {
 };
 int cas__proposal_req_parse(const char *text, size_t size, struct cas__proposal_req *out,
 			    struct kiln_err *err);
+/* A body of exactly two string fields k1 and k2 ({"session": .., "secret": ..}):
+ * 0 with *v1, *v2 borrowed from *body (owned: json_decref), or -KILN_EFORMAT
+ * with err saying what was expected. text may be NULL (no body). */
+int cas__pair_req_parse(const char *text, size_t size, const char *k1, const char *k2,
+			json_t **body, const char **v1, const char **v2, struct kiln_err *err);
 /* POST /v1/proposals/withdraw: {"policy": NAME, "hash": HASH}; borrowed from *body. */
 int cas__withdraw_req_parse(const char *text, size_t size, json_t **body, const char **policy,
 			    const char **hash, struct kiln_err *err);
@@ -599,6 +604,9 @@ void cas__reply_json(struct cas__req *rc, int code, json_t *body);
 void cas__send_stashed(struct cas__req *rc, bool ok);
 /* A NUL-terminated copy of the request body (the caller frees it). */
 char *cas__read_body(struct cas__req *rc, size_t *size);
+/* The body as two names (cas__pair_req_parse); < 0 once answered 400. */
+int cas__read_pair(struct cas__req *rc, const char *k1, const char *k2, json_t **body,
+		   const char **v1, const char **v2);
 /* True when the request has a client certificate; else answers 401. */
 bool cas__need_identity(struct cas__req *rc);
 /* 403 "not allowed or not found": the same for a missing and a hidden policy. */

@@ -190,3 +190,17 @@ fail:
 	*body = NULL;
 	return ret;
 }
+
+int cas__pair_req_parse(const char *text, size_t size, const char *k1, const char *k2,
+			json_t **body, const char **v1, const char **v2, struct kiln_err *err)
+{
+	*body = text ? json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	*v1 = json_string_value(json_object_get(*body, k1));
+	*v2 = json_string_value(json_object_get(*body, k2));
+	if (*v1 && *v2 && json_object_size(*body) == 2)
+		return 0;
+	json_decref(*body);
+	*body = NULL;
+	*v1 = *v2 = NULL;
+	return kiln_err_set(err, -KILN_EFORMAT, "expected {\"%s\": NAME, \"%s\": NAME}", k1, k2);
+}

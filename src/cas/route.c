@@ -117,6 +117,20 @@ char *cas__read_body(struct cas__req *rc, size_t *size)
 	return d;
 }
 
+int cas__read_pair(struct cas__req *rc, const char *k1, const char *k2, json_t **body,
+		   const char **v1, const char **v2)
+{
+	struct kiln_err err = { 0 };
+	size_t size = 0;
+	char *text = cas__read_body(rc, &size);
+	int ret = cas__pair_req_parse(text, size, k1, k2, body, v1, v2, &err);
+
+	free(text);
+	if (ret < 0)
+		cas__fail(rc, -EINVAL, kiln_err_msg(&err, ret));
+	return ret;
+}
+
 static X509 *peer_cert(struct cas__conn *c)
 {
 	SSL *ssl = c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
