@@ -90,6 +90,34 @@ def direct_syscall_bin():
     return str(path)
 
 
+def nginx_conf(prefix, server, workers=1, connections=64, http_extra=""):
+    """Write PREFIX/nginx.conf for `nginx -p PREFIX -c ...` in the foreground:
+    workers keep root, logs to stderr, every temp path under prefix; server
+    is the body of the one server block. Returns the file's path."""
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""daemon off;
+user root root;
+master_process on;
+worker_processes {workers};
+error_log stderr info;
+pid {prefix}/nginx.pid;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  sendfile on;
+{http_extra}  server {{
+{server}
+  }}
+}}
+""")
+    return conf
+
+
 def need(prog):
     path = shutil.which(prog) or (f"/usr/sbin/{prog}" if pathlib.Path(f"/usr/sbin/{prog}").exists()
                                   else None)

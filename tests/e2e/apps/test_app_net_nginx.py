@@ -9,7 +9,7 @@ import os
 import subprocess
 import threading
 
-from kilnapps import need
+from kilnapps import need, nginx_conf
 from netenv import free_port, q, wait_port
 
 
@@ -67,31 +67,11 @@ def test_nginx_workers_behind_the_shield(net, tmp_path):
     (www / "big.bin").write_bytes(big)
     prefix = tmp_path / "nginx"
     prefix.mkdir()
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""daemon off;
-user root root;
-master_process on;
-worker_processes 4;
-error_log stderr info;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  sendfile on;
-  keepalive_timeout 30;
-  server {{
-    listen 127.0.0.1:{port};
+    conf = nginx_conf(prefix, f"""    listen 127.0.0.1:{port};
     root {www};
     add_header X-Worker $pid;
-    location /up/ {{ proxy_pass http://127.0.0.1:{up.server_port}; }}
-  }}
-}}
-""")
+    location /up/ {{ proxy_pass http://127.0.0.1:{up.server_port}; }}""",
+                      workers=4, connections=256, http_extra="  keepalive_timeout 30;\n")
     try:
         net.apply(policy(nginx, prefix, conf, port, up.server_port))
         srv = net.start("t/nginx", "web", program=nginx)

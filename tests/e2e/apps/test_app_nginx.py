@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from kilnapps import SECRET, need
+from kilnapps import SECRET, need, nginx_conf
 from test_app_redis import free_port
 
 
@@ -25,30 +25,9 @@ def test_nginx_static(volume, tmp_path):
     port = free_port()
     prefix = tmp_path / "nginx"
     prefix.mkdir()
-    conf = prefix / "nginx.conf"
     # Workers keep root: the volume directory is 0700 (see docs/runtime.md on
     # programs that drop privileges).
-    conf.write_text(f"""daemon off;
-user root root;
-master_process on;
-worker_processes 1;
-error_log stderr info;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  sendfile on;
-  server {{
-    listen 127.0.0.1:{port};
-    root {volume.dir}/www;
-  }}
-}}
-""")
+    conf = nginx_conf(prefix, f"    listen 127.0.0.1:{port};\n    root {volume.dir}/www;")
     proc = subprocess.Popen([volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}",
                              "--", nginx, "-p", str(prefix), "-c", str(conf)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
