@@ -142,7 +142,6 @@ static int conn_new(struct rt_vol *v, struct rt_conn **out, struct kiln_err *err
 		goto out;
 	}
 	if (!v->sock_name[0] && (ret = rt__srv_sock_name(v->cfg->dir, &v->keys, v->sock_name))) {
-		v->sock_name[0] = '\0';
 		kiln_err_set(err, ret, "volume %s: %s", v->cfg->dir, kiln_strerror(ret));
 		goto out;
 	}
