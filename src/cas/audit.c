@@ -54,60 +54,51 @@ static char *head_text(int64_t seq, const char *hash)
 
 static int meta_put(struct cas__store *st, const char *k, const void *v, size_t size)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?, ?)", -1, &s,
-			       NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 2, v, (int)size, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO "
+			   "UPDATE SET v = excluded.v", "tb", k, v, size) < 0 ? -EIO : 0;
 }
 
 /* *v malloc'd (NUL-terminated), -ENOENT when absent. */
 static int meta_get(struct cas__store *st, const char *k, uint8_t **v, size_t *size)
 {
-	sqlite3_stmt *s = NULL;
-	int ret = -EIO, rc;
+	struct cas__stmt *s = NULL;
+	int ret;
 
 	*v = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k = ?", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT v FROM meta WHERE k = ?", "t", k) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		int n = sqlite3_column_bytes(s, 0);
+	ret = cas__db_step(s);
+	if (ret == 1) {
+		size_t n = 0;
+		const uint8_t *p = cas__db_col_blob(s, 0, &n);
 
-		*v = malloc((size_t)n + 1);
+		*v = malloc(n + 1);
 		if (*v) {
-			memcpy(*v, sqlite3_column_blob(s, 0), (size_t)n);
+			if (n)
+				memcpy(*v, p, n);
 			(*v)[n] = 0;
-			*size = (size_t)n;
+			*size = n;
 			ret = 0;
 		} else {
 			ret = -ENOMEM;
 		}
-	} else if (rc == SQLITE_DONE) {
-		ret = -ENOENT;
+	} else {
+		ret = ret == 0 ? -ENOENT : -EIO;
 	}
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__audit_append(struct cas__store *st, const char *kind, const char *actor,
 		    const char *subject, json_t *details)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	char prev[CAS_ID_SIZE] = GENESIS, hash[CAS_ID_SIZE];
 	int64_t seq = 1, t = (int64_t)time(NULL);
 	char *text = NULL, *head = NULL, *dtext = NULL;
 	uint8_t *sig = NULL, *hsig = NULL;
 	size_t sig_size = 0, hsig_size = 0;
-	bool own_tx = sqlite3_get_autocommit(st->db);
+	bool own_tx = !cas__db_in_tx(st->db);
 	int ret = -EIO, rc;
 
 	if (!details)
@@ -116,17 +107,19 @@ int cas__audit_append(struct cas__store *st, const char *kind, const char *actor
 		json_decref(details);
 		return -EIO;
 	}
-	if (sqlite3_prepare_v2(st->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-			       -1, &s, NULL) != SQLITE_OK)
+	/* The previous hash is read inside the write transaction: two appends
+	 * never chain to the same entry. */
+	if (cas__db_query(st->db, &s, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+			  "") < 0)
 		goto out;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		seq = sqlite3_column_int64(s, 0) + 1;
-		snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(s, 1));
-	} else if (rc != SQLITE_DONE) {
+	rc = cas__db_step(s);
+	if (rc == 1) {
+		seq = cas__db_col_int64(s, 0) + 1;
+		snprintf(prev, sizeof(prev), "%s", cas__db_col_text(s, 1));
+	} else if (rc < 0) {
 		goto out;
 	}
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	s = NULL;
 	text = entry_text(seq, t, kind, actor, subject, details, prev);
 	dtext = json_dumps(details, JSON_SORT_KEYS | JSON_COMPACT);
@@ -138,20 +131,9 @@ int cas__audit_append(struct cas__store *st, const char *kind, const char *actor
 	    (ret = cas__x509_sign(st->ca_key, hash, strlen(hash), &sig, &sig_size)) < 0)
 		goto out;
 	ret = -EIO;
-	if (sqlite3_prepare_v2(st->db, "INSERT INTO audit(seq, time, kind, actor, subject, "
-			       "details, prev, hash, sig) VALUES(?,?,?,?,?,?,?,?,?)", -1, &s,
-			       NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_int64(s, 1, seq);
-	sqlite3_bind_int64(s, 2, t);
-	sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, actor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, subject, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 6, dtext, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 7, prev, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 8, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 9, sig, (int)sig_size, SQLITE_STATIC);
-	if (sqlite3_step(s) != SQLITE_DONE)
+	if (cas__db_run(st->db, "INSERT INTO audit(seq, time, kind, actor, subject, details, "
+			"prev, hash, sig) VALUES(?,?,?,?,?,?,?,?,?)", "iittttttb", seq, t, kind,
+			actor, subject, dtext, prev, hash, sig, sig_size) < 0)
 		goto out;
 	head = head_text(seq, hash);
 	if (!head) {
@@ -164,7 +146,7 @@ int cas__audit_append(struct cas__store *st, const char *kind, const char *actor
 		goto out;
 	ret = 0;
 out:
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	if (own_tx) {
 		if (ret == 0 && cas__store_commit(st) < 0)
 			ret = -EIO;
@@ -183,40 +165,37 @@ out:
 int cas_audit_show(const char *data_dir, FILE *out, struct kiln_err *err)
 {
 	struct cas__store st;
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	int ret, rc;
 
 	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
 		return ret;
 	ret = -EIO;
-	if (sqlite3_prepare_v2(st.db, "SELECT seq, time, kind, actor, subject, details, hash "
-			       "FROM audit ORDER BY seq", -1, &s, NULL) != SQLITE_OK) {
-		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+	if (cas__db_query(st.db, &s, "SELECT seq, time, kind, actor, subject, details, hash "
+			  "FROM audit ORDER BY seq", "") < 0) {
+		kiln_err_set(err, ret, "%s", cas__db_err(st.db)->msg);
 		goto out;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		time_t t = (time_t)sqlite3_column_int64(s, 1);
+	while ((rc = cas__db_step(s)) == 1) {
+		time_t t = (time_t)cas__db_col_int64(s, 1);
 		struct tm tm;
 		char ts[32];
 
 		gmtime_r(&t, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		fprintf(out, "%lld %s %s actor=%s subject=%s %s %.19s\n",
-			(long long)sqlite3_column_int64(s, 0), ts,
-			(const char *)sqlite3_column_text(s, 2),
-			(const char *)sqlite3_column_text(s, 3),
-			(const char *)sqlite3_column_text(s, 4),
-			(const char *)sqlite3_column_text(s, 5),
-			(const char *)sqlite3_column_text(s, 6));
+			(long long)cas__db_col_int64(s, 0), ts, cas__db_col_text(s, 2),
+			cas__db_col_text(s, 3), cas__db_col_text(s, 4), cas__db_col_text(s, 5),
+			cas__db_col_text(s, 6));
 	}
-	if (rc != SQLITE_DONE) {
-		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+	if (rc < 0) {
+		kiln_err_set(err, ret, "%s", cas__db_err(st.db)->msg);
 		goto out;
 	}
 	ret = 0;
 out:
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	cas__store_close(&st);
 	return ret;
 }
@@ -224,7 +203,7 @@ out:
 int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 {
 	struct cas__store st;
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	char prev[CAS_ID_SIZE] = GENESIS, hash[CAS_ID_SIZE];
 	EVP_PKEY *pub;
 	int64_t expect = 1;
@@ -239,16 +218,18 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 		return ret;
 	pub = X509_get0_pubkey(st.ca_cert);
 	ret = -EIO;
-	if (sqlite3_prepare_v2(st.db, "SELECT seq, time, kind, actor, subject, details, prev, "
-			       "hash, sig FROM audit ORDER BY seq", -1, &s, NULL) != SQLITE_OK) {
-		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+	if (cas__db_query(st.db, &s, "SELECT seq, time, kind, actor, subject, details, prev, "
+			  "hash, sig FROM audit ORDER BY seq", "") < 0) {
+		kiln_err_set(err, ret, "%s", cas__db_err(st.db)->msg);
 		goto out;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t seq = sqlite3_column_int64(s, 0);
-		const char *row_prev = (const char *)sqlite3_column_text(s, 6);
-		const char *row_hash = (const char *)sqlite3_column_text(s, 7);
-		json_t *details = json_loads((const char *)sqlite3_column_text(s, 5), 0, NULL);
+	while ((rc = cas__db_step(s)) == 1) {
+		int64_t seq = cas__db_col_int64(s, 0);
+		const char *row_prev = cas__db_col_text(s, 6);
+		const char *row_hash = cas__db_col_text(s, 7);
+		json_t *details = json_loads(cas__db_col_text(s, 5), 0, NULL);
+		const uint8_t *sig;
+		size_t sig_size = 0;
 		char *text;
 
 		if (seq != expect) {
@@ -271,10 +252,8 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 					   (long long)seq - 1);
 			goto out;
 		}
-		text = entry_text(seq, sqlite3_column_int64(s, 1),
-				  (const char *)sqlite3_column_text(s, 2),
-				  (const char *)sqlite3_column_text(s, 3),
-				  (const char *)sqlite3_column_text(s, 4), details, row_prev);
+		text = entry_text(seq, cas__db_col_int64(s, 1), cas__db_col_text(s, 2),
+				  cas__db_col_text(s, 3), cas__db_col_text(s, 4), details, row_prev);
 		json_decref(details);
 		if (!text || hash_text(text, hash) < 0) {
 			free(text);
@@ -287,8 +266,8 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 					   "not match its hash (edited)", (long long)seq);
 			goto out;
 		}
-		if (cas__x509_verify(pub, row_hash, strlen(row_hash), sqlite3_column_blob(s, 8),
-			      (size_t)sqlite3_column_bytes(s, 8)) < 0) {
+		sig = cas__db_col_blob(s, 8, &sig_size);
+		if (cas__x509_verify(pub, row_hash, strlen(row_hash), sig, sig_size) < 0) {
 			ret = kiln_err_set(err, -KILN_ESIG, "audit entry %lld: signature does not "
 					   "verify with the CAS key", (long long)seq);
 			goto out;
@@ -297,8 +276,8 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 		expect++;
 		(*count)++;
 	}
-	if (rc != SQLITE_DONE) {
-		kiln_err_set(err, ret, "store: %s", sqlite3_errmsg(st.db));
+	if (rc < 0) {
+		kiln_err_set(err, ret, "%s", cas__db_err(st.db)->msg);
 		goto out;
 	}
 	ret = meta_get(&st, "audit_head", &head, &head_size);
@@ -328,7 +307,7 @@ out:
 	free(want_head);
 	free(head);
 	free(hsig);
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	cas__store_close(&st);
 	return ret;
 }

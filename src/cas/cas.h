@@ -131,6 +131,10 @@ int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
  * the service runs; audited. */
 int cas_namespace_set(const char *data_dir, const char *name, const char *const *owners,
 		      size_t n, FILE *notes, struct kiln_err *err);
+/* Bring the store's schema to this kiln's version (forward only; 'kiln cas
+ * serve' does it at start too): *from and *to are the versions before and
+ * after (equal: it was current). A store newer than this kiln is refused. */
+int cas_migrate(const char *data_dir, int *from, int *to, struct kiln_err *err);
 /* The CA fingerprint of an initialized data dir (hex, 65 bytes). */
 int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err);
 

@@ -35,23 +35,21 @@ static bool fmspc_ok(const char *f)
 /* The collateral text of id (malloc'd) or NULL: -ENOENT / -EIO in *ret. */
 static char *row_get(struct cas__store *st, const char *id, int *ret)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	char *data = NULL;
 	int rc;
 
 	*ret = -EIO;
-	if (sqlite3_prepare_v2(st->db, "SELECT data FROM tee_trust WHERE id = ?", -1, &s,
-			       NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT data FROM tee_trust WHERE id = ?", "t", id) < 0)
 		return NULL;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		data = strdup((const char *)sqlite3_column_text(s, 0));
+	rc = cas__db_step(s);
+	if (rc == 1) {
+		data = cas__db_col_strdup(s, 0);
 		*ret = data ? 0 : -ENOMEM;
-	} else if (rc == SQLITE_DONE) {
+	} else if (rc == 0) {
 		*ret = -ENOENT;
 	}
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return data;
 }
 
@@ -150,9 +148,8 @@ int cas_collateral_remove(const char *data_dir, const char *tee, const char *fms
 			  struct kiln_err *err)
 {
 	struct cas__store st;
-	sqlite3_stmt *s = NULL;
 	char id[48];
-	int ret, rc;
+	int ret;
 
 	if (!tee_ok(tee))
 		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
@@ -164,15 +161,9 @@ int cas_collateral_remove(const char *data_dir, const char *tee, const char *fms
 	if (ret < 0)
 		return ret;
 	ret = cas__store_begin(&st);
-	if (ret == 0 && sqlite3_prepare_v2(st.db, "DELETE FROM tee_trust WHERE id = ?", -1, &s,
-					   NULL) != SQLITE_OK)
-		ret = -EIO;
-	if (ret == 0) {
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		ret = rc != SQLITE_DONE ? -EIO : sqlite3_changes(st.db) ? 0 : -ENOENT;
-		sqlite3_finalize(s);
-	}
+	if (ret == 0)
+		ret = cas__db_run(st.db, "DELETE FROM tee_trust WHERE id = ?", "t", id) < 0 ? -EIO :
+		      cas__db_changes(st.db) ? 0 : -ENOENT;
 	if (ret == 0)
 		ret = cas__audit_append(&st, "trust.collateral.remove", "operator", id,
 					json_pack("{s:s,s:s}", "tee", tee, "fmspc", fmspc));
@@ -193,7 +184,7 @@ int cas_collateral_remove(const char *data_dir, const char *tee, const char *fms
 int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *err)
 {
 	struct cas__store st;
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	char from[32], until[32], best_what[200] = "";
 	time_t best = 0;
 	size_t n = 0;
@@ -202,15 +193,16 @@ int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln
 	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
 		return ret;
-	if (sqlite3_prepare_v2(st.db, "SELECT id, tee, data FROM tee_trust WHERE id LIKE "
-			       "'collateral:%' ORDER BY id", -1, &s, NULL) != SQLITE_OK) {
+	if (cas__db_query(st.db, &s, "SELECT id, tee, data FROM tee_trust WHERE id LIKE "
+			  "'collateral:%' ORDER BY id", "") < 0) {
+		ret = kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir, cas__db_err(st.db)->msg);
 		cas__store_close(&st);
-		return kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir, sqlite3_errmsg(st.db));
+		return ret;
 	}
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(s, 0);
-		const char *tee = (const char *)sqlite3_column_text(s, 1);
-		json_t *j = json_loads((const char *)sqlite3_column_text(s, 2), 0, NULL);
+	while ((rc = cas__db_step(s)) == 1) {
+		const char *id = cas__db_col_text(s, 0);
+		const char *tee = cas__db_col_text(s, 1);
+		json_t *j = json_loads(cas__db_col_text(s, 2), 0, NULL);
 		struct ev_collateral_info info;
 		struct kiln_err perr = { 0 };
 		bool legacy = !strchr(id + strlen("collateral:"), ':');
@@ -235,9 +227,9 @@ int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln
 				 info.next, until);
 		}
 	}
-	ret = rc == SQLITE_DONE ? 0 : kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir,
-						      sqlite3_errmsg(st.db));
-	sqlite3_finalize(s);
+	ret = rc == 0 ? 0 : kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir,
+					    cas__db_err(st.db)->msg);
+	cas__db_finalize(s);
 	cas__store_close(&st);
 	if (ret == 0 && !n)
 		fprintf(out, "no collateral (kiln cas collateral add FILE --tee sgx|tdx)\n");

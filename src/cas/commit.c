@@ -1,5 +1,5 @@
 /* kiln-cas group commit and transactions: the requests that write share one
- * SQLite transaction, a SAVEPOINT each, committed by a committer thread; their
+ * store transaction, a SAVEPOINT each, committed by a committer thread; their
  * answers wait for the COMMIT, and requests that need the store while it runs
  * are parked. The locks are listed in internal.h. */
 #include "cas/internal.h"
@@ -43,7 +43,7 @@ static void end_batch(struct cas__server *s, int commit_rc)
 {
 	if (commit_rc < 0) {
 		kiln_log(KILN_LOG_ERROR, "store commit failed", "error=\"%s\"",
-			 sqlite3_errmsg(s->st.db));
+			 cas__db_err(s->st.db)->msg);
 		cas__store_rollback(&s->st);
 	}
 	for (size_t i = 0; i < s->n_loops; i++) {
@@ -210,20 +210,20 @@ int cas__tx_begin(struct cas__req *rc)
 		s->batch_open = true;
 		evtimer_add(rc->loop->commit_ev, &zero);
 	}
-	if (sqlite3_exec(s->st.db, "SAVEPOINT req", NULL, NULL, NULL) != SQLITE_OK)
+	if (cas__db_savepoint(s->st.db) < 0)
 		return -EIO;
 	return 0;
 }
 
 void cas__tx_rollback(struct cas__req *rc)
 {
-	(void)sqlite3_exec(rc->s->st.db, "ROLLBACK TO req; RELEASE req", NULL, NULL, NULL);
+	cas__db_savepoint_rollback(rc->s->st.db);
 }
 
 /* Keep this request's writes in the batch; its answer waits for the COMMIT. */
 int cas__tx_release(struct cas__req *rc)
 {
-	if (sqlite3_exec(rc->s->st.db, "RELEASE req", NULL, NULL, NULL) != SQLITE_OK)
+	if (cas__db_savepoint_release(rc->s->st.db) < 0)
 		return -EIO;
 	rc->deferred = true;
 	return 0;

@@ -7,9 +7,9 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
-#include <sqlite3.h>
 
 #include "cas/cas.h"
+#include "cas/db.h"
 #include "crypto/crypto.h"
 #include "policy/policy.h"
 
@@ -35,13 +35,16 @@ int cas__x509_sign(EVP_PKEY *key, const void *data, size_t size, uint8_t **sig, 
 int cas__x509_verify(EVP_PKEY *key, const void *data, size_t size, const uint8_t *sig,
 	      size_t sig_size);
 
-/* ---- store.c: SQLite (WAL, synchronous=FULL) ---- */
+/* ---- store.c: the data directory and the store's rows (through db.h) ---- */
 struct cas__store {
-	sqlite3 *db;
+	struct cas__db *db;   /* owned */
 	uint8_t master[KC_AEAD_KEY_SIZE];
 	EVP_PKEY *ca_key;
 	X509 *ca_cert;
 	char dir[512];
+	char where[600];        /* the database, for messages (DIR/kiln.db) */
+	char master_path[600];  /* the master key file */
+	int schema_from, schema_to; /* what opening it migrated (equal: nothing) */
 	struct cas__polcache *pc; /* parsed policies by hash (polcache.c), owned */
 };
 
@@ -57,6 +60,13 @@ int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd,
 int cas__store_begin(struct cas__store *st);
 int cas__store_commit(struct cas__store *st);
 void cas__store_rollback(struct cas__store *st);
+
+/* ---- schema.c ---- */
+#define CAS_SCHEMA_VERSION 1
+/* Bring the store's tables to CAS_SCHEMA_VERSION (in one write transaction);
+ * *from / *to (may be NULL) get the versions before and after. A store newer
+ * than this kiln is refused (-KILN_EFORMAT). */
+int cas__schema_upgrade(struct cas__db *db, int *from, int *to, struct kiln_err *err);
 
 struct cas__policy {
 	char *name, *hash, *yaml, *canonical, *owner;
@@ -505,7 +515,7 @@ struct cas__loop {
  * never two at once except store_lock -> (nonces.lock | grants.lock | m.lock)):
  * - read-only after start: ssl (OpenSSL locks internally), evidence_at, the
  *   store's master key, CA key and certificate (st.master, st.ca_*), loops[].
- * - store_lock: the SQLite connection st.db (so the audit chain, policies, secrets
+ * - store_lock: the store connection st.db (so the audit chain, policies, secrets
  *   and volume tags: one writer at a time, one totally ordered audit chain),
  *   batch_open, commit_busy, commit_requested, commit_quit, commit_rc, and every
  *   loop's pending/done/parked/resume lists. commit_cond goes with it. While

@@ -22,25 +22,18 @@ void cas__proposal_free(struct cas__proposal *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static char *col(sqlite3_stmt *s, int i)
+static int fill(struct cas__stmt *s, struct cas__proposal *out)
 {
-	const unsigned char *t = sqlite3_column_text(s, i);
-
-	return strdup(t ? (const char *)t : "");
-}
-
-static int fill(sqlite3_stmt *s, struct cas__proposal *out)
-{
-	out->name = col(s, 0);
-	out->hash = col(s, 1);
-	out->predecessor = col(s, 2);
-	out->yaml = col(s, 3);
-	out->proposer = col(s, 4);
-	out->created = sqlite3_column_int64(s, 5);
-	out->expires = sqlite3_column_int64(s, 6);
-	out->approvals = col(s, 7);
-	out->id = col(s, 8);
-	out->action = col(s, 9);
+	out->name = cas__db_col_strdup(s, 0);
+	out->hash = cas__db_col_strdup(s, 1);
+	out->predecessor = cas__db_col_strdup(s, 2);
+	out->yaml = cas__db_col_strdup(s, 3);
+	out->proposer = cas__db_col_strdup(s, 4);
+	out->created = cas__db_col_int64(s, 5);
+	out->expires = cas__db_col_int64(s, 6);
+	out->approvals = cas__db_col_strdup(s, 7);
+	out->id = cas__db_col_strdup(s, 8);
+	out->action = cas__db_col_strdup(s, 9);
 	if (!out->name || !out->hash || !out->predecessor || !out->yaml || !out->proposer ||
 	    !out->approvals || !out->id || !out->action) {
 		cas__proposal_free(out);
@@ -55,73 +48,50 @@ static int fill(sqlite3_stmt *s, struct cas__proposal *out)
 int cas__proposal_get(struct cas__store *st, const char *name, const char *hash,
 		      struct cas__proposal *out)
 {
-	sqlite3_stmt *s = NULL;
-	int ret = -EIO, rc;
+	struct cas__stmt *s = NULL;
+	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (sqlite3_prepare_v2(st->db, "SELECT " COLUMNS " FROM proposals WHERE name = ? AND "
-			       "hash = ?", -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT " COLUMNS " FROM proposals WHERE name = ? AND "
+			  "hash = ?", "tt", name, hash) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		ret = fill(s, out);
-	else if (rc == SQLITE_DONE)
-		ret = -ENOENT;
-	sqlite3_finalize(s);
+	ret = cas__db_step(s);
+	ret = ret == 1 ? fill(s, out) : ret == 0 ? -ENOENT : -EIO;
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__proposal_put(struct cas__store *st, const struct cas__proposal *p)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO proposals(" COLUMNS ") "
-			       "VALUES(?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, p->hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, p->predecessor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, p->yaml, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, p->proposer, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 6, p->created);
-	sqlite3_bind_int64(s, 7, p->expires);
-	sqlite3_bind_text(s, 8, p->approvals, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 9, p->id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 10, p->action, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO proposals(" COLUMNS ") VALUES(?,?,?,?,?,?,?,?,?,"
+			   "?) ON CONFLICT(name, hash) DO UPDATE SET predecessor = "
+			   "excluded.predecessor, yaml = excluded.yaml, proposer = "
+			   "excluded.proposer, created = excluded.created, expires = "
+			   "excluded.expires, approvals = excluded.approvals, id = excluded.id, "
+			   "action = excluded.action", "tttttiittt", p->name, p->hash,
+			   p->predecessor, p->yaml, p->proposer, p->created, p->expires,
+			   p->approvals, p->id, p->action) < 0 ? -EIO : 0;
 }
 
 int cas__proposal_delete(struct cas__store *st, const char *name, const char *hash)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
+	int rc = hash ? cas__db_run(st->db, "DELETE FROM proposals WHERE name = ? AND hash = ?",
+				    "tt", name, hash) :
+		 cas__db_run(st->db, "DELETE FROM proposals WHERE name = ?", "t", name);
 
-	if (sqlite3_prepare_v2(st->db, hash ? "DELETE FROM proposals WHERE name = ? AND hash = ?" :
-			       "DELETE FROM proposals WHERE name = ?", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	if (hash)
-		sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return rc < 0 ? -EIO : 0;
 }
 
 int cas__proposal_each(struct cas__store *st, int (*cb)(void *, const struct cas__proposal *),
 		       void *ctx)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	int ret = 0, rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT " COLUMNS " FROM proposals ORDER BY name, "
-			       "created, hash", -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT " COLUMNS " FROM proposals ORDER BY name, "
+			  "created, hash", "") < 0)
 		return -EIO;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = cas__db_step(s)) == 1) {
 		struct cas__proposal p;
 
 		ret = fill(s, &p);
@@ -132,33 +102,22 @@ int cas__proposal_each(struct cas__store *st, int (*cb)(void *, const struct cas
 		if (ret)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc < 0)
 		ret = -EIO;
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__approval_spend(struct cas__store *st, const struct cas_approval *ap, int64_t now)
 {
-	sqlite3_stmt *s = NULL;
 	int rc;
 
 	/* Lapsed approvals are refused by their not_after: forget them. */
-	if (sqlite3_prepare_v2(st->db, "DELETE FROM spent_approvals WHERE not_after < ?", -1, &s,
-			       NULL) != SQLITE_OK)
+	if (cas__db_run(st->db, "DELETE FROM spent_approvals WHERE not_after < ?", "i", now) < 0)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, now);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE ||
-	    sqlite3_prepare_v2(st->db, "INSERT INTO spent_approvals(digest, not_after) "
-			       "VALUES(?, ?)", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, ap->digest, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, ap->not_after);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_CONSTRAINT)
+	rc = cas__db_run(st->db, "INSERT INTO spent_approvals(digest, not_after) VALUES(?, ?)",
+			 "ti", ap->digest, (int64_t)ap->not_after);
+	if (rc == -EEXIST)
 		return -EEXIST;
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return rc < 0 ? -EIO : 0;
 }

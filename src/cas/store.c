@@ -5,7 +5,8 @@
  *                 signs the audit log
  * DIR/ca.pem      CA certificate: what clients pin
  * DIR/kiln.db     SQLite, WAL, synchronous=FULL: a write is durable before the
- *                 HTTP answer that acknowledges it
+ *                 HTTP answer that acknowledges it (through the SQL layer,
+ *                 db.h; the schema and its versions are schema.c's)
  *
  * A missing or damaged master key or CA key with an existing store is fatal:
  * regenerating either would silently orphan every stored secret. */
@@ -19,33 +20,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static const char g_schema[] =
-	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS policies(name TEXT PRIMARY KEY, hash TEXT NOT NULL,"
-	" yaml TEXT NOT NULL, canonical TEXT NOT NULL, owner TEXT NOT NULL,"
-	" version INTEGER NOT NULL, updated INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS secrets(session TEXT NOT NULL, name TEXT NOT NULL,"
-	" spec TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY(session, name));"
-	"CREATE TABLE IF NOT EXISTS volumes(id TEXT PRIMARY KEY, session TEXT NOT NULL,"
-	" name TEXT NOT NULL, key BLOB NOT NULL, committed INTEGER NOT NULL,"
-	" prepared INTEGER, UNIQUE(session, name));"
-	"CREATE TABLE IF NOT EXISTS las_trust(id TEXT PRIMARY KEY, pem TEXT NOT NULL,"
-	" added INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS tee_trust(id TEXT PRIMARY KEY, tee TEXT NOT NULL,"
-	" data TEXT NOT NULL, added INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS namespaces(name TEXT PRIMARY KEY, owners TEXT NOT NULL,"
-	" added INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS proposals(name TEXT NOT NULL, hash TEXT NOT NULL,"
-	" predecessor TEXT NOT NULL, yaml TEXT NOT NULL, proposer TEXT NOT NULL,"
-	" created INTEGER NOT NULL, expires INTEGER NOT NULL, approvals TEXT NOT NULL,"
-	" id TEXT NOT NULL DEFAULT '', action TEXT NOT NULL DEFAULT 'update',"
-	" PRIMARY KEY(name, hash));"
-	"CREATE TABLE IF NOT EXISTS spent_approvals(digest TEXT PRIMARY KEY,"
-	" not_after INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
-	" kind TEXT NOT NULL, actor TEXT NOT NULL, subject TEXT NOT NULL,"
-	" details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, sig BLOB NOT NULL);";
 
 static const char g_key_check_label[] = "kiln-cas master key check v1";
 
@@ -157,63 +131,53 @@ static int load_ca(struct cas__store *st, bool store_exists, bool create, struct
 	return 0;
 }
 
-static int exec_sql(sqlite3 *db, const char *sql)
-{
-	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
-}
-
-/* Columns added since a table was first made (a store of an older kiln gets
- * them when opened): proposals.id and .action (approvals bound to a proposal
- * instance, proposals of deletes). A proposal from before gets a fresh id. */
-static int migrate(sqlite3 *db)
-{
-	sqlite3_stmt *s = NULL;
-
-	if (sqlite3_prepare_v2(db, "SELECT id, action FROM proposals LIMIT 0", -1, &s,
-			       NULL) == SQLITE_OK) {
-		sqlite3_finalize(s);
-		return 0;
-	}
-	return exec_sql(db, "ALTER TABLE proposals ADD COLUMN id TEXT NOT NULL DEFAULT '';"
-			"ALTER TABLE proposals ADD COLUMN action TEXT NOT NULL DEFAULT 'update';"
-			"UPDATE proposals SET id = lower(hex(randomblob(16))) WHERE id = '';");
-}
-
 static int check_master(struct cas__store *st, struct kiln_err *err)
 {
 	uint8_t mac[KC_SHA256_SIZE];
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	int ret, rc;
 
 	ret = kc_hmac_sha256(st->master, sizeof(st->master), g_key_check_label,
 			     strlen(g_key_check_label), mac);
 	if (ret < 0)
 		return kiln_err_set(err, ret, "HMAC failed");
-	if (sqlite3_prepare_v2(st->db, "SELECT v FROM meta WHERE k = 'key_check'", -1, &s,
-			       NULL) != SQLITE_OK)
-		return kiln_err_set(err, -EIO, "store: %s", sqlite3_errmsg(st->db));
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const void *v = sqlite3_column_blob(s, 0);
-		int n = sqlite3_column_bytes(s, 0);
+	ret = cas__db_query(st->db, &s, "SELECT v FROM meta WHERE k = 'key_check'", "");
+	rc = ret < 0 ? ret : cas__db_step(s);
+	if (rc == 1) {
+		size_t n = 0;
+		const uint8_t *v = cas__db_col_blob(s, 0, &n);
 
-		if (n != (int)sizeof(mac) || !kiln_ct_equal(v, mac, sizeof(mac)))
-			ret = kiln_err_set(err, -KILN_EKEY, "%s/master.key does not belong to "
-					   "the store %s/kiln.db (wrong or replaced key file)",
-					   st->dir, st->dir);
-		sqlite3_finalize(s);
+		ret = 0;
+		if (n != sizeof(mac) || !kiln_ct_equal(v, mac, sizeof(mac)))
+			ret = kiln_err_set(err, -KILN_EKEY, "%s does not belong to the store %s "
+					   "(wrong or replaced key file)", st->master_path,
+					   st->where);
+		cas__db_finalize(s);
 		return ret;
 	}
-	sqlite3_finalize(s);
-	if (sqlite3_prepare_v2(st->db, "INSERT INTO meta(k, v) VALUES('key_check', ?)", -1, &s,
-			       NULL) != SQLITE_OK)
-		return kiln_err_set(err, -EIO, "store: %s", sqlite3_errmsg(st->db));
-	sqlite3_bind_blob(s, 1, mac, sizeof(mac), SQLITE_TRANSIENT);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return kiln_err_set(err, -EIO, "store: %s", sqlite3_errmsg(st->db));
+	cas__db_finalize(s);
+	if (rc == 0)
+		rc = cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES('key_check', ?)", "b",
+				 mac, sizeof(mac));
+	if (rc < 0)
+		return kiln_err_set(err, rc, "%s", cas__db_err(st->db)->msg);
 	return 0;
+}
+
+/* A damaged SQLite file must stop us before we write to it. */
+static int sqlite_check(struct cas__store *st, struct kiln_err *err)
+{
+	struct cas__stmt *s = NULL;
+	const char *res = NULL;
+	int ret;
+
+	if (cas__db_query(st->db, &s, "PRAGMA quick_check", "") == 0 && cas__db_step(s) == 1)
+		res = cas__db_col_text(s, 0);
+	ret = res && !strcmp(res, "ok") ? 0 :
+	      kiln_err_set(err, -KILN_ECORRUPT, "%s: integrity check failed: %s", st->where,
+			   res ? res : cas__db_err(st->db)->msg);
+	cas__db_finalize(s);
+	return ret;
 }
 
 int cas__store_open(struct cas__store *st, const char *dir, bool create, struct kiln_err *err)
@@ -233,6 +197,8 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 		return kiln_err_set(err, -ENOENT, "%s: no such data directory", dir);
 	}
 	path_in(st, "kiln.db", dbpath, sizeof(dbpath));
+	snprintf(st->where, sizeof(st->where), "%s", dbpath);
+	path_in(st, "master.key", st->master_path, sizeof(st->master_path));
 	store_exists = exists(dbpath);
 	if (!store_exists && !create)
 		return kiln_err_set(err, -ENOENT, "%s: no store (start 'kiln cas serve --data "
@@ -243,36 +209,17 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 	ret = load_ca(st, store_exists, create, err);
 	if (ret < 0)
 		goto fail;
-	if (sqlite3_open_v2(dbpath, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		ret = kiln_err_set(err, -EIO, "%s: %s", dbpath,
-				   st->db ? sqlite3_errmsg(st->db) : "cannot open");
+	ret = cas__db_open_sqlite(dbpath, /*readonly=*/false, &st->db, err);
+	if (ret < 0)
+		goto fail;
+	ret = cas__schema_upgrade(st->db, &st->schema_from, &st->schema_to, err);
+	if (ret < 0) {
+		kiln_err_prefix(err, "%s: ", dbpath);
 		goto fail;
 	}
-	chmod(dbpath, 0600);
-	sqlite3_busy_timeout(st->db, 10000);
-	if (exec_sql(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-		     "PRAGMA foreign_keys=ON;") < 0 || exec_sql(st->db, g_schema) < 0 ||
-	    migrate(st->db) < 0) {
-		ret = kiln_err_set(err, -EIO, "%s: %s", dbpath, sqlite3_errmsg(st->db));
+	ret = sqlite_check(st, err);
+	if (ret < 0)
 		goto fail;
-	}
-	{
-		/* A damaged database file must stop us before we write to it. */
-		sqlite3_stmt *s = NULL;
-		const char *res = NULL;
-
-		if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) == SQLITE_OK &&
-		    sqlite3_step(s) == SQLITE_ROW)
-			res = (const char *)sqlite3_column_text(s, 0);
-		if (!res || strcmp(res, "ok")) {
-			ret = kiln_err_set(err, -KILN_ECORRUPT, "%s: integrity check failed: %s",
-					   dbpath, res ? res : sqlite3_errmsg(st->db));
-			sqlite3_finalize(s);
-			goto fail;
-		}
-		sqlite3_finalize(s);
-	}
 	ret = check_master(st, err);
 	if (ret < 0)
 		goto fail;
@@ -282,30 +229,36 @@ fail:
 	return ret;
 }
 
+int cas_migrate(const char *data_dir, int *from, int *to, struct kiln_err *err)
+{
+	struct cas__store st;
+	int ret;
+
+	/* Opening the store migrates it (serve does the same at start). */
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		return ret;
+	*from = st.schema_from;
+	*to = st.schema_to;
+	cas__store_close(&st);
+	return 0;
+}
+
 int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd, struct kiln_err *err)
 {
 	char dbpath[600];
 
 	memset(rd, 0, sizeof(*rd));
 	snprintf(rd->dir, sizeof(rd->dir), "%s", st->dir);
+	snprintf(rd->where, sizeof(rd->where), "%s", st->where);
 	path_in(st, "kiln.db", dbpath, sizeof(dbpath));
-	if (sqlite3_open_v2(dbpath, &rd->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		int ret = kiln_err_set(err, -EIO, "%s: %s", dbpath,
-				       rd->db ? sqlite3_errmsg(rd->db) : "cannot open");
-
-		cas__store_close(rd);
-		return ret;
-	}
-	sqlite3_busy_timeout(rd->db, 10000);
-	return 0;
+	return cas__db_open_sqlite(dbpath, /*readonly=*/true, &rd->db, err);
 }
 
 void cas__store_close(struct cas__store *st)
 {
 	cas__polcache_free(st);
-	if (st->db)
-		sqlite3_close(st->db);
+	cas__db_close(st->db);
 	st->db = NULL;
 	EVP_PKEY_free(st->ca_key);
 	X509_free(st->ca_cert);
@@ -316,24 +269,17 @@ void cas__store_close(struct cas__store *st)
 
 int cas__store_begin(struct cas__store *st)
 {
-	return exec_sql(st->db, "BEGIN IMMEDIATE");
+	return cas__db_begin(st->db);
 }
 
 int cas__store_commit(struct cas__store *st)
 {
-	return exec_sql(st->db, "COMMIT");
+	return cas__db_commit(st->db);
 }
 
 void cas__store_rollback(struct cas__store *st)
 {
-	(void)exec_sql(st->db, "ROLLBACK");
-}
-
-static char *col_strdup(sqlite3_stmt *s, int i)
-{
-	const unsigned char *t = sqlite3_column_text(s, i);
-
-	return strdup(t ? (const char *)t : "");
+	cas__db_rollback(st->db);
 }
 
 void cas__policy_free(struct cas__policy *p)
@@ -348,14 +294,14 @@ void cas__policy_free(struct cas__policy *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static int fill_policy(sqlite3_stmt *s, struct cas__policy *out)
+static int fill_policy(struct cas__stmt *s, struct cas__policy *out)
 {
-	out->name = col_strdup(s, 0);
-	out->hash = col_strdup(s, 1);
-	out->yaml = col_strdup(s, 2);
-	out->canonical = col_strdup(s, 3);
-	out->owner = col_strdup(s, 4);
-	out->version = sqlite3_column_int64(s, 5);
+	out->name = cas__db_col_strdup(s, 0);
+	out->hash = cas__db_col_strdup(s, 1);
+	out->yaml = cas__db_col_strdup(s, 2);
+	out->canonical = cas__db_col_strdup(s, 3);
+	out->owner = cas__db_col_strdup(s, 4);
+	out->version = cas__db_col_int64(s, 5);
 	if (!out->name || !out->hash || !out->yaml || !out->canonical || !out->owner) {
 		cas__policy_free(out);
 		return -ENOMEM;
@@ -363,67 +309,46 @@ static int fill_policy(sqlite3_stmt *s, struct cas__policy *out)
 	return 0;
 }
 
+/* The layer's step result as the store's: -EIO for every failure but
+ * -ENOMEM (the callers' contract predates the layer). */
+static int io(int rc)
+{
+	return rc == -ENOMEM ? rc : -EIO;
+}
+
 int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy *out)
 {
-	sqlite3_stmt *s = NULL;
-	int ret = -EIO, rc;
+	struct cas__stmt *s = NULL;
+	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (sqlite3_prepare_v2(st->db, "SELECT name, hash, yaml, canonical, owner, version "
-			       "FROM policies WHERE name = ?", -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT name, hash, yaml, canonical, owner, version "
+			  "FROM policies WHERE name = ?", "t", name) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		ret = fill_policy(s, out);
-	else if (rc == SQLITE_DONE)
-		ret = -ENOENT;
-	sqlite3_finalize(s);
+	ret = cas__db_step(s);
+	ret = ret == 1 ? fill_policy(s, out) : ret == 0 ? -ENOENT : io(ret);
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__policy_put(struct cas__store *st, const struct cas__policy *p)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO policies(name, hash, yaml, "
-			       "canonical, owner, version, updated) VALUES(?,?,?,?,?,?,?)", -1,
-			       &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, p->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, p->hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, p->yaml, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, p->canonical, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 5, p->owner, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 6, p->version);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-static int exec_bind1(struct cas__store *st, const char *sql, const char *arg)
-{
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO policies(name, hash, yaml, canonical, owner, "
+			   "version, updated) VALUES(?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE "
+			   "SET hash = excluded.hash, yaml = excluded.yaml, canonical = "
+			   "excluded.canonical, owner = excluded.owner, version = excluded.version,"
+			   " updated = excluded.updated", "tttttii", p->name, p->hash, p->yaml,
+			   p->canonical, p->owner, p->version, (int64_t)time(NULL)) < 0 ? -EIO : 0;
 }
 
 int cas__policy_delete(struct cas__store *st, const char *name)
 {
 	/* The secrets and volumes go with the policy: a later policy of the same
 	 * name (maybe someone else's) must not inherit them. */
-	if (exec_bind1(st, "DELETE FROM policies WHERE name = ?", name) < 0 ||
-	    exec_bind1(st, "DELETE FROM secrets WHERE session = ?", name) < 0 ||
-	    exec_bind1(st, "DELETE FROM volumes WHERE session = ?", name) < 0 ||
-	    exec_bind1(st, "DELETE FROM proposals WHERE name = ?", name) < 0)
+	if (cas__db_run(st->db, "DELETE FROM policies WHERE name = ?", "t", name) < 0 ||
+	    cas__db_run(st->db, "DELETE FROM secrets WHERE session = ?", "t", name) < 0 ||
+	    cas__db_run(st->db, "DELETE FROM volumes WHERE session = ?", "t", name) < 0 ||
+	    cas__db_run(st->db, "DELETE FROM proposals WHERE name = ?", "t", name) < 0)
 		return -EIO;
 	return 0;
 }
@@ -431,13 +356,13 @@ int cas__policy_delete(struct cas__store *st, const char *name)
 int cas__policy_each(struct cas__store *st, int (*cb)(void *, const struct cas__policy *),
 		     void *ctx)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	int ret = 0, rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT name, hash, yaml, canonical, owner, version "
-			       "FROM policies ORDER BY name", -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT name, hash, yaml, canonical, owner, version "
+			  "FROM policies ORDER BY name", "") < 0)
 		return -EIO;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = cas__db_step(s)) == 1) {
 		struct cas__policy p;
 
 		ret = fill_policy(s, &p);
@@ -448,9 +373,9 @@ int cas__policy_each(struct cas__store *st, int (*cb)(void *, const struct cas__
 		if (ret)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc < 0)
 		ret = -EIO;
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return ret < 0 ? ret : 0;
 }
 
@@ -464,47 +389,48 @@ static int make_aad(char *aad, size_t size, const char *prefix, const char *a, c
 int cas__secret_get(struct cas__store *st, const char *session, const char *name, char **spec,
 		  uint8_t **value, size_t *size)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	char aad[300];
-	int ret = -EIO, rc, n;
+	int ret, n;
 
 	*spec = NULL;
 	*value = NULL;
 	n = make_aad(aad, sizeof(aad), "secret:", session, name);
 	if (n < 0)
 		return n;
-	if (sqlite3_prepare_v2(st->db, "SELECT spec, value FROM secrets WHERE session = ? AND "
-			       "name = ?", -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT spec, value FROM secrets WHERE session = ? AND "
+			  "name = ?", "tt", session, name) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, session, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_DONE) {
+	ret = cas__db_step(s);
+	if (ret == 0) {
 		ret = -ENOENT;
-	} else if (rc == SQLITE_ROW) {
-		ret = kc_aead_open_blob(st->master, aad, (size_t)n, sqlite3_column_blob(s, 1),
-					(size_t)sqlite3_column_bytes(s, 1), value, size);
+	} else if (ret == 1) {
+		size_t blob_size = 0;
+		const uint8_t *blob = cas__db_col_blob(s, 1, &blob_size);
+
+		ret = kc_aead_open_blob(st->master, aad, (size_t)n, blob, blob_size, value, size);
 		if (ret == 0) {
-			*spec = col_strdup(s, 0);
+			*spec = cas__db_col_strdup(s, 0);
 			if (!*spec) {
 				kiln_free_secret(*value, *size);
 				*value = NULL;
 				ret = -ENOMEM;
 			}
 		}
+	} else {
+		ret = io(ret);
 	}
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__secret_put(struct cas__store *st, const char *session, const char *name,
 		  const char *spec, const uint8_t *value, size_t size)
 {
-	sqlite3_stmt *s = NULL;
 	uint8_t *blob = NULL;
 	size_t blob_size = 0;
 	char aad[300];
-	int ret, rc, n;
+	int ret, n;
 
 	n = make_aad(aad, sizeof(aad), "secret:", session, name);
 	if (n < 0)
@@ -512,39 +438,32 @@ int cas__secret_put(struct cas__store *st, const char *session, const char *name
 	ret = kc_aead_seal_blob(st->master, aad, (size_t)n, value, size, &blob, &blob_size);
 	if (ret < 0)
 		return ret;
-	ret = -EIO;
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO secrets(session, name, spec, "
-			       "value) VALUES(?,?,?,?)", -1, &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, session, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, spec, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(s, 4, blob, (int)blob_size, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		ret = rc == SQLITE_DONE ? 0 : -EIO;
-	}
-	sqlite3_finalize(s);
+	ret = cas__db_run(st->db, "INSERT INTO secrets(session, name, spec, value) "
+			  "VALUES(?,?,?,?) ON CONFLICT(session, name) DO UPDATE SET spec = "
+			  "excluded.spec, value = excluded.value", "tttb", session, name, spec,
+			  blob, blob_size) < 0 ? -EIO : 0;
 	free(blob);
 	return ret;
 }
 
-static int fill_volume(struct cas__store *st, sqlite3_stmt *s, struct cas__volume *out)
+static int fill_volume(struct cas__store *st, struct cas__stmt *s, struct cas__volume *out)
 {
 	char aad[64];
 	uint8_t *key = NULL;
-	size_t key_size = 0;
+	size_t key_size = 0, blob_size = 0;
+	const uint8_t *blob;
 	int ret, n;
 
-	snprintf(out->id, sizeof(out->id), "%s", (const char *)sqlite3_column_text(s, 0));
-	snprintf(out->session, sizeof(out->session), "%s", (const char *)sqlite3_column_text(s, 1));
-	snprintf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(s, 2));
-	out->committed = sqlite3_column_int64(s, 4);
-	out->prepared = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 :
-			sqlite3_column_int64(s, 5);
+	snprintf(out->id, sizeof(out->id), "%s", cas__db_col_text(s, 0));
+	snprintf(out->session, sizeof(out->session), "%s", cas__db_col_text(s, 1));
+	snprintf(out->name, sizeof(out->name), "%s", cas__db_col_text(s, 2));
+	out->committed = cas__db_col_int64(s, 4);
+	out->prepared = cas__db_col_null(s, 5) ? -1 : cas__db_col_int64(s, 5);
 	n = make_aad(aad, sizeof(aad), "volume:", out->id, NULL);
 	if (n < 0)
 		return n;
-	ret = kc_aead_open_blob(st->master, aad, (size_t)n, sqlite3_column_blob(s, 3),
-				(size_t)sqlite3_column_bytes(s, 3), &key, &key_size);
+	blob = cas__db_col_blob(s, 3, &blob_size);
+	ret = kc_aead_open_blob(st->master, aad, (size_t)n, blob, blob_size, &key, &key_size);
 	if (ret < 0)
 		return ret;
 	if (key_size != sizeof(out->key)) {
@@ -556,30 +475,26 @@ static int fill_volume(struct cas__store *st, sqlite3_stmt *s, struct cas__volum
 	return 0;
 }
 
+#define VOLUME_COLUMNS "SELECT id, session, name, key, committed, prepared FROM volumes "
+
+/* b NULL: the query has one parameter. */
 static int volume_query(struct cas__store *st, const char *sql, const char *a, const char *b,
 			struct cas__volume *out)
 {
-	sqlite3_stmt *s = NULL;
-	int ret = -EIO, rc;
+	struct cas__stmt *s = NULL;
+	int ret;
 
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, sql, b ? "tt" : "t", a, b) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
-	if (b)
-		sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		ret = fill_volume(st, s, out);
-	else if (rc == SQLITE_DONE)
-		ret = -ENOENT;
-	sqlite3_finalize(s);
+	ret = cas__db_step(s);
+	ret = ret == 1 ? fill_volume(st, s, out) : ret == 0 ? -ENOENT : io(ret);
+	cas__db_finalize(s);
 	return ret;
 }
 
 int cas__volume_by_id(struct cas__store *st, const char *id, struct cas__volume *out)
 {
-	return volume_query(st, "SELECT id, session, name, key, committed, prepared FROM "
-			    "volumes WHERE id = ?", id, NULL, out);
+	return volume_query(st, VOLUME_COLUMNS "WHERE id = ?", id, NULL, out);
 }
 
 int cas__volume_get_or_create(struct cas__store *st, const char *session, const char *name,
@@ -588,12 +503,11 @@ int cas__volume_get_or_create(struct cas__store *st, const char *session, const 
 	uint8_t rid[16];
 	uint8_t *blob = NULL;
 	size_t blob_size = 0;
-	sqlite3_stmt *s = NULL;
 	char aad[64];
-	int ret, rc, n;
+	int ret, n;
 
-	ret = volume_query(st, "SELECT id, session, name, key, committed, prepared FROM "
-			   "volumes WHERE session = ? AND name = ?", session, name, out);
+	ret = volume_query(st, VOLUME_COLUMNS "WHERE session = ? AND name = ?", session, name,
+			   out);
 	if (ret != -ENOENT)
 		return ret;
 	memset(out, 0, sizeof(*out));
@@ -611,17 +525,9 @@ int cas__volume_get_or_create(struct cas__store *st, const char *session, const 
 				&blob_size);
 	if (ret < 0)
 		return ret;
-	ret = -EIO;
-	if (sqlite3_prepare_v2(st->db, "INSERT INTO volumes(id, session, name, key, committed, "
-			       "prepared) VALUES(?,?,?,?,0,NULL)", -1, &s, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(s, 1, out->id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, session, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(s, 4, blob, (int)blob_size, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		ret = rc == SQLITE_DONE ? 0 : -EIO;
-	}
-	sqlite3_finalize(s);
+	ret = cas__db_run(st->db, "INSERT INTO volumes(id, session, name, key, committed, "
+			  "prepared) VALUES(?,?,?,?,0,NULL)", "tttb", out->id, session, name,
+			  blob, blob_size) < 0 ? -EIO : 0;
 	free(blob);
 	return ret;
 }
@@ -629,37 +535,22 @@ int cas__volume_get_or_create(struct cas__store *st, const char *session, const 
 int cas__volume_set_tags(struct cas__store *st, const char *id, int64_t committed,
 		       int64_t prepared)
 {
-	sqlite3_stmt *s = NULL;
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "UPDATE volumes SET committed = ?, prepared = ? WHERE "
-			       "id = ?", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, committed);
 	if (prepared < 0)
-		sqlite3_bind_null(s, 2);
+		rc = cas__db_run(st->db, "UPDATE volumes SET committed = ?, prepared = NULL "
+				 "WHERE id = ?", "it", committed, id);
 	else
-		sqlite3_bind_int64(s, 2, prepared);
-	sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE && sqlite3_changes(st->db) == 1 ? 0 : -EIO;
+		rc = cas__db_run(st->db, "UPDATE volumes SET committed = ?, prepared = ? WHERE "
+				 "id = ?", "iit", committed, prepared, id);
+	return rc == 0 && cas__db_changes(st->db) == 1 ? 0 : -EIO;
 }
 
 int cas__las_add(struct cas__store *st, const char *id, const char *pem)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO las_trust(id, pem, added) "
-			       "VALUES(?,?,?)", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, pem, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO las_trust(id, pem, added) VALUES(?,?,?) ON "
+			   "CONFLICT(id) DO UPDATE SET pem = excluded.pem, added = excluded.added",
+			   "tti", id, pem, (int64_t)time(NULL)) < 0 ? -EIO : 0;
 }
 
 void cas__strv_free(char **v)
@@ -671,25 +562,25 @@ void cas__strv_free(char **v)
 
 /* Step s to the end, collecting column 0 of every row into a NULL-terminated
  * vector (*out, owned by the caller: cas__strv_free); finalizes s. */
-static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
+static int step_strings(struct cas__stmt *s, char ***out, size_t *n)
 {
 	char **v = NULL;
 	size_t count = 0;
 	int rc;
 
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	while ((rc = cas__db_step(s)) == 1) {
 		char **nv = realloc(v, (count + 2) * sizeof(*v));
 
 		if (!nv) {
-			rc = SQLITE_NOMEM;
+			rc = -ENOMEM;
 			break;
 		}
 		v = nv;
-		v[count] = col_strdup(s, 0);
+		v[count] = cas__db_col_strdup(s, 0);
 		v[++count] = NULL;
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
+	cas__db_finalize(s);
+	if (rc != 0) {
 		cas__strv_free(v);
 		return -EIO;
 	}
@@ -700,85 +591,66 @@ static int step_strings(sqlite3_stmt *s, char ***out, size_t *n)
 
 int cas__las_list(struct cas__store *st, char ***pems, size_t *n)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 
 	*pems = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(st->db, "SELECT pem FROM las_trust ORDER BY id", -1, &s, NULL) !=
-	    SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT pem FROM las_trust ORDER BY id", "") < 0)
 		return -EIO;
 	return step_strings(s, pems, n);
 }
 
 int cas__tee_trust_add(struct cas__store *st, const char *id, const char *tee, const char *data)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO tee_trust(id, tee, data, added) "
-			       "VALUES(?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, tee, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, data, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO tee_trust(id, tee, data, added) VALUES(?,?,?,?) "
+			   "ON CONFLICT(id) DO UPDATE SET tee = excluded.tee, data = "
+			   "excluded.data, added = excluded.added", "ttti", id, tee, data,
+			   (int64_t)time(NULL)) < 0 ? -EIO : 0;
 }
 
 int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, size_t *n)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 
 	*items = NULL;
 	*n = 0;
-	if (sqlite3_prepare_v2(st->db, "SELECT data FROM tee_trust WHERE tee = ? ORDER BY id",
-			       -1, &s, NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT data FROM tee_trust WHERE tee = ? ORDER BY id",
+			  "t", tee) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, tee, -1, SQLITE_STATIC);
 	return step_strings(s, items, n);
 }
 
 int cas__namespace_set(struct cas__store *st, const char *name, const char *owners)
 {
-	sqlite3_stmt *s = NULL;
-	int rc;
-
-	if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO namespaces(name, owners, added) "
-			       "VALUES(?,?,?)", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, owners, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : -EIO;
+	return cas__db_run(st->db, "INSERT INTO namespaces(name, owners, added) VALUES(?,?,?) "
+			   "ON CONFLICT(name) DO UPDATE SET owners = excluded.owners, added = "
+			   "excluded.added", "tti", name, owners, (int64_t)time(NULL)) < 0 ?
+	       -EIO : 0;
 }
 
 int cas__namespace_delete(struct cas__store *st, const char *name)
 {
-	return exec_bind1(st, "DELETE FROM namespaces WHERE name = ?", name);
+	return cas__db_run(st->db, "DELETE FROM namespaces WHERE name = ?", "t", name) < 0 ?
+	       -EIO : 0;
 }
 
 int cas__namespace_get(struct cas__store *st, const char *name, char **owners)
 {
-	sqlite3_stmt *s = NULL;
-	int ret = -EIO, rc;
+	struct cas__stmt *s = NULL;
+	int ret;
 
 	*owners = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT owners FROM namespaces WHERE name = ?", -1, &s,
-			       NULL) != SQLITE_OK)
+	if (cas__db_query(st->db, &s, "SELECT owners FROM namespaces WHERE name = ?", "t",
+			  name) < 0)
 		return -EIO;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*owners = col_strdup(s, 0);
+	ret = cas__db_step(s);
+	if (ret == 1) {
+		*owners = cas__db_col_strdup(s, 0);
 		ret = *owners ? 0 : -ENOMEM;
-	} else if (rc == SQLITE_DONE) {
-		ret = -ENOENT;
+	} else {
+		ret = ret == 0 ? -ENOENT : io(ret);
 	}
-	sqlite3_finalize(s);
+	cas__db_finalize(s);
 	return ret;
 }
 

@@ -20,7 +20,8 @@ static void cas_usage(FILE *f)
 		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
 		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
-		   "       kiln cas fingerprint --data DIR\n\n"
+		   "       kiln cas fingerprint --data DIR\n"
+		   "       kiln cas migrate --data DIR\n\n"
 		   "serve        run kiln-cas (HTTPS, TLS 1.3) until SIGTERM/SIGINT; the first\n"
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
 		   "             and store;\n"
@@ -50,7 +51,9 @@ static void cas_usage(FILE *f)
 		   "             tee snp; added to the ones already trusted\n"
 		   "namespace    reserve the policy names NAME/... for the given identities:\n"
 		   "             only they may create policies there (--remove: release)\n"
-		   "fingerprint  print the CA fingerprint clients pin (--cas-fingerprint)\n\n"
+		   "fingerprint  print the CA fingerprint clients pin (--cas-fingerprint)\n"
+		   "migrate      bring the store's schema to this kiln's version (forward\n"
+		   "             only; serve does it at start); prints 'schema FROM -> TO'\n\n"
 		   "See docs/cas.md.\n");
 }
 
@@ -334,6 +337,23 @@ int cas_main(int argc, char **argv)
 			return CLI_EXIT_FAIL;
 		}
 		printf("%s\n", out);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "migrate")) {
+		int from = 0, to = 0;
+
+		ret = data_only(argc - 1, argv + 1, &data, NULL);
+		if (ret)
+			return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+		ret = cas_migrate(data, &from, &to, &err);
+		if (ret < 0) {
+			cli_error("cas migrate: %s", kiln_err_msg(&err, ret));
+			return CLI_EXIT_FAIL;
+		}
+		if (from == to)
+			printf("schema %d (current: nothing to do)\n", to);
+		else
+			printf("schema %d -> %d\n", from, to);
 		return CLI_EXIT_OK;
 	}
 	cli_error("cas: unknown subcommand '%s' (see 'kiln cas --help')", argv[1]);

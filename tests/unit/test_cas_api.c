@@ -586,16 +586,14 @@ static void test_approval_binds_action_proposal_and_expiry(void **state)
 
 static int64_t refusals_by(const char *who)
 {
-	sqlite3_stmt *s = NULL;
+	struct cas__stmt *s = NULL;
 	int64_t n = -1;
 
-	assert_int_equal(sqlite3_prepare_v2(g_s->st.db, "SELECT count(*) FROM audit WHERE kind = "
-					    "'policy.refused' AND actor = ?", -1, &s, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_text(s, 1, who, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	assert_int_equal(cas__db_query(g_s->st.db, &s, "SELECT count(*) FROM audit WHERE kind = "
+				       "'policy.refused' AND actor = ?", "t", who), 0);
+	if (cas__db_step(s) == 1)
+		n = cas__db_col_int64(s, 0);
+	cas__db_finalize(s);
 	return n;
 }
 

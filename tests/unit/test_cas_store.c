@@ -99,13 +99,11 @@ static void test_secrets_encrypted_and_bound(void **state)
 	free(spec);
 	kiln_free_secret(v, size);
 	/* A ciphertext moved to another record does not open (AAD = record). */
-	assert_int_equal(sqlite3_exec(st.db, "INSERT INTO secrets(session, name, spec, value) "
-				      "SELECT 'a/b', 'other', spec, value FROM secrets", NULL,
-				      NULL, NULL), SQLITE_OK);
+	assert_int_equal(cas__db_exec(st.db, "INSERT INTO secrets(session, name, spec, value) "
+				      "SELECT 'a/b', 'other', spec, value FROM secrets"), 0);
 	assert_int_equal(cas__secret_get(&st, "a/b", "other", &spec, &v, &size), -KILN_EAUTH);
 	assert_null(v);
-	assert_int_equal(sqlite3_exec(st.db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
-				      NULL), SQLITE_OK);
+	assert_int_equal(cas__db_exec(st.db, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
 	cas__store_close(&st);
 	path(p, sizeof(p), "s/kiln.db");
 	assert_int_equal(kiln_read_file(p, 1 << 24, &db, &db_size), 0);
@@ -158,8 +156,7 @@ static void test_audit_chain(void **state)
 	assert_int_equal(cas_audit_verify(data, &count, &err), 0);
 	assert_int_equal(count, 3);
 	assert_int_equal(cas__store_open(&st, data, false, &err), 0);
-	assert_int_equal(sqlite3_exec(st.db, "UPDATE audit SET subject = 'y' WHERE seq = 2",
-				      NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(cas__db_exec(st.db, "UPDATE audit SET subject = 'y' WHERE seq = 2"), 0);
 	cas__store_close(&st);
 	assert_int_equal(cas_audit_verify(data, &count, &err), -KILN_ECORRUPT);
 	assert_string_equal(err.msg, "audit entry 2: content does not match its hash (edited)");
