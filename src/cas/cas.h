@@ -91,6 +91,8 @@ struct cas_serve_opts {
 	unsigned handshake_timeout_s, header_timeout_s, body_timeout_s;
 	unsigned conns_per_addr; /* open connections per source address (IPv6: /64);
 				  * 0: the default, 1024 */
+	const char *attest_tee;  /* the service's own evidence (GET /v1/attestation):
+				  * "sim" (INSECURE), "host", "tdx", "snp"; NULL: none */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the

@@ -65,14 +65,21 @@ static int parse_request_line(char *line, struct cas__http_head *h, const char *
 		return refuse(why, 501, "method not implemented (GET, POST, DELETE)");
 	else
 		return refuse(why, 400, "malformed request line");
-	/* origin-form only: "/path[?query]"; the query is ignored */
+	/* origin-form only: "/path[?query]"; the query is kept apart (only
+	 * GET /v1/attestation reads one) */
 	h->path = sp1 + 1;
 	if (h->path[0] != '/')
 		return refuse(why, 400, "bad request target (expected /path)");
 	for (q = h->path; *q; q++)
 		if ((unsigned char)*q <= 0x20 || *q == 0x7f)
 			return refuse(why, 400, "bad request target");
-	h->path[strcspn(h->path, "?#")] = '\0';
+	h->query = NULL;
+	q = h->path + strcspn(h->path, "?#");
+	if (*q == '?') {
+		h->query = q + 1;
+		h->query[strcspn(h->query, "#")] = '\0';
+	}
+	*q = '\0';
 	return 0;
 }
 

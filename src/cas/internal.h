@@ -11,6 +11,7 @@
 #include "cas/cas.h"
 #include "cas/db.h"
 #include "crypto/crypto.h"
+#include "evidence/evidence.h"
 #include "policy/policy.h"
 
 /* ---- x509.c ---- */
@@ -308,6 +309,7 @@ enum cas__http_method { CAS_HTTP_GET = 1, CAS_HTTP_POST, CAS_HTTP_DELETE };
 struct cas__http_head {
 	enum cas__http_method method;
 	char *path;              /* into the parsed text: "/...", query cut off */
+	char *query;             /* after the '?' (into the text), or NULL */
 	int minor;               /* HTTP/1.minor */
 	uint64_t content_length; /* 0 without a Content-Length */
 	bool has_length;
@@ -526,8 +528,20 @@ struct cas__loop {
  * - grants.lock: the grant table, grants.c.
  * - m.lock: the metrics.
  * - conn_lock: conn_caps (connections per address, counted across loops). */
+/* The CAS's own attestation (api_self.c), read-only once the service runs but
+ * for the lock. */
+struct cas__self {
+	const struct ev_backend *be;   /* NULL: not attested (serve without --tee) */
+	uint8_t wm[48];                /* workload measurement of this process */
+	uint8_t key_sha256[KC_SHA256_SIZE]; /* of the TLS server key's SPKI DER */
+	/* One evidence request at a time: configfs-tsm reports and kiln-las
+	 * requests are serial anyway, and this bounds what a flood can start. */
+	pthread_mutex_t lock;
+};
+
 struct cas__server {
 	SSL_CTX *ssl;
+	struct cas__self self;
 	struct cas__store st;
 	time_t evidence_at;          /* cas_serve_opts.evidence_at: 0 = now */
 	struct cas__loop loops[MAX_LOOPS];
@@ -687,6 +701,15 @@ void cas__api_proposal_approve(struct cas__req *rc);
 void cas__api_proposal_withdraw(struct cas__req *rc);
 void cas__api_nonce(struct cas__req *rc);
 void cas__api_attest(struct cas__req *rc);
+
+/* ---- api_self.c: the CAS's own attestation (GET /v1/attestation) ---- */
+/* Set up s->self for tee (NULL: the service is not attested and the route
+ * answers 404): measure this process, and produce one evidence now so a missing
+ * device or kiln-las stops the start with its reason. key_sha256: SHA-256 of
+ * the TLS server key's SPKI DER (what every answer binds). */
+int cas__self_init(struct cas__server *s, const char *tee, const uint8_t key_sha256[32],
+		   struct kiln_err *err);
+void cas__api_attestation(struct cas__req *rc);
 void cas__api_volume_tag(struct cas__req *rc);
 void cas__api_volume_prepare(struct cas__req *rc);
 void cas__api_volume_commit(struct cas__req *rc);

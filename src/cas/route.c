@@ -242,6 +242,7 @@ static void h_health(struct cas__req *rc)
 static const struct cas__route g_routes[] = {
 	{ CAS_HTTP_GET, "/v1/nonce", false, cas__api_nonce },
 	{ CAS_HTTP_POST, "/v1/attest", false, cas__api_attest },
+	{ CAS_HTTP_GET, "/v1/attestation", false, cas__api_attestation },
 	{ CAS_HTTP_POST, "/v1/policies", true, cas__api_policy_apply },
 	{ CAS_HTTP_GET, "/v1/policies", true, cas__api_policy_list },
 	{ CAS_HTTP_GET, "/v1/policies/{name}", true, cas__api_policy_get },

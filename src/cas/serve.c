@@ -287,6 +287,18 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	ret = make_ssl_ctx(s, o, err);
 	if (ret < 0)
 		goto out;
+	{
+		/* The key every answer of GET /v1/attestation binds. */
+		uint8_t key_sha256[KC_SHA256_SIZE];
+
+		if (cas__x509_spki_sha256(SSL_CTX_get0_certificate(s->ssl), key_sha256) < 0) {
+			ret = kiln_err_set(err, -KILN_ECRYPTO, "cannot hash the server key");
+			goto out;
+		}
+		ret = cas__self_init(s, o->attest_tee, key_sha256, err);
+		if (ret < 0)
+			goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	{
 		/* Each client holds a descriptor: allow as many as the hard limit. */

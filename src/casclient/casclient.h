@@ -29,12 +29,20 @@ struct cc_client {
 	EVP_PKEY *key;           /* borrowed, may be NULL */
 	X509 *cert;              /* borrowed, may be NULL */
 	int timeout_ms;          /* connect/read/write timeout, 0 = 30 s */
+	/* "sha256:<64 hex>" of the server certificate's public key (SPKI DER) to
+	 * require besides the CA pin, or NULL: the key an attestation of the CAS
+	 * verified (KILN_CAS_EXPECT), so later connections reach that very
+	 * process and not something else holding a certificate of its CA. */
+	const char *server_key;
 };
 
 struct cc_response {
 	int status;      /* HTTP status code */
 	char *body;      /* malloc'd, NUL-terminated, owned by the response */
 	size_t body_size;
+	/* SHA-256 of the SPKI DER of the server certificate of the connection that
+	 * carried this answer (what GET /v1/attestation's evidence must bind). */
+	uint8_t server_key[32];
 };
 
 /* One request on a connection of its own ("Connection: close"): `method path`

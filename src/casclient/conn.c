@@ -198,6 +198,32 @@ out:
 	return ret;
 }
 
+/* cn->server_key from the leaf's public key; with a pin (want, "sha256:HEX"),
+ * the key must be that one. */
+static int server_key(struct cc_conn *cn, const char *want, struct kiln_err *err)
+{
+	X509 *leaf = SSL_get0_peer_certificate(cn->ssl);
+	EVP_PKEY *pub = leaf ? X509_get0_pubkey(leaf) : NULL;
+	unsigned char *der = NULL;
+	char hex[65];
+	int n = pub ? i2d_PUBKEY(pub, &der) : -1;
+
+	if (n <= 0 || !EVP_Digest(der, (size_t)n, cn->server_key, NULL, EVP_sha256(), NULL)) {
+		OPENSSL_free(der);
+		return kiln_err_set(err, -KILN_ECRYPTO, "cannot hash the CAS's TLS key");
+	}
+	OPENSSL_free(der);
+	if (!want)
+		return 0;
+	kiln_hex_encode(cn->server_key, sizeof(cn->server_key), hex);
+	if (strncmp(want, "sha256:", 7) || strcasecmp(want + 7, hex))
+		return kiln_err_set(err, -KILN_EBINDING, "the CAS's TLS key is sha256:%s, not "
+				    "the attested key %.71s: another process answers (restarted "
+				    "CAS, or something holding a certificate of its CA)", hex,
+				    want);
+	return 0;
+}
+
 void cc_conn_close(struct cc_conn *cn)
 {
 	if (!cn)
@@ -276,6 +302,8 @@ int cc_conn_open(const struct cc_client *c, struct cc_conn **out, struct kiln_er
 		goto out;
 	}
 	ret = verify_server(cn->ssl, c, cn->host, err);
+	if (ret == 0)
+		ret = server_key(cn, c->server_key, err);
 	if (ret < 0)
 		goto out;
 	*out = cn;

@@ -13,6 +13,7 @@ struct cc_conn {
 	SSL *ssl;
 	int fd;
 	char host[256], port[8];
+	uint8_t server_key[32]; /* SHA-256 of the server certificate's SPKI DER */
 };
 
 /* A BIO over the connected socket fd that never raises SIGPIPE (bio.c). The

@@ -103,6 +103,7 @@ int cc_conn_request(struct cc_conn *cn, bool keep_alive, const char *method, con
 	}
 	raw[raw_size] = '\0';
 	ret = cc_parse_response(raw, raw_size, resp, err);
+	memcpy(resp->server_key, cn->server_key, sizeof(resp->server_key));
 out:
 	free(head);
 	if (raw)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cas/cas.h"
+#include "cli/cas_verify.h"
 
 static void cas_usage(FILE *f)
 {
@@ -14,6 +15,9 @@ static void cas_usage(FILE *f)
 		   "                      [--handshake-timeout S] [--header-timeout S]\n"
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
 		   "                      [--insecure-evidence-time RFC3339]\n"
+		   "                      [--tee sim|host|tdx|snp]\n"
+		   "       kiln cas verify --cas URL [--expect-measurement HEX | --expect FILE]\n"
+		   "                      [--allow-sim] [--trust PEM] [--collateral FILE]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
 		   "       kiln cas collateral add FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas collateral list --data DIR\n"
@@ -40,6 +44,11 @@ static void cas_usage(FILE *f)
 		   "             INSECURE: verify evidence at this fixed time instead of now\n"
 		   "             (tests and replays of recorded evidence only: it accepts\n"
 		   "             expired collateral and revoked-later certificates)\n"
+		   "  --tee T    serve the CAS's own evidence (GET /v1/attestation), bound\n"
+		   "             to its TLS key: sim (INSECURE), host (kiln-las), tdx or snp\n"
+		   "             (configfs-tsm, in a confidential VM)\n"
+		   "verify       check the attestation of a running CAS ('kiln cas verify\n"
+		   "             --help')\n"
 		   "trust-las    trust a kiln-las certificate for the 'host' evidence backend\n"
 		   "collateral   Intel collateral JSON (PCK CRL, TCB Info, QE identity, as\n"
 		   "             for 'kiln evidence verify --collateral') per platform: add\n"
@@ -71,6 +80,7 @@ static int cas_serve_main(int argc, char **argv)
 		{ "header-timeout", required_argument, NULL, 'R' },
 		{ "body-timeout", required_argument, NULL, 'B' },
 		{ "conns-per-addr", required_argument, NULL, 'C' },
+		{ "tee", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -98,6 +108,9 @@ static int cas_serve_main(int argc, char **argv)
 			break;
 		case 'v':
 			kiln_log_set_level(KILN_LOG_DEBUG);
+			break;
+		case 'T':
+			o.attest_tee = optarg;
 			break;
 		case 't': {
 			uint64_t n;
@@ -286,6 +299,8 @@ int cas_main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "serve"))
 		return cas_serve_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return cas_verify_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "trust-las")) {
 		ret = data_only(argc - 1, argv + 1, &data, &cert);
 		if (ret)

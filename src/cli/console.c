@@ -11,6 +11,7 @@
  * stdin, stdout and stderr on pipes: its output is shown as it comes, and what
  * is typed on attach's stdin goes to the program as records bound to the
  * program's stream (so it is refused by any other run). */
+#include "cli/cas_verify.h"
 #include "cli/policy.h"
 
 #include <errno.h>
@@ -122,12 +123,19 @@ static int fetch_key(struct console_args *a, const char *cmd, uint8_t key[CON_KE
 	json_t *req = json_pack("{s:s,s:s}", "session", a->session, "service", a->service);
 	json_t *j = NULL;
 	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	char expect_key[72], what[64];
 	const char *hex;
 	int ret;
 
 	json_decref(req);
 	if (!body) {
 		cli_error("console %s: out of memory", cmd);
+		return CLI_EXIT_FAIL;
+	}
+	/* KILN_CAS_EXPECT: the CAS proves what it is before the key is asked for. */
+	snprintf(what, sizeof(what), "console %s", cmd);
+	if (cli_cas_expect_env(&a->cas.client, what, expect_key) < 0) {
+		free(body);
 		return CLI_EXIT_FAIL;
 	}
 	ret = cas_identity_load(a->cas.identity, &a->cas.client.key, &a->cas.client.cert, &err);
@@ -138,6 +146,7 @@ static int fetch_key(struct console_args *a, const char *cmd, uint8_t key[CON_KE
 	X509_free(a->cas.client.cert);
 	a->cas.client.key = NULL;
 	a->cas.client.cert = NULL;
+	a->cas.client.server_key = NULL; /* expect_key goes out of scope */
 	free(body);
 	if (ret < 0) {
 		cli_error("console %s: %s", cmd, kiln_err_msg(&err, ret));

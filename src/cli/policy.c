@@ -8,6 +8,7 @@
 
 #include "cas/cas.h"
 #include "casclient/casclient.h"
+#include "cli/cas_verify.h"
 #include "cli/policy.h"
 #include "evidence/evidence.h"
 #include "policy/policy.h"
@@ -207,6 +208,7 @@ int cli_policy_request(struct policy_args *a, const char *cmd, const char *metho
 		       struct cc_response *resp)
 {
 	struct kiln_err err = { 0 };
+	char expect_key[72], what[64];
 	int ret;
 
 	if (!a->client.url) {
@@ -221,6 +223,10 @@ int cli_policy_request(struct policy_args *a, const char *cmd, const char *metho
 		cli_error("policy %s: no CA to pin (--cas-ca FILE or --cas-fingerprint HEX)", cmd);
 		return CLI_EXIT_USAGE;
 	}
+	/* KILN_CAS_EXPECT: the CAS proves what it is before anything is sent. */
+	snprintf(what, sizeof(what), "policy %s", cmd);
+	if (cli_cas_expect_env(&a->client, what, expect_key) < 0)
+		return CLI_EXIT_FAIL;
 	ret = cas_identity_load(a->identity, &a->client.key, &a->client.cert, &err);
 	if (ret == 0) {
 		ret = cc_request(&a->client, method, path, ctype, body, size, resp, &err);
@@ -229,6 +235,7 @@ int cli_policy_request(struct policy_args *a, const char *cmd, const char *metho
 		a->client.key = NULL;
 		a->client.cert = NULL;
 	}
+	a->client.server_key = NULL; /* expect_key goes out of scope */
 	if (ret < 0) {
 		cli_error("policy %s: %s", cmd, kiln_err_msg(&err, ret));
 		return CLI_EXIT_FAIL;

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/cas_verify.h"
 #include "cli/cli.h"
 #include "common/common.h"
 #include "evidence/evidence.h"
@@ -54,7 +55,10 @@ static void run_usage(FILE *f)
 		"  --host-env NAME             send the launcher's $NAME for {{host.NAME}}\n"
 		"                              (repeatable; nothing else is sent)\n"
 		"  --volume-dir NAME=DIR       keep policy volume NAME's ciphertext in DIR\n"
-		"                              (default: at its mount path)\n\n"
+		"                              (default: at its mount path)\n"
+		"  --cas-key sha256:HEX        require this TLS key of the CAS (set from\n"
+		"                              KILN_CAS_EXPECT's check, which runs first\n"
+		"                              when it is set: docs/cas.md \"Attested CAS\")\n\n"
 		"Options:\n"
 		"  --volume MOUNT=DIR:KEYFILE  show the protected volume DIR (made by\n"
 		"                              'kiln fs init') as plaintext at MOUNT\n"
@@ -72,6 +76,31 @@ static void run_usage(FILE *f)
 		"supervisor measures the file, attests and runs that very file.\n"
 		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
 		RT_ENV_LIB);
+}
+
+static bool cas_key_valid(const char *k)
+{
+	return !strncmp(k, "sha256:", 7) && strlen(k) == 71 &&
+	       strspn(k + 7, "0123456789abcdef") == 64;
+}
+
+/* KILN_CAS_EXPECT: check the CAS's attestation here, before the program starts,
+ * and pin libkiln's connections (and a supervisor's) to the attested TLS key:
+ * cfg->cas_key set from key. Unset: nothing. -1 after printing why. */
+static int pin_attested_cas(struct rt_config *cfg, char key[72])
+{
+	struct cc_client client = {
+		.url = cfg->cas,
+		.ca_file = cfg->cas_ca[0] ? cfg->cas_ca : NULL,
+		.fingerprint = cfg->cas_fingerprint[0] ? cfg->cas_fingerprint : NULL,
+	};
+
+	key[0] = '\0';
+	if (cli_cas_expect_env(&client, "run", key) < 0)
+		return -1;
+	if (key[0])
+		snprintf(cfg->cas_key, sizeof(cfg->cas_key), "%s", key);
+	return 0;
 }
 
 static int add_volume(struct rt_config *cfg, const char *spec)
@@ -404,7 +433,7 @@ out:
 
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
-	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR
+	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR, OPT_CAS_KEY
 };
 
 /* --las-socket, --host-env, --volume-dir (docs/attestation.md): names and
@@ -521,6 +550,7 @@ int run_main(int argc, char **argv)
 		{ "las-socket", required_argument, NULL, OPT_LAS_SOCKET },
 		{ "host-env", required_argument, NULL, OPT_HOST_ENV },
 		{ "volume-dir", required_argument, NULL, OPT_VOLUME_DIR },
+		{ "cas-key", required_argument, NULL, OPT_CAS_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -528,7 +558,8 @@ int run_main(int argc, char **argv)
 	char lib[PATH_MAX], fdstr[32];
 	const char *sud = "auto";
 	const char *cas = getenv("KILN_CAS"), *cas_ca = getenv("KILN_CAS_CA");
-	const char *cas_fp = getenv("KILN_CAS_FINGERPRINT");
+	const char *cas_fp = getenv("KILN_CAS_FINGERPRINT"), *cas_key = NULL;
+	char expect_key[72];
 	const char *session = NULL, *service = NULL, *tee = "host";
 	char tee_auto[8];
 	char *text = NULL;
@@ -576,6 +607,9 @@ int run_main(int argc, char **argv)
 			break;
 		case OPT_CAS_FP:
 			cas_fp = optarg;
+			break;
+		case OPT_CAS_KEY:
+			cas_key = optarg;
 			break;
 		case OPT_SESSION:
 			session = optarg;
@@ -657,6 +691,16 @@ int run_main(int argc, char **argv)
 				goto out;
 			}
 		}
+		if (!cas_key && pin_attested_cas(cfg, expect_key) < 0) {
+			status = CLI_EXIT_FAIL;
+			goto out;
+		}
+		if (cas_key && !cas_key_valid(cas_key)) {
+			cli_error("--cas-key '%.80s': expected sha256:<64 hex digits>", cas_key);
+			goto out;
+		}
+		if (cas_key)
+			snprintf(cfg->cas_key, sizeof(cfg->cas_key), "%s", cas_key);
 	} else if (session || service || cfg->las_socket[0] || cfg->n_host_env ||
 		   cfg->n_volume_dirs) {
 		cli_error("run: --session/--service/--las-socket/--host-env/--volume-dir need "

@@ -74,6 +74,25 @@ int ev_binding(const uint8_t *spki_der, size_t spki_size,
 	       const uint8_t nonce[static EV_NONCE_SIZE], const uint8_t wm[static EV_WM_SIZE],
 	       uint8_t out[static EV_REPORT_DATA_SIZE]);
 
+/* The CAS's own attestation (GET /v1/attestation, docs/api.md): out =
+ * SHA-512("kiln-cas-v1" || SHA-256(TLS server SPKI DER) || nonce || wm), wm the
+ * workload measurement of the running kiln-cas. */
+int ev_cas_binding(const uint8_t key_sha256[static 32], const uint8_t nonce[static EV_NONCE_SIZE],
+		   const uint8_t wm[static EV_WM_SIZE], uint8_t out[static EV_REPORT_DATA_SIZE]);
+
+/* Verify the answer of GET /v1/attestation (cas_answer.c; format in docs/api.md)
+ * as received over a TLS connection whose server key has SHA-256 key_sha256,
+ * for the client's fresh nonce: the answer parses strictly, names a known tee,
+ * its evidence verifies with opts (collateral, certificates), and its
+ * report_data is ev_cas_binding(key_sha256, nonce, workload measurement). A
+ * nonce or key that differs is named as such (a replayed answer; TLS terminated
+ * by something else). On success *claims (owned by the caller, json_decref)
+ * holds the backend's claims with workload_measurement set. -KILN_EFORMAT,
+ * -KILN_ENONCE, -KILN_EBINDING or the backend's error, err naming it. */
+int ev_cas_answer_verify(const char *text, size_t size, const uint8_t nonce[static EV_NONCE_SIZE],
+			 const uint8_t key_sha256[static 32], const struct ev_verify_opts *opts,
+			 struct json_t **claims, struct kiln_err *err);
+
 /* Measure process pid (0 = the calling process) from /proc/PID/exe and
  * /proc/PID/maps into out = SHA-384(manifest). When manifest_out is non-NULL it
  * receives the manifest text, malloc'd and owned by the caller. For pid 0 the

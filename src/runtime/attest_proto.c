@@ -76,6 +76,7 @@ static void client_init(struct cc_client *c, bool with_key)
 	c->url = g_cfg->cas;
 	c->ca_file = g_cfg->cas_ca[0] ? g_cfg->cas_ca : NULL;
 	c->fingerprint = g_cfg->cas_fingerprint[0] ? g_cfg->cas_fingerprint : NULL;
+	c->server_key = g_cfg->cas_key[0] ? g_cfg->cas_key : NULL;
 	if (with_key) {
 		c->key = g_key;
 		c->cert = g_cert;

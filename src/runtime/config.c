@@ -96,6 +96,7 @@ static int parse_line(struct rt_config *cfg, const char *line, bool *end)
 		{ "cas-ca ", offsetof(struct rt_config, cas_ca), sizeof(cfg->cas_ca) },
 		{ "cas-fingerprint ", offsetof(struct rt_config, cas_fingerprint),
 		  sizeof(cfg->cas_fingerprint) },
+		{ "cas-key ", offsetof(struct rt_config, cas_key), sizeof(cfg->cas_key) },
 		{ "session ", offsetof(struct rt_config, session), sizeof(cfg->session) },
 		{ "service ", offsetof(struct rt_config, service), sizeof(cfg->service) },
 		{ "tee ", offsetof(struct rt_config, tee), sizeof(cfg->tee) },
@@ -276,6 +277,10 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 		if (cfg->cas_fingerprint[0]) {
 			n = snprintf(buf + len, cap - len, "cas-fingerprint %s\n",
 				     cfg->cas_fingerprint);
+			len += (size_t)n;
+		}
+		if (cfg->cas_key[0]) {
+			n = snprintf(buf + len, cap - len, "cas-key %s\n", cfg->cas_key);
 			len += (size_t)n;
 		}
 		if (cfg->las_socket[0]) {

@@ -151,6 +151,9 @@ struct rt_config {
 	char cas[512];                 /* https://HOST:PORT */
 	char cas_ca[4096];             /* absolute path of the pinned CA certificate, or "" */
 	char cas_fingerprint[80];      /* hex SHA-256 of the CA certificate, or "" */
+	char cas_key[80];              /* "sha256:<hex>" of the CAS's TLS key to require
+					* (attested by the launcher: KILN_CAS_EXPECT),
+					* or "" */
 	char session[256];
 	char service[256];
 	char tee[16];                  /* "sim" | "host" */

@@ -138,6 +138,15 @@ class CasServer:
         finally:
             c.close()
 
+    def workload_measurement(self):
+        """What `kiln measure --pid` says of the running CAS: how a user learns
+        the value `kiln cas verify --expect-measurement` expects."""
+        p = subprocess.run([self.kiln_bin, "measure", "--pid", str(self.proc.pid)],
+                           capture_output=True, text=True, timeout=60, check=True)
+        m = p.stdout.split()[-1]
+        assert len(m) == 96, p.stdout
+        return m
+
     def metrics(self):
         status, text = self.request("GET", "/metrics")
         assert status == 200

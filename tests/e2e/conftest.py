@@ -61,6 +61,15 @@ def cas(kiln_bin, tmp_path):
 
 
 @pytest.fixture
+def attested_cas(kiln_bin, tmp_path):
+    """A CAS serving its own attestation with the sim backend (INSECURE)."""
+    server = CasServer(kiln_bin, tmp_path, extra_args=["--tee", "sim"]).start()
+    yield server
+    rc = server.stop()
+    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
+
+
+@pytest.fixture
 def cas_identity(kiln, tmp_path):
     """cas_identity("alice") -> (path, id) of a new identity file."""
 

@@ -674,6 +674,86 @@ static void test_elf_classify(void **state)
 	close(fd);
 }
 
+/* ---- the CAS's own attestation: the client's check (cas_answer.c) ---- */
+
+/* An answer of GET /v1/attestation with sim evidence: binding over (bkey,
+ * bnonce), fields naming (fkey, fnonce). *out malloc'd. */
+static char *cas_answer(const uint8_t bkey[32], const uint8_t bnonce[32], const uint8_t fkey[32],
+			const uint8_t fnonce[32], const uint8_t wm[EV_WM_SIZE])
+{
+	uint8_t rd[EV_REPORT_DATA_SIZE], *ev = NULL;
+	size_t ev_size = 0;
+	char nonce_hex[65], key_hex[65], wm_hex[97], *b64, *out = NULL;
+
+	assert_int_equal(ev_cas_binding(bkey, bnonce, wm, rd), 0);
+	assert_int_equal(ev_sim_produce(rd, wm, &ev, &ev_size), 0);
+	b64 = kiln_b64_encode(ev, ev_size);
+	assert_non_null(b64);
+	kiln_hex_encode(fnonce, 32, nonce_hex);
+	kiln_hex_encode(fkey, 32, key_hex);
+	kiln_hex_encode(wm, EV_WM_SIZE, wm_hex);
+	assert_true(asprintf(&out, "{\"kiln_cas_attestation\": 1, \"tee\": \"sim\", \"insecure\": "
+			     "true, \"nonce\": \"%s\", \"server_key\": \"sha256:%s\", "
+			     "\"workload_measurement\": \"%s\", \"evidence\": \"%s\"}", nonce_hex,
+			     key_hex, wm_hex, b64) > 0);
+	free(b64);
+	free(ev);
+	return out;
+}
+
+static int answer_verify(const char *text, const uint8_t nonce[32], const uint8_t key[32],
+			 struct kiln_err *err)
+{
+	struct ev_verify_opts opts = { 0 };
+	json_t *claims = NULL;
+	int ret = ev_cas_answer_verify(text, strlen(text), nonce, key, &opts, &claims, err);
+
+	assert_true((ret == 0) == (claims != NULL));
+	json_decref(claims);
+	return ret;
+}
+
+static void test_cas_answer(void **state)
+{
+	uint8_t key[32], other_key[32], nonce[32], old_nonce[32], wm[EV_WM_SIZE], rd[64], rd2[64];
+	struct kiln_err err = { 0 };
+	char *a;
+
+	(void)state;
+	fill(key, sizeof(key), 1);
+	fill(other_key, sizeof(other_key), 2);
+	fill(nonce, sizeof(nonce), 3);
+	fill(old_nonce, sizeof(old_nonce), 4);
+	fill(wm, sizeof(wm), 5);
+	/* distinct from the workload binding over the same bytes */
+	assert_int_equal(ev_cas_binding(key, nonce, wm, rd), 0);
+	assert_int_equal(ev_binding(key, sizeof(key), nonce, wm, rd2), 0);
+	assert_memory_not_equal(rd, rd2, sizeof(rd));
+
+	a = cas_answer(key, nonce, key, nonce, wm);
+	assert_int_equal(answer_verify(a, nonce, key, &err), 0);
+	/* a recorded answer, for another nonce */
+	assert_int_equal(answer_verify(a, old_nonce, key, &err), -KILN_ENONCE);
+	assert_non_null(strstr(err.msg, "replayed"));
+	/* received over another TLS key (a terminating proxy) */
+	assert_int_equal(answer_verify(a, nonce, other_key, &err), -KILN_EBINDING);
+	assert_non_null(strstr(err.msg, "terminates TLS"));
+	free(a);
+	/* fields rewritten to match, evidence bound elsewhere: the binding decides */
+	a = cas_answer(key, old_nonce, key, nonce, wm);
+	assert_int_equal(answer_verify(a, nonce, key, &err), -KILN_EBINDING);
+	assert_non_null(strstr(err.msg, "not bound"));
+	free(a);
+	a = cas_answer(key, nonce, other_key, nonce, wm);
+	assert_int_equal(answer_verify(a, nonce, other_key, &err), -KILN_EBINDING);
+	free(a);
+	/* malformed */
+	assert_int_equal(answer_verify("{}", nonce, key, &err), -KILN_EFORMAT);
+	assert_int_equal(answer_verify("[1]", nonce, key, &err), -KILN_EFORMAT);
+	assert_int_equal(answer_verify("{\"kiln_cas_attestation\": 2}", nonce, key, &err),
+			 -KILN_EFORMAT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -691,6 +771,7 @@ int main(void)
 		cmocka_unit_test(test_static_measure_refuses_dynamic),
 		cmocka_unit_test(test_static_measure_manifest),
 		cmocka_unit_test(test_elf_classify),
+		cmocka_unit_test(test_cas_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

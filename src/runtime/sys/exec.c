@@ -215,6 +215,10 @@ static long supervisor_argv(struct rt_exec_env *e)
 		e->argv[n++] = "--cas-fingerprint";
 		e->argv[n++] = (char *)c->cas_fingerprint;
 	}
+	if (c->cas_key[0]) {
+		e->argv[n++] = "--cas-key";
+		e->argv[n++] = (char *)c->cas_key;
+	}
 	e->argv[n++] = "--session";
 	e->argv[n++] = (char *)c->session;
 	e->argv[n++] = "--service";
