@@ -405,12 +405,12 @@ struct pf_write_job {
 };
 
 /* The volume's sealer thread (started at the first large write). A forked
- * child has no such thread: it seals alone (pid check). */
+ * child has no such thread: it seals alone (fork generation check, sealer.c). */
 struct pf_sealer {
 	bool started;
 	bool quit;
 	bool busy;  /* the thread is working on `job` */
-	pid_t pid;  /* the process that started the thread */
+	unsigned fork_gen; /* sealer.c's fork count in the process that started it */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -610,6 +610,15 @@ bool pf__write_async(struct pf_node *n, struct pf_write_job *wj, const uint8_t *
 			size_t len, uint64_t at);
 
 /* journal.c */
+/* The header of a journal generation restoring the committed state (root,
+ * size) of file_id: magic, the state, and 8 bytes of SHA-256 over them. */
+void pf__journal_header(const uint8_t root[PF_ROOT_SIZE], uint64_t size,
+			const uint8_t file_id[PF_FILE_ID_SIZE], const char *magic,
+			uint8_t hdr[PF_JOURNAL_HDR_SIZE]);
+/* The check of entry[size] (first 8 bytes of out): bound to its generation
+ * through hdr_sum (the header's check; NULL for format 1). */
+void pf__journal_entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t size,
+			   uint8_t out[KC_SHA256_SIZE]);
 int pf__journal_begin(struct pf_node *n, struct kiln_err *err);
 int pf__journal_spend(struct pf_node *n);
 int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,

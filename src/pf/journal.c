@@ -12,24 +12,31 @@
 
 #include "crypto/crypto.h"
 
-static void journal_header(struct pf_node *n, const char *magic,
-			   uint8_t hdr[PF_JOURNAL_HDR_SIZE])
+void pf__journal_header(const uint8_t root[PF_ROOT_SIZE], uint64_t size,
+			const uint8_t file_id[PF_FILE_ID_SIZE], const char *magic,
+			uint8_t hdr[PF_JOURNAL_HDR_SIZE])
 {
 	uint8_t sum[KC_SHA256_SIZE];
 
 	memcpy(hdr, magic, 8);
-	memcpy(hdr + 8, n->base_root, PF_ROOT_SIZE);
-	pf__put_u64(hdr + 40, n->base_size);
-	memcpy(hdr + 48, n->file_id, PF_FILE_ID_SIZE);
+	memcpy(hdr + 8, root, PF_ROOT_SIZE);
+	pf__put_u64(hdr + 40, size);
+	memcpy(hdr + 48, file_id, PF_FILE_ID_SIZE);
 	kc_sha256(hdr, 64, sum);
 	memcpy(hdr + 64, sum, 8);
+}
+
+static void journal_header(struct pf_node *n, const char *magic,
+			   uint8_t hdr[PF_JOURNAL_HDR_SIZE])
+{
+	pf__journal_header(n->base_root, n->base_size, n->file_id, magic, hdr);
 }
 
 /* The 8-byte check of an entry: format 2 binds it to its generation (the
  * header's own check, hdr + 64), so entries of an earlier generation that
  * follow the current ones in the file are never taken for its own. */
-static void entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t size,
-		      uint8_t out[KC_SHA256_SIZE])
+void pf__journal_entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t size,
+			   uint8_t out[KC_SHA256_SIZE])
 {
 	uint8_t bound[8 + KC_SHA256_SIZE];
 
@@ -147,7 +154,7 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 				       pf__slot_off(v, i));
 		if (ret)
 			goto fail;
-		entry_sum(n->jsum, v->jbuf, esize, sum);
+		pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
 		memcpy(v->jbuf + esize, sum, 8);
 		ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
 		if (ret)
@@ -291,7 +298,7 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 			break;
 		if ((ret = pf__st_pread_pad(v, jfh, v->jbuf, esize + 8, off)))
 			goto fail;
-		entry_sum(bind, v->jbuf, esize, sum);
+		pf__journal_entry_sum(bind, v->jbuf, esize, sum);
 		if (memcmp(sum, v->jbuf + esize, 8) != 0)
 			break; /* torn, or of an earlier generation */
 		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,

@@ -2189,7 +2189,7 @@ static int journal_to_v1(const char *dir)
 	assert_non_null(d);
 	while ((de = readdir(d))) {
 		size_t len = strlen(de->d_name), size;
-		uint8_t *buf, inner[KC_SHA256_SIZE], bound[8 + KC_SHA256_SIZE], sum[KC_SHA256_SIZE];
+		uint8_t *buf, inner[KC_SHA256_SIZE], sum[KC_SHA256_SIZE];
 		char path[400];
 		FILE *fp;
 
@@ -2213,10 +2213,8 @@ static int journal_to_v1(const char *dir)
 
 				if (off + esize + 8 > size)
 					break;
-				kc_sha256(buf + off, esize, inner);
-				memcpy(bound, h, 8);
-				memcpy(bound + 8, inner, sizeof(inner));
-				kc_sha256(bound, sizeof(bound), sum);
+				pf__journal_entry_sum(h, buf + off, esize, sum);
+				pf__journal_entry_sum(NULL, buf + off, esize, inner);
 				if (memcmp(sum, buf + off + esize, 8) != 0)
 					break;
 				memcpy(buf + off + esize, inner, 8);
