@@ -51,7 +51,7 @@ conformance: build
 
 $(FUZZ_BUILD)/build.ninja: | deps
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=disabled -Dfuse=disabled \
-	  -Db_lundef=false -Dbuildtype=debugoptimized
+	  -Dmusl=disabled -Db_lundef=false -Dbuildtype=debugoptimized
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)

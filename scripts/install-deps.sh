@@ -40,20 +40,28 @@ conformance_tests_present() {
   [ -f "$CONF_SQLITE/__init__.py" ]
 }
 
-install_conformance_tests() {
+# apt-get source needs a deb-src line: make conformance (python3.11) and
+# libkiln-musl.so's OpenSSL (scripts/build-musl-openssl.sh) take sources.
+ensure_deb_src() {
   if [ ! -f "$CONF_SOURCES" ] && ! grep -rqs '^Types:.*deb-src\|^deb-src ' \
       /etc/apt/sources.list /etc/apt/sources.list.d/; then
     echo "install-deps: adding a deb-src line ($CONF_SOURCES) for apt-get source"
     cat > "$CONF_SOURCES" <<'SRC'
 # Added by kiln scripts/install-deps.sh: make conformance takes CPython's
-# test_sqlite3 from the python3.11 source package.
+# test_sqlite3 from the python3.11 source package, libkiln-musl.so OpenSSL
+# from the openssl one (scripts/build-musl-openssl.sh).
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
+    apt-get update -qq
   fi
+}
+
+install_conformance_tests() {
+  ensure_deb_src
   apt-get update -qq
   local tmp orig
   tmp=$(mktemp -d)
@@ -77,16 +85,25 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present; then
+# libkiln-musl.so links a static OpenSSL built with musl-gcc, which Debian
+# does not ship: built once per machine into /opt/kiln/musl-openssl (about 3
+# minutes of CPU; 8 minutes on a loaded 2-core machine).
+MUSL_OPENSSL="$(dirname "$0")/build-musl-openssl.sh"
+musl_openssl_present() {
+  "$MUSL_OPENSSL" --check 2>/dev/null
+}
+
+if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present && musl_openssl_present; then
   exit 0
 fi
 if [ "${1:-}" = "--check" ]; then
   [ "${#missing[@]}" -eq 0 ] || echo "install-deps: missing packages: ${missing[*]}" >&2
   conformance_tests_present || echo "install-deps: missing $CONF_SQLITE" >&2
+  musl_openssl_present || "$MUSL_OPENSSL" --check
   exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing packages: ${missing[*]}; or $CONF_SQLITE" >&2
+  echo "install-deps: missing packages: ${missing[*]}; or $CONF_SQLITE; or the musl OpenSSL" >&2
   echo "install-deps: run as root (or: sudo $0)" >&2
   exit 1
 fi
@@ -97,4 +114,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 conformance_tests_present || install_conformance_tests
+if ! musl_openssl_present; then
+  ensure_deb_src
+  "$MUSL_OPENSSL"
+fi
 echo "install-deps: done"

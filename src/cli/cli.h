@@ -32,11 +32,14 @@ int audit_main(int argc, char **argv);
  * the real path. -ENOENT when absent. (cli/measure.c) */
 int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size);
 /* program.c: classify the program at path (open as fd) for command cmd
- * ("run", "measure"): 0 with info filled when kiln can serve it (glibc,
+ * ("run", "measure"): 0 with info filled when kiln can serve it (glibc, musl,
  * static, or not ELF: a script), -1 after telling the user why not (a corrupt
- * or foreign ELF file, a musl or unknown loader). */
+ * or foreign ELF file, an unknown loader). */
 struct ev_elf_info;
 int cli_program_kind(const char *cmd, const char *path, int fd, struct ev_elf_info *info);
+/* The runtime library a program of that kind (enum ev_elf_kind) preloads:
+ * "libkiln-musl.so" for musl's loader, else "libkiln.so". */
+const char *cli_runtime_name(int kind);
 /* SHA-256 digests of the kiln runtime libraries found by cli_find_lib plus the
  * files in extra; *out is malloc'd (caller frees), *n_out entries. */
 int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,

@@ -32,9 +32,10 @@ static void las_usage(FILE *f)
 		"         .pem); register that certificate with 'kiln cas trust-las'.\n"
 		"         --socket defaults to $KILN_LAS_SOCKET or " EV_LAS_DEFAULT_SOCKET ".\n"
 		"         --runtime-lib adds a kiln runtime library whose digest is left out\n"
-		"         of measurements (libkiln.so and libkiln-measure.so are found\n"
-		"         automatically). --no-cache hashes every file on every request\n"
-		"         (by default digests are cached by inode, size, mtime and ctime).\n"
+		"         of measurements (libkiln.so, libkiln-musl.so and libkiln-measure.so\n"
+		"         are found automatically). --no-cache hashes every file on every\n"
+		"         request (by default digests are cached by inode, size, mtime and\n"
+		"         ctime).\n"
 		"cert     print the certificate of a LAS key (--id: print its id instead)\n"
 		"request  ask the daemon for evidence about this process; print it\n"
 		"verify   verify host evidence against trusted LAS certificates; print claims\n");

@@ -31,13 +31,16 @@ static void measure_usage(FILE *f)
 		"  -- PROG ARGS  start PROG with the measurement library preloaded; it is\n"
 		"                measured before main() runs and never runs main(); a\n"
 		"                statically linked PROG is measured from its file (never run);\n"
-		"                a musl-linked PROG, or a file that is no x86-64 program, is\n"
-		"                refused with the reason (stderr names the kind of PROG)\n"
+		"                a musl-linked PROG with libkiln-musl.so preloaded; a file\n"
+		"                that is no x86-64 program, or has a loader kiln has no\n"
+		"                runtime for, is refused with the reason (stderr names the\n"
+		"                kind of PROG)\n"
 		"  --pid PID     measure a running process (root, or the same user)\n"
 		"  --manifest    print the manifest before the measurement\n"
 		"  -h, --help    this help\n\n"
-		"PROG runs with the kiln runtime libkiln.so preloaded and KILN_MEASURE_ONLY=1\n"
-		"(libkiln-measure.so when libkiln.so is not installed).\n"
+		"PROG runs with the kiln runtime libkiln.so (libkiln-musl.so for musl)\n"
+		"preloaded and KILN_MEASURE_ONLY=1 (libkiln-measure.so when libkiln.so is\n"
+		"not installed; a glibc PROG only).\n"
 		"Environment: KILN_MEASURE_LIB overrides the preloaded library.\n");
 }
 
@@ -102,19 +105,20 @@ static int resolve_prog(const char *prog, char *out, size_t size)
 }
 
 /* LD_PRELOAD cannot reach setuid/setgid programs (the loader ignores it):
- * refuse them before running them for real; nor programs of another loader
- * (musl's) or no valid x86-64 program at all (cli_program_kind says why).
+ * refuse them before running them for real; nor programs of a loader kiln
+ * has no runtime for or no valid x86-64 program at all (cli_program_kind says
+ * why). *kind: musl programs preload libkiln-musl.so.
  * Statically linked programs have no loader either: they are measured from
  * the file (*is_static), which is what a process of that file maps (kiln run
  * supervises them). Scripts are allowed (their interpreter is measured,
  * documented). < 0: refused, and said so. */
-static int check_preloadable(const char *prog, bool *is_static)
+static int check_preloadable(const char *prog, int *kind)
 {
 	struct ev_elf_info info;
 	struct stat st;
 	int fd, ret;
 
-	*is_static = false;
+	*kind = EV_ELF_NONE;
 	fd = open(prog, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		cli_error("cannot read %s: %s", prog, strerror(errno));
@@ -129,11 +133,13 @@ static int check_preloadable(const char *prog, bool *is_static)
 	}
 	if ((ret = cli_program_kind("measure", prog, fd, &info)) < 0)
 		goto out;
-	*is_static = info.kind == EV_ELF_STATIC;
+	*kind = info.kind;
 	fprintf(stderr, "kiln: measure: %s: %s\n", prog,
 		info.kind == EV_ELF_STATIC ? "statically linked, measured from its file" :
 		info.kind == EV_ELF_NONE ? "not ELF (a script: its interpreter is measured)" :
-		"dynamically linked (glibc), measured before main() with the runtime preloaded");
+		info.kind == EV_ELF_MUSL ? "musl dynamic, measured before main() with "
+		"libkiln-musl.so preloaded" :
+		"glibc dynamic, measured before main() with the runtime preloaded");
 out:
 	if (fd >= 0)
 		close(fd);
@@ -224,27 +230,35 @@ static int measure_prog(char **argv, bool manifest)
 	char lib[PATH_MAX], *preload = NULL, *out = NULL, *last;
 	const char *env_lib = getenv("KILN_MEASURE_LIB");
 	size_t len = 0;
-	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r;
+	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r, kind;
 	pid_t pid = -1;
 
 	{
 		char resolved[PATH_MAX];
-		bool is_static = false;
 
 		r = resolve_prog(argv[0], resolved, sizeof(resolved));
 		if (r < 0) {
 			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
 			return CLI_EXIT_FAIL;
 		}
-		if (check_preloadable(resolved, &is_static) < 0)
+		if (check_preloadable(resolved, &kind) < 0)
 			return CLI_EXIT_FAIL;
 		/* No library needed: the file is what its process maps. */
-		if (is_static)
+		if (kind == EV_ELF_STATIC)
 			return measure_static(resolved, manifest);
 	}
 	if (env_lib && env_lib[0]) {
 		if (!realpath(env_lib, lib)) {
 			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+	} else if (kind == EV_ELF_MUSL) {
+		/* The one runtime a musl program can load (libkiln-measure.so is
+		 * built for glibc). */
+		if (cli_find_lib("libkiln-musl.so", "src/runtime", lib, sizeof(lib)) < 0) {
+			cli_error("cannot find libkiln-musl.so next to the kiln binary or in "
+				  "../lib/kiln (set KILN_MEASURE_LIB): musl programs are measured "
+				  "with it");
 			return CLI_EXIT_FAIL;
 		}
 	} else if (cli_find_lib("libkiln.so", "src/runtime", lib, sizeof(lib)) == 0) {
@@ -355,6 +369,7 @@ int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *co
 {
 	static const struct { const char *name, *subdir; } known[] = {
 		{ "libkiln.so", "src/runtime" },
+		{ "libkiln-musl.so", "src/runtime" },
 		{ "libkiln-measure.so", "src/evidence" },
 	};
 	uint8_t (*d)[32] = calloc(n_extra + KILN_ARRAY_SIZE(known), 32);

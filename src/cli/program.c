@@ -15,19 +15,16 @@ int cli_program_kind(const char *cmd, const char *path, int fd, struct ev_elf_in
 		cli_error("%s: %s: %s", cmd, path, kiln_err_msg(&err, r));
 		return -1;
 	}
-	switch (info->kind) {
-	case EV_ELF_MUSL:
-		cli_error("%s: %s is linked against musl (program interpreter %s): the kiln "
-			  "runtime is built for glibc and cannot be loaded into it; link the "
-			  "program statically (kiln runs static programs under its supervisor) "
-			  "or against glibc", cmd, path, info->interp);
-		return -1;
-	case EV_ELF_OTHER:
+	if (info->kind == EV_ELF_OTHER) {
 		cli_error("%s: %s has a program interpreter kiln has no runtime for (%s); "
-			  "kiln runs programs linked against glibc, and static programs",
+			  "kiln runs programs linked against glibc or musl, and static programs",
 			  cmd, path, info->interp);
 		return -1;
-	default:
-		return 0;
 	}
+	return 0;
+}
+
+const char *cli_runtime_name(int kind)
+{
+	return kind == EV_ELF_MUSL ? "libkiln-musl.so" : "libkiln.so";
 }

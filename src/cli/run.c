@@ -74,8 +74,11 @@ static void run_usage(FILE *f)
 		"A statically linked PROGRAM cannot load libkiln: it runs supervised by this\n"
 		"process (seccomp user notification, every file call traps); with --cas the\n"
 		"supervisor measures the file, attests and runs that very file.\n"
-		"libkiln.so is taken from $%s, else next to the kiln binary.\n",
-		RT_ENV_LIB);
+		"A PROGRAM linked against musl (program interpreter ld-musl-x86_64.so.1, as\n"
+		"Alpine's) gets libkiln-musl.so, the same runtime built for musl.\n"
+		"libkiln.so is taken from $%s, libkiln-musl.so from $%s, else next to\n"
+		"the kiln binary.\n",
+		RT_ENV_LIB, RT_ENV_LIB_MUSL);
 }
 
 static bool cas_key_valid(const char *k)
@@ -179,17 +182,20 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 	return 0;
 }
 
-static int find_runtime(char *out, size_t out_size)
+/* The runtime library name (libkiln.so, libkiln-musl.so: cli_runtime_name):
+ * from $env_var, else next to the kiln binary (or in its build tree), else
+ * where it is installed (the directory of KILN_RUNTIME_INSTALL). */
+static int find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
 {
-	const char *env = getenv(RT_ENV_LIB);
+	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
 	char exe[PATH_MAX];
-	const char *cands[] = { "/libkiln.so", "/src/runtime/libkiln.so" };
+	const char *dirs[] = { "/", "/src/runtime/" };
 	ssize_t n;
 	char *slash;
 
 	if (env && env[0]) {
 		if (env[0] != '/' || access(env, R_OK) != 0) {
-			cli_error("%s=%s: not a readable absolute path", RT_ENV_LIB, env);
+			cli_error("%s=%s: not a readable absolute path", env_var, env);
 			return -ENOENT;
 		}
 		snprintf(out, out_size, "%s", env);
@@ -201,18 +207,19 @@ static int find_runtime(char *out, size_t out_size)
 		slash = strrchr(exe, '/');
 		if (slash)
 			*slash = '\0';
-		for (size_t i = 0; i < KILN_ARRAY_SIZE(cands); i++) {
-			if ((size_t)snprintf(out, out_size, "%s%s", exe, cands[i]) < out_size &&
+		for (size_t i = 0; i < KILN_ARRAY_SIZE(dirs); i++) {
+			if ((size_t)snprintf(out, out_size, "%s%s%s", exe, dirs[i], name) < out_size &&
 			    access(out, R_OK) == 0)
 				return 0;
 		}
 	}
-	if (access(KILN_RUNTIME_INSTALL, R_OK) == 0) {
-		snprintf(out, out_size, "%s", KILN_RUNTIME_INSTALL);
+	if ((size_t)snprintf(out, out_size, "%.*s/%s", (int)(inst_dir_end - KILN_RUNTIME_INSTALL),
+			     KILN_RUNTIME_INSTALL, name) < out_size && access(out, R_OK) == 0)
 		return 0;
-	}
-	cli_error("libkiln.so not found next to the kiln binary nor at %s (set %s)",
-		  KILN_RUNTIME_INSTALL, RT_ENV_LIB);
+	cli_error("%s not found next to the kiln binary nor in %.*s (set %s)%s", name,
+		  (int)(inst_dir_end - KILN_RUNTIME_INSTALL), KILN_RUNTIME_INSTALL, env_var,
+		  strcmp(name, "libkiln-musl.so") == 0 ? "; musl programs need it (kiln built "
+		  "with -Dmusl=enabled, docs/runtime.md)" : "");
 	return -ENOENT;
 }
 
@@ -258,21 +265,22 @@ static void which(const char *prog, char *out, size_t out_size)
 	}
 }
 
-/* Which path serves the program at path (*is_static: supervised, as
- * LD_PRELOAD cannot put libkiln into it), or -1 once the user is told why
- * none can (cli_program_kind). A file it cannot open is left to exec to
- * report. */
-static int check_program(const char *path, bool *is_static)
+/* Which path serves the program at path (*kind: EV_ELF_STATIC is supervised,
+ * as LD_PRELOAD cannot put libkiln into it; EV_ELF_MUSL gets libkiln-musl.so),
+ * or -1 once the user is told why none can (cli_program_kind). A file it
+ * cannot open is left to exec to report. */
+static int check_program(const char *path, int *kind)
 {
 	struct ev_elf_info info;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
-	*is_static = false;
+	*kind = EV_ELF_NONE;
 	if (fd < 0)
 		return 0;
 	ret = cli_program_kind("run", path, fd, &info);
 	close(fd);
-	*is_static = ret == 0 && info.kind == EV_ELF_STATIC;
+	if (ret == 0)
+		*kind = info.kind;
 	return ret;
 }
 
@@ -565,6 +573,7 @@ int run_main(int argc, char **argv)
 	char *text = NULL;
 	size_t text_size = 0;
 	bool is_static = false;
+	int kind = EV_ELF_NONE;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 
 	if (!cfg) {
@@ -720,8 +729,9 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if (lib[0] && check_program(lib, &is_static) < 0)
+	if (lib[0] && check_program(lib, &kind) < 0)
 		goto out;
+	is_static = kind == EV_ELF_STATIC;
 	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
 		goto out;
 	if (cfg->cas[0] && is_static) {
@@ -732,7 +742,8 @@ int run_main(int argc, char **argv)
 		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
-	if (find_runtime(lib, sizeof(lib)))
+	if (find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL : RT_ENV_LIB,
+			 lib, sizeof(lib)))
 		goto out;
 	if (rt_config_serialize(cfg, &text, &text_size)) {
 		cli_error("out of memory");

@@ -174,4 +174,43 @@ ssize_t kiln_recv_fd_deadline(int sock, void *buf, size_t size, int flags,
 /* Monotonic clock in nanoseconds. */
 uint64_t kiln_now_ns(void);
 
+/* ---- what the C library may lack ------------------------------------------
+ * The runtime is also built with musl (libkiln-musl.so, docs/runtime.md),
+ * whose headers (Debian's musl 1.2.3) leave out some of the kernel interface
+ * glibc declares. Each fallback is keyed on the missing name itself, never on
+ * which C library it is, and takes the kernel's value. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef STATX_BASIC_STATS
+#include <linux/stat.h> /* struct statx and STATX_* (glibc: <sys/stat.h>) */
+#endif
+#ifndef FALLOC_FL_ZERO_RANGE
+#include <linux/falloc.h>
+#endif
+#ifndef SEEK_DATA
+#define SEEK_DATA 3
+#define SEEK_HOLE 4
+#endif
+#ifndef __O_TMPFILE
+#define __O_TMPFILE (O_TMPFILE & ~O_DIRECTORY) /* glibc's name for the bit alone */
+#endif
+#ifndef RENAME_NOREPLACE
+/* glibc declares renameat2 and its flags together (<stdio.h>); without them
+ * the call is the system call. (Inside libkiln both renameat2 and syscall
+ * are the runtime's own wrappers, which dispatch the call alike.) */
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE (1 << 1)
+#define RENAME_WHITEOUT (1 << 2)
+static inline int kiln_renameat2(int olddir, const char *oldpath, int newdir,
+				 const char *newpath, unsigned int flags)
+{
+	return (int)syscall(SYS_renameat2, olddir, oldpath, newdir, newpath, flags);
+}
+#define renameat2 kiln_renameat2
+#endif
+
 #endif

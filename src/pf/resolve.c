@@ -39,7 +39,7 @@ enum pf_region_kind pf__region_of(pf_volume_t *v, const char *path)
 
 /* The path of a symlink expansion: target, then "/" and the rest when there is
  * a rest (or the component had a trailing slash, which the target keeps). */
-static int splice(char *buf, const char *target, const char *rest, bool slash)
+static int pf__splice(char *buf, const char *target, const char *rest, bool slash)
 {
 	size_t tl = strlen(target), rl = strlen(rest);
 	char tmp[PF_MAX_PATH];
@@ -133,12 +133,12 @@ int pf__walk(pf_volume_t *v, struct pf_inode *at, const char *path, unsigned fla
 			if (next->target[0] == '/') {
 				char tmp[PF_MAX_PATH];
 
-				if (splice(tmp, next->target, after, tslash) != 0)
+				if (pf__splice(tmp, next->target, after, tslash) != 0)
 					return kiln_err_set(err, -ENAMETOOLONG, "%s: symlink "
 							    "expansion too long", path);
 				return escaped(w, tmp, c, len);
 			}
-			if (splice(buf, next->target, after, tslash) != 0)
+			if (pf__splice(buf, next->target, after, tslash) != 0)
 				return kiln_err_set(err, -ENAMETOOLONG, "%s: symlink expansion too "
 						    "long", path);
 			p = buf;

@@ -22,6 +22,12 @@
 #endif
 
 #define RT_HIDDEN __attribute__((visibility("hidden")))
+/* This library's file name: libkiln.so, or libkiln-musl.so for the musl build
+ * (src/runtime/meson.build). A program of the other C library is executed
+ * with the other one, found next to this one (sys/exec.c). */
+#ifndef RT_LIBKILN_NAME
+#define RT_LIBKILN_NAME "libkiln.so"
+#endif
 #define RT_TLS __thread __attribute__((tls_model("initial-exec")))
 
 /* The allowed code region for Syscall User Dispatch (sud.c, assembly). Every
@@ -81,7 +87,7 @@ struct rt_state {
 	struct rt_config cfg;  /* secrets (keys) wiped after the volumes are open */
 	char *config_text;     /* serialized config handed to exec'd children */
 	size_t config_size;
-	char lib_path[4096];   /* absolute path of libkiln.so */
+	char lib_path[4096];   /* absolute path of this library (RT_LIBKILN_NAME) */
 	int owned_base;        /* runtime-owned fds are moved at or above this */
 };
 extern struct rt_state g_rt RT_HIDDEN;

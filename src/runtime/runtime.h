@@ -255,5 +255,6 @@ int rt_env_drop_loader(char *dropped, size_t size);
 #define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"
 /* Environment variable with the absolute path of libkiln.so (for exec). */
 #define RT_ENV_LIB "KILN_RUNTIME_LIB"
+#define RT_ENV_LIB_MUSL "KILN_RUNTIME_MUSL_LIB" /* libkiln-musl.so, for musl programs */
 
 #endif

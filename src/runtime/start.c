@@ -18,6 +18,7 @@
 #include "runtime/sys/sys.h"
 
 struct rt_state g_rt;
+extern char **environ;
 
 static void die(const char *what, const char *msg)
 {
@@ -68,6 +69,12 @@ static int read_config(int fd, char **text, size_t *size)
 	return 0;
 }
 
+/* Set once the constructor has run. glibc's loader runs constructors before
+ * the program's entry calls __libc_start_main; musl's __libc_start_main runs
+ * them itself, so the interposer below may come first (start_late). */
+static bool g_ctor_ran;
+static bool g_start_late;
+
 __attribute__((constructor(101))) static void rt_start(void)
 {
 	struct kiln_err err = { 0 };
@@ -76,6 +83,7 @@ __attribute__((constructor(101))) static void rt_start(void)
 	Dl_info info;
 	int ret;
 
+	g_ctor_ran = true;
 	rt__measure_only();
 	if (!fdstr)
 		return;
@@ -118,6 +126,15 @@ __attribute__((constructor(101))) static void rt_start(void)
 		ret = rt__attest_apply_late(&err);
 		if (ret)
 			die("attestation", kiln_err_msg(&err, ret));
+		/* Late start (musl): the program's own constructors, which run
+		 * next, see the policy's environment as they do with glibc. */
+		if (g_start_late) {
+			int argc;
+			char **argv, **env;
+
+			if (rt__attest_argv(&argc, &argv, &env))
+				environ = env;
+		}
 	}
 	if (g_rt.cfg.sud) {
 		ret = rt__sud_init();
@@ -144,15 +161,32 @@ __attribute__((visibility("default"))) int __libc_start_main(main_fn main, int a
 							     void (*fini)(void),
 							     void (*rtld_fini)(void),
 							     void *stack_end);
+static main_fn g_main;
+
+/* main's caller when the constructor ran after __libc_start_main was entered
+ * (musl): the grant is known only now. */
+static int main_late(int argc, char **argv, char **env)
+{
+	if (rt__attest_argv(&argc, &argv, &env))
+		environ = env;
+	return g_main(argc, argv, env);
+}
+
 int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
 {
 	start_main_fn real = (start_main_fn)dlsym(RTLD_NEXT, "__libc_start_main");
-	extern char **environ;
 	char **env;
 
 	if (!real)
 		rt__raw(SYS_exit_group, 127);
+	if (!g_ctor_ran) {
+		/* musl's takes (main, argc, argv, init, fini, ldso): the same
+		 * registers, the last one ignored. */
+		g_start_late = true;
+		g_main = main;
+		return real(main_late, argc, argv, init, fini, rtld_fini, stack_end);
+	}
 	if (rt__attest_argv(&argc, &argv, &env))
 		environ = env;
 	return real(main, argc, argv, init, fini, rtld_fini, stack_end);

@@ -21,7 +21,6 @@
  *    stack). clone3 answers ENOSYS so libc falls back to clone.
  *  - vfork runs as fork: the handler's stack frame cannot be shared. */
 #include <errno.h>
-#include <linux/prctl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>

@@ -20,7 +20,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/prctl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -31,6 +30,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,6 +40,33 @@
 
 #include "runtime/internal.h"
 #include "runtime/net/net.h"
+
+/* musl's headers (with _GNU_SOURCE) make the large-file names macros for the
+ * plain ones (open64 is open), and common.h may make renameat2 a fallback:
+ * each wrapper below defines the symbol of its own name. (A musl program
+ * calls the plain names; the 64 ones are for glibc programs.) */
+#undef open64
+#undef openat64
+#undef creat64
+#undef pread64
+#undef pwrite64
+#undef lseek64
+#undef fcntl64
+#undef fstat64
+#ifdef stat64 /* the struct too: musl's struct stat is the large-file one */
+#undef stat64
+#define rt_stat64 stat
+#else
+#define rt_stat64 stat64
+#endif
+#undef lstat64
+#undef fstatat64
+#undef ftruncate64
+#undef truncate64
+#undef getdents64
+#undef sendfile64
+#undef fopen64
+#undef renameat2
 
 #define RT_EXPORT __attribute__((visibility("default")))
 
@@ -284,8 +311,8 @@ int fstat(int fd, struct stat *st)
 	return (int)ret(C2(SYS_fstat, fd, st));
 }
 
-DECL(int, fstat64, int fd, struct stat64 *st);
-int fstat64(int fd, struct stat64 *st)
+DECL(int, fstat64, int fd, struct rt_stat64 *st);
+int fstat64(int fd, struct rt_stat64 *st)
 {
 	return (int)ret(C2(SYS_fstat, fd, st));
 }
@@ -296,8 +323,8 @@ int stat(const char *path, struct stat *st)
 	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
 }
 
-DECL(int, stat64, const char *path, struct stat64 *st);
-int stat64(const char *path, struct stat64 *st)
+DECL(int, stat64, const char *path, struct rt_stat64 *st);
+int stat64(const char *path, struct rt_stat64 *st)
 {
 	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
 }
@@ -308,8 +335,8 @@ int lstat(const char *path, struct stat *st)
 	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
 }
 
-DECL(int, lstat64, const char *path, struct stat64 *st);
-int lstat64(const char *path, struct stat64 *st)
+DECL(int, lstat64, const char *path, struct rt_stat64 *st);
+int lstat64(const char *path, struct rt_stat64 *st)
 {
 	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
 }
@@ -320,8 +347,8 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
 }
 
-DECL(int, fstatat64, int dirfd, const char *path, struct stat64 *st, int flags);
-int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+DECL(int, fstatat64, int dirfd, const char *path, struct rt_stat64 *st, int flags);
+int fstatat64(int dirfd, const char *path, struct rt_stat64 *st, int flags)
 {
 	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
 }
@@ -842,8 +869,8 @@ pid_t fork(void)
 typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			const posix_spawnattr_t *, char *const[], char *const[]);
 
-/* posix_spawnp's PATH search, done first when the runtime must look at the
- * program (attested mode); out is left empty when nothing is found. */
+/* posix_spawnp's PATH search, done first: the runtime looks at the program;
+ * out is left empty when nothing is found. */
 static void search_path(const char *name, char *out, size_t size)
 {
 	const char *path = getenv("PATH");
@@ -877,7 +904,9 @@ static int spawn(const char *name, pid_t *pid, const char *path,
 	if (!real)
 		return ENOSYS;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	if (g_rt.cfg.cas[0] && strcmp(name, "posix_spawnp") == 0 && !strchr(path, '/')) {
+	/* The runtime looks at the program (attested mode: may it run; both:
+	 * glibc's or musl's runtime), so it must know which file it is. */
+	if (strcmp(name, "posix_spawnp") == 0 && !strchr(path, '/')) {
 		search_path(path, found, sizeof(found));
 		if (found[0])
 			prog = found;

@@ -17,7 +17,7 @@
 #ifndef KILN_RUNTIME_NET_INTERNAL_H
 #define KILN_RUNTIME_NET_INTERNAL_H
 
-#include <linux/prctl.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>

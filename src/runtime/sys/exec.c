@@ -104,7 +104,24 @@ out:
 
 /* ---- what the attested process executes ------------------------------------ */
 
-enum exec_kind { EXEC_DYNAMIC, EXEC_STATIC };
+enum exec_kind { EXEC_DYNAMIC, EXEC_STATIC, EXEC_MUSL };
+
+/* The runtime library a dynamic program of that kind loads: this one, or the
+ * other C library's build installed next to it (libkiln.so and
+ * libkiln-musl.so, docs/runtime.md); NULL when that one is not there. */
+static const char *runtime_lib(int kind, char *buf, size_t size)
+{
+	const char *want = kind == EXEC_MUSL ? "libkiln-musl.so" : "libkiln.so";
+	const char *slash = strrchr(g_rt.lib_path, '/');
+
+	if (strcmp(want, RT_LIBKILN_NAME) == 0)
+		return g_rt.lib_path;
+	if (!slash || (size_t)snprintf(buf, size, "%.*s/%s", (int)(slash - g_rt.lib_path),
+				       g_rt.lib_path, want) >= size ||
+	    rt__raw(SYS_faccessat, AT_FDCWD, buf, R_OK, 0) < 0)
+		return NULL;
+	return buf;
+}
 
 /* Open the program (dirfd, path, AT_* flags as execveat takes them) for
  * reading; e->exe receives its path. */
@@ -130,8 +147,8 @@ static long open_program(int dirfd, const char *path, int at_flags, struct rt_ex
 	return fd;
 }
 
-/* Static or dynamic; a script is what its interpreter is (the kernel follows
- * at most 4 of them). < 0 with *why set: refused. */
+/* Static, dynamic (glibc) or musl; a script is what its interpreter is (the
+ * kernel follows at most 4 of them). < 0 with *why set: refused. */
 static int classify(int fd, int depth, const char **why)
 {
 	char head[256], *interp, *end;
@@ -151,15 +168,13 @@ static int classify(int fd, int depth, const char **why)
 		 * without kiln. */
 		if (ev_elf_classify_fd(fd, &info, &err) < 0)
 			return EXEC_DYNAMIC;
-		if (info.kind == EV_ELF_MUSL || info.kind == EV_ELF_OTHER) {
-			*why = info.kind == EV_ELF_MUSL ?
-			       "linked against musl: the kiln runtime (built for glibc) cannot be "
-			       "loaded into it" :
-			       "its program interpreter is not glibc's: the kiln runtime cannot be "
-			       "loaded into it";
+		if (info.kind == EV_ELF_OTHER) {
+			*why = "its program interpreter is neither glibc's nor musl's: no kiln "
+			       "runtime can be loaded into it";
 			return -EACCES;
 		}
-		return info.kind == EV_ELF_STATIC ? EXEC_STATIC : EXEC_DYNAMIC;
+		return info.kind == EV_ELF_STATIC ? EXEC_STATIC :
+		       info.kind == EV_ELF_MUSL ? EXEC_MUSL : EXEC_DYNAMIC;
 	}
 	if (n < 3 || head[0] != '#' || head[1] != '!') {
 		/* ENOEXEC: glibc's execvp then runs it with /bin/sh, as it would
@@ -254,7 +269,8 @@ static long supervisor_argv(struct rt_exec_env *e)
 static long attested_env(int dirfd, const char *path, int at_flags, char *const *argv,
 			 struct rt_exec_env *e)
 {
-	const char *why = NULL;
+	const char *why = NULL, *lib = NULL;
+	char other[4200];
 	long fd, ret;
 	int kind;
 
@@ -274,6 +290,12 @@ static long attested_env(int dirfd, const char *path, int at_flags, char *const 
 		      "older kiln run)";
 		kind = -EACCES;
 	}
+	if (kind >= 0 && kind != EXEC_STATIC && !(lib = runtime_lib(kind, other, sizeof(other)))) {
+		why = kind == EXEC_MUSL ? "linked against musl, and libkiln-musl.so is not "
+		      "installed next to the runtime" : "linked against glibc, and libkiln.so "
+		      "is not installed next to the runtime";
+		kind = -EACCES;
+	}
 	if (kind < 0) {
 		if (kind != -ENOEXEC)
 			rt__say("attested program: not executing %s: %s", e->exe[0] ? e->exe : path,
@@ -285,25 +307,52 @@ static long attested_env(int dirfd, const char *path, int at_flags, char *const 
 	/* Dynamic: libkiln alone in its environment, argv[0] alone in its argv. */
 	e->env = calloc(3, sizeof(*e->env));
 	e->argv = calloc(2, sizeof(*e->argv));
-	e->preload = malloc(strlen(g_rt.lib_path) + 12);
+	e->preload = malloc(strlen(lib) + 12);
 	if (!e->env || !e->argv || !e->preload)
 		return -ENOMEM;
 	ret = config_pipe(e);
 	if (ret)
 		return ret;
-	sprintf(e->preload, "LD_PRELOAD=%s", g_rt.lib_path);
+	sprintf(e->preload, "LD_PRELOAD=%s", lib);
 	e->env[0] = e->preload;
 	e->env[1] = e->fdvar;
 	e->argv[0] = argv && argv[0] ? argv[0] : e->exe;
 	return 0;
 }
 
-/* Development mode: the caller's environment, with libkiln first in
- * LD_PRELOAD and the configuration's fd. */
-static long dev_env(char *const *envp, struct rt_exec_env *e)
+/* Development mode: which runtime the program loads. Nothing is refused here
+ * that development mode ran before; only a musl program (or a script of a
+ * musl interpreter) gets libkiln-musl.so, and without it EACCES, said (its
+ * loader would fail on libkiln.so less clearly). */
+static const char *dev_lib(int dirfd, const char *path, int at_flags, struct rt_exec_env *e,
+			   char *buf, size_t size)
+{
+	const char *why = NULL, *lib;
+	long fd = open_program(dirfd, path, at_flags, e);
+	int kind;
+
+	if (fd < 0)
+		return g_rt.lib_path;
+	kind = classify((int)fd, 0, &why);
+	rt__raw(SYS_close, fd);
+	if (kind != EXEC_MUSL && kind != EXEC_DYNAMIC)
+		return g_rt.lib_path;
+	lib = runtime_lib(kind, buf, size);
+	if (!lib)
+		rt__say("not executing %s: %s, and %s is not installed next to %s", e->exe,
+			kind == EXEC_MUSL ? "linked against musl" : "linked against glibc",
+			kind == EXEC_MUSL ? "libkiln-musl.so" : "libkiln.so", g_rt.lib_path);
+	return lib;
+}
+
+/* Development mode: the caller's environment, with the runtime (lib) first in
+ * LD_PRELOAD and the configuration's fd. A program of the other C library
+ * gets its runtime alone in LD_PRELOAD: what the caller preloaded is built for
+ * the caller's C library and could not load. */
+static long dev_env(char *const *envp, const char *lib, struct rt_exec_env *e)
 {
 	size_t n = 0, k = 0;
-	bool have_preload = false;
+	bool have_preload = false, other_libc = lib != g_rt.lib_path;
 	long ret;
 
 	while (envp && envp[n])
@@ -318,15 +367,16 @@ static long dev_env(char *const *envp, struct rt_exec_env *e)
 		if (strncmp(envp[i], RT_ENV_CONFIG_FD "=", sizeof(RT_ENV_CONFIG_FD)) == 0)
 			continue;
 		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0) {
+			if (other_libc)
+				continue;
 			have_preload = true;
-			if (!has_lib(envp[i] + 11, g_rt.lib_path)) {
-				size_t len = strlen(envp[i]) + strlen(g_rt.lib_path) + 2;
+			if (!has_lib(envp[i] + 11, lib)) {
+				size_t len = strlen(envp[i]) + strlen(lib) + 2;
 
 				e->preload = malloc(len);
 				if (!e->preload)
 					return -ENOMEM;
-				snprintf(e->preload, len, "LD_PRELOAD=%s:%s", g_rt.lib_path,
-					 envp[i] + 11);
+				snprintf(e->preload, len, "LD_PRELOAD=%s:%s", lib, envp[i] + 11);
 				e->env[k++] = e->preload;
 				continue;
 			}
@@ -334,12 +384,12 @@ static long dev_env(char *const *envp, struct rt_exec_env *e)
 		e->env[k++] = envp[i];
 	}
 	if (!have_preload) {
-		size_t len = strlen(g_rt.lib_path) + 12;
+		size_t len = strlen(lib) + 12;
 
 		e->preload = malloc(len);
 		if (!e->preload)
 			return -ENOMEM;
-		snprintf(e->preload, len, "LD_PRELOAD=%s", g_rt.lib_path);
+		snprintf(e->preload, len, "LD_PRELOAD=%s", lib);
 		e->env[k++] = e->preload;
 	}
 	e->env[k++] = e->fdvar;
@@ -356,7 +406,14 @@ int rt__exec_env(int dirfd, const char *path, int at_flags, char *const *argv,
 	e->pipe_rd = -1;
 	if (!g_rt.initialized || !g_rt.config_text || !g_rt.lib_path[0])
 		return 1;
-	ret = g_rt.cfg.cas[0] ? attested_env(dirfd, path, at_flags, argv, e) : dev_env(envp, e);
+	if (g_rt.cfg.cas[0]) {
+		ret = attested_env(dirfd, path, at_flags, argv, e);
+	} else {
+		char other[4200];
+		const char *lib = dev_lib(dirfd, path, at_flags, e, other, sizeof(other));
+
+		ret = lib ? dev_env(envp, lib, e) : -EACCES;
+	}
 	if (ret)
 		rt__exec_env_free(e);
 	return (int)ret;

@@ -3,7 +3,7 @@
  * the libc wrappers in wrap.c, which give a new thread or child its own
  * dispatch selector and volume state.) */
 #include <errno.h>
-#include <linux/prctl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "runtime/sys/sys.h"
