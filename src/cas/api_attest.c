@@ -305,8 +305,11 @@ static int attest_trust(struct cas__req *rc, struct attest *a, struct ev_verify_
 		ret = cas__collateral_for(&s->rd, a->tee, fmspc, &a->collateral);
 		pthread_mutex_unlock(&s->reader_lock);
 		if (ret == -ENOENT) {
+			/* With --pccs the refresher fetches it now; this one is refused. */
+			cas__refresher_want(&s->refresher, a->tee, fmspc);
 			snprintf(a->reason, sizeof(a->reason), "no collateral for tee %s FMSPC %s "
-				 "(kiln cas collateral add FILE --tee %s)", a->tee, fmspc, a->tee);
+				 "(kiln cas collateral add FILE --tee %s%s)", a->tee, fmspc, a->tee,
+				 s->refresher.started ? "; asked the PCCS for it" : "");
 			refuse_attest(rc, a, "no_collateral");
 			return -KILN_EPOLICY;
 		}

@@ -93,6 +93,9 @@ struct cas_serve_opts {
 				  * 0: the default, 1024 */
 	const char *attest_tee;  /* the service's own evidence (GET /v1/attestation):
 				  * "sim" (INSECURE), "host", "tdx", "snp"; NULL: none */
+	const struct cas_pccs *pccs; /* keep the stored collateral fresh from this PCCS
+				      * (pccs_refresh.c), or NULL */
+	unsigned pccs_interval_s;    /* between refresh passes; 0: 3600 */
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the
@@ -120,6 +123,27 @@ int cas_collateral_add(const char *data_dir, const char *path, const char *tee,
 int cas_collateral_remove(const char *data_dir, const char *tee, const char *fmspc,
 			  struct kiln_err *err);
 int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *err);
+/* A PCCS to fetch Intel collateral from (pccs.c; docs/cas.md "Collateral from a
+ * PCCS"): Intel's PCCS API v4 (/sgx|tdx/certification/v4/...). */
+struct cas_pccs {
+	const char *url;     /* http[s]://HOST[:PORT][/PATH] */
+	const char *ca_file; /* https: the CA to check it against; NULL: the system's */
+	const char *ca;      /* PCK CA of the PCK CRL, "processor" or "platform"; NULL:
+			      * processor for sgx, platform for tdx */
+	unsigned timeout_s;  /* each answer complete within; 0: 10 */
+	time_t at;           /* validity judged at; 0: now (tests: a fixed time) */
+};
+/* Fetch the collateral of tee/fmspc from the PCCS and store it when it is
+ * authenticated, of that FMSPC, valid at p->at and not older than the one
+ * stored; else the stored one is kept and err says why. *changed: false when
+ * the PCCS answered what is stored already. *out as for cas_collateral_add. */
+int cas_collateral_fetch_one(const char *data_dir, const struct cas_pccs *p, const char *tee,
+			     const char *fmspc, struct cas_collateral *out, bool *changed,
+			     struct kiln_err *err);
+/* The platforms with collateral of their own in the store (malloc'd array,
+ * owned by the caller; collateral that no longer parses is left out). */
+int cas_collateral_stored(const char *data_dir, struct cas_collateral **out, size_t *n,
+			  struct kiln_err *err);
 /* AMD certificates (ASK/ARK chains, VCEKs; PEM or DER) for tee "snp", added to
  * the others (*id_out: "amd:<sha256 hex>"). Works while the service runs (the
  * store is shared); so do the collateral functions above. */

@@ -73,13 +73,123 @@ int cas__collateral_for(struct cas__store *st, const char *tee, const char *fmsp
 	return *out ? 0 : -EIO;
 }
 
+/* Authenticated collateral j for tee (taken: released here) into the store
+ * under its FMSPC. source names it in messages and the audit ("FILE", or the
+ * PCCS URL when fetched). A fetched one must be the FMSPC asked for
+ * (want_fmspc), valid at `at`, and not older than the one it replaces (a PCCS
+ * serving stale collateral cannot roll the TCB evaluation back); *changed is
+ * false when it is the one stored already (nothing written). */
+static int collateral_store(const char *data_dir, json_t *j, const char *tee,
+			    const char *source, const char *want_fmspc, time_t at,
+			    struct cas_collateral *out, bool *changed, struct kiln_err *err)
+{
+	struct ev_collateral_info info, old_info;
+	struct cas__store st;
+	char id[48], t1[32], t2[32], *text = NULL, *old_text = NULL;
+	bool fetched = want_fmspc != NULL;
+	json_t *old = NULL;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (changed)
+		*changed = false;
+	/* Authenticated now (signatures, chains to the pinned Intel root), so a
+	 * wrong file is named here, not at the first attestation. */
+	ret = ev_dcap_collateral_info(j, &info, err);
+	if (ret < 0) {
+		char msg[sizeof(err->msg)];
+
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		json_decref(j);
+		return kiln_err_set(err, ret, "%s: collateral does not verify: %s", source, msg);
+	}
+	if (strcasecmp(info.tcb_id, tee)) {
+		json_decref(j);
+		return kiln_err_set(err, -KILN_EFORMAT, "%s: this is %s collateral (TCB Info id "
+				    "'%s', FMSPC %s), not %s", source, info.tcb_id, info.tcb_id,
+				    info.fmspc, tee);
+	}
+	if (fetched && strcmp(info.fmspc, want_fmspc)) {
+		json_decref(j);
+		return kiln_err_set(err, -KILN_EFORMAT, "%s: answered the collateral of FMSPC %s, "
+				    "not of %s", source, info.fmspc, want_fmspc);
+	}
+	fmt_time(info.valid_from, t1);
+	fmt_time(info.valid_until, t2);
+	if (fetched && (at >= info.valid_until || at < info.valid_from)) {
+		json_decref(j);
+		return kiln_err_set(err, -KILN_EEXPIRED, "%s: the collateral of tee %s FMSPC %s is "
+				    "%s (valid from %s until %s, first to end: %s): not stored",
+				    source, tee, info.fmspc, at >= info.valid_until ? "expired" :
+				    "not yet valid", t1, t2, info.next);
+	}
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	snprintf(id, sizeof(id), "collateral:%s:%s", tee, info.fmspc);
+	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
+	if (ret < 0)
+		goto out;
+	ret = cas__store_begin(&st);
+	if (ret == 0 && fetched) {
+		old_text = row_get(&st, id, &ret);
+		if (ret == -ENOENT)
+			ret = 0;
+		else if (ret == 0 && !strcmp(old_text, text))
+			ret = 1; /* unchanged */
+		else if (ret == 0 && (old = json_loads(old_text, 0, NULL)) &&
+			 ev_dcap_collateral_info(old, &old_info, NULL) == 0 &&
+			 old_info.valid_from > info.valid_from) {
+			char t0[32];
+
+			fmt_time(old_info.valid_from, t0);
+			ret = kiln_err_set(err, -KILN_EROLLBACK, "%s: the collateral of tee %s "
+					   "FMSPC %s was issued %s, before the stored one (%s): not "
+					   "stored (a PCCS serving stale collateral?)", source, tee,
+					   info.fmspc, t1, t0);
+		}
+	}
+	if (ret == 0)
+		ret = cas__tee_trust_add(&st, id, tee, text);
+	if (ret == 0)
+		ret = cas__audit_append(&st, "trust.collateral", "operator", id,
+					json_pack("{s:s,s:s,s:s,s:I,s:s}", "tee", tee, "fmspc",
+						  info.fmspc, fetched ? "pccs" : "file", source,
+						  "valid_until", (json_int_t)info.valid_until,
+						  "first_to_end", info.next));
+	if (ret == 0) {
+		ret = cas__store_commit(&st);
+		if (ret == 0 && changed)
+			*changed = true;
+	}
+	if (ret == 1) {
+		cas__store_rollback(&st); /* unchanged: nothing to write */
+		ret = 0;
+	}
+	if (ret < 0) {
+		cas__store_rollback(&st);
+		if (!err || !err->msg[0] || err->code != ret)
+			kiln_err_set(err, ret, "%s/kiln.db: cannot store the collateral: %s",
+				     data_dir, kiln_strerror(ret));
+	}
+	cas__store_close(&st);
+	snprintf(out->tee, sizeof(out->tee), "%s", tee);
+	snprintf(out->fmspc, sizeof(out->fmspc), "%s", info.fmspc);
+	out->valid_from = info.valid_from;
+	out->valid_until = info.valid_until;
+	snprintf(out->next, sizeof(out->next), "%s", info.next);
+out:
+	json_decref(old);
+	free(old_text);
+	free(text);
+	return ret;
+}
+
 int cas_collateral_add(const char *data_dir, const char *path, const char *tee,
 		       struct cas_collateral *out, struct kiln_err *err)
 {
-	struct ev_collateral_info info;
-	struct cas__store st;
 	json_error_t jerr;
-	char id[48], *text = NULL;
 	json_t *j;
 	int ret;
 
@@ -93,55 +203,90 @@ int cas_collateral_add(const char *data_dir, const char *path, const char *tee,
 		json_decref(j);
 		return ret;
 	}
-	/* Authenticated now (signatures, chains to the pinned Intel root), so a
-	 * wrong file is named here, not at the first attestation. */
-	ret = ev_dcap_collateral_info(j, &info, err);
-	if (ret < 0) {
-		char msg[sizeof(err->msg)];
+	return collateral_store(data_dir, j, tee, path, NULL, 0, out, NULL, err);
+}
 
-		snprintf(msg, sizeof(msg), "%s", err->msg);
-		json_decref(j);
-		return kiln_err_set(err, ret, "%s: collateral does not verify: %s", path, msg);
-	}
-	if (strcasecmp(info.tcb_id, tee)) {
-		json_decref(j);
-		return kiln_err_set(err, -KILN_EFORMAT, "%s: this is %s collateral (TCB Info id "
-				    "'%s', FMSPC %s), not %s", path, info.tcb_id, info.tcb_id,
-				    info.fmspc, tee);
-	}
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!text)
-		return kiln_err_set(err, -ENOMEM, "out of memory");
-	snprintf(id, sizeof(id), "collateral:%s:%s", tee, info.fmspc);
+int cas_collateral_fetch_one(const char *data_dir, const struct cas_pccs *p, const char *tee,
+			     const char *fmspc, struct cas_collateral *out, bool *changed,
+			     struct kiln_err *err)
+{
+	json_t *j = NULL;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	*changed = false;
+	if (!tee_ok(tee))
+		return kiln_err_set(err, -EINVAL, "--tee must be sgx or tdx, not '%.16s'", tee);
+	if (!fmspc_ok(fmspc))
+		return kiln_err_set(err, -EINVAL, "FMSPC '%.16s': expected 12 uppercase hex "
+				    "digits", fmspc);
+	ret = cas__pccs_fetch(p, tee, fmspc, &j, err);
+	if (ret == 0)
+		ret = collateral_store(data_dir, j, tee, p->url, fmspc, p->at ? p->at : time(NULL),
+				       out, changed, err);
+	if (ret < 0)
+		kiln_err_prefix(err, "tee %s FMSPC %s: ", tee, fmspc);
+	return ret;
+}
+
+int cas_collateral_stored(const char *data_dir, struct cas_collateral **out, size_t *n,
+			  struct kiln_err *err)
+{
+	struct cas__store st;
+	struct cas__stmt *s = NULL;
+	struct cas_collateral *v = NULL;
+	size_t cap = 0;
+	int ret, rc;
+
+	*out = NULL;
+	*n = 0;
 	ret = cas__store_open(&st, data_dir, /*create=*/false, err);
 	if (ret < 0)
-		goto out;
-	ret = cas__store_begin(&st);
-	if (ret == 0)
-		ret = cas__tee_trust_add(&st, id, tee, text);
-	if (ret == 0)
-		ret = cas__audit_append(&st, "trust.collateral", "operator", id,
-					json_pack("{s:s,s:s,s:s,s:I,s:s}", "tee", tee, "fmspc",
-						  info.fmspc, "file", path, "valid_until",
-						  (json_int_t)info.valid_until, "first_to_end",
-						  info.next));
-	if (ret == 0)
-		ret = cas__store_commit(&st);
-	if (ret < 0) {
-		cas__store_rollback(&st);
-		kiln_err_set(err, ret, "%s/kiln.db: cannot store the collateral: %s", data_dir,
-			     kiln_strerror(ret));
+		return ret;
+	if (cas__db_query(st.db, &s, "SELECT tee, data FROM tee_trust WHERE id LIKE "
+			  "'collateral:%:%' ORDER BY id", "") < 0) {
+		ret = kiln_err_set(err, -EIO, "%s/kiln.db: %s", data_dir, cas__db_err(st.db)->msg);
+		cas__store_close(&st);
+		return ret;
 	}
+	while ((rc = cas__db_step(s)) == 1) {
+		json_t *j = json_loads(cas__db_col_text(s, 1), 0, NULL);
+		struct ev_collateral_info info;
+
+		if (!j || ev_dcap_collateral_info(j, &info, NULL) < 0) {
+			json_decref(j);
+			continue; /* listed as unusable by collateral list */
+		}
+		json_decref(j);
+		if (*n == cap) {
+			struct cas_collateral *nv = realloc(v, (cap = cap ? 2 * cap : 8) *
+							    sizeof(*v));
+
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		memset(&v[*n], 0, sizeof(v[*n]));
+		snprintf(v[*n].tee, sizeof(v[*n].tee), "%s", cas__db_col_text(s, 0));
+		snprintf(v[*n].fmspc, sizeof(v[*n].fmspc), "%s", info.fmspc);
+		v[*n].valid_from = info.valid_from;
+		v[*n].valid_until = info.valid_until;
+		snprintf(v[*n].next, sizeof(v[*n].next), "%s", info.next);
+		(*n)++;
+	}
+	ret = rc == 0 ? 0 : kiln_err_set(err, rc == -ENOMEM ? -ENOMEM : -EIO, "%s/kiln.db: "
+					 "cannot list the collateral", data_dir);
+	cas__db_finalize(s);
 	cas__store_close(&st);
-	snprintf(out->tee, sizeof(out->tee), "%s", tee);
-	snprintf(out->fmspc, sizeof(out->fmspc), "%s", info.fmspc);
-	out->valid_from = info.valid_from;
-	out->valid_until = info.valid_until;
-	snprintf(out->next, sizeof(out->next), "%s", info.next);
-out:
-	free(text);
-	return ret;
+	if (ret < 0) {
+		free(v);
+		*n = 0;
+		return ret;
+	}
+	*out = v;
+	return 0;
 }
 
 int cas_collateral_remove(const char *data_dir, const char *tee, const char *fmspc,

@@ -528,6 +528,51 @@ struct cas__loop {
  * - grants.lock: the grant table, grants.c.
  * - m.lock: the metrics.
  * - conn_lock: conn_caps (connections per address, counted across loops). */
+/* ---- pccs_parse.c, pccs.c: collateral from a PCCS ---- */
+#define CAS_PCCS_MAX_BODY (1 << 20) /* bytes of one answer */
+#define CAS_PCCS_TIMEOUT_S 10
+struct cas__pccs_body {
+	char *data;  /* NUL-terminated at size (may hold NULs before) */
+	size_t size;
+};
+/* What a PCCS answered, its issuer chain headers URL-decoded (NULL: absent). */
+struct cas__pccs_answers {
+	struct cas__pccs_body pck_crl, root_ca_crl, tcb_info, qe_identity;
+	const char *pck_crl_chain, *tcb_info_chain, *qe_identity_chain;
+};
+/* The answers as one collateral (the format of `kiln cas collateral add`),
+ * not yet authenticated; *out owned by the caller. -KILN_EFORMAT naming the
+ * answer that is wrong. */
+int cas__pccs_collateral(const struct cas__pccs_answers *a, json_t **out, struct kiln_err *err);
+/* Fetch tee/fmspc's answers from p and make them one collateral (*collateral
+ * owned by the caller). Transport failures, timeouts, HTTP errors and bad
+ * answers: negative, err naming the URL. */
+int cas__pccs_fetch(const struct cas_pccs *p, const char *tee, const char *fmspc,
+		    json_t **collateral, struct kiln_err *err);
+
+/* ---- pccs_refresh.c: kiln cas serve --pccs ---- */
+#define CAS_REFRESH_WANT 8            /* platforms asked for between passes */
+#define CAS_REFRESH_INTERVAL_S 3600
+struct cas__refresher {
+	pthread_t thread;
+	bool inited, started;
+	pthread_mutex_t lock;         /* want, n_want, quit; cond goes with it */
+	pthread_cond_t cond;
+	bool quit;
+	char want[CAS_REFRESH_WANT][2][16]; /* tee, FMSPC of refused attestations */
+	size_t n_want;
+	struct cas_pccs pccs;         /* strings borrowed from the serve options */
+	unsigned interval_s;
+	char data_dir[512];
+};
+/* Start the thread when p names a PCCS (else only initialize r). */
+int cas__refresher_start(struct cas__refresher *r, const char *data_dir,
+			 const struct cas_pccs *p, unsigned interval_s, struct kiln_err *err);
+/* Ask for tee/fmspc's collateral now (an attestation found none); no-op
+ * without a PCCS. */
+void cas__refresher_want(struct cas__refresher *r, const char *tee, const char *fmspc);
+void cas__refresher_stop(struct cas__refresher *r);
+
 /* The CAS's own attestation (api_self.c), read-only once the service runs but
  * for the lock. */
 struct cas__self {
@@ -542,6 +587,7 @@ struct cas__self {
 struct cas__server {
 	SSL_CTX *ssl;
 	struct cas__self self;
+	struct cas__refresher refresher; /* its own lock (pccs_refresh.c) */
 	struct cas__store st;
 	time_t evidence_at;          /* cas_serve_opts.evidence_at: 0 = now */
 	struct cas__loop loops[MAX_LOOPS];

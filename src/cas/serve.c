@@ -148,6 +148,7 @@ static void loop_free(struct cas__loop *l)
 
 static void server_free(struct cas__server *s)
 {
+	cas__refresher_stop(&s->refresher); /* waits for a fetch under way */
 	cas__flush_batch(s);
 	if (s->sig_term)
 		event_free(s->sig_term);
@@ -299,6 +300,9 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		if (ret < 0)
 			goto out;
 	}
+	ret = cas__refresher_start(&s->refresher, o->data_dir, o->pccs, o->pccs_interval_s, err);
+	if (ret < 0)
+		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	{
 		/* Each client holds a descriptor: allow as many as the hard limit. */

@@ -16,6 +16,7 @@ static void cas_usage(FILE *f)
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
 		   "                      [--insecure-evidence-time RFC3339]\n"
 		   "                      [--tee sim|host|tdx|snp]\n"
+		   "                      [--pccs URL [--pccs-ca FILE] [--pccs-interval S]]\n"
 		   "       kiln cas verify --cas URL [--expect-measurement HEX | --expect FILE]\n"
 		   "                      [--allow-sim] [--trust PEM] [--collateral FILE]\n"
 		   "       kiln cas trust-las CERT --data DIR\n"
@@ -47,6 +48,10 @@ static void cas_usage(FILE *f)
 		   "  --tee T    serve the CAS's own evidence (GET /v1/attestation), bound\n"
 		   "             to its TLS key: sim (INSECURE), host (kiln-las), tdx or snp\n"
 		   "             (configfs-tsm, in a confidential VM)\n"
+		   "  --pccs URL keep the stored Intel collateral fresh from this PCCS (a\n"
+		   "             platform is fetched again once half its window passed, and\n"
+		   "             at once when an attestation finds none); --pccs-ca: its CA\n"
+		   "             (https); --pccs-interval: seconds between passes (3600)\n"
 		   "verify       check the attestation of a running CAS ('kiln cas verify\n"
 		   "             --help')\n"
 		   "trust-las    trust a kiln-las certificate for the 'host' evidence backend\n"
@@ -81,10 +86,14 @@ static int cas_serve_main(int argc, char **argv)
 		{ "body-timeout", required_argument, NULL, 'B' },
 		{ "conns-per-addr", required_argument, NULL, 'C' },
 		{ "tee", required_argument, NULL, 'T' },
+		{ "pccs", required_argument, NULL, 'P' },
+		{ "pccs-ca", required_argument, NULL, 'A' },
+		{ "pccs-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cas_serve_opts o = { .listen = "127.0.0.1:8443", .announce = stdout };
+	static struct cas_pccs pccs;
 	const char *sans[32], *at_s = NULL;
 	struct kiln_err err = { 0 };
 	int c, ret;
@@ -112,6 +121,25 @@ static int cas_serve_main(int argc, char **argv)
 		case 'T':
 			o.attest_tee = optarg;
 			break;
+		case 'P':
+			pccs.url = optarg;
+			o.pccs = &pccs;
+			break;
+		case 'A':
+			pccs.ca_file = optarg;
+			break;
+		case 'I': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || !n || n > 86400) {
+				cli_error("cas serve: --pccs-interval '%.20s': 1 to 86400 seconds",
+					  optarg);
+				return CLI_EXIT_USAGE;
+			}
+			o.pccs_interval_s = (unsigned)n;
+			break;
+		}
 		case 't': {
 			uint64_t n;
 
@@ -171,6 +199,11 @@ static int cas_serve_main(int argc, char **argv)
 	}
 	if (!o.data_dir || optind != argc) {
 		cli_error("cas serve: --data DIR is required (and takes no other arguments)");
+		return CLI_EXIT_USAGE;
+	}
+	pccs.at = o.evidence_at; /* collateral judged at the same fixed time */
+	if (pccs.ca_file && !o.pccs) {
+		cli_error("cas serve: --pccs-ca needs --pccs URL");
 		return CLI_EXIT_USAGE;
 	}
 	if (o.evidence_at)

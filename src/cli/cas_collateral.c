@@ -14,7 +14,9 @@ static void collateral_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln cas collateral add FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas collateral list --data DIR\n"
-		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n\n"
+		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n"
+		   "       kiln cas collateral fetch --pccs URL [--fmspc HEX --tee sgx|tdx]\n"
+		   "                                 --data DIR   ('fetch --help')\n\n"
 		   "add     store Intel collateral (PCK CRL, Root CA CRL, TCB Info, QE or TD\n"
 		   "        identity and their issuer chains: the format of 'kiln evidence\n"
 		   "        verify --collateral') for the platform (FMSPC) its TCB Info\n"
@@ -26,20 +28,15 @@ static void collateral_usage(FILE *f)
 		   "        validity window\n"
 		   "list    every stored collateral: tee, FMSPC, valid/EXPIRED/NOT YET VALID,\n"
 		   "        its window and what ends first; then what expires next\n"
-		   "remove  forget the collateral of one FMSPC (12 hex digits, as listed)\n\n"
+		   "remove  forget the collateral of one FMSPC (12 hex digits, as listed)\n"
+		   "fetch   from a PCCS (Intel PCCS API v4): one platform, or refresh every\n"
+		   "        stored one; only authentic, current, not older collateral is\n"
+		   "        stored, else the stored one is kept\n\n"
 		   "EXAMPLES\n"
 		   "  kiln cas collateral add sgx-00A067110000.json --tee sgx --data /var/lib/kiln-cas\n"
 		   "  kiln cas collateral list --data /var/lib/kiln-cas\n\n"
 		   "EXIT STATUS: 0 done, 1 failed (the message names the file and the check),\n"
 		   "2 usage error.\n");
-}
-
-static void fmt(time_t t, char out[32])
-{
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "%lld", (long long)t);
 }
 
 /* argv[0] is the subcommand ("add", "list", "remove"); cmd names it in errors. */
@@ -52,8 +49,11 @@ int cas_collateral_main(int argc, char **argv, const char *cmd)
 	char from[32], until[32];
 	int ret;
 
+	if (!strcmp(argv[0], "fetch"))
+		return cas_collateral_fetch_main(argc, argv);
 	if (!list && !add && strcmp(argv[0], "remove")) {
-		cli_error("cas collateral: unknown subcommand '%s' (add, list, remove)", argv[0]);
+		cli_error("cas collateral: unknown subcommand '%s' (add, list, remove, fetch)",
+			  argv[0]);
 		return CLI_EXIT_USAGE;
 	}
 	for (int i = 1; i < argc; i++) {
@@ -94,8 +94,8 @@ int cas_collateral_main(int argc, char **argv, const char *cmd)
 		return ret == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
 	}
 	if (add) {
-		fmt(c.valid_from, from);
-		fmt(c.valid_until, until);
+		cli_fmt_rfc3339(c.valid_from, from);
+		cli_fmt_rfc3339(c.valid_until, until);
 		printf("trusted %s collateral for FMSPC %s from %s until %s (first to end: %s)\n",
 		       tee, c.fmspc, from, until, c.next);
 		if (time(NULL) >= c.valid_until)

@@ -23,6 +23,8 @@ int measure_main(int argc, char **argv);
 int cas_main(int argc, char **argv);
 /* kiln cas collateral SUB (cas_collateral.c): argv[0] is SUB; cmd names it in errors. */
 int cas_collateral_main(int argc, char **argv, const char *cmd);
+/* kiln cas collateral fetch (cas_fetch.c): argv[0] is "fetch". */
+int cas_collateral_fetch_main(int argc, char **argv);
 int policy_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
@@ -68,6 +70,8 @@ bool cli_wants_help(int argc, char **argv);
 #include <time.h>
 struct kiln_err;
 int cli_parse_rfc3339(const char *s, time_t *out);
+/* t as "YYYY-MM-DDTHH:MM:SSZ" (UTC), or its number when it has no such form. */
+void cli_fmt_rfc3339(time_t t, char out[32]);
 int cli_load_certs(const char *path, char **pem, struct kiln_err *err);
 
 #endif

@@ -79,6 +79,14 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, bo
 	return argv[++*i];
 }
 
+void cli_fmt_rfc3339(time_t t, char out[32])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
 /* RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM); 't'/' ' separators too. */
 int cli_parse_rfc3339(const char *s, time_t *out)
 {

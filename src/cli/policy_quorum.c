@@ -13,15 +13,6 @@
 
 #include "cas/cas.h"
 
-static void print_utc(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 /* "a, b" of a JSON array of strings, into buf. */
 static void join(const json_t *arr, char *buf, size_t size)
 {
@@ -61,7 +52,7 @@ int cli_policy_print_applied(const char *cmd, const struct cc_response *r)
 		       json_string_value(json_object_get(j, "hash")));
 	} else {
 		join(json_object_get(j, "approvals"), who, sizeof(who));
-		print_utc(json_integer_value(json_object_get(j, "expires")), when);
+		cli_fmt_rfc3339((time_t)json_integer_value(json_object_get(j, "expires")), when);
 		printf("%s%s %s %s\n  approved by: %s\n  needs: %s\n  expires: %s\n"
 		       "  proposal: %s\n", r->status == 202 ? "proposed" : "approved",
 		       del ? " delete" : "", json_string_value(json_object_get(j, "name")),
@@ -185,7 +176,7 @@ static void print_signed(FILE *f, const struct cas_approval *ap)
 	if (cas_approval_message(ap->policy, ap->action, ap->hash, ap->proposal, ap->not_after,
 				 msg, sizeof(msg)) < 0)
 		return;
-	print_utc(ap->not_after, when);
+	cli_fmt_rfc3339((time_t)ap->not_after, when);
 	fprintf(f, "signed message (valid until %s):\n", when);
 	for (line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
 		fprintf(f, "  %s\n", line);
@@ -419,7 +410,7 @@ int cli_policy_proposals(struct policy_args *a)
 			continue;
 		}
 		join(json_object_get(e, "approvals"), who, sizeof(who));
-		print_utc(json_integer_value(json_object_get(e, "expires")), when);
+		cli_fmt_rfc3339((time_t)json_integer_value(json_object_get(e, "expires")), when);
 		action = json_string_value(json_object_get(e, "action"));
 		printf("%s %s %s%s\n  proposed by: %s\n  approved by: %s\n  expires: %s\n", name,
 		       json_string_value(json_object_get(e, "hash")),
