@@ -8,7 +8,7 @@ PACKAGES=(
   # build
   build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
   # libraries
-  libssl-dev libyaml-dev libjansson-dev libsqlite3-dev libevent-dev
+  libssl-dev libyaml-dev libjansson-dev libsqlite3-dev libevent-dev libpq-dev
   libfuse3-dev fuse3 liburing-dev libseccomp-dev
   # tests
   libcmocka-dev python3 python3-pytest openssl curl
@@ -16,6 +16,9 @@ PACKAGES=(
   strace
   # CAS e2e tests: ephemeral workload keys and certificates
   python3-cryptography
+  # kiln cas serve --store postgresql://...: the CAS tests run PostgreSQL
+  # themselves (initdb into a temp dir), and tests/e2e/apps runs it under kiln
+  postgresql-15
   # apps exercised end to end and in benchmarks
   sqlite3 redis-server redis-tools nginx-light busybox git tar
   # musl programs (tests/e2e/apps/test_app_musl.py, security/test_exec_kinds.py)

@@ -39,9 +39,38 @@ void cas__api_nonce(struct cas__req *rc)
 		cas__fail(rc, ret, NULL); /* -ENOMEM, -KILN_ECRYPTO: 500 */
 		return;
 	}
+	if (cas__snonces_on(&s->snonces) &&
+	    cas__snonce_add(&s->snonces, nonce, (int64_t)time(NULL) + CAS_NONCE_TTL_S) < 0) {
+		(void)cas__nonce_consume(&s->nonces, nonce, kiln_now_ns());
+		kiln_log(KILN_LOG_WARN, "nonce refused: the store failed", "error=\"%s\" "
+			 "request_id=%s", cas__db_err(s->snonces.c.db)->msg, rc->request_id);
+		cas__fail(rc, -EAGAIN, "the store is unavailable, retry later");
+		return;
+	}
 	kiln_hex_encode(nonce, sizeof(nonce), hex);
 	cas__reply_json(rc, 200, json_pack("{s:s,s:i}", "nonce", hex, "expires_in",
 					   CAS_NONCE_TTL_S));
+}
+
+/* Is the nonce known and fresh (it stays)? With a PostgreSQL store it may have
+ * been issued by another replica. */
+static bool nonce_peek(struct cas__server *s, const uint8_t nonce[32])
+{
+	if (cas__nonce_peek(&s->nonces, nonce, kiln_now_ns()))
+		return true;
+	return cas__snonces_on(&s->snonces) &&
+	       cas__snonce_peek(&s->snonces, nonce, (int64_t)time(NULL)) == 1;
+}
+
+/* Use the nonce: true for exactly one of several racing requests (at any
+ * replica of a PostgreSQL store, whose row is the one that counts). */
+static bool nonce_consume(struct cas__server *s, const uint8_t nonce[32])
+{
+	bool local = cas__nonce_consume(&s->nonces, nonce, kiln_now_ns());
+
+	if (!cas__snonces_on(&s->snonces))
+		return local;
+	return cas__snonce_take(&s->snonces, nonce, (int64_t)time(NULL)) == 1;
 }
 
 /* ---- attestation ---- */
@@ -334,7 +363,7 @@ static int attest_verify_evidence(struct cas__req *rc, struct attest *a)
 	const struct ev_backend *be;
 	int ret;
 
-	if (!a->req.nonce_ok || !cas__nonce_peek(&s->nonces, a->req.nonce, kiln_now_ns())) {
+	if (!a->req.nonce_ok || !nonce_peek(s, a->req.nonce)) {
 		snprintf(a->reason, sizeof(a->reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, a, "stale_nonce");
@@ -409,7 +438,7 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 	struct kiln_err err = { 0 };
 	int ret;
 
-	if (!cas__nonce_consume(&s->nonces, a->req.nonce, kiln_now_ns())) {
+	if (!nonce_consume(s, a->req.nonce)) {
 		snprintf(a->reason, sizeof(a->reason), "stale nonce: unknown, already used or "
 			 "expired");
 		refuse_attest(rc, a, "stale_nonce");
@@ -467,6 +496,15 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 	}
 	if (cas__tx_begin(rc) < 0) {
 		cas__fail(rc, -EBUSY, NULL);
+		goto out;
+	}
+	/* The policy was read before the transaction: another CAS process of a
+	 * shared store may have changed or deleted it since (its secrets with it). */
+	ret = cas__policy_current(&s->st, a->session, a->p->hash);
+	if (ret < 0) {
+		cas__tx_rollback(rc);
+		cas__fail(rc, ret == -ESTALE ? -EAGAIN : -EIO, ret == -ESTALE ? "the policy "
+			  "changed during the attestation, attest again" : NULL);
 		goto out;
 	}
 	sc.st = &s->st;
@@ -544,7 +582,7 @@ void cas__api_attest(struct cas__req *rc)
 	attest_release(rc, &a);
 out:
 	if (a.burn)
-		(void)cas__nonce_consume(&s->nonces, a.req.nonce, kiln_now_ns());
+		(void)nonce_consume(s, a.req.nonce);
 	json_decref(a.claims);
 	json_decref(a.collateral);
 	json_decref(a.req.body);

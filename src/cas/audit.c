@@ -52,10 +52,14 @@ static char *head_text(int64_t seq, const char *hash)
 	return text;
 }
 
-static int meta_put(struct cas__store *st, const char *k, const void *v, size_t size)
+/* The signed head: both rows in one statement (one round trip to a database
+ * server). */
+static int head_put(struct cas__store *st, const char *head, const uint8_t *sig,
+		    size_t sig_size)
 {
-	return cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO "
-			   "UPDATE SET v = excluded.v", "tb", k, v, size) < 0 ? -EIO : 0;
+	return cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES('audit_head', ?), "
+			   "('audit_head_sig', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+			   "bb", head, strlen(head), sig, sig_size) < 0 ? -EIO : 0;
 }
 
 /* *v malloc'd (NUL-terminated), -ENOENT when absent. */
@@ -141,8 +145,7 @@ int cas__audit_append(struct cas__store *st, const char *kind, const char *actor
 		goto out;
 	}
 	if ((ret = cas__x509_sign(st->ca_key, head, strlen(head), &hsig, &hsig_size)) < 0 ||
-	    (ret = meta_put(st, "audit_head", head, strlen(head))) < 0 ||
-	    (ret = meta_put(st, "audit_head_sig", hsig, hsig_size)) < 0)
+	    (ret = head_put(st, head, hsig, hsig_size)) < 0)
 		goto out;
 	ret = 0;
 out:

@@ -157,6 +157,12 @@ int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
  * the service runs; audited. */
 int cas_namespace_set(const char *data_dir, const char *name, const char *const *owners,
 		      size_t n, FILE *notes, struct kiln_err *err);
+/* Where the process's store is, before any other call (kiln: --store,
+ * --master-key-file): url NULL is DIR/kiln.db (SQLite), else a PostgreSQL
+ * connection URI or key=value string (libpq's; it may hold a password and is
+ * never logged nor shown); master_key_file NULL is DIR/master.key. The
+ * strings must outlive every call. */
+void cas_store_use(const char *url, const char *master_key_file);
 /* Bring the store's schema to this kiln's version (forward only; 'kiln cas
  * serve' does it at start too): *from and *to are the versions before and
  * after (equal: it was current). A store newer than this kiln is refused. */

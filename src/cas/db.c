@@ -28,9 +28,19 @@ const char *cas__db_backend(const struct cas__db *db)
 	return db->ops->name;
 }
 
+const char *cas__db_where(const struct cas__db *db)
+{
+	return db->where;
+}
+
 const struct kiln_err *cas__db_err(const struct cas__db *db)
 {
 	return &db->err;
+}
+
+int cas__db_session(struct cas__db *db, const char *sql)
+{
+	return db->ops->session ? db->ops->session(db, sql) : db->ops->exec(db, sql);
 }
 
 int cas__db_exec(struct cas__db *db, const char *sql)

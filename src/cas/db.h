@@ -33,12 +33,21 @@ struct cas__stmt;
  * synchronous=FULL for a writer; readonly: a reader connection. */
 int cas__db_open_sqlite(const char *path, bool readonly, struct cas__db **out,
 			struct kiln_err *err);
+/* Connect to PostgreSQL (conninfo: a postgresql:// URI or key=value string,
+ * as libpq takes it; it may hold a password, so it is never logged). */
+int cas__db_open_pg(const char *conninfo, struct cas__db **out, struct kiln_err *err);
 void cas__db_close(struct cas__db *db);
 /* "sqlite" or "postgresql": for the few statements that differ (PRAGMAs). */
 const char *cas__db_backend(const struct cas__db *db);
+/* What the connection is, for messages: the SQLite file, or "PostgreSQL
+ * database NAME on HOST:PORT" (never a password). */
+const char *cas__db_where(const struct cas__db *db);
 /* The last failure on this connection (code 0 when none). */
 const struct kiln_err *cas__db_err(const struct cas__db *db);
 
+/* Settings of this connection (SQL without rows), kept: run now and again
+ * whenever the driver makes the connection again. */
+int cas__db_session(struct cas__db *db, const char *sql);
 /* Run SQL without parameters or rows (several statements allowed). */
 int cas__db_exec(struct cas__db *db, const char *sql);
 

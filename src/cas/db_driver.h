@@ -10,6 +10,7 @@ struct cas__db_ops {
 	const char *begin_sql; /* the BEGIN that takes the write lock / isolation */
 	void (*close)(struct cas__db *db);
 	int (*exec)(struct cas__db *db, const char *sql);
+	int (*session)(struct cas__db *db, const char *sql); /* NULL: exec once */
 	int (*prepare)(struct cas__db *db, const char *sql, struct cas__stmt **out);
 	int (*bind_int64)(struct cas__stmt *s, int i, int64_t v);
 	int (*bind_text)(struct cas__stmt *s, int i, const char *v);
@@ -30,6 +31,7 @@ struct cas__db {
 	struct kiln_err err;  /* the last failure */
 	int64_t changes;      /* rows changed by the last step (set by the driver) */
 	bool in_tx, in_sp;    /* a transaction, a savepoint inside it are open */
+	char where[200];      /* cas__db_where */
 };
 
 struct cas__stmt {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -179,6 +180,7 @@ int cas__db_open_sqlite(const char *path, bool readonly, struct cas__db **out,
 	if (!db)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
 	db->base.ops = &g_sqlite_ops;
+	snprintf(db->base.where, sizeof(db->base.where), "%s", path);
 	if (sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {

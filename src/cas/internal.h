@@ -63,7 +63,7 @@ int cas__store_commit(struct cas__store *st);
 void cas__store_rollback(struct cas__store *st);
 
 /* ---- schema.c ---- */
-#define CAS_SCHEMA_VERSION 1
+#define CAS_SCHEMA_VERSION 2
 /* Bring the store's tables to CAS_SCHEMA_VERSION (in one write transaction);
  * *from / *to (may be NULL) get the versions before and after. A store newer
  * than this kiln is refused (-KILN_EFORMAT). */
@@ -77,6 +77,9 @@ void cas__policy_free(struct cas__policy *p);
 /* 0 and *out filled, -ENOENT, or another negative code. */
 int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy *out);
 int cas__policy_put(struct cas__store *st, const struct cas__policy *p);
+/* 0 when name's stored policy has this hash, -ESTALE when it has another or is
+ * gone, -EIO. */
+int cas__policy_current(struct cas__store *st, const char *name, const char *hash);
 int cas__policy_delete(struct cas__store *st, const char *name);
 /* ---- proposals.c: pending proposals (new versions awaiting approvals) ---- */
 struct cas__proposal {
@@ -258,6 +261,24 @@ bool cas__nonce_consume(struct cas__nonce_table *t, const uint8_t nonce[32], uin
 bool cas__nonce_peek(struct cas__nonce_table *t, const uint8_t nonce[32], uint64_t now_ns);
 /* Drop expired nonces; returns how many remain. */
 size_t cas__nonces_sweep(struct cas__nonce_table *t, uint64_t now_ns);
+
+/* ---- nonces_db.c: nonces shared by the replicas of a PostgreSQL store ----
+ * Off (c.db NULL) on SQLite. Times are Unix seconds (replicas share no
+ * monotonic clock). _take: 1 when the nonce was there and fresh (and is now
+ * used), 0 when unknown, used or expired, negative when the store failed;
+ * exactly one of several racing callers, at any replica, gets 1. */
+struct cas__shared_nonces {
+	pthread_mutex_t lock;  /* c */
+	struct cas__store c;   /* its own connection, owned */
+};
+int cas__snonces_open(struct cas__shared_nonces *sn, const struct cas__store *st,
+		      struct kiln_err *err);
+void cas__snonces_close(struct cas__shared_nonces *sn);
+bool cas__snonces_on(const struct cas__shared_nonces *sn);
+int cas__snonce_add(struct cas__shared_nonces *sn, const uint8_t nonce[32], int64_t expires);
+int cas__snonce_take(struct cas__shared_nonces *sn, const uint8_t nonce[32], int64_t now);
+int cas__snonce_peek(struct cas__shared_nonces *sn, const uint8_t nonce[32], int64_t now);
+void cas__snonces_sweep(struct cas__shared_nonces *sn, int64_t now);
 /* The client key of a request: "id:<hex>" of its certificate's SPKI SHA-256 when
  * spki is given, else "ip:" + its address (IPv6: the /64 prefix). */
 void cas__client_key(const uint8_t *spki, const char *address, char out[CAS_CLIENT_KEY_SIZE]);
@@ -596,6 +617,8 @@ struct cas__server {
 	struct event *sig_term, *sig_int, *sweep; /* on loops[0] */
 
 	struct cas__nonce_table nonces;
+	struct cas__shared_nonces snonces; /* PostgreSQL store: across replicas */
+	bool snonces_open;
 	struct cas__grant_table grants;
 
 	struct cas__metrics m;

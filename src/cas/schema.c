@@ -64,8 +64,16 @@ static int to_v1(struct cas__db *db)
 			    "UPDATE proposals SET id = lower(hex(randomblob(16))) WHERE id = '';");
 }
 
+/* 1 -> 2: nonces shared by the replicas of one store (nonces_db.c). */
+static int to_v2(struct cas__db *db)
+{
+	return cas__db_exec(db, "CREATE TABLE IF NOT EXISTS nonces(nonce BLOB PRIMARY KEY,"
+			    " expires INTEGER NOT NULL)");
+}
+
 static int (*const g_migrations[CAS_SCHEMA_VERSION])(struct cas__db *db) = {
 	to_v1,
+	to_v2,
 };
 
 struct upgrade {

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Drop expired nonces and grants. */
@@ -33,6 +34,7 @@ static void sweep(struct cas__server *s)
 	uint64_t now = kiln_now_ns();
 
 	(void)cas__nonces_sweep(&s->nonces, now);
+	cas__snonces_sweep(&s->snonces, (int64_t)time(NULL));
 	(void)cas__grants_sweep(&s->grants, now);
 }
 
@@ -162,6 +164,8 @@ static void server_free(struct cas__server *s)
 		close(s->listen_fd);
 	SSL_CTX_free(s->ssl);
 	cas__nonces_free(&s->nonces);
+	if (s->snonces_open)
+		cas__snonces_close(&s->snonces);
 	cas__grants_free(&s->grants);
 	cas__store_close(&s->rd);
 	cas__store_close(&s->st);
@@ -285,6 +289,10 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	ret = cas__store_open_reader(&s->st, &s->rd, err);
 	if (ret < 0)
 		goto out;
+	ret = cas__snonces_open(&s->snonces, &s->st, err);
+	if (ret < 0)
+		goto out;
+	s->snonces_open = true;
 	ret = make_ssl_ctx(s, o, err);
 	if (ret < 0)
 		goto out;
@@ -368,8 +376,9 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 		s->loops[i].thread_started = true;
 	}
 	cas_cert_fingerprint(s->st.ca_cert, fp);
-	kiln_log(KILN_LOG_INFO, "kiln-cas ready", "listen=%s:%u data=%s ca_fingerprint=%s "
-		 "threads=%zu", addr, port, o->data_dir, fp, s->n_loops);
+	kiln_log(KILN_LOG_INFO, "kiln-cas ready", "listen=%s:%u data=%s store=\"%s\" "
+		 "ca_fingerprint=%s threads=%zu", addr, port, o->data_dir, s->st.where, fp,
+		 s->n_loops);
 	if (o->announce) {
 		fprintf(o->announce, "ca-fingerprint %s\n", fp);
 		fprintf(o->announce, ss.ss_family == AF_INET6 ? "listening https://[%s]:%u\n" :

@@ -1,12 +1,18 @@
-/* The CAS data directory and its SQLite store.
+/* The CAS data directory and its store (SQLite in DIR, or PostgreSQL).
  *
  * DIR/master.key  32 random bytes, 0600: encrypts secrets and volume keys
+ *                 (--master-key-file FILE: there instead)
  * DIR/ca.key      CA private key (PEM, 0600): issues the server certificate and
  *                 signs the audit log
  * DIR/ca.pem      CA certificate: what clients pin
  * DIR/kiln.db     SQLite, WAL, synchronous=FULL: a write is durable before the
  *                 HTTP answer that acknowledges it (through the SQL layer,
  *                 db.h; the schema and its versions are schema.c's)
+ *
+ * --store postgresql://...: the rows live in that database instead of
+ *                 DIR/kiln.db; DIR keeps the CA. Every CAS process sharing the
+ *                 database needs the same master key and CA (the store checks
+ *                 both: an HMAC of the key and the CA's key hash in meta).
  *
  * A missing or damaged master key or CA key with an existing store is fatal:
  * regenerating either would silently orphan every stored secret. */
@@ -22,6 +28,18 @@
 #include <unistd.h>
 
 static const char g_key_check_label[] = "kiln-cas master key check v1";
+
+/* Where the process's store is (cas_store_use; set before any other call). */
+static struct {
+	const char *url;          /* NULL: DIR/kiln.db */
+	const char *master_file;  /* NULL: DIR/master.key */
+} g_use;
+
+void cas_store_use(const char *url, const char *master_key_file)
+{
+	g_use.url = url;
+	g_use.master_file = master_key_file;
+}
 
 static int path_in(const struct cas__store *st, const char *name, char *out, size_t size)
 {
@@ -40,19 +58,17 @@ static bool exists(const char *path)
 static int load_master(struct cas__store *st, bool store_exists, bool create,
 		       struct kiln_err *err)
 {
-	char path[600];
+	const char *path = st->master_path;
 	uint8_t *data = NULL;
 	size_t size = 0;
 	int ret;
 
-	if ((ret = path_in(st, "master.key", path, sizeof(path))) < 0)
-		return kiln_err_set(err, ret, "%s: path too long", st->dir);
 	if (!exists(path)) {
 		if (store_exists || !create)
-			return kiln_err_set(err, -ENOENT, "%s is missing but the store %s/kiln.db "
+			return kiln_err_set(err, -ENOENT, "%s is missing but the store %s "
 					    "exists: refusing to create a new master key (every "
 					    "stored secret would be lost); restore the key file",
-					    path, st->dir);
+					    path, st->where);
 		if (kc_random(st->master, sizeof(st->master)) < 0)
 			return kiln_err_set(err, -KILN_ECRYPTO, "no randomness");
 		ret = kiln_write_file_atomic(path, st->master, sizeof(st->master), 0600);
@@ -131,36 +147,54 @@ static int load_ca(struct cas__store *st, bool store_exists, bool create, struct
 	return 0;
 }
 
-static int check_master(struct cas__store *st, struct kiln_err *err)
+/* meta[k] must hold want (size bytes); a store without it gets it (the first
+ * open, or a store of an older kiln). -KILN_EKEY when it differs. */
+static int meta_check(struct cas__store *st, const char *k, const uint8_t *want, size_t size)
 {
-	uint8_t mac[KC_SHA256_SIZE];
 	struct cas__stmt *s = NULL;
 	int ret, rc;
 
-	ret = kc_hmac_sha256(st->master, sizeof(st->master), g_key_check_label,
-			     strlen(g_key_check_label), mac);
-	if (ret < 0)
-		return kiln_err_set(err, ret, "HMAC failed");
-	ret = cas__db_query(st->db, &s, "SELECT v FROM meta WHERE k = 'key_check'", "");
+	ret = cas__db_query(st->db, &s, "SELECT v FROM meta WHERE k = ?", "t", k);
 	rc = ret < 0 ? ret : cas__db_step(s);
 	if (rc == 1) {
 		size_t n = 0;
 		const uint8_t *v = cas__db_col_blob(s, 0, &n);
 
-		ret = 0;
-		if (n != sizeof(mac) || !kiln_ct_equal(v, mac, sizeof(mac)))
-			ret = kiln_err_set(err, -KILN_EKEY, "%s does not belong to the store %s "
-					   "(wrong or replaced key file)", st->master_path,
-					   st->where);
+		ret = n == size && kiln_ct_equal(v, want, size) ? 0 : -KILN_EKEY;
 		cas__db_finalize(s);
 		return ret;
 	}
 	cas__db_finalize(s);
 	if (rc == 0)
-		rc = cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES('key_check', ?)", "b",
-				 mac, sizeof(mac));
-	if (rc < 0)
-		return kiln_err_set(err, rc, "%s", cas__db_err(st->db)->msg);
+		rc = cas__db_run(st->db, "INSERT INTO meta(k, v) VALUES(?, ?)", "tb", k, want, size);
+	return rc < 0 ? rc : 0;
+}
+
+/* The master key and the CA are the store's: a CAS process given others (a
+ * replica set up with a copy of the wrong directory) must not start. */
+static int check_keys(struct cas__store *st, struct kiln_err *err)
+{
+	uint8_t mac[KC_SHA256_SIZE], ca[KC_SHA256_SIZE];
+	int ret;
+
+	ret = kc_hmac_sha256(st->master, sizeof(st->master), g_key_check_label,
+			     strlen(g_key_check_label), mac);
+	if (ret == 0)
+		ret = cas__x509_spki_sha256(st->ca_cert, ca);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "cannot hash the master key or CA");
+	ret = meta_check(st, "key_check", mac, sizeof(mac));
+	if (ret == -KILN_EKEY)
+		return kiln_err_set(err, ret, "%s does not belong to the store %s (wrong or "
+				    "replaced key file)", st->master_path, st->where);
+	if (ret == 0)
+		ret = meta_check(st, "ca_check", ca, sizeof(ca));
+	if (ret == -KILN_EKEY)
+		return kiln_err_set(err, ret, "%s/ca.pem is not the CA of the store %s (every "
+				    "kiln-cas of one store needs the same ca.key and ca.pem)",
+				    st->dir, st->where);
+	if (ret < 0)
+		return kiln_err_set(err, ret, "%s", cas__db_err(st->db)->msg);
 	return 0;
 }
 
@@ -180,6 +214,27 @@ static int sqlite_check(struct cas__store *st, struct kiln_err *err)
 	return ret;
 }
 
+static int open_db(bool readonly, const char *dbpath, struct cas__db **db,
+		   struct kiln_err *err)
+{
+	return g_use.url ? cas__db_open_pg(g_use.url, db, err) :
+	       cas__db_open_sqlite(dbpath, readonly, db, err);
+}
+
+/* Whether the (PostgreSQL) store was made: its master key check is there. */
+static int pg_store_exists(struct cas__store *st, bool *out, struct kiln_err *err)
+{
+	struct cas__stmt *s = NULL;
+	int ret;
+
+	ret = cas__db_query(st->db, &s, "SELECT count(*) FROM meta WHERE k = 'key_check'", "");
+	if (ret == 0)
+		ret = cas__db_step(s);
+	*out = ret == 1 && cas__db_col_int64(s, 0) > 0;
+	cas__db_finalize(s);
+	return ret < 0 ? kiln_err_set(err, ret, "%s", cas__db_err(st->db)->msg) : 0;
+}
+
 int cas__store_open(struct cas__store *st, const char *dir, bool create, struct kiln_err *err)
 {
 	char dbpath[600];
@@ -196,9 +251,43 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 	} else if (!exists(dir)) {
 		return kiln_err_set(err, -ENOENT, "%s: no such data directory", dir);
 	}
-	path_in(st, "kiln.db", dbpath, sizeof(dbpath));
+	if (path_in(st, "kiln.db", dbpath, sizeof(dbpath)) < 0)
+		return kiln_err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
+	if (snprintf(st->master_path, sizeof(st->master_path), "%s%s%s",
+		     g_use.master_file ? "" : dir, g_use.master_file ? "" : "/",
+		     g_use.master_file ? g_use.master_file : "master.key") >=
+	    (int)sizeof(st->master_path))
+		return kiln_err_set(err, -ENAMETOOLONG, "master key path too long");
+	if (g_use.url) {
+		/* The database says whether the store exists, so it comes first. */
+		ret = open_db(false, dbpath, &st->db, err);
+		if (ret < 0)
+			goto fail;
+		snprintf(st->where, sizeof(st->where), "%s", cas__db_where(st->db));
+		/* No meta table (an empty database) is no store either; nothing is
+		 * made in a database unless asked to (create). */
+		if (pg_store_exists(st, &store_exists, NULL) < 0)
+			store_exists = false;
+		if (!store_exists && !create) {
+			ret = kiln_err_set(err, -ENOENT, "%s holds no kiln store (start 'kiln cas "
+					   "serve --store URL' once)", st->where);
+			goto fail;
+		}
+		ret = cas__schema_upgrade(st->db, &st->schema_from, &st->schema_to, err);
+		if (ret < 0) {
+			kiln_err_prefix(err, "%s: ", st->where);
+			goto fail;
+		}
+		ret = load_master(st, store_exists, create, err);
+		if (ret == 0)
+			ret = load_ca(st, store_exists, create, err);
+		if (ret == 0)
+			ret = check_keys(st, err);
+		if (ret < 0)
+			goto fail;
+		return 0;
+	}
 	snprintf(st->where, sizeof(st->where), "%s", dbpath);
-	path_in(st, "master.key", st->master_path, sizeof(st->master_path));
 	store_exists = exists(dbpath);
 	if (!store_exists && !create)
 		return kiln_err_set(err, -ENOENT, "%s: no store (start 'kiln cas serve --data "
@@ -209,7 +298,7 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 	ret = load_ca(st, store_exists, create, err);
 	if (ret < 0)
 		goto fail;
-	ret = cas__db_open_sqlite(dbpath, /*readonly=*/false, &st->db, err);
+	ret = open_db(false, dbpath, &st->db, err);
 	if (ret < 0)
 		goto fail;
 	ret = cas__schema_upgrade(st->db, &st->schema_from, &st->schema_to, err);
@@ -220,7 +309,7 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 	ret = sqlite_check(st, err);
 	if (ret < 0)
 		goto fail;
-	ret = check_master(st, err);
+	ret = check_keys(st, err);
 	if (ret < 0)
 		goto fail;
 	return 0;
@@ -252,7 +341,7 @@ int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd, s
 	snprintf(rd->dir, sizeof(rd->dir), "%s", st->dir);
 	snprintf(rd->where, sizeof(rd->where), "%s", st->where);
 	path_in(st, "kiln.db", dbpath, sizeof(dbpath));
-	return cas__db_open_sqlite(dbpath, /*readonly=*/true, &rd->db, err);
+	return open_db(/*readonly=*/true, dbpath, &rd->db, err);
 }
 
 void cas__store_close(struct cas__store *st)
@@ -327,6 +416,20 @@ int cas__policy_get(struct cas__store *st, const char *name, struct cas__policy 
 		return -EIO;
 	ret = cas__db_step(s);
 	ret = ret == 1 ? fill_policy(s, out) : ret == 0 ? -ENOENT : io(ret);
+	cas__db_finalize(s);
+	return ret;
+}
+
+int cas__policy_current(struct cas__store *st, const char *name, const char *hash)
+{
+	struct cas__stmt *s = NULL;
+	int ret;
+
+	if (cas__db_query(st->db, &s, "SELECT hash FROM policies WHERE name = ?", "t", name) < 0)
+		return -EIO;
+	ret = cas__db_step(s);
+	ret = ret == 1 ? (strcmp(cas__db_col_text(s, 0), hash) ? -ESTALE : 0) :
+	      ret == 0 ? -ESTALE : -EIO;
 	cas__db_finalize(s);
 	return ret;
 }

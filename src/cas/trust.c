@@ -50,7 +50,7 @@ int cas_trust_las(const char *data_dir, const char *cert_path, char id_out[CAS_I
 		ret = cas__store_commit(&st);
 	if (ret < 0) {
 		cas__store_rollback(&st);
-		kiln_err_set(err, ret, "%s/kiln.db: cannot store the trust: %s", data_dir,
+		kiln_err_set(err, ret, "%s: cannot store the trust: %s", st.where,
 			     kiln_strerror(ret));
 	}
 	cas__store_close(&st);
@@ -78,7 +78,7 @@ static int trust_store(const char *data_dir, const char *id, const char *tee, co
 		ret = cas__store_commit(&st);
 	if (ret < 0) {
 		cas__store_rollback(&st);
-		kiln_err_set(err, ret, "%s/kiln.db: cannot store the trust: %s", data_dir,
+		kiln_err_set(err, ret, "%s: cannot store the trust: %s", st.where,
 			     kiln_strerror(ret));
 	}
 	cas__store_close(&st);
@@ -244,7 +244,7 @@ int cas_namespace_set(const char *data_dir, const char *name, const char *const 
 		ret = cas__store_commit(&st);
 	if (ret < 0) {
 		cas__store_rollback(&st);
-		kiln_err_set(err, ret, "%s/kiln.db: cannot store the namespace: %s", data_dir,
+		kiln_err_set(err, ret, "%s: cannot store the namespace: %s", st.where,
 			     kiln_strerror(ret));
 	} else if (n) {
 		struct ns_scan sc = { name, list, notes };

@@ -10,7 +10,8 @@
 
 static void cas_usage(FILE *f)
 {
-	fprintf(f, "Usage: kiln cas serve --data DIR [--listen HOST:PORT] [--san NAME]...\n"
+	fprintf(f, "Usage: kiln cas serve --data DIR [--store URL] [--master-key-file FILE]\n"
+		   "                      [--listen HOST:PORT] [--san NAME]...\n"
 		   "                      [--threads N] [--grants-per-policy N]\n"
 		   "                      [--handshake-timeout S] [--header-timeout S]\n"
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
@@ -26,11 +27,17 @@ static void cas_usage(FILE *f)
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
 		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n"
-		   "       kiln cas migrate --data DIR\n\n"
+		   "       kiln cas migrate --data DIR\n"
+		   "  (every command takes --store URL and --master-key-file FILE as serve)\n\n"
 		   "serve        run kiln-cas (HTTPS, TLS 1.3) until SIGTERM/SIGINT; the first\n"
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
 		   "             and store;\n"
 		   "             prints 'ca-fingerprint HEX' and 'listening URL' when ready\n"
+		   "  --store URL  keep the store in PostgreSQL (postgresql://USER@HOST/DB\n"
+		   "             or libpq key=value; use PGPASSFILE for a password) instead\n"
+		   "             of DIR/kiln.db; several kiln-cas may share one database,\n"
+		   "             each with the same CA (DIR/ca.key, ca.pem) and master key\n"
+		   "  --master-key-file FILE  the master key (default DIR/master.key)\n"
 		   "  --listen   address to listen on (default 127.0.0.1:8443; port 0 = any)\n"
 		   "  --san      extra DNS name or IP for the server certificate (repeatable)\n"
 		   "  --threads  event loops doing TLS and HTTP (1-64; default: one per CPU)\n"
@@ -71,10 +78,42 @@ static void cas_usage(FILE *f)
 		   "See docs/cas.md.\n");
 }
 
+/* --store URL and --master-key-file FILE: where the store is (cas_store_use). */
+static const char *g_store_url, *g_master_file;
+
+static int store_opt(int c, const char *arg)
+{
+	if (c == 'S') {
+		if (strncmp(arg, "postgresql://", 13) && strncmp(arg, "postgres://", 11) &&
+		    !strchr(arg, '=')) {
+			cli_error("--store: expected a PostgreSQL connection URI "
+				  "(postgresql://...) or key=value string");
+			return -1;
+		}
+		g_store_url = arg;
+	} else {
+		g_master_file = arg;
+	}
+	cas_store_use(g_store_url, g_master_file);
+	return 0;
+}
+
+int cas_store_arg(int argc, char **argv, int *i)
+{
+	bool store = !strcmp(argv[*i], "--store");
+
+	if ((!store && strcmp(argv[*i], "--master-key-file")) || *i + 1 >= argc)
+		return 0;
+	++*i;
+	return store_opt(store ? 'S' : 'M', argv[*i]) < 0 ? -1 : 1;
+}
+
 static int cas_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "data", required_argument, NULL, 'd' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "master-key-file", required_argument, NULL, 'M' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "san", required_argument, NULL, 's' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -104,6 +143,11 @@ static int cas_serve_main(int argc, char **argv)
 		switch (c) {
 		case 'd':
 			o.data_dir = optarg;
+			break;
+		case 'S':
+		case 'M':
+			if (store_opt(c, optarg) < 0)
+				return CLI_EXIT_USAGE;
 			break;
 		case 'l':
 			o.listen = optarg;
@@ -222,6 +266,8 @@ static int data_only(int argc, char **argv, const char **data, const char **arg)
 {
 	static const struct option opts[] = {
 		{ "data", required_argument, NULL, 'd' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "master-key-file", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -231,6 +277,9 @@ static int data_only(int argc, char **argv, const char **data, const char **arg)
 	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
 		if (c == 'd') {
 			*data = optarg;
+		} else if (c == 'S' || c == 'M') {
+			if (store_opt(c, optarg) < 0)
+				return -1;
 		} else if (c == 'h') {
 			cas_usage(stdout);
 			return 1;
@@ -276,6 +325,9 @@ static int cas_namespace_main(int argc, char **argv)
 			remove = true;
 		} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
 			data = argv[++i];
+		} else if ((ret = cas_store_arg(argc, argv, &i)) != 0) {
+			if (ret < 0)
+				return CLI_EXIT_USAGE;
 		} else if (argv[i][0] != '-' && !name) {
 			name = argv[i];
 		} else {

@@ -43,6 +43,7 @@ static void collateral_usage(FILE *f)
 int cas_collateral_main(int argc, char **argv, const char *cmd)
 {
 	const char *tee = NULL, *data = NULL, *arg = NULL;
+	int sr;
 	bool list = !strcmp(argv[0], "list"), add = !strcmp(argv[0], "add");
 	struct kiln_err err = { 0 };
 	struct cas_collateral c;
@@ -65,6 +66,9 @@ int cas_collateral_main(int argc, char **argv, const char *cmd)
 			tee = argv[++i];
 		} else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
 			data = argv[++i];
+		} else if ((sr = cas_store_arg(argc, argv, &i)) != 0) {
+			if (sr < 0)
+				return CLI_EXIT_USAGE;
 		} else if (argv[i][0] != '-' && !arg && !list) {
 			arg = argv[i];
 		} else {

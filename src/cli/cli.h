@@ -25,6 +25,10 @@ int cas_main(int argc, char **argv);
 int cas_collateral_main(int argc, char **argv, const char *cmd);
 /* kiln cas collateral fetch (cas_fetch.c): argv[0] is "fetch". */
 int cas_collateral_fetch_main(int argc, char **argv);
+/* argv[*i] is --store or --master-key-file with its value next: take it (the
+ * store's place for every kiln cas command; cas_store_use) and return 1; 0
+ * when it is another argument, -1 (told) when the value is bad. */
+int cas_store_arg(int argc, char **argv, int *i);
 int policy_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int audit_main(int argc, char **argv);

@@ -28,11 +28,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+# Parametrize a CAS test with these to run it on both stores (the cas fixture,
+# tests/e2e/conftest.py): @pytest.mark.parametrize("cas_store", STORES)
+STORES = ("sqlite", "postgresql")
+
+
 class CasServer:
     """A kiln-cas process on 127.0.0.1:<free port> with its data in `data`."""
 
-    def __init__(self, kiln_bin, workdir, extra_args=(), preexec_fn=None):
+    def __init__(self, kiln_bin, workdir, extra_args=(), preexec_fn=None, pg=None):
+        """pg: (PgServer, database name): the store is that PostgreSQL database."""
         self.kiln_bin = str(kiln_bin)
+        self.pg = pg
         self.preexec_fn = preexec_fn
         self.workdir = pathlib.Path(workdir)
         self.data = self.workdir / "cas-data"
@@ -45,6 +52,11 @@ class CasServer:
         self._log = None
 
     @property
+    def store_args(self):
+        """What every kiln cas / kiln audit command on this CAS's store needs."""
+        return ["--store", self.pg[0].url(self.pg[1])] if self.pg else []
+
+    @property
     def ca_file(self):
         return str(self.data / "ca.pem")
 
@@ -53,7 +65,7 @@ class CasServer:
         listen = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [self.kiln_bin, "cas", "serve", "--data", str(self.data), "--listen", listen,
-             *self.extra_args],
+             *self.store_args, *self.extra_args],
             stdout=subprocess.PIPE, stderr=self._log, text=True, preexec_fn=self.preexec_fn)
         for line in self.proc.stdout:
             if line.startswith("ca-fingerprint "):
@@ -131,6 +143,9 @@ class CasServer:
     def volume_committed(self, session):
         """The committed freshness tag of the session's (first) volume, read from
         the store (read-only) while the CAS runs."""
+        if self.pg:
+            return int(self.pg[0].psql(self.pg[1], "SELECT committed FROM volumes WHERE "
+                                       f"session = '{session}'").split()[0])
         c = sqlite3.connect(f"file:{self.data / 'kiln.db'}?mode=ro", uri=True)
         try:
             return c.execute("SELECT committed FROM volumes WHERE session = ?",

@@ -49,11 +49,34 @@ def kiln(kiln_bin):
 # `cas` yields a running cas_fixtures.CasServer (url, fingerprint, ca_file, data,
 # env(identity), request(), restart(), kill9()); `cas_identity` makes identities.
 from cas_fixtures import CasServer  # noqa: E402
+from pgserver import PgServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the session (tests/e2e/pgserver.py)."""
+    try:
+        server = PgServer()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server
+    server.close()
 
 
 @pytest.fixture
-def cas(kiln_bin, tmp_path):
-    server = CasServer(kiln_bin, tmp_path).start()
+def cas_store():
+    """The store `cas` runs on: "sqlite" here; a test parametrized with
+    @pytest.mark.parametrize("cas_store", STORES) runs on both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def cas(kiln_bin, tmp_path, cas_store, request):
+    pg = None
+    if cas_store == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        pg = (server, server.new_store()[0])
+    server = CasServer(kiln_bin, tmp_path, pg=pg).start()
     yield server
     # A clean exit also means no sanitizer report (leaks fail the test).
     rc = server.stop()

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cas_fixtures import CasServer, Workload, assert_refused, refusal
+from cas_fixtures import STORES, CasServer, Workload, assert_refused, refusal
 
 WM = hashlib.sha384(b"test workload").digest()
 
@@ -107,6 +107,7 @@ def test_validate_reports_file_line_col(kiln, tmp_path):
     assert re.fullmatch(r".*: ok, sha256:[0-9a-f]{64}\n", p.stdout)
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_owner_vs_stranger(kiln, cas, cas_identity, tmp_path):
     alice, alice_id = cas_identity("alice")
     bob, bob_id = cas_identity("bob")
@@ -148,6 +149,7 @@ def test_owner_vs_stranger(kiln, cas, cas_identity, tmp_path):
     assert kiln("policy", "list", env=cas.env(alice), check=True).stdout == ""
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_predecessor_conflict(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
     h1 = apply(kiln, cas, alice, write(tmp_path, "1.yaml", sim_policy())).stdout.split()[-1]
@@ -170,6 +172,7 @@ def openssl(*args, input=None):
     return subprocess.run(["openssl", *args], input=input, capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_sim_attestation_and_substitution(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
     apply(kiln, cas, alice, write(tmp_path, "p.yaml", sim_policy()))
@@ -225,6 +228,7 @@ def test_sim_attestation_and_substitution(kiln, cas, cas_identity, tmp_path):
         cas.log()
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_secrets_stable_across_restart(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
     apply(kiln, cas, alice, write(tmp_path, "p.yaml", sim_policy()))
@@ -235,10 +239,15 @@ def test_secrets_stable_across_restart(kiln, cas, cas_identity, tmp_path):
     assert status == 200
     assert r1["env"] == r2["env"] and r1["files"] == r2["files"]
     assert r1["volumes"] == r2["volumes"]
-    # Secrets are encrypted at rest: the password is nowhere in the store.
+    # Secrets are encrypted at rest: the password is nowhere in the store (nor
+    # in a dump of the PostgreSQL database).
     pw = r1["env"]["PW"].encode()
     for f in os.listdir(cas.data):
         assert pw not in (cas.data / f).read_bytes(), f
+    if cas.pg:
+        dump = cas.pg[0].dump(cas.pg[1])
+        assert "acme/db" in dump and r1["env"]["PW"] not in dump
+        assert r1["env"]["PIN"] not in dump and r1["env"]["BLOB_HEX"] not in dump
     # A policy update that leaves a secret's definition alone keeps its value;
     # changing the definition generates a new one.
     h = kiln("policy", "get", "acme/db", "--json", env=cas.env(alice), check=True).stdout
@@ -312,6 +321,7 @@ def test_attestation_refusals(kiln, cas, cas_identity, tmp_path):
     assert "attestation ok" in cas.log()
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_volumes_prepare_commit(kiln, cas, cas_identity, tmp_path):
     alice, _ = cas_identity("alice")
     apply(kiln, cas, alice, write(tmp_path, "a.yaml", sim_policy()))
@@ -380,6 +390,7 @@ security: {{tee: [sim], allow_insecure_sim: true}}
         assert_refused(cas, s, body, label, why)
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_audit_chain_and_tamper(kiln, kiln_bin, cas, cas_identity, tmp_path):
     alice, alice_id = cas_identity("alice")
     h = apply(kiln, cas, alice, write(tmp_path, "p.yaml", sim_policy())).stdout.split()[-1]
@@ -388,41 +399,49 @@ def test_audit_chain_and_tamper(kiln, kiln_bin, cas, cas_identity, tmp_path):
     las_key, las_cert = Workload(cas, tmp_path).key, Workload(cas, tmp_path).cert
     from cryptography.hazmat.primitives import serialization
     (tmp_path / "las.pem").write_bytes(las_cert.public_bytes(serialization.Encoding.PEM))
-    p = kiln("cas", "trust-las", tmp_path / "las.pem", "--data", cas.data, check=True)
+    p = kiln("cas", "trust-las", tmp_path / "las.pem", "--data", cas.data, *cas.store_args,
+             check=True)
     assert p.stdout.startswith("trusted kiln-las sha256:")
     kiln("policy", "delete", "acme/db", env=cas.env(alice), check=True)
     cas.stop()
-    p = kiln("audit", "show", "--data", cas.data, check=True)
+    p = kiln("audit", "show", "--data", cas.data, *cas.store_args, check=True)
     kinds = [ln.split()[2] for ln in p.stdout.splitlines()]
     assert kinds == ["policy.create", "policy.update", "secrets.release", "trust.las",
                      "policy.delete"]
     assert f"actor={alice_id}" in p.stdout
-    p = kiln("audit", "verify", "--data", cas.data, check=True)
+    p = kiln("audit", "verify", "--data", cas.data, *cas.store_args, check=True)
     assert p.stdout == "audit log ok: 5 entries, chain and signatures verified\n"
 
     db = str(cas.data / "kiln.db")
 
     def tamper(sql):
+        if cas.pg:
+            cas.pg[0].psql(cas.pg[1], sql)
+            return
         c = sqlite3.connect(db)
         c.executescript(sql)
         c.commit()
         c.close()
 
     def verify():
-        return kiln("audit", "verify", "--data", cas.data)
-
-    backup = (cas.data / "kiln.db").read_bytes()
+        return kiln("audit", "verify", "--data", cas.data, *cas.store_args)
 
     def restore():
-        for suffix in ("-wal", "-shm"):
-            if (cas.data / ("kiln.db" + suffix)).exists():
-                (cas.data / ("kiln.db" + suffix)).unlink()
-        (cas.data / "kiln.db").write_bytes(backup)
+        if cas.pg:
+            tamper("DELETE FROM audit; INSERT INTO audit SELECT * FROM audit_copy;")
+        else:
+            for suffix in ("-wal", "-shm"):
+                if (cas.data / ("kiln.db" + suffix)).exists():
+                    (cas.data / ("kiln.db" + suffix)).unlink()
+            (cas.data / "kiln.db").write_bytes(backup)
         assert verify().returncode == 0
 
-    # Checkpoint so the backup holds everything.
-    tamper("PRAGMA wal_checkpoint(TRUNCATE);")
-    backup = (cas.data / "kiln.db").read_bytes()
+    if cas.pg:
+        tamper("CREATE TABLE audit_copy AS SELECT * FROM audit;")
+    else:
+        # Checkpoint so the backup holds everything.
+        tamper("PRAGMA wal_checkpoint(TRUNCATE);")
+        backup = (cas.data / "kiln.db").read_bytes()
     tamper("UPDATE audit SET actor = 'sha256:" + "0" * 64 + "' WHERE seq = 2;")
     p = verify()
     assert p.returncode == 1 and "audit entry 2: content does not match its hash" in p.stderr

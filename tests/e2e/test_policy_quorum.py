@@ -5,6 +5,10 @@ waits as a pending proposal until approved (online or with detached signatures);
 `kiln audit verify` stays clean. Attacks: tests/e2e/security/test_quorum_attacks.py."""
 import re
 
+import pytest
+
+from cas_fixtures import STORES
+
 OWNER_ONLY_2_OF_3 = """\
 name: acme/q
 predecessor: {pred}
@@ -155,6 +159,7 @@ secrets:
 """
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_two_of_three_proposal_and_approval(kiln, cas, cas_identity, tmp_path):
     alice, alice_id = cas_identity("alice")
     bob, bob_id = cas_identity("bob")
@@ -190,14 +195,15 @@ def test_two_of_three_proposal_and_approval(kiln, cas, cas_identity, tmp_path):
             "  proposal offline:") in p.stdout, p.stdout
     p = kiln("policy", "apply", v3, "--signature", sig, env=cas.env(bob), check=True)
     assert p.stdout == f"updated acme/v version 3 {h3}\n"
-    p = kiln("audit", "show", "--data", cas.data, check=True)
+    p = kiln("audit", "show", "--data", cas.data, *cas.store_args, check=True)
     kinds = re.findall(r"\bpolicy\.[a-z]+\b", p.stdout)
     assert kinds == ["policy.create", "policy.propose", "policy.approve", "policy.update",
                      "policy.update"], p.stdout
-    p = kiln("audit", "verify", "--data", cas.data, check=True)
+    p = kiln("audit", "verify", "--data", cas.data, *cas.store_args, check=True)
     assert p.stdout.startswith("audit log ok: 5 entries")
 
 
+@pytest.mark.parametrize("cas_store", STORES)
 def test_proposer_withdraws(kiln, cas, cas_identity, tmp_path):
     alice, alice_id = cas_identity("alice")
     bob, bob_id = cas_identity("bob")
@@ -216,7 +222,7 @@ def test_proposer_withdraws(kiln, cas, cas_identity, tmp_path):
     assert p.stdout == f"withdrew acme/v {h2}\n"
     p = kiln("policy", "approve", "acme/v", "--hash", h2, env=cas.env(alice))
     assert p.returncode == 1 and f"no pending proposal {h2} of 'acme/v'" in p.stderr
-    assert kiln("audit", "verify", "--data", cas.data).returncode == 0
+    assert kiln("audit", "verify", "--data", cas.data, *cas.store_args).returncode == 0
 
 
 SECTIONS = """\

@@ -1,0 +1,148 @@
+"""Two kiln-cas processes on one PostgreSQL store (issue 15): interchangeable,
+and correct under concurrency across processes. Clients race policy updates
+with one predecessor (exactly one wins), a nonce fetched at one replica is used
+at the other, clients race with one nonce at both (exactly one is served), a
+volume tag advances once per prepare/commit across replicas, and the audit log
+stays one chain that verifies. The store survives PostgreSQL restarting: a
+request after the restart is served on a new connection; while PostgreSQL is
+down requests get a clean error and the CAS keeps running. No timing is
+asserted."""
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cas_fixtures import CasServer, Workload
+
+RACERS = 8
+
+
+def policy(name, pred, version):
+    return (f"name: {name}\npredecessor: {pred}\n"
+            "secrets:\n  - {name: pw, kind: ascii, size: 24}\n"
+            "volumes:\n  - {name: data}\n"
+            "services:\n  - name: app\n"
+            f"    command: [/bin/app, \"{{{{secret.pw}}}}\", \"v{version}\"]\n"
+            "    mounts: [{volume: data, path: /data}]\n"
+            "    measurement: [any]\n"
+            "security: {tee: [sim], allow_insecure_sim: true}\n")
+
+
+@pytest.fixture
+def replicas(kiln_bin, tmp_path, pg_server):
+    """Two CAS processes on one new database; the second set up with a copy of
+    the first's CA and master key, as an operator would."""
+    name, _ = pg_server.new_store()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = CasServer(kiln_bin, tmp_path / "a", ["--threads", "2"], pg=(pg_server, name)).start()
+    a.data.chmod(0o700)
+    b_data = tmp_path / "b" / "cas-data"
+    b_data.mkdir(mode=0o700)
+    for f in ("ca.key", "ca.pem", "master.key"):
+        shutil.copy2(a.data / f, b_data / f)
+    b = CasServer(kiln_bin, tmp_path / "b", ["--threads", "2"], pg=(pg_server, name)).start()
+    assert a.fingerprint == b.fingerprint
+    yield a, b
+    for cas in (a, b):
+        rc = cas.stop()
+        assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{cas.log()[-4000:]}"
+
+
+def post(cas, ident, text):
+    return cas.request("POST", "/v1/policies", text, certfile=ident)
+
+
+def verify_audit(kiln, cas):
+    p = kiln("audit", "verify", "--data", cas.data, *cas.store_args, check=True)
+    assert "chain and signatures verified" in p.stdout
+    return int(p.stdout.split()[3])
+
+
+def test_replicas_race(kiln, replicas, cas_identity, tmp_path):
+    a, b = replicas
+    alice, _ = cas_identity("alice")
+    status, v1 = post(a, alice, policy("rep/app", "null", 1))
+    assert status == 201, v1
+    # Policy updates with one predecessor, half at each replica: one wins.
+    go = threading.Barrier(RACERS)
+
+    def update(i):
+        go.wait()
+        return post((a, b)[i % 2], alice, policy("rep/app", v1["hash"], 100 + i))
+
+    with ThreadPoolExecutor(RACERS) as ex:
+        results = list(ex.map(update, range(RACERS)))
+    won = [body for status, body in results if status == 200]
+    assert len(won) == 1, results
+    assert sorted(s for s, _ in results) == [200] + [409] * (RACERS - 1), results
+    for cas in (a, b):
+        status, got = cas.request("GET", "/v1/policies/rep/app", certfile=alice)
+        assert status == 200 and got["hash"] == won[0]["hash"] and got["version"] == 2
+
+    # A nonce from one replica is good at the other, once.
+    w = Workload(a, tmp_path)
+    s, r1 = Workload(b, tmp_path).attest("rep/app", "app", nonce=w.nonce())
+    assert s == 200, r1
+    # One nonce, racing clients at both replicas: exactly one is served.
+    nonce = w.nonce()
+    ev = w.evidence(nonce)
+    go = threading.Barrier(RACERS)
+
+    def attest(i):
+        go.wait()
+        cas = (a, b)[i % 2]
+        body = {"session": "rep/app", "service": "app", "tee": "sim", "evidence": ev,
+                "nonce": nonce}
+        return cas.request("POST", "/v1/attest", body, certfile=w.pem)[0]
+
+    with ThreadPoolExecutor(RACERS) as ex:
+        statuses = sorted(ex.map(attest, range(RACERS)))
+    assert statuses == [200] + [403] * (RACERS - 1), statuses
+
+    # The secret released is the same at both replicas (one store).
+    s, r2 = Workload(a, tmp_path).attest("rep/app", "app")
+    assert s == 200 and r2["argv"][1] == r1["argv"][1]
+
+    # Volume tags: prepare/commit alternating replicas, each step seen by both.
+    vid = r2["volumes"][0]["id"]
+    wa = Workload(a, tmp_path)
+    assert wa.attest("rep/app", "app")[0] == 200
+    wb = Workload(b, tmp_path)
+    assert wb.attest("rep/app", "app")[0] == 200
+    base = f"/v1/volumes/{vid}"
+    for tag in range(1, 5):
+        w1, w2 = (wa, wb) if tag % 2 else (wb, wa)
+        assert w1.post(base + "/prepare", {"tag": tag})[0] == 200
+        assert w2.post(base + "/commit", {"tag": tag}) == \
+            (200, {"committed": tag, "prepared": None})
+    assert a.volume_committed("rep/app") == 4
+
+    # One chain: every acknowledged change and release is in it, in one order.
+    n = verify_audit(kiln, a)
+    p = kiln("audit", "show", "--data", a.data, *a.store_args, check=True)
+    kinds = [ln.split()[2] for ln in p.stdout.splitlines()]
+    assert len(kinds) == n
+    assert kinds.count("policy.update") == 1 and kinds.count("secrets.release") == 5
+
+
+def test_store_restart_and_outage(kiln, replicas, cas_identity, pg_server, tmp_path):
+    a, b = replicas
+    alice, _ = cas_identity("alice")
+    status, v1 = post(a, alice, policy("rep/r", "null", 1))
+    assert status == 201
+    pg_server.stop()
+    # Down: a clean error, no crash, nothing half-applied.
+    status, body = post(b, alice, policy("rep/r", v1["hash"], 2))
+    assert status in (500, 503), (status, body)
+    assert a.request("GET", "/v1/health")[0] == 200
+    pg_server.start()
+    # Up again: both replicas reconnect for the next request.
+    status, v2 = post(b, alice, policy("rep/r", v1["hash"], 2))
+    assert status == 200, v2
+    status, got = a.request("GET", "/v1/policies/rep/r", certfile=alice)
+    assert status == 200 and got["hash"] == v2["hash"]
+    assert Workload(a, tmp_path).attest("rep/r", "app")[0] == 200
+    assert Workload(b, tmp_path).attest("rep/r", "app")[0] == 200
+    verify_audit(kiln, b)
