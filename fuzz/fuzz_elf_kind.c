@@ -3,7 +3,8 @@
  * runtime's exec check read files the host controls with it. No input may
  * crash or read outside the file; an accepted file has a kind, a program
  * interpreter exactly when it is dynamic (one absolute, NUL-terminated path),
- * and a refusal always carries its reason. */
+ * a refusal always carries its reason, and links_kiln (a kiln-cc build) is
+ * only said of a dynamic program whose file holds the name. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((info.kind == EV_ELF_NONE || info.kind == EV_ELF_STATIC) != (n == 0))
 		abort();
 	if (n && info.interp[0] != '/')
+		abort();
+	/* Only a dynamic program can name the runtime among its libraries, and
+	 * only with the name in the file (no read past a string table). */
+	if (info.links_kiln && (n == 0 || !memmem(data, size, "libkiln.so", 11)))
 		abort();
 	return 0;
 }

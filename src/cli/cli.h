@@ -37,6 +37,11 @@ int audit_main(int argc, char **argv);
  * subdirectory (build_subdir, e.g. "src/evidence") or in ../lib/kiln; out gets
  * the real path. -ENOENT when absent. (cli/measure.c) */
 int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t size);
+/* The runtime library `kiln run` preloads (name: libkiln.so or
+ * libkiln-musl.so, cli_runtime_name): from $env_var, else next to the kiln
+ * binary (build tree), else the installed one. 0, or -ENOENT after telling the
+ * user. (cli/run.c) */
+int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size);
 /* program.c: classify the program at path (open as fd) for command cmd
  * ("run", "measure"): 0 with info filled when kiln can serve it (glibc, musl,
  * static, or not ELF: a script), -1 after telling the user why not (a corrupt
@@ -60,6 +65,8 @@ int cli_version_file(const char *key_file, char *out, size_t size);
  * 0, or a negative code after printing an error naming the file. (cli/fs.c) */
 int cli_volume_key_read(const char *path, uint8_t key[static 32]);
 int run_main(int argc, char **argv);
+/* kiln-cc, kiln cc: link a program against the runtime (cli/cc.c). */
+int cc_main(int argc, char **argv);
 int console_main(int argc, char **argv);
 
 /* Print "kiln: <message>" to stderr. */

@@ -22,6 +22,7 @@ static const struct cli_command g_commands[] = {
 	{ "audit", audit_main, "show and verify the CAS audit log" },
 	{ "console", console_main, "read or attach to a service's protected console" },
 	{ "measure", measure_main, "print the workload measurement of a program" },
+	{ "cc", cc_main, "compile and link a program against the runtime (kiln-cc)" },
 	{ "las", las_main, "host attestor daemon (kiln-las) and its helpers" },
 	{ "evidence", evidence_main, "verify or produce TEE attestation evidence" },
 	{ "version", version_main, "print the version" },
@@ -66,6 +67,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+
+	/* Installed as a link named kiln-cc: the compiler driver (cli/cc.c). */
+	base = base ? base + 1 : argv[0];
+	if (base && strcmp(base, "kiln-cc") == 0)
+		return cc_main(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

@@ -112,13 +112,14 @@ static int resolve_prog(const char *prog, char *out, size_t size)
  * the file (*is_static), which is what a process of that file maps (kiln run
  * supervises them). Scripts are allowed (their interpreter is measured,
  * documented). < 0: refused, and said so. */
-static int check_preloadable(const char *prog, int *kind)
+static int check_preloadable(const char *prog, int *kind, bool *links_kiln)
 {
 	struct ev_elf_info info;
 	struct stat st;
 	int fd, ret;
 
 	*kind = EV_ELF_NONE;
+	*links_kiln = false;
 	fd = open(prog, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		cli_error("cannot read %s: %s", prog, strerror(errno));
@@ -134,11 +135,14 @@ static int check_preloadable(const char *prog, int *kind)
 	if ((ret = cli_program_kind("measure", prog, fd, &info)) < 0)
 		goto out;
 	*kind = info.kind;
+	*links_kiln = info.links_kiln;
 	fprintf(stderr, "kiln: measure: %s: %s\n", prog,
 		info.kind == EV_ELF_STATIC ? "statically linked, measured from its file" :
 		info.kind == EV_ELF_NONE ? "not ELF (a script: its interpreter is measured)" :
 		info.kind == EV_ELF_MUSL ? "musl dynamic, measured before main() with "
 		"libkiln-musl.so preloaded" :
+		info.links_kiln ? "glibc dynamic with the kiln runtime linked in (kiln-cc), "
+		"measured before main() with nothing preloaded" :
 		"glibc dynamic, measured before main() with the runtime preloaded");
 out:
 	if (fd >= 0)
@@ -228,6 +232,7 @@ static bool is_measurement_line(const char *s, size_t n)
 static int measure_prog(char **argv, bool manifest)
 {
 	char lib[PATH_MAX], *preload = NULL, *out = NULL, *last;
+	bool links_kiln = false;
 	const char *env_lib = getenv("KILN_MEASURE_LIB");
 	size_t len = 0;
 	int pipefd[2] = { -1, -1 }, status = 0, ret = CLI_EXIT_FAIL, r, kind;
@@ -241,13 +246,16 @@ static int measure_prog(char **argv, bool manifest)
 			cli_error("cannot run %s: %s", argv[0], kiln_strerror(r));
 			return CLI_EXIT_FAIL;
 		}
-		if (check_preloadable(resolved, &kind) < 0)
+		if (check_preloadable(resolved, &kind, &links_kiln) < 0)
 			return CLI_EXIT_FAIL;
 		/* No library needed: the file is what its process maps. */
 		if (kind == EV_ELF_STATIC)
 			return measure_static(resolved, manifest);
 	}
-	if (env_lib && env_lib[0]) {
+	if (links_kiln) {
+		/* It measures itself with the runtime it links, as under kiln run. */
+		lib[0] = '\0';
+	} else if (env_lib && env_lib[0]) {
 		if (!realpath(env_lib, lib)) {
 			cli_error("KILN_MEASURE_LIB=%s: %s", env_lib, strerror(errno));
 			return CLI_EXIT_FAIL;
@@ -302,7 +310,8 @@ static int measure_prog(char **argv, bool manifest)
 	if (pid == 0) {
 		if (dup2(pipefd[1], STDOUT_FILENO) < 0)
 			_exit(127);
-		setenv("LD_PRELOAD", preload, 1);
+		if (preload[0])
+			setenv("LD_PRELOAD", preload, 1);
 		setenv("KILN_MEASURE_ONLY", "1", 1);
 		if (manifest)
 			setenv("KILN_MEASURE_MANIFEST", "1", 1);

@@ -75,7 +75,8 @@ static void run_usage(FILE *f)
 		"process (seccomp user notification, every file call traps); with --cas the\n"
 		"supervisor measures the file, attests and runs that very file.\n"
 		"A PROGRAM linked against musl (program interpreter ld-musl-x86_64.so.1, as\n"
-		"Alpine's) gets libkiln-musl.so, the same runtime built for musl.\n"
+		"Alpine's) gets libkiln-musl.so, the same runtime built for musl; a PROGRAM\n"
+		"built with kiln-cc brings its own runtime (linked in): nothing is preloaded.\n"
 		"libkiln.so is taken from $%s, libkiln-musl.so from $%s, else next to\n"
 		"the kiln binary.\n",
 		RT_ENV_LIB, RT_ENV_LIB_MUSL);
@@ -185,7 +186,7 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 /* The runtime library name (libkiln.so, libkiln-musl.so: cli_runtime_name):
  * from $env_var, else next to the kiln binary (or in its build tree), else
  * where it is installed (the directory of KILN_RUNTIME_INSTALL). */
-static int find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
+int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
 {
 	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
 	char exe[PATH_MAX];
@@ -266,21 +267,25 @@ static void which(const char *prog, char *out, size_t out_size)
 }
 
 /* Which path serves the program at path (*kind: EV_ELF_STATIC is supervised,
- * as LD_PRELOAD cannot put libkiln into it; EV_ELF_MUSL gets libkiln-musl.so),
- * or -1 once the user is told why none can (cli_program_kind). A file it
- * cannot open is left to exec to report. */
-static int check_program(const char *path, int *kind)
+ * as LD_PRELOAD cannot put libkiln into it; EV_ELF_MUSL gets libkiln-musl.so;
+ * *links_kiln: a kiln-cc build, which brings its runtime), or -1 once the user
+ * is told why none can (cli_program_kind). A file it cannot open is left to
+ * exec to report. */
+static int check_program(const char *path, int *kind, bool *links_kiln)
 {
 	struct ev_elf_info info;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
 	*kind = EV_ELF_NONE;
+	*links_kiln = false;
 	if (fd < 0)
 		return 0;
 	ret = cli_program_kind("run", path, fd, &info);
 	close(fd);
-	if (ret == 0)
+	if (ret == 0) {
 		*kind = info.kind;
+		*links_kiln = info.links_kiln;
+	}
 	return ret;
 }
 
@@ -572,7 +577,7 @@ int run_main(int argc, char **argv)
 	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
-	bool is_static = false;
+	bool is_static = false, links_kiln = false;
 	int kind = EV_ELF_NONE;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 
@@ -729,7 +734,7 @@ int run_main(int argc, char **argv)
 		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
 	status = CLI_EXIT_FAIL;
 	which(argv[optind], lib, sizeof(lib));
-	if (lib[0] && check_program(lib, &kind) < 0)
+	if (lib[0] && check_program(lib, &kind, &links_kiln) < 0)
 		goto out;
 	is_static = kind == EV_ELF_STATIC;
 	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
@@ -742,8 +747,9 @@ int run_main(int argc, char **argv)
 		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
-	if (find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL : RT_ENV_LIB,
-			 lib, sizeof(lib)))
+	if (!links_kiln &&
+	    cli_find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL :
+			     RT_ENV_LIB, lib, sizeof(lib)))
 		goto out;
 	if (rt_config_serialize(cfg, &text, &text_size)) {
 		cli_error("out of memory");
@@ -765,7 +771,8 @@ int run_main(int argc, char **argv)
 	close(pipefd[1]);
 	pipefd[1] = -1;
 	snprintf(fdstr, sizeof(fdstr), "%d", pipefd[0]);
-	if (set_preload(lib) || setenv(RT_ENV_CONFIG_FD, fdstr, 1)) {
+	/* A kiln-cc build loads its own runtime; a second copy must not come. */
+	if ((!links_kiln && set_preload(lib)) || setenv(RT_ENV_CONFIG_FD, fdstr, 1)) {
 		cli_error("run: cannot set the environment");
 		goto out;
 	}

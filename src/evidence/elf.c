@@ -95,8 +95,66 @@ static int elf__interp(int fd, const Elf64_Phdr *ph, uint64_t file_size,
 	return 0;
 }
 
+/* The file offset of virtual address va, through the PT_LOAD that maps it
+ * from the file; false when none does. */
+static bool elf__va_offset(int fd, const Elf64_Ehdr *eh, uint64_t va, uint64_t *off)
+{
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		if (!elf__pread(fd, &ph, sizeof(ph), (off_t)(eh->e_phoff + i * sizeof(ph))))
+			return false;
+		if (ph.p_type == PT_LOAD && va >= ph.p_vaddr && va - ph.p_vaddr < ph.p_filesz) {
+			*off = ph.p_offset + (va - ph.p_vaddr);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether the dynamic section names the kiln runtime among the libraries the
+ * loader maps (DT_NEEDED "libkiln.so", the runtime's SONAME). Advisory: a
+ * dynamic section that cannot be read says no, and the loader reports it. */
+static bool elf__links_kiln(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *dyn,
+			    uint64_t file_size)
+{
+	uint64_t needed[64], strtab = 0, strsz = 0, str_off = 0, n_needed = 0;
+	size_t n = (size_t)(dyn->p_filesz / sizeof(Elf64_Dyn));
+
+	if (dyn->p_offset > file_size || dyn->p_filesz > file_size - dyn->p_offset ||
+	    n > 4096)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		Elf64_Dyn d;
+
+		if (!elf__pread(fd, &d, sizeof(d), (off_t)(dyn->p_offset + i * sizeof(d))) ||
+		    d.d_tag == DT_NULL)
+			break;
+		if (d.d_tag == DT_STRTAB)
+			strtab = d.d_un.d_ptr;
+		else if (d.d_tag == DT_STRSZ)
+			strsz = d.d_un.d_val;
+		else if (d.d_tag == DT_NEEDED && n_needed < KILN_ARRAY_SIZE(needed))
+			needed[n_needed++] = d.d_un.d_val;
+	}
+	if (!strtab || !strsz || !elf__va_offset(fd, eh, strtab, &str_off) ||
+	    str_off > file_size || strsz > file_size - str_off)
+		return false;
+	for (uint64_t i = 0; i < n_needed; i++) {
+		char name[sizeof("libkiln.so")];
+
+		if (needed[i] >= strsz || strsz - needed[i] < sizeof(name) ||
+		    !elf__pread(fd, name, sizeof(name), (off_t)(str_off + needed[i])))
+			continue;
+		if (memcmp(name, "libkiln.so", sizeof(name)) == 0)
+			return true;
+	}
+	return false;
+}
+
 int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 {
+	Elf64_Phdr dyn = { 0 };
 	unsigned char ident[EI_NIDENT];
 	Elf64_Ehdr eh;
 	struct stat st;
@@ -154,6 +212,8 @@ int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 							     "program header");
 		if (ph.p_type == PT_LOAD)
 			have_load = true;
+		if (ph.p_type == PT_DYNAMIC)
+			dyn = ph;
 		if (ph.p_type != PT_INTERP)
 			continue;
 		if (have_interp)
@@ -166,6 +226,8 @@ int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 	if (!have_load)
 		return kiln_err_set(err, -KILN_EFORMAT, "no loadable segment (PT_LOAD)");
 	out->kind = have_interp ? elf__loader_kind(out->interp) : EV_ELF_STATIC;
+	out->links_kiln = have_interp && dyn.p_type == PT_DYNAMIC &&
+			  elf__links_kiln(fd, &eh, &dyn, (uint64_t)st.st_size);
 	return 0;
 }
 

@@ -141,6 +141,8 @@ enum ev_elf_kind {
 struct ev_elf_info {
 	enum ev_elf_kind kind;
 	char interp[256];      /* PT_INTERP, "" for static programs */
+	bool links_kiln;       /* DT_NEEDED names libkiln.so (a kiln-cc build): the
+				* runtime comes with the program, nothing preloads it */
 };
 /* Classify the regular file behind fd (read with pread: its offset is
  * unchanged). 0 with out filled (EV_ELF_NONE for a file without ELF magic),
