@@ -203,6 +203,11 @@ void rt__conn_fail_ssl(struct rt_conn *c, int e, const char *what)
 	} else if (v != X509_V_OK && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
 		rt__conn_fail(c, -ECONNRESET, "%s: certificate verify failed: %s", what,
 			      X509_verify_cert_error_string(v));
+	} else if (ERR_GET_REASON(code) == SSL_R_UNSUPPORTED_PROTOCOL ||
+		   ERR_GET_REASON(code) == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) {
+		rt__conn_fail(c, -ECONNRESET, "%s: no TLS version in common with the peer (the "
+			      "policy allows TLS %s and later: network.min_tls)", what,
+			      g_net.cfg.tls12 ? "1.2" : "1.3");
 	} else if (ERR_GET_REASON(code) == SSL_R_HTTP_REQUEST) {
 		rt__conn_fail(c, -ECONNRESET, "%s: the peer speaks plaintext HTTP, not TLS", what);
 	} else if (atomic_load(&c->state) == RT_C_HANDSHAKE &&
