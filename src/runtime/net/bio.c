@@ -173,6 +173,8 @@ void rt__conn_fail(struct rt_conn *c, int err, const char *fmt, ...)
 	if (c->said)
 		return;
 	c->said = true;
+	if (!fmt)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
@@ -195,7 +197,14 @@ void rt__conn_fail_ssl(struct rt_conn *c, int e, const char *what)
 	const char *reason = code ? ERR_reason_error_string(code) : NULL;
 	long v = SSL_get_verify_result(c->ssl);
 
-	if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !code)) {
+	if ((e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !code)) &&
+	    (c->sock_errno == ECONNRESET || c->sock_errno == EPIPE) &&
+	    atomic_load(&c->state) != RT_C_HANDSHAKE) {
+		/* An established connection the peer reset: a result the program
+		 * expects and gets (ECONNRESET, EPIPE), as without the shield;
+		 * nothing to log. */
+		rt__conn_fail(c, -ECONNRESET, NULL);
+	} else if (e == SSL_ERROR_SYSCALL || (e == SSL_ERROR_SSL && !code)) {
 		if (c->sock_errno)
 			rt__conn_fail(c, -ECONNRESET, "%s: %s", what, kiln_strerror(c->sock_errno));
 		else

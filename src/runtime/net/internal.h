@@ -174,7 +174,8 @@ bool rt__conn_blocking(struct rt_conn *c, int flags) RT_HIDDEN;
 
 /* bio.c: the socket under OpenSSL (never blocking), and failures. */
 BIO *rt__conn_bio(struct rt_conn *c) RT_HIDDEN;
-/* Mark failed with a reason (logged, naming the peer, rate-limited). Under c->lock. */
+/* Mark failed with a reason (logged, naming the peer, rate-limited; fmt NULL:
+ * an ordinary end such as a peer's reset, not logged). Under c->lock. */
 void rt__conn_fail(struct rt_conn *c, int err, const char *fmt, ...) RT_HIDDEN
 	__attribute__((format(printf, 3, 4)));
 /* After an OpenSSL failure e (SSL_get_error) during what. */

@@ -205,6 +205,7 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 		size_t got = 0;
 		long n;
 		int e = 0;
+		bool reset;
 
 		rt__conn_lock(c, fd);
 		if (!rt__conn_usable(c) || c->wr_shut || atomic_load(&c->state) == RT_C_FAILED) {
@@ -244,11 +245,14 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 		if (!SSL_write_ex(c->ssl, buf, (size_t)n, &got))
 			e = SSL_get_error(c->ssl, 0);
 		c->send_flags = 0;
+		reset = e && c->sock_errno == ECONNRESET;
 		if (e)
 			rt__conn_fail_ssl(c, e, "TLS write failed");
 		rt__conn_unlock(c);
 		if (e) {
-			r = total ? (long)total : epipe(c, flags);
+			/* The kernel's pending reset is this call's error (no
+			 * SIGPIPE); later writes get EPIPE, as on a plain socket. */
+			r = total ? (long)total : reset ? -ECONNRESET : epipe(c, flags);
 			break;
 		}
 		advance(&cu, got);
