@@ -96,6 +96,10 @@ struct cas_serve_opts {
 	const struct cas_pccs *pccs; /* keep the stored collateral fresh from this PCCS
 				      * (pccs_refresh.c), or NULL */
 	unsigned pccs_interval_s;    /* between refresh passes; 0: 3600 */
+	/* Called on SIGHUP, on the first event loop's thread (may be NULL:
+	 * SIGHUP is then logged and ignored, never fatal). */
+	void (*reload)(void *arg);
+	void *reload_arg;
 };
 
 /* Run the service until SIGTERM/SIGINT. Logs through kiln_log (this is the

@@ -614,7 +614,9 @@ struct cas__server {
 	struct cas__loop loops[MAX_LOOPS];
 	size_t n_loops;
 	int listen_fd;
-	struct event *sig_term, *sig_int, *sweep; /* on loops[0] */
+	struct event *sig_term, *sig_int, *sig_hup, *sweep; /* on loops[0] */
+	void (*reload)(void *arg); /* cas_serve_opts.reload, reload_arg */
+	void *reload_arg;
 
 	struct cas__nonce_table nonces;
 	struct cas__shared_nonces snonces; /* PostgreSQL store: across replicas */

@@ -112,6 +112,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(s->loops[i].base, NULL);
 }
 
+/* SIGHUP: what the caller can reload (cas_serve_opts.reload). */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct cas__server *s = arg;
+
+	(void)what;
+	if (!s->reload) {
+		kiln_log(KILN_LOG_INFO, "nothing to reload (started without --config)",
+			 "signal=%d", (int)sig);
+		return;
+	}
+	s->reload(s->reload_arg);
+}
+
 static int parse_listen(const char *listen, char *host, size_t host_size, uint16_t *port)
 {
 	const char *colon = strrchr(listen, ':');
@@ -156,6 +170,8 @@ static void server_free(struct cas__server *s)
 		event_free(s->sig_term);
 	if (s->sig_int)
 		event_free(s->sig_int);
+	if (s->sig_hup)
+		event_free(s->sig_hup);
 	if (s->sweep)
 		event_free(s->sweep);
 	for (size_t i = 0; i < s->n_loops; i++)
@@ -356,10 +372,13 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	}
 	s->sig_term = evsignal_new(s->loops[0].base, SIGTERM, on_signal, s);
 	s->sig_int = evsignal_new(s->loops[0].base, SIGINT, on_signal, s);
+	s->sig_hup = evsignal_new(s->loops[0].base, SIGHUP, on_hup, s);
+	s->reload = o->reload;
+	s->reload_arg = o->reload_arg;
 	s->sweep = event_new(s->loops[0].base, -1, EV_PERSIST, on_sweep, s);
-	if (!s->sig_term || !s->sig_int || !s->sweep ||
-	    evsignal_add(s->sig_term, NULL) < 0 ||
-	    evsignal_add(s->sig_int, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {
+	if (!s->sig_term || !s->sig_int || !s->sig_hup || !s->sweep ||
+	    evsignal_add(s->sig_term, NULL) < 0 || evsignal_add(s->sig_int, NULL) < 0 ||
+	    evsignal_add(s->sig_hup, NULL) < 0 || event_add(s->sweep, &sweep_tv) < 0) {
 		ret = kiln_err_set(err, -ENOMEM, "cannot set up events");
 		goto out;
 	}

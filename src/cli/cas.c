@@ -1,7 +1,9 @@
 /* kiln cas: run the configuration and attestation service, manage its trust. */
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +12,9 @@
 
 static void cas_usage(FILE *f)
 {
-	fprintf(f, "Usage: kiln cas serve --data DIR [--store URL] [--master-key-file FILE]\n"
-		   "                      [--listen HOST:PORT] [--san NAME]...\n"
+	fprintf(f, "Usage: kiln cas serve [--config FILE] --data DIR [--store URL]\n"
+		   "                      [--master-key-file FILE] [--listen HOST:PORT]\n"
+		   "                      [--san NAME]... [--log-level LEVEL]\n"
 		   "                      [--threads N] [--grants-per-policy N]\n"
 		   "                      [--handshake-timeout S] [--header-timeout S]\n"
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
@@ -33,6 +36,10 @@ static void cas_usage(FILE *f)
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
 		   "             and store;\n"
 		   "             prints 'ca-fingerprint HEX' and 'listening URL' when ready\n"
+		   "  --config FILE  settings, one 'KEY = VALUE' per line, KEY a long\n"
+		   "             option of serve ('data = /var/lib/kiln-cas'); the command\n"
+		   "             line wins; SIGHUP re-reads FILE and applies its log-level\n"
+		   "  --log-level debug|info|warn|error   (default info; -v: debug)\n"
 		   "  --store URL  keep the store in PostgreSQL (postgresql://USER@HOST/DB\n"
 		   "             or libpq key=value; use PGPASSFILE for a password) instead\n"
 		   "             of DIR/kiln.db; several kiln-cas may share one database,\n"
@@ -108,29 +115,111 @@ int cas_store_arg(int argc, char **argv, int *i)
 	return store_opt(store ? 'S' : 'M', argv[*i]) < 0 ? -1 : 1;
 }
 
-static int cas_serve_main(int argc, char **argv)
+static const struct option g_serve_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "log-level", required_argument, NULL, 'L' },
+	{ "data", required_argument, NULL, 'd' },
+	{ "store", required_argument, NULL, 'S' },
+	{ "master-key-file", required_argument, NULL, 'M' },
+	{ "listen", required_argument, NULL, 'l' },
+	{ "san", required_argument, NULL, 's' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "insecure-evidence-time", required_argument, NULL, 'e' },
+	{ "threads", required_argument, NULL, 't' },
+	{ "grants-per-policy", required_argument, NULL, 'g' },
+	{ "handshake-timeout", required_argument, NULL, 'H' },
+	{ "header-timeout", required_argument, NULL, 'R' },
+	{ "body-timeout", required_argument, NULL, 'B' },
+	{ "conns-per-addr", required_argument, NULL, 'C' },
+	{ "tee", required_argument, NULL, 'T' },
+	{ "pccs", required_argument, NULL, 'P' },
+	{ "pccs-ca", required_argument, NULL, 'A' },
+	{ "pccs-interval", required_argument, NULL, 'I' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+/* Options a configuration file may set more than once (cli/conf.c). */
+static const char *const g_serve_repeatable[] = { "san", NULL };
+
+static const char *const g_level_names[] = { "debug", "info", "warn", "error" };
+
+static int log_level_parse(const char *s, enum kiln_log_level *out)
 {
-	static const struct option opts[] = {
-		{ "data", required_argument, NULL, 'd' },
-		{ "store", required_argument, NULL, 'S' },
-		{ "master-key-file", required_argument, NULL, 'M' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "san", required_argument, NULL, 's' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "insecure-evidence-time", required_argument, NULL, 'e' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "grants-per-policy", required_argument, NULL, 'g' },
-		{ "handshake-timeout", required_argument, NULL, 'H' },
-		{ "header-timeout", required_argument, NULL, 'R' },
-		{ "body-timeout", required_argument, NULL, 'B' },
-		{ "conns-per-addr", required_argument, NULL, 'C' },
-		{ "tee", required_argument, NULL, 'T' },
-		{ "pccs", required_argument, NULL, 'P' },
-		{ "pccs-ca", required_argument, NULL, 'A' },
-		{ "pccs-interval", required_argument, NULL, 'I' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_level_names); i++) {
+		if (!strcmp(s, g_level_names[i])) {
+			*out = (enum kiln_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* The configuration file of a running kiln-cas (--config), as it started. */
+struct serve_reload {
+	const char *path;
+	struct cli_conf running;
+};
+
+static bool reload_kept(const char *arg)
+{
+	return strncmp(arg, "--log-level=", 12) != 0 && strcmp(arg, "--verbose") != 0;
+}
+
+/* SIGHUP, on kiln-cas's first event loop: the file is read again and its
+ * log-level (or verbose) applies at once; a change to any other setting is
+ * named, for the next start. A file that no longer reads changes nothing. */
+static void serve_reload(void *arg)
+{
+	struct serve_reload *r = arg;
+	enum kiln_log_level level = KILN_LOG_INFO;
+	struct cli_conf now;
+	size_t a = 0, b = 0;
+	bool verbose = false, same = true;
+
+	if (cli_conf_load(r->path, g_serve_opts, g_serve_repeatable, &now) < 0) {
+		kiln_log(KILN_LOG_ERROR, "configuration not reloaded: the file has an error "
+			 "(on stderr above); the running settings stay", "file=%s", r->path);
+		return;
+	}
+	for (size_t i = 0; i < now.n_args; i++) {
+		if (!strcmp(now.args[i], "--verbose")) {
+			verbose = true;
+		} else if (!strncmp(now.args[i], "--log-level=", 12) &&
+			   log_level_parse(now.args[i] + 12, &level) < 0) {
+			kiln_log(KILN_LOG_ERROR, "configuration not reloaded: log-level must be "
+				 "debug, info, warn or error", "file=%s", r->path);
+			goto out;
+		}
+	}
+	/* The other settings, in the file's order, against the running ones. */
+	for (;;) {
+		while (a < r->running.n_args && !reload_kept(r->running.args[a]))
+			a++;
+		while (b < now.n_args && !reload_kept(now.args[b]))
+			b++;
+		if (a == r->running.n_args || b == now.n_args) {
+			same = a == r->running.n_args && b == now.n_args;
+			break;
+		}
+		if (strcmp(r->running.args[a++], now.args[b++])) {
+			same = false;
+			break;
+		}
+	}
+	if (verbose)
+		level = KILN_LOG_DEBUG;
+	kiln_log_set_level(level);
+	kiln_log(KILN_LOG_WARN, "configuration reloaded", "file=%s log_level=%s", r->path,
+		 g_level_names[level]);
+	if (!same)
+		kiln_log(KILN_LOG_WARN, "settings other than log-level changed in the file: they "
+			 "take effect at the next start", "file=%s", r->path);
+out:
+	cli_conf_free(&now);
+}
+
+static int serve_run(int argc, char **argv, struct serve_reload *reload)
+{
 	struct cas_serve_opts o = { .listen = "127.0.0.1:8443", .announce = stdout };
 	static struct cas_pccs pccs;
 	const char *sans[32], *at_s = NULL;
@@ -138,9 +227,26 @@ static int cas_serve_main(int argc, char **argv)
 	int c, ret;
 
 	o.sans = sans;
+	if (reload) {
+		o.reload = serve_reload;
+		o.reload_arg = reload;
+	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "d:l:s:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "d:l:s:vh", g_serve_opts, NULL)) != -1) {
 		switch (c) {
+		case 'c':
+			break; /* read before (cas_serve_main) */
+		case 'L': {
+			enum kiln_log_level level;
+
+			if (log_level_parse(optarg, &level) < 0) {
+				cli_error("cas serve: --log-level '%.40s': expected debug, info, warn "
+					  "or error", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			kiln_log_set_level(level);
+			break;
+		}
 		case 'd':
 			o.data_dir = optarg;
 			break;
@@ -260,6 +366,32 @@ static int cas_serve_main(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	return CLI_EXIT_OK;
+}
+
+/* --config FILE: the file's settings go before the command line's, which win
+ * (cli/conf.c); the file is kept for SIGHUP. */
+static int cas_serve_main(int argc, char **argv)
+{
+	struct serve_reload r = { .path = cli_conf_path(argc, argv) };
+	char **v = NULL, abs[PATH_MAX];
+	int ret;
+
+	if (!r.path)
+		return serve_run(argc, argv, NULL);
+	/* The same file at SIGHUP, whatever the working directory then. */
+	if (realpath(r.path, abs))
+		r.path = abs;
+	if (cli_conf_load(r.path, g_serve_opts, g_serve_repeatable, &r.running) < 0)
+		return CLI_EXIT_USAGE;
+	if (cli_conf_argv(&r.running, argc, argv, &argc, &v) < 0) {
+		cli_conf_free(&r.running);
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	ret = serve_run(argc, v, &r);
+	free(v);
+	cli_conf_free(&r.running);
+	return ret;
 }
 
 static int data_only(int argc, char **argv, const char **data, const char **arg)

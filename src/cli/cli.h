@@ -69,6 +69,25 @@ int run_main(int argc, char **argv);
 int cc_main(int argc, char **argv);
 int console_main(int argc, char **argv);
 
+/* Configuration files of long-running commands (cli/conf.c): "KEY = VALUE"
+ * lines whose keys are the command's long options (opts; those named in the
+ * NULL-terminated repeatable may appear more than once). cli_conf_path finds
+ * --config FILE in argv (NULL: none); cli_conf_load parses FILE into
+ * "--key=value" arguments (-1 after telling the user FILE:LINE and what is
+ * wrong); cli_conf_argv makes argv with them before the command line's
+ * (*out_argv malloc'd, its strings owned by c and argv). */
+struct option;
+struct cli_conf {
+	char **args;
+	size_t n_args;
+};
+const char *cli_conf_path(int argc, char **argv);
+int cli_conf_load(const char *path, const struct option *opts, const char *const *repeatable,
+		  struct cli_conf *c);
+void cli_conf_free(struct cli_conf *c);
+int cli_conf_argv(const struct cli_conf *c, int argc, char **argv, int *out_argc,
+		  char ***out_argv);
+
 /* Print "kiln: <message>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when argv[i] is -h or --help anywhere in argv. */

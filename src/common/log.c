@@ -28,7 +28,8 @@ struct log_key {
 	uint64_t used_ns;        /* last time a line of it came (written or not) */
 };
 
-static enum kiln_log_level g_log_level = KILN_LOG_INFO;
+/* Atomic: a daemon changes it at run time (kiln cas serve on SIGHUP). */
+static _Atomic unsigned g_log_level = KILN_LOG_INFO;
 static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
 /* All below: under g_log_lock. */
 static struct log_key g_keys[LOG_KEYS];

@@ -11,7 +11,7 @@ test -x /usr/bin/kiln
 ls /usr/lib/x86_64-linux-gnu/kiln/libkiln.so /usr/lib/x86_64-linux-gnu/kiln/libkiln-measure.so
 test -f /lib/systemd/system/kiln-cas.service
 test -f /lib/systemd/system/kiln-las.service
-test -f /etc/default/kiln-cas
+test -f /etc/kiln/cas.conf
 getent passwd kiln >/dev/null
 kiln --help >/dev/null
 man -w kiln >/dev/null
@@ -30,7 +30,8 @@ more"
 kiln fs verify vol --key-file vol.key
 
 say "a CAS, an identity, a policy (tee sim: INSECURE, no hardware in a chroot)"
-kiln cas serve --data cas --listen 127.0.0.1:0 > cas.out 2> cas.err &
+# The shipped configuration file, with the tour's own store and port.
+kiln cas serve --config /etc/kiln/cas.conf --data cas --listen 127.0.0.1:0 > cas.out 2> cas.err &
 cas_pid=$!
 trap 'kill $cas_pid 2>/dev/null || true' EXIT
 i=0
