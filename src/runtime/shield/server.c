@@ -570,7 +570,14 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		dprintf(ready, "volume %s: %s\n", cfg->dir, kiln_err_msg(&err, ret));
 		return 1;
 	}
-	/* For operators (and tests that crash it): who serves the volume. */
+	/* For operators (and tests that crash it): who serves the volume.
+	 * Opened again now that the volume is ours: a server that served it
+	 * before us removed its file before it let the volume go, so this one
+	 * (a new file) is not removed under us. */
+	if (info >= 0) {
+		close(info);
+		info = open_info(infopath);
+	}
 	if (info >= 0) {
 		if (ftruncate(info, 0) == 0)
 			dprintf(info, "%d @%s\n", (int)getpid(), name);
@@ -593,7 +600,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	}
 	sf_free_all();
 	sn_cleanup();
-	ret = pf_volume_close(g_srv.vol, &err);
+	ret = pf_volume_flush(g_srv.vol, &err);
 	if (ret)
 		srv_log("final commit failed (%s)", kiln_strerror(ret));
 	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
@@ -606,8 +613,19 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.n_fills, (unsigned long long)g_srv.fill_chunks,
 			(unsigned long long)g_srv.n_evicted,
 			(unsigned long long)(g_srv.peak_bytes >> 10));
-	/* Last: whoever waits for this file to go finds the log complete. */
+	/* Whoever waits for this file to go finds the final commit done and the
+	 * log complete. Before the volume is let go (pf_volume_close): a server
+	 * started meanwhile waits for it, and then writes its own file, which
+	 * this unlink must not remove. */
 	unlink(infopath);
+	{
+		int r = pf_volume_close(g_srv.vol, &err);
+
+		if (r && !ret) {
+			srv_log("closing the volume failed (%s)", kiln_err_msg(&err, r));
+			ret = r;
+		}
+	}
 	rt__auth_wipe(&g_keys);
 	return ret ? 1 : 0;
 }
