@@ -220,6 +220,13 @@ int cas_audit_verify(const char *data_dir, size_t *count, struct kiln_err *err)
 	if (ret < 0)
 		return ret;
 	pub = X509_get0_pubkey(st.ca_cert);
+	/* The entries and the signed head from one snapshot: a CAS process
+	 * appending meanwhile must not make the head look ahead of the log. */
+	ret = cas__db_begin_snapshot(st.db);
+	if (ret < 0) {
+		kiln_err_set(err, ret, "%s", cas__db_err(st.db)->msg);
+		goto out;
+	}
 	ret = -EIO;
 	if (cas__db_query(st.db, &s, "SELECT seq, time, kind, actor, subject, details, prev, "
 			  "hash, sig FROM audit ORDER BY seq", "") < 0) {
@@ -311,6 +318,8 @@ out:
 	free(head);
 	free(hsig);
 	cas__db_finalize(s);
+	if (cas__db_in_tx(st.db))
+		cas__db_rollback(st.db);
 	cas__store_close(&st);
 	return ret;
 }

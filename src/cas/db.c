@@ -205,6 +205,15 @@ int cas__db_begin(struct cas__db *db)
 	return ret;
 }
 
+int cas__db_begin_snapshot(struct cas__db *db)
+{
+	int ret = db->ops->exec(db, db->ops->snapshot_sql);
+
+	if (ret == 0)
+		db->in_tx = true;
+	return ret;
+}
+
 int cas__db_commit(struct cas__db *db)
 {
 	int ret = db->ops->exec(db, "COMMIT");

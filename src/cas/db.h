@@ -81,6 +81,9 @@ int cas__db_run(struct cas__db *db, const char *sql, const char *types, ...);
 /* Transactions. begin takes the write lock at once (SQLite: BEGIN IMMEDIATE,
  * so two writers never meet half-way). Savepoints nest one level inside. */
 int cas__db_begin(struct cas__db *db);
+/* A transaction that only reads, all of it from one snapshot (other writers
+ * go on); end it with cas__db_rollback. */
+int cas__db_begin_snapshot(struct cas__db *db);
 int cas__db_commit(struct cas__db *db);
 void cas__db_rollback(struct cas__db *db);
 bool cas__db_in_tx(struct cas__db *db);

@@ -8,6 +8,7 @@
 struct cas__db_ops {
 	const char *name;
 	const char *begin_sql; /* the BEGIN that takes the write lock / isolation */
+	const char *snapshot_sql; /* a read-only transaction on one snapshot */
 	void (*close)(struct cas__db *db);
 	int (*exec)(struct cas__db *db, const char *sql);
 	int (*session)(struct cas__db *db, const char *sql); /* NULL: exec once */

@@ -271,6 +271,12 @@ static int pg_exec(struct cas__db *db, const char *sql)
 		res = PQexec(p->conn, text);
 		ret = PQresultStatus(res) == PGRES_COMMAND_OK ||
 		      PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : fail_res(p, sql, res);
+		/* A COMMIT of a transaction a failed statement aborted succeeds as a
+		 * ROLLBACK: nothing was committed, and the caller must not answer as
+		 * if it were. */
+		if (ret == 0 && !strncmp(sql, "COMMIT", 6) && !strcmp(PQcmdStatus(res), "ROLLBACK"))
+			ret = cas__db_fail(db, -EAGAIN, sql, "the transaction had failed and was "
+					   "rolled back");
 		PQclear(res);
 		if (ret != -ECONNRESET || !harmless(sql))
 			break;
@@ -481,6 +487,7 @@ static void pg_finalize(struct cas__stmt *s)
 
 static const struct cas__db_ops g_pg_ops = {
 	.name = "postgresql",
+	.snapshot_sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	.begin_sql = "BEGIN ISOLATION LEVEL READ COMMITTED; "
 		     "SELECT pg_advisory_xact_lock(" PG_STORE_LOCK ")",
 	.close = pg_close,

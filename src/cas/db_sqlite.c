@@ -155,6 +155,9 @@ static const struct cas__db_ops g_sqlite_ops = {
 	/* The write lock at BEGIN: a writer never fails half-way on a lock it
 	 * could not upgrade. */
 	.begin_sql = "BEGIN IMMEDIATE",
+	/* Deferred: in WAL mode the first read fixes the snapshot, and writers
+	 * are not held off. */
+	.snapshot_sql = "BEGIN",
 	.close = sq_close,
 	.exec = sq_exec,
 	.prepare = sq_prepare,

@@ -146,3 +146,34 @@ def test_store_restart_and_outage(kiln, replicas, cas_identity, pg_server, tmp_p
     assert Workload(a, tmp_path).attest("rep/r", "app")[0] == 200
     assert Workload(b, tmp_path).attest("rep/r", "app")[0] == 200
     verify_audit(kiln, b)
+
+
+def test_audit_verify_while_replicas_write(kiln, replicas, cas_identity):
+    """kiln audit verify reads the log and its signed head from one snapshot:
+    appends by running CAS processes meanwhile never look like a cut log."""
+    a, b = replicas
+    alice, _ = cas_identity("alice")
+    stop = threading.Event()
+    errors = []
+
+    def writer(cas, name):
+        pred, version = "null", 1
+        while not stop.is_set():
+            status, body = post(cas, alice, policy(name, pred, version))
+            if status not in (200, 201):
+                errors.append((status, body))
+                return
+            pred, version = body["hash"], version + 1
+
+    threads = [threading.Thread(target=writer, args=(cas, f"rep/w{i}"))
+               for i, cas in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    try:
+        counts = [verify_audit(kiln, (a, b)[i % 2]) for i in range(6)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert counts == sorted(counts) and counts[-1] > counts[0], counts
