@@ -141,19 +141,6 @@ static const struct option g_serve_opts[] = {
 /* Options a configuration file may set more than once (cli/conf.c). */
 static const char *const g_serve_repeatable[] = { "san", NULL };
 
-static const char *const g_level_names[] = { "debug", "info", "warn", "error" };
-
-static int log_level_parse(const char *s, enum kiln_log_level *out)
-{
-	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_level_names); i++) {
-		if (!strcmp(s, g_level_names[i])) {
-			*out = (enum kiln_log_level)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
 /* The configuration file of a running kiln-cas (--config), as it started. */
 struct serve_reload {
 	const char *path;
@@ -185,7 +172,7 @@ static void serve_reload(void *arg)
 		if (!strcmp(now.args[i], "--verbose")) {
 			verbose = true;
 		} else if (!strncmp(now.args[i], "--log-level=", 12) &&
-			   log_level_parse(now.args[i] + 12, &level) < 0) {
+			   kiln_log_level_parse(now.args[i] + 12, &level) < 0) {
 			kiln_log(KILN_LOG_ERROR, "configuration not reloaded: log-level must be "
 				 "debug, info, warn or error", "file=%s", r->path);
 			goto out;
@@ -210,7 +197,7 @@ static void serve_reload(void *arg)
 		level = KILN_LOG_DEBUG;
 	kiln_log_set_level(level);
 	kiln_log(KILN_LOG_WARN, "configuration reloaded", "file=%s log_level=%s", r->path,
-		 g_level_names[level]);
+		 kiln_log_level_name(level));
 	if (!same)
 		kiln_log(KILN_LOG_WARN, "settings other than log-level changed in the file: they "
 			 "take effect at the next start", "file=%s", r->path);
@@ -239,7 +226,7 @@ static int serve_run(int argc, char **argv, struct serve_reload *reload)
 		case 'L': {
 			enum kiln_log_level level;
 
-			if (log_level_parse(optarg, &level) < 0) {
+			if (kiln_log_level_parse(optarg, &level) < 0) {
 				cli_error("cas serve: --log-level '%.40s': expected debug, info, warn "
 					  "or error", optarg);
 				return CLI_EXIT_USAGE;

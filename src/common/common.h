@@ -74,6 +74,10 @@ const char *kiln_err_msg(const struct kiln_err *e, int code);
 enum kiln_log_level { KILN_LOG_DEBUG, KILN_LOG_INFO, KILN_LOG_WARN, KILN_LOG_ERROR };
 void kiln_log_set_level(enum kiln_log_level level);
 void kiln_log_set_rate(unsigned burst, unsigned window_s);
+/* "debug", "info", "warn", "error": the names log lines carry (level=...) and
+ * options take. parse: 0, or -EINVAL for another word. */
+const char *kiln_log_level_name(enum kiln_log_level level);
+int kiln_log_level_parse(const char *s, enum kiln_log_level *out);
 /* A byte string as one line of text a UTF-8 reader accepts: valid UTF-8 is
  * kept, control characters, DEL and bytes that are not UTF-8 become \xNN,
  * a backslash becomes two. Writes at most out_size - 1 bytes and a NUL (cut at a

@@ -11,6 +11,7 @@
  * LOG_KEYS tracked at once). */
 #include "common/common.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,6 +156,22 @@ static void log_quoted(FILE *f, const char *s)
 }
 
 static const char *const g_level_names[] = { "debug", "info", "warn", "error" };
+
+const char *kiln_log_level_name(enum kiln_log_level level)
+{
+	return (unsigned)level < KILN_ARRAY_SIZE(g_level_names) ? g_level_names[level] : "?";
+}
+
+int kiln_log_level_parse(const char *s, enum kiln_log_level *out)
+{
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_level_names); i++) {
+		if (!strcmp(s, g_level_names[i])) {
+			*out = (enum kiln_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
 
 static void log_head(enum kiln_log_level level)
 {
