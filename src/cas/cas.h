@@ -171,6 +171,25 @@ void cas_store_use(const char *url, const char *master_key_file);
  * serve' does it at start too): *from and *to are the versions before and
  * after (equal: it was current). A store newer than this kiln is refused. */
 int cas_migrate(const char *data_dir, int *from, int *to, struct kiln_err *err);
+/* What cas_store_copy copied: from and to name the databases (never a
+ * password), tables and rows how much. */
+struct cas_copy_result {
+	char from[200], to[600];
+	int tables;
+	int64_t rows;
+};
+/* Copy every row of the store at `from` into the empty store at `to` (kiln
+ * cas import-store / export-store), in one transaction of the target. Each
+ * is NULL (the process's store: cas_store_use, else DATA_DIR/kiln.db),
+ * "sqlite:DIR" (DIR/kiln.db) or a PostgreSQL connection string. The source
+ * must be at this kiln's schema version and sealed under DATA_DIR's master
+ * key and CA (nothing is decrypted: rows are copied as they are, the audit
+ * chain with its signatures). A SQLite target must not exist yet; a
+ * PostgreSQL one must hold no store rows. progress (may be NULL) is called
+ * after each table with its row count. On failure the target is unchanged. */
+int cas_store_copy(const char *data_dir, const char *from, const char *to,
+		   void (*progress)(void *ctx, const char *table, int64_t rows), void *ctx,
+		   struct cas_copy_result *res, struct kiln_err *err);
 /* The CA fingerprint of an initialized data dir (hex, 65 bytes). */
 int cas_ca_fingerprint(const char *data_dir, char out[65], struct kiln_err *err);
 

@@ -58,6 +58,14 @@ void cas__store_close(struct cas__store *st);
  * without waiting for st's open transaction or its COMMIT. */
 int cas__store_open_reader(const struct cas__store *st, struct cas__store *rd,
 			   struct kiln_err *err);
+/* Only the key material of DIR in st (master key, CA; both must exist), for
+ * a command that opens databases itself (store_copy.c); st->db stays NULL. */
+int cas__store_load_keys(struct cas__store *st, const char *dir, struct kiln_err *err);
+/* What meta's key_check and ca_check hold for st's master key and CA. */
+int cas__store_key_checks(const struct cas__store *st, uint8_t mac[KC_SHA256_SIZE],
+			  uint8_t ca[KC_SHA256_SIZE]);
+/* The process's --store URL (cas_store_use), NULL for DIR/kiln.db. */
+const char *cas__store_url(void);
 int cas__store_begin(struct cas__store *st);
 int cas__store_commit(struct cas__store *st);
 void cas__store_rollback(struct cas__store *st);
@@ -68,6 +76,12 @@ void cas__store_rollback(struct cas__store *st);
  * *from / *to (may be NULL) get the versions before and after. A store newer
  * than this kiln is refused (-KILN_EFORMAT). */
 int cas__schema_upgrade(struct cas__db *db, int *from, int *to, struct kiln_err *err);
+/* The same inside the caller's write transaction (no retry, no message):
+ * 0, -KILN_EFORMAT (newer), -KILN_ECORRUPT or the layer's code. */
+int cas__schema_upgrade_in_tx(struct cas__db *db, int *from, int *to);
+/* The version schema_version holds (0: no row); fails when the table is
+ * missing, -KILN_ECORRUPT when it is negative. */
+int cas__schema_version(struct cas__db *db, int *version);
 
 struct cas__policy {
 	char *name, *hash, *yaml, *canonical, *owner;

@@ -80,11 +80,26 @@ struct upgrade {
 	int from, to;
 };
 
+int cas__schema_version(struct cas__db *db, int *version)
+{
+	struct cas__stmt *s = NULL;
+	int64_t v;
+	int ret;
+
+	ret = cas__db_query(db, &s, "SELECT version FROM schema_version", "");
+	if (ret == 0)
+		ret = cas__db_step(s);
+	v = ret == 1 ? cas__db_col_int64(s, 0) : 0;
+	cas__db_finalize(s);
+	if (ret < 0)
+		return ret;
+	*version = v < 0 ? -1 : v > 1000000 ? 1000000 : (int)v;
+	return *version < 0 ? -KILN_ECORRUPT : 0;
+}
+
 static int upgrade_tx(struct cas__db *db, void *ctx)
 {
 	struct upgrade *u = ctx;
-	struct cas__stmt *s = NULL;
-	int64_t v;
 	int ret;
 
 	/* Inside the write transaction: a second process waits here, then sees
@@ -92,16 +107,9 @@ static int upgrade_tx(struct cas__db *db, void *ctx)
 	ret = cas__db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT "
 			   "NULL)");
 	if (ret == 0)
-		ret = cas__db_query(db, &s, "SELECT version FROM schema_version", "");
-	if (ret == 0)
-		ret = cas__db_step(s);
-	v = ret == 1 ? cas__db_col_int64(s, 0) : 0;
-	cas__db_finalize(s);
+		ret = cas__schema_version(db, &u->from);
 	if (ret < 0)
 		return ret;
-	u->from = v < 0 ? -1 : v > 1000000 ? 1000000 : (int)v;
-	if (u->from < 0)
-		return -KILN_ECORRUPT;
 	if (u->from > CAS_SCHEMA_VERSION)
 		return -KILN_EFORMAT;
 	for (u->to = u->from; u->to < CAS_SCHEMA_VERSION; u->to++) {
@@ -115,6 +123,16 @@ static int upgrade_tx(struct cas__db *db, void *ctx)
 	if (ret == 0)
 		ret = cas__db_run(db, "INSERT INTO schema_version(version) VALUES(?)", "i",
 				  (int64_t)u->to);
+	return ret;
+}
+
+int cas__schema_upgrade_in_tx(struct cas__db *db, int *from, int *to)
+{
+	struct upgrade u = { 0, 0 };
+	int ret = upgrade_tx(db, &u);
+
+	*from = u.from;
+	*to = u.to;
 	return ret;
 }
 

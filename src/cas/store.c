@@ -170,6 +170,15 @@ static int meta_check(struct cas__store *st, const char *k, const uint8_t *want,
 	return rc < 0 ? rc : 0;
 }
 
+int cas__store_key_checks(const struct cas__store *st, uint8_t mac[KC_SHA256_SIZE],
+			  uint8_t ca[KC_SHA256_SIZE])
+{
+	int ret = kc_hmac_sha256(st->master, sizeof(st->master), g_key_check_label,
+				 strlen(g_key_check_label), mac);
+
+	return ret < 0 ? ret : cas__x509_spki_sha256(st->ca_cert, ca);
+}
+
 /* The master key and the CA are the store's: a CAS process given others (a
  * replica set up with a copy of the wrong directory) must not start. */
 static int check_keys(struct cas__store *st, struct kiln_err *err)
@@ -177,10 +186,7 @@ static int check_keys(struct cas__store *st, struct kiln_err *err)
 	uint8_t mac[KC_SHA256_SIZE], ca[KC_SHA256_SIZE];
 	int ret;
 
-	ret = kc_hmac_sha256(st->master, sizeof(st->master), g_key_check_label,
-			     strlen(g_key_check_label), mac);
-	if (ret == 0)
-		ret = cas__x509_spki_sha256(st->ca_cert, ca);
+	ret = cas__store_key_checks(st, mac, ca);
 	if (ret < 0)
 		return kiln_err_set(err, ret, "cannot hash the master key or CA");
 	ret = meta_check(st, "key_check", mac, sizeof(mac));
@@ -316,6 +322,39 @@ int cas__store_open(struct cas__store *st, const char *dir, bool create, struct 
 fail:
 	cas__store_close(st);
 	return ret;
+}
+
+int cas__store_load_keys(struct cas__store *st, const char *dir, struct kiln_err *err)
+{
+	char kpath[600];
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	if (snprintf(st->dir, sizeof(st->dir), "%s", dir) >= (int)sizeof(st->dir) ||
+	    snprintf(st->master_path, sizeof(st->master_path), "%s%s%s",
+		     g_use.master_file ? "" : dir, g_use.master_file ? "" : "/",
+		     g_use.master_file ? g_use.master_file : "master.key") >=
+	    (int)sizeof(st->master_path) || path_in(st, "ca.key", kpath, sizeof(kpath)) < 0)
+		return kiln_err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
+	snprintf(st->where, sizeof(st->where), "%s", dir);
+	if (!exists(st->master_path))
+		return kiln_err_set(err, -ENOENT, "%s is missing: the store's master key is "
+				    "needed (its secrets stay encrypted under it)",
+				    st->master_path);
+	if (!exists(kpath))
+		return kiln_err_set(err, -ENOENT, "%s is missing: the store's CA is needed (it "
+				    "signs the audit log)", kpath);
+	ret = load_master(st, true, false, err);
+	if (ret == 0)
+		ret = load_ca(st, true, false, err);
+	if (ret < 0)
+		cas__store_close(st);
+	return ret;
+}
+
+const char *cas__store_url(void)
+{
+	return g_use.url;
 }
 
 int cas_migrate(const char *data_dir, int *from, int *to, struct kiln_err *err)

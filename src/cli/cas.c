@@ -31,6 +31,8 @@ static void cas_usage(FILE *f)
 		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n"
 		   "       kiln cas migrate --data DIR\n"
+		   "       kiln cas import-store --from (sqlite:DIR | URL) --data DIR\n"
+		   "       kiln cas export-store --to (sqlite:DIR | URL) --data DIR\n"
 		   "  (every command takes --store URL and --master-key-file FILE as serve)\n\n"
 		   "serve        run kiln-cas (HTTPS, TLS 1.3) until SIGTERM/SIGINT; the first\n"
 		   "             start creates DIR with its master key, CA (DIR/ca.pem)\n"
@@ -81,7 +83,13 @@ static void cas_usage(FILE *f)
 		   "             only they may create policies there (--remove: release)\n"
 		   "fingerprint  print the CA fingerprint clients pin (--cas-fingerprint)\n"
 		   "migrate      bring the store's schema to this kiln's version (forward\n"
-		   "             only; serve does it at start); prints 'schema FROM -> TO'\n\n"
+		   "             only; serve does it at start); prints 'schema FROM -> TO'\n"
+		   "import-store copy every row of the store at --from into this (new or\n"
+		   "             empty) store, in one transaction; export-store: from this\n"
+		   "             store into --to. Both at this kiln's schema version, under\n"
+		   "             DIR's master key and CA (checked; nothing is decrypted, the\n"
+		   "             audit chain keeps its head); a SQLite target must not exist\n"
+		   "             yet. Prints each table's rows, then 'copied ...'\n\n"
 		   "See docs/cas.md.\n");
 }
 
@@ -416,6 +424,64 @@ static int data_only(int argc, char **argv, const char **data, const char **arg)
 	return 0;
 }
 
+static void copy_progress(void *ctx, const char *table, int64_t rows)
+{
+	(void)ctx;
+	printf("  %-16s %lld rows\n", table, (long long)rows);
+	fflush(stdout);
+}
+
+/* kiln cas import-store --from LOC --data DIR, export-store --to LOC --data DIR */
+static int cas_copy_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "master-key-file", required_argument, NULL, 'M' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool import = !strcmp(argv[0], "import-store");
+	const char *data = NULL, *other = NULL;
+	struct cas_copy_result res;
+	struct kiln_err err = { 0 };
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+		if (c == 'd') {
+			data = optarg;
+		} else if (c == 'S' || c == 'M') {
+			if (store_opt(c, optarg) < 0)
+				return CLI_EXIT_USAGE;
+		} else if ((c == 'f' && import) || (c == 'o' && !import)) {
+			other = optarg;
+		} else if (c == 'h') {
+			cas_usage(stdout);
+			return CLI_EXIT_OK;
+		} else {
+			cli_error("cas %s: wrong arguments (see 'kiln cas --help')", argv[0]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (!data || !other || optind != argc) {
+		cli_error("cas %s: needs --data DIR and %s (see 'kiln cas --help')", argv[0],
+			  import ? "--from sqlite:DIR|URL" : "--to sqlite:DIR|URL");
+		return CLI_EXIT_USAGE;
+	}
+	ret = cas_store_copy(data, import ? other : NULL, import ? NULL : other, copy_progress,
+			     NULL, &res, &err);
+	if (ret < 0) {
+		cli_error("cas %s: %s", argv[0], kiln_err_msg(&err, ret));
+		return CLI_EXIT_FAIL;
+	}
+	printf("copied %lld rows in %d tables from %s to %s\n", (long long)res.rows,
+	       res.tables, res.from, res.to);
+	return CLI_EXIT_OK;
+}
+
 /* kiln cas namespace NAME (--owner ID... | --remove) --data DIR */
 static int cas_namespace_main(int argc, char **argv)
 {
@@ -575,6 +641,8 @@ int cas_main(int argc, char **argv)
 			printf("schema %d -> %d\n", from, to);
 		return CLI_EXIT_OK;
 	}
+	if (!strcmp(argv[1], "import-store") || !strcmp(argv[1], "export-store"))
+		return cas_copy_main(argc - 1, argv + 1);
 	cli_error("cas: unknown subcommand '%s' (see 'kiln cas --help')", argv[1]);
 	return CLI_EXIT_USAGE;
 }
