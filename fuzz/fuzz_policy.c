@@ -30,8 +30,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char reason[256];
 			const char *label;
 
-			(void)pol_decide(p, &p->services[i], claims, reason, sizeof(reason),
+			(void)pol_decide(p, &p->services[i], claims, 0, reason, sizeof(reason),
 					 &label);
+			json_decref(claims);
+			/* security.tolerate entries against a quote with advisories,
+			 * before and after a typical `until`. */
+			claims = json_pack("{s:s,s:s,s:[s,s]}", "tee", "sgx", "tcb_status",
+					   "ConfigurationAndSWHardeningNeeded", "advisories",
+					   "INTEL-SA-00289", "INTEL-SA-00615");
+			(void)pol_decide(p, &p->services[i], claims, 1751328000, reason,
+					 sizeof(reason), &label);
+			(void)pol_tolerance_used(p, claims, 1900000000);
 			json_decref(claims);
 		}
 		pol_free(p);

@@ -93,6 +93,7 @@ struct attest {
 	json_t *claims;            /* owned: what the evidence proves */
 	struct pol_policy *p;      /* the session's policy: a reference (cas__policy_unref) */
 	const struct pol_service *svc; /* in p */
+	time_t at;                 /* the evidence was verified at (the decision's now) */
 	char owner[CAS_ID_SIZE];   /* p's owner */
 };
 
@@ -385,7 +386,7 @@ static int attest_verify_evidence(struct cas__req *rc, struct attest *a)
 	ret = attest_trust(rc, a, &opts);
 	if (ret < 0)
 		return ret;
-	opts.at = s->evidence_at ? s->evidence_at : time(NULL);
+	opts.at = a->at = s->evidence_at ? s->evidence_at : time(NULL);
 	ret = be->verify(a->evidence, a->evidence_size, &opts, &a->claims, &err);
 	if (ret < 0) {
 		snprintf(a->reason, sizeof(a->reason), "evidence does not verify: %s",
@@ -429,6 +430,29 @@ out:
 	return ret;
 }
 
+/* An attestation passed only thanks to a security.tolerate entry that ends
+ * within 30 days: warn once per policy version (of the last CAS_TOL_WARNED), so
+ * the operator updates the platform (or the policy) before the same workloads
+ * start being refused. Store lock held. */
+static void warn_tolerance_ending(struct cas__req *rc, const struct attest *a)
+{
+	struct cas__server *s = rc->s;
+	const struct pol_tolerance *t = pol_tolerance_used(a->p, a->claims, a->at);
+	unsigned n = s->n_tol_warned < CAS_TOL_WARNED ? s->n_tol_warned : CAS_TOL_WARNED;
+
+	if (!t || t->until - a->at > CAS_TOL_WARN_SECONDS)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		if (!strcmp(s->tol_warned[i], a->p->hash))
+			return;
+	memcpy(s->tol_warned[s->n_tol_warned++ % CAS_TOL_WARNED], a->p->hash,
+	       sizeof(a->p->hash));
+	kiln_log(KILN_LOG_WARN, "TCB tolerance ends soon",
+		 "session=%s policy_hash=%s status=%s until=%s days_left=%lld request_id=%s",
+		 a->p->name, a->p->hash, pol_tolerance_status_name(t), t->until_day,
+		 (long long)((t->until - a->at) / 86400), rc->request_id);
+}
+
 /* Step 3 (store lock held): the nonce is consumed (of requests racing with one
  * nonce, the first here goes on), and the session's policy decides on the
  * claims for the service. */
@@ -457,11 +481,13 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 		refuse_attest(rc, a, "unknown_service");
 		return -KILN_EPOLICY;
 	}
-	ret = pol_decide(a->p, a->svc, a->claims, a->reason, sizeof(a->reason), &a->label);
+	ret = pol_decide(a->p, a->svc, a->claims, a->at, a->reason, sizeof(a->reason),
+			 &a->label);
 	if (ret < 0) {
 		refuse_attest(rc, a, a->label);
 		return ret;
 	}
+	warn_tolerance_ending(rc, a);
 	return 0;
 }
 
@@ -513,6 +539,7 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 	sc.host = a->req.host;
 	sc.svc = a->svc;
 	sc.claims = a->claims;
+	sc.at = a->at;
 	ret = build_config(rc, &sc, resp, vol_ids, &n_vols, &err);
 	if (ret < 0) {
 		cas__tx_rollback(rc);

@@ -193,6 +193,7 @@ struct cas__secret_ctx {
 	const json_t *host;   /* launcher-supplied values, may be NULL */
 	const struct pol_service *svc;
 	const json_t *claims; /* the attestation's claims: exporters' rules apply */
+	time_t at;            /* when the claims were verified (tolerate entries expire) */
 	/* out */
 	const char *label;    /* "export_refused" when an exporter refused */
 	struct cas__release releases[64]; /* more are refused: each release is audited */
@@ -619,6 +620,11 @@ struct cas__self {
 	pthread_mutex_t lock;
 };
 
+/* How many policies the "tolerance ends soon" warning remembers (once each). */
+#define CAS_TOL_WARNED 64
+/* The warning comes this long before a tolerance an attestation needed ends. */
+#define CAS_TOL_WARN_SECONDS (30 * 86400)
+
 struct cas__server {
 	SSL_CTX *ssl;
 	struct cas__self self;
@@ -644,6 +650,10 @@ struct cas__server {
 	struct cas__tally conn_caps;
 
 	struct cas__refusal_limit refusals; /* under store_lock */
+	/* Policies (hashes) whose ending security.tolerate entry was logged
+	 * (api_attest.c), the last CAS_TOL_WARNED of them; under store_lock. */
+	char tol_warned[CAS_TOL_WARNED][POL_HASH_STR_SIZE];
+	unsigned n_tol_warned;
 
 	/* reader_lock: rd, a read-only connection to the store for what an attestation
 	 * reads before it needs the store (trusted LAS keys, collateral, AMD chains). */

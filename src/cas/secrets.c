@@ -169,8 +169,8 @@ static int import_secret(struct cas__secret_ctx *ctx, const struct pol_policy *p
 	}
 	/* The exporter's rules follow its secrets: an importer that accepts weaker
 	 * evidence (sim, another tee, any program) cannot widen who receives them. */
-	ret = ctx->claims ? pol_decide_export(src, ex, ctx->claims, reason, sizeof(reason),
-					      &label) :
+	ret = ctx->claims ? pol_decide_export(src, ex, ctx->claims, ctx->at, reason,
+					      sizeof(reason), &label) :
 			    -KILN_EPOLICY;
 	if (ret < 0) {
 		ret = kiln_err_set(err, -KILN_EDENIED, "secret '%s' imported from '%s': %s",

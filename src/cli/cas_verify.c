@@ -52,7 +52,8 @@ static int check_measurement(const json_t *claims, const char *want, char *why, 
 
 /* The expectation of a policy file: its service "kiln-cas" (or its only service)
  * decided on the claims as the CAS decides on a workload's. */
-static int check_policy(const json_t *claims, const char *path, char *why, size_t size)
+static int check_policy(const json_t *claims, const char *path, time_t at, char *why,
+			size_t size)
 {
 	struct pol_policy *p = NULL;
 	const struct pol_service *svc;
@@ -82,7 +83,7 @@ static int check_policy(const json_t *claims, const char *path, char *why, size_
 		ret = -KILN_EFORMAT;
 		goto out;
 	}
-	ret = pol_decide(p, svc, claims, why, size, &label);
+	ret = pol_decide(p, svc, claims, at, why, size, &label);
 	if (ret < 0 && !why[0])
 		snprintf(why, size, "refused by %s (%s)", path, label ? label : "policy");
 out:
@@ -183,7 +184,8 @@ int cli_cas_expect_check(const struct cc_client *client, const struct cli_cas_ex
 	if (x->measurement)
 		ret = check_measurement(claims, x->measurement, why, why_size);
 	else if (x->policy_file)
-		ret = check_policy(claims, x->policy_file, why, why_size);
+		ret = check_policy(claims, x->policy_file, x->at ? x->at : time(NULL), why,
+				   why_size);
 	if (ret < 0)
 		goto out;
 	kiln_hex_encode(r.server_key, sizeof(r.server_key), key_hex);

@@ -253,6 +253,21 @@ int cli_policy_server_error(const char *cmd, const struct cc_response *r)
 	return CLI_EXIT_FAIL;
 }
 
+/* An expired security.tolerate entry is valid (the policy then refuses what it
+ * tolerated, which is the point of `until`), but probably not what the author
+ * meant to submit: say so once per entry, and go on. */
+static void warn_expired(const char *path, const struct pol_policy *p, time_t now)
+{
+	for (size_t i = 0; i < p->n_tolerances; i++) {
+		const struct pol_tolerance *t = &p->tolerances[i];
+
+		if (now >= t->until)
+			cli_error("warning: %s: security.tolerate entry for %s expired (until "
+				  "%s, UTC): it tolerates nothing now", path,
+				  pol_tolerance_status_name(t), t->until_day);
+	}
+}
+
 int cli_policy_load_file(const char *path, uint8_t **data, size_t *size,
 			 struct pol_policy **p)
 {
@@ -280,6 +295,7 @@ int cli_policy_load_file(const char *path, uint8_t **data, size_t *size,
 		*data = NULL;
 		return CLI_EXIT_FAIL;
 	}
+	warn_expired(path, *p, time(NULL));
 	return CLI_EXIT_OK;
 }
 
@@ -447,7 +463,8 @@ static int check_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (pol_decide(p, svc, claims, reason, sizeof(reason), &label) == 0) {
+	if (pol_decide(p, svc, claims, vopts.at ? vopts.at : time(NULL), reason, sizeof(reason),
+		       &label) == 0) {
 		printf("allowed\n");
 		ret = CLI_EXIT_OK;
 	} else {

@@ -17,7 +17,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Sorted JSON array of strings (the input is not modified). */
-static json_t *str_set(char *const *v, size_t n)
+json_t *pol__str_set(char *const *v, size_t n)
 {
 	json_t *a = json_array();
 	const char **tmp;
@@ -56,7 +56,7 @@ static json_t *bits_set(unsigned bits, const char *(*name)(unsigned))
 	for (unsigned i = 0; i < 16; i++)
 		if (bits & (1u << i))
 			names[n++] = name(i);
-	return str_set((char *const *)names, n);
+	return pol__str_set((char *const *)names, n);
 }
 
 /* Sort an array of JSON objects by a string member. */
@@ -105,7 +105,8 @@ static json_t *export_json(const struct pol_export *e)
 	if (o && e->owner)
 		json_object_set_new(o, "owner", json_string(e->owner));
 	if (o && e->n_measurement)
-		json_object_set_new(o, "measurement", str_set(e->measurement, e->n_measurement));
+		json_object_set_new(o, "measurement",
+				    pol__str_set(e->measurement, e->n_measurement));
 	return o;
 }
 
@@ -115,8 +116,8 @@ static json_t *export_json(const struct pol_export *e)
 static json_t *rule_json(const struct pol_rule *r)
 {
 	if (r->require <= 1)
-		return str_set(r->of, r->n_of);
-	return json_pack("{s:o,s:i}", "of", str_set(r->of, r->n_of), "require",
+		return pol__str_set(r->of, r->n_of);
+	return json_pack("{s:o,s:i}", "of", pol__str_set(r->of, r->n_of), "require",
 			 (int)r->require);
 }
 
@@ -135,7 +136,7 @@ static json_t *exports_json(const struct pol_secret *s)
 	if (!to || !s->export_rule.quorum)
 		return to;
 	return json_pack("{s:o,s:i,s:o}", "of",
-			 str_set(s->export_rule.of, s->export_rule.n_of), "require",
+			 pol__str_set(s->export_rule.of, s->export_rule.n_of), "require",
 			 (int)s->export_rule.require, "to", to);
 }
 
@@ -165,8 +166,8 @@ static json_t *secret_json(const struct pol_secret *s, bool with_exports)
 		case POL_SECRET_X509:
 			json_object_set_new(o, "issuer", s->issuer ? json_string(s->issuer) :
 							 json_null());
-			json_object_set_new(o, "dns", str_set(s->dns, s->n_dns));
-			json_object_set_new(o, "ip", str_set(s->ip, s->n_ip));
+			json_object_set_new(o, "dns", pol__str_set(s->dns, s->n_dns));
+			json_object_set_new(o, "ip", pol__str_set(s->ip, s->n_ip));
 			/* fall through */
 		case POL_SECRET_X509_CA:
 			json_object_set_new(o, "common_name",
@@ -246,8 +247,8 @@ static json_t *service_json(const struct pol_service *s)
 		mounts[i] = json_pack("{s:s,s:s}", "volume", s->mounts[i].volume, "path",
 				      s->mounts[i].path);
 	json_object_set_new(o, "mounts", sorted_array(mounts, s->n_mounts, cmp_by_path));
-	json_object_set_new(o, "measurement", str_set(s->measurement, s->n_measurement));
-	json_object_set_new(o, "host_env", str_set(s->host_env, s->n_host_env));
+	json_object_set_new(o, "measurement", pol__str_set(s->measurement, s->n_measurement));
+	json_object_set_new(o, "host_env", pol__str_set(s->host_env, s->n_host_env));
 	/* Only when they say something: older policies keep their hash. */
 	if ((net = pol__network_json(&s->network)))
 		json_object_set_new(o, "network", net);
@@ -260,7 +261,7 @@ static json_t *service_json(const struct pol_service *s)
 
 int pol__canonicalize(struct pol_policy *p)
 {
-	json_t *o = json_object(), *sec = json_object();
+	json_t *o = json_object(), *sec = json_object(), *tol;
 	json_t **secrets = calloc(p->n_secrets + 1, sizeof(json_t *));
 	json_t **services = calloc(p->n_services + 1, sizeof(json_t *));
 	json_t **volumes = calloc(p->n_volumes + 1, sizeof(json_t *));
@@ -298,9 +299,11 @@ int pol__canonicalize(struct pol_policy *p)
 	json_object_set_new(o, "services", sorted_array(services, p->n_services, cmp_by_name));
 	json_object_set_new(sec, "tee", bits_set(p->tee, pol__tee_name));
 	json_object_set_new(sec, "allow_insecure_sim", json_boolean(p->allow_insecure_sim));
-	json_object_set_new(sec, "tolerate", bits_set(p->tolerate, pol__tolerate_name));
+	tol = bits_set(p->tolerate, pol__tolerate_name);
+	if (json_object_set_new(sec, "tolerate", tol) < 0 || pol__tolerate_json(p, tol) < 0)
+		goto out;
 	json_object_set_new(sec, "ignore_advisories",
-			    str_set(p->ignore_advisories, p->n_ignore_advisories));
+			    pol__str_set(p->ignore_advisories, p->n_ignore_advisories));
 	json_object_set_new(o, "security", sec);
 	sec = NULL;
 	text = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);

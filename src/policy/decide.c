@@ -8,11 +8,8 @@
 
 #include "policy/internal.h"
 
-static int refuse(char *reason, size_t reason_size, const char **label, const char *lab,
-		  int code, const char *fmt, ...) KILN_PRINTF(6, 7);
-
-static int refuse(char *reason, size_t reason_size, const char **label, const char *lab,
-		  int code, const char *fmt, ...)
+int pol__refuse(char *reason, size_t reason_size, const char **label, const char *lab,
+		int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -37,30 +34,11 @@ static void tee_list(unsigned bits, char *out, size_t size)
 	}
 }
 
-/* Which tolerations a tcb_status needs; -1 when it can never be accepted. */
-static int tcb_needs(const char *status)
-{
-	if (!strcmp(status, "UpToDate"))
-		return 0;
-	if (!strcmp(status, "SWHardeningNeeded"))
-		return POL_TOL_SW_HARDENING;
-	if (!strcmp(status, "ConfigurationNeeded"))
-		return POL_TOL_CONFIGURATION;
-	if (!strcmp(status, "ConfigurationAndSWHardeningNeeded"))
-		return POL_TOL_CONFIGURATION | POL_TOL_SW_HARDENING;
-	if (!strcmp(status, "OutOfDate"))
-		return POL_TOL_OUTDATED_TCB;
-	if (!strcmp(status, "OutOfDateConfigurationNeeded"))
-		return POL_TOL_OUTDATED_TCB | POL_TOL_CONFIGURATION;
-	return -1; /* Revoked, or anything we do not know */
-}
-
-int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *reason,
-			size_t reason_size, const char **label)
+int pol_decide_security(const struct pol_policy *p, const json_t *claims, int64_t now,
+			char *reason, size_t reason_size, const char **label)
 {
 	const char *tee = json_string_value(json_object_get(claims, "tee"));
-	const char *tcb;
-	const json_t *adv;
+	const struct pol_tolerance *used;
 	unsigned tee_bit = 0;
 	bool insecure, debug;
 	char list[64];
@@ -70,68 +48,26 @@ int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *
 	if (reason && reason_size)
 		reason[0] = '\0';
 	if (!tee)
-		return refuse(reason, reason_size, label, "bad_claims", -KILN_EPOLICY,
-			      "claims lack 'tee'");
+		return pol__refuse(reason, reason_size, label, "bad_claims", -KILN_EPOLICY,
+				   "claims lack 'tee'");
 	for (unsigned i = 0; i < 5; i++)
 		if (!strcmp(pol__tee_name(i), tee))
 			tee_bit = 1u << i;
 	tee_list(p->tee, list, sizeof(list));
 	if (!(p->tee & tee_bit))
-		return refuse(reason, reason_size, label, "tee_not_allowed", -KILN_EPOLICY,
-			      "tee \"%s\" not in security.tee [%s]", tee, list);
+		return pol__refuse(reason, reason_size, label, "tee_not_allowed", -KILN_EPOLICY,
+				   "tee \"%s\" not in security.tee [%s]", tee, list);
 	insecure = json_is_true(json_object_get(claims, "insecure")) || tee_bit == POL_TEE_SIM;
 	if (insecure && !p->allow_insecure_sim)
-		return refuse(reason, reason_size, label, "sim_not_allowed", -KILN_EINSECURE,
-			      "insecure tee \"%s\" (sim) not allowed: "
-			      "security.allow_insecure_sim is false", tee);
+		return pol__refuse(reason, reason_size, label, "sim_not_allowed", -KILN_EINSECURE,
+				   "insecure tee \"%s\" (sim) not allowed: "
+				   "security.allow_insecure_sim is false", tee);
 	/* sim is debuggable by construction; opting into it covers that. */
 	debug = json_is_true(json_object_get(claims, "debug"));
 	if (debug && !insecure && !(p->tolerate & POL_TOL_DEBUG))
-		return refuse(reason, reason_size, label, "debug_not_tolerated", -KILN_EPOLICY,
-			      "claims.debug is true and security.tolerate lacks 'debug'");
-	tcb = json_string_value(json_object_get(claims, "tcb_status"));
-	if (tcb) {
-		int needs = tcb_needs(tcb);
-
-		if (needs < 0)
-			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,
-				      "claims.tcb_status \"%s\" is never accepted", tcb);
-		if ((unsigned)needs & ~p->tolerate) {
-			char miss[96] = "";
-
-			for (unsigned i = 0; i < 4; i++) {
-				if (!((unsigned)needs & ~p->tolerate & (1u << i)))
-					continue;
-				if (miss[0])
-					strncat(miss, ", ", sizeof(miss) - strlen(miss) - 1);
-				strncat(miss, pol__tolerate_name(i),
-					sizeof(miss) - strlen(miss) - 1);
-			}
-			return refuse(reason, reason_size, label, "tcb_not_tolerated", -KILN_ETCB,
-				      "claims.tcb_status \"%s\" needs security.tolerate [%s]",
-				      tcb, miss);
-		}
-	}
-	adv = json_object_get(claims, "advisories");
-	if (json_is_array(adv)) {
-		size_t i;
-		json_t *a;
-
-		json_array_foreach(adv, i, a) {
-			const char *id = json_string_value(a);
-			bool ignored = false;
-
-			for (size_t j = 0; id && j < p->n_ignore_advisories; j++)
-				if (!strcmp(p->ignore_advisories[j], id))
-					ignored = true;
-			if (!ignored)
-				return refuse(reason, reason_size, label, "advisory_not_ignored",
-					      -KILN_ETCB, "claims.advisories has \"%s\" which is "
-					      "not in security.ignore_advisories",
-					      id ? id : "(not a string)");
-		}
-	}
-	return 0;
+		return pol__refuse(reason, reason_size, label, "debug_not_tolerated", -KILN_EPOLICY,
+				   "claims.debug is true and security.tolerate lacks 'debug'");
+	return pol__decide_tcb(p, claims, now, &used, reason, reason_size, label);
 }
 
 /* The claims' workload measurement (or, when the backend carries none, the
@@ -148,13 +84,14 @@ static int match_measurement(char *const *list, size_t n, const json_t *claims,
 		meas = json_string_value(json_object_get(claims, which));
 	}
 	if (!meas)
-		return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
-			      "claims carry no workload_measurement or platform_measurement");
+		return pol__refuse(reason, reason_size, label, "wrong_measurement",
+				   -KILN_EMEASUREMENT, "claims carry no workload_measurement or "
+				   "platform_measurement");
 	for (size_t i = 0; i < n; i++)
 		if (!strcasecmp(list[i], meas))
 			return 0;
-	return refuse(reason, reason_size, label, "wrong_measurement", -KILN_EMEASUREMENT,
-		      "claims.%s %.96s not in %s", which, meas, what);
+	return pol__refuse(reason, reason_size, label, "wrong_measurement",
+			   -KILN_EMEASUREMENT, "claims.%s %.96s not in %s", which, meas, what);
 }
 
 /* With measurement [any], any build of the service's program may run, but only
@@ -170,25 +107,25 @@ static int check_program(const struct pol_service *svc, const json_t *claims, ch
 	if (!exe)
 		return 0; /* the backend does not name the program (sim, sgx, tdx, snp) */
 	if (strstr(cmd, "{{"))
-		return refuse(reason, reason_size, label, "wrong_program", -KILN_EMEASUREMENT,
-			      "service '%s' command[0] is a template, so the program claims.exe "
-			      "%.200s cannot be checked: write the path, or pin measurements",
-			      svc->name, exe);
+		return pol__refuse(reason, reason_size, label, "wrong_program",
+				   -KILN_EMEASUREMENT, "service '%s' command[0] is a template, "
+				   "so the program claims.exe %.200s cannot be checked: write the "
+				   "path, or pin measurements", svc->name, exe);
 	if (strcmp(exe, cmd))
-		return refuse(reason, reason_size, label, "wrong_program", -KILN_EMEASUREMENT,
-			      "claims.exe %.200s is not service '%s' command[0] %.200s "
-			      "(measurement [any] admits any build of that program, not another "
-			      "one)", exe, svc->name, cmd);
+		return pol__refuse(reason, reason_size, label, "wrong_program",
+				   -KILN_EMEASUREMENT, "claims.exe %.200s is not service '%s' "
+				   "command[0] %.200s (measurement [any] admits any build of that "
+				   "program, not another one)", exe, svc->name, cmd);
 	return 0;
 }
 
 int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
-	       char *reason, size_t reason_size, const char **label)
+	       int64_t now, char *reason, size_t reason_size, const char **label)
 {
 	char what[120];
 	int ret;
 
-	ret = pol_decide_security(p, claims, reason, reason_size, label);
+	ret = pol_decide_security(p, claims, now, reason, reason_size, label);
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < svc->n_measurement; i++)
@@ -200,13 +137,13 @@ int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const 
 }
 
 int pol_decide_export(const struct pol_policy *exporter, const struct pol_export *ex,
-		      const json_t *claims, char *reason, size_t reason_size,
+		      const json_t *claims, int64_t now, char *reason, size_t reason_size,
 		      const char **label)
 {
 	char sub[400], what[200];
 	int ret;
 
-	ret = pol_decide_security(exporter, claims, sub, sizeof(sub), label);
+	ret = pol_decide_security(exporter, claims, now, sub, sizeof(sub), label);
 	if (ret == 0 && ex->n_measurement) {
 		snprintf(what, sizeof(what), "the measurement of its export to '%s'",
 			 ex->session);
@@ -216,8 +153,8 @@ int pol_decide_export(const struct pol_policy *exporter, const struct pol_export
 	if (ret < 0) {
 		if (label)
 			*label = "export_refused";
-		refuse(reason, reason_size, NULL, NULL, ret, "exporting policy '%s' refuses: %s",
-		       exporter->name, sub);
+		pol__refuse(reason, reason_size, NULL, NULL, ret,
+			    "exporting policy '%s' refuses: %s", exporter->name, sub);
 	}
 	return ret;
 }

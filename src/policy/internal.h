@@ -136,8 +136,28 @@ int pol__check_template(struct pol__ctx *c, const struct pol_policy *p,
 			const struct pol_service *svc, const struct ynode *n, const char *what,
 			bool text_only);
 
+/* ---- security.tolerate (tolerate.c) ----
+ * Parse the list (plain names into p->tolerate, entries into p->tolerances);
+ * free the entries; append the entries' canonical JSON to names (the sorted
+ * plain names), 0 or -1 on ENOMEM. */
+int pol__parse_tolerate(struct pol__ctx *c, const struct ynode *n, struct pol_policy *p);
+void pol__tolerances_free(struct pol_policy *p);
+int pol__tolerate_json(const struct pol_policy *p, json_t *names);
+/* The TCB status and advisories of the claims against security.tolerate and
+ * ignore_advisories at now; *used as pol_tolerance_used returns. */
+int pol__decide_tcb(const struct pol_policy *p, const json_t *claims, int64_t now,
+		    const struct pol_tolerance **used, char *reason, size_t reason_size, const char **label);
+
+/* ---- decisions (decide.c) ----
+ * Format a refusal into reason, set *label (both may be NULL); returns code. */
+KILN_PRINTF(6, 7)
+int pol__refuse(char *reason, size_t reason_size, const char **label, const char *lab,
+		int code, const char *fmt, ...);
+
 /* ---- canonical form (canon.c) ----
- * Fill p->canonical and p->hash. */
+ * A sorted JSON array of the strings (v is not modified); NULL on ENOMEM. */
+json_t *pol__str_set(char *const *v, size_t n);
+/* Fill p->canonical and p->hash. */
 int pol__canonicalize(struct pol_policy *p);
 /* Canonical JSON text of a secret's export (entries and rule), owned by the
  * caller; NULL on ENOMEM. */

@@ -173,8 +173,7 @@ static int parse_root(struct pol__ctx *c, const struct ynode *root, struct pol_p
 		if ((f = pol__map_get(v, "allow_insecure_sim")) &&
 		    pol__get_bool(c, f, "security allow_insecure_sim", &p->allow_insecure_sim) < 0)
 			return c->code;
-		if ((f = pol__map_get(v, "tolerate")) &&
-		    pol__get_enum_set(c, f, "security tolerate", pol__tols, &p->tolerate) < 0)
+		if ((f = pol__map_get(v, "tolerate")) && pol__parse_tolerate(c, f, p) < 0)
 			return c->code;
 		if ((f = pol__map_get(v, "ignore_advisories")) &&
 		    pol__get_str_list(c, f, "security ignore_advisories", pol__check_advisory,
@@ -233,6 +232,7 @@ void pol_free(struct pol_policy *p)
 	}
 	free(p->secrets);
 	free_strv(p->volumes, p->n_volumes);
+	pol__tolerances_free(p);
 	for (size_t i = 0; p->services && i < p->n_services; i++) {
 		struct pol_service *s = &p->services[i];
 

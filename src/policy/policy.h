@@ -189,6 +189,17 @@ enum {
 	POL_TOL_CONFIGURATION = 1 << 3,
 };
 
+/* An entry of security.tolerate ({status, advisories, until}): the TCB status
+ * `status` is accepted while now < until, and only when every advisory ID the
+ * quote's TCB level names is in advisories. Owned by its policy. */
+struct pol_tolerance {
+	unsigned status;    /* one POL_TOL_* bit, never POL_TOL_DEBUG */
+	char **advisories;  /* sorted, distinct, like INTEL-SA-00615 */
+	size_t n_advisories;
+	int64_t until;      /* 00:00:00 UTC of the day after until_day (Unix time) */
+	char until_day[11]; /* "YYYY-MM-DD" as written */
+};
+
 /* Allowed TEEs (security.tee). */
 enum {
 	POL_TEE_SIM = 1 << 0,
@@ -227,7 +238,9 @@ struct pol_policy {
 	size_t n_services;
 	unsigned tee;      /* POL_TEE_* */
 	bool allow_insecure_sim;
-	unsigned tolerate; /* POL_TOL_* */
+	unsigned tolerate; /* POL_TOL_*: the plain names of security.tolerate */
+	struct pol_tolerance *tolerances; /* its entries */
+	size_t n_tolerances;
 	char **ignore_advisories;
 	size_t n_ignore_advisories;
 	char hash[POL_HASH_STR_SIZE]; /* "sha256:<hex>" of the canonical form */
@@ -353,26 +366,35 @@ typedef int (*pol_resolve_cb)(void *ctx, bool host, const char *name, enum pol_f
 int pol_substitute(const char *tmpl, pol_resolve_cb resolve, void *ctx, bool allow_nul,
 		   char **out, size_t *out_size, struct kiln_err *err);
 
-/* ---- attestation decisions (decide.c) ----
- * Decide whether evidence claims satisfy the policy for one service.
- * Returns 0 when allowed; otherwise a negative code (-KILN_EPOLICY,
- * -KILN_EINSECURE, -KILN_EMEASUREMENT, -KILN_ETCB) and reason (NUL-terminated,
- * at most reason_size) names the failing claim, e.g.
+/* ---- attestation decisions (decide.c, tolerate.c) ----
+ * Decide whether evidence claims satisfy the policy for one service at time now
+ * (Unix seconds: the time the evidence was verified at; security.tolerate
+ * entries expire). Returns 0 when allowed; otherwise a negative code
+ * (-KILN_EPOLICY, -KILN_EINSECURE, -KILN_EMEASUREMENT, -KILN_ETCB) and reason
+ * (NUL-terminated, at most reason_size) names the failing claim, e.g.
  * `tee "sgx" not in security.tee [host]`. A short stable label for metrics is
  * stored in *label ("tee_not_allowed", "sim_not_allowed", ...). */
 int pol_decide(const struct pol_policy *p, const struct pol_service *svc, const json_t *claims,
-	       char *reason, size_t reason_size, const char **label);
+	       int64_t now, char *reason, size_t reason_size, const char **label);
 /* The security part of pol_decide alone: the policy's `security` section (tee,
  * sim opt-in, debug, TCB status, advisories) against the claims. */
-int pol_decide_security(const struct pol_policy *p, const json_t *claims, char *reason,
-			size_t reason_size, const char **label);
+int pol_decide_security(const struct pol_policy *p, const json_t *claims, int64_t now,
+			char *reason, size_t reason_size, const char **label);
 /* May a secret of the exporting policy `exporter`, imported through export entry
  * ex, be released to a workload with these claims? The exporter's security
  * section applies whatever the importer's policy says, and so does the entry's
  * measurement list when it has one. The reason names the exporter. */
 int pol_decide_export(const struct pol_policy *exporter, const struct pol_export *ex,
-		      const json_t *claims, char *reason, size_t reason_size,
+		      const json_t *claims, int64_t now, char *reason, size_t reason_size,
 		      const char **label);
+/* When the claims pass the TCB part of the security section at now only thanks
+ * to security.tolerate entries: of those, the one that ends first (after its
+ * until the same evidence is refused); NULL when no entry is needed (or the
+ * claims are refused). In p. For the CAS's early warning. */
+const struct pol_tolerance *pol_tolerance_used(const struct pol_policy *p,
+					       const json_t *claims, int64_t now);
+/* "outdated-tcb", "sw-hardening-needed" or "configuration-needed". */
+const char *pol_tolerance_status_name(const struct pol_tolerance *t);
 
 /* Levenshtein distance, for "did you mean" suggestions (exported for tests). */
 size_t pol_edit_distance(const char *a, const char *b);

@@ -13,6 +13,8 @@
 
 #include "policy/policy.h"
 
+/* 2025-07-01T00:00:00Z: the real quotes' time (testdata/evidence/EXPECTED.md). */
+#define NOW 1751328000
 #define ID1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define ID2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 #define WM64 "abababababababababababababababababababababababababababababababab"
@@ -204,6 +206,64 @@ static const struct bad_case g_bad[] = {
 	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
 	  "ty: {tee: [sim], tolerate: [debg]}\n",
 	  "p.yaml:6:35: security tolerate: unknown value 'debg' (did you mean 'debug'?)" },
+	{ "tolerate bad date",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, advisories: [], until: 2027-02-30}\n",
+	  "p.yaml:9:53: security tolerate until: '2027-02-30' is not a date (YYYY-MM-DD, "
+	  "UTC, from 2000)" },
+	{ "tolerate unknown status",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated, advisories: [], until: 2027-03-31}\n",
+	  "p.yaml:9:16: security tolerate status: unknown value 'outdated' (expected one of: "
+	  "debug, outdated-tcb, sw-hardening-needed, configuration-needed)" },
+	{ "tolerate bad advisory",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, advisories: [intel-sa-00615], until: 2027-03-31}"
+	  "\n",
+	  "p.yaml:9:43: security tolerate advisories: 'intel-sa-00615' is not an advisory"
+	  " ID (like INTEL-SA-00615: upper-case letters, -SA-, digits)" },
+	{ "tolerate no until",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, advisories: []}\n",
+	  "p.yaml:9:7: security tolerate entry: missing required key 'until' (the last da"
+	  "y it applies, YYYY-MM-DD UTC; a plain 'outdated-tcb' item tolerates with no en"
+	  "d)" },
+	{ "tolerate no advisories",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, until: 2027-03-31}\n",
+	  "p.yaml:9:7: security tolerate entry: missing required key 'advisories' (every "
+	  "advisory ID of the tolerated TCB level, or [] for none)" },
+	{ "tolerate debug entry",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: debug, advisories: [], until: 2027-03-31}\n",
+	  "p.yaml:9:16: security tolerate status: 'debug' is not a TCB status and has no "
+	  "advisories: list it as a plain item (tolerate: [debug])" },
+	{ "tolerate unknown key",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, advisories: [], until: 2027-03-31, from: 2026-01-"
+	  "01}\n",
+	  "p.yaml:9:65: unknown key 'from' in security tolerate entry" },
+	{ "tolerate plain and entry",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - outdated-tcb\n    - {status: outdated-tcb, advisories: [], until: 2027-0"
+	  "3-31}\n",
+	  "p.yaml:9:5: security tolerate: 'outdated-tcb' is listed both plainly (any advi"
+	  "sories, no end date) and as an entry with advisories and until: keep one" },
+	{ "tolerate dup entry",
+	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\nsecuri"
+	  "ty:\n  tee: [sgx]\n  tolerate:\n"
+	  "    - {status: outdated-tcb, advisories: [INTEL-SA-1, INTEL-SA-2], until: 2027"
+	  "-03-31}\n    - {status: outdated-tcb, advisories: [INTEL-SA-2, INTEL-SA-1], un"
+	  "til: 2027-03-31}\n",
+	  "p.yaml:10:7: security tolerate: duplicate entry for 'outdated-tcb'" },
 	{ "dup service",
 	  "name: x\nservices:\n  - name: s\n    command: [/bin/x]\n    measurement: [any]\n  - na"
 	  "me: s\n    command: [/bin/y]\n    measurement: [any]\nsecurity: {tee: [sim]}\n",
@@ -574,7 +634,7 @@ static int decide(const struct pol_policy *p, const char *svc, const char *claim
 	int ret;
 
 	assert_non_null(claims);
-	ret = pol_decide(p, pol_find_service(p, svc), claims, reason, 256, label);
+	ret = pol_decide(p, pol_find_service(p, svc), claims, NOW, reason, 256, label);
 	json_decref(claims);
 	return ret;
 }
@@ -761,16 +821,16 @@ static void test_decide_export_applies_exporter_rules(void **state)
 	char reason[512];
 	const char *label;
 
-	assert_int_equal(pol_decide_export(p, &api->exports[0], sim, reason, sizeof(reason),
+	assert_int_equal(pol_decide_export(p, &api->exports[0], sim, NOW, reason, sizeof(reason),
 					   &label), -KILN_EPOLICY);
 	assert_string_equal(label, "export_refused");
 	assert_string_equal(reason, "exporting policy 'acme/keys' refuses: tee \"sim\" not in "
 			    "security.tee [sgx]");
-	assert_int_equal(pol_decide_export(p, &api->exports[0], sgx_other, reason,
+	assert_int_equal(pol_decide_export(p, &api->exports[0], sgx_other, NOW, reason,
 					   sizeof(reason), &label), 0);
-	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_ok, reason, sizeof(reason),
+	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_ok, NOW, reason, sizeof(reason),
 					   &label), 0);
-	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_other, reason,
+	assert_int_equal(pol_decide_export(p, &api->exports[1], sgx_other, NOW, reason,
 					   sizeof(reason), &label), -KILN_EMEASUREMENT);
 	assert_string_equal(label, "export_refused");
 	assert_string_equal(reason, "exporting policy 'acme/keys' refuses: claims.workload_"
@@ -997,15 +1057,15 @@ static void test_decide_any_requires_command0_when_claims_name_exe(void **state)
 	char reason[512];
 	const char *label;
 
-	assert_int_equal(pol_decide(p, &p->services[0], app, reason, sizeof(reason), &label), 0);
-	assert_int_equal(pol_decide(p, &p->services[0], none, reason, sizeof(reason), &label), 0);
-	assert_int_equal(pol_decide(p, &p->services[0], evil, reason, sizeof(reason), &label),
+	assert_int_equal(pol_decide(p, &p->services[0], app, NOW, reason, sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide(p, &p->services[0], none, NOW, reason, sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide(p, &p->services[0], evil, NOW, reason, sizeof(reason), &label),
 			 -KILN_EMEASUREMENT);
 	assert_string_equal(label, "wrong_program");
 	assert_string_equal(reason, "claims.exe /tmp/evil is not service 's' command[0] "
 			    "/usr/bin/app (measurement [any] admits any build of that program, not "
 			    "another one)");
-	assert_int_equal(pol_decide(p, &p->services[1], app, reason, sizeof(reason), &label),
+	assert_int_equal(pol_decide(p, &p->services[1], app, NOW, reason, sizeof(reason), &label),
 			 -KILN_EMEASUREMENT);
 	assert_string_equal(label, "wrong_program");
 	json_decref(app);
@@ -1026,6 +1086,116 @@ static void test_stored_policies_keep_what_earlier_kiln_accepted(void **state)
 	assert_int_equal(pol_parse(old, strlen(old), "p.yaml", &p, &err), -KILN_EFORMAT);
 	assert_int_equal(pol_parse_ex(old, strlen(old), "p.yaml", POL_PARSE_STORED, &p, &err),
 			 0);
+	pol_free(p);
+}
+
+/* security.tolerate entries: a status accepted until a day, with named advisories. */
+static void test_decide_tolerate_entries(void **state)
+{
+	static const char yaml[] =
+		"name: t\n"
+		"services: [{name: any, command: [/bin/true], measurement: [any]}]\n"
+		"security:\n"
+		"  tee: [sgx]\n"
+		"  tolerate:\n"
+		"    - {status: sw-hardening-needed, advisories: [INTEL-SA-00615, INTEL-SA-00289],\n"
+		"       until: 2025-07-01}\n"
+		"    - status: configuration-needed\n"
+		"      advisories: [INTEL-SA-00289, INTEL-SA-00615]\n"
+		"      until: 2025-12-31\n";
+	static const char reordered[] =
+		"name: t\n"
+		"services: [{name: any, command: [/bin/true], measurement: [any]}]\n"
+		"security:\n"
+		"  tee: [sgx]\n"
+		"  tolerate:\n"
+		"    - {status: configuration-needed, until: 2025-12-31,\n"
+		"       advisories: [INTEL-SA-00615, INTEL-SA-00289]}\n"
+		"    - {until: 2025-07-01, status: sw-hardening-needed,\n"
+		"       advisories: [INTEL-SA-00289, INTEL-SA-00615]}\n";
+	struct pol_policy *p = parse_ok(yaml), *q = parse_ok(reordered);
+	const struct pol_service *svc = &p->services[0];
+	const int64_t end = NOW + 86400; /* 2025-07-02T00:00:00Z: the first entry's end */
+	json_t *both = json_pack("{s:s,s:s,s:[s,s]}", "tee", "sgx", "tcb_status",
+				 "ConfigurationAndSWHardeningNeeded", "advisories",
+				 "INTEL-SA-00289", "INTEL-SA-00615");
+	json_t *more = json_pack("{s:s,s:s,s:[s,s,s]}", "tee", "sgx", "tcb_status",
+				 "ConfigurationAndSWHardeningNeeded", "advisories",
+				 "INTEL-SA-00289", "INTEL-SA-00828", "INTEL-SA-00615");
+	json_t *config = json_pack("{s:s,s:s,s:[s]}", "tee", "sgx", "tcb_status",
+				   "ConfigurationNeeded", "advisories", "INTEL-SA-00615");
+	json_t *outdated = json_pack("{s:s,s:s,s:[]}", "tee", "sgx", "tcb_status", "OutOfDate",
+				     "advisories");
+	json_t *uptodate = json_pack("{s:s,s:s,s:[s]}", "tee", "sgx", "tcb_status", "UpToDate",
+				     "advisories", "INTEL-SA-00615");
+	const struct pol_tolerance *used;
+	char reason[512], *text;
+	const char *label;
+
+	/* Written in another order, the same tolerance: the same hash. */
+	assert_string_equal(p->hash, q->hash);
+	text = pol_canonical_text(p);
+	assert_non_null(strstr(text, "\"tolerate\":[{\"advisories\":[\"INTEL-SA-00289\","
+			       "\"INTEL-SA-00615\"],\"status\":\"configuration-needed\","
+			       "\"until\":\"2025-12-31\"},{"));
+	free(text);
+
+	/* In force, every advisory listed: allowed, and the CAS learns the end. */
+	assert_int_equal(pol_decide(p, svc, both, NOW, reason, sizeof(reason), &label), 0);
+	assert_int_equal(pol_decide(p, svc, both, end - 1, reason, sizeof(reason), &label), 0);
+	assert_non_null(used = pol_tolerance_used(p, both, NOW));
+	assert_int_equal(used->until, end);
+	assert_string_equal(used->until_day, "2025-07-01");
+	assert_non_null(used = pol_tolerance_used(p, config, end));
+	assert_int_equal(used->until, NOW + 184 * 86400);
+	assert_string_equal(pol_tolerance_status_name(used), "configuration-needed");
+	/* The day after `until`: refused, naming the entry and its date. */
+	assert_int_equal(pol_decide(p, svc, both, end, reason, sizeof(reason), &label),
+			 -KILN_ETCB);
+	assert_string_equal(label, "tolerance_expired");
+	assert_string_equal(reason, "claims.tcb_status \"ConfigurationAndSWHardeningNeeded\": "
+			    "the security.tolerate entry for sw-hardening-needed expired "
+			    "(until 2025-07-01, UTC)");
+	assert_null(pol_tolerance_used(p, both, end));
+	/* The other status is still in force on its own. */
+	assert_int_equal(pol_decide(p, svc, config, end, reason, sizeof(reason), &label), 0);
+	/* An advisory the entry does not name: refused, naming it. */
+	assert_int_equal(pol_decide(p, svc, more, NOW, reason, sizeof(reason), &label),
+			 -KILN_ETCB);
+	assert_string_equal(label, "advisory_not_tolerated");
+	assert_string_equal(reason, "claims.tcb_status \"ConfigurationAndSWHardeningNeeded\": "
+			    "advisories INTEL-SA-00828 are not in the security.tolerate entry "
+			    "for sw-hardening-needed (until 2025-07-01)");
+	/* Another category: no entry tolerates it. */
+	assert_int_equal(pol_decide(p, svc, outdated, NOW, reason, sizeof(reason), &label),
+			 -KILN_ETCB);
+	assert_string_equal(label, "tcb_not_tolerated");
+	assert_string_equal(reason, "claims.tcb_status \"OutOfDate\" needs security.tolerate "
+			    "[outdated-tcb]");
+	/* An entry's advisories are tolerated with its status only, not on their own:
+	 * an up-to-date level's advisories still need ignore_advisories. */
+	assert_int_equal(pol_decide(p, svc, uptodate, NOW, reason, sizeof(reason), &label),
+			 -KILN_ETCB);
+	assert_string_equal(label, "advisory_not_ignored");
+	assert_null(pol_tolerance_used(p, uptodate, NOW));
+	json_decref(both);
+	json_decref(more);
+	json_decref(config);
+	json_decref(outdated);
+	json_decref(uptodate);
+	pol_free(p);
+	pol_free(q);
+}
+
+/* A plain tolerate list keeps the canonical form (and hash) it had before entries. */
+static void test_tolerate_plain_canonical(void **state)
+{
+	struct pol_policy *p = parse_ok("name: t\nsecurity: {tee: [sgx], tolerate: "
+					"[outdated-tcb, debug]}\n");
+	char *text = pol_canonical_text(p);
+
+	assert_non_null(strstr(text, "\"tolerate\":[\"debug\",\"outdated-tcb\"]}"));
+	free(text);
 	pol_free(p);
 }
 
@@ -1072,6 +1242,8 @@ int main(void)
 		cmocka_unit_test(test_section_owners),
 		cmocka_unit_test(test_decide_any_requires_command0_when_claims_name_exe),
 		cmocka_unit_test(test_stored_policies_keep_what_earlier_kiln_accepted),
+		cmocka_unit_test(test_decide_tolerate_entries),
+		cmocka_unit_test(test_tolerate_plain_canonical),
 		cmocka_unit_test(test_misc),
 	};
 
