@@ -17,7 +17,15 @@ Also nginx's CPU per request (master and workers, from /proc), which other jobs
 on the machine disturb less than the rate. Writes bench/results/net.json and
 net.md.
 
-Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S]
+Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S] [--case NAME]...
+                        [--base-lib LIBKILN] [--out NAME]
+
+  --case NAME      only these cases ("4k keep-alive", "1m new-conn", "redis");
+                   default all
+  --base-lib PATH  one more variant, "base": the shield with another build's
+                   libkiln.so (KILN_RUNTIME_LIB), e.g. main's, to measure a
+                   change side by side in the same run
+  --out NAME       results as bench/results/NAME.json and NAME.md (default net)
 """
 import argparse
 import json
@@ -177,7 +185,7 @@ def wrk(url, seconds, close):
     return rps, n
 
 
-def nginx_variants(env, tmp, root, crt, key, seconds):
+def nginx_variants(env, tmp, root, crt, key, seconds, base_lib=None):
     """Start the four nginx variants: {name: (url base, [processes whose CPU counts])},
     the processes to stop, the policy's CA file."""
     procs, out = [], {}
@@ -187,13 +195,18 @@ def nginx_variants(env, tmp, root, crt, key, seconds):
         prefix.mkdir(exist_ok=True)
         (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root,
                                                               ssl=ssl, tls=tls))
-        p = subprocess.Popen(cmd + ["-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(prefix / "stderr.log", "wb") as log:
+            p = subprocess.Popen(cmd + ["-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                                 stdout=subprocess.DEVNULL, stderr=log, env=run_env)
         procs.append(p)
-        wait_port(port, p)
+        try:
+            wait_port(port, p)
+        except RuntimeError as e:
+            raise RuntimeError(f"{name}: {e}: {(prefix / 'stderr.log').read_text()[-2000:]}")
         return p
 
-    ports = {n: free_port() for n in ("plain", "shield", "nginx", "backend", "stunnel")}
+    run_env = None
+    ports = {n: free_port() for n in ("plain", "shield", "base", "nginx", "backend", "stunnel")}
     env.apply(f"""\
 name: bench/nginx
 secrets:
@@ -207,6 +220,13 @@ services:
     network:
       listen:
         - {{port: {ports['shield']}, certificate: web}}
+  - name: base
+    command: [{json.dumps(NGINX)}, -p, {json.dumps(str(tmp / 'nginx-base'))}, -c,
+              {json.dumps(str(tmp / 'nginx-base' / 'nginx.conf'))}]
+    measurement: [any]
+    network:
+      listen:
+        - {{port: {ports['base']}, certificate: web}}
 security: {{tee: [sim], allow_insecure_sim: true}}
 """)
     ca = env.cert("bench/nginx:ca", tmp / "ca.pem")
@@ -215,6 +235,13 @@ security: {{tee: [sim], allow_insecure_sim: true}}
     p = start("shield", env.run_argv("bench/nginx", "web", NGINX)[:-1] + [NGINX],
               ports["shield"], "", "")
     out["shield"] = (f"https://127.0.0.1:{ports['shield']}", [p])
+    if base_lib:
+        # The same policy (service "base": its own port), another runtime.
+        run_env = dict(os.environ, KILN_RUNTIME_LIB=str(base_lib))
+        p = start("base", env.run_argv("bench/nginx", "base", NGINX)[:-1] + [NGINX],
+                  ports["base"], "", "")
+        run_env = None
+        out["base"] = (f"https://127.0.0.1:{ports['base']}", [p])
     p = start("nginx", [NGINX], ports["nginx"], "ssl",
               f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;")
     out["nginx"] = (f"https://127.0.0.1:{ports['nginx']}", [p])
@@ -226,18 +253,20 @@ security: {{tee: [sim], allow_insecure_sim: true}}
     return out, procs, ca
 
 
-def nginx_bench(env, tmp, rounds, seconds):
+def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None):
     root = tmp / "www"
     root.mkdir()
     (root / "4k.bin").write_bytes(os.urandom(4096))
     (root / "1m.bin").write_bytes(os.urandom(1 << 20))
     crt, key = self_signed(tmp)
-    variants, procs, _ = nginx_variants(env, tmp, root, crt, key, seconds)
+    variants, procs, _ = nginx_variants(env, tmp, root, crt, key, seconds, base_lib)
     res = {}
     try:
         for f in ("4k.bin", "1m.bin"):
             for close in (False, True):
                 case = f"{f[:-4]} {'new-conn' if close else 'keep-alive'}"
+                if cases and case not in cases:
+                    continue
                 per = {n: [] for n in variants}
                 cpu = {n: [] for n in variants}
                 for _ in range(rounds):
@@ -340,7 +369,13 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--case", action="append", default=[],
+                    choices=["4k keep-alive", "4k new-conn", "1m keep-alive", "1m new-conn",
+                             "redis"])
+    ap.add_argument("--base-lib", type=pathlib.Path)
+    ap.add_argument("--out", default="net")
     a = ap.parse_args()
+    nginx_cases = [c for c in a.case if c != "redis"]
     for prog in ("wrk", "stunnel4", "redis-server", "redis-benchmark", "openssl"):
         if not shutil.which(prog):
             print(f"bench/net: {prog} not installed", file=sys.stderr)
@@ -351,12 +386,14 @@ def main():
         env = Env(pathlib.Path(a.build), tmp)
         try:
             res = {"load_before": load, "rounds": a.rounds, "seconds": a.seconds,
-                   "nginx": nginx_bench(env, tmp, a.rounds, a.seconds),
-                   "redis": redis_bench(env, tmp, a.rounds)}
+                   "nginx": nginx_bench(env, tmp, a.rounds, a.seconds, nginx_cases,
+                                        a.base_lib) if nginx_cases or not a.case else {},
+                   "redis": redis_bench(env, tmp, a.rounds)
+                   if "redis" in a.case or not a.case else {}}
         finally:
             env.cas.stop()
     out = ROOT / "bench" / "results"
-    (out / "net.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{a.out}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = ["# bench/net: the network shield (one run, ratios per round: median (min-max))", "",
           f"load average before: {load:.1f}; {a.rounds} rounds of {a.seconds} s per case", "",
           "| case | shield/s | shield / nginx TLS | shield / stunnel4 | shield / plaintext | "
@@ -370,12 +407,23 @@ def main():
         md.append(f"| nginx {case} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/nginx')} | "
                   f"{r(d, 'shield/stunnel')} | {r(d, 'shield/plain')} | "
                   f"{c['shield']:.0f}, {c['nginx']:.0f}, {c['stunnel']:.0f}, {c['plain']:.0f} |")
-    md += ["", "| redis-benchmark | shield/s | shield / native --tls | shield / stunnel4 |",
-           "|---|---|---|---|"]
+    if a.base_lib and res["nginx"]:
+        md += ["", f"base: the shield with {a.base_lib}", "",
+               "| case | shield / base | base / nginx TLS | CPU us/req shield, base |",
+               "|---|---|---|---|"]
+        for case, d in res["nginx"].items():
+            c = d["cpu_us_per_req"]
+            per = d["rounds_rps"]
+            b = [x / y for x, y in zip(per["base"], per["nginx"]) if y]
+            md.append(f"| nginx {case} | {r(d, 'shield/base')} | {statistics.median(b):.2f} "
+                      f"({min(b):.2f}-{max(b):.2f}) | {c['shield']:.0f}, {c['base']:.0f} |")
+    if res["redis"]:
+        md += ["", "| redis-benchmark | shield/s | shield / native --tls | shield / stunnel4 |",
+               "|---|---|---|---|"]
     for t, d in res["redis"].items():
         md.append(f"| {t} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/native')} | "
                   f"{r(d, 'shield/stunnel')} |")
-    (out / "net.md").write_text("\n".join(md) + "\n")
+    (out / f"{a.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -140,7 +140,10 @@ struct rt_conn {
 };
 
 /* Block signals but SIGSYS, SIGSEGV, SIGBUS (so the fault-safe copies work
- * inside), allow libc's system calls: the runtime's code runs. */
+ * inside), allow libc's system calls: the runtime's code runs. Nested inside
+ * another guard it changes no mask (one pair of rt_sigprocmask per call of
+ * the program), so a function that leaves its guard to wait must be given
+ * the outermost one: leaving a nested guard restores nothing. */
 void rt__net_enter(struct rt_guard *g) RT_HIDDEN;
 
 /* A new connection for fd (one reference: the fd's). */

@@ -300,10 +300,17 @@ long rt__conn_send_from(struct rt_conn *c, int fd, int in_fd, int64_t *off, size
 		}
 		/* Through the dispatcher: a protected file as the file shield serves
 		 * it (its chunks made valid first). Outside the guard, as the
-		 * program's own call. */
-		rt__leave(g);
-		got = rt__dispatch(off && !in_pipe ? SYS_pread64 : SYS_read, a, NULL);
-		rt__net_enter(g);
+		 * program's own call. With no volume mounted and an fd the runtime
+		 * does not track, the dispatcher would only pass the call on: then
+		 * straight to the kernel, in the guard (a pair of rt_sigprocmask
+		 * less per sendfile: nginx makes one per response). */
+		if (!g_rt.shield_on && rt_fd_kind(in_fd) == RT_FD_NONE) {
+			got = rt__raw(off && !in_pipe ? SYS_pread64 : SYS_read, a[0], a[1], a[2], a[3]);
+		} else {
+			rt__leave(g);
+			got = rt__dispatch(off && !in_pipe ? SYS_pread64 : SYS_read, a, NULL);
+			rt__net_enter(g);
+		}
 		if (got <= 0) {
 			r = got;
 			break;

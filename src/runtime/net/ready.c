@@ -379,16 +379,15 @@ struct pick {
 };
 
 /* Answer for the sticky list and the shadow's events: appended to out[*n]
- * up to max. from_kernel: harvest the shadow. */
+ * up to max. from_kernel: harvest the shadow. Inside the caller's guard
+ * (it waits for nothing). */
 static long collect(struct rt_eshadow *e, struct epoll_event *out, int *n, int max,
 		    bool from_kernel)
 {
 	struct epoll_event kev[HARVEST];
 	struct pick picks[HARVEST];
 	int np = 0, k = 0;
-	struct rt_guard g;
 
-	rt__net_enter(&g);
 	if (from_kernel) {
 		int room = max - *n < HARVEST ? max - *n : HARVEST;
 		long got = rt__raw(SYS_epoll_wait, e->sfd, kev, room, 0);
@@ -422,13 +421,11 @@ static long collect(struct rt_eshadow *e, struct epoll_event *out, int *n, int m
 		kev[np++].events = kev[i].events;
 	}
 	pthread_mutex_unlock(&g_net.reg);
-	rt__leave(&g);
 	for (int i = 0; i < np; i++) {
 		uint32_t v = visible(picks[i].c, picks[i].fd, picks[i].events,
 				     from_kernel ? kev[i].events : 0);
 		struct rt_ereg *r;
 
-		rt__net_enter(&g);
 		pthread_mutex_lock(&g_net.reg);
 		r = by_handle(picks[i].h);
 		if (r && (r->events & EPOLLONESHOT)) {
@@ -446,13 +443,11 @@ static long collect(struct rt_eshadow *e, struct epoll_event *out, int *n, int m
 			if (rt__copy_out(&out[*n], &ev, sizeof(ev))) {
 				for (int j = i; j < np; j++)
 					rt__nobj_put(picks[j].c, -1);
-				rt__leave(&g);
 				return -EFAULT;
 			}
 			(*n)++;
 		}
 		rt__nobj_put(picks[i].c, -1);
-		rt__leave(&g);
 	}
 	return 0;
 }
@@ -475,11 +470,14 @@ long rt__epoll_wait(int epfd, struct epoll_event *uev, int max, int timeout_ms,
 	struct rt_guard g;
 	long ret;
 
+	/* One guard before the wait and one after it: a call costs two pairs of
+	 * rt_sigprocmask however many connections it answers for. */
 	rt__net_enter(&g);
 	e = rt__nobj_get(epfd, RT_NOBJ_EPOLL);
-	rt__leave(&g);
-	if (!e)
+	if (!e) {
+		rt__leave(&g);
 		return -ENOENT; /* not ours: the caller issues the call */
+	}
 	if (max <= 0 || max > EP_MAX_EVENTS) {
 		ret = -EINVAL;
 		goto out;
@@ -492,8 +490,11 @@ long rt__epoll_wait(int epfd, struct epoll_event *uev, int max, int timeout_ms,
 		ret = collect(e, uev, &n, max, false);
 		if (ret < 0)
 			break;
+		/* With the program's signal mask, as its own call would wait. */
+		rt__leave(&g);
 		k = rt__raw(SYS_epoll_pwait, epfd, uev + n, max - n, n ? 0 : remaining_ms(deadline),
 			    sigmask, sigsize);
+		rt__net_enter(&g);
 		if (k < 0) {
 			ret = n ? n : k;
 			break;
@@ -529,7 +530,6 @@ long rt__epoll_wait(int epfd, struct epoll_event *uev, int max, int timeout_ms,
 		}
 	}
 out:
-	rt__net_enter(&g);
 	rt__nobj_put(e, -1);
 	rt__leave(&g);
 	return ret;

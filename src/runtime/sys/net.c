@@ -165,10 +165,11 @@ static long transfer(long nr, const long a[6], bool *mine)
 	int64_t off = 0, *offp = NULL;
 	long r = -EINVAL;
 
+	/* One guard for the call (send_from leaves it only to read a file the
+	 * runtime serves). */
 	rt__net_enter(&g);
 	oo = rt__nobj_get(out, 0);
 	oi = nr == SYS_splice ? rt__nobj_get(in, RT_NOBJ_CONN) : NULL;
-	rt__leave(&g);
 	*mine = (oo && oo->type != RT_NOBJ_EPOLL) || oi;
 	if (!*mine)
 		goto out;
@@ -183,7 +184,6 @@ static long transfer(long nr, const long a[6], bool *mine)
 		r = -ESPIPE; /* a socket end has no offset */
 		goto out;
 	}
-	rt__net_enter(&g);
 	if (oi)
 		r = rt__conn_splice_to((struct rt_conn *)oi, in, out, (size_t)a[4],
 				       (a[5] & SPLICE_F_NONBLOCK) != 0, &g);
@@ -194,16 +194,18 @@ static long transfer(long nr, const long a[6], bool *mine)
 	else
 		r = rt__con_send_from((struct rt_con *)oo, out, in, offp,
 				      (size_t)(nr == SYS_sendfile ? a[3] : a[4]), &g);
-	rt__leave(&g);
 	if (r >= 0 && offp && rt__copy_out((void *)a[2], &off, sizeof(off)))
 		r = -EFAULT;
 out:
-	rt__net_enter(&g);
 	if (oo)
 		rt__nobj_put(oo, -1);
 	if (oi)
 		rt__nobj_put(oi, -1);
 	rt__leave(&g);
+	if (t_net_sigpipe) {
+		t_net_sigpipe = false;
+		rt__raw(SYS_tgkill, rt__raw0(SYS_getpid), rt__raw0(SYS_gettid), SIGPIPE);
+	}
 	return r;
 }
 
