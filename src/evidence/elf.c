@@ -64,9 +64,7 @@ const char *ev_elf_kind_name(enum ev_elf_kind kind)
 	return "?";
 }
 
-/* The loader's kind from its path: the name glibc's and musl's x86-64
- * loaders are installed under, wherever the directory. */
-static enum ev_elf_kind elf__loader_kind(const char *interp)
+enum ev_elf_kind ev_elf_loader_kind(const char *interp)
 {
 	const char *base = strrchr(interp, '/');
 
@@ -95,29 +93,40 @@ static int elf__interp(int fd, const Elf64_Phdr *ph, uint64_t file_size,
 	return 0;
 }
 
+/* The PT_LOAD headers classify read, kept so that mapping an address to a
+ * file offset needs no second read of the program headers. A program with
+ * more loadable segments than this (none the linkers make) just reads as not
+ * linking the runtime, which is advisory. */
+struct elf__loads {
+	Elf64_Phdr ph[16];
+	unsigned n;
+};
+
 /* The file offset of virtual address va, through the PT_LOAD that maps it
  * from the file; false when none does. */
-static bool elf__va_offset(int fd, const Elf64_Ehdr *eh, uint64_t va, uint64_t *off)
+static bool elf__va_offset(const struct elf__loads *loads, uint64_t va, uint64_t *off)
 {
-	for (unsigned i = 0; i < eh->e_phnum; i++) {
-		Elf64_Phdr ph;
+	for (unsigned i = 0; i < loads->n; i++) {
+		const Elf64_Phdr *ph = &loads->ph[i];
 
-		if (!elf__pread(fd, &ph, sizeof(ph), (off_t)(eh->e_phoff + i * sizeof(ph))))
-			return false;
-		if (ph.p_type == PT_LOAD && va >= ph.p_vaddr && va - ph.p_vaddr < ph.p_filesz) {
-			*off = ph.p_offset + (va - ph.p_vaddr);
+		if (va >= ph->p_vaddr && va - ph->p_vaddr < ph->p_filesz) {
+			*off = ph->p_offset + (va - ph->p_vaddr);
 			return true;
 		}
 	}
 	return false;
 }
 
-/* Whether the dynamic section names the kiln runtime among the libraries the
- * loader maps (DT_NEEDED "libkiln.so", the runtime's SONAME). Advisory: a
- * dynamic section that cannot be read says no, and the loader reports it. */
-static bool elf__links_kiln(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *dyn,
-			    uint64_t file_size)
+/* Whether the dynamic section names the kiln runtime built for the program's
+ * C library among the libraries the loader maps (DT_NEEDED "libkiln.so" or
+ * "libkiln-musl.so": the runtimes' SONAMEs; a runtime for the other C library
+ * could not load). Advisory: a dynamic section that cannot be read says no,
+ * and the loader reports it. */
+static bool elf__links_kiln(int fd, const struct elf__loads *loads, const Elf64_Phdr *dyn,
+			    uint64_t file_size, enum ev_elf_kind kind)
 {
+	const char *want = kind == EV_ELF_MUSL ? "libkiln-musl.so" : "libkiln.so";
+	size_t want_size = strlen(want) + 1;
 	uint64_t needed[64], strtab = 0, strsz = 0, str_off = 0, n_needed = 0;
 	size_t n = (size_t)(dyn->p_filesz / sizeof(Elf64_Dyn));
 
@@ -137,16 +146,16 @@ static bool elf__links_kiln(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *dyn,
 		else if (d.d_tag == DT_NEEDED && n_needed < KILN_ARRAY_SIZE(needed))
 			needed[n_needed++] = d.d_un.d_val;
 	}
-	if (!strtab || !strsz || !elf__va_offset(fd, eh, strtab, &str_off) ||
+	if (!strtab || !strsz || !elf__va_offset(loads, strtab, &str_off) ||
 	    str_off > file_size || strsz > file_size - str_off)
 		return false;
 	for (uint64_t i = 0; i < n_needed; i++) {
-		char name[sizeof("libkiln.so")];
+		char name[sizeof("libkiln-musl.so")];
 
-		if (needed[i] >= strsz || strsz - needed[i] < sizeof(name) ||
-		    !elf__pread(fd, name, sizeof(name), (off_t)(str_off + needed[i])))
+		if (needed[i] >= strsz || strsz - needed[i] < want_size ||
+		    !elf__pread(fd, name, want_size, (off_t)(str_off + needed[i])))
 			continue;
-		if (memcmp(name, "libkiln.so", sizeof(name)) == 0)
+		if (memcmp(name, want, want_size) == 0)
 			return true;
 	}
 	return false;
@@ -155,6 +164,7 @@ static bool elf__links_kiln(int fd, const Elf64_Ehdr *eh, const Elf64_Phdr *dyn,
 int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 {
 	Elf64_Phdr dyn = { 0 };
+	struct elf__loads loads = { .n = 0 };
 	unsigned char ident[EI_NIDENT];
 	Elf64_Ehdr eh;
 	struct stat st;
@@ -210,8 +220,11 @@ int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 		if (!elf__pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))))
 			return errno ? -errno : kiln_err_set(err, -KILN_EFORMAT, "truncated "
 							     "program header");
-		if (ph.p_type == PT_LOAD)
+		if (ph.p_type == PT_LOAD) {
 			have_load = true;
+			if (loads.n < KILN_ARRAY_SIZE(loads.ph))
+				loads.ph[loads.n++] = ph;
+		}
 		if (ph.p_type == PT_DYNAMIC)
 			dyn = ph;
 		if (ph.p_type != PT_INTERP)
@@ -225,9 +238,9 @@ int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err)
 	}
 	if (!have_load)
 		return kiln_err_set(err, -KILN_EFORMAT, "no loadable segment (PT_LOAD)");
-	out->kind = have_interp ? elf__loader_kind(out->interp) : EV_ELF_STATIC;
+	out->kind = have_interp ? ev_elf_loader_kind(out->interp) : EV_ELF_STATIC;
 	out->links_kiln = have_interp && dyn.p_type == PT_DYNAMIC &&
-			  elf__links_kiln(fd, &eh, &dyn, (uint64_t)st.st_size);
+			  elf__links_kiln(fd, &loads, &dyn, (uint64_t)st.st_size, out->kind);
 	return 0;
 }
 

@@ -141,7 +141,8 @@ enum ev_elf_kind {
 struct ev_elf_info {
 	enum ev_elf_kind kind;
 	char interp[256];      /* PT_INTERP, "" for static programs */
-	bool links_kiln;       /* DT_NEEDED names libkiln.so (a kiln-cc build): the
+	bool links_kiln;       /* DT_NEEDED names the runtime for its C library
+				* (libkiln.so, libkiln-musl.so: a kiln-cc build): the
 				* runtime comes with the program, nothing preloads it */
 };
 /* Classify the regular file behind fd (read with pread: its offset is
@@ -150,6 +151,10 @@ struct ev_elf_info {
  * process can be (another architecture or class, not an executable, headers
  * or PT_INTERP outside the file, no PT_LOAD), -errno on read errors. */
 int ev_elf_classify_fd(int fd, struct ev_elf_info *out, struct kiln_err *err);
+/* The kind of a program whose PT_INTERP is interp, from the name glibc's and
+ * musl's x86-64 loaders are installed under, wherever the directory:
+ * EV_ELF_GLIBC, EV_ELF_MUSL or EV_ELF_OTHER. */
+enum ev_elf_kind ev_elf_loader_kind(const char *interp);
 /* "statically linked", "dynamically linked (musl)", ... */
 const char *ev_elf_kind_name(enum ev_elf_kind kind);
 /* 1 when fd is a valid x86-64 ELF executable without a program interpreter
