@@ -42,6 +42,11 @@ int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t s
  * binary (build tree), else the installed one. 0, or -ENOENT after telling the
  * user. (cli/run.c) */
 int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size);
+/* What `kiln measure [--manifest] -- PROG ARGS` prints (argv: PROG ARGS), into
+ * *text (malloc'd, the caller's; the last line is the hex measurement):
+ * CLI_EXIT_OK, or CLI_EXIT_FAIL after telling the user why. It starts the
+ * program, which is stopped before its main(). (cli/measure.c) */
+int cli_measure_program(char **argv, bool manifest, char **text, size_t *text_len);
 /* program.c: classify the program at path (open as fd) for command cmd
  * ("run", "measure"): 0 with info filled when kiln can serve it (glibc, musl,
  * static, or not ELF: a script), -1 after telling the user why not (a corrupt

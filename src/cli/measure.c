@@ -139,10 +139,12 @@ static int check_preloadable(const char *prog, int *kind, bool *links_kiln)
 	fprintf(stderr, "kiln: measure: %s: %s\n", prog,
 		info.kind == EV_ELF_STATIC ? "statically linked, measured from its file" :
 		info.kind == EV_ELF_NONE ? "not ELF (a script: its interpreter is measured)" :
-		info.kind == EV_ELF_MUSL ? "musl dynamic, measured before main() with "
-		"libkiln-musl.so preloaded" :
+		info.links_kiln && info.kind == EV_ELF_MUSL ? "musl dynamic with the kiln "
+		"runtime linked in (kiln-cc), measured before main() with nothing preloaded" :
 		info.links_kiln ? "glibc dynamic with the kiln runtime linked in (kiln-cc), "
 		"measured before main() with nothing preloaded" :
+		info.kind == EV_ELF_MUSL ? "musl dynamic, measured before main() with "
+		"libkiln-musl.so preloaded" :
 		"glibc dynamic, measured before main() with the runtime preloaded");
 out:
 	if (fd >= 0)
@@ -150,23 +152,39 @@ out:
 	return ret;
 }
 
-/* Print the manifest (when asked) and the measurement; frees text. */
-static int print_measurement(const uint8_t wm[EV_WM_SIZE], char *text, bool manifest)
+/* The output of kiln measure: the manifest (when asked) and the measurement
+ * line, into *out (malloc'd, the caller's); frees text. */
+static int measurement_text(const uint8_t wm[EV_WM_SIZE], char *text, bool manifest,
+			    char **out, size_t *len)
 {
 	char hex[2 * EV_WM_SIZE + 1];
+	int n;
 
-	if (manifest)
-		fputs(text, stdout);
-	free(text);
 	kiln_hex_encode(wm, EV_WM_SIZE, hex);
-	printf("%s\n", hex);
-	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	n = asprintf(out, "%s%s\n", manifest && text ? text : "", hex);
+	free(text);
+	if (n < 0) {
+		*out = NULL;
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	*len = (size_t)n;
+	return CLI_EXIT_OK;
+}
+
+/* Write what measurement_text made to stdout; frees it. */
+static int emit(char *text, size_t len)
+{
+	size_t w = fwrite(text, 1, len, stdout);
+
+	free(text);
+	return w == len && fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 }
 
 /* A statically linked program, measured from its file: the value
  * ev_workload_measure_pid gives for a process of it, and what the supervisor
  * of `kiln run --cas` attests. */
-static int measure_static(const char *path, bool manifest)
+static int measure_static(const char *path, bool manifest, char **out, size_t *len)
 {
 	uint8_t wm[EV_WM_SIZE], exe[32];
 	char *text = NULL;
@@ -183,7 +201,7 @@ static int measure_static(const char *path, bool manifest)
 		cli_error("measuring %s: %s", path, kiln_err_msg(&err, r));
 		return CLI_EXIT_FAIL;
 	}
-	return print_measurement(wm, text, manifest);
+	return measurement_text(wm, text, manifest, out, len);
 }
 
 /* Read the child's stdout until EOF or the deadline. */
@@ -229,7 +247,7 @@ static bool is_measurement_line(const char *s, size_t n)
 	return true;
 }
 
-static int measure_prog(char **argv, bool manifest)
+int cli_measure_program(char **argv, bool manifest, char **text, size_t *text_len)
 {
 	char lib[PATH_MAX], *preload = NULL, *out = NULL, *last;
 	bool links_kiln = false;
@@ -250,7 +268,7 @@ static int measure_prog(char **argv, bool manifest)
 			return CLI_EXIT_FAIL;
 		/* No library needed: the file is what its process maps. */
 		if (kind == EV_ELF_STATIC)
-			return measure_static(resolved, manifest);
+			return measure_static(resolved, manifest, text, text_len);
 	}
 	if (links_kiln) {
 		/* It measures itself with the runtime it links, as under kiln run. */
@@ -357,8 +375,10 @@ static int measure_prog(char **argv, bool manifest)
 			  "or it ignores LD_PRELOAD): it ran as a normal program", argv[0]);
 		goto out;
 	}
-	fwrite(out, 1, len, stdout);
-	ret = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	*text = out;
+	*text_len = len;
+	out = NULL;
+	ret = CLI_EXIT_OK;
 out:
 	if (pid > 0) {
 		kill(pid, SIGKILL);
@@ -371,6 +391,15 @@ out:
 	free(preload);
 	free(out);
 	return ret;
+}
+
+static int measure_prog(char **argv, bool manifest)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = cli_measure_program(argv, manifest, &text, &len);
+
+	return r == CLI_EXIT_OK ? emit(text, len) : r;
 }
 
 int cli_runtime_digests(unsigned char (**out)[32], size_t *n_out, const char *const *extra,
@@ -445,7 +474,13 @@ static int measure_pid(const char *arg, bool manifest)
 		cli_error("measuring pid %llu: %s", (unsigned long long)pid, kiln_err_msg(&err, r));
 		return CLI_EXIT_FAIL;
 	}
-	return print_measurement(wm, text, manifest);
+	{
+		char *out = NULL;
+		size_t len = 0;
+
+		r = measurement_text(wm, text, manifest, &out, &len);
+		return r == CLI_EXIT_OK ? emit(out, len) : r;
+	}
 }
 
 int measure_main(int argc, char **argv)

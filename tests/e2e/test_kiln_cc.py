@@ -6,7 +6,10 @@ protected volume, with nothing preloaded. Refusals and pass-through cases of
 the driver."""
 import os
 import re
+import shutil
 import subprocess
+
+import pytest
 
 from kilnenv import BUILD, wait_server_gone
 
@@ -103,6 +106,13 @@ def needed(path):
                        p.stdout))
 
 
+def run_attested(cas, prog):
+    return subprocess.run([cas.kiln_bin, "run", "--cas", cas.url, "--cas-ca", cas.ca_file,
+                           "--session", "acme/cc", "--service", "app", "--tee", "sim",
+                           "--", str(prog), "launcher-arg"],
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_kiln_cc_links_and_measures(kiln, tmp_path):
     app, p = build(tmp_path)
     assert p.returncode == 0, p.stderr
@@ -132,14 +142,8 @@ def test_kiln_cc_attested_with_volume(kiln, cas, cas_identity, tmp_path):
     (tmp_path / "p.yaml").write_text(POLICY.format(app=app, data=data, meas=meas))
     kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
 
-    def run(prog):
-        return subprocess.run([cas.kiln_bin, "run", "--cas", cas.url, "--cas-ca", cas.ca_file,
-                               "--session", "acme/cc", "--service", "app", "--tee", "sim",
-                               "--", str(prog), "launcher-arg"],
-                              capture_output=True, text=True, timeout=120)
-
     for rows in (500, 1000):
-        r = run(app)
+        r = run_attested(cas, app)
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == ["argv policy-arg", "preload (none)",
                                          f"rows {rows}", "integrity ok"], r.stdout + r.stderr
@@ -152,9 +156,62 @@ def test_kiln_cc_attested_with_volume(kiln, cas, cas_identity, tmp_path):
     other, p = build(tmp_path, "other", APP.replace("i < 500", "i < 501"))
     assert p.returncode == 0, p.stderr
     os.replace(other, app)
-    r = run(app)
+    r = run_attested(cas, app)
     assert r.returncode == 1 and "attestation refused" in r.stderr, r.stderr
     assert "rows" not in r.stdout
+
+
+# The musl case: no SQLite for musl here, so plain files; the secret goes into
+# a file on the volume and is read back.
+MUSL_APP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	const char *pw = getenv("APP_PW"), *preload = getenv("LD_PRELOAD");
+	char path[4096], back[128] = "";
+	FILE *f;
+
+	printf("argv %s\n", argc > 1 ? argv[1] : "(none)");
+	printf("preload %s\n", preload ? preload : "(none)");
+	if (!pw || !getenv("DATA"))
+		return 3;
+	snprintf(path, sizeof(path), "%s/note.txt", getenv("DATA"));
+	if (!(f = fopen(path, "a+")) || fprintf(f, "note-%s\n", pw) < 0 || fflush(f) ||
+	    fseek(f, 0, SEEK_SET) || !fgets(back, sizeof(back), f))
+		return 4;
+	printf("first %s", strncmp(back, "note-", 5) == 0 && strstr(back, pw) ? "ok\n" : back);
+	return fclose(f) ? 5 : 0;
+}
+"""
+
+
+def test_kiln_cc_musl_attested_with_volume(kiln, cas, cas_identity, tmp_path):
+    if not shutil.which("musl-gcc"):
+        pytest.fail("musl-gcc not installed (scripts/install-deps.sh installs musl-tools)")
+    owner, _ = cas_identity("owner")
+    app, p = build(tmp_path, "app", MUSL_APP, args=(), env={"KILN_CC": "musl-gcc"})
+    assert p.returncode == 0, p.stderr
+    libs, rpath = needed(app)
+    # The runtime built for musl, first; musl's libc, not glibc's.
+    assert libs[0] == "libkiln-musl.so" and "libc.so" in libs and "libc.so.6" not in libs
+    assert os.path.exists(os.path.join(rpath[0], "libkiln-musl.so"))
+    meas = re.search(r"measurement ([0-9a-f]{96})", p.stderr).group(1)
+    q = kiln("measure", "--", app)
+    assert q.returncode == 0 and q.stdout.strip() == meas, q.stderr
+    assert "musl dynamic with the kiln runtime linked in (kiln-cc)" in q.stderr
+    data = tmp_path / "data"
+    (tmp_path / "p.yaml").write_text(POLICY.format(app=app, data=data, meas=meas))
+    kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
+    r = run_attested(cas, app)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["argv policy-arg", "preload (none)", "first ok"], \
+        r.stdout + r.stderr
+    wait_server_gone(data)
+    raw = b"".join(f.read_bytes() for f in data.rglob("*") if f.is_file())
+    assert raw and b"note-" not in raw
 
 
 def test_kiln_cc_refusals_and_pass_through(tmp_path):
@@ -186,6 +243,10 @@ def test_kiln_cc_refusals_and_pass_through(tmp_path):
     assert p.returncode == 0 and p.stdout.startswith("Usage: kiln-cc")
     p = subprocess.run([str(BUILD / "kiln"), "cc", "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "KILN_RUNTIME_LIB" in p.stdout
+    # A "compiler" that names no dynamic linker: which runtime is unknown.
+    p = subprocess.run([str(KILN_CC), "-o", str(tmp_path / "z"), str(src)],
+                       capture_output=True, text=True, env=dict(os.environ, KILN_CC="true"))
+    assert p.returncode == 1 and "cannot tell which C library it links" in p.stderr
 
 
 def test_kiln_cc_runtime_missing(tmp_path):
