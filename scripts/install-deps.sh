@@ -21,8 +21,9 @@ PACKAGES=(
   postgresql-15
   # apps exercised end to end and in benchmarks
   sqlite3 redis-server redis-tools nginx-light busybox git tar
-  # musl programs (tests/e2e/apps/test_app_musl.py, security/test_exec_kinds.py)
-  musl-tools
+  # musl programs (tests/e2e/apps/test_app_musl.py, security/test_exec_kinds.py);
+  # tcl: tclsh generates sqlite's amalgamation (scripts/build-musl-sqlite3.sh)
+  musl-tools tcl
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
   # make deb: Debian packages, checked (lintian); tests/e2e/test_packages.py installs
@@ -91,18 +92,21 @@ done
 # libkiln-musl.so links a static OpenSSL built with musl-gcc, which Debian
 # does not ship: built once per machine into /opt/kiln/musl-openssl (about 3
 # minutes of CPU; 8 minutes on a loaded 2-core machine).
+# sqlite3 built with musl-gcc and gcc from Debian's source (test_app_musl.py,
+# bench/musl): once per machine into /opt/kiln/musl-sqlite3 (2 min of CPU).
 MUSL_OPENSSL="$(dirname "$0")/build-musl-openssl.sh"
-musl_openssl_present() {
-  "$MUSL_OPENSSL" --check 2>/dev/null
+MUSL_SQLITE3="$(dirname "$0")/build-musl-sqlite3.sh"
+musl_builds_present() {
+  "$MUSL_OPENSSL" --check 2>/dev/null && "$MUSL_SQLITE3" --check 2>/dev/null
 }
 
-if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present && musl_openssl_present; then
+if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present && musl_builds_present; then
   exit 0
 fi
 if [ "${1:-}" = "--check" ]; then
   [ "${#missing[@]}" -eq 0 ] || echo "install-deps: missing packages: ${missing[*]}" >&2
   conformance_tests_present || echo "install-deps: missing $CONF_SQLITE" >&2
-  musl_openssl_present || "$MUSL_OPENSSL" --check
+  musl_builds_present || { "$MUSL_OPENSSL" --check; "$MUSL_SQLITE3" --check; }
   exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -117,8 +121,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 conformance_tests_present || install_conformance_tests
-if ! musl_openssl_present; then
+if ! musl_builds_present; then
   ensure_deb_src
   "$MUSL_OPENSSL"
+  "$MUSL_SQLITE3"
 fi
 echo "install-deps: done"

@@ -3,13 +3,15 @@ program (built here with Debian's musl-gcc, as Alpine's are linked) runs under
 libkiln-musl.so, which `kiln run` picks from its program interpreter: the file
 shield on a volume (libc calls, raw `syscall` instructions through Syscall
 User Dispatch, fork and exec across both C libraries) and attestation before
-main with the policy's argv, environment, injected file and volume. A static
+main with the policy's argv, environment, injected file and volume; sqlite3
+built with musl-gcc from Debian's source package on a volume. A static
 musl program runs on a volume under the supervisor. Files that are no x86-64
 program, and programs of a loader kiln has no runtime for, are refused before
 anything runs them, with the file and the reason named (src/evidence/elf.c)."""
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 
@@ -271,3 +273,29 @@ def test_scripts_and_glibc_programs_still_run(volume, tmp_path):
     assert p.returncode == 0 and p.stdout == "script ran\n", p.stderr
     p = kiln(volume, "run", "--", "/bin/echo", "glibc ran")
     assert p.returncode == 0 and p.stdout == "glibc ran\n", p.stderr
+
+
+SQLITE_MUSL = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / \
+    "bin" / "sqlite3-musl"
+
+
+def test_musl_sqlite3_on_a_volume(volume, musl_gcc):
+    """sqlite3 built with musl-gcc from the amalgamation of Debian's sqlite3
+    source package (scripts/build-musl-sqlite3.sh): a database with a journal
+    on a protected volume, read back by it and by Debian's (glibc) sqlite3."""
+    if not os.access(SQLITE_MUSL, os.X_OK):
+        pytest.fail(f"{SQLITE_MUSL} not built (scripts/build-musl-sqlite3.sh, run by "
+                    "scripts/install-deps.sh)")
+    db = volume.dir / "app.db"
+    sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
+           f" INSERT INTO t(v) SELECT '{SECRET}-' || x FROM c; COMMIT;"
+           "CREATE INDEX tv ON t(v); SELECT count(*) FROM t;")
+    p = volume.run(SQLITE_MUSL, db, sql, check=True)
+    assert p.stdout.splitlines()[-1] == "2000"
+    p = volume.run(SQLITE_MUSL, db, "PRAGMA integrity_check; SELECT v FROM t WHERE id=1234;",
+                   check=True)
+    assert p.stdout.splitlines() == ["ok", f"{SECRET}-1234"]
+    p = volume.run("sqlite3", db, "SELECT count(*), max(id) FROM t;", check=True)
+    assert p.stdout == "2000|2000\n"
+    volume.assert_no_plaintext()
