@@ -14,6 +14,8 @@
 # Usage: scripts/build-musl-openssl.sh [--check]   (--check: exit 1 unless built)
 # Run as root by scripts/install-deps.sh; does nothing when the stamp matches.
 set -euo pipefail
+# shellcheck source=apt-source.sh
+. "$(dirname "$0")/apt-source.sh"
 
 PREFIX=${KILN_MUSL_OPENSSL:-/opt/kiln/musl-openssl}
 # Small and quick: no engines, afalg or cryptodev (kernel interfaces libkiln
@@ -42,15 +44,7 @@ fi
 command -v musl-gcc >/dev/null || { echo "build-musl-openssl: musl-gcc missing (apt-get install musl-tools)" >&2; exit 1; }
 
 start=$(date +%s)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-chmod 0755 "$tmp"
-chown _apt "$tmp" 2>/dev/null || true
-echo "build-musl-openssl: fetching Debian's openssl source (apt-get source)"
-(cd "$tmp" && apt-get source --download-only -qq openssl >/dev/null 2>&1) || {
-  echo "build-musl-openssl: apt-get source openssl failed (needs a deb-src line; scripts/install-deps.sh adds one)" >&2
-  exit 1
-}
+fetch_source openssl build-musl-openssl
 dsc=$(ls "$tmp"/openssl_*.dsc | head -n1)
 version=$(sed -n 's/^Version: //p' "$dsc")
 orig=$(ls "$tmp"/openssl_*.orig.tar.* | head -n1)

@@ -11,6 +11,8 @@
 # (sqlite3.c, shell.c) is generated with tclsh (package tcl).
 # Usage: scripts/build-musl-sqlite3.sh [--check]   (--check: exit 1 unless built)
 set -euo pipefail
+# shellcheck source=apt-source.sh
+. "$(dirname "$0")/apt-source.sh"
 
 PREFIX=${KILN_MUSL_SQLITE3:-/opt/kiln/musl-sqlite3}
 CFLAGS=(-O2 -DSQLITE_THREADSAFE=1 -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_DQS=0)
@@ -33,15 +35,7 @@ for tool in musl-gcc gcc tclsh; do
 done
 
 start=$(date +%s)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-chmod 0755 "$tmp"
-chown _apt "$tmp" 2>/dev/null || true
-echo "build-musl-sqlite3: fetching Debian's sqlite3 source (apt-get source)"
-(cd "$tmp" && apt-get source --download-only -qq sqlite3 >/dev/null 2>&1) || {
-  echo "build-musl-sqlite3: apt-get source sqlite3 failed (needs a deb-src line; scripts/install-deps.sh adds one)" >&2
-  exit 1
-}
+fetch_source sqlite3 build-musl-sqlite3
 version=$(sed -n 's/^Version: //p' "$(ls "$tmp"/sqlite3_*.dsc | head -n1)")
 tar -xf "$(ls "$tmp"/sqlite3_*.orig.tar.* | grep -v -- -www | head -n1)" -C "$tmp"
 src=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d -name 'sqlite3-*' | head -n1)
