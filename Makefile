@@ -41,6 +41,7 @@ check: deps $(CHECK_BUILD)/build.ninja
 	@scripts/check.sh $(CHECK_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 stress: build
+	scripts/build-musl-sqlite3.sh
 	KILN_BUILD=$(abspath $(BUILD)) KILN_STRESS=1 $(PYTEST) -q tests/e2e -m stress
 	scripts/conformance.py --build $(BUILD)
 

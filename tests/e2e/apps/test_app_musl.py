@@ -279,13 +279,16 @@ SQLITE_MUSL = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-s
     "bin" / "sqlite3-musl"
 
 
-def test_musl_sqlite3_on_a_volume(volume, musl_gcc):
+@pytest.mark.stress
+def test_musl_sqlite3_on_a_volume_stress(volume, musl_gcc):
     """sqlite3 built with musl-gcc from the amalgamation of Debian's sqlite3
-    source package (scripts/build-musl-sqlite3.sh): a database with a journal
-    on a protected volume, read back by it and by Debian's (glibc) sqlite3."""
+    source package (scripts/build-musl-sqlite3.sh, which `make stress` runs
+    first: building it takes minutes, so it is not part of make check): a
+    database with a journal on a protected volume, read back by it and by
+    Debian's (glibc) sqlite3."""
     if not os.access(SQLITE_MUSL, os.X_OK):
         pytest.fail(f"{SQLITE_MUSL} not built (scripts/build-musl-sqlite3.sh, run by "
-                    "scripts/install-deps.sh)")
+                    "make stress)")
     db = volume.dir / "app.db"
     sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
            "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
