@@ -5,6 +5,9 @@
 #
 #   /opt/kiln/musl-sqlite3/bin/sqlite3-musl    musl-gcc, dynamic (ld-musl)
 #   /opt/kiln/musl-sqlite3/bin/sqlite3-glibc   gcc, dynamic (glibc): the control
+#   /opt/kiln/musl-sqlite3/src/                the amalgamation (sqlite3.c, shell.c,
+#                                              sqlite3.h), which the kiln-cc stress test
+#                                              builds with kiln-cc (tests/e2e/test_kiln_cc.py)
 #   /opt/kiln/musl-sqlite3/KILN-STAMP          source version and flags
 #
 # Debian's orig tarball is SQLite's full source tree: the amalgamation
@@ -16,10 +19,11 @@ set -euo pipefail
 
 PREFIX=${KILN_MUSL_SQLITE3:-/opt/kiln/musl-sqlite3}
 CFLAGS=(-O2 -DSQLITE_THREADSAFE=1 -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_DQS=0)
-STAMP_WANT="cflags: ${CFLAGS[*]}"
+STAMP_WANT="cflags: ${CFLAGS[*]}; amalgamation kept in src"
 
 built() {
   [ -x "$PREFIX/bin/sqlite3-musl" ] && [ -x "$PREFIX/bin/sqlite3-glibc" ] &&
+    [ -f "$PREFIX/src/sqlite3.c" ] && [ -f "$PREFIX/src/shell.c" ] &&
     [ -f "$PREFIX/KILN-STAMP" ] && grep -qxF "$STAMP_WANT" "$PREFIX/KILN-STAMP"
 }
 
@@ -44,7 +48,8 @@ echo "build-musl-sqlite3: sqlite3 $version: generating the amalgamation (tclsh)"
   --disable-shared >"$tmp/configure.log" 2>&1 && make sqlite3.c shell.c >"$tmp/make.log" 2>&1) || {
   tail -n 30 "$tmp/configure.log" "$tmp/make.log" >&2; exit 1; }
 rm -rf "$PREFIX.new"
-mkdir -p "$PREFIX.new/bin"
+mkdir -p "$PREFIX.new/bin" "$PREFIX.new/src"
+cp "$src/sqlite3.c" "$src/shell.c" "$src/sqlite3.h" "$src/sqlite3ext.h" "$PREFIX.new/src/"
 echo "build-musl-sqlite3: compiling with musl-gcc and gcc (${CFLAGS[*]})"
 nice -n 5 musl-gcc "${CFLAGS[@]}" -o "$PREFIX.new/bin/sqlite3-musl" "$src/shell.c" "$src/sqlite3.c" -lpthread
 nice -n 5 gcc "${CFLAGS[@]}" -o "$PREFIX.new/bin/sqlite3-glibc" "$src/shell.c" "$src/sqlite3.c" -lpthread -lm

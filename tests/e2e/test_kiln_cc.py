@@ -5,9 +5,12 @@ measurement printed at link time is pinned in a policy, and it runs attested
 protected volume, with nothing preloaded. Refusals and pass-through cases of
 the driver."""
 import os
+import pathlib
 import re
 import shutil
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -257,3 +260,181 @@ def test_kiln_cc_runtime_missing(tmp_path):
                        env=dict(os.environ, KILN_RUNTIME_LIB=str(tmp_path / "nope.so")))
     assert p.returncode == 1 and "KILN_RUNTIME_LIB" in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+SQLITE_SRC = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "src"
+
+SQLITE_POLICY = """\
+name: acme/cc-sqlite
+access: {{read: [owner], update: [owner]}}
+volumes:
+  - {{name: data}}
+services:
+{services}
+security:
+  tee: [sim]
+  allow_insecure_sim: true
+"""
+
+SQLITE_SERVICE = """\
+  - name: {name}
+    command: [{prog}, {data}/{name}.db]
+    mounts:
+      - {{volume: data, path: {data}}}
+    measurement: [{meas}]
+"""
+
+
+@pytest.mark.stress
+def test_kiln_cc_sqlite3_from_debian_source_stress(kiln, cas, cas_identity, tmp_path):
+    """sqlite3's shell from the amalgamation of Debian's sqlite3 source package
+    (scripts/build-musl-sqlite3.sh keeps it; make stress runs that first),
+    built with kiln-cc for glibc and for musl (KILN_CC=musl-gcc), each run
+    attested with its database on a protected volume, twice."""
+    if not (SQLITE_SRC / "sqlite3.c").exists():
+        pytest.fail(f"{SQLITE_SRC} missing (scripts/build-musl-sqlite3.sh, run by make stress)")
+    if not shutil.which("musl-gcc"):
+        pytest.fail("musl-gcc not installed (scripts/install-deps.sh installs musl-tools)")
+    owner, _ = cas_identity("owner")
+    data = tmp_path / "data"
+    services = []
+    progs = {}
+    for name, cc, libs in (("glibc", "cc", ["-lpthread", "-lm"]),
+                           ("musl", "musl-gcc", ["-lpthread"])):
+        out = tmp_path / f"sqlite3-{name}"
+        p = subprocess.run([str(KILN_CC), "-O1", "-DSQLITE_THREADSAFE=1",
+                            "-DSQLITE_OMIT_LOAD_EXTENSION", "-o", str(out),
+                            str(SQLITE_SRC / "shell.c"), str(SQLITE_SRC / "sqlite3.c"), *libs],
+                           capture_output=True, text=True, timeout=900,
+                           env=dict(os.environ, KILN_CC=cc))
+        assert p.returncode == 0, p.stderr
+        assert needed(out)[0][0] == ("libkiln-musl.so" if name == "musl" else "libkiln.so")
+        meas = re.search(r"measurement ([0-9a-f]{96})", p.stderr).group(1)
+        services.append(SQLITE_SERVICE.format(name=name, prog=out, data=data, meas=meas))
+        progs[name] = out
+    (tmp_path / "p.yaml").write_text(SQLITE_POLICY.format(services="".join(services)))
+    kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
+
+    def run(name, sql):
+        r = subprocess.run([cas.kiln_bin, "run", "--cas", cas.url, "--cas-ca", cas.ca_file,
+                            "--session", "acme/cc-sqlite", "--service", name, "--tee", "sim",
+                            "--", str(progs[name])], input=sql, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        wait_server_gone(data)
+        return r.stdout.splitlines()
+
+    for name in progs:
+        fill = ("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t(v TEXT); BEGIN;"
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<5000)"
+                f" INSERT INTO t SELECT 'row-{name}-' || x FROM c; COMMIT;"
+                "CREATE INDEX IF NOT EXISTS tv ON t(v); SELECT count(*) FROM t;")
+        assert run(name, fill)[-1] == "5000"
+        assert run(name, fill)[-1] == "10000"
+        assert run(name, "PRAGMA integrity_check;") == ["ok"]
+    raw = b"".join(f.read_bytes() for f in data.rglob("*") if f.is_file())
+    assert raw and b"SQLite format 3" not in raw and b"row-glibc-" not in raw
+
+
+REDIS_SRC = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "src"
+
+REDIS_POLICY = """\
+name: acme/cc-redis
+access: {{read: [owner], update: [owner]}}
+volumes:
+  - {{name: data}}
+services:
+{services}
+security:
+  tee: [sim]
+  allow_insecure_sim: true
+"""
+
+REDIS_SERVICE = """\
+  - name: {name}
+    command: [{prog}, --port, "{port}", --bind, 127.0.0.1, --dir, {data},
+              --appendonly, "yes", --appendfsync, always, --appenddirname, {name}-aof,
+              --dbfilename, {name}.rdb, --save, ""]
+    mounts:
+      - {{volume: data, path: {data}}}
+    measurement: [{meas}]
+"""
+
+
+@pytest.mark.stress
+def test_kiln_cc_redis_from_debian_source_stress(kiln, cas, cas_identity, tmp_path):
+    """redis-server from Debian's redis source package (kept by
+    scripts/build-musl-redis.sh, which make stress runs first), built with
+    kiln-cc for glibc and for musl, each run attested with its AOF on a
+    protected volume; restarted, the data is back; the volume holds no
+    plaintext."""
+    if not (REDIS_SRC / "Makefile").exists():
+        pytest.fail(f"{REDIS_SRC} missing (scripts/build-musl-redis.sh, run by make stress)")
+    if not shutil.which("musl-gcc"):
+        pytest.fail("musl-gcc not installed (scripts/install-deps.sh installs musl-tools)")
+    owner, _ = cas_identity("owner")
+    data = tmp_path / "data"
+    services, progs, ports = [], {}, {}
+    for name, cc in (("glibc", "cc"), ("musl", "musl-gcc")):
+        tree = tmp_path / f"redis-{name}"
+        shutil.copytree(REDIS_SRC, tree)
+        p = subprocess.run(["make", "-C", str(tree), f"-j{os.cpu_count()}", "MALLOC=libc",
+                            "BUILD_TLS=no", "USE_SYSTEMD=no", f"CC={KILN_CC}", "redis-server"],
+                           capture_output=True, text=True, timeout=1800,
+                           env=dict(os.environ, KILN_CC=cc))
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        prog = tree / "src" / "redis-server"
+        assert needed(prog)[0][0] == ("libkiln-musl.so" if name == "musl" else "libkiln.so")
+        meas = re.search(r"kiln-cc: redis-server: measurement ([0-9a-f]{96})",
+                         p.stdout + p.stderr).group(1)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports[name] = s.getsockname()[1]
+        services.append(REDIS_SERVICE.format(name=name, prog=prog, port=ports[name], data=data,
+                                             meas=meas))
+        progs[name] = prog
+    (tmp_path / "p.yaml").write_text(REDIS_POLICY.format(services="".join(services)))
+    kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
+
+    def cli(name, *args):
+        return subprocess.run(["redis-cli", "-p", str(ports[name]), *args],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+
+    def start(name):
+        proc = subprocess.Popen([cas.kiln_bin, "run", "--cas", cas.url, "--cas-ca",
+                                 cas.ca_file, "--session", "acme/cc-redis", "--service", name,
+                                 "--tee", "sim", "--", str(progs[name])],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise AssertionError("redis exited:\n" + proc.stdout.read())
+            if cli(name, "PING") == "PONG":
+                return proc
+            time.sleep(0.1)
+        proc.kill()
+        raise AssertionError("redis did not answer PING")
+
+    def stop(name, proc):
+        cli(name, "SHUTDOWN")
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+        wait_server_gone(data)
+        return out
+
+    for name in progs:
+        proc = start(name)
+        try:
+            for i in range(300):
+                assert cli(name, "SET", f"key:{i}", f"val-{name}-{i}") == "OK"
+            out = stop(name, proc)
+            assert "INSECURE" in out
+            proc = start(name)
+            assert cli(name, "GET", "key:299") == f"val-{name}-299"
+            assert cli(name, "DBSIZE") == "300"
+            stop(name, proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    raw = b"".join(f.read_bytes() for f in data.rglob("*") if f.is_file())
+    assert raw and b"val-glibc-" not in raw and b"val-musl-" not in raw

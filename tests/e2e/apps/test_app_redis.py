@@ -1,5 +1,7 @@
 """redis-server under kiln run: RDB (BGSAVE in a forked child) and AOF
 (appendfsync everysec, fsync from a background thread); restart and reload."""
+import os
+import pathlib
 import socket
 import subprocess
 import time
@@ -16,11 +18,11 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, volume, *args):
+    def __init__(self, volume, *args, server=None):
         self.cli = need("redis-cli")
         self.port = free_port()
         cmd = [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
-               need("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+               server or need("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", str(volume.dir), "--daemonize", "no", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
@@ -65,8 +67,8 @@ class Redis:
 def redis_factory(volume):
     started = []
 
-    def start(*args):
-        r = Redis(volume, *args)
+    def start(*args, server=None):
+        r = Redis(volume, *args, server=server)
         started.append(r)
         return r
 
@@ -75,8 +77,9 @@ def redis_factory(volume):
         r.stop()
 
 
-def test_redis_rdb_and_aof(volume, redis_factory):
-    r = redis_factory("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+def rdb_and_aof(volume, redis_factory, server=None):
+    r = redis_factory("--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                      server=server)
     for i in range(500):
         r.call("SET", f"key:{i}", f"{SECRET}:{i}")
     r.call("BGSAVE")
@@ -85,17 +88,35 @@ def test_redis_rdb_and_aof(volume, redis_factory):
     r.shutdown()
     volume.assert_no_plaintext()
     # Reload from the AOF.
-    r = redis_factory("--appendonly", "yes", "--save", "")
+    r = redis_factory("--appendonly", "yes", "--save", "", server=server)
     assert r.call("GET", "key:499") == f"{SECRET}:499"
     assert r.call("GET", "after") == "bgsave"
     assert r.call("DBSIZE") == "501"
     r.shutdown()
     # Reload from the RDB written by the forked child (without the later key).
-    r = redis_factory("--appendonly", "no", "--save", "")
+    r = redis_factory("--appendonly", "no", "--save", "", server=server)
     assert r.call("GET", "key:7") == f"{SECRET}:7"
     assert r.call("DBSIZE") == "500"
     r.shutdown()
     volume.assert_no_plaintext()
+
+
+def test_redis_rdb_and_aof(volume, redis_factory):
+    rdb_and_aof(volume, redis_factory)
+
+
+REDIS_MUSL = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "bin" / \
+    "redis-server-musl"
+
+
+@pytest.mark.stress
+def test_musl_redis_rdb_and_aof_stress(volume, redis_factory):
+    """The same with redis-server built with musl-gcc from Debian's redis
+    source package (scripts/build-musl-redis.sh, which make stress runs
+    first): libkiln-musl.so under it, its AOF and RDB on the volume."""
+    if not os.access(REDIS_MUSL, os.X_OK):
+        pytest.fail(f"{REDIS_MUSL} not built (scripts/build-musl-redis.sh, run by make stress)")
+    rdb_and_aof(volume, redis_factory, server=str(REDIS_MUSL))
 
 
 def test_redis_tampered_rdb(volume, redis_factory):
