@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build redis-server from Debian's redis source package with musl-gcc, for the
-# musl stress tests and the kiln-cc stress test:
+# Build redis-server from Debian's redis source package with musl-gcc (and with
+# gcc, the control of bench/musl), for the musl stress tests, bench/musl and
+# the kiln-cc stress test:
 #
 #   /opt/kiln/musl-redis/bin/redis-server-musl   musl-gcc, dynamic (ld-musl)
+#   /opt/kiln/musl-redis/bin/redis-server-glibc  gcc, dynamic (glibc), same flags
 #   /opt/kiln/musl-redis/src/                    the unpacked source (pristine),
 #                                                which tests/e2e/test_kiln_cc.py
 #                                                builds again with kiln-cc
@@ -19,10 +21,11 @@ set -euo pipefail
 
 PREFIX=${KILN_MUSL_REDIS:-/opt/kiln/musl-redis}
 MAKEFLAGS_WANT=(MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no)
-STAMP_WANT="make: ${MAKEFLAGS_WANT[*]}"
+STAMP_WANT="make: ${MAKEFLAGS_WANT[*]}; musl and glibc"
 
 built() {
-  [ -x "$PREFIX/bin/redis-server-musl" ] && [ -f "$PREFIX/src/Makefile" ] &&
+  [ -x "$PREFIX/bin/redis-server-musl" ] && [ -x "$PREFIX/bin/redis-server-glibc" ] &&
+    [ -f "$PREFIX/src/Makefile" ] &&
     [ -f "$PREFIX/KILN-STAMP" ] && grep -qxF "$STAMP_WANT" "$PREFIX/KILN-STAMP"
 }
 
@@ -40,13 +43,17 @@ fetch_source redis build-musl-redis
 version=$(sed -n 's/^Version: //p' "$(ls "$tmp"/redis_*.dsc | head -n1)")
 mkdir "$tmp/pristine"
 tar -xf "$(ls "$tmp"/redis_*.orig.tar.* | head -n1)" -C "$tmp/pristine" --strip-components=1
-cp -a "$tmp/pristine" "$tmp/build"
-echo "build-musl-redis: redis $version: compiling redis-server with musl-gcc (${MAKEFLAGS_WANT[*]})"
-nice -n 5 make -C "$tmp/build" -j"$(nproc)" "${MAKEFLAGS_WANT[@]}" CC=musl-gcc redis-server \
-  >"$tmp/make.log" 2>&1 || { tail -n 30 "$tmp/make.log" >&2; exit 1; }
 rm -rf "$PREFIX.new"
 mkdir -p "$PREFIX.new/bin"
-cp "$tmp/build/src/redis-server" "$PREFIX.new/bin/redis-server-musl"
+for libc in musl glibc; do
+  cc=gcc
+  [ "$libc" = musl ] && cc=musl-gcc
+  cp -a "$tmp/pristine" "$tmp/build-$libc"
+  echo "build-musl-redis: redis $version: compiling redis-server with $cc (${MAKEFLAGS_WANT[*]})"
+  nice -n 5 make -C "$tmp/build-$libc" -j"$(nproc)" "${MAKEFLAGS_WANT[@]}" CC=$cc redis-server \
+    >"$tmp/make-$libc.log" 2>&1 || { tail -n 30 "$tmp/make-$libc.log" >&2; exit 1; }
+  cp "$tmp/build-$libc/src/redis-server" "$PREFIX.new/bin/redis-server-$libc"
+done
 mv "$tmp/pristine" "$PREFIX.new/src"
 {
   echo "redis $version (Debian source package) built by kiln scripts/build-musl-redis.sh"

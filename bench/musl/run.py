@@ -22,15 +22,22 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SQLITE_DIR = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin"
+REDIS_DIR = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "bin"
 
 
-def workload():
-    """The one sqlite workload of the runtime benchmark (bench/runtime/run.py)."""
+def runtime_bench():
+    """bench/runtime/run.py as a module: its redis_rps (redis-benchmark, 50
+    clients, SET and GET)."""
     spec = importlib.util.spec_from_file_location("bench_runtime", ROOT / "bench" / "runtime" /
                                                   "run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.SQLITE_WORKLOAD
+    return mod
+
+
+def workload():
+    """The one sqlite workload of the runtime benchmark (bench/runtime/run.py)."""
+    return runtime_bench().SQLITE_WORKLOAD
 
 
 def timed(cmd, text):
@@ -75,6 +82,49 @@ def sqlite_rounds(kiln, rounds):
             "musl_path_vs_native": ratio("native_musl", "kiln_musl")}
 
 
+def redis_rounds(kiln, rounds):
+    """redis-server from one source, built with gcc and musl-gcc
+    (scripts/build-musl-redis.sh), AOF everysec on a protected volume under
+    kiln run, against the same binary natively on a plain directory."""
+    rps_of = runtime_bench().redis_rps
+    progs = {"glibc": str(REDIS_DIR / "redis-server-glibc"),
+             "musl": str(REDIS_DIR / "redis-server-musl")}
+    for p in progs.values():
+        if not os.access(p, os.X_OK):
+            raise SystemExit(f"{p} missing: run scripts/build-musl-redis.sh")
+    got = {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = pathlib.Path(tmp)
+        for r in range(rounds):
+            for libc, prog in sorted(progs.items(), reverse=bool(r % 2)):
+                port = 20000 + (os.getpid() % 20000)
+                base = [prog, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "yes", "--appendfsync", "everysec"]
+                plain = tmp / f"plain-{libc}{r}"
+                plain.mkdir()
+                got.setdefault(f"native_{libc}", []).append(
+                    rps_of(base + ["--dir", str(plain)], port))
+                vol, key = tmp / f"vol-{libc}{r}", tmp / f"vol-{libc}{r}.key"
+                subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)],
+                               check=True, capture_output=True)
+                got.setdefault(f"kiln_{libc}", []).append(
+                    rps_of([kiln, "run", "--volume", f"{vol}={key}", "--"] + base +
+                           ["--dir", str(vol)], port))
+            print(f"redis round {r + 1}: " + ", ".join(
+                f"{k} SET {v[-1].get('SET', 0):.0f}/s GET {v[-1].get('GET', 0):.0f}/s"
+                for k, v in got.items()), flush=True)
+    res = {"rounds": rounds, "raw_rps": got}
+    for op in ("SET", "GET"):
+        def ratio(num, den):
+            rs = [a[op] / b[op] for a, b in zip(got[num], got[den]) if b.get(op)]
+            return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
+        res[op] = {"musl_path_vs_glibc_path": ratio("kiln_musl", "kiln_glibc"),
+                   "musl_native_vs_glibc_native": ratio("native_musl", "native_glibc"),
+                   "glibc_path_vs_native": ratio("kiln_glibc", "native_glibc"),
+                   "musl_path_vs_native": ratio("kiln_musl", "native_musl")}
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description="kiln musl path benchmark")
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
@@ -83,6 +133,7 @@ def main():
     kiln = str(pathlib.Path(args.build).resolve() / "kiln")
     load = os.getloadavg()[0]
     res = sqlite_rounds(kiln, args.rounds)
+    res["redis"] = redis_rounds(kiln, args.rounds)
     res["load_before"] = load
     out = ROOT / "bench" / "results" / "musl.json"
     out.write_text(json.dumps(res, indent=2) + "\n")
@@ -101,7 +152,17 @@ def main():
           f"musl native vs glibc native: {fmt(res['musl_native_vs_glibc_native'])} (the C "
           "libraries alone)",
           f"glibc path vs native: {fmt(res['glibc_path_vs_native'])}; musl path vs native: "
-          f"{fmt(res['musl_path_vs_native'])}"]
+          f"{fmt(res['musl_path_vs_native'])}", "",
+          "redis-server (one source, built with gcc and with musl-gcc), redis-benchmark "
+          f"-c 50 -n 100000, AOF everysec, {res['redis']['rounds']} side-by-side rounds "
+          "(requests/s ratios, > 1: the first is faster):", "",
+          "| | musl path / glibc path (target >= 0.95x) | musl native / glibc native | "
+          "glibc path / native | musl path / native |", "|---|---|---|---|---|"]
+    for op in ("SET", "GET"):
+        r = res["redis"][op]
+        md.append(f"| {op} | {fmt(r['musl_path_vs_glibc_path'])} | "
+                  f"{fmt(r['musl_native_vs_glibc_native'])} | "
+                  f"{fmt(r['glibc_path_vs_native'])} | {fmt(r['musl_path_vs_native'])} |")
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
