@@ -135,16 +135,23 @@ static int prepare(struct rt_node *n, uint64_t c0, uint64_t *c1, bool write)
 	return pin_fill(n, c0, *c1);
 }
 
-/* After a write grew dirty data past the limit: wait for the server's
- * write-back (a writer faster than sealing must not fill memory). */
+/* After a write grew dirty data: above dirty_background, nudge the server
+ * once (it answers at once and writes back while this writer goes on
+ * filling the memfd: sealing overlaps the writing); above dirty_limit, wait
+ * for its write-back (a writer faster than sealing must not fill memory). */
 static void throttle(struct rt_node *n)
 {
 	struct rt_vseg *v = atomic_load(&n->vol->vseg);
 	struct rt_msg m = { .op = RT_OP_WRITEBACK };
+	uint32_t idle = 0;
 
 	if (atomic_load(&v->dirty_bytes) <= v->dirty_limit &&
-	    atomic_load(&v->cache_bytes) <= v->cache_limit + v->cache_limit / 4)
-		return;
+	    atomic_load(&v->cache_bytes) <= v->cache_limit + v->cache_limit / 4) {
+		if (atomic_load(&v->dirty_bytes) <= v->dirty_background ||
+		    !atomic_compare_exchange_strong(&v->wb_nudged, &idle, 1))
+			return;
+		m.flags = RT_WB_NUDGE;
+	}
 	rt__node_call(n, &m);
 }
 

@@ -62,7 +62,8 @@ struct rt_vseg {
 	uint32_t version;
 	uint32_t chunk_size;
 	_Atomic uint32_t server;      /* see above */
-	uint32_t pad0;
+	_Atomic uint32_t wb_nudged;   /* a writer asked for a background write-back
+				       * and the server has not run it yet */
 	_Atomic uint64_t ns_gen;      /* bumped by the server on every namespace change */
 	_Atomic uint64_t cache_bytes; /* plaintext chunks held in memfds (VALID) */
 	_Atomic uint64_t dirty_bytes; /* of which not yet written back */
@@ -85,6 +86,9 @@ struct rt_vseg {
 #define RT_CK_BUSY 0x4u   /* being evicted by the server */
 #define RT_CK_PIN 0x100u  /* one pin (a read or write in progress) */
 #define RT_CK_PINS 0xffffff00u
+
+/* RT_OP_WRITEBACK's flags */
+#define RT_WB_NUDGE 0x1u
 
 /* rt_fseg.flags */
 #define RT_FS_FAILED 0x1u   /* write-back failed: the file refuses writes */
@@ -185,7 +189,8 @@ enum rt_op {
 	RT_OP_READDIR,     /* cookie, path -> entries */
 	RT_OP_MAP,         /* file id, writable: mapped (never evicted) */
 	RT_OP_UNMAP,       /* file id, writable */
-	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit */
+	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit; flags
+			    * RT_WB_NUDGE: answered first, written back after */
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */
 	RT_OP_CHOWN,       /* file id (0: by path), flags, uid, gid ((u32)-1: unchanged), path */
 	RT_OP_SEEK,        /* file id, whence (SEEK_DATA/SEEK_HOLE), offset -> u64 offset */

@@ -445,6 +445,25 @@ static int open_new(const char *path, pf_file_t *pf, struct sfile **out)
 	return 0;
 }
 
+/* Decrypt and verify [off, off + len) from pf into the memfd (through
+ * g_srv.buf, wiped after). A mapping of the memfd to decrypt into was tried
+ * and was 2x slower here: every fresh page of a new mapping costs a fault
+ * (a shadow-paging exit on this kind of VM) where pwrite writes through the
+ * kernel's own mapping. */
+static ssize_t fill_bytes(struct sfile *f, uint64_t off, uint64_t len, struct kiln_err *err)
+{
+	ssize_t r = pf_pread(f->pf, g_srv.buf, len, off, err);
+
+	if (r >= 0) {
+		if ((uint64_t)r < len)
+			memset(g_srv.buf + r, 0, len - (uint64_t)r);
+		r = pwrite(f->memfd, g_srv.buf, len, (off_t)off) == (ssize_t)len ? (ssize_t)len :
+									   -EIO;
+	}
+	kiln_wipe(g_srv.buf, len);
+	return r;
+}
+
 /* Fill the chunks of [a, b) that are not VALID (all below stored_size). With
  * strict, the first chunk that fails verification fails the call; read-ahead
  * is not strict (the chunk fails the read that asks for it). */
@@ -465,8 +484,10 @@ static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict)
 		     e++)
 			;
 		off = c * cs;
+		if (off >= stored)
+			break; /* nothing stored there: not a fill */
 		len = (e * cs < stored ? e * cs : stored) - off;
-		r = pf_pread(f->pf, g_srv.buf, len, off, NULL);
+		r = fill_bytes(f, off, len, NULL);
 		if (r < 0 && e - c > 1) {
 			/* Find the bad chunk: fill the ones before it. */
 			for (; c < e; c++) {
@@ -482,16 +503,9 @@ static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict)
 
 			if (!strict)
 				return 0;
-			r = pf_pread(f->pf, g_srv.buf, len, off, &err);
+			r = fill_bytes(f, off, len, &err);
 			return srv_fail(r < 0 ? (int)r : -EIO, &err);
 		}
-		if ((uint64_t)r < len)
-			memset(g_srv.buf + r, 0, len - (uint64_t)r);
-		if (pwrite(f->memfd, g_srv.buf, len, (off_t)off) != (ssize_t)len) {
-			kiln_wipe(g_srv.buf, len);
-			return -EIO;
-		}
-		kiln_wipe(g_srv.buf, len);
 		g_srv.n_fills++;
 		g_srv.fill_chunks += e - c;
 		n = 0;
@@ -507,7 +521,8 @@ static int fill_range(struct sfile *f, uint64_t a, uint64_t b, bool strict)
 int sf_fill(struct sfile *f, uint64_t first, uint64_t count)
 {
 	uint64_t nst = srv_nchunks(atomic_load(&f->seg->stored_size));
-	uint64_t end = first + count, w = words_of(f);
+	uint64_t end = first + count, w = words_of(f), base;
+	bool seq;
 	int ret;
 
 	if (count == 0 || first >= nst)
@@ -519,14 +534,41 @@ int sf_fill(struct sfile *f, uint64_t first, uint64_t count)
 	ret = fill_range(f, first, end, /*strict=*/true);
 	if (ret)
 		return ret;
-	/* Sequential: the next miss starts where the last read-ahead ended. */
-	f->ra_win = first == f->ra_end && f->ra_win ? f->ra_win * 2 : SRV_RA_MIN;
+	/* Sequential: the miss is where the last read-ahead ended, or inside
+	 * it (the reader overtook a read-ahead that ran after the reply). */
+	seq = f->ra_win && first >= f->ra_start && first <= f->ra_end;
+	f->ra_win = seq ? f->ra_win * 2 : SRV_RA_MIN;
 	if (f->ra_win > SRV_RA_MAX)
 		f->ra_win = SRV_RA_MAX;
-	f->ra_end = end + f->ra_win < nst ? end + f->ra_win : nst;
-	ret = fill_range(f, end, f->ra_end, /*strict=*/false);
+	base = seq && f->ra_end > end ? f->ra_end : end;
+	f->ra_start = end;
+	f->ra_end = base + f->ra_win < nst ? base + f->ra_win : nst;
+	if (f->ra_end > w)
+		f->ra_end = w;
+	f->ra_next = base < f->ra_end ? base : f->ra_end;
 	set_all_valid(f);
-	return ret;
+	return 0;
+}
+
+void sf_readahead(struct sfile *f)
+{
+	uint64_t before = g_srv.fill_chunks, w = words_of(f);
+	uint64_t nst = srv_nchunks(atomic_load(&f->seg->stored_size));
+
+	/* The plan may be older than a truncation since (sf_truncate fills the
+	 * new last chunk through sf_fill, and a failed or empty fill replans
+	 * nothing): only chunks pf stores now, and the state covers. */
+	if (f->ra_end > nst)
+		f->ra_end = nst;
+	if (f->ra_end > w)
+		f->ra_end = w;
+	if (f->ra_next >= f->ra_end)
+		return;
+	/* Not strict: a bad chunk fails the read that asks for it. */
+	(void)fill_range(f, f->ra_next, f->ra_end, /*strict=*/false);
+	g_srv.ra_after_reply += g_srv.fill_chunks - before;
+	f->ra_next = f->ra_end;
+	set_all_valid(f);
 }
 
 /* Write chunks [c, e) (all taken dirty) of f back through pf. */

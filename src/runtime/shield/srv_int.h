@@ -34,7 +34,9 @@ struct sfile {
 	uint32_t maps, wmaps;  /* client mappings (writable ones) */
 	bool want_commit;      /* a client asked for a durable commit */
 	uint64_t valid_stored; /* VALID chunks below stored_size */
-	uint64_t ra_end, ra_win; /* read-ahead */
+	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
+	 * ra_next where its filling stands (run after the fill's reply). */
+	uint64_t ra_start, ra_next, ra_end, ra_win;
 	uint64_t hand;         /* eviction clock within the file */
 	int64_t atime_saved, mtime_saved; /* the segment's times as last given to pf */
 	uint64_t idle_since;   /* kiln_now_ns() of the last hold going (0: held) */
@@ -91,6 +93,7 @@ struct srv {
 	 * of the process that started the server. */
 	bool stats;
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
+	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */
 	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */
 };
 extern struct srv g_srv;
@@ -143,7 +146,10 @@ int sf_open(const char *path, int flags, mode_t mode, struct sfile **out);
  * caller cred, who must be able to write dir. */
 int sf_tmpfile(const char *dir, int flags, mode_t mode, const struct pf_cred *cred,
 	       struct sfile **out);
+/* Fill chunks [first, first + count) and plan the read-ahead after them;
+ * sf_readahead fills it (after the reply: the reader goes on meanwhile). */
 int sf_fill(struct sfile *f, uint64_t first, uint64_t count);
+void sf_readahead(struct sfile *f);
 /* Write the file's dirty chunks back through pf (not a commit). -EAGAIN: an
  * appender holds the file (sf_writeback_held: the caller holds its lock). */
 int sf_writeback(struct sfile *f);

@@ -519,8 +519,12 @@ static int do_fill(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	if (!(f = file_of(c, m->id)))
 		return -EBADF;
 	ret = sf_fill(f, m->a, m->b);
+	if (!ret)
+		ret = srv_reply(c, 0);
+	/* The client reads what it asked for while the read-ahead runs. */
+	sf_readahead(f);
 	sf_balance(false);
-	return ret ? ret : srv_reply(c, 0);
+	return ret;
 }
 
 /* FSYNC with RT_FSYNC_COMMIT and SYNCALL: the reply waits for the commit
@@ -555,10 +559,17 @@ static int do_syncall(struct sconn *c, const struct rt_msg *m, const struct pf_c
 
 static int do_writeback(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
-	(void)m;
+	int ret = 0;
+
 	(void)cred;
+	if (m->flags & RT_WB_NUDGE) {
+		ret = srv_reply(c, 0);
+		g_srv.n_nudges++;
+	}
 	sf_balance(true);
-	return srv_reply(c, 0);
+	/* Nudges are welcome again (also after a nudger died before asking). */
+	atomic_store(&g_srv.vseg->wb_nudged, 0);
+	return ret ? ret : m->flags & RT_WB_NUDGE ? 0 : srv_reply(c, 0);
 }
 
 /* GROW: the state memfd, holding at least m->a words: clients map it and

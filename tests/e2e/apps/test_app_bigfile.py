@@ -3,7 +3,8 @@ read of 10 bytes fills a handful of chunks, not the file), and streaming a file
 larger than the cache keeps the plaintext within KILN_FILE_CACHE (the volume server
 evicts behind the reader and writes back behind the writer): its counters
 (KILN_SHIELD_STATS=1, in .kiln/server.log) give the kernel's count of the memfds'
-pages at their peak. make check: 160 MiB through a 32 MiB cache; make stress: a
+pages at their peak, and show that sealing ran beside the writer (background
+write-backs) and the read-ahead beside the reader (after the fill's reply). make check: 160 MiB through a 32 MiB cache; make stress: a
 4 GiB file, cache 256 MiB."""
 import hashlib
 import os
@@ -59,6 +60,15 @@ def stats(volume):
     return int(fills.group(1)), int(fills.group(2)), peak * 1024
 
 
+def overlap(volume):
+    """Background write-backs (a writer's nudge, answered before the sealing)
+    and chunks read ahead after a fill's reply, from the last counters line."""
+    lines = (volume.dir / ".kiln" / "server.log").read_text().splitlines()
+    line = [ln for ln in lines if "plaintext peak" in ln][-1]
+    m = re.search(r"(\d+) background write-backs; (\d+) chunks read ahead after the reply", line)
+    return int(m.group(1)), int(m.group(2))
+
+
 @pytest.mark.parametrize("mib,cache", [
     pytest.param(4096, 256, marks=pytest.mark.stress),
     pytest.param(160, 32),
@@ -74,6 +84,9 @@ def test_big_file_bounded(volume, mib, cache):
     # Written back and evicted behind the writer: the cache bound plus the
     # writers' margin (dirty data waits for write-back above a quarter).
     assert peak <= (cache + cache // 4 + 64) << 20, peak
+    # Sealing ran beside the writer: it nudged the server past a quarter of
+    # the cache instead of only waiting for it at half.
+    assert overlap(volume)[0] >= 1, overlap(volume)
 
     # Open + read 10 bytes near the end: a few chunks, not the file.
     off = mib * (1 << 20) - 10
@@ -92,4 +105,6 @@ def test_big_file_bounded(volume, mib, cache):
     volume.wait_server_gone(10)
     _, chunks, peak = stats(volume)
     assert chunks >= mib * 256 - 16, chunks
+    # The read-ahead ran after the fills' replies (the reader went on).
+    assert overlap(volume)[1] >= mib * 128, overlap(volume)
     assert peak <= (cache + 64) << 20, peak

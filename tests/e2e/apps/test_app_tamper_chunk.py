@@ -62,3 +62,35 @@ def test_tampered_chunk_fails_only_its_reads(volume):
     v = subprocess.run([volume.kiln_bin, "fs", "verify", str(volume.dir), "--key-file",
                         str(volume.key)], capture_output=True, text=True)
     assert v.returncode != 0 and "big.bin" in v.stdout + v.stderr
+
+
+SHRINK = f"""
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.ftruncate(fd, {CHUNK} + 904)  # mid chunk 1: the server fills it first
+try:
+    os.pread(fd, 10, 0)
+    print("0 ok")
+except OSError as e:
+    print(0, errno.errorcode[e.errno])
+data = os.pread(fd, 904, {CHUNK})
+print(1, "ok" if data == (("{SECRET}-%05d-" % 1) * 200).encode()[:904] else "WRONG")
+"""
+
+
+def test_tampered_chunk_after_shrink_keeps_the_server(volume):
+    """A truncation plans a read-ahead past the new end (its fill of the new
+    last chunk); a fill that then fails (a corrupt chunk) must not run that
+    stale plan over chunks pf no longer stores: the read fails with EIO, the
+    server lives on and the same fd reads chunk 1."""
+    py = need("python3")
+    path = volume.dir / "big.bin"
+    volume.run(py, "-c", WRITE, path, check=True)
+    backing = max(volume.backing_files(), key=lambda p: p.stat().st_size)
+    data = bytearray(backing.read_bytes())
+    data[64 + 0 * SLOT + 12 + 16 + 100] ^= 0x01
+    backing.write_bytes(bytes(data))
+
+    p = volume.run(py, "-c", SHRINK, path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["0 EIO", "1 ok"], (p.stdout, p.stderr)
