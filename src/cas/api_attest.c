@@ -526,13 +526,8 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 	}
 	/* The policy was read before the transaction: another CAS process of a
 	 * shared store may have changed or deleted it since (its secrets with it). */
-	ret = cas__policy_current(&s->st, a->session, a->p->hash);
-	if (ret < 0) {
-		cas__tx_rollback(rc);
-		cas__fail(rc, ret == -ESTALE ? -EAGAIN : -EIO, ret == -ESTALE ? "the policy "
-			  "changed during the attestation, attest again" : NULL);
+	if (cas__tx_policy_current(rc, a->p) < 0)
 		goto out;
-	}
 	sc.st = &s->st;
 	sc.policy = a->p;
 	sc.owner = a->owner;

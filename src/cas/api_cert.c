@@ -37,6 +37,8 @@ void cas__api_certificate(struct cas__req *rc)
 		cas__fail(rc, -EBUSY, NULL);
 		goto out;
 	}
+	if (cas__tx_policy_current(rc, p) < 0)
+		goto out;
 	sc.st = &rc->s->st;
 	sc.policy = p;
 	sc.owner = owner;

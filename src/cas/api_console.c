@@ -38,6 +38,8 @@ void cas__api_console(struct cas__req *rc)
 		cas__fail(rc, -EBUSY, NULL);
 		goto out;
 	}
+	if (cas__tx_policy_current(rc, p) < 0)
+		goto out;
 	if (cas__console_key(&rc->s->st, p->name, svc->name, key) < 0 ||
 	    cas__audit_append(&rc->s->st, "console.read", rc->peer_id, p->name,
 			      json_pack("{s:s,s:s}", "service", svc->name, "request_id",

@@ -229,3 +229,14 @@ int cas__tx_release(struct cas__req *rc)
 	return 0;
 }
 
+int cas__tx_policy_current(struct cas__req *rc, const struct pol_policy *p)
+{
+	int ret = cas__policy_current(&rc->s->st, p->name, p->hash);
+
+	if (ret == 0)
+		return 0;
+	cas__tx_rollback(rc);
+	cas__fail(rc, ret == -ESTALE ? -EAGAIN : -EIO, ret == -ESTALE ? "the policy changed "
+		  "during the request, ask again" : NULL);
+	return ret;
+}

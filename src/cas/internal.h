@@ -749,6 +749,11 @@ bool cas__store_enter(struct cas__req *rc);
 int cas__tx_begin(struct cas__req *rc);
 void cas__tx_rollback(struct cas__req *rc);
 int cas__tx_release(struct cas__req *rc);
+/* Inside the request's transaction: p (read before it; another CAS process
+ * may have changed it since) is still the policy's current version. If not: the
+ * savepoint rolled back, 503 'the policy changed during the request, ask
+ * again' (or 500) sent, negative returned; nothing may be served from p. */
+int cas__tx_policy_current(struct cas__req *rc, const struct pol_policy *p);
 
 /* ---- the API handlers (api_policy.c, api_attest.c, api_volume.c) ---- */
 /* Each is a route's handler (route.c); a path parameter is in rc->args. */

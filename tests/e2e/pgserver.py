@@ -23,10 +23,14 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self, fsync=False):
+    def __init__(self, fsync=False, settings=(), primary=None):
         """fsync False: faster tests (a crashed test server is thrown away);
-        benchmarks want it on, as in production."""
+        benchmarks want it on, as in production. settings: more `-c` options
+        ("synchronous_standby_names=*"). primary: a running PgServer this one
+        is a streaming standby of (pg_basebackup -R: its data copied, then
+        following the primary's WAL until promote())."""
         self.fsync = fsync
+        self.settings = list(settings)
         if not (PGBIN / "postgres").exists():
             raise RuntimeError(f"{PGBIN}/postgres missing: scripts/install-deps.sh installs "
                                "postgresql-15")
@@ -41,8 +45,15 @@ class PgServer:
         self.log = self.root / "pg.log"
         self.port = free_port()
         self._names = itertools.count(1)
-        self.run(PGBIN / "initdb", "-D", self.data, "-A", "trust", "-U", self.user,
-                 "--no-sync", "-E", "UTF8", check=True)
+        if primary is None:
+            self.run(PGBIN / "initdb", "-D", self.data, "-A", "trust", "-U", self.user,
+                     "--no-sync", "-E", "UTF8", check=True)
+        else:
+            # Over the primary's unix socket (initdb -A trust allows local
+            # replication); -R: standby.signal and primary_conninfo.
+            self.run(PGBIN / "pg_basebackup", "-D", self.data, "-R", "-X", "stream",
+                     "-h", primary.root, "-p", primary.port, "-U", self.user,
+                     "--no-sync", check=True)
         self.start()
 
     def run(self, *argv, check=False, timeout=120, **kw):
@@ -57,11 +68,34 @@ class PgServer:
     def start(self):
         self.run(PGBIN / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
                  f"-k {self.root} -p {self.port} -c listen_addresses='' "
-                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200", "start",
-                 check=True)
+                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200" +
+                 "".join(f" -c {kv}" for kv in self.settings), "start", check=True)
 
     def stop(self, mode="fast"):
         self.run(PGBIN / "pg_ctl", "-D", self.data, "-w", "-t", "60", "-m", mode, "stop")
+
+    def crash(self):
+        """kill -9 the postmaster and every process of this server at once, as a
+        machine that dies would: no shutdown checkpoint, nothing flushed."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        procs = [pid] + [int(p.name) for p in pathlib.Path("/proc").iterdir()
+                         if p.name.isdigit() and self._ppid(p) == pid]
+        for p in procs:
+            try:
+                os.kill(p, 9)
+            except ProcessLookupError:
+                pass
+
+    @staticmethod
+    def _ppid(proc):
+        try:
+            return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def promote(self):
+        """A standby becomes a primary (read-write) and stops following."""
+        self.run(PGBIN / "pg_ctl", "-D", self.data, "-w", "-t", "60", "promote", check=True)
 
     def close(self):
         self.stop()

@@ -177,3 +177,49 @@ def test_audit_verify_while_replicas_write(kiln, replicas, cas_identity):
             t.join()
     assert not errors, errors
     assert counts == sorted(counts) and counts[-1] > counts[0], counts
+
+
+
+RACE_POLICY = ("name: rep/c\npredecessor: null\nsecrets:\n"
+               "  - {name: ca, kind: x509-ca, common_name: \"Rep CA\"}\n"
+               "services:\n  - name: app\n    command: [/bin/app]\n"
+               "    measurement: [any]\n    console: protected\n"
+               "security: {tee: [sim], allow_insecure_sim: true}\n")
+RACE_ROUNDS = 25
+
+
+@pytest.mark.parametrize("path,field", [("/v1/certificate", {"secret": "ca"}),
+                                        ("/v1/console", {"service": "app"})])
+def test_key_request_races_delete(replicas, cas_identity, pg_server, path, field):
+    """A certificate or console key request at one process racing the policy's
+    delete at the other: it reads the policy, then waits for the store's lock
+    while the delete (and the secrets with it) commits. Inside its transaction
+    it must find the policy gone and answer 503, not make the secret or key
+    again for the policy that is gone: that row would stay in the store, and a
+    later policy of the same name (maybe someone else's) would inherit it."""
+    a, b = replicas
+    alice, _ = cas_identity("alice")
+    statuses = []
+    for i in range(RACE_ROUNDS):
+        status, body = post(a, alice, RACE_POLICY)
+        assert status == 201, body
+        got = []
+
+        def ask():
+            for _ in range(4):
+                got.append(b.request("POST", path, {"session": "rep/c", **field},
+                                     certfile=alice))
+
+        t = threading.Thread(target=ask)
+        t.start()
+        status, _ = a.request("DELETE", "/v1/policies/rep/c", certfile=alice)
+        assert status == 200
+        t.join()
+        left = pg_server.psql(a.pg[1], "SELECT count(*) FROM secrets WHERE session = 'rep/c'")
+        assert left == "0\n", (i, [s for s, _ in got])
+        for s, body in got:
+            assert s in (200, 403, 503), (s, body)
+            if s == 503:
+                assert body["error"] == "the policy changed during the request, ask again"
+        statuses += [s for s, _ in got]
+    print(path, {s: statuses.count(s) for s in set(statuses)})
