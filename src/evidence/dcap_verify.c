@@ -8,7 +8,9 @@
  *   6. quote signature by the attestation key       -> -KILN_ESIG
  *   7. QE identity, TCB level, TDX module           -> -KILN_EMEASUREMENT / -KILN_ETCB
  *   8. claims.
- * The collateral was authenticated when it was parsed (dcap_collateral.c). */
+ * The collateral was authenticated when it was parsed (dcap_collateral.c).
+ * ev_dcap_inspect runs the steps that need no collateral (3 without CRLs, 4, 5,
+ * 6) and reports the claims with the TCB status as not evaluated. */
 #include "evidence/dcap.h"
 
 #include <errno.h>
@@ -236,14 +238,24 @@ static int build_claims(const struct ev_dcap_quote *q, const ev_dcap_collateral_
 		return -ENOMEM;
 	bad |= json_object_set_new(o, "insecure", json_false());
 	bad |= json_object_set_new(o, "quote_version", json_integer(q->version));
-	bad |= json_object_set_new(o, "tcb_status", json_string(ev_dcap_status_name(t->status)));
-	bad |= json_object_set_new(o, "platform_tcb_status",
-				   json_string(ev_dcap_status_name(t->platform)));
-	bad |= json_object_set(o, "advisories", t->advisories);
-	bad |= json_object_set_new(o, "qe_status", json_string(ev_dcap_status_name(t->qe)));
-	bad |= json_object_set_new(o, "collateral_valid_until",
-				   json_string(ev_dcap_fmt_time(ev_dcap_collateral_valid_until(c),
-								until, sizeof(until))));
+	if (t) {
+		bad |= json_object_set_new(o, "tcb_status",
+					   json_string(ev_dcap_status_name(t->status)));
+		bad |= json_object_set_new(o, "platform_tcb_status",
+					   json_string(ev_dcap_status_name(t->platform)));
+		bad |= json_object_set(o, "advisories", t->advisories);
+		bad |= json_object_set_new(o, "qe_status",
+					   json_string(ev_dcap_status_name(t->qe)));
+		bad |= json_object_set_new(o, "collateral_valid_until",
+					   json_string(ev_dcap_fmt_time(
+						   ev_dcap_collateral_valid_until(c), until,
+						   sizeof(until))));
+	} else {
+		/* Inspected only: what collateral would decide is named as such. */
+		bad |= json_object_set_new(o, "tcb_status", json_string("not evaluated"));
+		bad |= set_hex(o, "pck_cpusvn", ext->cpusvn, 16);
+		bad |= json_object_set_new(o, "pck_pcesvn", json_integer(ext->pcesvn));
+	}
 	bad |= set_hex(o, "fmspc", ext->fmspc, 6);
 	bad |= json_object_set_new(o, "trailing_bytes", json_integer((json_int_t)q->trailing));
 	if (q->tee_type == EV_DCAP_TEE_SGX) {
@@ -279,12 +291,13 @@ static int build_claims(const struct ev_dcap_quote *q, const ev_dcap_collateral_
 		bad |= json_object_set_new(o, "debug",
 					   json_boolean(b[TDR_TD_ATTRIBUTES] & 0x01));
 		bad |= set_hex(o, "report_data", b + TDR_REPORT_DATA, 64);
-		if (t->has_module)
+		if (t && t->has_module)
 			bad |= json_object_set_new(o, "tdx_module_status",
 						   json_string(ev_dcap_status_name(t->module)));
 		if (q->body_type == 3) {
-			bad |= json_object_set_new(o, "td_relaunch_advised",
-						   json_boolean(t->relaunch_advised));
+			if (t)
+				bad |= json_object_set_new(o, "td_relaunch_advised",
+							   json_boolean(t->relaunch_advised));
 			bad |= set_hex(o, "tee_tcb_svn2", b + TDR_TEE_TCB_SVN2, 16);
 			bad |= set_hex(o, "mrservicetd", b + TDR_MRSERVICETD, 48);
 		}
@@ -297,6 +310,53 @@ static int build_claims(const struct ev_dcap_quote *q, const ev_dcap_collateral_
 	return 0;
 }
 
+/* Steps 4-6: the QE report signed by the PCK key and binding the attestation
+ * key, and the quote signed by that key. */
+static int check_signatures(const uint8_t *quote, const struct ev_dcap_quote *q, X509 *pck,
+			    struct kiln_err *err)
+{
+	static const uint8_t zero[32];
+	const uint8_t *rd = q->qe_report + SGXR_REPORT_DATA;
+	uint8_t digest[KC_SHA256_SIZE];
+	size_t dsize = sizeof(digest);
+	EVP_PKEY *att_key = NULL;
+	kc_hash_t *h = NULL;
+	int ret;
+
+	ret = ev_dcap_ecdsa_verify(X509_get0_pubkey(pck), q->qe_report,
+				   EV_DCAP_QE_REPORT_SIZE, q->qe_report_sig);
+	if (ret) {
+		kiln_err_set(err, ret, "QE report signature (offset %zu) by the PCK certificate "
+			     "does not verify", (size_t)(q->qe_report_sig - quote));
+		goto out;
+	}
+	ret = -KILN_ECRYPTO;
+	if (!(h = kc_hash_new("SHA256")) || kc_hash_update(h, q->att_key, EV_DCAP_KEY_SIZE) ||
+	    kc_hash_update(h, q->qe_auth, q->qe_auth_size) || kc_hash_final(h, digest, &dsize)) {
+		kiln_err_set(err, ret, "SHA-256 failed");
+		goto out;
+	}
+	if (memcmp(rd, digest, 32) != 0 || memcmp(rd + 32, zero, 32) != 0) {
+		ret = kiln_err_set(err, -KILN_EBINDING, "QE report data does not bind the "
+				   "attestation key: expected SHA-256(attestation key || QE auth "
+				   "data) and 32 zero bytes");
+		goto out;
+	}
+	if (!(att_key = ev_dcap_p256_key(q->att_key))) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "attestation key (offset %zu) is not a "
+				   "P-256 point", (size_t)(q->att_key - quote));
+		goto out;
+	}
+	if ((ret = ev_dcap_ecdsa_verify(att_key, quote, q->signed_size, q->signature)))
+		kiln_err_set(err, ret, "quote signature (offset %zu) by the attestation key over "
+			     "bytes [0, %zu) does not verify", (size_t)(q->signature - quote),
+			     q->signed_size);
+out:
+	kc_hash_free(h);
+	EVP_PKEY_free(att_key);
+	return ret;
+}
+
 int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 		   ev_dcap_collateral_t *c, time_t at, json_t **claims, struct kiln_err *err)
 {
@@ -304,10 +364,6 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	struct ev_dcap_pck_ext ext;
 	struct ev_dcap_tcb_result tcb = {0};
 	X509 *pck = NULL;
-	EVP_PKEY *att_key = NULL;
-	uint8_t digest[KC_SHA256_SIZE];
-	kc_hash_t *h = NULL;
-	size_t dsize = sizeof(digest);
 	int ret;
 
 	*claims = NULL;
@@ -329,45 +385,8 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	if ((ret = verify_pck_chain(c, &q, at, &pck, &ext, err)))
 		goto out;
 
-	/* QE report signed by the PCK key, and binding the attestation key. */
-	ret = ev_dcap_ecdsa_verify(X509_get0_pubkey(pck), q.qe_report,
-				   EV_DCAP_QE_REPORT_SIZE, q.qe_report_sig);
-	if (ret) {
-		kiln_err_set(err, ret, "QE report signature (offset %zu) by the PCK certificate "
-			     "does not verify", (size_t)(q.qe_report_sig - quote));
+	if ((ret = check_signatures(quote, &q, pck, err)))
 		goto out;
-	}
-	ret = -KILN_ECRYPTO;
-	if (!(h = kc_hash_new("SHA256")) || kc_hash_update(h, q.att_key, EV_DCAP_KEY_SIZE) ||
-	    kc_hash_update(h, q.qe_auth, q.qe_auth_size) || kc_hash_final(h, digest, &dsize)) {
-		kiln_err_set(err, ret, "SHA-256 failed");
-		goto out;
-	}
-	{
-		static const uint8_t zero[32];
-		const uint8_t *rd = q.qe_report + SGXR_REPORT_DATA;
-
-		if (memcmp(rd, digest, 32) != 0 || memcmp(rd + 32, zero, 32) != 0) {
-			ret = kiln_err_set(err, -KILN_EBINDING,
-					   "QE report data does not bind the attestation key: "
-					   "expected SHA-256(attestation key || QE auth data) "
-					   "and 32 zero bytes");
-			goto out;
-		}
-	}
-
-	/* Quote signature over header and body. */
-	if (!(att_key = ev_dcap_p256_key(q.att_key))) {
-		ret = kiln_err_set(err, -KILN_EFORMAT, "attestation key (offset %zu) is not a "
-				   "P-256 point", (size_t)(q.att_key - quote));
-		goto out;
-	}
-	if ((ret = ev_dcap_ecdsa_verify(att_key, quote, q.signed_size, q.signature))) {
-		kiln_err_set(err, ret, "quote signature (offset %zu) by the attestation key over "
-			     "bytes [0, %zu) does not verify", (size_t)(q.signature - quote),
-			     q.signed_size);
-		goto out;
-	}
 
 	/* QE identity and TCB levels. */
 	if ((ret = ev_dcap_eval_qe(c, q.qe_report, &tcb, err)) ||
@@ -376,8 +395,6 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	if ((ret = build_claims(&q, c, &ext, &tcb, claims)))
 		kiln_err_set(err, ret, "out of memory");
 out:
-	kc_hash_free(h);
-	EVP_PKEY_free(att_key);
 	X509_free(pck);
 	ev_dcap_tcb_result_clear(&tcb);
 	return ret;
@@ -403,5 +420,79 @@ int ev_dcap_backend_verify(const uint8_t *quote, size_t size, uint32_t expect_te
 		return ret;
 	ret = ev_dcap_verify(quote, size, expect_tee, c, opts->at, claims, err);
 	ev_dcap_collateral_free(c);
+	return ret;
+}
+
+/* Step 3 without collateral: the quote's PCK chain [PCK, PCK CA, root] up to the
+ * pinned Intel SGX Root CA, names, signatures and validity at `at`; no CRL
+ * (revocation is what collateral would add). */
+static int inspect_pck_chain(const struct ev_dcap_quote *q, time_t at, X509 **pck_out,
+			     struct ev_dcap_pck_ext *ext, struct kiln_err *err)
+{
+	const char *what = "quote PCK chain";
+	struct ev_dcap_der ders[EV_DCAP_MAX_CHAIN];
+	X509 *root = ev_dcap_root_ca(err), *pck = NULL, *ca = NULL;
+	int n = 0, r;
+
+	*pck_out = NULL;
+	if (!root)
+		return -KILN_EROOT;
+	if ((r = ev_dcap_pem_split(q->pck_pem, q->pck_pem_size, what, ders, EV_DCAP_MAX_CHAIN, &n,
+				   err)))
+		return r;
+	/* The root may be left out, as verification allows: it is pinned. */
+	if ((n == 3 && !ev_dcap_is_root_der(ders[2].data, ders[2].size)) || n < 2 || n > 3) {
+		r = kiln_err_set(err, n == 3 ? -KILN_EROOT : -KILN_ECHAIN, "%s: expected PCK "
+				 "certificate, PCK CA and the pinned Intel SGX Root CA, found %d "
+				 "certificates%s", what, n, n == 3 ? " not ending at that root" : "");
+		goto out;
+	}
+	if (!(ca = ev_dcap_der_cert(&ders[1], what, 2, err)) ||
+	    !(pck = ev_dcap_der_cert(&ders[0], what, 1, err))) {
+		r = -KILN_EFORMAT;
+		goto out;
+	}
+	if ((r = ev_dcap_check_issued(root, ca, what, err)) ||
+	    (r = ev_dcap_check_cn(ca, ev_dcap_cn_pck_ca, what, err)) ||
+	    (r = ev_dcap_check_issued(ca, pck, what, err)) ||
+	    (r = ev_dcap_check_cn(pck, ev_dcap_cn_pck, what, err)) ||
+	    (r = ev_dcap_pck_ext_parse(pck, ext, err)) ||
+	    (r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
+	    (r = cert_valid_at(pck, what, at, err)))
+		goto out;
+	*pck_out = pck;
+	pck = NULL;
+out:
+	X509_free(pck);
+	X509_free(ca);
+	ev_dcap_der_free(ders, n);
+	return r;
+}
+
+int ev_dcap_inspect(const uint8_t *quote, size_t size, bool tdx, time_t at,
+		    json_t **claims, struct kiln_err *err)
+{
+	uint32_t expect_tee = tdx ? EV_DCAP_TEE_TDX : EV_DCAP_TEE_SGX;
+	struct ev_dcap_quote q;
+	struct ev_dcap_pck_ext ext;
+	X509 *pck = NULL;
+	int ret;
+
+	*claims = NULL;
+	if ((ret = ev_dcap_quote_parse(quote, size, &q, err)))
+		return ret;
+	if (q.tee_type != expect_tee)
+		return kiln_err_set(err, -KILN_EFORMAT, "quote header TEE type is %s, expected %s",
+				    q.tee_type == EV_DCAP_TEE_TDX ? "TDX" : "SGX",
+				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
+	if (at == 0)
+		at = time(NULL);
+	if ((ret = inspect_pck_chain(&q, at, &pck, &ext, err)) ||
+	    (ret = check_signatures(quote, &q, pck, err)))
+		goto out;
+	if ((ret = build_claims(&q, NULL, &ext, NULL, claims)))
+		kiln_err_set(err, ret, "out of memory");
+out:
+	X509_free(pck);
 	return ret;
 }

@@ -241,6 +241,17 @@ extern const struct ev_backend ev_backend_sgx;
 extern const struct ev_backend ev_backend_tdx;
 extern const struct ev_backend ev_backend_snp;
 
+/* What can be checked of an Intel quote (SGX when !tdx, else TDX) without
+ * collateral (kiln evidence inspect; dcap_verify.c): the quote's PCK chain to
+ * the pinned Intel SGX Root CA and its validity at `at` (0: now; no CRLs), the
+ * QE report's signature and its binding of the attestation key, the quote's
+ * signature. 0 with *claims (new, the caller's) as verification gives them,
+ * but "tcb_status": "not evaluated" and no claim collateral decides
+ * (advisories, QE and TDX module status); -KILN_E* with err otherwise. The CAS
+ * never accepts inspected-only evidence: it calls the backends' verify. */
+int ev_dcap_inspect(const uint8_t *quote, size_t size, bool tdx, time_t at,
+		    struct json_t **claims, struct kiln_err *err);
+
 /* ---- Intel collateral per platform (dcap_platform.c) ---- */
 #define EV_FMSPC_SIZE 13 /* 12 uppercase hex digits + NUL */
 /* The FMSPC of an SGX/TDX quote's PCK certificate (which platform's collateral
