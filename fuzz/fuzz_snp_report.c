@@ -1,5 +1,6 @@
-/* Fuzz the SEV-SNP report parser, the certificate-table parser and the whole
- * verifier (with any certificates the input's table carries): no input may crash,
+/* Fuzz the SEV-SNP report parser, the certificate-table parser, the whole
+ * verifier (with any certificates the input's table carries) and the AMD
+ * certificate import of the CAS (ev_amd_import): no input may crash,
  * over-read, leak or hang, and a success must come with claims. */
 #include <jansson.h>
 #include <stdlib.h>
@@ -34,5 +35,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((ret == 0) != (claims != NULL))
 		abort();
 	json_decref(claims);
+	/* The CAS's store of AMD certificates: the key of a report, and an import
+	 * file (PEM or DER) of any bytes. */
+	{
+		char key[EV_AMD_KEY_SIZE], chip[17];
+		enum ev_snp_signing_key kind;
+		struct ev_amd_item item;
+
+		if (ev_amd_report_key(data, size, key, &kind, chip, &err) == 0 &&
+		    strncmp(key, "vcek:", 5) && strncmp(key, "vlek:", 5))
+			abort();
+		if (ev_amd_import(data, size, NULL, 0, &item, &err) == 0)
+			free(item.pem);
+	}
 	return 0;
 }

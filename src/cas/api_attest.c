@@ -89,6 +89,7 @@ struct attest {
 	uint8_t *evidence;         /* owned, decoded */
 	size_t evidence_size;
 	char **trust;              /* owned: LAS or AMD certificates for the backend */
+	char amd_missing[256];     /* snp: what the store lacks for this report, or "" */
 	json_t *collateral;        /* owned: the backend's collateral (sgx, tdx) */
 	json_t *claims;            /* owned: what the evidence proves */
 	struct pol_policy *p;      /* the session's policy: a reference (cas__policy_unref) */
@@ -310,14 +311,38 @@ static int attest_trust(struct cas__req *rc, struct attest *a, struct ev_verify_
 	int ret;
 
 	if (!strcmp(a->tee, "host") || !strcmp(a->tee, "snp")) {
+		char *leaf = NULL;
+		int lr = -ENOENT;
+
 		pthread_mutex_lock(&s->reader_lock);
 		ret = a->tee[0] == 'h' ? cas__las_list(&s->rd, &a->trust, &n) :
 		      cas__tee_trust_list(&s->rd, a->tee, &a->trust, &n);
+		/* SNP: the stored VCEK of the report's chip and TCB (or the VLEK of
+		 * its TCB) goes first, so the verifier takes it among many chips'. */
+		if (ret == 0 && a->tee[0] == 's')
+			lr = cas__amd_leaf_for(&s->rd, a->evidence, a->evidence_size, &leaf,
+					       a->amd_missing, sizeof(a->amd_missing));
 		pthread_mutex_unlock(&s->reader_lock);
-		if (ret < 0) {
+		if (ret == 0 && leaf) {
+			char **v = realloc(a->trust, (n + 2) * sizeof(*v)); /* NULL-ended */
+
+			if (v) {
+				memmove(v + 1, v, n * sizeof(*v));
+				v[0] = leaf;
+				v[n + 1] = NULL;
+				a->trust = v;
+				n++;
+				leaf = NULL;
+			}
+			ret = v ? 0 : -ENOMEM;
+		}
+		free(leaf);
+		if (ret < 0 || lr == -EIO || lr == -ENOMEM) {
 			cas__fail(rc, -EIO, NULL);
 			return -EIO;
 		}
+		if (lr == 0)
+			a->amd_missing[0] = '\0';
 		opts->certs_pem = (const char *const *)a->trust;
 		opts->n_certs = n;
 	} else if (a->hw) {
@@ -389,8 +414,10 @@ static int attest_verify_evidence(struct cas__req *rc, struct attest *a)
 	opts.at = a->at = s->evidence_at ? s->evidence_at : time(NULL);
 	ret = be->verify(a->evidence, a->evidence_size, &opts, &a->claims, &err);
 	if (ret < 0) {
-		snprintf(a->reason, sizeof(a->reason), "evidence does not verify: %s",
-			 kiln_err_msg(&err, ret));
+		/* Without the report's own certificate in the store, that is the likely
+		 * cause: say which chip and what to import, then the verifier's check. */
+		snprintf(a->reason, sizeof(a->reason), "%s%sevidence does not verify: %s",
+			 a->amd_missing, a->amd_missing[0] ? "; " : "", kiln_err_msg(&err, ret));
 		refuse_attest(rc, a, "bad_evidence");
 		return ret;
 	}

@@ -148,6 +148,20 @@ int cas_collateral_fetch_one(const char *data_dir, const struct cas_pccs *p, con
  * owned by the caller; collateral that no longer parses is left out). */
 int cas_collateral_stored(const char *data_dir, struct cas_collateral **out, size_t *n,
 			  struct kiln_err *err);
+/* AMD certificates per product and chip (amd_certs.c; docs/cas.md "AMD
+ * certificates"): import one file (PEM or DER) holding an ASK/ARK or ASVK/ARK
+ * chain (the ARK pinned) or one VCEK/VLEK (which must chain to a stored chain);
+ * list them with their validity (one line each, "snp KIND PRODUCT KEY STATE from
+ * T until T"). */
+struct cas_amd_cert {
+	char kind[32];     /* "ASK/ARK chain (VCEK)", "VCEK", ... */
+	char product[8];   /* "Milan", "Genoa", "Turin" */
+	char key[192];     /* what a report finds it under, e.g. vcek:CHIPID:bl2.tee0.snp5.uc68 */
+	time_t not_before, not_after;
+};
+int cas_amd_import(const char *data_dir, const char *path, struct cas_amd_cert *out,
+		   struct kiln_err *err);
+int cas_amd_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *err);
 /* AMD certificates (ASK/ARK chains, VCEKs; PEM or DER) for tee "snp", added to
  * the others (*id_out: "amd:<sha256 hex>"). Works while the service runs (the
  * store is shared); so do the collateral functions above. */

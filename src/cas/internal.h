@@ -158,6 +158,12 @@ void cas__strv_free(char **v);
  * the data of every row for tee, a NULL-terminated malloc'd array (cas__strv_free). */
 int cas__tee_trust_add(struct cas__store *st, const char *id, const char *tee, const char *data);
 int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, size_t *n);
+/* amd_certs.c: the stored VCEK (by chip ID and reported TCB) or VLEK (by reported
+ * TCB) an SNP report is signed with, *pem malloc'd; -ENOENT (what: a refusal
+ * reason naming the chip and what is missing), -KILN_EFORMAT (not a report),
+ * -EIO, -ENOMEM. */
+int cas__amd_leaf_for(struct cas__store *st, const uint8_t *evidence, size_t size,
+		      char **pem, char *what, size_t what_size);
 /* collateral.c: the collateral for (tee, FMSPC), else the older one-per-tee row:
  * 0 with *out (owned), -ENOENT, or -EIO. */
 int cas__collateral_for(struct cas__store *st, const char *tee, const char *fmspc,

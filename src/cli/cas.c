@@ -27,6 +27,9 @@ static void cas_usage(FILE *f)
 		   "       kiln cas collateral add FILE --tee sgx|tdx --data DIR\n"
 		   "       kiln cas collateral list --data DIR\n"
 		   "       kiln cas collateral remove FMSPC --tee sgx|tdx --data DIR\n"
+		   "       kiln cas collateral fetch --pccs URL [--fmspc HEX --tee sgx|tdx]\n"
+		   "                      --data DIR\n"
+		   "       kiln cas collateral import FILE... --data DIR\n"
 		   "       kiln cas trust-amd-chain PEM --data DIR\n"
 		   "       kiln cas namespace NAME (--owner ID... | --remove) --data DIR\n"
 		   "       kiln cas fingerprint --data DIR\n"
@@ -75,8 +78,10 @@ static void cas_usage(FILE *f)
 		   "             for 'kiln evidence verify --collateral') per platform: add\n"
 		   "             (for the FMSPC it names; replaces that FMSPC's), list (with\n"
 		   "             validity windows and what expires next), remove; an\n"
-		   "             attestation uses its quote's FMSPC's ('kiln cas collateral\n"
-		   "             --help'; trust-collateral FILE --tee T is 'collateral add')\n"
+		   "             attestation uses its quote's FMSPC's; fetch (from a PCCS);\n"
+		   "             import: AMD chains and per-chip VCEKs/VLEKs ('kiln cas\n"
+		   "             collateral --help'; trust-collateral FILE --tee T is\n"
+		   "             'collateral add')\n"
 		   "trust-amd-chain   AMD certificates (ASK/ARK chain, VCEK; PEM or DER) for\n"
 		   "             tee snp; added to the ones already trusted\n"
 		   "namespace    reserve the policy names NAME/... for the given identities:\n"
@@ -585,8 +590,8 @@ int cas_main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "collateral")) {
 		if (argc < 3) {
-			cli_error("cas collateral: add, list or remove (see 'kiln cas collateral "
-				  "--help')");
+			cli_error("cas collateral: add, list, remove, fetch or import (see 'kiln "
+				  "cas collateral --help')");
 			return CLI_EXIT_USAGE;
 		}
 		return cas_collateral_main(argc - 2, argv + 2, "cas collateral");

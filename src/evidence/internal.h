@@ -113,6 +113,11 @@ void ev__snp_chain_release(struct ev__snp_chain *c);
  * in messages ("VCEK", "VLEK"). */
 int ev__snp_leaf_extensions(X509 *leaf, const char *kind, struct ev__snp_chain *c,
 			    struct kiln_err *err);
+/* The chain from PEM inputs alone (no cache, no report): for an import. */
+int ev__snp_chain_build(const char *const *pems, size_t n, enum ev_snp_signing_key kind,
+			struct ev__snp_chain *c, struct kiln_err *err);
+/* "Milan", "Genoa" or "Turin" when ark is a pinned AMD root; else NULL. */
+const char *ev__snp_ark_product(X509 *ark);
 /* "YYYY-MM-DDTHH:MM:SSZ" for messages. */
 void ev__snp_fmt_time(time_t t, char out[static 32]);
 

@@ -89,6 +89,38 @@ int ev_snp_check_report(const uint8_t *report, size_t size, X509 *leaf, const ch
 int ev_snp_check_crl(X509_CRL *crl, X509 *ark, X509 *const *certs, size_t n_certs,
 		     time_t *this_update, time_t *next_update, struct kiln_err *err);
 
+/* ---- AMD certificates for a store of them (snp_certs.c; kiln cas collateral
+ * import). Each stored item has a key a report finds it under:
+ *   chain:PRODUCT:vcek|vlek      an ASK (or ASVK) with its ARK, the ARK pinned
+ *   vcek:CHIPID:TCB              a chip's VCEK for one reported TCB
+ *   vlek:TCB:PRODUCT             a VLEK (one per cloud provider and TCB)
+ * with CHIPID the 128 hex digits of the chip ID (hwID) and TCB like
+ * "bl2.tee0.snp5.uc68" (".fmc" first on Turin). */
+#define EV_AMD_KEY_SIZE 192
+enum ev_amd_kind { EV_AMD_CHAIN_VCEK, EV_AMD_CHAIN_VLEK, EV_AMD_VCEK, EV_AMD_VLEK };
+struct ev_amd_item {
+	enum ev_amd_kind kind;
+	const char *product;           /* "Milan", "Genoa", "Turin" (static) */
+	char key[EV_AMD_KEY_SIZE];
+	char tcb[48];                  /* leaves: the TCB part of key */
+	time_t not_before, not_after;  /* the overlap of its certificates' validity */
+	char *pem;                     /* the certificates as PEM; owned (free) */
+};
+/* "ASK/ARK chain (VCEK)", "VLEK" ... for messages. */
+const char *ev_amd_kind_name(enum ev_amd_kind kind);
+/* Parse one import file (PEM or DER) into *out: an ASK or ASVK with its ARK (the
+ * ARK pinned, the ASK signed by it), or one VCEK/VLEK certificate, which must chain
+ * to one of `chains` (the PEM of stored chains) under a pinned ARK. Errors name
+ * what is wrong (-KILN_EFORMAT, -KILN_ECHAIN, -KILN_EROOT). */
+int ev_amd_import(const uint8_t *data, size_t size, const char *const *chains,
+		  size_t n_chains, struct ev_amd_item *out, struct kiln_err *err);
+/* The store key of the certificate a report (evidence: a report, maybe followed
+ * by a certificate table) is signed with: "vcek:CHIPID:TCB" (exact) or
+ * "vlek:TCB:" (a prefix: the product is not in a v2 report). *kind its signing
+ * key; chip (may be NULL) the chip ID's first 16 hex digits for messages. */
+int ev_amd_report_key(const uint8_t *evidence, size_t size, char key[EV_AMD_KEY_SIZE],
+		      enum ev_snp_signing_key *kind, char chip[17], struct kiln_err *err);
+
 /* Cache of verified certificate chains (VCEK/VLEK public key plus the chain's
  * validity window and extensions), keyed by SHA-256 over the certificate inputs, so
  * a hit skips PEM parsing and the three RSA-PSS verifications. Validity at

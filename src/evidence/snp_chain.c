@@ -36,6 +36,30 @@ static const struct {
 	{ "Turin", "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a" },
 };
 
+static const char *ark_product(const char *sha256_hex)
+{
+	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_arks); i++)
+		if (strcmp(sha256_hex, g_arks[i].ark_sha256) == 0)
+			return g_arks[i].product;
+	return NULL;
+}
+
+const char *ev__snp_ark_product(X509 *ark)
+{
+	unsigned char *der = NULL;
+	uint8_t digest[KC_SHA256_SIZE];
+	char hex[2 * KC_SHA256_SIZE + 1];
+	int der_size = i2d_X509(ark, &der);
+	const char *product = NULL;
+
+	if (der_size > 0 && kc_sha256(der, (size_t)der_size, digest) == 0) {
+		kiln_hex_encode(digest, sizeof(digest), hex);
+		product = ark_product(hex);
+	}
+	OPENSSL_free(der);
+	return product;
+}
+
 /* TCB extensions of VCEK/VLEK certificates, in reported_tcb's order. */
 const struct ev__snp_tcb_ext ev__snp_tcb_exts[EV__SNP_N_TCB_EXTS] = {
 	{ "blSPL", "1.3.6.1.4.1.3704.1.3.1", "bootloader" },
@@ -443,9 +467,7 @@ static int chain_build(const struct ev_verify_opts *opts, uint8_t *const *table_
 	if (ret < 0)
 		goto out;
 	kiln_hex_encode(digest, sizeof(digest), hex);
-	for (size_t i = 0; i < KILN_ARRAY_SIZE(g_arks); i++)
-		if (strcmp(hex, g_arks[i].ark_sha256) == 0)
-			c->product = g_arks[i].product;
+	c->product = ark_product(hex);
 	if (!c->product) {
 		ret = kiln_err_set(err, -KILN_EROOT,
 				   "root certificate %s (sha256 %s) is not a pinned AMD ARK "
@@ -504,6 +526,14 @@ out:
 	if (ret < 0)
 		ev__snp_chain_release(c);
 	return ret;
+}
+
+int ev__snp_chain_build(const char *const *pems, size_t n, enum ev_snp_signing_key kind,
+			struct ev__snp_chain *c, struct kiln_err *err)
+{
+	struct ev_verify_opts o = { .certs_pem = pems, .n_certs = n };
+
+	return chain_build(&o, NULL, NULL, 0, kind, c, err);
 }
 
 /* ---- chain cache ------------------------------------------------------------------ */
