@@ -45,6 +45,7 @@ int cas__self_init(struct cas__server *s, const char *tee, const uint8_t key_sha
 	int ret;
 
 	pthread_mutex_init(&self->lock, NULL);
+	pthread_mutex_init(&self->rl_lock, NULL);
 	memcpy(self->key_sha256, key_sha256, sizeof(self->key_sha256));
 	if (!tee)
 		return 0;
@@ -88,6 +89,44 @@ static int query_nonce(const char *query, uint8_t nonce[EV_NONCE_SIZE])
 	return 0;
 }
 
+/* Take a token of addr's bucket at now: 0, or the seconds until it has one. */
+static unsigned take_token(struct cas__self *self, const char *addr, uint64_t now,
+			   bool *first_refusal)
+{
+	struct cas__self_bucket *b = NULL, *oldest = &self->rl[0];
+	unsigned wait = 0;
+
+	pthread_mutex_lock(&self->rl_lock);
+	for (size_t i = 0; i < CAS_SELF_ADDRS && !b; i++) {
+		if (!strcmp(self->rl[i].addr, addr))
+			b = &self->rl[i];
+		else if (self->rl[i].last_ns < oldest->last_ns)
+			oldest = &self->rl[i];
+	}
+	if (!b) {
+		b = oldest;
+		snprintf(b->addr, sizeof(b->addr), "%s", addr);
+		b->tokens = CAS_SELF_BURST;
+		b->limited = false;
+	} else {
+		b->tokens += (double)(now - b->last_ns) / 1e9 * CAS_SELF_PER_SECOND;
+		if (b->tokens > CAS_SELF_BURST)
+			b->tokens = CAS_SELF_BURST;
+	}
+	b->last_ns = now;
+	*first_refusal = false;
+	if (b->tokens >= 1) {
+		b->tokens -= 1;
+		b->limited = false;
+	} else {
+		wait = (unsigned)((1 - b->tokens) / CAS_SELF_PER_SECOND) + 1;
+		*first_refusal = !b->limited;
+		b->limited = true;
+	}
+	pthread_mutex_unlock(&self->rl_lock);
+	return wait;
+}
+
 void cas__api_attestation(struct cas__req *rc)
 {
 	struct cas__self *self = &rc->s->self;
@@ -97,6 +136,7 @@ void cas__api_attestation(struct cas__req *rc)
 	char wm_hex[2 * sizeof(self->wm) + 1], *b64 = NULL;
 	size_t size = 0;
 	json_t *body;
+	bool first;
 	int ret;
 
 	if (!self->be) {
@@ -107,6 +147,16 @@ void cas__api_attestation(struct cas__req *rc)
 	if (query_nonce(rc->conn->head.query, nonce) < 0) {
 		cas__fail(rc, -EINVAL, "expected ?nonce=<64 hex digits> (32 random bytes of "
 			  "the client's)");
+		return;
+	}
+	rc->retry_after = take_token(self, rc->conn->addr, kiln_now_ns(), &first);
+	if (rc->retry_after) {
+		if (first)
+			kiln_log(KILN_LOG_WARN, "CAS evidence refused: client over its rate",
+				 "addr=%s burst=%d per_second=%d request_id=%s", rc->conn->addr,
+				 CAS_SELF_BURST, CAS_SELF_PER_SECOND, rc->request_id);
+		cas__fail(rc, -EUSERS, "too many attestation requests from this address; "
+			  "retry after the time Retry-After gives");
 		return;
 	}
 	ret = self_produce(self, nonce, &ev, &size, &err);

@@ -49,6 +49,7 @@ static const char *reason_phrase(int code)
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 417: return "Expectation Failed";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
@@ -131,12 +132,15 @@ static void write_answer(struct cas__conn *c, int code, const char *ctype, char 
 			 size_t size)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char retry[40] = "";
 	int ret;
 
+	if (c->rc.retry_after)
+		snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", c->rc.retry_after);
 	ret = evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
 				  "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-				  "X-Request-Id: %s\r\n%s\r\n", code, reason_phrase(code), ctype,
-				  size, c->rc.request_id[0] ? c->rc.request_id : "-",
+				  "X-Request-Id: %s\r\n%s%s\r\n", code, reason_phrase(code), ctype,
+				  size, c->rc.request_id[0] ? c->rc.request_id : "-", retry,
 				  c->close_after ? "Connection: close\r\n" : "");
 	/* By reference: the body (it may hold secrets) is wiped and freed once
 	 * OpenSSL has encrypted it, never copied into libevent's buffers. */

@@ -477,6 +477,7 @@ struct cas__req {
 	X509 *peer;               /* borrowed from the SSL session, may be NULL */
 	char peer_id[CAS_ID_SIZE]; /* "" without a client certificate */
 	uint8_t peer_spki[KC_SHA256_SIZE]; /* SHA-256 of its SPKI (the id's bytes) */
+	unsigned retry_after;     /* seconds: sent as Retry-After with the answer */
 	bool deferred;            /* wrote in the open batch: answer after its COMMIT */
 	bool store;               /* runs under store_lock (uses the store) */
 	bool queued;              /* the answer waits in the loop's pending list */
@@ -615,8 +616,13 @@ int cas__refresher_start(struct cas__refresher *r, const char *data_dir,
 void cas__refresher_want(struct cas__refresher *r, const char *tee, const char *fmspc);
 void cas__refresher_stop(struct cas__refresher *r);
 
+/* GET /v1/attestation per client address: a burst, then this many a second. */
+#define CAS_SELF_BURST 20
+#define CAS_SELF_PER_SECOND 2
+#define CAS_SELF_ADDRS 256
+
 /* The CAS's own attestation (api_self.c), read-only once the service runs but
- * for the lock. */
+ * for the locks. */
 struct cas__self {
 	const struct ev_backend *be;   /* NULL: not attested (serve without --tee) */
 	uint8_t wm[48];                /* workload measurement of this process */
@@ -624,6 +630,17 @@ struct cas__self {
 	/* One evidence request at a time: configfs-tsm reports and kiln-las
 	 * requests are serial anyway, and this bounds what a flood can start. */
 	pthread_mutex_t lock;
+	/* Per client address, a token bucket (CAS_SELF_BURST, CAS_SELF_PER_SECOND):
+	 * one client asking in a loop gets 429 with Retry-After and cannot keep
+	 * the others waiting for `lock`. Under rl_lock; the least recently used
+	 * address makes room for a new one. */
+	pthread_mutex_t rl_lock;
+	struct cas__self_bucket {
+		char addr[64];
+		double tokens;
+		uint64_t last_ns;
+		bool limited;              /* logged since it last had a token */
+	} rl[CAS_SELF_ADDRS];
 };
 
 /* How many policies the "tolerance ends soon" warning remembers (once each). */

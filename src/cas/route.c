@@ -181,6 +181,7 @@ static const struct {
 	{ -EIO, 500, "store error" },
 	{ -EBUSY, 503, "store busy" },
 	{ -EAGAIN, 503, "retry later" },
+	{ -EUSERS, 429, "too many requests" },
 };
 
 static size_t status_index(int err)
