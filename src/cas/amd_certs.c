@@ -18,14 +18,6 @@
 
 #define ID_PREFIX "amd-cert:"
 
-static void fmt_day(time_t t, char out[32])
-{
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 int cas_amd_import(const char *data_dir, const char *path, struct cas_amd_cert *out,
 		   struct kiln_err *err)
 {
@@ -116,8 +108,8 @@ int cas_amd_list(const char *data_dir, FILE *out, time_t now, struct kiln_err *e
 			fprintf(out, "snp %s unusable: %s\n", id + strlen(ID_PREFIX), perr.msg);
 			continue;
 		}
-		fmt_day(item.not_before, from);
-		fmt_day(item.not_after, until);
+		cas__fmt_time(item.not_before, from);
+		cas__fmt_time(item.not_after, until);
 		fprintf(out, "snp %s %s %s %s from %s until %s\n", ev_amd_kind_name(item.kind),
 			item.product, item.key, now >= item.not_after ? "EXPIRED" :
 			now < item.not_before ? "NOT YET VALID" : "valid", from, until);

@@ -18,15 +18,6 @@
 
 #define PROPOSAL_DEFAULT_EXPIRES (7 * 86400)
 
-static void utc(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 /* ids as a JSON array, each identity once, in order. */
 static json_t *ids_json(const char *const *ids, size_t n)
 {
@@ -95,7 +86,7 @@ void cas__proposal_open(struct cas__req *rc, const struct cas__proposal_spec *sp
 		cas__fail(rc, -EIO, NULL);
 		goto out;
 	}
-	utc(row.expires, when);
+	cas__fmt_time(row.expires, when);
 	kiln_log(KILN_LOG_INFO, del ? "policy deletion proposed" : "policy proposed",
 		 "session=%s hash=%s actor=%s expires=%s request_id=%s", sp->name, sp->hash,
 		 rc->peer_id, when, rc->request_id);
@@ -137,7 +128,7 @@ int cas__approval_lapsed(struct cas__req *rc, const struct cas_approval *a)
 	}
 	if (a->not_after >= now)
 		return 0;
-	utc(a->not_after, when);
+	cas__fmt_time(a->not_after, when);
 	snprintf(msg, sizeof(msg), "approval by %s of '%s' %s expired at %s (sign it again)",
 		 a->identity, a->policy, a->hash, when);
 	cas__fail(rc, -KILN_EEXPIRED, msg);
@@ -240,7 +231,7 @@ static int approval_refused(struct cas__req *rc, const struct cas__proposal *pr,
 	char msg[600], when[32];
 
 	if ((int64_t)time(NULL) >= pr->expires) {
-		utc(pr->expires, when);
+		cas__fmt_time(pr->expires, when);
 		snprintf(msg, sizeof(msg), "proposal %s of '%s' expired at %s (propose it again)",
 			 pr->hash, pr->name, when);
 		cas__fail(rc, -KILN_EEXPIRED, msg);

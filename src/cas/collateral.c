@@ -14,11 +14,12 @@
 
 #include "evidence/evidence.h"
 
-static void fmt_time(time_t t, char out[32])
+void cas__fmt_time(int64_t t, char out[32])
 {
+	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (!gmtime_r(&t, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+	if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
 		snprintf(out, 32, "%lld", (long long)t);
 }
 
@@ -114,8 +115,8 @@ static int collateral_store(const char *data_dir, json_t *j, const char *tee,
 		return kiln_err_set(err, -KILN_EFORMAT, "%s: answered the collateral of FMSPC %s, "
 				    "not of %s", source, info.fmspc, want_fmspc);
 	}
-	fmt_time(info.valid_from, t1);
-	fmt_time(info.valid_until, t2);
+	cas__fmt_time(info.valid_from, t1);
+	cas__fmt_time(info.valid_until, t2);
 	if (fetched && (at >= info.valid_until || at < info.valid_from)) {
 		json_decref(j);
 		return kiln_err_set(err, -KILN_EEXPIRED, "%s: the collateral of tee %s FMSPC %s is "
@@ -143,7 +144,7 @@ static int collateral_store(const char *data_dir, json_t *j, const char *tee,
 			 old_info.valid_from > info.valid_from) {
 			char t0[32];
 
-			fmt_time(old_info.valid_from, t0);
+			cas__fmt_time(old_info.valid_from, t0);
 			ret = kiln_err_set(err, -KILN_EROLLBACK, "%s: the collateral of tee %s "
 					   "FMSPC %s was issued %s, before the stored one (%s): not "
 					   "stored (a PCCS serving stale collateral?)", source, tee,
@@ -359,8 +360,8 @@ int cas_collateral_list(const char *data_dir, FILE *out, time_t now, struct kiln
 			continue;
 		}
 		json_decref(j);
-		fmt_time(info.valid_from, from);
-		fmt_time(info.valid_until, until);
+		cas__fmt_time(info.valid_from, from);
+		cas__fmt_time(info.valid_until, until);
 		fprintf(out, "%s %s %s from %s until %s (first to end: %s)%s\n", tee, info.fmspc,
 			now >= info.valid_until ? "EXPIRED" : now < info.valid_from ?
 			"NOT YET VALID" : "valid", from, until, info.next,

@@ -162,6 +162,8 @@ int cas__tee_trust_list(struct cas__store *st, const char *tee, char ***items, s
  * TCB) an SNP report is signed with, *pem malloc'd; -ENOENT (what: a refusal
  * reason naming the chip and what is missing), -KILN_EFORMAT (not a report),
  * -EIO, -ENOMEM. */
+/* "YYYY-MM-DDTHH:MM:SSZ" (UTC) of Unix time t, for messages (collateral.c). */
+void cas__fmt_time(int64_t t, char out[32]);
 int cas__amd_leaf_for(struct cas__store *st, const uint8_t *evidence, size_t size,
 		      char **pem, char *what, size_t what_size);
 /* collateral.c: the collateral for (tee, FMSPC), else the older one-per-tee row:
