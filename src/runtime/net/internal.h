@@ -46,6 +46,7 @@ struct rt_listen_rule {
 	uint16_t port;
 	bool plain;
 	SSL_CTX *ctx;       /* TLS server; NULL when plain */
+	void *alpn;         /* its ALPN selection's argument (owned, lives as ctx) */
 };
 
 #define RT_NAME_ADDRS 32
@@ -76,8 +77,12 @@ struct rt_net_cfg {
 	size_t n_connect;
 };
 
-/* Parse the grant's "network" member into g_net.cfg (SSL contexts built). */
+/* Parse the grant's "network" member into g_net.cfg (SSL contexts built).
+ * On failure g_net.cfg is left empty (off), with nothing allocated. */
 int rt__net_rules_init(const struct rt_json *net, struct kiln_err *err) RT_HIDDEN;
+/* Free g_net.cfg's rules and contexts, and empty it (the fuzz target; the
+ * runtime keeps its rules for the life of the process). */
+void rt__net_rules_free(void) RT_HIDDEN;
 /* The rule for a TCP listener on port, or NULL (none). */
 const struct rt_listen_rule *rt__listen_rule(uint16_t port) RT_HIDDEN;
 /* The rule for a destination, or NULL. */

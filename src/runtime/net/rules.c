@@ -225,10 +225,12 @@ static int listen_rule(const struct rt_json *j, struct rt_listen_rule *r, struct
 		free(a);
 		return kiln_err_set(err, ret, "network: listen %u: bad alpn", r->port);
 	}
-	if (a->size)
-		SSL_CTX_set_alpn_select_cb(r->ctx, alpn_select, a); /* lives as long as ctx */
-	else
+	if (a->size) {
+		SSL_CTX_set_alpn_select_cb(r->ctx, alpn_select, a);
+		r->alpn = a; /* lives as long as ctx */
+	} else {
 		free(a);
+	}
 	return 0;
 }
 
@@ -290,6 +292,28 @@ static int connect_rule(const struct rt_json *j, struct rt_connect_rule *r, stru
 	return 0;
 }
 
+static void rules_free(struct rt_net_cfg *cfg, size_t n_listen, size_t n_connect)
+{
+	for (size_t i = 0; cfg->listen && i < n_listen; i++) {
+		struct alpn *a = cfg->listen[i].alpn;
+
+		SSL_CTX_free(cfg->listen[i].ctx);
+		if (a)
+			free(a->wire);
+		free(a);
+	}
+	for (size_t i = 0; cfg->connect && i < n_connect; i++)
+		SSL_CTX_free(cfg->connect[i].ctx);
+	free(cfg->listen);
+	free(cfg->connect);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+void rt__net_rules_free(void)
+{
+	rules_free(&g_net.cfg, g_net.cfg.n_listen, g_net.cfg.n_connect);
+}
+
 int rt__net_rules_init(const struct rt_json *net, struct kiln_err *err)
 {
 	struct rt_net_cfg *cfg = &g_net.cfg;
@@ -310,18 +334,24 @@ int rt__net_rules_init(const struct rt_json *net, struct kiln_err *err)
 	cfg->handshake_ms = (unsigned)(to ? to->num : 10) * 1000;
 	cfg->listen = calloc(ls ? ls->n + 1 : 1, sizeof(*cfg->listen));
 	cfg->connect = calloc(cs ? cs->n + 1 : 1, sizeof(*cfg->connect));
-	if (!cfg->listen || !cfg->connect)
+	if (!cfg->listen || !cfg->connect) {
+		rules_free(cfg, 0, 0);
 		return kiln_err_set(err, -ENOMEM, "out of memory");
+	}
 	for (size_t i = 0; ls && i < ls->n; i++) {
 		ret = listen_rule(ls->items[i], &cfg->listen[i], err);
-		if (ret < 0)
+		if (ret < 0) {
+			rules_free(cfg, i + 1, 0); /* the failed rule's context too */
 			return ret;
+		}
 		cfg->n_listen = i + 1;
 	}
 	for (size_t i = 0; cs && i < cs->n; i++) {
 		ret = connect_rule(cs->items[i], &cfg->connect[i], err);
-		if (ret < 0)
+		if (ret < 0) {
+			rules_free(cfg, cfg->n_listen, i + 1);
 			return ret;
+		}
 		cfg->n_connect = i + 1;
 	}
 	return 0;
