@@ -310,6 +310,21 @@ static int build_claims(const struct ev_dcap_quote *q, const ev_dcap_collateral_
 	return 0;
 }
 
+/* Step 1: the quote parsed, and of the TEE kind the caller expects. */
+static int parse_for(const uint8_t *quote, size_t size, uint32_t expect_tee,
+		     struct ev_dcap_quote *q, struct kiln_err *err)
+{
+	int ret = ev_dcap_quote_parse(quote, size, q, err);
+
+	if (ret)
+		return ret;
+	if (q->tee_type != expect_tee)
+		return kiln_err_set(err, -KILN_EFORMAT, "quote header TEE type is %s, expected %s",
+				    q->tee_type == EV_DCAP_TEE_TDX ? "TDX" : "SGX",
+				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
+	return 0;
+}
+
 /* Steps 4-6: the QE report signed by the PCK key and binding the attestation
  * key, and the quote signed by that key. */
 static int check_signatures(const uint8_t *quote, const struct ev_dcap_quote *q, X509 *pck,
@@ -370,12 +385,8 @@ int ev_dcap_verify(const uint8_t *quote, size_t size, uint32_t expect_tee,
 	if (!c)
 		return kiln_err_set(err, -EINVAL, "%s quote: collateral is required",
 				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
-	if ((ret = ev_dcap_quote_parse(quote, size, &q, err)))
+	if ((ret = parse_for(quote, size, expect_tee, &q, err)))
 		return ret;
-	if (q.tee_type != expect_tee)
-		return kiln_err_set(err, -KILN_EFORMAT, "quote header TEE type is %s, expected %s",
-				    q.tee_type == EV_DCAP_TEE_TDX ? "TDX" : "SGX",
-				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
 	if (at == 0)
 		at = time(NULL);
 	if ((ret = check_windows(c, at, err)))
@@ -479,12 +490,8 @@ int ev_dcap_inspect(const uint8_t *quote, size_t size, bool tdx, time_t at,
 	int ret;
 
 	*claims = NULL;
-	if ((ret = ev_dcap_quote_parse(quote, size, &q, err)))
+	if ((ret = parse_for(quote, size, expect_tee, &q, err)))
 		return ret;
-	if (q.tee_type != expect_tee)
-		return kiln_err_set(err, -KILN_EFORMAT, "quote header TEE type is %s, expected %s",
-				    q.tee_type == EV_DCAP_TEE_TDX ? "TDX" : "SGX",
-				    expect_tee == EV_DCAP_TEE_TDX ? "TDX" : "SGX");
 	if (at == 0)
 		at = time(NULL);
 	if ((ret = inspect_pck_chain(&q, at, &pck, &ext, err)) ||

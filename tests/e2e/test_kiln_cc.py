@@ -264,8 +264,9 @@ def test_kiln_cc_runtime_missing(tmp_path):
 
 SQLITE_SRC = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "src"
 
-SQLITE_POLICY = """\
-name: acme/cc-sqlite
+# One policy for the stress tests below: a service per build, one volume.
+STRESS_POLICY = """\
+name: acme/{name}
 access: {{read: [owner], update: [owner]}}
 volumes:
   - {{name: data}}
@@ -312,7 +313,8 @@ def test_kiln_cc_sqlite3_from_debian_source_stress(kiln, cas, cas_identity, tmp_
         meas = re.search(r"measurement ([0-9a-f]{96})", p.stderr).group(1)
         services.append(SQLITE_SERVICE.format(name=name, prog=out, data=data, meas=meas))
         progs[name] = out
-    (tmp_path / "p.yaml").write_text(SQLITE_POLICY.format(services="".join(services)))
+    (tmp_path / "p.yaml").write_text(STRESS_POLICY.format(name="cc-sqlite",
+                                                          services="".join(services)))
     kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
 
     def run(name, sql):
@@ -337,18 +339,6 @@ def test_kiln_cc_sqlite3_from_debian_source_stress(kiln, cas, cas_identity, tmp_
 
 
 REDIS_SRC = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "src"
-
-REDIS_POLICY = """\
-name: acme/cc-redis
-access: {{read: [owner], update: [owner]}}
-volumes:
-  - {{name: data}}
-services:
-{services}
-security:
-  tee: [sim]
-  allow_insecure_sim: true
-"""
 
 REDIS_SERVICE = """\
   - name: {name}
@@ -393,7 +383,8 @@ def test_kiln_cc_redis_from_debian_source_stress(kiln, cas, cas_identity, tmp_pa
         services.append(REDIS_SERVICE.format(name=name, prog=prog, port=ports[name], data=data,
                                              meas=meas))
         progs[name] = prog
-    (tmp_path / "p.yaml").write_text(REDIS_POLICY.format(services="".join(services)))
+    (tmp_path / "p.yaml").write_text(STRESS_POLICY.format(name="cc-redis",
+                                                          services="".join(services)))
     kiln("policy", "apply", tmp_path / "p.yaml", env=cas.env(owner), check=True)
 
     def cli(name, *args):
