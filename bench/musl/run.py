@@ -11,6 +11,7 @@ median with the spread. Writes bench/results/musl.json and musl.md.
 Usage: bench/musl/run.py BUILD_DIR [--rounds N]
 """
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -25,9 +26,10 @@ SQLITE_DIR = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sq
 REDIS_DIR = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "bin"
 
 
+@functools.lru_cache(maxsize=None)
 def runtime_bench():
-    """bench/runtime/run.py as a module: its redis_rps (redis-benchmark, 50
-    clients, SET and GET)."""
+    """bench/runtime/run.py as a module (loaded once): its sqlite workload and
+    redis_rps (redis-benchmark, 50 clients, SET and GET)."""
     spec = importlib.util.spec_from_file_location("bench_runtime", ROOT / "bench" / "runtime" /
                                                   "run.py")
     mod = importlib.util.module_from_spec(spec)

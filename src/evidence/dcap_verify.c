@@ -72,6 +72,38 @@ static int cert_valid_at(X509 *cert, const char *what, time_t at, struct kiln_er
 	return 0;
 }
 
+/* The PCK CA issued by the root and named as Intel names PCK CAs. */
+static int check_pck_ca(X509 *root, X509 *ca, const char *what, struct kiln_err *err)
+{
+	int r = ev_dcap_check_issued(root, ca, what, err);
+
+	return r ? r : ev_dcap_check_cn(ca, ev_dcap_cn_pck_ca, what, err);
+}
+
+/* The PCK certificate issued by ca, named as a PCK certificate, with its SGX
+ * extension parsed into *ext. */
+static int check_pck_cert(X509 *ca, X509 *pck, struct ev_dcap_pck_ext *ext, const char *what,
+			  struct kiln_err *err)
+{
+	int r;
+
+	if ((r = ev_dcap_check_issued(ca, pck, what, err)) ||
+	    (r = ev_dcap_check_cn(pck, ev_dcap_cn_pck, what, err)))
+		return r;
+	return ev_dcap_pck_ext_parse(pck, ext, err);
+}
+
+/* Each certificate of the chain valid at `at`. */
+static int chain_valid_at(X509 *root, X509 *ca, X509 *pck, const char *what, time_t at,
+			  struct kiln_err *err)
+{
+	int r;
+
+	if ((r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)))
+		return r;
+	return cert_valid_at(pck, what, at, err);
+}
+
 static X509 *memo_get(ev_dcap_collateral_t *c, const uint8_t hash[32],
 		      struct ev_dcap_pck_ext *ext)
 {
@@ -164,8 +196,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct ev_dcap_quote 
 					 ev_dcap_cert_name(ca, cn, sizeof(cn)));
 			goto out;
 		}
-		if ((r = ev_dcap_check_issued(root, ca, what, err)) ||
-		    (r = ev_dcap_check_cn(ca, ev_dcap_cn_pck_ca, what, err)) ||
+		if ((r = check_pck_ca(root, ca, what, err)) ||
 		    (r = ev_dcap_check_revoked(c->root_crl, ca, "PCK CA", "Intel SGX Root CA CRL",
 					       err)))
 			goto out;
@@ -185,9 +216,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct ev_dcap_quote 
 			r = -KILN_EFORMAT;
 			goto out;
 		}
-		if ((r = ev_dcap_check_issued(ca, pck, what, err)) ||
-		    (r = ev_dcap_check_cn(pck, ev_dcap_cn_pck, what, err)) ||
-		    (r = ev_dcap_pck_ext_parse(pck, ext, err)))
+		if ((r = check_pck_cert(ca, pck, ext, what, err)))
 			goto out;
 		if (known_ca)
 			memo_put(c, hash, pck, ext);
@@ -198,8 +227,7 @@ static int verify_pck_chain(ev_dcap_collateral_t *c, const struct ev_dcap_quote 
 				 ev_dcap_cert_name(ca, cn, sizeof(cn)));
 		goto out;
 	}
-	if ((r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
-	    (r = cert_valid_at(pck, what, at, err)) ||
+	if ((r = chain_valid_at(root, ca, pck, what, at, err)) ||
 	    (r = ev_dcap_check_revoked(c->pck_crl, pck, "PCK certificate", "PCK CRL", err)))
 		goto out;
 	*pck_out = pck;
@@ -463,13 +491,9 @@ static int inspect_pck_chain(const struct ev_dcap_quote *q, time_t at, X509 **pc
 		r = -KILN_EFORMAT;
 		goto out;
 	}
-	if ((r = ev_dcap_check_issued(root, ca, what, err)) ||
-	    (r = ev_dcap_check_cn(ca, ev_dcap_cn_pck_ca, what, err)) ||
-	    (r = ev_dcap_check_issued(ca, pck, what, err)) ||
-	    (r = ev_dcap_check_cn(pck, ev_dcap_cn_pck, what, err)) ||
-	    (r = ev_dcap_pck_ext_parse(pck, ext, err)) ||
-	    (r = cert_valid_at(root, what, at, err)) || (r = cert_valid_at(ca, what, at, err)) ||
-	    (r = cert_valid_at(pck, what, at, err)))
+	if ((r = check_pck_ca(root, ca, what, err)) ||
+	    (r = check_pck_cert(ca, pck, ext, what, err)) ||
+	    (r = chain_valid_at(root, ca, pck, what, at, err)))
 		goto out;
 	*pck_out = pck;
 	pck = NULL;
