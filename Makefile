@@ -14,7 +14,7 @@ CHECK_BUILD ?= build-check
 FUZZ_BUILD  ?= build-fuzz
 PREFIX      ?= /usr/local
 PYTEST      ?= /usr/bin/python3 -m pytest
-FUZZ_SECONDS ?= 10
+FUZZ_SECONDS ?= 6
 
 .PHONY: all build deps demo check unit e2e fuzz fuzz-smoke stress conformance bench install deb clean
 
