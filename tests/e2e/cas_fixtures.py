@@ -242,6 +242,33 @@ def assert_refused(cas, status, body, label, reason):
     assert line and "attestation refused" in line[-1] and reason in line[-1], line
 
 
+# The time the real evidence in testdata/evidence was captured; a CAS judging it
+# runs with --insecure-evidence-time at this time (its collateral is old).
+EVIDENCE_TIME = "2025-07-01T00:00:00Z"
+
+
+def post_evidence(w, tee, evidence, wm, nonce=None):
+    """POST /v1/attest with hardware evidence: a Path, raw bytes or base64 text, and
+    the workload measurement as bytes or hex (None leaves the field out)."""
+    if isinstance(evidence, os.PathLike):
+        evidence = evidence.read_bytes()
+    if isinstance(evidence, bytes):
+        evidence = base64.b64encode(evidence).decode()
+    body = {"session": "acme/app", "service": "app", "tee": tee, "evidence": evidence,
+            "nonce": nonce or w.nonce()}
+    if wm is not None:
+        body["workload_measurement"] = wm.hex() if isinstance(wm, bytes) else wm
+    return w.cas.request("POST", "/v1/attest", body, certfile=w.pem)
+
+
+def refusal_reason(cas, body):
+    """The reason the CAS logged, once, for the refused attestation answered with body."""
+    lines = [ln for ln in cas.log().splitlines()
+             if body["request_id"] in ln and 'msg="attestation refused"' in ln]
+    assert len(lines) == 1, cas.log()[-3000:]
+    return re.search(r'reason="((?:[^"\\]|\\.)*)"', lines[0]).group(1)
+
+
 def las_evidence(sock, report_data):
     """host evidence from the kiln-las on unix socket sock, about this process."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -48,7 +48,7 @@ def kiln(kiln_bin):
 # ---- kiln-cas (owned by the policy/CAS tests; reusable by every e2e test) ----
 # `cas` yields a running cas_fixtures.CasServer (url, fingerprint, ca_file, data,
 # env(identity), request(), restart(), kill9()); `cas_identity` makes identities.
-from cas_fixtures import CasServer  # noqa: E402
+from cas_fixtures import EVIDENCE_TIME, CasServer  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 
 
@@ -87,6 +87,17 @@ def cas(kiln_bin, tmp_path, cas_store, request):
 def attested_cas(kiln_bin, tmp_path):
     """A CAS serving its own attestation with the sim backend (INSECURE)."""
     server = CasServer(kiln_bin, tmp_path, extra_args=["--tee", "sim"]).start()
+    yield server
+    rc = server.stop()
+    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
+
+
+@pytest.fixture
+def hwcas(kiln_bin, tmp_path):
+    """A CAS on SQLite judging the real evidence of testdata/evidence at the time it
+    was captured (its collateral has expired since)."""
+    server = CasServer(kiln_bin, tmp_path,
+                       extra_args=["--insecure-evidence-time", EVIDENCE_TIME]).start()
     yield server
     rc = server.stop()
     assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"

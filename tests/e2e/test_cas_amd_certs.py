@@ -6,41 +6,15 @@ the VCEK stored for its report's chip ID and reported TCB, refused naming the ch
 what is missing without it. The CAS verifies at the sample's time
 (--insecure-evidence-time); the real report then fails the binding check (its
 report_data was not made for our key), which proves verification passed."""
-import base64
-import re
 
-import pytest
-
-from cas_fixtures import CasServer, Workload
+from cas_fixtures import Workload, post_evidence, refusal_reason
 from kilnenv import TESTDATA
 
 SNP = TESTDATA / "evidence" / "snp"
-AT = "2025-07-01T00:00:00Z"
 WM = "ab" * 48
 CHIP = ("3ac3fe21e13fb0990eb28a802e3fb6a29483a6b0753590c951bdd3b8e53786184ca39e359669a2b7"
         "6a1936776b564ea464cdce40c05f63c9b610c5068b006b5d")
 VCEK_KEY = f"vcek:{CHIP}:bl2.tee0.snp5.uc68"
-
-
-@pytest.fixture
-def hwcas(kiln_bin, tmp_path):
-    server = CasServer(kiln_bin, tmp_path, extra_args=["--insecure-evidence-time", AT]).start()
-    yield server
-    rc = server.stop()
-    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
-
-
-def post(w, report):
-    body = {"session": "acme/app", "service": "app", "tee": "snp", "nonce": w.nonce(),
-            "evidence": base64.b64encode(report).decode(), "workload_measurement": WM}
-    return w.cas.request("POST", "/v1/attest", body, certfile=w.pem)
-
-
-def reason(cas, body):
-    lines = [ln for ln in cas.log().splitlines()
-             if body["request_id"] in ln and 'msg="attestation refused"' in ln]
-    assert len(lines) == 1, cas.log()[-3000:]
-    return re.search(r'reason="((?:[^"\\]|\\.)*)"', lines[0]).group(1)
 
 
 def test_import_list_and_attest_by_chip(kiln, hwcas, tmp_path):
@@ -74,16 +48,16 @@ def test_import_list_and_attest_by_chip(kiln, hwcas, tmp_path):
 
     w = Workload(hwcas, tmp_path)
     report = (SNP / "report_milan.bin").read_bytes()
-    status, body = post(w, report)
-    assert status == 403 and reason(hwcas, body).startswith("binding mismatch"), \
-        reason(hwcas, body)
+    status, body = post_evidence(w, "snp", report, WM)
+    assert status == 403 and refusal_reason(hwcas, body).startswith("binding mismatch"), \
+        refusal_reason(hwcas, body)
     # The same report signed "by a VLEK" (report flags bits 4:2 = 1): there is no VLEK
     # for its TCB in the store, and this chip's VCEK is not given for it: refused,
     # naming what is missing.
     other = bytearray(report)
     other[0x48] = (other[0x48] & ~0x1C) | (1 << 2)
-    status, body = post(w, bytes(other))
-    r = reason(hwcas, body)
+    status, body = post_evidence(w, "snp", bytes(other), WM)
+    r = refusal_reason(hwcas, body)
     assert status == 403 and r.startswith("no VLEK for reported TCB bl2.tee0.snp5.uc68 in "
                                           "the store"), r
     assert "evidence does not verify: no VLEK certificate given" in r, r
@@ -97,35 +71,9 @@ def test_report_without_its_chips_vcek_refused(kiln, hwcas, tmp_path):
     kiln("cas", "collateral", "import", SNP / "ask_ark_milan.pem", "--data", hwcas.data,
          check=True)
     w = Workload(hwcas, tmp_path)
-    status, body = post(w, (SNP / "report_milan.bin").read_bytes())
-    r = reason(hwcas, body)
+    status, body = post_evidence(w, "snp", SNP / "report_milan.bin", WM)
+    r = refusal_reason(hwcas, body)
     assert status == 403, body
     assert r.startswith(f"no VCEK for chip_id {CHIP[:16]}... reported TCB "
                         "bl2.tee0.snp5.uc68 in the store (kiln cas collateral import "
                         "VCEK.der; the AMD KDS serves it); evidence does not verify: "), r
-
-
-def test_import_refuses_what_is_not_an_amd_chain(kiln, cas, tmp_path):
-    data = ["--data", cas.data]
-    junk = tmp_path / "junk.pem"
-    junk.write_text("not a certificate\n")
-    p = kiln("cas", "collateral", "import", junk, *data)
-    assert p.returncode == 1 and "no certificate found" in p.stderr, p.stderr
-    # An ASK without its ARK, and a chain whose root is not a pinned ARK.
-    pem = (SNP / "ask_ark_milan.pem").read_text()
-    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", pem,
-                        re.S)
-    one = tmp_path / "ask_only.pem"
-    one.write_text(blocks[0])
-    p = kiln("cas", "collateral", "import", one, *data)
-    assert p.returncode == 1 and "neither a VCEK" in p.stderr, p.stderr
-    mixed = tmp_path / "mixed.pem"
-    mixed.write_text(blocks[0] + re.findall(
-        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?",
-        (SNP / "ask_ark_genoa.pem").read_text(), re.S)[1])
-    p = kiln("cas", "collateral", "import", mixed, *data)
-    assert p.returncode == 1 and "does not verify" in p.stderr, p.stderr
-    p = kiln("cas", "collateral", "import", *data)
-    assert p.returncode == 2
-    assert kiln("cas", "collateral", "list", *data, check=True).stdout == \
-        "no collateral (kiln cas collateral add FILE --tee sgx|tdx)\n"

@@ -5,39 +5,12 @@ quotes and collateral of ../shared/testdata/evidence (two TDX platforms:
 B0C06F000000 for quote_v4, 90C06F000000 for quote_v5). The CAS verifies at the
 samples' time (--insecure-evidence-time); the quotes then fail the binding check
 (their report_data was not made for our key), which proves verification passed."""
-import base64
-import re
 
-import pytest
-
-from cas_fixtures import CasServer, Workload
+from cas_fixtures import Workload, post_evidence, refusal_reason
 from kilnenv import TESTDATA
 
 EV = TESTDATA / "evidence"
-AT = "2025-07-01T00:00:00Z"
 WM = "ab" * 48
-
-
-@pytest.fixture
-def hwcas(kiln_bin, tmp_path):
-    server = CasServer(kiln_bin, tmp_path, extra_args=["--insecure-evidence-time", AT]).start()
-    yield server
-    rc = server.stop()
-    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
-
-
-def post(w, tee, path):
-    body = {"session": "acme/app", "service": "app", "tee": tee, "nonce": w.nonce(),
-            "evidence": base64.b64encode(path.read_bytes()).decode(),
-            "workload_measurement": WM}
-    return w.cas.request("POST", "/v1/attest", body, certfile=w.pem)
-
-
-def reason(cas, body):
-    lines = [ln for ln in cas.log().splitlines()
-             if body["request_id"] in ln and 'msg="attestation refused"' in ln]
-    assert len(lines) == 1, cas.log()[-3000:]
-    return re.search(r'reason="((?:[^"\\]|\\.)*)"', lines[0]).group(1)
 
 
 def test_collateral_is_chosen_by_the_quotes_fmspc(kiln, hwcas, tmp_path):
@@ -60,20 +33,20 @@ def test_collateral_is_chosen_by_the_quotes_fmspc(kiln, hwcas, tmp_path):
     # Each quote verifies with its own platform's collateral: v4 reaches the binding
     # check; v5 is verified with the 2026 collateral, not yet valid at the samples'
     # 2025 time (with v4's, it would be an FMSPC mismatch).
-    status, body = post(w, "tdx", EV / "tdx" / "quote_v4.bin")
-    assert status == 403 and reason(hwcas, body).startswith("binding mismatch")
-    status, body = post(w, "tdx", EV / "tdx" / "quote_v5_tcb_not_supported.bin")
-    r = reason(hwcas, body)
+    status, body = post_evidence(w, "tdx", EV / "tdx" / "quote_v4.bin", WM)
+    assert status == 403 and refusal_reason(hwcas, body).startswith("binding mismatch")
+    status, body = post_evidence(w, "tdx", EV / "tdx" / "quote_v5_tcb_not_supported.bin", WM)
+    r = refusal_reason(hwcas, body)
     assert status == 403 and r.startswith("evidence does not verify"), r
     assert "FMSPC" not in r and "not yet valid" in r, r
     # Without the collateral of its FMSPC a quote is refused, naming tee and FMSPC.
     p = kiln("cas", "collateral", "remove", "B0C06F000000", "--tee", "tdx", *data, check=True)
     assert p.stdout == "removed tdx collateral for FMSPC B0C06F000000\n"
-    status, body = post(w, "tdx", EV / "tdx" / "quote_v4.bin")
-    assert reason(hwcas, body) == ("no collateral for tee tdx FMSPC B0C06F000000 "
+    status, body = post_evidence(w, "tdx", EV / "tdx" / "quote_v4.bin", WM)
+    assert refusal_reason(hwcas, body) == ("no collateral for tee tdx FMSPC B0C06F000000 "
                                    "(kiln cas collateral add FILE --tee tdx)")
-    status, body = post(w, "sgx", EV / "sgx" / "quote.bin")
-    assert reason(hwcas, body).startswith("no collateral for tee sgx FMSPC 00A067110000")
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", WM)
+    assert refusal_reason(hwcas, body).startswith("no collateral for tee sgx FMSPC 00A067110000")
     p = kiln("cas", "collateral", "remove", "B0C06F000000", "--tee", "tdx", *data)
     assert p.returncode == 1 and "no collateral for tee tdx FMSPC B0C06F000000" in p.stderr
     # Every change is audited with its FMSPC.
@@ -93,6 +66,6 @@ def test_collateral_freshness_at_the_current_time(kiln, cas, tmp_path):
     assert kiln("cas", "collateral", "list", "--data", cas.data,
                 check=True).stdout.startswith("sgx 00A067110000 EXPIRED from ")
     w = Workload(cas, tmp_path)
-    status, body = post(w, "sgx", EV / "sgx" / "quote.bin")
-    r = reason(cas, body)
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", WM)
+    r = refusal_reason(cas, body)
     assert status == 403 and r.startswith("evidence does not verify") and "expired" in r, r

@@ -11,15 +11,13 @@ through verification to the binding."""
 import base64
 import hashlib
 import os
-import re
 
 import pytest
 
-from cas_fixtures import CasServer, Workload
+from cas_fixtures import Workload, post_evidence, refusal_reason
 from kilnenv import TESTDATA
 
 EV = TESTDATA / "evidence"
-AT = "2025-07-01T00:00:00Z"
 WM = hashlib.sha384(b"cvm workload").digest()
 
 
@@ -27,45 +25,20 @@ def b64(path):
     return base64.b64encode(path.read_bytes()).decode()
 
 
-@pytest.fixture
-def hwcas(kiln_bin, tmp_path):
-    server = CasServer(kiln_bin, tmp_path, extra_args=["--insecure-evidence-time", AT]).start()
-    yield server
-    rc = server.stop()
-    assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{server.log()[-4000:]}"
-
-
-def post(w, tee, evidence, wm=WM, nonce=None):
-    nonce = nonce or w.nonce()
-    body = {"session": "acme/app", "service": "app", "tee": tee, "evidence": evidence,
-            "nonce": nonce}
-    if wm is not None:
-        body["workload_measurement"] = wm.hex()
-    return w.cas.request("POST", "/v1/attest", body, certfile=w.pem)
-
-
-def reason_of(cas, body):
-    rid = body["request_id"]
-    lines = [ln for ln in cas.log().splitlines()
-             if rid in ln and 'msg="attestation refused"' in ln]
-    assert len(lines) == 1, cas.log()[-3000:]
-    return re.search(r'reason="((?:[^"\\]|\\.)*)"', lines[0]).group(1)
-
-
 def test_sgx_quote_reaches_the_binding_check(kiln, hwcas, tmp_path):
     w = Workload(hwcas, tmp_path)
     # Without collateral the CAS cannot verify an Intel quote: a named refusal.
-    status, body = post(w, "sgx", b64(EV / "sgx" / "quote.bin"))
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", WM)
     assert status == 403, body
-    assert reason_of(hwcas, body).startswith("no collateral for tee sgx FMSPC 00A067110000")
+    assert refusal_reason(hwcas, body).startswith("no collateral for tee sgx FMSPC 00A067110000")
 
     p = kiln("cas", "trust-collateral", EV / "sgx" / "collateral.json", "--tee", "sgx",
              "--data", hwcas.data)
     assert p.returncode == 0, p.stderr
-    status, body = post(w, "sgx", b64(EV / "sgx" / "quote.bin"))
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", WM)
     assert status == 403, body
     assert body == {"error": "attestation refused", "request_id": body["request_id"]}
-    assert reason_of(hwcas, body).startswith("binding mismatch")
+    assert refusal_reason(hwcas, body).startswith("binding mismatch")
     assert f"workload_measurement={WM.hex()}" in hwcas.log()
     metrics = hwcas.metrics()
     assert 'kiln_cas_attestations_total{result="refused",reason="binding_mismatch"} 1' in metrics
@@ -74,23 +47,23 @@ def test_sgx_quote_reaches_the_binding_check(kiln, hwcas, tmp_path):
     # A damaged quote fails verification first (not the binding): verification runs.
     quote = bytearray((EV / "sgx" / "quote.bin").read_bytes())
     quote[200] ^= 1
-    status, body = post(w, "sgx", base64.b64encode(bytes(quote)).decode())
+    status, body = post_evidence(w, "sgx", bytes(quote), WM)
     assert status == 403
-    assert reason_of(hwcas, body).startswith("evidence does not verify")
+    assert refusal_reason(hwcas, body).startswith("evidence does not verify")
 
 
 def test_tdx_collateral_is_per_tee(kiln, hwcas, tmp_path):
     w = Workload(hwcas, tmp_path)
     kiln("cas", "trust-collateral", EV / "sgx" / "collateral.json", "--tee", "sgx",
          "--data", hwcas.data, check=True)
-    status, body = post(w, "tdx", b64(EV / "tdx" / "quote_v4.bin"))
+    status, body = post_evidence(w, "tdx", EV / "tdx" / "quote_v4.bin", WM)
     assert status == 403
-    assert reason_of(hwcas, body).startswith("no collateral for tee tdx FMSPC B0C06F000000")
+    assert refusal_reason(hwcas, body).startswith("no collateral for tee tdx FMSPC B0C06F000000")
     kiln("cas", "trust-collateral", EV / "tdx" / "quote_v4_collateral.json", "--tee", "tdx",
          "--data", hwcas.data, check=True)
-    status, body = post(w, "tdx", b64(EV / "tdx" / "quote_v4.bin"))
+    status, body = post_evidence(w, "tdx", EV / "tdx" / "quote_v4.bin", WM)
     assert status == 403
-    assert reason_of(hwcas, body).startswith("binding mismatch")
+    assert refusal_reason(hwcas, body).startswith("binding mismatch")
 
 
 def test_snp_report_reaches_the_binding_check(kiln, hwcas, tmp_path):
@@ -98,15 +71,15 @@ def test_snp_report_reaches_the_binding_check(kiln, hwcas, tmp_path):
     for f in ("vcek_milan.der", "ask_ark_milan.pem"):
         p = kiln("cas", "trust-amd-chain", EV / "snp" / f, "--data", hwcas.data)
         assert p.returncode == 0 and p.stdout.startswith("trusted AMD certificates amd:")
-    status, body = post(w, "snp", b64(EV / "snp" / "report_milan.bin"))
+    status, body = post_evidence(w, "snp", EV / "snp" / "report_milan.bin", WM)
     assert status == 403
-    assert reason_of(hwcas, body).startswith("binding mismatch")
+    assert refusal_reason(hwcas, body).startswith("binding mismatch")
 
 
 def test_workload_measurement_field_rules(kiln, hwcas, tmp_path):
     w = Workload(hwcas, tmp_path)
     # Hardware tee without the field: 400, before any verification.
-    status, body = post(w, "sgx", b64(EV / "sgx" / "quote.bin"), wm=None)
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", None)
     assert status == 400
     assert "workload_measurement" in body["error"]
     # Malformed field: 400.
@@ -130,9 +103,9 @@ def test_expired_collateral_without_evidence_time(kiln, cas, tmp_path):
     kiln("cas", "trust-collateral", EV / "sgx" / "collateral.json", "--tee", "sgx",
          "--data", cas.data, check=True)
     w = Workload(cas, tmp_path)
-    status, body = post(w, "sgx", b64(EV / "sgx" / "quote.bin"))
+    status, body = post_evidence(w, "sgx", EV / "sgx" / "quote.bin", WM)
     assert status == 403
-    reason = reason_of(cas, body)
+    reason = refusal_reason(cas, body)
     assert reason.startswith("evidence does not verify") and "expired" in reason
 
 

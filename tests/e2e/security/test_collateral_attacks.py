@@ -1,7 +1,8 @@
 """Hostile collateral and quotes against the per-platform collateral of the CAS
 (`kiln cas collateral add`, /v1/attest): a collateral whose TCB Info was edited
 (its Intel signature no longer verifies), collateral of the other TEE kind, an
-FMSPC that is not 12 hex digits, a quote too short to name its platform. Each is
+FMSPC that is not 12 hex digits, a quote too short to name its platform, and AMD
+certificates that are not an AMD chain (`kiln cas collateral import`). Each is
 refused with a message naming what is wrong; nothing is stored by a refused add;
 the audit log stays clean."""
 import base64
@@ -52,3 +53,29 @@ def test_quote_that_names_no_platform(kiln, cas, tmp_path):
         line = [ln for ln in cas.log().splitlines() if ans["request_id"] in ln][-1]
         assert re.search(r'reason="evidence does not verify: [^"]+"', line), line
     kiln("audit", "verify", "--data", cas.data, check=True)
+
+
+def test_import_refuses_what_is_not_an_amd_chain(kiln, cas, tmp_path):
+    data = ["--data", cas.data]
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    p = kiln("cas", "collateral", "import", junk, *data)
+    assert p.returncode == 1 and "no certificate found" in p.stderr, p.stderr
+    # An ASK without its ARK, and a chain whose root is not a pinned ARK.
+    pem = (EV / "snp" / "ask_ark_milan.pem").read_text()
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", pem,
+                        re.S)
+    one = tmp_path / "ask_only.pem"
+    one.write_text(blocks[0])
+    p = kiln("cas", "collateral", "import", one, *data)
+    assert p.returncode == 1 and "neither a VCEK" in p.stderr, p.stderr
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_text(blocks[0] + re.findall(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?",
+        (EV / "snp" / "ask_ark_genoa.pem").read_text(), re.S)[1])
+    p = kiln("cas", "collateral", "import", mixed, *data)
+    assert p.returncode == 1 and "does not verify" in p.stderr, p.stderr
+    p = kiln("cas", "collateral", "import", *data)
+    assert p.returncode == 2
+    assert kiln("cas", "collateral", "list", *data, check=True).stdout == \
+        "no collateral (kiln cas collateral add FILE --tee sgx|tdx)\n"
