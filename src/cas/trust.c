@@ -92,8 +92,8 @@ int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
 	size_t size = 0;
 	BIO *in = NULL, *out = NULL;
 	X509 *x;
-	char *pem = NULL, *buf, hex[2 * KC_SHA256_SIZE + 1];
-	long len;
+	char *pem = NULL, hex[2 * KC_SHA256_SIZE + 1];
+	size_t len;
 	int n = 0, ret;
 
 	ret = kiln_read_file(path, 1 << 20, &data, &size);
@@ -130,14 +130,10 @@ int cas_trust_amd_chain(const char *data_dir, const char *path, char id_out[80],
 				   "or DER certificates such as a VCEK from the AMD KDS)", path);
 		goto out;
 	}
-	len = BIO_get_mem_data(out, &buf);
-	pem = malloc((size_t)len + 1);
-	ret = -ENOMEM;
-	if (!pem)
+	ret = kc_bio_take(out, &pem, &len);
+	if (ret < 0)
 		goto out;
-	memcpy(pem, buf, (size_t)len);
-	pem[len] = '\0';
-	ret = kc_sha256(pem, (size_t)len, digest);
+	ret = kc_sha256(pem, len, digest);
 	if (ret < 0)
 		goto out;
 	kiln_hex_encode(digest, sizeof(digest), hex);

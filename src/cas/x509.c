@@ -120,23 +120,6 @@ out:
 	return ret;
 }
 
-static int bio_take(BIO *b, char **out, size_t *size)
-{
-	char *p;
-	long n = BIO_get_mem_data(b, &p);
-
-	if (n < 0)
-		return -KILN_ECRYPTO;
-	*out = malloc((size_t)n + 1);
-	if (!*out)
-		return -ENOMEM;
-	memcpy(*out, p, (size_t)n);
-	(*out)[n] = '\0';
-	*size = (size_t)n;
-	OPENSSL_cleanse(p, (size_t)n);
-	return 0;
-}
-
 int cas__x509_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size)
 {
 	BIO *b = BIO_new(BIO_s_mem());
@@ -147,7 +130,7 @@ int cas__x509_key_pem(EVP_PKEY *key, bool private_part, char **out, size_t *size
 		return -ENOMEM;
 	if (private_part ? PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) :
 			   PEM_write_bio_PUBKEY(b, key))
-		ret = bio_take(b, out, size);
+		ret = kc_bio_take(b, out, size);
 	BIO_free(b);
 	return ret;
 }
@@ -161,7 +144,7 @@ int cas__x509_cert_pem(X509 *cert, char **out, size_t *size)
 	if (!b)
 		return -ENOMEM;
 	if (PEM_write_bio_X509(b, cert))
-		ret = bio_take(b, out, size);
+		ret = kc_bio_take(b, out, size);
 	BIO_free(b);
 	return ret;
 }

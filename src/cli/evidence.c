@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "common/common.h"
+#include "crypto/crypto.h"
 #include "evidence/evidence.h"
 
 #define EV_CLI_MAX_FILE (16 * 1024 * 1024)
@@ -169,8 +170,6 @@ int cli_load_certs(const char *path, char **pem, struct kiln_err *err)
 	uint8_t *data = NULL;
 	size_t size = 0;
 	BIO *mem = NULL;
-	char *buf;
-	long len;
 	int ret;
 
 	*pem = NULL;
@@ -221,14 +220,7 @@ int cli_load_certs(const char *path, char **pem, struct kiln_err *err)
 			goto out;
 		}
 	}
-	len = BIO_get_mem_data(mem, &buf);
-	*pem = malloc((size_t)len + 1);
-	ret = -ENOMEM;
-	if (!*pem)
-		goto out;
-	memcpy(*pem, buf, (size_t)len);
-	(*pem)[len] = '\0';
-	ret = 0;
+	ret = kc_bio_take(mem, pem, NULL);
 out:
 	ERR_clear_error();
 	BIO_free(mem);

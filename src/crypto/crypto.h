@@ -13,6 +13,12 @@
 #define KC_AEAD_IV_SIZE 12
 #define KC_AEAD_TAG_SIZE 16
 
+/* Copies what was written into the memory BIO b (OpenSSL's BIO) into a new
+ * NUL-terminated string *out (the caller owns it; *size, if size is not NULL, is
+ * its length) and wipes the BIO's copy. */
+struct bio_st;
+int kc_bio_take(struct bio_st *b, char **out, size_t *size) KILN_WARN_UNUSED;
+
 /* Fill buf with cryptographically secure random bytes. */
 int kc_random(void *buf, size_t size) KILN_WARN_UNUSED;
 

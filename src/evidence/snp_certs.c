@@ -5,6 +5,7 @@
  * again at attestation; this is what lets the CAS give it the right leaf among
  * many chips'. */
 #include "evidence/internal.h"
+#include "crypto/crypto.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -85,8 +86,6 @@ static int read_certs(const uint8_t *data, size_t size, STACK_OF(X509) *certs)
 static int to_pem(STACK_OF(X509) *certs, char **pem)
 {
 	BIO *out = BIO_new(BIO_s_mem());
-	char *buf;
-	long len;
 	int ret = -ENOMEM;
 
 	if (!out)
@@ -94,13 +93,7 @@ static int to_pem(STACK_OF(X509) *certs, char **pem)
 	for (int i = 0; i < sk_X509_num(certs); i++)
 		if (PEM_write_bio_X509(out, sk_X509_value(certs, i)) != 1)
 			goto out;
-	len = BIO_get_mem_data(out, &buf);
-	*pem = malloc((size_t)len + 1);
-	if (!*pem)
-		goto out;
-	memcpy(*pem, buf, (size_t)len);
-	(*pem)[len] = '\0';
-	ret = 0;
+	ret = kc_bio_take(out, pem, NULL);
 out:
 	BIO_free(out);
 	return ret;

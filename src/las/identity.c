@@ -53,20 +53,14 @@ static int identity_finish(struct las_identity *id)
 {
 	uint8_t *spki = NULL, digest[KC_SHA256_SIZE];
 	BIO *bio = BIO_new(BIO_s_mem());
-	char *data;
-	long n;
 	int spki_size, ret = -KILN_ECRYPTO;
 
 	if (!bio || PEM_write_bio_X509(bio, id->cert) != 1)
 		goto out;
-	n = BIO_get_mem_data(bio, &data);
-	id->cert_pem = malloc((size_t)n + 1);
-	if (!id->cert_pem) {
-		ret = -ENOMEM;
+	ret = kc_bio_take(bio, &id->cert_pem, NULL);
+	if (ret < 0)
 		goto out;
-	}
-	memcpy(id->cert_pem, data, (size_t)n);
-	id->cert_pem[n] = '\0';
+	ret = -KILN_ECRYPTO;
 	spki_size = i2d_PUBKEY(X509_get0_pubkey(id->cert), &spki);
 	if (spki_size <= 0 || kc_sha256(spki, (size_t)spki_size, digest) < 0)
 		goto out;
