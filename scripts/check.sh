@@ -24,10 +24,13 @@ grep -hE '^\[ *(PASSED|FAILED|  ERROR) *\]|^\[=+\] [0-9]+ test' "$build"/meson-l
 grep -E '^(Ok|Fail|Expected Fail|Unexpected Pass|Skipped|Timeout):' "$build/unit.log" || cat "$build/unit.log"
 
 echo "== end-to-end tests (pytest)"
-# The 15 slowest are listed: make check has a time budget (15 min in CI), and a
-# test that grows is seen in the next run's output, not guessed at.
+# Two workers: most tests wait (servers starting, programs exiting, sync), so two
+# run side by side on two cores. Every test starts its own services on ephemeral
+# ports in its own directories, which is what makes that safe. The 15 slowest are
+# listed: make check has a time budget (15 min in CI), and a test that grows is
+# seen in the next run's output, not guessed at.
 KILN_BUILD="$build" /usr/bin/python3 -m pytest -q -m "not stress" tests/e2e -p no:cacheprovider \
-  --durations=15 --durations-min=5
+  -n 2 --durations=15 --durations-min=5
 rc=$?
 # pytest exit 5 means no tests were collected: that is a failure here.
 [ $rc -eq 0 ] || status=1

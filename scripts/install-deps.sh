@@ -12,6 +12,8 @@ PACKAGES=(
   libfuse3-dev fuse3 liburing-dev libseccomp-dev
   # tests
   libcmocka-dev python3 python3-pytest openssl curl
+  # make check runs the end-to-end tests on two workers (pytest -n 2)
+  python3-pytest-xdist
   # tests/e2e/security: which files kiln opens in a volume
   strace
   # CAS e2e tests: ephemeral workload keys and certificates
