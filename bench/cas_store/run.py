@@ -14,6 +14,12 @@ Configurations are interleaved --repeat times so that all see the same machine
 load; the table gives the median [min-max]; ratios are of medians of one run.
 The load generator runs on the same CPUs as the servers and PostgreSQL.
 
+Where the time goes, per operation: CPU of the CAS processes, of PostgreSQL
+(the postmaster and its backends) and of the load generator, and the
+statements PostgreSQL executed (pg_stat_statements, round trips included). The
+CPUs' busy share of the measurement (all three over seconds x CPUs) says
+whether a second CAS process could have had a CPU to run on.
+
 Usage: bench/cas_store/run.py --kiln build/kiln --loadgen build/bench/cas/loadgen
                               [--seconds 4] [--repeat 3] [--clients 16]
                               [--out bench/results/cas_store.json]
@@ -23,6 +29,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,8 +50,42 @@ POLICY, spread = cas_bench.POLICY, cas_bench.spread
 CONFIGS = ("sqlite-1", "postgresql-1", "postgresql-2")
 
 
-def loadgen(args, servers, ident, mode):
-    """args.clients clients split over the servers, all at once; summed."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid, reaped=False):
+    """CPU seconds (user + system) of pid so far; with reaped, also of its
+    children it has waited for (PostgreSQL backends that have exited)."""
+    try:
+        f = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if reaped else 0)
+    return ticks / TICK
+
+
+def pg_cpu_s(pg):
+    """CPU seconds of the postmaster and every process it started."""
+    master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    kids = [int(p.name) for p in pathlib.Path("/proc").iterdir()
+            if p.name.isdigit() and pg._ppid(p) == master]
+    return cpu_s(master, reaped=True) + sum(cpu_s(k) for k in kids)
+
+
+def pg_statements(pg, db):
+    """Statements PostgreSQL has executed in db (pg_stat_statements)."""
+    out = pg.psql(db, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                      "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    return int(out.strip() or 0)
+
+
+def loadgen(args, servers, ident, mode, pg=None, db=None):
+    """args.clients clients split over the servers, all at once; summed, with
+    the CPU each side spent and the statements PostgreSQL ran meanwhile."""
+    cas0 = sum(cpu_s(c.proc.pid) for c in servers)
+    pg0 = pg_cpu_s(pg) if db else 0.0
+    st0 = pg_statements(pg, db) if db else 0
+    gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     procs = []
     for i, cas in enumerate(servers):
         n = args.clients // len(servers)
@@ -55,10 +96,18 @@ def loadgen(args, servers, ident, mode):
                                       stdout=subprocess.PIPE, text=True))
     outs = [json.loads(p.communicate()[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
+    gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ops = sum(o["ops_per_s"] for o in outs) * args.seconds
+    cpu = {"cas": sum(cpu_s(c.proc.pid) for c in servers) - cas0,
+           "postgresql": pg_cpu_s(pg) - pg0 if db else 0.0,
+           "loadgen": (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)}
     return {"ops_per_s": sum(o["ops_per_s"] for o in outs),
             "errors": sum(o["errors"] for o in outs),
             "p50_ms": max(o["p50_ms"] for o in outs),
-            "p99_ms": max(o["p99_ms"] for o in outs)}
+            "p99_ms": max(o["p99_ms"] for o in outs),
+            "cpu_us_per_op": {k: 1e6 * v / max(ops, 1) for k, v in cpu.items()},
+            "cpu_busy": sum(cpu.values()) / (args.seconds * os.cpu_count()),
+            "statements_per_op": (pg_statements(pg, db) - st0) / max(ops, 1) if db else None}
 
 
 def one_run(args, config, pg):
@@ -66,6 +115,8 @@ def one_run(args, config, pg):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         db = pg.new_store()[0] if store == "postgresql" else None
+        if db:
+            pg.psql(db, "CREATE EXTENSION pg_stat_statements")
         servers = []
         try:
             for i in range(int(n)):
@@ -83,8 +134,8 @@ def one_run(args, config, pg):
             subprocess.run([args.kiln, "policy", "apply", tmp / "p.yaml"],
                            env=dict(os.environ, **servers[0].env(ident)), check=True,
                            capture_output=True)
-            return {"attest": loadgen(args, servers, ident, "attest"),
-                    "apply": loadgen(args, servers, ident, "apply"),
+            return {"attest": loadgen(args, servers, ident, "attest", pg, db),
+                    "apply": loadgen(args, servers, ident, "apply", pg, db),
                     "loadavg": os.getloadavg()[0]}
         finally:
             for cas in servers:
@@ -100,7 +151,7 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--out", default="bench/results/cas_store.json")
     args = ap.parse_args()
-    pg = PgServer(fsync=True)
+    pg = PgServer(fsync=True, settings=["shared_preload_libraries=pg_stat_statements"])
     runs = {c: [] for c in CONFIGS}
     try:
         for _ in range(args.repeat):
@@ -142,6 +193,23 @@ def main():
         for name, v in ratios[k].items():
             md.append(f"- {what}: {name} = {v:.2f} (per run: "
                       f"{', '.join(f'{x:.2f}' for x in per_run[k][name])})")
+    md += ["", "Per operation (median of the runs): CPU µs of the CAS processes, PostgreSQL "
+           "and the load generator; PostgreSQL statements; the CPUs' busy share during "
+           "the measurement.", "",
+           "| store | CAS processes | op | CAS µs | PostgreSQL µs | loadgen µs | statements | "
+           "CPUs busy |", "|---|---|---|---|---|---|---|---|"]
+    for c in CONFIGS:
+        store, n = c.rsplit("-", 1)
+        for k in ("attest", "apply"):
+            rs = [r[k] for r in runs[c]]
+            per = {w: statistics.median(r["cpu_us_per_op"][w] for r in rs)
+                   for w in ("cas", "postgresql", "loadgen")}
+            st = (f"{statistics.median(r['statements_per_op'] for r in rs):.1f}"
+                  if rs[0]["statements_per_op"] is not None else "–")
+            busy = statistics.median(r["cpu_busy"] for r in rs)
+            md.append(f"| {store} | {n} | {k} | {per['cas']:.0f} | "
+                      f"{per['postgresql']:.0f} | {per['loadgen']:.0f} | {st} | "
+                      f"{100 * busy:.0f} % |")
     loads = [r["loadavg"] for c in CONFIGS for r in runs[c]]
     md += ["", f"load average during the runs {min(loads):.1f}–{max(loads):.1f} on "
            f"{os.cpu_count()} CPUs; servers, PostgreSQL and the load generator share them "
