@@ -6,12 +6,16 @@
  *
  *   kiln console read   --session S --service N [CAS OPTIONS] [FILE]
  *   kiln console attach --session S --service N [CAS OPTIONS] -- COMMAND [ARGS...]
+ *   kiln console attach --session S --service N [CAS OPTIONS] --connect ADDR
  *
  * attach runs COMMAND (typically `kiln run ...` of the service) with its
  * stdin, stdout and stderr on pipes: its output is shown as it comes, and what
  * is typed on attach's stdin goes to the program as records bound to the
- * program's stream (so it is refused by any other run). */
+ * program's stream (so it is refused by any other run). With --connect it
+ * joins a program under `kiln run --console-listen ADDR` instead
+ * (console_relay.h), which it may leave and rejoin. */
 #include "cli/cas_verify.h"
+#include "cli/console_relay.h"
 #include "cli/policy.h"
 
 #include <errno.h>
@@ -36,18 +40,26 @@ static void console_usage(FILE *f)
 {
 	fprintf(f, "Usage: kiln console read   --session S --service N [CAS OPTIONS] [-v] [FILE]\n"
 		   "       kiln console attach --session S --service N [CAS OPTIONS] [-v]\n"
-		   "                           -- COMMAND [ARGS...]\n\n"
+		   "                           -- COMMAND [ARGS...]\n"
+		   "       kiln console attach --session S --service N [CAS OPTIONS] [-v]\n"
+		   "                           --connect unix:PATH|tcp:HOST:PORT\n\n"
 		   "read    decrypt a captured console (FILE, or stdin): the program's stdout\n"
 		   "        to stdout, its stderr to stderr; every dropped, reordered, repeated,\n"
 		   "        modified or cut record is reported on stderr by number\n"
 		   "attach  run COMMAND (e.g. kiln run ... -- PROG) with its stdin, stdout and\n"
 		   "        stderr on pipes: show its output as it comes and send what is typed\n"
 		   "        here to it, encrypted for that run only\n"
+		   "--connect ADDR\n"
+		   "        attach to a program running under 'kiln run --console-listen ADDR'\n"
+		   "        instead (one client at a time): its output as it comes, records\n"
+		   "        missed before this attach reported by number; the end of input\n"
+		   "        ends the program's stdin; interrupt to detach (it keeps running)\n"
 		   "-v      also name each stream (process) as it starts\n\n"
 		   "The console key comes from the CAS, which gives it only to the identities\n"
 		   "listed in the service's 'console: {readers: [...]}' (403 otherwise).\n"
 		   "Exit status: read: 0 when every record was there and authentic, 1 otherwise;\n"
-		   "attach: COMMAND's status, or 1 when a record was missing or not authentic.\n\n"
+		   "attach: COMMAND's status, or 1 when a record was missing or not authentic;\n"
+		   "attach --connect: 0, or 1 when a record was missing or not authentic.\n\n"
 		   "CAS OPTIONS (defaults from the environment variable in brackets):\n"
 		   "  --cas URL               https://HOST:PORT of kiln-cas [KILN_CAS]\n"
 		   "  --identity FILE         your identity [KILN_IDENTITY]\n"
@@ -60,6 +72,8 @@ struct console_args {
 	struct policy_args cas; /* the CAS OPTIONS (cli/policy.h) */
 	const char *session, *service;
 	bool verbose;
+	const char *connect;         /* attach --connect ADDR, as given */
+	struct cli_con_addr addr;
 };
 
 static int parse_args(int argc, char **argv, struct console_args *a)
@@ -72,6 +86,7 @@ static int parse_args(int argc, char **argv, struct console_args *a)
 		{ "session", required_argument, NULL, 's' },
 		{ "service", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "connect", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -93,6 +108,15 @@ static int parse_args(int argc, char **argv, struct console_args *a)
 			break;
 		case 'v':
 			a->verbose = true;
+			break;
+		case 'C':
+			if (strcmp(argv[0], "attach")) {
+				cli_error("console %s: --connect is an option of attach", argv[0]);
+				return -1;
+			}
+			if (cli_con_addr_parse("--connect", optarg, &a->addr) < 0)
+				return -1;
+			a->connect = optarg;
 			break;
 		case 'h':
 			console_usage(stdout);
@@ -174,6 +198,8 @@ struct out {
 	bool verbose;
 	int fd_out, fd_err; /* where stdout and stderr of the program go */
 	bool failed_write;
+	bool live;          /* attach --connect: joined a running program */
+	bool shown[3];      /* a data record of the channel was shown */
 };
 
 static const char *chan_name(uint8_t ch)
@@ -202,6 +228,7 @@ static void on_event(void *ctx, const struct con_event *ev)
 		}
 		break;
 	case CON_EV_DATA:
+		o->shown[ev->channel] = true;
 		if (kiln_write_all(ev->channel == CON_STDERR ? o->fd_err : o->fd_out, ev->data,
 				   ev->size) < 0)
 			o->failed_write = true;
@@ -212,10 +239,12 @@ static void on_event(void *ctx, const struct con_event *ev)
 				id, ch, ev->status);
 		break;
 	case CON_EV_GAP:
-		fprintf(stderr, "kiln: console: stream %s %s: record%s %llu%s%.0llu missing\n", id,
-			ch, ev->seq == ev->seq2 ? "" : "s", (unsigned long long)ev->seq,
+		fprintf(stderr, "kiln: console: stream %s %s: record%s %llu%s%.0llu missing%s\n",
+			id, ch, ev->seq == ev->seq2 ? "" : "s", (unsigned long long)ev->seq,
 			ev->seq == ev->seq2 ? "" : "-", ev->seq == ev->seq2 ? 0ull :
-			(unsigned long long)ev->seq2);
+			(unsigned long long)ev->seq2, o->live && !o->shown[ev->channel] ?
+			" (before this attach: shown to an earlier one, or dropped while none "
+			"was attached)" : "");
 		break;
 	case CON_EV_DROPPED:
 		fprintf(stderr, "kiln: console: stream %s %s: record%s %llu%s%.0llu never came "
@@ -335,7 +364,8 @@ struct attach_in {
 	uint64_t seq;
 	uint8_t pending[65536];   /* typed before the stream was known */
 	size_t n_pending;
-	int fd;                   /* the program's stdin pipe, -1 once closed */
+	int fd;                   /* the program's stdin pipe (--connect: a dup of
+				   * the socket), -1 once closed */
 	bool eof;                 /* attach's own input ended */
 };
 
@@ -381,6 +411,148 @@ static int attach_bind(struct attach_in *in, const uint8_t *key, const uint8_t *
 	return 0;
 }
 
+/* What is typed (on *user_in): records to the program once bound, else kept. */
+static void attach_input(struct attach_in *in, int *user_in, uint8_t *buf, size_t size)
+{
+	ssize_t n = read(*user_in, buf, size);
+
+	if (n > 0 && in->s) {
+		if (send_input(in, buf, (size_t)n, CON_T_DATA) < 0) {
+			close(in->fd);
+			in->fd = -1;
+		}
+	} else if (n > 0 && in->n_pending + (size_t)n <= sizeof(in->pending)) {
+		memcpy(in->pending + in->n_pending, buf, (size_t)n);
+		in->n_pending += (size_t)n;
+	} else if (n > 0) {
+		cli_error("console attach: the program has not started its console yet: "
+			  "input dropped");
+	} else if (n == 0 || errno != EINTR) {
+		/* End of input: an end record, so the program sees EOF (and
+		 * knows nothing was cut). */
+		in->eof = true;
+		if (in->s) {
+			send_input(in, NULL, 0, CON_T_END);
+			close(in->fd);
+			in->fd = -1;
+		}
+		*user_in = -1;
+	}
+}
+
+/* Read the relay's greeting from fd (it may come with records after it,
+ * which go to r): 0, or -1 after telling. */
+static int attach_greeting(int fd, const char *addr, struct con_reader *r)
+{
+	uint8_t buf[64];
+	size_t len = 0, used;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		int ret;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			cli_error("console attach: --connect %s: %s", addr,
+				  n ? strerror(errno) : "closed before its greeting (not a "
+				  "kiln console, or it refused us)");
+			return -1;
+		}
+		len += (size_t)n;
+		ret = con_hello_parse(buf, len, &used);
+		if (ret == -EAGAIN && len < sizeof(buf))
+			continue;
+		if (ret == -EBUSY) {
+			cli_error("console attach: --connect %s: another client is attached to "
+				  "this console (one at a time): refused", addr);
+			return -1;
+		}
+		if (ret < 0) {
+			cli_error("console attach: --connect %s: not a kiln console "
+				  "(kiln run --console-listen)", addr);
+			return -1;
+		}
+		return con_reader_feed(r, buf + used, len - used) < 0 ? -1 : 0;
+	}
+}
+
+/* attach --connect: to a program under kiln run --console-listen. Input is
+ * numbered from this machine's clock in nanoseconds: each attach's numbers
+ * (so nonces) start past those of every earlier one, and the runtime takes a
+ * new header record only ahead of what it has read. */
+static int attach_connect(struct console_args *a, struct out *o, const uint8_t *key)
+{
+	struct con_reader *r = NULL;
+	struct attach_in *in = calloc(1, sizeof(*in));
+	uint8_t buf[16384];
+	struct timespec ts;
+	int fd = -1, ret = CLI_EXIT_FAIL, user_in = 0;
+	const uint8_t *id;
+
+	o->live = true;
+	if (!in || con_reader_new(key, on_event, o, &r) < 0) {
+		cli_error("console attach: out of memory");
+		goto out;
+	}
+	in->fd = -1;
+	fd = cli_con_connect("--connect", &a->addr);
+	if (fd < 0 || attach_greeting(fd, a->connect, r) < 0)
+		goto out;
+	in->fd = dup(fd);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	in->seq = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	signal(SIGPIPE, SIG_IGN);
+	for (;;) {
+		struct pollfd pf[2] = { { fd, POLLIN, 0 },
+					{ in->fd >= 0 && user_in >= 0 ? user_in : -1, POLLIN, 0 } };
+		ssize_t n;
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[0].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break; /* the program ended (or the relay went away) */
+			if (con_reader_feed(r, buf, (size_t)n) < 0)
+				break;
+		}
+		if (!in->s && in->fd >= 0 && (id = con_reader_first_stream(r)) &&
+		    attach_bind(in, key, id) < 0) {
+			close(in->fd);
+			in->fd = -1;
+		}
+		if (pf[1].revents && in->fd >= 0)
+			attach_input(in, &user_in, buf, sizeof(buf));
+	}
+	con_reader_finish(r);
+	if (con_reader_problems(r)) {
+		fprintf(stderr, "kiln: console attach: problems found: this was not the whole, "
+			"authentic console\n");
+		ret = CLI_EXIT_FAIL;
+	} else {
+		ret = o->failed_write ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (in) {
+		if (in->fd >= 0)
+			close(in->fd);
+		con_stream_free(in->s);
+		OPENSSL_cleanse(in, sizeof(*in));
+		free(in);
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	con_reader_free(r);
+	return ret;
+}
+
 static int attach_main(int argc, char **argv)
 {
 	struct console_args a;
@@ -394,8 +566,21 @@ static int attach_main(int argc, char **argv)
 
 	if (ret)
 		return ret > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	if (a.connect && optind < argc) {
+		cli_error("console attach: --connect or a COMMAND, not both");
+		return CLI_EXIT_USAGE;
+	}
+	if (a.connect) {
+		o.verbose = a.verbose;
+		ret = fetch_key(&a, "attach", key);
+		if (ret == CLI_EXIT_OK)
+			ret = attach_connect(&a, &o, key);
+		OPENSSL_cleanse(key, sizeof(key));
+		return ret;
+	}
 	if (optind >= argc) {
-		cli_error("console attach: no COMMAND (kiln console attach ... -- COMMAND ...)");
+		cli_error("console attach: no COMMAND (kiln console attach ... -- COMMAND ...) "
+			  "or --connect ADDR");
 		return CLI_EXIT_USAGE;
 	}
 	o.verbose = a.verbose;
@@ -460,32 +645,8 @@ static int attach_main(int argc, char **argv)
 			close(in->fd);
 			in->fd = -1;
 		}
-		if (pf[2].revents && in->fd >= 0) {
-			ssize_t n = read(user_in, buf, sizeof(buf));
-
-			if (n > 0 && in->s) {
-				if (send_input(in, buf, (size_t)n, CON_T_DATA) < 0) {
-					close(in->fd);
-					in->fd = -1;
-				}
-			} else if (n > 0 && in->n_pending + (size_t)n <= sizeof(in->pending)) {
-				memcpy(in->pending + in->n_pending, buf, (size_t)n);
-				in->n_pending += (size_t)n;
-			} else if (n > 0) {
-				cli_error("console attach: the program has not started its console "
-					  "yet: input dropped");
-			} else if (n == 0 || errno != EINTR) {
-				/* End of input: an end record, so the program sees EOF
-				 * (and knows nothing was cut). */
-				in->eof = true;
-				if (in->s) {
-					send_input(in, NULL, 0, CON_T_END);
-					close(in->fd);
-					in->fd = -1;
-				}
-				user_in = -1;
-			}
-		}
+		if (pf[2].revents && in->fd >= 0)
+			attach_input(in, &user_in, buf, sizeof(buf));
 	}
 	if (in->fd >= 0)
 		close(in->fd);

@@ -4,13 +4,15 @@
  *             --service N --tee sim|host|tdx|snp|auto]
  *            [--volume [MOUNT=]DIR:KEYFILE | --volume DIR=KEYFILE]...
  *            [--freshness every-fsync|on-close|on-exit] [--sud on|off|auto]
- *            -- PROGRAM [ARGS...]
+ *            [--console-listen unix:PATH|tcp:HOST:PORT] -- PROGRAM [ARGS...]
  *
  * The launcher execs PROGRAM in place (same pid) with LD_PRELOAD=libkiln.so and
  * hands the runtime its configuration, volume keys included, through an
  * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
  * in an environment or on disk. A statically linked PROGRAM with volumes runs
- * instead as a child supervised by this process (src/runtime/supervise.h). */
+ * instead as a child supervised by this process (src/runtime/supervise.h).
+ * With --console-listen the program runs as a child too, its stdio on pipes to
+ * this process, which relays its console records (console_relay.h). */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 
 #include "cli/cas_verify.h"
 #include "cli/cli.h"
+#include "cli/console_relay.h"
 #include "common/common.h"
 #include "evidence/evidence.h"
 #include "runtime/runtime.h"
@@ -67,6 +70,13 @@ static void run_usage(FILE *f)
 		"                              every-fsync (default), on-close, on-exit\n"
 		"  --sud on|off|auto           Syscall User Dispatch for calls that bypass\n"
 		"                              libc (auto: on when a volume is mounted)\n"
+		"  --console-listen ADDR       (with --cas, a service with a protected\n"
+		"                              console) keep the program's stdio here and\n"
+		"                              pass its console records to one 'kiln console\n"
+		"                              attach --connect ADDR' at a time; ADDR is\n"
+		"                              unix:PATH (made 0600) or tcp:HOST:PORT;\n"
+		"                              while none is attached the last 256 KiB of\n"
+		"                              output are kept\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
 		"With --cas the variables of the dynamic loader, libc and OpenSSL (LD_*,\n"
@@ -446,7 +456,8 @@ out:
 
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
-	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR, OPT_CAS_KEY
+	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR, OPT_CAS_KEY,
+	OPT_CONSOLE_LISTEN
 };
 
 /* --las-socket, --host-env, --volume-dir (docs/attestation.md): names and
@@ -548,6 +559,57 @@ static bool set_word(char *dst, size_t size, const char *opt, const char *val)
 	return true;
 }
 
+/* --console-listen: listen, then fork. 0 in the child, whose stdin, stdout and
+ * stderr are now pipes to this process; 1 here once the relay is over
+ * (*status: the program's), -1 after telling the user. */
+static int console_fork(const struct cli_con_addr *a, int *status)
+{
+	int lfd, dirfd, in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	pid_t pid;
+
+	*status = CLI_EXIT_FAIL;
+	lfd = cli_con_listen("--console-listen", a, &dirfd);
+	if (lfd < 0)
+		return -1;
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || (pid = fork()) < 0) {
+		cli_error("run: --console-listen: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0) {
+		/* stdout and stderr share one pipe: records of at most PIPE_BUF
+		 * bytes go in whole, so the relay can cut them apart. */
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0)
+			_exit(CLI_EXIT_FAIL);
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		close(lfd);
+		if (dirfd >= 0)
+			close(dirfd);
+		return 0;
+	}
+	close(in[0]);
+	close(out[1]);
+	*status = cli_con_relay(lfd, dirfd, a, in[1], out[0], pid);
+	return 1;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+	}
+	close(lfd);
+	if (dirfd >= 0) {
+		const char *slash = strrchr(a->path, '/');
+
+		unlinkat(dirfd, slash ? slash + 1 : a->path, 0);
+		close(dirfd);
+	}
+	return -1;
+}
+
 int run_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -564,6 +626,7 @@ int run_main(int argc, char **argv)
 		{ "host-env", required_argument, NULL, OPT_HOST_ENV },
 		{ "volume-dir", required_argument, NULL, OPT_VOLUME_DIR },
 		{ "cas-key", required_argument, NULL, OPT_CAS_KEY },
+		{ "console-listen", required_argument, NULL, OPT_CONSOLE_LISTEN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -580,6 +643,8 @@ int run_main(int argc, char **argv)
 	bool is_static = false, links_kiln = false;
 	int kind = EV_ELF_NONE;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
+	struct cli_con_addr con_addr;
+	bool con_listen = false;
 
 	if (!cfg) {
 		cli_error("out of memory");
@@ -624,6 +689,11 @@ int run_main(int argc, char **argv)
 			break;
 		case OPT_CAS_KEY:
 			cas_key = optarg;
+			break;
+		case OPT_CONSOLE_LISTEN:
+			if (cli_con_addr_parse("--console-listen", optarg, &con_addr) < 0)
+				goto out;
+			con_listen = true;
 			break;
 		case OPT_SESSION:
 			session = optarg;
@@ -716,9 +786,9 @@ int run_main(int argc, char **argv)
 		if (cas_key)
 			snprintf(cfg->cas_key, sizeof(cfg->cas_key), "%s", cas_key);
 	} else if (session || service || cfg->las_socket[0] || cfg->n_host_env ||
-		   cfg->n_volume_dirs) {
-		cli_error("run: --session/--service/--las-socket/--host-env/--volume-dir need "
-			  "--cas (or KILN_CAS)");
+		   cfg->n_volume_dirs || con_listen) {
+		cli_error("run: --session/--service/--las-socket/--host-env/--volume-dir/"
+			  "--console-listen need --cas (or KILN_CAS)");
 		goto out;
 	}
 	if (cfg->cas[0] && strcmp(sud, "off") == 0) {
@@ -738,6 +808,9 @@ int run_main(int argc, char **argv)
 		goto out;
 	is_static = kind == EV_ELF_STATIC;
 	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
+		goto out;
+	/* The relay stays here; the program goes on in the child. */
+	if (con_listen && console_fork(&con_addr, &status) != 0)
 		goto out;
 	if (cfg->cas[0] && is_static) {
 		status = run_static_attested(cfg, lib);

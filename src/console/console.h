@@ -146,4 +146,22 @@ uint64_t con_reader_problems(const struct con_reader *r);
 const uint8_t *con_reader_first_stream(const struct con_reader *r);
 void con_reader_free(struct con_reader *r);
 
+/* ---- live streams (frame.c) ---------------------------------------------------
+ * Cut the bytes at buf (len of them) at the first record boundary:
+ * CON_FRAME_RECORD when a whole record starts there (*n: its size),
+ * CON_FRAME_OTHER when the first *n bytes are no record (up to where one could
+ * start; at_end: the rest of a record cut short too), -EAGAIN when more bytes
+ * are needed to tell (never when at_end and len > 0). */
+enum { CON_FRAME_OTHER = 0, CON_FRAME_RECORD = 1 };
+int con_frame(const uint8_t *buf, size_t len, bool at_end, size_t *n);
+
+/* A console relay (kiln run --console-listen) greets each client with one
+ * line: CON_HELLO_OK, then records both ways; or CON_HELLO_BUSY (another
+ * client is attached) and the end of the connection. con_hello_parse: 0 for
+ * OK, -EBUSY for BUSY (*used: the line's size), -EAGAIN when buf is a prefix
+ * of one, -KILN_EFORMAT otherwise (not a console relay). */
+#define CON_HELLO_OK "kiln-console 1 ok\n"
+#define CON_HELLO_BUSY "kiln-console 1 busy\n"
+int con_hello_parse(const uint8_t *buf, size_t len, size_t *used);
+
 #endif

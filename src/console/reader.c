@@ -260,18 +260,6 @@ out:
 	OPENSSL_cleanse(r->plain, h->size);
 }
 
-/* The first position at or after from where a record could start. */
-static size_t next_magic(const uint8_t *b, size_t from, size_t len)
-{
-	for (size_t i = from; i < len; i++) {
-		size_t n = len - i < 4 ? len - i : 4;
-
-		if (!memcmp(b + i, "KCR1", n))
-			return i;
-	}
-	return len;
-}
-
 static void consume(struct con_reader *r, bool at_end)
 {
 	size_t pos = 0;
@@ -305,8 +293,8 @@ static void consume(struct con_reader *r, bool at_end)
 			pos += size;
 			continue;
 		}
-		/* No record here: skip to the next possible magic. */
-		skip = next_magic(r->buf, pos + 1, r->len) - pos;
+		/* No record here: skip to the next possible magic (frame.c). */
+		con_frame(r->buf + pos, r->len - pos, false, &skip);
 		if (!r->garbage)
 			r->garbage_at = r->offset + pos;
 		r->garbage += skip;

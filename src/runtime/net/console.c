@@ -10,7 +10,10 @@
  * the program reads from stdin must be records of its own stream, made by
  * `kiln console attach` for this run, in order: anything else (plaintext, a
  * record for another run, a missing, repeated or modified record) fails the
- * read with EIO and one line naming the record.
+ * read with EIO and one line naming the record. Each attach (kiln run
+ * --console-listen lets several come one after the other) starts its input
+ * with a header record whose number may skip ahead of the last one read,
+ * never back: numbers, and so nonces, are never used twice.
  *
  * Limits: poll/select/epoll on stdin report the pipe's readiness (a record
  * read whole may leave plaintext that only the next read returns); a write to
@@ -267,7 +270,11 @@ static long next_record(int fd, struct rt_guard *g)
 			if (memcmp(h.id, con_stream_id(g_con.in), CON_ID_SIZE) || h.channel)
 				return in_fail("record %llu was made for another run",
 					       (unsigned long long)h.seq);
-			if (h.seq > g_con.ch[0].seq)
+			/* A header record starts an input session (one per attach:
+			 * attach --connect numbers each from its clock, so no two
+			 * sessions share numbers, i.e. nonces); it may skip ahead,
+			 * never back. Inside a session the numbers go one by one. */
+			if (h.seq > g_con.ch[0].seq && h.type != CON_T_HEADER)
 				return in_fail("records %llu-%llu are missing (dropped)",
 					       (unsigned long long)g_con.ch[0].seq,
 					       (unsigned long long)h.seq - 1);
@@ -277,7 +284,7 @@ static long next_record(int fd, struct rt_guard *g)
 			if (con_open(g_con.in, g_con.rec, &h, g_con.plain) < 0)
 				return in_fail("record %llu does not authenticate (modified)",
 					       (unsigned long long)h.seq);
-			g_con.ch[0].seq++;
+			g_con.ch[0].seq = h.seq + 1;
 			g_con.in_started = true;
 			memmove(g_con.rec, g_con.rec + need, g_con.rec_len - need);
 			g_con.rec_len -= need;
