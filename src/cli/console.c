@@ -411,6 +411,19 @@ static int attach_bind(struct attach_in *in, const uint8_t *key, const uint8_t *
 	return 0;
 }
 
+/* Bind the input to the program's stream as soon as r has seen it. */
+static void attach_bind_once(struct attach_in *in, const uint8_t *key,
+			     const struct con_reader *r)
+{
+	const uint8_t *id;
+
+	if (!in->s && in->fd >= 0 && (id = con_reader_first_stream(r)) &&
+	    attach_bind(in, key, id) < 0) {
+		close(in->fd);
+		in->fd = -1;
+	}
+}
+
 /* What is typed (on *user_in): records to the program once bound, else kept. */
 static void attach_input(struct attach_in *in, int *user_in, uint8_t *buf, size_t size)
 {
@@ -488,7 +501,6 @@ static int attach_connect(struct console_args *a, struct out *o, const uint8_t *
 	uint8_t buf[16384];
 	struct timespec ts;
 	int fd = -1, ret = CLI_EXIT_FAIL, user_in = 0;
-	const uint8_t *id;
 
 	o->live = true;
 	if (!in || con_reader_new(key, on_event, o, &r) < 0) {
@@ -522,11 +534,7 @@ static int attach_connect(struct console_args *a, struct out *o, const uint8_t *
 			if (con_reader_feed(r, buf, (size_t)n) < 0)
 				break;
 		}
-		if (!in->s && in->fd >= 0 && (id = con_reader_first_stream(r)) &&
-		    attach_bind(in, key, id) < 0) {
-			close(in->fd);
-			in->fd = -1;
-		}
+		attach_bind_once(in, key, r);
 		if (pf[1].revents && in->fd >= 0)
 			attach_input(in, &user_in, buf, sizeof(buf));
 	}
@@ -619,7 +627,6 @@ static int attach_main(int argc, char **argv)
 	while (p_out[0] >= 0 || p_err[0] >= 0) {
 		struct pollfd pf[3] = { { p_out[0], POLLIN, 0 }, { p_err[0], POLLIN, 0 },
 					{ in->fd >= 0 && user_in >= 0 ? user_in : -1, POLLIN, 0 } };
-		const uint8_t *id;
 
 		if (poll(pf, 3, -1) < 0) {
 			if (errno == EINTR)
@@ -640,11 +647,7 @@ static int attach_main(int argc, char **argv)
 				*fd = -1;
 			}
 		}
-		if (!in->s && in->fd >= 0 && (id = con_reader_first_stream(r_out)) &&
-		    attach_bind(in, key, id) < 0) {
-			close(in->fd);
-			in->fd = -1;
-		}
+		attach_bind_once(in, key, r_out);
 		if (pf[2].revents && in->fd >= 0)
 			attach_input(in, &user_in, buf, sizeof(buf));
 	}

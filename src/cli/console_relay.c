@@ -116,10 +116,26 @@ static int cli__sock_dir(const char *opt, const char *path, const char **base)
 	return fd;
 }
 
+/* The first address of a TCP HOST:PORT; *res the caller's (freeaddrinfo). */
+static int cli__resolve(const char *opt, const struct cli_con_addr *a, bool passive,
+			struct addrinfo **res)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = passive ? AI_PASSIVE : 0 };
+	int ret = getaddrinfo(a->host, a->port, &hints, res);
+
+	if (ret) {
+		*res = NULL;
+		cli_error("%s 'tcp:%s:%s': %s", opt, a->host, a->port, gai_strerror(ret));
+		return -1;
+	}
+	return 0;
+}
+
 int cli_con_listen(const char *opt, const struct cli_con_addr *a, int *dirfd)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res = NULL;
+	const bool passive = true;
 	int fd = -1, one = 1, ret;
 
 	*dirfd = -1;
@@ -153,11 +169,8 @@ int cli_con_listen(const char *opt, const struct cli_con_addr *a, int *dirfd)
 			goto fail_errno;
 		return fd;
 	}
-	ret = getaddrinfo(a->host, a->port, &hints, &res);
-	if (ret) {
-		cli_error("%s 'tcp:%s:%s': %s", opt, a->host, a->port, gai_strerror(ret));
+	if (cli__resolve(opt, a, passive, &res) < 0)
 		return -1;
-	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4) < 0)
@@ -180,9 +193,9 @@ fail:
 
 int cli_con_connect(const char *opt, const struct cli_con_addr *a)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;
-	int fd = -1, ret;
+	const bool passive = false;
+	int fd = -1;
 
 	if (a->unix_socket) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -195,11 +208,8 @@ int cli_con_connect(const char *opt, const struct cli_con_addr *a)
 		}
 		return fd;
 	}
-	ret = getaddrinfo(a->host, a->port, &hints, &res);
-	if (ret) {
-		cli_error("%s 'tcp:%s:%s': %s", opt, a->host, a->port, gai_strerror(ret));
+	if (cli__resolve(opt, a, passive, &res) < 0)
 		return -1;
-	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
 		cli_error("%s 'tcp:%s:%s': %s", opt, a->host, a->port, strerror(errno));

@@ -343,6 +343,43 @@ static void test_parse_limits(void **state)
 	con_stream_free(s);
 }
 
+/* The relay's cutter: whole records, other bytes up to where a record could
+ * start, a record cut short waits (or, at the end, is no record). */
+static void test_frame_and_hello(void **state)
+{
+	static struct capture c;
+	struct con_stream *s;
+	uint8_t buf[600];
+	size_t n, rec;
+
+	(void)state;
+	assert_int_equal(con_stream_new(g_key, g_id, &s), 0);
+	memset(&c, 0, sizeof(c));
+	add(&c, s, CON_T_DATA, 1, 1, "hello");
+	rec = c.len;
+	memcpy(buf, "junkKC", 6);
+	memcpy(buf + 6, c.buf, rec);
+	assert_int_equal(con_frame(buf, 6 + rec, false, &n), CON_FRAME_OTHER);
+	assert_int_equal(n, 6); /* "junkKC": "KC" followed by "KC" starts none */
+	assert_int_equal(con_frame(buf + 4, 2 + rec, false, &n), CON_FRAME_OTHER);
+	assert_int_equal(n, 2); /* "KC" then a magic: not one */
+	assert_int_equal(con_frame(buf + 6, rec, false, &n), CON_FRAME_RECORD);
+	assert_int_equal(n, rec);
+	assert_int_equal(con_frame(buf + 6, rec - 1, false, &n), -EAGAIN);
+	assert_int_equal(con_frame(buf + 6, rec - 1, true, &n), CON_FRAME_OTHER);
+	assert_int_equal(n, rec - 1);
+	assert_int_equal(con_frame(buf, 2, false, &n), CON_FRAME_OTHER); /* "ju" */
+	assert_int_equal(con_frame(buf + 4, 2, false, &n), -EAGAIN);    /* "KC" */
+	assert_int_equal(con_frame(buf, 0, true, &n), -EAGAIN);
+	assert_int_equal(con_hello_parse((const uint8_t *)CON_HELLO_OK "KCR1", 22, &n), 0);
+	assert_int_equal(n, strlen(CON_HELLO_OK));
+	assert_int_equal(con_hello_parse((const uint8_t *)CON_HELLO_BUSY, 20, &n), -EBUSY);
+	assert_int_equal(con_hello_parse((const uint8_t *)"kiln-con", 8, &n), -EAGAIN);
+	assert_int_equal(con_hello_parse((const uint8_t *)"HTTP/1.1 200", 12, &n),
+			 -KILN_EFORMAT);
+	con_stream_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_preamble),
 		cmocka_unit_test(test_known_answer),
 		cmocka_unit_test(test_parse_limits),
+		cmocka_unit_test(test_frame_and_hello),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
