@@ -188,6 +188,8 @@ RACE_POLICY = ("name: rep/c\npredecessor: null\nsecrets:\n"
 RACE_ROUNDS = 25
 
 
+# About 14 s each (25 rounds of a race across two processes): make stress.
+@pytest.mark.stress
 @pytest.mark.parametrize("path,field", [("/v1/certificate", {"secret": "ca"}),
                                         ("/v1/console", {"service": "app"})])
 def test_key_request_races_delete(replicas, cas_identity, pg_server, path, field):
