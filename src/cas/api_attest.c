@@ -518,6 +518,41 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 	return 0;
 }
 
+/* In the release's transaction: the grant of the volumes the service mounts
+ * (only such a service gets one: nothing else uses it), written with the
+ * release, so both or neither commit and every CAS process of the store sees
+ * it. Negative: rolled back and answered. */
+static int attest_grant(struct cas__req *rc, struct attest *a, char (*vol_ids)[33],
+			size_t n_vols)
+{
+	struct cas__server *s = rc->s;
+	bool evicted;
+	int ret;
+
+	if (!n_vols)
+		return 0;
+	ret = cas__grant_put(&s->st, &s->grants, rc->peer_spki, a->session, vol_ids, n_vols,
+			     cas__grant_clock(), &evicted);
+	if (ret == -ENOSPC) {
+		cas__tx_rollback(rc);
+		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
+			 "session=%s limit=%zu request_id=%s", a->session, s->grants.max_total,
+			 rc->request_id);
+		cas__fail(rc, -EAGAIN, "too many live grants, retry later");
+		return ret;
+	}
+	if (ret < 0) {
+		cas__tx_rollback(rc);
+		cas__fail(rc, ret == -EAGAIN ? -EAGAIN : -EIO, NULL);
+		return ret;
+	}
+	if (evicted)
+		kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live grants",
+			 "session=%s limit=%zu request_id=%s", a->session,
+			 s->grants.max_per_policy, rc->request_id);
+	return 0;
+}
+
 /* Step 4 (store lock held): the release, in one transaction: the service's
  * configuration with its secrets (an exporter's rules may still refuse one), the
  * audit under the session and under every exporter, then a grant for the
@@ -538,14 +573,6 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 	if (!resp) {
 		cas__fail(rc, -ENOMEM, NULL);
 		return;
-	}
-	/* Checked here, added below: the limit is soft by at most one grant per loop.
-	 * Only a service that mounts volumes gets a grant (nothing else uses one). */
-	if (a->svc->n_mounts && cas__grants_full(&s->grants, rc->peer_spki, kiln_now_ns())) {
-		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
-			 "session=%s request_id=%s", a->session, rc->request_id);
-		cas__fail(rc, -EAGAIN, "too many live grants, retry later");
-		goto out;
 	}
 	if (cas__tx_begin(rc) < 0) {
 		cas__fail(rc, -EBUSY, NULL);
@@ -570,6 +597,8 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 		refuse_attest(rc, a, sc.label ? sc.label : "config_error");
 		goto out;
 	}
+	if (attest_grant(rc, a, vol_ids, n_vols) < 0)
+		goto out;
 	supervised_by = json_string_value(json_object_get(a->claims, "supervised_by"));
 	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a->service, "tee", a->tee,
 			"policy_hash", a->p->hash, "insecure", a->insecure, "workload_measurement",
@@ -584,20 +613,6 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 		cas__tx_rollback(rc);
 		cas__fail(rc, -EIO, NULL);
 		goto out;
-	}
-	if (n_vols) {
-		bool evicted;
-
-		/* Out of memory here leaves the workload without volume updates; its
-		 * answer says nothing of it, but each prepare is refused (403). */
-		if (cas__grant_put(&s->grants, rc->peer_spki, a->session, vol_ids, n_vols,
-				   kiln_now_ns(), &evicted) < 0)
-			kiln_log(KILN_LOG_ERROR, "grant not recorded: out of memory",
-				 "session=%s request_id=%s", a->session, rc->request_id);
-		else if (evicted)
-			kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live "
-				 "grants", "session=%s limit=%zu request_id=%s", a->session,
-				 s->grants.max_per_policy, rc->request_id);
 	}
 	cas__metrics_attest_ok(&s->m);
 	kiln_log(a->insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a->insecure ?

@@ -15,6 +15,38 @@ json_t *cas__tag_json(const struct cas__volume *v)
 
 /* ---- volumes ---- */
 
+/* In the request's transaction: 0 and the volume in *v when the client key
+ * holds a live grant for it and the grant's policy still declares it (an update
+ * that drops the volume ends what earlier grants allowed of it); -KILN_EDENIED,
+ * -ENOENT, or the store's failure. */
+static int volume_granted(struct cas__req *rc, const char *id, struct cas__volume *v)
+{
+	struct cas__store *st = &rc->s->st;
+	struct pol_policy *p = NULL;
+	struct kiln_err err = { 0 };
+	char session[160];
+	bool declared = false;
+	int ret;
+
+	ret = cas__grant_allows(st, rc->peer_spki, id, cas__grant_clock(), session);
+	if (ret <= 0)
+		return ret < 0 ? ret : -KILN_EDENIED;
+	ret = cas__volume_by_id(st, id, v);
+	if (ret < 0)
+		return ret == -ENOENT ? -ENOENT : -EIO;
+	kiln_wipe(v->key, sizeof(v->key));
+	if (strcmp(v->session, session))
+		return -KILN_EDENIED;
+	ret = cas__policy_load(st, session, &p, NULL, &err);
+	if (ret < 0)
+		return ret == -ENOENT ? -KILN_EDENIED : -EIO;
+	for (size_t i = 0; i < p->n_volumes; i++)
+		if (!strcmp(p->volumes[i], v->name))
+			declared = true;
+	cas__policy_unref(st, p);
+	return declared ? 0 : -KILN_EDENIED;
+}
+
 /* op: "tag", "prepare" or "commit" */
 static void volume(struct cas__req *rc, const char *op)
 {
@@ -31,8 +63,7 @@ static void volume(struct cas__req *rc, const char *op)
 		cas__fail(rc, -ENOKEY, "volumes need the attested TLS client certificate");
 		return;
 	}
-	ok = rc->peer_id[0] && cas__grant_allows(&s->grants, rc->peer_spki, id, kiln_now_ns());
-	if (!ok) {
+	if (!rc->peer_id[0]) {
 		cas__fail(rc, -KILN_EDENIED, "this key holds no grant for the volume");
 		return;
 	}
@@ -40,12 +71,20 @@ static void volume(struct cas__req *rc, const char *op)
 		cas__fail(rc, -EBUSY, NULL);
 		return;
 	}
-	if (cas__volume_by_id(&s->st, id, &v) < 0) {
+	/* The grant is read in the transaction that updates the tags: whatever
+	 * CAS process the key attested at, and a policy delete at another process
+	 * either came first (its grants are gone) or waits for this one. */
+	ret = volume_granted(rc, id, &v);
+	if (ret < 0) {
 		cas__tx_rollback(rc);
-		cas__fail(rc, -ENOENT, "volume not found");
+		if (ret == -KILN_EDENIED)
+			cas__fail(rc, ret, "this key holds no grant for the volume");
+		else if (ret == -ENOENT)
+			cas__fail(rc, ret, "volume not found");
+		else
+			cas__fail(rc, ret == -EAGAIN ? -EAGAIN : -EIO, NULL);
 		return;
 	}
-	kiln_wipe(v.key, sizeof(v.key));
 	if (!strcmp(op, "tag")) {
 		cas__tx_rollback(rc);
 		cas__reply_json(rc, 200, cas__tag_json(&v));

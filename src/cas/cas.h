@@ -85,6 +85,7 @@ struct cas_serve_opts {
 				  * at most 64 */
 	unsigned grants_per_policy; /* live grants one policy may hold (its oldest
 				     * goes beyond); 0: the default, 1024 */
+	unsigned grant_ttl_s;       /* how long a grant lasts; 0: the default, 86400 */
 	/* Deadlines in seconds (0: the default): accept to TLS handshake done (10),
 	 * to a request's complete head (10, from its first byte or the handshake),
 	 * from the head to the end of its body (30). */

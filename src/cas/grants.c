@@ -1,236 +1,169 @@
 /* Grants: what an attested workload key may do afterwards (update the freshness
- * tags of the volumes its service mounts).
+ * tags of the volumes its service mounts), as rows of the store's table grants
+ * (schema version 3, schema.c).
  *
- * A grant is recorded only for a service that mounts volumes (nothing else asks
- * for one), for CAS_GRANT_TTL_S or until the CAS restarts. The table was one
- * global pool, so attestations against an attacker's own sim policy could fill
- * it and lock every other policy out. Now each policy holds at most
- * max_per_policy grants: beyond that its own oldest grant goes, so a flood
- * against one policy costs only that policy. The global bound (max_total) stays
- * as a memory bound; docs/cas.md says what it takes to reach it.
+ * A grant was kept in the memory of the CAS process the workload attested at,
+ * so behind a load balancer its volume requests had to reach that process, and
+ * a restart lost every grant. In the store, every CAS process of a shared
+ * PostgreSQL database sees it, and it outlives a restart until it expires.
  *
- * t->lock guards everything. */
+ * One row per workload key (the SHA-256 of its SPKI): the session (policy) it
+ * attested for, the ids of the volumes its service mounts, when it was made
+ * (the eviction order) and when it expires (wall clock, nanoseconds: several
+ * machines read it). Every function runs in the caller's write transaction
+ * (or a snapshot), so a grant is written and checked atomically with the
+ * release or tag update it goes with, across processes: a policy delete
+ * (cas__policy_delete drops its grants) either happened before the check or
+ * waits for it.
+ *
+ * Bounds: each policy holds at most max_per_policy grants; beyond, its own
+ * oldest goes, so attestations in a loop against an attacker's own policy cost
+ * only that policy. All policies together hold at most max_total live grants
+ * (a storage bound; docs/cas.md says what it takes to reach it): beyond,
+ * cas__grant_put refuses a new key. Expired rows are deleted by every put, and
+ * a grant past its expiry is refused at use whether or not its row is gone. */
 #include "cas/internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-struct cas__grant {
-	uint8_t spki[KC_SHA256_SIZE];
-	char volumes[CAS_GRANT_MAX_VOLUMES][33];
-	size_t n_volumes;
-	uint64_t expires_ns;
-	struct cas__grant_policy *gp;
-	struct cas__grant *next;          /* bucket chain, by key */
-	struct cas__grant *older, *newer; /* the policy's grants, by creation */
-};
-
-/* The live grants of one policy, oldest first; freed when it has none. */
-struct cas__grant_policy {
-	char session[160];
-	size_t n;
-	struct cas__grant *oldest, *newest;
-	struct cas__grant_policy *next;
-};
-
-static size_t bucket_of_key(const uint8_t *b)
+void cas__grant_limits_init(struct cas__grant_limits *g)
 {
-	return ((size_t)b[0] << 8 | b[1]) % CAS_GRANT_BUCKETS;
+	g->max_total = CAS_GRANT_MAX;
+	g->max_per_policy = CAS_GRANTS_PER_POLICY;
+	g->ttl_ns = (int64_t)CAS_GRANT_TTL_S * 1000000000;
 }
 
-static size_t bucket_of_session(const char *s)
+int64_t cas__grant_clock(void)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	struct timespec ts;
 
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h % CAS_GRANT_BUCKETS;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void cas__grants_init(struct cas__grant_table *t)
+static int io(int ret)
 {
-	memset(t, 0, sizeof(*t));
-	pthread_mutex_init(&t->lock, NULL);
-	t->max_total = CAS_GRANT_MAX;
-	t->max_per_policy = CAS_GRANTS_PER_POLICY;
-	t->ttl_ns = (uint64_t)CAS_GRANT_TTL_S * 1000000000ull;
+	return ret == -EAGAIN ? ret : -EIO;
 }
 
-static struct cas__grant_policy **policy_slot(struct cas__grant_table *t, const char *session)
+/* One integer of a query that answers one row. */
+static int count(struct cas__store *st, int64_t *n, const char *sql, const char *types,
+		 const char *t, int64_t i)
 {
-	struct cas__grant_policy **pp = &t->policies[bucket_of_session(session)];
+	struct cas__stmt *s = NULL;
+	int ret;
 
-	while (*pp && strcmp((*pp)->session, session))
-		pp = &(*pp)->next;
-	return pp;
+	ret = types[0] == 't' ? cas__db_query(st->db, &s, sql, types, t, i) :
+		cas__db_query(st->db, &s, sql, types, i);
+	if (ret == 0)
+		ret = cas__db_step(s);
+	if (ret == 1)
+		*n = cas__db_col_int64(s, 0);
+	cas__db_finalize(s);
+	return ret == 1 ? 0 : ret == 0 ? -EIO : io(ret);
 }
 
-/* Unlink g from its policy's list (t->lock held); the policy goes with its last. */
-static void policy_unlink(struct cas__grant_table *t, struct cas__grant *g)
+static int sweep(struct cas__store *st, int64_t now_ns)
 {
-	struct cas__grant_policy *gp = g->gp, **pp;
-
-	if (g->older)
-		g->older->newer = g->newer;
-	else
-		gp->oldest = g->newer;
-	if (g->newer)
-		g->newer->older = g->older;
-	else
-		gp->newest = g->older;
-	if (--gp->n)
-		return;
-	pp = policy_slot(t, gp->session);
-	if (*pp == gp) {
-		*pp = gp->next;
-		free(gp);
-	}
+	return cas__db_run(st->db, "DELETE FROM grants WHERE expires_ns <= ?", "i",
+			   now_ns) < 0 ? -EIO : 0;
 }
 
-/* Remove g from the table and free it (t->lock held). */
-static void grant_drop(struct cas__grant_table *t, struct cas__grant *g)
+int cas__grant_put(struct cas__store *st, const struct cas__grant_limits *g,
+		   const uint8_t spki[KC_SHA256_SIZE], const char *session,
+		   char (*volumes)[33], size_t n_volumes, int64_t now_ns, bool *evicted)
 {
-	for (struct cas__grant **pp = &t->buckets[bucket_of_key(g->spki)]; *pp;
-	     pp = &(*pp)->next) {
-		if (*pp == g) {
-			*pp = g->next;
-			break;
-		}
-	}
-	policy_unlink(t, g);
-	free(g);
-	t->n--;
-}
-
-static struct cas__grant *grant_find(struct cas__grant_table *t, const uint8_t *spki)
-{
-	for (struct cas__grant *g = t->buckets[bucket_of_key(spki)]; g; g = g->next)
-		if (!memcmp(g->spki, spki, KC_SHA256_SIZE))
-			return g;
-	return NULL;
-}
-
-static void sweep_locked(struct cas__grant_table *t, uint64_t now_ns)
-{
-	for (size_t b = 0; b < CAS_GRANT_BUCKETS; b++) {
-		struct cas__grant *g = t->buckets[b], *next;
-
-		for (; g; g = next) {
-			next = g->next;
-			if (g->expires_ns <= now_ns)
-				grant_drop(t, g);
-		}
-	}
-}
-
-bool cas__grants_full(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		      uint64_t now_ns)
-{
-	bool full;
-
-	pthread_mutex_lock(&t->lock);
-	if (t->n >= t->max_total)
-		sweep_locked(t, now_ns);
-	full = t->n >= t->max_total && !grant_find(t, spki);
-	pthread_mutex_unlock(&t->lock);
-	return full;
-}
-
-int cas__grant_put(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		   const char *session, char (*volumes)[33], size_t n_volumes, uint64_t now_ns,
-		   bool *evicted)
-{
-	struct cas__grant *g = calloc(1, sizeof(*g)), *old;
-	struct cas__grant_policy **pp, *gp;
+	char list[CAS_GRANT_MAX_VOLUMES * 33 + 1] = "";
+	int64_t n = 0;
+	int ret;
 
 	*evicted = false;
-	if (!g)
-		return -ENOMEM;
 	if (n_volumes > CAS_GRANT_MAX_VOLUMES)
 		n_volumes = CAS_GRANT_MAX_VOLUMES;
-	memcpy(g->spki, spki, KC_SHA256_SIZE);
-	memcpy(g->volumes, volumes, n_volumes * sizeof(*volumes));
-	g->n_volumes = n_volumes;
-	g->expires_ns = now_ns + t->ttl_ns;
-	pthread_mutex_lock(&t->lock);
-	old = grant_find(t, spki); /* a key attests again: its new grant replaces it */
-	if (old)
-		grant_drop(t, old);
-	gp = *policy_slot(t, session);
-	if (gp && gp->n >= t->max_per_policy) {
-		grant_drop(t, gp->oldest); /* may free gp with its last grant */
+	for (size_t i = 0; i < n_volumes; i++) {
+		if (i)
+			strcat(list, ",");
+		strncat(list, volumes[i], 32);
+	}
+	/* A key that attests again (another service, maybe): its new grant
+	 * replaces the old, so it never counts twice. */
+	ret = sweep(st, now_ns);
+	if (ret == 0)
+		ret = cas__db_run(st->db, "DELETE FROM grants WHERE spki = ?", "b", spki,
+				  (size_t)KC_SHA256_SIZE);
+	if (ret == 0)
+		ret = count(st, &n, "SELECT count(*) FROM grants WHERE session = ?", "t",
+			    session, 0);
+	if (ret < 0)
+		return io(ret);
+	/* The policy's own oldest go (more than one when --grants-per-policy was
+	 * lowered, or another process of the store has a lower one). */
+	if ((size_t)n >= g->max_per_policy) {
+		ret = cas__db_run(st->db, "DELETE FROM grants WHERE spki IN (SELECT spki FROM "
+				  "grants WHERE session = ? ORDER BY created_ns, spki LIMIT ?)",
+				  "ti", session, n - (int64_t)g->max_per_policy + 1);
+		if (ret < 0)
+			return io(ret);
 		*evicted = true;
 	}
-	pp = policy_slot(t, session);
-	gp = *pp;
-	if (!gp) {
-		gp = calloc(1, sizeof(*gp));
-		if (!gp) {
-			pthread_mutex_unlock(&t->lock);
-			free(g);
-			return -ENOMEM;
-		}
-		snprintf(gp->session, sizeof(gp->session), "%s", session);
-		*pp = gp;
+	/* Counting stops at the bound: a full table costs one index scan of
+	 * max_total entries, never more. */
+	ret = count(st, &n, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) AS g", "i",
+		    NULL, (int64_t)g->max_total);
+	if (ret < 0)
+		return io(ret);
+	if ((size_t)n >= g->max_total)
+		return -ENOSPC;
+	ret = cas__db_run(st->db, "INSERT INTO grants(spki, session, volumes, created_ns, "
+			  "expires_ns) VALUES(?, ?, ?, ?, ?)", "bttii", spki,
+			  (size_t)KC_SHA256_SIZE, session, list, now_ns, now_ns + g->ttl_ns);
+	return ret < 0 ? io(ret) : 0;
+}
+
+/* True when the comma-separated list holds id. */
+static bool listed(const char *list, const char *id)
+{
+	size_t len = strlen(id);
+
+	for (const char *p = list; *p; ) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (n == len && !memcmp(p, id, n))
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
 	}
-	g->gp = gp;
-	g->older = gp->newest;
-	if (gp->newest)
-		gp->newest->newer = g;
-	else
-		gp->oldest = g;
-	gp->newest = g;
-	gp->n++;
-	g->next = t->buckets[bucket_of_key(spki)];
-	t->buckets[bucket_of_key(spki)] = g;
-	t->n++;
-	pthread_mutex_unlock(&t->lock);
-	return 0;
+	return false;
 }
 
-bool cas__grant_allows(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		       const char *volume_id, uint64_t now_ns)
+int cas__grant_allows(struct cas__store *st, const uint8_t spki[KC_SHA256_SIZE],
+		      const char *volume_id, int64_t now_ns, char session[160])
 {
-	struct cas__grant *g;
-	bool ok = false;
+	struct cas__stmt *s = NULL;
+	int ret;
 
-	pthread_mutex_lock(&t->lock);
-	g = grant_find(t, spki);
-	for (size_t i = 0; g && g->expires_ns > now_ns && i < g->n_volumes; i++)
-		if (!strcmp(g->volumes[i], volume_id))
-			ok = true;
-	pthread_mutex_unlock(&t->lock);
-	return ok;
+	session[0] = 0;
+	if (!volume_id[0])
+		return 0;
+	ret = cas__db_query(st->db, &s, "SELECT session, volumes FROM grants WHERE spki = ? "
+			    "AND expires_ns > ?", "bi", spki, (size_t)KC_SHA256_SIZE, now_ns);
+	if (ret == 0)
+		ret = cas__db_step(s);
+	if (ret == 1) {
+		ret = listed(cas__db_col_text(s, 1), volume_id) ? 1 : 0;
+		if (ret)
+			snprintf(session, 160, "%s", cas__db_col_text(s, 0));
+	}
+	cas__db_finalize(s);
+	return ret < 0 ? io(ret) : ret;
 }
 
-size_t cas__grants_sweep(struct cas__grant_table *t, uint64_t now_ns)
+int cas__grants_of(struct cas__store *st, const char *session, int64_t now_ns, int64_t *n)
 {
-	size_t n;
-
-	pthread_mutex_lock(&t->lock);
-	sweep_locked(t, now_ns);
-	n = t->n;
-	pthread_mutex_unlock(&t->lock);
-	return n;
-}
-
-size_t cas__grants_of(struct cas__grant_table *t, const char *session)
-{
-	struct cas__grant_policy *gp;
-	size_t n;
-
-	pthread_mutex_lock(&t->lock);
-	gp = *policy_slot(t, session);
-	n = gp ? gp->n : 0;
-	pthread_mutex_unlock(&t->lock);
-	return n;
-}
-
-void cas__grants_free(struct cas__grant_table *t)
-{
-	for (size_t b = 0; b < CAS_GRANT_BUCKETS; b++)
-		while (t->buckets[b])
-			grant_drop(t, t->buckets[b]);
-	pthread_mutex_destroy(&t->lock);
+	return count(st, n, "SELECT count(*) FROM grants WHERE session = ? AND expires_ns > ?",
+		     "ti", session, now_ns);
 }

@@ -71,7 +71,7 @@ int cas__store_commit(struct cas__store *st);
 void cas__store_rollback(struct cas__store *st);
 
 /* ---- schema.c ---- */
-#define CAS_SCHEMA_VERSION 2
+#define CAS_SCHEMA_VERSION 3
 /* Bring the store's tables to CAS_SCHEMA_VERSION (in one write transaction);
  * *from / *to (may be NULL) get the versions before and after. A store newer
  * than this kiln is refused (-KILN_EFORMAT). */
@@ -306,42 +306,35 @@ void cas__snonces_sweep(struct cas__shared_nonces *sn, int64_t now);
  * spki is given, else "ip:" + its address (IPv6: the /64 prefix). */
 void cas__client_key(const uint8_t *spki, const char *address, char out[CAS_CLIENT_KEY_SIZE]);
 
-/* ---- grants.c: what an attested key may do afterwards ---- */
+/* ---- grants.c: what an attested key may do afterwards (the store's grants) ---- */
 #define CAS_GRANT_TTL_S (24 * 3600)
-#define CAS_GRANT_MAX 100000        /* live grants, all policies (memory bound) */
+#define CAS_GRANT_MAX 100000        /* live grants, all policies (storage bound) */
 #define CAS_GRANTS_PER_POLICY 1024  /* beyond: the policy's oldest grant goes */
 #define CAS_GRANT_MAX_VOLUMES 16
-#define CAS_GRANT_BUCKETS 4096
 
-struct cas__grant;
-struct cas__grant_policy;
-struct cas__grant_table {
-	pthread_mutex_t lock;
-	struct cas__grant *buckets[CAS_GRANT_BUCKETS];
-	struct cas__grant_policy *policies[CAS_GRANT_BUCKETS];
-	size_t n;
+/* Read-only after start. */
+struct cas__grant_limits {
 	size_t max_total, max_per_policy;
-	uint64_t ttl_ns;
+	int64_t ttl_ns;
 };
-void cas__grants_init(struct cas__grant_table *t);
-void cas__grants_free(struct cas__grant_table *t);
-/* True when a new grant for spki would exceed max_total (expired grants are
- * swept first; a key that holds a grant can always replace it). */
-bool cas__grants_full(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		      uint64_t now_ns);
-/* Grant spki the volumes (ids, 32 hex) of session's service, replacing its earlier
- * grant; when session holds max_per_policy grants its oldest goes (*evicted).
- * Never refuses for size (cas__grants_full is the check): 0 or -ENOMEM. */
-int cas__grant_put(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		   const char *session, char (*volumes)[33], size_t n_volumes, uint64_t now_ns,
-		   bool *evicted);
-/* True when spki holds a live grant for the volume id. */
-bool cas__grant_allows(struct cas__grant_table *t, const uint8_t spki[KC_SHA256_SIZE],
-		       const char *volume_id, uint64_t now_ns);
-/* Drop expired grants; returns how many remain. */
-size_t cas__grants_sweep(struct cas__grant_table *t, uint64_t now_ns);
-/* Live grants of one policy (for tests and metrics). */
-size_t cas__grants_of(struct cas__grant_table *t, const char *session);
+void cas__grant_limits_init(struct cas__grant_limits *g);
+/* Wall-clock nanoseconds: what grants' created_ns and expires_ns count in (the
+ * processes of one store may run on several machines). */
+int64_t cas__grant_clock(void);
+/* In the open write transaction: grant spki the volumes (ids, 32 hex) of
+ * session's service for g->ttl_ns, replacing the key's earlier grant; when
+ * session holds max_per_policy grants its oldest go (*evicted). Expired grants
+ * are deleted first. 0, -ENOSPC (max_total live grants: the caller rolls
+ * back), -EAGAIN or -EIO. */
+int cas__grant_put(struct cas__store *st, const struct cas__grant_limits *g,
+		   const uint8_t spki[KC_SHA256_SIZE], const char *session,
+		   char (*volumes)[33], size_t n_volumes, int64_t now_ns, bool *evicted);
+/* 1 when spki holds a live grant naming the volume id (session: its policy),
+ * 0 when not, negative when the store failed. */
+int cas__grant_allows(struct cas__store *st, const uint8_t spki[KC_SHA256_SIZE],
+		      const char *volume_id, int64_t now_ns, char session[160]);
+/* Live grants of one policy in *n (for tests). */
+int cas__grants_of(struct cas__store *st, const char *session, int64_t now_ns, int64_t *n);
 
 /* ---- http_parse.c: the head of an HTTP/1.1 request (fuzzed) ---- */
 #define CAS_HTTP_MAX_HEAD 16384      /* request line and header fields */
@@ -559,18 +552,17 @@ struct cas__loop {
 };
 
 /* Shared state and its locks (each lock guards only what is listed next to it;
- * never two at once except store_lock -> (nonces.lock | grants.lock | m.lock)):
+ * never two at once except store_lock -> (nonces.lock | m.lock)):
  * - read-only after start: ssl (OpenSSL locks internally), evidence_at, the
  *   store's master key, CA key and certificate (st.master, st.ca_*), loops[].
- * - store_lock: the store connection st.db (so the audit chain, policies, secrets
- *   and volume tags: one writer at a time, one totally ordered audit chain),
+ * - store_lock: the store connection st.db (so the audit chain, policies, secrets,
+ *   volume tags and grants: one writer at a time, one totally ordered audit chain),
  *   batch_open, commit_busy, commit_requested, commit_quit, commit_rc, and every
  *   loop's pending/done/parked/resume lists. commit_cond goes with it. While
  *   commit_busy the committer thread uses st.db without the lock; nobody else
  *   touches st.db then (requests that need the store are parked).
  * - nonces.lock: the nonce table (so a nonce is consumed exactly once, even when
  *   two loops race for it), nonces.c.
- * - grants.lock: the grant table, grants.c.
  * - m.lock: the metrics.
  * - conn_lock: conn_caps (connections per address, counted across loops). */
 /* ---- pccs_parse.c, pccs.c: collateral from a PCCS ---- */
@@ -666,7 +658,7 @@ struct cas__server {
 	struct cas__nonce_table nonces;
 	struct cas__shared_nonces snonces; /* PostgreSQL store: across replicas */
 	bool snonces_open;
-	struct cas__grant_table grants;
+	struct cas__grant_limits grants; /* read-only after start; the grants are rows */
 
 	struct cas__metrics m;
 	struct cas__limits lim;      /* read-only after start */

@@ -71,9 +71,24 @@ static int to_v2(struct cas__db *db)
 			    " expires INTEGER NOT NULL)");
 }
 
+/* 2 -> 3: the grants of attested workload keys (grants.c), shared by the
+ * replicas of one store and kept across restarts (they were in each process's
+ * memory). Nothing to carry over: grants of before the migration are gone, as
+ * at any restart of an older kiln; a workload attests again. */
+static int to_v3(struct cas__db *db)
+{
+	return cas__db_exec(db, "CREATE TABLE IF NOT EXISTS grants(spki BLOB PRIMARY KEY,"
+			    " session TEXT NOT NULL, volumes TEXT NOT NULL,"
+			    " created_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL);"
+			    "CREATE INDEX IF NOT EXISTS grants_by_session ON grants(session,"
+			    " created_ns);"
+			    "CREATE INDEX IF NOT EXISTS grants_by_expiry ON grants(expires_ns)");
+}
+
 static int (*const g_migrations[CAS_SCHEMA_VERSION])(struct cas__db *db) = {
 	to_v1,
 	to_v2,
+	to_v3,
 };
 
 struct upgrade {

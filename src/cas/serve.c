@@ -28,14 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Drop expired nonces and grants. */
+/* Drop expired nonces (expired grants go at the next attestation that writes
+ * one, in its transaction: grants.c). */
 static void sweep(struct cas__server *s)
 {
 	uint64_t now = kiln_now_ns();
 
 	(void)cas__nonces_sweep(&s->nonces, now);
 	cas__snonces_sweep(&s->snonces, (int64_t)time(NULL));
-	(void)cas__grants_sweep(&s->grants, now);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -182,7 +182,6 @@ static void server_free(struct cas__server *s)
 	cas__nonces_free(&s->nonces);
 	if (s->snonces_open)
 		cas__snonces_close(&s->snonces);
-	cas__grants_free(&s->grants);
 	cas__store_close(&s->rd);
 	cas__store_close(&s->st);
 	pthread_mutex_destroy(&s->reader_lock);
@@ -274,9 +273,11 @@ int cas_serve(const struct cas_serve_opts *o, struct kiln_err *err)
 	s->listen_fd = -1;
 	s->evidence_at = o->evidence_at;
 	cas__nonces_init(&s->nonces);
-	cas__grants_init(&s->grants);
+	cas__grant_limits_init(&s->grants);
 	if (o->grants_per_policy)
 		s->grants.max_per_policy = o->grants_per_policy;
+	if (o->grant_ttl_s)
+		s->grants.ttl_ns = (int64_t)o->grant_ttl_s * 1000000000;
 	pthread_mutex_init(&s->m.lock, NULL);
 	pthread_mutex_init(&s->conn_lock, NULL);
 	s->lim.handshake_s = o->handshake_timeout_s ? o->handshake_timeout_s : 10;

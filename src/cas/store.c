@@ -485,11 +485,12 @@ int cas__policy_put(struct cas__store *st, const struct cas__policy *p)
 
 int cas__policy_delete(struct cas__store *st, const char *name)
 {
-	/* The secrets and volumes go with the policy: a later policy of the same
-	 * name (maybe someone else's) must not inherit them. */
+	/* The secrets, volumes and grants go with the policy: a later policy of
+	 * the same name (maybe someone else's) must not inherit them. */
 	if (cas__db_run(st->db, "DELETE FROM policies WHERE name = ?", "t", name) < 0 ||
 	    cas__db_run(st->db, "DELETE FROM secrets WHERE session = ?", "t", name) < 0 ||
 	    cas__db_run(st->db, "DELETE FROM volumes WHERE session = ?", "t", name) < 0 ||
+	    cas__db_run(st->db, "DELETE FROM grants WHERE session = ?", "t", name) < 0 ||
 	    cas__db_run(st->db, "DELETE FROM proposals WHERE name = ?", "t", name) < 0)
 		return -EIO;
 	return 0;

@@ -45,6 +45,7 @@ static const struct table {
 	{ "spent_approvals", "digest, not_after", "ti" },
 	{ "audit", "seq, time, kind, actor, subject, details, prev, hash, sig", "iittttttb" },
 	{ "nonces", "nonce, expires", "bi" },
+	{ "grants", "spki, session, volumes, created_ns, expires_ns", "bttii" },
 };
 #define N_TABLES (sizeof(g_tables) / sizeof(g_tables[0]))
 

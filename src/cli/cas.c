@@ -15,7 +15,7 @@ static void cas_usage(FILE *f)
 	fprintf(f, "Usage: kiln cas serve [--config FILE] --data DIR [--store URL]\n"
 		   "                      [--master-key-file FILE] [--listen HOST:PORT]\n"
 		   "                      [--san NAME]... [--log-level LEVEL]\n"
-		   "                      [--threads N] [--grants-per-policy N]\n"
+		   "                      [--threads N] [--grants-per-policy N] [--grant-ttl S]\n"
 		   "                      [--handshake-timeout S] [--header-timeout S]\n"
 		   "                      [--body-timeout S] [--conns-per-addr N]\n"
 		   "                      [--insecure-evidence-time RFC3339]\n"
@@ -56,6 +56,7 @@ static void cas_usage(FILE *f)
 		   "  --grants-per-policy N\n"
 		   "             live grants (volume rights of attested keys) one policy\n"
 		   "             may hold; beyond, its oldest goes (default 1024)\n"
+		   "  --grant-ttl S  how long a grant lasts, in seconds (default 86400)\n"
 		   "  --handshake-timeout S  accept to TLS handshake done (default 10)\n"
 		   "  --header-timeout S     to a request's complete head (default 10)\n"
 		   "  --body-timeout S       from the head to the end of the body (default 30)\n"
@@ -140,6 +141,7 @@ static const struct option g_serve_opts[] = {
 	{ "insecure-evidence-time", required_argument, NULL, 'e' },
 	{ "threads", required_argument, NULL, 't' },
 	{ "grants-per-policy", required_argument, NULL, 'g' },
+	{ "grant-ttl", required_argument, NULL, 'G' },
 	{ "handshake-timeout", required_argument, NULL, 'H' },
 	{ "header-timeout", required_argument, NULL, 'R' },
 	{ "body-timeout", required_argument, NULL, 'B' },
@@ -310,6 +312,17 @@ static int serve_run(int argc, char **argv, struct serve_reload *reload)
 				return CLI_EXIT_USAGE;
 			}
 			o.grants_per_policy = (unsigned)n;
+			break;
+		}
+		case 'G': {
+			uint64_t n;
+
+			if (kiln_parse_u64(optarg, &n) < 0 || n < 1 || n > 30 * 86400) {
+				cli_error("cas serve: --grant-ttl '%.40s': expected seconds from 1 "
+					  "to 2592000 (30 days)", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			o.grant_ttl_s = (unsigned)n;
 			break;
 		}
 		case 'H':

@@ -344,10 +344,12 @@ def test_volumes_prepare_commit(kiln, cas, cas_identity, tmp_path):
     assert stranger.post(base + "/prepare", {"tag": 2})[0] == 403
     assert cas.request("GET", base + "/tag")[0] == 401
     assert w.get("/v1/volumes/" + "0" * 32 + "/tag")[0] == 403
-    # The next attestation sees the committed tag; tags survive a restart.
+    # The next attestation sees the committed tag; tags survive a restart, and
+    # so does the grant (a row of the store).
     cas.restart()
     s, r = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
     assert r["volumes"][0]["tag"] == {"committed": 1, "prepared": None}
+    assert w.post(base + "/prepare", {"tag": 2}) == (200, {"committed": 1, "prepared": 2})
 
 
 def test_export_import(kiln, cas, cas_identity, tmp_path):

@@ -52,19 +52,19 @@ def make_store(kiln, kiln_bin, tmp_path, cas_identity):
 def test_migrate_old_store(kiln, kiln_bin, tmp_path, cas_identity):
     cas, alice, before = make_store(kiln, kiln_bin, tmp_path, cas_identity)
     p = kiln("cas", "migrate", "--data", cas.data, check=True)
-    assert p.stdout == "schema 2 (current: nothing to do)\n"
+    assert p.stdout == "schema 3 (current: nothing to do)\n"
     # Back to how an older kiln left it: no version table, old proposals.
     sql(cas.data, "DROP TABLE schema_version", "DROP TABLE proposals", OLD_PROPOSALS,
         "INSERT INTO proposals VALUES('mig/app', 'sha256:ab', 'sha256:cd', 'y', 'p', 1, 2,"
         " '[]')")
     p = kiln("cas", "migrate", "--data", cas.data, check=True)
-    assert p.stdout == "schema 0 -> 2\n"
+    assert p.stdout == "schema 0 -> 3\n"
     (ver,), = sql(cas.data, "SELECT version FROM schema_version")[0]
-    assert ver == 2
+    assert ver == 3
     (pid, action), = sql(cas.data, "SELECT id, action FROM proposals")[0]
     assert len(pid) == 32 and action == "update"
     assert kiln("cas", "migrate", "--data", cas.data, check=True).stdout == \
-        "schema 2 (current: nothing to do)\n"
+        "schema 3 (current: nothing to do)\n"
     # Serving an unmigrated store migrates it too, and the rows are all there.
     sql(cas.data, "DROP TABLE schema_version")
     cas.start()
@@ -73,11 +73,16 @@ def test_migrate_old_store(kiln, kiln_bin, tmp_path, cas_identity):
                     check=True).stdout == before
     finally:
         assert cas.stop() == 0
-    assert sql(cas.data, "SELECT version FROM schema_version")[0] == [(2,)]
+    assert sql(cas.data, "SELECT version FROM schema_version")[0] == [(3,)]
     # A version 1 store (before the shared nonces table) gets it.
-    sql(cas.data, "UPDATE schema_version SET version = 1", "DROP TABLE nonces")
-    assert kiln("cas", "migrate", "--data", cas.data, check=True).stdout == "schema 1 -> 2\n"
+    sql(cas.data, "UPDATE schema_version SET version = 1", "DROP TABLE nonces",
+        "DROP TABLE grants")
+    assert kiln("cas", "migrate", "--data", cas.data, check=True).stdout == "schema 1 -> 3\n"
     assert sql(cas.data, "SELECT count(*) FROM nonces")[0] == [(0,)]
+    # A version 2 store (grants in each process's memory) gets the grants table.
+    sql(cas.data, "UPDATE schema_version SET version = 2", "DROP TABLE grants")
+    assert kiln("cas", "migrate", "--data", cas.data, check=True).stdout == "schema 2 -> 3\n"
+    assert sql(cas.data, "SELECT count(*) FROM grants")[0] == [(0,)]
     p = kiln("audit", "verify", "--data", cas.data, check=True)
     assert p.stdout.startswith("audit log ok: ")
 
@@ -89,7 +94,7 @@ def test_newer_store_refused(kiln, kiln_bin, tmp_path, cas_identity):
                  ("cas", "serve", "--data", cas.data, "--listen", "127.0.0.1:0")):
         p = kiln(*args)
         assert p.returncode == 1, (args, p.stdout, p.stderr)
-        assert "schema is version 99, newer than this kiln knows (2)" in p.stderr
+        assert "schema is version 99, newer than this kiln knows (3)" in p.stderr
     assert sql(cas.data, "SELECT version FROM schema_version")[0] == [(99,)]
     sql(cas.data, "UPDATE schema_version SET version = -3")
     p = kiln("cas", "migrate", "--data", cas.data)
@@ -107,10 +112,14 @@ def test_migrate_postgresql(kiln, kiln_bin, tmp_path, pg_server):
     cas = CasServer(kiln_bin, tmp_path, pg=(pg_server, name)).start()
     assert cas.stop() == 0
     migrate = ("cas", "migrate", "--data", cas.data, *cas.store_args)
-    assert kiln(*migrate, check=True).stdout == "schema 2 (current: nothing to do)\n"
-    pg_server.psql(name, "UPDATE schema_version SET version = 1; DROP TABLE nonces")
-    assert kiln(*migrate, check=True).stdout == "schema 1 -> 2\n"
+    assert kiln(*migrate, check=True).stdout == "schema 3 (current: nothing to do)\n"
+    pg_server.psql(name, "UPDATE schema_version SET version = 1; DROP TABLE nonces; "
+                   "DROP TABLE grants")
+    assert kiln(*migrate, check=True).stdout == "schema 1 -> 3\n"
     assert pg_server.psql(name, "SELECT count(*) FROM nonces") == "0\n"
+    pg_server.psql(name, "UPDATE schema_version SET version = 2; DROP TABLE grants")
+    assert kiln(*migrate, check=True).stdout == "schema 2 -> 3\n"
+    assert pg_server.psql(name, "SELECT count(*) FROM grants") == "0\n"
     # A database that holds no store is named, not created by migrate.
     other, _ = pg_server.new_store()
     p = kiln("cas", "migrate", "--data", cas.data, "--store", pg_server.url(other))

@@ -5,10 +5,14 @@ at the other, clients race with one nonce at both (exactly one is served), a
 volume tag advances once per prepare/commit across replicas, and the audit log
 stays one chain that verifies. The store survives PostgreSQL restarting: a
 request after the restart is served on a new connection; while PostgreSQL is
-down requests get a clean error and the CAS keeps running. No timing is
+down requests get a clean error and the CAS keeps running. The volume grants
+of attested workload keys are rows of the store: a workload attested at one
+process prepares and commits its volume tags at the other, and a grant evicted,
+expired or deleted with its policy at one is refused at the other. No timing is
 asserted."""
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -29,25 +33,36 @@ def policy(name, pred, version):
             "security: {tee: [sim], allow_insecure_sim: true}\n")
 
 
-@pytest.fixture
-def replicas(kiln_bin, tmp_path, pg_server):
+def start_replicas(kiln_bin, tmp_path, pg_server, args_a=(), args_b=()):
     """Two CAS processes on one new database; the second set up with a copy of
     the first's CA and master key, as an operator would."""
     name, _ = pg_server.new_store()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = CasServer(kiln_bin, tmp_path / "a", ["--threads", "2"], pg=(pg_server, name)).start()
+    a = CasServer(kiln_bin, tmp_path / "a", ["--threads", "2", *args_a],
+                  pg=(pg_server, name)).start()
     a.data.chmod(0o700)
     b_data = tmp_path / "b" / "cas-data"
     b_data.mkdir(mode=0o700)
     for f in ("ca.key", "ca.pem", "master.key"):
         shutil.copy2(a.data / f, b_data / f)
-    b = CasServer(kiln_bin, tmp_path / "b", ["--threads", "2"], pg=(pg_server, name)).start()
+    b = CasServer(kiln_bin, tmp_path / "b", ["--threads", "2", *args_b],
+                  pg=(pg_server, name)).start()
     assert a.fingerprint == b.fingerprint
-    yield a, b
+    return a, b
+
+
+def stop_replicas(a, b):
     for cas in (a, b):
         rc = cas.stop()
         assert rc in (None, 0), f"kiln cas serve exited {rc}:\n{cas.log()[-4000:]}"
+
+
+@pytest.fixture
+def replicas(kiln_bin, tmp_path, pg_server):
+    a, b = start_replicas(kiln_bin, tmp_path, pg_server)
+    yield a, b
+    stop_replicas(a, b)
 
 
 def post(cas, ident, text):
@@ -225,3 +240,78 @@ def test_key_request_races_delete(replicas, cas_identity, pg_server, path, field
                 assert body["error"] == "the policy changed during the request, ask again"
         statuses += [s for s, _ in got]
     print(path, {s: statuses.count(s) for s in set(statuses)})
+
+
+def grant_rows(pg_server, cas, session):
+    return pg_server.psql(cas.pg[1], f"SELECT count(*) FROM grants WHERE session = '{session}'")
+
+
+def test_grants_shared_by_replicas(kiln_bin, tmp_path, pg_server, cas_identity):
+    a, b = start_replicas(kiln_bin, tmp_path, pg_server, ["--grants-per-policy", "2"],
+                          ["--grants-per-policy", "2"])
+    try:
+        alice, _ = cas_identity("alice")
+        status, body = post(a, alice, policy("rep/g", "null", 1))
+        assert status == 201, body
+        vid = None
+
+        def tags(w, cas, tag):
+            w.cas = cas
+            vol = f"/v1/volumes/{vid}"
+            got = [w.post(vol + "/prepare", {"tag": tag}), w.post(vol + "/commit", {"tag": tag})]
+            assert [s for s, _ in got] == [200, 200], got
+            return got[1][1]
+
+        def refused(w, cas, tag):
+            w.cas = cas
+            s, body = w.post(f"/v1/volumes/{vid}/prepare", {"tag": tag})
+            assert s == 403 and body["error"] == "this key holds no grant for the volume"
+
+        # Attested through A, tags through B; and the reverse.
+        w1 = Workload(a, tmp_path)
+        s, r = w1.attest("rep/g", "app")
+        assert s == 200, r
+        vid = r["volumes"][0]["id"]
+        assert tags(w1, b, 1) == {"committed": 1, "prepared": None}
+        w2 = Workload(b, tmp_path)
+        assert w2.attest("rep/g", "app")[0] == 200
+        assert tags(w2, a, 2) == {"committed": 2, "prepared": None}
+        # A third key at A evicts the policy's oldest grant (w1's).
+        w3 = Workload(a, tmp_path)
+        assert w3.attest("rep/g", "app")[0] == 200
+        assert grant_rows(pg_server, a, "rep/g") == "2\n"
+        assert "grant evicted: policy holds its limit of live grants" in a.log()
+        # Evicted at A: refused at B, and at A.
+        refused(w1, b, 3)
+        refused(w1, a, 3)
+        tags(w3, b, 3)
+
+        # Grants outlive a restart: B made w2's, and serves it after one.
+        b.extra_args += ["--grant-ttl", "1"]
+        b.restart()
+        tags(w2, b, 4)
+        # Expired: w4's grant, made by B (1 s), is refused at A (whose own
+        # grants last a day) and at B. It evicted w2's, the oldest.
+        w4 = Workload(b, tmp_path)
+        assert w4.attest("rep/g", "app")[0] == 200
+        time.sleep(1.2)
+        refused(w4, a, 5)
+        refused(w4, b, 5)
+        refused(w2, a, 5)
+        tags(w3, a, 5)
+
+        # The policy deleted through A: w3's tag request through B is refused,
+        # and no grant of the policy is left.
+        assert a.request("DELETE", "/v1/policies/rep/g", certfile=alice)[0] == 200
+        refused(w3, b, 6)
+        assert grant_rows(pg_server, a, "rep/g") == "0\n"
+        # A policy of the same name again: the old keys hold nothing in it.
+        status, body = post(b, alice, policy("rep/g", "null", 1))
+        assert status == 201, body
+        s, r = Workload(b, tmp_path).attest("rep/g", "app")
+        assert s == 200, r
+        assert r["volumes"][0]["id"] != vid
+        vid = r["volumes"][0]["id"]
+        refused(w3, a, 1)
+    finally:
+        stop_replicas(a, b)

@@ -2,7 +2,7 @@
 (SQLite -> PostgreSQL -> SQLite, SQLite -> SQLite), row for row.
 
 After the copy the target serves as the source did: the same policies, pending
-proposals, volume tags and nonces; an attestation receives the same secret
+proposals, volume tags, nonces and grants; an attestation receives the same secret
 (it stayed sealed under the master key: it is nowhere in the PostgreSQL dump);
 the audit log is the same, entry for entry, and verifies with the same signed
 head. The refusals (wrong key, schema version, non-empty target, a failure
@@ -47,7 +47,8 @@ def copy_keys(src, dst):
 def make_store(kiln, kiln_bin, tmp_path, cas_identity):
     """A SQLite store with a policy (secret, volume at tag 1), a quorum policy
     with a pending proposal, attestations and their audit entries; stopped.
-    Returns the server, alice's identity and the released secret."""
+    Returns the server, alice's identity, the released secret and the workload
+    (its key holds a grant for the volume)."""
     cas = CasServer(kiln_bin, tmp_path).start()
     try:
         alice, _ = cas_identity("alice")
@@ -63,11 +64,11 @@ def make_store(kiln, kiln_bin, tmp_path, cas_identity):
         w = Workload(cas, tmp_path)
         s, r = w.attest("cp/app", "app")
         assert s == 200, r
-        vid = r["volumes"][0]["id"]
+        vid = w.vid = r["volumes"][0]["id"]
         assert w.post(f"/v1/volumes/{vid}/prepare", {"tag": 1})[0] == 200
         assert w.post(f"/v1/volumes/{vid}/commit", {"tag": 1})[0] == 200
         # A nonce handed out and not used yet: it stays usable once.
-        return cas, alice, r["argv"][1]
+        return cas, alice, r["argv"][1], w
     finally:
         assert cas.stop() == 0
 
@@ -88,7 +89,7 @@ def sqlite_head(path):
 
 
 def test_sqlite_to_postgresql_and_back(kiln, kiln_bin, tmp_path, pg_server, cas_identity):
-    cas, alice, secret = make_store(kiln, kiln_bin, tmp_path, cas_identity)
+    cas, alice, secret, w = make_store(kiln, kiln_bin, tmp_path, cas_identity)
     before = audit(kiln, cas.data)
     head = sqlite_head(cas.data / "kiln.db")
     name, url = pg_server.new_store()
@@ -98,9 +99,9 @@ def test_sqlite_to_postgresql_and_back(kiln, kiln_bin, tmp_path, pg_server, cas_
     lines = p.stdout.splitlines()
     assert [ln.split()[0] for ln in lines[:-1]] == [
         "meta", "policies", "secrets", "volumes", "las_trust", "tee_trust", "namespaces",
-        "proposals", "spent_approvals", "audit", "nonces"], p.stdout
+        "proposals", "spent_approvals", "audit", "nonces", "grants"], p.stdout
     assert "  policies         2 rows" in lines and "  proposals        1 rows" in lines
-    assert lines[-1].startswith("copied ") and " in 11 tables from " in lines[-1]
+    assert lines[-1].startswith("copied ") and " in 12 tables from " in lines[-1]
     assert f"to PostgreSQL database {name} on" in lines[-1]
     assert url not in p.stdout + p.stderr
 
@@ -118,6 +119,10 @@ def test_sqlite_to_postgresql_and_back(kiln, kiln_bin, tmp_path, pg_server, cas_
         s, r = Workload(pg, tmp_path).attest("cp/app", "app")
         assert s == 200 and r["argv"][1] == secret, r
         assert pg.volume_committed("cp/app") == 1
+        # The workload's grant came along: it goes on updating its volume.
+        w.cas = pg
+        assert w.post(f"/v1/volumes/{w.vid}/prepare", {"tag": 2})[0] == 200
+        assert w.post(f"/v1/volumes/{w.vid}/commit", {"tag": 2})[0] == 200
         p = kiln("policy", "proposals", "cp/q", env=pg.env(alice), check=True)
         assert p.stdout.startswith("cp/q sha256:") and " pending\n" in p.stdout
     finally:

@@ -44,7 +44,7 @@ static int setup(void **state)
 	if (!g_s || cas__store_open(&g_s->st, g_dir, true, &err) < 0)
 		return -1;
 	cas__nonces_init(&g_s->nonces);
-	cas__grants_init(&g_s->grants);
+	cas__grant_limits_init(&g_s->grants);
 	pthread_mutex_init(&g_s->m.lock, NULL);
 	pthread_mutex_init(&g_s->store_lock, NULL);
 	l = &g_s->loops[0];
@@ -69,7 +69,6 @@ static int teardown(void **state)
 	event_free(g_s->loops[0].commit_ev);
 	event_base_free(g_s->loops[0].base);
 	cas__nonces_free(&g_s->nonces);
-	cas__grants_free(&g_s->grants);
 	cas__tally_free(&g_s->refusals.per_id);
 	cas__store_close(&g_s->st);
 	free(g_s);
@@ -457,15 +456,40 @@ static int call_as_workload(enum cas__http_method method, const char *path, cons
 	return r.code;
 }
 
+static const char *volume_policy_yaml(const char *predecessor, bool with_volume)
+{
+	static char y[1024];
+
+	snprintf(y, sizeof(y),
+		 "name: vol1\n"
+		 "predecessor: %s\n"
+		 "security: {tee: [sim], allow_insecure_sim: true}\n"
+		 "%s"
+		 "services:\n"
+		 "  - name: app\n"
+		 "    command: [/bin/true]\n"
+		 "    measurement: [any]\n"
+		 "%s",
+		 predecessor ? predecessor : "null",
+		 with_volume ? "volumes:\n  - {name: data}\n" : "",
+		 with_volume ? "    mounts: [{volume: data, path: /data}]\n" : "");
+	return y;
+}
+
 static void test_volume_needs_the_attested_key_and_its_grant(void **state)
 {
+	struct cas__grant_limits g;
 	struct cas__volume v;
-	char ids[1][33], path[100];
+	char ids[1][33], path[100], hash[100];
 	bool evicted;
 	json_t *a;
 
 	(void)state;
-	assert_int_equal(cas__volume_get_or_create(&g_s->st, "app1", "data", &v), 0);
+	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
+			      volume_policy_yaml(NULL, true), &a), 201);
+	snprintf(hash, sizeof(hash), "%s", json_string_value(json_object_get(a, "hash")));
+	json_decref(a);
+	assert_int_equal(cas__volume_get_or_create(&g_s->st, "vol1", "data", &v), 0);
 	memcpy(ids[0], v.id, sizeof(v.id));
 	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", v.id);
 	/* no client certificate at all: 401 */
@@ -479,8 +503,9 @@ static void test_volume_needs_the_attested_key_and_its_grant(void **state)
 		uint8_t spki[KC_SHA256_SIZE];
 
 		memset(spki, 'a', sizeof(spki));
-		assert_int_equal(cas__grant_put(&g_s->grants, spki, "app1", ids, 1,
-						kiln_now_ns(), &evicted), 0);
+		cas__grant_limits_init(&g);
+		assert_int_equal(cas__grant_put(&g_s->st, &g, spki, "vol1", ids, 1,
+						cas__grant_clock(), &evicted), 0);
 	}
 	assert_int_equal(call_as_workload(CAS_HTTP_GET, path, ALICE, NULL, &a), 200);
 	assert_int_equal(json_integer_value(json_object_get(a, "committed")), 0);
@@ -503,6 +528,13 @@ static void test_volume_needs_the_attested_key_and_its_grant(void **state)
 	/* another key, even with the volume's id: 403 */
 	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", v.id);
 	assert_int_equal(call_as_workload(CAS_HTTP_GET, path, BOB, NULL, &a), 403);
+	json_decref(a);
+	/* the policy updated without the volume: the grant no longer allows it */
+	assert_int_equal(call(CAS_HTTP_POST, "/v1/policies", ALICE,
+			      volume_policy_yaml(hash, false), &a), 200);
+	json_decref(a);
+	assert_int_equal(call_as_workload(CAS_HTTP_GET, path, ALICE, NULL, &a), 403);
+	assert_non_null(strstr(json_string_value(json_object_get(a, "error")), "no grant"));
 	json_decref(a);
 	kiln_wipe(v.key, sizeof(v.key));
 }

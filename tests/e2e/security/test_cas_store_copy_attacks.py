@@ -108,18 +108,21 @@ def test_schema_version_and_unknown_tables(kiln, tmp_path, source):
     args = ("import-store", "--from", f"sqlite:{source}", "--data", target)
     sql(source, "UPDATE schema_version SET version = 1")
     refused(kiln, *args, want=f"{source}/kiln.db is at schema version 1, this kiln copies "
-            "version 2: run 'kiln cas migrate' on it first")
+            "version 3: run 'kiln cas migrate' on it first")
     sql(source, "UPDATE schema_version SET version = 7")
-    refused(kiln, *args, want="is at schema version 7, this kiln copies version 2: use the "
+    refused(kiln, *args, want="is at schema version 7, this kiln copies version 3: use the "
             "kiln that made it")
     sql(source, "DROP TABLE schema_version")
     refused(kiln, *args, want="holds no versioned kiln store (no schema_version table)")
     assert kiln("cas", "migrate", "--data", source, check=True).stdout == \
-        "schema 0 -> 2\n"
+        "schema 0 -> 3\n"
     sql(source, "CREATE TABLE planted(x TEXT)")
     refused(kiln, *args, want="has a table 'planted' this kiln does not know")
     sql(source, "DROP TABLE planted", "ALTER TABLE secrets ADD COLUMN extra TEXT")
     refused(kiln, *args, want="table secrets has 5 columns, this kiln copies 4")
+    sql(source, "ALTER TABLE secrets DROP COLUMN extra",
+        "ALTER TABLE grants ADD COLUMN extra TEXT")
+    refused(kiln, *args, want="table grants has 6 columns, this kiln copies 5")
     assert sorted(p.name for p in target.iterdir()) == ["ca.key", "ca.pem", "master.key"]
 
 
