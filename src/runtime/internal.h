@@ -73,7 +73,37 @@ extern RT_TLS int t_rt_depth RT_HIDDEN;
 struct rt_guard {
 	sigset_t mask;
 	char selector;
+	bool masked;   /* the outermost guard changed the mask (rt__leave restores it) */
 };
+/* A thread's state that is too big for static TLS (thread.c): one mmap made
+ * the first time the thread enters a guard of the network shield, unmapped
+ * when the thread exits. Static TLS holds only the pointer: when libkiln.so is
+ * loaded late (LD_AUDIT), ld.so must fit its TLS into a small surplus, and a
+ * per-thread siginfo per signal there (4 KiB) made it fail. */
+#define RT_DEFER_MAX 33  /* 1-31, and glibc's SIGCANCEL (32) and SIGSETXID (33) */
+#define RT_NET_STAGE 16384 /* the network shield's plaintext per record (net/io.c) */
+struct rt_thread {
+	/* Inside an unmasked guard of the network shield: the program's
+	 * handlers keep what arrives (sys/signal.c), rt__leave sends it again. */
+	volatile bool defer;
+	volatile uint64_t deferred;   /* SIG_BIT of each signal kept */
+	siginfo_t info[RT_DEFER_MAX]; /* its siginfo (the first, as a mask would) */
+	uint8_t stage[RT_NET_STAGE];  /* net/io.c: plaintext staged per call */
+};
+extern RT_TLS struct rt_thread *t_rt_thread RT_HIDDEN;
+/* This thread's block, made now if need be (async-signal-safe, no lock):
+ * NULL when the memory cannot be had. */
+struct rt_thread *rt__thread(void) RT_HIDDEN;
+/* The thread ends (its exit system call, sud.c): unmap its block. */
+void rt__thread_exit(void) RT_HIDDEN;
+/* The program's handlers are the runtime's to call (every one installed
+ * through it, none for a real-time signal): guards may defer instead of mask. */
+bool rt__sig_can_defer(void) RT_HIDDEN;
+/* Take over the program's handlers installed so far (the network shield's
+ * start): 0, or the kernel's error. */
+int rt__sig_defer_init(void) RT_HIDDEN;
+/* Send the signals t kept to this thread again (rt__leave). */
+void rt__sig_redeliver(struct rt_thread *t) RT_HIDDEN;
 /* Enter runtime code: block signals (so no app handler runs while the runtime
  * holds a lock), allow libc syscalls. rt_leave restores both. */
 void rt__enter(struct rt_guard *g) RT_HIDDEN;

@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "runtime/net/net.h"
 #include "runtime/sys/sys.h"
 
 struct rt_state g_rt;
@@ -145,6 +146,10 @@ __attribute__((constructor(101))) static void rt_start(void)
 		ret = rt__fault_init();
 		if (ret)
 			die("fault handler", kiln_strerror(ret));
+		/* The network shield's guards defer the program's signals in
+		 * its handlers rather than mask them (sys/signal.c). */
+		if (g_rt_net_on && (ret = rt__sig_defer_init()))
+			die("signal handlers", kiln_strerror(ret));
 	}
 	g_rt.initialized = true;
 }

@@ -82,7 +82,8 @@ void rt__enter(struct rt_guard *g)
 {
 	uint64_t all = ~SIGSYS_BIT;
 
-	if (t_rt_depth == 0)
+	g->masked = t_rt_depth == 0;
+	if (g->masked)
 		rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &all, &g->mask, 8);
 	g->selector = t_rt_selector;
 	t_rt_depth++;
@@ -93,8 +94,19 @@ void rt__leave(struct rt_guard *g)
 {
 	t_rt_depth--;
 	t_rt_selector = g->selector;
-	if (t_rt_depth == 0)
+	if (t_rt_depth != 0)
+		return;
+	if (g->masked) {
 		rt__raw(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
+		return;
+	}
+	/* An unmasked guard (net.c, which made the thread's block): what
+	 * arrived inside it, now. */
+	atomic_signal_fence(memory_order_seq_cst);
+	t_rt_thread->defer = false;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (t_rt_thread->deferred)
+		rt__sig_redeliver(t_rt_thread);
 }
 
 /* Emulate rt_sigprocmask on the context the handler will restore (the
@@ -178,6 +190,11 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		break;
 	case SYS_clone3:
 		g[REG_RAX] = -ENOSYS;
+		break;
+	case SYS_exit:
+		/* The thread ends: its block goes (thread.c). */
+		rt__thread_exit();
+		g[REG_RAX] = rt__dispatch(nr, a, uc);
 		break;
 	case SYS_vfork:
 		fork_prepare();

@@ -144,11 +144,13 @@ struct rt_conn {
 	bool timed;
 };
 
-/* Block signals but SIGSYS, SIGSEGV, SIGBUS (so the fault-safe copies work
- * inside), allow libc's system calls: the runtime's code runs. Nested inside
- * another guard it changes no mask (one pair of rt_sigprocmask per call of
- * the program), so a function that leaves its guard to wait must be given
- * the outermost one: leaving a nested guard restores nothing. */
+/* No handler of the program runs until the guard ends, SIGSYS, SIGSEGV and
+ * SIGBUS stay deliverable (the fault-safe copies work inside); libc's system
+ * calls are allowed: the runtime's code runs. Without a system call while the
+ * program's handlers are the runtime's (sys/signal.c defers what arrives),
+ * else by masking the signals. Nested inside another guard it does nothing,
+ * so a function that leaves its guard to wait must be given the outermost
+ * one: leaving a nested guard restores nothing. */
 void rt__net_enter(struct rt_guard *g) RT_HIDDEN;
 
 /* A new connection for fd (one reference: the fd's). */

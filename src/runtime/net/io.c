@@ -19,17 +19,18 @@
 
 #include "runtime/net/internal.h"
 
-#define RECORD 16384          /* plaintext per record we write, and per staged read */
+#define RECORD RT_NET_STAGE /* plaintext per record we write, and per staged read */
 #define PAGE 4096
 
-static RT_TLS uint8_t *t_stage; /* RECORD bytes per thread, made on first use */
-RT_TLS bool t_net_sigpipe;      /* the call ends with EPIPE: SIGPIPE (sys/socket.c) */
+RT_TLS bool t_net_sigpipe; /* the call ends with EPIPE: SIGPIPE (sys/socket.c) */
 
+/* RECORD bytes per thread, in its block (thread.c: made by its first guard,
+ * unmapped when it exits; static TLS holds no more than the block's pointer). */
 static uint8_t *stage(void)
 {
-	if (!t_stage)
-		t_stage = malloc(RECORD);
-	return t_stage;
+	struct rt_thread *t = rt__thread();
+
+	return t ? t->stage : NULL;
 }
 
 /* Can the program's buffer take n bytes? (Each page written with what it

@@ -37,8 +37,23 @@ void rt__net_enter(struct rt_guard *g)
 {
 	uint64_t mask = ~RT_KEPT_SIGS;
 
-	if (t_rt_depth == 0)
-		rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &mask, &g->mask, 8);
+	g->masked = false;
+	if (t_rt_depth == 0) {
+		/* The thread's block keeps what arrives (made by its first guard;
+		 * without it, or without deferral, mask as before). */
+		struct rt_thread *t = rt__sig_can_defer() ? rt__thread() : NULL;
+
+		if (t) {
+			/* No system call: the program's handlers hold what
+			 * arrives. Set before the depth: a handler never runs at
+			 * depth > 0. */
+			t->defer = true;
+			atomic_signal_fence(memory_order_seq_cst);
+		} else {
+			rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &mask, &g->mask, 8);
+			g->masked = true;
+		}
+	}
 	g->selector = t_rt_selector;
 	t_rt_depth++;
 	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;

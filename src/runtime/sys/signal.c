@@ -30,6 +30,17 @@ static struct k_sigaction *app_of(long sig)
 	return NULL;
 }
 
+/* Call the program's handler h as the kernel would, its flags as they were
+ * before an SA_RESETHAND took the handler away (an SA_SIGINFO handler still
+ * gets its siginfo). */
+static void call_program(void *h, unsigned long flags, int sig, siginfo_t *si, void *ctx)
+{
+	if (flags & SA_SIGINFO)
+		((void (*)(int, siginfo_t *, void *))h)(sig, si, ctx);
+	else
+		((void (*)(int))h)(sig);
+}
+
 /* The kernel would deliver sig with the program's disposition: do what it
  * would have done, from inside the runtime's handler. */
 static void chain(int sig, siginfo_t *si, void *ctx)
@@ -37,6 +48,7 @@ static void chain(int sig, siginfo_t *si, void *ctx)
 	struct k_sigaction *app = app_of(sig);
 	void *h = app->handler;
 	bool fault = si->si_code > 0; /* raised by the kernel for this instruction */
+	unsigned long flags;
 	uint64_t mask;
 
 	if (h == SIG_DFL || (h == SIG_IGN && fault)) {
@@ -57,14 +69,12 @@ static void chain(int sig, siginfo_t *si, void *ctx)
 	/* The program's handler with its mask (never the runtime's signals). */
 	mask = app->mask & ~RT_KEPT_SIGS;
 	rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &mask, NULL, 8);
-	if (app->flags & SA_RESETHAND) {
+	flags = app->flags;
+	if (flags & SA_RESETHAND) {
 		app->handler = SIG_DFL;
 		app->flags &= ~SA_SIGINFO;
 	}
-	if (app->flags & SA_SIGINFO)
-		((void (*)(int, siginfo_t *, void *))h)(sig, si, ctx);
-	else
-		((void (*)(int))h)(sig);
+	call_program(h, flags, sig, si, ctx);
 }
 
 static void fault_handler(int sig, siginfo_t *si, void *ctx)
@@ -107,6 +117,136 @@ int rt__fault_init(void)
 	return 0;
 }
 
+/* ---- deferral: the network shield's guards --------------------------------
+ * A guard of the network shield (net.c) blocks the program's signals so that
+ * none of its handlers runs while the runtime holds a lock: two rt_sigprocmask
+ * per guard, most of what a small request cost through the shield. Instead,
+ * once the shield is on, the program's handlers of the standard signals (and
+ * glibc's two internal ones) are installed as the runtime's defer_handler,
+ * which calls the program's handler as the kernel would have, except inside
+ * such a guard: there it notes the signal in the thread's block (thread.c,
+ * made when the guard began), and rt__leave sends it again to the thread
+ * (rt_tgsigqueueinfo with the same siginfo) when the guard ends. A second
+ * one of a signal already kept is dropped, as the kernel drops a standard
+ * signal that is pending already.
+ * A real-time signal of the program's may be queued more than once, which one
+ * note per signal could not keep: a handler for one turns deferral off for
+ * good, and guards mask as before. */
+#ifndef SYS_rt_tgsigqueueinfo
+#define SYS_rt_tgsigqueueinfo 297 /* x86-64 */
+#endif
+#define DEFER_MAX RT_DEFER_MAX
+
+static struct k_sigaction g_prog[DEFER_MAX + 1]; /* the program's, where wrapped */
+static _Atomic uint64_t g_wrapped;                /* SIG_BIT: defer_handler installed */
+static _Atomic bool g_defer_on, g_defer_ok;
+
+static bool deferrable(long sig)
+{
+	return sig >= 1 && sig <= DEFER_MAX && sig != SIGKILL && sig != SIGSTOP &&
+	       !(SIG_BIT(sig) & RT_KEPT_SIGS);
+}
+
+bool rt__sig_can_defer(void)
+{
+	return atomic_load_explicit(&g_defer_ok, memory_order_relaxed);
+}
+
+static void defer_handler(int sig, siginfo_t *si, void *ctx)
+{
+	struct k_sigaction *p = &g_prog[sig];
+	struct rt_thread *t = t_rt_thread;
+	void *h = p->handler;
+	unsigned long flags;
+
+	if (t && t->defer) {
+		if (si->si_code > 0 && (sig == SIGILL || sig == SIGFPE || sig == SIGTRAP)) {
+			/* A fault of the runtime's own code: as if blocked, fatal. */
+			struct k_sigaction dfl = { .handler = SIG_DFL };
+
+			rt__raw(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+			return;
+		}
+		if (!(t->deferred & SIG_BIT(sig))) {
+			t->info[sig - 1] = *si;
+			t->deferred |= SIG_BIT(sig);
+		}
+		return;
+	}
+	if (h == SIG_DFL || h == SIG_IGN)
+		return; /* changed meanwhile: sigaction installed it with the kernel */
+	flags = p->flags;
+	if (flags & SA_RESETHAND) {
+		struct k_sigaction dfl = { .handler = SIG_DFL };
+
+		rt__raw(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+		atomic_fetch_and(&g_wrapped, ~SIG_BIT(sig));
+		p->handler = SIG_DFL;
+		p->flags &= ~SA_SIGINFO;
+	}
+	call_program(h, flags, sig, si, ctx);
+}
+
+void rt__sig_redeliver(struct rt_thread *t)
+{
+	uint64_t d = t->deferred;
+	long pid = rt__raw0(SYS_getpid), tid = rt__raw0(SYS_gettid);
+
+	/* Outside the guard now: what arrives meanwhile goes to the program's
+	 * handler directly, t->deferred is no more written. */
+	t->deferred = 0;
+	for (int sig = 1; sig <= DEFER_MAX; sig++)
+		if (d & SIG_BIT(sig))
+			rt__raw(SYS_rt_tgsigqueueinfo, pid, tid, sig, &t->info[sig - 1]);
+}
+
+/* Install the program's action act for sig: through defer_handler when it
+ * is a handler (the kernel's copy keeps its mask and flags, but never resets
+ * itself: defer_handler does, when it calls the program). */
+static long install(long sig, const struct k_sigaction *act)
+{
+	struct k_sigaction k = *act;
+	long r;
+
+	k.mask &= ~RT_KEPT_SIGS;
+	k.restorer = (void *)rt__stub_sigreturn;
+	k.flags |= SA_RESTORER;
+	if (act->handler != SIG_DFL && act->handler != SIG_IGN) {
+		k.handler = (void *)defer_handler;
+		k.flags = (k.flags | SA_SIGINFO) & ~SA_RESETHAND;
+	}
+	g_prog[sig] = *act;
+	r = rt__raw(SYS_rt_sigaction, sig, &k, NULL, 8);
+	if (r == 0 && k.handler == (void *)defer_handler)
+		atomic_fetch_or(&g_wrapped, SIG_BIT(sig));
+	else if (r == 0)
+		atomic_fetch_and(&g_wrapped, ~SIG_BIT(sig));
+	return r;
+}
+
+int rt__sig_defer_init(void)
+{
+	bool ok = g_rt.sud_on;
+
+	for (long sig = 1; sig <= 64; sig++) {
+		struct k_sigaction old;
+
+		if (sig == SIGKILL || sig == SIGSTOP || (SIG_BIT(sig) & RT_KEPT_SIGS) ||
+		    rt__raw(SYS_rt_sigaction, sig, NULL, &old, 8) < 0 ||
+		    old.handler == SIG_DFL || old.handler == SIG_IGN)
+			continue;
+		if (!deferrable(sig)) {
+			ok = false;
+			continue;
+		}
+		if (install(sig, &old) < 0)
+			ok = false;
+	}
+	atomic_store(&g_defer_on, true);
+	atomic_store(&g_defer_ok, ok);
+	return 0;
+}
+
 long rt__sys_rt_sigaction(long nr, const long a[6])
 {
 	struct k_sigaction act, *app = app_of(a[0]);
@@ -122,6 +262,29 @@ long rt__sys_rt_sigaction(long nr, const long a[6])
 		if (in)
 			*app = act;
 		return 0;
+	}
+	if (atomic_load(&g_defer_on) && a[3] == 8 && deferrable(a[0])) {
+		struct k_sigaction old;
+		long r = 0;
+
+		if (atomic_load(&g_wrapped) & SIG_BIT(a[0]))
+			old = g_prog[a[0]];
+		else if ((r = rt__raw(SYS_rt_sigaction, a[0], NULL, &old, 8)) < 0)
+			return r;
+		if (in && rt__copy_in(&act, in, sizeof(act)))
+			return -EFAULT;
+		if (in && (r = install(a[0], &act)) < 0)
+			return r;
+		if (a[2] && rt__copy_out((void *)a[2], &old, sizeof(old)))
+			return -EFAULT;
+		return 0;
+	}
+	if (atomic_load(&g_defer_on) && in && a[0] > DEFER_MAX && a[0] <= 64) {
+		struct k_sigaction peek;
+
+		if (!rt__copy_in(&peek, in, sizeof(peek)) && peek.handler != SIG_DFL &&
+		    peek.handler != SIG_IGN)
+			atomic_store(&g_defer_ok, false); /* queued signals: mask */
 	}
 	if (!in || !g_rt.sud_on)
 		return rt__raw6(SYS_rt_sigaction, a);
