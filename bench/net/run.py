@@ -13,9 +13,28 @@ variants side by side in one run, each round in turn, `--rounds` times:
     stunnel   redis-server behind stunnel4
 
 Ratios are per round (shield / other), reported as the median with min-max.
-Also nginx's CPU per request (master and workers, from /proc), which other jobs
-on the machine disturb less than the rate. Writes bench/results/net.json and
-net.md.
+
+What the rates measure: the client (wrk, redis-benchmark) and every variant's
+server share the machine's cores with each other and with whatever else runs.
+When the cores are busy (other jobs: a load above 2 on 2 cores) a variant's
+rate is set by the share of CPU its threads win from the scheduler more than
+by what a request costs it: stunnel4 runs a thread per connection (32 for wrk)
+and wins about twice the CPU of nginx's two workers, so at twice the CPU per
+request it served as many 4 KiB requests (a run at load 14: 1.1 cores against
+0.6). And where responses are big or each request makes a handshake, the
+client's own CPU is larger than any server's: every TLS variant then runs at
+the client's rate. So each case also reports, per variant and round,
+  server CPU us/request   the serving side's processes (nginx's master and
+                          workers; for stunnel4 stunnel and its nginx
+                          backend; redis-server), from /proc
+  client CPU us/request   wrk's or redis-benchmark's own (getrusage of the
+                          child), about the same for every TLS variant
+  server cores            its CPU seconds per second of the run: the share
+                          it won
+and the CPU ratio other/shield of the server CPU per request: the rate ratio
+the variants would show where the server's CPU is what limits (a server with
+the cores to itself), the honest comparison on shared cores. Writes
+bench/results/net.json and net.md.
 
 Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S] [--case NAME]...
                         [--base-lib LIBKILN] [--out NAME]
@@ -31,6 +50,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import shutil
 import socket
 import statistics
@@ -44,6 +64,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from cas_fixtures import CasServer  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+REDIS_N = 100000  # requests per redis-benchmark run
 PORTS = set()
 
 
@@ -175,14 +196,36 @@ sslVersionMin = TLSv1.3
                             stderr=subprocess.DEVNULL)
 
 
-def wrk(url, seconds, close):
-    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", url]
-    if close:
-        cmd[1:1] = ["-H", "Connection: close"]
+def child_cpu():
+    """CPU seconds of the children waited for so far (the clients)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(pids, count_of, cmd):
+    """Run the client cmd; count_of(stdout) gives (rate, requests). Returns
+    the rate and the per-request CPU of the servers (pids) and of the client,
+    in us, and the servers' cores (CPU seconds per second)."""
+    t0, c0, w0 = cpu_ticks(pids), child_cpu(), time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    t1, c1, w1 = cpu_ticks(pids), child_cpu(), time.monotonic()
+    rate, n = count_of(out)
+    server = (t1 - t0) / os.sysconf("SC_CLK_TCK")
+    return {"rps": rate, "server_us": server * 1e6 / max(n, 1),
+            "client_us": (c1 - c0) * 1e6 / max(n, 1), "server_cores": server / (w1 - w0)}
+
+
+def wrk_counts(out):
     rps = float([ln for ln in out.splitlines() if ln.startswith("Requests/sec:")][0].split()[1])
     n = int([ln for ln in out.splitlines() if " requests in " in ln][0].split()[0])
     return rps, n
+
+
+def wrk(pids, url, seconds, close):
+    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", url]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    return measured(pids, wrk_counts, cmd)
 
 
 def nginx_variants(env, tmp, root, crt, key, seconds, base_lib=None):
@@ -268,16 +311,11 @@ def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None):
                 if cases and case not in cases:
                     continue
                 per = {n: [] for n in variants}
-                cpu = {n: [] for n in variants}
                 for _ in range(rounds):
                     for n, (base, ps) in variants.items():
                         pids = [x for p in ps for x in family(p.pid)]
-                        t0 = cpu_ticks(pids)
-                        rps, count = wrk(f"{base}/{f}", seconds, close)
-                        t1 = cpu_ticks(pids)
-                        per[n].append(rps)
-                        cpu[n].append((t1 - t0) / os.sysconf("SC_CLK_TCK") * 1e6 / max(count, 1))
-                res[case] = summarize(per, cpu)
+                        per[n].append(wrk(pids, f"{base}/{f}", seconds, close))
+                res[case] = summarize(per)
                 print(case, json.dumps(res[case]["median_rps"]), flush=True)
     finally:
         for p in procs:
@@ -287,19 +325,29 @@ def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None):
     return res
 
 
-def summarize(per, cpu=None):
-    out = {"median_rps": {n: statistics.median(v) for n, v in per.items()},
-           "rounds_rps": per}
-    ratios = {}
+def spread(r):
+    return {"median": statistics.median(r), "min": min(r), "max": max(r)}
+
+
+def summarize(per):
+    """per: {variant: [measured() of each round]}."""
+    rps = {n: [m["rps"] for m in v] for n, v in per.items()}
+    out = {"median_rps": {n: statistics.median(v) for n, v in rps.items()},
+           "rounds_rps": rps, "rounds": per}
+    for k in ("server_us", "client_us", "server_cores"):
+        out[k] = {n: statistics.median([m[k] for m in v]) for n, v in per.items()}
+    out["cpu_us_per_req"] = out["server_us"]  # the name of earlier results
+    ratios, cpu_ratios = {}, {}
     for other in per:
         if other == "shield":
             continue
-        r = [s / o for s, o in zip(per["shield"], per[other]) if o]
-        ratios[f"shield/{other}"] = {"median": statistics.median(r), "min": min(r),
-                                     "max": max(r)}
+        ratios[f"shield/{other}"] = spread(
+            [s / o for s, o in zip(rps["shield"], rps[other]) if o])
+        cpu_ratios[f"shield/{other}"] = spread(
+            [o["server_us"] / s["server_us"] for s, o in zip(per["shield"], per[other])
+             if s["server_us"]])
     out["ratios"] = ratios
-    if cpu:
-        out["cpu_us_per_req"] = {n: statistics.median(v) for n, v in cpu.items()}
+    out["cpu_ratios"] = cpu_ratios
     return out
 
 
@@ -341,19 +389,23 @@ security: {{tee: [sim], allow_insecure_sim: true}}
     procs.append(s)
     wait_port(ports["stunnel"], s)
     cas = {"shield": ca, "native": crt, "stunnel": crt}
+    servers = {"shield": [procs[0]], "native": [procs[1]], "stunnel": [procs[2], procs[3]]}
     res = {}
+
+    def counts(out):
+        line = [ln for ln in out.replace("\r", "\n").splitlines()
+                if "requests per second" in ln][-1]
+        return float(line.split(":")[1].split()[0]), REDIS_N
+
     try:
         for test in ("set", "get"):
             per = {n: [] for n in cas}
             for _ in range(rounds):
                 for n, cafile in cas.items():
-                    out = subprocess.run([bench, "-h", "127.0.0.1", "-p", str(ports[n]), "--tls",
-                                          "--cacert", str(cafile), "-n", "100000", "-c", "50",
-                                          "-t", test, "-q"], capture_output=True, text=True,
-                                         check=True).stdout
-                    line = [ln for ln in out.replace("\r", "\n").splitlines()
-                            if "requests per second" in ln][-1]
-                    per[n].append(float(line.split(":")[1].split()[0]))
+                    pids = [x for p in servers[n] for x in family(p.pid)]
+                    per[n].append(measured(pids, counts, [
+                        bench, "-h", "127.0.0.1", "-p", str(ports[n]), "--tls", "--cacert",
+                        str(cafile), "-n", str(REDIS_N), "-c", "50", "-t", test, "-q"]))
             res[test] = summarize(per)
             print("redis", test, json.dumps(res[test]["median_rps"]), flush=True)
     finally:
@@ -395,34 +447,61 @@ def main():
     out = ROOT / "bench" / "results"
     (out / f"{a.out}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = ["# bench/net: the network shield (one run, ratios per round: median (min-max))", "",
-          f"load average before: {load:.1f}; {a.rounds} rounds of {a.seconds} s per case", "",
-          "| case | shield/s | shield / nginx TLS | shield / stunnel4 | shield / plaintext | "
-          "CPU us/req shield, nginx TLS, stunnel, plain |", "|---|---|---|---|---|---|"]
+          f"load average before: {load:.1f}, after: {os.getloadavg()[0]:.1f}; {a.rounds} "
+          f"rounds of {a.seconds} s per case; {os.cpu_count()} cores", "",
+          "rate: requests per second, shield / other. cpu: the other's server CPU per request "
+          "/ the shield's (the rate ratio where the server's CPU limits). Targets: >= 0.8x "
+          "nginx's own TLS (redis: native --tls is not a target), >= 1.2x stunnel4.", "",
+          "| case | shield/s | rate / nginx TLS | rate / stunnel4 | cpu / nginx TLS | "
+          "cpu / stunnel4 | rate / plaintext |", "|---|---|---|---|---|---|---|"]
 
-    def r(d, k):
-        x = d["ratios"][k]
+    def r(d, k, kind="ratios"):
+        x = d[kind][k]
         return f"{x['median']:.2f} ({x['min']:.2f}-{x['max']:.2f})"
+
+    def per_variant(d, names):
+        return ", ".join(f"{d['server_us'][n]:.0f}/{d['client_us'][n]:.0f}/"
+                         f"{d['server_cores'][n]:.2f}" for n in names)
     for case, d in res["nginx"].items():
-        c = d["cpu_us_per_req"]
         md.append(f"| nginx {case} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/nginx')} | "
-                  f"{r(d, 'shield/stunnel')} | {r(d, 'shield/plain')} | "
-                  f"{c['shield']:.0f}, {c['nginx']:.0f}, {c['stunnel']:.0f}, {c['plain']:.0f} |")
+                  f"{r(d, 'shield/stunnel')} | {r(d, 'shield/nginx', 'cpu_ratios')} | "
+                  f"{r(d, 'shield/stunnel', 'cpu_ratios')} | {r(d, 'shield/plain')} |")
+    for t, d in res["redis"].items():
+        md.append(f"| redis {t} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/native')} "
+                  f"(native) | {r(d, 'shield/stunnel')} | "
+                  f"{r(d, 'shield/native', 'cpu_ratios')} (native) | "
+                  f"{r(d, 'shield/stunnel', 'cpu_ratios')} | |")
+    names = [n for n in ("shield", "base", "nginx", "stunnel", "plain")
+             if res["nginx"] and n in next(iter(res["nginx"].values()))["server_us"]]
+    md += ["", "Per variant (medians): server CPU us/request / client CPU us/request / "
+           "server cores", ""]
+    if res["nginx"]:
+        md += ["| case | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for case, d in res["nginx"].items():
+            md.append(f"| nginx {case} | " + " | ".join(per_variant(d, [n]) for n in names)
+                      + " |")
+    if res["redis"]:
+        md += ["", "| redis-benchmark | shield | native --tls | stunnel4 |", "|---|---|---|---|"]
+        for t, d in res["redis"].items():
+            md.append(f"| {t} | " + " | ".join(per_variant(d, [n])
+                                               for n in ("shield", "native", "stunnel")) + " |")
+    hs = [(size, res["nginx"][f"{size} new-conn"], res["nginx"][f"{size} keep-alive"])
+          for size in ("4k", "1m")
+          if f"{size} new-conn" in res["nginx"] and f"{size} keep-alive" in res["nginx"]]
+    if hs:
+        md += ["", "Handshake CPU per connection (server, new-conn minus keep-alive, us): "
+               + "; ".join(f"{size}: " + ", ".join(
+                   f"{n} {nc['server_us'][n] - ka['server_us'][n]:.0f}"
+                   for n in names if n != "plain") for size, nc, ka in hs)]
     if a.base_lib and res["nginx"]:
         md += ["", f"base: the shield with {a.base_lib}", "",
-               "| case | shield / base | base / nginx TLS | CPU us/req shield, base |",
+               "| case | rate shield / base | rate base / nginx TLS | cpu shield / base |",
                "|---|---|---|---|"]
         for case, d in res["nginx"].items():
-            c = d["cpu_us_per_req"]
             per = d["rounds_rps"]
             b = [x / y for x, y in zip(per["base"], per["nginx"]) if y]
             md.append(f"| nginx {case} | {r(d, 'shield/base')} | {statistics.median(b):.2f} "
-                      f"({min(b):.2f}-{max(b):.2f}) | {c['shield']:.0f}, {c['base']:.0f} |")
-    if res["redis"]:
-        md += ["", "| redis-benchmark | shield/s | shield / native --tls | shield / stunnel4 |",
-               "|---|---|---|---|"]
-    for t, d in res["redis"].items():
-        md.append(f"| {t} | {d['median_rps']['shield']:.0f} | {r(d, 'shield/native')} | "
-                  f"{r(d, 'shield/stunnel')} |")
+                      f"({min(b):.2f}-{max(b):.2f}) | {r(d, 'shield/base', 'cpu_ratios')} |")
     (out / f"{a.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
