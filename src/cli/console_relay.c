@@ -239,9 +239,9 @@ struct relay {
 	size_t q_len, q_sent;
 	uint8_t out[2 * CON_MAX_RECORD]; /* program output not yet cut */
 	size_t out_len;
-	/* Stream header records no longer queued, newest last: sent first to
-	 * every new client, so it knows the streams (and can bind its input)
-	 * whatever was dropped. */
+	/* Stream header records no longer queued (pin()): sent first to every
+	 * new client, so it knows the streams (and can bind its input to the
+	 * program's) whatever was dropped. */
 	struct pinned pinned[MAX_PINNED];
 	size_t n_pinned;
 	uint64_t dropped;      /* records dropped in the current overflow */
@@ -266,12 +266,15 @@ static size_t rec_size(const uint8_t *rec)
 		CON_HDR_SIZE + (size_t)h.size + CON_TAG_SIZE;
 }
 
+/* The first two kept for good: the program's own stdout and stderr headers
+ * (the runtime writes them first), whose stream attach binds its input to;
+ * the newest of the others (streams of forked children) after them. */
 static void pin(struct relay *r, const uint8_t *rec, size_t len)
 {
 	if (rec[4] != CON_T_HEADER)
 		return;
 	if (r->n_pinned == MAX_PINNED) {
-		memmove(&r->pinned[0], &r->pinned[1], (MAX_PINNED - 1) * sizeof(r->pinned[0]));
+		memmove(&r->pinned[2], &r->pinned[3], (MAX_PINNED - 3) * sizeof(r->pinned[0]));
 		r->n_pinned--;
 	}
 	memcpy(r->pinned[r->n_pinned].rec, rec, len);

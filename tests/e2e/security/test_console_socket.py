@@ -28,6 +28,14 @@ for line in sys.stdin:
         for i in range(int(w[1])):
             print("later", i, "x" * 90, flush=True)
         open(w[2], "w").close()
+    elif w and w[0] == "fork":  # fork N: N children, a stream each
+        for i in range(int(w[1])):
+            pid = os.fork()
+            if pid == 0:
+                print("child", i, flush=True)
+                os._exit(0)
+            os.waitpid(pid, 0)
+        print("forked", flush=True)
     else:
         print("echo", line.strip(), flush=True)
 print("bye", file=sys.stderr, flush=True)
@@ -205,6 +213,13 @@ def test_console_socket_live(net, cas_identity, tmp_path):
     a.detach()
     assert SECRET.encode() not in proxy.seen and b"typed-word" not in proxy.seen
     assert b"KCR1" in proxy.seen
+    # 8 children with a stream each: more stream headers than the relay keeps
+    # aside; the program's own stay, so the next attaches still bind their
+    # input to the program's stream.
+    a = Attach(net, f"unix:{sock}")
+    a.send("fork 8\n")
+    a.wait_for("forked")
+    a.detach()
     # Detached, the program goes on printing; the next attach gets what was
     # kept, names by number what it did not get, and its input (a third
     # input session, numbered past the others) is read.
