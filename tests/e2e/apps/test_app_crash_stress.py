@@ -60,6 +60,8 @@ def records(data):
     """Every line must be a whole record with a good checksum (the last one may be
     missing entirely, never half there)."""
     out = []
+    if not data:
+        return out  # created (and the creation committed), no record yet
     for line in data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n"):
         m = REC.match(line)
         assert m, f"torn or foreign record {line[:80]!r}"
@@ -73,6 +75,12 @@ def records(data):
 def fs(volume, *args):
     return subprocess.run([volume.kiln_bin, "fs", args[0], str(volume.dir), *args[1:],
                            "--key-file", str(volume.key)], capture_output=True)
+
+
+def cat(volume, name):
+    p = fs(volume, "cat", name)
+    assert p.returncode == 0, f"kiln fs cat {name}: {p.stderr.decode(errors='replace')}"
+    return p.stdout
 
 
 def server_pid(volume):
@@ -160,9 +168,9 @@ def check(volume, acked, starts):
     ls = fs(volume, "ls").stdout.decode()
     shared = set()
     if "shared" in ls.split():
-        shared = set(records(fs(volume, "cat", "shared").stdout))
+        shared = set(records(cat(volume, "shared")))
     for w in range(WRITERS):
-        got = records(fs(volume, "cat", f"w{w}").stdout) if f"w{w}" in ls.split() else []
+        got = records(cat(volume, f"w{w}")) if f"w{w}" in ls.split() else []
         seqs = [s for k, s in got]
         assert all(k == w for k, s in got)
         # In order, no duplicates, no gaps except where a new run started.
