@@ -48,9 +48,9 @@ static int io(int ret)
 	return ret == -EAGAIN ? ret : -EIO;
 }
 
-/* One integer of a query that answers one row. */
-static int count(struct cas__store *st, int64_t *n, const char *sql, const char *types,
-		 const char *t, int64_t i)
+/* The integers of a query that answers one row: n[0..n_cols). */
+static int ints(struct cas__store *st, int64_t *n, int n_cols, const char *sql,
+		const char *types, const char *t, int64_t i)
 {
 	struct cas__stmt *s = NULL;
 	int ret;
@@ -59,16 +59,10 @@ static int count(struct cas__store *st, int64_t *n, const char *sql, const char 
 		cas__db_query(st->db, &s, sql, types, i);
 	if (ret == 0)
 		ret = cas__db_step(s);
-	if (ret == 1)
-		*n = cas__db_col_int64(s, 0);
+	for (int c = 0; ret == 1 && c < n_cols; c++)
+		n[c] = cas__db_col_int64(s, c);
 	cas__db_finalize(s);
 	return ret == 1 ? 0 : ret == 0 ? -EIO : io(ret);
-}
-
-static int sweep(struct cas__store *st, int64_t now_ns)
-{
-	return cas__db_run(st->db, "DELETE FROM grants WHERE expires_ns <= ?", "i",
-			   now_ns) < 0 ? -EIO : 0;
 }
 
 int cas__grant_put(struct cas__store *st, const struct cas__grant_limits *g,
@@ -76,7 +70,7 @@ int cas__grant_put(struct cas__store *st, const struct cas__grant_limits *g,
 		   char (*volumes)[33], size_t n_volumes, int64_t now_ns, bool *evicted)
 {
 	char list[CAS_GRANT_MAX_VOLUMES * 33 + 1] = "";
-	int64_t n = 0;
+	int64_t n[2] = { 0, 0 }; /* the policy's grants, all grants (up to max_total) */
 	int ret;
 
 	*evicted = false;
@@ -87,34 +81,32 @@ int cas__grant_put(struct cas__store *st, const struct cas__grant_limits *g,
 			strcat(list, ",");
 		strncat(list, volumes[i], 32);
 	}
-	/* A key that attests again (another service, maybe): its new grant
-	 * replaces the old, so it never counts twice. */
-	ret = sweep(st, now_ns);
+	/* Three statements in the common case (each a round trip to PostgreSQL):
+	 * expired grants and the key's own go (a key that attests again, maybe
+	 * for another service, gets the new grant in place of the old, so it
+	 * never counts twice); both counts at once; the row. Counting all
+	 * grants stops at the bound: a full table costs one index scan of
+	 * max_total entries, never more. */
+	ret = cas__db_run(st->db, "DELETE FROM grants WHERE expires_ns <= ? OR spki = ?", "ib",
+			  now_ns, spki, (size_t)KC_SHA256_SIZE);
 	if (ret == 0)
-		ret = cas__db_run(st->db, "DELETE FROM grants WHERE spki = ?", "b", spki,
-				  (size_t)KC_SHA256_SIZE);
-	if (ret == 0)
-		ret = count(st, &n, "SELECT count(*) FROM grants WHERE session = ?", "t",
-			    session, 0);
+		ret = ints(st, n, 2, "SELECT (SELECT count(*) FROM grants WHERE session = ?), "
+			   "(SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) AS g)", "ti",
+			   session, (int64_t)g->max_total);
 	if (ret < 0)
 		return io(ret);
 	/* The policy's own oldest go (more than one when --grants-per-policy was
 	 * lowered, or another process of the store has a lower one). */
-	if ((size_t)n >= g->max_per_policy) {
+	if ((size_t)n[0] >= g->max_per_policy) {
 		ret = cas__db_run(st->db, "DELETE FROM grants WHERE spki IN (SELECT spki FROM "
 				  "grants WHERE session = ? ORDER BY created_ns, spki LIMIT ?)",
-				  "ti", session, n - (int64_t)g->max_per_policy + 1);
+				  "ti", session, n[0] - (int64_t)g->max_per_policy + 1);
 		if (ret < 0)
 			return io(ret);
+		n[1] -= cas__db_changes(st->db);
 		*evicted = true;
 	}
-	/* Counting stops at the bound: a full table costs one index scan of
-	 * max_total entries, never more. */
-	ret = count(st, &n, "SELECT count(*) FROM (SELECT 1 FROM grants LIMIT ?) AS g", "i",
-		    NULL, (int64_t)g->max_total);
-	if (ret < 0)
-		return io(ret);
-	if ((size_t)n >= g->max_total)
+	if ((size_t)n[1] >= g->max_total)
 		return -ENOSPC;
 	ret = cas__db_run(st->db, "INSERT INTO grants(spki, session, volumes, created_ns, "
 			  "expires_ns) VALUES(?, ?, ?, ?, ?)", "bttii", spki,
@@ -164,6 +156,6 @@ int cas__grant_allows(struct cas__store *st, const uint8_t spki[KC_SHA256_SIZE],
 
 int cas__grants_of(struct cas__store *st, const char *session, int64_t now_ns, int64_t *n)
 {
-	return count(st, n, "SELECT count(*) FROM grants WHERE session = ? AND expires_ns > ?",
-		     "ti", session, now_ns);
+	return ints(st, n, 1, "SELECT count(*) FROM grants WHERE session = ? AND expires_ns > ?",
+		    "ti", session, now_ns);
 }
