@@ -521,18 +521,19 @@ static int attest_decide(struct cas__req *rc, struct attest *a)
 /* In the release's transaction: the grant of the volumes the service mounts
  * (only such a service gets one: nothing else uses it), written with the
  * release, so both or neither commit and every CAS process of the store sees
- * it. Negative: rolled back and answered. */
+ * it. *evicted: the policy's oldest grant made room (logged by the caller once
+ * the release is kept). Negative: rolled back and answered. */
 static int attest_grant(struct cas__req *rc, struct attest *a, char (*vol_ids)[33],
-			size_t n_vols)
+			size_t n_vols, bool *evicted)
 {
 	struct cas__server *s = rc->s;
-	bool evicted;
 	int ret;
 
+	*evicted = false;
 	if (!n_vols)
 		return 0;
 	ret = cas__grant_put(&s->st, &s->grants, rc->peer_spki, a->session, vol_ids, n_vols,
-			     cas__grant_clock(), &evicted);
+			     cas__grant_clock(), evicted);
 	if (ret == -ENOSPC) {
 		cas__tx_rollback(rc);
 		kiln_log(KILN_LOG_WARN, "attestation refused: grant table full",
@@ -546,10 +547,6 @@ static int attest_grant(struct cas__req *rc, struct attest *a, char (*vol_ids)[3
 		cas__fail(rc, ret == -EAGAIN ? -EAGAIN : -EIO, NULL);
 		return ret;
 	}
-	if (evicted)
-		kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live grants",
-			 "session=%s limit=%zu request_id=%s", a->session,
-			 s->grants.max_per_policy, rc->request_id);
 	return 0;
 }
 
@@ -566,6 +563,7 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 	size_t n_vols = 0;
 	const char *supervised_by;
 	json_t *resp, *rel;
+	bool evicted;
 	int ret;
 
 	resp = json_pack("{s:s,s:b,s:s}", "request_id", rc->request_id, "insecure", a->insecure,
@@ -597,7 +595,7 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 		refuse_attest(rc, a, sc.label ? sc.label : "config_error");
 		goto out;
 	}
-	if (attest_grant(rc, a, vol_ids, n_vols) < 0)
+	if (attest_grant(rc, a, vol_ids, n_vols, &evicted) < 0)
 		goto out;
 	supervised_by = json_string_value(json_object_get(a->claims, "supervised_by"));
 	rel = json_pack("{s:s,s:s,s:s,s:b,s:s?,s:s}", "service", a->service, "tee", a->tee,
@@ -615,6 +613,10 @@ static void attest_release(struct cas__req *rc, struct attest *a)
 		goto out;
 	}
 	cas__metrics_attest_ok(&s->m);
+	if (evicted)
+		kiln_log(KILN_LOG_WARN, "grant evicted: policy holds its limit of live grants",
+			 "session=%s limit=%zu request_id=%s", a->session,
+			 s->grants.max_per_policy, rc->request_id);
 	kiln_log(a->insecure ? KILN_LOG_WARN : KILN_LOG_INFO, a->insecure ?
 		 "attestation ok (INSECURE: sim backend, no protection)" : "attestation ok",
 		 "request_id=%s session=%s service=%s tee=%s insecure=%s%s%s", rc->request_id,
