@@ -41,10 +41,12 @@ security: {tee: [sim], allow_insecure_sim: true}
 """
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process (all its threads)."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid, reaped=False):
+    """User + system CPU time of a process (all its threads); with reaped, also
+    of the children it has waited for (PostgreSQL backends that have exited)."""
+    f = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def loadgen(args, cas, ident, mode, threads):

@@ -45,31 +45,22 @@ from pgserver import PgServer  # noqa: E402
 _spec = importlib.util.spec_from_file_location("cas_bench", ROOT / "bench" / "cas" / "run.py")
 cas_bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cas_bench)
-POLICY, spread = cas_bench.POLICY, cas_bench.spread
+POLICY, spread, cpu_seconds = cas_bench.POLICY, cas_bench.spread, cas_bench.cpu_seconds
 
 CONFIGS = ("sqlite-1", "postgresql-1", "postgresql-2")
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid, reaped=False):
-    """CPU seconds (user + system) of pid so far; with reaped, also of its
-    children it has waited for (PostgreSQL backends that have exited)."""
-    try:
-        f = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if reaped else 0)
-    return ticks / TICK
-
-
 def pg_cpu_s(pg):
-    """CPU seconds of the postmaster and every process it started."""
-    master = int((pg.data / "postmaster.pid").read_text().split()[0])
-    kids = [int(p.name) for p in pathlib.Path("/proc").iterdir()
-            if p.name.isdigit() and pg._ppid(p) == master]
-    return cpu_s(master, reaped=True) + sum(cpu_s(k) for k in kids)
+    """CPU seconds of the postmaster and every process it started (a backend
+    that exits meanwhile is counted in the postmaster's reaped time)."""
+    master, *kids = pg.pids()
+    total = cpu_seconds(master, reaped=True)
+    for k in kids:
+        try:
+            total += cpu_seconds(k)
+        except OSError:
+            pass
+    return total
 
 
 def pg_statements(pg, db):
@@ -82,7 +73,7 @@ def pg_statements(pg, db):
 def loadgen(args, servers, ident, mode, pg=None, db=None):
     """args.clients clients split over the servers, all at once; summed, with
     the CPU each side spent and the statements PostgreSQL ran meanwhile."""
-    cas0 = sum(cpu_s(c.proc.pid) for c in servers)
+    cas0 = sum(cpu_seconds(c.proc.pid) for c in servers)
     pg0 = pg_cpu_s(pg) if db else 0.0
     st0 = pg_statements(pg, db) if db else 0
     gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,7 +89,7 @@ def loadgen(args, servers, ident, mode, pg=None, db=None):
     assert all(p.returncode == 0 for p in procs)
     gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     ops = sum(o["ops_per_s"] for o in outs) * args.seconds
-    cpu = {"cas": sum(cpu_s(c.proc.pid) for c in servers) - cas0,
+    cpu = {"cas": sum(cpu_seconds(c.proc.pid) for c in servers) - cas0,
            "postgresql": pg_cpu_s(pg) - pg0 if db else 0.0,
            "loadgen": (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)}
     return {"ops_per_s": sum(o["ops_per_s"] for o in outs),

@@ -74,13 +74,16 @@ class PgServer:
     def stop(self, mode="fast"):
         self.run(PGBIN / "pg_ctl", "-D", self.data, "-w", "-t", "60", "-m", mode, "stop")
 
+    def pids(self):
+        """The postmaster's pid, then those of the processes it started."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [pid] + [int(p.name) for p in pathlib.Path("/proc").iterdir()
+                        if p.name.isdigit() and self._ppid(p) == pid]
+
     def crash(self):
         """kill -9 the postmaster and every process of this server at once, as a
         machine that dies would: no shutdown checkpoint, nothing flushed."""
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        procs = [pid] + [int(p.name) for p in pathlib.Path("/proc").iterdir()
-                         if p.name.isdigit() and self._ppid(p) == pid]
-        for p in procs:
+        for p in self.pids():
             try:
                 os.kill(p, 9)
             except ProcessLookupError:
