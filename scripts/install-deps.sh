@@ -84,6 +84,28 @@ install_conformance_tests() {
   echo "install-deps: CPython's test_sqlite3 in $CONF_SQLITE"
 }
 
+# Debian's busybox-static (the static loader's e2e tests, test_app_static_loader.py)
+# conflicts with the busybox package: its binary is unpacked into
+# /opt/kiln/busybox-static/bin instead of installed.
+BUSYBOX_STATIC=/opt/kiln/busybox-static
+busybox_static_present() {
+  [ -x "$BUSYBOX_STATIC/bin/busybox" ]
+}
+
+install_busybox_static() {
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  chown _apt "$tmp" 2>/dev/null || true
+  apt-get update -qq
+  (cd "$tmp" && apt-get download -qq busybox-static >/dev/null)
+  dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/root"
+  mkdir -p "$BUSYBOX_STATIC/bin"
+  install -m 0755 "$tmp/root/bin/busybox" "$BUSYBOX_STATIC/bin/busybox"
+  rm -rf "$tmp"
+  echo "install-deps: busybox-static in $BUSYBOX_STATIC"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -103,13 +125,15 @@ musl_builds_present() {
   "$MUSL_OPENSSL" --check 2>/dev/null
 }
 
-if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present && musl_builds_present; then
+if [ "${#missing[@]}" -eq 0 ] && conformance_tests_present && musl_builds_present &&
+   busybox_static_present; then
   exit 0
 fi
 if [ "${1:-}" = "--check" ]; then
   [ "${#missing[@]}" -eq 0 ] || echo "install-deps: missing packages: ${missing[*]}" >&2
   conformance_tests_present || echo "install-deps: missing $CONF_SQLITE" >&2
   musl_builds_present || "$MUSL_OPENSSL" --check
+  busybox_static_present || echo "install-deps: missing $BUSYBOX_STATIC/bin/busybox" >&2
   exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -124,6 +148,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 conformance_tests_present || install_conformance_tests
+busybox_static_present || install_busybox_static
 if ! musl_builds_present; then
   ensure_deb_src
   "$MUSL_OPENSSL"

@@ -77,6 +77,10 @@ static void run_usage(FILE *f)
 		"                              unix:PATH (made 0600) or tcp:HOST:PORT;\n"
 		"                              while none is attached the last 256 KiB of\n"
 		"                              output are kept\n"
+		"  --static loader|supervise   how a statically linked PROGRAM runs: loader\n"
+		"                              maps it into kiln-sload's process, with\n"
+		"                              libkiln (one thread; no --cas yet);\n"
+		"                              supervise (default) under this process\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
 		"With --cas the variables of the dynamic loader, libc and OpenSSL (LD_*,\n"
@@ -342,6 +346,31 @@ static void say_mode(const struct rt_config *cfg)
 	fflush(stderr);
 }
 
+/* --static=loader: the command line becomes kiln-sload PROGRAM ARGV0 ARGS in
+ * place, argv[-2] and argv[-1] (getopt's options and "--" were there, and
+ * "run" and argv[0] of kiln before them: at least two slots). */
+static char g_sload_path[PATH_MAX];
+
+static int loader_argv(const char *lib, char *prog, char **argv)
+{
+	const char *slash = strrchr(lib, '/');
+
+	if (!slash || (size_t)(slash - lib) + sizeof("/kiln-sload") > sizeof(g_sload_path)) {
+		cli_error("run: --static=loader: no directory for %s", lib);
+		return -1;
+	}
+	memcpy(g_sload_path, lib, (size_t)(slash - lib));
+	memcpy(g_sload_path + (slash - lib), "/kiln-sload", sizeof("/kiln-sload"));
+	if (access(g_sload_path, X_OK) != 0) {
+		cli_error("run: --static=loader: %s: %s (installed next to libkiln.so)",
+			  g_sload_path, strerror(errno));
+		return -1;
+	}
+	argv[-2] = g_sload_path;
+	argv[-1] = prog;
+	return 0;
+}
+
 /* A static binary with development-mode volumes: run it under the seccomp
  * supervisor (src/runtime/supervise.h). */
 static int run_static(const struct rt_config *cfg, const char *path, char **argv)
@@ -457,7 +486,7 @@ out:
 enum {
 	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
 	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR, OPT_CAS_KEY,
-	OPT_CONSOLE_LISTEN
+	OPT_CONSOLE_LISTEN, OPT_STATIC
 };
 
 /* --las-socket, --host-env, --volume-dir (docs/attestation.md): names and
@@ -616,6 +645,7 @@ int run_main(int argc, char **argv)
 		{ "volume", required_argument, NULL, OPT_VOLUME },
 		{ "freshness", required_argument, NULL, OPT_FRESHNESS },
 		{ "sud", required_argument, NULL, OPT_SUD },
+		{ "static", required_argument, NULL, OPT_STATIC },
 		{ "cas", required_argument, NULL, OPT_CAS },
 		{ "cas-ca", required_argument, NULL, OPT_CAS_CA },
 		{ "cas-fingerprint", required_argument, NULL, OPT_CAS_FP },
@@ -640,7 +670,8 @@ int run_main(int argc, char **argv)
 	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
-	bool is_static = false, links_kiln = false;
+	bool is_static = false, links_kiln = false, use_loader = false;
+	char sload[PATH_MAX];
 	int kind = EV_ELF_NONE;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 	struct cli_con_addr con_addr;
@@ -677,6 +708,13 @@ int run_main(int argc, char **argv)
 				goto out;
 			}
 			sud = optarg;
+			break;
+		case OPT_STATIC:
+			if (strcmp(optarg, "loader") && strcmp(optarg, "supervise")) {
+				cli_error("--static '%s': expected loader or supervise", optarg);
+				goto out;
+			}
+			use_loader = strcmp(optarg, "loader") == 0;
 			break;
 		case OPT_CAS:
 			cas = optarg;
@@ -812,17 +850,29 @@ int run_main(int argc, char **argv)
 	/* The relay stays here; the program goes on in the child. */
 	if (con_listen && console_fork(&con_addr, &status) != 0)
 		goto out;
+	use_loader = use_loader && is_static;
+	if (use_loader && cfg->cas[0]) {
+		cli_error("run: --static=loader with --cas: the static loader does not attest "
+			  "yet; leave out --static=loader (the supervisor attests static programs)");
+		goto out;
+	}
+	if (use_loader) {
+		snprintf(sload, sizeof(sload), "%s", lib);
+		lib[0] = '\0';
+	}
 	if (cfg->cas[0] && is_static) {
 		status = run_static_attested(cfg, lib);
 		goto out;
 	}
-	if (cfg->n_volumes && is_static) {
+	if (cfg->n_volumes && is_static && !use_loader) {
 		status = run_static(cfg, lib, argv + optind);
 		goto out;
 	}
 	if (!links_kiln &&
 	    cli_find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL :
 			     RT_ENV_LIB, lib, sizeof(lib)))
+		goto out;
+	if (use_loader && loader_argv(lib, sload, argv + optind) < 0)
 		goto out;
 	if (rt_config_serialize(cfg, &text, &text_size)) {
 		cli_error("out of memory");
@@ -853,6 +903,15 @@ int run_main(int argc, char **argv)
 	kiln_free_secret(text, text_size);
 	text = NULL;
 	rt_config_wipe(cfg);
+	if (use_loader) {
+		fprintf(stderr, "kiln: %s is statically linked: running it in-process under "
+			"the static loader (kiln-sload; file calls trap by seccomp)\n",
+			argv[optind - 1]);
+		execv(argv[optind - 2], argv + optind - 2);
+		cli_error("cannot execute %s: %s", argv[optind - 2], strerror(errno));
+		status = CLI_EXIT_FAIL;
+		goto out;
+	}
 	execvp(argv[optind], argv + optind);
 	cli_error("cannot execute %s: %s", argv[optind], strerror(errno));
 	status = CLI_EXIT_FAIL;

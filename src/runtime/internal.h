@@ -29,6 +29,13 @@
 #define RT_LIBKILN_NAME "libkiln.so"
 #endif
 #define RT_TLS __thread __attribute__((tls_model("initial-exec")))
+/* Code the static loader runs with the program's FS (sload_trap.c): no stack
+ * protector, whose canary is read through FS. */
+#if defined(__has_attribute) && __has_attribute(no_stack_protector)
+#define RT_NO_SSP __attribute__((no_stack_protector))
+#else
+#define RT_NO_SSP __attribute__((optimize("no-stack-protector")))
+#endif
 
 /* The allowed code region for Syscall User Dispatch (sud.c, assembly). Every
  * system call the runtime itself issues goes through rt__raw_syscall. */
@@ -113,6 +120,7 @@ void rt__leave(struct rt_guard *g) RT_HIDDEN;
 struct rt_state {
 	bool initialized;
 	bool sud_on;
+	bool sload_on;         /* in kiln-sload: a static program's calls trap by seccomp */
 	bool shield_on;        /* at least one volume mounted */
 	struct rt_config cfg;  /* secrets (keys) wiped after the volumes are open */
 	char *config_text;     /* serialized config handed to exec'd children */

@@ -74,6 +74,24 @@ static int read_config(int fd, char **text, size_t *size)
  * the program's entry calls __libc_start_main; musl's __libc_start_main runs
  * them itself, so the interposer below may come first (start_late). */
 static bool g_ctor_ran;
+
+/* This process is kiln-sload, the loader of static programs: the program
+ * next to this library (not a name the program could choose: the path of
+ * the running executable). Its calls trap by seccomp (sload_trap.c), not
+ * by Syscall User Dispatch, which would trap every one. */
+static bool in_sload(void)
+{
+	char exe[4096], want[4096];
+	const char *slash = strrchr(g_rt.lib_path, '/');
+	long n = rt__raw(SYS_readlink, "/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (!slash || n <= 0 || (size_t)(slash - g_rt.lib_path) + 12 > sizeof(want))
+		return false;
+	exe[n] = '\0';
+	memcpy(want, g_rt.lib_path, (size_t)(slash - g_rt.lib_path));
+	memcpy(want + (slash - g_rt.lib_path), "/kiln-sload", 12);
+	return strcmp(exe, want) == 0;
+}
 static bool g_start_late;
 
 __attribute__((constructor(101))) static void rt_start(void)
@@ -137,7 +155,7 @@ __attribute__((constructor(101))) static void rt_start(void)
 				environ = env;
 		}
 	}
-	if (g_rt.cfg.sud) {
+	if (g_rt.cfg.sud && !in_sload()) {
 		ret = rt__sud_init();
 		if (ret)
 			die("syscall user dispatch", kiln_strerror(ret));

@@ -33,6 +33,7 @@
 
 #include "runtime/internal.h"
 #include "runtime/net/net.h"
+#include "runtime/sload.h"
 
 __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 	".globl rt__sud_start\n.hidden rt__sud_start\n"
@@ -110,8 +111,9 @@ void rt__leave(struct rt_guard *g)
 }
 
 /* Emulate rt_sigprocmask on the context the handler will restore (the
- * program's pointers read and written as the kernel would: EFAULT). */
-static long sigmask_on_context(const long a[6], ucontext_t *uc)
+ * program's pointers read and written as the kernel would: EFAULT). No TLS:
+ * the static loader calls it with the program's FS (sload_trap.c). */
+RT_NO_SSP long rt__sigmask_on_context(const long a[6], ucontext_t *uc)
 {
 	uint64_t *cur = (uint64_t *)&uc->uc_sigmask;
 	uint64_t set = 0, old = *cur;
@@ -166,7 +168,9 @@ static void fork_done(long pid)
 		rt__net_child_after_fork();
 }
 
-static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
+/* Also the static loader's slow path (sload_trap.c): a seccomp SIGSYS, with
+ * the runtime's FS already in place. */
+void rt__sigsys(int sig, siginfo_t *si, void *ctx)
 {
 	ucontext_t *uc = ctx;
 	greg_t *g = uc->uc_mcontext.gregs;
@@ -175,7 +179,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 	long nr = g[REG_RAX];
 	long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
 
-	if (si->si_code != SYS_USER_DISPATCH) {
+	if (si->si_code != SYS_USER_DISPATCH && !(g_rt.sload_on && si->si_code == 1)) {
 		rt__say("SIGSYS not from syscall dispatch (code %d): aborting", si->si_code);
 		rt__raw(SYS_exit_group, 159);
 	}
@@ -186,7 +190,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		g[REG_RIP] = (greg_t)rt__stub_sigreturn;
 		break;
 	case SYS_rt_sigprocmask:
-		g[REG_RAX] = sigmask_on_context(a, uc);
+		g[REG_RAX] = rt__sigmask_on_context(a, uc);
 		break;
 	case SYS_clone3:
 		g[REG_RAX] = -ENOSYS;
@@ -196,6 +200,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ctx)
 		rt__thread_exit();
 		g[REG_RAX] = rt__dispatch(nr, a, uc);
 		break;
+	case SYS_fork: /* trapped by the static loader only (musl's fork) */
 	case SYS_vfork:
 		fork_prepare();
 		g[REG_RAX] = rt__raw(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -251,7 +256,7 @@ int rt__sud_thread_init(void)
 int rt__sud_init(void)
 {
 	struct k_sigaction sa = {
-		.handler = (void *)sigsys_handler,
+		.handler = (void *)rt__sigsys,
 		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER,
 		.restorer = (void *)rt__stub_sigreturn,
 		.mask = 0,

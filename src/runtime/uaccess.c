@@ -65,7 +65,7 @@ __asm__(".pushsection .text.kiln_uaccess,\"ax\",@progbits\n"
 long rt__uaccess_copy(void *dst, const void *src, size_t n) RT_HIDDEN;
 long rt__uaccess_str(char *dst, const char *src, size_t size) RT_HIDDEN;
 
-static long vm_copy(long nr, void *local, const void *remote, size_t n)
+static RT_NO_SSP long vm_copy(long nr, void *local, const void *remote, size_t n)
 {
 	struct iovec l = { .iov_base = local, .iov_len = n };
 	struct iovec r = { .iov_base = (void *)remote, .iov_len = n };

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "evidence/evidence.h"
+#include "runtime/sload.h"
 #include "runtime/sys/sys.h"
 
 static bool has_lib(const char *preload, const char *lib)
@@ -325,7 +326,7 @@ static long attested_env(int dirfd, const char *path, int at_flags, char *const 
  * musl interpreter) gets libkiln-musl.so, and without it EACCES, said (its
  * loader would fail on libkiln.so less clearly). */
 static const char *dev_lib(int dirfd, const char *path, int at_flags, struct rt_exec_env *e,
-			   char *buf, size_t size)
+			   char *buf, size_t size, int *kind_out)
 {
 	const char *why = NULL, *lib;
 	long fd = open_program(dirfd, path, at_flags, e);
@@ -334,6 +335,7 @@ static const char *dev_lib(int dirfd, const char *path, int at_flags, struct rt_
 	if (fd < 0)
 		return g_rt.lib_path;
 	kind = classify((int)fd, 0, &why);
+	*kind_out = kind;
 	rt__raw(SYS_close, fd);
 	if (kind != EXEC_MUSL && kind != EXEC_DYNAMIC)
 		return g_rt.lib_path;
@@ -410,9 +412,14 @@ int rt__exec_env(int dirfd, const char *path, int at_flags, char *const *argv,
 		ret = attested_env(dirfd, path, at_flags, argv, e);
 	} else {
 		char other[4200];
-		const char *lib = dev_lib(dirfd, path, at_flags, e, other, sizeof(other));
+		int kind = -1;
+		const char *lib = dev_lib(dirfd, path, at_flags, e, other, sizeof(other), &kind);
 
 		ret = lib ? dev_env(envp, lib, e) : -EACCES;
+		/* Under the static loader a static program runs in the loader
+		 * again (e->exe: the file as opened and classified). */
+		if (ret == 0 && kind == EXEC_STATIC && g_rt.sload_on)
+			ret = rt__sload_exec_argv(e->exe, argv, e);
 	}
 	if (ret)
 		rt__exec_env_free(e);
@@ -425,11 +432,21 @@ long rt__exec(long nr, const long a[6])
 	char *const *envp = (char *const *)(nr == SYS_execve ? a[2] : a[3]);
 	char path[4096];
 	struct rt_exec_env e;
-	long ret;
+	long ret, self[6];
 
 	ret = rt__path_in(path, (const char *)(nr == SYS_execve ? a[0] : a[1]), sizeof(path));
 	if (ret < 0)
 		return ret;
+	/* Under the static loader /proc/self/exe is kiln-sload; the program
+	 * means itself (busybox runs its applets so). */
+	if (rt__sload_program() && strcmp(path, "/proc/self/exe") == 0) {
+		snprintf(path, sizeof(path), "%s", rt__sload_program());
+		memcpy(self, a, sizeof(self));
+		self[nr == SYS_execve ? 0 : 1] = (long)path;
+		if (nr == SYS_execveat)
+			self[0] = AT_FDCWD;
+		a = self;
+	}
 	ret = rt__exec_env(nr == SYS_execve ? AT_FDCWD : (int)a[0], path,
 			   nr == SYS_execve ? 0 : (int)a[4], argv, envp, &e);
 	if (ret > 0)

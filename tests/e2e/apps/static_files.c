@@ -20,9 +20,22 @@
  *                                    print its line count; with hold, print
  *                                    "ready" and wait for EOF on stdin
  *   rt_static_files hold             print "ready", wait for EOF on stdin
+ *   rt_static_files thread DIR       start a thread that prints "thread ran",
+ *                                    join it, print "joined"
+ *   rt_static_files signals DIR      (the static loader's SIGSYS) try to take
+ *                                    SIGSYS (prints the result), then read
+ *                                    DIR/renamed.txt with every signal blocked
+ *                                    and from a SIGUSR1 handler whose mask is
+ *                                    full
+ *   rt_static_files list DIR         (libkiln semantics: the static loader)
+ *                                    mkdir DIR/ls, create DIR/ls/a, list DIR/ls
+ *                                    with readdir, print the names but . and ..
  *
  * Exit 0 on success, 1 with "CALL: errno=N" on stdout on failure. Only libc. */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +129,60 @@ static int attest(int argc, char **argv)
 	return 0;
 }
 
+static const char *g_sig_path;
+static volatile sig_atomic_t g_sig_read;
+
+static ssize_t read_some(const char *p, char *buf, size_t size)
+{
+	int fd = open(p, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+static void on_usr1(int sig)
+{
+	char buf[256];
+
+	(void)sig;
+	g_sig_read = read_some(g_sig_path, buf, sizeof(buf)) > 0;
+}
+
+static int signals(const char *path)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigset_t all;
+	char buf[256];
+	int r;
+
+	r = sigaction(SIGSYS, &sa, NULL);
+	printf("sigaction SIGSYS: %d errno=%d\n", r, r ? errno : 0);
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	printf("blocked read: %s\n", read_some(path, buf, sizeof(buf)) > 0 ? buf : "failed");
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	g_sig_path = path;
+	sigfillset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL))
+		return fail("sigaction");
+	raise(SIGUSR1);
+	printf("handler read: %s\n", g_sig_read ? "ok" : "failed");
+	return 0;
+}
+
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	puts("thread ran");
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], path2[4096], buf[4096];
@@ -193,6 +260,37 @@ int main(int argc, char **argv)
 		if (read_file(path, buf, sizeof(buf)))
 			return 1;
 		printf("forked: %s\n", buf);
+		return 0;
+	}
+	if (strcmp(argv[1], "signals") == 0)
+		return signals(path2);
+	if (strcmp(argv[1], "thread") == 0) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, thread_main, NULL))
+			return fail("pthread_create");
+		pthread_join(t, NULL);
+		puts("joined");
+		return 0;
+	}
+	if (strcmp(argv[1], "list") == 0) {
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "%s/ls", argv[2]);
+		if (mkdir(path, 0700) && errno != EEXIST)
+			return fail("mkdir");
+		snprintf(path2, sizeof(path2), "%s/ls/a", argv[2]);
+		fd = open(path2, O_WRONLY | O_CREAT, 0600);
+		if (fd < 0 || close(fd))
+			return fail("create");
+		d = opendir(path);
+		if (!d)
+			return fail("opendir");
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				printf("entry %s\n", de->d_name);
+		closedir(d);
 		return 0;
 	}
 	if (strcmp(argv[1], "dir") == 0) {

@@ -1,0 +1,130 @@
+"""Statically linked programs run in-process by the static loader
+(`kiln run --static=loader`, docs/runtime.md "The static loader"): kiln-sload,
+with libkiln preloaded, maps the program into its own process; the program's
+file calls trap by seccomp (SIGSYS in-process) into libkiln's dispatcher, the
+same data path as the LD_PRELOAD runtime (directories included)."""
+import os
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kilnapps import BUILD, SECRET
+
+PROG = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
+HELLO = BUILD / "tests" / "e2e" / "apps" / "rt_static_hello"
+# Debian's busybox-static (glibc, ET_EXEC), unpacked by scripts/install-deps.sh
+# (it conflicts with the busybox package, which other tests use).
+BUSYBOX = Path(os.environ.get("KILN_BUSYBOX_STATIC", "/opt/kiln/busybox-static/bin/busybox"))
+LOADER = ("--static=loader",)
+
+
+@pytest.fixture
+def prog():
+    if not PROG.exists():
+        pytest.fail(f"{PROG} not built")
+    return str(PROG)
+
+
+@pytest.fixture
+def busybox():
+    if not BUSYBOX.exists():
+        pytest.fail(f"{BUSYBOX} missing: run scripts/install-deps.sh (busybox-static)")
+    return str(BUSYBOX)
+
+
+def fs(volume, *args):
+    return subprocess.run([volume.kiln_bin, "fs", *args[:1], str(volume.dir), *args[1:],
+                           "--key-file", str(volume.key)], capture_output=True, text=True)
+
+
+def said_loader(p, prog):
+    return (f"kiln: {prog} is statically linked: running it in-process under the static "
+            "loader (kiln-sload; file calls trap by seccomp)") in p.stderr.splitlines()
+
+
+def test_loader_writes_and_reads_protected_files(volume, prog):
+    p = volume.run(prog, "write", volume.dir, SECRET, extra=LOADER, check=True)
+    assert p.stdout.splitlines() == [f"read: {SECRET}", f"size: {len(SECRET)}",
+                                     f"renamed: {SECRET}+more"]
+    assert said_loader(p, prog), p.stderr
+    assert "supervised" not in p.stderr
+    c = fs(volume, "cat", "renamed.txt")
+    assert c.returncode == 0 and c.stdout == SECRET + "+more", c.stderr
+    assert fs(volume, "verify").returncode == 0
+    volume.assert_no_plaintext()
+    p = volume.run(prog, "read", volume.dir, extra=LOADER, check=True)
+    assert p.stdout.splitlines() == [f"content: {SECRET}+more", f"size: {len(SECRET) + 5}"]
+
+
+def test_loader_lists_protected_directories(volume, prog):
+    # The supervisor refuses directory fds; in-process, libkiln lists them.
+    p = volume.run(prog, "list", volume.dir, extra=LOADER, check=True)
+    assert p.stdout == "entry a\n"
+
+
+def test_loader_tampering_is_eio(volume, prog):
+    volume.run(prog, "write", volume.dir, SECRET, extra=LOADER, check=True)
+    volume.tamper_largest()
+    p = volume.run(prog, "read", volume.dir, extra=LOADER)
+    assert p.returncode == 1
+    assert p.stdout.strip() == "open-read: errno=5", p.stdout + p.stderr
+    assert f"{volume.dir}/renamed.txt" in p.stderr
+
+
+def test_loader_fork_and_exit_status(volume, prog):
+    p = volume.run(prog, "fork", volume.dir, extra=LOADER, check=True)
+    assert p.stdout == "forked: AB\n"
+    c = fs(volume, "cat", "forked.txt")
+    assert c.returncode == 0 and c.stdout == "AB", c.stderr
+    assert volume.run(prog, extra=LOADER).returncode == 2  # usage: the program's status
+
+
+def test_loader_refuses_a_thread_loudly(volume, prog):
+    p = volume.run(prog, "thread", volume.dir, extra=LOADER, timeout=30)
+    assert p.returncode == 1
+    assert "thread ran" not in p.stdout
+    assert (f"kiln: {prog}: the program creates a thread: threads are not supported by the "
+            "static loader yet") in p.stderr, p.stderr
+    # The default path (the supervisor) runs it.
+    p = volume.run(prog, "thread", volume.dir, check=True)
+    assert p.stdout == "thread ran\njoined\n"
+
+
+def test_loader_without_volumes_and_argv(kiln_bin):
+    p = subprocess.run([kiln_bin, "run", "--static=loader", "--", str(HELLO), "a b", "c"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "static hello\n"
+    assert said_loader(p, str(HELLO))
+
+
+def test_busybox_static_in_process(volume, busybox):
+    f = volume.dir / "bb.txt"
+    script = (f"echo {SECRET} > {f}; cat {f}; ls {volume.dir}; sha256sum {f}")
+    p = volume.run(busybox, "sh", "-c", script, extra=LOADER, timeout=30, check=True)
+    lines = p.stdout.splitlines()
+    assert lines[0] == SECRET
+    assert "bb.txt" in lines[1:-1]
+    assert lines[-1] == hashlib.sha256((SECRET + "\n").encode()).hexdigest() + f"  {f}"
+    assert said_loader(p, busybox)
+    volume.assert_no_plaintext()
+    # A single command: busybox sh executes /proc/self/exe (kiln-sload under
+    # the loader), which must mean busybox itself.
+    p = volume.run(busybox, "cat", str(f), extra=LOADER, timeout=30, check=True)
+    assert p.stdout == SECRET + "\n"
+    p = volume.run(busybox, "sh", "-c", f"cat {f}", extra=LOADER, timeout=30, check=True)
+    assert p.stdout == SECRET + "\n"
+
+
+def test_loader_option_errors(kiln_bin, volume, prog):
+    p = subprocess.run([kiln_bin, "run", "--static=bogus", "--", prog], capture_output=True,
+                       text=True)
+    assert p.returncode == 2
+    assert "--static 'bogus': expected loader or supervise" in p.stderr
+    p = subprocess.run([kiln_bin, "run", "--static=loader", "--cas", "https://127.0.0.1:1",
+                        "--cas-fingerprint", "00" * 32, "--session", "s", "--service", "x",
+                        "--tee", "sim", "--", prog], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "--static=loader with --cas: the static loader does not attest yet" in p.stderr
