@@ -42,6 +42,7 @@ check: deps $(CHECK_BUILD)/build.ninja
 
 stress: build
 	scripts/build-musl-sqlite3.sh
+	scripts/build-musl-sqlite3-static.sh
 	scripts/build-musl-redis.sh
 	KILN_BUILD=$(abspath $(BUILD)) KILN_STRESS=1 $(PYTEST) -q tests/e2e -m stress
 	scripts/conformance.py --build $(BUILD)

@@ -244,8 +244,11 @@ void rt__sload_slow(int sig, siginfo_t *si, void *ctx)
 	}
 	switch (g[REG_RAX]) {
 	case SYS_clone:
-		if (g[REG_RDI] & CLONE_THREAD) {
-			/* A thread would trap with no runtime TLS of its own. */
+		/* A thread (or a process sharing this memory but for a vfork's
+		 * wait) would trap into the runtime with no runtime TLS of its
+		 * own, or race this thread's. */
+		if ((g[REG_RDI] & CLONE_THREAD) ||
+		    ((g[REG_RDI] & CLONE_VM) && !(g[REG_RDI] & CLONE_VFORK))) {
 			rt__say("%s: the program creates a thread: threads are not supported "
 				"by the static loader yet (kiln run --static=loader); run it "
 				"supervised (kiln run --static=supervise, the default)", g_prog);

@@ -128,3 +128,32 @@ def test_loader_option_errors(kiln_bin, volume, prog):
                         "--tee", "sim", "--", prog], capture_output=True, text=True)
     assert p.returncode != 0
     assert "--static=loader with --cas: the static loader does not attest yet" in p.stderr
+
+
+SQLITE_STATIC = Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin" / \
+    "sqlite3-musl-static"
+
+
+@pytest.mark.stress
+def test_static_musl_sqlite3_in_process_stress(volume):
+    """sqlite3 linked statically against musl (scripts/build-musl-sqlite3-static.sh,
+    which `make stress` runs: building it takes minutes) in-process: a database
+    with a journal on a protected volume, read back by Debian's sqlite3 under
+    libkiln."""
+    if not os.access(SQLITE_STATIC, os.X_OK):
+        pytest.fail(f"{SQLITE_STATIC} not built (scripts/build-musl-sqlite3-static.sh, run "
+                    "by make stress)")
+    db = volume.dir / "app.db"
+    sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
+           f" INSERT INTO t(v) SELECT '{SECRET}-' || x FROM c; COMMIT;"
+           "CREATE INDEX tv ON t(v); SELECT count(*) FROM t;")
+    p = volume.run(SQLITE_STATIC, db, sql, extra=LOADER, check=True)
+    assert p.stdout.splitlines()[-1] == "2000"
+    assert said_loader(p, str(SQLITE_STATIC))
+    p = volume.run(SQLITE_STATIC, db, "PRAGMA integrity_check; SELECT v FROM t WHERE id=1234;",
+                   extra=LOADER, check=True)
+    assert p.stdout.splitlines() == ["ok", f"{SECRET}-1234"]
+    p = volume.run("sqlite3", db, "SELECT count(*), max(id) FROM t;", check=True)
+    assert p.stdout == "2000|2000\n"
+    volume.assert_no_plaintext()

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Static programs: the in-process loader (`kiln run --static=loader`) against
+the seccomp supervisor, the glibc (LD_PRELOAD) path and native (issue 13
+target: static loader >= 0.9x the glibc path).
+
+1. Per-call costs (bench/static/trapcost.c, one source built dynamic and
+   static): an untrapped call, a call trapped and answered on the loader's fast
+   path (read of /dev/zero), a call on its slow path (getcwd: FS switched both
+   ways), the FS switch pair itself (arch_prctl(ARCH_SET_FS) twice, natively),
+   and open + read(4 KiB) + close of a protected file.
+2. The sqlite workload of bench/runtime (100k inserts in 10 transactions, an
+   index, 2k indexed selects) on a protected volume: sqlite3 linked statically
+   against musl (scripts/build-musl-sqlite3-static.sh) natively, supervised and
+   in-process, against sqlite3 from the same amalgamation built with gcc
+   (dynamic, glibc) natively and under libkiln.
+
+Every round runs every configuration side by side, in an order that alternates
+(the machine is shared); ratios per round, the median with the spread, the load
+average with them. Writes bench/results/static.json and static.md.
+
+Usage: bench/static/run.py BUILD_DIR [--rounds N]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SQLITE_DIR = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin"
+MODES = {"getppid": 50000, "read": 50000, "getcwd": 20000, "orc": 5000}
+
+
+def workload():
+    spec = importlib.util.spec_from_file_location("bench_runtime",
+                                                  ROOT / "bench" / "runtime" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.SQLITE_WORKLOAD
+
+
+def new_volume(kiln, tmp, name):
+    vol, key = tmp / name, tmp / f"{name}.key"
+    subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                   capture_output=True)
+    return vol, key
+
+
+def configs(kiln, build, vol, key, plain):
+    dyn = str(build / "bench" / "static" / "trapcost")
+    st = str(build / "bench" / "static" / "trapcost_static")
+    shield = [kiln, "run", "--volume", f"{vol}={key}", "--"]
+    loader = [kiln, "run", "--static=loader", "--volume", f"{vol}={key}", "--"]
+    return {"native_glibc": ([dyn], plain), "glibc_path": (shield + [dyn], vol),
+            "native_static": ([st], plain), "supervised": (shield + [st], vol),
+            "loader": (loader + [st], vol)}
+
+
+def ns(cmd, mode, n, d):
+    args = [mode, str(n)] + ([str(d / "f")] if mode == "orc" else [])
+    p = subprocess.run(cmd + args, capture_output=True, text=True, check=True)
+    return float(p.stdout.split()[-1])
+
+
+def trap_rounds(kiln, build, rounds):
+    got = {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = pathlib.Path(tmp)
+        vol, key = new_volume(kiln, tmp, "vol")
+        plain = tmp / "plain"
+        plain.mkdir()
+        (plain / "f").write_bytes(os.urandom(4096))
+        subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", "/bin/sh", "-c",
+                        f"head -c 4096 /dev/urandom > {vol}/f"], check=True, capture_output=True)
+        cfgs = configs(kiln, build, vol, key, plain)
+        for r in range(rounds):
+            names = sorted(cfgs, reverse=bool(r % 2))
+            for name in names:
+                cmd, d = cfgs[name]
+                for mode, n in MODES.items():
+                    got.setdefault(name, {}).setdefault(mode, []).append(ns(cmd, mode, n, d))
+            got.setdefault("native_static", {}).setdefault("fsswitch", []).append(
+                ns(cfgs["native_static"][0], "fsswitch", 20000, plain))
+            print(f"round {r + 1}: " + "; ".join(
+                f"{c} " + " ".join(f"{m} {v[-1]:.0f}" for m, v in got[c].items()) for c in names),
+                flush=True)
+    return got
+
+
+def sqlite_rounds(kiln, rounds):
+    sql = workload()
+    static = str(SQLITE_DIR / "sqlite3-musl-static")
+    glibc = str(SQLITE_DIR / "sqlite3-glibc")
+    for p in (static, glibc):
+        if not os.access(p, os.X_OK):
+            raise SystemExit(f"{p} missing: run scripts/build-musl-sqlite3-static.sh")
+    t, fails = {}, {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = pathlib.Path(tmp)
+        for r in range(rounds):
+            runs = {
+                "native_glibc": lambda d: [glibc, str(d / "b.db")],
+                "glibc_path": lambda d: [kiln, "run", "--volume", f"{d}={d}.key", "--", glibc,
+                                         str(d / "b.db")],
+                "native_static": lambda d: [static, str(d / "b.db")],
+                "supervised": lambda d: [kiln, "run", "--volume", f"{d}={d}.key", "--", static,
+                                         str(d / "b.db")],
+                "loader": lambda d: [kiln, "run", "--static=loader", "--volume", f"{d}={d}.key",
+                                     "--", static, str(d / "b.db")],
+            }
+            for name in sorted(runs, reverse=bool(r % 2)):
+                d = tmp / f"{name}{r}"
+                if name.startswith("native"):
+                    d.mkdir()
+                else:
+                    new_volume(kiln, tmp, f"{name}{r}")
+                t0 = time.perf_counter()
+                p = subprocess.run(runs[name](d), input=sql, text=True, capture_output=True)
+                took = time.perf_counter() - t0
+                # The supervisor refuses the directory open sqlite makes to
+                # fsync its journal's directory ("readonly database"): kept
+                # as a failure, not a time.
+                if p.returncode != 0 or "error" in p.stderr.lower():
+                    if name != "supervised":
+                        raise SystemExit(f"sqlite {name} failed: {p.stderr[-2000:]}")
+                    fails.setdefault(name, p.stderr.strip().splitlines()[-1:])
+                    took = None
+                t.setdefault(name, []).append(took)
+            print(f"sqlite round {r + 1}: " + ", ".join(
+                f"{k} " + (f"{v[-1]:.3f} s" if v[-1] is not None else "failed")
+                for k, v in t.items()), flush=True)
+    return t, fails
+
+
+def spread(rs):
+    return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="kiln static loader benchmark")
+    ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    build = pathlib.Path(args.build).resolve()
+    kiln = str(build / "kiln")
+    load = os.getloadavg()
+    calls = trap_rounds(kiln, build, args.rounds)
+    sq, sq_fails = sqlite_rounds(kiln, args.rounds)
+    load_after = os.getloadavg()
+
+    def ratio(num, den):  # throughput of den's path relative to num's: t_num / t_den
+        rs = [a / b for a, b in zip(sq[num], sq[den]) if a and b]
+        return spread(rs) if rs else None
+
+    def median(v):
+        v = [x for x in v if x is not None]
+        return statistics.median(v) if v else None
+    med = {c: {m: statistics.median(v) for m, v in ms.items()} for c, ms in calls.items()}
+    fast = [a - b for a, b in zip(calls["loader"]["read"], calls["native_static"]["read"])]
+    slow = [a - b for a, b in zip(calls["loader"]["getcwd"], calls["native_static"]["getcwd"])]
+    pair = calls["native_static"]["fsswitch"]
+    res = {"rounds": args.rounds, "load_before": load, "load_after": load_after,
+           "ns_per_call": med, "raw_ns_per_call": calls,
+           "loader_fast_trap_ns": spread(fast), "loader_slow_trap_ns": spread(slow),
+           "fs_switch_pair_ns": spread(pair),
+           "loader_slow_trap_without_fs_switch_ns": spread([s - p for s, p in zip(slow, pair)]),
+           "sqlite_seconds": {k: median(v) for k, v in sq.items()},
+           "sqlite_raw_seconds": sq, "sqlite_failures": sq_fails,
+           # > 1: the second is faster
+           "sqlite_loader_vs_glibc_path": ratio("glibc_path", "loader"),
+           "sqlite_supervised_vs_glibc_path": ratio("glibc_path", "supervised"),
+           "sqlite_loader_vs_supervised": ratio("supervised", "loader"),
+           "sqlite_loader_vs_native_static": ratio("native_static", "loader")}
+    out = ROOT / "bench" / "results" / "static.json"
+    out.write_text(json.dumps(res, indent=2) + "\n")
+
+    def fmt(r, unit=""):
+        if r is None:
+            return "n/a (a side failed: " + "; ".join(
+                f"{k}: {' '.join(v)}" for k, v in sq_fails.items()) + ")"
+        return f"{r['median']:.2f}{unit} (spread {r['min']:.2f}-{r['max']:.2f})"
+
+    def fns(r):
+        return f"{r['median']:.0f} ns (spread {r['min']:.0f}-{r['max']:.0f})"
+    cols = ["native_glibc", "glibc_path", "native_static", "supervised", "loader"]
+    md = [f"Per call, ns (median of {args.rounds} side-by-side rounds; load "
+          f"{load[0]:.1f} before, {load_after[0]:.1f} after):", "",
+          "| call | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for m in MODES:
+        md.append(f"| {m} | " + " | ".join(f"{med[c][m]:.0f}" for c in cols) + " |")
+    md += ["",
+           f"loader fast-path trap (read of /dev/zero over native): {fns(res['loader_fast_trap_ns'])}",
+           f"loader slow-path trap (getcwd over native): {fns(res['loader_slow_trap_ns'])}",
+           f"of which the FS switch pair (2x arch_prctl, no FSGSBASE here): "
+           f"{fns(res['fs_switch_pair_ns'])}",
+           f"slow path without the FS switch (what FSGSBASE hardware would pay, plus a few ns): "
+           f"{fns(res['loader_slow_trap_without_fs_switch_ns'])}", "",
+           "sqlite workload (100k inserts, index, 2k selects) on a protected volume, s:", "",
+           "| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols),
+           "| " + " | ".join(f"{res['sqlite_seconds'][c]:.3f}" if res['sqlite_seconds'][c]
+                             else "fails" for c in cols) + " |", "",
+           f"loader vs glibc path (throughput): {fmt(res['sqlite_loader_vs_glibc_path'], 'x')} "
+           "(target >= 0.9x)",
+           f"supervised vs glibc path: {fmt(res['sqlite_supervised_vs_glibc_path'], 'x')}",
+           f"loader vs supervised: {fmt(res['sqlite_loader_vs_supervised'], 'x')}",
+           f"loader vs native (static musl): {fmt(res['sqlite_loader_vs_native_static'], 'x')}",
+           "", "native_static/supervised/loader run sqlite3 linked statically against musl; "
+           "native_glibc/glibc_path the same amalgamation built with gcc (dynamic)."]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
