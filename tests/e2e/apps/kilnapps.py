@@ -77,6 +77,27 @@ class Volume:
         return target
 
 
+def sqlite_on_volume(volume, prog, extra=()):
+    """prog (a sqlite3 shell) makes a database with a journal on the volume and
+    reads it back; Debian's sqlite3 under libkiln reads it too; no plaintext on
+    disk. extra: options of kiln run (e.g. --static=loader). Returns the first
+    run (its stderr says which path ran it)."""
+    db = volume.dir / "app.db"
+    sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+           "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
+           f" INSERT INTO t(v) SELECT '{SECRET}-' || x FROM c; COMMIT;"
+           "CREATE INDEX tv ON t(v); SELECT count(*) FROM t;")
+    first = volume.run(prog, db, sql, extra=extra, check=True)
+    assert first.stdout.splitlines()[-1] == "2000"
+    p = volume.run(prog, db, "PRAGMA integrity_check; SELECT v FROM t WHERE id=1234;",
+                   extra=extra, check=True)
+    assert p.stdout.splitlines() == ["ok", f"{SECRET}-1234"]
+    p = volume.run("sqlite3", db, "SELECT count(*), max(id) FROM t;", check=True)
+    assert p.stdout == "2000|2000\n"
+    volume.assert_no_plaintext()
+    return first
+
+
 @pytest.fixture
 def volume(kiln_bin, tmp_path):
     return Volume(kiln_bin, tmp_path)

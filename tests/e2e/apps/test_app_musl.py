@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from kilnapps import BUILD, SECRET
+from kilnapps import BUILD, SECRET, sqlite_on_volume
 from kilnenv import ROOT
 
 APPS = ROOT / "tests" / "e2e" / "apps"
@@ -289,16 +289,4 @@ def test_musl_sqlite3_on_a_volume_stress(volume, musl_gcc):
     if not os.access(SQLITE_MUSL, os.X_OK):
         pytest.fail(f"{SQLITE_MUSL} not built (scripts/build-musl-sqlite3.sh, run by "
                     "make stress)")
-    db = volume.dir / "app.db"
-    sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
-           "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
-           f" INSERT INTO t(v) SELECT '{SECRET}-' || x FROM c; COMMIT;"
-           "CREATE INDEX tv ON t(v); SELECT count(*) FROM t;")
-    p = volume.run(SQLITE_MUSL, db, sql, check=True)
-    assert p.stdout.splitlines()[-1] == "2000"
-    p = volume.run(SQLITE_MUSL, db, "PRAGMA integrity_check; SELECT v FROM t WHERE id=1234;",
-                   check=True)
-    assert p.stdout.splitlines() == ["ok", f"{SECRET}-1234"]
-    p = volume.run("sqlite3", db, "SELECT count(*), max(id) FROM t;", check=True)
-    assert p.stdout == "2000|2000\n"
-    volume.assert_no_plaintext()
+    sqlite_on_volume(volume, SQLITE_MUSL)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kilnapps import BUILD, SECRET
+from kilnapps import BUILD, SECRET, sqlite_on_volume
 
 PROG = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
 HELLO = BUILD / "tests" / "e2e" / "apps" / "rt_static_hello"
@@ -143,17 +143,5 @@ def test_static_musl_sqlite3_in_process_stress(volume):
     if not os.access(SQLITE_STATIC, os.X_OK):
         pytest.fail(f"{SQLITE_STATIC} not built (scripts/build-musl-sqlite3-static.sh, run "
                     "by make stress)")
-    db = volume.dir / "app.db"
-    sql = ("PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
-           "BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<2000)"
-           f" INSERT INTO t(v) SELECT '{SECRET}-' || x FROM c; COMMIT;"
-           "CREATE INDEX tv ON t(v); SELECT count(*) FROM t;")
-    p = volume.run(SQLITE_STATIC, db, sql, extra=LOADER, check=True)
-    assert p.stdout.splitlines()[-1] == "2000"
+    p = sqlite_on_volume(volume, SQLITE_STATIC, extra=LOADER)
     assert said_loader(p, str(SQLITE_STATIC))
-    p = volume.run(SQLITE_STATIC, db, "PRAGMA integrity_check; SELECT v FROM t WHERE id=1234;",
-                   extra=LOADER, check=True)
-    assert p.stdout.splitlines() == ["ok", f"{SECRET}-1234"]
-    p = volume.run("sqlite3", db, "SELECT count(*), max(id) FROM t;", check=True)
-    assert p.stdout == "2000|2000\n"
-    volume.assert_no_plaintext()
