@@ -96,6 +96,9 @@ struct rt_thread {
 	volatile uint64_t deferred;   /* SIG_BIT of each signal kept */
 	siginfo_t info[RT_DEFER_MAX]; /* its siginfo (the first, as a mask would) */
 	uint8_t stage[RT_NET_STAGE];  /* net/io.c: plaintext staged per call */
+	int net_held;                 /* net/hold.c: 1 + the fd whose connection
+				       * holds plaintext this thread wrote, or 0 */
+	volatile int in_handler;      /* sys/signal.c: program handlers running */
 };
 extern RT_TLS struct rt_thread *t_rt_thread RT_HIDDEN;
 /* This thread's block, made now if need be (async-signal-safe, no lock):

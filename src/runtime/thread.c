@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 
 #include "runtime/internal.h"
+#include "runtime/net/net.h"
 
 #define PAGE 4096ul
 #define BLOCK ((sizeof(struct rt_thread) + PAGE - 1) & ~(PAGE - 1))
@@ -49,6 +50,8 @@ void rt__thread_exit(void)
 
 	if (!t || t->defer)
 		return; /* none, or the runtime's own exit inside a guard: keep it */
+	if (t->net_held)
+		rt__net_hold_flush(); /* what it wrote last goes before it ends */
 	t_rt_thread = NULL;
 	atomic_signal_fence(memory_order_seq_cst);
 	rt__raw(SYS_munmap, t, BLOCK);

@@ -164,3 +164,75 @@ def net(kiln_bin, cas, cas_identity, tmp_path):
     env = NetEnv(kiln_bin, cas, identity, tmp_path)
     yield env
     env.stop_all()
+
+
+class TlsRecords:
+    """A TLS client that sees the records: it reads the raw stream, splits it
+    into records itself and decrypts them one at a time (ssl.MemoryBIO), so a
+    test can say how many records an answer came in. TLS 1.3's session
+    tickets (records that decrypt to nothing) are not counted."""
+
+    def __init__(self, port, ca, host="127.0.0.1", name="localhost", timeout=30):
+        import ssl
+        ctx = ssl.create_default_context(cafile=str(ca))
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname=name)
+        self.raw = b""
+        self.plain = b""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._push()
+                self.inc.write(self._recv())
+        self._push()
+
+    def _push(self):
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _recv(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("connection closed")
+        return d
+
+    def send(self, data):
+        self.tls.write(data)
+        self._push()
+
+    def record(self):
+        """The next record that carries data: its plaintext."""
+        import ssl
+        while True:
+            while len(self.raw) < 5 or len(self.raw) < 5 + int.from_bytes(self.raw[3:5], "big"):
+                self.raw += self._recv()
+            n = 5 + int.from_bytes(self.raw[3:5], "big")
+            self.inc.write(self.raw[:n])
+            self.raw = self.raw[n:]
+            out = b""
+            try:
+                while True:
+                    out += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+            self._push()
+            if out:
+                return out
+
+    def recv_exactly(self, n):
+        """n bytes of plaintext, and the sizes of the records they came in."""
+        sizes = []
+        got = self.plain
+        while len(got) < n:
+            r = self.record()
+            sizes.append(len(r))
+            got += r
+        self.plain = got[n:]
+        return got[:n], sizes
+
+    def close(self):
+        self.sock.close()

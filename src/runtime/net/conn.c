@@ -97,6 +97,7 @@ void rt__conn_free(struct rt_conn *c)
 {
 	SSL_free(c->ssl);
 	free(c->out);
+	free(c->pend);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->wlock);
 	free(c);
@@ -122,7 +123,9 @@ void rt__conn_destroy(struct rt_conn *c, int fd)
 	pthread_mutex_lock(&c->lock);
 	if (fd >= 0 && !c->foreign) {
 		c->io_fd = fd;
-		/* close_notify when the session is up and nobody shut it yet. */
+		/* close_notify when the session is up and nobody shut it yet,
+		 * after what was held. */
+		rt__hold_seal(c);
 		if (atomic_load(&c->state) == RT_C_OPEN && !c->wr_shut) {
 			SSL_shutdown(c->ssl);
 			ERR_clear_error();
@@ -176,6 +179,13 @@ void rt__conn_set_buffered(struct rt_conn *c)
 }
 
 int rt__conn_flush(struct rt_conn *c)
+{
+	int r = rt__hold_seal(c);
+
+	return r < 0 ? r : rt__conn_send_out(c);
+}
+
+int rt__conn_send_out(struct rt_conn *c)
 {
 	if (c->flushing)
 		return -EAGAIN; /* a blocking send of the head is under way */

@@ -7,7 +7,10 @@
  *    poll, a blocking read), wakes up to an ordinary connection error;
  *  - lingering closes: a connection closed while the kernel had not taken all
  *    of its ciphertext (close_notify included) is finished here on a copy of
- *    the socket, as the kernel finishes a plaintext socket after close().
+ *    the socket, as the kernel finishes a plaintext socket after close();
+ *  - held plaintext (hold.c): while writes were held in the last HOT_NS it
+ *    ticks every RT_HOLD_NS and seals what has waited that long (a thread
+ *    that computes without system calls would not).
  *
  * Started on first use in each process (a forked child starts its own). It
  * runs no program code and never holds a lock while it waits; all signals are
@@ -16,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -23,6 +27,8 @@
 
 #define TICK_MS 200
 #define LINGER_NS (10ull * 1000000000ull)
+#define HOT_NS (50ull * 1000000ull) /* ticks fast this long after the last hold */
+#define SWEEP_MAX 64
 
 struct lingering {
 	struct rt_conn *c;
@@ -36,7 +42,13 @@ static struct rt_conn *g_timers;
 static struct lingering *g_lingers;
 static bool g_running;
 static int g_epfd = -1;
+static int g_evfd = -1;  /* wakes the engine for a hold (in g_epfd, data 1) */
 static pid_t g_pid;
+/* Ticking every RT_HOLD_NS (holds are recent). Cleared by the engine only,
+ * which then looks at g_hold_at again; a hold stores g_hold_at, then reads
+ * this: one of the two sees the other (sequentially consistent). */
+static _Atomic bool g_fast;
+static _Atomic bool g_kicked; /* seal everything held, however recent */
 
 static void linger_end(struct lingering *l)
 {
@@ -103,18 +115,37 @@ static void *engine(void *arg)
 	t_rt_selector = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
 	for (;;) {
 		struct epoll_event ev[16];
-		uint64_t now;
-		bool idle;
+		struct rt_conn *changed[SWEEP_MAX];
+		size_t n_changed = 0;
+		uint64_t now, v;
+		bool idle, fast = atomic_load(&g_fast);
+		long n;
 
-		rt__raw(SYS_epoll_wait, g_epfd, ev, 16, TICK_MS);
+		n = rt__raw(SYS_epoll_wait, g_epfd, ev, 16, fast ? 1 : TICK_MS);
+		for (long i = 0; i < n; i++)
+			if (ev[i].data.u64 == 1)
+				rt__raw(SYS_read, g_evfd, &v, sizeof(v));
 		now = rt__now_ns();
 		pthread_mutex_lock(&g_net.reg);
 		check_timers(now);
 		check_lingers(now);
-		idle = !g_timers && !g_lingers;
+		if (atomic_exchange(&g_kicked, false))
+			n_changed = rt__hold_sweep(~0ull, changed, SWEEP_MAX);
+		else if (fast || atomic_load(&g_fast))
+			n_changed = rt__hold_sweep(now - RT_HOLD_NS / 4, changed, SWEEP_MAX);
+		if (atomic_load(&g_fast) && now - atomic_load(&g_hold_at) > HOT_NS) {
+			atomic_store(&g_fast, false);
+			if (rt__now_ns() - atomic_load(&g_hold_at) <= HOT_NS)
+				atomic_store(&g_fast, true);
+		}
+		idle = !g_timers && !g_lingers && !atomic_load(&g_fast);
 		if (idle)
 			g_running = false;
 		pthread_mutex_unlock(&g_net.reg);
+		for (size_t i = 0; i < n_changed; i++) {
+			rt__conn_changed(changed[i]);
+			rt__nobj_put(changed[i], -1);
+		}
 		if (idle)
 			return NULL;
 	}
@@ -134,9 +165,15 @@ static void start(void)
 	if (g_epfd < 0 || g_pid != pid) {
 		long fd = rt__raw(SYS_epoll_create1, EPOLL_CLOEXEC);
 
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+
 		g_epfd = fd >= 0 ? rt__own_fd((int)fd) : -1;
 		if (g_epfd < 0)
 			return;
+		fd = rt__raw(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+		g_evfd = fd >= 0 ? rt__own_fd((int)fd) : -1;
+		if (g_evfd >= 0)
+			rt__raw(SYS_epoll_ctl, g_epfd, EPOLL_CTL_ADD, g_evfd, &ev);
 	}
 	/* libc's own pthread_create: not the program's (wrap.c would turn on
 	 * dispatch in the new thread). */
@@ -175,6 +212,37 @@ void rt__engine_untimer(struct rt_conn *c)
 	c->timed = false;
 }
 
+void rt__engine_hold(void)
+{
+	uint64_t one = 1;
+
+	if (atomic_load(&g_fast))
+		return;
+	pthread_mutex_lock(&g_net.reg);
+	if (!atomic_load(&g_fast)) {
+		bool was = g_running && g_pid == (pid_t)rt__raw0(SYS_getpid);
+
+		atomic_store(&g_fast, true);
+		start();
+		/* A running engine sleeps for TICK_MS: wake it to tick fast. */
+		if (was && g_evfd >= 0)
+			rt__raw(SYS_write, g_evfd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&g_net.reg);
+}
+
+void rt__engine_kick(void)
+{
+	uint64_t one = 1;
+	int fd = g_evfd;
+
+	/* A hold made it tick (rt__engine_hold): it sweeps within RT_HOLD_NS
+	 * anyway; the write makes that now. */
+	atomic_store(&g_kicked, true);
+	if (fd >= 0)
+		rt__raw(SYS_write, fd, &one, sizeof(one));
+}
+
 void rt__engine_linger(struct rt_conn *c, int own_fd)
 {
 	struct lingering *l = calloc(1, sizeof(*l));
@@ -209,6 +277,10 @@ void rt__engine_after_fork(void)
 	if (g_epfd >= 0)
 		rt__own_close(g_epfd);
 	g_epfd = -1;
+	if (g_evfd >= 0)
+		rt__own_close(g_evfd);
+	g_evfd = -1;
+	atomic_store(&g_fast, false);
 	if (g_timers)
 		start();
 }

@@ -142,6 +142,13 @@ struct rt_conn {
 	struct rt_conn *next, *prev; /* g_net.conns (under g_net.reg) */
 	struct rt_conn *t_next; /* the engine's handshake timers (under g_net.reg) */
 	bool timed;
+	/* Plaintext written but not sealed yet (hold.c): it goes into the record
+	 * of the next write, or is sealed alone by the next flush. pend is
+	 * malloc'd by the hold (RT_NET_STAGE bytes) and freed by the seal. */
+	uint8_t *pend;
+	size_t pend_len;
+	bool pend_more;         /* the writes held asked for MSG_MORE */
+	_Atomic uint64_t pend_ns; /* when the first byte held was written (0: none) */
 };
 
 /* No handler of the program runs until the guard ends, SIGSYS, SIGSEGV and
@@ -167,8 +174,11 @@ void rt__conn_free(struct rt_conn *c) RT_HIDDEN;
  * the socket: 0 all sent, -EAGAIN more to come, < 0 the socket failed. */
 int rt__conn_linger_step(struct rt_conn *c, int own_fd) RT_HIDDEN;
 
-/* Under c->lock (conn.c). */
+/* Under c->lock (conn.c). rt__conn_flush seals what is held (hold.c) and
+ * sends the waiting ciphertext; rt__conn_send_out sends only the ciphertext
+ * (a writer about to put the held bytes into its own record). */
 int rt__conn_flush(struct rt_conn *c) RT_HIDDEN;
+int rt__conn_send_out(struct rt_conn *c) RT_HIDDEN;
 int rt__conn_handshake(struct rt_conn *c) RT_HIDDEN;
 bool rt__conn_usable(struct rt_conn *c) RT_HIDDEN;
 void rt__conn_set_buffered(struct rt_conn *c) RT_HIDDEN;
@@ -244,7 +254,36 @@ void rt__epoll_forget_conn(struct rt_conn *c) RT_HIDDEN;
 void rt__eshadow_unlink(struct rt_eshadow *e) RT_HIDDEN;
 void rt__eshadow_destroy(struct rt_eshadow *e) RT_HIDDEN;
 
+/* ---- held plaintext (hold.c) ---- */
+/* Under c->lock. rt__hold_ok: may c hold a write's tail instead of sealing
+ * it now? rt__hold_keep: keep buf[0..len) as its held plaintext (the first
+ * c->pend_len bytes of buf are what it held already): 0, or -ENOMEM (then
+ * the caller seals it). */
+bool rt__hold_ok(struct rt_conn *c) RT_HIDDEN;
+int rt__hold_keep(struct rt_conn *c, const uint8_t *buf, size_t len, int flags) RT_HIDDEN;
+/* Under c->lock: seal the held plaintext into a record (handed to the BIO):
+ * 0, or the connection's error. */
+int rt__hold_seal(struct rt_conn *c) RT_HIDDEN;
+/* After a write held on fd (no lock held): this thread flushes it at its
+ * next call that is not a send on fd; the engine within RT_HOLD_NS. */
+void rt__hold_note(int fd) RT_HIDDEN;
+/* Flush the connection behind fd, if it holds plaintext (in a guard). */
+void rt__hold_flush_fd(int fd) RT_HIDDEN;
+/* Under g_net.reg: seal and send what every connection has held since
+ * before `before` (ns; ~0: all). Connections whose readiness changed get a
+ * hold (obj.refs) and are put in changed[] (at most max): the caller calls
+ * rt__conn_changed and rt__nobj_put on each without g_net.reg. Its count. */
+size_t rt__hold_sweep(uint64_t before, struct rt_conn **changed, size_t max) RT_HIDDEN;
+/* The longest a held byte waits for a thread that makes no system call. */
+#define RT_HOLD_NS 1000000ull
+extern _Atomic uint64_t g_hold_at RT_HIDDEN; /* the last hold's time (ns) */
+
 /* ---- the engine thread (engine.c) ---- */
+/* A hold began: make sure the engine ticks every RT_HOLD_NS (no lock held). */
+void rt__engine_hold(void) RT_HIDDEN;
+/* Seal everything held now, not in RT_HOLD_NS (async-signal-safe: an
+ * eventfd write). */
+void rt__engine_kick(void) RT_HIDDEN;
 /* Watch the handshake deadline of c; stop watching it (under g_net.reg). */
 void rt__engine_timer(struct rt_conn *c) RT_HIDDEN;
 void rt__engine_untimer(struct rt_conn *c) RT_HIDDEN;

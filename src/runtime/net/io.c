@@ -145,23 +145,25 @@ static long epipe(struct rt_conn *c, int flags)
 }
 
 /* The program's buffers as a stream of pieces of at most one record, small
- * ones gathered (nginx's header + body become one record, not two). */
+ * ones gathered, after what the connection held (nginx's header + body
+ * become one record, not two). */
 struct cursor {
 	const struct iovec *iov;
 	int cnt, k;
 	size_t off;
 };
 
-/* The next piece, copied into buf: its size, 0 at the end, -EFAULT. */
-static long next_piece(struct cursor *cu, uint8_t *buf)
+/* The next piece, copied into buf (room bytes): its size, 0 at the end,
+ * -EFAULT. */
+static long next_piece(struct cursor *cu, uint8_t *buf, size_t room)
 {
 	size_t n = 0, off = cu->off;
 
-	for (int k = cu->k; k < cu->cnt && n < RECORD; k++, off = 0) {
+	for (int k = cu->k; k < cu->cnt && n < room; k++, off = 0) {
 		size_t len = cu->iov[k].iov_len - off;
 
-		if (len > RECORD - n)
-			len = RECORD - n;
+		if (len > room - n)
+			len = room - n;
 		if (len && rt__copy_in(buf + n, (const char *)cu->iov[k].iov_base + off, len))
 			return n ? (long)n : -EFAULT;
 		n += len;
@@ -183,10 +185,19 @@ static void advance(struct cursor *cu, size_t n)
 	}
 }
 
+/* Nothing left of the program's buffers? */
+static bool at_end(const struct cursor *cu)
+{
+	for (int k = cu->k; k < cu->cnt; k++)
+		if (cu->iov[k].iov_len > (k == cu->k ? cu->off : 0))
+			return false;
+	return true;
+}
+
 long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt, int flags,
 		    struct rt_guard *g)
 {
-	bool blocking = rt__conn_blocking(c, flags);
+	bool blocking = rt__conn_blocking(c, flags), held = false;
 	struct cursor cu = { iov, cnt, 0, 0 };
 	uint8_t *buf = stage();
 	size_t total = 0;
@@ -203,7 +214,7 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 		return epipe(c, flags);
 	pthread_mutex_lock(&c->wlock);
 	for (;;) {
-		size_t got = 0;
+		size_t got = 0, have;
 		long n;
 		int e = 0;
 		bool reset;
@@ -214,7 +225,8 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 			r = total ? (long)total : epipe(c, flags);
 			break;
 		}
-		r = rt__conn_flush(c);
+		/* The ciphertext waiting; what is held joins this record. */
+		r = rt__conn_send_out(c);
 		if (r == -EAGAIN) {
 			rt__conn_unlock(c);
 			if (!blocking || total) {
@@ -234,18 +246,36 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 			r = total ? (long)total : epipe(c, flags);
 			break;
 		}
-		n = next_piece(&cu, buf);
+		have = c->pend_len;
+		if (have)
+			memcpy(buf, c->pend, have);
+		n = next_piece(&cu, buf + have, RECORD - have);
 		if (n <= 0) {
 			rt__conn_unlock(c);
 			r = total ? (long)total : n;
 			break;
 		}
+		advance(&cu, (size_t)n);
+		/* Less than a record and the call's last bytes: hold them for
+		 * the next write (hold.c says until when). */
+		if (have + (size_t)n < RECORD && at_end(&cu) && rt__hold_ok(c) &&
+		    !rt__hold_keep(c, buf, have + (size_t)n, flags)) {
+			rt__conn_unlock(c);
+			total += (size_t)n;
+			r = (long)total;
+			held = true;
+			break;
+		}
 		ERR_clear_error();
 		c->sock_errno = 0;
 		c->send_flags = flags & MSG_MORE;
-		if (!SSL_write_ex(c->ssl, buf, (size_t)n, &got))
+		c->pend_len = 0;
+		atomic_store(&c->pend_ns, 0);
+		if (!SSL_write_ex(c->ssl, buf, have + (size_t)n, &got))
 			e = SSL_get_error(c->ssl, 0);
 		c->send_flags = 0;
+		free(c->pend);
+		c->pend = NULL;
 		reset = e && c->sock_errno == ECONNRESET;
 		if (e)
 			rt__conn_fail_ssl(c, e, "TLS write failed");
@@ -256,8 +286,7 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 			r = total ? (long)total : reset ? -ECONNRESET : epipe(c, flags);
 			break;
 		}
-		advance(&cu, got);
-		total += got;
+		total += (size_t)n;
 		if (atomic_load(&c->out_pending)) {
 			/* The kernel is full: a non-blocking writer stops here (what it
 			 * wrote counts; the rest of its record waits in c->out). */
@@ -269,6 +298,8 @@ long rt__conn_write(struct rt_conn *c, int fd, const struct iovec *iov, int cnt,
 		}
 	}
 	pthread_mutex_unlock(&c->wlock);
+	if (held)
+		rt__hold_note(fd);
 	return r;
 }
 
@@ -373,6 +404,7 @@ long rt__conn_shutdown(struct rt_conn *c, int fd, int how, struct rt_guard *g)
 		/* close_notify after what was written, then the FIN. */
 		pthread_mutex_lock(&c->wlock);
 		rt__conn_lock(c, fd);
+		rt__hold_seal(c); /* what was held goes before close_notify */
 		if (atomic_load(&c->state) == RT_C_OPEN && !c->wr_shut && rt__conn_usable(c)) {
 			SSL_shutdown(c->ssl);
 			ERR_clear_error();

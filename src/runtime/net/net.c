@@ -285,6 +285,11 @@ void rt__net_child_after_fork(void)
 			c->foreign = true;
 		else
 			c->owner = me;
+		/* What the parent's threads held is the parent's to send. */
+		free(c->pend);
+		c->pend = NULL;
+		c->pend_len = 0;
+		atomic_store(&c->pend_ns, 0);
 	}
 	rt__engine_after_fork();
 	if (g_net.console)

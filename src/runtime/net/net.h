@@ -27,6 +27,15 @@ int rt__net_init(const struct rt_json *grant, struct kiln_err *err) RT_HIDDEN;
  * was answered (*ret set), false to go on with the usual dispatch. */
 bool rt__net_call(long nr, const long a[6], long *ret) RT_HIDDEN;
 
+/* This thread's held plaintext (net/hold.c) goes out now: before its exit
+ * system call, and at rt__net_call's entry (any call but a send on the same
+ * fd). */
+void rt__net_hold_flush(void) RT_HIDDEN;
+/* The same where sealing is not safe (a futex wait, a signal handler of the
+ * program: libc's locks may be held): the engine seals at once
+ * (async-signal-safe). */
+void rt__net_hold_kick(void) RT_HIDDEN;
+
 /* Fork (wrap.c, sud.c): before, and after in the parent and in the child. */
 void rt__net_before_fork(void) RT_HIDDEN;
 void rt__net_parent_after_fork(void) RT_HIDDEN;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/futex.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -576,9 +577,103 @@ static bool net_fd(long fd)
 	return rt_fd_kind((int)fd) == RT_FD_NET;
 }
 
+/* Does the call go on writing to fd (the fd this thread's held plaintext is
+ * for)? Then the plaintext may join its record. */
+static bool sends_on(long nr, const long a[6], int fd)
+{
+	switch (nr) {
+	case SYS_write:
+	case SYS_writev:
+	case SYS_sendto:
+	case SYS_sendmsg:
+	case SYS_sendmmsg:
+	case SYS_sendfile:
+		return a[0] == fd;
+	case SYS_splice:
+		return a[2] == fd;
+	default:
+		return false;
+	}
+}
+
+/* What a call does to this thread's held plaintext (net/hold.c): 0 nothing
+ * (memory management and the like: the calls libc makes holding its own
+ * locks, malloc's among them, which sealing a record takes), 1 flush it now
+ * (a call that may wait, or that the peer may see the effect of: I/O on any
+ * fd, readiness, the calls that make or end connections, sleeps, process
+ * waits, exec and exit), 2 have the engine seal it at once (a futex wait:
+ * libc makes one inside its own locks). */
+static int hold_point(long nr, const long a[6])
+{
+	switch (nr) {
+	case SYS_read: case SYS_write: case SYS_readv: case SYS_writev:
+	case SYS_pread64: case SYS_pwrite64: case SYS_preadv: case SYS_pwritev:
+	case SYS_preadv2: case SYS_pwritev2: case SYS_recvfrom: case SYS_recvmsg:
+	case SYS_recvmmsg: case SYS_sendto: case SYS_sendmsg: case SYS_sendmmsg:
+	case SYS_sendfile: case SYS_splice: case SYS_tee: case SYS_vmsplice:
+	case SYS_copy_file_range: case SYS_poll: case SYS_ppoll: case SYS_select:
+	case SYS_pselect6: case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_epoll_pwait2:
+	case SYS_accept: case SYS_accept4: case SYS_connect: case SYS_shutdown:
+	case SYS_close: case SYS_close_range: case SYS_dup2: case SYS_dup3:
+	case SYS_setsockopt: case SYS_open: case SYS_openat: case SYS_openat2:
+	case SYS_fsync: case SYS_fdatasync: case SYS_flock: case SYS_nanosleep:
+	case SYS_clock_nanosleep: case SYS_pause: case SYS_rt_sigsuspend:
+	case SYS_rt_sigtimedwait: case SYS_wait4: case SYS_waitid: case SYS_sched_yield:
+	case SYS_msgrcv: case SYS_msgsnd: case SYS_semop: case SYS_semtimedop:
+	case SYS_execve: case SYS_execveat: case SYS_exit: case SYS_exit_group:
+		return 1;
+	case SYS_futex:
+		switch (a[1] & FUTEX_CMD_MASK) {
+		case FUTEX_WAIT: case FUTEX_WAIT_BITSET: case FUTEX_LOCK_PI:
+		case FUTEX_LOCK_PI2: case FUTEX_WAIT_REQUEUE_PI:
+			return 2;
+		default:
+			return 0;
+		}
+#ifdef SYS_futex_waitv
+	case SYS_futex_waitv:
+		return 2;
+#endif
+	default:
+		return 0;
+	}
+}
+
+/* Every connection's held plaintext goes out (exit_group, execve: the
+ * threads that held it will not). */
+static void flush_all(void)
+{
+	struct rt_thread *t = t_rt_thread;
+	struct rt_guard g;
+
+	/* From a handler of the program (_exit in a handler) the code it
+	 * interrupted may hold libc's locks, malloc's among them, which sealing
+	 * takes: what is held then is lost, as on a reset. */
+	if (t && t->in_handler)
+		return;
+
+	rt__net_enter(&g);
+	pthread_mutex_lock(&g_net.reg);
+	rt__hold_sweep(~0ull, NULL, 0);
+	pthread_mutex_unlock(&g_net.reg);
+	rt__leave(&g);
+}
+
 bool rt__net_call(long nr, const long a[6], long *ret)
 {
+	struct rt_thread *t = t_rt_thread;
 	bool mine = false;
+
+	if (t && t->net_held && !sends_on(nr, a, t->net_held - 1)) {
+		int how = hold_point(nr, a);
+
+		/* Inside a handler of the program, libc may hold any of its locks
+		 * in the code the signal interrupted: the engine seals. */
+		if (how == 2 || (how == 1 && t->in_handler))
+			rt__net_hold_kick();
+		else if (how == 1)
+			rt__net_hold_flush();
+	}
 
 	switch (nr) {
 	case SYS_read:
@@ -651,7 +746,22 @@ bool rt__net_call(long nr, const long a[6], long *ret)
 		*ret = do_accept(nr, a);
 		return true;
 	case SYS_exit_group:
+		flush_all();
 		rt__net_exit((int)a[0]);
+		return false;
+	case SYS_execve:
+	case SYS_execveat:
+		flush_all();
+		return false;
+	case SYS_setsockopt:
+		/* TCP_NODELAY, uncorking: what another thread held goes now too. */
+		if (net_fd(a[0])) {
+			struct rt_guard g;
+
+			rt__net_enter(&g);
+			rt__hold_flush_fd((int)a[0]);
+			rt__leave(&g);
+		}
 		return false;
 	case SYS_io_uring_setup:
 		rt__net_say_once("io_uring", "io_uring_setup: refused under the network and "

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 
+#include "runtime/net/net.h"
 #include "runtime/sys/sys.h"
 
 #define SIG_BIT(sig) (1ull << ((sig) - 1))
@@ -35,10 +36,22 @@ static struct k_sigaction *app_of(long sig)
  * gets its siginfo). */
 static void call_program(void *h, unsigned long flags, int sig, siginfo_t *si, void *ctx)
 {
+	struct rt_thread *t = t_rt_thread;
+
+	/* What this thread wrote last to a TLS connection goes now, sealed by
+	 * the network shield's engine (net/hold.c; not here, where libc's locks
+	 * may be held), and so does what the handler writes. (A handler that
+	 * longjmps out leaves in_handler up: the engine seals from then on.) */
+	if (t) {
+		rt__net_hold_kick();
+		t->in_handler++;
+	}
 	if (flags & SA_SIGINFO)
 		((void (*)(int, siginfo_t *, void *))h)(sig, si, ctx);
 	else
 		((void (*)(int))h)(sig);
+	if (t)
+		t->in_handler--;
 }
 
 /* The kernel would deliver sig with the program's disposition: do what it
