@@ -37,7 +37,7 @@ the cores to itself), the honest comparison on shared cores. Writes
 bench/results/net.json and net.md.
 
 Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S] [--case NAME]...
-                        [--base-lib LIBKILN] [--out NAME]
+                        [--base-lib LIBKILN] [--out NAME] [--strace]
 
   --case NAME      only these cases ("4k keep-alive", "1m new-conn", "redis");
                    default all
@@ -45,6 +45,9 @@ Usage: bench/net/run.py BUILD_DIR [--rounds N] [--seconds S] [--case NAME]...
                    libkiln.so (KILN_RUNTIME_LIB), e.g. main's, to measure a
                    change side by side in the same run
   --out NAME       results as bench/results/NAME.json and NAME.md (default net)
+  --strace         after each keep-alive case, one more wrk run per TLS variant
+                   (shield, base, nginx) under strace -c -f: system calls per
+                   request of its processes (sendto per response: records)
 """
 import argparse
 import json
@@ -52,6 +55,7 @@ import os
 import pathlib
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -228,6 +232,30 @@ def wrk(pids, url, seconds, close):
     return measured(pids, wrk_counts, cmd)
 
 
+def strace_counts(pids, url, seconds):
+    """System calls per request of the serving processes (pids) during one
+    more keep-alive wrk run under strace -c -f: {"total": n, syscall: n}.
+    strace slows the server, not what it calls per request."""
+    with tempfile.NamedTemporaryFile(suffix=".strace") as f:
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", f.name]
+                              + [a for p in pids for a in ("-p", str(p))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)  # attached
+        out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", url], capture_output=True,
+                             text=True, check=True).stdout
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=60)
+        n = max(wrk_counts(out)[1], 1)
+        res = {}
+        for line in open(f.name).read().splitlines():
+            w = line.split()
+            if len(w) >= 5 and w[0][0].isdigit() and w[-1] != "total" and w[3].isdigit():
+                res[w[-1]] = int(w[3]) / n
+            elif len(w) >= 4 and w[-1] == "total":
+                res["total"] = int(w[3]) / n
+        return res
+
+
 def nginx_variants(env, tmp, root, crt, key, seconds, base_lib=None):
     """Start the four nginx variants: {name: (url base, [processes whose CPU counts])},
     the processes to stop, the policy's CA file."""
@@ -296,7 +324,7 @@ security: {{tee: [sim], allow_insecure_sim: true}}
     return out, procs, ca
 
 
-def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None):
+def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None, strace=False):
     root = tmp / "www"
     root.mkdir()
     (root / "4k.bin").write_bytes(os.urandom(4096))
@@ -316,6 +344,11 @@ def nginx_bench(env, tmp, rounds, seconds, cases=None, base_lib=None):
                         pids = [x for p in ps for x in family(p.pid)]
                         per[n].append(wrk(pids, f"{base}/{f}", seconds, close))
                 res[case] = summarize(per)
+                if strace and not close:
+                    res[case]["syscalls_per_req"] = {
+                        n: strace_counts([x for p in ps for x in family(p.pid)],
+                                         f"{base}/{f}", seconds)
+                        for n, (base, ps) in variants.items() if n in ("shield", "base", "nginx")}
                 print(case, json.dumps(res[case]["median_rps"]), flush=True)
     finally:
         for p in procs:
@@ -426,6 +459,7 @@ def main():
                              "redis"])
     ap.add_argument("--base-lib", type=pathlib.Path)
     ap.add_argument("--out", default="net")
+    ap.add_argument("--strace", action="store_true")
     a = ap.parse_args()
     nginx_cases = [c for c in a.case if c != "redis"]
     for prog in ("wrk", "stunnel4", "redis-server", "redis-benchmark", "openssl"):
@@ -439,7 +473,8 @@ def main():
         try:
             res = {"load_before": load, "rounds": a.rounds, "seconds": a.seconds,
                    "nginx": nginx_bench(env, tmp, a.rounds, a.seconds, nginx_cases,
-                                        a.base_lib) if nginx_cases or not a.case else {},
+                                        a.base_lib, a.strace)
+                   if nginx_cases or not a.case else {},
                    "redis": redis_bench(env, tmp, a.rounds)
                    if "redis" in a.case or not a.case else {}}
         finally:
@@ -502,6 +537,17 @@ def main():
             b = [x / y for x, y in zip(per["base"], per["nginx"]) if y]
             md.append(f"| nginx {case} | {r(d, 'shield/base')} | {statistics.median(b):.2f} "
                       f"({min(b):.2f}-{max(b):.2f}) | {r(d, 'shield/base', 'cpu_ratios')} |")
+    sc = [(case, d["syscalls_per_req"]) for case, d in res["nginx"].items()
+          if "syscalls_per_req" in d]
+    if sc:
+        md += ["", "System calls per request of the serving processes (strace -c -f, one "
+               "more keep-alive run): total, sendto, writev, sendfile, epoll_wait, "
+               "rt_sigprocmask", ""]
+        for case, d in sc:
+            for n, c in d.items():
+                md.append(f"- nginx {case}, {n}: " + ", ".join(
+                    f"{k} {c.get(k, 0):.2f}" for k in ("total", "sendto", "writev", "sendfile",
+                                                       "epoll_wait", "rt_sigprocmask")))
     (out / f"{a.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
