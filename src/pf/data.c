@@ -325,7 +325,8 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 				hi = k; /* the last chunk of the write */
 		}
 		if (lo < hi &&
-		    (ret = pf__seal_batch(n, buf, off, new_size, i, lo, hi, io, !pending)))
+		    (ret = pf__seal_batch(n, buf, off, new_size, i, lo, hi, io,
+						 pending ? &wj : NULL)))
 			goto out;
 		/* Committed chunks whose journal entries are not synced yet wait
 		 * in the write-back; the rest (past the committed end) go now. */

@@ -393,7 +393,9 @@ struct pf_seal_job {
 };
 
 /* One batch of sealed slots past the committed end, written to the backing
- * file by the helper while the next batch is being sealed (see pf__node_write). */
+ * file by the helper while the next batch is being sealed (see pf__node_write).
+ * The helper then joins that sealing: `follow` is the seal job posted while
+ * the write ran (sealer.c). */
 struct pf_write_job {
 	struct pf_job base;
 	pf_volume_t *v;
@@ -402,6 +404,7 @@ struct pf_write_job {
 	size_t len;
 	uint64_t off;
 	int ret;
+	_Atomic(struct pf_seal_job *) follow;
 };
 
 /* The volume's sealer thread (started at the first large write). A forked
@@ -605,7 +608,8 @@ int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t 
 void pf__sealer_stop(pf_volume_t *v);
 void pf__job_finish(pf_volume_t *v, struct pf_job *job);
 int pf__seal_batch(struct pf_node *n, const uint8_t *buf, uint64_t off, uint64_t new_size,
-		      uint64_t i, uint64_t lo, uint64_t hi, uint8_t *iobuf, bool share);
+		      uint64_t i, uint64_t lo, uint64_t hi, uint8_t *iobuf,
+		      struct pf_write_job *running);
 bool pf__write_async(struct pf_node *n, struct pf_write_job *wj, const uint8_t *data,
 			size_t len, uint64_t at);
 
