@@ -67,6 +67,8 @@ void pf__remove_backing(pf_volume_t *v, const char *name)
 	(void)v->so->remove(v->sctx, name);
 	snprintf(j, sizeof(j), "%s.j", name);
 	(void)v->so->remove(v->sctx, j);
+	snprintf(j, sizeof(j), "%s.k", name);
+	(void)v->so->remove(v->sctx, j);
 	snprintf(j, sizeof(j), "%s.t", name);
 	(void)v->so->remove(v->sctx, j);
 	snprintf(j, sizeof(j), "%s.h", name);

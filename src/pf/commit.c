@@ -179,7 +179,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		}
 		if (!pf__node_needs_commit(n))
 			continue;
-		ret = n->synced ? 0 : pf__wb_drain(n, NULL);
+		/* A generation with a journal commits in one sync phase: its held
+		 * slots go into the journal as redo entries, synced with the data
+		 * (pf__journal_end), and in place after the rename. */
+		n->redo = !n->synced && pf__has_base(n) && n->gen_open;
+		ret = n->synced || n->redo ? 0 : pf__wb_drain(n, NULL);
 		/* Nothing committed lies past the new end of a file without a base:
 		 * cut it before the sync, which then covers both. */
 		if (!ret && !pf__has_base(n) && n->phys_size > pf__expected_phys(v, n->size)) {
@@ -189,10 +193,14 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			if (!ret)
 				n->phys_size = pf__expected_phys(v, n->size);
 		}
+		if (!ret && n->redo)
+			ret = pf__tree_root(n, n->size, n->new_root, NULL);
+		if (!ret && n->redo && !(ret = pf__journal_end(n, n->new_root, n->size)))
+			ret = sync_begin(v, n->jfh);
 		if (!ret && !n->synced)
 			ret = sync_begin(v, n->fh);
 		n->synced = false;
-		if (!ret)
+		if (!ret && !n->redo)
 			ret = pf__tree_root(n, n->size, n->new_root, NULL);
 		if (ret) {
 			/* After a failed sync the data on disk is unknown (Linux
@@ -236,7 +244,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			n->failed = true;
 		}
 		if (v->version == old_version) {
-			/* Not renamed into place: the old metadata still rules. */
+			/* Not renamed into place: the old metadata still rules. A
+			 * journal with an end record may be needed as it is. */
+			if (n->redo)
+				n->failed = true;
+			n->redo = false;
 			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			n->inode->size = n->save_size;
 			n->inode->in_meta = n->save_in_meta;
@@ -254,14 +266,24 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
 		n->gen_open = false;
 		n->dirty = false;
+		/* The data sync covered the slots the previous commit placed. */
+		n->jlive = false;
+		if (n->redo && !n->failed && pf__journal_placed(n) != 0) {
+			if (!ret)
+				ret = kiln_err_set(err, -EIO, "file %s: write after commit "
+						   "failed; reopen the volume", pf__node_path(n));
+			n->failed = true;
+		}
 		/* Cut debris, make that durable, and only then empty the journal:
 		 * an empty journal means "no trailing bytes expected" on open. */
 		if (n->phys_size > pf__expected_phys(v, n->size) &&
 		    v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, n->size)) == 0 &&
 		    v->so->sync(v->sctx, n->fh) == 0)
 			n->phys_size = pf__expected_phys(v, n->size);
-		if (n->jfh && n->phys_size <= pf__expected_phys(v, n->size))
+		if (!n->jlive && !n->failed && n->jfh &&
+		    n->phys_size <= pf__expected_phys(v, n->size))
 			(void)pf__journal_spend(n);
+		n->redo = false;
 		/* The commit stands; a planted sidecar is still reported. */
 		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;

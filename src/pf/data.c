@@ -164,13 +164,19 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 		goto fail;
 	}
 	v->so->close(v->sctx, n->fh);
+	/* The old file's journals stay as they are (a live redo journal is
+	 * needed until the commit switches over); removed with it. */
 	if (n->jfh)
 		v->so->close(v->sctx, n->jfh);
+	if (n->jfh_alt)
+		v->so->close(v->sctx, n->jfh_alt);
 	if (n->tfh)
 		v->so->close(v->sctx, n->tfh);
 	if (n->hfh)
 		v->so->close(v->sctx, n->hfh);
-	n->jfh = n->tfh = n->hfh = NULL;
+	n->jfh = n->jfh_alt = n->tfh = n->hfh = NULL;
+	n->jlive = false;
+	n->jpar = 0;
 	n->fh = fh;
 	memcpy(n->old_name, n->name, sizeof(n->old_name));
 	memcpy(n->name, name, sizeof(n->name));

@@ -60,8 +60,16 @@
  * checksum covers the header's), so a journal is rewritten in place, never
  * truncated; format 1 journals (unbound entries, emptied by truncation) are
  * still recovered. */
-#define PF_JOURNAL_MAGIC "KILNPFJ2"
+#define PF_JOURNAL_MAGIC "KILNPFJ3"
+#define PF_JOURNAL_MAGIC_V2 "KILNPFJ2"
 #define PF_JOURNAL_MAGIC_V1 "KILNPFJ1"
+/* Format 3 adds redo entries (bit 31 of an entry's length) after the undo
+ * entries and an end record (chunk index PF_JOURNAL_END) naming the new state
+ * (docs/fs.md "Journals"); a file has two, "<id>.j" and "<id>.k", used by
+ * alternate generations. */
+#define PF_JOURNAL_REDO 0x80000000u
+#define PF_JOURNAL_END UINT64_MAX
+#define PF_JOURNAL_END_SIZE (12 + PF_ROOT_SIZE + 8 + 8 + 8)
 #define PF_JOURNAL_KEEP (1u << 20) /* a spent journal up to this size keeps its size */
 #define PF_JOURNAL_HDR_SIZE 72
 
@@ -328,6 +336,14 @@ struct pf_node {
 	/* Undo journal of the current generation. */
 	bool gen_open;
 	void *jfh;
+	/* The other journal ("<id>.j" and "<id>.k" alternate, jpar is jfh's:
+	 * 0 = .j). With jlive it holds the redo entries of the last commit,
+	 * whose slots were written in place without a sync: the only durable
+	 * copy until the next data sync (the next commit, or pf__node_free). */
+	void *jfh_alt;
+	uint8_t jpar;
+	bool jlive;
+	bool redo; /* scratch: this commit writes redo entries (journal_end) */
 	uint64_t jend;
 	uint8_t jsum[8];        /* the current generation's header check (entries bind it) */
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
@@ -625,6 +641,14 @@ void pf__journal_entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t 
 			   uint8_t out[KC_SHA256_SIZE]);
 int pf__journal_begin(struct pf_node *n, struct kiln_err *err);
 int pf__journal_spend(struct pf_node *n);
+/* Commit of a generation (docs/fs.md): write the held slots as redo entries
+ * and the end record naming (root, size); the caller syncs the journal with
+ * the data. pf__journal_placed, after the commit point: write the held slots
+ * in place (no sync) and switch to the other journal for the next generation. */
+int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size);
+int pf__journal_placed(struct pf_node *n);
+/* Last close of a node with a live redo journal: sync the data, spend it. */
+void pf__journal_close(struct pf_node *n);
 int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 			struct kiln_err *err);
 const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k);

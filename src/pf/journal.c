@@ -1,8 +1,10 @@
-/* Per-file undo journal "<id>.j" and the write-back of journaled overwrites:
- * before a slot of the committed state is overwritten its old bytes go to the
- * journal, which is synced before the new slot reaches the backing file;
- * opening a file after a crash puts the saved slots back (docs/fs.md "Crash
- * consistency"). */
+/* Per-file journals "<id>.j"/"<id>.k" and the write-back of journaled
+ * overwrites: before a slot of the committed state is overwritten its old
+ * bytes go to the journal (undo), which is synced before the new slot reaches
+ * the backing file; at a commit the held new slots go to the journal too
+ * (redo), synced with the data in one phase, and reach the backing file after
+ * the commit point. Opening a file after a crash replays what the committed
+ * state needs (docs/fs.md "Crash consistency"). */
 #include "pf/internal.h"
 
 #include <errno.h>
@@ -62,7 +64,7 @@ int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
 	if (!pf__has_base(n) || n->gen_open)
 		return 0;
 	if (!n->jfh) {
-		snprintf(jname, sizeof(jname), "%s.j", n->name);
+		snprintf(jname, sizeof(jname), "%s.%c", n->name, n->jpar ? 'k' : 'j');
 		ret = v->so->open(v->sctx, jname, 0, &n->jfh);
 		if (ret == -ENOENT) {
 			ret = v->so->open(v->sctx, jname, PF_SO_CREATE, &n->jfh);
@@ -235,94 +237,315 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 	return 0;
 }
 
-/* On load: if a journal for the committed state exists, put the saved slots
- * back and cut the file to the committed length. *had_journal tells whether
- * any journal file exists (then extra trailing bytes are expected debris). */
+/* Append the held slots as redo entries and the end record naming the new
+ * state (root, size), bound to this generation like its undo entries. Nothing
+ * is synced here: the commit syncs the journal with the data, and the held
+ * slots move only after its commit point (pf__journal_placed). */
+int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t sum[KC_SHA256_SIZE];
+	uint64_t redo_off = n->jend;
+	int ret;
+
+	for (size_t i = 0; i < n->wb_count; i++) {
+		size_t esize = 12 + n->wb_len[i];
+
+		pf__put_u64(v->jbuf, n->wb_idx[i]);
+		pf__put_u32(v->jbuf + 8, (n->wb_len[i] - PF_SLOT_META) | PF_JOURNAL_REDO);
+		memcpy(v->jbuf + 12, n->wb + i * v->stride, n->wb_len[i]);
+		pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
+		memcpy(v->jbuf + esize, sum, 8);
+		ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
+		if (ret)
+			return ret;
+		n->jend += esize + 8;
+	}
+	pf__put_u64(v->jbuf, PF_JOURNAL_END);
+	pf__put_u32(v->jbuf + 8, (uint32_t)n->wb_count);
+	memcpy(v->jbuf + 12, root, PF_ROOT_SIZE);
+	pf__put_u64(v->jbuf + 12 + PF_ROOT_SIZE, size);
+	pf__put_u64(v->jbuf + 20 + PF_ROOT_SIZE, redo_off);
+	pf__put_u64(v->jbuf + 28 + PF_ROOT_SIZE, 0); /* reserved */
+	pf__journal_entry_sum(n->jsum, v->jbuf, PF_JOURNAL_END_SIZE, sum);
+	memcpy(v->jbuf + PF_JOURNAL_END_SIZE, sum, 8);
+	ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, PF_JOURNAL_END_SIZE + 8, n->jend);
+	if (ret)
+		return ret;
+	n->jend += PF_JOURNAL_END_SIZE + 8;
+	return 0;
+}
+
+/* After the commit point: the held slots go in place without a sync (the
+ * journal just synced holds them), and the next generation writes the other
+ * journal, so this one stays whole until the next commit's data sync. */
+int pf__journal_placed(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	void *t;
+	int ret;
+
+	n->j_unsynced = n->j_hdr = n->j_dir = false;
+	/* Nothing held (all of it written in place before, under the undo
+	 * entries): no redo is needed; the caller spends the journal as in
+	 * format 2, once debris past the end is cut. */
+	if (n->wb_count == 0)
+		return 0;
+	for (size_t i = 0; i < n->wb_count; i++) {
+		uint64_t k = n->wb_idx[i], len = n->wb_len[i];
+
+		ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len, pf__slot_off(v, k));
+		if (ret)
+			return ret;
+		if (pf__slot_off(v, k) + len > n->phys_size)
+			n->phys_size = pf__slot_off(v, k) + len;
+	}
+	n->wb_count = 0;
+	t = n->jfh;
+	n->jfh = n->jfh_alt;
+	n->jfh_alt = t;
+	n->jpar ^= 1;
+	n->jlive = true;
+	return 0;
+}
+
+void pf__journal_close(struct pf_node *n)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t size;
+
+	/* The slots placed after the last commit become durable; its redo
+	 * entries are then spent (unsynced: replaying them again is harmless),
+	 * so a volume at rest has no live journal. */
+	if (n->jlive && n->jfh_alt && n->fh && !n->failed && !v->read_only && !n->dirty &&
+	    n->phys_size <= pf__expected_phys(v, n->size) &&
+	    v->so->sync(v->sctx, n->fh) == 0 &&
+	    v->so->get_size(v->sctx, n->jfh_alt, &size) == 0)
+		(void)spend(v, n->jfh_alt, size, false);
+	n->jlive = false;
+}
+
+/* One journal file of a node being loaded, as found. */
+struct jfile {
+	void *fh;
+	char name[PF_BNAME_MAX + 2];
+	uint64_t size;
+	uint8_t hdr[PF_JOURNAL_HDR_SIZE];
+	int fmt;           /* 1-3, or 0: absent, spent or not a journal */
+	bool names_base;   /* its header names the committed state: undo */
+	bool ends_base;    /* its end record names the committed state: redo */
+	uint64_t redo_off; /* the end record's: first redo entry */
+	uint32_t nredo;
+};
+
+/* Read the entry at off into v->jbuf and check it (bound by bind; NULL:
+ * format 1). Returns its total size (entry and check), 0 when it fails its
+ * check or does not fit (a torn tail, or another generation's), or -errno.
+ * *idx and *len as recorded (len with its redo bit). */
+static int64_t entry_at(pf_volume_t *v, const struct jfile *j, const uint8_t *bind,
+			uint64_t off, uint64_t *idx, uint32_t *len)
+{
+	uint8_t sum[KC_SHA256_SIZE];
+	size_t esize;
+	int ret;
+
+	if (off + 12 > j->size)
+		return 0;
+	if ((ret = pf__st_pread_pad(v, j->fh, v->jbuf, 12, off)))
+		return ret;
+	*idx = pf__get_u64(v->jbuf);
+	*len = pf__get_u32(v->jbuf + 8);
+	if (*idx == PF_JOURNAL_END) {
+		if (j->fmt != 3)
+			return 0;
+		esize = PF_JOURNAL_END_SIZE;
+	} else {
+		if ((*len & ~PF_JOURNAL_REDO) > v->cs || ((*len & PF_JOURNAL_REDO) && j->fmt != 3))
+			return 0;
+		esize = 12 + PF_SLOT_META + (*len & ~PF_JOURNAL_REDO);
+	}
+	if (off + esize + 8 > j->size)
+		return 0;
+	if ((ret = pf__st_pread_pad(v, j->fh, v->jbuf, esize + 8, off)))
+		return ret;
+	pf__journal_entry_sum(bind, v->jbuf, esize, sum);
+	if (memcmp(sum, v->jbuf + esize, 8) != 0)
+		return 0;
+	return (int64_t)(esize + 8);
+}
+
+/* Open and classify journal j (".j" or ".k") of n against committed state e. */
+static int jfile_scan(struct pf_node *n, const struct pf_inode *e, char par, struct jfile *j)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t want[PF_JOURNAL_HDR_SIZE];
+	static const char *const magic[] = { PF_JOURNAL_MAGIC_V1, PF_JOURNAL_MAGIC_V2,
+					     PF_JOURNAL_MAGIC };
+	uint64_t off, idx;
+	uint32_t len;
+	int64_t got;
+	int ret;
+
+	snprintf(j->name, sizeof(j->name), "%s.%c", n->name, par);
+	ret = v->so->open(v->sctx, j->name, v->read_only ? PF_SO_RDONLY : 0, &j->fh);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return ret;
+	if ((ret = v->so->get_size(v->sctx, j->fh, &j->size)))
+		return ret;
+	if ((ret = pf__st_pread_pad(v, j->fh, j->hdr, sizeof(j->hdr), 0)))
+		return ret;
+	for (int f = 0; f < 3; f++)
+		if (j->size >= sizeof(j->hdr) && memcmp(j->hdr, magic[f], 8) == 0)
+			j->fmt = f + 1;
+	if (!j->fmt)
+		return 0;
+	pf__journal_header(e->root, e->size, n->file_id, magic[j->fmt - 1], want);
+	j->names_base = memcmp(j->hdr, want, sizeof(want)) == 0;
+	if (j->fmt != 3 || memcmp(j->hdr + 48, n->file_id, PF_FILE_ID_SIZE) != 0)
+		return 0;
+	/* Find the end record: a commit's (whole only if the sync group was). */
+	for (off = sizeof(j->hdr);; off += (uint64_t)got) {
+		got = entry_at(v, j, j->hdr + 64, off, &idx, &len);
+		if (got <= 0)
+			return (int)got;
+		if (idx == PF_JOURNAL_END)
+			break;
+	}
+	j->redo_off = pf__get_u64(v->jbuf + 20 + PF_ROOT_SIZE);
+	j->nredo = len;
+	j->ends_base = memcmp(v->jbuf + 12, e->root, PF_ROOT_SIZE) == 0 &&
+		       pf__get_u64(v->jbuf + 12 + PF_ROOT_SIZE) == e->size;
+	return 0;
+}
+
+/* Walk j's entries: undo (from the header to the first redo entry or the
+ * end) or redo (from redo_off, exactly nredo of them, each a chunk of the
+ * committed state). Applied to the backing file, or with check, compared
+ * with it (*same cleared at the first difference). */
+static int jfile_apply(struct pf_node *n, const struct pf_inode *e, struct jfile *j,
+		       bool redo, bool check, bool *same, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	const uint8_t *bind = j->fmt == 1 ? NULL : j->hdr + 64;
+	uint64_t off = redo ? j->redo_off : sizeof(j->hdr), idx, cnt = 0;
+	uint32_t len;
+	int64_t got;
+	int ret;
+
+	for (;; off += (uint64_t)got) {
+		got = entry_at(v, j, bind, off, &idx, &len);
+		if (got < 0)
+			return (int)got;
+		if (got == 0 || idx == PF_JOURNAL_END || !(len & PF_JOURNAL_REDO) == redo)
+			break;
+		len &= ~PF_JOURNAL_REDO;
+		if (idx >= pf__nchunks(v, e->size) || len != pf__chunk_len(v, e->size, idx)) {
+			if (redo)
+				break; /* counted below */
+			break; /* an undo entry past the committed end: torn tail */
+		}
+		cnt++;
+		if (check) {
+			ret = pf__st_pread_pad(v, n->fh, v->slot, PF_SLOT_META + len,
+					       pf__slot_off(v, idx));
+			if (ret)
+				return ret;
+			if (memcmp(v->slot, v->jbuf + 12, PF_SLOT_META + len) != 0)
+				*same = false;
+			continue;
+		}
+		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
+					pf__slot_off(v, idx));
+		if (ret)
+			return ret;
+	}
+	if (redo && (cnt != j->nredo || idx != PF_JOURNAL_END || got == 0))
+		return kiln_err_set(err, -KILN_ECORRUPT, "file %s: journal %s: its end record "
+				    "names the committed state but %llu of its %u redo entries "
+				    "are whole (corrupt or tampered); nothing was changed",
+				    pf__node_path(n), j->name, (unsigned long long)cnt, j->nredo);
+	return 0;
+}
+
+/* On load: replay what the committed state needs from the journals (".j",
+ * ".k"): the redo entries of the one whose end record names it (a crash after
+ * the commit point, before its slots were durable in place), then the undo
+ * entries of the one whose header names it (a crash during a generation, or
+ * in its commit's sync group); where both touch a chunk they hold the same
+ * bytes. Then cut the file to the committed length, sync it, spend both.
+ * *had_journal tells whether any live journal exists (then extra trailing
+ * bytes are expected debris). */
 int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
 			struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint8_t hdr[PF_JOURNAL_HDR_SIZE], want[PF_JOURNAL_HDR_SIZE], zero[8] = { 0 };
-	const uint8_t *bind;
-	char jname[PF_BNAME_MAX + 2];
-	uint64_t jsize, off;
-	void *jfh = NULL;
-	int ret;
+	struct jfile js[2] = { 0 };
+	bool undo = false, redo = false, same = true;
+	int ret = 0;
 
 	*had_journal = false;
-	snprintf(jname, sizeof(jname), "%s.j", n->name);
-	ret = v->so->open(v->sctx, jname, v->read_only ? PF_SO_RDONLY : 0, &jfh);
-	if (ret == -ENOENT)
-		return 0;
-	if (ret)
-		goto fail;
-	ret = v->so->get_size(v->sctx, jfh, &jsize);
-	if (ret)
-		goto fail;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
 	n->base_size = e->size;
-	ret = pf__st_pread_pad(v, jfh, hdr, sizeof(hdr), 0);
+	for (int k = 0; k < 2 && !ret; k++) {
+		ret = jfile_scan(n, e, k ? 'k' : 'j', &js[k]);
+		*had_journal = *had_journal || js[k].fmt;
+		undo = undo || js[k].names_base;
+		redo = redo || js[k].ends_base;
+	}
 	if (ret)
 		goto fail;
-	/* A journal emptied after its commit (format 1: truncated; format 2: its
-	 * magic zeroed) expects no debris; any other one may have left some. */
-	*had_journal = jsize > 0 && memcmp(hdr, zero, sizeof(zero)) != 0;
-	journal_header(n, memcmp(hdr, PF_JOURNAL_MAGIC_V1, 8) == 0 ? PF_JOURNAL_MAGIC_V1 :
-			  PF_JOURNAL_MAGIC, want);
-	bind = memcmp(hdr, PF_JOURNAL_MAGIC_V1, 8) == 0 ? NULL : want + 64;
-	if (jsize < sizeof(hdr) || memcmp(hdr, want, sizeof(hdr)) != 0) {
-		ret = 0; /* stale (the state it protected was superseded) or never completed */
-		goto out;
-	}
+	if (!undo && !redo)
+		goto out; /* stale (the state it protected was superseded) or never completed */
 	if (v->read_only) {
-		ret = kiln_err_set(err, -EROFS, "file %s: interrupted write needs recovery; "
-				   "open the volume read-write", pf__node_path(n));
+		/* A running server placed its last commit's slots in the page
+		 * cache: a live redo journal whose slots are all there is done. */
+		for (int k = 0; k < 2 && !undo && !ret; k++)
+			if (js[k].ends_base)
+				ret = jfile_apply(n, e, &js[k], true, true, &same, err);
+		if (ret)
+			goto out;
+		if (undo || !same)
+			ret = kiln_err_set(err, -EROFS, "file %s: interrupted write needs recovery; "
+					   "open the volume read-write", pf__node_path(n));
 		goto out;
 	}
-	off = sizeof(hdr);
-	while (off + 12 <= jsize) {
-		uint8_t sum[KC_SHA256_SIZE];
-		uint64_t i;
-		uint32_t len;
-		size_t esize;
-
-		if ((ret = pf__st_pread_pad(v, jfh, v->jbuf, 12, off)))
-			goto fail;
-		i = pf__get_u64(v->jbuf);
-		len = pf__get_u32(v->jbuf + 8);
-		if (len > v->cs || i >= pf__nchunks(v, e->size) ||
-		    len != pf__chunk_len(v, e->size, i))
-			break; /* torn tail */
-		esize = 12 + PF_SLOT_META + len;
-		if (off + esize + 8 > jsize)
-			break;
-		if ((ret = pf__st_pread_pad(v, jfh, v->jbuf, esize + 8, off)))
-			goto fail;
-		pf__journal_entry_sum(bind, v->jbuf, esize, sum);
-		if (memcmp(sum, v->jbuf + esize, 8) != 0)
-			break; /* torn, or of an earlier generation */
-		ret = pf__st_pwrite_all(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
-					pf__slot_off(v, i));
-		if (ret)
-			goto fail;
-		off += esize + 8;
-	}
+	/* Check every redo journal whole before the first write. */
+	for (int k = 0; k < 2 && !ret; k++)
+		if (js[k].ends_base)
+			ret = jfile_apply(n, e, &js[k], true, true, &same, err);
+	for (int k = 0; k < 2 && !ret; k++)
+		if (js[k].ends_base)
+			ret = jfile_apply(n, e, &js[k], true, false, NULL, err);
+	for (int k = 0; k < 2 && !ret; k++)
+		if (js[k].names_base)
+			ret = jfile_apply(n, e, &js[k], false, false, NULL, err);
+	if (ret)
+		goto out_err;
 	ret = v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, e->size));
 	if (!ret)
 		ret = v->so->sync(v->sctx, n->fh);
-	/* The restored state equals the committed one: the journal is spent. */
-	if (!ret)
-		ret = spend(v, jfh, jsize, bind == NULL);
-	if (!ret)
-		ret = v->so->sync(v->sctx, jfh);
+	/* The restored state equals the committed one: the journals are spent. */
+	for (int k = 0; k < 2 && !ret; k++) {
+		if (!js[k].fmt)
+			continue;
+		ret = spend(v, js[k].fh, js[k].size, js[k].fmt == 1);
+		if (!ret)
+			ret = v->so->sync(v->sctx, js[k].fh);
+	}
 	if (ret)
 		goto fail;
 	goto out;
+out_err:
+	if (err && err->code)
+		goto out;
 fail:
 	kiln_err_set(err, ret, "file %s: journal recovery: %s", pf__node_path(n),
 		     kiln_strerror(ret));
 out:
-	if (jfh)
-		v->so->close(v->sctx, jfh);
+	for (int k = 0; k < 2; k++)
+		if (js[k].fh)
+			v->so->close(v->sctx, js[k].fh);
 	return ret;
 }

@@ -26,10 +26,13 @@ void pf__node_free(struct pf_node *n)
 		n->next->prev = n->prev;
 	if (n->inode)
 		n->inode->node = NULL;
+	pf__journal_close(n);
 	if (n->fh)
 		v->so->close(v->sctx, n->fh);
 	if (n->jfh)
 		v->so->close(v->sctx, n->jfh);
+	if (n->jfh_alt)
+		v->so->close(v->sctx, n->jfh_alt);
 	if (n->tfh)
 		v->so->close(v->sctx, n->tfh);
 	if (n->hfh)

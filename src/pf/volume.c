@@ -317,6 +317,7 @@ static int gc_collect(void *arg, const char *name)
 	if (strcmp(name, "meta.tmp") == 0)
 		goto collect;
 	if (n != 32 && !(n == 34 && (strcmp(name + 32, ".j") == 0 ||
+				      strcmp(name + 32, ".k") == 0 ||
 				      strcmp(name + 32, ".t") == 0 ||
 				      strcmp(name + 32, ".h") == 0)))
 		return 0;

@@ -2106,7 +2106,8 @@ static void faults_run(void)
 
 			memcpy(want, a, sizeof(a));
 			memcpy(want + 3000, b, 5000);
-			assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &g, &err), 0);
+			if (pf_open(v, "f", O_RDONLY, 0, &g, &err) != 0)
+				fail_msg("point %ld: %s", point, err.msg);
 			assert_int_equal(pf_get_size(g, &size), 0);
 			pf_close(g);
 			if (size == 15000)
@@ -2180,7 +2181,10 @@ static void test_journal_reused_in_place(void **state)
 /* Rewrite a live format 2 journal in dir as an earlier kiln wrote it (format
  * 1: magic KILNPFJ1, entries checked without the header). Returns the number
  * of journals converted. */
-static int journal_to_v1(const char *dir)
+/* Rewrite the live format 3 journals (".j", ".k") in dir as format fmt (1 or
+ * 2) of an earlier kiln; those holding redo entries or an end record (which
+ * the earlier formats cannot say) are left alone. */
+static int journal_downgrade(const char *dir, int fmt)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -2193,7 +2197,8 @@ static int journal_to_v1(const char *dir)
 		char path[400];
 		FILE *fp;
 
-		if (len != 34 || strcmp(de->d_name + 32, ".j") != 0)
+		if (len != 34 || (strcmp(de->d_name + 32, ".j") != 0 &&
+				  strcmp(de->d_name + 32, ".k") != 0))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		fp = fopen(path, "r+b");
@@ -2203,22 +2208,36 @@ static int journal_to_v1(const char *dir)
 		if (size >= PF_JOURNAL_HDR_SIZE && memcmp(buf, PF_JOURNAL_MAGIC, 8) == 0) {
 			uint8_t h[8];
 			size_t off = PF_JOURNAL_HDR_SIZE;
+			bool redo = false;
 
 			memcpy(h, buf + 64, 8);
-			memcpy(buf, PF_JOURNAL_MAGIC_V1, 8);
+			memcpy(buf, fmt == 1 ? PF_JOURNAL_MAGIC_V1 : PF_JOURNAL_MAGIC_V2, 8);
 			kc_sha256(buf, 64, sum);
 			memcpy(buf + 64, sum, 8);
 			while (off + 12 <= size) {
-				size_t esize = 12 + PF_SLOT_META + pf__get_u32(buf + off + 8);
+				uint32_t elen = pf__get_u32(buf + off + 8);
+				size_t esize = 12 + PF_SLOT_META + (elen & ~PF_JOURNAL_REDO);
 
+				if (pf__get_u64(buf + off) == PF_JOURNAL_END)
+					esize = PF_JOURNAL_END_SIZE;
 				if (off + esize + 8 > size)
 					break;
 				pf__journal_entry_sum(h, buf + off, esize, sum);
-				pf__journal_entry_sum(NULL, buf + off, esize, inner);
 				if (memcmp(sum, buf + off + esize, 8) != 0)
 					break;
+				if ((elen & PF_JOURNAL_REDO) || pf__get_u64(buf + off) == PF_JOURNAL_END) {
+					redo = true;
+					break;
+				}
+				pf__journal_entry_sum(fmt == 1 ? NULL : buf + 64, buf + off, esize,
+						      inner);
 				memcpy(buf + off + esize, inner, 8);
 				off += esize + 8;
+			}
+			if (redo) {
+				free(buf);
+				fclose(fp);
+				continue;
 			}
 			assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
 			assert_int_equal(fwrite(buf, 1, size, fp), size);
@@ -2234,7 +2253,7 @@ static int journal_to_v1(const char *dir)
 /* A crash of an earlier kiln in the middle of a commit leaves a format 1
  * journal: it is still recovered (old content back), at every failure
  * point that leaves one live. */
-static void test_journal_format1_recovered(void **state)
+static void journal_old_format_recovered(int fmt)
 {
 	uint8_t a[8192], b[8192], got[8192];
 	int converted = 0;
@@ -2262,7 +2281,7 @@ static void test_journal_format1_recovered(void **state)
 			(void)pf_fsync(f, &err);
 		pf_close(f);
 		(void)pf_volume_close(v, NULL);
-		converted += journal_to_v1(kiln);
+		converted += journal_downgrade(kiln, fmt);
 		v = vol_reopen(&e);
 		assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), 0);
 		assert_int_equal(pf_pread(f, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
@@ -2275,6 +2294,354 @@ static void test_journal_format1_recovered(void **state)
 			break;
 	}
 	assert_true(converted > 0);
+}
+
+static void test_journal_format1_recovered(void **state)
+{
+	journal_old_format_recovered(1);
+}
+
+/* Format 2 (kiln before the redo entries): the same. */
+static void test_journal_format2_recovered(void **state)
+{
+	journal_old_format_recovered(2);
+}
+
+/* ---- format 3: redo entries, alternating journals ---- */
+
+/* Path of f's backing file (suffix "") or of one of its journals. */
+static void node_path(struct env *e, pf_file_t *f, const char *suffix, char *out,
+			 size_t size)
+{
+	snprintf(out, size, "%s/.kiln/%s%s", e->kdir, f->node->name, suffix);
+}
+
+static uint8_t *slurp(const char *path, size_t *size)
+{
+	FILE *fp = fopen(path, "rb");
+	uint8_t *buf = malloc(1 << 20);
+
+	assert_non_null(fp);
+	*size = fread(buf, 1, 1 << 20, fp);
+	fclose(fp);
+	return buf;
+}
+
+static void spill(const char *path, const uint8_t *buf, size_t size)
+{
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(fp);
+	assert_int_equal(fwrite(buf, 1, size, fp), size);
+	fclose(fp);
+}
+
+enum redo_case {
+	REDO_PLAIN,        /* the held slot lost: the redo entry puts it back */
+	REDO_SWAPPED,      /* .j and .k swapped by the host: same outcome */
+	REDO_TORN_END,     /* end record cut: the new state cannot be rebuilt */
+	REDO_FLIPPED,      /* a bit of a redo entry flipped: the end is not found */
+	REDO_BAD_COUNT,    /* the end record counts one redo entry more: refused */
+	REDO_FORGED,       /* flipped and its check recomputed: the tree refuses it */
+	REDO_REPLAYED,     /* an older generation's journal put back */
+	REDO_OTHER_FILE,   /* the journal rebound to another file id */
+	REDO_NONE_NEEDED,  /* the slot reached the disk: nothing to replay */
+};
+
+/* Commit generation 2 (a 1 KiB overwrite of chunk 0, held, then redo), make
+ * the crash that loses the in-place write after the commit point (the
+ * backing file as before the commit), tamper per c, and reopen. Returns
+ * the error of the open or the read (0: read back *got). */
+static int redo_case_run(enum redo_case c, uint8_t *got, struct kiln_err *err)
+{
+	uint8_t a[8192], b[1024], b2[1024];
+	struct env e;
+	pf_volume_t *v;
+	pf_file_t *f;
+	char data[256], jj[256], jk[256];
+	uint8_t *before, *j1 = NULL, *jbuf;
+	size_t bsize, j1size = 0, jsize;
+	int ret;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	memset(b2, 'B', sizeof(b2));
+	env_init(&e);
+	v = vol_init(&e, 1024, NULL, 0);
+	write_file(v, "f", a, sizeof(a));
+	pf_volume_close(v, NULL);
+	assert_int_equal(vol_open(&e, g_key, true, &v, err), 0);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, err), 0);
+	node_path(&e, f, "", data, sizeof(data));
+	node_path(&e, f, ".j", jj, sizeof(jj));
+	node_path(&e, f, ".k", jk, sizeof(jk));
+	if (c == REDO_REPLAYED) { /* generation 1, in .j; generation 2 then writes .k */
+		assert_int_equal(pf_pwrite(f, b2, sizeof(b2), 0, err), (ssize_t)sizeof(b2));
+		assert_int_equal(pf_fsync(f, err), 0);
+		j1 = slurp(jj, &j1size);
+	}
+	before = slurp(data, &bsize);
+	assert_int_equal(pf_pwrite(f, b, sizeof(b), 0, err), (ssize_t)sizeof(b));
+	assert_int_equal(f->node->wb_count, 1); /* held, not written */
+	assert_int_equal(pf_fsync(f, err), 0);
+	assert_true(f->node->jlive);
+	/* The crash: nothing more reaches the disk (not the close's sync). */
+	g_last_fault->countdown = 1;
+	g_last_fault->sticky = true;
+	g_last_fault->power_loss = false;
+	pf_close(f);
+	pf_volume_discard(v);
+	if (c != REDO_NONE_NEEDED)
+		spill(data, before, bsize);
+	free(before);
+	/* Generation 2's journal: .k after generation 1's in .j, else .j. */
+	jbuf = slurp(c == REDO_REPLAYED ? jk : jj, &jsize);
+	assert_memory_equal(jbuf, PF_JOURNAL_MAGIC, 8);
+	switch (c) {
+	case REDO_SWAPPED:
+		assert_int_equal(rename(jj, jk), 0);
+		break;
+	case REDO_TORN_END:
+		spill(jj, jbuf, jsize - 10);
+		break;
+	case REDO_BAD_COUNT: {
+		size_t end = PF_JOURNAL_HDR_SIZE + 2 * (12 + PF_SLOT_META + 1024 + 8);
+		uint8_t sum[KC_SHA256_SIZE];
+
+		assert_int_equal(pf__get_u64(jbuf + end), PF_JOURNAL_END);
+		pf__put_u32(jbuf + end + 8, pf__get_u32(jbuf + end + 8) + 1);
+		pf__journal_entry_sum(jbuf + 64, jbuf + end, PF_JOURNAL_END_SIZE, sum);
+		memcpy(jbuf + end + PF_JOURNAL_END_SIZE, sum, 8);
+		spill(jj, jbuf, jsize);
+		break;
+	}
+	case REDO_FLIPPED:
+	case REDO_FORGED: {
+		/* header, undo entry of chunk 0, redo entry of chunk 0, end */
+		size_t esize = 12 + PF_SLOT_META + 1024, redo = PF_JOURNAL_HDR_SIZE + esize + 8;
+		uint8_t sum[KC_SHA256_SIZE];
+
+		assert_true(pf__get_u32(jbuf + redo + 8) & PF_JOURNAL_REDO);
+		jbuf[redo + 12 + PF_SLOT_META + 100] ^= 0x10;
+		if (c == REDO_FORGED) {
+			pf__journal_entry_sum(jbuf + 64, jbuf + redo, esize, sum);
+			memcpy(jbuf + redo + esize, sum, 8);
+		}
+		spill(jj, jbuf, jsize);
+		break;
+	}
+	case REDO_REPLAYED:
+		spill(jk, j1, j1size);
+		break;
+	case REDO_OTHER_FILE: {
+		uint8_t sum[KC_SHA256_SIZE];
+
+		jbuf[48] ^= 1;
+		kc_sha256(jbuf, 64, sum);
+		memcpy(jbuf + 64, sum, 8); /* the entries' checks now fail too */
+		spill(jj, jbuf, jsize);
+		break;
+	}
+	default:
+		break;
+	}
+	free(jbuf);
+	free(j1);
+	memset(err, 0, sizeof(*err));
+	assert_int_equal(vol_open(&e, g_key, false, &v, err), 0);
+	ret = pf_open(v, "f", O_RDONLY, 0, &f, err);
+	if (!ret) {
+		ssize_t n = pf_pread(f, got, 8192, 0, err);
+
+		ret = n < 0 ? (int)n : n != 8192 ? -EIO : 0;
+		pf_close(f);
+	}
+	if (!ret)
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+	return ret;
+}
+
+/* A crash after the rename, before the held slot was durable in place: the
+ * redo entry gives the new content back; a swapped pair of journals too. */
+static void test_journal_redo_replayed(void **state)
+{
+	uint8_t want[8192], got[8192];
+	struct kiln_err err = { 0 };
+
+	memset(want, 'a', sizeof(want));
+	memset(want, 'b', 1024);
+	for (int c = REDO_PLAIN; c <= REDO_NONE_NEEDED; c++) {
+		if (c != REDO_PLAIN && c != REDO_SWAPPED && c != REDO_NONE_NEEDED)
+			continue;
+		memset(got, 0, sizeof(got));
+		if (redo_case_run((enum redo_case)c, got, &err) != 0)
+			fail_msg("case %d: %s", c, err.msg);
+		assert_memory_equal(got, want, sizeof(want));
+	}
+}
+
+/* A torn, flipped, forged, replayed or foreign journal where the redo entry
+ * is needed: the open or the read fails with a message naming the file,
+ * never old or wrong bytes. */
+static void test_journal_redo_hostile(void **state)
+{
+	static const enum redo_case cases[] = { REDO_TORN_END, REDO_FLIPPED, REDO_BAD_COUNT,
+						REDO_FORGED, REDO_REPLAYED, REDO_OTHER_FILE };
+	uint8_t got[8192];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kiln_err err = { 0 };
+		int ret = redo_case_run(cases[i], got, &err);
+
+		if (ret == 0)
+			fail_msg("case %d: read back without an error", cases[i]);
+		if (!strstr(err.msg, "file /f") && !strstr(err.msg, "file f"))
+			fail_msg("case %d: message does not name the file: %s", cases[i], err.msg);
+		if (cases[i] == REDO_BAD_COUNT &&
+		    (ret != -KILN_ECORRUPT || !strstr(err.msg, "redo entries")))
+			fail_msg("bad count: %d %s", ret, err.msg);
+	}
+}
+
+/* A read-only open (kiln fs cat while the server runs) after a commit: the
+ * live redo journal is accepted when the backing file holds its slots, and
+ * reported as needing recovery when not; a clean close spends it. */
+static void test_journal_redo_read_only(void **state)
+{
+	uint8_t a[8192], b[1024], got[8192];
+	struct pf_volume_opts ro;
+	struct env e;
+	pf_volume_t *v, *r;
+	pf_file_t *f, *g;
+	struct kiln_err err = { 0 };
+	char data[256], jj[256], copy[600], cdir[128], cdata[256];
+	uint8_t *before, *jbuf;
+	size_t bsize, jsize;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	env_init(&e);
+	v = vol_init(&e, 1024, NULL, 0);
+	write_file(v, "f", a, sizeof(a));
+	pf_volume_close(v, NULL);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	node_path(&e, f, "", data, sizeof(data));
+	node_path(&e, f, ".j", jj, sizeof(jj));
+	before = slurp(data, &bsize);
+	assert_int_equal(pf_pwrite(f, b, sizeof(b), 0, &err), (ssize_t)sizeof(b));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	/* While f stays open its redo journal is live: a copy of the volume
+	 * (what a reader sees, the writer holding its lock) opens read-only. */
+	snprintf(copy, sizeof(copy), "rm -rf %s/copy && mkdir %s/copy && cp -a %s/.kiln "
+		 "%s/copy/", e.dir, e.dir, e.kdir, e.dir);
+	assert_int_equal(system(copy), 0);
+	snprintf(cdir, sizeof(cdir), "%s/copy", e.dir);
+	snprintf(cdata, sizeof(cdata), "%s/copy/.kiln/%s", e.dir, f->node->name);
+	opts_fill(&e, &ro, false);
+	ro.read_only = true;
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
+	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
+	assert_memory_equal(got, b, sizeof(b));
+	pf_close(g);
+	pf_volume_close(r, NULL);
+	/* The same with the in-place slot lost: needs recovery. */
+	{
+		spill(cdata, before, bsize);
+		opts_fill(&e, &ro, false);
+		ro.read_only = true;
+		assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+		assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), -EROFS);
+		assert_non_null(strstr(err.msg, "needs recovery"));
+		pf_volume_close(r, NULL);
+	}
+	/* A clean close: the slot synced, the journal spent. */
+	pf_close(f);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	jbuf = slurp(jj, &jsize);
+	assert_true(jsize >= 8);
+	assert_memory_not_equal(jbuf, PF_JOURNAL_MAGIC, 8);
+	free(jbuf);
+	free(before);
+	env_free(&e);
+}
+
+/* Generations alternate between .j and .k: three commits of overwrites (and
+ * an append), a power cut at every storage call of the last two, with
+ * deferred syncs and without. After the reopen the file is the last
+ * completed fsync's content or the one in flight, never anything else. */
+static void generations_crash_points(void)
+{
+	uint8_t s0[6000], s1[6000], s2[6000], s3[7000], got[8000];
+	const uint8_t *states[] = { s0, s1, s2, s3 };
+	const size_t sizes[] = { 6000, 6000, 6000, 7000 };
+
+	memset(s0, 'a', sizeof(s0));
+	memcpy(s1, s0, sizeof(s0));
+	memset(s1 + 100, 'b', 2000);
+	memcpy(s2, s1, sizeof(s1));
+	memset(s2 + 1500, 'c', 300);
+	memcpy(s3, s2, sizeof(s2));
+	memset(s3 + 5000, 'd', 2000);
+	for (long point = 1; point < 200; point++) {
+		struct env e;
+		pf_volume_t *v;
+		pf_file_t *f;
+		struct kiln_err err = { 0 };
+		uint64_t size;
+		int done = 0, k;
+		ssize_t n;
+
+		env_init(&e);
+		v = vol_init(&e, 1024, NULL, 0);
+		write_file(v, "f", s0, sizeof(s0));
+		pf_volume_close(v, NULL);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+		assert_int_equal(pf_pwrite(f, s1, sizeof(s1), 0, &err), (ssize_t)sizeof(s1));
+		assert_int_equal(pf_fsync(f, &err), 0);
+		done = 1;
+		g_last_fault->countdown = point;
+		g_last_fault->sticky = true;
+		g_last_fault->rng = (uint64_t)point * 2654435761u + 11;
+		if (pf_pwrite(f, s2 + 1500, 300, 1500, &err) == 300 && pf_fsync(f, &err) == 0) {
+			done = 2;
+			if (pf_pwrite(f, s3 + 5000, 2000, 5000, &err) == 2000 &&
+			    pf_fsync(f, &err) == 0)
+				done = 3;
+		}
+		pf_close(f);
+		(void)pf_volume_close(v, NULL);
+		v = vol_reopen(&e);
+		if (pf_open(v, "f", O_RDONLY, 0, &f, &err) != 0)
+			fail_msg("point %ld: open: %s", point, err.msg);
+		assert_int_equal(pf_get_size(f, &size), 0);
+		n = pf_pread(f, got, sizeof(got), 0, &err);
+		if (n < 0)
+			fail_msg("point %ld: read: %s", point, err.msg);
+		pf_close(f);
+		for (k = done; k <= done + 1 && k < 4; k++)
+			if ((size_t)n == sizes[k] && memcmp(got, states[k], sizes[k]) == 0)
+				break;
+		if (k > done + 1 || k == 4)
+			fail_msg("point %ld: content is neither state %d nor the next", point, done);
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+		pf_volume_close(v, NULL);
+		env_free(&e);
+		if (!g_fault_last_dead && point > 5)
+			break;
+	}
+}
+
+static void test_journal_generations_crash_points(void **state)
+{
+	generations_crash_points();
+	g_use_deferred = true;
+	generations_crash_points();
+	g_use_deferred = false;
 }
 
 static void test_faults(void **state)
@@ -2431,6 +2798,11 @@ int main(void)
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_journal_reused_in_place),
 		cmocka_unit_test(test_journal_format1_recovered),
+		cmocka_unit_test(test_journal_format2_recovered),
+		cmocka_unit_test(test_journal_redo_replayed),
+		cmocka_unit_test(test_journal_redo_hostile),
+		cmocka_unit_test(test_journal_redo_read_only),
+		cmocka_unit_test(test_journal_generations_crash_points),
 		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
