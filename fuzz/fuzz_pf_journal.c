@@ -1,23 +1,29 @@
-/* Fuzz the undo journal's recovery (pf__journal_recover, run when a file is
- * opened after a crash): the journal "<id>.j" is a file the host controls.
+/* Fuzz the journals' recovery (pf__journal_recover, run when a file is
+ * opened after a crash): the journals "<id>.j"/"<id>.k" are files the host
+ * controls.
  *
- * At start the target makes a real crash: a volume (in /dev/shm, chunk 512)
- * holds a committed file A of 6 chunks; a child process overwrites chunks 0,
- * 2 and 5, writes them back through the real write path (the journal of the
- * committed slots synced first) and dies without committing. That storage
- * directory and the live journal it left are the starting point of every run.
+ * At start the target makes two real crashes of a volume (in /dev/shm, chunk
+ * 512) holding a committed file A of 6 chunks. Undo image: a child process
+ * overwrites chunks 0, 2 and 5, writes them back through the real write path
+ * (the journal of the committed slots synced first) and dies without
+ * committing: the file must read A. Redo image (format 3): a child makes the
+ * same overwrites and commits them (fsync: the held slots go into the journal
+ * as redo entries with an end record, then in place), and the in-place
+ * writes are lost (the backing file as before): the file must read B. Those
+ * storage directories and the live journals they left are the starting
+ * points of every run.
  *
  * An input is one flag byte and a delta XORed onto the live journal (its
  * length is the journal's length: shorter cuts it, longer appends the delta's
  * own bytes), so an input of zeros is the real journal and the fuzzer mutates
  * from there. Flags: 1 rebinds the header to the committed state, 2 recomputes
  * every entry's check (so mutated entries reach the checks after it), 4 with 1
- * writes a format 1 header (entries unbound).
+ * writes a format 1 header (entries unbound), 8 takes the redo image.
  *
  * Each run restores the storage directory, writes the journal, opens the
  * volume and the file and reads it. The property: the file reads back exactly
- * as committed (A), or opening/reading it fails with a message. A journal
- * never makes other bytes readable, and nothing crashes.
+ * as committed (A, or B for the redo image), or opening/reading it fails with
+ * a message. A journal never makes other bytes readable, and nothing crashes.
  *
  * Seeds: KILN_FUZZ_SEEDS=DIR fuzz_pf_journal -runs=0 writes the seed corpus
  * (fuzz/corpus/pf_journal) from the live journal made at start. */
@@ -43,17 +49,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t g_key[PF_KEY_SIZE];
 static char g_dir[64], g_kdir[96];
-static uint8_t g_a[FILE_SIZE];
-/* The crash image: every file of the storage directory but the journal. */
-static struct {
+static uint8_t g_a[FILE_SIZE], g_b[FILE_SIZE];
+struct sfile {
 	char name[64];
 	uint8_t *data;
 	size_t size;
-} g_files[MAX_FILES];
-static size_t g_nfiles;
-static char g_jname[64];
-static uint8_t *g_journal;
-static size_t g_jsize;
+};
+/* A crash image: every file of the storage directory but the journal. */
+struct image {
+	struct sfile files[MAX_FILES];
+	size_t nfiles;
+	char jname[64];
+	uint8_t *journal;
+	size_t jsize;
+	const uint8_t *want; /* the committed content */
+};
+static struct image g_undo, g_redo;
 /* The committed state the journal restores. */
 static uint8_t g_root[PF_ROOT_SIZE], g_file_id[PF_FILE_ID_SIZE];
 
@@ -107,7 +118,7 @@ static pf_volume_t *vol_open(bool init)
 
 /* The child's half of the crash: overwrite chunks 0, 2 and 5 of f and write
  * them back (journal synced first), then die without a commit. */
-static void crash_child(void)
+static void crash_child(bool redo)
 {
 	pf_volume_t *v = vol_open(false);
 	struct kiln_err err = { 0 };
@@ -121,20 +132,69 @@ static void crash_child(void)
 	    pf_pwrite(f, b, sizeof(b), 2 * CS + 7, &err) != sizeof(b) ||
 	    pf_pwrite(f, b, 20, 5 * CS + 3, &err) != 20)
 		_exit(3);
+	if (redo) {
+		if (pf_fsync(f, &err) != 0 || !f->node->jlive)
+			_exit(5);
+		_exit(0); /* no close: its sync would make the in-place writes durable */
+	}
 	if (pf__wb_drain(f->node, &err) != 0 || f->node->wb_count != 0)
 		_exit(4);
 	_exit(0);
 }
 
+/* Read the storage directory into img (the journal named jsuffix apart). */
+static void snap(struct image *img, const char *jsuffix)
+{
+	DIR *d = opendir(g_kdir);
+	struct dirent *de;
+
+	if (!d)
+		die(g_kdir, NULL);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (len > 2 && strcmp(de->d_name + len - 2, jsuffix) == 0) {
+			snprintf(img->jname, sizeof(img->jname), "%s", de->d_name);
+			img->journal = get_file(de->d_name, &img->jsize);
+			continue;
+		}
+		if (img->nfiles == MAX_FILES || len >= sizeof(img->files[0].name))
+			die("too many files", NULL);
+		snprintf(img->files[img->nfiles].name, sizeof(img->files[0].name), "%s",
+			 de->d_name);
+		img->files[img->nfiles].data = get_file(de->d_name, &img->files[img->nfiles].size);
+		img->nfiles++;
+	}
+	closedir(d);
+}
+
+static void run_child(bool redo)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0)
+		crash_child(redo);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("crash child", NULL);
+}
+
+static void put_image(const struct image *img)
+{
+	for (size_t i = 0; i < img->nfiles; i++)
+		put_file(img->files[i].name, img->files[i].data, img->files[i].size);
+}
+
+static void sweep(bool all);
+
 static void make_crash(void)
 {
+	struct image base = { 0 };
 	struct kiln_err err = { 0 };
 	pf_volume_t *v;
 	pf_file_t *f;
-	DIR *d;
-	struct dirent *de;
-	pid_t pid;
-	int st;
 
 	v = vol_open(true);
 	if (!v)
@@ -149,48 +209,49 @@ static void make_crash(void)
 	pf_close(f);
 	if (pf_volume_close(v, &err) != 0)
 		die("close", &err);
-	pid = fork();
-	if (pid == 0)
-		crash_child();
-	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		die("crash child", NULL);
-	d = opendir(g_kdir);
-	if (!d)
-		die(g_kdir, NULL);
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-
-		if (de->d_name[0] == '.')
-			continue;
-		if (len > 2 && strcmp(de->d_name + len - 2, ".j") == 0) {
-			snprintf(g_jname, sizeof(g_jname), "%s", de->d_name);
-			g_journal = get_file(de->d_name, &g_jsize);
-			continue;
-		}
-		if (g_nfiles == MAX_FILES || len >= sizeof(g_files[0].name))
-			die("too many files", NULL);
-		snprintf(g_files[g_nfiles].name, sizeof(g_files[0].name), "%s", de->d_name);
-		g_files[g_nfiles].data = get_file(de->d_name, &g_files[g_nfiles].size);
-		g_nfiles++;
-	}
-	closedir(d);
-	/* Header and three entries: 0 and 2 whole, 5 partial. */
-	if (!g_journal || g_jsize != PF_JOURNAL_HDR_SIZE + 2 * (20 + PF_SLOT_META + CS) +
-						  (20 + PF_SLOT_META + 40))
+	memcpy(g_b, g_a, sizeof(g_a));
+	memset(g_b + 10, 'B', 100);
+	memset(g_b + 2 * CS + 7, 'B', 100);
+	memset(g_b + 5 * CS + 3, 'B', 20);
+	/* The state at rest (no journal yet), then the redo crash over it. */
+	snap(&base, ".j");
+	run_child(true);
+	snap(&g_redo, ".j");
+	g_redo.want = g_b;
+	/* The in-place writes after the commit point are lost: the backing
+	 * file (the one name without a suffix) as at rest. */
+	for (size_t i = 0; i < g_redo.nfiles; i++)
+		for (size_t k = 0; k < base.nfiles; k++)
+			if (strlen(g_redo.files[i].name) == 32 &&
+			    strcmp(g_redo.files[i].name, base.files[k].name) == 0) {
+				free(g_redo.files[i].data);
+				g_redo.files[i].data = malloc(base.files[k].size + 1);
+				if (!g_redo.files[i].data)
+					abort();
+				memcpy(g_redo.files[i].data, base.files[k].data,
+				       base.files[k].size);
+				g_redo.files[i].size = base.files[k].size;
+			}
+	/* Back to rest, then the undo crash. */
+	sweep(false);
+	put_image(&base);
+	run_child(false);
+	snap(&g_undo, ".j");
+	g_undo.want = g_a;
+	for (size_t k = 0; k < base.nfiles; k++)
+		free(base.files[k].data);
+	/* Undo: header and three entries: 0 and 2 whole, 5 partial. Redo: the
+	 * same undo entries, as many redo entries, the end record. */
+	if (!g_undo.journal || g_undo.jsize != PF_JOURNAL_HDR_SIZE +
+						2 * (20 + PF_SLOT_META + CS) + (20 + PF_SLOT_META + 40))
 		die("no live journal of the expected size", NULL);
+	if (!g_redo.journal || g_redo.jsize != 2 * g_undo.jsize - PF_JOURNAL_HDR_SIZE +
+						PF_JOURNAL_END_SIZE + 8)
+		die("no live redo journal of the expected size", NULL);
 }
 
-static bool in_image(const char *name)
-{
-	if (strcmp(name, g_jname) == 0)
-		return true;
-	for (size_t i = 0; i < g_nfiles; i++)
-		if (strcmp(name, g_files[i].name) == 0)
-			return true;
-	return false;
-}
-
-/* Remove what a run added to the storage directory (all of it: at exit). */
+/* Empty the storage directory (each run puts its image back); all: its
+ * dot files too (at exit). */
 static void sweep(bool all)
 {
 	DIR *d = opendir(g_kdir);
@@ -201,7 +262,7 @@ static void sweep(bool all)
 		return;
 	while ((de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    (!all && in_image(de->d_name)))
+		    (!all && de->d_name[0] == '.'))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", g_kdir, de->d_name);
 		unlink(path);
@@ -239,20 +300,31 @@ static void write_seed(const char *dir, const char *name, uint8_t flags, size_t 
 static void write_seeds(const char *dir)
 {
 	size_t e0 = PF_JOURNAL_HDR_SIZE, e1 = e0 + 20 + PF_SLOT_META + CS;
+	size_t jsize0 = g_undo.jsize, rsize = g_redo.jsize;
+	size_t redo0 = g_undo.jsize, end = rsize - PF_JOURNAL_END_SIZE - 8;
 
-	write_seed(dir, "live", 0, g_jsize, 0);
-	write_seed(dir, "live-resummed", 3, g_jsize, 0);
-	write_seed(dir, "format1", 7, g_jsize, 0);
-	write_seed(dir, "torn-tail", 0, g_jsize - 5, 0);
+	write_seed(dir, "redo-live", 8, rsize, 0);
+	write_seed(dir, "redo-resummed", 8 | 3, rsize, 0);
+	write_seed(dir, "redo-torn-end", 8, rsize - 5, 0);
+	write_seed(dir, "redo-no-end", 8, end, 0);
+	write_seed(dir, "redo-entry-flipped", 8, rsize, 1 + redo0 + 12 + PF_SLOT_META + 5);
+	write_seed(dir, "redo-entry-forged", 8 | 2, rsize, 1 + redo0 + 12 + PF_SLOT_META + 5);
+	write_seed(dir, "redo-bad-count", 8 | 2, rsize, 1 + end + 8);
+	write_seed(dir, "redo-end-root", 8 | 2, rsize, 1 + end + 12 + 3);
+	write_seed(dir, "redo-as-undo", 8 | 2, rsize, 1 + redo0 + 11); /* redo bit off */
+	write_seed(dir, "live", 0, jsize0, 0);
+	write_seed(dir, "live-resummed", 3, jsize0, 0);
+	write_seed(dir, "format1", 7, jsize0, 0);
+	write_seed(dir, "torn-tail", 0, jsize0 - 5, 0);
 	write_seed(dir, "header-only", 0, PF_JOURNAL_HDR_SIZE, 0);
 	write_seed(dir, "empty", 0, 0, 0);
-	write_seed(dir, "stale-header", 0, g_jsize, 1 + 9);
-	write_seed(dir, "spent", 0, g_jsize, 1 + 0); /* magic changed */
-	write_seed(dir, "entry-bad-sum", 0, g_jsize, 1 + e1 + 20);
-	write_seed(dir, "entry-bad-index", 2, g_jsize, 1 + e1 + 3);
-	write_seed(dir, "entry-bad-len", 2, g_jsize, 1 + e1 + 9);
-	write_seed(dir, "slot-flipped", 2, g_jsize, 1 + e0 + 12 + PF_SLOT_META + 5);
-	write_seed(dir, "longer", 0, g_jsize + 600, 0);
+	write_seed(dir, "stale-header", 0, jsize0, 1 + 9);
+	write_seed(dir, "spent", 0, jsize0, 1 + 0); /* magic changed */
+	write_seed(dir, "entry-bad-sum", 0, jsize0, 1 + e1 + 20);
+	write_seed(dir, "entry-bad-index", 2, jsize0, 1 + e1 + 3);
+	write_seed(dir, "entry-bad-len", 2, jsize0, 1 + e1 + 9);
+	write_seed(dir, "slot-flipped", 2, jsize0, 1 + e0 + 12 + PF_SLOT_META + 5);
+	write_seed(dir, "longer", 0, jsize0 + 600, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -275,7 +347,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* The journal of this input: the live one XOR the delta, then the fixups. */
-static uint8_t *make_journal(const uint8_t *data, size_t size, size_t *out_size)
+static uint8_t *make_journal(const struct image *img, const uint8_t *data, size_t size,
+			     size_t *out_size)
 {
 	uint8_t flags = size ? data[0] : 0;
 	size_t len = size ? size - 1 : 0;
@@ -284,7 +357,7 @@ static uint8_t *make_journal(const uint8_t *data, size_t size, size_t *out_size)
 	if (!j)
 		abort();
 	for (size_t i = 0; i < len; i++)
-		j[i] = data[1 + i] ^ (i < g_jsize ? g_journal[i] : 0);
+		j[i] = data[1 + i] ^ (i < img->jsize ? img->journal[i] : 0);
 	if (flags & 1) {
 		pf__journal_header(g_root, FILE_SIZE, g_file_id,
 				   flags & 4 ? PF_JOURNAL_MAGIC_V1 : PF_JOURNAL_MAGIC, j);
@@ -296,9 +369,12 @@ static uint8_t *make_journal(const uint8_t *data, size_t size, size_t *out_size)
 		size_t off = PF_JOURNAL_HDR_SIZE;
 
 		while (off + 12 <= len) {
-			uint64_t esize = 12 + PF_SLOT_META + (uint64_t)pf__get_u32(j + off + 8);
+			uint64_t esize = 12 + PF_SLOT_META +
+					 (uint64_t)(pf__get_u32(j + off + 8) & ~PF_JOURNAL_REDO);
 			uint8_t sum[KC_SHA256_SIZE];
 
+			if (pf__get_u64(j + off) == PF_JOURNAL_END)
+				esize = PF_JOURNAL_END_SIZE;
 			if (esize + 8 > len - off)
 				break;
 			pf__journal_entry_sum(bind, j + off, esize, sum);
@@ -314,6 +390,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kiln_err err = { 0 };
 	uint8_t got[FILE_SIZE + 1];
+	const struct image *img;
 	size_t jsize;
 	uint8_t *j;
 	pf_volume_t *v;
@@ -323,10 +400,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 1 + (1u << 16))
 		return -1;
 	sweep(false);
-	for (size_t i = 0; i < g_nfiles; i++)
-		put_file(g_files[i].name, g_files[i].data, g_files[i].size);
-	j = make_journal(data, size, &jsize);
-	put_file(g_jname, j, jsize);
+	img = size && (data[0] & 8) ? &g_redo : &g_undo;
+	put_image(img);
+	j = make_journal(img, data, size, &jsize);
+	put_file(img->jname, j, jsize);
 	free(j);
 	v = vol_open(false);
 	if (!v)
@@ -336,7 +413,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* every failure explains itself */
 	} else {
 		n = pf_pread(f, got, sizeof(got), 0, &err);
-		if (n >= 0 && (n != FILE_SIZE || memcmp(got, g_a, FILE_SIZE) != 0))
+		if (n >= 0 && (n != FILE_SIZE || memcmp(got, img->want, FILE_SIZE) != 0))
 			abort(); /* bytes that were never committed */
 		if (n < 0 && !err.msg[0])
 			abort();

@@ -99,6 +99,7 @@ def main():
             # Alternate the order so that neither build always runs first.
             order = ("a", "b") if r % 2 == 0 else ("b", "a")
             got = {x: fn(builds[x]) for x in order}
+            got["load"] = open("/proc/loadavg").read().split()[:3]  # after the round
             raw.append(got)
             print(name, r, json.dumps(got), flush=True)
 
