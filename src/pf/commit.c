@@ -139,6 +139,20 @@ bool pf__node_needs_commit(const struct pf_node *n)
 	return n->inode->names && (n->dirty || !n->base_in_meta);
 }
 
+/* A generation with a journal commits in one sync phase: its new root (from
+ * the tags in memory), then its held slots as redo entries and the end
+ * record, synced with the data; the slots go in place after the rename. */
+static int redo_end(struct pf_node *n)
+{
+	int ret = pf__tree_root(n, n->size, n->new_root, NULL);
+
+	if (!ret)
+		ret = pf__journal_end(n, n->new_root, n->size);
+	if (!ret)
+		n->redo = true;
+	return ret;
+}
+
 /* Commit one node (or every node needing it when only == NULL) and the
  * namespace in one metadata write. */
 int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
@@ -149,17 +163,28 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 
 	if (v->read_only)
 		return 0;
-	/* Many files in one commit (a flush): one syncfs instead of a sync each. */
+	for (struct pf_node *n = v->nodes; n; n = n->next)
+		n->redo = false;
+	/* Many files in one commit (a flush): one syncfs instead of a sync each,
+	 * covering the journals (with their redo entries) and the data. */
 	if (!only && v->so->sync_all) {
 		size_t count = 0;
 
 		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)
 			count += !n->failed && pf__node_needs_commit(n);
 		if (count >= 2) {
-			for (struct pf_node *n = v->nodes; n; n = n->next)
-				if (!n->failed && pf__node_needs_commit(n) &&
-				    pf__wb_drain(n, NULL) == 0)
+			for (struct pf_node *n = v->nodes; n; n = n->next) {
+				if (n->failed || !pf__node_needs_commit(n))
+					continue;
+				if (!pf__has_base(n) || !n->gen_open) {
+					n->synced = pf__wb_drain(n, NULL) == 0;
+				} else if (redo_end(n) == 0) {
 					n->synced = true;
+				} else {
+					/* The journal's end is unknown: like a failed write. */
+					n->failed = true;
+				}
+			}
 			if (v->so->sync_all(v->sctx) != 0)
 				for (struct pf_node *n = v->nodes; n; n = n->next)
 					n->synced = false;
@@ -167,6 +192,8 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 	}
 	v->syncs_failed = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		bool ended;
+
 		if (only && n != only)
 			continue;
 		if (n->failed) {
@@ -179,10 +206,10 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		}
 		if (!pf__node_needs_commit(n))
 			continue;
-		/* A generation with a journal commits in one sync phase: its held
-		 * slots go into the journal as redo entries, synced with the data
-		 * (pf__journal_end), and in place after the rename. */
-		n->redo = !n->synced && pf__has_base(n) && n->gen_open;
+		/* redo_end ran already (above) when n->redo is set. */
+		ended = n->redo;
+		if (!ended)
+			n->redo = !n->synced && pf__has_base(n) && n->gen_open;
 		ret = n->synced || n->redo ? 0 : pf__wb_drain(n, NULL);
 		/* Nothing committed lies past the new end of a file without a base:
 		 * cut it before the sync, which then covers both. */
@@ -193,9 +220,9 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			if (!ret)
 				n->phys_size = pf__expected_phys(v, n->size);
 		}
-		if (!ret && n->redo)
-			ret = pf__tree_root(n, n->size, n->new_root, NULL);
-		if (!ret && n->redo && !(ret = pf__journal_end(n, n->new_root, n->size)))
+		if (!ret && n->redo && !ended)
+			ret = redo_end(n);
+		if (!ret && n->redo && !n->synced)
 			ret = sync_begin(v, n->jfh);
 		if (!ret && !n->synced)
 			ret = sync_begin(v, n->fh);
