@@ -217,6 +217,25 @@ static int fo_sync(void *ctx, void *fh)
 	return r;
 }
 
+/* A syncfs: every file's changes become durable. */
+static int fo_sync_all(void *ctx)
+{
+	struct fault *f = ctx;
+	int r = fault_hit(f);
+
+	if (r)
+		return r;
+	r = f->inner->sync_all ? f->inner->sync_all(f->ictx) : -ENOSYS;
+	while (r == 0 && f->undo) {
+		struct fault_undo *u = f->undo;
+
+		f->undo = u->next;
+		free(u->old);
+		free(u);
+	}
+	return r;
+}
+
 static int fo_close(void *ctx, void *fh)
 {
 	struct fault *f = ctx;
@@ -314,6 +333,7 @@ LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to
 LOCKED(int, fo_sync_dir, (void *c), (c))
 LOCKED(int, fo_sync_start, (void *c, void *fh), (c, fh))
 LOCKED(int, fo_sync_wait, (void *c), (c))
+LOCKED(int, fo_sync_all, (void *c), (c))
 
 static const struct pf_storage_ops g_ops = {
 	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
@@ -328,6 +348,7 @@ static const struct pf_storage_ops g_ops_deferred = {
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l, .punch = fo_punch_l,
+	.sync_all = fo_sync_all_l,
 };
 
 void fault_storage_wrap(const struct pf_storage_ops *inner, void *ictx, bool deferred,

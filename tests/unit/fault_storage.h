@@ -12,6 +12,8 @@
  *   - defer syncs (sync_start/sync_wait, as the runtime's storage): a started
  *     sync happens only at sync_wait, so a commit that renames before waiting
  *     leaves unsynced data for the power-loss model to drop.
+ *     With deferred syncs it also has sync_all (a syncfs: every file synced),
+ *     as the runtime's storage has.
  *   - count what is read (to check that an operation reads O(1) bytes, not
  *     O(file)); punch (when the inner storage has it) is a mutating call,
  *     logged for power loss as a write of zeros.

@@ -2636,6 +2636,76 @@ static void generations_crash_points(void)
 	}
 }
 
+/* A flush of two files (the volume server's commit): with a syncfs both
+ * journals' redo entries and both data files are synced in one phase. Two
+ * generations, a power cut at every storage call of the second flush: each
+ * file is its first or its second content, both the same one. */
+static void test_journal_flush_crash_points(void **state)
+{
+	uint8_t s0[5000], s1[5000], s2[5000], got[6000];
+
+	memset(s0, 'a', sizeof(s0));
+	memcpy(s1, s0, sizeof(s0));
+	memset(s1 + 200, 'b', 1500);
+	memcpy(s2, s1, sizeof(s1));
+	memset(s2 + 1000, 'c', 3000);
+	g_use_deferred = true;
+	for (long point = 1; point < 200; point++) {
+		static const char *const names[] = { "f", "g" };
+		struct env e;
+		pf_volume_t *v;
+		pf_file_t *f[2];
+		struct kiln_err err = { 0 };
+		int which = -1;
+
+		env_init(&e);
+		v = vol_init(&e, 1024, NULL, 0);
+		write_file(v, "f", s0, sizeof(s0));
+		write_file(v, "g", s0, sizeof(s0));
+		pf_volume_close(v, NULL);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(pf_open(v, names[i], O_RDWR, 0, &f[i], &err), 0);
+			assert_int_equal(pf_pwrite(f[i], s1 + 200, 1500, 200, &err), 1500);
+		}
+		assert_int_equal(pf_volume_flush(v, &err), 0);
+		assert_true(f[0]->node->jlive && f[1]->node->jlive);
+		g_last_fault->countdown = point;
+		g_last_fault->sticky = true;
+		g_last_fault->rng = (uint64_t)point * 2654435761u + 13;
+		if (pf_pwrite(f[0], s2 + 1000, 3000, 1000, &err) == 3000 &&
+		    pf_pwrite(f[1], s2 + 1000, 3000, 1000, &err) == 3000)
+			(void)pf_volume_flush(v, &err);
+		pf_close(f[0]);
+		pf_close(f[1]);
+		(void)pf_volume_close(v, NULL);
+		v = vol_reopen(&e);
+		for (int i = 0; i < 2; i++) {
+			pf_file_t *h;
+			ssize_t n;
+			int k;
+
+			if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
+				fail_msg("point %ld: open %s: %s", point, names[i], err.msg);
+			n = pf_pread(h, got, sizeof(got), 0, &err);
+			if (n != 5000)
+				fail_msg("point %ld: read %s: %zd %s", point, names[i], n, err.msg);
+			pf_close(h);
+			k = memcmp(got, s1, 5000) == 0 ? 1 : memcmp(got, s2, 5000) == 0 ? 2 : 0;
+			if (!k || (which >= 0 && k != which))
+				fail_msg("point %ld: %s is state %d (the other file: %d)", point,
+					 names[i], k, which);
+			which = k;
+		}
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+		pf_volume_close(v, NULL);
+		env_free(&e);
+		if (!g_fault_last_dead && point > 5)
+			break;
+	}
+	g_use_deferred = false;
+}
+
 static void test_journal_generations_crash_points(void **state)
 {
 	generations_crash_points();
@@ -2803,6 +2873,7 @@ int main(void)
 		cmocka_unit_test(test_journal_redo_hostile),
 		cmocka_unit_test(test_journal_redo_read_only),
 		cmocka_unit_test(test_journal_generations_crash_points),
+		cmocka_unit_test(test_journal_flush_crash_points),
 		cmocka_unit_test(test_faults_deferred_syncs),
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
