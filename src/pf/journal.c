@@ -183,25 +183,34 @@ const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k)
 	return NULL;
 }
 
-/* Sync the journal, then write every held slot in place. */
-int pf__wb_drain(struct pf_node *n, struct kiln_err *err)
+/* Write every held slot in place (its journal entries are durable). */
+static int wb_place(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
-	int ret = 0;
 
-	if (n->j_unsynced && (ret = journal_sync(n)))
-		goto fail;
 	for (size_t i = 0; i < n->wb_count; i++) {
-		uint64_t k = n->wb_idx[i];
-		uint64_t len = n->wb_len[i];
+		uint64_t k = n->wb_idx[i], len = n->wb_len[i];
+		int ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len,
+					    pf__slot_off(v, k));
 
-		ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len, pf__slot_off(v, k));
 		if (ret)
-			goto fail;
+			return ret;
 		if (pf__slot_off(v, k) + len > n->phys_size)
 			n->phys_size = pf__slot_off(v, k) + len;
 	}
 	n->wb_count = 0;
+	return 0;
+}
+
+/* Sync the journal, then write every held slot in place. */
+int pf__wb_drain(struct pf_node *n, struct kiln_err *err)
+{
+	int ret = 0;
+
+	if (n->j_unsynced && (ret = journal_sync(n)))
+		goto fail;
+	if ((ret = wb_place(n)))
+		goto fail;
 	return 0;
 fail:
 	n->failed = true;
@@ -281,7 +290,6 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
  * journal, so this one stays whole until the next commit's data sync. */
 int pf__journal_placed(struct pf_node *n)
 {
-	pf_volume_t *v = n->vol;
 	void *t;
 	int ret;
 
@@ -291,16 +299,8 @@ int pf__journal_placed(struct pf_node *n)
 	 * format 2, once debris past the end is cut. */
 	if (n->wb_count == 0)
 		return 0;
-	for (size_t i = 0; i < n->wb_count; i++) {
-		uint64_t k = n->wb_idx[i], len = n->wb_len[i];
-
-		ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len, pf__slot_off(v, k));
-		if (ret)
-			return ret;
-		if (pf__slot_off(v, k) + len > n->phys_size)
-			n->phys_size = pf__slot_off(v, k) + len;
-	}
-	n->wb_count = 0;
+	if ((ret = wb_place(n)))
+		return ret;
 	t = n->jfh;
 	n->jfh = n->jfh_alt;
 	n->jfh_alt = t;
