@@ -112,11 +112,12 @@ def main():
                      "a_vs_native": summary(ratio("a")), "b_vs_native": summary(ratio("b")),
                      "b_speed_vs_a": summary(b_over_a)}
         print(name, json.dumps({k: v for k, v in res[name].items() if k != "raw"}), flush=True)
-    res["load_end"] = open("/proc/loadavg").read().split()[:3]
-    out = ROOT / "bench" / "results" / "shield.json"
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data[args.key] = res
-    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        # Saved after each workload: a later one that fails loses only itself.
+        res["load_end"] = open("/proc/loadavg").read().split()[:3]
+        out = ROOT / "bench" / "results" / "shield.json"
+        data = json.loads(out.read_text()) if out.exists() else {}
+        data[args.key] = res
+        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
