@@ -60,15 +60,23 @@ int main(int argc, char **argv)
             int pid = atoi(e->d_name);
             if (pid <= 0 || pid == getpid()) continue;
             reads++;
+            /* exe is read before and after the marker: a process that exits
+             * right after the read that caught it still gets its name (the
+             * one from before), one that executes in between the new one. */
+            char exe[256] = "", after[256] = "", p[64];
+            snprintf(p, sizeof(p), "/proc/%d/exe", pid);
+            ssize_t k = readlink(p, exe, sizeof(exe) - 1);
+            exe[k > 0 ? k : 0] = '\0';
             if (holds(pid, "environ", mark) || holds(pid, "cmdline", mark)) {
-                char exe[256] = "", p[64];
                 int known = 0;
                 for (int i = 0; i < nseen; i++) known |= seen[i] == pid;
                 if (known) continue;
                 if (nseen < 4096) seen[nseen++] = pid;
-                snprintf(p, sizeof(p), "/proc/%d/exe", pid);
-                ssize_t k = readlink(p, exe, sizeof(exe) - 1);
-                exe[k > 0 ? k : 0] = '\0';
+                k = readlink(p, after, sizeof(after) - 1);
+                if (k > 0) {
+                    after[k] = '\0';
+                    strcpy(exe, after);
+                }
                 hits++;
                 printf("caught pid %d %s\n", pid, exe);
             }
