@@ -51,6 +51,22 @@ void pf__journal_entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t 
 	kc_sha256(bound, sizeof(bound), out);
 }
 
+/* Append the entry in v->jbuf[0, esize) with its check (bound to this
+ * generation) at the journal's end. */
+static int journal_append(struct pf_node *n, size_t esize)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t sum[KC_SHA256_SIZE];
+	int ret;
+
+	pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
+	memcpy(v->jbuf + esize, sum, 8);
+	ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
+	if (!ret)
+		n->jend += esize + 8;
+	return ret;
+}
+
 /* Start a new generation: the journal names the committed state it restores. */
 int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
 {
@@ -145,7 +161,6 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 		to = base_n;
 	for (uint64_t i = from; i < to; i++) {
 		uint32_t len = pf__chunk_len(v, n->base_size, i);
-		uint8_t sum[KC_SHA256_SIZE];
 		size_t esize = 12 + PF_SLOT_META + len;
 
 		if (n->jmap[i / 8] & (1u << (i % 8)))
@@ -154,14 +169,8 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 		pf__put_u32(v->jbuf + 8, len);
 		ret = pf__st_pread_pad(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
 				       pf__slot_off(v, i));
-		if (ret)
+		if (ret || (ret = journal_append(n, esize)))
 			goto fail;
-		pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
-		memcpy(v->jbuf + esize, sum, 8);
-		ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
-		if (ret)
-			goto fail;
-		n->jend += esize + 8;
 		n->jmap[i / 8] |= (uint8_t)(1u << (i % 8));
 		wrote = true;
 	}
@@ -253,7 +262,6 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size)
 {
 	pf_volume_t *v = n->vol;
-	uint8_t sum[KC_SHA256_SIZE];
 	uint64_t redo_off = n->jend;
 	int ret;
 
@@ -263,12 +271,8 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 		pf__put_u64(v->jbuf, n->wb_idx[i]);
 		pf__put_u32(v->jbuf + 8, (n->wb_len[i] - PF_SLOT_META) | PF_JOURNAL_REDO);
 		memcpy(v->jbuf + 12, n->wb + i * v->stride, n->wb_len[i]);
-		pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
-		memcpy(v->jbuf + esize, sum, 8);
-		ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
-		if (ret)
+		if ((ret = journal_append(n, esize)))
 			return ret;
-		n->jend += esize + 8;
 	}
 	pf__put_u64(v->jbuf, PF_JOURNAL_END);
 	pf__put_u32(v->jbuf + 8, (uint32_t)n->wb_count);
@@ -276,13 +280,7 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 	pf__put_u64(v->jbuf + 12 + PF_ROOT_SIZE, size);
 	pf__put_u64(v->jbuf + 20 + PF_ROOT_SIZE, redo_off);
 	pf__put_u64(v->jbuf + 28 + PF_ROOT_SIZE, 0); /* reserved */
-	pf__journal_entry_sum(n->jsum, v->jbuf, PF_JOURNAL_END_SIZE, sum);
-	memcpy(v->jbuf + PF_JOURNAL_END_SIZE, sum, 8);
-	ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, PF_JOURNAL_END_SIZE + 8, n->jend);
-	if (ret)
-		return ret;
-	n->jend += PF_JOURNAL_END_SIZE + 8;
-	return 0;
+	return journal_append(n, PF_JOURNAL_END_SIZE);
 }
 
 /* After the commit point: the held slots go in place without a sync (the
