@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/common.h"
 
@@ -46,6 +47,11 @@ extern const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT];
 
 /* Name of syscall nr ("unknown" outside the table). */
 const char *rt_syscall_name(long nr);
+
+/* st_dev of the files of the volume whose store (.kiln) has this device and
+ * inode number (voldev.c): major RT_VOL_DEV_MAJOR ("kln"), minor a hash. */
+#define RT_VOL_DEV_MAJOR 0x6b6c6eu
+dev_t rt_vol_dev(dev_t store_dev, ino_t store_ino);
 
 /* ---- paths ---------------------------------------------------------------- */
 /* Lexically normalize path against cwd (used when path is relative; cwd must be

@@ -20,11 +20,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "pf/pf.h"
+#include "runtime/runtime.h"
 #include "runtime/supervise.h"
 #include "runtime/attest_proto.h"
 
@@ -36,6 +38,7 @@
 struct sv_vol {
 	const struct rt_volume_cfg *cfg;
 	pf_volume_t *pf; /* owned */
+	dev_t dev;       /* st_dev of its files (struct sv_ident) */
 };
 
 /* A protected file the program has open: its fd number in the program, the
@@ -61,6 +64,7 @@ struct sv {
 	struct sv_vol vols[RT_MAX_VOLUMES];
 	size_t nfiles;
 	struct sv_file *files[SV_MAX_FILES]; /* owned */
+	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
 };
 
 /* The program's pid for the signal forwarder (0: none). */
@@ -378,6 +382,20 @@ static void memfd_times(int memfd, struct timespec *m, struct timespec *c)
 }
 
 /* Write the memfd back through pf when it changed since the last write-back. */
+/* A call kiln cannot serve for a static program: ENOTSUP, and one line the
+ * first time that call is refused (sqlite opens a database's directory to
+ * fsync it at every transaction; the line would repeat for ever). */
+static long refuse(struct sv *sv, const char *call, long nr, const char *abs)
+{
+	if (nr >= 0 && nr < RT_SYSCALL_COUNT && !(sv->refused[nr / 8] & (1u << (nr % 8)))) {
+		sv->refused[nr / 8] |= (uint8_t)(1u << (nr % 8));
+		fprintf(stderr, "kiln: %s on %s: not supported for statically linked programs\n",
+			call, abs);
+		fflush(stderr);
+	}
+	return -ENOTSUP;
+}
+
 static int write_back(struct sv_file *f, struct kiln_err *err)
 {
 	static char buf[1 << 16];
@@ -446,11 +464,8 @@ static long do_open(struct sv *sv, const struct seccomp_notif *n, const char *ca
 
 	if (sv->nfiles >= SV_MAX_FILES)
 		return -EMFILE;
-	if (flags & (O_DIRECTORY | O_PATH)) {
-		fprintf(stderr, "kiln: %s on %s: not supported for statically linked programs\n",
-			call, abs);
-		return -ENOTSUP;
-	}
+	if (flags & (O_DIRECTORY | O_PATH))
+		return refuse(sv, call, n->data.nr, abs);
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -461,9 +476,7 @@ static long do_open(struct sv *sv, const struct seccomp_notif *n, const char *ca
 	ret = pf_open(v->pf, rel, (f->writable ? O_RDWR : O_RDONLY) |
 		      (flags & (O_CREAT | O_EXCL | O_TRUNC)), mode & 07777, &f->pf, &err);
 	if (ret == -EISDIR) {
-		fprintf(stderr, "kiln: %s on %s: not supported for statically linked programs\n",
-			call, abs);
-		ret = -ENOTSUP;
+		ret = (int)refuse(sv, call, n->data.nr, abs);
 		goto fail;
 	}
 	if (ret)
@@ -550,9 +563,23 @@ fail:
 	return ret < -4095 ? -EIO : ret;
 }
 
-static void fill_stat(const struct pf_stat *ps, struct stat *st)
+/* Which file a stat names, as the program compares it with fstat: a file the
+ * program has open is its memfd (fstat is not trapped, so the kernel answers
+ * it from the memfd: sqlite takes a stat(path) whose st_ino differs from its
+ * fstat(fd) for a database moved under it, "attempt to write a readonly
+ * database"); any other is pf's inode number on a device of its own (the
+ * LD_PRELOAD path's major, "kln"), never 0 for every file (cp, tar, find
+ * -samefile tell files apart by them). */
+struct sv_ident {
+	dev_t dev;
+	ino_t ino;
+};
+
+static void fill_stat(const struct pf_stat *ps, const struct sv_ident *id, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
+	st->st_dev = id->dev;
+	st->st_ino = id->ino;
 	st->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
 	st->st_nlink = ps->is_dir ? 2 : 1;
 	st->st_uid = geteuid();
@@ -566,10 +593,13 @@ static void fill_stat(const struct pf_stat *ps, struct stat *st)
 	st->st_ctim = st->st_mtim;
 }
 
-static void fill_statx(const struct pf_stat *ps, struct statx *sx)
+static void fill_statx(const struct pf_stat *ps, const struct sv_ident *id, struct statx *sx)
 {
 	memset(sx, 0, sizeof(*sx));
 	sx->stx_mask = STATX_BASIC_STATS;
+	sx->stx_dev_major = major(id->dev);
+	sx->stx_dev_minor = minor(id->dev);
+	sx->stx_ino = id->ino;
 	sx->stx_blksize = 4096;
 	sx->stx_nlink = ps->is_dir ? 2 : 1;
 	sx->stx_uid = geteuid();
@@ -598,14 +628,18 @@ static int injected_stat(int memfd, struct pf_stat *ps)
 	return 0;
 }
 
-/* Size of an open protected file: its memfd, which may be ahead of the volume. */
-static void open_size(struct sv *sv, const char *abs, struct pf_stat *ps)
+/* An open protected file: size and identity from its memfd, which may be
+ * ahead of the volume and is what the program's fstat sees. */
+static void open_ident(struct sv *sv, const char *abs, struct pf_stat *ps, struct sv_ident *id)
 {
 	for (size_t i = 0; i < sv->nfiles; i++) {
 		struct stat st;
 
-		if (strcmp(sv->files[i]->path, abs) == 0 && fstat(sv->files[i]->memfd, &st) == 0)
+		if (strcmp(sv->files[i]->path, abs) == 0 && fstat(sv->files[i]->memfd, &st) == 0) {
 			ps->size = (uint64_t)st.st_size;
+			id->dev = st.st_dev;
+			id->ino = st.st_ino;
+		}
 	}
 }
 
@@ -767,13 +801,22 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_newfstatat:
 	case SYS_statx: {
 		struct pf_stat ps;
+		struct sv_ident id = { 0 };
+		struct stat ist;
 
 		if (inj >= 0) {
 			ret = injected_stat(inj, &ps);
+			if (!ret && !fstat(inj, &ist)) {
+				id.dev = ist.st_dev;
+				id.ino = ist.st_ino;
+			}
 		} else {
 			ret = pf_stat(v->pf, rel, &ps, &err);
-			if (!ret)
-				open_size(sv, abs, &ps);
+			if (!ret) {
+				id.dev = v->dev;
+				id.ino = (ino_t)ps.ino;
+				open_ident(sv, abs, &ps, &id);
+			}
 		}
 		if (ret) {
 			*val = errno_of(ret);
@@ -782,12 +825,12 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		if (nr == SYS_statx) {
 			struct statx sx;
 
-			fill_statx(&ps, &sx);
+			fill_statx(&ps, &id, &sx);
 			ret = write_mem(sv->pid, a[4], &sx, sizeof(sx));
 		} else {
 			struct stat st;
 
-			fill_stat(&ps, &st);
+			fill_stat(&ps, &id, &st);
 			ret = write_mem(sv->pid, nr == SYS_newfstatat ? a[2] : a[1], &st,
 					sizeof(st));
 		}
@@ -836,10 +879,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		break;
 	}
 unsupported:
-	fprintf(stderr, "kiln: %s on %s: not supported for statically linked programs\n",
-		call, abs);
-	fflush(stderr);
-	*val = -ENOTSUP;
+	*val = refuse(sv, call, nr, abs);
 	return 0;
 }
 
@@ -925,6 +965,15 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 
 			snprintf(msg, sizeof(msg), "%s", kiln_err_msg(err, ret));
 			return kiln_err_set(err, ret, "volume %s: %s", vc->dir, msg);
+		}
+		{
+			char store[4200];
+			struct stat st;
+
+			/* pf opened the store (never through a symlink) just now. */
+			snprintf(store, sizeof(store), "%s/.kiln", vc->dir);
+			if (lstat(store, &st) == 0)
+				sv->vols[i].dev = rt_vol_dev(st.st_dev, st.st_ino);
 		}
 		sv->nvols++;
 	}

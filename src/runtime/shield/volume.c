@@ -33,28 +33,6 @@ struct rt_vol *rt__shield_find_vol(const char *abs, const char **rel)
 	return best;
 }
 
-/* The st_dev of every file in a volume: its own device, as a mount would be.
- * pf's inode numbers are small and restart at 1 in every volume, so with the
- * backing file system's device two volumes (and the host's own files) would
- * share (st_dev, st_ino) pairs, and programs that take that pair as a file's
- * identity go wrong: two PostgreSQL clusters on two volumes derive one
- * SysV shared-memory key and the second refuses to start ("pre-existing
- * shared memory block is still in use"); tar and cp link detection, find
- * -samefile, du. The major is above the kernel's 12 bits, so no real device
- * has it; the minor is a hash of where the volume's store lives, the same in
- * every process and every run. */
-#define RT_VOL_DEV_MAJOR 0x6b6c6eu /* "kln" */
-
-static dev_t volume_dev(dev_t store_dev, ino_t store_ino)
-{
-	uint64_t h = (uint64_t)store_ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)store_dev;
-
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ull;
-	h ^= h >> 32;
-	return makedev(RT_VOL_DEV_MAJOR, (uint32_t)h);
-}
-
 uint64_t rt__vol_gen(struct rt_vol *v)
 {
 	struct rt_vseg *seg = atomic_load(&v->vseg);
@@ -121,7 +99,7 @@ int rt__vols_init(struct kiln_err *err)
 		if (!S_ISDIR(st.st_mode))
 			return kiln_err_set(err, -KILN_EUNSAFE, "volume %s: %s: %s", c->dir, path,
 					    kiln_strerror(-KILN_EUNSAFE));
-		v->st_dev = volume_dev(st.st_dev, st.st_ino);
+		v->st_dev = rt_vol_dev(st.st_dev, st.st_ino);
 		memcpy(v->key, c->key, sizeof(v->key));
 		kiln_wipe(c->key, sizeof(c->key));
 		ret = rt__cl_connect(v, err);

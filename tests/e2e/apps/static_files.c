@@ -293,6 +293,35 @@ int main(int argc, char **argv)
 		closedir(d);
 		return 0;
 	}
+	if (strcmp(argv[1], "ident") == 0) {
+		/* stat(path) names the file fstat(fd) names (sqlite compares
+		 * them), two files are two identities, and a directory opened
+		 * to be fsynced (sqlite's journal) is refused, twice. */
+		struct stat a, b, fa;
+		char pb[4096];
+
+		snprintf(path, sizeof(path), "%s/a.txt", argv[2]);
+		snprintf(pb, sizeof(pb), "%s/b.txt", argv[2]);
+		fd = open(pb, O_CREAT | O_WRONLY, 0600);
+		if (fd < 0 || close(fd))
+			return fail("create-b");
+		fd = open(path, O_CREAT | O_RDWR, 0600);
+		if (fd < 0 || write(fd, "x", 1) != 1)
+			return fail("create-a");
+		if (fstat(fd, &fa) || stat(path, &a))
+			return fail("stat-open");
+		if (fa.st_dev != a.st_dev || fa.st_ino != a.st_ino)
+			return fail("ident-open");
+		if (close(fd) || stat(path, &a) || stat(pb, &b))
+			return fail("stat-closed");
+		if (a.st_ino == 0 || (a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+			return fail("ident-two");
+		for (int i = 0; i < 2; i++)
+			if (open(argv[2], O_RDONLY) >= 0 || errno != ENOTSUP)
+				return fail("open-dir-plain");
+		puts("ident ok");
+		return 0;
+	}
 	if (strcmp(argv[1], "dir") == 0) {
 		snprintf(path, sizeof(path), "%s/sub", argv[2]);
 		if (mkdir(path, 0700))

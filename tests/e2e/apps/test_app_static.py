@@ -59,6 +59,19 @@ def test_static_program_directories_and_unsupported_calls(volume, prog):
     assert fs(volume, "verify").returncode == 0
 
 
+def test_static_program_file_identity_and_one_refusal_line(volume, prog):
+    """stat(path) of an open file names what fstat(fd) names (sqlite took a
+    difference for a moved database: 'attempt to write a readonly database'
+    at the first write), files have distinct inode numbers (were all 0), and
+    a refusal repeated (sqlite's directory fsync at every transaction) is said
+    once."""
+    p = volume.run(prog, "ident", volume.dir)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == "ident ok\n"
+    line = f"kiln: openat on {volume.dir}: not supported for statically linked programs"
+    assert p.stderr.splitlines().count(line) == 1, p.stderr
+
+
 def test_static_program_fork_child_closing_inherited_fd(volume, prog):
     # The child's close of its copy must not end the parent's tracking of the fd.
     p = volume.run(prog, "fork", volume.dir, check=True)
