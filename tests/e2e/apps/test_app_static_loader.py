@@ -145,3 +145,16 @@ def test_static_musl_sqlite3_in_process_stress(volume):
                     "by make stress)")
     p = sqlite_on_volume(volume, SQLITE_STATIC, extra=LOADER)
     assert said_loader(p, str(SQLITE_STATIC))
+
+
+@pytest.mark.stress
+def test_static_musl_sqlite3_supervised_stress(volume):
+    """The same sqlite3 on the default path for static programs, the seccomp
+    supervisor (every write failed 'attempt to write a readonly database' until
+    the supervisor's stat named the file fstat names)."""
+    if not os.access(SQLITE_STATIC, os.X_OK):
+        pytest.fail(f"{SQLITE_STATIC} not built (scripts/build-musl-sqlite3-static.sh, run "
+                    "by make stress)")
+    p = sqlite_on_volume(volume, SQLITE_STATIC)
+    assert (f"kiln: {SQLITE_STATIC} is statically linked: running it supervised (seccomp), "
+            "every file call traps") in p.stderr.splitlines(), p.stderr
