@@ -381,7 +381,6 @@ static void memfd_times(int memfd, struct timespec *m, struct timespec *c)
 	}
 }
 
-/* Write the memfd back through pf when it changed since the last write-back. */
 /* A call kiln cannot serve for a static program: ENOTSUP, and one line the
  * first time that call is refused (sqlite opens a database's directory to
  * fsync it at every transaction; the line would repeat for ever). */
@@ -396,6 +395,7 @@ static long refuse(struct sv *sv, const char *call, long nr, const char *abs)
 	return -ENOTSUP;
 }
 
+/* Write the memfd back through pf when it changed since the last write-back. */
 static int write_back(struct sv_file *f, struct kiln_err *err)
 {
 	static char buf[1 << 16];
@@ -615,12 +615,14 @@ static void fill_statx(const struct pf_stat *ps, const struct sv_ident *id, stru
 }
 
 /* stat of an injected file, from its memfd. */
-static int injected_stat(int memfd, struct pf_stat *ps)
+static int injected_stat(int memfd, struct pf_stat *ps, struct sv_ident *id)
 {
 	struct stat st;
 
 	if (fstat(memfd, &st))
 		return -errno;
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
 	memset(ps, 0, sizeof(*ps));
 	ps->mode = st.st_mode & 07777;
 	ps->size = (uint64_t)st.st_size;
@@ -802,14 +804,9 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_statx: {
 		struct pf_stat ps;
 		struct sv_ident id = { 0 };
-		struct stat ist;
 
 		if (inj >= 0) {
-			ret = injected_stat(inj, &ps);
-			if (!ret && !fstat(inj, &ist)) {
-				id.dev = ist.st_dev;
-				id.ino = ist.st_ino;
-			}
+			ret = injected_stat(inj, &ps, &id);
 		} else {
 			ret = pf_stat(v->pf, rel, &ps, &err);
 			if (!ret) {
@@ -923,6 +920,17 @@ static void loop(struct sv *sv)
 	}
 }
 
+/* st_dev of a volume's files, from its store (.kiln, which pf has just opened,
+ * never through a symlink); 0 if it cannot be read. */
+static dev_t volume_dev(const char *dir)
+{
+	char store[4200];
+	struct stat st;
+
+	snprintf(store, sizeof(store), "%s/.kiln", dir);
+	return lstat(store, &st) == 0 ? rt_vol_dev(st.st_dev, st.st_ino) : 0;
+}
+
 static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_err *err)
 {
 	for (size_t i = 0; i < cfg->n_volumes; i++) {
@@ -966,15 +974,7 @@ static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_
 			snprintf(msg, sizeof(msg), "%s", kiln_err_msg(err, ret));
 			return kiln_err_set(err, ret, "volume %s: %s", vc->dir, msg);
 		}
-		{
-			char store[4200];
-			struct stat st;
-
-			/* pf opened the store (never through a symlink) just now. */
-			snprintf(store, sizeof(store), "%s/.kiln", vc->dir);
-			if (lstat(store, &st) == 0)
-				sv->vols[i].dev = rt_vol_dev(st.st_dev, st.st_ino);
-		}
+		sv->vols[i].dev = volume_dev(vc->dir);
 		sv->nvols++;
 	}
 	return 0;
