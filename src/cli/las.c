@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -61,6 +62,23 @@ static char *default_cert_out(const char *key)
 	else
 		strcat(out, ".pem");
 	return out;
+}
+
+/* The kiln-sload installed with this kiln (next to libkiln.so, or in the
+ * build tree): kiln-las accepts static_exe from it (docs/las.md). Without
+ * one, only kiln itself may pass a program. */
+static void sload_digest(struct las_config *cfg)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (cli_find_lib("kiln-sload", "src/runtime", path, sizeof(path)) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	cfg->have_sload = ev_file_sha256_fd(fd, NULL, cfg->sload_digest) == 0;
+	close(fd);
 }
 
 static int las_serve_main(int argc, char **argv)
@@ -163,6 +181,7 @@ static int las_serve_main(int argc, char **argv)
 	r = cli_runtime_digests(&digests, &n_digests, runtime_libs, n_runtime);
 	if (r < 0)
 		goto out;
+	sload_digest(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 	cfg.socket_path = socket_path;
 	cfg.id = id;

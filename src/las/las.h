@@ -70,6 +70,11 @@ struct las_config {
 	const uint8_t (*runtime_digests)[32];
 	size_t n_runtime_digests;
 	struct ev_wm_cache *cache;      /* file digest cache, may be NULL */
+	/* SHA-256 of the kiln-sload installed with this kiln (the static loader,
+	 * docs/runtime.md): besides kiln itself, the only peer that may pass a
+	 * program with static_exe. */
+	uint8_t sload_digest[32];
+	bool have_sload;
 	unsigned max_clients;           /* concurrent connections; 0 = default */
 	int timeout_ms;                 /* per request; 0 = LAS_REQUEST_TIMEOUT_MS */
 };

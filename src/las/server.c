@@ -134,14 +134,18 @@ out:
  * one that this kiln-las maps itself -- an LD_PRELOAD into `kiln run` (which
  * re-executes itself without one) or a library planted for its loader is
  * refused. */
-static int check_supervisor(const struct las_config *cfg, pid_t pid, const char **why,
-			    struct kiln_err *err)
+static int check_supervisor(const struct las_config *cfg, pid_t pid, bool sload,
+			    const char **why, struct kiln_err *err)
 {
 	uint8_t wm[EV_WM_SIZE];
 	char *peer = NULL, *self = NULL, *p;
 	int ret;
 
-	ret = ev_workload_measure_cached(pid, NULL, 0, cfg->cache, wm, &peer, err);
+	/* kiln-sload's runtime is libkiln, left out by digest like any
+	 * workload's: a libkiln of another build is a lib line, refused below. */
+	ret = ev_workload_measure_cached(pid, sload ? cfg->runtime_digests : NULL,
+					 sload ? cfg->n_runtime_digests : 0, cfg->cache, wm, &peer,
+					 err);
 	if (ret < 0) {
 		kiln_err_prefix(err, "static_exe: the supervisor: ");
 		goto out;
@@ -175,9 +179,11 @@ out:
 /* Static variant (docs/las.md): the peer passed the program it is about to
  * run and asks for that program's measurement. The LAS vouches for the pair
  * "this file, run by that supervisor" only when the supervisor is the same
- * kiln build as kiln-las itself: that code is known to measure, attest and
- * then execveat() exactly the descriptor it passed, with nothing else loaded
- * into the program. Any other peer could pass one file and run another, and
+ * kiln build as kiln-las itself, or the kiln-sload installed with it (the
+ * static loader, with a libkiln kiln-las knows): that code is known to
+ * measure, attest and then execveat() (kiln-sload: map) exactly the
+ * descriptor it passed, with nothing else loaded into the program. supervised_by
+ * is then the digest of that peer. Any other peer could pass one file and run another, and
  * the evidence would lie about what runs. The digest of /proc/PID/exe, like the
  * rest of host evidence, trusts the host kernel and root (docs/las.md). */
 static int measure_static(struct las_server *srv, pid_t pid, int exe_fd,
@@ -188,6 +194,7 @@ static int measure_static(struct las_server *srv, pid_t pid, int exe_fd,
 	uint8_t peer[32];
 	char link[64];
 	ssize_t n;
+	bool sload;
 	int fd, ret;
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
@@ -202,12 +209,15 @@ static int measure_static(struct las_server *srv, pid_t pid, int exe_fd,
 		*why = "static_exe: cannot read the peer's executable";
 		return ret;
 	}
-	if (!srv->have_self || memcmp(peer, srv->self_digest, sizeof(peer)) != 0) {
-		*why = "static_exe: the peer is not the kiln build of this kiln-las (only "
-		       "its supervisor may pass a program)";
+	/* The static loader (kiln-sload with libkiln) measures, attests and maps
+	 * exactly the descriptor it passed, as the supervisor execs it. */
+	sload = cfg->have_sload && memcmp(peer, cfg->sload_digest, sizeof(peer)) == 0;
+	if (!sload && (!srv->have_self || memcmp(peer, srv->self_digest, sizeof(peer)) != 0)) {
+		*why = "static_exe: the peer is not the kiln build of this kiln-las or its "
+		       "kiln-sload (only they may pass a program)";
 		return -KILN_EDENIED;
 	}
-	ret = check_supervisor(cfg, pid, why, err);
+	ret = check_supervisor(cfg, pid, sload, why, err);
 	if (ret < 0)
 		return ret;
 	ret = ev_workload_measure_static_fd(exe_fd, cfg->cache, st->workload_measurement,

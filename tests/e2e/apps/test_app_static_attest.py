@@ -241,7 +241,7 @@ def test_las_static_exe_only_from_kiln(las):
         # This Python process is not the kiln build of kiln-las: refused.
         a = las_ask(las, f'{{"report_data": "{rd}", "static_exe": true}}\n', [fd])
         assert a == {"error": "static_exe: the peer is not the kiln build of this kiln-las "
-                              "(only its supervisor may pass a program)"}
+                              "or its kiln-sload (only they may pass a program)"}
         # A descriptor without the flag, the flag without a descriptor: refused.
         a = las_ask(las, f'{{"report_data": "{rd}"}}\n', [fd])
         assert a == {"error": "a file descriptor is accepted only with \"static_exe\": true"}
