@@ -79,7 +79,8 @@ static void run_usage(FILE *f)
 		"                              output are kept\n"
 		"  --static loader|supervise   how a statically linked PROGRAM runs: loader\n"
 		"                              maps it into kiln-sload's process, with\n"
-		"                              libkiln (one thread; no --cas yet);\n"
+		"                              libkiln (one thread), which attests\n"
+		"                              for it with --cas;\n"
 		"                              supervise (default) under this process\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
@@ -851,16 +852,12 @@ int run_main(int argc, char **argv)
 	if (con_listen && console_fork(&con_addr, &status) != 0)
 		goto out;
 	use_loader = use_loader && is_static;
-	if (use_loader && cfg->cas[0]) {
-		cli_error("run: --static=loader with --cas: the static loader does not attest "
-			  "yet; leave out --static=loader (the supervisor attests static programs)");
-		goto out;
-	}
 	if (use_loader) {
 		snprintf(sload, sizeof(sload), "%s", lib);
 		lib[0] = '\0';
 	}
-	if (cfg->cas[0] && is_static) {
+	/* With --static=loader, libkiln attests in kiln-sload (sload_attest.c). */
+	if (cfg->cas[0] && is_static && !use_loader) {
 		status = run_static_attested(cfg, lib);
 		goto out;
 	}

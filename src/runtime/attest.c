@@ -17,6 +17,7 @@
 #include "runtime/attest_proto.h"
 #include "runtime/internal.h"
 #include "runtime/net/net.h"
+#include "runtime/sload.h"
 
 /* KILN_MEASURE_ONLY=1 (`kiln measure`): print the measurement before main and
  * _exit, exactly as libkiln-measure.so does, so the value is what this library
@@ -53,8 +54,18 @@ static struct rt_json *g_grant;
 int rt__attest(struct kiln_err *err)
 {
 	uint8_t wm[EV_WM_SIZE];
-	int ret = ev_workload_measure_pid(0, wm, NULL, err);
+	int ret;
 
+	/* In kiln-sload the workload is the static program it will map: its
+	 * descriptor is measured (and passed to kiln-las), the runtime around
+	 * it checked (sload_attest.c). */
+	if (g_rt.sload_exe) {
+		ret = rt__sload_measure(wm, err);
+		if (ret)
+			return ret;
+		return rt_attest_cas(&g_rt.cfg, wm, g_rt_sload_fd, &g_grant, err);
+	}
+	ret = ev_workload_measure_pid(0, wm, NULL, err);
 	if (ret) {
 		kiln_err_prefix(err, "attestation: workload measurement: ");
 		return ret;
@@ -72,8 +83,21 @@ int rt__attest_apply_early(struct kiln_err *err)
 	struct stat self;
 	int ret;
 
-	if (stat("/proc/self/exe", &self))
+	/* The policy's command names the measured file: kiln-sload's program
+	 * (its descriptor), else this process's executable. */
+	if (g_rt.sload_exe) {
+		if (fstat(g_rt_sload_fd, &self))
+			return kiln_err_set(err, -errno, "%s: %s", g_rt_sload_path,
+					    kiln_strerror(errno));
+		/* The network and console shields are not run by the loader. */
+		if (rt_json_get(g_grant, "network") || rt_json_get(g_grant, "console"))
+			return kiln_err_set(err, -ENOTSUP, "the policy shields this service's "
+					    "%s, which the static loader does not run: refusing "
+					    "to run it unshielded", rt_json_get(g_grant, "network") ?
+					    "network" : "console");
+	} else if (stat("/proc/self/exe", &self)) {
 		return kiln_err_set(err, -errno, "/proc/self/exe: %s", kiln_strerror(errno));
+	}
 	ret = rt_grant_command(g_grant, &self, &g_argv, &g_argc, &g_env, err);
 	if (ret)
 		return ret;

@@ -124,6 +124,7 @@ struct rt_state {
 	bool initialized;
 	bool sud_on;
 	bool sload_on;         /* in kiln-sload: a static program's calls trap by seccomp */
+	bool sload_exe;        /* this process is kiln-sload (start.c), set before attesting */
 	bool shield_on;        /* at least one volume mounted */
 	struct rt_config cfg;  /* secrets (keys) wiped after the volumes are open */
 	char *config_text;     /* serialized config handed to exec'd children */

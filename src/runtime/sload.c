@@ -3,10 +3,11 @@
  *
  * kiln-sload is a small glibc program started by `kiln run` with libkiln.so
  * preloaded, so libkiln's constructor has read the configuration, opened the
- * volumes (and would have attested) before kiln-sload's main calls
- * kiln_sload_main here. This file maps the static program into this same
- * process, builds the stack a kernel exec would have built (argv, envp,
- * auxv), and jumps to the program's entry with FS zeroed, as after execve.
+ * program (sload_attest.c), attested for it with --cas and opened the volumes
+ * before kiln-sload's main calls kiln_sload_main here. This file maps the
+ * static program into this same process, builds the stack a kernel exec would
+ * have built (argv, envp, auxv), and jumps to the program's entry with FS
+ * zeroed, as after execve.
  * sload_trap.c then sees the program's file calls (seccomp SECCOMP_RET_TRAP
  * for calls made outside the runtime's code) and runs them through the same
  * dispatcher as the LD_PRELOAD path.
@@ -215,8 +216,9 @@ int kiln_sload_main(int argc, char **argv)
 	struct rt_sload_image im = { 0 };
 	const char *why = NULL;
 	extern char **environ;
+	char **prog_argv = argv + 2, **prog_env = environ;
+	int prog_argc, fd = g_rt_sload_fd;
 	uintptr_t sp;
-	int fd;
 
 	if (argc < 3) {
 		fprintf(stderr, "kiln-sload: usage: kiln-sload PROGRAM ARGV0 [ARGS...] "
@@ -228,26 +230,24 @@ int kiln_sload_main(int argc, char **argv)
 			"with kiln run --static=loader)\n");
 		return 1;
 	}
-	/* Absolute: an exec of /proc/self/exe (busybox's applets) means this
-	 * program, whatever the working directory is by then. */
-	if (!realpath(argv[1], g_rt_sload_path)) {
-		fprintf(stderr, "kiln: %s: %s\n", argv[1], strerror(errno));
-		return 127;
-	}
-	im.path = argv[1];
-	fd = open(g_rt_sload_path, O_RDONLY | O_CLOEXEC);
+	/* The descriptor libkiln's constructor opened (and, attested, measured):
+	 * never the path again. */
 	if (fd < 0) {
-		fprintf(stderr, "kiln: %s: %s\n", argv[1], strerror(errno));
+		fprintf(stderr, "kiln: %s: %s\n", argv[1], strerror(g_rt_sload_errno));
 		return 127;
 	}
+	/* Attested: the grant's argv and environment (kiln-sload's own argv
+	 * and the launcher's environment never reach the program). */
+	rt__attest_argv(&prog_argc, &prog_argv, &prog_env);
+	im.path = argv[1];
 	if (map_image(fd, &im, &why) || rt__sload_brk_init(im.hi, &why) ||
-	    !(sp = build_stack(&im, argv[1], argv + 2, environ, &why)) ||
+	    !(sp = build_stack(&im, argv[1], prog_argv, prog_env, &why)) ||
 	    rt__sload_trap_init(&im, &why)) {
 		fprintf(stderr, "kiln: %s: cannot run it in-process (static loader): %s\n",
 			argv[1], why);
-		close(fd);
 		return 1;
 	}
 	close(fd);
+	g_rt_sload_fd = -1;
 	rt__sload_jump(sp, im.entry);
 }

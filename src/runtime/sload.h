@@ -31,7 +31,19 @@ int rt__sload_trap_init(const struct rt_sload_image *im, const char **why) RT_HI
 /* Switch to the program: rsp = sp, FS = 0, every other register 0. */
 __attribute__((noreturn)) void rt__sload_jump(uintptr_t sp, uintptr_t entry) RT_HIDDEN;
 
-/* The program's absolute path (sload_exec.c, set by kiln_sload_main). */
+/* sload_attest.c: the program, opened once by libkiln's constructor
+ * (rt__sload_open, from kiln-sload's command line): the descriptor that is
+ * measured, compared with the policy's command and mapped; -1 with the
+ * reason in g_rt_sload_errno when it cannot be opened. */
+extern int g_rt_sload_fd RT_HIDDEN;
+extern int g_rt_sload_errno RT_HIDDEN;
+void rt__sload_open(void) RT_HIDDEN;
+/* Check the runtime's part of this process (environment, mappings, loaded
+ * objects) and measure the program from g_rt_sload_fd: 0, or an error whose
+ * message is one line for the user. */
+int rt__sload_measure(uint8_t wm[48], struct kiln_err *err) RT_HIDDEN;
+
+/* The program's absolute path (sload_exec.c, set by rt__sload_open). */
 extern char g_rt_sload_path[4096] RT_HIDDEN;
 /* That path while the loader runs a program, else NULL. */
 const char *rt__sload_program(void) RT_HIDDEN;

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "runtime/net/net.h"
+#include "runtime/sload.h"
 #include "runtime/sys/sys.h"
 
 struct rt_state g_rt;
@@ -124,6 +125,11 @@ __attribute__((constructor(101))) static void rt_start(void)
 		die("runtime configuration", kiln_err_msg(&err, ret));
 	if (dladdr((void *)rt_start, &info) && info.dli_fname && info.dli_fname[0] == '/')
 		strncpy(g_rt.lib_path, info.dli_fname, sizeof(g_rt.lib_path) - 1);
+	/* kiln-sload: the program is opened now, once, before it is measured
+	 * (sload_attest.c); kiln_sload_main maps that descriptor. */
+	g_rt.sload_exe = in_sload();
+	if (g_rt.sload_exe)
+		rt__sload_open();
 	if (g_rt.cfg.cas[0]) {
 		ret = rt__attest(&err);
 		if (ret == 0 && (ret = rt__attest_apply_early(&err)))
@@ -155,7 +161,7 @@ __attribute__((constructor(101))) static void rt_start(void)
 				environ = env;
 		}
 	}
-	if (g_rt.cfg.sud && !in_sload()) {
+	if (g_rt.cfg.sud && !g_rt.sload_exe) {
 		ret = rt__sud_init();
 		if (ret)
 			die("syscall user dispatch", kiln_strerror(ret));
@@ -210,8 +216,17 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 		g_main = main;
 		return real(main_late, argc, argv, init, fini, rtld_fini, stack_end);
 	}
-	if (rt__attest_argv(&argc, &argv, &env))
+	/* kiln-sload's main keeps its own argv (PROGRAM first): the grant's
+	 * argv and environment go on the loaded program's stack (sload.c). */
+	if (g_rt.sload_exe) {
+		int grant_argc;
+		char **grant_argv;
+
+		if (rt__attest_argv(&grant_argc, &grant_argv, &env))
+			environ = env;
+	} else if (rt__attest_argv(&argc, &argv, &env)) {
 		environ = env;
+	}
 	return real(main, argc, argv, init, fini, rtld_fini, stack_end);
 }
 

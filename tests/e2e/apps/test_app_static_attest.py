@@ -3,6 +3,7 @@
 file, attests (sim, or host through kiln-las with the static_exe request), and
 runs that very file with the policy's argv, env, pwd, injected files and a CAS
 volume."""
+import contextlib
 import re
 import hashlib
 import json
@@ -95,33 +96,45 @@ def ciphertext(data):
     return raw
 
 
+def host_las(request, kiln, cas, tee):
+    """For host: the las fixture, trusted by the CAS; for sim: None."""
+    if tee != "host":
+        return None
+    las = request.getfixturevalue("las")
+    kiln("cas", "trust-las", las.cert, "--data", cas.data, check=True)
+    return las
+
+
+def attested_twice(fx, cas, tee, las, runner):
+    """Two attested runs of the app service (fx: a fixture's dict with run, data,
+    prog, committed): the policy's argv, env, file and pwd, and the volume: the
+    second run reads what the first wrote, and its fsync moves the freshness
+    tag the CAS holds. For host, kiln-las's evidence is the measurement of the
+    passed program (what `kiln measure` prints), which the kiln executable
+    runner runs (supervised_by). Returns the first run."""
+    data = fx["data"]
+    first = fx["run"](tee=tee, las=las)
+    check_run(first, data, 1)
+    assert ("kiln: WARNING: INSECURE" in first.stderr) == (tee == "sim")
+    assert NOTE.encode() not in ciphertext(data)
+    tag1 = fx["committed"]()
+    assert tag1 >= 1
+    check_run(fx["run"](tee=tee, las=las), data, 2)
+    assert fx["committed"]() > tag1
+    assert NOTE.encode() not in ciphertext(data)
+    if las:
+        sha = hashlib.sha256(runner.read_bytes()).hexdigest()
+        m = measure("--", fx["prog"]).strip()
+        log = las.log_path.read_text()
+        assert f'exe="{fx["prog"]}" measurement={m} supervised_by={sha}' in log, log
+        assert f"supervised_by={sha}" in cas.log()
+    return first
+
+
 @pytest.mark.parametrize("tee", ["sim", "host"])
 def test_static_attested_run(static, cas, kiln, request, tee):
-    las = None
-    if tee == "host":
-        las = request.getfixturevalue("las")
-        kiln("cas", "trust-las", las.cert, "--data", cas.data, check=True)
     static["apply"]()
-    data = static["data"]
-    p = static["run"](tee=tee, las=las)
-    check_run(p, data, 1)
-    assert ("kiln: WARNING: INSECURE" in p.stderr) == (tee == "sim")
-    assert NOTE.encode() not in ciphertext(data)
-    tag1 = static["committed"]()
-    assert tag1 >= 1
-    # A second run (new key, new attestation) reads what the first wrote, and
-    # its fsync moves the freshness tag the CAS holds.
-    p = static["run"](tee=tee, las=las)
-    check_run(p, data, 2)
-    assert static["committed"]() > tag1
-    assert NOTE.encode() not in ciphertext(data)
-    if tee == "host":
-        # The evidence says what it is: the measurement of the passed program,
-        # which this kiln build runs supervised.
-        kiln_sha = hashlib.sha256((BUILD / "kiln").read_bytes()).hexdigest()
-        log = las.log_path.read_text()
-        assert f'exe="{static["prog"]}"' in log and f"supervised_by={kiln_sha}" in log, log
-        assert f"supervised_by={kiln_sha}" in cas.log()
+    attested_twice(static, cas, tee, host_las(request, kiln, cas, tee), BUILD / "kiln")
 
 
 def test_static_tampered_volume_is_eio(static):
@@ -201,14 +214,27 @@ def test_static_measure_equals_running_process(static):
         p.stdout.close()
 
 
-def test_static_secrets_not_in_launcher_proc(static):
-    static["apply"]()
-    p = subprocess.Popen(static["cmd"](service="hold"), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, LAUNCHER_ENV="1"))
+@contextlib.contextmanager
+def holding(cmd):
+    """The "hold" service started by cmd, once it has printed its lines and
+    waits: yields the launcher's Popen, then lets it exit (status 0)."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, LAUNCHER_ENV="1"))
     try:
         out = [p.stdout.readline() for _ in range(6)]
         assert out[1] == "pw-env 24 policy-env-only\n" and out[5] == "ready\n", out
+        yield p
+    finally:
+        p.stdin.close()
+        rc = p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+    assert rc == 0
+
+
+def test_static_secrets_not_in_launcher_proc(static):
+    static["apply"]()
+    with holding(static["cmd"](service="hold")) as p:
         with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
             (child,) = f.read().split()
         with open(f"/proc/{child}/environ", "rb") as f:
@@ -218,12 +244,6 @@ def test_static_secrets_not_in_launcher_proc(static):
         for name in ("cmdline", "environ"):
             with open(f"/proc/{p.pid}/{name}", "rb") as f:
                 assert secret not in f.read(), name
-    finally:
-        p.stdin.close()
-        rc = p.wait(timeout=60)
-        p.stdout.close()
-        p.stderr.close()
-    assert rc == 0
 
 
 def las_ask(las, line, fds=()):

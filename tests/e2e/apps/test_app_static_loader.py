@@ -123,11 +123,6 @@ def test_loader_option_errors(kiln_bin, volume, prog):
                        text=True)
     assert p.returncode == 2
     assert "--static 'bogus': expected loader or supervise" in p.stderr
-    p = subprocess.run([kiln_bin, "run", "--static=loader", "--cas", "https://127.0.0.1:1",
-                        "--cas-fingerprint", "00" * 32, "--session", "s", "--service", "x",
-                        "--tee", "sim", "--", prog], capture_output=True, text=True)
-    assert p.returncode != 0
-    assert "--static=loader with --cas: the static loader does not attest yet" in p.stderr
 
 
 SQLITE_STATIC = Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin" / \
