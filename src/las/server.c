@@ -139,6 +139,8 @@ static int check_supervisor(const struct las_config *cfg, pid_t pid, bool sload,
 {
 	uint8_t wm[EV_WM_SIZE];
 	char *peer = NULL, *self = NULL, *p;
+	/* The refusal names the peer the operator started. */
+	const char *who = sload ? "the static loader (kiln-sload)" : "the supervisor";
 	int ret;
 
 	/* kiln-sload's runtime is libkiln, left out by digest like any
@@ -147,7 +149,7 @@ static int check_supervisor(const struct las_config *cfg, pid_t pid, bool sload,
 					 sload ? cfg->n_runtime_digests : 0, cfg->cache, wm, &peer,
 					 err);
 	if (ret < 0) {
-		kiln_err_prefix(err, "static_exe: the supervisor: ");
+		kiln_err_prefix(err, "static_exe: %s: ", who);
 		goto out;
 	}
 	ret = ev_workload_measure_cached(0, NULL, 0, cfg->cache, wm, &self, err);
@@ -161,9 +163,8 @@ static int check_supervisor(const struct las_config *cfg, pid_t pid, bool sload,
 		memcpy(line, p, sizeof(line) - 1);
 		line[sizeof(line) - 1] = '\0';
 		if (!strstr(self, line)) {
-			ret = kiln_err_set(err, -KILN_EDENIED, "static_exe: the supervisor maps a "
-					   "library that kiln-las does not (sha256 %.64s): refused",
-					   p + 5);
+			ret = kiln_err_set(err, -KILN_EDENIED, "static_exe: %s maps a library that "
+					   "kiln-las does not (sha256 %.64s): refused", who, p + 5);
 			goto out;
 		}
 	}

@@ -207,7 +207,7 @@ def test_las_refuses_kiln_sload_with_a_foreign_library(host_attest, victim, tmp_
     assert p.returncode != 0
     answer = json.loads(out.read_text())
     sha = hashlib.sha256(asker.read_bytes()).hexdigest()
-    assert answer == {"error": "static_exe: the supervisor maps a library that kiln-las does "
-                               f"not (sha256 {sha}): refused"}, answer
+    assert answer == {"error": "static_exe: the static loader (kiln-sload) maps a library "
+                               f"that kiln-las does not (sha256 {sha}): refused"}, answer
     assert "evidence issued" not in h.las_log()
     assert_honest(h, victim)
