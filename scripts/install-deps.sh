@@ -26,6 +26,9 @@ PACKAGES=(
   # musl programs (tests/e2e/apps/test_app_musl.py, security/test_exec_kinds.py);
   # tcl: tclsh generates sqlite's amalgamation (scripts/build-musl-sqlite3.sh)
   musl-tools tcl
+  # a static Go program under kiln (tests/e2e/apps/test_app_static_go.py builds it
+  # with CGO_ENABLED=0: the Go runtime's raw clone and arch_prctl per thread)
+  golang-go
   # benchmarks
   gocryptfs stunnel4 hyperfine wrk
   # make deb: Debian packages, checked (lintian); tests/e2e/test_packages.py installs
