@@ -43,6 +43,49 @@ void rt__sload_open(void) RT_HIDDEN;
  * message is one line for the user. */
 int rt__sload_measure(uint8_t wm[48], struct kiln_err *err) RT_HIDDEN;
 
+/* sload_thread.c: one per thread of the program. The SIGSYS entry finds
+ * the trapping thread's by its tid (no TLS: FS is the program's), switches
+ * FS to rt_fs and the stack to rt_sp for the slow path, then back to
+ * prog_fs. The offsets of the first three are used by the entry's assembly. */
+struct rt_sload_thread {
+	uintptr_t rt_fs;       /* 0: the glibc TCB the runtime's code runs with */
+	uintptr_t rt_sp;       /* 8: the top of the stack it runs on (16-aligned) */
+	uintptr_t prog_fs;     /* 16: the program's FS (its last ARCH_SET_FS) */
+	_Atomic int tid;       /* the program thread's (0: slot free or not started) */
+	_Atomic int used;
+	_Atomic int state;     /* a donor's: RT_SLOAD_PENDING until the clone returned */
+	_Atomic int ready;     /* a donor's rt_fs and rt_sp are set */
+	int kind;              /* RT_SLOAD_MAIN, _DONOR or _ALIAS */
+	int clone_flags;       /* the program's clone flags (a donor's) */
+	long result;           /* the clone's return, when state left PENDING */
+	uint64_t mask;         /* the signal mask the new thread starts with */
+	uintptr_t clone_ret;   /* the caller's: where its clone returns to */
+	struct rt_sload_thread *clone_child; /* the caller's: the slot of its clone */
+	uintptr_t unmap_addr, unmap_len; /* the thread's munmap of its own stack,
+					  * done by its donor after it exited */
+};
+#define RT_SLOAD_THREADS 4096
+enum { RT_SLOAD_MAIN, RT_SLOAD_DONOR, RT_SLOAD_ALIAS };
+enum { RT_SLOAD_PENDING, RT_SLOAD_STARTED, RT_SLOAD_FAILED };
+extern struct rt_sload_thread g_sload_threads[RT_SLOAD_THREADS] RT_HIDDEN;
+
+/* The calling thread's slot, by its tid: no TLS, any FS. A thread the loader
+ * did not start (none of the program's clones) ends the process (159). */
+struct rt_sload_thread *rt__sload_self(void) RT_HIDDEN;
+/* Slot 0, the thread that runs kiln_sload_main (rt__sload_trap_init). */
+void rt__sload_threads_init(uintptr_t rt_fs) RT_HIDDEN;
+/* A clone that shares the memory (CLONE_VM with a stack): a thread of the
+ * program with a runtime TCB of its own (a parked glibc thread's), or a
+ * vfork child borrowing its parent's. Sets up uc to issue the clone from
+ * rt__sload_clone_stub and returns 1; 0 when it is not such a clone (sud.c
+ * forks); 1 with an error in rax when it cannot be made. Runtime FS. */
+int rt__sload_clone(struct rt_sload_thread *self, ucontext_t *uc) RT_HIDDEN;
+/* In the child of a fork: this thread is the only one, tid new. */
+void rt__sload_forked(struct rt_sload_thread *self) RT_HIDDEN;
+/* The thread unmaps the stack it runs on (a detached musl thread's last
+ * call before exit): 1 when deferred to its donor (answered 0). No TLS. */
+int rt__sload_unmap_self(struct rt_sload_thread *self, const long a[6], uintptr_t sp) RT_HIDDEN;
+
 /* The program's absolute path (sload_exec.c, set by rt__sload_open). */
 extern char g_rt_sload_path[4096] RT_HIDDEN;
 /* That path while the loader runs a program, else NULL. */

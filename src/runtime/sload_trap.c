@@ -27,8 +27,11 @@
  *    cleared of it): the kernel kills a thread whose seccomp SIGSYS is
  *    blocked.
  *
- * One thread only (for now): a clone that makes a thread stops the program
- * with a line naming the limit. */
+ * Threads (sload_thread.c): each thread of the program has a slot, found by
+ * its tid, with the runtime's TCB and stack it switches to for the slow path
+ * and its own FS to switch back to. The handler runs on the program's
+ * alternate signal stack when it has one (SA_ONSTACK: Go's goroutine stacks
+ * have no room for a signal frame) and the slow path on the slot's stack. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -57,42 +60,51 @@
 #define BRK_RESERVE (1ul << 30)
 #define PAGE 4096ul
 
-/* The program's image (its calls trap), and the thread pointers. */
+/* The program's image (its calls trap). */
 static uintptr_t g_img_lo, g_img_hi;
-uintptr_t g_sload_rt_fs RT_HIDDEN;   /* the runtime's (glibc's) TCB of the thread */
-uintptr_t g_sload_prog_fs RT_HIDDEN; /* the program's last ARCH_SET_FS (0 at entry) */
 bool g_sload_fsgsbase RT_HIDDEN;     /* wrfsbase allowed (AT_HWCAP2 says the kernel set CR4) */
 static uintptr_t g_brk_start, g_brk_cur, g_brk_end;
 static const char *g_prog;
+static struct k_sigaction g_prog_sigsys; /* what the program asked for SIGSYS */
 
-long rt__sload_fast(siginfo_t *si, ucontext_t *uc) RT_HIDDEN;
-void rt__sload_slow(int sig, siginfo_t *si, void *ctx) RT_HIDDEN;
+struct rt_sload_thread *rt__sload_fast(siginfo_t *si, ucontext_t *uc) RT_HIDDEN;
+void rt__sload_slow(int sig, siginfo_t *si, void *ctx, struct rt_sload_thread *t) RT_HIDDEN;
 void rt__sload_entry(int sig, siginfo_t *si, void *ctx) RT_HIDDEN;
 
 /* The handler's entry: the fast path with the program's FS; else the
- * runtime's FS around the slow path. rbx and r12 keep si and uc. */
+ * thread's slot (rax): the runtime's FS and stack around the slow path.
+ * rbx, r12, r13, r14 keep si, uc, the slot and the handler's stack. */
 __asm__(".text\n"
 	".globl rt__sload_entry\n.hidden rt__sload_entry\n.type rt__sload_entry,@function\n"
 	"rt__sload_entry:\n"
 	"\tpushq %rbx\n"
 	"\tpushq %r12\n"
 	"\tpushq %r13\n"
+	"\tpushq %r14\n"
+	"\tsubq $8, %rsp\n"
 	"\tmovq %rsi, %rbx\n"
 	"\tmovq %rdx, %r12\n"
 	"\tmovq %rsi, %rdi\n"
 	"\tmovq %rdx, %rsi\n"
 	"\tcall rt__sload_fast\n"
 	"\ttestq %rax, %rax\n"
-	"\tjnz 1f\n"
-	"\tmovq g_sload_rt_fs(%rip), %rsi\n"
+	"\tjz 1f\n"
+	"\tmovq %rax, %r13\n"
+	"\tmovq %rsp, %r14\n"
+	"\tmovq 8(%r13), %rsp\n"  /* rt_sp */
+	"\tmovq 0(%r13), %rsi\n"  /* rt_fs */
 	"\tcall sload_set_fs\n"
 	"\tmovl $31, %edi\n"
 	"\tmovq %rbx, %rsi\n"
 	"\tmovq %r12, %rdx\n"
+	"\tmovq %r13, %rcx\n"
 	"\tcall rt__sload_slow\n"
-	"\tmovq g_sload_prog_fs(%rip), %rsi\n"
+	"\tmovq 16(%r13), %rsi\n" /* prog_fs */
 	"\tcall sload_set_fs\n"
-	"1:\tpopq %r13\n"
+	"\tmovq %r14, %rsp\n"
+	"1:\taddq $8, %rsp\n"
+	"\tpopq %r14\n"
+	"\tpopq %r13\n"
 	"\tpopq %r12\n"
 	"\tpopq %rbx\n"
 	"\tret\n"
@@ -115,6 +127,10 @@ __asm__(".text\n"
 	 * execve leaves them (rdx 0: no rtld_fini for atexit). */
 	".globl rt__sload_jump\n.hidden rt__sload_jump\n.type rt__sload_jump,@function\n"
 	"rt__sload_jump:\n"
+	/* This stack, below here, is the first thread's for the slow path. */
+	"\tleaq -256(%rsp), %rax\n"
+	"\tandq $-16, %rax\n"
+	"\tmovq %rax, g_sload_threads+8(%rip)\n"
 	"\tmovq %rdi, %rsp\n"
 	"\tmovq %rsi, %r12\n"
 	"\tmovl $158, %eax\n"
@@ -181,8 +197,9 @@ static NO_SSP long sload_brk(uintptr_t want)
 }
 
 /* With the program's FS: no TLS, no errno, no stack protector, nothing that
- * takes a lock. Returns 1 when the call is answered (result in rax). */
-NO_SSP long rt__sload_fast(siginfo_t *si, ucontext_t *uc)
+ * takes a lock. NULL when the call is answered (result in rax), else the
+ * thread's slot for the slow path. */
+NO_SSP struct rt_sload_thread *rt__sload_fast(siginfo_t *si, ucontext_t *uc)
 {
 	greg_t *g = uc->uc_mcontext.gregs;
 	long nr = g[REG_RAX];
@@ -191,89 +208,119 @@ NO_SSP long rt__sload_fast(siginfo_t *si, ucontext_t *uc)
 	long r;
 
 	if (si->si_code != SYS_SECCOMP || nr < 0 || nr > RT_SYSCALL_MAX)
-		return 0;
+		return rt__sload_self();
 	switch (nr) {
 	case SYS_arch_prctl:
 		r = rt__raw6(nr, a);
 		if (r == 0 && a[0] == ARCH_SET_FS)
-			g_sload_prog_fs = (uintptr_t)a[1];
+			rt__sload_self()->prog_fs = (uintptr_t)a[1];
 		g[REG_RAX] = r;
-		return 1;
+		return NULL;
+	case SYS_munmap: {
+		struct rt_sload_thread *t = rt__sload_self();
+
+		if (!rt__sload_unmap_self(t, a, (uintptr_t)g[REG_RSP]))
+			return t;
+		g[REG_RAX] = 0;
+		return NULL;
+	}
 	case SYS_brk:
 		g[REG_RAX] = sload_brk((uintptr_t)a[0]);
-		return 1;
+		return NULL;
 	case SYS_clone3:
 		g[REG_RAX] = -ENOSYS; /* libc falls back to clone */
-		return 1;
+		return NULL;
 	case SYS_rt_sigprocmask:
 		g[REG_RAX] = rt__sigmask_on_context(a, uc);
-		return 1;
+		return NULL;
 	case SYS_rt_sigaction:
 		if (a[0] == SIGSYS)
-			return 0; /* refused, with a line */
+			return rt__sload_self(); /* recorded, with a line */
 		if (a[1]) {
 			/* SIGSYS stays deliverable inside the program's handlers. */
 			struct k_sigaction k;
 
 			if (a[3] != 8 || rt__copy_in(&k, (const void *)a[1], sizeof(k))) {
 				g[REG_RAX] = a[3] != 8 ? -EINVAL : -EFAULT;
-				return 1;
+				return NULL;
 			}
 			k.mask &= ~SIGSYS_BIT;
 			a[1] = (long)&k;
 			g[REG_RAX] = rt__raw6(nr, a);
-			return 1;
+			return NULL;
 		}
 		g[REG_RAX] = rt__raw6(nr, a);
-		return 1;
+		return NULL;
 	case SYS_clone:
 	case SYS_fork:
 	case SYS_vfork:
 	case SYS_close_range:
-		return 0;
+		return rt__sload_self();
 	}
 	s = &g_rt_syscalls[nr];
-	if (s->action == RT_SYS_RUNTIME || s->paths[0][1] >= 0)
-		return g_rt.shield_on || s->action == RT_SYS_RUNTIME ? 0 :
-		       (g[REG_RAX] = rt__raw6(nr, a), 1);
+	if (s->action == RT_SYS_RUNTIME || s->paths[0][1] >= 0) {
+		if (g_rt.shield_on || s->action == RT_SYS_RUNTIME)
+			return rt__sload_self();
+		g[REG_RAX] = rt__raw6(nr, a);
+		return NULL;
+	}
 	if (g_rt.shield_on)
 		for (int i = 0; i < 6; i++)
 			if ((s->fd_mask & (1u << i)) && rt_fd_kind((int)a[i]) != RT_FD_NONE)
-				return 0;
+				return rt__sload_self();
 	g[REG_RAX] = rt__raw6(nr, a);
-	return 1;
+	return NULL;
 }
 
-/* With the runtime's FS: what the loader refuses, then sud.c's handler. */
-void rt__sload_slow(int sig, siginfo_t *si, void *ctx)
+/* rt_sigaction(SIGSYS): the program's view only. SIGSYS stays the loader's
+ * (its handler is how the runtime sees the calls), but a program may ask:
+ * Go's runtime installs a handler on every signal and stops ("sigaction
+ * failed") when one is refused. The handler is recorded and never called. */
+static long program_sigsys(const long a[6])
+{
+	struct k_sigaction k;
+
+	if (a[3] != 8)
+		return -EINVAL;
+	if (a[1] && rt__copy_in(&k, (const void *)a[1], sizeof(k)))
+		return -EFAULT;
+	if (a[2] && rt__copy_out((void *)a[2], &g_prog_sigsys, sizeof(k)))
+		return -EFAULT;
+	if (!a[1])
+		return 0;
+	g_prog_sigsys = k;
+	if (k.handler != SIG_DFL && k.handler != SIG_IGN)
+		rt__refuse("sigaction-sigsys", "%s: a handler for SIGSYS: recorded, never called "
+			   "(SIGSYS is the static loader's)", g_prog);
+	return 0;
+}
+
+/* With the runtime's FS, on t's stack: the loader's own calls (a clone
+ * sharing memory, SIGSYS), then sud.c's handler. */
+void rt__sload_slow(int sig, siginfo_t *si, void *ctx, struct rt_sload_thread *t)
 {
 	ucontext_t *uc = ctx;
 	greg_t *g = uc->uc_mcontext.gregs;
+	long nr = g[REG_RAX];
 
 	if (si->si_code != SYS_SECCOMP) {
 		rt__say("SIGSYS not from the loader's filter (code %d): aborting", si->si_code);
 		rt__raw(SYS_exit_group, 159);
 	}
-	switch (g[REG_RAX]) {
+	switch (nr) {
 	case SYS_clone:
-		/* A thread (or a process sharing this memory but for a vfork's
-		 * wait) would trap into the runtime with no runtime TLS of its
-		 * own, or race this thread's. */
-		if ((g[REG_RDI] & CLONE_THREAD) ||
-		    ((g[REG_RDI] & CLONE_VM) && !(g[REG_RDI] & CLONE_VFORK))) {
-			rt__say("%s: the program creates a thread: threads are not supported "
-				"by the static loader yet (kiln run --static=loader); run it "
-				"supervised (kiln run --static=supervise, the default)", g_prog);
-			rt__raw(SYS_exit_group, 1);
-		}
+		if (rt__sload_clone(t, uc))
+			return;
 		break;
 	case SYS_rt_sigaction:
-		rt__refuse("sigaction-sigsys", "%s: a handler for SIGSYS: the static loader's "
-			   "(EINVAL)", g_prog);
-		g[REG_RAX] = -EINVAL;
+		g[REG_RAX] = program_sigsys((const long[6]){ g[REG_RDI], g[REG_RSI], g[REG_RDX],
+							      g[REG_R10] });
 		return;
 	}
 	rt__sigsys(sig, si, ctx);
+	/* A fork's child: the only thread, with a new tid. */
+	if ((nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork) && g[REG_RAX] == 0)
+		rt__sload_forked(t);
 }
 
 /* The number first, so that the kernel's per-number cache (Linux >= 5.11)
@@ -334,11 +381,12 @@ int rt__sload_trap_init(const struct rt_sload_image *im, const char **why)
 	struct sock_fprog prog;
 	struct k_sigaction sa = {
 		.handler = (void *)rt__sload_entry,
-		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER,
+		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER | SA_ONSTACK,
 		.restorer = (void *)rt__stub_sigreturn,
 		/* No handler of the program may run with the runtime's FS. */
 		.mask = ~(SIGSYS_BIT | (1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1))),
 	};
+	uintptr_t rt_fs;
 	int n;
 
 	g_img_lo = im->lo;
@@ -347,8 +395,8 @@ int rt__sload_trap_init(const struct rt_sload_image *im, const char **why)
 	if (n < 0)
 		return *why = "cannot build the seccomp filter", -1;
 	g_prog = im->path;
-	__asm__ volatile("movq %%fs:0, %0" : "=r"(g_sload_rt_fs));
-	g_sload_prog_fs = 0;
+	__asm__ volatile("movq %%fs:0, %0" : "=r"(rt_fs));
+	rt__sload_threads_init(rt_fs);
 	/* HWCAP2_FSGSBASE (bit 1): the kernel enabled the instructions. Not
 	 * on this project's test machines (arch_prctl there). */
 	g_sload_fsgsbase = (getauxval(AT_HWCAP2) & 2) != 0;

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "static_read.h"
+
 static int fail(const char *call)
 {
 	printf("%s: errno=%d\n", call, errno);
@@ -131,20 +133,6 @@ static int attest(int argc, char **argv)
 
 static const char *g_sig_path;
 static volatile sig_atomic_t g_sig_read;
-
-static ssize_t read_some(const char *p, char *buf, size_t size)
-{
-	int fd = open(p, O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n >= 0)
-		buf[n] = '\0';
-	return n;
-}
 
 static void on_usr1(int sig)
 {

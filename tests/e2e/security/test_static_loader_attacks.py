@@ -61,7 +61,10 @@ def test_program_cannot_take_or_block_sigsys(kiln_bin, tmp_path):
     assert w.returncode == 0, w.stderr
     p = subprocess.run(run + ["signals", str(vol)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert p.stdout.splitlines() == ["sigaction SIGSYS: -1 errno=22",
+    # Recorded for the program to read back (Go's runtime stops when it is
+    # refused), never installed: SIGSYS stays the loader's.
+    assert p.stdout.splitlines() == ["sigaction SIGSYS: 0 errno=0",
                                      "blocked read: s3cret+more", "handler read: ok"]
-    assert (f"kiln: {PROG}: a handler for SIGSYS: the static loader's (EINVAL)"
+    assert (f"kiln: {PROG}: a handler for SIGSYS: recorded, never called (SIGSYS is the "
+            "static loader's)"
             in p.stderr.splitlines())
