@@ -36,7 +36,8 @@ bool rt__maps_any(void)
 
 static int map_register(struct rt_node *n, bool writable, bool on)
 {
-	struct rt_msg m = { .op = on ? RT_OP_MAP : RT_OP_UNMAP, .flags = writable };
+	struct rt_msg m = { .op = on ? RT_OP_MAP : RT_OP_UNMAP,
+			    .flags = writable ? RT_MAP_WRITE : 0 };
 
 	return rt__node_call(n, &m);
 }

@@ -87,6 +87,14 @@ struct rt_vseg {
 #define RT_CK_PIN 0x100u  /* one pin (a read or write in progress) */
 #define RT_CK_PINS 0xffffff00u
 
+/* Flags of RT_OP_MAP and RT_OP_UNMAP. */
+#define RT_MAP_WRITE 0x1u /* a writable shared mapping */
+/* With RT_MAP_WRITE: the supervisor of a static program (whose reads and
+ * writes of the memfd do not trap) holds the file: every byte below the
+ * memfd's size is the file's, also past the size pf stores (a write there
+ * left no mark). */
+#define RT_MAP_WHOLE 0x2u
+
 /* RT_OP_WRITEBACK's flags */
 #define RT_WB_NUDGE 0x1u
 
@@ -187,8 +195,8 @@ enum rt_op {
 	RT_OP_CHMOD,       /* file id (0: by path), mode, path */
 	RT_OP_UTIMES,      /* file id (0: by path), flags RT_UT_*, atime ns, mtime ns, path */
 	RT_OP_READDIR,     /* cookie, path -> entries */
-	RT_OP_MAP,         /* file id, writable: mapped (never evicted) */
-	RT_OP_UNMAP,       /* file id, writable */
+	RT_OP_MAP,         /* file id, flags RT_MAP_*: mapped (never evicted) */
+	RT_OP_UNMAP,       /* file id, flags as at the MAP */
 	RT_OP_WRITEBACK,   /* wait until dirty data is under the limit; flags
 			    * RT_WB_NUDGE: answered first, written back after */
 	RT_OP_GROW,        /* file id, words: make the state memfd hold them */

@@ -136,11 +136,12 @@ static void client_gone(struct sclient *cl)
 		struct shold *h = &cl->holds[i];
 
 		while (h->maps) {
-			bool w = h->wmaps > 0;
+			unsigned fl = (h->wmaps ? RT_MAP_WRITE : 0) | (h->wholes ? RT_MAP_WHOLE : 0);
 
 			h->maps--;
-			h->wmaps -= w;
-			sf_unmap(h->f, w);
+			h->wmaps -= h->wmaps > 0;
+			h->wholes -= h->wholes > 0;
+			sf_unmap(h->f, fl);
 		}
 		while (h->holds) {
 			h->holds--;

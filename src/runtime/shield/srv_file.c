@@ -601,6 +601,43 @@ static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
 	return 0;
 }
 
+/* Stores through a writable mapping leave no mark: every valid chunk below
+ * n may have changed. With a supervised holder (whole) every chunk below n
+ * is the file's, also the ones past the stored size that no fill made valid
+ * (its writes to the memfd do not trap): valid and dirty too. */
+static void mark_mapped(struct sfile *f, uint64_t n, bool whole)
+{
+	uint64_t first = whole ? srv_nchunks(atomic_load(&f->seg->stored_size)) : UINT64_MAX;
+	uint64_t newly = 0, valid = 0;
+
+	if (n > words_of(f))
+		n = words_of(f);
+	for (uint64_t c = 0; c < n; c++) {
+		uint32_t want = RT_CK_DIRTY, old = atomic_load(&f->seg->w[c]);
+
+		if (!(old & RT_CK_VALID)) {
+			if (c < first)
+				continue;
+			want |= RT_CK_VALID;
+		}
+		old = atomic_fetch_or(&f->seg->w[c], want);
+		newly += !(old & RT_CK_DIRTY);
+		valid += !(old & RT_CK_VALID);
+	}
+	atomic_fetch_add(&g_srv.vseg->dirty_bytes, newly * g_srv.cs);
+	atomic_fetch_add(&g_srv.vseg->cache_bytes, valid * g_srv.cs);
+}
+
+/* The state covers every chunk of the memfd. */
+static int grow_to_memfd(struct sfile *f)
+{
+	struct stat st;
+
+	if (fstat(f->memfd, &st) < 0)
+		return -errno;
+	return sf_grow(f, srv_nchunks((uint64_t)st.st_size));
+}
+
 static int writeback_locked(struct sfile *f);
 
 int sf_writeback_held(struct sfile *f)
@@ -616,6 +653,11 @@ int sf_writeback(struct sfile *f)
 {
 	int ret;
 
+	/* A supervised program's writes past the end grew the memfd without
+	 * growing the state (grown here, not under the lock: it lives in the
+	 * state mapping, which growing replaces). */
+	if (f->wholes && (ret = grow_to_memfd(f)))
+		return ret;
 	if (!rt__ck_trylock(f->seg))
 		return -EAGAIN;
 	ret = writeback_locked(f);
@@ -636,17 +678,8 @@ static int writeback_locked(struct sfile *f)
 	n = srv_nchunks(size);
 	if (n > w)
 		n = w; /* cannot be: writers grow the state first */
-	if (f->wmaps) {
-		/* Stores through a writable mapping leave no mark: every valid
-		 * chunk of the file may have changed. */
-		for (uint64_t c = 0; c < n; c++) {
-			uint32_t old = atomic_fetch_or(&f->seg->w[c], 0);
-
-			if ((old & RT_CK_VALID) && !(old & RT_CK_DIRTY) &&
-			    !(atomic_fetch_or(&f->seg->w[c], RT_CK_DIRTY) & RT_CK_DIRTY))
-				atomic_fetch_add(&g_srv.vseg->dirty_bytes, g_srv.cs);
-		}
-	}
+	if (f->wmaps)
+		mark_mapped(f, n, f->wholes > 0);
 	for (uint64_t c = 0; c < n && !ret;) {
 		uint64_t e = c;
 
@@ -847,24 +880,19 @@ void sf_reap(bool all)
 	}
 }
 
-void sf_unmap(struct sfile *f, bool writable)
+void sf_unmap(struct sfile *f, unsigned flags)
 {
-	bool was = f->maps > 0;
+	bool was = f->maps > 0, whole = flags & RT_MAP_WHOLE;
 
-	if (writable) {
+	if (flags & RT_MAP_WRITE) {
 		/* What the mapping stored is written back with the next commit. */
-		uint64_t n = words_of(f), newly = 0;
-
-		for (uint64_t c = 0; c < n; c++) {
-			uint32_t old = atomic_load(&f->seg->w[c]);
-
-			if ((old & RT_CK_VALID) &&
-			    !(atomic_fetch_or(&f->seg->w[c], RT_CK_DIRTY) & RT_CK_DIRTY))
-				newly++;
-		}
-		atomic_fetch_add(&g_srv.vseg->dirty_bytes, newly * g_srv.cs);
+		if (whole)
+			(void)grow_to_memfd(f); /* else only what the state covers */
+		mark_mapped(f, words_of(f), whole);
 		if (f->wmaps)
 			f->wmaps--;
+		if (whole && f->wholes)
+			f->wholes--;
 	}
 	if (f->maps && --f->maps == 0)
 		atomic_fetch_and(&f->seg->flags, ~RT_FS_NOEVICT);

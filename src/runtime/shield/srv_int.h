@@ -32,6 +32,7 @@ struct sfile {
 	size_t seg_bytes;      /* mapped */
 	uint64_t holds;        /* client holds (opens, attaches) */
 	uint32_t maps, wmaps;  /* client mappings (writable ones) */
+	uint32_t wholes;       /* writable ones of RT_MAP_WHOLE (supervised programs) */
 	bool want_commit;      /* a client asked for a durable commit */
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
@@ -47,7 +48,7 @@ struct sfile {
  * several, one per thread waiting on the server). */
 struct shold {
 	struct sfile *f;
-	uint32_t holds, maps, wmaps;
+	uint32_t holds, maps, wmaps, wholes;
 };
 
 struct sclient {
@@ -159,7 +160,7 @@ int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len);
 int sf_grow(struct sfile *f, uint64_t words);
 /* A hold (or a mapping) less; frees an unlinked file's last hold. */
 void sf_unhold(struct sfile *f);
-void sf_unmap(struct sfile *f, bool writable);
+void sf_unmap(struct sfile *f, unsigned flags); /* RT_MAP_* as mapped */
 /* The file's last name went away (unlink, replaced by rename); renamed
  * from -> to. */
 void sf_unlinked(struct sfile *f);

@@ -622,28 +622,34 @@ static int do_fallocate(struct sconn *c, const struct rt_msg *m, const struct pf
 	return ret ? ret : srv_reply(c, 0);
 }
 
-/* MAP and UNMAP (m->flags: writable): a mapped file's chunks are never
+/* MAP and UNMAP (m->flags: RT_MAP_*): a mapped file's chunks are never
  * evicted; writable mappings are written back when they go. */
 static int do_map(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
+	bool w = m->flags & RT_MAP_WRITE, whole = w && (m->flags & RT_MAP_WHOLE);
 	struct sfile *f;
 	struct shold *h;
 
 	(void)cred;
+	if (m->flags & ~(RT_MAP_WRITE | RT_MAP_WHOLE))
+		return -EINVAL;
 	if (!(f = file_of(c, m->id)) || !(h = hold_of(c, f, false)))
 		return -EBADF;
 	if (m->op == RT_OP_MAP) {
 		h->maps++;
-		h->wmaps += m->flags != 0;
+		h->wmaps += w;
+		h->wholes += whole;
 		f->maps++;
-		f->wmaps += m->flags != 0;
+		f->wmaps += w;
+		f->wholes += whole;
 		atomic_fetch_or(&f->seg->flags, RT_FS_NOEVICT);
 	} else {
-		if (!h->maps || (m->flags && !h->wmaps))
+		if (!h->maps || (w && !h->wmaps) || (whole && !h->wholes))
 			return -EINVAL;
 		h->maps--;
-		h->wmaps -= m->flags != 0;
-		sf_unmap(f, m->flags != 0);
+		h->wmaps -= w;
+		h->wholes -= whole;
+		sf_unmap(f, m->flags);
 	}
 	return srv_reply(c, 0);
 }
