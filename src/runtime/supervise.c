@@ -25,53 +25,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "pf/pf.h"
-#include "runtime/runtime.h"
-#include "runtime/supervise.h"
-#include "runtime/attest_proto.h"
+#include "runtime/supervise_int.h"
 
-#define SV_PATH 4096
-#define SV_MAX_FILES 1024
 /* The child hands the seccomp listener over within this time. */
 #define SV_HANDOFF_NS (60ull * 1000000000)
-
-struct sv_vol {
-	const struct rt_volume_cfg *cfg;
-	pf_volume_t *pf; /* owned */
-	dev_t dev;       /* st_dev of its files (struct sv_ident) */
-};
-
-/* A protected file the program has open: its fd number in the program, the
- * memfd with the plaintext (our copy) and the pf handle. */
-struct sv_file {
-	pid_t tgid;         /* the process (thread group) that owns child_fd */
-	int child_fd;
-	int memfd;          /* owned */
-	pf_file_t *pf;      /* owned */
-	struct sv_vol *vol;
-	bool writable;
-	struct timespec mtime, ctime; /* of the memfd when last in sync */
-	char path[SV_PATH]; /* absolute path the program used */
-};
-
-struct sv {
-	pid_t pid;
-	int listener;
-	bool attested;                 /* the program holds a grant (kiln run --cas) */
-	bool started;                  /* the program itself was executed (first exec) */
-	const struct rt_sv_files *inj; /* injected files, may be NULL */
-	size_t nvols;
-	struct sv_vol vols[RT_MAX_VOLUMES];
-	size_t nfiles;
-	struct sv_file *files[SV_MAX_FILES]; /* owned */
-	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
-};
 
 /* The program's pid for the signal forwarder (0: none). */
 static volatile sig_atomic_t g_child;
 
 /* SIGTERM/SIGHUP sent to the launcher go to the program, which then exits
- * through exit_group so its files are written back; the launcher stays to the
+ * through exit_group so what it wrote is committed; the launcher stays to the
  * end. */
 static void forward(int sig)
 {
@@ -237,24 +200,6 @@ static int resolve(pid_t pid, int dirfd, uint64_t path_addr, char *out, size_t o
 	return rt_path_normalize(path[0] == '/' ? "/" : base, path, out, out_size);
 }
 
-static struct sv_vol *find_vol(struct sv *sv, const char *abs, const char **rel)
-{
-	struct sv_vol *best = NULL;
-	size_t best_len = 0;
-
-	for (size_t i = 0; i < sv->nvols; i++) {
-		const char *r = rt_path_under(abs, sv->vols[i].cfg->mount);
-		size_t len = strlen(sv->vols[i].cfg->mount);
-
-		if (r && (!best || len > best_len)) {
-			best = &sv->vols[i];
-			best_len = len;
-			*rel = r;
-		}
-	}
-	return best;
-}
-
 /* ---- injected files --------------------------------------------------------- */
 int rt_sv_file_add(void *setp, const char *path, const void *data, size_t size, mode_t mode)
 {
@@ -332,59 +277,11 @@ static long open_injected(struct sv *sv, const struct seccomp_notif *n, int memf
 	return ret;
 }
 
-/* ---- protected files ------------------------------------------------------ */
-/* The process of thread tid (notifications name threads), or -1. */
-static pid_t tgid_of(pid_t tid)
-{
-	char path[64], buf[512];
-	const char *t;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	t = strstr(buf, "\nTgid:");
-	return t ? (pid_t)atoi(t + 6) : -1;
-}
-
-/* The entry for (process of tid, child_fd); the process is looked up only
- * when some entry has that fd number (the common close is not ours). */
-static struct sv_file **find_file(struct sv *sv, pid_t tid, int child_fd)
-{
-	pid_t tgid = 0;
-
-	for (size_t i = 0; i < sv->nfiles; i++) {
-		if (sv->files[i]->child_fd != child_fd)
-			continue;
-		if (!tgid)
-			tgid = tgid_of(tid);
-		if (sv->files[i]->tgid == tgid)
-			return &sv->files[i];
-	}
-	return NULL;
-}
-
-static void memfd_times(int memfd, struct timespec *m, struct timespec *c)
-{
-	struct stat st;
-
-	if (fstat(memfd, &st) == 0) {
-		*m = st.st_mtim;
-		*c = st.st_ctim;
-	}
-}
-
+/* ---- refusals and reports ---------------------------------------------------- */
 /* A call kiln cannot serve for a static program: ENOTSUP, and one line the
  * first time that call is refused (sqlite opens a database's directory to
  * fsync it at every transaction; the line would repeat for ever). */
-static long refuse(struct sv *sv, const char *call, long nr, const char *abs)
+long sv_refuse(struct sv *sv, const char *call, long nr, const char *abs)
 {
 	if (nr >= 0 && nr < RT_SYSCALL_COUNT && !(sv->refused[nr / 8] & (1u << (nr % 8)))) {
 		sv->refused[nr / 8] |= (uint8_t)(1u << (nr % 8));
@@ -395,259 +292,39 @@ static long refuse(struct sv *sv, const char *call, long nr, const char *abs)
 	return -ENOTSUP;
 }
 
-/* Write the memfd back through pf when it changed since the last write-back. */
-static int write_back(struct sv_file *f, struct kiln_err *err)
+void sv_report(const char *call, const char *path, const char *msg)
 {
-	static char buf[1 << 16];
-	struct stat st;
-	uint64_t off = 0;
-	int ret;
-
-	if (!f->writable)
-		return 0;
-	if (fstat(f->memfd, &st))
-		return kiln_err_set(err, -errno, "fstat: %s", strerror(errno));
-	if (st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec &&
-	    st.st_ctim.tv_sec == f->ctime.tv_sec && st.st_ctim.tv_nsec == f->ctime.tv_nsec)
-		return 0;
-	while (off < (uint64_t)st.st_size) {
-		ssize_t n = pread(f->memfd, buf, sizeof(buf), (off_t)off);
-		ssize_t w;
-
-		if (n <= 0)
-			break;
-		w = pf_pwrite(f->pf, buf, (size_t)n, off, err);
-		if (w < 0) {
-			ret = (int)w;
-			goto out;
-		}
-		off += (uint64_t)n;
-	}
-	ret = pf_ftruncate(f->pf, off, err);
-	if (!ret)
-		ret = pf_fsync(f->pf, err);
-	if (!ret) {
-		f->mtime = st.st_mtim;
-		f->ctime = st.st_ctim;
-	}
-out:
-	kiln_wipe(buf, sizeof(buf));
-	return ret;
-}
-
-static void file_free(struct sv_file *f)
-{
-	if (!f)
-		return;
-	pf_close(f->pf);
-	close(f->memfd);
-	free(f);
-}
-
-static void report(const char *call, const char *path, const struct kiln_err *err, int code)
-{
-	fprintf(stderr, "kiln: %s on %s: %s\n", call, path, kiln_err_msg(err, code));
+	fprintf(stderr, "kiln: %s on %s: %s\n", call, path, msg);
 	fflush(stderr);
 }
 
-/* open/openat/openat2/creat on a protected path: decrypt into a memfd and
- * install it in the program. Returns the program's new fd or -errno. */
-static long do_open(struct sv *sv, const struct seccomp_notif *n, const char *call,
-		    const char *abs, struct sv_vol *v, const char *rel, int flags, mode_t mode)
+/* stat of an injected file: its memfd's (mode from the policy). */
+static long injected_stat(int memfd, struct stat *st)
 {
-	struct kiln_err err = { 0 };
-	struct sv_file *f = NULL;
-	struct seccomp_notif_addfd add = { 0 };
-	static char buf[1 << 16];
-	int acc = flags & O_ACCMODE, inject = -1, ret;
-	uint64_t off = 0;
-
-	if (sv->nfiles >= SV_MAX_FILES)
-		return -EMFILE;
-	if (flags & (O_DIRECTORY | O_PATH))
-		return refuse(sv, call, n->data.nr, abs);
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	f->memfd = -1;
-	f->vol = v;
-	f->writable = acc != O_RDONLY || (flags & O_TRUNC);
-	snprintf(f->path, sizeof(f->path), "%s", abs);
-	ret = pf_open(v->pf, rel, (f->writable ? O_RDWR : O_RDONLY) |
-		      (flags & (O_CREAT | O_EXCL | O_TRUNC)), mode & 07777, &f->pf, &err);
-	if (ret == -EISDIR) {
-		ret = (int)refuse(sv, call, n->data.nr, abs);
-		goto fail;
-	}
-	if (ret)
-		goto fail_report;
-	f->memfd = memfd_create("kiln-static", MFD_CLOEXEC);
-	if (f->memfd < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	for (;;) {
-		ssize_t r = pf_pread(f->pf, buf, sizeof(buf), off, &err);
-
-		if (r < 0) {
-			ret = (int)r;
-			kiln_wipe(buf, sizeof(buf));
-			goto fail_report;
-		}
-		if (r == 0)
-			break;
-		if (pwrite(f->memfd, buf, (size_t)r, (off_t)off) != r) {
-			ret = -EIO;
-			kiln_wipe(buf, sizeof(buf));
-			goto fail;
-		}
-		off += (uint64_t)r;
-	}
-	kiln_wipe(buf, sizeof(buf));
-	if (f->writable && (flags & O_TRUNC))
-		memset(&f->mtime, 0, sizeof(f->mtime)); /* the truncation must be stored */
-	else
-		memfd_times(f->memfd, &f->mtime, &f->ctime);
-	if ((flags & O_APPEND) && fcntl(f->memfd, F_SETFL, O_APPEND)) {
-		ret = -errno;
-		goto fail;
-	}
-	if (acc == O_RDONLY) {
-		char p[64];
-
-		snprintf(p, sizeof(p), "/proc/self/fd/%d", f->memfd);
-		inject = open(p, O_RDONLY | O_CLOEXEC);
-		if (inject < 0) {
-			ret = -errno;
-			goto fail;
-		}
-	}
-	add.id = n->id;
-	add.flags = SECCOMP_ADDFD_FLAG_SEND;
-	add.srcfd = (unsigned)(inject >= 0 ? inject : f->memfd);
-	add.newfd_flags = (flags & O_CLOEXEC) ? O_CLOEXEC : 0;
-	ret = ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
-	if (inject >= 0)
-		close(inject);
-	if (ret < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	f->child_fd = ret;
-	f->tgid = tgid_of((pid_t)n->pid);
-	/* A stale entry for the same number (closed behind our back: exec with
-	 * O_CLOEXEC, dup2 over it) goes first. */
-	{
-		struct sv_file **old = find_file(sv, (pid_t)n->pid, ret);
-
-		if (old) {
-			struct kiln_err e2 = { 0 };
-			int r2 = write_back(*old, &e2);
-
-			if (r2)
-				report("close", (*old)->path, &e2, r2);
-			file_free(*old);
-			*old = f;
-			return ret;
-		}
-	}
-	sv->files[sv->nfiles++] = f;
-	return ret;
-fail_report:
-	/* Integrity and format failures name the file; plain errnos (ENOENT...)
-	 * are the program's business, as they would be without kiln. */
-	if (ret < -4095)
-		report(call, abs, &err, ret);
-fail:
-	file_free(f);
-	return ret < -4095 ? -EIO : ret;
+	return fstat(memfd, st) ? -errno : 0;
 }
 
-/* Which file a stat names, as the program compares it with fstat: a file the
- * program has open is its memfd (fstat is not trapped, so the kernel answers
- * it from the memfd: sqlite takes a stat(path) whose st_ino differs from its
- * fstat(fd) for a database moved under it, "attempt to write a readonly
- * database"); any other is pf's inode number on a device of its own (the
- * LD_PRELOAD path's major, "kln"), never 0 for every file (cp, tar, find
- * -samefile tell files apart by them). */
-struct sv_ident {
-	dev_t dev;
-	ino_t ino;
-};
-
-static void fill_stat(const struct pf_stat *ps, const struct sv_ident *id, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_dev = id->dev;
-	st->st_ino = id->ino;
-	st->st_mode = (ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777);
-	st->st_nlink = ps->is_dir ? 2 : 1;
-	st->st_uid = geteuid();
-	st->st_gid = getegid();
-	st->st_size = (off_t)ps->size;
-	st->st_blksize = 4096;
-	st->st_blocks = (blkcnt_t)((ps->size + 511) / 512);
-	st->st_mtim.tv_sec = ps->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = ps->mtime_ns % 1000000000;
-	st->st_atim = st->st_mtim;
-	st->st_ctim = st->st_mtim;
-}
-
-static void fill_statx(const struct pf_stat *ps, const struct sv_ident *id, struct statx *sx)
+static void statx_of(const struct stat *st, struct statx *sx)
 {
 	memset(sx, 0, sizeof(*sx));
 	sx->stx_mask = STATX_BASIC_STATS;
-	sx->stx_dev_major = major(id->dev);
-	sx->stx_dev_minor = minor(id->dev);
-	sx->stx_ino = id->ino;
-	sx->stx_blksize = 4096;
-	sx->stx_nlink = ps->is_dir ? 2 : 1;
-	sx->stx_uid = geteuid();
-	sx->stx_gid = getegid();
-	sx->stx_mode = (uint16_t)((ps->is_dir ? S_IFDIR : S_IFREG) | (ps->mode & 07777));
-	sx->stx_size = ps->size;
-	sx->stx_blocks = (ps->size + 511) / 512;
-	sx->stx_mtime.tv_sec = ps->mtime_ns / 1000000000;
-	sx->stx_mtime.tv_nsec = (uint32_t)(ps->mtime_ns % 1000000000);
-	sx->stx_atime = sx->stx_mtime;
-	sx->stx_ctime = sx->stx_mtime;
+	sx->stx_dev_major = major(st->st_dev);
+	sx->stx_dev_minor = minor(st->st_dev);
+	sx->stx_ino = st->st_ino;
+	sx->stx_blksize = (uint32_t)st->st_blksize;
+	sx->stx_nlink = (uint32_t)st->st_nlink;
+	sx->stx_uid = st->st_uid;
+	sx->stx_gid = st->st_gid;
+	sx->stx_mode = (uint16_t)st->st_mode;
+	sx->stx_size = (uint64_t)st->st_size;
+	sx->stx_blocks = (uint64_t)st->st_blocks;
+	sx->stx_atime.tv_sec = st->st_atim.tv_sec;
+	sx->stx_atime.tv_nsec = (uint32_t)st->st_atim.tv_nsec;
+	sx->stx_mtime.tv_sec = st->st_mtim.tv_sec;
+	sx->stx_mtime.tv_nsec = (uint32_t)st->st_mtim.tv_nsec;
+	sx->stx_ctime.tv_sec = st->st_ctim.tv_sec;
+	sx->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
 	sx->stx_btime = sx->stx_mtime;
-}
-
-/* stat of an injected file, from its memfd. */
-static int injected_stat(int memfd, struct pf_stat *ps, struct sv_ident *id)
-{
-	struct stat st;
-
-	if (fstat(memfd, &st))
-		return -errno;
-	id->dev = st.st_dev;
-	id->ino = st.st_ino;
-	memset(ps, 0, sizeof(*ps));
-	ps->mode = st.st_mode & 07777;
-	ps->size = (uint64_t)st.st_size;
-	ps->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	return 0;
-}
-
-/* An open protected file: size and identity from its memfd, which may be
- * ahead of the volume and is what the program's fstat sees. */
-static void open_ident(struct sv *sv, const char *abs, struct pf_stat *ps, struct sv_ident *id)
-{
-	for (size_t i = 0; i < sv->nfiles; i++) {
-		struct stat st;
-
-		if (strcmp(sv->files[i]->path, abs) == 0 && fstat(sv->files[i]->memfd, &st) == 0) {
-			ps->size = (uint64_t)st.st_size;
-			id->dev = st.st_dev;
-			id->ino = st.st_ino;
-		}
-	}
-}
-
-static long errno_of(int ret)
-{
-	return ret < -4095 ? -EIO : ret;
 }
 
 enum { SV_CONTINUE = 1, SV_REPLIED = 2 };
@@ -661,7 +338,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	char abs[SV_PATH], abs2[SV_PATH];
 	const char *rel = NULL, *rel2 = NULL;
 	struct sv_vol *v, *v2;
-	struct kiln_err err = { 0 };
+	pid_t tid = (pid_t)n->pid;
 	int nr = n->data.nr, dirfd = AT_FDCWD, inj, ret;
 	uint64_t path = a[0];
 
@@ -690,27 +367,19 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_fsync:
 	case SYS_fdatasync:
 	case SYS_close: {
-		struct sv_file **fp = find_file(sv, (pid_t)n->pid, (int)a[0]);
+		struct sv_fd *e = sv_fd_find(sv, tid, (int)a[0]);
 
-		if (!fp)
+		if (!e)
 			return SV_CONTINUE;
-		ret = write_back(*fp, &err);
-		if (ret)
-			report(call, (*fp)->path, &err, ret);
-		if (nr != SYS_close) {
-			*val = ret ? -EIO : 0;
-			return 0;
+		if (nr == SYS_close) {
+			sv_close(sv, n, e);
+			return SV_CONTINUE;
 		}
-		file_free(*fp);
-		*fp = sv->files[--sv->nfiles];
-		return SV_CONTINUE;
+		*val = sv_fsync(sv, e);
+		return 0;
 	}
 	case SYS_exit_group:
-		for (size_t i = 0; i < sv->nfiles; i++) {
-			ret = write_back(sv->files[i], &err);
-			if (ret)
-				report("exit", sv->files[i]->path, &err, ret);
-		}
+		sv_exit(sv, tid);
 		return SV_CONTINUE;
 	case SYS_openat:
 	case SYS_openat2:
@@ -728,17 +397,17 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	default:
 		break;
 	}
-	ret = resolve(sv->pid, dirfd, path, abs, sizeof(abs));
+	ret = resolve(tid, dirfd, path, abs, sizeof(abs));
 	if (ret)
 		return SV_CONTINUE; /* the kernel gives the program the same error */
-	v = find_vol(sv, abs, &rel);
+	v = sv_find_vol(sv, abs, &rel);
 	if (nr == SYS_rename || nr == SYS_renameat || nr == SYS_renameat2) {
 		int d2 = nr == SYS_rename ? AT_FDCWD : (int)a[2];
 
-		ret = resolve(sv->pid, d2, nr == SYS_rename ? a[1] : a[3], abs2, sizeof(abs2));
+		ret = resolve(tid, d2, nr == SYS_rename ? a[1] : a[3], abs2, sizeof(abs2));
 		if (ret)
 			return SV_CONTINUE;
-		v2 = find_vol(sv, abs2, &rel2);
+		v2 = sv_find_vol(sv, abs2, &rel2);
 		inj = find_injected(sv, abs) >= 0 || find_injected(sv, abs2) >= 0;
 		if (!v && !v2 && !inj)
 			return SV_CONTINUE;
@@ -750,19 +419,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 			*val = -EXDEV;
 			return 0;
 		}
-		if (nr == SYS_renameat2 && a[4]) {
-			fprintf(stderr, "kiln: renameat2 with flags on %s: not supported for "
-				"statically linked programs\n", abs);
-			*val = -ENOTSUP;
-			return 0;
-		}
-		ret = pf_rename(v->pf, rel, rel2, &err);
-		if (!ret)
-			ret = pf_fsync_dir(v->pf, &err);
-		for (size_t i = 0; !ret && i < sv->nfiles; i++)
-			if (strcmp(sv->files[i]->path, abs) == 0)
-				snprintf(sv->files[i]->path, SV_PATH, "%s", abs2);
-		*val = errno_of(ret);
+		*val = sv_rename(sv, tid, v, rel, rel2, nr == SYS_renameat2 ? (unsigned)a[4] : 0);
 		return 0;
 	}
 	inj = find_injected(sv, abs);
@@ -785,7 +442,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		} else if (nr == SYS_openat2) {
 			struct open_how how = { 0 };
 
-			if (a[3] < sizeof(how) || read_mem(sv->pid, a[2], &how, sizeof(how))) {
+			if (a[3] < sizeof(how) || read_mem(tid, a[2], &how, sizeof(how))) {
 				*val = -EFAULT;
 				return 0;
 			}
@@ -795,41 +452,31 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		if (inj >= 0)
 			*val = open_injected(sv, n, inj, flags);
 		else
-			*val = do_open(sv, n, call, abs, v, rel, flags, mode);
+			*val = sv_open(sv, n, abs, v, rel, flags, mode);
 		return *val >= 0 ? SV_REPLIED : 0;
 	}
 	case SYS_stat:
 	case SYS_lstat:
 	case SYS_newfstatat:
 	case SYS_statx: {
-		struct pf_stat ps;
-		struct sv_ident id = { 0 };
+		bool nofollow = nr == SYS_lstat ||
+				(nr == SYS_newfstatat && (a[3] & AT_SYMLINK_NOFOLLOW)) ||
+				(nr == SYS_statx && (a[2] & AT_SYMLINK_NOFOLLOW));
+		struct stat st;
 
-		if (inj >= 0) {
-			ret = injected_stat(inj, &ps, &id);
-		} else {
-			ret = pf_stat(v->pf, rel, &ps, &err);
-			if (!ret) {
-				id.dev = v->dev;
-				id.ino = (ino_t)ps.ino;
-				open_ident(sv, abs, &ps, &id);
-			}
-		}
+		ret = inj >= 0 ? (int)injected_stat(inj, &st) :
+		      (int)sv_stat(sv, tid, v, rel, nofollow ? RT_STAT_NOFOLLOW : 0, &st);
 		if (ret) {
-			*val = errno_of(ret);
+			*val = ret;
 			return 0;
 		}
 		if (nr == SYS_statx) {
 			struct statx sx;
 
-			fill_statx(&ps, &id, &sx);
-			ret = write_mem(sv->pid, a[4], &sx, sizeof(sx));
+			statx_of(&st, &sx);
+			ret = write_mem(tid, a[4], &sx, sizeof(sx));
 		} else {
-			struct stat st;
-
-			fill_stat(&ps, &id, &st);
-			ret = write_mem(sv->pid, nr == SYS_newfstatat ? a[2] : a[1], &st,
-					sizeof(st));
+			ret = write_mem(tid, nr == SYS_newfstatat ? a[2] : a[1], &st, sizeof(st));
 		}
 		*val = ret ? -EFAULT : 0;
 		return 0;
@@ -837,9 +484,10 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_access:
 	case SYS_faccessat:
 	case SYS_faccessat2: {
-		struct pf_stat ps;
+		int mode = (int)(nr == SYS_access ? a[1] : a[2]);
+		int flags = nr == SYS_faccessat2 ? (int)a[3] : 0;
 
-		*val = inj >= 0 ? 0 : errno_of(pf_stat(v->pf, rel, &ps, &err));
+		*val = inj >= 0 ? 0 : sv_access(sv, tid, v, rel, mode, flags);
 		return 0;
 	}
 	default:
@@ -851,32 +499,22 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_unlink:
 	case SYS_unlinkat:
 	case SYS_rmdir:
-		if (nr == SYS_rmdir || (nr == SYS_unlinkat && (a[2] & AT_REMOVEDIR)))
-			ret = pf_rmdir(v->pf, rel, &err);
-		else
-			ret = pf_unlink(v->pf, rel, &err);
-		if (!ret)
-			ret = pf_fsync_dir(v->pf, &err);
-		*val = errno_of(ret);
+		*val = sv_unlink(sv, tid, v, rel,
+				 nr == SYS_rmdir || (nr == SYS_unlinkat && (a[2] & AT_REMOVEDIR)) ?
+				 AT_REMOVEDIR : 0);
 		return 0;
 	case SYS_mkdir:
 	case SYS_mkdirat:
-		ret = pf_mkdir(v->pf, rel, (mode_t)(nr == SYS_mkdir ? a[1] : a[2]) & 07777, &err);
-		if (!ret)
-			ret = pf_fsync_dir(v->pf, &err);
-		*val = errno_of(ret);
+		*val = sv_mkdir(sv, tid, v, rel, (mode_t)(nr == SYS_mkdir ? a[1] : a[2]));
 		return 0;
 	case SYS_truncate:
-		ret = pf_truncate(v->pf, rel, a[1], &err);
-		if (!ret)
-			ret = pf_volume_flush(v->pf, &err);
-		*val = errno_of(ret);
+		*val = sv_truncate(sv, tid, v, rel, a[1]);
 		return 0;
 	default:
 		break;
 	}
 unsupported:
-	*val = refuse(sv, call, nr, abs);
+	*val = sv_refuse(sv, call, nr, abs);
 	return 0;
 }
 
@@ -887,13 +525,20 @@ static void loop(struct sv *sv)
 
 	for (;;) {
 		struct pollfd p = { .fd = sv->listener, .events = POLLIN };
+		/* Files held: look again for fds the program lost without a
+		 * close (exec, exit, kill), soon after an exit or exec. */
+		int timeout = !sv_holds_files(sv) ? -1 : sv->sweep_soon ? 20 : 1000;
 		long val = 0;
-		int what;
+		int what, np = poll(&p, 1, timeout);
 
-		if (poll(&p, 1, -1) < 0) {
+		if (np < 0) {
 			if (errno == EINTR)
 				continue;
 			return;
+		}
+		if (np == 0) {
+			sv_sweep(sv);
+			continue;
 		}
 		if (!(p.revents & POLLIN))
 			return; /* POLLHUP: every task of the program is gone */
@@ -903,6 +548,8 @@ static void loop(struct sv *sv)
 				continue;
 			return;
 		}
+		if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat)
+			sv->sweep_soon = true; /* O_CLOEXEC fds go without a close */
 		what = handle(sv, &n, &val);
 		if (what == SV_REPLIED)
 			continue;
@@ -918,87 +565,6 @@ static void loop(struct sv *sv)
 		/* ENOENT: the call was interrupted meanwhile; nothing to undo. */
 		(void)ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 	}
-}
-
-/* st_dev of a volume's files, from its store (.kiln, which pf has just opened,
- * never through a symlink); 0 if it cannot be read. */
-static dev_t volume_dev(const char *dir)
-{
-	char store[4200];
-	struct stat st;
-
-	snprintf(store, sizeof(store), "%s/.kiln", dir);
-	return lstat(store, &st) == 0 ? rt_vol_dev(st.st_dev, st.st_ino) : 0;
-}
-
-static int open_volumes(struct sv *sv, const struct rt_config *cfg, struct kiln_err *err)
-{
-	for (size_t i = 0; i < cfg->n_volumes; i++) {
-		const struct rt_volume_cfg *vc = &cfg->volumes[i];
-		struct pf_volume_opts o = { 0 };
-		bool create = false;
-		int ret;
-
-		sv->vols[i].cfg = vc;
-		if (vc->cas_id[0]) {
-			/* Granted by the CAS, which holds its tag; made at first use. */
-			if (vc->committed == 0) {
-				char store[4200];
-				struct stat st;
-
-				snprintf(store, sizeof(store), "%s/.kiln/meta", vc->dir);
-				create = stat(store, &st) != 0 && errno == ENOENT;
-				ret = create ? kiln_mkdir_p(vc->dir, 0700) : 0;
-				if (ret)
-					return kiln_err_set(err, ret, "volume %s: cannot create "
-							    "%s: %s", vc->cas_id, vc->dir,
-							    kiln_strerror(ret));
-			}
-			ret = rt_fresh_cas(vc, &o.freshness, &o.freshness_ctx);
-			if (ret)
-				return kiln_err_set(err, ret, "volume %s: %s", vc->cas_id,
-						    kiln_strerror(ret));
-		} else if (vc->tag_file[0]) {
-			ret = pf_freshness_local(vc->tag_file, &o.freshness, &o.freshness_ctx);
-			if (ret)
-				return kiln_err_set(err, ret, "tag file %s: %s", vc->tag_file,
-						    kiln_strerror(ret));
-		}
-		if (create)
-			ret = pf_volume_init(vc->dir, vc->key, &o, &sv->vols[i].pf, err);
-		else
-			ret = pf_volume_open(vc->dir, vc->key, &o, &sv->vols[i].pf, err);
-		if (ret) {
-			char msg[sizeof(err->msg)];
-
-			snprintf(msg, sizeof(msg), "%s", kiln_err_msg(err, ret));
-			return kiln_err_set(err, ret, "volume %s: %s", vc->dir, msg);
-		}
-		sv->vols[i].dev = volume_dev(vc->dir);
-		sv->nvols++;
-	}
-	return 0;
-}
-
-static void close_all(struct sv *sv)
-{
-	struct kiln_err err = { 0 };
-	int ret;
-
-	for (size_t i = 0; i < sv->nfiles; i++) {
-		ret = write_back(sv->files[i], &err);
-		if (ret)
-			report("exit", sv->files[i]->path, &err, ret);
-		file_free(sv->files[i]);
-	}
-	sv->nfiles = 0;
-	for (size_t i = 0; i < sv->nvols; i++) {
-		ret = pf_volume_close(sv->vols[i].pf, &err);
-		if (ret)
-			fprintf(stderr, "kiln: volume %s: %s\n", sv->vols[i].cfg->dir,
-				kiln_err_msg(&err, ret));
-	}
-	sv->nvols = 0;
 }
 
 int rt_supervise(const struct rt_config *cfg, char *const argv[], int *exit_status,
@@ -1021,10 +587,15 @@ int rt_supervise_ex(const struct rt_config *cfg, const struct rt_sv_opts *opts,
 
 	if (!sv)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
-	sv->listener = -1;
+	sv->listener = sv->devnull = -1;
 	sv->attested = cfg->cas[0] != '\0';
 	sv->inj = opts->files;
-	ret = open_volumes(sv, cfg, err);
+	sv->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (sv->devnull < 0) {
+		ret = kiln_err_set(err, -errno, "/dev/null: %s", strerror(errno));
+		goto out;
+	}
+	ret = sv_vols_open(sv, cfg, err);
 	if (ret)
 		goto out;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
@@ -1076,7 +647,9 @@ out:
 		signal(SIGTERM, sig_term);
 		signal(SIGHUP, sig_hup);
 	}
-	close_all(sv);
+	sv_vols_close(sv);
+	if (sv->devnull >= 0)
+		close(sv->devnull);
 	if (sv->listener >= 0)
 		close(sv->listener);
 	if (sp[0] >= 0)

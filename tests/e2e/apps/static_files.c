@@ -30,6 +30,15 @@
  *   rt_static_files list DIR         (libkiln semantics: the static loader)
  *                                    mkdir DIR/ls, create DIR/ls/a, list DIR/ls
  *                                    with readdir, print the names but . and ..
+ *   rt_static_files shell DIR        commands on stdin, one answer line each
+ *                                    (shell() below): a test drives this one
+ *                                    and rt_dyn_files (the same source, linked
+ *                                    dynamically: libkiln) on one volume
+ *   rt_static_files forkview DIR     open DIR/view.txt, write "P1", fork; the
+ *                                    child opens it again, reads "P1", writes
+ *                                    "C1" after it; the parent reads it all
+ *                                    (no close, no fsync between)
+ *   rt_static_files head PATH N      print the first N bytes of PATH
  *
  * Exit 0 on success, 1 with "CALL: errno=N" on stdout on failure. Only libc. */
 #include <dirent.h>
@@ -171,6 +180,167 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/* shell(): one command per line on stdin, one answer line on stdout:
+ *   open NAME r|w|a   open DIR/NAME (w: O_RDWR|O_CREAT, a: and O_APPEND) -> ok
+ *   pwrite OFF TEXT   -> ok            pread OFF LEN -> data TEXT
+ *   append TEXT N     N writes of "TEXT\n" (each one write call) -> ok
+ *   lock | unlock     fcntl F_SETLK of the whole file (write lock) -> ok | busy
+ *   size              -> size N        close -> ok        quit
+ *   dup               the open fd becomes a dup of it (the first closed) -> ok
+ *   fsync             -> ok
+ * A failure answers "CALL: errno=N". */
+static int shell(const char *dir)
+{
+	char line[4096], path[4096], a[4096], b[4096];
+	int fd = -1;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		struct flock fl = { .l_whence = SEEK_SET };
+		long long off = 0, n = 0;
+		struct stat st;
+
+		a[0] = b[0] = '\0';
+		if (sscanf(line, "open %4095s %4095s", a, b) == 2) {
+			int flags = b[0] == 'r' ? O_RDONLY : O_RDWR | O_CREAT;
+
+			if (b[0] == 'a')
+				flags |= O_APPEND;
+			if (fd >= 0)
+				close(fd);
+			snprintf(path, sizeof(path), "%s/%s", dir, a);
+			fd = open(path, flags, 0600);
+			if (fd < 0)
+				fail("open");
+			else
+				puts("ok");
+		} else if (sscanf(line, "pwrite %lld %4095s", &off, a) == 2) {
+			if (pwrite(fd, a, strlen(a), off) != (ssize_t)strlen(a))
+				fail("pwrite");
+			else
+				puts("ok");
+		} else if (sscanf(line, "pread %lld %lld", &off, &n) == 2 && n < 4096) {
+			ssize_t r = pread(fd, a, (size_t)n, off);
+
+			if (r < 0) {
+				fail("pread");
+			} else {
+				a[r] = '\0';
+				printf("data %s\n", a);
+			}
+		} else if (sscanf(line, "append %4000s %lld", a, &n) == 2) {
+			size_t len = strlen(a);
+
+			a[len++] = '\n';
+			for (long long i = 0; i < n; i++) {
+				if (write(fd, a, len) != (ssize_t)len) {
+					fail("append");
+					break;
+				}
+				if (i == n - 1)
+					puts("ok");
+			}
+		} else if (strcmp(line, "lock\n") == 0 || strcmp(line, "unlock\n") == 0) {
+			fl.l_type = line[0] == 'l' ? F_WRLCK : F_UNLCK;
+			if (fcntl(fd, F_SETLK, &fl) == 0)
+				puts("ok");
+			else if (errno == EAGAIN || errno == EACCES)
+				puts("busy");
+			else
+				fail("fcntl");
+		} else if (strcmp(line, "size\n") == 0) {
+			if (fstat(fd, &st))
+				fail("fstat");
+			else
+				printf("size %lld\n", (long long)st.st_size);
+		} else if (strcmp(line, "fsync\n") == 0) {
+			if (fsync(fd))
+				fail("fsync");
+			else
+				puts("ok");
+		} else if (strcmp(line, "dup\n") == 0) {
+			int d = dup(fd);
+
+			if (d < 0 || close(fd)) {
+				fail("dup");
+			} else {
+				fd = d;
+				puts("ok");
+			}
+		} else if (strcmp(line, "close\n") == 0) {
+			if (close(fd))
+				fail("close");
+			else
+				puts("ok");
+			fd = -1;
+		} else if (strcmp(line, "quit\n") == 0) {
+			return 0;
+		} else {
+			puts("unknown command");
+		}
+	}
+	return 0;
+}
+
+/* Two processes of one supervised program on one file: one view. */
+static int forkview(const char *dir)
+{
+	char path[4096], buf[64];
+	int fd, pipefd[2], status;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/view.txt", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, "P1", 2) != 2)
+		return fail("open-write");
+	if (pipe(pipefd))
+		return fail("pipe");
+	pid = fork();
+	if (pid < 0)
+		return fail("fork");
+	if (pid == 0) {
+		int cfd = open(path, O_RDWR);
+		ssize_t n;
+
+		if (cfd < 0)
+			_exit(fail("child-open"));
+		n = pread(cfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		printf("child read: %s\n", buf);
+		fflush(stdout);
+		if (pwrite(cfd, "C1", 2, 2) != 2)
+			_exit(fail("child-write"));
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		/* Exits holding cfd: no close, no fsync. */
+		_exit(0);
+	}
+	if (read(pipefd[0], buf, 1) != 1)
+		return fail("pipe-read");
+	memset(buf, 0, sizeof(buf));
+	if (pread(fd, buf, sizeof(buf) - 1, 0) < 0)
+		return fail("pread");
+	printf("parent read: %s\n", buf);
+	if (waitpid(pid, &status, 0) != pid)
+		return fail("waitpid");
+	return 0;
+}
+
+static int head(const char *path, long n)
+{
+	char buf[4096];
+	ssize_t r;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return fail("open");
+	r = read(fd, buf, n < (long)sizeof(buf) ? (size_t)n : sizeof(buf));
+	if (r < 0)
+		return fail("read");
+	fwrite(buf, 1, (size_t)r, stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], path2[4096], buf[4096];
@@ -183,6 +353,12 @@ int main(int argc, char **argv)
 		return 2;
 	if (strcmp(argv[1], "attest") == 0)
 		return attest(argc, argv);
+	if (strcmp(argv[1], "shell") == 0)
+		return shell(argv[2]);
+	if (strcmp(argv[1], "forkview") == 0)
+		return forkview(argv[2]);
+	if (strcmp(argv[1], "head") == 0 && argc == 4)
+		return head(argv[2], atol(argv[3]));
 	snprintf(path, sizeof(path), "%s/file.txt", argv[2]);
 	snprintf(path2, sizeof(path2), "%s/renamed.txt", argv[2]);
 	if (strcmp(argv[1], "write") == 0 && argc == 4) {

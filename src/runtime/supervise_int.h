@@ -1,0 +1,145 @@
+/* kiln run, supervised mode: what the supervisor's files share
+ * (supervise.c: the program, its seccomp filter and the notification loop;
+ * supervise_vols.c: the volumes' servers; supervise_files.c: protected
+ * files through them;
+ * supervise_procs.c: which program processes still hold a file). */
+#ifndef KILN_RUNTIME_SUPERVISE_INT_H
+#define KILN_RUNTIME_SUPERVISE_INT_H
+
+#include <linux/seccomp.h>
+#include <sys/stat.h>
+
+#include "runtime/runtime.h"
+#include "runtime/shield/proto.h"
+#include "runtime/supervise.h"
+
+#define SV_PATH 4096
+
+/* A volume: the supervisor is one more client of its volume server (the same
+ * server as libkiln's processes on that volume), started here when none runs. */
+struct sv_vol {
+	struct rt_volume_cfg cfg;  /* a copy (the server's open reads it; key wiped at the end) */
+	struct rt_auth_keys keys;  /* secret */
+	char sock_name[RT_SOCK_NAME_MAX];
+	int sock;                  /* the authenticated connection, -1 */
+	uint64_t gen;              /* bumped per server (files of an old one are gone) */
+	dev_t dev;                 /* st_dev of its files */
+	bool wrote;                /* a program wrote to it (commit at the end) */
+	bool said_gone;
+	uint8_t reply[RT_MSG_MAX];
+};
+
+/* A server file the program holds: the supervisor holds it once for all the
+ * program's fds (holds: one per open), mapped whole (never evicted) so that
+ * the program's untrapped reads and writes of the memfd are the file. */
+struct sv_file {
+	struct sv_file *next;
+	struct sv_vol *vol;
+	uint64_t gen;              /* vol->gen it belongs to */
+	uint64_t id;               /* the server's file id */
+	int memfd;                 /* owned: the server's plaintext memfd */
+	dev_t mdev;                /* its identity (what the program's fstat sees) */
+	ino_t mino;
+	uint32_t holds;            /* OPENs not yet released */
+	uint32_t rmaps, wmaps;     /* MAPs: read-only, writable whole */
+	uint32_t nfds;             /* program fds tracked on it */
+	char path[SV_PATH];        /* the path of its first open, for messages */
+};
+
+/* A program fd on a held file. */
+struct sv_fd {
+	pid_t tgid;
+	int fd;
+	bool writable;
+	struct sv_file *f;
+};
+
+struct sv {
+	pid_t pid;
+	int listener;
+	int devnull;                   /* owned: what a closed fd is replaced with */
+	bool attested;                 /* the program holds a grant (kiln run --cas) */
+	bool started;                  /* the program itself was executed (first exec) */
+	bool sweep_soon;               /* a process exited or executed: look again soon */
+	const struct rt_sv_files *inj; /* injected files, may be NULL */
+	size_t nvols;
+	struct sv_vol *vols;           /* owned, RT_MAX_VOLUMES */
+	struct sv_file *files;         /* owned */
+	size_t nfds, cap_fds;
+	struct sv_fd *fds;             /* owned */
+	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
+};
+
+/* The calling thread's credentials, from /proc/TID/status. */
+struct sv_cred {
+	pid_t tgid;
+	mode_t umask;
+	uid_t ruid;
+	gid_t rgid;
+	struct rt_cred fs;         /* fsuid, fsgid, groups: what a path request acts with */
+};
+int sv_cred_of(pid_t tid, struct sv_cred *out);
+
+/* supervise_vols.c: connect to (or start) each volume's server. */
+int sv_vols_open(struct sv *sv, const struct rt_config *cfg, struct kiln_err *err);
+struct sv_vol *sv_find_vol(struct sv *sv, const char *abs, const char **rel);
+/* One request to v's server; a server that went away is replaced for
+ * requests about paths, not for file ids of the old one (-EIO). body, size,
+ * fds, errmsg (RT_ERRMSG_MAX: the server's message of a failure) may be NULL;
+ * passed fds are the caller's. */
+int sv_call(struct sv_vol *v, struct rt_msg *m, const uint8_t **body, size_t *size, int fds[2],
+	    char *errmsg);
+/* ret, after saying the server's message (integrity, I/O) with the path. */
+long sv_failed(const char *what, struct sv_vol *v, const char *rel, int ret, const char *errmsg);
+/* Commit everything of v (SYNCALL), saying why when it fails. */
+void sv_commit(struct sv_vol *v);
+
+/* supervise_files.c */
+/* Release every file, commit what the program wrote, disconnect, wipe keys. */
+void sv_vols_close(struct sv *sv);
+/* open on a protected path: the program's new fd (answered with ADDFD) or
+ * -errno; refused calls say so once (sv_refuse). */
+long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, struct sv_vol *v,
+	     const char *rel, int flags, mode_t mode);
+/* stat family: flags RT_STAT_NOFOLLOW; *out in the kernel's layout. */
+long sv_stat(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, unsigned flags,
+	     struct stat *out);
+long sv_access(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, int mode, int flags);
+/* unlink, rmdir (AT_REMOVEDIR), mkdir, rename (flags of renameat2),
+ * truncate: applied by the server and committed (durable at once: the
+ * program cannot open the directory to fsync it). */
+long sv_unlink(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, int flags);
+long sv_mkdir(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, mode_t mode);
+long sv_rename(struct sv *sv, pid_t tid, struct sv_vol *v, const char *from, const char *to,
+	       unsigned flags);
+long sv_truncate(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, uint64_t size);
+/* fd calls: the tracked fd of (tid's process, fd), or NULL. */
+struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd);
+long sv_fsync(struct sv *sv, struct sv_fd *e);
+/* close of a tracked fd: replaced by /dev/null in the program (so the memfd
+ * is closed when this returns, locks released), forgotten; the caller lets
+ * the kernel close the replacement. */
+void sv_close(struct sv *sv, const struct seccomp_notif *n, struct sv_fd *e);
+/* exit_group of tid's process: commit what it wrote. */
+void sv_exit(struct sv *sv, pid_t tid);
+/* Drop tracked fds the program no longer has (exec, exit, kill), find the
+ * holders of files without one, and release the files nobody holds. */
+void sv_sweep(struct sv *sv);
+bool sv_holds_files(const struct sv *sv);
+
+/* supervise_procs.c: which processes of the program refer to a memfd. */
+struct sv_ref {
+	pid_t pid;
+	int fd;                    /* -1: a mapping */
+};
+/* References to (dev, ino) in the program's processes (the first one and its
+ * descendants): up to max into out, their count. */
+size_t sv_refs(pid_t root, dev_t dev, ino_t ino, struct sv_ref *out, size_t max);
+/* Whether process tgid's fd is (dev, ino). */
+bool sv_fd_is(pid_t tgid, int fd, dev_t dev, ino_t ino);
+
+/* supervise.c */
+long sv_refuse(struct sv *sv, const char *call, long nr, const char *abs);
+void sv_report(const char *call, const char *path, const char *msg);
+
+#endif

@@ -1,0 +1,218 @@
+/* kiln run, supervised mode: the volumes (supervise_int.h). The supervisor
+ * is a client of each volume's server, the same server as every libkiln
+ * process on the volume (docs/runtime.md, "The file shield"): it starts it
+ * when none runs (rt__srv_connect forks this process, and the fork opens the
+ * volume as the launcher's configuration says) or joins the running one with
+ * the same proof of the key. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pf/pf.h"
+#include "runtime/attest_proto.h"
+#include "runtime/shield/server.h"
+#include "runtime/supervise_int.h"
+
+/* ---- volumes and their servers ------------------------------------------- */
+/* Runs in the server process (a fork of this one): open the volume as the
+ * launcher's configuration says (local tag file, or the CAS's tag), holding
+ * its lock (pf's storage takes the flock of DIR/.kiln, waiting for a previous
+ * server's last commit). */
+static int open_in_server(void *arg, const uint8_t key[static RT_KEY_SIZE], pf_volume_t **out,
+			  struct kiln_err *err)
+{
+	const struct rt_volume_cfg *vc = arg;
+	struct pf_volume_opts o = { .seal_thread = true }; /* the server is not the program */
+	bool create = false;
+	int ret;
+
+	if (vc->cas_id[0]) {
+		char meta[4200];
+		struct stat st;
+
+		/* Granted by the CAS, which holds its tag; made at first use. */
+		snprintf(meta, sizeof(meta), "%s/.kiln/meta", vc->dir);
+		create = vc->committed == 0 && lstat(meta, &st) != 0 && errno == ENOENT;
+		ret = rt_fresh_cas(vc, &o.freshness, &o.freshness_ctx);
+		if (ret)
+			return kiln_err_set(err, ret, "volume %s: %s", vc->cas_id, kiln_strerror(ret));
+	} else if (vc->tag_file[0]) {
+		ret = pf_freshness_local(vc->tag_file, &o.freshness, &o.freshness_ctx);
+		if (ret)
+			return kiln_err_set(err, ret, "tag file %s: %s", vc->tag_file,
+					    kiln_strerror(ret));
+	}
+	return create ? pf_volume_init(vc->dir, key, &o, out, err) :
+	       pf_volume_open(vc->dir, key, &o, out, err);
+}
+
+static pid_t plain_fork(void)
+{
+	return fork();
+}
+
+/* The plaintext bound of a server this supervisor starts: KILN_FILE_CACHE's
+ * MIB, as libkiln reads it (its FILES is libkiln's own cache: none here). */
+static uint64_t cache_limit(void)
+{
+	const char *s = getenv("KILN_FILE_CACHE");
+	uint64_t files, mib;
+
+	return s && rt_file_cache_parse(s, &files, &mib) == 0 && mib > 0 ? mib << 20 : 0;
+}
+
+static int vol_connect(struct sv_vol *v, struct kiln_err *err)
+{
+	struct rt_srv_config *c = calloc(1, sizeof(*c));
+	int vfd = -1, s;
+
+	if (!c)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	snprintf(c->dir, sizeof(c->dir), "%s", v->cfg.dir);
+	memcpy(c->sock_name, v->sock_name, sizeof(c->sock_name));
+	memcpy(c->key, v->cfg.key, RT_KEY_SIZE);
+	c->open_volume = open_in_server;
+	c->arg = &v->cfg;
+	c->cache_limit = cache_limit(); /* 0: the server's default */
+	s = rt__srv_connect(c, &v->keys, plain_fork, (uint32_t)getpid(), &vfd, err);
+	kiln_free_secret(c, sizeof(*c));
+	if (vfd >= 0)
+		close(vfd);
+	if (s < 0)
+		return s;
+	v->sock = s;
+	v->gen++;
+	/* The grant's tags were good for the first open only (a server started
+	 * later, after this one died, asks the CAS). */
+	v->cfg.committed = RT_TAG_ASK;
+	return 0;
+}
+
+int sv_vols_open(struct sv *sv, const struct rt_config *cfg, struct kiln_err *err)
+{
+	sv->vols = calloc(RT_MAX_VOLUMES, sizeof(*sv->vols));
+	if (!sv->vols)
+		return kiln_err_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->n_volumes && i < RT_MAX_VOLUMES; i++) {
+		struct sv_vol *v = &sv->vols[i];
+		char store[4200];
+		struct stat st;
+		int ret;
+
+		v->cfg = cfg->volumes[i];
+		v->sock = -1;
+		sv->nvols = i + 1;
+		snprintf(store, sizeof(store), "%s/.kiln", v->cfg.dir);
+		if (v->cfg.cas_id[0] && v->cfg.committed == 0) {
+			/* First use of a CAS volume: its directory and store. */
+			ret = kiln_mkdir_p(store, 0700);
+			if (ret)
+				return kiln_err_set(err, ret, "volume %s: cannot create %s: %s",
+						    v->cfg.cas_id, store, kiln_strerror(ret));
+		}
+		ret = rt__auth_derive(v->cfg.key, &v->keys);
+		if (!ret)
+			ret = rt__srv_sock_name(v->cfg.dir, &v->keys, v->sock_name);
+		if (ret == -ENOENT)
+			return kiln_err_set(err, ret, "volume %s: not a kiln volume (no %s); create "
+					    "it with 'kiln fs init'", v->cfg.dir, store);
+		if (ret)
+			return kiln_err_set(err, ret, "volume %s: %s: %s", v->cfg.dir, store,
+					    kiln_strerror(ret));
+		ret = vol_connect(v, err);
+		if (ret) {
+			if (!strstr(kiln_err_msg(err, ret), v->cfg.dir))
+				kiln_err_prefix(err, "volume %s: ", v->cfg.dir);
+			return ret;
+		}
+		v->dev = lstat(store, &st) == 0 ? rt_vol_dev(st.st_dev, st.st_ino) : 0;
+	}
+	return 0;
+}
+
+struct sv_vol *sv_find_vol(struct sv *sv, const char *abs, const char **rel)
+{
+	struct sv_vol *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < sv->nvols; i++) {
+		const char *r = rt_path_under(abs, sv->vols[i].cfg.mount);
+		size_t len = strlen(sv->vols[i].cfg.mount);
+
+		if (r && (!best || len > best_len)) {
+			best = &sv->vols[i];
+			best_len = len;
+			*rel = r;
+		}
+	}
+	return best;
+}
+
+/* One request to v's server; a server that went away is replaced for
+ * requests about paths (a new one recovers the volume), not for file ids of
+ * the old one (-EIO). errmsg (RT_ERRMSG_MAX, may be NULL): the server's
+ * message of a failure. fds (may be NULL): passed fds, owned by the caller. */
+int sv_call(struct sv_vol *v, struct rt_msg *m, const uint8_t **body, size_t *size,
+		int fds[2], char *errmsg)
+{
+	struct kiln_err err = { 0 };
+	const uint8_t *b;
+	size_t sz;
+	int ret = -EIO;
+
+	if (errmsg)
+		errmsg[0] = '\0';
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (v->sock < 0) {
+			if (m->id)
+				return -EIO;
+			ret = vol_connect(v, &err);
+			if (ret) {
+				sv_report("volume", v->cfg.dir, kiln_err_msg(&err, ret));
+				return -EIO;
+			}
+		}
+		m->pid = (uint32_t)getpid();
+		ret = rt__request(v->sock, m, v->reply, body ? body : &b, size ? size : &sz, fds,
+				  errmsg);
+		if (ret != -ECONNRESET && ret != -EPIPE && ret != -EPROTO)
+			return ret;
+		close(v->sock);
+		v->sock = -1;
+		if (!v->said_gone) {
+			v->said_gone = true;
+			sv_report("volume", v->cfg.dir, "the volume server has gone (killed?): files "
+				  "open before are no longer saved; new opens start a new server");
+		}
+	}
+	return ret;
+}
+
+/* A failed request: the server's message in the supervisor's stderr when it
+ * says more than the errno (integrity, I/O), naming the program's path. */
+long sv_failed(const char *what, struct sv_vol *v, const char *rel, int ret,
+		   const char *errmsg)
+{
+	char abs[SV_PATH + 8];
+
+	if (ret != -EIO || !errmsg[0])
+		return ret;
+	snprintf(abs, sizeof(abs), "%s%s%s", v->cfg.mount, rel[0] ? "/" : "", rel);
+	sv_report(what, abs, errmsg);
+	return ret;
+}
+
+void sv_commit(struct sv_vol *v)
+{
+	struct rt_msg m = { .op = RT_OP_SYNCALL };
+	char errmsg[RT_ERRMSG_MAX];
+	int ret = sv_call(v, &m, NULL, NULL, NULL, errmsg);
+
+	if (ret)
+		sv_report("commit", v->cfg.dir, errmsg[0] ? errmsg : kiln_strerror(ret));
+}
+
