@@ -617,7 +617,8 @@ long rt__shield_fsync(long fd)
 		return r;
 	case RT_FD_DIR: {
 		/* The names in the directory: a commit of the namespace. */
-		struct rt_msg m = { .op = RT_OP_SYNCALL, .flags = 1, .path = o->rel };
+		struct rt_msg m = { .op = RT_OP_SYNCALL, .flags = RT_SYNC_NAMESPACE,
+				    .path = o->rel };
 
 		return commit && rt__vol_simple(o->vol, &m) ? -EIO : 0;
 	}

@@ -185,7 +185,8 @@ enum rt_op {
 	RT_OP_RELEASE,     /* file id: one hold less */
 	RT_OP_FILL,        /* file id, first chunk, count */
 	RT_OP_FSYNC,       /* file id, flags */
-	RT_OP_SYNCALL,     /* commit everything (exit, syncfs, directory fsync) */
+	RT_OP_SYNCALL,     /* commit everything (exit, syncfs), or flags RT_SYNC_NAMESPACE:
+			    * the names (directory fsync) */
 	RT_OP_TRUNCATE,    /* file id (0: by path), size, path */
 	RT_OP_FALLOCATE,   /* file id, mode, offset, length */
 	RT_OP_STAT,        /* path -> attributes */
@@ -228,6 +229,10 @@ enum rt_op {
 
 /* Flags of RT_OP_STAT. */
 #define RT_STAT_NOFOLLOW 0x1u /* lstat: a symlink in the last component is the answer */
+
+/* Flags of RT_OP_SYNCALL. */
+#define RT_SYNC_NAMESPACE 0x1u /* the names only (fsync of a directory): a commit
+				* that writes no file's data back */
 
 /* Flags of RT_OP_FSYNC. */
 #define RT_FSYNC_COMMIT 0x1u /* durable commit (else: written back only) */

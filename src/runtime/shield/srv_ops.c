@@ -549,9 +549,12 @@ static int do_fsync(struct sconn *c, const struct rt_msg *m, const struct pf_cre
 
 static int do_syncall(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
 {
-	(void)m;
 	(void)cred;
-	g_srv.commit_all = true;
+	/* The names only: pf's commit takes the namespace; no file's data has
+	 * to be written back for it (that costs a whole file's sealing for a
+	 * file mapped writable, or held by a supervised program). */
+	if (!(m->flags & RT_SYNC_NAMESPACE))
+		g_srv.commit_all = true;
 	g_srv.need_commit = true;
 	c->waiting = true;
 	return 0;
