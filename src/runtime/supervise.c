@@ -525,21 +525,29 @@ static void loop(struct sv *sv)
 
 	for (;;) {
 		struct pollfd p = { .fd = sv->listener, .events = POLLIN };
-		/* Files held: look again for fds the program lost without a
-		 * close (exec, exit, kill), soon after an exit or exec. */
-		int timeout = !sv_holds_files(sv) ? -1 : sv->sweep_soon ? 20 : 1000;
+		uint64_t now = kiln_now_ns();
 		long val = 0;
-		int what, np = poll(&p, 1, timeout);
+		int what, np, timeout = -1;
 
+		/* Files held: look again for fds the program lost without a
+		 * close (exec, exit, kill) and for kept files to give back,
+		 * every second, and soon after an exit or exec. */
+		if (sv_holds_files(sv) && !sv->sweep_at)
+			sv->sweep_at = now + 1000000000ull;
+		if (sv->sweep_at && now >= sv->sweep_at) {
+			sv_sweep(sv);
+			continue;
+		}
+		if (sv->sweep_at)
+			timeout = (int)((sv->sweep_at - now) / 1000000) + 1;
+		np = poll(&p, 1, timeout);
 		if (np < 0) {
 			if (errno == EINTR)
 				continue;
 			return;
 		}
-		if (np == 0) {
-			sv_sweep(sv);
+		if (np == 0)
 			continue;
-		}
 		if (!(p.revents & POLLIN))
 			return; /* POLLHUP: every task of the program is gone */
 		memset(&n, 0, sizeof(n));
@@ -549,7 +557,7 @@ static void loop(struct sv *sv)
 			return;
 		}
 		if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat)
-			sv->sweep_soon = true; /* O_CLOEXEC fds go without a close */
+			sv_sweep_soon(sv); /* O_CLOEXEC fds go without a close */
 		what = handle(sv, &n, &val);
 		if (what == SV_REPLIED)
 			continue;

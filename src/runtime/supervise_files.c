@@ -45,6 +45,7 @@ static void file_release(struct sv_file *f)
 		sv_call(v, &m, NULL, NULL, NULL, NULL);
 	}
 	close(f->memfd);
+	free(f->rel);
 	free(f);
 }
 
@@ -217,6 +218,48 @@ static long inject(struct sv *sv, const struct seccomp_notif *n, struct sv_file 
 	return ret;
 }
 
+/* After an OPEN by path: what the next open of rel may take without one. */
+static void remember(struct sv_file *f, const char *rel, const struct rt_stat_reply *r,
+		     const struct sv_cred *c, uint64_t gen)
+{
+	char *p = strdup(rel);
+
+	free(f->rel);
+	f->rel = p;
+	f->ns_gen = p ? gen : UINT64_MAX;
+	f->who = sv_cred_key(c);
+	f->mode = r->mode & 07777;
+	f->uid = r->uid;
+	f->gid = r->gid;
+}
+
+/* A file held already that an open of rel names, with nothing for the server
+ * to decide: no name changed since its OPEN (the generation moves with every
+ * create, unlink, rename, chmod, chown, truncation), the same credentials,
+ * and the file's mode lets them (the kernel's check at open). */
+static struct sv_file *known(struct sv *sv, struct sv_vol *v, const char *rel, int flags,
+			     const struct sv_cred *c, uint64_t gen)
+{
+	struct pf_cred pc = { .uid = c->fs.uid, .gid = c->fs.gid, .groups = c->fs.groups,
+			      .ngroups = c->fs.ngroups };
+	uint64_t who = sv_cred_key(c);
+
+	if (gen == UINT64_MAX || (flags & (O_CREAT | O_TRUNC | O_NOFOLLOW | O_DIRECTORY)))
+		return NULL;
+	for (struct sv_file *f = sv->files; f; f = f->next) {
+		struct pf_stat ps = { .type = PF_TYPE_REG };
+
+		if (f->vol != v || f->gen != v->gen || f->ns_gen != gen || f->who != who ||
+		    !f->rel || strcmp(f->rel, rel) != 0)
+			continue;
+		ps.mode = f->mode;
+		ps.uid = f->uid;
+		ps.gid = f->gid;
+		return pf_permission(&pc, &ps, rt__open_may(flags)) == 0 ? f : NULL;
+	}
+	return NULL;
+}
+
 long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, struct sv_vol *v,
 	     const char *rel, int flags, mode_t mode)
 {
@@ -230,6 +273,7 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 	size_t size;
 	int fds[2] = { -1, -1 }, acc = flags & O_ACCMODE;
 	bool writable = acc != O_RDONLY, fresh = false;
+	uint64_t gen;
 	long ret;
 
 	/* O_PATH and O_TMPFILE fds would stand for things the supervisor cannot
@@ -238,6 +282,12 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 		return sv_refuse(sv, call_name, n->data.nr, abs);
 	if ((ret = sv_cred_of((pid_t)n->pid, &c)))
 		return ret;
+	gen = sv_ns_gen(v);
+	f = known(sv, v, rel, flags, &c, gen);
+	if (f) {
+		ret = 0;
+		goto have;
+	}
 	m.flags = (uint32_t)(flags & (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW));
 	m.mode = (mode & ~c.umask) & 07777;
 	m.cred = &c.fs;
@@ -263,6 +313,8 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 		ret = -ENOTDIR;
 		goto out;
 	}
+	remember(f, rel, &r, &c, gen);
+have:
 	ret = file_map(f, writable, errmsg);
 	if (ret) {
 		ret = sv_failed(call_name, v, rel, (int)ret, errmsg);
@@ -273,6 +325,8 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 		ret = -ENOMEM; /* the fd is the program's, untracked: cannot be */
 	if (ret >= 0 && writable)
 		v->wrote = true;
+	if (ret >= 0)
+		f->closed_ns = 0;
 out:
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
@@ -370,7 +424,7 @@ static long ns_call(struct sv_vol *v, pid_t tid, const char *what, struct rt_msg
 	ret = sv_call(v, m, NULL, NULL, NULL, errmsg);
 	if (ret)
 		return sv_failed(what, v, m->path, ret, errmsg);
-	sv_commit(v);
+	sv_commit(v, RT_SYNC_NAMESPACE);
 	return 0;
 }
 
@@ -429,6 +483,65 @@ long sv_fsync(struct sv *sv, struct sv_fd *e)
 	return ret;
 }
 
+/* Files kept after the program's last close, for its next open (a reopen of
+ * the memfd, no fill): at most this many, this much plaintext, this long. */
+#define SV_KEEP_FILES 64
+#define SV_KEEP_BYTES (64ull << 20)
+#define SV_KEEP_NS (2ull * 1000000000)
+
+/* f has no tracked fd: give it back unless something of the program still
+ * refers to it (a dup, a forked child's copy: tracked from now on, their
+ * closes trap; a mapping: looked at again later). */
+static void let_go(struct sv *sv, struct sv_file *f)
+{
+	enum { MAX_REFS = 64 };
+	struct sv_ref refs[MAX_REFS];
+	size_t n = sv_refs(sv->pid, f->mdev, f->mino, refs, MAX_REFS);
+
+	for (size_t k = 0; k < n; k++)
+		if (refs[k].fd >= 0)
+			fd_add(sv, refs[k].pid, refs[k].fd, f->wmaps > 0, f);
+	if (!n) {
+		file_unlink(sv, f);
+		file_release(f);
+	} else if (!f->nfds) {
+		f->closed_ns = kiln_now_ns();
+	}
+}
+
+static void kept(struct sv_file *f)
+{
+	struct stat st;
+
+	f->closed_ns = kiln_now_ns();
+	f->kept_bytes = fstat(f->memfd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The files kept after their last close within SV_KEEP_*: the oldest go. */
+static void trim(struct sv *sv)
+{
+	uint64_t now = kiln_now_ns();
+
+	for (size_t pass = 0; pass < SV_KEEP_FILES + 1; pass++) {
+		struct sv_file *old = NULL;
+		uint64_t bytes = 0;
+		size_t n = 0;
+
+		for (struct sv_file *f = sv->files; f; f = f->next) {
+			if (f->nfds || !f->closed_ns)
+				continue;
+			n++;
+			bytes += f->kept_bytes;
+			if (!old || f->closed_ns < old->closed_ns)
+				old = f;
+		}
+		if (!old || (n <= SV_KEEP_FILES && bytes <= SV_KEEP_BYTES &&
+			     now - old->closed_ns < SV_KEEP_NS))
+			return;
+		let_go(sv, old);
+	}
+}
+
 void sv_close(struct sv *sv, const struct seccomp_notif *n, struct sv_fd *e)
 {
 	struct seccomp_notif_addfd add = { 0 };
@@ -446,8 +559,10 @@ void sv_close(struct sv *sv, const struct seccomp_notif *n, struct sv_fd *e)
 		(void)ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
 	}
 	fd_drop(sv, e);
-	if (!f->nfds)
-		sv_sweep(sv);
+	if (!f->nfds) {
+		kept(f);
+		trim(sv);
+	}
 }
 
 void sv_exit(struct sv *sv, pid_t tid)
@@ -464,39 +579,34 @@ void sv_exit(struct sv *sv, pid_t tid)
 			wrote[sv->fds[i].f->vol - sv->vols] = true;
 	for (size_t i = 0; i < sv->nvols; i++)
 		if (wrote[i])
-			sv_commit(&sv->vols[i]);
-	sv->sweep_soon = true;
+			sv_commit(&sv->vols[i], 0);
+	sv_sweep_soon(sv);
 }
 
 void sv_sweep(struct sv *sv)
 {
-	enum { MAX_REFS = 64 };
-	struct sv_ref refs[MAX_REFS];
-
 	for (size_t i = 0; i < sv->nfds;) {
 		struct sv_fd *e = &sv->fds[i];
+		struct sv_file *f = e->f;
 
-		if (sv_fd_is(e->tgid, e->fd, e->f->mdev, e->f->mino))
+		if (sv_fd_is(e->tgid, e->fd, f->mdev, f->mino)) {
 			i++;
-		else
-			fd_drop(sv, e); /* exec (O_CLOEXEC), exit, kill */
-	}
-	for (struct sv_file *f = sv->files, *next; f; f = next) {
-		size_t n;
-
-		next = f->next;
-		if (f->nfds)
 			continue;
-		/* A dup, a forked child's copy, a mapping: tracked from now on
-		 * (their closes trap), or kept while mapped. */
-		n = sv_refs(sv->pid, f->mdev, f->mino, refs, MAX_REFS);
-		for (size_t k = 0; k < n; k++)
-			if (refs[k].fd >= 0)
-				fd_add(sv, refs[k].pid, refs[k].fd, f->wmaps > 0, f);
-		if (!n)
-			file_drop_if_unused(sv, f);
+		}
+		fd_drop(sv, e); /* exec (O_CLOEXEC), exit, kill */
+		if (!f->nfds)
+			kept(f);
 	}
-	sv->sweep_soon = false;
+	trim(sv);
+	sv->sweep_at = 0;
+}
+
+void sv_sweep_soon(struct sv *sv)
+{
+	uint64_t soon = kiln_now_ns() + 20 * 1000000ull;
+
+	if (!sv->sweep_at || soon < sv->sweep_at)
+		sv->sweep_at = soon;
 }
 
 void sv_vols_close(struct sv *sv)
@@ -516,7 +626,7 @@ void sv_vols_close(struct sv *sv)
 		/* Durable when kiln run returns (the server also commits when its
 		 * last client goes, after the reply to nobody). */
 		if (v->wrote && v->sock >= 0)
-			sv_commit(v);
+			sv_commit(v, 0);
 		if (v->sock >= 0)
 			close(v->sock);
 		rt__auth_wipe(&v->keys);

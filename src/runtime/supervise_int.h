@@ -22,6 +22,7 @@ struct sv_vol {
 	struct rt_auth_keys keys;  /* secret */
 	char sock_name[RT_SOCK_NAME_MAX];
 	int sock;                  /* the authenticated connection, -1 */
+	struct rt_vseg *vseg;      /* its server's volume segment (read-only), or NULL */
 	uint64_t gen;              /* bumped per server (files of an old one are gone) */
 	dev_t dev;                 /* st_dev of its files */
 	bool wrote;                /* a program wrote to it (commit at the end) */
@@ -43,6 +44,14 @@ struct sv_file {
 	uint32_t holds;            /* OPENs not yet released */
 	uint32_t rmaps, wmaps;     /* MAPs: read-only, writable whole */
 	uint32_t nfds;             /* program fds tracked on it */
+	uint64_t closed_ns;        /* when nfds went to 0 (kept for the next open), or 0 */
+	uint64_t kept_bytes;       /* its size then */
+	/* What the last OPEN by path answered, for the next open of the same
+	 * path while the namespace has not moved (no round trip): */
+	char *rel;                 /* malloc'd */
+	uint64_t ns_gen;           /* sv_ns_gen before that OPEN */
+	uint64_t who;              /* the credentials it was asked with (sv_cred_key) */
+	uint32_t mode, uid, gid;   /* the file's permission bits and owner */
 	char path[SV_PATH];        /* the path of its first open, for messages */
 };
 
@@ -60,7 +69,7 @@ struct sv {
 	int devnull;                   /* owned: what a closed fd is replaced with */
 	bool attested;                 /* the program holds a grant (kiln run --cas) */
 	bool started;                  /* the program itself was executed (first exec) */
-	bool sweep_soon;               /* a process exited or executed: look again soon */
+	uint64_t sweep_at;             /* kiln_now_ns() of the next sv_sweep (0: none due) */
 	const struct rt_sv_files *inj; /* injected files, may be NULL */
 	size_t nvols;
 	struct sv_vol *vols;           /* owned, RT_MAX_VOLUMES */
@@ -79,6 +88,8 @@ struct sv_cred {
 	struct rt_cred fs;         /* fsuid, fsgid, groups: what a path request acts with */
 };
 int sv_cred_of(pid_t tid, struct sv_cred *out);
+/* A hash of c->fs: two answers were made for the same credentials. */
+uint64_t sv_cred_key(const struct sv_cred *c);
 
 /* supervise_vols.c: connect to (or start) each volume's server. */
 int sv_vols_open(struct sv *sv, const struct rt_config *cfg, struct kiln_err *err);
@@ -91,8 +102,12 @@ int sv_call(struct sv_vol *v, struct rt_msg *m, const uint8_t **body, size_t *si
 	    char *errmsg);
 /* ret, after saying the server's message (integrity, I/O) with the path. */
 long sv_failed(const char *what, struct sv_vol *v, const char *rel, int ret, const char *errmsg);
-/* Commit everything of v (SYNCALL), saying why when it fails. */
-void sv_commit(struct sv_vol *v);
+/* Commit v (SYNCALL; flags RT_SYNC_NAMESPACE: the names only), saying why
+ * when it fails. */
+void sv_commit(struct sv_vol *v, unsigned flags);
+/* The server's namespace generation (moves with every change of a name and
+ * whenever a file gets a memfd); UINT64_MAX when unknown. */
+uint64_t sv_ns_gen(const struct sv_vol *v);
 
 /* supervise_files.c */
 /* Release every file, commit what the program wrote, disconnect, wipe keys. */
@@ -118,14 +133,18 @@ struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd);
 long sv_fsync(struct sv *sv, struct sv_fd *e);
 /* close of a tracked fd: replaced by /dev/null in the program (so the memfd
  * is closed when this returns, locks released), forgotten; the caller lets
- * the kernel close the replacement. */
+ * the kernel close the replacement. A file's last one keeps the file for the
+ * next open a while (SV_KEEP_*), then it goes when nothing refers to it. */
 void sv_close(struct sv *sv, const struct seccomp_notif *n, struct sv_fd *e);
 /* exit_group of tid's process: commit what it wrote. */
 void sv_exit(struct sv *sv, pid_t tid);
-/* Drop tracked fds the program no longer has (exec, exit, kill), find the
- * holders of files without one, and release the files nobody holds. */
+/* Drop tracked fds the program no longer has (exec, exit, kill); of the
+ * files kept after their last close, give back the old ones nothing of the
+ * program refers to. */
 void sv_sweep(struct sv *sv);
 bool sv_holds_files(const struct sv *sv);
+/* A process exited or executed: sweep soon (its fds went without a close). */
+void sv_sweep_soon(struct sv *sv);
 
 /* supervise_procs.c: which processes of the program refer to a memfd. */
 struct sv_ref {

@@ -78,6 +78,20 @@ int sv_cred_of(pid_t tid, struct sv_cred *out)
 	return 0;
 }
 
+uint64_t sv_cred_key(const struct sv_cred *c)
+{
+	uint64_t h = 1469598103934665603ull;
+	uint32_t v[3] = { c->fs.uid, c->fs.gid, c->fs.ngroups };
+	const uint8_t *p = (const uint8_t *)v;
+
+	for (size_t i = 0; i < sizeof(v); i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	p = (const uint8_t *)c->fs.groups;
+	for (size_t i = 0; i < c->fs.ngroups * sizeof(gid_t); i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
 /* The program's processes: root and its descendants (the children of each
  * of their threads). At most max; their count. */
 static size_t program_pids(pid_t root, pid_t *out, size_t max)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,10 +81,21 @@ static int vol_connect(struct sv_vol *v, struct kiln_err *err)
 	c->cache_limit = cache_limit(); /* 0: the server's default */
 	s = rt__srv_connect(c, &v->keys, plain_fork, (uint32_t)getpid(), &vfd, err);
 	kiln_free_secret(c, sizeof(*c));
-	if (vfd >= 0)
-		close(vfd);
 	if (s < 0)
 		return s;
+	/* The volume segment: its namespace generation says when an open of a
+	 * file held already needs no round trip (sv_open). */
+	if (v->vseg)
+		munmap(v->vseg, sizeof(*v->vseg));
+	v->vseg = mmap(NULL, sizeof(*v->vseg), PROT_READ, MAP_SHARED, vfd, 0);
+	close(vfd);
+	if (v->vseg == MAP_FAILED || v->vseg->magic != RT_VSEG_MAGIC) {
+		if (v->vseg != MAP_FAILED)
+			munmap(v->vseg, sizeof(*v->vseg));
+		v->vseg = NULL;
+		close(s);
+		return kiln_err_set(err, -EPROTO, "volume server: bad volume segment");
+	}
 	v->sock = s;
 	v->gen++;
 	/* The grant's tags were good for the first open only (a server started
@@ -206,9 +218,14 @@ long sv_failed(const char *what, struct sv_vol *v, const char *rel, int ret,
 	return ret;
 }
 
-void sv_commit(struct sv_vol *v)
+uint64_t sv_ns_gen(const struct sv_vol *v)
 {
-	struct rt_msg m = { .op = RT_OP_SYNCALL };
+	return v->vseg && v->sock >= 0 ? atomic_load(&v->vseg->ns_gen) : UINT64_MAX;
+}
+
+void sv_commit(struct sv_vol *v, unsigned flags)
+{
+	struct rt_msg m = { .op = RT_OP_SYNCALL, .flags = flags };
 	char errmsg[RT_ERRMSG_MAX];
 	int ret = sv_call(v, &m, NULL, NULL, NULL, errmsg);
 
