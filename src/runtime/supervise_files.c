@@ -126,6 +126,48 @@ struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd)
 	return NULL;
 }
 
+/* ---- stat answers ----------------------------------------------------------- */
+/* The server's answers that hold until the namespace generation moves: a
+ * name that does not exist, a directory, a file no memfd holds (its size
+ * and times change only through an open, which moves the generation). */
+static struct sv_lookup *lookup_slot(struct sv_vol *v, const char *rel, unsigned flags)
+{
+	uint64_t h = 1469598103934665603ull ^ flags;
+
+	for (const char *p = rel; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return &v->lookups[h % SV_LOOKUPS];
+}
+
+static int lookup(struct sv_vol *v, const char *rel, unsigned flags, uint64_t who,
+		  uint64_t gen, int *ret, struct rt_stat_reply *r)
+{
+	struct sv_lookup *l = lookup_slot(v, rel, flags);
+
+	if (gen == UINT64_MAX || l->gen != gen + 1 || l->who != who || l->flags != flags ||
+	    strcmp(l->rel, rel) != 0)
+		return 0;
+	*ret = l->ret;
+	*r = l->r;
+	return 1;
+}
+
+static void lookup_put(struct sv_vol *v, const char *rel, unsigned flags, uint64_t who,
+		       uint64_t gen, int ret, const struct rt_stat_reply *r)
+{
+	struct sv_lookup *l = lookup_slot(v, rel, flags);
+
+	if (gen == UINT64_MAX || strlen(rel) >= sizeof(l->rel) ||
+	    !(ret == -ENOENT || ret == -ENOTDIR || (ret == 0 && (r->cacheable || S_ISDIR(r->mode)))))
+		return;
+	l->gen = gen + 1; /* 0: empty */
+	l->who = who;
+	l->flags = flags;
+	l->ret = ret;
+	l->r = ret ? (struct rt_stat_reply){ 0 } : *r;
+	snprintf(l->rel, sizeof(l->rel), "%s", rel);
+}
+
 /* ---- open ------------------------------------------------------------------ */
 /* MAP f (whole for writers: the program's writes leave no mark) and, the
  * first time, have the server fill all of it: the program's reads of the
@@ -135,6 +177,7 @@ static int file_map(struct sv_file *f, bool writable, char *errmsg)
 	struct rt_msg m = { .op = RT_OP_MAP, .id = f->id,
 			    .flags = writable ? RT_MAP_WRITE | RT_MAP_WHOLE : 0 };
 	bool first = !f->rmaps && !f->wmaps;
+	struct stat st;
 	int ret;
 
 	if (writable ? f->wmaps : f->rmaps)
@@ -146,7 +189,7 @@ static int file_map(struct sv_file *f, bool writable, char *errmsg)
 		f->wmaps++;
 	else
 		f->rmaps++;
-	if (first) {
+	if (first && fstat(f->memfd, &st) == 0 && st.st_size > 0) {
 		struct rt_msg fill = { .op = RT_OP_FILL, .id = f->id, .a = 0, .b = UINT64_MAX };
 
 		ret = sv_call(f->vol, &fill, NULL, NULL, NULL, errmsg);
@@ -274,6 +317,7 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 	int fds[2] = { -1, -1 }, acc = flags & O_ACCMODE;
 	bool writable = acc != O_RDONLY, fresh = false;
 	uint64_t gen;
+	int dret;
 	long ret;
 
 	/* O_PATH and O_TMPFILE fds would stand for things the supervisor cannot
@@ -283,6 +327,11 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 	if ((ret = sv_cred_of((pid_t)n->pid, &c)))
 		return ret;
 	gen = sv_ns_gen(v);
+	/* A directory (sqlite opens the database's at every transaction to
+	 * fsync it): refused without asking again; the volume's root is one. */
+	if (!rel[0] || (!(flags & O_CREAT) && lookup(v, rel, 0, sv_cred_key(&c), gen, &dret, &r) &&
+			!dret && S_ISDIR(r.mode)))
+		return sv_refuse(sv, call_name, n->data.nr, abs);
 	f = known(sv, v, rel, flags, &c, gen);
 	if (f) {
 		ret = 0;
@@ -300,6 +349,7 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 	if (!ret)
 		memcpy(&r, body, sizeof(r));
 	if (!ret && S_ISDIR(r.mode)) {
+		lookup_put(v, rel, 0, sv_cred_key(&c), gen, 0, &r);
 		/* A directory has no memfd, and its listing (getdents) does not
 		 * trap: nothing to give the program that would list it. */
 		ret = sv_refuse(sv, call_name, n->data.nr, abs);
@@ -343,27 +393,38 @@ static void ts_of(int64_t ns, struct timespec *ts)
 	ts->tv_nsec = ns % 1000000000;
 }
 
+/* The server's answer for rel with c's credentials (maybe from the cache). */
+static int stat_reply(struct sv_vol *v, const char *rel, unsigned flags, const struct sv_cred *c,
+		      struct rt_stat_reply *r)
+{
+	struct rt_msg m = { .op = RT_OP_STAT, .flags = flags, .path = rel, .cred = &c->fs };
+	char errmsg[RT_ERRMSG_MAX];
+	uint64_t who = sv_cred_key(c), gen = sv_ns_gen(v);
+	const uint8_t *body;
+	size_t size;
+	int ret;
+
+	if (lookup(v, rel, flags, who, gen, &ret, r))
+		return ret;
+	ret = sv_call(v, &m, &body, &size, NULL, errmsg);
+	if (!ret && size != sizeof(*r))
+		ret = -EPROTO;
+	if (!ret)
+		memcpy(r, body, sizeof(*r));
+	lookup_put(v, rel, flags, who, gen, ret, r);
+	return ret ? (int)sv_failed("stat", v, rel, ret, errmsg) : 0;
+}
+
 long sv_stat(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, unsigned flags,
 	     struct stat *out)
 {
-	struct rt_msg m = { .op = RT_OP_STAT, .flags = flags, .path = rel };
-	char errmsg[RT_ERRMSG_MAX];
 	struct rt_stat_reply r;
 	struct sv_cred c;
 	struct sv_file *f;
-	const uint8_t *body;
-	size_t size;
 	int ret = sv_cred_of(tid, &c);
 
-	if (ret)
+	if (ret || (ret = stat_reply(v, rel, flags, &c, &r)))
 		return ret;
-	m.cred = &c.fs;
-	ret = sv_call(v, &m, &body, &size, NULL, errmsg);
-	if (ret)
-		return sv_failed("stat", v, rel, ret, errmsg);
-	if (size != sizeof(r))
-		return -EPROTO;
-	memcpy(&r, body, sizeof(r));
 	memset(out, 0, sizeof(*out));
 	out->st_dev = v->dev;
 	out->st_ino = r.ino;

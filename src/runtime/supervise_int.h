@@ -15,6 +15,17 @@
 
 #define SV_PATH 4096
 
+/* A stat answer kept while the namespace generation is gen (supervise_files.c). */
+#define SV_LOOKUPS 64
+struct sv_lookup {
+	uint64_t gen;              /* the generation + 1; 0: empty */
+	uint64_t who;              /* the credentials it was asked with (sv_cred_key) */
+	unsigned flags;            /* RT_STAT_NOFOLLOW */
+	int ret;
+	struct rt_stat_reply r;
+	char rel[192];
+};
+
 /* A volume: the supervisor is one more client of its volume server (the same
  * server as libkiln's processes on that volume), started here when none runs. */
 struct sv_vol {
@@ -27,6 +38,7 @@ struct sv_vol {
 	dev_t dev;                 /* st_dev of its files */
 	bool wrote;                /* a program wrote to it (commit at the end) */
 	bool said_gone;
+	struct sv_lookup lookups[SV_LOOKUPS];
 	uint8_t reply[RT_MSG_MAX];
 };
 
