@@ -249,7 +249,6 @@ static int find_injected(const struct sv *sv, const char *abs)
  * program's writes are seen by its later opens, as on a tmpfs). */
 static long open_injected(struct sv *sv, const struct seccomp_notif *n, int memfd, int flags)
 {
-	struct seccomp_notif_addfd add = { 0 };
 	char p[64];
 	int fd, ret;
 
@@ -266,6 +265,14 @@ static long open_injected(struct sv *sv, const struct seccomp_notif *n, int memf
 		close(fd);
 		return ret;
 	}
+	return sv_inject(sv, n, fd, flags);
+}
+
+long sv_inject(struct sv *sv, const struct seccomp_notif *n, int fd, int flags)
+{
+	struct seccomp_notif_addfd add = { 0 };
+	int ret;
+
 	add.id = n->id;
 	add.flags = SECCOMP_ADDFD_FLAG_SEND;
 	add.srcfd = (unsigned)fd;

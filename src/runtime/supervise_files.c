@@ -126,6 +126,25 @@ struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd)
 	return NULL;
 }
 
+/* tgid opened a file of v for writing: its exit commits v. */
+static void writer(struct sv *sv, pid_t tgid, struct sv_vol *v)
+{
+	uint32_t bit = 1u << (v - sv->vols);
+	size_t free_slot = SV_WRITERS;
+
+	for (size_t i = 0; i < SV_WRITERS; i++) {
+		if (sv->writers[i].tgid == tgid) {
+			sv->writers[i].vols |= bit;
+			return;
+		}
+		if (!sv->writers[i].tgid && free_slot == SV_WRITERS)
+			free_slot = i;
+	}
+	/* Full: its exit does not commit; the program's end does. */
+	if (free_slot < SV_WRITERS)
+		sv->writers[free_slot] = (struct sv_writer){ .tgid = tgid, .vols = bit };
+}
+
 /* ---- stat answers ----------------------------------------------------------- */
 /* The server's answers that hold until the namespace generation moves: a
  * name that does not exist, a directory, a file no memfd holds (its size
@@ -242,23 +261,12 @@ static void file_drop_if_unused(struct sv *sv, struct sv_file *f)
 
 static long inject(struct sv *sv, const struct seccomp_notif *n, struct sv_file *f, int flags)
 {
-	struct seccomp_notif_addfd add = { 0 };
 	char p[64];
-	int fd, ret;
+	int fd;
 
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", f->memfd);
 	fd = open(p, (flags & (O_ACCMODE | O_APPEND)) | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	add.id = n->id;
-	add.flags = SECCOMP_ADDFD_FLAG_SEND;
-	add.srcfd = (unsigned)fd;
-	add.newfd_flags = (flags & O_CLOEXEC) ? O_CLOEXEC : 0;
-	ret = ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
-	if (ret < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
+	return fd < 0 ? -errno : sv_inject(sv, n, fd, flags);
 }
 
 /* After an OPEN by path: what the next open of rel may take without one. */
@@ -373,8 +381,10 @@ have:
 	ret = inject(sv, n, f, flags);
 	if (ret >= 0 && fd_add(sv, c.tgid, (int)ret, writable, f))
 		ret = -ENOMEM; /* the fd is the program's, untracked: cannot be */
-	if (ret >= 0 && writable)
+	if (ret >= 0 && writable) {
 		v->wrote = true;
+		writer(sv, c.tgid, v);
+	}
 	if (ret >= 0)
 		f->closed_ns = 0;
 out:
@@ -629,18 +639,19 @@ void sv_close(struct sv *sv, const struct seccomp_notif *n, struct sv_fd *e)
 void sv_exit(struct sv *sv, pid_t tid)
 {
 	struct sv_cred c;
-	bool wrote[RT_MAX_VOLUMES] = { false };
 
 	/* In every freshness mode a process commits what it wrote when it
-	 * exits (libkiln's rule). */
+	 * exits (libkiln's rule), also what it closed before. */
 	if (sv_cred_of(tid, &c))
 		return;
-	for (size_t i = 0; i < sv->nfds; i++)
-		if (sv->fds[i].tgid == c.tgid && sv->fds[i].writable)
-			wrote[sv->fds[i].f->vol - sv->vols] = true;
-	for (size_t i = 0; i < sv->nvols; i++)
-		if (wrote[i])
-			sv_commit(&sv->vols[i], 0);
+	for (size_t i = 0; i < SV_WRITERS; i++) {
+		if (sv->writers[i].tgid != c.tgid)
+			continue;
+		for (size_t k = 0; k < sv->nvols; k++)
+			if (sv->writers[i].vols & (1u << k))
+				sv_commit(&sv->vols[k], 0);
+		sv->writers[i].tgid = 0;
+	}
 	sv_sweep_soon(sv);
 }
 

@@ -75,6 +75,14 @@ struct sv_fd {
 	struct sv_file *f;
 };
 
+/* A process of the program that opened files for writing: the volumes
+ * (bit per index) its exit commits. */
+#define SV_WRITERS 64
+struct sv_writer {
+	pid_t tgid;                /* 0: free */
+	uint32_t vols;
+};
+
 struct sv {
 	pid_t pid;
 	int listener;
@@ -88,6 +96,7 @@ struct sv {
 	struct sv_file *files;         /* owned */
 	size_t nfds, cap_fds;
 	struct sv_fd *fds;             /* owned */
+	struct sv_writer writers[SV_WRITERS];
 	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
 };
 
@@ -170,6 +179,9 @@ size_t sv_refs(pid_t root, dev_t dev, ino_t ino, struct sv_ref *out, size_t max)
 bool sv_fd_is(pid_t tgid, int fd, dev_t dev, ino_t ino);
 
 /* supervise.c */
+/* Answer open notification n with fd (closed here) as the program's new fd
+ * (O_CLOEXEC of flags): the fd number, or -errno. */
+long sv_inject(struct sv *sv, const struct seccomp_notif *n, int fd, int flags);
 long sv_refuse(struct sv *sv, const char *call, long nr, const char *abs);
 void sv_report(const char *call, const char *path, const char *msg);
 

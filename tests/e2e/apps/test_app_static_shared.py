@@ -46,6 +46,14 @@ class Shell:
         return self.p.stderr.read()
 
 
+def cat(volume, name, text=True):
+    """kiln fs cat of a volume file (after the workload: what the volume keeps)."""
+    c = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), name, "--key-file",
+                        str(volume.key)], capture_output=True, text=text)
+    assert c.returncode == 0, c.stderr
+    return c.stdout
+
+
 @pytest.fixture
 def pair(volume):
     shells = []
@@ -75,12 +83,10 @@ def test_static_and_dynamic_see_each_others_writes(volume, pair):
     assert d(f"pread 100000 {len(SECRET)}") == f"data {SECRET}"
     s.close()
     d.close()
-    c = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), "shared.txt",
-                        "--key-file", str(volume.key)], capture_output=True)
-    assert c.returncode == 0, c.stderr
-    assert c.stdout[:24] == b"from-static+from-dynamic"
-    assert c.stdout[100000:] == SECRET.encode()
-    assert c.stdout[24:100000] == bytes(100000 - 24)
+    data = cat(volume, "shared.txt", text=False)
+    assert data[:24] == b"from-static+from-dynamic"
+    assert data[100000:] == SECRET.encode()
+    assert data[24:100000] == bytes(100000 - 24)
     volume.assert_no_plaintext()
 
 
@@ -102,10 +108,7 @@ def test_static_and_dynamic_append_and_lock(volume, pair):
     assert s("size") == d("size") == f"size {1000 * 14 + 1000 * 15}"
     s.close()
     d.close()
-    c = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), "log.txt",
-                        "--key-file", str(volume.key)], capture_output=True, text=True)
-    assert c.returncode == 0, c.stderr
-    lines = c.stdout.splitlines()
+    lines = cat(volume, "log.txt").splitlines()
     assert lines.count("static-record") == 1000
     assert lines.count("dynamic-record") == 1000
     assert len(lines) == 2000
@@ -129,17 +132,13 @@ def test_static_program_dup_outlives_close(volume, pair):
     assert d(f"pread 0 {6 + len(SECRET)}") == f"data first+{SECRET}"
     s.close()
     d.close()
-    c = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), "dup.txt",
-                        "--key-file", str(volume.key)], capture_output=True, text=True)
-    assert c.stdout == f"first+{SECRET}", c.stderr
+    assert cat(volume, "dup.txt") == f"first+{SECRET}"
 
 
 def test_static_program_fork_one_view(volume):
     p = volume.run(STATIC, "forkview", volume.dir, check=True)
     assert p.stdout == "child read: P1\nparent read: P1C1\n", p.stdout + p.stderr
-    c = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), "view.txt",
-                        "--key-file", str(volume.key)], capture_output=True, text=True)
-    assert c.stdout == "P1C1", c.stderr
+    assert cat(volume, "view.txt") == "P1C1"
 
 
 def test_static_program_reads_the_head_of_a_big_file(volume):
