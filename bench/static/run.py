@@ -14,11 +14,18 @@ target: static loader >= 0.9x the glibc path).
    in-process, against sqlite3 from the same amalgamation built with gcc
    (dynamic, glibc) natively and under libkiln.
 
+3. With --base BASE_BUILD (another build of kiln, e.g. main's): the supervised
+   configuration with that build's `kiln` too, side by side (same programs), and
+   the head of a big protected file (--big-mib, written by dd under libkiln):
+   `rt_static_files head FILE 10` supervised, its time and the most plaintext
+   the launcher and the volume server held in memfds meanwhile (sampled every
+   10 ms: either design keeps the plaintext in memfds).
+
 Every round runs every configuration side by side, in an order that alternates
 (the machine is shared); ratios per round, the median with the spread, the load
 average with them. Writes bench/results/static.json and static.md.
 
-Usage: bench/static/run.py BUILD_DIR [--rounds N]
+Usage: bench/static/run.py BUILD_DIR [--rounds N] [--base BASE_BUILD] [--big-mib N]
 """
 import argparse
 import importlib.util
@@ -28,6 +35,7 @@ import pathlib
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -50,14 +58,17 @@ def new_volume(kiln, tmp, name):
     return vol, key
 
 
-def configs(kiln, build, vol, key, plain):
+def configs(kiln, build, vol, key, plain, base_kiln=None):
     dyn = str(build / "bench" / "static" / "trapcost")
     st = str(build / "bench" / "static" / "trapcost_static")
     shield = [kiln, "run", "--volume", f"{vol}={key}", "--"]
     loader = [kiln, "run", "--static=loader", "--volume", f"{vol}={key}", "--"]
-    return {"native_glibc": ([dyn], plain), "glibc_path": (shield + [dyn], vol),
-            "native_static": ([st], plain), "supervised": (shield + [st], vol),
-            "loader": (loader + [st], vol)}
+    c = {"native_glibc": ([dyn], plain), "glibc_path": (shield + [dyn], vol),
+         "native_static": ([st], plain), "supervised": (shield + [st], vol),
+         "loader": (loader + [st], vol)}
+    if base_kiln:
+        c["supervised_base"] = ([base_kiln, "run", "--volume", f"{vol}={key}", "--", st], vol)
+    return c
 
 
 def ns(cmd, mode, n, d):
@@ -66,7 +77,7 @@ def ns(cmd, mode, n, d):
     return float(p.stdout.split()[-1])
 
 
-def trap_rounds(kiln, build, rounds):
+def trap_rounds(kiln, build, rounds, base_kiln=None):
     got = {}
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         tmp = pathlib.Path(tmp)
@@ -76,7 +87,7 @@ def trap_rounds(kiln, build, rounds):
         (plain / "f").write_bytes(os.urandom(4096))
         subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", "/bin/sh", "-c",
                         f"head -c 4096 /dev/urandom > {vol}/f"], check=True, capture_output=True)
-        cfgs = configs(kiln, build, vol, key, plain)
+        cfgs = configs(kiln, build, vol, key, plain, base_kiln)
         for r in range(rounds):
             names = sorted(cfgs, reverse=bool(r % 2))
             for name in names:
@@ -91,7 +102,7 @@ def trap_rounds(kiln, build, rounds):
     return got
 
 
-def sqlite_rounds(kiln, rounds):
+def sqlite_rounds(kiln, rounds, base_kiln=None):
     sql = workload()
     static = str(SQLITE_DIR / "sqlite3-musl-static")
     glibc = str(SQLITE_DIR / "sqlite3-glibc")
@@ -112,6 +123,10 @@ def sqlite_rounds(kiln, rounds):
                 "loader": lambda d: [kiln, "run", "--static=loader", "--volume", f"{d}={d}.key",
                                      "--", static, str(d / "b.db")],
             }
+            if base_kiln:
+                runs["supervised_base"] = lambda d: [base_kiln, "run", "--volume",
+                                                     f"{d}={d}.key", "--", static,
+                                                     str(d / "b.db")]
             for name in sorted(runs, reverse=bool(r % 2)):
                 d = tmp / f"{name}{r}"
                 if name.startswith("native"):
@@ -125,7 +140,7 @@ def sqlite_rounds(kiln, rounds):
                 # fsync its journal's directory ("readonly database"): kept
                 # as a failure, not a time.
                 if p.returncode != 0 or "error" in p.stderr.lower():
-                    if name != "supervised":
+                    if not name.startswith("supervised"):
                         raise SystemExit(f"sqlite {name} failed: {p.stderr[-2000:]}")
                     fails.setdefault(name, p.stderr.strip().splitlines()[-1:])
                     took = None
@@ -136,6 +151,83 @@ def sqlite_rounds(kiln, rounds):
     return t, fails
 
 
+def memfd_bytes(pids):
+    """Plaintext the given processes hold in memfds (distinct inodes, bytes
+    the kernel backs them with)."""
+    seen, total = set(), 0
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for n in names:
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{n}").startswith("/memfd:"):
+                    continue
+                st = os.stat(f"/proc/{pid}/fd/{n}")
+            except OSError:
+                continue
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
+def timed_peak(cmd, vol):
+    """Run cmd (kiln run on volume vol): (seconds, most plaintext MiB the
+    launcher and the volume's server held in memfds meanwhile, sampled every
+    10 ms), its stdout."""
+    peak, done = [0], threading.Event()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def sample():
+        while not done.is_set():
+            pids = [p.pid]
+            try:
+                pids.append(int((vol / ".kiln" / "server").read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                pass
+            peak[0] = max(peak[0], memfd_bytes(pids))
+            time.sleep(0.01)
+    t = threading.Thread(target=sample)
+    t.start()
+    out, err = p.communicate()
+    took = time.perf_counter() - t0
+    done.set()
+    t.join()
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd} failed: {err.decode(errors='replace')[-2000:]}")
+    return took, peak[0] / 2**20, out
+
+
+def big_head_rounds(kiln, build, base_kiln, mib, rounds):
+    """head -c 10 of a big protected file, supervised, new and base builds."""
+    head = str(build / "tests" / "e2e" / "apps" / "rt_static_files")
+    got = {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = pathlib.Path(tmp)
+        vol, key = new_volume(kiln, tmp, "big")
+        subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", "dd", "if=/dev/urandom",
+                        f"of={vol}/big.bin", "bs=1M", f"count={mib}", "status=none"],
+                       check=True, capture_output=True)
+        first = subprocess.run([kiln, "fs", "cat", str(vol), "big.bin", "--key-file", str(key)],
+                               check=True, capture_output=True).stdout[:10]
+        kilns = {"supervised": kiln, "supervised_base": base_kiln}
+        for r in range(rounds):
+            for name in sorted(kilns, reverse=bool(r % 2)):
+                took, peak, out = timed_peak([kilns[name], "run", "--volume", f"{vol}={key}",
+                                              "--", head, "head", f"{vol}/big.bin", "10"], vol)
+                if out != first:
+                    raise SystemExit(f"{name}: head read {out!r}, the file starts {first!r}")
+                got.setdefault(name, {}).setdefault("seconds", []).append(took)
+                got[name].setdefault("plaintext_peak_mib", []).append(peak)
+            print(f"big head round {r + 1}: " + ", ".join(
+                f"{k} {v['seconds'][-1]:.2f} s {v['plaintext_peak_mib'][-1]:.0f} MiB"
+                for k, v in got.items()), flush=True)
+    return got
+
+
 def spread(rs):
     return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
 
@@ -144,12 +236,17 @@ def main():
     ap = argparse.ArgumentParser(description="kiln static loader benchmark")
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--base", help="another build of kiln: its supervisor side by side")
+    ap.add_argument("--big-mib", type=int, default=1024)
     args = ap.parse_args()
     build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
+    base_kiln = str(pathlib.Path(args.base).resolve() / "kiln") if args.base else None
     load = os.getloadavg()
-    calls = trap_rounds(kiln, build, args.rounds)
-    sq, sq_fails = sqlite_rounds(kiln, args.rounds)
+    calls = trap_rounds(kiln, build, args.rounds, base_kiln)
+    sq, sq_fails = sqlite_rounds(kiln, args.rounds, base_kiln)
+    big = big_head_rounds(kiln, build, base_kiln, args.big_mib, min(args.rounds, 3)) \
+        if base_kiln else {}
     load_after = os.getloadavg()
 
     def ratio(num, den):  # throughput of den's path relative to num's: t_num / t_den
@@ -175,6 +272,14 @@ def main():
            "sqlite_supervised_vs_glibc_path": ratio("glibc_path", "supervised"),
            "sqlite_loader_vs_supervised": ratio("supervised", "loader"),
            "sqlite_loader_vs_native_static": ratio("native_static", "loader")}
+    if base_kiln:
+        res["base_build"] = args.base
+        res["sqlite_supervised_vs_base"] = ratio("supervised_base", "supervised")
+        res["orc_supervised_vs_base"] = spread(
+            [b / a for a, b in zip(calls["supervised"]["orc"], calls["supervised_base"]["orc"])])
+        res["big_head_mib"] = args.big_mib
+        res["big_head"] = {k: {m: spread(v) for m, v in ms.items()} for k, ms in big.items()}
+        res["big_head_raw"] = big
     out = ROOT / "bench" / "results" / "static.json"
     out.write_text(json.dumps(res, indent=2) + "\n")
 
@@ -187,6 +292,8 @@ def main():
     def fns(r):
         return f"{r['median']:.0f} ns (spread {r['min']:.0f}-{r['max']:.0f})"
     cols = ["native_glibc", "glibc_path", "native_static", "supervised", "loader"]
+    if base_kiln:
+        cols.append("supervised_base")
     md = [f"Per call, ns (median of {args.rounds} side-by-side rounds; load "
           f"{load[0]:.1f} before, {load_after[0]:.1f} after):", "",
           "| call | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
@@ -210,6 +317,19 @@ def main():
            f"loader vs native (static musl): {fmt(res['sqlite_loader_vs_native_static'], 'x')}",
            "", "native_static/supervised/loader run sqlite3 linked statically against musl; "
            "native_glibc/glibc_path the same amalgamation built with gcc (dynamic)."]
+    if base_kiln:
+        md += ["", f"supervised_base: the supervisor of {args.base} (same programs).", "",
+               f"sqlite supervised vs supervised_base (throughput): "
+               f"{fmt(res['sqlite_supervised_vs_base'], 'x')}",
+               f"protected open+read+close (orc) supervised vs supervised_base (speed): "
+               f"{fmt(res['orc_supervised_vs_base'], 'x')}", "",
+               f"head of a {args.big_mib} MiB protected file (rt_static_files head FILE 10, "
+               "supervised): seconds, and the most plaintext the launcher and the volume "
+               "server held in memfds meanwhile (sampled every 10 ms):", "",
+               "| build | seconds | plaintext peak MiB |", "|---|---:|---:|"]
+        for k, v in res["big_head"].items():
+            md.append(f"| {k} | {v['seconds']['median']:.2f} ({v['seconds']['min']:.2f}-"
+                      f"{v['seconds']['max']:.2f}) | {v['plaintext_peak_mib']['median']:.0f} |")
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
