@@ -72,6 +72,15 @@ bool sv_holds_files(const struct sv *sv)
 	return sv->files != NULL;
 }
 
+/* f lost its last tracked fd: kept a while for the next open (trim). */
+static void kept(struct sv_file *f)
+{
+	struct stat st;
+
+	f->closed_ns = kiln_now_ns();
+	f->kept_bytes = fstat(f->memfd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static int fd_add(struct sv *sv, pid_t tgid, int fd, bool writable, struct sv_file *f)
 {
 	for (size_t i = 0; i < sv->nfds; i++) {
@@ -80,7 +89,8 @@ static int fd_add(struct sv *sv, pid_t tgid, int fd, bool writable, struct sv_fi
 		if (e->tgid == tgid && e->fd == fd) {
 			/* A stale entry (closed behind our back: exec with
 			 * O_CLOEXEC, dup2 over it): the number is this file's now. */
-			e->f->nfds--;
+			if (--e->f->nfds == 0 && e->f != f)
+				kept(e->f);
 			e->f = f;
 			e->writable = writable;
 			f->nfds++;
@@ -110,16 +120,16 @@ static void fd_drop(struct sv *sv, struct sv_fd *e)
 struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd)
 {
 	struct sv_cred c;
-	bool known = false;
+	bool looked = false;
 
 	/* The process is looked up only when some entry has that number (the
 	 * common close is not ours). */
 	for (size_t i = 0; i < sv->nfds; i++) {
 		if (sv->fds[i].fd != fd)
 			continue;
-		if (!known && sv_cred_of(tid, &c))
+		if (!looked && sv_cred_of(tid, &c))
 			return NULL;
-		known = true;
+		looked = true;
 		if (sv->fds[i].tgid == c.tgid)
 			return &sv->fds[i];
 	}
@@ -580,13 +590,6 @@ static void let_go(struct sv *sv, struct sv_file *f)
 	}
 }
 
-static void kept(struct sv_file *f)
-{
-	struct stat st;
-
-	f->closed_ns = kiln_now_ns();
-	f->kept_bytes = fstat(f->memfd, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
 
 /* The files kept after their last close within SV_KEEP_*: the oldest go. */
 static void trim(struct sv *sv)
