@@ -191,7 +191,7 @@ static void *thread_main(void *arg)
  * A failure answers "CALL: errno=N". */
 static int shell(const char *dir)
 {
-	char line[4096], path[4096], a[4096], b[4096];
+	char line[4096], path[8200], a[4096], b[4096];
 	int fd = -1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
