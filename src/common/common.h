@@ -127,6 +127,10 @@ int kiln_write_all(int fd, const void *data, size_t size);
 int kiln_pwrite_all(int fd, const void *data, size_t size, off_t off);
 /* pread() until size bytes or EOF; returns bytes read (>= 0) or -errno. */
 ssize_t kiln_pread_full(int fd, void *data, size_t size, off_t off);
+/* One read of /proc/PID/NAME (the kernel makes such a file at the read) into
+ * buf, NUL-terminated: the bytes read (0: empty, e.g. a process that is gone)
+ * or -errno. */
+ssize_t kiln_read_proc(pid_t pid, const char *name, char *buf, size_t size);
 /* fsync the directory that holds path (or path itself if it is a directory). */
 int kiln_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component. */

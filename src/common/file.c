@@ -115,6 +115,24 @@ int kiln_pwrite_all(int fd, const void *data, size_t size, off_t off)
 	return 0;
 }
 
+ssize_t kiln_read_proc(pid_t pid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
 ssize_t kiln_pread_full(int fd, void *data, size_t size, off_t off)
 {
 	uint8_t *p = data;

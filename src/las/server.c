@@ -52,19 +52,13 @@ struct las_conn {
 
 static int proc_start_time(pid_t pid, unsigned long long *out)
 {
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
+	char buf[1024], *p;
+	ssize_t n = kiln_read_proc(pid, "stat", buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
 		return -EIO;
-	buf[n] = '\0';
 	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
 	p = strrchr(buf, ')');
 	if (!p)

@@ -36,20 +36,14 @@ static long field(const char *buf, const char *key, int n, int base)
 
 int sv_cred_of(pid_t tid, struct sv_cred *out)
 {
-	char path[64], buf[4096];
+	char buf[4096];
 	const char *g;
-	ssize_t n;
-	int fd;
+	ssize_t n = kiln_read_proc(tid, "status", buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
 		return -ESRCH;
-	buf[n] = '\0';
 	memset(out, 0, sizeof(*out));
 	out->tgid = (pid_t)field(buf, "\nTgid:", 0, 10);
 	out->umask = (mode_t)field(buf, "\nUmask:", 0, 8);
