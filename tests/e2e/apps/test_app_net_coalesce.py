@@ -105,18 +105,31 @@ def test_consecutive_writes_share_a_record(net, tmp_path):
     c = TlsRecords(port, net.cert("t/coalesce:ca"))
     try:
         # Header and body, written by two calls, are one record; the server
-        # then waits in read: the answer must not wait with it.
-        for _ in range(3):
+        # then waits in read: the answer must not wait with it. The held
+        # header is sealed alone when the body comes more than the hold bound
+        # (0.25-1 ms) after it, which a loaded machine does now and then
+        # (CI at load 8 saw one such split): so some of the answers, not all,
+        # must be one record, and a split one is exactly the two writes. The
+        # runtime before holding never makes one record.
+        all_sizes = []
+        for _ in range(8):
             c.send(b"resp\n")
             got, sizes = c.recv_exactly(len(hdr) + 4096)
             assert got == hdr + body.read_bytes()
-            assert sizes == [len(hdr) + 4096], sizes
-        c.send(b"more\n")
-        got, sizes = c.recv_exactly(200)
-        assert (got, sizes) == (b"m" * 100 + b"n" * 100, [200])
-        c.send(b"cork\n")
-        got, sizes = c.recv_exactly(200)
-        assert (got, sizes) == (b"c" * 100 + b"k" * 100, [200])
+            assert sizes in ([len(hdr) + 4096], [len(hdr), 4096]), sizes
+            all_sizes.append(sizes)
+        assert [len(hdr) + 4096] in all_sizes, all_sizes
+        # A MSG_MORE pair and a corked pair: one record each (with the same
+        # allowance for a split under load).
+        for cmd, want in ((b"more\n", b"m" * 100 + b"n" * 100),
+                          (b"cork\n", b"c" * 100 + b"k" * 100)):
+            all_sizes = []
+            for _ in range(4):
+                c.send(cmd)
+                got, sizes = c.recv_exactly(200)
+                assert got == want and sizes in ([200], [100, 100]), (cmd, sizes)
+                all_sizes.append(sizes)
+            assert [200] in all_sizes, (cmd, all_sizes)
         # Sent, then no system call until the client answered through
         # shared memory: only the engine's bound gets "ping" out (without
         # it, the client's read times out).
