@@ -87,6 +87,17 @@ void kiln_log(enum kiln_log_level level, const char *msg, const char *kvfmt, ...
 	KILN_PRINTF(3, 4);
 void kiln_log_flush(void);
 
+/* FNV-1a over n bytes, continuing from h (start with KILN_FNV1A_INIT): the
+ * hash of the runtime's small lookup tables (paths, credentials). Not for
+ * anything an attacker must not collide: a table slot, checked after. */
+#define KILN_FNV1A_INIT 1469598103934665603ull
+static inline uint64_t kiln_fnv1a(uint64_t h, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ull;
+	return h;
+}
+
 /* Hex: encode writes 2*size+1 bytes (NUL-terminated) to out. Decode accepts upper
  * and lower case, requires exactly out_size bytes unless out_len is non-NULL. */
 void kiln_hex_encode(const void *data, size_t size, char *out);

@@ -161,11 +161,7 @@ static void writer(struct sv *sv, pid_t tgid, struct sv_vol *v)
  * and times change only through an open, which moves the generation). */
 static struct sv_lookup *lookup_slot(struct sv_vol *v, const char *rel, unsigned flags)
 {
-	uint64_t h = 1469598103934665603ull ^ flags;
-
-	for (const char *p = rel; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return &v->lookups[h % SV_LOOKUPS];
+	return &v->lookups[kiln_fnv1a(KILN_FNV1A_INIT ^ flags, rel, strlen(rel)) % SV_LOOKUPS];
 }
 
 static int lookup(struct sv_vol *v, const char *rel, unsigned flags, uint64_t who,

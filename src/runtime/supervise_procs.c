@@ -74,16 +74,10 @@ int sv_cred_of(pid_t tid, struct sv_cred *out)
 
 uint64_t sv_cred_key(const struct sv_cred *c)
 {
-	uint64_t h = 1469598103934665603ull;
 	uint32_t v[3] = { c->fs.uid, c->fs.gid, c->fs.ngroups };
-	const uint8_t *p = (const uint8_t *)v;
 
-	for (size_t i = 0; i < sizeof(v); i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	p = (const uint8_t *)c->fs.groups;
-	for (size_t i = 0; i < c->fs.ngroups * sizeof(gid_t); i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
+	return kiln_fnv1a(kiln_fnv1a(KILN_FNV1A_INIT, v, sizeof(v)), c->fs.groups,
+			  c->fs.ngroups * sizeof(gid_t));
 }
 
 /* The program's processes: root and its descendants (the children of each
@@ -179,7 +173,8 @@ size_t sv_refs(pid_t root, dev_t dev, ino_t ino, struct sv_ref *out, size_t max)
 
 	if (!pids) {
 		/* Cannot look: say it is held (kept, never released wrongly). */
-		out[0] = (struct sv_ref){ .pid = root, .fd = -1 };
+		if (max)
+			out[0] = (struct sv_ref){ .pid = root, .fd = -1 };
 		return max ? 1 : 0;
 	}
 	np = program_pids(root, pids, MAX_PIDS);

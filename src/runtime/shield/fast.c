@@ -42,11 +42,7 @@ static atomic_int g_pool_n;
 
 static struct rt_fast_slot *slot_of(struct rt_vol *vol, const char *rel, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)rel[i]) * 1099511628211ull;
-	return &vol->fast[h % RT_FAST_SLOTS];
+	return &vol->fast[kiln_fnv1a(KILN_FNV1A_INIT, rel, len) % RT_FAST_SLOTS];
 }
 
 /* ---- the table (written under g_shield_lock) ------------------------------- */

@@ -52,11 +52,7 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 
 static uint64_t hash_of(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
+	return kiln_fnv1a(KILN_FNV1A_INIT, s, strlen(s));
 }
 
 /* Under g_shield_lock. An answer holds for the credentials it was asked
