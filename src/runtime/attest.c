@@ -16,7 +16,7 @@
 #include "evidence/evidence.h"
 #include "runtime/attest_proto.h"
 #include "runtime/internal.h"
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 #include "runtime/sload.h"
 
 /* KILN_MEASURE_ONLY=1 (`kiln measure`): print the measurement before main and
@@ -119,7 +119,7 @@ int rt__attest_apply_late(struct kiln_err *err)
 
 	if (ret)
 		return ret;
-	ret = rt__net_init(g_grant, err);
+	ret = rt__net_load(g_grant, err);
 	if (ret)
 		return ret;
 	pwd = rt_grant_pwd(g_grant);

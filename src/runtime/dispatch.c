@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 #include "runtime/sys/sys.h"
 
 /* The handler of every call, from the same table as g_rt_syscalls. */
@@ -132,7 +132,7 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 	if (g_rt_net_on) {
 		long r;
 
-		if (rt__net_call(nr, a, &r))
+		if (g_rt_net->call(nr, a, &r))
 			return r;
 	}
 	s = &g_rt_syscalls[nr];

@@ -118,6 +118,21 @@ void rt__sig_redeliver(struct rt_thread *t) RT_HIDDEN;
  * holds a lock), allow libc syscalls. rt_leave restores both. */
 void rt__enter(struct rt_guard *g) RT_HIDDEN;
 void rt__leave(struct rt_guard *g) RT_HIDDEN;
+/* No handler of the program runs until the guard ends, SIGSYS, SIGSEGV and
+ * SIGBUS stay deliverable (the fault-safe copies work inside); libc's system
+ * calls are allowed: the runtime's code runs. Without a system call while the
+ * program's handlers are the runtime's (sys/signal.c defers what arrives),
+ * else by masking the signals. Nested inside another guard it does nothing,
+ * so a function that leaves its guard to wait must be given the outermost
+ * one: leaving a nested guard restores nothing. */
+void rt__net_enter(struct rt_guard *g) RT_HIDDEN;
+/* For libkiln-net.so, which cannot reach libkiln's thread-local variables or
+ * g_rt (net/host.h): this thread's block or NULL (never made here); make the
+ * calling thread one of the runtime's own (depth 1, libc's calls allowed:
+ * the shields' engine); a volume is mounted. */
+struct rt_thread *rt__thread_peek(void) RT_HIDDEN;
+void rt__runtime_thread(void) RT_HIDDEN;
+bool rt__shield_on(void) RT_HIDDEN;
 
 /* Global runtime state. */
 struct rt_state {

@@ -15,7 +15,7 @@
 
 #include <openssl/ssl.h>
 
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 #include "runtime/sload.h"
 #include "runtime/sys/sys.h"
 

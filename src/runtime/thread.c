@@ -12,12 +12,17 @@
 #include <sys/syscall.h>
 
 #include "runtime/internal.h"
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 
 #define PAGE 4096ul
 #define BLOCK ((sizeof(struct rt_thread) + PAGE - 1) & ~(PAGE - 1))
 
 RT_TLS struct rt_thread *t_rt_thread;
+
+struct rt_thread *rt__thread_peek(void)
+{
+	return t_rt_thread;
+}
 
 struct rt_thread *rt__thread(void)
 {
@@ -51,7 +56,7 @@ void rt__thread_exit(void)
 	if (!t || t->defer)
 		return; /* none, or the runtime's own exit inside a guard: keep it */
 	if (t->net_held)
-		rt__net_hold_flush(); /* what it wrote last goes before it ends */
+		g_rt_net->hold_flush(); /* what it wrote last goes before it ends */
 	t_rt_thread = NULL;
 	atomic_signal_fence(memory_order_seq_cst);
 	rt__raw(SYS_munmap, t, BLOCK);

@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "runtime/internal.h"
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 
 /* musl's headers (with _GNU_SOURCE) make the large-file names macros for the
  * plain ones (open64 is open), and common.h may make renameat2 a fallback:
@@ -846,7 +846,7 @@ pid_t fork(void)
 	if (g_rt.shield_on)
 		rt__shield_before_fork();
 	if (g_rt_net_on)
-		rt__net_before_fork();
+		g_rt_net->before_fork();
 	pid = real();
 	t_rt_selector = sel;
 	if (pid == 0) {
@@ -854,12 +854,12 @@ pid_t fork(void)
 		if (g_rt.shield_on)
 			rt__shield_after_fork();
 		if (g_rt_net_on)
-			rt__net_child_after_fork();
+			g_rt_net->child_after_fork();
 	} else {
 		if (g_rt.shield_on)
 			rt__shield_parent_after_fork();
 		if (g_rt_net_on)
-			rt__net_parent_after_fork();
+			g_rt_net->parent_after_fork();
 	}
 	return pid;
 }

@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
-#include "runtime/net/internal.h"
+#include "runtime/net_load.h"
 
 #define RT_EXPORT __attribute__((visibility("default")))
 #define DECL(type, name, ...) RT_EXPORT type name(__VA_ARGS__)
@@ -125,6 +125,6 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 		return EAI_SYSTEM;
 	r = real(node, service, hints, res);
 	if (r == 0 && g_rt_net_on && res && *res)
-		rt__net_saw_addrs(node, *res);
+		g_rt_net->saw_addrs(node, *res);
 	return r;
 }

@@ -111,8 +111,7 @@ static void *engine(void *arg)
 	(void)arg;
 	/* Never the program's: no signal here, no dispatch, the runtime's code. */
 	rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, 8);
-	t_rt_depth = 1;
-	t_rt_selector = 0; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+	rt__runtime_thread();
 	for (;;) {
 		struct epoll_event ev[16];
 		struct rt_conn *changed[SWEEP_MAX];

@@ -122,7 +122,7 @@ void rt__hold_flush_fd(int fd)
 
 void rt__net_hold_flush(void)
 {
-	struct rt_thread *t = t_rt_thread;
+	struct rt_thread *t = rt__thread_peek();
 	struct rt_guard g;
 	int fd;
 
@@ -137,7 +137,7 @@ void rt__net_hold_flush(void)
 
 void rt__net_hold_kick(void)
 {
-	struct rt_thread *t = t_rt_thread;
+	struct rt_thread *t = rt__thread_peek();
 
 	if (!t || !t->net_held)
 		return;

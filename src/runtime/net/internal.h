@@ -151,14 +151,7 @@ struct rt_conn {
 	_Atomic uint64_t pend_ns; /* when the first byte held was written (0: none) */
 };
 
-/* No handler of the program runs until the guard ends, SIGSYS, SIGSEGV and
- * SIGBUS stay deliverable (the fault-safe copies work inside); libc's system
- * calls are allowed: the runtime's code runs. Without a system call while the
- * program's handlers are the runtime's (sys/signal.c defers what arrives),
- * else by masking the signals. Nested inside another guard it does nothing,
- * so a function that leaves its guard to wait must be given the outermost
- * one: leaving a nested guard restores nothing. */
-void rt__net_enter(struct rt_guard *g) RT_HIDDEN;
+/* rt__net_enter, the shields' guard: runtime/internal.h. */
 
 /* A new connection for fd (one reference: the fd's). */
 int rt__conn_new(int fd, bool server, SSL_CTX *ctx, const char *sni, const char *rule,

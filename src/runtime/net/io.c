@@ -336,7 +336,7 @@ long rt__conn_send_from(struct rt_conn *c, int fd, int in_fd, int64_t *off, size
 		 * does not track, the dispatcher would only pass the call on: then
 		 * straight to the kernel, in the guard (a pair of rt_sigprocmask
 		 * less per sendfile: nginx makes one per response). */
-		if (!g_rt.shield_on && rt_fd_kind(in_fd) == RT_FD_NONE) {
+		if (!rt__shield_on() && rt_fd_kind(in_fd) == RT_FD_NONE) {
 			got = rt__raw(off && !in_pipe ? SYS_pread64 : SYS_read, a[0], a[1], a[2], a[3]);
 		} else {
 			rt__leave(g);

@@ -13,7 +13,6 @@
 #include "runtime/net/internal.h"
 
 struct rt_net g_net = { .reg = PTHREAD_MUTEX_INITIALIZER };
-bool g_rt_net_on;
 
 uint64_t rt__now_ns(void)
 {
@@ -26,37 +25,6 @@ uint64_t rt__now_ns(void)
 void *rt__libc_sym(const char *name)
 {
 	return dlsym(RTLD_NEXT, name);
-}
-
-/* Nested regions change no mask, as rt__enter's (sud.c): the outermost one
- * blocked the signals already and rt__leave restores the program's mask only
- * when it ends. A call of the program costs one pair of rt_sigprocmask, not
- * one per step (an nginx keep-alive request made 20 of its 28 system calls
- * through the shield in mask changes, bench/results/net.md). */
-void rt__net_enter(struct rt_guard *g)
-{
-	uint64_t mask = ~RT_KEPT_SIGS;
-
-	g->masked = false;
-	if (t_rt_depth == 0) {
-		/* The thread's block keeps what arrives (made by its first guard;
-		 * without it, or without deferral, mask as before). */
-		struct rt_thread *t = rt__sig_can_defer() ? rt__thread() : NULL;
-
-		if (t) {
-			/* No system call: the program's handlers hold what
-			 * arrives. Set before the depth: a handler never runs at
-			 * depth > 0. */
-			t->defer = true;
-			atomic_signal_fence(memory_order_seq_cst);
-		} else {
-			rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &mask, &g->mask, 8);
-			g->masked = true;
-		}
-	}
-	g->selector = t_rt_selector;
-	t_rt_depth++;
-	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 }
 
 void rt__net_say_once(const char *key, const char *fmt, ...)
@@ -91,11 +59,6 @@ int rt__net_init(const struct rt_json *grant, struct kiln_err *err)
 
 	if (!net && !con)
 		return 0;
-	/* Calls that bypass libc's exported functions (stdio's internal writes,
-	 * direct system calls) must reach the shields too. */
-	if (!g_rt.cfg.sud)
-		return kiln_err_set(err, -ENOTSUP, "the policy's %s shield needs Syscall User "
-				    "Dispatch: run without --sud off", net ? "network" : "console");
 	if (net) {
 		ret = rt__net_rules_init(net, err);
 		if (ret < 0)
@@ -107,7 +70,6 @@ int rt__net_init(const struct rt_json *grant, struct kiln_err *err)
 			return ret;
 		g_net.console = true;
 	}
-	g_rt_net_on = true;
 	return 0;
 }
 

@@ -643,7 +643,7 @@ static int hold_point(long nr, const long a[6])
  * threads that held it will not). */
 static void flush_all(void)
 {
-	struct rt_thread *t = t_rt_thread;
+	struct rt_thread *t = rt__thread_peek();
 	struct rt_guard g;
 
 	/* From a handler of the program (_exit in a handler) the code it
@@ -661,7 +661,7 @@ static void flush_all(void)
 
 bool rt__net_call(long nr, const long a[6], long *ret)
 {
-	struct rt_thread *t = t_rt_thread;
+	struct rt_thread *t = rt__thread_peek();
 	bool mine = false;
 
 	if (t && t->net_held && !sends_on(nr, a, t->net_held - 1)) {

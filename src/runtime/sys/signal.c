@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <ucontext.h>
 
-#include "runtime/net/net.h"
+#include "runtime/net_load.h"
 #include "runtime/sys/sys.h"
 
 #define SIG_BIT(sig) (1ull << ((sig) - 1))
@@ -43,7 +43,8 @@ static void call_program(void *h, unsigned long flags, int sig, siginfo_t *si, v
 	 * may be held), and so does what the handler writes. (A handler that
 	 * longjmps out leaves in_handler up: the engine seals from then on.) */
 	if (t) {
-		rt__net_hold_kick();
+		if (t->net_held)
+			g_rt_net->hold_kick();
 		t->in_handler++;
 	}
 	if (flags & SA_SIGINFO)
