@@ -9,7 +9,9 @@ Usage: bench/runtime/run.py BUILD_DIR [--only sqlite|redis|nginx] [--rounds N]
 each round, the median and the spread).
 """
 import argparse
+import contextlib
 import json
+import os
 import pathlib
 import statistics
 import subprocess
@@ -256,42 +258,48 @@ def nginx_bench(kiln):
     return res
 
 
+@contextlib.contextmanager
+def loopback_cas(kiln, tmp, policy):
+    """A kiln-cas on loopback with policy applied (YAML text): yields the
+    environment that lets `kiln run --session ...` attest (sim) to it."""
+    cas = subprocess.Popen([kiln, "cas", "serve", "--data", str(tmp / "cas"), "--listen",
+                            "127.0.0.1:0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = None
+        for line in cas.stdout:
+            if line.startswith("listening "):
+                url = line.split()[1]
+                break
+        env = dict(os.environ, KILN_CAS=url, KILN_CAS_CA=str(tmp / "cas" / "ca.pem"),
+                   KILN_IDENTITY=str(tmp / "owner.pem"))
+        subprocess.run([kiln, "identity", "create", "--out", str(tmp / "owner.pem")],
+                       check=True, capture_output=True)
+        (tmp / "p.yaml").write_text(policy)
+        subprocess.run([kiln, "policy", "apply", str(tmp / "p.yaml")], check=True,
+                       capture_output=True, env=env)
+        yield env
+    finally:
+        cas.terminate()
+        cas.wait(timeout=30)
+
+
 def attested_startup_ms(kiln, n=20):
     """`kiln run /usr/bin/true` attesting (sim) to a loopback kiln-cas."""
-    import os
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = pathlib.Path(tmp)
-        cas = subprocess.Popen([kiln, "cas", "serve", "--data", str(tmp / "cas"), "--listen",
-                                "127.0.0.1:0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-        try:
-            url = None
-            for line in cas.stdout:
-                if line.startswith("listening "):
-                    url = line.split()[1]
-                    break
-            env = dict(os.environ, KILN_CAS=url, KILN_CAS_CA=str(tmp / "cas" / "ca.pem"),
-                       KILN_IDENTITY=str(tmp / "owner.pem"))
-            subprocess.run([kiln, "identity", "create", "--out", str(tmp / "owner.pem")],
-                           check=True, capture_output=True)
-            (tmp / "p.yaml").write_text(
-                "name: bench/true\npredecessor: null\n"
-                "access: {read: [owner], update: [owner]}\n"
-                "services:\n  - {name: t, command: [/usr/bin/true], measurement: [any]}\n"
-                "security: {tee: [sim], allow_insecure_sim: true}\n")
-            subprocess.run([kiln, "policy", "apply", str(tmp / "p.yaml")], check=True,
+    policy = ("name: bench/true\npredecessor: null\n"
+              "access: {read: [owner], update: [owner]}\n"
+              "services:\n  - {name: t, command: [/usr/bin/true], measurement: [any]}\n"
+              "security: {tee: [sim], allow_insecure_sim: true}\n")
+    with tempfile.TemporaryDirectory() as tmp, \
+            loopback_cas(kiln, pathlib.Path(tmp), policy) as env:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            subprocess.run([kiln, "run", "--session", "bench/true", "--service", "t",
+                            "--tee", "sim", "--", "/usr/bin/true"], check=True,
                            capture_output=True, env=env)
-            times = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                subprocess.run([kiln, "run", "--session", "bench/true", "--service", "t",
-                                "--tee", "sim", "--", "/usr/bin/true"], check=True,
-                               capture_output=True, env=env)
-                times.append((time.perf_counter() - t0) * 1000)
-            return statistics.median(times)
-        finally:
-            cas.terminate()
-            cas.wait(timeout=30)
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
 
 
 def serve_loop_ns(kiln, exe):
