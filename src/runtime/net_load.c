@@ -52,14 +52,9 @@ static const struct rt_net_ops *load_shields(struct kiln_err *err)
 	return &rt__net_ops;
 }
 #else
-static void say_line(const char *line)
-{
-	rt__say("%s", line);
-}
-
 static const struct rt_net_host g_host = {
 	.abi = RT_NET_ABI,
-	.raw_syscall = rt__raw_syscall,
+	.lent = &rt__lent,
 	.dispatch = rt__dispatch,
 	.enter = rt__net_enter,
 	.leave = rt__leave,
@@ -68,11 +63,6 @@ static const struct rt_net_host g_host = {
 	.runtime_thread = rt__runtime_thread,
 	.sig_can_defer = rt__sig_can_defer,
 	.shield_on = rt__shield_on,
-	.copy_in = rt__copy_in,
-	.copy_out = rt__copy_out,
-	.own_fd = rt__own_fd,
-	.own_close = rt__own_close,
-	.say = say_line,
 	.fd_kind = rt_fd_kind,
 	.fd_get = rt_fd_get,
 	.fd_set = rt_fd_set,

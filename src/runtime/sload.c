@@ -4,7 +4,8 @@
  * kiln-sload is a small glibc program started by `kiln run` with libkiln.so
  * preloaded, so libkiln's constructor has read the configuration, opened the
  * program (sload_attest.c), attested for it with --cas and opened the volumes
- * before kiln-sload's main calls kiln_sload_main here. This file maps the
+ * before kiln-sload's main calls kiln_sload_main here (this file is kiln-sload's
+ * own: it reaches the runtime through libkiln's table, sload_host.h). This file maps the
  * static program into this same process, builds the stack a kernel exec would
  * have built (argv, envp, auxv), and jumps to the program's entry with FS
  * zeroed, as after execve.
@@ -217,7 +218,7 @@ int kiln_sload_main(int argc, char **argv)
 	const char *why = NULL;
 	extern char **environ;
 	char **prog_argv = argv + 2, **prog_env = environ;
-	int prog_argc, fd = g_rt_sload_fd;
+	int prog_argc, fd, err = 0;
 	uintptr_t sp;
 
 	if (argc < 3) {
@@ -225,15 +226,16 @@ int kiln_sload_main(int argc, char **argv)
 			"(started by kiln run --static=loader)\n");
 		return 2;
 	}
-	if (!g_rt.initialized) {
+	if (!rt__initialized()) {
 		fprintf(stderr, "kiln-sload: the runtime is not configured (start programs "
 			"with kiln run --static=loader)\n");
 		return 1;
 	}
 	/* The descriptor libkiln's constructor opened (and, attested, measured):
 	 * never the path again. */
+	fd = rt__sload_take_program(&err);
 	if (fd < 0) {
-		fprintf(stderr, "kiln: %s: %s\n", argv[1], strerror(g_rt_sload_errno));
+		fprintf(stderr, "kiln: %s: %s\n", argv[1], strerror(err));
 		return 127;
 	}
 	/* Attested: the grant's argv and environment (kiln-sload's own argv
@@ -248,6 +250,5 @@ int kiln_sload_main(int argc, char **argv)
 		return 1;
 	}
 	close(fd);
-	g_rt_sload_fd = -1;
 	rt__sload_jump(sp, im.entry);
 }

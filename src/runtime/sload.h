@@ -1,6 +1,9 @@
 /* kiln runtime: the in-process loader of static programs (sload.c maps the
- * program and jumps to it; sload_trap.c sees its system calls). Part of
- * libkiln.so; kiln-sload (sload_main.c) only calls kiln_sload_main. */
+ * program and jumps to it; sload_trap.c sees its system calls). sload.c,
+ * sload_elf.c, sload_trap.c and sload_thread.c are kiln-sload's own code,
+ * reaching the runtime through the table libkiln lends (sload_host.h,
+ * sload_host.c); sload_attest.c and sload_exec.c are libkiln's (its
+ * constructor and exec path). */
 #ifndef KILN_RUNTIME_SLOAD_H
 #define KILN_RUNTIME_SLOAD_H
 
@@ -21,8 +24,20 @@ struct rt_sload_image {
 };
 
 /* kiln-sload's main: argv[1] the program, argv[2..] its argv. Returns only
- * on a refusal (1, with a line on stderr). */
-__attribute__((visibility("default"))) int kiln_sload_main(int argc, char **argv);
+ * on a refusal (1, with a line on stderr). After rt__sload_host_set. */
+int kiln_sload_main(int argc, char **argv) RT_HIDDEN;
+
+/* sload_host.c (kiln-sload): keep libkiln's table (0), or -1 when it is not
+ * this build's; then what the loader needs besides the runtime functions it
+ * calls by name: libkiln's constructor ran; the program's descriptor, now the
+ * loader's (-1 with *err); the restorer of the SIGSYS handler; the filter is
+ * on (g_rt.sload_on). */
+struct rt_sload_host;
+int rt__sload_host_set(const struct rt_sload_host *host) RT_HIDDEN;
+bool rt__initialized(void) RT_HIDDEN;
+int rt__sload_take_program(int *err) RT_HIDDEN;
+void (*rt__sload_restorer(void))(void) RT_HIDDEN;
+void rt__sload_started(void) RT_HIDDEN;
 
 /* sload_trap.c: reserve the program's brk area after hi; install the
  * SIGSYS handler and the seccomp filter. 0, or -1 with *why. */

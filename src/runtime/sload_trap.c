@@ -259,12 +259,12 @@ NO_SSP struct rt_sload_thread *rt__sload_fast(siginfo_t *si, ucontext_t *uc)
 	}
 	s = &g_rt_syscalls[nr];
 	if (s->action == RT_SYS_RUNTIME || s->paths[0][1] >= 0) {
-		if (g_rt.shield_on || s->action == RT_SYS_RUNTIME)
+		if (rt__shield_on() || s->action == RT_SYS_RUNTIME)
 			return rt__sload_self();
 		g[REG_RAX] = rt__raw6(nr, a);
 		return NULL;
 	}
-	if (g_rt.shield_on)
+	if (rt__shield_on())
 		for (int i = 0; i < 6; i++)
 			if ((s->fd_mask & (1u << i)) && rt_fd_kind((int)a[i]) != RT_FD_NONE)
 				return rt__sload_self();
@@ -382,7 +382,7 @@ int rt__sload_trap_init(const struct rt_sload_image *im, const char **why)
 	struct k_sigaction sa = {
 		.handler = (void *)rt__sload_entry,
 		.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER | SA_ONSTACK,
-		.restorer = (void *)rt__stub_sigreturn,
+		.restorer = (void *)rt__sload_restorer(),
 		/* No handler of the program may run with the runtime's FS. */
 		.mask = ~(SIGSYS_BIT | (1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1))),
 	};
@@ -408,6 +408,6 @@ int rt__sload_trap_init(const struct rt_sload_image *im, const char **why)
 	    rt__raw(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
 		return *why = "cannot install the seccomp filter (Linux >= 3.17 with "
 			      "CONFIG_SECCOMP_FILTER needed)", -1;
-	g_rt.sload_on = true;
+	rt__sload_started();
 	return 0;
 }

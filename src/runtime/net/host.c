@@ -3,8 +3,6 @@
  * rt__copy_in, ...), as they would inside libkiln.so; here each name is the
  * entry of the table libkiln lent at load. Built only into libkiln-net.so. */
 #include <openssl/ssl.h>
-#include <stdarg.h>
-#include <stdio.h>
 
 #include "runtime/net/host.h"
 #include "runtime/net/internal.h"
@@ -20,16 +18,12 @@ const struct rt_net_ops *kiln_net_entry(const struct rt_net_host *host)
 	if (!host || host->abi != RT_NET_ABI)
 		return NULL;
 	g_host = host;
+	rt__lent_set(host->lent);
 	/* This object's own OpenSSL (static, hidden, as libkiln's) reads no
 	 * configuration file either: OPENSSL_CONF could name a provider module
 	 * to load into the attested process (start.c). */
 	OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
 	return &rt__net_ops;
-}
-
-long rt__raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
-{
-	return g_host->raw_syscall(nr, a0, a1, a2, a3, a4, a5);
 }
 
 long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
@@ -70,37 +64,6 @@ bool rt__sig_can_defer(void)
 bool rt__shield_on(void)
 {
 	return g_host->shield_on();
-}
-
-int rt__copy_in(void *dst, const void *usrc, size_t n)
-{
-	return g_host->copy_in(dst, usrc, n);
-}
-
-int rt__copy_out(void *udst, const void *src, size_t n)
-{
-	return g_host->copy_out(udst, src, n);
-}
-
-int rt__own_fd(int fd)
-{
-	return g_host->own_fd(fd);
-}
-
-void rt__own_close(int fd)
-{
-	g_host->own_close(fd);
-}
-
-void rt__say(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	g_host->say(line);
 }
 
 enum rt_fd_kind rt_fd_kind(int fd)

@@ -6,9 +6,10 @@
  * every symbol hidden (design §1: nothing of the runtime may bind to the
  * program or the program to it), so the two objects cannot name each other's
  * functions. They meet through two tables instead:
- *   struct rt_net_host  what libkiln lends the shields: its fd table, guards,
- *                       raw system calls, dispatcher, copy routines, log line
- *                       and the grant's JSON. net/host.c turns each into the
+ *   struct rt_net_host  what libkiln lends the shields: the functions of
+ *                       lent.h (raw system calls, copy routines, log line),
+ *                       its fd table, guards, dispatcher and the grant's
+ *                       JSON. net/host.c and lent.c turn each into the
  *                       function of the same name the shields' sources call.
  *   struct rt_net_ops   what the shields answer with: the calls of net.h.
  * kiln_net_entry is the one symbol libkiln-net.so exports. libkiln-musl.so
@@ -20,6 +21,7 @@
 #include <stddef.h>
 #include <ucontext.h>
 
+#include "runtime/lent.h"
 #include "runtime/runtime.h"
 
 struct kiln_err;
@@ -35,7 +37,7 @@ struct addrinfo;
 
 struct rt_net_host {
 	unsigned abi; /* RT_NET_ABI */
-	long (*raw_syscall)(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+	const struct rt_lent *lent;         /* lent.h: raw calls, copies, own fds, say */
 	long (*dispatch)(long nr, const long a[6], ucontext_t *uc);
 	void (*enter)(struct rt_guard *g);  /* rt__net_enter (sud.c) */
 	void (*leave)(struct rt_guard *g);
@@ -44,11 +46,6 @@ struct rt_net_host {
 	void (*runtime_thread)(void);       /* a thread of the runtime's own */
 	bool (*sig_can_defer)(void);
 	bool (*shield_on)(void);            /* a volume is mounted */
-	int (*copy_in)(void *dst, const void *usrc, size_t n);
-	int (*copy_out)(void *udst, const void *src, size_t n);
-	int (*own_fd)(int fd);
-	void (*own_close)(int fd);
-	void (*say)(const char *line);      /* one line, as rt__say("%s", line) */
 	enum rt_fd_kind (*fd_kind)(int fd);
 	void *(*fd_get)(int fd);
 	void *(*fd_set)(int fd, enum rt_fd_kind kind, void *obj);
