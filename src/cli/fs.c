@@ -743,6 +743,9 @@ static int cmd_verify(int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	ret = pf_volume_verify(v, verify_cb, &s, &err);
 	printf("volume version: %llu\n", (unsigned long long)pf_volume_version(v));
+	/* Commits since the last checkpoint: a volume left by a crash. */
+	if (pf_volume_log_records(v))
+		printf("commit log: %u record(s) after the metadata\n", pf_volume_log_records(v));
 	printf("%zu file(s) intact, %zu damaged\n", s.ok, s.bad);
 	if (ret && s.bad == 0)
 		cli_error("%s", kiln_err_msg(&err, ret));

@@ -112,10 +112,18 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	v->version = version;
 	v->lazy = false;
 	if (ret) {
-		/* Renamed but maybe not durable: the next commit or open settles it. */
+		/* Renamed but maybe not durable: the next commit or open settles it.
+		 * A record after it could follow a metadata the crash takes back
+		 * (a gap the replay stops at): the next commit checkpoints. */
+		v->log_broken = true;
 		kiln_err_set(err, ret, "metadata: cannot sync directory: %s", kiln_strerror(ret));
 		goto out;
 	}
+	/* A checkpoint: the log's records are at or below this version now, so
+	 * the next record goes at its start, over them. */
+	v->log_off = 0;
+	v->log_records = 0;
+	v->log_broken = false;
 	/* A failed commit leaves the version prepared, which open accepts. meta.pub,
 	 * if any, now has an older version: it is ignored, and reused by the next
 	 * publish. */
@@ -132,6 +140,57 @@ out:
 	pf__buf_free(&w);
 	free(env);
 	return ret;
+}
+
+/* Can this commit be a log record instead of a metadata rewrite? Only when
+ * what changes is the content (root, size, times) of files the durable
+ * metadata already names, in their same backing files: no namespace change,
+ * nothing published since the last durable write, no new file, no file
+ * switched to a new backing file, no removal pending; and the log is due no
+ * checkpoint. */
+static bool log_commit_ok(pf_volume_t *v)
+{
+	size_t count = 0;
+
+	if (v->ns_dirty || v->pending || v->lazy || v->log_broken ||
+	    v->log_records >= PF_LOG_MAX_RECORDS || v->log_off >= PF_LOG_MAX_BYTES)
+		return false;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (!n->committing)
+			continue;
+		if (!n->save_in_meta || n->fresh ||
+		    memcmp(n->save_backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0)
+			return false;
+		count++;
+	}
+	return count > 0 && count <= PF_LOG_MAX_FILES;
+}
+
+/* The commit as a log record (docs/fs.md "Commit log"): the prepare of
+ * version+1 overlapped with the data and journal syncs pf__commit_locked
+ * started; once all are durable, the record is written and synced (the
+ * commit point, as the rename is for a metadata write); then the commit of
+ * the version. A failed record leaves the version prepared, as a failed
+ * rename does, and makes the next commit a checkpoint. */
+static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
+{
+	uint64_t version = v->version + 1;
+	int ret = 0;
+
+	if (v->fo)
+		ret = v->fo->prepare(v->fctx, version, err);
+	if (syncs_settle(v) && !ret)
+		ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
+	if (!ret)
+		ret = pf__log_append(v, version, err);
+	if (ret) {
+		v->log_broken = true;
+		return ret;
+	}
+	v->version = version;
+	if (v->fo)
+		(void)v->fo->commit(v->fctx, version, NULL);
+	return 0;
 }
 
 bool pf__node_needs_commit(const struct pf_node *n)
@@ -257,8 +316,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		ret = syncs_settle(v);
 		return failed || ret ? -EIO : 0;
 	}
-	ret = pf__write_meta(v, true, err);
-	(void)syncs_settle(v); /* pf__write_meta settled them, unless it failed early */
+	if (log_commit_ok(v))
+		ret = commit_by_log(v, err);
+	else
+		ret = pf__write_meta(v, true, err);
+	(void)syncs_settle(v); /* both settled them, unless they failed early */
 	if (v->version != old_version)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {

@@ -96,6 +96,11 @@ int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_k
 
 	ret = kc_hkdf_sha256(key, PF_KEY_SIZE, salt, sizeof(salt) - 1, "metadata", 8, k->enc,
 			     sizeof(k->enc));
+	/* The commit log's own key: a record can never be taken for an
+	 * envelope or the other way round. */
+	if (!ret)
+		ret = kc_hkdf_sha256(key, PF_KEY_SIZE, salt, sizeof(salt) - 1, "log", 3, k->log,
+				     sizeof(k->log));
 	if (ret)
 		return ret;
 	ret = kc_hkdf_sha256(key, PF_KEY_SIZE, salt, sizeof(salt) - 1, "key-check", 9, kcv_key,

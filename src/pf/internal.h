@@ -169,6 +169,7 @@ int pf__meta_encode(const pf_volume_t *v, struct pf_buf *b);
 struct pf_meta_keys {
 	uint8_t enc[PF_KEY_SIZE];
 	uint8_t kcv[PF_KCV_SIZE];
+	uint8_t log[PF_KEY_SIZE]; /* the commit log's records (log.c) */
 };
 int pf__meta_keys_derive(const uint8_t key[static PF_KEY_SIZE], struct pf_meta_keys *k);
 /* Seal a body of format PF_META_FORMAT into a malloc'd envelope (*out owned by
@@ -482,6 +483,13 @@ struct pf_volume {
 	uint8_t *nonces; /* batch * PF_NONCE_SIZE, drawn per batch of chunks sealed */
 	uint8_t *iobuf2; /* batch * stride: the second buffer of the write pipeline */
 	uint8_t *zeros;  /* 2 * chunk size of zeros (zero range, never written to) */
+	/* The commit log (log.c): its handle (opened at the first record, owned),
+	 * where the next record goes, the records since the last checkpoint, and
+	 * whether a record failed to be written (the next commit checkpoints). */
+	void *log_fh;
+	uint64_t log_off;
+	uint32_t log_records;
+	bool log_broken;
 };
 
 static inline int64_t pf__now_ns(void)
@@ -722,6 +730,66 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err);
 bool pf__node_needs_commit(const struct pf_node *n);
 int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err);
 
+/* log.c: the commit log ".kiln/log" (docs/fs.md "Commit log"). */
+#define PF_LOG_NAME "log"
+#define PF_LOG_MAGIC "KILNLOG1"
+#define PF_LOG_HDR_SIZE 40
+#define PF_LOG_ENTRY_SIZE (8 + 8 + 3 * 8 + PF_ROOT_SIZE)
+#define PF_LOG_MAX_FILES 4096u /* per record; a commit of more files checkpoints */
+#define PF_LOG_REC_MAX (PF_LOG_HDR_SIZE + 8 + PF_LOG_MAX_FILES * PF_LOG_ENTRY_SIZE + PF_TAG_SIZE)
+#define PF_LOG_MAX_RECORDS 64u           /* records between checkpoints */
+#define PF_LOG_MAX_BYTES (1024u * 1024)  /* log bytes between checkpoints */
+/* What one record sets of one file. */
+struct pf_log_entry {
+	uint64_t ino, size;
+	int64_t atime_ns, mtime_ns, ctime_ns;
+	uint8_t root[PF_ROOT_SIZE];
+};
+/* A decoded record: ents malloc'd, owned (pf__log_rec_clear frees). */
+struct pf_log_rec {
+	uint64_t version;
+	size_t count;
+	struct pf_log_entry *ents;
+	size_t size; /* bytes of the record in the log */
+};
+/* The records a replay applies, in order (owned; pf__log_scan_clear), the
+ * version they reach, and the offset after the last one. */
+struct pf_log_scan {
+	struct pf_log_rec *recs;
+	size_t count;
+	uint64_t version;
+	uint64_t end;
+};
+/* Seal a record of version for ents[count] (1..PF_LOG_MAX_FILES) into a
+ * malloc'd buffer (*out owned by the caller). */
+int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, const struct pf_log_entry *ents,
+		 size_t count, uint8_t **out, size_t *out_size);
+/* Open the record at the start of buf[size] (bytes after it are ignored):
+ * -KILN_ETRUNC cut, -KILN_EFORMAT malformed, -KILN_EAUTH not sealed with this
+ * key or altered; a message in err. rec is owned by the caller on success. */
+int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
+		     struct pf_log_rec *rec, struct kiln_err *err);
+/* The body alone (after authentication; the fuzz target calls it directly). */
+int pf__log_body_decode(const uint8_t *body, size_t size, struct pf_log_rec *rec,
+			struct kiln_err *err);
+void pf__log_rec_clear(struct pf_log_rec *rec);
+/* The records of log[size] a replay from metadata version base applies:
+ * records at or below the version reached are skipped (spent); the next must
+ * have the next version and at most admit (the trusted store's newest); the
+ * first that does not open, or does not follow, ends the log. Only -ENOMEM. */
+int pf__log_parse(const struct pf_meta_keys *k, const uint8_t *buf, size_t size, uint64_t base,
+		  uint64_t admit, struct pf_log_scan *s);
+/* pf__log_parse over v's log file (none: no records), admitted by v's
+ * freshness provider. */
+int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct kiln_err *err);
+void pf__log_scan_clear(struct pf_log_scan *s);
+/* Apply the scanned records to v's inode table (loaded from the metadata the
+ * scan started from) and place the next record after them. -KILN_ECORRUPT
+ * when a record names an inode that is not a committed file. */
+int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err);
+/* Append and sync the record of version for the nodes being committed
+ * (n->committing; their inodes hold the new state). */
+int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err);
 
 /* freshness.c */
 /* The rollback check: accept the metadata's version when it equals the

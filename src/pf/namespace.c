@@ -686,7 +686,15 @@ static int setattr_locked(pf_volume_t *v, struct pf_inode *in, const struct pf_s
 	else if (sa.valid & PF_SET_MTIME_NOW)
 		in->mtime_ns = now;
 	in->ctime_ns = (sa.valid & PF_SET_CTIME) ? sa.ctime_ns : now;
-	v->ns_dirty = true;
+	/* The times alone of an open file already committed go with its
+	 * content: its next commit carries them, as a commit log record can
+	 * (the volume server stores the times of every file it writes). */
+	if (!(sa.valid & ~(PF_SET_ATIME | PF_SET_MTIME | PF_SET_ATIME_NOW | PF_SET_MTIME_NOW |
+			   PF_SET_CTIME)) &&
+	    in->type == PF_TYPE_REG && in->node && in->in_meta)
+		in->node->dirty = true;
+	else
+		v->ns_dirty = true;
 	return 0;
 }
 

@@ -217,8 +217,12 @@ void pf_volume_discard(pf_volume_t *vol);
  * keys, free. Accepts NULL. Returns the flush result; vol is freed regardless. */
 int pf_volume_close(pf_volume_t *vol, struct kiln_err *err);
 
-/* The version (freshness counter) of the last committed metadata. */
+/* The version (freshness counter) of the last commit: of the metadata, or of
+ * the last record of the commit log after it (docs/fs.md "Commit log"). */
 uint64_t pf_volume_version(pf_volume_t *vol);
+/* Records in the commit log since the last checkpoint (replayed at open, or
+ * written since): 0 for a volume closed cleanly. */
+uint32_t pf_volume_log_records(pf_volume_t *vol);
 uint32_t pf_volume_chunk_size(pf_volume_t *vol);
 /* Region kind that applies to path (longest prefix). */
 enum pf_region_kind pf_volume_region(pf_volume_t *vol, const char *path);

@@ -115,6 +115,8 @@ static void vol_free(pf_volume_t *v)
 	free(v->zeros);
 	if (v->iobuf2)
 		kiln_free_secret(v->iobuf2, v->batch * v->stride);
+	if (v->log_fh)
+		v->so->close(v->sctx, v->log_fh);
 	if (v->so && v->so->free)
 		v->so->free(v->sctx);
 	if (v->fo && v->fo->free)
@@ -430,6 +432,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		   const struct pf_volume_opts *opts, pf_volume_t **vol, struct kiln_err *err)
 {
 	int published;
+	struct pf_log_scan ls = { 0 };
 	struct pf_meta m = { 0 };
 	uint8_t *env = NULL, *body = NULL;
 	size_t body_size = 0;
@@ -483,6 +486,12 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = pf__meta_unseal(&v->mk, env, (size_t)n, &version, &format, &body, &body_size, err);
 	if (ret)
 		goto out;
+	/* The commit log's records after this version: the volume's version is
+	 * the last one that follows (docs/fs.md "Commit log"). */
+	ret = pf__log_scan(v, version, &ls, err);
+	if (ret)
+		goto out;
+	version = ls.version;
 	published = load_published(v, version, &format, &body, &body_size);
 	if (published < 0) {
 		ret = kiln_err_set(err, published, "%s: published metadata (.kiln/meta.pub): %s",
@@ -496,6 +505,16 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		goto out;
 	if ((ret = load_inodes(v, &m, err)))
 		goto out;
+	if (published) {
+		/* meta.pub was written at the version the log reached: it holds
+		 * what the records set. It is not durable, so the next commit
+		 * writes the whole metadata (a record must follow a durable one). */
+		v->lazy = true;
+		v->log_off = ls.end;
+		v->log_records = (uint32_t)ls.count;
+	} else if ((ret = pf__log_replay(v, &ls, err))) {
+		goto out;
+	}
 	/* A format 1 volume is written in format 2 at its next commit. */
 	if (format != PF_META_FORMAT)
 		v->ns_dirty = true;
@@ -517,6 +536,7 @@ out:
 	if (fh)
 		v->so->close(v->sctx, fh);
 	pf__meta_clear(&m);
+	pf__log_scan_clear(&ls);
 	if (body)
 		kiln_free_secret(body, body_size);
 	free(env);
@@ -543,6 +563,12 @@ int pf_volume_close(pf_volume_t *v, struct kiln_err *err)
 		return 0;
 	if (!v->read_only)
 		ret = pf_volume_flush(v, err);
+	/* A checkpoint: a volume at rest has its whole state in the metadata
+	 * and a spent log. */
+	pthread_mutex_lock(&v->lock);
+	if (!ret && !v->read_only && v->log_records > 0)
+		ret = pf__write_meta(v, true, err);
+	pthread_mutex_unlock(&v->lock);
 	vol_free(v);
 	return ret;
 }
@@ -555,6 +581,16 @@ uint64_t pf_volume_version(pf_volume_t *v)
 	t = v->version;
 	pthread_mutex_unlock(&v->lock);
 	return t;
+}
+
+uint32_t pf_volume_log_records(pf_volume_t *v)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&v->lock);
+	n = v->log_records;
+	pthread_mutex_unlock(&v->lock);
+	return n;
 }
 
 uint32_t pf_volume_chunk_size(pf_volume_t *v)

@@ -53,17 +53,19 @@ def init_volume(kiln, vol, key):
     return None if p.returncode == 0 else f"kiln fs init failed: {p.stderr.strip()}"
 
 
-def verify_volume(kiln, vol, key, wait_s=30):
+def verify_volume(kiln, vol, key, wait_s=30, output=None):
     """kiln fs verify; returns None or the lines that are not 'ok'. A volume still
     held by a process that is finishing (a mount being torn down, the runtime's
     volume server making its last commit after its last client left) is waited
-    for up to wait_s seconds."""
+    for up to wait_s seconds. output (a list) receives verify's stdout."""
     deadline = time.monotonic() + wait_s
     while True:
         v = quiet([kiln, "fs", "verify", str(vol), "--key-file", str(key)], timeout=600)
         if "in use by another process" not in (v.stderr or "") or time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    if output is not None:
+        output.append(v.stdout or "")
     if v.returncode == 0:
         return None
     bad = [ln for ln in (v.stdout + v.stderr).splitlines() if not ln.startswith("ok")]

@@ -2670,6 +2670,7 @@ static void test_journal_flush_crash_points(void **state)
 		}
 		assert_int_equal(pf_volume_flush(v, &err), 0);
 		assert_true(f[0]->node->jlive && f[1]->node->jlive);
+		assert_int_equal(v->log_records, 1); /* one record names both */
 		g_last_fault->countdown = point;
 		g_last_fault->sticky = true;
 		g_last_fault->rng = (uint64_t)point * 2654435761u + 13;
@@ -2837,6 +2838,431 @@ static void test_formats(void **state)
 			 -KILN_ETRUNC);
 }
 
+/* ---- the commit log (log.c): data-only commits as records ---- */
+static void log_keys(struct pf_meta_keys *k, const uint8_t *key)
+{
+	assert_int_equal(pf__meta_keys_derive(key, k), 0);
+}
+
+static uint8_t *log_record(const struct pf_meta_keys *k, uint64_t version, uint64_t ino,
+			   size_t *size)
+{
+	struct pf_log_entry ents[2] = { { 0 } };
+	uint8_t *rec = NULL;
+
+	ents[0].ino = ino;
+	ents[0].size = 100 + version;
+	ents[0].mtime_ns = (int64_t)version * 1000;
+	memset(ents[0].root, (int)version, PF_ROOT_SIZE);
+	ents[1].ino = ino + 1;
+	ents[1].size = 7;
+	assert_int_equal(pf__log_seal(k, version, ents, 2, &rec, size), 0);
+	return rec;
+}
+
+/* Records round-trip; every malformed one is refused with a message. */
+static void test_log_records(void **state)
+{
+	struct pf_meta_keys k, k2;
+	struct pf_log_rec rec;
+	struct kiln_err err = { 0 };
+	uint8_t body[8 + 2 * PF_LOG_ENTRY_SIZE] = { 0 }, *r, *buf;
+	size_t size, total;
+	struct pf_log_scan s;
+
+	log_keys(&k, g_key);
+	log_keys(&k2, g_key2);
+	r = log_record(&k, 5, 7, &size);
+	assert_int_equal(size, PF_LOG_HDR_SIZE + sizeof(body) + PF_TAG_SIZE);
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, &err), 0);
+	assert_int_equal(rec.version, 5);
+	assert_int_equal(rec.count, 2);
+	assert_int_equal(rec.size, size);
+	assert_int_equal(rec.ents[0].ino, 7);
+	assert_int_equal(rec.ents[0].size, 105);
+	assert_int_equal(rec.ents[0].mtime_ns, 5000);
+	assert_int_equal(rec.ents[0].root[31], 5);
+	assert_int_equal(rec.ents[1].ino, 8);
+	pf__log_rec_clear(&rec);
+	/* Another key, a flipped byte of the body or of the header (the AAD:
+	 * the version is bound), a cut, a bad magic, a bad size. */
+	assert_int_equal(pf__log_open_rec(&k2, r, size, &rec, &err), -KILN_EAUTH);
+	assert_non_null(strstr(err.msg, "authentication failed"));
+	r[PF_LOG_HDR_SIZE + 3] ^= 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, NULL), -KILN_EAUTH);
+	r[PF_LOG_HDR_SIZE + 3] ^= 1;
+	r[8] ^= 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, NULL), -KILN_EAUTH);
+	r[8] ^= 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size - 1, &rec, &err), -KILN_ETRUNC);
+	assert_non_null(strstr(err.msg, "cut"));
+	assert_int_equal(pf__log_open_rec(&k, r, 39, &rec, NULL), -KILN_ETRUNC);
+	r[0] ^= 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, &err), -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "bad magic"));
+	r[0] ^= 1;
+	r[16] ^= 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, &err), -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "body size"));
+	r[16] ^= 1;
+	r[20] = 1;
+	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, NULL), -KILN_EFORMAT);
+	r[20] = 0;
+	/* The body's own checks (past authentication). */
+	pf__put_u32(body, 2);
+	pf__put_u64(body + 8, 9);
+	pf__put_u64(body + 8 + PF_LOG_ENTRY_SIZE, 10);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body), &rec, &err), 0);
+	pf__log_rec_clear(&rec);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body) - 1, &rec, &err), -KILN_EFORMAT);
+	assert_int_equal(pf__log_body_decode(body, 4, &rec, &err), -KILN_ETRUNC);
+	pf__put_u64(body + 8 + PF_LOG_ENTRY_SIZE, 9);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body), &rec, &err), -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "inode 9 named twice"));
+	pf__put_u64(body + 8 + PF_LOG_ENTRY_SIZE, 1);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body), &rec, &err), -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "out of range"));
+	pf__put_u64(body + 8 + PF_LOG_ENTRY_SIZE, 10);
+	pf__put_u64(body + 16, PF_MAX_FILE_SIZE + 1);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body), &rec, &err), -KILN_EFORMAT);
+	pf__put_u64(body + 16, 0);
+	pf__put_u32(body, 0);
+	assert_int_equal(pf__log_body_decode(body, 8, &rec, &err), -KILN_EFORMAT);
+	pf__put_u32(body, 2);
+	pf__put_u32(body + 4, 1);
+	assert_int_equal(pf__log_body_decode(body, sizeof(body), &rec, &err), -KILN_EFORMAT);
+	/* A log: spent records (at or below the base) are skipped, the next
+	 * versions applied in order; a gap, a version beyond the admitted one,
+	 * a torn record or garbage ends it. */
+	total = 0;
+	buf = malloc(8 * size + 64);
+	for (uint64_t ver = 2; ver <= 6; ver++) {
+		uint8_t *x = log_record(&k, ver == 6 ? 8 : ver, 7, &size);
+
+		memcpy(buf + total, x, size);
+		total += size;
+		free(x);
+	}
+	memset(buf + total, 0xee, 64);
+	assert_int_equal(pf__log_parse(&k, buf, total + 64, 3, UINT64_MAX, &s), 0);
+	assert_int_equal(s.count, 2); /* 2, 3 spent; 4, 5; 8 is a gap */
+	assert_int_equal(s.version, 5);
+	assert_int_equal(s.end, 4 * size);
+	assert_int_equal(s.recs[1].ents[0].size, 105);
+	pf__log_scan_clear(&s);
+	assert_int_equal(pf__log_parse(&k, buf, total, 3, 4, &s), 0);
+	assert_int_equal(s.version, 4); /* 5 was never prepared */
+	pf__log_scan_clear(&s);
+	assert_int_equal(pf__log_parse(&k, buf, 3 * size + 10, 1, UINT64_MAX, &s), 0);
+	assert_int_equal(s.version, 4); /* the record of 5 is torn */
+	pf__log_scan_clear(&s);
+	assert_int_equal(pf__log_parse(&k2, buf, total, 1, UINT64_MAX, &s), 0);
+	assert_int_equal(s.count, 0); /* another volume's key */
+	assert_int_equal(s.version, 1);
+	pf__log_scan_clear(&s);
+	/* Reordered: 3 before 2 from base 1 stops at once. */
+	memcpy(buf + total, buf, size);
+	memcpy(buf, buf + size, size);
+	memcpy(buf + size, buf + total, size);
+	assert_int_equal(pf__log_parse(&k, buf, total, 1, UINT64_MAX, &s), 0);
+	assert_int_equal(s.count, 0);
+	pf__log_scan_clear(&s);
+	free(buf);
+	free(r);
+}
+
+static void file_put(pf_file_t *f, const uint8_t *data, size_t size)
+{
+	struct kiln_err err = { 0 };
+
+	assert_int_equal(pf_pwrite(f, data, size, 0, &err), (ssize_t)size);
+	if (pf_fsync(f, &err) != 0)
+		fail_msg("fsync: %s", err.msg);
+}
+
+static void kiln_path(struct env *e, const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "%s/.kiln/%s", e->kdir, name);
+}
+
+/* Overwrites of a committed file commit as records: the metadata is not
+ * rewritten; a reopen without a clean close replays them (also read-only,
+ * as kiln fs cat and verify open); a clean close checkpoints. A flush of
+ * two files is one record naming both. */
+static void test_log_commits(void **state)
+{
+	uint8_t a[6000], b[6000];
+	char meta[200], logp[200];
+	struct kiln_err err = { 0 };
+	uint8_t *m0, *m1;
+	size_t m0_size, m1_size;
+	pf_file_t *f, *g;
+	pf_volume_t *v;
+	uint64_t ver;
+	struct env e;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	env_init(&e);
+	kiln_path(&e, "meta", meta, sizeof(meta));
+	kiln_path(&e, PF_LOG_NAME, logp, sizeof(logp));
+	v = vol_init(&e, 1024, NULL, 0);
+	write_file(v, "f", a, sizeof(a));
+	write_file(v, "g", a, sizeof(a));
+	ver = pf_volume_version(v);
+	m0 = slurp(meta, &m0_size);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_open(v, "g", O_RDWR, 0, &g, &err), 0);
+	for (int i = 1; i <= 3; i++) {
+		a[i * 1000] = (uint8_t)('0' + i);
+		file_put(f, a, sizeof(a));
+		assert_int_equal(pf_volume_version(v), ver + i);
+		assert_int_equal(v->log_records, i);
+	}
+	assert_int_equal(pf_pwrite(f, b, 100, 0, &err), 100);
+	assert_int_equal(pf_pwrite(g, b, sizeof(b), 0, &err), (ssize_t)sizeof(b));
+	assert_int_equal(pf_volume_flush(v, &err), 0);
+	memcpy(a, b, 100);
+	assert_int_equal(pf_volume_version(v), ver + 4);
+	assert_int_equal(v->log_records, 4);
+	m1 = slurp(meta, &m1_size);
+	assert_int_equal(m1_size, m0_size);
+	assert_memory_equal(m1, m0, m0_size); /* not rewritten */
+	free(m1);
+	assert_true(access(logp, F_OK) == 0);
+	pf_close(f);
+	pf_close(g);
+	pf_volume_discard(v); /* no checkpoint: as a kill -9 leaves it */
+	/* Read-only (kiln fs cat / verify), then read-write. */
+	for (int ro = 1; ro >= 0; ro--) {
+		struct pf_volume_opts o;
+
+		opts_fill(&e, &o, false);
+		o.read_only = ro;
+		if (pf_volume_open(e.kdir, g_key, &o, &v, &err) != 0)
+			fail_msg("open (read-only %d): %s", ro, err.msg);
+		assert_int_equal(pf_volume_version(v), ver + 4);
+		assert_int_equal(v->log_records, 4);
+		check_content(v, "f", a, sizeof(a));
+		check_content(v, "g", b, sizeof(b));
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+		if (ro)
+			pf_volume_discard(v);
+	}
+	/* A clean close checkpoints: the metadata holds it all. */
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	m1 = slurp(meta, &m1_size);
+	assert_true(m1_size != m0_size || memcmp(m1, m0, m0_size) != 0);
+	free(m1);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_version(v), ver + 5);
+	assert_int_equal(v->log_records, 0);
+	check_content(v, "f", a, sizeof(a));
+	/* After the checkpoint the next record goes over the spent ones. */
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, b, sizeof(b));
+	assert_int_equal(v->log_off, PF_LOG_HDR_SIZE + 8 + PF_LOG_ENTRY_SIZE + PF_TAG_SIZE);
+	pf_close(f);
+	pf_volume_discard(v);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_version(v), ver + 6);
+	check_content(v, "f", b, sizeof(b));
+	/* A namespace change is a checkpoint. */
+	assert_int_equal(pf_mkdir(v, "d", 0700, &err), 0);
+	assert_int_equal(pf_volume_flush(v, &err), 0);
+	assert_int_equal(v->log_records, 0);
+	pf_volume_close(v, NULL);
+	free(m0);
+	env_free(&e);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t size;
+	uint8_t *buf = slurp(from, &size);
+
+	spill(to, buf, size);
+	free(buf);
+}
+
+/* The host cannot roll a volume back through the log: a truncated log, a
+ * record cut, records reordered, an old metadata with its old log are
+ * refused as rollbacks (the trusted version covers every record). Garbage
+ * after the records is a torn record: ignored. A record whose version the
+ * trusted store never prepared is not replayed. */
+static void test_log_rollback(void **state)
+{
+	uint8_t s[5][3000];
+	char meta[200], logp[200], saved_meta[200], saved_log[200], last_log[200], cmd[600];
+	struct kiln_err err = { 0 };
+	uint8_t *buf;
+	size_t size, rsize = PF_LOG_HDR_SIZE + 8 + PF_LOG_ENTRY_SIZE + PF_TAG_SIZE;
+	pf_file_t *f;
+	pf_volume_t *v;
+	uint64_t ver;
+	struct env e;
+	FILE *t;
+
+	for (int i = 0; i < 5; i++)
+		memset(s[i], 'p' + i, sizeof(s[i]));
+	env_init(&e);
+	kiln_path(&e, "meta", meta, sizeof(meta));
+	kiln_path(&e, PF_LOG_NAME, logp, sizeof(logp));
+	snprintf(saved_meta, sizeof(saved_meta), "%s/meta.saved", e.dir);
+	snprintf(saved_log, sizeof(saved_log), "%s/log.saved", e.dir);
+	snprintf(last_log, sizeof(last_log), "%s/log.last", e.dir);
+	v = vol_init(&e, 1024, NULL, 0);
+	write_file(v, "f", s[0], sizeof(s[0]));
+	ver = pf_volume_version(v);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, s[1], sizeof(s[1]));
+	copy_file(meta, saved_meta);
+	copy_file(logp, saved_log); /* version ver + 1 */
+	file_put(f, s[2], sizeof(s[2]));
+	file_put(f, s[3], sizeof(s[3]));
+	pf_close(f);
+	pf_volume_discard(v); /* ver + 3, three records */
+	copy_file(logp, last_log);
+
+	/* The log cut to its first record. */
+	copy_file(saved_log, logp);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	assert_non_null(strstr(err.msg, "rolled back"));
+	/* The last record cut short. */
+	buf = slurp(last_log, &size);
+	assert_int_equal(size, 3 * rsize);
+	spill(logp, buf, size - 5);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	/* Records 2 and 3 swapped. */
+	{
+		uint8_t *tmp = malloc(rsize);
+
+		memcpy(tmp, buf + rsize, rsize);
+		memcpy(buf + rsize, buf + 2 * rsize, rsize);
+		memcpy(buf + 2 * rsize, tmp, rsize);
+		free(tmp);
+	}
+	spill(logp, buf, size);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	free(buf);
+	/* The whole log, with garbage after it: opens at ver + 3. */
+	copy_file(last_log, logp);
+	snprintf(cmd, sizeof(cmd), "head -c 100 /dev/urandom >> %s", logp);
+	assert_int_equal(system(cmd), 0);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_version(v), ver + 3);
+	check_content(v, "f", s[3], sizeof(s[3]));
+	/* More records, a checkpoint, more records; then the old metadata and
+	 * its old log put back. */
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, s[4], sizeof(s[4]));
+	pf_close(f);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, s[0], sizeof(s[0]));
+	pf_close(f);
+	pf_volume_discard(v);
+	copy_file(saved_meta, meta);
+	copy_file(saved_log, logp);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	copy_file(last_log, logp);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+
+	/* The trusted store never prepared ver + 3: its record is not
+	 * replayed, and the file is what ver + 2 committed (its journal's undo
+	 * entries put back what the unprepared commit's slots overwrote). */
+	t = fopen(e.vfile, "w");
+	fprintf(t, "%llu %llu\n", (unsigned long long)ver + 2, (unsigned long long)ver + 2);
+	fclose(t);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_version(v), ver + 2);
+	check_content(v, "f", s[2], sizeof(s[2]));
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
+/* A power cut at every storage call of: two records, a checkpoint (a new
+ * file: its namespace change) with records in the log, and a record after
+ * it written over the spent ones. After the reopen f is the last completed
+ * fsync's content or the one in flight; g is missing or whole. */
+static void test_log_crash_points(void **state)
+{
+	uint8_t s[4][4000], got[5000];
+
+	for (int i = 0; i < 4; i++) {
+		memset(s[i], 'k', sizeof(s[i]));
+		memset(s[i] + 500 * i, 'A' + i, 700);
+	}
+	for (int deferred = 0; deferred < 2; deferred++) {
+		g_use_deferred = deferred;
+		for (long point = 1; point < 300; point++) {
+			struct env e;
+			pf_volume_t *v;
+			pf_file_t *f, *g;
+			struct kiln_err err = { 0 };
+			struct pf_stat st;
+			int done = 0, k;
+			ssize_t n;
+
+			env_init(&e);
+			v = vol_init(&e, 1024, NULL, 0);
+			write_file(v, "f", s[0], sizeof(s[0]));
+			pf_volume_close(v, NULL);
+			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+			assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+			g_last_fault->countdown = point;
+			g_last_fault->sticky = true;
+			g_last_fault->rng = (uint64_t)point * 2654435761u + 17;
+			if (pf_pwrite(f, s[1], sizeof(s[1]), 0, &err) == sizeof(s[1]) &&
+			    pf_fsync(f, &err) == 0) {
+				done = 1;
+				assert_int_equal(v->log_records, 1);
+			}
+			if (done == 1 && pf_pwrite(f, s[2], sizeof(s[2]), 0, &err) == sizeof(s[2]) &&
+			    pf_open(v, "g", O_RDWR | O_CREAT, 0600, &g, &err) == 0) {
+				if (pf_pwrite(g, s[3], sizeof(s[3]), 0, &err) == sizeof(s[3]) &&
+				    pf_volume_flush(v, &err) == 0) {
+					done = 2;
+					assert_int_equal(v->log_records, 0);
+				}
+				pf_close(g);
+			}
+			if (done == 2 && pf_pwrite(f, s[3], sizeof(s[3]), 0, &err) == sizeof(s[3]) &&
+			    pf_fsync(f, &err) == 0) {
+				done = 3;
+				assert_int_equal(v->log_records, 1);
+			}
+			pf_close(f);
+			(void)pf_volume_close(v, NULL);
+			v = vol_reopen(&e);
+			if (pf_open(v, "f", O_RDONLY, 0, &f, &err) != 0)
+				fail_msg("point %ld: open: %s", point, err.msg);
+			n = pf_pread(f, got, sizeof(got), 0, &err);
+			pf_close(f);
+			for (k = done; k <= done + 1 && k < 4; k++)
+				if (n == (ssize_t)sizeof(s[k]) && memcmp(got, s[k], sizeof(s[k])) == 0)
+					break;
+			if (k > done + 1 || k == 4)
+				fail_msg("point %ld (deferred %d): f is neither state %d nor the next",
+					 point, deferred, done);
+			if (pf_stat(v, "g", &st, &err) == 0) {
+				assert_true(k >= 2);
+				check_content(v, "g", s[3], sizeof(s[3]));
+			} else {
+				assert_true(k <= 1); /* f's state 2 came with g */
+			}
+			assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+			pf_volume_close(v, NULL);
+			env_free(&e);
+			if (!g_fault_last_dead && point > 5)
+				break;
+		}
+	}
+	g_use_deferred = false;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2878,6 +3304,10 @@ int main(void)
 		cmocka_unit_test(test_enospc_isolated),
 		cmocka_unit_test(test_rename_over_open_and_trunc),
 		cmocka_unit_test(test_fork_sealer),
+		cmocka_unit_test(test_log_records),
+		cmocka_unit_test(test_log_commits),
+		cmocka_unit_test(test_log_rollback),
+		cmocka_unit_test(test_log_crash_points),
 	};
 
 	/* PF_TEST=pattern runs only the matching tests (while working on one). */
