@@ -751,6 +751,7 @@ struct pf_log_rec {
 	size_t count;
 	struct pf_log_entry *ents;
 	size_t size; /* bytes of the record in the log */
+	uint64_t end; /* offset after it (set by pf__log_parse) */
 };
 /* The records a replay applies, in order (owned; pf__log_scan_clear), the
  * version they reach, and the offset after the last one. */
@@ -779,8 +780,8 @@ void pf__log_rec_clear(struct pf_log_rec *rec);
  * first that does not open, or does not follow, ends the log. Only -ENOMEM. */
 int pf__log_parse(const struct pf_meta_keys *k, const uint8_t *buf, size_t size, uint64_t base,
 		  uint64_t admit, struct pf_log_scan *s);
-/* pf__log_parse over v's log file (none: no records), admitted by v's
- * freshness provider. */
+/* pf__log_parse over v's log file (none: no records), the records beyond
+ * the freshness provider's newest version dropped. */
 int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct kiln_err *err);
 void pf__log_scan_clear(struct pf_log_scan *s);
 /* Apply the scanned records to v's inode table (loaded from the metadata the

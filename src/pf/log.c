@@ -231,10 +231,11 @@ int pf__log_parse(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
 			pf__log_scan_clear(s);
 			return -ENOMEM;
 		}
+		off += rec.size;
+		rec.end = off;
 		s->recs = nr;
 		s->recs[s->count++] = rec;
 		s->version = rec.version;
-		off += rec.size;
 		s->end = off;
 	}
 	return 0;
@@ -257,22 +258,10 @@ int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct ki
 		return kiln_err_set(err, ret, "commit log (.kiln/%s): %s", PF_LOG_NAME,
 				    kiln_strerror(ret));
 	ret = v->so->get_size(v->sctx, fh, &size);
-	if (ret)
+	if (ret || size == 0)
 		goto out;
 	if (size > PF_LOG_READ_MAX)
 		size = PF_LOG_READ_MAX;
-	/* Records the trusted store never prepared are not replayed. */
-	if (v->fo) {
-		ret = v->fo->current(v->fctx, &c, &p, err);
-		if (ret == -ENOENT)
-			ret = 0; /* nothing trusted yet: pf__check_freshness decides */
-		else if (!ret)
-			admit = c > p ? c : p;
-		if (ret)
-			goto out_msg;
-	}
-	if (size == 0)
-		goto out;
 	buf = malloc(size);
 	if (!buf) {
 		ret = -ENOMEM;
@@ -283,7 +272,24 @@ int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct ki
 		ret = (int)n;
 		goto out;
 	}
-	ret = pf__log_parse(&v->mk, buf, (size_t)n, base, admit, s);
+	ret = pf__log_parse(&v->mk, buf, (size_t)n, base, UINT64_MAX, s);
+	if (ret || s->count == 0 || !v->fo)
+		goto out;
+	/* Records the trusted store never prepared are not replayed. (Asked
+	 * only when there are records: for a CAS it is a round trip.) */
+	ret = v->fo->current(v->fctx, &c, &p, err);
+	if (ret == -ENOENT)
+		ret = 0; /* nothing trusted yet: pf__check_freshness decides */
+	else if (!ret)
+		admit = c > p ? c : p;
+	if (ret) {
+		pf__log_scan_clear(s);
+		goto out_msg;
+	}
+	while (s->count > 0 && s->recs[s->count - 1].version > admit)
+		pf__log_rec_clear(&s->recs[--s->count]);
+	s->version = s->count ? s->recs[s->count - 1].version : base;
+	s->end = s->count ? s->recs[s->count - 1].end : 0;
 out:
 	if (ret && !(err && err->code))
 		kiln_err_set(err, ret, "commit log (.kiln/%s): %s", PF_LOG_NAME,
