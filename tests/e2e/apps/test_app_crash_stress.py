@@ -28,8 +28,10 @@ from kilnviews import verify_volume
 WRITERS = 3
 START_TIMEOUT = 60  # seconds for kiln run and the writers to acknowledge a first write
 
-PROGRAM = r"""
-import os, sys, zlib
+# The start of each program: argv (volume dir, writers, first seq) and the
+# fork into writers numbered w.
+FORK_WRITERS = r"""
+import os, sys
 d, w = sys.argv[1], int(sys.argv[2])
 start = int(sys.argv[3])
 for k in range(1, w):
@@ -38,6 +40,10 @@ for k in range(1, w):
         break
 else:
     w = 0
+"""
+
+PROGRAM = FORK_WRITERS + r"""
+import zlib
 own = os.open(os.path.join(d, f"w{w}"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 shared = os.open(os.path.join(d, "shared"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 seq = start
@@ -216,16 +222,8 @@ def test_kill9_trials(volume, trials):
 
 # Writer processes of one sqlite database (WAL, busy timeout), each inserting
 # rows (writer, seq) one transaction at a time and acknowledging each commit.
-SQLITE_PROGRAM = r"""
-import os, sqlite3, sys
-d, w = sys.argv[1], int(sys.argv[2])
-start = int(sys.argv[3])
-for k in range(1, w):
-    if os.fork() == 0:
-        w = k
-        break
-else:
-    w = 0
+SQLITE_PROGRAM = FORK_WRITERS + r"""
+import sqlite3
 db = sqlite3.connect(os.path.join(d, "app.db"), timeout=30, isolation_level=None)
 db.execute("PRAGMA journal_mode=WAL")
 db.execute("CREATE TABLE IF NOT EXISTS t(w INTEGER, seq INTEGER, v TEXT, PRIMARY KEY(w, seq))")
