@@ -5,6 +5,8 @@ build B, one after the other, so that the ratios of a round share the machine's
 load. Reported per workload: kiln/native of each build (median, spread) and B/A.
 
   fsync     write 4 KiB at offset 0 + fdatasync, 100 per round: ms per fsync
+  fsync1250 the same in a volume that also holds 1,250 small files (a metadata of
+            ~200 KB, as a PostgreSQL data directory's: what a commit rewrites)
   sqlite4   4 concurrent sqlite3 writers (WAL), rows/s
   sqlite    100k inserts + index (bench/runtime), s
   pgbench   TPC-B -c 8 (scale 10, -T SECS), tps
@@ -44,14 +46,33 @@ print((time.perf_counter() - t) * 1000 / 100)
 """
 
 
-def fsync_once(kiln, tmp):
-    """ms per write + fdatasync: native and under kiln (lower is better)."""
+# Files beside the one the fsync loop writes (made and committed first).
+FILL_PROG = r"""
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    fd = os.open(os.path.join(d, "s%05d" % i), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"x" * 100)
+    os.close(fd)
+fd = os.open(d, os.O_RDONLY)
+os.fsync(fd)
+"""
+
+
+def fsync_once(kiln, tmp, others=0):
+    """ms per write + fdatasync: native and under kiln (lower is better); others:
+    small files made first in each directory."""
     out = {}
     plain = tmp / "plain"
     plain.mkdir()
     vol, key = shield.volume(kiln, tmp)
     for name, cmd, d in (("native", [], plain),
                          ("kiln", [kiln, "run", "--volume", f"{vol}={key}", "--"], vol)):
+        if others:
+            subprocess.run(cmd + [sys.executable, "-c", FILL_PROG, str(d), str(others)],
+                           capture_output=True, text=True, check=True)
+            if name == "kiln":
+                shield.wait_server_gone(vol)
         p = subprocess.run(cmd + [sys.executable, "-c", FSYNC_PROG, str(d / "f")],
                            capture_output=True, text=True, check=True)
         out[name] = float(p.stdout.split()[-1])
@@ -84,6 +105,7 @@ def main():
     # Each: (round function of a kiln path -> {"native": x, "kiln": y}, higher is better?)
     work = {
         "fsync": (lambda k: with_tmp(fsync_once, k), False),
+        "fsync1250": (lambda k: with_tmp(lambda kk, t: fsync_once(kk, t, 1250), k), False),
         "sqlite4": (lambda k: with_tmp(shield.sqlite_writers_once, k), True),
         "sqlite": (lambda k: (lambda r: {"native": r["native_s"], "kiln": r["kiln_s"]})(
             rtbench.sqlite_bench(k, 1)), False),

@@ -485,7 +485,8 @@ struct pf_volume {
 	uint8_t *zeros;  /* 2 * chunk size of zeros (zero range, never written to) */
 	/* The commit log (log.c): its handle (opened at the first record, owned),
 	 * where the next record goes, the records since the last checkpoint, and
-	 * whether a record failed to be written (the next commit checkpoints). */
+	 * whether the next commit must write the whole metadata (a record failed
+	 * to be written, or the namespace came from meta.pub). */
 	void *log_fh;
 	uint64_t log_off;
 	uint32_t log_records;

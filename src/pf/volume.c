@@ -509,7 +509,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 		/* meta.pub was written at the version the log reached: it holds
 		 * what the records set. It is not durable, so the next commit
 		 * writes the whole metadata (a record must follow a durable one). */
-		v->lazy = true;
+		v->log_broken = true;
 		v->log_off = ls.end;
 		v->log_records = (uint32_t)ls.count;
 	} else if ((ret = pf__log_replay(v, &ls, err))) {
