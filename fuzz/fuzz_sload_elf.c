@@ -2,7 +2,8 @@
  * sload_elf.c): kiln-sload maps what they accept, from a file the host may
  * have written. No input may crash; a refusal carries its reason; an accepted
  * file has a page-aligned, non-empty span below 2^47 holding its entry point
- * and its program headers. */
+ * and its program headers (an ET_EXEC's below where the kernel puts
+ * kiln-sload, RT_SLOAD_KERNEL_LO). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (span.lo >= span.hi || (span.lo & 4095) || (span.hi & 4095) ||
 	    span.hi > (1ul << 47) || eh.e_entry < span.lo || eh.e_entry >= span.hi ||
-	    !span.phdr)
+	    !span.phdr || (eh.e_type == ET_EXEC && span.hi > RT_SLOAD_KERNEL_LO))
 		abort();
 	return 0;
 }

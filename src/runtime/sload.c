@@ -96,19 +96,10 @@ static int map_image(int fd, struct rt_sload_image *im, const char **why)
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[RT_SLOAD_MAX_PHNUM];
 	struct rt_sload_span span;
-	off_t size = lseek(fd, 0, SEEK_END);
 	uintptr_t bias = 0;
 	void *r;
 
-	if (size < (off_t)sizeof(eh) || pread(fd, &eh, sizeof(eh), 0) != sizeof(eh))
-		return *why = "too short for an ELF header", -1;
-	if (eh.e_phnum > RT_SLOAD_MAX_PHNUM || eh.e_phoff > (uint64_t)size ||
-	    eh.e_phnum * sizeof(Elf64_Phdr) > (uint64_t)size - eh.e_phoff)
-		return *why = "corrupt program headers (beyond the file)", -1;
-	if (pread(fd, ph, eh.e_phnum * sizeof(Elf64_Phdr), (off_t)eh.e_phoff) !=
-	    (ssize_t)(eh.e_phnum * sizeof(Elf64_Phdr)))
-		return *why = "cannot read the program headers", -1;
-	if (rt_sload_check(&eh, ph, (size_t)size, &span, why))
+	if (rt_sload_read(fd, &eh, ph, &span, why))
 		return -1;
 	if (eh.e_type == ET_EXEC) {
 		/* Its fixed addresses, or nothing: never over the runtime. */

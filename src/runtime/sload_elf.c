@@ -1,9 +1,13 @@
 /* kiln runtime: the ELF header checks of the static loader (sload.c), alone
- * so that the fuzz target (fuzz/fuzz_sload_elf.c) runs them: a static x86-64
- * executable (ET_EXEC, or ET_DYN without PT_INTERP: static-pie) whose
- * segments fit the file and the address space. No I/O, no allocation. */
+ * so that the fuzz target (fuzz/fuzz_sload_elf.c) runs them and `kiln run`
+ * asks them before it chooses the loader: a static x86-64 executable
+ * (ET_EXEC, or ET_DYN without PT_INTERP: static-pie) whose segments fit the
+ * file and the address space the loader can give them. No allocation; the
+ * checks do no I/O (rt_sload_read reads the headers for them). */
 #include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime/sload_elf.h"
 
@@ -89,6 +93,9 @@ int rt_sload_check(const Elf64_Ehdr *eh, const Elf64_Phdr *ph, size_t file_size,
 		return *why = "no loadable segment", -1;
 	if (eh->e_type == ET_EXEC && span->lo < (1ul << 16))
 		return *why = "segments below 64 KiB (mmap_min_addr)", -1;
+	if (eh->e_type == ET_EXEC && span->hi > RT_SLOAD_KERNEL_LO)
+		return *why = "its segments lie where the kernel places kiln-sload, its libraries "
+			      "and stacks (0x555555554000 and up)", -1;
 	for (int i = 0; i < eh->e_phnum; i++)
 		if (ph[i].p_type == PT_PHDR)
 			span->phdr = ph[i].p_vaddr;
@@ -99,3 +106,22 @@ int rt_sload_check(const Elf64_Ehdr *eh, const Elf64_Phdr *ph, size_t file_size,
 	return 0;
 }
 
+
+int rt_sload_read(int fd, Elf64_Ehdr *eh, Elf64_Phdr ph[RT_SLOAD_MAX_PHNUM],
+		  struct rt_sload_span *span, const char **why)
+{
+	struct stat st;
+	size_t n;
+
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return *why = "not a regular file", -1;
+	if (st.st_size < (off_t)sizeof(*eh) || pread(fd, eh, sizeof(*eh), 0) != sizeof(*eh))
+		return *why = "too short for an ELF header", -1;
+	n = eh->e_phnum * sizeof(Elf64_Phdr);
+	if (eh->e_phnum > RT_SLOAD_MAX_PHNUM || eh->e_phoff > (uint64_t)st.st_size ||
+	    n > (uint64_t)st.st_size - eh->e_phoff)
+		return *why = "corrupt program headers (beyond the file)", -1;
+	if (pread(fd, ph, n, (off_t)eh->e_phoff) != (ssize_t)n)
+		return *why = "cannot read the program headers", -1;
+	return rt_sload_check(eh, ph, (size_t)st.st_size, span, why);
+}
