@@ -42,6 +42,9 @@ int cli_find_lib(const char *name, const char *build_subdir, char *out, size_t s
  * binary (build tree), else the installed one. 0, or -ENOENT after telling the
  * user. (cli/run.c) */
 int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size);
+/* The same without a word: 0, -EINVAL when $env_var names no readable
+ * absolute path, -ENOENT when none is found (out is then ""). */
+int cli_find_runtime_quiet(const char *name, const char *env_var, char *out, size_t out_size);
 /* What `kiln measure [--manifest] -- PROG ARGS` prints (argv: PROG ARGS), into
  * *text (malloc'd, the caller's; the last line is the hex measurement):
  * CLI_EXIT_OK, or CLI_EXIT_FAIL after telling the user why. It starts the

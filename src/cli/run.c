@@ -9,8 +9,10 @@
  * The launcher execs PROGRAM in place (same pid) with LD_PRELOAD=libkiln.so and
  * hands the runtime its configuration, volume keys included, through an
  * inherited pipe named by KILN_CONFIG_FD: keys never appear on a command line,
- * in an environment or on disk. A statically linked PROGRAM with volumes runs
- * instead as a child supervised by this process (src/runtime/supervise.h).
+ * in an environment or on disk. A statically linked PROGRAM runs under the
+ * static loader (kiln-sload with libkiln.so preloaded) or, where the loader
+ * cannot run it or with --static=supervise, as a child supervised by this
+ * process (src/runtime/supervise.h): run_static.c chooses and says which.
  * With --console-listen the program runs as a child too, its stdio on pipes to
  * this process, which relays its console records (console_relay.h). */
 #include <elf.h>
@@ -28,6 +30,7 @@
 #include "cli/cas_verify.h"
 #include "cli/cli.h"
 #include "cli/console_relay.h"
+#include "cli/run_static.h"
 #include "common/common.h"
 #include "evidence/evidence.h"
 #include "runtime/runtime.h"
@@ -77,18 +80,22 @@ static void run_usage(FILE *f)
 		"                              unix:PATH (made 0600) or tcp:HOST:PORT;\n"
 		"                              while none is attached the last 256 KiB of\n"
 		"                              output are kept\n"
-		"  --static loader|supervise   how a statically linked PROGRAM runs: loader\n"
-		"                              maps it into kiln-sload's process, with\n"
-		"                              libkiln (one thread), which attests\n"
-		"                              for it with --cas;\n"
-		"                              supervise (default) under this process\n"
+		"  --static auto|loader|supervise  how a statically linked PROGRAM runs:\n"
+		"                              loader maps it into kiln-sload's process,\n"
+		"                              with libkiln, which attests for it with\n"
+		"                              --cas; supervise under this process\n"
+		"                              (seccomp); auto (default) the loader, or\n"
+		"                              supervised where the loader cannot run it\n"
+		"                              (said on stderr, with the reason)\n"
 		"  -h, --help                  this text\n\n"
 		"Without --cas the program runs in development mode (no attestation).\n"
 		"With --cas the variables of the dynamic loader, libc and OpenSSL (LD_*,\n"
 		"GCONV_PATH, GLIBC_TUNABLES, MALLOC_*, OPENSSL_CONF, ...) are not passed on.\n"
-		"A statically linked PROGRAM cannot load libkiln: it runs supervised by this\n"
-		"process (seccomp user notification, every file call traps); with --cas the\n"
-		"supervisor measures the file, attests and runs that very file.\n"
+		"A statically linked PROGRAM cannot load libkiln: the static loader maps it\n"
+		"into a process that runs libkiln (kiln-sload); supervised, this process\n"
+		"traps its file calls (seccomp user notification) and with --cas measures\n"
+		"the file, attests and runs that very file. Supervised without a volume or\n"
+		"--cas it runs natively (nothing to shield). kiln run says which path.\n"
 		"A PROGRAM linked against musl (program interpreter ld-musl-x86_64.so.1, as\n"
 		"Alpine's) gets libkiln-musl.so, the same runtime built for musl; a PROGRAM\n"
 		"built with kiln-cc brings its own runtime (linked in): nothing is preloaded.\n"
@@ -201,7 +208,7 @@ static int add_volume(struct rt_config *cfg, const char *spec)
 /* The runtime library name (libkiln.so, libkiln-musl.so: cli_runtime_name):
  * from $env_var, else next to the kiln binary (or in its build tree), else
  * where it is installed (the directory of KILN_RUNTIME_INSTALL). */
-int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
+int cli_find_runtime_quiet(const char *name, const char *env_var, char *out, size_t out_size)
 {
 	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
 	char exe[PATH_MAX];
@@ -210,10 +217,8 @@ int cli_find_runtime(const char *name, const char *env_var, char *out, size_t ou
 	char *slash;
 
 	if (env && env[0]) {
-		if (env[0] != '/' || access(env, R_OK) != 0) {
-			cli_error("%s=%s: not a readable absolute path", env_var, env);
-			return -ENOENT;
-		}
+		if (env[0] != '/' || access(env, R_OK) != 0)
+			return -EINVAL;
 		snprintf(out, out_size, "%s", env);
 		return 0;
 	}
@@ -232,11 +237,23 @@ int cli_find_runtime(const char *name, const char *env_var, char *out, size_t ou
 	if ((size_t)snprintf(out, out_size, "%.*s/%s", (int)(inst_dir_end - KILN_RUNTIME_INSTALL),
 			     KILN_RUNTIME_INSTALL, name) < out_size && access(out, R_OK) == 0)
 		return 0;
-	cli_error("%s not found next to the kiln binary nor in %.*s (set %s)%s", name,
-		  (int)(inst_dir_end - KILN_RUNTIME_INSTALL), KILN_RUNTIME_INSTALL, env_var,
-		  strcmp(name, "libkiln-musl.so") == 0 ? "; musl programs need it (kiln built "
-		  "with -Dmusl=enabled, docs/runtime.md)" : "");
+	out[0] = '\0';
 	return -ENOENT;
+}
+
+int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
+{
+	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
+	int ret = cli_find_runtime_quiet(name, env_var, out, out_size);
+
+	if (ret == -EINVAL)
+		cli_error("%s=%s: not a readable absolute path", env_var, env);
+	else if (ret < 0)
+		cli_error("%s not found next to the kiln binary nor in %.*s (set %s)%s", name,
+			  (int)(inst_dir_end - KILN_RUNTIME_INSTALL), KILN_RUNTIME_INSTALL,
+			  env_var, strcmp(name, "libkiln-musl.so") == 0 ? "; musl programs need "
+			  "it (kiln built with -Dmusl=enabled, docs/runtime.md)" : "");
+	return ret < 0 ? -ENOENT : 0;
 }
 
 static int set_preload(const char *lib)
@@ -333,155 +350,6 @@ static int drop_loader_env(char **argv, bool is_static)
 	execv("/proc/self/exe", argv - 1);
 	cli_error("run: cannot re-execute kiln without those variables: %s", strerror(errno));
 	return -errno;
-}
-
-/* Say on stderr how much the run is worth: development mode (no attestation)
- * or the INSECURE simulation backend; nothing for a real attestation. */
-static void say_mode(const struct rt_config *cfg)
-{
-	if (cfg->dev)
-		fprintf(stderr, "kiln: development mode: no attestation\n");
-	else if (strcmp(cfg->tee, "sim") == 0)
-		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
-			"for development only\n");
-	fflush(stderr);
-}
-
-/* --static=loader: the command line becomes kiln-sload PROGRAM ARGV0 ARGS in
- * place, argv[-2] and argv[-1] (getopt's options and "--" were there, and
- * "run" and argv[0] of kiln before them: at least two slots). */
-static char g_sload_path[PATH_MAX];
-
-static int loader_argv(const char *lib, char *prog, char **argv)
-{
-	const char *slash = strrchr(lib, '/');
-
-	if (!slash || (size_t)(slash - lib) + sizeof("/kiln-sload") > sizeof(g_sload_path)) {
-		cli_error("run: --static=loader: no directory for %s", lib);
-		return -1;
-	}
-	memcpy(g_sload_path, lib, (size_t)(slash - lib));
-	memcpy(g_sload_path + (slash - lib), "/kiln-sload", sizeof("/kiln-sload"));
-	if (access(g_sload_path, X_OK) != 0) {
-		cli_error("run: --static=loader: %s: %s (installed next to libkiln.so)",
-			  g_sload_path, strerror(errno));
-		return -1;
-	}
-	argv[-2] = g_sload_path;
-	argv[-1] = prog;
-	return 0;
-}
-
-/* A static binary with development-mode volumes: run it under the seccomp
- * supervisor (src/runtime/supervise.h). */
-static int run_static(const struct rt_config *cfg, const char *path, char **argv)
-{
-	struct kiln_err err = { 0 };
-	int code = 0, ret;
-
-	say_mode(cfg);
-	fprintf(stderr, "kiln: %s is statically linked: running it supervised (seccomp), "
-		"every file call traps\n", path);
-	fflush(stderr);
-	ret = rt_supervise(cfg, argv, &code, &err);
-	if (ret) {
-		cli_error("%s", kiln_err_msg(&err, ret));
-		return CLI_EXIT_FAIL;
-	}
-	return code;
-}
-
-/* A static binary with --cas: this process is its supervisor, kiln's own
- * measured code like libkiln. It opens the program once, measures that file,
- * attests for it and runs that very descriptor (no path lookup in between)
- * with the policy's argv, env, pwd, injected files and volumes. Nothing secret
- * goes into this process's command line or environment. */
-static int run_static_attested(struct rt_config *cfg, const char *path)
-{
-	struct kiln_err err = { 0 };
-	struct rt_sv_files *files = calloc(1, sizeof(*files));
-	struct rt_json *grant = NULL;
-	struct rt_sv_opts o = { .exe_fd = -1 };
-	uint8_t wm[EV_WM_SIZE], exe_sha[32];
-	char **block = NULL, **env = NULL, *pwd = NULL;
-	struct stat st;
-	int argc = 0, code = CLI_EXIT_FAIL, ret;
-
-	if (!files) {
-		cli_error("out of memory");
-		return CLI_EXIT_FAIL;
-	}
-	o.exe_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (o.exe_fd < 0 || fstat(o.exe_fd, &st)) {
-		cli_error("cannot open %s: %s", path, strerror(errno));
-		goto out;
-	}
-	ret = ev_workload_measure_static_fd(o.exe_fd, NULL, wm, NULL, exe_sha, &err);
-	if (ret) {
-		cli_error("attestation: workload measurement of %s: %s", path,
-			  kiln_err_msg(&err, ret));
-		goto out;
-	}
-	/* This process will hold the program's secrets: it must hold no code
-	 * that cannot be measured either (a memfd, anonymous code, rewritten
-	 * pages, a tracer). kiln-las checks the same from outside, and more. */
-	{
-		uint8_t self_wm[EV_WM_SIZE];
-
-		ret = ev_workload_measure_pid(0, self_wm, NULL, &err);
-		if (ret) {
-			cli_error("attestation: the supervisor (kiln) itself: %s",
-				  kiln_err_msg(&err, ret));
-			goto out;
-		}
-	}
-	say_mode(cfg);
-	ret = rt_attest_cas(cfg, wm, o.exe_fd, &grant, &err);
-	if (ret) {
-		/* Whole lines, as libkiln prints them (docs/attestation.md). */
-		cli_error("%s", kiln_err_msg(&err, ret));
-		goto out;
-	}
-	/* The network and console shields live in libkiln: a supervised static
-	 * program would run with plaintext sockets and console. */
-	if (rt_json_get(grant, "network") || rt_json_get(grant, "console"))
-		ret = kiln_err_set(&err, -ENOTSUP, "the policy shields this service's %s, which "
-				   "a statically linked program cannot have (the network and "
-				   "console shields need libkiln): refusing to run it unshielded",
-				   rt_json_get(grant, "network") ? "network" : "console");
-	else
-		ret = rt_grant_command(grant, &st, &block, &argc, &env, &err);
-	if (!ret)
-		ret = rt_grant_volumes(grant, cfg, &err);
-	if (!ret)
-		ret = rt_grant_files(grant, rt_sv_file_add, files, &err);
-	if (!ret && rt_grant_pwd(grant) && !(pwd = strdup(rt_grant_pwd(grant))))
-		ret = kiln_err_set(&err, -ENOMEM, "out of memory");
-	/* Everything needed is copied out: the answer is wiped now. */
-	rt_json_free(grant);
-	if (ret) {
-		cli_error("attestation: %s", kiln_err_msg(&err, ret));
-		goto out;
-	}
-	fprintf(stderr, "kiln: %s is statically linked: running it supervised (seccomp), every "
-		"file call traps\n", path);
-	fflush(stderr);
-	o.envp = env;
-	o.pwd = pwd;
-	o.files = files;
-	ret = rt_supervise_ex(cfg, &o, block, &code, &err);
-	if (ret) {
-		cli_error("%s", kiln_err_msg(&err, ret));
-		code = CLI_EXIT_FAIL;
-	}
-out:
-	rt_grant_command_free(block);
-	rt_sv_files_close(files);
-	free(files);
-	free(pwd);
-	if (o.exe_fd >= 0)
-		close(o.exe_fd);
-	return code;
 }
 
 enum {
@@ -671,8 +539,10 @@ int run_main(int argc, char **argv)
 	char tee_auto[8];
 	char *text = NULL;
 	size_t text_size = 0;
-	bool is_static = false, links_kiln = false, use_loader = false;
-	char sload[PATH_MAX];
+	bool is_static = false, links_kiln = false;
+	enum cli_static_mode static_mode = CLI_STATIC_AUTO;
+	int static_path = -1;
+	char prog[PATH_MAX], sload[PATH_MAX], why[512];
 	int kind = EV_ELF_NONE;
 	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
 	struct cli_con_addr con_addr;
@@ -711,11 +581,10 @@ int run_main(int argc, char **argv)
 			sud = optarg;
 			break;
 		case OPT_STATIC:
-			if (strcmp(optarg, "loader") && strcmp(optarg, "supervise")) {
-				cli_error("--static '%s': expected loader or supervise", optarg);
+			if (cli_static_mode_parse(optarg, &static_mode)) {
+				cli_error("--static '%s': expected auto, loader or supervise", optarg);
 				goto out;
 			}
-			use_loader = strcmp(optarg, "loader") == 0;
 			break;
 		case OPT_CAS:
 			cas = optarg;
@@ -851,26 +720,41 @@ int run_main(int argc, char **argv)
 	/* The relay stays here; the program goes on in the child. */
 	if (con_listen && console_fork(&con_addr, &status) != 0)
 		goto out;
-	use_loader = use_loader && is_static;
-	if (use_loader) {
-		snprintf(sload, sizeof(sload), "%s", lib);
-		lib[0] = '\0';
+	/* Which path runs a static program, decided before it runs. */
+	if (is_static) {
+		snprintf(prog, sizeof(prog), "%s", lib);
+		static_path = cli_static_path(cfg, static_mode, prog, lib, sizeof(lib), sload,
+					      sizeof(sload), why, sizeof(why));
+		if (static_path < 0)
+			goto out;
 	}
-	/* With --static=loader, libkiln attests in kiln-sload (sload_attest.c). */
-	if (cfg->cas[0] && is_static && !use_loader) {
-		status = run_static_attested(cfg, lib);
+	if (static_path == CLI_STATIC_RUN_SUPERVISED) {
+		status = cfg->cas[0] ? cli_run_supervised_attested(cfg, prog, why) :
+			 cli_run_supervised(cfg, prog, argv + optind, why);
 		goto out;
 	}
-	if (cfg->n_volumes && is_static && !use_loader) {
-		status = run_static(cfg, lib, argv + optind);
+	if (static_path == CLI_STATIC_RUN_NATIVE) {
+		/* No volume, no --cas: no runtime either (it could do nothing
+		 * for the program); the program as execvp runs it. */
+		cli_say_mode(cfg);
+		cli_static_say(prog, CLI_STATIC_RUN_NATIVE, why);
+		execv(prog, argv + optind);
+		cli_error("cannot execute %s: %s", prog, strerror(errno));
+		status = CLI_EXIT_FAIL;
 		goto out;
 	}
-	if (!links_kiln &&
-	    cli_find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL :
-			     RT_ENV_LIB, lib, sizeof(lib)))
+	/* The loader: the command line becomes kiln-sload PROGRAM ARGV0 ARGS in
+	 * place, in argv[optind - 2] and argv[optind - 1] (getopt's options and
+	 * "--" were there, and "run" and argv[0] of kiln before them: at least
+	 * two slots); libkiln (in lib) attests in kiln-sload (sload_attest.c). */
+	if (static_path == CLI_STATIC_RUN_LOADER) {
+		argv[optind - 2] = sload;
+		argv[optind - 1] = prog;
+	} else if (!links_kiln &&
+		   cli_find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL :
+				    RT_ENV_LIB, lib, sizeof(lib))) {
 		goto out;
-	if (use_loader && loader_argv(lib, sload, argv + optind) < 0)
-		goto out;
+	}
 	if (rt_config_serialize(cfg, &text, &text_size)) {
 		cli_error("out of memory");
 		goto out;
@@ -896,16 +780,14 @@ int run_main(int argc, char **argv)
 		cli_error("run: cannot set the environment");
 		goto out;
 	}
-	say_mode(cfg);
+	cli_say_mode(cfg);
 	kiln_free_secret(text, text_size);
 	text = NULL;
 	rt_config_wipe(cfg);
-	if (use_loader) {
-		fprintf(stderr, "kiln: %s is statically linked: running it in-process under "
-			"the static loader (kiln-sload; file calls trap by seccomp)\n",
-			argv[optind - 1]);
-		execv(argv[optind - 2], argv + optind - 2);
-		cli_error("cannot execute %s: %s", argv[optind - 2], strerror(errno));
+	if (static_path == CLI_STATIC_RUN_LOADER) {
+		cli_static_say(prog, CLI_STATIC_RUN_LOADER, NULL);
+		execv(sload, argv + optind - 2);
+		cli_error("cannot execute %s: %s", sload, strerror(errno));
 		status = CLI_EXIT_FAIL;
 		goto out;
 	}

@@ -15,8 +15,9 @@
  * program the runtime never reaches. The child gets envp = { LD_PRELOAD=libkiln,
  * KILN_CONFIG_FD=N } and the pipe carries the configuration, which holds no
  * secret under attestation. A statically linked program cannot load libkiln: it
- * is executed by the kiln supervisor instead (`kiln run --cas ... -- PROGRAM`,
- * which measures, attests and supervises it, docs/runtime.md); a program that
+ * is executed through kiln instead (`kiln run --cas ... -- PROGRAM`, which
+ * attests for it under the static loader, or supervised where the loader cannot
+ * run it, docs/runtime.md); a program that
  * cannot be read (so not checked) or a script whose interpreter is static is
  * refused with one line on stderr, and a file that is neither ELF nor #! gets
  * ENOEXEC as from the kernel. Swapping the file after it was checked gains
@@ -206,8 +207,9 @@ static int classify(int fd, int depth, const char **why)
 	return kind;
 }
 
-/* argv of `kiln run --cas ... -- EXE`: the supervisor measures, attests and
- * supervises the static program, as the launcher does for one. */
+/* argv of `kiln run --cas ... -- EXE`: kiln runs the static program as the
+ * launcher does for one (the static loader, or its supervisor where the
+ * loader cannot run it), attested. */
 static long supervisor_argv(struct rt_exec_env *e)
 {
 	const struct rt_config *c = &g_rt.cfg;

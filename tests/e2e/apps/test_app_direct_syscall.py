@@ -2,6 +2,8 @@
 Syscall User Dispatch shields it; with --sud off it sees only what is on disk."""
 import subprocess
 
+import pytest
+
 from kilnapps import BUILD, SECRET
 
 
@@ -49,18 +51,24 @@ def test_sud_off_never_shows_ciphertext_as_plaintext(volume, direct_syscall_bin)
     assert p.returncode == 1 and "errno=2" in p.stdout
 
 
-def test_static_binary_with_cas_attests_first(volume):
-    """A static binary cannot load libkiln: with --cas the launcher attests for
-    it (test_app_static_attest.py); an unreachable CAS stops it before it runs."""
+@pytest.mark.parametrize("mode,path", [
+    ("auto", "in-process under the static loader (kiln-sload; file calls trap by seccomp)"),
+    ("supervise", "supervised (seccomp), every file call traps")])
+def test_static_binary_with_cas_attests_first(volume, mode, path):
+    """A static binary cannot load libkiln: with --cas libkiln attests for it
+    in the static loader, or the launcher does as its supervisor
+    (test_app_static_loader_attest.py, test_app_static_attest.py); an
+    unreachable CAS stops it before it runs, on either path."""
     prog = str(BUILD / "tests" / "e2e" / "apps" / "rt_static_hello")
-    p = subprocess.run([volume.kiln_bin, "run", "--cas", "https://127.0.0.1:9",
-                        "--cas-ca", str(volume.key), "--session", "s", "--service", "x",
-                        "--", prog], capture_output=True, text=True)
+    p = subprocess.run([volume.kiln_bin, "run", f"--static={mode}", "--cas",
+                        "https://127.0.0.1:9", "--cas-ca", str(volume.key), "--session", "s",
+                        "--service", "x", "--", prog], capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.splitlines() == [
+        f"kiln: {prog} is statically linked: running it {path}",
         "kiln: cannot reach the CAS at https://127.0.0.1:9: cannot connect to 127.0.0.1:9: "
         "Connection refused"]
     assert p.stdout == ""
-    # Without a volume there is nothing to shield: it runs (development mode).
+    # Without --cas it runs (development mode, under the loader by default).
     p = subprocess.run([volume.kiln_bin, "run", "--", prog], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout == "static hello\n"

@@ -5,7 +5,8 @@ shield on a volume (libc calls, raw `syscall` instructions through Syscall
 User Dispatch, fork and exec across both C libraries) and attestation before
 main with the policy's argv, environment, injected file and volume; sqlite3
 built with musl-gcc from Debian's source package on a volume. A static
-musl program runs on a volume under the supervisor. Files that are no x86-64
+musl program runs on a volume under the static loader (the default) and the
+supervisor. Files that are no x86-64
 program, and programs of a loader kiln has no runtime for, are refused before
 anything runs them, with the file and the reason named (src/evidence/elf.c)."""
 import hashlib
@@ -80,14 +81,18 @@ def kiln(volume, *args, env=None):
 
 def test_static_musl_program_on_a_volume(volume, musl_gcc, tmp_path):
     prog = build(musl_gcc, tmp_path, "files-musl-static", SRC, "-static")
+    # The default for a static program: the static loader.
     p = volume.run(prog, "write", volume.dir, SECRET, check=True)
     assert p.stdout.splitlines() == [f"read: {SECRET}", f"size: {len(SECRET)}",
                                      f"renamed: {SECRET}+more"]
+    assert f"kiln: {prog} is statically linked: running it in-process under the static " \
+           "loader (kiln-sload; file calls trap by seccomp)" in p.stderr.splitlines()
+    volume.assert_no_plaintext()
+    # The supervisor reads what the loader wrote.
+    p = volume.run(prog, "read", volume.dir, extra=["--static=supervise"], check=True)
+    assert p.stdout.splitlines() == [f"content: {SECRET}+more", f"size: {len(SECRET) + 5}"]
     assert f"kiln: {prog} is statically linked: running it supervised (seccomp), " \
            "every file call traps" in p.stderr.splitlines()
-    volume.assert_no_plaintext()
-    p = volume.run(prog, "read", volume.dir, check=True)
-    assert p.stdout.splitlines() == [f"content: {SECRET}+more", f"size: {len(SECRET) + 5}"]
     m = kiln(volume, "measure", "--", prog)
     assert m.returncode == 0, m.stderr
     assert f"kiln: measure: {prog}: statically linked, measured from its file" in m.stderr

@@ -1,6 +1,8 @@
 """A statically linked program (libkiln cannot be loaded into it) under
-`kiln run --volume`: it runs supervised by a seccomp user-notification
-listener in the launcher (docs/runtime.md, "Statically linked programs")."""
+`kiln run --static=supervise --volume`: it runs supervised by a seccomp
+user-notification listener in the launcher (docs/runtime.md, "Statically
+linked programs"; the static loader is the default, test_app_static_loader.py,
+and the supervisor its fallback, test_app_static_fallback.py)."""
 import subprocess
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from kilnapps import BUILD, SECRET
 
 PROG = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
+SUPERVISE = ("--static=supervise",)
 
 
 @pytest.fixture
@@ -23,7 +26,7 @@ def fs(volume, *args):
 
 
 def test_static_program_writes_and_reads_protected_files(volume, prog):
-    p = volume.run(prog, "write", volume.dir, SECRET, check=True)
+    p = volume.run(prog, "write", volume.dir, SECRET, check=True, extra=SUPERVISE)
     assert p.stdout.splitlines() == [f"read: {SECRET}", f"size: {len(SECRET)}",
                                      f"renamed: {SECRET}+more"]
     assert (f"kiln: {prog} is statically linked: running it supervised (seccomp), "
@@ -36,14 +39,14 @@ def test_static_program_writes_and_reads_protected_files(volume, prog):
     assert v.returncode == 0, v.stdout + v.stderr
     volume.assert_no_plaintext()
     # A second run reads what the first one wrote.
-    p = volume.run(prog, "read", volume.dir, check=True)
+    p = volume.run(prog, "read", volume.dir, check=True, extra=SUPERVISE)
     assert p.stdout.splitlines() == [f"content: {SECRET}+more", f"size: {len(SECRET) + 5}"]
 
 
 def test_static_program_tampering_is_eio(volume, prog):
-    volume.run(prog, "write", volume.dir, SECRET, check=True)
+    volume.run(prog, "write", volume.dir, SECRET, check=True, extra=SUPERVISE)
     volume.tamper_largest()
-    p = volume.run(prog, "read", volume.dir)
+    p = volume.run(prog, "read", volume.dir, extra=SUPERVISE)
     assert p.returncode == 1
     assert p.stdout.strip() == "open-read: errno=5"
     assert any(line.startswith(f"kiln: openat on {volume.dir}/renamed.txt: ")
@@ -51,7 +54,7 @@ def test_static_program_tampering_is_eio(volume, prog):
 
 
 def test_static_program_directories_and_unsupported_calls(volume, prog):
-    p = volume.run(prog, "dir", volume.dir)
+    p = volume.run(prog, "dir", volume.dir, extra=SUPERVISE)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout == "dir ok\n"
     assert (f"kiln: openat on {volume.dir}/sub: not supported for statically linked "
@@ -65,7 +68,7 @@ def test_static_program_file_identity_and_one_refusal_line(volume, prog):
     at the first write), files have distinct inode numbers (were all 0), and
     a refusal repeated (sqlite's directory fsync at every transaction) is said
     once."""
-    p = volume.run(prog, "ident", volume.dir)
+    p = volume.run(prog, "ident", volume.dir, extra=SUPERVISE)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout == "ident ok\n"
     line = f"kiln: openat on {volume.dir}: not supported for statically linked programs"
@@ -74,7 +77,7 @@ def test_static_program_file_identity_and_one_refusal_line(volume, prog):
 
 def test_static_program_fork_child_closing_inherited_fd(volume, prog):
     # The child's close of its copy must not end the parent's tracking of the fd.
-    p = volume.run(prog, "fork", volume.dir, check=True)
+    p = volume.run(prog, "fork", volume.dir, check=True, extra=SUPERVISE)
     assert p.stdout == "forked: AB\n"
     c = fs(volume, "cat", "forked.txt")
     assert c.returncode == 0 and c.stdout == "AB", c.stderr
@@ -82,18 +85,19 @@ def test_static_program_fork_child_closing_inherited_fd(volume, prog):
 
 def test_static_program_exit_status_and_unprotected_files(volume, prog):
     # Exit status is the program's (2: usage).
-    assert volume.run(prog).returncode == 2
+    assert volume.run(prog, extra=SUPERVISE).returncode == 2
     # Calls outside the volume reach the kernel unchanged.
-    volume.run(prog, "write", volume.dir, SECRET, check=True)
-    p = volume.run(prog, "bench", volume.dir, "3", check=True)
+    volume.run(prog, "write", volume.dir, SECRET, check=True, extra=SUPERVISE)
+    p = volume.run(prog, "bench", volume.dir, "3", check=True, extra=SUPERVISE)
     assert "unprotected open+close:" in p.stdout
 
 
 def test_static_program_missing_key_does_not_start(volume, prog, tmp_path):
     bad = tmp_path / "bad.key"
     bad.write_text("00" * 32)
-    p = subprocess.run([volume.kiln_bin, "run", "--volume", f"{volume.dir}={bad}", "--",
-                        prog, "read", str(volume.dir)], capture_output=True, text=True)
+    p = subprocess.run([volume.kiln_bin, "run", *SUPERVISE, "--volume",
+                        f"{volume.dir}={bad}", "--", prog, "read", str(volume.dir)],
+                       capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stdout == ""
     assert p.stderr.strip().splitlines()[-1].startswith(f"kiln: volume {volume.dir}: ")

@@ -1,5 +1,6 @@
-"""A statically linked program under `kiln run --cas` (docs/runtime.md,
-"Statically linked programs"): the launcher is its supervisor; it measures the
+"""A statically linked program under `kiln run --static=supervise --cas`
+(docs/runtime.md, "Statically linked programs"; the default, the static loader,
+is test_app_static_loader_attest.py): the launcher is its supervisor; it measures the
 file, attests (sim, or host through kiln-las with the static_exe request), and
 runs that very file with the policy's argv, env, pwd, injected files and a CAS
 volume."""
@@ -63,7 +64,8 @@ def static(kiln, cas, cas_identity, tmp_path):
 
     def cmd(program=None, tee="sim", service="app", las=None, cas_url=None):
         extra = ["--las-socket", str(las.sock)] if las else []
-        return [cas.kiln_bin, "run", "--cas", cas_url or cas.url, "--cas-ca", cas.ca_file,
+        return [cas.kiln_bin, "run", "--static=supervise", "--cas", cas_url or cas.url,
+                "--cas-ca", cas.ca_file,
                 "--session", "acme/static", "--service", service, "--tee", tee, *extra,
                 "--", str(program or prog), "attest", "/nonexistent", "launcher-arg"]
 
@@ -190,8 +192,10 @@ def test_static_unreachable_cas(static):
     assert p.returncode == 1
     assert p.stdout == ""
     lines = [line for line in p.stderr.splitlines() if "WARNING: INSECURE" not in line]
-    assert len(lines) == 1 and lines[0].startswith(
-        "kiln: cannot reach the CAS at https://127.0.0.1:1: "), p.stderr
+    # The path is said before the attestation (as the loader's is).
+    assert len(lines) == 2 and lines[0].endswith(" is statically linked: running it "
+                                                 "supervised (seccomp), every file call traps")
+    assert lines[1].startswith("kiln: cannot reach the CAS at https://127.0.0.1:1: "), p.stderr
     assert not static["data"].exists()
 
 

@@ -1,7 +1,8 @@
 """A static Go program (CGO_ENABLED=0: the Go runtime's own raw clone per
 thread, arch_prctl(ARCH_SET_FS) per thread, a handler on every signal) on a
-protected volume: supervised (the default for static programs) and in-process
-under the static loader (docs/runtime.md "The static loader")."""
+protected volume: in-process under the static loader (the default for static
+programs, docs/runtime.md "The static loader") and supervised
+(--static=supervise)."""
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 SRC = Path(__file__).parent / "static_go"
 LOADER = ("--static=loader",)
+SUPERVISE = ("--static=supervise",)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def check_files(volume):
 
 
 def test_static_go_in_process(volume, go_prog):
-    p = volume.run(go_prog, volume.dir, "list", extra=LOADER, timeout=120)
+    # No --static: the loader is the default.
+    p = volume.run(go_prog, volume.dir, "list", timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines() == ["threads: 16", "files: 16",
                                      "listed: 16 g00.txt g15.txt"], p.stdout + p.stderr
@@ -55,14 +58,14 @@ def test_static_go_in_process(volume, go_prog):
 
 
 def test_static_go_supervised(volume, go_prog):
-    p = volume.run(go_prog, volume.dir, timeout=120)
+    p = volume.run(go_prog, volume.dir, extra=SUPERVISE, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines() == ["threads: 16", "files: 16"]
     assert (f"kiln: {go_prog} is statically linked: running it supervised (seccomp), every "
             "file call traps") in p.stderr.splitlines()
     check_files(volume)
     # The supervisor cannot list a volume directory (its limits): loudly.
-    p = volume.run(go_prog, volume.dir, "list", timeout=120)
+    p = volume.run(go_prog, volume.dir, "list", extra=SUPERVISE, timeout=120)
     assert p.returncode == 1
     assert f"kiln: openat on {volume.dir}: not supported for statically linked programs" \
         in p.stderr.splitlines(), p.stderr

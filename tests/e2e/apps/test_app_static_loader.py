@@ -1,5 +1,6 @@
-"""Statically linked programs run in-process by the static loader
-(`kiln run --static=loader`, docs/runtime.md "The static loader"): kiln-sload,
+"""Statically linked programs run in-process by the static loader (the default
+for them; `kiln run --static=loader` forces it, docs/runtime.md "The static
+loader"; test_app_static_fallback.py: where it cannot): kiln-sload,
 with libkiln preloaded, maps the program into its own process; the program's
 file calls trap by seccomp (SIGSYS in-process) into libkiln's dispatcher, the
 same data path as the LD_PRELOAD runtime (directories included)."""
@@ -168,7 +169,7 @@ def test_loader_option_errors(kiln_bin, volume, prog):
     p = subprocess.run([kiln_bin, "run", "--static=bogus", "--", prog], capture_output=True,
                        text=True)
     assert p.returncode == 2
-    assert "--static 'bogus': expected loader or supervise" in p.stderr
+    assert "--static 'bogus': expected auto, loader or supervise" in p.stderr
 
 
 SQLITE_STATIC = Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin" / \
@@ -190,13 +191,13 @@ def test_static_musl_sqlite3_in_process_stress(volume):
 
 @pytest.mark.stress
 def test_static_musl_sqlite3_supervised_stress(volume):
-    """The same sqlite3 on the default path for static programs, the seccomp
-    supervisor (every write failed 'attempt to write a readonly database' until
+    """The same sqlite3 under the seccomp supervisor (the default path for
+    static programs before the loader) (every write failed 'attempt to write a readonly database' until
     the supervisor's stat named the file fstat names)."""
     if not os.access(SQLITE_STATIC, os.X_OK):
         pytest.fail(f"{SQLITE_STATIC} not built (scripts/build-musl-sqlite3-static.sh, run "
                     "by make stress)")
-    p = sqlite_on_volume(volume, SQLITE_STATIC)
+    p = sqlite_on_volume(volume, SQLITE_STATIC, extra=("--static=supervise",))
     assert (f"kiln: {SQLITE_STATIC} is statically linked: running it supervised (seccomp), "
             "every file call traps") in p.stderr.splitlines(), p.stderr
 

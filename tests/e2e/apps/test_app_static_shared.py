@@ -3,7 +3,8 @@ libkiln process (docs/runtime.md, "Statically linked programs"): one file is
 one memfd for all of them, so writes, O_APPEND and fcntl locks are shared
 without close or fsync, also between two processes of a supervised program.
 (Before, the supervisor decrypted a private copy per open and wrote it back at
-close: none of this held.)"""
+close: none of this held.) The static program runs with --static=supervise (the
+loader, the default, is libkiln in-process: test_app_static_loader.py)."""
 import subprocess
 import time
 
@@ -14,6 +15,7 @@ from kilnapps import BUILD, SECRET
 APPS = BUILD / "tests" / "e2e" / "apps"
 STATIC = APPS / "rt_static_files"
 DYNAMIC = APPS / "rt_dyn_files"
+SUPERVISE = ("--static=supervise",)  # ignored for DYNAMIC
 
 
 class Shell:
@@ -23,7 +25,7 @@ class Shell:
         if not prog.exists():
             pytest.fail(f"{prog} not built")
         self.p = subprocess.Popen(
-            [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
+            [volume.kiln_bin, "run", *SUPERVISE, "--volume", f"{volume.dir}={volume.key}", "--",
              str(prog), "shell", str(volume.dir)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -136,7 +138,7 @@ def test_static_program_dup_outlives_close(volume, pair):
 
 
 def test_static_program_fork_one_view(volume):
-    p = volume.run(STATIC, "forkview", volume.dir, check=True)
+    p = volume.run(STATIC, "forkview", volume.dir, extra=SUPERVISE, check=True)
     assert p.stdout == "child read: P1\nparent read: P1C1\n", p.stdout + p.stderr
     assert cat(volume, "view.txt") == "P1C1"
 
@@ -151,6 +153,6 @@ def test_static_program_reads_the_head_of_a_big_file(volume):
     assert w.returncode == 0
     w = volume.run("dd", f"of={volume.dir}/big.bin", "conv=notrunc", "status=none",
                    input=SECRET.encode(), check=True)
-    p = volume.run(STATIC, "head", f"{volume.dir}/big.bin", "10", check=True)
+    p = volume.run(STATIC, "head", f"{volume.dir}/big.bin", "10", extra=SUPERVISE, check=True)
     assert p.stdout == SECRET[:10], p.stderr
     volume.assert_no_plaintext()

@@ -181,10 +181,11 @@ class HostAttest:
         e.update(extra)
         return e
 
-    def run(self, prog=None, service="app", env=None, pass_fds=(), prefix=(), timeout=120):
-        """`kiln run --cas ... --tee host -- prog` with the attacker's environment."""
-        return subprocess.run([*prefix, self.cas.kiln_bin, "run", *self.cas_args(service), "--",
-                               str(prog or self.victim)],
+    def run(self, prog=None, service="app", env=None, pass_fds=(), prefix=(), timeout=120,
+            extra=()):
+        """`kiln run EXTRA --cas ... --tee host -- prog` with the attacker's environment."""
+        return subprocess.run([*prefix, self.cas.kiln_bin, "run", *extra,
+                               *self.cas_args(service), "--", str(prog or self.victim)],
                               capture_output=True, text=True, timeout=timeout,
                               env=self.env(**(env or {})), pass_fds=pass_fds)
 

@@ -10,9 +10,9 @@ region for the life of the process -- 30 of 30 children were caught -- and a
 statically linked child kept them and ran without attestation. Now an attested
 process executes a dynamically linked program with only LD_PRELOAD and
 KILN_CONFIG_FD in its environment and argv[0] alone (the child attests and gets
-its grant's argv and environment), a static one through the kiln supervisor
-(which attests it, or refuses it), and an attested static program may not
-execute anything.
+its grant's argv and environment), a static one through kiln run (the static
+loader or the supervisor, which attests it, or refuses it), and an attested
+supervised static program may not execute anything.
 """
 import subprocess
 import threading
@@ -240,7 +240,8 @@ def test_children_of_attested_program(host_attest, cbuild, tmp_path):
     # Every child attested for itself and got the policy's argv and environment.
     assert p.stdout.count("child ok secret=24 mark=1 argc=4\n") == 30, p.stdout + p.stderr
     assert "parent secret=24 children ok=30/30\n" in p.stdout, p.stdout
-    # The static child went to the kiln supervisor, which attested it: refused
+    # The static child went to kiln run (the static loader by default; its
+    # claim names kiln-sload in supervised_by), which attested it: refused
     # (the policy's program is the spawner), so it never ran.
     assert "victim ok" not in p.stdout
     assert "static child exit=1\n" in p.stdout, p.stdout + p.stderr
@@ -258,7 +259,7 @@ def test_attested_static_program_cannot_exec(host_attest, cbuild, tmp_path):
     assert m.returncode == 0, m.stderr
     h.apply({"static": ([static, h.victim], m.stdout.strip())})
     with Watcher(cbuild, tmp_path) as w:
-        p = h.run(static, service="static")
+        p = h.run(static, service="static", extra=("--static=supervise",))
     assert p.returncode == 0, p.stderr + h.cas.log()[-3000:]
     assert "static secret=24\n" in p.stdout
     assert "exec failed errno=1\n" in p.stdout, p.stdout + p.stderr

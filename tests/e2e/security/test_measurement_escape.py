@@ -19,6 +19,7 @@ from kilnenv import BUILD
 from secenv import EVIL_C, LIBKILN, MARK, VICTIM_C, measure, memfd_with
 
 REFUSED = "cannot be measured: refused"
+SUPERVISE = ("--static=supervise",)
 
 
 def assert_honest(h):
@@ -220,7 +221,8 @@ def test_static_supervisor_preload(host_attest, cbuild, evil):
     its secrets: a library preloaded into kiln would get them. kiln executes
     itself again without the variable; a library that hides itself from that
     (unsets LD_PRELOAD in its constructor) is seen by kiln-las, which refuses
-    a supervisor mapping a library kiln-las does not map."""
+    a supervisor mapping a library kiln-las does not map. (--static=supervise:
+    the loader, the default, is test_static_loader_attest_attacks.py.)"""
     h = host_attest
     static = cbuild("victim_static", VICTIM_C, flags=("-static",))
     meas = measure(static)
@@ -229,7 +231,8 @@ def test_static_supervisor_preload(host_attest, cbuild, evil):
              "static": (static, meas.stdout.strip())})
     fd = memfd_with(evil.read_bytes())
     try:
-        p = h.run(static, service="static", env={"LD_PRELOAD": f"/proc/self/fd/{fd}"},
+        p = h.run(static, service="static", extra=SUPERVISE,
+                  env={"LD_PRELOAD": f"/proc/self/fd/{fd}"},
                   pass_fds=(fd,))
     finally:
         os.close(fd)
@@ -238,13 +241,13 @@ def test_static_supervisor_preload(host_attest, cbuild, evil):
     assert "not passing LD_PRELOAD" in p.stderr
     assert_not_stolen(h)
     hide = cbuild("evil_hide", EVIL_C, shared=True, flags=("-DEVIL_UNSET_PRELOAD",))
-    p = h.run(static, service="static", env={"LD_PRELOAD": str(hide)})
+    p = h.run(static, service="static", extra=SUPERVISE, env={"LD_PRELOAD": str(hide)})
     assert p.returncode == 1, p.stdout + p.stderr
     assert "victim ok" not in p.stdout
     assert "the supervisor maps a library that kiln-las does not" in p.stderr
     assert "the supervisor maps a library that kiln-las does not" in h.las_log()
     assert_not_stolen(h)
-    p = h.run(static, service="static")
+    p = h.run(static, service="static", extra=SUPERVISE)
     assert p.returncode == 0 and p.stdout == "victim ok secret=24 mark=1\n", p.stderr
     assert_honest(h)
 
