@@ -94,16 +94,23 @@ def free_port():
 def redis_rps(server_cmd, port):
     """SET/GET requests per second with 50 clients against server_cmd."""
     import shutil
-    proc = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
         for _ in range(200):
             if subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
                               text=True).stdout.strip() == "PONG":
                 break
+            # A server that is gone never answers: redis-benchmark would
+            # retry its connections for ever.
+            if proc.poll() is not None:
+                err.seek(0)
+                raise SystemExit(f"{server_cmd[:6]}... exited {proc.returncode}: "
+                                 f"{err.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.05)
         out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", "100000",
                               "-t", "set,get", "-q", "--csv"], capture_output=True, text=True,
-                             check=True).stdout
+                             check=True, timeout=600).stdout
         rps = {}
         for line in out.splitlines():
             cols = [c.strip('"') for c in line.split(",")]
@@ -116,6 +123,7 @@ def redis_rps(server_cmd, port):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        err.close()
 
 
 def redis_bench(kiln, rounds=3):

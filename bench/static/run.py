@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Static programs: the in-process loader (`kiln run --static=loader`) against
-the seccomp supervisor, the glibc (LD_PRELOAD) path and native (issue 13
-target: static loader >= 0.9x the glibc path).
+"""Static programs: the in-process loader (the default for static programs,
+`--static=loader`) against the seccomp supervisor (`--static=supervise`), the
+glibc (LD_PRELOAD) path and native (issue 13 target: static loader >= 0.9x the
+glibc path).
 
 1. Per-call costs (bench/static/trapcost.c, one source built dynamic and
    static): an untrapped call, a call trapped and answered on the loader's fast
@@ -21,11 +22,23 @@ target: static loader >= 0.9x the glibc path).
    the launcher and the volume server held in memfds meanwhile (sampled every
    10 ms: either design keeps the plaintext in memfds).
 
+4. Attested start-up (`kiln run --cas ... --tee sim` to a loopback kiln-cas,
+   a policy per program): busybox-static `true` under the loader and
+   supervised, Debian's (dynamic) busybox `true` under libkiln.
+5. redis-benchmark (50 clients, SET and GET) against redis-server from one
+   source linked statically against musl (scripts/build-musl-redis-static.sh)
+   under the loader and supervised, and built with gcc (dynamic, glibc) under
+   libkiln, each with its AOF (everysec) on a protected volume, and again
+   without AOF or RDB (the network's system calls alone); natively too.
+
+--parts picks some of calls, sqlite, startup, redis (default: all).
+
 Every round runs every configuration side by side, in an order that alternates
 (the machine is shared); ratios per round, the median with the spread, the load
 average with them. Writes bench/results/static.json and static.md.
 
 Usage: bench/static/run.py BUILD_DIR [--rounds N] [--base BASE_BUILD] [--big-mib N]
+                          [--parts calls,sqlite,startup,redis]
 """
 import argparse
 import importlib.util
@@ -40,15 +53,23 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SQLITE_DIR = pathlib.Path(os.environ.get("KILN_MUSL_SQLITE3", "/opt/kiln/musl-sqlite3")) / "bin"
+REDIS_DIR = pathlib.Path(os.environ.get("KILN_MUSL_REDIS", "/opt/kiln/musl-redis")) / "bin"
+BUSYBOX_STATIC = os.environ.get("KILN_BUSYBOX_STATIC", "/opt/kiln/busybox-static/bin/busybox")
+SUPERVISE = "--static=supervise"
 MODES = {"getppid": 50000, "read": 50000, "getcwd": 20000, "orc": 5000}
 
 
-def workload():
+def runtime_bench():
+    """bench/runtime/run.py as a module: its sqlite workload and redis_rps."""
     spec = importlib.util.spec_from_file_location("bench_runtime",
                                                   ROOT / "bench" / "runtime" / "run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.SQLITE_WORKLOAD
+    return mod
+
+
+def workload():
+    return runtime_bench().SQLITE_WORKLOAD
 
 
 def new_volume(kiln, tmp, name):
@@ -62,12 +83,14 @@ def configs(kiln, build, vol, key, plain, base_kiln=None):
     dyn = str(build / "bench" / "static" / "trapcost")
     st = str(build / "bench" / "static" / "trapcost_static")
     shield = [kiln, "run", "--volume", f"{vol}={key}", "--"]
+    supervise = [kiln, "run", SUPERVISE, "--volume", f"{vol}={key}", "--"]
     loader = [kiln, "run", "--static=loader", "--volume", f"{vol}={key}", "--"]
     c = {"native_glibc": ([dyn], plain), "glibc_path": (shield + [dyn], vol),
-         "native_static": ([st], plain), "supervised": (shield + [st], vol),
+         "native_static": ([st], plain), "supervised": (supervise + [st], vol),
          "loader": (loader + [st], vol)}
     if base_kiln:
-        c["supervised_base"] = ([base_kiln, "run", "--volume", f"{vol}={key}", "--", st], vol)
+        c["supervised_base"] = ([base_kiln, "run", SUPERVISE, "--volume", f"{vol}={key}", "--",
+                                 st], vol)
     return c
 
 
@@ -118,13 +141,13 @@ def sqlite_rounds(kiln, rounds, base_kiln=None):
                 "glibc_path": lambda d: [kiln, "run", "--volume", f"{d}={d}.key", "--", glibc,
                                          str(d / "b.db")],
                 "native_static": lambda d: [static, str(d / "b.db")],
-                "supervised": lambda d: [kiln, "run", "--volume", f"{d}={d}.key", "--", static,
-                                         str(d / "b.db")],
+                "supervised": lambda d: [kiln, "run", SUPERVISE, "--volume", f"{d}={d}.key",
+                                         "--", static, str(d / "b.db")],
                 "loader": lambda d: [kiln, "run", "--static=loader", "--volume", f"{d}={d}.key",
                                      "--", static, str(d / "b.db")],
             }
             if base_kiln:
-                runs["supervised_base"] = lambda d: [base_kiln, "run", "--volume",
+                runs["supervised_base"] = lambda d: [base_kiln, "run", SUPERVISE, "--volume",
                                                      f"{d}={d}.key", "--", static,
                                                      str(d / "b.db")]
             for name in sorted(runs, reverse=bool(r % 2)):
@@ -216,8 +239,9 @@ def big_head_rounds(kiln, build, base_kiln, mib, rounds):
         kilns = {"supervised": kiln, "supervised_base": base_kiln}
         for r in range(rounds):
             for name in sorted(kilns, reverse=bool(r % 2)):
-                took, peak, out = timed_peak([kilns[name], "run", "--volume", f"{vol}={key}",
-                                              "--", head, "head", f"{vol}/big.bin", "10"], vol)
+                took, peak, out = timed_peak([kilns[name], "run", SUPERVISE, "--volume",
+                                              f"{vol}={key}", "--", head, "head",
+                                              f"{vol}/big.bin", "10"], vol)
                 if out != first:
                     raise SystemExit(f"{name}: head read {out!r}, the file starts {first!r}")
                 got.setdefault(name, {}).setdefault("seconds", []).append(took)
@@ -226,6 +250,122 @@ def big_head_rounds(kiln, build, base_kiln, mib, rounds):
                 f"{k} {v['seconds'][-1]:.2f} s {v['plaintext_peak_mib'][-1]:.0f} MiB"
                 for k, v in got.items()), flush=True)
     return got
+
+
+class LoopbackCas:
+    """kiln cas serve on 127.0.0.1 with one policy (bench/static: start-up),
+    sim allowed; env(): what kiln run needs to attest to it."""
+
+    def __init__(self, kiln, tmp, services):
+        self.kiln, self.tmp = kiln, tmp
+        self.proc = subprocess.Popen([kiln, "cas", "serve", "--data", str(tmp / "cas"),
+                                      "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        url = None
+        for line in self.proc.stdout:
+            if line.startswith("listening "):
+                url = line.split()[1]
+                break
+        if not url:
+            raise SystemExit("kiln cas serve did not start")
+        self.env = dict(os.environ, KILN_CAS=url, KILN_CAS_CA=str(tmp / "cas" / "ca.pem"),
+                        KILN_IDENTITY=str(tmp / "owner.pem"))
+        subprocess.run([kiln, "identity", "create", "--out", str(tmp / "owner.pem")],
+                       check=True, capture_output=True)
+        svc = "".join(f"  - {{name: {n}, command: [{', '.join(json.dumps(a) for a in c)}], "
+                      "measurement: [any]}\n" for n, c in services.items())
+        (tmp / "p.yaml").write_text(
+            "name: bench/static\npredecessor: null\n"
+            "access: {read: [owner], update: [owner]}\n"
+            f"services:\n{svc}"
+            "security: {tee: [sim], allow_insecure_sim: true}\n")
+        p = subprocess.run([kiln, "policy", "apply", str(tmp / "p.yaml")],
+                           capture_output=True, text=True, env=self.env)
+        if p.returncode != 0:
+            self.close()
+            raise SystemExit(f"kiln policy apply: {p.stderr}")
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def startup_rounds(kiln, rounds, n=20):
+    """Attested start-up, ms per run (n runs per configuration per round, in
+    alternating order): busybox-static true under the loader and supervised,
+    Debian's dynamic busybox true under libkiln."""
+    if not os.access(BUSYBOX_STATIC, os.X_OK):
+        raise SystemExit(f"{BUSYBOX_STATIC} missing: run scripts/install-deps.sh")
+    services = {"st": [BUSYBOX_STATIC, "true"], "dyn": ["/bin/busybox", "true"]}
+    runs = {"loader": ["--static=loader"], "supervised": [SUPERVISE], "dynamic": []}
+    got = {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        cas = LoopbackCas(kiln, pathlib.Path(tmp), services)
+        try:
+            for r in range(rounds):
+                for name in sorted(runs, reverse=bool(r % 2)):
+                    svc = "dyn" if name == "dynamic" else "st"
+                    cmd = [kiln, "run", *runs[name], "--session", "bench/static", "--service",
+                           svc, "--tee", "sim", "--", services[svc][0]]
+                    for _ in range(n):
+                        t0 = time.perf_counter()
+                        subprocess.run(cmd, check=True, capture_output=True, env=cas.env)
+                        got.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+                print(f"startup round {r + 1}: " + ", ".join(
+                    f"{k} {statistics.median(v[-n:]):.1f} ms" for k, v in got.items()),
+                    flush=True)
+        finally:
+            cas.close()
+    return got
+
+
+def redis_rounds(kiln, rounds, aof):
+    """redis-server (one source: static musl, dynamic glibc) with its AOF
+    (everysec, aof) or nothing (no AOF, no RDB: the system calls of the
+    network alone) on a protected volume: the static one under the loader and
+    supervised, the glibc one under libkiln; both natively on a plain dir."""
+    rps_of = runtime_bench().redis_rps
+    static = str(REDIS_DIR / "redis-server-musl-static")
+    glibc = str(REDIS_DIR / "redis-server-glibc")
+    for p in (static, glibc):
+        if not os.access(p, os.X_OK):
+            raise SystemExit(f"{p} missing: run scripts/build-musl-redis-static.sh")
+    runs = {"native_glibc": (None, glibc), "glibc_path": ([], glibc),
+            "native_static": (None, static), "supervised": ([SUPERVISE], static),
+            "loader": (["--static=loader"], static)}
+    got, fails = {}, {}
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        tmp = pathlib.Path(tmp)
+        for r in range(rounds):
+            for name in sorted(runs, reverse=bool(r % 2)):
+                opts, prog = runs[name]
+                port = runtime_bench().free_port()
+                base = [prog, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec"]
+                d = tmp / f"{name}{r}"
+                if opts is None:
+                    d.mkdir()
+                    cmd = base + ["--dir", str(d)]
+                else:
+                    vol, key = new_volume(kiln, tmp, f"{name}{r}")
+                    cmd = [kiln, "run", *opts, "--volume", f"{vol}={key}", "--"] + base + \
+                        ["--dir", str(vol)]
+                try:
+                    got.setdefault(name, []).append(rps_of(cmd, port))
+                except SystemExit as e:
+                    # The supervisor refuses the open of a volume directory
+                    # (redis 7 fsyncs its appendonlydir): kept as a failure.
+                    if name != "supervised":
+                        raise
+                    fails.setdefault(name, str(e).strip().splitlines()[-1])
+                    got.setdefault(name, []).append(None)
+            print(f"redis (aof {aof}) round {r + 1}: " + ", ".join(
+                f"{k} SET {v[-1]['SET']:.0f}/s GET {v[-1]['GET']:.0f}/s" if v[-1] else
+                f"{k} failed" for k, v in got.items()), flush=True)
+    return got, fails
+
+
+PARTS = ("calls", "sqlite", "startup", "redis")
 
 
 def spread(rs):
@@ -238,17 +378,92 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--base", help="another build of kiln: its supervisor side by side")
     ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated: " + ", ".join(PARTS))
     args = ap.parse_args()
+    parts = args.parts.split(",")
+    if not parts or any(p not in PARTS for p in parts):
+        ap.error(f"--parts: expected some of {', '.join(PARTS)}")
     build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
     base_kiln = str(pathlib.Path(args.base).resolve() / "kiln") if args.base else None
     load = os.getloadavg()
-    calls = trap_rounds(kiln, build, args.rounds, base_kiln)
-    sq, sq_fails = sqlite_rounds(kiln, args.rounds, base_kiln)
+    calls = trap_rounds(kiln, build, args.rounds, base_kiln) if "calls" in parts else None
+    sq, sq_fails = sqlite_rounds(kiln, args.rounds, base_kiln) if "sqlite" in parts \
+        else (None, None)
     big = big_head_rounds(kiln, build, base_kiln, args.big_mib, min(args.rounds, 3)) \
-        if base_kiln else {}
+        if base_kiln and "sqlite" in parts else {}
+    start = startup_rounds(kiln, args.rounds) if "startup" in parts else None
+    redis = {aof: redis_rounds(kiln, args.rounds, aof) for aof in (True, False)} \
+        if "redis" in parts else None
     load_after = os.getloadavg()
+    name = "static" if set(parts) == set(PARTS) else "static-" + "-".join(parts)
+    res = {"rounds": args.rounds, "load_before": load, "load_after": load_after}
+    md = [f"bench/static/run {' '.join(parts)}: {args.rounds} side-by-side rounds; load "
+          f"{load[0]:.1f} before, {load_after[0]:.1f} after.", ""]
+    if calls and sq:
+        calls_sqlite(res, md, args, calls, sq, sq_fails, big, base_kiln)
+    if start:
+        startup_report(res, md, start)
+    for aof, (rps, fails) in (redis or {}).items():
+        redis_report(res, md, rps, fails, aof)
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
 
+
+def startup_report(res, md, start):
+    def rel(a, b):  # a's time over b's, per run
+        return spread([x / y for x, y in zip(start[a], start[b])])
+    res["startup_ms"] = {k: spread(v) for k, v in start.items()}
+    res["startup_raw_ms"] = start
+    res["startup_loader_over_supervised"] = rel("loader", "supervised")
+    res["startup_loader_over_dynamic"] = rel("loader", "dynamic")
+    md += ["Attested start-up (`kiln run --cas ... --tee sim`, loopback kiln-cas), ms per run:",
+           "", "| configuration | median | min | max |", "|---|---:|---:|---:|"]
+    for k, v in res["startup_ms"].items():
+        md.append(f"| {k} | {v['median']:.1f} | {v['min']:.1f} | {v['max']:.1f} |")
+    md += ["", "loader: busybox-static true, --static=loader; supervised: the same,"
+           " --static=supervise; dynamic: Debian's busybox true under libkiln.",
+           f"loader time / supervised time: {res['startup_loader_over_supervised']['median']:.2f}"
+           f" (spread {res['startup_loader_over_supervised']['min']:.2f}-"
+           f"{res['startup_loader_over_supervised']['max']:.2f}); loader / dynamic: "
+           f"{res['startup_loader_over_dynamic']['median']:.2f} (spread "
+           f"{res['startup_loader_over_dynamic']['min']:.2f}-"
+           f"{res['startup_loader_over_dynamic']['max']:.2f})", ""]
+
+
+def redis_report(res, md, redis, fails, aof):
+    key = "redis_aof" if aof else "redis_no_aof"
+    res[f"{key}_raw_rps"] = redis
+    res[f"{key}_failures"] = fails
+    cols = sorted(redis)
+    md += ["redis-benchmark -c 50 -n 100000, requests/s (median of rounds; " +
+           ("AOF everysec on a protected volume, or a plain dir natively):" if aof else
+            "no AOF, no RDB: --dir a protected volume, or a plain dir natively):"), "",
+           "| op | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for op in ("SET", "GET"):
+        med = {c: [r[op] for r in redis[c] if r] for c in cols}
+        md.append(f"| {op} | " + " | ".join(f"{statistics.median(med[c]):.0f}" if med[c]
+                                             else "fails" for c in cols) + " |")
+        for a, b in (("loader", "glibc_path"), ("supervised", "glibc_path"),
+                     ("loader", "supervised"), ("loader", "native_static")):
+            rs = [x[op] / y[op] for x, y in zip(redis[a], redis[b]) if x and y]
+            if rs:
+                res[f"{key}_{op}_{a}_vs_{b}"] = spread(rs)
+    md.append("")
+    for op in ("SET", "GET"):
+        md.append(f"{op}: " + "; ".join(
+            f"{k[len(key) + len(op) + 2:]} {v['median']:.2f}x ({v['min']:.2f}-{v['max']:.2f})"
+            for k, v in res.items() if k.startswith(f"{key}_{op}_")) + " (target: loader >= "
+            "0.9x the glibc path)")
+    md += ["", "static: redis-server linked statically against musl; glibc: the same source "
+           "built with gcc (scripts/build-musl-redis.sh, build-musl-redis-static.sh)."]
+    md += [f"{k} failed: {v}" for k, v in fails.items()] + [""]
+
+
+def calls_sqlite(res, md, args, calls, sq, sq_fails, big, base_kiln):
     def ratio(num, den):  # throughput of den's path relative to num's: t_num / t_den
         rs = [a / b for a, b in zip(sq[num], sq[den]) if a and b]
         return spread(rs) if rs else None
@@ -260,18 +475,18 @@ def main():
     fast = [a - b for a, b in zip(calls["loader"]["read"], calls["native_static"]["read"])]
     slow = [a - b for a, b in zip(calls["loader"]["getcwd"], calls["native_static"]["getcwd"])]
     pair = calls["native_static"]["fsswitch"]
-    res = {"rounds": args.rounds, "load_before": load, "load_after": load_after,
-           "ns_per_call": med, "raw_ns_per_call": calls,
-           "loader_fast_trap_ns": spread(fast), "loader_slow_trap_ns": spread(slow),
-           "fs_switch_pair_ns": spread(pair),
-           "loader_slow_trap_without_fs_switch_ns": spread([s - p for s, p in zip(slow, pair)]),
-           "sqlite_seconds": {k: median(v) for k, v in sq.items()},
-           "sqlite_raw_seconds": sq, "sqlite_failures": sq_fails,
-           # > 1: the second is faster
-           "sqlite_loader_vs_glibc_path": ratio("glibc_path", "loader"),
-           "sqlite_supervised_vs_glibc_path": ratio("glibc_path", "supervised"),
-           "sqlite_loader_vs_supervised": ratio("supervised", "loader"),
-           "sqlite_loader_vs_native_static": ratio("native_static", "loader")}
+    res.update({
+        "ns_per_call": med, "raw_ns_per_call": calls,
+        "loader_fast_trap_ns": spread(fast), "loader_slow_trap_ns": spread(slow),
+        "fs_switch_pair_ns": spread(pair),
+        "loader_slow_trap_without_fs_switch_ns": spread([s - p for s, p in zip(slow, pair)]),
+        "sqlite_seconds": {k: median(v) for k, v in sq.items()},
+        "sqlite_raw_seconds": sq, "sqlite_failures": sq_fails,
+        # > 1: the second is faster
+        "sqlite_loader_vs_glibc_path": ratio("glibc_path", "loader"),
+        "sqlite_supervised_vs_glibc_path": ratio("glibc_path", "supervised"),
+        "sqlite_loader_vs_supervised": ratio("supervised", "loader"),
+        "sqlite_loader_vs_native_static": ratio("native_static", "loader")})
     if base_kiln:
         res["base_build"] = args.base
         res["sqlite_supervised_vs_base"] = ratio("supervised_base", "supervised")
@@ -280,8 +495,6 @@ def main():
         res["big_head_mib"] = args.big_mib
         res["big_head"] = {k: {m: spread(v) for m, v in ms.items()} for k, ms in big.items()}
         res["big_head_raw"] = big
-    out = ROOT / "bench" / "results" / "static.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
 
     def fmt(r, unit=""):
         if r is None:
@@ -294,9 +507,8 @@ def main():
     cols = ["native_glibc", "glibc_path", "native_static", "supervised", "loader"]
     if base_kiln:
         cols.append("supervised_base")
-    md = [f"Per call, ns (median of {args.rounds} side-by-side rounds; load "
-          f"{load[0]:.1f} before, {load_after[0]:.1f} after):", "",
-          "| call | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    md += [f"Per call, ns (median of {args.rounds} side-by-side rounds):", "",
+           "| call | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for m in MODES:
         md.append(f"| {m} | " + " | ".join(f"{med[c][m]:.0f}" for c in cols) + " |")
     md += ["",
@@ -330,8 +542,7 @@ def main():
         for k, v in res["big_head"].items():
             md.append(f"| {k} | {v['seconds']['median']:.2f} ({v['seconds']['min']:.2f}-"
                       f"{v['seconds']['max']:.2f}) | {v['plaintext_peak_mib']['median']:.0f} |")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    md.append("")
 
 
 if __name__ == "__main__":
