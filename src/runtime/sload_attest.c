@@ -42,24 +42,15 @@ int g_rt_sload_errno;
 void rt__sload_open(void)
 {
 	char buf[2 * 4096 + 64];
-	size_t len = 0;
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	/* One read gives the whole command line (the kernel copies up to the
+	 * size asked); a longer one fills buf and is refused below. */
+	ssize_t n = kiln_read_proc(getpid(), "cmdline", buf, sizeof(buf));
+	size_t len = n > 0 ? (size_t)n : 0;
 	const char *prog;
 
 	g_rt_sload_errno = ENOENT;
-	if (fd < 0)
+	if (n <= 0)
 		return;
-	for (;;) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
 	prog = buf + strlen(buf) + 1;
 	/* No PROGRAM: kiln_sload_main says how it is used. A command line
 	 * longer than buf (never from kiln run) is refused rather than cut. */
