@@ -200,6 +200,8 @@ for n, note in [("rt_sigaction", "SIGSYS, SIGSEGV and SIGBUS stay the runtime's"
                 ("getsockname", "the program's path for a socket bound in a volume"),
                 ("getpeername", "the program's path for a socket bound in a volume")]:
     T[n] = (X, 0, [], note)
+T["exit_group"] = (X, 0, [], "what this process wrote is committed; the volume's last "
+                  "client waits for its server's close")
 # Seen by the SIGSYS handler itself (sud.c) before any dispatch; through the
 # syscall(2) wrapper they are issued unchanged.
 for n, note in [("rt_sigreturn", "trapped: returns through the runtime's restorer (sud.c)"),

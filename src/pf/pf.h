@@ -116,6 +116,10 @@ struct pf_storage_ops {
  * caller's error path). */
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,
 		     void **ctx, struct kiln_err *err);
+/* The same storage over an open storage directory dirfd (borrowed: the storage
+ * keeps a copy), which the caller has checked (kiln_open_own_dir) and locked:
+ * no lock is taken here, and the caller's lock is released by the caller. */
+int pf_storage_posix_fd(int dirfd, const struct pf_storage_ops **ops, void **ctx);
 
 /* ---- freshness provider ------------------------------------------------------
  * Holds the trusted metadata version (a counter, 0 = none yet). Protocol per

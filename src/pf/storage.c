@@ -250,7 +250,6 @@ static const struct pf_storage_ops g_posix_ops = {
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,
 		     void **ctx, struct kiln_err *err)
 {
-	struct posix_storage *s;
 	char parent[PATH_MAX], *base;
 	int pfd, fd, ret;
 
@@ -317,6 +316,23 @@ int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops *
 					    "(a mount or a running service)", dir);
 		return kiln_err_set(err, ret, "%s: lock: %s", dir, kiln_strerror(ret));
 	}
+	ret = pf_storage_posix_fd(fd, ops, ctx);
+	close(fd);
+	return ret;
+}
+
+int pf_storage_posix_fd(int dirfd, const struct pf_storage_ops **ops, void **ctx)
+{
+	struct posix_storage *s;
+	int fd;
+
+	*ops = NULL;
+	*ctx = NULL;
+	/* A copy of the caller's fd: the same open directory, so the caller's
+	 * flock on it stays theirs to release. */
+	fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
 	s = malloc(sizeof(*s));
 	if (!s) {
 		close(fd);

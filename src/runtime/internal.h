@@ -228,9 +228,10 @@ static inline long rt__own_badf(long fd)
 	return rt_fd_kind((int)fd) == RT_FD_OWNED ? -EBADF : 0;
 }
 
-/* pf storage over runtime-owned fds in <dir>/.kiln (storage.c). */
+/* pf storage over runtime-owned fds in the volume's store directory storefd
+ * (<dir>/.kiln, checked and locked by the caller, borrowed) (storage.c). */
 struct pf_storage_ops;
-int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
+int rt__storage_open(int storefd, const struct pf_storage_ops **ops, void **ctx) RT_HIDDEN;
 /* kiln_open_own (common.h) with the runtime's raw system calls: a regular file
  * at path under dirfd, never through a symlink (-KILN_EUNSAFE otherwise). */
 long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode) RT_HIDDEN;

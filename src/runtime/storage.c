@@ -421,27 +421,16 @@ void rt__storage_no_overlap(void *ctx)
 	s->r.pid = -1;
 }
 
-int rt__storage_open(const char *dir, const struct pf_storage_ops **ops, void **ctx)
+int rt__storage_open(int storefd, const struct pf_storage_ops **ops, void **ctx)
 {
-	struct stat st;
 	struct store *s;
-	long root, fd;
+	long fd;
 
-	/* The volume root by the path the user gave; ".kiln" under it never
-	 * through a symlink, and a directory. */
-	root = rt__raw(SYS_openat, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0)
-		return (int)root;
-	fd = rt__raw(SYS_openat, root, ".kiln", O_RDONLY | O_DIRECTORY | KILN_O_OWN);
-	rt__raw(SYS_close, root);
-	if (fd == -ELOOP || fd == -ENOTDIR)
-		return -KILN_EUNSAFE;
+	/* A copy of the store directory the server has checked (never through
+	 * a symlink, a directory) and locked: the lock stays the server's. */
+	fd = rt__raw(SYS_fcntl, storefd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return (int)fd;
-	if (rt__raw(SYS_fstat, fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		rt__raw(SYS_close, fd);
-		return -KILN_EUNSAFE;
-	}
 	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;

@@ -699,7 +699,7 @@ void sv_vols_close(struct sv *sv)
 		if (v->wrote && v->sock >= 0)
 			sv_commit(v, 0);
 		if (v->sock >= 0)
-			close(v->sock);
+			sv_vol_leave(v);
 		rt__auth_wipe(&v->keys);
 	}
 	if (sv->vols)

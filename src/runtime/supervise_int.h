@@ -126,6 +126,10 @@ long sv_failed(const char *what, struct sv_vol *v, const char *rel, int ret, con
 /* Commit v (SYNCALL; flags RT_SYNC_NAMESPACE: the names only), saying why
  * when it fails. */
 void sv_commit(struct sv_vol *v, unsigned flags);
+/* The supervisor is done with v (the program has exited): close its
+ * connection; when it was the server's last, wait (bounded) for the server's
+ * last commit and close, so kiln run returns with the volume closed. */
+void sv_vol_leave(struct sv_vol *v);
 /* The server's namespace generation (moves with every change of a name and
  * whenever a file gets a memfd); UINT64_MAX when unknown. */
 uint64_t sv_ns_gen(const struct sv_vol *v);

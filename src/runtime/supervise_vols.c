@@ -19,36 +19,19 @@
 #include "runtime/supervise_int.h"
 
 /* ---- volumes and their servers ------------------------------------------- */
-/* Runs in the server process (a fork of this one): open the volume as the
- * launcher's configuration says (local tag file, or the CAS's tag), holding
- * its lock (pf's storage takes the flock of DIR/.kiln, waiting for a previous
- * server's last commit). */
+/* The server's open of its volume (rt__srv_open_volume, the same as
+ * libkiln's) with pf's own storage and local freshness: the server is a fork
+ * of this process, plain libc. */
+static const struct rt_srv_open_ops g_open_ops = {
+	.storage = pf_storage_posix_fd,
+	.fresh_local = pf_freshness_local,
+	.fresh_cas = rt_fresh_cas,
+};
+
 static int open_in_server(void *arg, const uint8_t key[static RT_KEY_SIZE], pf_volume_t **out,
 			  struct kiln_err *err)
 {
-	const struct rt_volume_cfg *vc = arg;
-	struct pf_volume_opts o = { .seal_thread = true }; /* the server is not the program */
-	bool create = false;
-	int ret;
-
-	if (vc->cas_id[0]) {
-		char meta[4200];
-		struct stat st;
-
-		/* Granted by the CAS, which holds its tag; made at first use. */
-		snprintf(meta, sizeof(meta), "%s/.kiln/meta", vc->dir);
-		create = vc->committed == 0 && lstat(meta, &st) != 0 && errno == ENOENT;
-		ret = rt_fresh_cas(vc, &o.freshness, &o.freshness_ctx);
-		if (ret)
-			return kiln_err_set(err, ret, "volume %s: %s", vc->cas_id, kiln_strerror(ret));
-	} else if (vc->tag_file[0]) {
-		ret = pf_freshness_local(vc->tag_file, &o.freshness, &o.freshness_ctx);
-		if (ret)
-			return kiln_err_set(err, ret, "tag file %s: %s", vc->tag_file,
-					    kiln_strerror(ret));
-	}
-	return create ? pf_volume_init(vc->dir, key, &o, out, err) :
-	       pf_volume_open(vc->dir, key, &o, out, err);
+	return rt__srv_open_volume(arg, &g_open_ops, key, out, err);
 }
 
 static pid_t plain_fork(void)
@@ -233,3 +216,16 @@ void sv_commit(struct sv_vol *v, unsigned flags)
 		sv_report("commit", v->cfg.dir, errmsg[0] ? errmsg : kiln_strerror(ret));
 }
 
+void sv_vol_leave(struct sv_vol *v)
+{
+	/* accepts before conns, as libkiln's rt__cl_leave: the server held
+	 * only our connection, or a newcomer shows in accepts. */
+	uint32_t accepts = v->vseg ? atomic_load(&v->vseg->accepts) : 0;
+	bool last = v->vseg && atomic_load(&v->vseg->conns) == 1;
+
+	close(v->sock);
+	v->sock = -1;
+	if (last && rt__srv_wait_closed(v->vseg, accepts, RT_CLOSE_WAIT_MS) == -ETIMEDOUT)
+		sv_report("volume", v->cfg.dir, "its volume server has not closed the volume "
+			  "in time (still committing?): not waiting longer");
+}

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -40,68 +39,20 @@ static void server_enter(void)
 	t_rt_depth = 1;
 }
 
-/* Open the volume in the server: hold DIR/.kiln exclusively (waiting for a
- * previous server's last commit), storage over runtime-owned fds, the
- * freshness provider the configuration names. */
+/* The server's open of its volume (rt__srv_open_volume) with libkiln's
+ * storage and local freshness: their system calls come from the runtime's
+ * region and their fds are the runtime's own. */
+static const struct rt_srv_open_ops g_open_ops = {
+	.storage = rt__storage_open,
+	.fresh_local = rt__fresh_local,
+	.fresh_cas = rt_fresh_cas,
+	.no_overlap = rt__storage_no_overlap,
+};
+
 static int server_open_volume(void *arg, const uint8_t key[static RT_KEY_SIZE],
 			      pf_volume_t **out, struct kiln_err *err)
 {
-	struct rt_volume_cfg *c = arg;
-	struct pf_volume_opts opts = { 0 };
-	char path[4200];
-	struct stat st;
-	int ret, lockfd, rootfd;
-
-	snprintf(path, sizeof(path), "%s/.kiln", c->dir);
-	rootfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		return kiln_err_set(err, -errno, "%s: %s", c->dir, strerror(errno));
-	/* The lock and the store: ".kiln" under the volume root, never through a
-	 * symlink (a planted one would move the volume). */
-	lockfd = kiln_open_own_dir(rootfd, ".kiln", false, 0);
-	close(rootfd);
-	if (lockfd == -KILN_EUNSAFE)
-		return kiln_err_set(err, lockfd, "%s: %s", path, kiln_strerror(lockfd));
-	if (lockfd < 0)
-		return kiln_err_set(err, lockfd, "not a kiln volume (%s: %s); create it with "
-				    "'kiln fs init'", path, kiln_strerror(lockfd));
-	for (int i = 0; flock(lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-		if (errno != EWOULDBLOCK || i >= 1000)
-			return kiln_err_set(err, -EBUSY, "volume is in use by another process (a "
-					    "kiln fs mount, or a workload with another key)");
-		nanosleep(&ts, NULL);
-	}
-	/* lockfd stays open, and locked, for the life of the server. */
-	ret = rt__storage_open(c->dir, &opts.storage, &opts.storage_ctx);
-	if (ret == -KILN_EUNSAFE)
-		return kiln_err_set(err, ret, "%s: %s", path, kiln_strerror(ret));
-	if (ret)
-		return kiln_err_set(err, ret, "%s (not a kiln volume? create it with "
-				    "'kiln fs init')", kiln_strerror(ret));
-	if (c->cas_id[0]) {
-		rt__storage_no_overlap(opts.storage_ctx);
-		ret = rt_fresh_cas(c, &opts.freshness, &opts.freshness_ctx);
-		if (ret) {
-			opts.storage->free(opts.storage_ctx);
-			return kiln_err_set(err, ret, "volume %s: %s", c->cas_id, kiln_strerror(ret));
-		}
-		/* A volume the CAS has never seen committed is created here. */
-		if (c->committed == 0 && fstatat(lockfd, "meta", &st, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT)
-			return pf_volume_init(c->dir, key, &opts, out, err);
-	} else if (c->tag_file[0]) {
-		ret = rt__fresh_local(c->tag_file, &opts.freshness, &opts.freshness_ctx);
-		if (ret) {
-			opts.storage->free(opts.storage_ctx);
-			return kiln_err_set(err, ret, "tag file %s: %s", c->tag_file,
-					    kiln_strerror(ret));
-		}
-	}
-	/* The server may seal on two threads: it is not the program. */
-	opts.seal_thread = true;
-	return pf_volume_open(c->dir, key, &opts, out, err);
+	return rt__srv_open_volume(arg, &g_open_ops, key, out, err);
 }
 
 static pid_t (*g_fork)(void);
@@ -123,6 +74,15 @@ static void conn_free(struct rt_conn *c)
 		return;
 	rt__own_close(c->fd);
 	kiln_free_secret(c, sizeof(*c));
+}
+
+/* A connection of this process that is done (its server went away). */
+static void conn_drop(struct rt_vol *v, struct rt_conn *c)
+{
+	conn_free(c);
+	pthread_mutex_lock(&v->pool_lock);
+	v->nconns--;
+	pthread_mutex_unlock(&v->pool_lock);
 }
 
 /* A new authenticated connection (starting the server if none answers);
@@ -181,6 +141,9 @@ static int conn_new(struct rt_vol *v, struct rt_conn **out, struct kiln_err *err
 		atomic_store(&v->vseg, seg);
 		v->gen++;
 	}
+	pthread_mutex_lock(&v->pool_lock);
+	v->nconns++;
+	pthread_mutex_unlock(&v->pool_lock);
 	*out = c;
 	c = NULL;
 	ret = 0;
@@ -239,7 +202,46 @@ void rt__cl_after_fork(struct rt_vol *v)
 		conn_free(c);
 	}
 	v->pool = NULL;
+	v->nconns = 0;
+	/* What the parent wrote is the parent's to commit at its exit. */
+	atomic_store(&v->wrote, false);
 	v->pid = (pid_t)rt__raw0(SYS_getpid);
+}
+
+void rt__cl_leave(struct rt_vol *v)
+{
+	struct rt_vseg *seg = atomic_load(&v->vseg);
+	struct rt_conn *c, *next;
+	uint32_t accepts;
+	unsigned idle = 0;
+	int ret;
+
+	if (rt__cl_dead(v) || v->pid != (pid_t)rt__raw0(SYS_getpid))
+		return;
+	pthread_mutex_lock(&v->pool_lock);
+	for (c = v->pool; c; c = c->next)
+		idle++;
+	/* accepts before conns (the server counts a newcomer in conns first):
+	 * every connection the server holds is ours, or a later one shows in
+	 * accepts. A thread of ours still in a request keeps it running. */
+	accepts = atomic_load(&seg->accepts);
+	if (idle != v->nconns || atomic_load(&seg->conns) != idle) {
+		pthread_mutex_unlock(&v->pool_lock);
+		return;
+	}
+	c = v->pool;
+	v->pool = NULL;
+	v->nconns = 0;
+	pthread_mutex_unlock(&v->pool_lock);
+	for (; c; c = next) {
+		next = c->next;
+		conn_free(c);
+	}
+	ret = rt__srv_wait_closed(seg, accepts, RT_CLOSE_WAIT_MS);
+	if (ret == -ETIMEDOUT)
+		rt__say("volume %s: its volume server has not closed the volume after %u s "
+			"(still committing?): not waiting longer", v->cfg->mount,
+			RT_CLOSE_WAIT_MS / 1000);
 }
 
 static struct rt_conn *pool_take(struct rt_vol *v)
@@ -317,7 +319,7 @@ static int cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *cal
 		 * is done. Unless it merely exited between requests (a clean
 		 * exit happens only without clients, so not while we are one),
 		 * it crashed: the files of that server fail. */
-		conn_free(c);
+		conn_drop(v, c);
 		if (rt__cl_dead(v)) {
 			say_gone(v);
 			if (m->id)

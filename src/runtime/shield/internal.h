@@ -93,6 +93,7 @@ struct rt_vol {
 	pid_t pid;             /* the process the connections belong to */
 	pthread_mutex_t pool_lock;
 	struct rt_conn *pool;  /* idle connections */
+	unsigned nconns;       /* this process's connections, idle or not (pool_lock) */
 	bool said_gone;
 	atomic_bool wrote;     /* this process wrote to the volume (exit commit) */
 	struct rt_lookup lookups[RT_LOOKUPS]; /* under g_shield_lock */
@@ -183,6 +184,9 @@ void rt__cl_done(struct rt_vol *v, struct rt_call *call) RT_HIDDEN;
 int rt__cl_simple(struct rt_vol *v, const struct rt_msg *m, char *errmsg) RT_HIDDEN;
 bool rt__cl_dead(const struct rt_vol *v) RT_HIDDEN;
 void rt__cl_after_fork(struct rt_vol *v) RT_HIDDEN;
+/* This process is leaving (exit): if it is the volume's last client, close
+ * its connections and wait (bounded) for the server's last commit and close. */
+void rt__cl_leave(struct rt_vol *v) RT_HIDDEN;
 
 /* volume.c: the mounted volumes. */
 extern struct rt_vol g_vols[RT_MAX_VOLUMES] RT_HIDDEN;

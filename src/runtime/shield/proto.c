@@ -13,10 +13,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FIXED 40 /* flags, mode, pid, pad, id, a, b */
@@ -418,4 +421,28 @@ int rt__request(int sock, const struct rt_msg *m, uint8_t *reply, const uint8_t 
 				errmsg[i] = '?';
 	}
 	return status;
+}
+
+int rt__srv_wait_closed(struct rt_vseg *seg, uint32_t accepts, unsigned timeout_ms)
+{
+	/* Short slices: the kernel wakes nobody when it marks a dead server's
+	 * word, and a newcomer shows only in `accepts`. */
+	const unsigned slice_ms = 10;
+
+	for (unsigned waited = 0;; waited += slice_ms) {
+		uint32_t w = atomic_load(&seg->server);
+		struct timespec ts = { 0, slice_ms * 1000 * 1000 };
+
+		if (w & (RT_VSEG_CLOSED | RT_FUTEX_OWNER_DIED))
+			return 0;
+		if (atomic_load(&seg->accepts) != accepts)
+			return 1;
+		if (waited >= timeout_ms)
+			return -ETIMEDOUT;
+		/* Woken by the server's store of RT_VSEG_CLOSED; a failed wait
+		 * (EAGAIN: the word moved) only ends this slice early. */
+		if (syscall(SYS_futex, &seg->server, FUTEX_WAIT, w, &ts, NULL, 0) < 0 &&
+		    errno != ETIMEDOUT && errno != EAGAIN && errno != EINTR)
+			nanosleep(&ts, NULL);
+	}
 }

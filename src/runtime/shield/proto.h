@@ -76,6 +76,13 @@ struct rt_vseg {
 	 * FIFOs and sockets live, named by inode number ("" until the first):
 	 * set once by the server before it answers the request that needed it. */
 	char nodes_dir[40];
+	/* The connections the server holds now (proved or not) and has ever
+	 * accepted: a client leaving (exit) is the last when every connection is
+	 * its own, and stops waiting for the server's close when another came
+	 * (rt__srv_wait_closed). Appended: a server without them leaves zeros
+	 * (the memfd's), and its clients never wait. */
+	_Atomic uint32_t conns;
+	_Atomic uint32_t accepts;
 };
 /* "<nodes_dir>/<inode number>" (an AF_UNIX sun_path holds 108 bytes). */
 #define RT_NODE_PATH_MAX 64
@@ -326,6 +333,14 @@ int rt__reply_send(int sock, int32_t status, const void *body, size_t size, cons
 /* Parse a reply packet: status and body within buf. -EPROTO if malformed. */
 int rt__reply_parse(const uint8_t *buf, size_t size, int32_t *status, const uint8_t **body,
 		    size_t *body_size);
+
+/* The last client of a volume leaving (its own connections closed, the server
+ * then holding none: accepts was seg->accepts before they closed): wait until
+ * the server has committed, closed the volume and let its lock go (or died):
+ * 0; until another connection came, which keeps it running: 1; at most
+ * timeout_ms: -ETIMEDOUT. So `kiln run` returns with the volume closed. */
+#define RT_CLOSE_WAIT_MS 10000
+int rt__srv_wait_closed(struct rt_vseg *seg, uint32_t accepts, unsigned timeout_ms);
 
 /* ---- authentication (auth.c) --------------------------------------------------
  * Keys derived from the volume key with HKDF-SHA256: one for the socket name,

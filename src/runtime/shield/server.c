@@ -126,6 +126,13 @@ static void refuse_once(unsigned reason, const struct sconn *c, const char *what
 /* ---- clients and connections ------------------------------------------------ */
 static struct sclient *g_clients;
 
+/* For clients leaving (rt__srv_wait_closed): how many connections we hold.
+ * A new one is counted here before it is in `accepts`. */
+static void publish_conns(void)
+{
+	atomic_store(&g_srv.vseg->conns, (uint32_t)(g_nclients + g_nunauthed));
+}
+
 /* A process gone (its last connection closed): its holds go, and what it
  * mapped writable is written back with the next commit. */
 static void client_gone(struct sclient *cl)
@@ -177,6 +184,7 @@ static void conn_close(struct sconn *c)
 		if (c->cl && !c->cl->nconns)
 			client_gone(c->cl);
 	}
+	publish_conns();
 	close(c->fd);
 	free(c);
 }
@@ -220,6 +228,8 @@ static void conn_new(int fd)
 	c->next = g_conns;
 	g_conns = c;
 	g_nunauthed++;
+	publish_conns();
+	atomic_fetch_add(&g_srv.vseg->accepts, 1);
 	m.nonce = c->nonce;
 	n = rt__msg_encode(&m, out, sizeof(out));
 	if (n < 0 || rt__pkt_send(fd, out, (size_t)n, NULL, 0, true))
@@ -557,6 +567,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		dprintf(ready, "volume %s: listen: %s\n", cfg->dir, strerror(errno));
 		return 1;
 	}
+	g_srv.lock_fd = -1;
 	ret = cfg->open_volume(cfg->arg, cfg->key, &g_srv.vol, &err);
 	if (!ret) {
 		g_srv.cs = pf_volume_chunk_size(g_srv.vol);
@@ -604,7 +615,6 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	ret = pf_volume_flush(g_srv.vol, &err);
 	if (ret)
 		srv_log("final commit failed (%s)", kiln_strerror(ret));
-	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
 	if (g_srv.stats)
 		srv_log("%llu requests; %llu commits for %llu fsyncs, %.3f ms each; %llu fills of "
 			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB; %llu background "
@@ -617,9 +627,9 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)(g_srv.peak_bytes >> 10),
 			(unsigned long long)g_srv.n_nudges, (unsigned long long)g_srv.ra_after_reply);
 	/* Whoever waits for this file to go finds the final commit done and the
-	 * log complete. Before the volume is let go (pf_volume_close): a server
-	 * started meanwhile waits for it, and then writes its own file, which
-	 * this unlink must not remove. */
+	 * log complete. Before the volume is let go: a server started meanwhile
+	 * waits for the lock, and then writes its own file, which this unlink
+	 * must not remove. */
 	unlink(infopath);
 	{
 		int r = pf_volume_close(g_srv.vol, &err);
@@ -629,6 +639,18 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			ret = r;
 		}
 	}
+	/* Done with the volume's files: the client that waits for our close
+	 * (rt__srv_wait_closed: the last one, exiting, so that `kiln run`
+	 * returns with the volume closed) goes on now, woken once the lock has
+	 * gone too. CLOSED before the lock goes: a server that takes the lock
+	 * after us finds us marked closed (clients map its segment then). */
+	if (g_srv.log_fd >= 0)
+		close(g_srv.log_fd);
+	g_srv.log_fd = -1;
+	atomic_store(&g_srv.vseg->server, RT_VSEG_CLOSED);
+	if (g_srv.lock_fd >= 0)
+		close(g_srv.lock_fd);
+	syscall(SYS_futex, &g_srv.vseg->server, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 	rt__auth_wipe(&g_keys);
 	return ret ? 1 : 0;
 }

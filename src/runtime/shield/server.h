@@ -55,6 +55,31 @@ int rt__srv_spawn(const struct rt_srv_config *c, pid_t (*forkfn)(void), struct k
 int rt__srv_connect(const struct rt_srv_config *c, const struct rt_auth_keys *k,
 		    pid_t (*forkfn)(void), uint32_t pid, int *vseg_fd, struct kiln_err *err);
 
+/* What differs between the server's starters when it opens its volume: the
+ * pf storage over the store directory storefd (borrowed, checked and locked),
+ * the local freshness provider of a tag file, the CAS's (rt_fresh_cas), and
+ * (may be NULL) the storage's switch to one sync at a time, for volumes whose
+ * freshness prepare is a CAS request. */
+struct rt_volume_cfg;
+struct rt_srv_open_ops {
+	int (*storage)(int storefd, const struct pf_storage_ops **ops, void **ctx);
+	int (*fresh_local)(const char *path, const struct pf_freshness_ops **ops, void **ctx);
+	int (*fresh_cas)(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops,
+			 void **ctx);
+	void (*no_overlap)(void *storage_ctx);
+};
+
+/* The server's open of volume c (its open_volume calls this): DIR/.kiln
+ * never through a symlink (-KILN_EUNSAFE), its flock taken (waiting up to 10 s
+ * for a previous server's last commit, then -EBUSY: in use), the freshness
+ * provider c names (a tag file, or the CAS's tag: a CAS volume never committed
+ * is created here), pf_volume_open. The lock is held until the server has
+ * closed the volume. 0 and *out (owned by the server), or an error with err
+ * saying why. */
+int rt__srv_open_volume(const struct rt_volume_cfg *c, const struct rt_srv_open_ops *ops,
+			const uint8_t key[static RT_KEY_SIZE], pf_volume_t **out,
+			struct kiln_err *err);
+
 /* Build a default cache limit from KILN_FILE_CACHE's meaning (bytes). */
 #define RT_CACHE_DEFAULT (256ull << 20)
 

@@ -252,10 +252,12 @@ int rt__shield_init(struct kiln_err *err)
 
 void rt__shield_exit(void)
 {
+	static atomic_bool done;
 	struct rt_guard g;
 
-	/* A forked child that never used the volumes wrote nothing to commit. */
-	if (!g_rt.shield_on || atomic_load(&g_child))
+	/* A forked child that never used the volumes wrote nothing to commit.
+	 * Once per process: exit() runs it (rt_stop), then its exit_group. */
+	if (!g_rt.shield_on || atomic_load(&g_child) || atomic_exchange(&done, true))
 		return;
 	rt__lock(&g);
 	rt__vols_exit();

@@ -86,6 +86,7 @@ struct srv {
 	uint8_t *buf;          /* fill / write-back buffer */
 	size_t buf_size;
 	int log_fd;
+	int lock_fd;           /* DIR/.kiln, flocked (rt__srv_open_volume); -1: pf's own */
 	bool commit_all;       /* SYNCALL pending */
 	bool commit_busy;      /* a commit waits for an append lock */
 	bool need_commit;      /* some FSYNC pending */

@@ -128,6 +128,9 @@ void rt__vols_exit(void)
 
 			rt__vol_simple(v, &m);
 		}
+		/* The last client waits for the server's close: when `kiln run`
+		 * returns, the volume is closed and its directory the user's. */
+		rt__cl_leave(v);
 		kiln_wipe(v->key, sizeof(v->key));
 		rt__auth_wipe(&v->keys);
 	}
