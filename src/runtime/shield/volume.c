@@ -104,7 +104,9 @@ int rt__vols_init(struct kiln_err *err)
 		kiln_wipe(c->key, sizeof(c->key));
 		ret = rt__cl_connect(v, err);
 		if (ret) {
-			kiln_err_prefix(err, "volume %s: ", c->dir);
+			/* The server's own messages name the volume already. */
+			if (!strstr(kiln_err_msg(err, ret), c->dir))
+				kiln_err_prefix(err, "volume %s: ", c->dir);
 			return ret;
 		}
 		/* The grant's tags were good for the first open only. */

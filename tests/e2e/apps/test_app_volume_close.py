@@ -98,3 +98,25 @@ def test_supervised_run_waits_for_the_volume_lock(volume):
         timer.join()
     assert p.returncode == 0, p.stderr
     closed_now(volume.dir)
+
+
+def test_rollback_refused_alike_on_both_paths(volume, tmp_path):
+    """The volume's store put back to an older state (the host can): the
+    same refusal from the supervised path and the dynamic one, naming the
+    volume once, before the program runs."""
+    extra, argv = write_cmd("static", volume.dir)
+    volume.run(*argv, extra=extra, check=True)
+    old = tmp_path / "old-store"
+    shutil.copytree(volume.dir / ".kiln", old)
+    volume.run("sh", "-c", f"echo more > {volume.dir}/more.txt", check=True)
+    shutil.rmtree(volume.dir / ".kiln")
+    shutil.copytree(old, volume.dir / ".kiln")
+    said = []
+    for extra, argv in [(["--static=supervise"], [STATIC, "read", volume.dir]),
+                        ([], ["cat", volume.dir / "renamed.txt"])]:
+        p = volume.run(*argv, extra=extra)
+        assert p.returncode == 1 and p.stdout == "", p.stdout + p.stderr
+        line = p.stderr.splitlines()[-1]
+        assert line.count(str(volume.dir)) == 1, line
+        said.append(line.split(f"volume {volume.dir}: ", 1)[1])
+    assert said[0] == said[1] and said[0].startswith("volume rolled back: found version "), said
