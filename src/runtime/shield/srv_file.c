@@ -8,6 +8,8 @@
  * plaintext within the cache bound. */
 #include "runtime/shield/srv_int.h"
 
+#include "crypto/crypto.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -150,6 +152,67 @@ static void recount(struct sfile *f)
 	set_all_valid(f);
 }
 
+/* ---- digests of stored chunks (files with writable mappings) -------------
+ * A write through a mapping, or a supervised program's write (it does not
+ * trap), leaves no dirty bit: every chunk is taken as changed at each
+ * write-back (mark_mapped), and a commit would reseal the whole file. The
+ * chunks whose plaintext has the digest of what pf stores are skipped. The
+ * digests are taken when such a file's chunks are filled or stored, and
+ * forgotten wherever pf's chunks change otherwise (truncate, punch). */
+static void chunk_sum(const uint8_t *p, size_t len, uint8_t out[static SRV_SUM_SIZE])
+{
+	uint8_t d[KC_SHA256_SIZE];
+
+	if (kc_sha256(p, len, d))
+		memset(d, 0, sizeof(d)); /* not known: stored again */
+	memcpy(out, d, SRV_SUM_SIZE);
+}
+
+static bool sum_known(const uint8_t s[static SRV_SUM_SIZE])
+{
+	static const uint8_t zero[SRV_SUM_SIZE];
+
+	return memcmp(s, zero, SRV_SUM_SIZE) != 0;
+}
+
+/* Room for the digests of chunks [0, n); 0, or -ENOMEM (none kept then). */
+static int sums_reserve(struct sfile *f, uint64_t n)
+{
+	uint64_t want = n > 2 * f->nsums ? n : 2 * f->nsums;
+	void *p;
+
+	if (n <= f->nsums)
+		return 0;
+	p = realloc(f->sums, want * SRV_SUM_SIZE);
+	if (!p)
+		return -ENOMEM;
+	f->sums = p;
+	memset(f->sums + f->nsums, 0, (want - f->nsums) * SRV_SUM_SIZE);
+	f->nsums = want;
+	return 0;
+}
+
+/* pf's chunks [from, to) changed without a write-back: digests unknown. */
+static void sums_forget(struct sfile *f, uint64_t from, uint64_t to)
+{
+	if (to > f->nsums)
+		to = f->nsums;
+	if (from < to)
+		memset(f->sums + from, 0, (to - from) * SRV_SUM_SIZE);
+}
+
+/* buf holds len bytes of f from chunk c as pf stores them: their digests,
+ * when f is written through mappings. */
+static void sums_take(struct sfile *f, uint64_t c, const uint8_t *buf, uint64_t len)
+{
+	uint64_t cs = g_srv.cs;
+
+	if (!f->wmaps || sums_reserve(f, c + (len + cs - 1) / cs))
+		return;
+	for (uint64_t i = 0; i * cs < len; i++)
+		chunk_sum(buf + i * cs, len - i * cs < cs ? len - i * cs : cs, f->sums[c + i]);
+}
+
 static void sf_free(struct sfile *f)
 {
 	struct sfile **pp;
@@ -178,6 +241,8 @@ static void sf_free(struct sfile *f)
 	munmap(f->seg, f->seg_bytes);
 	close(f->memfd);
 	close(f->statefd);
+	if (f->sums)
+		kiln_free_secret(f->sums, f->nsums * SRV_SUM_SIZE);
 	free(f->path);
 	free(f);
 }
@@ -462,6 +527,8 @@ static ssize_t fill_bytes(struct sfile *f, uint64_t off, uint64_t len, struct ki
 			memset(g_srv.buf + r, 0, len - (uint64_t)r);
 		r = pwrite(f->memfd, g_srv.buf, len, (off_t)off) == (ssize_t)len ? (ssize_t)len :
 									   -EIO;
+		if (r >= 0)
+			sums_take(f, off / g_srv.cs, g_srv.buf, len);
 	}
 	kiln_wipe(g_srv.buf, len);
 	return r;
@@ -574,16 +641,61 @@ void sf_readahead(struct sfile *f)
 	set_all_valid(f);
 }
 
+static int store(struct sfile *f, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	struct kiln_err err = { 0 };
+	ssize_t r = pf_pwrite(f->pf, buf, len, off, &err);
+
+	return r < 0 ? srv_fail((int)r, &err) : 0;
+}
+
+/* buf holds len bytes of f from chunk c, all taken as changed: store the
+ * runs of chunks whose digest moved, and keep their new digests (forgotten
+ * if the store fails). */
+static int store_changed(struct sfile *f, uint64_t c, const uint8_t *buf, uint64_t len)
+{
+	uint64_t cs = g_srv.cs, n = (len + cs - 1) / cs, run = n;
+
+	for (uint64_t i = 0; i <= n; i++) {
+		bool moved = false;
+
+		if (i < n) {
+			uint8_t now[SRV_SUM_SIZE];
+
+			chunk_sum(buf + i * cs, len - i * cs < cs ? len - i * cs : cs, now);
+			moved = !sum_known(now) || memcmp(now, f->sums[c + i], SRV_SUM_SIZE) != 0;
+			memcpy(f->sums[c + i], now, SRV_SUM_SIZE);
+			g_srv.n_same += !moved;
+		}
+		if (moved && run == n)
+			run = i;
+		if (!moved && run < n) {
+			uint64_t end = i * cs < len ? i * cs : len;
+			int ret = store(f, buf + run * cs, end - run * cs, (c + run) * cs);
+
+			if (ret) {
+				sums_forget(f, c + run, c + n);
+				return ret;
+			}
+			run = n;
+		}
+	}
+	return 0;
+}
+
 /* Write chunks [c, e) (all taken dirty) of f back through pf. */
 static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
 {
 	uint64_t cs = g_srv.cs, per = g_srv.buf_size / cs;
+	/* Mapped now, or before: the digests stay good while kept
+	 * (sf_unmap's write-back takes every chunk as changed too). */
+	bool sums = (f->wmaps || f->sums) && !sums_reserve(f, e);
 
 	while (c < e) {
 		uint64_t k = e - c < per ? e : c + per;
 		uint64_t off = c * cs, len = (k * cs < size ? k * cs : size) - off;
-		struct kiln_err err = { 0 };
 		ssize_t r;
+		int ret;
 
 		if (off >= size)
 			return 0;
@@ -592,10 +704,10 @@ static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
 			kiln_wipe(g_srv.buf, len);
 			return -EIO;
 		}
-		r = pf_pwrite(f->pf, g_srv.buf, len, off, &err);
+		ret = sums ? store_changed(f, c, g_srv.buf, len) : store(f, g_srv.buf, len, off);
 		kiln_wipe(g_srv.buf, len);
-		if (r < 0)
-			return srv_fail((int)r, &err);
+		if (ret)
+			return ret;
 		c = k;
 	}
 	return 0;
@@ -704,9 +816,11 @@ static int writeback_locked(struct sfile *f)
 		atomic_fetch_or(&f->seg->flags, RT_FS_FAILED);
 		return ret;
 	}
-	if (!pf_get_size(f->pf, &psize) && psize != size &&
-	    (ret = pf_ftruncate(f->pf, size, &err)))
-		return srv_fail(ret, &err);
+	if (!pf_get_size(f->pf, &psize) && psize != size) {
+		sums_forget(f, (psize < size ? psize : size) / g_srv.cs, UINT64_MAX);
+		if ((ret = pf_ftruncate(f->pf, size, &err)))
+			return srv_fail(ret, &err);
+	}
 	old_stored = atomic_load(&f->seg->stored_size);
 	move_stored(f, size);
 	if (size != old_stored)
@@ -759,6 +873,7 @@ int sf_truncate(struct sfile *f, uint64_t size)
 	drop_words(f, nn, srv_nchunks(old > stored ? old : stored));
 	if (size % cs && size < old)
 		rt__ck_mark(f->seg, g_srv.vseg, size / cs, size / cs);
+	sums_forget(f, (size < stored ? size : stored) / cs, UINT64_MAX);
 	ret = pf_ftruncate(f->pf, size, &err);
 	if (ret)
 		return srv_fail(ret, &err);
@@ -817,6 +932,7 @@ static int zero_range(struct sfile *f, int mode, uint64_t off, uint64_t len, uin
 	atomic_fetch_sub(&g_srv.vseg->dirty_bytes, dropped * cs);
 	if (fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0)
 		return -errno;
+	sums_forget(f, off / cs, (end + cs - 1) / cs);
 	if (w0 < w1 && w0 < nsz) {
 		ret = pf_fallocate(f->pf, PF_FALLOC_PUNCH_HOLE | PF_FALLOC_KEEP_SIZE, w0 * cs,
 				   ((w1 < nsz ? w1 : nsz) - w0) * cs, &err);

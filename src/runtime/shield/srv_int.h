@@ -17,6 +17,9 @@
 /* Files up to this size are filled whole when opened (servers read small
  * files whole; one round trip instead of one per read). */
 #define SRV_FILL_AT_OPEN (64u * 1024)
+/* Bytes of a chunk's digest kept (SHA-256, cut: a changed chunk is taken
+ * for unchanged only if 128 bits of it collide). */
+#define SRV_SUM_SIZE 16
 
 /* One open file: its pf handle, plaintext memfd and state memfd. Owned by
  * g_srv (files list, path index); it lives while clients hold it or it holds
@@ -33,6 +36,12 @@ struct sfile {
 	uint64_t holds;        /* client holds (opens, attaches) */
 	uint32_t maps, wmaps;  /* client mappings (writable ones) */
 	uint32_t wholes;       /* writable ones of RT_MAP_WHOLE (supervised programs) */
+	/* Digests of the chunks' plaintext as pf stores it (all zero: not known),
+	 * for files with writable mappings, whose write-back takes every chunk
+	 * as changed: the ones whose digest did not move are not stored again
+	 * (srv_file.c, sums_*). malloc'd, nsums of them. */
+	uint8_t (*sums)[SRV_SUM_SIZE];
+	uint64_t nsums;
 	bool want_commit;      /* a client asked for a durable commit */
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
@@ -96,6 +105,7 @@ struct srv {
 	bool stats;
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
 	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */
+	uint64_t n_same;       /* chunks of mapped files not stored again: digest unmoved */
 	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */
 };
 extern struct srv g_srv;
