@@ -15,7 +15,7 @@ import pytest
 from kilnapps import BUILD, SECRET, Volume
 
 STATIC = BUILD / "tests" / "e2e" / "apps" / "rt_static_files"
-ROUNDS = {"dynamic": 20, "static": 10}  # supervised runs are slower
+ROUNDS = {"dynamic": 20, "static": 5}  # supervised runs are slower
 
 
 def closed_now(voldir):
