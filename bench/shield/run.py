@@ -271,7 +271,9 @@ def sqlite_loops_bench(kiln, rounds):
 
 
 # ---- pgbench ------------------------------------------------------------------------
-def pg_tps(run, root, data, scale, clients, secs):
+def pg_tps(run, root, data, scale, clients, secs, attach=None):
+    """tps of pgbench -c CLIENTS for SECS after pgbench -i -s SCALE; attach: called
+    between the two (a profiler), returns what to call once the run is over."""
     pg = lambda *a, **kw: subprocess.run(  # noqa: E731
         ["runuser", "-u", "postgres", "--", *run, *map(str, a)], capture_output=True, text=True,
         **kw)
@@ -282,7 +284,12 @@ def pg_tps(run, root, data, scale, clients, secs):
     assert r.returncode == 0, r.stderr
     try:
         assert pg(PGBIN / "pgbench", "-h", root, "-i", "-s", scale, "postgres").returncode == 0
-        r = pg(PGBIN / "pgbench", "-h", root, "-c", clients, "-j", 2, "-T", secs, "postgres")
+        detach = attach() if attach else None
+        try:
+            r = pg(PGBIN / "pgbench", "-h", root, "-c", clients, "-j", 2, "-T", secs, "postgres")
+        finally:
+            if detach:
+                detach()
         return float(re.search(r"tps = ([\d.]+)", r.stdout).group(1))
     finally:
         pg(PGBIN / "pg_ctl", "-D", data, "-w", "-m", "fast", "stop")
