@@ -99,9 +99,13 @@ static void volume(struct cas__req *rc, const char *op)
 	}
 	free(text);
 	if (!strcmp(op, "prepare")) {
-		if (v.prepared == tag && tag == v.committed + 1) {
+		/* Above the committed tag and never below a prepared one: a
+		 * version whose commit failed or crashed is abandoned, never
+		 * prepared again (pf's next commit skips it, so two contents
+		 * never carry one version; docs/fs.md, rollback protection). */
+		if (v.prepared == tag) {
 			ok = true; /* retry of the same prepare */
-		} else if (tag == v.committed + 1) {
+		} else if (tag > v.committed && tag > v.prepared) {
 			v.prepared = tag;
 			ret = cas__volume_set_tags(&s->st, id, v.committed, v.prepared);
 			ok = true;
@@ -127,7 +131,7 @@ static void volume(struct cas__req *rc, const char *op)
 		if (v.prepared >= 0)
 			snprintf(prepared, sizeof(prepared), "%lld", (long long)v.prepared);
 		snprintf(msg, sizeof(msg), "%s %lld refused: committed %lld, prepared %s "
-			 "(prepare needs committed+1, commit needs the prepared tag)", op,
+			 "(prepare needs a tag above both, commit needs the prepared tag)", op,
 			 (long long)tag, (long long)v.committed, prepared);
 		cas__fail_json(rc, -KILN_ECONFLICT,
 			       json_pack("{s:s,s:I,s:o}", "error", msg, "committed",

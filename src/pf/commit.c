@@ -48,6 +48,56 @@ static int replace(pf_volume_t *v, const char *tmp, const char *name)
 	return ret;
 }
 
+/* Versions are never used twice. Whatever is sealed with version X (a
+ * metadata or a record) may stay on the host's disk even when X's commit
+ * never completes; were X used again for another content, the host could
+ * later show the first one under the committed X (docs/fs.md, rollback
+ * protection; test_version_never_reused). So: nothing sealed with X is
+ * written before the provider holds X - 1 (else X's prepare comes first,
+ * not overlapped with the writes); then a crash leaves at most trusted + 1
+ * written beyond what the provider holds, and open takes that one as used
+ * (pf__versions_known). The next commit goes above every version used. */
+void pf__versions_known(pf_volume_t *v, uint64_t trusted)
+{
+	v->trusted = trusted;
+	v->burned = trusted + 1;
+}
+
+static uint64_t next_version(const pf_volume_t *v)
+{
+	if (!v->fo)
+		return v->version + 1;
+	return (v->version > v->burned ? v->version : v->burned) + 1;
+}
+
+static int prepare(pf_volume_t *v, uint64_t version, struct kiln_err *err)
+{
+	int ret;
+
+	if (!v->fo)
+		return 0;
+	ret = v->fo->prepare(v->fctx, version, err);
+	if (!ret && version > v->trusted)
+		v->trusted = version;
+	return ret;
+}
+
+/* About to write what is sealed with version: its prepare first unless the
+ * provider holds the version before it (the common case, a commit after a
+ * completed one: the prepare then overlaps the writes). *later says
+ * whether the caller still has to prepare. */
+static int use_version(pf_volume_t *v, uint64_t version, bool *later, struct kiln_err *err)
+{
+	int ret = 0;
+
+	*later = v->fo && v->trusted + 1 >= version;
+	if (v->fo && !*later)
+		ret = prepare(v, version, err);
+	if (!ret && version > v->burned)
+		v->burned = version;
+	return ret;
+}
+
 /* Durable: write the metadata as version+1 to meta.tmp and sync it (overlapped
  * with the prepare of version+1 and the data syncs pf__commit_locked started), put it
  * in place of meta, sync the directory, commit; then remove the backing files
@@ -61,10 +111,16 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	struct pf_buf w = { 0 };
 	uint8_t *env = NULL;
 	size_t env_size = 0;
-	uint64_t version = durable ? v->version + 1 : v->version;
+	uint64_t version = durable ? next_version(v) : v->version;
 	void *fh = NULL;
+	bool later = false;
 	int ret;
 
+	if (durable) {
+		ret = use_version(v, version, &later, err);
+		if (ret)
+			goto out;
+	}
 	ret = pf__meta_encode(v, &w);
 	if (!ret)
 		ret = pf__meta_seal(&v->mk, version, w.p, w.len, &env, &env_size);
@@ -72,9 +128,10 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		kiln_err_set(err, ret, "metadata: %s", kiln_strerror(ret));
 		goto out;
 	}
-	/* meta.tmp is written and its sync started before the prepare: nothing
-	 * reads it before the rename, which waits for all three (and for the
-	 * data syncs pf__commit_locked started). */
+	/* meta.tmp is written and its sync started before the prepare (when
+	 * use_version allows it): nothing reads it before the rename, which
+	 * waits for all three (and for the data syncs pf__commit_locked
+	 * started). */
 	ret = v->so->open(v->sctx, durable ? "meta.tmp" : "meta.pub.tmp", PF_SO_CREATE, &fh);
 	if (!ret)
 		ret = pf__st_pwrite_all(v, fh, env, env_size, 0);
@@ -86,8 +143,8 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		ret = pf__st_set_size(v, fh, env_size);
 	if (!ret && durable)
 		ret = sync_begin(v, fh);
-	if (!ret && durable && v->fo)
-		ret = v->fo->prepare(v->fctx, version, err);
+	if (!ret && later)
+		ret = prepare(v, version, err);
 	if (syncs_settle(v) && !ret)
 		ret = -EIO;
 	if (fh) {
@@ -152,7 +209,10 @@ static bool log_commit_ok(pf_volume_t *v)
 {
 	size_t count = 0;
 
+	/* A skipped version (an abandoned prepare) is a gap a replay stops at:
+	 * the metadata carries the jump. */
 	if (v->ns_dirty || v->pending || v->lazy || v->log_broken ||
+	    next_version(v) != v->version + 1 ||
 	    v->log_records >= PF_LOG_MAX_RECORDS || v->log_off >= PF_LOG_MAX_BYTES)
 		return false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
@@ -175,10 +235,12 @@ static bool log_commit_ok(pf_volume_t *v)
 static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	int ret = 0;
+	bool later;
+	int ret = use_version(v, version, &later, err);
 
-	if (v->fo)
-		ret = v->fo->prepare(v->fctx, version, err);
+	if (!ret && later)
+		ret = prepare(v, version, err);
+
 	if (syncs_settle(v) && !ret)
 		ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
 	if (!ret)

@@ -24,8 +24,12 @@ int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first, stru
 		ret = v->fo->prepare(v->fctx, version, err);
 		if (!ret)
 			ret = v->fo->commit(v->fctx, version, err);
+		if (!ret)
+			pf__versions_known(v, version);
 		return ret;
 	}
+	if (!ret)
+		pf__versions_known(v, c > p ? c : p);
 	if (ret == -ENOENT)
 		return kiln_err_set(err, -KILN_EROLLBACK, "no trusted volume version is available "
 				    "(found version %llu)", (unsigned long long)version);

@@ -456,6 +456,13 @@ struct pf_volume {
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
 	uint64_t version; /* freshness counter of the last metadata written */
+	/* Versions and the freshness provider (commit.c, next_version): the
+	 * highest version the provider is known to hold (committed or prepared),
+	 * and the highest one anything sealed may carry on storage (written
+	 * here, or possibly by a run a crash cut: at open, trusted + 1). The
+	 * next commit goes above both: no version ever names two contents. */
+	uint64_t trusted;
+	uint64_t burned;
 	uint32_t cs;
 	uint64_t stride;
 	struct pf_meta_region *regions; /* owned, prefixes owned */
@@ -798,6 +805,9 @@ int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err);
  * provider's committed or prepared version (committing a prepared one),
  * -KILN_EROLLBACK when older, -KILN_ECONFLICT when newer; with trust_first a
  * provider that holds nothing yet takes this version. */
+/* commit.c: what the provider holds (at open): the versions up to trusted,
+ * and the one after it, count as used. */
+void pf__versions_known(pf_volume_t *v, uint64_t trusted);
 int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first,
 			struct kiln_err *err);
 

@@ -332,12 +332,16 @@ def test_volumes_prepare_commit(kiln, cas, cas_identity, tmp_path):
     base = f"/v1/volumes/{vid}"
     assert w.get(base + "/tag") == (200, {"committed": 0, "prepared": None})
     assert w.post(base + "/commit", {"tag": 1})[0] == 409
-    assert w.post(base + "/prepare", {"tag": 2})[0] == 409
     assert w.post(base + "/prepare", {"tag": 1}) == (200, {"committed": 0, "prepared": 1})
     assert w.post(base + "/prepare", {"tag": 1})[0] == 200  # retried
-    assert w.post(base + "/commit", {"tag": 1}) == (200, {"committed": 1, "prepared": None})
-    s, b = w.post(base + "/prepare", {"tag": 1})
-    assert s == 409 and b["committed"] == 1
+    # 1's commit never came: 1 is abandoned, the next prepare goes above it and
+    # 1 is never prepared or committed again (a version names one content).
+    assert w.post(base + "/prepare", {"tag": 2}) == (200, {"committed": 0, "prepared": 2})
+    assert w.post(base + "/prepare", {"tag": 1})[0] == 409
+    assert w.post(base + "/commit", {"tag": 1})[0] == 409
+    assert w.post(base + "/commit", {"tag": 2}) == (200, {"committed": 2, "prepared": None})
+    s, b = w.post(base + "/prepare", {"tag": 2})
+    assert s == 409 and b["committed"] == 2
     assert w.post(base + "/prepare", {"tag": "x"})[0] == 400
     # A key that holds no grant (never attested) is refused, so is no key.
     stranger = Workload(cas, tmp_path)
@@ -348,8 +352,8 @@ def test_volumes_prepare_commit(kiln, cas, cas_identity, tmp_path):
     # so does the grant (a row of the store).
     cas.restart()
     s, r = Workload(cas, tmp_path).attest("acme/db", "db", host={"PORT": "1"})
-    assert r["volumes"][0]["tag"] == {"committed": 1, "prepared": None}
-    assert w.post(base + "/prepare", {"tag": 2}) == (200, {"committed": 1, "prepared": 2})
+    assert r["volumes"][0]["tag"] == {"committed": 2, "prepared": None}
+    assert w.post(base + "/prepare", {"tag": 3}) == (200, {"committed": 2, "prepared": 3})
 
 
 def test_export_import(kiln, cas, cas_identity, tmp_path):

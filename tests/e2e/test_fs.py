@@ -382,17 +382,20 @@ def test_replace_metadata_with_older_copy_is_rollback(vol, tmp_path):
     put(run, "f", b"one")
     meta = d / ".kiln" / "meta"
     old = meta.read_bytes()
+    p = run("verify")
+    old_version = int(re.search(r"volume version: (\d+)", p.stdout).group(1))
     put(run, "f", b"two")
     p = run("verify")
     version = int(re.search(r"volume version: (\d+)", p.stdout).group(1))
+    assert version > old_version
     meta.write_bytes(old)
     p = cat(run, "f")
     assert p.returncode == 1
-    assert f"rolled back: found version {version - 1}, expected {version}" in p.stderr
+    assert f"rolled back: found version {old_version}, expected {version}" in p.stderr
     # Without the version file, --expect-version does the same job.
     p = run("verify", "--expect-version", str(version))
     assert p.returncode == 1
-    assert f"found version {version - 1}, expected {version}" in p.stderr
+    assert f"found version {old_version}, expected {version}" in p.stderr
     # And a lost version file is not silently trusted.
     os.unlink(str(key) + ".version")
     p = cat(run, "f")

@@ -521,9 +521,27 @@ static void test_volume_needs_the_attested_key_and_its_grant(void **state)
 	json_decref(a);
 	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 0}", &a), 400);
 	json_decref(a);
+	/* a commit that failed is abandoned: its tag is never prepared or
+	 * committed again (pf skips it), the next one goes above it */
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 2}", &a), 200);
+	assert_int_equal(json_integer_value(json_object_get(a, "prepared")), 2);
+	json_decref(a);
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 2}", &a), 200);
+	json_decref(a); /* a retry */
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 1}", &a), 409);
+	assert_non_null(strstr(json_string_value(json_object_get(a, "error")), "prepared 2"));
+	json_decref(a);
 	snprintf(path, sizeof(path), "/v1/volumes/%s/commit", v.id);
-	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 1}", &a), 200);
-	assert_int_equal(json_integer_value(json_object_get(a, "committed")), 1);
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 1}", &a), 409);
+	json_decref(a);
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 2}", &a), 200);
+	assert_int_equal(json_integer_value(json_object_get(a, "committed")), 2);
+	json_decref(a);
+	/* nothing at or below the committed tag is prepared again */
+	snprintf(path, sizeof(path), "/v1/volumes/%s/prepare", v.id);
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 2}", &a), 409);
+	json_decref(a);
+	assert_int_equal(call_as_workload(CAS_HTTP_POST, path, ALICE, "{\"tag\": 1}", &a), 409);
 	json_decref(a);
 	/* another key, even with the volume's id: 403 */
 	snprintf(path, sizeof(path), "/v1/volumes/%s/tag", v.id);

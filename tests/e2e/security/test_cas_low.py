@@ -113,7 +113,7 @@ def test_409_never_says_prepared_minus_one(cas, kiln, cas_identity, tmp_path):
     status, body = w.post(f"/v1/volumes/{g['volumes'][0]['id']}/commit", {"tag": 1})
     assert status == 409 and body["prepared"] is None
     assert body["error"] == ("commit 1 refused: committed 0, prepared none (prepare needs "
-                             "committed+1, commit needs the prepared tag)")
+                             "a tag above both, commit needs the prepared tag)")
 
 
 def test_error_messages_do_not_echo_unbounded_input(kiln, kiln_bin, cas, cas_identity,
