@@ -10,6 +10,23 @@
 #include <string.h>
 #include <unistd.h>
 
+int pf__fresh_current(pf_volume_t *v, uint64_t version, uint64_t *c, uint64_t *p,
+		      struct kiln_err *err)
+{
+	int ret = v->fo->current(v->fctx, c, p, err);
+
+	/* The first answer may be a snapshot (the CAS's tags as the grant
+	 * carried them at attestation). A commit can have completed since (the
+	 * volume server of a run just ended, closing): when the answer does
+	 * not admit what storage holds, the provider is asked again. */
+	if (ret == -ENOENT || (!ret && version > *c && version > *p)) {
+		if (err)
+			memset(err, 0, sizeof(*err));
+		ret = v->fo->current(v->fctx, c, p, err);
+	}
+	return ret;
+}
+
 int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first, struct kiln_err *err)
 {
 	uint64_t c = 0, p = 0;
@@ -17,7 +34,7 @@ int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first, stru
 
 	if (!v->fo)
 		return 0;
-	ret = v->fo->current(v->fctx, &c, &p, err);
+	ret = pf__fresh_current(v, version, &c, &p, err);
 	if (ret == -ENOENT && trust_first) {
 		if (v->read_only)
 			return 0;

@@ -808,6 +808,10 @@ int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err);
 /* commit.c: what the provider holds (at open): the versions up to trusted,
  * and the one after it, count as used. */
 void pf__versions_known(pf_volume_t *v, uint64_t trusted);
+/* The provider's committed and prepared versions, asked twice when the
+ * first answer (maybe a snapshot) does not admit version. */
+int pf__fresh_current(pf_volume_t *v, uint64_t version, uint64_t *c, uint64_t *p,
+		      struct kiln_err *err);
 int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first,
 			struct kiln_err *err);
 

@@ -277,7 +277,7 @@ int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct ki
 		goto out;
 	/* Records the trusted store never prepared are not replayed. (Asked
 	 * only when there are records: for a CAS it is a round trip.) */
-	ret = v->fo->current(v->fctx, &c, &p, err);
+	ret = pf__fresh_current(v, s->recs[s->count - 1].version, &c, &p, err);
 	if (ret == -ENOENT)
 		ret = 0; /* nothing trusted yet: pf__check_freshness decides */
 	else if (!ret)

@@ -3219,6 +3219,111 @@ static void test_log_rollback(void **state)
 	env_free(&e);
 }
 
+/* A provider whose first answers lag: the CAS's tags as a grant carried them
+ * at attestation, before the volume server of the run just ended committed
+ * its close. */
+struct lagging_fresh {
+	const struct pf_freshness_ops *inner;
+	void *ictx;
+	int stale; /* how many answers lag by one version */
+};
+
+static int lag_prepare(void *ctx, uint64_t version, struct kiln_err *err)
+{
+	struct lagging_fresh *l = ctx;
+
+	return l->inner->prepare(l->ictx, version, err);
+}
+
+static int lag_commit(void *ctx, uint64_t version, struct kiln_err *err)
+{
+	struct lagging_fresh *l = ctx;
+
+	return l->inner->commit(l->ictx, version, err);
+}
+
+static int lag_current(void *ctx, uint64_t *c, uint64_t *p, struct kiln_err *err)
+{
+	struct lagging_fresh *l = ctx;
+	int ret = l->inner->current(l->ictx, c, p, err);
+
+	if (!ret && l->stale > 0) {
+		l->stale--;
+		*c = *p = *c - 1;
+	}
+	return ret;
+}
+
+static void lag_free(void *ctx)
+{
+	struct lagging_fresh *l = ctx;
+
+	l->inner->free(l->ictx);
+	free(l);
+}
+
+static const struct pf_freshness_ops g_lag_ops = {
+	.prepare = lag_prepare, .commit = lag_commit, .current = lag_current, .free = lag_free,
+};
+
+static int vol_open_lagging(struct env *e, int stale, pf_volume_t **v, struct kiln_err *err)
+{
+	struct pf_volume_opts o;
+	struct lagging_fresh *l = calloc(1, sizeof(*l));
+
+	assert_non_null(l);
+	opts_fill(e, &o, false);
+	l->inner = o.freshness;
+	l->ictx = o.freshness_ctx;
+	l->stale = stale;
+	o.freshness = &g_lag_ops;
+	o.freshness_ctx = l;
+	return pf_volume_open(e->kdir, g_key, &o, v, err);
+}
+
+/* A first answer one version behind is asked again, with records to replay
+ * (the log's admission) and without (the rollback check); a provider that
+ * stays behind is still a conflict. */
+static void test_freshness_asked_again(void **state)
+{
+	uint8_t s[2][3000];
+	struct kiln_err err = { 0 };
+	pf_file_t *f;
+	pf_volume_t *v;
+	uint64_t ver;
+	struct env e;
+
+	memset(s[0], 'x', sizeof(s[0]));
+	memset(s[1], 'y', sizeof(s[1]));
+	env_init(&e);
+	v = vol_init(&e, 1024, NULL, 0);
+	write_file(v, "f", s[0], sizeof(s[0]));
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	v = vol_reopen(&e);
+	ver = pf_volume_version(v);
+	pf_volume_close(v, NULL);
+	/* Without records. */
+	assert_int_equal(vol_open_lagging(&e, 1, &v, &err), 0);
+	assert_int_equal(pf_volume_version(v), ver);
+	first_commit(v, "f", s[0], sizeof(s[0]));
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, s[1], sizeof(s[1]));
+	assert_true(v->log_records > 0);
+	ver = pf_volume_version(v);
+	pf_close(f);
+	pf_volume_discard(v);
+	/* With a record to replay: not dropped for the lagging answer. */
+	assert_int_equal(vol_open_lagging(&e, 1, &v, &err), 0);
+	assert_int_equal(pf_volume_version(v), ver);
+	check_content(v, "f", s[1], sizeof(s[1]));
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	/* Behind at every answer (no records: a checkpoint at close): refused,
+	 * as before. */
+	assert_int_equal(vol_open_lagging(&e, 1000, &v, &err), -KILN_ECONFLICT);
+	assert_non_null(strstr(err.msg, "newer than the trusted"));
+	env_free(&e);
+}
+
 /* A version whose commit did not complete is never used again. The host
  * keeps the volume of a commit a crash cut before the trusted store
  * committed it (left prepared, or its prepare lost), hides it, and after the
@@ -3435,6 +3540,7 @@ int main(void)
 		cmocka_unit_test(test_log_commits),
 		cmocka_unit_test(test_log_rollback),
 		cmocka_unit_test(test_version_never_reused),
+		cmocka_unit_test(test_freshness_asked_again),
 		cmocka_unit_test(test_log_crash_points),
 	};
 
