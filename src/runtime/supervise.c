@@ -58,7 +58,7 @@ static int install_filter(void)
 	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 					      offsetof(struct seccomp_data, nr));
 	for (unsigned nr = 0; nr < RT_SYSCALL_COUNT; nr++) {
-		if (!g_rt_syscalls[nr].supervised)
+		if (!g_rt_syscalls[nr].supervised && !sv_traps_write(nr))
 			continue;
 		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1);
 		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
@@ -388,6 +388,12 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_exit_group:
 		sv_exit(sv, tid);
 		return SV_CONTINUE;
+	case SYS_write:
+	case SYS_pwrite64:
+	case SYS_writev:
+	case SYS_pwritev:
+	case SYS_pwritev2:
+		return sv_sync_write(sv, n, val) ? 0 : SV_CONTINUE;
 	case SYS_openat:
 	case SYS_openat2:
 	case SYS_newfstatat:

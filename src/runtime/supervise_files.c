@@ -271,7 +271,9 @@ static long inject(struct sv *sv, const struct seccomp_notif *n, struct sv_file 
 	int fd;
 
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", f->memfd);
-	fd = open(p, (flags & (O_ACCMODE | O_APPEND)) | O_CLOEXEC);
+	/* O_SYNC / O_DSYNC kept for F_GETFL and for supervise_sync.c, which
+	 * asks the kernel about the program's fd. */
+	fd = open(p, (flags & (O_ACCMODE | O_APPEND | O_SYNC)) | O_CLOEXEC);
 	return fd < 0 ? -errno : sv_inject(sv, n, fd, flags);
 }
 
@@ -393,6 +395,8 @@ have:
 	}
 	if (ret >= 0)
 		f->closed_ns = 0;
+	if (ret >= 0 && (flags & O_DSYNC))
+		sv->dsync_opens++;
 out:
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)

@@ -97,6 +97,7 @@ struct sv {
 	size_t nfds, cap_fds;
 	struct sv_fd *fds;             /* owned */
 	struct sv_writer writers[SV_WRITERS];
+	uint64_t dsync_opens;          /* protected opens with O_DSYNC / O_SYNC so far */
 	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
 };
 
@@ -156,6 +157,13 @@ long sv_truncate(struct sv *sv, pid_t tid, struct sv_vol *v, const char *rel, ui
 /* fd calls: the tracked fd of (tid's process, fd), or NULL. */
 struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd);
 long sv_fsync(struct sv *sv, struct sv_fd *e);
+
+/* supervise_sync.c: durable writes (O_DSYNC, O_SYNC, RWF_DSYNC, RWF_SYNC). */
+/* The write family: trapped so that those can be. */
+bool sv_traps_write(long nr);
+/* A trapped write: when it must be durable, done here with fsync's commit
+ * before the reply (*val: its result; true); false: let the kernel run it. */
+bool sv_sync_write(struct sv *sv, const struct seccomp_notif *n, long *val);
 /* close of a tracked fd: replaced by /dev/null in the program (so the memfd
  * is closed when this returns, locks released), forgotten; the caller lets
  * the kernel close the replacement. A file's last one keeps the file for the

@@ -9,7 +9,9 @@
  *   write: the chunks are pinned and the partial ones filled, the write is
  *          native, the chunks are marked VALID|DIRTY. Appends (O_APPEND) take
  *          the file's append lock (an OFD lock on the state memfd) so that
- *          the end of the file cannot move or be evicted meanwhile.
+ *          the end of the file cannot move or be evicted meanwhile. On an
+ *          O_DSYNC / O_SYNC fd, or with RWF_DSYNC / RWF_SYNC, the write then
+ *          waits for the commit an fdatasync makes.
  *
  * Large transfers go in windows, so that a read of a huge file never needs
  * more than a window of it in memory at once (the server evicts behind).
@@ -31,6 +33,15 @@
 #include "runtime/shield/internal.h"
 
 #define WINDOW ((uint64_t)4 << 20)
+
+/* pwritev2's per-write O_DSYNC / O_SYNC (<linux/fs.h>; musl's headers lack
+ * them). */
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x2
+#endif
+#ifndef RWF_SYNC
+#define RWF_SYNC 0x4
+#endif
 
 /* One line per distinct failure, per process. */
 static void say_once(const struct rt_node *n, const char *msg)
@@ -442,6 +453,12 @@ long rt__shield_data(long nr, const long a[6])
 out_write:
 	if (write && r > 0)
 		throttle(n);
+	/* O_DSYNC / O_SYNC, RWF_DSYNC / RWF_SYNC: the write returns once durable,
+	 * as after an fdatasync (the kernel's answer when that fails: EIO). */
+	if (write && r > 0 &&
+	    (o->dsync || (nr == SYS_pwritev2 && (a[5] & (RWF_DSYNC | RWF_SYNC)))) &&
+	    rt__ofd_sync(o) < 0)
+		r = -EIO;
 out:
 	if (io && !write && len > 0 && r >= 0 && n->vol)
 		file_accessed(n, fd);

@@ -221,6 +221,7 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 	o->kind = RT_FD_FILE;
 	o->node = n;
 	o->append = rflags & O_APPEND;
+	o->dsync = rflags & O_DSYNC; /* O_SYNC includes it */
 	/* The kernel just made fd: the table has nothing for it. */
 	rt_fd_set((int)fd, RT_FD_FILE, o);
 	o = NULL;

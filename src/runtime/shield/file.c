@@ -262,13 +262,17 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 	o->kind = RT_FD_FILE;
 	o->node = n;
 	o->append = rflags & O_APPEND;
+	o->dsync = rflags & O_DSYNC; /* O_SYNC includes it */
 	n->refs++;
 	rt__cache_take(n);
 	rt__fd_attach((int)fd, o);
 	return fd;
 }
 
-#define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME)
+/* O_SYNC and O_DSYNC stay on the memfd's description although the kernel does
+ * nothing with them there: F_GETFL reports them, and an exec'd program's
+ * runtime finds them again on the fds it inherits (shield.c). */
+#define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME | O_SYNC)
 
 bool rt__open_denied(const struct rt_stat_reply *r, int flags)
 {
@@ -596,6 +600,16 @@ static long close_range_locked(unsigned first, unsigned last, unsigned flags)
 	return 0;
 }
 
+/* fsync's commit of a file fd (o referenced by the caller): also what a write
+ * on an O_DSYNC / O_SYNC fd, or with RWF_DSYNC / RWF_SYNC, waits for. */
+long rt__ofd_sync(struct rt_ofd *o)
+{
+	/* on-close / on-exit: the data is saved later, by choice. */
+	if (g_rt.cfg.freshness != RT_FRESH_EVERY_FSYNC || !o->node->vol)
+		return 0;
+	return rt__node_commit(o->node) ? -EIO : 0;
+}
+
 /* No lock: a commit may take a while, and the fsyncs of other threads join
  * the same commit in the server meanwhile. */
 long rt__shield_fsync(long fd)
@@ -607,12 +621,9 @@ long rt__shield_fsync(long fd)
 	rt__child_check();
 	switch (rt_fd_kind((int)fd)) {
 	case RT_FD_FILE:
-		/* on-close / on-exit: the data is saved later, by choice. */
-		if (!commit || !o->node->vol)
-			return 0;
 		if (!rt__ofd_tryref(o))
 			return -EBADF;
-		r = rt__node_commit(o->node) ? -EIO : 0;
+		r = rt__ofd_sync(o);
 		rt__ofd_unref_lockfree(o);
 		return r;
 	case RT_FD_DIR: {

@@ -138,6 +138,8 @@ struct rt_ofd {
 	atomic_int refs;       /* fds sharing this description (dup), data calls in progress */
 	enum rt_fd_kind kind;
 	bool append;           /* O_APPEND (kept current by fcntl F_SETFL) */
+	bool dsync;            /* O_DSYNC or O_SYNC (fixed at open: F_SETFL cannot
+				* change them): every write commits as fdatasync */
 	struct rt_node *node;  /* RT_FD_FILE */
 	struct rt_vol *vol;    /* RT_FD_DIR */
 	char *rel;             /* RT_FD_DIR, malloc'd */
@@ -235,6 +237,9 @@ void rt__node_reap(void) RT_HIDDEN;
 
 /* file.c: open file descriptions. */
 long rt__ofd_open_node(struct rt_node *n, int rflags) RT_HIDDEN;
+/* fsync's durable commit of a file description the caller holds a reference
+ * on (nothing under the on-close and on-exit freshness); -EIO when it fails. */
+long rt__ofd_sync(struct rt_ofd *o) RT_HIDDEN;
 void rt__ofd_unref(struct rt_ofd *o) RT_HIDDEN;
 bool rt__ofd_tryref(struct rt_ofd *o) RT_HIDDEN;
 /* Lock-free unref (data calls): the last reference is released later. */

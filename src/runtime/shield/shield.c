@@ -218,6 +218,7 @@ static void attach_exec_fds(void)
 		o->kind = RT_FD_FILE;
 		o->node = n;
 		o->append = fl & O_APPEND;
+		o->dsync = fl & O_DSYNC; /* O_SYNC includes it */
 		n->refs++;
 		rt__fd_attach(fd, o);
 	}

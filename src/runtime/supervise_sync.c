@@ -1,0 +1,197 @@
+/* kiln run, supervised mode: writes that must be durable when they return
+ * (supervise_int.h): on a protected fd opened O_DSYNC or O_SYNC, and
+ * pwritev2 with RWF_DSYNC or RWF_SYNC.
+ *
+ * The program's writes of a protected file are native on the server's memfd,
+ * where the kernel's O_DSYNC does nothing durable. So the write family traps
+ * (the filter cannot tell one fd from another), and the supervisor answers
+ * CONTINUE at once unless the call asks for durability: then it does the
+ * write itself, on the program's own description of the memfd (pidfd_getfd:
+ * the same offset and O_APPEND), and replies only after fsync's commit
+ * (sv_fsync). Whether an fd asks for it is the kernel's answer
+ * (/proc/TID/fdinfo: its flags and inode), so dup'd, inherited and exec'd
+ * fds keep it as the description does. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "runtime/supervise_int.h"
+
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x2
+#endif
+#ifndef RWF_SYNC
+#define RWF_SYNC 0x4
+#endif
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+/* At most this much of one write is done at once (a short write: the program
+ * writes the rest, as after a signal). */
+#define SV_SYNC_WRITE_MAX ((size_t)64 << 20)
+
+bool sv_traps_write(long nr)
+{
+	return nr == SYS_write || nr == SYS_pwrite64 || nr == SYS_writev || nr == SYS_pwritev ||
+	       nr == SYS_pwritev2;
+}
+
+/* The flags and inode of fd in tid's table (/proc/TID/fdinfo/FD). */
+static int fd_info(pid_t tid, int fd, long *flags, unsigned long *ino)
+{
+	char path[64], buf[512];
+	const char *p;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)tid, fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strstr(buf, "flags:");
+	if (!p || sscanf(p, "flags: %lo", flags) != 1)
+		return -EIO;
+	p = strstr(buf, "ino:");
+	if (!p || sscanf(p, "ino: %lu", ino) != 1)
+		return -EIO;
+	return 0;
+}
+
+static struct sv_file *held_by_ino(struct sv *sv, unsigned long ino)
+{
+	for (struct sv_file *f = sv->files; f; f = f->next)
+		if ((unsigned long)f->mino == ino)
+			return f;
+	return NULL;
+}
+
+/* The program's fd in the supervisor: a new fd on the same description. */
+static int take_fd(pid_t tid, int fd)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD), out;
+
+	if (pidfd < 0)
+		return -errno;
+	out = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (out < 0)
+		out = -errno;
+	close(pidfd);
+	return out;
+}
+
+/* The call's buffers (the program's memory) into buf, at most max bytes;
+ * *len: what was read. */
+static long read_buffers(pid_t tid, const struct seccomp_notif *n, uint8_t **buf, size_t *len)
+{
+	const __u64 *a = n->data.args;
+	struct iovec one = { (void *)(uintptr_t)a[1], (size_t)a[2] }, *riov = &one, l;
+	size_t total = 0;
+	long cnt = 1, ret;
+	ssize_t got;
+
+	if (n->data.nr != SYS_write && n->data.nr != SYS_pwrite64) {
+		cnt = (long)(int)a[2];
+		if (cnt < 0 || cnt > IOV_MAX)
+			return -EINVAL;
+		riov = calloc((size_t)cnt + 1, sizeof(*riov));
+		if (!riov)
+			return -ENOMEM;
+		l = (struct iovec){ riov, (size_t)cnt * sizeof(*riov) };
+		one = (struct iovec){ (void *)(uintptr_t)a[1], l.iov_len };
+		got = cnt ? process_vm_readv(tid, &l, 1, &one, 1, 0) : 0;
+		if (got != (ssize_t)l.iov_len) {
+			ret = -EFAULT;
+			goto out;
+		}
+	}
+	for (long i = 0; i < cnt; i++) {
+		if (riov[i].iov_len > SSIZE_MAX - total) {
+			ret = -EINVAL;
+			goto out;
+		}
+		total += riov[i].iov_len;
+	}
+	if (total > SV_SYNC_WRITE_MAX)
+		total = SV_SYNC_WRITE_MAX;
+	*buf = malloc(total ? total : 1);
+	if (!*buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	l = (struct iovec){ *buf, total };
+	got = total ? process_vm_readv(tid, &l, 1, riov, (unsigned long)cnt, 0) : 0;
+	/* A fault part-way: what was before it, as the kernel's write. */
+	ret = got < 0 || (got == 0 && total) ? -EFAULT : 0;
+	*len = got > 0 ? (size_t)got : 0;
+	if (ret) {
+		free(*buf);
+		*buf = NULL;
+	}
+out:
+	if (riov != &one)
+		free(riov);
+	return ret;
+}
+
+/* The write, done on the program's description, then fsync's commit. */
+static long durable_write(struct sv *sv, const struct seccomp_notif *n, struct sv_file *f)
+{
+	const __u64 *a = n->data.args;
+	pid_t tid = (pid_t)n->pid;
+	struct sv_fd e = { .f = f };
+	bool positional = n->data.nr == SYS_pwrite64 || n->data.nr == SYS_pwritev ||
+			  (n->data.nr == SYS_pwritev2 && (long)a[3] != -1);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	long r;
+	int fd;
+
+	fd = take_fd(tid, (int)a[0]);
+	if (fd < 0)
+		return fd;
+	r = read_buffers(tid, n, &buf, &len);
+	if (r < 0)
+		goto out;
+	r = positional ? pwrite(fd, buf, len, (off_t)a[3]) : write(fd, buf, len);
+	if (r < 0)
+		r = -errno;
+	if (r > 0 && sv_fsync(sv, &e) < 0)
+		r = -EIO;
+out:
+	if (buf) {
+		kiln_wipe(buf, len);
+		free(buf);
+	}
+	close(fd);
+	return r;
+}
+
+bool sv_sync_write(struct sv *sv, const struct seccomp_notif *n, long *val)
+{
+	const __u64 *a = n->data.args;
+	bool rwf = n->data.nr == SYS_pwritev2 && (a[5] & (RWF_DSYNC | RWF_SYNC));
+	unsigned long ino;
+	struct sv_file *f;
+	long flags;
+
+	/* The common case: no protected file asked for it, nothing looked up. */
+	if (!sv->files || (!sv->dsync_opens && !rwf))
+		return false;
+	if (fd_info((pid_t)n->pid, (int)a[0], &flags, &ino) ||
+	    (!rwf && !(flags & O_DSYNC)) || !(f = held_by_ino(sv, ino)))
+		return false;
+	*val = durable_write(sv, n, f);
+	return true;
+}
