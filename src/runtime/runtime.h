@@ -43,6 +43,10 @@ struct rt_syscall {
 
 #define RT_SYSCALL_MAX 469
 #define RT_SYSCALL_COUNT (RT_SYSCALL_MAX + 1)
+/* pwritev2's flags RWF_DSYNC | RWF_SYNC (<linux/fs.h>; musl's headers lack
+ * them): the write is durable when it returns (shield/data.c,
+ * supervise_sync.c). */
+#define RT_RWF_SYNCING (0x2 | 0x4)
 extern const struct rt_syscall g_rt_syscalls[RT_SYSCALL_COUNT];
 
 /* Name of syscall nr ("unknown" outside the table). */

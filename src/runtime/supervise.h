@@ -3,13 +3,15 @@
  *
  * libkiln cannot be loaded into a static binary, so `kiln run` forks, the child
  * installs a seccomp filter that sends every path-taking file call (and fsync,
- * fdatasync, close, exit_group, execve) to a user-notification listener, and
+ * fdatasync, close, exit_group, execve, and the write family: continued at
+ * once unless O_DSYNC / O_SYNC / RWF_DSYNC asks for a durable write,
+ * supervise_sync.c) to a user-notification listener, and
  * execs the program. The parent is a client of each volume's server (the
  * one libkiln's processes use, started here when none runs) and answers the
  * notifications: calls outside the volume mounts continue in the kernel;
  * opens of protected files get a new description of the server's memfd
  * (filled whole and never evicted while the program holds it: its reads and
- * writes do not trap); stat, access, unlink, rename, mkdir, rmdir, truncate
+ * writes do not trap, but as said above); stat, access, unlink, rename, mkdir, rmdir, truncate
  * and fsync are the server's; anything else on a protected path fails
  * ENOTSUP. */
 #ifndef KILN_RUNTIME_SUPERVISE_H

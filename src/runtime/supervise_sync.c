@@ -23,12 +23,6 @@
 
 #include "runtime/supervise_int.h"
 
-#ifndef RWF_DSYNC
-#define RWF_DSYNC 0x2
-#endif
-#ifndef RWF_SYNC
-#define RWF_SYNC 0x4
-#endif
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
@@ -181,7 +175,7 @@ out:
 bool sv_sync_write(struct sv *sv, const struct seccomp_notif *n, long *val)
 {
 	const __u64 *a = n->data.args;
-	bool rwf = n->data.nr == SYS_pwritev2 && (a[5] & (RWF_DSYNC | RWF_SYNC));
+	bool rwf = n->data.nr == SYS_pwritev2 && (a[5] & RT_RWF_SYNCING);
 	unsigned long ino;
 	struct sv_file *f;
 	long flags;

@@ -34,15 +34,6 @@
 
 #define WINDOW ((uint64_t)4 << 20)
 
-/* pwritev2's per-write O_DSYNC / O_SYNC (<linux/fs.h>; musl's headers lack
- * them). */
-#ifndef RWF_DSYNC
-#define RWF_DSYNC 0x2
-#endif
-#ifndef RWF_SYNC
-#define RWF_SYNC 0x4
-#endif
-
 /* One line per distinct failure, per process. */
 static void say_once(const struct rt_node *n, const char *msg)
 {
@@ -456,7 +447,7 @@ out_write:
 	/* O_DSYNC / O_SYNC, RWF_DSYNC / RWF_SYNC: the write returns once durable,
 	 * as after an fdatasync (the kernel's answer when that fails: EIO). */
 	if (write && r > 0 &&
-	    (o->dsync || (nr == SYS_pwritev2 && (a[5] & (RWF_DSYNC | RWF_SYNC)))) &&
+	    (o->dsync || (nr == SYS_pwritev2 && (a[5] & RT_RWF_SYNCING))) &&
 	    rt__ofd_sync(o) < 0)
 		r = -EIO;
 out:

@@ -1,5 +1,5 @@
-"""O_DSYNC, O_SYNC and RWF_DSYNC on protected files (docs/runtime.md, "fsync,
-fdatasync and O_DSYNC"): a write returns only once durable, as after an
+"""O_DSYNC, O_SYNC and RWF_DSYNC on protected files (docs/runtime.md, "O_DSYNC,
+O_SYNC, RWF_DSYNC, RWF_SYNC"): a write returns only once durable, as after an
 fdatasync. The program (dsync_writer.c) writes records with no fsync, prints
 "ack I" after each write returned, and waits; the test then kills the volume
 server and the whole kiln run process group with SIGKILL (a crash: what the
@@ -10,11 +10,11 @@ of the records there), and F_GETFL must report it."""
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from kilnapps import BUILD
+from test_app_crash_stress import server_pid, wait_gone
 
 N = 24
 REC = 64
@@ -25,24 +25,6 @@ def prog(name):
     if not path.exists():
         pytest.fail(f"{path} not built")
     return str(path)
-
-
-def server_pid(volume):
-    try:
-        return int((volume.dir / ".kiln" / "server").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def wait_gone(pid):
-    for _ in range(500):
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        except FileNotFoundError:
-            return
-        time.sleep(0.01)
 
 
 def run_and_crash(volume, argv, extra=()):
