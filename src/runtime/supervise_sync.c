@@ -71,11 +71,15 @@ static struct sv_file *held_by_ino(struct sv *sv, unsigned long ino)
 	return NULL;
 }
 
-/* The program's fd in the supervisor: a new fd on the same description. */
+/* The program's fd in the supervisor: a new fd on the same description. A
+ * thread's pidfd (Linux >= 6.9), else its process's. */
 static int take_fd(pid_t tid, int fd)
 {
 	int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD), out;
+	struct sv_cred c;
 
+	if (pidfd < 0 && errno == EINVAL && sv_cred_of(tid, &c) == 0)
+		pidfd = (int)syscall(SYS_pidfd_open, c.tgid, 0);
 	if (pidfd < 0)
 		return -errno;
 	out = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
