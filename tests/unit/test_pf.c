@@ -3329,10 +3329,22 @@ static void test_freshness_asked_again(void **state)
  * committed it (left prepared, or its prepare lost), hides it, and after the
  * program's next acknowledged commit puts the cut one back: were that commit
  * the same version, the rollback check would accept either content. */
+/* The whole volume directory saved as (or put back from) dir/name. */
+static void volume_copy(struct env *e, const char *name, bool put_back)
+{
+	char cmd[600];
+
+	if (put_back)
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s/%s' '%s'", e->kdir, e->dir,
+			 name, e->kdir);
+	else
+		snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s/%s'", e->kdir, e->dir, name);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void version_cut_then_put_back(bool prepared)
 {
 	uint8_t s[4][3000];
-	char cmd[600];
 	struct kiln_err err = { 0 };
 	pf_file_t *f;
 	pf_volume_t *v;
@@ -3349,21 +3361,17 @@ static void version_cut_then_put_back(bool prepared)
 	v = vol_reopen(&e);
 	first_commit(v, "f", s[0], sizeof(s[0]));
 	ver = pf_volume_version(v);
-	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s/vol.base'", e.kdir, e.dir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.base", false);
 	/* The cut commit (a record written with its prepare in flight), the
 	 * whole volume saved. */
 	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
 	file_put(f, s[1], sizeof(s[1]));
 	pf_close(f);
 	pf_volume_discard(v);
-	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s/vol.cut'", e.kdir, e.dir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.cut", false);
 	/* As the crash left it: nothing of it durable; the provider holds its
 	 * version as prepared, or never got the prepare. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s/vol.base' '%s'", e.kdir, e.dir,
-		 e.kdir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.base", true);
 	t = fopen(e.vfile, "w");
 	fprintf(t, "%llu %llu\n", (unsigned long long)ver,
 		(unsigned long long)(prepared ? ver + 1 : ver));
@@ -3378,20 +3386,15 @@ static void version_cut_then_put_back(bool prepared)
 	assert_true(acked > ver + 1);
 	pf_close(f);
 	pf_volume_discard(v);
-	snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s/vol.acked'", e.kdir, e.dir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.acked", false);
 	/* The cut commit's volume put back: refused, never shown as current
 	 * (with its version used twice it opened, showing s[1] for s[2]). */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s/vol.cut' '%s'", e.kdir, e.dir,
-		 e.kdir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.cut", true);
 	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
 	assert_non_null(strstr(err.msg, "rolled back"));
 	/* The real volume opens where it was, and commits go on (records after
 	 * the first commit of an open, which skips one version). */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s/vol.acked' '%s'", e.kdir, e.dir,
-		 e.kdir);
-	assert_int_equal(system(cmd), 0);
+	volume_copy(&e, "vol.acked", true);
 	v = vol_reopen(&e);
 	assert_int_equal(pf_volume_version(v), acked);
 	check_content(v, "f", s[2], sizeof(s[2]));
