@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 
 import pytest
 
@@ -214,6 +215,18 @@ class HostAttest:
 
     def las_log(self):
         return self.las.log_path.read_text(errors="replace")
+
+    def las_lines(self, *needles, want=1, timeout=5.0):
+        """The kiln-las log lines holding every needle, once there are want of them
+        (or timeout passed): kiln-las writes "evidence issued" after it sent the
+        evidence, so the line can come after the program has already ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.las_log().splitlines()
+                     if all(n in line for n in needles)]
+            if len(lines) >= want or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
 
 
 @pytest.fixture

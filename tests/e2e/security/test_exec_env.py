@@ -246,8 +246,7 @@ def test_children_of_attested_program(host_attest, cbuild, tmp_path):
     assert "victim ok" not in p.stdout
     assert "static child exit=1\n" in p.stdout, p.stdout + p.stderr
     assert "kiln: attestation refused by the CAS" in p.stderr, p.stderr
-    static_ev = [line for line in h.las_log().splitlines()
-                 if "evidence issued" in line and f'exe="{static}"' in line]
+    static_ev = h.las_lines("evidence issued", f'exe="{static}"')
     assert len(static_ev) == 1 and "supervised_by=" in static_ev[0], h.las_log()[-3000:]
     assert "label=wrong_measurement" in h.cas.log(), h.cas.log()[-3000:]
 

@@ -56,8 +56,7 @@ def test_attested_program_execs_a_musl_program_under_its_runtime(host_attest, cb
     assert "musl program ran" not in p.stdout
     assert p.returncode == 1, p.stdout + p.stderr
     assert "kiln: attestation refused by the CAS" in p.stderr, p.stderr
-    ev = [line for line in h.las_log().splitlines()
-          if "evidence issued" in line and f'exe="{musl}"' in line]
+    ev = h.las_lines("evidence issued", f'exe="{musl}"')
     assert len(ev) == 1, h.las_log()[-3000:]
     assert "label=wrong_measurement" in h.cas.log(), h.cas.log()[-3000:]
 
