@@ -70,12 +70,16 @@ static uint64_t next_version(const pf_volume_t *v)
 	return (v->version > v->burned ? v->version : v->burned) + 1;
 }
 
+/* A prepare that fails may still have reached the provider: its version
+ * counts as used either way. */
 static int prepare(pf_volume_t *v, uint64_t version, struct kiln_err *err)
 {
 	int ret;
 
 	if (!v->fo)
 		return 0;
+	if (version > v->burned)
+		v->burned = version;
 	ret = v->fo->prepare(v->fctx, version, err);
 	if (!ret && version > v->trusted)
 		v->trusted = version;
@@ -88,14 +92,12 @@ static int prepare(pf_volume_t *v, uint64_t version, struct kiln_err *err)
  * whether the caller still has to prepare. */
 static int use_version(pf_volume_t *v, uint64_t version, bool *later, struct kiln_err *err)
 {
-	int ret = 0;
-
 	*later = v->fo && v->trusted + 1 >= version;
-	if (v->fo && !*later)
-		ret = prepare(v, version, err);
-	if (!ret && version > v->burned)
+	if (!*later)
+		return prepare(v, version, err);
+	if (version > v->burned)
 		v->burned = version;
-	return ret;
+	return 0;
 }
 
 /* Durable: write the metadata as version+1 to meta.tmp and sync it (overlapped
@@ -235,11 +237,8 @@ static bool log_commit_ok(pf_volume_t *v)
 static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	bool later;
-	int ret = use_version(v, version, &later, err);
-
-	if (!ret && later)
-		ret = prepare(v, version, err);
+	/* The record is written once its prepare completed: nothing to order. */
+	int ret = prepare(v, version, err);
 
 	if (syncs_settle(v) && !ret)
 		ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
