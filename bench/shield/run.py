@@ -464,7 +464,7 @@ def main():
                   f" {v['rounds']}) | >= 0.9x |")
     md += ["", "Each workload's run (UTC, load average at its start): " + "; ".join(
         f"{k} {v['when']} ({' '.join(v['load'])})" for k, v in res.items()
-        if isinstance(v, dict) and "when" in v) + "."]
+        if isinstance(v, dict) and "when" in v and "load" in v) + "."]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
