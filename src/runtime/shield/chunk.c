@@ -96,6 +96,12 @@ void rt__ck_evicted(struct rt_fseg *f, uint64_t c)
 
 bool rt__ck_take_dirty(struct rt_fseg *f, uint64_t c)
 {
+	/* A load first: a write-back scans every word of the file and most are
+	 * clean; the locked read-modify-write on each was the scan's cost. A
+	 * DIRTY set after the load is taken by the next write-back, as it would
+	 * be had it been set just after the fetch_and. */
+	if (!(atomic_load(&f->w[c]) & RT_CK_DIRTY))
+		return false;
 	return atomic_fetch_and(&f->w[c], ~RT_CK_DIRTY) & RT_CK_DIRTY;
 }
 
