@@ -443,6 +443,21 @@ int fdatasync(int fd)
 	return (int)ret(C1(SYS_fdatasync, fd));
 }
 
+/* libc issues these from its own code: without a wrapper each one traps
+ * (SIGSYS, a few microseconds). PostgreSQL's SetLatch is a kill, its
+ * checkpointer and bgwriter call sync_file_range for every file they write. */
+DECL(int, sync_file_range, int fd, off_t off, off_t n, unsigned int flags);
+int sync_file_range(int fd, off_t off, off_t n, unsigned int flags)
+{
+	return (int)ret(C4(SYS_sync_file_range, fd, off, n, flags));
+}
+
+DECL(int, kill, pid_t pid, int sig);
+int kill(pid_t pid, int sig)
+{
+	return (int)ret(C2(SYS_kill, pid, sig));
+}
+
 DECL(int, rename, const char *from, const char *to);
 int rename(const char *from, const char *to)
 {

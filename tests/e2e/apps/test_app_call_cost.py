@@ -1,0 +1,58 @@
+"""What a program's calls cost in system calls, counted with strace (never
+timed): libc functions PostgreSQL calls per transaction do not trap through
+SIGSYS."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from kilnapps import need
+
+
+def strace(volume, log, trace, *argv):
+    """argv under kiln run --volume, under strace -f (the volume server too)."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is needed (scripts/install-deps.sh installs it)")
+    # LeakSanitizer cannot run under ptrace (a sanitized build in make check).
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+    p = subprocess.run(["strace", "-f", "-qq", "-o", str(log), *trace, volume.kiln_bin, "run",
+                        "--volume", f"{volume.dir}={volume.key}", "--", *map(str, argv)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    volume.wait_server_gone()
+    return p
+
+
+# kill (PostgreSQL's SetLatch) and sync_file_range (its checkpointer's write-back
+# hints) through libc's functions; the signal must still arrive.
+LIBC_CALLS = r"""
+import ctypes, os, signal, sys
+got = []
+signal.signal(signal.SIGUSR1, lambda *a: got.append(1))
+libc = ctypes.CDLL(None, use_errno=True)
+sfr = libc.sync_file_range
+sfr.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"x" * 8192)
+for i in range(50):
+    os.kill(os.getpid(), 0)
+    assert sfr(fd, 0, 0, 2) == 0, ctypes.get_errno()  # SYNC_FILE_RANGE_WRITE
+assert sfr(-1, 0, 0, 2) == -1 and ctypes.get_errno() == 9  # EBADF
+os.kill(os.getpid(), signal.SIGUSR1)
+os.close(fd)
+print("signals", len(got))
+"""
+
+
+def test_kill_and_sync_file_range_do_not_trap(volume, tmp_path):
+    py = need("python3")
+    log = tmp_path / "trace"
+    p = strace(volume, log, ["-e", "trace=none", "-e", "signal=SIGSYS"], py, "-c", LIBC_CALLS,
+               volume.dir / "f")
+    assert p.stdout.split() == ["signals", "1"]
+    trapped = re.findall(r"si_syscall=__NR_(\w+)", log.read_text())
+    assert trapped.count("kill") == 0, trapped
+    assert trapped.count("sync_file_range") == 0, trapped
