@@ -12,13 +12,23 @@
  *   0 being atomic on power loss (as PostgreSQL does for pg_control); the
  *   line never shrinks, so the file's size changes at most once. A missing
  *   file is created through a temporary file and rename, fully synced.
- * The file is opened by name for every call, so a replacement by `kiln fs`
- * (rename) is always seen. Every call runs under the volume lock. */
+ * - The file is opened once and kept open while the volume is, and what it
+ *   holds is remembered: a commit costs one write (prepare: and its
+ *   fdatasync), not three opens, a read and three closes around them. Every
+ *   call runs under the volume lock, which the volume server holds from the
+ *   volume's open to its close, and every other writer of the tag file
+ *   (`kiln fs`, which replaces it by rename) takes that lock first: nothing
+ *   replaces the file while the fd is kept. Still, each prepare and commit
+ *   first checks (fstat, no path walk) that the kept file has a name: one
+ *   removed or renamed over by hand is let go, and the file is opened (or
+ *   made) by name again, as before. A write that fails closes the fd and
+ *   forgets the values too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "pf/pf.h"
@@ -28,7 +38,25 @@ struct rt_fresh {
 	char path[4096];
 	char tmp[4200];
 	char dir[4096];
+	long fd;               /* the tag file, open for writing, or -1 */
+	bool known;            /* committed, prepared: what the file holds */
+	uint64_t committed, prepared;
 };
+
+static void fr_remember(struct rt_fresh *f, uint64_t committed, uint64_t prepared)
+{
+	f->known = true;
+	f->committed = committed;
+	f->prepared = prepared;
+}
+
+static void fr_forget(struct rt_fresh *f)
+{
+	if (f->fd >= 0)
+		rt__own_close((int)f->fd);
+	f->fd = -1;
+	f->known = false;
+}
 
 static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 		   struct kiln_err *err)
@@ -52,6 +80,7 @@ static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 		return kiln_err_set(err, -KILN_EFORMAT,
 				    "tag file %s: malformed (expected \"COMMITTED PREPARED\")",
 				    f->path);
+	fr_remember(f, *committed, *prepared);
 	return 0;
 }
 
@@ -65,12 +94,20 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 			 (unsigned long long)prepared);
 	/* kiln's own file: written in place only when it is a regular file
 	 * reached without a symlink (never into a symlink's target). */
-	long fd = rt__open_own(AT_FDCWD, f->path, O_WRONLY, 0);
+	long fd = f->fd >= 0 ? f->fd : rt__open_own(AT_FDCWD, f->path, O_WRONLY, 0);
 	long r;
 
 	memset(buf + n, ' ', TAG_LINE - 1 - (size_t)n);
 	buf[TAG_LINE - 1] = '\n';
 	n = TAG_LINE;
+	if (fd >= 0 && f->fd < 0) {
+		fd = rt__own_fd((int)fd); /* closed on failure */
+		if (fd < 0) {
+			r = fd;
+			goto fail;
+		}
+		f->fd = fd;
+	}
 	if (fd >= 0) {
 		do
 			r = rt__raw(SYS_pwrite64, fd, buf, n, 0);
@@ -79,9 +116,9 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 			r = rt__raw(SYS_fdatasync, fd);
 		else if (r >= 0)
 			r = r == n ? 0 : -EIO;
-		rt__raw(SYS_close, fd);
 		if (r < 0)
 			goto fail;
+		fr_remember(f, committed, prepared);
 		return 0;
 	}
 	if (fd != -ENOENT) {
@@ -111,16 +148,35 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 		if (r < 0)
 			goto fail;
 	}
+	/* The next write opens the new file by name (and keeps it). */
+	fr_remember(f, committed, prepared);
 	return 0;
 fail:
+	fr_forget(f);
 	return kiln_err_set(err, (int)r, "tag file %s: cannot write: %s", f->path,
 			    kiln_strerror((int)r));
 }
 
+/* The kept file is still the one its name reaches, as far as one fstat can
+ * tell (a file removed or replaced by rename has no link left). */
+static void fr_check(struct rt_fresh *f)
+{
+	struct stat st;
+
+	if (f->fd >= 0 && (rt__raw(SYS_fstat, f->fd, &st) < 0 || st.st_nlink == 0))
+		fr_forget(f);
+}
+
 static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
 {
-	uint64_t c = 0, p = 0;
-	int ret = fr_read(ctx, &c, &p, err);
+	struct rt_fresh *f = ctx;
+	uint64_t c, p;
+	int ret;
+
+	fr_check(f);
+	c = f->committed;
+	p = f->prepared;
+	ret = f->known ? 0 : fr_read(f, &c, &p, err);
 
 	if (ret == -ENOENT)
 		c = tag;
@@ -131,6 +187,7 @@ static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
 
 static int fr_commit(void *ctx, uint64_t tag, struct kiln_err *err)
 {
+	fr_check(ctx);
 	return fr_write(ctx, tag, tag, /*durable=*/false, err);
 }
 
@@ -141,6 +198,7 @@ static int fr_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct
 
 static void fr_free(void *ctx)
 {
+	fr_forget(ctx);
 	free(ctx);
 }
 
@@ -160,6 +218,7 @@ int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void 
 	*ctx = NULL;
 	if (!f)
 		return -ENOMEM;
+	f->fd = -1;
 	if ((size_t)snprintf(f->path, sizeof(f->path), "%s", path) >= sizeof(f->path) ||
 	    (size_t)snprintf(f->tmp, sizeof(f->tmp), "%s.kiln-tmp", path) >= sizeof(f->tmp) ||
 	    path[0] != '/') {

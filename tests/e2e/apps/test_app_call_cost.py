@@ -1,6 +1,6 @@
-"""What a program's calls cost in system calls, counted with strace (never
-timed): libc functions PostgreSQL calls per transaction do not trap through
-SIGSYS."""
+"""What a program's calls and a commit cost in system calls, counted with strace
+(never timed): libc functions PostgreSQL calls per transaction do not trap
+through SIGSYS, and a commit does not reopen the volume's tag file."""
 import os
 import re
 import shutil
@@ -56,3 +56,54 @@ def test_kill_and_sync_file_range_do_not_trap(volume, tmp_path):
     trapped = re.findall(r"si_syscall=__NR_(\w+)", log.read_text())
     assert trapped.count("kill") == 0, trapped
     assert trapped.count("sync_file_range") == 0, trapped
+
+
+FSYNCS = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+for i in range(int(sys.argv[2])):
+    os.pwrite(fd, b"%06d" % i, 0)
+    os.fsync(fd)
+    if i == 10 and len(sys.argv) > 3:
+        os.unlink(sys.argv[3])  # the tag file, removed by hand mid-run
+os.close(fd)
+"""
+
+
+def tag_opens(log, tag):
+    """Opens of the tag file by the process that writes it (the volume server;
+    the launcher and each program's runtime read it once)."""
+    opens = [ln.split()[0] for ln in log.read_text().splitlines() if f'"{tag}"' in ln]
+    writers = {ln.split()[0] for ln in log.read_text().splitlines()
+               if f'"{tag}"' in ln and "O_WRONLY" in ln}
+    assert writers, "the tag file was never written"
+    return sum(1 for pid in opens if pid in writers)
+
+
+def test_commit_keeps_the_tag_file_open(volume, tmp_path):
+    """30 commits: the volume server opens the tag file once to read and once
+    to write, not three times per commit; its line ends committed."""
+    py = need("python3")
+    tag = f"{volume.key}.version"
+    log = tmp_path / "trace"
+    strace(volume, log, ["-e", "trace=openat"], py, "-c", FSYNCS, volume.dir / "f", 30)
+    assert tag_opens(log, tag) <= 2
+    committed, prepared = open(tag).read().split()
+    assert committed == prepared and int(committed) >= 30
+    p = volume.run(py, "-c", "import sys; print(open(sys.argv[1]).read())", volume.dir / "f",
+                   check=True)
+    assert p.stdout.strip() == "000029"
+
+
+def test_tag_file_removed_mid_run_is_made_again(volume, tmp_path):
+    """The kept fd is let go when its file loses its name: the next commit makes
+    the tag file again and the volume opens with it."""
+    py = need("python3")
+    tag = f"{volume.key}.version"
+    volume.run(py, "-c", FSYNCS, volume.dir / "f", 20, tag, check=True)
+    volume.wait_server_gone()
+    committed, prepared = open(tag).read().split()
+    assert committed == prepared and int(committed) >= 20
+    p = volume.run(py, "-c", "import sys; print(open(sys.argv[1]).read())", volume.dir / "f",
+                   check=True)
+    assert p.stdout.strip() == "000019"
