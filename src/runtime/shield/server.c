@@ -579,6 +579,13 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			kiln_err_set(&err, ret, "%s", kiln_strerror(ret));
 	}
 	if (ret) {
+		/* Nobody serves the volume (the socket is ours): the info file
+		 * goes before the starter hears why, not left for whoever waits
+		 * for it to go (a refused volume, "rolled back", left it). */
+		if (info >= 0) {
+			close(info);
+			unlink(infopath);
+		}
 		dprintf(ready, "volume %s: %s\n", cfg->dir, kiln_err_msg(&err, ret));
 		return 1;
 	}
