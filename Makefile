@@ -44,6 +44,7 @@ stress: build
 	scripts/build-musl-sqlite3.sh
 	scripts/build-musl-sqlite3-static.sh
 	scripts/build-musl-redis.sh
+	scripts/build-musl-redis-static.sh
 	KILN_BUILD=$(abspath $(BUILD)) KILN_STRESS=1 $(PYTEST) -q tests/e2e -m stress
 	scripts/conformance.py --build $(BUILD)
 

@@ -66,6 +66,8 @@ SUPERVISED = {"open", "openat", "openat2", "creat", "stat", "lstat", "newfstatat
               "access", "faccessat", "faccessat2", "unlink", "unlinkat", "rename",
               "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "truncate", "fsync",
               "fdatasync", "close", "exit_group",
+              # protected directory fds (supervise_dirs.c)
+              "getdents64",
               # an attested static program may not execute another (supervise.c)
               "execve", "execveat"}
 

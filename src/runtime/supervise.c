@@ -128,7 +128,7 @@ static int recv_fd(int sock)
 }
 
 /* ---- reading the program's arguments ----------------------------------- */
-static int read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
+int sv_read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
 {
 	struct iovec l = { .iov_base = buf, .iov_len = size };
 	struct iovec r = { .iov_base = (void *)(uintptr_t)addr, .iov_len = size };
@@ -139,7 +139,7 @@ static int read_mem(pid_t pid, uint64_t addr, void *buf, size_t size)
 	return (size_t)n == size ? 0 : -EFAULT;
 }
 
-static int write_mem(pid_t pid, uint64_t addr, const void *buf, size_t size)
+int sv_write_mem(pid_t pid, uint64_t addr, const void *buf, size_t size)
 {
 	struct iovec l = { .iov_base = (void *)buf, .iov_len = size };
 	struct iovec r = { .iov_base = (void *)(uintptr_t)addr, .iov_len = size };
@@ -164,7 +164,7 @@ static int read_str(pid_t pid, uint64_t addr, char *out, size_t size)
 
 		if (chunk > size - got)
 			chunk = size - got;
-		ret = read_mem(pid, addr + got, out + got, chunk);
+		ret = sv_read_mem(pid, addr + got, out + got, chunk);
 		if (ret)
 			return ret;
 		if (memchr(out + got, '\0', chunk))
@@ -174,10 +174,13 @@ static int read_str(pid_t pid, uint64_t addr, char *out, size_t size)
 	return -ENAMETOOLONG;
 }
 
-/* Absolute, normalized form of (dirfd, path) as the program sees it. */
-static int resolve(pid_t pid, int dirfd, uint64_t path_addr, char *out, size_t out_size)
+/* Absolute, normalized form of (dirfd, path) as the program sees it (a
+ * protected directory fd stands for its directory). */
+static int resolve(struct sv *sv, pid_t pid, int dirfd, uint64_t path_addr, char *out,
+		   size_t out_size)
 {
 	char path[SV_PATH], link[64], base[SV_PATH];
+	const char *dir;
 	ssize_t n;
 	int ret = read_str(pid, path_addr, path, sizeof(path));
 
@@ -185,6 +188,8 @@ static int resolve(pid_t pid, int dirfd, uint64_t path_addr, char *out, size_t o
 		return ret;
 	if (!path[0])
 		return -ENOENT;
+	if (path[0] != '/' && dirfd != AT_FDCWD && (dir = sv_dir_path(sv, pid, dirfd)))
+		return rt_path_normalize(dir, path, out, out_size);
 	if (path[0] != '/') {
 		if (dirfd == AT_FDCWD)
 			snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
@@ -363,8 +368,8 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 			sv->started = true;
 			return SV_CONTINUE;
 		}
-		if (nr == SYS_execveat ? resolve((pid_t)n->pid, (int)a[0], a[1], abs, sizeof(abs))
-				       : resolve((pid_t)n->pid, AT_FDCWD, a[0], abs, sizeof(abs)))
+		if (nr == SYS_execveat ? resolve(sv, (pid_t)n->pid, (int)a[0], a[1], abs, sizeof(abs))
+				       : resolve(sv, (pid_t)n->pid, AT_FDCWD, a[0], abs, sizeof(abs)))
 			snprintf(abs, sizeof(abs), "(a program)");
 		fprintf(stderr, "kiln: %s %s: an attested statically linked program may not "
 			"execute another program (it would inherit the secrets unattested): "
@@ -373,11 +378,24 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		return 0;
 	case SYS_fsync:
 	case SYS_fdatasync:
-	case SYS_close: {
-		struct sv_fd *e = sv_fd_find(sv, tid, (int)a[0]);
+	case SYS_close:
+	case SYS_getdents64: {
+		struct sv_fd *e = nr == SYS_getdents64 ? NULL : sv_fd_find(sv, tid, (int)a[0]);
+		struct sv_dfd *de;
 
-		if (!e)
-			return SV_CONTINUE;
+		if (!e) {
+			/* A directory's (a close: only one tracked already). */
+			de = sv_dfd_find(sv, tid, (int)a[0], nr != SYS_close);
+			if (!de)
+				return SV_CONTINUE;
+			if (nr == SYS_close) {
+				sv_dir_close(sv, de);
+				return SV_CONTINUE;
+			}
+			*val = nr == SYS_getdents64 ? sv_getdents(sv, tid, de, a[1], (size_t)a[2]) :
+			       sv_dir_fsync(de);
+			return 0;
+		}
 		if (nr == SYS_close) {
 			sv_close(sv, n, e);
 			return SV_CONTINUE;
@@ -410,14 +428,14 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	default:
 		break;
 	}
-	ret = resolve(tid, dirfd, path, abs, sizeof(abs));
+	ret = resolve(sv, tid, dirfd, path, abs, sizeof(abs));
 	if (ret)
 		return SV_CONTINUE; /* the kernel gives the program the same error */
 	v = sv_find_vol(sv, abs, &rel);
 	if (nr == SYS_rename || nr == SYS_renameat || nr == SYS_renameat2) {
 		int d2 = nr == SYS_rename ? AT_FDCWD : (int)a[2];
 
-		ret = resolve(tid, d2, nr == SYS_rename ? a[1] : a[3], abs2, sizeof(abs2));
+		ret = resolve(sv, tid, d2, nr == SYS_rename ? a[1] : a[3], abs2, sizeof(abs2));
 		if (ret)
 			return SV_CONTINUE;
 		v2 = sv_find_vol(sv, abs2, &rel2);
@@ -455,7 +473,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		} else if (nr == SYS_openat2) {
 			struct open_how how = { 0 };
 
-			if (a[3] < sizeof(how) || read_mem(tid, a[2], &how, sizeof(how))) {
+			if (a[3] < sizeof(how) || sv_read_mem(tid, a[2], &how, sizeof(how))) {
 				*val = -EFAULT;
 				return 0;
 			}
@@ -487,9 +505,9 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 			struct statx sx;
 
 			statx_of(&st, &sx);
-			ret = write_mem(tid, a[4], &sx, sizeof(sx));
+			ret = sv_write_mem(tid, a[4], &sx, sizeof(sx));
 		} else {
-			ret = write_mem(tid, nr == SYS_newfstatat ? a[2] : a[1], &st, sizeof(st));
+			ret = sv_write_mem(tid, nr == SYS_newfstatat ? a[2] : a[1], &st, sizeof(st));
 		}
 		*val = ret ? -EFAULT : 0;
 		return 0;
@@ -608,7 +626,7 @@ int rt_supervise_ex(const struct rt_config *cfg, const struct rt_sv_opts *opts,
 
 	if (!sv)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
-	sv->listener = sv->devnull = -1;
+	sv->listener = sv->devnull = sv->deadfd = -1;
 	sv->attested = cfg->cas[0] != '\0';
 	sv->inj = opts->files;
 	sv->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);

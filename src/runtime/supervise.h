@@ -3,7 +3,7 @@
  *
  * libkiln cannot be loaded into a static binary, so `kiln run` forks, the child
  * installs a seccomp filter that sends every path-taking file call (and fsync,
- * fdatasync, close, exit_group, execve, and the write family: continued at
+ * fdatasync, close, getdents64, exit_group, execve, and the write family: continued at
  * once unless O_DSYNC / O_SYNC / RWF_DSYNC asks for a durable write,
  * supervise_sync.c) to a user-notification listener, and
  * execs the program. The parent is a client of each volume's server (the
@@ -12,8 +12,9 @@
  * opens of protected files get a new description of the server's memfd
  * (filled whole and never evicted while the program holds it: its reads and
  * writes do not trap, but as said above); stat, access, unlink, rename, mkdir, rmdir, truncate
- * and fsync are the server's; anything else on a protected path fails
- * ENOTSUP. */
+ * and fsync are the server's; a protected directory opens as a removed empty
+ * one whose listing (getdents64) and fsync are the server's
+ * (supervise_dirs.c); anything else on a protected path fails ENOTSUP. */
 #ifndef KILN_RUNTIME_SUPERVISE_H
 #define KILN_RUNTIME_SUPERVISE_H
 

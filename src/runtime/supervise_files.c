@@ -69,7 +69,7 @@ static struct sv_file *file_by_id(struct sv *sv, struct sv_vol *v, uint64_t id)
 
 bool sv_holds_files(const struct sv *sv)
 {
-	return sv->files != NULL;
+	return sv->files != NULL || sv->dirs != NULL;
 }
 
 /* f lost its last tracked fd: kept a while for the next open (trim). */
@@ -194,6 +194,9 @@ static void lookup_put(struct sv_vol *v, const char *rel, unsigned flags, uint64
 }
 
 /* ---- open ------------------------------------------------------------------ */
+static int stat_reply(struct sv_vol *v, const char *rel, unsigned flags, const struct sv_cred *c,
+		      struct rt_stat_reply *r);
+
 /* MAP f (whole for writers: the program's writes leave no mark) and, the
  * first time, have the server fill all of it: the program's reads of the
  * memfd do not trap. */
@@ -343,11 +346,15 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 	if ((ret = sv_cred_of((pid_t)n->pid, &c)))
 		return ret;
 	gen = sv_ns_gen(v);
-	/* A directory (sqlite opens the database's at every transaction to
-	 * fsync it): refused without asking again; the volume's root is one. */
-	if (!rel[0] || (!(flags & O_CREAT) && lookup(v, rel, 0, sv_cred_key(&c), gen, &dret, &r) &&
-			!dret && S_ISDIR(r.mode)))
-		return sv_refuse(sv, call_name, n->data.nr, abs);
+	/* A directory known as one (the volume's root is one): opened without
+	 * an OPEN (supervise_dirs.c). */
+	if (!rel[0] && !(ret = stat_reply(v, rel, 0, &c, &r)))
+		return sv_opendir(sv, n, abs, v, rel, flags, &c, &r);
+	if (!rel[0])
+		return ret;
+	if (!(flags & O_CREAT) && lookup(v, rel, 0, sv_cred_key(&c), gen, &dret, &r) && !dret &&
+	    S_ISDIR(r.mode))
+		return sv_opendir(sv, n, abs, v, rel, flags, &c, &r);
 	f = known(sv, v, rel, flags, &c, gen);
 	if (f) {
 		ret = 0;
@@ -366,9 +373,7 @@ long sv_open(struct sv *sv, const struct seccomp_notif *n, const char *abs, stru
 		memcpy(&r, body, sizeof(r));
 	if (!ret && S_ISDIR(r.mode)) {
 		lookup_put(v, rel, 0, sv_cred_key(&c), gen, 0, &r);
-		/* A directory has no memfd, and its listing (getdents) does not
-		 * trap: nothing to give the program that would list it. */
-		ret = sv_refuse(sv, call_name, n->data.nr, abs);
+		ret = sv_opendir(sv, n, abs, v, rel, flags, &c, &r);
 		goto out;
 	}
 	if (!ret)
@@ -660,6 +665,7 @@ void sv_exit(struct sv *sv, pid_t tid)
 
 void sv_sweep(struct sv *sv)
 {
+	sv_dirs_sweep(sv);
 	for (size_t i = 0; i < sv->nfds;) {
 		struct sv_fd *e = &sv->fds[i];
 		struct sv_file *f = e->f;
@@ -686,6 +692,7 @@ void sv_sweep_soon(struct sv *sv)
 
 void sv_vols_close(struct sv *sv)
 {
+	sv_dirs_close(sv);
 	while (sv->files) {
 		struct sv_file *f = sv->files;
 

@@ -1,7 +1,7 @@
 /* kiln run, supervised mode: what the supervisor's files share
  * (supervise.c: the program, its seccomp filter and the notification loop;
  * supervise_vols.c: the volumes' servers; supervise_files.c: protected
- * files through them;
+ * files through them; supervise_dirs.c: protected directories;
  * supervise_procs.c: which program processes still hold a file). */
 #ifndef KILN_RUNTIME_SUPERVISE_INT_H
 #define KILN_RUNTIME_SUPERVISE_INT_H
@@ -67,6 +67,29 @@ struct sv_file {
 	char path[SV_PATH];        /* the path of its first open, for messages */
 };
 
+/* A protected directory the program opened (supervise_dirs.c): the program's
+ * fds are descriptions of an empty, removed directory, fd the same one. */
+struct sv_dir {
+	struct sv_dir *next;
+	struct sv_vol *vol;
+	int fd;                    /* owned: the program's description (its offset:
+				    * the listing's position) */
+	uint32_t nfds;             /* program fds tracked on it */
+	uint64_t ino;              /* pf's inode number (".") */
+	uint8_t *list;             /* the listing: (ino u64, type u8, name NUL)... */
+	size_t list_size, count;
+	size_t *offs;              /* where entry i starts in list */
+	char rel[SV_PATH];
+	char path[SV_PATH];        /* absolute: the base of *at calls on it */
+};
+
+/* A program fd on a protected directory. */
+struct sv_dfd {
+	pid_t tgid;
+	int fd;
+	struct sv_dir *d;
+};
+
 /* A program fd on a held file. */
 struct sv_fd {
 	pid_t tgid;
@@ -97,6 +120,12 @@ struct sv {
 	size_t nfds, cap_fds;
 	struct sv_fd *fds;             /* owned */
 	struct sv_writer writers[SV_WRITERS];
+	int deadfd;                    /* owned: the empty removed directory, or -1 */
+	dev_t dead_dev;
+	ino_t dead_ino;
+	struct sv_dir *dirs;           /* owned */
+	size_t ndfds, cap_dfds;
+	struct sv_dfd *dfds;           /* owned */
 	uint64_t dsync_opens;          /* protected opens with O_DSYNC / O_SYNC so far */
 	uint8_t refused[(RT_SYSCALL_COUNT + 7) / 8]; /* calls already refused with a line */
 };
@@ -190,7 +219,31 @@ size_t sv_refs(pid_t root, dev_t dev, ino_t ino, struct sv_ref *out, size_t max)
 /* Whether process tgid's fd is (dev, ino). */
 bool sv_fd_is(pid_t tgid, int fd, dev_t dev, ino_t ino);
 
+/* supervise_dirs.c: protected directories the program opens. */
+/* open of rel, a directory (r: the server's answer, c: the caller's
+ * credentials): the program's new fd or -errno. */
+long sv_opendir(struct sv *sv, const struct seccomp_notif *n, const char *abs, struct sv_vol *v,
+		const char *rel, int flags, const struct sv_cred *c, const struct rt_stat_reply *r);
+/* The tracked directory fd of (tid's process, fd), or NULL; adopt: also one
+ * the program got by dup or fork (then tracked). */
+struct sv_dfd *sv_dfd_find(struct sv *sv, pid_t tid, int fd, bool adopt);
+/* The absolute path of the directory fd is, or NULL when it is none of ours. */
+const char *sv_dir_path(struct sv *sv, pid_t tid, int fd);
+/* getdents64 into the program's buffer at addr. */
+long sv_getdents(struct sv *sv, pid_t tid, struct sv_dfd *e, uint64_t addr, size_t count);
+/* fsync/fdatasync: a commit of the names (SYNCALL RT_SYNC_NAMESPACE). */
+long sv_dir_fsync(struct sv_dfd *e);
+/* close: forgotten (the kernel closes the fd). */
+void sv_dir_close(struct sv *sv, struct sv_dfd *e);
+/* Drop directory fds the program no longer has. */
+void sv_dirs_sweep(struct sv *sv);
+void sv_dirs_close(struct sv *sv);
+
 /* supervise.c */
+/* The program's memory: 0 or -errno (-EFAULT when short). */
+int sv_read_mem(pid_t pid, uint64_t addr, void *buf, size_t size);
+int sv_write_mem(pid_t pid, uint64_t addr, const void *buf, size_t size);
+
 /* Answer open notification n with fd (closed here) as the program's new fd
  * (O_CLOEXEC of flags): the fd number, or -errno. */
 long sv_inject(struct sv *sv, const struct seccomp_notif *n, int fd, int flags);

@@ -4,8 +4,9 @@
  *                                    read back, stat, append "+more", rename to
  *                                    DIR/renamed.txt; prints what it read
  *   rt_static_files read DIR         print DIR/renamed.txt and its size
- *   rt_static_files dir DIR          mkdir DIR/sub, then open it as a directory
- *                                    (not supported: expects ENOTSUP), rmdir it
+ *   rt_static_files dir DIR          mkdir DIR/sub, open it as a directory:
+ *                                    fsync, *at calls, readdir, rewinddir, a dup
+ *                                    (dir() below); empty it, rmdir it
  *   rt_static_files fork DIR         write "A" to DIR/forked.txt, fork a child
  *                                    that closes the inherited fd and exits,
  *                                    then write "B", close, print the content
@@ -341,6 +342,109 @@ static int head(const char *path, long n)
 	return 0;
 }
 
+/* A volume directory opened, as redis opens its AOF directory and sqlite a
+ * database's: fsync'd, listed (readdir, rewinddir, a dup of the fd), used as
+ * the directory of *at calls, then emptied and removed. Prints the listings. */
+static void list(DIR *d, const char *what)
+{
+	struct dirent *de;
+	int dots = 0;
+
+	printf("%s:", what);
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			printf(" %s%s", de->d_name, de->d_type == DT_DIR ? "/" : "");
+		else
+			dots++;
+	}
+	printf(" (%d dots)\n", dots);
+}
+
+static int dir(const char *top)
+{
+	char path[4096];
+	struct stat st;
+	DIR *d;
+	int fd, f, dfd, pipefd[2], status;
+	pid_t pid;
+
+	if (pipe(pipefd))
+		return fail("pipe");
+	snprintf(path, sizeof(path), "%s/sub", top);
+	if (mkdir(path, 0700) || (fd = open(path, O_RDWR | O_DIRECTORY)) >= 0 || errno != EISDIR)
+		return fail("mkdir");
+	snprintf(path, sizeof(path), "%s/sub/a", top);
+	f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (f < 0 || write(f, "A", 1) != 1 || fsync(f) || close(f))
+		return fail("create-a");
+	snprintf(path, sizeof(path), "%s/sub", top);
+	fd = open(path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0 || fstat(fd, &st) || !S_ISDIR(st.st_mode))
+		return fail("open-dir");
+	if (fsync(fd) || fdatasync(fd))
+		return fail("fsync-dir");
+	/* Names relative to the fd are the directory's. */
+	f = openat(fd, "b", O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (f < 0 || write(f, "BB", 2) != 2 || close(f) || mkdirat(fd, "c", 0700))
+		return fail("openat-dir");
+	if (fstatat(fd, "b", &st, 0) || st.st_size != 2 || fsync(fd))
+		return fail("fstatat-dir");
+	dfd = dup(fd);
+	d = fdopendir(fd);
+	if (dfd < 0 || !d)
+		return fail("fdopendir");
+	list(d, "listed");
+	rewinddir(d);
+	list(d, "again");
+	if (lseek(dfd, 0, SEEK_SET) || unlinkat(dfd, "c", AT_REMOVEDIR))
+		return fail("unlinkat-dir");
+	list(d, "dup-rewound");
+	closedir(d);
+	if (close(dfd))
+		return fail("close-dir");
+	if (fsync(dfd) == 0 || errno != EBADF)
+		return fail("fsync-closed");
+	snprintf(path, sizeof(path), "%s/sub/a", top);
+	if (unlink(path))
+		return fail("unlink-a");
+	snprintf(path, sizeof(path), "%s/sub/b", top);
+	if (unlink(path))
+		return fail("unlink-b");
+	snprintf(path, sizeof(path), "%s/sub", top);
+	if (rmdir(path) || stat(path, &st) == 0 || errno != ENOENT)
+		return fail("rmdir");
+	fd = open(top, O_RDONLY);
+	if (fd < 0 || fsync(fd) || close(fd))
+		return fail("open-top");
+	/* A forked child lists the directory on its inherited fd after the
+	 * parent closed its own, and removes a file through it. */
+	snprintf(path, sizeof(path), "%s/k", top);
+	f = open(path, O_WRONLY | O_CREAT, 0600);
+	fd = open(top, O_RDONLY | O_DIRECTORY);
+	if (f < 0 || close(f) || fd < 0)
+		return fail("open-top");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return fail("fork");
+	if (pid == 0) {
+		char c;
+
+		if (read(pipefd[0], &c, 1) != 1 || !(d = fdopendir(fd)) || fsync(fd))
+			_exit(fail("child"));
+		list(d, "child");
+		if (unlinkat(fd, "k", 0))
+			_exit(fail("child-unlinkat"));
+		fflush(stdout);
+		_exit(0);
+	}
+	if (close(fd) || write(pipefd[1], "x", 1) != 1 || waitpid(pid, &status, 0) != pid ||
+	    status)
+		return fail("parent");
+	puts("dir ok");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], path2[4096], buf[4096];
@@ -459,8 +563,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "ident") == 0) {
 		/* stat(path) names the file fstat(fd) names (sqlite compares
-		 * them), two files are two identities, and a directory opened
-		 * to be fsynced (sqlite's journal) is refused, twice. */
+		 * them), two files are two identities, and an O_TMPFILE open is
+		 * refused, twice. */
 		struct stat a, b, fa;
 		char pb[4096];
 
@@ -481,27 +585,13 @@ int main(int argc, char **argv)
 		if (a.st_ino == 0 || (a.st_dev == b.st_dev && a.st_ino == b.st_ino))
 			return fail("ident-two");
 		for (int i = 0; i < 2; i++)
-			if (open(argv[2], O_RDONLY) >= 0 || errno != ENOTSUP)
-				return fail("open-dir-plain");
+			if (open(argv[2], O_RDWR | O_TMPFILE, 0600) >= 0 || errno != ENOTSUP)
+				return fail("open-tmpfile");
 		puts("ident ok");
 		return 0;
 	}
-	if (strcmp(argv[1], "dir") == 0) {
-		snprintf(path, sizeof(path), "%s/sub", argv[2]);
-		if (mkdir(path, 0700))
-			return fail("mkdir");
-		if (stat(path, &st) || !S_ISDIR(st.st_mode))
-			return fail("stat-dir");
-		fd = open(path, O_RDONLY | O_DIRECTORY);
-		if (fd >= 0 || errno != ENOTSUP)
-			return fail("open-dir");
-		if (rmdir(path))
-			return fail("rmdir");
-		if (stat(path, &st) == 0 || errno != ENOENT)
-			return fail("stat-gone");
-		puts("dir ok");
-		return 0;
-	}
+	if (strcmp(argv[1], "dir") == 0)
+		return dir(argv[2]);
 	if (strcmp(argv[1], "bench") == 0 && argc == 4) {
 		long n = atol(argv[3]);
 		double t0, t1, t2;

@@ -18,10 +18,10 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, volume, *args, server=None):
+    def __init__(self, volume, *args, server=None, run_args=()):
         self.cli = need("redis-cli")
         self.port = free_port()
-        cmd = [volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
+        cmd = [volume.kiln_bin, "run", *run_args, "--volume", f"{volume.dir}={volume.key}", "--",
                server or need("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", str(volume.dir), "--daemonize", "no", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -67,8 +67,8 @@ class Redis:
 def redis_factory(volume):
     started = []
 
-    def start(*args, server=None):
-        r = Redis(volume, *args, server=server)
+    def start(*args, server=None, run_args=()):
+        r = Redis(volume, *args, server=server, run_args=run_args)
         started.append(r)
         return r
 
@@ -117,6 +117,41 @@ def test_musl_redis_rdb_and_aof_stress(volume, redis_factory):
     if not os.access(REDIS_MUSL, os.X_OK):
         pytest.fail(f"{REDIS_MUSL} not built (scripts/build-musl-redis.sh, run by make stress)")
     rdb_and_aof(volume, redis_factory, server=str(REDIS_MUSL))
+
+
+REDIS_MUSL_STATIC = REDIS_MUSL.parent / "redis-server-musl-static"
+
+
+@pytest.mark.stress
+def test_static_redis_aof_supervised_stress(volume, redis_factory):
+    """redis-server linked statically against musl (scripts/build-musl-redis-static.sh,
+    run by make stress) under the seccomp supervisor with its AOF on the
+    volume: redis 7 opens appendonlydir to fsync it after each manifest
+    rename (fsyncFileDir), which the supervisor refused (ENOTSUP), so the
+    server could not start with appendonly yes. SET, restart, GET."""
+    if not os.access(REDIS_MUSL_STATIC, os.X_OK):
+        pytest.fail(f"{REDIS_MUSL_STATIC} not built (scripts/build-musl-redis-static.sh, run "
+                    "by make stress)")
+    run = dict(server=str(REDIS_MUSL_STATIC), run_args=("--static=supervise",))
+    r = redis_factory("--appendonly", "yes", "--appendfsync", "always", "--save", "", **run)
+    for i in range(100):
+        r.call("SET", f"key:{i}", f"{SECRET}:{i}")
+    r.call("BGREWRITEAOF")  # a new manifest: renamed, then its directory fsynced
+    for _ in range(400):
+        if "aof_rewrite_in_progress:0" in r.call("INFO", "persistence"):
+            break
+        time.sleep(0.05)
+    r.call("SET", "after", "rewrite")
+    out = r.shutdown()
+    assert "not supported" not in out, out
+    assert (f"kiln: {REDIS_MUSL_STATIC} is statically linked: running it supervised "
+            "(seccomp), every file call traps") in out.splitlines(), out
+    volume.assert_no_plaintext()
+    r = redis_factory("--appendonly", "yes", "--save", "", **run)
+    assert r.call("GET", "key:99") == f"{SECRET}:99"
+    assert r.call("GET", "after") == "rewrite"
+    assert r.call("DBSIZE") == "101"
+    r.shutdown()
 
 
 def test_redis_tampered_rdb(volume, redis_factory):
