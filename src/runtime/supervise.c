@@ -411,6 +411,9 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	case SYS_writev:
 	case SYS_pwritev:
 	case SYS_pwritev2:
+	case SYS_sendfile:
+	case SYS_splice:
+	case SYS_copy_file_range:
 		return sv_sync_write(sv, n, val) ? 0 : SV_CONTINUE;
 	case SYS_openat:
 	case SYS_openat2:
@@ -549,16 +552,41 @@ unsupported:
 	return 0;
 }
 
-static void loop(struct sv *sv)
+int sv_serve_one(struct sv *sv)
 {
 	struct seccomp_notif n;
 	struct seccomp_notif_resp r;
+	long val = 0;
+	int what;
 
+	memset(&n, 0, sizeof(n));
+	if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_RECV, &n))
+		return errno == EINTR || errno == ENOENT ? 0 : -errno;
+	if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat)
+		sv_sweep_soon(sv); /* O_CLOEXEC fds go without a close */
+	what = handle(sv, &n, &val);
+	if (what == SV_REPLIED)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.id = n.id;
+	if (what == SV_CONTINUE) {
+		r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+	} else if (val < 0) {
+		r.error = (int)val;
+	} else {
+		r.val = val;
+	}
+	/* ENOENT: the call was interrupted meanwhile; nothing to undo. */
+	(void)ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
+	return 0;
+}
+
+static void loop(struct sv *sv)
+{
 	for (;;) {
 		struct pollfd p = { .fd = sv->listener, .events = POLLIN };
 		uint64_t now = kiln_now_ns();
-		long val = 0;
-		int what, np, timeout = -1;
+		int np, timeout = -1;
 
 		/* Files held: look again for fds the program lost without a
 		 * close (exec, exit, kill) and for kept files to give back,
@@ -581,28 +609,8 @@ static void loop(struct sv *sv)
 			continue;
 		if (!(p.revents & POLLIN))
 			return; /* POLLHUP: every task of the program is gone */
-		memset(&n, 0, sizeof(n));
-		if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
-			if (errno == EINTR || errno == ENOENT)
-				continue;
+		if (sv_serve_one(sv))
 			return;
-		}
-		if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat)
-			sv_sweep_soon(sv); /* O_CLOEXEC fds go without a close */
-		what = handle(sv, &n, &val);
-		if (what == SV_REPLIED)
-			continue;
-		memset(&r, 0, sizeof(r));
-		r.id = n.id;
-		if (what == SV_CONTINUE) {
-			r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-		} else if (val < 0) {
-			r.error = (int)val;
-		} else {
-			r.val = val;
-		}
-		/* ENOENT: the call was interrupted meanwhile; nothing to undo. */
-		(void)ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 	}
 }
 

@@ -3,9 +3,9 @@
  *
  * libkiln cannot be loaded into a static binary, so `kiln run` forks, the child
  * installs a seccomp filter that sends every path-taking file call (and fsync,
- * fdatasync, close, getdents64, exit_group, execve, and the write family: continued at
- * once unless O_DSYNC / O_SYNC / RWF_DSYNC asks for a durable write,
- * supervise_sync.c) to a user-notification listener, and
+ * fdatasync, close, getdents64, exit_group, execve, and the write family with
+ * sendfile, splice and copy_file_range: continued at once unless O_DSYNC /
+ * O_SYNC / RWF_DSYNC asks for a durable write, supervise_sync.c) to a user-notification listener, and
  * execs the program. The parent is a client of each volume's server (the
  * one libkiln's processes use, started here when none runs) and answers the
  * notifications: calls outside the volume mounts continue in the kernel;

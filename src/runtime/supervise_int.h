@@ -188,7 +188,8 @@ struct sv_fd *sv_fd_find(struct sv *sv, pid_t tid, int fd);
 long sv_fsync(struct sv *sv, struct sv_fd *e);
 
 /* supervise_sync.c: durable writes (O_DSYNC, O_SYNC, RWF_DSYNC, RWF_SYNC). */
-/* The write family: trapped so that those can be. */
+/* The write family, sendfile, splice, copy_file_range: trapped so that those
+ * can be. */
 bool sv_traps_write(long nr);
 /* A trapped write: when it must be durable, done here with fsync's commit
  * before the reply (*val: its result; true); false: let the kernel run it. */
@@ -243,7 +244,10 @@ void sv_dirs_close(struct sv *sv);
 /* The program's memory: 0 or -errno (-EFAULT when short). */
 int sv_read_mem(pid_t pid, uint64_t addr, void *buf, size_t size);
 int sv_write_mem(pid_t pid, uint64_t addr, const void *buf, size_t size);
-
+/* Receive and answer one notification (a call waiting for the supervisor is
+ * served meanwhile: supervise_sync.c's splice). 0, or -errno when the listener
+ * failed. */
+int sv_serve_one(struct sv *sv);
 /* Answer open notification n with fd (closed here) as the program's new fd
  * (O_CLOEXEC of flags): the fd number, or -errno. */
 long sv_inject(struct sv *sv, const struct seccomp_notif *n, int fd, int flags);

@@ -1,6 +1,7 @@
 /* kiln run, supervised mode: writes that must be durable when they return
- * (supervise_int.h): on a protected fd opened O_DSYNC or O_SYNC, and
- * pwritev2 with RWF_DSYNC or RWF_SYNC.
+ * (supervise_int.h): on a protected fd opened O_DSYNC or O_SYNC (the write
+ * family, sendfile, splice and copy_file_range into it), and pwritev2 with
+ * RWF_DSYNC or RWF_SYNC.
  *
  * The program's writes of a protected file are native on the server's memfd,
  * where the kernel's O_DSYNC does nothing durable. So the write family traps
@@ -17,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -34,7 +38,20 @@
 bool sv_traps_write(long nr)
 {
 	return nr == SYS_write || nr == SYS_pwrite64 || nr == SYS_writev || nr == SYS_pwritev ||
-	       nr == SYS_pwritev2;
+	       nr == SYS_pwritev2 || nr == SYS_sendfile || nr == SYS_splice ||
+	       nr == SYS_copy_file_range;
+}
+
+static bool transfer(long nr)
+{
+	return nr == SYS_sendfile || nr == SYS_splice || nr == SYS_copy_file_range;
+}
+
+/* The fd a trapped call writes to. */
+static int written_fd(const struct seccomp_notif *n)
+{
+	return (int)(n->data.nr == SYS_splice || n->data.nr == SYS_copy_file_range ?
+		     n->data.args[2] : n->data.args[0]);
 }
 
 /* The flags and inode of fd in tid's table (/proc/TID/fdinfo/FD). */
@@ -176,6 +193,81 @@ out:
 	return r;
 }
 
+/* A splice from an empty pipe waits for data here (the program's call
+ * would block in the kernel), serving the program's other calls meanwhile:
+ * the pipe's writer may be one of them. 0 once the pipe is readable (or the
+ * call would not block); -EINTR when the program's thread was interrupted
+ * (nothing was moved, as in the kernel). */
+static long wait_readable(struct sv *sv, const struct seccomp_notif *n, int pipe_fd,
+			  unsigned flags)
+{
+	int fl = fcntl(pipe_fd, F_GETFL);
+
+	if ((flags & SPLICE_F_NONBLOCK) || fl < 0 || (fl & O_NONBLOCK))
+		return 0;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = pipe_fd, .events = POLLIN },
+				       { .fd = sv->listener, .events = POLLIN } };
+
+		if (poll(p, 2, 100) < 0 && errno != EINTR)
+			return -errno;
+		if (p[0].revents)
+			return 0; /* data, or no writer left (the splice returns 0) */
+		if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
+			return -EINTR;
+		if ((p[1].revents & POLLIN) && sv_serve_one(sv))
+			return -EIO;
+	}
+}
+
+/* sendfile, splice or copy_file_range into a protected fd asking for
+ * durability: done here on the program's descriptions (offsets read from and
+ * written back to the program), then fsync's commit of the file (found again
+ * by ino: the program's other calls may have been served meanwhile). */
+static long durable_transfer(struct sv *sv, const struct seccomp_notif *n, unsigned long ino)
+{
+	const __u64 *a = n->data.args;
+	pid_t tid = (pid_t)n->pid;
+	long nr = n->data.nr;
+	bool sf = nr == SYS_sendfile;
+	uint64_t in_addr = sf ? a[2] : a[1], out_addr = sf ? 0 : a[3];
+	size_t len = (size_t)(sf ? a[3] : a[4]);
+	unsigned flags = sf ? 0 : (unsigned)a[5];
+	loff_t in_off = 0, out_off = 0;
+	int in = take_fd(tid, (int)(sf ? a[1] : a[0])), out = take_fd(tid, written_fd(n));
+	struct sv_fd e = { 0 };
+	long r = 0;
+
+	if (in < 0 || out < 0)
+		r = in < 0 ? in : out;
+	else if ((in_addr && sv_read_mem(tid, in_addr, &in_off, sizeof(in_off))) ||
+		 (out_addr && sv_read_mem(tid, out_addr, &out_off, sizeof(out_off))))
+		r = -EFAULT;
+	if (len > SV_SYNC_WRITE_MAX)
+		len = SV_SYNC_WRITE_MAX;
+	if (!r && nr == SYS_splice)
+		r = wait_readable(sv, n, in, flags);
+	if (!r) {
+		r = sf ? sendfile(out, in, in_addr ? &in_off : NULL, len) :
+		    nr == SYS_splice ? splice(in, in_addr ? &in_off : NULL, out,
+					      out_addr ? &out_off : NULL, len, flags) :
+		    copy_file_range(in, in_addr ? &in_off : NULL, out, out_addr ? &out_off : NULL,
+				    len, flags);
+		if (r < 0)
+			r = -errno;
+	}
+	if (r > 0 && ((in_addr && sv_write_mem(tid, in_addr, &in_off, sizeof(in_off))) ||
+		      (out_addr && sv_write_mem(tid, out_addr, &out_off, sizeof(out_off)))))
+		r = -EFAULT;
+	if (r > 0 && (!(e.f = held_by_ino(sv, ino)) || sv_fsync(sv, &e) < 0))
+		r = -EIO;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return r;
+}
+
 bool sv_sync_write(struct sv *sv, const struct seccomp_notif *n, long *val)
 {
 	const __u64 *a = n->data.args;
@@ -187,9 +279,9 @@ bool sv_sync_write(struct sv *sv, const struct seccomp_notif *n, long *val)
 	/* The common case: no protected file asked for it, nothing looked up. */
 	if (!sv->files || (!sv->dsync_opens && !rwf))
 		return false;
-	if (fd_info((pid_t)n->pid, (int)a[0], &flags, &ino) ||
+	if (fd_info((pid_t)n->pid, written_fd(n), &flags, &ino) ||
 	    (!rwf && !(flags & O_DSYNC)) || !(f = held_by_ino(sv, ino)))
 		return false;
-	*val = durable_write(sv, n, f);
+	*val = transfer(n->data.nr) ? durable_transfer(sv, n, ino) : durable_write(sv, n, f);
 	return true;
 }

@@ -12,6 +12,12 @@
  *   rt_dsync_writer osync DIR N   the same with O_SYNC
  *   rt_dsync_writer rwf DIR N     open DIR/log without either, write N records
  *                                 with pwritev2(..., RWF_DSYNC)
+ *   rt_dsync_writer sendfile DIR N  open DIR/log O_DSYNC, each record put in a
+ *                                 memfd, then sendfile to the log's position
+ *   rt_dsync_writer copy DIR N    the same with copy_file_range (offsets given)
+ *   rt_dsync_writer splice DIR N  the same with splice from a pipe, which a
+ *                                 forked child fills one record at a time,
+ *                                 10 ms apart (the splice may wait for it)
  *
  * After each write returns it prints "ack I"; at the end "ready", then it
  * waits for EOF on stdin, never closing, syncing or exiting first (an exit
@@ -24,8 +30,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REC 64
@@ -69,6 +78,63 @@ static void write_range(int fd, int from, int to, int dsync_bit, bool rwf)
 	}
 }
 
+/* Records [0, n) into fd (O_DSYNC) by sendfile, copy_file_range or splice. */
+static void transfer_range(int fd, int n, const char *how)
+{
+	int src = memfd_create("dsync-src", 0), p[2];
+	char buf[REC];
+	pid_t pid = -1;
+
+	if (src < 0 || pipe(p))
+		fail("memfd_create");
+	if (strcmp(how, "splice") == 0) {
+		pid = fork();
+		if (pid < 0)
+			fail("fork");
+		if (pid == 0) {
+			struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+
+			for (int i = 0; i < n; i++) {
+				nanosleep(&ms10, NULL);
+				record(buf, i);
+				if (write(p[1], buf, REC) != REC)
+					fail("pipe write");
+			}
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		loff_t in = 0, out = (loff_t)i * REC;
+		off_t off = 0;
+		ssize_t r;
+
+		record(buf, i);
+		if (pid < 0 && pwrite(src, buf, REC, 0) != REC)
+			fail("pwrite src");
+		if (strcmp(how, "sendfile") == 0) {
+			r = sendfile(fd, src, &off, REC);
+			in = off;
+			out = lseek(fd, 0, SEEK_CUR); /* at the fd's position */
+		} else if (strcmp(how, "copy") == 0) {
+			r = copy_file_range(src, &in, fd, &out, REC, 0);
+		} else {
+			r = splice(p[0], NULL, fd, &out, REC, 0);
+			in = REC; /* a pipe has no offset */
+		}
+		if (r != REC)
+			fail(how);
+		if (in != REC || out != (loff_t)(i + 1) * REC) {
+			fprintf(stderr, "rt_dsync_writer: %s: offsets %lld %lld\n", how,
+				(long long)in, (long long)out);
+			exit(2);
+		}
+		printf("ack %d\n", i);
+		fflush(stdout);
+	}
+	if (pid > 0 && waitpid(pid, NULL, 0) != pid)
+		fail("waitpid");
+}
+
 static void hold(void)
 {
 	char c;
@@ -96,6 +162,15 @@ int main(int argc, char **argv)
 		return 2;
 	n = atoi(argv[3]);
 	snprintf(path, sizeof(path), "%s/log", argv[2]);
+	if (strcmp(argv[1], "sendfile") == 0 || strcmp(argv[1], "copy") == 0 ||
+	    strcmp(argv[1], "splice") == 0) {
+		fd = open(path, flags | O_DSYNC, 0600);
+		if (fd < 0)
+			fail(path);
+		transfer_range(fd, n, argv[1]);
+		hold();
+		return 0;
+	}
 	if (strcmp(argv[1], "oflag") == 0)
 		bit = O_DSYNC;
 	else if (strcmp(argv[1], "osync") == 0)
