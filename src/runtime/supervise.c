@@ -174,8 +174,10 @@ static int read_str(pid_t pid, uint64_t addr, char *out, size_t size)
 	return -ENAMETOOLONG;
 }
 
-/* Absolute, normalized form of (dirfd, path) as the program sees it (a
- * protected directory fd stands for its directory). */
+/* Absolute, normalized form of (dirfd, path) as the program sees it: 0, 1
+ * when it was taken relative to a protected directory fd (which stands for
+ * its directory; the kernel would take it relative to the removed empty one
+ * the fd is, supervise_dirs.c), or -errno. */
 static int resolve(struct sv *sv, pid_t pid, int dirfd, uint64_t path_addr, char *out,
 		   size_t out_size)
 {
@@ -188,8 +190,10 @@ static int resolve(struct sv *sv, pid_t pid, int dirfd, uint64_t path_addr, char
 		return ret;
 	if (!path[0])
 		return -ENOENT;
-	if (path[0] != '/' && dirfd != AT_FDCWD && (dir = sv_dir_path(sv, pid, dirfd)))
-		return rt_path_normalize(dir, path, out, out_size);
+	if (path[0] != '/' && dirfd != AT_FDCWD && (dir = sv_dir_path(sv, pid, dirfd))) {
+		ret = rt_path_normalize(dir, path, out, out_size);
+		return ret ? ret : 1;
+	}
 	if (path[0] != '/') {
 		if (dirfd == AT_FDCWD)
 			snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
@@ -352,6 +356,7 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 	struct sv_vol *v, *v2;
 	pid_t tid = (pid_t)n->pid;
 	int nr = n->data.nr, dirfd = AT_FDCWD, inj, ret;
+	bool via_dir;
 	uint64_t path = a[0];
 
 	switch (nr) {
@@ -368,8 +373,8 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 			sv->started = true;
 			return SV_CONTINUE;
 		}
-		if (nr == SYS_execveat ? resolve(sv, (pid_t)n->pid, (int)a[0], a[1], abs, sizeof(abs))
-				       : resolve(sv, (pid_t)n->pid, AT_FDCWD, a[0], abs, sizeof(abs)))
+		if ((nr == SYS_execveat ? resolve(sv, (pid_t)n->pid, (int)a[0], a[1], abs, sizeof(abs))
+					: resolve(sv, (pid_t)n->pid, AT_FDCWD, a[0], abs, sizeof(abs))) < 0)
 			snprintf(abs, sizeof(abs), "(a program)");
 		fprintf(stderr, "kiln: %s %s: an attested statically linked program may not "
 			"execute another program (it would inherit the secrets unattested): "
@@ -432,23 +437,24 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		break;
 	}
 	ret = resolve(sv, tid, dirfd, path, abs, sizeof(abs));
-	if (ret)
+	if (ret < 0)
 		return SV_CONTINUE; /* the kernel gives the program the same error */
+	via_dir = ret == 1;
 	v = sv_find_vol(sv, abs, &rel);
 	if (nr == SYS_rename || nr == SYS_renameat || nr == SYS_renameat2) {
 		int d2 = nr == SYS_rename ? AT_FDCWD : (int)a[2];
 
 		ret = resolve(sv, tid, d2, nr == SYS_rename ? a[1] : a[3], abs2, sizeof(abs2));
-		if (ret)
+		if (ret < 0)
 			return SV_CONTINUE;
 		v2 = sv_find_vol(sv, abs2, &rel2);
 		inj = find_injected(sv, abs) >= 0 || find_injected(sv, abs2) >= 0;
-		if (!v && !v2 && !inj)
+		if (!v && !v2 && !inj && !via_dir && ret != 1)
 			return SV_CONTINUE;
 		if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
 			return SV_REPLIED;
-		if (inj)
-			goto unsupported;
+		if (inj || (!v && !v2))
+			goto unsupported; /* out of a volume through its directory fd */
 		if (v != v2) {
 			*val = -EXDEV;
 			return 0;
@@ -457,11 +463,13 @@ static int handle(struct sv *sv, const struct seccomp_notif *n, long *val)
 		return 0;
 	}
 	inj = find_injected(sv, abs);
-	if (!v && inj < 0)
+	if (!v && inj < 0 && !via_dir)
 		return SV_CONTINUE;
 	/* Decided from the program's memory: act only if the call is still live. */
 	if (ioctl(sv->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &n->id))
 		return SV_REPLIED;
+	if (!v && inj < 0)
+		goto unsupported; /* out of a volume through its directory fd */
 	switch (nr) {
 	case SYS_open:
 	case SYS_openat:

@@ -389,6 +389,10 @@ static int dir(const char *top)
 		return fail("openat-dir");
 	if (fstatat(fd, "b", &st, 0) || st.st_size != 2 || fsync(fd))
 		return fail("fstatat-dir");
+	/* Out of the volume through it: the kernel would take the name
+	 * relative to another directory than the program's. */
+	if (openat(fd, "../../x", O_RDONLY) >= 0 || errno != ENOTSUP)
+		return fail("openat-out");
 	dfd = dup(fd);
 	d = fdopendir(fd);
 	if (dfd < 0 || !d)
