@@ -139,9 +139,17 @@ struct sv_dfd *sv_dfd_find(struct sv *sv, pid_t tid, int fd, bool adopt)
 		numbered = sv->dfds[i].fd == fd;
 	if (!sv->dirs || (!numbered && !adopt) || sv_cred_of(tid, &c))
 		return NULL;
-	for (size_t i = 0; i < sv->ndfds; i++)
-		if (sv->dfds[i].fd == fd && sv->dfds[i].tgid == c.tgid)
+	for (size_t i = 0; i < sv->ndfds; i++) {
+		if (sv->dfds[i].fd != fd || sv->dfds[i].tgid != c.tgid)
+			continue;
+		/* A close goes on in the kernel either way; anything else acts
+		 * on the directory only while the number is still its
+		 * description (close_range and dup2 over it do not trap). */
+		if (!adopt || same_description(c.tgid, fd, sv->dfds[i].d))
 			return &sv->dfds[i];
+		sv_dir_close(sv, &sv->dfds[i]);
+		break;
+	}
 	/* An fd the program got without an open (dup, fork): one of ours? */
 	if (!adopt || !sv_fd_is(c.tgid, fd, sv->dead_dev, sv->dead_ino))
 		return NULL;
