@@ -396,9 +396,14 @@ out:
 		if (wj.ret)
 			n->failed = true;
 	}
-	kiln_wipe(bufs[0], used[0]);
-	if (bufs[1])
-		kiln_wipe(bufs[1], used[1]);
+	/* The sealed slots of an encrypted file are what goes to disk: nothing
+	 * secret to wipe (half of the volume server's wiping per MiB written
+	 * back). Authenticated and plain slots hold plaintext. */
+	if (n->kind != PF_REGION_ENCRYPTED) {
+		kiln_wipe(bufs[0], used[0]);
+		if (bufs[1])
+			kiln_wipe(bufs[1], used[1]);
+	}
 	if (ret)
 		return ret;
 	pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);

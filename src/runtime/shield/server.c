@@ -472,6 +472,7 @@ static void loop(int lfd)
 		if (g_srv.need_commit)
 			commit();
 		sf_reap(false);
+		sf_buf_wipe();
 		for (struct sconn *c = g_conns, *next; c; c = next) {
 			next = c->next;
 			if (!c->authed && now > c->deadline_ns) {
@@ -617,6 +618,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		if (r)
 			srv_log("final write-back of a file failed");
 	}
+	sf_buf_wipe();
 	sf_free_all();
 	sn_cleanup();
 	ret = pf_volume_flush(g_srv.vol, &err);

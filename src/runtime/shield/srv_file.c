@@ -44,6 +44,19 @@ int sf_init(void)
 	return 0;
 }
 
+/* g_srv.buf holds plaintext of len bytes: wiped by the next sf_buf_wipe. */
+static void buf_hold(uint64_t len)
+{
+	if (len > g_srv.buf_used)
+		g_srv.buf_used = len;
+}
+
+void sf_buf_wipe(void)
+{
+	kiln_wipe(g_srv.buf, g_srv.buf_used);
+	g_srv.buf_used = 0;
+}
+
 /* Files are found by inode (every name of a hard-linked file, and a symlink
  * to it, reach the same memfd); files without a name are not in the index. */
 static void index_add(struct sfile *f)
@@ -514,10 +527,10 @@ static int open_new(const char *path, pf_file_t *pf, struct sfile **out)
 }
 
 /* Decrypt and verify [off, off + len) from pf into the memfd (through
- * g_srv.buf, wiped after). A mapping of the memfd to decrypt into was tried
- * and was 2x slower here: every fresh page of a new mapping costs a fault
- * (a shadow-paging exit on this kind of VM) where pwrite writes through the
- * kernel's own mapping. */
+ * g_srv.buf, wiped at the end of the loop's turn: sf_buf_wipe). A mapping of
+ * the memfd to decrypt into was tried and was 2x slower here: every fresh
+ * page of a new mapping costs a fault (a shadow-paging exit on this kind of
+ * VM) where pwrite writes through the kernel's own mapping. */
 static ssize_t fill_bytes(struct sfile *f, uint64_t off, uint64_t len, struct kiln_err *err)
 {
 	ssize_t r = pf_pread(f->pf, g_srv.buf, len, off, err);
@@ -530,7 +543,7 @@ static ssize_t fill_bytes(struct sfile *f, uint64_t off, uint64_t len, struct ki
 		if (r >= 0)
 			sums_take(f, off / g_srv.cs, g_srv.buf, len);
 	}
-	kiln_wipe(g_srv.buf, len);
+	buf_hold(len);
 	return r;
 }
 
@@ -700,12 +713,10 @@ static int write_run(struct sfile *f, uint64_t c, uint64_t e, uint64_t size)
 		if (off >= size)
 			return 0;
 		r = pread(f->memfd, g_srv.buf, len, (off_t)off);
-		if (r != (ssize_t)len) {
-			kiln_wipe(g_srv.buf, len);
+		buf_hold(len);
+		if (r != (ssize_t)len)
 			return -EIO;
-		}
 		ret = sums ? store_changed(f, c, g_srv.buf, len) : store(f, g_srv.buf, len, off);
-		kiln_wipe(g_srv.buf, len);
 		if (ret)
 			return ret;
 		c = k;

@@ -94,6 +94,7 @@ struct srv {
 	struct sfile *hand;    /* eviction clock over files */
 	uint8_t *buf;          /* fill / write-back buffer */
 	size_t buf_size;
+	size_t buf_used;       /* bytes of buf holding plaintext until sf_buf_wipe */
 	int log_fd;
 	int lock_fd;           /* DIR/.kiln, flocked (rt__srv_open_volume); -1: pf's own */
 	bool commit_all;       /* SYNCALL pending */
@@ -190,6 +191,11 @@ int sf_seek(struct sfile *f, int whence, uint64_t off, uint64_t *out);
 /* Keep the cache under its bound: write back, then evict clean chunks. */
 void sf_balance(bool writeback_all);
 void sf_free_all(void);
+/* Wipe what the fills and write-backs since the last call left in g_srv.buf:
+ * once per turn of the server's loop and after the final write-back, not
+ * after every window of a request (a streaming read or write-back wiped
+ * 1 MiB per MiB). */
+void sf_buf_wipe(void);
 /* Close files nobody holds, oldest first, while there are more than the fd
  * limit allows (and, with all, every idle one older than the grace). */
 void sf_reap(bool all);
