@@ -341,7 +341,10 @@ int cli_fs_parse(int argc, char **argv, const char *allowed, int min_pos, int ma
 		if (name && !strchr(allowed, c == OPT_REGION ? 'R' : c == OPT_CHUNK ? 'C' :
 				    c == OPT_FROM ? 'F' : c == OPT_NEW_KEY ? 'N' :
 				    c == OPT_EXPECT_VERSION ? 'T' : c))
-			return usage_error("option '%s' does not apply here", argv[optind - 1]);
+			/* Named by the option, not argv[optind - 1]: that is its
+			 * value when one was given apart ("--expect-version 6"). */
+			return usage_error("option '%s%s' does not apply to 'kiln fs %s'",
+					   name[1] ? "--" : "-", name, argv[0]);
 		/* getopt permutes: positional arguments may come after options. */
 	}
 	for (int i = optind; i < argc; i++) {

@@ -93,6 +93,12 @@ def test_usage_errors(kiln, vol):
     assert p.returncode == 2 and "missing arguments" in p.stderr
     p = run("ls", "--bogus")
     assert p.returncode == 2 and "unknown option '--bogus'" in p.stderr
+    # An option of another subcommand is named, not its value (said "option '6'").
+    p = run("cat", "f", "--expect-version", "6")
+    assert p.returncode == 2, p.stderr
+    assert "option '--expect-version' does not apply to 'kiln fs cat'" in p.stderr, p.stderr
+    p = run("ls", "-f")
+    assert p.returncode == 2 and "option '-f' does not apply to 'kiln fs ls'" in p.stderr
     p = kiln("fs", "init", d / "x", "--key-file", key, "--region", "a=weird")
     assert p.returncode == 2 and "unknown kind 'weird'" in p.stderr
 
