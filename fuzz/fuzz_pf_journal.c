@@ -2,28 +2,36 @@
  * opened after a crash): the journals "<id>.j"/"<id>.k" are files the host
  * controls.
  *
- * At start the target makes two real crashes of a volume (in /dev/shm, chunk
- * 512) holding a committed file A of 6 chunks. Undo image: a child process
- * overwrites chunks 0, 2 and 5, writes them back through the real write path
- * (the journal of the committed slots synced first) and dies without
- * committing: the file must read A. Redo image (format 3): a child makes the
- * same overwrites and commits them (fsync: the held slots go into the journal
- * as redo entries with an end record, then in place), and the in-place
- * writes are lost (the backing file as before): the file must read B. Those
- * storage directories and the live journals they left are the starting
- * points of every run.
+ * At start the target makes three real crashes of a volume (in /dev/shm,
+ * chunk 512) holding a committed file A of 6 chunks. Undo image: a child
+ * process overwrites chunks 0, 2 and 5, writes them back through the real
+ * write path (the journal of the committed slots synced first) and dies
+ * without committing: the file must read A. Redo image (format 3): a child
+ * makes the same overwrites and commits them with a namespace change (fsync:
+ * the held slots go into the journal as redo entries with an end record, the
+ * metadata is written, then the slots in place), and the in-place writes are
+ * lost (the backing file as before): the file must read B. Record image: the
+ * same, but after a checkpoint, so the commit is a one-phase commit log
+ * record, which counts only when the journal vouches for it; the trusted
+ * version is the record's (it was acknowledged), so a journal that no longer
+ * vouches makes the open fail as a rollback, never read A. Those storage
+ * directories and the live journals they left are the starting points of
+ * every run.
  *
  * An input is one flag byte and a delta XORed onto the live journal (its
  * length is the journal's length: shorter cuts it, longer appends the delta's
  * own bytes), so an input of zeros is the real journal and the fuzzer mutates
  * from there. Flags: 1 rebinds the header to the committed state, 2 recomputes
  * every entry's check (so mutated entries reach the checks after it), 4 with 1
- * writes a format 1 header (entries unbound), 8 takes the redo image.
+ * writes a format 1 header (entries unbound), 8 takes the redo image, 16 the
+ * record image.
  *
  * Each run restores the storage directory, writes the journal, opens the
  * volume and the file and reads it. The property: the file reads back exactly
- * as committed (A, or B for the redo image), or opening/reading it fails with
- * a message. A journal never makes other bytes readable, and nothing crashes.
+ * as committed (A, or B for the redo and record images), or opening/reading
+ * it fails with a message; the real journal (a delta of zeros, no fix-ups)
+ * reads back as committed. A journal never makes other bytes readable, and
+ * nothing crashes.
  *
  * Seeds: KILN_FUZZ_SEEDS=DIR fuzz_pf_journal -runs=0 writes the seed corpus
  * (fuzz/corpus/pf_journal) from the live journal made at start. */
@@ -63,8 +71,9 @@ struct image {
 	uint8_t *journal;
 	size_t jsize;
 	const uint8_t *want; /* the committed content */
+	uint64_t trusted;    /* the trusted version (0: no freshness provider) */
 };
-static struct image g_undo, g_redo;
+static struct image g_undo, g_redo, g_record;
 /* The committed state the journal restores. */
 static uint8_t g_root[PF_ROOT_SIZE], g_file_id[PF_FILE_ID_SIZE];
 
@@ -105,36 +114,54 @@ static uint8_t *get_file(const char *name, size_t *size)
 	return p;
 }
 
-static pf_volume_t *vol_open(bool init)
+static pf_volume_t *vol_open(bool init, uint64_t trusted, struct kiln_err *err)
 {
 	struct pf_volume_opts o = { .chunk_size = CS };
-	struct kiln_err err = { 0 };
 	pf_volume_t *v = NULL;
 
-	if ((init ? pf_volume_init : pf_volume_open)(g_dir, g_key, &o, &v, &err) != 0)
+	if (trusted && pf_freshness_fixed(trusted, &o.freshness, &o.freshness_ctx) != 0)
+		return NULL;
+	if ((init ? pf_volume_init : pf_volume_open)(g_dir, g_key, &o, &v, err) != 0)
 		return NULL;
 	return v;
 }
 
+enum crash { CRASH_UNDO, CRASH_REDO, CRASH_RECORD };
+
 /* The child's half of the crash: overwrite chunks 0, 2 and 5 of f and write
- * them back (journal synced first), then die without a commit. */
-static void crash_child(bool redo)
+ * them back (journal synced first), then die without a commit; or commit
+ * them (redo: with a namespace change, a metadata write; record: after a
+ * checkpoint, a one-phase commit log record) and die before the in-place
+ * writes are durable, writing the version reached to fd. */
+static void crash_child(enum crash c, int fd)
 {
-	pf_volume_t *v = vol_open(false);
 	struct kiln_err err = { 0 };
+	pf_volume_t *v = vol_open(false, 0, &err);
+	bool redo = c != CRASH_UNDO;
+	uint64_t version;
 	uint8_t b[100];
 	pf_file_t *f;
 
 	memset(b, 'B', sizeof(b));
 	if (!v || pf_open(v, "f", O_RDWR, 0, &f, &err) != 0)
 		_exit(2);
+	/* A namespace change: the commit of redo writes the metadata; record
+	 * commits it first (the checkpoint), then the overwrites as a record. */
+	if (c != CRASH_UNDO && pf_mkdir(v, "d", 0700, &err) != 0)
+		_exit(6);
+	if (c == CRASH_RECORD && (pf_volume_flush(v, &err) != 0 || v->log_records != 0))
+		_exit(6);
 	if (pf_pwrite(f, b, sizeof(b), 10, &err) != sizeof(b) ||
 	    pf_pwrite(f, b, sizeof(b), 2 * CS + 7, &err) != sizeof(b) ||
 	    pf_pwrite(f, b, 20, 5 * CS + 3, &err) != 20)
 		_exit(3);
 	if (redo) {
-		if (pf_fsync(f, &err) != 0 || !f->node->jlive)
+		if (pf_fsync(f, &err) != 0 || !f->node->jlive ||
+		    v->log_records != (c == CRASH_RECORD))
 			_exit(5);
+		version = pf_volume_version(v);
+		if (write(fd, &version, sizeof(version)) != sizeof(version))
+			_exit(7);
 		_exit(0); /* no close: its sync would make the in-place writes durable */
 	}
 	if (pf__wb_drain(f->node, &err) != 0 || f->node->wb_count != 0)
@@ -170,15 +197,27 @@ static void snap(struct image *img, const char *jsuffix)
 	closedir(d);
 }
 
-static void run_child(bool redo)
+/* Returns the version the child's commit reached (0: none). */
+static uint64_t run_child(enum crash c)
 {
-	pid_t pid = fork();
-	int st;
+	uint64_t version = 0;
+	int st, p[2];
+	pid_t pid;
 
-	if (pid == 0)
-		crash_child(redo);
+	if (pipe(p) != 0)
+		die("pipe", NULL);
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		crash_child(c, p[1]);
+	}
+	close(p[1]);
 	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		die("crash child", NULL);
+	if (c != CRASH_UNDO && read(p[0], &version, sizeof(version)) != sizeof(version))
+		die("crash child's version", NULL);
+	close(p[0]);
+	return version;
 }
 
 static void put_image(const struct image *img)
@@ -189,6 +228,24 @@ static void put_image(const struct image *img)
 
 static void sweep(bool all);
 
+/* The in-place writes after the commit point are lost: the backing file (the
+ * one name of 32 characters) as at rest. */
+static void lose_in_place(struct image *img, const struct image *base)
+{
+	for (size_t i = 0; i < img->nfiles; i++)
+		for (size_t k = 0; k < base->nfiles; k++)
+			if (strlen(img->files[i].name) == 32 &&
+			    strcmp(img->files[i].name, base->files[k].name) == 0) {
+				free(img->files[i].data);
+				img->files[i].data = malloc(base->files[k].size + 1);
+				if (!img->files[i].data)
+					abort();
+				memcpy(img->files[i].data, base->files[k].data,
+				       base->files[k].size);
+				img->files[i].size = base->files[k].size;
+			}
+}
+
 static void make_crash(void)
 {
 	struct image base = { 0 };
@@ -196,9 +253,9 @@ static void make_crash(void)
 	pf_volume_t *v;
 	pf_file_t *f;
 
-	v = vol_open(true);
+	v = vol_open(true, 0, &err);
 	if (!v)
-		die("init", NULL);
+		die("init", &err);
 	for (size_t i = 0; i < sizeof(g_a); i++)
 		g_a[i] = (uint8_t)('a' + i % 23);
 	if (pf_open(v, "f", O_RDWR | O_CREAT, 0600, &f, &err) != 0 ||
@@ -215,27 +272,20 @@ static void make_crash(void)
 	memset(g_b + 5 * CS + 3, 'B', 20);
 	/* The state at rest (no journal yet), then the redo crash over it. */
 	snap(&base, ".j");
-	run_child(true);
+	run_child(CRASH_REDO);
 	snap(&g_redo, ".j");
 	g_redo.want = g_b;
-	/* The in-place writes after the commit point are lost: the backing
-	 * file (the one name without a suffix) as at rest. */
-	for (size_t i = 0; i < g_redo.nfiles; i++)
-		for (size_t k = 0; k < base.nfiles; k++)
-			if (strlen(g_redo.files[i].name) == 32 &&
-			    strcmp(g_redo.files[i].name, base.files[k].name) == 0) {
-				free(g_redo.files[i].data);
-				g_redo.files[i].data = malloc(base.files[k].size + 1);
-				if (!g_redo.files[i].data)
-					abort();
-				memcpy(g_redo.files[i].data, base.files[k].data,
-				       base.files[k].size);
-				g_redo.files[i].size = base.files[k].size;
-			}
-	/* Back to rest, then the undo crash. */
+	lose_in_place(&g_redo, &base);
+	/* Back to rest, then the record crash, then the undo crash. */
 	sweep(false);
 	put_image(&base);
-	run_child(false);
+	g_record.trusted = run_child(CRASH_RECORD);
+	snap(&g_record, ".j");
+	g_record.want = g_b;
+	lose_in_place(&g_record, &base);
+	sweep(false);
+	put_image(&base);
+	run_child(CRASH_UNDO);
 	snap(&g_undo, ".j");
 	g_undo.want = g_a;
 	for (size_t k = 0; k < base.nfiles; k++)
@@ -248,6 +298,8 @@ static void make_crash(void)
 	if (!g_redo.journal || g_redo.jsize != 2 * g_undo.jsize - PF_JOURNAL_HDR_SIZE +
 						PF_JOURNAL_END_SIZE + 8)
 		die("no live redo journal of the expected size", NULL);
+	if (!g_record.journal || g_record.jsize != g_redo.jsize || !g_record.trusted)
+		die("no live journal of a record of the expected size", NULL);
 }
 
 /* Empty the storage directory (each run puts its image back); all: its
@@ -303,6 +355,12 @@ static void write_seeds(const char *dir)
 	size_t jsize0 = g_undo.jsize, rsize = g_redo.jsize;
 	size_t redo0 = g_undo.jsize, end = rsize - PF_JOURNAL_END_SIZE - 8;
 
+	write_seed(dir, "record-live", 16, rsize, 0);
+	write_seed(dir, "record-torn-end", 16, rsize - 5, 0);
+	write_seed(dir, "record-no-end", 16, end, 0);
+	write_seed(dir, "record-end-root", 16 | 2, rsize, 1 + end + 12 + 3);
+	write_seed(dir, "record-entry-forged", 16 | 2, rsize, 1 + redo0 + 12 + PF_SLOT_META + 5);
+	write_seed(dir, "record-spent", 16, rsize, 1 + 0); /* magic changed */
 	write_seed(dir, "redo-live", 8, rsize, 0);
 	write_seed(dir, "redo-resummed", 8 | 3, rsize, 0);
 	write_seed(dir, "redo-torn-end", 8, rsize - 5, 0);
@@ -392,6 +450,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t got[FILE_SIZE + 1];
 	const struct image *img;
 	size_t jsize;
+	bool real;
 	uint8_t *j;
 	pf_volume_t *v;
 	pf_file_t *f;
@@ -400,22 +459,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 1 + (1u << 16))
 		return -1;
 	sweep(false);
-	img = size && (data[0] & 8) ? &g_redo : &g_undo;
+	img = size && (data[0] & 16) ? &g_record : size && (data[0] & 8) ? &g_redo : &g_undo;
+	/* The real journal: no fix-ups, a delta of zeros as long as it. */
+	real = size == 1 + img->jsize && !(data[0] & 7);
+	for (size_t i = 1; i < size && real; i++)
+		real = data[i] == 0;
 	put_image(img);
 	j = make_journal(img, data, size, &jsize);
 	put_file(img->jname, j, jsize);
 	free(j);
-	v = vol_open(false);
-	if (!v)
-		die("volume open", NULL); /* the journal is read when the file is */
+	v = vol_open(false, img->trusted, &err);
+	if (!v) {
+		/* Only a record's journal is read at the volume's open (does it
+		 * vouch for the record?); refused, it is a rollback. */
+		if (!img->trusted || real || !err.msg[0])
+			die("volume open", &err);
+		return 0;
+	}
 	if (pf_open(v, "f", O_RDONLY, 0, &f, &err) != 0) {
-		if (!err.msg[0])
+		if (!err.msg[0] || real)
 			abort(); /* every failure explains itself */
 	} else {
 		n = pf_pread(f, got, sizeof(got), 0, &err);
 		if (n >= 0 && (n != FILE_SIZE || memcmp(got, img->want, FILE_SIZE) != 0))
 			abort(); /* bytes that were never committed */
-		if (n < 0 && !err.msg[0])
+		if (n < 0 && (!err.msg[0] || real))
 			abort();
 		pf_close(f);
 	}

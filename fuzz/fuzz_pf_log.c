@@ -68,7 +68,7 @@ static void as_body(const uint8_t *data, size_t size)
 		return;
 	}
 	check_rec(&rec);
-	if (pf__log_seal(&g_keys, 7, rec.ents, rec.count, &sealed, &sealed_size) != 0 ||
+	if (pf__log_seal(&g_keys, 7, 0, rec.ents, rec.count, &sealed, &sealed_size) != 0 ||
 	    pf__log_open_rec(&g_keys, sealed, sealed_size, &back, NULL) != 0)
 		abort();
 	if (back.version != 7 || back.count != rec.count || back.size != sealed_size ||
@@ -136,7 +136,7 @@ static void make_seeds(const char *dir)
 		memset(ents[0].root, (int)ver, PF_ROOT_SIZE);
 		ents[1].ino = 5;
 		ents[1].size = 10;
-		if (pf__log_seal(&g_keys, ver, ents, ver == 2 ? 2 : 1, &rec, &rsize) != 0 ||
+		if (pf__log_seal(&g_keys, ver, 0, ents, ver == 2 ? 2 : 1, &rec, &rsize) != 0 ||
 		    off + rsize > sizeof(log))
 			abort();
 		memcpy(log + off, rec, rsize);

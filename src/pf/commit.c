@@ -228,26 +228,58 @@ static bool log_commit_ok(pf_volume_t *v)
 	return count > 0 && count <= PF_LOG_MAX_FILES;
 }
 
-/* The commit as a log record (docs/fs.md "Commit log"): the prepare of
- * version+1 overlapped with the data and journal syncs pf__commit_locked
- * started; once all are durable, the record is written and synced (the
- * commit point, as the rename is for a metadata write); then the commit of
- * the version. A failed record leaves the version prepared, as a failed
- * rename does, and makes the next commit a checkpoint. */
+/* The commit as a log record (docs/fs.md "Commit log"). One phase, when
+ * every file's generation is whole (all of it in its journal's redo entries):
+ * the record is written and its sync started in the group pf__commit_locked
+ * started (journals, data), in parallel with the prepare of version+1 when the
+ * provider holds version (use_version; else the prepare comes first); the
+ * group's end is the commit point, and a replay takes the record last only
+ * when the journals vouch for it (pf__log_vouch). Two phases otherwise: the
+ * prepare overlapped with the group, then the record written and synced.
+ * Then the commit of the version. A failed record leaves the version
+ * prepared, as a failed rename does, and makes the next commit a
+ * checkpoint. */
 static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	/* The record is written once its prepare completed: nothing to order. */
-	int ret = prepare(v, version, err);
+	bool one = true, later = false;
+	size_t size = 0;
+	int ret;
 
-	if (syncs_settle(v) && !ret)
-		ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
-	if (!ret)
-		ret = pf__log_append(v, version, err);
+	for (struct pf_node *n = v->nodes; n; n = n->next)
+		if (n->committing && !(n->redo && n->whole))
+			one = false;
+	if (one) {
+		ret = use_version(v, version, &later, err);
+		if (!ret)
+			ret = pf__log_append(v, version, PF_LOG_ONEPHASE, &size, err);
+		if (!ret && (ret = sync_begin(v, v->log_fh)))
+			kiln_err_set(err, ret, "commit log (.kiln/%s): sync: %s", PF_LOG_NAME,
+				     kiln_strerror(ret));
+		if (later) {
+			int r = prepare(v, version, err);
+
+			ret = ret ? ret : r;
+		}
+		if (syncs_settle(v) && !ret)
+			ret = kiln_err_set(err, -EIO, "commit: a data, journal or log sync failed");
+	} else {
+		/* The record is written once its prepare completed: nothing to order. */
+		ret = prepare(v, version, err);
+		if (syncs_settle(v) && !ret)
+			ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
+		if (!ret)
+			ret = pf__log_append(v, version, 0, &size, err);
+		if (!ret && (ret = v->so->sync(v->sctx, v->log_fh)))
+			kiln_err_set(err, ret, "commit log (.kiln/%s): sync: %s", PF_LOG_NAME,
+				     kiln_strerror(ret));
+	}
 	if (ret) {
 		v->log_broken = true;
 		return ret;
 	}
+	v->log_off += size;
+	v->log_records++;
 	v->version = version;
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, version, NULL);
@@ -266,8 +298,12 @@ static int redo_end(struct pf_node *n)
 {
 	int ret = pf__tree_root(n, n->size, n->new_root, NULL);
 
+	/* No journal sync in this generation: nothing of it moved. Not for a
+	 * plain file: its root (no tags) does not tell its states apart, so a
+	 * journal naming it cannot vouch for a record (pf__journal_vouches). */
+	n->whole = n->j_hdr && n->wb_count > 0 && n->kind != PF_REGION_PLAIN;
 	if (!ret)
-		ret = pf__journal_end(n, n->new_root, n->size);
+		ret = pf__journal_end(n, n->new_root, n->size, n->whole);
 	if (!ret)
 		n->redo = true;
 	return ret;
@@ -437,6 +473,13 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		/* The commit stands; a planted sidecar is still reported. */
 		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;
+	}
+	/* A checkpoint: no record needs a journal now; the nodes pf_close kept
+	 * for theirs go (syncing their data, spending the journal). */
+	for (struct pf_node *n = v->nodes, *next; v->log_records == 0 && n; n = next) {
+		next = n->next;
+		if (n->kept && n->refs == 0 && !n->failed && !pf__node_needs_commit(n))
+			pf__node_free(n);
 	}
 	return ret ? ret : failed ? -EIO : 0;
 }

@@ -339,6 +339,8 @@ int pf_close(pf_file_t *f)
 			/* The last handle of an unlinked file: it goes now. */
 			pf__node_drop(v, n);
 			pf__inode_release(v, in);
+		} else if (n->jlive && v->log_records > 0 && !pf__node_needs_commit(n)) {
+			n->kept = true; /* its journal may vouch for the last record */
 		} else if (!pf__node_needs_commit(n)) {
 			pf__node_free(n);
 		}

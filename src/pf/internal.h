@@ -70,6 +70,10 @@
 #define PF_JOURNAL_REDO 0x80000000u
 #define PF_JOURNAL_END UINT64_MAX
 #define PF_JOURNAL_END_SIZE (12 + PF_ROOT_SIZE + 8 + 8 + 8)
+/* End record flag (its u64 after the redo offset): the generation is whole,
+ * its new state is the state its header names plus its redo entries (nothing
+ * of it was written in place before the commit). */
+#define PF_JOURNAL_END_WHOLE 1u
 #define PF_JOURNAL_KEEP (1u << 20) /* a spent journal up to this size keeps its size */
 #define PF_JOURNAL_HDR_SIZE 72
 
@@ -344,7 +348,15 @@ struct pf_node {
 	void *jfh_alt;
 	uint8_t jpar;
 	bool jlive;
+	/* Closed (no handle left) with jlive while the log held records: kept
+	 * loaded, its live journal unspent (it may vouch for the log's last
+	 * record), until the next checkpoint frees it (pf__commit_locked). */
+	bool kept;
 	bool redo; /* scratch: this commit writes redo entries (journal_end) */
+	/* Scratch: this commit's generation is whole (PF_JOURNAL_END_WHOLE): no
+	 * journal sync before its commit, so every slot of it is held and goes
+	 * into the redo entries; its commit may be a one-phase record. */
+	bool whole;
 	uint64_t jend;
 	uint8_t jsum[8];        /* the current generation's header check (entries bind it) */
 	uint8_t *jmap; /* one bit per base chunk: already saved this generation */
@@ -661,7 +673,8 @@ int pf__journal_spend(struct pf_node *n);
  * and the end record naming (root, size); the caller syncs the journal with
  * the data. pf__journal_placed, after the commit point: write the held slots
  * in place (no sync) and switch to the other journal for the next generation. */
-int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size);
+int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size,
+		    bool whole);
 int pf__journal_placed(struct pf_node *n);
 /* Last close of a node with a live redo journal: sync the data, spend it. */
 void pf__journal_close(struct pf_node *n);
@@ -673,6 +686,11 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 		   struct kiln_err *err);
 int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
 			struct kiln_err *err);
+/* Does a journal of backing file name (file_id) vouch for a one-phase
+ * record's (root, size) of it: an end record naming them, every redo entry it
+ * counts whole? A spent journal counts (its data was synced before). */
+int pf__journal_vouches(pf_volume_t *v, const char *name, const uint8_t file_id[PF_FILE_ID_SIZE],
+			const uint8_t root[PF_ROOT_SIZE], uint64_t size, bool *yes);
 
 /* tree.c: the tag tree (see there). pf__tags_need loads the blocks holding
  * chunks [lo, hi) (checked against the committed hashes: -KILN_EAUTH names
@@ -747,6 +765,9 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 #define PF_LOG_REC_MAX (PF_LOG_HDR_SIZE + 8 + PF_LOG_MAX_FILES * PF_LOG_ENTRY_SIZE + PF_TAG_SIZE)
 #define PF_LOG_MAX_RECORDS 64u           /* records between checkpoints */
 #define PF_LOG_MAX_BYTES (1024u * 1024)  /* log bytes between checkpoints */
+/* Header flag (bytes 20..23): written in its commit's sync group, before its
+ * data was durable; replayed last only when the journals vouch for it. */
+#define PF_LOG_ONEPHASE 1u
 /* What one record sets of one file. */
 struct pf_log_entry {
 	uint64_t ino, size;
@@ -760,6 +781,7 @@ struct pf_log_rec {
 	struct pf_log_entry *ents;
 	size_t size; /* bytes of the record in the log */
 	uint64_t end; /* offset after it (set by pf__log_parse) */
+	uint32_t flags; /* PF_LOG_ONEPHASE */
 };
 /* The records a replay applies, in order (owned; pf__log_scan_clear), the
  * version they reach, and the offset after the last one. */
@@ -771,8 +793,8 @@ struct pf_log_scan {
 };
 /* Seal a record of version for ents[count] (1..PF_LOG_MAX_FILES) into a
  * malloc'd buffer (*out owned by the caller). */
-int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, const struct pf_log_entry *ents,
-		 size_t count, uint8_t **out, size_t *out_size);
+int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, uint32_t flags,
+		 const struct pf_log_entry *ents, size_t count, uint8_t **out, size_t *out_size);
 /* Open the record at the start of buf[size] (bytes after it are ignored):
  * -KILN_ETRUNC cut, -KILN_EFORMAT malformed, -KILN_EAUTH not sealed with this
  * key or altered; a message in err. rec is owned by the caller on success. */
@@ -792,13 +814,19 @@ int pf__log_parse(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
  * the freshness provider's newest version dropped. */
 int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct kiln_err *err);
 void pf__log_scan_clear(struct pf_log_scan *s);
+/* A one-phase last record whose journals (found through m, the metadata the
+ * scan started from) do not vouch for it is dropped: its commit never
+ * completed. v's chunk size must be m's. */
+int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s);
 /* Apply the scanned records to v's inode table (loaded from the metadata the
  * scan started from) and place the next record after them. -KILN_ECORRUPT
  * when a record names an inode that is not a committed file. */
 int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err);
-/* Append and sync the record of version for the nodes being committed
- * (n->committing; their inodes hold the new state). */
-int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err);
+/* Write the record of version (flags) for the nodes being committed
+ * (n->committing; their inodes hold the new state) at the log's end; the
+ * caller syncs v->log_fh and then counts it (*size bytes) in. */
+int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
+		   struct kiln_err *err);
 
 /* freshness.c */
 /* The rollback check: accept the metadata's version when it equals the

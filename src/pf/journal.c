@@ -259,7 +259,8 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
  * state (root, size), bound to this generation like its undo entries. Nothing
  * is synced here: the commit syncs the journal with the data, and the held
  * slots move only after its commit point (pf__journal_placed). */
-int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size)
+int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size,
+		    bool whole)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t redo_off = n->jend;
@@ -279,7 +280,7 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 	memcpy(v->jbuf + 12, root, PF_ROOT_SIZE);
 	pf__put_u64(v->jbuf + 12 + PF_ROOT_SIZE, size);
 	pf__put_u64(v->jbuf + 20 + PF_ROOT_SIZE, redo_off);
-	pf__put_u64(v->jbuf + 28 + PF_ROOT_SIZE, 0); /* reserved */
+	pf__put_u64(v->jbuf + 28 + PF_ROOT_SIZE, whole ? PF_JOURNAL_END_WHOLE : 0);
 	return journal_append(n, PF_JOURNAL_END_SIZE);
 }
 
@@ -314,10 +315,13 @@ void pf__journal_close(struct pf_node *n)
 
 	/* The slots placed after the last commit become durable; its redo
 	 * entries are then spent (unsynced: replaying them again is harmless),
-	 * so a volume at rest has no live journal. */
+	 * so a volume at rest has no live journal. Not while the log holds
+	 * records: the journal may vouch for the last one (a one-phase record
+	 * is replayed only so, docs/fs.md "Commit log"); the checkpoint at the
+	 * volume's close spends it, or the next recovery. */
 	if (n->jlive && n->jfh_alt && n->fh && !n->failed && !v->read_only && !n->dirty &&
 	    n->phys_size <= pf__expected_phys(v, n->size) &&
-	    v->so->sync(v->sctx, n->fh) == 0 &&
+	    v->so->sync(v->sctx, n->fh) == 0 && v->log_records == 0 &&
 	    v->so->get_size(v->sctx, n->jfh_alt, &size) == 0)
 		(void)spend(v, n->jfh_alt, size, false);
 	n->jlive = false;
@@ -332,6 +336,10 @@ struct jfile {
 	int fmt;           /* 1-3, or 0: absent, spent or not a journal */
 	bool names_base;   /* its header names the committed state: undo */
 	bool ends_base;    /* its end record names the committed state: redo */
+	bool has_end;      /* an end record (format 3) was found: */
+	bool whole;        /* flagged PF_JOURNAL_END_WHOLE */
+	uint8_t end_root[PF_ROOT_SIZE]; /* the state it names */
+	uint64_t end_size;
 	uint64_t redo_off; /* the end record's: first redo entry */
 	uint32_t nredo;
 };
@@ -372,20 +380,24 @@ static int64_t entry_at(pf_volume_t *v, const struct jfile *j, const uint8_t *bi
 	return (int64_t)(esize + 8);
 }
 
-/* Open and classify journal j (".j" or ".k") of n against committed state e. */
-static int jfile_scan(struct pf_node *n, const struct pf_inode *e, char par, struct jfile *j)
+/* Open and classify journal j (".j" or ".k") of backing file bname against
+ * committed state e (NULL: none known). spent: a spent format 3 journal (its
+ * magic zeroed, its header check intact) is read too, read-only: it can
+ * vouch for a record (pf__journal_vouches), never restore anything. */
+static int jfile_scan(pf_volume_t *v, const char *bname, const uint8_t file_id[PF_FILE_ID_SIZE],
+		      const struct pf_inode *e, char par, bool spent, struct jfile *j)
 {
-	pf_volume_t *v = n->vol;
+	static const uint8_t zero[8];
 	uint8_t want[PF_JOURNAL_HDR_SIZE];
 	static const char *const magic[] = { PF_JOURNAL_MAGIC_V1, PF_JOURNAL_MAGIC_V2,
 					     PF_JOURNAL_MAGIC };
 	uint64_t off, idx;
-	uint32_t len;
+	uint32_t len = 0;
 	int64_t got;
 	int ret;
 
-	snprintf(j->name, sizeof(j->name), "%s.%c", n->name, par);
-	ret = v->so->open(v->sctx, j->name, v->read_only ? PF_SO_RDONLY : 0, &j->fh);
+	snprintf(j->name, sizeof(j->name), "%s.%c", bname, par);
+	ret = v->so->open(v->sctx, j->name, v->read_only || spent ? PF_SO_RDONLY : 0, &j->fh);
 	if (ret == -ENOENT)
 		return 0;
 	if (ret)
@@ -397,11 +409,19 @@ static int jfile_scan(struct pf_node *n, const struct pf_inode *e, char par, str
 	for (int f = 0; f < 3; f++)
 		if (j->size >= sizeof(j->hdr) && memcmp(j->hdr, magic[f], 8) == 0)
 			j->fmt = f + 1;
+	if (!j->fmt && spent && j->size >= sizeof(j->hdr) && memcmp(j->hdr, zero, 8) == 0) {
+		pf__journal_header(j->hdr + 8, pf__get_u64(j->hdr + 40), j->hdr + 48,
+				   PF_JOURNAL_MAGIC, want);
+		if (memcmp(want + 64, j->hdr + 64, 8) == 0)
+			j->fmt = 3;
+	}
 	if (!j->fmt)
 		return 0;
-	pf__journal_header(e->root, e->size, n->file_id, magic[j->fmt - 1], want);
-	j->names_base = memcmp(j->hdr, want, sizeof(want)) == 0;
-	if (j->fmt != 3 || memcmp(j->hdr + 48, n->file_id, PF_FILE_ID_SIZE) != 0)
+	if (e) {
+		pf__journal_header(e->root, e->size, file_id, magic[j->fmt - 1], want);
+		j->names_base = memcmp(j->hdr, want, sizeof(want)) == 0;
+	}
+	if (j->fmt != 3 || memcmp(j->hdr + 48, file_id, PF_FILE_ID_SIZE) != 0)
 		return 0;
 	/* Find the end record: a commit's (whole only if the sync group was). */
 	for (off = sizeof(j->hdr);; off += (uint64_t)got) {
@@ -413,22 +433,31 @@ static int jfile_scan(struct pf_node *n, const struct pf_inode *e, char par, str
 	}
 	j->redo_off = pf__get_u64(v->jbuf + 20 + PF_ROOT_SIZE);
 	j->nredo = len;
-	j->ends_base = memcmp(v->jbuf + 12, e->root, PF_ROOT_SIZE) == 0 &&
-		       pf__get_u64(v->jbuf + 12 + PF_ROOT_SIZE) == e->size;
+	j->has_end = true;
+	memcpy(j->end_root, v->jbuf + 12, PF_ROOT_SIZE);
+	j->end_size = pf__get_u64(v->jbuf + 12 + PF_ROOT_SIZE);
+	j->whole = (pf__get_u64(v->jbuf + 28 + PF_ROOT_SIZE) & PF_JOURNAL_END_WHOLE) != 0;
+	j->ends_base = e && memcmp(j->end_root, e->root, PF_ROOT_SIZE) == 0 &&
+		       j->end_size == e->size;
 	return 0;
 }
 
+enum jmode {
+	J_WRITE, /* put the entries in place */
+	J_CHECK, /* compare them with the backing file */
+	J_COUNT, /* only check that the redo entries are whole */
+};
+
 /* Walk j's entries: undo (from the header to the first redo entry or the
  * end) or redo (from redo_off, exactly nredo of them, each a chunk of the
- * committed state). Applied to the backing file, or with check, compared
- * with it (*same cleared at the first difference). */
-static int jfile_apply(struct pf_node *n, const struct pf_inode *e, struct jfile *j,
-		       bool redo, bool check, bool *same, struct kiln_err *err)
+ * state of the given size). Applied to n's backing file, or compared with it
+ * (*same cleared at the first difference), or only counted (n may be NULL). */
+static int jfile_apply(pf_volume_t *v, struct pf_node *n, uint64_t size, struct jfile *j,
+		       bool redo, enum jmode mode, bool *same, struct kiln_err *err)
 {
-	pf_volume_t *v = n->vol;
 	const uint8_t *bind = j->fmt == 1 ? NULL : j->hdr + 64;
-	uint64_t off = redo ? j->redo_off : sizeof(j->hdr), idx, cnt = 0;
-	uint32_t len;
+	uint64_t off = redo ? j->redo_off : sizeof(j->hdr), idx = 0, cnt = 0;
+	uint32_t len = 0;
 	int64_t got;
 	int ret;
 
@@ -439,13 +468,13 @@ static int jfile_apply(struct pf_node *n, const struct pf_inode *e, struct jfile
 		if (got == 0 || idx == PF_JOURNAL_END || !(len & PF_JOURNAL_REDO) == redo)
 			break;
 		len &= ~PF_JOURNAL_REDO;
-		if (idx >= pf__nchunks(v, e->size) || len != pf__chunk_len(v, e->size, idx)) {
-			if (redo)
-				break; /* counted below */
-			break; /* an undo entry past the committed end: torn tail */
-		}
+		/* Redo: counted below. Undo: past the committed end, a torn tail. */
+		if (idx >= pf__nchunks(v, size) || len != pf__chunk_len(v, size, idx))
+			break;
 		cnt++;
-		if (check) {
+		if (mode == J_COUNT)
+			continue;
+		if (mode == J_CHECK) {
 			ret = pf__st_pread_pad(v, n->fh, v->slot, PF_SLOT_META + len,
 					       pf__slot_off(v, idx));
 			if (ret)
@@ -459,12 +488,38 @@ static int jfile_apply(struct pf_node *n, const struct pf_inode *e, struct jfile
 		if (ret)
 			return ret;
 	}
-	if (redo && (cnt != j->nredo || idx != PF_JOURNAL_END || got == 0))
+	if (redo && (cnt != j->nredo || idx != PF_JOURNAL_END || got == 0)) {
+		if (!n)
+			return -KILN_ECORRUPT;
 		return kiln_err_set(err, -KILN_ECORRUPT, "file %s: journal %s: its end record "
 				    "names the committed state but %llu of its %u redo entries "
 				    "are whole (corrupt or tampered); nothing was changed",
 				    pf__node_path(n), j->name, (unsigned long long)cnt, j->nredo);
+	}
 	return 0;
+}
+
+int pf__journal_vouches(pf_volume_t *v, const char *name, const uint8_t file_id[PF_FILE_ID_SIZE],
+			const uint8_t root[PF_ROOT_SIZE], uint64_t size, bool *yes)
+{
+	int ret = 0;
+
+	*yes = false;
+	for (int k = 0; k < 2 && !ret && !*yes; k++) {
+		struct jfile j = { 0 };
+
+		ret = jfile_scan(v, name, file_id, NULL, k ? 'k' : 'j', true, &j);
+		if (!ret && j.has_end && j.end_size == size &&
+		    memcmp(j.end_root, root, PF_ROOT_SIZE) == 0) {
+			ret = jfile_apply(v, NULL, size, &j, true, J_COUNT, NULL, NULL);
+			*yes = ret == 0;
+			if (ret == -KILN_ECORRUPT)
+				ret = 0;
+		}
+		if (j.fh)
+			v->so->close(v->sctx, j.fh);
+	}
+	return ret;
 }
 
 /* On load: replay what the committed state needs from the journals (".j",
@@ -472,22 +527,27 @@ static int jfile_apply(struct pf_node *n, const struct pf_inode *e, struct jfile
  * the commit point, before its slots were durable in place), then the undo
  * entries of the one whose header names it (a crash during a generation, or
  * in its commit's sync group); where both touch a chunk they hold the same
- * bytes. Then cut the file to the committed length, sync it, spend both.
- * *had_journal tells whether any live journal exists (then extra trailing
- * bytes are expected debris). */
+ * bytes. A whole generation's redo (PF_JOURNAL_END_WHOLE) comes after that of
+ * the previous commit, when the other journal's end record names the state
+ * its header does: those slots went in place without a sync, and a one-phase
+ * record is the commit point before the data sync that made them durable.
+ * Then cut the file to the committed length, sync it, spend both (a journal
+ * naming the committed state stays while the log holds records: it vouches
+ * for a one-phase record, pf__journal_vouches). *had_journal tells whether any
+ * live journal exists (then extra trailing bytes are expected debris). */
 int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_journal,
 			struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	struct jfile js[2] = { 0 };
 	bool undo = false, redo = false, same = true;
-	int ret = 0;
+	int ret = 0, prev = -1;
 
 	*had_journal = false;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
 	n->base_size = e->size;
 	for (int k = 0; k < 2 && !ret; k++) {
-		ret = jfile_scan(n, e, k ? 'k' : 'j', &js[k]);
+		ret = jfile_scan(v, n->name, n->file_id, e, k ? 'k' : 'j', false, &js[k]);
 		*had_journal = *had_journal || js[k].fmt;
 		undo = undo || js[k].names_base;
 		redo = redo || js[k].ends_base;
@@ -501,7 +561,7 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 		 * cache: a live redo journal whose slots are all there is done. */
 		for (int k = 0; k < 2 && !undo && !ret; k++)
 			if (js[k].ends_base)
-				ret = jfile_apply(n, e, &js[k], true, true, &same, err);
+				ret = jfile_apply(v, n, e->size, &js[k], true, J_CHECK, &same, err);
 		if (ret)
 			goto out;
 		if (undo || !same)
@@ -509,25 +569,44 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
 					   "open the volume read-write", pf__node_path(n));
 		goto out;
 	}
+	for (int k = 0; k < 2; k++) {
+		const struct jfile *o = &js[1 - k];
+
+		if (js[k].ends_base && js[k].whole && o->has_end && !o->ends_base &&
+		    o->end_size == pf__get_u64(js[k].hdr + 40) &&
+		    memcmp(o->end_root, js[k].hdr + 8, PF_ROOT_SIZE) == 0)
+			prev = 1 - k;
+	}
 	/* Check every redo journal whole before the first write. */
+	if (prev >= 0)
+		ret = jfile_apply(v, n, js[prev].end_size, &js[prev], true, J_CHECK, &same, err);
 	for (int k = 0; k < 2 && !ret; k++)
 		if (js[k].ends_base)
-			ret = jfile_apply(n, e, &js[k], true, true, &same, err);
+			ret = jfile_apply(v, n, e->size, &js[k], true, J_CHECK, &same, err);
+	if (!ret && prev >= 0)
+		ret = jfile_apply(v, n, js[prev].end_size, &js[prev], true, J_WRITE, NULL, err);
 	for (int k = 0; k < 2 && !ret; k++)
 		if (js[k].ends_base)
-			ret = jfile_apply(n, e, &js[k], true, false, NULL, err);
+			ret = jfile_apply(v, n, e->size, &js[k], true, J_WRITE, NULL, err);
 	for (int k = 0; k < 2 && !ret; k++)
 		if (js[k].names_base)
-			ret = jfile_apply(n, e, &js[k], false, false, NULL, err);
+			ret = jfile_apply(v, n, e->size, &js[k], false, J_WRITE, NULL, err);
 	if (ret)
 		goto out_err;
 	ret = v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, e->size));
 	if (!ret)
 		ret = v->so->sync(v->sctx, n->fh);
-	/* The restored state equals the committed one: the journals are spent. */
+	/* The restored state equals the committed one: the journals are spent
+	 * (but one the log's last record may need; the next generation writes
+	 * the other). */
 	for (int k = 0; k < 2 && !ret; k++) {
 		if (!js[k].fmt)
 			continue;
+		if (js[k].ends_base && !js[k].names_base && v->log_records > 0 &&
+		    n->kind != PF_REGION_PLAIN) {
+			n->jpar = k == 0;
+			continue;
+		}
 		ret = spend(v, js[k].fh, js[k].size, js[k].fmt == 1);
 		if (!ret)
 			ret = v->so->sync(v->sctx, js[k].fh);

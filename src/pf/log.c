@@ -9,7 +9,7 @@
  * them (a replay skips records at or below the metadata's version, and a
  * record cut by a later shorter one ends the log).
  *
- * A record: header (the AAD) magic[8] version u64 body_size u32 reserved u32
+ * A record: header (the AAD) magic[8] version u64 body_size u32 flags u32
  * iv[12] reserved u32, then the body sealed with AES-256-GCM under the log key
  * (HKDF of the volume key, "log"), then the tag. Body: count u32 reserved u32,
  * then count entries of ino u64 size u64 atime mtime ctime (i64 ns) root[32]. */
@@ -30,8 +30,8 @@ static size_t body_size_of(size_t count)
 	return 8 + count * PF_LOG_ENTRY_SIZE;
 }
 
-int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, const struct pf_log_entry *ents,
-		 size_t count, uint8_t **out, size_t *out_size)
+int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, uint32_t flags,
+		 const struct pf_log_entry *ents, size_t count, uint8_t **out, size_t *out_size)
 {
 	size_t bsize = body_size_of(count), total = PF_LOG_HDR_SIZE + bsize + PF_TAG_SIZE;
 	uint8_t *buf = NULL, *body = NULL;
@@ -49,6 +49,7 @@ int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, const struct pf
 	memcpy(buf, PF_LOG_MAGIC, 8);
 	pf__put_u64(buf + 8, version);
 	pf__put_u32(buf + 16, (uint32_t)bsize);
+	pf__put_u32(buf + 20, flags);
 	ret = kc_random(buf + 24, KC_AEAD_IV_SIZE);
 	if (ret)
 		goto out;
@@ -156,7 +157,7 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 	if (memcmp(buf, PF_LOG_MAGIC, 8) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: bad magic");
 	bsize = pf__get_u32(buf + 16);
-	if (pf__get_u32(buf + 20) != 0 || pf__get_u32(buf + 36) != 0)
+	if ((pf__get_u32(buf + 20) & ~PF_LOG_ONEPHASE) != 0 || pf__get_u32(buf + 36) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
 	if (bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
 	    (bsize - 8) % PF_LOG_ENTRY_SIZE != 0)
@@ -184,6 +185,7 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 	if (ret)
 		goto out;
 	rec->version = pf__get_u64(buf + 8);
+	rec->flags = pf__get_u32(buf + 20);
 	rec->size = PF_LOG_HDR_SIZE + (size_t)bsize + PF_TAG_SIZE;
 out:
 	kiln_free_secret(body, bsize);
@@ -300,6 +302,40 @@ out_msg:
 	return ret;
 }
 
+int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s)
+{
+	const struct pf_log_rec *rec = s->count ? &s->recs[s->count - 1] : NULL;
+	bool yes = true;
+	int ret = 0;
+
+	/* Only the last record: a commit starts after the one before it
+	 * completed, so every earlier one's sync group did. */
+	if (!rec || !(rec->flags & PF_LOG_ONEPHASE))
+		return 0;
+	for (size_t i = 0; i < rec->count && yes && !ret; i++) {
+		const struct pf_meta_inode *in = NULL;
+		char name[PF_BNAME_MAX];
+
+		for (size_t k = 0; k < m->ninodes && !in; k++)
+			if (m->inodes[k].ino == rec->ents[i].ino)
+				in = &m->inodes[k];
+		/* Not a file of the metadata: pf__log_replay refuses it. */
+		if (!in || in->type != PF_TYPE_REG)
+			continue;
+		pf__backing_name(in->backing, name);
+		ret = pf__journal_vouches(v, name, in->file_id, rec->ents[i].root,
+					  rec->ents[i].size, &yes);
+	}
+	if (ret || yes)
+		return ret;
+	/* Its sync group did not finish: never acknowledged. Its version
+	 * stays used (the provider holds it at most: pf__versions_known). */
+	pf__log_rec_clear(&s->recs[--s->count]);
+	s->version--; /* the records follow each other */
+	s->end = s->count ? s->recs[s->count - 1].end : 0;
+	return 0;
+}
+
 int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err)
 {
 	for (size_t r = 0; r < s->count; r++) {
@@ -329,7 +365,8 @@ int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err 
 	return 0;
 }
 
-int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err)
+int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
+		   struct kiln_err *err)
 {
 	struct pf_log_entry *ents = NULL;
 	uint8_t *rec = NULL;
@@ -355,7 +392,8 @@ int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err)
 		memcpy(ents[count].root, in->root, PF_ROOT_SIZE);
 		count++;
 	}
-	ret = pf__log_seal(&v->mk, version, ents, count, &rec, &rec_size);
+	*size = 0;
+	ret = pf__log_seal(&v->mk, version, flags, ents, count, &rec, &rec_size);
 	if (ret)
 		goto out;
 	if (!v->log_fh) {
@@ -368,11 +406,7 @@ int pf__log_append(pf_volume_t *v, uint64_t version, struct kiln_err *err)
 	}
 	ret = pf__st_pwrite_all(v, v->log_fh, rec, rec_size, v->log_off);
 	if (!ret)
-		ret = v->so->sync(v->sctx, v->log_fh);
-	if (ret)
-		goto out;
-	v->log_off += rec_size;
-	v->log_records++;
+		*size = rec_size;
 out:
 	if (ret)
 		kiln_err_set(err, ret, "commit log (.kiln/%s): cannot write: %s", PF_LOG_NAME,

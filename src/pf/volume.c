@@ -41,6 +41,10 @@ static int vol_alloc(const struct pf_volume_opts *opts, pf_volume_t **out)
 
 static int vol_set_chunk_size(pf_volume_t *v, uint32_t cs)
 {
+	/* Set once per volume (pf__log_vouch may need it before the metadata
+	 * in use is chosen: meta.pub has the same). */
+	if (v->iobuf)
+		return v->cs == cs ? 0 : -KILN_EFORMAT;
 	v->cs = cs;
 	v->stride = (uint64_t)cs + PF_SLOT_META;
 	v->batch = PF_IO_BATCH_BYTES / v->stride;
@@ -491,6 +495,21 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = pf__log_scan(v, version, &ls, err);
 	if (ret)
 		goto out;
+	/* A one-phase last record counts only when the journals vouch for it:
+	 * they are found through the metadata the records follow. */
+	if (ls.count && (ls.recs[ls.count - 1].flags & PF_LOG_ONEPHASE)) {
+		ret = pf__meta_parse(body, body_size, format, &m, err);
+		if (!ret)
+			ret = vol_set_chunk_size(v, m.chunk_size);
+		if (!ret)
+			ret = pf__log_vouch(v, &m, &ls);
+		pf__meta_clear(&m);
+		if (ret) {
+			if (!(err && err->code))
+				kiln_err_set(err, ret, "%s: commit log: %s", dir, kiln_strerror(ret));
+			goto out;
+		}
+	}
 	version = ls.version;
 	published = load_published(v, version, &format, &body, &body_size);
 	if (published < 0) {

@@ -80,9 +80,9 @@ static uint64_t frnd(struct fault *f)
 
 static void power_cut_locked(struct fault *f)
 {
-	while (f->undo) {
+	for (unsigned i = 0; f->undo; i++) {
 		void *fh = f->undo->fh;
-		bool lose = frnd(f) & 1;
+		bool lose = f->lose_bits ? (f->lose_bits >> (i % 64)) & 1 : frnd(f) & 1;
 		struct fault_undo **pp = &f->undo;
 
 		while (*pp) {
@@ -335,6 +335,17 @@ LOCKED(int, fo_sync_start, (void *c, void *fh), (c, fh))
 LOCKED(int, fo_sync_wait, (void *c), (c))
 LOCKED(int, fo_sync_all, (void *c), (c))
 
+/* The deferred storage's sync: counted, then as fo_sync. */
+static int fo_sync_direct_l(void *ctx, void *fh)
+{
+	struct fault *f = ctx;
+
+	pthread_mutex_lock(&g_mu);
+	f->direct_syncs++;
+	pthread_mutex_unlock(&g_mu);
+	return fo_sync_l(ctx, fh);
+}
+
 static const struct pf_storage_ops g_ops = {
 	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
 	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
@@ -344,7 +355,7 @@ static const struct pf_storage_ops g_ops = {
 
 static const struct pf_storage_ops g_ops_deferred = {
 	.open = fo_open_l, .pread = fo_pread_l, .pwrite = fo_pwrite_l,
-	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
+	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_direct_l,
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l, .punch = fo_punch_l,

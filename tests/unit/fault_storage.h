@@ -42,7 +42,11 @@ struct fault {
 	bool short_writes; /* pwrite writes half of what it is asked */
 	bool power_loss;   /* log unsynced changes; a sticky fault cuts the power */
 	uint64_t rng;      /* xorshift state deciding which files lose their changes */
+	/* Nonzero: decides instead of rng, bit i for the i-th file decided (files
+	 * in the order of their newest unsynced change, newest first). */
+	uint64_t lose_bits;
 	long ops;          /* mutating calls so far */
+	long direct_syncs; /* deferred storage: syncs done at once (not sync_start) */
 	long reads;        /* pread calls so far (tests may reset it) */
 	uint64_t read_bytes; /* bytes those returned */
 	struct fault_undo *undo; /* unsynced changes, newest first */
