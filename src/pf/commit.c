@@ -242,13 +242,24 @@ static bool log_commit_ok(pf_volume_t *v)
 static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	bool one = true, later = false;
+	bool one = true, later = false, dir = false;
 	size_t size = 0;
 	int ret;
 
-	for (struct pf_node *n = v->nodes; n; n = n->next)
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (n->committing && !(n->redo && n->whole))
 			one = false;
+		/* A journal created in this generation: its name must be durable
+		 * with the commit (a metadata write's directory sync covers it). */
+		if (n->committing && n->redo && n->j_dir)
+			dir = true;
+	}
+	if (dir && (ret = v->so->sync_dir(v->sctx))) {
+		kiln_err_set(err, ret, "commit: cannot sync directory: %s", kiln_strerror(ret));
+		(void)syncs_settle(v);
+		v->log_broken = true;
+		return ret;
+	}
 	if (one) {
 		ret = use_version(v, version, &later, err);
 		if (!ret)
