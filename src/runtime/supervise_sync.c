@@ -57,20 +57,16 @@ static int written_fd(const struct seccomp_notif *n)
 /* The flags and inode of fd in tid's table (/proc/TID/fdinfo/FD). */
 static int fd_info(pid_t tid, int fd, long *flags, unsigned long *ino)
 {
-	char path[64], buf[512];
+	char name[32], buf[512];
 	const char *p;
 	ssize_t n;
-	int f;
 
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)tid, fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -errno;
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
-	if (n <= 0)
+	snprintf(name, sizeof(name), "fdinfo/%d", fd);
+	n = kiln_read_proc(tid, name, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
 		return -EIO;
-	buf[n] = '\0';
 	p = strstr(buf, "flags:");
 	if (!p || sscanf(p, "flags: %lo", flags) != 1)
 		return -EIO;
