@@ -4,7 +4,8 @@
  * crash or read outside the file; an accepted file has a kind, a program
  * interpreter exactly when it is dynamic (one absolute, NUL-terminated path),
  * a refusal always carries its reason, and links_kiln (a kiln-cc build) is
- * only said of a dynamic program whose file holds the name. */
+ * only said of a dynamic program whose file holds the name of the runtime for
+ * its C library (libkiln.so, or libkiln-musl.so for musl's loader). */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kiln_err err = { 0 };
 	struct ev_elf_info info;
+	const char *want;
 	int fd = memfd_create("fuzz-elf", MFD_CLOEXEC), ret;
 	size_t n;
 
@@ -45,8 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (n && info.interp[0] != '/')
 		abort();
 	/* Only a dynamic program can name the runtime among its libraries, and
-	 * only with the name in the file (no read past a string table). */
-	if (info.links_kiln && (n == 0 || !memmem(data, size, "libkiln.so", 11)))
+	 * only the runtime for its C library, with the name (and its NUL) in the
+	 * file: no read past a string table. */
+	want = info.kind == EV_ELF_MUSL ? "libkiln-musl.so" : "libkiln.so";
+	if (info.links_kiln && (n == 0 || !memmem(data, size, want, strlen(want) + 1)))
 		abort();
 	return 0;
 }
