@@ -58,7 +58,7 @@ $(FUZZ_BUILD)/build.ninja: | deps
 	  -Dmusl=disabled -Db_lundef=false -Dbuildtype=debugoptimized
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
-	ninja -C $(FUZZ_BUILD)
+	ninja -C $(FUZZ_BUILD) fuzz-targets
 
 bench: build
 	@scripts/bench.sh $(BUILD)
