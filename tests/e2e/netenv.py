@@ -38,6 +38,27 @@ def q(s):
     return json.dumps(str(s))
 
 
+def listen_policy(name, service, argv, port):
+    """A policy NAME whose one service runs argv behind a shielded listen port:
+    TLS with a certificate (secret srv) of the policy's own CA (secret ca, the
+    client's trust: net.cert("NAME:ca")), every other connection denied."""
+    return f"""\
+name: {name}
+secrets:
+  - {{name: ca, kind: x509-ca}}
+  - {{name: srv, kind: x509, issuer: ca, dns: [localhost], ip: [127.0.0.1]}}
+services:
+  - name: {service}
+    command: [{", ".join(q(a) for a in argv)}]
+    measurement: [any]
+    network:
+      default: deny
+      listen:
+        - {{port: {port}, certificate: srv}}
+security: {{tee: [sim], allow_insecure_sim: true}}
+"""
+
+
 class Proc:
     """A program started under kiln run; its output goes to files."""
 

@@ -6,7 +6,7 @@
  * sees WANT_WRITE, a record is never half-owned by a caller that might not
  * come back with the same bytes, and the stream keeps its order (nothing is
  * sent while older bytes wait). Whoever holds the connection next sends what
- * waits (rt__conn_flush). */
+ * waits (rt__conn_flush), or the engine when the socket has room (engine.c). */
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>

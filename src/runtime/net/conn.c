@@ -107,6 +107,7 @@ void rt__conn_unlink(struct rt_conn *c)
 {
 	rt__epoll_forget_conn(c);
 	rt__engine_untimer(c);
+	rt__engine_unwatch(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else if (g_net.conns == c)
@@ -170,7 +171,13 @@ void rt__conn_lock(struct rt_conn *c, int fd)
 
 void rt__conn_unlock(struct rt_conn *c)
 {
+	/* Ciphertext counted as written waits: the engine sends it, whatever
+	 * this thread does next (a blocking read, a sleep, a wait elsewhere). */
+	bool watch = atomic_load(&c->out_pending) && !atomic_load(&c->watched) && !c->foreign;
+
 	pthread_mutex_unlock(&c->lock);
+	if (watch)
+		rt__engine_watch(c);
 }
 
 void rt__conn_set_buffered(struct rt_conn *c)

@@ -10,14 +10,22 @@
  *    the socket, as the kernel finishes a plaintext socket after close();
  *  - held plaintext (hold.c): while writes were held in the last HOT_NS it
  *    ticks every RT_HOLD_NS and seals what has waited that long (a thread
- *    that computes without system calls would not).
+ *    that computes without system calls would not);
+ *  - ciphertext that waits in an open connection (c->out: what the kernel
+ *    did not take, counted as written): it polls those sockets for room and
+ *    sends it, as the kernel sends what it buffered while the program waits
+ *    in anything else (a blocking read of the same socket, a sleep, another
+ *    fd). Without it a program that wrote and then waits for the peer's
+ *    answer waits for ever: the peer never gets what it should answer.
  *
  * Started on first use in each process (a forked child starts its own). It
  * runs no program code and never holds a lock while it waits; all signals are
  * blocked in it, and its system calls go straight to the kernel. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -39,6 +47,7 @@ struct lingering {
 
 /* Under g_net.reg. */
 static struct rt_conn *g_timers;
+static struct rt_conn *g_watch; /* connections whose ciphertext waits (w_next) */
 static struct lingering *g_lingers;
 static bool g_running;
 static int g_epfd = -1;
@@ -104,6 +113,112 @@ static void check_lingers(uint64_t now)
 	}
 }
 
+/* The engine's poll set: its epoll instance (evfd, lingering sockets), then
+ * the sockets of the watched connections. The engine's own. */
+#define PFDS_MIN 16
+static struct pollfd g_pfds0[PFDS_MIN];
+static struct pollfd *g_pfds = g_pfds0;
+static size_t g_pfds_cap = PFDS_MIN;
+
+/* Room for one more entry in the poll set (false: none, the rest waits). */
+static bool pfds_room(size_t n)
+{
+	struct pollfd *p;
+
+	if (n < g_pfds_cap)
+		return true;
+	p = malloc(2 * g_pfds_cap * sizeof(*p));
+	if (!p)
+		return false;
+	memcpy(p, g_pfds, n * sizeof(*p));
+	if (g_pfds != g_pfds0)
+		free(g_pfds);
+	g_pfds = p;
+	g_pfds_cap *= 2;
+	return true;
+}
+
+/* Is c's ciphertext still the engine's to send, through fd? Under
+ * g_net.reg and c->lock. */
+static bool watch_ok(struct rt_conn *c, int fd)
+{
+	return atomic_load(&c->out_pending) && !c->foreign &&
+	       atomic_load(&c->state) != RT_C_FAILED && rt__nobj_peek(fd, RT_NOBJ_CONN) == c;
+}
+
+/* Keep c in the watch list or take it out (under g_net.reg and c->lock):
+ * the link to look at next. */
+static struct rt_conn **watch_step(struct rt_conn **pp, struct rt_conn *c, bool keep)
+{
+	if (keep)
+		return &c->w_next;
+	*pp = c->w_next;
+	atomic_store(&c->watched, false);
+	return pp;
+}
+
+/* Fill the poll set from the watch list (under g_net.reg): its size. A
+ * connection a blocking send is flushing stays listed without a slot (its
+ * sender finishes the job); one that no longer waits leaves the list. */
+static size_t watch_set(void)
+{
+	size_t n = 1;
+
+	for (struct rt_conn **pp = &g_watch; *pp;) {
+		struct rt_conn *c = *pp;
+		bool keep;
+
+		pthread_mutex_lock(&c->lock);
+		c->w_slot = -1;
+		keep = watch_ok(c, c->fd_hint);
+		if (keep && !c->flushing && pfds_room(n)) {
+			g_pfds[n] = (struct pollfd){ c->fd_hint, POLLOUT, 0 };
+			c->w_slot = (int)n++;
+		}
+		pp = watch_step(pp, c, keep);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return n;
+}
+
+/* Send what the watched connections whose sockets have room hold (under
+ * g_net.reg). Those whose readiness changed (all sent) get a hold and go
+ * into changed[] (at most max), as rt__hold_sweep's. Its count. */
+static size_t watch_send(struct rt_conn **changed, size_t max)
+{
+	size_t n = 0;
+
+	for (struct rt_conn **pp = &g_watch; *pp;) {
+		struct rt_conn *c = *pp;
+		int slot = c->w_slot;
+		bool keep = true;
+
+		if (slot < 0 || !g_pfds[slot].revents) {
+			pp = &c->w_next;
+			continue;
+		}
+		pthread_mutex_lock(&c->lock);
+		if (!c->flushing) {
+			int fd = g_pfds[slot].fd;
+
+			keep = fd == c->fd_hint && watch_ok(c, fd);
+			if (keep) {
+				c->io_fd = fd;
+				/* Sent, or the socket failed: the program's next call
+				 * meets the error. */
+				keep = rt__conn_send_out(c) == -EAGAIN;
+			}
+			if (!atomic_load(&c->out_pending) && n < max) {
+				atomic_fetch_add(&c->obj.refs, 1);
+				changed[n++] = c;
+			}
+		}
+		pp = watch_step(pp, c, keep);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return n;
+}
+
 static void *engine(void *arg)
 {
 	uint64_t all = ~0ull;
@@ -115,15 +230,22 @@ static void *engine(void *arg)
 	for (;;) {
 		struct epoll_event ev[16];
 		struct rt_conn *changed[SWEEP_MAX];
-		size_t n_changed = 0;
+		size_t n_changed = 0, n_pfds;
 		uint64_t now, v;
 		bool idle, fast = atomic_load(&g_fast);
 		long n;
 
-		n = rt__raw(SYS_epoll_wait, g_epfd, ev, 16, fast ? 1 : TICK_MS);
-		for (long i = 0; i < n; i++)
-			if (ev[i].data.u64 == 1)
-				rt__raw(SYS_read, g_evfd, &v, sizeof(v));
+		pthread_mutex_lock(&g_net.reg);
+		n_pfds = watch_set();
+		pthread_mutex_unlock(&g_net.reg);
+		g_pfds[0] = (struct pollfd){ g_epfd, POLLIN, 0 };
+		n = rt__raw(SYS_poll, g_pfds, n_pfds, fast ? 1 : TICK_MS);
+		if (n > 0 && g_pfds[0].revents) {
+			n = rt__raw(SYS_epoll_wait, g_epfd, ev, 16, 0);
+			for (long i = 0; i < n; i++)
+				if (ev[i].data.u64 == 1)
+					rt__raw(SYS_read, g_evfd, &v, sizeof(v));
+		}
 		now = rt__now_ns();
 		pthread_mutex_lock(&g_net.reg);
 		check_timers(now);
@@ -132,12 +254,13 @@ static void *engine(void *arg)
 			n_changed = rt__hold_sweep(~0ull, changed, SWEEP_MAX);
 		else if (fast || atomic_load(&g_fast))
 			n_changed = rt__hold_sweep(now - RT_HOLD_NS / 4, changed, SWEEP_MAX);
+		n_changed += watch_send(changed + n_changed, SWEEP_MAX - n_changed);
 		if (atomic_load(&g_fast) && now - atomic_load(&g_hold_at) > HOT_NS) {
 			atomic_store(&g_fast, false);
 			if (rt__now_ns() - atomic_load(&g_hold_at) <= HOT_NS)
 				atomic_store(&g_fast, true);
 		}
-		idle = !g_timers && !g_lingers && !atomic_load(&g_fast);
+		idle = !g_timers && !g_lingers && !g_watch && !atomic_load(&g_fast);
 		if (idle)
 			g_running = false;
 		pthread_mutex_unlock(&g_net.reg);
@@ -211,6 +334,41 @@ void rt__engine_untimer(struct rt_conn *c)
 	c->timed = false;
 }
 
+void rt__engine_watch_locked(struct rt_conn *c)
+{
+	uint64_t one = 1;
+
+	if (atomic_load(&c->watched) || !atomic_load(&c->out_pending) || c->foreign)
+		return;
+	atomic_store(&c->watched, true);
+	c->w_slot = -1;
+	c->w_next = g_watch;
+	g_watch = c;
+	start();
+	/* A running engine polls the sockets it knew: wake it to take this one. */
+	if (g_evfd >= 0)
+		rt__raw(SYS_write, g_evfd, &one, sizeof(one));
+}
+
+void rt__engine_watch(struct rt_conn *c)
+{
+	pthread_mutex_lock(&g_net.reg);
+	rt__engine_watch_locked(c);
+	pthread_mutex_unlock(&g_net.reg);
+}
+
+void rt__engine_unwatch(struct rt_conn *c)
+{
+	if (!atomic_load(&c->watched))
+		return;
+	for (struct rt_conn **pp = &g_watch; *pp; pp = &(*pp)->w_next)
+		if (*pp == c) {
+			*pp = c->w_next;
+			break;
+		}
+	atomic_store(&c->watched, false);
+}
+
 void rt__engine_hold(void)
 {
 	uint64_t one = 1;
@@ -273,6 +431,10 @@ void rt__engine_after_fork(void)
 		linger_end(l);
 	}
 	g_running = false;
+	/* What the parent's connections wait to send is the parent's. */
+	for (struct rt_conn *c = g_watch; c; c = c->w_next)
+		atomic_store(&c->watched, false);
+	g_watch = NULL;
 	if (g_epfd >= 0)
 		rt__own_close(g_epfd);
 	g_epfd = -1;

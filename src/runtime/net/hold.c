@@ -164,6 +164,8 @@ size_t rt__hold_sweep(uint64_t before, struct rt_conn **changed, size_t max)
 			pend0 = atomic_load(&c->out_pending);
 			c->io_fd = fd;
 			rt__conn_flush(c);
+			if (changed) /* the engine's sweep: it sends what the kernel did not take */
+				rt__engine_watch_locked(c);
 			if (pend0 != atomic_load(&c->out_pending) && n < max) {
 				atomic_fetch_add(&c->obj.refs, 1);
 				changed[n++] = c;

@@ -149,6 +149,11 @@ struct rt_conn {
 	size_t pend_len;
 	bool pend_more;         /* the writes held asked for MSG_MORE */
 	_Atomic uint64_t pend_ns; /* when the first byte held was written (0: none) */
+	/* In the engine's watch list (engine.c): set under g_net.reg, cleared
+	 * under g_net.reg and c->lock, read without either. */
+	_Atomic bool watched;
+	struct rt_conn *w_next; /* the engine's watch list (under g_net.reg) */
+	int w_slot;             /* its socket's entry in the engine's poll set, or -1 */
 };
 
 /* rt__net_enter, the shields' guard: runtime/internal.h. */
@@ -280,6 +285,13 @@ void rt__engine_kick(void) RT_HIDDEN;
 /* Watch the handshake deadline of c; stop watching it (under g_net.reg). */
 void rt__engine_timer(struct rt_conn *c) RT_HIDDEN;
 void rt__engine_untimer(struct rt_conn *c) RT_HIDDEN;
+/* Ciphertext waits in c->out, counted as written: the engine sends it as the
+ * kernel takes it, whatever the program's threads wait in (as the kernel
+ * sends what it buffered). rt__engine_watch: no lock held (rt__conn_unlock);
+ * _locked: under g_net.reg. rt__engine_unwatch: under g_net.reg. */
+void rt__engine_watch(struct rt_conn *c) RT_HIDDEN;
+void rt__engine_watch_locked(struct rt_conn *c) RT_HIDDEN;
+void rt__engine_unwatch(struct rt_conn *c) RT_HIDDEN;
 /* Take over a closed connection with unsent data: send it, close_notify,
  * close own_fd (a runtime-owned dup of the socket). */
 void rt__engine_linger(struct rt_conn *c, int own_fd) RT_HIDDEN;

@@ -4,8 +4,9 @@
  * socket is drained (what edge-triggered programs such as nginx assume), and
  * a non-blocking read says EAGAIN only after the socket did. A write encrypts
  * at most what it reports written: what the kernel does not take at once is
- * kept and counts as sent (as kernel TLS would count it), and a non-blocking
- * write says EAGAIN only while older ciphertext still waits. The program's
+ * kept and counts as sent (as kernel TLS would count it; the engine sends it
+ * as the kernel takes it, whatever the program does next: engine.c), and a
+ * non-blocking write says EAGAIN only while older ciphertext still waits. The program's
  * buffers are read and written through the fault-safe copies (EFAULT, never a
  * crash), staged through a buffer of the runtime's. */
 #include <errno.h>

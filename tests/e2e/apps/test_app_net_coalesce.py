@@ -9,7 +9,7 @@ edge-triggered epoll."""
 import os
 import time
 
-from netenv import PYTHON, TlsRecords, free_port, q, wait_port
+from netenv import PYTHON, TlsRecords, free_port, listen_policy, wait_port
 
 SERVER = r"""
 import mmap, os, select, socket, sys
@@ -74,31 +74,13 @@ while True:
 """
 
 
-def policy(port, body):
-    return f"""\
-name: t/coalesce
-secrets:
-  - {{name: ca, kind: x509-ca}}
-  - {{name: srv, kind: x509, issuer: ca, dns: [localhost], ip: [127.0.0.1]}}
-services:
-  - name: server
-    command: [{q(PYTHON)}, -c, {q(SERVER)}, "{port}", {q(str(body))}]
-    measurement: [any]
-    network:
-      default: deny
-      listen:
-        - {{port: {port}, certificate: srv}}
-security: {{tee: [sim], allow_insecure_sim: true}}
-"""
-
-
 def test_consecutive_writes_share_a_record(net, tmp_path):
     port = free_port()
     body = tmp_path / "body.bin"
     body.write_bytes(os.urandom(4096))
     flag = tmp_path / "flag"
     flag.write_bytes(b"\0")
-    net.apply(policy(port, body))
+    net.apply(listen_policy("t/coalesce", "server", [PYTHON, "-c", SERVER, port, body], port))
     server = net.start("t/coalesce", "server")
     wait_port(port, server)
     hdr = b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n"

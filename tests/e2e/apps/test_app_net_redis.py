@@ -4,28 +4,15 @@ program itself speaks plaintext RESP and knows nothing of TLS."""
 import subprocess
 
 from kilnapps import need
-from netenv import free_port, q, wait_port
+from netenv import free_port, listen_policy, wait_port
 
 
 def test_redis_behind_the_shield(net, tmp_path):
     server, cli, bench = need("redis-server"), need("redis-cli"), need("redis-benchmark")
     port = free_port()
-    net.apply(f"""\
-name: t/redis
-secrets:
-  - {{name: ca, kind: x509-ca}}
-  - {{name: srv, kind: x509, issuer: ca, dns: [localhost], ip: [127.0.0.1]}}
-services:
-  - name: redis
-    command: [{q(server)}, --port, "{port}", --bind, 127.0.0.1, --save, "", --appendonly, "no",
-              --dir, {q(tmp_path)}, --daemonize, "no"]
-    measurement: [any]
-    network:
-      default: deny
-      listen:
-        - {{port: {port}, certificate: srv}}
-security: {{tee: [sim], allow_insecure_sim: true}}
-""")
+    net.apply(listen_policy("t/redis", "redis", [
+        server, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", tmp_path, "--daemonize", "no"], port))
     srv = net.start("t/redis", "redis", program=server)
     wait_port(port, srv)
     ca = net.cert("t/redis:ca")
