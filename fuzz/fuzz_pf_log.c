@@ -2,15 +2,17 @@
  * ".kiln/log", a file the host controls. Three views of an input:
  *   - the bytes as a log (records sealed with the fixed test key reach the
  *     body decoder; the seeds in fuzz/corpus/pf_log are such logs);
- *   - the bytes as a record body past authentication (pf__log_body_decode);
- *     a body it accepts is sealed again and must open to the same entries;
+ *   - the bytes as a record body past authentication (pf__log_body_decode),
+ *     without and with PF_LOG_NS (namespace entries first); a body it
+ *     accepts is sealed again and must open to the same entries;
  *   - the first 40 bytes as a record header (any fields) sealed over the rest
  *     as the body, so mutated headers and bodies reach the checks behind the
  *     tag.
  * The properties: nothing crashes or leaks; every refusal has a message; what
  * is accepted is in range (1..PF_LOG_MAX_FILES files, distinct inodes above
- * the root, sizes in range) and the versions a parse applies follow each
- * other from the base.
+ * the root, sizes in range; namespace entries with valid names, each created
+ * inode below the next one and with its file entry, no unlinked file with
+ * contents) and the versions a parse applies follow each other from the base.
  *
  * Seeds: KILN_FUZZ_SEEDS=DIR fuzz_pf_log -runs=0 writes the seed corpus
  * (fuzz/corpus/pf_log). */
@@ -26,9 +28,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct pf_meta_keys g_keys;
 
-static void check_rec(const struct pf_log_rec *rec)
+static void check_rec(const struct pf_log_rec *rec, uint32_t flags)
 {
-	if (rec->count == 0 || rec->count > PF_LOG_MAX_FILES)
+	bool ns = flags & PF_LOG_NS;
+
+	if ((!ns && rec->count == 0) || rec->count > PF_LOG_MAX_FILES)
+		abort();
+	if (ns ? rec->nns == 0 || rec->nns > PF_LOG_MAX_NS : rec->nns != 0)
 		abort();
 	for (size_t i = 0; i < rec->count; i++) {
 		if (rec->ents[i].ino <= PF_ROOT_INO || rec->ents[i].size > PF_MAX_FILE_SIZE)
@@ -36,6 +42,24 @@ static void check_rec(const struct pf_log_rec *rec)
 		for (size_t j = 0; j < i; j++)
 			if (rec->ents[j].ino == rec->ents[i].ino)
 				abort();
+	}
+	for (size_t i = 0; i < rec->nns; i++) {
+		const struct pf_log_ns *e = &rec->ns[i];
+		bool has_file = false;
+
+		if ((e->op != PF_LOG_NS_CREATE && e->op != PF_LOG_NS_UNLINK) ||
+		    e->ino <= PF_ROOT_INO || e->parent < PF_ROOT_INO ||
+		    !pf__name_ok(e->name, e->len) || strlen(e->name) != e->len)
+			abort();
+		for (size_t j = 0; j < rec->count; j++)
+			has_file |= rec->ents[j].ino == e->ino;
+		/* A create comes with its contents; an unlinked file has none. */
+		if (e->op == PF_LOG_NS_CREATE &&
+		    (!has_file || e->ino >= rec->next_ino || e->mode > 07777 ||
+		     !pf__kind_ok(e->kind)))
+			abort();
+		if (e->op == PF_LOG_NS_UNLINK && has_file)
+			abort();
 	}
 }
 
@@ -48,31 +72,35 @@ static void as_log(const uint8_t *data, size_t size, uint64_t base)
 	for (size_t i = 0; i < s.count; i++) {
 		if (s.recs[i].version != base + 1 + i)
 			abort();
-		check_rec(&s.recs[i]);
+		check_rec(&s.recs[i], s.recs[i].flags);
 	}
 	if (s.version != base + s.count || s.end > size)
 		abort();
 	pf__log_scan_clear(&s);
 }
 
-static void as_body(const uint8_t *data, size_t size)
+static void as_body(const uint8_t *data, size_t size, uint32_t flags)
 {
 	struct kiln_err err = { 0 };
 	struct pf_log_rec rec, back;
 	uint8_t *sealed = NULL;
 	size_t sealed_size = 0;
 
-	if (pf__log_body_decode(data, size, &rec, &err) != 0) {
+	if (pf__log_body_decode(data, size, flags, &rec, &err) != 0) {
 		if (err.msg[0] == '\0')
 			abort();
 		return;
 	}
-	check_rec(&rec);
-	if (pf__log_seal(&g_keys, 7, 0, rec.ents, rec.count, &sealed, &sealed_size) != 0 ||
+	check_rec(&rec, flags);
+	rec.version = 7;
+	rec.flags = flags;
+	if (pf__log_seal(&g_keys, &rec, &sealed, &sealed_size) != 0 ||
 	    pf__log_open_rec(&g_keys, sealed, sealed_size, &back, NULL) != 0)
 		abort();
 	if (back.version != 7 || back.count != rec.count || back.size != sealed_size ||
-	    memcmp(back.ents, rec.ents, rec.count * sizeof(*rec.ents)) != 0)
+	    back.nns != rec.nns || back.next_ino != rec.next_ino || back.flags != flags ||
+	    memcmp(back.ents, rec.ents, rec.count * sizeof(*rec.ents)) != 0 ||
+	    (rec.nns && memcmp(back.ns, rec.ns, rec.nns * sizeof(*rec.ns)) != 0))
 		abort();
 	pf__log_rec_clear(&back);
 	pf__log_rec_clear(&rec);
@@ -96,7 +124,7 @@ static void as_sealed(const uint8_t *data, size_t size)
 		abort();
 	kc_aead_free(a);
 	if (pf__log_open_rec(&g_keys, buf, size + PF_TAG_SIZE, &rec, &err) == 0) {
-		check_rec(&rec);
+		check_rec(&rec, rec.flags);
 		if (rec.size > size + PF_TAG_SIZE)
 			abort();
 		pf__log_rec_clear(&rec);
@@ -118,15 +146,39 @@ static void write_seed(const char *dir, const char *name, const uint8_t *buf, si
 	fclose(f);
 }
 
-/* Seeds: a log of three records from base 0 (versions 1, 2, 3: one, two and
- * one file), and one record's plaintext body. */
+/* A namespace entry at p (the record format of docs/fs.md "Commit log"). */
+static size_t put_ns_seed(uint8_t *p, uint8_t op, uint64_t parent, uint64_t ino,
+			  const char *name)
+{
+	size_t len = strlen(name), off = PF_LOG_NS_FIXED;
+
+	p[0] = op;
+	p[1] = (uint8_t)len;
+	pf__put_u64(p + 4, parent);
+	pf__put_u64(p + 12, ino);
+	if (op == PF_LOG_NS_CREATE) {
+		pf__put_u32(p + off, 0644);
+		pf__put_u32(p + off + 12, 1); /* encrypted */
+		off += PF_LOG_NS_CREATE_EXTRA;
+	}
+	memcpy(p + off, name, len);
+	return off + len;
+}
+
+/* Seeds: a log of four records from base 0 (versions 1, 2, 3: one, two and
+ * one file; 4: an unlink and a create with its file), one record's
+ * plaintext body, and a namespace body (a create with its file, an unlink;
+ * the body views decode it with PF_LOG_NS). */
 static void make_seeds(const char *dir)
 {
 	struct pf_log_entry ents[2] = { { 0 } };
-	uint8_t log[4096], body[8 + 2 * PF_LOG_ENTRY_SIZE] = { 0 };
-	size_t off = 0;
+	struct pf_log_ns ns[2] = { { 0 } };
+	uint8_t log[8192], body[8 + 2 * PF_LOG_ENTRY_SIZE] = { 0 };
+	uint8_t nbody[16 + 2 * PF_LOG_NS_MAX_SIZE + PF_LOG_ENTRY_SIZE] = { 0 };
+	size_t off = 0, noff;
 
-	for (uint64_t ver = 1; ver <= 3; ver++) {
+	for (uint64_t ver = 1; ver <= 4; ver++) {
+		struct pf_log_rec r = { .version = ver, .ents = ents, .count = ver == 2 ? 2 : 1 };
 		uint8_t *rec;
 		size_t rsize;
 
@@ -136,19 +188,45 @@ static void make_seeds(const char *dir)
 		memset(ents[0].root, (int)ver, PF_ROOT_SIZE);
 		ents[1].ino = 5;
 		ents[1].size = 10;
-		if (pf__log_seal(&g_keys, ver, 0, ents, ver == 2 ? 2 : 1, &rec, &rsize) != 0 ||
-		    off + rsize > sizeof(log))
+		if (ver == 4) {
+			ns[0].op = PF_LOG_NS_UNLINK;
+			ns[0].parent = 1;
+			ns[0].ino = 5;
+			ns[0].len = 3;
+			memcpy(ns[0].name, "old", 3);
+			ns[1].op = PF_LOG_NS_CREATE;
+			ns[1].parent = 1;
+			ns[1].ino = 6;
+			ns[1].mode = 0600;
+			ns[1].kind = 1;
+			ns[1].len = 10;
+			memcpy(ns[1].name, "db-journal", 10);
+			ents[0].ino = 6;
+			r.flags = PF_LOG_NS;
+			r.ns = ns;
+			r.nns = 2;
+			r.next_ino = 7;
+		}
+		if (pf__log_seal(&g_keys, &r, &rec, &rsize) != 0 || off + rsize > sizeof(log))
 			abort();
 		memcpy(log + off, rec, rsize);
 		off += rsize;
 		free(rec);
 	}
-	write_seed(dir, "log-three", log, off);
+	write_seed(dir, "log-four", log, off);
 	pf__put_u32(body, 2);
 	pf__put_u64(body + 8, 2);
 	pf__put_u64(body + 16, 100);
 	pf__put_u64(body + 8 + PF_LOG_ENTRY_SIZE, 3);
 	write_seed(dir, "body-two", body, sizeof(body));
+	pf__put_u32(nbody, 1);
+	pf__put_u32(nbody + 4, 2);
+	pf__put_u64(nbody + 8, 9);
+	noff = 16 + put_ns_seed(nbody + 16, PF_LOG_NS_CREATE, 1, 8, "new");
+	noff += put_ns_seed(nbody + noff, PF_LOG_NS_UNLINK, 1, 3, "gone");
+	pf__put_u64(nbody + noff, 8);
+	noff += PF_LOG_ENTRY_SIZE;
+	write_seed(dir, "body-ns", nbody, noff);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -168,7 +246,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	as_log(data, size, 0);
 	as_log(data, size, 2); /* records 1 and 2 spent */
-	as_body(data, size);
+	as_body(data, size, 0);
+	as_body(data, size, PF_LOG_NS);
 	if (size >= PF_LOG_HDR_SIZE)
 		as_sealed(data, size);
 	return 0;

@@ -170,6 +170,7 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	ret = v->so->sync_dir(v->sctx);
 	v->version = version;
 	v->lazy = false;
+	pf__nsops_clear(v); /* the metadata holds them */
 	if (ret) {
 		/* Renamed but maybe not durable: the next commit or open settles it.
 		 * A record after it could follow a metadata the crash takes back
@@ -203,29 +204,39 @@ out:
 
 /* Can this commit be a log record instead of a metadata rewrite? Only when
  * what changes is the content (root, size, times) of files the durable
- * metadata already names, in their same backing files: no namespace change,
- * nothing published since the last durable write, no new file, no file
- * switched to a new backing file, no removal pending; and the log is due no
- * checkpoint. */
+ * metadata already names, in their same backing files, and the namespace
+ * changes a record carries (v->nsops: regular files created, with their
+ * first contents, and unlinked): nothing else changed in the namespace,
+ * nothing published since the last durable write, no file switched to a new
+ * backing file, every file created since committed now; and the log is due
+ * no checkpoint. Backing files of unlinked files wait for the checkpoint. */
 static bool log_commit_ok(pf_volume_t *v)
 {
 	size_t count = 0;
 
 	/* A skipped version (an abandoned prepare) is a gap a replay stops at:
 	 * the metadata carries the jump. */
-	if (v->ns_dirty || v->pending || v->lazy || v->log_broken ||
-	    next_version(v) != v->version + 1 ||
+	if (v->ns_dirty || v->lazy || v->log_broken || next_version(v) != v->version + 1 ||
 	    v->log_records >= PF_LOG_MAX_RECORDS || v->log_off >= PF_LOG_MAX_BYTES)
 		return false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!n->committing)
 			continue;
-		if (!n->save_in_meta || n->fresh ||
+		if ((!n->save_in_meta && !pf__nsop_created(v, n->inode->ino)) || n->fresh ||
 		    memcmp(n->save_backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0)
 			return false;
 		count++;
 	}
-	return count > 0 && count <= PF_LOG_MAX_FILES;
+	for (size_t i = 0; i < v->nnsops; i++) {
+		struct pf_inode *in = v->nsops[i].op == PF_LOG_NS_CREATE ?
+				      pf__ino_find(v, v->nsops[i].ino) : NULL;
+
+		if (v->nsops[i].op == PF_LOG_NS_CREATE &&
+		    (!in || !in->node || !in->node->committing))
+			return false;
+	}
+	return (count > 0 || v->nnsops > 0) && count <= PF_LOG_MAX_FILES &&
+	       v->nnsops <= PF_LOG_MAX_NS;
 }
 
 /* The commit as a log record (docs/fs.md "Commit log"). One phase, when
@@ -246,12 +257,17 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 	size_t size = 0;
 	int ret;
 
+	/* Namespace changes: written after their group (a new file has no
+	 * journal to vouch for its data). */
+	if (v->nnsops)
+		one = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (n->committing && !(n->redo && n->whole))
 			one = false;
-		/* A journal created in this generation: its name must be durable
-		 * with the commit (a metadata write's directory sync covers it). */
-		if (n->committing && n->redo && n->j_dir)
+		/* A journal created in this generation, or a new file's backing
+		 * file: its name must be durable with the commit (a metadata
+		 * write's directory sync covers it). */
+		if (n->committing && ((n->redo && n->j_dir) || !n->save_in_meta))
 			dir = true;
 	}
 	if (dir && (ret = v->so->sync_dir(v->sctx))) {
@@ -292,6 +308,7 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 	v->log_off += size;
 	v->log_records++;
 	v->version = version;
+	pf__nsops_clear(v); /* the record holds them */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, version, NULL);
 	return 0;
@@ -325,7 +342,10 @@ static int redo_end(struct pf_node *n)
 int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err)
 {
 	uint64_t old_version = v->version;
-	bool any = v->ns_dirty || v->pending || v->lazy, failed = false;
+	/* Removals wait for a durable state without the file: after a record
+	 * that unlinked it, for the next checkpoint (any commit that is one). */
+	bool any = v->ns_dirty || v->nnsops || (v->pending && !v->log_records) || v->lazy;
+	bool failed = false;
 	int ret = 0;
 
 	if (v->read_only)
@@ -522,7 +542,7 @@ int pf_volume_publish(pf_volume_t *v, struct kiln_err *err)
 	pthread_mutex_lock(&v->lock);
 	if (v->read_only)
 		goto out;
-	any = v->ns_dirty;
+	any = v->ns_dirty || v->nnsops;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!pf__node_needs_commit(n))
 			continue;

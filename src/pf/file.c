@@ -24,6 +24,7 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	uint8_t hbuf[PF_HDR_SIZE];
 	struct pf_inode *in = NULL;
 	struct pf_node *n = NULL;
+	bool ns_dirty = v->ns_dirty;
 	int ret;
 
 	*out = NULL;
@@ -58,6 +59,12 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	}
 	n->phys_size = PF_HDR_SIZE;
 	n->dirty = true;
+	/* A named file can be a commit log record's entry (pf__new_inode
+	 * marked the namespace dirty for a checkpoint). */
+	if (name) {
+		v->ns_dirty = ns_dirty;
+		pf__nsop_create(v, dir, in);
+	}
 	*out = n;
 	return 0;
 fail:

@@ -510,6 +510,10 @@ struct pf_volume {
 	uint64_t log_off;
 	uint32_t log_records;
 	bool log_broken;
+	/* Namespace changes since the last durable commit a record can carry
+	 * (log.c, pf__nsop_*), in order; owned. */
+	struct pf_log_ns *nsops;
+	size_t nnsops, nsops_cap;
 };
 
 static inline int64_t pf__now_ns(void)
@@ -762,12 +766,40 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 #define PF_LOG_HDR_SIZE 40
 #define PF_LOG_ENTRY_SIZE (8 + 8 + 3 * 8 + PF_ROOT_SIZE)
 #define PF_LOG_MAX_FILES 4096u /* per record; a commit of more files checkpoints */
-#define PF_LOG_REC_MAX (PF_LOG_HDR_SIZE + 8 + PF_LOG_MAX_FILES * PF_LOG_ENTRY_SIZE + PF_TAG_SIZE)
+/* Namespace entries (header flag PF_LOG_NS): op u8, name length u8,
+ * reserved u16, parent u64, ino u64, the parent's mtime and ctime (i64 ns),
+ * then for a create mode u32 uid u32 gid u32 region kind u32, key, file id,
+ * backing id; then the name. */
+#define PF_LOG_NS_FIXED (4 + 8 + 8 + 8 + 8)
+#define PF_LOG_NS_CREATE_EXTRA (4 * 4 + PF_KEY_SIZE + PF_FILE_ID_SIZE + PF_BACKING_ID_SIZE)
+#define PF_LOG_NS_MAX_SIZE (PF_LOG_NS_FIXED + PF_LOG_NS_CREATE_EXTRA + PF_NAME_MAX)
+#define PF_LOG_MAX_NS 1024u /* per record; more namespace changes checkpoint */
+#define PF_LOG_NS_CREATE 1u /* a new regular file, its contents in the same record */
+#define PF_LOG_NS_UNLINK 2u /* a name of a regular file removed */
+#define PF_LOG_REC_MAX (PF_LOG_HDR_SIZE + 16 + PF_LOG_MAX_FILES * PF_LOG_ENTRY_SIZE + \
+			PF_LOG_MAX_NS * PF_LOG_NS_MAX_SIZE + PF_TAG_SIZE)
 #define PF_LOG_MAX_RECORDS 64u           /* records between checkpoints */
 #define PF_LOG_MAX_BYTES (1024u * 1024)  /* log bytes between checkpoints */
 /* Header flag (bytes 20..23): written in its commit's sync group, before its
  * data was durable; replayed last only when the journals vouch for it. */
 #define PF_LOG_ONEPHASE 1u
+/* Header flag: the body carries namespace entries (create and unlink of
+ * regular files) before the file entries. Never with PF_LOG_ONEPHASE. An
+ * older kiln refuses the flag: its replay stops there (a rollback). */
+#define PF_LOG_NS 2u
+/* One namespace change of a record, applied in order before its files. */
+struct pf_log_ns {
+	uint8_t op; /* PF_LOG_NS_CREATE, PF_LOG_NS_UNLINK */
+	uint8_t len;
+	uint64_t parent, ino;
+	int64_t pmtime_ns, pctime_ns; /* the parent directory's times after it */
+	/* create */
+	uint32_t mode, uid, gid, kind;
+	uint8_t key[PF_KEY_SIZE];
+	uint8_t file_id[PF_FILE_ID_SIZE];
+	uint8_t backing[PF_BACKING_ID_SIZE];
+	char name[PF_NAME_MAX + 1];
+};
 /* What one record sets of one file. */
 struct pf_log_entry {
 	uint64_t ino, size;
@@ -781,7 +813,12 @@ struct pf_log_rec {
 	struct pf_log_entry *ents;
 	size_t size; /* bytes of the record in the log */
 	uint64_t end; /* offset after it (set by pf__log_parse) */
-	uint32_t flags; /* PF_LOG_ONEPHASE */
+	uint32_t flags; /* PF_LOG_ONEPHASE, PF_LOG_NS */
+	/* PF_LOG_NS: the namespace changes (malloc'd, owned; keys wiped by
+	 * pf__log_rec_clear) and the next inode number after them. */
+	struct pf_log_ns *ns;
+	size_t nns;
+	uint64_t next_ino;
 };
 /* The records a replay applies, in order (owned; pf__log_scan_clear), the
  * version they reach, and the offset after the last one. */
@@ -791,18 +828,19 @@ struct pf_log_scan {
 	uint64_t version;
 	uint64_t end;
 };
-/* Seal a record of version for ents[count] (1..PF_LOG_MAX_FILES) into a
- * malloc'd buffer (*out owned by the caller). */
-int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, uint32_t flags,
-		 const struct pf_log_entry *ents, size_t count, uint8_t **out, size_t *out_size);
+/* Seal rec (its version, flags, ents[count] and, with PF_LOG_NS, ns[nns]
+ * and next_ino) into a malloc'd buffer (*out owned by the caller). */
+int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uint8_t **out,
+		 size_t *out_size);
 /* Open the record at the start of buf[size] (bytes after it are ignored):
  * -KILN_ETRUNC cut, -KILN_EFORMAT malformed, -KILN_EAUTH not sealed with this
  * key or altered; a message in err. rec is owned by the caller on success. */
 int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
 		     struct pf_log_rec *rec, struct kiln_err *err);
-/* The body alone (after authentication; the fuzz target calls it directly). */
-int pf__log_body_decode(const uint8_t *body, size_t size, struct pf_log_rec *rec,
-			struct kiln_err *err);
+/* The body alone (after authentication; the fuzz target calls it directly);
+ * flags are the header's (PF_LOG_NS: namespace entries first). */
+int pf__log_body_decode(const uint8_t *body, size_t size, uint32_t flags,
+			struct pf_log_rec *rec, struct kiln_err *err);
 void pf__log_rec_clear(struct pf_log_rec *rec);
 /* The records of log[size] a replay from metadata version base applies:
  * records at or below the version reached are skipped (spent); the next must
@@ -820,13 +858,23 @@ void pf__log_scan_clear(struct pf_log_scan *s);
 int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s);
 /* Apply the scanned records to v's inode table (loaded from the metadata the
  * scan started from) and place the next record after them. -KILN_ECORRUPT
- * when a record names an inode that is not a committed file. */
+ * when a record names an inode that is not a committed file, or a namespace
+ * entry does not apply (name taken or missing, parent not a directory, inode
+ * number reused). */
 int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err);
 /* Write the record of version (flags) for the nodes being committed
  * (n->committing; their inodes hold the new state) at the log's end; the
  * caller syncs v->log_fh and then counts it (*size bytes) in. */
 int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
 		   struct kiln_err *err);
+/* Namespace changes since the last durable commit that a record can carry
+ * (v->nsops): a regular file created (pf__nsop_create, after its backing file
+ * was made) or a regular file's name removed (pf__nsop_unlink, before the
+ * entry goes). A change they cannot record marks v->ns_dirty (checkpoint). */
+void pf__nsop_create(pf_volume_t *v, struct pf_inode *dir, struct pf_inode *in);
+void pf__nsop_unlink(pf_volume_t *v, struct pf_dent *d);
+void pf__nsops_clear(pf_volume_t *v);
+bool pf__nsop_created(const pf_volume_t *v, pf_ino_t ino);
 
 /* freshness.c */
 /* The rollback check: accept the metadata's version when it equals the

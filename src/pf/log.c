@@ -30,39 +30,90 @@ static size_t body_size_of(size_t count)
 	return 8 + count * PF_LOG_ENTRY_SIZE;
 }
 
-int pf__log_seal(const struct pf_meta_keys *k, uint64_t version, uint32_t flags,
-		 const struct pf_log_entry *ents, size_t count, uint8_t **out, size_t *out_size)
+static size_t ns_size(const struct pf_log_ns *e)
 {
-	size_t bsize = body_size_of(count), total = PF_LOG_HDR_SIZE + bsize + PF_TAG_SIZE;
-	uint8_t *buf = NULL, *body = NULL;
+	return PF_LOG_NS_FIXED + (e->op == PF_LOG_NS_CREATE ? PF_LOG_NS_CREATE_EXTRA : 0) + e->len;
+}
+
+static size_t rec_body_size(const struct pf_log_rec *rec)
+{
+	size_t size = body_size_of(rec->count);
+
+	if (rec->flags & PF_LOG_NS) {
+		size += 8;
+		for (size_t i = 0; i < rec->nns; i++)
+			size += ns_size(&rec->ns[i]);
+	}
+	return size;
+}
+
+static uint8_t *put_ns(uint8_t *p, const struct pf_log_ns *e)
+{
+	p[0] = e->op;
+	p[1] = e->len;
+	p[2] = p[3] = 0;
+	pf__put_u64(p + 4, e->parent);
+	pf__put_u64(p + 12, e->ino);
+	pf__put_u64(p + 20, (uint64_t)e->pmtime_ns);
+	pf__put_u64(p + 28, (uint64_t)e->pctime_ns);
+	p += PF_LOG_NS_FIXED;
+	if (e->op == PF_LOG_NS_CREATE) {
+		pf__put_u32(p, e->mode);
+		pf__put_u32(p + 4, e->uid);
+		pf__put_u32(p + 8, e->gid);
+		pf__put_u32(p + 12, e->kind);
+		memcpy(p + 16, e->key, PF_KEY_SIZE);
+		memcpy(p + 16 + PF_KEY_SIZE, e->file_id, PF_FILE_ID_SIZE);
+		memcpy(p + 16 + PF_KEY_SIZE + PF_FILE_ID_SIZE, e->backing, PF_BACKING_ID_SIZE);
+		p += PF_LOG_NS_CREATE_EXTRA;
+	}
+	memcpy(p, e->name, e->len);
+	return p + e->len;
+}
+
+int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uint8_t **out,
+		 size_t *out_size)
+{
+	bool ns = rec->flags & PF_LOG_NS;
+	size_t bsize = rec_body_size(rec), total = PF_LOG_HDR_SIZE + bsize + PF_TAG_SIZE;
+	uint8_t *buf = NULL, *body = NULL, *p;
 	kc_aead_t *a = NULL;
 	int ret = -ENOMEM;
 
 	*out = NULL;
 	*out_size = 0;
-	if (count == 0 || count > PF_LOG_MAX_FILES)
+	if (rec->count > PF_LOG_MAX_FILES || (!ns && rec->count == 0) ||
+	    (ns && (rec->nns == 0 || rec->nns > PF_LOG_MAX_NS || (rec->flags & PF_LOG_ONEPHASE))))
 		return -EINVAL;
 	buf = calloc(1, total);
 	body = calloc(1, bsize);
 	if (!buf || !body)
 		goto out;
 	memcpy(buf, PF_LOG_MAGIC, 8);
-	pf__put_u64(buf + 8, version);
+	pf__put_u64(buf + 8, rec->version);
 	pf__put_u32(buf + 16, (uint32_t)bsize);
-	pf__put_u32(buf + 20, flags);
+	pf__put_u32(buf + 20, rec->flags);
 	ret = kc_random(buf + 24, KC_AEAD_IV_SIZE);
 	if (ret)
 		goto out;
-	pf__put_u32(body, (uint32_t)count);
-	for (size_t i = 0; i < count; i++) {
-		uint8_t *p = body + 8 + i * PF_LOG_ENTRY_SIZE;
+	pf__put_u32(body, (uint32_t)rec->count);
+	p = body + 8;
+	if (ns) {
+		pf__put_u32(body + 4, (uint32_t)rec->nns);
+		pf__put_u64(p, rec->next_ino);
+		p += 8;
+		for (size_t i = 0; i < rec->nns; i++)
+			p = put_ns(p, &rec->ns[i]);
+	}
+	for (size_t i = 0; i < rec->count; i++, p += PF_LOG_ENTRY_SIZE) {
+		const struct pf_log_entry *e = &rec->ents[i];
 
-		pf__put_u64(p, ents[i].ino);
-		pf__put_u64(p + 8, ents[i].size);
-		pf__put_u64(p + 16, (uint64_t)ents[i].atime_ns);
-		pf__put_u64(p + 24, (uint64_t)ents[i].mtime_ns);
-		pf__put_u64(p + 32, (uint64_t)ents[i].ctime_ns);
-		memcpy(p + 40, ents[i].root, PF_ROOT_SIZE);
+		pf__put_u64(p, e->ino);
+		pf__put_u64(p + 8, e->size);
+		pf__put_u64(p + 16, (uint64_t)e->atime_ns);
+		pf__put_u64(p + 24, (uint64_t)e->mtime_ns);
+		pf__put_u64(p + 32, (uint64_t)e->ctime_ns);
+		memcpy(p + 40, e->root, PF_ROOT_SIZE);
 	}
 	a = kc_aead_new(k->log);
 	if (!a) {
@@ -87,32 +138,134 @@ out:
 void pf__log_rec_clear(struct pf_log_rec *rec)
 {
 	free(rec->ents);
+	if (rec->ns)
+		kiln_free_secret(rec->ns, rec->nns * sizeof(*rec->ns));
 	memset(rec, 0, sizeof(*rec));
 }
 
-int pf__log_body_decode(const uint8_t *body, size_t size, struct pf_log_rec *rec,
-			struct kiln_err *err)
+/* One namespace entry at body[*off..size): checked alone (the order and the
+ * pairing with the files are checked by the caller). */
+static int get_ns(const uint8_t *body, size_t size, size_t *off, size_t i,
+		  struct pf_log_ns *e, struct kiln_err *err)
 {
-	uint64_t count;
+	const uint8_t *p = body + *off;
+	size_t left = size - *off;
 
-	rec->ents = NULL;
-	rec->count = 0;
+	if (left < PF_LOG_NS_FIXED)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu cut", i);
+	e->op = p[0];
+	e->len = p[1];
+	e->parent = pf__get_u64(p + 4);
+	e->ino = pf__get_u64(p + 12);
+	e->pmtime_ns = (int64_t)pf__get_u64(p + 20);
+	e->pctime_ns = (int64_t)pf__get_u64(p + 28);
+	if (e->op != PF_LOG_NS_CREATE && e->op != PF_LOG_NS_UNLINK)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+				    "operation %u", i, e->op);
+	if (p[2] || p[3])
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+				    "reserved field set", i);
+	if (left < ns_size(e))
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu cut", i);
+	if (e->parent < PF_ROOT_INO || e->ino <= PF_ROOT_INO || e->parent == e->ino)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+				    "inode %llu in directory %llu out of range", i,
+				    (unsigned long long)e->ino, (unsigned long long)e->parent);
+	p += PF_LOG_NS_FIXED;
+	if (e->op == PF_LOG_NS_CREATE) {
+		e->mode = pf__get_u32(p);
+		e->uid = pf__get_u32(p + 4);
+		e->gid = pf__get_u32(p + 8);
+		e->kind = pf__get_u32(p + 12);
+		memcpy(e->key, p + 16, PF_KEY_SIZE);
+		memcpy(e->file_id, p + 16 + PF_KEY_SIZE, PF_FILE_ID_SIZE);
+		memcpy(e->backing, p + 16 + PF_KEY_SIZE + PF_FILE_ID_SIZE, PF_BACKING_ID_SIZE);
+		p += PF_LOG_NS_CREATE_EXTRA;
+		if (e->mode > 07777 || !pf__kind_ok(e->kind))
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry "
+					    "%zu: mode %o, region kind %u", i, e->mode, e->kind);
+	}
+	if (!pf__name_ok((const char *)p, e->len))
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+				    "invalid name", i);
+	memcpy(e->name, p, e->len);
+	e->name[e->len] = '\0';
+	*off += ns_size(e);
+	return 0;
+}
+
+/* The namespace part of a PF_LOG_NS body: next_ino, then nns entries, each
+ * created inode new to the record, below next_ino, never also unlinked. */
+static int decode_ns(const uint8_t *body, size_t size, size_t *off, struct pf_log_rec *rec,
+		     struct kiln_err *err)
+{
+	size_t nns = pf__get_u32(body + 4);
+
+	if (nns == 0 || nns > PF_LOG_MAX_NS)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: %zu namespace entries "
+				    "(1..%u)", nns, PF_LOG_MAX_NS);
+	if (size < 16)
+		return kiln_err_set(err, -KILN_ETRUNC, "log record: body of %zu bytes", size);
+	rec->next_ino = pf__get_u64(body + 8);
+	rec->ns = calloc(nns, sizeof(*rec->ns));
+	if (!rec->ns)
+		return -ENOMEM;
+	rec->nns = nns;
+	*off = 16;
+	for (size_t i = 0; i < nns; i++) {
+		struct pf_log_ns *e = &rec->ns[i];
+		int ret = get_ns(body, size, off, i, e, err);
+
+		if (ret)
+			return ret;
+		if (e->op == PF_LOG_NS_CREATE && e->ino >= rec->next_ino)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+					    "inode %llu not below the next inode %llu", i,
+					    (unsigned long long)e->ino,
+					    (unsigned long long)rec->next_ino);
+		for (size_t j = 0; j < i; j++) {
+			if (rec->ns[j].ino == e->ino &&
+			    (rec->ns[j].op == PF_LOG_NS_CREATE || e->op == PF_LOG_NS_CREATE))
+				return kiln_err_set(err, -KILN_EFORMAT, "log record: namespace "
+						    "entry %zu: inode %llu created and named "
+						    "again in one record", i,
+						    (unsigned long long)e->ino);
+		}
+	}
+	return 0;
+}
+
+int pf__log_body_decode(const uint8_t *body, size_t size, uint32_t flags,
+			struct pf_log_rec *rec, struct kiln_err *err)
+{
+	bool ns = flags & PF_LOG_NS;
+	size_t off = 8;
+	uint64_t count;
+	int ret;
+
+	memset(rec, 0, sizeof(*rec));
 	if (size < 8)
 		return kiln_err_set(err, -KILN_ETRUNC, "log record: body of %zu bytes", size);
 	count = pf__get_u32(body);
-	if (count == 0 || count > PF_LOG_MAX_FILES)
-		return kiln_err_set(err, -KILN_EFORMAT, "log record: %llu files (1..%u)",
-				    (unsigned long long)count, PF_LOG_MAX_FILES);
-	if (pf__get_u32(body + 4) != 0)
+	if ((!ns && count == 0) || count > PF_LOG_MAX_FILES)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: %llu files (%u..%u)",
+				    (unsigned long long)count, ns ? 0 : 1, PF_LOG_MAX_FILES);
+	if (!ns && pf__get_u32(body + 4) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
-	if (size != body_size_of(count))
-		return kiln_err_set(err, -KILN_EFORMAT, "log record: %llu files in %zu bytes",
-				    (unsigned long long)count, size);
-	rec->ents = calloc(count, sizeof(*rec->ents));
-	if (!rec->ents)
-		return -ENOMEM;
+	if (ns && (ret = decode_ns(body, size, &off, rec, err)))
+		goto bad;
+	if (size - off != count * PF_LOG_ENTRY_SIZE) {
+		ret = kiln_err_set(err, -KILN_EFORMAT, "log record: %llu files in %zu bytes",
+				   (unsigned long long)count, size - off);
+		goto bad;
+	}
+	rec->ents = calloc(count ? count : 1, sizeof(*rec->ents));
+	if (!rec->ents) {
+		ret = -ENOMEM;
+		goto bad;
+	}
 	for (size_t i = 0; i < count; i++) {
-		const uint8_t *p = body + 8 + i * PF_LOG_ENTRY_SIZE;
+		const uint8_t *p = body + off + i * PF_LOG_ENTRY_SIZE;
 		struct pf_log_entry *e = &rec->ents[i];
 
 		e->ino = pf__get_u64(p);
@@ -122,32 +275,54 @@ int pf__log_body_decode(const uint8_t *body, size_t size, struct pf_log_rec *rec
 		e->ctime_ns = (int64_t)pf__get_u64(p + 32);
 		memcpy(e->root, p + 40, PF_ROOT_SIZE);
 		if (e->ino <= PF_ROOT_INO || e->size > PF_MAX_FILE_SIZE) {
-			kiln_err_set(err, -KILN_EFORMAT, "log record: file %zu: inode %llu, size "
-				     "%llu out of range", i, (unsigned long long)e->ino,
-				     (unsigned long long)e->size);
+			ret = kiln_err_set(err, -KILN_EFORMAT, "log record: file %zu: inode %llu, "
+					   "size %llu out of range", i, (unsigned long long)e->ino,
+					   (unsigned long long)e->size);
 			goto bad;
 		}
 		/* One entry per file: a second one would make the order matter. */
 		for (size_t j = 0; j < i; j++) {
 			if (rec->ents[j].ino == e->ino) {
-				kiln_err_set(err, -KILN_EFORMAT, "log record: inode %llu named "
-					     "twice", (unsigned long long)e->ino);
+				ret = kiln_err_set(err, -KILN_EFORMAT, "log record: inode %llu "
+						   "named twice", (unsigned long long)e->ino);
+				goto bad;
+			}
+		}
+		/* A file this record removes has no contents in it. */
+		for (size_t j = 0; j < rec->nns; j++) {
+			if (rec->ns[j].op == PF_LOG_NS_UNLINK && rec->ns[j].ino == e->ino) {
+				ret = kiln_err_set(err, -KILN_EFORMAT, "log record: file %zu: "
+						   "inode %llu unlinked in the same record", i,
+						   (unsigned long long)e->ino);
 				goto bad;
 			}
 		}
 	}
 	rec->count = count;
+	/* A created file's contents come with it: its file entry. */
+	for (size_t j = 0; j < rec->nns; j++) {
+		bool found = rec->ns[j].op != PF_LOG_NS_CREATE;
+
+		for (size_t i = 0; i < count && !found; i++)
+			found = rec->ents[i].ino == rec->ns[j].ino;
+		if (!found) {
+			ret = kiln_err_set(err, -KILN_EFORMAT, "log record: namespace entry %zu: "
+					   "created inode %llu has no file entry", j,
+					   (unsigned long long)rec->ns[j].ino);
+			goto bad;
+		}
+	}
 	return 0;
 bad:
 	pf__log_rec_clear(rec);
-	return -KILN_EFORMAT;
+	return ret;
 }
 
 int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t size,
 		     struct pf_log_rec *rec, struct kiln_err *err)
 {
 	uint8_t *body = NULL;
-	uint32_t bsize;
+	uint32_t bsize, flags;
 	kc_aead_t *a;
 	int ret;
 
@@ -157,10 +332,16 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 	if (memcmp(buf, PF_LOG_MAGIC, 8) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: bad magic");
 	bsize = pf__get_u32(buf + 16);
-	if ((pf__get_u32(buf + 20) & ~PF_LOG_ONEPHASE) != 0 || pf__get_u32(buf + 36) != 0)
+	flags = pf__get_u32(buf + 20);
+	if ((flags & ~(PF_LOG_ONEPHASE | PF_LOG_NS)) != 0 || pf__get_u32(buf + 36) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
-	if (bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
-	    (bsize - 8) % PF_LOG_ENTRY_SIZE != 0)
+	/* Namespace changes are written after their sync group: never one-phase. */
+	if ((flags & PF_LOG_ONEPHASE) && (flags & PF_LOG_NS))
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: one-phase with namespace "
+				    "entries");
+	if (!(flags & PF_LOG_NS) ? bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
+				   (bsize - 8) % PF_LOG_ENTRY_SIZE != 0 :
+				   bsize < 16 || bsize > PF_LOG_REC_MAX)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: body size %u", bsize);
 	if (size - PF_LOG_HDR_SIZE < (size_t)bsize + PF_TAG_SIZE)
 		return kiln_err_set(err, -KILN_ETRUNC, "log record: cut (%zu of %zu bytes)", size,
@@ -181,11 +362,11 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 				   "log record: authentication failed");
 		goto out;
 	}
-	ret = pf__log_body_decode(body, bsize, rec, err);
+	ret = pf__log_body_decode(body, bsize, flags, rec, err);
 	if (ret)
 		goto out;
 	rec->version = pf__get_u64(buf + 8);
-	rec->flags = pf__get_u32(buf + 20);
+	rec->flags = flags;
 	rec->size = PF_LOG_HDR_SIZE + (size_t)bsize + PF_TAG_SIZE;
 out:
 	kiln_free_secret(body, bsize);
@@ -314,17 +495,25 @@ int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s
 		return 0;
 	for (size_t i = 0; i < rec->count && yes && !ret; i++) {
 		const struct pf_meta_inode *in = NULL;
+		const struct pf_log_ns *made = NULL;
 		char name[PF_BNAME_MAX];
 
-		for (size_t k = 0; k < m->ninodes && !in; k++)
+		/* A file an earlier record created is not in the metadata: its
+		 * backing file and id are in that record's entry. */
+		for (size_t r = 0; r + 1 < s->count && !made; r++)
+			for (size_t k = 0; k < s->recs[r].nns && !made; k++)
+				if (s->recs[r].ns[k].op == PF_LOG_NS_CREATE &&
+				    s->recs[r].ns[k].ino == rec->ents[i].ino)
+					made = &s->recs[r].ns[k];
+		for (size_t k = 0; k < m->ninodes && !in && !made; k++)
 			if (m->inodes[k].ino == rec->ents[i].ino)
 				in = &m->inodes[k];
 		/* Not a file of the metadata: pf__log_replay refuses it. */
-		if (!in || in->type != PF_TYPE_REG)
+		if (!made && (!in || in->type != PF_TYPE_REG))
 			continue;
-		pf__backing_name(in->backing, name);
-		ret = pf__journal_vouches(v, name, in->file_id, rec->ents[i].root,
-					  rec->ents[i].size, &yes);
+		pf__backing_name(made ? made->backing : in->backing, name);
+		ret = pf__journal_vouches(v, name, made ? made->file_id : in->file_id,
+					  rec->ents[i].root, rec->ents[i].size, &yes);
 	}
 	if (ret || yes)
 		return ret;
@@ -336,18 +525,98 @@ int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s
 	return 0;
 }
 
+/* Apply namespace entry i of rec to v's tables, or refuse with a message
+ * naming both. */
+static int replay_ns(pf_volume_t *v, const struct pf_log_rec *rec, size_t i, struct kiln_err *err)
+{
+	const struct pf_log_ns *e = &rec->ns[i];
+	struct pf_inode *dir = pf__ino_find(v, e->parent), *in;
+	struct pf_dent *d;
+	const char *why = NULL;
+	int ret;
+
+	if (!dir || dir->type != PF_TYPE_DIR || (!dir->names && dir != v->root)) {
+		why = "its directory is not a directory of the volume";
+		goto refuse;
+	}
+	d = pf__dent_find(v, dir, e->name, e->len);
+	if (e->op == PF_LOG_NS_UNLINK) {
+		if (!d || d->inode->ino != e->ino || d->inode->type != PF_TYPE_REG) {
+			why = "the name does not name that file";
+			goto refuse;
+		}
+		in = d->inode;
+		pf__dent_del(v, d);
+		/* Its backing file is an orphan now (collected at a read-write
+		 * open), or goes with the next checkpoint. */
+		pf__inode_release(v, in);
+	} else {
+		if (d) {
+			why = "the name exists";
+			goto refuse;
+		}
+		/* Numbers are never reused: a create takes one above all before. */
+		if (pf__ino_find(v, e->ino) || e->ino < v->next_ino) {
+			why = "the inode number was used before";
+			goto refuse;
+		}
+		in = pf__inode_alloc(v, e->ino, PF_TYPE_REG);
+		if (!in)
+			return -ENOMEM;
+		in->mode = e->mode;
+		in->uid = e->uid;
+		in->gid = e->gid;
+		in->kind = e->kind;
+		in->root_fmt = PF_ROOT_TREE;
+		memcpy(in->key, e->key, PF_KEY_SIZE);
+		memcpy(in->file_id, e->file_id, PF_FILE_ID_SIZE);
+		memcpy(in->backing, e->backing, PF_BACKING_ID_SIZE);
+		in->in_meta = true; /* its file entry (checked by the parser) sets the rest */
+		if ((ret = pf__ino_insert(v, in))) {
+			pf__inode_free(in);
+			return ret;
+		}
+		if ((ret = pf__dent_add(v, dir, e->name, e->len, in, NULL))) {
+			pf__inode_release(v, in);
+			return ret;
+		}
+	}
+	dir->mtime_ns = e->pmtime_ns;
+	dir->ctime_ns = e->pctime_ns;
+	return 0;
+refuse:
+	return kiln_err_set(err, -KILN_ECORRUPT, "commit log: record %llu, namespace entry %zu "
+			    "(%s of '%s', inode %llu in directory %llu) does not apply: %s",
+			    (unsigned long long)rec->version, i,
+			    e->op == PF_LOG_NS_CREATE ? "create" : "unlink", e->name,
+			    (unsigned long long)e->ino, (unsigned long long)e->parent, why);
+}
+
 int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err)
 {
 	for (size_t r = 0; r < s->count; r++) {
 		const struct pf_log_rec *rec = &s->recs[r];
+		int ret;
 
+		for (size_t i = 0; i < rec->nns; i++)
+			if ((ret = replay_ns(v, rec, i, err)))
+				return ret;
+		if (rec->nns) {
+			if (rec->next_ino < v->next_ino)
+				return kiln_err_set(err, -KILN_ECORRUPT, "commit log: record %llu: "
+						    "next inode %llu below %llu",
+						    (unsigned long long)rec->version,
+						    (unsigned long long)rec->next_ino,
+						    (unsigned long long)v->next_ino);
+			v->next_ino = rec->next_ino;
+		}
 		for (size_t i = 0; i < rec->count; i++) {
 			const struct pf_log_entry *e = &rec->ents[i];
 			struct pf_inode *in = pf__ino_find(v, e->ino);
 
 			/* Authentic, so written by this volume's key holder against
 			 * this metadata: anything else is a corrupt volume. */
-			if (!in || in->type != PF_TYPE_REG || !in->in_meta)
+			if (!in || in->type != PF_TYPE_REG || !in->in_meta || !in->names)
 				return kiln_err_set(err, -KILN_ECORRUPT, "commit log: record %llu "
 						    "names inode %llu, not a file of the volume",
 						    (unsigned long long)rec->version,
@@ -360,6 +629,14 @@ int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err 
 			in->ctime_ns = e->ctime_ns;
 		}
 	}
+	/* Unlinked files' backing files: orphans of the replayed namespace
+	 * (collect_orphans), not removals waiting for a commit. */
+	while (v->pending) {
+		struct pf_pending *p = v->pending;
+
+		v->pending = p->next;
+		free(p);
+	}
 	v->log_off = s->end;
 	v->log_records = (uint32_t)s->count;
 	return 0;
@@ -368,32 +645,53 @@ int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err 
 int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
 		   struct kiln_err *err)
 {
-	struct pf_log_entry *ents = NULL;
+	struct pf_log_rec r = { .version = version, .flags = flags };
 	uint8_t *rec = NULL;
 	size_t count = 0, rec_size = 0;
 	int ret;
 
 	for (struct pf_node *n = v->nodes; n; n = n->next)
 		count += n->committing;
-	ents = calloc(count ? count : 1, sizeof(*ents));
-	if (!ents)
+	r.ents = calloc(count ? count : 1, sizeof(*r.ents));
+	if (!r.ents)
 		return -ENOMEM;
-	count = 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		struct pf_inode *in = n->inode;
+		struct pf_log_entry *e = &r.ents[r.count];
 
 		if (!n->committing)
 			continue;
-		ents[count].ino = in->ino;
-		ents[count].size = in->size;
-		ents[count].atime_ns = in->atime_ns;
-		ents[count].mtime_ns = in->mtime_ns;
-		ents[count].ctime_ns = in->ctime_ns;
-		memcpy(ents[count].root, in->root, PF_ROOT_SIZE);
-		count++;
+		e->ino = in->ino;
+		e->size = in->size;
+		e->atime_ns = in->atime_ns;
+		e->mtime_ns = in->mtime_ns;
+		e->ctime_ns = in->ctime_ns;
+		memcpy(e->root, in->root, PF_ROOT_SIZE);
+		r.count++;
+	}
+	if (v->nnsops) {
+		/* A created file's attributes as they are now (the commit's). */
+		for (size_t i = 0; i < v->nnsops; i++) {
+			struct pf_log_ns *e = &v->nsops[i];
+			struct pf_inode *in = pf__ino_find(v, e->ino);
+
+			if (e->op != PF_LOG_NS_CREATE || !in)
+				continue;
+			e->mode = in->mode;
+			e->uid = in->uid;
+			e->gid = in->gid;
+			e->kind = in->kind;
+			memcpy(e->key, in->key, PF_KEY_SIZE);
+			memcpy(e->file_id, in->file_id, PF_FILE_ID_SIZE);
+			memcpy(e->backing, in->backing, PF_BACKING_ID_SIZE);
+		}
+		r.flags |= PF_LOG_NS;
+		r.ns = v->nsops;
+		r.nns = v->nnsops;
+		r.next_ino = v->next_ino;
 	}
 	*size = 0;
-	ret = pf__log_seal(&v->mk, version, flags, ents, count, &rec, &rec_size);
+	ret = pf__log_seal(&v->mk, &r, &rec, &rec_size);
 	if (ret)
 		goto out;
 	if (!v->log_fh) {
@@ -412,6 +710,87 @@ out:
 		kiln_err_set(err, ret, "commit log (.kiln/%s): cannot write: %s", PF_LOG_NAME,
 			     kiln_strerror(ret));
 	free(rec);
-	free(ents);
+	free(r.ents);
 	return ret;
+}
+
+/* ---- namespace changes a record carries (v->nsops) ---- */
+
+static struct pf_log_ns *nsop_add(pf_volume_t *v)
+{
+	if (v->nnsops == v->nsops_cap) {
+		size_t cap = v->nsops_cap ? v->nsops_cap * 2 : 8;
+		struct pf_log_ns *n;
+
+		/* Past a record's limit the commit checkpoints anyway. */
+		if (v->nnsops >= PF_LOG_MAX_NS)
+			return NULL;
+		n = realloc(v->nsops, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		v->nsops = n;
+		v->nsops_cap = cap;
+	}
+	memset(&v->nsops[v->nnsops], 0, sizeof(*v->nsops));
+	return &v->nsops[v->nnsops++];
+}
+
+void pf__nsop_create(pf_volume_t *v, struct pf_inode *dir, struct pf_inode *in)
+{
+	struct pf_log_ns *e = in->names ? nsop_add(v) : NULL;
+
+	if (!e) {
+		v->ns_dirty = true;
+		return;
+	}
+	e->op = PF_LOG_NS_CREATE;
+	e->parent = dir->ino;
+	e->ino = in->ino;
+	e->pmtime_ns = dir->mtime_ns;
+	e->pctime_ns = dir->ctime_ns;
+	e->len = in->names->len;
+	memcpy(e->name, in->names->name, e->len);
+}
+
+bool pf__nsop_created(const pf_volume_t *v, pf_ino_t ino)
+{
+	for (size_t i = 0; i < v->nnsops; i++)
+		if (v->nsops[i].op == PF_LOG_NS_CREATE && v->nsops[i].ino == ino)
+			return true;
+	return false;
+}
+
+void pf__nsop_unlink(pf_volume_t *v, struct pf_dent *d)
+{
+	struct pf_log_ns *e;
+
+	/* A file created since the last durable commit was never in it: its
+	 * create goes, and nothing is recorded of it (its name was its only
+	 * one: links checkpoint). */
+	for (size_t i = 0; i < v->nnsops; i++) {
+		if (v->nsops[i].op != PF_LOG_NS_CREATE || v->nsops[i].ino != d->inode->ino)
+			continue;
+		memmove(&v->nsops[i], &v->nsops[i + 1], (v->nnsops - i - 1) * sizeof(*v->nsops));
+		v->nnsops--;
+		return;
+	}
+	e = d->inode->type == PF_TYPE_REG ? nsop_add(v) : NULL;
+	if (!e) {
+		v->ns_dirty = true;
+		return;
+	}
+	e->op = PF_LOG_NS_UNLINK;
+	e->parent = d->dir->ino;
+	e->ino = d->inode->ino;
+	e->pmtime_ns = d->dir->mtime_ns;
+	e->pctime_ns = d->dir->ctime_ns;
+	e->len = d->len;
+	memcpy(e->name, d->name, d->len);
+}
+
+void pf__nsops_clear(pf_volume_t *v)
+{
+	if (v->nsops)
+		kiln_wipe(v->nsops, v->nsops_cap * sizeof(*v->nsops));
+	v->nnsops = 0;
 }

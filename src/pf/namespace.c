@@ -359,15 +359,19 @@ int pf_link_ino(pf_volume_t *v, pf_ino_t ino, pf_ino_t newat, const char *newpat
 
 /* ---- removing names ---- */
 
-/* Remove entry d; its inode goes with its last name and handle. */
-static void drop_name(pf_volume_t *v, struct pf_dent *d)
+/* Remove entry d; its inode goes with its last name and handle. An unlink
+ * of a regular file (logged) can be a commit log record's entry. */
+static void drop_name(pf_volume_t *v, struct pf_dent *d, bool logged)
 {
 	struct pf_inode *in = d->inode, *dir = d->dir;
 
-	pf__dent_del(v, d);
 	pf__touch(dir, PF_TOUCH_M | PF_TOUCH_C);
+	if (logged && in->type == PF_TYPE_REG)
+		pf__nsop_unlink(v, d);
+	else
+		v->ns_dirty = true;
+	pf__dent_del(v, d);
 	pf__touch(in, PF_TOUCH_C);
-	v->ns_dirty = true;
 	if (in->names)
 		return;
 	if (in->node && in->node->refs == 0)
@@ -417,7 +421,7 @@ int pf_unlinkat(pf_volume_t *v, pf_ino_t at, const char *path, unsigned flags,
 	if (!ret)
 		ret = check_remove(v, &w, path, flags & PF_AT_REMOVEDIR, cred, err);
 	if (!ret)
-		drop_name(v, w.dent);
+		drop_name(v, w.dent, true);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
@@ -622,7 +626,7 @@ int pf_renameat2(pf_volume_t *v, pf_ino_t oldat, const char *oldpath, pf_ino_t n
 		pf__touch(victim, PF_TOUCH_C);
 	} else {
 		if (nw.dent)
-			drop_name(v, nw.dent);
+			drop_name(v, nw.dent, false);
 		pf__dent_del(v, ow.dent);
 		ret = pf__dent_add(v, nw.dir, nw.name, strlen(nw.name), in, NULL);
 		if (ret) {
@@ -692,6 +696,12 @@ static int setattr_locked(pf_volume_t *v, struct pf_inode *in, const struct pf_s
 	if (!(sa.valid & ~(PF_SET_ATIME | PF_SET_MTIME | PF_SET_ATIME_NOW | PF_SET_MTIME_NOW |
 			   PF_SET_CTIME)) &&
 	    in->type == PF_TYPE_REG && in->node && in->in_meta)
+		in->node->dirty = true;
+	/* A file created since the last durable commit: its create entry takes
+	 * the attributes it has at the commit (sqlite, as root, chowns its new
+	 * journal to the database's owner). */
+	else if (in->type == PF_TYPE_REG && in->node && !in->in_meta &&
+		 pf__nsop_created(v, in->ino))
 		in->node->dirty = true;
 	else
 		v->ns_dirty = true;

@@ -121,6 +121,8 @@ static void vol_free(pf_volume_t *v)
 		kiln_free_secret(v->iobuf2, v->batch * v->stride);
 	if (v->log_fh)
 		v->so->close(v->sctx, v->log_fh);
+	if (v->nsops)
+		kiln_free_secret(v->nsops, v->nsops_cap * sizeof(*v->nsops));
 	if (v->so && v->so->free)
 		v->so->free(v->sctx);
 	if (v->fo && v->fo->free)

@@ -1,5 +1,6 @@
 """sqlite3 under kiln run: journal and WAL modes, 100,000 rows, integrity, tampering,
 kill -9 mid-transaction and right after a commit."""
+import os
 import subprocess
 
 from kilnapps import SECRET, need
@@ -141,3 +142,46 @@ def test_sqlite_kill9_after_commit(volume):
     finally:
         kill9(proc)
     check_after_crash(volume, db, 6000)
+
+
+def test_sqlite_kill9_server_namespace_records(volume):
+    """DELETE journal mode, then kill -9 of the volume server and sqlite3 (a
+    crash: no last commit). Each transaction's journal create and the previous
+    one's unlink are commit log records (docs/fs.md "Commit log"), not a
+    metadata rewrite each: the volume is left with more records than the two
+    data-only ones a transaction made before. kiln fs verify and kiln fs ls read
+    it; sqlite finds every transaction committed before the last (whose journal
+    unlink was never made durable, as on POSIX without a directory fsync)."""
+    import re
+    import signal
+    from test_app_crash_stress import server_pid, wait_gone
+    db = volume.dir / "app.db"
+    proc = start_sqlite(volume, db)
+    try:
+        proc.stdin.write("PRAGMA journal_mode=DELETE;\n"
+                         "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n INTEGER);\n"
+                         + "".join("BEGIN;\n" + INSERT.format(a=i * 1000 + 1, b=(i + 1) * 1000)
+                                   + "COMMIT;\n" for i in range(6)))
+        wait_for(proc, "committed")
+        srv = server_pid(volume)
+        assert srv
+        os.kill(srv, signal.SIGKILL)
+        wait_gone(srv)
+    finally:
+        kill9(proc)
+    fs = [volume.kiln_bin, "fs"]
+    key = ["--key-file", str(volume.key)]
+    v = subprocess.run(fs + ["verify", str(volume.dir)] + key, capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    m = re.search(r"commit log: (\d+) record", v.stdout)
+    assert m and int(m.group(1)) > 2, v.stdout
+    ls = subprocess.run(fs + ["ls", str(volume.dir)] + key, capture_output=True, text=True)
+    assert ls.returncode == 0, ls.stderr
+    assert "app.db" in ls.stdout.split(), ls.stdout
+    p = volume.run(need("sqlite3"), db, input="PRAGMA integrity_check;\nSELECT count(*) FROM t;\n",
+                   check=True)
+    assert p.stdout.split()[0] == "ok"
+    assert int(p.stdout.split()[1]) in (5000, 6000), p.stdout
+    v = subprocess.run(fs + ["verify", str(volume.dir)] + key, capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr
+    volume.assert_no_plaintext()

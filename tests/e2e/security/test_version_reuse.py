@@ -57,12 +57,14 @@ def outcome(call):
     except OSError as e:
         return "errno %d" % e.errno
 
-# base: a file written and synced. cut: a new file (its fsync commits a new
-# metadata: the commit the host cuts). ack: the first file rewritten and
-# synced on the descriptor kept open (one commit). end: exit.
+# base: a file written and synced. cut: a chmod and a new file (its fsync
+# commits a new metadata: the commit the host cuts; a new file alone would be a
+# commit log record, written only after its prepare, and a chmod is not one).
+# ack: the first file rewritten and synced on the descriptor kept open (one
+# commit). end: exit.
 steps = {
     "base": lambda: (os.write(fd, b"BASE"), os.fsync(fd)),
-    "cut": lambda: put("cut.txt", b"CUT"),
+    "cut": lambda: (os.fchmod(fd, 0o640), put("cut.txt", b"CUT")),
     "ack": lambda: (os.pwrite(fd, b"ACK!", 0), os.fsync(fd)),
 }
 for step in ("base", "cut", "ack"):
