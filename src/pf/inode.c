@@ -120,7 +120,9 @@ void pf__inode_release(pf_volume_t *v, struct pf_inode *in)
 	ino_remove(v, in);
 	if (in->type == PF_TYPE_REG) {
 		pf__backing_name(in->backing, name);
-		pf__schedule_remove(v, name, in->in_meta);
+		/* After a failed record (log_broken) a file it created may be
+		 * durable in it anyway: its backing file waits for the checkpoint. */
+		pf__schedule_remove(v, name, in->in_meta || v->log_broken);
 	}
 	pf__inode_free(in);
 }

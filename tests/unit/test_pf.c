@@ -4059,6 +4059,51 @@ static void test_ns_log_crash_points(void **state)
 	g_use_deferred = false;
 }
 
+/* A record carrying a create whose commit failed (its write or sync) may be
+ * on disk anyway, its version prepared: a crash then replays it. A file it
+ * created and the program unlinked after the failure keeps its backing file
+ * until a checkpoint, so the replayed volume is whole (it opens, verifies,
+ * and the file reads as written). */
+static void test_ns_log_failed_create(void **state)
+{
+	uint8_t a[3000], b[3000];
+	bool struck = true;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	for (long point = 1; struck && point < 80; point++) {
+		struct kiln_err err = { 0 };
+		pf_volume_t *v;
+		pf_file_t *j;
+		struct env e;
+		int fsynced;
+
+		v = vol_with_file(&e, "f", a, sizeof(a));
+		pf_volume_close(v, NULL);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		first_commit(v, "f", a, sizeof(a));
+		g_last_fault->countdown = point; /* one failure, then the disk works */
+		fsynced = 0;
+		if (pf_open(v, "j", O_RDWR | O_CREAT, 0600, &j, &err) == 0) {
+			fsynced = pf_pwrite(j, b, sizeof(b), 0, &err) == sizeof(b) &&
+				  pf_fsync(j, &err) == 0;
+			pf_close(j);
+		}
+		struck = g_last_fault->ops >= point;
+		if (!fsynced)
+			(void)pf_unlink(v, "j", &err); /* ENOENT when the create failed */
+		pf_volume_discard(v); /* a crash */
+		if (vol_open(&e, g_key, false, &v, &err) != 0)
+			fail_msg("point %ld: open: %s", point, err.msg);
+		if (pf_volume_verify(v, NULL, NULL, &err) != 0)
+			fail_msg("point %ld: verify: %s", point, err.msg);
+		if (fsynced || pf_stat(v, "j", &(struct pf_stat){ 0 }, &err) == 0)
+			check_content(v, "j", b, sizeof(b));
+		pf_volume_close(v, NULL);
+		env_free(&e);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -4109,6 +4154,7 @@ int main(void)
 		cmocka_unit_test(test_ns_log_records),
 		cmocka_unit_test(test_ns_log_refused),
 		cmocka_unit_test(test_ns_log_crash_points),
+		cmocka_unit_test(test_ns_log_failed_create),
 		cmocka_unit_test(test_log_onephase),
 		cmocka_unit_test(test_log_vouch),
 		cmocka_unit_test(test_onephase_crash_points),
