@@ -170,6 +170,28 @@ int kiln_open_own(int dirfd, const char *path, int oflags, mode_t mode);
  * (mode; an existing one is fine). */
 int kiln_open_own_dir(int dirfd, const char *name, bool create, mode_t mode);
 
+/* cachestat(2) (Linux 6.5; not in this libc's headers, the same number on
+ * every architecture): how much of [off, off + len) of a file is in the page
+ * cache. The storages read a range that is not all cached around the cache
+ * (O_DIRECT, pf_storage_ops.pread_direct): also one partly cached, or the
+ * kernel's read-ahead behind one buffered read would keep every later range
+ * partly cached. */
+#define KILN_NR_CACHESTAT 451
+struct kiln_cachestat_range {
+	uint64_t off, len;
+};
+struct kiln_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+/* From cachestat's answer for a range of size bytes: read it around the
+ * cache? Not when all of it is cached, or some of it waits to be written back
+ * (O_DIRECT would write it back first). */
+static inline bool kiln_read_around_cache(const struct kiln_cachestat *cs, uint64_t size,
+					  uint64_t page)
+{
+	return !cs->nr_dirty && !cs->nr_writeback && cs->nr_cache < (size + page - 1) / page;
+}
+
 /* Stream-socket I/O bounded by an absolute kiln_now_ns() deadline (-ETIMEDOUT).
  * send_all writes everything (MSG_NOSIGNAL). recv_line reads one "\n"-terminated
  * line of at most max_size bytes (-EMSGSIZE beyond, -KILN_ETRAILING when bytes

@@ -410,11 +410,52 @@ out:
 	return (ssize_t)size;
 }
 
+/* Reads of at least this many bytes are streaming reads (read_slots). */
+#define PF_DIRECT_MIN_BYTES (256 * 1024)
+
+/* The volume's read buffer for read_slots, made at its first use. */
+static bool rbuf_ready(pf_volume_t *v)
+{
+	void *p;
+
+	if (v->rbuf)
+		return true;
+	v->rbatch = PF_RBATCH_BYTES / v->cs ? PF_RBATCH_BYTES / v->cs : 1;
+	if (posix_memalign(&p, PF_DIO_ALIGN, v->rbatch * v->stride + 2 * PF_DIO_ALIGN))
+		return false;
+	v->rbuf = p;
+	return true;
+}
+
+/* Bytes [start, end) of n's backing file into v->rbuf; *at is where start's
+ * byte lands (past EOF: zeros). A range none of which is in the page cache
+ * is read around it (pread_direct: the whole pages around the range in one
+ * request, no copy out of the page cache, no page allocated per byte); a
+ * cached range, or one the file system will not read that way, by pread. */
+static int read_slots(struct pf_node *n, uint64_t start, uint64_t end, const uint8_t **at)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t a = start / PF_DIO_ALIGN * PF_DIO_ALIGN;
+	uint64_t b = (end + PF_DIO_ALIGN - 1) / PF_DIO_ALIGN * PF_DIO_ALIGN;
+	ssize_t r = v->so->pread_direct(v->sctx, n->fh, v->rbuf, b - a, a);
+
+	*at = v->rbuf + (start - a);
+	if (r < 0)
+		return pf__st_pread_pad(v, n->fh, v->rbuf + (start - a), end - start, start);
+	if ((uint64_t)r < end - a) { /* EOF inside the range */
+		uint64_t z = (uint64_t)r > start - a ? (uint64_t)r : start - a;
+
+		memset(v->rbuf + z, 0, end - a - z);
+	}
+	return 0;
+}
+
 ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off,
 			 struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
-	uint64_t end, first, last;
+	uint64_t end, first, last, batch = v->batch;
+	bool direct = false;
 	int ret;
 
 	if (off >= n->size || size == 0)
@@ -426,9 +467,14 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 	end = off + size;
 	first = off / v->cs;
 	last = (end - 1) / v->cs;
+	if (size >= PF_DIRECT_MIN_BYTES && v->so->pread_direct && rbuf_ready(v)) {
+		direct = true;
+		batch = v->rbatch;
+	}
 	for (uint64_t i = first; i <= last;) {
-		uint64_t j = i + v->batch <= last + 1 ? i + v->batch : last + 1;
+		uint64_t j = i + batch <= last + 1 ? i + batch : last + 1;
 		uint64_t start = pf__slot_off(v, i);
+		const uint8_t *slots = v->iobuf;
 		uint64_t rend = pf__slot_off(v, j - 1) + PF_SLOT_META +
 				pf__chunk_len(v, n->size, j - 1);
 		bool holes = true;
@@ -446,7 +492,8 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 			i = j;
 			continue;
 		}
-		ret = pf__st_pread_pad(v, n->fh, v->iobuf, rend - start, start);
+		ret = direct ? read_slots(n, start, rend, &slots) :
+			       pf__st_pread_pad(v, n->fh, v->iobuf, rend - start, start);
 		if (ret)
 			return kiln_err_set(err, ret, "file %s: read: %s", pf__node_path(n),
 					    kiln_strerror(ret));
@@ -458,7 +505,7 @@ ssize_t pf__node_read(struct pf_node *n, uint8_t *buf, size_t size, uint64_t off
 			const uint8_t *slot = pf__wb_find(n, k);
 
 			if (!slot)
-				slot = v->iobuf + (k - i) * v->stride;
+				slot = slots + (k - i) * v->stride;
 			if (pf__tag_is_zero(pf__tag(n, k))) {
 				memset(buf + (rs - off), 0, re - rs);
 				continue;

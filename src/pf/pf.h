@@ -107,7 +107,22 @@ struct pf_storage_ops {
 	 * of fh so it reads as zeros and takes no space
 	 * (fallocate PUNCH_HOLE|KEEP_SIZE). -EOPNOTSUPP falls back too. */
 	int (*punch)(void *ctx, void *fh, uint64_t off, uint64_t len);
+	/* Optional (NULL: every read is pread): read [off, off+size) of fh
+	 * around the page cache (O_DIRECT) into buf, unless that range is all
+	 * in the page cache or has pages not yet written back; buf, off and
+	 * size are multiples of PF_DIO_ALIGN. Returns the bytes read (short
+	 * only at EOF), -EAGAIN in those two cases (pread is cheaper then, and
+	 * does not force the write-back), or another
+	 * -errno (no O_DIRECT here: the file system refused it, EINVAL). On
+	 * any error the library reads the range with pread instead. Used for
+	 * the batches of sequential reads: a cold read then costs no copy out
+	 * of the page cache and no page allocation per byte. */
+	ssize_t (*pread_direct)(void *ctx, void *fh, void *buf, size_t size, uint64_t off);
 };
+
+/* The alignment pread_direct asks of buffer, offset and length: the page
+ * size, a multiple of every logical block size O_DIRECT asks for. */
+#define PF_DIO_ALIGN 4096u
 
 /* Default storage: POSIX files in `dir` (created with 0700 when `create`),
  * holding an exclusive flock on `dir` until freed (-EBUSY when another process

@@ -27,8 +27,15 @@ struct posix_storage {
 	int dirfd;
 };
 
+/* Names longer than this get no O_DIRECT descriptor (posix_fh.dfd). */
+#define PS_NAME_MAX 64
+
 struct posix_fh {
 	int fd;
+	/* The same file opened again with O_DIRECT for pread_direct, at its
+	 * first use: -1 not yet, -2 not to be (refused, or the name moved). */
+	int dfd;
+	char name[PS_NAME_MAX];
 };
 
 /* Storage names are one component: never a path, never "." or "..". */
@@ -62,6 +69,9 @@ static int ps_open(void *ctx, const char *name, unsigned flags, void **fh)
 		return fd;
 	}
 	h->fd = fd;
+	h->dfd = -1;
+	if (snprintf(h->name, sizeof(h->name), "%s", name) >= PS_NAME_MAX)
+		h->dfd = -2;
 	*fh = h;
 	return 0;
 }
@@ -79,6 +89,50 @@ static ssize_t ps_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint
 		n = pwrite(((struct posix_fh *)fh)->fd, buf, size, (off_t)off);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : n;
+}
+
+/* h->dfd: the file h->name names opened with O_DIRECT, if that is still
+ * h->fd's file (a rename since the open: not). */
+static int ps_open_direct(struct posix_storage *s, struct posix_fh *h)
+{
+	struct stat a, b;
+	int fd = kiln_open_own(s->dirfd, h->name, O_RDONLY | O_DIRECT, 0);
+
+	if (fd < 0) {
+		h->dfd = -2;
+		return fd;
+	}
+	if (fstat(fd, &a) != 0 || fstat(h->fd, &b) != 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		close(fd);
+		h->dfd = -2;
+		return -ESTALE;
+	}
+	h->dfd = fd;
+	return 0;
+}
+
+static ssize_t ps_pread_direct(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	struct posix_fh *h = fh;
+	struct kiln_cachestat_range range = { off, size };
+	struct kiln_cachestat cs;
+	ssize_t n;
+
+	if (h->dfd == -2)
+		return -EOPNOTSUPP;
+	if (syscall(KILN_NR_CACHESTAT, h->fd, &range, &cs, 0) != 0)
+		return -errno; /* cannot tell: read through the cache */
+	if (!kiln_read_around_cache(&cs, size, PF_DIO_ALIGN))
+		return -EAGAIN;
+	if (h->dfd == -1 && (n = ps_open_direct(ctx, h)))
+		return n;
+	n = kiln_pread_full(h->dfd, buf, size, (off_t)off);
+	if (n == -EINVAL) { /* this file system's O_DIRECT wants more */
+		close(h->dfd);
+		h->dfd = -2;
+	}
+	return n;
 }
 
 static int ps_get_size(void *ctx, void *fh, uint64_t *size)
@@ -115,6 +169,8 @@ static int ps_close(void *ctx, void *fh)
 		return 0;
 	if (close(h->fd) < 0 && errno != EINTR)
 		r = -errno;
+	if (h->dfd >= 0)
+		close(h->dfd);
 	free(h);
 	return r;
 }
@@ -245,6 +301,7 @@ static const struct pf_storage_ops g_posix_ops = {
 	.writeback = ps_writeback,
 	.space = ps_space,
 	.punch = ps_punch,
+	.pread_direct = ps_pread_direct,
 };
 
 int pf_storage_posix(const char *dir, bool create, const struct pf_storage_ops **ops,

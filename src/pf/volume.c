@@ -119,6 +119,8 @@ static void vol_free(pf_volume_t *v)
 	free(v->zeros);
 	if (v->iobuf2)
 		kiln_free_secret(v->iobuf2, v->batch * v->stride);
+	if (v->rbuf)
+		kiln_free_secret(v->rbuf, v->rbatch * v->stride + 2 * PF_DIO_ALIGN);
 	if (v->log_fh)
 		v->so->close(v->sctx, v->log_fh);
 	if (v->nsops)

@@ -41,8 +41,16 @@ struct store {
 	struct ring r;
 };
 
+/* Names longer than this get no O_DIRECT descriptor (store_fh.dfd). */
+#define ST_NAME_MAX 64
+
 struct store_fh {
 	int fd; /* owned */
+	/* The same file opened again with O_DIRECT for pread_direct, at its
+	 * first use (owned): -1 not yet, -2 not to be (refused, or the name
+	 * moved). */
+	int dfd;
+	char name[ST_NAME_MAX];
 };
 
 long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode)
@@ -97,17 +105,43 @@ static int st_open(void *ctx, const char *name, unsigned flags, void **fh)
 		return -ENOMEM;
 	}
 	h->fd = (int)fd;
+	h->dfd = -1;
+	if (snprintf(h->name, sizeof(h->name), "%s", name) >= ST_NAME_MAX)
+		h->dfd = -2;
 	*fh = h;
 	return 0;
 }
 
-static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+/* h->dfd: the file h->name names opened with O_DIRECT, if that is still
+ * h->fd's file (a rename since the open: not). */
+static int open_direct(struct store *s, struct store_fh *h)
 {
-	struct store_fh *h = fh;
+	struct stat a, b;
+	long fd = rt__open_own(s->dirfd, h->name, O_RDONLY | O_DIRECT, 0);
+
+	h->dfd = -2;
+	if (fd < 0)
+		return (int)fd;
+	if (rt__raw(SYS_fstat, fd, &a) != 0 || rt__raw(SYS_fstat, h->fd, &b) != 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		rt__raw(SYS_close, fd);
+		return -ESTALE;
+	}
+	fd = rt__own_fd((int)fd);
+	if (fd < 0)
+		return (int)fd;
+	h->dfd = (int)fd;
+	return 0;
+}
+
+/* pread until size bytes or EOF (an O_DIRECT fd: or a read that ends inside
+ * a page, which ended at EOF). */
+static ssize_t read_full(int fd, void *buf, size_t size, uint64_t off, bool direct)
+{
 	size_t done = 0;
 
-	while (done < size) {
-		long n = rt__raw(SYS_pread64, h->fd, (char *)buf + done, size - done, off + done);
+	while (done < size && (!direct || done % PF_DIO_ALIGN == 0)) {
+		long n = rt__raw(SYS_pread64, fd, (char *)buf + done, size - done, off + done);
 
 		if (n == -EINTR)
 			continue;
@@ -118,6 +152,36 @@ static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t of
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
+}
+
+/* See pf_storage_ops.pread_direct. */
+static ssize_t st_pread_direct(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	struct store_fh *h = fh;
+	struct kiln_cachestat_range range = { off, size };
+	struct kiln_cachestat cs;
+	long n;
+
+	if (h->dfd == -2)
+		return -EOPNOTSUPP;
+	n = rt__raw(KILN_NR_CACHESTAT, h->fd, &range, &cs, 0);
+	if (n < 0)
+		return n; /* cannot tell: read through the cache */
+	if (!kiln_read_around_cache(&cs, size, PF_DIO_ALIGN))
+		return -EAGAIN;
+	if (h->dfd == -1 && (n = open_direct(ctx, h)) < 0)
+		return n;
+	n = read_full(h->dfd, buf, size, off, true);
+	if (n == -EINVAL) { /* this file system's O_DIRECT wants more */
+		rt__own_close(h->dfd);
+		h->dfd = -2;
+	}
+	return n;
+}
+
+static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	return read_full(((struct store_fh *)fh)->fd, buf, size, off, false);
 }
 
 static ssize_t st_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
@@ -305,6 +369,8 @@ static int st_close(void *ctx, void *fh)
 	if (!h)
 		return 0;
 	rt__own_close(h->fd);
+	if (h->dfd >= 0)
+		rt__own_close(h->dfd);
 	free(h);
 	return 0;
 }
@@ -412,6 +478,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.sync_wait = st_sync_wait,
 	.list = st_list,
 	.free = st_free,
+	.pread_direct = st_pread_direct,
 };
 
 void rt__storage_no_overlap(void *ctx)

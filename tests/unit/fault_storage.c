@@ -155,6 +155,29 @@ static ssize_t fo_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t of
 	return r;
 }
 
+/* Without a pread_direct inside, -EOPNOTSUPP: the library reads with pread. */
+static ssize_t fo_pread_direct(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
+{
+	struct fault *f = ctx;
+	ssize_t r;
+
+	if (f->dead)
+		return f->error;
+	if (!f->inner->pread_direct)
+		return -EOPNOTSUPP;
+	if (f->direct_error) {
+		f->direct_refused++;
+		return f->direct_error;
+	}
+	r = f->inner->pread_direct(f->ictx, fh, buf, size, off);
+	f->reads++;
+	if (r >= 0)
+		f->direct_reads++;
+	if (r > 0)
+		f->read_bytes += (uint64_t)r;
+	return r;
+}
+
 static ssize_t fo_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
 {
 	struct fault *f = ctx;
@@ -321,6 +344,8 @@ static void fo_free(void *ctx)
 	}
 LOCKED(int, fo_open, (void *c, const char *name, unsigned fl, void **fh), (c, name, fl, fh))
 LOCKED(ssize_t, fo_pread, (void *c, void *fh, void *b, size_t n, uint64_t o), (c, fh, b, n, o))
+LOCKED(ssize_t, fo_pread_direct, (void *c, void *fh, void *b, size_t n, uint64_t o),
+       (c, fh, b, n, o))
 LOCKED(ssize_t, fo_pwrite, (void *c, void *fh, const void *b, size_t n, uint64_t o),
        (c, fh, b, n, o))
 LOCKED(int, fo_get_size, (void *c, void *fh, uint64_t *size), (c, fh, size))
@@ -351,6 +376,7 @@ static const struct pf_storage_ops g_ops = {
 	.get_size = fo_get_size_l, .truncate = fo_truncate_l, .sync = fo_sync_l,
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free, .punch = fo_punch_l,
+	.pread_direct = fo_pread_direct_l,
 };
 
 static const struct pf_storage_ops g_ops_deferred = {
@@ -359,7 +385,7 @@ static const struct pf_storage_ops g_ops_deferred = {
 	.close = fo_close_l, .remove = fo_remove_l, .rename = fo_rename_l,
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l, .punch = fo_punch_l,
-	.sync_all = fo_sync_all_l,
+	.sync_all = fo_sync_all_l, .pread_direct = fo_pread_direct_l,
 };
 
 void fault_storage_wrap(const struct pf_storage_ops *inner, void *ictx, bool deferred,

@@ -47,8 +47,14 @@ struct fault {
 	uint64_t lose_bits;
 	long ops;          /* mutating calls so far */
 	long direct_syncs; /* deferred storage: syncs done at once (not sync_start) */
-	long reads;        /* pread calls so far (tests may reset it) */
+	long reads;        /* pread and pread_direct calls so far (tests may reset it) */
 	uint64_t read_bytes; /* bytes those returned */
+	/* pread_direct (when the inner storage has it): nonzero fails every
+	 * call with this error (a file system that refuses O_DIRECT: -EINVAL);
+	 * the calls that read around the page cache so far, and those refused. */
+	int direct_error;
+	long direct_reads;
+	long direct_refused;
 	struct fault_undo *undo; /* unsynced changes, newest first */
 	void *deferred[FAULT_DEFERRED_MAX]; /* started, not yet waited syncs */
 	size_t ndeferred;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1768,6 +1769,105 @@ static uint64_t dir_disk_bytes(const char *dir)
  * data, and opening it and reading 10 bytes reads a few KiB of the storage
  * (the block hashes, one block of tags, one chunk), not the tag list of the
  * whole file. A dense file: the same, whatever its size. */
+/* Every file of dir written back and dropped from the page cache: the next
+ * read of them is cold. */
+static void drop_dir_cache(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW);
+
+		if (fd < 0)
+			continue;
+		assert_int_equal(fdatasync(fd), 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Streaming reads of a cold file go around the page cache (pread_direct, in
+ * whole pages around the batch's unaligned slots); the file's end is inside a
+ * page and inside a chunk. A file system that refuses O_DIRECT (EINVAL), and
+ * a range partly or wholly in the page cache, are read with pread instead:
+ * the same bytes each way. Needs a disk file system (tmpfs caches
+ * everything: never cold). */
+static void test_direct_read_fallback(void **state)
+{
+	struct kiln_err err = { 0 };
+	size_t size = 3 * 1024 * 1024 + 4321;
+	uint8_t *data = malloc(size), *back = malloc(size + 100);
+	char kiln[128];
+	struct statfs sf;
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct env e;
+
+	(void)state;
+	assert_non_null(data);
+	assert_non_null(back);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (uint8_t)(i * 13 + (i >> 11));
+	strcpy(e.dir, "/tmp/kiln-pf-XXXXXX");
+	assert_non_null(mkdtemp(e.dir));
+	snprintf(e.vfile, sizeof(e.vfile), "%s/version", e.dir);
+	snprintf(e.kdir, sizeof(e.kdir), "%s/vol", e.dir);
+	assert_int_equal(statfs(e.dir, &sf), 0);
+	if (sf.f_type == 0x01021994) { /* TMPFS_MAGIC */
+		env_free(&e);
+		free(data);
+		free(back);
+		skip();
+	}
+	snprintf(kiln, sizeof(kiln), "%s/.kiln", e.kdir);
+	v = vol_init(&e, 4096, NULL, 0);
+	write_file(v, "f", data, size);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+
+	/* 0: cold. 1: a small read first puts part of the file in the page
+	 * cache. 2: the file system refuses O_DIRECT. */
+	for (int round = 0; round < 3; round++) {
+		drop_dir_cache(kiln);
+		assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+		if (round == 2)
+			g_last_fault->direct_error = -EINVAL;
+		assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), 0);
+		if (round == 1) {
+			assert_int_equal(pf_pread(f, back, 100, 1024 * 1024, &err), 100);
+			assert_memory_equal(back, data + 1024 * 1024, 100);
+		}
+		memset(back, 0xa5, size + 100);
+		if (pf_pread(f, back, size + 100, 0, &err) != (ssize_t)size)
+			fail_msg("round %d: read: %s", round, err.msg);
+		assert_memory_equal(back, data, size);
+		/* Batches that start inside a page. */
+		assert_int_equal(pf_pread(f, back, size - 777, 777, &err), (ssize_t)(size - 777));
+		assert_memory_equal(back, data + 777, size - 777);
+		pf_close(f);
+		if (round < 2) {
+			assert_true(g_last_fault->direct_reads >= 4);
+		} else {
+			assert_true(g_last_fault->direct_refused >= 4);
+			assert_int_equal(g_last_fault->direct_reads, 0);
+		}
+		assert_int_equal(pf_volume_close(v, &err), 0);
+	}
+	/* All in the page cache now (round 2 read it): read through it. */
+	assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+	assert_int_equal(pf_open(v, "f", O_RDONLY, 0, &f, &err), 0);
+	assert_int_equal(pf_pread(f, back, size, 0, &err), (ssize_t)size);
+	assert_memory_equal(back, data, size);
+	pf_close(f);
+	assert_int_equal(g_last_fault->direct_reads, 0);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	env_free(&e);
+	free(data);
+	free(back);
+}
+
 static void test_sparse_big_lazy_open(void **state)
 {
 	const uint64_t far = (6ull << 30) + 12345, cs = 4096;
@@ -4113,6 +4213,7 @@ int main(void)
 		cmocka_unit_test(test_property_authenticated_plain),
 		cmocka_unit_test(test_property_tree_and_big),
 		cmocka_unit_test(test_sparse_big_lazy_open),
+		cmocka_unit_test(test_direct_read_fallback),
 		cmocka_unit_test(test_chunk_calls),
 		cmocka_unit_test(test_namespace),
 		cmocka_unit_test(test_namespace_vs_kernel),
