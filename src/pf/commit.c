@@ -9,6 +9,10 @@
 
 #include "crypto/crypto.h"
 
+/* Files of a flush whose one-phase group is synced file by file (see
+ * onephase_group). */
+#define PF_GROUP_FILES 3
+
 /* Start a sync (storage sync_start) or do it now; syncs_settle waits. */
 static int sync_begin(pf_volume_t *v, void *fh)
 {
@@ -202,22 +206,31 @@ out:
 	return ret;
 }
 
+/* The volume's side of log_commit_ok: the last durable write was a metadata
+ * or a record of the version before (no namespace change a record does not
+ * carry, nothing published, no abandoned prepare: a skipped version is a gap
+ * a replay stops at, so the metadata carries the jump), and the log is due
+ * no checkpoint. */
+static bool log_volume_ok(const pf_volume_t *v)
+{
+	return !(v->ns_dirty || v->lazy || v->log_broken ||
+		 next_version(v) != v->version + 1 || v->log_records >= PF_LOG_MAX_RECORDS ||
+		 v->log_off >= PF_LOG_MAX_BYTES);
+}
+
 /* Can this commit be a log record instead of a metadata rewrite? Only when
  * what changes is the content (root, size, times) of files the durable
  * metadata already names, in their same backing files, and the namespace
  * changes a record carries (v->nsops: regular files created, with their
  * first contents, and unlinked): nothing else changed in the namespace,
  * nothing published since the last durable write, no file switched to a new
- * backing file, every file created since committed now; and the log is due
- * no checkpoint. Backing files of unlinked files wait for the checkpoint. */
+ * backing file, every file created since committed now; and log_volume_ok.
+ * Backing files of unlinked files wait for the checkpoint. */
 static bool log_commit_ok(pf_volume_t *v)
 {
 	size_t count = 0;
 
-	/* A skipped version (an abandoned prepare) is a gap a replay stops at:
-	 * the metadata carries the jump. */
-	if (v->ns_dirty || v->lazy || v->log_broken || next_version(v) != v->version + 1 ||
-	    v->log_records >= PF_LOG_MAX_RECORDS || v->log_off >= PF_LOG_MAX_BYTES)
+	if (!log_volume_ok(v))
 		return false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		if (!n->committing)
@@ -319,6 +332,44 @@ bool pf__node_needs_commit(const struct pf_node *n)
 	return n->inode->names && (n->dirty || !n->base_in_meta);
 }
 
+/* No journal sync in n's generation: nothing of it moved, all of it is held
+ * (it goes into the redo entries). Not for a plain file: its root (no tags)
+ * does not tell its states apart, so a journal naming it cannot vouch for a
+ * record (pf__journal_vouches). */
+static bool gen_whole(const struct pf_node *n)
+{
+	return n->j_hdr && n->wb_count > 0 && n->kind != PF_REGION_PLAIN;
+}
+
+/* Will this flush of many files be a one-phase record (commit_by_log's
+ * `one`)? Every file to commit has a committed state in the metadata, in the
+ * same backing file, and a whole generation, and the log takes a record.
+ * Then the record joins the files' sync group, and that group is one sync
+ * per journal and data file started together (sync_start) with the record's,
+ * in parallel with prepare(N+1): one flush latency. A syncfs cannot be
+ * started that way: after the record it would be a second latency beside
+ * the prepare (docs/fs.md "Commit log"). Up to PF_GROUP_FILES files (their
+ * 2 x 3 + 1 syncs fit one submission of the runtime's ring); a flush of more
+ * keeps the syncfs. Only a guess: a file that fails in the commit, or any
+ * other surprise, takes the per-file path, which is always correct. */
+static bool onephase_group(pf_volume_t *v)
+{
+	size_t count = 0;
+
+	/* Namespace changes make the record two-phase (commit_by_log). */
+	if (!log_volume_ok(v) || v->nnsops)
+		return false;
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		if (n->failed || !pf__node_needs_commit(n))
+			continue;
+		if (++count > PF_GROUP_FILES || !pf__has_base(n) || !n->gen_open ||
+		    !gen_whole(n) || !n->inode->in_meta || n->fresh ||
+		    memcmp(n->backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0)
+			return false;
+	}
+	return count >= 2;
+}
+
 /* A generation with a journal commits in one sync phase: its new root (from
  * the tags in memory), then its held slots as redo entries and the end
  * record, synced with the data; the slots go in place after the rename. */
@@ -326,10 +377,7 @@ static int redo_end(struct pf_node *n)
 {
 	int ret = pf__tree_root(n, n->size, n->new_root, NULL);
 
-	/* No journal sync in this generation: nothing of it moved. Not for a
-	 * plain file: its root (no tags) does not tell its states apart, so a
-	 * journal naming it cannot vouch for a record (pf__journal_vouches). */
-	n->whole = n->j_hdr && n->wb_count > 0 && n->kind != PF_REGION_PLAIN;
+	n->whole = gen_whole(n);
 	if (!ret)
 		ret = pf__journal_end(n, n->new_root, n->size, n->whole);
 	if (!ret)
@@ -353,8 +401,9 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 	for (struct pf_node *n = v->nodes; n; n = n->next)
 		n->redo = false;
 	/* Many files in one commit (a flush): one syncfs instead of a sync each,
-	 * covering the journals (with their redo entries) and the data. */
-	if (!only && v->so->sync_all) {
+	 * covering the journals (with their redo entries) and the data; not when
+	 * the commit is a one-phase record (onephase_group). */
+	if (!only && v->so->sync_all && !onephase_group(v)) {
 		size_t count = 0;
 
 		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)

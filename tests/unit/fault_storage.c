@@ -244,8 +244,10 @@ static int fo_sync(void *ctx, void *fh)
 static int fo_sync_all(void *ctx)
 {
 	struct fault *f = ctx;
-	int r = fault_hit(f);
+	int r;
 
+	f->sync_alls++;
+	r = fault_hit(f);
 	if (r)
 		return r;
 	r = f->inner->sync_all ? f->inner->sync_all(f->ictx) : -ENOSYS;

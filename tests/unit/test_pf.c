@@ -3796,98 +3796,213 @@ static void crash_arm(long point, int run)
 		g_last_fault->lose_bits = run < 2 ? 0x5555555555555555ull : 0xaaaaaaaaaaaaaaaaull;
 }
 
+/* The highest version of an authentic record anywhere in the log, spent or
+ * cut ones too: a version the host could show again. 0: none. */
+static uint64_t log_max_version(struct env *e)
+{
+	struct pf_meta_keys k;
+	struct pf_log_rec rec;
+	char path[256];
+	uint64_t max = 0;
+	uint8_t *buf;
+	size_t size;
+
+	kiln_path(e, PF_LOG_NAME, path, sizeof(path));
+	if (access(path, F_OK) != 0)
+		return 0;
+	log_keys(&k, g_key);
+	buf = slurp(path, &size);
+	for (size_t off = 0; off + 8 <= size; off++) {
+		if (memcmp(buf + off, PF_LOG_MAGIC, 8) != 0 ||
+		    pf__log_open_rec(&k, buf + off, size - off, &rec, NULL) != 0)
+			continue;
+		if (rec.version > max)
+			max = rec.version;
+		pf__log_rec_clear(&rec);
+	}
+	free(buf);
+	return max;
+}
+
+/* One step of test_onephase_crash_points: write what changed in each file
+ * from step k-1 to k (whole runs of differing bytes), then flush the volume
+ * (several files) or fsync the one file written. */
+static bool onephase_step(pf_volume_t *v, pf_file_t **fh, int nfiles, const size_t *sizes,
+			  const uint8_t *from, const uint8_t *to, size_t stride)
+{
+	struct kiln_err err = { 0 };
+	pf_file_t *last = NULL;
+	int written = 0;
+
+	for (int i = 0; i < nfiles; i++) {
+		const uint8_t *a = from + i * stride, *b = to + i * stride;
+		size_t z = sizes[i];
+
+		for (size_t off = 0; off < z;) {
+			size_t end = off;
+
+			if (off < sizes[nfiles + i] && a[off] == b[off]) {
+				off++;
+				continue;
+			}
+			while (end < z && (end >= sizes[nfiles + i] || a[end] != b[end]))
+				end++;
+			if (pf_pwrite(fh[i], b + off, end - off, off, &err) != (ssize_t)(end - off))
+				return false;
+			off = end;
+		}
+		if (memcmp(a, b, z) != 0 || sizes[i] != sizes[nfiles + i]) {
+			written++;
+			last = fh[i];
+		}
+	}
+	if (written == 1)
+		return pf_fsync(last, &err) == 0;
+	return pf_volume_flush(v, &err) == 0;
+}
+
 /* A power cut at every storage call of a sequence of one-phase commits:
  * overwrites of f; an overwrite and an append (its redo follows the previous
  * commit's, placed without a sync); f and g flushed in one record; f closed
  * (its node kept for the journal that vouches for the record), opened again
- * and committed. After the reopen both files are the state of the last
- * completed step or of the one in flight, the same step for both. */
+ * and committed; f, g and h flushed in one record; f, g, h and i flushed.
+ * With the deferred storage (it has sync_all, a syncfs, as the runtime's),
+ * a flush of two or three files whose generations are whole is one group of
+ * syncs started together, the one-phase record's among them, and no syncfs;
+ * a flush of four keeps the syncfs, the record after it. After the
+ * reopen every file is the state of the last completed step or of the one
+ * in flight, the same step for all; and a commit then takes a version above
+ * every record the log holds (never one a cut commit sealed). */
 static void test_onephase_crash_points(void **state)
 {
-	enum { STEPS = 5 };
-	static uint8_t fs[STEPS][6000], gs[STEPS][4000];
-	static const size_t fz[STEPS] = { 5000, 5000, 6000, 6000, 6000 };
-	uint8_t got[7000];
+	enum { STEPS = 7, FILES = 4, Z = 6000 };
+	static const char *const names[FILES] = { "f", "g", "h", "i" };
+	static uint8_t st[STEPS][FILES][Z];
+	/* sizes[k][0..3]: step k's sizes; [4..7]: step k-1's (onephase_step). */
+	static size_t sizes[STEPS][2 * FILES];
+	uint8_t got[Z + 1000];
 
-	memset(fs[0], 'a', sizeof(fs[0]));
-	memset(gs[0], 'z', sizeof(gs[0]));
-	for (int i = 1; i < STEPS; i++) {
-		memcpy(fs[i], fs[i - 1], sizeof(fs[i]));
-		memcpy(gs[i], gs[i - 1], sizeof(gs[i]));
+	for (int k = 0; k < STEPS; k++) {
+		for (int i = 0; i < FILES; i++) {
+			sizes[k][i] = i == 0 ? (k < 2 ? 5000 : 6000) : 4000;
+			sizes[k][FILES + i] = k ? sizes[k - 1][i] : sizes[k][i];
+			if (k)
+				memcpy(st[k][i], st[k - 1][i], Z);
+			else
+				memset(st[k][i], "azyx"[i], Z);
+		}
 	}
-	for (int i = 1; i < STEPS; i++)
-		memset(fs[i] + 100, '1', 1600);
-	for (int i = 2; i < STEPS; i++)
-		memset(fs[i] + 2100, '2', 6000 - 2100);
-	for (int i = 3; i < STEPS; i++) {
-		memset(fs[i], '3', 300);
-		memset(gs[i] + 1000, '3', 1500);
-	}
-	memset(fs[4] + 4000, '4', 500);
+	memset(st[1][0] + 100, '1', 1600);
+	memset(st[2][0] + 2100, '2', Z - 2100);
+	memset(st[3][0], '3', 300);
+	memset(st[3][1] + 1000, '3', 1500);
+	memset(st[4][0] + 4000, '4', 500);
+	memset(st[5][0] + 200, '5', 1000);
+	memset(st[5][1], '5', 500);
+	memset(st[5][2] + 1000, '5', 2000);
+	memset(st[6][0] + 5000, '6', 500);
+	memset(st[6][1] + 3000, '6', 500);
+	memset(st[6][2], '6', 100);
+	memset(st[6][3] + 500, '6', 2000);
 	for (int run = 0; run < 4; run++) {
 		int deferred = run & 1;
 
 		g_use_deferred = deferred;
-		for (long point = 1; point < 400; point++) {
+		for (long point = 1; point < 600; point++) {
 			struct kiln_err err = { 0 };
-			pf_file_t *f, *g;
+			pf_file_t *fh[FILES];
 			pf_volume_t *v;
 			struct env e;
+			uint64_t maxv;
 			int done = 0, k;
 
 			env_init(&e);
 			v = vol_init(&e, 1024, NULL, 0);
-			write_file(v, "f", fs[0], fz[0]);
-			write_file(v, "g", gs[0], sizeof(gs[0]));
+			for (int i = 0; i < FILES; i++)
+				write_file(v, names[i], st[0][i], sizes[0][i]);
 			pf_volume_close(v, NULL);
 			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
-			first_commit(v, "g", gs[0], sizeof(gs[0]));
-			assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
-			assert_int_equal(pf_open(v, "g", O_RDWR, 0, &g, &err), 0);
-			crash_arm(point, run);
-			if (pf_pwrite(f, fs[1] + 100, 1600, 100, &err) == 1600 &&
-			    pf_fsync(f, &err) == 0)
-				done = 1;
-			if (done == 1 && pf_pwrite(f, fs[2] + 2100, 3900, 2100, &err) == 3900 &&
-			    pf_fsync(f, &err) == 0)
-				done = 2;
-			if (done == 2 && pf_pwrite(f, fs[3], 300, 0, &err) == 300 &&
-			    pf_pwrite(g, gs[3] + 1000, 1500, 1000, &err) == 1500 &&
-			    pf_volume_flush(v, &err) == 0)
-				done = 3;
-			if (done == 3) {
-				pf_close(f);
-				f = NULL;
-				if (pf_open(v, "f", O_RDWR, 0, &f, &err) != 0 && !g_last_fault->dead)
-					fail_msg("point %ld: reopen f: %s", point, err.msg);
-				if (f && pf_pwrite(f, fs[4] + 4000, 500, 4000, &err) == 500 &&
-				    pf_fsync(f, &err) == 0)
-					done = 4;
+			first_commit(v, "g", st[0][1], sizes[0][1]);
+			for (int i = 2; i < FILES; i++) {
+				pf_file_t *h;
+
+				assert_int_equal(pf_open(v, names[i], O_RDWR, 0, &h, &err), 0);
+				file_put(h, st[0][i], sizes[0][i]);
+				pf_close(h);
 			}
-			pf_close(f);
-			pf_close(g);
+			for (int i = 0; i < FILES; i++)
+				assert_int_equal(pf_open(v, names[i], O_RDWR, 0, &fh[i], &err), 0);
+			crash_arm(point, run);
+			for (k = 1; k < STEPS; k++) {
+				long alls = g_last_fault->sync_alls;
+				long direct = g_last_fault->direct_syncs;
+
+				if (k == 4) {
+					pf_close(fh[0]);
+					fh[0] = NULL;
+					if (pf_open(v, "f", O_RDWR, 0, &fh[0], &err) != 0) {
+						if (!g_last_fault->dead)
+							fail_msg("point %ld: reopen f: %s", point,
+								 err.msg);
+						break;
+					}
+				}
+				if (!onephase_step(v, fh, FILES, sizes[k], st[k - 1][0], st[k][0], Z))
+					break;
+				done = k;
+				if (!deferred || (k != 3 && k != 5 && k != 6))
+					continue;
+				/* The flush's path: no syncfs and every sync started for
+				 * two or three files, the record one-phase; a syncfs for
+				 * four. */
+				if (k != 6 && (g_last_fault->sync_alls != alls ||
+					       g_last_fault->direct_syncs != direct ||
+					       last_record_flags(&e) != PF_LOG_ONEPHASE))
+					fail_msg("run %d: step %d: %ld syncfs, %ld syncs not "
+						 "started, record flags %d", run, k,
+						 g_last_fault->sync_alls - alls,
+						 g_last_fault->direct_syncs - direct,
+						 last_record_flags(&e));
+				if (k == 6 && g_last_fault->sync_alls != alls + 1)
+					fail_msg("run %d: step 6: %ld syncfs", run,
+						 g_last_fault->sync_alls - alls);
+			}
+			for (int i = 0; i < FILES; i++)
+				pf_close(fh[i]);
 			(void)pf_volume_close(v, NULL);
+			maxv = log_max_version(&e);
 			v = vol_reopen(&e);
 			for (k = done; k <= done + 1 && k < STEPS; k++) {
-				pf_file_t *h;
-				ssize_t n, m;
+				int i;
 
-				if (pf_open(v, "f", O_RDONLY, 0, &h, &err) != 0)
-					fail_msg("point %ld (run %d): open f: %s", point, run,
-						 err.msg);
-				n = pf_pread(h, got, sizeof(got), 0, &err);
-				pf_close(h);
-				if (n != (ssize_t)fz[k] || memcmp(got, fs[k], fz[k]) != 0)
-					continue;
-				assert_int_equal(pf_open(v, "g", O_RDONLY, 0, &h, &err), 0);
-				m = pf_pread(h, got, sizeof(got), 0, &err);
-				pf_close(h);
-				if (m == (ssize_t)sizeof(gs[k]) && memcmp(got, gs[k], m) == 0)
+				for (i = 0; i < FILES; i++) {
+					pf_file_t *h;
+					ssize_t n;
+
+					if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
+						fail_msg("point %ld (run %d): open %s: %s", point,
+							 run, names[i], err.msg);
+					n = pf_pread(h, got, sizeof(got), 0, &err);
+					pf_close(h);
+					if (n != (ssize_t)sizes[k][i] ||
+					    memcmp(got, st[k][i], sizes[k][i]) != 0)
+						break;
+				}
+				if (i == FILES)
 					break;
 			}
 			if (k > done + 1 || k == STEPS)
-				fail_msg("point %ld (run %d): f and g are neither step %d nor "
+				fail_msg("point %ld (run %d): the files are neither step %d nor "
 					 "the next", point, run, done);
+			assert_int_equal(pf_open(v, "g", O_RDWR, 0, &fh[1], &err), 0);
+			assert_int_equal(pf_pwrite(fh[1], "!", 1, 0, &err), 1);
+			assert_int_equal(pf_fsync(fh[1], &err), 0);
+			pf_close(fh[1]);
+			if (pf_volume_version(v) <= maxv)
+				fail_msg("point %ld (run %d): version %llu reused (the log holds "
+					 "%llu)", point, run,
+					 (unsigned long long)pf_volume_version(v),
+					 (unsigned long long)maxv);
 			if (crash_point_done(v, &e, point))
 				break;
 		}
