@@ -13,12 +13,14 @@
  * the waiting ciphertext for output. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include "runtime/net/internal.h"
@@ -157,6 +159,32 @@ int rt__conn_linger_step(struct rt_conn *c, int own_fd)
 	pthread_mutex_lock(&c->lock);
 	c->io_fd = own_fd;
 	r = rt__conn_flush(c);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+int rt__conn_to_kernel(struct rt_conn *c, int fd, bool grow)
+{
+	int r, have = 0;
+	socklen_t len = sizeof(have);
+
+	pthread_mutex_lock(&c->lock);
+	c->io_fd = fd;
+	r = rt__conn_flush(c);
+	/* The kernel counts a buffer's overhead too: ask for twice what is left
+	 * beyond what it has (it doubles the value set again). Forced past
+	 * wmem_max where the process may, else up to it. */
+	if (r == -EAGAIN && grow &&
+	    rt__raw(SYS_getsockopt, fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0) {
+		size_t left = c->out_len - c->out_off;
+		int want = left > (size_t)(INT_MAX / 4) || have > INT_MAX / 2 ? INT_MAX / 2 :
+			   have + 2 * (int)left;
+
+		if (rt__raw(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDBUFFORCE, &want,
+			    sizeof(want)) != 0)
+			rt__raw(SYS_setsockopt, fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+		r = rt__conn_flush(c);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return r;
 }

@@ -37,6 +37,7 @@
 #define LINGER_NS (10ull * 1000000000ull)
 #define HOT_NS (50ull * 1000000ull) /* ticks fast this long after the last hold */
 #define SWEEP_MAX 64
+#define EXIT_DRAIN_NS (2ull * 1000000000ull)
 
 struct lingering {
 	struct rt_conn *c;
@@ -444,4 +445,57 @@ void rt__engine_after_fork(void)
 	atomic_store(&g_fast, false);
 	if (g_timers)
 		start();
+}
+
+/* Hand c's waiting ciphertext to the kernel on fd; a socket still full goes
+ * into p (at most max), or with say gets its line: what it holds is lost. */
+static void drain_one(struct rt_conn *c, int fd, bool grow, bool say, struct pollfd *p,
+		      size_t *n, size_t max)
+{
+	if (rt__conn_to_kernel(c, fd, grow) != -EAGAIN)
+		return;
+	if (say)
+		rt__say("network: %s: peer %s: %zu bytes the program wrote before it exited were "
+			"not taken by the kernel in %llu s: lost", c->rule, c->peer,
+			c->out_len - c->out_off,
+			(unsigned long long)(EXIT_DRAIN_NS / 1000000000ull));
+	else if (*n < max)
+		p[(*n)++] = (struct pollfd){ fd, POLLOUT, 0 };
+}
+
+/* One pass of rt__engine_drain_for_exit over the lingering closes and the
+ * open connections whose ciphertext waits: how many sockets are still full. */
+static size_t drain_pass(struct pollfd *p, size_t max, bool grow, bool say)
+{
+	size_t n = 0;
+
+	for (struct lingering *l = g_lingers; l; l = l->next)
+		drain_one(l->c, l->fd, grow, say, p, &n, max);
+	for (struct rt_conn *c = g_net.conns; c; c = c->next)
+		if (atomic_load(&c->out_pending) && !c->foreign &&
+		    rt__nobj_peek(c->fd_hint, RT_NOBJ_CONN) == c)
+			drain_one(c, c->fd_hint, grow, say, p, &n, max);
+	return n;
+}
+
+void rt__engine_drain_for_exit(void)
+{
+	uint64_t end = rt__now_ns() + EXIT_DRAIN_NS, now;
+	struct pollfd p[SWEEP_MAX];
+	bool grow = true;
+	size_t n;
+
+	/* The kernel goes on sending what a socket holds after the process is
+	 * gone; the engine thread does not. So the socket takes the rest now
+	 * (its buffer grown to fit), and a peer that does not read at all gets
+	 * EXIT_DRAIN_NS of waiting, as SO_LINGER would. */
+	while ((n = drain_pass(p, SWEEP_MAX, grow, false)) > 0) {
+		grow = false;
+		now = rt__now_ns();
+		if (now >= end) {
+			drain_pass(p, 0, false, true);
+			return;
+		}
+		rt__raw(SYS_poll, p, n, (int)((end - now) / 1000000ull) + 1);
+	}
 }

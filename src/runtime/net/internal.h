@@ -171,6 +171,9 @@ void rt__conn_free(struct rt_conn *c) RT_HIDDEN;
 /* The engine sends what a closed connection still holds, on its own copy of
  * the socket: 0 all sent, -EAGAIN more to come, < 0 the socket failed. */
 int rt__conn_linger_step(struct rt_conn *c, int own_fd) RT_HIDDEN;
+/* At exit: send what c holds on fd, first (grow) letting the socket's send
+ * buffer grow to take it all: 0 all with the kernel, -EAGAIN more, < 0 failed. */
+int rt__conn_to_kernel(struct rt_conn *c, int fd, bool grow) RT_HIDDEN;
 
 /* Under c->lock (conn.c). rt__conn_flush seals what is held (hold.c) and
  * sends the waiting ciphertext; rt__conn_send_out sends only the ciphertext
@@ -296,6 +299,9 @@ void rt__engine_unwatch(struct rt_conn *c) RT_HIDDEN;
  * close own_fd (a runtime-owned dup of the socket). */
 void rt__engine_linger(struct rt_conn *c, int own_fd) RT_HIDDEN;
 void rt__engine_after_fork(void) RT_HIDDEN;
+/* exit_group, execve (under g_net.reg): what waits in the runtime goes to the
+ * kernel before the engine thread ends with the process image. */
+void rt__engine_drain_for_exit(void) RT_HIDDEN;
 
 /* ---- the console shield (console.c) ---- */
 struct rt_con;

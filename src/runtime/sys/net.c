@@ -639,8 +639,9 @@ static int hold_point(long nr, const long a[6])
 	}
 }
 
-/* Every connection's held plaintext goes out (exit_group, execve: the
- * threads that held it will not). */
+/* Every connection's held plaintext and waiting ciphertext goes out
+ * (exit_group, execve: the threads that held it and the engine thread that
+ * would send it will not). */
 static void flush_all(void)
 {
 	struct rt_thread *t = rt__thread_peek();
@@ -655,6 +656,7 @@ static void flush_all(void)
 	rt__net_enter(&g);
 	pthread_mutex_lock(&g_net.reg);
 	rt__hold_sweep(~0ull, NULL, 0);
+	rt__engine_drain_for_exit();
 	pthread_mutex_unlock(&g_net.reg);
 	rt__leave(&g);
 }

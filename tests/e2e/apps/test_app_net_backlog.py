@@ -115,3 +115,71 @@ def test_written_bytes_reach_a_peer_while_the_program_waits(net, tmp_path):
     assert not stuck, f"written bytes never reached the peer while the server waited: {stuck}"
     assert server.alive(), server.err()
     assert "network:" not in server.err(), server.err()
+
+
+EXITER = r"""
+import os, socket, sys
+port, mark, how = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+LINE = b"." * 99 + b"\n"
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(8)
+s, _ = ls.accept()
+while not s.recv(16).endswith(b"\n"):  # the handshake is done
+    pass
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+s.setblocking(False)
+n, pending = 0, b""
+while True:
+    pending = pending or LINE
+    try:
+        k = s.send(pending)
+    except BlockingIOError:
+        break
+    n, pending = n + k, pending[k:]
+with open(mark + ".tmp", "w") as f:
+    f.write("%d" % n)
+os.rename(mark + ".tmp", mark)
+if how == "close":
+    s.close()
+    sys.stdout.flush()
+    os._exit(0)
+os._exit(0)  # "exit": the kernel closes the socket
+"""
+
+
+def test_written_bytes_reach_a_peer_after_the_program_exits(net, tmp_path):
+    """The kernel keeps sending what a socket buffered after the process that
+    wrote it exited (with or without a close first). The shielded server fills
+    its socket to EAGAIN while the client does not read, then exits at once;
+    the client, after the exit, reads everything it was told was written.
+    Before, ciphertext still in the runtime at exit (c->out, or a closed
+    connection's tail the engine thread was sending) died with the process."""
+    lost = []
+    for how in ("exit", "close"):
+        port = free_port()
+        mark = tmp_path / f"count-{how}"
+        session = f"t/exit-{how}"
+        net.apply(listen_policy(session, "server", [PYTHON, "-c", EXITER, port, mark, how],
+                                port))
+        server = net.start(session, "server")
+        wait_port(port, server)
+        c = TlsRecords(port, net.cert(f"{session}:ca"), timeout=20)
+        try:
+            c.send(b"go\n")
+            end = time.monotonic() + 60
+            while not mark.exists():
+                assert time.monotonic() < end and server.alive(), (how, server.err())
+                time.sleep(0.01)
+            n = int(mark.read_text())
+            assert n > 0
+            assert server.wait(timeout=60) == 0, server.err()
+            try:
+                got, _ = c.recv_exactly(n)
+                assert got == ((b"." * 99 + b"\n") * (n // 100 + 1))[:n], how
+            except (TimeoutError, EOFError, ConnectionError) as e:
+                lost.append((how, n, len(c.plain), repr(e)))
+        finally:
+            c.close()
+    assert not lost, f"written bytes lost at the program's exit: {lost}"
