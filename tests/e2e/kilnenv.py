@@ -21,3 +21,25 @@ def wait_server_gone(voldir, seconds=30):
         if not info.exists():
             return
         time.sleep(0.02)
+
+
+def server_pid(voldir):
+    """The pid of the volume server of the volume at voldir, or None."""
+    try:
+        return int((pathlib.Path(voldir) / ".kiln" / "server").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_pid_gone(pid, seconds=6):
+    """Until process pid has exited (or is a zombie: a double-forked volume
+    server is reaped by whoever adopted it)."""
+    for _ in range(int(seconds * 50)):
+        try:
+            os.kill(pid, 0)
+            stat = open(f"/proc/{pid}/stat").read()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except (ProcessLookupError, FileNotFoundError):
+            return
+        time.sleep(0.02)

@@ -23,6 +23,7 @@ import zlib
 
 import pytest
 
+import kilnenv
 from kilnviews import verify_volume
 
 WRITERS = 3
@@ -90,22 +91,10 @@ def cat(volume, name):
 
 
 def server_pid(volume):
-    try:
-        return int((volume.dir / ".kiln" / "server").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return kilnenv.server_pid(volume.dir)
 
 
-def wait_gone(pid):
-    for _ in range(300):
-        try:
-            os.kill(pid, 0)
-            stat = open(f"/proc/{pid}/stat").read()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        except (ProcessLookupError, FileNotFoundError):
-            return
-        time.sleep(0.02)
+wait_gone = kilnenv.wait_pid_gone
 
 
 def trial(volume, py, rng, start, acked, program=PROGRAM):

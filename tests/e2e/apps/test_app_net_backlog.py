@@ -14,14 +14,34 @@ import time
 
 from netenv import PYTHON, TlsRecords, free_port, listen_policy, wait_port
 
-SERVER = r"""
+# Both servers: listen on argv[1]; fill(s, mark, flags) sends lines into s
+# until the kernel takes no more, then writes the count it was told was
+# written into the file mark (renamed into place).
+PRELUDE = r"""
 import os, select, socket, sys, time
 port, mark = int(sys.argv[1]), sys.argv[2]
 LINE = b"." * 99 + b"\n"
+
+def fill(s, mark, flags=0):
+    n, pending = 0, b""
+    while True:
+        pending = pending or LINE
+        try:
+            k = s.send(pending, flags)
+        except BlockingIOError:
+            break
+        n, pending = n + k, pending[k:]
+    with open(mark + ".tmp", "w") as f:
+        f.write("%d" % n)
+    os.rename(mark + ".tmp", mark)
+
 ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", port))
 ls.listen(8)
+"""
+
+SERVER = PRELUDE + r"""
 while True:
     s, _ = ls.accept()
     try:
@@ -37,17 +57,7 @@ while True:
         flags = socket.MSG_DONTWAIT if mode.startswith("dontwait-") else 0
         if not flags:
             s.setblocking(False)
-        n, pending = 0, b""
-        while True:
-            pending = pending or LINE
-            try:
-                k = s.send(pending, flags)
-            except BlockingIOError:
-                break
-            n, pending = n + k, pending[k:]
-        with open(mark + ".tmp", "w") as f:
-            f.write("%d" % n)
-        os.rename(mark + ".tmp", mark)
+        fill(s, mark, flags)
         wait = mode.split("-")[-1]
         if wait == "sleep":  # no call on the socket until the client says
             end = time.monotonic() + 60
@@ -117,34 +127,16 @@ def test_written_bytes_reach_a_peer_while_the_program_waits(net, tmp_path):
     assert "network:" not in server.err(), server.err()
 
 
-EXITER = r"""
-import os, socket, sys
-port, mark, how = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-LINE = b"." * 99 + b"\n"
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", port))
-ls.listen(8)
+EXITER = PRELUDE + r"""
+how = sys.argv[3]
 s, _ = ls.accept()
 while not s.recv(16).endswith(b"\n"):  # the handshake is done
     pass
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 s.setblocking(False)
-n, pending = 0, b""
-while True:
-    pending = pending or LINE
-    try:
-        k = s.send(pending)
-    except BlockingIOError:
-        break
-    n, pending = n + k, pending[k:]
-with open(mark + ".tmp", "w") as f:
-    f.write("%d" % n)
-os.rename(mark + ".tmp", mark)
+fill(s, mark)
 if how == "close":
     s.close()
-    sys.stdout.flush()
-    os._exit(0)
 os._exit(0)  # "exit": the kernel closes the socket
 """
 

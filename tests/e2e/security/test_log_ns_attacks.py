@@ -28,11 +28,10 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
-from kilnenv import BUILD
+from kilnenv import BUILD, server_pid, wait_pid_gone
 
 KILN = str(BUILD / "kiln")
 HDR = 40  # magic[8] version u64 body_size u32 flags u32 iv[12] reserved u32
@@ -85,28 +84,6 @@ def records(log):
     return out
 
 
-def server_pid(vol):
-    try:
-        return int((vol / ".kiln" / "server").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def kill_and_wait(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(500):
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        time.sleep(0.01)
-
-
 def snapshot(vol, key, dest):
     """The volume's store and the trusted version file as they are now."""
     shutil.copytree(vol, dest / "vol", symlinks=True,
@@ -140,9 +117,10 @@ def images(tmp_path_factory):
         srv = server_pid(vol)
         assert srv, "no volume server"
         # A crash: the server first, so it cannot checkpoint at the program's exit.
-        kill_and_wait(srv)
+        os.kill(srv, signal.SIGKILL)
+        wait_pid_gone(srv)
     finally:
-        kill_and_wait(proc.pid)
+        proc.kill()
         proc.wait()
     snapshot(vol, key, second)
     return first, second
