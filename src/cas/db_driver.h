@@ -44,4 +44,28 @@ struct cas__stmt {
 /* Record a failure of sql (may be NULL) on db: "store: <sql>: <why>". */
 int cas__db_fail(struct cas__db *db, int code, const char *sql, const char *why);
 
+/* Fill fns[i] with names[i] of the library soname (dlopen), once: *bound is
+ * set when every one was found (db_dl.c). 0, or -ENOENT with err set. */
+int cas__db_dl_bind(const char *soname, const char *const *names, void **fns, size_t n,
+		    bool *bound, struct kiln_err *err);
+
+/* A driver's table of a library's functions, FUNCS(X) naming each one as
+ * X(name): pointers of the functions' own types (the compiler checks every
+ * call), filled by CAS_DB_DL_BIND. */
+#define CAS_DB_DL_PTR(f) __typeof__(f) *f;
+#define CAS_DB_DL_NAME(f) #f,
+#define CAS_DB_DL_TABLE(tab, FUNCS)                                                      \
+	struct tab##_fns { FUNCS(CAS_DB_DL_PTR) };                                       \
+	static union {                                                                   \
+		struct tab##_fns f;                                                      \
+		void *v[sizeof(struct tab##_fns) / sizeof(void *)];                      \
+	} tab;                                                                           \
+	static const char *const tab##_names[] = { FUNCS(CAS_DB_DL_NAME) };              \
+	_Static_assert(sizeof(tab##_names) / sizeof(char *) == sizeof(tab.v) / sizeof(void *), \
+		       "one name per pointer");                                          \
+	static bool tab##_bound
+#define CAS_DB_DL_BIND(soname, tab, err)                                                 \
+	cas__db_dl_bind(soname, tab##_names, tab.v, sizeof(tab.v) / sizeof(void *),     \
+			&tab##_bound, err)
+
 #endif

@@ -31,6 +31,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* libpq.so.5, loaded at the first open (db_dl.c). */
+#define PG_FUNCS(X) \
+	X(PQclear) \
+	X(PQcmdStatus) \
+	X(PQcmdTuples) \
+	X(PQconnectdb) \
+	X(PQdb) \
+	X(PQerrorMessage) \
+	X(PQexec) \
+	X(PQexecParams) \
+	X(PQfinish) \
+	X(PQftype) \
+	X(PQgetisnull) \
+	X(PQgetlength) \
+	X(PQgetvalue) \
+	X(PQhost) \
+	X(PQnfields) \
+	X(PQntuples) \
+	X(PQport) \
+	X(PQresultErrorField) \
+	X(PQresultErrorMessage) \
+	X(PQresultStatus) \
+	X(PQsetNoticeProcessor) \
+	X(PQstatus)
+CAS_DB_DL_TABLE(g_pq, PG_FUNCS);
+/* The calls below go through the table. */
+#define PQclear(...) (g_pq.f.PQclear(__VA_ARGS__))
+#define PQcmdStatus(...) (g_pq.f.PQcmdStatus(__VA_ARGS__))
+#define PQcmdTuples(...) (g_pq.f.PQcmdTuples(__VA_ARGS__))
+#define PQconnectdb(...) (g_pq.f.PQconnectdb(__VA_ARGS__))
+#define PQdb(...) (g_pq.f.PQdb(__VA_ARGS__))
+#define PQerrorMessage(...) (g_pq.f.PQerrorMessage(__VA_ARGS__))
+#define PQexec(...) (g_pq.f.PQexec(__VA_ARGS__))
+#define PQexecParams(...) (g_pq.f.PQexecParams(__VA_ARGS__))
+#define PQfinish(...) (g_pq.f.PQfinish(__VA_ARGS__))
+#define PQftype(...) (g_pq.f.PQftype(__VA_ARGS__))
+#define PQgetisnull(...) (g_pq.f.PQgetisnull(__VA_ARGS__))
+#define PQgetlength(...) (g_pq.f.PQgetlength(__VA_ARGS__))
+#define PQgetvalue(...) (g_pq.f.PQgetvalue(__VA_ARGS__))
+#define PQhost(...) (g_pq.f.PQhost(__VA_ARGS__))
+#define PQnfields(...) (g_pq.f.PQnfields(__VA_ARGS__))
+#define PQntuples(...) (g_pq.f.PQntuples(__VA_ARGS__))
+#define PQport(...) (g_pq.f.PQport(__VA_ARGS__))
+#define PQresultErrorField(...) (g_pq.f.PQresultErrorField(__VA_ARGS__))
+#define PQresultErrorMessage(...) (g_pq.f.PQresultErrorMessage(__VA_ARGS__))
+#define PQresultStatus(...) (g_pq.f.PQresultStatus(__VA_ARGS__))
+#define PQsetNoticeProcessor(...) (g_pq.f.PQsetNoticeProcessor(__VA_ARGS__))
+#define PQstatus(...) (g_pq.f.PQstatus(__VA_ARGS__))
+
 /* Type OIDs (pg_type.h, stable across releases). */
 #define OID_BYTEA 17
 #define OID_INT8 20
@@ -514,6 +563,12 @@ int cas__db_open_pg(const char *conninfo, struct cas__db **out, struct kiln_err 
 	*out = NULL;
 	if (!db)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
+	ret = CAS_DB_DL_BIND("libpq.so.5", g_pq, err);
+	if (ret) {
+		free(db);
+		kiln_err_prefix(err, "PostgreSQL: ");
+		return ret;
+	}
 	db->base.ops = &g_pg_ops;
 	db->conninfo = strdup(conninfo);
 	if (!db->conninfo) {

@@ -8,6 +8,47 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+/* libsqlite3.so.0, loaded at the first open (db_dl.c). */
+#define SQ_FUNCS(X) \
+	X(sqlite3_bind_blob) \
+	X(sqlite3_bind_int64) \
+	X(sqlite3_bind_null) \
+	X(sqlite3_bind_text) \
+	X(sqlite3_busy_timeout) \
+	X(sqlite3_changes) \
+	X(sqlite3_close) \
+	X(sqlite3_column_blob) \
+	X(sqlite3_column_bytes) \
+	X(sqlite3_column_int64) \
+	X(sqlite3_column_text) \
+	X(sqlite3_column_type) \
+	X(sqlite3_errmsg) \
+	X(sqlite3_exec) \
+	X(sqlite3_finalize) \
+	X(sqlite3_open_v2) \
+	X(sqlite3_prepare_v2) \
+	X(sqlite3_step)
+CAS_DB_DL_TABLE(g_sq, SQ_FUNCS);
+/* The calls below go through the table. */
+#define sqlite3_bind_blob(...) (g_sq.f.sqlite3_bind_blob(__VA_ARGS__))
+#define sqlite3_bind_int64(...) (g_sq.f.sqlite3_bind_int64(__VA_ARGS__))
+#define sqlite3_bind_null(...) (g_sq.f.sqlite3_bind_null(__VA_ARGS__))
+#define sqlite3_bind_text(...) (g_sq.f.sqlite3_bind_text(__VA_ARGS__))
+#define sqlite3_busy_timeout(...) (g_sq.f.sqlite3_busy_timeout(__VA_ARGS__))
+#define sqlite3_changes(...) (g_sq.f.sqlite3_changes(__VA_ARGS__))
+#define sqlite3_close(...) (g_sq.f.sqlite3_close(__VA_ARGS__))
+#define sqlite3_column_blob(...) (g_sq.f.sqlite3_column_blob(__VA_ARGS__))
+#define sqlite3_column_bytes(...) (g_sq.f.sqlite3_column_bytes(__VA_ARGS__))
+#define sqlite3_column_int64(...) (g_sq.f.sqlite3_column_int64(__VA_ARGS__))
+#define sqlite3_column_text(...) (g_sq.f.sqlite3_column_text(__VA_ARGS__))
+#define sqlite3_column_type(...) (g_sq.f.sqlite3_column_type(__VA_ARGS__))
+#define sqlite3_errmsg(...) (g_sq.f.sqlite3_errmsg(__VA_ARGS__))
+#define sqlite3_exec(...) (g_sq.f.sqlite3_exec(__VA_ARGS__))
+#define sqlite3_finalize(...) (g_sq.f.sqlite3_finalize(__VA_ARGS__))
+#define sqlite3_open_v2(...) (g_sq.f.sqlite3_open_v2(__VA_ARGS__))
+#define sqlite3_prepare_v2(...) (g_sq.f.sqlite3_prepare_v2(__VA_ARGS__))
+#define sqlite3_step(...) (g_sq.f.sqlite3_step(__VA_ARGS__))
+
 struct sq_db {
 	struct cas__db base; /* first: the layer's view */
 	sqlite3 *h;
@@ -182,6 +223,11 @@ int cas__db_open_sqlite(const char *path, bool readonly, struct cas__db **out,
 	*out = NULL;
 	if (!db)
 		return kiln_err_set(err, -ENOMEM, "out of memory");
+	ret = CAS_DB_DL_BIND("libsqlite3.so.0", g_sq, err);
+	if (ret) {
+		free(db);
+		return ret;
+	}
 	db->base.ops = &g_sqlite_ops;
 	snprintf(db->base.where, sizeof(db->base.where), "%s", path);
 	if (sqlite3_open_v2(path, &db->h, (readonly ? SQLITE_OPEN_READONLY :
