@@ -13,7 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
-#include <openssl/ssl.h>
+#include <openssl/crypto.h>
 
 #include "runtime/net_load.h"
 #include "runtime/sload.h"
@@ -111,8 +111,12 @@ __attribute__((constructor(101))) static void rt_start(void)
 	/* libkiln's own (static, hidden) OpenSSL reads no configuration file: an
 	 * OPENSSL_CONF in the environment could name a provider module, which
 	 * would be loaded into the process at the CAS connection, after the
-	 * process was measured (docs/runtime.md). */
-	OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+	 * process was measured (docs/runtime.md). The first initialisation
+	 * decides it for every later one (libssl's at the CAS connection
+	 * included); libcrypto's alone, so that a run without TLS does not
+	 * build libssl's tables of every cipher and digest name (a third of
+	 * libkiln's start-up: docs/runtime.md, "Start-up cost of kiln run"). */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
 	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
 	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);
