@@ -9,6 +9,8 @@ load. Reported per workload: kiln/native of each build (median, spread) and B/A.
             ~200 KB, as a PostgreSQL data directory's: what a commit rewrites)
   sqlite4   4 concurrent sqlite3 writers (WAL), rows/s
   sqlite    100k inserts + index (bench/runtime), s
+  sqlite2   the issue's two concurrent loops of 100 sqlite3 processes inserting
+            a row each (bench/shield/run.py): rows/s, mostly start-up cost
   pgbench   TPC-B -c 8 (scale 10, -T SECS), tps
 
 Usage: bench/shield/compare.py BUILD_A BUILD_B [--only NAME ...] [--rounds N]
@@ -80,6 +82,13 @@ def fsync_once(kiln, tmp, others=0):
     return out
 
 
+def sqlite_loops_once(kiln, tmp):
+    """rows/s of the two loops natively and under kiln (higher is better)."""
+    r = shield.sqlite_loops_once(kiln, tmp)
+    return {"native": r["native"]["rows_per_s"], "kiln": r["kiln"]["rows_per_s"],
+            "errors": r["native"]["errors"] + r["kiln"]["errors"]}
+
+
 def with_tmp(fn, kiln):
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         return fn(kiln, pathlib.Path(tmp))
@@ -109,6 +118,7 @@ def main():
         "sqlite4": (lambda k: with_tmp(shield.sqlite_writers_once, k), True),
         "sqlite": (lambda k: (lambda r: {"native": r["native_s"], "kiln": r["kiln_s"]})(
             rtbench.sqlite_bench(k, 1)), False),
+        "sqlite2": (lambda k: with_tmp(sqlite_loops_once, k), True),
         "pgbench": (lambda k: shield.pgbench_once(k, 10, args.pg_secs), True),
     }
     res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
