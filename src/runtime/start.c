@@ -113,9 +113,10 @@ __attribute__((constructor(101))) static void rt_start(void)
 	 * would be loaded into the process at the CAS connection, after the
 	 * process was measured (docs/runtime.md). The first initialisation
 	 * decides it for every later one (libssl's at the CAS connection
-	 * included); libcrypto's alone, so that a run without TLS does not
-	 * build libssl's tables of every cipher and digest name (a third of
-	 * libkiln's start-up: docs/runtime.md, "Start-up cost of kiln run"). */
+	 * included); libcrypto's alone, so that a run without TLS does not add
+	 * every cipher and digest to OpenSSL's name table, as libssl's init
+	 * does (about a tenth of libkiln's start-up: docs/runtime.md,
+	 * "Start-up cost of kiln run"). */
 	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
 	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
