@@ -235,8 +235,9 @@ int rt__storage_open(int storefd, const struct pf_storage_ops **ops, void **ctx)
 /* kiln_open_own (common.h) with the runtime's raw system calls: a regular file
  * at path under dirfd, never through a symlink (-KILN_EUNSAFE otherwise). */
 long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode) RT_HIDDEN;
-/* Sync one at a time (no io_uring): for volumes whose freshness prepare is a
- * CAS request, which the io_uring's worker set-up would interrupt. */
+/* Sync one at a time (no io_uring, and no write-behind, which needs it): for
+ * volumes whose freshness prepare is a CAS request, which the io_uring's
+ * worker set-up would interrupt. */
 void rt__storage_no_overlap(void *ctx) RT_HIDDEN;
 
 /* Local freshness provider, `kiln fs` tag file format (fresh_local.c). The CAS
