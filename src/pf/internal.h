@@ -516,6 +516,7 @@ struct pf_volume {
 	 * to be written, or the namespace came from meta.pub). */
 	void *log_fh;
 	uint64_t log_off;
+	uint64_t log_size; /* the log file's size (zeros past the records, PF_LOG_AHEAD) */
 	uint32_t log_records;
 	bool log_broken;
 	/* Namespace changes since the last durable commit a record can carry
@@ -788,6 +789,10 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			PF_LOG_MAX_NS * PF_LOG_NS_MAX_SIZE + PF_TAG_SIZE)
 #define PF_LOG_MAX_RECORDS 64u           /* records between checkpoints */
 #define PF_LOG_MAX_BYTES (1024u * 1024)  /* log bytes between checkpoints */
+/* A record that would pass the log's end writes zeros after itself up to the
+ * next multiple of this: the records after it then keep the file's size, and
+ * their fdatasync writes no inode (docs/fs.md "Commit log"). */
+#define PF_LOG_AHEAD (64u * 1024)
 /* Header flag (bytes 20..23): written in its commit's sync group, before its
  * data was durable; replayed last only when the journals vouch for it. */
 #define PF_LOG_ONEPHASE 1u

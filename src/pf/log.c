@@ -642,6 +642,34 @@ int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err 
 	return 0;
 }
 
+/* Write a sealed record at the log's end. Past the file's end, zeros follow
+ * it up to the next multiple of PF_LOG_AHEAD, in the same write: the records
+ * after it are written over zeros, keeping the file's size, so their sync
+ * is a data sync alone (on ext4 without a journal an append's fdatasync also
+ * writes the inode and waits for it; with one, commits the journal). A
+ * replay stops at the zeros, as at any record that does not open. */
+static int log_write(pf_volume_t *v, const uint8_t *rec, size_t rec_size)
+{
+	uint64_t end = v->log_off + rec_size, ahead;
+	uint8_t *buf;
+	int ret;
+
+	if (end <= v->log_size)
+		return pf__st_pwrite_all(v, v->log_fh, rec, rec_size, v->log_off);
+	ahead = (end + PF_LOG_AHEAD - 1) / PF_LOG_AHEAD * PF_LOG_AHEAD;
+	buf = calloc(1, ahead - v->log_off);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, rec, rec_size);
+	ret = pf__st_pwrite_all(v, v->log_fh, buf, ahead - v->log_off, v->log_off);
+	free(buf);
+	/* A failed write may have extended the file partly: unknown, so the
+	 * next record past the last known size extends it again. */
+	if (!ret)
+		v->log_size = ahead;
+	return ret;
+}
+
 int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
 		   struct kiln_err *err)
 {
@@ -699,10 +727,12 @@ int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *siz
 		/* The log's name must be durable before a record in it counts. */
 		if (!ret)
 			ret = v->so->sync_dir(v->sctx);
+		if (!ret)
+			ret = v->so->get_size(v->sctx, v->log_fh, &v->log_size);
 		if (ret)
 			goto out;
 	}
-	ret = pf__st_pwrite_all(v, v->log_fh, rec, rec_size, v->log_off);
+	ret = log_write(v, rec, rec_size);
 	if (!ret)
 		*size = rec_size;
 out:

@@ -3119,9 +3119,10 @@ static void kiln_path(struct env *e, const char *name, char *out, size_t size)
 }
 
 /* Overwrites of a committed file commit as records: the metadata is not
- * rewritten; a reopen without a clean close replays them (also read-only,
- * as kiln fs cat and verify open); a clean close checkpoints. A flush of
- * two files is one record naming both. */
+ * rewritten, the log keeps its size after its first record; a reopen
+ * without a clean close replays them (also read-only, as kiln fs cat and
+ * verify open); a clean close checkpoints. A flush of two files is one
+ * record naming both. */
 static void test_log_commits(void **state)
 {
 	uint8_t a[6000], b[6000];
@@ -3149,10 +3150,16 @@ static void test_log_commits(void **state)
 	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
 	assert_int_equal(pf_open(v, "g", O_RDWR, 0, &g, &err), 0);
 	for (int i = 1; i <= 3; i++) {
+		struct stat st;
+
 		a[i * 1000] = (uint8_t)('0' + i);
 		file_put(f, a, sizeof(a));
 		assert_int_equal(pf_volume_version(v), ver + i);
 		assert_int_equal(v->log_records, i);
+		/* The first record wrote zeros ahead: the next ones keep the
+		 * log's size (their sync writes no inode). */
+		assert_int_equal(stat(logp, &st), 0);
+		assert_int_equal(st.st_size, PF_LOG_AHEAD);
 	}
 	assert_int_equal(pf_pwrite(f, b, 100, 0, &err), 100);
 	assert_int_equal(pf_pwrite(g, b, sizeof(b), 0, &err), (ssize_t)sizeof(b));
@@ -3301,11 +3308,20 @@ static void test_log_rollback(void **state)
 	copy_file(saved_log, logp);
 	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
 	assert_non_null(strstr(err.msg, "rolled back"));
-	/* The last record cut short. */
+	/* The last record cut short: the file ends in it, or zeros written
+	 * ahead follow its torn end (the records are the file's first bytes,
+	 * zeros up to PF_LOG_AHEAD after them). */
 	buf = slurp(last_log, &size);
-	assert_int_equal(size, 3 * rsize);
-	spill(logp, buf, size - 5);
+	assert_int_equal(size, PF_LOG_AHEAD);
+	for (size_t i = 3 * rsize; i < size; i++)
+		assert_int_equal(buf[i], 0);
+	spill(logp, buf, 3 * rsize - 5);
 	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	memset(buf + 3 * rsize - 5, 0, 5);
+	spill(logp, buf, size);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EROLLBACK);
+	free(buf);
+	buf = slurp(last_log, &size);
 	/* Records 2 and 3 swapped. */
 	{
 		uint8_t *tmp = malloc(rsize);
