@@ -192,16 +192,21 @@ const uint8_t *pf__wb_find(struct pf_node *n, uint64_t k)
 	return NULL;
 }
 
-/* Write every held slot in place (its journal entries are durable). */
+/* Write every held slot in place (its journal entries are durable). Slots
+ * of consecutive chunks held one after the other, each whole but the last,
+ * lie next to each other in n->wb and in the file: one write for the run. */
 static int wb_place(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
 
-	for (size_t i = 0; i < n->wb_count; i++) {
+	for (size_t i = 0, j; i < n->wb_count; i = j) {
 		uint64_t k = n->wb_idx[i], len = n->wb_len[i];
-		int ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len,
-					    pf__slot_off(v, k));
+		int ret;
 
+		for (j = i + 1; j < n->wb_count && n->wb_idx[j] == n->wb_idx[j - 1] + 1 &&
+				n->wb_len[j - 1] == v->stride; j++)
+			len = (j - i) * v->stride + n->wb_len[j];
+		ret = pf__st_pwrite_all(v, n->fh, n->wb + i * v->stride, len, pf__slot_off(v, k));
 		if (ret)
 			return ret;
 		if (pf__slot_off(v, k) + len > n->phys_size)
@@ -255,6 +260,50 @@ int pf__wb_hold(struct pf_node *n, uint64_t k, const uint8_t *slot, size_t len,
 	return 0;
 }
 
+/* The redo entries and the end record of a commit, written together: the
+ * bytes journal_append would write entry by entry, in writes of up to
+ * PF_JOURNAL_BATCH bytes (a WAL commit's few entries: one write instead of
+ * one each). Without the buffer (out of memory), entry by entry. */
+#define PF_JOURNAL_BATCH (256u << 10)
+
+struct jbatch {
+	uint8_t *buf;
+	size_t cap, used;
+};
+
+static int jbatch_flush(struct pf_node *n, struct jbatch *b)
+{
+	int ret;
+
+	if (!b->used)
+		return 0;
+	ret = pf__st_pwrite_all(n->vol, n->jfh, b->buf, b->used, n->jend);
+	if (!ret)
+		n->jend += b->used;
+	b->used = 0;
+	return ret;
+}
+
+/* journal_append of the entry in v->jbuf[0, esize), into b. */
+static int jbatch_append(struct pf_node *n, struct jbatch *b, size_t esize)
+{
+	pf_volume_t *v = n->vol;
+	uint8_t sum[KC_SHA256_SIZE];
+	int ret;
+
+	if (!b->buf || esize + 8 > b->cap) {
+		ret = jbatch_flush(n, b);
+		return ret ? ret : journal_append(n, esize);
+	}
+	if (b->used + esize + 8 > b->cap && (ret = jbatch_flush(n, b)))
+		return ret;
+	pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
+	memcpy(b->buf + b->used, v->jbuf, esize);
+	memcpy(b->buf + b->used + esize, sum, 8);
+	b->used += esize + 8;
+	return 0;
+}
+
 /* Append the held slots as redo entries and the end record naming the new
  * state (root, size), bound to this generation like its undo entries. Nothing
  * is synced here: the commit syncs the journal with the data, and the held
@@ -264,16 +313,23 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 {
 	pf_volume_t *v = n->vol;
 	uint64_t redo_off = n->jend;
+	struct jbatch b = { 0 };
 	int ret;
 
+	for (size_t i = 0; i < n->wb_count; i++)
+		b.cap += 12 + n->wb_len[i] + 8;
+	b.cap += PF_JOURNAL_END_SIZE + 8;
+	if (b.cap > PF_JOURNAL_BATCH)
+		b.cap = PF_JOURNAL_BATCH;
+	b.buf = malloc(b.cap);
 	for (size_t i = 0; i < n->wb_count; i++) {
 		size_t esize = 12 + n->wb_len[i];
 
 		pf__put_u64(v->jbuf, n->wb_idx[i]);
 		pf__put_u32(v->jbuf + 8, (n->wb_len[i] - PF_SLOT_META) | PF_JOURNAL_REDO);
 		memcpy(v->jbuf + 12, n->wb + i * v->stride, n->wb_len[i]);
-		if ((ret = journal_append(n, esize)))
-			return ret;
+		if ((ret = jbatch_append(n, &b, esize)))
+			goto out;
 	}
 	pf__put_u64(v->jbuf, PF_JOURNAL_END);
 	pf__put_u32(v->jbuf + 8, (uint32_t)n->wb_count);
@@ -281,7 +337,13 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 	pf__put_u64(v->jbuf + 12 + PF_ROOT_SIZE, size);
 	pf__put_u64(v->jbuf + 20 + PF_ROOT_SIZE, redo_off);
 	pf__put_u64(v->jbuf + 28 + PF_ROOT_SIZE, whole ? PF_JOURNAL_END_WHOLE : 0);
-	return journal_append(n, PF_JOURNAL_END_SIZE);
+	ret = jbatch_append(n, &b, PF_JOURNAL_END_SIZE);
+	if (!ret)
+		ret = jbatch_flush(n, &b);
+out:
+	if (b.buf)
+		kiln_free_secret(b.buf, b.cap);
+	return ret;
 }
 
 /* After the commit point: the held slots go in place without a sync (the

@@ -181,8 +181,10 @@ static ssize_t fo_pread_direct(void *ctx, void *fh, void *buf, size_t size, uint
 static ssize_t fo_pwrite(void *ctx, void *fh, const void *buf, size_t size, uint64_t off)
 {
 	struct fault *f = ctx;
-	int r = fault_hit(f);
+	int r;
 
+	f->pwrites++;
+	r = fault_hit(f);
 	if (r)
 		return r;
 	if (f->short_writes && size > 1)

@@ -48,6 +48,7 @@ struct fault {
 	long ops;          /* mutating calls so far */
 	long direct_syncs; /* deferred storage: syncs done at once (not sync_start) */
 	long sync_alls;    /* deferred storage: sync_all calls */
+	long pwrites;      /* pwrite calls so far */
 	long reads;        /* pread and pread_direct calls so far (tests may reset it) */
 	uint64_t read_bytes; /* bytes those returned */
 	/* pread_direct (when the inner storage has it): nonzero fails every

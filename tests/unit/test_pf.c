@@ -817,6 +817,24 @@ static void write_file(pf_volume_t *v, const char *path, const void *data, size_
 	pf_close(f);
 }
 
+/* A volume of 1024-byte chunks holding "f" (data), opened again: on the
+ * fault storage (faults) or on plain storage. */
+static pf_volume_t *vol_with_f(struct env *e, const void *data, size_t size, bool faults)
+{
+	struct kiln_err err = { 0 };
+	pf_volume_t *v;
+
+	env_init(e);
+	v = vol_init(e, 1024, NULL, 0);
+	write_file(v, "f", data, size);
+	pf_volume_close(v, NULL);
+	if (!faults)
+		return vol_reopen(e);
+	if (vol_open(e, g_key, true, &v, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	return v;
+}
+
 /* Large writes are sealed on two threads (the volume's sealer thread). A
  * forked child has no such thread: its writes must be sealed alone, correctly
  * and without waiting for the parent's thread. */
@@ -2668,11 +2686,7 @@ static void test_journal_redo_read_only(void **state)
 
 	memset(a, 'a', sizeof(a));
 	memset(b, 'b', sizeof(b));
-	env_init(&e);
-	v = vol_init(&e, 1024, NULL, 0);
-	write_file(v, "f", a, sizeof(a));
-	pf_volume_close(v, NULL);
-	v = vol_reopen(&e);
+	v = vol_with_f(&e, a, sizeof(a), false);
 	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
 	node_path(&e, f, "", data, sizeof(data));
 	node_path(&e, f, ".j", jj, sizeof(jj));
@@ -2889,10 +2903,10 @@ static void test_enospc_isolated(void **state)
 	assert_int_equal(pf_open(v, "b", O_RDWR | O_CREAT, 0600, &b, &err), 0);
 	assert_int_equal(pf_pwrite(b, "new-b", 5, 0, &err), 5);
 	g_last_fault->error = -ENOSPC;
-	/* journal: header write, truncate, old chunk 0; nothing is synced and no
-	 * byte of the backing file moves yet (all of it is held). At fsync: the
-	 * journal sync, its directory sync, then the first held slot fails. */
-	g_last_fault->countdown = 6;
+	/* journal: header write, old chunk 0; nothing is synced and no byte of
+	 * the backing file moves yet (all of it is held). At fsync the one write
+	 * of the redo entries and the end record fails. */
+	g_last_fault->countdown = 3;
 	assert_int_equal(pf_pwrite(a, big, sizeof(big), 0, &err), (ssize_t)sizeof(big));
 	assert_int_equal(pf_fsync(a, &err), -EIO);
 	assert_int_equal(pf_pwrite(a, "x", 1, 0, &err), -EIO);
@@ -3734,6 +3748,47 @@ static void test_log_onephase(void **state)
 	env_free(&e);
 }
 
+/* A commit's redo entries and end record are one write to the journal, and
+ * held slots of consecutive chunks one write in place: a commit of three
+ * chunks takes two writes more than a commit of one, the undo entries of
+ * the two more chunks written in the generation (it took six more: a redo
+ * entry and a write in place per chunk too). */
+static void test_commit_writes_batched(void **state)
+{
+	uint8_t a[8000], b[3 * 1024];
+	struct kiln_err err = { 0 };
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct env e;
+	long one, three;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	v = vol_with_f(&e, a, sizeof(a), true);
+	first_commit(v, "f", a, sizeof(a));
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	one = g_last_fault->pwrites;
+	assert_int_equal(pf_pwrite(f, b, 100, 1024 + 10, &err), 100);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	one = g_last_fault->pwrites - one;
+	three = g_last_fault->pwrites;
+	assert_int_equal(pf_pwrite(f, b, sizeof(b), 2 * 1024, &err), (ssize_t)sizeof(b));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	three = g_last_fault->pwrites - three;
+	assert_int_equal(v->log_records, 2);
+	if (three != one + 2)
+		fail_msg("a commit of one chunk: %ld writes; of three: %ld", one, three);
+	memcpy(a + 1024 + 10, b, 100);
+	memcpy(a + 2 * 1024, b, sizeof(b));
+	pf_close(f);
+	pf_volume_discard(v);
+	v = vol_reopen(&e);
+	check_content(v, "f", a, sizeof(a));
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
 /* A one-phase record counts only when a journal vouches for it. Its group
  * cut (the record durable, the journal and the data not: the volume as
  * before the commit plus the record; the provider got the prepare): the
@@ -4389,6 +4444,7 @@ int main(void)
 		cmocka_unit_test(test_ns_log_failed_create),
 		cmocka_unit_test(test_log_onephase),
 		cmocka_unit_test(test_log_vouch),
+		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
 	};
 
