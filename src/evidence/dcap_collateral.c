@@ -117,8 +117,9 @@ static int signed_doc(ev_dcap_collateral_t *c, const json_t *j, const char *key,
 		      const char *name, json_t **doc, struct kiln_err *err)
 {
 	STACK_OF(X509) *chain = NULL;
-	const char *text, *sig_hex, *pem;
-	size_t text_size, sig_size, pem_size;
+	/* Set by get_str when it returns 0 (-O3 cannot see it). */
+	const char *text = NULL, *sig_hex = NULL, *pem = NULL;
+	size_t text_size = 0, sig_size = 0, pem_size = 0;
 	char k_chain[64], k_sig[64], what[96], cn[80];
 	uint8_t sig[EV_DCAP_SIG_SIZE];
 	json_error_t jerr;
@@ -186,8 +187,8 @@ int ev_dcap_collateral_parse(const json_t *j, ev_dcap_collateral_t **out,
 	ev_dcap_collateral_t *c = NULL;
 	STACK_OF(X509) *chain = NULL;
 	X509 *root;
-	const char *s;
-	size_t size;
+	const char *s = NULL; /* set by get_str when it returns 0 */
+	size_t size = 0;
 	char cn[80];
 	int ret;
 

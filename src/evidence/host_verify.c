@@ -122,7 +122,7 @@ int ev__host_verify(const uint8_t *evidence, size_t size, const struct ev_verify
 	char rd_hex[2 * EV_REPORT_DATA_SIZE + 1], wm_hex[2 * EV_WM_SIZE + 1];
 	char exe_hex[2 * KC_SHA256_SIZE + 1], id[7 + 2 * KC_SHA256_SIZE + 1];
 	size_t payload_size = 0, sig_size = 0;
-	json_int_t pid, uid, t;
+	json_int_t pid = 0, uid = 0, t = 0; /* set when ret stays 0: -O3 cannot see it */
 	time_t at;
 	json_t *j = NULL, *p = NULL, *c = NULL;
 	X509 *x = NULL;

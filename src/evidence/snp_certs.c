@@ -43,10 +43,12 @@ static void cn_of(X509 *x, char *out, size_t size)
 /* "bl2.tee0.snp5.uc68", with ".fmcN" first on Turin. */
 static void tcb_string(bool turin, int fmc, int bl, int tee, int snp, int uc, char out[48])
 {
-	if (turin)
-		snprintf(out, 48, "fmc%d.bl%d.tee%d.snp%d.uc%d", fmc, bl, tee, snp, uc);
-	else
-		snprintf(out, 48, "bl%d.tee%d.snp%d.uc%d", bl, tee, snp, uc);
+	int n = turin ? snprintf(out, 48, "fmc%d.bl%d.tee%d.snp%d.uc%d", fmc, bl, tee, snp, uc) :
+			snprintf(out, 48, "bl%d.tee%d.snp%d.uc%d", bl, tee, snp, uc);
+
+	/* Each is a byte in a genuine certificate or report: never cut a name. */
+	if (n < 0 || n >= 48)
+		snprintf(out, 48, "(TCB values out of range)");
 }
 
 /* Every certificate of data (PEM blocks, or concatenated DER) into certs. */
