@@ -26,6 +26,19 @@ static int sync_begin(pf_volume_t *v, void *fh)
 	return ret;
 }
 
+/* Start a sync of the directory (storage sync_dir_start) or do it now. */
+static int sync_dir_begin(pf_volume_t *v)
+{
+	int ret;
+
+	if (!v->so->sync_dir_start || !v->so->sync_wait)
+		return v->so->sync_dir(v->sctx);
+	ret = v->so->sync_dir_start(v->sctx);
+	if (!ret)
+		v->syncs_started = true;
+	return ret;
+}
+
 static int syncs_settle(pf_volume_t *v)
 {
 	int ret = 0;
@@ -283,7 +296,11 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 		if (n->committing && ((n->redo && n->j_dir) || !n->save_in_meta))
 			dir = true;
 	}
-	if (dir && (ret = v->so->sync_dir(v->sctx))) {
+	/* The names' sync joins the group: before the record for two phases
+	 * (settled before it is written); beside it for one, where the
+	 * vouching covers it (a journal whose name a cut lost vouches for
+	 * nothing: the record is dropped, its commit never acknowledged). */
+	if (dir && (ret = sync_dir_begin(v))) {
 		kiln_err_set(err, ret, "commit: cannot sync directory: %s", kiln_strerror(ret));
 		(void)syncs_settle(v);
 		v->log_broken = true;
@@ -302,12 +319,14 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 			ret = ret ? ret : r;
 		}
 		if (syncs_settle(v) && !ret)
-			ret = kiln_err_set(err, -EIO, "commit: a data, journal or log sync failed");
+			ret = kiln_err_set(err, -EIO, "commit: a data, journal, directory or log "
+					   "sync failed");
 	} else {
 		/* The record is written once its prepare completed: nothing to order. */
 		ret = prepare(v, version, err);
 		if (syncs_settle(v) && !ret)
-			ret = kiln_err_set(err, -EIO, "commit: a data or journal sync failed");
+			ret = kiln_err_set(err, -EIO, "commit: a data, journal or directory sync "
+					   "failed");
 		if (!ret)
 			ret = pf__log_append(v, version, 0, &size, err);
 		if (!ret && (ret = v->so->sync(v->sctx, v->log_fh)))

@@ -118,6 +118,10 @@ struct pf_storage_ops {
 	 * the batches of sequential reads: a cold read then costs no copy out
 	 * of the page cache and no page allocation per byte. */
 	ssize_t (*pread_direct)(void *ctx, void *fh, void *buf, size_t size, uint64_t off);
+	/* Optional (NULL: sync_dir at once): start a sync_dir and return at
+	 * once, with sync_start; sync_wait waits for it too. A commit log
+	 * record syncs the names its commit created in its group this way. */
+	int (*sync_dir_start)(void *ctx);
 };
 
 /* The alignment pread_direct asks of buffer, offset and length: the page

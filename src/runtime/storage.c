@@ -372,24 +372,24 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 	return wb_start(ctx, h->fd, off, h->wb_end - off);
 }
 
-static int st_sync_start(void *ctx, void *fh)
+/* Start an fsync of fd in the ring (datasync: fdatasync, else fsync), or do
+ * it here when the ring cannot take it. */
+static int ring_fsync(struct ring *r, int fd, bool datasync)
 {
-	struct store *s = ctx;
-	struct store_fh *h = fh;
-	struct ring *r = &s->r;
+	long nr = datasync ? SYS_fdatasync : SYS_fsync;
 	struct io_uring_sqe *sqe;
 	unsigned tail, idx;
 	long n;
 
 	if (!ring_ready(r) || r->inflight >= r->entries)
-		return (int)rt__raw(SYS_fdatasync, h->fd);
+		return (int)rt__raw(nr, fd);
 	tail = *r->sq_tail;
 	idx = tail & *r->sq_mask;
 	sqe = &r->sqes[idx];
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = IORING_OP_FSYNC;
-	sqe->fd = h->fd;
-	sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+	sqe->fd = fd;
+	sqe->fsync_flags = datasync ? IORING_FSYNC_DATASYNC : 0;
 	r->sq_array[idx] = idx;
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
 	do
@@ -399,10 +399,26 @@ static int st_sync_start(void *ctx, void *fh)
 		/* Not submitted: stop using the ring (the entry stays unsubmitted)
 		 * and sync here. */
 		r->pid = -1;
-		return (int)rt__raw(SYS_fdatasync, h->fd);
+		return (int)rt__raw(nr, fd);
 	}
 	r->inflight++;
 	return 0;
+}
+
+static int st_sync_start(void *ctx, void *fh)
+{
+	struct store *s = ctx;
+	struct store_fh *h = fh;
+
+	return ring_fsync(&s->r, h->fd, true);
+}
+
+/* The directory's fsync in the ring, beside the files' (sync_dir_start). */
+static int st_sync_dir_start(void *ctx)
+{
+	struct store *s = ctx;
+
+	return ring_fsync(&s->r, s->dirfd, false);
 }
 
 static int st_sync_wait(void *ctx)
@@ -555,6 +571,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.exchange = st_exchange,
 	.sync_start = st_sync_start,
 	.sync_wait = st_sync_wait,
+	.sync_dir_start = st_sync_dir_start,
 	.list = st_list,
 	.free = st_free,
 	.pread_direct = st_pread_direct,

@@ -17,6 +17,16 @@ struct fault_undo {
 	struct fault_undo *next;
 };
 
+/* A directory operation not yet covered by a sync_dir (dir_loss set). A
+ * create: name. A remove: name, kept as stash. A rename: from name to `to`,
+ * the file `to` replaced kept as stash (empty: there was none). */
+enum { DIROP_CREATE, DIROP_REMOVE, DIROP_RENAME };
+struct fault_dirop {
+	int op;
+	char name[256], to[256], stash[64];
+	struct fault_dirop *next;
+};
+
 bool g_fault_last_dead;
 size_t g_fault_last_unwaited;
 
@@ -78,6 +88,67 @@ static uint64_t frnd(struct fault *f)
 	return f->rng;
 }
 
+static struct fault_dirop *dirop_add(struct fault *f, int op, const char *name, const char *to)
+{
+	struct fault_dirop *d = calloc(1, sizeof(*d));
+
+	must(d != NULL, "out of memory");
+	must(strlen(name) < sizeof(d->name) && (!to || strlen(to) < sizeof(d->to)),
+	     "name too long for the directory log");
+	d->op = op;
+	strcpy(d->name, name);
+	if (to)
+		strcpy(d->to, to);
+	d->next = f->dirops;
+	f->dirops = d;
+	return d;
+}
+
+static bool exists(struct fault *f, const char *name)
+{
+	void *fh;
+
+	if (f->inner->open(f->ictx, name, PF_SO_RDONLY, &fh) != 0)
+		return false;
+	f->inner->close(f->ictx, fh);
+	return true;
+}
+
+/* Keep name under a hidden name in d->stash (a remove not yet durable). */
+static void stash(struct fault *f, struct fault_dirop *d, const char *name)
+{
+	snprintf(d->stash, sizeof(d->stash), ".fault-stash-%ld", f->dir_stashed++);
+	must(f->inner->rename(f->ictx, name, d->stash) == 0, "rename to the stash");
+}
+
+/* The directory's operations became durable (sync_dir) or are kept at a
+ * cut (keep), or are undone, newest first. */
+static void dirops_settle(struct fault *f, bool keep)
+{
+	while (f->dirops) {
+		struct fault_dirop *d = f->dirops;
+
+		f->dirops = d->next;
+		if (keep) {
+			if (d->stash[0])
+				must(f->inner->remove(f->ictx, d->stash) == 0, "remove the stash");
+		} else if (d->op == DIROP_CREATE) {
+			must(f->inner->remove(f->ictx, d->name) == 0, "undo a create");
+			f->dir_undone++;
+		} else if (d->op == DIROP_REMOVE) {
+			must(f->inner->rename(f->ictx, d->stash, d->name) == 0, "undo a remove");
+			f->dir_undone++;
+		} else {
+			must(f->inner->rename(f->ictx, d->to, d->name) == 0, "undo a rename");
+			if (d->stash[0])
+				must(f->inner->rename(f->ictx, d->stash, d->to) == 0,
+				     "undo a rename's replace");
+			f->dir_undone++;
+		}
+		free(d);
+	}
+}
+
 static void power_cut_locked(struct fault *f)
 {
 	for (unsigned i = 0; f->undo; i++) {
@@ -106,6 +177,8 @@ static void power_cut_locked(struct fault *f)
 			free(u);
 		}
 	}
+	dirops_settle(f, f->dir_loss == FAULT_DIR_DURABLE ||
+			 (f->dir_loss == FAULT_DIR_RANDOM && (frnd(f) & 1)));
 	f->dead = true;
 }
 
@@ -135,10 +208,16 @@ static int fault_hit(struct fault *f)
 static int fo_open(void *ctx, const char *name, unsigned flags, void **fh)
 {
 	struct fault *f = ctx;
+	bool made;
+	int r;
 
 	if (f->dead)
 		return f->error;
-	return f->inner->open(f->ictx, name, flags, fh);
+	made = f->dir_loss != FAULT_DIR_DURABLE && (flags & PF_SO_CREATE) && !exists(f, name);
+	r = f->inner->open(f->ictx, name, flags, fh);
+	if (r == 0 && made)
+		dirop_add(f, DIROP_CREATE, name, NULL);
+	return r;
 }
 
 static ssize_t fo_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
@@ -276,15 +355,36 @@ static int fo_remove(void *ctx, const char *name)
 	struct fault *f = ctx;
 	int r = fault_hit(f);
 
-	return r ? r : f->inner->remove(f->ictx, name);
+	if (r)
+		return r;
+	if (f->dir_loss == FAULT_DIR_DURABLE || !exists(f, name))
+		return f->inner->remove(f->ictx, name);
+	stash(f, dirop_add(f, DIROP_REMOVE, name, NULL), name);
+	return 0;
 }
 
 static int fo_rename(void *ctx, const char *from, const char *to)
 {
 	struct fault *f = ctx;
+	struct fault_dirop *d;
 	int r = fault_hit(f);
 
-	return r ? r : f->inner->rename(f->ictx, from, to);
+	if (r)
+		return r;
+	if (f->dir_loss == FAULT_DIR_DURABLE || !exists(f, from))
+		return f->inner->rename(f->ictx, from, to);
+	d = dirop_add(f, DIROP_RENAME, from, to);
+	if (exists(f, to))
+		stash(f, d, to);
+	r = f->inner->rename(f->ictx, from, to);
+	if (r) {
+		/* Nothing happened: put back what was stashed, forget it. */
+		if (d->stash[0])
+			must(f->inner->rename(f->ictx, d->stash, to) == 0, "unstash");
+		f->dirops = d->next;
+		free(d);
+	}
+	return r;
 }
 
 static int fo_sync_dir(void *ctx)
@@ -292,7 +392,11 @@ static int fo_sync_dir(void *ctx)
 	struct fault *f = ctx;
 	int r = fault_hit(f);
 
-	return r ? r : f->inner->sync_dir(f->ictx);
+	if (!r)
+		r = f->inner->sync_dir(f->ictx);
+	if (!r)
+		dirops_settle(f, true);
+	return r;
 }
 
 static int fo_sync_start(void *ctx, void *fh)
@@ -305,13 +409,27 @@ static int fo_sync_start(void *ctx, void *fh)
 	return 0;
 }
 
+/* A started directory sync, in f->deferred (not a file handle). */
+static char g_dir_marker;
+
+static int fo_sync_dir_start(void *ctx)
+{
+	struct fault *f = ctx;
+
+	if (f->ndeferred == FAULT_DEFERRED_MAX)
+		return fo_sync_dir(ctx);
+	f->deferred[f->ndeferred++] = &g_dir_marker;
+	return 0;
+}
+
 static int fo_sync_wait(void *ctx)
 {
 	struct fault *f = ctx;
 	int ret = 0;
 
 	for (size_t i = 0; i < f->ndeferred; i++) {
-		int r = fo_sync(ctx, f->deferred[i]);
+		int r = f->deferred[i] == &g_dir_marker ? fo_sync_dir(ctx) :
+			fo_sync(ctx, f->deferred[i]);
 
 		ret = ret ? ret : r;
 	}
@@ -325,6 +443,7 @@ static void fo_free(void *ctx)
 
 	g_fault_last_dead = f->dead;
 	g_fault_last_unwaited = f->ndeferred;
+	dirops_settle(f, true); /* no cut: the process just ends */
 	while (f->undo) {
 		struct fault_undo *u = f->undo;
 
@@ -362,6 +481,7 @@ LOCKED(int, fo_rename, (void *c, const char *from, const char *to), (c, from, to
 LOCKED(int, fo_sync_dir, (void *c), (c))
 LOCKED(int, fo_sync_start, (void *c, void *fh), (c, fh))
 LOCKED(int, fo_sync_wait, (void *c), (c))
+LOCKED(int, fo_sync_dir_start, (void *c), (c))
 LOCKED(int, fo_sync_all, (void *c), (c))
 
 /* The deferred storage's sync: counted, then as fo_sync. */
@@ -390,6 +510,7 @@ static const struct pf_storage_ops g_ops_deferred = {
 	.sync_dir = fo_sync_dir_l, .list = NULL, .free = fo_free,
 	.sync_start = fo_sync_start_l, .sync_wait = fo_sync_wait_l, .punch = fo_punch_l,
 	.sync_all = fo_sync_all_l, .pread_direct = fo_pread_direct_l,
+	.sync_dir_start = fo_sync_dir_start_l,
 };
 
 void fault_storage_wrap(const struct pf_storage_ops *inner, void *ictx, bool deferred,

@@ -8,9 +8,14 @@
  *     its file is logged with the bytes it replaced; at the cut each file
  *     independently keeps or loses all of its unsynced changes (the reordering
  *     that matters: a journal lost while the data it protects survives).
- *     Directory operations count as durable, closed files as synced.
- *   - defer syncs (sync_start/sync_wait, as the runtime's storage): a started
- *     sync happens only at sync_wait, so a commit that renames before waiting
+ *     Closed files count as synced. Directory operations (a file created,
+ *     removed or renamed) count as durable unless dir_loss is set: then they
+ *     are durable only after a sync_dir, and at the cut the unsynced ones are
+ *     all kept or all undone (FAULT_DIR_RANDOM: rng decides; FAULT_DIR_LOSE:
+ *     undone), newest first, after the files' changes (a removed file is
+ *     kept under a hidden name until then).
+ *   - defer syncs (sync_start/sync_dir_start/sync_wait, as the runtime's
+ *     storage): a started sync happens only at sync_wait, so a commit that renames before waiting
  *     leaves unsynced data for the power-loss model to drop.
  *     With deferred syncs it also has sync_all (a syncfs: every file synced),
  *     as the runtime's storage has.
@@ -30,6 +35,9 @@
 #define FAULT_DEFERRED_MAX 16
 
 struct fault_undo;
+struct fault_dirop;
+
+enum fault_dir_loss { FAULT_DIR_DURABLE, FAULT_DIR_RANDOM, FAULT_DIR_LOSE };
 
 /* The knobs are plain fields: tests set them between calls. */
 struct fault {
@@ -58,6 +66,10 @@ struct fault {
 	long direct_reads;
 	long direct_refused;
 	struct fault_undo *undo; /* unsynced changes, newest first */
+	enum fault_dir_loss dir_loss;
+	struct fault_dirop *dirops; /* directory operations since sync_dir, newest first */
+	long dir_stashed;   /* removed files kept under hidden names so far */
+	long dir_undone;    /* directory operations a cut undid (tests check it) */
 	void *deferred[FAULT_DEFERRED_MAX]; /* started, not yet waited syncs */
 	size_t ndeferred;
 };
