@@ -53,17 +53,24 @@ void pf__journal_entry_sum(const uint8_t *hdr_sum, const uint8_t *entry, size_t 
 
 /* Append the entry in v->jbuf[0, esize) with its check (bound to this
  * generation) at the journal's end. */
+/* The entry in v->jbuf[0, esize) gets its 8-byte sum after it: the size of
+ * the framed entry. */
+static size_t journal_frame(struct pf_node *n, size_t esize)
+{
+	uint8_t sum[KC_SHA256_SIZE];
+
+	pf__journal_entry_sum(n->jsum, n->vol->jbuf, esize, sum);
+	memcpy(n->vol->jbuf + esize, sum, 8);
+	return esize + 8;
+}
+
 static int journal_append(struct pf_node *n, size_t esize)
 {
-	pf_volume_t *v = n->vol;
-	uint8_t sum[KC_SHA256_SIZE];
-	int ret;
+	size_t size = journal_frame(n, esize);
+	int ret = pf__st_pwrite_all(n->vol, n->jfh, n->vol->jbuf, size, n->jend);
 
-	pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
-	memcpy(v->jbuf + esize, sum, 8);
-	ret = pf__st_pwrite_all(v, n->jfh, v->jbuf, esize + 8, n->jend);
 	if (!ret)
-		n->jend += esize + 8;
+		n->jend += size;
 	return ret;
 }
 
@@ -287,8 +294,7 @@ static int jbatch_flush(struct pf_node *n, struct jbatch *b)
 /* journal_append of the entry in v->jbuf[0, esize), into b. */
 static int jbatch_append(struct pf_node *n, struct jbatch *b, size_t esize)
 {
-	pf_volume_t *v = n->vol;
-	uint8_t sum[KC_SHA256_SIZE];
+	size_t size;
 	int ret;
 
 	if (!b->buf || esize + 8 > b->cap) {
@@ -297,10 +303,9 @@ static int jbatch_append(struct pf_node *n, struct jbatch *b, size_t esize)
 	}
 	if (b->used + esize + 8 > b->cap && (ret = jbatch_flush(n, b)))
 		return ret;
-	pf__journal_entry_sum(n->jsum, v->jbuf, esize, sum);
-	memcpy(b->buf + b->used, v->jbuf, esize);
-	memcpy(b->buf + b->used + esize, sum, 8);
-	b->used += esize + 8;
+	size = journal_frame(n, esize);
+	memcpy(b->buf + b->used, n->vol->jbuf, size);
+	b->used += size;
 	return 0;
 }
 

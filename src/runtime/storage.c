@@ -301,49 +301,52 @@ static bool ring_ready(struct ring *r)
 	return true;
 }
 
+/* Queue e in r (ready, with room) and submit it: true when the kernel took it
+ * (counted in flight); false when not, the caller stops using the ring. */
+static bool ring_submit(struct ring *r, const struct io_uring_sqe *e)
+{
+	unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
+	long n;
+
+	r->sqes[idx] = *e;
+	r->sq_array[idx] = idx;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	do
+		n = rt__raw(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
+	while (n == -EINTR);
+	if (n != 1)
+		return false;
+	r->inflight++;
+	return true;
+}
+
 /* Start the write-back of [off, off+len) of fd (sync_file_range WRITE) in
  * an io_uring worker: starting it here can block for as long as the file
  * system takes to allocate the blocks (a journal commit of other writers)
  * and the device to take the requests, and this runs on pf's helper thread,
  * inside the write pipeline. Completions are only counted (a hint: the
  * sync reports errors). With the ring full, or no ring, nothing is started. */
-static int wb_start(struct store *s, int fd, uint64_t off, uint64_t len)
+static void wb_start(struct store *s, int fd, uint64_t off, uint64_t len)
 {
 	struct ring *r = &s->wr;
-	struct io_uring_sqe *sqe;
-	unsigned head, tail, idx;
-	long n;
+	struct io_uring_sqe e = { .opcode = IORING_OP_SYNC_FILE_RANGE, .fd = fd, .off = off,
+				  .len = (uint32_t)len,
+				  .sync_range_flags = SYNC_FILE_RANGE_WRITE };
+	unsigned head, tail;
 
 	if (!ring_ready(r))
-		return 0;
+		return;
 	head = *r->cq_head;
 	tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
 	for (; head != tail && r->inflight > 0; head++)
 		r->inflight--;
 	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
 	if (r->inflight >= r->entries || len > UINT32_MAX)
-		return 0;
-	tail = *r->sq_tail;
-	idx = tail & *r->sq_mask;
-	sqe = &r->sqes[idx];
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_SYNC_FILE_RANGE;
-	sqe->fd = fd;
-	sqe->off = off;
-	sqe->len = (uint32_t)len;
-	sqe->sync_range_flags = SYNC_FILE_RANGE_WRITE;
-	r->sq_array[idx] = idx;
-	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-	do
-		n = rt__raw(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
-	while (n == -EINTR);
-	if (n != 1) { /* not submitted: no more write-behind */
+		return;
+	if (!ring_submit(r, &e)) { /* no more write-behind */
 		ring_drop(r);
 		r->pid = -1;
-		return 0;
 	}
-	r->inflight++;
-	return 0;
 }
 
 /* Write-back hints go out in runs of this many bytes: one sync_file_range
@@ -369,7 +372,8 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 		return 0;
 	off = h->wb_off;
 	h->wb_off = h->wb_end;
-	return wb_start(ctx, h->fd, off, h->wb_end - off);
+	wb_start(ctx, h->fd, off, h->wb_end - off);
+	return 0;
 }
 
 /* Start an fsync of fd in the ring (datasync: fdatasync, else fsync), or do
@@ -377,31 +381,16 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 static int ring_fsync(struct ring *r, int fd, bool datasync)
 {
 	long nr = datasync ? SYS_fdatasync : SYS_fsync;
-	struct io_uring_sqe *sqe;
-	unsigned tail, idx;
-	long n;
+	struct io_uring_sqe e = { .opcode = IORING_OP_FSYNC, .fd = fd,
+				  .fsync_flags = datasync ? IORING_FSYNC_DATASYNC : 0 };
 
 	if (!ring_ready(r) || r->inflight >= r->entries)
 		return (int)rt__raw(nr, fd);
-	tail = *r->sq_tail;
-	idx = tail & *r->sq_mask;
-	sqe = &r->sqes[idx];
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_FSYNC;
-	sqe->fd = fd;
-	sqe->fsync_flags = datasync ? IORING_FSYNC_DATASYNC : 0;
-	r->sq_array[idx] = idx;
-	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-	do
-		n = rt__raw(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
-	while (n == -EINTR);
-	if (n != 1) {
-		/* Not submitted: stop using the ring (the entry stays unsubmitted)
-		 * and sync here. */
+	if (!ring_submit(r, &e)) {
+		/* Stop using the ring (the entry stays unsubmitted) and sync here. */
 		r->pid = -1;
 		return (int)rt__raw(nr, fd);
 	}
-	r->inflight++;
 	return 0;
 }
 

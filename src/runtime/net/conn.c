@@ -152,17 +152,6 @@ void rt__conn_destroy(struct rt_conn *c, int fd)
 	rt__conn_free(c);
 }
 
-int rt__conn_linger_step(struct rt_conn *c, int own_fd)
-{
-	int r;
-
-	pthread_mutex_lock(&c->lock);
-	c->io_fd = own_fd;
-	r = rt__conn_flush(c);
-	pthread_mutex_unlock(&c->lock);
-	return r;
-}
-
 int rt__conn_to_kernel(struct rt_conn *c, int fd, bool grow)
 {
 	int r, have = 0;

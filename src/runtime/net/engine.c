@@ -103,7 +103,7 @@ static void check_lingers(uint64_t now)
 {
 	for (struct lingering **pp = &g_lingers; *pp;) {
 		struct lingering *l = *pp;
-		int r = rt__conn_linger_step(l->c, l->fd);
+		int r = rt__conn_to_kernel(l->c, l->fd, false);
 
 		if (r == -EAGAIN && now < l->until) {
 			pp = &l->next;

@@ -168,11 +168,10 @@ void rt__conn_unlink(struct rt_conn *c) RT_HIDDEN;
  * being closed, still open, or -1), hand unsent data to the engine or free. */
 void rt__conn_destroy(struct rt_conn *c, int fd) RT_HIDDEN;
 void rt__conn_free(struct rt_conn *c) RT_HIDDEN;
-/* The engine sends what a closed connection still holds, on its own copy of
- * the socket: 0 all sent, -EAGAIN more to come, < 0 the socket failed. */
-int rt__conn_linger_step(struct rt_conn *c, int own_fd) RT_HIDDEN;
-/* At exit: send what c holds on fd, first (grow) letting the socket's send
- * buffer grow to take it all: 0 all with the kernel, -EAGAIN more, < 0 failed. */
+/* Send what c holds on fd (under c->lock): the engine's steps for a closed
+ * connection on its own copy of the socket, and at exit, where grow first
+ * lets the socket's send buffer grow to take it all. 0 all sent, -EAGAIN
+ * more to come, < 0 the socket failed. */
 int rt__conn_to_kernel(struct rt_conn *c, int fd, bool grow) RT_HIDDEN;
 
 /* Under c->lock (conn.c). rt__conn_flush seals what is held (hold.c) and
