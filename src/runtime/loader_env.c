@@ -39,9 +39,30 @@ bool rt_env_is_loader(const char *name, size_t len)
 	return false;
 }
 
+extern char **environ;
+
+/* Entry i goes: the rest of the block moves down, as glibc's unsetenv does. */
+static void env_remove_at(size_t i)
+{
+	for (size_t j = i; environ[j]; j++)
+		environ[j] = environ[j + 1];
+}
+
+void rt_env_drop(const char *name)
+{
+	size_t len = strlen(name), i = 0;
+
+	while (environ && environ[i]) {
+		if (strncmp(environ[i], name, len) == 0 &&
+		    (environ[i][len] == '=' || environ[i][len] == '\0'))
+			env_remove_at(i);
+		else
+			i++;
+	}
+}
+
 int rt_env_drop_loader(char *dropped, size_t size)
 {
-	extern char **environ;
 	size_t i = 0;
 	int count = 0;
 
@@ -59,10 +80,8 @@ int rt_env_drop_loader(char *dropped, size_t size)
 		if (size && used + len + 3 < size)
 			snprintf(dropped + used, size - used, "%s%.*s", used ? ", " : "", (int)len, e);
 		/* Every entry goes, duplicates and entries without '=' included
-		 * (unsetenv would need the name alone); glibc's unsetenv moves the
-		 * rest of the block the same way. */
-		for (size_t j = i; environ[j]; j++)
-			environ[j] = environ[j + 1];
+		 * (unsetenv would need the name alone). */
+		env_remove_at(i);
 		count++;
 	}
 	return count;

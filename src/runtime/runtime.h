@@ -260,6 +260,12 @@ bool rt_env_is_loader(const char *name, size_t len);
  * bytes, may be 0) receives their names, ", "-separated (cut short when it
  * does not fit). Returns how many entries were removed. */
 int rt_env_drop_loader(char *dropped, size_t size);
+/* Remove every entry of that name from environ, in place. Not unsetenv: a
+ * program may define its own (bash does, for its variable table), and the
+ * loader binds libkiln's call to the program's, which before the program's
+ * main leaves environ as it is: bash would then export the name to every
+ * child. */
+void rt_env_drop(const char *name);
 
 /* Environment variable naming the inherited config fd (only a number). */
 #define RT_ENV_CONFIG_FD "KILN_CONFIG_FD"

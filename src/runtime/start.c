@@ -122,7 +122,7 @@ __attribute__((constructor(101))) static void rt_start(void)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
 	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);
 	rt__raw(SYS_close, fd);
-	unsetenv(RT_ENV_CONFIG_FD);
+	rt_env_drop(RT_ENV_CONFIG_FD);
 	if (ret)
 		die("runtime configuration", kiln_strerror(ret));
 	ret = rt_config_parse(g_rt.config_text, g_rt.config_size, &g_rt.cfg, &err);

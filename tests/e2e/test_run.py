@@ -36,6 +36,19 @@ def test_dev_mode_runs_program(kiln):
     assert p.stderr == "kiln: development mode: no attestation\nerr\n"
 
 
+@pytest.mark.parametrize("sud", ["auto", "on"])
+def test_bash_children_run(kiln, sud):
+    """bash has its own unsetenv (for its variable table): the runtime's
+    removal of the config fd's variable must not go through it, or bash
+    exports a closed fd's number to every child, which then dies before its
+    main ('runtime configuration: Bad file descriptor')."""
+    p = kiln("run", "--sud", sud, "--", "bash", "--norc", "-c",
+             '/bin/echo child; echo "rc=$? var=${KILN_CONFIG_FD-unset}"')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "child\nrc=0 var=unset\n"
+    assert p.stderr == "kiln: development mode: no attestation\n"
+
+
 def test_sud_on_without_volumes(kiln):
     """SUD traps every call made outside the runtime; programs still work,
     including threads and children."""

@@ -445,6 +445,18 @@ static void test_loader_env(void **state)
 	/* Nothing left: nothing dropped. */
 	assert_int_equal(rt_env_drop_loader(dropped, sizeof(dropped)), 0);
 	assert_string_equal(dropped, "");
+
+	/* One name, every entry of it (in place: bash's main reads the same
+	 * array), and nothing that only starts with it. */
+	char *env2[] = { "KILN_CONFIG_FD=3", "A=1", "KILN_CONFIG_FDX=4", "KILN_CONFIG_FD",
+			 "KILN_CONFIG_FD=5", NULL };
+
+	environ = env2;
+	rt_env_drop("KILN_CONFIG_FD");
+	assert_ptr_equal(environ, env2);
+	assert_string_equal(env2[0], "A=1");
+	assert_string_equal(env2[1], "KILN_CONFIG_FDX=4");
+	assert_null(env2[2]);
 	environ = saved;
 }
 
