@@ -436,9 +436,8 @@ int rt_grant_volumes(const struct rt_json *grant, struct rt_config *cfg, struct 
 		const struct rt_json *co = rt_json_get(tag, "committed");
 		const struct rt_json *pr = rt_json_get(tag, "prepared");
 
-		if (cfg->n_volumes >= RT_MAX_VOLUMES)
+		if (!(c = rt_config_add_volume(cfg)))
 			return kiln_err_set(err, -E2BIG, "too many volumes");
-		c = &cfg->volumes[cfg->n_volumes];
 		if (!name || !id || !path || path[0] != '/' || !key ||
 		    strlen(id) >= sizeof(c->cas_id) ||
 		    strspn(id, "0123456789abcdef") != strlen(id) ||

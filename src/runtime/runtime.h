@@ -243,6 +243,9 @@ int rt_config_parse(const char *text, size_t size, struct rt_config *cfg,
 		    struct kiln_err *err);
 int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_size);
 void rt_config_wipe(struct rt_config *cfg);
+/* The next entry of cfg->volumes, zeroed (not yet counted: the caller
+ * increments n_volumes once it is filled), or NULL when the table is full. */
+struct rt_volume_cfg *rt_config_add_volume(struct rt_config *cfg);
 /* Parse "every-fsync" | "on-close" | "on-exit". */
 int rt_freshness_parse(const char *s, enum rt_freshness *out);
 /* Its name ("every-fsync", "on-close", "on-exit"). */
