@@ -116,8 +116,10 @@ __attribute__((constructor(101))) static void rt_start(void)
 	 * included); libcrypto's alone, so that a run without TLS does not add
 	 * every cipher and digest to OpenSSL's name table, as libssl's init
 	 * does (about a tenth of libkiln's start-up: docs/runtime.md,
-	 * "Start-up cost of kiln run"). */
-	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+	 * "Start-up cost of kiln run"). No atexit handler either: OpenSSL's
+	 * cleanup at exit frees and wipes what the kernel is about to free
+	 * (a few percent of the CPU of a short program's life under kiln). */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, NULL);
 	if (kiln_parse_u64(fdstr, &fd) || fd > 65535)
 		die(RT_ENV_CONFIG_FD, "not an fd number");
 	ret = read_config((int)fd, &g_rt.config_text, &g_rt.config_size);
