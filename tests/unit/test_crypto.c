@@ -1,5 +1,6 @@
-/* Unit tests for src/crypto: AEAD (one-shot and the blob format), HKDF
- * (RFC 5869 vectors) and the hashes. */
+/* Unit tests for src/crypto: AEAD (one-shot and the blob format), HMAC and
+ * HKDF (RFC 4231 and RFC 5869 vectors, and OpenSSL's EVP as a second opinion
+ * over many sizes: kiln composes them itself), randomness and the hashes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 
 #include "crypto/crypto.h"
 
@@ -70,6 +76,106 @@ static void test_hkdf_rfc5869_case1(void **state)
 	assert_memory_equal(okm, expect, sizeof(okm));
 }
 
+static void hex_expect(const char *hex, uint8_t *out, size_t size)
+{
+	assert_int_equal(kiln_hex_decode(hex, out, size, NULL), 0);
+}
+
+static void test_hkdf_rfc5869_cases_2_3(void **state)
+{
+	uint8_t ikm[80], salt[80], info[80], okm[82], expect[82];
+
+	for (size_t i = 0; i < 80; i++) {
+		ikm[i] = (uint8_t)i;
+		salt[i] = (uint8_t)(0x60 + i);
+		info[i] = (uint8_t)(0xb0 + i);
+	}
+	hex_expect("b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+		   "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+		   "cc30c58179ec3e87c14c01d5c1f3434f1d87", expect, 82);
+	assert_int_equal(kc_hkdf_sha256(ikm, 80, salt, 80, info, 80, okm, 82), 0);
+	assert_memory_equal(okm, expect, 82);
+	/* Case 3: no salt, no info. */
+	memset(ikm, 0x0b, 22);
+	hex_expect("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+		   "9d201395faa4b61a96c8", expect, 42);
+	assert_int_equal(kc_hkdf_sha256(ikm, 22, NULL, 0, NULL, 0, okm, 42), 0);
+	assert_memory_equal(okm, expect, 42);
+	assert_int_equal(kc_hkdf_sha256(ikm, 22, NULL, 0, NULL, 0, okm, 255 * 32 + 1), -EINVAL);
+}
+
+static void test_hmac_rfc4231(void **state)
+{
+	uint8_t key[131], mac[32], expect[32];
+	static const char big[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+
+	memset(key, 0x0b, 20);
+	hex_expect("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+		   expect, 32);
+	assert_int_equal(kc_hmac_sha256(key, 20, "Hi There", 8, mac), 0);
+	assert_memory_equal(mac, expect, 32);
+	/* Case 6: a key longer than the block is hashed first. */
+	memset(key, 0xaa, sizeof(key));
+	hex_expect("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+		   expect, 32);
+	assert_int_equal(kc_hmac_sha256(key, sizeof(key), big, sizeof(big) - 1, mac), 0);
+	assert_memory_equal(mac, expect, 32);
+}
+
+static void evp_hkdf(const uint8_t *ikm, size_t ikm_size, const uint8_t *salt, size_t salt_size,
+		     const uint8_t *info, size_t info_size, uint8_t *out, size_t out_size)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+	OSSL_PARAM params[5], *p = params;
+
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_size);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_size);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_size);
+	*p = OSSL_PARAM_construct_end();
+	assert_int_equal(EVP_KDF_derive(ctx, out, out_size, params), 1);
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+}
+
+/* Every key length around the block size (64) and the hash's (32), data
+ * lengths around them, and HKDF outputs across block boundaries: the same
+ * bytes as OpenSSL's EVP HMAC and HKDF. */
+static void test_hmac_hkdf_match_evp(void **state)
+{
+	uint8_t buf[300], mac[32], want[32], okm[200], want_okm[200];
+	unsigned int len;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	for (size_t k = 0; k <= 140; k++) {
+		for (size_t d = 0; d <= 130; d += 13) {
+			assert_non_null(HMAC(EVP_sha256(), buf, (int)k, buf + 100, d, want, &len));
+			assert_int_equal(kc_hmac_sha256(buf, k, buf + 100, d, mac), 0);
+			assert_memory_equal(mac, want, 32);
+		}
+	}
+	for (size_t n = 1; n <= sizeof(okm); n += 7) {
+		size_t salt = n % 90, info = n % 70;
+
+		evp_hkdf(buf, 32, buf + 40, salt, buf + 140, info, want_okm, n);
+		assert_int_equal(kc_hkdf_sha256(buf, 32, buf + 40, salt, buf + 140, info, okm, n), 0);
+		assert_memory_equal(okm, want_okm, n);
+	}
+}
+
+static void test_random(void **state)
+{
+	uint8_t a[64] = { 0 }, b[64] = { 0 }, zero[64] = { 0 };
+
+	assert_int_equal(kc_random(a, sizeof(a)), 0);
+	assert_int_equal(kc_random(b, sizeof(b)), 0);
+	assert_int_equal(kc_random(b, 0), 0);
+	assert_memory_not_equal(a, zero, sizeof(a));
+	assert_memory_not_equal(a, b, sizeof(a));
+}
+
 static void test_sha(void **state)
 {
 	uint8_t d[32], d2[64];
@@ -97,6 +203,10 @@ int main(void)
 		cmocka_unit_test(test_aead),
 		cmocka_unit_test(test_aead_blob),
 		cmocka_unit_test(test_hkdf_rfc5869_case1),
+		cmocka_unit_test(test_hkdf_rfc5869_cases_2_3),
+		cmocka_unit_test(test_hmac_rfc4231),
+		cmocka_unit_test(test_hmac_hkdf_match_evp),
+		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_sha),
 	};
 
