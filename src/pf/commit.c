@@ -88,13 +88,16 @@ static uint64_t next_version(const pf_volume_t *v)
 }
 
 /* A prepare that fails may still have reached the provider: its version
- * counts as used either way. */
+ * counts as used either way. The syncs started so far run beside it (a
+ * storage that queues them submits them now). */
 static int prepare(pf_volume_t *v, uint64_t version, struct kiln_err *err)
 {
 	int ret;
 
 	if (!v->fo)
 		return 0;
+	if (v->syncs_started && v->so->sync_submit)
+		(void)v->so->sync_submit(v->sctx); /* its error: sync_wait's */
 	if (version > v->burned)
 		v->burned = version;
 	ret = v->fo->prepare(v->fctx, version, err);

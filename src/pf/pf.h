@@ -95,6 +95,12 @@ struct pf_storage_ops {
 	 * prepare this way. fh stays open until sync_wait returns. */
 	int (*sync_start)(void *ctx, void *fh);
 	int (*sync_wait)(void *ctx);
+	/* Optional (NULL: sync_start starts each sync at once): a storage may
+	 * queue what sync_start asks and start the queue together here, or in
+	 * sync_wait at the latest. pf calls it before work the syncs overlap
+	 * outside the storage (the freshness prepare). An error is reported by
+	 * sync_wait too. */
+	int (*sync_submit)(void *ctx);
 	/* Optional hint (NULL: none): start writing [off, off+len) of fh back to
 	 * stable storage without waiting (sync_file_range WRITE), so that the
 	 * next sync has less left to do. Guarantees nothing; errors are ignored

@@ -22,8 +22,12 @@
 /* The syncs one commit overlaps (pf's sync_start/sync_wait: the files' data
  * and the new metadata, while the freshness prepare runs) go through an
  * io_uring: IORING_OP_FSYNC runs in kernel workers, so they proceed in
- * parallel. Made on first use, and again in a forked child (a ring must not be
- * shared); without io_uring (disabled, old kernel) every sync is done at once. */
+ * parallel. sync_start and sync_dir_start only queue their entry; sync_submit
+ * (pf calls it before the prepare), a blocking sync of this storage, or
+ * sync_wait submits the queue with one io_uring_enter (sync_wait's also
+ * waits): a one-file commit's three syncs are one submission, not three.
+ * Made on first use, and again in a forked child (a ring must not be shared);
+ * without io_uring (disabled, old kernel) every sync is done at once. */
 struct ring {
 	long pid;     /* process that made it; 0: none yet; -1: unavailable */
 	int fd;       /* owned */
@@ -33,6 +37,8 @@ struct ring {
 	unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
 	struct io_uring_cqe *cqes;
 	unsigned entries, inflight;
+	unsigned queued; /* entries placed, not yet submitted */
+	bool off;     /* a submission failed: the ring takes no new entries */
 	int err;      /* first error of the syncs started since the last wait */
 };
 
@@ -219,10 +225,14 @@ static int st_truncate(void *ctx, void *fh, uint64_t size)
 	return (int)rt__raw(SYS_ftruncate, h->fd, size);
 }
 
+static int sync_submit(struct ring *r, unsigned min_complete);
+
 static int st_sync(void *ctx, void *fh)
 {
+	struct store *s = ctx;
 	struct store_fh *h = fh;
 
+	(void)sync_submit(&s->r, 0); /* the queued syncs run beside this one */
 	return (int)rt__raw(SYS_fdatasync, h->fd);
 }
 
@@ -301,23 +311,42 @@ static bool ring_ready(struct ring *r)
 	return true;
 }
 
-/* Queue e in r (ready, with room) and submit it: true when the kernel took it
- * (counted in flight); false when not, the caller stops using the ring. */
-static bool ring_submit(struct ring *r, const struct io_uring_sqe *e)
+/* Place e in r's submission queue (ready, not off, with room: inflight +
+ * queued < entries); ring_submit submits it. */
+static void ring_queue(struct ring *r, const struct io_uring_sqe *e)
 {
 	unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
-	long n;
 
 	r->sqes[idx] = *e;
 	r->sq_array[idx] = idx;
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	r->queued++;
+}
+
+/* Submit r's queued entries with one io_uring_enter that also waits for
+ * min_complete completions (0: does not wait). Returns how many the kernel
+ * did not take: the last ones queued, which stay in the ring unsubmitted (no
+ * later enter submits any: the ring is then off). */
+static unsigned ring_submit(struct ring *r, unsigned min_complete)
+{
+	unsigned queued = r->queued;
+	long n;
+
+	if (!queued)
+		return 0;
 	do
-		n = rt__raw(SYS_io_uring_enter, r->fd, 1, 0, 0, NULL, 0);
+		n = rt__raw(SYS_io_uring_enter, r->fd, queued, min_complete,
+			    min_complete ? IORING_ENTER_GETEVENTS : 0, NULL, 0);
 	while (n == -EINTR);
-	if (n != 1)
-		return false;
-	r->inflight++;
-	return true;
+	r->queued = 0;
+	if (n < 0)
+		n = 0;
+	if ((unsigned)n > queued)
+		n = queued;
+	r->inflight += (unsigned)n;
+	if ((unsigned)n < queued)
+		r->off = true;
+	return queued - (unsigned)n;
 }
 
 /* Start the write-back of [off, off+len) of fd (sync_file_range WRITE) in
@@ -343,7 +372,8 @@ static void wb_start(struct store *s, int fd, uint64_t off, uint64_t len)
 	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
 	if (r->inflight >= r->entries || len > UINT32_MAX)
 		return;
-	if (!ring_submit(r, &e)) { /* no more write-behind */
+	ring_queue(r, &e);
+	if (ring_submit(r, 0)) { /* no more write-behind */
 		ring_drop(r);
 		r->pid = -1;
 	}
@@ -376,7 +406,37 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Start an fsync of fd in the ring (datasync: fdatasync, else fsync), or do
+/* Submit the queued syncs (see ring_submit). The ones the kernel did not
+ * take are done here, one by one (their fds stay open until sync_wait
+ * returns); the ring then takes no new syncs, and sync_wait still collects
+ * the ones submitted. 0, or an error of the syncs done here (kept for
+ * sync_wait too). */
+static int sync_submit(struct ring *r, unsigned min_complete)
+{
+	unsigned left, tail;
+
+	if (!r->queued)
+		return 0;
+	if (r->pid != rt__raw0(SYS_getpid)) {
+		/* A child forked while they were queued: the ring is the parent's. */
+		left = r->queued;
+		r->queued = 0;
+	} else {
+		left = ring_submit(r, min_complete);
+	}
+	tail = *r->sq_tail;
+	for (unsigned i = left; i > 0; i--) {
+		struct io_uring_sqe *e = &r->sqes[r->sq_array[(tail - i) & *r->sq_mask]];
+		long nr = e->fsync_flags & IORING_FSYNC_DATASYNC ? SYS_fdatasync : SYS_fsync;
+		int err = (int)rt__raw(nr, e->fd);
+
+		if (err && !r->err)
+			r->err = err;
+	}
+	return r->err;
+}
+
+/* Queue an fsync of fd in the ring (datasync: fdatasync, else fsync), or do
  * it here when the ring cannot take it. */
 static int ring_fsync(struct ring *r, int fd, bool datasync)
 {
@@ -384,13 +444,9 @@ static int ring_fsync(struct ring *r, int fd, bool datasync)
 	struct io_uring_sqe e = { .opcode = IORING_OP_FSYNC, .fd = fd,
 				  .fsync_flags = datasync ? IORING_FSYNC_DATASYNC : 0 };
 
-	if (!ring_ready(r) || r->inflight >= r->entries)
+	if (!ring_ready(r) || r->off || r->inflight + r->queued >= r->entries)
 		return (int)rt__raw(nr, fd);
-	if (!ring_submit(r, &e)) {
-		/* Stop using the ring (the entry stays unsubmitted) and sync here. */
-		r->pid = -1;
-		return (int)rt__raw(nr, fd);
-	}
+	ring_queue(r, &e);
 	return 0;
 }
 
@@ -410,12 +466,23 @@ static int st_sync_dir_start(void *ctx)
 	return ring_fsync(&s->r, s->dirfd, false);
 }
 
+/* Start the queued syncs now (pf: before the freshness prepare, which they
+ * overlap). */
+static int st_sync_submit(void *ctx)
+{
+	struct store *s = ctx;
+
+	return sync_submit(&s->r, 0);
+}
+
 static int st_sync_wait(void *ctx)
 {
 	struct store *s = ctx;
 	struct ring *r = &s->r;
 	int err;
 
+	/* Submitted and waited for in one call when nothing was in flight. */
+	(void)sync_submit(r, r->inflight ? 0 : r->queued);
 	while (r->inflight > 0 && r->pid > 0) {
 		unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
 		long n;
@@ -435,7 +502,7 @@ static int st_sync_wait(void *ctx)
 			/* Cannot wait: the outcome of these syncs is unknown. */
 			r->err = r->err ? r->err : (int)n;
 			r->inflight = 0;
-			r->pid = -1;
+			r->off = true;
 		}
 	}
 	err = r->err;
@@ -485,6 +552,7 @@ static int st_sync_dir(void *ctx)
 {
 	struct store *s = ctx;
 
+	(void)sync_submit(&s->r, 0);
 	return (int)rt__raw(SYS_fsync, s->dirfd);
 }
 
@@ -493,6 +561,7 @@ static int st_sync_all(void *ctx)
 {
 	struct store *s = ctx;
 
+	(void)sync_submit(&s->r, 0);
 	return (int)rt__raw(SYS_syncfs, s->dirfd);
 }
 
@@ -560,6 +629,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.exchange = st_exchange,
 	.sync_start = st_sync_start,
 	.sync_wait = st_sync_wait,
+	.sync_submit = st_sync_submit,
 	.sync_dir_start = st_sync_dir_start,
 	.list = st_list,
 	.free = st_free,
