@@ -13,12 +13,37 @@ static const uint8_t g_plain_tag[PF_TAG_SIZE] = {
 	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 };
 
-void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32])
+static void make_aad(const uint8_t *file_id, uint32_t kind, uint64_t i, uint32_t len,
+		     uint8_t aad[32])
 {
-	memcpy(aad, n->file_id, PF_FILE_ID_SIZE);
+	memcpy(aad, file_id, PF_FILE_ID_SIZE);
 	pf__put_u64(aad + 16, i);
 	pf__put_u32(aad + 24, len);
-	pf__put_u32(aad + 28, n->kind);
+	pf__put_u32(aad + 28, kind);
+}
+
+void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32])
+{
+	make_aad(n->file_id, n->kind, i, len, aad);
+}
+
+bool pf_stream_ask(const uint8_t tag[PF_STREAM_TAG])
+{
+	return memcmp(tag, g_plain_tag, PF_TAG_SIZE) == 0;
+}
+
+int pf_stream_open(kc_aead_t *a, const struct pf_stream_info *info, uint64_t k,
+		   const uint8_t *slot, uint32_t len, const uint8_t tag[PF_STREAM_TAG],
+		   uint8_t *out)
+{
+	uint8_t aad[32];
+
+	if (info->kind != PF_REGION_ENCRYPTED || pf_stream_ask(tag) ||
+	    !kiln_ct_equal(slot + PF_NONCE_SIZE, tag, PF_TAG_SIZE))
+		return -KILN_EAUTH;
+	make_aad(info->file_id, info->kind, k, len, aad);
+	return kc_aead_open(a, slot, aad, sizeof(aad), slot + PF_SLOT_META, len, out,
+			    slot + PF_NONCE_SIZE);
 }
 
 /* Seal plaintext pt[len] as chunk i into slot (nonce, tag, data). nonce: 12

@@ -464,6 +464,51 @@ ssize_t pf_read_chunks(pf_file_t *f, uint64_t first, size_t count, void *buf, in
 	return r;
 }
 
+int pf_stream_key(pf_file_t *f, struct pf_stream_info *out, int *fd)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	int ret = -EOPNOTSUPP;
+
+	pthread_mutex_lock(&v->lock);
+	if (n->kind == PF_REGION_ENCRYPTED && v->so->direct_fd && !n->failed &&
+	    (ret = v->so->direct_fd(v->sctx, n->fh)) >= 0) {
+		*fd = ret;
+		ret = 0;
+		memcpy(out->key, n->inode->key, PF_KEY_SIZE);
+		memcpy(out->file_id, n->file_id, PF_FILE_ID_SIZE);
+		out->kind = n->kind;
+		out->slot0 = PF_HDR_SIZE;
+		out->stride = v->stride;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_stream_tags(pf_file_t *f, uint64_t first, size_t count, uint8_t *tags,
+		   struct kiln_err *err)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	uint64_t nch = pf__nchunks(v, n->size);
+	int ret = -EINVAL;
+
+	pthread_mutex_lock(&v->lock);
+	if (first < nch && count <= nch - first && count &&
+	    !(ret = pf__tags_need(n, first, first + count, err))) {
+		for (uint64_t k = first; k < first + count; k++) {
+			uint8_t *t = tags + (k - first) * PF_TAG_SIZE;
+
+			if (pf__wb_find(n, k))
+				memset(t, 0xff, PF_TAG_SIZE);
+			else
+				memcpy(t, pf__tag(n, k), PF_TAG_SIZE);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
 int pf_write_chunks(pf_file_t *f, uint64_t first, size_t count, const void *buf,
 		    uint64_t new_size, struct kiln_err *err)
 {

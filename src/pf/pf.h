@@ -128,6 +128,9 @@ struct pf_storage_ops {
 	 * once, with sync_start; sync_wait waits for it too. A commit log
 	 * record syncs the names its commit created in its group this way. */
 	int (*sync_dir_start)(void *ctx);
+	/* Optional (NULL: no streaming reads outside pf): a new read-only
+	 * O_DIRECT descriptor of fh's file (close-on-exec), or -errno. */
+	int (*direct_fd)(void *ctx, void *fh);
 };
 
 /* The alignment pread_direct asks of buffer, offset and length: the page
@@ -307,6 +310,35 @@ int pf_fsync(pf_file_t *file, struct kiln_err *err);
  * at the end of the file), or an error for the whole call (-EBADF). */
 ssize_t pf_read_chunks(pf_file_t *file, uint64_t first, size_t count, void *buf,
 		       int *results, struct kiln_err *err);
+/* Streaming reads outside pf (the runtime's program-side cold read,
+ * docs/fs.md "Cold reads in the program's process"). pf_stream_key: the
+ * file's data key, file id and layout (slot k of the backing file is at
+ * slot0 + k * stride: nonce, tag, data) and a read-only O_DIRECT descriptor
+ * of its backing file (owned by the caller); -EOPNOTSUPP unless the file is
+ * encrypted and the storage gives such descriptors. pf_stream_tags: the tags
+ * (PF_STREAM_TAG bytes each) the reads of chunks [first, first + count) check,
+ * loaded and verified as a read would; all zeros for a hole, PF_STREAM_ASK
+ * (all 0xff) for a chunk whose slot on disk is not the one to read (held in
+ * the write-back). pf_stream_open: authenticate and decrypt one slot of such
+ * a file (len plaintext bytes of chunk k) against tag into out: 0, or
+ * -KILN_EAUTH (out wiped). */
+#define PF_STREAM_TAG 16
+#define PF_STREAM_ID 16
+struct pf_stream_info {
+	uint8_t key[PF_KEY_SIZE];
+	uint8_t file_id[PF_STREAM_ID];
+	uint32_t kind;
+	uint32_t slot0;
+	uint64_t stride;
+};
+int pf_stream_key(pf_file_t *file, struct pf_stream_info *out, int *fd);
+int pf_stream_tags(pf_file_t *file, uint64_t first, size_t count, uint8_t *tags,
+		   struct kiln_err *err);
+bool pf_stream_ask(const uint8_t tag[PF_STREAM_TAG]);
+struct kc_aead;
+int pf_stream_open(struct kc_aead *a, const struct pf_stream_info *info, uint64_t k,
+		   const uint8_t *slot, uint32_t len, const uint8_t tag[PF_STREAM_TAG],
+		   uint8_t *out);
 /* Write count whole chunks from first (chunk first + i from buf + i * cs) and
  * make the file new_size bytes long: only these chunks are sealed (and the
  * last one's length follows new_size; chunks between the old end and first

@@ -190,6 +190,17 @@ static ssize_t st_pread_direct(void *ctx, void *fh, void *buf, size_t size, uint
 	return n;
 }
 
+/* See pf_storage_ops.direct_fd. */
+static int st_direct_fd(void *ctx, void *fh)
+{
+	struct store_fh *h = fh;
+	long n = h->dfd == -1 ? open_direct(ctx, h) : 0;
+
+	if (n < 0 || h->dfd < 0)
+		return n < 0 ? (int)n : -EOPNOTSUPP;
+	return (int)rt__raw(SYS_fcntl, h->dfd, F_DUPFD_CLOEXEC, 0);
+}
+
 static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
 {
 	return read_full(((struct store_fh *)fh)->fd, buf, size, off, false);
@@ -634,6 +645,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.list = st_list,
 	.free = st_free,
 	.pread_direct = st_pread_direct,
+	.direct_fd = st_direct_fd,
 	.writeback = st_writeback,
 };
 

@@ -126,6 +126,7 @@ struct rt_node {
 				* use it meanwhile (refs > 0) */
 	atomic_bool settle;    /* refs reached 0 without the lock: cache or free it */
 	uint64_t cached_at;
+	_Atomic(struct rt_stream *) stream; /* stream.c's hand-over, or NULL */
 };
 
 struct rt_oldmap {
@@ -272,6 +273,19 @@ void rt__fast_pool_fill(void) RT_HIDDEN;
 /* shield.c: a forked child that has not attached its inherited files yet. */
 bool rt__shield_in_child(void) RT_HIDDEN;
 
+
+/* data.c: large transfers go in windows of RT_WINDOW bytes. Pin chunks
+ * [c0, c1] and have the missing ones filled (0, or -EIO: unpinned again);
+ * read one window [at, at + len) the usual way (bytes read or an error). */
+#define RT_WINDOW ((uint64_t)4 << 20)
+int rt__pin_fill(struct rt_node *n, uint64_t c0, uint64_t c1) RT_HIDDEN;
+long rt__read_window(struct rt_node *n, int fd, char *buf, uint64_t at, uint64_t len) RT_HIDDEN;
+
+/* stream.c: a large read of clean chunks decrypted in this process: the bytes
+ * read, an error, or -EAGAIN (nothing read: take the usual path). */
+long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_t off) RT_HIDDEN;
+/* The last close (unmap: the node goes): wipe the hand-over. */
+void rt__stream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
 
 /* mmap.c */
 bool rt__maps_any(void) RT_HIDDEN;

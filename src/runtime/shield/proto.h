@@ -217,8 +217,16 @@ enum rt_op {
 	RT_OP_ESCAPE,      /* flags RT_STAT_NOFOLLOW, path -> where it leaves the volume
 			    * through a symlink: the rest of the path (absolute, or
 			    * relative to the mount point); empty when it does not */
+	RT_OP_STREAM,      /* file id, first chunk, count (<= RT_STREAM_MAX), flags
+			    * RT_STREAM_KEY: the tags reads of those chunks check
+			    * (16 bytes each: pf_stream_tags), after, with
+			    * RT_STREAM_KEY, the hand-over (struct pf_stream_info)
+			    * and its backing file's O_DIRECT fd; only for a file
+			    * this process opened for reading (docs/runtime.md) */
 	RT_OP_MAX_
 };
+#define RT_STREAM_KEY 0x1u
+#define RT_STREAM_MAX 2048u
 
 /* Flags of RT_OP_UTIMES (utimensat's UTIME_NOW and UTIME_OMIT per time).
  * Both now (utimensat with NULL times): the owner or a writer may set them;

@@ -628,7 +628,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		srv_log("%llu requests; %llu commits for %llu fsyncs, %.3f ms each; %llu fills of "
 			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB; %llu background "
 			"write-backs; %llu chunks read ahead after the reply; %llu mapped chunks "
-			"unchanged, not stored again",
+			"unchanged, not stored again; %llu streams of %llu chunks",
 			(unsigned long long)g_srv.n_requests, (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
@@ -636,7 +636,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.n_evicted,
 			(unsigned long long)(g_srv.peak_bytes >> 10),
 			(unsigned long long)g_srv.n_nudges, (unsigned long long)g_srv.ra_after_reply,
-			(unsigned long long)g_srv.n_same);
+			(unsigned long long)g_srv.n_same, (unsigned long long)g_srv.n_streams,
+			(unsigned long long)g_srv.stream_chunks);
 	/* Whoever waits for this file to go finds the final commit done and the
 	 * log complete. Before the volume is let go: a server started meanwhile
 	 * waits for the lock, and then writes its own file, which this unlink

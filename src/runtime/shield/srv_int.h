@@ -58,6 +58,7 @@ struct sfile {
 struct shold {
 	struct sfile *f;
 	uint32_t holds, maps, wmaps, wholes;
+	bool reads;            /* opened for reading (RT_OP_STREAM) */
 };
 
 struct sclient {
@@ -105,6 +106,7 @@ struct srv {
 	 * of the process that started the server. */
 	bool stats;
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
+	uint64_t n_streams, stream_chunks; /* RT_OP_STREAM requests, tags handed out */
 	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */
 	uint64_t n_same;       /* chunks of mapped files not stored again: digest unmoved */
 	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */

@@ -260,6 +260,7 @@ hold:
 	}
 	first = !h->holds && !h->maps;
 	h->holds++;
+	h->reads |= (flags & O_ACCMODE) != O_WRONLY;
 	f->holds++;
 	fds[0] = f->memfd;
 	fds[1] = f->statefd;
@@ -524,6 +525,38 @@ static int do_fill(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	/* The client reads what it asked for while the read-ahead runs. */
 	sf_readahead(f);
 	sf_balance(false);
+	return ret;
+}
+
+/* STREAM: tags for the program's own decrypt of clean chunks, with the
+ * hand-over first (docs/runtime.md "What each process holds"). Failures are
+ * not logged: the client then asks for a fill, which decides and logs. */
+static int do_stream(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct pf_stream_info info;
+	struct sfile *f = file_of(c, m->id);
+	size_t hdr = (m->flags & RT_STREAM_KEY) ? sizeof(info) : 0;
+	int ret = 0, fd = -1;
+
+	(void)cred;
+	if (!f)
+		return -EBADF;
+	if (!hold_of(c, f, false)->reads || f->wmaps || m->b > RT_STREAM_MAX)
+		return -EACCES;
+	if (hdr && (ret = pf_stream_key(f->pf, &info, &fd)))
+		return ret;
+	memcpy(g_srv.buf, &info, hdr);
+	kiln_wipe(&info, sizeof(info));
+	ret = pf_stream_tags(f->pf, m->a, (size_t)m->b, g_srv.buf + hdr, NULL);
+	if (!ret) {
+		g_srv.n_streams++;
+		g_srv.stream_chunks += m->b;
+		ret = rt__reply_send(c->fd, 0, g_srv.buf, hdr + m->b * PF_STREAM_TAG, &fd,
+				     fd >= 0);
+	}
+	kiln_wipe(g_srv.buf, hdr);
+	if (fd >= 0)
+		close(fd);
 	return ret;
 }
 
@@ -843,6 +876,7 @@ static const srv_op_fn g_ops[RT_OP_MAX_] = {
 	[RT_OP_READDIR] = do_readdir,   [RT_OP_LINK] = do_link,
 	[RT_OP_SYMLINK] = do_symlink,   [RT_OP_READLINK] = do_readlink,
 	[RT_OP_MKNOD] = do_mknod,       [RT_OP_ESCAPE] = do_escape,
+	[RT_OP_STREAM] = do_stream,
 };
 
 int srv_serve(struct sconn *c, const struct rt_msg *m)

@@ -1,0 +1,317 @@
+/* kiln runtime, file shield v2: cold reads decrypted in the program's process
+ * (docs/fs.md "Cold reads in the program's process", docs/runtime.md "What each
+ * process holds"). A read of at least STREAM_MIN bytes of chunks neither VALID
+ * nor DIRTY reads their slots itself, with one O_DIRECT request per batch, and
+ * decrypts each straight into the caller's buffer: no fill, no memfd copy.
+ *
+ * Per window: pin the chunks (nothing is evicted meanwhile), ask the server for
+ * the tags it checks (the first time also for the file's key, id and an
+ * O_DIRECT descriptor of its backing file), read and open the slots, then look
+ * at the chunk words again: a chunk that became VALID meanwhile (a write or a
+ * fill by another process) is read from the memfd instead. A slot whose tag is
+ * not the server's, or that does not open, goes to the server's fill, which
+ * alone decides EIO and logs it: a race costs a retry, never a false error.
+ * Edge chunks the read covers only in part, chunks past what pf stores and
+ * cached ranges go the usual way. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "crypto/crypto.h"
+#include "runtime/shield/internal.h"
+
+#define STREAM_MIN ((uint64_t)256 * 1024)
+#define SBATCH ((uint64_t)1 << 20) /* slot bytes per O_DIRECT request */
+#define PAGE 4096u
+
+/* How a chunk of a window is read: decrypted here, from the memfd, filled by
+ * the server first (FILL; BAD: its slot did not open here). */
+enum { DEC, MEM, FILL, BAD };
+
+/* One per node, in its own pages (MADV_DONTDUMP, MADV_WIPEONFORK: a forked
+ * child finds zeros, so not ready). */
+struct rt_stream {
+	pthread_mutex_t lock; /* one reader at a time; the others take the fills */
+	bool ready;           /* the hand-over is here */
+	bool off;             /* the server refused it: fills serve this node */
+	bool stale;           /* a slot did not match: take a fresh hand-over */
+	int dfd;
+	kc_aead_t *aead;
+	struct pf_stream_info info;
+	uint8_t *sbuf;        /* SBATCH + 2 * PAGE, page-aligned */
+	uint8_t cls[RT_STREAM_MAX];
+	uint8_t tags[RT_STREAM_MAX * PF_STREAM_TAG];
+};
+#define STREAM_BYTES ((sizeof(struct rt_stream) + PAGE - 1) / PAGE * PAGE)
+
+static void forget(struct rt_stream *s)
+{
+	if (s->ready) {
+		kc_aead_free(s->aead);
+		rt__own_close(s->dfd);
+	}
+	kiln_wipe(&s->info, sizeof(s->info));
+	s->aead = NULL;
+	s->ready = false;
+}
+
+void rt__stream_drop(struct rt_node *n, bool unmap)
+{
+	struct rt_stream *s = atomic_load(&n->stream);
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	forget(s);
+	if (s->sbuf)
+		rt__raw(SYS_munmap, s->sbuf, SBATCH + 2 * PAGE);
+	s->sbuf = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (unmap) {
+		rt__raw(SYS_munmap, s, STREAM_BYTES);
+		atomic_store(&n->stream, NULL);
+	}
+}
+
+static struct rt_stream *stream_of(struct rt_node *n)
+{
+	struct rt_stream *s = atomic_load(&n->stream), *none = NULL;
+	long p;
+
+	if (s)
+		return s;
+	p = rt__raw(SYS_mmap, NULL, STREAM_BYTES, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p < 0 && p > -4096)
+		return NULL;
+	s = (struct rt_stream *)p;
+	rt__raw(SYS_madvise, s, STREAM_BYTES, MADV_DONTDUMP);
+	rt__raw(SYS_madvise, s, STREAM_BYTES, MADV_WIPEONFORK);
+	if (!atomic_compare_exchange_strong(&n->stream, &none, s)) {
+		rt__raw(SYS_munmap, s, STREAM_BYTES);
+		return none;
+	}
+	return s;
+}
+
+/* The server's tags for chunks [c, c + count), with the hand-over when due.
+ * 0, or the server's refusal (-EACCES, -EOPNOTSUPP: never again here). */
+static int ask(struct rt_node *n, struct rt_stream *s, uint64_t c, uint64_t count)
+{
+	bool key = !s->ready || s->stale;
+	struct rt_msg m = { .op = RT_OP_STREAM, .id = n->id, .a = c, .b = count,
+			    .flags = key ? RT_STREAM_KEY : 0 };
+	size_t hdr = key ? sizeof(s->info) : 0;
+	struct rt_call call;
+	struct rt_guard g;
+	int ret;
+
+	rt__enter(&g);
+	ret = rt__cl_call(n->vol, &m, &call);
+	if (ret == 0 && (call.size != hdr + count * PF_STREAM_TAG || (key && call.fds[0] < 0)))
+		ret = -EPROTO;
+	if (ret == 0 && key) {
+		forget(s);
+		memcpy(&s->info, call.body, hdr);
+		s->dfd = rt__own_fd(call.fds[0]);
+		call.fds[0] = -1;
+		s->aead = s->dfd >= 0 ? kc_aead_new(s->info.key) : NULL;
+		kiln_wipe(s->info.key, sizeof(s->info.key));
+		kiln_wipe((void *)call.body, hdr);
+		s->ready = s->aead != NULL;
+		s->stale = false;
+		if (!s->ready) {
+			if (s->dfd >= 0)
+				rt__own_close(s->dfd);
+			ret = -ENOMEM;
+		}
+	}
+	if (ret == 0)
+		memcpy(s->tags, call.body + hdr, count * PF_STREAM_TAG);
+	rt__cl_done(n->vol, &call);
+	rt__leave(&g);
+	if (ret == -EACCES || ret == -EOPNOTSUPP)
+		s->off = true;
+	return ret;
+}
+
+/* The caller's buffer takes a write at every page (a bad one is EFAULT, as
+ * the kernel's read says, not a fault in here). */
+static int probe(char *buf, uint64_t len)
+{
+	static const char zero;
+
+	for (uint64_t p = 0; p < len; p = (p + PAGE) / PAGE * PAGE)
+		if (rt__copy_out(buf + p, &zero, 1))
+			return -EFAULT;
+	return rt__copy_out(buf + len - 1, &zero, 1) ? -EFAULT : 0;
+}
+
+/* Open the DEC chunks of [c0, c1] (chunk k's bytes at buf + k * cs - base,
+ * its tag s->tags[k - c0]), their slots read in batches; a chunk that does
+ * not open becomes BAD. */
+static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stored,
+		   uint64_t c0, uint64_t c1, char *buf, uint64_t base)
+{
+	uint64_t stride = s->info.stride, per = SBATCH / stride;
+
+	for (uint64_t i = c0; i <= c1; i++) {
+		uint64_t j = i, start, end, a, b;
+		long r;
+
+		if (cls[i - c0] != DEC)
+			continue;
+		while (j < c1 && j + 1 - i < per)
+			j++;
+		start = s->info.slot0 + i * stride;
+		end = s->info.slot0 + j * stride + stride;
+		a = start / PAGE * PAGE;
+		b = (end + PAGE - 1) / PAGE * PAGE;
+		{
+			struct kiln_cachestat_range range = { a, b - a };
+			struct kiln_cachestat st;
+
+			if (rt__raw(KILN_NR_CACHESTAT, s->dfd, &range, &st, 0) != 0 ||
+			    !kiln_read_around_cache(&st, b - a, PAGE))
+				return -EAGAIN;
+		}
+		r = rt__raw(SYS_pread64, s->dfd, s->sbuf, b - a, a);
+		if (r == -EINVAL)
+			s->off = true; /* this file system's O_DIRECT wants more */
+		if (r < 0)
+			return (int)r;
+		if ((uint64_t)r < b - a)
+			memset(s->sbuf + r, 0, b - a - (uint64_t)r);
+		for (uint64_t k = i; k <= j; k++) {
+			const uint8_t *tag = s->tags + (k - c0) * PF_STREAM_TAG;
+			uint32_t len = (uint32_t)((k + 1) * cs <= stored ? cs : stored - k * cs);
+			uint8_t *out = (uint8_t *)buf + (k * cs - base);
+			static const uint8_t hole[PF_STREAM_TAG];
+
+			if (cls[k - c0] != DEC)
+				continue;
+			if (!memcmp(tag, hole, sizeof(hole)))
+				memset(out, 0, len);
+			else if (pf_stream_open(s->aead, &s->info, k,
+						s->sbuf + (start - a) + (k - i) * stride, len,
+						tag, out))
+				cls[k - c0] = BAD;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+/* One window [at, at + len) of the read into buf: the bytes read, or -EAGAIN
+ * (nothing done: read it the usual way), or an error. */
+static long window(struct rt_node *n, struct rt_stream *s, int fd, char *buf, uint64_t at,
+		   uint64_t len)
+{
+	/* The words first: a remap stores the mapping, then its size. */
+	uint64_t words = atomic_load(&n->seg_words);
+	struct rt_fseg *seg = atomic_load(&n->seg);
+	uint64_t cs = n->vol->chunk, c0 = at / cs, c1 = (at + len - 1) / cs, lo, hi;
+	uint64_t stored = atomic_load(&seg->stored_size), d0 = UINT64_MAX, d1 = 0;
+	long ret = 0;
+
+	if (c1 >= words || (atomic_load(&seg->flags) & RT_FS_NOEVICT))
+		return -EAGAIN;
+	rt__ck_pin(seg, c0, c1, &lo, &hi);
+	for (uint64_t k = c0; k <= c1; k++) {
+		uint32_t w = atomic_load(&seg->w[k]);
+		bool whole = k * cs >= at && (k + 1) * cs <= at + len;
+
+		if (((w & RT_CK_VALID) && !(w & RT_CK_BUSY)) || k * cs >= stored)
+			s->cls[k - c0] = MEM;
+		else if (!whole || (k + 1) * cs > stored)
+			s->cls[k - c0] = FILL;
+		else
+			s->cls[k - c0] = DEC;
+		if (s->cls[k - c0] == DEC) {
+			d0 = d0 < k ? d0 : k;
+			d1 = k;
+		}
+	}
+	/* Tags of [d0, d1] (every one below what pf stores). */
+	if (d0 > d1 || ask(n, s, d0, d1 - d0 + 1) || probe(buf, len) ||
+	    decrypt(s, s->cls + (d0 - c0), cs, stored, d0, d1, buf + (d0 * cs - at), d0 * cs)) {
+		rt__ck_unpin(seg, c0, c1);
+		return -EAGAIN;
+	}
+	for (uint64_t k = c0; k <= c1; k++) {
+		uint32_t w = atomic_load(&seg->w[k]);
+
+		if (s->cls[k - c0] == DEC && (w & RT_CK_VALID) && !(w & RT_CK_BUSY))
+			s->cls[k - c0] = MEM; /* written or filled meanwhile */
+		s->stale |= s->cls[k - c0] == BAD;
+	}
+	/* The rest: runs of FILL (filled by the server) and MEM chunks from the memfd. */
+	for (uint64_t k = c0; k <= c1 && ret >= 0; k++) {
+		uint64_t e = k, rs, re;
+
+		if (s->cls[k - c0] == DEC)
+			continue;
+		while (e < c1 && s->cls[e + 1 - c0] != DEC)
+			e++;
+		for (uint64_t f = k; f <= e && ret >= 0; f++)
+			if (s->cls[f - c0] >= FILL && (ret = rt__pin_fill(n, f, f)) == 0)
+				rt__ck_unpin(seg, f, f);
+		rs = k * cs > at ? k * cs : at;
+		re = (e + 1) * cs < at + len ? (e + 1) * cs : at + len;
+		if (ret >= 0)
+			ret = rt__raw(SYS_pread64, fd, buf + (rs - at), re - rs, rs);
+		if (ret >= 0 && (uint64_t)ret < re - rs) {
+			len = rs - at + (uint64_t)ret; /* the end of the file moved */
+			break;
+		}
+		k = e;
+	}
+	rt__ck_unpin(seg, c0, c1);
+	return ret < 0 ? ret : (long)len;
+}
+
+long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_t off)
+{
+	uint64_t cs = n->vol->chunk;
+	uint64_t span = RT_STREAM_MAX * cs < RT_WINDOW ? RT_STREAM_MAX * cs : RT_WINDOW;
+	uint64_t done = 0;
+	struct rt_stream *s;
+	struct stat st;
+	long r = 0;
+
+	if (len < STREAM_MIN || (rt__raw(SYS_fcntl, fd, F_GETFL) & O_ACCMODE) == O_WRONLY ||
+	    rt__raw(SYS_fstat, fd, &st) || off >= (uint64_t)st.st_size)
+		return -EAGAIN;
+	if (len > (uint64_t)st.st_size - off)
+		len = (uint64_t)st.st_size - off;
+	s = stream_of(n);
+	if (!s || s->off || pthread_mutex_trylock(&s->lock))
+		return -EAGAIN;
+	if (!s->sbuf) {
+		long p = rt__raw(SYS_mmap, NULL, SBATCH + 2 * PAGE, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		s->sbuf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
+	}
+	while (s->sbuf && done < len) {
+		uint64_t at = off + done, wl = len - done;
+
+		if (wl > span - at % span)
+			wl = span - at % span;
+		r = window(n, s, fd, buf + done, at, wl);
+		if (r == -EAGAIN)
+			r = rt__read_window(n, fd, buf + done, at, wl);
+		if (r <= 0)
+			break;
+		done += (uint64_t)r;
+		if ((uint64_t)r < wl)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!s->sbuf)
+		return -EAGAIN;
+	return done ? (long)done : r;
+}
