@@ -150,6 +150,20 @@ static int probe(char *buf, uint64_t len)
 	return rt__copy_out(buf + len - 1, &zero, 1) ? -EFAULT : 0;
 }
 
+/* Are the slots of chunks [c0, c1] to be read around the page cache (not all
+ * of them cached, none waiting for write-back)? Else the server reads them. */
+static bool cold(struct rt_stream *s, uint64_t c0, uint64_t c1, uint64_t *a, uint64_t *b)
+{
+	struct kiln_cachestat_range range;
+	struct kiln_cachestat st;
+
+	*a = (s->info.slot0 + c0 * s->info.stride) / PAGE * PAGE;
+	*b = (s->info.slot0 + (c1 + 1) * s->info.stride + PAGE - 1) / PAGE * PAGE;
+	range = (struct kiln_cachestat_range){ *a, *b - *a };
+	return rt__raw(KILN_NR_CACHESTAT, s->dfd, &range, &st, 0) == 0 &&
+	       kiln_read_around_cache(&st, *b - *a, PAGE);
+}
+
 /* Open the DEC chunks of [c0, c1] (chunk k's bytes at buf + k * cs - base,
  * its tag s->tags[k - c0]), their slots read in batches; a chunk that does
  * not open becomes BAD. */
@@ -159,7 +173,7 @@ static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stor
 	uint64_t stride = s->info.stride, per = SBATCH / stride;
 
 	for (uint64_t i = c0; i <= c1; i++) {
-		uint64_t j = i, start, end, a, b;
+		uint64_t j = i, start, a, b;
 		long r;
 
 		if (cls[i - c0] != DEC)
@@ -167,17 +181,8 @@ static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stor
 		while (j < c1 && j + 1 - i < per)
 			j++;
 		start = s->info.slot0 + i * stride;
-		end = s->info.slot0 + j * stride + stride;
-		a = start / PAGE * PAGE;
-		b = (end + PAGE - 1) / PAGE * PAGE;
-		{
-			struct kiln_cachestat_range range = { a, b - a };
-			struct kiln_cachestat st;
-
-			if (rt__raw(KILN_NR_CACHESTAT, s->dfd, &range, &st, 0) != 0 ||
-			    !kiln_read_around_cache(&st, b - a, PAGE))
-				return -EAGAIN;
-		}
+		if (!cold(s, i, j, &a, &b))
+			return -EAGAIN;
 		r = rt__raw(SYS_pread64, s->dfd, s->sbuf, b - a, a);
 		if (r == -EINVAL)
 			s->off = true; /* this file system's O_DIRECT wants more */
@@ -236,7 +241,8 @@ static long window(struct rt_node *n, struct rt_stream *s, int fd, char *buf, ui
 		}
 	}
 	/* Tags of [d0, d1] (every one below what pf stores). */
-	if (d0 > d1 || ask(n, s, d0, d1 - d0 + 1) || probe(buf, len) ||
+	if (d0 > d1 || (s->ready && !s->stale && !cold(s, d0, d1, &lo, &hi)) ||
+	    ask(n, s, d0, d1 - d0 + 1) || probe(buf, len) ||
 	    decrypt(s, s->cls + (d0 - c0), cs, stored, d0, d1, buf + (d0 * cs - at), d0 * cs)) {
 		rt__ck_unpin(seg, c0, c1);
 		return -EAGAIN;

@@ -110,12 +110,26 @@ def expected(mib):
 ENV = {"KILN_SHIELD_STATS": "1", "KILN_FILE_CACHE": "64:16"}
 
 
-def test_cold_read_decrypted_by_the_program(volume):
+def cold_file(volume, mib, tamper=None):
+    """big.bin of mib MiB (chunk i: "orig%08d" % i), chunk tamper's data
+    altered on disk, out of the page cache; (python3, its path)."""
     py = need("python3")
     path = volume.dir / "big.bin"
-    volume.run(py, "-c", WRITE, path, MIB, env=ENV, check=True)
+    volume.run(py, "-c", WRITE, path, mib, env=ENV, check=True)
     volume.wait_server_gone(10)
+    if tamper is not None:
+        backing = max(volume.backing_files(), key=lambda p: p.stat().st_size)
+        with open(backing, "r+b") as f:
+            f.seek(64 + tamper * SLOT + 12 + 16 + 100)
+            b = f.read(1)
+            f.seek(64 + tamper * SLOT + 12 + 16 + 100)
+            f.write(bytes([b[0] ^ 1]))
     drop_cache(volume)
+    return py, path
+
+
+def test_cold_read_decrypted_by_the_program(volume):
+    py, path = cold_file(volume, MIB)
     p = volume.run(py, "-c", READ, path, env=ENV, check=True)
     digest, res = p.stdout.split(" ", 1)
     assert digest == expected(MIB) and set(res.split()) == {"ok"}, p.stdout
@@ -129,11 +143,7 @@ def test_cold_read_decrypted_by_the_program(volume):
 
 
 def test_cold_read_with_a_concurrent_writer(volume):
-    py = need("python3")
-    path = volume.dir / "big.bin"
-    volume.run(py, "-c", WRITE, path, MIB, env=ENV, check=True)
-    volume.wait_server_gone(10)
-    drop_cache(volume)
+    py, path = cold_file(volume, MIB)
     p = volume.run(py, "-c", BOTH, path, MIB, env=ENV, check=True, timeout=600)
     rc, passes, bad = map(int, p.stdout.split())
     assert rc == 0 and passes >= 1 and bad == 0, (p.stdout, p.stderr)
@@ -163,18 +173,8 @@ print(wrong)
 
 
 def test_cold_read_of_a_tampered_chunk(volume):
-    py = need("python3")
-    path = volume.dir / "big.bin"
-    volume.run(py, "-c", WRITE, path, 8, env=ENV, check=True)
-    volume.wait_server_gone(10)
     bad = 3 * 256 + 100  # in the fourth MiB
-    backing = max(volume.backing_files(), key=lambda p: p.stat().st_size)
-    with open(backing, "r+b") as f:
-        f.seek(64 + bad * SLOT + 12 + 16 + 100)
-        b = f.read(1)
-        f.seek(64 + bad * SLOT + 12 + 16 + 100)
-        f.write(bytes([b[0] ^ 1]))
-    drop_cache(volume)
+    py, path = cold_file(volume, 8, tamper=bad)
     p = volume.run(py, "-c", READ, path, env=ENV)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split()[1:] == ["ok"] * 3 + ["EIO"] + ["ok"] * 4, p.stdout
