@@ -32,8 +32,9 @@
  *
  * Files: shield.c (entry, init, exit, fork, exec), client.c, volume.c (the
  * mounted volumes), node.c, cache.c, file.c (open file descriptions), fast.c
- * (the lock-free open of a known file), data.c, mmap.c, stat.c, namespace.c,
- * inject.c (files injected by the attestation answer). */
+ * (the lock-free open of a known file), data.c, stream.c (large cold reads
+ * decrypted in this process), mmap.c, stat.c, namespace.c, inject.c (files
+ * injected by the attestation answer). */
 #ifndef KILN_RUNTIME_SHIELD_INTERNAL_H
 #define KILN_RUNTIME_SHIELD_INTERNAL_H
 
