@@ -12,7 +12,7 @@ import sys
 OPS = ["HELLO", "AUTH", "OPEN", "ATTACH", "RELEASE", "FILL", "FSYNC", "SYNCALL",
        "TRUNCATE", "FALLOCATE", "STAT", "UNLINK", "MKDIR", "RENAME", "CHMOD",
        "UTIMES", "READDIR", "MAP", "UNMAP", "WRITEBACK", "GROW", "CHOWN", "SEEK",
-       "LINK", "SYMLINK", "READLINK", "MKNOD", "ESCAPE"]
+       "LINK", "SYMLINK", "READLINK", "MKNOD", "ESCAPE", "STREAM"]
 OP = {name: i + 1 for i, name in enumerate(OPS)}
 
 
@@ -64,6 +64,8 @@ SEEDS = {
     "map": msg("MAP", fid=3, a=1),
     "unmap": msg("UNMAP", fid=3, a=1),
     "writeback": msg("WRITEBACK"),
+    # the tags of chunks 256..1279, with the hand-over (RT_STREAM_KEY)
+    "stream": msg("STREAM", flags=1, fid=3, a=256, b=1024),
 }
 
 
