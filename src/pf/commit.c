@@ -269,12 +269,13 @@ static bool log_commit_ok(pf_volume_t *v)
 }
 
 /* The commit as a log record (docs/fs.md "Commit log"). One phase, when
- * every file's generation is whole (all of it in its journal's redo entries):
+ * every file's generation is whole (all of it in its journal's redo entries)
+ * or the file is new, created by the record:
  * the record is written and its sync started in the group pf__commit_locked
  * started (journals, data), in parallel with the prepare of version+1 when the
  * provider holds version (use_version; else the prepare comes first); the
  * group's end is the commit point, and a replay takes the record last only
- * when the journals vouch for it (pf__log_vouch). Two phases otherwise: the
+ * when the journals, or a new file's content, vouch for it (pf__log_vouch). Two phases otherwise: the
  * prepare overlapped with the group, then the record written and synced.
  * Then the commit of the version. A failed record leaves the version
  * prepared, as a failed rename does, and makes the next commit a
@@ -286,12 +287,14 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 	size_t size = 0;
 	int ret;
 
-	/* Namespace changes: written after their group (a new file has no
-	 * journal to vouch for its data). */
-	if (v->nnsops)
-		one = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
-		if (n->committing && !(n->redo && n->whole))
+		/* A whole generation's journal vouches for the record; a file
+		 * the record creates, its content (its data synced in the
+		 * group, checked against the record's root at the replay:
+		 * pf__log_vouch). Not a plain file: its root does not tell. */
+		if (n->committing && !(n->redo && n->whole) &&
+		    (n->save_in_meta || n->kind == PF_REGION_PLAIN ||
+		     !pf__nsop_created(v, n->inode->ino)))
 			one = false;
 		/* A journal created in this generation, or a new file's backing
 		 * file: its name must be durable with the commit (a metadata
@@ -378,7 +381,8 @@ static bool onephase_group(pf_volume_t *v)
 {
 	size_t count = 0;
 
-	/* Namespace changes make the record two-phase (commit_by_log). */
+	/* Namespace changes: the files one by one (a new file has no
+	 * committed state; commit_by_log decides its record's phases). */
 	if (!log_volume_ok(v) || v->nnsops)
 		return false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {

@@ -704,11 +704,19 @@ int pf__journal_recover(struct pf_node *n, const struct pf_inode *e, bool *had_j
  * counts whole? A spent journal counts (its data was synced before). */
 int pf__journal_vouches(pf_volume_t *v, const char *name, const uint8_t file_id[PF_FILE_ID_SIZE],
 			const uint8_t root[PF_ROOT_SIZE], uint64_t size, bool *yes);
+/* Does a journal of backing file name (file_id), live or spent, have a header
+ * naming (root, size): a generation began on that state, so the commit that
+ * made it completed? */
+int pf__journal_names(pf_volume_t *v, const char *name, const uint8_t file_id[PF_FILE_ID_SIZE],
+		      const uint8_t root[PF_ROOT_SIZE], uint64_t size, bool *yes);
 
 /* tree.c: the tag tree (see there). pf__tags_need loads the blocks holding
  * chunks [lo, hi) (checked against the committed hashes: -KILN_EAUTH names
  * the block); only then may pf__tag and pf__tag_set touch those chunks. */
 int pf__tree_load(struct pf_node *n, const struct pf_inode *e, struct kiln_err *err);
+/* Does n's backing file (n->fh) hold e's state whole: tags making its root,
+ * every chunk authentic? Read only. */
+int pf__tree_vouch(struct pf_node *n, const struct pf_inode *e, bool *yes);
 int pf__tags_need(struct pf_node *n, uint64_t lo, uint64_t hi, struct kiln_err *err);
 static inline uint8_t *pf__tag(const struct pf_node *n, uint64_t k)
 {
@@ -740,6 +748,10 @@ void pf__node_free(struct pf_node *n);
 struct pf_node *pf__node_new(pf_volume_t *v, struct pf_inode *e);
 int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 		  struct kiln_err *err);
+/* Does the backing file of e (a file a one-phase record created, not loaded)
+ * hold e's root and size (pf__log_vouch)? *yes false when it is missing,
+ * short, another file's or altered; a size of 0 needs nothing. */
+int pf__node_vouches(pf_volume_t *v, const struct pf_inode *e, bool *yes);
 /* 512-byte blocks stored for a regular file (st_blocks). */
 uint64_t pf__node_blocks(pf_volume_t *v, const struct pf_inode *in);
 
@@ -794,10 +806,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
  * their fdatasync writes no inode (docs/fs.md "Commit log"). */
 #define PF_LOG_AHEAD (64u * 1024)
 /* Header flag (bytes 20..23): written in its commit's sync group, before its
- * data was durable; replayed last only when the journals vouch for it. */
+ * data was durable; replayed last only when the journals vouch for it, and
+ * the content of the files it creates (pf__log_vouch). */
 #define PF_LOG_ONEPHASE 1u
 /* Header flag: the body carries namespace entries (create and unlink of
- * regular files) before the file entries. Never with PF_LOG_ONEPHASE. An
+ * regular files) before the file entries; with PF_LOG_ONEPHASE too. An
  * older kiln refuses the flag: its replay stops there (a rollback). */
 #define PF_LOG_NS 2u
 /* One namespace change of a record, applied in order before its files. */

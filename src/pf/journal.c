@@ -589,6 +589,26 @@ int pf__journal_vouches(pf_volume_t *v, const char *name, const uint8_t file_id[
 	return ret;
 }
 
+int pf__journal_names(pf_volume_t *v, const char *name, const uint8_t file_id[PF_FILE_ID_SIZE],
+		      const uint8_t root[PF_ROOT_SIZE], uint64_t size, bool *yes)
+{
+	uint8_t want[PF_JOURNAL_HDR_SIZE];
+	int ret = 0;
+
+	*yes = false;
+	/* Bytes 8.. with the check: the same for a live and a spent header. */
+	pf__journal_header(root, size, file_id, PF_JOURNAL_MAGIC, want);
+	for (int k = 0; k < 2 && !ret && !*yes; k++) {
+		struct jfile j = { 0 };
+
+		ret = jfile_scan(v, name, file_id, NULL, k ? 'k' : 'j', true, &j);
+		*yes = !ret && j.fmt == 3 && memcmp(j.hdr + 8, want + 8, sizeof(want) - 8) == 0;
+		if (j.fh)
+			v->so->close(v->sctx, j.fh);
+	}
+	return ret;
+}
+
 /* On load: replay what the committed state needs from the journals (".j",
  * ".k"): the redo entries of the one whose end record names it (a crash after
  * the commit point, before its slots were durable in place), then the undo

@@ -83,7 +83,7 @@ int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uin
 	*out = NULL;
 	*out_size = 0;
 	if (rec->count > PF_LOG_MAX_FILES || (!ns && rec->count == 0) ||
-	    (ns && (rec->nns == 0 || rec->nns > PF_LOG_MAX_NS || (rec->flags & PF_LOG_ONEPHASE))))
+	    (ns && (rec->nns == 0 || rec->nns > PF_LOG_MAX_NS)))
 		return -EINVAL;
 	buf = calloc(1, total);
 	body = calloc(1, bsize);
@@ -335,10 +335,6 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 	flags = pf__get_u32(buf + 20);
 	if ((flags & ~(PF_LOG_ONEPHASE | PF_LOG_NS)) != 0 || pf__get_u32(buf + 36) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
-	/* Namespace changes are written after their sync group: never one-phase. */
-	if ((flags & PF_LOG_ONEPHASE) && (flags & PF_LOG_NS))
-		return kiln_err_set(err, -KILN_EFORMAT, "log record: one-phase with namespace "
-				    "entries");
 	if (!(flags & PF_LOG_NS) ? bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
 				   (bsize - 8) % PF_LOG_ENTRY_SIZE != 0 :
 				   bsize < 16 || bsize > PF_LOG_REC_MAX)
@@ -483,6 +479,31 @@ out_msg:
 	return ret;
 }
 
+/* Does the backing file of ent's file, which rec itself created (made), hold
+ * ent's state? A new file has no journal from before: its content is checked
+ * against the root the record carries. Or a journal of it names that state
+ * in its header: a generation began on it (after the commit completed) and
+ * may have written in place since, which its recovery puts back. */
+static int vouch_created(pf_volume_t *v, const struct pf_log_ns *made,
+			 const struct pf_log_entry *ent, bool *yes)
+{
+	struct pf_inode e = { .ino = ent->ino, .type = PF_TYPE_REG, .kind = made->kind,
+			      .root_fmt = PF_ROOT_TREE, .size = ent->size };
+	char name[PF_BNAME_MAX];
+	int ret;
+
+	memcpy(e.key, made->key, PF_KEY_SIZE);
+	memcpy(e.file_id, made->file_id, PF_FILE_ID_SIZE);
+	memcpy(e.backing, made->backing, PF_BACKING_ID_SIZE);
+	memcpy(e.root, ent->root, PF_ROOT_SIZE);
+	ret = pf__node_vouches(v, &e, yes);
+	kiln_wipe(e.key, sizeof(e.key));
+	if (ret || *yes)
+		return ret;
+	pf__backing_name(made->backing, name);
+	return pf__journal_names(v, name, made->file_id, ent->root, ent->size, yes);
+}
+
 int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s)
 {
 	const struct pf_log_rec *rec = s->count ? &s->recs[s->count - 1] : NULL;
@@ -497,14 +518,20 @@ int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s
 		const struct pf_meta_inode *in = NULL;
 		const struct pf_log_ns *made = NULL;
 		char name[PF_BNAME_MAX];
+		size_t r = 0;
 
-		/* A file an earlier record created is not in the metadata: its
-		 * backing file and id are in that record's entry. */
-		for (size_t r = 0; r + 1 < s->count && !made; r++)
+		/* A file a record created is not in the metadata: its backing
+		 * file and id are in that record's entry. */
+		for (; r < s->count && !made; r++)
 			for (size_t k = 0; k < s->recs[r].nns && !made; k++)
 				if (s->recs[r].ns[k].op == PF_LOG_NS_CREATE &&
 				    s->recs[r].ns[k].ino == rec->ents[i].ino)
 					made = &s->recs[r].ns[k];
+		/* Created by this record (r is one past the record found). */
+		if (made && r == s->count) {
+			ret = vouch_created(v, made, &rec->ents[i], &yes);
+			continue;
+		}
 		for (size_t k = 0; k < m->ninodes && !in && !made; k++)
 			if (m->inodes[k].ino == rec->ents[i].ino)
 				in = &m->inodes[k];

@@ -206,6 +206,39 @@ out:
 	return ret;
 }
 
+int pf__node_vouches(pf_volume_t *v, const struct pf_inode *e, bool *yes)
+{
+	struct pf_inode tmp = *e;
+	struct pf_node *n;
+	uint8_t hdr_buf[PF_HDR_SIZE];
+	struct pf_header hdr;
+	int ret;
+
+	*yes = e->size == 0; /* nothing of it is read: rule 7 of "Crash consistency" */
+	if (*yes)
+		return 0;
+	tmp.node = NULL;
+	n = pf__node_new(v, &tmp);
+	if (!n)
+		return -ENOMEM;
+	ret = v->so->open(v->sctx, n->name, PF_SO_RDONLY, &n->fh);
+	if (ret == -ENOENT) {
+		ret = 0; /* its name was lost with the directory's sync */
+		goto out;
+	}
+	if (!ret)
+		ret = pf__st_pread_pad(v, n->fh, hdr_buf, sizeof(hdr_buf), 0);
+	if (ret || pf__header_decode(hdr_buf, sizeof(hdr_buf), &hdr) != 0 ||
+	    hdr.kind != e->kind || hdr.chunk_size != v->cs ||
+	    memcmp(hdr.file_id, e->file_id, PF_FILE_ID_SIZE) != 0)
+		goto out;
+	ret = pf__tree_vouch(n, &tmp, yes);
+out:
+	pf__node_free(n);
+	kiln_wipe(tmp.key, sizeof(tmp.key));
+	return ret;
+}
+
 uint64_t pf__node_blocks(pf_volume_t *v, const struct pf_inode *in)
 {
 	const struct pf_node *n = in->node;

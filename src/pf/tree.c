@@ -517,6 +517,38 @@ static int check_all(struct pf_node *n, const struct pf_inode *e, bool *match)
 	return ret;
 }
 
+/* Does n's backing file hold the state e names, whole: every tag from the
+ * slots, making e's root, and every chunk that is not a hole authentic under
+ * them? Nothing is kept or repaired (pf__node_vouches). */
+int pf__tree_vouch(struct pf_node *n, const struct pf_inode *e, bool *yes)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t cnt = pf__nchunks(v, e->size);
+	bool match = false;
+	int ret = load_all(n, e->size, false);
+
+	*yes = false;
+	if (!ret)
+		ret = check_all(n, e, &match);
+	if (ret || !match || n->kind == PF_REGION_PLAIN)
+		return ret; /* a plain file's tags do not tell its contents apart */
+	for (uint64_t i = 0; i < cnt;) {
+		uint64_t j = i + v->batch < cnt ? i + v->batch : cnt;
+		uint64_t start = pf__slot_off(v, i), end = pf__slot_off(v, j - 1) + v->stride;
+
+		if ((ret = pf__st_pread_pad(v, n->fh, v->iobuf, end - start, start)))
+			return ret;
+		for (uint64_t k = i; k < j; k++)
+			if (!pf__tag_is_zero(pf__tag(n, k)) &&
+			    pf__open_chunk(n, k, v->iobuf + (k - i) * v->stride,
+					   pf__chunk_len(v, e->size, k), v->pt, NULL) != 0)
+				return 0;
+		i = j;
+	}
+	*yes = true;
+	return 0;
+}
+
 int pf__tree_load(struct pf_node *n, const struct pf_inode *e, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;

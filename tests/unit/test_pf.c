@@ -4204,7 +4204,8 @@ static void test_ns_log_records(void **state)
 	ver = pf_volume_version(v);
 	assert_int_equal(ns_sqlite_steps(v, s, true), 5);
 	assert_int_equal(pf_volume_version(v), ver + 5);
-	assert_int_equal(last_record_flags(&e), PF_LOG_NS); /* 5: unlink + data */
+	/* 5: unlink + data, f's generation whole: one phase */
+	assert_int_equal(last_record_flags(&e), PF_LOG_NS | PF_LOG_ONEPHASE);
 	pf_volume_discard(v); /* a crash: the log holds the five records */
 	assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
 	assert_int_equal(pf_volume_version(v), ver + 5);
@@ -4230,7 +4231,8 @@ static void test_ns_log_records(void **state)
 
 		assert_int_equal(pf_open(v, "j", O_RDWR | O_CREAT, 0644, &j, &err), 0);
 		file_put(j, s[1], sizeof(s[1]));
-		assert_int_equal(last_record_flags(&e), PF_LOG_NS);
+		/* A create with its first contents: one phase (vouched by them). */
+		assert_int_equal(last_record_flags(&e), PF_LOG_NS | PF_LOG_ONEPHASE);
 		file_put(j, s[2], 100);
 		assert_int_equal(last_record_flags(&e), PF_LOG_ONEPHASE);
 		pf_close(j);
@@ -4349,6 +4351,96 @@ static void test_ns_log_crash_points(void **state)
 	g_use_deferred = false;
 }
 
+/* The states of nc_steps: "j" missing (0), created with 3000 bytes (1), cut
+ * to 1500 and its first 200 bytes rewritten (2), grown to 4500 (3). */
+#define NC_STATES 4
+static const size_t g_nc_size[NC_STATES] = { 0, 3000, 1500, 4500 };
+
+static void nc_data(uint8_t s[NC_STATES][4500])
+{
+	memset(s, 0, NC_STATES * sizeof(s[0]));
+	memset(s[1], 'a', 3000);
+	memcpy(s[2], s[1], 1500);
+	memset(s[2], 'b', 200);
+	memcpy(s[3], s[2], 1500);
+	memset(s[3] + 1500, 'c', 3000);
+}
+
+/* The steps of test_ns_create_crash_points; returns the states completed. */
+static int nc_steps(pf_volume_t *v, uint8_t s[NC_STATES][4500])
+{
+	struct kiln_err err = { 0 };
+	pf_file_t *j;
+	int done = 0;
+
+	/* 1: created with its first contents: one phase, vouched by them. */
+	if (pf_open(v, "j", O_RDWR | O_CREAT | O_EXCL, 0644, &j, &err) != 0)
+		return 0;
+	if (pf_pwrite(j, s[1], 3000, 0, &err) != 3000 || pf_fsync(j, &err) != 0)
+		goto out;
+	done = 1;
+	/* 2: cut and rewritten: a generation that writes in place before its
+	 * commit (two phases), while the create is the log's last record. */
+	if (pf_ftruncate(j, 1500, &err) != 0 || pf_pwrite(j, s[2], 200, 0, &err) != 200 ||
+	    pf_fsync(j, &err) != 0)
+		goto out;
+	done = 2;
+	/* 3: appended. */
+	if (pf_pwrite(j, s[3] + 1500, 3000, 1500, &err) != 3000 || pf_fsync(j, &err) != 0)
+		goto out;
+	done = 3;
+out:
+	pf_close(j);
+	return done;
+}
+
+/* A power cut at every storage call of nc_steps: a file a one-phase record
+ * creates, then changes of it. After the reopen "j" is the state of the last
+ * completed step or of the one in flight; the volume verifies. Fails without
+ * the content check of the created file (the record kept while its data sync
+ * was cut) and without the journal whose header names the created state (the
+ * create record last, the next generation's in-place writes cut). */
+static void test_ns_create_crash_points(void **state)
+{
+	uint8_t s[NC_STATES][4500], a[3000];
+
+	memset(a, 'f', sizeof(a));
+	nc_data(s);
+	for (int run = 0; run < 4; run++) {
+		g_use_deferred = run & 1;
+		for (long point = 1; point < 400; point++) {
+			struct kiln_err err = { 0 };
+			pf_volume_t *v;
+			struct env e;
+			int done, k, m = 0;
+
+			v = vol_with_file(&e, "f", a, sizeof(a));
+			pf_volume_close(v, NULL);
+			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+			first_commit(v, "f", a, sizeof(a));
+			crash_arm(point, run);
+			done = nc_steps(v, s);
+			(void)pf_volume_close(v, NULL);
+			if (vol_open(&e, g_key, false, &v, &err) != 0)
+				fail_msg("point %ld (run %d, state %d): open: %s", point, run, done,
+					 err.msg);
+			for (k = done; k <= done + 1 && k < NC_STATES; k++) {
+				m = ns_matches(v, "j", s[k], g_nc_size[k]);
+				if (k == 0 ? m == -1 : m == 1)
+					break;
+			}
+			if (k > done + 1 || k == NC_STATES)
+				fail_msg("point %ld (run %d): j is neither state %d nor the next "
+					 "(%d)", point, run, done, m);
+			check_content(v, "f", a, sizeof(a));
+			write_file(v, "h", a, 100);
+			if (crash_point_done(v, &e, point))
+				break;
+		}
+	}
+	g_use_deferred = false;
+}
+
 /* A record carrying a create whose commit failed (its write or sync) may be
  * on disk anyway, its version prepared: a crash then replays it. A file it
  * created and the program unlinked after the failure keeps its backing file
@@ -4445,6 +4537,7 @@ int main(void)
 		cmocka_unit_test(test_ns_log_records),
 		cmocka_unit_test(test_ns_log_refused),
 		cmocka_unit_test(test_ns_log_crash_points),
+		cmocka_unit_test(test_ns_create_crash_points),
 		cmocka_unit_test(test_ns_log_failed_create),
 		cmocka_unit_test(test_log_onephase),
 		cmocka_unit_test(test_log_vouch),
