@@ -165,18 +165,20 @@ int kc_hkdf_sha256(const void *ikm, size_t ikm_size, const void *salt, size_t sa
 	uint8_t prk[KC_SHA256_SIZE], t[KC_SHA256_SIZE];
 	uint8_t *o = out;
 	size_t done = 0;
-	struct hmac h;
+	struct hmac keyed, h;
 
 	if (out_size > 255 * KC_SHA256_SIZE)
 		return -EINVAL;
 	/* Extract: PRK = HMAC(salt, IKM) (no salt: a block of zeros, as an
 	 * empty key is). */
 	kc_hmac_sha256(salt, salt_size, ikm, ikm_size, prk);
-	/* Expand: T(i) = HMAC(PRK, T(i-1) | info | i). */
+	/* Expand: T(i) = HMAC(PRK, T(i-1) | info | i); the pads keyed with PRK
+	 * once, copied for each block. */
+	hmac_init(&keyed, prk, sizeof(prk));
 	for (uint8_t i = 1; done < out_size; i++) {
 		size_t n = out_size - done < sizeof(t) ? out_size - done : sizeof(t);
 
-		hmac_init(&h, prk, sizeof(prk));
+		h = keyed;
 		if (i > 1)
 			SHA256_Update(&h.inner, t, sizeof(t));
 		SHA256_Update(&h.inner, info, info_size);
@@ -185,6 +187,7 @@ int kc_hkdf_sha256(const void *ikm, size_t ikm_size, const void *salt, size_t sa
 		memcpy(o + done, t, n);
 		done += n;
 	}
+	OPENSSL_cleanse(&keyed, sizeof(keyed));
 	OPENSSL_cleanse(prk, sizeof(prk));
 	OPENSSL_cleanse(t, sizeof(t));
 	return 0;
