@@ -327,7 +327,24 @@ int rt_config_serialize(const struct rt_config *cfg, char **out, size_t *out_siz
 	return 0;
 }
 
+/* The fields before the tables and each table's entries in use: the rest
+ * was never written (rt_config_parse and rt_config_add_volume zero an entry
+ * when they take it; the launcher's struct is calloc'd). Wiping all 290 KB
+ * made the launcher fault in 71 untouched pages just before its exec. */
 void rt_config_wipe(struct rt_config *cfg)
 {
-	kiln_wipe(cfg, sizeof(*cfg));
+	/* The counts first: n_host_env lies among the fields wiped first. */
+	size_t env = cfg->n_host_env < RT_MAX_HOST_ENV ? cfg->n_host_env : RT_MAX_HOST_ENV;
+	size_t dirs = cfg->n_volume_dirs < RT_MAX_VOLUMES ? cfg->n_volume_dirs : RT_MAX_VOLUMES;
+	/* and the entry after the last: a caller fills it (a key first) before
+	 * it counts it, and may fail in between (rt_config_add_volume). */
+	size_t vols = cfg->n_volumes < RT_MAX_VOLUMES ? cfg->n_volumes + 1 : RT_MAX_VOLUMES;
+	size_t fds = cfg->n_fds < RT_MAX_INHERITED_FDS ? cfg->n_fds : RT_MAX_INHERITED_FDS;
+
+	kiln_wipe(cfg, offsetof(struct rt_config, host_env));
+	kiln_wipe(cfg->host_env, env * sizeof(cfg->host_env[0]));
+	kiln_wipe(cfg->volume_dirs, dirs * sizeof(cfg->volume_dirs[0]));
+	kiln_wipe(cfg->volumes, vols * sizeof(cfg->volumes[0]));
+	kiln_wipe(cfg->fds, fds * sizeof(cfg->fds[0]));
+	cfg->n_volume_dirs = cfg->n_volumes = cfg->n_fds = 0;
 }
