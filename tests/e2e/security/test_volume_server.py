@@ -98,11 +98,13 @@ def test_squatter_on_the_name_is_refused(kiln_bin, tmp_path, key):
     assert volume.run("cat", f"{volume.dir}/f").returncode != 0
 
 
-def start_holder(volume):
-    """A workload that holds the volume (and so its server) until told to stop."""
+def start_holder(volume, setup=""):
+    """A workload that holds the volume (and so its server) until told to stop;
+    setup: Python lines it runs first (p is the volume's path)."""
     py = need("python3")
-    prog = ("import sys; p = sys.argv[1]\n"
+    prog = ("import os, sys; p = sys.argv[1]\n"
             "open(p + '/a', 'w').write('one')\n"
+            + setup +
             "print('ready', flush=True)\n"
             "for line in sys.stdin:\n"
             "    open(p + '/a', 'a').write(line.strip())\n"

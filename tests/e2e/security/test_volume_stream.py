@@ -15,16 +15,16 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import sys
 
 import pytest
 
 from kilnenv import ROOT
+import test_volume_server as volume_server
 from test_volume_server import hkdf, msg, sock_name, volume_key
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "apps"))
-from kilnapps import Volume, need  # noqa: E402
+from kilnapps import Volume  # noqa: E402
 
 
 def proto_consts():
@@ -95,23 +95,11 @@ class Peer:
 
 
 def start_holder(volume):
-    """A workload holding the volume (its server), with a large file `big` and a
-    small file `a`; each line on stdin is appended to `a` and `a` printed."""
-    py = need("python3")
-    prog = ("import os, sys; p = sys.argv[1]\n"
-            "open(p + '/a', 'w').write('one')\n"
-            f"with open(p + '/big', 'wb') as f:\n"
-            f"    f.write(bytes(range(256)) * {CHUNKS * 16}); f.flush(); os.fsync(f.fileno())\n"
-            "print('ready', os.getpid(), flush=True)\n"
-            "for line in sys.stdin:\n"
-            "    open(p + '/a', 'a').write(line.strip())\n"
-            "    print(open(p + '/a').read(), flush=True)\n")
-    proc = subprocess.Popen([volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}",
-                             "--", py, "-c", prog, str(volume.dir)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().split()
-    assert line[:1] == ["ready"], proc.stderr.read()
-    return proc
+    """The workload of test_volume_server with a large file `big` too, fsynced
+    (so the server's pf holds its chunks)."""
+    return volume_server.start_holder(volume, setup=(
+        "with open(p + '/big', 'wb') as f:\n"
+        f"    f.write(bytes(range(256)) * {CHUNKS * 16}); f.flush(); os.fsync(f.fileno())\n"))
 
 
 def still_serves(holder, word):
