@@ -162,7 +162,9 @@ def test_written_bytes_reach_a_peer_after_the_program_exits(net, tmp_path):
             c.send(b"go\n")
             end = time.monotonic() + 60
             while not mark.exists():
-                assert time.monotonic() < end and server.alive(), (how, server.err())
+                # The exit status too: a death by a signal says nothing on stderr.
+                assert time.monotonic() < end and server.alive(), \
+                    (how, server.p.returncode, server.err())
                 time.sleep(0.01)
             n = int(mark.read_text())
             assert n > 0
