@@ -72,6 +72,12 @@ void rt__fseg_touch(struct rt_fseg *f)
 	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	atomic_store(&f->mtime_ns, now);
 	atomic_store(&f->ctime_ns, now);
+	rt__fseg_resized(f);
+}
+
+void rt__fseg_resized(struct rt_fseg *f)
+{
+	atomic_fetch_add(&f->size_seq, 1);
 }
 
 bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c)

@@ -128,6 +128,15 @@ struct rt_node {
 	atomic_bool settle;    /* refs reached 0 without the lock: cache or free it */
 	uint64_t cached_at;
 	_Atomic(struct rt_stream *) stream; /* stream.c's hand-over, or NULL */
+	/* The memfd's size and blocks as last read (rt__stat_node), good while
+	 * the file's size_seq is st_seq: a sequence count, odd while written
+	 * (a writer that finds it taken does not store; a reader that sees it
+	 * move does the fstat). */
+	atomic_uint st_lock;
+	atomic_bool st_ok;
+	_Atomic uint32_t st_seq;
+	_Atomic int64_t st_size;
+	_Atomic int64_t st_blocks;
 };
 
 struct rt_oldmap {

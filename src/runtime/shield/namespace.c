@@ -241,9 +241,16 @@ static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
 
 	if (rt_fd_kind((int)fd) != RT_FD_FILE || !o->node->vol)
 		return rt__raw(SYS_fallocate, fd, mode, off, len);
-	/* Allocation (mode 0, KEEP_SIZE) is the memfd's own business: zeros. */
-	if (!(mode & ~FALLOC_FL_KEEP_SIZE))
-		return rt__raw(SYS_fallocate, fd, mode, off, len);
+	/* Allocation (mode 0, KEEP_SIZE) is the memfd's own business: zeros
+	 * (past the end a new size, which stat.c must not keep the old one
+	 * of). */
+	if (!(mode & ~FALLOC_FL_KEEP_SIZE)) {
+		long r = rt__raw(SYS_fallocate, fd, mode, off, len);
+
+		if (r == 0 && !(mode & FALLOC_FL_KEEP_SIZE))
+			rt__fseg_resized(atomic_load(&o->node->seg));
+		return r;
+	}
 	atomic_store(&o->node->wrote, true);
 	atomic_store(&o->node->vol->wrote, true);
 	return rt__node_call(o->node, &m);

@@ -108,6 +108,7 @@ struct rt_vseg {
 /* rt_fseg.flags */
 #define RT_FS_FAILED 0x1u   /* write-back failed: the file refuses writes */
 #define RT_FS_NOEVICT 0x2u  /* mapped or supervised: never evicted */
+#define RT_FS_SIZESEQ 0x4u  /* the server keeps size_seq (a client may trust it) */
 
 struct rt_fseg {
 	uint64_t magic;
@@ -117,7 +118,15 @@ struct rt_fseg {
 	_Atomic uint64_t stored_size; /* the file's size in pf (see above) */
 	_Atomic uint64_t nwords;      /* chunk words the state memfd holds */
 	_Atomic uint32_t all_valid;   /* every chunk below stored_size is VALID */
-	uint32_t pad0;
+	/* Bumped after every change of the memfd's size made through the
+	 * shield: a client's write (rt__ck_mark), the server's truncate,
+	 * fallocate, and the end of a whole mapping (a supervised program's
+	 * writes do not trap; while it is mapped, RT_FS_NOEVICT, nobody trusts
+	 * it). A client that saw the same value before and after its own fstat
+	 * of the memfd may answer later fstats with that size while the value
+	 * stays (stat.c): nginx's fstat of every file it serves costs no
+	 * system call. */
+	_Atomic uint32_t size_seq;
 	/* The inode's attributes while the server holds the file (stat of an
 	 * open file reads them here, without a round trip; the memfd's own
 	 * times move with the server's fills and evictions and mean nothing).
@@ -155,8 +164,12 @@ void rt__ck_unpin(struct rt_fseg *f, uint64_t c0, uint64_t c1);
 /* Client, after a completed write of pinned chunks: VALID|DIRTY, counted;
  * the file's mtime and ctime become now. */
 void rt__ck_mark(struct rt_fseg *f, struct rt_vseg *v, uint64_t c0, uint64_t c1);
-/* The file's content changed (a write, a truncation): mtime = ctime = now. */
+/* The file's content changed (a write, a truncation): mtime = ctime = now,
+ * and size_seq moves. */
 void rt__fseg_touch(struct rt_fseg *f);
+/* The memfd's size may have changed without a mark on the times: size_seq
+ * moves. */
+void rt__fseg_resized(struct rt_fseg *f);
 /* Server: fill done (the memfd holds chunk c). True when it was not VALID. */
 bool rt__ck_set_valid(struct rt_fseg *f, uint64_t c);
 /* Server: claim c for eviction (VALID, clean, unpinned, not busy -> BUSY). */

@@ -414,6 +414,7 @@ static int new_file(const char *path, pf_file_t *pf, struct sfile **out)
 		goto fail;
 	f->seg->magic = RT_FSEG_MAGIC;
 	f->seg->chunk_size = g_srv.cs;
+	atomic_store(&f->seg->flags, RT_FS_SIZESEQ);
 	ret = rt__ck_lock_init(f->seg);
 	if (ret)
 		goto fail;
@@ -918,8 +919,12 @@ int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
 	} else if (mode & ~FALLOC_FL_KEEP_SIZE) {
 		return -EOPNOTSUPP;
 	}
-	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
-		return fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
+		if (fallocate(f->memfd, mode, (off_t)off, (off_t)len) < 0)
+			return -errno;
+		rt__fseg_resized(f->seg); /* past the end: a new size */
+		return 0;
+	}
 	return zero_range(f, mode, off, len, (uint64_t)st.st_size);
 }
 
@@ -1011,6 +1016,11 @@ void sf_unmap(struct sfile *f, unsigned flags)
 {
 	bool was = f->maps > 0, whole = flags & RT_MAP_WHOLE;
 
+	/* A supervised program's writes changed the size with no mark: moved
+	 * before RT_FS_NOEVICT goes, so no client trusts a size it read while
+	 * the program held the file (stat.c). */
+	if (whole)
+		rt__fseg_resized(f->seg);
 	if (flags & RT_MAP_WRITE) {
 		/* What the mapping stored is written back with the next commit. */
 		if (whole)

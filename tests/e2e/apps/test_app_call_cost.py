@@ -1,6 +1,7 @@
 """What a program's calls and a commit cost in system calls, counted with strace
 (never timed): libc functions PostgreSQL calls per transaction do not trap
-through SIGSYS, and a commit does not reopen the volume's tag file."""
+through SIGSYS, a commit does not reopen the volume's tag file, and nginx's
+fstat of the file it serves is answered without one."""
 import os
 import re
 import shutil
@@ -107,3 +108,45 @@ def test_tag_file_removed_mid_run_is_made_again(volume, tmp_path):
     p = volume.run(py, "-c", "import sys; print(open(sys.argv[1]).read())", volume.dir / "f",
                    check=True)
     assert p.stdout.strip() == "000019"
+
+
+# nginx's request: open, fstat, send, close; and the sizes a kept answer must
+# follow: this process's writes, another's append, truncation, fallocate.
+FSTATS = r"""
+import os, subprocess, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"a" * 4096)
+os.close(fd)
+for i in range(200):
+    fd = os.open(p, os.O_RDONLY)
+    assert os.fstat(fd).st_size == 4096
+    os.close(fd)
+rd = os.open(p, os.O_RDONLY)
+wr = os.open(p, os.O_WRONLY)
+os.pwrite(wr, b"b", 9999)
+assert os.fstat(rd).st_size == 10000
+os.ftruncate(wr, 10)
+assert os.fstat(rd).st_size == 10 and os.stat(p).st_size == 10
+subprocess.run([sys.executable, "-c", "import os, sys\n"
+                "f = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
+                "os.write(f, b'x' * 90)", p], check=True)
+assert os.fstat(rd).st_size == 100, os.fstat(rd).st_size
+os.posix_fallocate(wr, 0, 20000)
+assert os.fstat(rd).st_size == 20000, os.fstat(rd).st_size
+print("sizes ok")
+"""
+
+
+def test_fstat_of_a_protected_file_makes_no_system_call(volume, tmp_path):
+    """200 open + fstat + close of one protected file: the fstats are answered
+    from what the runtime kept of the plaintext memfd's size (it moves with
+    every change: size_seq), not by a system call each (was 200)."""
+    py = need("python3")
+    log = tmp_path / "trace"
+    p = strace(volume, log, ["-e", "trace=fstat,newfstatat,statx"], py, "-c", FSTATS,
+               volume.dir / "f")
+    assert p.stdout.split() == ["sizes", "ok"]
+    # The runtime's fstats of the plaintext memfd (4096 bytes during the loop).
+    calls = re.findall(r"\bfstat\(\d+, \{st_mode=S_IFREG\|\d+, st_size=4096,", log.read_text())
+    assert len(calls) < 20, len(calls)

@@ -156,3 +156,25 @@ def test_static_program_reads_the_head_of_a_big_file(volume):
     p = volume.run(STATIC, "head", f"{volume.dir}/big.bin", "10", extra=SUPERVISE, check=True)
     assert p.stdout == SECRET[:10], p.stderr
     volume.assert_no_plaintext()
+
+
+def test_dynamic_size_follows_static_growth(volume, pair):
+    """A libkiln process keeps a file's size between its fstats while nothing
+    changed it (stat.c, size_seq); a supervised program's writes leave no mark
+    (they do not trap), so its size is asked while it holds the file and is
+    not the kept one after it let go."""
+    s, d = pair()
+    assert d("open grow.txt w") == "ok"
+    assert d("pwrite 0 1234") == "ok"
+    assert d("size") == "size 4"
+    assert d("size") == "size 4"  # kept
+    assert s("open grow.txt w") == "ok"
+    assert s("pwrite 10 abcdef") == "ok"
+    assert d("size") == "size 16"  # while the static program holds it
+    assert s("pwrite 100 x") == "ok"
+    assert s("close") == "ok"
+    assert d("size") == "size 101"  # after it let go
+    assert d("pwrite 200 y") == "ok"
+    assert d("size") == "size 201"
+    assert s("open grow.txt w") == "ok"
+    assert s("size") == "size 201"
