@@ -4,9 +4,11 @@ Syscall User Dispatch trap) and `kiln run /bin/true` start-up overhead, measured
 in one run. Writes bench/results/runtime.json and prints a table.
 
 Usage: bench/runtime/run.py BUILD_DIR [--only sqlite|redis|nginx] [--rounds N]
+                            [--compare BUILD_DIR2]
 (--only runs that one application benchmark, prints it and writes nothing;
 --only nginx runs native and shielded nginx side by side N times and prints
-each round, the median and the spread).
+each round, the median and the spread; with --compare, BUILD_DIR2's kiln too,
+in every round, and each later build over the first).
 """
 import argparse
 import contextlib
@@ -251,34 +253,52 @@ def wrk_rps(cmd, prefix, root, files):
         proc.wait(timeout=30)
 
 
-def nginx_bench(kiln):
+def nginx_bench(kiln, others=(), first=0):
+    """One round: native nginx and nginx under `kiln run --volume` of kiln and
+    of each of others (builds compared side by side, each on a volume of its
+    own: one volume server per volume), served one after the other in an
+    order rotated by first. Per file: the first kiln's numbers, and
+    "others": the same for each other kiln."""
     import os
     import shutil
     if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")) or not shutil.which("wrk"):
         return None
+    kilns = [kiln, *others]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         plain = tmp / "plain"
         plain.mkdir()
         (plain / "4k.bin").write_bytes(os.urandom(4096))
         (plain / "1m.bin").write_bytes(os.urandom(1 << 20))
-        vol, key = tmp / "vol", tmp / "vol.key"
-        subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
-                       capture_output=True)
-        subprocess.run([kiln, "run", "--volume", f"{vol}={key}", "--", "cp",
-                        str(plain / "4k.bin"), str(plain / "1m.bin"), str(vol)], check=True,
-                       capture_output=True)
         files = ["4k.bin", "1m.bin"]
-        native = wrk_rps([], tmp / "n", plain, files)
-        shielded = wrk_rps([kiln, "run", "--volume", f"{vol}={key}", "--"], tmp / "k", vol, files)
-    res = {}
-    for f in files:
-        r = {"native_rps": native[f][0], "kiln_rps": shielded[f][0],
-             "ratio": shielded[f][0] / native[f][0]}
-        if native[f][1] and shielded[f][1]:
-            r.update(native_cpu_us_per_req=native[f][1], kiln_cpu_us_per_req=shielded[f][1],
-                     cpu_ratio=native[f][1] / shielded[f][1])
-        res[f] = r
+        runs = [("native", [], plain)]
+        for i, k in enumerate(kilns):
+            vol, key = tmp / f"vol{i}", tmp / f"vol{i}.key"
+            subprocess.run([k, "fs", "init", str(vol), "--key-file", str(key)], check=True,
+                           capture_output=True)
+            subprocess.run([k, "run", "--volume", f"{vol}={key}", "--", "cp",
+                            str(plain / "4k.bin"), str(plain / "1m.bin"), str(vol)], check=True,
+                           capture_output=True)
+            runs.append((i, [k, "run", "--volume", f"{vol}={key}", "--"], vol))
+        got = {}
+        for j in range(len(runs)):
+            name, cmd, root = runs[(j + first) % len(runs)]
+            got[name] = wrk_rps(cmd, tmp / f"p{name}", root, files)
+    native = got["native"]
+
+    def compare(shielded):
+        res = {}
+        for f in files:
+            r = {"native_rps": native[f][0], "kiln_rps": shielded[f][0],
+                 "ratio": shielded[f][0] / native[f][0]}
+            if native[f][1] and shielded[f][1]:
+                r.update(native_cpu_us_per_req=native[f][1], kiln_cpu_us_per_req=shielded[f][1],
+                         cpu_ratio=native[f][1] / shielded[f][1])
+            res[f] = r
+        return res
+    res = compare(got[0])
+    if others:
+        res["others"] = [compare(got[i]) for i in range(1, len(kilns))]
     return res
 
 
@@ -383,12 +403,91 @@ def nginx_rounds(kiln, rounds, say=print):
     return out
 
 
-def nginx_only(kiln, rounds):
+def nginx_compare(kilns, rounds, say=print):
+    """Builds side by side: each round serves natively and under each build's
+    kiln run (order rotated per round). Per build and file: kiln/native rps
+    ratio and native/kiln CPU per request ratio, median and spread; per file,
+    each later build over the first (rps, and first/later CPU per request),
+    measured in the same round."""
+    per = {}  # (build index, file) -> [round results]
+    for r in range(rounds):
+        res = nginx_bench(kilns[0], kilns[1:], first=r)
+        if res is None:
+            return None
+        builds = [{f: v for f, v in res.items() if f != "others"}] + res.get("others", [])
+        for b, by_file in enumerate(builds):
+            for f, v in by_file.items():
+                per.setdefault((b, f), []).append(v)
+        for f in builds[0]:
+            line = f"round {r + 1} load {os.getloadavg()[0]:.1f} {f}: native " \
+                   f"{builds[0][f]['native_rps']:.0f}/s"
+            for b, by_file in enumerate(builds):
+                v = by_file[f]
+                line += f" | build {b} {v['kiln_rps']:.0f}/s ({v['ratio']:.2f}x)"
+                if "cpu_ratio" in v:
+                    line += (f" CPU {v['kiln_cpu_us_per_req']:.2f} us "
+                             f"(native {v['native_cpu_us_per_req']:.2f})")
+            say(line)
+    out = {}
+    for (b, f), vs in per.items():
+        ratios = [v["ratio"] for v in vs]
+        o = {"ratio": statistics.median(ratios), "ratio_min": min(ratios),
+             "ratio_max": max(ratios), "rounds": len(vs),
+             "native_rps": statistics.median(v["native_rps"] for v in vs),
+             "kiln_rps": statistics.median(v["kiln_rps"] for v in vs)}
+        cpu = [v for v in vs if "cpu_ratio" in v]
+        if cpu:
+            o.update(cpu_ratio=statistics.median(v["cpu_ratio"] for v in cpu),
+                     cpu_ratio_min=min(v["cpu_ratio"] for v in cpu),
+                     cpu_ratio_max=max(v["cpu_ratio"] for v in cpu),
+                     native_cpu_us_per_req=statistics.median(
+                         v["native_cpu_us_per_req"] for v in cpu),
+                     kiln_cpu_us_per_req=statistics.median(
+                         v["kiln_cpu_us_per_req"] for v in cpu))
+        if b:
+            first = per[(0, f)]
+            over = [v["kiln_rps"] / w["kiln_rps"] for v, w in zip(vs, first)]
+            o.update(over_first=statistics.median(over), over_first_min=min(over),
+                     over_first_max=max(over))
+            cpu_over = [w["kiln_cpu_us_per_req"] / v["kiln_cpu_us_per_req"]
+                        for v, w in zip(vs, first) if "cpu_ratio" in v and "cpu_ratio" in w]
+            if cpu_over:
+                o.update(cpu_over_first=statistics.median(cpu_over),
+                         cpu_over_first_min=min(cpu_over), cpu_over_first_max=max(cpu_over))
+        out.setdefault(f"build{b}", {})[f] = o
+    return out
+
+
+def nginx_only(kiln, rounds, others=()):
     """Side-by-side nginx runs, repeated: median and spread."""
-    loop = serve_loop_ns(kiln, pathlib.Path(kiln).parent / "bench" / "runtime" / "serve_loop")
-    print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB): native "
-          f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
-          f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
+    for k in (kiln, *others):
+        loop = serve_loop_ns(k, pathlib.Path(kiln).parent / "bench" / "runtime" / "serve_loop")
+        print(f"serve loop (open + fstat + sendfile + close + recv, 4 KiB), {k}: native "
+              f"{loop['native_ns']:.0f} ns, kiln {loop['kiln_ns']:.0f} ns, kiln with "
+              f"KILN_FILE_CACHE=0 {loop['kiln_no_cache_ns']:.0f} ns", flush=True)
+    if others:
+        res = nginx_compare([kiln, *others], rounds, lambda line: print(line, flush=True))
+        if res is None:
+            print("nginx or wrk not installed")
+            return 1
+        for b, by_file in res.items():
+            for f, r in by_file.items():
+                line = (f"nginx {f} {b}: median {r['ratio']:.2f}x native over {r['rounds']} "
+                        f"rounds (min {r['ratio_min']:.2f}x, max {r['ratio_max']:.2f}x)")
+                if "cpu_ratio" in r:
+                    line += (f"; CPU per request {r['kiln_cpu_us_per_req']:.2f} us, native "
+                             f"{r['native_cpu_us_per_req']:.2f} us, native/kiln "
+                             f"{r['cpu_ratio']:.2f}x ({r['cpu_ratio_min']:.2f}-"
+                             f"{r['cpu_ratio_max']:.2f})")
+                if "over_first" in r:
+                    line += (f"; over build0: rps {r['over_first']:.2f}x ("
+                             f"{r['over_first_min']:.2f}-{r['over_first_max']:.2f})")
+                if "cpu_over_first" in r:
+                    line += (f", CPU build0/this {r['cpu_over_first']:.2f}x ("
+                             f"{r['cpu_over_first_min']:.2f}-{r['cpu_over_first_max']:.2f})")
+                print(line)
+        print("json " + json.dumps(res))
+        return 0
     res = nginx_rounds(kiln, rounds, lambda line: print(line, flush=True))
     if res is None:
         print("nginx or wrk not installed")
@@ -407,11 +506,14 @@ def main():
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
     ap.add_argument("--only", choices=["sqlite", "redis", "nginx"])
     ap.add_argument("--rounds", type=int, default=5, help="sqlite and nginx rounds (default 5)")
+    ap.add_argument("--compare", action="append", default=[], metavar="BUILD",
+                    help="with --only nginx: also this build, side by side in every round")
     args = ap.parse_args()
     build = pathlib.Path(args.build).resolve()
     kiln = str(build / "kiln")
     if args.only == "nginx":
-        return nginx_only(kiln, args.rounds)
+        return nginx_only(kiln, args.rounds,
+                          [str(pathlib.Path(b).resolve() / "kiln") for b in args.compare])
     if args.only:
         res = {"sqlite": lambda: sqlite_bench(kiln, args.rounds),
                "redis": lambda: redis_bench(kiln),
