@@ -3,8 +3,9 @@
  *   - the bytes as a log (records sealed with the fixed test key reach the
  *     body decoder; the seeds in fuzz/corpus/pf_log are such logs);
  *   - the bytes as a record body past authentication (pf__log_body_decode),
- *     without and with PF_LOG_NS (namespace entries first); a body it
- *     accepts is sealed again and must open to the same entries;
+ *     without and with PF_LOG_NS (namespace entries first), and with
+ *     PF_LOG_DATA (slots after the file entries); a body it accepts is
+ *     sealed again and must open to the same entries and slots;
  *   - the first 40 bytes as a record header (any fields) sealed over the rest
  *     as the body, so mutated headers and bodies reach the checks behind the
  *     tag.
@@ -12,7 +13,9 @@
  * is accepted is in range (1..PF_LOG_MAX_FILES files, distinct inodes above
  * the root, sizes in range; namespace entries with valid names, each created
  * inode below the next one and with its file entry, no unlinked file with
- * contents) and the versions a parse applies follow each other from the base.
+ * contents; slots of files of the record, each chunk once, lengths 1 ..
+ * PF_MAX_CHUNK_SIZE, at most PF_LOG_DATA_MAX bytes in all) and the versions
+ * a parse applies follow each other from the base.
  *
  * Seeds: KILN_FUZZ_SEEDS=DIR fuzz_pf_log -runs=0 writes the seed corpus
  * (fuzz/corpus/pf_log). */
@@ -27,6 +30,32 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct pf_meta_keys g_keys;
+
+static void check_slots(const struct pf_log_rec *rec, uint32_t flags)
+{
+	size_t bytes = 0;
+
+	if (!(flags & PF_LOG_DATA) ? rec->nslots != 0 :
+	    rec->nslots == 0 || rec->nslots > PF_LOG_MAX_SLOTS || (flags & PF_LOG_ONEPHASE))
+		abort();
+	for (size_t i = 0; i < rec->nslots; i++) {
+		const struct pf_log_slot *sl = &rec->slots[i];
+		bool has_file = false;
+
+		if (sl->len == 0 || sl->len > PF_MAX_CHUNK_SIZE)
+			abort();
+		bytes += PF_SLOT_META + sl->len;
+		for (size_t j = 0; j < rec->count; j++)
+			has_file |= rec->ents[j].ino == sl->ino;
+		for (size_t j = 0; j < i; j++)
+			if (rec->slots[j].ino == sl->ino && rec->slots[j].idx == sl->idx)
+				abort();
+		if (!has_file)
+			abort();
+	}
+	if (bytes > PF_LOG_DATA_MAX)
+		abort();
+}
 
 static void check_rec(const struct pf_log_rec *rec, uint32_t flags)
 {
@@ -61,6 +90,7 @@ static void check_rec(const struct pf_log_rec *rec, uint32_t flags)
 		if (e->op == PF_LOG_NS_UNLINK && has_file)
 			abort();
 	}
+	check_slots(rec, flags);
 }
 
 static void as_log(const uint8_t *data, size_t size, uint64_t base)
@@ -100,8 +130,14 @@ static void as_body(const uint8_t *data, size_t size, uint32_t flags)
 	if (back.version != 7 || back.count != rec.count || back.size != sealed_size ||
 	    back.nns != rec.nns || back.next_ino != rec.next_ino || back.flags != flags ||
 	    memcmp(back.ents, rec.ents, rec.count * sizeof(*rec.ents)) != 0 ||
-	    (rec.nns && memcmp(back.ns, rec.ns, rec.nns * sizeof(*rec.ns)) != 0))
+	    (rec.nns && memcmp(back.ns, rec.ns, rec.nns * sizeof(*rec.ns)) != 0) ||
+	    back.nslots != rec.nslots)
 		abort();
+	for (size_t i = 0; i < rec.nslots; i++)
+		if (back.slots[i].ino != rec.slots[i].ino || back.slots[i].idx != rec.slots[i].idx ||
+		    back.slots[i].len != rec.slots[i].len ||
+		    memcmp(back.slots[i].slot, rec.slots[i].slot, PF_SLOT_META + rec.slots[i].len))
+			abort();
 	pf__log_rec_clear(&back);
 	pf__log_rec_clear(&rec);
 	free(sealed);
@@ -165,10 +201,12 @@ static size_t put_ns_seed(uint8_t *p, uint8_t op, uint64_t parent, uint64_t ino,
 	return off + len;
 }
 
-/* Seeds: a log of four records from base 0 (versions 1, 2, 3: one, two and
- * one file; 4: an unlink and a create with its file), one record's
- * plaintext body, and a namespace body (a create with its file, an unlink;
- * the body views decode it with PF_LOG_NS). */
+/* Seeds: a log of six records from base 0 (versions 1, 2, 3: one, two and
+ * one file; 4: an unlink and a create with its file; 5: a data record, two
+ * slots of one file; 6: a create with its first contents as data), one
+ * record's plaintext body, a namespace body (a create with its file, an
+ * unlink; the body views decode it with PF_LOG_NS) and a data body (one file,
+ * two slots: PF_LOG_DATA). */
 static void make_seeds(const char *dir)
 {
 	struct pf_log_entry ents[2] = { { 0 } };
@@ -177,7 +215,17 @@ static void make_seeds(const char *dir)
 	uint8_t nbody[16 + 2 * PF_LOG_NS_MAX_SIZE + PF_LOG_ENTRY_SIZE] = { 0 };
 	size_t off = 0, noff;
 
-	for (uint64_t ver = 1; ver <= 4; ver++) {
+	uint8_t sbuf[2][PF_SLOT_META + 100];
+	struct pf_log_slot slots[2] = {
+		{ .ino = 2, .idx = 0, .len = 100, .slot = sbuf[0] },
+		{ .ino = 2, .idx = 3, .len = 50, .slot = sbuf[1] },
+	};
+	uint8_t dbody[8 + PF_LOG_ENTRY_SIZE + 8 + 2 * PF_LOG_SLOT_FIXED +
+		      2 * PF_SLOT_META + 150] = { 0 };
+	size_t doff;
+
+	memset(sbuf, 0xa5, sizeof(sbuf));
+	for (uint64_t ver = 1; ver <= 6; ver++) {
 		struct pf_log_rec r = { .version = ver, .ents = ents, .count = ver == 2 ? 2 : 1 };
 		uint8_t *rec;
 		size_t rsize;
@@ -207,13 +255,37 @@ static void make_seeds(const char *dir)
 			r.nns = 2;
 			r.next_ino = 7;
 		}
+		if (ver == 5) {
+			ents[0].ino = 2;
+			ents[0].size = 3 * 4096 + 50;
+			r.flags = PF_LOG_DATA;
+			r.ns = NULL;
+			r.nns = 0;
+			r.slots = slots;
+			r.nslots = 2;
+		}
+		if (ver == 6) {
+			ns[0] = ns[1];
+			ns[0].ino = 7;
+			ns[0].len = 3;
+			memcpy(ns[0].name, "new", 4);
+			ents[0].ino = 7;
+			ents[0].size = 100;
+			slots[0].ino = 7;
+			r.flags = PF_LOG_DATA | PF_LOG_NS;
+			r.ns = ns;
+			r.nns = 1;
+			r.next_ino = 8;
+			r.slots = slots;
+			r.nslots = 1;
+		}
 		if (pf__log_seal(&g_keys, &r, &rec, &rsize) != 0 || off + rsize > sizeof(log))
 			abort();
 		memcpy(log + off, rec, rsize);
 		off += rsize;
 		free(rec);
 	}
-	write_seed(dir, "log-four", log, off);
+	write_seed(dir, "log-six", log, off);
 	pf__put_u32(body, 2);
 	pf__put_u64(body + 8, 2);
 	pf__put_u64(body + 16, 100);
@@ -227,6 +299,22 @@ static void make_seeds(const char *dir)
 	pf__put_u64(nbody + noff, 8);
 	noff += PF_LOG_ENTRY_SIZE;
 	write_seed(dir, "body-ns", nbody, noff);
+	pf__put_u32(dbody, 1);
+	pf__put_u64(dbody + 8, 2);
+	pf__put_u64(dbody + 16, 3 * 4096 + 50);
+	doff = 8 + PF_LOG_ENTRY_SIZE;
+	pf__put_u32(dbody + doff, 2);
+	doff += 8;
+	for (int i = 0; i < 2; i++) {
+		uint32_t len = i ? 50 : 100;
+
+		pf__put_u64(dbody + doff, 2);
+		pf__put_u64(dbody + doff + 8, i ? 3 : 0);
+		pf__put_u32(dbody + doff + 16, len);
+		memset(dbody + doff + PF_LOG_SLOT_FIXED, 0x5a, PF_SLOT_META + len);
+		doff += PF_LOG_SLOT_FIXED + PF_SLOT_META + len;
+	}
+	write_seed(dir, "body-data", dbody, doff);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -248,6 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	as_log(data, size, 2); /* records 1 and 2 spent */
 	as_body(data, size, 0);
 	as_body(data, size, PF_LOG_NS);
+	as_body(data, size, PF_LOG_DATA);
+	as_body(data, size, PF_LOG_NS | PF_LOG_DATA);
 	if (size >= PF_LOG_HDR_SIZE)
 		as_sealed(data, size);
 	return 0;

@@ -266,6 +266,9 @@ struct pf_inode {
 	uint64_t size;              /* as committed in the metadata */
 	bool in_meta;               /* committed at least once */
 	bool linkable;              /* made by pf_tmpfile without O_EXCL, no name yet */
+	/* A read-only open found slots of a data record of the log not yet in
+	 * its backing file (pf__log_place): the file needs a read-write open. */
+	bool log_unplaced;
 	struct pf_node *node;       /* open state, or NULL */
 	/* symlinks: the target, owned */
 	char *target;
@@ -797,8 +800,18 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 #define PF_LOG_MAX_NS 1024u /* per record; more namespace changes checkpoint */
 #define PF_LOG_NS_CREATE 1u /* a new regular file, its contents in the same record */
 #define PF_LOG_NS_UNLINK 2u /* a name of a regular file removed */
+/* Data (header flag PF_LOG_DATA), after the file entries: slot count u32,
+ * reserved u32, then per slot ino u64, chunk index u64, data length u32,
+ * reserved u32, the sealed slot (nonce, tag, data[length]) as the backing
+ * file holds it. At most PF_LOG_DATA_MAX bytes of slots (nonce, tag and data)
+ * in one record: the write-back's I/O batch (a commit holding more is not a
+ * data record). */
+#define PF_LOG_SLOT_FIXED (8 + 8 + 4 + 4)
+#define PF_LOG_DATA_MAX (256u * 1024)
+#define PF_LOG_MAX_SLOTS (PF_LOG_DATA_MAX / (PF_SLOT_META + 16))
 #define PF_LOG_REC_MAX (PF_LOG_HDR_SIZE + 16 + PF_LOG_MAX_FILES * PF_LOG_ENTRY_SIZE + \
-			PF_LOG_MAX_NS * PF_LOG_NS_MAX_SIZE + PF_TAG_SIZE)
+			PF_LOG_MAX_NS * PF_LOG_NS_MAX_SIZE + 8 + \
+			PF_LOG_MAX_SLOTS * PF_LOG_SLOT_FIXED + PF_LOG_DATA_MAX + PF_TAG_SIZE)
 #define PF_LOG_MAX_RECORDS 64u           /* records between checkpoints */
 #define PF_LOG_MAX_BYTES (1024u * 1024)  /* log bytes between checkpoints */
 /* A record that would pass the log's end writes zeros after itself up to the
@@ -813,6 +826,18 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
  * regular files) before the file entries; with PF_LOG_ONEPHASE too. An
  * older kiln refuses the flag: its replay stops there (a rollback). */
 #define PF_LOG_NS 2u
+/* Header flag: the body carries, after the file entries, the new slots of
+ * its files (a redo log for small commits, docs/fs.md "Data records"): the
+ * record vouches for itself (GCM over all of it), no journal or data sync
+ * takes part in its commit; replay puts the slots in place. Not with
+ * PF_LOG_ONEPHASE; with PF_LOG_NS too. An older kiln refuses the flag. */
+#define PF_LOG_DATA 4u
+/* One new slot a data record carries. */
+struct pf_log_slot {
+	uint64_t ino, idx;
+	uint32_t len;        /* data bytes (the slot is PF_SLOT_META + len) */
+	const uint8_t *slot; /* nonce, tag, data: into pf_log_rec.dbuf, or the writer's */
+};
 /* One namespace change of a record, applied in order before its files. */
 struct pf_log_ns {
 	uint8_t op; /* PF_LOG_NS_CREATE, PF_LOG_NS_UNLINK */
@@ -845,6 +870,11 @@ struct pf_log_rec {
 	struct pf_log_ns *ns;
 	size_t nns;
 	uint64_t next_ino;
+	/* PF_LOG_DATA: the slots (malloc'd, owned), pointing into dbuf (owned;
+	 * NULL when the writer's slots are its own). */
+	struct pf_log_slot *slots;
+	size_t nslots;
+	uint8_t *dbuf;
 };
 /* The records a replay applies, in order (owned; pf__log_scan_clear), the
  * version they reach, and the offset after the last one. */
@@ -888,6 +918,14 @@ int pf__log_vouch(pf_volume_t *v, const struct pf_meta *m, struct pf_log_scan *s
  * entry does not apply (name taken or missing, parent not a directory, inode
  * number reused). */
 int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err);
+/* After pf__log_replay: put the slots of the data records in the backing
+ * files (docs/fs.md "Data records"): for each file, the newest slot of each
+ * chunk among the data records after the last record that names the file
+ * without carrying its data; written and synced on a read-write volume, on a
+ * read-only one compared (a file whose slots are not there is marked
+ * log_unplaced). -KILN_ECORRUPT when a slot does not fit the file's replayed
+ * size. */
+int pf__log_place(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err);
 /* Write the record of version (flags) for the nodes being committed
  * (n->committing; their inodes hold the new state) at the log's end; the
  * caller syncs v->log_fh and then counts it (*size bytes) in. */

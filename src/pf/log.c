@@ -35,6 +35,11 @@ static size_t ns_size(const struct pf_log_ns *e)
 	return PF_LOG_NS_FIXED + (e->op == PF_LOG_NS_CREATE ? PF_LOG_NS_CREATE_EXTRA : 0) + e->len;
 }
 
+static size_t slot_size(const struct pf_log_slot *sl)
+{
+	return PF_LOG_SLOT_FIXED + PF_SLOT_META + sl->len;
+}
+
 static size_t rec_body_size(const struct pf_log_rec *rec)
 {
 	size_t size = body_size_of(rec->count);
@@ -43,6 +48,11 @@ static size_t rec_body_size(const struct pf_log_rec *rec)
 		size += 8;
 		for (size_t i = 0; i < rec->nns; i++)
 			size += ns_size(&rec->ns[i]);
+	}
+	if (rec->flags & PF_LOG_DATA) {
+		size += 8;
+		for (size_t i = 0; i < rec->nslots; i++)
+			size += slot_size(&rec->slots[i]);
 	}
 	return size;
 }
@@ -85,6 +95,15 @@ int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uin
 	if (rec->count > PF_LOG_MAX_FILES || (!ns && rec->count == 0) ||
 	    (ns && (rec->nns == 0 || rec->nns > PF_LOG_MAX_NS)))
 		return -EINVAL;
+	if (rec->flags & PF_LOG_DATA) {
+		size_t bytes = 0;
+
+		for (size_t i = 0; i < rec->nslots; i++)
+			bytes += PF_SLOT_META + rec->slots[i].len;
+		if ((rec->flags & PF_LOG_ONEPHASE) || rec->nslots == 0 ||
+		    rec->nslots > PF_LOG_MAX_SLOTS || bytes > PF_LOG_DATA_MAX)
+			return -EINVAL;
+	}
 	buf = calloc(1, total);
 	body = calloc(1, bsize);
 	if (!buf || !body)
@@ -115,6 +134,19 @@ int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uin
 		pf__put_u64(p + 32, (uint64_t)e->ctime_ns);
 		memcpy(p + 40, e->root, PF_ROOT_SIZE);
 	}
+	if (rec->flags & PF_LOG_DATA) {
+		pf__put_u32(p, (uint32_t)rec->nslots);
+		p += 8;
+		for (size_t i = 0; i < rec->nslots; i++) {
+			const struct pf_log_slot *sl = &rec->slots[i];
+
+			pf__put_u64(p, sl->ino);
+			pf__put_u64(p + 8, sl->idx);
+			pf__put_u32(p + 16, sl->len);
+			memcpy(p + PF_LOG_SLOT_FIXED, sl->slot, PF_SLOT_META + sl->len);
+			p += slot_size(sl);
+		}
+	}
 	a = kc_aead_new(k->log);
 	if (!a) {
 		ret = -KILN_ECRYPTO;
@@ -138,6 +170,8 @@ out:
 void pf__log_rec_clear(struct pf_log_rec *rec)
 {
 	free(rec->ents);
+	free(rec->slots);
+	free(rec->dbuf);
 	if (rec->ns)
 		kiln_free_secret(rec->ns, rec->nns * sizeof(*rec->ns));
 	memset(rec, 0, sizeof(*rec));
@@ -235,10 +269,76 @@ static int decode_ns(const uint8_t *body, size_t size, size_t *off, struct pf_lo
 	return 0;
 }
 
+/* The data part of a PF_LOG_DATA body (p[size], after the file entries,
+ * which rec holds): the slots, each of a file of the record, each (ino,
+ * chunk) once, at most PF_LOG_DATA_MAX bytes of slots. Whether a chunk lies
+ * within its file is checked at the replay (the chunk size is the volume's). */
+static int decode_data(const uint8_t *p, size_t size, struct pf_log_rec *rec,
+		       struct kiln_err *err)
+{
+	size_t nslots, off = 8, bytes = 0;
+
+	if (size < 8)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: data part cut");
+	nslots = pf__get_u32(p);
+	if (nslots == 0 || nslots > PF_LOG_MAX_SLOTS)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: %zu slots (1..%u)", nslots,
+				    (unsigned)PF_LOG_MAX_SLOTS);
+	if (pf__get_u32(p + 4) != 0)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
+	rec->dbuf = malloc(size);
+	rec->slots = calloc(nslots, sizeof(*rec->slots));
+	if (!rec->dbuf || !rec->slots)
+		return -ENOMEM;
+	memcpy(rec->dbuf, p, size);
+	for (size_t i = 0; i < nslots; i++) {
+		struct pf_log_slot *sl = &rec->slots[i];
+		bool named = false;
+
+		if (size - off < PF_LOG_SLOT_FIXED)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu cut", i);
+		sl->ino = pf__get_u64(p + off);
+		sl->idx = pf__get_u64(p + off + 8);
+		sl->len = pf__get_u32(p + off + 16);
+		if (pf__get_u32(p + off + 20) != 0)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu: reserved "
+					    "field set", i);
+		if (sl->len == 0 || sl->len > PF_MAX_CHUNK_SIZE ||
+		    sl->idx > PF_MAX_FILE_SIZE / PF_MIN_CHUNK_SIZE)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu: chunk %llu "
+					    "of %u bytes out of range", i,
+					    (unsigned long long)sl->idx, sl->len);
+		bytes += PF_SLOT_META + sl->len;
+		if (bytes > PF_LOG_DATA_MAX)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slots of more than "
+					    "%u bytes", PF_LOG_DATA_MAX);
+		if (size - off - PF_LOG_SLOT_FIXED < PF_SLOT_META + (size_t)sl->len)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu cut", i);
+		sl->slot = rec->dbuf + off + PF_LOG_SLOT_FIXED;
+		for (size_t j = 0; j < rec->count && !named; j++)
+			named = rec->ents[j].ino == sl->ino;
+		if (!named)
+			return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu: inode %llu "
+					    "has no file entry", i, (unsigned long long)sl->ino);
+		for (size_t j = 0; j < i; j++)
+			if (rec->slots[j].ino == sl->ino && rec->slots[j].idx == sl->idx)
+				return kiln_err_set(err, -KILN_EFORMAT, "log record: slot %zu: "
+						    "chunk %llu of inode %llu twice", i,
+						    (unsigned long long)sl->idx,
+						    (unsigned long long)sl->ino);
+		off += slot_size(sl);
+		rec->nslots = i + 1;
+	}
+	if (off != size)
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: %zu bytes after the slots",
+				    size - off);
+	return 0;
+}
+
 int pf__log_body_decode(const uint8_t *body, size_t size, uint32_t flags,
 			struct pf_log_rec *rec, struct kiln_err *err)
 {
-	bool ns = flags & PF_LOG_NS;
+	bool ns = flags & PF_LOG_NS, data = flags & PF_LOG_DATA;
 	size_t off = 8;
 	uint64_t count;
 	int ret;
@@ -254,7 +354,8 @@ int pf__log_body_decode(const uint8_t *body, size_t size, uint32_t flags,
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
 	if (ns && (ret = decode_ns(body, size, &off, rec, err)))
 		goto bad;
-	if (size - off != count * PF_LOG_ENTRY_SIZE) {
+	if (data ? size - off < count * PF_LOG_ENTRY_SIZE :
+		   size - off != count * PF_LOG_ENTRY_SIZE) {
 		ret = kiln_err_set(err, -KILN_EFORMAT, "log record: %llu files in %zu bytes",
 				   (unsigned long long)count, size - off);
 		goto bad;
@@ -312,6 +413,9 @@ int pf__log_body_decode(const uint8_t *body, size_t size, uint32_t flags,
 			goto bad;
 		}
 	}
+	if (data && (ret = decode_data(body + off + count * PF_LOG_ENTRY_SIZE,
+				       size - off - count * PF_LOG_ENTRY_SIZE, rec, err)))
+		goto bad;
 	return 0;
 bad:
 	pf__log_rec_clear(rec);
@@ -333,9 +437,14 @@ int pf__log_open_rec(const struct pf_meta_keys *k, const uint8_t *buf, size_t si
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: bad magic");
 	bsize = pf__get_u32(buf + 16);
 	flags = pf__get_u32(buf + 20);
-	if ((flags & ~(PF_LOG_ONEPHASE | PF_LOG_NS)) != 0 || pf__get_u32(buf + 36) != 0)
+	if ((flags & ~(PF_LOG_ONEPHASE | PF_LOG_NS | PF_LOG_DATA)) != 0 ||
+	    pf__get_u32(buf + 36) != 0)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: reserved field set");
-	if (!(flags & PF_LOG_NS) ? bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
+	/* A data record vouches for itself: no journal takes part. */
+	if ((flags & PF_LOG_ONEPHASE) && (flags & PF_LOG_DATA))
+		return kiln_err_set(err, -KILN_EFORMAT, "log record: one-phase with data");
+	if (flags & PF_LOG_DATA ? bsize < 16 || bsize > PF_LOG_REC_MAX :
+	    !(flags & PF_LOG_NS) ? bsize < 8 || bsize > body_size_of(PF_LOG_MAX_FILES) ||
 				   (bsize - 8) % PF_LOG_ENTRY_SIZE != 0 :
 				   bsize < 16 || bsize > PF_LOG_REC_MAX)
 		return kiln_err_set(err, -KILN_EFORMAT, "log record: body size %u", bsize);
@@ -667,6 +776,173 @@ int pf__log_replay(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err 
 	v->log_off = s->end;
 	v->log_records = (uint32_t)s->count;
 	return 0;
+}
+
+/* One slot pf__log_place puts in place, and the record carrying it. */
+struct place {
+	const struct pf_log_slot *sl;
+	uint64_t version;
+};
+
+static int place_cmp(const void *a, const void *b)
+{
+	const struct pf_log_slot *x = ((const struct place *)a)->sl;
+	const struct pf_log_slot *y = ((const struct place *)b)->sl;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Drop the slots of ino from ps[*np]: a later record sets its state without
+ * them (written only once the file's data was synced), or removes it. */
+static void place_drop(struct place *ps, size_t *np, uint64_t ino)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *np; i++)
+		if (ps[i].sl->ino != ino)
+			ps[k++] = ps[i];
+	*np = k;
+}
+
+/* Put the slots ps[0..n) of one file (in, sorted by chunk) in its backing
+ * file and sync it; or, read-only, compare them with what it holds. */
+static int place_file(pf_volume_t *v, struct pf_inode *in, const struct place *ps, size_t n,
+		      struct kiln_err *err)
+{
+	char name[PF_BNAME_MAX];
+	uint64_t phys = 0;
+	uint8_t *buf = NULL;
+	void *fh = NULL;
+	int ret;
+
+	pf__backing_name(in->backing, name);
+	ret = v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : PF_SO_CREATE, &fh);
+	if (ret == -ENOENT && v->read_only) {
+		in->log_unplaced = true;
+		return 0;
+	}
+	if (!ret)
+		ret = v->so->get_size(v->sctx, fh, &phys);
+	if (ret)
+		goto out;
+	if (v->read_only) {
+		buf = malloc(v->stride);
+		if (!buf) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < n && !in->log_unplaced; i++) {
+			size_t len = PF_SLOT_META + ps[i].sl->len;
+
+			in->log_unplaced = pf__st_pread_pad(v, fh, buf, len,
+							    pf__slot_off(v, ps[i].sl->idx)) != 0 ||
+					   memcmp(buf, ps[i].sl->slot, len) != 0;
+		}
+		goto out;
+	}
+	/* A file the log created may have lost its header with its name: it
+	 * is the create entry's (its id, kind, the volume's chunk size). */
+	if (phys < PF_HDR_SIZE) {
+		struct pf_header h = { .version = PF_HDR_VERSION, .kind = in->kind,
+				       .chunk_size = v->cs };
+		uint8_t hdr[PF_HDR_SIZE];
+
+		memcpy(h.file_id, in->file_id, PF_FILE_ID_SIZE);
+		pf__header_encode(&h, hdr);
+		if ((ret = pf__st_pwrite_all(v, fh, hdr, sizeof(hdr), 0)))
+			goto out;
+	}
+	for (size_t i = 0; i < n && !ret; i++)
+		ret = pf__st_pwrite_all(v, fh, ps[i].sl->slot, PF_SLOT_META + ps[i].sl->len,
+					pf__slot_off(v, ps[i].sl->idx));
+	if (!ret)
+		ret = v->so->sync(v->sctx, fh);
+	if (!ret && phys < PF_HDR_SIZE)
+		ret = v->so->sync_dir(v->sctx);
+out:
+	free(buf);
+	if (fh)
+		v->so->close(v->sctx, fh);
+	if (ret)
+		kiln_err_set(err, ret, "commit log: file %s (inode %llu): cannot put its "
+			     "record's data in place: %s", name, (unsigned long long)in->ino,
+			     kiln_strerror(ret));
+	return ret;
+}
+
+int pf__log_place(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *err)
+{
+	struct place *ps = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+
+	for (size_t r = 0; r < s->count; r++) {
+		const struct pf_log_rec *rec = &s->recs[r];
+
+		for (size_t i = 0; i < rec->nns; i++)
+			if (rec->ns[i].op == PF_LOG_NS_UNLINK)
+				place_drop(ps, &n, rec->ns[i].ino);
+		if (!(rec->flags & PF_LOG_DATA)) {
+			for (size_t i = 0; i < rec->count; i++)
+				place_drop(ps, &n, rec->ents[i].ino);
+			continue;
+		}
+		for (size_t i = 0; i < rec->nslots; i++) {
+			const struct pf_log_slot *sl = &rec->slots[i];
+			size_t k = 0;
+
+			/* The newest slot of a chunk wins. */
+			while (k < n && !(ps[k].sl->ino == sl->ino && ps[k].sl->idx == sl->idx))
+				k++;
+			if (k == n) {
+				if (n == cap) {
+					struct place *np;
+
+					cap = cap ? 2 * cap : 64;
+					np = realloc(ps, cap * sizeof(*np));
+					if (!np) {
+						free(ps);
+						return -ENOMEM;
+					}
+					ps = np;
+				}
+				n++;
+			}
+			ps[k].sl = sl;
+			ps[k].version = rec->version;
+		}
+	}
+	if (n)
+		qsort(ps, n, sizeof(*ps), place_cmp);
+	for (size_t i = 0, j; i < n && !ret; i = j) {
+		struct pf_inode *in = pf__ino_find(v, ps[i].sl->ino);
+
+		/* pf__log_replay checked that each names a file of the volume;
+		 * a published namespace (meta.pub) may have removed it since. */
+		for (j = i; j < n && ps[j].sl->ino == ps[i].sl->ino; j++)
+			;
+		if (!in || in->type != PF_TYPE_REG)
+			continue;
+		for (size_t k = i; k < j; k++) {
+			const struct pf_log_slot *sl = ps[k].sl;
+
+			if (sl->idx < pf__nchunks(v, in->size) &&
+			    sl->len == pf__chunk_len(v, in->size, sl->idx))
+				continue;
+			ret = kiln_err_set(err, -KILN_ECORRUPT, "commit log: record %llu: its "
+					   "slot of chunk %llu (%u bytes) does not fit inode %llu "
+					   "of %llu bytes", (unsigned long long)ps[k].version,
+					   (unsigned long long)sl->idx, sl->len,
+					   (unsigned long long)sl->ino, (unsigned long long)in->size);
+			break;
+		}
+		if (!ret)
+			ret = place_file(v, in, ps + i, j - i, err);
+	}
+	free(ps);
+	return ret;
 }
 
 /* Write a sealed record at the log's end. Past the file's end, zeros follow

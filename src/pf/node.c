@@ -145,6 +145,12 @@ int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 	n->base_in_meta = n->was_in_meta = true;
 	n->base_size = n->size = e->size;
 	memcpy(n->base_root, e->root, PF_ROOT_SIZE);
+	if (e->log_unplaced) {
+		/* Read-only: a data record's slots are not in its backing file. */
+		ret = kiln_err_set(err, -EROFS, "file %s: interrupted write needs recovery; "
+				   "open the volume read-write", pf__node_path(n));
+		goto out;
+	}
 	if (e->size == 0) {
 		ret = load_empty(n, e, err);
 		if (ret)

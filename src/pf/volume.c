@@ -545,6 +545,10 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	ret = pf__check_freshness(v, version, opts && opts->trust_first, err);
 	if (ret)
 		goto out;
+	/* Data records: their slots in the backing files before any read
+	 * (and only on a volume that passed the rollback check). */
+	if ((ret = pf__log_place(v, &ls, err)))
+		goto out;
 	/* Published metadata is not durable: files it no longer names may be
 	 * named by the durable one. Orphans wait for an open after a commit. */
 	if (!v->read_only && !published && (ret = collect_orphans(v, err))) {

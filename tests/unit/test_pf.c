@@ -3016,6 +3016,94 @@ static uint8_t *log_record(const struct pf_meta_keys *k, uint64_t version, uint6
 	return rec;
 }
 
+/* A data record (PF_LOG_DATA) round-trips with its slots; the parser refuses
+ * a slot of a file the record does not name, a chunk twice, a length of 0 or
+ * past PF_LOG_DATA_MAX in all, a cut slot, bytes after the slots, a set
+ * reserved field, and the flag with PF_LOG_ONEPHASE, each with a message. */
+static void test_log_data_records(void **state)
+{
+	struct pf_log_entry ents[1] = { { .ino = 7, .size = 3000 } };
+	uint8_t s1[PF_SLOT_META + 1024], s2[PF_SLOT_META + 952];
+	struct pf_log_slot slots[2] = { { .ino = 7, .idx = 0, .len = 1024, .slot = s1 },
+					{ .ino = 7, .idx = 2, .len = 952, .slot = s2 } };
+	struct pf_log_rec r = { .version = 9, .flags = PF_LOG_DATA, .ents = ents, .count = 1,
+				.slots = slots, .nslots = 2 }, rec;
+	struct kiln_err err = { 0 };
+	struct pf_meta_keys k;
+	uint8_t *buf, *body, *sl2;
+	size_t size, bsize;
+
+	memset(s1, 0x11, sizeof(s1));
+	memset(s2, 0x22, sizeof(s2));
+	log_keys(&k, g_key);
+	assert_int_equal(pf__log_seal(&k, &r, &buf, &size), 0);
+	assert_int_equal(pf__log_open_rec(&k, buf, size, &rec, &err), 0);
+	assert_int_equal(rec.flags, PF_LOG_DATA);
+	assert_int_equal(rec.nslots, 2);
+	assert_int_equal(rec.slots[1].idx, 2);
+	assert_int_equal(rec.slots[1].len, 952);
+	assert_memory_equal(rec.slots[0].slot, s1, sizeof(s1));
+	assert_memory_equal(rec.slots[1].slot, s2, sizeof(s2));
+	pf__log_rec_clear(&rec);
+	free(buf);
+	r.flags = PF_LOG_DATA | PF_LOG_ONEPHASE;
+	assert_int_equal(pf__log_seal(&k, &r, &buf, &size), -EINVAL);
+	r.flags = PF_LOG_DATA;
+	/* The body: the file entry, then the data part. */
+	bsize = 8 + PF_LOG_ENTRY_SIZE + 8 + 2 * PF_LOG_SLOT_FIXED + sizeof(s1) + sizeof(s2);
+	body = calloc(1, bsize + 64);
+	pf__put_u32(body, 1);
+	pf__put_u64(body + 8, 7);
+	pf__put_u64(body + 16, 3000);
+	pf__put_u32(body + 8 + PF_LOG_ENTRY_SIZE, 2);
+	buf = body + 16 + PF_LOG_ENTRY_SIZE;
+	pf__put_u64(buf, 7);
+	pf__put_u32(buf + 16, 1024);
+	sl2 = buf + PF_LOG_SLOT_FIXED + sizeof(s1);
+	pf__put_u64(sl2, 7);
+	pf__put_u64(sl2 + 8, 2);
+	pf__put_u32(sl2 + 16, 952);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err), 0);
+	pf__log_rec_clear(&rec);
+	/* Without the flag the slots are bytes too many. */
+	assert_int_equal(pf__log_body_decode(body, bsize, 0, &rec, &err), -KILN_EFORMAT);
+	assert_int_equal(pf__log_body_decode(body, bsize + 1, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "after the slots"));
+	assert_int_equal(pf__log_body_decode(body, bsize - 1, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "slot 1 cut"));
+	pf__put_u64(sl2, 8);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "slot 1: inode 8 has no file entry"));
+	pf__put_u64(sl2, 7);
+	pf__put_u64(sl2 + 8, 0);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "chunk 0 of inode 7 twice"));
+	pf__put_u64(sl2 + 8, 2);
+	pf__put_u32(sl2 + 20, 1);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "reserved field set"));
+	pf__put_u32(sl2 + 20, 0);
+	pf__put_u32(sl2 + 16, 0);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "out of range"));
+	pf__put_u32(sl2 + 16, PF_LOG_DATA_MAX);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "slots of more than"));
+	pf__put_u32(sl2 + 16, 952);
+	pf__put_u32(body + 8 + PF_LOG_ENTRY_SIZE, 0);
+	assert_int_equal(pf__log_body_decode(body, bsize, PF_LOG_DATA, &rec, &err),
+			 -KILN_EFORMAT);
+	assert_non_null(strstr(err.msg, "0 slots"));
+	free(body);
+}
+
 /* Records round-trip; every malformed one is refused with a message. */
 static void test_log_records(void **state)
 {
@@ -3061,7 +3149,7 @@ static void test_log_records(void **state)
 	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, &err), -KILN_EFORMAT);
 	assert_non_null(strstr(err.msg, "body size"));
 	r[16] ^= 1;
-	r[20] = 4; /* a flag not defined (1 is PF_LOG_ONEPHASE, 2 PF_LOG_NS) */
+	r[20] = 8; /* a flag not defined (1 PF_LOG_ONEPHASE, 2 PF_LOG_NS, 4 PF_LOG_DATA) */
 	assert_int_equal(pf__log_open_rec(&k, r, size, &rec, NULL), -KILN_EFORMAT);
 	r[20] = 0;
 	/* The body's own checks (past authentication). */
@@ -4529,6 +4617,7 @@ int main(void)
 		cmocka_unit_test(test_rename_over_open_and_trunc),
 		cmocka_unit_test(test_fork_sealer),
 		cmocka_unit_test(test_log_records),
+		cmocka_unit_test(test_log_data_records),
 		cmocka_unit_test(test_log_commits),
 		cmocka_unit_test(test_log_rollback),
 		cmocka_unit_test(test_version_never_reused),
