@@ -116,7 +116,9 @@ static uint8_t *get_file(const char *name, size_t *size)
 
 static pf_volume_t *vol_open(bool init, uint64_t trusted, struct kiln_err *err)
 {
-	struct pf_volume_opts o = { .chunk_size = CS };
+	/* The journals are the subject: no data records (a small commit's
+	 * slots would go into the log instead of redo entries). */
+	struct pf_volume_opts o = { .chunk_size = CS, .log_data_max = -1 };
 	pf_volume_t *v = NULL;
 
 	if (trusted && pf_freshness_fixed(trusted, &o.freshness, &o.freshness_ctx) != 0)

@@ -165,6 +165,15 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		ret = pf__st_set_size(v, fh, env_size);
 	if (!ret && durable)
 		ret = sync_begin(v, fh);
+	/* A checkpoint spends the log: the slots data records placed since
+	 * the last one are made durable in its group first, in every file
+	 * still loaded (pf_close keeps such nodes; pf__journal_close syncs one
+	 * that goes). */
+	for (struct pf_node *n = v->nodes; n && !ret && durable; n = n->next)
+		if (n->dplaced)
+			ret = n->failed || !n->fh ? -EIO : sync_begin(v, n->fh);
+	if (!ret && durable && v->dplaced_lost)
+		ret = -EIO;
 	if (!ret && later)
 		ret = prepare(v, version, err);
 	if (syncs_settle(v) && !ret)
@@ -204,6 +213,8 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	v->log_off = 0;
 	v->log_records = 0;
 	v->log_broken = false;
+	for (struct pf_node *n = v->nodes; n; n = n->next)
+		n->dplaced = false;
 	/* A failed commit leaves the version prepared, which open accepts. meta.pub,
 	 * if any, now has an older version: it is ignored, and reused by the next
 	 * publish. */
@@ -280,14 +291,45 @@ static bool log_commit_ok(pf_volume_t *v)
  * Then the commit of the version. A failed record leaves the version
  * prepared, as a failed rename does, and makes the next commit a
  * checkpoint. */
-static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
+static int commit_by_log(pf_volume_t *v, bool data, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	bool one = true, later = false, dir = false;
+	bool one = true, later = false, dir = false, pre = false;
 	size_t size = 0;
 	int ret;
 
-	for (struct pf_node *n = v->nodes; n; n = n->next) {
+	/* A data record: nothing but the record (and the prepare) is synced,
+	 * unless the previous commit of a file left slots placed under its
+	 * journal's redo entries (jlive): those are made durable before the
+	 * record, which alone then carries the file's state. */
+	for (struct pf_node *n = v->nodes; data && n; n = n->next) {
+		if (!n->committing || !n->jlive)
+			continue;
+		if ((ret = sync_begin(v, n->fh))) {
+			kiln_err_set(err, ret, "file %s: sync: %s", pf__node_path(n),
+				     kiln_strerror(ret));
+			(void)syncs_settle(v);
+			v->log_broken = true;
+			return ret;
+		}
+		pre = true;
+	}
+	if (pre) {
+		ret = prepare(v, version, err);
+		if (syncs_settle(v) && !ret)
+			ret = kiln_err_set(err, -EIO, "commit: a data sync failed");
+		if (ret) {
+			v->log_broken = true;
+			return ret;
+		}
+	}
+	for (struct pf_node *n = v->nodes; n && !data; n = n->next) {
+		/* Slots a data record placed are durable only in the log: a
+		 * record without them waits for the file's data sync (its
+		 * group settled first), so a replay never writes them over
+		 * what this commit wrote in place (pf__log_place). */
+		if (n->committing && n->dplaced)
+			one = false;
 		/* A whole generation's journal vouches for the record; a file
 		 * the record creates, its content (its data synced in the
 		 * group, checked against the record's root at the replay:
@@ -312,10 +354,11 @@ static int commit_by_log(pf_volume_t *v, struct kiln_err *err)
 		v->log_broken = true;
 		return ret;
 	}
-	if (one) {
-		ret = use_version(v, version, &later, err);
+	if (data || one) {
+		ret = pre ? 0 : use_version(v, version, &later, err);
 		if (!ret)
-			ret = pf__log_append(v, version, PF_LOG_ONEPHASE, &size, err);
+			ret = pf__log_append(v, version, data ? PF_LOG_DATA : PF_LOG_ONEPHASE,
+					     &size, err);
 		if (!ret && (ret = sync_begin(v, v->log_fh)))
 			kiln_err_set(err, ret, "commit log (.kiln/%s): sync: %s", PF_LOG_NAME,
 				     kiln_strerror(ret));
@@ -396,6 +439,38 @@ static bool onephase_group(pf_volume_t *v)
 	return count >= 2;
 }
 
+/* Will this commit be a data record (docs/fs.md "Data records")? Every file
+ * to commit (only, or every one needing it) has a committed state in the
+ * metadata, in the same backing file, and a whole generation (nothing of it
+ * moved: every new slot held), not a plain file; the held slots come to at
+ * most PF_LOG_DATA_MAX bytes in all; the namespace changes since the last
+ * durable commit are unlinks alone (a created file's data was written in
+ * place at once, not held); and the log takes a record. Then the record
+ * carries the held slots and is the only file synced (beside the prepare). */
+static bool data_commit(pf_volume_t *v, const struct pf_node *only)
+{
+	size_t bytes = 0, count = 0;
+
+	if (!v->log_data_max || !log_volume_ok(v))
+		return false;
+	for (size_t i = 0; i < v->nnsops; i++)
+		if (v->nsops[i].op != PF_LOG_NS_UNLINK)
+			return false;
+	for (const struct pf_node *n = v->nodes; n; n = n->next) {
+		if ((only && n != only) || !pf__node_needs_commit(n))
+			continue;
+		if (n->failed || !pf__has_base(n) || !n->gen_open || !gen_whole(n) ||
+		    !n->inode->in_meta || n->fresh ||
+		    memcmp(n->backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0)
+			return false;
+		for (size_t i = 0; i < n->wb_count; i++)
+			bytes += n->wb_len[i];
+		if (++count > PF_LOG_MAX_FILES || bytes > v->log_data_max)
+			return false;
+	}
+	return count > 0;
+}
+
 /* A generation with a journal commits in one sync phase: its new root (from
  * the tags in memory), then its held slots as redo entries and the end
  * record, synced with the data; the slots go in place after the rename. */
@@ -419,17 +494,18 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 	/* Removals wait for a durable state without the file: after a record
 	 * that unlinked it, for the next checkpoint (any commit that is one). */
 	bool any = v->ns_dirty || v->nnsops || (v->pending && !v->log_records) || v->lazy;
-	bool failed = false;
+	bool failed = false, data;
 	int ret = 0;
 
 	if (v->read_only)
 		return 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next)
-		n->redo = false;
+		n->redo = n->data = false;
+	data = data_commit(v, only);
 	/* Many files in one commit (a flush): one syncfs instead of a sync each,
 	 * covering the journals (with their redo entries) and the data; not when
 	 * the commit is a one-phase record (onephase_group). */
-	if (!only && v->so->sync_all && !onephase_group(v)) {
+	if (!only && v->so->sync_all && !data && !onephase_group(v)) {
 		size_t count = 0;
 
 		for (struct pf_node *n = v->nodes; n && count < 2; n = n->next)
@@ -468,6 +544,12 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		}
 		if (!pf__node_needs_commit(n))
 			continue;
+		if (data) {
+			/* Its held slots go into the record: no journal, no sync. */
+			ret = pf__tree_root(n, n->size, n->new_root, NULL);
+			n->data = ret == 0;
+			goto root;
+		}
 		/* redo_end ran already (above) when n->redo is set. */
 		ended = n->redo;
 		if (!ended)
@@ -491,6 +573,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		n->synced = false;
 		if (!ret && !n->redo)
 			ret = pf__tree_root(n, n->size, n->new_root, NULL);
+root:
 		if (ret) {
 			/* After a failed sync the data on disk is unknown (Linux
 			 * forgets the error): treat the file as failed, like a write. */
@@ -519,8 +602,9 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		ret = syncs_settle(v);
 		return failed || ret ? -EIO : 0;
 	}
-	if (log_commit_ok(v))
-		ret = commit_by_log(v, err);
+	/* A file that failed above is not in the record (nor committed). */
+	if (data || log_commit_ok(v))
+		ret = commit_by_log(v, data, err);
 	else
 		ret = pf__write_meta(v, true, err);
 	(void)syncs_settle(v); /* both settled them, unless they failed early */
@@ -540,7 +624,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 			 * journal with an end record may be needed as it is. */
 			if (n->redo)
 				n->failed = true;
-			n->redo = false;
+			n->redo = n->data = false;
 			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			n->inode->size = n->save_size;
 			n->inode->in_meta = n->save_in_meta;
@@ -558,8 +642,18 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
 		n->gen_open = false;
 		n->dirty = false;
-		/* The data sync covered the slots the previous commit placed. */
+		/* The data sync covered the slots the previous commit placed (a
+		 * data record's: before its record, commit_by_log). */
 		n->jlive = false;
+		if (!n->data)
+			n->dplaced = false;
+		if (n->data && !n->failed && pf__journal_data_placed(n) != 0) {
+			if (!ret)
+				ret = kiln_err_set(err, -EIO, "file %s: write after commit "
+						   "failed; reopen the volume", pf__node_path(n));
+			n->failed = true;
+		}
+		n->data = false;
 		if (n->redo && !n->failed && pf__journal_placed(n) != 0) {
 			if (!ret)
 				ret = kiln_err_set(err, -EIO, "file %s: write after commit "

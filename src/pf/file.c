@@ -346,8 +346,11 @@ int pf_close(pf_file_t *f)
 			/* The last handle of an unlinked file: it goes now. */
 			pf__node_drop(v, n);
 			pf__inode_release(v, in);
-		} else if (n->jlive && v->log_records > 0 && !pf__node_needs_commit(n)) {
-			n->kept = true; /* its journal may vouch for the last record */
+		} else if ((n->jlive || n->dplaced) && v->log_records > 0 &&
+			   !pf__node_needs_commit(n)) {
+			/* Its journal may vouch for the last record; or a data
+			 * record placed slots the checkpoint must sync. */
+			n->kept = true;
 		} else if (!pf__node_needs_commit(n)) {
 			pf__node_free(n);
 		}

@@ -359,7 +359,13 @@ struct pf_node {
 	 * loaded, its live journal unspent (it may vouch for the log's last
 	 * record), until the next checkpoint frees it (pf__commit_locked). */
 	bool kept;
+	/* A data record placed slots of it in the backing file without a sync
+	 * (docs/fs.md "Data records"): the log's copy is the durable one until
+	 * its data sync, which a checkpoint does first (pf__write_meta); a
+	 * record that is not a data record waits for that sync (two phases). */
+	bool dplaced;
 	bool redo; /* scratch: this commit writes redo entries (journal_end) */
+	bool data; /* scratch: this commit is a data record (its slots in the log) */
 	/* Scratch: this commit's generation is whole (PF_JOURNAL_END_WHOLE): no
 	 * journal sync before its commit, so every slot of it is held and goes
 	 * into the redo entries; its commit may be a one-phase record. */
@@ -522,6 +528,10 @@ struct pf_volume {
 	uint64_t log_size; /* the log file's size (zeros past the records, PF_LOG_AHEAD) */
 	uint32_t log_records;
 	bool log_broken;
+	uint32_t log_data_max; /* opts.log_data_max: 0 no data records */
+	/* A node with slots a data record placed was freed and its data sync
+	 * failed: no checkpoint may spend the log (reopen the volume). */
+	bool dplaced_lost;
 	/* Namespace changes since the last durable commit a record can carry
 	 * (log.c, pf__nsop_*), in order; owned. */
 	struct pf_log_ns *nsops;
@@ -692,6 +702,9 @@ int pf__journal_spend(struct pf_node *n);
 int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_t size,
 		    bool whole);
 int pf__journal_placed(struct pf_node *n);
+/* After a data record's commit point: the held slots in place, no sync
+ * (n->dplaced until the next data sync). */
+int pf__journal_data_placed(struct pf_node *n);
 /* Last close of a node with a live redo journal: sync the data, spend it. */
 void pf__journal_close(struct pf_node *n);
 int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,

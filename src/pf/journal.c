@@ -375,6 +375,19 @@ int pf__journal_placed(struct pf_node *n)
 	return 0;
 }
 
+/* After a data record's commit point: the held slots go in place without a
+ * sync (the record holds them until the checkpoint syncs the file). The
+ * journal took no part: its generation's header names a state no longer
+ * committed (spent by the caller). */
+int pf__journal_data_placed(struct pf_node *n)
+{
+	/* j_dir stays: a journal this generation created has a name no sync
+	 * made durable; the next journal sync syncs the directory too. */
+	n->j_unsynced = n->j_hdr = false;
+	n->dplaced = true;
+	return wb_place(n);
+}
+
 void pf__journal_close(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
@@ -392,6 +405,12 @@ void pf__journal_close(struct pf_node *n)
 	    v->so->get_size(v->sctx, n->jfh_alt, &size) == 0)
 		(void)spend(v, n->jfh_alt, size, false);
 	n->jlive = false;
+	/* Slots a data record placed: the log holds them until a checkpoint,
+	 * which syncs the nodes it finds; this one goes, so its sync is now. */
+	if (n->dplaced && n->fh && !v->read_only &&
+	    (n->failed || v->so->sync(v->sctx, n->fh) != 0))
+		v->dplaced_lost = true;
+	n->dplaced = false;
 }
 
 /* One journal file of a node being loaded, as found. */

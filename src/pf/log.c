@@ -981,17 +981,34 @@ int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *siz
 	size_t count = 0, rec_size = 0;
 	int ret;
 
-	for (struct pf_node *n = v->nodes; n; n = n->next)
+	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		count += n->committing;
+		if (n->committing && (flags & PF_LOG_DATA))
+			r.nslots += n->wb_count;
+	}
 	r.ents = calloc(count ? count : 1, sizeof(*r.ents));
-	if (!r.ents)
+	r.slots = calloc(r.nslots ? r.nslots : 1, sizeof(*r.slots));
+	if (!r.ents || !r.slots) {
+		free(r.ents);
+		free(r.slots);
 		return -ENOMEM;
+	}
+	r.nslots = 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		struct pf_inode *in = n->inode;
 		struct pf_log_entry *e = &r.ents[r.count];
 
 		if (!n->committing)
 			continue;
+		/* A data record: the held slots, as they go in place. */
+		for (size_t i = 0; (flags & PF_LOG_DATA) && i < n->wb_count; i++) {
+			struct pf_log_slot *sl = &r.slots[r.nslots++];
+
+			sl->ino = in->ino;
+			sl->idx = n->wb_idx[i];
+			sl->len = n->wb_len[i] - PF_SLOT_META;
+			sl->slot = n->wb + i * v->stride;
+		}
 		e->ino = in->ino;
 		e->size = in->size;
 		e->atime_ns = in->atime_ns;
@@ -1044,6 +1061,7 @@ out:
 			     kiln_strerror(ret));
 	free(rec);
 	free(r.ents);
+	free(r.slots);
 	return ret;
 }
 

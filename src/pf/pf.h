@@ -203,6 +203,11 @@ struct pf_volume_opts {
 	 * (the runtime's shield, which runs under Syscall User Dispatch inside
 	 * the application) leaves it off. A forked child seals alone. */
 	bool seal_thread;
+	/* Data records (docs/fs.md): a commit holding at most this many bytes
+	 * of new slots carries them in its log record, and syncs nothing else.
+	 * 0: the default and most, 256 KiB; negative: never (every commit
+	 * syncs its journals and data, as before the fourteenth session). */
+	int32_t log_data_max;
 	/* pf_volume_init only: chunk size (0 = PF_DEFAULT_CHUNK_SIZE, multiple of 16
 	 * in [PF_MIN_CHUNK_SIZE, PF_MAX_CHUNK_SIZE]) and regions (default: all
 	 * encrypted). Recorded in the metadata; ignored by pf_volume_open. */

@@ -25,6 +25,7 @@ static int vol_alloc(const struct pf_volume_opts *opts, pf_volume_t **out)
 		free(v);
 		return -ENOMEM;
 	}
+	v->log_data_max = PF_LOG_DATA_MAX;
 	v->euid = geteuid();
 	v->egid = getegid();
 	if (opts) {
@@ -34,6 +35,10 @@ static int vol_alloc(const struct pf_volume_opts *opts, pf_volume_t **out)
 		v->fctx = opts->freshness_ctx;
 		v->read_only = opts->read_only;
 		v->seal_thread = opts->seal_thread;
+		if (opts->log_data_max > 0 && opts->log_data_max < (int32_t)PF_LOG_DATA_MAX)
+			v->log_data_max = (uint32_t)opts->log_data_max;
+		else if (opts->log_data_max < 0)
+			v->log_data_max = 0;
 	}
 	*out = v;
 	return 0;

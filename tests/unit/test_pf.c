@@ -27,6 +27,10 @@ static const uint8_t g_key[PF_KEY_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
 static const uint8_t g_key2[PF_KEY_SIZE] = { 9, 8, 7 };
 
 static bool g_use_deferred; /* opts_fill wraps with sync_start/sync_wait */
+/* opts_fill's log_data_max: on (0) but in the tests of the journal-based
+ * records (their one-phase records, vouching, redo entries), which turn data
+ * records off (-1, journal_records) and back on at their end. */
+static int32_t g_log_data_max;
 
 /* ---- helpers ---- */
 struct env {
@@ -55,10 +59,16 @@ static void env_free(struct env *e)
 
 static struct fault *g_last_fault;
 
+static void journal_records(bool on)
+{
+	g_log_data_max = on ? -1 : 0;
+}
+
 static void opts_fill(struct env *e, struct pf_volume_opts *o, bool with_fault)
 {
 	memset(o, 0, sizeof(*o));
 	o->seal_thread = true; /* large writes take the two-thread path */
+	o->log_data_max = g_log_data_max;
 	assert_int_equal(pf_freshness_local(e->vfile, &o->freshness, &o->freshness_ctx), 0);
 	g_last_fault = NULL;
 	if (with_fault) {
@@ -2647,6 +2657,7 @@ static void test_journal_redo_hostile(void **state)
 						REDO_FORGED, REDO_REPLAYED, REDO_OTHER_FILE };
 	uint8_t got[8192];
 
+	journal_records(true);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct kiln_err err = { 0 };
 		int ret = redo_case_run(cases[i], got, &err);
@@ -2667,6 +2678,7 @@ static void test_journal_redo_hostile(void **state)
 		    (ret != -KILN_ECORRUPT || !strstr(err.msg, "redo entries")))
 			fail_msg("bad count: %d %s", ret, err.msg);
 	}
+	journal_records(false);
 }
 
 /* A read-only open (kiln fs cat while the server runs) after a commit: the
@@ -2801,6 +2813,7 @@ static void test_journal_flush_crash_points(void **state)
 {
 	uint8_t s0[5000], s1[5000], s2[5000], got[6000];
 
+	journal_records(true);
 	memset(s0, 'a', sizeof(s0));
 	memcpy(s1, s0, sizeof(s0));
 	memset(s1 + 200, 'b', 1500);
@@ -2860,6 +2873,7 @@ static void test_journal_flush_crash_points(void **state)
 			break;
 	}
 	g_use_deferred = false;
+	journal_records(false);
 }
 
 static void test_journal_generations_crash_points(void **state)
@@ -3237,6 +3251,7 @@ static void test_log_commits(void **state)
 	uint64_t ver;
 	struct env e;
 
+	journal_records(true);
 	memset(a, 'a', sizeof(a));
 	memset(b, 'b', sizeof(b));
 	env_init(&e);
@@ -3340,6 +3355,7 @@ static void test_log_commits(void **state)
 	pf_volume_close(v, NULL);
 	free(m0);
 	env_free(&e);
+	journal_records(false);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -3382,6 +3398,7 @@ static void test_log_rollback(void **state)
 	struct env e;
 	FILE *t;
 
+	journal_records(true);
 	for (int i = 0; i < 5; i++)
 		memset(s[i], 'p' + i, sizeof(s[i]));
 	env_init(&e);
@@ -3475,6 +3492,7 @@ static void test_log_rollback(void **state)
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
 	pf_volume_close(v, NULL);
 	env_free(&e);
+	journal_records(false);
 }
 
 /* A provider whose first answers lag: the CAS's tags as a grant carried them
@@ -3662,8 +3680,10 @@ static void version_cut_then_put_back(bool prepared)
 
 static void test_version_never_reused(void **state)
 {
+	journal_records(true);
 	version_cut_then_put_back(true);
 	version_cut_then_put_back(false);
+	journal_records(false);
 }
 
 /* A power cut at every storage call of: two records, a checkpoint (a new
@@ -3797,6 +3817,7 @@ static void test_log_onephase(void **state)
 	struct env e;
 	long direct;
 
+	journal_records(true);
 	memset(a, 'a', sizeof(a));
 	memset(b, 'b', sizeof(b));
 	memset(c, 'c', sizeof(c));
@@ -3835,6 +3856,7 @@ static void test_log_onephase(void **state)
 	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
 	pf_volume_close(v, NULL);
 	env_free(&e);
+	journal_records(false);
 }
 
 /* A commit's redo entries and end record are one write to the journal, and
@@ -3896,6 +3918,7 @@ static void test_log_vouch(void **state)
 	uint64_t ver;
 	FILE *t;
 
+	journal_records(true);
 	memset(a, 'a', sizeof(a));
 	memset(b, 'b', sizeof(b));
 	memset(c, 'c', sizeof(c));
@@ -3941,6 +3964,7 @@ static void test_log_vouch(void **state)
 	free(before);
 	free(log);
 	env_free(&e);
+	journal_records(false);
 }
 
 /* The power cut of crash point `point` in run 0..3 (odd: deferred syncs): two
@@ -4045,6 +4069,7 @@ static void test_onephase_crash_points(void **state)
 	static size_t sizes[STEPS][2 * FILES];
 	uint8_t got[Z + 1000];
 
+	journal_records(true);
 	for (int k = 0; k < STEPS; k++) {
 		for (int i = 0; i < FILES; i++) {
 			sizes[k][i] = i == 0 ? (k < 2 ? 5000 : 6000) : 4000;
@@ -4171,6 +4196,169 @@ static void test_onephase_crash_points(void **state)
 		}
 	}
 	g_use_deferred = false;
+	journal_records(false);
+}
+
+/* Step k (1..10) of test_data_crash_points on f (fh[0]) and g (fh[1]);
+ * false when a call failed (the cut). */
+static bool data_step(pf_volume_t *v, pf_file_t **fh, int k, uint8_t st[11][2][6000])
+{
+	struct kiln_err err = { 0 };
+	const uint8_t *f = st[k][0], *g = st[k][1];
+
+	switch (k) {
+	case 1: /* an overwrite */
+		return pf_pwrite(fh[0], f + 100, 1600, 100, &err) == 1600 &&
+		       pf_fsync(fh[0], &err) == 0;
+	case 2: /* an append */
+		return pf_pwrite(fh[0], f + 5000, 1000, 5000, &err) == 1000 &&
+		       pf_fsync(fh[0], &err) == 0;
+	case 3: /* two files in one flush */
+		return pf_pwrite(fh[0], f, 300, 0, &err) == 300 &&
+		       pf_pwrite(fh[1], g + 1000, 1000, 1000, &err) == 1000 &&
+		       pf_volume_flush(v, &err) == 0;
+	case 4: /* more than log_data_max: a journal's record after data records */
+		return pf_pwrite(fh[0], f + 500, 4000, 500, &err) == 4000 &&
+		       pf_fsync(fh[0], &err) == 0;
+	case 5: /* a data record after that journal's redo went in place */
+		return pf_pwrite(fh[0], f + 5500, 100, 5500, &err) == 100 &&
+		       pf_fsync(fh[0], &err) == 0;
+	case 6: /* a truncate: two phases, in place */
+		return pf_ftruncate(fh[0], 4500, &err) == 0 &&
+		       pf_pwrite(fh[0], f + 4000, 500, 4000, &err) == 500 &&
+		       pf_fsync(fh[0], &err) == 0;
+	case 7: /* a data record, f closed (its node kept for the checkpoint) */
+		if (pf_pwrite(fh[0], f + 200, 1000, 200, &err) != 1000 || pf_fsync(fh[0], &err))
+			return false;
+		pf_close(fh[0]);
+		fh[0] = NULL;
+		return true;
+	case 8: /* g stays open (the fault storage counts a close as a sync) */
+		return pf_pwrite(fh[1], g + 3000, 500, 3000, &err) == 500 &&
+		       pf_fsync(fh[1], &err) == 0;
+	case 9: /* a checkpoint (a directory made): the placed slots' data first */
+		return pf_mkdir(v, "d", 0700, &err) == 0 && pf_volume_flush(v, &err) == 0 &&
+		       v->log_records == 0;
+	default: /* a data record written over the spent log */
+		return pf_open(v, "f", O_RDWR, 0, &fh[0], &err) == 0 &&
+		       pf_pwrite(fh[0], f, 100, 0, &err) == 100 && pf_fsync(fh[0], &err) == 0;
+	}
+}
+
+/* Data records under a power cut at every storage call (the directory model
+ * too), log_data_max 4000 bytes: data records of one file (overwrite,
+ * append), a two-file flush, a journal's record of f (too large for the log)
+ * after them, a data record after that journal's redo, a truncate (two
+ * phases, in place), a data record and f closed (its node kept), a data
+ * record of g (open), a checkpoint, a data record of f reopened over the
+ * spent log. After the cut both files are the last completed step or the
+ * one in flight. Fails (checked) when the checkpoint does not sync the slots
+ * data records placed, when a journal's record after a data record is
+ * one-phase, and when a data record does not wait for a journal's redo. */
+static void test_data_crash_points(void **state)
+{
+	enum { STEPS = 11, Z = 6000 };
+	static uint8_t st[STEPS][2][Z];
+	static const char *const names[2] = { "f", "g" };
+	size_t sizes[STEPS][2];
+	uint8_t got[Z + 1000];
+
+	/* Each step's change on the one before. */
+	for (int i = 0; i < 2; i++)
+		memset(st[0][i], "ag"[i], Z);
+	for (int k = 0; k < STEPS; k++) {
+		sizes[k][0] = k < 2 ? 5000 : k < 6 ? 6000 : 4500;
+		sizes[k][1] = 4000;
+		if (!k)
+			continue;
+		memcpy(st[k], st[k - 1], sizeof(st[k]));
+		switch (k) {
+		case 1: memset(st[1][0] + 100, '1', 1600); break;
+		case 2: memset(st[2][0] + 5000, '2', 1000); break;
+		case 3: memset(st[3][0], '3', 300); memset(st[3][1] + 1000, '3', 1000); break;
+		case 4: memset(st[4][0] + 500, '4', 4000); break;
+		case 5: memset(st[5][0] + 5500, '5', 100); break;
+		case 6: memset(st[6][0] + 4000, '6', 500); memset(st[6][0] + 4500, 0, Z - 4500);
+			break;
+		case 7: memset(st[7][0] + 200, '7', 1000); break;
+		case 8: memset(st[8][1] + 3000, '8', 500); break;
+		case 10: memset(st[10][0], 'X', 100); break;
+		default: break;
+		}
+	}
+	g_log_data_max = 4000;
+	for (int run = 0; run < 4; run++) {
+		g_use_deferred = run & 1;
+		for (long point = 1; point < 900; point++) {
+			struct kiln_err err = { 0 };
+			pf_file_t *fh[2];
+			pf_volume_t *v;
+			struct env e;
+			uint64_t maxv;
+			int done = 0, k;
+
+			env_init(&e);
+			v = vol_init(&e, 1024, NULL, 0);
+			for (int i = 0; i < 2; i++)
+				write_file(v, names[i], st[0][i], sizes[0][i]);
+			pf_volume_close(v, NULL);
+			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+			first_commit(v, "g", st[0][1], sizes[0][1]);
+			for (int i = 0; i < 2; i++)
+				assert_int_equal(pf_open(v, names[i], O_RDWR, 0, &fh[i], &err), 0);
+			crash_arm(point, run);
+			for (k = 1; k < STEPS; k++) {
+				if (!data_step(v, fh, k, st))
+					break;
+				done = k;
+				/* (The checkpoint leaves the spent records.) */
+				if (k != 9 && last_record_flags(&e) !=
+				    (k == 4 || k == 6 ? 0 : (int)PF_LOG_DATA))
+					fail_msg("point %ld (run %d): step %d: record flags %d",
+						 point, run, k, last_record_flags(&e));
+			}
+			for (int i = 0; i < 2; i++)
+				pf_close(fh[i]);
+			(void)pf_volume_close(v, NULL);
+			maxv = log_max_version(&e);
+			v = vol_reopen(&e);
+			for (k = done; k <= done + 1 && k < STEPS; k++) {
+				int i;
+
+				for (i = 0; i < 2; i++) {
+					pf_file_t *h;
+					ssize_t n;
+
+					if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
+						fail_msg("point %ld (run %d, step %d done): open %s: %s",
+							 point, run, done, names[i], err.msg);
+					n = pf_pread(h, got, sizeof(got), 0, &err);
+					pf_close(h);
+					if (n != (ssize_t)sizes[k][i] ||
+					    memcmp(got, st[k][i], sizes[k][i]) != 0)
+						break;
+				}
+				if (i == 2)
+					break;
+			}
+			if (k > done + 1 || k == STEPS)
+				fail_msg("point %ld (run %d): the files are neither step %d nor "
+					 "the next", point, run, done);
+			assert_int_equal(pf_open(v, "g", O_RDWR, 0, &fh[1], &err), 0);
+			assert_int_equal(pf_pwrite(fh[1], "!", 1, 0, &err), 1);
+			assert_int_equal(pf_fsync(fh[1], &err), 0);
+			pf_close(fh[1]);
+			if (pf_volume_version(v) <= maxv)
+				fail_msg("point %ld (run %d): version %llu reused (the log holds "
+					 "%llu)", point, run,
+					 (unsigned long long)pf_volume_version(v),
+					 (unsigned long long)maxv);
+			if (crash_point_done(v, &e, point))
+				break;
+		}
+	}
+	g_use_deferred = false;
+	journal_records(false);
 }
 
 /* The content of path (-1: missing) compared with model[size]: 1 equal, 0 not. */
@@ -4286,6 +4474,7 @@ static void test_ns_log_records(void **state)
 	uint64_t ver;
 	struct env e;
 
+	journal_records(true);
 	ns_steps_data(s, j2);
 	v = vol_with_file(&e, "f", s[0], sizeof(s[0]));
 	first_commit(v, "f", s[0], sizeof(s[0]));
@@ -4330,6 +4519,7 @@ static void test_ns_log_records(void **state)
 	check_content(v, "j", j2, sizeof(j2));
 	pf_volume_close(v, NULL);
 	env_free(&e);
+	journal_records(false);
 }
 
 /* An authentic record whose namespace entry does not apply refuses the open
@@ -4630,6 +4820,7 @@ int main(void)
 		cmocka_unit_test(test_ns_log_failed_create),
 		cmocka_unit_test(test_log_onephase),
 		cmocka_unit_test(test_log_vouch),
+		cmocka_unit_test(test_data_crash_points),
 		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
 	};
