@@ -647,14 +647,9 @@ root:
 		n->jlive = false;
 		if (!n->data)
 			n->dplaced = false;
-		if (n->data && !n->failed && pf__journal_data_placed(n) != 0) {
-			if (!ret)
-				ret = kiln_err_set(err, -EIO, "file %s: write after commit "
-						   "failed; reopen the volume", pf__node_path(n));
-			n->failed = true;
-		}
-		n->data = false;
-		if (n->redo && !n->failed && pf__journal_placed(n) != 0) {
+		/* The held slots in place: a data record's, or the redo entries'. */
+		if (!n->failed && (n->data ? pf__journal_data_placed(n) != 0 :
+				   n->redo && pf__journal_placed(n) != 0)) {
 			if (!ret)
 				ret = kiln_err_set(err, -EIO, "file %s: write after commit "
 						   "failed; reopen the volume", pf__node_path(n));
@@ -669,7 +664,7 @@ root:
 		if (!n->jlive && !n->failed && n->jfh &&
 		    n->phys_size <= pf__expected_phys(v, n->size))
 			(void)pf__journal_spend(n);
-		n->redo = false;
+		n->redo = n->data = false;
 		/* The commit stands; a planted sidecar is still reported. */
 		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;

@@ -43,3 +43,37 @@ def wait_pid_gone(pid, seconds=6):
         except (ProcessLookupError, FileNotFoundError):
             return
         time.sleep(0.02)
+
+
+def log_records(log):
+    """(offset, size, version, flags) of each record of a commit log
+    (`.kiln/log`, docs/fs.md "Commit log") that parses by size: header
+    magic[8] version u64 body_size u32 flags u32 iv[12] reserved u32, the
+    body, the GCM tag. Authentication is kiln's job, not the test's."""
+    import struct
+    out, off = [], 0
+    while off + 40 <= len(log) and log[off:off + 8] == b"KILNLOG1":
+        version, bsize, flags = struct.unpack_from("<QII", log, off + 8)
+        size = 40 + bsize + 16
+        if off + size > len(log):
+            break
+        out.append((off, size, version, flags))
+        off += size
+    return out
+
+
+def app_on_new_volume(kiln, d, app):
+    """A new volume d/vol (key d/vol.key) and the Python program app (its
+    source) started under `kiln run --volume` on it with the volume's path as
+    its argument, stdin and stdout piped (text): (vol, key, proc)."""
+    import subprocess
+    import sys
+    vol, key = d / "vol", d / "vol.key"
+    p = subprocess.run([str(kiln), "fs", "init", str(vol), "--key-file", str(key)],
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    (d / "app.py").write_text(app)
+    proc = subprocess.Popen([str(kiln), "run", "--volume", f"{vol}={key}", "--", sys.executable,
+                             str(d / "app.py"), str(vol)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return vol, key, proc

@@ -3983,6 +3983,79 @@ static void crash_arm(long point, int run)
 		g_last_fault->lose_bits = run < 2 ? 0x5555555555555555ull : 0xaaaaaaaaaaaaaaaaull;
 }
 
+/* The model of a crash-point test: nfiles files, steps states; file i at
+ * step k is st[(k * nfiles + i) * z ..] of sizes[k * sstride + i] bytes. */
+struct crash_model {
+	const uint8_t *st;
+	size_t z;
+	int nfiles, steps;
+	const size_t *sizes;
+	size_t sstride;
+};
+
+/* A new volume (chunk 1024) with the files names[] in the model's state 0,
+ * opened again with the fault storage, g (names[1]) committed once (the
+ * first commit of an open is a checkpoint). */
+static pf_volume_t *crash_setup(struct env *e, const char *const *names,
+				const struct crash_model *m)
+{
+	struct kiln_err err = { 0 };
+	pf_volume_t *v;
+
+	env_init(e);
+	v = vol_init(e, 1024, NULL, 0);
+	for (int i = 0; i < m->nfiles; i++)
+		write_file(v, names[i], m->st + (size_t)i * m->z, m->sizes[i]);
+	pf_volume_close(v, NULL);
+	assert_int_equal(vol_open(e, g_key, true, &v, &err), 0);
+	first_commit(v, names[1], m->st + m->z, m->sizes[1]);
+	return v;
+}
+
+/* After the cut and the reopen: the files names[] are all state done or all
+ * the next one (the step in flight); then g (names[1]) commits once more, at
+ * a version above every one the log holds (maxv: none reused). */
+static void crash_states_check(pf_volume_t *v, long point, int run, const char *const *names,
+			       const struct crash_model *m, int done, uint64_t maxv)
+{
+	struct kiln_err err = { 0 };
+	uint8_t *got = malloc(m->z + 1000);
+	pf_file_t *h;
+	int k;
+
+	assert_non_null(got);
+	for (k = done; k <= done + 1 && k < m->steps; k++) {
+		int i;
+
+		for (i = 0; i < m->nfiles; i++) {
+			const uint8_t *want = m->st + ((size_t)k * m->nfiles + i) * m->z;
+			size_t size = m->sizes[(size_t)k * m->sstride + i];
+			ssize_t n;
+
+			if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
+				fail_msg("point %ld (run %d, step %d done): open %s: %s", point,
+					 run, done, names[i], err.msg);
+			n = pf_pread(h, got, m->z + 1000, 0, &err);
+			pf_close(h);
+			if (n != (ssize_t)size || memcmp(got, want, size) != 0)
+				break;
+		}
+		if (i == m->nfiles)
+			break;
+	}
+	free(got);
+	if (k > done + 1 || k == m->steps)
+		fail_msg("point %ld (run %d): the files are neither step %d nor the next", point,
+			 run, done);
+	assert_int_equal(pf_open(v, names[1], O_RDWR, 0, &h, &err), 0);
+	assert_int_equal(pf_pwrite(h, "!", 1, 0, &err), 1);
+	assert_int_equal(pf_fsync(h, &err), 0);
+	pf_close(h);
+	if (pf_volume_version(v) <= maxv)
+		fail_msg("point %ld (run %d): version %llu reused (the log holds %llu)", point, run,
+			 (unsigned long long)pf_volume_version(v), (unsigned long long)maxv);
+}
+
 /* The highest version of an authentic record anywhere in the log, spent or
  * cut ones too: a version the host could show again. 0: none. */
 static uint64_t log_max_version(struct env *e)
@@ -4067,7 +4140,7 @@ static void test_onephase_crash_points(void **state)
 	static uint8_t st[STEPS][FILES][Z];
 	/* sizes[k][0..3]: step k's sizes; [4..7]: step k-1's (onephase_step). */
 	static size_t sizes[STEPS][2 * FILES];
-	uint8_t got[Z + 1000];
+	struct crash_model model;
 
 	journal_records(true);
 	for (int k = 0; k < STEPS; k++) {
@@ -4092,6 +4165,8 @@ static void test_onephase_crash_points(void **state)
 	memset(st[6][1] + 3000, '6', 500);
 	memset(st[6][2], '6', 100);
 	memset(st[6][3] + 500, '6', 2000);
+	model = (struct crash_model){ .st = &st[0][0][0], .z = Z, .nfiles = FILES, .steps = STEPS,
+				      .sizes = &sizes[0][0], .sstride = 2 * FILES };
 	for (int run = 0; run < 4; run++) {
 		int deferred = run & 1;
 
@@ -4104,13 +4179,7 @@ static void test_onephase_crash_points(void **state)
 			uint64_t maxv;
 			int done = 0, k;
 
-			env_init(&e);
-			v = vol_init(&e, 1024, NULL, 0);
-			for (int i = 0; i < FILES; i++)
-				write_file(v, names[i], st[0][i], sizes[0][i]);
-			pf_volume_close(v, NULL);
-			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
-			first_commit(v, "g", st[0][1], sizes[0][1]);
+			v = crash_setup(&e, names, &model);
 			for (int i = 2; i < FILES; i++) {
 				pf_file_t *h;
 
@@ -4160,37 +4229,7 @@ static void test_onephase_crash_points(void **state)
 			(void)pf_volume_close(v, NULL);
 			maxv = log_max_version(&e);
 			v = vol_reopen(&e);
-			for (k = done; k <= done + 1 && k < STEPS; k++) {
-				int i;
-
-				for (i = 0; i < FILES; i++) {
-					pf_file_t *h;
-					ssize_t n;
-
-					if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
-						fail_msg("point %ld (run %d): open %s: %s", point,
-							 run, names[i], err.msg);
-					n = pf_pread(h, got, sizeof(got), 0, &err);
-					pf_close(h);
-					if (n != (ssize_t)sizes[k][i] ||
-					    memcmp(got, st[k][i], sizes[k][i]) != 0)
-						break;
-				}
-				if (i == FILES)
-					break;
-			}
-			if (k > done + 1 || k == STEPS)
-				fail_msg("point %ld (run %d): the files are neither step %d nor "
-					 "the next", point, run, done);
-			assert_int_equal(pf_open(v, "g", O_RDWR, 0, &fh[1], &err), 0);
-			assert_int_equal(pf_pwrite(fh[1], "!", 1, 0, &err), 1);
-			assert_int_equal(pf_fsync(fh[1], &err), 0);
-			pf_close(fh[1]);
-			if (pf_volume_version(v) <= maxv)
-				fail_msg("point %ld (run %d): version %llu reused (the log holds "
-					 "%llu)", point, run,
-					 (unsigned long long)pf_volume_version(v),
-					 (unsigned long long)maxv);
+			crash_states_check(v, point, run, names, &model, done, maxv);
 			if (crash_point_done(v, &e, point))
 				break;
 		}
@@ -4261,7 +4300,7 @@ static void test_data_crash_points(void **state)
 	static uint8_t st[STEPS][2][Z];
 	static const char *const names[2] = { "f", "g" };
 	size_t sizes[STEPS][2];
-	uint8_t got[Z + 1000];
+	struct crash_model model;
 
 	/* Each step's change on the one before. */
 	for (int i = 0; i < 2; i++)
@@ -4286,6 +4325,8 @@ static void test_data_crash_points(void **state)
 		default: break;
 		}
 	}
+	model = (struct crash_model){ .st = &st[0][0][0], .z = Z, .nfiles = 2, .steps = STEPS,
+				      .sizes = &sizes[0][0], .sstride = 2 };
 	g_log_data_max = 4000;
 	for (int run = 0; run < 4; run++) {
 		g_use_deferred = run & 1;
@@ -4297,13 +4338,7 @@ static void test_data_crash_points(void **state)
 			uint64_t maxv;
 			int done = 0, k;
 
-			env_init(&e);
-			v = vol_init(&e, 1024, NULL, 0);
-			for (int i = 0; i < 2; i++)
-				write_file(v, names[i], st[0][i], sizes[0][i]);
-			pf_volume_close(v, NULL);
-			assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
-			first_commit(v, "g", st[0][1], sizes[0][1]);
+			v = crash_setup(&e, names, &model);
 			for (int i = 0; i < 2; i++)
 				assert_int_equal(pf_open(v, names[i], O_RDWR, 0, &fh[i], &err), 0);
 			crash_arm(point, run);
@@ -4322,37 +4357,7 @@ static void test_data_crash_points(void **state)
 			(void)pf_volume_close(v, NULL);
 			maxv = log_max_version(&e);
 			v = vol_reopen(&e);
-			for (k = done; k <= done + 1 && k < STEPS; k++) {
-				int i;
-
-				for (i = 0; i < 2; i++) {
-					pf_file_t *h;
-					ssize_t n;
-
-					if (pf_open(v, names[i], O_RDONLY, 0, &h, &err) != 0)
-						fail_msg("point %ld (run %d, step %d done): open %s: %s",
-							 point, run, done, names[i], err.msg);
-					n = pf_pread(h, got, sizeof(got), 0, &err);
-					pf_close(h);
-					if (n != (ssize_t)sizes[k][i] ||
-					    memcmp(got, st[k][i], sizes[k][i]) != 0)
-						break;
-				}
-				if (i == 2)
-					break;
-			}
-			if (k > done + 1 || k == STEPS)
-				fail_msg("point %ld (run %d): the files are neither step %d nor "
-					 "the next", point, run, done);
-			assert_int_equal(pf_open(v, "g", O_RDWR, 0, &fh[1], &err), 0);
-			assert_int_equal(pf_pwrite(fh[1], "!", 1, 0, &err), 1);
-			assert_int_equal(pf_fsync(fh[1], &err), 0);
-			pf_close(fh[1]);
-			if (pf_volume_version(v) <= maxv)
-				fail_msg("point %ld (run %d): version %llu reused (the log holds "
-					 "%llu)", point, run,
-					 (unsigned long long)pf_volume_version(v),
-					 (unsigned long long)maxv);
+			crash_states_check(v, point, run, names, &model, done, maxv);
 			if (crash_point_done(v, &e, point))
 				break;
 		}

@@ -25,13 +25,11 @@ namespace records: the attacks exercise what they claim to.
 import os
 import shutil
 import signal
-import struct
 import subprocess
-import sys
 
 import pytest
 
-from kilnenv import BUILD, server_pid, wait_pid_gone
+from kilnenv import BUILD, app_on_new_volume, log_records, server_pid, wait_pid_gone
 
 KILN = str(BUILD / "kiln")
 HDR = 40  # magic[8] version u64 body_size u32 flags u32 iv[12] reserved u32
@@ -70,18 +68,7 @@ def run(argv, **kw):
                           **kw)
 
 
-def records(log):
-    """(offset, size, version, flags) of each record that parses by size
-    (authentication is kiln's job, not the test's)."""
-    out, off = [], 0
-    while off + HDR <= len(log) and log[off:off + 8] == b"KILNLOG1":
-        version, bsize, flags = struct.unpack_from("<QII", log, off + 8)
-        size = HDR + bsize + TAG
-        if off + size > len(log):
-            break
-        out.append((off, size, version, flags))
-        off += size
-    return out
+records = log_records
 
 
 def snapshot(vol, key, dest):
@@ -97,13 +84,7 @@ def images(tmp_path_factory):
     """(first, second): crash images after the first two creates and after
     all of it (each a dir holding vol, vol.key and vol.key.version)."""
     d = tmp_path_factory.mktemp("logns")
-    vol, key = d / "vol", d / "vol.key"
-    assert run([KILN, "fs", "init", vol, "--key-file", key]).returncode == 0
-    app = d / "app.py"
-    app.write_text(APP)
-    proc = subprocess.Popen([KILN, "run", "--volume", f"{vol}={key}", "--", sys.executable,
-                             app, vol], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    vol, key, proc = app_on_new_volume(KILN, d, APP)
     first, second = d / "first", d / "second"
     first.mkdir()
     second.mkdir()
