@@ -2681,6 +2681,76 @@ static void test_journal_redo_hostile(void **state)
 	journal_records(false);
 }
 
+/* A data record's slots at the next open: a read-only open (kiln fs cat
+ * while the server runs) accepts them when the backing file holds them (the
+ * writer's page cache), reports the file as needing recovery when not (a
+ * power cut lost the in-place writes); a read-write open puts them in place
+ * before any read. */
+static int last_record_flags(struct env *e);
+
+static void test_data_read_only(void **state)
+{
+	uint8_t a[8192], b[1024], got[8192];
+	char data[256], copy[600], cdir[128], cdata[256];
+	struct pf_volume_opts ro;
+	struct kiln_err err = { 0 };
+	pf_volume_t *v, *r;
+	pf_file_t *f, *g;
+	uint8_t *before;
+	size_t bsize;
+	struct env e;
+
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	first_commit(v, "f", a, sizeof(a));
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	node_path(&e, f, "", data, sizeof(data));
+	before = slurp(data, &bsize);
+	assert_int_equal(pf_pwrite(f, b, sizeof(b), 2048, &err), (ssize_t)sizeof(b));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(last_record_flags(&e), PF_LOG_DATA);
+	memcpy(a + 2048, b, sizeof(b));
+	snprintf(copy, sizeof(copy), "rm -rf %s/copy && mkdir %s/copy && cp -a %s/.kiln "
+		 "%s/copy/", e.dir, e.dir, e.kdir, e.dir);
+	assert_int_equal(system(copy), 0);
+	snprintf(cdir, sizeof(cdir), "%s/copy", e.dir);
+	snprintf(cdata, sizeof(cdata), "%s/copy/.kiln/%s", e.dir, f->node->name);
+	opts_fill(&e, &ro, false);
+	ro.read_only = true;
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
+	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
+	assert_memory_equal(got, a, sizeof(a));
+	pf_close(g);
+	pf_volume_close(r, NULL);
+	/* The in-place slot lost: read-only, the file needs recovery. */
+	spill(cdata, before, bsize);
+	opts_fill(&e, &ro, false);
+	ro.read_only = true;
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), -EROFS);
+	assert_non_null(strstr(err.msg, "needs recovery"));
+	pf_volume_close(r, NULL);
+	/* Read-write: the record's slot goes in place; then read-only reads. */
+	opts_fill(&e, &ro, false);
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	pf_volume_discard(r);
+	opts_fill(&e, &ro, false);
+	ro.read_only = true;
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
+	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
+	assert_memory_equal(got, a, sizeof(a));
+	pf_close(g);
+	assert_int_equal(pf_volume_verify(r, NULL, NULL, &err), 0);
+	pf_volume_close(r, NULL);
+	pf_close(f);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	free(before);
+	env_free(&e);
+}
+
 /* A read-only open (kiln fs cat while the server runs) after a commit: the
  * live redo journal is accepted when the backing file holds its slots, and
  * reported as needing recovery when not; a clean close spends it. */
@@ -4826,6 +4896,7 @@ int main(void)
 		cmocka_unit_test(test_log_onephase),
 		cmocka_unit_test(test_log_vouch),
 		cmocka_unit_test(test_data_crash_points),
+		cmocka_unit_test(test_data_read_only),
 		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
 	};
