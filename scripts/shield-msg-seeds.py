@@ -12,7 +12,7 @@ import sys
 OPS = ["HELLO", "AUTH", "OPEN", "ATTACH", "RELEASE", "FILL", "FSYNC", "SYNCALL",
        "TRUNCATE", "FALLOCATE", "STAT", "UNLINK", "MKDIR", "RENAME", "CHMOD",
        "UTIMES", "READDIR", "MAP", "UNMAP", "WRITEBACK", "GROW", "CHOWN", "SEEK",
-       "LINK", "SYMLINK", "READLINK", "MKNOD", "ESCAPE", "STREAM"]
+       "LINK", "SYMLINK", "READLINK", "MKNOD", "ESCAPE", "STREAM", "WSTREAM"]
 OP = {name: i + 1 for i, name in enumerate(OPS)}
 
 
@@ -21,8 +21,8 @@ def cred(uid=1000, gid=1000, groups=(1000, 27)):
         struct.pack("<I", g) for g in groups)
 
 
-def msg(op, flags=0, mode=0, pid=1234, fid=0, a=0, b=0, strs=None, uid=1000):
-    body = struct.pack("<IIIIQQQ", flags, mode, pid, 0, fid, a, b)
+def msg(op, flags=0, mode=0, pid=1234, fid=0, a=0, b=0, strs=None, uid=1000, tail=b""):
+    body = struct.pack("<IIIIQQQ", flags, mode, pid, 0, fid, a, b) + tail
     if strs is not None:
         body += b"".join(s + b"\0" for s in strs) + cred(uid=uid)
     return struct.pack("<II", OP[op], len(body)) + body
@@ -66,6 +66,12 @@ SEEDS = {
     "writeback": msg("WRITEBACK"),
     # the tags of chunks 256..1279, with the hand-over (RT_STREAM_KEY)
     "stream": msg("STREAM", flags=1, fid=3, a=256, b=1024),
+    # reserve chunks 1024..1279 with the hand-over; their tags (RT_WSTREAM_DONE);
+    # cancel
+    "wstream": msg("WSTREAM", flags=1, fid=3, a=1024, b=256),
+    "wstream_done": msg("WSTREAM", flags=2, fid=3, a=1024, b=4,
+                        tail=bytes(range(64))),
+    "wstream_cancel": msg("WSTREAM", flags=4, fid=3, a=1024, b=256),
 }
 
 

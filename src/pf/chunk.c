@@ -46,6 +46,29 @@ int pf_stream_open(kc_aead_t *a, const struct pf_stream_info *info, uint64_t k,
 			    slot + PF_NONCE_SIZE);
 }
 
+int pf_stream_seal(kc_aead_t *a, const struct pf_stream_info *info, uint64_t k,
+		   const uint8_t *pt, uint32_t len, const uint8_t *nonce, uint8_t *slot)
+{
+	uint8_t aad[32];
+	int ret;
+
+	if (info->kind != PF_REGION_ENCRYPTED)
+		return -EINVAL;
+	make_aad(info->file_id, info->kind, k, len, aad);
+	for (;;) {
+		if (nonce)
+			memcpy(slot, nonce, PF_NONCE_SIZE);
+		else if ((ret = kc_random(slot, PF_NONCE_SIZE)) != 0)
+			return ret;
+		ret = kc_aead_seal(a, slot, aad, sizeof(aad), pt, len, slot + PF_SLOT_META,
+				   slot + PF_NONCE_SIZE);
+		/* An all-zero tag would read as a hole (2^-128): seal again. */
+		if (ret || !pf__tag_is_zero(slot + PF_NONCE_SIZE))
+			return ret;
+		nonce = NULL;
+	}
+}
+
 /* Seal plaintext pt[len] as chunk i into slot (nonce, tag, data). nonce: 12
  * fresh random bytes drawn by the caller for this seal only, or NULL to draw
  * them here (one RAND_bytes call per chunk). */

@@ -467,6 +467,16 @@ ssize_t pf_read_chunks(pf_file_t *f, uint64_t first, size_t count, void *buf, in
 	return r;
 }
 
+/* The hand-over of a streaming read or a sealed write (pf.h). */
+static void stream_info(struct pf_node *n, struct pf_stream_info *out)
+{
+	memcpy(out->key, n->inode->key, PF_KEY_SIZE);
+	memcpy(out->file_id, n->file_id, PF_FILE_ID_SIZE);
+	out->kind = n->kind;
+	out->slot0 = PF_HDR_SIZE;
+	out->stride = n->vol->stride;
+}
+
 int pf_stream_key(pf_file_t *f, struct pf_stream_info *out, int *fd)
 {
 	struct pf_node *n = f->node;
@@ -478,11 +488,7 @@ int pf_stream_key(pf_file_t *f, struct pf_stream_info *out, int *fd)
 	    (ret = v->so->direct_fd(v->sctx, n->fh)) >= 0) {
 		*fd = ret;
 		ret = 0;
-		memcpy(out->key, n->inode->key, PF_KEY_SIZE);
-		memcpy(out->file_id, n->file_id, PF_FILE_ID_SIZE);
-		out->kind = n->kind;
-		out->slot0 = PF_HDR_SIZE;
-		out->stride = v->stride;
+		stream_info(n, out);
 	}
 	pthread_mutex_unlock(&v->lock);
 	return ret;
@@ -510,6 +516,106 @@ int pf_stream_tags(pf_file_t *f, uint64_t first, size_t count, uint8_t *tags,
 	}
 	pthread_mutex_unlock(&v->lock);
 	return ret;
+}
+
+/* ---- sealed writes outside pf (pf.h, pf_stream_reserve) ---------------- */
+int pf_stream_reserve(pf_file_t *f, uint64_t first, size_t count, struct pf_stream_info *info,
+		      int *fd, struct kiln_err *err)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	uint64_t end;
+	int ret = -EAGAIN;
+
+	if (!writable(f->flags))
+		return -EBADF;
+	if (count == 0 || first > PF_MAX_FILE_SIZE / v->cs ||
+	    count > PF_MAX_FILE_SIZE / v->cs - first)
+		return -EFBIG;
+	pthread_mutex_lock(&v->lock);
+	end = pf__slot_off(v, first + count - 1) + PF_SLOT_META + v->cs;
+	if (n->kind != PF_REGION_ENCRYPTED || (info && !v->so->write_fd))
+		ret = -EOPNOTSUPP;
+	else if (n->failed)
+		ret = -EIO;
+	/* At the end, past the committed chunks (which would need the undo
+	 * journal), no other reservation open. */
+	else if (n->size != first * v->cs || n->sres_end ||
+		 (pf__has_base(n) && first < pf__nchunks(v, n->base_size)))
+		ret = -EAGAIN;
+	else {
+		/* The generation's journal header durable before any slot past
+		 * the committed end moves (docs/fs.md "Crash consistency"). */
+		ret = pf__journal_begin(n, err);
+		if (!ret)
+			ret = pf__wb_drain(n, err);
+		if (!ret && info && (ret = v->so->write_fd(v->sctx, n->fh)) >= 0) {
+			*fd = ret;
+			ret = 0;
+			stream_info(n, info);
+		}
+	}
+	if (!ret) {
+		n->dirty = true;
+		if (end > n->phys_size)
+			n->phys_size = end; /* a commit cuts what is never recorded */
+		n->sres_first = first;
+		n->sres_end = end;
+		n->sres_fh = n->fh;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_stream_record(pf_file_t *f, uint64_t first, size_t count, const uint8_t *tags,
+		     struct kiln_err *err)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	uint64_t new_size = (first + count) * v->cs;
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&v->lock);
+	/* Nothing moved since the reservation: the same backing file, not cut
+	 * below the slots, the file still ending where they begin, the
+	 * generation (and its durable header) the same. */
+	if (n->sres_end && n->sres_first == first && count &&
+	    n->sres_end == pf__slot_off(v, first + count - 1) + PF_SLOT_META + v->cs &&
+	    n->sres_fh == n->fh && n->phys_size >= n->sres_end && n->size == first * v->cs &&
+	    !n->failed && (!pf__has_base(n) || (n->gen_open && !n->j_hdr))) {
+		ret = pf__tree_resize(n, n->size, new_size, err);
+		if (!ret)
+			ret = pf__tags_need(n, first, first + count, err);
+		if (!ret) {
+			for (size_t i = 0; i < count; i++)
+				pf__tag_set(n, first + i, tags + i * PF_STREAM_TAG);
+			n->size = new_size;
+			n->dirty = true;
+			n->sres_end = 0;
+			n->sres_fh = NULL;
+			pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+void pf_stream_cancel(pf_file_t *f)
+{
+	struct pf_node *n = f->node;
+	pf_volume_t *v = n->vol;
+	uint64_t at;
+
+	pthread_mutex_lock(&v->lock);
+	at = pf__slot_off(v, n->sres_first);
+	/* Nothing of the file lives at or past the reserved slots: cut them
+	 * now (else the next commit does, phys_size counting them). */
+	if (n->sres_end && n->sres_fh == n->fh && n->size <= n->sres_first * v->cs &&
+	    n->phys_size > at && v->so->truncate(v->sctx, n->fh, at) == 0)
+		n->phys_size = at;
+	n->sres_end = 0;
+	n->sres_fh = NULL;
+	pthread_mutex_unlock(&v->lock);
 }
 
 int pf_write_chunks(pf_file_t *f, uint64_t first, size_t count, const void *buf,

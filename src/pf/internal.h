@@ -379,6 +379,10 @@ struct pf_node {
 	 * every write is held in the write-back until the first journal sync. */
 	bool j_hdr;
 	bool j_dir;
+	/* An open reservation of pf_stream_reserve: chunks from sres_first,
+	 * slots up to sres_end (0: none) of backing file sres_fh. */
+	uint64_t sres_first, sres_end;
+	void *sres_fh;
 	/* Write-back of overwrites of committed chunks whose journal entries are
 	 * not synced yet: they reach the backing file only after the journal sync,
 	 * so a batch of page writes costs one journal sync instead of one each.

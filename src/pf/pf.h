@@ -131,6 +131,9 @@ struct pf_storage_ops {
 	/* Optional (NULL: no streaming reads outside pf): a new read-only
 	 * O_DIRECT descriptor of fh's file (close-on-exec), or -errno. */
 	int (*direct_fd)(void *ctx, void *fh);
+	/* Optional (NULL: no sealed writes outside pf): a new descriptor of
+	 * fh's file open for writing (buffered, close-on-exec), or -errno. */
+	int (*write_fd)(void *ctx, void *fh);
 };
 
 /* The alignment pread_direct asks of buffer, offset and length: the page
@@ -344,6 +347,36 @@ struct kc_aead;
 int pf_stream_open(struct kc_aead *a, const struct pf_stream_info *info, uint64_t k,
 		   const uint8_t *slot, uint32_t len, const uint8_t tag[PF_STREAM_TAG],
 		   uint8_t *out);
+/* Sealed writes outside pf (the runtime's program-side large appends,
+ * docs/fs.md "Large writes sealed in the program's process"): whole chunks
+ * [first, first + count) appended at the end of a file (first * cs is its
+ * size) past its committed end, sealed and written into the backing file by
+ * someone else, then recorded here.
+ * pf_stream_reserve: the file's generation is opened and its journal header
+ * made durable (a crash leaves whatever is written past the end as debris
+ * that recovery cuts), the slots' bytes count as the backing file's (a
+ * commit cuts what is never recorded); with info, the hand-over (key, id,
+ * layout) and a descriptor of the backing file open for writing (owned by
+ * the caller). -EAGAIN when the file is not at that end, the range would
+ * overwrite committed chunks or a reservation is open; -EOPNOTSUPP unless
+ * the file is encrypted and the storage gives such descriptors; -EBADF for
+ * a read-only handle. Then exactly one of:
+ * pf_stream_record: the tags (PF_STREAM_TAG bytes each) of the slots written
+ * (slot k at slot0 + k * stride), which become the chunks' (committed with
+ * the file's next commit; its data sync covers the slots); the file is then
+ * (first + count) * cs bytes long. -EAGAIN when the file changed meanwhile
+ * (truncated, cut, written past): nothing recorded, cancel it.
+ * pf_stream_cancel: nothing recorded; what was written past the end is cut.
+ * pf_stream_seal: seal len plaintext bytes of chunk k of such a file into
+ * slot (nonce, tag, data), the nonce drawn by the caller (12 fresh random
+ * bytes, used once) or, when it is NULL or gives an all-zero tag, here. */
+int pf_stream_reserve(pf_file_t *file, uint64_t first, size_t count,
+		      struct pf_stream_info *info, int *fd, struct kiln_err *err);
+int pf_stream_record(pf_file_t *file, uint64_t first, size_t count, const uint8_t *tags,
+		     struct kiln_err *err);
+void pf_stream_cancel(pf_file_t *file);
+int pf_stream_seal(struct kc_aead *a, const struct pf_stream_info *info, uint64_t k,
+		   const uint8_t *pt, uint32_t len, const uint8_t *nonce, uint8_t *slot);
 /* Write count whole chunks from first (chunk first + i from buf + i * cs) and
  * make the file new_size bytes long: only these chunks are sealed (and the
  * last one's length follows new_size; chunks between the old end and first

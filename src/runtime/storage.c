@@ -201,6 +201,14 @@ static int st_direct_fd(void *ctx, void *fh)
 	return (int)rt__raw(SYS_fcntl, h->dfd, F_DUPFD_CLOEXEC, 0);
 }
 
+/* See pf_storage_ops.write_fd: the backing file's own descriptor, shared
+ * (positional writes only: its offset is never used). */
+static int st_write_fd(void *ctx, void *fh)
+{
+	(void)ctx;
+	return (int)rt__raw(SYS_fcntl, ((struct store_fh *)fh)->fd, F_DUPFD_CLOEXEC, 0);
+}
+
 static ssize_t st_pread(void *ctx, void *fh, void *buf, size_t size, uint64_t off)
 {
 	return read_full(((struct store_fh *)fh)->fd, buf, size, off, false);
@@ -646,6 +654,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.free = st_free,
 	.pread_direct = st_pread_direct,
 	.direct_fd = st_direct_fd,
+	.write_fd = st_write_fd,
 	.writeback = st_writeback,
 };
 

@@ -77,3 +77,21 @@ def app_on_new_volume(kiln, d, app):
                              str(d / "app.py"), str(vol)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return vol, key, proc
+
+
+def finish_killed(proc, buf, srv=None):
+    """After a SIGKILL of proc (a kiln run whose stdout is piped and
+    non-blocking, stderr piped): wait for it, append the rest of its stdout to
+    buf, read its stderr, then wait for the killed volume server srv to be
+    gone. Returns (buf, stderr as text)."""
+    proc.wait(timeout=120)
+    try:
+        buf += proc.stdout.read() or b""
+    except BlockingIOError:
+        pass
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    if srv:
+        wait_pid_gone(srv, 30)
+    return buf, err

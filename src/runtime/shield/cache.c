@@ -82,6 +82,7 @@ static void node_settle(struct rt_node *n)
 	if (atomic_load(&n->refs) != 0)
 		return;
 	rt__stream_drop(n, false); /* the last close: the key goes */
+	rt__wstream_drop(n, false);
 	/* --freshness on-close: what this process wrote is committed now
 	 * (on-exit: at exit, rt__vols_exit; every-fsync: at fsync and exit). */
 	if (g_rt.cfg.freshness == RT_FRESH_ON_CLOSE && atomic_load(&n->wrote) &&

@@ -94,6 +94,11 @@ static int ensure_words(struct rt_node *n, uint64_t c, bool grow)
 	return rt__node_remap(n, c >= now ? c + 1 : now);
 }
 
+int rt__node_words(struct rt_node *n, uint64_t c)
+{
+	return ensure_words(n, c, true);
+}
+
 /* Pin chunks [c0, c1] and get the missing ones filled. 0, or -EIO (a chunk
  * fails verification: logged, the chunks are unpinned). */
 int rt__pin_fill(struct rt_node *n, uint64_t c0, uint64_t c1)
@@ -448,8 +453,19 @@ long rt__shield_data(long nr, const long a[6])
 			goto out;
 		off = (uint64_t)r;
 	}
-	/* A large read of chunks nobody holds: decrypted here (stream.c). */
-	if (!write && cnt == 1 && !(nr == SYS_preadv2 && a[5]) &&
+	/* A large write of whole chunks at the end of the file: sealed here
+	 * (wstream.c); what it leaves goes the usual way. */
+	if (write && (nr == SYS_write || nr == SYS_pwrite64) &&
+	    (r = rt__wstream_write(n, fd, iov[0].iov_base, len, off)) > 0) {
+		if ((uint64_t)r < len) {
+			struct iovec rest = { (char *)iov[0].iov_base + r, len - (uint64_t)r };
+			long k = windows(n, fd, true, &rest, 1, off + (uint64_t)r);
+
+			r += k > 0 ? k : 0;
+		}
+		if (!positional)
+			rt__raw(SYS_lseek, fd, (long)(off + (uint64_t)r), SEEK_SET);
+	} else if (!write && cnt == 1 && !(nr == SYS_preadv2 && a[5]) &&
 	    (r = rt__stream_read(n, fd, iov[0].iov_base, len, off)) != -EAGAIN) {
 		if (r > 0 && !positional)
 			rt__raw(SYS_lseek, fd, (long)(off + (uint64_t)r), SEEK_SET);

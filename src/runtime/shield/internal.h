@@ -127,7 +127,8 @@ struct rt_node {
 				* use it meanwhile (refs > 0) */
 	atomic_bool settle;    /* refs reached 0 without the lock: cache or free it */
 	uint64_t cached_at;
-	_Atomic(struct rt_stream *) stream; /* stream.c's hand-over, or NULL */
+	void *_Atomic stream;  /* stream.c's struct rt_stream, or NULL */
+	void *_Atomic wstream; /* wstream.c's struct rt_wstream, or NULL */
 	/* The memfd's size and blocks as last read (rt__stat_node), good while
 	 * the file's size_seq is st_seq: a sequence count, odd while written
 	 * (a writer that finds it taken does not store; a reader that sees it
@@ -296,6 +297,39 @@ long rt__read_window(struct rt_node *n, int fd, char *buf, uint64_t at, uint64_t
 long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_t off) RT_HIDDEN;
 /* The last close (unmap: the node goes): wipe the hand-over. */
 void rt__stream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
+/* What the server hands over for the program's own crypto of a file's
+ * chunks (a streaming read, a sealed write): the AES-GCM context of its key,
+ * its id and layout, a descriptor of its backing file. Kept in pages of their
+ * own: rt__handover_pages makes them (*slot, at the first call; bytes a
+ * multiple of the page size) with MADV_DONTDUMP and MADV_WIPEONFORK (a
+ * forked child finds zeros: not ready), NULL when out of memory. rt__handover_take: the hand-over of a reply
+ * (body: struct pf_stream_info, fds[0]), its raw key wiped: 0 or -ENOMEM.
+ * rt__handover_forget: the context freed, the descriptor closed, wiped. */
+struct rt_handover {
+	pthread_mutex_t lock; /* one user at a time; the others go the usual way */
+	bool ready;
+	int fd;
+	struct kc_aead *aead;
+	struct pf_stream_info info;
+	uint8_t *buf;         /* slots, page-aligned, buf_bytes mapped */
+	size_t buf_bytes;
+};
+void *rt__handover_pages(void *_Atomic *slot, size_t bytes) RT_HIDDEN;
+/* The last close: forgotten, buf unmapped (unmap: the pages too). The
+ * struct at *slot begins with its struct rt_handover. */
+void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap) RT_HIDDEN;
+int rt__handover_take(struct rt_handover *h, struct rt_call *call) RT_HIDDEN;
+void rt__handover_forget(struct rt_handover *h) RT_HIDDEN;
+/* wstream.c: a large write of whole chunks at the end of a file this
+ * process opened for writing, sealed here and written into the backing file
+ * (docs/fs.md "Large writes sealed in the program's process"): the bytes
+ * written from the start of buf (0: none, write them the usual way; fewer
+ * than len: write the rest the usual way). */
+long rt__wstream_write(struct rt_node *n, int fd, const char *buf, uint64_t len, uint64_t off)
+	RT_HIDDEN;
+void rt__wstream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
+/* data.c: make the state mapping cover chunk c (0 or -errno). */
+int rt__node_words(struct rt_node *n, uint64_t c) RT_HIDDEN;
 
 /* mmap.c */
 bool rt__maps_any(void) RT_HIDDEN;

@@ -23,12 +23,15 @@
 #include <unistd.h>
 
 #define FIXED 40 /* flags, mode, pid, pad, id, a, b */
+#define RT_TAG_BYTES 16 /* PF_STREAM_TAG */
 
-enum shape { NONE, STR1, STR2, NONCE, NONCE_MAC };
+enum shape { NONE, STR1, STR2, NONCE, NONCE_MAC, TAGS };
 
 static enum shape shape_of(uint32_t op)
 {
 	switch (op) {
+	case RT_OP_WSTREAM:
+		return TAGS;
 	case RT_OP_HELLO:
 		return NONCE;
 	case RT_OP_AUTH:
@@ -146,6 +149,14 @@ ssize_t rt__msg_encode(const struct rt_msg *m, uint8_t *buf, size_t size)
 	switch (shape_of(m->op)) {
 	case NONE:
 		break;
+	case TAGS:
+		if (!(m->flags & RT_WSTREAM_DONE))
+			break;
+		if (m->b > RT_WSTREAM_MAX || off + m->b * RT_TAG_BYTES > size)
+			return -EINVAL;
+		memcpy(buf + off, m->tags, m->b * RT_TAG_BYTES);
+		off += m->b * RT_TAG_BYTES;
+		break;
 	case STR2:
 		ret = put_str(buf, size, &off, m->path);
 		if (!ret)
@@ -235,6 +246,15 @@ int rt__msg_parse(const uint8_t *buf, size_t size, struct rt_msg *m)
 	m->b = get64(buf + 40);
 	switch (shape_of(m->op)) {
 	case NONE:
+		break;
+	case TAGS:
+		/* Exactly b tags with DONE, nothing else. */
+		if (m->flags & RT_WSTREAM_DONE) {
+			if (m->b > RT_WSTREAM_MAX || size - off < m->b * RT_TAG_BYTES)
+				return -EPROTO;
+			m->tags = buf + off;
+			off += m->b * RT_TAG_BYTES;
+		}
 		break;
 	case STR2:
 		ret = get_str(buf, size, &off, &m->path);

@@ -236,10 +236,27 @@ enum rt_op {
 			    * RT_STREAM_KEY, the hand-over (struct pf_stream_info)
 			    * and its backing file's O_DIRECT fd; only for a file
 			    * this process opened for reading (docs/runtime.md) */
+	RT_OP_WSTREAM,     /* file id, first chunk, count (<= RT_WSTREAM_MAX), flags:
+			    * none: reserve whole chunks [first, first + count) at
+			    * the end of the file for the program's own sealed
+			    * write (pf_stream_reserve); with RT_STREAM_KEY the
+			    * reply brings the hand-over (struct pf_stream_info)
+			    * and a descriptor of the backing file open for
+			    * writing. RT_WSTREAM_DONE: the slots are written,
+			    * their tags (16 bytes each) follow (pf_stream_record;
+			    * -EAGAIN: not recorded, write the range again the
+			    * usual way); RT_WSTREAM_CANCEL: nothing recorded.
+			    * Only for a file this process opened for writing
+			    * (docs/runtime.md) */
 	RT_OP_MAX_
 };
 #define RT_STREAM_KEY 0x1u
 #define RT_STREAM_MAX 2048u
+#define RT_WSTREAM_DONE 0x2u
+#define RT_WSTREAM_CANCEL 0x4u
+/* Chunks of one RT_OP_WSTREAM: their tags fit a request (rt__request's
+ * buffer holds two paths and the credentials, 9 KiB). */
+#define RT_WSTREAM_MAX 512u
 
 /* Flags of RT_OP_UTIMES (utimensat's UTIME_NOW and UTIME_OMIT per time).
  * Both now (utimensat with NULL times): the owner or a writer may set them;
@@ -295,6 +312,8 @@ struct rt_msg {
 	const char *path2;
 	const uint8_t *nonce; /* RT_NONCE_SIZE bytes */
 	const uint8_t *mac;   /* RT_MAC_SIZE bytes */
+	/* RT_OP_WSTREAM with RT_WSTREAM_DONE: b * 16 bytes of tags. */
+	const uint8_t *tags;
 	/* Ops that name a path (strings) carry credentials after the strings:
 	 * uid u32, gid u32, ngroups u32, groups u32 each. Encode takes them from
 	 * cred, or (cred NULL) from uid, gid, ngroups, groups_le as a parse left

@@ -139,6 +139,8 @@ static void client_gone(struct sclient *cl)
 {
 	struct sclient **pp;
 
+	sf_wstream_drop(cl); /* killed between its reservation and its tags */
+
 	for (size_t i = 0; i < cl->nholds; i++) {
 		struct shold *h = &cl->holds[i];
 
@@ -283,6 +285,12 @@ static void commit(void)
 	uint64_t t0 = kiln_now_ns();
 	int ret = 0, fret = 0;
 
+	/* A program is writing slots past a file's end (RT_OP_WSTREAM): its
+	 * tags come next; a commit now would cut them. */
+	if (g_srv.reserved) {
+		g_srv.commit_busy = true;
+		return;
+	}
 	for (struct sfile *f = g_srv.files; f; f = f->next) {
 		int r;
 
@@ -628,7 +636,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		srv_log("%llu requests; %llu commits for %llu fsyncs, %.3f ms each; %llu fills of "
 			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB; %llu background "
 			"write-backs; %llu chunks read ahead after the reply; %llu mapped chunks "
-			"unchanged, not stored again; %llu streams of %llu chunks",
+			"unchanged, not stored again; %llu streams of %llu chunks; %llu sealed "
+			"writes of %llu chunks",
 			(unsigned long long)g_srv.n_requests, (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
@@ -637,7 +646,9 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)(g_srv.peak_bytes >> 10),
 			(unsigned long long)g_srv.n_nudges, (unsigned long long)g_srv.ra_after_reply,
 			(unsigned long long)g_srv.n_same, (unsigned long long)g_srv.n_streams,
-			(unsigned long long)g_srv.stream_chunks);
+			(unsigned long long)g_srv.stream_chunks,
+			(unsigned long long)g_srv.n_wstreams,
+			(unsigned long long)g_srv.wstream_chunks);
 	/* Whoever waits for this file to go finds the final commit done and the
 	 * log complete. Before the volume is let go: a server started meanwhile
 	 * waits for the lock, and then writes its own file, which this unlink

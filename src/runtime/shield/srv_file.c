@@ -782,7 +782,7 @@ int sf_writeback(struct sfile *f)
 	 * state mapping, which growing replaces). */
 	if (f->wholes && (ret = grow_to_memfd(f)))
 		return ret;
-	if (!rt__ck_trylock(f->seg))
+	if (f->resv_by || !rt__ck_trylock(f->seg))
 		return -EAGAIN;
 	ret = writeback_locked(f);
 	rt__ck_unlock(f->seg);
@@ -1109,7 +1109,7 @@ static uint64_t evict_file(struct sfile *f, uint64_t want)
 	uint64_t cs = g_srv.cs, freed = 0, n, tail, nst;
 	struct stat st;
 
-	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) ||
+	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) || f->resv_by ||
 	    !rt__ck_trylock(f->seg))
 		return 0;
 	if (fstat(f->memfd, &st) < 0)
@@ -1190,4 +1190,128 @@ void sf_balance(bool writeback_all)
 		g_srv.hand = f->next;
 		evict_file(f, cur - target);
 	}
+}
+
+/* ---- sealed writes in the program's process (RT_OP_WSTREAM) ---------------
+ * docs/fs.md "Large writes sealed in the program's process". The client
+ * holds the file's append lock from before the reservation to after the
+ * tags (so no write-back or eviction of the file runs meanwhile) and a pin
+ * on every chunk of the range; the commits wait while a reservation is open
+ * (server.c). The chunks are at the end of the file (memfd, stored_size and
+ * pf agree on it), neither VALID nor DIRTY: after the record they are below
+ * stored_size and not VALID, so every reader fills them from pf. */
+int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
+		       struct pf_stream_info *info, int *fd)
+{
+	struct kiln_err err = { 0 };
+	uint64_t at = first * g_srv.cs;
+	struct stat st;
+	int ret;
+
+	if (f->resv_by || f->wmaps || f->wholes || first + count > words_of(f) ||
+	    fstat(f->memfd, &st) < 0 || (uint64_t)st.st_size != at)
+		return -EAGAIN;
+	/* Written before, not yet written back (a header before the bulk): pf
+	 * first, so that it ends here too (the client holds the append lock). */
+	if (atomic_load(&f->seg->stored_size) != at &&
+	    ((ret = writeback_locked(f)) || atomic_load(&f->seg->stored_size) != at))
+		return ret ? ret : -EAGAIN;
+	for (uint64_t c = first; c < first + count; c++)
+		if (atomic_load(&f->seg->w[c]) & (RT_CK_VALID | RT_CK_DIRTY))
+			return -EAGAIN;
+	ret = pf_stream_reserve(f->pf, first, (size_t)count, info, fd, &err);
+	if (ret)
+		return ret == -EAGAIN || ret == -EOPNOTSUPP || ret == -EBADF ? ret :
+		       srv_fail(ret, &err);
+	f->resv_by = cl;
+	f->resv_first = first;
+	f->resv_count = count;
+	g_srv.reserved++;
+	return 0;
+}
+
+static void resv_end(struct sfile *f, bool cancel)
+{
+	if (cancel)
+		pf_stream_cancel(f->pf);
+	f->resv_by = NULL;
+	g_srv.reserved--;
+}
+
+int sf_wstream_cancel(struct sfile *f, struct sclient *cl)
+{
+	if (f->resv_by != cl)
+		return -EINVAL;
+	resv_end(f, true);
+	return 0;
+}
+
+void sf_wstream_drop(struct sclient *cl)
+{
+	for (struct sfile *f = g_srv.files; f; f = f->next)
+		if (f->resv_by == cl)
+			resv_end(f, true);
+}
+
+int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
+		    const uint8_t *tags)
+{
+	struct kiln_err err = { 0 };
+	uint64_t cs = g_srv.cs, old = first * cs, size = (first + count) * cs;
+	struct stat st;
+	bool clash = false;
+	int ret;
+
+	if (f->resv_by != cl)
+		return -EINVAL;
+	if (f->resv_first != first || f->resv_count != count) {
+		resv_end(f, true); /* not what was reserved: nothing recorded */
+		return -EINVAL;
+	}
+	ret = pf_stream_record(f->pf, first, (size_t)count, tags, &err);
+	if (ret) {
+		resv_end(f, true);
+		return ret == -EAGAIN ? ret : srv_fail(ret, &err);
+	}
+	resv_end(f, false);
+	/* The memfd grows over chunks that are not VALID: a native read that
+	 * began while every chunk was valid must retry (as around an eviction). */
+	atomic_store(&f->seg->all_valid, 0);
+	atomic_fetch_add(&f->seg->evict_seq, 1);
+	/* pf holds the chunks now: stored_size first, then a look at the words.
+	 * A writer that pinned a chunk here before this store (it saw the old
+	 * end, so it will not fill: its write lands on zeros) shows as a second
+	 * pin or a mark; one that pins after it sees the new end and fills
+	 * from pf (a fill is served after this request). */
+	atomic_store(&f->seg->stored_size, size);
+	for (uint64_t c = first; c < first + count && !clash; c++) {
+		uint32_t w = atomic_load(&f->seg->w[c]);
+
+		clash = (w & (RT_CK_VALID | RT_CK_DIRTY)) || (w & RT_CK_PINS) > RT_CK_PIN;
+	}
+	if (clash || fstat(f->memfd, &st) < 0 ||
+	    ((uint64_t)st.st_size < size && ftruncate(f->memfd, (off_t)size) < 0)) {
+		/* Not this time: back to the old end, the client writes the range
+		 * the usual way (as if after the other writer). */
+		atomic_store(&f->seg->stored_size, old);
+		atomic_fetch_add(&f->seg->evict_seq, 1);
+		set_all_valid(f);
+		/* The slots become debris past the end (the next commit cuts it). */
+		ret = pf_ftruncate(f->pf, old, &err);
+		if (ret) {
+			atomic_fetch_or(&f->seg->flags, RT_FS_FAILED);
+			return srv_fail(ret, &err);
+		}
+		return -EAGAIN;
+	}
+	atomic_fetch_add(&f->seg->evict_seq, 1);
+	rt__fseg_resized(f->seg); /* fstat answers kept by clients go */
+	set_all_valid(f);
+	/* st_blocks: the slots (28 bytes of nonce and tag each, docs/fs.md
+	 * "Backing file") added, not pf_fstat's count over the whole file
+	 * (per window: quadratic, 10% of a 512 MiB write). */
+	atomic_fetch_add(&f->seg->blocks, (count * (cs + 28) + 511) / 512);
+	g_srv.n_wstreams++;
+	g_srv.wstream_chunks += count;
+	return 0;
 }

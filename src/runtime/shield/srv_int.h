@@ -43,6 +43,10 @@ struct sfile {
 	uint8_t (*sums)[SRV_SUM_SIZE];
 	uint64_t nsums;
 	bool want_commit;      /* a client asked for a durable commit */
+	/* An open RT_OP_WSTREAM reservation (pf_stream_reserve): by whom, of
+	 * which chunks. Commits wait while any is open (g_srv.reserved). */
+	struct sclient *resv_by;
+	uint64_t resv_first, resv_count;
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
 	 * ra_next where its filling stands (run after the fill's reply). */
@@ -59,6 +63,7 @@ struct shold {
 	struct sfile *f;
 	uint32_t holds, maps, wmaps, wholes;
 	bool reads;            /* opened for reading (RT_OP_STREAM) */
+	bool writes;           /* opened for writing (RT_OP_WSTREAM) */
 };
 
 struct sclient {
@@ -107,6 +112,8 @@ struct srv {
 	bool stats;
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
 	uint64_t n_streams, stream_chunks; /* RT_OP_STREAM requests, tags handed out */
+	uint64_t n_wstreams, wstream_chunks; /* RT_OP_WSTREAM writes recorded, their chunks */
+	uint64_t reserved;     /* files with an open RT_OP_WSTREAM reservation */
 	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */
 	uint64_t n_same;       /* chunks of mapped files not stored again: digest unmoved */
 	uint64_t peak_bytes;   /* most plaintext the memfds held at once (stats only) */
@@ -172,6 +179,17 @@ int sf_writeback_held(struct sfile *f);
 int sf_truncate(struct sfile *f, uint64_t size);
 int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len);
 int sf_grow(struct sfile *f, uint64_t words);
+/* RT_OP_WSTREAM (docs/fs.md "Large writes sealed in the program's
+ * process"): reserve chunks [first, first + count) at the end of f for
+ * client cl (with info and fd: the hand-over), record their tags (the file
+ * then ends after them; -EAGAIN: not recorded), or cancel. sf_wstream_drop:
+ * cl went away, its reservations are cancelled. */
+int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
+		       struct pf_stream_info *info, int *fd);
+int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
+		    const uint8_t *tags);
+int sf_wstream_cancel(struct sfile *f, struct sclient *cl);
+void sf_wstream_drop(struct sclient *cl);
 /* A hold (or a mapping) less; frees an unlinked file's last hold. */
 void sf_unhold(struct sfile *f);
 void sf_unmap(struct sfile *f, unsigned flags); /* RT_MAP_* as mapped */

@@ -261,6 +261,7 @@ hold:
 	first = !h->holds && !h->maps;
 	h->holds++;
 	h->reads |= (flags & O_ACCMODE) != O_WRONLY;
+	h->writes |= (flags & O_ACCMODE) != O_RDONLY;
 	f->holds++;
 	fds[0] = f->memfd;
 	fds[1] = f->statefd;
@@ -557,6 +558,44 @@ static int do_stream(struct sconn *c, const struct rt_msg *m, const struct pf_cr
 	kiln_wipe(g_srv.buf, hdr);
 	if (fd >= 0)
 		close(fd);
+	return ret;
+}
+
+/* WSTREAM: the program seals and writes whole chunks at the end of the file
+ * itself (docs/runtime.md "What each process holds"): reserve, then the tags
+ * (DONE) or CANCEL. Not logged: -EAGAIN and the refusals send the client
+ * the usual way, which decides and logs. */
+static int do_wstream(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
+{
+	struct pf_stream_info info;
+	struct sfile *f = file_of(c, m->id);
+	bool key = m->flags & RT_STREAM_KEY;
+	int ret, fd = -1;
+
+	(void)cred;
+	if (!f)
+		return -EBADF;
+	if (m->flags & RT_WSTREAM_CANCEL)
+		return (ret = sf_wstream_cancel(f, c->cl)) ? ret : srv_reply(c, 0);
+	if (m->flags & RT_WSTREAM_DONE)
+		return (ret = sf_wstream_done(f, c->cl, m->a, m->b, m->tags)) ? ret :
+		       srv_reply(c, 0);
+	if (!hold_of(c, f, false)->writes)
+		return -EACCES;
+	if (m->b == 0 || m->b > RT_WSTREAM_MAX)
+		return -EINVAL;
+	ret = sf_wstream_reserve(f, c->cl, m->a, m->b, key ? &info : NULL, key ? &fd : NULL);
+	if (ret)
+		return ret;
+	if (key)
+		memcpy(g_srv.buf, &info, sizeof(info));
+	kiln_wipe(&info, sizeof(info));
+	ret = rt__reply_send(c->fd, 0, g_srv.buf, key ? sizeof(info) : 0, &fd, fd >= 0);
+	kiln_wipe(g_srv.buf, key ? sizeof(info) : 0);
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		sf_wstream_cancel(f, c->cl);
 	return ret;
 }
 
@@ -877,6 +916,7 @@ static const srv_op_fn g_ops[RT_OP_MAX_] = {
 	[RT_OP_SYMLINK] = do_symlink,   [RT_OP_READLINK] = do_readlink,
 	[RT_OP_MKNOD] = do_mknod,       [RT_OP_ESCAPE] = do_escape,
 	[RT_OP_STREAM] = do_stream,
+	[RT_OP_WSTREAM] = do_wstream,
 };
 
 int srv_serve(struct sconn *c, const struct rt_msg *m)

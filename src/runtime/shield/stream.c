@@ -34,77 +34,92 @@ enum { DEC, MEM, FILL, BAD };
 /* One per node, in its own pages (MADV_DONTDUMP, MADV_WIPEONFORK: a forked
  * child finds zeros, so not ready). */
 struct rt_stream {
-	pthread_mutex_t lock; /* one reader at a time; the others take the fills */
-	bool ready;           /* the hand-over is here */
+	struct rt_handover h; /* first; fd read-only, O_DIRECT; buf SBATCH + 2 pages */
 	bool off;             /* the server refused it: fills serve this node */
 	bool stale;           /* a slot did not match: take a fresh hand-over */
-	int dfd;
-	kc_aead_t *aead;
-	struct pf_stream_info info;
-	uint8_t *sbuf;        /* SBATCH + 2 * PAGE, page-aligned */
 	uint8_t cls[RT_STREAM_MAX];
 	uint8_t tags[RT_STREAM_MAX * PF_STREAM_TAG];
 };
 #define STREAM_BYTES ((sizeof(struct rt_stream) + PAGE - 1) / PAGE * PAGE)
 
-static void forget(struct rt_stream *s)
+void rt__handover_forget(struct rt_handover *h)
 {
-	if (s->ready) {
-		kc_aead_free(s->aead);
-		rt__own_close(s->dfd);
+	if (h->ready) {
+		kc_aead_free(h->aead);
+		rt__own_close(h->fd);
 	}
-	kiln_wipe(&s->info, sizeof(s->info));
-	s->aead = NULL;
-	s->ready = false;
+	kiln_wipe(&h->info, sizeof(h->info));
+	h->aead = NULL;
+	h->ready = false;
 }
 
-void rt__stream_drop(struct rt_node *n, bool unmap)
+int rt__handover_take(struct rt_handover *h, struct rt_call *call)
 {
-	struct rt_stream *s = atomic_load(&n->stream);
-
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock);
-	forget(s);
-	if (s->sbuf)
-		rt__raw(SYS_munmap, s->sbuf, SBATCH + 2 * PAGE);
-	s->sbuf = NULL;
-	pthread_mutex_unlock(&s->lock);
-	if (unmap) {
-		rt__raw(SYS_munmap, s, STREAM_BYTES);
-		atomic_store(&n->stream, NULL);
-	}
+	rt__handover_forget(h);
+	memcpy(&h->info, call->body, sizeof(h->info));
+	h->fd = rt__own_fd(call->fds[0]);
+	call->fds[0] = -1;
+	h->aead = h->fd >= 0 ? kc_aead_new(h->info.key) : NULL;
+	kiln_wipe(h->info.key, sizeof(h->info.key));
+	kiln_wipe((void *)call->body, sizeof(h->info));
+	h->ready = h->aead != NULL;
+	if (!h->ready && h->fd >= 0)
+		rt__own_close(h->fd);
+	return h->ready ? 0 : -ENOMEM;
 }
 
-static struct rt_stream *stream_of(struct rt_node *n)
+void *rt__handover_pages(void *_Atomic *slot, size_t bytes)
 {
-	struct rt_stream *s = atomic_load(&n->stream), *none = NULL;
+	void *s = atomic_load(slot), *none = NULL;
 	long p;
 
 	if (s)
 		return s;
-	p = rt__raw(SYS_mmap, NULL, STREAM_BYTES, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = rt__raw(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		    -1, 0);
 	if (p < 0 && p > -4096)
 		return NULL;
-	s = (struct rt_stream *)p;
-	rt__raw(SYS_madvise, s, STREAM_BYTES, MADV_DONTDUMP);
-	rt__raw(SYS_madvise, s, STREAM_BYTES, MADV_WIPEONFORK);
-	if (!atomic_compare_exchange_strong(&n->stream, &none, s)) {
-		rt__raw(SYS_munmap, s, STREAM_BYTES);
+	s = (void *)p;
+	rt__raw(SYS_madvise, s, bytes, MADV_DONTDUMP);
+	rt__raw(SYS_madvise, s, bytes, MADV_WIPEONFORK);
+	if (!atomic_compare_exchange_strong(slot, &none, s)) {
+		rt__raw(SYS_munmap, s, bytes);
 		return none;
 	}
 	return s;
+}
+
+void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap)
+{
+	struct rt_handover *h = atomic_load(slot);
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	rt__handover_forget(h);
+	if (h->buf)
+		rt__raw(SYS_munmap, h->buf, h->buf_bytes);
+	h->buf = NULL;
+	pthread_mutex_unlock(&h->lock);
+	if (unmap) {
+		rt__raw(SYS_munmap, h, bytes);
+		atomic_store(slot, NULL);
+	}
+}
+
+void rt__stream_drop(struct rt_node *n, bool unmap)
+{
+	rt__handover_drop(&n->stream, STREAM_BYTES, unmap);
 }
 
 /* The server's tags for chunks [c, c + count), with the hand-over when due.
  * 0, or the server's refusal (-EACCES, -EOPNOTSUPP: never again here). */
 static int ask(struct rt_node *n, struct rt_stream *s, uint64_t c, uint64_t count)
 {
-	bool key = !s->ready || s->stale;
+	bool key = !s->h.ready || s->stale;
 	struct rt_msg m = { .op = RT_OP_STREAM, .id = n->id, .a = c, .b = count,
 			    .flags = key ? RT_STREAM_KEY : 0 };
-	size_t hdr = key ? sizeof(s->info) : 0;
+	size_t hdr = key ? sizeof(s->h.info) : 0;
 	struct rt_call call;
 	struct rt_guard g;
 	int ret;
@@ -113,22 +128,8 @@ static int ask(struct rt_node *n, struct rt_stream *s, uint64_t c, uint64_t coun
 	ret = rt__cl_call(n->vol, &m, &call);
 	if (ret == 0 && (call.size != hdr + count * PF_STREAM_TAG || (key && call.fds[0] < 0)))
 		ret = -EPROTO;
-	if (ret == 0 && key) {
-		forget(s);
-		memcpy(&s->info, call.body, hdr);
-		s->dfd = rt__own_fd(call.fds[0]);
-		call.fds[0] = -1;
-		s->aead = s->dfd >= 0 ? kc_aead_new(s->info.key) : NULL;
-		kiln_wipe(s->info.key, sizeof(s->info.key));
-		kiln_wipe((void *)call.body, hdr);
-		s->ready = s->aead != NULL;
+	if (ret == 0 && key && (ret = rt__handover_take(&s->h, &call)) == 0)
 		s->stale = false;
-		if (!s->ready) {
-			if (s->dfd >= 0)
-				rt__own_close(s->dfd);
-			ret = -ENOMEM;
-		}
-	}
 	if (ret == 0)
 		memcpy(s->tags, call.body + hdr, count * PF_STREAM_TAG);
 	rt__cl_done(n->vol, &call);
@@ -157,10 +158,10 @@ static bool cold(struct rt_stream *s, uint64_t c0, uint64_t c1, uint64_t *a, uin
 	struct kiln_cachestat_range range;
 	struct kiln_cachestat st;
 
-	*a = (s->info.slot0 + c0 * s->info.stride) / PAGE * PAGE;
-	*b = (s->info.slot0 + (c1 + 1) * s->info.stride + PAGE - 1) / PAGE * PAGE;
+	*a = (s->h.info.slot0 + c0 * s->h.info.stride) / PAGE * PAGE;
+	*b = (s->h.info.slot0 + (c1 + 1) * s->h.info.stride + PAGE - 1) / PAGE * PAGE;
 	range = (struct kiln_cachestat_range){ *a, *b - *a };
-	return rt__raw(KILN_NR_CACHESTAT, s->dfd, &range, &st, 0) == 0 &&
+	return rt__raw(KILN_NR_CACHESTAT, s->h.fd, &range, &st, 0) == 0 &&
 	       kiln_read_around_cache(&st, *b - *a, PAGE);
 }
 
@@ -170,7 +171,7 @@ static bool cold(struct rt_stream *s, uint64_t c0, uint64_t c1, uint64_t *a, uin
 static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stored,
 		   uint64_t c0, uint64_t c1, char *buf, uint64_t base)
 {
-	uint64_t stride = s->info.stride, per = SBATCH / stride;
+	uint64_t stride = s->h.info.stride, per = SBATCH / stride;
 
 	for (uint64_t i = c0; i <= c1; i++) {
 		uint64_t j = i, start, a, b;
@@ -180,16 +181,16 @@ static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stor
 			continue;
 		while (j < c1 && j + 1 - i < per)
 			j++;
-		start = s->info.slot0 + i * stride;
+		start = s->h.info.slot0 + i * stride;
 		if (!cold(s, i, j, &a, &b))
 			return -EAGAIN;
-		r = rt__raw(SYS_pread64, s->dfd, s->sbuf, b - a, a);
+		r = rt__raw(SYS_pread64, s->h.fd, s->h.buf, b - a, a);
 		if (r == -EINVAL)
 			s->off = true; /* this file system's O_DIRECT wants more */
 		if (r < 0)
 			return (int)r;
 		if ((uint64_t)r < b - a)
-			memset(s->sbuf + r, 0, b - a - (uint64_t)r);
+			memset(s->h.buf + r, 0, b - a - (uint64_t)r);
 		for (uint64_t k = i; k <= j; k++) {
 			const uint8_t *tag = s->tags + (k - c0) * PF_STREAM_TAG;
 			uint32_t len = (uint32_t)((k + 1) * cs <= stored ? cs : stored - k * cs);
@@ -200,8 +201,8 @@ static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stor
 				continue;
 			if (!memcmp(tag, hole, sizeof(hole)))
 				memset(out, 0, len);
-			else if (pf_stream_open(s->aead, &s->info, k,
-						s->sbuf + (start - a) + (k - i) * stride, len,
+			else if (pf_stream_open(s->h.aead, &s->h.info, k,
+						s->h.buf + (start - a) + (k - i) * stride, len,
 						tag, out))
 				cls[k - c0] = BAD;
 		}
@@ -241,7 +242,7 @@ static long window(struct rt_node *n, struct rt_stream *s, int fd, char *buf, ui
 		}
 	}
 	/* Tags of [d0, d1] (every one below what pf stores). */
-	if (d0 > d1 || (s->ready && !s->stale && !cold(s, d0, d1, &lo, &hi)) ||
+	if (d0 > d1 || (s->h.ready && !s->stale && !cold(s, d0, d1, &lo, &hi)) ||
 	    ask(n, s, d0, d1 - d0 + 1) || probe(buf, len) ||
 	    decrypt(s, s->cls + (d0 - c0), cs, stored, d0, d1, buf + (d0 * cs - at), d0 * cs)) {
 		rt__ck_unpin(seg, c0, c1);
@@ -293,16 +294,17 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 		return -EAGAIN;
 	if (len > (uint64_t)st.st_size - off)
 		len = (uint64_t)st.st_size - off;
-	s = stream_of(n);
-	if (!s || s->off || pthread_mutex_trylock(&s->lock))
+	s = rt__handover_pages(&n->stream, STREAM_BYTES);
+	if (!s || s->off || pthread_mutex_trylock(&s->h.lock))
 		return -EAGAIN;
-	if (!s->sbuf) {
+	if (!s->h.buf) {
 		long p = rt__raw(SYS_mmap, NULL, SBATCH + 2 * PAGE, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		s->sbuf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
+		s->h.buf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
+		s->h.buf_bytes = SBATCH + 2 * PAGE;
 	}
-	while (s->sbuf && done < len) {
+	while (s->h.buf && done < len) {
 		uint64_t at = off + done, wl = len - done;
 
 		if (wl > span - at % span)
@@ -316,8 +318,8 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 		if ((uint64_t)r < wl)
 			break;
 	}
-	pthread_mutex_unlock(&s->lock);
-	if (!s->sbuf)
+	pthread_mutex_unlock(&s->h.lock);
+	if (!s->h.buf)
 		return -EAGAIN;
 	return done ? (long)done : r;
 }

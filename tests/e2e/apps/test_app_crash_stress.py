@@ -94,7 +94,9 @@ def server_pid(volume):
     return kilnenv.server_pid(volume.dir)
 
 
-wait_gone = kilnenv.wait_pid_gone
+
+
+wait_gone = kilnenv.wait_pid_gone  # test_app_dsync, test_app_sqlite
 
 
 def trial(volume, py, rng, start, acked, program=PROGRAM):
@@ -129,16 +131,7 @@ def trial(volume, py, rng, start, acked, program=PROGRAM):
             os.kill(srv, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait(timeout=60)
-    try:
-        buf += proc.stdout.read() or b""
-    except BlockingIOError:
-        pass
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stdout.close()
-    proc.stderr.close()
-    if srv:
-        wait_gone(srv)
+    buf, err = kilnenv.finish_killed(proc, buf, srv)
     # Acknowledged before the kill (a line not yet read was acknowledged too,
     # but only what we saw counts as a promise).
     seen = 0

@@ -232,3 +232,45 @@ def test_stream_hand_over_only_to_readers(volume):
     text = log.read_text() if log.exists() else ""
     assert "stream" not in text.lower(), text
     assert volume.run("cat", f"{volume.dir}/a", check=True).stdout == "onetwo"
+
+
+WSTREAM_DONE, WSTREAM_CANCEL = 0x2, 0x4
+
+
+def test_sealed_write_only_for_a_writer(volume):
+    """RT_OP_WSTREAM (a program sealing and writing slots of a file itself:
+    docs/runtime.md "What each process holds") is refused to a process that did
+    not open the file for writing; tags without a reservation are refused; a
+    writer that reserves, writes into the slot and goes away has its
+    reservation cancelled: the workload's commits go on, the file stays empty,
+    the volume verifies."""
+    import subprocess
+    text = (ROOT / "src" / "runtime" / "shield" / "proto.h").read_text()
+    assert f"#define RT_WSTREAM_DONE {WSTREAM_DONE:#x}u" in text
+    assert f"#define RT_WSTREAM_CANCEL {WSTREAM_CANCEL:#x}u" in text
+    holder = start_holder(volume)
+    try:
+        p = Peer(volume)
+        ro = p.open("a", os.O_RDONLY)
+        status, body, fds = p.call("RT_OP_WSTREAM", flags=STREAM_KEY, id=ro, a=0, b=1)
+        assert status == -EACCES and body == b"" and fds == [], status
+        # Tags for chunks nobody reserved: refused, nothing recorded.
+        rw = p.open("b", os.O_RDWR | os.O_CREAT)
+        body = struct.pack("<IIIIQQQ", WSTREAM_DONE, 0, os.getpid(), 0, rw, 0, 1) + b"\1" * 16
+        p.s.send(struct.pack("<II", OPS["RT_OP_WSTREAM"], len(body)) + body)
+        status, _, _ = p.reply()
+        assert status == -EINVAL, status
+        # A real reservation, then the connection goes: cancelled.
+        status, body, fds = p.call("RT_OP_WSTREAM", flags=STREAM_KEY, id=rw, a=0, b=1)
+        assert status == 0 and len(fds) == 1, status
+        os.pwrite(fds[0], b"debris" * 1000, 64)  # slot 0 of b: a dying writer's
+        os.close(fds[0])
+        p.close()
+        assert still_serves(holder, "two") == "onetwo"  # an append and its commit
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert volume.run("cat", f"{volume.dir}/b", check=True).stdout == ""
+    v = subprocess.run([volume.kiln_bin, "fs", "verify", str(volume.dir), "--key-file",
+                        str(volume.key)], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr

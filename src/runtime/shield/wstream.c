@@ -1,0 +1,209 @@
+/* kiln runtime, file shield v2: large writes sealed in the program's process,
+ * the mirror of stream.c (docs/fs.md "Large writes sealed in the program's
+ * process"). A write of whole chunks at the end of a file this process opened
+ * for writing: per window, under the file's append lock and with the chunks
+ * pinned, the server reserves them (RT_OP_WSTREAM), the chunks are sealed
+ * straight from the caller's buffer and their slots written here, and the
+ * server records their tags (DONE): the file then ends after them and every
+ * reader fills them from pf. Anything unusual sends the window the usual way. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "crypto/crypto.h"
+#include "runtime/shield/internal.h"
+
+#define WSTREAM_MIN ((uint64_t)256 * 1024)
+#define WBATCH ((uint64_t)1 << 20) /* slot bytes per pwrite */
+#define PAGE 4096u
+#define NONCE 12u
+
+/* One per node, in its own pages (rt__handover_pages). */
+struct rt_wstream {
+	struct rt_handover h; /* first; fd writable; buf WBATCH + a slot */
+	bool off;             /* the server refused it, or writing failed: never again */
+	uint8_t nonces[RT_WSTREAM_MAX * NONCE];
+	uint8_t tags[RT_WSTREAM_MAX * PF_STREAM_TAG];
+};
+#define WSTREAM_BYTES ((sizeof(struct rt_wstream) + PAGE - 1) / PAGE * PAGE)
+
+void rt__wstream_drop(struct rt_node *n, bool unmap)
+{
+	rt__handover_drop(&n->wstream, WSTREAM_BYTES, unmap);
+}
+
+/* RT_OP_WSTREAM about chunks [c, c + count): flags 0 (reserve, with the
+ * hand-over when due), RT_WSTREAM_DONE (with the tags) or
+ * RT_WSTREAM_CANCEL. The server's status. */
+static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_t c,
+		uint64_t count)
+{
+	bool key = !flags && !s->h.ready;
+	struct rt_msg m = { .op = RT_OP_WSTREAM, .id = n->id, .a = c, .b = count,
+			    .flags = flags | (key ? RT_STREAM_KEY : 0), .tags = s->tags };
+	size_t hdr = key ? sizeof(s->h.info) : 0;
+	struct rt_call cl;
+	struct rt_guard g;
+	int ret;
+
+	if (n->gen != n->vol->gen || atomic_load(&n->dead))
+		return -EIO;
+	rt__enter(&g);
+	ret = rt__cl_call(n->vol, &m, &cl);
+	if (ret == 0 && (cl.size != hdr || (key && cl.fds[0] < 0)))
+		ret = -EPROTO;
+	if (ret == 0 && key)
+		ret = rt__handover_take(&s->h, &cl);
+	rt__cl_done(n->vol, &cl);
+	if (ret == -ENOMEM && key) {
+		m.flags = RT_WSTREAM_CANCEL; /* no hand-over here: nothing written */
+		rt__cl_simple(n->vol, &m, NULL);
+	}
+	rt__leave(&g);
+	if (!flags && (ret == -EACCES || ret == -EOPNOTSUPP || ret == -EBADF))
+		s->off = true;
+	return ret;
+}
+
+/* Every page of the caller's buffer reads (a bad one is EFAULT, as the
+ * kernel's write says, from the usual path: not a fault in here). */
+static int probe(const char *buf, uint64_t len)
+{
+	char c;
+
+	for (uint64_t p = 0; p < len; p = (p + PAGE) / PAGE * PAGE)
+		if (rt__copy_in(&c, buf + p, 1))
+			return -EFAULT;
+	return rt__copy_in(&c, buf + len - 1, 1) ? -EFAULT : 0;
+}
+
+/* Seal chunks [c0, c0 + count) from buf and write their slots, in batches;
+ * their tags into s->tags. 0 or -errno. */
+static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64_t count,
+		      uint64_t cs)
+{
+	uint64_t stride = s->h.info.stride, per = WBATCH / stride ? WBATCH / stride : 1;
+	int ret;
+
+	for (uint64_t i = 0; i < count;) {
+		uint64_t m = count - i < per ? count - i : per, at, len;
+
+		if ((ret = kc_random(s->nonces, m * NONCE)))
+			return ret;
+		for (uint64_t k = 0; k < m; k++) {
+			uint8_t *slot = s->h.buf + k * stride;
+
+			ret = pf_stream_seal(s->h.aead, &s->h.info, c0 + i + k,
+					     (const uint8_t *)buf + (i + k) * cs, (uint32_t)cs,
+					     s->nonces + k * NONCE, slot);
+			if (ret)
+				return ret;
+			memcpy(s->tags + (i + k) * PF_STREAM_TAG, slot + NONCE, PF_STREAM_TAG);
+		}
+		at = s->h.info.slot0 + (c0 + i) * stride;
+		len = m * stride;
+		for (uint64_t w = 0; w < len;) {
+			long r = rt__raw(SYS_pwrite64, s->h.fd, s->h.buf + w, len - w, at + w);
+
+			if (r == -EINTR)
+				continue;
+			if (r <= 0)
+				return r < 0 ? (int)r : -EIO;
+			w += (uint64_t)r;
+		}
+		i += m;
+	}
+	/* Start the write-back of the window (as the storage's write-behind
+	 * does for the server's writes): the fsync that ends a long write then
+	 * finds most of it on its way. Only a hint: the commit syncs. */
+	rt__raw(SYS_sync_file_range, s->h.fd, (long)(s->h.info.slot0 + c0 * stride),
+		(long)(count * stride), SYNC_FILE_RANGE_WRITE);
+	return 0;
+}
+
+/* One window of whole chunks [at, at + len) at the end of the file: len, or
+ * 0 (nothing written: the usual way). */
+static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *buf, uint64_t at,
+		   uint64_t len)
+{
+	uint64_t cs = n->vol->chunk, c0 = at / cs, count = len / cs, c1 = c0 + count - 1, lo, hi;
+	struct rt_fseg *lk, *seg;
+	struct stat st;
+	long ret = 0;
+	int r;
+
+	if (rt__node_words(n, c1))
+		return 0;
+	/* Locked and unlocked through the same mapping (robust: by address). */
+	lk = atomic_load(&n->seg);
+	rt__ck_lock(lk);
+	seg = atomic_load(&n->seg);
+	if (rt__raw(SYS_fstat, fd, &st) || (uint64_t)st.st_size != at ||
+	    c1 >= atomic_load(&n->seg_words) ||
+	    (atomic_load(&seg->flags) & (RT_FS_NOEVICT | RT_FS_FAILED)))
+		goto out;
+	rt__ck_pin(seg, c0, c1, &lo, &hi);
+	for (uint64_t k = c0; k <= c1; k++)
+		if (atomic_load(&seg->w[k]) & (RT_CK_VALID | RT_CK_DIRTY))
+			goto unpin;
+	if (probe(buf, len) || call(n, s, 0, c0, count))
+		goto unpin;
+	r = seal_write(s, buf, c0, count, cs);
+	if (r) {
+		if (r != -ENOSPC && r != -EDQUOT && r != -EINTR)
+			s->off = true;
+		call(n, s, RT_WSTREAM_CANCEL, c0, count);
+		goto unpin;
+	}
+	r = call(n, s, RT_WSTREAM_DONE, c0, count);
+	if (r == 0) {
+		rt__fseg_touch(seg);
+		ret = (long)len;
+	} else if (r != -EAGAIN && r != -EINVAL) {
+		call(n, s, RT_WSTREAM_CANCEL, c0, count); /* DONE never reached it */
+	}
+unpin:
+	rt__ck_unpin(seg, c0, c1);
+out:
+	rt__ck_unlock(lk);
+	return ret;
+}
+
+long rt__wstream_write(struct rt_node *n, int fd, const char *buf, uint64_t len, uint64_t off)
+{
+	uint64_t cs = n->vol->chunk, done = 0;
+	uint64_t span = RT_WSTREAM_MAX * cs < RT_WINDOW ? RT_WSTREAM_MAX * cs : RT_WINDOW;
+	struct rt_wstream *s;
+
+	if (len < WSTREAM_MIN || len < cs || off % cs || span < cs ||
+	    (rt__raw(SYS_fcntl, fd, F_GETFL) & O_ACCMODE) == O_RDONLY ||
+	    (atomic_load(&atomic_load(&n->seg)->flags) & RT_FS_NOEVICT))
+		return 0;
+	s = rt__handover_pages(&n->wstream, WSTREAM_BYTES);
+	if (!s || s->off || pthread_mutex_trylock(&s->h.lock))
+		return 0;
+	if (!s->h.buf) {
+		size_t bytes = (WBATCH + cs + 64 + PAGE - 1) / PAGE * PAGE;
+		long p = rt__raw(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		s->h.buf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
+		s->h.buf_bytes = s->h.buf ? bytes : 0;
+	}
+	while (s->h.buf && !s->off && len - done >= cs) {
+		uint64_t wl = (len - done) / cs * cs;
+		long r;
+
+		if (wl > span - (off + done) % span)
+			wl = span - (off + done) % span;
+		r = window(n, s, fd, buf + done, off + done, wl);
+		if (r <= 0)
+			break;
+		done += (uint64_t)r;
+	}
+	pthread_mutex_unlock(&s->h.lock);
+	return (long)done;
+}
