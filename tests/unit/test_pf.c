@@ -2688,14 +2688,56 @@ static void test_journal_redo_hostile(void **state)
  * before any read. */
 static int last_record_flags(struct env *e);
 
-static void test_data_read_only(void **state)
+/* A copy of e's store in e->dir/copy (what a reader sees while the writer
+ * holds the volume's lock): cdir names it, cdata f's backing file in it. */
+static void copy_store(struct env *e, pf_file_t *f, char cdir[128], char cdata[256])
 {
-	uint8_t a[8192], b[1024], got[8192];
-	char data[256], copy[600], cdir[128], cdata[256];
+	char copy[600];
+
+	snprintf(copy, sizeof(copy), "rm -rf %s/copy && mkdir %s/copy && cp -a %s/.kiln "
+		 "%s/copy/", e->dir, e->dir, e->kdir, e->dir);
+	assert_int_equal(system(copy), 0);
+	snprintf(cdir, 128, "%s/copy", e->dir);
+	snprintf(cdata, 256, "%s/copy/.kiln/%s", e->dir, f->node->name);
+}
+
+/* Open the volume in cdir read-only and read f: its first want_size bytes
+ * are want's (or, want NULL, opening f fails as needing recovery). verify:
+ * the volume verifies too. */
+static void read_only_check(struct env *e, const char *cdir, const uint8_t *want,
+			    size_t want_size, bool verify)
+{
 	struct pf_volume_opts ro;
 	struct kiln_err err = { 0 };
+	uint8_t got[8192];
+	pf_volume_t *r;
+	pf_file_t *g;
+
+	opts_fill(e, &ro, false);
+	ro.read_only = true;
+	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	if (!want) {
+		assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), -EROFS);
+		assert_non_null(strstr(err.msg, "needs recovery"));
+	} else {
+		assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
+		assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
+		assert_memory_equal(got, want, want_size);
+		pf_close(g);
+		if (verify)
+			assert_int_equal(pf_volume_verify(r, NULL, NULL, &err), 0);
+	}
+	pf_volume_close(r, NULL);
+}
+
+static void test_data_read_only(void **state)
+{
+	uint8_t a[8192], b[1024];
+	char data[256], cdir[128], cdata[256];
+	struct pf_volume_opts rw;
+	struct kiln_err err = { 0 };
 	pf_volume_t *v, *r;
-	pf_file_t *f, *g;
+	pf_file_t *f;
 	uint8_t *before;
 	size_t bsize;
 	struct env e;
@@ -2711,40 +2753,16 @@ static void test_data_read_only(void **state)
 	assert_int_equal(pf_fsync(f, &err), 0);
 	assert_int_equal(last_record_flags(&e), PF_LOG_DATA);
 	memcpy(a + 2048, b, sizeof(b));
-	snprintf(copy, sizeof(copy), "rm -rf %s/copy && mkdir %s/copy && cp -a %s/.kiln "
-		 "%s/copy/", e.dir, e.dir, e.kdir, e.dir);
-	assert_int_equal(system(copy), 0);
-	snprintf(cdir, sizeof(cdir), "%s/copy", e.dir);
-	snprintf(cdata, sizeof(cdata), "%s/copy/.kiln/%s", e.dir, f->node->name);
-	opts_fill(&e, &ro, false);
-	ro.read_only = true;
-	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
-	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
-	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
-	assert_memory_equal(got, a, sizeof(a));
-	pf_close(g);
-	pf_volume_close(r, NULL);
+	copy_store(&e, f, cdir, cdata);
+	read_only_check(&e, cdir, a, sizeof(a), false);
 	/* The in-place slot lost: read-only, the file needs recovery. */
 	spill(cdata, before, bsize);
-	opts_fill(&e, &ro, false);
-	ro.read_only = true;
-	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
-	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), -EROFS);
-	assert_non_null(strstr(err.msg, "needs recovery"));
-	pf_volume_close(r, NULL);
+	read_only_check(&e, cdir, NULL, 0, false);
 	/* Read-write: the record's slot goes in place; then read-only reads. */
-	opts_fill(&e, &ro, false);
-	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
+	opts_fill(&e, &rw, false);
+	assert_int_equal(pf_volume_open(cdir, g_key, &rw, &r, &err), 0);
 	pf_volume_discard(r);
-	opts_fill(&e, &ro, false);
-	ro.read_only = true;
-	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
-	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
-	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
-	assert_memory_equal(got, a, sizeof(a));
-	pf_close(g);
-	assert_int_equal(pf_volume_verify(r, NULL, NULL, &err), 0);
-	pf_volume_close(r, NULL);
+	read_only_check(&e, cdir, a, sizeof(a), true);
 	pf_close(f);
 	assert_int_equal(pf_volume_close(v, &err), 0);
 	free(before);
@@ -2756,13 +2774,12 @@ static void test_data_read_only(void **state)
  * reported as needing recovery when not; a clean close spends it. */
 static void test_journal_redo_read_only(void **state)
 {
-	uint8_t a[8192], b[1024], got[8192];
-	struct pf_volume_opts ro;
+	uint8_t a[8192], b[1024];
 	struct env e;
-	pf_volume_t *v, *r;
-	pf_file_t *f, *g;
+	pf_volume_t *v;
+	pf_file_t *f;
 	struct kiln_err err = { 0 };
-	char data[256], jj[256], copy[600], cdir[128], cdata[256];
+	char data[256], jj[256], cdir[128], cdata[256];
 	uint8_t *before, *jbuf;
 	size_t bsize, jsize;
 
@@ -2777,29 +2794,11 @@ static void test_journal_redo_read_only(void **state)
 	assert_int_equal(pf_fsync(f, &err), 0);
 	/* While f stays open its redo journal is live: a copy of the volume
 	 * (what a reader sees, the writer holding its lock) opens read-only. */
-	snprintf(copy, sizeof(copy), "rm -rf %s/copy && mkdir %s/copy && cp -a %s/.kiln "
-		 "%s/copy/", e.dir, e.dir, e.kdir, e.dir);
-	assert_int_equal(system(copy), 0);
-	snprintf(cdir, sizeof(cdir), "%s/copy", e.dir);
-	snprintf(cdata, sizeof(cdata), "%s/copy/.kiln/%s", e.dir, f->node->name);
-	opts_fill(&e, &ro, false);
-	ro.read_only = true;
-	assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
-	assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
-	assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(got));
-	assert_memory_equal(got, b, sizeof(b));
-	pf_close(g);
-	pf_volume_close(r, NULL);
+	copy_store(&e, f, cdir, cdata);
+	read_only_check(&e, cdir, b, sizeof(b), false);
 	/* The same with the in-place slot lost: needs recovery. */
-	{
-		spill(cdata, before, bsize);
-		opts_fill(&e, &ro, false);
-		ro.read_only = true;
-		assert_int_equal(pf_volume_open(cdir, g_key, &ro, &r, &err), 0);
-		assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), -EROFS);
-		assert_non_null(strstr(err.msg, "needs recovery"));
-		pf_volume_close(r, NULL);
-	}
+	spill(cdata, before, bsize);
+	read_only_check(&e, cdir, NULL, 0, false);
 	/* A clean close: the slot synced, the journal spent. */
 	pf_close(f);
 	assert_int_equal(pf_volume_close(v, &err), 0);
