@@ -578,9 +578,10 @@ int pf_stream_record(pf_file_t *f, uint64_t first, size_t count, const uint8_t *
 	pthread_mutex_lock(&v->lock);
 	/* Nothing moved since the reservation: the same backing file, not cut
 	 * below the slots, the file still ending where they begin, the
-	 * generation (and its durable header) the same. */
+	 * generation (and its durable header) the same. The slots may be the
+	 * first of those reserved (the rest are cut as never recorded). */
 	if (n->sres_end && n->sres_first == first && count &&
-	    n->sres_end == pf__slot_off(v, first + count - 1) + PF_SLOT_META + v->cs &&
+	    n->sres_end >= pf__slot_off(v, first + count - 1) + PF_SLOT_META + v->cs &&
 	    n->sres_fh == n->fh && n->phys_size >= n->sres_end && n->size == first * v->cs &&
 	    !n->failed && (!pf__has_base(n) || (n->gen_open && !n->j_hdr))) {
 		ret = pf__tree_resize(n, n->size, new_size, err);

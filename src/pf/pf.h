@@ -362,6 +362,7 @@ int pf_stream_open(struct kc_aead *a, const struct pf_stream_info *info, uint64_
  * the file is encrypted and the storage gives such descriptors; -EBADF for
  * a read-only handle. Then exactly one of:
  * pf_stream_record: the tags (PF_STREAM_TAG bytes each) of the slots written
+ * (the first count reserved, or all of them)
  * (slot k at slot0 + k * stride), which become the chunks' (committed with
  * the file's next commit; its data sync covers the slots); the file is then
  * (first + count) * cs bytes long. -EAGAIN when the file changed meanwhile

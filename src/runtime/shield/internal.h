@@ -295,26 +295,31 @@ long rt__read_window(struct rt_node *n, int fd, char *buf, uint64_t at, uint64_t
 /* stream.c: a large read of clean chunks decrypted in this process: the bytes
  * read, an error, or -EAGAIN (nothing read: take the usual path). */
 long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_t off) RT_HIDDEN;
+/* Every page of buf[len] takes a write (out) or reads: else -EFAULT (the
+ * kernel's answer, given by the usual path), not a fault in the runtime. */
+int rt__probe(char *buf, uint64_t len, bool out) RT_HIDDEN;
 /* The last close (unmap: the node goes): wipe the hand-over. */
 void rt__stream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
 /* What the server hands over for the program's own crypto of a file's
  * chunks (a streaming read, a sealed write): the AES-GCM context of its key,
  * its id and layout, a descriptor of its backing file. Kept in pages of their
- * own: rt__handover_pages makes them (*slot, at the first call; bytes a
+ * own: rt__handover_lock makes them (*slot, at the first call; bytes a
  * multiple of the page size) with MADV_DONTDUMP and MADV_WIPEONFORK (a
- * forked child finds zeros: not ready), NULL when out of memory. rt__handover_take: the hand-over of a reply
+ * forked child finds zeros: not ready) and returns them locked, with buf
+ * (buf_bytes) mapped; NULL when busy, off or out of memory. rt__handover_take: the hand-over of a reply
  * (body: struct pf_stream_info, fds[0]), its raw key wiped: 0 or -ENOMEM.
  * rt__handover_forget: the context freed, the descriptor closed, wiped. */
 struct rt_handover {
 	pthread_mutex_t lock; /* one user at a time; the others go the usual way */
 	bool ready;
+	bool off;             /* never again for this node (the user's reasons) */
 	int fd;
 	struct kc_aead *aead;
 	struct pf_stream_info info;
 	uint8_t *buf;         /* slots, page-aligned, buf_bytes mapped */
 	size_t buf_bytes;
 };
-void *rt__handover_pages(void *_Atomic *slot, size_t bytes) RT_HIDDEN;
+void *rt__handover_lock(void *_Atomic *slot, size_t bytes, size_t buf_bytes) RT_HIDDEN;
 /* The last close: forgotten, buf unmapped (unmap: the pages too). The
  * struct at *slot begins with its struct rt_handover. */
 void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap) RT_HIDDEN;

@@ -144,6 +144,10 @@ struct rt_fseg {
 	 * releases it: EOWNERDEAD for the next one, even if the owner is a
 	 * zombie nobody reaps). Initialized by the server. */
 	pthread_mutex_t append_lock;
+	/* The token of the open RT_OP_WSTREAM lease (srv_file.c, lease()), 0:
+	 * none. Changed by the server with the append lock held, or in the
+	 * request whose client holds it. */
+	_Atomic uint32_t wlease;
 	_Atomic uint32_t w[];         /* one per chunk */
 };
 #define RT_FSEG_HDR ((size_t)offsetof(struct rt_fseg, w))
@@ -254,6 +258,9 @@ enum rt_op {
 #define RT_STREAM_MAX 2048u
 #define RT_WSTREAM_DONE 0x2u
 #define RT_WSTREAM_CANCEL 0x4u
+/* With RT_WSTREAM_DONE: also reserve the next RT_WSTREAM_MAX chunks (a
+ * lease, docs/fs.md); the reply's status is its token, 0: none. */
+#define RT_WSTREAM_NEXT 0x8u
 /* Chunks of one RT_OP_WSTREAM: their tags fit a request (rt__request's
  * buffer holds two paths and the credentials, 9 KiB). */
 #define RT_WSTREAM_MAX 512u

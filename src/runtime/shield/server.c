@@ -286,7 +286,10 @@ static void commit(void)
 	int ret = 0, fret = 0;
 
 	/* A program is writing slots past a file's end (RT_OP_WSTREAM): its
-	 * tags come next; a commit now would cut them. */
+	 * tags come next; a commit now would cut them. A lease between two
+	 * windows goes. */
+	for (struct sfile *f = g_srv.files; f && g_srv.reserved; f = f->next)
+		sf_wstream_revoke(f);
 	if (g_srv.reserved) {
 		g_srv.commit_busy = true;
 		return;
@@ -637,7 +640,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB; %llu background "
 			"write-backs; %llu chunks read ahead after the reply; %llu mapped chunks "
 			"unchanged, not stored again; %llu streams of %llu chunks; %llu sealed "
-			"writes of %llu chunks",
+			"writes of %llu chunks (%llu on a lease)",
 			(unsigned long long)g_srv.n_requests, (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
@@ -648,7 +651,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.n_same, (unsigned long long)g_srv.n_streams,
 			(unsigned long long)g_srv.stream_chunks,
 			(unsigned long long)g_srv.n_wstreams,
-			(unsigned long long)g_srv.wstream_chunks);
+			(unsigned long long)g_srv.wstream_chunks,
+			(unsigned long long)g_srv.n_leased);
 	/* Whoever waits for this file to go finds the final commit done and the
 	 * log complete. Before the volume is let go: a server started meanwhile
 	 * waits for the lock, and then writes its own file, which this unlink

@@ -782,8 +782,9 @@ int sf_writeback(struct sfile *f)
 	 * state mapping, which growing replaces). */
 	if (f->wholes && (ret = grow_to_memfd(f)))
 		return ret;
-	if (f->resv_by || !rt__ck_trylock(f->seg))
+	if (!rt__ck_trylock(f->seg))
 		return -EAGAIN;
+	sf_wstream_unlease(f);
 	ret = writeback_locked(f);
 	rt__ck_unlock(f->seg);
 	return ret;
@@ -971,13 +972,15 @@ static int zero_range(struct sfile *f, int mode, uint64_t off, uint64_t len, uin
 
 static bool idle(const struct sfile *f)
 {
-	return !f->holds && !f->maps;
+	return !f->holds && !f->maps && !f->resv_by;
 }
 
 void sf_unhold(struct sfile *f)
 {
 	if (f->holds)
 		f->holds--;
+	if (!f->holds)
+		sf_wstream_revoke(f); /* a lease its holder will not use */
 	if (idle(f)) {
 		f->idle_since = kiln_now_ns();
 		sf_reap(false);
@@ -1109,9 +1112,9 @@ static uint64_t evict_file(struct sfile *f, uint64_t want)
 	uint64_t cs = g_srv.cs, freed = 0, n, tail, nst;
 	struct stat st;
 
-	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) || f->resv_by ||
-	    !rt__ck_trylock(f->seg))
+	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) || !rt__ck_trylock(f->seg))
 		return 0;
+	sf_wstream_unlease(f);
 	if (fstat(f->memfd, &st) < 0)
 		goto out;
 	n = srv_nchunks((uint64_t)st.st_size);
@@ -1200,6 +1203,34 @@ void sf_balance(bool writeback_all)
  * (server.c). The chunks are at the end of the file (memfd, stored_size and
  * pf agree on it), neither VALID nor DIRTY: after the record they are below
  * stored_size and not VALID, so every reader fills them from pf. */
+static void resv_end(struct sfile *f, bool cancel)
+{
+	if (cancel)
+		pf_stream_cancel(f->pf);
+	if (f->resv_lease)
+		atomic_store(&f->seg->wlease, 0);
+	f->resv_by = NULL;
+	f->resv_lease = false;
+	g_srv.reserved--;
+}
+
+/* A lease is in use only while its holder holds the append lock (from its
+ * check of seg->wlease to the tags): with the lock, it is cancelled. */
+void sf_wstream_unlease(struct sfile *f)
+{
+	if (f->resv_by)
+		resv_end(f, true);
+}
+
+bool sf_wstream_revoke(struct sfile *f)
+{
+	if (f->resv_by && rt__ck_trylock(f->seg)) {
+		sf_wstream_unlease(f);
+		rt__ck_unlock(f->seg);
+	}
+	return !f->resv_by;
+}
+
 int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
 		       struct pf_stream_info *info, int *fd)
 {
@@ -1208,6 +1239,8 @@ int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint
 	struct stat st;
 	int ret;
 
+	if (f->resv_by == cl)
+		resv_end(f, true); /* its lease, unused (it holds the append lock) */
 	if (f->resv_by || f->wmaps || f->wholes || first + count > words_of(f) ||
 	    fstat(f->memfd, &st) < 0 || (uint64_t)st.st_size != at)
 		return -EAGAIN;
@@ -1230,14 +1263,6 @@ int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint
 	return 0;
 }
 
-static void resv_end(struct sfile *f, bool cancel)
-{
-	if (cancel)
-		pf_stream_cancel(f->pf);
-	f->resv_by = NULL;
-	g_srv.reserved--;
-}
-
 int sf_wstream_cancel(struct sfile *f, struct sclient *cl)
 {
 	if (f->resv_by != cl)
@@ -1253,18 +1278,33 @@ void sf_wstream_drop(struct sclient *cl)
 			resv_end(f, true);
 }
 
+/* The reservation of the client's next window, taken with the tags of this
+ * one (RT_WSTREAM_NEXT): a lease of RT_WSTREAM_MAX chunks from first. Its
+ * token (> 0, also in seg->wlease while it stands), or 0: none. */
+static int lease(struct sfile *f, struct sclient *cl, uint64_t first)
+{
+	if (first + RT_WSTREAM_MAX > words_of(f) ||
+	    sf_wstream_reserve(f, cl, first, RT_WSTREAM_MAX, NULL, NULL))
+		return 0;
+	if (++g_srv.lease_seq > INT32_MAX)
+		g_srv.lease_seq = 1;
+	f->resv_lease = true;
+	atomic_store(&f->seg->wlease, g_srv.lease_seq);
+	return (int)g_srv.lease_seq;
+}
+
 int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
-		    const uint8_t *tags)
+		    const uint8_t *tags, bool next)
 {
 	struct kiln_err err = { 0 };
 	uint64_t cs = g_srv.cs, old = first * cs, size = (first + count) * cs;
 	struct stat st;
-	bool clash = false;
+	bool clash = false, leased = f->resv_lease;
 	int ret;
 
 	if (f->resv_by != cl)
 		return -EINVAL;
-	if (f->resv_first != first || f->resv_count != count) {
+	if (f->resv_first != first || f->resv_count < count) {
 		resv_end(f, true); /* not what was reserved: nothing recorded */
 		return -EINVAL;
 	}
@@ -1312,6 +1352,7 @@ int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_
 	 * (per window: quadratic, 10% of a 512 MiB write). */
 	atomic_fetch_add(&f->seg->blocks, (count * (cs + 28) + 511) / 512);
 	g_srv.n_wstreams++;
+	g_srv.n_leased += leased;
 	g_srv.wstream_chunks += count;
-	return 0;
+	return next ? lease(f, cl, first + count) : 0;
 }

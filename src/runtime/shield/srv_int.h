@@ -44,9 +44,12 @@ struct sfile {
 	uint64_t nsums;
 	bool want_commit;      /* a client asked for a durable commit */
 	/* An open RT_OP_WSTREAM reservation (pf_stream_reserve): by whom, of
-	 * which chunks. Commits wait while any is open (g_srv.reserved). */
+	 * which chunks; lease: taken with the tags of the window before it
+	 * (RT_WSTREAM_NEXT), its token in seg->wlease. Commits wait while any
+	 * is open (g_srv.reserved) and cancel a lease nobody is using. */
 	struct sclient *resv_by;
 	uint64_t resv_first, resv_count;
+	bool resv_lease;
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
 	 * ra_next where its filling stands (run after the fill's reply). */
@@ -113,6 +116,8 @@ struct srv {
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
 	uint64_t n_streams, stream_chunks; /* RT_OP_STREAM requests, tags handed out */
 	uint64_t n_wstreams, wstream_chunks; /* RT_OP_WSTREAM writes recorded, their chunks */
+	uint64_t n_leased;     /* of them on a lease (no reserve request) */
+	uint32_t lease_seq;    /* the last lease's token */
 	uint64_t reserved;     /* files with an open RT_OP_WSTREAM reservation */
 	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */
 	uint64_t n_same;       /* chunks of mapped files not stored again: digest unmoved */
@@ -182,12 +187,17 @@ int sf_grow(struct sfile *f, uint64_t words);
 /* RT_OP_WSTREAM (docs/fs.md "Large writes sealed in the program's
  * process"): reserve chunks [first, first + count) at the end of f for
  * client cl (with info and fd: the hand-over), record their tags (the file
- * then ends after them; -EAGAIN: not recorded), or cancel. sf_wstream_drop:
- * cl went away, its reservations are cancelled. */
+ * then ends after them; -EAGAIN: not recorded; next: and lease the next
+ * window's chunks, see lease()), or cancel. sf_wstream_drop: cl went away,
+ * its reservations are cancelled. sf_wstream_unlease, with f's append lock:
+ * f's reservation (a lease nobody is using) cancelled; sf_wstream_revoke:
+ * the same when the lock is free, true when f has none left. */
 int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
 		       struct pf_stream_info *info, int *fd);
 int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_t count,
-		    const uint8_t *tags);
+		    const uint8_t *tags, bool next);
+void sf_wstream_unlease(struct sfile *f);
+bool sf_wstream_revoke(struct sfile *f);
 int sf_wstream_cancel(struct sfile *f, struct sclient *cl);
 void sf_wstream_drop(struct sclient *cl);
 /* A hold (or a mapping) less; frees an unlinked file's last hold. */

@@ -578,8 +578,9 @@ static int do_wstream(struct sconn *c, const struct rt_msg *m, const struct pf_c
 	if (m->flags & RT_WSTREAM_CANCEL)
 		return (ret = sf_wstream_cancel(f, c->cl)) ? ret : srv_reply(c, 0);
 	if (m->flags & RT_WSTREAM_DONE)
-		return (ret = sf_wstream_done(f, c->cl, m->a, m->b, m->tags)) ? ret :
-		       srv_reply(c, 0);
+		return (ret = sf_wstream_done(f, c->cl, m->a, m->b, m->tags,
+					      m->flags & RT_WSTREAM_NEXT)) < 0 ? ret :
+		       srv_reply(c, ret);
 	if (!hold_of(c, f, false)->writes)
 		return -EACCES;
 	if (m->b == 0 || m->b > RT_WSTREAM_MAX)

@@ -34,8 +34,8 @@ enum { DEC, MEM, FILL, BAD };
 /* One per node, in its own pages (MADV_DONTDUMP, MADV_WIPEONFORK: a forked
  * child finds zeros, so not ready). */
 struct rt_stream {
-	struct rt_handover h; /* first; fd read-only, O_DIRECT; buf SBATCH + 2 pages */
-	bool off;             /* the server refused it: fills serve this node */
+	struct rt_handover h; /* first; fd read-only, O_DIRECT; buf SBATCH + 2 pages;
+			       * off: the server refused it, fills serve this node */
 	bool stale;           /* a slot did not match: take a fresh hand-over */
 	uint8_t cls[RT_STREAM_MAX];
 	uint8_t tags[RT_STREAM_MAX * PF_STREAM_TAG];
@@ -68,25 +68,33 @@ int rt__handover_take(struct rt_handover *h, struct rt_call *call)
 	return h->ready ? 0 : -ENOMEM;
 }
 
-void *rt__handover_pages(void *_Atomic *slot, size_t bytes)
+static void *anon(size_t bytes)
 {
-	void *s = atomic_load(slot), *none = NULL;
-	long p;
+	long p = rt__raw(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (s)
-		return s;
-	p = rt__raw(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		    -1, 0);
-	if (p < 0 && p > -4096)
-		return NULL;
-	s = (void *)p;
-	rt__raw(SYS_madvise, s, bytes, MADV_DONTDUMP);
-	rt__raw(SYS_madvise, s, bytes, MADV_WIPEONFORK);
-	if (!atomic_compare_exchange_strong(slot, &none, s)) {
-		rt__raw(SYS_munmap, s, bytes);
-		return none;
+	return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+void *rt__handover_lock(void *_Atomic *slot, size_t bytes, size_t buf_bytes)
+{
+	struct rt_handover *h = atomic_load(slot), *none = NULL;
+
+	if (!h && (h = anon(bytes)) != NULL) {
+		rt__raw(SYS_madvise, h, bytes, MADV_DONTDUMP);
+		rt__raw(SYS_madvise, h, bytes, MADV_WIPEONFORK);
+		if (!atomic_compare_exchange_strong(slot, &none, h)) {
+			rt__raw(SYS_munmap, h, bytes);
+			h = none;
+		}
 	}
-	return s;
+	if (!h || h->off || pthread_mutex_trylock(&h->lock))
+		return NULL;
+	if (!h->buf && (h->buf = anon(buf_bytes)) != NULL)
+		h->buf_bytes = buf_bytes;
+	if (!h->buf)
+		pthread_mutex_unlock(&h->lock);
+	return h->buf ? h : NULL;
 }
 
 void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap)
@@ -135,20 +143,21 @@ static int ask(struct rt_node *n, struct rt_stream *s, uint64_t c, uint64_t coun
 	rt__cl_done(n->vol, &call);
 	rt__leave(&g);
 	if (ret == -EACCES || ret == -EOPNOTSUPP)
-		s->off = true;
+		s->h.off = true;
 	return ret;
 }
 
-/* The caller's buffer takes a write at every page (a bad one is EFAULT, as
- * the kernel's read says, not a fault in here). */
-static int probe(char *buf, uint64_t len)
+int rt__probe(char *buf, uint64_t len, bool out)
 {
-	static const char zero;
+	char c = 0;
+	int bad = 0;
 
-	for (uint64_t p = 0; p < len; p = (p + PAGE) / PAGE * PAGE)
-		if (rt__copy_out(buf + p, &zero, 1))
-			return -EFAULT;
-	return rt__copy_out(buf + len - 1, &zero, 1) ? -EFAULT : 0;
+	for (uint64_t p = 0; p < len + PAGE && !bad; p = (p + PAGE) / PAGE * PAGE) {
+		char *at = buf + (p < len ? p : len - 1);
+
+		bad = out ? rt__copy_out(at, &c, 1) : rt__copy_in(&c, at, 1);
+	}
+	return bad ? -EFAULT : 0;
 }
 
 /* Are the slots of chunks [c0, c1] to be read around the page cache (not all
@@ -186,7 +195,7 @@ static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stor
 			return -EAGAIN;
 		r = rt__raw(SYS_pread64, s->h.fd, s->h.buf, b - a, a);
 		if (r == -EINVAL)
-			s->off = true; /* this file system's O_DIRECT wants more */
+			s->h.off = true; /* this file system's O_DIRECT wants more */
 		if (r < 0)
 			return (int)r;
 		if ((uint64_t)r < b - a)
@@ -243,7 +252,7 @@ static long window(struct rt_node *n, struct rt_stream *s, int fd, char *buf, ui
 	}
 	/* Tags of [d0, d1] (every one below what pf stores). */
 	if (d0 > d1 || (s->h.ready && !s->stale && !cold(s, d0, d1, &lo, &hi)) ||
-	    ask(n, s, d0, d1 - d0 + 1) || probe(buf, len) ||
+	    ask(n, s, d0, d1 - d0 + 1) || rt__probe(buf, len, true) ||
 	    decrypt(s, s->cls + (d0 - c0), cs, stored, d0, d1, buf + (d0 * cs - at), d0 * cs)) {
 		rt__ck_unpin(seg, c0, c1);
 		return -EAGAIN;
@@ -294,17 +303,9 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 		return -EAGAIN;
 	if (len > (uint64_t)st.st_size - off)
 		len = (uint64_t)st.st_size - off;
-	s = rt__handover_pages(&n->stream, STREAM_BYTES);
-	if (!s || s->off || pthread_mutex_trylock(&s->h.lock))
+	if (!(s = rt__handover_lock(&n->stream, STREAM_BYTES, SBATCH + 2 * PAGE)))
 		return -EAGAIN;
-	if (!s->h.buf) {
-		long p = rt__raw(SYS_mmap, NULL, SBATCH + 2 * PAGE, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		s->h.buf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
-		s->h.buf_bytes = SBATCH + 2 * PAGE;
-	}
-	while (s->h.buf && done < len) {
+	while (done < len) {
 		uint64_t at = off + done, wl = len - done;
 
 		if (wl > span - at % span)
@@ -319,7 +320,5 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 			break;
 	}
 	pthread_mutex_unlock(&s->h.lock);
-	if (!s->h.buf)
-		return -EAGAIN;
 	return done ? (long)done : r;
 }

@@ -21,10 +21,12 @@
 #define PAGE 4096u
 #define NONCE 12u
 
-/* One per node, in its own pages (rt__handover_pages). */
+/* One per node, in its own pages (rt__handover_lock). */
 struct rt_wstream {
-	struct rt_handover h; /* first; fd writable; buf WBATCH + a slot */
-	bool off;             /* the server refused it, or writing failed: never again */
+	struct rt_handover h; /* first; fd writable; buf WBATCH + a slot; off: the
+			       * server refused it, or writing failed: never again */
+	uint32_t lease;       /* token of the lease the last tags took, of chunk lease_c on */
+	uint64_t lease_c;
 	uint8_t nonces[RT_WSTREAM_MAX * NONCE];
 	uint8_t tags[RT_WSTREAM_MAX * PF_STREAM_TAG];
 };
@@ -53,7 +55,7 @@ static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_
 		return -EIO;
 	rt__enter(&g);
 	ret = rt__cl_call(n->vol, &m, &cl);
-	if (ret == 0 && (cl.size != hdr || (key && cl.fds[0] < 0)))
+	if (ret >= 0 && (cl.size != hdr || (key && cl.fds[0] < 0)))
 		ret = -EPROTO;
 	if (ret == 0 && key)
 		ret = rt__handover_take(&s->h, &cl);
@@ -64,20 +66,8 @@ static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_
 	}
 	rt__leave(&g);
 	if (!flags && (ret == -EACCES || ret == -EOPNOTSUPP || ret == -EBADF))
-		s->off = true;
+		s->h.off = true;
 	return ret;
-}
-
-/* Every page of the caller's buffer reads (a bad one is EFAULT, as the
- * kernel's write says, from the usual path: not a fault in here). */
-static int probe(const char *buf, uint64_t len)
-{
-	char c;
-
-	for (uint64_t p = 0; p < len; p = (p + PAGE) / PAGE * PAGE)
-		if (rt__copy_in(&c, buf + p, 1))
-			return -EFAULT;
-	return rt__copy_in(&c, buf + len - 1, 1) ? -EFAULT : 0;
 }
 
 /* Seal chunks [c0, c0 + count) from buf and write their slots, in batches;
@@ -133,6 +123,7 @@ static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *
 	struct rt_fseg *lk, *seg;
 	struct stat st;
 	long ret = 0;
+	bool leased;
 	int r;
 
 	if (rt__node_words(n, c1))
@@ -149,19 +140,25 @@ static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *
 	for (uint64_t k = c0; k <= c1; k++)
 		if (atomic_load(&seg->w[k]) & (RT_CK_VALID | RT_CK_DIRTY))
 			goto unpin;
-	if (probe(buf, len) || call(n, s, 0, c0, count))
+	/* Reserved by the last window's tags (a lease: seg->wlease stays its
+	 * token until the server cancels it, which takes the append lock). */
+	leased = s->lease && s->lease_c == c0 && atomic_load(&seg->wlease) == s->lease;
+	s->lease = 0;
+	if (rt__probe((char *)buf, len, false) || (!leased && call(n, s, 0, c0, count)))
 		goto unpin;
 	r = seal_write(s, buf, c0, count, cs);
 	if (r) {
 		if (r != -ENOSPC && r != -EDQUOT && r != -EINTR)
-			s->off = true;
+			s->h.off = true;
 		call(n, s, RT_WSTREAM_CANCEL, c0, count);
 		goto unpin;
 	}
-	r = call(n, s, RT_WSTREAM_DONE, c0, count);
-	if (r == 0) {
+	r = call(n, s, RT_WSTREAM_DONE | RT_WSTREAM_NEXT, c0, count);
+	if (r >= 0) {
 		rt__fseg_touch(seg);
 		ret = (long)len;
+		s->lease = (uint32_t)r;
+		s->lease_c = c1 + 1;
 	} else if (r != -EAGAIN && r != -EINVAL) {
 		call(n, s, RT_WSTREAM_CANCEL, c0, count); /* DONE never reached it */
 	}
@@ -182,18 +179,11 @@ long rt__wstream_write(struct rt_node *n, int fd, const char *buf, uint64_t len,
 	    (rt__raw(SYS_fcntl, fd, F_GETFL) & O_ACCMODE) == O_RDONLY ||
 	    (atomic_load(&atomic_load(&n->seg)->flags) & RT_FS_NOEVICT))
 		return 0;
-	s = rt__handover_pages(&n->wstream, WSTREAM_BYTES);
-	if (!s || s->off || pthread_mutex_trylock(&s->h.lock))
+	s = rt__handover_lock(&n->wstream, WSTREAM_BYTES,
+			      (WBATCH + cs + 64 + PAGE - 1) / PAGE * PAGE);
+	if (!s)
 		return 0;
-	if (!s->h.buf) {
-		size_t bytes = (WBATCH + cs + 64 + PAGE - 1) / PAGE * PAGE;
-		long p = rt__raw(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		s->h.buf = p < 0 && p > -4096 ? NULL : (uint8_t *)p;
-		s->h.buf_bytes = s->h.buf ? bytes : 0;
-	}
-	while (s->h.buf && !s->off && len - done >= cs) {
+	while (!s->h.off && len - done >= cs) {
 		uint64_t wl = (len - done) / cs * cs;
 		long r;
 

@@ -46,15 +46,20 @@ with open(sys.argv[1], "wb") as f:
 """
 
 
-def sealed(volume):
-    """Chunks written by programs ("sealed writes of M chunks") in the last
-    server's log line."""
+def sealed_stats(volume):
+    """(windows, chunks, windows on a lease) of the programs' sealed writes
+    ("N sealed writes of M chunks (L on a lease)") in the last server's log
+    line."""
     volume.wait_server_gone(30)
     lines = (volume.dir / ".kiln" / "server.log").read_text().splitlines()
     line = [ln for ln in lines if "plaintext peak" in ln][-1]
-    m = re.search(r"(\d+) sealed writes of (\d+) chunks", line)
+    m = re.search(r"(\d+) sealed writes of (\d+) chunks \((\d+) on a lease\)", line)
     assert m, line
-    return int(m.group(2))
+    return tuple(map(int, m.groups()))
+
+
+def sealed(volume):
+    return sealed_stats(volume)[1]
 
 
 def fs(volume, *args):
@@ -87,6 +92,61 @@ def test_dd_sealed_by_the_program(volume, tmp_path):
     backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
     assert backing.stat().st_size == HDR + mib * 256 * SLOT
     volume.assert_no_plaintext(marker="blk000001000")
+
+
+def test_windows_on_a_lease(volume):
+    """dd's 1 MiB writes: the tags of each window also reserve the next one (a
+    lease), so a window after the first needs no reservation request of its
+    own; the lease dd's fsync finds open is cut (nothing past the last slot)."""
+    mib = 32
+    volume.run("dd", "if=/dev/zero", f"of={volume.dir}/f", "bs=1M", f"count={mib}",
+               "conv=fsync", "status=none", env=ENV, check=True)
+    windows, chunks, leased = sealed_stats(volume)
+    assert (windows, chunks) == (mib, mib * 256)
+    # Not on a lease: the first window, and one where the file's chunk state
+    # had no room for the next window yet (it doubles).
+    assert leased >= mib - 6, (windows, leased)
+    backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
+    assert backing.stat().st_size == HDR + mib * 256 * SLOT
+    assert verify_volume(volume.kiln_bin, volume.dir, volume.key) is None
+
+
+LEASE_PAUSE = r"""
+import os, subprocess, sys
+def blk(i):
+    return (b"blk%09d" % i) * 341 + b"...."
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+for m in range(2):
+    os.write(fd, b"".join(blk(i) for i in range(m * 256, m * 256 + 256)))
+other = subprocess.run([sys.executable, "-c", "\n".join([
+    "import os, sys",
+    "fd = os.open(sys.argv[1] + '.g', os.O_WRONLY | os.O_CREAT, 0o600)",
+    "os.write(fd, b'g' * 8192)",
+    "os.fsync(fd)",
+    "print(os.stat(sys.argv[1]).st_size)"]), path], capture_output=True, text=True, timeout=60)
+print(other.returncode, other.stdout.strip())
+for m in range(2, 4):
+    os.write(fd, b"".join(blk(i) for i in range(m * 256, m * 256 + 256)))
+os.fsync(fd)
+"""
+
+
+def test_a_lease_does_not_hold_up_other_commits(volume):
+    """A writer pauses between two sealed writes, its lease open: another
+    process's fsync (a commit) still completes (the server cancels the unused
+    lease), and so do the writer's next writes and its fsync."""
+    py = need("python3")
+    p = volume.run(py, "-c", LEASE_PAUSE, volume.dir / "f", env=ENV, check=True, timeout=300)
+    assert p.stdout.split() == ["0", str(2 << 20)], (p.stdout, p.stderr)
+    windows, chunks, leased = sealed_stats(volume)
+    assert chunks == 4 * 256 and leased <= 2, (windows, chunks, leased)
+    cat = fs(volume, "cat", "f")
+    assert cat.returncode == 0 and cat.stdout == stream(0, 4 * 256)
+    assert fs(volume, "cat", "f.g").stdout == b"g" * 8192
+    backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
+    assert backing.stat().st_size == HDR + 4 * 256 * SLOT
+    assert verify_volume(volume.kiln_bin, volume.dir, volume.key) is None
 
 
 def test_append_after_small_writes_and_overwrite(volume):
