@@ -611,6 +611,8 @@ root:
 	if (v->version != old_version)
 		v->ns_dirty = false;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
+		bool lazy;
+
 		if (!n->committing)
 			continue;
 		n->committing = false;
@@ -641,6 +643,9 @@ root:
 		n->base_size = n->size;
 		memcpy(n->base_root, n->new_root, PF_ROOT_SIZE);
 		n->gen_open = false;
+		/* A lazy generation wrote no journal: nothing to spend. */
+		lazy = n->j_lazy;
+		n->j_lazy = false;
 		n->dirty = false;
 		/* The data sync covered the slots the previous commit placed (a
 		 * data record's: before its record, commit_by_log). */
@@ -661,7 +666,7 @@ root:
 		    v->so->truncate(v->sctx, n->fh, pf__expected_phys(v, n->size)) == 0 &&
 		    v->so->sync(v->sctx, n->fh) == 0)
 			n->phys_size = pf__expected_phys(v, n->size);
-		if (!n->jlive && !n->failed && n->jfh &&
+		if (!n->jlive && !n->failed && n->jfh && !lazy &&
 		    n->phys_size <= pf__expected_phys(v, n->size))
 			(void)pf__journal_spend(n);
 		n->redo = n->data = false;

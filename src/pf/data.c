@@ -186,7 +186,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	n->wb_count = 0;
 	n->j_unsynced = n->j_hdr = n->j_dir = false;
 	n->fresh = true;
-	n->gen_open = false;
+	n->gen_open = n->j_lazy = false;
 	pf__tree_reset(n);
 	n->phys_size = PF_HDR_SIZE;
 	n->size = 0;

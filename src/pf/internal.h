@@ -379,6 +379,10 @@ struct pf_node {
 	 * every write is held in the write-back until the first journal sync. */
 	bool j_hdr;
 	bool j_dir;
+	/* The generation's journal is not written yet: its header and the undo
+	 * entries of the chunks jmap marks wait for its first sync or the
+	 * commit's redo entries (journal_write); a data record needs neither. */
+	bool j_lazy;
 	/* An open reservation of pf_stream_reserve: chunks from sres_first,
 	 * slots up to sres_end (0: none) of backing file sres_fh. */
 	uint64_t sres_first, sres_end;

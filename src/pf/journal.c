@@ -74,49 +74,81 @@ static int journal_append(struct pf_node *n, size_t esize)
 	return ret;
 }
 
-/* Start a new generation: the journal names the committed state it restores. */
+/* Start a new generation. Nothing is written yet (j_lazy): while the
+ * generation is whole every new slot is held and no committed byte moves, so
+ * a data record (docs/fs.md "Data records") needs neither its header nor its
+ * undo entries; pf__journal_save only marks the chunks to save. The first
+ * journal sync, or a commit's redo entries, writes them (journal_write). */
 int pf__journal_begin(struct pf_node *n, struct kiln_err *err)
+{
+	uint64_t bits;
+
+	(void)err;
+	if (!pf__has_base(n) || n->gen_open)
+		return 0;
+	bits = pf__nchunks(n->vol, n->base_size);
+	free(n->jmap);
+	n->jmap = calloc(bits / 8 + 1, 1);
+	if (!n->jmap)
+		return -ENOMEM;
+	n->gen_open = true;
+	n->j_lazy = n->j_unsynced = n->j_hdr = true;
+	return 0;
+}
+
+/* Append the undo entry of chunk i (its committed slot, read from the
+ * backing file, where nothing of this generation moved before the journal's
+ * first sync). */
+static int save_chunk(struct pf_node *n, uint64_t i)
+{
+	pf_volume_t *v = n->vol;
+	uint32_t len = pf__chunk_len(v, n->base_size, i);
+	int ret;
+
+	pf__put_u64(v->jbuf, i);
+	pf__put_u32(v->jbuf + 8, len);
+	ret = pf__st_pread_pad(v, n->fh, v->jbuf + 12, PF_SLOT_META + len, pf__slot_off(v, i));
+	return ret ? ret : journal_append(n, 12 + PF_SLOT_META + len);
+}
+
+/* Write what a lazy generation deferred: the journal (opened, or created),
+ * its header naming the committed state, and the undo entries of the chunks
+ * pf__journal_save marked. Before its first sync: the header is synced with
+ * the entries before any data moves (journal_sync). */
+static int journal_write(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
 	uint8_t hdr[PF_JOURNAL_HDR_SIZE];
 	char jname[PF_BNAME_MAX + 2];
-	bool created = false;
-	uint64_t bits;
-	int ret;
+	uint64_t base_n = pf__nchunks(v, n->base_size);
+	int ret = 0;
 
-	if (!pf__has_base(n) || n->gen_open)
+	if (!n->j_lazy)
 		return 0;
 	if (!n->jfh) {
 		snprintf(jname, sizeof(jname), "%s.%c", n->name, n->jpar ? 'k' : 'j');
 		ret = v->so->open(v->sctx, jname, 0, &n->jfh);
 		if (ret == -ENOENT) {
 			ret = v->so->open(v->sctx, jname, PF_SO_CREATE, &n->jfh);
-			created = true;
+			n->j_dir = n->j_dir || ret == 0;
 		}
 		if (ret)
-			goto fail;
+			return ret;
 	}
-	bits = pf__nchunks(v, n->base_size);
-	free(n->jmap);
-	n->jmap = calloc(bits / 8 + 1, 1);
-	if (!n->jmap)
-		return -ENOMEM;
 	journal_header(n, PF_JOURNAL_MAGIC, hdr);
 	/* Over the previous generation, in place: a journal that keeps its size
 	 * is synced without a journal commit of the file system (fdatasync of
 	 * its data alone), and what follows the new entries fails their check. */
 	ret = pf__st_pwrite_all(v, n->jfh, hdr, sizeof(hdr), 0);
 	if (ret)
-		goto fail;
+		return ret;
 	memcpy(n->jsum, hdr + 64, 8);
-	/* Synced with the first entries (journal_sync), before any data moves. */
 	n->jend = sizeof(hdr);
-	n->gen_open = true;
-	n->j_unsynced = n->j_hdr = true;
-	n->j_dir = n->j_dir || created;
-	return 0;
-fail:
-	return kiln_err_set(err, ret, "file %s: journal: %s", pf__node_path(n), kiln_strerror(ret));
+	n->j_lazy = false;
+	for (uint64_t i = 0; i < base_n && !ret; i++)
+		if (n->jmap[i / 8] & (1u << (i % 8)))
+			ret = save_chunk(n, i);
+	return ret;
 }
 
 /* Mark a journal spent (its state committed): its magic zeroed in place, or
@@ -140,8 +172,10 @@ int pf__journal_spend(struct pf_node *n)
 static int journal_sync(struct pf_node *n)
 {
 	pf_volume_t *v = n->vol;
-	int ret = v->so->sync(v->sctx, n->jfh);
+	int ret = journal_write(n);
 
+	if (!ret)
+		ret = v->so->sync(v->sctx, n->jfh);
 	if (!ret && n->j_dir)
 		ret = v->so->sync_dir(v->sctx);
 	if (ret)
@@ -167,16 +201,10 @@ int pf__journal_save(struct pf_node *n, uint64_t from, uint64_t to, bool sync,
 	if (to > base_n)
 		to = base_n;
 	for (uint64_t i = from; i < to; i++) {
-		uint32_t len = pf__chunk_len(v, n->base_size, i);
-		size_t esize = 12 + PF_SLOT_META + len;
-
 		if (n->jmap[i / 8] & (1u << (i % 8)))
 			continue;
-		pf__put_u64(v->jbuf, i);
-		pf__put_u32(v->jbuf + 8, len);
-		ret = pf__st_pread_pad(v, n->fh, v->jbuf + 12, PF_SLOT_META + len,
-				       pf__slot_off(v, i));
-		if (ret || (ret = journal_append(n, esize)))
+		/* Lazy: marked, written with the header (journal_write). */
+		if (!n->j_lazy && (ret = save_chunk(n, i)))
 			goto fail;
 		n->jmap[i / 8] |= (uint8_t)(1u << (i % 8));
 		wrote = true;
@@ -317,10 +345,13 @@ int pf__journal_end(struct pf_node *n, const uint8_t root[PF_ROOT_SIZE], uint64_
 		    bool whole)
 {
 	pf_volume_t *v = n->vol;
-	uint64_t redo_off = n->jend;
+	uint64_t redo_off;
 	struct jbatch b = { 0 };
-	int ret;
+	int ret = journal_write(n);
 
+	if (ret)
+		return ret;
+	redo_off = n->jend;
 	for (size_t i = 0; i < n->wb_count; i++)
 		b.cap += 12 + n->wb_len[i] + 8;
 	b.cap += PF_JOURNAL_END_SIZE + 8;

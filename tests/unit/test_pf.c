@@ -3932,7 +3932,10 @@ static void test_log_onephase(void **state)
  * held slots of consecutive chunks one write in place: a commit of three
  * chunks takes two writes more than a commit of one, the undo entries of
  * the two more chunks written in the generation (it took six more: a redo
- * entry and a write in place per chunk too). */
+ * entry and a write in place per chunk too). A data record's generation
+ * writes no journal at all (no header, no undo entries): its record and one
+ * write in place, for one chunk as for three (it took the header and an
+ * undo entry per chunk more). */
 static void test_commit_writes_batched(void **state)
 {
 	uint8_t a[8000], b[3 * 1024];
@@ -3942,31 +3945,37 @@ static void test_commit_writes_batched(void **state)
 	struct env e;
 	long one, three;
 
-	memset(a, 'a', sizeof(a));
-	memset(b, 'b', sizeof(b));
-	v = vol_with_f(&e, a, sizeof(a), true);
-	first_commit(v, "f", a, sizeof(a));
-	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
-	one = g_last_fault->pwrites;
-	assert_int_equal(pf_pwrite(f, b, 100, 1024 + 10, &err), 100);
-	assert_int_equal(pf_fsync(f, &err), 0);
-	one = g_last_fault->pwrites - one;
-	three = g_last_fault->pwrites;
-	assert_int_equal(pf_pwrite(f, b, sizeof(b), 2 * 1024, &err), (ssize_t)sizeof(b));
-	assert_int_equal(pf_fsync(f, &err), 0);
-	three = g_last_fault->pwrites - three;
-	assert_int_equal(v->log_records, 2);
-	if (three != one + 2)
-		fail_msg("a commit of one chunk: %ld writes; of three: %ld", one, three);
-	memcpy(a + 1024 + 10, b, 100);
-	memcpy(a + 2 * 1024, b, sizeof(b));
-	pf_close(f);
-	pf_volume_discard(v);
-	v = vol_reopen(&e);
-	check_content(v, "f", a, sizeof(a));
-	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
-	pf_volume_close(v, NULL);
-	env_free(&e);
+	for (int data = 0; data < 2; data++) {
+		journal_records(!data);
+		memset(a, 'a', sizeof(a));
+		memset(b, 'b', sizeof(b));
+		v = vol_with_f(&e, a, sizeof(a), true);
+		first_commit(v, "f", a, sizeof(a));
+		assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+		one = g_last_fault->pwrites;
+		assert_int_equal(pf_pwrite(f, b, 100, 1024 + 10, &err), 100);
+		assert_int_equal(pf_fsync(f, &err), 0);
+		one = g_last_fault->pwrites - one;
+		three = g_last_fault->pwrites;
+		assert_int_equal(pf_pwrite(f, b, sizeof(b), 2 * 1024, &err), (ssize_t)sizeof(b));
+		assert_int_equal(pf_fsync(f, &err), 0);
+		three = g_last_fault->pwrites - three;
+		assert_int_equal(v->log_records, 2);
+		assert_int_equal(last_record_flags(&e), data ? (int)PF_LOG_DATA : (int)PF_LOG_ONEPHASE);
+		if (data ? one != 2 || three != 2 : three != one + 2)
+			fail_msg("%s: a commit of one chunk: %ld writes; of three: %ld",
+				 data ? "data records" : "journals", one, three);
+		memcpy(a + 1024 + 10, b, 100);
+		memcpy(a + 2 * 1024, b, sizeof(b));
+		pf_close(f);
+		pf_volume_discard(v);
+		v = vol_reopen(&e);
+		check_content(v, "f", a, sizeof(a));
+		assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+		pf_volume_close(v, NULL);
+		env_free(&e);
+	}
+	journal_records(false);
 }
 
 /* A one-phase record counts only when a journal vouches for it. Its group
