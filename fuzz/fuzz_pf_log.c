@@ -205,8 +205,10 @@ static size_t put_ns_seed(uint8_t *p, uint8_t op, uint64_t parent, uint64_t ino,
  * one file; 4: an unlink and a create with its file; 5: a data record, two
  * slots of one file; 6: a create with its first contents as data), one
  * record's plaintext body, a namespace body (a create with its file, an
- * unlink; the body views decode it with PF_LOG_NS) and a data body (one file,
- * two slots: PF_LOG_DATA). */
+ * unlink; the body views decode it with PF_LOG_NS), a data body (one file,
+ * two slots: PF_LOG_DATA) and a create's data body (a create, its file, a
+ * slot of each of its two chunks: PF_LOG_NS | PF_LOG_DATA, as a data record
+ * that creates a file). */
 static void make_seeds(const char *dir)
 {
 	struct pf_log_entry ents[2] = { { 0 } };
@@ -222,6 +224,8 @@ static void make_seeds(const char *dir)
 	};
 	uint8_t dbody[8 + PF_LOG_ENTRY_SIZE + 8 + 2 * PF_LOG_SLOT_FIXED +
 		      2 * PF_SLOT_META + 150] = { 0 };
+	uint8_t cbody[16 + PF_LOG_NS_MAX_SIZE + PF_LOG_ENTRY_SIZE + 8 +
+		      2 * (PF_LOG_SLOT_FIXED + PF_SLOT_META + 4096)] = { 0 };
 	size_t doff;
 
 	memset(sbuf, 0xa5, sizeof(sbuf));
@@ -315,6 +319,25 @@ static void make_seeds(const char *dir)
 		doff += PF_LOG_SLOT_FIXED + PF_SLOT_META + len;
 	}
 	write_seed(dir, "body-data", dbody, doff);
+	pf__put_u32(cbody, 1);
+	pf__put_u32(cbody + 4, 1);
+	pf__put_u64(cbody + 8, 9);
+	doff = 16 + put_ns_seed(cbody + 16, PF_LOG_NS_CREATE, 1, 8, "db-journal");
+	pf__put_u64(cbody + doff, 8);
+	pf__put_u64(cbody + doff + 8, 4096 + 516);
+	doff += PF_LOG_ENTRY_SIZE;
+	pf__put_u32(cbody + doff, 2);
+	doff += 8;
+	for (int i = 0; i < 2; i++) {
+		uint32_t len = i ? 516 : 4096;
+
+		pf__put_u64(cbody + doff, 8);
+		pf__put_u64(cbody + doff + 8, (uint64_t)i);
+		pf__put_u32(cbody + doff + 16, len);
+		memset(cbody + doff + PF_LOG_SLOT_FIXED, 0x3c, PF_SLOT_META + len);
+		doff += PF_LOG_SLOT_FIXED + PF_SLOT_META + len;
+	}
+	write_seed(dir, "body-create-data", cbody, doff);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

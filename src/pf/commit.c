@@ -439,30 +439,65 @@ static bool onephase_group(pf_volume_t *v)
 	return count >= 2;
 }
 
+/* Can n, a file this commit creates, go into a data record whole? Its
+ * chunks, written in place at once (not held: no committed state), are read
+ * back into the record (pf__log_append): so no hole (the record carries
+ * every chunk), nothing past its end, not empty, not a plain file. Adds its
+ * slots' bytes to *bytes. */
+static bool data_create_ok(pf_volume_t *v, const struct pf_node *n, size_t *bytes)
+{
+	uint64_t nch = pf__nchunks(v, n->size);
+
+	if (n->base_in_meta || n->fresh || n->size == 0 || n->kind == PF_REGION_PLAIN ||
+	    n->wb_count || n->sres_end || !pf__nsop_created(v, n->inode->ino) ||
+	    n->phys_size != pf__expected_phys(v, n->size))
+		return false;
+	for (uint64_t k = 0; k < nch; k++) {
+		bool known = false;
+
+		if (pf__tag_hole(n, k, &known) || !known)
+			return false;
+	}
+	*bytes += (size_t)(pf__expected_phys(v, n->size) - PF_HDR_SIZE);
+	return true;
+}
+
 /* Will this commit be a data record (docs/fs.md "Data records")? Every file
  * to commit (only, or every one needing it) has a committed state in the
  * metadata, in the same backing file, and a whole generation (nothing of it
- * moved: every new slot held), not a plain file; the held slots come to at
- * most PF_LOG_DATA_MAX bytes in all; the namespace changes since the last
- * durable commit are unlinks alone (a created file's data was written in
- * place at once, not held); and the log takes a record. Then the record
- * carries the held slots and is the only file synced (beside the prepare). */
+ * moved: every new slot held), not a plain file; or the commit creates it
+ * (data_create_ok); the slots come to at most PF_LOG_DATA_MAX bytes in all;
+ * the namespace changes since the last durable commit are unlinks and
+ * creates of files of this commit; and the log takes a record. Then the
+ * record carries the slots and is the only file synced (beside the
+ * prepare). */
 static bool data_commit(pf_volume_t *v, const struct pf_node *only)
 {
 	size_t bytes = 0, count = 0;
 
 	if (!v->log_data_max || !log_volume_ok(v))
 		return false;
-	for (size_t i = 0; i < v->nnsops; i++)
-		if (v->nsops[i].op != PF_LOG_NS_UNLINK)
+	for (size_t i = 0; i < v->nnsops; i++) {
+		struct pf_inode *in = v->nsops[i].op == PF_LOG_NS_CREATE ?
+				      pf__ino_find(v, v->nsops[i].ino) : NULL;
+
+		if (v->nsops[i].op == PF_LOG_NS_CREATE &&
+		    (!in || !in->node || (only && in->node != only) ||
+		     !pf__node_needs_commit(in->node)))
 			return false;
+	}
 	for (const struct pf_node *n = v->nodes; n; n = n->next) {
 		if ((only && n != only) || !pf__node_needs_commit(n))
 			continue;
-		if (n->failed || !pf__has_base(n) || !n->gen_open || !gen_whole(n) ||
-		    !n->inode->in_meta || n->fresh ||
-		    memcmp(n->backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0)
+		if (n->failed)
 			return false;
+		if (!pf__has_base(n)) {
+			if (!data_create_ok(v, n, &bytes))
+				return false;
+		} else if (!n->gen_open || !gen_whole(n) || !n->inode->in_meta || n->fresh ||
+			   memcmp(n->backing, n->inode->backing, PF_BACKING_ID_SIZE) != 0) {
+			return false;
+		}
 		for (size_t i = 0; i < n->wb_count; i++)
 			bytes += n->wb_len[i];
 		if (++count > PF_LOG_MAX_FILES || bytes > v->log_data_max)
@@ -500,7 +535,7 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 	if (v->read_only)
 		return 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next)
-		n->redo = n->data = false;
+		n->redo = n->data = n->dnew = false;
 	data = data_commit(v, only);
 	/* Many files in one commit (a flush): one syncfs instead of a sync each,
 	 * covering the journals (with their redo entries) and the data; not when
@@ -545,9 +580,11 @@ int pf__commit_locked(pf_volume_t *v, struct pf_node *only, struct kiln_err *err
 		if (!pf__node_needs_commit(n))
 			continue;
 		if (data) {
-			/* Its held slots go into the record: no journal, no sync. */
+			/* Its held slots (or a new file's) go into the record: no
+			 * journal, no sync. */
 			ret = pf__tree_root(n, n->size, n->new_root, NULL);
 			n->data = ret == 0;
+			n->dnew = !pf__has_base(n);
 			goto root;
 		}
 		/* redo_end ran already (above) when n->redo is set. */
@@ -626,7 +663,7 @@ root:
 			 * journal with an end record may be needed as it is. */
 			if (n->redo)
 				n->failed = true;
-			n->redo = n->data = false;
+			n->redo = n->data = n->dnew = false;
 			memcpy(n->inode->root, n->save_root, PF_ROOT_SIZE);
 			n->inode->size = n->save_size;
 			n->inode->in_meta = n->save_in_meta;
@@ -669,7 +706,7 @@ root:
 		if (!n->jlive && !n->failed && n->jfh && !lazy &&
 		    n->phys_size <= pf__expected_phys(v, n->size))
 			(void)pf__journal_spend(n);
-		n->redo = n->data = false;
+		n->redo = n->data = n->dnew = false;
 		/* The commit stands; a planted sidecar is still reported. */
 		if (pf__tree_committed(n, n->size, ret ? NULL : err) && !ret)
 			ret = -KILN_EUNSAFE;

@@ -366,6 +366,9 @@ struct pf_node {
 	bool dplaced;
 	bool redo; /* scratch: this commit writes redo entries (journal_end) */
 	bool data; /* scratch: this commit is a data record (its slots in the log) */
+	/* Scratch: a data record that creates the file: its slots (written in
+	 * place at once, unsynced) are read back into the record. */
+	bool dnew;
 	/* Scratch: this commit's generation is whole (PF_JOURNAL_END_WHOLE): no
 	 * journal sync before its commit, so every slot of it is held and goes
 	 * into the redo entries; its commit may be a one-phase record. */

@@ -973,27 +973,59 @@ static int log_write(pf_volume_t *v, const uint8_t *rec, size_t rec_size)
 	return ret;
 }
 
+/* The slots of n, a file the data record creates (pf_node.dnew): written in
+ * place at once (a new file holds nothing back), read back from its backing
+ * file into buf, each checked against the tag the root was made from. */
+static int read_created(pf_volume_t *v, struct pf_node *n, uint8_t *buf, struct pf_log_rec *r)
+{
+	uint64_t nch = pf__nchunks(v, n->size);
+	int ret = pf__tags_need(n, 0, nch, NULL);
+
+	if (!ret)
+		ret = pf__st_pread_pad(v, n->fh, buf, pf__expected_phys(v, n->size) - PF_HDR_SIZE,
+				       PF_HDR_SIZE);
+	for (uint64_t k = 0; k < nch && !ret; k++) {
+		struct pf_log_slot *sl = &r->slots[r->nslots++];
+
+		sl->ino = n->inode->ino;
+		sl->idx = k;
+		sl->len = pf__chunk_len(v, n->size, k);
+		sl->slot = buf + k * v->stride;
+		if (memcmp(sl->slot + PF_NONCE_SIZE, pf__tag(n, k), PF_TAG_SIZE) != 0)
+			ret = -EIO; /* not what this process wrote */
+	}
+	return ret;
+}
+
 int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *size,
 		   struct kiln_err *err)
 {
 	struct pf_log_rec r = { .version = version, .flags = flags };
-	uint8_t *rec = NULL;
-	size_t count = 0, rec_size = 0;
+	uint8_t *rec = NULL, *dbuf = NULL;
+	size_t count = 0, rec_size = 0, dsize = 0;
 	int ret;
 
+	*size = 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		count += n->committing;
 		if (n->committing && (flags & PF_LOG_DATA))
 			r.nslots += n->wb_count;
+		if (n->committing && n->dnew) {
+			r.nslots += pf__nchunks(v, n->size);
+			dsize += pf__expected_phys(v, n->size) - PF_HDR_SIZE;
+		}
 	}
 	r.ents = calloc(count ? count : 1, sizeof(*r.ents));
 	r.slots = calloc(r.nslots ? r.nslots : 1, sizeof(*r.slots));
-	if (!r.ents || !r.slots) {
+	dbuf = dsize ? malloc(dsize) : NULL;
+	if (!r.ents || !r.slots || (dsize && !dbuf)) {
 		free(r.ents);
 		free(r.slots);
+		free(dbuf);
 		return -ENOMEM;
 	}
 	r.nslots = 0;
+	dsize = 0;
 	for (struct pf_node *n = v->nodes; n; n = n->next) {
 		struct pf_inode *in = n->inode;
 		struct pf_log_entry *e = &r.ents[r.count];
@@ -1009,7 +1041,12 @@ int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *siz
 			sl->len = n->wb_len[i] - PF_SLOT_META;
 			sl->slot = n->wb + i * v->stride;
 		}
-		e->ino = in->ino;
+		if (n->dnew) {
+			if ((ret = read_created(v, n, dbuf + dsize, &r)))
+				goto out;
+			dsize += pf__expected_phys(v, n->size) - PF_HDR_SIZE;
+		}
+	e->ino = in->ino;
 		e->size = in->size;
 		e->atime_ns = in->atime_ns;
 		e->mtime_ns = in->mtime_ns;
@@ -1062,6 +1099,7 @@ out:
 	free(rec);
 	free(r.ents);
 	free(r.slots);
+	free(dbuf); /* sealed slots: nothing secret */
 	return ret;
 }
 
