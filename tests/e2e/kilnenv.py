@@ -79,6 +79,85 @@ def app_on_new_volume(kiln, d, app):
     return vol, key, proc
 
 
+def snapshot_volume(vol, key, dest):
+    """Copy the volume's store (dest/vol) and its key and trusted version file
+    (dest/vol.key, dest/vol.key.version) as they are now: a crash image."""
+    import shutil
+    shutil.copytree(vol, dest / "vol", symlinks=True,
+                    ignore=shutil.ignore_patterns("server", "server.*"))
+    shutil.copy(key, dest / "vol.key")
+    shutil.copy(str(key) + ".version", dest / "vol.key.version")
+
+
+def kill_server(vol):
+    """A crash: SIGKILL the volume server of vol (so it cannot checkpoint at
+    its program's exit) and wait until it is gone."""
+    import os
+    import signal
+    srv = server_pid(vol)
+    assert srv, "no volume server"
+    os.kill(srv, signal.SIGKILL)
+    wait_pid_gone(srv)
+
+
+def crash_image(kiln, d, app, ready="ready"):
+    """The program app (its source) on a new volume under d, run until it
+    prints ready; then its volume server is killed, then the program. The
+    crash image is d/img (vol, vol.key, vol.key.version)."""
+    vol, key, proc = app_on_new_volume(kiln, d, app)
+    try:
+        assert proc.stdout.readline().strip() == ready, proc.stderr.read()
+        kill_server(vol)
+    finally:
+        proc.kill()
+        proc.wait()
+    img = d / "img"
+    img.mkdir()
+    snapshot_volume(vol, key, img)
+    return img
+
+
+def copy_image(tmp_path, image):
+    """A copy of a crash image to attack (tmp_path/img)."""
+    import shutil
+    dest = tmp_path / "img"
+    shutil.copytree(image, dest, symlinks=True)
+    return dest
+
+
+def flip_log_byte(img, at):
+    """The host's edit: one bit of byte at of the crash image's commit log
+    flipped."""
+    log = img / "vol" / ".kiln" / "log"
+    bad = bytearray(log.read_bytes())
+    bad[at] ^= 0x40
+    log.write_bytes(bytes(bad))
+
+
+def assert_rollback_refused(img, name):
+    """Every way into the crash image img (its log edited) refuses, naming
+    the rollback ("volume rolled back: found version X, expected Y"): `kiln
+    fs cat` of the file name, `kiln fs verify` and `kiln run` reading it; no
+    content comes out."""
+    import subprocess
+    kiln, key = str(BUILD / "kiln"), str(img / "vol.key")
+    vol = str(img / "vol")
+
+    def run(argv):
+        return subprocess.run(argv, capture_output=True, timeout=120)
+    c = run([kiln, "fs", "cat", vol, name, "--key-file", key])
+    assert c.returncode != 0, c.stdout[:64]
+    assert c.stdout == b""
+    assert b"rolled back" in c.stderr, c.stderr
+    v = run([kiln, "fs", "verify", vol, "--key-file", key])
+    assert v.returncode != 0, v.stdout
+    assert b"rolled back" in v.stdout + v.stderr, v.stdout + v.stderr
+    r = run([kiln, "run", "--volume", f"{vol}={key}", "--", "/bin/cat", f"{vol}/{name}"])
+    assert r.returncode != 0, r.stdout[:64]
+    assert b"rolled back" in r.stderr, r.stderr
+    assert r.stdout == b""
+
+
 def finish_killed(proc, buf, srv=None):
     """After a SIGKILL of proc (a kiln run whose stdout is piped and
     non-blocking, stderr piped): wait for it, append the rest of its stdout to

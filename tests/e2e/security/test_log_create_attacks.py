@@ -18,14 +18,12 @@ Y". Removing j's backing file loses nothing: an open of the volume (`kiln fs
 cat` and `kiln run` open it read-write) recreates it from the records and
 reads j's last content.
 """
-import os
-import shutil
-import signal
 import subprocess
 
 import pytest
 
-from kilnenv import BUILD, app_on_new_volume, log_records, server_pid, wait_pid_gone
+from kilnenv import (BUILD, assert_rollback_refused, copy_image, crash_image, flip_log_byte,
+                     log_records)
 
 KILN = str(BUILD / "kiln")
 TAG = 16
@@ -48,37 +46,10 @@ sys.stdin.readline()
 J_FINAL = b"2" * 100 + b"j" * 2900
 
 
-def run(argv, **kw):
-    return subprocess.run([str(a) for a in argv], capture_output=True, timeout=120, **kw)
-
-
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     """A crash image: a dir holding vol, vol.key and vol.key.version."""
-    d = tmp_path_factory.mktemp("logcreate")
-    vol, key, proc = app_on_new_volume(KILN, d, APP)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        srv = server_pid(vol)
-        assert srv, "no volume server"
-        os.kill(srv, signal.SIGKILL)
-        wait_pid_gone(srv)
-    finally:
-        proc.kill()
-        proc.wait()
-    img = d / "img"
-    img.mkdir()
-    shutil.copytree(vol, img / "vol", symlinks=True,
-                    ignore=shutil.ignore_patterns("server", "server.*"))
-    shutil.copy(key, img / "vol.key")
-    shutil.copy(str(key) + ".version", img / "vol.key.version")
-    return img
-
-
-def attack_dir(tmp_path, image):
-    dest = tmp_path / "img"
-    shutil.copytree(image, dest, symlinks=True)
-    return dest
+    return crash_image(KILN, tmp_path_factory.mktemp("logcreate"), APP)
 
 
 def log_of(img):
@@ -92,28 +63,21 @@ def create_record(recs):
     return made[0]
 
 
+def kiln(*argv):
+    return subprocess.run([KILN] + [str(a) for a in argv], capture_output=True, timeout=120)
+
+
 def cat_j(img):
-    return run([KILN, "fs", "cat", img / "vol", "j", "--key-file", img / "vol.key"])
+    return kiln("fs", "cat", img / "vol", "j", "--key-file", img / "vol.key")
 
 
 def run_cat_j(img):
-    return run([KILN, "run", "--volume", f"{img / 'vol'}={img / 'vol.key'}", "--", "/bin/cat",
-                img / "vol" / "j"])
+    return kiln("run", "--volume", f"{img / 'vol'}={img / 'vol.key'}", "--", "/bin/cat",
+                img / "vol" / "j")
 
 
-def assert_refused(img):
-    """Every way in refuses, naming the rollback; no content comes out."""
-    c = cat_j(img)
-    assert c.returncode != 0, c.stdout[:64]
-    assert c.stdout == b""
-    assert b"rolled back" in c.stderr, c.stderr
-    v = run([KILN, "fs", "verify", img / "vol", "--key-file", img / "vol.key"])
-    assert v.returncode != 0, v.stdout
-    assert b"rolled back" in v.stdout + v.stderr, v.stdout + v.stderr
-    r = run_cat_j(img)
-    assert r.returncode != 0, r.stdout[:64]
-    assert b"rolled back" in r.stderr, r.stderr
-    assert r.stdout == b""
+def verify(img):
+    return kiln("fs", "verify", img / "vol", "--key-file", img / "vol.key")
 
 
 def write_log(img, data):
@@ -121,14 +85,14 @@ def write_log(img, data):
 
 
 def test_untouched_image_has_the_create_record(image, tmp_path):
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = log_of(img)
     off, size, _, _ = create_record(recs)
     assert recs[-1][0] > off and recs[-1][3] & LOG_DATA, recs
     c = cat_j(img)
     assert c.returncode == 0, c.stderr
     assert c.stdout == J_FINAL
-    v = run([KILN, "fs", "verify", img / "vol", "--key-file", img / "vol.key"])
+    v = verify(img)
     assert v.returncode == 0, v.stdout + v.stderr
     r = run_cat_j(img)
     assert r.returncode == 0, r.stderr
@@ -139,30 +103,28 @@ def test_untouched_image_has_the_create_record(image, tmp_path):
 def test_altered_create_record_is_a_rollback(image, tmp_path, where):
     """A byte flipped in the create record: in its namespace entry (the
     body's start), in the new file's slot (the body's end), in its tag."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = log_of(img)
     off, size, _, _ = create_record(recs)
     at = {"entry": off + 40 + 30, "slot": off + size - TAG - 100, "tag": off + size - 3}[where]
-    bad = bytearray(log)
-    bad[at] ^= 0x40
-    write_log(img, bytes(bad))
-    assert_refused(img)
+    flip_log_byte(img, at)
+    assert_rollback_refused(img, "j")
 
 
 def test_dropped_create_record_is_a_rollback(image, tmp_path):
     """The create record cut out (the overwrite's record after it moves up)."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = log_of(img)
     off, size, _, _ = create_record(recs)
     write_log(img, log[:off] + log[off + size:] + bytes(size))
-    assert_refused(img)
+    assert_rollback_refused(img, "j")
 
 
 def test_removed_backing_file_is_recreated(image, tmp_path):
     """The host removes j's backing file (the smallest one: f's holds 8 KiB,
     j's 3000 bytes): the replay recreates it from the records (its header
     from the create entry, its chunks from the slots)."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     kdir = img / "vol" / ".kiln"
     backing = sorted((p for p in kdir.iterdir()
                       if len(p.name) == 32 and all(c in "0123456789abcdef" for c in p.name)),
@@ -176,5 +138,5 @@ def test_removed_backing_file_is_recreated(image, tmp_path):
     r = run_cat_j(img)
     assert r.returncode == 0, r.stderr
     assert r.stdout == J_FINAL
-    v = run([KILN, "fs", "verify", img / "vol", "--key-file", img / "vol.key"])
+    v = verify(img)
     assert v.returncode == 0, v.stdout + v.stderr

@@ -18,14 +18,12 @@ file's older or altered content.
 The untouched image opens with the last overwrite, and its log holds data
 records: the attacks exercise what they claim to.
 """
-import os
-import shutil
-import signal
 import subprocess
 
 import pytest
 
-from kilnenv import BUILD, app_on_new_volume, log_records, server_pid, wait_pid_gone
+from kilnenv import (BUILD, assert_rollback_refused, copy_image, crash_image, flip_log_byte,
+                     log_records)
 
 KILN = str(BUILD / "kiln")
 HDR = 40  # magic[8] version u64 body_size u32 flags u32 iv[12] reserved u32
@@ -57,30 +55,7 @@ records = log_records
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     """A crash image: a dir holding vol, vol.key and vol.key.version."""
-    d = tmp_path_factory.mktemp("logdata")
-    vol, key, proc = app_on_new_volume(KILN, d, APP)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        srv = server_pid(vol)
-        assert srv, "no volume server"
-        os.kill(srv, signal.SIGKILL)  # no checkpoint at the program's exit
-        wait_pid_gone(srv)
-    finally:
-        proc.kill()
-        proc.wait()
-    img = d / "img"
-    img.mkdir()
-    shutil.copytree(vol, img / "vol", symlinks=True,
-                    ignore=shutil.ignore_patterns("server", "server.*"))
-    shutil.copy(key, img / "vol.key")
-    shutil.copy(str(key) + ".version", img / "vol.key.version")
-    return img
-
-
-def attack_dir(tmp_path, image):
-    dest = tmp_path / "img"
-    shutil.copytree(image, dest, symlinks=True)
-    return dest
+    return crash_image(KILN, tmp_path_factory.mktemp("logdata"), APP)
 
 
 def data_records(img):
@@ -88,29 +63,12 @@ def data_records(img):
     return log, [r for r in records(log) if r[3] & LOG_DATA]
 
 
-def assert_refused(img):
-    """Every way in refuses, naming the rollback; no content comes out."""
-    key = img / "vol.key"
-    c = run([KILN, "fs", "cat", img / "vol", "f", "--key-file", key])
-    assert c.returncode != 0, c.stdout[:64]
-    assert c.stdout == b""
-    assert b"rolled back" in c.stderr, c.stderr
-    v = run([KILN, "fs", "verify", img / "vol", "--key-file", key])
-    assert v.returncode != 0, v.stdout
-    assert b"rolled back" in v.stdout + v.stderr, v.stdout + v.stderr
-    r = run([KILN, "run", "--volume", f"{img / 'vol'}={key}", "--", "/bin/cat",
-             img / "vol" / "f"])
-    assert r.returncode != 0, r.stdout[:64]
-    assert b"rolled back" in r.stderr, r.stderr
-    assert r.stdout == b""
-
-
 def write_log(img, data):
     (img / "vol" / ".kiln" / "log").write_bytes(data)
 
 
 def test_untouched_image_opens_with_data_records(image, tmp_path):
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = data_records(img)
     assert len(recs) >= 2, records(log)
     c = run([KILN, "fs", "cat", img / "vol", "f", "--key-file", img / "vol.key"])
@@ -128,42 +86,40 @@ def test_untouched_image_opens_with_data_records(image, tmp_path):
 def test_altered_data_record_is_a_rollback(image, tmp_path, where):
     """A byte flipped in the last data record: inside a slot's ciphertext
     (the body's end), its header, or its GCM tag."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = data_records(img)
     off, size, _, _ = recs[-1]
     at = {"slot": off + size - TAG - 100, "header": off + 9, "tag": off + size - 3}[where]
-    bad = bytearray(log)
-    bad[at] ^= 0x40
-    write_log(img, bytes(bad))
-    assert_refused(img)
+    flip_log_byte(img, at)
+    assert_rollback_refused(img, "f")
 
 
 def test_cut_data_record_is_a_rollback(image, tmp_path):
     """The last data record cut in half (zeros after it, as a torn write)."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = data_records(img)
     off, size, _, _ = recs[-1]
     cut = off + size // 2
     write_log(img, log[:cut] + bytes(len(log) - cut))
-    assert_refused(img)
+    assert_rollback_refused(img, "f")
 
 
 def test_dropped_data_record_is_a_rollback(image, tmp_path):
     """The last data record dropped: the file would read the one before."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = data_records(img)
     off, size, _, _ = recs[-1]
     write_log(img, log[:off] + log[off + size:])
-    assert_refused(img)
+    assert_rollback_refused(img, "f")
 
 
 def test_swapped_data_records_are_a_rollback(image, tmp_path):
     """The last two data records swapped."""
-    img = attack_dir(tmp_path, image)
+    img = copy_image(tmp_path, image)
     log, recs = data_records(img)
     a, b = recs[-2], recs[-1]
     assert a[0] + a[1] == b[0]
     swapped = log[:a[0]] + log[b[0]:b[0] + b[1]] + log[a[0]:a[0] + a[1]] + log[b[0] + b[1]:]
     assert len(swapped) == len(log)
     write_log(img, swapped)
-    assert_refused(img)
+    assert_rollback_refused(img, "f")

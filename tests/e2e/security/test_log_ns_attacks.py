@@ -22,14 +22,12 @@ cannot roll that back), edits the log, and then:
 The untouched image opens, shows b, c, d (not a), and its log holds
 namespace records: the attacks exercise what they claim to.
 """
-import os
-import shutil
-import signal
 import subprocess
 
 import pytest
 
-from kilnenv import BUILD, app_on_new_volume, log_records, server_pid, wait_pid_gone
+from kilnenv import (BUILD, app_on_new_volume, copy_image, kill_server, log_records,
+                     snapshot_volume)
 
 KILN = str(BUILD / "kiln")
 HDR = 40  # magic[8] version u64 body_size u32 flags u32 iv[12] reserved u32
@@ -71,14 +69,6 @@ def run(argv, **kw):
 records = log_records
 
 
-def snapshot(vol, key, dest):
-    """The volume's store and the trusted version file as they are now."""
-    shutil.copytree(vol, dest / "vol", symlinks=True,
-                    ignore=shutil.ignore_patterns("server", "server.*"))
-    shutil.copy(key, dest / "vol.key")
-    shutil.copy(str(key) + ".version", dest / "vol.key.version")
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """(first, second): crash images after the first two creates and after
@@ -88,29 +78,18 @@ def images(tmp_path_factory):
     first, second = d / "first", d / "second"
     first.mkdir()
     second.mkdir()
-    srv = None
     try:
         assert proc.stdout.readline().strip() == "first", proc.stderr.read()
-        snapshot(vol, key, first)
+        snapshot_volume(vol, key, first)
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "second", proc.stderr.read()
-        srv = server_pid(vol)
-        assert srv, "no volume server"
-        # A crash: the server first, so it cannot checkpoint at the program's exit.
-        os.kill(srv, signal.SIGKILL)
-        wait_pid_gone(srv)
+        kill_server(vol)
     finally:
         proc.kill()
         proc.wait()
-    snapshot(vol, key, second)
+    snapshot_volume(vol, key, second)
     return first, second
-
-
-def attack_dir(tmp_path, image):
-    dest = tmp_path / "img"
-    shutil.copytree(image, dest, symlinks=True)
-    return dest
 
 
 def listing(img):
@@ -141,7 +120,7 @@ def ns_records(img):
 
 
 def test_untouched_image_opens_with_namespace_records(images, tmp_path):
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     log, recs = ns_records(img)
     assert sum(1 for r in recs if r[3] & LOG_NS) >= 3, recs
     p, names = listing(img)
@@ -156,7 +135,7 @@ def test_untouched_image_opens_with_namespace_records(images, tmp_path):
 
 def test_dropped_unlink_record_is_a_rollback(images, tmp_path):
     """Cut the log before the record that unlinked a: it would come back."""
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     log, recs = ns_records(img)
     last = recs[-1]
     assert last[3] & LOG_NS
@@ -166,7 +145,7 @@ def test_dropped_unlink_record_is_a_rollback(images, tmp_path):
 
 def test_dropped_middle_record_is_a_rollback(images, tmp_path):
     """Cut one record out of the middle (a create), keep the later ones."""
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     log, recs = ns_records(img)
     assert len(recs) >= 3
     mid = recs[len(recs) // 2]
@@ -176,7 +155,7 @@ def test_dropped_middle_record_is_a_rollback(images, tmp_path):
 
 def test_reordered_records_are_a_rollback(images, tmp_path):
     """Swap the last two records (the unlink before the create of d)."""
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     log, recs = ns_records(img)
     a, b = recs[-2], recs[-1]
     swapped = log[:a[0]] + log[b[0]:b[0] + b[1]] + log[a[0]:a[0] + a[1]] + log[b[0] + b[1]:]
@@ -188,7 +167,7 @@ def test_reordered_records_are_a_rollback(images, tmp_path):
 def test_older_log_ending_at_a_create_is_a_rollback(images, tmp_path):
     """Put back the log of the first image (it ends with the create of b, a
     still there) under the second image's store and version."""
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     old = (images[0] / "vol" / ".kiln" / "log").read_bytes()
     recs = records(old)
     assert recs and recs[-1][3] & LOG_NS, recs
@@ -200,7 +179,7 @@ def test_older_log_ending_at_a_create_is_a_rollback(images, tmp_path):
 def test_altered_namespace_record_is_a_rollback(images, tmp_path, where):
     """A byte flipped in the last namespace record: it does not authenticate,
     so the log ends before it."""
-    img = attack_dir(tmp_path, images[1])
+    img = copy_image(tmp_path, images[1])
     log, recs = ns_records(img)
     off, size, _, flags = [r for r in recs if r[3] & LOG_NS][-1]
     at = {"header": off + 9, "body": off + HDR + 20, "tag": off + size - 3}[where]
