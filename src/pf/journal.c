@@ -144,10 +144,12 @@ static int journal_write(struct pf_node *n)
 		return ret;
 	memcpy(n->jsum, hdr + 64, 8);
 	n->jend = sizeof(hdr);
-	n->j_lazy = false;
 	for (uint64_t i = 0; i < base_n && !ret; i++)
 		if (n->jmap[i / 8] & (1u << (i % 8)))
 			ret = save_chunk(n, i);
+	/* Written whole, or (an error) written again from the header the next
+	 * time: no marked chunk is left without its entry. */
+	n->j_lazy = ret != 0;
 	return ret;
 }
 
