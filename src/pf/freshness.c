@@ -27,14 +27,23 @@ int pf__fresh_current(pf_volume_t *v, uint64_t version, uint64_t *c, uint64_t *p
 	return ret;
 }
 
-int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first, struct kiln_err *err)
+int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first,
+			const struct pf_log_scan *known, struct kiln_err *err)
 {
 	uint64_t c = 0, p = 0;
 	int ret;
 
 	if (!v->fo)
 		return 0;
-	ret = pf__fresh_current(v, version, &c, &p, err);
+	/* The log's scan asked already (for its last record, at or above
+	 * version, after the metadata and the log were read): the same answer. */
+	if (known && known->asked) {
+		ret = known->fresh_ret;
+		c = known->fresh_c;
+		p = known->fresh_p;
+	} else {
+		ret = pf__fresh_current(v, version, &c, &p, err);
+	}
 	if (ret == -ENOENT && trust_first) {
 		if (v->read_only)
 			return 0;

@@ -907,6 +907,12 @@ struct pf_log_scan {
 	size_t count;
 	uint64_t version;
 	uint64_t end;
+	/* The freshness provider's answer pf__log_scan got (asked only when
+	 * the log holds records): pf__check_freshness takes it instead of
+	 * asking again (for a CAS, a round trip). */
+	bool asked;
+	int fresh_ret; /* 0 or -ENOENT */
+	uint64_t fresh_c, fresh_p;
 };
 /* Seal rec (its version, flags, ents[count] and, with PF_LOG_NS, ns[nns]
  * and next_ino) into a malloc'd buffer (*out owned by the caller). */
@@ -977,6 +983,6 @@ void pf__versions_known(pf_volume_t *v, uint64_t trusted);
 int pf__fresh_current(pf_volume_t *v, uint64_t version, uint64_t *c, uint64_t *p,
 		      struct kiln_err *err);
 int pf__check_freshness(pf_volume_t *v, uint64_t version, bool trust_first,
-			struct kiln_err *err);
+			const struct pf_log_scan *known, struct kiln_err *err);
 
 #endif

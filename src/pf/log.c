@@ -566,6 +566,12 @@ int pf__log_scan(pf_volume_t *v, uint64_t base, struct pf_log_scan *s, struct ki
 	/* Records the trusted store never prepared are not replayed. (Asked
 	 * only when there are records: for a CAS it is a round trip.) */
 	ret = pf__fresh_current(v, s->recs[s->count - 1].version, &c, &p, err);
+	if (!ret || ret == -ENOENT) {
+		s->asked = true;
+		s->fresh_ret = ret;
+		s->fresh_c = c;
+		s->fresh_p = p;
+	}
 	if (ret == -ENOENT)
 		ret = 0; /* nothing trusted yet: pf__check_freshness decides */
 	else if (!ret)

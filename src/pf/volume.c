@@ -547,7 +547,7 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 	if (format != PF_META_FORMAT)
 		v->ns_dirty = true;
 	v->version = version;
-	ret = pf__check_freshness(v, version, opts && opts->trust_first, err);
+	ret = pf__check_freshness(v, version, opts && opts->trust_first, &ls, err);
 	if (ret)
 		goto out;
 	/* Data records: their slots in the backing files before any read

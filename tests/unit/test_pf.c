@@ -4975,6 +4975,67 @@ static void test_data_create_crash_points(void **state)
 	journal_records(false);
 }
 
+/* The freshness provider's answer at an open of a volume whose log holds
+ * records: asked once (the log's scan asks, the rollback check takes that
+ * answer; it asked twice, for a CAS two round trips), and the rollback check
+ * still refuses an older log (below the trusted version). */
+static const struct pf_freshness_ops *g_counted_fo;
+static int g_current_calls;
+
+static int counted_current(void *ctx, uint64_t *c, uint64_t *p, struct kiln_err *err)
+{
+	g_current_calls++;
+	return g_counted_fo->current(ctx, c, p, err);
+}
+
+static int open_counted(struct env *e, pf_volume_t **v, struct kiln_err *err)
+{
+	static struct pf_freshness_ops ops;
+	struct pf_volume_opts o;
+
+	opts_fill(e, &o, false);
+	g_counted_fo = o.freshness;
+	ops = *o.freshness;
+	ops.current = counted_current;
+	o.freshness = &ops;
+	g_current_calls = 0;
+	return pf_volume_open(e->kdir, g_key, &o, v, err);
+}
+
+static void test_open_asks_freshness_once(void **state)
+{
+	uint8_t a[8000];
+	struct kiln_err err = { 0 };
+	pf_volume_t *v;
+	struct env e;
+
+	memset(a, 'a', sizeof(a));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	first_commit(v, "f", a, sizeof(a));
+	/* Two data records, then a crash (the records stay). */
+	for (int i = 0; i < 2; i++) {
+		pf_file_t *f;
+
+		memset(a + 1000 * i, 'b' + i, 100);
+		assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+		file_put(f, a, sizeof(a));
+		pf_close(f);
+	}
+	assert_int_equal(v->log_records, 2);
+	pf_volume_discard(v);
+	if (open_counted(&e, &v, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	assert_int_equal(pf_volume_log_records(v), 2);
+	assert_int_equal(g_current_calls, 1);
+	check_content(v, "f", a, sizeof(a));
+	pf_volume_close(v, NULL);
+	/* No records (the close checkpointed): the rollback check asks. */
+	assert_int_equal(open_counted(&e, &v, &err), 0);
+	assert_int_equal(g_current_calls, 1);
+	pf_volume_close(v, NULL);
+	env_free(&e);
+}
+
 /* A record carrying a create whose commit failed (its write or sync) may be
  * on disk anyway, its version prepared: a crash then replays it. A file it
  * created and the program unlinked after the failure keeps its backing file
@@ -5078,6 +5139,7 @@ int main(void)
 		cmocka_unit_test(test_log_vouch),
 		cmocka_unit_test(test_data_crash_points),
 		cmocka_unit_test(test_data_create_crash_points),
+		cmocka_unit_test(test_open_asks_freshness_once),
 		cmocka_unit_test(test_data_read_only),
 		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
