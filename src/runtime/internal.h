@@ -83,15 +83,15 @@ struct rt_guard {
 	bool masked;   /* the outermost guard changed the mask (rt__leave restores it) */
 };
 /* A thread's state that is too big for static TLS (thread.c): one mmap made
- * the first time the thread enters a guard of the network shield, unmapped
+ * the first time the thread enters a guard, unmapped
  * when the thread exits. Static TLS holds only the pointer: when libkiln.so is
  * loaded late (LD_AUDIT), ld.so must fit its TLS into a small surplus, and a
  * per-thread siginfo per signal there (4 KiB) made it fail. */
 #define RT_DEFER_MAX 33  /* 1-31, and glibc's SIGCANCEL (32) and SIGSETXID (33) */
 #define RT_NET_STAGE 16384 /* the network shield's plaintext per record (net/io.c) */
 struct rt_thread {
-	/* Inside an unmasked guard of the network shield: the program's
-	 * handlers keep what arrives (sys/signal.c), rt__leave sends it again. */
+	/* Inside an unmasked guard: the program's handlers keep what
+	 * arrives (sys/signal.c), rt__leave sends it again. */
 	volatile bool defer;
 	volatile uint64_t deferred;   /* SIG_BIT of each signal kept */
 	siginfo_t info[RT_DEFER_MAX]; /* its siginfo (the first, as a mask would) */
@@ -109,23 +109,22 @@ void rt__thread_exit(void) RT_HIDDEN;
 /* The program's handlers are the runtime's to call (every one installed
  * through it, none for a real-time signal): guards may defer instead of mask. */
 bool rt__sig_can_defer(void) RT_HIDDEN;
-/* Take over the program's handlers installed so far (the network shield's
- * start): 0, or the kernel's error. */
+/* Take over the program's handlers installed so far (a shield's start): 0,
+ * or the kernel's error. */
 int rt__sig_defer_init(void) RT_HIDDEN;
 /* Send the signals t kept to this thread again (rt__leave). */
 void rt__sig_redeliver(struct rt_thread *t) RT_HIDDEN;
-/* Enter runtime code: block signals (so no app handler runs while the runtime
- * holds a lock), allow libc syscalls. rt_leave restores both. */
+/* A guard around the shields' code: no handler of the program runs until it
+ * ends (the runtime may hold a lock the handler would take), SIGSYS, SIGSEGV
+ * and SIGBUS stay deliverable (the fault-safe copies work inside); libc's
+ * system calls are allowed. Without a system call while the program's
+ * handlers are the runtime's (sys/signal.c keeps what arrives, rt__leave sends
+ * it again), else by masking the signals. Its system calls may fail with
+ * EINTR then: retry those the program's call would not have seen fail so.
+ * Nested inside another guard it does nothing, so a function that leaves its
+ * guard to wait must be given the outermost one. */
 void rt__enter(struct rt_guard *g) RT_HIDDEN;
 void rt__leave(struct rt_guard *g) RT_HIDDEN;
-/* No handler of the program runs until the guard ends, SIGSYS, SIGSEGV and
- * SIGBUS stay deliverable (the fault-safe copies work inside); libc's system
- * calls are allowed: the runtime's code runs. Without a system call while the
- * program's handlers are the runtime's (sys/signal.c defers what arrives),
- * else by masking the signals. Nested inside another guard it does nothing,
- * so a function that leaves its guard to wait must be given the outermost
- * one: leaving a nested guard restores nothing. */
-void rt__net_enter(struct rt_guard *g) RT_HIDDEN;
 /* For libkiln-net.so, which cannot reach libkiln's thread-local variables or
  * g_rt (net/host.h): this thread's block or NULL (never made here); make the
  * calling thread one of the runtime's own (depth 1, libc's calls allowed:
@@ -194,7 +193,7 @@ int rt__vcwd_abs(const char *path, char *out, size_t out_size) RT_HIDDEN;
 void rt__vcwd_get(char *out, size_t out_size) RT_HIDDEN;
 
 /* The program's memory (uaccess.c): copies that return -EFAULT for a bad
- * pointer instead of crashing. Never inside rt__enter() (SIGSEGV blocked). */
+ * pointer instead of crashing (inside a guard too). */
 int rt__copy_in(void *dst, const void *usrc, size_t n) RT_HIDDEN;
 int rt__copy_out(void *udst, const void *src, size_t n) RT_HIDDEN;
 /* A NUL-terminated string of at most size bytes with its NUL: its length,

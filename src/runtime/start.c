@@ -177,9 +177,9 @@ __attribute__((constructor(101))) static void rt_start(void)
 		ret = rt__fault_init();
 		if (ret)
 			die("fault handler", kiln_strerror(ret));
-		/* The network shield's guards defer the program's signals in
-		 * its handlers rather than mask them (sys/signal.c). */
-		if (g_rt_net_on && (ret = rt__sig_defer_init()))
+		/* The shields' guards defer the program's signals in its
+		 * handlers rather than mask them (sys/signal.c). */
+		if ((g_rt_net_on || g_rt.shield_on) && (ret = rt__sig_defer_init()))
 			die("signal handlers", kiln_strerror(ret));
 	}
 	g_rt.initialized = true;

@@ -73,43 +73,25 @@ __asm__(".pushsection .text.kiln_sud,\"ax\",@progbits\n"
 RT_TLS volatile char t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 RT_TLS int t_rt_depth;
 
-/* Nested regions (a round trip inside an operation that holds the shield
- * lock, say) change no mask: the outermost blocked every signal already and
- * restores the program's mask itself, so an operation costs one pair of
- * rt_sigprocmask however many steps it takes (was a pair per step: ~10 per
- * open of a cached file). The volume server's thread runs at depth 1 with
- * every signal blocked for good (server.c). */
+/* A guard (internal.h): one per call of the program that runs the shields'
+ * code, however many steps it takes; nested ones change nothing. The program's
+ * handlers keep what arrives inside it (sys/signal.c): no system call, where a
+ * pair of rt_sigprocmask per guard was most of what a cached lookup (sqlite's
+ * stat of its -journal) or a small TLS request cost. Without deferral the
+ * guard masks every signal but the runtime's three. The volume server runs at
+ * depth 1 with every signal blocked for good (server.c). */
 void rt__enter(struct rt_guard *g)
-{
-	uint64_t all = ~SIGSYS_BIT;
-
-	g->masked = t_rt_depth == 0;
-	if (g->masked)
-		rt__raw(SYS_rt_sigprocmask, SIG_BLOCK, &all, &g->mask, 8);
-	g->selector = t_rt_selector;
-	t_rt_depth++;
-	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-}
-
-/* Nested regions change no mask, as rt__enter's: the outermost one
- * blocked the signals already and rt__leave restores the program's mask only
- * when it ends. A call of the program costs one pair of rt_sigprocmask, not
- * one per step (an nginx keep-alive request made 20 of its 28 system calls
- * through the shield in mask changes, bench/results/net.md). */
-void rt__net_enter(struct rt_guard *g)
 {
 	uint64_t mask = ~RT_KEPT_SIGS;
 
 	g->masked = false;
 	if (t_rt_depth == 0) {
-		/* The thread's block keeps what arrives (made by its first guard;
-		 * without it, or without deferral, mask as before). */
+		/* The thread's block keeps what arrives (made by its first guard). */
 		struct rt_thread *t = rt__sig_can_defer() ? rt__thread() : NULL;
 
 		if (t) {
-			/* No system call: the program's handlers hold what
-			 * arrives. Set before the depth: a handler never runs at
-			 * depth > 0. */
+			/* Set before the depth: no handler of the program runs
+			 * from here on. */
 			t->defer = true;
 			atomic_signal_fence(memory_order_seq_cst);
 		} else {
@@ -130,21 +112,24 @@ void rt__runtime_thread(void)
 
 void rt__leave(struct rt_guard *g)
 {
+	struct rt_thread *t;
+
 	t_rt_depth--;
 	t_rt_selector = g->selector;
 	if (t_rt_depth != 0)
 		return;
 	if (g->masked) {
 		rt__raw(SYS_rt_sigprocmask, SIG_SETMASK, &g->mask, NULL, 8);
-		return;
+	} else {
+		atomic_signal_fence(memory_order_seq_cst);
+		t_rt_thread->defer = false;
+		atomic_signal_fence(memory_order_seq_cst);
 	}
-	/* An unmasked guard (net.c, which made the thread's block): what
-	 * arrived inside it, now. */
-	atomic_signal_fence(memory_order_seq_cst);
-	t_rt_thread->defer = false;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (t_rt_thread->deferred)
-		rt__sig_redeliver(t_rt_thread);
+	/* What arrived inside it, now (a masked guard keeps only a SIGSEGV
+	 * or SIGBUS that was sent: sys/signal.c). */
+	t = t_rt_thread;
+	if (t && t->deferred)
+		rt__sig_redeliver(t);
 }
 
 /* Emulate rt_sigprocmask on the context the handler will restore (the

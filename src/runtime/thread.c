@@ -3,10 +3,10 @@
  * Static TLS must not grow: ld.so places the TLS of a library loaded after
  * the program started (LD_AUDIT loads libkiln.so that way) in a surplus of a
  * few KiB shared by every such library, and "cannot allocate memory in static
- * TLS block" ends the program. So what a thread needs in KiB (the signals the
- * network shield's guards keep, its staged plaintext) lives in one anonymous
- * mapping, made by the thread itself the first time it enters such a guard
- * and unmapped at its exit. A fork copies it with the thread; exec drops it. */
+ * TLS block" ends the program. So what a thread needs in KiB (the signals its
+ * guards keep, the network shield's staged plaintext) lives in one anonymous
+ * mapping, made by the thread itself the first time it enters a guard and
+ * unmapped at its exit. A fork copies it with the thread; exec drops it. */
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>

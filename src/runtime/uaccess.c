@@ -8,15 +8,13 @@
  * the runtime's SIGSEGV/SIGBUS handler (sys/signal.c), which moves the saved
  * instruction pointer to rt__uaccess_fault: the routine returns -EFAULT to its
  * caller, as the kernel's exception table does for copy_from_user. Every
- * other fault goes on to the program's own disposition. So a good pointer
- * costs the copy and nothing else (no system call).
+ * other fault goes on to the program's own disposition (inside a guard, where
+ * the runtime's code runs, it is fatal). So a good pointer costs the copy and
+ * nothing else (no system call).
  *
  * The handler can be kept installed only while Syscall User Dispatch sees the
  * program's sigaction calls (g_rt.sud_on); without it the copies go through
- * process_vm_readv/writev on this process (one system call each).
- *
- * Callers copy outside rt__enter() regions: those block SIGSEGV, and a fault
- * on a blocked SIGSEGV kills the process. */
+ * process_vm_readv/writev on this process (one system call each). */
 #include <errno.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>

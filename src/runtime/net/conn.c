@@ -291,7 +291,7 @@ long rt__conn_wait_input(int fd, struct rt_guard *g)
 
 	rt__leave(g);
 	n = rt__raw(SYS_recvfrom, fd, &b, 1, MSG_PEEK, 0, 0);
-	rt__net_enter(g);
+	rt__enter(g);
 	/* Data, EOF, or an error the TLS layer will meet: look again. */
 	return n >= 0 || (n != -EINTR && n != -EAGAIN) ? 0 : n;
 }
@@ -319,7 +319,7 @@ long rt__conn_flush_blocking(struct rt_conn *c, int fd, struct rt_guard *g)
 			rt__conn_unlock(c);
 			rt__leave(g);
 			n = rt__raw(SYS_poll, &p, 1, 100);
-			rt__net_enter(g);
+			rt__enter(g);
 			if (n == -EINTR) {
 				ret = -EINTR;
 				break;
@@ -338,7 +338,7 @@ long rt__conn_flush_blocking(struct rt_conn *c, int fd, struct rt_guard *g)
 		rt__conn_unlock(c);
 		rt__leave(g);
 		n = rt__raw(SYS_sendto, fd, tmp, len, MSG_NOSIGNAL, 0, 0);
-		rt__net_enter(g);
+		rt__enter(g);
 		rt__conn_lock(c, fd);
 		c->flushing = false;
 		if (n > 0) {
@@ -384,7 +384,7 @@ long rt__conn_settle(struct rt_conn *c, int fd, bool blocking, struct rt_guard *
 
 			rt__leave(g);
 			r = rt__raw(SYS_poll, &p, 1, -1);
-			rt__net_enter(g);
+			rt__enter(g);
 			if (r == -EINTR)
 				return -EINTR;
 			if (p.revents & (POLLERR | POLLHUP))
@@ -476,7 +476,7 @@ unsigned rt__conn_poll(struct rt_conn *c, int fd, unsigned want, unsigned kev)
 	int st0 = atomic_load(&c->state);
 	bool pend0 = atomic_load(&c->out_pending), buf0 = atomic_load(&c->buffered);
 
-	rt__net_enter(&g);
+	rt__enter(&g);
 	rt__conn_lock(c, fd);
 	if (!rt__conn_usable(c)) {
 		vis = (want & (POLLIN | POLLOUT)) | POLLERR | POLLHUP;

@@ -220,7 +220,7 @@ long rt__con_send_from(struct rt_con *k, int fd, int in_fd, int64_t *off, size_t
 
 		rt__leave(g);
 		r = rt__dispatch(off ? SYS_pread64 : SYS_read, a, NULL);
-		rt__net_enter(g);
+		rt__enter(g);
 		if (r <= 0)
 			break;
 		v.iov_base = buf;
@@ -298,7 +298,7 @@ static long next_record(int fd, struct rt_guard *g)
 		 * reads it next (a child, an exec'd program). */
 		rt__leave(g);
 		n = rt__raw(SYS_read, fd, g_con.rec + g_con.rec_len, need - g_con.rec_len);
-		rt__net_enter(g);
+		rt__enter(g);
 		if (n < 0)
 			return n;
 		if (n == 0) {

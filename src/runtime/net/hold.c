@@ -130,7 +130,7 @@ void rt__net_hold_flush(void)
 		return;
 	fd = t->net_held - 1;
 	t->net_held = 0;
-	rt__net_enter(&g);
+	rt__enter(&g);
 	rt__hold_flush_fd(fd);
 	rt__leave(&g);
 }

@@ -31,7 +31,7 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 	return g_host->dispatch(nr, a, uc);
 }
 
-void rt__net_enter(struct rt_guard *g)
+void rt__enter(struct rt_guard *g)
 {
 	g_host->enter(g);
 }

@@ -39,7 +39,7 @@ struct rt_net_host {
 	unsigned abi; /* RT_NET_ABI */
 	const struct rt_lent *lent;         /* lent.h: raw calls, copies, own fds, say */
 	long (*dispatch)(long nr, const long a[6], ucontext_t *uc);
-	void (*enter)(struct rt_guard *g);  /* rt__net_enter (sud.c) */
+	void (*enter)(struct rt_guard *g);  /* rt__enter (sud.c) */
 	void (*leave)(struct rt_guard *g);
 	struct rt_thread *(*thread)(void);  /* made on first use */
 	struct rt_thread *(*thread_peek)(void); /* this thread's, or NULL */

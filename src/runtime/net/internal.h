@@ -96,7 +96,7 @@ void rt__addr_str(const struct sockaddr *sa, socklen_t len, char *out, size_t si
 int rt__addr_port(const struct sockaddr *sa, socklen_t len) RT_HIDDEN;
 
 /* ---- connections (conn.c, io.c, bio.c) ----
- * Every function below runs with signals blocked as by rt__net_enter (g: the
+ * Every function below runs with signals blocked as by rt__enter (g: the
  * caller's guard), except where it waits: it leaves the guard for the wait
  * and enters it again. The program's memory is read and written only through
  * rt__copy_in/out (a bad pointer is EFAULT). */
@@ -156,7 +156,7 @@ struct rt_conn {
 	int w_slot;             /* its socket's entry in the engine's poll set, or -1 */
 };
 
-/* rt__net_enter, the shields' guard: runtime/internal.h. */
+/* rt__enter, the shields' guard: runtime/internal.h. */
 
 /* A new connection for fd (one reference: the fd's). */
 int rt__conn_new(int fd, bool server, SSL_CTX *ctx, const char *sni, const char *rule,

@@ -342,7 +342,7 @@ long rt__conn_send_from(struct rt_conn *c, int fd, int in_fd, int64_t *off, size
 		} else {
 			rt__leave(g);
 			got = rt__dispatch(off && !in_pipe ? SYS_pread64 : SYS_read, a, NULL);
-			rt__net_enter(g);
+			rt__enter(g);
 		}
 		if (got <= 0) {
 			r = got;

@@ -248,19 +248,19 @@ bool rt__epoll_ctl(int epfd, int op, int fd, const struct epoll_event *uev, long
 		*ret = -EFAULT;
 		return true;
 	}
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = rt__nobj_get(fd, RT_NOBJ_CONN);
 	rt__leave(&g);
 	if (!c)
 		return false;
 	if (epfd == fd) {
-		rt__net_enter(&g);
+		rt__enter(&g);
 		rt__nobj_put(c, -1);
 		rt__leave(&g);
 		*ret = -EINVAL;
 		return true;
 	}
-	rt__net_enter(&g);
+	rt__enter(&g);
 	pthread_mutex_lock(&g_net.reg);
 	res = shadow_of(epfd, &e);
 	if (res < 0)
@@ -342,7 +342,7 @@ void rt__conn_changed(struct rt_conn *c)
 
 	if (!c->regs)
 		return;
-	rt__net_enter(&g);
+	rt__enter(&g);
 	pthread_mutex_lock(&g_net.reg);
 	for (struct rt_ereg *r = c->regs; r; r = r->c_next) {
 		uint32_t k = kevents_of(r);
@@ -472,7 +472,7 @@ long rt__epoll_wait(int epfd, struct epoll_event *uev, int max, int timeout_ms,
 
 	/* One guard before the wait and one after it: a call costs two pairs of
 	 * rt_sigprocmask however many connections it answers for. */
-	rt__net_enter(&g);
+	rt__enter(&g);
 	e = rt__nobj_get(epfd, RT_NOBJ_EPOLL);
 	if (!e) {
 		rt__leave(&g);
@@ -494,7 +494,7 @@ long rt__epoll_wait(int epfd, struct epoll_event *uev, int max, int timeout_ms,
 		rt__leave(&g);
 		k = rt__raw(SYS_epoll_pwait, epfd, uev + n, max - n, n ? 0 : remaining_ms(deadline),
 			    sigmask, sigsize);
-		rt__net_enter(&g);
+		rt__enter(&g);
 		if (k < 0) {
 			ret = n ? n : k;
 			break;
@@ -606,7 +606,7 @@ long rt__poll(struct pollfd *ufds, unsigned long n, int64_t timeout_ns, const vo
 		if (rt_fd_kind(pfds[i].fd) == RT_FD_NET) {
 			struct rt_guard g;
 
-			rt__net_enter(&g);
+			rt__enter(&g);
 			conns[i] = rt__nobj_get(pfds[i].fd, RT_NOBJ_CONN);
 			rt__leave(&g);
 		}
@@ -679,7 +679,7 @@ out:
 	if (conns) {
 		struct rt_guard g;
 
-		rt__net_enter(&g);
+		rt__enter(&g);
 		for (unsigned long i = 0; i < held; i++)
 			if (conns[i])
 				rt__nobj_put(conns[i], -1);

@@ -5,8 +5,8 @@
  * Each process has its own connections (a forked child never uses its
  * parent's: a reply could go to the wrong process), kept in a small pool so
  * that the threads of one process can wait for a commit together (group
- * commit across threads). A request runs with signals blocked (the callers
- * are inside rt__enter), without the shield lock. */
+ * commit across threads). A request runs inside a guard (rt__enter: no
+ * handler of the program runs meanwhile), without the shield lock. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,7 +112,12 @@ static int conn_new(struct rt_vol *v, struct rt_conn **out, struct kiln_err *err
 	cfg->arg = v->cfg;
 	cfg->enter = server_enter;
 	cfg->cache_limit = g_cache_limit;
-	s = rt__srv_connect(cfg, &v->keys, libc_fork, (uint32_t)rt__raw0(SYS_getpid), &vfd, err);
+	/* A signal kept by the guard interrupts a connect that waits for the
+	 * server's backlog. */
+	do
+		s = rt__srv_connect(cfg, &v->keys, libc_fork, (uint32_t)rt__raw0(SYS_getpid),
+				    &vfd, err);
+	while (s == -EINTR);
 	if (s < 0) {
 		ret = s;
 		goto out;
@@ -266,8 +271,8 @@ static void pool_put(struct rt_vol *v, struct rt_conn *c)
 
 static int cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *call);
 
-/* With signals blocked: no handler of the program runs while a request is on
- * a connection (it could use the same connection, or the pool's lock). */
+/* In a guard: no handler of the program runs while a request is on a
+ * connection (it could use the same connection, or the pool's lock). */
 int rt__cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *call)
 {
 	struct rt_guard g;

@@ -15,9 +15,8 @@
  *
  * Large transfers go in windows, so that a read of a huge file never needs
  * more than a window of it in memory at once (the server evicts behind).
- * Nothing here takes the shield lock or changes the signal mask, except a
- * round trip to the server (fill, grow, write-back), which runs in
- * rt__enter. */
+ * Nothing here takes the shield lock or a guard, except a round trip to the
+ * server (fill, grow, write-back), which runs in a guard. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -257,17 +256,20 @@ static long one_call(struct rt_node *n, long nr, const long a[6], uint64_t off, 
 
 /* O_APPEND: under the append lock, the end of the file is where the write
  * goes, its chunk is filled (the server keeps it so while the file is open,
- * but it may be corrupt) and nothing evicts it. */
+ * but it may be corrupt) and nothing evicts it. In a guard: a handler of the
+ * program that appends to the file too would wait for the lock for ever. */
 static long append(struct rt_node *n, int fd, long nr, const long a[6], uint64_t len)
 {
 	uint64_t cs = n->vol->chunk, size, c0, c1;
 	/* Locked and unlocked through the same mapping (the lock is robust:
 	 * it sits on a list of this thread by address). */
 	struct rt_fseg *lk = atomic_load(&n->seg), *seg;
+	struct rt_guard g;
 	struct stat st;
 	long r;
 	int ret;
 
+	rt__enter(&g);
 	rt__ck_lock(lk);
 	r = rt__raw(SYS_fstat, fd, &st);
 	if (r < 0)
@@ -302,6 +304,7 @@ static long append(struct rt_node *n, int fd, long nr, const long a[6], uint64_t
 	rt__ck_unpin(seg, c0, c1);
 out:
 	rt__ck_unlock(lk);
+	rt__leave(&g);
 	return r;
 }
 

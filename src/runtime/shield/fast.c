@@ -1,11 +1,11 @@
 /* kiln runtime, file shield: the open of a file this process holds, without
- * the shield lock and without changing the signal mask.
+ * the shield lock or a guard.
  *
  * nginx opens, fstats, sends and closes the same files for every request.
  * The locked open of a known file (file.c, open_fast) costs no round trip,
- * but the lock needs signals blocked: two rt_sigprocmask per open, each a
- * system call as dear as the open itself on these machines (serve_loop: the
- * pair was ~30 % of a request). This path takes neither:
+ * but the lock needs a guard: two rt_sigprocmask per open where signals are
+ * masked (serve_loop: the pair was ~30 % of a request), and the lock's own
+ * chores. This path takes neither:
  *
  *  - Each volume has a small table of the paths this process opened lately:
  *    path, the namespace generation the answer was made under, the node, the
@@ -115,7 +115,7 @@ bool rt__fast_pool_put(struct rt_ofd *o)
 	return false;
 }
 
-/* Under g_shield_lock (signals blocked: malloc is safe). */
+/* Under g_shield_lock (in a guard: malloc is safe). */
 void rt__fast_pool_fill(void)
 {
 	while (atomic_load(&g_pool_n) < POOL_LOW) {

@@ -22,8 +22,8 @@
  * volume's namespace generation (bumped by the server on every change) is
  * the one the answer was made under.
  *
- * Locking: one mutex (g_shield_lock), taken inside rt__enter() (signals
- * blocked) around changes to nodes, descriptions and caches; never held
+ * Locking: one mutex (g_shield_lock), taken inside a guard (rt__enter: no
+ * handler of the program runs) around changes to nodes, descriptions and caches; never held
  * while app code runs. The data path (reads, writes) takes no lock: atomic
  * chunk words, and a reference on the fd's description. Neither do the close
  * of an fd and the open of a file this process holds (fast.c): node
@@ -166,7 +166,7 @@ struct rt_ofd {
 	struct rt_ofd *next_released; /* on g_released */
 };
 
-/* shield.c: the lock of an operation: signals blocked and g_shield_lock
+/* shield.c: the lock of an operation: a guard and g_shield_lock
  * (after what a forked child owes the server first, and the releases the
  * lock-free paths left). Lock-free paths call rt__child_check. */
 void rt__lock(struct rt_guard *g) RT_HIDDEN;
@@ -189,7 +189,7 @@ struct rt_call {
 	char errmsg[RT_ERRMSG_MAX];
 };
 int rt__cl_connect(struct rt_vol *v, struct kiln_err *err) RT_HIDDEN;
-/* One request (signals blocked by the caller). Status >= 0 or -errno; -EIO
+/* One request (in a guard of its own). Status >= 0 or -errno; -EIO
  * when the server is gone (logged once). */
 int rt__cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *call) RT_HIDDEN;
 void rt__cl_done(struct rt_vol *v, struct rt_call *call) RT_HIDDEN;

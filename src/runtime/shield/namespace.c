@@ -245,7 +245,13 @@ static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
 	 * (past the end a new size, which stat.c must not keep the old one
 	 * of). */
 	if (!(mode & ~FALLOC_FL_KEEP_SIZE)) {
-		long r = rt__raw(SYS_fallocate, fd, mode, off, len);
+		long r;
+
+		/* A memfd's allocation stops for any signal (one kept by the
+		 * guard, here); a file's on disk only for a fatal one. */
+		do
+			r = rt__raw(SYS_fallocate, fd, mode, off, len);
+		while (r == -EINTR);
 
 		if (r == 0 && !(mode & FALLOC_FL_KEEP_SIZE))
 			rt__fseg_resized(atomic_load(&o->node->seg));

@@ -18,7 +18,7 @@ struct rt_node *g_nodes;
 static pthread_mutex_t g_remap_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The process umask (applied to modes of created files and directories, as
- * the kernel would). Called with signals blocked under the shield lock. */
+ * the kernel would). Called in a guard under the shield lock. */
 mode_t rt__umask(void)
 {
 	long old = rt__raw(SYS_umask, 022);

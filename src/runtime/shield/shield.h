@@ -6,8 +6,8 @@
  * the state behind protected paths and fds (volumes, open files, the cache of
  * closed files) and runs pf.
  *
- * Every operation below takes the locks it needs itself (signals blocked while
- * it holds them) and only ever sees runtime memory: no pointer of the program
+ * Every operation below takes the locks it needs itself (in a guard while it
+ * holds them: no handler of the program runs) and only ever sees runtime memory: no pointer of the program
  * reaches it. Results are 0 / a value, or -errno; integrity failures are
  * logged once here and reported as -EIO. */
 #ifndef KILN_RUNTIME_SHIELD_H

@@ -19,7 +19,7 @@
  * Read without a lock by every call with a relative path (also in the SIGSYS
  * handler): a sequence counter, odd while a chdir writes, lets a reader
  * retry instead of seeing half a path; writers are serialized by g_vcwd_lock
- * with signals blocked. */
+ * inside a guard. */
 static char g_vcwd[RT_PATH_SIZE];
 static atomic_bool g_vcwd_set;
 static atomic_uint g_vcwd_seq;

@@ -52,7 +52,7 @@ static long data(int fd, const struct iovec *iov, int cnt, int flags, bool write
 	struct rt_nobj *o;
 	long r = -EBADF;
 
-	rt__net_enter(&g);
+	rt__enter(&g);
 	o = rt__nobj_get(fd, 0);
 	if (o && o->type == RT_NOBJ_CONN)
 		r = write ? rt__conn_write((struct rt_conn *)o, fd, iov, cnt, flags, &g) :
@@ -168,7 +168,7 @@ static long transfer(long nr, const long a[6], bool *mine)
 
 	/* One guard for the call (send_from leaves it only to read a file the
 	 * runtime serves). */
-	rt__net_enter(&g);
+	rt__enter(&g);
 	oo = rt__nobj_get(out, 0);
 	oi = nr == SYS_splice ? rt__nobj_get(in, RT_NOBJ_CONN) : NULL;
 	*mine = (oo && oo->type != RT_NOBJ_EPOLL) || oi;
@@ -259,7 +259,7 @@ static long do_connect(const long a[6], bool *mine)
 	}
 	fl = rt__raw(SYS_fcntl, fd, F_GETFL);
 	snprintf(rname, sizeof(rname), "connect %s:%u", rule->host, rule->port);
-	rt__net_enter(&g);
+	rt__enter(&g);
 	r = rt__conn_new(fd, false, rule->ctx, rule->name, rname, (struct sockaddr *)&ss, len,
 			 fl >= 0 && (fl & O_NONBLOCK), &c);
 	if (r == 0) {
@@ -275,12 +275,12 @@ static long do_connect(const long a[6], bool *mine)
 		return r; /* poll/epoll or the first I/O take it on */
 	if (r < 0) {
 		/* No TCP connection: the socket is an ordinary one again. */
-		rt__net_enter(&g);
+		rt__enter(&g);
 		rt__nobj_forget(fd);
 		rt__leave(&g);
 		return r;
 	}
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = rt__nobj_get(fd, RT_NOBJ_CONN);
 	if (c && atomic_load(&c->nonblock)) {
 		/* Connected at once although non-blocking (loopback): the
@@ -359,7 +359,7 @@ static long do_accept(long nr, const long a[6])
 	if (!rule || rule->plain)
 		return fd;
 	snprintf(rname, sizeof(rname), "listen %u", rule->port);
-	rt__net_enter(&g);
+	rt__enter(&g);
 	r = rt__conn_new((int)fd, true, rule->ctx, NULL, rname, (struct sockaddr *)&peer, plen,
 			 (flags & SOCK_NONBLOCK) != 0, &c);
 	if (r == 0) {
@@ -433,7 +433,7 @@ static long dup_call(long nr, const long a[6], bool *mine)
 		struct rt_guard g;
 
 		/* dup2 closes the target silently: its shield object goes first. */
-		rt__net_enter(&g);
+		rt__enter(&g);
 		rt__nobj_forget((int)a[1]);
 		rt__leave(&g);
 	}
@@ -445,7 +445,7 @@ static long dup_call(long nr, const long a[6], bool *mine)
 		struct rt_guard g;
 		struct rt_nobj *o;
 
-		rt__net_enter(&g);
+		rt__enter(&g);
 		o = rt__nobj_get(old, 0);
 		if (o) {
 			rt__nobj_set((int)r, o);
@@ -471,7 +471,7 @@ static long fcntl_call(const long a[6], bool *mine)
 		return 0;
 	*mine = true;
 	r = rt__raw(SYS_fcntl, a[0], a[1], a[2]);
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = r == 0 ? rt__nobj_get((int)a[0], RT_NOBJ_CONN) : NULL;
 	if (c) {
 		atomic_store(&c->nonblock, (a[2] & O_NONBLOCK) != 0);
@@ -491,7 +491,7 @@ static long ioctl_call(const long a[6], bool *mine)
 	*mine = false;
 	if ((a[1] != FIONBIO && a[1] != FIONREAD) || rt_fd_kind((int)a[0]) != RT_FD_NET)
 		return 0;
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = rt__nobj_get((int)a[0], RT_NOBJ_CONN);
 	rt__leave(&g);
 	if (!c)
@@ -503,14 +503,14 @@ static long ioctl_call(const long a[6], bool *mine)
 			atomic_store(&c->nonblock, v != 0);
 	} else {
 		/* The plaintext the next read returns at once. */
-		rt__net_enter(&g);
+		rt__enter(&g);
 		pthread_mutex_lock(&c->lock);
 		v = SSL_pending(c->ssl);
 		pthread_mutex_unlock(&c->lock);
 		rt__leave(&g);
 		r = rt__copy_out((void *)a[2], &v, sizeof(v)) ? -EFAULT : 0;
 	}
-	rt__net_enter(&g);
+	rt__enter(&g);
 	rt__nobj_put(c, -1);
 	rt__leave(&g);
 	return r;
@@ -526,7 +526,7 @@ static long sockopt_call(const long a[6], bool *mine)
 	*mine = false;
 	if (a[1] != SOL_SOCKET || a[2] != SO_ERROR || rt_fd_kind((int)a[0]) != RT_FD_NET)
 		return 0;
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = rt__nobj_get((int)a[0], RT_NOBJ_CONN);
 	e = c ? rt__conn_so_error(c) : -1;
 	if (c)
@@ -547,7 +547,7 @@ static long shutdown_call(const long a[6], bool *mine)
 	struct rt_guard g;
 	long r;
 
-	rt__net_enter(&g);
+	rt__enter(&g);
 	c = rt__nobj_get((int)a[0], RT_NOBJ_CONN);
 	*mine = c != NULL;
 	r = c ? rt__conn_shutdown(c, (int)a[0], (int)a[1], &g) : 0;
@@ -564,7 +564,7 @@ static void forget_range(unsigned first, unsigned last, unsigned flags)
 
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return;
-	rt__net_enter(&g);
+	rt__enter(&g);
 	for (unsigned fd = first; fd <= last && fd < RT_FD_MAX; fd++)
 		if (rt_fd_kind((int)fd) == RT_FD_NET)
 			rt__nobj_forget((int)fd);
@@ -653,7 +653,7 @@ static void flush_all(void)
 	if (t && t->in_handler)
 		return;
 
-	rt__net_enter(&g);
+	rt__enter(&g);
 	pthread_mutex_lock(&g_net.reg);
 	rt__hold_sweep(~0ull, NULL, 0);
 	rt__engine_drain_for_exit();
@@ -760,7 +760,7 @@ bool rt__net_call(long nr, const long a[6], long *ret)
 		if (net_fd(a[0])) {
 			struct rt_guard g;
 
-			rt__net_enter(&g);
+			rt__enter(&g);
 			rt__hold_flush_fd((int)a[0]);
 			rt__leave(&g);
 		}

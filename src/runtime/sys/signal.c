@@ -91,6 +91,8 @@ static void chain(int sig, siginfo_t *si, void *ctx)
 	call_program(h, flags, sig, si, ctx);
 }
 
+static bool keep(int sig, siginfo_t *si);
+
 static void fault_handler(int sig, siginfo_t *si, void *ctx)
 {
 	ucontext_t *uc = ctx;
@@ -101,6 +103,8 @@ static void fault_handler(int sig, siginfo_t *si, void *ctx)
 		g[REG_RIP] = (greg_t)rt__uaccess_fault;
 		return;
 	}
+	if (t_rt_depth > 0 && keep(sig, si))
+		return;
 	chain(sig, si, ctx);
 }
 
@@ -131,18 +135,20 @@ int rt__fault_init(void)
 	return 0;
 }
 
-/* ---- deferral: the network shield's guards --------------------------------
- * A guard of the network shield (net.c) blocks the program's signals so that
- * none of its handlers runs while the runtime holds a lock: two rt_sigprocmask
- * per guard, most of what a small request cost through the shield. Instead,
- * once the shield is on, the program's handlers of the standard signals (and
- * glibc's two internal ones) are installed as the runtime's defer_handler,
- * which calls the program's handler as the kernel would have, except inside
- * such a guard: there it notes the signal in the thread's block (thread.c,
- * made when the guard began), and rt__leave sends it again to the thread
- * (rt_tgsigqueueinfo with the same siginfo) when the guard ends. A second
- * one of a signal already kept is dropped, as the kernel drops a standard
- * signal that is pending already.
+/* ---- deferral: the shields' guards ------------------------------------------
+ * A guard (sud.c) must keep the program's handlers from running while the
+ * runtime holds a lock they could ask for again (the shield's lock, a
+ * connection, malloc's). Masking signals for that costs two rt_sigprocmask per
+ * guard: most of what a small TLS request, or a cached lookup of the file
+ * shield, cost. Instead, once a shield is on, the program's handlers of the
+ * standard signals (and glibc's two internal ones) are installed as the
+ * runtime's defer_handler, which calls the program's handler as the kernel
+ * would have, except inside a guard: there it notes the signal in the thread's
+ * block (thread.c, made when the guard began), and rt__leave sends it again to
+ * the thread (rt_tgsigqueueinfo with the same siginfo) when the guard ends. A
+ * second one of a signal already kept is dropped, as the kernel drops a
+ * standard signal that is pending already. A fault of the runtime's own code
+ * inside a guard is fatal, as it was with the signal blocked.
  * A real-time signal of the program's may be queued more than once, which one
  * note per signal could not keep: a handler for one turns deferral off for
  * good, and guards mask as before. */
@@ -166,6 +172,30 @@ bool rt__sig_can_defer(void)
 	return atomic_load_explicit(&g_defer_ok, memory_order_relaxed);
 }
 
+/* A signal inside a guard: true when kept for the guard's end, or when it is
+ * a fault of the runtime's own code (the default action follows, as for a
+ * blocked fault); false without a thread block to keep it in. */
+static bool keep(int sig, siginfo_t *si)
+{
+	struct rt_thread *t;
+
+	if (si->si_code > 0 && (sig == SIGILL || sig == SIGFPE || sig == SIGTRAP ||
+				sig == SIGSEGV || sig == SIGBUS)) {
+		struct k_sigaction dfl = { .handler = SIG_DFL };
+
+		rt__raw(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+		return true;
+	}
+	t = rt__thread();
+	if (!t)
+		return false;
+	if (!(t->deferred & SIG_BIT(sig))) {
+		t->info[sig - 1] = *si;
+		t->deferred |= SIG_BIT(sig);
+	}
+	return true;
+}
+
 static void defer_handler(int sig, siginfo_t *si, void *ctx)
 {
 	struct k_sigaction *p = &g_prog[sig];
@@ -174,17 +204,7 @@ static void defer_handler(int sig, siginfo_t *si, void *ctx)
 	unsigned long flags;
 
 	if (t && t->defer) {
-		if (si->si_code > 0 && (sig == SIGILL || sig == SIGFPE || sig == SIGTRAP)) {
-			/* A fault of the runtime's own code: as if blocked, fatal. */
-			struct k_sigaction dfl = { .handler = SIG_DFL };
-
-			rt__raw(SYS_rt_sigaction, sig, &dfl, NULL, 8);
-			return;
-		}
-		if (!(t->deferred & SIG_BIT(sig))) {
-			t->info[sig - 1] = *si;
-			t->deferred |= SIG_BIT(sig);
-		}
+		keep(sig, si);
 		return;
 	}
 	if (h == SIG_DFL || h == SIG_IGN)
