@@ -88,6 +88,7 @@ for n, note in [("munmap", "a protected mapping is unregistered (written back if
                 ("mremap", "a protected mapping follows; a grown one is filled"),
                 ("msync", "MS_SYNC of a writable protected mapping commits it")]:
     T[n] = (X, 0, [], note)
+    HANDLER[n] = "rt__sys_maps"
 for n in ["sendfile", "copy_file_range"]:
     fd(n, S, 0, 1 if n != "copy_file_range" else 2,
        note="from a protected file: native per filled window; into one: copied")
@@ -101,6 +102,7 @@ fd("close_range", S, note="closes shield entries in the range")
 fd("dup", S, 0, note="new fd shares the shield object")
 fd("dup2", S, 0, 1, note="new fd shares the shield object")
 fd("dup3", S, 0, 1, note="new fd shares the shield object")
+HANDLER["dup2"] = HANDLER["dup3"] = "rt__sys_dup"
 fd("fcntl", S, 0, note="F_DUPFD* share the shield object; locks native")
 fd("fstat", S, 0, note="identity and mode of the protected file")
 fd("fsync", S, 0, note="encrypt changed chunks, commit metadata")

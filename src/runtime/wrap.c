@@ -95,8 +95,10 @@ static inline long ret(long r)
 #define C5(nr, a, b, c, d, e) \
 	call((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
 
-/* Prototypes for -Wmissing-prototypes: these symbols are the libc ones. */
+/* Prototypes for -Wmissing-prototypes: these symbols are the libc ones. The
+ * large-file names are the same functions on x86-64 (off_t is 64 bits). */
 #define DECL(type, name, ...) RT_EXPORT type name(__VA_ARGS__)
+#define ALIAS(type, name, target, ...) DECL(type, name, __VA_ARGS__) __attribute__((alias(#target)))
 
 static mode_t va_mode(int flags, va_list ap)
 {
@@ -117,17 +119,7 @@ int open(const char *path, int flags, ...)
 	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, mode));
 }
 
-DECL(int, open64, const char *path, int flags, ...);
-int open64(const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-
-	va_start(ap, flags);
-	mode = va_mode(flags, ap);
-	va_end(ap);
-	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, mode));
-}
+ALIAS(int, open64, open, const char *path, int flags, ...);
 
 DECL(int, __open_2, const char *path, int flags);
 int __open_2(const char *path, int flags)
@@ -135,11 +127,7 @@ int __open_2(const char *path, int flags)
 	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0));
 }
 
-DECL(int, __open64_2, const char *path, int flags);
-int __open64_2(const char *path, int flags)
-{
-	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0));
-}
+ALIAS(int, __open64_2, __open_2, const char *path, int flags);
 
 DECL(int, openat, int dirfd, const char *path, int flags, ...);
 int openat(int dirfd, const char *path, int flags, ...)
@@ -153,17 +141,7 @@ int openat(int dirfd, const char *path, int flags, ...)
 	return (int)ret(C4(SYS_openat, dirfd, path, flags, mode));
 }
 
-DECL(int, openat64, int dirfd, const char *path, int flags, ...);
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-
-	va_start(ap, flags);
-	mode = va_mode(flags, ap);
-	va_end(ap);
-	return (int)ret(C4(SYS_openat, dirfd, path, flags, mode));
-}
+ALIAS(int, openat64, openat, int dirfd, const char *path, int flags, ...);
 
 DECL(int, __openat_2, int dirfd, const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags)
@@ -177,11 +155,7 @@ int creat(const char *path, mode_t mode)
 	return (int)ret(C4(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode));
 }
 
-DECL(int, creat64, const char *path, mode_t mode);
-int creat64(const char *path, mode_t mode)
-{
-	return creat(path, mode);
-}
+ALIAS(int, creat64, creat, const char *path, mode_t mode);
 
 DECL(ssize_t, read, int fd, void *buf, size_t n);
 ssize_t read(int fd, void *buf, size_t n)
@@ -201,11 +175,7 @@ ssize_t pread(int fd, void *buf, size_t n, off_t off)
 	return ret(C4(SYS_pread64, fd, buf, n, off));
 }
 
-DECL(ssize_t, pread64, int fd, void *buf, size_t n, off_t off);
-ssize_t pread64(int fd, void *buf, size_t n, off_t off)
-{
-	return ret(C4(SYS_pread64, fd, buf, n, off));
-}
+ALIAS(ssize_t, pread64, pread, int fd, void *buf, size_t n, off_t off);
 
 DECL(ssize_t, pwrite, int fd, const void *buf, size_t n, off_t off);
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
@@ -213,11 +183,7 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 	return ret(C4(SYS_pwrite64, fd, buf, n, off));
 }
 
-DECL(ssize_t, pwrite64, int fd, const void *buf, size_t n, off_t off);
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
-{
-	return ret(C4(SYS_pwrite64, fd, buf, n, off));
-}
+ALIAS(ssize_t, pwrite64, pwrite, int fd, const void *buf, size_t n, off_t off);
 
 DECL(ssize_t, readv, int fd, const struct iovec *iov, int cnt);
 ssize_t readv(int fd, const struct iovec *iov, int cnt)
@@ -249,11 +215,7 @@ off_t lseek(int fd, off_t off, int whence)
 	return ret(C3(SYS_lseek, fd, off, whence));
 }
 
-DECL(off_t, lseek64, int fd, off_t off, int whence);
-off_t lseek64(int fd, off_t off, int whence)
-{
-	return ret(C3(SYS_lseek, fd, off, whence));
-}
+ALIAS(off_t, lseek64, lseek, int fd, off_t off, int whence);
 
 DECL(int, close, int fd);
 int close(int fd)
@@ -293,17 +255,7 @@ int fcntl(int fd, int cmd, ...)
 	return (int)ret(C3(SYS_fcntl, fd, cmd, arg));
 }
 
-DECL(int, fcntl64, int fd, int cmd, ...);
-int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	return (int)ret(C3(SYS_fcntl, fd, cmd, arg));
-}
+ALIAS(int, fcntl64, fcntl, int fd, int cmd, ...);
 
 DECL(int, fstat, int fd, struct stat *st);
 int fstat(int fd, struct stat *st)
@@ -359,11 +311,7 @@ int __xstat(int ver, const char *path, struct stat *st)
 	return stat(path, st);
 }
 
-DECL(int, __xstat64, int ver, const char *path, struct stat *st);
-int __xstat64(int ver, const char *path, struct stat *st)
-{
-	return stat(path, st);
-}
+ALIAS(int, __xstat64, __xstat, int ver, const char *path, struct stat *st);
 
 DECL(int, __lxstat, int ver, const char *path, struct stat *st);
 int __lxstat(int ver, const char *path, struct stat *st)
@@ -371,11 +319,7 @@ int __lxstat(int ver, const char *path, struct stat *st)
 	return lstat(path, st);
 }
 
-DECL(int, __lxstat64, int ver, const char *path, struct stat *st);
-int __lxstat64(int ver, const char *path, struct stat *st)
-{
-	return lstat(path, st);
-}
+ALIAS(int, __lxstat64, __lxstat, int ver, const char *path, struct stat *st);
 
 DECL(int, __fxstat, int ver, int fd, struct stat *st);
 int __fxstat(int ver, int fd, struct stat *st)
@@ -383,11 +327,7 @@ int __fxstat(int ver, int fd, struct stat *st)
 	return fstat(fd, st);
 }
 
-DECL(int, __fxstat64, int ver, int fd, struct stat *st);
-int __fxstat64(int ver, int fd, struct stat *st)
-{
-	return fstat(fd, st);
-}
+ALIAS(int, __fxstat64, __fxstat, int ver, int fd, struct stat *st);
 
 DECL(int, __fxstatat, int ver, int dirfd, const char *path, struct stat *st, int flags);
 int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
@@ -395,11 +335,8 @@ int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 	return fstatat(dirfd, path, st, flags);
 }
 
-DECL(int, __fxstatat64, int ver, int dirfd, const char *path, struct stat *st, int flags);
-int __fxstatat64(int ver, int dirfd, const char *path, struct stat *st, int flags)
-{
-	return fstatat(dirfd, path, st, flags);
-}
+ALIAS(int, __fxstatat64, __fxstatat, int ver, int dirfd, const char *path, struct stat *st,
+      int flags);
 
 DECL(int, statx, int dirfd, const char *path, int flags, unsigned mask, struct statx *st);
 int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *st)
@@ -413,11 +350,7 @@ int ftruncate(int fd, off_t size)
 	return (int)ret(C2(SYS_ftruncate, fd, size));
 }
 
-DECL(int, ftruncate64, int fd, off_t size);
-int ftruncate64(int fd, off_t size)
-{
-	return (int)ret(C2(SYS_ftruncate, fd, size));
-}
+ALIAS(int, ftruncate64, ftruncate, int fd, off_t size);
 
 DECL(int, truncate, const char *path, off_t size);
 int truncate(const char *path, off_t size)
@@ -425,11 +358,7 @@ int truncate(const char *path, off_t size)
 	return (int)ret(C2(SYS_truncate, path, size));
 }
 
-DECL(int, truncate64, const char *path, off_t size);
-int truncate64(const char *path, off_t size)
-{
-	return (int)ret(C2(SYS_truncate, path, size));
-}
+ALIAS(int, truncate64, truncate, const char *path, off_t size);
 
 DECL(int, fsync, int fd);
 int fsync(int fd)
@@ -542,11 +471,7 @@ ssize_t sendfile(int out, int in, off_t *off, size_t n)
 	return ret(C4(SYS_sendfile, out, in, off, n));
 }
 
-DECL(ssize_t, sendfile64, int out, int in, off_t *off, size_t n);
-ssize_t sendfile64(int out, int in, off_t *off, size_t n)
-{
-	return ret(C4(SYS_sendfile, out, in, off, n));
-}
+ALIAS(ssize_t, sendfile64, sendfile, int out, int in, off_t *off, size_t n);
 
 DECL(ssize_t, copy_file_range, int in, off_t *in_off, int out, off_t *out_off, size_t n,
      unsigned flags);

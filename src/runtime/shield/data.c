@@ -38,10 +38,8 @@ static void say_once(const struct rt_node *n, const char *msg)
 {
 	static uint64_t seen[32];
 	static unsigned next;
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = kiln_fnv1a(KILN_FNV1A_INIT, msg, strlen(msg));
 
-	for (const char *p = msg; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++)
 		if (seen[i] == h)
 			return;

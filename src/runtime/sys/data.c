@@ -59,17 +59,7 @@ long rt__sys_mmap(long nr, const long a[6])
 
 /* munmap, mremap and msync name no fd: the shield looks at its mappings only
  * when this process has some. */
-long rt__sys_munmap(long nr, const long a[6])
-{
-	return rt__shield_maps(nr, a);
-}
-
-long rt__sys_mremap(long nr, const long a[6])
-{
-	return rt__shield_maps(nr, a);
-}
-
-long rt__sys_msync(long nr, const long a[6])
+long rt__sys_maps(long nr, const long a[6])
 {
 	return rt__shield_maps(nr, a);
 }

@@ -60,17 +60,8 @@ long rt__sys_close_range(long nr, const long a[6])
 	return rt__shield_close_range((unsigned)a[0], (unsigned)a[1], (unsigned)a[2]);
 }
 
+/* dup, dup2, dup3. */
 long rt__sys_dup(long nr, const long a[6])
-{
-	return rt__shield_dup(nr, a);
-}
-
-long rt__sys_dup2(long nr, const long a[6])
-{
-	return rt__shield_dup(nr, a);
-}
-
-long rt__sys_dup3(long nr, const long a[6])
 {
 	return rt__shield_dup(nr, a);
 }
