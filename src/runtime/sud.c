@@ -82,7 +82,8 @@ RT_TLS int t_rt_depth;
  * depth 1 with every signal blocked for good (server.c). */
 void rt__enter(struct rt_guard *g)
 {
-	uint64_t mask = ~RT_KEPT_SIGS;
+	/* SIGSEGV and SIGBUS stay deliverable where they are the runtime's. */
+	uint64_t mask = g_rt_fault_handler ? ~RT_KEPT_SIGS : ~SIGSYS_BIT;
 
 	g->masked = false;
 	if (t_rt_depth == 0) {
