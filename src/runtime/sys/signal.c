@@ -189,9 +189,11 @@ static bool keep(int sig, siginfo_t *si)
 	t = rt__thread();
 	if (!t)
 		return false;
+	/* One instruction each (a handler of another signal may come between
+	 * any two). */
 	if (!(t->deferred & SIG_BIT(sig))) {
 		t->info[sig - 1] = *si;
-		t->deferred |= SIG_BIT(sig);
+		__atomic_fetch_or(&t->deferred, SIG_BIT(sig), __ATOMIC_SEQ_CST);
 	}
 	return true;
 }
@@ -223,12 +225,12 @@ static void defer_handler(int sig, siginfo_t *si, void *ctx)
 
 void rt__sig_redeliver(struct rt_thread *t)
 {
-	uint64_t d = t->deferred;
+	/* Taken in one instruction: a handler that runs from here on (outside
+	 * the guard now) may end a guard of its own, which must not send these
+	 * again; what it keeps is its own to send. */
+	uint64_t d = __atomic_exchange_n(&t->deferred, 0, __ATOMIC_SEQ_CST);
 	long pid = rt__raw0(SYS_getpid), tid = rt__raw0(SYS_gettid);
 
-	/* Outside the guard now: what arrives meanwhile goes to the program's
-	 * handler directly, t->deferred is no more written. */
-	t->deferred = 0;
 	for (int sig = 1; sig <= DEFER_MAX; sig++)
 		if (d & SIG_BIT(sig))
 			rt__raw(SYS_rt_tgsigqueueinfo, pid, tid, sig, &t->info[sig - 1]);

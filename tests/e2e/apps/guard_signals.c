@@ -6,10 +6,11 @@
  * missing files (sqlite's -journal / -wal, answered from the lookup cache),
  * open + read + close of a known file, an O_APPEND write of a record to a log,
  * and every 16 rounds a new file written, fsync'd, renamed and unlinked (round
- * trips to the volume server). A second thread sends it SIGUSR1 N times, each
+ * trips to the volume server). A second thread sends it SIGUSR1 N times (every
+ * tenth a SIGBUS instead: the runtime's fault handler sees it first), each
  * time waiting until the handler has run (so no two are ever pending at once:
  * a lost one stalls the sender, which says so), and an interval timer sends
- * SIGALRM every 300 us. Both handlers do the same I/O on the same files (open,
+ * SIGALRM every 300 us. The handlers do the same I/O on the same files (open,
  * read, stat, an O_APPEND record to the same log: a handler that ran while the
  * thread held the shield's lock or the file's append lock would deadlock).
  *
@@ -40,7 +41,7 @@
 static char g_data[512], g_journal[512], g_wal[512], g_log[512], g_tmp[512], g_moved[512];
 static char g_want[SIZE];
 static atomic_int g_bad;
-static atomic_long g_usr1, g_alrm, g_appends;
+static atomic_long g_usr1, g_bus, g_alrm, g_appends;
 static atomic_bool g_done;
 static char g_why[256];
 
@@ -104,6 +105,16 @@ static void on_usr1(int sig)
 	errno = saved;
 }
 
+static void on_bus(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	io('b');
+	atomic_fetch_add(&g_bus, 1);
+	errno = saved;
+}
+
 static void on_alrm(int sig)
 {
 	int saved = errno;
@@ -124,13 +135,13 @@ static void *sender(void *arg)
 	for (long i = 0; i < g_n && !atomic_load(&g_bad); i++) {
 		struct timespec pause = { 0, 20 * 1000 }, t0, now;
 
-		pthread_kill(g_main, SIGUSR1);
+		pthread_kill(g_main, i % 10 == 9 ? SIGBUS : SIGUSR1);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		while (atomic_load(&g_usr1) <= i) {
+		while (atomic_load(&g_usr1) + atomic_load(&g_bus) <= i) {
 			nanosleep(&pause, NULL);
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (now.tv_sec - t0.tv_sec > 30) {
-				fail("SIGUSR1 never handled (lost?)", ETIMEDOUT);
+				fail("a signal never handled (lost?)", ETIMEDOUT);
 				break;
 			}
 		}
@@ -193,6 +204,8 @@ int main(int argc, char **argv)
 	sa.sa_flags = restart ? SA_RESTART : 0;
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_bus;
+	sigaction(SIGBUS, &sa, NULL);
 	sa.sa_handler = on_alrm;
 	sigaction(SIGALRM, &sa, NULL);
 	if (argc == 5)
@@ -210,8 +223,9 @@ int main(int argc, char **argv)
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
 	pthread_join(t, NULL);
-	if (!atomic_load(&g_bad) && atomic_load(&g_usr1) != g_n)
-		fail("SIGUSR1 handled a wrong number of times", EPROTO);
+	if (!atomic_load(&g_bad) &&
+	    (atomic_load(&g_bus) != g_n / 10 || atomic_load(&g_usr1) + atomic_load(&g_bus) != g_n))
+		fail("SIGUSR1 or SIGBUS handled a wrong number of times", EPROTO);
 	if (!atomic_load(&g_bad) &&
 	    (stat(g_log, &st) || st.st_size != (off_t)(atomic_load(&g_appends) * REC)))
 		fail("the log does not hold one record per append", EIO);
@@ -219,6 +233,7 @@ int main(int argc, char **argv)
 		printf("%s\n", g_why);
 		return 1;
 	}
-	printf("ok %ld %ld %ld\n", rounds, atomic_load(&g_usr1), atomic_load(&g_alrm));
+	printf("ok %ld %ld %ld\n", rounds, atomic_load(&g_usr1) + atomic_load(&g_bus),
+	       atomic_load(&g_alrm));
 	return 0;
 }
