@@ -62,39 +62,6 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- key handling ---- */
 
-int cli_volume_key_read(const char *path, uint8_t key[static PF_KEY_SIZE])
-{
-	uint8_t *data = NULL;
-	size_t size = 0, n = 0;
-	char hex[2 * PF_KEY_SIZE + 1];
-	int ret = kiln_read_file(path, 4096, &data, &size);
-
-	if (ret) {
-		cli_error("key file %s: %s", path, kiln_strerror(ret));
-		return ret;
-	}
-	if (size == PF_KEY_SIZE) {
-		memcpy(key, data, PF_KEY_SIZE);
-		goto out;
-	}
-	for (size_t i = 0; i < size && n < sizeof(hex); i++)
-		if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t')
-			hex[n++] = (char)data[i];
-	if (n != 2 * PF_KEY_SIZE) {
-		ret = -KILN_EFORMAT;
-	} else {
-		hex[n] = '\0';
-		ret = kiln_hex_decode(hex, key, PF_KEY_SIZE, NULL) ? -KILN_EFORMAT : 0;
-	}
-	kiln_wipe(hex, sizeof(hex));
-	if (ret)
-		cli_error("key file %s: not a volume key (expected 32 bytes or 64 hex digits)",
-			  path);
-out:
-	kiln_free_secret(data, size);
-	return ret;
-}
-
 static int create_key(const char *path, uint8_t key[static PF_KEY_SIZE])
 {
 	int fd, ret;
@@ -126,19 +93,6 @@ static const char *key_file(void)
 	const char *env = secure_getenv("KILN_KEY_FILE");
 
 	return env && env[0] ? env : NULL;
-}
-
-int cli_version_file(const char *key_file, char *out, size_t size)
-{
-	char legacy[4096];
-
-	if (snprintf(out, size, "%s.version", key_file) >= (int)size ||
-	    snprintf(legacy, sizeof(legacy), "%s.tag", key_file) >= (int)sizeof(legacy))
-		return -ENAMETOOLONG;
-	/* Volumes made before the rename keep their store where it is. */
-	if (access(out, F_OK) != 0 && errno == ENOENT && access(legacy, F_OK) == 0)
-		snprintf(out, size, "%s", legacy);
-	return 0;
 }
 
 /* Fill opts' freshness provider from --expect-version / --version-file /

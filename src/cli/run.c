@@ -30,16 +30,13 @@
 #include "cli/cas_verify.h"
 #include "cli/cli.h"
 #include "cli/console_relay.h"
+#include "cli/run_launch.h"
 #include "cli/run_static.h"
 #include "common/common.h"
 #include "evidence/evidence.h"
 #include "runtime/runtime.h"
 #include "runtime/supervise.h"
 #include "runtime/attest_proto.h"
-
-#ifndef KILN_RUNTIME_INSTALL
-#define KILN_RUNTIME_INSTALL "/usr/local/lib/kiln/libkiln.so"
-#endif
 
 static void run_usage(FILE *f)
 {
@@ -129,198 +126,6 @@ static int pin_attested_cas(struct rt_config *cfg, char key[72])
 	return 0;
 }
 
-static int add_volume(struct rt_config *cfg, const char *spec)
-{
-	char buf[8192], cwd[PATH_MAX], vfile[PATH_MAX];
-	char *eq, *mount = NULL, *dir, *key;
-	struct rt_volume_cfg *v;
-
-	if (cfg->n_volumes >= RT_MAX_VOLUMES) {
-		cli_error("--volume: at most %d volumes", RT_MAX_VOLUMES);
-		return -E2BIG;
-	}
-	if (strlen(spec) >= sizeof(buf)) {
-		cli_error("--volume: argument too long");
-		return -ENAMETOOLONG;
-	}
-	strcpy(buf, spec);
-	eq = strchr(buf, '=');
-	if (!eq || eq == buf || !eq[1]) {
-		cli_error("--volume '%s': expected MOUNT=DIR:KEYFILE or DIR=KEYFILE", spec);
-		return -EINVAL;
-	}
-	*eq = '\0';
-	key = strchr(eq + 1, ':');
-	if (key) {
-		mount = buf;
-		dir = eq + 1;
-		*key++ = '\0';
-	} else {
-		dir = buf;
-		key = eq + 1;
-	}
-	if (!dir[0] || !key[0] || (mount && !mount[0])) {
-		cli_error("--volume '%s': expected MOUNT=DIR:KEYFILE or DIR=KEYFILE", spec);
-		return -EINVAL;
-	}
-	if (!getcwd(cwd, sizeof(cwd))) {
-		cli_error("--volume: cannot get the working directory: %s", strerror(errno));
-		return -errno;
-	}
-	v = &cfg->volumes[cfg->n_volumes];
-	if (rt_path_normalize(cwd, dir, v->dir, sizeof(v->dir)) ||
-	    rt_path_normalize(cwd, mount ? mount : dir, v->mount, sizeof(v->mount))) {
-		cli_error("--volume '%s': path too long", spec);
-		return -ENAMETOOLONG;
-	}
-	if (strchr(v->dir, ' ') || strchr(v->mount, ' ') || strchr(v->dir, '\n') ||
-	    strchr(v->mount, '\n')) {
-		cli_error("--volume '%s': paths with spaces or newlines are not supported", spec);
-		return -EINVAL;
-	}
-	if (access(v->dir, R_OK | X_OK) != 0) {
-		cli_error("volume %s: %s", v->dir, strerror(errno));
-		return -errno;
-	}
-	for (size_t i = 0; i < cfg->n_volumes; i++) {
-		if (strcmp(cfg->volumes[i].mount, v->mount) == 0) {
-			cli_error("--volume: %s is mounted twice", v->mount);
-			return -EINVAL;
-		}
-	}
-	if (cli_volume_key_read(key, v->key))
-		return -EINVAL;
-	/* Rollback protection as `kiln fs` does it: the trusted version lives in
-	 * KEY.version (KEY.tag for volumes made before the rename). */
-	if (cli_version_file(key, vfile, sizeof(vfile)) != 0) {
-		cli_error("--volume '%s': key path too long", spec);
-		return -ENAMETOOLONG;
-	}
-	if (rt_path_normalize(cwd, vfile, v->tag_file, sizeof(v->tag_file)) ||
-	    strchr(v->tag_file, ' ')) {
-		cli_error("--volume '%s': version file path not supported", spec);
-		return -EINVAL;
-	}
-	cfg->n_volumes++;
-	return 0;
-}
-
-/* The runtime library name (libkiln.so, libkiln-musl.so: cli_runtime_name):
- * from $env_var, else next to the kiln binary (or in its build tree), else
- * where it is installed (the directory of KILN_RUNTIME_INSTALL). */
-int cli_find_runtime_quiet(const char *name, const char *env_var, char *out, size_t out_size)
-{
-	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
-	char exe[PATH_MAX];
-	const char *dirs[] = { "/", "/src/runtime/" };
-	ssize_t n;
-	char *slash;
-
-	if (env && env[0]) {
-		if (env[0] != '/' || access(env, R_OK) != 0)
-			return -EINVAL;
-		snprintf(out, out_size, "%s", env);
-		return 0;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		slash = strrchr(exe, '/');
-		if (slash)
-			*slash = '\0';
-		for (size_t i = 0; i < KILN_ARRAY_SIZE(dirs); i++) {
-			if ((size_t)snprintf(out, out_size, "%s%s%s", exe, dirs[i], name) < out_size &&
-			    access(out, R_OK) == 0)
-				return 0;
-		}
-	}
-	if ((size_t)snprintf(out, out_size, "%.*s/%s", (int)(inst_dir_end - KILN_RUNTIME_INSTALL),
-			     KILN_RUNTIME_INSTALL, name) < out_size && access(out, R_OK) == 0)
-		return 0;
-	out[0] = '\0';
-	return -ENOENT;
-}
-
-int cli_find_runtime(const char *name, const char *env_var, char *out, size_t out_size)
-{
-	const char *env = getenv(env_var), *inst_dir_end = strrchr(KILN_RUNTIME_INSTALL, '/');
-	int ret = cli_find_runtime_quiet(name, env_var, out, out_size);
-
-	if (ret == -EINVAL)
-		cli_error("%s=%s: not a readable absolute path", env_var, env);
-	else if (ret < 0)
-		cli_error("%s not found next to the kiln binary nor in %.*s (set %s)%s", name,
-			  (int)(inst_dir_end - KILN_RUNTIME_INSTALL), KILN_RUNTIME_INSTALL,
-			  env_var, strcmp(name, "libkiln-musl.so") == 0 ? "; musl programs need "
-			  "it (kiln built with -Dmusl=enabled, docs/runtime.md)" : "");
-	return ret < 0 ? -ENOENT : 0;
-}
-
-static int set_preload(const char *lib)
-{
-	const char *old = getenv("LD_PRELOAD");
-	char *val;
-	int ret;
-
-	if (!old || !old[0])
-		return setenv("LD_PRELOAD", lib, 1) ? -errno : 0;
-	if (asprintf(&val, "%s:%s", lib, old) < 0)
-		return -ENOMEM;
-	ret = setenv("LD_PRELOAD", val, 1) ? -errno : 0;
-	free(val);
-	return ret;
-}
-
-/* Resolve PROGRAM like execvp does; out receives the path or is left empty. */
-static void which(const char *prog, char *out, size_t out_size)
-{
-	const char *path = getenv("PATH");
-	char buf[PATH_MAX];
-
-	out[0] = '\0';
-	if (strchr(prog, '/')) {
-		snprintf(out, out_size, "%s", prog);
-		return;
-	}
-	if (!path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	while (*path) {
-		size_t n = strcspn(path, ":");
-
-		if ((size_t)snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, prog) < sizeof(buf) &&
-		    access(buf, X_OK) == 0) {
-			snprintf(out, out_size, "%s", buf);
-			return;
-		}
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-}
-
-/* Which path serves the program at path (*kind: EV_ELF_STATIC is supervised,
- * as LD_PRELOAD cannot put libkiln into it; EV_ELF_MUSL gets libkiln-musl.so;
- * *links_kiln: a kiln-cc build, which brings its runtime), or -1 once the user
- * is told why none can (cli_program_kind). A file it cannot open is left to
- * exec to report. */
-static int check_program(const char *path, int *kind, bool *links_kiln)
-{
-	struct ev_elf_info info;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
-
-	*kind = EV_ELF_NONE;
-	*links_kiln = false;
-	if (fd < 0)
-		return 0;
-	ret = cli_program_kind("run", path, fd, &info);
-	close(fd);
-	if (ret == 0) {
-		*kind = info.kind;
-		*links_kiln = info.links_kiln;
-	}
-	return ret;
-}
-
 /* Attested mode: the launcher's variables of the dynamic loader, libc and
  * OpenSSL (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, GCONV_PATH, OPENSSL_CONF, ...,
  * rt_env_is_loader) could put code into the program before it is measured, or
@@ -351,12 +156,6 @@ static int drop_loader_env(char **argv, bool is_static)
 	cli_error("run: cannot re-execute kiln without those variables: %s", strerror(errno));
 	return -errno;
 }
-
-enum {
-	OPT_VOLUME = 256, OPT_FRESHNESS, OPT_SUD, OPT_CAS, OPT_CAS_CA, OPT_CAS_FP, OPT_SESSION,
-	OPT_SERVICE, OPT_TEE, OPT_LAS_SOCKET, OPT_HOST_ENV, OPT_VOLUME_DIR, OPT_CAS_KEY,
-	OPT_CONSOLE_LISTEN, OPT_STATIC
-};
 
 /* --las-socket, --host-env, --volume-dir (docs/attestation.md): names and
  * paths only, never a value from the environment. */
@@ -510,41 +309,20 @@ fail:
 
 int run_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "volume", required_argument, NULL, OPT_VOLUME },
-		{ "freshness", required_argument, NULL, OPT_FRESHNESS },
-		{ "sud", required_argument, NULL, OPT_SUD },
-		{ "static", required_argument, NULL, OPT_STATIC },
-		{ "cas", required_argument, NULL, OPT_CAS },
-		{ "cas-ca", required_argument, NULL, OPT_CAS_CA },
-		{ "cas-fingerprint", required_argument, NULL, OPT_CAS_FP },
-		{ "session", required_argument, NULL, OPT_SESSION },
-		{ "service", required_argument, NULL, OPT_SERVICE },
-		{ "tee", required_argument, NULL, OPT_TEE },
-		{ "las-socket", required_argument, NULL, OPT_LAS_SOCKET },
-		{ "host-env", required_argument, NULL, OPT_HOST_ENV },
-		{ "volume-dir", required_argument, NULL, OPT_VOLUME_DIR },
-		{ "cas-key", required_argument, NULL, OPT_CAS_KEY },
-		{ "console-listen", required_argument, NULL, OPT_CONSOLE_LISTEN },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct rt_config *cfg = calloc(1, sizeof(*cfg));
-	char lib[PATH_MAX], fdstr[32];
+	struct rt_config *cfg = cli_run_config_new();
+	char lib[PATH_MAX];
 	const char *sud = "auto";
 	const char *cas = getenv("KILN_CAS"), *cas_ca = getenv("KILN_CAS_CA");
 	const char *cas_fp = getenv("KILN_CAS_FINGERPRINT"), *cas_key = NULL;
 	char expect_key[72];
 	const char *session = NULL, *service = NULL, *tee = "host";
 	char tee_auto[8];
-	char *text = NULL;
-	size_t text_size = 0;
 	bool is_static = false, links_kiln = false;
 	enum cli_static_mode static_mode = CLI_STATIC_AUTO;
 	int static_path = -1;
 	char prog[PATH_MAX], sload[PATH_MAX], why[512];
 	int kind = EV_ELF_NONE;
-	int status = CLI_EXIT_USAGE, c, pipefd[2] = { -1, -1 };
+	int status = CLI_EXIT_USAGE, c;
 	struct cli_con_addr con_addr;
 	bool con_listen = false;
 
@@ -552,34 +330,14 @@ int run_main(int argc, char **argv)
 		cli_error("out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	cfg->dev = true;
-	cfg->freshness = RT_FRESH_EVERY_FSYNC;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = cli_run_getopt(argc, argv, cfg, &sud)) != -1) {
 		switch (c) {
+		case CLI_RUN_OPT_BAD:
+			goto out;
 		case 'h':
 			run_usage(stdout);
 			status = CLI_EXIT_OK;
 			goto out;
-		case OPT_VOLUME:
-			if (add_volume(cfg, optarg))
-				goto out;
-			break;
-		case OPT_FRESHNESS:
-			if (rt_freshness_parse(optarg, &cfg->freshness)) {
-				cli_error("--freshness '%s': expected every-fsync, on-close or "
-					  "on-exit", optarg);
-				goto out;
-			}
-			break;
-		case OPT_SUD:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off") && strcmp(optarg, "auto")) {
-				cli_error("--sud '%s': expected on, off or auto", optarg);
-				goto out;
-			}
-			sud = optarg;
-			break;
 		case OPT_STATIC:
 			if (cli_static_mode_parse(optarg, &static_mode)) {
 				cli_error("--static '%s': expected auto, loader or supervise", optarg);
@@ -707,12 +465,10 @@ int run_main(int argc, char **argv)
 	}
 	if (cfg->cas[0] && !attest_paths(cfg))
 		goto out;
-	/* Attested programs may get volumes from the CAS: dispatch on by default. */
-	cfg->sud = strcmp(sud, "on") == 0 ||
-		   (strcmp(sud, "auto") == 0 && (cfg->n_volumes > 0 || cfg->cas[0]));
+	cfg->sud = cli_run_sud_on(sud, cfg);
 	status = CLI_EXIT_FAIL;
-	which(argv[optind], lib, sizeof(lib));
-	if (lib[0] && check_program(lib, &kind, &links_kiln) < 0)
+	cli_run_which(argv[optind], lib, sizeof(lib));
+	if (lib[0] && cli_run_check_program(lib, &kind, &links_kiln) < 0)
 		goto out;
 	is_static = kind == EV_ELF_STATIC;
 	if (cfg->cas[0] && drop_loader_env(argv, is_static) < 0)
@@ -750,57 +506,11 @@ int run_main(int argc, char **argv)
 	if (static_path == CLI_STATIC_RUN_LOADER) {
 		argv[optind - 2] = sload;
 		argv[optind - 1] = prog;
-	} else if (!links_kiln &&
-		   cli_find_runtime(cli_runtime_name(kind), kind == EV_ELF_MUSL ? RT_ENV_LIB_MUSL :
-				    RT_ENV_LIB, lib, sizeof(lib))) {
-		goto out;
+		status = cli_run_exec(cfg, lib, sload, prog, argv + optind - 2);
+	} else {
+		status = cli_run_dynamic(cfg, kind, links_kiln, argv + optind);
 	}
-	if (rt_config_serialize(cfg, &text, &text_size)) {
-		cli_error("out of memory");
-		goto out;
-	}
-	if (text_size > 60000) {
-		cli_error("run: configuration too large");
-		goto out;
-	}
-	if (pipe2(pipefd, 0) || fcntl(pipefd[1], F_SETFD, FD_CLOEXEC)) {
-		cli_error("run: pipe: %s", strerror(errno));
-		goto out;
-	}
-	/* Fits in the pipe buffer: the runtime reads it before main. */
-	if (kiln_write_all(pipefd[1], text, text_size)) {
-		cli_error("run: cannot pass the configuration: %s", strerror(errno));
-		goto out;
-	}
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	snprintf(fdstr, sizeof(fdstr), "%d", pipefd[0]);
-	/* A kiln-cc build loads its own runtime; a second copy must not come. */
-	if ((!links_kiln && set_preload(lib)) || setenv(RT_ENV_CONFIG_FD, fdstr, 1)) {
-		cli_error("run: cannot set the environment");
-		goto out;
-	}
-	cli_say_mode(cfg);
-	kiln_free_secret(text, text_size);
-	text = NULL;
-	rt_config_wipe(cfg);
-	if (static_path == CLI_STATIC_RUN_LOADER) {
-		cli_static_say(prog, CLI_STATIC_RUN_LOADER, NULL);
-		execv(sload, argv + optind - 2);
-		cli_error("cannot execute %s: %s", sload, strerror(errno));
-		status = CLI_EXIT_FAIL;
-		goto out;
-	}
-	execvp(argv[optind], argv + optind);
-	cli_error("cannot execute %s: %s", argv[optind], strerror(errno));
-	status = CLI_EXIT_FAIL;
 out:
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	if (text)
-		kiln_free_secret(text, text_size);
 	rt_config_wipe(cfg);
 	free(cfg);
 	return status;

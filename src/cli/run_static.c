@@ -106,32 +106,6 @@ int cli_static_path(const struct rt_config *cfg, enum cli_static_mode mode, cons
 	return shield ? CLI_STATIC_RUN_SUPERVISED : CLI_STATIC_RUN_NATIVE;
 }
 
-void cli_static_say(const char *prog, enum cli_static_path path, const char *why)
-{
-	static const char *const how[] = {
-		[CLI_STATIC_RUN_LOADER] = "in-process under the static loader (kiln-sload; "
-					  "file calls trap by seccomp)",
-		[CLI_STATIC_RUN_SUPERVISED] = "supervised (seccomp), every file call traps",
-		[CLI_STATIC_RUN_NATIVE] = "natively (no volume and no --cas: nothing to shield)",
-	};
-
-	fprintf(stderr, "kiln: %s is statically linked: running it %s%s%s\n", prog, how[path],
-		why && why[0] ? "; not under the static loader: " : "", why ? why : "");
-	fflush(stderr);
-}
-
-/* Say on stderr how much the run is worth: development mode (no attestation)
- * or the INSECURE simulation backend; nothing for a real attestation. */
-void cli_say_mode(const struct rt_config *cfg)
-{
-	if (cfg->dev)
-		fprintf(stderr, "kiln: development mode: no attestation\n");
-	else if (strcmp(cfg->tee, "sim") == 0)
-		fprintf(stderr, "kiln: WARNING: INSECURE simulation backend: no confidentiality, "
-			"for development only\n");
-	fflush(stderr);
-}
-
 /* A static binary with development-mode volumes: run it under the seccomp
  * supervisor (src/runtime/supervise.h). */
 int cli_run_supervised(const struct rt_config *cfg, const char *path, char **argv,

@@ -45,3 +45,4 @@ def test_packages_install_and_run_the_tour_on_a_clean_root(tmp_path):
     assert "tour: ok" in out, out[-6000:]
     # Installed from the packages, not from this machine: the root had no kiln.
     assert (root / "usr/bin/kiln").exists()
+    assert list(root.glob("usr/lib/*/kiln/kiln-tool"))

@@ -8,6 +8,7 @@ cd "$(mktemp -d)"
 
 say "the packages' files and users"
 test -x /usr/bin/kiln
+test -x /usr/lib/x86_64-linux-gnu/kiln/kiln-tool
 ls /usr/lib/x86_64-linux-gnu/kiln/libkiln.so /usr/lib/x86_64-linux-gnu/kiln/libkiln-net.so /usr/lib/x86_64-linux-gnu/kiln/libkiln-measure.so
 test -f /lib/systemd/system/kiln-cas.service
 test -f /lib/systemd/system/kiln-las.service
