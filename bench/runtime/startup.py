@@ -7,6 +7,8 @@ order turns every round), so that builds compared share the machine's load.
   true     kiln run -- /bin/true
   volume   kiln run --volume V=KEY -- /bin/true
   sqlite   kiln run --volume V=KEY -- sqlite3 V/x.db "select 1;"
+  version  kiln --version (no program: a command the kiln front hands to
+           kiln-tool, what its extra exec costs the other commands)
 
 Usage: bench/runtime/startup.py BUILD_A [BUILD_B] [--rounds N] [--key NAME]
 Prints per case and build the median ms with its spread (min, max) and, with
@@ -80,7 +82,8 @@ def main():
             run_v = [k, "run", "--volume", f"{vol}={key}", "--"]
             cmds[n] = {"true": [k, "run", "--", "/bin/true"],
                        "volume": run_v + ["/bin/true"],
-                       "sqlite": run_v + [sqlite, str(vol / "x.db"), SQL]}
+                       "sqlite": run_v + [sqlite, str(vol / "x.db"), SQL],
+                       "version": [k, "--version"]}
         # One untimed run of each (page cache, the database files made).
         for n, cases in cmds.items():
             for cmd in cases.values():
@@ -100,7 +103,7 @@ def main():
     for (n, case), vals in sorted(times.items()):
         res["cases"].setdefault(case, {})[n] = summary(vals)
     if len(names) == 2:
-        for case in ("true", "volume", "sqlite"):
+        for case in ("true", "volume", "sqlite", "version"):
             a, b = times[("a", case)], times[("b", case)]
             res["cases"][case]["b_over_a"] = summary([y / x for x, y in zip(a, b)])
     for case, per in res["cases"].items():
