@@ -183,9 +183,10 @@ class HostAttest:
         return e
 
     def run(self, prog=None, service="app", env=None, pass_fds=(), prefix=(), timeout=120,
-            extra=()):
-        """`kiln run EXTRA --cas ... --tee host -- prog` with the attacker's environment."""
-        return subprocess.run([*prefix, self.cas.kiln_bin, "run", *extra,
+            extra=(), kiln=None):
+        """`kiln run EXTRA --cas ... --tee host -- prog` with the attacker's environment
+        (kiln: another binary than the kiln front, e.g. kiln-tool run directly)."""
+        return subprocess.run([*prefix, str(kiln or self.cas.kiln_bin), "run", *extra,
                                *self.cas_args(service), "--", str(prog or self.victim)],
                               capture_output=True, text=True, timeout=timeout,
                               env=self.env(**(env or {})), pass_fds=pass_fds)

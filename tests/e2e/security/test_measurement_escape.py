@@ -217,8 +217,8 @@ activate = 1
 
 
 def test_static_supervisor_preload(host_attest, cbuild, evil):
-    """A statically linked program is run by `kiln run` itself, which receives
-    its secrets: a library preloaded into kiln would get them. kiln executes
+    """A statically linked program is run by `kiln run` itself (kiln-tool),
+    which receives its secrets: a library preloaded into kiln would get them. kiln executes
     itself again without the variable; a library that hides itself from that
     (unsets LD_PRELOAD in its constructor) is seen by kiln-las, which refuses
     a supervisor mapping a library kiln-las does not map. (--static=supervise:
@@ -241,7 +241,15 @@ def test_static_supervisor_preload(host_attest, cbuild, evil):
     assert "not passing LD_PRELOAD" in p.stderr
     assert_not_stolen(h)
     hide = cbuild("evil_hide", EVIL_C, shared=True, flags=("-DEVIL_UNSET_PRELOAD",))
+    # Through the kiln front (docs/architecture.md "Binaries"): the library
+    # runs in the front, which holds nothing of the program's, and its unset
+    # variable leaves kiln-tool, the supervisor, without it: nothing to steal.
     p = h.run(static, service="static", extra=SUPERVISE, env={"LD_PRELOAD": str(hide)})
+    assert p.returncode == 0 and p.stdout == "victim ok secret=24 mark=1\n", p.stderr
+    assert_not_stolen(h)
+    # kiln-tool run directly: the library hides in the supervisor itself.
+    p = h.run(static, service="static", extra=SUPERVISE, env={"LD_PRELOAD": str(hide)},
+              kiln=BUILD / "kiln-tool")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "victim ok" not in p.stdout
     assert "the supervisor maps a library that kiln-las does not" in p.stderr
