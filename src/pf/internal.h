@@ -269,6 +269,10 @@ struct pf_inode {
 	/* A read-only open found slots of a data record of the log not yet in
 	 * its backing file (pf__log_place): the file needs a read-write open. */
 	bool log_unplaced;
+	/* Named by a data record of the replayed log: its backing file may be
+	 * longer than its size with no journal to say so (a writer killed after
+	 * a record that shrank the file, before it cut the file): debris. */
+	bool log_data;
 	struct pf_node *node;       /* open state, or NULL */
 	/* symlinks: the target, owned */
 	char *target;

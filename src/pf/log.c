@@ -800,15 +800,23 @@ static int place_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* Drop the slots of ino from ps[*np]: a later record sets its state without
- * them (written only once the file's data was synced), or removes it. */
-static void place_drop(struct place *ps, size_t *np, uint64_t ino)
+/* Drop the slots of ino from ps[*np]: all of them (size NULL) when a later
+ * record sets its state without them (written only once the file's data was
+ * synced) or removes it; those that do not fit a file of *size bytes when a
+ * later data record shrank it (a truncate in a whole generation): a chunk past
+ * its new end, or a last chunk now shorter, which that record carries anew. */
+static void place_drop(pf_volume_t *v, struct place *ps, size_t *np, uint64_t ino,
+		       const uint64_t *size)
 {
 	size_t k = 0;
 
-	for (size_t i = 0; i < *np; i++)
-		if (ps[i].sl->ino != ino)
+	for (size_t i = 0; i < *np; i++) {
+		const struct pf_log_slot *sl = ps[i].sl;
+
+		if (sl->ino != ino || (size && sl->idx < pf__nchunks(v, *size) &&
+				       sl->len == pf__chunk_len(v, *size, sl->idx)))
 			ps[k++] = ps[i];
+	}
 	*np = k;
 }
 
@@ -889,11 +897,17 @@ int pf__log_place(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *
 
 		for (size_t i = 0; i < rec->nns; i++)
 			if (rec->ns[i].op == PF_LOG_NS_UNLINK)
-				place_drop(ps, &n, rec->ns[i].ino);
-		if (!(rec->flags & PF_LOG_DATA)) {
-			for (size_t i = 0; i < rec->count; i++)
-				place_drop(ps, &n, rec->ents[i].ino);
+				place_drop(v, ps, &n, rec->ns[i].ino, NULL);
+		for (size_t i = 0; i < rec->count; i++)
+			place_drop(v, ps, &n, rec->ents[i].ino,
+				   rec->flags & PF_LOG_DATA ? &rec->ents[i].size : NULL);
+		if (!(rec->flags & PF_LOG_DATA))
 			continue;
+		for (size_t i = 0; i < rec->count; i++) {
+			struct pf_inode *in = pf__ino_find(v, rec->ents[i].ino);
+
+			if (in)
+				in->log_data = true;
 		}
 		for (size_t i = 0; i < rec->nslots; i++) {
 			const struct pf_log_slot *sl = &rec->slots[i];

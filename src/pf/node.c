@@ -188,7 +188,7 @@ int pf__node_load(pf_volume_t *v, struct pf_inode *e, struct pf_node **out,
 		goto out;
 	}
 	expect = pf__expected_phys(v, e->size);
-	if (phys > expect && !had_journal) {
+	if (phys > expect && !had_journal && !e->log_data) {
 		ret = kiln_err_set(err, -KILN_EAUTH, "file %s: backing file is %llu bytes, "
 				   "expected at most %llu (extended or tampered)", pf__node_path(n),
 				   (unsigned long long)phys, (unsigned long long)expect);

@@ -2769,6 +2769,64 @@ static void test_data_read_only(void **state)
 	env_free(&e);
 }
 
+/* A file cut at a chunk boundary and written past the cut in one whole
+ * generation (a data record that shrinks it) after a data record that wrote a
+ * chunk past the cut: the older slot is stale, not a corrupt log, and the
+ * backing file's bytes past the new end are debris. Both opens refused the
+ * volume ("does not fit inode"), then the file ("extended or tampered"): the
+ * crash trials' failures. */
+static void test_data_shrink_replay(void **state)
+{
+	uint8_t a[8192], b[1024], c[3000], want[4096 + 3000], got[8192];
+	char cdir[128], cdata[256];
+	struct pf_volume_opts o;
+	struct kiln_err err = { 0 };
+	pf_volume_t *v, *r;
+	pf_file_t *f, *g;
+	struct env e;
+	FILE *cut;
+
+	(void)state;
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	memset(c, 'c', sizeof(c));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	first_commit(v, "f", a, sizeof(a));
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, b, sizeof(b), 7168, &err), (ssize_t)sizeof(b));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(last_record_flags(&e), PF_LOG_DATA);
+	assert_int_equal(pf_ftruncate(f, 4096, &err), 0);
+	assert_int_equal(pf_pwrite(f, c, sizeof(c), 4096, &err), (ssize_t)sizeof(c));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(last_record_flags(&e), PF_LOG_DATA);
+	memcpy(want, a, 4096);
+	memcpy(want + 4096, c, sizeof(c));
+	copy_store(&e, f, cdir, cdata);
+	/* The writer killed before it cut its backing file: the cut chunks'
+	 * slots still past the new end (debris no journal names). */
+	cut = fopen(cdata, "ab");
+	assert_non_null(cut);
+	assert_int_equal(fwrite(a, 1, 2000, cut), 2000);
+	assert_int_equal(fclose(cut), 0);
+	/* Read-only (the slots compared), then read-write (put in place). */
+	for (int ro = 1; ro >= 0; ro--) {
+		opts_fill(&e, &o, false);
+		o.read_only = ro;
+		if (pf_volume_open(cdir, g_key, &o, &r, &err) != 0)
+			fail_msg("%s open: %s", ro ? "read-only" : "read-write", err.msg);
+		assert_int_equal(pf_open(r, "f", O_RDONLY, 0, &g, &err), 0);
+		assert_int_equal(pf_pread(g, got, sizeof(got), 0, &err), (ssize_t)sizeof(want));
+		assert_memory_equal(got, want, sizeof(want));
+		pf_close(g);
+		assert_int_equal(pf_volume_verify(r, NULL, NULL, &err), 0);
+		assert_int_equal(pf_volume_close(r, &err), 0);
+	}
+	pf_close(f);
+	assert_int_equal(pf_volume_close(v, &err), 0);
+	env_free(&e);
+}
+
 /* A read-only open (kiln fs cat while the server runs) after a commit: the
  * live redo journal is accepted when the backing file holds its slots, and
  * reported as needing recovery when not; a clean close spends it. */
@@ -5141,6 +5199,7 @@ int main(void)
 		cmocka_unit_test(test_data_create_crash_points),
 		cmocka_unit_test(test_open_asks_freshness_once),
 		cmocka_unit_test(test_data_read_only),
+		cmocka_unit_test(test_data_shrink_replay),
 		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
 	};
