@@ -898,17 +898,16 @@ int pf__log_place(pf_volume_t *v, const struct pf_log_scan *s, struct kiln_err *
 		for (size_t i = 0; i < rec->nns; i++)
 			if (rec->ns[i].op == PF_LOG_NS_UNLINK)
 				place_drop(v, ps, &n, rec->ns[i].ino, NULL);
-		for (size_t i = 0; i < rec->count; i++)
-			place_drop(v, ps, &n, rec->ents[i].ino,
-				   rec->flags & PF_LOG_DATA ? &rec->ents[i].size : NULL);
-		if (!(rec->flags & PF_LOG_DATA))
-			continue;
 		for (size_t i = 0; i < rec->count; i++) {
-			struct pf_inode *in = pf__ino_find(v, rec->ents[i].ino);
+			bool data = rec->flags & PF_LOG_DATA;
+			struct pf_inode *in = data ? pf__ino_find(v, rec->ents[i].ino) : NULL;
 
+			place_drop(v, ps, &n, rec->ents[i].ino, data ? &rec->ents[i].size : NULL);
 			if (in)
 				in->log_data = true;
 		}
+		if (!(rec->flags & PF_LOG_DATA))
+			continue;
 		for (size_t i = 0; i < rec->nslots; i++) {
 			const struct pf_log_slot *sl = &rec->slots[i];
 			size_t k = 0;
@@ -1066,7 +1065,7 @@ int pf__log_append(pf_volume_t *v, uint64_t version, uint32_t flags, size_t *siz
 				goto out;
 			dsize += pf__expected_phys(v, n->size) - PF_HDR_SIZE;
 		}
-	e->ino = in->ino;
+		e->ino = in->ino;
 		e->size = in->size;
 		e->atime_ns = in->atime_ns;
 		e->mtime_ns = in->mtime_ns;
