@@ -69,6 +69,7 @@ int pf__ino_insert(pf_volume_t *v, struct pf_inode *in)
 	in->hnext = *b;
 	*b = in;
 	v->ninodes++;
+	v->nsymlinks += in->type == PF_TYPE_LNK;
 	return 0;
 }
 
@@ -81,6 +82,7 @@ static void ino_remove(pf_volume_t *v, struct pf_inode *in)
 	if (*pp) {
 		*pp = in->hnext;
 		v->ninodes--;
+		v->nsymlinks -= in->type == PF_TYPE_LNK;
 	}
 	in->hnext = NULL;
 }

@@ -509,6 +509,7 @@ struct pf_volume {
 	size_t regions_len;
 	struct pf_inode **ibuckets; /* inode table by number */
 	size_t nibuckets, ninodes;
+	size_t nsymlinks; /* symlink inodes in the table (pf_volume_symlinks) */
 	struct pf_dent **dbuckets; /* entry table by (directory, name) */
 	size_t ndbuckets, ndents;
 	struct pf_inode *root;

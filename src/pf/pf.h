@@ -264,6 +264,9 @@ uint64_t pf_volume_version(pf_volume_t *vol);
  * written since): 0 for a volume closed cleanly. */
 uint32_t pf_volume_log_records(pf_volume_t *vol);
 uint32_t pf_volume_chunk_size(pf_volume_t *vol);
+/* Symlinks in the namespace: with none, a path names one node by one walk
+ * (the volume server vouches for its own changes: docs/runtime.md). */
+size_t pf_volume_symlinks(pf_volume_t *vol);
 /* Region kind that applies to path (longest prefix). */
 enum pf_region_kind pf_volume_region(pf_volume_t *vol, const char *path);
 

@@ -630,6 +630,16 @@ uint32_t pf_volume_chunk_size(pf_volume_t *v)
 	return v->cs;
 }
 
+size_t pf_volume_symlinks(pf_volume_t *v)
+{
+	size_t n;
+
+	pthread_mutex_lock(&v->lock);
+	n = v->nsymlinks;
+	pthread_mutex_unlock(&v->lock);
+	return n;
+}
+
 enum pf_region_kind pf_volume_region(pf_volume_t *v, const char *path)
 {
 	char norm[PF_MAX_PATH];

@@ -347,7 +347,7 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	struct rt_call call;
 	struct rt_stat_reply r;
 	struct rt_node *n;
-	uint64_t gen;
+	uint64_t gen, vgen;
 	long fd;
 	int ret;
 
@@ -371,12 +371,13 @@ static long open_server(struct rt_target *t, int flags, mode_t mode)
 	 * file asked the server, and a known one a second time to release
 	 * the reply's hold). */
 	gen = rt__vol_gen(t->vol);
+	vgen = t->vol->gen;
 	ret = rt__vol_call(t->vol, &m, &call);
 	if (ret == 0 && call.size == sizeof(r)) {
 		memcpy(&r, call.body, sizeof(r));
 		/* (An O_TMPFILE reply is a file without a name, not the directory's.) */
 		if ((flags & __O_TMPFILE) != __O_TMPFILE)
-			rt__lookup_put(t->vol, t->rel, gen, 0, &r);
+			rt__lookup_own(t->vol, t->rel, &r.own, vgen, gen, 0, &r);
 		if (S_ISDIR(r.mode)) {
 			rt__cl_done(t->vol, &call);
 			return open_dir(t, flags, false);

@@ -38,14 +38,6 @@ long rt__shield_access(struct rt_target *t, int mode, int flags)
 	return pf_permission(&pc, &ps, mode & (R_OK | W_OK | X_OK));
 }
 
-/* The file id a name itself (not followed) stands for, or 0. */
-static uint64_t id_of_name(struct rt_vol *vol, const char *rel)
-{
-	struct rt_stat_reply r;
-
-	return rt__lookup_nofollow(vol, rel, &r) == 0 && S_ISREG(r.mode) ? r.id : 0;
-}
-
 /* After a name of file id went: a node of ours whose last name it was is
  * unlinked with it (the server updated the links in the file's segment). */
 static void node_gone(struct rt_vol *vol, uint64_t id)
@@ -59,7 +51,33 @@ static void node_gone(struct rt_vol *vol, uint64_t id)
 		rt__node_try_free(n);
 }
 
-static long unlink_locked(struct rt_target *t, int flags);
+/* A request whose reply accounts for its own change (struct rt_own; rel as
+ * rt__lookup_own's: an unlink's name, known gone). */
+static long own_call(struct rt_vol *vol, struct rt_msg *m, const char *rel, struct rt_own *own)
+{
+	uint64_t vgen = vol->gen;
+	struct rt_call call;
+	long r = rt__vol_call(vol, m, &call);
+
+	if (r == 0 && call.size == sizeof(*own))
+		memcpy(own, call.body, sizeof(*own));
+	rt__cl_done(vol, &call);
+	if (r == 0)
+		rt__lookup_own(vol, rel, own, vgen, 0, -ENOENT, NULL);
+	return r;
+}
+
+static long unlink_locked(struct rt_target *t, int flags)
+{
+	struct rt_msg m = { .op = RT_OP_UNLINK, .flags = (uint32_t)(flags & AT_REMOVEDIR),
+			    .path = t->rel };
+	struct rt_own own = { 0 };
+	long r = own_call(t->vol, &m, t->rel, &own);
+
+	if (r == 0) /* the reply names the file whose name went */
+		node_gone(t->vol, own.id);
+	return r;
+}
 
 long rt__shield_unlink(struct rt_target *t, int flags)
 {
@@ -72,21 +90,6 @@ long rt__shield_unlink(struct rt_target *t, int flags)
 	return r;
 }
 
-static long unlink_locked(struct rt_target *t, int flags)
-{
-	struct rt_msg m = { .op = RT_OP_UNLINK, .flags = (uint32_t)(flags & AT_REMOVEDIR),
-			    .path = t->rel };
-	/* Learn which file it is first (usually cached). */
-	uint64_t id = flags & AT_REMOVEDIR ? 0 : id_of_name(t->vol, t->rel);
-	long r = rt__vol_simple(t->vol, &m);
-
-	if (r == 0)
-		node_gone(t->vol, id);
-	return r;
-}
-
-static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags);
-
 static void node_renamed(struct rt_node *n, const char *rel)
 {
 	char *copy = n ? strdup(rel) : NULL;
@@ -95,17 +98,6 @@ static void node_renamed(struct rt_node *n, const char *rel)
 		free(n->rel);
 		n->rel = copy;
 	}
-}
-
-long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = rename_locked(a, b, flags);
-	rt__unlock(&g);
-	return r;
 }
 
 static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned flags)
@@ -147,15 +139,13 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 	return ret;
 }
 
-static long mkdir_locked(struct rt_target *t, mode_t mode);
-
-long rt__shield_mkdir(struct rt_target *t, mode_t mode)
+long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = mkdir_locked(t, mode);
+	r = rename_locked(a, b, flags);
 	rt__unlock(&g);
 	return r;
 }
@@ -170,15 +160,13 @@ static long mkdir_locked(struct rt_target *t, mode_t mode)
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long truncate_locked(struct rt_target *t, uint64_t size);
-
-long rt__shield_truncate(struct rt_target *t, uint64_t size)
+long rt__shield_mkdir(struct rt_target *t, mode_t mode)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = truncate_locked(t, size);
+	r = mkdir_locked(t, mode);
 	rt__unlock(&g);
 	return r;
 }
@@ -193,15 +181,13 @@ static long truncate_locked(struct rt_target *t, uint64_t size)
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long ftruncate_locked(long fd, uint64_t size);
-
-long rt__shield_ftruncate(long fd, uint64_t size)
+long rt__shield_truncate(struct rt_target *t, uint64_t size)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = ftruncate_locked(fd, size);
+	r = truncate_locked(t, size);
 	rt__unlock(&g);
 	return r;
 }
@@ -221,15 +207,13 @@ static long ftruncate_locked(long fd, uint64_t size)
 	return rt__node_call(o->node, &m);
 }
 
-static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len);
-
-long rt__shield_fallocate(long fd, int mode, uint64_t off, uint64_t len)
+long rt__shield_ftruncate(long fd, uint64_t size)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = fallocate_locked(fd, mode, off, len);
+	r = ftruncate_locked(fd, size);
 	rt__unlock(&g);
 	return r;
 }
@@ -262,15 +246,13 @@ static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
 	return rt__node_call(o->node, &m);
 }
 
-static long chmod_locked(struct rt_target *t, mode_t mode);
-
-long rt__shield_chmod(struct rt_target *t, mode_t mode)
+long rt__shield_fallocate(long fd, int mode, uint64_t off, uint64_t len)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = chmod_locked(t, mode);
+	r = fallocate_locked(fd, mode, off, len);
 	rt__unlock(&g);
 	return r;
 }
@@ -297,15 +279,13 @@ static long chmod_locked(struct rt_target *t, mode_t mode)
 	return ret;
 }
 
-static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags);
-
-long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
+long rt__shield_chmod(struct rt_target *t, mode_t mode)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = chown_locked(t, fd, uid, gid, flags);
+	r = chmod_locked(t, mode);
 	rt__unlock(&g);
 	return r;
 }
@@ -315,6 +295,7 @@ static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int
 	struct rt_msg m = { .op = RT_OP_CHOWN, .a = (uint32_t)uid, .b = (uint32_t)gid,
 			    .path = t ? t->rel : "",
 			    .flags = (flags & AT_SYMLINK_NOFOLLOW) ? RT_CHOWN_NOFOLLOW : 0 };
+	struct rt_own own = { 0 };
 
 	if (!t) {
 		struct rt_ofd *o = rt_fd_get((int)fd);
@@ -331,21 +312,21 @@ static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int
 			return rt__raw(SYS_fchown, fd, uid, gid);
 		if (!o->node->vol) /* an injected file is never changed */
 			return -EPERM;
-		return rt__node_call(o->node, &m);
+		if (o->node->gen != o->node->vol->gen || atomic_load(&o->node->dead))
+			return -EIO;
+		m.id = o->node->id;
+		return own_call(o->node->vol, &m, NULL, &own);
 	}
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long set_times_locked(struct rt_target *t, long fd, const struct timespec *ts,
-			     int flags);
-
-long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts, int flags)
+long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = set_times_locked(t, fd, ts, flags);
+	r = chown_locked(t, fd, uid, gid, flags);
 	rt__unlock(&g);
 	return r;
 }
@@ -383,15 +364,13 @@ static long set_times_locked(struct rt_target *t, long fd, const struct timespec
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long seek_locked(long fd, int whence, int64_t off);
-
-long rt__shield_seek(long fd, int whence, int64_t off)
+long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts, int flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = seek_locked(fd, whence, off);
+	r = set_times_locked(t, fd, ts, flags);
 	rt__unlock(&g);
 	return r;
 }
@@ -425,15 +404,13 @@ static long seek_locked(long fd, int whence, int64_t off)
 	return rt__raw(SYS_lseek, fd, (long)out, SEEK_SET);
 }
 
-static long chdir_locked(struct rt_target *t);
-
-long rt__shield_chdir(struct rt_target *t)
+long rt__shield_seek(long fd, int whence, int64_t off)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = chdir_locked(t);
+	r = seek_locked(fd, whence, off);
 	rt__unlock(&g);
 	return r;
 }
@@ -453,15 +430,13 @@ static long chdir_locked(struct rt_target *t)
 	return !t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0;
 }
 
-static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int flags);
-
-long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags)
+long rt__shield_chdir(struct rt_target *t)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = link_locked(a, fd, b, flags);
+	r = chdir_locked(t);
 	rt__unlock(&g);
 	return r;
 }
@@ -471,6 +446,7 @@ static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int f
 	struct rt_msg m = { .op = RT_OP_LINK, .flags = (uint32_t)(flags & AT_SYMLINK_FOLLOW),
 			    .path = a ? a->rel : "", .path2 = b->rel };
 	struct rt_ofd *o;
+	long r;
 
 	if (a)
 		return rt__vol_simple(b->vol, &m);
@@ -485,24 +461,19 @@ static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int f
 	m.path = "";
 	m.id = o->node->id;
 	m.path2 = b->rel;
-	{
-		long r = rt__node_call(o->node, &m);
-
-		if (r == 0)
-			o->node->unlinked = false;
-		return r;
-	}
+	r = rt__node_call(o->node, &m);
+	if (r == 0)
+		o->node->unlinked = false;
+	return r;
 }
 
-static long symlink_locked(const char *target, struct rt_target *t);
-
-long rt__shield_symlink(const char *target, struct rt_target *t)
+long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = symlink_locked(target, t);
+	r = link_locked(a, fd, b, flags);
 	rt__unlock(&g);
 	return r;
 }
@@ -516,15 +487,13 @@ static long symlink_locked(const char *target, struct rt_target *t)
 	return rt__vol_simple(t->vol, &m);
 }
 
-static long readlink_locked(struct rt_target *t, char *buf, size_t size);
-
-long rt__shield_readlink(struct rt_target *t, char *buf, size_t size)
+long rt__shield_symlink(const char *target, struct rt_target *t)
 {
 	struct rt_guard g;
 	long r;
 
 	rt__lock(&g);
-	r = readlink_locked(t, buf, size);
+	r = symlink_locked(target, t);
 	rt__unlock(&g);
 	return r;
 }
@@ -551,6 +520,17 @@ static long readlink_locked(struct rt_target *t, char *buf, size_t size)
 	}
 	rt__cl_done(t->vol, &call);
 	return ret;
+}
+
+long rt__shield_readlink(struct rt_target *t, char *buf, size_t size)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = readlink_locked(t, buf, size);
+	rt__unlock(&g);
+	return r;
 }
 
 long rt__shield_escape(struct rt_target *t, int flags, char *out, size_t size)

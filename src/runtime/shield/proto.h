@@ -214,7 +214,7 @@ enum rt_op {
 	RT_OP_TRUNCATE,    /* file id (0: by path), size, path */
 	RT_OP_FALLOCATE,   /* file id, mode, offset, length */
 	RT_OP_STAT,        /* path -> attributes */
-	RT_OP_UNLINK,      /* flags (AT_REMOVEDIR), path */
+	RT_OP_UNLINK,      /* flags (AT_REMOVEDIR), path -> struct rt_own */
 	RT_OP_MKDIR,       /* mode, path */
 	RT_OP_RENAME,      /* flags, from, to */
 	RT_OP_CHMOD,       /* file id (0: by path), mode, path */
@@ -347,6 +347,18 @@ bool rt__msg_has_cred(uint32_t op);
 void rt__msg_cred(const struct rt_msg *m, struct rt_cred *out);
 
 /* Replies: status (int32), body length, body. */
+/* A request's own namespace change, in the OPEN reply (rt_stat_reply.own)
+ * and as the UNLINK reply's body: the namespace generation before and after
+ * it. vouched: the generation moved from `from` to `to` by this request alone
+ * and the volume has no symlinks (one walk per node), so the client keeps the
+ * answers the change leaves true (stat.c, docs/runtime.md "The lookup cache
+ * and a process's own changes"). to: the generation the reply is of. ino, id:
+ * the inode changed and the server's file id of an unlinked file (0: none). */
+struct rt_own {
+	uint64_t from, to, ino, id;
+	uint32_t vouched, pad;
+};
+
 struct rt_stat_reply {
 	uint64_t id;        /* file id when the reply opened a file, else 0 */
 	uint64_t ino;
@@ -360,6 +372,7 @@ struct rt_stat_reply {
 	uint32_t kind;      /* enum pf_region_kind */
 	int64_t atime_ns;
 	uint64_t blocks;    /* 512-byte units stored (holes take none) */
+	struct rt_own own;  /* OPEN only (else zeros) */
 };
 
 /* Directory entries in a READDIR reply: next cookie (0: end), then per entry

@@ -499,6 +499,34 @@ static void loop(int lfd)
 	close(ep);
 }
 
+/* KILN_SHIELD_STATS: the requests by operation (docs/fs.md counts them). */
+static void log_ops(void)
+{
+	static const char *const names[RT_OP_MAX_] = {
+		[RT_OP_OPEN] = "OPEN", [RT_OP_ATTACH] = "ATTACH", [RT_OP_RELEASE] = "RELEASE",
+		[RT_OP_FILL] = "FILL", [RT_OP_FSYNC] = "FSYNC", [RT_OP_SYNCALL] = "SYNCALL",
+		[RT_OP_TRUNCATE] = "TRUNCATE", [RT_OP_STAT] = "STAT", [RT_OP_UNLINK] = "UNLINK",
+		[RT_OP_RENAME] = "RENAME", [RT_OP_READDIR] = "READDIR", [RT_OP_GROW] = "GROW",
+		[RT_OP_WRITEBACK] = "WRITEBACK", [RT_OP_STREAM] = "STREAM", [RT_OP_WSTREAM] = "WSTREAM",
+		[RT_OP_CHOWN] = "CHOWN", [RT_OP_CHMOD] = "CHMOD", [RT_OP_UTIMES] = "UTIMES",
+	};
+	char line[1024];
+	size_t used = 0;
+
+	for (int op = 0; op < RT_OP_MAX_ && used < sizeof(line) - 32; op++) {
+		if (!g_srv.n_op[op])
+			continue;
+		if (names[op])
+			used += (size_t)snprintf(line + used, sizeof(line) - used, " %s=%llu",
+						 names[op], (unsigned long long)g_srv.n_op[op]);
+		else
+			used += (size_t)snprintf(line + used, sizeof(line) - used, " op%d=%llu",
+						 op, (unsigned long long)g_srv.n_op[op]);
+	}
+	srv_log("requests by operation:%s", used ? line : " none");
+}
+
+
 static int server_main(const struct rt_srv_config *cfg, int ready)
 {
 	struct kiln_err err = { 0 };
@@ -653,6 +681,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.n_wstreams,
 			(unsigned long long)g_srv.wstream_chunks,
 			(unsigned long long)g_srv.n_leased);
+	if (g_srv.stats)
+		log_ops();
 	/* Whoever waits for this file to go finds the final commit done and the
 	 * log complete. Before the volume is let go: a server started meanwhile
 	 * waits for the lock, and then writes its own file, which this unlink

@@ -114,6 +114,7 @@ struct srv {
 	 * of the process that started the server. */
 	bool stats;
 	uint64_t n_requests, n_commits, n_waiters, commit_ns, n_fills, fill_chunks, n_evicted;
+	uint64_t n_op[RT_OP_MAX_]; /* requests by operation */
 	uint64_t n_streams, stream_chunks; /* RT_OP_STREAM requests, tags handed out */
 	uint64_t n_wstreams, wstream_chunks; /* RT_OP_WSTREAM writes recorded, their chunks */
 	uint64_t n_leased;     /* of them on a lease (no reserve request) */

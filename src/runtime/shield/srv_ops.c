@@ -158,6 +158,25 @@ static void ns_changed(void)
 	atomic_fetch_add(&g_srv.vseg->ns_gen, 1);
 }
 
+/* The reply's account of this request's own change, which began at
+ * generation from (the server does one request at a time: whatever moved
+ * the generation since is this request's). A volume with symlinks is not
+ * vouched for: a path there may name a node another path names too. */
+static void own_change(struct rt_own *o, const char *path, uint64_t from, uint64_t ino,
+		       uint64_t id)
+{
+	const char *last = path ? strrchr(path, '/') : NULL;
+
+	last = last ? last + 1 : path;
+	o->from = from;
+	o->to = atomic_load(&g_srv.vseg->ns_gen);
+	o->ino = ino;
+	o->id = id;
+	/* The client matches a name by its string: only a plain one. */
+	o->vouched = pf_volume_symlinks(g_srv.vol) == 0 &&
+		     (!path || (last[0] && strcmp(last, ".") && strcmp(last, "..")));
+}
+
 /* The attributes of a file the server holds (named or not). */
 static int file_reply(struct sfile *f, struct rt_stat_reply *r)
 {
@@ -182,6 +201,7 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	struct shold *h = NULL;
 	unsigned sflags = (m->flags & O_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0;
 	int ret, fds[2], flags = (int)m->flags;
+	uint64_t from = atomic_load(&g_srv.vseg->ns_gen);
 	bool first;
 
 	if ((m->flags & O_TMPFILE) == O_TMPFILE) {
@@ -248,6 +268,8 @@ static int do_open(struct sconn *c, const struct rt_msg *m, const struct pf_cred
 	ret = sf_open(m->path, flags, m->mode, &f);
 	if (!ret)
 		ret = file_reply(f, &r);
+	if (!ret)
+		own_change(&r.own, m->path, from, r.ino, 0);
 hold:
 	if (!ret && !(h = hold_of(c, f, true)))
 		ret = -ENOMEM;
@@ -735,6 +757,8 @@ static int do_unlink(struct sconn *c, const struct rt_msg *m, const struct pf_cr
 	struct kiln_err err = { 0 };
 	struct pf_stat ps = { 0 };
 	struct sfile *f = NULL;
+	struct rt_own own = { 0 };
+	uint64_t from = atomic_load(&g_srv.vseg->ns_gen);
 	int ret;
 
 	/* The server's own look (no cred): pf_unlinkat checks the caller. */
@@ -749,7 +773,8 @@ static int do_unlink(struct sconn *c, const struct rt_msg *m, const struct pf_cr
 		name_gone(f);
 	special_gone(&ps);
 	ns_changed();
-	return srv_reply(c, 0);
+	own_change(&own, m->path, from, ps.ino, f ? f->id : 0);
+	return rt__reply_send(c->fd, 0, &own, sizeof(own), NULL, 0);
 }
 
 static int do_mkdir(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
@@ -810,6 +835,9 @@ static int do_setattr(struct sconn *c, const struct rt_msg *m, const struct pf_c
 	struct pf_setattr sa = { 0 };
 	struct sfile *f;
 	const char *path = path_or_file(c, m, &f);
+	uint64_t from = atomic_load(&g_srv.vseg->ns_gen);
+	struct rt_own own = { 0 };
+	struct pf_stat ps;
 	int ret;
 
 	if (!path && !f)
@@ -841,7 +869,10 @@ static int do_setattr(struct sconn *c, const struct rt_msg *m, const struct pf_c
 	if (f || (f = sf_by_path(path)))
 		sf_attrs(f);
 	ns_changed();
-	return srv_reply(c, 0);
+	/* A regular file's attributes: only its inode's answers change. */
+	if (f && pf_fstat(f->pf, &ps) == 0)
+		own_change(&own, NULL, from, ps.ino, 0);
+	return rt__reply_send(c->fd, 0, &own, sizeof(own), NULL, 0);
 }
 
 static int do_utimes(struct sconn *c, const struct rt_msg *m, const struct pf_cred *cred)
@@ -928,6 +959,7 @@ int srv_serve(struct sconn *c, const struct rt_msg *m)
 	g_srv.n_requests++;
 	if (m->op >= RT_OP_MAX_ || !g_ops[m->op])
 		return -EPROTO;
+	g_srv.n_op[m->op]++;
 	/* Requests about paths act with their caller's credentials. */
 	if (rt__msg_has_cred(m->op) && (ret = srv_cred(m, &cred)))
 		return ret;

@@ -105,10 +105,31 @@ static void lookup_put(struct rt_vol *vol, const char *rel, unsigned flags, uint
 		memset(&l->st, 0, sizeof(l->st));
 }
 
-void rt__lookup_put(struct rt_vol *vol, const char *rel, uint64_t gen, int ret,
-		    const struct rt_stat_reply *r)
+/* Under g_shield_lock, after this process's own change of rel (NULL: an open
+ * file's attributes; vgen: vol->gen before the request): the answers it
+ * leaves true are kept (docs/runtime.md, "The lookup cache and a process's
+ * own changes") and rel's is (ret, r), under the generation after the change,
+ * else under gen (0: not kept). */
+void rt__lookup_own(struct rt_vol *vol, const char *rel, const struct rt_own *own,
+		    uint64_t vgen, uint64_t gen, int ret, const struct rt_stat_reply *r)
 {
-	lookup_put(vol, rel, 0, gen, ret, r);
+	uint64_t base = vgen << 48;
+	size_t len = rel ? strlen(rel) : 0, dlen = rel ? rt_path_pop(rel, len, 0) : 0;
+	bool keep = own->vouched && vol->gen == vgen;
+
+	for (struct rt_lookup *l = vol->lookups; keep && l < vol->lookups + RT_LOOKUPS; l++) {
+		if (!l->gen || l->gen != own->from + base)
+			continue;
+		/* The name, names below it, its directory, its inode's other links. */
+		if ((rel && !strncmp(l->rel, rel, len) && (!l->rel[len] || l->rel[len] == '/')) ||
+		    (rel && strlen(l->rel) == dlen && !strncmp(l->rel, rel, dlen)) ||
+		    (!l->ret && l->st.ino == own->ino))
+			l->gen = 0;
+		else
+			l->gen = own->to + base;
+	}
+	if (rel && (keep || gen))
+		lookup_put(vol, rel, 0, keep ? own->to + base : gen, ret, r);
 }
 
 static int lookup(struct rt_vol *vol, const char *rel, unsigned flags, struct rt_stat_reply *out)
@@ -214,30 +235,6 @@ long rt__stat_node(struct rt_node *n, struct stat *out)
 	return 0;
 }
 
-static long stat_rel(struct rt_vol *vol, const char *rel, unsigned flags, struct stat *out);
-
-long rt__shield_stat(struct rt_target *t, struct stat *out)
-{
-	return rt__shield_stat_flags(t, 0, out);
-}
-
-long rt__shield_stat_flags(struct rt_target *t, int flags, struct stat *out)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = t->vfile ? rt__vfile_stat(t->vfile, out) :
-	    stat_rel(t->vol, t->rel, (flags & AT_SYMLINK_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0, out);
-	rt__unlock(&g);
-	return r;
-}
-
-long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
-{
-	return stat_rel(vol, rel, 0, out);
-}
-
 /* stat of a volume path (under the lock). */
 static long stat_rel(struct rt_vol *vol, const char *rel, unsigned flags, struct stat *out)
 {
@@ -267,6 +264,28 @@ static long stat_rel(struct rt_vol *vol, const char *rel, unsigned flags, struct
 		return rt__stat_node(n, out);
 	rt__fill_stat(out, vol, &r, NULL);
 	return 0;
+}
+
+long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out)
+{
+	return stat_rel(vol, rel, 0, out);
+}
+
+long rt__shield_stat(struct rt_target *t, struct stat *out)
+{
+	return rt__shield_stat_flags(t, 0, out);
+}
+
+long rt__shield_stat_flags(struct rt_target *t, int flags, struct stat *out)
+{
+	struct rt_guard g;
+	long r;
+
+	rt__lock(&g);
+	r = t->vfile ? rt__vfile_stat(t->vfile, out) :
+	    stat_rel(t->vol, t->rel, (flags & AT_SYMLINK_NOFOLLOW) ? RT_STAT_NOFOLLOW : 0, out);
+	rt__unlock(&g);
+	return r;
 }
 
 long rt__shield_fstat(long fd, struct stat *out)

@@ -31,6 +31,14 @@ for line in sys.stdin:
         elif cmd == "unlink":
             os.unlink(arg)
             out = "ok"
+        elif cmd == "stat":
+            st = os.stat(arg)
+            out = "ok %d %d %d" % (st.st_ino, st.st_nlink, st.st_mtime_ns)
+        elif cmd == "create":
+            fd = os.open(arg, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.fchown(fd, os.getuid(), os.getgid())  # as sqlite does its journal's
+            os.close(fd)
+            out = "ok"
         elif cmd == "dupread":
             fd = os.open(arg, os.O_RDONLY)
             fd2 = os.dup(fd)
