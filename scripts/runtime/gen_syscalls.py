@@ -225,7 +225,7 @@ for n, note in [("rt_sigsuspend", "SIGSYS is never blocked, so never left pendin
                 ("rt_sigtimedwait", "SIGSYS is never blocked, so never waited for"),
                 ("signalfd", "SIGSYS is never blocked, so a signalfd never reads it"),
                 ("signalfd4", "SIGSYS is never blocked, so a signalfd never reads it"),
-                ("fork", "libc forks with clone; its fork wrapper sets the child up"),
+                ("fork", "libc forks with clone; the runtime's pthread_atfork handlers set the child up"),
                 ("io_uring_enter", "no ring exists while volumes are mounted"),
                 ("io_uring_register", "no ring exists while volumes are mounted"),
                 ("process_vm_writev", "allowed; cannot reach the runtime's keys "

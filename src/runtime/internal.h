@@ -78,7 +78,7 @@ extern RT_TLS volatile char t_rt_selector RT_HIDDEN;
 extern RT_TLS int t_rt_depth RT_HIDDEN;
 
 struct rt_guard {
-	sigset_t mask;
+	uint64_t mask; /* the kernel's sigset */
 	char selector;
 	bool masked;   /* the outermost guard changed the mask (rt__leave restores it) */
 };
@@ -170,6 +170,8 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc) RT_HIDDEN;
 /* Syscall User Dispatch. */
 int rt__sud_init(void) RT_HIDDEN;
 int rt__sud_thread_init(void) RT_HIDDEN;
+/* libc's forks keep the shields' state right (pthread_atfork): 0 or -errno. */
+int rt__fork_init(void) RT_HIDDEN;
 
 /* The file shield's life cycle (shield/shield.c); its entry points for the
  * handlers are in shield/shield.h. */

@@ -182,6 +182,9 @@ __attribute__((constructor(101))) static void rt_start(void)
 		if ((g_rt_net_on || g_rt.shield_on) && (ret = rt__sig_defer_init()))
 			die("signal handlers", kiln_strerror(ret));
 	}
+	ret = rt__fork_init();
+	if (ret)
+		die("fork handlers", kiln_strerror(ret));
 	g_rt.initialized = true;
 }
 

@@ -21,6 +21,7 @@
  *    stack). clone3 answers ENOSYS so libc falls back to clone.
  *  - vfork runs as fork: the handler's stack frame cannot be shared. */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -166,29 +167,59 @@ RT_NO_SSP long rt__sigmask_on_context(const long a[6], ucontext_t *uc)
 	return 0;
 }
 
-/* Around a fork the handler runs (vfork, clone without CLONE_VM). */
+/* ---- fork -------------------------------------------------------------------
+ * The shields' locks are held across a fork, so that the child never inherits
+ * one held by a thread it does not have, and inside a guard: a handler of the
+ * program must not run while they are held (it may call into the shields).
+ * libc's fork runs these through pthread_atfork (rt__fork_init, at start),
+ * which calls prepare handlers last registered first: the program's own run
+ * before ours and may use the shields. A fork of the runtime's own (the volume
+ * server's start, inside a guard) leaves them alone. */
+static RT_TLS struct rt_guard t_fork_guard;
+static RT_TLS bool t_fork_own;
+
 static void fork_prepare(void)
 {
+	t_fork_own = t_rt_depth > 0;
+	if (t_fork_own)
+		return;
+	rt__enter(&t_fork_guard);
 	if (g_rt.shield_on)
 		rt__shield_before_fork();
 	if (g_rt_net_on)
 		g_rt_net->before_fork();
 }
 
+/* pid: the fork's result (0 in the child). */
 static void fork_done(long pid)
 {
-	if (pid != 0) {
-		if (g_rt.shield_on)
-			rt__shield_parent_after_fork();
-		if (g_rt_net_on)
-			g_rt_net->parent_after_fork();
+	if (t_fork_own)
 		return;
-	}
-	rt__sud_thread_init(); /* dispatch is not inherited by children */
+	if (pid == 0)
+		rt__sud_thread_init(); /* dispatch is not inherited by children */
 	if (g_rt.shield_on)
-		rt__shield_after_fork();
+		pid == 0 ? rt__shield_after_fork() : rt__shield_parent_after_fork();
 	if (g_rt_net_on)
-		g_rt_net->child_after_fork();
+		pid == 0 ? g_rt_net->child_after_fork() : g_rt_net->parent_after_fork();
+	/* What the guard kept in the parent was sent to the parent. */
+	if (pid == 0 && t_rt_thread)
+		t_rt_thread->deferred = 0;
+	rt__leave(&t_fork_guard);
+}
+
+static void fork_parent(void)
+{
+	fork_done(1);
+}
+
+static void fork_child(void)
+{
+	fork_done(0);
+}
+
+int rt__fork_init(void)
+{
+	return -pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* Also the static loader's slow path (sload_trap.c): a seccomp SIGSYS, with

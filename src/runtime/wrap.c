@@ -769,41 +769,6 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 	return r;
 }
 
-typedef pid_t (*fork_fn)(void);
-
-DECL(pid_t, fork, void);
-pid_t fork(void)
-{
-	static fork_fn real;
-	char sel = t_rt_selector;
-	pid_t pid;
-
-	if (!real)
-		real = (fork_fn)dlsym(RTLD_NEXT, "fork");
-	if (!real)
-		return (pid_t)ret(-ENOSYS);
-	t_rt_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	if (g_rt.shield_on)
-		rt__shield_before_fork();
-	if (g_rt_net_on)
-		g_rt_net->before_fork();
-	pid = real();
-	t_rt_selector = sel;
-	if (pid == 0) {
-		rt__sud_thread_init(); /* dispatch is not inherited by children */
-		if (g_rt.shield_on)
-			rt__shield_after_fork();
-		if (g_rt_net_on)
-			g_rt_net->child_after_fork();
-	} else {
-		if (g_rt.shield_on)
-			rt__shield_parent_after_fork();
-		if (g_rt_net_on)
-			g_rt_net->parent_after_fork();
-	}
-	return pid;
-}
-
 /* posix_spawn's child runs in libc without dispatch (it is not inherited), so
  * the re-launch environment is prepared here. */
 typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,

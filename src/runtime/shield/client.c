@@ -7,7 +7,6 @@
  * that the threads of one process can wait for a commit together (group
  * commit across threads). A request runs inside a guard (rt__enter: no
  * handler of the program runs meanwhile), without the shield lock. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -55,16 +54,18 @@ static int server_open_volume(void *arg, const uint8_t key[static RT_KEY_SIZE],
 	return rt__srv_open_volume(arg, &g_open_ops, key, out, err);
 }
 
-static pid_t (*g_fork)(void);
-
 static pid_t libc_fork(void)
 {
-	/* libc's fork (not our wrapper): it takes malloc's locks around the
-	 * fork, so the new process can allocate even if other threads of the
-	 * program were allocating. */
-	if (!g_fork)
-		g_fork = (pid_t(*)(void))dlsym(RTLD_NEXT, "fork");
-	return g_fork ? g_fork() : -ENOSYS;
+	pid_t pid;
+
+	/* libc's fork: it takes malloc's locks around the fork, so the new
+	 * process can allocate even if other threads of the program were
+	 * allocating. The runtime's own (its depth): the runtime's fork handlers
+	 * (sud.c) leave it alone. */
+	t_rt_depth++;
+	pid = fork();
+	t_rt_depth--;
+	return pid;
 }
 
 /* ---- connections ------------------------------------------------------------ */
