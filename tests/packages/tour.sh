@@ -15,6 +15,9 @@ test -f /lib/systemd/system/kiln-las.service
 test -f /etc/kiln/cas.conf
 getent passwd kiln >/dev/null
 kiln --help >/dev/null
+# The front (/usr/bin/kiln) hands --version to kiln-tool, found from its own
+# path in the packaged layout (LIBDIR/kiln), not from PATH.
+test "$(env PATH=/nonexistent /usr/bin/kiln --version)" = "kiln $(dpkg-query -W -f '${Version}' kiln)"
 man -w kiln >/dev/null
 # The units as installed (their binary, users, directives and man page).
 SYSTEMD_LOG_LEVEL=warning systemd-analyze verify /lib/systemd/system/kiln-cas.service \
