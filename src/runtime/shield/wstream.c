@@ -39,7 +39,7 @@ void rt__wstream_drop(struct rt_node *n, bool unmap)
 
 /* RT_OP_WSTREAM about chunks [c, c + count): flags 0 (reserve, with the
  * hand-over when due), RT_WSTREAM_DONE (with the tags) or
- * RT_WSTREAM_CANCEL. The server's status. */
+ * RT_WSTREAM_CANCEL. The server's status. In window's guard. */
 static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_t c,
 		uint64_t count)
 {
@@ -48,12 +48,10 @@ static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_
 			    .flags = flags | (key ? RT_STREAM_KEY : 0), .tags = s->tags };
 	size_t hdr = key ? sizeof(s->h.info) : 0;
 	struct rt_call cl;
-	struct rt_guard g;
 	int ret;
 
 	if (n->gen != n->vol->gen || atomic_load(&n->dead))
 		return -EIO;
-	rt__enter(&g);
 	ret = rt__cl_call(n->vol, &m, &cl);
 	if (ret >= 0 && (cl.size != hdr || (key && cl.fds[0] < 0)))
 		ret = -EPROTO;
@@ -64,7 +62,6 @@ static int call(struct rt_node *n, struct rt_wstream *s, uint32_t flags, uint64_
 		m.flags = RT_WSTREAM_CANCEL; /* no hand-over here: nothing written */
 		rt__cl_simple(n->vol, &m, NULL);
 	}
-	rt__leave(&g);
 	if (!flags && (ret == -EACCES || ret == -EOPNOTSUPP || ret == -EBADF))
 		s->h.off = true;
 	return ret;
@@ -76,6 +73,7 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 		      uint64_t cs)
 {
 	uint64_t stride = s->h.info.stride, per = WBATCH / stride ? WBATCH / stride : 1;
+	long r;
 	int ret;
 
 	for (uint64_t i = 0; i < count;) {
@@ -95,15 +93,9 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 		}
 		at = s->h.info.slot0 + (c0 + i) * stride;
 		len = m * stride;
-		for (uint64_t w = 0; w < len;) {
-			long r = rt__raw(SYS_pwrite64, s->h.fd, s->h.buf + w, len - w, at + w);
-
-			if (r == -EINTR)
-				continue;
-			if (r <= 0)
-				return r < 0 ? (int)r : -EIO;
-			w += (uint64_t)r;
-		}
+		/* A regular file's write is whole or fails (short: no space). */
+		if ((r = rt__raw(SYS_pwrite64, s->h.fd, s->h.buf, len, at)) != (long)len)
+			return r < 0 ? (int)r : -ENOSPC;
 		i += m;
 	}
 	/* Start the write-back of the window (as the storage's write-behind
@@ -115,12 +107,16 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 }
 
 /* One window of whole chunks [at, at + len) at the end of the file: len, or
- * 0 (nothing written: the usual way). */
+ * 0 (nothing written: the usual way). In a guard, as an O_APPEND write: a
+ * handler of the program that appends to the file would wait for the append
+ * lock its own thread holds (call's guards nest in it: no handler runs until
+ * the lock is free). */
 static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *buf, uint64_t at,
 		   uint64_t len)
 {
 	uint64_t cs = n->vol->chunk, c0 = at / cs, count = len / cs, c1 = c0 + count - 1, lo, hi;
 	struct rt_fseg *lk, *seg;
+	struct rt_guard g;
 	struct stat st;
 	long ret = 0;
 	bool leased;
@@ -130,6 +126,7 @@ static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *
 		return 0;
 	/* Locked and unlocked through the same mapping (robust: by address). */
 	lk = atomic_load(&n->seg);
+	rt__enter(&g);
 	rt__ck_lock(lk);
 	seg = atomic_load(&n->seg);
 	if (rt__raw(SYS_fstat, fd, &st) || (uint64_t)st.st_size != at ||
@@ -166,6 +163,7 @@ unpin:
 	rt__ck_unpin(seg, c0, c1);
 out:
 	rt__ck_unlock(lk);
+	rt__leave(&g);
 	return ret;
 }
 

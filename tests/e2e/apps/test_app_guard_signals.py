@@ -40,6 +40,29 @@ def test_handlers_doing_io_inside_guarded_calls(volume, restart, rt):
     assert usr1 == 2000 and rounds > 0 and alrm > 0, p.stdout
 
 
+WSTREAM = BUILD / "tests" / "e2e" / "apps" / "rt_wstream_signals"
+
+
+def test_handler_appending_during_a_sealed_write(volume):
+    """The main thread writes 48 blocks of 1 MiB at the end of a file (sealed
+    in its own process, each window under the file's append lock) while
+    SIGUSR1 (one at a time) and a 300 us SIGALRM interrupt it; both handlers
+    append a 4 KiB record to the same file. Nothing deadlocks (before the
+    sealed window ran in a guard, the handler's append waited for ever for the
+    lock its own thread held: the program says so after 20 s), every block is
+    whole and at most one record per append is in the file; the windows were
+    sealed by the program."""
+    p = volume.run(WSTREAM, volume.dir, 48, env={"KILN_SHIELD_STATS": "1"}, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("ok "), p.stdout + p.stderr
+    blocks, recs, usr1 = map(int, p.stdout.split()[1:])
+    assert blocks == 48 and usr1 > 0, p.stdout
+    volume.wait_server_gone(30)
+    line = [ln for ln in (volume.dir / ".kiln" / "server.log").read_text().splitlines()
+            if "plaintext peak" in ln][-1]
+    m = re.search(r"(\d+) sealed writes of (\d+) chunks", line)
+    assert m and int(m.group(2)) > 0, line
+
+
 # N stats and N access() of a missing file: sqlite looks for its -journal and
 # -wal before every statement, answered from the lookup cache.
 LOOKUPS = r"""
