@@ -81,8 +81,7 @@ static void node_settle(struct rt_node *n)
 		return; /* an injected file lives as long as the process */
 	if (atomic_load(&n->refs) != 0)
 		return;
-	rt__stream_drop(n, false); /* the last close: the key goes */
-	rt__wstream_drop(n, false);
+	rt__stream_drop(n, false); /* the last close: the keys go */
 	/* --freshness on-close: what this process wrote is committed now
 	 * (on-exit: at exit, rt__vols_exit; every-fsync: at fsync and exit). */
 	if (g_rt.cfg.freshness == RT_FRESH_ON_CLOSE && atomic_load(&n->wrote) &&

@@ -298,7 +298,8 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 /* Every page of buf[len] takes a write (out) or reads: else -EFAULT (the
  * kernel's answer, given by the usual path), not a fault in the runtime. */
 int rt__probe(char *buf, uint64_t len, bool out) RT_HIDDEN;
-/* The last close (unmap: the node goes): wipe the hand-over. */
+/* The last close (unmap: the node goes): wipe the hand-overs (stream.c's
+ * and wstream.c's). */
 void rt__stream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
 /* What the server hands over for the program's own crypto of a file's
  * chunks (a streaming read, a sealed write): the AES-GCM context of its key,
@@ -309,6 +310,7 @@ void rt__stream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
  * (buf_bytes) mapped; NULL when busy, off or out of memory. rt__handover_take: the hand-over of a reply
  * (body: struct pf_stream_info, fds[0]), its raw key wiped: 0 or -ENOMEM.
  * rt__handover_forget: the context freed, the descriptor closed, wiped. */
+#define RT_HANDOVER_RQ 4u
 struct rt_handover {
 	pthread_mutex_t lock; /* one user at a time; the others go the usual way */
 	bool ready;
@@ -318,11 +320,21 @@ struct rt_handover {
 	struct pf_stream_info info;
 	uint8_t *buf;         /* slots, page-aligned, buf_bytes mapped */
 	size_t buf_bytes;
+	/* Reads into parts of buf in flight (stream.c's io_submit of slot
+	 * batches): rt__handover_drop ends them (io_destroy waits) before buf
+	 * goes. ctx 0: none yet (zeros in a forked child: the parent's). */
+	unsigned long ctx;
+	struct rt_rq {        /* part i of buf: bytes [a, a + len) of the backing file */
+		uint64_t a, len;
+		long r;       /* once read: the bytes, or -errno */
+		bool busy;    /* being read */
+	} q[RT_HANDOVER_RQ];
 };
 void *rt__handover_lock(void *_Atomic *slot, size_t bytes, size_t buf_bytes) RT_HIDDEN;
 /* The last close: forgotten, buf unmapped (unmap: the pages too). The
  * struct at *slot begins with its struct rt_handover. */
 void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap) RT_HIDDEN;
+extern const size_t rt__wstream_bytes RT_HIDDEN; /* of wstream.c's hand-over */
 int rt__handover_take(struct rt_handover *h, struct rt_call *call) RT_HIDDEN;
 void rt__handover_forget(struct rt_handover *h) RT_HIDDEN;
 /* wstream.c: a large write of whole chunks at the end of a file this
@@ -332,7 +344,6 @@ void rt__handover_forget(struct rt_handover *h) RT_HIDDEN;
  * than len: write the rest the usual way). */
 long rt__wstream_write(struct rt_node *n, int fd, const char *buf, uint64_t len, uint64_t off)
 	RT_HIDDEN;
-void rt__wstream_drop(struct rt_node *n, bool unmap) RT_HIDDEN;
 /* data.c: make the state mapping cover chunk c (0 or -errno). */
 int rt__node_words(struct rt_node *n, uint64_t c) RT_HIDDEN;
 

@@ -231,7 +231,6 @@ void rt__node_free(struct rt_node *n)
 	}
 	rt__fast_forget(n);
 	rt__stream_drop(n, true);
-	rt__wstream_drop(n, true);
 	if (n->vol && !atomic_load(&n->dead) && n->gen == n->vol->gen &&
 	    n->vol->pid == (pid_t)rt__raw0(SYS_getpid)) {
 		struct rt_msg m = { .op = RT_OP_RELEASE, .id = n->id };

@@ -1,20 +1,17 @@
 /* kiln runtime, file shield v2: cold reads decrypted in the program's process
  * (docs/fs.md "Cold reads in the program's process", docs/runtime.md "What each
  * process holds"). A read of at least STREAM_MIN bytes of chunks neither VALID
- * nor DIRTY reads their slots itself, with one O_DIRECT request per batch, and
- * decrypts each straight into the caller's buffer: no fill, no memfd copy.
- *
- * Per window: pin the chunks (nothing is evicted meanwhile), ask the server for
- * the tags it checks (the first time also for the file's key, id and an
- * O_DIRECT descriptor of its backing file), read and open the slots, then look
- * at the chunk words again: a chunk that became VALID meanwhile (a write or a
- * fill by another process) is read from the memfd instead. A slot whose tag is
- * not the server's, or that does not open, goes to the server's fill, which
- * alone decides EIO and logs it: a race costs a retry, never a false error.
- * Edge chunks the read covers only in part, chunks past what pf stores and
- * cached ranges go the usual way. */
+ * nor DIRTY: per window, pin the chunks, ask the server for the tags it checks
+ * (the first time also for the file's key, id and an O_DIRECT descriptor of its
+ * backing file), read the slots in batches (O_DIRECT, io_submit: those of a
+ * sequential read ahead of it), open each straight into the caller's buffer,
+ * then look at the chunk words again: a chunk that became VALID meanwhile is
+ * read from the memfd. A slot that does not open goes to the server's fill,
+ * which alone decides EIO. Edge chunks, chunks past what pf stores and cached
+ * ranges go the usual way. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -26,6 +23,8 @@
 #define STREAM_MIN ((uint64_t)256 * 1024)
 #define SBATCH ((uint64_t)1 << 20) /* slot bytes per O_DIRECT request */
 #define PAGE 4096u
+#define NBUF RT_HANDOVER_RQ /* batches read or being read, SBATCH + 2 pages each */
+#define BUFB (SBATCH + 2 * PAGE)
 
 /* How a chunk of a window is read: decrypted here, from the memfd, filled by
  * the server first (FILL; BAD: its slot did not open here). */
@@ -37,6 +36,7 @@ struct rt_stream {
 	struct rt_handover h; /* first; fd read-only, O_DIRECT; buf SBATCH + 2 pages;
 			       * off: the server refused it, fills serve this node */
 	bool stale;           /* a slot did not match: take a fresh hand-over */
+	uint64_t seq;         /* the chunk after the last read here */
 	uint8_t cls[RT_STREAM_MAX];
 	uint8_t tags[RT_STREAM_MAX * PF_STREAM_TAG];
 };
@@ -105,6 +105,10 @@ void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap)
 		return;
 	pthread_mutex_lock(&h->lock);
 	rt__handover_forget(h);
+	if (h->ctx)
+		rt__raw(SYS_io_destroy, h->ctx);
+	h->ctx = 0;
+	memset(h->q, 0, sizeof(h->q));
 	if (h->buf)
 		rt__raw(SYS_munmap, h->buf, h->buf_bytes);
 	h->buf = NULL;
@@ -118,6 +122,7 @@ void rt__handover_drop(void *_Atomic *slot, size_t bytes, bool unmap)
 void rt__stream_drop(struct rt_node *n, bool unmap)
 {
 	rt__handover_drop(&n->stream, STREAM_BYTES, unmap);
+	rt__handover_drop(&n->wstream, rt__wstream_bytes, unmap);
 }
 
 /* The server's tags for chunks [c, c + count), with the hand-over when due.
@@ -174,48 +179,84 @@ static bool cold(struct rt_stream *s, uint64_t c0, uint64_t c1, uint64_t *a, uin
 	       kiln_read_around_cache(&st, *b - *a, PAGE);
 }
 
+/* q's request done: its bytes, or -errno. */
+static long rq_wait(struct rt_stream *s, struct rt_rq *q)
+{
+	while (q->busy) {
+		struct io_event ev[NBUF];
+		long n = rt__raw(SYS_io_getevents, s->h.ctx, 1, NBUF, ev, NULL);
+
+		for (long e = 0; e < n; e++)
+			s->h.q[ev[e].data].busy = false, s->h.q[ev[e].data].r = (long)ev[e].res;
+		if (n < 0 && n != -EINTR)
+			return s->h.off = true, n; /* left busy: never used again */
+	}
+	return q->r;
+}
+
+/* Batch b's slots (chunks [b * per, (b + 1) * per)) from chunk k's, up to lim's,
+ * in buffer b % NBUF: there, or their read started. -EAGAIN: cached or dirty
+ * (the server reads them), or no AIO here (never again: the server reads). */
+static int batch(struct rt_stream *s, uint64_t b, uint64_t per, uint64_t k, uint64_t lim)
+{
+	struct rt_rq *q = &s->h.q[b % NBUF];
+	uint64_t at = s->h.info.slot0 + k * s->h.info.stride, a, e;
+	struct iocb cb, *cbs[1] = { &cb };
+
+	if (q->len && q->a <= at && at + s->h.info.stride <= q->a + q->len)
+		return 0;
+	if (!cold(s, k, (b + 1) * per - 1 < lim ? (b + 1) * per - 1 : lim, &a, &e) ||
+	    (rq_wait(s, q) < 0 && q->busy))
+		return -EAGAIN;
+	if (!s->h.ctx && rt__raw(SYS_io_setup, NBUF, &s->h.ctx) < 0)
+		return s->h.ctx = 0, s->h.off = true, -EAGAIN;
+	cb = (struct iocb){ .aio_data = b % NBUF, .aio_lio_opcode = IOCB_CMD_PREAD,
+			    .aio_fildes = (uint32_t)s->h.fd,
+			    .aio_buf = (uintptr_t)(s->h.buf + (b % NBUF) * BUFB),
+			    .aio_nbytes = e - a, .aio_offset = (int64_t)a };
+	*q = (struct rt_rq){ a, e - a, 0, rt__raw(SYS_io_submit, s->h.ctx, 1, cbs) == 1 };
+	return q->busy ? 0 : (q->len = 0, -EAGAIN);
+}
+
 /* Open the DEC chunks of [c0, c1] (chunk k's bytes at buf + k * cs - base,
- * its tag s->tags[k - c0]), their slots read in batches; a chunk that does
- * not open becomes BAD. */
+ * its tag s->tags[k - c0]), their slots read in batches, NBUF - 1 of them
+ * ahead of a sequential read; a chunk that does not open becomes BAD. */
 static int decrypt(struct rt_stream *s, uint8_t *cls, uint64_t cs, uint64_t stored,
 		   uint64_t c0, uint64_t c1, char *buf, uint64_t base)
 {
-	uint64_t stride = s->h.info.stride, per = SBATCH / stride;
+	uint64_t stride = s->h.info.stride, per = SBATCH / stride, nst = (stored + cs - 1) / cs;
+	bool seq = c0 == s->seq;
 
-	for (uint64_t i = c0; i <= c1; i++) {
-		uint64_t j = i, start, a, b;
+	s->seq = c1 + 1;
+	for (uint64_t k = c0; k <= c1; k++) {
+		uint64_t at = s->h.info.slot0 + k * stride, b = k / per;
+		const uint8_t *tag = s->tags + (k - c0) * PF_STREAM_TAG;
+		uint32_t len = (uint32_t)((k + 1) * cs <= stored ? cs : stored - k * cs);
+		uint8_t *out = (uint8_t *)buf + (k * cs - base);
+		static const uint8_t hole[PF_STREAM_TAG];
+		struct rt_rq *q = &s->h.q[b % NBUF];
 		long r;
 
-		if (cls[i - c0] != DEC)
+		if (cls[k - c0] != DEC)
 			continue;
-		while (j < c1 && j + 1 - i < per)
-			j++;
-		start = s->h.info.slot0 + i * stride;
-		if (!cold(s, i, j, &a, &b))
+		if (!memcmp(tag, hole, sizeof(hole))) {
+			memset(out, 0, len);
+			continue;
+		}
+		if (batch(s, b, per, k, seq ? nst - 1 : c1))
 			return -EAGAIN;
-		r = rt__raw(SYS_pread64, s->h.fd, s->h.buf, b - a, a);
-		if (r == -EINVAL)
+		for (uint64_t x = b + 1; seq && (k == c0 || k % per == 0) && x < b + NBUF &&
+		     x * per < nst; x++)
+			if (batch(s, x, per, x * per, nst - 1))
+				break;
+		if ((r = rq_wait(s, q)) == -EINVAL)
 			s->h.off = true; /* this file system's O_DIRECT wants more */
 		if (r < 0)
 			return (int)r;
-		if ((uint64_t)r < b - a)
-			memset(s->h.buf + r, 0, b - a - (uint64_t)r);
-		for (uint64_t k = i; k <= j; k++) {
-			const uint8_t *tag = s->tags + (k - c0) * PF_STREAM_TAG;
-			uint32_t len = (uint32_t)((k + 1) * cs <= stored ? cs : stored - k * cs);
-			uint8_t *out = (uint8_t *)buf + (k * cs - base);
-			static const uint8_t hole[PF_STREAM_TAG];
-
-			if (cls[k - c0] != DEC)
-				continue;
-			if (!memcmp(tag, hole, sizeof(hole)))
-				memset(out, 0, len);
-			else if (pf_stream_open(s->h.aead, &s->h.info, k,
-						s->h.buf + (start - a) + (k - i) * stride, len,
-						tag, out))
-				cls[k - c0] = BAD;
-		}
-		i = j;
+		if (at + stride > q->a + (uint64_t)r ||
+		    pf_stream_open(s->h.aead, &s->h.info, k,
+				   s->h.buf + (b % NBUF) * BUFB + (at - q->a), len, tag, out))
+			cls[k - c0] = BAD, q->len = 0; /* read it again next time */
 	}
 	return 0;
 }
@@ -245,10 +286,8 @@ static long window(struct rt_node *n, struct rt_stream *s, int fd, char *buf, ui
 			s->cls[k - c0] = FILL;
 		else
 			s->cls[k - c0] = DEC;
-		if (s->cls[k - c0] == DEC) {
-			d0 = d0 < k ? d0 : k;
-			d1 = k;
-		}
+		if (s->cls[k - c0] == DEC)
+			d0 = d0 < k ? d0 : k, d1 = k;
 	}
 	/* Tags of [d0, d1] (every one below what pf stores). */
 	if (d0 > d1 || (s->h.ready && !s->stale && !cold(s, d0, d1, &lo, &hi)) ||
@@ -303,7 +342,7 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 		return -EAGAIN;
 	if (len > (uint64_t)st.st_size - off)
 		len = (uint64_t)st.st_size - off;
-	if (!(s = rt__handover_lock(&n->stream, STREAM_BYTES, SBATCH + 2 * PAGE)))
+	if (!(s = rt__handover_lock(&n->stream, STREAM_BYTES, NBUF * BUFB)))
 		return -EAGAIN;
 	while (done < len) {
 		uint64_t at = off + done, wl = len - done;

@@ -31,11 +31,7 @@ struct rt_wstream {
 	uint8_t tags[RT_WSTREAM_MAX * PF_STREAM_TAG];
 };
 #define WSTREAM_BYTES ((sizeof(struct rt_wstream) + PAGE - 1) / PAGE * PAGE)
-
-void rt__wstream_drop(struct rt_node *n, bool unmap)
-{
-	rt__handover_drop(&n->wstream, WSTREAM_BYTES, unmap);
-}
+const size_t rt__wstream_bytes = WSTREAM_BYTES;
 
 /* RT_OP_WSTREAM about chunks [c, c + count): flags 0 (reserve, with the
  * hand-over when due), RT_WSTREAM_DONE (with the tags) or
@@ -108,9 +104,7 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 
 /* One window of whole chunks [at, at + len) at the end of the file: len, or
  * 0 (nothing written: the usual way). In a guard, as an O_APPEND write: a
- * handler of the program that appends to the file would wait for the append
- * lock its own thread holds (call's guards nest in it: no handler runs until
- * the lock is free). */
+ * handler appending to the file would wait for the lock its thread holds. */
 static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *buf, uint64_t at,
 		   uint64_t len)
 {

@@ -8,6 +8,10 @@ touches it with EIO (the server's fill decides and logs), the others read."""
 import hashlib
 import os
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from kilnapps import need
 
@@ -183,3 +187,26 @@ def test_cold_read_of_a_tampered_chunk(volume):
     volume.wait_server_gone(10)
     _, streamed = counters(volume)
     assert streamed >= 6 * 256, streamed
+
+
+def test_cold_read_reads_ahead(volume, tmp_path):
+    """The reader's slot batches go out with io_submit, the next three before
+    it waits for the first (strace of the whole run: the volume server uses
+    neither call): the disk reads ahead while the program decrypts. Every
+    batch is one request (a 1 MiB read used to take two preads)."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is needed (scripts/install-deps.sh installs it)")
+    py, path = cold_file(volume, MIB)
+    log = tmp_path / "trace"
+    env = dict(os.environ, **ENV)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+    p = subprocess.run(["strace", "-f", "-qq", "-o", str(log), "-e", "trace=io_submit,io_getevents",
+                        volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
+                        py, "-c", READ, path], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr
+    digest, res = p.stdout.split(" ", 1)
+    assert digest == expected(MIB) and set(res.split()) == {"ok"}, p.stdout
+    calls = re.findall(r"(io_submit|io_getevents)\(", log.read_text())
+    assert calls[:4] == ["io_submit"] * 4, calls[:8]
+    batches = MIB * 256 // ((4096 * 256) // SLOT)  # 254 slots a batch
+    assert batches <= calls.count("io_submit") <= batches + 2, calls.count("io_submit")
