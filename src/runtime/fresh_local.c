@@ -1,28 +1,16 @@
 /* kiln runtime: the local freshness provider, in the same file format as pf's
- * pf_freshness_local ("COMMITTED PREPARED\n", the `kiln fs` KEY.tag), written
- * more cheaply:
- * - commit() does not sync. That is safe: prepare(N) is durable before the
- *   metadata with tag N is renamed into place, and on open a metadata tag equal
- *   to the prepared one is accepted and committed; so after a crash that loses
- *   the commit, the volume still opens with the newest metadata.
- * - An existing file is overwritten in place: one write of a fixed-size line
- *   (TAG_LINE bytes, trailing spaces before the newline, which both readers
- *   skip) at offset 0, then fdatasync for prepare(): one sync instead of a
- *   file and a directory fsync. This relies on a write of one sector at offset
- *   0 being atomic on power loss (as PostgreSQL does for pg_control); the
- *   line never shrinks, so the file's size changes at most once. A missing
- *   file is created through a temporary file and rename, fully synced.
- * - The file is opened once and kept open while the volume is, and what it
- *   holds is remembered: a commit costs one write (prepare: and its
- *   fdatasync), not three opens, a read and three closes around them. Every
- *   call runs under the volume lock, which the volume server holds from the
- *   volume's open to its close, and every other writer of the tag file
- *   (`kiln fs`, which replaces it by rename) takes that lock first: nothing
- *   replaces the file while the fd is kept. Still, each prepare and commit
- *   first checks (fstat, no path walk) that the kept file has a name: one
- *   removed or renamed over by hand is let go, and the file is opened (or
- *   made) by name again, as before. A write that fails closes the fd and
- *   forgets the values too. */
+ * pf_freshness_local ("COMMITTED PREPARED\n", the `kiln fs` KEY.version),
+ * written more cheaply (docs/runtime.md, "--volume"): commit() does not sync
+ * (a metadata or record at the prepared version is accepted and committed on
+ * open); an existing file is overwritten in place, one write of a fixed-size
+ * line (TAG_LINE bytes, padded with spaces) at offset 0, then fdatasync for
+ * prepare() -- one sector written at offset 0 taken as atomic on power loss,
+ * as PostgreSQL does for pg_control; a missing file is created through a
+ * temporary file and rename, fully synced. The file is kept open with what it
+ * holds remembered, under the volume lock the volume server holds from open
+ * to close (`kiln fs`, the other writer, takes it first); each prepare checks
+ * that the kept file still has a name (fr_check), else it is opened (or made)
+ * by name again. A write that fails closes the fd and forgets the values. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -157,13 +145,17 @@ fail:
 			    kiln_strerror((int)r));
 }
 
-/* The kept file is still the one its name reaches, as far as one fstat can
- * tell (a file removed or replaced by rename has no link left). */
+/* The kept file is still the one its name reaches, as far as one statx can
+ * tell (a file removed or replaced by rename has no link left). Its link
+ * count only: asking for the times (fstat) makes the kernel (multigrain
+ * timestamps, Linux 6.13 on) stamp the next write finely, and each prepare's
+ * fdatasync then wrote the inode too (docs/fs.md "One-file commits"). */
 static void fr_check(struct rt_fresh *f)
 {
-	struct stat st;
+	struct statx sx;
 
-	if (f->fd >= 0 && (rt__raw(SYS_fstat, f->fd, &st) < 0 || st.st_nlink == 0))
+	if (f->fd >= 0 && (rt__raw(SYS_statx, f->fd, "", AT_EMPTY_PATH, STATX_NLINK, &sx) < 0 ||
+			   sx.stx_nlink == 0))
 		fr_forget(f);
 }
 
@@ -185,9 +177,10 @@ static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
 	return fr_write(ctx, c, tag, /*durable=*/true, err);
 }
 
+/* No fr_check: the prepare before it, in the same commit under the volume
+ * lock, checked the kept file (one fstat less per commit). */
 static int fr_commit(void *ctx, uint64_t tag, struct kiln_err *err)
 {
-	fr_check(ctx);
 	return fr_write(ctx, tag, tag, /*durable=*/false, err);
 }
 

@@ -20,6 +20,27 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* A memfd's size, inode and blocks (what this file asks), not its times: a
+ * stat asking for them makes the kernel (multigrain timestamps, Linux 6.13
+ * on) stamp the program's next write to it with a fine-grained time, which
+ * moves the floor every file's coarse mtime follows -- so the next write of
+ * the commit log or the version file changed its inode, and the commit's
+ * fdatasync wrote the inode table block too (docs/fs.md "One-file
+ * commits"). */
+static int mstat(int fd, struct stat *st)
+{
+	struct statx sx;
+
+	if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_SIZE | STATX_INO | STATX_BLOCKS,
+		    &sx) < 0)
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->st_size = (off_t)sx.stx_size;
+	st->st_ino = sx.stx_ino;
+	st->st_blocks = (blkcnt_t)sx.stx_blocks;
+	return 0;
+}
+
 /* The server's plaintext window for fills and write-backs (g_srv.buf). 1 MiB: the
  * plaintext read out of the memfd is still in the CPU's cache when pf seals it
  * (with 4 MiB, a 512 MiB dd wrote back 1.07x slower: 1.00-1.16, 6 rounds, load 4.9). */
@@ -122,7 +143,7 @@ struct sfile *sf_by_memfd_ino(uint64_t ino)
 	for (struct sfile *f = g_srv.files; f; f = f->next) {
 		struct stat st;
 
-		if (fstat(f->memfd, &st) == 0 && (uint64_t)st.st_ino == ino)
+		if (mstat(f->memfd, &st) == 0 && (uint64_t)st.st_ino == ino)
 			return f;
 	}
 	return NULL;
@@ -757,7 +778,7 @@ static int grow_to_memfd(struct sfile *f)
 {
 	struct stat st;
 
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		return -errno;
 	return sf_grow(f, srv_nchunks((uint64_t)st.st_size));
 }
@@ -797,7 +818,7 @@ static int writeback_locked(struct sfile *f)
 	struct stat st;
 	int ret = 0;
 
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		return -errno;
 	size = (uint64_t)st.st_size;
 	n = srv_nchunks(size);
@@ -870,7 +891,7 @@ int sf_truncate(struct sfile *f, uint64_t size)
 		return -EFBIG;
 	if (nn > words_of(f) && (ret = sf_grow(f, nn)))
 		return ret;
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		return -errno;
 	old = (uint64_t)st.st_size;
 	stored = atomic_load(&f->seg->stored_size);
@@ -911,7 +932,7 @@ int sf_fallocate(struct sfile *f, int mode, uint64_t off, uint64_t len)
 	c1 = (end - 1) / cs;
 	if (c1 >= words_of(f) && (ret = sf_grow(f, c1 + 1)))
 		return ret;
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		return -errno;
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		/* The partial chunks at both ends keep their other bytes. */
@@ -1073,7 +1094,7 @@ int sf_stat(struct sfile *f, struct rt_stat_reply *r)
 	struct stat st;
 	uint64_t blocks;
 
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		return -errno;
 	r->size = (uint64_t)st.st_size;
 	r->atime_ns = atomic_load(&f->seg->atime_ns);
@@ -1115,7 +1136,7 @@ static uint64_t evict_file(struct sfile *f, uint64_t want)
 	if (f->maps || (atomic_load(&f->seg->flags) & RT_FS_NOEVICT) || !rt__ck_trylock(f->seg))
 		return 0;
 	sf_wstream_unlease(f);
-	if (fstat(f->memfd, &st) < 0)
+	if (mstat(f->memfd, &st) < 0)
 		goto out;
 	n = srv_nchunks((uint64_t)st.st_size);
 	if (n > words_of(f))
@@ -1160,7 +1181,7 @@ static void measure(void)
 	for (struct sfile *f = g_srv.files; f; f = f->next) {
 		struct stat st;
 
-		if (fstat(f->memfd, &st) == 0)
+		if (mstat(f->memfd, &st) == 0)
 			sum += (uint64_t)st.st_blocks * 512;
 	}
 	if (sum > g_srv.peak_bytes)
@@ -1242,7 +1263,7 @@ int sf_wstream_reserve(struct sfile *f, struct sclient *cl, uint64_t first, uint
 	if (f->resv_by == cl)
 		resv_end(f, true); /* its lease, unused (it holds the append lock) */
 	if (f->resv_by || f->wmaps || f->wholes || first + count > words_of(f) ||
-	    fstat(f->memfd, &st) < 0 || (uint64_t)st.st_size != at)
+	    mstat(f->memfd, &st) < 0 || (uint64_t)st.st_size != at)
 		return -EAGAIN;
 	/* Written before, not yet written back (a header before the bulk): pf
 	 * first, so that it ends here too (the client holds the append lock). */
@@ -1329,7 +1350,7 @@ int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_
 
 		clash = (w & (RT_CK_VALID | RT_CK_DIRTY)) || (w & RT_CK_PINS) > RT_CK_PIN;
 	}
-	if (clash || fstat(f->memfd, &st) < 0 ||
+	if (clash || mstat(f->memfd, &st) < 0 ||
 	    ((uint64_t)st.st_size < size && ftruncate(f->memfd, (off_t)size) < 0)) {
 		/* Not this time: back to the old end, the client writes the range
 		 * the usual way (as if after the other writer). */
