@@ -99,6 +99,13 @@ static inline long ret(long r)
  * large-file names are the same functions on x86-64 (off_t is 64 bits). */
 #define DECL(type, name, ...) RT_EXPORT type name(__VA_ARGS__)
 #define ALIAS(type, name, target, ...) DECL(type, name, __VA_ARGS__) __attribute__((alias(#target)))
+/* A wrapper that is one call: WRAP(type, name, (parameters), Cn(nr, arguments)). */
+#define WRAP(type, name, params, call) \
+	RT_EXPORT type name params; \
+	type name params \
+	{ \
+		return (type)ret(call); \
+	}
 
 static mode_t va_mode(int flags, va_list ap)
 {
@@ -120,13 +127,7 @@ int open(const char *path, int flags, ...)
 }
 
 ALIAS(int, open64, open, const char *path, int flags, ...);
-
-DECL(int, __open_2, const char *path, int flags);
-int __open_2(const char *path, int flags)
-{
-	return (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0));
-}
-
+WRAP(int, __open_2, (const char *path, int flags), C4(SYS_openat, AT_FDCWD, path, flags, 0))
 ALIAS(int, __open64_2, __open_2, const char *path, int flags);
 
 DECL(int, openat, int dirfd, const char *path, int flags, ...);
@@ -142,92 +143,28 @@ int openat(int dirfd, const char *path, int flags, ...)
 }
 
 ALIAS(int, openat64, openat, int dirfd, const char *path, int flags, ...);
-
-DECL(int, __openat_2, int dirfd, const char *path, int flags);
-int __openat_2(int dirfd, const char *path, int flags)
-{
-	return (int)ret(C4(SYS_openat, dirfd, path, flags, 0));
-}
-
-DECL(int, creat, const char *path, mode_t mode);
-int creat(const char *path, mode_t mode)
-{
-	return (int)ret(C4(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode));
-}
-
+WRAP(int, __openat_2, (int dirfd, const char *path, int flags),
+     C4(SYS_openat, dirfd, path, flags, 0))
+WRAP(int, creat, (const char *path, mode_t mode),
+     C4(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode))
 ALIAS(int, creat64, creat, const char *path, mode_t mode);
-
-DECL(ssize_t, read, int fd, void *buf, size_t n);
-ssize_t read(int fd, void *buf, size_t n)
-{
-	return ret(C3(SYS_read, fd, buf, n));
-}
-
-DECL(ssize_t, write, int fd, const void *buf, size_t n);
-ssize_t write(int fd, const void *buf, size_t n)
-{
-	return ret(C3(SYS_write, fd, buf, n));
-}
-
-DECL(ssize_t, pread, int fd, void *buf, size_t n, off_t off);
-ssize_t pread(int fd, void *buf, size_t n, off_t off)
-{
-	return ret(C4(SYS_pread64, fd, buf, n, off));
-}
-
+WRAP(ssize_t, read, (int fd, void *buf, size_t n), C3(SYS_read, fd, buf, n))
+WRAP(ssize_t, write, (int fd, const void *buf, size_t n), C3(SYS_write, fd, buf, n))
+WRAP(ssize_t, pread, (int fd, void *buf, size_t n, off_t off), C4(SYS_pread64, fd, buf, n, off))
 ALIAS(ssize_t, pread64, pread, int fd, void *buf, size_t n, off_t off);
-
-DECL(ssize_t, pwrite, int fd, const void *buf, size_t n, off_t off);
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
-{
-	return ret(C4(SYS_pwrite64, fd, buf, n, off));
-}
-
+WRAP(ssize_t, pwrite, (int fd, const void *buf, size_t n, off_t off),
+     C4(SYS_pwrite64, fd, buf, n, off))
 ALIAS(ssize_t, pwrite64, pwrite, int fd, const void *buf, size_t n, off_t off);
-
-DECL(ssize_t, readv, int fd, const struct iovec *iov, int cnt);
-ssize_t readv(int fd, const struct iovec *iov, int cnt)
-{
-	return ret(C3(SYS_readv, fd, iov, cnt));
-}
-
-DECL(ssize_t, writev, int fd, const struct iovec *iov, int cnt);
-ssize_t writev(int fd, const struct iovec *iov, int cnt)
-{
-	return ret(C3(SYS_writev, fd, iov, cnt));
-}
-
-DECL(ssize_t, preadv, int fd, const struct iovec *iov, int cnt, off_t off);
-ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
-{
-	return ret(C5(SYS_preadv, fd, iov, cnt, off, 0));
-}
-
-DECL(ssize_t, pwritev, int fd, const struct iovec *iov, int cnt, off_t off);
-ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
-{
-	return ret(C5(SYS_pwritev, fd, iov, cnt, off, 0));
-}
-
-DECL(off_t, lseek, int fd, off_t off, int whence);
-off_t lseek(int fd, off_t off, int whence)
-{
-	return ret(C3(SYS_lseek, fd, off, whence));
-}
-
+WRAP(ssize_t, readv, (int fd, const struct iovec *iov, int cnt), C3(SYS_readv, fd, iov, cnt))
+WRAP(ssize_t, writev, (int fd, const struct iovec *iov, int cnt), C3(SYS_writev, fd, iov, cnt))
+WRAP(ssize_t, preadv, (int fd, const struct iovec *iov, int cnt, off_t off),
+     C5(SYS_preadv, fd, iov, cnt, off, 0))
+WRAP(ssize_t, pwritev, (int fd, const struct iovec *iov, int cnt, off_t off),
+     C5(SYS_pwritev, fd, iov, cnt, off, 0))
+WRAP(off_t, lseek, (int fd, off_t off, int whence), C3(SYS_lseek, fd, off, whence))
 ALIAS(off_t, lseek64, lseek, int fd, off_t off, int whence);
-
-DECL(int, close, int fd);
-int close(int fd)
-{
-	return (int)ret(C1(SYS_close, fd));
-}
-
-DECL(int, dup, int fd);
-int dup(int fd)
-{
-	return (int)ret(C1(SYS_dup, fd));
-}
+WRAP(int, close, (int fd), C1(SYS_close, fd))
+WRAP(int, dup, (int fd), C1(SYS_dup, fd))
 
 DECL(int, dup2, int fd, int fd2);
 int dup2(int fd, int fd2)
@@ -237,11 +174,7 @@ int dup2(int fd, int fd2)
 	return (int)ret(C3(SYS_dup3, fd, fd2, 0));
 }
 
-DECL(int, dup3, int fd, int fd2, int flags);
-int dup3(int fd, int fd2, int flags)
-{
-	return (int)ret(C3(SYS_dup3, fd, fd2, flags));
-}
+WRAP(int, dup3, (int fd, int fd2, int flags), C3(SYS_dup3, fd, fd2, flags))
 
 DECL(int, fcntl, int fd, int cmd, ...);
 int fcntl(int fd, int cmd, ...)
@@ -256,54 +189,19 @@ int fcntl(int fd, int cmd, ...)
 }
 
 ALIAS(int, fcntl64, fcntl, int fd, int cmd, ...);
-
-DECL(int, fstat, int fd, struct stat *st);
-int fstat(int fd, struct stat *st)
-{
-	return (int)ret(C2(SYS_fstat, fd, st));
-}
-
-DECL(int, fstat64, int fd, struct rt_stat64 *st);
-int fstat64(int fd, struct rt_stat64 *st)
-{
-	return (int)ret(C2(SYS_fstat, fd, st));
-}
-
-DECL(int, stat, const char *path, struct stat *st);
-int stat(const char *path, struct stat *st)
-{
-	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
-}
-
-DECL(int, stat64, const char *path, struct rt_stat64 *st);
-int stat64(const char *path, struct rt_stat64 *st)
-{
-	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, 0));
-}
-
-DECL(int, lstat, const char *path, struct stat *st);
-int lstat(const char *path, struct stat *st)
-{
-	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
-}
-
-DECL(int, lstat64, const char *path, struct rt_stat64 *st);
-int lstat64(const char *path, struct rt_stat64 *st)
-{
-	return (int)ret(C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW));
-}
-
-DECL(int, fstatat, int dirfd, const char *path, struct stat *st, int flags);
-int fstatat(int dirfd, const char *path, struct stat *st, int flags)
-{
-	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
-}
-
-DECL(int, fstatat64, int dirfd, const char *path, struct rt_stat64 *st, int flags);
-int fstatat64(int dirfd, const char *path, struct rt_stat64 *st, int flags)
-{
-	return (int)ret(C4(SYS_newfstatat, dirfd, path, st, flags));
-}
+WRAP(int, fstat, (int fd, struct stat *st), C2(SYS_fstat, fd, st))
+WRAP(int, fstat64, (int fd, struct rt_stat64 *st), C2(SYS_fstat, fd, st))
+WRAP(int, stat, (const char *path, struct stat *st), C4(SYS_newfstatat, AT_FDCWD, path, st, 0))
+WRAP(int, stat64, (const char *path, struct rt_stat64 *st),
+     C4(SYS_newfstatat, AT_FDCWD, path, st, 0))
+WRAP(int, lstat, (const char *path, struct stat *st),
+     C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW))
+WRAP(int, lstat64, (const char *path, struct rt_stat64 *st),
+     C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW))
+WRAP(int, fstatat, (int dirfd, const char *path, struct stat *st, int flags),
+     C4(SYS_newfstatat, dirfd, path, st, flags))
+WRAP(int, fstatat64, (int dirfd, const char *path, struct rt_stat64 *st, int flags),
+     C4(SYS_newfstatat, dirfd, path, st, flags))
 
 DECL(int, __xstat, int ver, const char *path, struct stat *st);
 int __xstat(int ver, const char *path, struct stat *st)
@@ -337,140 +235,39 @@ int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 
 ALIAS(int, __fxstatat64, __fxstatat, int ver, int dirfd, const char *path, struct stat *st,
       int flags);
-
-DECL(int, statx, int dirfd, const char *path, int flags, unsigned mask, struct statx *st);
-int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *st)
-{
-	return (int)ret(C5(SYS_statx, dirfd, path, flags, mask, st));
-}
-
-DECL(int, ftruncate, int fd, off_t size);
-int ftruncate(int fd, off_t size)
-{
-	return (int)ret(C2(SYS_ftruncate, fd, size));
-}
-
+WRAP(int, statx, (int dirfd, const char *path, int flags, unsigned mask, struct statx *st),
+     C5(SYS_statx, dirfd, path, flags, mask, st))
+WRAP(int, ftruncate, (int fd, off_t size), C2(SYS_ftruncate, fd, size))
 ALIAS(int, ftruncate64, ftruncate, int fd, off_t size);
-
-DECL(int, truncate, const char *path, off_t size);
-int truncate(const char *path, off_t size)
-{
-	return (int)ret(C2(SYS_truncate, path, size));
-}
-
+WRAP(int, truncate, (const char *path, off_t size), C2(SYS_truncate, path, size))
 ALIAS(int, truncate64, truncate, const char *path, off_t size);
-
-DECL(int, fsync, int fd);
-int fsync(int fd)
-{
-	return (int)ret(C1(SYS_fsync, fd));
-}
-
-DECL(int, fdatasync, int fd);
-int fdatasync(int fd)
-{
-	return (int)ret(C1(SYS_fdatasync, fd));
-}
+WRAP(int, fsync, (int fd), C1(SYS_fsync, fd))
+WRAP(int, fdatasync, (int fd), C1(SYS_fdatasync, fd))
 
 /* libc issues these from its own code: without a wrapper each one traps
  * (SIGSYS, a few microseconds). PostgreSQL's SetLatch is a kill, its
  * checkpointer and bgwriter call sync_file_range for every file they write. */
-DECL(int, sync_file_range, int fd, off_t off, off_t n, unsigned int flags);
-int sync_file_range(int fd, off_t off, off_t n, unsigned int flags)
-{
-	return (int)ret(C4(SYS_sync_file_range, fd, off, n, flags));
-}
-
-DECL(int, kill, pid_t pid, int sig);
-int kill(pid_t pid, int sig)
-{
-	return (int)ret(C2(SYS_kill, pid, sig));
-}
-
-DECL(int, rename, const char *from, const char *to);
-int rename(const char *from, const char *to)
-{
-	return (int)ret(C5(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 0));
-}
-
-DECL(int, renameat, int fd1, const char *from, int fd2, const char *to);
-int renameat(int fd1, const char *from, int fd2, const char *to)
-{
-	return (int)ret(C5(SYS_renameat2, fd1, from, fd2, to, 0));
-}
-
-DECL(int, renameat2, int fd1, const char *from, int fd2, const char *to, unsigned flags);
-int renameat2(int fd1, const char *from, int fd2, const char *to, unsigned flags)
-{
-	return (int)ret(C5(SYS_renameat2, fd1, from, fd2, to, flags));
-}
-
-DECL(int, unlink, const char *path);
-int unlink(const char *path)
-{
-	return (int)ret(C3(SYS_unlinkat, AT_FDCWD, path, 0));
-}
-
-DECL(int, unlinkat, int dirfd, const char *path, int flags);
-int unlinkat(int dirfd, const char *path, int flags)
-{
-	return (int)ret(C3(SYS_unlinkat, dirfd, path, flags));
-}
-
-DECL(int, mkdir, const char *path, mode_t mode);
-int mkdir(const char *path, mode_t mode)
-{
-	return (int)ret(C3(SYS_mkdirat, AT_FDCWD, path, mode));
-}
-
-DECL(int, mkdirat, int dirfd, const char *path, mode_t mode);
-int mkdirat(int dirfd, const char *path, mode_t mode)
-{
-	return (int)ret(C3(SYS_mkdirat, dirfd, path, mode));
-}
-
-DECL(int, rmdir, const char *path);
-int rmdir(const char *path)
-{
-	return (int)ret(C3(SYS_unlinkat, AT_FDCWD, path, AT_REMOVEDIR));
-}
-
-DECL(int, access, const char *path, int mode);
-int access(const char *path, int mode)
-{
-	return (int)ret(C4(SYS_faccessat2, AT_FDCWD, path, mode, 0));
-}
-
-DECL(int, faccessat, int dirfd, const char *path, int mode, int flags);
-int faccessat(int dirfd, const char *path, int mode, int flags)
-{
-	return (int)ret(C4(SYS_faccessat2, dirfd, path, mode, flags));
-}
-
-DECL(int, chmod, const char *path, mode_t mode);
-int chmod(const char *path, mode_t mode)
-{
-	return (int)ret(C4(SYS_fchmodat, AT_FDCWD, path, mode, 0));
-}
-
-DECL(int, fchmod, int fd, mode_t mode);
-int fchmod(int fd, mode_t mode)
-{
-	return (int)ret(C2(SYS_fchmod, fd, mode));
-}
-
-DECL(ssize_t, getdents64, int fd, void *buf, size_t n);
-ssize_t getdents64(int fd, void *buf, size_t n)
-{
-	return ret(C3(SYS_getdents64, fd, buf, n));
-}
-
-DECL(ssize_t, sendfile, int out, int in, off_t *off, size_t n);
-ssize_t sendfile(int out, int in, off_t *off, size_t n)
-{
-	return ret(C4(SYS_sendfile, out, in, off, n));
-}
-
+WRAP(int, sync_file_range, (int fd, off_t off, off_t n, unsigned int flags),
+     C4(SYS_sync_file_range, fd, off, n, flags))
+WRAP(int, kill, (pid_t pid, int sig), C2(SYS_kill, pid, sig))
+WRAP(int, rename, (const char *from, const char *to),
+     C5(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 0))
+WRAP(int, renameat, (int fd1, const char *from, int fd2, const char *to),
+     C5(SYS_renameat2, fd1, from, fd2, to, 0))
+WRAP(int, renameat2, (int fd1, const char *from, int fd2, const char *to, unsigned flags),
+     C5(SYS_renameat2, fd1, from, fd2, to, flags))
+WRAP(int, unlink, (const char *path), C3(SYS_unlinkat, AT_FDCWD, path, 0))
+WRAP(int, unlinkat, (int dirfd, const char *path, int flags), C3(SYS_unlinkat, dirfd, path, flags))
+WRAP(int, mkdir, (const char *path, mode_t mode), C3(SYS_mkdirat, AT_FDCWD, path, mode))
+WRAP(int, mkdirat, (int dirfd, const char *path, mode_t mode), C3(SYS_mkdirat, dirfd, path, mode))
+WRAP(int, rmdir, (const char *path), C3(SYS_unlinkat, AT_FDCWD, path, AT_REMOVEDIR))
+WRAP(int, access, (const char *path, int mode), C4(SYS_faccessat2, AT_FDCWD, path, mode, 0))
+WRAP(int, faccessat, (int dirfd, const char *path, int mode, int flags),
+     C4(SYS_faccessat2, dirfd, path, mode, flags))
+WRAP(int, chmod, (const char *path, mode_t mode), C4(SYS_fchmodat, AT_FDCWD, path, mode, 0))
+WRAP(int, fchmod, (int fd, mode_t mode), C2(SYS_fchmod, fd, mode))
+WRAP(ssize_t, getdents64, (int fd, void *buf, size_t n), C3(SYS_getdents64, fd, buf, n))
+WRAP(ssize_t, sendfile, (int out, int in, off_t *off, size_t n), C4(SYS_sendfile, out, in, off, n))
 ALIAS(ssize_t, sendfile64, sendfile, int out, int in, off_t *off, size_t n);
 
 DECL(ssize_t, copy_file_range, int in, off_t *in_off, int out, off_t *out_off, size_t n,
@@ -502,11 +299,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 	return ret(call(SYS_recvfrom, fd, (long)buf, (long)n, flags, (long)addr, (long)alen));
 }
 
-DECL(ssize_t, recvmsg, int fd, struct msghdr *msg, int flags);
-ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
-{
-	return ret(C3(SYS_recvmsg, fd, msg, flags));
-}
+WRAP(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), C3(SYS_recvmsg, fd, msg, flags))
 
 DECL(ssize_t, send, int fd, const void *buf, size_t n, int flags);
 ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -522,29 +315,13 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 	return ret(call(SYS_sendto, fd, (long)buf, (long)n, flags, (long)addr, (long)alen));
 }
 
-DECL(ssize_t, sendmsg, int fd, const struct msghdr *msg, int flags);
-ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-{
-	return ret(C3(SYS_sendmsg, fd, msg, flags));
-}
-
-DECL(int, accept, int fd, struct sockaddr *addr, socklen_t *alen);
-int accept(int fd, struct sockaddr *addr, socklen_t *alen)
-{
-	return (int)ret(C3(SYS_accept, fd, addr, alen));
-}
-
-DECL(int, accept4, int fd, struct sockaddr *addr, socklen_t *alen, int flags);
-int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
-{
-	return (int)ret(C4(SYS_accept4, fd, addr, alen, flags));
-}
-
-DECL(int, epoll_wait, int epfd, struct epoll_event *ev, int max, int timeout);
-int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
-{
-	return (int)ret(C4(SYS_epoll_wait, epfd, ev, max, timeout));
-}
+WRAP(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags),
+     C3(SYS_sendmsg, fd, msg, flags))
+WRAP(int, accept, (int fd, struct sockaddr *addr, socklen_t *alen), C3(SYS_accept, fd, addr, alen))
+WRAP(int, accept4, (int fd, struct sockaddr *addr, socklen_t *alen, int flags),
+     C4(SYS_accept4, fd, addr, alen, flags))
+WRAP(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout),
+     C4(SYS_epoll_wait, epfd, ev, max, timeout))
 
 DECL(int, epoll_pwait, int epfd, struct epoll_event *ev, int max, int timeout,
      const sigset_t *mask);
@@ -553,29 +330,13 @@ int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const si
 	return (int)ret(call(SYS_epoll_pwait, epfd, (long)ev, max, timeout, (long)mask, 8));
 }
 
-DECL(int, epoll_ctl, int epfd, int op, int fd, struct epoll_event *ev);
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
-{
-	return (int)ret(C4(SYS_epoll_ctl, epfd, op, fd, ev));
-}
-
-DECL(int, poll, struct pollfd *fds, nfds_t n, int timeout);
-int poll(struct pollfd *fds, nfds_t n, int timeout)
-{
-	return (int)ret(C3(SYS_poll, fds, n, timeout));
-}
-
-DECL(int, setsockopt, int fd, int level, int name, const void *val, socklen_t len);
-int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
-{
-	return (int)ret(C5(SYS_setsockopt, fd, level, name, val, len));
-}
-
-DECL(int, sigprocmask, int how, const sigset_t *set, sigset_t *old);
-int sigprocmask(int how, const sigset_t *set, sigset_t *old)
-{
-	return (int)ret(C4(SYS_rt_sigprocmask, how, set, old, 8));
-}
+WRAP(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev),
+     C4(SYS_epoll_ctl, epfd, op, fd, ev))
+WRAP(int, poll, (struct pollfd *fds, nfds_t n, int timeout), C3(SYS_poll, fds, n, timeout))
+WRAP(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),
+     C5(SYS_setsockopt, fd, level, name, val, len))
+WRAP(int, sigprocmask, (int how, const sigset_t *set, sigset_t *old),
+     C4(SYS_rt_sigprocmask, how, set, old, 8))
 
 DECL(int, pthread_sigmask, int how, const sigset_t *set, sigset_t *old);
 int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
