@@ -1,7 +1,8 @@
 """What a program's calls and a commit cost in system calls, counted with strace
 (never timed): libc functions PostgreSQL calls per transaction do not trap
-through SIGSYS, a commit does not reopen the volume's tag file, and nginx's
-fstat of the file it serves is answered without one."""
+through SIGSYS, nor do stdio's reads and writes (sqlite3's shell), a commit
+does not reopen the volume's tag file, and nginx's fstat of the file it serves
+is answered without one."""
 import os
 import re
 import shutil
@@ -9,10 +10,10 @@ import subprocess
 
 import pytest
 
-from kilnapps import need
+from kilnapps import SECRET, need
 
 
-def strace(volume, log, trace, *argv):
+def strace(volume, log, trace, *argv, stdin=None):
     """argv under kiln run --volume, under strace -f (the volume server too)."""
     if not shutil.which("strace"):
         pytest.fail("strace is needed (scripts/install-deps.sh installs it)")
@@ -21,7 +22,7 @@ def strace(volume, log, trace, *argv):
     env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
     p = subprocess.run(["strace", "-f", "-qq", "-o", str(log), *trace, volume.kiln_bin, "run",
                         "--volume", f"{volume.dir}={volume.key}", "--", *map(str, argv)],
-                       capture_output=True, text=True, timeout=300, env=env)
+                       capture_output=True, text=True, timeout=300, env=env, input=stdin)
     assert p.returncode == 0, p.stderr
     volume.wait_server_gone()
     return p
@@ -54,9 +55,70 @@ def test_kill_and_sync_file_range_do_not_trap(volume, tmp_path):
     p = strace(volume, log, ["-e", "trace=none", "-e", "signal=SIGSYS"], py, "-c", LIBC_CALLS,
                volume.dir / "f")
     assert p.stdout.split() == ["signals", "1"]
-    trapped = re.findall(r"si_syscall=__NR_(\w+)", log.read_text())
+    trapped = sigsys(log)
     assert trapped.count("kill") == 0, trapped
     assert trapped.count("sync_file_range") == 0, trapped
+
+
+def sigsys(log):
+    return re.findall(r"si_syscall=__NR_(\w+)", log.read_text())
+
+
+def test_stdio_of_sqlite3_does_not_trap(volume, tmp_path):
+    """sqlite3's shell reads its statements from a pipe and prints each one's
+    rows with stdio, which glibc reads and writes through its internal __read
+    and __write: one SIGSYS trap per statement (200) before the runtime took
+    stdio's jump table slots."""
+    sqlite = need("sqlite3")
+    log = tmp_path / "trace"
+    sql = "".join(f"select {i};\n" for i in range(200))
+    p = strace(volume, log, ["-e", "trace=none", "-e", "signal=SIGSYS"], sqlite,
+               volume.dir / "x.db", stdin=sql)
+    assert p.stdout.split() == [str(i) for i in range(200)]
+    trapped = sigsys(log)
+    assert trapped.count("write") == 0 and trapped.count("read") == 0, trapped
+
+
+# fopen, fwrite, fseek, fread, fstat of the stream's buffer: a protected file
+# through stdio's jump table (the runtime's functions now) is still the shield's.
+STDIO_FILE = r"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+for fn in (libc.fwrite, libc.fread):
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+libc.fseek.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
+libc.fclose.argtypes = [ctypes.c_void_p]
+line = sys.argv[2].encode() + b"\n"
+f = libc.fopen(sys.argv[1].encode(), b"w+")
+for i in range(3000):
+    assert libc.fwrite(line, 1, len(line), f) == len(line)
+buf = ctypes.create_string_buffer(len(line) * 3000)
+for i in range(10):
+    assert libc.fseek(f, 0, 0) == 0
+    assert libc.fread(buf, 1, len(buf), f) == len(buf) and buf.raw == line * 3000
+assert libc.fclose(f) == 0
+print("stdio ok")
+"""
+
+
+def test_stdio_writes_to_a_protected_file_stay_shielded(volume, tmp_path):
+    """A stream on a protected file, written with fwrite (about 30 buffers
+    flushed), read back ten times with fread (about 300 buffers filled):
+    ciphertext on disk, the plaintext through the runtime, and no trap for the
+    stream's writes and reads (the few reads left are the loader's, loading
+    ctypes)."""
+    py = need("python3")
+    log = tmp_path / "trace"
+    p = strace(volume, log, ["-e", "trace=none", "-e", "signal=SIGSYS"], py, "-c", STDIO_FILE,
+               volume.dir / "s.txt", SECRET)
+    assert p.stdout.split() == ["stdio", "ok"]
+    trapped = sigsys(log)
+    assert trapped.count("write") == 0 and trapped.count("read") < 100, trapped
+    volume.assert_no_plaintext()
+    p = volume.run("cat", volume.dir / "s.txt", check=True)
+    assert p.stdout == (SECRET + "\n") * 3000
 
 
 FSYNCS = r"""
