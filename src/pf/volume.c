@@ -110,8 +110,12 @@ static void vol_free(pf_volume_t *v)
 	free(v->regions);
 	free(v->ibuckets);
 	free(v->dbuckets);
-	if (v->iobuf)
-		kiln_free_secret(v->iobuf, v->batch * v->stride);
+	/* The I/O buffers only ever hold what the backing files hold (sealed
+	 * slots; a plain region's bytes): freed without a wipe, which faulted in
+	 * the untouched pages of a volume that did little (its close). */
+	free(v->iobuf);
+	free(v->iobuf2);
+	free(v->rbuf);
 	if (v->slot)
 		kiln_free_secret(v->slot, v->stride);
 	if (v->pt)
@@ -122,10 +126,6 @@ static void vol_free(pf_volume_t *v)
 		kiln_free_secret(v->jbuf, 12 + v->stride + 8);
 	free(v->nonces);
 	free(v->zeros);
-	if (v->iobuf2)
-		kiln_free_secret(v->iobuf2, v->batch * v->stride);
-	if (v->rbuf)
-		kiln_free_secret(v->rbuf, v->rbatch * v->stride + 2 * PF_DIO_ALIGN);
 	if (v->log_fh)
 		v->so->close(v->sctx, v->log_fh);
 	if (v->nsops)

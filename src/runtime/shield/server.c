@@ -638,8 +638,14 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 		info = open_info(infopath);
 	}
 	if (info >= 0) {
-		if (ftruncate(info, 0) == 0)
-			dprintf(info, "%d @%s\n", (int)getpid(), name);
+		/* Written, then cut to its length: ext4 flushes a file cut to 0
+		 * and written again when it is closed (auto_da_alloc), a block
+		 * allocation and a write started before "ok". */
+		char line[32 + RT_SOCK_NAME_MAX];
+		int n = snprintf(line, sizeof(line), "%d @%s\n", (int)getpid(), name);
+
+		if (pwrite(info, line, (size_t)n, 0) == n)
+			(void)!ftruncate(info, n);
 		close(info);
 	}
 	say_ready(ready, "ok\n");
