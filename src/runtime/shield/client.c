@@ -9,6 +9,7 @@
  * handler of the program runs meanwhile), without the shield lock. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 struct rt_conn {
 	int fd;               /* owned */
 	struct rt_conn *next; /* idle pool */
+	size_t used;          /* bytes of reply ever written: wiped at the end */
 	uint8_t reply[RT_MSG_MAX];
 };
 
@@ -74,7 +76,7 @@ static void conn_free(struct rt_conn *c)
 	if (!c)
 		return;
 	rt__own_close(c->fd);
-	kiln_free_secret(c, sizeof(*c));
+	kiln_free_secret(c, offsetof(struct rt_conn, reply) + c->used);
 }
 
 /* A connection of this process that is done (its server went away). */
@@ -315,8 +317,13 @@ static int cl_call(struct rt_vol *v, const struct rt_msg *m, struct rt_call *cal
 				return -EIO;
 			}
 		}
+		call->body = NULL;
 		ret = rt__request(c->fd, &mm, c->reply, &call->body, &call->size, call->fds,
 				  call->errmsg);
+		if (!call->body) /* not parsed: any part may have been written */
+			c->used = RT_MSG_MAX;
+		else if ((size_t)(call->body + call->size - c->reply) > c->used)
+			c->used = (size_t)(call->body + call->size - c->reply);
 		if (ret != -ECONNRESET && ret != -EPIPE && ret != -EPROTO) {
 			call->c = c;
 			return ret;
