@@ -349,19 +349,21 @@ static void stdio_direct(void)
 	long mem = rt__raw(SYS_openat, AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC);
 
 	for (int t = 0; t < 2 && mem >= 0; t++) {
-		void **tab = dlsym(RTLD_DEFAULT, t ? "_IO_wfile_jumps" : "_IO_file_jumps");
-		int slot[5], n = 0;
+		void **tab = dlsym(RTLD_DEFAULT, t ? "_IO_wfile_jumps" : "_IO_file_jumps"), *copy[21];
+		int n = 0;
 
+		if (tab)
+			memcpy(copy, tab, sizeof(copy));
 		for (int i = 0; i < 5 && tab; i++) {
 			void *fn = dlsym(RTLD_DEFAULT, fns[i]);
 			int c = 0;
 
 			for (int j = 2; j < 21; j++)
-				c += fn && tab[j] == fn ? (slot[i] = j, 1) : 0;
+				c += fn && tab[j] == fn ? (copy[j] = mine[i], 1) : 0;
 			n += c == 1;
 		}
-		for (int i = 0; i < 5 && n == 5; i++)
-			rt__raw(SYS_pwrite64, mem, &mine[i], sizeof(void *), &tab[slot[i]]);
+		if (n == 5) /* the table in one write: its other slots as they are */
+			rt__raw(SYS_pwrite64, mem, copy, sizeof(copy), tab);
 	}
 	if (mem >= 0)
 		rt__raw(SYS_close, mem);
