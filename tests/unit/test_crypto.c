@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,84 @@ static void test_aead_blob(void **state)
 			 -KILN_EAUTH);
 	assert_int_equal(kc_aead_open_blob(key, "id", 2, blob, 20, &pt, &pt_size), -KILN_ETRUNC);
 	free(blob);
+}
+
+static void unhex(const char *h, uint8_t *out)
+{
+	for (size_t i = 0; h[2 * i]; i++)
+		sscanf(h + 2 * i, "%2hhx", &out[i]);
+}
+
+/* GCM's test case 16 (McGrew and Viega; AES-256, 96-bit IV, AAD, 60 bytes). */
+static void test_aead_vector(void **state)
+{
+	uint8_t key[32], iv[12], aad[20], pt[60], ct[60], tag[16], out[60], got[16];
+	kc_aead_t *a;
+
+	unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", key);
+	unhex("cafebabefacedbaddecaf888", iv);
+	unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2", aad);
+	unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+	      "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39", pt);
+	unhex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+	      "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662", ct);
+	unhex("76fc6ece0f4e1768cddf8853bb2d551b", tag);
+	a = kc_aead_new(key);
+	assert_non_null(a);
+	assert_int_equal(kc_aead_seal(a, iv, aad, sizeof(aad), pt, sizeof(pt), out, got), 0);
+	assert_memory_equal(out, ct, sizeof(ct));
+	assert_memory_equal(got, tag, sizeof(tag));
+	assert_int_equal(kc_aead_open(a, iv, aad, sizeof(aad), ct, sizeof(ct), out, tag), 0);
+	assert_memory_equal(out, pt, sizeof(pt));
+	kc_aead_free(a);
+	(void)state;
+}
+
+/* The provider's AES-256-GCM called directly (aead.c) against OpenSSL's EVP,
+ * both ways, over many sizes of text and AAD, on one context per key. */
+static void test_aead_matches_evp(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 15, 16, 17, 31, 33, 100, 255, 4096, 4097, 65543 };
+	static const size_t aads[] = { 0, 3, 16, 32, 100 };
+	uint8_t key[32], iv[12], tag[16], etag[16], *pt = malloc(65543), *ct = malloc(65543),
+		*ect = malloc(65543 + 16), *back = malloc(65543);
+	kc_aead_t *a;
+	int len;
+
+	assert_true(pt && ct && ect && back);
+	for (size_t i = 0; i < 65543; i++)
+		pt[i] = (uint8_t)(i * 7 + 3);
+	memset(key, 0x5a, sizeof(key));
+	a = kc_aead_new(key);
+	assert_non_null(a);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		for (size_t j = 0; j < sizeof(aads) / sizeof(aads[0]); j++) {
+			EVP_CIPHER_CTX *e = EVP_CIPHER_CTX_new();
+			size_t n = sizes[s], an = aads[j];
+
+			memset(iv, (int)(s * 16 + j), sizeof(iv));
+			assert_int_equal(kc_aead_seal(a, iv, pt + 1, an, pt, n, ct, tag), 0);
+			assert_int_equal(EVP_EncryptInit_ex(e, EVP_aes_256_gcm(), NULL, key, iv), 1);
+			assert_true(!an || EVP_EncryptUpdate(e, NULL, &len, pt + 1, (int)an) == 1);
+			assert_true(!n || EVP_EncryptUpdate(e, ect, &len, pt, (int)n) == 1);
+			assert_int_equal(EVP_EncryptFinal_ex(e, ect + n, &len), 1);
+			assert_int_equal(EVP_CIPHER_CTX_ctrl(e, EVP_CTRL_GCM_GET_TAG, 16, etag), 1);
+			assert_true(!n || memcmp(ct, ect, n) == 0);
+			assert_memory_equal(tag, etag, 16);
+			assert_int_equal(kc_aead_open(a, iv, pt + 1, an, ect, n, back, etag), 0);
+			assert_true(!n || memcmp(back, pt, n) == 0);
+			tag[n % 16] ^= 1;
+			assert_int_equal(kc_aead_open(a, iv, pt + 1, an, ct, n, back, tag),
+					 -KILN_EAUTH);
+			EVP_CIPHER_CTX_free(e);
+		}
+	}
+	kc_aead_free(a);
+	free(pt);
+	free(ct);
+	free(ect);
+	free(back);
+	(void)state;
 }
 
 static void test_hkdf_rfc5869_case1(void **state)
@@ -202,6 +281,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_aead),
 		cmocka_unit_test(test_aead_blob),
+		cmocka_unit_test(test_aead_vector),
+		cmocka_unit_test(test_aead_matches_evp),
 		cmocka_unit_test(test_hkdf_rfc5869_case1),
 		cmocka_unit_test(test_hkdf_rfc5869_cases_2_3),
 		cmocka_unit_test(test_hmac_rfc4231),
