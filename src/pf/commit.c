@@ -712,9 +712,12 @@ root:
 			ret = -KILN_EUNSAFE;
 	}
 	/* A checkpoint: no record needs a journal now; the nodes pf_close kept
-	 * for theirs go (syncing their data, spending the journal). */
+	 * for theirs go (syncing their data, spending the journal). The
+	 * sidecars records deferred are written. */
 	for (struct pf_node *n = v->nodes, *next; v->log_records == 0 && n; n = next) {
 		next = n->next;
+		if (pf__tree_sidecars(n, ret ? NULL : err) && !ret)
+			ret = -KILN_EUNSAFE;
 		if (n->kept && n->refs == 0 && !n->failed && !pf__node_needs_commit(n))
 			pf__node_free(n);
 	}

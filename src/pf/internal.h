@@ -408,6 +408,8 @@ struct pf_node {
 	 * to the slots. */
 	void *tfh, *hfh;
 	bool t_valid; /* the sidecars hold the committed state */
+	bool side_due;      /* their rewrite deferred (a record), to this size */
+	uint64_t side_size;
 	/* Scratch during a commit. */
 	bool committing;
 	bool synced; /* covered by this commit's sync_all */
@@ -769,6 +771,9 @@ int pf__tree_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE],
  * them only cost the next open a scan -- except something planted at a
  * sidecar's name, which is refused: -KILN_EUNSAFE, err naming it. */
 int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err);
+/* The sidecars a record's commit left to rewrite (side_due), now: at a
+ * checkpoint, and when the node goes. Not for a file written since. */
+int pf__tree_sidecars(struct pf_node *n, struct kiln_err *err);
 /* A new backing file (truncate to 0): nothing committed in it. */
 void pf__tree_reset(struct pf_node *n);
 void pf__tree_free(struct pf_node *n);

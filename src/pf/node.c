@@ -24,6 +24,9 @@ void pf__node_free(struct pf_node *n)
 		v->nodes = n->next;
 	if (n->next)
 		n->next->prev = n->prev;
+	/* Sidecars a record's commit deferred (hints: a failure costs a scan). */
+	if (n->inode && n->inode->names)
+		(void)pf__tree_sidecars(n, NULL);
 	if (n->inode)
 		n->inode->node = NULL;
 	pf__journal_close(n);

@@ -7,7 +7,9 @@
  *
  * Node state: tblk[b] is block b's tags once loaded (NULL before); bhash[b]
  * the hash of block b in the committed state (nbase blocks, checked against
- * the committed root); bdirty[b] set when a tag of b changed since. A block
+ * the committed root); bdirty[b] has BLK_CHANGED when a tag of b changed
+ * since, BLK_SIDECAR when the sidecar's copy of b is older than the committed
+ * state (a commit by a record defers the sidecars' rewrite). A block
  * past the committed state holds nothing committed: it loads as holes, and so
  * do chunks from base_cut on (cut by a truncate since the commit). */
 #include "pf/internal.h"
@@ -18,6 +20,9 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+
+#define BLK_CHANGED 1
+#define BLK_SIDECAR 2
 
 static const char g_blk_domain[16] = "kiln-pf-blk-v2";
 static const char g_root_domain[16] = "kiln-pf-root-v2";
@@ -190,7 +195,7 @@ void pf__tree_reset(struct pf_node *n)
 	for (uint64_t b = 0; b < n->blk_cap; b++) {
 		free(n->tblk[b]);
 		n->tblk[b] = NULL;
-		n->bdirty[b] = 1;
+		n->bdirty[b] = BLK_CHANGED;
 	}
 	if (n->bhash)
 		memset(n->bhash, 0, n->blk_cap * PF_BLK_HASH);
@@ -198,6 +203,7 @@ void pf__tree_reset(struct pf_node *n)
 	n->base_count = 0;
 	n->base_cut = 0;
 	n->t_valid = false;
+	n->side_due = false; /* the old backing file's sidecars go with it */
 }
 
 /* Read block b's count tags from the chunk slots (the authoritative copy). */
@@ -301,7 +307,7 @@ void pf__tag_set(struct pf_node *n, uint64_t k, const uint8_t *tag)
 	uint64_t b = k / PF_TREE_FANOUT;
 
 	memcpy(n->tblk[b]->tags[k % PF_TREE_FANOUT], tag, PF_TAG_SIZE);
-	n->bdirty[b] = 1;
+	n->bdirty[b] |= BLK_CHANGED;
 }
 
 bool pf__tag_hole(const struct pf_node *n, uint64_t k, bool *known)
@@ -341,14 +347,14 @@ int pf__tree_resize(struct pf_node *n, uint64_t old_size, uint64_t new_size,
 		if (n->tblk[b])
 			memset(n->tblk[b]->tags[from % PF_TREE_FANOUT], 0,
 			       (to - from) * PF_TAG_SIZE);
-		n->bdirty[b] = 1;
+		n->bdirty[b] |= BLK_CHANGED;
 	}
 	if (nc < n->base_cut)
 		n->base_cut = nc;
 	if (nc != oc && nc)
-		n->bdirty[(nc - 1) / PF_TREE_FANOUT] = 1;
+		n->bdirty[(nc - 1) / PF_TREE_FANOUT] |= BLK_CHANGED;
 	if (nc != oc && oc)
-		n->bdirty[(oc - 1) / PF_TREE_FANOUT] = 1;
+		n->bdirty[(oc - 1) / PF_TREE_FANOUT] |= BLK_CHANGED;
 	return 0;
 }
 
@@ -370,7 +376,7 @@ int pf__tree_root(struct pf_node *n, uint64_t size, uint8_t out[PF_ROOT_SIZE],
 		uint32_t bcount = b + 1 < n->nbase ? PF_TREE_FANOUT :
 				  b + 1 == n->nbase ? n->base_count : 0;
 
-		if (b < n->nbase && !n->bdirty[b] && count == bcount) {
+		if (b < n->nbase && !(n->bdirty[b] & BLK_CHANGED) && count == bcount) {
 			memcpy(bh[b], n->bhash[b], PF_BLK_HASH);
 			continue;
 		}
@@ -429,26 +435,17 @@ static void clear_dirty(struct pf_node *n)
 		memset(n->bdirty, 0, n->blk_cap);
 }
 
-int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err)
+/* Bring the sidecars to the committed state of size bytes: the blocks
+ * changed since they were last written (every loaded one when they were not
+ * valid), then the block hashes. */
+static int sidecars_write(struct pf_node *n, uint64_t size, struct kiln_err *err)
 {
 	pf_volume_t *v = n->vol;
 	uint64_t m = nblocks(v, size), cnt = pf__nchunks(v, size);
 	bool ok = true;
 	int ret;
 
-	if (n->new_bhash) {
-		if (m)
-			memcpy(n->bhash, n->new_bhash, m * PF_BLK_HASH);
-		free(n->new_bhash);
-		n->new_bhash = NULL;
-	}
-	n->nbase = m;
-	n->base_count = m ? blk_count(v, size, m - 1) : 0;
-	n->base_cut = cnt;
-	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS || v->read_only) {
-		clear_dirty(n);
-		return 0;
-	}
+	n->side_due = false;
 	ret = sidecar_open(n, &n->tfh, "t", true, err);
 	if (!ret)
 		ret = sidecar_open(n, &n->hfh, "h", true, err);
@@ -472,6 +469,48 @@ int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err)
 	n->t_valid = ok;
 	clear_dirty(n);
 	return 0;
+}
+
+int pf__tree_committed(struct pf_node *n, uint64_t size, struct kiln_err *err)
+{
+	pf_volume_t *v = n->vol;
+	uint64_t m = nblocks(v, size), cnt = pf__nchunks(v, size);
+
+	if (n->new_bhash) {
+		if (m)
+			memcpy(n->bhash, n->new_bhash, m * PF_BLK_HASH);
+		free(n->new_bhash);
+		n->new_bhash = NULL;
+	}
+	n->nbase = m;
+	n->base_count = m ? blk_count(v, size, m - 1) : 0;
+	n->base_cut = cnt;
+	if (n->kind == PF_REGION_PLAIN || cnt < PF_SIDECAR_MIN_CHUNKS || v->read_only) {
+		n->side_due = false;
+		clear_dirty(n);
+		return 0;
+	}
+	/* A commit by a record: the sidecars wait for the checkpoint that
+	 * spends the log, or for the node to go (pf__tree_sidecars), as hints
+	 * may; the blocks changed stay marked for them. Four system calls less
+	 * per commit (docs/fs.md "One-file commits"). */
+	if (v->log_records) {
+		for (uint64_t b = 0; b < n->blk_cap; b++)
+			n->bdirty[b] = n->bdirty[b] ? BLK_SIDECAR : 0;
+		n->side_due = true;
+		n->side_size = size;
+		return 0;
+	}
+	return sidecars_write(n, size, err);
+}
+
+int pf__tree_sidecars(struct pf_node *n, struct kiln_err *err)
+{
+	/* A file written since holds tags of no committed state: its own next
+	 * commit writes them. */
+	if (!n->side_due || n->dirty || n->failed || n->vol->read_only || !n->fh)
+		return 0;
+	return sidecars_write(n, n->side_size, err);
 }
 
 /* Load every block now (small files, format 1 roots, broken sidecars) from the
