@@ -291,7 +291,7 @@ static bool log_commit_ok(pf_volume_t *v)
  * Then the commit of the version. A failed record leaves the version
  * prepared, as a failed rename does, and makes the next commit a
  * checkpoint. */
-static int commit_by_log(pf_volume_t *v, bool data, struct kiln_err *err)
+static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
 	bool one = true, later = false, dir = false, pre = false;
@@ -390,6 +390,8 @@ static int commit_by_log(pf_volume_t *v, bool data, struct kiln_err *err)
 	v->log_records++;
 	v->version = version;
 	pf__nsops_clear(v); /* the record holds them */
+	if (whole && v->on_durable)
+		v->on_durable(v->on_durable_arg); /* the commit point is behind us */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, version, NULL);
 	return 0;
@@ -641,7 +643,7 @@ root:
 	}
 	/* A file that failed above is not in the record (nor committed). */
 	if (data || log_commit_ok(v))
-		ret = commit_by_log(v, data, err);
+		ret = commit_by_log(v, data, !failed, err);
 	else
 		ret = pf__write_meta(v, true, err);
 	(void)syncs_settle(v); /* both settled them, unless they failed early */
@@ -722,6 +724,14 @@ root:
 			pf__node_free(n);
 	}
 	return ret ? ret : failed ? -EIO : 0;
+}
+
+void pf_volume_on_durable(pf_volume_t *v, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&v->lock);
+	v->on_durable = fn;
+	v->on_durable_arg = arg;
+	pthread_mutex_unlock(&v->lock);
 }
 
 int pf_volume_flush(pf_volume_t *v, struct kiln_err *err)

@@ -495,6 +495,9 @@ struct pf_volume {
 	bool lazy;
 	bool syncs_started; /* sync_start called since the last sync_wait */
 	bool syncs_failed;  /* ... and that sync_wait failed: the data is unknown */
+	/* pf_volume_on_durable: called at a record's commit point. */
+	void (*on_durable)(void *arg);
+	void *on_durable_arg;
 	uint8_t key[PF_KEY_SIZE];
 	struct pf_meta_keys mk;
 	uint64_t version; /* freshness counter of the last metadata written */

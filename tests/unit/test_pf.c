@@ -4460,6 +4460,54 @@ static void test_sidecars_deferred(void **state)
 	env_free(&e);
 }
 
+/* pf_volume_on_durable: called at a record's commit point -- its version
+ * prepared, not yet committed -- once per record, not for a checkpoint. */
+static int g_durable_calls;
+static bool g_durable_prepared;
+
+static void durable_cb(void *arg)
+{
+	struct env *e = arg;
+	unsigned long long c = 0, p = 0;
+	FILE *fp = fopen(e->vfile, "r");
+
+	g_durable_calls++;
+	g_durable_prepared = fp && fscanf(fp, "%llu %llu", &c, &p) == 2 && p == c + 1;
+	if (fp)
+		fclose(fp);
+}
+
+static void test_on_durable(void **state)
+{
+	struct env e;
+	struct kiln_err err = { 0 };
+	uint8_t data[4096];
+	pf_volume_t *v;
+	pf_file_t *f;
+
+	(void)state;
+	memset(data, 'a', sizeof(data));
+	v = vol_with_f(&e, data, sizeof(data), false);
+	pf_volume_on_durable(v, durable_cb, &e);
+	g_durable_calls = 0;
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, "b", 1, 0, &err), 1);
+	assert_int_equal(pf_fsync(f, &err), 0); /* the open's first commit: a checkpoint */
+	assert_int_equal(g_durable_calls, 0);
+	for (int i = 1; i <= 3; i++) {
+		g_durable_prepared = false;
+		assert_int_equal(pf_pwrite(f, "c", 1, (uint64_t)i, &err), 1);
+		assert_int_equal(pf_fsync(f, &err), 0);
+		assert_int_equal(v->log_records, (uint64_t)i);
+		assert_int_equal(g_durable_calls, i);
+		assert_true(g_durable_prepared);
+	}
+	pf_close(f);
+	assert_int_equal(pf_volume_close(v, &err), 0); /* a checkpoint */
+	assert_int_equal(g_durable_calls, 3);
+	env_free(&e);
+}
+
 /* Step k (1..10) of test_data_crash_points on f (fh[0]) and g (fh[1]);
  * false when a call failed (the cut). */
 static bool data_step(pf_volume_t *v, pf_file_t **fh, int k, uint8_t st[11][2][6000])
@@ -5283,6 +5331,7 @@ int main(void)
 		cmocka_unit_test(test_log_vouch),
 		cmocka_unit_test(test_data_crash_points),
 		cmocka_unit_test(test_sidecars_deferred),
+		cmocka_unit_test(test_on_durable),
 		cmocka_unit_test(test_data_create_crash_points),
 		cmocka_unit_test(test_open_asks_freshness_once),
 		cmocka_unit_test(test_data_read_only),

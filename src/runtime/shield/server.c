@@ -279,6 +279,38 @@ static void conn_auth(struct sconn *c, const uint8_t *buf, ssize_t n)
 }
 
 /* ---- commit --------------------------------------------------------------------- */
+static bool g_answering; /* commit() is in pf_volume_flush: on_durable may answer */
+
+/* Answer the programs waiting for the commit with ret. A socket that fails
+ * is closed -- after the commit when pf called us (its lock is held). */
+static void answer(int ret, bool in_pf)
+{
+	for (struct sconn *c = g_conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->waiting)
+			continue;
+		g_srv.n_waiters++;
+		c->waiting = false;
+		if (rt__reply_send(c->fd, ret, g_srv.errmsg, ret ? strlen(g_srv.errmsg) : 0,
+				   NULL, 0)) {
+			if (in_pf)
+				c->broken = true;
+			else
+				conn_close(c);
+		}
+	}
+}
+
+/* pf_volume_on_durable: a record's commit point is behind; every waiter's
+ * file was written back before (commit()), so its fsync is answered now,
+ * before the slots go in place and the version file's commit. */
+static void on_durable(void *arg)
+{
+	(void)arg;
+	if (g_answering)
+		answer(0, true);
+}
+
 static void commit(void)
 {
 	struct kiln_err err = { 0 };
@@ -311,7 +343,9 @@ static void commit(void)
 	}
 	g_srv.commit_busy = false;
 	if (!fret) {
+		g_answering = true;
 		ret = pf_volume_flush(g_srv.vol, &err);
+		g_answering = false;
 		if (ret)
 			ret = srv_fail(ret, &err);
 	} else {
@@ -324,14 +358,10 @@ static void commit(void)
 	g_srv.commit_all = g_srv.need_commit = false;
 	g_srv.n_commits++;
 	g_srv.commit_ns += kiln_now_ns() - t0;
+	answer(ret, false);
 	for (struct sconn *c = g_conns, *next; c; c = next) {
 		next = c->next;
-		if (!c->waiting)
-			continue;
-		g_srv.n_waiters++;
-		c->waiting = false;
-		if (rt__reply_send(c->fd, ret, g_srv.errmsg, ret ? strlen(g_srv.errmsg) : 0,
-				   NULL, 0))
+		if (c->broken)
 			conn_close(c);
 	}
 	g_srv.errmsg[0] = '\0';
@@ -611,6 +641,7 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 	ret = cfg->open_volume(cfg->arg, cfg->key, &g_srv.vol, &err);
 	if (!ret) {
 		g_srv.cs = pf_volume_chunk_size(g_srv.vol);
+		pf_volume_on_durable(g_srv.vol, on_durable, NULL);
 		srv_cred_init();
 		ret = sf_init();
 		if (!ret)

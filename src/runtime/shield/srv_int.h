@@ -82,6 +82,7 @@ struct sconn {
 	int fd;                /* owned */
 	bool authed;
 	bool waiting;          /* a commit reply is due */
+	bool broken;           /* its reply failed: closed after the commit */
 	uint8_t nonce[RT_NONCE_SIZE];
 	uint64_t deadline_ns;  /* for the handshake */
 	pid_t pid;
