@@ -390,10 +390,12 @@ static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err 
 	v->log_records++;
 	v->version = version;
 	pf__nsops_clear(v); /* the record holds them */
-	if (whole && v->on_durable)
-		v->on_durable(v->on_durable_arg); /* the commit point is behind us */
 	if (v->fo)
 		(void)v->fo->commit(v->fctx, version, NULL);
+	/* The version committed as before the reply (a CAS's commit is a round
+	 * trip the host may hold back: what it holds when fsync returns stays). */
+	if (whole && v->on_durable)
+		v->on_durable(v->on_durable_arg);
 	return 0;
 }
 

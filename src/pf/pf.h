@@ -238,10 +238,10 @@ int pf_volume_open(const char *dir, const uint8_t key[static PF_KEY_SIZE],
 int pf_volume_flush(pf_volume_t *vol, struct kiln_err *err);
 /* fn(arg) is called (under the volume's lock: it must not call pf) by a
  * commit written as a log record once it is durable -- the record synced,
- * its version prepared, every file of it committed -- and before the work
- * that follows (the version's commit, the held slots put in place, the
- * sidecars): the volume server answers the fsyncs waiting for the commit
- * there. Not for a checkpoint, nor for a commit that fails before that
+ * its version prepared and then committed, every file of it committed -- and
+ * before the work that follows (the held slots put in place, the journal
+ * spent, the sidecars): the volume server answers the fsyncs waiting for the
+ * commit there. Not for a checkpoint, nor for a commit that fails before that
  * point; a failure after it (a slot that cannot go in place) is returned as
  * before, and fails the file's later calls. fn NULL: none. */
 void pf_volume_on_durable(pf_volume_t *vol, void (*fn)(void *arg), void *arg);

@@ -4461,7 +4461,8 @@ static void test_sidecars_deferred(void **state)
 }
 
 /* pf_volume_on_durable: called at a record's commit point -- its version
- * prepared, not yet committed -- once per record, not for a checkpoint. */
+ * committed with the provider, as the reply always followed -- once per
+ * record, not for a checkpoint. */
 static int g_durable_calls;
 static bool g_durable_prepared;
 
@@ -4472,7 +4473,7 @@ static void durable_cb(void *arg)
 	FILE *fp = fopen(e->vfile, "r");
 
 	g_durable_calls++;
-	g_durable_prepared = fp && fscanf(fp, "%llu %llu", &c, &p) == 2 && p == c + 1;
+	g_durable_prepared = fp && fscanf(fp, "%llu %llu", &c, &p) == 2 && p == c;
 	if (fp)
 		fclose(fp);
 }

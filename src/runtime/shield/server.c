@@ -301,9 +301,9 @@ static void answer(int ret, bool in_pf)
 	}
 }
 
-/* pf_volume_on_durable: a record's commit point is behind; every waiter's
- * file was written back before (commit()), so its fsync is answered now,
- * before the slots go in place and the version file's commit. */
+/* pf_volume_on_durable: a record's commit point and its version's commit
+ * are behind; every waiter's file was written back before (commit()), so its
+ * fsync is answered now, before the slots go in place. */
 static void on_durable(void *arg)
 {
 	(void)arg;
