@@ -269,7 +269,7 @@ static long append(struct rt_node *n, int fd, long nr, const long a[6], uint64_t
 
 	rt__enter(&g);
 	rt__ck_lock(lk);
-	r = rt__raw(SYS_fstat, fd, &st);
+	r = rt__mstat((int)fd, &st);
 	if (r < 0)
 		goto out;
 	size = (uint64_t)st.st_size;

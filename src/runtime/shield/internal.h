@@ -364,6 +364,7 @@ int rt__lookup_cached(struct rt_vol *vol, const char *rel, int *ret,
 void rt__lookup_own(struct rt_vol *vol, const char *rel, const struct rt_own *own,
 		    uint64_t vgen, uint64_t gen, int ret, const struct rt_stat_reply *r) RT_HIDDEN;
 long rt__stat_node(struct rt_node *n, struct stat *out) RT_HIDDEN;
+long rt__mstat(int fd, struct stat *st) RT_HIDDEN;
 /* stat of vol:rel (under the lock). */
 long rt__stat_rel(struct rt_vol *vol, const char *rel, struct stat *out) RT_HIDDEN;
 

@@ -48,7 +48,7 @@ static int fill_range(struct rt_node *n, uint64_t off, uint64_t len)
 	uint64_t cs = n->vol->chunk, size;
 	struct stat st;
 
-	if (rt__raw(SYS_fstat, n->memfd, &st) < 0)
+	if (rt__mstat(n->memfd, &st) < 0)
 		return -EIO;
 	size = (uint64_t)st.st_size;
 	if (off >= size || len == 0)

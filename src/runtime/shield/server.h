@@ -14,6 +14,9 @@
 #ifndef KILN_RUNTIME_SHIELD_SERVER_H
 #define KILN_RUNTIME_SHIELD_SERVER_H
 
+#include <string.h>
+#include <sys/stat.h>
+
 #include "pf/pf.h"
 #include "runtime/shield/proto.h"
 
@@ -82,5 +85,23 @@ int rt__srv_open_volume(const struct rt_volume_cfg *c, const struct rt_srv_open_
 
 /* Build a default cache limit from KILN_FILE_CACHE's meaning (bytes). */
 #define RT_CACHE_DEFAULT (256ull << 20)
+
+/* What the server and the program ask of a plaintext memfd: its size, inode
+ * and blocks, by statx of those fields only (rt_mstat_fill makes the struct
+ * stat). Never its times: a stat asking for them makes the kernel
+ * (multigrain timestamps, Linux 6.13 on) stamp the memfd's next write with a
+ * fine-grained time, which moves the floor every file's coarse mtime
+ * follows -- so the next write of the commit log or the version file
+ * changed its inode, and the commit's fdatasync wrote the inode table block
+ * before its flush (docs/fs.md "One-file commits"). */
+#define RT_MSTAT_MASK (STATX_SIZE | STATX_INO | STATX_BLOCKS)
+
+static inline void rt_mstat_fill(const struct statx *sx, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_size = (off_t)sx->stx_size;
+	st->st_ino = sx->stx_ino;
+	st->st_blocks = (blkcnt_t)sx->stx_blocks;
+}
 
 #endif

@@ -20,24 +20,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* A memfd's size, inode and blocks (what this file asks), not its times: a
- * stat asking for them makes the kernel (multigrain timestamps, Linux 6.13
- * on) stamp the program's next write to it with a fine-grained time, which
- * moves the floor every file's coarse mtime follows -- so the next write of
- * the commit log or the version file changed its inode, and the commit's
- * fdatasync wrote the inode table block too (docs/fs.md "One-file
- * commits"). */
+/* A memfd's size, inode and blocks, not its times (server.h). */
 static int mstat(int fd, struct stat *st)
 {
 	struct statx sx;
 
-	if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_SIZE | STATX_INO | STATX_BLOCKS,
-		    &sx) < 0)
+	if (syscall(SYS_statx, fd, "", AT_EMPTY_PATH, RT_MSTAT_MASK, &sx) < 0)
 		return -1;
-	memset(st, 0, sizeof(*st));
-	st->st_size = (off_t)sx.stx_size;
-	st->st_ino = sx.stx_ino;
-	st->st_blocks = (blkcnt_t)sx.stx_blocks;
+	rt_mstat_fill(&sx, st);
 	return 0;
 }
 

@@ -8,8 +8,8 @@
  * sqlite's stat of its journal before every statement and nginx's open and
  * fstat of the files it serves cost no round trip. Size and mtime of a file
  * that has a memfd change without the generation moving (writes): they are
- * taken from the memfd (fstat) when this process holds the file, else asked
- * again. */
+ * taken from the memfd (rt__mstat) when this process holds the file, else
+ * asked again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -48,6 +48,17 @@ void rt__fill_stat(struct stat *out, struct rt_vol *vol, const struct rt_stat_re
 	out->st_blocks = (blkcnt_t)r->blocks;
 	if (mem && (uint64_t)mem->st_blocks > r->blocks)
 		out->st_blocks = mem->st_blocks;
+}
+
+/* A memfd's size, inode and blocks, never its times (server.h). */
+long rt__mstat(int fd, struct stat *st)
+{
+	struct statx sx;
+	long r = rt__raw(SYS_statx, fd, "", AT_EMPTY_PATH, RT_MSTAT_MASK, &sx);
+
+	if (r == 0)
+		rt_mstat_fill(&sx, st);
+	return r;
 }
 
 static uint64_t hash_of(const char *s)
@@ -217,7 +228,7 @@ long rt__stat_node(struct rt_node *n, struct stat *out)
 	struct stat mem;
 
 	if (!size_kept(n, f, seq, &mem)) {
-		if (rt__raw(SYS_fstat, n->memfd, &mem) < 0)
+		if (rt__mstat(n->memfd, &mem) < 0)
 			return -EIO;
 		size_keep(n, f, seq, &mem);
 	}

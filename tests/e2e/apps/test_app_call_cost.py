@@ -212,3 +212,34 @@ def test_fstat_of_a_protected_file_makes_no_system_call(volume, tmp_path):
     # The runtime's fstats of the plaintext memfd (4096 bytes during the loop).
     calls = re.findall(r"\bfstat\(\d+, \{st_mode=S_IFREG\|\d+, st_size=4096,", log.read_text())
     assert len(calls) < 20, len(calls)
+
+
+GROW = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+for i in range(50):
+    os.write(fd, b"y" * 100)
+    assert os.fstat(fd).st_size == 100 * (i + 1)
+    os.fdatasync(fd)
+print("grown", os.fstat(fd).st_size)
+"""
+
+
+def test_no_stat_asks_a_memfds_times(volume, tmp_path):
+    """A file grown by appends, fstat and fdatasync after each: neither the
+    program's runtime (the size after each append, the append's end) nor the
+    volume server (each write-back) asks a plaintext memfd for its times,
+    only statx of size, inode and blocks (docs/fs.md, one17: such a stat makes
+    the memfd's next write move the floor of every file's coarse mtime, and
+    the commit's fdatasyncs then write their inode table blocks)."""
+    py = need("python3")
+    log = tmp_path / "trace"
+    p = strace(volume, log, ["-y", "-e", "trace=fstat,newfstatat,statx"], py, "-c", GROW,
+               volume.dir / "f")
+    assert p.stdout.split() == ["grown", "5000"]
+    text = log.read_text()
+    asked = re.findall(r"\b(?:fstat|newfstatat)\(\d+</memfd:kiln-plaintext>.*", text)
+    assert asked == [], asked[:5]  # 103 before (this build of main)
+    masks = re.findall(r"statx\(\d+</memfd:kiln-plaintext>[^,]*, \"\", [A-Z_|]+, ([A-Z_|]+)",
+                       text)
+    assert masks and all("TIME" not in m for m in masks), set(masks)
