@@ -4,7 +4,10 @@
 #include "pf/internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "crypto/crypto.h"
 
@@ -20,6 +23,54 @@ static void make_aad(const uint8_t *file_id, uint32_t kind, uint64_t i, uint32_t
 	pf__put_u64(aad + 16, i);
 	pf__put_u32(aad + 24, len);
 	pf__put_u32(aad + 28, kind);
+}
+
+/* Nonces from a pool of random bytes: one getrandom per 4,000 bytes, not one
+ * per small write-back and log record (two per one-file commit). The pool
+ * is a page the kernel gives a forked child zeroed (MADV_WIPEONFORK, Linux
+ * 4.14): its mutex unlocked, nothing left, so a child never takes bytes its
+ * parent took or will take. Taken bytes are zeroed. Over 1 KiB of nonces (a
+ * large write's batch), or without the page, getrandom itself. */
+struct nonce_pool {
+	pthread_mutex_t mu;
+	uint32_t left;
+	uint8_t bytes[4000];
+};
+static _Atomic(struct nonce_pool *) g_pool;
+
+int pf__nonces(uint8_t *out, size_t count)
+{
+	struct nonce_pool *p = atomic_load(&g_pool), *none = NULL;
+	size_t size = count * PF_NONCE_SIZE;
+	int ret = 0;
+
+	if (size > 1024)
+		return kc_random(out, size);
+	if (!p) {
+		p = mmap(NULL, sizeof(*p), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			 -1, 0);
+		if (p == MAP_FAILED)
+			return kc_random(out, size);
+		if (madvise(p, sizeof(*p), MADV_WIPEONFORK) != 0 ||
+		    !atomic_compare_exchange_strong(&g_pool, &none, p)) {
+			munmap(p, sizeof(*p));
+			if (!none) /* the madvise refused */
+				return kc_random(out, size);
+			p = none;
+		}
+	}
+	pthread_mutex_lock(&p->mu);
+	if (p->left < size && (ret = kc_random(p->bytes, sizeof(p->bytes))) == 0)
+		p->left = sizeof(p->bytes);
+	if (ret == 0) {
+		uint8_t *b = p->bytes + sizeof(p->bytes) - p->left;
+
+		memcpy(out, b, size);
+		memset(b, 0, size);
+		p->left -= (uint32_t)size;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ret;
 }
 
 void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32])
@@ -89,7 +140,7 @@ int pf__seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t le
 	 * per file the birthday bound (2^32 writes per file) is far away. */
 	if (nonce)
 		memcpy(slot, nonce, PF_NONCE_SIZE);
-	else if ((ret = kc_random(slot, PF_NONCE_SIZE)) != 0)
+	else if ((ret = pf__nonces(slot, 1)) != 0)
 		return ret;
 	pf__make_aad(n, i, len, aad);
 	if (n->kind == PF_REGION_ENCRYPTED) {

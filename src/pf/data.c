@@ -292,12 +292,10 @@ ssize_t pf__node_write(struct pf_node *n, const uint8_t *buf, size_t size, uint6
 		ret = pf__journal_save(n, i, j, /*sync=*/false, err);
 		if (ret)
 			goto out;
-		/* One RAND_bytes call for the nonces of the whole batch rather than
-		 * one per chunk (it was ~28% of the CPU of a sequential write). The
-		 * bytes live only for this call, under the volume lock: nothing is
-		 * buffered across calls, so a fork cannot hand them to two processes. */
-		if (n->kind != PF_REGION_PLAIN && (ret = kc_random(v->nonces,
-								(j - i) * PF_NONCE_SIZE)))
+		/* The nonces of the whole batch at once rather than one call per
+		 * chunk (it was ~28% of the CPU of a sequential write); a small
+		 * batch's from the pool (pf__nonces: a fork never shares them). */
+		if (n->kind != PF_REGION_PLAIN && (ret = pf__nonces(v->nonces, j - i)))
 			goto out;
 		/* Partial chunks (at most the first and the last of the write) are
 		 * merged with the old plaintext here; whole chunks are sealed

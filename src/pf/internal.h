@@ -690,6 +690,9 @@ void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta);
 
 /* chunk.c */
 void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32]);
+/* count nonces (12 random bytes each), from a pool a forked child never
+ * shares (chunk.c). */
+int pf__nonces(uint8_t *out, size_t count);
 int pf__seal_chunk(struct pf_node *n, uint64_t i, const uint8_t *pt, uint32_t len,
 		      const uint8_t *nonce, uint8_t *slot);
 int pf__open_chunk(struct pf_node *n, uint64_t i, const uint8_t *slot, uint32_t len,

@@ -112,7 +112,7 @@ int pf__log_seal(const struct pf_meta_keys *k, const struct pf_log_rec *rec, uin
 	pf__put_u64(buf + 8, rec->version);
 	pf__put_u32(buf + 16, (uint32_t)bsize);
 	pf__put_u32(buf + 20, rec->flags);
-	ret = kc_random(buf + 24, KC_AEAD_IV_SIZE);
+	ret = pf__nonces(buf + 24, 1);
 	if (ret)
 		goto out;
 	pf__put_u32(body, (uint32_t)rec->count);

@@ -4408,6 +4408,40 @@ static void read_back(pf_volume_t *v, const char *path, const uint8_t *model, si
  * between leaves them stale, and the file reads its last commit anyway
  * (the block's hash refuses the stale tags: the slots decide). Fails when
  * the record's commit rewrites the sidecar (checked). */
+/* pf__nonces' pool and fork: a child never draws the bytes its parent drew
+ * or will draw (the pool's page is wiped in the child: MADV_WIPEONFORK). It
+ * fails with the madvise left out: both then take the same pool bytes. */
+static void test_nonce_pool_fork(void **state)
+{
+	uint8_t first[PF_NONCE_SIZE], mine[8][PF_NONCE_SIZE], theirs[8][PF_NONCE_SIZE];
+	int fds[2], st;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pf__nonces(first, 1), 0); /* the pool made and filled */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (int i = 0; i < 8; i++)
+			if (pf__nonces(theirs[i], 1) != 0)
+				_exit(1);
+		_exit(write(fds[1], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs) ? 0 : 1);
+	}
+	close(fds[1]);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pf__nonces(mine[i], 1), 0);
+	assert_int_equal(read(fds[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (int i = 0; i < 8; i++) {
+		assert_memory_not_equal(mine[i], first, PF_NONCE_SIZE);
+		for (int j = 0; j < 8; j++)
+			assert_memory_not_equal(mine[i], theirs[j], PF_NONCE_SIZE);
+	}
+}
+
 static void test_sidecars_deferred(void **state)
 {
 	struct env e;
@@ -5332,6 +5366,7 @@ int main(void)
 		cmocka_unit_test(test_log_vouch),
 		cmocka_unit_test(test_data_crash_points),
 		cmocka_unit_test(test_sidecars_deferred),
+		cmocka_unit_test(test_nonce_pool_fork),
 		cmocka_unit_test(test_on_durable),
 		cmocka_unit_test(test_data_create_crash_points),
 		cmocka_unit_test(test_open_asks_freshness_once),
