@@ -595,8 +595,25 @@ int pf_stream_record(pf_file_t *f, uint64_t first, size_t count, const uint8_t *
 			n->sres_end = 0;
 			n->sres_fh = NULL;
 			pf__touch(n->inode, PF_TOUCH_M | PF_TOUCH_C);
+			/* The slots' write-back started (as for pf's own writes),
+			 * off the writer's thread: the sync finds them on their way. */
+			if (v->so->writeback)
+				(void)v->so->writeback(v->sctx, n->fh, pf__slot_off(v, first),
+						       count * v->stride);
 		}
 	}
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+int pf_stream_flush(pf_file_t *f)
+{
+	pf_volume_t *v = f->node->vol;
+	int ret = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->so->flush_start && !f->node->failed)
+		ret = v->so->flush_start(v->sctx, f->node->fh) == 1;
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }

@@ -134,6 +134,13 @@ struct pf_storage_ops {
 	/* Optional (NULL: no sealed writes outside pf): a new descriptor of
 	 * fh's file open for writing (buffered, close-on-exec), or -errno. */
 	int (*write_fd)(void *ctx, void *fh);
+	/* Optional (NULL: none): start making fh durable in the background
+	 * (fdatasync) and return at once, never waited for here: 1 started, 0
+	 * not (one is still in flight, or none can be started). An error of
+	 * that sync is returned by the next sync or sync_start of fh, which
+	 * also waits for it to end first. Guarantees nothing: the commit's own
+	 * sync still covers everything. */
+	int (*flush_start)(void *ctx, void *fh);
 };
 
 /* The alignment pread_direct asks of buffer, offset and length: the page
@@ -380,6 +387,8 @@ int pf_stream_open(struct kc_aead *a, const struct pf_stream_info *info, uint64_
  * (first + count) * cs bytes long. -EAGAIN when the file changed meanwhile
  * (truncated, cut, written past): nothing recorded, cancel it.
  * pf_stream_cancel: nothing recorded; what was written past the end is cut.
+ * pf_stream_flush: start the storage's flush_start of the backing file (a
+ * long stream then leaves its final sync less to write): 1 started, else 0.
  * pf_stream_seal: seal len plaintext bytes of chunk k of such a file into
  * slot (nonce, tag, data), the nonce drawn by the caller (12 fresh random
  * bytes, used once) or, when it is NULL or gives an all-zero tag, here. */
@@ -388,6 +397,7 @@ int pf_stream_reserve(pf_file_t *file, uint64_t first, size_t count,
 int pf_stream_record(pf_file_t *file, uint64_t first, size_t count, const uint8_t *tags,
 		     struct kiln_err *err);
 void pf_stream_cancel(pf_file_t *file);
+int pf_stream_flush(pf_file_t *file);
 int pf_stream_seal(struct kc_aead *a, const struct pf_stream_info *info, uint64_t k,
 		   const uint8_t *pt, uint32_t len, const uint8_t *nonce, uint8_t *slot);
 /* Write count whole chunks from first (chunk first + i from buf + i * cs) and

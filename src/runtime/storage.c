@@ -61,6 +61,7 @@ struct store_fh {
 	char name[ST_NAME_MAX];
 	/* Written since the last write-back hint went out (st_writeback). */
 	uint64_t wb_off, wb_end;
+	int early; /* 1: st_flush_start's sync in flight; < 0: its error, for fh's next sync */
 };
 
 long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode)
@@ -109,14 +110,13 @@ static int st_open(void *ctx, const char *name, unsigned flags, void **fh)
 	fd = rt__own_fd((int)fd);
 	if (fd < 0)
 		return (int)fd;
-	h = malloc(sizeof(*h));
+	h = calloc(1, sizeof(*h));
 	if (!h) {
 		rt__own_close((int)fd);
 		return -ENOMEM;
 	}
 	h->fd = (int)fd;
 	h->dfd = -1;
-	h->wb_off = h->wb_end = 0;
 	if (snprintf(h->name, sizeof(h->name), "%s", name) >= ST_NAME_MAX)
 		h->dfd = -2;
 	*fh = h;
@@ -244,17 +244,6 @@ static int st_truncate(void *ctx, void *fh, uint64_t size)
 	return (int)rt__raw(SYS_ftruncate, h->fd, size);
 }
 
-static int sync_submit(struct ring *r, unsigned min_complete);
-
-static int st_sync(void *ctx, void *fh)
-{
-	struct store *s = ctx;
-	struct store_fh *h = fh;
-
-	(void)sync_submit(&s->r, 0); /* the queued syncs run beside this one */
-	return (int)rt__raw(SYS_fdatasync, h->fd);
-}
-
 static bool mapped(void *p)
 {
 	return p && (unsigned long)p < -4096ul;
@@ -368,34 +357,59 @@ static unsigned ring_submit(struct ring *r, unsigned min_complete)
 	return queued - (unsigned)n;
 }
 
-/* Start the write-back of [off, off+len) of fd (sync_file_range WRITE) in
- * an io_uring worker: starting it here can block for as long as the file
- * system takes to allocate the blocks (a journal commit of other writers)
- * and the device to take the requests, and this runs on pf's helper thread,
- * inside the write pipeline. Completions are only counted (a hint: the
- * sync reports errors). With the ring full, or no ring, nothing is started. */
-static void wb_start(struct store *s, int fd, uint64_t off, uint64_t len)
+/* Count r's completions; an early sync's (user_data: its fh) ends it. */
+static void wr_reap(struct ring *r)
+{
+	unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+
+	for (; head != tail && r->inflight > 0; head++, r->inflight--) {
+		struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
+
+		if (c->user_data)
+			((struct store_fh *)(uintptr_t)c->user_data)->early = c->res < 0 ? c->res : 0;
+	}
+	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+}
+
+/* Start e (a write-back, or h's early sync) in an io_uring worker, never
+ * waited for here; not with the ring full or h's last one unreported. */
+static bool wr_start(struct store *s, const struct io_uring_sqe *e, struct store_fh *h)
 {
 	struct ring *r = &s->wr;
-	struct io_uring_sqe e = { .opcode = IORING_OP_SYNC_FILE_RANGE, .fd = fd, .off = off,
-				  .len = (uint32_t)len,
-				  .sync_range_flags = SYNC_FILE_RANGE_WRITE };
-	unsigned head, tail;
 
-	if (!ring_ready(r))
-		return;
-	head = *r->cq_head;
-	tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
-	for (; head != tail && r->inflight > 0; head++)
-		r->inflight--;
-	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
-	if (r->inflight >= r->entries || len > UINT32_MAX)
-		return;
-	ring_queue(r, &e);
-	if (ring_submit(r, 0)) { /* no more write-behind */
-		ring_drop(r);
-		r->pid = -1;
+	if (!ring_ready(r) || r->off)
+		return false;
+	wr_reap(r);
+	if (r->inflight >= r->entries || (h && h->early))
+		return false;
+	ring_queue(r, e);
+	return ring_submit(r, 0) == 0; /* not taken: the ring is off */
+}
+
+/* Wait for h's early sync, if one is in flight, and take its error. */
+static int early_wait(struct store *s, struct store_fh *h)
+{
+	int err;
+
+	while (h->early == 1 && (wr_reap(&s->wr), h->early == 1)) {
+		long n = rt__raw(SYS_io_uring_enter, s->wr.fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+
+		if (n < 0 && n != -EINTR)
+			h->early = (int)n; /* cannot wait: its outcome is unknown */
 	}
+	err = h->early;
+	h->early = 0;
+	return err;
+}
+
+static int st_flush_start(void *ctx, void *fh)
+{
+	struct store_fh *h = fh;
+
+	if (!wr_start(ctx, &(struct io_uring_sqe){ .opcode = IORING_OP_FSYNC, .fd = h->fd,
+			.fsync_flags = IORING_FSYNC_DATASYNC, .user_data = (uintptr_t)h }, h))
+		return 0;
+	return h->early = 1;
 }
 
 /* Write-back hints go out in runs of this many bytes: one sync_file_range
@@ -421,7 +435,10 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 		return 0;
 	off = h->wb_off;
 	h->wb_off = h->wb_end;
-	wb_start(ctx, h->fd, off, h->wb_end - off);
+	if (h->wb_end - off <= UINT32_MAX)
+		wr_start(ctx, &(struct io_uring_sqe){ .opcode = IORING_OP_SYNC_FILE_RANGE,
+				.fd = h->fd, .off = off, .len = (uint32_t)(h->wb_end - off),
+				.sync_range_flags = SYNC_FILE_RANGE_WRITE }, NULL);
 	return 0;
 }
 
@@ -469,12 +486,23 @@ static int ring_fsync(struct ring *r, int fd, bool datasync)
 	return 0;
 }
 
+static int st_sync(void *ctx, void *fh)
+{
+	struct store *s = ctx;
+	struct store_fh *h = fh;
+	int err = early_wait(s, h);
+
+	(void)sync_submit(&s->r, 0); /* the queued syncs run beside this one */
+	return err ? err : (int)rt__raw(SYS_fdatasync, h->fd);
+}
+
 static int st_sync_start(void *ctx, void *fh)
 {
 	struct store *s = ctx;
 	struct store_fh *h = fh;
+	int err = early_wait(s, h);
 
-	return ring_fsync(&s->r, h->fd, true);
+	return err ? err : ring_fsync(&s->r, h->fd, true);
 }
 
 /* The directory's fsync in the ring, beside the files' (sync_dir_start). */
@@ -535,6 +563,7 @@ static int st_close(void *ctx, void *fh)
 
 	if (!h)
 		return 0;
+	(void)early_wait(ctx, h); /* its completion names h */
 	rt__own_close(h->fd);
 	if (h->dfd >= 0)
 		rt__own_close(h->dfd);
@@ -656,6 +685,7 @@ static const struct pf_storage_ops g_store_ops = {
 	.direct_fd = st_direct_fd,
 	.write_fd = st_write_fd,
 	.writeback = st_writeback,
+	.flush_start = st_flush_start,
 };
 
 void rt__storage_no_overlap(void *ctx)

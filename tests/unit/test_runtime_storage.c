@@ -213,12 +213,46 @@ static void test_refused_submission_waits(void **state)
 	store_free(&e);
 }
 
+/* An early sync (flush_start, never waited for) that fails is reported by
+ * the next sync of its file, once, whether it goes through the ring
+ * (sync_start) or not (sync), and not by another file's: the kernel reports a
+ * sync's error once per file description, so the early one may have taken
+ * it from the commit's. */
+static void test_early_sync_error_reported(void **state)
+{
+	struct store_env e;
+	int saved;
+
+	if (!store_ring(&e))
+		skip();
+	assert_non_null(e.so->flush_start);
+	/* One that works (the ring made), waited for by the sync. */
+	assert_int_equal(e.so->flush_start(e.ctx, e.fh[0]), 1);
+	assert_int_equal(e.so->sync(e.ctx, e.fh[0]), 0);
+	/* Its fd closed until it is reaped (the kernel's worker looks it up):
+	 * it fails (EBADF) in the ring; the sync that waits for it says so,
+	 * plain (fh[1]) or through the commit's ring (fh[2]). */
+	for (int k = 1; k <= 2; k++) {
+		int (*sync)(void *, void *) = k == 1 ? e.so->sync : e.so->sync_start;
+
+		saved = fd_away(&e, k);
+		assert_int_equal(e.so->flush_start(e.ctx, e.fh[k]), 1);
+		assert_int_equal(sync(e.ctx, e.fh[0]), 0);
+		assert_int_equal(sync(e.ctx, e.fh[k]), -EBADF);
+		fd_back(&e, k, saved);
+		assert_int_equal(sync(e.ctx, e.fh[k]), 0);
+		assert_int_equal(e.so->sync_wait(e.ctx), 0);
+	}
+	store_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syncs_one_submission),
 		cmocka_unit_test(test_sync_error_reported),
 		cmocka_unit_test(test_refused_submission_waits),
+		cmocka_unit_test(test_early_sync_error_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

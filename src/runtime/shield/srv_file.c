@@ -1365,5 +1365,14 @@ int sf_wstream_done(struct sfile *f, struct sclient *cl, uint64_t first, uint64_
 	g_srv.n_wstreams++;
 	g_srv.n_leased += leased;
 	g_srv.wstream_chunks += count;
+	/* Flush the backing file early, in the background, every
+	 * SRV_EARLY_FLUSH bytes of a stream (one flush at a time: else at the
+	 * next window): the final sync's device flush then has only the last
+	 * part left (docs/fs.md "Flushing a stream early"). */
+	f->unflushed += count * cs;
+	if (f->unflushed >= SRV_EARLY_FLUSH && pf_stream_flush(f->pf)) {
+		f->unflushed = 0;
+		g_srv.n_early++;
+	}
 	return next ? lease(f, cl, first + count) : 0;
 }

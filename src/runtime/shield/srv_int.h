@@ -20,6 +20,9 @@
 /* Bytes of a chunk's digest kept (SHA-256, cut: a changed chunk is taken
  * for unchanged only if 128 bits of it collide). */
 #define SRV_SUM_SIZE 16
+/* A sealed-write stream's backing file is flushed in the background after
+ * this many bytes recorded (docs/fs.md "Flushing a stream early"). */
+#define SRV_EARLY_FLUSH ((uint64_t)64 << 20)
 
 /* One open file: its pf handle, plaintext memfd and state memfd. Owned by
  * g_srv (files list, path index); it lives while clients hold it or it holds
@@ -50,6 +53,7 @@ struct sfile {
 	struct sclient *resv_by;
 	uint64_t resv_first, resv_count;
 	bool resv_lease;
+	uint64_t unflushed;    /* bytes recorded by sealed writes since the last early flush */
 	uint64_t valid_stored; /* VALID chunks below stored_size */
 	/* Read-ahead: the window [ra_start, ra_end) planned at the last fill,
 	 * ra_next where its filling stands (run after the fill's reply). */
@@ -119,6 +123,7 @@ struct srv {
 	uint64_t n_streams, stream_chunks; /* RT_OP_STREAM requests, tags handed out */
 	uint64_t n_wstreams, wstream_chunks; /* RT_OP_WSTREAM writes recorded, their chunks */
 	uint64_t n_leased;     /* of them on a lease (no reserve request) */
+	uint64_t n_early;      /* early flushes started during sealed writes */
 	uint32_t lease_seq;    /* the last lease's token */
 	uint64_t reserved;     /* files with an open RT_OP_WSTREAM reservation */
 	uint64_t n_nudges, ra_after_reply; /* background write-backs; chunks read ahead after a reply */

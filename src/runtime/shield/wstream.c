@@ -17,7 +17,7 @@
 #include "runtime/shield/internal.h"
 
 #define WSTREAM_MIN ((uint64_t)256 * 1024)
-#define WBATCH ((uint64_t)1 << 20) /* slot bytes per pwrite */
+#define WBATCH ((uint64_t)9 << 18) /* slot bytes per pwrite: a window of 512 4 KiB chunks */
 #define PAGE 4096u
 #define NONCE 12u
 
@@ -94,12 +94,7 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 			return r < 0 ? (int)r : -ENOSPC;
 		i += m;
 	}
-	/* Start the write-back of the window (as the storage's write-behind
-	 * does for the server's writes): the fsync that ends a long write then
-	 * finds most of it on its way. Only a hint: the commit syncs. */
-	rt__raw(SYS_sync_file_range, s->h.fd, (long)(s->h.info.slot0 + c0 * stride),
-		(long)(count * stride), SYNC_FILE_RANGE_WRITE);
-	return 0;
+	return 0; /* the server starts the write-back (pf_stream_record) */
 }
 
 /* One window of whole chunks [at, at + len) at the end of the file: len, or

@@ -46,16 +46,20 @@ with open(sys.argv[1], "wb") as f:
 """
 
 
-def sealed_stats(volume):
-    """(windows, chunks, windows on a lease) of the programs' sealed writes
-    ("N sealed writes of M chunks (L on a lease)") in the last server's log
-    line."""
+def stats_search(volume, pattern):
+    """The groups of pattern, as ints, in the last server's counters line."""
     volume.wait_server_gone(30)
     lines = (volume.dir / ".kiln" / "server.log").read_text().splitlines()
     line = [ln for ln in lines if "plaintext peak" in ln][-1]
-    m = re.search(r"(\d+) sealed writes of (\d+) chunks \((\d+) on a lease\)", line)
+    m = re.search(pattern, line)
     assert m, line
     return tuple(map(int, m.groups()))
+
+
+def sealed_stats(volume):
+    """(windows, chunks, windows on a lease) of the programs' sealed writes
+    ("N sealed writes of M chunks (L on a lease)")."""
+    return stats_search(volume, r"(\d+) sealed writes of (\d+) chunks \((\d+) on a lease\)")
 
 
 def sealed(volume):
@@ -106,6 +110,22 @@ def test_windows_on_a_lease(volume):
     # Not on a lease: the first window, and one where the file's chunk state
     # had no room for the next window yet (it doubles).
     assert leased >= mib - 6, (windows, leased)
+    backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
+    assert backing.stat().st_size == HDR + mib * 256 * SLOT
+    assert verify_volume(volume.kiln_bin, volume.dir, volume.key) is None
+
+
+def test_stream_flushed_early(volume):
+    """A 256 MiB dd: the server starts a background fdatasync of the backing
+    file every 64 MiB of recorded windows, one at a time ("N early flushes";
+    docs/fs.md "Flushing a stream early"), so the final fsync has only the
+    rest left to flush; the file is exact and the volume verifies."""
+    mib = 256
+    volume.run("dd", "if=/dev/zero", f"of={volume.dir}/f", "bs=1M", f"count={mib}",
+               "conv=fsync", "status=none", env=ENV, check=True)
+    (early,) = stats_search(volume, r"(\d+) early flushes")
+    assert 1 <= early <= mib // 64, early
+    assert sealed_stats(volume)[1] == mib * 256
     backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
     assert backing.stat().st_size == HDR + mib * 256 * SLOT
     assert verify_volume(volume.kiln_bin, volume.dir, volume.key) is None
