@@ -128,6 +128,8 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 
 	if (nr < 0 || nr > RT_SYSCALL_MAX || t_rt_depth > 0)
 		return rt__raw6(nr, a);
+	s = &g_rt_syscalls[nr];
+	rt__spare_use(nr, s, a); /* a lent description's flock, read ... (fast.c) */
 	/* The network and console shields see their calls first (sys/socket.c). */
 	if (g_rt_net_on) {
 		long r;
@@ -135,7 +137,6 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 		if (g_rt_net->call(nr, a, &r))
 			return r;
 	}
-	s = &g_rt_syscalls[nr];
 	/* The fast path: nothing the runtime looks at. */
 	if (s->action == RT_SYS_PASS && !(s->paths[0][1] >= 0 && rt__vcwd_on()))
 		return rt__raw6(nr, a);

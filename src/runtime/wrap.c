@@ -203,36 +203,19 @@ WRAP(int, fstatat, (int dirfd, const char *path, struct stat *st, int flags),
 WRAP(int, fstatat64, (int dirfd, const char *path, struct rt_stat64 *st, int flags),
      C4(SYS_newfstatat, dirfd, path, st, flags))
 
-DECL(int, __xstat, int ver, const char *path, struct stat *st);
-int __xstat(int ver, const char *path, struct stat *st)
-{
-	return stat(path, st);
-}
-
+WRAP(int, __xstat, (int ver, const char *path, struct stat *st),
+     C4(SYS_newfstatat, AT_FDCWD, path, st, 0))
 ALIAS(int, __xstat64, __xstat, int ver, const char *path, struct stat *st);
 
-DECL(int, __lxstat, int ver, const char *path, struct stat *st);
-int __lxstat(int ver, const char *path, struct stat *st)
-{
-	return lstat(path, st);
-}
-
+WRAP(int, __lxstat, (int ver, const char *path, struct stat *st),
+     C4(SYS_newfstatat, AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW))
 ALIAS(int, __lxstat64, __lxstat, int ver, const char *path, struct stat *st);
 
-DECL(int, __fxstat, int ver, int fd, struct stat *st);
-int __fxstat(int ver, int fd, struct stat *st)
-{
-	return fstat(fd, st);
-}
-
+WRAP(int, __fxstat, (int ver, int fd, struct stat *st), C2(SYS_fstat, fd, st))
 ALIAS(int, __fxstat64, __fxstat, int ver, int fd, struct stat *st);
 
-DECL(int, __fxstatat, int ver, int dirfd, const char *path, struct stat *st, int flags);
-int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
-{
-	return fstatat(dirfd, path, st, flags);
-}
-
+WRAP(int, __fxstatat, (int ver, int dirfd, const char *path, struct stat *st, int flags),
+     C4(SYS_newfstatat, dirfd, path, st, flags))
 ALIAS(int, __fxstatat64, __fxstatat, int ver, int dirfd, const char *path, struct stat *st,
       int flags);
 WRAP(int, statx, (int dirfd, const char *path, int flags, unsigned mask, struct statx *st),
@@ -270,14 +253,9 @@ WRAP(ssize_t, getdents64, (int fd, void *buf, size_t n), C3(SYS_getdents64, fd, 
 WRAP(ssize_t, sendfile, (int out, int in, off_t *off, size_t n), C4(SYS_sendfile, out, in, off, n))
 ALIAS(ssize_t, sendfile64, sendfile, int out, int in, off_t *off, size_t n);
 
-DECL(ssize_t, copy_file_range, int in, off_t *in_off, int out, off_t *out_off, size_t n,
-     unsigned flags);
-ssize_t copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t n,
-			unsigned flags)
-{
-	return ret(call(SYS_copy_file_range, in, (long)in_off, out, (long)out_off, (long)n,
-			flags));
-}
+WRAP(ssize_t, copy_file_range,
+     (int in, off_t *in_off, int out, off_t *out_off, size_t n, unsigned flags),
+     call(SYS_copy_file_range, in, (long)in_off, out, (long)out_off, (long)n, flags))
 
 /* ---- sockets and event loops ------------------------------------------- *
  * Not file calls, but a server makes one or more per request (nginx: recv and
@@ -285,36 +263,18 @@ ssize_t copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t n
  * (~1.5 us, more than the request's file calls together). They dispatch as the
  * trap would. The glibc functions are cancellation points; these wrappers are
  * not, like the read and write wrappers above. */
-DECL(ssize_t, recv, int fd, void *buf, size_t n, int flags);
-ssize_t recv(int fd, void *buf, size_t n, int flags)
-{
-	return ret(call(SYS_recvfrom, fd, (long)buf, (long)n, flags, 0, 0));
-}
-
-DECL(ssize_t, recvfrom, int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-     socklen_t *alen);
-ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-		 socklen_t *alen)
-{
-	return ret(call(SYS_recvfrom, fd, (long)buf, (long)n, flags, (long)addr, (long)alen));
-}
-
+WRAP(ssize_t, recv, (int fd, void *buf, size_t n, int flags),
+     call(SYS_recvfrom, fd, (long)buf, (long)n, flags, 0, 0))
+WRAP(ssize_t, recvfrom,
+     (int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen),
+     call(SYS_recvfrom, fd, (long)buf, (long)n, flags, (long)addr, (long)alen))
 WRAP(ssize_t, recvmsg, (int fd, struct msghdr *msg, int flags), C3(SYS_recvmsg, fd, msg, flags))
 
-DECL(ssize_t, send, int fd, const void *buf, size_t n, int flags);
-ssize_t send(int fd, const void *buf, size_t n, int flags)
-{
-	return ret(call(SYS_sendto, fd, (long)buf, (long)n, flags, 0, 0));
-}
-
-DECL(ssize_t, sendto, int fd, const void *buf, size_t n, int flags,
-     const struct sockaddr *addr, socklen_t alen);
-ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
-	       socklen_t alen)
-{
-	return ret(call(SYS_sendto, fd, (long)buf, (long)n, flags, (long)addr, (long)alen));
-}
-
+WRAP(ssize_t, send, (int fd, const void *buf, size_t n, int flags),
+     call(SYS_sendto, fd, (long)buf, (long)n, flags, 0, 0))
+WRAP(ssize_t, sendto,
+     (int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen),
+     call(SYS_sendto, fd, (long)buf, (long)n, flags, (long)addr, (long)alen))
 WRAP(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags),
      C3(SYS_sendmsg, fd, msg, flags))
 WRAP(int, accept, (int fd, struct sockaddr *addr, socklen_t *alen), C3(SYS_accept, fd, addr, alen))
@@ -323,12 +283,9 @@ WRAP(int, accept4, (int fd, struct sockaddr *addr, socklen_t *alen, int flags),
 WRAP(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout),
      C4(SYS_epoll_wait, epfd, ev, max, timeout))
 
-DECL(int, epoll_pwait, int epfd, struct epoll_event *ev, int max, int timeout,
-     const sigset_t *mask);
-int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask)
-{
-	return (int)ret(call(SYS_epoll_pwait, epfd, (long)ev, max, timeout, (long)mask, 8));
-}
+WRAP(int, epoll_pwait,
+     (int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask),
+     call(SYS_epoll_pwait, epfd, (long)ev, max, timeout, (long)mask, 8))
 
 WRAP(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev),
      C4(SYS_epoll_ctl, epfd, op, fd, ev))
@@ -360,11 +317,9 @@ char *getcwd(char *buf, size_t size)
 
 		return real ? real(buf, size) : NULL;
 	}
-	r = C2(SYS_getcwd, tmp, sizeof(tmp));
-	if (r < 0) {
-		errno = (int)-r;
+	r = ret(C2(SYS_getcwd, tmp, sizeof(tmp)));
+	if (r < 0)
 		return NULL;
-	}
 	if (!buf) {
 		buf = malloc(size && size > (size_t)r ? size : (size_t)r);
 		if (!buf)
@@ -429,56 +384,39 @@ static int fopen_flags(const char *mode, int *flags)
 	return 0;
 }
 
-static FILE *open_stream(const char *path, const char *mode)
+/* p, made of fd, or NULL (fd closed, errno kept). */
+static void *made_of(void *p, int fd)
+{
+	int e = errno;
+
+	if (!p && fd >= 0) {
+		close(fd);
+		errno = e;
+	}
+	return p;
+}
+
+DECL(FILE *, fopen, const char *path, const char *mode);
+FILE *fopen(const char *path, const char *mode)
 {
 	int flags, fd;
-	FILE *f;
 
 	if (fopen_flags(mode, &flags)) {
 		errno = EINVAL;
 		return NULL;
 	}
 	fd = (int)ret(C4(SYS_openat, AT_FDCWD, path, flags, 0666));
-	if (fd < 0)
-		return NULL;
-	f = fdopen(fd, mode);
-	if (!f) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-	}
-	return f;
+	return made_of(fd < 0 ? NULL : fdopen(fd, mode), fd);
 }
 
-DECL(FILE *, fopen, const char *path, const char *mode);
-FILE *fopen(const char *path, const char *mode)
-{
-	return open_stream(path, mode);
-}
-
-DECL(FILE *, fopen64, const char *path, const char *mode);
-FILE *fopen64(const char *path, const char *mode)
-{
-	return open_stream(path, mode);
-}
+ALIAS(FILE *, fopen64, fopen, const char *path, const char *mode);
 
 DECL(DIR *, opendir, const char *path);
 DIR *opendir(const char *path)
 {
 	int fd = (int)ret(C4(SYS_openat, AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
-	DIR *d;
 
-	if (fd < 0)
-		return NULL;
-	d = fdopendir(fd);
-	if (!d) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-	}
-	return d;
+	return made_of(fd < 0 ? NULL : fdopendir(fd), fd);
 }
 
 /* ---- processes and threads ----------------------------------------------- */

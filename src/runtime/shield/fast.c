@@ -1,27 +1,28 @@
 /* kiln runtime, file shield: the open of a file this process holds, without
- * the shield lock or a guard.
+ * the shield lock or a guard (nginx opens, fstats, sends and closes the same
+ * files for every request; the locked open of a known file, file.c's
+ * open_fast, costs no round trip, but its guard and chores do):
  *
- * nginx opens, fstats, sends and closes the same files for every request.
- * The locked open of a known file (file.c, open_fast) costs no round trip,
- * but the lock needs a guard: two rt_sigprocmask per open where signals are
- * masked (serve_loop: the pair was ~30 % of a request), and the lock's own
- * chores. This path takes neither:
- *
- *  - Each volume has a small table of the paths this process opened lately:
- *    path, the namespace generation the answer was made under, the node, the
- *    mode. Slots are written under g_shield_lock and read through a sequence
- *    count (odd while written): a reader that sees it move falls back to the
- *    locked open.
+ *  - Each volume has a small table of the paths this process opened lately
+ *    (path, namespace generation, node, mode, owner, credentials), written
+ *    under g_shield_lock and read through a sequence count (odd while
+ *    written): a reader that sees it move falls back to the locked open.
  *  - The reader takes a reference on the node with a compare-and-swap that
- *    fails once the node is claimed for freeing (refs -1, cache.c), then
- *    reopens the memfd and puts the fd in the fd table (an atomic store).
- *  - A node's memory outlives every reader that may have read its address
- *    from a slot: rt__node_free clears its slots first, and frees the node
- *    itself only when no lock-free operation is in progress (else it waits
- *    on a list that the next locked call frees).
- *  - The description comes from a small pool of free ones (no malloc here: a
- *    signal handler may call open while this thread is inside malloc), filled
- *    under the lock and by lock-free closes.
+ *    fails once the node is claimed for freeing (refs -1, cache.c). A node's
+ *    memory outlives every reader that may have read its address from a
+ *    slot: rt__node_free clears its slots first, and frees the node only when
+ *    no lock-free operation is in progress (else the next locked call does).
+ *  - The description comes from a small pool (no malloc: a signal handler may
+ *    open while this thread is in malloc), filled under the lock and by
+ *    lock-free closes.
+ *  - The fd: a reopen of the memfd through /proc/self/fd (~1.4 us more than an
+ *    ext4 open: a proc dentry and inode each, docs/fs.md), or a dup to the
+ *    lowest free fd of the node's spare: a description whose fd was closed
+ *    untouched, kept (owned, cloexec) for the next open with the same flags.
+ *    A call that may leave a trace on one (offset, status flags, a lock: all
+ *    but stat, pread, sendfile at an offset, sync, close, F_GETFD/F_SETFD/
+ *    F_GETFL) marks it used: closed with the fd. A fork or exec (children
+ *    share descriptions) ends the spares made before it (their epoch).
  *
  * Anything unusual (a flag that creates or truncates, a forked child not yet
  * attached, a path too long for a slot, a changed namespace, an empty pool, a
@@ -130,6 +131,90 @@ void rt__fast_pool_fill(void)
 	}
 }
 
+/* ---- spares: fd + 1 | flags << 24 | epoch << 48, or LENT; one a node at most */
+#define LENT (1ull << 63)
+atomic_uint g_spare_epoch;
+static atomic_int g_spares; /* at most 64 */
+
+static uint64_t spare_val(long fd, int rflags)
+{
+	return (uint64_t)(atomic_load(&g_spare_epoch) & 0x7fff) << 48 |
+	       (uint64_t)(rflags & ~O_CLOEXEC & 0xffffff) << 24 | (uint64_t)(fd + 1);
+}
+
+void rt__spare_drop(uint64_t v)
+{
+	if (!v || v == LENT)
+		return;
+	atomic_fetch_sub(&g_spares, 1);
+	rt__own_close((int)(v & 0xffffff) - 1);
+}
+
+/* n's spare v (LENT until now) is idle again, or goes. */
+static void spare_put(struct rt_node *n, uint64_t v, bool keep)
+{
+	keep = keep && v >> 48 == spare_val(0, 0) >> 48;
+	atomic_store(&n->spare, keep ? v : 0);
+	if (!keep)
+		rt__spare_drop(v);
+}
+
+void rt__spare_back(struct rt_ofd *o)
+{
+	if (o->spare) /* (o goes: freed or cleared) */
+		spare_put(o->node, o->spare, !atomic_load(&o->used));
+}
+
+void rt__spare_use(long nr, const struct rt_syscall *s, const long a[6])
+{
+	for (int i = 0; i < 6 && atomic_load_explicit(&g_spares, memory_order_relaxed); i++)
+		if ((s->fd_mask & (1u << i)) && rt_fd_kind((int)a[i]) == RT_FD_FILE &&
+		    nr != SYS_fstat && nr != SYS_newfstatat && nr != SYS_statx && nr != SYS_pread64 &&
+		    nr != SYS_fsync && nr != SYS_fdatasync && nr != SYS_close &&
+		    !(nr == SYS_sendfile && i == 1 && a[2]) &&
+		    !(nr == SYS_fcntl && (a[1] == F_GETFD || a[1] == F_SETFD || a[1] == F_GETFL)))
+			atomic_store(&((struct rt_ofd *)rt_fd_get((int)a[i]))->used, true);
+}
+
+/* An fd of n's spare for rflags (*v its value, n's now LENT), or -errno. */
+static long spare_lend(struct rt_node *n, int rflags, uint64_t *v)
+{
+	long fd = -EAGAIN;
+
+	*v = atomic_load(&n->spare);
+	if (!*v || *v == LENT || !atomic_compare_exchange_strong(&n->spare, v, LENT))
+		*v = 0;
+	else if (*v >> 24 == spare_val(0, rflags) >> 24)
+		fd = rt__raw(SYS_fcntl, (*v & 0xffffff) - 1,
+			     rflags & O_CLOEXEC ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+	if (fd < 0 && *v)
+		spare_put(n, *v, true);
+	if (fd < 0)
+		*v = 0;
+	return fd;
+}
+
+/* A spare sharing fd's new description (n's now LENT), or 0. */
+static uint64_t spare_make(struct rt_node *n, long fd, int rflags)
+{
+	uint64_t none = 0;
+	long s = -1;
+
+	if (atomic_fetch_add(&g_spares, 1) < 64 &&
+	    atomic_compare_exchange_strong(&n->spare, &none, LENT)) {
+		s = rt__raw(SYS_fcntl, fd, F_DUPFD_CLOEXEC, g_rt.owned_base);
+		if (s >= 0 && rt_fd_in_range((int)s)) {
+			rt_fd_set((int)s, RT_FD_OWNED, NULL);
+			return spare_val(s, rflags);
+		}
+		atomic_store(&n->spare, 0);
+	}
+	if (s >= 0)
+		rt__raw(SYS_close, s);
+	atomic_fetch_sub(&g_spares, 1);
+	return 0;
+}
+
 /* ---- the open --------------------------------------------------------------- */
 /* A reference on n unless it is being freed (refs -1). */
 static bool node_tryref(struct rt_node *n)
@@ -186,6 +271,7 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 	size_t len;
 	struct rt_node *n;
 	struct rt_ofd *o;
+	uint64_t spare = 0;
 	long fd = -EAGAIN;
 
 	/* O_NOFOLLOW: the slot's answer followed a symlink the name may be
@@ -204,7 +290,9 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 	n = slot_read(t->vol, t->rel, len, flags);
 	if (!n)
 		goto out_end;
-	fd = rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
+	fd = spare_lend(n, rflags, &spare);
+	if (fd < 0)
+		fd = rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
 	if (fd >= 0 && !rt_fd_in_range((int)fd)) {
 		rt__raw(SYS_close, fd);
 		fd = -EAGAIN;
@@ -212,11 +300,14 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 	if (fd < 0) {
 		/* EMFILE and the like: the locked open gives back cached files
 		 * and tries again. */
+		if (spare)
+			spare_put(n, spare, true);
 		rt__node_unref_lockfree(n);
 		fd = -EAGAIN;
 		goto out_end;
 	}
 	memset(o, 0, sizeof(*o));
+	o->spare = spare ? spare : spare_make(n, fd, rflags);
 	atomic_store(&o->refs, 1);
 	o->kind = RT_FD_FILE;
 	o->node = n;

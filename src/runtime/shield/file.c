@@ -25,6 +25,7 @@ static RT_TLS int t_closing;
 /* ---- open file descriptions ------------------------------------------------ */
 static void ofd_release(struct rt_ofd *o)
 {
+	rt__spare_back(o);
 	if (o->kind == RT_FD_FILE)
 		rt__node_unref(o->node);
 	free(o->list);
@@ -79,6 +80,7 @@ void rt__ofd_unref_lockfree(struct rt_ofd *o)
 	/* A file's description goes back to the pool of the lock-free open
 	 * (fast.c) at once, its node's reference with it. */
 	n = o->node;
+	rt__spare_back(o);
 	memset(o, 0, sizeof(*o));
 	if (!rt__fast_pool_put(o))
 		rt__release_later(o);
@@ -170,16 +172,6 @@ void rt__fd_attach(int fd, struct rt_ofd *o)
 	}
 }
 
-static int fd_detach(int fd)
-{
-	enum rt_fd_kind kind;
-	struct rt_ofd *o = rt_fd_clear(fd, &kind);
-
-	if (o && (kind == RT_FD_FILE || kind == RT_FD_DIR))
-		rt__ofd_unref(o);
-	return 0;
-}
-
 long rt__shield_close(long fd)
 {
 	struct rt_guard g;
@@ -190,7 +182,7 @@ long rt__shield_close(long fd)
 	if (rt__own_badf(fd))
 		return -EBADF;
 	rt__lock(&g);
-	fd_detach((int)fd);
+	rt__fd_attach((int)fd, NULL);
 	r = rt__raw(SYS_close, fd);
 	rt__unlock(&g);
 	return r;
@@ -550,7 +542,7 @@ static long dup_locked(long nr, const long a[6])
 	if (o && !rt__ofd_tryref(o)) {
 		/* Another thread closed a[0] (lock-free) after the kernel dup'd
 		 * it: the dup lost the race, as if it came second. */
-		fd_detach((int)fd);
+		rt__fd_attach((int)fd, NULL);
 		rt__raw(SYS_close, fd);
 		return -EBADF;
 	}
@@ -591,7 +583,7 @@ static long close_range_locked(unsigned first, unsigned last, unsigned flags)
 				rt__raw(SYS_close_range, from, fd - 1, flags);
 			from = fd + 1;
 		} else if (k != RT_FD_NONE) {
-			fd_detach((int)fd);
+			rt__fd_attach((int)fd, NULL);
 		}
 		if (fd == UINT32_MAX)
 			break;

@@ -138,6 +138,7 @@ struct rt_node {
 	_Atomic uint32_t st_seq;
 	_Atomic int64_t st_size;
 	_Atomic int64_t st_blocks;
+	_Atomic uint64_t spare; /* fast.c: an idle description of the memfd, or 0 */
 };
 
 struct rt_oldmap {
@@ -164,6 +165,8 @@ struct rt_ofd {
 	uint64_t seek_to;      /* lseek: entries before this one are skipped */
 	bool eof;
 	struct rt_ofd *next_released; /* on g_released */
+	uint64_t spare;        /* fast.c: the spare description it shares, or 0 */
+	atomic_bool used;      /* a call that may have changed that description */
 };
 
 /* shield.c: the lock of an operation: a guard and g_shield_lock
@@ -280,6 +283,9 @@ bool rt__open_denied(const struct rt_stat_reply *r, int flags) RT_HIDDEN;
 /* Under the lock: n goes; no slot may name it. */
 void rt__fast_forget(struct rt_node *n) RT_HIDDEN;
 bool rt__fast_pool_put(struct rt_ofd *o) RT_HIDDEN;
+/* o's last fd is gone: its spare goes back to its node (or is closed). */
+void rt__spare_back(struct rt_ofd *o) RT_HIDDEN;
+void rt__spare_drop(uint64_t v) RT_HIDDEN;
 void rt__fast_pool_fill(void) RT_HIDDEN;
 /* shield.c: a forked child that has not attached its inherited files yet. */
 bool rt__shield_in_child(void) RT_HIDDEN;

@@ -245,6 +245,7 @@ void rt__node_free(struct rt_node *n)
 		free(o);
 	}
 	rt__own_close(n->memfd);
+	rt__spare_drop(atomic_exchange(&n->spare, 0));
 	free(n->rel);
 	n->rel = NULL;
 	if (rt__lockfree_idle()) {

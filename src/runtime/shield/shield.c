@@ -97,6 +97,7 @@ void rt__shield_before_fork(void)
 {
 	pthread_mutex_lock(&g_shield_lock);
 	rt__closes_quiesce();
+	atomic_fetch_add(&g_spare_epoch, 1);
 }
 
 void rt__shield_parent_after_fork(void)

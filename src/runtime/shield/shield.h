@@ -126,6 +126,10 @@ long rt__shield_chdir(struct rt_target *t) RT_HIDDEN;
 /* fd bookkeeping for close, close_range, dup*, F_DUPFD* (a: the call's
  * arguments, no pointers), fsync. */
 long rt__shield_close(long fd) RT_HIDDEN;
+/* fast.c: a call on fds that may leave a trace on a lent spare description;
+ * moved by a fork or exec, after which no spare made before is lent again. */
+void rt__spare_use(long nr, const struct rt_syscall *s, const long a[6]) RT_HIDDEN;
+extern atomic_uint g_spare_epoch RT_HIDDEN;
 long rt__shield_close_range(unsigned first, unsigned last, unsigned flags) RT_HIDDEN;
 long rt__shield_dup(long nr, const long a[6]) RT_HIDDEN;
 long rt__shield_fsync(long fd) RT_HIDDEN;

@@ -408,6 +408,7 @@ int rt__exec_env(int dirfd, const char *path, int at_flags, char *const *argv,
 
 	memset(e, 0, sizeof(*e));
 	e->pipe_rd = -1;
+	atomic_fetch_add(&g_spare_epoch, 1); /* the child shares descriptions */
 	if (!g_rt.initialized || !g_rt.config_text || !g_rt.lib_path[0])
 		return 1;
 	if (g_rt.cfg.cas[0]) {

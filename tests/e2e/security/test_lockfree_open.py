@@ -18,6 +18,7 @@ twice before a change (the second open is the lock-free one), and the change
 is made by another process of the workload (a new python3 under the same
 `kiln run`)."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -153,3 +154,78 @@ def test_lockfree_open_never_answers_a_refusal(volume, tmp_path):
     p = volume.run(sys.executable, prog, volume.dir, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout == EXPECTED, "under kiln run:\n" + p.stdout + p.stderr
+
+
+# A description whose fd was closed untouched is kept as its file's spare and
+# lent to the next open with the same flags (fast.c). Whatever the program did
+# to a description must not show through the next open: offset, status flags,
+# a flock, a forked or exec'd child's use of a shared one; nor its access mode.
+SPARES = r"""
+import fcntl, os, subprocess, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, bytes(range(256)) * 16)
+os.close(fd)
+
+def first(flags=os.O_RDONLY):
+    fd = os.open(p, flags)
+    try:
+        return os.read(fd, 1)[0]
+    finally:
+        os.close(fd)
+
+for i in range(200):  # nginx: open, pread (sendfile), close
+    fd = os.open(p, os.O_RDONLY)
+    assert os.pread(fd, 4, 8) == bytes([8, 9, 10, 11])
+    os.close(fd)
+out = [first(), first()]                        # read moved the offset
+fd = os.open(p, os.O_RDONLY); os.lseek(fd, 7, 0); os.close(fd)
+out.append(first())                             # lseek
+fd = os.open(p, os.O_RDONLY); os.close(fd)
+out.append(os.open(p, os.O_RDONLY) == fd)       # the lowest free fd
+os.close(fd)
+fd = os.open(p, os.O_RDONLY); os.set_blocking(fd, False); os.close(fd)
+fd = os.open(p, os.O_RDONLY); out.append(os.get_blocking(fd)); os.close(fd)
+fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK); out.append(os.get_blocking(fd)); os.close(fd)
+fd = os.open(p, os.O_RDONLY)
+try:
+    os.write(fd, b"x")
+except OSError as e:
+    out.append(e.errno)
+os.close(fd)
+fd = os.open(p, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); os.close(fd)
+a, b = os.open(p, os.O_RDONLY), os.open(p, os.O_RDONLY)
+fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)   # the closed fd's flock went
+os.close(a); os.close(b)
+fd = os.open(p, os.O_RDONLY)
+pid = os.fork()
+if pid == 0:
+    os.read(fd, 5)
+    os._exit(0)
+os.waitpid(pid, 0)
+os.close(fd)
+out.append(first())                             # a forked child's read
+fd = os.open(p, os.O_RDONLY)
+subprocess.run([sys.executable, "-c", f"import os; os.read({fd}, 9)"], pass_fds=[fd],
+               check=True)
+os.close(fd)
+out.append(first())                             # an exec'd child's read
+print(*out)
+"""
+
+
+def test_spare_descriptions_keep_no_trace(volume, tmp_path):
+    prog = tmp_path / "spares.py"
+    prog.write_text(SPARES)
+    expected = "0 0 0 True True False 9 0 0\n"
+    p = subprocess.run([sys.executable, str(prog), str(tmp_path / "plain")],
+                       capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (0, expected), "native:\n" + p.stdout + p.stderr
+    log = tmp_path / "trace"
+    p = volume.run("strace", "-f", "-qq", "-e", "trace=openat", "-o", log, sys.executable,
+                   prog, volume.dir / "f", timeout=300)
+    assert (p.returncode, p.stdout) == (0, expected), "under kiln run:\n" + p.stdout + p.stderr
+    # The memfd's reopens through /proc/self/fd (openat(<its fd>, "<n>")): one
+    # per open before spares (200 in the loop alone).
+    reopens = re.findall(r'openat\(\d+, "\d+",', log.read_text())
+    assert len(reopens) < 40, len(reopens)
