@@ -144,10 +144,8 @@ static uint64_t spare_val(long fd, int rflags)
 
 void rt__spare_drop(uint64_t v)
 {
-	if (!v || v == LENT)
-		return;
-	atomic_fetch_sub(&g_spares, 1);
-	rt__own_close((int)(v & 0xffffff) - 1);
+	atomic_fetch_sub(&g_spares, v && v != LENT);
+	rt__own_close((int)(v & 0xffffff) - 1); /* -1, nothing, for 0 and LENT */
 }
 
 /* n's spare v (LENT until now) is idle again, or goes. */
@@ -167,6 +165,8 @@ void rt__spare_back(struct rt_ofd *o)
 
 void rt__spare_use(long nr, const struct rt_syscall *s, const long a[6])
 {
+	if (nr == SYS_sendmsg || nr == SYS_sendmmsg) /* SCM_RIGHTS: shared descriptions */
+		atomic_fetch_add(&g_spare_epoch, 1);
 	for (int i = 0; i < 6 && atomic_load_explicit(&g_spares, memory_order_relaxed); i++)
 		if ((s->fd_mask & (1u << i)) && rt_fd_kind((int)a[i]) == RT_FD_FILE &&
 		    nr != SYS_fstat && nr != SYS_newfstatat && nr != SYS_statx && nr != SYS_pread64 &&
@@ -189,8 +189,7 @@ static long spare_lend(struct rt_node *n, int rflags, uint64_t *v)
 			     rflags & O_CLOEXEC ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
 	if (fd < 0 && *v)
 		spare_put(n, *v, true);
-	if (fd < 0)
-		*v = 0;
+	*v = fd < 0 ? 0 : *v;
 	return fd;
 }
 

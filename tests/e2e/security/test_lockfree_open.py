@@ -159,9 +159,10 @@ def test_lockfree_open_never_answers_a_refusal(volume, tmp_path):
 # A description whose fd was closed untouched is kept as its file's spare and
 # lent to the next open with the same flags (fast.c). Whatever the program did
 # to a description must not show through the next open: offset, status flags,
-# a flock, a forked or exec'd child's use of a shared one; nor its access mode.
+# a flock, a forked or exec'd child's or a socket's receiver's use of a shared
+# one; nor its access mode.
 SPARES = r"""
-import fcntl, os, subprocess, sys
+import fcntl, os, socket, subprocess, sys
 p = sys.argv[1]
 fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
 os.write(fd, bytes(range(256)) * 16)
@@ -205,6 +206,14 @@ if pid == 0:
 os.waitpid(pid, 0)
 os.close(fd)
 out.append(first())                             # a forked child's read
+a, b = socket.socketpair()
+fd = os.open(p, os.O_RDONLY)
+socket.send_fds(a, [b"x"], [fd])
+got = socket.recv_fds(b, 1, 1)[1][0]
+os.close(fd)
+os.read(got, 3)
+os.close(got)
+out.append(first())                             # the read of an fd sent over a socket
 fd = os.open(p, os.O_RDONLY)
 subprocess.run([sys.executable, "-c", f"import os; os.read({fd}, 9)"], pass_fds=[fd],
                check=True)
@@ -217,7 +226,7 @@ print(*out)
 def test_spare_descriptions_keep_no_trace(volume, tmp_path):
     prog = tmp_path / "spares.py"
     prog.write_text(SPARES)
-    expected = "0 0 0 True True False 9 0 0\n"
+    expected = "0 0 0 True True False 9 0 0 0\n"
     p = subprocess.run([sys.executable, str(prog), str(tmp_path / "plain")],
                        capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stdout) == (0, expected), "native:\n" + p.stdout + p.stderr
