@@ -105,6 +105,12 @@ def crash_image(kiln, d, app, ready="ready"):
     prints ready; then its volume server is killed, then the program. The
     crash image is d/img (vol, vol.key, vol.key.version)."""
     vol, key, proc = app_on_new_volume(kiln, d, app)
+    return crash_running(vol, key, proc, d, ready)
+
+
+def crash_running(vol, key, proc, d, ready="ready"):
+    """proc, a program under `kiln run` on vol, read until it prints ready;
+    then vol's server is killed, then proc: the crash image d/img."""
     try:
         assert proc.stdout.readline().strip() == ready, proc.stderr.read()
         kill_server(vol)

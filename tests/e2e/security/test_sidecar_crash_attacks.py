@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from kilnenv import BUILD, kill_server, log_records, snapshot_volume, wait_server_gone
+from kilnenv import BUILD, crash_running, log_records, wait_server_gone
 
 KILN = str(BUILD / "kiln")
 LOG_DATA = 4  # a log record's header flag: it carries its files' new slots
@@ -95,15 +95,7 @@ def image(tmp_path_factory):
     proc = subprocess.Popen([KILN, "run", "--volume", f"{vol}={key}", "--", sys.executable,
                              str(d / "over.py"), str(vol)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        kill_server(vol)
-    finally:
-        proc.kill()
-        proc.wait()
-    img = d / "img"
-    img.mkdir()
-    snapshot_volume(vol, key, img)
+    crash_running(vol, key, proc, d)
     return d
 
 
