@@ -152,7 +152,7 @@ size_t rt__shield_exec_lines(char *buf, size_t size)
 		if (!o->node->vol || atomic_load(&o->node->dead))
 			continue;
 		fl = rt__raw(SYS_fcntl, fd, F_GETFD, 0);
-		if (fl < 0 || (fl & FD_CLOEXEC) || rt__raw(SYS_fstat, fd, &st) < 0)
+		if (fl < 0 || (fl & FD_CLOEXEC) || rt__mstat(fd, &st) < 0)
 			continue;
 		n = snprintf(buf + used, size - used, "fd %d %d %llu %llu\n", fd,
 			     (int)(o->node->vol - g_vols), (unsigned long long)o->node->id,
@@ -181,7 +181,7 @@ static void attach_exec_fds(void)
 
 		if (vi < 0 || (size_t)vi >= g_nvols || !rt_fd_in_range(fd) ||
 		    (fl = rt__raw(SYS_fcntl, fd, F_GETFL, 0)) < 0 ||
-		    rt__raw(SYS_fstat, fd, &st) < 0)
+		    rt__mstat(fd, &st) < 0)
 			continue;
 		/* The fd as the exec'ing process left it: the same memfd, else ask
 		 * the server which file that memfd is (a spawn's file actions may

@@ -338,7 +338,7 @@ long rt__stream_read(struct rt_node *n, int fd, char *buf, uint64_t len, uint64_
 	long r = 0;
 
 	if (len < STREAM_MIN || (rt__raw(SYS_fcntl, fd, F_GETFL) & O_ACCMODE) == O_WRONLY ||
-	    rt__raw(SYS_fstat, fd, &st) || off >= (uint64_t)st.st_size)
+	    rt__mstat(fd, &st) || off >= (uint64_t)st.st_size)
 		return -EAGAIN;
 	if (len > (uint64_t)st.st_size - off)
 		len = (uint64_t)st.st_size - off;

@@ -118,7 +118,7 @@ static long window(struct rt_node *n, struct rt_wstream *s, int fd, const char *
 	rt__enter(&g);
 	rt__ck_lock(lk);
 	seg = atomic_load(&n->seg);
-	if (rt__raw(SYS_fstat, fd, &st) || (uint64_t)st.st_size != at ||
+	if (rt__mstat(fd, &st) || (uint64_t)st.st_size != at ||
 	    c1 >= atomic_load(&n->seg_words) ||
 	    (atomic_load(&seg->flags) & (RT_FS_NOEVICT | RT_FS_FAILED)))
 		goto out;

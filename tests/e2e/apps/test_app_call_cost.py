@@ -215,20 +215,31 @@ def test_fstat_of_a_protected_file_makes_no_system_call(volume, tmp_path):
 
 
 GROW = r"""
-import os, sys
+import os, subprocess, sys
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
 for i in range(50):
     os.write(fd, b"y" * 100)
     assert os.fstat(fd).st_size == 100 * (i + 1)
     os.fdatasync(fd)
 print("grown", os.fstat(fd).st_size)
+# A sealed write (1 MiB of whole chunks at the end), its cold read, and the fd
+# inherited by an exec'd program.
+big = os.open(sys.argv[1] + ".big", os.O_RDWR | os.O_CREAT, 0o600)
+assert os.write(big, b"z" * (1 << 20)) == 1 << 20
+assert os.pread(big, 1 << 20, 0) == b"z" * (1 << 20)
+subprocess.run([sys.executable, "-c", "import os, sys\n"
+                "assert os.pread(int(sys.argv[1]), 4, 4096) == b'zzzz'", str(big)],
+               pass_fds=(big,), check=True)
+print("sealed", os.fstat(big).st_size)
 """
 
 
 def test_no_stat_asks_a_memfds_times(volume, tmp_path):
-    """A file grown by appends, fstat and fdatasync after each: neither the
-    program's runtime (the size after each append, the append's end) nor the
-    volume server (each write-back) asks a plaintext memfd for its times,
+    """A file grown by appends, fstat and fdatasync after each, then a sealed
+    write, its cold read and an exec'd program that inherits its fd: neither
+    the program's runtime (the size after each append, the append's end, the
+    window's and the read's size, the fds an exec hands on and attaches) nor
+    the volume server (each write-back) asks a plaintext memfd for its times,
     only statx of size, inode and blocks (docs/fs.md, one17: such a stat makes
     the memfd's next write move the floor of every file's coarse mtime, and
     the commit's fdatasyncs then write their inode table blocks)."""
@@ -236,7 +247,7 @@ def test_no_stat_asks_a_memfds_times(volume, tmp_path):
     log = tmp_path / "trace"
     p = strace(volume, log, ["-y", "-e", "trace=fstat,newfstatat,statx"], py, "-c", GROW,
                volume.dir / "f")
-    assert p.stdout.split() == ["grown", "5000"]
+    assert p.stdout.split() == ["grown", "5000", "sealed", str(1 << 20)]
     text = log.read_text()
     asked = re.findall(r"\b(?:fstat|newfstatat)\(\d+</memfd:kiln-plaintext>.*", text)
     assert asked == [], asked[:5]  # 103 before (this build of main)
