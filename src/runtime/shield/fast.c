@@ -165,7 +165,8 @@ void rt__spare_back(struct rt_ofd *o)
 
 void rt__spare_use(long nr, const struct rt_syscall *s, const long a[6])
 {
-	if (nr == SYS_sendmsg || nr == SYS_sendmmsg) /* SCM_RIGHTS: shared descriptions */
+	/* SCM_RIGHTS shares descriptions (g_spares counts lent spares too). */
+	if ((nr == SYS_sendmsg || nr == SYS_sendmmsg) && atomic_load(&g_spares))
 		atomic_fetch_add(&g_spare_epoch, 1);
 	for (int i = 0; i < 6 && atomic_load_explicit(&g_spares, memory_order_relaxed); i++)
 		if ((s->fd_mask & (1u << i)) && rt_fd_kind((int)a[i]) == RT_FD_FILE &&
