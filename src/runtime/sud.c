@@ -347,7 +347,10 @@ static void stdio_direct(void)
 	static void *const mine[5] = { (void *)io_read, (void *)io_write, (void *)io_seek,
 				       (void *)io_close, (void *)io_stat };
 	long mem = rt__raw(SYS_openat, AT_FDCWD, "/proc/self/mem", O_RDWR | O_CLOEXEC);
+	void *fn[5];
 
+	for (int i = 0; i < 5; i++)
+		fn[i] = dlsym(RTLD_DEFAULT, fns[i]);
 	for (int t = 0; t < 2 && mem >= 0; t++) {
 		void **tab = dlsym(RTLD_DEFAULT, t ? "_IO_wfile_jumps" : "_IO_file_jumps"), *copy[21];
 		int n = 0;
@@ -355,11 +358,10 @@ static void stdio_direct(void)
 		if (tab)
 			memcpy(copy, tab, sizeof(copy));
 		for (int i = 0; i < 5 && tab; i++) {
-			void *fn = dlsym(RTLD_DEFAULT, fns[i]);
 			int c = 0;
 
 			for (int j = 2; j < 21; j++)
-				c += fn && tab[j] == fn ? (copy[j] = mine[i], 1) : 0;
+				c += fn[i] && tab[j] == fn[i] ? (copy[j] = mine[i], 1) : 0;
 			n += c == 1;
 		}
 		if (n == 5) /* the table in one write: its other slots as they are */
