@@ -17,6 +17,7 @@
 #include <string.h>
 
 static struct {
+	bool ok; /* all eight found */
 	void *provctx;
 	OSSL_FUNC_cipher_newctx_fn *newctx;
 	OSSL_FUNC_cipher_freectx_fn *freectx;
@@ -68,6 +69,8 @@ static void gcm_find(void)
 		}
 	}
 	g_gcm.provctx = OSSL_PROVIDER_get0_provider_ctx(p);
+	g_gcm.ok = g_gcm.newctx && g_gcm.freectx && g_gcm.einit && g_gcm.dinit && g_gcm.update &&
+		   g_gcm.final && g_gcm.get && g_gcm.set;
 }
 
 struct kc_aead {
@@ -79,9 +82,7 @@ kc_aead_t *kc_aead_new(const uint8_t key[static KC_AEAD_KEY_SIZE])
 {
 	kc_aead_t *a;
 
-	if (pthread_once(&g_gcm_once, gcm_find) || !g_gcm.newctx || !g_gcm.freectx ||
-	    !g_gcm.einit || !g_gcm.dinit || !g_gcm.update || !g_gcm.final || !g_gcm.get ||
-	    !g_gcm.set || !(a = calloc(1, sizeof(*a))))
+	if (pthread_once(&g_gcm_once, gcm_find) || !g_gcm.ok || !(a = calloc(1, sizeof(*a))))
 		return NULL;
 	a->enc = g_gcm.newctx(g_gcm.provctx);
 	a->dec = g_gcm.newctx(g_gcm.provctx);
