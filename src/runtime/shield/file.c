@@ -442,16 +442,7 @@ static size_t put_dirent(void *buf, size_t size, size_t used, uint64_t ino, uint
 
 static long getdents_locked(long fd, void *buf, size_t size);
 
-long rt__shield_getdents(long fd, void *buf, size_t size)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = getdents_locked(fd, buf, size);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_getdents, (long fd, void *buf, size_t size), getdents_locked(fd, buf, size))
 
 static long getdents_locked(long fd, void *buf, size_t size)
 {
@@ -507,16 +498,7 @@ static long getdents_locked(long fd, void *buf, size_t size)
 
 static long dup_locked(long nr, const long a[6]);
 
-long rt__shield_dup(long nr, const long a[6])
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = dup_locked(nr, a);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_dup, (long nr, const long a[6]), dup_locked(nr, a))
 
 static long dup_locked(long nr, const long a[6])
 {
@@ -556,16 +538,8 @@ static long dup_locked(long nr, const long a[6])
 
 static long close_range_locked(unsigned first, unsigned last, unsigned flags);
 
-long rt__shield_close_range(unsigned first, unsigned last, unsigned flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = close_range_locked(first, last, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_close_range, (unsigned first, unsigned last, unsigned flags),
+	  close_range_locked(first, last, flags))
 
 static long close_range_locked(unsigned first, unsigned last, unsigned flags)
 {
@@ -715,16 +689,7 @@ static long seekdir_locked(long fd, int64_t off, int whence)
 	return (long)off;
 }
 
-long rt__shield_seekdir(long fd, int64_t off, int whence)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = seekdir_locked(fd, off, whence);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_seekdir, (long fd, int64_t off, int whence), seekdir_locked(fd, off, whence))
 
 void rt__shield_fd_describe(int fd, char *out, size_t out_size)
 {

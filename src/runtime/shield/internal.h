@@ -174,6 +174,19 @@ struct rt_ofd {
  * lock-free paths left). Lock-free paths call rt__child_check. */
 void rt__lock(struct rt_guard *g) RT_HIDDEN;
 void rt__unlock(struct rt_guard *g) RT_HIDDEN;
+/* Defines `long name params`, which returns call (a *_locked function) made
+ * in a guard under g_shield_lock (rt__lock). */
+#define RT_LOCKED(name, params, call) \
+	long name params \
+	{ \
+		struct rt_guard g; \
+		long r; \
+\
+		rt__lock(&g); \
+		r = call; \
+		rt__unlock(&g); \
+		return r; \
+	}
 void rt__child_check(void) RT_HIDDEN;
 extern pthread_mutex_t g_shield_lock RT_HIDDEN;
 /* Owned: "/proc/self/fd" of this process (reopened in a forked child), so a

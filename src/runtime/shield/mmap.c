@@ -87,16 +87,7 @@ static int fill_range(struct rt_node *n, uint64_t off, uint64_t len)
 
 static long mmap_locked(const long a[6]);
 
-long rt__shield_mmap(const long a[6])
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = mmap_locked(a);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_mmap, (const long a[6]), mmap_locked(a))
 
 static long mmap_locked(const long a[6])
 {

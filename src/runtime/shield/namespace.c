@@ -79,16 +79,7 @@ static long unlink_locked(struct rt_target *t, int flags)
 	return r;
 }
 
-long rt__shield_unlink(struct rt_target *t, int flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = unlink_locked(t, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_unlink, (struct rt_target *t, int flags), unlink_locked(t, flags))
 
 static void node_renamed(struct rt_node *n, const char *rel)
 {
@@ -139,16 +130,8 @@ static long rename_locked(struct rt_target *a, struct rt_target *b, unsigned fla
 	return ret;
 }
 
-long rt__shield_rename(struct rt_target *a, struct rt_target *b, unsigned flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = rename_locked(a, b, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_rename, (struct rt_target *a, struct rt_target *b, unsigned flags),
+	  rename_locked(a, b, flags))
 
 static long mkdir_locked(struct rt_target *t, mode_t mode)
 {
@@ -160,16 +143,7 @@ static long mkdir_locked(struct rt_target *t, mode_t mode)
 	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__shield_mkdir(struct rt_target *t, mode_t mode)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = mkdir_locked(t, mode);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_mkdir, (struct rt_target *t, mode_t mode), mkdir_locked(t, mode))
 
 static long truncate_locked(struct rt_target *t, uint64_t size)
 {
@@ -181,16 +155,7 @@ static long truncate_locked(struct rt_target *t, uint64_t size)
 	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__shield_truncate(struct rt_target *t, uint64_t size)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = truncate_locked(t, size);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_truncate, (struct rt_target *t, uint64_t size), truncate_locked(t, size))
 
 static long ftruncate_locked(long fd, uint64_t size)
 {
@@ -207,16 +172,7 @@ static long ftruncate_locked(long fd, uint64_t size)
 	return rt__node_call(o->node, &m);
 }
 
-long rt__shield_ftruncate(long fd, uint64_t size)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = ftruncate_locked(fd, size);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_ftruncate, (long fd, uint64_t size), ftruncate_locked(fd, size))
 
 static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
 {
@@ -246,16 +202,8 @@ static long fallocate_locked(long fd, int mode, uint64_t off, uint64_t len)
 	return rt__node_call(o->node, &m);
 }
 
-long rt__shield_fallocate(long fd, int mode, uint64_t off, uint64_t len)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = fallocate_locked(fd, mode, off, len);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_fallocate, (long fd, int mode, uint64_t off, uint64_t len),
+	  fallocate_locked(fd, mode, off, len))
 
 static long chmod_locked(struct rt_target *t, mode_t mode)
 {
@@ -279,16 +227,7 @@ static long chmod_locked(struct rt_target *t, mode_t mode)
 	return ret;
 }
 
-long rt__shield_chmod(struct rt_target *t, mode_t mode)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = chmod_locked(t, mode);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_chmod, (struct rt_target *t, mode_t mode), chmod_locked(t, mode))
 
 static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
 {
@@ -320,16 +259,8 @@ static long chown_locked(struct rt_target *t, long fd, uid_t uid, gid_t gid, int
 	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__shield_chown(struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = chown_locked(t, fd, uid, gid, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_chown, (struct rt_target *t, long fd, uid_t uid, gid_t gid, int flags),
+	  chown_locked(t, fd, uid, gid, flags))
 
 static uint32_t ut_flags(const struct timespec *ts, int i, uint32_t now, uint32_t omit)
 {
@@ -364,16 +295,9 @@ static long set_times_locked(struct rt_target *t, long fd, const struct timespec
 	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__shield_set_times(struct rt_target *t, long fd, const struct timespec *ts, int flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = set_times_locked(t, fd, ts, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_set_times,
+	  (struct rt_target *t, long fd, const struct timespec *ts, int flags),
+	  set_times_locked(t, fd, ts, flags))
 
 /* SEEK_DATA / SEEK_HOLE: the memfd's holes are chunks the server evicted, so
  * the server answers from pf's hole map (after writing the file back), and
@@ -404,16 +328,7 @@ static long seek_locked(long fd, int whence, int64_t off)
 	return rt__raw(SYS_lseek, fd, (long)out, SEEK_SET);
 }
 
-long rt__shield_seek(long fd, int whence, int64_t off)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = seek_locked(fd, whence, off);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_seek, (long fd, int whence, int64_t off), seek_locked(fd, whence, off))
 
 static long chdir_locked(struct rt_target *t)
 {
@@ -430,16 +345,7 @@ static long chdir_locked(struct rt_target *t)
 	return !t->rel[0] && strcmp(t->vol->cfg->mount, t->vol->cfg->dir) == 0;
 }
 
-long rt__shield_chdir(struct rt_target *t)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = chdir_locked(t);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_chdir, (struct rt_target *t), chdir_locked(t))
 
 static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int flags)
 {
@@ -467,16 +373,8 @@ static long link_locked(struct rt_target *a, long fd, struct rt_target *b, int f
 	return r;
 }
 
-long rt__shield_link(struct rt_target *a, long fd, struct rt_target *b, int flags)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = link_locked(a, fd, b, flags);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_link, (struct rt_target *a, long fd, struct rt_target *b, int flags),
+	  link_locked(a, fd, b, flags))
 
 static long symlink_locked(const char *target, struct rt_target *t)
 {
@@ -487,16 +385,7 @@ static long symlink_locked(const char *target, struct rt_target *t)
 	return rt__vol_simple(t->vol, &m);
 }
 
-long rt__shield_symlink(const char *target, struct rt_target *t)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = symlink_locked(target, t);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_symlink, (const char *target, struct rt_target *t), symlink_locked(target, t))
 
 static long readlink_locked(struct rt_target *t, char *buf, size_t size)
 {
@@ -522,16 +411,8 @@ static long readlink_locked(struct rt_target *t, char *buf, size_t size)
 	return ret;
 }
 
-long rt__shield_readlink(struct rt_target *t, char *buf, size_t size)
-{
-	struct rt_guard g;
-	long r;
-
-	rt__lock(&g);
-	r = readlink_locked(t, buf, size);
-	rt__unlock(&g);
-	return r;
-}
+RT_LOCKED(rt__shield_readlink, (struct rt_target *t, char *buf, size_t size),
+	  readlink_locked(t, buf, size))
 
 long rt__shield_escape(struct rt_target *t, int flags, char *out, size_t size)
 {
