@@ -74,13 +74,14 @@ static long copy_paths(const struct rt_syscall *s, const long a[6], struct args 
 	return 0;
 }
 
-static long dispatch(long nr, const struct rt_syscall *s, const long a[6])
+/* touches: rt__touches said so already (each look resolves every path). */
+static long dispatch(long nr, const struct rt_syscall *s, const long a[6], bool touches)
 {
 	if (s->action == RT_SYS_PASS)
 		return rt__raw6(nr, a);
 	if (s->action == RT_SYS_RUNTIME)
 		return g_handlers[nr](nr, a);
-	if (!rt__touches(nr, s, a))
+	if (!touches && !rt__touches(nr, s, a))
 		return rt__raw6(nr, a);
 	if (s->action == RT_SYS_REFUSE)
 		return rt__sys_refuse(nr, a);
@@ -100,7 +101,7 @@ static __attribute__((noinline)) long dispatch_paths(long nr, const struct rt_sy
 	for (int hops = 0;; hops++) {
 		if (s->action == RT_SYS_PASS || s->action == RT_SYS_RUNTIME ||
 		    rt__touches(nr, s, c.a)) {
-			r = dispatch(nr, s, c.a);
+			r = dispatch(nr, s, c.a, true);
 		} else if (!rt__reroute_create(nr, s, c.a, c.path)) {
 			/* Nothing protected by name; through a symlink outside,
 			 * maybe. */
@@ -108,9 +109,9 @@ static __attribute__((noinline)) long dispatch_paths(long nr, const struct rt_sy
 			if ((r != -ENOENT && r != -ENOTDIR) ||
 			    !rt__reroute_missing(nr, s, c.a, c.path))
 				return r;
-			r = dispatch(nr, s, c.a);
+			r = dispatch(nr, s, c.a, false);
 		} else {
-			r = dispatch(nr, s, c.a);
+			r = dispatch(nr, s, c.a, false);
 		}
 		/* A walk that left a volume through a symlink in it goes on
 		 * from the host path it reached (ELOOP after as many hops as
@@ -144,5 +145,5 @@ long rt__dispatch(long nr, const long a[6], ucontext_t *uc)
 		return s->action == RT_SYS_RUNTIME ? g_handlers[nr](nr, a) : rt__raw6(nr, a);
 	if (s->paths[0][1] >= 0)
 		return dispatch_paths(nr, s, a);
-	return dispatch(nr, s, a);
+	return dispatch(nr, s, a, false);
 }

@@ -254,3 +254,27 @@ def test_no_stat_asks_a_memfds_times(volume, tmp_path):
     masks = re.findall(r"statx\(\d+</memfd:kiln-plaintext>[^,]*, \"\", [A-Z_|]+, ([A-Z_|]+)",
                        text)
     assert masks and all("TIME" not in m for m in masks), set(masks)
+
+
+RELATIVE = r"""
+import os, sys
+os.chdir(sys.argv[1])
+os.close(os.open("rel", os.O_RDWR | os.O_CREAT, 0o600))
+for i in range(100):
+    os.close(os.open("rel", os.O_RDONLY))
+print("opened", i + 1)
+"""
+
+
+def test_relative_open_in_a_volume_asks_getcwd_twice(volume, tmp_path):
+    """100 opens of a protected file by a relative name (the working directory
+    in the volume): the runtime resolves the path to see that the call is the
+    shield's, and again in the open's handler, each asking the kernel's cwd
+    (3 getcwd an open before: the dispatch asked rt__touches twice)."""
+    py = need("python3")
+    log = tmp_path / "trace"
+    p = strace(volume, log, ["-e", "trace=getcwd", "-e", "signal=none"], py, "-c", RELATIVE,
+               volume.dir)
+    assert p.stdout.split() == ["opened", "100"]
+    calls = log.read_text().count(f'getcwd("{volume.dir}", ')
+    assert 200 <= calls < 210, calls
