@@ -89,8 +89,11 @@ static int seal_write(struct rt_wstream *s, const char *buf, uint64_t c0, uint64
 		}
 		at = s->h.info.slot0 + (c0 + i) * stride;
 		len = m * stride;
-		/* A regular file's write is whole or fails (short: no space). */
-		if ((r = rt__raw(SYS_pwrite64, s->h.fd, s->h.buf, len, at)) != (long)len)
+		/* A regular file's write is whole or fails (short: no space), or a
+		 * signal interrupted it (a backing store on NFS or FUSE): again. */
+		while ((r = rt__raw(SYS_pwrite64, s->h.fd, s->h.buf, len, at)) == -EINTR)
+			;
+		if (r != (long)len)
 			return r < 0 ? (int)r : -ENOSPC;
 		i += m;
 	}

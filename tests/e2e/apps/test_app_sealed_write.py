@@ -12,6 +12,7 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,31 @@ def test_windows_on_a_lease(volume):
     backing = max(volume.backing_files(), key=lambda q: q.stat().st_size)
     assert backing.stat().st_size == HDR + mib * 256 * SLOT
     assert verify_volume(volume.kiln_bin, volume.dir, volume.key) is None
+
+
+def test_interrupted_slot_write_is_tried_again(volume, tmp_path):
+    """The first pwrite of the windows' slots into the backing file fails
+    with EINTR (strace injects it: a signal on a backing store on NFS or
+    FUSE): it is tried again, and every window is still sealed by dd's
+    process (before, that window went the usual way)."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is needed (scripts/install-deps.sh installs it)")
+    volume.run("touch", volume.dir / "f", check=True)
+    volume.wait_server_gone(30)
+    (backing,) = volume.backing_files()
+    log = tmp_path / "trace"
+    env = dict(os.environ, **ENV)
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"  # no LSan under ptrace
+    p = subprocess.run(["strace", "-f", "-qq", "-o", str(log), "-P", str(backing),
+                        "-e", "trace=pwrite64", "-e", "inject=pwrite64:error=EINTR:when=1",
+                        volume.kiln_bin, "run", "--volume", f"{volume.dir}={volume.key}", "--",
+                        "dd", "if=/dev/zero", f"of={volume.dir}/f", "bs=1M", "count=8",
+                        "conv=fsync,notrunc", "status=none"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "EINTR (Interrupted system call) (INJECTED)" in log.read_text(), log.read_text()
+    assert sealed_stats(volume)[:2] == (8, 8 * 256)
+    assert digest_in_run(volume, "f") == hashlib.sha256(bytes(8 << 20)).hexdigest()
 
 
 def test_stream_flushed_early(volume):
