@@ -168,9 +168,9 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 	/* A checkpoint spends the log: the slots data records placed since
 	 * the last one are made durable in its group first, in every file
 	 * still loaded (pf_close keeps such nodes; pf__journal_close syncs one
-	 * that goes). */
+	 * that goes) and not gone: no metadata names an unlinked file. */
 	for (struct pf_node *n = v->nodes; n && !ret && durable; n = n->next)
-		if (n->dplaced)
+		if (n->dplaced && !pf__node_gone(n))
 			ret = n->failed || !n->fh ? -EIO : sync_begin(v, n->fh);
 	if (!ret && durable && v->dplaced_lost)
 		ret = -EIO;

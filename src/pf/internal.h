@@ -608,6 +608,16 @@ static inline bool pf__tag_is_zero(const uint8_t *t)
 	return acc == 0;
 }
 
+/* Node n's file is unlinked and cannot get a name again (not an O_TMPFILE
+ * that may be linked): no metadata will name it, its data and journals are
+ * debris removed with its backing file, and a crash before that commit
+ * replays from the log what data records placed in it. Nothing of it needs
+ * a sync (pf__journal_close, a checkpoint's group). */
+static inline bool pf__node_gone(const struct pf_node *n)
+{
+	return n->inode && !n->inode->names && !n->inode->linkable;
+}
+
 /* True when the backing file holds a committed state that must survive a crash
  * (so modifications are journaled first). A file committed empty has nothing to
  * restore: after a crash, pf__node_load cuts whatever follows its header. */

@@ -426,6 +426,10 @@ void pf__journal_close(struct pf_node *n)
 	pf_volume_t *v = n->vol;
 	uint64_t size;
 
+	if (pf__node_gone(n)) {
+		n->jlive = n->dplaced = false;
+		return;
+	}
 	/* The slots placed after the last commit become durable; its redo
 	 * entries are then spent (unsynced: replaying them again is harmless),
 	 * so a volume at rest has no live journal. Not while the log holds

@@ -315,6 +315,8 @@ static int fo_sync(void *ctx, void *fh)
 
 	if (r)
 		return r;
+	if (fh == f->watch_fh)
+		f->watch_syncs++;
 	r = f->inner->sync(f->ictx, fh);
 	if (r == 0)
 		undo_forget(f, fh);

@@ -65,6 +65,8 @@ struct fault {
 	int direct_error;
 	long direct_reads;
 	long direct_refused;
+	void *watch_fh;    /* a file handle whose syncs (direct or waited) are counted */
+	long watch_syncs;
 	struct fault_undo *undo; /* unsynced changes, newest first */
 	enum fault_dir_loss dir_loss;
 	struct fault_dirop *dirops; /* directory operations since sync_dir, newest first */
