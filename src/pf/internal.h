@@ -508,6 +508,7 @@ struct pf_volume {
 	 * next commit goes above both: no version ever names two contents. */
 	uint64_t trusted;
 	uint64_t burned;
+	uint64_t rides; /* pf_volume_rides */
 	uint32_t cs;
 	uint64_t stride;
 	struct pf_meta_region *regions; /* owned, prefixes owned */

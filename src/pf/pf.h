@@ -104,7 +104,8 @@ struct pf_storage_ops {
 	/* Optional hint (NULL: none): start writing [off, off+len) of fh back to
 	 * stable storage without waiting (sync_file_range WRITE), so that the
 	 * next sync has less left to do. Guarantees nothing; errors are ignored
-	 * (the sync reports them). */
+	 * (the sync reports them). len 0: from off to the end, at once (a
+	 * storage may batch other hints). */
 	int (*writeback)(void *ctx, void *fh, uint64_t off, uint64_t len);
 	/* Optional (NULL: unknown, reported as 0): bytes of the file system that
 	 * holds the storage, in total, free, and available to this user. */
@@ -168,6 +169,15 @@ int pf_storage_posix_fd(int dirfd, const struct pf_storage_ops **ops, void **ctx
 struct pf_freshness_ops {
 	int (*prepare)(void *ctx, uint64_t version, struct kiln_err *err);
 	int (*commit)(void *ctx, uint64_t version, struct kiln_err *err);
+	/* Optional (NULL, or -EOPNOTSUPP having done nothing: prepare is
+	 * used): prepare's write without its device flush, waited for until
+	 * the device has it (sync_file_range WAIT_AFTER), maybe in its
+	 * volatile cache only. pf calls it only where a sync of the commit log
+	 * follows, started after it returns and awaited before the commit is
+	 * acknowledged: that sync's flush covers both (docs/fs.md "One flush
+	 * per commit"). A provider offers it only where that holds: its file
+	 * on the volume's device, overwritten in place (ext4, XFS). */
+	int (*prepare_unflushed)(void *ctx, uint64_t version, struct kiln_err *err);
 	/* -ENOENT when the provider holds no version yet (see pf_volume_opts.trust_first). */
 	int (*current)(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err);
 	void (*free)(void *ctx); /* may be NULL */
@@ -276,6 +286,9 @@ int pf_volume_close(pf_volume_t *vol, struct kiln_err *err);
 /* The version (freshness counter) of the last commit: of the metadata, or of
  * the last record of the commit log after it (docs/fs.md "Commit log"). */
 uint64_t pf_volume_version(pf_volume_t *vol);
+/* Commits since the open whose freshness prepare rode the commit log's
+ * flush (prepare_unflushed; KILN_SHIELD_STATS reports them). */
+uint64_t pf_volume_rides(pf_volume_t *vol);
 /* Records in the commit log since the last checkpoint (replayed at open, or
  * written since): 0 for a volume closed cleanly. */
 uint32_t pf_volume_log_records(pf_volume_t *vol);

@@ -605,14 +605,25 @@ int pf_volume_close(pf_volume_t *v, struct kiln_err *err)
 	return ret;
 }
 
-uint64_t pf_volume_version(pf_volume_t *v)
+/* *p, a counter of v, read under v's lock. */
+static uint64_t locked_u64(pf_volume_t *v, const uint64_t *p)
 {
-	uint64_t t;
+	uint64_t n;
 
 	pthread_mutex_lock(&v->lock);
-	t = v->version;
+	n = *p;
 	pthread_mutex_unlock(&v->lock);
-	return t;
+	return n;
+}
+
+uint64_t pf_volume_version(pf_volume_t *v)
+{
+	return locked_u64(v, &v->version);
+}
+
+uint64_t pf_volume_rides(pf_volume_t *v)
+{
+	return locked_u64(v, &v->rides);
 }
 
 uint32_t pf_volume_log_records(pf_volume_t *v)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include "pf/pf.h"
 #include "runtime/internal.h"
@@ -27,6 +28,7 @@ struct rt_fresh {
 	char tmp[4200];
 	char dir[4096];
 	long fd;               /* the tag file, open for writing, or -1 */
+	dev_t ride;            /* the volume's device if prepares may ride its log's flush */
 	bool known;            /* committed, prepared: what the file holds */
 	uint64_t committed, prepared;
 };
@@ -74,7 +76,8 @@ static int fr_read(struct rt_fresh *f, uint64_t *committed, uint64_t *prepared,
 
 #define TAG_LINE 48 /* > "%llu %llu\n" of two 20-digit numbers; < one sector */
 
-static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, bool durable,
+/* durable: 0 no sync, 1 fdatasync, 2 written through the device, no flush. */
+static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, int durable,
 		    struct kiln_err *err)
 {
 	char buf[TAG_LINE + 1];
@@ -100,8 +103,9 @@ static int fr_write(struct rt_fresh *f, uint64_t committed, uint64_t prepared, b
 		do
 			r = rt__raw(SYS_pwrite64, fd, buf, n, 0);
 		while (r == -EINTR);
-		if (r == n && durable)
-			r = rt__raw(SYS_fdatasync, fd);
+		if (r == n && durable) /* 7: WAIT_BEFORE | WRITE | WAIT_AFTER */
+			r = durable > 1 ? rt__raw(SYS_sync_file_range, fd, 0, n, 7) :
+					  rt__raw(SYS_fdatasync, fd);
 		else if (r >= 0)
 			r = r == n ? 0 : -EIO;
 		if (r < 0)
@@ -149,14 +153,18 @@ fail:
  * tell (a file removed or replaced by rename has no link left). Its link
  * count only: asking for the times (fstat) makes the kernel (multigrain
  * timestamps, Linux 6.13 on) stamp the next write finely, and each prepare's
- * fdatasync then wrote the inode too (docs/fs.md "One-file commits"). */
-static void fr_check(struct rt_fresh *f)
+ * fdatasync then wrote the inode too (docs/fs.md "One-file commits"). True
+ * when a prepare may ride the log's flush: the file on the volume's device,
+ * its whole line in a block of its own (not inline in the inode, no hole). */
+static bool fr_check(struct rt_fresh *f)
 {
 	struct statx sx;
 
-	if (f->fd >= 0 && (rt__raw(SYS_statx, f->fd, "", AT_EMPTY_PATH, STATX_NLINK, &sx) < 0 ||
-			   sx.stx_nlink == 0))
+	if (f->fd >= 0 && (rt__raw(SYS_statx, f->fd, "", AT_EMPTY_PATH, STATX_NLINK | STATX_SIZE |
+				   STATX_BLOCKS, &sx) < 0 || sx.stx_nlink == 0))
 		fr_forget(f);
+	return f->fd >= 0 && makedev(sx.stx_dev_major, sx.stx_dev_minor) == f->ride &&
+	       sx.stx_size == TAG_LINE && sx.stx_blocks > 0;
 }
 
 static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
@@ -174,14 +182,23 @@ static int fr_prepare(void *ctx, uint64_t tag, struct kiln_err *err)
 		c = tag;
 	else if (ret)
 		return ret;
-	return fr_write(ctx, c, tag, /*durable=*/true, err);
+	return fr_write(ctx, c, tag, /*durable=*/1, err);
+}
+
+/* Where the server's ride_dev and fr_check allow it (the file kept open: its
+ * values known); docs/fs.md "One flush per commit". */
+static int fr_prepare_unflushed(void *ctx, uint64_t tag, struct kiln_err *err)
+{
+	struct rt_fresh *f = ctx;
+
+	return f->ride && fr_check(f) ? fr_write(f, f->committed, tag, 2, err) : -EOPNOTSUPP;
 }
 
 /* No fr_check: the prepare before it, in the same commit under the volume
  * lock, checked the kept file (one fstat less per commit). */
 static int fr_commit(void *ctx, uint64_t tag, struct kiln_err *err)
 {
-	return fr_write(ctx, tag, tag, /*durable=*/false, err);
+	return fr_write(ctx, tag, tag, /*durable=*/0, err);
 }
 
 static int fr_current(void *ctx, uint64_t *committed, uint64_t *prepared, struct kiln_err *err)
@@ -197,12 +214,13 @@ static void fr_free(void *ctx)
 
 static const struct pf_freshness_ops g_fresh_ops = {
 	.prepare = fr_prepare,
+	.prepare_unflushed = fr_prepare_unflushed,
 	.commit = fr_commit,
 	.current = fr_current,
 	.free = fr_free,
 };
 
-int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx)
+int rt__fresh_local(const char *path, dev_t ride, const struct pf_freshness_ops **ops, void **ctx)
 {
 	struct rt_fresh *f = calloc(1, sizeof(*f));
 	char *slash;
@@ -212,6 +230,7 @@ int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void 
 	if (!f)
 		return -ENOMEM;
 	f->fd = -1;
+	f->ride = ride;
 	if ((size_t)snprintf(f->path, sizeof(f->path), "%s", path) >= sizeof(f->path) ||
 	    (size_t)snprintf(f->tmp, sizeof(f->tmp), "%s.kiln-tmp", path) >= sizeof(f->tmp) ||
 	    path[0] != '/') {

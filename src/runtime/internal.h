@@ -241,10 +241,12 @@ long rt__open_own(int dirfd, const char *path, int oflags, mode_t mode) RT_HIDDE
  * worker set-up would interrupt. */
 void rt__storage_no_overlap(void *ctx) RT_HIDDEN;
 
-/* Local freshness provider, `kiln fs` tag file format (fresh_local.c). The CAS
+/* Local freshness provider, `kiln fs` tag file format (fresh_local.c); its
+ * prepares ride the log's flush on device ride (0: never). The CAS
  * provider is rt_fresh_cas (fresh_cas.c, declared in attest_proto.h). */
 struct pf_freshness_ops;
-int rt__fresh_local(const char *path, const struct pf_freshness_ops **ops, void **ctx) RT_HIDDEN;
+int rt__fresh_local(const char *path, dev_t ride, const struct pf_freshness_ops **ops,
+		    void **ctx) RT_HIDDEN;
 
 /* Attestation (attest.c). rt_attest talks to the CAS; apply_early turns the
  * answer into argv/env (for the __libc_start_main interposer) and volumes (into

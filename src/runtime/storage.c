@@ -427,6 +427,8 @@ static int st_writeback(void *ctx, void *fh, uint64_t off, uint64_t len)
 {
 	struct store_fh *h = fh;
 
+	if (!len) /* at once, to the end (pf: a commit log record) */
+		return (int)rt__raw(SYS_sync_file_range, h->fd, off, 0, SYNC_FILE_RANGE_WRITE);
 	if (off < h->wb_off || off > h->wb_end + ST_WB_RUN)
 		h->wb_off = off; /* elsewhere in the file: a new run */
 	if (off + len > h->wb_end || h->wb_off == off)

@@ -5325,6 +5325,104 @@ static void test_open_asks_freshness_once(void **state)
 	env_free(&e);
 }
 
+/* A provider whose prepares may ride the log's flush (prepare_unflushed,
+ * docs/fs.md "One flush per commit"): the inner prepare, checked for its
+ * place in the commit. */
+static const struct pf_freshness_ops *g_ride_inner;
+static pf_volume_t *g_ride_vol;
+static int g_ride_calls, g_full_calls, g_ride_answer;
+
+static int ride_prepare(void *ctx, uint64_t version, struct kiln_err *err)
+{
+	g_full_calls++;
+	return g_ride_inner->prepare(ctx, version, err);
+}
+
+static int ride_unflushed(void *ctx, uint64_t version, struct kiln_err *err)
+{
+	pf_volume_t *v = g_ride_vol;
+	uint8_t magic[8] = { 0 };
+
+	g_ride_calls++;
+	if (g_ride_answer)
+		return g_ride_answer;
+	/* The record is written, its sync neither done nor started. */
+	assert_int_equal(v->so->pread(v->sctx, v->log_fh, magic, 8, v->log_off), 8);
+	assert_memory_equal(magic, PF_LOG_MAGIC, 8);
+	for (size_t i = 0; i < g_last_fault->ndeferred; i++)
+		assert_ptr_not_equal(g_last_fault->deferred[i], v->log_fh);
+	return g_ride_inner->prepare(ctx, version, err);
+}
+
+static void ride_record(pf_volume_t *v, uint8_t *a, size_t size, char c)
+{
+	struct kiln_err err = { 0 };
+	pf_file_t *f;
+
+	memset(a + 100, c, 50);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, a, size);
+	pf_close(f);
+}
+
+/* A record's prepare rides the log's sync: called once the record is
+ * written, before the log's sync starts, which then makes the record durable
+ * (a power cut losing every unsynced write keeps it); a metadata commit
+ * prepares fully; a provider answering -EOPNOTSUPP gets the full prepare. */
+static void test_log_prepare_rides(void **state)
+{
+	static struct pf_freshness_ops ops;
+	struct pf_volume_opts o;
+	struct kiln_err err = { 0 };
+	uint8_t a[3000];
+	pf_volume_t *v;
+	struct env e;
+
+	journal_records(true);
+	g_use_deferred = true;
+	memset(a, 'a', sizeof(a));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	pf_volume_close(v, NULL);
+	opts_fill(&e, &o, true);
+	g_ride_inner = o.freshness;
+	ops = *o.freshness;
+	ops.prepare = ride_prepare;
+	ops.prepare_unflushed = ride_unflushed;
+	o.freshness = &ops;
+	if (pf_volume_open(e.kdir, g_key, &o, &v, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	g_ride_vol = v;
+	g_ride_calls = g_full_calls = g_ride_answer = 0;
+	first_commit(v, "f", a, sizeof(a));
+	assert_int_equal(g_ride_calls, 0);
+	assert_int_equal(g_full_calls, 1);
+	ride_record(v, a, sizeof(a), 'b');
+	assert_int_equal(v->log_records, 1);
+	assert_int_equal(g_ride_calls, 1);
+	assert_int_equal(g_full_calls, 1);
+	assert_int_equal(pf_volume_rides(v), 1);
+	g_ride_answer = -EOPNOTSUPP;
+	ride_record(v, a, sizeof(a), 'c');
+	assert_int_equal(v->log_records, 2);
+	assert_int_equal(g_ride_calls, 2);
+	assert_int_equal(g_full_calls, 2);
+	assert_int_equal(pf_volume_rides(v), 1);
+	g_ride_answer = 0;
+	ride_record(v, a, sizeof(a), 'd');
+	assert_int_equal(pf_volume_rides(v), 2);
+	assert_int_equal(g_last_fault->ndeferred, 0);
+	g_last_fault->lose_bits = ~0ull;
+	fault_power_cut(g_last_fault);
+	pf_volume_discard(v);
+	v = vol_reopen(&e);
+	assert_int_equal(pf_volume_log_records(v), 3);
+	check_content(v, "f", a, sizeof(a));
+	pf_volume_close(v, NULL);
+	env_free(&e);
+	g_use_deferred = false;
+	journal_records(false);
+}
+
 /* A record carrying a create whose commit failed (its write or sync) may be
  * on disk anyway, its version prepared: a crash then replays it. A file it
  * created and the program unlinked after the failure keeps its backing file
@@ -5432,6 +5530,7 @@ int main(void)
 		cmocka_unit_test(test_on_durable),
 		cmocka_unit_test(test_data_create_crash_points),
 		cmocka_unit_test(test_open_asks_freshness_once),
+		cmocka_unit_test(test_log_prepare_rides),
 		cmocka_unit_test(test_data_read_only),
 		cmocka_unit_test(test_gone_node_no_sync),
 		cmocka_unit_test(test_data_shrink_replay),

@@ -45,7 +45,7 @@ static void server_enter(void)
  * region and their fds are the runtime's own. */
 static const struct rt_srv_open_ops g_open_ops = {
 	.storage = rt__storage_open,
-	.fresh_local = rt__fresh_local,
+	.fresh_local_ride = rt__fresh_local,
 	.fresh_cas = rt_fresh_cas,
 	.no_overlap = rt__storage_no_overlap,
 };

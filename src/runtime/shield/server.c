@@ -705,7 +705,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			"%llu chunks; %llu chunks evicted; plaintext peak %llu KiB; %llu background "
 			"write-backs; %llu chunks read ahead after the reply; %llu mapped chunks "
 			"unchanged, not stored again; %llu streams of %llu chunks; %llu sealed "
-			"writes of %llu chunks (%llu on a lease); %llu early flushes",
+			"writes of %llu chunks (%llu on a lease); %llu early flushes; %llu prepares "
+			"riding the log's flush",
 			(unsigned long long)g_srv.n_requests, (unsigned long long)g_srv.n_commits,
 			(unsigned long long)g_srv.n_waiters,
 			g_srv.n_commits ? g_srv.commit_ns / 1e6 / (double)g_srv.n_commits : 0.0,
@@ -717,7 +718,8 @@ static int server_main(const struct rt_srv_config *cfg, int ready)
 			(unsigned long long)g_srv.stream_chunks,
 			(unsigned long long)g_srv.n_wstreams,
 			(unsigned long long)g_srv.wstream_chunks,
-			(unsigned long long)g_srv.n_leased, (unsigned long long)g_srv.n_early);
+			(unsigned long long)g_srv.n_leased, (unsigned long long)g_srv.n_early,
+			(unsigned long long)pf_volume_rides(g_srv.vol));
 	if (g_srv.stats)
 		log_ops();
 	/* Whoever waits for this file to go finds the final commit done and the

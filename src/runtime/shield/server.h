@@ -67,6 +67,10 @@ struct rt_volume_cfg;
 struct rt_srv_open_ops {
 	int (*storage)(int storefd, const struct pf_storage_ops **ops, void **ctx);
 	int (*fresh_local)(const char *path, const struct pf_freshness_ops **ops, void **ctx);
+	/* Or (may be NULL) one whose prepares may ride the commit log's flush
+	 * on device ride (0: never; srv_open.c's ride_dev decides). */
+	int (*fresh_local_ride)(const char *path, dev_t ride, const struct pf_freshness_ops **ops,
+				void **ctx);
 	int (*fresh_cas)(const struct rt_volume_cfg *c, const struct pf_freshness_ops **ops,
 			 void **ctx);
 	void (*no_overlap)(void *storage_ctx);

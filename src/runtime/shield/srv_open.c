@@ -10,8 +10,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +57,48 @@ static int lock_store(const char *dir, struct kiln_err *err)
 	return fd;
 }
 
+/* The store's device when the local tag's prepares may ride the commit
+ * log's flush (docs/fs.md "One flush per commit"), else 0: the tag file is
+ * on that device, a regular file whose data is not journalled (ext4's
+ * chattr +j), and the file system is ext4 not mounted data=journal, or XFS:
+ * there an overwrite of the tag's allocated block goes in place (fr_check
+ * checks the block before each prepare), sync_file_range puts it on the
+ * device, and the log's fdatasync then flushes the device's cache. These
+ * are the host kernel's answers (fstatfs, mountinfo), as the tag's
+ * durability always rested on its fdatasync: a host that lies here can only
+ * drop what it always could (docs/threat-model.md, local freshness). */
+static dev_t ride_dev(int storefd, const char *tag)
+{
+	char line[8192], want[32], *opts;
+	struct stat s, t;
+	struct statfs fs;
+	int flags = 0, fd = open(tag, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	bool ok;
+	FILE *mi;
+
+	if (fd < 0)
+		return 0;
+	ok = fstat(storefd, &s) == 0 && fstat(fd, &t) == 0 && S_ISREG(t.st_mode) &&
+	     t.st_dev == s.st_dev && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+	     !(flags & FS_JOURNAL_DATA_FL) && fstatfs(storefd, &fs) == 0;
+	close(fd);
+	if (!ok || fs.f_type == XFS_SUPER_MAGIC)
+		return ok ? s.st_dev : 0;
+	if (fs.f_type != EXT4_SUPER_MAGIC || !(mi = fopen("/proc/self/mountinfo", "re")))
+		return 0;
+	/* "ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - TYPE SOURCE SUPER_OPTS" */
+	snprintf(want, sizeof(want), " %u:%u ", major(s.st_dev), minor(s.st_dev));
+	ok = false;
+	while (fgets(line, sizeof(line), mi)) {
+		if (!strstr(line, want) || !(opts = strstr(line, " - ")))
+			continue;
+		ok = !strstr(opts, "data=journal");
+		break;
+	}
+	fclose(mi);
+	return ok ? s.st_dev : 0;
+}
+
 int rt__srv_open_volume(const struct rt_volume_cfg *c, const struct rt_srv_open_ops *ops,
 			const uint8_t key[static RT_KEY_SIZE], pf_volume_t **out,
 			struct kiln_err *err)
@@ -86,7 +133,10 @@ int rt__srv_open_volume(const struct rt_volume_cfg *c, const struct rt_srv_open_
 		create = c->committed == 0 && fstatat(lockfd, "meta", &st, AT_SYMLINK_NOFOLLOW) < 0 &&
 			 errno == ENOENT;
 	} else if (c->tag_file[0]) {
-		ret = ops->fresh_local(c->tag_file, &opts.freshness, &opts.freshness_ctx);
+		ret = ops->fresh_local_ride ?
+		      ops->fresh_local_ride(c->tag_file, ride_dev(lockfd, c->tag_file),
+					    &opts.freshness, &opts.freshness_ctx) :
+		      ops->fresh_local(c->tag_file, &opts.freshness, &opts.freshness_ctx);
 		if (ret) {
 			kiln_err_set(err, ret, "tag file %s: %s", c->tag_file, kiln_strerror(ret));
 			goto out;
