@@ -59,12 +59,16 @@ void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_B
 	kiln_hex_encode(id, PF_BACKING_ID_SIZE, out);
 }
 
-void pf__remove_backing(pf_volume_t *v, const char *name)
+/* With sides false the caller knows no journal or tag sidecar of name was
+ * ever created (pf_inode.bare): the four removes would all be ENOENT. */
+void pf__remove_backing(pf_volume_t *v, const char *name, bool sides)
 {
 	char j[PF_BNAME_MAX];
 
 	/* Failures leave an orphan that the next read-write open collects. */
 	(void)v->so->remove(v->sctx, name);
+	if (!sides)
+		return;
 	snprintf(j, sizeof(j), "%s.j", name);
 	(void)v->so->remove(v->sctx, j);
 	snprintf(j, sizeof(j), "%s.k", name);
@@ -75,18 +79,19 @@ void pf__remove_backing(pf_volume_t *v, const char *name)
 	(void)v->so->remove(v->sctx, j);
 }
 
-void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta)
+void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta, bool sides)
 {
 	struct pf_pending *p;
 
 	if (!in_meta) {
-		pf__remove_backing(v, name);
+		pf__remove_backing(v, name, sides);
 		return;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return; /* orphan, collected on the next open */
 	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->sides = sides;
 	p->next = v->pending;
 	v->pending = p;
 }

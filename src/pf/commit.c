@@ -248,7 +248,7 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 		struct pf_pending *p = v->pending;
 
 		v->pending = p->next;
-		pf__remove_backing(v, p->name);
+		pf__remove_backing(v, p->name, p->sides);
 		free(p);
 	}
 out:
@@ -709,7 +709,7 @@ root:
 		}
 		if (n->fresh) {
 			/* The metadata no longer refers to the old backing file. */
-			pf__remove_backing(v, n->old_name);
+			pf__remove_backing(v, n->old_name, true);
 			n->fresh = false;
 		}
 		n->base_in_meta = n->was_in_meta = true;

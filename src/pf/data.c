@@ -160,7 +160,7 @@ static int switch_backing(struct pf_node *n, struct kiln_err *err)
 	ret = pf__st_pwrite_all(v, fh, hbuf, sizeof(hbuf), 0);
 	if (ret) {
 		v->so->close(v->sctx, fh);
-		pf__remove_backing(v, name);
+		pf__remove_backing(v, name, true);
 		goto fail;
 	}
 	v->so->close(v->sctx, n->fh);

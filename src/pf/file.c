@@ -37,6 +37,7 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	    (ret = kc_random(in->file_id, PF_FILE_ID_SIZE)) ||
 	    (ret = kc_random(in->backing, PF_BACKING_ID_SIZE)))
 		goto fail;
+	in->bare = true;
 	n = pf__node_new(v, in);
 	if (!n) {
 		ret = -ENOMEM;
@@ -54,7 +55,7 @@ static int create_file(pf_volume_t *v, struct pf_inode *dir, const char *name, m
 	if (ret) {
 		v->so->close(v->sctx, n->fh);
 		n->fh = NULL;
-		pf__remove_backing(v, n->name);
+		pf__remove_backing(v, n->name, true);
 		goto fail;
 	}
 	n->phys_size = PF_HDR_SIZE;
@@ -90,7 +91,7 @@ void pf__node_drop(pf_volume_t *v, struct pf_node *n)
 	/* A backing file started since the last commit (O_TRUNC) is named by no
 	 * metadata: it goes now; the committed one waits for the next commit. */
 	if (fresh)
-		pf__remove_backing(v, name);
+		pf__remove_backing(v, name, true);
 }
 
 /* The checks of open(2) on the existing inode in, then its node (loaded if

@@ -124,7 +124,7 @@ void pf__inode_release(pf_volume_t *v, struct pf_inode *in)
 		pf__backing_name(in->backing, name);
 		/* After a failed record (log_broken) a file it created may be
 		 * durable in it anyway: its backing file waits for the checkpoint. */
-		pf__schedule_remove(v, name, in->in_meta || v->log_broken);
+		pf__schedule_remove(v, name, in->in_meta || v->log_broken, !in->bare);
 	}
 	pf__inode_free(in);
 }

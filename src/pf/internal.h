@@ -273,6 +273,9 @@ struct pf_inode {
 	 * longer than its size with no journal to say so (a writer killed after
 	 * a record that shrank the file, before it cut the file): debris. */
 	bool log_data;
+	/* Created by this open, and no journal or tag sidecar of it ever asked
+	 * for: its backing file goes alone (pf__remove_backing's sides false). */
+	bool bare;
 	struct pf_node *node;       /* open state, or NULL */
 	/* symlinks: the target, owned */
 	char *target;
@@ -428,6 +431,7 @@ struct pf_file {
 
 struct pf_pending {
 	char name[PF_BNAME_MAX];
+	bool sides; /* its journals and tag sidecars may exist */
 	struct pf_pending *next;
 };
 
@@ -696,8 +700,8 @@ int pf__st_pwrite_all(pf_volume_t *v, void *fh, const void *buf, size_t size, ui
 int pf__st_pread_pad(pf_volume_t *v, void *fh, void *buf, size_t size, uint64_t off);
 int pf__st_set_size(pf_volume_t *v, void *fh, uint64_t size);
 void pf__backing_name(const uint8_t id[static PF_BACKING_ID_SIZE], char out[PF_BNAME_MAX]);
-void pf__remove_backing(pf_volume_t *v, const char *name);
-void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta);
+void pf__remove_backing(pf_volume_t *v, const char *name, bool sides);
+void pf__schedule_remove(pf_volume_t *v, const char *name, bool in_meta, bool sides);
 
 /* chunk.c */
 void pf__make_aad(struct pf_node *n, uint64_t i, uint32_t len, uint8_t aad[32]);

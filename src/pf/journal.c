@@ -129,6 +129,8 @@ static int journal_write(struct pf_node *n)
 		snprintf(jname, sizeof(jname), "%s.%c", n->name, n->jpar ? 'k' : 'j');
 		ret = v->so->open(v->sctx, jname, 0, &n->jfh);
 		if (ret == -ENOENT) {
+			if (n->inode)
+				n->inode->bare = false;
 			ret = v->so->open(v->sctx, jname, PF_SO_CREATE, &n->jfh);
 			n->j_dir = n->j_dir || ret == 0;
 		}

@@ -417,6 +417,8 @@ static int sidecar_open(struct pf_node *n, void **fh, const char *ext, bool crea
 	if (*fh)
 		return 0;
 	snprintf(name, sizeof(name), "%s.%s", n->name, ext);
+	if (create && n->inode)
+		n->inode->bare = false;
 	ret = v->so->open(v->sctx, name, v->read_only ? PF_SO_RDONLY : create ? PF_SO_CREATE : 0,
 			  fh);
 	if (!ret)

@@ -359,8 +359,12 @@ static int fo_remove(void *ctx, const char *name)
 
 	if (r)
 		return r;
-	if (f->dir_loss == FAULT_DIR_DURABLE || !exists(f, name))
-		return f->inner->remove(f->ictx, name);
+	f->removes++;
+	if (f->dir_loss == FAULT_DIR_DURABLE || !exists(f, name)) {
+		r = f->inner->remove(f->ictx, name);
+		f->removes_missing += r == -ENOENT;
+		return r;
+	}
 	stash(f, dirop_add(f, DIROP_REMOVE, name, NULL), name);
 	return 0;
 }

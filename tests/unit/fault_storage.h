@@ -72,6 +72,8 @@ struct fault {
 	struct fault_dirop *dirops; /* directory operations since sync_dir, newest first */
 	long dir_stashed;   /* removed files kept under hidden names so far */
 	long dir_undone;    /* directory operations a cut undid (tests check it) */
+	long removes;         /* remove calls so far */
+	long removes_missing; /* of them, of a name that did not exist (ENOENT) */
 	void *deferred[FAULT_DEFERRED_MAX]; /* started, not yet waited syncs */
 	size_t ndeferred;
 };
