@@ -360,10 +360,12 @@ collect:
 	return 0;
 }
 
-/* Remove backing files no committed entry refers to (left by crashes), and
- * a leftover meta.tmp. A crash leaves regular files only: anything else under
- * such a name was planted, and the volume is refused naming it (-KILN_EUNSAFE)
- * rather than cleaned up in silence. */
+/* Remove backing files no committed entry refers to (left by crashes). A
+ * crash leaves regular files only: anything else under such a name, or at
+ * meta.tmp, was planted, and the volume is refused naming it (-KILN_EUNSAFE)
+ * rather than cleaned up in silence. A regular meta.tmp stays: the next
+ * checkpoint writes over it (nothing reads it), where a new one would cost
+ * the file system an inode allocation, journaled by its sync. */
 static int collect_orphans(pf_volume_t *v, struct kiln_err *err)
 {
 	struct gc_ctx g = { v, NULL, 0, NULL, 0, 0 };
@@ -389,7 +391,7 @@ static int collect_orphans(pf_volume_t *v, struct kiln_err *err)
 			v->so->close(v->sctx, fh);
 		if (r == -KILN_EUNSAFE && !ret)
 			ret = kiln_err_set(err, r, ".kiln/%s: %s", g.names[i], kiln_strerror(r));
-		else if (!ret)
+		else if (!ret && strcmp(g.names[i], "meta.tmp") != 0)
 			(void)v->so->remove(v->sctx, g.names[i]);
 		free(g.names[i]);
 	}

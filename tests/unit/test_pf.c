@@ -2911,6 +2911,51 @@ static void test_unlinked_bare_file_removes(void **state)
 	env_free(&e);
 }
 
+/* The meta.tmp a checkpoint left (the exchange puts the previous metadata
+ * there) stays at the next open: the first checkpoint of the next instance
+ * writes over it instead of creating a file (an inode allocation its sync
+ * journals), and the open removes nothing. That checkpoint is durable at a
+ * power cut right after it; a write never synced goes. A symlink planted at
+ * meta.tmp is refused at the open, naming it. */
+static void test_meta_tmp_kept_across_opens(void **state)
+{
+	uint8_t a[3000], b[3000], c[3000];
+	char p[200], t[200];
+	struct kiln_err err = { 0 };
+	struct stat st;
+	pf_volume_t *v;
+	pf_file_t *f;
+	struct env e;
+
+	(void)state;
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	memset(c, 'c', sizeof(c));
+	pf_volume_close(vol_with_file(&e, "f", a, sizeof(a)), NULL);
+	snprintf(p, sizeof(p), "%s/.kiln/meta.tmp", e.kdir);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(vol_open(&e, g_key, true, &v, &err), 0);
+	assert_int_equal(g_last_fault->removes, 0);
+	assert_int_equal(lstat(p, &st), 0);
+	first_commit(v, "f", b, sizeof(b));
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_pwrite(f, c, sizeof(c), 0, &err), (ssize_t)sizeof(c));
+	g_last_fault->lose_bits = ~0ull;
+	fault_power_cut(g_last_fault);
+	pf_close(f);
+	pf_volume_close(v, NULL);
+	v = vol_reopen(&e);
+	check_content(v, "f", b, sizeof(b));
+	assert_int_equal(pf_volume_verify(v, NULL, NULL, &err), 0);
+	pf_volume_close(v, NULL);
+	snprintf(t, sizeof(t), "%s/planted", e.dir);
+	(void)unlink(p);
+	assert_int_equal(symlink(t, p), 0);
+	assert_int_equal(vol_open(&e, g_key, false, &v, &err), -KILN_EUNSAFE);
+	assert_non_null(strstr(err.msg, "meta.tmp"));
+	env_free(&e);
+}
+
 /* A file cut at a chunk boundary and written past the cut in one whole
  * generation (a data record that shrinks it) after a data record that wrote a
  * chunk past the cut: the older slot is stale, not a corrupt log, and the
@@ -5614,6 +5659,7 @@ int main(void)
 		cmocka_unit_test(test_data_read_only),
 		cmocka_unit_test(test_gone_node_no_sync),
 		cmocka_unit_test(test_unlinked_bare_file_removes),
+		cmocka_unit_test(test_meta_tmp_kept_across_opens),
 		cmocka_unit_test(test_data_shrink_replay),
 		cmocka_unit_test(test_commit_writes_batched),
 		cmocka_unit_test(test_onephase_crash_points),
