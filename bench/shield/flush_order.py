@@ -15,7 +15,13 @@ prepare rides the log's flush, 2 with a sync of its own), and the flushes
 issued while the tag's write was in flight ("early": the log's flush, which
 then does not cover the tag, in the old order).
 
-Usage: flush_order.py KILN_BIN [--commits N] [--dir DIR] [--json]
+--workload truncate: the same loop with an ftruncate (alternately 60 and 64
+KiB) before each fdatasync: every commit a two-phase record (the truncate
+writes in place), its prepare riding since ride18. --workload sqlite: N
+sqlite3 transactions of one INSERT each, DELETE journal, synchronous=FULL
+(data records, one-phase and two-phase ones, the journal's create and unlink).
+
+Usage: flush_order.py KILN_BIN [--commits N] [--workload W] [--dir DIR] [--json]
 DIR (default: a temporary directory in /var/tmp) must be on a block device.
 Exit status: 0 all covered, 1 some uncovered, 2 cannot trace (no perf, not
 root, no tracepoints, no block device)."""
@@ -40,6 +46,32 @@ for i in range(int(sys.argv[2])):
     os.pwrite(fd, page, 0)
     os.fdatasync(fd)
 """
+
+TRUNCATE_LOOP = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+os.pwrite(fd, b"\0" * 65536, 0)
+os.fsync(fd)
+page = os.urandom(4096)
+for i in range(int(sys.argv[2])):
+    os.pwrite(fd, page, 0)
+    os.ftruncate(fd, 61440 if i % 2 else 65536)
+    os.fdatasync(fd)
+"""
+
+SQLITE_LOOP = r"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=DELETE")
+db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v BLOB)")
+for i in range(int(sys.argv[2])):
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t(v) VALUES (randomblob(200))")
+    db.execute("COMMIT")
+"""
+
+WORKLOADS = {"fsync": FSYNC_LOOP, "truncate": TRUNCATE_LOOP, "sqlite": SQLITE_LOOP}
 
 EVENT = re.compile(r"^\s*(?P<comm>.+?)\s+(?P<pid>\d+)/\d+\s+\[\d+\]\s+(?P<t>[\d.]+):\s+"
                    r"(?P<ev>[\w:]+):\s+(?P<rest>.*)$")
@@ -140,7 +172,7 @@ def check(tag, log, flush, replies):
             if per_commit else 0.0}
 
 
-def trace(kiln, commits, base):
+def trace(kiln, commits, base, workload="fsync"):
     if not shutil.which("perf") or not shutil.which("filefrag"):
         raise CannotTrace("perf or filefrag not installed")
     if os.geteuid() != 0:
@@ -150,7 +182,8 @@ def trace(kiln, commits, base):
         vol, key = d / "vol", d / "vol.key"
         subprocess.run([kiln, "fs", "init", str(vol), "--key-file", str(key)], check=True,
                        capture_output=True)
-        run = [kiln, "run", "--volume", f"{vol}={key}", "--", sys.executable, "-c", FSYNC_LOOP,
+        run = [kiln, "run", "--volume", f"{vol}={key}", "--", sys.executable, "-c",
+               WORKLOADS[workload],
                str(vol / "f")]
         # A first run: the tag file gets its full line, the log its blocks.
         subprocess.run(run + ["20"], check=True, capture_output=True)
@@ -184,12 +217,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kiln")
     ap.add_argument("--commits", type=int, default=200)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="fsync")
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     try:
         os.environ["KILN_SHIELD_STATS"] = "1"
-        r = trace(a.kiln, a.commits, a.dir)
+        r = trace(a.kiln, a.commits, a.dir, a.workload)
     except CannotTrace as e:
         print(f"flush_order: cannot trace: {e}", file=sys.stderr)
         return 2

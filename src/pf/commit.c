@@ -106,28 +106,44 @@ static int prepare(pf_volume_t *v, uint64_t version, struct kiln_err *err)
 	return ret;
 }
 
-/* The prepare of a one-phase or data record, riding the log's flush
- * (docs/fs.md "One flush per commit"): the provider's write waited for
- * through the device, not flushed, before the log's sync starts (the
- * caller's, next), whose flush then covers it; the log's write-back
- * started first runs beside it. -EOPNOTSUPP: the provider cannot here,
- * nothing is prepared (prepare then). */
-static int prepare_riding(pf_volume_t *v, uint64_t version, struct kiln_err *err)
+/* A record's prepare, riding the log's flush (docs/fs.md "One flush per
+ * commit"): the provider's write waited for through the device, not
+ * flushed; the caller's sync of the log, started only after this returns
+ * and awaited before the commit is acknowledged, then covers it. A one-phase
+ * or data record is written already (written: its write-back started first
+ * runs beside the provider's); a two-phase one after it. Safe because a
+ * record above the provider's prepared version is not replayed (a crash may
+ * keep the record and lose the tag); never for a checkpoint: a metadata
+ * above it is refused at open (pf__check_freshness). v->trusted moves only
+ * once the log's sync completed (commit_by_log). -EOPNOTSUPP: the provider
+ * cannot here, or the version before is not held; nothing is prepared
+ * (prepare then). */
+static int prepare_riding(pf_volume_t *v, uint64_t version, bool written, struct kiln_err *err)
 {
 	int ret;
 
-	if (!v->fo || !v->fo->prepare_unflushed)
+	if (!v->fo || !v->fo->prepare_unflushed || v->trusted + 1 < version)
 		return -EOPNOTSUPP;
-	if (v->so->writeback)
+	if (written && v->so->writeback)
 		(void)v->so->writeback(v->sctx, v->log_fh, v->log_off, 0);
 	if (v->syncs_started && v->so->sync_submit)
 		(void)v->so->sync_submit(v->sctx); /* the group's other syncs */
+	if (version > v->burned)
+		v->burned = version;
 	ret = v->fo->prepare_unflushed(v->fctx, version, err);
-	if (!ret) {
-		v->trusted = version > v->trusted ? version : v->trusted;
+	if (!ret)
 		v->rides++;
-	}
 	return ret;
+}
+
+/* A two-phase or `pre` record's prepare, before its record is written:
+ * riding when it can (*rode), else in full. */
+static int prepare_before(pf_volume_t *v, uint64_t version, bool *rode, struct kiln_err *err)
+{
+	int ret = prepare_riding(v, version, false, err);
+
+	*rode = ret != -EOPNOTSUPP;
+	return *rode ? ret : prepare(v, version, err);
 }
 
 /* About to write what is sealed with version: its prepare first unless the
@@ -198,6 +214,8 @@ int pf__write_meta(pf_volume_t *v, bool durable, struct kiln_err *err)
 			ret = n->failed || !n->fh ? -EIO : sync_begin(v, n->fh);
 	if (!ret && durable && v->dplaced_lost)
 		ret = -EIO;
+	/* The full prepare, never prepare_riding: meta at a version the
+	 * provider does not hold is refused at open, not dropped. */
 	if (!ret && later)
 		ret = prepare(v, version, err);
 	if (syncs_settle(v) && !ret)
@@ -312,13 +330,15 @@ static bool log_commit_ok(pf_volume_t *v)
  * group's end is the commit point, and a replay takes the record last only
  * when the journals, or a new file's content, vouch for it (pf__log_vouch). Two phases otherwise: the
  * prepare overlapped with the group, then the record written and synced.
- * Then the commit of the version. A failed record leaves the version
- * prepared, as a failed rename does, and makes the next commit a
- * checkpoint. */
+ * Then the commit of the version. The prepare rides the log's sync where
+ * it can (prepare_riding): that sync follows it on every path and is
+ * awaited before the reply. A failed record leaves the version prepared
+ * (or only burned, when it rode), as a failed rename does, and makes the
+ * next commit a checkpoint. */
 static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err *err)
 {
 	uint64_t version = v->version + 1;
-	bool one = true, later = false, dir = false, pre = false;
+	bool one = true, later = false, dir = false, pre = false, rode = false;
 	size_t size = 0;
 	int ret;
 
@@ -339,7 +359,7 @@ static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err 
 		pre = true;
 	}
 	if (pre) {
-		ret = prepare(v, version, err);
+		ret = prepare_before(v, version, &rode, err);
 		if (syncs_settle(v) && !ret)
 			ret = kiln_err_set(err, -EIO, "commit: a data sync failed");
 		if (ret) {
@@ -384,7 +404,8 @@ static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err 
 			ret = pf__log_append(v, version, data ? PF_LOG_DATA : PF_LOG_ONEPHASE,
 					     &size, err);
 		if (!ret && later) {
-			ret = prepare_riding(v, version, err);
+			ret = prepare_riding(v, version, true, err);
+			rode = !ret;
 			later = ret == -EOPNOTSUPP;
 			ret = later ? 0 : ret;
 		}
@@ -403,8 +424,9 @@ static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err 
 			ret = kiln_err_set(err, -EIO, "commit: a data, journal, directory or log "
 					   "sync failed");
 	} else {
-		/* The record is written once its prepare completed: nothing to order. */
-		ret = prepare(v, version, err);
+		/* The record is written once its prepare completed (or, riding,
+		 * reached the device): nothing to order. */
+		ret = prepare_before(v, version, &rode, err);
 		if (syncs_settle(v) && !ret)
 			ret = kiln_err_set(err, -EIO, "commit: a data, journal or directory sync "
 					   "failed");
@@ -418,6 +440,9 @@ static int commit_by_log(pf_volume_t *v, bool data, bool whole, struct kiln_err 
 		v->log_broken = true;
 		return ret;
 	}
+	/* The log's flush made a riding prepare durable: only now held. */
+	if (rode && version > v->trusted)
+		v->trusted = version;
 	v->log_off += size;
 	v->log_records++;
 	v->version = version;

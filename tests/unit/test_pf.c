@@ -5456,6 +5456,9 @@ static void test_open_asks_freshness_once(void **state)
 static const struct pf_freshness_ops *g_ride_inner;
 static pf_volume_t *g_ride_vol;
 static int g_ride_calls, g_full_calls, g_ride_answer;
+static bool g_ride_written; /* the record is written before its prepare */
+static bool g_ride_fail;    /* the storage's next call after the ride fails */
+static long g_ride_syncs;   /* the log's syncs when the prepare rode */
 
 static int ride_prepare(void *ctx, uint64_t version, struct kiln_err *err)
 {
@@ -5471,11 +5474,18 @@ static int ride_unflushed(void *ctx, uint64_t version, struct kiln_err *err)
 	g_ride_calls++;
 	if (g_ride_answer)
 		return g_ride_answer;
-	/* The record is written, its sync neither done nor started. */
-	assert_int_equal(v->so->pread(v->sctx, v->log_fh, magic, 8, v->log_off), 8);
-	assert_memory_equal(magic, PF_LOG_MAGIC, 8);
+	/* One-phase or data: the record is written; two-phase or after jlive
+	 * data syncs (pre): it follows. Its sync neither done nor started. */
+	if (g_ride_written) {
+		assert_int_equal(v->so->pread(v->sctx, v->log_fh, magic, 8, v->log_off), 8);
+		assert_memory_equal(magic, PF_LOG_MAGIC, 8);
+	}
 	for (size_t i = 0; i < g_last_fault->ndeferred; i++)
 		assert_ptr_not_equal(g_last_fault->deferred[i], v->log_fh);
+	g_last_fault->watch_fh = v->log_fh;
+	g_ride_syncs = g_last_fault->watch_syncs;
+	if (g_ride_fail)
+		g_last_fault->countdown = 1;
 	return g_ride_inner->prepare(ctx, version, err);
 }
 
@@ -5490,17 +5500,65 @@ static void ride_record(pf_volume_t *v, uint8_t *a, size_t size, char c)
 	pf_close(f);
 }
 
-/* A record's prepare rides the log's sync: called once the record is
- * written, before the log's sync starts, which then makes the record durable
- * (a power cut losing every unsynced write keeps it); a metadata commit
- * prepares fully; a provider answering -EOPNOTSUPP gets the full prepare. */
+/* Open e's volume with the riding provider (ops) and the fault storage. */
+static pf_volume_t *ride_open(struct env *e, struct pf_freshness_ops *ops)
+{
+	struct pf_volume_opts o;
+	struct kiln_err err = { 0 };
+	pf_volume_t *v;
+
+	opts_fill(e, &o, true);
+	g_ride_inner = o.freshness;
+	*ops = *o.freshness;
+	ops->prepare = ride_prepare;
+	ops->prepare_unflushed = ride_unflushed;
+	o.freshness = ops;
+	if (pf_volume_open(e->kdir, g_key, &o, &v, &err) != 0)
+		fail_msg("open: %s", err.msg);
+	g_ride_vol = v;
+	g_ride_calls = g_full_calls = g_ride_answer = 0;
+	g_ride_written = true;
+	return v;
+}
+
+/* The log synced since the prepare rode. */
+static void ride_synced(void)
+{
+	assert_true(g_last_fault->watch_syncs > g_ride_syncs);
+}
+
+/* A power cut losing every unsynced write, then f reads as a, with records
+ * records in the log. */
+static void ride_cut(struct env *e, pf_volume_t *v, const uint8_t *a, size_t size,
+		     size_t records)
+{
+	g_last_fault->lose_bits = ~0ull;
+	fault_power_cut(g_last_fault);
+	pf_volume_discard(v);
+	v = vol_reopen(e);
+	assert_int_equal(pf_volume_log_records(v), records);
+	check_content(v, "f", a, size);
+	pf_volume_close(v, NULL);
+	env_free(e);
+}
+
+/* A record's prepare rides the log's sync: for a one-phase record called
+ * once the record is written, before the log's sync starts, which then makes
+ * the record durable (a power cut losing every unsynced write keeps it); a
+ * metadata commit prepares fully; a provider answering -EOPNOTSUPP gets the
+ * full prepare. A two-phase record (a truncate in the generation) and a data
+ * record after a journal's redo (pre: its data synced first) ride too,
+ * before the record is written, whose sync follows; each survives a power
+ * cut after it. A riding record whose commit fails leaves its version
+ * burned, not trusted: the next commit prepares before it writes. */
 static void test_log_prepare_rides(void **state)
 {
 	static struct pf_freshness_ops ops;
-	struct pf_volume_opts o;
 	struct kiln_err err = { 0 };
-	uint8_t a[3000];
+	uint8_t a[3000], c[100];
+	uint64_t trusted;
 	pf_volume_t *v;
+	pf_file_t *f;
 	struct env e;
 
 	journal_records(true);
@@ -5508,16 +5566,7 @@ static void test_log_prepare_rides(void **state)
 	memset(a, 'a', sizeof(a));
 	v = vol_with_f(&e, a, sizeof(a), false);
 	pf_volume_close(v, NULL);
-	opts_fill(&e, &o, true);
-	g_ride_inner = o.freshness;
-	ops = *o.freshness;
-	ops.prepare = ride_prepare;
-	ops.prepare_unflushed = ride_unflushed;
-	o.freshness = &ops;
-	if (pf_volume_open(e.kdir, g_key, &o, &v, &err) != 0)
-		fail_msg("open: %s", err.msg);
-	g_ride_vol = v;
-	g_ride_calls = g_full_calls = g_ride_answer = 0;
+	v = ride_open(&e, &ops);
 	first_commit(v, "f", a, sizeof(a));
 	assert_int_equal(g_ride_calls, 0);
 	assert_int_equal(g_full_calls, 1);
@@ -5526,6 +5575,7 @@ static void test_log_prepare_rides(void **state)
 	assert_int_equal(g_ride_calls, 1);
 	assert_int_equal(g_full_calls, 1);
 	assert_int_equal(pf_volume_rides(v), 1);
+	ride_synced();
 	g_ride_answer = -EOPNOTSUPP;
 	ride_record(v, a, sizeof(a), 'c');
 	assert_int_equal(v->log_records, 2);
@@ -5536,16 +5586,79 @@ static void test_log_prepare_rides(void **state)
 	ride_record(v, a, sizeof(a), 'd');
 	assert_int_equal(pf_volume_rides(v), 2);
 	assert_int_equal(g_last_fault->ndeferred, 0);
-	g_last_fault->lose_bits = ~0ull;
-	fault_power_cut(g_last_fault);
-	pf_volume_discard(v);
-	v = vol_reopen(&e);
-	assert_int_equal(pf_volume_log_records(v), 3);
-	check_content(v, "f", a, sizeof(a));
+	ride_cut(&e, v, a, sizeof(a), 3);
+
+	/* Two phases: a truncate drains the write-back in place. */
+	memset(a, 'a', sizeof(a));
+	memset(c, 'c', sizeof(c));
+	v = vol_with_f(&e, a, sizeof(a), false);
 	pf_volume_close(v, NULL);
+	v = ride_open(&e, &ops);
+	first_commit(v, "f", a, sizeof(a));
+	ride_record(v, a, sizeof(a), 'b');
+	g_ride_written = false;
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_ftruncate(f, 2900, &err), 0);
+	assert_int_equal(pf_pwrite(f, c, sizeof(c), 0, &err), (ssize_t)sizeof(c));
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(last_record_flags(&e), 0);
+	assert_int_equal(v->log_records, 2);
+	assert_int_equal(pf_volume_rides(v), 2);
+	assert_int_equal(g_full_calls, 1);
+	ride_synced();
+	pf_close(f);
+	memcpy(a, c, sizeof(c));
+	ride_cut(&e, v, a, 2900, 2);
+
+	/* A riding commit that fails (the storage's next call): the version
+	 * is burned, not held. */
+	memset(a, 'a', sizeof(a));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	pf_volume_close(v, NULL);
+	v = ride_open(&e, &ops);
+	first_commit(v, "f", a, sizeof(a));
+	ride_record(v, a, sizeof(a), 'b');
+	trusted = v->trusted;
+	assert_int_equal(trusted, v->version);
+	g_ride_written = false;
+	g_ride_fail = true;
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	assert_int_equal(pf_ftruncate(f, 2800, &err), 0);
+	assert_int_not_equal(pf_fsync(f, &err), 0);
+	g_ride_fail = false;
+	assert_int_equal(pf_volume_rides(v), 2);
+	assert_int_equal(v->trusted, trusted);
+	assert_int_equal(v->burned, trusted + 1);
+	pf_close(f);
+	pf_volume_discard(v);
 	env_free(&e);
-	g_use_deferred = false;
 	journal_records(false);
+
+	/* A data record after a journal's redo (jlive): pre. */
+	g_log_data_max = 1500;
+	memset(a, 'a', sizeof(a));
+	v = vol_with_f(&e, a, sizeof(a), false);
+	pf_volume_close(v, NULL);
+	v = ride_open(&e, &ops);
+	first_commit(v, "f", a, sizeof(a));
+	memset(a + 100, 'j', 2500);
+	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
+	file_put(f, a, sizeof(a));
+	assert_int_equal(last_record_flags(&e), PF_LOG_ONEPHASE);
+	assert_true(f->node->jlive);
+	assert_int_equal(pf_volume_rides(v), 1);
+	g_ride_written = false;
+	memset(a + 100, 'k', 50);
+	assert_int_equal(pf_pwrite(f, a + 100, 50, 100, &err), 50);
+	assert_int_equal(pf_fsync(f, &err), 0);
+	assert_int_equal(last_record_flags(&e), PF_LOG_DATA);
+	assert_int_equal(pf_volume_rides(v), 2);
+	assert_int_equal(g_full_calls, 1);
+	ride_synced();
+	pf_close(f);
+	ride_cut(&e, v, a, sizeof(a), 2);
+	g_log_data_max = 0;
+	g_use_deferred = false;
 }
 
 /* A record carrying a create whose commit failed (its write or sync) may be

@@ -36,6 +36,21 @@ print(open(sys.argv[1], "rb").read(8).decode())
 """
 
 
+# Each commit a two-phase record: a truncate in the generation writes in
+# place (ride18: its prepare rides the record's flush too).
+TRUNCATE_LOOP = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+os.pwrite(fd, b"\0" * 65536, 0)
+for i in range(int(sys.argv[2])):
+    os.pwrite(fd, (b"%08d" % i) * 512, 0)
+    os.ftruncate(fd, 61440 if i % 2 else 65536)
+    os.fdatasync(fd)
+os.close(fd)
+print(open(sys.argv[1], "rb").read(8).decode(), os.stat(sys.argv[1]).st_size)
+"""
+
+
 def fs_type(path):
     return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
                           text=True).stdout.strip()
@@ -63,10 +78,10 @@ def counters(vol_dir):
     return commits, rides
 
 
-def fsync_loop(volume):
-    p = volume.run(sys.executable, "-c", LOOP, volume.dir / "f", str(FSYNCS), env=ENV,
+def fsync_loop(volume, loop=LOOP):
+    p = volume.run(sys.executable, "-c", loop, volume.dir / "f", str(FSYNCS), env=ENV,
                    check=True)
-    assert p.stdout.strip() == "%08d" % (FSYNCS - 1)
+    assert p.stdout.split()[0] == "%08d" % (FSYNCS - 1)
     volume.wait_server_gone()
     return counters(volume.dir)
 
@@ -90,6 +105,20 @@ def test_prepares_ride_the_log_flush(volume):
     commits, rides = fsync_loop(volume)
     assert rides >= FSYNCS * 3 // 4, (commits, rides)
     verify(volume)
+
+
+def test_two_phase_records_ride(volume):
+    """A two-phase record (the truncate wrote in place): its prepare, before
+    the record is written, rides the record's own fdatasync."""
+    need_ride_fs(volume.dir)
+    fsync_loop(volume, TRUNCATE_LOOP)
+    commits, rides = fsync_loop(volume, TRUNCATE_LOOP)
+    assert commits >= FSYNCS
+    assert rides >= FSYNCS * 3 // 4, (commits, rides)
+    verify(volume)
+    p = subprocess.run([volume.kiln_bin, "fs", "cat", str(volume.dir), "f", "--key-file",
+                        str(volume.key)], capture_output=True)
+    assert len(p.stdout) == (65536 if FSYNCS % 2 else 61440)
 
 
 def test_tag_on_another_device_syncs_itself(kiln_bin, tmp_path):
@@ -124,12 +153,15 @@ def test_tag_with_journalled_data_syncs_itself(volume):
     verify(volume)
 
 
-def test_flush_order_traced(kiln_bin, tmp_path):
+@pytest.mark.parametrize("workload", ["fsync", "truncate"])
+def test_flush_order_traced(kiln_bin, tmp_path, workload):
     """Every commit's tag write completes before the flush that completes
-    before its reply (block tracepoints; skipped without perf or root)."""
+    before its reply (block tracepoints; skipped without perf or root); one-
+    phase records (fsync) and two-phase ones (truncate)."""
     need_ride_fs(tmp_path)
     p = subprocess.run([sys.executable, str(ROOT / "bench/shield/flush_order.py"), kiln_bin,
-                        "--commits", "150", "--dir", str(tmp_path), "--json"],
+                        "--commits", "150", "--workload", workload, "--dir", str(tmp_path),
+                        "--json"],
                        capture_output=True, text=True, timeout=300)
     if p.returncode == 2:
         pytest.skip(p.stderr.strip())
