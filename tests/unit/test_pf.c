@@ -5500,13 +5500,18 @@ static void ride_record(pf_volume_t *v, uint8_t *a, size_t size, char c)
 	pf_close(f);
 }
 
-/* Open e's volume with the riding provider (ops) and the fault storage. */
-static pf_volume_t *ride_open(struct env *e, struct pf_freshness_ops *ops)
+/* A volume in e whose f holds size bytes of 'a' (into a), open with the
+ * riding provider (ops) and the fault storage, past its first commit. */
+static pf_volume_t *ride_vol(struct env *e, struct pf_freshness_ops *ops, uint8_t *a,
+			     size_t size)
 {
 	struct pf_volume_opts o;
 	struct kiln_err err = { 0 };
 	pf_volume_t *v;
 
+	memset(a, 'a', size);
+	v = vol_with_f(e, a, size, false);
+	pf_volume_close(v, NULL);
 	opts_fill(e, &o, true);
 	g_ride_inner = o.freshness;
 	*ops = *o.freshness;
@@ -5518,6 +5523,7 @@ static pf_volume_t *ride_open(struct env *e, struct pf_freshness_ops *ops)
 	g_ride_vol = v;
 	g_ride_calls = g_full_calls = g_ride_answer = 0;
 	g_ride_written = true;
+	first_commit(v, "f", a, size);
 	return v;
 }
 
@@ -5563,11 +5569,7 @@ static void test_log_prepare_rides(void **state)
 
 	journal_records(true);
 	g_use_deferred = true;
-	memset(a, 'a', sizeof(a));
-	v = vol_with_f(&e, a, sizeof(a), false);
-	pf_volume_close(v, NULL);
-	v = ride_open(&e, &ops);
-	first_commit(v, "f", a, sizeof(a));
+	v = ride_vol(&e, &ops, a, sizeof(a));
 	assert_int_equal(g_ride_calls, 0);
 	assert_int_equal(g_full_calls, 1);
 	ride_record(v, a, sizeof(a), 'b');
@@ -5589,12 +5591,8 @@ static void test_log_prepare_rides(void **state)
 	ride_cut(&e, v, a, sizeof(a), 3);
 
 	/* Two phases: a truncate drains the write-back in place. */
-	memset(a, 'a', sizeof(a));
 	memset(c, 'c', sizeof(c));
-	v = vol_with_f(&e, a, sizeof(a), false);
-	pf_volume_close(v, NULL);
-	v = ride_open(&e, &ops);
-	first_commit(v, "f", a, sizeof(a));
+	v = ride_vol(&e, &ops, a, sizeof(a));
 	ride_record(v, a, sizeof(a), 'b');
 	g_ride_written = false;
 	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
@@ -5612,11 +5610,7 @@ static void test_log_prepare_rides(void **state)
 
 	/* A riding commit that fails (the storage's next call): the version
 	 * is burned, not held. */
-	memset(a, 'a', sizeof(a));
-	v = vol_with_f(&e, a, sizeof(a), false);
-	pf_volume_close(v, NULL);
-	v = ride_open(&e, &ops);
-	first_commit(v, "f", a, sizeof(a));
+	v = ride_vol(&e, &ops, a, sizeof(a));
 	ride_record(v, a, sizeof(a), 'b');
 	trusted = v->trusted;
 	assert_int_equal(trusted, v->version);
@@ -5636,11 +5630,7 @@ static void test_log_prepare_rides(void **state)
 
 	/* A data record after a journal's redo (jlive): pre. */
 	g_log_data_max = 1500;
-	memset(a, 'a', sizeof(a));
-	v = vol_with_f(&e, a, sizeof(a), false);
-	pf_volume_close(v, NULL);
-	v = ride_open(&e, &ops);
-	first_commit(v, "f", a, sizeof(a));
+	v = ride_vol(&e, &ops, a, sizeof(a));
 	memset(a + 100, 'j', 2500);
 	assert_int_equal(pf_open(v, "f", O_RDWR, 0, &f, &err), 0);
 	file_put(f, a, sizeof(a));
