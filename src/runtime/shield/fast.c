@@ -292,7 +292,7 @@ long rt__fast_open(struct rt_target *t, int flags, int rflags)
 		goto out_end;
 	fd = spare_lend(n, rflags, &spare);
 	if (fd < 0)
-		fd = rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
+		fd = rt__memfd_reopen(n, rflags);
 	if (fd >= 0 && !rt_fd_in_range((int)fd)) {
 		rt__raw(SYS_close, fd);
 		fd = -EAGAIN;

@@ -228,6 +228,17 @@ long rt__shield_open_link(struct rt_target *t, int flags)
 	return fd;
 }
 
+/* n's memfd opened again with rflags. O_DIRECT is kept where tmpfs takes it
+ * (Linux 6.6 on, where it changes nothing: F_GETFL shows it, as on a disk
+ * file); before, the open goes on without it, served through the cache. */
+long rt__memfd_reopen(const struct rt_node *n, int rflags)
+{
+	long fd = g_procfd >= 0 ? rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"),
+					   rflags, 0) : rt__raw(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
+
+	return fd == -EINVAL && (rflags & O_DIRECT) ? rt__memfd_reopen(n, rflags & ~O_DIRECT) : fd;
+}
+
 /* A new program fd on node n's plaintext: a reopen of its memfd through
  * /proc/self/fd, so the fd has its own offset and flags as an open of the same
  * file would. rflags are the caller's flags reduced to what applies to a memfd.
@@ -239,10 +250,7 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 
 	if (!n->proc[0])
 		snprintf(n->proc, sizeof(n->proc), "/proc/self/fd/%d", n->memfd);
-	if (g_procfd >= 0)
-		fd = rt__raw(SYS_openat, g_procfd, n->proc + strlen("/proc/self/fd/"), rflags, 0);
-	else
-		fd = rt__raw(SYS_openat, AT_FDCWD, n->proc, rflags, 0);
+	fd = rt__memfd_reopen(n, rflags);
 	if (fd < 0)
 		return fd;
 	o = calloc(1, sizeof(*o));
@@ -264,7 +272,7 @@ long rt__ofd_open_node(struct rt_node *n, int rflags)
 /* O_SYNC and O_DSYNC stay on the memfd's description although the kernel does
  * nothing with them there: F_GETFL reports them, and an exec'd program's
  * runtime finds them again on the fds it inherits (shield.c). */
-#define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME | O_SYNC)
+#define RFLAGS (O_ACCMODE | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOATIME | O_SYNC | O_DIRECT)
 
 bool rt__open_denied(const struct rt_stat_reply *r, int flags)
 {

@@ -264,6 +264,7 @@ bool rt__node_try_free(struct rt_node *n) RT_HIDDEN;
 void rt__node_reap(void) RT_HIDDEN;
 
 /* file.c: open file descriptions. */
+long rt__memfd_reopen(const struct rt_node *n, int rflags) RT_HIDDEN;
 long rt__ofd_open_node(struct rt_node *n, int rflags) RT_HIDDEN;
 /* fsync's durable commit of a file description the caller holds a reference
  * on (nothing under the on-close and on-exit freshness); -EIO when it fails. */

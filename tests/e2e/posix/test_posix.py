@@ -33,7 +33,7 @@ CASES_DIR = HERE / "cases"
 # Debian's interpreter, not a pyenv one earlier on PATH.
 PYTHON = "/usr/bin/python3"
 CASES = ["perms", "times", "inode", "paths", "links", "sparse", "unlink_open", "dirs",
-         "statvfs", "special", "locks", "efault"]
+         "statvfs", "special", "locks", "efault", "direct"]
 NEEDS_ROOT = {"perms"}
 
 
