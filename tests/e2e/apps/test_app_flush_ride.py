@@ -153,11 +153,17 @@ def test_tag_with_journalled_data_syncs_itself(volume):
     verify(volume)
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("workload", ["fsync", "truncate"])
 def test_flush_order_traced(kiln_bin, tmp_path, workload):
     """Every commit's tag write completes before the flush that completes
     before its reply (block tracepoints; skipped without perf or root); one-
-    phase records (fsync) and two-phase ones (truncate)."""
+    phase records (fsync) and two-phase ones (truncate). In `make stress`
+    (serial), not `make check`: flushes carry no id in the trace and are
+    paired in order, and other tests' flushes on the disk's other queue
+    (virtio-blk has one per CPU) complete out of that order; beside make
+    check's second worker the pairing judged 35 of 152 commits uncovered,
+    alone 0 in every run (docs/fs.md "One flush per commit")."""
     need_ride_fs(tmp_path)
     p = subprocess.run([sys.executable, str(ROOT / "bench/shield/flush_order.py"), kiln_bin,
                         "--commits", "150", "--workload", workload, "--dir", str(tmp_path),
